@@ -1,0 +1,86 @@
+/*
+ * custody/cert.h — certificates and the files they arrive in.
+ *
+ * Reads X.509 facts (thumbprint, SHA-256, names, validity, SANs, key
+ * algorithm, key id) and loads import files: PKCS#12, PEM (certificates and
+ * a private key, plain or encrypted PKCS#8 or traditional), or a
+ * certificate alone (PEM or DER).  Depends on OpenSSL only.
+ *
+ * Key id: SHA-1 of the certificate's subjectPublicKey BIT STRING contents
+ * (RFC 5280 §4.2.1.2 method 1) — the CKA_ID of the key and certificate on
+ * every token.
+ */
+#ifndef CUSTODY_CERT_H
+#define CUSTODY_CERT_H
+
+#include <stddef.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <custody/error.h>
+#include <custody/records.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Fills every member of out except key_uri and label (left NULL) from x.
+ * out is overwritten (not freed first). */
+int custody_cert_record_from_x509(X509 *x, custody_cert_record *out,
+				  custody_err *err);
+
+/* As above from DER bytes. */
+int custody_cert_record_from_der(const unsigned char *der, size_t len,
+				 custody_cert_record *out, custody_err *err);
+
+/* The key id (20 bytes) of the certificate's public key. */
+int custody_cert_key_id(X509 *x, unsigned char id[20], custody_err *err);
+
+/* The same from a public (or private) key. */
+int custody_pkey_key_id(EVP_PKEY *pkey, unsigned char id[20],
+			custody_err *err);
+
+/* "RSA-2048", "EC-P256", "EC-P384", "EC-P521", "EC-<curve>", "DSA-1024",
+ * "ED25519"...; writes at most size bytes. */
+void custody_pkey_algorithm(EVP_PKEY *pkey, char *buf, size_t size);
+
+/* What an import file held.  key is NULL for a certificate alone.  chain
+ * holds the other certificates of the file (never NULL after a successful
+ * load; may be empty). */
+typedef struct custody_bundle {
+	EVP_PKEY *key;
+	X509 *cert;
+	STACK_OF(X509) *chain;
+} custody_bundle;
+
+/*
+ * Parses an import file held in memory.  password may be NULL (no
+ * password given); for PKCS#12 an empty and a NULL password are both tried.
+ * Errors:
+ *   EPASSWORD  — the file is encrypted and the password is missing or wrong
+ *                ("wrong password or missing --password-source" style);
+ *   EFAIL      — not a PKCS#12/PEM/DER file, truncated, corrupted, no
+ *                certificate, more than one key, or the private key does
+ *                not match any certificate ("the private key does not
+ *                match the certificate").
+ * With a key, the certificate is the one that matches it; the rest go to
+ * chain.  Without a key, a file with exactly one certificate gives it, a
+ * file with several is EFAIL.
+ */
+int custody_bundle_parse(const unsigned char *data, size_t len,
+			 const char *password, custody_bundle *out,
+			 custody_err *err);
+
+/* Reads path (at most 1 MiB) and parses it as above.  The file's bytes are
+ * cleansed from memory before returning. */
+int custody_bundle_load_file(const char *path, const char *password,
+			     custody_bundle *out, custody_err *err);
+
+void custody_bundle_free(custody_bundle *b);
+
+/* PEM text of a DER certificate, malloc'ed, NUL-terminated. */
+char *custody_cert_der_to_pem(const unsigned char *der, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

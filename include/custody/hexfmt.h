@@ -1,0 +1,25 @@
+/*
+ * custody/hexfmt.h — hex encoding of byte strings.
+ */
+#ifndef CUSTODY_HEXFMT_H
+#define CUSTODY_HEXFMT_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Writes 2*len hex digits and a NUL into out (size >= 2*len+1). */
+void custody_hex_encode(const unsigned char *in, size_t len, char *out,
+			int upper);
+
+/* Decodes an even-length hex string (either case) into out (at most
+ * max bytes); returns the number of bytes, or -1 on a bad digit, odd
+ * length or overflow. */
+long custody_hex_decode(const char *in, unsigned char *out, size_t max);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

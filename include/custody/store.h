@@ -1,0 +1,84 @@
+/*
+ * custody/store.h — the store: certificate facts (public parts only) and
+ * assignments.  One interface, several backends: "sqlite:PATH" (embedded
+ * default); "postgresql://..." (cluster, a later backend).
+ *
+ * Concurrency: a change is read → decided → written with
+ * custody_store_put_assignment(), which succeeds only if the stored row
+ * still has the version that was read (optimistic concurrency); otherwise
+ * it fails with CUSTODY_ECONFLICT and writes nothing.  Writes happen
+ * between custody_store_begin() and custody_store_commit(); any error
+ * before commit must be followed by custody_store_rollback().
+ *
+ * Memory: records returned through out-pointers belong to the caller
+ * (free with custody_cert_record_clear / custody_cert_records_free / free).
+ */
+#ifndef CUSTODY_STORE_H
+#define CUSTODY_STORE_H
+
+#include <stddef.h>
+#include <custody/error.h>
+#include <custody/records.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct custody_store custody_store;
+
+/* Opens (and for SQLite creates, with its directory, mode 0700/0600) the
+ * store named by url and brings its schema to the current version.
+ * An unknown scheme is EUSAGE naming the accepted forms. */
+int custody_store_open(const char *url, custody_store **out, custody_err *err);
+void custody_store_close(custody_store *st);
+
+/* The schema version this build writes. */
+int custody_store_schema_version(void);
+
+/* One write transaction (SQLite: BEGIN IMMEDIATE, waiting up to 10 s for
+ * another writer). */
+int custody_store_begin(custody_store *st, custody_err *err);
+int custody_store_commit(custody_store *st, custody_err *err);
+void custody_store_rollback(custody_store *st);
+
+/* ENOTFOUND when (type, identity) has no stored assignment.
+ * Type and identity are matched case-insensitively. */
+int custody_store_get_assignment(custody_store *st, const char *type,
+				 const char *identity, custody_assignment *out,
+				 custody_err *err);
+
+/* All assignments, ordered by type then identity ("global" first). */
+int custody_store_list_assignments(custody_store *st, custody_assignment **out,
+				   size_t *n, custody_err *err);
+
+/*
+ * Writes a->{current,previous,pending} if the stored version still equals
+ * a->version (0 = "there is no row yet").  On success a->version is the new
+ * version.  A record whose three slots are all empty deletes the row.
+ * ECONFLICT ("assignment changed concurrently") when the version differs.
+ */
+int custody_store_put_assignment(custody_store *st, custody_assignment *a,
+				 custody_err *err);
+
+/* Inserts the certificate, or updates key_uri and label of the one with
+ * the same thumbprint. */
+int custody_store_put_cert(custody_store *st, const custody_cert_record *rec,
+			   custody_err *err);
+
+/* ENOTFOUND when there is no certificate with that exact thumbprint
+ * (40 upper-case hex digits). */
+int custody_store_get_cert(custody_store *st, const char *thumbprint,
+			   custody_cert_record *out, custody_err *err);
+
+/* All certificates, ordered by not_after then thumbprint. */
+int custody_store_list_certs(custody_store *st, custody_cert_record **out,
+			     size_t *n, custody_err *err);
+
+/* ENOTFOUND when absent. */
+int custody_store_delete_cert(custody_store *st, const char *thumbprint,
+			      custody_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,28 @@
+/*
+ * custody/timefmt.h — ISO 8601 times as the command line accepts and
+ * shows them.  Accepted: "YYYY-MM-DD" (00:00 UTC) and
+ * "YYYY-MM-DDTHH:MM[:SS](Z|±HH:MM)".  Shown: "YYYY-MM-DDTHH:MM:SSZ".
+ */
+#ifndef CUSTODY_TIMEFMT_H
+#define CUSTODY_TIMEFMT_H
+
+#include <stdint.h>
+#include <custody/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CUSTODY_TIME_TEXT 21	/* "YYYY-MM-DDTHH:MM:SSZ" + NUL */
+
+/* Anything else (including out-of-range fields such as 2031-02-30) is
+ * EUSAGE with a message that names the accepted forms. */
+int custody_time_parse(const char *text, int64_t *out, custody_err *err);
+
+/* Writes the UTC form into buf and returns buf. */
+char *custody_time_format(int64_t t, char buf[CUSTODY_TIME_TEXT]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,2 @@
+/* assign.c — to be written. */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* cert.c — to be written. */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* cert_bundle.c — to be written. */
+#include "config.h"

@@ -1,0 +1,115 @@
+/* error.c — the one error idiom (see custody/error.h). */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include <custody/error.h>
+
+static void
+vformat(char *buf, size_t size, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(buf, size, fmt, ap);
+
+	if (n < 0)
+		buf[0] = '\0';
+}
+
+int
+custody_err_set(custody_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return code;
+	err->code = code;
+	err->hint[0] = '\0';
+	va_start(ap, fmt);
+	vformat(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int
+custody_err_openssl(custody_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+	unsigned long e;
+	char reason[256] = "";
+	size_t len;
+
+	/* The newest error says most about what went wrong. */
+	e = ERR_peek_last_error();
+	if (e != 0)
+		ERR_error_string_n(e, reason, sizeof(reason));
+	ERR_clear_error();
+	if (err == NULL)
+		return code;
+	err->code = code;
+	err->hint[0] = '\0';
+	va_start(ap, fmt);
+	vformat(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	len = strlen(err->msg);
+	if (reason[0] != '\0' && len < sizeof(err->msg))
+		snprintf(err->msg + len, sizeof(err->msg) - len, ": %s", reason);
+	return code;
+}
+
+int
+custody_err_hint(custody_err *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return CUSTODY_EFAIL;
+	va_start(ap, fmt);
+	vformat(err->hint, sizeof(err->hint), fmt, ap);
+	va_end(ap);
+	return err->code;
+}
+
+int
+custody_err_prefix(custody_err *err, const char *fmt, ...)
+{
+	va_list ap;
+	char prefix[512];
+	char old[sizeof(err->msg)];
+
+	if (err == NULL)
+		return CUSTODY_EFAIL;
+	va_start(ap, fmt);
+	vformat(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	memcpy(old, err->msg, sizeof(old));
+	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+	return err->code;
+}
+
+void
+custody_err_clear(custody_err *err)
+{
+	if (err == NULL)
+		return;
+	err->code = CUSTODY_OK;
+	err->msg[0] = '\0';
+	err->hint[0] = '\0';
+}
+
+int
+custody_err_exit_status(int code)
+{
+	switch (code) {
+	case CUSTODY_OK:
+		return 0;
+	case CUSTODY_EUSAGE:
+		return 2;
+	case CUSTODY_ENOTFOUND:
+		return 3;
+	default:
+		return 1;
+	}
+}

@@ -1,0 +1,2 @@
+/* policy.c — to be written. */
+#include "config.h"

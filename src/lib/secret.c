@@ -1,0 +1,2 @@
+/* secret.c — to be written. */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* store_sqlite.c — to be written. */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* thumbprint.c — to be written. */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* timefmt.c — to be written. */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* token_import.c — to be written. */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* token_lock.c — to be written. */
+#include "config.h"
