@@ -144,6 +144,19 @@ typedef struct custody_key_attrs {
 int custody_token_key_attrs(custody_token *tok, const char *key_id,
 			    custody_key_attrs *out, custody_err *err);
 
+/*
+ * Initialises a fresh token (a ceremony step, for SoftHSM and test tokens):
+ * finds the first slot whose token is present but not initialised,
+ * C_InitToken with so_pin and `label`, then logs in as SO and sets the
+ * user PIN (C_InitPIN).  spec->label/uri are ignored; the lock is taken
+ * as for custody_token_open.  EFAIL when a token with that label already
+ * exists or no free slot is left.
+ */
+int custody_token_init(const custody_token_spec *spec, const char *label,
+		       const char *so_pin, size_t so_pin_len,
+		       const char *user_pin, size_t user_pin_len,
+		       custody_err *err);
+
 #ifdef __cplusplus
 }
 #endif
