@@ -1,1 +1,399 @@
+/*
+ * cli.c — what every subcommand shares: option parsing with the global
+ * options, the configuration (file < environment < command line), opening
+ * the store and the token, and finding the assignment that applies.
+ */
 #include "config.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <custody/policy.h>
+#include <custody/secret.h>
+#include <custody/timefmt.h>
+
+#include "cli.h"
+
+void
+cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("custody: warning: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void
+cli_say(const struct cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cli->quiet)
+		return;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int
+cli_usage_error(struct cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	cli->err.code = CUSTODY_EUSAGE;
+	cli->err.hint[0] = '\0';
+	va_start(ap, fmt);
+	vsnprintf(cli->err.msg, sizeof(cli->err.msg), fmt, ap);
+	va_end(ap);
+	return CUSTODY_EUSAGE;
+}
+
+static int
+global_option(struct cli *cli, int c, const char *arg)
+{
+	switch (c) {
+	case 'c': cli->args.config = arg; break;
+	case OPT_MODULE: cli->args.module = arg; break;
+	case OPT_TOKEN: cli->args.token = arg; break;
+	case OPT_PIN_SOURCE: cli->args.pin_source = arg; break;
+	case OPT_SO_PIN_SOURCE: cli->args.so_pin_source = arg; break;
+	case OPT_STORE: cli->args.store = arg; break;
+	case OPT_NODE: cli->args.node = arg; break;
+	case OPT_AT: cli->args.at = arg; break;
+	case 'o': cli->args.output = arg; break;
+	case 'q': cli->quiet = 1; break;
+	case 'v': cli->verbose++; break;
+	default: return 0;
+	}
+	return 1;
+}
+
+/* Sets a config string member from a token value: a pkcs11: URI or a label. */
+static int
+set_token(custody_config *cfg, const char *value, custody_err *err)
+{
+	if (strncmp(value, "pkcs11:", 7) == 0)
+		return custody_config_set(cfg, "token", "uri", value, err);
+	return custody_config_set(cfg, "token", "label", value, err);
+}
+
+static int
+apply_overrides(struct cli *cli, int from_env)
+{
+	static const struct {
+		const char *env;
+		const char *section, *key;
+		size_t arg_offset;
+	} map[] = {
+		{"CUSTODY_MODULE", "token", "module", offsetof(struct cli_args, module)},
+		{"CUSTODY_TOKEN", "token", NULL, offsetof(struct cli_args, token)},
+		{"CUSTODY_PIN_SOURCE", "token", "pin-source", offsetof(struct cli_args, pin_source)},
+		{"CUSTODY_SO_PIN_SOURCE", "token", "so-pin-source", offsetof(struct cli_args, so_pin_source)},
+		{"CUSTODY_STORE", "store", "url", offsetof(struct cli_args, store)},
+		{"CUSTODY_NODE", "node", "name", offsetof(struct cli_args, node)},
+	};
+	size_t i;
+	int r;
+
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		const char *value;
+
+		if (from_env)
+			value = getenv(map[i].env);
+		else
+			value = *(const char *const *)((const char *)&cli->args + map[i].arg_offset);
+		if (value == NULL || (from_env && value[0] == '\0'))
+			continue;
+		if (map[i].key == NULL)
+			r = set_token(&cli->cfg, value, &cli->err);
+		else
+			r = custody_config_set(&cli->cfg, map[i].section, map[i].key,
+					       value, &cli->err);
+		if (r != CUSTODY_OK) {
+			if (from_env)
+				custody_err_prefix(&cli->err, "%s", map[i].env);
+			return r;
+		}
+	}
+	return CUSTODY_OK;
+}
+
+static int
+settle_configuration(struct cli *cli)
+{
+	const char *path = cli->args.config;
+	char host[256];
+	int r;
+
+	if (path == NULL)
+		path = getenv("CUSTODY_CONFIG");
+	if (path == NULL && access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0)
+		path = CUSTODY_DEFAULT_CONFIG;
+	if (path != NULL && path[0] != '\0' &&
+	    (r = custody_config_load(&cli->cfg, path, &cli->err)) != CUSTODY_OK)
+		return r;
+	if ((r = apply_overrides(cli, 1)) != CUSTODY_OK ||
+	    (r = apply_overrides(cli, 0)) != CUSTODY_OK)
+		return r;
+
+	if (cli->cfg.node_name != NULL) {
+		r = custody_identity_canonical(cli->cfg.node_name, cli->node, &cli->err);
+		if (r != CUSTODY_OK)
+			return custody_err_prefix(&cli->err, "node name");
+	} else {
+		char *dot;
+
+		if (gethostname(host, sizeof(host)) != 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		if ((dot = strchr(host, '.')) != NULL)
+			*dot = '\0';
+		if (custody_identity_canonical(host, cli->node, NULL) != CUSTODY_OK)
+			snprintf(cli->node, sizeof(cli->node), "localhost");
+	}
+
+	cli->now = (int64_t)time(NULL);
+	if (cli->args.at != NULL &&
+	    (r = custody_time_parse(cli->args.at, &cli->now, &cli->err)) != CUSTODY_OK)
+		return custody_err_prefix(&cli->err, "--at");
+
+	cli->output = OUT_TABLE;
+	if (cli->args.output != NULL) {
+		static const char *const names[] = {"table", "json", "thumbprint", "pem", "uri"};
+		size_t i;
+
+		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strcmp(cli->args.output, names[i]) == 0)
+				break;
+		if (i == sizeof(names) / sizeof(names[0]))
+			return cli_usage_error(cli, "unknown output format '%s': use table, json, thumbprint, pem or uri",
+					       cli->args.output);
+		cli->output = (enum cli_output)i;
+	}
+	return CUSTODY_OK;
+}
+
+int
+cli_parse(struct cli *cli, int argc, char **argv,
+	  const struct option *command_options, const char *shortopts,
+	  int (*on_option)(struct cli *, int, const char *, void *), void *ctx)
+{
+	static const struct option globals[] = {CLI_GLOBAL_LONGOPTS, {NULL, 0, NULL, 0}};
+	struct option all[64];
+	char short_all[64];
+	size_t n = 0, i;
+	int c, r;
+
+	for (i = 0; command_options != NULL && command_options[i].name != NULL; i++)
+		all[n++] = command_options[i];
+	for (i = 0; globals[i].name != NULL; i++)
+		all[n++] = globals[i];
+	memset(&all[n], 0, sizeof(all[n]));
+	snprintf(short_all, sizeof(short_all), ":%s%s", shortopts != NULL ? shortopts : "",
+		 CLI_GLOBAL_SHORTOPTS);
+
+	optind = 0;	/* GNU getopt: start over on the command's argv */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, short_all, all, NULL)) != -1) {
+		if (c == 'h') {
+			const struct command *cmd = cli_find_command(cli->cmd);
+
+			if (cmd != NULL)
+				fputs(cmd->usage, stdout);
+			return -1;
+		}
+		if (c == OPT_VERSION) {
+			printf("custody %s\n", PACKAGE_VERSION);
+			return -1;
+		}
+		if (c == '?')
+			return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
+		if (c == ':')
+			return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
+		if (global_option(cli, c, optarg))
+			continue;
+		if ((r = on_option(cli, c, optarg, ctx)) != CUSTODY_OK)
+			return r;
+	}
+	if (optind < argc)
+		return cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
+	return settle_configuration(cli);
+}
+
+int
+cli_check_output(struct cli *cli, unsigned allowed)
+{
+	static const char *const names[] = {"table", "json", "thumbprint", "pem", "uri"};
+
+	if ((allowed & (1u << cli->output)) == 0)
+		return cli_usage_error(cli, "output format %s does not apply to %s",
+				       names[cli->output], cli->cmd);
+	return CUSTODY_OK;
+}
+
+int
+cli_open_store(struct cli *cli)
+{
+	const char *url = cli->cfg.store_url != NULL ? cli->cfg.store_url
+						     : CUSTODY_DEFAULT_STORE;
+	int r;
+
+	if (cli->store != NULL)
+		return CUSTODY_OK;
+	r = custody_store_open(url, &cli->store, &cli->err);
+	if (r != CUSTODY_OK && cli->cfg.store_url == NULL)
+		custody_err_hint(&cli->err, "choose a store with --store sqlite:PATH, CUSTODY_STORE or store.url");
+	return r;
+}
+
+int
+cli_open_token(struct cli *cli)
+{
+	custody_token_spec spec;
+	custody_secret pin = {NULL, 0};
+	char prompt[256];
+	int r;
+
+	if (cli->token != NULL)
+		return CUSTODY_OK;
+	if (cli->cfg.module == NULL || cli->cfg.module[0] == '\0') {
+		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PKCS#11 module configured");
+		custody_err_hint(&cli->err, "give --module PATH, CUSTODY_MODULE or token.module in the config file");
+		return r;
+	}
+	if (cli->cfg.pin_source == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PIN source configured");
+		custody_err_hint(&cli->err, "give --pin-source file:PATH|env:VAR|fd:N|prompt, CUSTODY_PIN_SOURCE or token.pin-source");
+		return r;
+	}
+	/* Check the PIN source's form before touching the token. */
+	if ((r = custody_secret_source_check(cli->cfg.pin_source, &cli->err)) != CUSTODY_OK)
+		return r;
+	memset(&spec, 0, sizeof(spec));
+	spec.module = cli->cfg.module;
+	spec.label = cli->cfg.token_label;
+	spec.uri = cli->cfg.token_uri;
+	spec.lock_dir = cli->cfg.lock_dir;
+	spec.lock_timeout = cli->cfg.lock_timeout;
+	if ((r = custody_token_open(&spec, &cli->token, &cli->err)) != CUSTODY_OK)
+		goto out;
+	snprintf(prompt, sizeof(prompt), "User PIN for token %s: ",
+		 custody_token_label(cli->token));
+	if ((r = custody_secret_read(cli->cfg.pin_source, prompt, &pin, &cli->err)) != CUSTODY_OK)
+		goto out;
+	r = custody_token_login(cli->token, pin.data != NULL ? pin.data : "", pin.len, &cli->err);
+out:
+	custody_secret_clear(&pin);
+	if (r != CUSTODY_OK && cli->token != NULL) {
+		custody_token_close(cli->token);
+		cli->token = NULL;
+	}
+	return r;
+}
+
+const char *
+cli_default_identity(const struct cli *cli, const char *type)
+{
+	if (strcmp(type, "OAuthTokenIssuer") == 0)
+		return "global";
+	return cli->node;
+}
+
+static int
+read_resolved(struct cli *cli, const char *type, const char *identity,
+	      custody_assignment *out)
+{
+	custody_assignment stored;
+	int r;
+
+	r = custody_store_get_assignment(cli->store, type, identity, &stored, &cli->err);
+	if (r != CUSTODY_OK)
+		return r;
+	custody_assign_resolve(&stored, cli->now, out);
+	return CUSTODY_OK;
+}
+
+int
+cli_lookup_assignment(struct cli *cli, const char *type, const char *identity,
+		      int want_current, custody_assignment *out)
+{
+	const char *shown = identity;
+	int r;
+
+	if (identity != NULL) {
+		r = read_resolved(cli, type, identity, out);
+	} else {
+		r = read_resolved(cli, type, cli->node, out);
+		shown = cli->node;
+		if (r == CUSTODY_ENOTFOUND) {
+			r = read_resolved(cli, type, "global", out);
+			shown = "global";
+		}
+	}
+	if (r == CUSTODY_OK && want_current && out->current.thumbprint[0] == '\0')
+		r = CUSTODY_ENOTFOUND;
+	if (r == CUSTODY_ENOTFOUND)
+		custody_err_set(&cli->err, CUSTODY_ENOTFOUND,
+				"no certificate is assigned for type %s (identity %s)",
+				type, shown);
+	return r;
+}
+
+int
+cli_token_records(struct cli *cli, custody_cert_record **recs, int **has_key,
+		  size_t *n)
+{
+	custody_token_cert *certs = NULL;
+	custody_cert_record *out = NULL;
+	int *keys = NULL;
+	size_t count = 0, i, k = 0;
+	int r;
+
+	*recs = NULL;
+	*n = 0;
+	if (has_key != NULL)
+		*has_key = NULL;
+	if ((r = custody_token_list_certs(cli->token, &certs, &count, &cli->err)) != CUSTODY_OK)
+		return r;
+	out = calloc(count > 0 ? count : 1, sizeof(*out));
+	keys = calloc(count > 0 ? count : 1, sizeof(*keys));
+	if (out == NULL || keys == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < count; i++) {
+		custody_err ignored;
+
+		/* A certificate the token holds but OpenSSL cannot read is skipped. */
+		if (custody_cert_record_from_der(certs[i].der, certs[i].der_len,
+						 &out[k], &ignored) != CUSTODY_OK)
+			continue;
+		if (certs[i].label != NULL)
+			out[k].label = strdup(certs[i].label);
+		if (certs[i].has_private_key)
+			out[k].key_uri = custody_token_key_uri(cli->token, certs[i].key_id,
+								out[k].label);
+		keys[k] = certs[i].has_private_key;
+		k++;
+	}
+	*recs = out;
+	*n = k;
+	out = NULL;
+	if (has_key != NULL) {
+		*has_key = keys;
+		keys = NULL;
+	}
+	r = CUSTODY_OK;
+out:
+	custody_cert_records_free(out, 0);
+	free(keys);
+	custody_token_certs_free(certs, count);
+	return r;
+}

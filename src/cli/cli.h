@@ -1,0 +1,182 @@
+/*
+ * cli.h — what the subcommands of `custody` share: the parsed global
+ * options, the opened store and token, and the output helpers.
+ *
+ * A command is `int cmd_NAME(struct cli *cli, int argc, char **argv)`; it
+ * returns a custody status (CUSTODY_OK, CUSTODY_E*) and leaves the message in
+ * cli->err, which main() prints once as "custody: CMD: WHAT: WHY".
+ */
+#ifndef CUSTODY_CLI_H
+#define CUSTODY_CLI_H
+
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include <custody/assign.h>
+#include <custody/cert.h>
+#include <custody/config.h>
+#include <custody/error.h>
+#include <custody/records.h>
+#include <custody/store.h>
+#include <custody/timefmt.h>
+#include <custody/token.h>
+
+enum cli_output {
+	OUT_TABLE = 0,
+	OUT_JSON,
+	OUT_THUMBPRINT,
+	OUT_PEM,
+	OUT_URI,
+};
+
+/* Values given on the command line (NULL: not given). */
+struct cli_args {
+	const char *config;
+	const char *module;
+	const char *token;	/* label or pkcs11: URI */
+	const char *pin_source;
+	const char *so_pin_source;
+	const char *store;
+	const char *node;
+	const char *at;
+	const char *output;
+};
+
+struct cli {
+	const char *cmd;	/* the subcommand's name, for messages */
+	struct cli_args args;
+	custody_config cfg;	/* file, then environment, then command line */
+	char node[CUSTODY_NAME_MAX + 1];
+	int64_t now;		/* --at, or the clock */
+	enum cli_output output;
+	int quiet, verbose;
+	custody_err err;
+	custody_store *store;
+	custody_token *token;
+};
+
+/* Global options, to be appended to every command's option table. */
+enum {
+	OPT_MODULE = 0x100,
+	OPT_TOKEN,
+	OPT_PIN_SOURCE,
+	OPT_SO_PIN_SOURCE,
+	OPT_STORE,
+	OPT_NODE,
+	OPT_AT,
+	OPT_VERSION,
+	OPT_FIRST_COMMAND_OPTION,	/* commands number their own from here */
+};
+#define CLI_GLOBAL_SHORTOPTS "c:o:qvh"
+#define CLI_GLOBAL_LONGOPTS                                      \
+	{"config", required_argument, NULL, 'c'},                \
+	{"module", required_argument, NULL, OPT_MODULE},         \
+	{"token", required_argument, NULL, OPT_TOKEN},           \
+	{"token-uri", required_argument, NULL, OPT_TOKEN},       \
+	{"pin-source", required_argument, NULL, OPT_PIN_SOURCE}, \
+	{"so-pin-source", required_argument, NULL, OPT_SO_PIN_SOURCE}, \
+	{"store", required_argument, NULL, OPT_STORE},           \
+	{"node", required_argument, NULL, OPT_NODE},             \
+	{"at", required_argument, NULL, OPT_AT},                 \
+	{"output", required_argument, NULL, 'o'},                \
+	{"quiet", no_argument, NULL, 'q'},                       \
+	{"verbose", no_argument, NULL, 'v'},                     \
+	{"version", no_argument, NULL, OPT_VERSION},             \
+	{"help", no_argument, NULL, 'h'}
+
+/* One subcommand. */
+struct command {
+	const char *name;
+	int (*run)(struct cli *cli, int argc, char **argv);
+	const char *summary;
+	const char *usage;	/* the synopsis and options, for --help */
+};
+
+/*
+ * Parses argv with the command's options followed by the global ones.
+ * For each of the command's own options calls on_option(cli, c, optarg,
+ * ctx), which returns a status.  Handles the global options itself, and
+ * --help (prints the usage, returns -1: the command exits 0).  Leaves
+ * optind after the last option.  Then settles the configuration
+ * (file < environment < command line).
+ */
+int cli_parse(struct cli *cli, int argc, char **argv,
+	      const struct option *command_options, const char *shortopts,
+	      int (*on_option)(struct cli *, int, const char *, void *),
+	      void *ctx);
+
+/* A usage error: sets cli->err (EUSAGE) and returns EUSAGE. */
+int cli_usage_error(struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
+
+/* Refuses output formats the command has no use for (EUSAGE). `allowed`
+ * is a bit set of (1 << OUT_*). */
+int cli_check_output(struct cli *cli, unsigned allowed);
+
+/* Opens cli->store (configured URL, or the default). */
+int cli_open_store(struct cli *cli);
+
+/* Opens cli->token and logs in with the user PIN from the PIN source. */
+int cli_open_token(struct cli *cli);
+
+/* The identity that applies for `type` on this node when none was given
+ * for a change: "global" for OAuthTokenIssuer, else this node's name. */
+const char *cli_default_identity(const struct cli *cli, const char *type);
+
+/*
+ * Reads the assignment of (type, identity) resolved at cli->now; with
+ * identity NULL, this node's identity when the type is assigned there,
+ * else "global".  ENOTFOUND "no certificate is assigned for type T
+ * (identity I)" when there is none (or it has no current certificate and
+ * want_current is set).
+ */
+int cli_lookup_assignment(struct cli *cli, const char *type,
+			  const char *identity, int want_current,
+			  custody_assignment *out);
+
+/* Certificates on the token as store records (key_uri, label set, and
+ * has_private_key per record in *has_key, malloc'ed, may be NULL). */
+int cli_token_records(struct cli *cli, custody_cert_record **recs,
+		      int **has_key, size_t *n);
+
+/* Prints a warning line "custody: warning: ..." on stderr. */
+void cli_warn(const char *fmt, ...) CUSTODY_PRINTF(1, 2);
+/* Prints a narration line on stderr unless -q. */
+void cli_say(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
+
+/* ---- output.c: every command prints through these ---- */
+
+/* "Name : value" lines of a block, names padded to one width. */
+void out_field(const char *name, const char *value);
+void out_block_end(void);
+
+/* The time as shown everywhere ("" for 0). */
+const char *out_time(int64_t t, char buf[CUSTODY_TIME_TEXT]);
+
+/* JSON of a certificate record (thumbprint, sha256, subject, ...);
+ * effective is added when >= 0. */
+json_t *out_cert_json(const custody_cert_record *rec, int64_t effective);
+
+/* Prints a JSON value (indented) on stdout and releases it. */
+int out_json(struct cli *cli, json_t *value);
+
+/* Prints what changes between two states of an assignment, one line per
+ * slot that differs ("  current: A -> B"); returns how many lines. */
+int out_assignment_diff(FILE *f, const custody_assignment *before,
+			const custody_assignment *after);
+
+/* ---- commands ---- */
+int cmd_get(struct cli *, int, char **);
+int cmd_import(struct cli *, int, char **);
+int cmd_set(struct cli *, int, char **);
+int cmd_list(struct cli *, int, char **);
+int cmd_remove(struct cli *, int, char **);
+int cmd_delete(struct cli *, int, char **);
+int cmd_init_token(struct cli *, int, char **);
+
+extern const struct command cli_commands[];
+const struct command *cli_find_command(const char *name);
+
+#endif

@@ -1,1 +1,101 @@
+/*
+ * cmd_remove.c — `custody remove` (Remove-CsCertificate): empties the
+ * current, previous or pending slot of an assignment.  Token objects stay.
+ */
 #include "config.h"
+
+#include <string.h>
+
+#include <custody/policy.h>
+
+#include "cli.h"
+
+enum {
+	OPT_PREVIOUS = OPT_FIRST_COMMAND_OPTION,
+	OPT_PENDING,
+	OPT_FORCE,
+};
+
+struct remove_opts {
+	const char *type;
+	const char *identity;
+	int previous, pending, force;
+};
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct remove_opts *o = ctx;
+
+	(void)cli;
+	switch (c) {
+	case 't': o->type = arg; break;
+	case 'i': o->identity = arg; break;
+	case OPT_PREVIOUS: o->previous = 1; break;
+	case OPT_PENDING: o->pending = 1; break;
+	case OPT_FORCE: o->force = 1; break;
+	}
+	return CUSTODY_OK;
+}
+
+int
+cmd_remove(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"type", required_argument, NULL, 't'},
+		{"identity", required_argument, NULL, 'i'},
+		{"previous", no_argument, NULL, OPT_PREVIOUS},
+		{"pending", no_argument, NULL, OPT_PENDING},
+		{"force", no_argument, NULL, OPT_FORCE},
+		{NULL, 0, NULL, 0},
+	};
+	struct remove_opts o;
+	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
+	custody_assignment before, after;
+	custody_assign_outcome outcome;
+	enum custody_slot_name slot;
+	int r, in_tx = 0;
+
+	memset(&o, 0, sizeof(o));
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_option, &o)) != CUSTODY_OK)
+		return r;
+	if (o.type == NULL)
+		return cli_usage_error(cli, "-t TYPE is required");
+	if (o.previous && o.pending)
+		return cli_usage_error(cli, "give at most one of --previous and --pending");
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
+		return r;
+	if ((r = custody_type_canonical(o.type, type, NULL, &cli->err)) != CUSTODY_OK)
+		return r;
+	if (o.identity != NULL &&
+	    (r = custody_identity_canonical(o.identity, identity, &cli->err)) != CUSTODY_OK)
+		return r;
+	slot = o.previous ? CUSTODY_SLOT_PREVIOUS
+			  : o.pending ? CUSTODY_SLOT_PENDING : CUSTODY_SLOT_CURRENT;
+	if ((r = cli_open_store(cli)) != CUSTODY_OK)
+		return r;
+	/* The stored record (not resolved: remove resolves it itself, and
+	 * the version read is what the write is checked against). */
+	if ((r = cli_lookup_assignment(cli, type, o.identity != NULL ? identity : NULL, 0,
+				       &before)) != CUSTODY_OK)
+		return r;
+	r = custody_assign_remove(&before, slot, cli->now, cli->cfg.policy.overlap, o.force,
+				  &after, &outcome, &cli->err);
+	if (r != CUSTODY_OK)
+		return r;
+	if ((r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
+		return r;
+	in_tx = 1;
+	if ((r = custody_store_put_assignment(cli->store, &after, &cli->err)) != CUSTODY_OK ||
+	    (r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 0;
+	cli_say(cli, "%s/%s: removed the %s certificate", after.type, after.identity,
+		custody_slot_label(slot));
+	if (!cli->quiet)
+		out_assignment_diff(stderr, &before, &after);
+out:
+	if (in_tx)
+		custody_store_rollback(cli->store);
+	return r;
+}

@@ -1,1 +1,211 @@
+/*
+ * cmd_set.c — `custody set` (Set-CsCertificate): a certificate that is on
+ * the token with its private key becomes current now, or pending at an
+ * effective date (--roll).
+ */
 #include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <custody/policy.h>
+#include <custody/thumbprint.h>
+#include <custody/timefmt.h>
+
+#include "change.h"
+#include "cli.h"
+
+enum {
+	OPT_THUMBPRINT = OPT_FIRST_COMMAND_OPTION,
+	OPT_FROM_TYPE,
+	OPT_EFFECTIVE_DATE,
+	OPT_ROLL,
+	OPT_DRY_RUN,
+};
+
+struct set_opts {
+	const char *type;
+	const char *identity;
+	const char *thumbprint;
+	const char *from_type;
+	const char *effective_date;
+	int roll;
+	int dry_run;
+};
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct set_opts *o = ctx;
+
+	(void)cli;
+	switch (c) {
+	case 't': o->type = arg; break;
+	case 'i': o->identity = arg; break;
+	case OPT_THUMBPRINT: o->thumbprint = arg; break;
+	case OPT_FROM_TYPE: o->from_type = arg; break;
+	case OPT_EFFECTIVE_DATE: o->effective_date = arg; break;
+	case OPT_ROLL: o->roll = 1; break;
+	case OPT_DRY_RUN: o->dry_run = 1; break;
+	}
+	return CUSTODY_OK;
+}
+
+static int
+check_options(struct cli *cli, const struct set_opts *o, struct change_request *req,
+	      char *type, char *identity, char *from_type)
+{
+	int r;
+
+	memset(req, 0, sizeof(*req));
+	if (o->type == NULL)
+		return cli_usage_error(cli, "-t TYPE is required");
+	if ((o->thumbprint == NULL) == (o->from_type == NULL))
+		return cli_usage_error(cli, "give exactly one of --thumbprint X and --from-type OTHER");
+	if (o->roll && o->effective_date == NULL)
+		return cli_usage_error(cli, "--roll needs --effective-date TIME");
+	if (o->effective_date != NULL && !o->roll)
+		return cli_usage_error(cli, "--effective-date needs --roll");
+	if ((r = custody_type_canonical(o->type, type, NULL, &cli->err)) != CUSTODY_OK)
+		return r;
+	if (o->from_type != NULL &&
+	    (r = custody_type_canonical(o->from_type, from_type, NULL, &cli->err)) != CUSTODY_OK)
+		return r;
+	if (o->thumbprint != NULL) {
+		char normalized[65];
+
+		if ((r = custody_thumbprint_normalize(o->thumbprint, normalized, &cli->err)) != CUSTODY_OK)
+			return r;
+	}
+	r = custody_identity_canonical(o->identity != NULL ? o->identity
+							   : cli_default_identity(cli, type),
+				       identity, &cli->err);
+	if (r != CUSTODY_OK)
+		return r;
+	if (o->roll &&
+	    (r = custody_time_parse(o->effective_date, &req->effective, &cli->err)) != CUSTODY_OK)
+		return custody_err_prefix(&cli->err, "--effective-date");
+	req->type = type;
+	req->identity = identity;
+	req->roll = o->roll;
+	return cli_check_output(cli, 1u << OUT_TABLE);
+}
+
+/* The certificate the user named, among those on the token; it must have
+ * its private key there. */
+static int
+find_on_token(struct cli *cli, const struct set_opts *o, const char *from_type,
+	      custody_cert_record *out)
+{
+	custody_cert_record *recs = NULL;
+	custody_assignment other;
+	int *has_key = NULL;
+	size_t n = 0, i;
+	const char *query = o->thumbprint;
+	int r;
+
+	if (from_type != NULL) {
+		if ((r = cli_lookup_assignment(cli, from_type, NULL, 1, &other)) != CUSTODY_OK)
+			return r;
+		query = other.current.thumbprint;
+	}
+	if ((r = cli_token_records(cli, &recs, &has_key, &n)) != CUSTODY_OK)
+		return r;
+	r = custody_thumbprint_match(query, recs, n, &i, &cli->err);
+	if (r == CUSTODY_ENOTFOUND) {
+		custody_cert_record stored;
+
+		/* Known to the store but not on this token says more. */
+		if (strlen(query) == CUSTODY_THUMBPRINT_HEX &&
+		    custody_store_get_cert(cli->store, query, &stored, NULL) == CUSTODY_OK) {
+			r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+					    "certificate %s is not on token %s", query,
+					    custody_token_label(cli->token));
+			custody_cert_record_clear(&stored);
+		} else {
+			custody_err_hint(&cli->err, "`custody list` shows the certificates on the token");
+		}
+		goto out;
+	}
+	if (r != CUSTODY_OK)
+		goto out;
+	if (!has_key[i]) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+				    "certificate %s has no private key on token %s (key id %s)",
+				    recs[i].thumbprint, custody_token_label(cli->token),
+				    recs[i].key_id);
+		goto out;
+	}
+	*out = recs[i];
+	memset(&recs[i], 0, sizeof(recs[i]));
+	r = CUSTODY_OK;
+out:
+	custody_cert_records_free(recs, n);
+	free(has_key);
+	return r;
+}
+
+int
+cmd_set(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"type", required_argument, NULL, 't'},
+		{"identity", required_argument, NULL, 'i'},
+		{"thumbprint", required_argument, NULL, OPT_THUMBPRINT},
+		{"from-type", required_argument, NULL, OPT_FROM_TYPE},
+		{"effective-date", required_argument, NULL, OPT_EFFECTIVE_DATE},
+		{"roll", no_argument, NULL, OPT_ROLL},
+		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
+		{NULL, 0, NULL, 0},
+	};
+	struct set_opts o;
+	struct change_request req;
+	struct change ch;
+	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
+	char from_type[CUSTODY_NAME_MAX + 1];
+	custody_cert_record rec;
+	X509 *x = NULL;
+	const unsigned char *p;
+	int r, in_tx = 0;
+
+	memset(&o, 0, sizeof(o));
+	memset(&rec, 0, sizeof(rec));
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_option, &o)) != CUSTODY_OK)
+		return r;
+	if ((r = check_options(cli, &o, &req, type, identity, from_type)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_open_store(cli)) != CUSTODY_OK)
+		goto out;
+	if ((r = cli_open_token(cli)) != CUSTODY_OK)
+		goto out;
+	if ((r = find_on_token(cli, &o, o.from_type != NULL ? from_type : NULL, &rec)) != CUSTODY_OK)
+		goto out;
+	p = rec.der;
+	if ((x = d2i_X509(NULL, &p, (long)rec.der_len)) == NULL) {
+		r = custody_err_openssl(&cli->err, CUSTODY_EFAIL, "certificate %s", rec.thumbprint);
+		goto out;
+	}
+	if ((r = custody_policy_check_cert(&cli->cfg.policy, x, &cli->err)) != CUSTODY_OK)
+		goto out;
+	if ((r = change_plan(cli, &req, &rec, &ch)) != CUSTODY_OK)
+		goto out;
+	if (o.dry_run || ch.outcome.noop) {
+		change_report(cli, &ch, o.dry_run);
+		goto out;
+	}
+	if ((r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 1;
+	if ((r = custody_store_put_cert(cli->store, &rec, &cli->err)) != CUSTODY_OK ||
+	    (r = change_write(cli, &ch)) != CUSTODY_OK ||
+	    (r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 0;
+	change_report(cli, &ch, 0);
+out:
+	if (in_tx)
+		custody_store_rollback(cli->store);
+	X509_free(x);
+	custody_cert_record_clear(&rec);
+	return r;
+}

@@ -1,2 +1,207 @@
+/*
+ * main.c — the `custody` command: global options, the one dispatch table,
+ * and the one place where an error becomes text and an exit status.
+ */
 #include "config.h"
-int main(void){return 0;}
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include <custody/log.h>
+
+#include "cli.h"
+
+const struct command cli_commands[] = {
+	{"get", cmd_get, "show assignments (Get-CsCertificate)",
+	 "custody get [-t TYPE] [-i IDENTITY] [-o table|json|thumbprint|pem|uri]\n"
+	 "\n"
+	 "Shows assignments from the store: every one without -t; with -t, the one\n"
+	 "that applies on this node (its own identity if the type is assigned there,\n"
+	 "else global); with -i, exactly that identity. Needs no token and no PIN.\n"
+	 "\n"
+	 "  -t, --type TYPE          certificate type (OAuthTokenIssuer, Default, ...)\n"
+	 "  -i, --identity IDENTITY  global or a node name\n"},
+	{"import", cmd_import, "import a PKCS#12, PEM or certificate onto the token (Import-CsCertificate)",
+	 "custody import --path FILE [--password-source SRC] [--label LABEL] [--replicable]\n"
+	 "               [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]]\n"
+	 "\n"
+	 "Creates the private key and the certificate (and the chain's CA certificates)\n"
+	 "on the token under one key id, records the certificate in the store, and\n"
+	 "prints its thumbprint. Everything is checked before anything is written.\n"
+	 "\n"
+	 "  --path FILE               PKCS#12 (.pfx/.p12), PEM (certificate + key), or a\n"
+	 "                            certificate alone whose key is already on the token\n"
+	 "  --password-source SRC     file:PATH, env:VAR, fd:N or prompt\n"
+	 "  --label LABEL             CKA_LABEL (default: the subject CN)\n"
+	 "  --replicable              extractable only under trusted wrap (for the cluster)\n"
+	 "  -t, --type TYPE           also assign it, as `custody set` does\n"
+	 "  -i, --identity IDENTITY   where to assign it\n"
+	 "  --roll --effective-date TIME   stage it to become current at TIME\n"},
+	{"set", cmd_set, "assign a certificate to a type (Set-CsCertificate)",
+	 "custody set -t TYPE (--thumbprint X | --from-type OTHER) [-i IDENTITY]\n"
+	 "            [--roll --effective-date TIME] [--dry-run]\n"
+	 "\n"
+	 "Without --roll the certificate becomes current now and the old current\n"
+	 "becomes previous (a pending roll is cancelled). With --roll it becomes\n"
+	 "pending and turns current at TIME on every node.\n"
+	 "\n"
+	 "  -t, --type TYPE           certificate type\n"
+	 "  --thumbprint X            SHA-1 thumbprint, SHA-256 fingerprint or a unique\n"
+	 "                            prefix of at least 8 hex digits\n"
+	 "  --from-type OTHER         the current certificate of another type\n"
+	 "  -i, --identity IDENTITY   global or a node name\n"
+	 "  --roll --effective-date TIME   stage a roll\n"
+	 "  --dry-run                 print what would change, change nothing\n"},
+	{"list", cmd_list, "list the certificates on the token",
+	 "custody list [-o table|json]\n"
+	 "\n"
+	 "Certificates on the token with their key, key id and assignments.\n"},
+	{"remove", cmd_remove, "remove a certificate from an assignment (Remove-CsCertificate)",
+	 "custody remove -t TYPE [-i IDENTITY] [--previous | --pending] [--force]\n"
+	 "\n"
+	 "Removes the current (default), previous or pending certificate from an\n"
+	 "assignment. Token objects stay. A previous certificate inside its overlap\n"
+	 "window needs --force.\n"},
+	{"delete", cmd_delete, "destroy a certificate and its private key on the token",
+	 "custody delete --thumbprint X [--force]\n"
+	 "\n"
+	 "Destroys the certificate and its private key on the token. Refused while an\n"
+	 "assignment refers to it, unless --force (which also clears those slots).\n"},
+	{"init-token", cmd_init_token, "initialise a fresh token (SoftHSM, test tokens)",
+	 "custody init-token --label LABEL --so-pin-source SRC --pin-source SRC\n"
+	 "\n"
+	 "Initialises the first uninitialised token of the module with LABEL, the\n"
+	 "security officer PIN and the user PIN, both read from their sources.\n"},
+	{NULL, NULL, NULL, NULL},
+};
+
+const struct command *
+cli_find_command(const char *name)
+{
+	const struct command *c;
+
+	for (c = cli_commands; c->name != NULL; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+static void
+print_main_usage(FILE *f)
+{
+	const struct command *c;
+
+	fprintf(f, "usage: custody [global options] COMMAND [options]\n\ncommands:\n");
+	for (c = cli_commands; c->name != NULL; c++)
+		fprintf(f, "  %-11s %s\n", c->name, c->summary);
+	fprintf(f,
+		"\nglobal options (also accepted after COMMAND):\n"
+		"  -c, --config FILE      config file (default " CUSTODY_DEFAULT_CONFIG ")\n"
+		"  --module PATH          PKCS#11 module\n"
+		"  --token LABEL|URI      token label or pkcs11: URI (also --token-uri)\n"
+		"  --pin-source SRC       user PIN: file:PATH, env:VAR, fd:N or prompt\n"
+		"  --so-pin-source SRC    security officer PIN, same forms\n"
+		"  --store URL            sqlite:PATH (default " CUSTODY_DEFAULT_STORE ")\n"
+		"  --node NAME            this node's name (default: host name)\n"
+		"  --at TIME              evaluate as if now were TIME (ISO 8601)\n"
+		"  -o, --output FMT       table, json, thumbprint, pem, uri\n"
+		"  -q, --quiet            no narration\n"
+		"  -v, --verbose          more narration\n"
+		"  --version, -h, --help\n"
+		"\n`custody COMMAND --help` describes one command; man custody has it all.\n");
+}
+
+static void
+log_to_stderr(enum custody_log_level level, const char *line, void *ctx)
+{
+	const struct cli *cli = ctx;
+
+	switch (level) {
+	case CUSTODY_LOG_WARN:
+		fprintf(stderr, "custody: warning: %s\n", line);
+		break;
+	case CUSTODY_LOG_STEP:
+		if (!cli->quiet)
+			fprintf(stderr, "%s\n", line);
+		break;
+	case CUSTODY_LOG_DEBUG:
+		if (cli->verbose)
+			fprintf(stderr, "custody: %s\n", line);
+		break;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option options[] = {CLI_GLOBAL_LONGOPTS, {NULL, 0, NULL, 0}};
+	struct cli cli;
+	const struct command *command;
+	int c, r;
+
+	memset(&cli, 0, sizeof(cli));
+	custody_config_init(&cli.cfg);
+	custody_log_set_handler(log_to_stderr, &cli);
+	cli.cmd = "custody";
+
+	/* Global options before the command name; "+" stops at the name. */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+" CLI_GLOBAL_SHORTOPTS, options, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			print_main_usage(stdout);
+			return 0;
+		case OPT_VERSION:
+			printf("custody %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'c': cli.args.config = optarg; break;
+		case OPT_MODULE: cli.args.module = optarg; break;
+		case OPT_TOKEN: cli.args.token = optarg; break;
+		case OPT_PIN_SOURCE: cli.args.pin_source = optarg; break;
+		case OPT_SO_PIN_SOURCE: cli.args.so_pin_source = optarg; break;
+		case OPT_STORE: cli.args.store = optarg; break;
+		case OPT_NODE: cli.args.node = optarg; break;
+		case OPT_AT: cli.args.at = optarg; break;
+		case 'o': cli.args.output = optarg; break;
+		case 'q': cli.quiet = 1; break;
+		case 'v': cli.verbose++; break;
+		default:
+			fprintf(stderr, "custody: unknown or incomplete option '%s'\n",
+				argv[optind - 1]);
+			print_main_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		print_main_usage(stderr);
+		return 2;
+	}
+	command = cli_find_command(argv[optind]);
+	if (command == NULL) {
+		fprintf(stderr, "custody: unknown command '%s'\n", argv[optind]);
+		print_main_usage(stderr);
+		return 2;
+	}
+	cli.cmd = command->name;
+	r = command->run(&cli, argc - optind, argv + optind);
+	if (r < 0) {
+		r = CUSTODY_OK;	/* --help */
+	} else if (r != CUSTODY_OK) {
+		fprintf(stderr, "custody: %s: %s\n", cli.cmd,
+			cli.err.msg[0] != '\0' ? cli.err.msg : "failed");
+		if (cli.err.hint[0] != '\0')
+			fprintf(stderr, "hint: %s\n", cli.err.hint);
+		if (r == CUSTODY_EUSAGE && cli.err.hint[0] == '\0')
+			fprintf(stderr, "see: custody %s --help\n", cli.cmd);
+	}
+	if (cli.token != NULL)
+		custody_token_close(cli.token);
+	if (cli.store != NULL)
+		custody_store_close(cli.store);
+	custody_config_clear(&cli.cfg);
+	OPENSSL_cleanse(&cli.err, sizeof(cli.err));
+	return custody_err_exit_status(r);
+}

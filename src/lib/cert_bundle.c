@@ -1,2 +1,804 @@
-/* cert_bundle.c — to be written. */
+/* cert_bundle.c — import files: PKCS#12, PEM, or a DER certificate. */
 #include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/x509.h>
+
+#include <custody/cert.h>
+
+#define MAX_FILE (1024 * 1024)	/* longest import file read       */
+#define MAX_NESTING 4		/* safeContentsBag inside another */
+
+#define PASSWORD_HINT \
+	"give the password with --password-source (file:, env:, fd:, prompt)"
+
+/* What a file held, before the leaf is chosen. */
+struct found {
+	const char *name;	/* the path, or "the file"              */
+	const char *password;	/* as the caller gave it (may be NULL)  */
+	EVP_PKEY *key;		/* the first private key                */
+	int n_keys;
+	STACK_OF(X509) *certs;	/* every certificate, in file order     */
+};
+
+static void
+found_reset(struct found *f)
+{
+	EVP_PKEY_free(f->key);
+	f->key = NULL;
+	f->n_keys = 0;
+	while (sk_X509_num(f->certs) > 0)
+		X509_free(sk_X509_pop(f->certs));
+}
+
+/* Takes ownership of pkey. */
+static void
+add_key(struct found *f, EVP_PKEY *pkey)
+{
+	f->n_keys++;
+	if (f->key == NULL)
+		f->key = pkey;
+	else
+		EVP_PKEY_free(pkey);
+}
+
+/* Takes ownership of x. */
+static int
+add_cert(struct found *f, X509 *x, custody_err *err)
+{
+	if (sk_X509_push(f->certs, x) <= 0) {
+		X509_free(x);
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot read %s: out of memory", f->name);
+	}
+	return CUSTODY_OK;
+}
+
+static int
+password_error(const struct found *f, custody_err *err)
+{
+	ERR_clear_error();
+	if (f->password == NULL)
+		custody_err_set(err, CUSTODY_EPASSWORD,
+				"missing password for %s: it is encrypted",
+				f->name);
+	else
+		custody_err_set(err, CUSTODY_EPASSWORD,
+				"wrong password for %s", f->name);
+	return custody_err_hint(err, PASSWORD_HINT);
+}
+
+/* Whether OpenSSL's error queue says an algorithm is unavailable (rather
+ * than that a decryption came out wrong). */
+static int
+unsupported_algorithm(void)
+{
+	unsigned long e;
+
+	while ((e = ERR_peek_error()) != 0) {
+		int reason = ERR_GET_REASON(e);
+
+		if (reason == ERR_R_UNSUPPORTED ||
+		    (ERR_GET_LIB(e) == ERR_LIB_EVP &&
+		     (reason == EVP_R_UNSUPPORTED_ALGORITHM ||
+		      reason == EVP_R_UNSUPPORTED_CIPHER ||
+		      reason == EVP_R_UNKNOWN_CIPHER ||
+		      reason == EVP_R_UNKNOWN_PBE_ALGORITHM ||
+		      reason == EVP_R_UNSUPPORTED_KEY_DERIVATION_FUNCTION ||
+		      reason == EVP_R_UNSUPPORTED_PRF ||
+		      reason == EVP_R_CIPHER_NOT_GCM_MODE)) ||
+		    (ERR_GET_LIB(e) == ERR_LIB_EVP && reason == ERR_R_FETCH_FAILED))
+			return 1;
+		ERR_get_error();
+	}
+	return 0;
+}
+
+/* A decryption under the password failed: an algorithm OpenSSL lacks is
+ * EFAIL, anything else a wrong (or missing) password. */
+static int
+decrypt_error(const struct found *f, custody_err *err)
+{
+	unsigned long last = ERR_peek_last_error();
+	char reason[256] = "";
+
+	if (last != 0)
+		ERR_error_string_n(last, reason, sizeof(reason));
+	if (unsupported_algorithm()) {
+		ERR_clear_error();
+		custody_err_set(err, CUSTODY_EFAIL,
+				"cannot decrypt %s: it is encrypted with an "
+				"algorithm this OpenSSL does not provide (%s)",
+				f->name, reason);
+		return custody_err_hint(err, "re-export the file with "
+					"AES-256-CBC and PBKDF2 "
+					"(openssl pkcs12 -export, or "
+					"AES256-SHA256 on Windows)");
+	}
+	return password_error(f, err);
+}
+
+/* Takes a PKCS#8 private key info (not freed here). */
+static int
+add_p8(struct found *f, const PKCS8_PRIV_KEY_INFO *p8, custody_err *err)
+{
+	EVP_PKEY *pkey = p8 != NULL ? EVP_PKCS82PKEY(p8) : NULL;
+
+	if (pkey == NULL)
+		return custody_err_openssl(err, CUSTODY_EFAIL,
+					   "cannot read the private key in %s",
+					   f->name);
+	add_key(f, pkey);
+	return CUSTODY_OK;
+}
+
+/* ---------------------------------------------------------------- PKCS#12 */
+
+static int
+p12_bags(const STACK_OF(PKCS12_SAFEBAG) *bags, const char *pass, int depth,
+	 struct found *f, custody_err *err)
+{
+	int r = CUSTODY_OK, i;
+	const PKCS12_SAFEBAG *bag;
+	PKCS8_PRIV_KEY_INFO *p8;
+	X509 *x;
+
+	for (i = 0; r == CUSTODY_OK && i < sk_PKCS12_SAFEBAG_num(bags); i++) {
+		bag = sk_PKCS12_SAFEBAG_value(bags, i);
+		switch (PKCS12_SAFEBAG_get_nid(bag)) {
+		case NID_keyBag:
+			r = add_p8(f, PKCS12_SAFEBAG_get0_p8inf(bag), err);
+			break;
+		case NID_pkcs8ShroudedKeyBag:
+			p8 = PKCS12_decrypt_skey(bag, pass, -1);
+			if (p8 == NULL) {
+				r = decrypt_error(f, err);
+				break;
+			}
+			r = add_p8(f, p8, err);
+			PKCS8_PRIV_KEY_INFO_free(p8);
+			break;
+		case NID_certBag:
+			if (PKCS12_SAFEBAG_get_bag_nid(bag) != NID_x509Certificate)
+				break;
+			x = PKCS12_SAFEBAG_get1_cert(bag);
+			if (x == NULL) {
+				r = custody_err_openssl(err, CUSTODY_EFAIL,
+							"cannot read a "
+							"certificate in %s",
+							f->name);
+				break;
+			}
+			r = add_cert(f, x, err);
+			break;
+		case NID_safeContentsBag:
+			if (depth >= MAX_NESTING) {
+				r = custody_err_set(err, CUSTODY_EFAIL,
+						    "cannot read %s: its bags "
+						    "are nested too deeply",
+						    f->name);
+				break;
+			}
+			r = p12_bags(PKCS12_SAFEBAG_get0_safes(bag), pass,
+				     depth + 1, f, err);
+			break;
+		default:	/* CRLs, secrets: not ours */
+			break;
+		}
+	}
+	return r;
+}
+
+/* Reads every key and certificate of p12, decrypting with pass. */
+static int
+p12_contents(PKCS12 *p12, const char *pass, struct found *f, custody_err *err)
+{
+	int r = CUSTODY_EFAIL, i;
+	STACK_OF(PKCS7) *safes = NULL;
+	STACK_OF(PKCS12_SAFEBAG) *bags = NULL;
+	PKCS7 *p7;
+
+	safes = PKCS12_unpack_authsafes(p12);
+	if (safes == NULL) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot read %s: broken PKCS#12 contents",
+					f->name);
+		goto out;
+	}
+	for (i = 0; i < sk_PKCS7_num(safes); i++) {
+		p7 = sk_PKCS7_value(safes, i);
+		if (PKCS7_type_is_data(p7)) {
+			bags = PKCS12_unpack_p7data(p7);
+			if (bags == NULL) {
+				r = custody_err_openssl(err, CUSTODY_EFAIL,
+							"cannot read %s: broken "
+							"PKCS#12 contents",
+							f->name);
+				goto out;
+			}
+		} else if (PKCS7_type_is_encrypted(p7)) {
+			bags = PKCS12_unpack_p7encdata(p7, pass, -1);
+			if (bags == NULL) {
+				r = decrypt_error(f, err);
+				goto out;
+			}
+		} else {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot read %s: PKCS#12 contents "
+					    "encrypted to a public key are not "
+					    "supported", f->name);
+			goto out;
+		}
+		r = p12_bags(bags, pass, 0, f, err);
+		sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+		bags = NULL;
+		if (r != CUSTODY_OK)
+			goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+	sk_PKCS7_pop_free(safes, PKCS7_free);
+	return r;
+}
+
+/* 1: the MAC verifies under pass; 0: it does not; -1: it cannot be
+ * computed (unknown digest, broken MAC data). */
+static int
+mac_check(PKCS12 *p12, const char *pass, int passlen)
+{
+	ERR_clear_error();
+	if (PKCS12_verify_mac(p12, pass, passlen) == 1)
+		return 1;
+	return ERR_peek_error() == 0 ? 0 : -1;
+}
+
+static int
+parse_p12(PKCS12 *p12, struct found *f, custody_err *err)
+{
+	int r = CUSTODY_EFAIL, m, i;
+	const char *pw = f->password;
+	const char *pass = NULL;
+	const char *tries[2];
+	int n_tries = 0;
+
+	if (PKCS12_mac_present(p12)) {
+		if (pw == NULL || pw[0] == '\0') {
+			if ((m = mac_check(p12, NULL, 0)) == 0 &&
+			    (m = mac_check(p12, "", 0)) == 1)
+				pass = "";
+		} else {
+			m = mac_check(p12, pw, -1);
+			pass = pw;
+		}
+		if (m < 0) {
+			r = custody_err_openssl(err, CUSTODY_EFAIL,
+						"cannot check the integrity of "
+						"%s", f->name);
+			goto out;
+		}
+		if (m == 0) {
+			r = password_error(f, err);
+			goto out;
+		}
+		r = p12_contents(p12, pass, f, err);
+		goto out;
+	}
+	/* No MAC: only decryption tells whether the password is right. */
+	if (pw == NULL || pw[0] == '\0') {
+		tries[n_tries++] = NULL;
+		tries[n_tries++] = "";
+	} else {
+		tries[n_tries++] = pw;
+	}
+	for (i = 0; i < n_tries; i++) {
+		found_reset(f);
+		r = p12_contents(p12, tries[i], f, err);
+		if (r != CUSTODY_EPASSWORD)
+			break;
+	}
+out:
+	return r;
+}
+
+/* ---------------------------------------------------------------- PEM */
+
+static int
+give_password(char *buf, int size, int rwflag, void *u)
+{
+	const char *pw = u;
+	size_t n;
+
+	(void)rwflag;
+	if (pw == NULL)
+		return -1;
+	n = strlen(pw);
+	if (n > (size_t)size)
+		return -1;
+	memcpy(buf, pw, n);
+	return (int)n;
+}
+
+static int
+pem_encrypted_pkcs8(const unsigned char *body, long len, struct found *f,
+		    custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	const unsigned char *p = body;
+	X509_SIG *sig = NULL;
+	PKCS8_PRIV_KEY_INFO *p8 = NULL;
+
+	if (f->password == NULL) {
+		r = password_error(f, err);
+		goto out;
+	}
+	sig = d2i_X509_SIG(NULL, &p, len);
+	if (sig == NULL) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot read the encrypted private key "
+					"in %s", f->name);
+		goto out;
+	}
+	ERR_clear_error();
+	p8 = PKCS8_decrypt(sig, f->password, (int)strlen(f->password));
+	if (p8 == NULL) {
+		r = decrypt_error(f, err);
+		goto out;
+	}
+	r = add_p8(f, p8, err);
+out:
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	X509_SIG_free(sig);
+	return r;
+}
+
+static int
+pem_plain_pkcs8(const unsigned char *body, long len, struct found *f,
+		custody_err *err)
+{
+	int r;
+	const unsigned char *p = body;
+	PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, len);
+
+	if (p8 == NULL)
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot read the private key in %s",
+					f->name);
+	else
+		r = add_p8(f, p8, err);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	return r;
+}
+
+/* "RSA PRIVATE KEY" and its kin, maybe encrypted with a DEK-Info header.
+ * Decrypts body in place. */
+static int
+pem_traditional(int type, const char *header, unsigned char *body,
+		long *len, struct found *f, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	EVP_CIPHER_INFO cipher;
+	const unsigned char *p;
+	EVP_PKEY *pkey = NULL;
+
+	if (PEM_get_EVP_CIPHER_INFO((char *)header, &cipher) != 1) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot read the private key in %s: "
+					"bad encryption header", f->name);
+		goto out;
+	}
+	if (cipher.cipher != NULL) {
+		if (f->password == NULL) {
+			r = password_error(f, err);
+			goto out;
+		}
+		ERR_clear_error();
+		if (PEM_do_header(&cipher, body, len, give_password,
+				  (void *)f->password) != 1) {
+			r = decrypt_error(f, err);
+			goto out;
+		}
+	}
+	p = body;
+	pkey = d2i_PrivateKey(type, NULL, &p, *len);
+	if (pkey == NULL) {
+		/* Decrypting under a wrong password may come out "right". */
+		r = cipher.cipher != NULL
+			    ? password_error(f, err)
+			    : custody_err_openssl(err, CUSTODY_EFAIL,
+						  "cannot read the private key "
+						  "in %s", f->name);
+		goto out;
+	}
+	add_key(f, pkey);
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+static int
+pem_certificate(const char *name, const unsigned char *body, long len,
+		struct found *f, custody_err *err)
+{
+	const unsigned char *p = body;
+	X509 *x;
+
+	if (strcmp(name, PEM_STRING_X509_TRUSTED) == 0)
+		x = d2i_X509_AUX(NULL, &p, len);
+	else
+		x = d2i_X509(NULL, &p, len);
+	if (x == NULL)
+		return custody_err_openssl(err, CUSTODY_EFAIL,
+					   "cannot read a certificate in %s",
+					   f->name);
+	return add_cert(f, x, err);
+}
+
+static int
+pem_block(const char *name, const char *header, unsigned char *body,
+	  long *len, struct found *f, custody_err *err)
+{
+	if (strcmp(name, PEM_STRING_X509) == 0 ||
+	    strcmp(name, PEM_STRING_X509_OLD) == 0 ||
+	    strcmp(name, PEM_STRING_X509_TRUSTED) == 0)
+		return pem_certificate(name, body, *len, f, err);
+	if (strcmp(name, PEM_STRING_PKCS8INF) == 0)
+		return pem_plain_pkcs8(body, *len, f, err);
+	if (strcmp(name, PEM_STRING_PKCS8) == 0)
+		return pem_encrypted_pkcs8(body, *len, f, err);
+	if (strcmp(name, PEM_STRING_RSA) == 0)
+		return pem_traditional(EVP_PKEY_RSA, header, body, len, f, err);
+	if (strcmp(name, PEM_STRING_ECPRIVATEKEY) == 0)
+		return pem_traditional(EVP_PKEY_EC, header, body, len, f, err);
+	if (strcmp(name, PEM_STRING_DSA) == 0)
+		return pem_traditional(EVP_PKEY_DSA, header, body, len, f, err);
+	return CUSTODY_OK;	/* parameters, requests, CRLs: not ours */
+}
+
+static int
+parse_pem(const unsigned char *data, size_t len, struct found *f,
+	  custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	BIO *in = NULL;
+	char *name = NULL, *header = NULL;
+	unsigned char *body = NULL;
+	long blen = 0, alloc_len = 0;
+	unsigned long e;
+
+	in = BIO_new_mem_buf(data, (int)len);
+	if (in == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read %s: out of memory", f->name);
+		goto out;
+	}
+	for (;;) {
+		ERR_clear_error();
+		if (PEM_read_bio_ex(in, &name, &header, &body, &blen,
+				    PEM_FLAG_SECURE | PEM_FLAG_EAY_COMPATIBLE)
+		    != 1) {
+			e = ERR_peek_last_error();
+			if (ERR_GET_LIB(e) == ERR_LIB_PEM &&
+			    ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+				break;
+			r = custody_err_openssl(err, CUSTODY_EFAIL,
+						"cannot read %s: broken PEM "
+						"block", f->name);
+			goto out;
+		}
+		alloc_len = blen;
+		r = pem_block(name, header, body, &blen, f, err);
+		OPENSSL_secure_free(name);
+		OPENSSL_secure_free(header);
+		OPENSSL_secure_clear_free(body, (size_t)alloc_len);
+		name = header = NULL;
+		body = NULL;
+		if (r != CUSTODY_OK)
+			goto out;
+	}
+	ERR_clear_error();
+	r = CUSTODY_OK;
+out:
+	OPENSSL_secure_free(name);
+	OPENSSL_secure_free(header);
+	OPENSSL_secure_clear_free(body, (size_t)alloc_len);
+	BIO_free(in);
+	return r;
+}
+
+/* ---------------------------------------------------------------- parse */
+
+/* Total length that a DER SEQUENCE at data declares (header included),
+ * or 0 when data does not start like one. */
+static size_t
+der_declared_len(const unsigned char *data, size_t len)
+{
+	size_t n, hdr, i, body = 0;
+
+	if (len < 2 || data[0] != 0x30)
+		return 0;
+	if (data[1] < 0x80)
+		return 2 + (size_t)data[1];
+	n = data[1] & 0x7f;
+	if (n == 0 || n > 4)
+		return 0;
+	hdr = 2 + n;
+	if (len < hdr)
+		return hdr;	/* cut inside the length itself */
+	for (i = 0; i < n; i++)
+		body = body << 8 | data[2 + i];
+	return hdr + body;
+}
+
+static int
+parse_der_certificate(const unsigned char *data, size_t len, struct found *f,
+		      custody_err *err)
+{
+	const unsigned char *p = data;
+	size_t declared;
+	X509 *x;
+
+	ERR_clear_error();
+	x = d2i_X509(NULL, &p, (long)len);
+	if (x != NULL && p == data + len)
+		return add_cert(f, x, err);
+	X509_free(x);
+	ERR_clear_error();
+	declared = der_declared_len(data, len);
+	if (declared > len)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot read %s: it is truncated (%zu "
+				       "of %zu bytes)", f->name, len, declared);
+	return custody_err_set(err, CUSTODY_EFAIL,
+			       "cannot read %s: not a PKCS#12, PEM or DER "
+			       "certificate file", f->name);
+}
+
+/* Index of the certificate the key belongs to, -1 when none, -2 when
+ * several different ones do. */
+static int
+leaf_index(const struct found *f)
+{
+	int i, leaf = -1;
+	X509 *x;
+
+	for (i = 0; i < sk_X509_num(f->certs); i++) {
+		x = sk_X509_value(f->certs, i);
+		if (EVP_PKEY_eq(X509_get0_pubkey(x), f->key) != 1)
+			continue;
+		if (leaf < 0)
+			leaf = i;
+		else if (X509_cmp(x, sk_X509_value(f->certs, leaf)) != 0)
+			leaf = -2;
+	}
+	ERR_clear_error();
+	return leaf;
+}
+
+/* Whether x is already in the stack (the same certificate twice). */
+static int
+listed(STACK_OF(X509) *st, X509 *x)
+{
+	int i;
+
+	for (i = 0; i < sk_X509_num(st); i++)
+		if (X509_cmp(sk_X509_value(st, i), x) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+select_leaf(struct found *f, custody_bundle *out, custody_err *err)
+{
+	int r = CUSTODY_EFAIL, n = sk_X509_num(f->certs), leaf = 0, i;
+	X509 *x;
+
+	if (f->n_keys > 1) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read %s: it holds %d private keys "
+				    "(import one key at a time)", f->name,
+				    f->n_keys);
+		goto out;
+	}
+	if (n == 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read %s: it holds no certificate",
+				    f->name);
+		goto out;
+	}
+	if (f->key != NULL) {
+		leaf = leaf_index(f);
+		if (leaf == -1) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot use %s: the private key "
+					    "does not match the certificate",
+					    f->name);
+			goto out;
+		}
+		if (leaf == -2) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot use %s: several different "
+					    "certificates match its private "
+					    "key", f->name);
+			goto out;
+		}
+	} else if (n > 1) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot pick a certificate in %s: it holds "
+				    "%d certificates and no private key",
+				    f->name, n);
+		goto out;
+	}
+	out->chain = sk_X509_new_null();
+	if (out->chain == NULL)
+		goto oom;
+	out->cert = sk_X509_value(f->certs, leaf);
+	X509_up_ref(out->cert);
+	for (i = 0; i < n; i++) {
+		x = sk_X509_value(f->certs, i);
+		if (X509_cmp(x, out->cert) == 0 || listed(out->chain, x))
+			continue;
+		if (sk_X509_push(out->chain, x) <= 0)
+			goto oom;
+		X509_up_ref(x);
+	}
+	out->key = f->key;
+	f->key = NULL;
+	r = CUSTODY_OK;
+	goto out;
+oom:
+	r = custody_err_set(err, CUSTODY_EFAIL, "cannot read %s: out of memory",
+			    f->name);
+out:
+	return r;
+}
+
+static int
+contains(const unsigned char *data, size_t len, const char *s)
+{
+	size_t n = strlen(s), i;
+
+	for (i = 0; i + n <= len; i++)
+		if (memcmp(data + i, s, n) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+parse_named(const unsigned char *data, size_t len, const char *password,
+	    const char *name, custody_bundle *out, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	struct found f;
+	const unsigned char *p = data;
+	PKCS12 *p12 = NULL;
+
+	memset(out, 0, sizeof(*out));
+	memset(&f, 0, sizeof(f));
+	f.name = name;
+	f.password = password;
+	f.certs = sk_X509_new_null();
+	if (f.certs == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read %s: out of memory", name);
+		goto out;
+	}
+	if (data == NULL || len == 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read %s: it is empty", name);
+		goto out;
+	}
+	if (len > INT_MAX) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read %s: it is too large", name);
+		goto out;
+	}
+	ERR_clear_error();
+	if (contains(data, len, "-----BEGIN")) {
+		r = parse_pem(data, len, &f, err);
+	} else if ((p12 = d2i_PKCS12(NULL, &p, (long)len)) != NULL) {
+		r = parse_p12(p12, &f, err);
+	} else {
+		r = parse_der_certificate(data, len, &f, err);
+	}
+	if (r != CUSTODY_OK)
+		goto out;
+	r = select_leaf(&f, out, err);
+out:
+	if (r != CUSTODY_OK)
+		custody_bundle_free(out);
+	found_reset(&f);
+	sk_X509_free(f.certs);
+	PKCS12_free(p12);
+	ERR_clear_error();
+	return r;
+}
+
+int
+custody_bundle_parse(const unsigned char *data, size_t len,
+		     const char *password, custody_bundle *out,
+		     custody_err *err)
+{
+	return parse_named(data, len, password, "the file", out, err);
+}
+
+int
+custody_bundle_load_file(const char *path, const char *password,
+			 custody_bundle *out, custody_err *err)
+{
+	int r = CUSTODY_EFAIL, fd = -1;
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	ssize_t n;
+
+	memset(out, 0, sizeof(*out));
+	if (path == NULL || path[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read the import file: no path given");
+		goto out;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "cannot read %s: %s",
+				    path, strerror(errno));
+		goto out;
+	}
+	buf = malloc(MAX_FILE + 1);
+	if (buf == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read %s: out of memory", path);
+		goto out;
+	}
+	/* Read to the end: a pipe or a FIFO has no size to ask for. */
+	while (len <= MAX_FILE) {
+		n = read(fd, buf + len, MAX_FILE + 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot read %s: %s", path,
+					    strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > MAX_FILE) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read %s: it is larger than 1 MiB",
+				    path);
+		goto out;
+	}
+	r = parse_named(buf, len, password, path, out, err);
+out:
+	if (buf != NULL) {
+		OPENSSL_cleanse(buf, len);
+		free(buf);
+	}
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+void
+custody_bundle_free(custody_bundle *b)
+{
+	if (b == NULL)
+		return;
+	EVP_PKEY_free(b->key);
+	X509_free(b->cert);
+	sk_X509_pop_free(b->chain, X509_free);
+	memset(b, 0, sizeof(*b));
+}

@@ -1,2 +1,427 @@
-/* config.c — to be written. */
+/* config.c — the configuration file (INI, parsed with inih). */
 #include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+
+#include <custody/config.h>
+#include <custody/secret.h>
+
+/* What ini_parse_stream is working on, as the reader sees it.  inih
+ * itself (the Debian build) gives the handler no line number, and folds
+ * indented lines into the previous value; the reader follows the lines so
+ * that every error names its line and such folding is refused. */
+struct load {
+	custody_config *cfg;
+	const char *path;
+	FILE *fp;
+	custody_err *err;
+	int line;		/* physical line inih is working on */
+	int indented;		/* that line starts with a blank */
+	int key_seen;		/* a key since the last section header */
+	int failed;		/* err is set; stop */
+	int failed_line;
+	int failed_code;
+};
+
+static const char *const sections = "[token], [store], [node], [policy]";
+
+static int
+known_section(const char *name)
+{
+	return strcmp(name, "token") == 0 || strcmp(name, "store") == 0 ||
+	       strcmp(name, "node") == 0 || strcmp(name, "policy") == 0;
+}
+
+/* Replaces *slot with a copy of value. */
+static int
+set_string(char **slot, const char *value, custody_err *err)
+{
+	char *copy = strdup(value);
+
+	if (copy == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot set configuration: out of "
+				       "memory");
+	free(*slot);
+	*slot = copy;
+	return CUSTODY_OK;
+}
+
+static int
+set_lock_timeout(custody_config *cfg, const char *value, custody_err *err)
+{
+	long v = 0;
+	const char *p;
+
+	for (p = value; *p != '\0' && v <= INT_MAX; p++) {
+		if (*p < '0' || *p > '9')
+			break;
+		v = v * 10 + (*p - '0');
+	}
+	if (*p != '\0' || v > INT_MAX)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid lock-timeout '%s': use a "
+				       "whole number of seconds", value);
+	cfg->lock_timeout = (int)v;
+	return CUSTODY_OK;
+}
+
+static int
+set_token(custody_config *cfg, const char *key, const char *value,
+	  custody_err *err)
+{
+	int r = CUSTODY_EUSAGE;
+
+	if (strcmp(key, "module") == 0) {
+		r = set_string(&cfg->module, value, err);
+	} else if (strcmp(key, "label") == 0) {
+		r = set_string(&cfg->token_label, value, err);
+	} else if (strcmp(key, "uri") == 0) {
+		if (strncasecmp(value, "pkcs11:", 7) != 0) {
+			r = custody_err_set(err, CUSTODY_EUSAGE,
+					    "invalid uri '%s': a token URI "
+					    "starts with pkcs11:", value);
+			goto out;
+		}
+		r = set_string(&cfg->token_uri, value, err);
+	} else if (strcmp(key, "pin-source") == 0 ||
+		   strcmp(key, "so-pin-source") == 0) {
+		if ((r = custody_secret_source_check(value, err)) !=
+		    CUSTODY_OK) {
+			custody_err_prefix(err, "%s", key);
+			goto out;
+		}
+		r = set_string(key[0] == 'p' ? &cfg->pin_source :
+			       &cfg->so_pin_source, value, err);
+	} else if (strcmp(key, "lock-dir") == 0) {
+		r = set_string(&cfg->lock_dir, value, err);
+	} else if (strcmp(key, "lock-timeout") == 0) {
+		r = set_lock_timeout(cfg, value, err);
+	} else {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "unknown key '%s' in section [token]",
+				    key);
+		custody_err_hint(err, "keys of [token]: module, label, uri, "
+				 "pin-source, so-pin-source, lock-dir, "
+				 "lock-timeout");
+	}
+out:
+	return r;
+}
+
+static int
+set_store(custody_config *cfg, const char *key, const char *value,
+	  custody_err *err)
+{
+	int r = CUSTODY_EUSAGE;
+
+	if (strcmp(key, "url") != 0) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "unknown key '%s' in section [store]", key);
+		custody_err_hint(err, "keys of [store]: url");
+		goto out;
+	}
+	if (!(strncmp(value, "sqlite:", 7) == 0 && value[7] != '\0') &&
+	    strncmp(value, "postgresql://", 13) != 0 &&
+	    strncmp(value, "postgres://", 11) != 0) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "invalid url '%s': use sqlite:PATH or "
+				    "postgresql://...", value);
+		goto out;
+	}
+	r = set_string(&cfg->store_url, value, err);
+out:
+	return r;
+}
+
+static int
+set_node(custody_config *cfg, const char *key, const char *value,
+	 custody_err *err)
+{
+	int r = CUSTODY_EUSAGE;
+	char name[CUSTODY_NAME_MAX + 1];
+
+	if (strcmp(key, "name") != 0) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "unknown key '%s' in section [node]", key);
+		custody_err_hint(err, "keys of [node]: name");
+		goto out;
+	}
+	if ((r = custody_identity_canonical(value, name, err)) != CUSTODY_OK)
+		goto out;
+	if (strcmp(name, "global") == 0) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "invalid node name '%s': it is the name "
+				    "of the global identity", value);
+		goto out;
+	}
+	r = set_string(&cfg->node_name, value, err);
+out:
+	return r;
+}
+
+int
+custody_config_set(custody_config *cfg, const char *section,
+		   const char *key, const char *value, custody_err *err)
+{
+	int r = CUSTODY_EUSAGE;
+
+	if (section == NULL || section[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "key '%s' is outside a section", key);
+		custody_err_hint(err, "sections: %s", sections);
+		goto out;
+	}
+	if (!known_section(section)) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "unknown section [%s]", section);
+		custody_err_hint(err, "sections: %s", sections);
+		goto out;
+	}
+	if (value == NULL || value[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "empty value for key '%s' in section [%s]",
+				    key, section);
+		goto out;
+	}
+	if (strcmp(section, "token") == 0)
+		r = set_token(cfg, key, value, err);
+	else if (strcmp(section, "store") == 0)
+		r = set_store(cfg, key, value, err);
+	else if (strcmp(section, "node") == 0)
+		r = set_node(cfg, key, value, err);
+	else
+		r = custody_policy_set(&cfg->policy, key, value, err);
+out:
+	return r;
+}
+
+void
+custody_config_init(custody_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->lock_timeout = -1;
+	custody_policy_defaults(&cfg->policy);
+}
+
+void
+custody_config_clear(custody_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	free(cfg->module);
+	free(cfg->token_label);
+	free(cfg->token_uri);
+	free(cfg->pin_source);
+	free(cfg->so_pin_source);
+	free(cfg->lock_dir);
+	free(cfg->store_url);
+	free(cfg->node_name);
+	custody_config_init(cfg);
+}
+
+static int
+copy_string(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (src != NULL && (*dst = strdup(src)) == NULL)
+		return -1;
+	return 0;
+}
+
+/* Deep copy of src into dst (which is overwritten, not freed). */
+static int
+config_copy(custody_config *dst, const custody_config *src, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	*dst = *src;
+	dst->module = dst->token_label = dst->token_uri = NULL;
+	dst->pin_source = dst->so_pin_source = dst->lock_dir = NULL;
+	dst->store_url = dst->node_name = NULL;
+	if (copy_string(&dst->module, src->module) != 0 ||
+	    copy_string(&dst->token_label, src->token_label) != 0 ||
+	    copy_string(&dst->token_uri, src->token_uri) != 0 ||
+	    copy_string(&dst->pin_source, src->pin_source) != 0 ||
+	    copy_string(&dst->so_pin_source, src->so_pin_source) != 0 ||
+	    copy_string(&dst->lock_dir, src->lock_dir) != 0 ||
+	    copy_string(&dst->store_url, src->store_url) != 0 ||
+	    copy_string(&dst->node_name, src->node_name) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot copy configuration: out of memory");
+		custody_config_clear(dst);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+static void
+load_fail(struct load *ld, int code)
+{
+	ld->failed = 1;
+	ld->failed_line = ld->line;
+	ld->failed_code = code;
+}
+
+/* Checks the header of an empty section too, which inih never reports
+ * (this build does not call the handler on a new section). */
+static void
+check_header(struct load *ld, const char *start)
+{
+	const char *end = strchr(start, ']');
+	char name[128];
+	size_t len;
+
+	if (end == NULL)
+		return;		/* inih reports the broken line */
+	len = (size_t)(end - start - 1);
+	if (len >= sizeof(name))
+		len = sizeof(name) - 1;
+	memcpy(name, start + 1, len);
+	name[len] = '\0';
+	ld->key_seen = 0;
+	if (!known_section(name)) {
+		custody_err_set(ld->err, CUSTODY_EUSAGE,
+				"%s:%d: unknown section [%s]", ld->path,
+				ld->line, name);
+		custody_err_hint(ld->err, "sections: %s", sections);
+		load_fail(ld, CUSTODY_EUSAGE);
+	}
+}
+
+/* The fgets-style reader inih calls once per line; it follows the line
+ * number, refuses lines longer than inih's buffer (inih would silently cut
+ * them) and looks at section headers. */
+static char *
+reader(char *str, int num, void *stream)
+{
+	struct load *ld = stream;
+	const char *start;
+	size_t len;
+	int c;
+
+	if (ld->failed)
+		return NULL;
+	if (fgets(str, num, ld->fp) == NULL) {
+		if (ferror(ld->fp)) {
+			custody_err_set(ld->err, CUSTODY_EFAIL,
+					"cannot read config %s: %s", ld->path,
+					strerror(errno));
+			load_fail(ld, CUSTODY_EFAIL);
+		}
+		return NULL;
+	}
+	ld->line++;
+	len = strlen(str);
+	if (len > 0 && str[len - 1] != '\n' && len + 1 == (size_t)num) {
+		if ((c = getc(ld->fp)) != EOF) {
+			custody_err_set(ld->err, CUSTODY_EUSAGE,
+					"%s:%d: line too long: at most %d "
+					"characters", ld->path, ld->line,
+					num - 3);
+			load_fail(ld, CUSTODY_EUSAGE);
+			return NULL;
+		}
+	}
+	start = str;
+	if (ld->line == 1 && strncmp(start, "\xEF\xBB\xBF", 3) == 0)
+		start += 3;
+	while (*start != '\0' && isspace((unsigned char)*start))
+		start++;
+	ld->indented = start > str && *start != '\0';
+	/* As inih reads it: a comment, a folded line, a header, a key. */
+	if (*start == '\0' || *start == ';' || *start == '#')
+		return str;
+	if (ld->indented && ld->key_seen)
+		return str;
+	if (*start == '[')
+		check_header(ld, start);
+	return ld->failed ? NULL : str;
+}
+
+static int
+handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct load *ld = user;
+	int r;
+
+	if (ld->failed)
+		return 0;
+	if (ld->indented && ld->key_seen) {
+		custody_err_set(ld->err, CUSTODY_EUSAGE,
+				"%s:%d: indented line after key '%s': "
+				"continued values are not supported",
+				ld->path, ld->line, name);
+		custody_err_hint(ld->err, "remove the indentation");
+		load_fail(ld, CUSTODY_EUSAGE);
+		return 0;
+	}
+	ld->key_seen = 1;
+	r = custody_config_set(ld->cfg, section, name, value, ld->err);
+	if (r != CUSTODY_OK) {
+		custody_err_prefix(ld->err, "%s:%d", ld->path, ld->line);
+		load_fail(ld, r);
+		return 0;
+	}
+	return 1;
+}
+
+int
+custody_config_load(custody_config *cfg, const char *path, custody_err *err)
+{
+	int r = CUSTODY_EFAIL, rc, have_copy = 0;
+	custody_config next;
+	struct load ld;
+
+	memset(&ld, 0, sizeof(ld));
+	ld.path = path;
+	ld.err = err;
+	if ((ld.fp = fopen(path, "r")) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read config %s: %s", path,
+				    strerror(errno));
+		goto out;
+	}
+	/* The file is read into a copy, so a bad file changes nothing. */
+	if ((r = config_copy(&next, cfg, err)) != CUSTODY_OK)
+		goto out;
+	have_copy = 1;
+	ld.cfg = &next;
+	rc = ini_parse_stream(reader, &ld, handler, &ld);
+	if (rc > 0 && (!ld.failed || rc < ld.failed_line)) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "%s:%d: syntax error: expected [section] "
+				    "or key = value", path, rc);
+		goto out;
+	}
+	if (ld.failed) {
+		r = ld.failed_code;
+		goto out;
+	}
+	if (rc != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read config %s: out of memory",
+				    path);
+		goto out;
+	}
+	custody_config_clear(cfg);
+	*cfg = next;
+	have_copy = 0;
+	r = CUSTODY_OK;
+out:
+	if (have_copy)
+		custody_config_clear(&next);
+	if (ld.fp != NULL)
+		fclose(ld.fp);
+	return r;
+}

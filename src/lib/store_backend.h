@@ -1,0 +1,56 @@
+/*
+ * store_backend.h — what a store backend provides (private to libcustody).
+ *
+ * store.c checks the arguments, keeps track of the write transaction and
+ * dispatches every call of custody/store.h through one of these tables.
+ * A backend gets only well-formed arguments: non-NULL pointers, type and
+ * identity non-empty and at most CUSTODY_NAME_MAX characters, writes only
+ * inside a transaction it began.  It fills err itself, naming its store
+ * (path or host) in every message.  Adding a backend = one more file with
+ * one more table, plus one line in store.c's URL dispatch.
+ */
+#ifndef CUSTODY_STORE_BACKEND_H
+#define CUSTODY_STORE_BACKEND_H
+
+#include <stddef.h>
+#include <custody/error.h>
+#include <custody/records.h>
+
+/* The schema version every backend of this build writes. */
+#define CUSTODY_STORE_SCHEMA_VERSION 1
+
+struct custody_store_backend {
+	const char *name;	/* "sqlite", "postgresql" */
+
+	/* location: what follows the scheme ("PATH" of "sqlite:PATH", the
+	 * whole URL for PostgreSQL).  Creates the store when needed and
+	 * brings its schema to CUSTODY_STORE_SCHEMA_VERSION. */
+	int (*open)(const char *location, void **handle, custody_err *err);
+	void (*close)(void *handle);
+
+	int (*begin)(void *handle, custody_err *err);
+	/* On failure the backend has rolled back already. */
+	int (*commit)(void *handle, custody_err *err);
+	void (*rollback)(void *handle);
+
+	int (*get_assignment)(void *handle, const char *type,
+			      const char *identity, custody_assignment *out,
+			      custody_err *err);
+	int (*list_assignments)(void *handle, custody_assignment **out,
+				size_t *n, custody_err *err);
+	int (*put_assignment)(void *handle, custody_assignment *a,
+			      custody_err *err);
+
+	int (*put_cert)(void *handle, const custody_cert_record *rec,
+			custody_err *err);
+	int (*get_cert)(void *handle, const char *thumbprint,
+			custody_cert_record *out, custody_err *err);
+	int (*list_certs)(void *handle, custody_cert_record **out, size_t *n,
+			  custody_err *err);
+	int (*delete_cert)(void *handle, const char *thumbprint,
+			   custody_err *err);
+};
+
+extern const struct custody_store_backend custody_store_sqlite_backend;
+
+#endif

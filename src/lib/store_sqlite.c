@@ -1,2 +1,1080 @@
-/* store_sqlite.c — to be written. */
+/* store_sqlite.c — the SQLite store backend ("sqlite:PATH").
+ *
+ * One database file, created 0600 in a directory created 0700 when
+ * missing; WAL journal, 10 s busy timeout, foreign keys on.  The schema
+ * is versioned in the schema_version table and brought up to date at
+ * open, in one transaction.  Every statement is a constant string with
+ * bound parameters.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include <custody/assign.h>
+#include <custody/error.h>
+#include <custody/log.h>
+#include <custody/records.h>
+
+#include "store_backend.h"
+
+#define BUSY_TIMEOUT_MS 10000
+
+struct sqlite_store {
+	sqlite3 *db;
+	char *path;
+};
+
+/*
+ * The schema, one entry per version: migrations[v] brings a database of
+ * version v-1 to version v.  Append only; never edit a released entry.
+ */
+static const char *const migrations[] = {
+	NULL,
+	/* 1: certificate facts and assignments. */
+	"CREATE TABLE certificates ("
+	"  thumbprint TEXT PRIMARY KEY NOT NULL,"
+	"  sha256 TEXT UNIQUE NOT NULL,"
+	"  subject TEXT,"
+	"  issuer TEXT,"
+	"  serial TEXT,"
+	"  not_before INTEGER NOT NULL,"
+	"  not_after INTEGER NOT NULL,"
+	"  alt_names TEXT NOT NULL DEFAULT '[]',"	/* JSON array of strings */
+	"  key_algorithm TEXT NOT NULL DEFAULT '',"
+	"  key_id TEXT NOT NULL DEFAULT '',"
+	"  key_uri TEXT,"
+	"  label TEXT,"
+	"  der BLOB NOT NULL,"
+	"  created_at INTEGER NOT NULL"
+	");"
+	"CREATE INDEX certificates_not_after ON certificates(not_after, thumbprint);"
+	"CREATE TABLE assignments ("
+	"  type TEXT NOT NULL COLLATE NOCASE,"
+	"  identity TEXT NOT NULL COLLATE NOCASE,"
+	"  current_thumbprint TEXT,"
+	"  current_effective INTEGER,"
+	"  previous_thumbprint TEXT,"
+	"  previous_effective INTEGER,"
+	"  pending_thumbprint TEXT,"
+	"  pending_effective INTEGER,"
+	"  version INTEGER NOT NULL,"
+	"  PRIMARY KEY (type COLLATE NOCASE, identity COLLATE NOCASE)"
+	");",
+};
+
+#define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])) - 1)
+
+_Static_assert(N_MIGRATIONS == CUSTODY_STORE_SCHEMA_VERSION,
+	       "one migration per schema version");
+
+/* Column lists, spliced into constant statements at compile time. */
+#define ASSIGNMENT_COLUMNS \
+	"type, identity, current_thumbprint, current_effective, " \
+	"previous_thumbprint, previous_effective, pending_thumbprint, " \
+	"pending_effective, version"
+
+#define CERT_COLUMNS \
+	"thumbprint, sha256, subject, issuer, serial, not_before, not_after, " \
+	"alt_names, key_algorithm, key_id, key_uri, label, der"
+
+static int
+is_busy(int rc)
+{
+	return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
+
+/* EFAIL "WHAT: WHY" with SQLite's reason; a lock that outlasted the busy
+ * timeout says "store is busy". */
+static int
+db_error(struct sqlite_store *s, custody_err *err, int rc, const char *fmt, ...)
+	CUSTODY_PRINTF(4, 5);
+
+static int
+db_error(struct sqlite_store *s, custody_err *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	char what[512];
+	const char *why = s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+
+	va_start(ap, fmt);
+	if (vsnprintf(what, sizeof(what), fmt, ap) < 0)
+		what[0] = '\0';
+	va_end(ap);
+	if (is_busy(rc))
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "%s: store is busy: %s (another process "
+				       "held it for more than %d s)", what, why,
+				       BUSY_TIMEOUT_MS / 1000);
+	return custody_err_set(err, CUSTODY_EFAIL, "%s: %s", what, why);
+}
+
+static int
+prepare(struct sqlite_store *s, const char *sql, sqlite3_stmt **stmt,
+	custody_err *err)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, stmt, NULL);
+
+	if (rc != SQLITE_OK) {
+		*stmt = NULL;
+		return db_error(s, err, rc, "cannot prepare a query on store %s",
+				s->path);
+	}
+	return CUSTODY_OK;
+}
+
+static int
+exec_constant(struct sqlite_store *s, const char *sql, custody_err *err,
+	      const char *what)
+{
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_error(s, err, rc, "%s on store %s", what, s->path);
+	return CUSTODY_OK;
+}
+
+/* ------------------------------------------------------------ the file */
+
+/* mkdir -p of the directory holding path; what it creates is 0700. */
+static int
+make_parent_dirs(const char *path, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	char *dir = strdup(path);
+	char *slash;
+	char *p;
+	struct stat sb;
+
+	if (dir == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot open store %s: out of memory", path);
+		goto out;
+	}
+	slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir) {
+		r = CUSTODY_OK;	/* the cwd or / */
+		goto out;
+	}
+	*slash = '\0';
+	for (p = dir + 1; ; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		{
+			char saved = *p;
+
+			*p = '\0';
+			if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+				r = custody_err_set(err, CUSTODY_EFAIL,
+						    "cannot create directory %s "
+						    "for store %s: %s", dir, path,
+						    strerror(errno));
+				goto out;
+			}
+			*p = saved;
+			if (saved == '\0')
+				break;
+		}
+	}
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot open store %s: %s is not a directory",
+				    path, dir);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	free(dir);
+	return r;
+}
+
+/* Creates the file 0600 when missing (the umask can only take bits
+ * away); warns when an existing one is open to other users. */
+static int
+create_file(const char *path, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	int fd;
+	struct stat sb;
+
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "cannot open store %s: %s",
+				    path, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &sb) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "cannot open store %s: %s",
+				    path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot open store %s: not a regular file", path);
+		goto out;
+	}
+	if ((sb.st_mode & 077) != 0)
+		custody_warn("store %s can be read by other users (mode %04o)",
+			     path, (unsigned)(sb.st_mode & 07777));
+	r = CUSTODY_OK;
+out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* ------------------------------------------------------------ schema */
+
+/* 0 for a database without the schema_version table. */
+static int
+read_version(struct sqlite_store *s, int64_t *version, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int rc;
+	int exists;
+
+	*version = 0;
+	if ((r = prepare(s, "SELECT count(*) FROM sqlite_master "
+			 "WHERE type = 'table' AND name = 'schema_version'",
+			 &st, err)) != CUSTODY_OK)
+		goto out;
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		r = db_error(s, err, rc, "cannot read the schema of store %s",
+			     s->path);
+		goto out;
+	}
+	exists = sqlite3_column_int(st, 0) > 0;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (!exists) {
+		r = CUSTODY_OK;
+		goto out;
+	}
+	if ((r = prepare(s, "SELECT coalesce(max(version), 0) FROM schema_version",
+			 &st, err)) != CUSTODY_OK)
+		goto out;
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		r = db_error(s, err, rc, "cannot read the schema version of store %s",
+			     s->path);
+		goto out;
+	}
+	*version = sqlite3_column_int64(st, 0);
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+check_not_newer(struct sqlite_store *s, int64_t version, custody_err *err)
+{
+	if (version > CUSTODY_STORE_SCHEMA_VERSION) {
+		custody_err_set(err, CUSTODY_EFAIL,
+				"cannot open store %s: its schema version %lld is "
+				"newer than version %d of this build", s->path,
+				(long long)version, CUSTODY_STORE_SCHEMA_VERSION);
+		return custody_err_hint(err, "upgrade custody on this node");
+	}
+	return CUSTODY_OK;
+}
+
+static int
+record_version(struct sqlite_store *s, int version, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((r = prepare(s, "INSERT INTO schema_version (version, applied_at) "
+			 "VALUES (?1, ?2)", &st, err)) != CUSTODY_OK)
+		goto out;
+	sqlite3_bind_int(st, 1, version);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)time(NULL));
+	if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
+		r = db_error(s, err, rc, "cannot record schema version %d in store %s",
+			     version, s->path);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* Every missing migration, in one write transaction. */
+static int
+migrate(struct sqlite_store *s, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	int64_t version = 0;
+	int in_tx = 0;
+	int v;
+
+	if ((r = read_version(s, &version, err)) != CUSTODY_OK ||
+	    (r = check_not_newer(s, version, err)) != CUSTODY_OK)
+		goto out;
+	if (version == CUSTODY_STORE_SCHEMA_VERSION) {
+		r = CUSTODY_OK;
+		goto out;
+	}
+	if ((r = exec_constant(s, "BEGIN IMMEDIATE", err,
+			       "cannot begin the schema upgrade")) != CUSTODY_OK)
+		goto out;
+	in_tx = 1;
+	if ((r = exec_constant(s, "CREATE TABLE IF NOT EXISTS schema_version ("
+			       " version INTEGER PRIMARY KEY NOT NULL,"
+			       " applied_at INTEGER NOT NULL)", err,
+			       "cannot create the schema_version table")) != CUSTODY_OK)
+		goto out;
+	/* Another process may have upgraded it meanwhile. */
+	if ((r = read_version(s, &version, err)) != CUSTODY_OK ||
+	    (r = check_not_newer(s, version, err)) != CUSTODY_OK)
+		goto out;
+	for (v = (int)version + 1; v <= CUSTODY_STORE_SCHEMA_VERSION; v++) {
+		int rc = sqlite3_exec(s->db, migrations[v], NULL, NULL, NULL);
+
+		if (rc != SQLITE_OK) {
+			r = db_error(s, err, rc, "cannot upgrade store %s to schema "
+				     "version %d", s->path, v);
+			goto out;
+		}
+		if ((r = record_version(s, v, err)) != CUSTODY_OK)
+			goto out;
+	}
+	if ((r = exec_constant(s, "COMMIT", err,
+			       "cannot commit the schema upgrade")) != CUSTODY_OK)
+		goto out;
+	in_tx = 0;
+	r = CUSTODY_OK;
+out:
+	if (in_tx)
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+static int
+set_wal(struct sqlite_store *s, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	const unsigned char *mode;
+	int rc;
+
+	if ((r = prepare(s, "PRAGMA journal_mode = WAL", &st, err)) != CUSTODY_OK)
+		goto out;
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		r = db_error(s, err, rc, "cannot switch store %s to WAL mode", s->path);
+		goto out;
+	}
+	mode = sqlite3_column_text(st, 0);
+	if (mode == NULL || sqlite3_stricmp((const char *)mode, "wal") != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot switch store %s to WAL mode: it stays "
+				    "in %s mode", s->path,
+				    mode != NULL ? (const char *)mode : "another");
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static void
+sqlite_close(void *handle)
+{
+	struct sqlite_store *s = handle;
+
+	if (s == NULL)
+		return;
+	sqlite3_close_v2(s->db);
+	free(s->path);
+	free(s);
+}
+
+static int
+sqlite_open(const char *location, void **handle, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	struct sqlite_store *s = NULL;
+	int rc;
+
+	*handle = NULL;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL || (s->path = strdup(location)) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot open store %s: out of memory", location);
+		goto out;
+	}
+	if ((r = make_parent_dirs(s->path, err)) != CUSTODY_OK ||
+	    (r = create_file(s->path, err)) != CUSTODY_OK)
+		goto out;
+	rc = sqlite3_open_v2(s->path, &s->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		r = db_error(s, err, rc, "cannot open store %s", s->path);
+		goto out;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	if ((rc = sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS)) != SQLITE_OK) {
+		r = db_error(s, err, rc, "cannot set the busy timeout of store %s",
+			     s->path);
+		goto out;
+	}
+	if ((r = exec_constant(s, "PRAGMA foreign_keys = ON", err,
+			       "cannot turn foreign keys on")) != CUSTODY_OK ||
+	    (r = set_wal(s, err)) != CUSTODY_OK ||
+	    (r = migrate(s, err)) != CUSTODY_OK)
+		goto out;
+	*handle = s;
+	s = NULL;
+	r = CUSTODY_OK;
+out:
+	sqlite_close(s);
+	return r;
+}
+
+/* ------------------------------------------------------------ transactions */
+
+static int
+sqlite_begin(void *handle, custody_err *err)
+{
+	return exec_constant(handle, "BEGIN IMMEDIATE", err,
+			     "cannot begin a write transaction");
+}
+
+static int
+sqlite_commit(void *handle, custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = exec_constant(s, "COMMIT", err, "cannot commit");
+
+	if (r != CUSTODY_OK && !sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+static void
+sqlite_rollback(void *handle)
+{
+	struct sqlite_store *s = handle;
+
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------ assignments */
+
+/* Copies a text column into a fixed buffer; -1 when it does not fit. */
+static int
+column_fixed(sqlite3_stmt *st, int col, char *dst, size_t size)
+{
+	const unsigned char *text = sqlite3_column_text(st, col);
+	size_t len;
+
+	memset(dst, 0, size);
+	if (text == NULL)
+		return 0;
+	len = (size_t)sqlite3_column_bytes(st, col);
+	if (len >= size || strlen((const char *)text) != len)
+		return -1;
+	memcpy(dst, text, len);
+	return 0;
+}
+
+static int
+column_slot(sqlite3_stmt *st, int col, custody_slot *slot)
+{
+	if (column_fixed(st, col, slot->thumbprint, sizeof(slot->thumbprint)) != 0)
+		return -1;
+	slot->effective = slot->thumbprint[0] != '\0' ?
+		sqlite3_column_int64(st, col + 1) : 0;
+	return 0;
+}
+
+static int
+read_assignment(struct sqlite_store *s, sqlite3_stmt *st, custody_assignment *a,
+		custody_err *err)
+{
+	memset(a, 0, sizeof(*a));
+	if (column_fixed(st, 0, a->type, sizeof(a->type)) != 0 ||
+	    column_fixed(st, 1, a->identity, sizeof(a->identity)) != 0 ||
+	    column_slot(st, 2, &a->current) != 0 ||
+	    column_slot(st, 4, &a->previous) != 0 ||
+	    column_slot(st, 6, &a->pending) != 0) {
+		memset(a, 0, sizeof(*a));
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot read an assignment from store %s: "
+				       "a name or thumbprint is too long", s->path);
+	}
+	a->version = sqlite3_column_int64(st, 8);
+	return CUSTODY_OK;
+}
+
+static void
+bind_slot(sqlite3_stmt *st, int col, const custody_slot *slot)
+{
+	if (slot->thumbprint[0] == '\0') {
+		sqlite3_bind_null(st, col);
+		sqlite3_bind_null(st, col + 1);
+	} else {
+		sqlite3_bind_text(st, col, slot->thumbprint, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, col + 1, slot->effective);
+	}
+}
+
+static int
+sqlite_get_assignment(void *handle, const char *type, const char *identity,
+		      custody_assignment *out, custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((r = prepare(s, "SELECT " ASSIGNMENT_COLUMNS " FROM assignments "
+			 "WHERE type = ?1 AND identity = ?2", &st, err)) != CUSTODY_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, identity, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no certificate is assigned for type %s "
+				    "(identity %s)", type, identity);
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = db_error(s, err, rc, "cannot read the assignment of type %s "
+			     "(identity %s) from store %s", type, identity, s->path);
+		goto out;
+	}
+	r = read_assignment(s, st, out, err);
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+sqlite_list_assignments(void *handle, custody_assignment **out, size_t *n,
+			custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	custody_assignment *list = NULL;
+	size_t count = 0;
+	size_t cap = 0;
+	int rc;
+
+	if ((r = prepare(s, "SELECT " ASSIGNMENT_COLUMNS " FROM assignments "
+			 "ORDER BY type, CASE WHEN identity = 'global' THEN 0 "
+			 "ELSE 1 END, identity", &st, err)) != CUSTODY_OK)
+		goto out;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			size_t ncap = cap == 0 ? 8 : cap * 2;
+			custody_assignment *grown = realloc(list, ncap * sizeof(*list));
+
+			if (grown == NULL) {
+				r = custody_err_set(err, CUSTODY_EFAIL,
+						    "cannot list the assignments of "
+						    "store %s: out of memory", s->path);
+				goto out;
+			}
+			list = grown;
+			cap = ncap;
+		}
+		if ((r = read_assignment(s, st, &list[count], err)) != CUSTODY_OK)
+			goto out;
+		count++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = db_error(s, err, rc, "cannot list the assignments of store %s",
+			     s->path);
+		goto out;
+	}
+	*out = list;
+	*n = count;
+	list = NULL;
+	r = CUSTODY_OK;
+out:
+	free(list);
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+conflict(struct sqlite_store *s, const custody_assignment *a, custody_err *err)
+{
+	custody_err_set(err, CUSTODY_ECONFLICT,
+			"cannot save the assignment of type %s (identity %s) in "
+			"store %s: assignment changed concurrently", a->type,
+			a->identity, s->path);
+	return custody_err_hint(err, "read it again and retry");
+}
+
+/* An empty record: delete the row, if it is still the one that was read. */
+static int
+delete_assignment(struct sqlite_store *s, custody_assignment *a,
+		  custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (a->version == 0) {
+		/* Nothing was read and nothing is to be written: the row must
+		 * still be absent. */
+		if ((r = prepare(s, "SELECT 1 FROM assignments "
+				 "WHERE type = ?1 AND identity = ?2",
+				 &st, err)) != CUSTODY_OK)
+			goto out;
+	} else {
+		if ((r = prepare(s, "DELETE FROM assignments WHERE type = ?1 "
+				 "AND identity = ?2 AND version = ?3",
+				 &st, err)) != CUSTODY_OK)
+			goto out;
+		sqlite3_bind_int64(st, 3, a->version);
+	}
+	sqlite3_bind_text(st, 1, a->type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->identity, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (a->version == 0 && rc == SQLITE_ROW) {
+		r = conflict(s, a, err);
+		goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		r = db_error(s, err, rc, "cannot delete the assignment of type %s "
+			     "(identity %s) from store %s", a->type, a->identity,
+			     s->path);
+		goto out;
+	}
+	if (a->version != 0 && sqlite3_changes(s->db) == 0) {
+		r = conflict(s, a, err);
+		goto out;
+	}
+	a->version = 0;
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+sqlite_put_assignment(void *handle, custody_assignment *a, custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int insert = a->version == 0;
+	int rc;
+
+	if (custody_assign_is_empty(a)) {
+		r = delete_assignment(s, a, err);
+		goto out;
+	}
+	if (insert) {
+		r = prepare(s, "INSERT INTO assignments (type, identity, "
+			    "current_thumbprint, current_effective, "
+			    "previous_thumbprint, previous_effective, "
+			    "pending_thumbprint, pending_effective, version) "
+			    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)", &st, err);
+	} else {
+		r = prepare(s, "UPDATE assignments SET "
+			    "current_thumbprint = ?3, current_effective = ?4, "
+			    "previous_thumbprint = ?5, previous_effective = ?6, "
+			    "pending_thumbprint = ?7, pending_effective = ?8, "
+			    "version = version + 1 "
+			    "WHERE type = ?1 AND identity = ?2 AND version = ?9",
+			    &st, err);
+	}
+	if (r != CUSTODY_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, a->type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->identity, -1, SQLITE_STATIC);
+	bind_slot(st, 3, &a->current);
+	bind_slot(st, 5, &a->previous);
+	bind_slot(st, 7, &a->pending);
+	if (!insert)
+		sqlite3_bind_int64(st, 9, a->version);
+	rc = sqlite3_step(st);
+	if (insert && (rc == SQLITE_CONSTRAINT_PRIMARYKEY ||
+		       rc == SQLITE_CONSTRAINT_UNIQUE)) {
+		r = conflict(s, a, err);
+		goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		r = db_error(s, err, rc, "cannot save the assignment of type %s "
+			     "(identity %s) in store %s", a->type, a->identity,
+			     s->path);
+		goto out;
+	}
+	if (sqlite3_changes(s->db) != 1) {
+		r = conflict(s, a, err);
+		goto out;
+	}
+	a->version = insert ? 1 : a->version + 1;
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* ------------------------------------------------------------ certificates */
+
+static int
+alt_names_to_json(struct sqlite_store *s, const custody_cert_record *rec,
+		  char **json, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	json_t *array = json_array();
+	size_t i;
+
+	*json = NULL;
+	if (array == NULL)
+		goto oom;
+	for (i = 0; i < rec->n_alt_names; i++) {
+		json_t *name;
+
+		if (rec->alt_names[i] == NULL) {
+			r = custody_err_set(err, CUSTODY_EUSAGE,
+					    "cannot save certificate %s in store %s: "
+					    "alternative name %zu is missing",
+					    rec->thumbprint, s->path, i + 1);
+			goto out;
+		}
+		name = json_string(rec->alt_names[i]);
+		if (name == NULL) {
+			r = custody_err_set(err, CUSTODY_EUSAGE,
+					    "cannot save certificate %s in store %s: "
+					    "alternative name %zu is not UTF-8",
+					    rec->thumbprint, s->path, i + 1);
+			goto out;
+		}
+		if (json_array_append_new(array, name) != 0)
+			goto oom;
+	}
+	*json = json_dumps(array, JSON_COMPACT);
+	if (*json == NULL)
+		goto oom;
+	r = CUSTODY_OK;
+	goto out;
+oom:
+	r = custody_err_set(err, CUSTODY_EFAIL,
+			    "cannot save certificate %s in store %s: out of memory",
+			    rec->thumbprint, s->path);
+out:
+	json_decref(array);
+	return r;
+}
+
+static int
+alt_names_from_json(const char *text, custody_cert_record *rec)
+{
+	int r = -1;
+	json_t *array = NULL;
+	size_t i;
+
+	rec->alt_names = NULL;
+	rec->n_alt_names = 0;
+	if (text == NULL) {
+		r = 0;
+		goto out;
+	}
+	array = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+	if (array == NULL || !json_is_array(array))
+		goto out;
+	if (json_array_size(array) == 0) {
+		r = 0;
+		goto out;
+	}
+	rec->alt_names = calloc(json_array_size(array), sizeof(char *));
+	if (rec->alt_names == NULL)
+		goto out;
+	for (i = 0; i < json_array_size(array); i++) {
+		const char *name = json_string_value(json_array_get(array, i));
+
+		if (name == NULL)
+			goto out;
+		rec->alt_names[i] = strdup(name);
+		if (rec->alt_names[i] == NULL)
+			goto out;
+		rec->n_alt_names = i + 1;
+	}
+	r = 0;
+out:
+	json_decref(array);
+	return r;
+}
+
+static int
+column_strdup(sqlite3_stmt *st, int col, char **dst)
+{
+	const unsigned char *text = sqlite3_column_text(st, col);
+
+	*dst = NULL;
+	if (text == NULL)
+		return 0;
+	*dst = strdup((const char *)text);
+	return *dst == NULL ? -1 : 0;
+}
+
+static int
+read_cert(struct sqlite_store *s, sqlite3_stmt *st, custody_cert_record *rec,
+	  custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	const void *der;
+	int der_len;
+
+	memset(rec, 0, sizeof(*rec));
+	if (column_fixed(st, 0, rec->thumbprint, sizeof(rec->thumbprint)) != 0 ||
+	    column_fixed(st, 1, rec->sha256, sizeof(rec->sha256)) != 0 ||
+	    column_fixed(st, 8, rec->key_algorithm, sizeof(rec->key_algorithm)) != 0 ||
+	    column_fixed(st, 9, rec->key_id, sizeof(rec->key_id)) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read a certificate from store %s: a "
+				    "fingerprint, key algorithm or key id is too long",
+				    s->path);
+		goto out;
+	}
+	if (alt_names_from_json((const char *)sqlite3_column_text(st, 7), rec) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read certificate %s from store %s: its "
+				    "alternative names are not a JSON array of "
+				    "strings (or out of memory)", rec->thumbprint,
+				    s->path);
+		goto out;
+	}
+	rec->not_before = sqlite3_column_int64(st, 5);
+	rec->not_after = sqlite3_column_int64(st, 6);
+	der = sqlite3_column_blob(st, 12);
+	der_len = sqlite3_column_bytes(st, 12);
+	if (column_strdup(st, 2, &rec->subject) != 0 ||
+	    column_strdup(st, 3, &rec->issuer) != 0 ||
+	    column_strdup(st, 4, &rec->serial) != 0 ||
+	    column_strdup(st, 10, &rec->key_uri) != 0 ||
+	    column_strdup(st, 11, &rec->label) != 0 ||
+	    (der_len > 0 && (rec->der = malloc((size_t)der_len)) == NULL)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read certificate %s from store %s: out "
+				    "of memory", rec->thumbprint, s->path);
+		goto out;
+	}
+	if (der_len > 0) {
+		memcpy(rec->der, der, (size_t)der_len);
+		rec->der_len = (size_t)der_len;
+	}
+	r = CUSTODY_OK;
+out:
+	if (r != CUSTODY_OK)
+		custody_cert_record_clear(rec);
+	return r;
+}
+
+static void
+bind_text_or_null(sqlite3_stmt *st, int col, const char *text)
+{
+	if (text == NULL)
+		sqlite3_bind_null(st, col);
+	else
+		sqlite3_bind_text(st, col, text, -1, SQLITE_STATIC);
+}
+
+static int
+sqlite_put_cert(void *handle, const custody_cert_record *rec, custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	char *alt_names = NULL;
+	int rc;
+
+	if (rec->der_len > (size_t)INT32_MAX) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot save certificate %s in store %s: its "
+				    "DER is too large", rec->thumbprint, s->path);
+		goto out;
+	}
+	if ((r = alt_names_to_json(s, rec, &alt_names, err)) != CUSTODY_OK)
+		goto out;
+	if ((r = prepare(s, "INSERT INTO certificates (thumbprint, sha256, "
+			 "subject, issuer, serial, not_before, not_after, "
+			 "alt_names, key_algorithm, key_id, key_uri, label, der, "
+			 "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+			 "?9, ?10, ?11, ?12, ?13, ?14) "
+			 "ON CONFLICT (thumbprint) DO UPDATE SET "
+			 "key_uri = excluded.key_uri, label = excluded.label",
+			 &st, err)) != CUSTODY_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, rec->thumbprint, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, rec->sha256, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 3, rec->subject);
+	bind_text_or_null(st, 4, rec->issuer);
+	bind_text_or_null(st, 5, rec->serial);
+	sqlite3_bind_int64(st, 6, rec->not_before);
+	sqlite3_bind_int64(st, 7, rec->not_after);
+	sqlite3_bind_text(st, 8, alt_names, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 9, rec->key_algorithm, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 10, rec->key_id, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 11, rec->key_uri);
+	bind_text_or_null(st, 12, rec->label);
+	sqlite3_bind_blob(st, 13, rec->der, (int)rec->der_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 14, (sqlite3_int64)time(NULL));
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot save certificate %s in store %s: another "
+				    "certificate has SHA-256 fingerprint %s",
+				    rec->thumbprint, s->path, rec->sha256);
+		goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		r = db_error(s, err, rc, "cannot save certificate %s in store %s",
+			     rec->thumbprint, s->path);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	free(alt_names);
+	return r;
+}
+
+static int
+sqlite_get_cert(void *handle, const char *thumbprint, custody_cert_record *out,
+		custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((r = prepare(s, "SELECT " CERT_COLUMNS " FROM certificates "
+			 "WHERE thumbprint = ?1", &st, err)) != CUSTODY_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, thumbprint, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no certificate with thumbprint %s in store %s",
+				    thumbprint, s->path);
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = db_error(s, err, rc, "cannot read certificate %s from store %s",
+			     thumbprint, s->path);
+		goto out;
+	}
+	r = read_cert(s, st, out, err);
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+sqlite_list_certs(void *handle, custody_cert_record **out, size_t *n,
+		  custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	custody_cert_record *list = NULL;
+	size_t count = 0;
+	size_t cap = 0;
+	int rc;
+
+	if ((r = prepare(s, "SELECT " CERT_COLUMNS " FROM certificates "
+			 "ORDER BY not_after, thumbprint", &st, err)) != CUSTODY_OK)
+		goto out;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			size_t ncap = cap == 0 ? 8 : cap * 2;
+			custody_cert_record *grown = realloc(list, ncap * sizeof(*list));
+
+			if (grown == NULL) {
+				r = custody_err_set(err, CUSTODY_EFAIL,
+						    "cannot list the certificates of "
+						    "store %s: out of memory", s->path);
+				goto out;
+			}
+			list = grown;
+			cap = ncap;
+		}
+		if ((r = read_cert(s, st, &list[count], err)) != CUSTODY_OK)
+			goto out;
+		count++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = db_error(s, err, rc, "cannot list the certificates of store %s",
+			     s->path);
+		goto out;
+	}
+	*out = list;
+	*n = count;
+	list = NULL;
+	count = 0;
+	r = CUSTODY_OK;
+out:
+	custody_cert_records_free(list, count);
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+sqlite_delete_cert(void *handle, const char *thumbprint, custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((r = prepare(s, "DELETE FROM certificates WHERE thumbprint = ?1",
+			 &st, err)) != CUSTODY_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, thumbprint, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
+		r = db_error(s, err, rc, "cannot delete certificate %s from store %s",
+			     thumbprint, s->path);
+		goto out;
+	}
+	if (sqlite3_changes(s->db) == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no certificate with thumbprint %s in store %s",
+				    thumbprint, s->path);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+const struct custody_store_backend custody_store_sqlite_backend = {
+	.name = "sqlite",
+	.open = sqlite_open,
+	.close = sqlite_close,
+	.begin = sqlite_begin,
+	.commit = sqlite_commit,
+	.rollback = sqlite_rollback,
+	.get_assignment = sqlite_get_assignment,
+	.list_assignments = sqlite_list_assignments,
+	.put_assignment = sqlite_put_assignment,
+	.put_cert = sqlite_put_cert,
+	.get_cert = sqlite_get_cert,
+	.list_certs = sqlite_list_certs,
+	.delete_cert = sqlite_delete_cert,
+};

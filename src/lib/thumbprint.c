@@ -1,2 +1,173 @@
-/* thumbprint.c — to be written. */
+/* thumbprint.c — finding a certificate by what a user typed. */
 #include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <custody/thumbprint.h>
+
+#define MIN_DIGITS 8
+#define MAX_DIGITS CUSTODY_SHA256_HEX
+#define MAX_LISTED 10	/* candidates named in the hint of an ambiguity */
+
+int
+custody_thumbprint_normalize(const char *query, char out[65],
+			     custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	size_t n = 0;
+	const char *p;
+
+	out[0] = '\0';
+	if (query == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "invalid thumbprint: none given");
+		goto out;
+	}
+	for (p = query; *p != '\0'; p++) {
+		if (*p == ':' || *p == ' ')
+			continue;
+		if (!isxdigit((unsigned char)*p)) {
+			r = custody_err_set(err, CUSTODY_EUSAGE,
+					    "invalid thumbprint '%s': use hex "
+					    "digits (':' and spaces are "
+					    "ignored)", query);
+			goto out;
+		}
+		if (n == MAX_DIGITS) {
+			r = custody_err_set(err, CUSTODY_EUSAGE,
+					    "invalid thumbprint '%s': longer "
+					    "than %d hex digits", query,
+					    MAX_DIGITS);
+			goto out;
+		}
+		out[n++] = (char)toupper((unsigned char)*p);
+	}
+	out[n] = '\0';
+	if (n < MIN_DIGITS) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "invalid thumbprint '%s': give at least "
+				    "%d hex digits", query, MIN_DIGITS);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	if (r != CUSTODY_OK)
+		out[0] = '\0';
+	return r;
+}
+
+/* Whether the normalized query q is the start (or all) of a candidate's
+ * SHA-1 thumbprint or SHA-256 fingerprint. */
+static int
+names(const custody_cert_record *c, const char *q, size_t qlen)
+{
+	return (strlen(c->thumbprint) >= qlen &&
+		strncasecmp(c->thumbprint, q, qlen) == 0) ||
+	       (strlen(c->sha256) >= qlen &&
+		strncasecmp(c->sha256, q, qlen) == 0);
+}
+
+/* Whether candidate i is the first of the matching candidates with its
+ * thumbprint (a certificate listed twice counts once). */
+static int
+first_of_its_kind(const custody_cert_record *cands, size_t i, const char *q,
+		  size_t qlen)
+{
+	size_t j;
+
+	for (j = 0; j < i; j++)
+		if (names(&cands[j], q, qlen) &&
+		    strcasecmp(cands[j].thumbprint, cands[i].thumbprint) == 0)
+			return 0;
+	return 1;
+}
+
+/* Appends text to buf (of size) and keeps room for "..." at the end; when
+ * text does not fit, cuts it on a UTF-8 character boundary, writes "..."
+ * and returns -1. */
+static int
+append(char *buf, size_t size, const char *text)
+{
+	size_t len = strlen(buf), add = strlen(text), room;
+
+	if (len + add + 3 < size) {
+		memcpy(buf + len, text, add + 1);
+		return 0;
+	}
+	room = size - 1 - 3 - len;	/* callers keep len + 3 < size */
+	while (room > 0 && ((unsigned char)text[room] & 0xC0) == 0x80)
+		room--;
+	memcpy(buf + len, text, room);
+	memcpy(buf + len + room, "...", 4);
+	return -1;
+}
+
+/* The hint of an ambiguity: "THUMBPRINT SUBJECT; ..." for the first
+ * MAX_LISTED distinct candidates, cut cleanly to fit. */
+static void
+list_candidates(char *hint, size_t size, const custody_cert_record *cands,
+		size_t n, const char *q, size_t qlen)
+{
+	size_t i, listed = 0;
+	char entry[CUSTODY_THUMBPRINT_HEX + 2];
+
+	hint[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (!names(&cands[i], q, qlen) ||
+		    !first_of_its_kind(cands, i, q, qlen))
+			continue;
+		if (listed == MAX_LISTED) {
+			append(hint, size, "; ...");
+			return;
+		}
+		if (listed > 0 && append(hint, size, "; ") != 0)
+			return;
+		snprintf(entry, sizeof(entry), "%s ", cands[i].thumbprint);
+		if (append(hint, size, entry) != 0 ||
+		    append(hint, size, cands[i].subject != NULL ?
+			   cands[i].subject : "(no subject)") != 0)
+			return;
+		listed++;
+	}
+}
+
+int
+custody_thumbprint_match(const char *query,
+			 const custody_cert_record *candidates, size_t n,
+			 size_t *index, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	char q[MAX_DIGITS + 1];
+	char hint[sizeof(((custody_err *)0)->hint)];
+	size_t qlen, i, found = 0, first = 0;
+
+	if ((r = custody_thumbprint_normalize(query, q, err)) != CUSTODY_OK)
+		goto out;
+	qlen = strlen(q);
+	for (i = 0; i < n; i++) {
+		if (!names(&candidates[i], q, qlen) ||
+		    !first_of_its_kind(candidates, i, q, qlen))
+			continue;
+		if (found++ == 0)
+			first = i;
+	}
+	if (found == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no certificate with thumbprint %s", q);
+		goto out;
+	}
+	if (found > 1) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "thumbprint prefix %s is ambiguous", q);
+		list_candidates(hint, sizeof(hint), candidates, n, q, qlen);
+		custody_err_hint(err, "%s", hint);
+		goto out;
+	}
+	*index = first;
+	r = CUSTODY_OK;
+out:
+	return r;
+}

@@ -1,2 +1,676 @@
-/* token_import.c — to be written. */
+/*
+ * token_import.c — putting a private key, its certificate and the chain
+ * on the token under one key id.
+ *
+ * Every template is built, and every input checked, before the first
+ * object is created; the objects this call creates are destroyed again
+ * when a later one fails.  Template values are private copies: those that
+ * held private key material are cleansed when freed.
+ */
 #include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
+#include <custody/cert.h>
+#include <custody/hexfmt.h>
+#include <custody/log.h>
+#include <custody/token.h>
+
+#include "token_internal.h"
+
+#define TMPL_MAX 32
+
+/* An attribute template whose values it owns. */
+struct tmpl {
+	CK_ATTRIBUTE a[TMPL_MAX];
+	int secret[TMPL_MAX];	/* cleanse a[i].pValue when freeing */
+	CK_ULONG n;
+	int oom;		/* an add failed: the template is unusable */
+};
+
+/* What one import call writes: templates first, objects later. */
+struct plan {
+	unsigned char id[20];
+	char id_hex[CUSTODY_KEY_ID_HEX + 1];
+	struct tmpl priv, pub, cert;
+	struct tmpl *chain;	/* one per CA certificate to consider */
+	const unsigned char **chain_der;
+	size_t *chain_der_len;
+	size_t n_chain;
+	CK_OBJECT_HANDLE *created;	/* in creation order */
+	size_t n_created;
+};
+
+static void
+tmpl_add(struct tmpl *t, CK_ATTRIBUTE_TYPE type, const void *v, size_t len,
+	 int secret)
+{
+	void *copy;
+
+	if (t->n >= TMPL_MAX || (copy = OPENSSL_malloc(len > 0 ? len : 1)) == NULL) {
+		t->oom = 1;
+		return;
+	}
+	if (len > 0)
+		memcpy(copy, v, len);
+	t->a[t->n].type = type;
+	t->a[t->n].pValue = copy;
+	t->a[t->n].ulValueLen = len;
+	t->secret[t->n] = secret;
+	t->n++;
+}
+
+static void
+tmpl_bool(struct tmpl *t, CK_ATTRIBUTE_TYPE type, int v)
+{
+	CK_BBOOL b = v ? CK_TRUE : CK_FALSE;
+
+	tmpl_add(t, type, &b, sizeof(b), 0);
+}
+
+static void
+tmpl_ulong(struct tmpl *t, CK_ATTRIBUTE_TYPE type, CK_ULONG v)
+{
+	tmpl_add(t, type, &v, sizeof(v), 0);
+}
+
+/* A big integer as big-endian bytes; the buffer is cleansed when secret. */
+static void
+tmpl_bn(struct tmpl *t, CK_ATTRIBUTE_TYPE type, const BIGNUM *bn, int secret)
+{
+	int len = BN_num_bytes(bn);
+	unsigned char *buf = OPENSSL_malloc(len > 0 ? (size_t)len : 1);
+
+	if (buf == NULL) {
+		t->oom = 1;
+		return;
+	}
+	BN_bn2bin(bn, buf);
+	tmpl_add(t, type, buf, (size_t)len, secret);
+	OPENSSL_clear_free(buf, len > 0 ? (size_t)len : 1);
+}
+
+static void
+tmpl_free(struct tmpl *t)
+{
+	CK_ULONG i;
+
+	for (i = 0; i < t->n; i++) {
+		if (t->secret[i])
+			OPENSSL_clear_free(t->a[i].pValue, t->a[i].ulValueLen);
+		else
+			OPENSSL_free(t->a[i].pValue);
+	}
+	memset(t, 0, sizeof(*t));
+}
+
+/* DER of an X509_NAME / ASN1_INTEGER / ... into the template. */
+#define TMPL_DER(t, type, i2d, obj)                                          \
+	do {                                                                 \
+		unsigned char *der_ = NULL;                                  \
+		int len_ = i2d((obj), &der_);                                \
+		if (len_ <= 0)                                               \
+			(t)->oom = 1;                                        \
+		else                                                         \
+			tmpl_add((t), (type), der_, (size_t)len_, 0);        \
+		OPENSSL_free(der_);                                          \
+	} while (0)
+
+/* ------------------------------------------------------------- names */
+
+/* The subject CN of x as UTF-8, or NULL. */
+static char *
+subject_cn(X509 *x)
+{
+	X509_NAME *name = X509_get_subject_name(x);
+	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	unsigned char *utf8 = NULL;
+	char *out = NULL;
+	int len;
+
+	if (i < 0)
+		return NULL;
+	len = ASN1_STRING_to_UTF8(&utf8,
+				  X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+	if (len > 0 && (out = malloc((size_t)len + 1)) != NULL) {
+		memcpy(out, utf8, (size_t)len);
+		out[len] = '\0';
+	}
+	OPENSSL_free(utf8);
+	return out;
+}
+
+/* ------------------------------------------------------ key templates */
+
+static void
+key_common(struct tmpl *priv, struct tmpl *pub, CK_KEY_TYPE kt,
+	   const struct plan *p, const char *label, X509 *cert, int replicable)
+{
+	tmpl_ulong(priv, CKA_CLASS, CKO_PRIVATE_KEY);
+	tmpl_ulong(priv, CKA_KEY_TYPE, kt);
+	tmpl_bool(priv, CKA_TOKEN, 1);
+	tmpl_bool(priv, CKA_PRIVATE, 1);
+	tmpl_bool(priv, CKA_SENSITIVE, 1);
+	tmpl_bool(priv, CKA_SIGN, 1);
+	tmpl_bool(priv, CKA_SIGN_RECOVER, 0);
+	tmpl_bool(priv, CKA_DECRYPT, 0);
+	tmpl_bool(priv, CKA_UNWRAP, 0);
+	tmpl_bool(priv, CKA_DERIVE, 0);
+	tmpl_bool(priv, CKA_EXTRACTABLE, replicable);
+	/* Never wrappable but under a trusted key: for a key that is not
+	 * extractable at all it changes nothing, and it cannot be undone. */
+	tmpl_bool(priv, CKA_WRAP_WITH_TRUSTED, 1);
+	tmpl_add(priv, CKA_ID, p->id, sizeof(p->id), 0);
+	tmpl_add(priv, CKA_LABEL, label, strlen(label), 0);
+	TMPL_DER(priv, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(cert));
+
+	tmpl_ulong(pub, CKA_CLASS, CKO_PUBLIC_KEY);
+	tmpl_ulong(pub, CKA_KEY_TYPE, kt);
+	tmpl_bool(pub, CKA_TOKEN, 1);
+	tmpl_bool(pub, CKA_PRIVATE, 0);
+	tmpl_bool(pub, CKA_VERIFY, 1);
+	tmpl_bool(pub, CKA_VERIFY_RECOVER, 0);
+	tmpl_bool(pub, CKA_ENCRYPT, 0);
+	tmpl_bool(pub, CKA_WRAP, 0);
+	tmpl_bool(pub, CKA_DERIVE, 0);
+	tmpl_add(pub, CKA_ID, p->id, sizeof(p->id), 0);
+	tmpl_add(pub, CKA_LABEL, label, strlen(label), 0);
+	TMPL_DER(pub, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(cert));
+}
+
+static int
+rsa_templates(EVP_PKEY *key, struct tmpl *priv, struct tmpl *pub,
+	      custody_err *err)
+{
+	static const struct {
+		const char *param;
+		CK_ATTRIBUTE_TYPE type;
+		int secret;
+	} parts[] = {
+		{OSSL_PKEY_PARAM_RSA_N, CKA_MODULUS, 0},
+		{OSSL_PKEY_PARAM_RSA_E, CKA_PUBLIC_EXPONENT, 0},
+		{OSSL_PKEY_PARAM_RSA_D, CKA_PRIVATE_EXPONENT, 1},
+		{OSSL_PKEY_PARAM_RSA_FACTOR1, CKA_PRIME_1, 1},
+		{OSSL_PKEY_PARAM_RSA_FACTOR2, CKA_PRIME_2, 1},
+		{OSSL_PKEY_PARAM_RSA_EXPONENT1, CKA_EXPONENT_1, 1},
+		{OSSL_PKEY_PARAM_RSA_EXPONENT2, CKA_EXPONENT_2, 1},
+		{OSSL_PKEY_PARAM_RSA_COEFFICIENT1, CKA_COEFFICIENT, 1},
+	};
+	BIGNUM *bn = NULL;
+	size_t i;
+	int r = CUSTODY_EFAIL;
+
+	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_FACTOR3, &bn) == 1) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot import the private key: multi-prime "
+				    "RSA keys are not supported");
+		goto out;
+	}
+	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		if (EVP_PKEY_get_bn_param(key, parts[i].param, &bn) != 1) {
+			r = custody_err_openssl(err, CUSTODY_EFAIL,
+						"cannot import the private key: "
+						"cannot read its %s",
+						parts[i].param);
+			goto out;
+		}
+		tmpl_bn(priv, parts[i].type, bn, parts[i].secret);
+		if (!parts[i].secret)
+			tmpl_bn(pub, parts[i].type, bn, 0);
+		BN_clear_free(bn);
+		bn = NULL;
+	}
+	r = CUSTODY_OK;
+out:
+	BN_clear_free(bn);
+	ERR_clear_error();
+	return r;
+}
+
+/* The uncompressed point (04 || X || Y) of an EC key, whatever form the
+ * key keeps it in. */
+static int
+ec_point(EVP_PKEY *key, int nid, size_t fs, unsigned char *out,
+	 custody_err *err)
+{
+	unsigned char enc[1 + 2 * 66];
+	size_t len = 0;
+	EC_GROUP *group = NULL;
+	EC_POINT *pt = NULL;
+	int r = CUSTODY_EFAIL;
+
+	if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, enc,
+					    sizeof(enc), &len) != 1 ||
+	    (group = EC_GROUP_new_by_curve_name(nid)) == NULL ||
+	    (pt = EC_POINT_new(group)) == NULL ||
+	    EC_POINT_oct2point(group, pt, enc, len, NULL) != 1 ||
+	    EC_POINT_point2oct(group, pt, POINT_CONVERSION_UNCOMPRESSED, out,
+			       1 + 2 * fs, NULL) != 1 + 2 * fs) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot import the private key: cannot "
+					"read its public point");
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	EC_POINT_free(pt);
+	EC_GROUP_free(group);
+	return r;
+}
+
+static int
+ec_templates(EVP_PKEY *key, struct tmpl *priv, struct tmpl *pub,
+	     custody_err *err)
+{
+	char group[64] = "";
+	unsigned char point[1 + 2 * 66], *scalar = NULL;
+	ASN1_OCTET_STRING *os = NULL;
+	BIGNUM *bn = NULL;
+	size_t fs = 0;
+	int nid = NID_undef, r = CUSTODY_EFAIL;
+
+	if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME,
+					   group, sizeof(group), NULL) == 1) {
+		nid = OBJ_sn2nid(group);
+		if (nid == NID_undef)
+			nid = EC_curve_nist2nid(group);
+	}
+	switch (nid) {
+	case NID_X9_62_prime256v1:
+		fs = 32;
+		break;
+	case NID_secp384r1:
+		fs = 48;
+		break;
+	case NID_secp521r1:
+		fs = 66;
+		break;
+	default:
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot import the private key: EC curve "
+				    "%s is not supported (P-256, P-384, P-521 "
+				    "are)", group[0] != '\0' ? group : "(unnamed)");
+		goto out;
+	}
+	if ((r = ec_point(key, nid, fs, point, err)) != CUSTODY_OK)
+		goto out;
+	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &bn) != 1 ||
+	    (scalar = OPENSSL_malloc(fs)) == NULL ||
+	    BN_bn2binpad(bn, scalar, (int)fs) != (int)fs) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot import the private key: cannot "
+					"read its private value");
+		goto out;
+	}
+	TMPL_DER(priv, CKA_EC_PARAMS, i2d_ASN1_OBJECT, OBJ_nid2obj(nid));
+	tmpl_add(priv, CKA_VALUE, scalar, fs, 1);
+	TMPL_DER(pub, CKA_EC_PARAMS, i2d_ASN1_OBJECT, OBJ_nid2obj(nid));
+	if ((os = ASN1_OCTET_STRING_new()) == NULL ||
+	    ASN1_OCTET_STRING_set(os, point, (int)(1 + 2 * fs)) != 1) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot import the private key");
+		goto out;
+	}
+	TMPL_DER(pub, CKA_EC_POINT, i2d_ASN1_OCTET_STRING, os);
+	r = CUSTODY_OK;
+out:
+	ASN1_OCTET_STRING_free(os);
+	BN_clear_free(bn);
+	OPENSSL_clear_free(scalar, fs);
+	return r;
+}
+
+static int
+key_templates(EVP_PKEY *key, X509 *cert, const char *label, int replicable,
+	      struct plan *p, custody_err *err)
+{
+	char alg[32];
+	int r = CUSTODY_EFAIL;
+
+	switch (EVP_PKEY_get_base_id(key)) {
+	case EVP_PKEY_RSA:
+		key_common(&p->priv, &p->pub, CKK_RSA, p, label, cert,
+			   replicable);
+		r = rsa_templates(key, &p->priv, &p->pub, err);
+		break;
+	case EVP_PKEY_EC:
+		key_common(&p->priv, &p->pub, CKK_EC, p, label, cert,
+			   replicable);
+		r = ec_templates(key, &p->priv, &p->pub, err);
+		break;
+	default:
+		custody_pkey_algorithm(key, alg, sizeof(alg));
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot import the private key: %s keys are "
+				    "not supported (RSA and EC P-256, P-384, "
+				    "P-521 are)", alg);
+		break;
+	}
+	return r;
+}
+
+static void
+cert_template(struct tmpl *t, X509 *x, const unsigned char *id,
+	      const char *label)
+{
+	tmpl_ulong(t, CKA_CLASS, CKO_CERTIFICATE);
+	tmpl_ulong(t, CKA_CERTIFICATE_TYPE, CKC_X_509);
+	tmpl_bool(t, CKA_TOKEN, 1);
+	tmpl_bool(t, CKA_PRIVATE, 0);
+	TMPL_DER(t, CKA_VALUE, i2d_X509, x);
+	TMPL_DER(t, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(x));
+	TMPL_DER(t, CKA_ISSUER, i2d_X509_NAME, X509_get_issuer_name(x));
+	TMPL_DER(t, CKA_SERIAL_NUMBER, i2d_ASN1_INTEGER,
+		 X509_get0_serialNumber(x));
+	tmpl_add(t, CKA_ID, id, 20, 0);
+	tmpl_add(t, CKA_LABEL, label, strlen(label), 0);
+}
+
+/* The value of attribute type in t (it is there: we put it there). */
+static const CK_ATTRIBUTE *
+tmpl_get(const struct tmpl *t, CK_ATTRIBUTE_TYPE type)
+{
+	CK_ULONG i;
+
+	for (i = 0; i < t->n; i++) {
+		if (t->a[i].type == type)
+			return &t->a[i];
+	}
+	return NULL;
+}
+
+/* Templates of the CA certificates (each under its own key id, labelled
+ * with its own CN); the leaf itself, if the chain repeats it, is left out. */
+static int
+chain_templates(STACK_OF(X509) *chain, X509 *cert, struct plan *p,
+		custody_err *err)
+{
+	int n = chain != NULL ? sk_X509_num(chain) : 0, i;
+	unsigned char id[20];
+	char hex[CUSTODY_KEY_ID_HEX + 1], *cn = NULL;
+	int r = CUSTODY_OK;
+
+	if (n == 0)
+		goto out;
+	if ((p->chain = calloc((size_t)n, sizeof(*p->chain))) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot import the chain: out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		X509 *x = sk_X509_value(chain, i);
+
+		if (X509_cmp(x, cert) == 0)
+			continue;
+		if ((r = custody_cert_key_id(x, id, err)) != CUSTODY_OK)
+			goto out;
+		custody_hex_encode(id, sizeof(id), hex, 0);
+		cn = subject_cn(x);
+		cert_template(&p->chain[p->n_chain], x, id,
+			      cn != NULL ? cn : hex);
+		free(cn);
+		cn = NULL;
+		if (p->chain[p->n_chain].oom) {
+			p->n_chain++;
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot import the chain: out of "
+					    "memory");
+			goto out;
+		}
+		p->n_chain++;
+	}
+out:
+	return r;
+}
+
+static void
+plan_free(struct plan *p)
+{
+	size_t i;
+
+	tmpl_free(&p->priv);
+	tmpl_free(&p->pub);
+	tmpl_free(&p->cert);
+	for (i = 0; i < p->n_chain; i++)
+		tmpl_free(&p->chain[i]);
+	free(p->chain);
+	free(p->created);
+	memset(p, 0, sizeof(*p));
+}
+
+/* ------------------------------------------------------ token writes */
+
+/* The first object matching class and one more attribute; 0 when none. */
+static int
+find_by(custody_token *tok, CK_OBJECT_CLASS cls, const CK_ATTRIBUTE *a,
+	CK_OBJECT_HANDLE *found, custody_err *err)
+{
+	CK_ATTRIBUTE t[2] = {{CKA_CLASS, &cls, sizeof(cls)}, *a};
+	CK_OBJECT_HANDLE *h = NULL;
+	size_t n = 0;
+	int r;
+
+	*found = CK_INVALID_HANDLE;
+	r = token_find(tok, t, 2, &h, &n, err);
+	if (r == CUSTODY_OK && n > 0)
+		*found = h[0];
+	free(h);
+	return r;
+}
+
+static int
+create(custody_token *tok, struct plan *p, struct tmpl *t, const char *what,
+       custody_err *err)
+{
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+	CK_RV rv;
+
+	rv = tok->f->C_CreateObject(tok->session, t->a, t->n, &h);
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot create the %s on token %s", what,
+				    tok->label);
+	p->created[p->n_created++] = h;
+	custody_debug("created the %s with key id %s on token %s", what,
+		      p->id_hex, tok->label);
+	return CUSTODY_OK;
+}
+
+/* All or nothing: what this call created goes again, newest first. */
+static void
+roll_back(custody_token *tok, struct plan *p)
+{
+	CK_RV rv;
+
+	while (p->n_created > 0) {
+		rv = tok->f->C_DestroyObject(tok->session,
+					     p->created[--p->n_created]);
+		if (rv != CKR_OK)
+			custody_warn("cannot remove an object this import "
+				     "created on token %s: %s", tok->label,
+				     token_rv_name(rv) != NULL ? token_rv_name(rv)
+							       : "error");
+	}
+}
+
+/* The key was there already: say so when it will not replicate. */
+static void
+check_existing_key(custody_token *tok, const struct plan *p,
+		   CK_OBJECT_HANDLE h, int replicable)
+{
+	unsigned char *v = NULL;
+	size_t len = 0;
+
+	if (replicable &&
+	    token_get_attr(tok, h, CKA_EXTRACTABLE, &v, &len, NULL) ==
+		    CUSTODY_OK &&
+	    len == sizeof(CK_BBOOL) && !*(CK_BBOOL *)v)
+		custody_warn("the private key with key id %s is already on "
+			     "token %s and is not extractable: it stays so, "
+			     "and cannot be replicated", p->id_hex, tok->label);
+	free(v);
+}
+
+static int
+write_key(custody_token *tok, struct plan *p, int replicable,
+	  custody_token_import_result *res, custody_err *err)
+{
+	const CK_ATTRIBUTE *id = tmpl_get(&p->priv, CKA_ID);
+	CK_OBJECT_HANDLE h;
+	int r;
+
+	if ((r = find_by(tok, CKO_PRIVATE_KEY, id, &h, err)) != CUSTODY_OK)
+		goto out;
+	if (h == CK_INVALID_HANDLE) {
+		if ((r = create(tok, p, &p->priv, "private key", err)) !=
+		    CUSTODY_OK)
+			goto out;
+		res->created_key = 1;
+	} else {
+		check_existing_key(tok, p, h, replicable);
+	}
+	if ((r = find_by(tok, CKO_PUBLIC_KEY, id, &h, err)) != CUSTODY_OK)
+		goto out;
+	if (h == CK_INVALID_HANDLE)
+		r = create(tok, p, &p->pub, "public key", err);
+out:
+	return r;
+}
+
+/* Creates the certificate of t unless the same DER is there; *created. */
+static int
+write_cert(custody_token *tok, struct plan *p, struct tmpl *t,
+	   const char *what, int *created, custody_err *err)
+{
+	CK_OBJECT_HANDLE h;
+	int r;
+
+	*created = 0;
+	if ((r = find_by(tok, CKO_CERTIFICATE, tmpl_get(t, CKA_VALUE), &h,
+			 err)) != CUSTODY_OK ||
+	    h != CK_INVALID_HANDLE)
+		return r;
+	if ((r = create(tok, p, t, what, err)) == CUSTODY_OK)
+		*created = 1;
+	return r;
+}
+
+static int
+write_objects(custody_token *tok, struct plan *p, int have_key,
+	      int replicable, custody_token_import_result *res,
+	      custody_err *err)
+{
+	CK_ATTRIBUTE id = {CKA_ID, p->id, sizeof(p->id)};
+	CK_OBJECT_HANDLE h;
+	size_t i;
+	int created, r;
+
+	if (have_key) {
+		if ((r = write_key(tok, p, replicable, res, err)) != CUSTODY_OK)
+			goto out;
+	} else {
+		if ((r = find_by(tok, CKO_PRIVATE_KEY, &id, &h, err)) !=
+		    CUSTODY_OK)
+			goto out;
+		if (h == CK_INVALID_HANDLE) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "no private key with key id %s on "
+					    "token %s", p->id_hex, tok->label);
+			custody_err_hint(err, "import the certificate together "
+					 "with its private key (PKCS#12 or "
+					 "PEM)");
+			goto out;
+		}
+	}
+	if ((r = write_cert(tok, p, &p->cert, "certificate", &created, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	res->created_cert = created;
+	for (i = 0; i < p->n_chain; i++) {
+		if ((r = write_cert(tok, p, &p->chain[i], "CA certificate",
+				    &created, err)) != CUSTODY_OK)
+			goto out;
+		res->created_chain += created;
+	}
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+int
+custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
+		     STACK_OF(X509) *chain, const char *label,
+		     int replicable, custody_token_import_result *res,
+		     custody_err *err)
+{
+	struct plan p;
+	custody_token_import_result result;
+	char *cn = NULL;
+	int r = CUSTODY_EFAIL;
+
+	memset(&p, 0, sizeof(p));
+	memset(&result, 0, sizeof(result));
+	if (res != NULL)
+		memset(res, 0, sizeof(*res));
+	if (cert == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot import: no certificate given");
+		goto out;
+	}
+	if ((r = custody_cert_key_id(cert, p.id, err)) != CUSTODY_OK)
+		goto out;
+	custody_hex_encode(p.id, sizeof(p.id), p.id_hex, 0);
+	memcpy(result.key_id, p.id_hex, sizeof(result.key_id));
+	if (label == NULL || label[0] == '\0')
+		label = (cn = subject_cn(cert)) != NULL ? cn : p.id_hex;
+	if (key != NULL && X509_check_private_key(cert, key) != 1) {
+		ERR_clear_error();
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot import: the private key does not "
+				    "match the certificate");
+		goto out;
+	}
+	if (key != NULL &&
+	    (r = key_templates(key, cert, label, replicable, &p, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	cert_template(&p.cert, cert, p.id, label);
+	if ((r = chain_templates(chain, cert, &p, err)) != CUSTODY_OK)
+		goto out;
+	if (p.priv.oom || p.pub.oom || p.cert.oom) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot import: out of memory");
+		goto out;
+	}
+	if ((p.created = calloc(3 + p.n_chain, sizeof(*p.created))) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot import: out of memory");
+		goto out;
+	}
+	if ((r = token_require_login(tok, "import", err)) != CUSTODY_OK)
+		goto out;
+	r = write_objects(tok, &p, key != NULL, replicable, &result, err);
+	if (r != CUSTODY_OK) {
+		roll_back(tok, &p);
+		goto out;
+	}
+	if (res != NULL)
+		*res = result;
+	custody_debug("import of key id %s on token %s: %zu objects created",
+		      p.id_hex, tok->label, p.n_created);
+	r = CUSTODY_OK;
+out:
+	free(cn);
+	plan_free(&p);
+	return r;
+}

@@ -1,0 +1,83 @@
+/*
+ * token_internal.h — what token.c, token_lock.c and token_import.c share.
+ *
+ * Not installed.  Tests in tests/token/ include it to reach the raw
+ * CK_FUNCTION_LIST and session of an open token (to count objects, or to
+ * put a counting wrapper in front of C_Login).
+ */
+#ifndef CUSTODY_TOKEN_INTERNAL_H
+#define CUSTODY_TOKEN_INTERNAL_H
+
+#include <stddef.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include <custody/error.h>
+#include <custody/token.h>
+
+/* One advisory lock file held by this process (token_lock.c). */
+struct token_lock;
+
+/* One loaded and initialised module, shared by the handles of this
+ * process that use it (token.c). */
+struct token_module;
+
+struct custody_token {
+	void *dl;		/* dlopen handle                           */
+	struct token_module *mod;
+	struct custody_token *mod_next;	/* the module's other handles      */
+	CK_FUNCTION_LIST *f;	/* the module's functions (tests may wrap) */
+	struct token_lock *lock;
+	CK_SLOT_ID slot;
+	CK_SESSION_HANDLE session;
+	int have_session;
+	int logged_in;		/* our C_Login succeeded: C_Logout on close */
+	char label[33];
+	char serial[17];
+};
+
+/* token_lock.c ------------------------------------------------------- */
+
+/*
+ * Takes the cross-process lock for module (a path) and the token set that
+ * $SOFTHSM2_CONF selects: flock(LOCK_EX) on
+ * LOCKDIR/token-<16 hex of SHA-256(realpath(module) "\n" $SOFTHSM2_CONF)>.lock,
+ * polled every 50 ms up to spec->lock_timeout seconds.  Handles of one
+ * process share one lock (counted).  EFAIL "token is busy: another custody
+ * process holds LOCKFILE" on timeout.
+ */
+int token_lock_acquire(const custody_token_spec *spec,
+		       struct token_lock **out, custody_err *err);
+void token_lock_release(struct token_lock *lock);
+/* The lock file's path (for messages). */
+const char *token_lock_path(const struct token_lock *lock);
+
+/* token.c ------------------------------------------------------------ */
+
+/* "CKR_PIN_INCORRECT", ... or NULL when the code has no name here. */
+const char *token_rv_name(CK_RV rv);
+
+/* As custody_err_set, then appends ": CKR_NAME" (or ": CKR 0x%08lx"). */
+int token_err_rv(custody_err *err, int code, CK_RV rv, const char *fmt, ...)
+	CUSTODY_PRINTF(4, 5);
+
+/* Every object matching the template, malloc'ed in *out (NULL when none). */
+int token_find(custody_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+	       CK_OBJECT_HANDLE **out, size_t *count, custody_err *err);
+
+/* One attribute's value, malloc'ed (a NUL is added past the end so text
+ * attributes can be read as strings).  *len = value length. */
+int token_get_attr(custody_token *tok, CK_OBJECT_HANDLE obj,
+		   CK_ATTRIBUTE_TYPE type, unsigned char **out, size_t *len,
+		   custody_err *err);
+
+/* CUSTODY_OK when the session is logged in as user (or the token needs no
+ * login); else EFAIL "cannot WHAT on token L: not logged in ...". */
+int token_require_login(custody_token *tok, const char *what,
+			custody_err *err);
+
+/* Hex key id (even length, 2..128 digits) to bytes; EUSAGE otherwise. */
+int token_key_id_decode(const char *hex, unsigned char *id, size_t max,
+			size_t *len, custody_err *err);
+
+#endif

@@ -1,0 +1,123 @@
+# lib.sh — sourced by the CLI tests (tests/token/cli_*.sh).
+#
+# Each test script gets its own throwaway SoftHSM token directory, store
+# and lock directory under one temporary directory, removed on exit; it
+# reports in TAP (one "ok N - ..." line per check).  PINs live in files
+# (pin-source file:), never on a command line.  Plaintext test keys reach
+# custody through pipes only.
+set -u
+
+: "${CUSTODY_BIN:?CUSTODY_BIN must name the custody binary}"
+: "${SOFTHSM_MODULE:=/usr/lib/softhsm/libsofthsm2.so}"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/custody-test.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+umask 077
+
+tap_n=0
+tap_failed=0
+
+ok() { # DESCRIPTION — pass
+	tap_n=$((tap_n + 1))
+	echo "ok $tap_n - $*"
+}
+not_ok() { # DESCRIPTION [DETAIL...] — fail
+	tap_n=$((tap_n + 1))
+	tap_failed=$((tap_failed + 1))
+	echo "not ok $tap_n - $1"
+	shift
+	for line in "$@"; do printf '# %s\n' "$line"; done
+}
+check() { # DESCRIPTION COMMAND... — ok when COMMAND succeeds
+	local d=$1
+	shift
+	if "$@"; then ok "$d"; else not_ok "$d" "command failed: $*" "stdout: ${out:-}" "stderr: ${err:-}"; fi
+}
+done_testing() {
+	echo "1..$tap_n"
+	[ "$tap_failed" -eq 0 ]
+}
+
+# run ARGS... — runs custody, leaving $out, $err and $rc.
+run() {
+	out=$("$CUSTODY_BIN" "$@" 2>"$T/stderr")
+	rc=$?
+	err=$(cat "$T/stderr")
+}
+# run_in INPUT-FILE ARGS... — the same with standard input from a file.
+run_in() {
+	local input=$1
+	shift
+	out=$("$CUSTODY_BIN" "$@" <"$input" 2>"$T/stderr")
+	rc=$?
+	err=$(cat "$T/stderr")
+}
+
+# setup_token [LABEL] — a fresh token and store; exports what custody reads.
+setup_token() {
+	local label=${1:-test}
+	mkdir -p "$T/tokens" "$T/lock"
+	cat >"$T/softhsm2.conf" <<CONF
+directories.tokendir = $T/tokens
+objectstore.backend = file
+log.level = ERROR
+CONF
+	tr -dc 0-9 </dev/urandom | head -c 8 >"$T/user.pin"
+	tr -dc 0-9 </dev/urandom | head -c 8 >"$T/so.pin"
+	export SOFTHSM2_CONF="$T/softhsm2.conf"
+	export CUSTODY_MODULE="$SOFTHSM_MODULE"
+	export CUSTODY_TOKEN="$label"
+	export CUSTODY_PIN_SOURCE="file:$T/user.pin"
+	export CUSTODY_STORE="sqlite:$T/custody.db"
+	export CUSTODY_LOCK_DIR="$T/lock"
+	export CUSTODY_NODE=node1
+	export CUSTODY_CONFIG=""
+	"$CUSTODY_BIN" -q init-token --label "$label" --so-pin-source "file:$T/so.pin" ||
+		{ echo "Bail out! cannot initialise a SoftHSM token"; exit 1; }
+}
+
+# state — a fingerprint of the token's objects and the store's rows: equal
+# before and after means nothing was changed.  Token objects are compared
+# byte for byte (SoftHSM keeps one file per object); the token's own
+# flags file is left out (a failed login changes its counters).
+state() {
+	{
+		find "$T/tokens" -type f -name '*.object' ! -name 'token.object' -print0 |
+			sort -z | xargs -0r sha256sum
+		if [ -f "$T/custody.db" ]; then
+			sqlite3 "$T/custody.db" .dump 2>/dev/null
+		fi
+	} | sha256sum | cut -d' ' -f1
+}
+# count_objects — how many objects the token holds.
+count_objects() {
+	find "$T/tokens" -type f -name '*.object' ! -name 'token.object' | wc -l
+}
+
+# --- making test certificates (keys never touch the disk in clear) ---
+
+# make_p12 NAME CN DAYS [KEYSPEC] [PASSWORD-ENV] — $T/NAME.p12 (encrypted
+# under the password in the named environment variable, or without one).
+make_p12() {
+	local name=$1 cn=$2 days=$3 key=${4:-rsa:2048} penv=${5:-}
+	local newkey=(-newkey "$key")
+	case $key in
+	ec:*) newkey=(-newkey ec -pkeyopt "ec_paramgen_curve:${key#ec:}") ;;
+	esac
+	if [ -n "$penv" ]; then
+		openssl req -x509 "${newkey[@]}" -noenc -keyout - -out - -subj "/O=custody test/CN=$cn" \
+			-addext "subjectAltName=DNS:$cn" -days "$days" 2>/dev/null |
+			openssl pkcs12 -export -name "$cn" -passout "env:$penv" -out "$T/$name.p12"
+	else
+		openssl req -x509 "${newkey[@]}" -noenc -keyout - -out - -subj "/O=custody test/CN=$cn" \
+			-addext "subjectAltName=DNS:$cn" -days "$days" 2>/dev/null |
+			openssl pkcs12 -export -name "$cn" -passout pass: -out "$T/$name.p12"
+	fi
+}
+
+# thumbprint_of_p12 NAME PASSWORD-ENV — SHA-1 of the certificate, as openssl sees it.
+thumbprint_of_p12() {
+	openssl pkcs12 -in "$T/$1.p12" -passin "env:${2:-EMPTY_PASSWORD}" -nokeys -clcerts 2>/dev/null |
+		openssl x509 -noout -fingerprint -sha1 | sed 's/.*=//; s/://g'
+}
+export EMPTY_PASSWORD=""

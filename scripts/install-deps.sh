@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages custody needs to build, test and run.
+# Installs only what is missing; needs root (or sudo) when something is.
+set -euo pipefail
+
+packages=(
+	gcc make autoconf automake libtool pkg-config
+	openssl libssl-dev libp11-dev libp11-kit-dev libengine-pkcs11-openssl
+	libsqlite3-dev sqlite3 libpq-dev libjansson-dev libinih-dev libcriterion-dev
+	softhsm2 opensc
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "install-deps: need root to install ${missing[*]}" >&2; exit 1; }
+	sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q >&2
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, runs every test, and ends with the line
+# "N passed, N failed".  Exit status 0 only when nothing failed.
+#
+#   scripts/test.sh            # everything
+#   TESTS="tests/unit/test_assign" scripts/test.sh   # a subset (automake TESTS)
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+scripts/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+if ! scripts/build.sh; then
+	echo "build failed"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
+cd build
+# Stale results would be counted again: start clean.
+find tests -name '*.trs' -delete 2>/dev/null
+rm -f test-suite.log
+make -s -j"$(nproc)" check ${TESTS:+TESTS="$TESTS"} > check.out 2>&1
+check_rc=$?
+cat check.out
+
+# One result line per test case (TAP: one per Criterion test or script check).
+passed=$(cat $(find tests -name '*.trs') /dev/null | grep -Ec '^:test-result: (PASS|XFAIL)')
+failed=$(cat $(find tests -name '*.trs') /dev/null | grep -Ec '^:test-result: (FAIL|XPASS|ERROR)')
+skipped=$(cat $(find tests -name '*.trs') /dev/null | grep -Ec '^:test-result: SKIP')
+
+if [ "$check_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+	# make itself failed (a test program that did not build, say).
+	failed=1
+fi
+if [ "$failed" -ne 0 ] && [ -f test-suite.log ]; then
+	echo "---- failures (build/test-suite.log) ----"
+	grep -E '^(not ok|FAIL|ERROR)' test-suite.log | head -50
+fi
+if [ "$skipped" -ne 0 ]; then
+	echo "$passed passed, $failed failed, $skipped skipped"
+else
+	echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,82 @@
+/* change.c — plan, write and report one assignment change. */
+#include "config.h"
+
+#include <string.h>
+
+#include <custody/policy.h>
+
+#include "change.h"
+
+int
+change_plan(struct cli *cli, const struct change_request *req,
+	    const custody_cert_record *rec, struct change *ch)
+{
+	custody_assignment stored;
+	int r;
+
+	memset(ch, 0, sizeof(*ch));
+	if ((r = custody_policy_check_identity(req->type, req->identity, &cli->err)) != CUSTODY_OK)
+		return r;
+	if ((r = custody_policy_check_valid_at(rec, req->roll ? req->effective : cli->now,
+					       &cli->err)) != CUSTODY_OK) {
+		if (req->roll)
+			custody_err_prefix(&cli->err, "at the effective date");
+		return r;
+	}
+	if ((r = cli_open_store(cli)) != CUSTODY_OK)
+		return r;
+	r = custody_store_get_assignment(cli->store, req->type, req->identity, &stored,
+					 &cli->err);
+	if (r == CUSTODY_ENOTFOUND) {
+		memset(&stored, 0, sizeof(stored));
+		snprintf(stored.type, sizeof(stored.type), "%s", req->type);
+		snprintf(stored.identity, sizeof(stored.identity), "%s", req->identity);
+	} else if (r != CUSTODY_OK) {
+		return r;
+	}
+	custody_assign_resolve(&stored, cli->now, &ch->before);
+	if (req->roll) {
+		r = custody_assign_roll(&stored, rec->thumbprint, req->effective, cli->now,
+					&ch->after, &ch->outcome, &cli->err);
+		if (r == CUSTODY_OK)
+			custody_policy_roll_warning(req->type, req->effective - cli->now,
+						    ch->warning, sizeof(ch->warning));
+	} else {
+		r = custody_assign_set(&stored, rec->thumbprint, cli->now, &ch->after,
+				       &ch->outcome, &cli->err);
+	}
+	/* The version read is what the write is checked against. */
+	ch->before.version = ch->after.version = stored.version;
+	return r;
+}
+
+int
+change_write(struct cli *cli, struct change *ch)
+{
+	if (ch->outcome.noop)
+		return CUSTODY_OK;
+	return custody_store_put_assignment(cli->store, &ch->after, &cli->err);
+}
+
+void
+change_report(const struct cli *cli, const struct change *ch, int dry_run)
+{
+	if (ch->warning[0] != '\0')
+		cli_warn("%s", ch->warning);
+	if (cli->quiet)
+		return;
+	if (ch->outcome.noop) {
+		fprintf(stderr, "%s/%s: %s is already current; nothing to change\n",
+			ch->after.type, ch->after.identity, ch->after.current.thumbprint);
+		return;
+	}
+	fprintf(stderr, "%s/%s: %s\n", ch->after.type, ch->after.identity,
+		dry_run ? "would change (dry run, nothing written)" : "changed");
+	out_assignment_diff(stderr, &ch->before, &ch->after);
+	if (ch->outcome.cancelled_pending[0] != '\0')
+		fprintf(stderr, "  the pending roll to %s is cancelled\n",
+			ch->outcome.cancelled_pending);
+	if (ch->outcome.replaced_pending[0] != '\0')
+		fprintf(stderr, "  the pending roll to %s is replaced\n",
+			ch->outcome.replaced_pending);
+}

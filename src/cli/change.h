@@ -1,0 +1,41 @@
+/*
+ * change.h — one change of an assignment, shared by `set` and `import -t`:
+ * planned (store read, rules of the assign state machine, policy checks)
+ * before anything is written, written in the caller's store transaction,
+ * then reported.
+ */
+#ifndef CUSTODY_CLI_CHANGE_H
+#define CUSTODY_CLI_CHANGE_H
+
+#include "cli.h"
+
+struct change_request {
+	const char *type;	/* canonical */
+	const char *identity;	/* canonical */
+	int roll;		/* stage as pending at `effective` */
+	int64_t effective;
+};
+
+struct change {
+	custody_assignment before;	/* as stored, resolved at now */
+	custody_assignment after;
+	custody_assign_outcome outcome;
+	char warning[256];		/* "" or a lead-time warning */
+};
+
+/*
+ * Checks the request against the policy (identity, validity of the
+ * certificate now or at the effective date) and computes the new
+ * assignment from the stored one.  Writes nothing.
+ */
+int change_plan(struct cli *cli, const struct change_request *req,
+		const custody_cert_record *rec, struct change *ch);
+
+/* Writes ch->after with the version read by change_plan (inside the
+ * caller's transaction): ECONFLICT when the assignment changed since. */
+int change_write(struct cli *cli, struct change *ch);
+
+/* Narrates the change on stderr ("would change" with dry_run). */
+void change_report(const struct cli *cli, const struct change *ch, int dry_run);
+
+#endif
