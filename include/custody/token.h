@@ -52,6 +52,9 @@ typedef struct custody_token_spec {
  * session.  Errors name what is missing: the module file, the token
  * ("no token labelled X; tokens present: a, b"), the lock ("token is busy:
  * another custody process holds LOCKFILE").
+ * With both uri and label, the URI's token= wins; label is used when the
+ * URI names no token.  A URI carrying pin-value is EUSAGE.  Handles of one
+ * process share the lock and the module initialisation.
  */
 int custody_token_open(const custody_token_spec *spec, custody_token **out,
 		       custody_err *err);
@@ -80,7 +83,9 @@ typedef struct custody_token_cert {
 	size_t der_len;
 	char key_id[CUSTODY_KEY_ID_HEX + 1];	/* CKA_ID, lower-case hex  */
 	char *label;				/* CKA_LABEL or NULL      */
-	int has_private_key;	/* a CKO_PRIVATE_KEY with the same CKA_ID  */
+	int has_private_key;	/* a CKO_PRIVATE_KEY with the same CKA_ID;
+				   -1 when not logged in (the token hides
+				   private keys until the user logs in)   */
 } custody_token_cert;
 
 /* Every X.509 certificate on the token, in handle order. */
@@ -88,7 +93,11 @@ int custody_token_list_certs(custody_token *tok, custody_token_cert **out,
 			     size_t *n, custody_err *err);
 void custody_token_certs_free(custody_token_cert *certs, size_t n);
 
-/* *present = 1 when a private key with this key id (hex) is on the token. */
+/* *present = 1 when a private key with this key id (hex) is on the token.
+ * This, custody_token_import, custody_token_delete and
+ * custody_token_key_attrs need a logged-in session: without one they are
+ * EFAIL "cannot ... on token L: not logged in ..." (a token without
+ * CKF_LOGIN_REQUIRED needs none).  A malformed key id is EUSAGE. */
 int custody_token_has_private_key(custody_token *tok, const char *key_id,
 				  int *present, custody_err *err);
 

@@ -35,6 +35,7 @@ change_plan(struct cli *cli, const struct change_request *req,
 		return r;
 	}
 	custody_assign_resolve(&stored, cli->now, &ch->before);
+	ch->roll = req->roll;
 	if (req->roll) {
 		r = custody_assign_roll(&stored, rec->thumbprint, req->effective, cli->now,
 					&ch->after, &ch->outcome, &cli->err);
@@ -66,8 +67,15 @@ change_report(const struct cli *cli, const struct change *ch, int dry_run)
 	if (cli->quiet)
 		return;
 	if (ch->outcome.noop) {
-		fprintf(stderr, "%s/%s: %s is already current; nothing to change\n",
-			ch->after.type, ch->after.identity, ch->after.current.thumbprint);
+		char t[CUSTODY_TIME_TEXT];
+
+		if (ch->roll)
+			fprintf(stderr, "%s/%s: %s is already pending for %s; nothing to change\n",
+				ch->after.type, ch->after.identity, ch->after.pending.thumbprint,
+				out_time(ch->after.pending.effective, t));
+		else
+			fprintf(stderr, "%s/%s: %s is already current; nothing to change\n",
+				ch->after.type, ch->after.identity, ch->after.current.thumbprint);
 		return;
 	}
 	fprintf(stderr, "%s/%s: %s\n", ch->after.type, ch->after.identity,

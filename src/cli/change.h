@@ -21,6 +21,7 @@ struct change {
 	custody_assignment after;
 	custody_assign_outcome outcome;
 	char warning[256];		/* "" or a lead-time warning */
+	int roll;			/* the request was a roll */
 };
 
 /*

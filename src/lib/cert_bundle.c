@@ -264,6 +264,32 @@ mac_check(PKCS12 *p12, const char *pass, int passlen)
 	return ERR_peek_error() == 0 ? 0 : -1;
 }
 
+/* The MAC does not verify.  Usually the password is wrong; but when the
+ * contents decrypt under it, the file is damaged instead. */
+static int
+mac_mismatch(PKCS12 *p12, struct found *f, custody_err *err)
+{
+	int r = CUSTODY_EFAIL, opened = 0;
+	const char *pw = f->password;
+
+	if (pw != NULL && pw[0] != '\0') {
+		opened = p12_contents(p12, pw, f, NULL) == CUSTODY_OK;
+	} else {
+		opened = p12_contents(p12, NULL, f, NULL) == CUSTODY_OK;
+		found_reset(f);
+		opened = opened || p12_contents(p12, "", f, NULL) == CUSTODY_OK;
+	}
+	found_reset(f);
+	ERR_clear_error();
+	if (opened)
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read %s: it is corrupted (its "
+				    "integrity check fails)", f->name);
+	else
+		r = password_error(f, err);
+	return r;
+}
+
 static int
 parse_p12(PKCS12 *p12, struct found *f, custody_err *err)
 {
@@ -289,7 +315,7 @@ parse_p12(PKCS12 *p12, struct found *f, custody_err *err)
 			goto out;
 		}
 		if (m == 0) {
-			r = password_error(f, err);
+			r = mac_mismatch(p12, f, err);
 			goto out;
 		}
 		r = p12_contents(p12, pass, f, err);
@@ -466,6 +492,24 @@ pem_block(const char *name, const char *header, unsigned char *body,
 	return CUSTODY_OK;	/* parameters, requests, CRLs: not ours */
 }
 
+/* How many lines start with "-----BEGIN", counting a last line that is
+ * the start of one (a file cut inside it). */
+static size_t
+begin_lines(const unsigned char *data, size_t len)
+{
+	static const char begin[] = "-----BEGIN";
+	size_t i, n = 0, cmp, blen = sizeof(begin) - 1;
+
+	for (i = 0; i < len; i++) {
+		if (i > 0 && data[i - 1] != '\n')
+			continue;
+		cmp = len - i < blen ? len - i : blen;
+		if (memcmp(data + i, begin, cmp) == 0)
+			n++;
+	}
+	return n;
+}
+
 static int
 parse_pem(const unsigned char *data, size_t len, struct found *f,
 	  custody_err *err)
@@ -476,6 +520,7 @@ parse_pem(const unsigned char *data, size_t len, struct found *f,
 	unsigned char *body = NULL;
 	long blen = 0, alloc_len = 0;
 	unsigned long e;
+	size_t n_blocks = 0;
 
 	in = BIO_new_mem_buf(data, (int)len);
 	if (in == NULL) {
@@ -483,7 +528,7 @@ parse_pem(const unsigned char *data, size_t len, struct found *f,
 				    "cannot read %s: out of memory", f->name);
 		goto out;
 	}
-	for (;;) {
+	for (;; n_blocks++) {
 		ERR_clear_error();
 		if (PEM_read_bio_ex(in, &name, &header, &body, &blen,
 				    PEM_FLAG_SECURE | PEM_FLAG_EAY_COMPATIBLE)
@@ -508,6 +553,13 @@ parse_pem(const unsigned char *data, size_t len, struct found *f,
 			goto out;
 	}
 	ERR_clear_error();
+	/* A BEGIN line the reader skipped is a block cut short. */
+	if (begin_lines(data, len) > n_blocks) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read %s: broken PEM block: a "
+				    "BEGIN line is cut short", f->name);
+		goto out;
+	}
 	r = CUSTODY_OK;
 out:
 	OPENSSL_secure_free(name);

@@ -155,8 +155,14 @@ set_node(custody_config *cfg, const char *key, const char *value,
 		custody_err_hint(err, "keys of [node]: name");
 		goto out;
 	}
-	if ((r = custody_identity_canonical(value, name, err)) != CUSTODY_OK)
+	if (custody_identity_canonical(value, name, NULL) != CUSTODY_OK) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "invalid node name '%s': use at most %d "
+				    "letters, digits, '.', '_' and '-', "
+				    "starting with a letter or digit", value,
+				    CUSTODY_NAME_MAX);
 		goto out;
+	}
 	if (strcmp(name, "global") == 0) {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
 				    "invalid node name '%s': it is the name "
@@ -186,6 +192,11 @@ custody_config_set(custody_config *cfg, const char *section,
 		custody_err_hint(err, "sections: %s", sections);
 		goto out;
 	}
+	/* [policy] decides itself (an empty sip-domain unsets it). */
+	if (strcmp(section, "policy") == 0) {
+		r = custody_policy_set(&cfg->policy, key, value, err);
+		goto out;
+	}
 	if (value == NULL || value[0] == '\0') {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
 				    "empty value for key '%s' in section [%s]",
@@ -196,10 +207,8 @@ custody_config_set(custody_config *cfg, const char *section,
 		r = set_token(cfg, key, value, err);
 	else if (strcmp(section, "store") == 0)
 		r = set_store(cfg, key, value, err);
-	else if (strcmp(section, "node") == 0)
-		r = set_node(cfg, key, value, err);
 	else
-		r = custody_policy_set(&cfg->policy, key, value, err);
+		r = set_node(cfg, key, value, err);
 out:
 	return r;
 }

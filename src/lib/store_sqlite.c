@@ -30,6 +30,7 @@
 #include "store_backend.h"
 
 #define BUSY_TIMEOUT_MS 10000
+#define WAL_RETRY_MS 20
 
 struct sqlite_store {
 	sqlite3 *db;
@@ -112,11 +113,12 @@ db_error(struct sqlite_store *s, custody_err *err, int rc, const char *fmt, ...)
 	if (vsnprintf(what, sizeof(what), fmt, ap) < 0)
 		what[0] = '\0';
 	va_end(ap);
-	if (is_busy(rc))
-		return custody_err_set(err, CUSTODY_EFAIL,
-				       "%s: store is busy: %s (another process "
-				       "held it for more than %d s)", what, why,
-				       BUSY_TIMEOUT_MS / 1000);
+	if (is_busy(rc)) {
+		custody_err_set(err, CUSTODY_EFAIL, "%s: store is busy: %s", what,
+				why);
+		return custody_err_hint(err, "another process is writing to it; "
+					"try again");
+	}
 	return custody_err_set(err, CUSTODY_EFAIL, "%s: %s", what, why);
 }
 
@@ -364,31 +366,65 @@ out:
 	return r;
 }
 
+/* The journal mode of the database, lower-case, into mode[8]. */
+static int
+query_journal_mode(struct sqlite_store *s, const char *sql, char mode[8],
+		   custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	const unsigned char *text;
+	int waited = 0;
+	int rc;
+
+	if ((r = prepare(s, sql, &st, err)) != CUSTODY_OK)
+		goto out;
+	/* Switching a new database to WAL takes a lock that SQLite does not
+	 * wait for: wait here, as the busy timeout would. */
+	while ((rc = sqlite3_step(st)) != SQLITE_ROW && is_busy(rc) &&
+	       waited < BUSY_TIMEOUT_MS) {
+		int slept;
+
+		sqlite3_reset(st);
+		slept = sqlite3_sleep(WAL_RETRY_MS);
+		waited += slept > 0 ? slept : WAL_RETRY_MS;
+	}
+	if (rc != SQLITE_ROW) {
+		r = db_error(s, err, rc, "cannot switch store %s to WAL mode", s->path);
+		goto out;
+	}
+	text = sqlite3_column_text(st, 0);
+	snprintf(mode, 8, "%s", text != NULL ? (const char *)text : "");
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
 static int
 set_wal(struct sqlite_store *s, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
-	sqlite3_stmt *st = NULL;
-	const unsigned char *mode;
-	int rc;
+	char mode[8];
 
-	if ((r = prepare(s, "PRAGMA journal_mode = WAL", &st, err)) != CUSTODY_OK)
+	if ((r = query_journal_mode(s, "PRAGMA journal_mode", mode, err)) !=
+	    CUSTODY_OK)
 		goto out;
-	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-		r = db_error(s, err, rc, "cannot switch store %s to WAL mode", s->path);
+	if (sqlite3_stricmp(mode, "wal") == 0) {
+		r = CUSTODY_OK;
 		goto out;
 	}
-	mode = sqlite3_column_text(st, 0);
-	if (mode == NULL || sqlite3_stricmp((const char *)mode, "wal") != 0) {
+	if ((r = query_journal_mode(s, "PRAGMA journal_mode = WAL", mode, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (sqlite3_stricmp(mode, "wal") != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot switch store %s to WAL mode: it stays "
-				    "in %s mode", s->path,
-				    mode != NULL ? (const char *)mode : "another");
+				    "in %s mode", s->path, mode);
 		goto out;
 	}
 	r = CUSTODY_OK;
 out:
-	sqlite3_finalize(st);
 	return r;
 }
 
@@ -409,6 +445,7 @@ sqlite_open(const char *location, void **handle, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
 	struct sqlite_store *s = NULL;
+	char *open_name = NULL;
 	int rc;
 
 	*handle = NULL;
@@ -421,7 +458,20 @@ sqlite_open(const char *location, void **handle, custody_err *err)
 	if ((r = make_parent_dirs(s->path, err)) != CUSTODY_OK ||
 	    (r = create_file(s->path, err)) != CUSTODY_OK)
 		goto out;
-	rc = sqlite3_open_v2(s->path, &s->db,
+	/* SQLite may read a name starting with "file:" as a URI (Debian
+	 * builds it with SQLITE_USE_URI): "./" keeps a relative one a path. */
+	if (s->path[0] != '/') {
+		size_t len = strlen(s->path) + 3;
+
+		if ((open_name = malloc(len)) == NULL) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot open store %s: out of memory",
+					    s->path);
+			goto out;
+		}
+		snprintf(open_name, len, "./%s", s->path);
+	}
+	rc = sqlite3_open_v2(open_name != NULL ? open_name : s->path, &s->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		r = db_error(s, err, rc, "cannot open store %s", s->path);
@@ -442,6 +492,7 @@ sqlite_open(const char *location, void **handle, custody_err *err)
 	s = NULL;
 	r = CUSTODY_OK;
 out:
+	free(open_name);
 	sqlite_close(s);
 	return r;
 }

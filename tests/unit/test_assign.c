@@ -358,13 +358,13 @@ Test(assign_resolve, exactly_at_the_effective_instant_it_rolls)
 Test(assign_resolve, after_the_effective_instant_keeps_the_roll_instant)
 {
 	custody_assignment a = make(A, NOW - DAY, NULL, 0, B, NOW + DAY);
+	custody_assignment again;
 
 	cr_assert_eq(custody_assign_resolve(&a, NOW + 40 * DAY, &a), 1);
 	assert_slot(&a.current, B, NOW + DAY);
 	assert_slot(&a.previous, A, NOW - DAY);
 	assert_slot(&a.pending, NULL, 0);
 	/* Resolving again changes nothing. */
-	custody_assignment again;
 	cr_assert_eq(custody_assign_resolve(&a, NOW + 41 * DAY, &again), 0);
 	assert_same(&again, &a);
 }

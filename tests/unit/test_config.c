@@ -1,1 +1,386 @@
+/* test_config.c — the configuration file. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <criterion/criterion.h>
+
+#include <custody/config.h>
+
+#define SECRET_FORMS "use file:PATH, env:VAR, fd:N or prompt"
+
+static char dir[64];
+static char path[128];
+static custody_config cfg;
+
+static void
+setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/custody-test-config-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/custody.conf", dir);
+	custody_config_init(&cfg);
+}
+
+static void
+teardown(void)
+{
+	char cmd[128];
+
+	custody_config_clear(&cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("could not remove %s", dir);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
+
+/* Writes text as the config file at path. */
+static void
+write_conf(const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f);
+	cr_assert_geq(fputs(text, f), 0);
+	cr_assert_eq(fclose(f), 0);
+}
+
+static void
+load_ok(const char *text)
+{
+	custody_err err = {0};
+
+	write_conf(text);
+	cr_assert_eq(custody_config_load(&cfg, path, &err), CUSTODY_OK,
+		     "%s", err.msg);
+}
+
+/* Loads text and expects EUSAGE with "PATH:LINE: " and then msg. */
+static custody_err
+load_bad(const char *text, int line, const char *msg)
+{
+	custody_err err = {0};
+	char want[1024];
+
+	write_conf(text);
+	cr_assert_eq(custody_config_load(&cfg, path, &err), CUSTODY_EUSAGE,
+		     "accepted: %s", text);
+	cr_assert_eq(err.code, CUSTODY_EUSAGE);
+	snprintf(want, sizeof(want), "%s:%d: %s", path, line, msg);
+	cr_assert_str_eq(err.msg, want);
+	return err;
+}
+
+static void
+assert_untouched(void)
+{
+	cr_assert_null(cfg.module);
+	cr_assert_null(cfg.token_label);
+	cr_assert_null(cfg.token_uri);
+	cr_assert_null(cfg.pin_source);
+	cr_assert_null(cfg.so_pin_source);
+	cr_assert_null(cfg.lock_dir);
+	cr_assert_eq(cfg.lock_timeout, -1);
+	cr_assert_null(cfg.store_url);
+	cr_assert_null(cfg.node_name);
+	cr_assert_eq(cfg.policy.min_rsa_bits, 2048);
+	cr_assert_eq(cfg.policy.ec_curves, CUSTODY_CURVE_P256 |
+		     CUSTODY_CURVE_P384 | CUSTODY_CURVE_P521);
+	cr_assert_str_eq(cfg.policy.sip_domain, "");
+	cr_assert_eq(cfg.policy.overlap, 24 * 3600);
+	cr_assert_eq(cfg.policy.warn_days, 30);
+}
+
+Test(config, init_sets_nothing_and_policy_defaults)
+{
+	assert_untouched();
+}
+
+Test(config, every_key)
+{
+	load_ok("# custody configuration\n"
+		"; another comment\n"
+		"[token]\n"
+		"module = /usr/lib/softhsm/libsofthsm2.so\n"
+		"label = demo token\n"
+		"uri = pkcs11:token=demo;serial=0123abcd\n"
+		"pin-source = file:/etc/custody/pin\n"
+		"so-pin-source=env:CUSTODY_SO_PIN\n"
+		"lock-dir = /run/custody\n"
+		"lock-timeout = 30\n"
+		"\n"
+		"[store]\n"
+		"url = sqlite:/var/lib/custody/test.db\n"
+		"[node]\n"
+		"name = fe01.example\n"
+		"[policy]\n"
+		"min-rsa-bits = 3072\n"
+		"ec-curves = p256,p384\n"
+		"sip-domain = example.com\n"
+		"overlap = 48h\n"
+		"warn-days = 14\n");
+	cr_assert_str_eq(cfg.module, "/usr/lib/softhsm/libsofthsm2.so");
+	cr_assert_str_eq(cfg.token_label, "demo token");
+	cr_assert_str_eq(cfg.token_uri, "pkcs11:token=demo;serial=0123abcd");
+	cr_assert_str_eq(cfg.pin_source, "file:/etc/custody/pin");
+	cr_assert_str_eq(cfg.so_pin_source, "env:CUSTODY_SO_PIN");
+	cr_assert_str_eq(cfg.lock_dir, "/run/custody");
+	cr_assert_eq(cfg.lock_timeout, 30);
+	cr_assert_str_eq(cfg.store_url, "sqlite:/var/lib/custody/test.db");
+	cr_assert_str_eq(cfg.node_name, "fe01.example");
+	cr_assert_eq(cfg.policy.min_rsa_bits, 3072);
+	cr_assert_eq(cfg.policy.ec_curves,
+		     CUSTODY_CURVE_P256 | CUSTODY_CURVE_P384);
+	cr_assert_str_eq(cfg.policy.sip_domain, "example.com");
+	cr_assert_eq(cfg.policy.overlap, 48 * 3600);
+	cr_assert_eq(cfg.policy.warn_days, 14);
+}
+
+Test(config, postgresql_store_and_inline_comment)
+{
+	load_ok("[store]\n"
+		"url = postgresql://custody@db.example/custody ; the cluster\n"
+		"[token]\n"
+		"pin-source = prompt\n"
+		"so-pin-source = fd:3\n"
+		"lock-timeout = 0\n");
+	cr_assert_str_eq(cfg.store_url,
+			 "postgresql://custody@db.example/custody");
+	cr_assert_str_eq(cfg.pin_source, "prompt");
+	cr_assert_str_eq(cfg.so_pin_source, "fd:3");
+	cr_assert_eq(cfg.lock_timeout, 0);
+}
+
+Test(config, duplicate_key_last_wins)
+{
+	load_ok("[token]\nlabel = first\nlabel = second\n"
+		"[policy]\nwarn-days = 10\n[token]\nlabel = third\n");
+	cr_assert_str_eq(cfg.token_label, "third");
+	cr_assert_eq(cfg.policy.warn_days, 10);
+}
+
+Test(config, later_file_replaces_only_what_it_sets)
+{
+	load_ok("[token]\nlabel = a\nmodule = /a.so\n[policy]\nwarn-days = 5\n");
+	load_ok("[token]\nlabel = b\n[policy]\noverlap = 2d\n");
+	cr_assert_str_eq(cfg.token_label, "b");
+	cr_assert_str_eq(cfg.module, "/a.so");
+	cr_assert_eq(cfg.policy.warn_days, 5);
+	cr_assert_eq(cfg.policy.overlap, 2 * 86400);
+}
+
+Test(config, unknown_key)
+{
+	custody_err err = load_bad("[token]\nmodule = /x.so\nbogus = 1\n", 3,
+				   "unknown key 'bogus' in section [token]");
+
+	cr_assert_str_eq(err.hint, "keys of [token]: module, label, uri, "
+			 "pin-source, so-pin-source, lock-dir, lock-timeout");
+	/* Nothing of a bad file is kept, not even the lines before. */
+	assert_untouched();
+	load_bad("[store]\nurl = sqlite:/x.db\nname = a\n", 3,
+		 "unknown key 'name' in section [store]");
+	load_bad("\n[node]\nlabel = a\n", 3,
+		 "unknown key 'label' in section [node]");
+	/* Keys are case-sensitive and spelled with '-'. */
+	load_bad("[token]\npin_source = prompt\n", 2,
+		 "unknown key 'pin_source' in section [token]");
+	assert_untouched();
+}
+
+Test(config, unknown_section)
+{
+	custody_err err = load_bad("[token]\nlabel = a\n[tokens]\nlabel = b\n",
+				   3, "unknown section [tokens]");
+
+	cr_assert_str_eq(err.hint, "sections: [token], [store], [node], "
+			 "[policy]");
+	/* Even one without keys. */
+	load_bad("[token]\nlabel = a\n\n[bogus]\n", 4, "unknown section [bogus]");
+	load_bad("[Token]\nlabel = a\n", 1, "unknown section [Token]");
+	assert_untouched();
+}
+
+Test(config, key_outside_a_section)
+{
+	load_bad("# top\nmodule = /x.so\n[token]\n", 2,
+		 "key 'module' is outside a section");
+	assert_untouched();
+}
+
+Test(config, bad_values)
+{
+	load_bad("[token]\n\nlock-timeout = soon\n", 3,
+		 "invalid lock-timeout 'soon': use a whole number of seconds");
+	load_bad("[token]\nlock-timeout = -5\n", 2,
+		 "invalid lock-timeout '-5': use a whole number of seconds");
+	load_bad("[token]\nlock-timeout = 99999999999\n", 2,
+		 "invalid lock-timeout '99999999999': use a whole number of "
+		 "seconds");
+	load_bad("[token]\nlock-timeout = 30s\n", 2,
+		 "invalid lock-timeout '30s': use a whole number of seconds");
+	load_bad("[token]\nuri = token=demo\n", 2,
+		 "invalid uri 'token=demo': a token URI starts with pkcs11:");
+	load_bad("[store]\nurl = mysql://x\n", 2,
+		 "invalid url 'mysql://x': use sqlite:PATH or "
+		 "postgresql://...");
+	load_bad("[store]\nurl = sqlite:\n", 2,
+		 "invalid url 'sqlite:': use sqlite:PATH or postgresql://...");
+	load_bad("[node]\nname = global\n", 2,
+		 "invalid node name 'global': it is the name of the global "
+		 "identity");
+	load_bad("[node]\nname = -fe01\n", 2,
+		 "invalid node name '-fe01': use at most 64 letters, digits, "
+		 "'.', '_' and '-', starting with a letter or digit");
+	load_bad("[token]\nlabel =\n", 2,
+		 "empty value for key 'label' in section [token]");
+	assert_untouched();
+}
+
+Test(config, pin_source_is_checked_and_never_repeated)
+{
+	custody_err err = load_bad("[token]\npin-source = 1234\n", 2,
+				   "pin-source: invalid secret source: "
+				   SECRET_FORMS);
+
+	cr_assert_null(strstr(err.msg, "1234"));
+	cr_assert_null(strstr(err.hint, "1234"));
+	err = load_bad("[token]\nso-pin-source = pass:hunter2\n", 2,
+		       "so-pin-source: invalid secret source: " SECRET_FORMS);
+	cr_assert_null(strstr(err.msg, "hunter2"));
+	load_bad("[token]\npin-source = env:\n", 2,
+		 "pin-source: invalid secret source 'env:': not a variable "
+		 "name: " SECRET_FORMS);
+	assert_untouched();
+}
+
+Test(config, policy_keys_are_forwarded)
+{
+	custody_err err = {0};
+	char want[256];
+
+	/* Whatever the policy module says, with the file and line. */
+	write_conf("[policy]\nmin-rsa-bits = 3072\nmin-rsa-bits = 512\n");
+	cr_assert_eq(custody_config_load(&cfg, path, &err), CUSTODY_EUSAGE);
+	snprintf(want, sizeof(want), "%s:3: ", path);
+	cr_assert_eq(strncmp(err.msg, want, strlen(want)), 0, "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, "min-rsa-bits"), "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, "512"), "%s", err.msg);
+
+	write_conf("[policy]\n\n\nmax-rsa-bits = 4096\n");
+	cr_assert_eq(custody_config_load(&cfg, path, &err), CUSTODY_EUSAGE);
+	snprintf(want, sizeof(want), "%s:4: ", path);
+	cr_assert_eq(strncmp(err.msg, want, strlen(want)), 0, "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, "'max-rsa-bits'"), "%s", err.msg);
+
+	write_conf("[policy]\noverlap = soon\n");
+	cr_assert_eq(custody_config_load(&cfg, path, &err), CUSTODY_EUSAGE);
+	cr_assert_not_null(strstr(err.msg, ":2: "), "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, "overlap"), "%s", err.msg);
+	assert_untouched();
+
+	/* An empty sip-domain is the policy's "unset". */
+	load_ok("[policy]\nsip-domain = example.com\nec-curves = p521\n");
+	cr_assert_str_eq(cfg.policy.sip_domain, "example.com");
+	cr_assert_eq(cfg.policy.ec_curves, CUSTODY_CURVE_P521);
+	load_ok("[policy]\nsip-domain =\n");
+	cr_assert_str_eq(cfg.policy.sip_domain, "");
+}
+
+Test(config, syntax_errors_name_the_line)
+{
+	load_bad("[token]\nlabel = a\nnovalue\n", 3,
+		 "syntax error: expected [section] or key = value");
+	load_bad("[token\nlabel = a\n", 1,
+		 "syntax error: expected [section] or key = value");
+	/* A syntax error before a bad key is the one reported. */
+	load_bad("[token]\nnovalue\nbogus = 1\n", 2,
+		 "syntax error: expected [section] or key = value");
+	assert_untouched();
+}
+
+Test(config, indented_continuation_is_refused)
+{
+	custody_err err;
+
+	/* inih would make the label "a module = /x.so". */
+	err = load_bad("[token]\nlabel = a\n  module = /x.so\n", 3,
+		       "indented line after key 'label': continued values are "
+		       "not supported");
+	cr_assert_str_eq(err.hint, "remove the indentation");
+	assert_untouched();
+	/* Indentation alone is fine where inih does not fold. */
+	load_ok("[token]\n  label = a\n\t; note\n");
+	cr_assert_str_eq(cfg.token_label, "a");
+}
+
+Test(config, long_line_is_refused_not_cut)
+{
+	char text[512];
+
+	snprintf(text, sizeof(text), "[token]\nmodule = /%0300d.so\n", 0);
+	load_bad(text, 2, "line too long: at most 197 characters");
+	assert_untouched();
+}
+
+Test(config, missing_file)
+{
+	custody_err err = {0};
+	char want[256];
+
+	cr_assert_eq(custody_config_load(&cfg, path, &err), CUSTODY_EFAIL);
+	cr_assert_eq(err.code, CUSTODY_EFAIL);
+	snprintf(want, sizeof(want), "cannot read config %s: No such file or "
+		 "directory", path);
+	cr_assert_str_eq(err.msg, want);
+	assert_untouched();
+}
+
+Test(config, directory_is_not_a_config)
+{
+	custody_err err = {0};
+	char want[256];
+
+	cr_assert_eq(custody_config_load(&cfg, dir, &err), CUSTODY_EFAIL);
+	snprintf(want, sizeof(want), "cannot read config %s: Is a directory",
+		 dir);
+	cr_assert_str_eq(err.msg, want);
+}
+
+Test(config, set_one_key)
+{
+	custody_err err = {0};
+
+	cr_assert_eq(custody_config_set(&cfg, "token", "module", "/a.so", &err),
+		     CUSTODY_OK);
+	cr_assert_eq(custody_config_set(&cfg, "token", "module", "/b.so", &err),
+		     CUSTODY_OK);
+	cr_assert_str_eq(cfg.module, "/b.so");
+	cr_assert_eq(custody_config_set(&cfg, "policy", "overlap", "90m",
+					&err), CUSTODY_OK);
+	cr_assert_eq(cfg.policy.overlap, 90 * 60);
+	cr_assert_eq(custody_config_set(&cfg, "node", "name", "FE-02", &err),
+		     CUSTODY_OK);
+	cr_assert_str_eq(cfg.node_name, "FE-02");
+	cr_assert_eq(custody_config_set(&cfg, "nodes", "name", "a", &err),
+		     CUSTODY_EUSAGE);
+	cr_assert_str_eq(err.msg, "unknown section [nodes]");
+	cr_assert_eq(custody_config_set(&cfg, "token", "pin", "1234", &err),
+		     CUSTODY_EUSAGE);
+	cr_assert_str_eq(err.msg, "unknown key 'pin' in section [token]");
+	cr_assert_eq(custody_config_set(&cfg, "token", "label", "", NULL),
+		     CUSTODY_EUSAGE);
+	cr_assert_str_eq(cfg.module, "/b.so");
+}
+
+Test(config, clear_frees_and_resets)
+{
+	load_ok("[token]\nlabel = a\nlock-timeout = 5\n[policy]\nwarn-days = 1\n");
+	custody_config_clear(&cfg);
+	assert_untouched();
+	custody_config_clear(&cfg);
+	custody_config_clear(NULL);
+}
