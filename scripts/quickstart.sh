@@ -29,17 +29,11 @@ done
 demo="$top/demo"
 say "creating a throwaway SoftHSM token in $demo"
 rm -rf "$demo"
-mkdir -p "$demo/tokens" "$demo/lock"
+mkdir -p "$demo/lock"
 chmod 700 "$demo"
 umask 077
-cat > "$demo/softhsm2.conf" <<CONF
-directories.tokendir = $demo/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
-# Random PINs, kept in files only this user can read (pin-source file:).
-tr -dc 0-9 < /dev/urandom | head -c 8 > "$demo/user.pin"
-tr -dc 0-9 < /dev/urandom | head -c 8 > "$demo/so.pin"
+export CUSTODY_LOCK_DIR="$demo/lock" CUSTODY_BIN="$custody" SOFTHSM_MODULE="$module"
+eval "$(scripts/softhsm-token.sh "$demo" custody-demo)"
 cat > "$demo/custody.conf" <<CONF
 [token]
 module = $module
@@ -59,8 +53,10 @@ export SOFTHSM2_CONF=$demo/softhsm2.conf
 export CUSTODY_CONFIG=$demo/custody.conf
 export PATH=$top/build:\$PATH
 ENV
-export SOFTHSM2_CONF="$demo/softhsm2.conf" CUSTODY_CONFIG="$demo/custody.conf"
-"$custody" init-token --label custody-demo --so-pin-source "file:$demo/so.pin"
+# From here on the config file says it all.
+unset CUSTODY_MODULE CUSTODY_TOKEN CUSTODY_PIN_SOURCE CUSTODY_SO_PIN_SOURCE CUSTODY_LOCK_DIR \
+	CUSTODY_STORE CUSTODY_NODE
+export CUSTODY_CONFIG="$demo/custody.conf"
 
 # A PKCS#12 like the one a CA hands out: key and certificate made by openssl,
 # the key passed to `openssl pkcs12` through a pipe, never written in clear.

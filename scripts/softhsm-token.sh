@@ -9,7 +9,8 @@
 #
 # Running it again with the same DIR and LABEL changes nothing and prints
 # the same lines.  PINs are never printed; custody reads them from the files
-# (CUSTODY_PIN_SOURCE=file:DIR/user.pin).
+# (CUSTODY_PIN_SOURCE=file:DIR/user.pin).  The token is initialised by
+# `custody init-token`, so custody must be built (CUSTODY_BIN or ./build).
 set -eu
 
 usage() {
@@ -37,6 +38,11 @@ if [ -z "$module" ] || [ ! -f "$module" ]; then
 	echo "$0: cannot find the SoftHSM module: set SOFTHSM_MODULE" >&2
 	exit 1
 fi
+custody=${CUSTODY_BIN:-$(cd "$(dirname "$0")/.." && pwd)/build/custody}
+[ -x "$custody" ] || {
+	echo "$0: custody is not built: run scripts/build.sh (or set CUSTODY_BIN)" >&2
+	exit 1
+}
 command -v softhsm2-util >/dev/null || {
 	echo "$0: softhsm2-util is not installed" >&2
 	exit 1
@@ -75,10 +81,9 @@ export SOFTHSM2_CONF=$conf
 # Labels are shown blank-padded to 32 bytes.
 if ! softhsm2-util --show-slots 2>/dev/null |
 	sed -n 's/^ *Label: *//p' | sed 's/ *$//' | grep -Fxq -- "$label"; then
-	# softhsm2-util takes PINs only as arguments (briefly visible in ps to
-	# this user); `custody init-token` will replace it.
-	softhsm2-util --init-token --free --label "$label" \
-		--so-pin "$(cat "$dir/so.pin")" --pin "$(cat "$dir/user.pin")" >/dev/null
+	# custody reads both PINs from their files: no PIN on any command line.
+	"$custody" -q init-token --module "$module" --label "$label" \
+		--so-pin-source "file:$dir/so.pin" --pin-source "file:$dir/user.pin" >&2
 fi
 
 printf 'export SOFTHSM2_CONF=%q\n' "$conf"

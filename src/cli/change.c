@@ -17,12 +17,6 @@ change_plan(struct cli *cli, const struct change_request *req,
 	memset(ch, 0, sizeof(*ch));
 	if ((r = custody_policy_check_identity(req->type, req->identity, &cli->err)) != CUSTODY_OK)
 		return r;
-	if ((r = custody_policy_check_valid_at(rec, req->roll ? req->effective : cli->now,
-					       &cli->err)) != CUSTODY_OK) {
-		if (req->roll)
-			custody_err_prefix(&cli->err, "at the effective date");
-		return r;
-	}
 	if ((r = cli_open_store(cli)) != CUSTODY_OK)
 		return r;
 	r = custody_store_get_assignment(cli->store, req->type, req->identity, &stored,
@@ -48,6 +42,13 @@ change_plan(struct cli *cli, const struct change_request *req,
 	}
 	/* The version read is what the write is checked against. */
 	ch->before.version = ch->after.version = stored.version;
+	if (r != CUSTODY_OK)
+		return r;
+	/* The certificate must be valid when it becomes current. */
+	r = custody_policy_check_valid_at(rec, req->roll ? req->effective : cli->now,
+					  &cli->err);
+	if (r != CUSTODY_OK && req->roll)
+		custody_err_prefix(&cli->err, "at the effective date");
 	return r;
 }
 

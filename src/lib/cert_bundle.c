@@ -76,7 +76,8 @@ password_error(const struct found *f, custody_err *err)
 	else
 		custody_err_set(err, CUSTODY_EPASSWORD,
 				"wrong password for %s", f->name);
-	return custody_err_hint(err, PASSWORD_HINT);
+	custody_err_hint(err, PASSWORD_HINT);
+	return CUSTODY_EPASSWORD;
 }
 
 /* Whether OpenSSL's error queue says an algorithm is unavailable (rather
@@ -121,10 +122,10 @@ decrypt_error(const struct found *f, custody_err *err)
 				"cannot decrypt %s: it is encrypted with an "
 				"algorithm this OpenSSL does not provide (%s)",
 				f->name, reason);
-		return custody_err_hint(err, "re-export the file with "
-					"AES-256-CBC and PBKDF2 "
-					"(openssl pkcs12 -export, or "
-					"AES256-SHA256 on Windows)");
+		custody_err_hint(err, "re-export the file with AES-256-CBC "
+				 "and PBKDF2 (openssl pkcs12 -export, or "
+				 "AES256-SHA256 on Windows)");
+		return CUSTODY_EFAIL;
 	}
 	return password_error(f, err);
 }

@@ -77,15 +77,25 @@ custody_err_prefix(custody_err *err, const char *fmt, ...)
 {
 	va_list ap;
 	char prefix[512];
-	char old[sizeof(err->msg)];
+	size_t plen, mlen;
 
 	if (err == NULL)
 		return CUSTODY_EFAIL;
 	va_start(ap, fmt);
 	vformat(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
-	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+	/* "PREFIX: MESSAGE", the message cut where the buffer ends. */
+	plen = strlen(prefix);
+	if (plen + 2 >= sizeof(err->msg))
+		plen = sizeof(err->msg) - 3;
+	mlen = strnlen(err->msg, sizeof(err->msg) - 1);
+	if (plen + 2 + mlen >= sizeof(err->msg))
+		mlen = sizeof(err->msg) - 1 - plen - 2;
+	memmove(err->msg + plen + 2, err->msg, mlen);
+	memcpy(err->msg, prefix, plen);
+	err->msg[plen] = ':';
+	err->msg[plen + 1] = ' ';
+	err->msg[plen + 2 + mlen] = '\0';
 	return err->code;
 }
 

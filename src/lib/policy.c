@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -16,6 +15,7 @@
 
 #include <custody/cert.h>
 #include <custody/policy.h>
+#include <custody/timefmt.h>
 
 #define DAY 86400
 #define OAUTH_TYPE "OAuthTokenIssuer"
@@ -138,17 +138,6 @@ format_duration(int64_t s, char *buf, size_t size)
 		n += (size_t)snprintf(buf + n, size - n, "%lldm", (long long)m);
 	if ((s > 0 || (h == 0 && m == 0)) && n < size)
 		snprintf(buf + n, size - n, "%llds", (long long)s);
-}
-
-static void
-format_time(int64_t t, char buf[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, 32, "%lld", (long long)t);
 }
 
 /* ---------------------------------------------------------------- [policy] */
@@ -396,10 +385,10 @@ allowed_curves(unsigned set, char *buf, size_t size)
 static int
 check_ec(const custody_policy *p, EVP_PKEY *pkey, custody_err *err)
 {
+	int r = CUSTODY_EFAIL, nid = NID_undef;
 	char group[80] = "", allowed[64];
 	const char *shown_name;
 	size_t glen = 0, i;
-	int nid = NID_undef;
 
 	if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), &glen) == 1) {
 		nid = OBJ_sn2nid(group);
@@ -411,48 +400,59 @@ check_ec(const custody_policy *p, EVP_PKEY *pkey, custody_err *err)
 	for (i = 0; i < N_CURVES; i++) {
 		if (nid != curves[i].nid)
 			continue;
-		if (p->ec_curves & curves[i].bit)
-			return CUSTODY_OK;
+		if (p->ec_curves & curves[i].bit) {
+			r = CUSTODY_OK;
+			goto out;
+		}
 		shown_name = curves[i].name;
 		break;
 	}
 	allowed_curves(p->ec_curves, allowed, sizeof(allowed));
-	return custody_err_set(err, CUSTODY_EFAIL,
-			       "EC curve %s is not allowed by policy "
-			       "(allowed: %s)", shown_name, allowed);
+	r = custody_err_set(err, CUSTODY_EFAIL, "EC curve %s is not allowed by "
+			    "policy (allowed: %s)", shown_name, allowed);
+out:
+	return r;
 }
 
 int
 custody_policy_check_key(const custody_policy *p, EVP_PKEY *pkey,
 			 custody_err *err)
 {
+	int r = CUSTODY_EFAIL, bits;
 	char alg[32];
-	int bits;
 
-	if (pkey == NULL)
-		return custody_err_set(err, CUSTODY_EFAIL,
-				       "cannot check the key: none given");
+	if (pkey == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot check the key: none given");
+		goto out;
+	}
 	switch (EVP_PKEY_get_base_id(pkey)) {
 	case EVP_PKEY_RSA:
 	case EVP_PKEY_RSA_PSS:
 		bits = EVP_PKEY_get_bits(pkey);
 		if (bits < p->min_rsa_bits)
-			return custody_err_set(err, CUSTODY_EFAIL,
-					       "RSA key of %d bits is below the "
-					       "policy minimum of %d bits",
-					       bits, p->min_rsa_bits);
-		return CUSTODY_OK;
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "RSA key of %d bits is below the "
+					    "policy minimum of %d bits", bits,
+					    p->min_rsa_bits);
+		else
+			r = CUSTODY_OK;
+		break;
 	case EVP_PKEY_EC:
-		return check_ec(p, pkey, err);
+		r = check_ec(p, pkey, err);
+		break;
 	case EVP_PKEY_DSA:
-		return custody_err_set(err, CUSTODY_EFAIL,
-				       "DSA keys are not allowed");
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "DSA keys are not allowed");
+		break;
 	default:
 		custody_pkey_algorithm(pkey, alg, sizeof(alg));
-		return custody_err_set(err, CUSTODY_EFAIL,
-				       "%s keys are not allowed (use RSA or EC "
-				       "keys)", alg);
+		r = custody_err_set(err, CUSTODY_EFAIL, "%s keys are not allowed "
+				    "(use RSA or EC keys)", alg);
+		break;
 	}
+out:
+	return r;
 }
 
 /* ---------------------------------------------------------------- names */
@@ -550,21 +550,26 @@ int
 custody_policy_check_valid_at(const custody_cert_record *rec, int64_t now,
 			      custody_err *err)
 {
-	char when[32];
+	int r = CUSTODY_EFAIL;
+	char when[CUSTODY_TIME_TEXT];
 	const char *who = rec->subject != NULL ? rec->subject : rec->thumbprint;
 
 	if (now > rec->not_after) {
-		format_time(rec->not_after, when);
-		return custody_err_set(err, CUSTODY_EFAIL,
-				       "certificate %s expired on %s", who, when);
+		custody_time_format(rec->not_after, when);
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "certificate %s expired on %s", who, when);
+		goto out;
 	}
 	if (now < rec->not_before) {
-		format_time(rec->not_before, when);
-		return custody_err_set(err, CUSTODY_EFAIL,
-				       "certificate %s is not valid until %s",
-				       who, when);
+		custody_time_format(rec->not_before, when);
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "certificate %s is not valid until %s", who,
+				    when);
+		goto out;
 	}
-	return CUSTODY_OK;
+	r = CUSTODY_OK;
+out:
+	return r;
 }
 
 /* ---------------------------------------------------------------- types */
@@ -616,20 +621,24 @@ int
 custody_type_canonical(const char *in, char out[CUSTODY_NAME_MAX + 1],
 		       int *known, custody_err *err)
 {
+	int r = CUSTODY_EUSAGE;
 	const char *canon;
 	char text[84];
 
 	out[0] = '\0';
 	if (known != NULL)
 		*known = 0;
-	if (in == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "invalid type name: none given");
+	if (in == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "invalid type name: none given");
+		goto out;
+	}
 	if ((canon = known_type(in)) != NULL) {
 		snprintf(out, CUSTODY_NAME_MAX + 1, "%s", canon);
 		if (known != NULL)
 			*known = 1;
-		return CUSTODY_OK;
+		r = CUSTODY_OK;
+		goto out;
 	}
 	if (!valid_name(in, is_alpha, "_-")) {
 		shown(in, text);
@@ -638,78 +647,92 @@ custody_type_canonical(const char *in, char out[CUSTODY_NAME_MAX + 1],
 				"or a custom name of at most %d letters, digits, "
 				"'_' and '-' that starts with a letter", text,
 				CUSTODY_NAME_MAX);
-		return custody_err_hint(err, "known types: Default, "
-					"WebServicesInternal, "
-					"WebServicesExternal, OAuthTokenIssuer, "
-					"AudioVideoAuthentication, XmppServer, "
-					"Internal, External, "
-					"AccessEdgeExternal, DataEdgeExternal");
+		custody_err_hint(err, "known types: Default, "
+				 "WebServicesInternal, WebServicesExternal, "
+				 "OAuthTokenIssuer, AudioVideoAuthentication, "
+				 "XmppServer, Internal, External, "
+				 "AccessEdgeExternal, DataEdgeExternal");
+		goto out;
 	}
 	snprintf(out, CUSTODY_NAME_MAX + 1, "%s", in);
-	return CUSTODY_OK;
+	r = CUSTODY_OK;
+out:
+	return r;
 }
 
 int
 custody_identity_canonical(const char *in, char out[CUSTODY_NAME_MAX + 1],
 			   custody_err *err)
 {
+	int r = CUSTODY_EUSAGE;
 	char text[84];
 
 	out[0] = '\0';
-	if (in == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "invalid identity: none given");
+	if (in == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "invalid identity: none given");
+		goto out;
+	}
 	if (strcasecmp(in, "global") == 0) {
 		snprintf(out, CUSTODY_NAME_MAX + 1, "global");
-		return CUSTODY_OK;
+		r = CUSTODY_OK;
+		goto out;
 	}
 	if (!valid_name(in, is_alnum, "._-")) {
 		shown(in, text);
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "invalid identity '%s': an identity is "
-				       "'global' or a node name of at most %d "
-				       "letters, digits, '.', '_' and '-' that "
-				       "starts with a letter or digit", text,
-				       CUSTODY_NAME_MAX);
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "invalid identity '%s': an identity is "
+				    "'global' or a node name of at most %d "
+				    "letters, digits, '.', '_' and '-' that "
+				    "starts with a letter or digit", text,
+				    CUSTODY_NAME_MAX);
+		goto out;
 	}
 	snprintf(out, CUSTODY_NAME_MAX + 1, "%s", in);
-	return CUSTODY_OK;
+	r = CUSTODY_OK;
+out:
+	return r;
 }
 
 int
 custody_policy_check_identity(const char *type, const char *identity,
 			      custody_err *err)
 {
+	int r = CUSTODY_EFAIL;
 	char text[84];
 
-	if (type == NULL || identity == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot check the identity: no type or "
-				       "identity given");
+	if (type == NULL || identity == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot check the identity: no type or "
+				    "identity given");
+		goto out;
+	}
 	if (strcasecmp(type, OAUTH_TYPE) == 0 &&
 	    strcasecmp(identity, "global") != 0) {
 		shown(identity, text);
-		return custody_err_set(err, CUSTODY_EFAIL,
-				       OAUTH_TYPE " can only be assigned at "
-				       "identity global, not %s", text);
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    OAUTH_TYPE " can only be assigned at "
+				    "identity global, not %s", text);
+		goto out;
 	}
-	return CUSTODY_OK;
+	r = CUSTODY_OK;
+out:
+	return r;
 }
 
 int
 custody_policy_roll_warning(const char *type, int64_t lead, char *buf,
 			    size_t size)
 {
+	int warn = 0;
 	char have[48], advised[48];
 	size_t i;
 
-	if (type == NULL)
-		return 0;
-	for (i = 0; i < sizeof(roll_leads) / sizeof(roll_leads[0]); i++) {
-		if (strcasecmp(type, roll_leads[i].type) != 0)
+	for (i = 0; type != NULL && i < sizeof(roll_leads) /
+					   sizeof(roll_leads[0]); i++) {
+		if (strcasecmp(type, roll_leads[i].type) != 0 ||
+		    lead >= roll_leads[i].advised)
 			continue;
-		if (lead >= roll_leads[i].advised)
-			return 0;
 		format_duration(lead, have, sizeof(have));
 		format_duration(roll_leads[i].advised, advised,
 				sizeof(advised));
@@ -718,7 +741,8 @@ custody_policy_roll_warning(const char *type, int64_t lead, char *buf,
 				 "than the advised %s for %s: nodes that sync "
 				 "late may sign with the old key after the roll",
 				 have, advised, roll_leads[i].type);
-		return 1;
+		warn = 1;
+		break;
 	}
-	return 0;
+	return warn;
 }

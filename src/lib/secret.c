@@ -187,12 +187,14 @@ strip_end(struct secret_buf *buf, int lines)
 
 /* Reads fd to EOF (whole_file) or to the first newline (which is not
  * kept), one byte at a time so that nothing after the line is consumed.
- * Stops when the buffer is full. */
+ * Stops when the buffer is full.  Returns 1 when it stopped at a newline,
+ * 0 at EOF or a full buffer, -1 on an error (errno set). */
 static int
 read_fd(int fd, struct secret_buf *buf, int whole_file)
 {
 	ssize_t n;
 	char c = 0;
+	int r = 0, saved;
 
 	while (!buf_full(buf)) {
 		if (whole_file) {
@@ -202,20 +204,24 @@ read_fd(int fd, struct secret_buf *buf, int whole_file)
 				buf->len += (size_t)n;
 		} else {
 			n = read(fd, &c, 1);
-			if (n > 0 && c == '\n')
+			if (n > 0 && c == '\n') {
+				r = 1;
 				break;
+			}
 			if (n > 0)
 				buf->data[buf->len++] = c;
 		}
 		if (n == 0)
 			break;
 		if (n < 0 && errno != EINTR) {
-			OPENSSL_cleanse(&c, sizeof(c));
-			return -1;
+			r = -1;
+			break;
 		}
 	}
+	saved = errno;
 	OPENSSL_cleanse(&c, sizeof(c));
-	return 0;
+	errno = saved;
+	return r;
 }
 
 static int
@@ -243,7 +249,7 @@ read_file(const char *path, custody_secret *out, custody_err *err)
 		custody_warn("PIN file %s is readable by other users "
 			     "(mode %04o)", path,
 			     (unsigned)(st.st_mode & 07777));
-	if (read_fd(fd, &buf, 1) != 0) {
+	if (read_fd(fd, &buf, 1) < 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read PIN file %s: %s", path,
 				    strerror(errno));
@@ -290,7 +296,7 @@ read_from_fd(int fd, custody_secret *out, custody_err *err)
 	char what[64];
 
 	snprintf(what, sizeof(what), "the secret from fd %d", fd);
-	if (read_fd(fd, &buf, 0) != 0) {
+	if (read_fd(fd, &buf, 0) < 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read the secret from fd %d: %s",
 				    fd, strerror(errno));
@@ -324,7 +330,7 @@ write_all(int fd, const char *s)
 static int
 read_prompt(const char *prompt, custody_secret *out, custody_err *err)
 {
-	int r = CUSTODY_EFAIL, fd = -1, restore = 0, rc;
+	int r = CUSTODY_EFAIL, fd = -1, restore = 0, rc, saved;
 	struct secret_buf buf = {.len = 0};
 	struct termios old, quiet;
 
@@ -353,11 +359,19 @@ read_prompt(const char *prompt, custody_secret *out, custody_err *err)
 		goto out;
 	}
 	rc = read_fd(fd, &buf, 0);
+	saved = errno;
 	(void)write_all(fd, "\n");
-	if (rc != 0) {
+	if (rc < 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read the PIN from the terminal: "
-				    "%s", strerror(errno));
+				    "%s", strerror(saved));
+		goto out;
+	}
+	/* Ctrl-D: the user gave up, which is not an empty PIN. */
+	if (rc == 0 && !buf_full(&buf)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read the PIN from the terminal: "
+				    "end of input");
 		goto out;
 	}
 	strip_end(&buf, 0);

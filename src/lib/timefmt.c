@@ -163,12 +163,7 @@ custody_time_parse(const char *text, int64_t *out, custody_err *err)
 	char why[128] = "";
 	const char *shown = text != NULL ? text : "";
 
-	if (text == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE, "invalid time '': "
-				    TIME_FORMS);
-		goto out;
-	}
-	shape = scan(text, &c);
+	shape = scan(shown, &c);
 	if (shape == -2)
 		snprintf(why, sizeof(why),
 			 "the offset is out of range (at most ±14:00)");

@@ -49,8 +49,6 @@ struct custody_token {
 int token_lock_acquire(const custody_token_spec *spec,
 		       struct token_lock **out, custody_err *err);
 void token_lock_release(struct token_lock *lock);
-/* The lock file's path (for messages). */
-const char *token_lock_path(const struct token_lock *lock);
 
 /* token.c ------------------------------------------------------------ */
 

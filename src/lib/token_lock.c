@@ -344,9 +344,3 @@ token_lock_release(struct token_lock *lock)
 out:
 	pthread_mutex_unlock(&held_mutex);
 }
-
-const char *
-token_lock_path(const struct token_lock *lock)
-{
-	return lock != NULL ? lock->path : "";
-}

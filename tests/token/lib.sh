@@ -56,24 +56,16 @@ run_in() {
 # setup_token [LABEL] — a fresh token and store; exports what custody reads.
 setup_token() {
 	local label=${1:-test}
-	mkdir -p "$T/tokens" "$T/lock"
-	cat >"$T/softhsm2.conf" <<CONF
-directories.tokendir = $T/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
-	tr -dc 0-9 </dev/urandom | head -c 8 >"$T/user.pin"
-	tr -dc 0-9 </dev/urandom | head -c 8 >"$T/so.pin"
-	export SOFTHSM2_CONF="$T/softhsm2.conf"
-	export CUSTODY_MODULE="$SOFTHSM_MODULE"
-	export CUSTODY_TOKEN="$label"
-	export CUSTODY_PIN_SOURCE="file:$T/user.pin"
-	export CUSTODY_STORE="sqlite:$T/custody.db"
+	local exports
+	mkdir -p "$T/lock"
 	export CUSTODY_LOCK_DIR="$T/lock"
+	exports=$("${TOP_SRCDIR:?}/scripts/softhsm-token.sh" "$T" "$label") ||
+		{ echo "Bail out! cannot initialise a SoftHSM token"; exit 1; }
+	eval "$exports"
+	export CUSTODY_STORE="sqlite:$T/custody.db"
 	export CUSTODY_NODE=node1
 	export CUSTODY_CONFIG=""
-	"$CUSTODY_BIN" -q init-token --label "$label" --so-pin-source "file:$T/so.pin" ||
-		{ echo "Bail out! cannot initialise a SoftHSM token"; exit 1; }
+	unset CUSTODY_SO_PIN_SOURCE
 }
 
 # state — a fingerprint of the token's objects and the store's rows: equal

@@ -16,6 +16,7 @@
 #include <openssl/bn.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/provider.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
@@ -774,6 +775,61 @@ Test(bundle_p12, a_damaged_mac_is_corruption_not_a_wrong_password)
 		     CUSTODY_EPASSWORD, "wrong password for the file");
 	PKCS12_free(parsed);
 	free(p12);
+	X509_free(x);
+	EVP_PKEY_free(key);
+}
+
+Test(bundle_p12, legacy_rc2_encryption_is_named_not_a_wrong_password)
+{
+	EVP_PKEY *key = testcert_key("rsa:2048");
+	X509 *x = self_signed(key, "rc2.example");
+	OSSL_LIB_CTX *lc = OSSL_LIB_CTX_new();
+	OSSL_PROVIDER *legacy = OSSL_PROVIDER_load(lc, "legacy");
+	OSSL_PROVIDER *deflt = OSSL_PROVIDER_load(lc, "default");
+	PKCS12 *p12;
+	unsigned char *der = NULL;
+	int len;
+	custody_bundle b;
+	custody_err err;
+
+	if (legacy == NULL)
+		cr_skip_test("the OpenSSL legacy provider is not installed");
+	/* What older Windows exports hold: RC2-40 for the certificates. */
+	p12 = PKCS12_create_ex("pw", "rc2", key, x, NULL,
+			       NID_pbe_WithSHA1And3_Key_TripleDES_CBC,
+			       NID_pbe_WithSHA1And40BitRC2_CBC, 2048, 2048, 0,
+			       lc, NULL);
+	cr_assert_not_null(p12);
+	len = i2d_PKCS12(p12, &der);
+	cr_assert_gt(len, 0);
+	cr_assert_eq(custody_bundle_parse(der, (size_t)len, "pw", &b, &err),
+		     CUSTODY_EFAIL);
+	cr_assert_eq(strncmp(err.msg, "cannot decrypt the file: it is encrypted "
+			     "with an algorithm this OpenSSL does not provide",
+			     88), 0, "%s", err.msg);
+	cr_assert_str_eq(err.hint, "re-export the file with AES-256-CBC and "
+			 "PBKDF2 (openssl pkcs12 -export, or AES256-SHA256 on "
+			 "Windows)");
+	assert_empty(&b);
+	OPENSSL_free(der);
+	PKCS12_free(p12);
+	/* 3DES (the key above, and newer Windows exports) is read. */
+	p12 = PKCS12_create_ex("pw", "3des", key, x, NULL,
+			       NID_pbe_WithSHA1And3_Key_TripleDES_CBC,
+			       NID_pbe_WithSHA1And3_Key_TripleDES_CBC, 2048,
+			       2048, 0, lc, NULL);
+	cr_assert_not_null(p12);
+	der = NULL;
+	len = i2d_PKCS12(p12, &der);
+	cr_assert_eq(custody_bundle_parse(der, (size_t)len, "pw", &b, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	assert_bundle(&b, key, x, 0);
+	custody_bundle_free(&b);
+	OPENSSL_free(der);
+	PKCS12_free(p12);
+	OSSL_PROVIDER_unload(deflt);
+	OSSL_PROVIDER_unload(legacy);
+	OSSL_LIB_CTX_free(lc);
 	X509_free(x);
 	EVP_PKEY_free(key);
 }

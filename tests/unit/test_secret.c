@@ -360,9 +360,10 @@ Test(secret, prompt_without_terminal)
 			 "instead of prompt");
 }
 
-/* What the child of prompt_on_a_terminal saw. */
+/* What the child of answer_prompt saw. */
 struct prompt_result {
 	int code;
+	char msg[128];
 	char secret[64];
 	int echo_restored;
 };
@@ -388,13 +389,18 @@ read_until(int fd, char *out, size_t size, const char *want)
 	}
 }
 
-Test(secret, prompt_on_a_terminal_does_not_echo)
+/* Runs custody_secret_read("prompt") in a child whose controlling
+ * terminal is a new pty, types input once the prompt shows, and returns
+ * what the child read and what the terminal showed (in seen). */
+static struct prompt_result
+answer_prompt(const char *input, char *seen, size_t size)
 {
 	int master, slave, p[2], status;
 	pid_t pid;
-	char seen[512] = "", name[128];
+	char name[128];
 	struct prompt_result res;
 
+	seen[0] = '\0';
 	master = posix_openpt(O_RDWR | O_NOCTTY);
 	cr_assert_geq(master, 0);
 	cr_assert_eq(grantpt(master), 0);
@@ -416,6 +422,7 @@ Test(secret, prompt_on_a_terminal_does_not_echo)
 			_exit(2);
 		res.code = custody_secret_read("prompt", "Token PIN: ", &s,
 					       &err);
+		snprintf(res.msg, sizeof(res.msg), "%.127s", err.msg);
 		if (s.data != NULL)
 			snprintf(res.secret, sizeof(res.secret), "%s", s.data);
 		custody_secret_clear(&s);
@@ -427,22 +434,54 @@ Test(secret, prompt_on_a_terminal_does_not_echo)
 	}
 	close(p[1]);
 	cr_assert_eq(fcntl(master, F_SETFL, O_NONBLOCK), 0);
-	read_until(master, seen, sizeof(seen), "Token PIN: ");
+	read_until(master, seen, size, "Token PIN: ");
 	cr_assert_not_null(strstr(seen, "Token PIN: "), "saw '%s'", seen);
-	cr_assert_eq(write(master, "4321\n", 5), 5);
+	cr_assert_eq(write(master, input, strlen(input)),
+		     (ssize_t)strlen(input));
 	cr_assert_eq(read(p[0], &res, sizeof(res)), (ssize_t)sizeof(res));
-	read_until(master, seen, sizeof(seen), "\n");
+	read_until(master, seen, size, "\n");
 	close(p[0]);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "child status %d", status);
-	cr_assert_eq(res.code, CUSTODY_OK);
+	close(master);
+	return res;
+}
+
+Test(secret, prompt_on_a_terminal_does_not_echo)
+{
+	char seen[512];
+	struct prompt_result res = answer_prompt("4321\n", seen, sizeof(seen));
+
+	cr_assert_eq(res.code, CUSTODY_OK, "%s", res.msg);
 	cr_assert_str_eq(res.secret, "4321");
 	cr_assert(res.echo_restored, "echo was left off");
 	/* The terminal showed the prompt and a newline, never the PIN. */
 	cr_assert_null(strstr(seen, "4321"), "the PIN was echoed: '%s'", seen);
 	cr_assert_str_eq(seen, "Token PIN: \r\n");
-	close(master);
+}
+
+Test(secret, prompt_end_of_input_is_not_an_empty_pin)
+{
+	char seen[512];
+	struct prompt_result res = answer_prompt("\x04", seen, sizeof(seen));
+
+	cr_assert_eq(res.code, CUSTODY_EFAIL);
+	cr_assert_str_eq(res.msg, "cannot read the PIN from the terminal: "
+			 "end of input");
+	cr_assert_str_eq(res.secret, "");
+	cr_assert(res.echo_restored, "echo was left off");
+}
+
+Test(secret, prompt_empty_line_is_an_empty_secret)
+{
+	char seen[512];
+	struct prompt_result res = answer_prompt("\r", seen, sizeof(seen));
+
+	/* The terminal turns Enter (CR) into a newline. */
+	cr_assert_eq(res.code, CUSTODY_OK, "%s", res.msg);
+	cr_assert_str_eq(res.secret, "");
+	cr_assert(res.echo_restored, "echo was left off");
 }
 
 /* ---------------------------------------------------------------- forms */
