@@ -1,0 +1,59 @@
+/*
+ * custody/config.h — the configuration file (INI, parsed with inih).
+ *
+ * Sections and keys:
+ *   [token]  module, label, uri, pin-source, so-pin-source, lock-dir,
+ *            lock-timeout
+ *   [store]  url
+ *   [node]   name
+ *   [policy] min-rsa-bits, ec-curves, sip-domain, overlap, warn-days
+ * An unknown section or key, a key outside a section, or a bad value is an
+ * error (EUSAGE) naming the file, line and key.
+ *
+ * Strings are malloc'ed and owned by the config; custody_config_clear()
+ * frees them.  NULL means "not set".
+ */
+#ifndef CUSTODY_CONFIG_H
+#define CUSTODY_CONFIG_H
+
+#include <custody/error.h>
+#include <custody/policy.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CUSTODY_DEFAULT_CONFIG "/etc/custody/custody.conf"
+#define CUSTODY_DEFAULT_STORE "sqlite:/var/lib/custody/custody.db"
+
+typedef struct custody_config {
+	char *module;
+	char *token_label;
+	char *token_uri;
+	char *pin_source;
+	char *so_pin_source;
+	char *lock_dir;
+	int lock_timeout;	/* seconds; -1 = not set */
+	char *store_url;
+	char *node_name;
+	custody_policy policy;	/* defaults unless the file set them */
+} custody_config;
+
+/* Sets every member to "not set" and the policy to its defaults. */
+void custody_config_init(custody_config *cfg);
+
+/* Reads path into cfg (members the file sets replace earlier values).
+ * A missing file is EFAIL. */
+int custody_config_load(custody_config *cfg, const char *path,
+			custody_err *err);
+
+/* Sets one key as the file would ("token.module", "policy.overlap"...). */
+int custody_config_set(custody_config *cfg, const char *section,
+		       const char *key, const char *value, custody_err *err);
+
+void custody_config_clear(custody_config *cfg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
