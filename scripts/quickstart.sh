@@ -61,7 +61,7 @@ export CUSTODY_CONFIG="$demo/custody.conf"
 # A PKCS#12 like the one a CA hands out: key and certificate made by openssl,
 # the key passed to `openssl pkcs12` through a pipe, never written in clear.
 export CUSTODY_DEMO_P12_PASSWORD
-CUSTODY_DEMO_P12_PASSWORD=$(tr -dc A-Za-z0-9 < /dev/urandom | head -c 24)
+CUSTODY_DEMO_P12_PASSWORD=$(openssl rand -base64 18)
 make_p12() { # NAME CN DAYS
 	openssl req -x509 -newkey rsa:2048 -noenc -keyout - -out - \
 		-subj "/O=custody demo/CN=$2" -addext "subjectAltName=DNS:$2" \

@@ -106,7 +106,7 @@ expect_error 2 "invalid secret source" "a PIN given as a value is refused" -- \
 expect_error 2 "module" "no module configured" -- list --module ""
 expect_error 1 "cannot load PKCS#11 module" "a missing module" -- list --module "$T/nonexistent.so"
 expect_error 1 "no token labelled nosuch" "a missing token" -- list --token nosuch
-tr -dc 0-9 </dev/urandom | head -c 9 >"$T/wrong.pin"
+openssl rand -hex 6 >"$T/wrong.pin"
 expect_error 1 "rejected the PIN" "a wrong PIN" -- list --pin-source "file:$T/wrong.pin"
 check "the wrong PIN was not retried: the right one still works after it" \
 	"$CUSTODY_BIN" -q list -o json
