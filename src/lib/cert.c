@@ -38,7 +38,8 @@ bio_text(BIO *bio)
 	return out;
 }
 
-/* RFC 2253 text of a name ("CN=a,O=b"), malloc'ed. */
+/* RFC 2253 text of a name ("CN=a,O=b"), malloc'ed; non-ASCII characters stay
+ * UTF-8 rather than \XX escapes, as people read them. */
 static char *
 name_text(const X509_NAME *name)
 {
@@ -47,7 +48,7 @@ name_text(const X509_NAME *name)
 
 	if (bio == NULL)
 		return NULL;
-	if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0)
+	if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
 		out = bio_text(bio);
 	BIO_free(bio);
 	return out;

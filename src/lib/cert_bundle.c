@@ -92,14 +92,13 @@ unsupported_algorithm(void)
 
 		if (reason == ERR_R_UNSUPPORTED ||
 		    (ERR_GET_LIB(e) == ERR_LIB_EVP &&
-		     (reason == EVP_R_UNSUPPORTED_ALGORITHM ||
+		     (reason == ERR_R_FETCH_FAILED ||
+		      reason == EVP_R_UNSUPPORTED_ALGORITHM ||
 		      reason == EVP_R_UNSUPPORTED_CIPHER ||
 		      reason == EVP_R_UNKNOWN_CIPHER ||
 		      reason == EVP_R_UNKNOWN_PBE_ALGORITHM ||
 		      reason == EVP_R_UNSUPPORTED_KEY_DERIVATION_FUNCTION ||
-		      reason == EVP_R_UNSUPPORTED_PRF ||
-		      reason == EVP_R_CIPHER_NOT_GCM_MODE)) ||
-		    (ERR_GET_LIB(e) == ERR_LIB_EVP && reason == ERR_R_FETCH_FAILED))
+		      reason == EVP_R_UNSUPPORTED_PRF)))
 			return 1;
 		ERR_get_error();
 	}
