@@ -7,7 +7,7 @@ packages=(
 	gcc make autoconf automake libtool pkg-config
 	openssl libssl-dev libp11-dev libp11-kit-dev libengine-pkcs11-openssl
 	libsqlite3-dev sqlite3 libpq-dev libjansson-dev libinih-dev libcriterion-dev
-	softhsm2 opensc python3 jq
+	softhsm2 opensc python3 jq expect
 )
 
 missing=()

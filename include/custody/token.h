@@ -166,6 +166,105 @@ int custody_token_init(const custody_token_spec *spec, const char *label,
 		       const char *user_pin, size_t user_pin_len,
 		       custody_err *err);
 
+/* ---- signing (token_sign.c) ---------------------------------------- */
+
+/*
+ * Signs data with the private key of this key id (hex), in the token's
+ * open session (needs a logged-in user).  digest_nid is NID_sha256,
+ * NID_sha384 or NID_sha512 (anything else is EUSAGE).  The digest is
+ * computed here; RSA keys give a PKCS#1 v1.5 signature (CKM_RSA_PKCS on
+ * the DigestInfo), EC keys an ECDSA signature (CKM_ECDSA on the digest,
+ * cut to the curve's order) returned DER-encoded (ECDSA-Sig-Value), so
+ * that EVP_DigestVerify and X.509 accept both as they are.
+ * *sig is malloc'ed (free()).  ENOTFOUND "no private key with key id X on
+ * token L" when there is none; a malformed key id is EUSAGE.
+ */
+int custody_token_sign(custody_token *tok, const char *key_id, int digest_nid,
+		       const unsigned char *data, size_t len,
+		       unsigned char **sig, size_t *sig_len, custody_err *err);
+
+/*
+ * Proves that the private key with this key id is the key of cert: signs
+ * 32 random bytes with it (SHA-256) and verifies the signature with the
+ * certificate's public key.  EFAIL "the private key with id X does not
+ * match certificate T" (T = the certificate's thumbprint) when it does
+ * not; errors of custody_token_sign (ENOTFOUND: no such key) as they are.
+ */
+int custody_token_verify_key(custody_token *tok, const char *key_id,
+			     X509 *cert, custody_err *err);
+
+/* ---- key pairs made inside the token (token_keygen.c, token_evp.c) --- */
+
+/* A kind of key pair the token can generate. */
+typedef struct custody_keyspec {
+	int type;		/* EVP_PKEY_RSA or EVP_PKEY_EC             */
+	int bits;		/* RSA: 2048, 3072, 4096; EC: 256, 384     */
+	int curve_nid;		/* EC: NID_X9_62_prime256v1, NID_secp384r1 */
+	char name[16];		/* "RSA-2048", "EC-P256", ... (as cert.h)  */
+} custody_keyspec;
+
+/* "rsa:2048", "rsa:3072", "rsa:4096", "ec:p256", "ec:p384" (any case;
+ * "ec:P-256" and "ec:prime256v1" too).  Anything else is EUSAGE naming
+ * the accepted forms. */
+int custody_keyspec_parse(const char *text, custody_keyspec *out,
+			  custody_err *err);
+
+/* *used = 1 when an object on the token (any class) is labelled `label`.
+ * Needs a logged-in session, as private objects are hidden otherwise. */
+int custody_token_label_used(custody_token *tok, const char *label,
+			     int *used, custody_err *err);
+
+/*
+ * Generates a key pair inside the token (C_GenerateKeyPair); the private
+ * key never exists anywhere else.  Private key: CKA_TOKEN, CKA_PRIVATE,
+ * CKA_SENSITIVE, CKA_SIGN true; CKA_SIGN_RECOVER, CKA_DECRYPT,
+ * CKA_UNWRAP, CKA_DERIVE false; CKA_EXTRACTABLE false — or, when
+ * `replicable`, true — and CKA_WRAP_WITH_TRUSTED true (as import does).
+ * Public key: CKA_TOKEN, CKA_VERIFY true, CKA_PRIVATE and the other
+ * usages false.  Both are labelled `label` (required, 1..255 bytes; EFAIL
+ * "label L is already on token T" when an object has it) and carry
+ * CKA_SUBJECT when subject is given, and CKA_ID = the key id of the public
+ * key (cert.h), written in hex to key_id.  *pub (may be NULL) receives the
+ * public key as a software EVP_PKEY (caller frees), to build a request or
+ * certificate and to check signatures.  Needs a logged-in user.  All or
+ * nothing: when any step after the generation fails, both objects are
+ * destroyed again.  The steps are narrated (custody_step).
+ */
+int custody_token_generate(custody_token *tok, const custody_keyspec *spec,
+			   const char *label, X509_NAME *subject,
+			   int replicable,
+			   char key_id[CUSTODY_KEY_ID_HEX + 1],
+			   EVP_PKEY **pub, custody_err *err);
+
+/*
+ * A private key of the token as an OpenSSL EVP_PKEY (through libp11), so
+ * that OpenSSL can sign with it (X509_REQ_sign, X509_sign,
+ * EVP_DigestSign): the private-key operation runs in the token.
+ *
+ * libp11 loads the same module file as tok, so both share one module
+ * instance and tok's login (login is per process): tok must be open and
+ * logged in, and stay so while the key is used.  ENOTFOUND when no
+ * private key has this key id; a malformed key id is EUSAGE.
+ *
+ * The EVP_PKEY belongs to the custody_token_evp: never free it, never
+ * EVP_PKEY_dup it (libp11 0.4.12 crashes later).
+ *
+ * custody_token_evp_close() frees it and libp11's context, and never
+ * finalises the module (tok owns its initialisation).  libp11 0.4.12
+ * closes EVERY session of the slot in this process when it lets go of it
+ * (C_CloseAllSessions), which also logs the process out: afterwards tok
+ * has a fresh session and is logged out (log in again to use private
+ * objects); other custody handles on the same token lose their sessions.
+ * So close it after the last use of tok's private objects, and before
+ * custody_token_close(tok).  NULL is accepted.
+ */
+typedef struct custody_token_evp custody_token_evp;
+
+int custody_token_evp_open(custody_token *tok, const char *key_id,
+			   custody_token_evp **out, custody_err *err);
+EVP_PKEY *custody_token_evp_pkey(const custody_token_evp *evp);
+void custody_token_evp_close(custody_token_evp *evp);
+
 #ifdef __cplusplus
 }
 #endif

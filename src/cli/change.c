@@ -81,11 +81,17 @@ change_report(const struct cli *cli, const struct change *ch, int dry_run)
 	}
 	fprintf(stderr, "%s/%s: %s\n", ch->after.type, ch->after.identity,
 		dry_run ? "would change (dry run, nothing written)" : "changed");
-	out_assignment_diff(stderr, &ch->before, &ch->after);
+	change_print_details(stderr, ch);
+}
+
+void
+change_print_details(FILE *f, const struct change *ch)
+{
+	out_assignment_diff(f, &ch->before, &ch->after);
 	if (ch->outcome.cancelled_pending[0] != '\0')
-		fprintf(stderr, "  the pending roll to %s is cancelled\n",
+		fprintf(f, "  the pending roll to %s is cancelled\n",
 			ch->outcome.cancelled_pending);
 	if (ch->outcome.replaced_pending[0] != '\0')
-		fprintf(stderr, "  the pending roll to %s is replaced\n",
+		fprintf(f, "  the pending roll to %s is replaced\n",
 			ch->outcome.replaced_pending);
 }

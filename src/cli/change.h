@@ -39,4 +39,9 @@ int change_write(struct cli *cli, struct change *ch);
 /* Narrates the change on stderr ("would change" with dry_run). */
 void change_report(const struct cli *cli, const struct change *ch, int dry_run);
 
+/* Prints what changes into f: the diff lines of out_assignment_diff(), then
+ * a cancelled or replaced pending roll.  change_report() uses it; so does
+ * the wizard's summary. */
+void change_print_details(FILE *f, const struct change *ch);
+
 #endif

@@ -174,7 +174,16 @@ int cmd_set(struct cli *, int, char **);
 int cmd_list(struct cli *, int, char **);
 int cmd_remove(struct cli *, int, char **);
 int cmd_delete(struct cli *, int, char **);
+int cmd_request(struct cli *, int, char **);
+int cmd_metadata(struct cli *, int, char **);
 int cmd_init_token(struct cli *, int, char **);
+int cmd_audit(struct cli *, int, char **);
+/* `custody test` ends with its own exit status s (the monitoring-plugin
+ * convention of cli.md) by returning CLI_EXIT(s); main() exits with s and
+ * still prints cli->err when it is set. */
+#define CLI_EXIT(status) (-16 - (status))
+int cmd_test(struct cli *, int, char **);
+int cmd_wizard(struct cli *, int, char **);
 
 extern const struct command cli_commands[];
 const struct command *cli_find_command(const char *name);

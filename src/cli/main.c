@@ -70,11 +70,81 @@ const struct command cli_commands[] = {
 	 "\n"
 	 "Destroys the certificate and its private key on the token. Refused while an\n"
 	 "assignment refers to it, unless --force (which also clears those slots).\n"},
+	{"request", cmd_request, "generate a key pair inside the token: a CSR or a self-signed certificate (Request-CsCertificate)",
+	 "custody request --subject DN [--san DNS:a,DNS:b,...] [--key SPEC] [--label L]\n"
+	 "                [--replicable] (--csr FILE | --self-signed --days N\n"
+	 "                [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]])\n"
+	 "\n"
+	 "Generates the key pair inside the token (never outside; not extractable),\n"
+	 "then writes a PKCS#10 request signed by it to a new FILE, or creates a\n"
+	 "self-signed certificate on the token and records it (optionally assigned).\n"
+	 "Import the CA-issued certificate later with `custody import --path CERT`.\n"
+	 "Prints the key id (--csr) or the certificate's thumbprint (--self-signed).\n"
+	 "\n"
+	 "  --subject DN              \"CN=sts.example.com,O=Example\" (or \"/O=Example/CN=...\")\n"
+	 "  --san LIST                DNS:NAME, IP:ADDRESS, email:ADDRESS, URI:URI, comma-separated\n"
+	 "  --key SPEC                rsa:2048 (default), rsa:3072, rsa:4096, ec:p256, ec:p384\n"
+	 "  --label L                 CKA_LABEL (default: the subject CN); must be new on the token\n"
+	 "  --replicable              extractable only under trusted wrap (for the cluster)\n"
+	 "  --csr FILE                write the request there (an existing file is never overwritten)\n"
+	 "  --self-signed --days N    make a self-signed certificate valid for N days\n"
+	 "  -t, --type TYPE           also assign it, as `custody set` does\n"
+	 "  -i, --identity IDENTITY   where to assign it\n"
+	 "  --roll --effective-date TIME   stage it to become current at TIME\n"},
+	{"metadata", cmd_metadata, "publish the verification keys of a type (JWKS or S2S metadata)",
+	 "custody metadata [-t TYPE] [--format jwks|s2s]\n"
+	 "\n"
+	 "Prints the certificates a relying party must trust for TYPE (default\n"
+	 "OAuthTokenIssuer): current, pending (published as soon as it is staged) and\n"
+	 "previous, as a JWK Set (RFC 7517: kid, x5t, x5c) or as the server-to-server\n"
+	 "metadata document (keys[].usage, keyinfo.x5t, keyvalue). kid = x5t = the\n"
+	 "base64url SHA-1 thumbprint. Reads the store only: no token, no PIN.\n"
+	 "\n"
+	 "  -t, --type TYPE          certificate type (default OAuthTokenIssuer)\n"
+	 "  --format jwks|s2s        document format (default jwks)\n"},
 	{"init-token", cmd_init_token, "initialise a fresh token (SoftHSM, test tokens)",
 	 "custody init-token --label LABEL --so-pin-source SRC --pin-source SRC\n"
 	 "\n"
 	 "Initialises the first uninitialised token of the module with LABEL, the\n"
 	 "security officer PIN and the user PIN, both read from their sources.\n"},
+	{"test", cmd_test, "check the assigned certificates and keys (Test-CsCertificateConfiguration)",
+	 "custody test [-t TYPE] [--warn-days N] [-o table|json]\n"
+	 "\n"
+	 "Checks every assignment at global and at this node's identity (with -t, those\n"
+	 "of TYPE): something is current; its private key is on this node's token and\n"
+	 "signs what its certificate verifies; key size and SIP domain policy; valid now;\n"
+	 "expiry within N days; a pending certificate valid at its effective date; the\n"
+	 "previous certificate's key. One line per check: OK|WARNING|CRITICAL\n"
+	 "TYPE/IDENTITY: WHAT. Exit status as monitoring plugins: 0 OK, 1 WARNING,\n"
+	 "2 CRITICAL, 3 UNKNOWN (the checks could not run, or a usage error).\n"
+	 "\n"
+	 "  -t, --type TYPE          only this type\n"
+	 "  --warn-days N            WARNING when a certificate expires within N days\n"
+	 "                           (default policy.warn-days, 30)\n"},
+	{"wizard", cmd_wizard, "assign a certificate step by step, in a terminal",
+	 "custody wizard\n"
+	 "\n"
+	 "The Deployment Wizard's certificate assignment: choose the type (with what\n"
+	 "is assigned now), the identity where the type allows a choice, a certificate\n"
+	 "from the token, now or a roll at a date; read the summary (as set --dry-run\n"
+	 "prints it), confirm, see the result. At every question a number chooses,\n"
+	 "b goes back one step, q cancels (exit 0, nothing changed); Ctrl-C exits 130\n"
+	 "and changes nothing. The store is written only after the confirmation.\n"
+	 "Needs a terminal on standard input and output (else exit 2: use set).\n"},
+	{"audit", cmd_audit, "show or verify the hash-chained audit log",
+	 "custody audit [--since TIME] [--verify] [-o table|json]\n"
+	 "\n"
+	 "Shows the append-only audit log, one line per change:\n"
+	 "TIME NODE ACTOR ACTION TYPE/IDENTITY THUMBPRINT [<- PREVIOUS] DETAIL.\n"
+	 "Entries are hash-chained and the store keeps the head (the newest hash);\n"
+	 "--verify checks every entry, the chain and the head, prints\n"
+	 "\"audit log verified: N entries, head HASH\", or exits 1 naming the first\n"
+	 "entry that was edited, removed or reordered, or where the log was cut.\n"
+	 "Whoever can write the store can rewrite the whole chain: keep the head\n"
+	 "printed by --verify somewhere else and compare it later.\n"
+	 "\n"
+	 "  --since TIME             only entries at or after TIME (ISO 8601)\n"
+	 "  --verify                 check the whole chain and the head\n"},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -140,7 +210,7 @@ main(int argc, char **argv)
 	static const struct option options[] = {CLI_GLOBAL_LONGOPTS, {NULL, 0, NULL, 0}};
 	struct cli cli;
 	const struct command *command;
-	int c, r;
+	int c, r, status = -1;
 
 	memset(&cli, 0, sizeof(cli));
 	custody_config_init(&cli.cfg);
@@ -187,6 +257,13 @@ main(int argc, char **argv)
 	}
 	cli.cmd = command->name;
 	r = command->run(&cli, argc - optind, argv + optind);
+	if (r <= CLI_EXIT(0)) {
+		/* The command chose its exit status (custody test: 0 OK,
+		 * 1 WARNING, 2 CRITICAL, 3 UNKNOWN); an error it left in
+		 * cli.err is printed as usual. */
+		status = CLI_EXIT(0) - r;
+		r = cli.err.code;
+	}
 	if (r < 0) {
 		r = CUSTODY_OK;	/* --help */
 	} else if (r != CUSTODY_OK) {
@@ -203,5 +280,5 @@ main(int argc, char **argv)
 		custody_store_close(cli.store);
 	custody_config_clear(&cli.cfg);
 	OPENSSL_cleanse(&cli.err, sizeof(cli.err));
-	return custody_err_exit_status(r);
+	return status >= 0 ? status : custody_err_exit_status(r);
 }

@@ -368,3 +368,118 @@ custody_store_delete_cert(custody_store *st, const char *thumbprint,
 out:
 	return r;
 }
+
+/* ------------------------------------------------------------ audit log */
+
+void
+custody_audit_entry_clear(custody_audit_entry *e)
+{
+	if (e == NULL)
+		return;
+	free(e->detail);
+	memset(e, 0, sizeof(*e));
+}
+
+void
+custody_audit_entries_free(custody_audit_entry *e, size_t n)
+{
+	size_t i;
+
+	if (e == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		custody_audit_entry_clear(&e[i]);
+	free(e);
+}
+
+#define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
+
+static int
+check_audit_entry(const custody_audit_entry *e, custody_err *err)
+{
+	if (e == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot append to the audit log: no entry");
+	if (!TERMINATED(e->node) || !TERMINATED(e->actor) ||
+	    !TERMINATED(e->action) || !TERMINATED(e->type) ||
+	    !TERMINATED(e->identity) || !TERMINATED(e->thumbprint) ||
+	    !TERMINATED(e->previous_thumbprint) || !TERMINATED(e->prev_hash) ||
+	    !TERMINATED(e->hash))
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot append to the audit log: a field of "
+				       "the entry is not terminated");
+	if (e->seq < 1 || e->action[0] == '\0' ||
+	    strlen(e->prev_hash) != CUSTODY_AUDIT_HASH_HEX ||
+	    strlen(e->hash) != CUSTODY_AUDIT_HASH_HEX)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot append to the audit log: the entry "
+				       "lacks its seq, action or hashes");
+	return CUSTODY_OK;
+}
+
+int
+custody_store_append_audit(custody_store *st, const custody_audit_entry *e,
+			   custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_writable(st, "append to the audit log", err)) != CUSTODY_OK ||
+	    (r = check_audit_entry(e, err)) != CUSTODY_OK)
+		goto out;
+	r = st->backend->append_audit(st->handle, e, err);
+out:
+	return r;
+}
+
+int
+custody_store_last_audit(custody_store *st, custody_audit_entry *out,
+			 custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if (st == NULL || out == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot read the audit log: no store or no record");
+		goto out;
+	}
+	memset(out, 0, sizeof(*out));
+	r = st->backend->last_audit(st->handle, out, err);
+out:
+	return r;
+}
+
+int
+custody_store_list_audit(custody_store *st, int64_t since,
+			 custody_audit_entry **out, size_t *n, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if (st == NULL || out == NULL || n == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot read the audit log: no store or no list");
+		goto out;
+	}
+	*out = NULL;
+	*n = 0;
+	r = st->backend->list_audit(st->handle, since, out, n, err);
+out:
+	return r;
+}
+
+int
+custody_store_audit_head(custody_store *st, int64_t *seq,
+			 char hash[CUSTODY_AUDIT_HASH_HEX + 1], custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if (st == NULL || seq == NULL || hash == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot read the audit head: no store or no record");
+		goto out;
+	}
+	*seq = 0;
+	hash[0] = '\0';
+	r = st->backend->audit_head(st->handle, seq, hash, err);
+out:
+	return r;
+}

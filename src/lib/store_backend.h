@@ -15,9 +15,10 @@
 #include <stddef.h>
 #include <custody/error.h>
 #include <custody/records.h>
+#include <custody/store.h>
 
 /* The schema version every backend of this build writes. */
-#define CUSTODY_STORE_SCHEMA_VERSION 1
+#define CUSTODY_STORE_SCHEMA_VERSION 2
 
 struct custody_store_backend {
 	const char *name;	/* "sqlite", "postgresql" */
@@ -49,6 +50,17 @@ struct custody_store_backend {
 			  custody_err *err);
 	int (*delete_cert)(void *handle, const char *thumbprint,
 			   custody_err *err);
+
+	/* The audit log: see custody/store.h.  append_audit gets an entry
+	 * whose fields are all terminated and whose seq is >= 1. */
+	int (*append_audit)(void *handle, const custody_audit_entry *e,
+			    custody_err *err);
+	int (*last_audit)(void *handle, custody_audit_entry *out,
+			  custody_err *err);
+	int (*list_audit)(void *handle, int64_t since, custody_audit_entry **out,
+			  size_t *n, custody_err *err);
+	int (*audit_head)(void *handle, int64_t *seq, char *hash,
+			  custody_err *err);
 };
 
 extern const struct custody_store_backend custody_store_sqlite_backend;

@@ -26,6 +26,7 @@
 #include <custody/error.h>
 #include <custody/log.h>
 #include <custody/records.h>
+#include <custody/store.h>
 
 #include "store_backend.h"
 
@@ -73,6 +74,38 @@ static const char *const migrations[] = {
 	"  version INTEGER NOT NULL,"
 	"  PRIMARY KEY (type COLLATE NOCASE, identity COLLATE NOCASE)"
 	");",
+	/* 2: the hash-chained audit log and its head (the seq and hash of
+	 * the newest entry, moved in the same transaction as each append,
+	 * so that a truncated tail shows).  The triggers make an edit a
+	 * deliberate act; the chain is what detects one. */
+	"CREATE TABLE audit ("
+	"  seq INTEGER PRIMARY KEY NOT NULL,"
+	"  time INTEGER NOT NULL,"
+	"  node TEXT NOT NULL,"
+	"  actor TEXT NOT NULL,"
+	"  action TEXT NOT NULL,"
+	"  type TEXT NOT NULL DEFAULT '',"
+	"  identity TEXT NOT NULL DEFAULT '',"
+	"  thumbprint TEXT NOT NULL DEFAULT '',"
+	"  previous_thumbprint TEXT NOT NULL DEFAULT '',"
+	"  detail TEXT,"
+	"  prev_hash TEXT NOT NULL,"
+	"  hash TEXT NOT NULL"
+	");"
+	"CREATE INDEX audit_time ON audit(time, seq);"
+	"CREATE TABLE audit_head ("
+	"  id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),"
+	"  seq INTEGER NOT NULL,"
+	"  hash TEXT NOT NULL"
+	");"
+	"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, "
+	"  '0000000000000000000000000000000000000000000000000000000000000000');"
+	"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
+	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+	"CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head "
+	"  BEGIN SELECT RAISE(ABORT, 'the audit head cannot be deleted'); END;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])) - 1)
@@ -89,6 +122,10 @@ _Static_assert(N_MIGRATIONS == CUSTODY_STORE_SCHEMA_VERSION,
 #define CERT_COLUMNS \
 	"thumbprint, sha256, subject, issuer, serial, not_before, not_after, " \
 	"alt_names, key_algorithm, key_id, key_uri, label, der"
+
+#define AUDIT_COLUMNS \
+	"seq, time, node, actor, action, type, identity, thumbprint, " \
+	"previous_thumbprint, detail, prev_hash, hash"
 
 static int
 is_busy(int rc)
@@ -116,8 +153,9 @@ db_error(struct sqlite_store *s, custody_err *err, int rc, const char *fmt, ...)
 	if (is_busy(rc)) {
 		custody_err_set(err, CUSTODY_EFAIL, "%s: store is busy: %s", what,
 				why);
-		return custody_err_hint(err, "another process is writing to it; "
+		custody_err_hint(err, "another process is writing to it; "
 					"try again");
+		return CUSTODY_EFAIL;
 	}
 	return custody_err_set(err, CUSTODY_EFAIL, "%s: %s", what, why);
 }
@@ -287,7 +325,8 @@ check_not_newer(struct sqlite_store *s, int64_t version, custody_err *err)
 				"cannot open store %s: its schema version %lld is "
 				"newer than version %d of this build", s->path,
 				(long long)version, CUSTODY_STORE_SCHEMA_VERSION);
-		return custody_err_hint(err, "upgrade custody on this node");
+		custody_err_hint(err, "upgrade custody on this node");
+		return CUSTODY_EFAIL;
 	}
 	return CUSTODY_OK;
 }
@@ -674,7 +713,8 @@ conflict(struct sqlite_store *s, const custody_assignment *a, custody_err *err)
 			"cannot save the assignment of type %s (identity %s) in "
 			"store %s: assignment changed concurrently", a->type,
 			a->identity, s->path);
-	return custody_err_hint(err, "read it again and retry");
+	custody_err_hint(err, "read it again and retry");
+	return CUSTODY_ECONFLICT;
 }
 
 /* An empty record: delete the row, if it is still the one that was read. */
@@ -1114,6 +1154,258 @@ out:
 	return r;
 }
 
+/* ------------------------------------------------------------ audit log */
+
+static int
+audit_conflict(struct sqlite_store *s, const custody_audit_entry *e,
+	       custody_err *err)
+{
+	custody_err_set(err, CUSTODY_ECONFLICT,
+			"cannot append entry %lld to the audit log of store %s: "
+			"audit log changed concurrently", (long long)e->seq,
+			s->path);
+	custody_err_hint(err, "read its head again and retry");
+	return CUSTODY_ECONFLICT;
+}
+
+static int
+sqlite_append_audit(void *handle, const custody_audit_entry *e,
+		    custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	/* The head moves from (seq - 1, prev_hash) to (seq, hash), or not
+	 * at all: this is the chain's optimistic concurrency. */
+	if ((r = prepare(s, "UPDATE audit_head SET seq = ?1, hash = ?2 "
+			 "WHERE id = 1 AND seq = ?3 AND hash = ?4",
+			 &st, err)) != CUSTODY_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, e->seq);
+	sqlite3_bind_text(st, 2, e->hash, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, e->seq - 1);
+	sqlite3_bind_text(st, 4, e->prev_hash, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
+		r = db_error(s, err, rc, "cannot move the audit head of store %s",
+			     s->path);
+		goto out;
+	}
+	if (sqlite3_changes(s->db) != 1) {
+		r = audit_conflict(s, e, err);
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if ((r = prepare(s, "INSERT INTO audit (" AUDIT_COLUMNS ") VALUES "
+			 "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+			 &st, err)) != CUSTODY_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, e->seq);
+	sqlite3_bind_int64(st, 2, e->time);
+	sqlite3_bind_text(st, 3, e->node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, e->actor, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, e->action, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, e->type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, e->identity, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, e->thumbprint, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 9, e->previous_thumbprint, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 10, e->detail);
+	sqlite3_bind_text(st, 11, e->prev_hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 12, e->hash, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+		r = audit_conflict(s, e, err);
+		goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		r = db_error(s, err, rc, "cannot append entry %lld to the audit log "
+			     "of store %s", (long long)e->seq, s->path);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* Copies a text column into a fixed buffer, cutting what does not fit
+ * (or follows a NUL); *cut is set when it did. */
+static void
+column_cut(sqlite3_stmt *st, int col, char *dst, size_t size, int *cut)
+{
+	const unsigned char *text = sqlite3_column_text(st, col);
+	size_t len;
+
+	memset(dst, 0, size);
+	if (text == NULL)
+		return;
+	len = (size_t)sqlite3_column_bytes(st, col);
+	if (strlen((const char *)text) != len) {
+		len = strlen((const char *)text);
+		*cut = 1;
+	}
+	if (len >= size) {
+		len = size - 1;
+		*cut = 1;
+	}
+	memcpy(dst, text, len);
+}
+
+/*
+ * One row of the audit table.  A field that does not fit its record (only
+ * an edit of the table makes one) is cut, and the entry's hash is blanked,
+ * so that verification names the entry as edited instead of failing to
+ * read the log.
+ */
+static int
+read_audit(struct sqlite_store *s, sqlite3_stmt *st, custody_audit_entry *e,
+	   custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+	int cut = 0;
+
+	memset(e, 0, sizeof(*e));
+	e->seq = sqlite3_column_int64(st, 0);
+	e->time = sqlite3_column_int64(st, 1);
+	column_cut(st, 2, e->node, sizeof(e->node), &cut);
+	column_cut(st, 3, e->actor, sizeof(e->actor), &cut);
+	column_cut(st, 4, e->action, sizeof(e->action), &cut);
+	column_cut(st, 5, e->type, sizeof(e->type), &cut);
+	column_cut(st, 6, e->identity, sizeof(e->identity), &cut);
+	column_cut(st, 7, e->thumbprint, sizeof(e->thumbprint), &cut);
+	column_cut(st, 8, e->previous_thumbprint, sizeof(e->previous_thumbprint),
+		   &cut);
+	column_cut(st, 10, e->prev_hash, sizeof(e->prev_hash), &cut);
+	column_cut(st, 11, e->hash, sizeof(e->hash), &cut);
+	if (column_strdup(st, 9, &e->detail) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read audit entry %lld from store %s: "
+				    "out of memory", (long long)e->seq, s->path);
+		goto out;
+	}
+	if (e->detail != NULL &&
+	    strlen(e->detail) != (size_t)sqlite3_column_bytes(st, 9))
+		cut = 1;
+	if (cut)
+		e->hash[0] = '\0';
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+static int
+sqlite_last_audit(void *handle, custody_audit_entry *out, custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((r = prepare(s, "SELECT " AUDIT_COLUMNS " FROM audit "
+			 "ORDER BY seq DESC LIMIT 1", &st, err)) != CUSTODY_OK)
+		goto out;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "the audit log of store %s is empty", s->path);
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = db_error(s, err, rc, "cannot read the audit log of store %s",
+			     s->path);
+		goto out;
+	}
+	r = read_audit(s, st, out, err);
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+sqlite_list_audit(void *handle, int64_t since, custody_audit_entry **out,
+		  size_t *n, custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	custody_audit_entry *list = NULL;
+	size_t count = 0;
+	size_t cap = 0;
+	int rc;
+
+	if ((r = prepare(s, "SELECT " AUDIT_COLUMNS " FROM audit "
+			 "WHERE time >= ?1 ORDER BY seq", &st, err)) != CUSTODY_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, since);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			size_t ncap = cap == 0 ? 16 : cap * 2;
+			custody_audit_entry *grown = realloc(list, ncap * sizeof(*list));
+
+			if (grown == NULL) {
+				r = custody_err_set(err, CUSTODY_EFAIL,
+						    "cannot read the audit log of "
+						    "store %s: out of memory", s->path);
+				goto out;
+			}
+			list = grown;
+			cap = ncap;
+		}
+		if ((r = read_audit(s, st, &list[count], err)) != CUSTODY_OK)
+			goto out;
+		count++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = db_error(s, err, rc, "cannot read the audit log of store %s",
+			     s->path);
+		goto out;
+	}
+	*out = list;
+	*n = count;
+	list = NULL;
+	count = 0;
+	r = CUSTODY_OK;
+out:
+	custody_audit_entries_free(list, count);
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+sqlite_audit_head(void *handle, int64_t *seq, char *hash, custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int cut = 0;
+	int rc;
+
+	if ((r = prepare(s, "SELECT seq, hash FROM audit_head WHERE id = 1",
+			 &st, err)) != CUSTODY_OK)
+		goto out;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "the audit head of store %s is missing", s->path);
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = db_error(s, err, rc, "cannot read the audit head of store %s",
+			     s->path);
+		goto out;
+	}
+	*seq = sqlite3_column_int64(st, 0);
+	column_cut(st, 1, hash, CUSTODY_AUDIT_HASH_HEX + 1, &cut);
+	if (cut)
+		hash[0] = '\0';
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
 const struct custody_store_backend custody_store_sqlite_backend = {
 	.name = "sqlite",
 	.open = sqlite_open,
@@ -1128,4 +1420,8 @@ const struct custody_store_backend custody_store_sqlite_backend = {
 	.get_cert = sqlite_get_cert,
 	.list_certs = sqlite_list_certs,
 	.delete_cert = sqlite_delete_cert,
+	.append_audit = sqlite_append_audit,
+	.last_audit = sqlite_last_audit,
+	.list_audit = sqlite_list_audit,
+	.audit_head = sqlite_audit_head,
 };

@@ -928,7 +928,8 @@ token_require_login(custody_token *tok, const char *what, custody_err *err)
 	custody_err_set(err, CUSTODY_EFAIL, "cannot %s on token %s: not "
 			"logged in (the token hides private keys until the "
 			"user logs in)", what, tok->label);
-	return custody_err_hint(err, "give the user PIN with --pin-source");
+	custody_err_hint(err, "give the user PIN with --pin-source");
+	return CUSTODY_EFAIL;
 }
 
 static int

@@ -365,12 +365,16 @@ Test(store, schema_version_is_recorded)
 {
 	custody_store *st = open_ok();
 
-	cr_assert_eq(custody_store_schema_version(), 1);
+	cr_assert_eq(custody_store_schema_version(), 2);
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"),
 		     custody_store_schema_version());
-	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 1);
+	/* One row per migration, each applied once. */
+	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"),
+		     custody_store_schema_version());
 	cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_master WHERE type = "
 			     "'table' AND name IN ('certificates', 'assignments')"), 2);
+	cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_master WHERE type = "
+			     "'table' AND name IN ('audit', 'audit_head')"), 2);
 	cr_assert_eq(sql_int("SELECT count(*) FROM pragma_journal_mode "
 			     "WHERE journal_mode = 'wal'"), 1);
 	custody_store_close(st);
@@ -388,7 +392,7 @@ Test(store, a_newer_schema_is_refused_naming_both_versions)
 	cr_assert_null(st);
 	cr_assert_eq(err.code, CUSTODY_EFAIL);
 	cr_assert(contains(err.msg, dbpath), "%s", err.msg);
-	cr_assert(contains(err.msg, "schema version 7 is newer than version 1 "
+	cr_assert(contains(err.msg, "schema version 7 is newer than version 2 "
 			   "of this build"), "%s", err.msg);
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 7);
 }
@@ -413,7 +417,8 @@ Test(store, reopen_keeps_data_and_does_not_migrate_again)
 		     CUSTODY_OK, "%s", err.msg);
 	cr_assert_str_eq(b.current.thumbprint, rec.thumbprint);
 	cr_assert_eq(b.version, 1);
-	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 1);
+	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"),
+		     custody_store_schema_version());
 	custody_cert_record_clear(&got);
 	custody_cert_record_clear(&rec);
 	custody_store_close(st);
@@ -443,7 +448,9 @@ Test(store, concurrent_first_opens_create_the_schema_once)
 		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 			  "child %d: status %d", i, status);
 	}
-	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 1);
+	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"),
+		     custody_store_schema_version());
+	cr_assert_eq(sql_int("SELECT count(*) FROM audit_head"), 1);
 }
 
 /* ---------------------------------------------------------------- certificates */

@@ -1,0 +1,252 @@
+/*
+ * cmd_audit.c — `custody audit`: the append-only audit log, one line per
+ * entry (or JSON), and --verify, which checks the hash chain and the head
+ * and names the first broken entry.  Reads the store only: no token.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <custody/audit.h>
+#include <custody/timefmt.h>
+
+#include "cli.h"
+
+struct audit_opts {
+	const char *since;
+	int verify;
+};
+
+enum { OPT_SINCE = OPT_FIRST_COMMAND_OPTION, OPT_VERIFY };
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct audit_opts *o = ctx;
+
+	(void)cli;
+	if (c == OPT_SINCE)
+		o->since = arg;
+	else if (c == OPT_VERIFY)
+		o->verify = 1;
+	return CUSTODY_OK;
+}
+
+/* A field as shown in the table: "-" when empty, control characters and
+ * spaces (which would shift the columns or forge a line) as '?'/'_'. */
+static void
+shown(char *dst, size_t size, const char *src)
+{
+	size_t i;
+
+	if (src == NULL || src[0] == '\0')
+		src = "-";
+	for (i = 0; i + 1 < size && src[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		dst[i] = c < 0x20 || c == 0x7f ? '?' : c == ' ' ? '_' : (char)c;
+	}
+	dst[i] = '\0';
+}
+
+/* The detail at the end of the line: spaces stay, control characters go. */
+static void
+shown_detail(char *dst, size_t size, const char *src)
+{
+	size_t i;
+
+	if (src == NULL)
+		src = "";
+	for (i = 0; i + 1 < size && src[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		dst[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+	}
+	dst[i] = '\0';
+}
+
+struct audit_columns {
+	int node, actor, action, where;
+};
+
+static void
+where_of(const custody_audit_entry *e, char *buf, size_t size)
+{
+	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
+
+	if (e->type[0] == '\0' && e->identity[0] == '\0') {
+		snprintf(buf, size, "-");
+		return;
+	}
+	shown(type, sizeof(type), e->type);
+	shown(identity, sizeof(identity), e->identity);
+	snprintf(buf, size, "%s/%s", type, identity);
+}
+
+static void
+widths(const custody_audit_entry *e, size_t n, struct audit_columns *w)
+{
+	char where[CUSTODY_NAME_MAX * 2 + 2];
+	size_t i;
+
+	memset(w, 0, sizeof(*w));
+	for (i = 0; i < n; i++) {
+		int len;
+
+		where_of(&e[i], where, sizeof(where));
+		len = (int)strlen(e[i].node[0] != '\0' ? e[i].node : "-");
+		w->node = len > w->node ? len : w->node;
+		len = (int)strlen(e[i].actor[0] != '\0' ? e[i].actor : "-");
+		w->actor = len > w->actor ? len : w->actor;
+		len = (int)strlen(e[i].action[0] != '\0' ? e[i].action : "-");
+		w->action = len > w->action ? len : w->action;
+		len = (int)strlen(where);
+		w->where = len > w->where ? len : w->where;
+	}
+}
+
+/* TIME NODE ACTOR ACTION TYPE/IDENTITY THUMBPRINT [<- PREVIOUS] DETAIL */
+static void
+print_line(const custody_audit_entry *e, const struct audit_columns *w)
+{
+	char t[CUSTODY_TIME_TEXT];
+	char node[CUSTODY_NAME_MAX + 1], actor[CUSTODY_AUDIT_ACTOR_MAX + 1];
+	char action[CUSTODY_AUDIT_ACTION_MAX + 1];
+	char where[CUSTODY_NAME_MAX * 2 + 2];
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
+	char previous[CUSTODY_THUMBPRINT_HEX + 1];
+	char detail[1024];
+
+	shown(node, sizeof(node), e->node);
+	shown(actor, sizeof(actor), e->actor);
+	shown(action, sizeof(action), e->action);
+	where_of(e, where, sizeof(where));
+	shown(thumbprint, sizeof(thumbprint), e->thumbprint);
+	shown(previous, sizeof(previous), e->previous_thumbprint);
+	shown_detail(detail, sizeof(detail), e->detail);
+	printf("%s %-*s %-*s %-*s %-*s %-*s", custody_time_format(e->time, t),
+	       w->node, node, w->actor, actor, w->action, action, w->where, where,
+	       CUSTODY_THUMBPRINT_HEX, thumbprint);
+	if (e->previous_thumbprint[0] != '\0')
+		printf(" <- %s", previous);
+	if (detail[0] != '\0')
+		printf(" %s", detail);
+	putchar('\n');
+}
+
+static json_t *
+text_or_null(const char *text)
+{
+	return text != NULL && text[0] != '\0' ? json_string(text) : json_null();
+}
+
+static json_t *
+entry_json(const custody_audit_entry *e)
+{
+	char t[CUSTODY_TIME_TEXT];
+	json_t *o = json_object();
+
+	if (o == NULL)
+		return NULL;
+	json_object_set_new(o, "time", json_string(custody_time_format(e->time, t)));
+	json_object_set_new(o, "seq", json_integer(e->seq));
+	json_object_set_new(o, "node", text_or_null(e->node));
+	json_object_set_new(o, "actor", text_or_null(e->actor));
+	json_object_set_new(o, "action", text_or_null(e->action));
+	json_object_set_new(o, "type", text_or_null(e->type));
+	json_object_set_new(o, "identity", text_or_null(e->identity));
+	json_object_set_new(o, "thumbprint", text_or_null(e->thumbprint));
+	json_object_set_new(o, "previous_thumbprint",
+			    text_or_null(e->previous_thumbprint));
+	json_object_set_new(o, "detail", text_or_null(e->detail));
+	json_object_set_new(o, "hash", text_or_null(e->hash));
+	json_object_set_new(o, "prev_hash", text_or_null(e->prev_hash));
+	return o;
+}
+
+static int
+show_log(struct cli *cli, int64_t since)
+{
+	int r = CUSTODY_EFAIL;
+	custody_audit_entry *e = NULL;
+	size_t n = 0, i;
+	json_t *array = NULL;
+	struct audit_columns w;
+
+	if ((r = custody_store_list_audit(cli->store, since, &e, &n, &cli->err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (cli->output == OUT_JSON) {
+		array = json_array();
+		for (i = 0; array != NULL && i < n; i++)
+			if (json_array_append_new(array, entry_json(&e[i])) != 0) {
+				json_decref(array);
+				array = NULL;
+			}
+		r = out_json(cli, array);
+		goto out;
+	}
+	if (n == 0)
+		cli_say(cli, since != 0 ? "no audit entry since then" :
+			"the audit log is empty");
+	widths(e, n, &w);
+	for (i = 0; i < n; i++)
+		print_line(&e[i], &w);
+	r = CUSTODY_OK;
+out:
+	custody_audit_entries_free(e, n);
+	return r;
+}
+
+static int
+verify_log(struct cli *cli)
+{
+	int r = CUSTODY_EFAIL;
+	char head[CUSTODY_AUDIT_HASH_HEX + 1];
+	size_t n = 0;
+
+	if ((r = custody_audit_verify_store(cli->store, &n, head, &cli->err)) !=
+	    CUSTODY_OK) {
+		if (r == CUSTODY_EFAIL && cli->err.hint[0] == '\0')
+			custody_err_hint(&cli->err, "the store was changed outside "
+					 "custody: keep a copy of it before anything else");
+		goto out;
+	}
+	if (cli->output == OUT_JSON)
+		r = out_json(cli, json_pack("{s:b, s:I, s:s}", "verified", 1,
+					    "entries", (json_int_t)n, "head", head));
+	else
+		printf("audit log verified: %zu entr%s, head %s\n", n,
+		       n == 1 ? "y" : "ies", head);
+out:
+	return r;
+}
+
+int
+cmd_audit(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"since", required_argument, NULL, OPT_SINCE},
+		{"verify", no_argument, NULL, OPT_VERIFY},
+		{NULL, 0, NULL, 0},
+	};
+	struct audit_opts o = {NULL, 0};
+	int64_t since = 0;
+	int r;
+
+	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON))) !=
+	    CUSTODY_OK)
+		return r;
+	if (o.verify && o.since != NULL)
+		return cli_usage_error(cli, "--since does not apply to --verify: "
+				       "the whole chain is checked");
+	if (o.since != NULL &&
+	    (r = custody_time_parse(o.since, &since, &cli->err)) != CUSTODY_OK)
+		return custody_err_prefix(&cli->err, "--since");
+	if ((r = cli_open_store(cli)) != CUSTODY_OK)
+		return r;
+	return o.verify ? verify_log(cli) : show_log(cli, since);
+}

@@ -1,0 +1,113 @@
+/*
+ * cmd_metadata.c — `custody metadata`: the verification keys of a type
+ * (current, pending as soon as it is staged, previous) as a JWK Set or a
+ * server-to-server metadata document.  Reads the store alone: no token, no
+ * PIN.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <custody/metadata.h>
+#include <custody/policy.h>
+
+#include "cli.h"
+
+struct metadata_opts {
+	const char *type;
+	const char *format;
+};
+
+enum { OPT_TYPE = 't', OPT_FORMAT = OPT_FIRST_COMMAND_OPTION };
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct metadata_opts *o = ctx;
+
+	(void)cli;
+	if (c == OPT_TYPE)
+		o->type = arg;
+	else if (c == OPT_FORMAT)
+		o->format = arg;
+	return CUSTODY_OK;
+}
+
+/* Appends the stored certificate of a slot (if any) to recs. */
+static int
+add_slot(struct cli *cli, const char *type, const char *slot_name,
+	 const custody_slot *slot, custody_cert_record *recs, size_t *n)
+{
+	int r;
+
+	if (slot->thumbprint[0] == '\0')
+		return CUSTODY_OK;
+	r = custody_store_get_cert(cli->store, slot->thumbprint, &recs[*n], &cli->err);
+	if (r == CUSTODY_ENOTFOUND)
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+				    "the %s certificate %s of %s is not in the store",
+				    slot_name, slot->thumbprint, type);
+	if (r == CUSTODY_OK)
+		(*n)++;
+	return r;
+}
+
+int
+cmd_metadata(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"type", required_argument, NULL, OPT_TYPE},
+		{"format", required_argument, NULL, OPT_FORMAT},
+		{NULL, 0, NULL, 0},
+	};
+	struct metadata_opts o = {"OAuthTokenIssuer", "jwks"};
+	char type[CUSTODY_NAME_MAX + 1];
+	custody_cert_record recs[3];
+	custody_assignment a;
+	size_t n = 0;
+	char *doc = NULL;
+	int s2s, r;
+
+	memset(recs, 0, sizeof(recs));
+	if ((r = cli_parse(cli, argc, argv, options, "t:", on_option, &o)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
+		return r;
+	if (strcmp(o.format, "jwks") != 0 && strcmp(o.format, "s2s") != 0)
+		return cli_usage_error(cli, "unknown metadata format '%s': use jwks or s2s",
+				       o.format);
+	s2s = strcmp(o.format, "s2s") == 0;
+	if ((r = custody_type_canonical(o.type, type, NULL, &cli->err)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_open_store(cli)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_lookup_assignment(cli, type, NULL, 0, &a)) != CUSTODY_OK)
+		return r;
+	if (custody_assign_is_empty(&a))
+		return custody_err_set(&cli->err, CUSTODY_ENOTFOUND,
+				       "no certificate is assigned for type %s (identity %s)",
+				       type, a.identity);
+	/* Current, then the one relying parties must learn before the roll,
+	 * then the one still inside its overlap. */
+	if ((r = add_slot(cli, type, "current", &a.current, recs, &n)) != CUSTODY_OK ||
+	    (r = add_slot(cli, type, "pending", &a.pending, recs, &n)) != CUSTODY_OK ||
+	    (r = add_slot(cli, type, "previous", &a.previous, recs, &n)) != CUSTODY_OK)
+		goto out;
+	if (s2s)
+		r = custody_metadata_s2s(recs, n, &doc, &cli->err);
+	else
+		r = custody_metadata_jwks(recs, n, &doc, &cli->err);
+	if (r != CUSTODY_OK)
+		goto out;
+	if (fputs(doc, stdout) == EOF || fputc('\n', stdout) == EOF || fflush(stdout) != 0) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot write the document");
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	while (n > 0)
+		custody_cert_record_clear(&recs[--n]);
+	free(doc);
+	return r;
+}

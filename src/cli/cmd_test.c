@@ -1,0 +1,518 @@
+/*
+ * cmd_test.c — `custody test` (Test-CsCertificateConfiguration): checks the
+ * assignments that concern this node and prints one line per check,
+ * "OK|WARNING|CRITICAL TYPE/IDENTITY: WHAT" (or JSON objects), nothing
+ * else on stdout.  Its exit status follows the monitoring-plugin
+ * convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (returned to main()
+ * as CLI_EXIT(status)).
+ *
+ * Which assignments: those at identity global and at this node's identity
+ * (with -t, only of that type), resolved at now (or --at).  For each:
+ *   assigned      a certificate is current, and the store has it
+ *   key           its private key is on this node's token and signs a
+ *                 random challenge that the certificate's key verifies
+ *   policy        key size / curve and SIP domain (policy.*)
+ *   valid         valid now
+ *   expiry        expires more than N days from now (--warn-days,
+ *                 policy.warn-days) — else WARNING
+ *   pending       a pending certificate is valid at its effective date;
+ *   pending-key   its key is here and matches (the roll happens by
+ *   pending-policy itself at that date, so these are CRITICAL)
+ *   previous-key  the previous certificate's key is here and matches —
+ *                 WARNING only: verifiers need just its certificate
+ *                 (published from the store); the key matters only for a
+ *                 roll back
+ *   (cluster      every node reports the same thumbprint — not yet, see
+ *                 check_cluster)
+ *
+ * Decisions: with -t, nothing assigned for that type is CRITICAL (the
+ * caller asked about a role this node should fill); without -t, nothing
+ * assigned at all is UNKNOWN (there is nothing to check — often a wrong
+ * --store, since opening a SQLite store creates it).  UNKNOWN also when
+ * the checks cannot run: a usage error, the store cannot be opened or
+ * read, the token cannot be opened or logged into.  A key missing from
+ * the token is a finding (CRITICAL), not UNKNOWN.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/x509.h>
+
+#include <custody/policy.h>
+#include <custody/timefmt.h>
+
+#include "cli.h"
+
+enum { OPT_TYPE = 't', OPT_WARN_DAYS = OPT_FIRST_COMMAND_OPTION };
+
+enum result { R_OK = 0, R_WARNING = 1, R_CRITICAL = 2, R_UNKNOWN = 3 };
+
+static const char *const result_names[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
+
+#define DAY 86400
+#define WARN_DAYS_MAX 36500
+
+struct test_opts {
+	const char *type;
+	const char *warn_days;
+};
+
+struct test_run {
+	struct cli *cli;
+	const char *type;	/* canonical -t, or NULL                     */
+	int warn_days;
+	json_t *results;	/* {"check","result","type","identity",...}  */
+	enum result worst;
+};
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct test_opts *o = ctx;
+
+	(void)cli;
+	if (c == OPT_TYPE)
+		o->type = arg;
+	else if (c == OPT_WARN_DAYS)
+		o->warn_days = arg;
+	return CUSTODY_OK;
+}
+
+static json_t *
+result_object(enum result result, const char *check, const char *type,
+	      const char *identity, const char *thumbprint, const char *msg)
+{
+	return json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:s?}",
+			 "check", check, "result", result_names[result],
+			 "type", type, "identity", identity, "message", msg,
+			 "thumbprint", thumbprint);
+}
+
+/* Records one check.  type/identity/thumbprint may be NULL. */
+static void
+report(struct test_run *t, enum result result, const char *check,
+       const char *type, const char *identity, const char *thumbprint,
+       const char *fmt, ...) CUSTODY_PRINTF(7, 8);
+
+static void
+report(struct test_run *t, enum result result, const char *check,
+       const char *type, const char *identity, const char *thumbprint,
+       const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+	json_t *o;
+	size_t i;
+
+	va_start(ap, fmt);
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+		msg[0] = '\0';
+	va_end(ap);
+	if (thumbprint != NULL && thumbprint[0] == '\0')
+		thumbprint = NULL;
+	if ((o = result_object(result, check, type, identity, thumbprint, msg)) == NULL) {
+		/* Not UTF-8 (a subject can hold anything): keep the line,
+		 * with those bytes as '?'. */
+		for (i = 0; msg[i] != '\0'; i++)
+			if ((unsigned char)msg[i] >= 0x80)
+				msg[i] = '?';
+		o = result_object(result, check, type, identity, thumbprint, msg);
+	}
+	json_array_append_new(t->results, o);
+	if (result > t->worst)
+		t->worst = result;
+}
+
+/* One line per check on stdout (or the JSON array). */
+static int
+print_results(struct test_run *t)
+{
+	size_t i;
+	json_t *o;
+
+	if (t->cli->output == OUT_JSON) {
+		int r = out_json(t->cli, t->results);
+
+		t->results = NULL;
+		return r;
+	}
+	json_array_foreach(t->results, i, o) {
+		const char *type = json_string_value(json_object_get(o, "type"));
+		const char *id = json_string_value(json_object_get(o, "identity"));
+
+		printf("%s %s/%s: %s\n",
+		       json_string_value(json_object_get(o, "result")),
+		       type != NULL ? type : "*", id != NULL ? id : "*",
+		       json_string_value(json_object_get(o, "message")));
+	}
+	return CUSTODY_OK;
+}
+
+/* The checks could not run: an UNKNOWN line says why (cli->err, which
+ * main() prints on stderr too), after whatever was found so far. */
+static int
+give_up(struct test_run *t)
+{
+	report(t, R_UNKNOWN, "run", t->type, NULL, NULL, "%s",
+	       t->cli->err.msg[0] != '\0' ? t->cli->err.msg : "the checks could not run");
+	print_results(t);
+	return CLI_EXIT(R_UNKNOWN);
+}
+
+static const char *
+time_text(int64_t when, char buf[CUSTODY_TIME_TEXT])
+{
+	return custody_time_format(when, buf);
+}
+
+/* "12 days", "1 day", "less than a day". */
+static void
+days_text(int64_t seconds, char *buf, size_t size)
+{
+	long long days = (long long)(seconds / DAY);
+
+	if (days < 1)
+		snprintf(buf, size, "less than a day");
+	else
+		snprintf(buf, size, "%lld day%s", days, days == 1 ? "" : "s");
+}
+
+/* Reads the certificate of a slot from the store.  A certificate the
+ * store lacks (or cannot parse) is reported as `missing` and gives
+ * ENOTFOUND: the caller skips the slot's other checks.  Any other store
+ * error goes to cli->err: the run cannot go on. */
+static int
+load_cert(struct test_run *t, const custody_assignment *a, const char *check,
+	  const char *what, enum result missing, const custody_slot *slot,
+	  custody_cert_record *rec, X509 **x)
+{
+	const unsigned char *p;
+	int r;
+
+	memset(rec, 0, sizeof(*rec));
+	*x = NULL;
+	r = custody_store_get_cert(t->cli->store, slot->thumbprint, rec, &t->cli->err);
+	if (r == CUSTODY_ENOTFOUND) {
+		custody_err_clear(&t->cli->err);
+		report(t, missing, check, a->type, a->identity, slot->thumbprint,
+		       "%s %s is assigned but not in the store", what, slot->thumbprint);
+		return CUSTODY_ENOTFOUND;
+	}
+	if (r != CUSTODY_OK)
+		return r;
+	p = rec->der;
+	if (rec->der == NULL ||
+	    (*x = d2i_X509(NULL, &p, (long)rec->der_len)) == NULL ||
+	    rec->key_id[0] == '\0') {
+		report(t, missing, check, a->type, a->identity, slot->thumbprint,
+		       "%s %s in the store cannot be read", what, slot->thumbprint);
+		custody_cert_record_clear(rec);
+		X509_free(*x);
+		*x = NULL;
+		return CUSTODY_ENOTFOUND;
+	}
+	return CUSTODY_OK;
+}
+
+/* The sign/verify challenge with the slot's key on this node's token. */
+static void
+check_key(struct test_run *t, const custody_assignment *a, const char *check,
+	  const char *whose, enum result failed, const custody_cert_record *rec,
+	  X509 *x)
+{
+	const char *label = custody_token_label(t->cli->token);
+	custody_err e = {0};
+	int r;
+
+	r = custody_token_verify_key(t->cli->token, rec->key_id, x, &e);
+	if (r == CUSTODY_OK)
+		report(t, R_OK, check, a->type, a->identity, rec->thumbprint,
+		       "private key %s%s on token %s signs and verifies",
+		       rec->key_id, whose, label);
+	else if (r == CUSTODY_ENOTFOUND)
+		report(t, failed, check, a->type, a->identity, rec->thumbprint,
+		       "private key %s%s is not on token %s%s", rec->key_id, whose, label,
+		       failed == R_WARNING ? " (verifiers need only its certificate; "
+					     "a roll back to it would fail)" : "");
+	else
+		report(t, failed, check, a->type, a->identity, rec->thumbprint,
+		       "%s", e.msg);
+}
+
+static void
+check_policy(struct test_run *t, const custody_assignment *a, const char *check,
+	     const char *what, const custody_cert_record *rec, X509 *x)
+{
+	const custody_policy *p = &t->cli->cfg.policy;
+	custody_err e = {0};
+
+	if (custody_policy_check_cert(p, x, &e) != CUSTODY_OK)
+		report(t, R_CRITICAL, check, a->type, a->identity, rec->thumbprint,
+		       "%s%s", what, e.msg);
+	else if (p->sip_domain[0] != '\0')
+		report(t, R_OK, check, a->type, a->identity, rec->thumbprint,
+		       "%s%s meets the policy, for SIP domain %s", what,
+		       rec->key_algorithm, p->sip_domain);
+	else
+		report(t, R_OK, check, a->type, a->identity, rec->thumbprint,
+		       "%s%s meets the policy", what, rec->key_algorithm);
+}
+
+static int
+check_current(struct test_run *t, const custody_assignment *a)
+{
+	custody_cert_record rec;
+	X509 *x = NULL;
+	custody_err e = {0};
+	char nb[CUSTODY_TIME_TEXT], na[CUSTODY_TIME_TEXT], left[32];
+	int64_t now = t->cli->now;
+	int r;
+
+	if (a->current.thumbprint[0] == '\0') {
+		if (a->pending.thumbprint[0] != '\0' && time_text(a->pending.effective, na))
+			report(t, R_CRITICAL, "assigned", a->type, a->identity, NULL,
+			       "no certificate is current (pending %s becomes current at %s)",
+			       a->pending.thumbprint, na);
+		else
+			report(t, R_CRITICAL, "assigned", a->type, a->identity, NULL,
+			       "no certificate is current");
+		return CUSTODY_OK;
+	}
+	r = load_cert(t, a, "assigned", "certificate", R_CRITICAL, &a->current, &rec, &x);
+	if (r != CUSTODY_OK)
+		return r == CUSTODY_ENOTFOUND ? CUSTODY_OK : r;
+	report(t, R_OK, "assigned", a->type, a->identity, rec.thumbprint,
+	       "certificate %s (%s) is current", rec.thumbprint,
+	       rec.subject != NULL ? rec.subject : "");
+	check_key(t, a, "key", "", R_CRITICAL, &rec, x);
+	check_policy(t, a, "policy", "", &rec, x);
+	time_text(rec.not_before, nb);
+	time_text(rec.not_after, na);
+	if (custody_policy_check_valid_at(&rec, now, &e) != CUSTODY_OK) {
+		report(t, R_CRITICAL, "valid", a->type, a->identity, rec.thumbprint,
+		       "%s", e.msg);
+	} else {
+		report(t, R_OK, "valid", a->type, a->identity, rec.thumbprint,
+		       "certificate is valid from %s until %s", nb, na);
+		days_text(rec.not_after - now, left, sizeof(left));
+		if (rec.not_after - now < (int64_t)t->warn_days * DAY)
+			report(t, R_WARNING, "expiry", a->type, a->identity, rec.thumbprint,
+			       "certificate expires in %s (%s)", left, na);
+		else
+			report(t, R_OK, "expiry", a->type, a->identity, rec.thumbprint,
+			       "certificate expires in %s (%s), not within %d days",
+			       left, na, t->warn_days);
+	}
+	custody_cert_record_clear(&rec);
+	X509_free(x);
+	return CUSTODY_OK;
+}
+
+/* The roll happens by itself at the effective date: whatever would break
+ * then is CRITICAL now. */
+static int
+check_pending(struct test_run *t, const custody_assignment *a)
+{
+	custody_cert_record rec;
+	X509 *x = NULL;
+	custody_err e = {0};
+	char eff[CUSTODY_TIME_TEXT], na[CUSTODY_TIME_TEXT];
+	int r;
+
+	r = load_cert(t, a, "pending", "pending certificate", R_CRITICAL, &a->pending,
+		      &rec, &x);
+	if (r != CUSTODY_OK)
+		return r == CUSTODY_ENOTFOUND ? CUSTODY_OK : r;
+	time_text(a->pending.effective, eff);
+	time_text(rec.not_after, na);
+	if (custody_policy_check_valid_at(&rec, a->pending.effective, &e) != CUSTODY_OK)
+		report(t, R_CRITICAL, "pending", a->type, a->identity, rec.thumbprint,
+		       "pending certificate %s is not valid at its effective date %s: %s",
+		       rec.thumbprint, eff, e.msg);
+	else
+		report(t, R_OK, "pending", a->type, a->identity, rec.thumbprint,
+		       "pending certificate %s becomes current at %s and is valid then "
+		       "(until %s)", rec.thumbprint, eff, na);
+	check_key(t, a, "pending-key", " of the pending certificate", R_CRITICAL, &rec, x);
+	check_policy(t, a, "pending-policy", "pending certificate: ", &rec, x);
+	custody_cert_record_clear(&rec);
+	X509_free(x);
+	return CUSTODY_OK;
+}
+
+static int
+check_previous(struct test_run *t, const custody_assignment *a)
+{
+	custody_cert_record rec;
+	X509 *x = NULL;
+	int r;
+
+	r = load_cert(t, a, "previous-key", "previous certificate", R_WARNING,
+		      &a->previous, &rec, &x);
+	if (r != CUSTODY_OK)
+		return r == CUSTODY_ENOTFOUND ? CUSTODY_OK : r;
+	check_key(t, a, "previous-key", " of the previous certificate", R_WARNING, &rec, x);
+	custody_cert_record_clear(&rec);
+	X509_free(x);
+	return CUSTODY_OK;
+}
+
+/*
+ * The seam for the cluster check: every node reports the same thumbprint
+ * for this assignment.  Not yet: the store holds no node reports (there
+ * is no cluster module).  When it does, read the reports of `a` here and
+ * add a "cluster" line: CRITICAL when a node holds another thumbprint,
+ * WARNING when a node has not reported since the assignment changed, OK
+ * naming how many nodes agree.  Without reports it prints nothing.
+ */
+static int
+check_cluster(struct test_run *t, const custody_assignment *a)
+{
+	(void)t;
+	(void)a;
+	return CUSTODY_OK;
+}
+
+static int
+applies_here(const struct test_run *t, const custody_assignment *a)
+{
+	return strcasecmp(a->identity, "global") == 0 ||
+	       strcasecmp(a->identity, t->cli->node) == 0;
+}
+
+/* The assignments to check, resolved at now, in *out (malloc'ed). */
+static int
+select_assignments(struct test_run *t, custody_assignment **out, size_t *n)
+{
+	struct cli *cli = t->cli;
+	const char *ids[2] = {cli->node, "global"};
+	custody_assignment *all = NULL;
+	size_t count = 0, i, k = 0;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	if (t->type != NULL) {
+		if ((all = calloc(2, sizeof(*all))) == NULL)
+			return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
+		/* global first, as the store lists them. */
+		for (i = 2; i-- > 0;) {
+			if (i == 0 && strcasecmp(ids[0], "global") == 0)
+				continue;
+			r = custody_store_get_assignment(cli->store, t->type, ids[i],
+							 &all[count], &cli->err);
+			if (r == CUSTODY_ENOTFOUND) {
+				custody_err_clear(&cli->err);
+				continue;
+			}
+			if (r != CUSTODY_OK) {
+				free(all);
+				return r;
+			}
+			count++;
+		}
+	} else if ((r = custody_store_list_assignments(cli->store, &all, &count,
+						       &cli->err)) != CUSTODY_OK) {
+		return r;
+	}
+	for (i = 0; i < count; i++) {
+		custody_assign_resolve(&all[i], cli->now, &all[i]);
+		if (applies_here(t, &all[i]) && !custody_assign_is_empty(&all[i]))
+			all[k++] = all[i];
+	}
+	*out = all;
+	*n = k;
+	return CUSTODY_OK;
+}
+
+static int
+parse_warn_days(struct cli *cli, const char *text, int *out)
+{
+	char *end = NULL;
+	long v;
+
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || v < 0 || v > WARN_DAYS_MAX)
+		return cli_usage_error(cli, "--warn-days %s: expected a number of days "
+				       "from 0 to %d", text, WARN_DAYS_MAX);
+	*out = (int)v;
+	return CUSTODY_OK;
+}
+
+int
+cmd_test(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"type", required_argument, NULL, OPT_TYPE},
+		{"warn-days", required_argument, NULL, OPT_WARN_DAYS},
+		{NULL, 0, NULL, 0},
+	};
+	struct test_opts o = {NULL, NULL};
+	struct test_run t;
+	char type[CUSTODY_NAME_MAX + 1];
+	custody_assignment *as = NULL;
+	size_t n = 0, i;
+	int r;
+
+	memset(&t, 0, sizeof(t));
+	t.cli = cli;
+	if ((t.results = json_array()) == NULL)
+		return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
+	r = cli_parse(cli, argc, argv, options, "t:", on_option, &o);
+	if (r < 0)
+		goto out;	/* --help */
+	if (r != CUSTODY_OK ||
+	    (r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK ||
+	    (o.type != NULL &&
+	     (r = custody_type_canonical(o.type, type, NULL, &cli->err)) != CUSTODY_OK))
+		goto unknown;
+	t.type = o.type != NULL ? type : NULL;
+	t.warn_days = cli->cfg.policy.warn_days;
+	if (o.warn_days != NULL &&
+	    (r = parse_warn_days(cli, o.warn_days, &t.warn_days)) != CUSTODY_OK)
+		goto unknown;
+	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	    (r = select_assignments(&t, &as, &n)) != CUSTODY_OK)
+		goto unknown;
+
+	if (n == 0 && t.type != NULL)
+		report(&t, R_CRITICAL, "assigned", t.type, cli->node, NULL,
+		       "no certificate is assigned for type %s (identity %s or global)",
+		       t.type, cli->node);
+	else if (n == 0)
+		report(&t, R_UNKNOWN, "assigned", NULL, cli->node, NULL,
+		       "nothing is assigned at identity %s or global: nothing to check",
+		       cli->node);
+	/* Every selected assignment names a certificate to check. */
+	if (n > 0 && (r = cli_open_token(cli)) != CUSTODY_OK)
+		goto unknown;
+	for (i = 0; i < n; i++) {
+		if ((r = check_current(&t, &as[i])) != CUSTODY_OK ||
+		    (as[i].pending.thumbprint[0] != '\0' &&
+		     (r = check_pending(&t, &as[i])) != CUSTODY_OK) ||
+		    (as[i].previous.thumbprint[0] != '\0' &&
+		     (r = check_previous(&t, &as[i])) != CUSTODY_OK) ||
+		    (r = check_cluster(&t, &as[i])) != CUSTODY_OK)
+			goto unknown;
+	}
+	custody_err_clear(&cli->err);
+	if ((r = print_results(&t)) != CUSTODY_OK)
+		goto unknown_printed;
+	r = CLI_EXIT(t.worst);
+	goto out;
+unknown:
+	r = give_up(&t);
+	goto out;
+unknown_printed:
+	r = CLI_EXIT(R_UNKNOWN);
+out:
+	free(as);
+	json_decref(t.results);
+	return r;
+}

@@ -1,0 +1,269 @@
+/* metadata.c — JWK Set and server-to-server metadata documents from
+ * certificate records (see custody/metadata.h). */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include <custody/cert.h>
+#include <custody/jws.h>
+#include <custody/metadata.h>
+
+enum doc_format { DOC_JWKS, DOC_S2S };
+
+/* Standard base64 (RFC 4648 §4, padded, one line) of len bytes. */
+static char *
+base64_std(const unsigned char *in, size_t len)
+{
+	char *out;
+
+	if (len > (size_t)INT32_MAX / 2)
+		return NULL;
+	if ((out = malloc((len + 2) / 3 * 4 + 1)) == NULL)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+	return out;
+}
+
+static json_t *
+b64url_string(const unsigned char *in, size_t len)
+{
+	char *text = custody_base64url_encode(in, len);
+	json_t *s = text != NULL ? json_string(text) : NULL;
+
+	free(text);
+	return s;
+}
+
+/* A big-endian integer as base64url, left-padded to pad bytes (0: as
+ * short as it is, at least one byte). */
+static json_t *
+bn_json(const BIGNUM *bn, int pad)
+{
+	unsigned char *buf;
+	int len = pad > 0 ? pad : BN_num_bytes(bn);
+	json_t *s = NULL;
+
+	if (len == 0)
+		len = 1;
+	if ((buf = malloc((size_t)len)) == NULL)
+		return NULL;
+	if (BN_bn2binpad(bn, buf, len) == len)
+		s = b64url_string(buf, (size_t)len);
+	free(buf);
+	return s;
+}
+
+/* Adds the key members of pub (kty, alg, n/e or crv/x/y) to jwk. */
+static int
+add_key_members(json_t *jwk, EVP_PKEY *pub, const char *thumbprint,
+		custody_err *err)
+{
+	char algo[32];
+	BIGNUM *a = NULL, *b = NULL;
+	const char *crv = NULL;
+	int size = 0, alg, r = CUSTODY_EFAIL;
+
+	custody_pkey_algorithm(pub, algo, sizeof(algo));
+	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA) {
+		if (EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &a) != 1 ||
+		    EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_E, &b) != 1) {
+			r = custody_err_openssl(err, CUSTODY_EFAIL,
+						"certificate %s: cannot read its RSA key", thumbprint);
+			goto out;
+		}
+		json_object_set_new(jwk, "kty", json_string("RSA"));
+	} else if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC) {
+		if (strcmp(algo, "EC-P256") == 0) {
+			crv = "P-256";
+			size = 32;
+		} else if (strcmp(algo, "EC-P384") == 0) {
+			crv = "P-384";
+			size = 48;
+		} else if (strcmp(algo, "EC-P521") == 0) {
+			crv = "P-521";
+			size = 66;
+		}
+		if (crv == NULL) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "certificate %s: its %s key has no JWK form (P-256, P-384, P-521 only)",
+					    thumbprint, algo);
+			goto out;
+		}
+		if (EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_X, &a) != 1 ||
+		    EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_Y, &b) != 1) {
+			r = custody_err_openssl(err, CUSTODY_EFAIL,
+						"certificate %s: cannot read its EC key", thumbprint);
+			goto out;
+		}
+		json_object_set_new(jwk, "kty", json_string("EC"));
+	} else {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "certificate %s: its %s key has no JWK form (RSA and EC only)",
+				    thumbprint, algo);
+		goto out;
+	}
+	json_object_set_new(jwk, "use", json_string("sig"));
+	/* kid and x5t come next; the caller adds them in this order. */
+	r = CUSTODY_OK;
+	alg = custody_jws_default_alg(algo);
+	json_object_set_new(jwk, "kid", json_null());
+	json_object_set_new(jwk, "x5t", json_null());
+	json_object_set_new(jwk, "x5t#S256", json_null());
+	if (alg != CUSTODY_JWS_ALG_NONE)
+		json_object_set_new(jwk, "alg", json_string(custody_jws_alg_name(alg)));
+	if (crv == NULL) {
+		if (json_object_set_new(jwk, "n", bn_json(a, 0)) != 0 ||
+		    json_object_set_new(jwk, "e", bn_json(b, 0)) != 0)
+			r = custody_err_set(err, CUSTODY_EFAIL, "JWK: out of memory");
+	} else {
+		if (json_object_set_new(jwk, "crv", json_string(crv)) != 0 ||
+		    json_object_set_new(jwk, "x", bn_json(a, size)) != 0 ||
+		    json_object_set_new(jwk, "y", bn_json(b, size)) != 0)
+			r = custody_err_set(err, CUSTODY_EFAIL, "JWK: out of memory");
+	}
+out:
+	BN_free(a);
+	BN_free(b);
+	return r;
+}
+
+/* One entry of the document for rec; x5t is its base64url SHA-1. */
+static int
+entry(enum doc_format format, const custody_cert_record *rec, const char *x5t,
+      json_t **out, custody_err *err)
+{
+	unsigned char sha256[SHA256_DIGEST_LENGTH];
+	const unsigned char *p = rec->der;
+	X509 *x = NULL;
+	json_t *e = NULL;
+	char *b64 = NULL;
+	int r = CUSTODY_EFAIL;
+
+	*out = NULL;
+	if ((b64 = base64_std(rec->der, rec->der_len)) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
+		goto out;
+	}
+	if (format == DOC_S2S) {
+		e = json_pack("{s:s, s:{s:s}, s:{s:s, s:s}}", "usage", "signing",
+			      "keyinfo", "x5t", x5t,
+			      "keyvalue", "type", "x509Certificate", "value", b64);
+		if (e == NULL) {
+			r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
+			goto out;
+		}
+	} else {
+		x = d2i_X509(NULL, &p, (long)rec->der_len);
+		if (x == NULL || p != rec->der + rec->der_len || X509_get0_pubkey(x) == NULL) {
+			r = custody_err_openssl(err, CUSTODY_EFAIL,
+						"certificate %s: its DER is not a certificate",
+						rec->thumbprint);
+			goto out;
+		}
+		if ((e = json_object()) == NULL) {
+			r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
+			goto out;
+		}
+		if ((r = add_key_members(e, X509_get0_pubkey(x), rec->thumbprint, err)) != CUSTODY_OK)
+			goto out;
+		SHA256(rec->der, rec->der_len, sha256);
+		/* Setting an existing member keeps its place in the order. */
+		if (json_object_set_new(e, "kid", json_string(x5t)) != 0 ||
+		    json_object_set_new(e, "x5t", json_string(x5t)) != 0 ||
+		    json_object_set_new(e, "x5t#S256", b64url_string(sha256, sizeof(sha256))) != 0 ||
+		    json_object_set_new(e, "x5c", json_pack("[s]", b64)) != 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
+			goto out;
+		}
+	}
+	*out = e;
+	e = NULL;
+	r = CUSTODY_OK;
+out:
+	json_decref(e);
+	X509_free(x);
+	free(b64);
+	return r;
+}
+
+static int
+document(enum doc_format format, const custody_cert_record *certs, size_t n,
+	 char **json, custody_err *err)
+{
+	unsigned char sha1[SHA_DIGEST_LENGTH];
+	char (*seen)[CUSTODY_JWS_X5T_SIZE] = NULL;
+	json_t *doc = NULL, *keys, *e = NULL;
+	char *b64;
+	size_t i, j, n_seen = 0;
+	int r = CUSTODY_EFAIL;
+
+	*json = NULL;
+	doc = json_pack("{s:[]}", "keys");
+	seen = calloc(n > 0 ? n : 1, sizeof(*seen));
+	if (doc == NULL || seen == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
+		goto out;
+	}
+	keys = json_object_get(doc, "keys");
+	for (i = 0; i < n; i++) {
+		if (certs[i].der == NULL || certs[i].der_len == 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "certificate %s: the record holds no DER",
+					    certs[i].thumbprint);
+			goto out;
+		}
+		SHA1(certs[i].der, certs[i].der_len, sha1);
+		if ((b64 = custody_base64url_encode(sha1, sizeof(sha1))) == NULL) {
+			r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
+			goto out;
+		}
+		memcpy(seen[n_seen], b64, CUSTODY_JWS_X5T_SIZE);
+		free(b64);
+		for (j = 0; j < n_seen; j++)
+			if (strcmp(seen[j], seen[n_seen]) == 0)
+				break;
+		if (j < n_seen)
+			continue;	/* listed already */
+		if ((r = entry(format, &certs[i], seen[n_seen], &e, err)) != CUSTODY_OK)
+			goto out;
+		n_seen++;
+		if (json_array_append_new(keys, e) != 0) {
+			e = NULL;
+			r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
+			goto out;
+		}
+		e = NULL;
+	}
+	if ((*json = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "metadata: cannot write the JSON");
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	json_decref(doc);
+	free(seen);
+	return r;
+}
+
+int
+custody_metadata_jwks(const custody_cert_record *certs, size_t n, char **json,
+		      custody_err *err)
+{
+	return document(DOC_JWKS, certs, n, json, err);
+}
+
+int
+custody_metadata_s2s(const custody_cert_record *certs, size_t n, char **json,
+		     custody_err *err)
+{
+	return document(DOC_S2S, certs, n, json, err);
+}

@@ -1,0 +1,494 @@
+/*
+ * token_keygen.c — key pairs generated inside the token.
+ *
+ * The pair is generated under a temporary, random CKA_ID; the public key
+ * is read back, its key id computed (cert.h) and written as CKA_ID on both
+ * objects.  When anything fails after C_GenerateKeyPair, both objects are
+ * destroyed again, so a failed generation leaves the token as it was.
+ * Every attribute of both templates is set explicitly.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/asn1.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include <custody/cert.h>
+#include <custody/hexfmt.h>
+#include <custody/log.h>
+#include <custody/token.h>
+
+#include "token_internal.h"
+
+#define TEMP_ID_PREFIX "custody-keygen:"
+#define TEMP_ID_RANDOM 16
+#define TEMPLATE_MAX 20
+
+/* ------------------------------------------------------------ key spec */
+
+static const struct {
+	const char *text;
+	int type, bits, nid;
+	const char *name;
+} known_specs[] = {
+	{"rsa:2048", EVP_PKEY_RSA, 2048, NID_undef, "RSA-2048"},
+	{"rsa:3072", EVP_PKEY_RSA, 3072, NID_undef, "RSA-3072"},
+	{"rsa:4096", EVP_PKEY_RSA, 4096, NID_undef, "RSA-4096"},
+	{"ec:p256", EVP_PKEY_EC, 256, NID_X9_62_prime256v1, "EC-P256"},
+	{"ec:p-256", EVP_PKEY_EC, 256, NID_X9_62_prime256v1, "EC-P256"},
+	{"ec:prime256v1", EVP_PKEY_EC, 256, NID_X9_62_prime256v1, "EC-P256"},
+	{"ec:p384", EVP_PKEY_EC, 384, NID_secp384r1, "EC-P384"},
+	{"ec:p-384", EVP_PKEY_EC, 384, NID_secp384r1, "EC-P384"},
+	{"ec:secp384r1", EVP_PKEY_EC, 384, NID_secp384r1, "EC-P384"},
+};
+
+int
+custody_keyspec_parse(const char *text, custody_keyspec *out,
+		      custody_err *err)
+{
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; text != NULL && i < sizeof(known_specs) / sizeof(known_specs[0]);
+	     i++) {
+		if (strcasecmp(text, known_specs[i].text) == 0) {
+			out->type = known_specs[i].type;
+			out->bits = known_specs[i].bits;
+			out->curve_nid = known_specs[i].nid;
+			snprintf(out->name, sizeof(out->name), "%s",
+				 known_specs[i].name);
+			return CUSTODY_OK;
+		}
+	}
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "unknown key spec %s: expected rsa:2048, "
+			       "rsa:3072, rsa:4096, ec:p256 or ec:p384",
+			       text != NULL ? text : "(none)");
+}
+
+/* --------------------------------------------------------------- label */
+
+int
+custody_token_label_used(custody_token *tok, const char *label, int *used,
+			 custody_err *err)
+{
+	CK_ATTRIBUTE t[] = {{CKA_LABEL, (void *)label, 0}};
+	CK_OBJECT_HANDLE *h = NULL;
+	size_t n = 0;
+	int r;
+
+	*used = 0;
+	if (label == NULL || label[0] == '\0')
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot look for a label: it is empty");
+	if ((r = token_require_login(tok, "look for labels", err)) !=
+	    CUSTODY_OK)
+		return r;
+	t[0].ulValueLen = strlen(label);
+	r = token_find(tok, t, 1, &h, &n, err);
+	*used = n > 0;
+	free(h);
+	return r;
+}
+
+/* ----------------------------------------------------------- templates */
+
+/* A template over values that live in the caller's frame. */
+struct attrs {
+	CK_ATTRIBUTE a[TEMPLATE_MAX];
+	CK_ULONG n;
+};
+
+static void
+attr_add(struct attrs *t, CK_ATTRIBUTE_TYPE type, void *v, size_t len)
+{
+	/* TEMPLATE_MAX is above what the templates below ever hold. */
+	if (t->n < TEMPLATE_MAX) {
+		t->a[t->n].type = type;
+		t->a[t->n].pValue = v;
+		t->a[t->n].ulValueLen = len;
+		t->n++;
+	}
+}
+
+/* What both templates refer to. */
+struct keygen {
+	CK_OBJECT_CLASS priv_class, pub_class;
+	CK_KEY_TYPE key_type;
+	CK_BBOOL yes, no, extractable;
+	CK_ULONG modulus_bits;
+	unsigned char exponent[3];	/* 65537 */
+	unsigned char *ec_params;	/* DER OID of the curve */
+	int ec_params_len;
+	unsigned char *subject;		/* DER, or NULL */
+	int subject_len;
+	unsigned char temp_id[sizeof(TEMP_ID_PREFIX) - 1 + TEMP_ID_RANDOM];
+	struct attrs priv, pub;
+	CK_MECHANISM mech;
+};
+
+static int
+build_templates(struct keygen *g, const custody_keyspec *spec,
+		const char *label, X509_NAME *subject, int replicable,
+		custody_err *err)
+{
+	struct attrs *pr = &g->priv, *pu = &g->pub;
+	size_t label_len = strlen(label);
+
+	g->priv_class = CKO_PRIVATE_KEY;
+	g->pub_class = CKO_PUBLIC_KEY;
+	g->yes = CK_TRUE;
+	g->no = CK_FALSE;
+	g->extractable = replicable ? CK_TRUE : CK_FALSE;
+	memcpy(g->temp_id, TEMP_ID_PREFIX, sizeof(TEMP_ID_PREFIX) - 1);
+	if (RAND_bytes(g->temp_id + sizeof(TEMP_ID_PREFIX) - 1,
+		       TEMP_ID_RANDOM) != 1)
+		return custody_err_openssl(err, CUSTODY_EFAIL,
+					   "cannot generate a key pair: no "
+					   "random bytes for a temporary id");
+	if (subject != NULL &&
+	    (g->subject_len = i2d_X509_NAME(subject, &g->subject)) <= 0)
+		return custody_err_openssl(err, CUSTODY_EFAIL,
+					   "cannot generate a key pair: cannot "
+					   "encode the subject");
+
+	attr_add(pr, CKA_CLASS, &g->priv_class, sizeof(g->priv_class));
+	attr_add(pr, CKA_KEY_TYPE, &g->key_type, sizeof(g->key_type));
+	attr_add(pr, CKA_TOKEN, &g->yes, sizeof(CK_BBOOL));
+	attr_add(pr, CKA_PRIVATE, &g->yes, sizeof(CK_BBOOL));
+	attr_add(pr, CKA_SENSITIVE, &g->yes, sizeof(CK_BBOOL));
+	attr_add(pr, CKA_SIGN, &g->yes, sizeof(CK_BBOOL));
+	attr_add(pr, CKA_SIGN_RECOVER, &g->no, sizeof(CK_BBOOL));
+	attr_add(pr, CKA_DECRYPT, &g->no, sizeof(CK_BBOOL));
+	attr_add(pr, CKA_UNWRAP, &g->no, sizeof(CK_BBOOL));
+	attr_add(pr, CKA_DERIVE, &g->no, sizeof(CK_BBOOL));
+	attr_add(pr, CKA_EXTRACTABLE, &g->extractable, sizeof(CK_BBOOL));
+	attr_add(pr, CKA_WRAP_WITH_TRUSTED, &g->yes, sizeof(CK_BBOOL));
+	attr_add(pr, CKA_ID, g->temp_id, sizeof(g->temp_id));
+	attr_add(pr, CKA_LABEL, (void *)label, label_len);
+
+	attr_add(pu, CKA_CLASS, &g->pub_class, sizeof(g->pub_class));
+	attr_add(pu, CKA_KEY_TYPE, &g->key_type, sizeof(g->key_type));
+	attr_add(pu, CKA_TOKEN, &g->yes, sizeof(CK_BBOOL));
+	attr_add(pu, CKA_PRIVATE, &g->no, sizeof(CK_BBOOL));
+	attr_add(pu, CKA_VERIFY, &g->yes, sizeof(CK_BBOOL));
+	attr_add(pu, CKA_VERIFY_RECOVER, &g->no, sizeof(CK_BBOOL));
+	attr_add(pu, CKA_ENCRYPT, &g->no, sizeof(CK_BBOOL));
+	attr_add(pu, CKA_WRAP, &g->no, sizeof(CK_BBOOL));
+	attr_add(pu, CKA_DERIVE, &g->no, sizeof(CK_BBOOL));
+	attr_add(pu, CKA_ID, g->temp_id, sizeof(g->temp_id));
+	attr_add(pu, CKA_LABEL, (void *)label, label_len);
+
+	if (g->subject != NULL) {
+		attr_add(pr, CKA_SUBJECT, g->subject, (size_t)g->subject_len);
+		attr_add(pu, CKA_SUBJECT, g->subject, (size_t)g->subject_len);
+	}
+	if (spec->type == EVP_PKEY_RSA) {
+		g->key_type = CKK_RSA;
+		g->mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+		g->modulus_bits = (CK_ULONG)spec->bits;
+		g->exponent[0] = 0x01;
+		g->exponent[1] = 0x00;
+		g->exponent[2] = 0x01;
+		attr_add(pu, CKA_MODULUS_BITS, &g->modulus_bits,
+			 sizeof(g->modulus_bits));
+		attr_add(pu, CKA_PUBLIC_EXPONENT, g->exponent,
+			 sizeof(g->exponent));
+	} else {
+		g->key_type = CKK_EC;
+		g->mech.mechanism = CKM_EC_KEY_PAIR_GEN;
+		g->ec_params_len = i2d_ASN1_OBJECT(OBJ_nid2obj(spec->curve_nid),
+						   &g->ec_params);
+		if (g->ec_params_len <= 0)
+			return custody_err_openssl(err, CUSTODY_EFAIL,
+						   "cannot generate a key pair: "
+						   "cannot encode the curve");
+		attr_add(pu, CKA_EC_PARAMS, g->ec_params,
+			 (size_t)g->ec_params_len);
+	}
+	return CUSTODY_OK;
+}
+
+static void
+keygen_clear(struct keygen *g)
+{
+	OPENSSL_free(g->subject);
+	OPENSSL_free(g->ec_params);
+	memset(g, 0, sizeof(*g));
+}
+
+/* ------------------------------------------------------ the public key */
+
+static int
+rsa_public(custody_token *tok, CK_OBJECT_HANDLE pub, OSSL_PARAM_BLD *bld,
+	   BIGNUM **n, BIGNUM **e, custody_err *err)
+{
+	unsigned char *mod = NULL, *exp = NULL;
+	size_t mod_len = 0, exp_len = 0;
+	int r;
+
+	if ((r = token_get_attr(tok, pub, CKA_MODULUS, &mod, &mod_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = token_get_attr(tok, pub, CKA_PUBLIC_EXPONENT, &exp, &exp_len,
+				err)) != CUSTODY_OK)
+		goto out;
+	r = CUSTODY_EFAIL;
+	if ((*n = BN_bin2bn(mod, (int)mod_len, NULL)) == NULL ||
+	    (*e = BN_bin2bn(exp, (int)exp_len, NULL)) == NULL ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, *n) != 1 ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, *e) != 1) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot read the generated public key");
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	free(mod);
+	free(exp);
+	return r;
+}
+
+/* CKA_EC_POINT is a DER OCTET STRING holding the point (PKCS#11 v2.40);
+ * a few tokens give the bare point: both are accepted. */
+static int
+ec_public(custody_token *tok, CK_OBJECT_HANDLE pub, int nid,
+	  OSSL_PARAM_BLD *bld, unsigned char **point, custody_err *err)
+{
+	unsigned char *raw = NULL;
+	const unsigned char *p;
+	size_t raw_len = 0;
+	ASN1_OCTET_STRING *os = NULL;
+	int r;
+
+	if ((r = token_get_attr(tok, pub, CKA_EC_POINT, &raw, &raw_len, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	r = CUSTODY_EFAIL;
+	p = raw;
+	os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)raw_len);
+	if (os != NULL && p == raw + raw_len) {
+		*point = OPENSSL_memdup(ASN1_STRING_get0_data(os),
+					(size_t)ASN1_STRING_length(os));
+		raw_len = (size_t)ASN1_STRING_length(os);
+	} else {
+		*point = OPENSSL_memdup(raw, raw_len);
+	}
+	ERR_clear_error();
+	if (*point == NULL ||
+	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+					    OBJ_nid2sn(nid), 0) != 1 ||
+	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+					     *point, raw_len) != 1) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot read the generated public key");
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	ASN1_OCTET_STRING_free(os);
+	free(raw);
+	return r;
+}
+
+/* The public key object as a software EVP_PKEY. */
+static int
+read_public(custody_token *tok, CK_OBJECT_HANDLE pub,
+	    const custody_keyspec *spec, EVP_PKEY **out, custody_err *err)
+{
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	BIGNUM *n = NULL, *e = NULL;
+	unsigned char *point = NULL;
+	int r = CUSTODY_EFAIL;
+
+	*out = NULL;
+	if (bld == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read the generated public key: out "
+				    "of memory");
+		goto out;
+	}
+	if (spec->type == EVP_PKEY_RSA)
+		r = rsa_public(tok, pub, bld, &n, &e, err);
+	else
+		r = ec_public(tok, pub, spec->curve_nid, bld, &point, err);
+	if (r != CUSTODY_OK)
+		goto out;
+	r = CUSTODY_EFAIL;
+	if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, spec->type == EVP_PKEY_RSA
+							  ? "RSA" : "EC",
+					      NULL)) == NULL ||
+	    EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot read the generated public key");
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(n);
+	BN_free(e);
+	OPENSSL_free(point);
+	return r;
+}
+
+/* The token made what was asked: the algorithm and size of the public key. */
+static int
+check_public(EVP_PKEY *pkey, const custody_keyspec *spec, custody_err *err)
+{
+	char alg[32];
+
+	custody_pkey_algorithm(pkey, alg, sizeof(alg));
+	if (strcmp(alg, spec->name) != 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "the token generated a %s key pair when "
+				       "%s was asked for", alg, spec->name);
+	return CUSTODY_OK;
+}
+
+/* ---------------------------------------------------------- generation */
+
+static int
+set_id(custody_token *tok, CK_OBJECT_HANDLE h, const unsigned char *id,
+       size_t len, const char *what, custody_err *err)
+{
+	CK_ATTRIBUTE a = {CKA_ID, (void *)id, len};
+	CK_RV rv;
+
+	rv = tok->f->C_SetAttributeValue(tok->session, h, &a, 1);
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot set the key id of the generated "
+				    "%s on token %s", what, tok->label);
+	return CUSTODY_OK;
+}
+
+static void
+destroy_pair(custody_token *tok, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub)
+{
+	CK_OBJECT_HANDLE h[2] = {pub, priv};
+	CK_RV rv;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (h[i] == CK_INVALID_HANDLE)
+			continue;
+		rv = tok->f->C_DestroyObject(tok->session, h[i]);
+		if (rv != CKR_OK)
+			custody_warn("cannot remove the generated %s from token "
+				     "%s again: %s", i == 0 ? "public key"
+							    : "private key",
+				     tok->label, token_rv_name(rv) != NULL
+							 ? token_rv_name(rv)
+							 : "error");
+	}
+	custody_step("removed the generated key pair from token %s again",
+		     tok->label);
+}
+
+static int
+check_inputs(custody_token *tok, const custody_keyspec *spec,
+	     const char *label, custody_err *err)
+{
+	int used = 0, r;
+
+	if (spec == NULL || (spec->type != EVP_PKEY_RSA &&
+			     spec->type != EVP_PKEY_EC))
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot generate a key pair: no valid "
+				       "key spec given");
+	if (label == NULL || label[0] == '\0' || strlen(label) > 255)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot generate a key pair: the label "
+				       "must be 1 to 255 bytes");
+	if ((r = token_require_login(tok, "generate a key pair", err)) !=
+	    CUSTODY_OK ||
+	    (r = custody_token_label_used(tok, label, &used, err)) !=
+	    CUSTODY_OK)
+		return r;
+	if (used) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "label %s is already on token %s", label,
+				    tok->label);
+		custody_err_hint(err, "choose another one with --label");
+	}
+	return r;
+}
+
+int
+custody_token_generate(custody_token *tok, const custody_keyspec *spec,
+		       const char *label, X509_NAME *subject, int replicable,
+		       char key_id[CUSTODY_KEY_ID_HEX + 1], EVP_PKEY **pub,
+		       custody_err *err)
+{
+	struct keygen g;
+	CK_OBJECT_HANDLE hpriv = CK_INVALID_HANDLE, hpub = CK_INVALID_HANDLE;
+	EVP_PKEY *pkey = NULL;
+	unsigned char id[20];
+	char hex[CUSTODY_KEY_ID_HEX + 1];
+	CK_RV rv;
+	int r;
+
+	memset(&g, 0, sizeof(g));
+	if (pub != NULL)
+		*pub = NULL;
+	if ((r = check_inputs(tok, spec, label, err)) != CUSTODY_OK ||
+	    (r = build_templates(&g, spec, label, subject, replicable, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	custody_step("generating an %s key pair on token %s (serial %s), %s",
+		     spec->name, tok->label, tok->serial,
+		     replicable ? "extractable only under trusted wrap"
+				: "never extractable");
+	rv = tok->f->C_GenerateKeyPair(tok->session, &g.mech, g.pub.a, g.pub.n,
+				       g.priv.a, g.priv.n, &hpub, &hpriv);
+	if (rv != CKR_OK) {
+		hpub = hpriv = CK_INVALID_HANDLE;
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot generate %s key pair on token %s",
+				 spec->name, tok->label);
+		goto out;
+	}
+	/* From here on, a failure removes the pair again. */
+	if ((r = read_public(tok, hpub, spec, &pkey, err)) != CUSTODY_OK ||
+	    (r = check_public(pkey, spec, err)) != CUSTODY_OK ||
+	    (r = custody_pkey_key_id(pkey, id, err)) != CUSTODY_OK)
+		goto undo;
+	custody_hex_encode(id, sizeof(id), hex, 0);
+	if ((r = set_id(tok, hpub, id, sizeof(id), "public key", err)) !=
+	    CUSTODY_OK ||
+	    (r = set_id(tok, hpriv, id, sizeof(id), "private key", err)) !=
+	    CUSTODY_OK)
+		goto undo;
+	custody_step("generated the key pair on token %s: key id %s, label %s",
+		     tok->label, hex, label);
+	memcpy(key_id, hex, sizeof(hex));
+	if (pub != NULL) {
+		*pub = pkey;
+		pkey = NULL;
+	}
+	r = CUSTODY_OK;
+	goto out;
+undo:
+	destroy_pair(tok, hpriv, hpub);
+out:
+	EVP_PKEY_free(pkey);
+	keygen_clear(&g);
+	return r;
+}

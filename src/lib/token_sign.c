@@ -1,0 +1,385 @@
+/*
+ * token_sign.c — signing with a private key on the token, and the
+ * sign/verify challenge that proves a key belongs to a certificate.
+ *
+ * The portable way, which every token supports: the digest is computed in
+ * software; RSA keys sign a DER DigestInfo with CKM_RSA_PKCS (PKCS#1
+ * v1.5), EC keys sign the digest with CKM_ECDSA (SoftHSM 2.6.1 has no
+ * CKM_ECDSA_SHA256) and the token's raw r || s is turned into the DER
+ * ECDSA-Sig-Value that OpenSSL and X.509 expect.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include <custody/hexfmt.h>
+#include <custody/token.h>
+
+#include "token_internal.h"
+
+#define KEY_ID_MAX 64		/* bytes of a CKA_ID we accept as hex    */
+#define CHALLENGE_LEN 32	/* random bytes signed by verify_key     */
+
+/* The one private key with this id: ENOTFOUND when there is none. */
+static int
+find_private_key(custody_token *tok, const char *key_id,
+		 CK_OBJECT_HANDLE *key, custody_err *err)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	unsigned char id[KEY_ID_MAX];
+	size_t id_len, n = 0;
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, id, 0},
+	};
+	CK_OBJECT_HANDLE *h = NULL;
+	int r;
+
+	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = token_require_login(tok, "sign", err)) != CUSTODY_OK)
+		goto out;
+	t[1].ulValueLen = id_len;
+	if ((r = token_find(tok, t, 2, &h, &n, err)) != CUSTODY_OK)
+		goto out;
+	if (n == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no private key with key id %s on token %s",
+				    key_id, tok->label);
+		goto out;
+	}
+	*key = h[0];
+	r = CUSTODY_OK;
+out:
+	free(h);
+	return r;
+}
+
+static int
+key_type(custody_token *tok, CK_OBJECT_HANDLE key, const char *key_id,
+	 CK_KEY_TYPE *out, custody_err *err)
+{
+	CK_ATTRIBUTE a = {CKA_KEY_TYPE, out, sizeof(*out)};
+	CK_RV rv;
+
+	rv = tok->f->C_GetAttributeValue(tok->session, key, &a, 1);
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot read the key type of private key "
+				    "%s on token %s", key_id, tok->label);
+	return CUSTODY_OK;
+}
+
+/* Bytes of the EC key's group order: a longer digest is cut to it
+ * (FIPS 186-4: the leftmost bits), since CKM_ECDSA may refuse it. */
+static int
+ec_order_bytes(custody_token *tok, CK_OBJECT_HANDLE key, const char *key_id,
+	       size_t *out, custody_err *err)
+{
+	unsigned char *params = NULL;
+	const unsigned char *p;
+	size_t len = 0;
+	EC_GROUP *group = NULL;
+	int bits, r;
+
+	if ((r = token_get_attr(tok, key, CKA_EC_PARAMS, &params, &len, err)) !=
+	    CUSTODY_OK) {
+		custody_err_prefix(err, "cannot sign with private key %s",
+				   key_id);
+		goto out;
+	}
+	p = params;
+	group = d2i_ECPKParameters(NULL, &p, (long)len);
+	bits = group != NULL ? EC_GROUP_order_bits(group) : 0;
+	if (bits <= 0) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot sign with private key %s on "
+					"token %s: its curve is unknown",
+					key_id, tok->label);
+		goto out;
+	}
+	*out = ((size_t)bits + 7) / 8;
+	r = CUSTODY_OK;
+out:
+	EC_GROUP_free(group);
+	free(params);
+	return r;
+}
+
+/* DER DigestInfo { algorithm, digest } for PKCS#1 v1.5 (OPENSSL_malloc'ed). */
+static int
+digest_info(int nid, const unsigned char *md, size_t md_len,
+	    unsigned char **out, size_t *out_len, custody_err *err)
+{
+	X509_SIG *di = X509_SIG_new();
+	X509_ALGOR *alg = NULL;
+	ASN1_OCTET_STRING *digest = NULL;
+	unsigned char *der = NULL;
+	int len, r = CUSTODY_EFAIL;
+
+	if (di == NULL)
+		goto fail;
+	X509_SIG_getm(di, &alg, &digest);
+	if (!X509_ALGOR_set0(alg, OBJ_nid2obj(nid), V_ASN1_NULL, NULL) ||
+	    !ASN1_OCTET_STRING_set(digest, md, (int)md_len) ||
+	    (len = i2d_X509_SIG(di, &der)) <= 0)
+		goto fail;
+	*out = der;
+	*out_len = (size_t)len;
+	r = CUSTODY_OK;
+	goto out;
+fail:
+	r = custody_err_openssl(err, CUSTODY_EFAIL,
+				"cannot encode the DigestInfo to sign");
+out:
+	X509_SIG_free(di);
+	return r;
+}
+
+/* The token's raw r || s as a DER ECDSA-Sig-Value (malloc'ed). */
+static int
+ecdsa_der(const unsigned char *raw, size_t raw_len, const char *key_id,
+	  unsigned char **out, size_t *out_len, custody_err *err)
+{
+	ECDSA_SIG *es = NULL;
+	BIGNUM *br = NULL, *bs = NULL;
+	unsigned char *der = NULL, *p;
+	size_t half = raw_len / 2;
+	int len, r = CUSTODY_EFAIL;
+
+	if (raw_len == 0 || raw_len % 2 != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot sign with private key %s: the token "
+				    "returned an ECDSA signature of odd length "
+				    "%zu", key_id, raw_len);
+		goto out;
+	}
+	if ((es = ECDSA_SIG_new()) == NULL ||
+	    (br = BN_bin2bn(raw, (int)half, NULL)) == NULL ||
+	    (bs = BN_bin2bn(raw + half, (int)half, NULL)) == NULL ||
+	    !ECDSA_SIG_set0(es, br, bs))
+		goto fail;
+	br = bs = NULL;		/* es owns them now */
+	if ((len = i2d_ECDSA_SIG(es, NULL)) <= 0 ||
+	    (der = malloc((size_t)len)) == NULL)
+		goto fail;
+	p = der;
+	if (i2d_ECDSA_SIG(es, &p) != len)
+		goto fail;
+	*out = der;
+	der = NULL;
+	*out_len = (size_t)len;
+	r = CUSTODY_OK;
+	goto out;
+fail:
+	r = custody_err_openssl(err, CUSTODY_EFAIL,
+				"cannot encode the ECDSA signature of private "
+				"key %s", key_id);
+out:
+	free(der);
+	BN_free(br);
+	BN_free(bs);
+	ECDSA_SIG_free(es);
+	return r;
+}
+
+/* C_SignInit + C_Sign (length query, then the signature; malloc'ed). */
+static int
+token_sign_raw(custody_token *tok, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE m,
+	       const char *key_id, const unsigned char *in, size_t in_len,
+	       unsigned char **out, size_t *out_len, custody_err *err)
+{
+	CK_MECHANISM mech = {m, NULL, 0};
+	CK_ULONG len = 0;
+	unsigned char *buf = NULL;
+	int active = 0, r = CUSTODY_EFAIL;
+	CK_RV rv;
+
+	rv = tok->f->C_SignInit(tok->session, &mech, key);
+	if (rv != CKR_OK)
+		goto fail;
+	active = 1;
+	rv = tok->f->C_Sign(tok->session, (CK_BYTE *)in, in_len, NULL, &len);
+	if (rv != CKR_OK)
+		goto fail;
+	if (len == 0 || (buf = malloc(len)) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot sign with private key %s on token "
+				    "%s: out of memory", key_id, tok->label);
+		goto out;
+	}
+	rv = tok->f->C_Sign(tok->session, (CK_BYTE *)in, in_len, buf, &len);
+	/* C_Sign ends the operation unless it says the buffer is too small. */
+	active = rv == CKR_BUFFER_TOO_SMALL;
+	if (rv != CKR_OK)
+		goto fail;
+	*out = buf;
+	buf = NULL;
+	*out_len = len;
+	r = CUSTODY_OK;
+	goto out;
+fail:
+	active = active && rv == CKR_BUFFER_TOO_SMALL;
+	r = token_err_rv(err, CUSTODY_EFAIL, rv,
+			 "cannot sign with private key %s on token %s",
+			 key_id, tok->label);
+out:
+	if (active) {
+		/* Ends an operation left open after the length query. */
+		unsigned char scratch[4096];
+		CK_ULONG n = sizeof(scratch);
+
+		tok->f->C_Sign(tok->session, (CK_BYTE *)in, in_len, scratch,
+			       &n);
+	}
+	free(buf);
+	return r;
+}
+
+int
+custody_token_sign(custody_token *tok, const char *key_id, int digest_nid,
+		   const unsigned char *data, size_t len, unsigned char **sig,
+		   size_t *sig_len, custody_err *err)
+{
+	const EVP_MD *md = NULL;
+	unsigned char digest[EVP_MAX_MD_SIZE], *di = NULL, *raw = NULL;
+	unsigned int md_len = 0;
+	size_t di_len = 0, raw_len = 0, order = 0;
+	CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+	CK_KEY_TYPE kt = (CK_KEY_TYPE)-1;
+	int r = CUSTODY_EFAIL;
+
+	*sig = NULL;
+	*sig_len = 0;
+	if (digest_nid != NID_sha256 && digest_nid != NID_sha384 &&
+	    digest_nid != NID_sha512) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot sign with private key %s: digest %s "
+				    "is not supported (SHA-256, SHA-384 or "
+				    "SHA-512)", key_id != NULL ? key_id : "",
+				    OBJ_nid2sn(digest_nid) != NULL
+					    ? OBJ_nid2sn(digest_nid) : "?");
+		goto out;
+	}
+	if ((r = find_private_key(tok, key_id, &key, err)) != CUSTODY_OK ||
+	    (r = key_type(tok, key, key_id, &kt, err)) != CUSTODY_OK)
+		goto out;
+	md = EVP_get_digestbynid(digest_nid);
+	if (md == NULL ||
+	    !EVP_Digest(data, len, digest, &md_len, md, NULL)) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot sign with private key %s: the "
+					"digest failed", key_id);
+		goto out;
+	}
+	switch (kt) {
+	case CKK_RSA:
+		if ((r = digest_info(digest_nid, digest, md_len, &di, &di_len,
+				     err)) != CUSTODY_OK ||
+		    (r = token_sign_raw(tok, key, CKM_RSA_PKCS, key_id, di,
+					di_len, sig, sig_len, err)) !=
+		    CUSTODY_OK)
+			goto out;
+		break;
+	case CKK_EC:
+		if ((r = ec_order_bytes(tok, key, key_id, &order, err)) !=
+		    CUSTODY_OK)
+			goto out;
+		if ((r = token_sign_raw(tok, key, CKM_ECDSA, key_id, digest,
+					md_len < order ? md_len : order, &raw,
+					&raw_len, err)) != CUSTODY_OK ||
+		    (r = ecdsa_der(raw, raw_len, key_id, sig, sig_len, err)) !=
+		    CUSTODY_OK)
+			goto out;
+		break;
+	default:
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot sign with private key %s on token "
+				    "%s: key type 0x%lx is neither RSA nor EC",
+				    key_id, tok->label, (unsigned long)kt);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	OPENSSL_free(di);
+	free(raw);
+	return r;
+}
+
+/* The certificate's SHA-1 thumbprint, upper-case hex ("?" if it fails). */
+static void
+thumbprint_of(X509 *cert, char out[CUSTODY_THUMBPRINT_HEX + 1])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+
+	if (cert != NULL && X509_digest(cert, EVP_sha1(), md, &len) &&
+	    len * 2 == CUSTODY_THUMBPRINT_HEX)
+		custody_hex_encode(md, len, out, 1);
+	else
+		strcpy(out, "?");
+}
+
+int
+custody_token_verify_key(custody_token *tok, const char *key_id, X509 *cert,
+			 custody_err *err)
+{
+	unsigned char challenge[CHALLENGE_LEN], *sig = NULL;
+	size_t sig_len = 0;
+	char tp[CUSTODY_THUMBPRINT_HEX + 1];
+	EVP_PKEY *pub = cert != NULL ? X509_get0_pubkey(cert) : NULL;
+	EVP_MD_CTX *ctx = NULL;
+	int r = CUSTODY_EFAIL;
+
+	thumbprint_of(cert, tp);
+	if (pub == NULL) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot check private key %s against "
+					"certificate %s: its public key cannot "
+					"be read", key_id, tp);
+		goto out;
+	}
+	if (RAND_bytes(challenge, sizeof(challenge)) != 1) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot check private key %s: no "
+					"random challenge", key_id);
+		goto out;
+	}
+	if ((r = custody_token_sign(tok, key_id, NID_sha256, challenge,
+				    sizeof(challenge), &sig, &sig_len, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if ((ctx = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pub) != 1) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot check private key %s against "
+					"certificate %s", key_id, tp);
+		goto out;
+	}
+	/* 0 is a wrong signature, < 0 one that does not even parse for this
+	 * key type (an RSA signature checked with an EC key): both mean the
+	 * key is not the certificate's. */
+	if (EVP_DigestVerify(ctx, sig, sig_len, challenge,
+			     sizeof(challenge)) != 1) {
+		ERR_clear_error();
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the private key with id %s does not match "
+				    "certificate %s", key_id, tp);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	EVP_MD_CTX_free(ctx);
+	free(sig);
+	return r;
+}

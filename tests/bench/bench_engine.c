@@ -1,0 +1,178 @@
+/*
+ * bench_engine.c — EVP_DigestSign through the OpenSSL engine "custody".
+ *
+ *   bench_engine --kind rsa2048|ec_p256 --key KEY --cert PEM
+ *		  [--threads N] [--seconds S]
+ *
+ * ENGINE_by_id("custody") (found through $OPENSSL_ENGINES, which
+ * run-bench.sh points at the build's engines), ENGINE_init, then
+ * ENGINE_load_private_key(KEY) — KEY is what the engine accepts as a key
+ * name (DESIGN.md: a certificate type resolves to its current key; the
+ * engine reads the token, store and PIN source from custody's own
+ * configuration, which run-bench.sh exports as CUSTODY_* variables).  Each
+ * signature is EVP_DigestSignInit + EVP_DigestSign (SHA-256) of the bench
+ * message, as an application signs; the last one is verified with the
+ * certificate PEM.  Prints "RATE COUNT SECONDS" on stdout (bench.h).
+ *
+ * Exit 77 when the engine cannot be loaded (not built yet): the driver
+ * then reports null, never a number.
+ */
+#include "config.h"
+
+/* ENGINE is deprecated in OpenSSL 3; it is the path being measured. */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/engine.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "bench.h"
+
+#define WARMUP 20
+
+struct opts {
+	const char *key;
+	const char *cert;
+	enum bench_kind kind;
+	int have_kind;
+	long threads;
+	double seconds;
+};
+
+struct worker {
+	EVP_PKEY *pkey;
+	EVP_MD_CTX *md;
+	unsigned char sig[BENCH_MAX_SIG];
+	size_t sig_len;
+};
+
+static int
+sign_engine(void *ctx)
+{
+	struct worker *w = ctx;
+
+	w->sig_len = sizeof(w->sig);
+	if (EVP_MD_CTX_reset(w->md) != 1 ||
+	    EVP_DigestSignInit(w->md, NULL, EVP_sha256(), NULL, w->pkey) != 1 ||
+	    EVP_DigestSign(w->md, w->sig, &w->sig_len, bench_message,
+			   sizeof(bench_message)) != 1)
+		return bench_fail("cannot sign through the engine: EVP_DigestSign failed");
+	return 0;
+}
+
+static int
+run(const struct opts *o)
+{
+	ENGINE *e = NULL;
+	EVP_PKEY *pkey = NULL;
+	struct worker w[BENCH_MAX_THREADS];
+	void *ctx[BENCH_MAX_THREADS];
+	unsigned long count = 0;
+	double elapsed = 0;
+	int inited = 0, r = -1;
+	long i;
+
+	memset(w, 0, sizeof(w));
+	if ((e = ENGINE_by_id("custody")) == NULL) {
+		bench_fail("the engine custody is not available (not built yet?)");
+		ERR_print_errors_fp(stderr);
+		r = BENCH_SKIP;
+		goto out;
+	}
+	if (ENGINE_init(e) != 1) {
+		bench_fail("cannot initialise the engine custody");
+		ERR_print_errors_fp(stderr);
+		goto out;
+	}
+	inited = 1;
+	if ((pkey = ENGINE_load_private_key(e, o->key, NULL, NULL)) == NULL) {
+		bench_fail("the engine custody cannot load the key %s", o->key);
+		ERR_print_errors_fp(stderr);
+		goto out;
+	}
+	for (i = 0; i < o->threads; i++) {
+		w[i].pkey = pkey;
+		if ((w[i].md = EVP_MD_CTX_new()) == NULL) {
+			bench_fail("cannot sign through the engine: out of memory");
+			goto out;
+		}
+		ctx[i] = &w[i];
+	}
+	if (bench_run(sign_engine, ctx, (int)o->threads, WARMUP, o->seconds,
+		      &count, &elapsed) != 0 ||
+	    bench_verify_pem(o->kind, o->cert, bench_message, sizeof(bench_message),
+			     w[0].sig, w[0].sig_len) != 0)
+		goto out;
+	bench_report("engine", o->kind, (int)o->threads, count, elapsed);
+	r = 0;
+out:
+	for (i = 0; i < o->threads; i++)
+		EVP_MD_CTX_free(w[i].md);
+	EVP_PKEY_free(pkey);
+	if (inited)
+		ENGINE_finish(e);
+	ENGINE_free(e);
+	return r;
+}
+
+static int
+parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option options[] = {
+		{"kind", required_argument, NULL, 'k'},
+		{"key", required_argument, NULL, 'K'},
+		{"cert", required_argument, NULL, 'c'},
+		{"threads", required_argument, NULL, 'n'},
+		{"seconds", required_argument, NULL, 's'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->threads = 1;
+	o->seconds = 2.0;
+	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			if (bench_kind_parse(optarg, &o->kind) != 0)
+				return -1;
+			o->have_kind = 1;
+			break;
+		case 'K': o->key = optarg; break;
+		case 'c': o->cert = optarg; break;
+		case 'n':
+			if (bench_parse_count(optarg, BENCH_MAX_THREADS, &o->threads) != 0)
+				return -1;
+			break;
+		case 's':
+			if (bench_parse_seconds(optarg, &o->seconds) != 0)
+				return -1;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (optind != argc || !o->have_kind || o->key == NULL || o->cert == NULL)
+		return bench_fail("usage: bench_engine --kind rsa2048|ec_p256 --key KEY "
+				  "--cert PEM [--threads N] [--seconds S]");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o;
+	int r;
+
+	bench_progname = "bench_engine";
+	if (parse(argc, argv, &o) != 0)
+		return 2;
+	r = run(&o);
+	return r == 0 ? 0 : r == BENCH_SKIP ? BENCH_SKIP : 1;
+}

@@ -1,0 +1,179 @@
+/*
+ * bench_library.c — the custody signer library, in process, 1 or N threads.
+ *
+ *   bench_library --kind rsa2048|ec_p256 --type TYPE --cert PEM
+ *		   [--threads N] [--seconds S]
+ *
+ * Opens the signer once (token, store and PIN source come from custody's
+ * configuration, which run-bench.sh exports as CUSTODY_* variables), then
+ * N threads share it and sign the bench message with the current key of
+ * TYPE until S seconds have passed; the last signature is verified with
+ * the certificate PEM.  Prints "RATE COUNT SECONDS" on stdout (bench.h).
+ *
+ * ------------------------------------------------------------------ SLOT
+ * The signer API (src/lib/sign.c, include/custody/sign.h) is not defined
+ * yet.  Until it is, signer_open() says so and the program exits 77: the
+ * driver reports null / "n/a", never a number.  To fill the slot, write
+ * the three signer_* functions below against the API (and nothing else:
+ * the timing, threads, verification and the driver are done).  The
+ * signature must come out as `custody sign` writes it: PKCS#1 v1.5 bytes
+ * or a DER ECDSA-Sig-Value.
+ * ------------------------------------------------------------------------
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+#define WARMUP 20
+
+struct opts {
+	const char *type;
+	const char *cert;
+	enum bench_kind kind;
+	int have_kind;
+	long threads;
+	double seconds;
+};
+
+struct worker {
+	void *signer;		/* shared by every thread */
+	const char *type;
+	unsigned char sig[BENCH_MAX_SIG];
+	size_t sig_len;
+};
+
+/* SLOT: open the custody signer for o->type; BENCH_SKIP while the API is
+ * missing, -1 (after bench_fail) on failure, 0 on success. */
+static int
+signer_open(const struct opts *o, void **signer)
+{
+	(void)o;
+	*signer = NULL;
+	bench_fail("the custody signer API is not built yet (slot in %s)", __FILE__);
+	return BENCH_SKIP;
+}
+
+/* SLOT: one signature of msg with the current key of type into sig
+ * (BENCH_MAX_SIG bytes); 0 or -1 (after bench_fail).  Called from several
+ * threads at once with the same signer. */
+static int
+signer_sign(void *signer, const char *type, const unsigned char *msg,
+	    size_t msg_len, unsigned char *sig, size_t *sig_len)
+{
+	(void)signer;
+	(void)type;
+	(void)msg;
+	(void)msg_len;
+	(void)sig;
+	*sig_len = 0;
+	return bench_fail("the custody signer API is not built yet");
+}
+
+/* SLOT: close what signer_open opened (NULL accepted). */
+static void
+signer_close(void *signer)
+{
+	(void)signer;
+}
+
+static int
+sign_library(void *ctx)
+{
+	struct worker *w = ctx;
+
+	return signer_sign(w->signer, w->type, bench_message, sizeof(bench_message),
+			   w->sig, &w->sig_len);
+}
+
+static int
+run(const struct opts *o)
+{
+	struct worker w[BENCH_MAX_THREADS];
+	void *ctx[BENCH_MAX_THREADS];
+	void *signer = NULL;
+	unsigned long count = 0;
+	double elapsed = 0;
+	long i;
+	int r;
+
+	memset(w, 0, sizeof(w));
+	if ((r = signer_open(o, &signer)) != 0)
+		goto out;
+	r = -1;
+	for (i = 0; i < o->threads; i++) {
+		w[i].signer = signer;
+		w[i].type = o->type;
+		ctx[i] = &w[i];
+	}
+	if (bench_run(sign_library, ctx, (int)o->threads, WARMUP, o->seconds,
+		      &count, &elapsed) != 0 ||
+	    bench_verify_pem(o->kind, o->cert, bench_message, sizeof(bench_message),
+			     w[0].sig, w[0].sig_len) != 0)
+		goto out;
+	bench_report("library", o->kind, (int)o->threads, count, elapsed);
+	r = 0;
+out:
+	signer_close(signer);
+	return r;
+}
+
+static int
+parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option options[] = {
+		{"kind", required_argument, NULL, 'k'},
+		{"type", required_argument, NULL, 't'},
+		{"cert", required_argument, NULL, 'c'},
+		{"threads", required_argument, NULL, 'n'},
+		{"seconds", required_argument, NULL, 's'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->threads = 1;
+	o->seconds = 2.0;
+	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			if (bench_kind_parse(optarg, &o->kind) != 0)
+				return -1;
+			o->have_kind = 1;
+			break;
+		case 't': o->type = optarg; break;
+		case 'c': o->cert = optarg; break;
+		case 'n':
+			if (bench_parse_count(optarg, BENCH_MAX_THREADS, &o->threads) != 0)
+				return -1;
+			break;
+		case 's':
+			if (bench_parse_seconds(optarg, &o->seconds) != 0)
+				return -1;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (optind != argc || !o->have_kind || o->type == NULL || o->cert == NULL)
+		return bench_fail("usage: bench_library --kind rsa2048|ec_p256 --type TYPE "
+				  "--cert PEM [--threads N] [--seconds S]");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o;
+	int r;
+
+	bench_progname = "bench_library";
+	if (parse(argc, argv, &o) != 0)
+		return 2;
+	r = run(&o);
+	return r == 0 ? 0 : r == BENCH_SKIP ? BENCH_SKIP : 1;
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# custody metadata: the JWK Set and the server-to-server document list
+# current, pending (as soon as it is staged) and previous, with x5t values
+# that openssl computes the same; no token, no PIN.
+. "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
+setup_token
+py() { python3 -c "import json,sys,base64,hashlib; d=json.load(sys.stdin); $1" <<<"$out"; }
+
+# DER of the certificate in NAME.p12; its x5t (base64url SHA-1, unpadded).
+der_of_p12() {
+	openssl pkcs12 -in "$T/$1.p12" -passin env:EMPTY_PASSWORD -nokeys -clcerts 2>/dev/null |
+		openssl x509 -outform DER
+}
+x5t_of_p12() {
+	der_of_p12 "$1" | openssl dgst -sha1 -binary | basenc --base64url | tr -d '=\n'
+}
+# metadata without any token or PIN: a module and a PIN file that do not exist.
+meta() {
+	run metadata --module /nonexistent.so --pin-source "file:$T/does-not-exist" "$@"
+}
+
+make_p12 a a.custody.test 365
+make_p12 b b.custody.test 365 ec:P-256
+A=$(thumbprint_of_p12 a); B=$(thumbprint_of_p12 b)
+XA=$(x5t_of_p12 a); XB=$(x5t_of_p12 b)
+for n in a b; do "$CUSTODY_BIN" -q import --path "$T/$n.p12" >/dev/null; done
+
+# Nothing assigned yet.
+meta
+check "nothing assigned: exit 3" [ "$rc" -eq 3 ]
+check "…with the contract's message" \
+	grep -q "^custody: metadata: no certificate is assigned for type OAuthTokenIssuer (identity global)$" <<<"$err"
+check "…and nothing on stdout" [ -z "$out" ]
+
+# A current, B staged to roll in three days.
+eff=$(date -u -d '+3 days' +%Y-%m-%dT%H:%M:%SZ)
+"$CUSTODY_BIN" -q set -t OAuthTokenIssuer --thumbprint "$A" >/dev/null 2>&1
+"$CUSTODY_BIN" -q set -t OAuthTokenIssuer --thumbprint "$B" --roll --effective-date "$eff" >/dev/null 2>&1
+
+before=$(state)
+meta
+check "metadata (jwks by default) exits 0 with no token and no PIN" [ "$rc" -eq 0 ]
+check "…writes nothing on stderr" [ -z "$err" ]
+check "…and changes nothing" [ "$(state)" = "$before" ]
+check "jwks: current then pending" [ "$(py 'print(" ".join(k["x5t"] for k in d["keys"]))')" = "$XA $XB" ]
+check "jwks: kid is the x5t" py 'assert all(k["kid"] == k["x5t"] for k in d["keys"])'
+check "jwks: use sig, RSA with RS256, EC P-256 with ES256" \
+	[ "$(py 'print(" ".join(k["use"]+"/"+k["kty"]+"/"+k["alg"] for k in d["keys"]))')" = "sig/RSA/RS256 sig/EC/ES256" ]
+check "jwks: the EC key is on P-256 with 32-byte x and y" \
+	py 'k=d["keys"][1]; u=lambda s: base64.urlsafe_b64decode(s+"="*(-len(s)%4)); assert k["crv"]=="P-256" and len(u(k["x"]))==32 and len(u(k["y"]))==32'
+check "jwks: x5c holds the certificate's DER (standard base64)" \
+	[ "$(py 'print(hashlib.sha1(base64.b64decode(d["keys"][0]["x5c"][0], validate=True)).hexdigest().upper())')" = "$A" ]
+modulus=$(der_of_p12 a | openssl x509 -inform DER -noout -modulus | sed 's/^Modulus=//')
+check "jwks: n is the certificate's modulus and e is 65537" \
+	[ "$(py 'k=d["keys"][0]; u=lambda s: base64.urlsafe_b64decode(s+"="*(-len(s)%4)); print(u(k["n"]).hex().upper(), int.from_bytes(u(k["e"]), "big"))')" = "$modulus 65537" ]
+check "jwks: no padding or standard-base64 characters in url-safe members" \
+	py 'assert not any(c in k[m] for k in d["keys"] for m in ("kid","x5t","n","e","x","y") if m in k for c in "=+/")'
+
+meta --format s2s
+check "s2s exits 0" [ "$rc" -eq 0 ]
+check "s2s: keyinfo.x5t of current then pending" \
+	[ "$(py 'print(" ".join(k["keyinfo"]["x5t"] for k in d["keys"]))')" = "$XA $XB" ]
+check "s2s: usage signing and keyvalue type x509Certificate" \
+	py 'assert all(k["usage"]=="signing" and k["keyvalue"]["type"]=="x509Certificate" and set(k)=={"usage","keyinfo","keyvalue"} for k in d["keys"])'
+check "s2s: keyvalue.value is the base64 DER of each certificate" \
+	[ "$(py 'print(" ".join(hashlib.sha1(base64.b64decode(k["keyvalue"]["value"], validate=True)).hexdigest().upper() for k in d["keys"]))')" = "$A $B" ]
+
+# At the roll instant B is current and A previous; pending is empty.
+meta --at "$eff" -t oauthtokenissuer
+check "after the roll: current then previous" [ "$rc" -eq 0 -a "$(py 'print(" ".join(k["x5t"] for k in d["keys"]))')" = "$XB $XA" ]
+meta --at "$(date -u -d "@$(($(date -u -d "$eff" +%s) - 1))" +%Y-%m-%dT%H:%M:%SZ)" --format s2s
+check "one second before: still current then pending" [ "$(py 'print(" ".join(k["keyinfo"]["x5t"] for k in d["keys"]))')" = "$XA $XB" ]
+
+# A type assigned at this node's identity.
+"$CUSTODY_BIN" -q set -t Default --thumbprint "$B" >/dev/null 2>&1
+meta -t Default
+check "-t Default: this node's assignment" [ "$rc" -eq 0 -a "$(py 'print(" ".join(k["x5t"] for k in d["keys"]))')" = "$XB" ]
+
+# Unassigned type, bad format, bad output, bad type.
+meta -t WebServicesExternal
+check "unassigned type: exit 3" [ "$rc" -eq 3 ]
+check "…naming the type" grep -q "^custody: metadata: no certificate is assigned for type WebServicesExternal (identity " <<<"$err"
+meta --format xml
+check "unknown --format: exit 2" [ "$rc" -eq 2 ]
+check "…naming the accepted formats" grep -q "unknown metadata format 'xml': use jwks or s2s" <<<"$err"
+meta -o pem
+check "-o pem does not apply: exit 2" [ "$rc" -eq 2 ]
+meta -t 'no such type!'
+check "a bad type name: exit 2" [ "$rc" -eq 2 ]
+run metadata --help
+check "--help exits 0" [ "$rc" -eq 0 ]
+check "…and shows the synopsis" grep -qF "custody metadata [-t TYPE] [--format jwks|s2s]" <<<"$out"
+
+done_testing
