@@ -146,8 +146,9 @@ int custody_jws_check_signature(int alg, EVP_PKEY *pub,
  * Every refusal is EFAIL with the reason ("malformed token: expected
  * three base64url parts", "bad base64url in the signature: ...", "bad
  * signature: ...", "token expired at ...", ...); a skew outside
- * 0..86400 seconds is EUSAGE.  On success *claims_json is the payload text as signed
- * (malloc'ed) and *which the index of the candidate (both may be NULL).
+ * 0..86400 seconds is EUSAGE.  On success *claims_json is the payload
+ * text as signed (malloc'ed) and *which the index of the candidate (both
+ * may be NULL).
  */
 int custody_jws_verify(const char *token,
 		       const custody_cert_record *candidates, size_t n,

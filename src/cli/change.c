@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <time.h>
 
 #include <custody/policy.h>
 
@@ -55,9 +56,73 @@ change_plan(struct cli *cli, const struct change_request *req,
 int
 change_write(struct cli *cli, struct change *ch)
 {
+	char detail[160];
+	int r;
+
+	if (ch->outcome.noop && !ch->outcome.rolled)
+		return CUSTODY_OK;
+	if ((r = custody_store_put_assignment(cli->store, &ch->after, &cli->err)) != CUSTODY_OK)
+		return r;
+	/* A roll that came due before this change is recorded first. */
+	if (ch->outcome.rolled &&
+	    (r = change_audit_due_roll(cli, &ch->before)) != CUSTODY_OK)
+		return r;
 	if (ch->outcome.noop)
 		return CUSTODY_OK;
-	return custody_store_put_assignment(cli->store, &ch->after, &cli->err);
+	if (ch->roll) {
+		char t[CUSTODY_TIME_TEXT];
+
+		snprintf(detail, sizeof(detail), "becomes current at %s%s%s",
+			 out_time(ch->after.pending.effective, t),
+			 ch->outcome.replaced_pending[0] != '\0' ? "; replaces pending " : "",
+			 ch->outcome.replaced_pending);
+		return cli_audit(cli, "roll", ch->after.type, ch->after.identity,
+				 ch->after.pending.thumbprint, ch->before.current.thumbprint,
+				 detail);
+	}
+	snprintf(detail, sizeof(detail), "%s%s",
+		 ch->outcome.cancelled_pending[0] != '\0' ? "cancels pending " : "",
+		 ch->outcome.cancelled_pending);
+	return cli_audit(cli, "set", ch->after.type, ch->after.identity,
+			 ch->after.current.thumbprint, ch->before.current.thumbprint,
+			 detail[0] != '\0' ? detail : NULL);
+}
+
+int
+change_audit_due_roll(struct cli *cli, const custody_assignment *resolved)
+{
+	char t[CUSTODY_TIME_TEXT], detail[80];
+
+	snprintf(detail, sizeof(detail), "took effect at %s",
+		 out_time(resolved->current.effective, t));
+	return cli_audit(cli, "roll-effective", resolved->type, resolved->identity,
+			 resolved->current.thumbprint, resolved->previous.thumbprint, detail);
+}
+
+int
+change_materialize_due_roll(struct cli *cli, const char *type, const char *identity)
+{
+	custody_assignment stored, resolved;
+	custody_err ignored;
+	int r;
+
+	/* Only the real clock makes a roll happen, never --at. */
+	if (cli->args.at != NULL)
+		return CUSTODY_OK;
+	if ((r = custody_store_begin(cli->store, &ignored)) != CUSTODY_OK)
+		return r;
+	r = custody_store_get_assignment(cli->store, type, identity, &stored, &ignored);
+	if (r == CUSTODY_OK && custody_assign_resolve(&stored, (int64_t)time(NULL), &resolved)) {
+		custody_err saved = cli->err;
+
+		if ((r = custody_store_put_assignment(cli->store, &resolved, &ignored)) == CUSTODY_OK)
+			r = change_audit_due_roll(cli, &resolved);
+		if (r == CUSTODY_OK)
+			r = custody_store_commit(cli->store, &ignored);
+		cli->err = saved;
+	}
+	custody_store_rollback(cli->store);	/* nothing left to undo after a commit */
+	return r;
 }
 
 void

@@ -36,6 +36,19 @@ int change_plan(struct cli *cli, const struct change_request *req,
  * caller's transaction): ECONFLICT when the assignment changed since. */
 int change_write(struct cli *cli, struct change *ch);
 
+/* Appends the "roll-effective" audit entry of a roll that came due
+ * (resolved: the record after the roll). */
+int change_audit_due_roll(struct cli *cli, const custody_assignment *resolved);
+
+/*
+ * Best effort, in its own transaction: when the stored record of (type,
+ * identity) holds a pending roll that is due by the real clock, writes the
+ * rolled record and its "roll-effective" audit entry, so that the log shows
+ * when a roll took effect.  Never with --at.  cli->err is left untouched.
+ */
+int change_materialize_due_roll(struct cli *cli, const char *type,
+				const char *identity);
+
 /* Narrates the change on stderr ("would change" with dry_run). */
 void change_report(const struct cli *cli, const struct change *ch, int dry_run);
 

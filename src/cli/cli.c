@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <custody/audit.h>
 #include <custody/policy.h>
 #include <custody/secret.h>
 #include <custody/timefmt.h>
@@ -395,5 +396,29 @@ out:
 	custody_cert_records_free(out, 0);
 	free(keys);
 	custody_token_certs_free(certs, count);
+	return r;
+}
+
+int
+cli_audit(struct cli *cli, const char *action, const char *type, const char *identity,
+	  const char *thumbprint, const char *previous, const char *detail)
+{
+	custody_audit_entry draft;
+	int r;
+
+	memset(&draft, 0, sizeof(draft));
+	draft.time = 0;	/* the real clock, never --at */
+	snprintf(draft.node, sizeof(draft.node), "%s", cli->node);
+	snprintf(draft.action, sizeof(draft.action), "%s", action);
+	snprintf(draft.type, sizeof(draft.type), "%s", type != NULL ? type : "");
+	snprintf(draft.identity, sizeof(draft.identity), "%s", identity != NULL ? identity : "");
+	snprintf(draft.thumbprint, sizeof(draft.thumbprint), "%s",
+		 thumbprint != NULL ? thumbprint : "");
+	snprintf(draft.previous_thumbprint, sizeof(draft.previous_thumbprint), "%s",
+		 previous != NULL ? previous : "");
+	draft.detail = (char *)detail;
+	r = custody_audit_append(cli->store, &draft, &cli->err);
+	if (r != CUSTODY_OK)
+		custody_err_prefix(&cli->err, "cannot append to the audit log");
 	return r;
 }

@@ -141,6 +141,15 @@ int cli_lookup_assignment(struct cli *cli, const char *type,
 int cli_token_records(struct cli *cli, custody_cert_record **recs,
 		      int **has_key, size_t *n);
 
+/*
+ * Appends one audit entry for a change (inside the caller's store
+ * transaction): this node, the invoking user, the real clock.  type,
+ * identity, thumbprint, previous and detail may be NULL.
+ */
+int cli_audit(struct cli *cli, const char *action, const char *type,
+	      const char *identity, const char *thumbprint, const char *previous,
+	      const char *detail);
+
 /* Prints a warning line "custody: warning: ..." on stderr. */
 void cli_warn(const char *fmt, ...) CUSTODY_PRINTF(1, 2);
 /* Prints a narration line on stderr unless -q. */

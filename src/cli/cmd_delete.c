@@ -102,7 +102,9 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 			goto out;
 		}
 		clear_slots(&all[i], victim->thumbprint);
-		if ((r = custody_store_put_assignment(cli->store, &all[i], &cli->err)) != CUSTODY_OK)
+		if ((r = custody_store_put_assignment(cli->store, &all[i], &cli->err)) != CUSTODY_OK ||
+		    (r = cli_audit(cli, "remove", all[i].type, all[i].identity,
+				   victim->thumbprint, NULL, "delete --force")) != CUSTODY_OK)
 			goto out;
 		cli_warn("%s/%s no longer refers to %s", all[i].type, all[i].identity,
 			 victim->thumbprint);
@@ -110,6 +112,15 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 	r = custody_store_delete_cert(cli->store, victim->thumbprint, &cli->err);
 	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
 		goto out;
+	{
+		char detail[128];
+
+		snprintf(detail, sizeof(detail), "key id %s on token %s", victim->key_id,
+			 custody_token_label(cli->token));
+		if ((r = cli_audit(cli, "delete", NULL, NULL, victim->thumbprint, NULL,
+				   detail)) != CUSTODY_OK)
+			goto out;
+	}
 	/* The token last: if it fails, the store transaction is rolled back. */
 	if ((r = custody_token_delete(cli->token, victim->key_id, &cli->err)) != CUSTODY_OK)
 		goto out;

@@ -219,6 +219,18 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	in_tx = 1;
 	if ((r = custody_store_put_cert(cli->store, &rec, &cli->err)) != CUSTODY_OK)
 		goto undo;
+	if (res.created_key || res.created_cert) {
+		char detail[160];
+
+		snprintf(detail, sizeof(detail), "key id %s on token %s: created %s%s%s",
+			 res.key_id, custody_token_label(cli->token),
+			 res.created_key ? "private key, " : "",
+			 res.created_cert ? "certificate" : "",
+			 res.created_chain > 0 ? ", CA certificates" : "");
+		if ((r = cli_audit(cli, "import", NULL, NULL, rec.thumbprint, NULL,
+				   detail)) != CUSTODY_OK)
+			goto undo;
+	}
 	if (req.type != NULL && (r = change_write(cli, &ch)) != CUSTODY_OK)
 		goto undo;
 	if ((r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)

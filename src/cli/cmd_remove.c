@@ -38,6 +38,17 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 	return CUSTODY_OK;
 }
 
+/* The thumbprint a slot held before the removal. */
+static const char *
+removed_thumbprint(const custody_assignment *a, enum custody_slot_name slot)
+{
+	switch (slot) {
+	case CUSTODY_SLOT_PREVIOUS: return a->previous.thumbprint;
+	case CUSTODY_SLOT_PENDING: return a->pending.thumbprint;
+	default: return a->current.thumbprint;
+	}
+}
+
 int
 cmd_remove(struct cli *cli, int argc, char **argv)
 {
@@ -87,6 +98,9 @@ cmd_remove(struct cli *cli, int argc, char **argv)
 		return r;
 	in_tx = 1;
 	if ((r = custody_store_put_assignment(cli->store, &after, &cli->err)) != CUSTODY_OK ||
+	    (r = cli_audit(cli, "remove", after.type, after.identity,
+			   removed_thumbprint(&before, slot), NULL,
+			   custody_slot_label(slot))) != CUSTODY_OK ||
 	    (r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
 		goto out;
 	in_tx = 0;

@@ -713,6 +713,17 @@ print_csr_result(struct cli *cli, const struct request *rq, const struct made *m
 
 /* --------------------------------------------------------------- modes */
 
+/* The audit entry of a key born on the token (thumbprint NULL for a CSR). */
+static int
+audit_request(struct cli *cli, const struct made *m, const char *thumbprint)
+{
+	char detail[160];
+
+	snprintf(detail, sizeof(detail), "generated key id %s on token %s%s", m->key_id,
+		 custody_token_label(cli->token), thumbprint != NULL ? ", self-signed" : ", CSR");
+	return cli_audit(cli, "request", NULL, NULL, thumbprint, NULL, detail);
+}
+
 static int
 make_csr(struct cli *cli, const struct request *rq, struct made *m, long days,
 	 const char *path)
@@ -735,6 +746,15 @@ make_csr(struct cli *cli, const struct request *rq, struct made *m, long days,
 	    (r = sign_csr(cli, rq, m, req)) != CUSTODY_OK ||
 	    (r = write_csr(cli, path, m, req)) != CUSTODY_OK)
 		goto out;
+	/* The key exists from now on: the log says so (no certificate yet). */
+	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	    (r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
+		goto out;
+	if ((r = audit_request(cli, m, NULL)) != CUSTODY_OK ||
+	    (r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK) {
+		custody_store_rollback(cli->store);
+		goto out;
+	}
 	cli_say(cli, "have the request signed by your CA, then: custody import --path CERT.pem");
 	r = print_csr_result(cli, rq, m, path);
 out:
@@ -774,6 +794,7 @@ record_cert(struct cli *cli, const struct request *rq, const struct request_opts
 		goto out;
 	in_tx = 1;
 	if ((r = custody_store_put_cert(cli->store, &rec, &cli->err)) != CUSTODY_OK ||
+	    (r = audit_request(cli, m, rec.thumbprint)) != CUSTODY_OK ||
 	    (rq->change.type != NULL && (r = change_write(cli, &ch)) != CUSTODY_OK) ||
 	    (r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
 		goto out;

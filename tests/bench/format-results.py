@@ -164,13 +164,12 @@ def main():
     header = ("custody signing benchmarks: signatures per second on one throwaway "
               f"SoftHSM token\n{a.seconds} s per in-process path and {a.processes} "
               f"processes per per-process path, in {a.rounds} interleaved rounds; "
-              f"{a.cpus} CPUs, load average {a.load} at the start")
-    try:
-        if float(a.load) >= 0.5:
-            header += ("\nnote: other processes were using the CPUs: 2-thread and "
-                       "per-process rates suffer first")
-    except ValueError:
-        pass
+              f"{a.cpus} CPUs, 1-minute load average {a.load} at the start")
+    wide = sorted(f"{name} {kind}" for kind, by_path in spread.items()
+                  for name, v in by_path.items() if v > 0.10)
+    if wide:
+        header += ("\nnote: rounds spread by more than ±10% (" + ", ".join(wide) +
+                   "): the machine was busy; read those ratios with care")
     print_text(cells, spread, header)
     return 0
 

@@ -67,8 +67,9 @@ for prog in bench_raw raw_sign_once bench_spawn bench_engine; do
 	[ -x "$BENCH_BINDIR/$prog" ] || die "$BENCH_BINDIR/$prog is not built: run make bench"
 done
 [[ $rounds =~ ^[1-9][0-9]?$ ]] || die "BENCH_ROUNDS must be 1 to 99"
-[[ $processes =~ ^[1-9][0-9]*$ ]] && [ "$processes" -ge "$rounds" ] ||
+if ! [[ $processes =~ ^[1-9][0-9]*$ ]] || [ "$processes" -lt "$rounds" ]; then
 	die "BENCH_PROCESSES must be a whole number of at least BENCH_ROUNDS"
+fi
 round_seconds=$(awk -v s="$seconds" -v r="$rounds" 'BEGIN { if (s + 0 <= 0) exit 1; print s / r }') ||
 	die "BENCH_SECONDS must be a positive number"
 round_processes=$((processes / rounds))
@@ -93,7 +94,7 @@ pin_file=$T/token/user.pin
 # would add a shell start to every process, which is not custody's cost.
 custody=$CUSTODY_BIN
 custody_env=()
-if head -c 4096 "$CUSTODY_BIN" | grep -q 'libtool'; then
+if grep -q 'temporary wrapper script for' "$CUSTODY_BIN"; then
 	custody=$(dirname "$CUSTODY_BIN")/.libs/$(basename "$CUSTODY_BIN")
 	custody_env=(env "LD_LIBRARY_PATH=$(dirname "$CUSTODY_BIN")/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 	[ -x "$custody" ] || die "cannot find the binary behind the libtool wrapper $CUSTODY_BIN"
@@ -115,9 +116,10 @@ for k in "${kinds[@]}"; do
 		"$CUSTODY_BIN" -q import --path /dev/stdin -t "${type[$k]}" >/dev/null 2>"$T/log/import.$k" ||
 		die "cannot import the $k key: $(cat "$T/log/import.$k")"
 	unset pem
-	"$CUSTODY_BIN" get -t "${type[$k]}" -o pem >"$T/$k.crt" 2>>"$T/log/import.$k" &&
-		openssl x509 -in "$T/$k.crt" -pubkey -noout >"$T/$k.pub" ||
+	if ! "$CUSTODY_BIN" get -t "${type[$k]}" -o pem >"$T/$k.crt" 2>>"$T/log/import.$k" ||
+		! openssl x509 -in "$T/$k.crt" -pubkey -noout >"$T/$k.pub"; then
 		die "cannot read back the $k certificate: $(cat "$T/log/import.$k")"
+	fi
 	key_id[$k]=$("$CUSTODY_BIN" get -t "${type[$k]}" -o json |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["current"]["key_id"])') ||
 		die "cannot read the key id of the $k key"
@@ -255,13 +257,13 @@ prepare() { # KIND PATH
 	if ! run_command "$path" "$log" >"$T/$k.$path.sig"; then
 		fail "$k" "$path" "$log" "its check signature failed"
 	elif ! openssl dgst -sha256 -verify "$T/$k.pub" -signature "$T/$k.$path.sig" \
-		"$T/msg.bin" >>"$log" 2>&1; then
+		"$T/msg.bin" >/dev/null 2>>"$log"; then
 		fail "$k" "$path" "$log" "its signature does not verify with the certificate"
 	fi
 }
 
 measure() { # KIND PATH ROUND
-	local k=$1 path=$2 round=$3 log=$T/log/$1.$2 out rc
+	local k=$1 path=$2 round=$3 log=$T/log/$1.$2 out rc rate count secs
 	[ -z "${state[$k.$path]}" ] || return
 	path_command "$k" "$path" || return
 	out=$(run_command "$path" "$log")
@@ -270,7 +272,8 @@ measure() { # KIND PATH ROUND
 		state[$k.$path]=n/a	# bench_library's slot is not written yet
 		record "$k" "$path" 0 n/a
 	elif [ "$rc" -eq 0 ] && [[ $out =~ ^[0-9.]+\ [0-9]+\ [0-9.]+$ ]]; then
-		record "$k" "$path" "$round" ${out}
+		read -r rate count secs <<<"$out"
+		record "$k" "$path" "$round" "$rate" "$count" "$secs"
 	else
 		fail "$k" "$path" "$log" "exit status $rc in round $round"
 	fi
