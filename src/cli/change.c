@@ -16,6 +16,10 @@ change_plan(struct cli *cli, const struct change_request *req,
 	int r;
 
 	memset(ch, 0, sizeof(*ch));
+	/* The clock as the change is decided, not as the process started:
+	 * an import may have waited on a pipe for a certificate made just now. */
+	if (cli->args.at == NULL)
+		cli->now = (int64_t)time(NULL);
 	if ((r = custody_policy_check_identity(req->type, req->identity, &cli->err)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK)
