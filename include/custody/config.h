@@ -51,6 +51,17 @@ int custody_config_load(custody_config *cfg, const char *path,
 int custody_config_set(custody_config *cfg, const char *section,
 		       const char *key, const char *value, custody_err *err);
 
+/*
+ * Applies the environment as the `custody` command does, over what cfg
+ * holds (file < environment < command line): CUSTODY_MODULE (token.module),
+ * CUSTODY_TOKEN (token.uri when it starts with "pkcs11:", else
+ * token.label), CUSTODY_PIN_SOURCE, CUSTODY_SO_PIN_SOURCE, CUSTODY_STORE
+ * (store.url), CUSTODY_NODE (node.name).  Unset or empty variables are
+ * skipped.  A bad value is the error of custody_config_set prefixed with
+ * the variable's name ("CUSTODY_STORE: invalid url ...").
+ */
+int custody_config_apply_env(custody_config *cfg, custody_err *err);
+
 void custody_config_clear(custody_config *cfg);
 
 #ifdef __cplusplus

@@ -6,13 +6,17 @@
  * defaults differ): a private key is created with CKA_TOKEN, CKA_PRIVATE,
  * CKA_SENSITIVE, CKA_SIGN true and CKA_EXTRACTABLE false — or, when
  * `replicable`, CKA_EXTRACTABLE true together with CKA_WRAP_WITH_TRUSTED
- * true.  A key and its certificate share one CKA_ID: the key id of
+ * true where the token can hold a trusted private KEK (see
+ * custody_token_probe_trusted_private_kek; SoftHSM 2.6.1 cannot, and
+ * there a replicable key is made without it, else it could never be
+ * wrapped).  A key and its certificate share one CKA_ID: the key id of
  * cert.h.
  *
  * Serialisation: custody_token_open() takes an advisory lock (flock) on a
  * lock file named after the module and the token set it serves (for
  * SoftHSM, SOFTHSM2_CONF), before C_Initialize, so that no two custody
  * processes touch one token at once; custody_token_close() releases it.
+ * Signers take it shared instead (spec->shared, see "sharing the token").
  *
  * PIN counter: custody_token_login() refuses to log in when the token says
  * CKF_USER_PIN_LOCKED or CKF_USER_PIN_FINAL_TRY, and never retries a PIN
@@ -43,6 +47,8 @@ typedef struct custody_token_spec {
 	const char *lock_dir;	/* NULL: $CUSTODY_LOCK_DIR, /run/lock/custody
 				   when writable, else /tmp/custody-UID     */
 	int lock_timeout;	/* seconds to wait for the lock; <0: 30     */
+	int shared;		/* take the lock shared (signers), see the
+				   "sharing the token" section below        */
 } custody_token_spec;
 
 /*
@@ -219,7 +225,9 @@ int custody_token_label_used(custody_token *tok, const char *label,
  * key never exists anywhere else.  Private key: CKA_TOKEN, CKA_PRIVATE,
  * CKA_SENSITIVE, CKA_SIGN true; CKA_SIGN_RECOVER, CKA_DECRYPT,
  * CKA_UNWRAP, CKA_DERIVE false; CKA_EXTRACTABLE false — or, when
- * `replicable`, true — and CKA_WRAP_WITH_TRUSTED true (as import does).
+ * `replicable`, true — and CKA_WRAP_WITH_TRUSTED true (for a replicable
+ * key only where the token can hold a trusted private KEK, as import
+ * does).
  * Public key: CKA_TOKEN, CKA_VERIFY true, CKA_PRIVATE and the other
  * usages false.  Both are labelled `label` (required, 1..255 bytes; EFAIL
  * "label L is already on token T" when an object has it) and carry
@@ -264,6 +272,201 @@ int custody_token_evp_open(custody_token *tok, const char *key_id,
 			   custody_token_evp **out, custody_err *err);
 EVP_PKEY *custody_token_evp_pkey(const custody_token_evp *evp);
 void custody_token_evp_close(custody_token_evp *evp);
+
+/* ---- sharing the token with signers (token_lock.c) ------------------ */
+
+/*
+ * A handle opened with spec->shared takes the token lock SHARED: several
+ * shared holders (signers, which only read the token) work at once, while
+ * an exclusive holder (every other handle: import, delete, request, ...)
+ * waits for all of them, and they for it.  A writer that waits announces
+ * itself (a second lock file, the "gate", held exclusively while it
+ * waits), so that new shared holders queue behind it instead of starving
+ * it.  Within one process, a shared handle and exclusive handles exclude
+ * each other as two processes would: close an exclusive handle before a
+ * shared one of the same process needs the lock (shared handles of one
+ * process hold the lock side by side).
+ *
+ * A long-lived shared holder lets go of the lock whenever it is idle or a
+ * writer waits, and takes it again before its next use of the token:
+ *
+ * custody_token_unlock() releases the shared lock; the handle must not
+ * touch the token until custody_token_relock() succeeded.  relock waits up
+ * to spec->lock_timeout (EFAIL "token is busy: ..." as open says).  Both
+ * are EUSAGE on a handle not opened shared.  custody_token_lock_wanted()
+ * is 1 when a writer waits for the lock (two flock calls; no waiting).
+ * The caller serialises these three with every other use of the handle.
+ */
+int custody_token_unlock(custody_token *tok, custody_err *err);
+int custody_token_relock(custody_token *tok, custody_err *err);
+int custody_token_lock_wanted(custody_token *tok);
+
+/* ---- the cluster key ceremony: KEK, transport keys, packages
+ *      (token_wrap.c) --------------------------------------------------- */
+
+/*
+ * The cluster KEK is an AES-256 secret key living only inside tokens,
+ * under CKA_ID and CKA_LABEL "custody-kek".  It moves between nodes only
+ * wrapped with RSA-OAEP (SHA-1, MGF1-SHA1: all SoftHSM 2.6.1 accepts) for
+ * a node's transport key that the security officer made trusted on the
+ * sending token.  Private keys move wrapped under the KEK with
+ * CKM_AES_KEY_WRAP_PAD (a PKCS#8 inside: a "package").
+ *
+ * The KEK, on the node that made it and on every node that joined: token,
+ * private, sensitive; wrap and unwrap only (CKA_ENCRYPT, DECRYPT, SIGN,
+ * VERIFY, DERIVE false: SoftHSM defaults them TRUE for secret keys);
+ * extractable only under a trusted key (CKA_WRAP_WITH_TRUSTED), so a
+ * joined node can admit further nodes and nothing else can take it out;
+ * CKA_TRUSTED only where the token lets the user make a trusted private
+ * key (custody_token_probe_trusted_private_kek).  Its CKA_UNWRAP_TEMPLATE
+ * makes every key unwrapped under it a private key object that is token,
+ * private, sensitive and not extractable (SoftHSM 2.6.1 enforces it:
+ * another template is CKR_TEMPLATE_INCONSISTENT).
+ *
+ * Key check value (KCV): the first 3 bytes of the RFC 3394 AES Key Wrap
+ * (CKM_AES_KEY_WRAP, default IV) of sixteen zero bytes under the KEK, as
+ * 6 upper-case hex digits.  It is not the AES-ECB KCV: that needs
+ * CKA_ENCRYPT, which would turn the KEK into an encryption oracle; this
+ * one needs only CKA_WRAP, which the KEK has anyway.  OpenSSL computes
+ * the same with EVP_aes_256_wrap() from the key value.
+ *
+ * Node names are 1..64 of [A-Za-z0-9._-] (anything else is EUSAGE).  A
+ * node's own transport key pair has CKA_ID "custody-transport:NODE"; the
+ * trusted copy of another node's public half, made by admit, has CKA_ID
+ * "custody-admitted:NODE".
+ *
+ * Everything here but custody_token_admit_transport needs a logged-in
+ * user.  The steps of the ceremony are narrated (custody_step).
+ */
+#define CUSTODY_KEK_ID "custody-kek"
+#define CUSTODY_KCV_HEX 6
+#define CUSTODY_NODE_NAME_MAX 64
+
+/*
+ * Measures whether the user can make a private secret key that the token
+ * treats as trusted for wrapping (CKA_TRUSTED), by generating one as a
+ * session object (never stored) and wrapping a CKA_WRAP_WITH_TRUSTED
+ * session key under it; both are destroyed again.  *supported = 1 when
+ * both work, 0 when the token refuses (SoftHSM 2.6.1: CKA_TRUSTED is
+ * CKR_ATTRIBUTE_READ_ONLY for the user, and the security officer cannot
+ * make private objects).  Other failures are EFAIL.
+ *
+ * It decides the replicable keys' CKA_WRAP_WITH_TRUSTED (import and
+ * generate): where it is 0, a replicable key with CKA_WRAP_WITH_TRUSTED
+ * could never be wrapped under the (private, untrusted) KEK, so it is
+ * made without it — and, until sealed, any holder of the user PIN can
+ * then wrap it under a key of their own.  Seal replicated keys.
+ */
+int custody_token_probe_trusted_private_kek(custody_token *tok,
+					    int *supported, custody_err *err);
+
+/* Generates the KEK (kek create).  EFAIL "token L already holds a KEK
+ * (KCV X)" when there is one.  kcv receives its key check value. */
+int custody_token_kek_create(custody_token *tok,
+			     char kcv[CUSTODY_KCV_HEX + 1], custody_err *err);
+
+/* *present = 1 when the token holds a KEK. */
+int custody_token_kek_present(custody_token *tok, int *present,
+			      custody_err *err);
+
+/* The KEK's key check value; ENOTFOUND "token L holds no KEK". */
+int custody_token_kek_kcv(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
+			  custody_err *err);
+
+/*
+ * Generates this node's RSA-3072 transport key pair (node enroll).  The
+ * private half: token, private, sensitive, never extractable, CKA_UNWRAP
+ * only (DECRYPT, SIGN, SIGN_RECOVER, DERIVE false), with a
+ * CKA_UNWRAP_TEMPLATE that admits only a KEK as described above.  The
+ * public half: a token object with every usage false (it is only read).
+ * *spki receives the public key as DER SubjectPublicKeyInfo (malloc'ed).
+ * EFAIL "node N already has a transport key on token L" when it has one.
+ */
+int custody_token_transport_create(custody_token *tok, const char *node,
+				   unsigned char **spki, size_t *spki_len,
+				   custody_err *err);
+
+/* The SubjectPublicKeyInfo of this node's transport key (malloc'ed);
+ * ENOTFOUND when the node has none on this token. */
+int custody_token_transport_public(custody_token *tok, const char *node,
+				   unsigned char **spki, size_t *spki_len,
+				   custody_err *err);
+
+/*
+ * The security officer's step of node admit: logs the user out (login is
+ * per process and token: every handle of this process on this token is
+ * logged out), logs in as SO with so_pin, creates NODE's transport public
+ * key (spki: DER SubjectPublicKeyInfo, RSA of at least 3072 bits) as a
+ * token object with CKA_TRUSTED and CKA_WRAP true, CKA_PRIVATE false (it
+ * holds nothing secret) and every other usage false, then logs the SO out
+ * — on every path.  The handle is left logged out: log the user in again
+ * before custody_token_wrap_kek_for().
+ *
+ * Refuses without C_Login when the token says the SO PIN is locked or on
+ * its final try (EPIN); a rejected SO PIN is EPIN "cannot log in to token
+ * L as security officer: the token rejected the PIN", never retried.
+ * Admitting the same key again creates nothing; another key under the
+ * same node name is EFAIL.
+ */
+int custody_token_admit_transport(custody_token *tok, const char *so_pin,
+				  size_t so_pin_len, const char *node,
+				  const unsigned char *spki, size_t spki_len,
+				  custody_err *err);
+
+/* The KEK wrapped (RSA-OAEP) for NODE's trusted transport key: *blob
+ * malloc'ed.  EFAIL "node N is not admitted on token L" when no trusted
+ * key of that node is there. */
+int custody_token_wrap_kek_for(custody_token *tok, const char *node,
+			       unsigned char **blob, size_t *blob_len,
+			       custody_err *err);
+
+/*
+ * node join: unwraps blob with NODE's (this node's) transport private key
+ * into the token as the KEK, with the KEK's template above (so this node
+ * can admit others in turn), and checks its key check value against
+ * expected_kcv (6 hex digits, any case).  A mismatch destroys the
+ * unwrapped key again: EFAIL "the unwrapped KEK does not match: key check
+ * value X, expected Y".  A token that already holds the KEK with that
+ * KCV: OK, nothing created; with another KCV: EFAIL.
+ */
+int custody_token_unwrap_kek(custody_token *tok, const char *node,
+			     const unsigned char *blob, size_t blob_len,
+			     const char *expected_kcv, custody_err *err);
+
+/*
+ * The package of the private key with this key id: the key wrapped under
+ * the KEK with CKM_AES_KEY_WRAP_PAD (*blob malloc'ed).  The token refuses
+ * a key that is not extractable (EFAIL ...: CKR_KEY_UNEXTRACTABLE, with a
+ * hint) or that may only go under a trusted key (CKR_KEY_NOT_WRAPPABLE).
+ * ENOTFOUND when no private key has this id or the token holds no KEK.
+ */
+int custody_token_wrap_private_key(custody_token *tok, const char *key_id,
+				   unsigned char **blob, size_t *blob_len,
+				   custody_err *err);
+
+/*
+ * sync / import --package: unwraps a package under the KEK into a private
+ * key of cert's key type (RSA or EC), with the key id of cert (cert.h)
+ * and `label` (NULL: the subject CN): token, private, sensitive, SIGN
+ * true, never extractable, SIGN_RECOVER, DECRYPT, UNWRAP, DERIVE false.
+ * Then the public key object (from the certificate) and the certificate
+ * object are created as custody_token_import does, and the key is checked
+ * with custody_token_verify_key.  All or nothing: a package that does not
+ * unwrap (damaged, cut, made under another KEK: EFAIL "cannot unwrap the
+ * package of key id X on token L: CKR_..."), a key that does not match
+ * the certificate, or any other failure leaves no object behind.  EFAIL
+ * "a private key with key id X is already on token L" when there is one.
+ */
+int custody_token_unwrap_private_key(custody_token *tok,
+				     const unsigned char *blob,
+				     size_t blob_len, const char *label,
+				     X509 *cert, custody_err *err);
+
+/* seal: turns CKA_EXTRACTABLE off for the private key with this key id
+ * (it cannot be turned on again).  A key already not extractable: OK.
+ * ENOTFOUND when there is none. */
+int custody_token_seal(custody_token *tok, const char *key_id,
+		       custody_err *err);
 
 #ifdef __cplusplus
 }

@@ -85,20 +85,20 @@ set_token(custody_config *cfg, const char *value, custody_err *err)
 	return custody_config_set(cfg, "token", "label", value, err);
 }
 
+/* The command line's values, over the file and the environment. */
 static int
-apply_overrides(struct cli *cli, int from_env)
+apply_overrides(struct cli *cli)
 {
 	static const struct {
-		const char *env;
 		const char *section, *key;
 		size_t arg_offset;
 	} map[] = {
-		{"CUSTODY_MODULE", "token", "module", offsetof(struct cli_args, module)},
-		{"CUSTODY_TOKEN", "token", NULL, offsetof(struct cli_args, token)},
-		{"CUSTODY_PIN_SOURCE", "token", "pin-source", offsetof(struct cli_args, pin_source)},
-		{"CUSTODY_SO_PIN_SOURCE", "token", "so-pin-source", offsetof(struct cli_args, so_pin_source)},
-		{"CUSTODY_STORE", "store", "url", offsetof(struct cli_args, store)},
-		{"CUSTODY_NODE", "node", "name", offsetof(struct cli_args, node)},
+		{"token", "module", offsetof(struct cli_args, module)},
+		{"token", NULL, offsetof(struct cli_args, token)},
+		{"token", "pin-source", offsetof(struct cli_args, pin_source)},
+		{"token", "so-pin-source", offsetof(struct cli_args, so_pin_source)},
+		{"store", "url", offsetof(struct cli_args, store)},
+		{"node", "name", offsetof(struct cli_args, node)},
 	};
 	size_t i;
 	int r;
@@ -106,22 +106,16 @@ apply_overrides(struct cli *cli, int from_env)
 	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
 		const char *value;
 
-		if (from_env)
-			value = getenv(map[i].env);
-		else
-			value = *(const char *const *)((const char *)&cli->args + map[i].arg_offset);
-		if (value == NULL || (from_env && value[0] == '\0'))
+		value = *(const char *const *)((const char *)&cli->args + map[i].arg_offset);
+		if (value == NULL)
 			continue;
 		if (map[i].key == NULL)
 			r = set_token(&cli->cfg, value, &cli->err);
 		else
 			r = custody_config_set(&cli->cfg, map[i].section, map[i].key,
 					       value, &cli->err);
-		if (r != CUSTODY_OK) {
-			if (from_env)
-				custody_err_prefix(&cli->err, "%s", map[i].env);
+		if (r != CUSTODY_OK)
 			return r;
-		}
 	}
 	return CUSTODY_OK;
 }
@@ -140,8 +134,8 @@ settle_configuration(struct cli *cli)
 	if (path != NULL && path[0] != '\0' &&
 	    (r = custody_config_load(&cli->cfg, path, &cli->err)) != CUSTODY_OK)
 		return r;
-	if ((r = apply_overrides(cli, 1)) != CUSTODY_OK ||
-	    (r = apply_overrides(cli, 0)) != CUSTODY_OK)
+	if ((r = custody_config_apply_env(&cli->cfg, &cli->err)) != CUSTODY_OK ||
+	    (r = apply_overrides(cli)) != CUSTODY_OK)
 		return r;
 
 	if (cli->cfg.node_name != NULL) {

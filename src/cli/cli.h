@@ -193,6 +193,7 @@ int cmd_audit(struct cli *, int, char **);
 #define CLI_EXIT(status) (-16 - (status))
 int cmd_test(struct cli *, int, char **);
 int cmd_wizard(struct cli *, int, char **);
+int cmd_sign(struct cli *, int, char **);
 
 extern const struct command cli_commands[];
 const struct command *cli_find_command(const char *name);

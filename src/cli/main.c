@@ -131,6 +131,23 @@ const struct command cli_commands[] = {
 	 "b goes back one step, q cancels (exit 0, nothing changed); Ctrl-C exits 130\n"
 	 "and changes nothing. The store is written only after the confirmation.\n"
 	 "Needs a terminal on standard input and output (else exit 2: use set).\n"},
+	{"sign", cmd_sign, "sign a file with the current key of a type (raw signature out)",
+	 "custody sign -t TYPE [-i IDENTITY] [--in FILE] [--out FILE] [--digest sha256|sha384|sha512]\n"
+	 "\n"
+	 "Signs FILE (default: standard input) with the private key of the certificate\n"
+	 "current for TYPE (at --at TIME, or now) and writes the raw signature: RSA\n"
+	 "PKCS#1 v1.5 bytes, or a DER ECDSA-Sig-Value, as `openssl dgst -sign` makes\n"
+	 "them. Check one with:\n"
+	 "  openssl dgst -sha256 -verify <(custody get -t TYPE -o pem | openssl x509 -pubkey -noout) \\\n"
+	 "    -signature SIG FILE\n"
+	 "Exit 3 when nothing is assigned for TYPE; 1 when its key is not on the token.\n"
+	 "\n"
+	 "  -t, --type TYPE          certificate type\n"
+	 "  -i, --identity IDENTITY  global or a node name (default: this node's, else global)\n"
+	 "  --in FILE                what to sign (default: standard input)\n"
+	 "  --out FILE               where the signature goes, a new file (default:\n"
+	 "                           standard output); an existing file is never overwritten\n"
+	 "  --digest NAME            sha256 (default), sha384 or sha512\n"},
 	{"audit", cmd_audit, "show or verify the hash-chained audit log",
 	 "custody audit [--since TIME] [--verify] [-o table|json]\n"
 	 "\n"

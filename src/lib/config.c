@@ -213,6 +213,41 @@ out:
 	return r;
 }
 
+int
+custody_config_apply_env(custody_config *cfg, custody_err *err)
+{
+	static const struct {
+		const char *env;
+		const char *section, *key;	/* key NULL: label or uri */
+	} map[] = {
+		{"CUSTODY_MODULE", "token", "module"},
+		{"CUSTODY_TOKEN", "token", NULL},
+		{"CUSTODY_PIN_SOURCE", "token", "pin-source"},
+		{"CUSTODY_SO_PIN_SOURCE", "token", "so-pin-source"},
+		{"CUSTODY_STORE", "store", "url"},
+		{"CUSTODY_NODE", "node", "name"},
+	};
+	const char *value, *key;
+	size_t i;
+	int r = CUSTODY_OK;
+
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if ((value = getenv(map[i].env)) == NULL || value[0] == '\0')
+			continue;
+		key = map[i].key;
+		if (key == NULL)
+			key = strncmp(value, "pkcs11:", 7) == 0 ? "uri" : "label";
+		if ((r = custody_config_set(cfg, map[i].section, key, value,
+					    err)) != CUSTODY_OK) {
+			custody_err_prefix(err, "%s", map[i].env);
+			goto out;
+		}
+	}
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
 void
 custody_config_init(custody_config *cfg)
 {

@@ -53,9 +53,10 @@ choose_backend(const char *url, const struct custody_store_backend **backend,
 		goto out;
 	}
 	if (has_prefix(url, "postgresql://") || has_prefix(url, "postgres://")) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot open the store: the PostgreSQL store "
-				    "is not available in this build yet");
+		/* libpq takes the whole URL. */
+		*backend = &custody_store_pg_backend;
+		*location = url;
+		r = CUSTODY_OK;
 		goto out;
 	}
 	scheme_len = strcspn(url, ":");
@@ -482,4 +483,17 @@ custody_store_audit_head(custody_store *st, int64_t *seq,
 	r = st->backend->audit_head(st->handle, seq, hash, err);
 out:
 	return r;
+}
+
+int
+custody_store_changed(custody_store *st, int *changed, custody_err *err)
+{
+	if (st == NULL || changed == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot watch the store: no store or no "
+				       "answer");
+	*changed = 1;
+	if (st->backend->changed == NULL)
+		return CUSTODY_OK;
+	return st->backend->changed(st->handle, changed, err);
 }

@@ -61,8 +61,12 @@ struct custody_store_backend {
 			  size_t *n, custody_err *err);
 	int (*audit_head)(void *handle, int64_t *seq, char *hash,
 			  custody_err *err);
+
+	/* custody/store.h custody_store_changed; NULL: always "maybe". */
+	int (*changed)(void *handle, int *changed, custody_err *err);
 };
 
 extern const struct custody_store_backend custody_store_sqlite_backend;
+extern const struct custody_store_backend custody_store_pg_backend;
 
 #endif

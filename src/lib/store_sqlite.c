@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -33,9 +35,25 @@
 #define BUSY_TIMEOUT_MS 10000
 #define WAL_RETRY_MS 20
 
+/* How long after a write in the store's directory custody_store_changed
+ * keeps asking the database: a commit's WAL frames are written (and seen
+ * by inotify) a moment before the commit becomes visible. */
+#define WATCH_DIRTY_NS 1000000000LL
+/* The watch starts at this call: a short-lived reader (`custody sign`)
+ * never makes one (closing an inotify descriptor waits for an RCU grace
+ * period, 10 to 25 ms measured, more than the queries it saves). */
+#define WATCH_AFTER_CALLS 64
+
 struct sqlite_store {
 	sqlite3 *db;
 	char *path;
+	/* custody_store_changed: */
+	sqlite3_stmt *data_version;	/* "PRAGMA data_version", kept      */
+	int watch_fd;			/* inotify on the directory; -1     */
+	int watching;			/* 0: not tried yet                  */
+	unsigned calls;			/* custody_store_changed so far      */
+	int64_t last_version;
+	int64_t dirty_until;		/* CLOCK_MONOTONIC ns                */
 };
 
 /*
@@ -474,6 +492,9 @@ sqlite_close(void *handle)
 
 	if (s == NULL)
 		return;
+	sqlite3_finalize(s->data_version);
+	if (s->watch_fd >= 0)
+		close(s->watch_fd);
 	sqlite3_close_v2(s->db);
 	free(s->path);
 	free(s);
@@ -489,6 +510,8 @@ sqlite_open(const char *location, void **handle, custody_err *err)
 
 	*handle = NULL;
 	s = calloc(1, sizeof(*s));
+	if (s != NULL)
+		s->watch_fd = -1;
 	if (s == NULL || (s->path = strdup(location)) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot open store %s: out of memory", location);
@@ -517,6 +540,15 @@ sqlite_open(const char *location, void **handle, custody_err *err)
 		goto out;
 	}
 	sqlite3_extended_result_codes(s->db, 1);
+	{
+		/* Keep -wal and -shm when the last connection closes: making
+		 * and deleting them again costs every process 0.5 ms or so
+		 * (measured: 1.7 -> 0.5 ms per open). */
+		int persist = 1;
+
+		sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL,
+				     &persist);
+	}
 	if ((rc = sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS)) != SQLITE_OK) {
 		r = db_error(s, err, rc, "cannot set the busy timeout of store %s",
 			     s->path);
@@ -1406,6 +1438,98 @@ out:
 	return r;
 }
 
+/* ------------------------------------------------------------ changes */
+
+static int64_t
+monotonic_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Watches the database's directory: every file SQLite writes for a commit
+ * (the database, its -wal) is there.  Without inotify, -1: ask always. */
+static void
+start_watch(struct sqlite_store *s)
+{
+	char *copy = strdup(s->path);
+	const char *dir = copy != NULL ? dirname(copy) : NULL;
+	int fd = -1;
+
+	s->watching = 1;
+	if (dir != NULL &&
+	    (fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
+	    inotify_add_watch(fd, dir, IN_MODIFY | IN_CREATE | IN_DELETE |
+			      IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF |
+			      IN_MOVE_SELF) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	s->watch_fd = fd;
+	free(copy);
+}
+
+/* 1 when inotify reported anything since the last look (events are read
+ * and dropped: any of them only means "ask the database"). */
+static int
+watch_fired(struct sqlite_store *s)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	int fired = 0;
+	ssize_t n;
+
+	while ((n = read(s->watch_fd, buf, sizeof(buf))) > 0)
+		fired = 1;
+	if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		/* The watch broke (overflow is a normal event): ask always. */
+		close(s->watch_fd);
+		s->watch_fd = -1;
+		fired = 1;
+	}
+	return fired;
+}
+
+static int
+sqlite_changed(void *handle, int *changed, custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int64_t version;
+	int first = s->calls == 0, r = CUSTODY_EFAIL, rc;
+
+	*changed = 1;
+	if (s->calls < WATCH_AFTER_CALLS)
+		s->calls++;
+	else if (!s->watching)
+		start_watch(s);	/* asks the database once more, below */
+	else if (s->watch_fd >= 0 && watch_fired(s))
+		s->dirty_until = monotonic_ns() + WATCH_DIRTY_NS;
+	else if (s->watch_fd >= 0 && monotonic_ns() >= s->dirty_until) {
+		*changed = 0;
+		r = CUSTODY_OK;
+		goto out;
+	}
+	if (s->data_version == NULL &&
+	    (r = prepare(s, "PRAGMA data_version", &s->data_version, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	rc = sqlite3_step(s->data_version);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s->data_version);
+		r = db_error(s, err, rc, "cannot ask store %s for changes",
+			     s->path);
+		goto out;
+	}
+	version = sqlite3_column_int64(s->data_version, 0);
+	sqlite3_reset(s->data_version);
+	*changed = first || version != s->last_version;
+	s->last_version = version;
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
 const struct custody_store_backend custody_store_sqlite_backend = {
 	.name = "sqlite",
 	.open = sqlite_open,
@@ -1424,4 +1548,5 @@ const struct custody_store_backend custody_store_sqlite_backend = {
 	.last_audit = sqlite_last_audit,
 	.list_audit = sqlite_list_audit,
 	.audit_head = sqlite_audit_head,
+	.changed = sqlite_changed,
 };

@@ -607,6 +607,22 @@ out:
 	return r;
 }
 
+/* A replicable key keeps CKA_WRAP_WITH_TRUSTED only where the token can
+ * hold a trusted private KEK to wrap it under (token_wrap.c): on SoftHSM
+ * 2.6.1, which cannot, such a key could never be wrapped at all. */
+static int
+replicable_trusted_wrap(custody_token *tok, struct tmpl *priv,
+			custody_err *err)
+{
+	const CK_ATTRIBUTE *a = tmpl_get(priv, CKA_WRAP_WITH_TRUSTED);
+	int supported = 0, r;
+
+	r = custody_token_probe_trusted_private_kek(tok, &supported, err);
+	if (r == CUSTODY_OK && a != NULL)
+		*(CK_BBOOL *)a->pValue = supported ? CK_TRUE : CK_FALSE;
+	return r;
+}
+
 int
 custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 		     STACK_OF(X509) *chain, const char *label,
@@ -658,6 +674,9 @@ custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 		goto out;
 	}
 	if ((r = token_require_login(tok, "import", err)) != CUSTODY_OK)
+		goto out;
+	if (key != NULL && replicable &&
+	    (r = replicable_trusted_wrap(tok, &p.priv, err)) != CUSTODY_OK)
 		goto out;
 	r = write_objects(tok, &p, key != NULL, replicable, &result, err);
 	if (r != CUSTODY_OK) {

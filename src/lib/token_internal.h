@@ -50,6 +50,13 @@ int token_lock_acquire(const custody_token_spec *spec,
 		       struct token_lock **out, custody_err *err);
 void token_lock_release(struct token_lock *lock);
 
+/* Shared locks (spec->shared) only, EUSAGE otherwise: let go of the lock
+ * and take it again (as custody_token_unlock / relock), and whether a
+ * writer waits for it (custody_token_lock_wanted). */
+int token_lock_unlock(struct token_lock *lock, custody_err *err);
+int token_lock_relock(struct token_lock *lock, custody_err *err);
+int token_lock_wanted(struct token_lock *lock);
+
 /* token.c ------------------------------------------------------------ */
 
 /* "CKR_PIN_INCORRECT", ... or NULL when the code has no name here. */
@@ -77,5 +84,58 @@ int token_require_login(custody_token *tok, const char *what,
 /* Hex key id (even length, 2..128 digits) to bytes; EUSAGE otherwise. */
 int token_key_id_decode(const char *hex, unsigned char *id, size_t max,
 			size_t *len, custody_err *err);
+
+/* token_sign.c: signing in a session of the caller's (the signer's pool) */
+
+/* A private key found for signing, with what signing needs to know. */
+struct token_key {
+	CK_OBJECT_HANDLE handle;
+	CK_KEY_TYPE type;	/* CKK_RSA or CKK_EC                       */
+	size_t sig_len;		/* RSA: modulus bytes; EC: 2 × order bytes */
+	size_t order_len;	/* EC: bytes of the group order            */
+};
+
+/* How token_sign_digest signs. */
+enum token_mech {
+	TOKEN_MECH_RSA_PKCS = 0,	/* CKM_RSA_PKCS over the DigestInfo */
+	TOKEN_MECH_RSA_PSS,		/* CKM_RSA_PKCS_PSS, MGF1 and salt
+					   of the digest's hash and length  */
+	TOKEN_MECH_ECDSA,		/* CKM_ECDSA: raw r || s            */
+};
+
+/* Room token_sign_digest needs for key: sig_len plus a DER wrapping. */
+#define TOKEN_SIG_ROOM(key) ((key)->sig_len + 16)
+
+/* Another session on tok's token (read-only; the application's login
+ * covers it), and its end. */
+int token_session_open(custody_token *tok, CK_SESSION_HANDLE *s,
+		       custody_err *err);
+void token_session_close(custody_token *tok, CK_SESSION_HANDLE s);
+
+/* The private key with this key id, found in session s (the first, if
+ * several).  ENOTFOUND "no private key with key id X on token L"; EFAIL
+ * when it is neither RSA nor EC or its size cannot be read. */
+int token_key_find(custody_token *tok, CK_SESSION_HANDLE s,
+		   const char *key_id, struct token_key *out,
+		   custody_err *err);
+
+/*
+ * Signs the digest md (md_len bytes of digest_nid: NID_sha256, sha384 or
+ * sha512) with key in session s, into sig (at least TOKEN_SIG_ROOM(key)
+ * bytes): one C_SignInit and one C_Sign, no allocation.  ECDSA digests
+ * longer than the group order are cut to it.  *rv is the token's answer
+ * (CKR_OK, or e.g. CKR_KEY_HANDLE_INVALID when the key is gone).
+ */
+int token_sign_digest(custody_token *tok, CK_SESSION_HANDLE s,
+		      const struct token_key *key, const char *key_id,
+		      enum token_mech mech, int digest_nid,
+		      const unsigned char *md, size_t md_len,
+		      unsigned char *sig, size_t *sig_len, CK_RV *rv,
+		      custody_err *err);
+
+/* The DER ECDSA-Sig-Value of raw r || s (rs_len even, at most 132) into
+ * out (rs_len + 9 bytes); returns its length, 0 when rs_len is bad. */
+size_t token_ecdsa_der(const unsigned char *rs, size_t rs_len,
+		       unsigned char *out);
 
 #endif

@@ -431,6 +431,26 @@ check_inputs(custody_token *tok, const custody_keyspec *spec,
 	return r;
 }
 
+/* A replicable key keeps CKA_WRAP_WITH_TRUSTED only where the token can
+ * hold a trusted private KEK to wrap it under (token_wrap.c): on SoftHSM
+ * 2.6.1, which cannot, such a key could never be wrapped at all. */
+static int
+replicable_trusted_wrap(custody_token *tok, struct keygen *g, int *trusted,
+			custody_err *err)
+{
+	CK_ULONG i;
+	int r;
+
+	if ((r = custody_token_probe_trusted_private_kek(tok, trusted, err)) !=
+	    CUSTODY_OK)
+		return r;
+	for (i = 0; i < g->priv.n; i++) {
+		if (g->priv.a[i].type == CKA_WRAP_WITH_TRUSTED)
+			g->priv.a[i].pValue = *trusted ? &g->yes : &g->no;
+	}
+	return CUSTODY_OK;
+}
+
 int
 custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 		       const char *label, X509_NAME *subject, int replicable,
@@ -443,19 +463,24 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 	unsigned char id[20];
 	char hex[CUSTODY_KEY_ID_HEX + 1];
 	CK_RV rv;
-	int r;
+	int trusted_wrap = 1, r;
 
 	memset(&g, 0, sizeof(g));
 	if (pub != NULL)
 		*pub = NULL;
 	if ((r = check_inputs(tok, spec, label, err)) != CUSTODY_OK ||
 	    (r = build_templates(&g, spec, label, subject, replicable, err)) !=
-	    CUSTODY_OK)
+	    CUSTODY_OK ||
+	    (replicable &&
+	     (r = replicable_trusted_wrap(tok, &g, &trusted_wrap, err)) !=
+	     CUSTODY_OK))
 		goto out;
 	custody_step("generating an %s key pair on token %s (serial %s), %s",
 		     spec->name, tok->label, tok->serial,
-		     replicable ? "extractable only under trusted wrap"
-				: "never extractable");
+		     !replicable ? "never extractable"
+		     : trusted_wrap ? "extractable only under trusted wrap"
+				    : "extractable (the token cannot hold a "
+				      "trusted KEK)");
 	rv = tok->f->C_GenerateKeyPair(tok->session, &g.mech, g.pub.a, g.pub.n,
 				       g.priv.a, g.priv.n, &hpub, &hpriv);
 	if (rv != CKR_OK) {

@@ -10,6 +10,15 @@
  * belong to an open file description, so two handles of one process on
  * the same lock file would block each other: handles of one process share
  * one held lock, counted.
+ *
+ * Signers take the lock shared (spec->shared) on their own open file
+ * descriptions, not counted with the others.  Linux flock has no writer
+ * preference, so a second file, the gate (token-<hex>.gate), keeps a
+ * stream of shared holders from starving a writer: a writer holds the
+ * gate exclusively while it waits for the lock; a shared holder takes the
+ * gate shared (waiting behind a writer) before taking the lock, and lets
+ * go of it right after; a long-lived shared holder asks
+ * token_lock_wanted() whether a writer waits, and then lets go.
  */
 #include "config.h"
 
@@ -35,6 +44,7 @@
 #include "token_internal.h"
 
 #define LOCK_POLL_NS 50000000L		/* 50 ms between attempts        */
+#define SHARED_POLL_NS 2000000L		/* 2 ms: signers wait less       */
 #define LOCK_ANNOUNCE_S 1.0		/* say we wait after this long   */
 #define LOCK_DEFAULT_TIMEOUT 30
 #define RUN_LOCK_DIR "/run/lock/custody"
@@ -45,6 +55,11 @@ struct token_lock {
 	int refs;
 	pid_t pid;		/* the process that took it (fork check) */
 	struct token_lock *next;
+	/* shared locks only (never in the held list): */
+	int shared;
+	int gate_fd;		/* open while the handle lives           */
+	int locked;		/* the shared lock is held now           */
+	int timeout;		/* seconds, for token_lock_relock        */
 };
 
 static pthread_mutex_t held_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -214,26 +229,54 @@ same_file(int fd, const char *path)
 	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-static int
-wait_for_lock(const char *path, int timeout, int *out_fd, custody_err *err)
+/* The gate's path: the lock file's, ".gate" for ".lock" (malloc'ed). */
+static char *
+gate_path(const char *lock_path)
 {
-	static const struct timespec poll = {0, LOCK_POLL_NS};
-	struct timespec t0;
-	int fd = -1, announced = 0, r = CUSTODY_EFAIL;
+	size_t len = strlen(lock_path);
+	char *g = malloc(len + 1);
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (g == NULL)
+		return NULL;
+	memcpy(g, lock_path, len + 1);
+	if (len > 5 && strcmp(g + len - 5, ".lock") == 0)
+		memcpy(g + len - 5, ".gate", 5);
+	return g;
+}
+
+/* How one wait goes: when it started, how long it may last, how often it
+ * tries, and which lock file the messages name. */
+struct lock_wait {
+	struct timespec t0;
+	int timeout;
+	long poll_ns;
+	const char *lock_path;
+	int announced;
+};
+
+/*
+ * flock(op) on path (opened into *fd when *fd < 0), polled until it
+ * succeeds or the wait's time is up.  A file removed and made anew while
+ * we waited is locked anew.
+ */
+static int
+take(const char *path, int op, struct lock_wait *w, int *fd, custody_err *err)
+{
+	struct timespec poll = {0, w->poll_ns};
+	int r = CUSTODY_EFAIL;
+
 	for (;;) {
-		if (fd < 0 && (fd = open_lock_file(path)) < 0) {
+		if (*fd < 0 && (*fd = open_lock_file(path)) < 0) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot open lock file %s: %s",
 					    path, strerror(errno));
 			goto out;
 		}
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-			if (same_file(fd, path))
+		if (flock(*fd, op | LOCK_NB) == 0) {
+			if (same_file(*fd, path))
 				break;
-			close(fd);	/* replaced meanwhile: lock the new one */
-			fd = -1;
+			close(*fd);	/* replaced meanwhile: lock the new one */
+			*fd = -1;
 			continue;
 		}
 		if (errno != EWOULDBLOCK && errno != EINTR) {
@@ -242,28 +285,114 @@ wait_for_lock(const char *path, int timeout, int *out_fd, custody_err *err)
 					    strerror(errno));
 			goto out;
 		}
-		if (seconds_since(&t0) >= (double)timeout) {
+		if (seconds_since(&w->t0) >= (double)w->timeout) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "token is busy: another custody "
-					    "process holds %s", path);
+					    "process holds %s", w->lock_path);
 			custody_err_hint(err, "try again when it has finished, "
-					 "or find it with: fuser %s", path);
+					 "or find it with: fuser %s",
+					 w->lock_path);
 			goto out;
 		}
-		if (!announced && seconds_since(&t0) >= LOCK_ANNOUNCE_S) {
+		if (!w->announced && seconds_since(&w->t0) >= LOCK_ANNOUNCE_S) {
 			custody_step("waiting for the token lock %s (another "
 				     "custody process is using the token)",
-				     path);
-			announced = 1;
+				     w->lock_path);
+			w->announced = 1;
 		}
 		nanosleep(&poll, NULL);
 	}
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+/* The exclusive lock: the gate first (so that signers queue behind us),
+ * then the lock; the gate is let go once the lock is ours. */
+static int
+wait_for_lock(const char *path, int timeout, int *out_fd, custody_err *err)
+{
+	struct lock_wait w = {{0, 0}, timeout, LOCK_POLL_NS, path, 0};
+	char *gate = gate_path(path);
+	int fd = -1, gate_fd = -1, r = CUSTODY_EFAIL;
+
+	clock_gettime(CLOCK_MONOTONIC, &w.t0);
+	if (gate == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot take the token lock: out of memory");
+		goto out;
+	}
+	if ((r = take(gate, LOCK_EX, &w, &gate_fd, err)) != CUSTODY_OK ||
+	    (r = take(path, LOCK_EX, &w, &fd, err)) != CUSTODY_OK)
+		goto out;
 	*out_fd = fd;
 	fd = -1;
 	r = CUSTODY_OK;
 out:
 	if (fd >= 0)
 		close(fd);
+	if (gate_fd >= 0)
+		close(gate_fd);
+	free(gate);
+	return r;
+}
+
+/* The shared lock of l: through the gate (behind any waiting writer),
+ * then the lock; the gate is let go again. */
+static int
+shared_take(struct token_lock *l, custody_err *err)
+{
+	struct lock_wait w = {{0, 0}, l->timeout, SHARED_POLL_NS, l->path, 0};
+	char *gate = gate_path(l->path);
+	int r = CUSTODY_EFAIL;
+
+	clock_gettime(CLOCK_MONOTONIC, &w.t0);
+	if (gate == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot take the token lock: out of memory");
+		goto out;
+	}
+	if ((r = take(gate, LOCK_SH, &w, &l->gate_fd, err)) != CUSTODY_OK)
+		goto out;
+	r = take(l->path, LOCK_SH, &w, &l->fd, err);
+	flock(l->gate_fd, LOCK_UN);
+	if (r != CUSTODY_OK)
+		goto out;
+	l->locked = 1;
+	r = CUSTODY_OK;
+out:
+	free(gate);
+	return r;
+}
+
+static int
+shared_acquire(const custody_token_spec *spec, char *path,
+	       struct token_lock **out, custody_err *err)
+{
+	struct token_lock *l = calloc(1, sizeof(*l));
+	int r = CUSTODY_EFAIL;
+
+	if (l == NULL) {
+		free(path);
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot take the token lock: out of "
+				       "memory");
+	}
+	l->path = path;
+	l->fd = -1;
+	l->gate_fd = -1;
+	l->refs = 1;
+	l->pid = getpid();
+	l->shared = 1;
+	l->timeout = spec->lock_timeout < 0 ? LOCK_DEFAULT_TIMEOUT
+					    : spec->lock_timeout;
+	if ((r = shared_take(l, err)) != CUSTODY_OK)
+		goto out;
+	*out = l;
+	l = NULL;
+	r = CUSTODY_OK;
+out:
+	token_lock_release(l);
 	return r;
 }
 
@@ -280,6 +409,8 @@ token_lock_acquire(const custody_token_spec *spec, struct token_lock **out,
 	*out = NULL;
 	if ((r = lock_file_path(spec, &path, err)) != CUSTODY_OK)
 		return r;
+	if (spec->shared)
+		return shared_acquire(spec, path, out, err);
 	/* Held across the wait, so two threads of this process asking for
 	 * one lock end up sharing it. */
 	pthread_mutex_lock(&held_mutex);
@@ -325,6 +456,16 @@ token_lock_release(struct token_lock *lock)
 
 	if (lock == NULL)
 		return;
+	if (lock->shared) {
+		/* Closing the descriptors lets go of any flock on them. */
+		if (lock->fd >= 0)
+			close(lock->fd);
+		if (lock->gate_fd >= 0)
+			close(lock->gate_fd);
+		free(lock->path);
+		free(lock);
+		return;
+	}
 	pthread_mutex_lock(&held_mutex);
 	if (--lock->refs > 0)
 		goto out;
@@ -343,4 +484,60 @@ token_lock_release(struct token_lock *lock)
 	free(lock);
 out:
 	pthread_mutex_unlock(&held_mutex);
+}
+
+int
+token_lock_unlock(struct token_lock *lock, custody_err *err)
+{
+	if (lock == NULL || !lock->shared)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot let go of the token lock: the "
+				       "handle does not hold it shared");
+	if (lock->locked && lock->pid == getpid())
+		flock(lock->fd, LOCK_UN);
+	lock->locked = 0;
+	return CUSTODY_OK;
+}
+
+int
+token_lock_relock(struct token_lock *lock, custody_err *err)
+{
+	if (lock == NULL || !lock->shared)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot take the token lock again: the "
+				       "handle does not hold it shared");
+	if (lock->locked)
+		return CUSTODY_OK;
+	return shared_take(lock, err);
+}
+
+int
+token_lock_wanted(struct token_lock *lock)
+{
+	if (lock == NULL || !lock->shared || lock->gate_fd < 0)
+		return 0;
+	if (flock(lock->gate_fd, LOCK_SH | LOCK_NB) != 0)
+		return errno == EWOULDBLOCK;
+	flock(lock->gate_fd, LOCK_UN);
+	return 0;
+}
+
+/* ------------------------------------------- custody/token.h: sharing */
+
+int
+custody_token_unlock(custody_token *tok, custody_err *err)
+{
+	return token_lock_unlock(tok != NULL ? tok->lock : NULL, err);
+}
+
+int
+custody_token_relock(custody_token *tok, custody_err *err)
+{
+	return token_lock_relock(tok != NULL ? tok->lock : NULL, err);
+}
+
+int
+custody_token_lock_wanted(custody_token *tok)
+{
+	return token_lock_wanted(tok != NULL ? tok->lock : NULL);
 }

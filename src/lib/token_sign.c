@@ -383,3 +383,323 @@ out:
 	free(sig);
 	return r;
 }
+
+/* ------------------------------------- signing in the caller's session */
+
+/*
+ * What the signer (signer.c) uses: sessions of its own, keys found once
+ * and kept, one C_SignInit + C_Sign per signature without allocating.
+ */
+
+/* The DER DigestInfo prefixes of RFC 8017 §9.2, note 1. */
+static const unsigned char di_sha256[] = {
+	0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+	0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20,
+};
+static const unsigned char di_sha384[] = {
+	0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+	0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30,
+};
+static const unsigned char di_sha512[] = {
+	0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+	0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40,
+};
+
+int
+token_session_open(custody_token *tok, CK_SESSION_HANDLE *s, custody_err *err)
+{
+	CK_RV rv;
+
+	rv = tok->f->C_OpenSession(tok->slot, CKF_SERIAL_SESSION, NULL, NULL,
+				   s);
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot open a session on token %s",
+				    tok->label);
+	return CUSTODY_OK;
+}
+
+void
+token_session_close(custody_token *tok, CK_SESSION_HANDLE s)
+{
+	tok->f->C_CloseSession(s);
+}
+
+/* One attribute's length (C_GetAttributeValue with no buffer). */
+static int
+attr_len(custody_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+	 CK_ATTRIBUTE_TYPE type, const char *key_id, size_t *len,
+	 custody_err *err)
+{
+	CK_ATTRIBUTE a = {type, NULL, 0};
+	CK_RV rv;
+
+	rv = tok->f->C_GetAttributeValue(s, h, &a, 1);
+	if (rv != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot read the size of private key %s on "
+				    "token %s", key_id, tok->label);
+	*len = a.ulValueLen;
+	return CUSTODY_OK;
+}
+
+/* Bytes of the order of the curve named by DER ECParameters. */
+static size_t
+order_len_of(const unsigned char *params, size_t len)
+{
+	const unsigned char *p = params;
+	EC_GROUP *group = d2i_ECPKParameters(NULL, &p, (long)len);
+	int bits = group != NULL ? EC_GROUP_order_bits(group) : 0;
+
+	EC_GROUP_free(group);
+	ERR_clear_error();
+	return bits > 0 ? ((size_t)bits + 7) / 8 : 0;
+}
+
+int
+token_key_find(custody_token *tok, CK_SESSION_HANDLE s, const char *key_id,
+	       struct token_key *out, custody_err *err)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	unsigned char id[KEY_ID_MAX], params[256];
+	size_t id_len, len = 0;
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, id, 0},
+	};
+	CK_ATTRIBUTE kt = {CKA_KEY_TYPE, &out->type, sizeof(out->type)};
+	CK_ATTRIBUTE ecp = {CKA_EC_PARAMS, params, sizeof(params)};
+	CK_ULONG n = 0;
+	CK_RV rv;
+	int active = 0, r = CUSTODY_EFAIL;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	t[1].ulValueLen = id_len;
+	rv = tok->f->C_FindObjectsInit(s, t, 2);
+	if (rv != CKR_OK)
+		goto fail;
+	active = 1;
+	rv = tok->f->C_FindObjects(s, &out->handle, 1, &n);
+	if (rv != CKR_OK)
+		goto fail;
+	if (n == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no private key with key id %s on token %s",
+				    key_id, tok->label);
+		goto out;
+	}
+	rv = tok->f->C_GetAttributeValue(s, out->handle, &kt, 1);
+	if (rv != CKR_OK)
+		goto fail;
+	switch (out->type) {
+	case CKK_RSA:
+		if ((r = attr_len(tok, s, out->handle, CKA_MODULUS, key_id,
+				  &len, err)) != CUSTODY_OK)
+			goto out;
+		out->sig_len = len;
+		break;
+	case CKK_EC:
+		rv = tok->f->C_GetAttributeValue(s, out->handle, &ecp, 1);
+		if (rv != CKR_OK)
+			goto fail;
+		out->order_len = order_len_of(params, ecp.ulValueLen);
+		if (out->order_len == 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot sign with private key %s on "
+					    "token %s: its curve is unknown",
+					    key_id, tok->label);
+			goto out;
+		}
+		out->sig_len = 2 * out->order_len;
+		break;
+	default:
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot sign with private key %s on token "
+				    "%s: key type 0x%lx is neither RSA nor EC",
+				    key_id, tok->label,
+				    (unsigned long)out->type);
+		goto out;
+	}
+	if (out->sig_len == 0 || out->sig_len > 1024) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot sign with private key %s on token "
+				    "%s: it reports a size of %zu bytes", key_id,
+				    tok->label, out->sig_len);
+		goto out;
+	}
+	r = CUSTODY_OK;
+	goto out;
+fail:
+	r = token_err_rv(err, CUSTODY_EFAIL, rv,
+			 "cannot find private key %s on token %s", key_id,
+			 tok->label);
+out:
+	if (active)
+		tok->f->C_FindObjectsFinal(s);
+	if (r != CUSTODY_OK)
+		memset(out, 0, sizeof(*out));
+	return r;
+}
+
+/* One DER INTEGER of the unsigned big-endian v (len bytes) at out. */
+static size_t
+der_uint(const unsigned char *v, size_t len, unsigned char *out)
+{
+	size_t o = 0;
+
+	while (len > 1 && v[0] == 0) {
+		v++;
+		len--;
+	}
+	out[o++] = 0x02;
+	out[o++] = (unsigned char)(len + (v[0] & 0x80 ? 1 : 0));
+	if (v[0] & 0x80)
+		out[o++] = 0x00;
+	memcpy(out + o, v, len);
+	return o + len;
+}
+
+size_t
+token_ecdsa_der(const unsigned char *rs, size_t rs_len, unsigned char *out)
+{
+	unsigned char body[2 * (2 + 67)];
+	size_t half = rs_len / 2, n, o = 0;
+
+	if (rs_len == 0 || rs_len % 2 != 0 || half > 66)
+		return 0;
+	n = der_uint(rs, half, body);
+	n += der_uint(rs + half, half, body + n);
+	out[o++] = 0x30;
+	if (n >= 0x80)
+		out[o++] = 0x81;
+	out[o++] = (unsigned char)n;
+	memcpy(out + o, body, n);
+	return o + n;
+}
+
+static const unsigned char *
+digest_info_prefix(int nid, size_t *len)
+{
+	switch (nid) {
+	case NID_sha256:
+		*len = sizeof(di_sha256);
+		return di_sha256;
+	case NID_sha384:
+		*len = sizeof(di_sha384);
+		return di_sha384;
+	case NID_sha512:
+		*len = sizeof(di_sha512);
+		return di_sha512;
+	default:
+		*len = 0;
+		return NULL;
+	}
+}
+
+/* PSS parameters of the digest: hash, MGF1 with the same hash, salt of
+ * the digest's length (what RFC 7518 PS256... and TLS 1.3 expect). */
+static int
+pss_params(int nid, size_t md_len, CK_RSA_PKCS_PSS_PARAMS *p)
+{
+	switch (nid) {
+	case NID_sha256:
+		p->hashAlg = CKM_SHA256;
+		p->mgf = CKG_MGF1_SHA256;
+		break;
+	case NID_sha384:
+		p->hashAlg = CKM_SHA384;
+		p->mgf = CKG_MGF1_SHA384;
+		break;
+	case NID_sha512:
+		p->hashAlg = CKM_SHA512;
+		p->mgf = CKG_MGF1_SHA512;
+		break;
+	default:
+		return -1;
+	}
+	p->sLen = md_len;
+	return 0;
+}
+
+int
+token_sign_digest(custody_token *tok, CK_SESSION_HANDLE s,
+		  const struct token_key *key, const char *key_id,
+		  enum token_mech mech, int digest_nid,
+		  const unsigned char *md, size_t md_len, unsigned char *sig,
+		  size_t *sig_len, CK_RV *rv_out, custody_err *err)
+{
+	CK_RSA_PKCS_PSS_PARAMS pss;
+	CK_MECHANISM m = {CKM_RSA_PKCS, NULL, 0};
+	unsigned char in[19 + EVP_MAX_MD_SIZE];
+	const unsigned char *prefix;
+	size_t in_len = 0, plen = 0;
+	CK_ULONG len = key->sig_len;
+	CK_RV rv = CKR_OK;
+	int r = CUSTODY_EFAIL;
+
+	*sig_len = 0;
+	if (md_len > EVP_MAX_MD_SIZE) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot sign with private key %s: a digest "
+				    "of %zu bytes is too long", key_id, md_len);
+		goto out;
+	}
+	switch (mech) {
+	case TOKEN_MECH_RSA_PKCS:
+		if ((prefix = digest_info_prefix(digest_nid, &plen)) == NULL ||
+		    plen == 0 || prefix[plen - 1] != md_len)
+			goto bad_digest;
+		memcpy(in, prefix, plen);
+		memcpy(in + plen, md, md_len);
+		in_len = plen + md_len;
+		break;
+	case TOKEN_MECH_RSA_PSS:
+		if (pss_params(digest_nid, md_len, &pss) != 0)
+			goto bad_digest;
+		m.mechanism = CKM_RSA_PKCS_PSS;
+		m.pParameter = &pss;
+		m.ulParameterLen = sizeof(pss);
+		memcpy(in, md, md_len);
+		in_len = md_len;
+		break;
+	case TOKEN_MECH_ECDSA:
+		m.mechanism = CKM_ECDSA;
+		in_len = md_len < key->order_len ? md_len : key->order_len;
+		memcpy(in, md, in_len);
+		break;
+	}
+	rv = tok->f->C_SignInit(s, &m, key->handle);
+	if (rv == CKR_OK)
+		rv = tok->f->C_Sign(s, in, in_len, sig, &len);
+	if (rv == CKR_BUFFER_TOO_SMALL) {
+		/* The operation is still active: end it. */
+		unsigned char scratch[4096];
+		CK_ULONG n = sizeof(scratch);
+
+		tok->f->C_Sign(s, in, in_len, scratch, &n);
+		OPENSSL_cleanse(scratch, sizeof(scratch));
+	}
+	if (rv != CKR_OK) {
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot sign with private key %s on token %s",
+				 key_id, tok->label);
+		goto out;
+	}
+	*sig_len = len;
+	r = CUSTODY_OK;
+	goto out;
+bad_digest:
+	r = custody_err_set(err, CUSTODY_EUSAGE,
+			    "cannot sign with private key %s: digest %s of %zu "
+			    "bytes is not supported (SHA-256, SHA-384 or "
+			    "SHA-512)", key_id,
+			    OBJ_nid2sn(digest_nid) != NULL
+				    ? OBJ_nid2sn(digest_nid) : "?", md_len);
+out:
+	if (rv_out != NULL)
+		*rv_out = rv;
+	return r;
+}

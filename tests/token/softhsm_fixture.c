@@ -113,6 +113,32 @@ softhsm_fixture_teardown(struct softhsm_fixture *f)
 	memset(f->dir, 0, sizeof(f->dir));
 }
 
+void
+softhsm_fixture_add_token(const struct softhsm_fixture *f,
+			  struct softhsm_fixture *g, const char *label)
+{
+	char name[64];
+	custody_token_spec spec;
+	custody_err err = {0};
+	int r;
+
+	*g = *f;
+	g->dir[0] = '\0';
+	snprintf(g->label, sizeof(g->label), "%s", label);
+	random_pin(g->user_pin, 8);
+	random_pin(g->so_pin, 8);
+	snprintf(name, sizeof(name), "%s.user.pin", g->label);
+	join(g->user_pin_file, f->dir, name);
+	snprintf(name, sizeof(name), "%s.so.pin", g->label);
+	join(g->so_pin_file, f->dir, name);
+	write_private(g->user_pin_file, g->user_pin);
+	write_private(g->so_pin_file, g->so_pin);
+	spec = softhsm_fixture_spec(g);
+	r = custody_token_init(&spec, g->label, g->so_pin, strlen(g->so_pin),
+			       g->user_pin, strlen(g->user_pin), &err);
+	cr_assert_eq(r, CUSTODY_OK, "custody_token_init %s: %s", label, err.msg);
+}
+
 custody_token_spec
 softhsm_fixture_spec(const struct softhsm_fixture *f)
 {

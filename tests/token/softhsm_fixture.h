@@ -46,4 +46,16 @@ custody_token_spec softhsm_fixture_spec(const struct softhsm_fixture *f);
 /* Opens f's token and logs in as user; fails the test on any error. */
 custody_token *softhsm_fixture_open(const struct softhsm_fixture *f);
 
+/*
+ * Initialises one more token, labelled `label`, in f's token directory
+ * (same SOFTHSM2_CONF: one process can use both), with its own random
+ * PINs, written to DIR/LABEL.user.pin and DIR/LABEL.so.pin.  g describes
+ * it; its dir is empty, so softhsm_fixture_teardown(g) only wipes its PINs
+ * (f's teardown removes the directory).  Call it before any handle of the
+ * module is open in this process (SoftHSM lists a new token's slot at
+ * C_Initialize).
+ */
+void softhsm_fixture_add_token(const struct softhsm_fixture *f,
+			       struct softhsm_fixture *g, const char *label);
+
 #endif

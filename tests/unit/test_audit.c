@@ -1,9 +1,12 @@
-/* test_audit.c — the hash-chained audit log on the SQLite store: the
- * chain and its canonical hash, verification naming the first edited,
- * removed, reordered or added entry and a cut tail, transactions,
- * concurrency, the actor, and the migration of a version-1 store.  Each
- * test has its own temporary directory and store; tampering goes through
- * the sqlite3 C API, as an intruder with write access would. */
+/* test_audit.c — the hash-chained audit log: the chain and its canonical
+ * hash, verification naming the first edited, removed, reordered or added
+ * entry and a cut tail, transactions, concurrency, the actor, and the
+ * migration of a version-1 store.  The tests made with BOTH() run on the
+ * SQLite store (suite "audit", each test with its own temporary directory
+ * and store) and again on PostgreSQL (suite "audit_pg", each test with its
+ * own schema; skipped without CUSTODY_TEST_PG_URL, see pgtest.h).
+ * Tampering goes through the sqlite3 C API or libpq, as an intruder with
+ * write access would. */
 #include "config.h"
 
 #include <ftw.h>
@@ -25,6 +28,8 @@
 #include <custody/records.h>
 #include <custody/store.h>
 
+#include "unit/pgtest.h"
+
 #define A "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 #define B "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 #define C "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"
@@ -33,7 +38,10 @@
 
 static char tmpdir[64];
 static char dbpath[256];
-static char url[300];
+static char url[512];
+static int on_pg;		/* the test runs on PostgreSQL       */
+static char schema[64];		/* PostgreSQL: the test's own schema */
+static char store_name[256];	/* what messages call the store      */
 
 static int
 remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -51,6 +59,7 @@ setup(void)
 	cr_assert_not_null(mkdtemp(tmpdir));
 	snprintf(dbpath, sizeof(dbpath), "%s/custody.db", tmpdir);
 	snprintf(url, sizeof(url), "sqlite:%s", dbpath);
+	snprintf(store_name, sizeof(store_name), "%s", dbpath);
 }
 
 static void
@@ -61,6 +70,46 @@ teardown(void)
 }
 
 TestSuite(audit, .init = setup, .fini = teardown);
+
+static void
+pg_setup(void)
+{
+	setup();
+	on_pg = 1;
+	if (pgtest_base_url() == NULL)
+		return;
+	pgtest_create(url, sizeof(url), schema);
+	snprintf(store_name, sizeof(store_name), "%s", pgtest_dbname());
+}
+
+static void
+pg_teardown(void)
+{
+	if (pgtest_base_url() != NULL)
+		pgtest_drop(schema);
+	teardown();
+}
+
+TestSuite(audit_pg, .init = pg_setup, .fini = pg_teardown);
+
+static void
+pg_required(void)
+{
+	if (pgtest_base_url() == NULL)
+		cr_skip_test(PGTEST_SKIPPED);
+}
+
+/* BOTH(name[, options]) { body }: the body runs as audit::name on SQLite
+ * and as audit_pg::name on PostgreSQL. */
+#define BOTH(...) BOTH_(__VA_ARGS__, .disabled = 0)
+#define BOTH_(name, ...) \
+	static void name##_body(void); \
+	Test(audit, name, __VA_ARGS__) { name##_body(); } \
+	Test(audit_pg, name, __VA_ARGS__) { pg_required(); name##_body(); } \
+	static void name##_body(void)
+
+/* The SQL of the test's backend, where the two differ. */
+#define DIALECT(sqlite_sql, pg_sql) (on_pg ? (pg_sql) : (sqlite_sql))
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -140,6 +189,8 @@ sql_int(const char *sql)
 	sqlite3_stmt *q = NULL;
 	int64_t v;
 
+	if (on_pg)
+		return pgtest_int(schema, sql);
 	cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL),
 		     SQLITE_OK);
 	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s",
@@ -159,6 +210,8 @@ sql_try(const char *sql, char *msg, size_t size)
 	char *why = NULL;
 	int rc;
 
+	if (on_pg)
+		return pgtest_try(schema, sql, msg, size);
 	cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
 	rc = sqlite3_exec(db, sql, NULL, NULL, &why);
 	snprintf(msg, size, "%s", why != NULL ? why : "");
@@ -179,9 +232,14 @@ sql_exec(const char *sql)
 static void
 tamper(const char *sql)
 {
-	sql_exec("DROP TRIGGER IF EXISTS audit_no_update;"
-		 "DROP TRIGGER IF EXISTS audit_no_delete;"
-		 "DROP TRIGGER IF EXISTS audit_head_no_delete;");
+	sql_exec(DIALECT("DROP TRIGGER IF EXISTS audit_no_update;"
+			 "DROP TRIGGER IF EXISTS audit_no_delete;"
+			 "DROP TRIGGER IF EXISTS audit_head_no_delete;",
+			 "DROP TRIGGER IF EXISTS audit_no_update ON audit;"
+			 "DROP TRIGGER IF EXISTS audit_no_delete ON audit;"
+			 "DROP TRIGGER IF EXISTS audit_no_truncate ON audit;"
+			 "DROP TRIGGER IF EXISTS audit_head_no_delete ON audit_head;"
+			 "DROP TRIGGER IF EXISTS audit_head_no_truncate ON audit_head;"));
 	sql_exec(sql);
 }
 
@@ -212,7 +270,7 @@ assert_verify_fails(custody_store *st, const char *message)
 
 /* ---------------------------------------------------------------- the chain */
 
-Test(audit, an_appended_chain_verifies_and_keeps_every_field)
+BOTH(an_appended_chain_verifies_and_keeps_every_field)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry *e = NULL, last;
@@ -332,7 +390,7 @@ Test(audit, every_field_is_in_the_hash_and_fields_cannot_shift)
 	cr_assert_str_neq(h, h0);
 }
 
-Test(audit, an_empty_log_verifies_with_a_zero_head)
+BOTH(an_empty_log_verifies_with_a_zero_head)
 {
 	custody_store *st = open_ok();
 	custody_audit_entry last;
@@ -350,7 +408,7 @@ Test(audit, an_empty_log_verifies_with_a_zero_head)
 	custody_store_close(st);
 }
 
-Test(audit, since_lists_the_entries_at_or_after_it)
+BOTH(since_lists_the_entries_at_or_after_it)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry *e = NULL;
@@ -370,7 +428,7 @@ Test(audit, since_lists_the_entries_at_or_after_it)
 
 /* ---------------------------------------------------------------- tampering */
 
-Test(audit, the_table_refuses_plain_edits)
+BOTH(the_table_refuses_plain_edits)
 {
 	custody_store *st = five_entries();
 	char msg[256];
@@ -386,7 +444,7 @@ Test(audit, the_table_refuses_plain_edits)
 	custody_store_close(st);
 }
 
-Test(audit, an_edited_field_names_its_entry)
+BOTH(an_edited_field_names_its_entry)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry *e = NULL;
@@ -405,7 +463,7 @@ Test(audit, an_edited_field_names_its_entry)
 	custody_store_close(st);
 }
 
-Test(audit, an_edited_time_or_entry_without_type_is_named)
+BOTH(an_edited_time_or_entry_without_type_is_named)
 {
 	custody_store *st = five_entries();
 
@@ -415,7 +473,7 @@ Test(audit, an_edited_time_or_entry_without_type_is_named)
 	custody_store_close(st);
 }
 
-Test(audit, an_edit_with_its_hash_recomputed_is_named)
+BOTH(an_edit_with_its_hash_recomputed_is_named)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry *e = NULL;
@@ -438,7 +496,7 @@ Test(audit, an_edit_with_its_hash_recomputed_is_named)
 	custody_store_close(st);
 }
 
-Test(audit, the_last_entry_rehashed_does_not_match_the_head)
+BOTH(the_last_entry_rehashed_does_not_match_the_head)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry last;
@@ -458,7 +516,7 @@ Test(audit, the_last_entry_rehashed_does_not_match_the_head)
 	custody_store_close(st);
 }
 
-Test(audit, a_removed_middle_entry_is_named)
+BOTH(a_removed_middle_entry_is_named)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry *e = NULL;
@@ -476,7 +534,7 @@ Test(audit, a_removed_middle_entry_is_named)
 	custody_store_close(st);
 }
 
-Test(audit, several_removed_entries_and_a_removed_first_one)
+BOTH(several_removed_entries_and_a_removed_first_one)
 {
 	custody_store *st = five_entries();
 
@@ -490,7 +548,7 @@ Test(audit, several_removed_entries_and_a_removed_first_one)
 	custody_store_close(st);
 }
 
-Test(audit, swapped_entries_are_out_of_order)
+BOTH(swapped_entries_are_out_of_order)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry *e = NULL;
@@ -509,7 +567,7 @@ Test(audit, swapped_entries_are_out_of_order)
 	custody_store_close(st);
 }
 
-Test(audit, an_unsorted_array_is_out_of_order)
+BOTH(an_unsorted_array_is_out_of_order)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry *e = NULL, tmp;
@@ -528,7 +586,7 @@ Test(audit, an_unsorted_array_is_out_of_order)
 	custody_store_close(st);
 }
 
-Test(audit, a_cut_tail_is_detected_through_the_head)
+BOTH(a_cut_tail_is_detected_through_the_head)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry *e = NULL;
@@ -551,7 +609,7 @@ Test(audit, a_cut_tail_is_detected_through_the_head)
 	custody_store_close(st);
 }
 
-Test(audit, an_append_after_a_cut_tail_keeps_the_gap_visible)
+BOTH(an_append_after_a_cut_tail_keeps_the_gap_visible)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry d = draft(T0 + 600, "set", "Default", "global", A, "", NULL);
@@ -568,7 +626,7 @@ Test(audit, an_append_after_a_cut_tail_keeps_the_gap_visible)
 	custody_store_close(st);
 }
 
-Test(audit, an_entry_added_outside_custody_is_named)
+BOTH(an_entry_added_outside_custody_is_named)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry forged = draft(T0 + 300, "set", "Default", "global", B,
@@ -595,7 +653,7 @@ Test(audit, an_entry_added_outside_custody_is_named)
 	custody_store_close(st);
 }
 
-Test(audit, a_missing_head_fails_verification_and_appends)
+BOTH(a_missing_head_fails_verification_and_appends)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry d = draft(0, "set", "Default", "global", A, "", NULL);
@@ -613,7 +671,7 @@ Test(audit, a_missing_head_fails_verification_and_appends)
 	custody_store_close(st);
 }
 
-Test(audit, an_oversized_field_reads_as_an_edit_not_a_failure)
+BOTH(an_oversized_field_reads_as_an_edit_not_a_failure)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry *e = NULL;
@@ -634,7 +692,7 @@ Test(audit, an_oversized_field_reads_as_an_edit_not_a_failure)
 
 /* ---------------------------------------------------------------- transactions */
 
-Test(audit, an_append_needs_a_transaction)
+BOTH(an_append_needs_a_transaction)
 {
 	custody_store *st = open_ok();
 	custody_audit_entry d = draft(T0, "set", "Default", "global", A, "", NULL);
@@ -652,7 +710,7 @@ Test(audit, an_append_needs_a_transaction)
 	custody_store_close(st);
 }
 
-Test(audit, a_rolled_back_change_leaves_no_entry)
+BOTH(a_rolled_back_change_leaves_no_entry)
 {
 	custody_store *st = open_ok();
 	custody_audit_entry d = draft(T0, "set", "Default", "global", A, "", NULL);
@@ -683,7 +741,7 @@ Test(audit, a_rolled_back_change_leaves_no_entry)
 	custody_store_close(st);
 }
 
-Test(audit, a_stale_head_is_a_conflict)
+BOTH(a_stale_head_is_a_conflict)
 {
 	custody_store *st = five_entries();
 	custody_audit_entry e = draft(T0, "set", "Default", "global", A, "", NULL);
@@ -697,7 +755,7 @@ Test(audit, a_stale_head_is_a_conflict)
 	cr_assert_eq(custody_store_append_audit(st, &e, &err), CUSTODY_ECONFLICT);
 	cr_assert(strstr(err.msg, "audit log changed concurrently") != NULL, "%s",
 		  err.msg);
-	cr_assert(strstr(err.msg, dbpath) != NULL, "%s", err.msg);
+	cr_assert(strstr(err.msg, store_name) != NULL, "%s", err.msg);
 	custody_store_rollback(st);
 	cr_assert_eq(sql_int("SELECT count(*) FROM audit"), 5);
 	cr_assert_eq(verify(st, &err), CUSTODY_OK, "%s", err.msg);
@@ -707,7 +765,7 @@ Test(audit, a_stale_head_is_a_conflict)
 #define WORKERS 4
 #define APPENDS 15
 
-Test(audit, concurrent_processes_build_one_chain, .timeout = 60)
+BOTH(concurrent_processes_build_one_chain, .timeout = 60)
 {
 	pid_t pids[WORKERS];
 	custody_store *st;
@@ -757,7 +815,7 @@ Test(audit, concurrent_processes_build_one_chain, .timeout = 60)
 
 /* ---------------------------------------------------------------- drafts */
 
-Test(audit, bad_drafts_are_usage_errors_and_write_nothing)
+BOTH(bad_drafts_are_usage_errors_and_write_nothing)
 {
 	custody_store *st = open_ok();
 	custody_audit_entry d;
@@ -793,7 +851,7 @@ Test(audit, bad_drafts_are_usage_errors_and_write_nothing)
 	custody_store_close(st);
 }
 
-Test(audit, the_draft_time_defaults_to_now_and_actor_to_the_user)
+BOTH(the_draft_time_defaults_to_now_and_actor_to_the_user)
 {
 	custody_store *st = open_ok();
 	custody_audit_entry d = draft(0, "request", "", "", "", "", "CN=x\nforged line");
@@ -898,7 +956,53 @@ static const char v1_schema[] =
 	"  current_effective, version) VALUES ('OAuthTokenIssuer', 'global', '"
 	A "', 1700000000, 3);";
 
-Test(audit, a_version_1_store_is_migrated_and_keeps_its_rows)
+/* The same, as the PostgreSQL backend's first migration made it. */
+static const char v1_schema_pg[] =
+	"CREATE TABLE schema_version ("
+	" version INTEGER PRIMARY KEY NOT NULL,"
+	" applied_at BIGINT NOT NULL);"
+	"CREATE TABLE certificates ("
+	"  thumbprint TEXT PRIMARY KEY NOT NULL,"
+	"  sha256 TEXT UNIQUE NOT NULL,"
+	"  subject TEXT,"
+	"  issuer TEXT,"
+	"  serial TEXT,"
+	"  not_before BIGINT NOT NULL,"
+	"  not_after BIGINT NOT NULL,"
+	"  alt_names TEXT NOT NULL DEFAULT '[]',"
+	"  key_algorithm TEXT NOT NULL DEFAULT '',"
+	"  key_id TEXT NOT NULL DEFAULT '',"
+	"  key_uri TEXT,"
+	"  label TEXT,"
+	"  der BYTEA NOT NULL,"
+	"  created_at BIGINT NOT NULL"
+	");"
+	"CREATE INDEX certificates_not_after ON certificates(not_after, thumbprint);"
+	"CREATE TABLE assignments ("
+	"  type TEXT NOT NULL,"
+	"  identity TEXT NOT NULL,"
+	"  current_thumbprint TEXT,"
+	"  current_effective BIGINT,"
+	"  previous_thumbprint TEXT,"
+	"  previous_effective BIGINT,"
+	"  pending_thumbprint TEXT,"
+	"  pending_effective BIGINT,"
+	"  version BIGINT NOT NULL"
+	");"
+	"CREATE UNIQUE INDEX assignments_key ON assignments ("
+	"  translate(type, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'),"
+	"  translate(identity, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', "
+	"    'abcdefghijklmnopqrstuvwxyz'));"
+	"INSERT INTO schema_version (version, applied_at) VALUES (1, 1700000000);"
+	"INSERT INTO certificates (thumbprint, sha256, subject, not_before, "
+	"  not_after, der, created_at) VALUES ('" A "', "
+	"  'FEDCBA9876543210FEDCBA9876543210FEDCBA9876543210FEDCBA9876543210', "
+	"  'CN=fe01.example.com', 1700000000, 1800000000, '\\x3000', 1700000000);"
+	"INSERT INTO assignments (type, identity, current_thumbprint, "
+	"  current_effective, version) VALUES ('OAuthTokenIssuer', 'global', '"
+	A "', 1700000000, 3);";
+
+BOTH(a_version_1_store_is_migrated_and_keeps_its_rows)
 {
 	custody_store *st;
 	custody_assignment a;
@@ -909,8 +1013,10 @@ Test(audit, a_version_1_store_is_migrated_and_keeps_its_rows)
 	char head[CUSTODY_AUDIT_HASH_HEX + 1];
 	size_t n = 9;
 
-	sql_exec(v1_schema);
-	cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_master WHERE name = 'audit'"), 0);
+	sql_exec(DIALECT(v1_schema, v1_schema_pg));
+	cr_assert_eq(sql_int(DIALECT("SELECT count(*) FROM sqlite_master WHERE name = 'audit'",
+				     "SELECT count(*) FROM pg_tables WHERE tablename = "
+				     "'audit' AND schemaname = current_schema()")), 0);
 	st = open_ok();
 	cr_assert_eq(custody_store_schema_version(), 2);
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 2);
@@ -944,5 +1050,23 @@ Test(audit, a_version_1_store_is_migrated_and_keeps_its_rows)
 	st = open_ok();
 	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 2);
 	cr_assert_eq(sql_int("SELECT count(*) FROM audit"), 1);
+	custody_store_close(st);
+}
+
+/* ---------------------------------------------------------------- PostgreSQL */
+
+Test(audit_pg, truncate_is_refused_too)
+{
+	custody_store *st;
+	char msg[256];
+
+	pg_required();
+	st = five_entries();
+	cr_assert_neq(sql_try("TRUNCATE audit", msg, sizeof(msg)), 0);
+	cr_assert_str_eq(msg, "the audit log is append-only");
+	cr_assert_neq(sql_try("TRUNCATE audit_head", msg, sizeof(msg)), 0);
+	cr_assert_str_eq(msg, "the audit head cannot be deleted");
+	cr_assert_eq(sql_int("SELECT count(*) FROM audit"), 5);
+	cr_assert_eq(sql_int("SELECT seq FROM audit_head"), 5);
 	custody_store_close(st);
 }

@@ -1,8 +1,12 @@
-/* test_store.c — the store through its public interface, on the SQLite
- * backend: files and modes, schema versions, certificate and assignment
- * round-trips, optimistic concurrency (between handles and between
- * processes), transactions and URL forms.  Each test has its own
- * temporary directory. */
+/* test_store.c — the store through its public interface: schema versions,
+ * certificate and assignment round-trips, optimistic concurrency (between
+ * handles and between processes), transactions and URL forms.  The tests
+ * made with BOTH() run on the SQLite backend (suite "store", each test
+ * with its own temporary directory) and again on PostgreSQL (suite
+ * "store_pg", each test with its own schema; skipped without
+ * CUSTODY_TEST_PG_URL, see pgtest.h); the others are about one backend:
+ * files and modes for SQLite; notifications, lost connections and URLs
+ * for PostgreSQL. */
 #include "config.h"
 
 #include <errno.h>
@@ -18,6 +22,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include <custody/error.h>
@@ -25,13 +30,18 @@
 #include <custody/records.h>
 #include <custody/store.h>
 
+#include "unit/pgtest.h"
+
 #define A "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 #define B "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 #define C "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"
 
 static char tmpdir[64];
 static char dbpath[256];	/* tmpdir/var/lib/custody/custody.db */
-static char url[300];		/* sqlite:dbpath */
+static char url[512];		/* sqlite:dbpath, or the PostgreSQL URL */
+static int on_pg;		/* the test runs on PostgreSQL       */
+static char schema[64];		/* PostgreSQL: the test's own schema */
+static char store_name[256];	/* what messages call the store      */
 
 static int
 remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -49,6 +59,7 @@ setup(void)
 	cr_assert_not_null(mkdtemp(tmpdir));
 	snprintf(dbpath, sizeof(dbpath), "%s/var/lib/custody/custody.db", tmpdir);
 	snprintf(url, sizeof(url), "sqlite:%s", dbpath);
+	snprintf(store_name, sizeof(store_name), "%s", dbpath);
 }
 
 static void
@@ -59,6 +70,55 @@ teardown(void)
 }
 
 TestSuite(store, .init = setup, .fini = teardown);
+
+/* The same temporary directory (some tests chdir there), and a schema of
+ * its own when there is a server. */
+static void
+pg_setup(void)
+{
+	setup();
+	on_pg = 1;
+	if (pgtest_base_url() == NULL)
+		return;
+	pgtest_create(url, sizeof(url), schema);
+	snprintf(store_name, sizeof(store_name), "%s", pgtest_dbname());
+}
+
+static void
+pg_teardown(void)
+{
+	if (pgtest_base_url() != NULL)
+		pgtest_drop(schema);
+	teardown();
+}
+
+TestSuite(store_pg, .init = pg_setup, .fini = pg_teardown);
+
+static void
+pg_required(void)
+{
+	if (pgtest_base_url() == NULL)
+		cr_skip_test(PGTEST_SKIPPED);
+}
+
+/* BOTH(name[, options]) { body }: the body runs as store::name on SQLite
+ * and as store_pg::name on PostgreSQL. */
+#define BOTH(...) BOTH_(__VA_ARGS__, .disabled = 0)
+#define BOTH_(name, ...) \
+	static void name##_body(void); \
+	Test(store, name, __VA_ARGS__) { name##_body(); } \
+	Test(store_pg, name, __VA_ARGS__) { pg_required(); name##_body(); } \
+	static void name##_body(void)
+
+/* PG_ONLY(name[, options]) { body }: store_pg::name. */
+#define PG_ONLY(...) PG_ONLY_(__VA_ARGS__, .disabled = 0)
+#define PG_ONLY_(name, ...) \
+	static void name##_body(void); \
+	Test(store_pg, name, __VA_ARGS__) { pg_required(); name##_body(); } \
+	static void name##_body(void)
+
+/* The SQL of the test's backend, where the two differ. */
+#define DIALECT(sqlite_sql, pg_sql) (on_pg ? (pg_sql) : (sqlite_sql))
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -204,6 +264,9 @@ static int64_t
 sql_int(const char *sql)
 {
 	sqlite3 *db = NULL;
+
+	if (on_pg)
+		return pgtest_int(schema, sql);
 	sqlite3_stmt *q = NULL;
 	int64_t v;
 
@@ -223,6 +286,10 @@ sql_exec(const char *sql)
 {
 	sqlite3 *db = NULL;
 
+	if (on_pg) {
+		pgtest_exec(schema, sql);
+		return;
+	}
 	cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
 	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s",
 		     sqlite3_errmsg(db));
@@ -361,7 +428,7 @@ Test(store, a_file_that_is_not_a_database_is_refused)
 
 /* ---------------------------------------------------------------- schema */
 
-Test(store, schema_version_is_recorded)
+BOTH(schema_version_is_recorded)
 {
 	custody_store *st = open_ok();
 
@@ -371,16 +438,27 @@ Test(store, schema_version_is_recorded)
 	/* One row per migration, each applied once. */
 	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"),
 		     custody_store_schema_version());
-	cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_master WHERE type = "
-			     "'table' AND name IN ('certificates', 'assignments')"), 2);
-	cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_master WHERE type = "
-			     "'table' AND name IN ('audit', 'audit_head')"), 2);
-	cr_assert_eq(sql_int("SELECT count(*) FROM pragma_journal_mode "
-			     "WHERE journal_mode = 'wal'"), 1);
+	cr_assert_eq(sql_int(DIALECT("SELECT count(*) FROM sqlite_master WHERE type = "
+				     "'table' AND name IN ('certificates', 'assignments')",
+				     "SELECT count(*) FROM pg_tables WHERE schemaname = "
+				     "current_schema() AND tablename IN ('certificates', "
+				     "'assignments')")), 2);
+	cr_assert_eq(sql_int(DIALECT("SELECT count(*) FROM sqlite_master WHERE type = "
+				     "'table' AND name IN ('audit', 'audit_head')",
+				     "SELECT count(*) FROM pg_tables WHERE schemaname = "
+				     "current_schema() AND tablename IN ('audit', "
+				     "'audit_head')")), 2);
+	if (!on_pg)
+		cr_assert_eq(sql_int("SELECT count(*) FROM pragma_journal_mode "
+				     "WHERE journal_mode = 'wal'"), 1);
+	else
+		cr_assert_eq(sql_int("SELECT count(*) FROM pg_tables WHERE "
+				     "schemaname = 'public'"), 0,
+			     "the tables are in the schema of the URL");
 	custody_store_close(st);
 }
 
-Test(store, a_newer_schema_is_refused_naming_both_versions)
+BOTH(a_newer_schema_is_refused_naming_both_versions)
 {
 	custody_store *st = open_ok();
 	custody_err err = {0};
@@ -391,13 +469,13 @@ Test(store, a_newer_schema_is_refused_naming_both_versions)
 	cr_assert_eq(custody_store_open(url, &st, &err), CUSTODY_EFAIL);
 	cr_assert_null(st);
 	cr_assert_eq(err.code, CUSTODY_EFAIL);
-	cr_assert(contains(err.msg, dbpath), "%s", err.msg);
+	cr_assert(contains(err.msg, store_name), "%s", err.msg);
 	cr_assert(contains(err.msg, "schema version 7 is newer than version 2 "
 			   "of this build"), "%s", err.msg);
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 7);
 }
 
-Test(store, reopen_keeps_data_and_does_not_migrate_again)
+BOTH(reopen_keeps_data_and_does_not_migrate_again)
 {
 	custody_store *st = open_ok();
 	custody_cert_record rec = make_cert(1, 2000000000), got;
@@ -424,7 +502,7 @@ Test(store, reopen_keeps_data_and_does_not_migrate_again)
 	custody_store_close(st);
 }
 
-Test(store, concurrent_first_opens_create_the_schema_once)
+BOTH(concurrent_first_opens_create_the_schema_once)
 {
 	pid_t pids[8];
 	int i, status;
@@ -455,7 +533,7 @@ Test(store, concurrent_first_opens_create_the_schema_once)
 
 /* ---------------------------------------------------------------- certificates */
 
-Test(store, cert_round_trip_keeps_every_field)
+BOTH(cert_round_trip_keeps_every_field)
 {
 	custody_store *st = open_ok();
 	custody_cert_record rec = make_cert(5, 1900000000), got;
@@ -473,7 +551,7 @@ Test(store, cert_round_trip_keeps_every_field)
 	custody_store_close(st);
 }
 
-Test(store, cert_without_optional_fields)
+BOTH(cert_without_optional_fields)
 {
 	custody_store *st = open_ok();
 	custody_cert_record rec = make_cert(6, 1900000000), got;
@@ -501,7 +579,7 @@ Test(store, cert_without_optional_fields)
 	custody_store_close(st);
 }
 
-Test(store, put_cert_twice_updates_key_uri_and_label_only)
+BOTH(put_cert_twice_updates_key_uri_and_label_only)
 {
 	custody_store *st = open_ok();
 	custody_cert_record rec = make_cert(2, 1900000000), again, got;
@@ -531,7 +609,7 @@ Test(store, put_cert_twice_updates_key_uri_and_label_only)
 	custody_store_close(st);
 }
 
-Test(store, get_missing_cert_is_not_found)
+BOTH(get_missing_cert_is_not_found)
 {
 	custody_store *st = open_ok();
 	custody_cert_record got;
@@ -541,12 +619,15 @@ Test(store, get_missing_cert_is_not_found)
 	cr_assert_eq(custody_store_get_cert(st, A, &got, &err), CUSTODY_ENOTFOUND);
 	cr_assert_eq(err.code, CUSTODY_ENOTFOUND);
 	snprintf(want, sizeof(want), "no certificate with thumbprint " A
-		 " in store %s", dbpath);
-	cr_assert_str_eq(err.msg, want);
+		 " in store %s", on_pg ? "postgresql://" : dbpath);
+	cr_assert(strncmp(err.msg, want, strlen(want)) == 0, "%s", err.msg);
+	cr_assert(contains(err.msg, store_name), "%s", err.msg);
+	if (!on_pg)
+		cr_assert_str_eq(err.msg, want);
 	custody_store_close(st);
 }
 
-Test(store, thumbprint_lookup_is_exact)
+BOTH(thumbprint_lookup_is_exact)
 {
 	custody_store *st = open_ok();
 	custody_cert_record rec = make_cert(3, 1900000000), got;
@@ -563,7 +644,7 @@ Test(store, thumbprint_lookup_is_exact)
 	custody_store_close(st);
 }
 
-Test(store, list_certs_by_expiry_then_thumbprint)
+BOTH(list_certs_by_expiry_then_thumbprint)
 {
 	custody_store *st = open_ok();
 	custody_cert_record r1 = make_cert(1, 1900000000);
@@ -590,7 +671,7 @@ Test(store, list_certs_by_expiry_then_thumbprint)
 	custody_store_close(st);
 }
 
-Test(store, list_certs_of_an_empty_store)
+BOTH(list_certs_of_an_empty_store)
 {
 	custody_store *st = open_ok();
 	custody_cert_record *list = (custody_cert_record *)1;
@@ -603,7 +684,7 @@ Test(store, list_certs_of_an_empty_store)
 	custody_store_close(st);
 }
 
-Test(store, delete_cert)
+BOTH(delete_cert)
 {
 	custody_store *st = open_ok();
 	custody_cert_record r1 = make_cert(1, 1900000000);
@@ -631,7 +712,7 @@ Test(store, delete_cert)
 
 /* ---------------------------------------------------------------- assignments */
 
-Test(store, assignment_round_trip_and_versions)
+BOTH(assignment_round_trip_and_versions)
 {
 	custody_store *st = open_ok();
 	custody_assignment a = make_assignment("OAuthTokenIssuer", "global"), got;
@@ -665,7 +746,7 @@ Test(store, assignment_round_trip_and_versions)
 	custody_store_close(st);
 }
 
-Test(store, missing_assignment_is_not_found)
+BOTH(missing_assignment_is_not_found)
 {
 	custody_store *st = open_ok();
 	custody_assignment got;
@@ -679,7 +760,7 @@ Test(store, missing_assignment_is_not_found)
 	custody_store_close(st);
 }
 
-Test(store, stale_version_is_a_conflict_and_changes_nothing)
+BOTH(stale_version_is_a_conflict_and_changes_nothing)
 {
 	custody_store *st = open_ok();
 	custody_assignment a = make_assignment("Default", "global"), stale, got;
@@ -699,7 +780,7 @@ Test(store, stale_version_is_a_conflict_and_changes_nothing)
 	custody_store_rollback(st);
 	cr_assert_eq(err.code, CUSTODY_ECONFLICT);
 	cr_assert(contains(err.msg, "assignment changed concurrently"), "%s", err.msg);
-	cr_assert(contains(err.msg, dbpath), "%s", err.msg);
+	cr_assert(contains(err.msg, store_name), "%s", err.msg);
 	cr_assert_eq(stale.version, 1, "a failed put keeps the version it read");
 	cr_assert_eq(custody_store_get_assignment(st, "Default", "global", &got, &err),
 		     CUSTODY_OK);
@@ -707,7 +788,7 @@ Test(store, stale_version_is_a_conflict_and_changes_nothing)
 	custody_store_close(st);
 }
 
-Test(store, insert_over_an_existing_row_is_a_conflict)
+BOTH(insert_over_an_existing_row_is_a_conflict)
 {
 	custody_store *st = open_ok();
 	custody_assignment a = make_assignment("Default", "global");
@@ -729,7 +810,7 @@ Test(store, insert_over_an_existing_row_is_a_conflict)
 	custody_store_close(st);
 }
 
-Test(store, two_handles_a_concurrent_change_is_detected_not_lost)
+BOTH(two_handles_a_concurrent_change_is_detected_not_lost)
 {
 	custody_store *sa = open_ok();
 	custody_store *sb = open_ok();
@@ -815,7 +896,7 @@ increment_worker(void)
 	return 0;
 }
 
-Test(store, concurrent_processes_lose_no_change)
+BOTH(concurrent_processes_lose_no_change)
 {
 	pid_t pids[WORKERS];
 	custody_store *st;
@@ -843,7 +924,7 @@ Test(store, concurrent_processes_lose_no_change)
 	custody_store_close(st);
 }
 
-Test(store, type_and_identity_match_case_insensitively)
+BOTH(type_and_identity_match_case_insensitively)
 {
 	custody_store *st = open_ok();
 	custody_assignment a = make_assignment("OAuthTokenIssuer", "global"), got;
@@ -862,12 +943,14 @@ Test(store, type_and_identity_match_case_insensitively)
 	slot_set(&got.current, B, 200);
 	put_ok(st, &got);
 	cr_assert_eq(sql_int("SELECT count(*) FROM assignments"), 1);
-	cr_assert_eq(sql_int("SELECT count(*) FROM assignments WHERE type = "
-			     "'OAuthTokenIssuer' COLLATE BINARY AND version = 2"), 1);
+	cr_assert_eq(sql_int(DIALECT("SELECT count(*) FROM assignments WHERE type = "
+				     "'OAuthTokenIssuer' COLLATE BINARY AND version = 2",
+				     "SELECT count(*) FROM assignments WHERE type = "
+				     "'OAuthTokenIssuer' COLLATE \"C\" AND version = 2")), 1);
 	custody_store_close(st);
 }
 
-Test(store, list_assignments_by_type_then_global_first)
+BOTH(list_assignments_by_type_then_global_first)
 {
 	custody_store *st = open_ok();
 	static const char *const rows[][2] = {
@@ -900,7 +983,7 @@ Test(store, list_assignments_by_type_then_global_first)
 	custody_store_close(st);
 }
 
-Test(store, an_empty_record_deletes_the_row_with_the_version_check)
+BOTH(an_empty_record_deletes_the_row_with_the_version_check)
 {
 	custody_store *st = open_ok();
 	custody_assignment a = make_assignment("Default", "global"), stale, got;
@@ -933,7 +1016,7 @@ Test(store, an_empty_record_deletes_the_row_with_the_version_check)
 	custody_store_close(st);
 }
 
-Test(store, an_empty_new_record_writes_nothing)
+BOTH(an_empty_new_record_writes_nothing)
 {
 	custody_store *st = open_ok();
 	custody_assignment a = make_assignment("Default", "global");
@@ -944,7 +1027,7 @@ Test(store, an_empty_new_record_writes_nothing)
 	custody_store_close(st);
 }
 
-Test(store, bad_assignment_names_are_usage_errors)
+BOTH(bad_assignment_names_are_usage_errors)
 {
 	custody_store *st = open_ok();
 	custody_assignment a = make_assignment("", "global"), got;
@@ -964,7 +1047,7 @@ Test(store, bad_assignment_names_are_usage_errors)
 
 /* ---------------------------------------------------------------- transactions */
 
-Test(store, rollback_leaves_nothing)
+BOTH(rollback_leaves_nothing)
 {
 	custody_store *st = open_ok();
 	custody_store *other = open_ok();
@@ -999,7 +1082,7 @@ Test(store, rollback_leaves_nothing)
 	custody_store_close(other);
 }
 
-Test(store, close_with_an_open_transaction_rolls_back)
+BOTH(close_with_an_open_transaction_rolls_back)
 {
 	custody_store *st = open_ok();
 	custody_assignment a = make_assignment("Default", "global");
@@ -1012,7 +1095,7 @@ Test(store, close_with_an_open_transaction_rolls_back)
 	cr_assert_eq(sql_int("SELECT count(*) FROM assignments"), 0);
 }
 
-Test(store, writes_need_a_transaction)
+BOTH(writes_need_a_transaction)
 {
 	custody_store *st = open_ok();
 	custody_cert_record rec = make_cert(4, 1900000000);
@@ -1087,20 +1170,332 @@ Test(store, bad_urls_are_usage_errors)
 	cr_assert(contains(err.msg, "postgresql://"), "%s", err.msg);
 }
 
-Test(store, postgresql_is_not_in_this_build_yet)
+/* ---------------------------------------------------------------- PostgreSQL */
+
+/* url with text inserted after "postgresql://" (a user, a password). */
+static void
+url_with_userinfo(char *dst, size_t size, const char *userinfo)
 {
-	static const char *const pg[] = {
-		"postgresql://custody@db.example/custody", "postgres://db/custody",
+	cr_assert(strncmp(url, "postgresql://", 13) == 0, "%s", url);
+	cr_assert_null(strchr(url, '@'), "the test URL has a user already");
+	snprintf(dst, size, "postgresql://%s%s", userinfo, url + 13);
+}
+
+PG_ONLY(both_schemes_open_and_no_password_is_ever_shown)
+{
+	custody_store *st = NULL;
+	custody_err err = {0};
+	char other[600];
+
+	snprintf(other, sizeof(other), "postgres://%s", url + 13);
+	cr_assert_eq(custody_store_open(other, &st, &err), CUSTODY_OK, "%s", err.msg);
+	custody_store_close(st);
+
+	/* A user the server does not know, with a password. */
+	url_with_userinfo(other, sizeof(other), "nosuchrole:hunter2@");
+	st = (custody_store *)1;
+	cr_assert_eq(custody_store_open(other, &st, &err), CUSTODY_EFAIL);
+	cr_assert_null(st);
+	cr_assert(contains(err.msg, "cannot open store postgresql://"), "%s", err.msg);
+	cr_assert(contains(err.msg, store_name), "%s", err.msg);
+	cr_assert(contains(err.msg, "role \"nosuchrole\" does not exist"), "%s",
+		  err.msg);
+	cr_assert_not(contains(err.msg, "hunter2"), "%s", err.msg);
+	cr_assert_not(contains(err.hint, "hunter2"), "%s", err.hint);
+
+	/* A URL libpq cannot parse is a usage error, the secret kept. */
+	url_with_userinfo(other, sizeof(other), "u:hunter2@");
+	strcat(other, "&nosuchoption=hunter2");
+	cr_assert_eq(custody_store_open(other, &st, &err), CUSTODY_EUSAGE);
+	cr_assert(contains(err.msg, "bad store URL: "), "%s", err.msg);
+	cr_assert_not(contains(err.msg, "hunter2"), "%s", err.msg);
+}
+
+PG_ONLY(a_server_that_is_not_there_is_unreachable)
+{
+	static const char *const gone[] = {
+		"postgresql://u:hunter2@127.0.0.1:1/custody",
+		"postgresql:///custody?host=/nonexistent/socket/dir&password=hunter2",
 	};
 	custody_store *st;
-	custody_err err;
+	custody_err err = {0};
 	size_t i;
 
 	for (i = 0; i < 2; i++) {
 		st = (custody_store *)1;
-		cr_assert_eq(custody_store_open(pg[i], &st, &err), CUSTODY_EFAIL);
+		cr_assert_eq(custody_store_open(gone[i], &st, &err), CUSTODY_EFAIL);
 		cr_assert_null(st);
-		cr_assert(contains(err.msg, "the PostgreSQL store is not available "
-				   "in this build yet"), "%s", err.msg);
+		cr_assert(contains(err.msg, "store unreachable: "), "%s", err.msg);
+		cr_assert(contains(err.msg, i == 0 ? "postgresql://127.0.0.1:1/custody" :
+				   "postgresql:///custody?host=/nonexistent/socket/dir"),
+			  "%s", err.msg);
+		cr_assert_not(contains(err.msg, "hunter2"), "%s", err.msg);
+		cr_assert_not(contains(err.msg, "u@"), "%s", err.msg);
 	}
+}
+
+/* A connection of the test's own to the server: LISTENs when asked. */
+static PGconn *
+listener(void)
+{
+	PGconn *c = PQconnectdb(url);
+
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	PQclear(PQexec(c, "LISTEN custody_changes"));
+	return c;
+}
+
+/* Collects the payloads that arrive within ms milliseconds, '\n' after
+ * each, into got; returns when want (if not NULL) has arrived. */
+static void
+collect(PGconn *c, int ms, const char *want, char *got, size_t size)
+{
+	struct timespec t0, t;
+	PGnotify *n;
+	long waited = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (waited <= ms) {
+		cr_assert_eq(PQconsumeInput(c), 1, "%s", PQerrorMessage(c));
+		while ((n = PQnotifies(c)) != NULL) {
+			cr_assert_str_eq(n->relname, "custody_changes");
+			if (strlen(got) + strlen(n->extra) + 2 < size) {
+				strcat(got, n->extra);
+				strcat(got, "\n");
+			}
+			PQfreemem(n);
+		}
+		if (want != NULL && contains(got, want))
+			return;
+		usleep(5000);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		waited = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+	}
+}
+
+PG_ONLY(a_change_is_notified_on_commit_and_not_on_rollback)
+{
+	custody_store *st = open_ok();
+	PGconn *c = listener();
+	custody_cert_record rec = make_cert(1, 1900000000);
+	custody_assignment a, b;
+	custody_audit_entry e;
+	custody_err err = {0};
+	char got[4096] = "";
+	char type_a[48], type_b[48];
+	char want_a[160], want_b[160];
+
+	/* The channel is the database's: names of this test's own. */
+	snprintf(type_a, sizeof(type_a), "RolledBack%.36s", schema + 2);
+	snprintf(type_b, sizeof(type_b), "Committed%.36s", schema + 2);
+	snprintf(want_a, sizeof(want_a), "%s/global\n", type_a);
+	snprintf(want_b, sizeof(want_b), "%s/Node1\n", type_b);
+	a = make_assignment(type_a, "global");
+	b = make_assignment(type_b, "Node1");
+	slot_set(&a.current, A, 1);
+	slot_set(&b.current, B, 2);
+
+	cr_assert_eq(custody_store_begin(st, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_put_assignment(st, &a, &err), CUSTODY_OK, "%s", err.msg);
+	collect(c, 200, want_a, got, sizeof(got));
+	cr_assert_not(contains(got, want_a), "notified before the commit: %s", got);
+	custody_store_rollback(st);
+
+	cr_assert_eq(custody_store_begin(st, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_put_assignment(st, &b, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_put_cert(st, &rec, &err), CUSTODY_OK, "%s", err.msg);
+	memset(&e, 0, sizeof(e));
+	e.seq = 1;
+	e.time = 1795600800;
+	strcpy(e.node, "fe01");
+	strcpy(e.actor, "alice");
+	strcpy(e.action, "set");
+	memset(e.prev_hash, '0', CUSTODY_AUDIT_HASH_HEX);
+	memset(e.hash, 'a', CUSTODY_AUDIT_HASH_HEX);
+	cr_assert_eq(custody_store_append_audit(st, &e, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_commit(st, &err), CUSTODY_OK, "%s", err.msg);
+	collect(c, 5000, want_b, got, sizeof(got));
+	cr_assert(contains(got, want_b), "no notification of the commit: \"%s\"", got);
+	/* Sent in commit order: the rolled back change would be first. */
+	cr_assert_not(contains(got, want_a), "the rolled back change was notified");
+	collect(c, 2000, "audit\n", got, sizeof(got));
+	cr_assert(contains(got, "certificates\n"), "%s", got);
+	cr_assert(contains(got, "audit\n"), "%s", got);
+
+	/* A delete is a change too. */
+	got[0] = '\0';
+	cr_assert_eq(custody_store_begin(st, &err), CUSTODY_OK, "%s", err.msg);
+	memset(&b.current, 0, sizeof(b.current));
+	cr_assert_eq(custody_store_put_assignment(st, &b, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_commit(st, &err), CUSTODY_OK, "%s", err.msg);
+	collect(c, 5000, want_b, got, sizeof(got));
+	cr_assert(contains(got, want_b), "no notification of the delete: \"%s\"", got);
+	PQfinish(c);
+	custody_cert_record_clear(&rec);
+	custody_store_close(st);
+}
+
+/* custody_store_changed, polled for up to ms milliseconds until it says
+ * 1; returns the last answer. */
+static int
+changed_within(custody_store *st, int ms)
+{
+	custody_err err = {0};
+	int changed = 0, waited;
+
+	for (waited = 0; waited <= ms; waited += 2) {
+		cr_assert_eq(custody_store_changed(st, &changed, &err), CUSTODY_OK,
+			     "%s", err.msg);
+		if (changed)
+			break;
+		usleep(2000);
+	}
+	return changed;
+}
+
+PG_ONLY(changed_says_maybe_first_then_only_after_a_commit)
+{
+	custody_store *reader = open_ok();
+	custody_store *writer = open_ok();
+	custody_assignment a = make_assignment("Default", "global");
+	custody_err err = {0};
+	int changed = 0;
+
+	cr_assert_eq(custody_store_changed(reader, &changed, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_eq(changed, 1, "the first answer is \"maybe\"");
+	/* Quiet: no. (Other tests share the channel: at most a few maybes.) */
+	cr_assert_eq(custody_store_changed(reader, &changed, &err), CUSTODY_OK);
+	cr_assert_eq(changed, 0);
+
+	/* A rolled back change is no change. */
+	cr_assert_eq(custody_store_begin(writer, &err), CUSTODY_OK);
+	slot_set(&a.current, A, 1);
+	cr_assert_eq(custody_store_put_assignment(writer, &a, &err), CUSTODY_OK);
+	custody_store_rollback(writer);
+	a.version = 0;
+	/* A commit is seen, a moment later. */
+	put_ok(writer, &a);
+	cr_assert_eq(changed_within(reader, 2000), 1, "the commit was not seen");
+	custody_store_close(reader);
+	custody_store_close(writer);
+}
+
+/* Terminates the server process of the connections named app. */
+static void
+terminate(const char *app)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT count(pg_terminate_backend(pid)) FROM "
+		 "pg_stat_activity WHERE application_name = '%s'", app);
+	cr_assert_eq(sql_int(sql), 1);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity "
+		 "WHERE application_name = '%s'", app);
+	while (sql_int(sql) != 0)
+		usleep(10000);
+}
+
+PG_ONLY(a_connection_lost_is_unreachable_then_made_again)
+{
+	custody_store *st = NULL;
+	custody_assignment a = make_assignment("Default", "global"), got;
+	custody_err err = {0};
+	char app[80];
+	int changed = 0;
+
+	/* A name of its own, to find its server process. */
+	snprintf(app, sizeof(app), "custody_%s", schema);
+	snprintf(url + strlen(url), sizeof(url) - strlen(url),
+		 "&application_name=%s", app);
+	st = open_ok();
+	cr_assert_eq(custody_store_changed(st, &changed, &err), CUSTODY_OK);
+
+	/* Lost inside a transaction: the transaction is gone. */
+	cr_assert_eq(custody_store_begin(st, &err), CUSTODY_OK, "%s", err.msg);
+	slot_set(&a.current, A, 1);
+	cr_assert_eq(custody_store_put_assignment(st, &a, &err), CUSTODY_OK, "%s", err.msg);
+	terminate(app);
+	a.version = 1;
+	cr_assert_eq(custody_store_put_assignment(st, &a, &err), CUSTODY_EFAIL);
+	cr_assert_eq(err.code, CUSTODY_EFAIL);
+	cr_assert(contains(err.msg, "store unreachable: "), "%s", err.msg);
+	cr_assert(contains(err.msg, store_name), "%s", err.msg);
+	cr_assert_eq(custody_store_commit(st, &err), CUSTODY_EFAIL);
+	cr_assert(contains(err.msg, "store unreachable: "), "%s", err.msg);
+	custody_store_rollback(st);
+
+	/* Outside one, the next call connects again; nothing was written. */
+	cr_assert_eq(custody_store_get_assignment(st, "Default", "global", &got, &err),
+		     CUSTODY_ENOTFOUND, "%s", err.msg);
+	cr_assert_eq(custody_store_changed(st, &changed, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(changed, 1, "a new connection may have missed changes");
+	a.version = 0;
+	put_ok(st, &a);
+
+	/* Lost while idle: the same. */
+	terminate(app);
+	cr_assert_eq(custody_store_get_assignment(st, "Default", "global", &got, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	cr_assert_str_eq(got.current.thumbprint, A);
+	custody_store_close(st);
+}
+
+PG_ONLY(a_writer_held_past_the_lock_timeout_is_store_busy, .timeout = 60)
+{
+	custody_store *sa = open_ok();
+	custody_store *sb = open_ok();
+	custody_assignment a = make_assignment("Default", "global");
+	custody_assignment b = make_assignment("Default", "global"), got;
+	custody_err err = {0};
+	time_t t0;
+
+	/* A inserts and holds its transaction; B's insert waits for it. */
+	slot_set(&a.current, A, 1);
+	slot_set(&b.current, B, 2);
+	cr_assert_eq(custody_store_begin(sa, &err), CUSTODY_OK);
+	cr_assert_eq(custody_store_put_assignment(sa, &a, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_begin(sb, &err), CUSTODY_OK);
+	t0 = time(NULL);
+	cr_assert_eq(custody_store_put_assignment(sb, &b, &err), CUSTODY_EFAIL);
+	cr_assert(time(NULL) - t0 >= 9, "gave up after %lld s",
+		  (long long)(time(NULL) - t0));
+	cr_assert(contains(err.msg, "store is busy: "), "%s", err.msg);
+	cr_assert(contains(err.msg, "SQLSTATE 55P03"), "%s", err.msg);
+	cr_assert(contains(err.msg, store_name), "%s", err.msg);
+	custody_store_rollback(sb);
+	/* A commits; B, reading again, sees A's row and updates it. */
+	cr_assert_eq(custody_store_commit(sa, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_get_assignment(sb, "Default", "global", &got, &err),
+		     CUSTODY_OK);
+	slot_set(&got.current, B, 2);
+	put_ok(sb, &got);
+	cr_assert_eq(got.version, 2);
+	custody_store_close(sa);
+	custody_store_close(sb);
+}
+
+PG_ONLY(a_failed_statement_makes_commit_fail_not_half_commit)
+{
+	custody_store *st = open_ok();
+	custody_cert_record r1 = make_cert(1, 1900000000), r2 = make_cert(2, 1900000000);
+	custody_assignment a = make_assignment("Default", "global");
+	custody_err err = {0};
+
+	put_cert_ok(st, &r1);
+	/* Another thumbprint with r1's SHA-256: the server refuses it. */
+	memcpy(r2.sha256, r1.sha256, sizeof(r2.sha256));
+	cr_assert_eq(custody_store_begin(st, &err), CUSTODY_OK);
+	slot_set(&a.current, A, 1);
+	cr_assert_eq(custody_store_put_assignment(st, &a, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_put_cert(st, &r2, &err), CUSTODY_EFAIL);
+	cr_assert(contains(err.msg, "another certificate has SHA-256 fingerprint"),
+		  "%s", err.msg);
+	cr_assert_eq(custody_store_commit(st, &err), CUSTODY_EFAIL);
+	cr_assert(contains(err.msg, "rolled back after an earlier error"), "%s", err.msg);
+	cr_assert_eq(sql_int("SELECT count(*) FROM assignments"), 0);
+	cr_assert_eq(sql_int("SELECT count(*) FROM certificates"), 1);
+	custody_cert_record_clear(&r1);
+	custody_cert_record_clear(&r2);
+	custody_store_close(st);
 }

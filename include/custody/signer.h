@@ -1,0 +1,192 @@
+/*
+ * custody/signer.h — signing with the current key of a certificate type,
+ * from a long-lived process (a service, the OpenSSL engine) or from
+ * `custody sign`.
+ *
+ * A custody_ctx is what an application opens once: the configuration
+ * (token, PIN source, store, node name), one module instance with one
+ * login, a pool of sessions and the store connection.  A custody_signer
+ * is one (type, identity) of a ctx: it finds, at each signature's `now`,
+ * which certificate is current, and signs with that certificate's key on
+ * the token, so that a roll (at its effective instant) or a `custody
+ * set` / `custody remove` takes effect at the next signature, without
+ * reopening anything.
+ *
+ * Decisions (measured on the 2-core machine of the benchmarks):
+ *
+ * - Resolution.  The signer keeps the stored assignment record and the
+ *   facts (key id, algorithm) of the certificates it names.  The record
+ *   holds the pending slot and its instant, so custody_assign_resolve() at
+ *   `now` makes a roll exact to the second without reading the store.
+ *   Before each signature the signer asks custody_store_changed(): on
+ *   SQLite an inotify watch of the store's directory, so a quiet store
+ *   costs one read() that finds nothing (0.27 µs), and only after a write
+ *   there does it ask PRAGMA data_version (1.7 µs) and, when that moved,
+ *   re-read the assignment.  A `set` committed before a signature starts
+ *   is seen by that signature.
+ *
+ * - Keys.  A key id maps to the token's object handle (and its type and
+ *   size) in a cache of the ctx; a key is looked for (by CKA_CLASS
+ *   private key and CKA_ID, nothing else) the first time it is needed,
+ *   and again when the token says the handle is no longer valid.  A key
+ *   that is not on the token is EFAIL naming the key id.
+ *
+ * - Token lock.  custody_token_open() serialises custody processes with
+ *   an exclusive lock.  The ctx opens its token with the lock SHARED
+ *   (custody/token.h, "sharing the token"): signers share it, and an
+ *   import, delete or request waits only for the signatures in flight.
+ *   The ctx holds the shared lock as a lease, with no system call per
+ *   signature: a lease thread looks every 20 ms and lets go of the lock
+ *   when no signature started since its last look (idle) or when a writer
+ *   waits (custody_token_lock_wanted: the writer's gate); the next
+ *   signature takes it again (2 flock calls, about 1 µs).  A writer thus
+ *   waits at most about 20 ms plus the signatures in flight plus its own
+ *   50 ms poll.  With options.keep_lock (short-lived programs such as
+ *   `custody sign`) the shared lock is held from the first use to
+ *   custody_ctx_free() and no thread is started.
+ *
+ * - Sessions.  A pool of read-only sessions (options.sessions; default
+ *   one per CPU, at least 2) on one module instance, each used by one
+ *   thread at a time (a mutex and a condition variable; a thread waits
+ *   only when every session is busy).  Login is per application: the one
+ *   C_Login of the ctx covers them all.
+ *
+ * - Mechanisms (the portable way, as custody_token_sign): the digest is
+ *   computed in software; RSA PKCS#1 v1.5 is CKM_RSA_PKCS over the DER
+ *   DigestInfo, RSA-PSS is CKM_RSA_PKCS_PSS with MGF1 of the digest's hash
+ *   and a salt of the digest's length, ECDSA is CKM_ECDSA over the digest
+ *   (cut to the curve's order).  Signatures: RSA as the raw bytes; ECDSA as
+ *   a DER ECDSA-Sig-Value (what X.509, CMS and `openssl dgst -verify`
+ *   take) or as raw r || s (what JWS takes).
+ *
+ * - The PIN is read from cfg->pin_source once, when the token is first
+ *   opened (the first signer that finds its assignment), and cleansed
+ *   right after the login.
+ *
+ * Threads: custody_signer_sign() and custody_signer_current() may be
+ * called from any number of threads at once, on one signer or on several
+ * signers of one ctx.  custody_signer_open() may run alongside them.
+ * custody_signer_close() and custody_ctx_free() must not run while
+ * another call uses that signer / ctx.  Within one process, a ctx and an
+ * open exclusive custody_token of the same token exclude each other as
+ * two processes would: close such a handle before signing.  After fork()
+ * a ctx is not usable in the child (PKCS#11 sessions do not survive it).
+ *
+ * Memory: the ctx copies what it needs from cfg (cfg may be freed after
+ * custody_ctx_new).  Every signer of a ctx must be closed before the ctx
+ * is freed.  Signatures and records returned through out-pointers belong
+ * to the caller (free(), custody_cert_record_clear()).
+ */
+#ifndef CUSTODY_SIGNER_H
+#define CUSTODY_SIGNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <custody/config.h>
+#include <custody/error.h>
+#include <custody/records.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct custody_ctx custody_ctx;
+typedef struct custody_signer custody_signer;
+
+typedef struct custody_ctx_options {
+	int sessions;	/* sessions in the pool; 0: one per CPU, at
+			   least 2, at most 16                        */
+	int keep_lock;	/* hold the shared token lock from the first use
+			   to custody_ctx_free (no lease thread)      */
+} custody_ctx_options;
+
+/*
+ * A ctx for cfg (token.module, token.label / token.uri, token.pin-source,
+ * token.lock-dir / lock-timeout, store.url — default
+ * CUSTODY_DEFAULT_STORE) and this node's name (node: NULL takes
+ * cfg->node_name, then the host name).  Nothing is opened yet: the store
+ * at the first custody_signer_open(), the token when a signer first needs
+ * a key.  EUSAGE now when the PIN source or the node name is malformed;
+ * EUSAGE "no PKCS#11 module configured" / "no PIN source configured" when
+ * the token is first needed.  options may be NULL (the defaults).
+ */
+int custody_ctx_new(const custody_config *cfg, const char *node,
+		    custody_ctx **out, custody_err *err);
+int custody_ctx_new_with(const custody_config *cfg, const char *node,
+			 const custody_ctx_options *options,
+			 custody_ctx **out, custody_err *err);
+
+/* Stops the lease thread, closes the sessions, logs out, closes the token
+ * and the store.  NULL is accepted. */
+void custody_ctx_free(custody_ctx *ctx);
+
+/* This ctx's node name (canonical). */
+const char *custody_ctx_node(const custody_ctx *ctx);
+
+/*
+ * A signer for type at identity.  identity NULL: this node's identity
+ * when the type is assigned there, else "global" (as `custody get -t`
+ * looks it up; the choice is made again when the store changes).  Type
+ * and identity are checked (EUSAGE) and the assignment read now:
+ * ENOTFOUND "no certificate is assigned for type T (identity I)" when
+ * there is none.  A record whose current slot is empty now (a pending
+ * roll only) is accepted: signing before its instant is ENOTFOUND.
+ */
+int custody_signer_open(custody_ctx *ctx, const char *type,
+			const char *identity, custody_signer **out,
+			custody_err *err);
+
+/* NULL is accepted. */
+void custody_signer_close(custody_signer *signer);
+
+enum custody_sig_scheme {
+	CUSTODY_SIG_AUTO = 0,	/* RSA: PKCS#1 v1.5; EC: ECDSA DER        */
+	CUSTODY_SIG_RSA_PKCS1,
+	CUSTODY_SIG_RSA_PSS,
+	CUSTODY_SIG_ECDSA_DER,	/* ECDSA-Sig-Value (X.509, openssl dgst)   */
+	CUSTODY_SIG_ECDSA_RAW,	/* r || s, each the size of the order (JWS) */
+};
+
+/* What a signature was made with. */
+typedef struct custody_signature_info {
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];	/* the certificate */
+	char key_id[CUSTODY_KEY_ID_HEX + 1];
+	char key_algorithm[16];	/* "RSA-2048", "EC-P256", ...            */
+	char identity[CUSTODY_NAME_MAX + 1];	/* where it was assigned   */
+	enum custody_sig_scheme scheme;	/* the one used (never AUTO)      */
+	int digest_nid;
+} custody_signature_info;
+
+/*
+ * Signs with the key of the certificate current at `now` (0: the clock).
+ * digest_nid: NID_sha256, NID_sha384 or NID_sha512.  With is_digest, data
+ * is the digest itself (len must be the digest's length); else it is
+ * hashed here.  A scheme that does not fit the current key (PSS with an
+ * EC key) is EFAIL, as the key may change with a roll: AUTO follows it.
+ * *sig is malloc'ed (free()); info may be NULL.
+ *
+ * Errors: ENOTFOUND "no certificate is assigned for type T (identity I)"
+ * when nothing is current at now; EFAIL "no private key with key id X on
+ * token L" when the current certificate's key is not on the token (the
+ * certificate named in the hint); EUSAGE for a bad digest or length; the
+ * errors of the token, its lock, the PIN and the store.
+ */
+int custody_signer_sign(custody_signer *signer, int64_t now,
+			enum custody_sig_scheme scheme, int digest_nid,
+			const unsigned char *data, size_t len, int is_digest,
+			unsigned char **sig, size_t *sig_len,
+			custody_signature_info *info, custody_err *err);
+
+/* The certificate that signs at `now` (0: the clock), from the store:
+ * out is the caller's (custody_cert_record_clear).  ENOTFOUND as
+ * custody_signer_sign. */
+int custody_signer_current(custody_signer *signer, int64_t now,
+			   custody_cert_record *out, custody_err *err);
+
+/* "RSA-PKCS1", "RSA-PSS", "ECDSA-DER", "ECDSA-RAW", "AUTO". */
+const char *custody_sig_scheme_name(enum custody_sig_scheme scheme);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

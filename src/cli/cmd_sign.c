@@ -1,0 +1,252 @@
+/*
+ * cmd_sign.c — `custody sign`: one signature with the current key of a
+ * type, raw signature bytes out (RSA PKCS#1 v1.5, or a DER ECDSA-Sig-Value).
+ *
+ * One process per signature is its common use (scripts), and module
+ * initialisation and login dominate its cost, so it does the least it
+ * can: one store query for the assignment (and one for the certificate's
+ * key id), no certificate listing; the token is opened through the
+ * signer (custody/signer.h) with one session and the shared lock held to
+ * the end (no lease thread), and the key is found by CKA_ID alone.  The
+ * input is hashed as it is read (any size), before the token is opened.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+
+#include <custody/policy.h>
+#include <custody/signer.h>
+
+#include "cli.h"
+
+enum {
+	OPT_TYPE = 't',
+	OPT_IDENTITY = 'i',
+	OPT_IN = OPT_FIRST_COMMAND_OPTION,
+	OPT_OUT,
+	OPT_DIGEST,
+};
+
+struct sign_opts {
+	const char *type;
+	const char *identity;
+	const char *in;
+	const char *out;
+	const char *digest;
+};
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct sign_opts *o = ctx;
+
+	(void)cli;
+	switch (c) {
+	case OPT_TYPE: o->type = arg; break;
+	case OPT_IDENTITY: o->identity = arg; break;
+	case OPT_IN: o->in = arg; break;
+	case OPT_OUT: o->out = arg; break;
+	case OPT_DIGEST: o->digest = arg; break;
+	default: break;
+	}
+	return CUSTODY_OK;
+}
+
+static int
+digest_nid(struct cli *cli, const char *name, int *nid)
+{
+	if (name == NULL || strcmp(name, "sha256") == 0)
+		*nid = NID_sha256;
+	else if (strcmp(name, "sha384") == 0)
+		*nid = NID_sha384;
+	else if (strcmp(name, "sha512") == 0)
+		*nid = NID_sha512;
+	else
+		return cli_usage_error(cli, "unknown digest '%s': use sha256, "
+				       "sha384 or sha512", name);
+	return CUSTODY_OK;
+}
+
+/* The digest of the input (a file, or standard input), read in pieces. */
+static int
+hash_input(struct cli *cli, const char *path, int nid, unsigned char *md,
+	   unsigned int *md_len)
+{
+	unsigned char buf[65536];
+	const char *name = path != NULL ? path : "standard input";
+	EVP_MD_CTX *mctx = NULL;
+	EVP_MD *md_alg = NULL;
+	int fd = 0, r = CUSTODY_EFAIL;
+	ssize_t n;
+
+	if (path != NULL && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot open %s: %s",
+				    path, strerror(errno));
+		goto out;
+	}
+	if ((md_alg = EVP_MD_fetch(NULL, OBJ_nid2sn(nid), NULL)) == NULL ||
+	    (mctx = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(mctx, md_alg, NULL) != 1) {
+		r = custody_err_openssl(&cli->err, CUSTODY_EFAIL,
+					"cannot hash %s", name);
+		goto out;
+	}
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+					    "cannot read %s: %s", name,
+					    strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (EVP_DigestUpdate(mctx, buf, (size_t)n) != 1) {
+			r = custody_err_openssl(&cli->err, CUSTODY_EFAIL,
+						"cannot hash %s", name);
+			goto out;
+		}
+	}
+	if (EVP_DigestFinal_ex(mctx, md, md_len) != 1) {
+		r = custody_err_openssl(&cli->err, CUSTODY_EFAIL,
+					"cannot hash %s", name);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	if (path != NULL && fd >= 0)
+		close(fd);
+	EVP_MD_CTX_free(mctx);
+	EVP_MD_free(md_alg);
+	return r;
+}
+
+static int
+write_all(int fd, const unsigned char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* The signature to a new file (never an existing one: it is public, so
+ * 0644), or to standard output. */
+static int
+write_signature(struct cli *cli, const char *path, const unsigned char *sig,
+		size_t len)
+{
+	int fd = 1, r = CUSTODY_EFAIL;
+
+	if (path != NULL) {
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+			  O_NOFOLLOW, 0644);
+		if (fd < 0) {
+			r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+					    "cannot create %s: %s%s", path,
+					    strerror(errno),
+					    errno == EEXIST
+						    ? " (an existing file is "
+						      "never overwritten)"
+						    : "");
+			goto out;
+		}
+	}
+	if (write_all(fd, sig, len) != 0 || (path != NULL && close(fd) != 0)) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+				    "cannot write the signature to %s: %s",
+				    path != NULL ? path : "standard output",
+				    strerror(errno));
+		if (path != NULL)
+			unlink(path);
+		fd = -1;
+		goto out;
+	}
+	fd = -1;
+	r = CUSTODY_OK;
+out:
+	if (path != NULL && fd >= 0)
+		close(fd);
+	return r;
+}
+
+int
+cmd_sign(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"type", required_argument, NULL, OPT_TYPE},
+		{"identity", required_argument, NULL, OPT_IDENTITY},
+		{"in", required_argument, NULL, OPT_IN},
+		{"out", required_argument, NULL, OPT_OUT},
+		{"digest", required_argument, NULL, OPT_DIGEST},
+		{NULL, 0, NULL, 0},
+	};
+	struct sign_opts o = {NULL, NULL, NULL, NULL, NULL};
+	custody_ctx_options copt = {1, 1};	/* one session, lock kept */
+	custody_ctx *ctx = NULL;
+	custody_signer *signer = NULL;
+	custody_signature_info info;
+	char type[CUSTODY_NAME_MAX + 1];
+	unsigned char md[EVP_MAX_MD_SIZE], *sig = NULL;
+	unsigned int md_len = 0;
+	size_t sig_len = 0;
+	struct stat st;
+	int nid = NID_sha256, r;
+
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_option, &o)) !=
+	    CUSTODY_OK)
+		return r;
+	if (o.type == NULL)
+		return cli_usage_error(cli, "-t TYPE is required");
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK ||
+	    (r = digest_nid(cli, o.digest, &nid)) != CUSTODY_OK ||
+	    (r = custody_type_canonical(o.type, type, NULL, &cli->err)) !=
+	    CUSTODY_OK)
+		return r;
+	/* Refused before anything is read or opened. */
+	if (o.out != NULL && lstat(o.out, &st) == 0)
+		return custody_err_set(&cli->err, CUSTODY_EFAIL,
+				       "cannot create %s: it exists (an existing "
+				       "file is never overwritten)", o.out);
+	if ((r = custody_ctx_new_with(&cli->cfg, cli->node, &copt, &ctx,
+				      &cli->err)) != CUSTODY_OK ||
+	    (r = custody_signer_open(ctx, type, o.identity, &signer,
+				     &cli->err)) != CUSTODY_OK ||
+	    (r = hash_input(cli, o.in, nid, md, &md_len)) != CUSTODY_OK ||
+	    (r = custody_signer_sign(signer, cli->now, CUSTODY_SIG_AUTO, nid,
+				     md, md_len, 1, &sig, &sig_len, &info,
+				     &cli->err)) != CUSTODY_OK)
+		goto out;
+	if ((r = write_signature(cli, o.out, sig, sig_len)) != CUSTODY_OK)
+		goto out;
+	if (cli->verbose)
+		fprintf(stderr, "custody: signed with %s (key %s, %s, %s/%s)\n",
+			info.thumbprint, info.key_id, info.key_algorithm, type,
+			info.identity);
+	r = CUSTODY_OK;
+out:
+	free(sig);
+	custody_signer_close(signer);
+	custody_ctx_free(ctx);
+	OPENSSL_cleanse(md, sizeof(md));
+	return r;
+}

@@ -1,0 +1,600 @@
+/*
+ * keyref.c — a certificate type name as an OpenSSL key (see
+ * custody/keyref.h): configuration as the `custody` command settles it,
+ * resolution through the store at the current time, the token's key
+ * through libp11 (token_evp.c).
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <custody/assign.h>
+#include <custody/config.h>
+#include <custody/keyref.h>
+#include <custody/log.h>
+#include <custody/policy.h>
+#include <custody/records.h>
+#include <custody/secret.h>
+#include <custody/store.h>
+#include <custody/token.h>
+
+#define N_SETTINGS (CUSTODY_KEYREF_NODE + 1)
+
+struct custody_keyref {
+	char *set[N_SETTINGS];		/* values given; NULL: not given */
+	custody_token *tok;		/* opened by the first key load   */
+	char *tok_module, *tok_label, *tok_uri;	/* what tok was opened with */
+	custody_token_evp **keys;	/* every key handed out, in order */
+	size_t n_keys, cap_keys;
+};
+
+/* What one load works with. */
+struct settled {
+	custody_config cfg;
+	char node[CUSTODY_NAME_MAX + 1];
+};
+
+/* What a key reference names. */
+struct refname {
+	char type[CUSTODY_NAME_MAX + 1];
+	char identity[CUSTODY_NAME_MAX + 1];	/* "" = this node, else global */
+};
+
+int
+custody_keyref_new(custody_keyref **out, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((*out = calloc(1, sizeof(**out))) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot make a key reference context: out "
+				    "of memory");
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+/* Applies one given value to cfg, as the command line would. */
+static int
+apply_setting(custody_config *cfg, enum custody_keyref_setting what,
+	      const char *value, custody_err *err)
+{
+	switch (what) {
+	case CUSTODY_KEYREF_MODULE:
+		return custody_config_set(cfg, "token", "module", value, err);
+	case CUSTODY_KEYREF_TOKEN:
+		return custody_config_set(cfg, "token",
+					  strncmp(value, "pkcs11:", 7) == 0 ?
+					  "uri" : "label", value, err);
+	case CUSTODY_KEYREF_PIN_SOURCE:
+		return custody_config_set(cfg, "token", "pin-source", value,
+					  err);
+	case CUSTODY_KEYREF_STORE:
+		return custody_config_set(cfg, "store", "url", value, err);
+	case CUSTODY_KEYREF_NODE:
+		return custody_config_set(cfg, "node", "name", value, err);
+	default:
+		return CUSTODY_OK;	/* CONFIG is a path: read at load */
+	}
+}
+
+static const char *
+setting_name(enum custody_keyref_setting what)
+{
+	static const char *const names[N_SETTINGS] = {
+		"config", "module", "token", "pin-source", "store", "node",
+	};
+
+	return (unsigned)what < N_SETTINGS ? names[what] : "setting";
+}
+
+static int
+same(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	       (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+int
+custody_keyref_set(custody_keyref *kr, enum custody_keyref_setting what,
+		   const char *value, custody_err *err)
+{
+	custody_config scratch;
+	char *copy = NULL;
+	int r = CUSTODY_EFAIL;
+
+	custody_config_init(&scratch);
+	if ((unsigned)what >= N_SETTINGS) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "unknown key reference setting %d",
+				    (int)what);
+		goto out;
+	}
+	if (kr->tok != NULL &&
+	    (what == CUSTODY_KEYREF_MODULE || what == CUSTODY_KEYREF_TOKEN) &&
+	    !same(kr->set[what], value)) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot change the %s: token %s is open "
+				    "(a key was loaded from it)",
+				    setting_name(what),
+				    custody_token_label(kr->tok));
+		goto out;
+	}
+	if (value != NULL &&
+	    ((r = apply_setting(&scratch, what, value, err)) != CUSTODY_OK ||
+	     (copy = strdup(value)) == NULL)) {
+		if (r == CUSTODY_OK)
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot set the %s: out of memory",
+					    setting_name(what));
+		goto out;
+	}
+	free(kr->set[what]);
+	kr->set[what] = copy;
+	copy = NULL;
+	r = CUSTODY_OK;
+out:
+	custody_config_clear(&scratch);
+	free(copy);
+	return r;
+}
+
+/* This node's name: node.name, else the host name up to its first dot
+ * (as the `custody` command has it). */
+static int
+settle_node(struct settled *s, custody_err *err)
+{
+	char host[256], *dot;
+	int r = CUSTODY_EFAIL;
+
+	if (s->cfg.node_name != NULL) {
+		if ((r = custody_identity_canonical(s->cfg.node_name, s->node,
+						    err)) != CUSTODY_OK)
+			custody_err_prefix(err, "node name");
+		goto out;
+	}
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	if ((dot = strchr(host, '.')) != NULL)
+		*dot = '\0';
+	if (custody_identity_canonical(host, s->node, NULL) != CUSTODY_OK)
+		snprintf(s->node, sizeof(s->node), "localhost");
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+/* File < environment < given values, as the `custody` command. */
+static int
+settle(const custody_keyref *kr, struct settled *s, custody_err *err)
+{
+	const char *path = kr->set[CUSTODY_KEYREF_CONFIG];
+	int r = CUSTODY_EFAIL;
+	int i;
+
+	if (path == NULL)
+		path = getenv("CUSTODY_CONFIG");
+	if (path == NULL && access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0)
+		path = CUSTODY_DEFAULT_CONFIG;
+	if (path != NULL && path[0] != '\0' &&
+	    (r = custody_config_load(&s->cfg, path, err)) != CUSTODY_OK)
+		goto out;
+	if ((r = custody_config_apply_env(&s->cfg, err)) != CUSTODY_OK)
+		goto out;
+	for (i = 0; i < N_SETTINGS; i++) {
+		if (kr->set[i] != NULL &&
+		    (r = apply_setting(&s->cfg, (enum custody_keyref_setting)i,
+				       kr->set[i], err)) != CUSTODY_OK)
+			goto out;
+	}
+	r = settle_node(s, err);
+out:
+	return r;
+}
+
+/* "Type" or "Type@identity". */
+static int
+parse_name(const char *name, struct refname *rn, custody_err *err)
+{
+	char type[CUSTODY_NAME_MAX + 2];
+	const char *at;
+	size_t len;
+	int r = CUSTODY_EUSAGE;
+
+	memset(rn, 0, sizeof(*rn));
+	if (name == NULL || name[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "no key reference given: name a "
+				    "certificate type (Type or Type@identity)");
+		goto out;
+	}
+	at = strchr(name, '@');
+	len = at != NULL ? (size_t)(at - name) : strlen(name);
+	if (len >= sizeof(type))
+		len = sizeof(type) - 1;	/* too long: canonical refuses it */
+	memcpy(type, name, len);
+	type[len] = '\0';
+	if ((r = custody_type_canonical(type, rn->type, NULL, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (at != NULL &&
+	    (r = custody_identity_canonical(at + 1, rn->identity, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+static int
+read_resolved(custody_store *st, const char *type, const char *identity,
+	      int64_t now, custody_assignment *out, custody_err *err)
+{
+	custody_assignment stored;
+	int r;
+
+	if ((r = custody_store_get_assignment(st, type, identity, &stored,
+					      err)) != CUSTODY_OK)
+		return r;
+	custody_assign_resolve(&stored, now, out);
+	return out->current.thumbprint[0] != '\0' ? CUSTODY_OK
+						  : CUSTODY_ENOTFOUND;
+}
+
+/* The store's record of the certificate current now for rn. */
+static int
+resolve(const struct settled *s, const struct refname *rn,
+	custody_cert_record *rec, custody_err *err)
+{
+	const char *url = s->cfg.store_url != NULL ? s->cfg.store_url
+						   : CUSTODY_DEFAULT_STORE;
+	custody_store *st = NULL;
+	custody_assignment a;
+	char shown[2 * CUSTODY_NAME_MAX + 8];
+	int64_t now = (int64_t)time(NULL);
+	int r = CUSTODY_EFAIL;
+
+	if ((r = custody_store_open(url, &st, err)) != CUSTODY_OK) {
+		if (s->cfg.store_url == NULL)
+			custody_err_hint(err, "choose a store with "
+					 "CUSTODY_STORE or store.url");
+		goto out;
+	}
+	if (rn->identity[0] != '\0') {
+		snprintf(shown, sizeof(shown), "%s", rn->identity);
+		r = read_resolved(st, rn->type, rn->identity, now, &a, err);
+	} else {
+		snprintf(shown, sizeof(shown), "%s", s->node);
+		r = read_resolved(st, rn->type, s->node, now, &a, err);
+		if (r == CUSTODY_ENOTFOUND) {
+			snprintf(shown, sizeof(shown), "%s or global", s->node);
+			r = read_resolved(st, rn->type, "global", now, &a, err);
+		}
+	}
+	if (r == CUSTODY_ENOTFOUND) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no certificate is assigned for type %s "
+				    "(identity %s)", rn->type, shown);
+		goto out;
+	}
+	if (r != CUSTODY_OK)
+		goto out;
+	if ((r = custody_store_get_cert(st, a.current.thumbprint, rec, err)) !=
+	    CUSTODY_OK) {
+		custody_err_prefix(err, "certificate %s, current for type %s",
+				   a.current.thumbprint, rn->type);
+		goto out;
+	}
+	custody_debug("%s resolves to certificate %s (key id %s)", rn->type,
+		      rec->thumbprint, rec->key_id);
+	r = CUSTODY_OK;
+out:
+	custody_store_close(st);
+	return r;
+}
+
+static int
+cert_of(const custody_cert_record *rec, X509 **cert, custody_err *err)
+{
+	const unsigned char *p = rec->der;
+	int r = CUSTODY_EFAIL;
+
+	if (rec->der == NULL ||
+	    (*cert = d2i_X509(NULL, &p, (long)rec->der_len)) == NULL) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot read certificate %s from the "
+					"store", rec->thumbprint);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+/* Settles the configuration and resolves name; rec is the caller's. */
+static int
+settle_and_resolve(const custody_keyref *kr, const char *name,
+		   struct settled *s, custody_cert_record *rec,
+		   custody_err *err)
+{
+	struct refname rn;
+	int r;
+
+	if ((r = parse_name(name, &rn, err)) != CUSTODY_OK ||
+	    (r = settle(kr, s, err)) != CUSTODY_OK)
+		return r;
+	return resolve(s, &rn, rec, err);
+}
+
+int
+custody_keyref_load_cert(custody_keyref *kr, const char *name, X509 **cert,
+			 custody_err *err)
+{
+	struct settled s;
+	custody_cert_record rec;
+	int r = CUSTODY_EFAIL;
+
+	*cert = NULL;
+	memset(&rec, 0, sizeof(rec));
+	custody_config_init(&s.cfg);
+	if ((r = settle_and_resolve(kr, name, &s, &rec, err)) != CUSTODY_OK ||
+	    (r = cert_of(&rec, cert, err)) != CUSTODY_OK) {
+		custody_err_prefix(err, "cannot load the certificate of %s",
+				   name != NULL ? name : "(none)");
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	custody_cert_record_clear(&rec);
+	custody_config_clear(&s.cfg);
+	return r;
+}
+
+static int
+keep_string(char **slot, const char *value, custody_err *err)
+{
+	if (value == NULL)
+		return CUSTODY_OK;
+	if ((*slot = strdup(value)) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot open the token: out of memory");
+	return CUSTODY_OK;
+}
+
+/* Opens the token and logs in with the PIN from the PIN source (first
+ * key load); later loads check that the configuration still names it. */
+static int
+ensure_token(custody_keyref *kr, const custody_config *cfg, custody_err *err)
+{
+	custody_token_spec spec;
+	custody_secret pin = {NULL, 0};
+	custody_token *tok = NULL;
+	char prompt[256];
+	int r = CUSTODY_EFAIL;
+
+	if (kr->tok != NULL) {
+		if (!same(kr->tok_module, cfg->module) ||
+		    !same(kr->tok_label, cfg->token_label) ||
+		    !same(kr->tok_uri, cfg->token_uri)) {
+			r = custody_err_set(err, CUSTODY_EUSAGE,
+					    "the configuration names another "
+					    "token than the open token %s",
+					    custody_token_label(kr->tok));
+			goto out;
+		}
+		r = CUSTODY_OK;
+		goto out;
+	}
+	if (cfg->module == NULL || cfg->module[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "no PKCS#11 module configured");
+		custody_err_hint(err, "set CUSTODY_MODULE, token.module in the "
+				 "config file, or the engine's MODULE");
+		goto out;
+	}
+	if (cfg->pin_source == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "no PIN source configured");
+		custody_err_hint(err, "set CUSTODY_PIN_SOURCE=file:PATH|env:VAR|"
+				 "fd:N|prompt, token.pin-source in the config "
+				 "file, or the engine's PIN_SOURCE");
+		goto out;
+	}
+	if ((r = custody_secret_source_check(cfg->pin_source, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	memset(&spec, 0, sizeof(spec));
+	spec.module = cfg->module;
+	spec.label = cfg->token_label;
+	spec.uri = cfg->token_uri;
+	spec.lock_dir = cfg->lock_dir;
+	spec.lock_timeout = cfg->lock_timeout;
+	if ((r = custody_token_open(&spec, &tok, err)) != CUSTODY_OK)
+		goto out;
+	snprintf(prompt, sizeof(prompt), "User PIN for token %s: ",
+		 custody_token_label(tok));
+	if ((r = custody_secret_read(cfg->pin_source, prompt, &pin, err)) !=
+	    CUSTODY_OK ||
+	    (r = custody_token_login(tok, pin.data != NULL ? pin.data : "",
+				     pin.len, err)) != CUSTODY_OK ||
+	    (r = keep_string(&kr->tok_module, cfg->module, err)) !=
+	    CUSTODY_OK ||
+	    (r = keep_string(&kr->tok_label, cfg->token_label, err)) !=
+	    CUSTODY_OK ||
+	    (r = keep_string(&kr->tok_uri, cfg->token_uri, err)) != CUSTODY_OK)
+		goto out;
+	kr->tok = tok;
+	tok = NULL;
+	r = CUSTODY_OK;
+out:
+	custody_secret_clear(&pin);
+	if (tok != NULL) {
+		custody_token_close(tok);
+		free(kr->tok_module);
+		free(kr->tok_label);
+		free(kr->tok_uri);
+		kr->tok_module = kr->tok_label = kr->tok_uri = NULL;
+	}
+	return r;
+}
+
+/* Keeps evp until custody_keyref_free (closing one would close the
+ * sessions of every other key: see token.h). */
+static int
+keep_key(custody_keyref *kr, custody_token_evp *evp, custody_err *err)
+{
+	custody_token_evp **grown;
+	size_t cap;
+
+	if (kr->n_keys == kr->cap_keys) {
+		cap = kr->cap_keys > 0 ? 2 * kr->cap_keys : 4;
+		if ((grown = realloc(kr->keys, cap * sizeof(*grown))) == NULL)
+			return custody_err_set(err, CUSTODY_EFAIL,
+					       "cannot keep the key: out of "
+					       "memory");
+		kr->keys = grown;
+		kr->cap_keys = cap;
+	}
+	kr->keys[kr->n_keys++] = evp;
+	return CUSTODY_OK;
+}
+
+/* The token's key of rec, kept by kr; *pkey is kr's (not a reference). */
+static int
+open_key(custody_keyref *kr, const custody_cert_record *rec, EVP_PKEY **pkey,
+	 custody_err *err)
+{
+	custody_token_evp *evp = NULL;
+	int present = 0, r = CUSTODY_EFAIL;
+
+	/* Asked through tok's own session first: a failed libp11 open would
+	 * close the sessions of the keys already handed out. */
+	if ((r = custody_token_has_private_key(kr->tok, rec->key_id, &present,
+					       err)) != CUSTODY_OK)
+		goto out;
+	if (!present) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no private key with key id %s on token %s",
+				    rec->key_id, custody_token_label(kr->tok));
+		custody_err_hint(err, "certificate %s is assigned, but its key "
+				 "is not on this node's token: `custody sync` "
+				 "brings it", rec->thumbprint);
+		goto out;
+	}
+	if ((r = custody_token_evp_open(kr->tok, rec->key_id, &evp, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if ((r = keep_key(kr, evp, err)) != CUSTODY_OK) {
+		/* Not kept: closed at once (the rarest of failures). */
+		custody_token_evp_close(evp);
+		goto out;
+	}
+	*pkey = custody_token_evp_pkey(evp);
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+/* The token's key must be the certificate's key. */
+static int
+check_match(EVP_PKEY *pkey, X509 *cert, const custody_cert_record *rec,
+	    custody_err *err)
+{
+	EVP_PKEY *pub = X509_get0_pubkey(cert);
+	int r = CUSTODY_EFAIL;
+
+	if (pub == NULL || EVP_PKEY_eq(pkey, pub) != 1) {
+		ERR_clear_error();
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the private key with id %s does not match "
+				    "certificate %s", rec->key_id,
+				    rec->thumbprint);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+int
+custody_keyref_load_key(custody_keyref *kr, const char *name, EVP_PKEY **pkey,
+			X509 **cert, custody_err *err)
+{
+	struct settled s;
+	custody_cert_record rec;
+	EVP_PKEY *key = NULL;
+	X509 *x = NULL;
+	int r = CUSTODY_EFAIL;
+
+	*pkey = NULL;
+	if (cert != NULL)
+		*cert = NULL;
+	memset(&rec, 0, sizeof(rec));
+	custody_config_init(&s.cfg);
+	if ((r = settle_and_resolve(kr, name, &s, &rec, err)) != CUSTODY_OK ||
+	    (r = cert_of(&rec, &x, err)) != CUSTODY_OK ||
+	    (r = ensure_token(kr, &s.cfg, err)) != CUSTODY_OK ||
+	    (r = open_key(kr, &rec, &key, err)) != CUSTODY_OK ||
+	    (r = check_match(key, x, &rec, err)) != CUSTODY_OK)
+		goto out;
+	if (EVP_PKEY_up_ref(key) != 1) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot hand out the key: EVP_PKEY_up_ref "
+				    "failed");
+		goto out;
+	}
+	*pkey = key;
+	if (cert != NULL) {
+		*cert = x;
+		x = NULL;
+	}
+	custody_debug("key %s: private key %s of token %s (certificate %s)",
+		      name, rec.key_id, custody_token_label(kr->tok),
+		      rec.thumbprint);
+	r = CUSTODY_OK;
+out:
+	if (r != CUSTODY_OK)
+		custody_err_prefix(err, "cannot load the private key of %s",
+				   name != NULL ? name : "(none)");
+	X509_free(x);
+	custody_cert_record_clear(&rec);
+	custody_config_clear(&s.cfg);
+	return r;
+}
+
+int
+custody_keyref_token_is_open(const custody_keyref *kr)
+{
+	return kr != NULL && kr->tok != NULL;
+}
+
+void
+custody_keyref_free(custody_keyref *kr)
+{
+	size_t i;
+	int j;
+
+	if (kr == NULL)
+		return;
+	/* Keys (and their libp11 contexts) before the token: token.h. */
+	for (i = kr->n_keys; i > 0; i--)
+		custody_token_evp_close(kr->keys[i - 1]);
+	free(kr->keys);
+	custody_token_close(kr->tok);
+	free(kr->tok_module);
+	free(kr->tok_label);
+	free(kr->tok_uri);
+	for (j = 0; j < N_SETTINGS; j++)
+		free(kr->set[j]);
+	free(kr);
+}

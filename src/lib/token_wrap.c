@@ -1,0 +1,1533 @@
+/*
+ * token_wrap.c — the PKCS#11 side of the cluster key ceremony: the KEK,
+ * the nodes' transport keys, the security officer's admission of a node,
+ * and the packages (private keys wrapped under the KEK).  See the last
+ * section of custody/token.h for the attributes and why.
+ *
+ * Measured on SoftHSM 2.6.1 (and relied on here): a secret key's
+ * CKA_ENCRYPT, DECRYPT, SIGN and VERIFY default TRUE, so every one is
+ * set; CKA_UNWRAP_TEMPLATE is enforced (the caller's template must carry
+ * its attributes with the same values); CKA_TRUSTED cannot be set by the
+ * user (CKR_ATTRIBUTE_READ_ONLY) and the SO cannot create private objects
+ * (CKR_USER_NOT_LOGGED_IN); CKM_AES_ECB is no wrapping mechanism.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include <custody/cert.h>
+#include <custody/hexfmt.h>
+#include <custody/log.h>
+#include <custody/token.h>
+
+#include "token_internal.h"
+
+#define KEY_ID_MAX 64		/* bytes of a CKA_ID we accept as hex    */
+#define NODE_ID_MAX 96		/* "custody-transport:" + node name      */
+#define TRANSPORT_BITS 3072
+#define ATTRS_MAX 24
+
+#define TRANSPORT_PREFIX "custody-transport:"
+#define ADMITTED_PREFIX "custody-admitted:"
+#define PROBE_PREFIX "custody-probe:"
+
+/* Template values: never written by the token, shared by every call. */
+static CK_BBOOL yes = CK_TRUE;
+static CK_BBOOL no = CK_FALSE;
+static CK_OBJECT_CLASS class_secret = CKO_SECRET_KEY;
+static CK_OBJECT_CLASS class_private = CKO_PRIVATE_KEY;
+static CK_OBJECT_CLASS class_public = CKO_PUBLIC_KEY;
+static CK_KEY_TYPE type_aes = CKK_AES;
+static CK_KEY_TYPE type_rsa = CKK_RSA;
+static CK_ULONG kek_bytes = 32;
+static CK_ULONG transport_bits = TRANSPORT_BITS;
+static unsigned char rsa_f4[] = {0x01, 0x00, 0x01};
+static char kek_id[] = CUSTODY_KEK_ID;
+
+#define A(type, var) {(type), &(var), sizeof(var)}
+#define A_TRUE(type) {(type), &yes, sizeof(yes)}
+#define A_FALSE(type) {(type), &no, sizeof(no)}
+
+/* What a key unwrapped under the KEK must be (its CKA_UNWRAP_TEMPLATE). */
+static CK_ATTRIBUTE kek_unwrap_template[] = {
+	A(CKA_CLASS, class_private),
+	A_TRUE(CKA_TOKEN),
+	A_TRUE(CKA_PRIVATE),
+	A_TRUE(CKA_SENSITIVE),
+	A_FALSE(CKA_EXTRACTABLE),
+};
+
+/* What a key unwrapped with a transport private key must be: a KEK. */
+static CK_ATTRIBUTE transport_unwrap_template[] = {
+	A(CKA_CLASS, class_secret),
+	A(CKA_KEY_TYPE, type_aes),
+	A_TRUE(CKA_TOKEN),
+	A_TRUE(CKA_PRIVATE),
+	A_TRUE(CKA_SENSITIVE),
+	A_TRUE(CKA_WRAP_WITH_TRUSTED),
+	A_FALSE(CKA_ENCRYPT),
+	A_FALSE(CKA_DECRYPT),
+	A_FALSE(CKA_SIGN),
+	A_FALSE(CKA_VERIFY),
+};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A template whose values live elsewhere (statics or the caller). */
+struct attrs {
+	CK_ATTRIBUTE a[ATTRS_MAX];
+	CK_ULONG n;
+};
+
+static void
+attrs_add(struct attrs *t, CK_ATTRIBUTE_TYPE type, void *v, size_t len)
+{
+	/* ATTRS_MAX is above what the templates below ever hold. */
+	if (t->n < ATTRS_MAX) {
+		t->a[t->n].type = type;
+		t->a[t->n].pValue = v;
+		t->a[t->n].ulValueLen = len;
+		t->n++;
+	}
+}
+
+static void
+attrs_bool(struct attrs *t, CK_ATTRIBUTE_TYPE type, int v)
+{
+	attrs_add(t, type, v ? &yes : &no, sizeof(CK_BBOOL));
+}
+
+/* ----------------------------------------------------------- helpers */
+
+static const char *
+rv_text(CK_RV rv)
+{
+	return token_rv_name(rv) != NULL ? token_rv_name(rv) : "error";
+}
+
+/* PREFIX + node into id; EUSAGE when the node name is not one. */
+static int
+node_id(const char *prefix, const char *node, unsigned char *id,
+	size_t *len, custody_err *err)
+{
+	size_t plen = strlen(prefix), nlen, i;
+
+	nlen = node != NULL ? strlen(node) : 0;
+	if (nlen == 0 || nlen > CUSTODY_NODE_NAME_MAX ||
+	    plen + nlen > NODE_ID_MAX)
+		goto bad;
+	for (i = 0; i < nlen; i++) {
+		char c = node[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			goto bad;
+	}
+	memcpy(id, prefix, plen);
+	memcpy(id + plen, node, nlen);
+	*len = plen + nlen;
+	return CUSTODY_OK;
+bad:
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "invalid node name %s: expected 1 to %d of "
+			       "A-Z a-z 0-9 . _ -", node != NULL ? node : "(none)",
+			       CUSTODY_NODE_NAME_MAX);
+}
+
+/* The first object matching t, or CK_INVALID_HANDLE. */
+static int
+find_first(custody_token *tok, CK_ATTRIBUTE *t, CK_ULONG n,
+	   CK_OBJECT_HANDLE *found, custody_err *err)
+{
+	CK_OBJECT_HANDLE *h = NULL;
+	size_t count = 0;
+	int r;
+
+	*found = CK_INVALID_HANDLE;
+	r = token_find(tok, t, n, &h, &count, err);
+	if (r == CUSTODY_OK && count > 0)
+		*found = h[0];
+	free(h);
+	return r;
+}
+
+static int
+find_kek(custody_token *tok, CK_OBJECT_HANDLE *h, custody_err *err)
+{
+	CK_ATTRIBUTE t[] = {
+		A(CKA_CLASS, class_secret),
+		{CKA_ID, kek_id, sizeof(kek_id) - 1},
+	};
+
+	return find_first(tok, t, NELEM(t), h, err);
+}
+
+/* The object of class cls with this CKA_ID (and CKA_TRUSTED true when
+ * trusted), or CK_INVALID_HANDLE. */
+static int
+find_by_id(custody_token *tok, CK_OBJECT_CLASS *cls, const unsigned char *id,
+	   size_t id_len, int trusted, CK_OBJECT_HANDLE *h, custody_err *err)
+{
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, cls, sizeof(*cls)},
+		{CKA_ID, (void *)id, id_len},
+		A_TRUE(CKA_TRUSTED),
+	};
+
+	return find_first(tok, t, trusted ? 3 : 2, h, err);
+}
+
+static int
+bool_of(custody_token *tok, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
+	int *out, custody_err *err)
+{
+	CK_BBOOL b = CK_FALSE;
+	CK_ATTRIBUTE a = {type, &b, sizeof(b)};
+	CK_RV rv;
+
+	rv = tok->f->C_GetAttributeValue(tok->session, h, &a, 1);
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot read attribute 0x%lx of an object "
+				    "on token %s", (unsigned long)type,
+				    tok->label);
+	*out = b == CK_TRUE;
+	return CUSTODY_OK;
+}
+
+static void
+destroy(custody_token *tok, CK_OBJECT_HANDLE h, const char *what)
+{
+	CK_RV rv;
+
+	if (h == CK_INVALID_HANDLE)
+		return;
+	rv = tok->f->C_DestroyObject(tok->session, h);
+	if (rv != CKR_OK)
+		custody_warn("cannot remove the %s from token %s again: %s",
+			     what, tok->label, rv_text(rv));
+}
+
+/* C_WrapKey, length query first; *out malloc'ed. */
+static int
+wrap(custody_token *tok, CK_MECHANISM *mech, CK_OBJECT_HANDLE wrapping,
+     CK_OBJECT_HANDLE key, unsigned char **out, size_t *out_len,
+     CK_RV *rv_out)
+{
+	CK_ULONG len = 0;
+	unsigned char *buf = NULL;
+	CK_RV rv;
+
+	*out = NULL;
+	*out_len = 0;
+	rv = tok->f->C_WrapKey(tok->session, mech, wrapping, key, NULL, &len);
+	if (rv == CKR_OK && (len == 0 || (buf = malloc(len)) == NULL))
+		rv = CKR_HOST_MEMORY;
+	if (rv == CKR_OK)
+		rv = tok->f->C_WrapKey(tok->session, mech, wrapping, key, buf,
+				       &len);
+	if (rv == CKR_OK) {
+		*out = buf;
+		*out_len = len;
+		buf = NULL;
+	}
+	free(buf);
+	*rv_out = rv;
+	return rv == CKR_OK ? CUSTODY_OK : CUSTODY_EFAIL;
+}
+
+/* ------------------------------------------------------------------- KCV */
+
+/* First 3 bytes of AES-KW(kek, 16 zero bytes), upper-case hex. */
+static int
+kcv_of(custody_token *tok, CK_OBJECT_HANDLE kek, char kcv[CUSTODY_KCV_HEX + 1],
+       custody_err *err)
+{
+	static unsigned char zero[16];
+	CK_ATTRIBUTE t[] = {
+		A(CKA_CLASS, class_secret),
+		A(CKA_KEY_TYPE, type_aes),
+		A_FALSE(CKA_TOKEN),
+		A_TRUE(CKA_PRIVATE),
+		A_FALSE(CKA_SENSITIVE),
+		A_TRUE(CKA_EXTRACTABLE),
+		A_FALSE(CKA_ENCRYPT),
+		A_FALSE(CKA_DECRYPT),
+		A_FALSE(CKA_SIGN),
+		A_FALSE(CKA_VERIFY),
+		A_FALSE(CKA_WRAP),
+		A_FALSE(CKA_UNWRAP),
+		A(CKA_VALUE, zero),
+	};
+	CK_MECHANISM kw = {CKM_AES_KEY_WRAP, NULL, 0};
+	CK_OBJECT_HANDLE probe = CK_INVALID_HANDLE;
+	unsigned char *out = NULL;
+	size_t out_len = 0;
+	CK_RV rv;
+	int r = CUSTODY_EFAIL;
+
+	rv = tok->f->C_CreateObject(tok->session, t, NELEM(t), &probe);
+	if (rv != CKR_OK) {
+		probe = CK_INVALID_HANDLE;
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot compute the KEK's key check value on "
+				 "token %s: cannot create the zero key",
+				 tok->label);
+		goto out;
+	}
+	if (wrap(tok, &kw, kek, probe, &out, &out_len, &rv) != CUSTODY_OK ||
+	    out_len < 3) {
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot compute the KEK's key check value on "
+				 "token %s", tok->label);
+		goto out;
+	}
+	custody_hex_encode(out, 3, kcv, 1);
+	r = CUSTODY_OK;
+out:
+	destroy(tok, probe, "zero key of the key check value");
+	free(out);
+	return r;
+}
+
+int
+custody_token_kek_present(custody_token *tok, int *present, custody_err *err)
+{
+	CK_OBJECT_HANDLE h;
+	int r;
+
+	*present = 0;
+	if ((r = token_require_login(tok, "look for the KEK", err)) !=
+	    CUSTODY_OK ||
+	    (r = find_kek(tok, &h, err)) != CUSTODY_OK)
+		return r;
+	*present = h != CK_INVALID_HANDLE;
+	return CUSTODY_OK;
+}
+
+/* The KEK's handle; ENOTFOUND when there is none. */
+static int
+need_kek(custody_token *tok, const char *what, CK_OBJECT_HANDLE *h,
+	 custody_err *err)
+{
+	int r;
+
+	if ((r = token_require_login(tok, what, err)) != CUSTODY_OK ||
+	    (r = find_kek(tok, h, err)) != CUSTODY_OK)
+		return r;
+	if (*h == CK_INVALID_HANDLE) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "cannot %s: token %s holds no KEK", what,
+				    tok->label);
+		custody_err_hint(err, "create it with custody kek create, or "
+				 "join the cluster with custody node join");
+	}
+	return r;
+}
+
+int
+custody_token_kek_kcv(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
+		      custody_err *err)
+{
+	CK_OBJECT_HANDLE h;
+	int r;
+
+	if ((r = need_kek(tok, "read the KEK's key check value", &h, err)) !=
+	    CUSTODY_OK)
+		return r;
+	return kcv_of(tok, h, kcv, err);
+}
+
+/* ----------------------------------------------------------------- probe */
+
+/* Destroys the session objects with this id: what a refused C_GenerateKey
+ * left behind (SoftHSM 2.6.1 does, with the attributes it had applied). */
+static int
+drop_leftovers(custody_token *tok, unsigned char *id, size_t id_len,
+	       custody_err *err)
+{
+	CK_ATTRIBUTE t[] = {
+		{CKA_ID, id, id_len},
+		A_FALSE(CKA_TOKEN),
+	};
+	CK_OBJECT_HANDLE *h = NULL;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = token_find(tok, t, NELEM(t), &h, &n, err)) != CUSTODY_OK)
+		goto out;
+	for (i = 0; i < n; i++)
+		destroy(tok, h[i], "remains of the refused probe key");
+	if (n > 0)
+		custody_debug("token %s left %zu half-made probe key(s) behind; "
+			      "removed", tok->label, n);
+out:
+	free(h);
+	return r;
+}
+
+int
+custody_token_probe_trusted_private_kek(custody_token *tok, int *supported,
+					custody_err *err)
+{
+	unsigned char probe_id[sizeof(PROBE_PREFIX) - 1 + 8];
+	CK_ATTRIBUTE trusted[] = {
+		/* First: SoftHSM 2.6.1 leaves a half-made object behind when
+		 * it refuses an attribute; this id finds it again. */
+		{CKA_ID, probe_id, sizeof(probe_id)},
+		A(CKA_CLASS, class_secret),
+		A(CKA_KEY_TYPE, type_aes),
+		A(CKA_VALUE_LEN, kek_bytes),
+		A_FALSE(CKA_TOKEN),
+		A_TRUE(CKA_PRIVATE),
+		A_TRUE(CKA_SENSITIVE),
+		A_FALSE(CKA_EXTRACTABLE),
+		A_TRUE(CKA_WRAP),
+		A_FALSE(CKA_UNWRAP),
+		A_FALSE(CKA_ENCRYPT),
+		A_FALSE(CKA_DECRYPT),
+		A_FALSE(CKA_SIGN),
+		A_FALSE(CKA_VERIFY),
+		A_TRUE(CKA_TRUSTED),
+	};
+	CK_ATTRIBUTE guarded[] = {
+		A(CKA_CLASS, class_secret),
+		A(CKA_KEY_TYPE, type_aes),
+		A(CKA_VALUE_LEN, kek_bytes),
+		A_FALSE(CKA_TOKEN),
+		A_TRUE(CKA_PRIVATE),
+		A_TRUE(CKA_SENSITIVE),
+		A_TRUE(CKA_EXTRACTABLE),
+		A_TRUE(CKA_WRAP_WITH_TRUSTED),
+		A_FALSE(CKA_ENCRYPT),
+		A_FALSE(CKA_DECRYPT),
+		A_FALSE(CKA_SIGN),
+		A_FALSE(CKA_VERIFY),
+	};
+	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
+	CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, key = CK_INVALID_HANDLE;
+	unsigned char *blob = NULL;
+	size_t blob_len = 0;
+	int is_trusted = 0, r;
+	CK_RV rv;
+
+	*supported = 0;
+	if ((r = token_require_login(tok, "probe for trusted keys", err)) !=
+	    CUSTODY_OK)
+		goto out;
+	memcpy(probe_id, PROBE_PREFIX, sizeof(PROBE_PREFIX) - 1);
+	if (RAND_bytes(probe_id + sizeof(PROBE_PREFIX) - 1, 8) != 1) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot probe token %s for trusted keys: "
+					"no random bytes", tok->label);
+		goto out;
+	}
+	rv = tok->f->C_GenerateKey(tok->session, &gen, trusted, NELEM(trusted),
+				   &kek);
+	switch (rv) {
+	case CKR_OK:
+		break;
+	case CKR_ATTRIBUTE_READ_ONLY:
+	case CKR_ATTRIBUTE_TYPE_INVALID:
+	case CKR_ATTRIBUTE_VALUE_INVALID:
+	case CKR_TEMPLATE_INCONSISTENT:
+		kek = CK_INVALID_HANDLE;
+		custody_debug("token %s: the user cannot make a trusted private "
+			      "key (%s)", tok->label, rv_text(rv));
+		r = drop_leftovers(tok, probe_id, sizeof(probe_id), err);
+		goto out;
+	default:
+		kek = CK_INVALID_HANDLE;
+		drop_leftovers(tok, probe_id, sizeof(probe_id), NULL);
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot probe token %s for trusted keys",
+				 tok->label);
+		goto out;
+	}
+	if ((r = bool_of(tok, kek, CKA_TRUSTED, &is_trusted, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	rv = tok->f->C_GenerateKey(tok->session, &gen, guarded, NELEM(guarded),
+				   &key);
+	if (rv != CKR_OK) {
+		key = CK_INVALID_HANDLE;
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot probe token %s for trusted keys",
+				 tok->label);
+		goto out;
+	}
+	/* The token must also honour it: wrap a trusted-only key with it. */
+	*supported = is_trusted &&
+		     wrap(tok, &kwp, kek, key, &blob, &blob_len, &rv) ==
+			     CUSTODY_OK;
+	custody_debug("token %s: a trusted private key %s", tok->label,
+		      *supported ? "can be made and wraps trusted-only keys"
+				 : "is not honoured");
+	r = CUSTODY_OK;
+out:
+	destroy(tok, key, "probe key");
+	destroy(tok, kek, "probe key");
+	OPENSSL_clear_free(blob, blob_len);
+	return r;
+}
+
+/* ------------------------------------------------------------------- KEK */
+
+/* The KEK's template, for generation (with its length) or unwrapping. */
+static void
+kek_template(struct attrs *t, int generate, int trusted)
+{
+	attrs_add(t, CKA_CLASS, &class_secret, sizeof(class_secret));
+	attrs_add(t, CKA_KEY_TYPE, &type_aes, sizeof(type_aes));
+	if (generate)
+		attrs_add(t, CKA_VALUE_LEN, &kek_bytes, sizeof(kek_bytes));
+	attrs_bool(t, CKA_TOKEN, 1);
+	attrs_bool(t, CKA_PRIVATE, 1);
+	attrs_bool(t, CKA_SENSITIVE, 1);
+	attrs_bool(t, CKA_EXTRACTABLE, 1);
+	attrs_bool(t, CKA_WRAP_WITH_TRUSTED, 1);
+	attrs_bool(t, CKA_WRAP, 1);
+	attrs_bool(t, CKA_UNWRAP, 1);
+	attrs_bool(t, CKA_ENCRYPT, 0);
+	attrs_bool(t, CKA_DECRYPT, 0);
+	attrs_bool(t, CKA_SIGN, 0);
+	attrs_bool(t, CKA_VERIFY, 0);
+	attrs_bool(t, CKA_DERIVE, 0);
+	if (trusted)
+		attrs_bool(t, CKA_TRUSTED, 1);
+	attrs_add(t, CKA_ID, kek_id, sizeof(kek_id) - 1);
+	attrs_add(t, CKA_LABEL, kek_id, sizeof(kek_id) - 1);
+	attrs_add(t, CKA_UNWRAP_TEMPLATE, kek_unwrap_template,
+		  sizeof(kek_unwrap_template));
+}
+
+int
+custody_token_kek_create(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
+			 custody_err *err)
+{
+	struct attrs t;
+	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+	char have[CUSTODY_KCV_HEX + 1];
+	int trusted = 0, r;
+	CK_RV rv;
+
+	memset(&t, 0, sizeof(t));
+	if ((r = token_require_login(tok, "create the KEK", err)) !=
+	    CUSTODY_OK ||
+	    (r = find_kek(tok, &h, err)) != CUSTODY_OK)
+		goto out;
+	if (h != CK_INVALID_HANDLE) {
+		if (kcv_of(tok, h, have, NULL) != CUSTODY_OK)
+			strcpy(have, "?");
+		h = CK_INVALID_HANDLE;
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot create the KEK: token %s already "
+				    "holds a KEK (KCV %s)", tok->label, have);
+		goto out;
+	}
+	if ((r = custody_token_probe_trusted_private_kek(tok, &trusted,
+							 err)) != CUSTODY_OK)
+		goto out;
+	kek_template(&t, 1, trusted);
+	custody_step("generating the cluster KEK (AES-256) on token %s (serial "
+		     "%s): private, sensitive, wrap/unwrap only, extractable "
+		     "only under a trusted key%s", tok->label, tok->serial,
+		     trusted ? ", trusted" : "");
+	rv = tok->f->C_GenerateKey(tok->session, &gen, t.a, t.n, &h);
+	if (rv != CKR_OK) {
+		h = CK_INVALID_HANDLE;
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot generate the KEK on token %s",
+				 tok->label);
+		goto out;
+	}
+	if ((r = kcv_of(tok, h, kcv, err)) != CUSTODY_OK)
+		goto out;
+	custody_step("generated the KEK on token %s: key check value %s",
+		     tok->label, kcv);
+	h = CK_INVALID_HANDLE;
+	r = CUSTODY_OK;
+out:
+	/* Only a KEK this call made and could not finish is removed. */
+	if (r != CUSTODY_OK)
+		destroy(tok, h, "KEK");
+	return r;
+}
+
+/* ------------------------------------------------------- transport keys */
+
+/* An RSA public key (n, e as big-endian bytes) as DER SPKI, malloc'ed. */
+static int
+rsa_spki(const unsigned char *n, size_t n_len, const unsigned char *e,
+	 size_t e_len, unsigned char **out, size_t *out_len,
+	 custody_err *err)
+{
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *pkey = NULL;
+	BIGNUM *bn = NULL, *be = NULL;
+	unsigned char *der = NULL, *p;
+	int len, r = CUSTODY_EFAIL;
+
+	if (bld == NULL || (bn = BN_bin2bn(n, (int)n_len, NULL)) == NULL ||
+	    (be = BN_bin2bn(e, (int)e_len, NULL)) == NULL ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) != 1 ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) != 1 ||
+	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
+	    EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1 ||
+	    (len = i2d_PUBKEY(pkey, NULL)) <= 0 ||
+	    (der = malloc((size_t)len)) == NULL)
+		goto fail;
+	p = der;
+	if (i2d_PUBKEY(pkey, &p) != len)
+		goto fail;
+	*out = der;
+	*out_len = (size_t)len;
+	der = NULL;
+	r = CUSTODY_OK;
+	goto out;
+fail:
+	r = custody_err_openssl(err, CUSTODY_EFAIL,
+				"cannot encode the transport public key");
+out:
+	free(der);
+	EVP_PKEY_free(pkey);
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(bn);
+	BN_free(be);
+	return r;
+}
+
+/* The SPKI of public key object h (RSA). */
+static int
+object_spki(custody_token *tok, CK_OBJECT_HANDLE h, unsigned char **spki,
+	    size_t *spki_len, custody_err *err)
+{
+	unsigned char *n = NULL, *e = NULL;
+	size_t n_len = 0, e_len = 0;
+	int r;
+
+	if ((r = token_get_attr(tok, h, CKA_MODULUS, &n, &n_len, err)) ==
+		    CUSTODY_OK &&
+	    (r = token_get_attr(tok, h, CKA_PUBLIC_EXPONENT, &e, &e_len,
+				err)) == CUSTODY_OK)
+		r = rsa_spki(n, n_len, e, e_len, spki, spki_len, err);
+	free(n);
+	free(e);
+	return r;
+}
+
+int
+custody_token_transport_public(custody_token *tok, const char *node,
+			       unsigned char **spki, size_t *spki_len,
+			       custody_err *err)
+{
+	unsigned char id[NODE_ID_MAX];
+	size_t id_len = 0;
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+	int r;
+
+	*spki = NULL;
+	*spki_len = 0;
+	if ((r = node_id(TRANSPORT_PREFIX, node, id, &id_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = find_by_id(tok, &class_public, id, id_len, 0, &h, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (h == CK_INVALID_HANDLE) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "node %s has no transport key on token %s",
+				    node, tok->label);
+		goto out;
+	}
+	r = object_spki(tok, h, spki, spki_len, err);
+out:
+	return r;
+}
+
+int
+custody_token_transport_create(custody_token *tok, const char *node,
+			       unsigned char **spki, size_t *spki_len,
+			       custody_err *err)
+{
+	unsigned char id[NODE_ID_MAX];
+	size_t id_len = 0;
+	struct attrs pub, priv;
+	CK_MECHANISM gen = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+	CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
+	CK_OBJECT_HANDLE h;
+	CK_RV rv;
+	int r;
+
+	memset(&pub, 0, sizeof(pub));
+	memset(&priv, 0, sizeof(priv));
+	*spki = NULL;
+	*spki_len = 0;
+	if ((r = node_id(TRANSPORT_PREFIX, node, id, &id_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = token_require_login(tok, "create a transport key", err)) !=
+	    CUSTODY_OK ||
+	    (r = find_by_id(tok, &class_private, id, id_len, 0, &h, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (h == CK_INVALID_HANDLE &&
+	    (r = find_by_id(tok, &class_public, id, id_len, 0, &h, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (h != CK_INVALID_HANDLE) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "node %s already has a transport key on "
+				    "token %s", node, tok->label);
+		goto out;
+	}
+	attrs_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
+	attrs_add(&pub, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
+	attrs_bool(&pub, CKA_TOKEN, 1);
+	attrs_bool(&pub, CKA_PRIVATE, 0);
+	attrs_bool(&pub, CKA_ENCRYPT, 0);
+	attrs_bool(&pub, CKA_WRAP, 0);
+	attrs_bool(&pub, CKA_VERIFY, 0);
+	attrs_bool(&pub, CKA_VERIFY_RECOVER, 0);
+	attrs_bool(&pub, CKA_DERIVE, 0);
+	attrs_add(&pub, CKA_MODULUS_BITS, &transport_bits,
+		  sizeof(transport_bits));
+	attrs_add(&pub, CKA_PUBLIC_EXPONENT, rsa_f4, sizeof(rsa_f4));
+	attrs_add(&pub, CKA_ID, id, id_len);
+	attrs_add(&pub, CKA_LABEL, id, id_len);
+
+	attrs_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
+	attrs_add(&priv, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
+	attrs_bool(&priv, CKA_TOKEN, 1);
+	attrs_bool(&priv, CKA_PRIVATE, 1);
+	attrs_bool(&priv, CKA_SENSITIVE, 1);
+	attrs_bool(&priv, CKA_EXTRACTABLE, 0);
+	attrs_bool(&priv, CKA_UNWRAP, 1);
+	attrs_bool(&priv, CKA_DECRYPT, 0);
+	attrs_bool(&priv, CKA_SIGN, 0);
+	attrs_bool(&priv, CKA_SIGN_RECOVER, 0);
+	attrs_bool(&priv, CKA_DERIVE, 0);
+	attrs_add(&priv, CKA_ID, id, id_len);
+	attrs_add(&priv, CKA_LABEL, id, id_len);
+	attrs_add(&priv, CKA_UNWRAP_TEMPLATE, transport_unwrap_template,
+		  sizeof(transport_unwrap_template));
+
+	custody_step("generating the RSA-%d transport key pair of node %s on "
+		     "token %s (serial %s): the private half unwraps only and "
+		     "is never extractable", TRANSPORT_BITS, node, tok->label,
+		     tok->serial);
+	rv = tok->f->C_GenerateKeyPair(tok->session, &gen, pub.a, pub.n,
+				       priv.a, priv.n, &hpub, &hpriv);
+	if (rv != CKR_OK) {
+		hpub = hpriv = CK_INVALID_HANDLE;
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot generate the transport key pair of "
+				 "node %s on token %s", node, tok->label);
+		goto out;
+	}
+	if ((r = object_spki(tok, hpub, spki, spki_len, err)) != CUSTODY_OK)
+		goto out;
+	custody_step("generated the transport key pair of node %s on token %s",
+		     node, tok->label);
+	r = CUSTODY_OK;
+out:
+	if (r != CUSTODY_OK) {
+		destroy(tok, hpub, "transport public key");
+		destroy(tok, hpriv, "transport private key");
+	}
+	return r;
+}
+
+/* ----------------------------------------------------------------- admit */
+
+/* n and e of an RSA SPKI of at least TRANSPORT_BITS, OPENSSL_malloc'ed. */
+static int
+spki_rsa(const char *node, const unsigned char *spki, size_t spki_len,
+	 unsigned char **n, size_t *n_len, unsigned char **e, size_t *e_len,
+	 custody_err *err)
+{
+	const unsigned char *p = spki;
+	EVP_PKEY *pkey = NULL;
+	BIGNUM *bn = NULL, *be = NULL;
+	int bits, r = CUSTODY_EFAIL;
+
+	if (spki == NULL || spki_len == 0 ||
+	    (pkey = d2i_PUBKEY(NULL, &p, (long)spki_len)) == NULL ||
+	    p != spki + spki_len) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot admit node %s: its transport "
+					"public key is not a DER "
+					"SubjectPublicKeyInfo", node);
+		goto out;
+	}
+	bits = EVP_PKEY_get_bits(pkey);
+	if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA ||
+	    bits < TRANSPORT_BITS) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot admit node %s: its transport key "
+				    "must be RSA of at least %d bits (it is %s "
+				    "of %d bits)", node, TRANSPORT_BITS,
+				    OBJ_nid2sn(EVP_PKEY_get_base_id(pkey)) != NULL
+					    ? OBJ_nid2sn(EVP_PKEY_get_base_id(pkey))
+					    : "?", bits);
+		goto out;
+	}
+	if (EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &bn) != 1 ||
+	    EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &be) != 1 ||
+	    (*n = OPENSSL_malloc((size_t)BN_num_bytes(bn))) == NULL ||
+	    (*e = OPENSSL_malloc((size_t)BN_num_bytes(be))) == NULL) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot admit node %s: cannot read its "
+					"transport public key", node);
+		goto out;
+	}
+	*n_len = (size_t)BN_bn2bin(bn, *n);
+	*e_len = (size_t)BN_bn2bin(be, *e);
+	r = CUSTODY_OK;
+out:
+	ERR_clear_error();
+	BN_free(bn);
+	BN_free(be);
+	EVP_PKEY_free(pkey);
+	return r;
+}
+
+/* The admitted key h (found by id) holds modulus n? */
+static int
+same_modulus(custody_token *tok, CK_OBJECT_HANDLE h, const unsigned char *n,
+	     size_t n_len, int *same, custody_err *err)
+{
+	unsigned char *have = NULL;
+	size_t have_len = 0;
+	int r;
+
+	*same = 0;
+	if ((r = token_get_attr(tok, h, CKA_MODULUS, &have, &have_len, err)) ==
+	    CUSTODY_OK)
+		*same = have_len == n_len && memcmp(have, n, n_len) == 0;
+	free(have);
+	return r;
+}
+
+/* Refuses an SO login the token says would lock or is locked. */
+static int
+so_pin_flags_refuse(custody_token *tok, custody_err *err)
+{
+	CK_TOKEN_INFO ti;
+	CK_RV rv;
+	int r = CUSTODY_OK;
+
+	rv = tok->f->C_GetTokenInfo(tok->slot, &ti);
+	if (rv != CKR_OK) {
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot log in to token %s as security "
+				 "officer", tok->label);
+	} else if (ti.flags & CKF_SO_PIN_LOCKED) {
+		r = custody_err_set(err, CUSTODY_EPIN,
+				    "cannot log in to token %s as security "
+				    "officer: the SO PIN is locked", tok->label);
+	} else if (ti.flags & CKF_SO_PIN_FINAL_TRY) {
+		r = custody_err_set(err, CUSTODY_EPIN,
+				    "cannot log in to token %s as security "
+				    "officer: the token says one more wrong SO "
+				    "PIN locks it", tok->label);
+		custody_err_hint(err, "custody does not risk the last try");
+	}
+	return r;
+}
+
+static int
+so_login(custody_token *tok, const char *so_pin, size_t so_pin_len,
+	 custody_err *err)
+{
+	CK_SESSION_INFO si;
+	CK_RV rv;
+	int r;
+
+	if ((r = so_pin_flags_refuse(tok, err)) != CUSTODY_OK)
+		return r;
+	/* One user type at a time per process and token. */
+	if (tok->f->C_GetSessionInfo(tok->session, &si) == CKR_OK &&
+	    si.state != CKS_RO_PUBLIC_SESSION &&
+	    si.state != CKS_RW_PUBLIC_SESSION) {
+		custody_step("logging the user out of token %s for the security "
+			     "officer", tok->label);
+		rv = tok->f->C_Logout(tok->session);
+		if (rv != CKR_OK && rv != CKR_USER_NOT_LOGGED_IN)
+			return token_err_rv(err, CUSTODY_EFAIL, rv,
+					    "cannot log the user out of token "
+					    "%s", tok->label);
+	}
+	tok->logged_in = 0;
+	rv = tok->f->C_Login(tok->session, CKU_SO, (CK_UTF8CHAR *)so_pin,
+			     so_pin != NULL ? so_pin_len : 0);
+	switch (rv) {
+	case CKR_OK:
+		return CUSTODY_OK;
+	case CKR_PIN_INCORRECT:
+	case CKR_PIN_INVALID:
+	case CKR_PIN_LEN_RANGE:
+		return custody_err_set(err, CUSTODY_EPIN,
+				       "cannot log in to token %s as security "
+				       "officer: the token rejected the PIN",
+				       tok->label);
+	case CKR_PIN_LOCKED:
+		return custody_err_set(err, CUSTODY_EPIN,
+				       "cannot log in to token %s as security "
+				       "officer: the SO PIN is locked",
+				       tok->label);
+	default:
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot log in to token %s as security "
+				    "officer", tok->label);
+	}
+}
+
+int
+custody_token_admit_transport(custody_token *tok, const char *so_pin,
+			      size_t so_pin_len, const char *node,
+			      const unsigned char *spki, size_t spki_len,
+			      custody_err *err)
+{
+	unsigned char id[NODE_ID_MAX], *n = NULL, *e = NULL;
+	size_t id_len = 0, n_len = 0, e_len = 0;
+	struct attrs t;
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+	int so = 0, same = 0, r;
+	CK_RV rv;
+
+	memset(&t, 0, sizeof(t));
+	if ((r = node_id(ADMITTED_PREFIX, node, id, &id_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = spki_rsa(node, spki, spki_len, &n, &n_len, &e, &e_len,
+			  err)) != CUSTODY_OK ||
+	    (r = find_by_id(tok, &class_public, id, id_len, 1, &h, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	/* Only a trusted key counts: anybody may make an untrusted one. */
+	if (h != CK_INVALID_HANDLE) {
+		if ((r = same_modulus(tok, h, n, n_len, &same, err)) !=
+		    CUSTODY_OK)
+			goto out;
+		if (!same) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot admit node %s: token %s "
+					    "holds another transport key for "
+					    "that node", node, tok->label);
+			goto out;
+		}
+		custody_step("node %s is already admitted on token %s", node,
+			     tok->label);
+		r = CUSTODY_OK;
+		goto out;
+	}
+	attrs_add(&t, CKA_CLASS, &class_public, sizeof(class_public));
+	attrs_add(&t, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
+	attrs_bool(&t, CKA_TOKEN, 1);
+	attrs_bool(&t, CKA_PRIVATE, 0);
+	attrs_bool(&t, CKA_TRUSTED, 1);
+	attrs_bool(&t, CKA_WRAP, 1);
+	attrs_bool(&t, CKA_ENCRYPT, 0);
+	attrs_bool(&t, CKA_VERIFY, 0);
+	attrs_bool(&t, CKA_VERIFY_RECOVER, 0);
+	attrs_bool(&t, CKA_DERIVE, 0);
+	attrs_add(&t, CKA_MODULUS, n, n_len);
+	attrs_add(&t, CKA_PUBLIC_EXPONENT, e, e_len);
+	attrs_add(&t, CKA_ID, id, id_len);
+	attrs_add(&t, CKA_LABEL, id, id_len);
+	if ((r = so_login(tok, so_pin, so_pin_len, err)) != CUSTODY_OK)
+		goto out;
+	so = 1;
+	custody_step("security officer: creating the transport key of node %s "
+		     "on token %s (serial %s) as a trusted wrapping key",
+		     node, tok->label, tok->serial);
+	rv = tok->f->C_CreateObject(tok->session, t.a, t.n, &h);
+	if (rv != CKR_OK) {
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot create the trusted transport key of "
+				 "node %s on token %s", node, tok->label);
+		goto out;
+	}
+	custody_step("node %s admitted on token %s", node, tok->label);
+	r = CUSTODY_OK;
+out:
+	if (so) {
+		rv = tok->f->C_Logout(tok->session);
+		if (rv != CKR_OK)
+			custody_warn("cannot log the security officer out of "
+				     "token %s: %s", tok->label, rv_text(rv));
+		else
+			custody_step("security officer logged out of token %s",
+				     tok->label);
+	}
+	OPENSSL_free(n);
+	OPENSSL_free(e);
+	return r;
+}
+
+/* ------------------------------------------------------- the KEK moves */
+
+int
+custody_token_wrap_kek_for(custody_token *tok, const char *node,
+			   unsigned char **blob, size_t *blob_len,
+			   custody_err *err)
+{
+	unsigned char id[NODE_ID_MAX];
+	size_t id_len = 0;
+	CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA_1, CKG_MGF1_SHA1,
+					CKZ_DATA_SPECIFIED, NULL, 0};
+	CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)};
+	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
+	CK_RV rv;
+	int r;
+
+	*blob = NULL;
+	*blob_len = 0;
+	if ((r = node_id(ADMITTED_PREFIX, node, id, &id_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = need_kek(tok, "wrap the KEK", &kek, err)) != CUSTODY_OK ||
+	    (r = find_by_id(tok, &class_public, id, id_len, 1, &pub, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (pub == CK_INVALID_HANDLE) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot wrap the KEK for node %s: the node "
+				    "is not admitted on token %s (no trusted "
+				    "transport key)", node, tok->label);
+		custody_err_hint(err, "the security officer admits it with "
+				 "custody node admit %s", node);
+		goto out;
+	}
+	custody_step("wrapping the KEK on token %s for node %s (RSA-OAEP)",
+		     tok->label, node);
+	if (wrap(tok, &mech, pub, kek, blob, blob_len, &rv) != CUSTODY_OK) {
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot wrap the KEK for node %s on token %s",
+				 node, tok->label);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+/* 6 hex digits, any case. */
+static int
+kcv_valid(const char *kcv)
+{
+	size_t i;
+
+	if (kcv == NULL || strlen(kcv) != CUSTODY_KCV_HEX)
+		return 0;
+	for (i = 0; i < CUSTODY_KCV_HEX; i++) {
+		char c = kcv[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+		      (c >= 'A' && c <= 'F')))
+			return 0;
+	}
+	return 1;
+}
+
+int
+custody_token_unwrap_kek(custody_token *tok, const char *node,
+			 const unsigned char *blob, size_t blob_len,
+			 const char *expected_kcv, custody_err *err)
+{
+	unsigned char id[NODE_ID_MAX];
+	size_t id_len = 0;
+	CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA_1, CKG_MGF1_SHA1,
+					CKZ_DATA_SPECIFIED, NULL, 0};
+	CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)};
+	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
+	char kcv[CUSTODY_KCV_HEX + 1];
+	struct attrs t;
+	int trusted = 0, r;
+	CK_RV rv;
+
+	memset(&t, 0, sizeof(t));
+	if ((r = node_id(TRANSPORT_PREFIX, node, id, &id_len, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (!kcv_valid(expected_kcv)) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot unwrap the KEK: the expected key "
+				    "check value must be %d hex digits",
+				    CUSTODY_KCV_HEX);
+		goto out;
+	}
+	if ((r = token_require_login(tok, "unwrap the KEK", err)) !=
+	    CUSTODY_OK ||
+	    (r = find_kek(tok, &kek, err)) != CUSTODY_OK)
+		goto out;
+	if (kek != CK_INVALID_HANDLE) {
+		if ((r = kcv_of(tok, kek, kcv, err)) != CUSTODY_OK)
+			goto keep;
+		if (strcasecmp(kcv, expected_kcv) == 0) {
+			custody_step("token %s already holds the KEK (key check "
+				     "value %s)", tok->label, kcv);
+			r = CUSTODY_OK;
+		} else {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot unwrap the KEK: token %s "
+					    "already holds another KEK (key "
+					    "check value %s, expected %s)",
+					    tok->label, kcv, expected_kcv);
+		}
+		goto keep;
+	}
+	if ((r = find_by_id(tok, &class_private, id, id_len, 0, &priv, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (priv == CK_INVALID_HANDLE) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot unwrap the KEK: node %s has no "
+				    "transport key on token %s", node,
+				    tok->label);
+		custody_err_hint(err, "enroll the node first with custody node "
+				 "enroll");
+		goto out;
+	}
+	if (blob == NULL || blob_len == 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot unwrap the KEK on token %s: the "
+				    "wrapped KEK is empty", tok->label);
+		goto out;
+	}
+	if ((r = custody_token_probe_trusted_private_kek(tok, &trusted,
+							 err)) != CUSTODY_OK)
+		goto out;
+	kek_template(&t, 0, trusted);
+	custody_step("unwrapping the KEK into token %s (serial %s) with the "
+		     "transport key of node %s", tok->label, tok->serial, node);
+	rv = tok->f->C_UnwrapKey(tok->session, &mech, priv,
+				 (CK_BYTE *)blob, blob_len, t.a, t.n, &kek);
+	if (rv != CKR_OK) {
+		kek = CK_INVALID_HANDLE;
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot unwrap the KEK on token %s", tok->label);
+		custody_err_hint(err, "the wrapped KEK is damaged or was made "
+				 "for another transport key");
+		goto out;
+	}
+	if ((r = kcv_of(tok, kek, kcv, err)) != CUSTODY_OK)
+		goto out;
+	if (strcasecmp(kcv, expected_kcv) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the unwrapped KEK does not match: key "
+				    "check value %s, expected %s", kcv,
+				    expected_kcv);
+		goto out;
+	}
+	custody_step("the KEK is on token %s: key check value %s", tok->label,
+		     kcv);
+	r = CUSTODY_OK;
+	goto keep;
+out:
+	/* Reached with a handle only when this call unwrapped it. */
+	if (r != CUSTODY_OK)
+		destroy(tok, kek, "unwrapped KEK");
+keep:
+	return r;
+}
+
+/* ---------------------------------------------------------- packages */
+
+/* The private key with this hex key id, or CK_INVALID_HANDLE. */
+static int
+find_private(custody_token *tok, const char *key_id, CK_OBJECT_HANDLE *h,
+	     custody_err *err)
+{
+	unsigned char id[KEY_ID_MAX];
+	size_t id_len = 0;
+	int r;
+
+	*h = CK_INVALID_HANDLE;
+	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
+	    CUSTODY_OK)
+		return r;
+	return find_by_id(tok, &class_private, id, id_len, 0, h, err);
+}
+
+int
+custody_token_wrap_private_key(custody_token *tok, const char *key_id,
+			       unsigned char **blob, size_t *blob_len,
+			       custody_err *err)
+{
+	CK_MECHANISM mech = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, key = CK_INVALID_HANDLE;
+	CK_RV rv;
+	int r;
+
+	*blob = NULL;
+	*blob_len = 0;
+	if ((r = token_require_login(tok, "wrap a private key", err)) !=
+	    CUSTODY_OK ||
+	    (r = find_private(tok, key_id, &key, err)) != CUSTODY_OK ||
+	    (r = need_kek(tok, "wrap a private key", &kek, err)) != CUSTODY_OK)
+		goto out;
+	if (key == CK_INVALID_HANDLE) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no private key with key id %s on token %s",
+				    key_id, tok->label);
+		goto out;
+	}
+	if (wrap(tok, &mech, kek, key, blob, blob_len, &rv) != CUSTODY_OK) {
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot wrap private key %s under the KEK on "
+				 "token %s", key_id, tok->label);
+		if (rv == CKR_KEY_UNEXTRACTABLE)
+			custody_err_hint(err, "the key is not extractable: it "
+					 "was sealed, or not made with "
+					 "--replicable");
+		else if (rv == CKR_KEY_NOT_WRAPPABLE)
+			custody_err_hint(err, "the key may only be wrapped under "
+					 "a trusted key, and the KEK is not "
+					 "one");
+		goto out;
+	}
+	custody_step("wrapped private key %s under the KEK on token %s",
+		     key_id, tok->label);
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+/* The subject CN of x (malloc'ed), or NULL. */
+static char *
+subject_cn(X509 *x)
+{
+	X509_NAME *name = X509_get_subject_name(x);
+	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	unsigned char *utf8 = NULL;
+	char *out = NULL;
+	int len;
+
+	if (i < 0)
+		return NULL;
+	len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(
+						 X509_NAME_get_entry(name, i)));
+	if (len > 0 && (out = malloc((size_t)len + 1)) != NULL) {
+		memcpy(out, utf8, (size_t)len);
+		out[len] = '\0';
+	}
+	OPENSSL_free(utf8);
+	return out;
+}
+
+/* What the certificate's key needs on the token, all OPENSSL_malloc'ed. */
+struct pubkey {
+	CK_KEY_TYPE type;
+	unsigned char *a, *b;	/* RSA: n, e; EC: params, point (DER)   */
+	size_t a_len, b_len;
+	unsigned char *subject;
+	size_t subject_len;
+};
+
+static void
+pubkey_free(struct pubkey *k)
+{
+	OPENSSL_free(k->a);
+	OPENSSL_free(k->b);
+	OPENSSL_free(k->subject);
+	memset(k, 0, sizeof(*k));
+}
+
+static int
+bn_bytes(EVP_PKEY *pkey, const char *param, unsigned char **out,
+	 size_t *len)
+{
+	BIGNUM *bn = NULL;
+	int ok = 0;
+
+	if (EVP_PKEY_get_bn_param(pkey, param, &bn) == 1 &&
+	    (*out = OPENSSL_malloc((size_t)BN_num_bytes(bn) + 1)) != NULL) {
+		*len = (size_t)BN_bn2bin(bn, *out);
+		ok = 1;
+	}
+	BN_free(bn);
+	return ok;
+}
+
+static int
+ec_parts(EVP_PKEY *pkey, struct pubkey *k)
+{
+	char group[64] = "";
+	unsigned char point[1 + 2 * 66], *der = NULL;
+	size_t point_len = 0;
+	ASN1_OCTET_STRING *os = NULL;
+	int nid = NID_undef, len, ok = 0;
+
+	if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME,
+					   group, sizeof(group), NULL) != 1 ||
+	    (nid = OBJ_sn2nid(group)) == NID_undef ||
+	    EVP_PKEY_get_octet_string_param(pkey,
+					    OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+					    point, sizeof(point),
+					    &point_len) != 1 ||
+	    point_len == 0 || point[0] != 0x04)
+		goto out;
+	if ((len = i2d_ASN1_OBJECT(OBJ_nid2obj(nid), &der)) <= 0)
+		goto out;
+	k->a = der;
+	k->a_len = (size_t)len;
+	der = NULL;
+	if ((os = ASN1_OCTET_STRING_new()) == NULL ||
+	    ASN1_OCTET_STRING_set(os, point, (int)point_len) != 1 ||
+	    (len = i2d_ASN1_OCTET_STRING(os, &der)) <= 0)
+		goto out;
+	k->b = der;
+	k->b_len = (size_t)len;
+	der = NULL;
+	ok = 1;
+out:
+	OPENSSL_free(der);
+	ASN1_OCTET_STRING_free(os);
+	return ok;
+}
+
+static int
+pubkey_of(X509 *cert, const char *key_id, struct pubkey *k, custody_err *err)
+{
+	EVP_PKEY *pkey = X509_get0_pubkey(cert);
+	unsigned char *der = NULL;
+	int len, ok = 0;
+
+	memset(k, 0, sizeof(*k));
+	if (pkey == NULL)
+		goto fail;
+	switch (EVP_PKEY_get_base_id(pkey)) {
+	case EVP_PKEY_RSA:
+		k->type = CKK_RSA;
+		ok = bn_bytes(pkey, OSSL_PKEY_PARAM_RSA_N, &k->a, &k->a_len) &&
+		     bn_bytes(pkey, OSSL_PKEY_PARAM_RSA_E, &k->b, &k->b_len);
+		break;
+	case EVP_PKEY_EC:
+		k->type = CKK_EC;
+		ok = ec_parts(pkey, k);
+		break;
+	default:
+		pubkey_free(k);
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot unwrap the package of key id %s: "
+				       "its certificate's key is neither RSA "
+				       "nor EC", key_id);
+	}
+	if (ok && (len = i2d_X509_NAME(X509_get_subject_name(cert), &der)) > 0) {
+		k->subject = der;
+		k->subject_len = (size_t)len;
+		return CUSTODY_OK;
+	}
+fail:
+	pubkey_free(k);
+	return custody_err_openssl(err, CUSTODY_EFAIL,
+				   "cannot unwrap the package of key id %s: "
+				   "cannot read its certificate's public key",
+				   key_id);
+}
+
+/* The public key object beside the unwrapped key, as import makes it. */
+static int
+create_public(custody_token *tok, const struct pubkey *k,
+	      const unsigned char *id, size_t id_len, const char *label,
+	      CK_OBJECT_HANDLE *h, custody_err *err)
+{
+	struct attrs t;
+	CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+	CK_KEY_TYPE kt = k->type;
+	CK_RV rv;
+
+	memset(&t, 0, sizeof(t));
+	attrs_add(&t, CKA_CLASS, &cls, sizeof(cls));
+	attrs_add(&t, CKA_KEY_TYPE, &kt, sizeof(kt));
+	attrs_bool(&t, CKA_TOKEN, 1);
+	attrs_bool(&t, CKA_PRIVATE, 0);
+	attrs_bool(&t, CKA_VERIFY, 1);
+	attrs_bool(&t, CKA_VERIFY_RECOVER, 0);
+	attrs_bool(&t, CKA_ENCRYPT, 0);
+	attrs_bool(&t, CKA_WRAP, 0);
+	attrs_bool(&t, CKA_DERIVE, 0);
+	attrs_add(&t, CKA_ID, (void *)id, id_len);
+	attrs_add(&t, CKA_LABEL, (void *)label, strlen(label));
+	attrs_add(&t, CKA_SUBJECT, k->subject, k->subject_len);
+	if (k->type == CKK_RSA) {
+		attrs_add(&t, CKA_MODULUS, k->a, k->a_len);
+		attrs_add(&t, CKA_PUBLIC_EXPONENT, k->b, k->b_len);
+	} else {
+		attrs_add(&t, CKA_EC_PARAMS, k->a, k->a_len);
+		attrs_add(&t, CKA_EC_POINT, k->b, k->b_len);
+	}
+	rv = tok->f->C_CreateObject(tok->session, t.a, t.n, h);
+	if (rv != CKR_OK) {
+		*h = CK_INVALID_HANDLE;
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot create the public key beside the "
+				    "unwrapped key on token %s", tok->label);
+	}
+	return CUSTODY_OK;
+}
+
+int
+custody_token_unwrap_private_key(custody_token *tok,
+				 const unsigned char *blob, size_t blob_len,
+				 const char *label, X509 *cert,
+				 custody_err *err)
+{
+	CK_MECHANISM mech = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
+	CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, h = CK_INVALID_HANDLE;
+	unsigned char id[20];
+	char hex[CUSTODY_KEY_ID_HEX + 1], *cn = NULL;
+	struct pubkey k;
+	struct attrs t;
+	custody_token_import_result res;
+	CK_RV rv;
+	int r;
+
+	memset(&k, 0, sizeof(k));
+	memset(&t, 0, sizeof(t));
+	if (cert == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot unwrap a package: no certificate "
+				    "given");
+		goto out;
+	}
+	if ((r = custody_cert_key_id(cert, id, err)) != CUSTODY_OK)
+		goto out;
+	custody_hex_encode(id, sizeof(id), hex, 0);
+	if (label == NULL || label[0] == '\0')
+		label = (cn = subject_cn(cert)) != NULL ? cn : hex;
+	if ((r = pubkey_of(cert, hex, &k, err)) != CUSTODY_OK ||
+	    (r = need_kek(tok, "unwrap a private key", &kek, err)) !=
+	    CUSTODY_OK ||
+	    (r = find_by_id(tok, &class_private, id, sizeof(id), 0, &h,
+			    err)) != CUSTODY_OK)
+		goto out;
+	if (h != CK_INVALID_HANDLE) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot unwrap the package of key id %s: a "
+				    "private key with that key id is already on "
+				    "token %s", hex, tok->label);
+		goto out;
+	}
+	if (blob == NULL || blob_len == 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot unwrap the package of key id %s on "
+				    "token %s: the package is empty", hex,
+				    tok->label);
+		goto out;
+	}
+	/* The KEK's CKA_UNWRAP_TEMPLATE, and what import sets. */
+	attrs_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
+	attrs_add(&t, CKA_KEY_TYPE, &k.type, sizeof(k.type));
+	attrs_bool(&t, CKA_TOKEN, 1);
+	attrs_bool(&t, CKA_PRIVATE, 1);
+	attrs_bool(&t, CKA_SENSITIVE, 1);
+	attrs_bool(&t, CKA_EXTRACTABLE, 0);
+	attrs_bool(&t, CKA_WRAP_WITH_TRUSTED, 1);
+	attrs_bool(&t, CKA_SIGN, 1);
+	attrs_bool(&t, CKA_SIGN_RECOVER, 0);
+	attrs_bool(&t, CKA_DECRYPT, 0);
+	attrs_bool(&t, CKA_UNWRAP, 0);
+	attrs_bool(&t, CKA_DERIVE, 0);
+	attrs_add(&t, CKA_ID, id, sizeof(id));
+	attrs_add(&t, CKA_LABEL, (void *)label, strlen(label));
+	attrs_add(&t, CKA_SUBJECT, k.subject, k.subject_len);
+	custody_step("unwrapping the package of key id %s into token %s "
+		     "(serial %s): sensitive, never extractable", hex,
+		     tok->label, tok->serial);
+	rv = tok->f->C_UnwrapKey(tok->session, &mech, kek, (CK_BYTE *)blob,
+				 blob_len, t.a, t.n, &priv);
+	if (rv != CKR_OK) {
+		priv = CK_INVALID_HANDLE;
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot unwrap the package of key id %s on "
+				 "token %s", hex, tok->label);
+		custody_err_hint(err, "the package is damaged, was made under "
+				 "another KEK, or holds another kind of key");
+		goto out;
+	}
+	/* Prove the key before anything else is written. */
+	if ((r = custody_token_verify_key(tok, hex, cert, err)) != CUSTODY_OK)
+		goto out;
+	if ((r = find_by_id(tok, &class_public, id, sizeof(id), 0, &h, err)) !=
+	    CUSTODY_OK ||
+	    (h == CK_INVALID_HANDLE &&
+	     (r = create_public(tok, &k, id, sizeof(id), label, &pub, err)) !=
+	     CUSTODY_OK) ||
+	    (r = custody_token_import(tok, NULL, cert, NULL, label, 0, &res,
+				      err)) != CUSTODY_OK)
+		goto out;
+	custody_step("private key %s is on token %s and matches its "
+		     "certificate", hex, tok->label);
+	r = CUSTODY_OK;
+out:
+	if (r != CUSTODY_OK) {
+		destroy(tok, pub, "public key");
+		destroy(tok, priv, "unwrapped private key");
+	}
+	pubkey_free(&k);
+	free(cn);
+	return r;
+}
+
+/* -------------------------------------------------------------- seal */
+
+int
+custody_token_seal(custody_token *tok, const char *key_id, custody_err *err)
+{
+	CK_ATTRIBUTE off = A_FALSE(CKA_EXTRACTABLE);
+	CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+	int extractable = 0, r;
+	CK_RV rv;
+
+	if ((r = token_require_login(tok, "seal a private key", err)) !=
+	    CUSTODY_OK ||
+	    (r = find_private(tok, key_id, &key, err)) != CUSTODY_OK)
+		goto out;
+	if (key == CK_INVALID_HANDLE) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no private key with key id %s on token %s",
+				    key_id, tok->label);
+		goto out;
+	}
+	if ((r = bool_of(tok, key, CKA_EXTRACTABLE, &extractable, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (!extractable) {
+		custody_step("private key %s on token %s is already sealed",
+			     key_id, tok->label);
+		goto out;
+	}
+	rv = tok->f->C_SetAttributeValue(tok->session, key, &off, 1);
+	if (rv != CKR_OK) {
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot seal private key %s on token %s",
+				 key_id, tok->label);
+		goto out;
+	}
+	custody_step("sealed private key %s on token %s: it is no longer "
+		     "extractable", key_id, tok->label);
+	r = CUSTODY_OK;
+out:
+	return r;
+}

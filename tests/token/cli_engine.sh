@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The OpenSSL engine "custody" driven by the openssl command, as a user
+# drives it: pkeyutl signs with a certificate type's key, req makes a
+# self-signed certificate with it, s_server serves TLS 1.3 and 1.2 with it
+# to s_client on loopback; a per-process openssl.cnf (the shipped example)
+# configures it; after `custody set` the next process signs with the new
+# key; without a PIN source (or a terminal to prompt on) it fails with our
+# error, never a crash.  The engine is the build tree's
+# ($TOP_BUILDDIR/engines/.libs/custody.so, through OPENSSL_ENGINES).
+. "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
+
+engines_dir=${TOP_BUILDDIR:-$(dirname "$CUSTODY_BIN")}/engines/.libs
+if [ ! -f "$engines_dir/custody.so" ]; then
+	echo "Bail out! the engine is not built: $engines_dir/custody.so"
+	exit 1
+fi
+export OPENSSL_ENGINES=$engines_dir
+unset OPENSSL_CONF
+setup_token
+
+# osl ARGS... — runs openssl, leaving $out, $err and $rc (as run does).
+osl() {
+	out=$(openssl "$@" 2>"$T/stderr")
+	rc=$?
+	err=$(cat "$T/stderr")
+}
+pubkey_of() { openssl x509 -in "$1" -pubkey -noout; }
+verifies() { # PUBKEY-PEM SIGNATURE — the digest's signature verifies
+	openssl pkeyutl -verify -pubin -inkey "$1" -in "$T/digest" -sigfile "$2" >/dev/null 2>&1
+}
+# free_port — a loopback TCP port nothing listens on.
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+server_pid=""
+stop_server() {
+	if [ -n "$server_pid" ]; then
+		kill "$server_pid" 2>/dev/null
+		wait "$server_pid" 2>/dev/null
+		server_pid=""
+	fi
+}
+trap 'stop_server; rm -rf "$T"' EXIT
+# start_server KEY CERT — s_server with the engine's KEY in the background;
+# waits (at most 10 s) until it accepts.
+start_server() {
+	port=$(free_port)
+	openssl s_server -engine custody -keyform engine -key "$1" -cert "$2" \
+		-accept "127.0.0.1:$port" -www >"$T/server.log" 2>&1 </dev/null &
+	server_pid=$!
+	for _ in $(seq 100); do
+		if grep -q '^ACCEPT' "$T/server.log" 2>/dev/null; then return 0; fi
+		kill -0 "$server_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	return 1
+}
+# handshake CAFILE [S_CLIENT-OPTIONS...] — one TLS handshake (10 s at most).
+handshake() {
+	local ca=$1
+	shift
+	out=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$port" -brief \
+		-verify_return_error -CAfile "$ca" "$@" 2>&1)
+	rc=$?
+}
+
+make_p12 oauth oauth.custody.test 30 rsa:2048
+make_p12 oauth2 oauth2.custody.test 30 rsa:2048
+make_p12 web localhost 30 ec:prime256v1
+"$CUSTODY_BIN" -q import --path "$T/oauth.p12" -t OAuthTokenIssuer >/dev/null
+"$CUSTODY_BIN" -q import --path "$T/web.p12" -t WebServicesInternal -i global >/dev/null
+"$CUSTODY_BIN" get -t OAuthTokenIssuer -o pem >"$T/oauth.crt"
+"$CUSTODY_BIN" get -t WebServicesInternal -o pem >"$T/web.crt"
+pubkey_of "$T/oauth.crt" >"$T/oauth.pub"
+pubkey_of "$T/web.crt" >"$T/web.pub"
+head -c 32 /dev/urandom >"$T/digest"
+before=$(state)
+
+# ---- pkeyutl
+osl pkeyutl -engine custody -keyform engine -inkey OAuthTokenIssuer -sign \
+	-in "$T/digest" -out "$T/rsa.sig"
+check "pkeyutl signs with OAuthTokenIssuer's key: exit 0" [ "$rc" -eq 0 ]
+check "…a 256-byte RSA-2048 signature" [ "$(stat -c %s "$T/rsa.sig" 2>/dev/null)" = 256 ]
+check "…that verifies with the certificate's public key" verifies "$T/oauth.pub" "$T/rsa.sig"
+check "…and not with another key" eval '! verifies "$T/web.pub" "$T/rsa.sig"'
+osl pkeyutl -engine custody -keyform engine -inkey WebServicesInternal@global -sign \
+	-in "$T/digest" -out "$T/ec.sig"
+check "pkeyutl signs with WebServicesInternal@global's EC key: exit 0" [ "$rc" -eq 0 ]
+check "…and the ECDSA signature verifies with its certificate" verifies "$T/web.pub" "$T/ec.sig"
+osl pkeyutl -engine custody -keyform engine -inkey WebServicesInternal -pubin -keyform engine \
+	-verify -in "$T/digest" -sigfile "$T/ec.sig"
+check "the engine's public key (ENGINE_load_public_key) verifies it too" \
+	[ "$rc" -eq 0 -a "$out" = "Signature Verified Successfully" ]
+
+# ---- req -new -x509
+osl req -engine custody -keyform engine -key OAuthTokenIssuer -new -x509 -subj /CN=x \
+	-days 1 -out "$T/self.crt"
+check "req -new -x509 with the engine's key: exit 0" [ "$rc" -eq 0 ]
+check "…its public key is the token certificate's" [ "$(pubkey_of "$T/self.crt")" = "$(cat "$T/oauth.pub")" ]
+self_signed_verifies() { openssl verify -CAfile "$1" "$1" >/dev/null 2>&1; }
+check "…and its signature verifies" self_signed_verifies "$T/self.crt"
+osl req -engine custody -keyform engine -key WebServicesInternal -new -subj /CN=y -out "$T/y.csr"
+check "req -new (a CSR) with the EC key: exit 0" [ "$rc" -eq 0 ]
+csr_verifies() { openssl req -in "$1" -verify -noout >/dev/null 2>&1; }
+check "…and the CSR's signature verifies" csr_verifies "$T/y.csr"
+
+# ---- TLS on loopback
+if start_server WebServicesInternal "$T/web.crt"; then
+	ok "s_server starts with the engine's EC key (-keyform engine)"
+	handshake "$T/web.crt"
+	check "TLS 1.3 handshake with s_client: exit 0" [ "$rc" -eq 0 ]
+	check "…TLSv1.3, ECDSA, the certificate verified" eval \
+		'grep -qx "Protocol version: TLSv1.3" <<<"$out" && grep -qx "Signature type: ECDSA" <<<"$out" && grep -qx "Verification: OK" <<<"$out"'
+	handshake "$T/web.crt" -tls1_2
+	check "TLS 1.2 handshake with s_client -tls1_2: exit 0" [ "$rc" -eq 0 ]
+	check "…TLSv1.2 with an ECDSA suite, the certificate verified" eval \
+		'grep -qx "Protocol version: TLSv1.2" <<<"$out" && grep -q "^Ciphersuite: ECDHE-ECDSA-" <<<"$out" && grep -qx "Verification: OK" <<<"$out"'
+	# While the server holds a key it holds the token (and its lock).
+	printf '[token]\nlock-timeout = 1\n' >"$T/short-lock.conf"
+	run -c "$T/short-lock.conf" list
+	check "…meanwhile other custody commands find the token busy" \
+		eval '[ "$rc" -ne 0 ] && grep -q "token is busy" <<<"$err"'
+	handshake "$T/oauth.crt"
+	check "a client that trusts another certificate refuses the server" [ "$rc" -ne 0 ]
+else
+	not_ok "s_server starts with the engine's EC key (-keyform engine)" "$(cat "$T/server.log")"
+fi
+stop_server
+if start_server OAuthTokenIssuer "$T/oauth.crt"; then
+	handshake "$T/oauth.crt"
+	check "TLS 1.3 with the RSA key (RSA-PSS in the token): exit 0" [ "$rc" -eq 0 ]
+	check "…TLSv1.3, RSA-PSS, the certificate verified" eval \
+		'grep -qx "Protocol version: TLSv1.3" <<<"$out" && grep -qx "Signature type: RSA-PSS" <<<"$out" && grep -qx "Verification: OK" <<<"$out"'
+else
+	not_ok "s_server starts with the engine's RSA key" "$(cat "$T/server.log")"
+fi
+stop_server
+
+# ---- a per-process openssl.cnf: the shipped example
+sed -e "s|^dynamic_path = .*|dynamic_path = $engines_dir/custody.so|" \
+	-e "s|^PIN_SOURCE = .*|PIN_SOURCE = $CUSTODY_PIN_SOURCE|" \
+	"$TOP_SRCDIR/engines/openssl-custody.cnf.example" >"$T/openssl.cnf"
+(
+	unset CUSTODY_PIN_SOURCE OPENSSL_ENGINES
+	export OPENSSL_CONF=$T/openssl.cnf
+	openssl pkeyutl -engine custody -keyform engine -inkey OAuthTokenIssuer -sign \
+		-in "$T/digest" -out "$T/cnf.sig" 2>"$T/cnf.err"
+)
+rc=$?
+check "OPENSSL_CONF=the example cnf (PIN_SOURCE, dynamic_path): pkeyutl signs" [ "$rc" -eq 0 ]
+check "…and the signature verifies" verifies "$T/oauth.pub" "$T/cnf.sig"
+osl engine -vvv custody
+lists_commands() {
+	local c
+	for c in CONFIG MODULE TOKEN PIN_SOURCE STORE NODE; do
+		grep -q "^ *$c: " <<<"$out" || return 1
+	done
+}
+check "openssl engine lists the control commands" lists_commands
+check "signing, TLS and the cnf changed nothing on the token or in the store" [ "$(state)" = "$before" ]
+
+# ---- after `custody set`, a fresh load uses the new key
+new=$("$CUSTODY_BIN" -q import --path "$T/oauth2.p12")
+old_pub=$T/oauth.pub
+run -q set -t OAuthTokenIssuer --thumbprint "$new"
+check "custody set makes another certificate current" [ "$rc" -eq 0 ]
+"$CUSTODY_BIN" get -t OAuthTokenIssuer -o pem >"$T/oauth2.crt"
+pubkey_of "$T/oauth2.crt" >"$T/oauth2.pub"
+osl pkeyutl -engine custody -keyform engine -inkey OAuthTokenIssuer -sign \
+	-in "$T/digest" -out "$T/rsa2.sig"
+check "a fresh pkeyutl signs after the change: exit 0" [ "$rc" -eq 0 ]
+check "…with the new key: verifies with the new certificate" verifies "$T/oauth2.pub" "$T/rsa2.sig"
+check "…and not with the old one" eval '! verifies "$old_pub" "$T/rsa2.sig"'
+before=$(state)
+
+# ---- errors: ours, never a crash
+osl pkeyutl -engine custody -keyform engine -inkey NoSuchType -sign -in "$T/digest" -out "$T/x.sig"
+check "an unknown type: openssl fails (exit 1-127, no crash)" [ "$rc" -gt 0 -a "$rc" -lt 128 ]
+check "…with our error naming it" grep -q "cannot load the private key of NoSuchType: no certificate is assigned for type NoSuchType (identity node1 or global)" <<<"$err"
+out=$(env -u CUSTODY_PIN_SOURCE setsid -w openssl pkeyutl -engine custody -keyform engine \
+	-inkey OAuthTokenIssuer -sign -in "$T/digest" -out "$T/x.sig" </dev/null 2>&1)
+rc=$?
+check "no PIN source and no terminal: openssl fails (exit 1-127, no crash)" [ "$rc" -gt 0 -a "$rc" -lt 128 ]
+check "…with our error and its hint" grep -q "cannot load the private key of OAuthTokenIssuer: no PIN source configured (set CUSTODY_PIN_SOURCE=" <<<"$out"
+out=$(CUSTODY_PIN_SOURCE=prompt setsid -w openssl pkeyutl -engine custody -keyform engine \
+	-inkey OAuthTokenIssuer -sign -in "$T/digest" -out "$T/x.sig" </dev/null 2>&1)
+rc=$?
+check "PIN source prompt without a terminal: openssl fails (exit 1-127, no crash)" [ "$rc" -gt 0 -a "$rc" -lt 128 ]
+check "…saying there is no terminal" grep -q "cannot load the private key of OAuthTokenIssuer: cannot prompt for the PIN: no terminal" <<<"$out"
+check "…and no signature was written" [ ! -s "$T/x.sig" ]
+check "the engine changed nothing on the token or in the store" [ "$(state)" = "$before" ]
+run list
+check "…and left the token free for custody: list exits 0" [ "$rc" -eq 0 ]
+
+done_testing
