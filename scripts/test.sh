@@ -16,6 +16,16 @@ if ! scripts/build.sh; then
 fi
 
 cd build
+# One PostgreSQL server for the whole run, on a socket in a temporary
+# directory, stopped on exit; without one the PostgreSQL tests are skipped.
+if [ -z "${CUSTODY_TEST_PG_URL:-}" ] && pg_dir=$(mktemp -d /tmp/custody-pg.XXXXXX); then
+	trap '"$top/scripts/test-postgres.sh" stop "$pg_dir" >/dev/null 2>&1' EXIT
+	if "$top/scripts/test-postgres.sh" start "$pg_dir" >pg-test.log 2>&1; then
+		eval "$("$top/scripts/test-postgres.sh" env "$pg_dir")"
+	else
+		echo "no PostgreSQL test server (build/pg-test.log): its tests are skipped"
+	fi
+fi
 # Stale results would be counted again: start clean.
 find tests -name '*.trs' -delete 2>/dev/null
 rm -f test-suite.log

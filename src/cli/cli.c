@@ -184,15 +184,18 @@ cli_parse(struct cli *cli, int argc, char **argv,
 	struct option all[64];
 	char short_all[64];
 	size_t n = 0, i;
-	int c, r;
+	int c, r, positional;
 
 	for (i = 0; command_options != NULL && command_options[i].name != NULL; i++)
 		all[n++] = command_options[i];
 	for (i = 0; globals[i].name != NULL; i++)
 		all[n++] = globals[i];
 	memset(&all[n], 0, sizeof(all[n]));
-	snprintf(short_all, sizeof(short_all), ":%s%s", shortopts != NULL ? shortopts : "",
-		 CLI_GLOBAL_SHORTOPTS);
+	/* A command that takes operands says so with a leading '-': getopt
+	 * then hands each operand to on_option as option 1, in order. */
+	positional = shortopts != NULL && shortopts[0] == '-';
+	snprintf(short_all, sizeof(short_all), "%s%s%s", positional ? "-:" : ":",
+		 shortopts != NULL ? shortopts + positional : "", CLI_GLOBAL_SHORTOPTS);
 
 	optind = 0;	/* GNU getopt: start over on the command's argv */
 	opterr = 0;

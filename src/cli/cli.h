@@ -99,7 +99,9 @@ struct command {
  * Parses argv with the command's options followed by the global ones.
  * For each of the command's own options calls on_option(cli, c, optarg,
  * ctx), which returns a status.  Handles the global options itself, and
- * --help (prints the usage, returns -1: the command exits 0).  Leaves
+ * --help (prints the usage, returns -1: the command exits 0).  When
+ * shortopts starts with '-', operands are handed to on_option as option 1
+ * (optarg = the operand); otherwise an operand is a usage error.  Leaves
  * optind after the last option.  Then settles the configuration
  * (file < environment < command line).
  */
@@ -186,6 +188,7 @@ int cmd_delete(struct cli *, int, char **);
 int cmd_request(struct cli *, int, char **);
 int cmd_metadata(struct cli *, int, char **);
 int cmd_init_token(struct cli *, int, char **);
+int cmd_jwt(struct cli *, int, char **);
 int cmd_audit(struct cli *, int, char **);
 /* `custody test` ends with its own exit status s (the monitoring-plugin
  * convention of cli.md) by returning CLI_EXIT(s); main() exits with s and

@@ -201,7 +201,7 @@ cmd_sign(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct sign_opts o = {NULL, NULL, NULL, NULL, NULL};
-	custody_ctx_options copt = {1, 1};	/* one session, lock kept */
+	custody_ctx_options copt = {1, 1};	/* one session, one shot */
 	custody_ctx *ctx = NULL;
 	custody_signer *signer = NULL;
 	custody_signature_info info;

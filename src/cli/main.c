@@ -162,6 +162,24 @@ const struct command cli_commands[] = {
 	 "\n"
 	 "  --since TIME             only entries at or after TIME (ISO 8601)\n"
 	 "  --verify                 check the whole chain and the head\n"},
+	{"jwt", cmd_jwt, "issue or verify a JWT signed with the current key of a type",
+	 "custody jwt issue [-t TYPE] --claims JSON|@FILE [--lifetime SECONDS] [--alg RS256|PS256|ES256]\n"
+	 "custody jwt verify [-t TYPE] [--skew SECONDS] TOKEN|-\n"
+	 "\n"
+	 "issue signs a compact JWS with the current key of TYPE (default\n"
+	 "OAuthTokenIssuer) on the token; its header carries x5t and kid (the\n"
+	 "base64url SHA-1 thumbprint). iat, nbf and exp (now + lifetime, default\n"
+	 "3600 s) are added unless the claims hold them. The algorithm follows the\n"
+	 "key: RS256 for RSA, ES256 for EC P-256; --alg PS256 for RSA-PSS.\n"
+	 "verify reads the store only: it accepts a token signed by the current or\n"
+	 "the previous certificate (a pending one once it is current), checks\n"
+	 "exp and nbf with a skew (default 60 s), and prints the claims.\n"
+	 "\n"
+	 "  -t, --type TYPE       certificate type\n"
+	 "  --claims JSON|@FILE   the claims, a JSON object (@- reads standard input)\n"
+	 "  --lifetime SECONDS    exp = now + SECONDS when the claims have no exp\n"
+	 "  --alg ALG             RS256, PS256 or ES256\n"
+	 "  --skew SECONDS        clock skew allowed for exp and nbf\n"},
 	{NULL, NULL, NULL, NULL},
 };
 

@@ -2,16 +2,15 @@
  * signer.c — the ctx (configuration, store, token, session pool, lease
  * of the shared token lock) and the signers of custody/signer.h.
  *
- * Locks, always taken in this order and never two of the same kind:
- *   signer->mx  the signer's cached record and certificate facts
- *   ctx->store_mx  the store connection (SQLite handles are not shared
+ * Three mutexes, never held together (so never in the wrong order):
+ *   signer->mx     the signer's cached record and certificate facts
+ *   ctx->store_mx  the store connection (a SQLite handle is not shared
  *                  between threads)
- *   ctx->mx     the token: sessions, lease, key cache
- * No lock is held across a signature in the token.
+ *   ctx->mx        the token: sessions, lease, key cache
+ * None is held across a signature in the token.
  */
 #include "config.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +22,6 @@
 #include <openssl/objects.h>
 
 #include <custody/assign.h>
-#include <custody/log.h>
 #include <custody/policy.h>
 #include <custody/secret.h>
 #include <custody/signer.h>
@@ -341,7 +339,7 @@ token_start(custody_ctx *ctx, custody_err *err)
 	custody_secret pin = {NULL, 0};
 	custody_token *tok = NULL;
 	char prompt[256];
-	int i, r = CUSTODY_EFAIL;
+	int e, i, r = CUSTODY_EFAIL;
 
 	if (ctx->token_err.code != CUSTODY_OK) {
 		/* A PIN the token refused is never tried again. */
@@ -398,17 +396,16 @@ token_start(custody_ctx *ctx, custody_err *err)
 	}
 	ctx->tok = tok;
 	ctx->leased = 1;
-	if (!ctx->opt.keep_lock) {
-		if (pthread_create(&ctx->lease_thread, NULL, lease_main, ctx) !=
-		    0) {
-			ctx->tok = NULL;
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot start the token lease "
-					    "thread: %s", strerror(errno));
-			goto out;
-		}
-		ctx->lease_thread_running = 1;
+	if (!ctx->opt.one_shot &&
+	    (e = pthread_create(&ctx->lease_thread, NULL, lease_main, ctx)) !=
+	    0) {
+		ctx->tok = NULL;
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot start the token lease thread: %s",
+				    strerror(e));
+		goto out;
 	}
+	ctx->lease_thread_running = !ctx->opt.one_shot;
 	tok = NULL;
 	r = CUSTODY_OK;
 out:
@@ -515,7 +512,7 @@ store_start(custody_ctx *ctx, custody_err *err)
 	if (ctx->store != NULL)
 		return CUSTODY_OK;
 	if ((r = custody_store_open(ctx->store_url, &ctx->store, err)) !=
-	    CUSTODY_OK)
+	    CUSTODY_OK || ctx->opt.one_shot)
 		return r;
 	if ((r = custody_store_changed(ctx->store, &changed, err)) !=
 	    CUSTODY_OK) {
@@ -614,7 +611,8 @@ custody_signer_open(custody_ctx *ctx, const char *type, const char *identity,
 	     CUSTODY_OK))
 		goto out;
 	/* The baseline first: a change after it is seen by the next look. */
-	if ((r = store_generation(ctx, &gen, err)) != CUSTODY_OK ||
+	if ((!ctx->opt.one_shot &&
+	     (r = store_generation(ctx, &gen, err)) != CUSTODY_OK) ||
 	    (r = load_record(sg, &sg->rec, err)) != CUSTODY_OK)
 		goto out;
 	sg->gen = gen;
@@ -645,10 +643,11 @@ resolve(custody_signer *sg, int64_t now, custody_assignment *out,
 	custody_err *err)
 {
 	custody_assignment rec;
-	uint64_t gen;
+	uint64_t gen = 0;
 	int reload, r;
 
-	if ((r = store_generation(sg->ctx, &gen, err)) != CUSTODY_OK)
+	if (!sg->ctx->opt.one_shot &&
+	    (r = store_generation(sg->ctx, &gen, err)) != CUSTODY_OK)
 		return r;
 	pthread_mutex_lock(&sg->mx);
 	reload = gen != sg->gen;

@@ -1007,7 +1007,7 @@ pg_put_assignment(void *handle, custody_assignment *a, custody_err *err)
 		      "previous_thumbprint = $5, previous_effective = $6, "
 		      "pending_thumbprint = $7, pending_effective = $8, "
 		      "version = version + 1 "
-		      "WHERE " ASSIGNMENT_KEY " AND version >= 0 * $9";
+		      "WHERE " ASSIGNMENT_KEY " AND version = $9";
 	p_text(&p, a->type);
 	p_text(&p, a->identity);
 	p_slot(&p, &a->current);
@@ -1529,7 +1529,7 @@ pg_audit_head(void *handle, int64_t *seq, char *hash, custody_err *err)
 	int cut = 0;
 
 	if ((r = query(s, s->in_tx ?
-		       "SELECT seq, hash FROM audit_head WHERE id = 1" :
+		       "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE" :
 		       "SELECT seq, hash FROM audit_head WHERE id = 1", NULL,
 		       PGRES_TUPLES_OK, &res, NULL, err,
 		       "cannot read the audit head of store %s",

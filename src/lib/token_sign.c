@@ -425,24 +425,6 @@ token_session_close(custody_token *tok, CK_SESSION_HANDLE s)
 	tok->f->C_CloseSession(s);
 }
 
-/* One attribute's length (C_GetAttributeValue with no buffer). */
-static int
-attr_len(custody_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
-	 CK_ATTRIBUTE_TYPE type, const char *key_id, size_t *len,
-	 custody_err *err)
-{
-	CK_ATTRIBUTE a = {type, NULL, 0};
-	CK_RV rv;
-
-	rv = tok->f->C_GetAttributeValue(s, h, &a, 1);
-	if (rv != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION)
-		return token_err_rv(err, CUSTODY_EFAIL, rv,
-				    "cannot read the size of private key %s on "
-				    "token %s", key_id, tok->label);
-	*len = a.ulValueLen;
-	return CUSTODY_OK;
-}
-
 /* Bytes of the order of the curve named by DER ECParameters. */
 static size_t
 order_len_of(const unsigned char *params, size_t len)
@@ -462,13 +444,18 @@ token_key_find(custody_token *tok, CK_SESSION_HANDLE s, const char *key_id,
 {
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	unsigned char id[KEY_ID_MAX], params[256];
-	size_t id_len, len = 0;
+	size_t id_len;
 	CK_ATTRIBUTE t[] = {
 		{CKA_CLASS, &cls, sizeof(cls)},
 		{CKA_ID, id, 0},
 	};
-	CK_ATTRIBUTE kt = {CKA_KEY_TYPE, &out->type, sizeof(out->type)};
-	CK_ATTRIBUTE ecp = {CKA_EC_PARAMS, params, sizeof(params)};
+	/* One call for all: an RSA key has no CKA_EC_PARAMS and an EC key
+	 * no CKA_MODULUS (CKR_ATTRIBUTE_TYPE_INVALID, the others filled). */
+	CK_ATTRIBUTE a[] = {
+		{CKA_KEY_TYPE, &out->type, sizeof(out->type)},
+		{CKA_MODULUS, NULL, 0},
+		{CKA_EC_PARAMS, params, sizeof(params)},
+	};
 	CK_ULONG n = 0;
 	CK_RV rv;
 	int active = 0, r = CUSTODY_EFAIL;
@@ -491,21 +478,20 @@ token_key_find(custody_token *tok, CK_SESSION_HANDLE s, const char *key_id,
 				    key_id, tok->label);
 		goto out;
 	}
-	rv = tok->f->C_GetAttributeValue(s, out->handle, &kt, 1);
-	if (rv != CKR_OK)
+	rv = tok->f->C_GetAttributeValue(s, out->handle, a, 3);
+	if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID &&
+	    rv != CKR_ATTRIBUTE_SENSITIVE)
 		goto fail;
+	if (a[0].ulValueLen != sizeof(out->type))
+		out->type = (CK_KEY_TYPE)-1;
 	switch (out->type) {
 	case CKK_RSA:
-		if ((r = attr_len(tok, s, out->handle, CKA_MODULUS, key_id,
-				  &len, err)) != CUSTODY_OK)
-			goto out;
-		out->sig_len = len;
+		if (a[1].ulValueLen != CK_UNAVAILABLE_INFORMATION)
+			out->sig_len = a[1].ulValueLen;
 		break;
 	case CKK_EC:
-		rv = tok->f->C_GetAttributeValue(s, out->handle, &ecp, 1);
-		if (rv != CKR_OK)
-			goto fail;
-		out->order_len = order_len_of(params, ecp.ulValueLen);
+		if (a[2].ulValueLen != CK_UNAVAILABLE_INFORMATION)
+			out->order_len = order_len_of(params, a[2].ulValueLen);
 		if (out->order_len == 0) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot sign with private key %s on "

@@ -26,8 +26,8 @@
 # the fuzzer finds never lands in the source tree.
 set -uo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
+here=$(cd "$(dirname "$0")" && pwd -P)
+top=$(cd "$here/../.." && pwd -P)
 
 # Library modules the harnesses reach (and those these depend on).
 LIB_SOURCES="error log records hexfmt timefmt thumbprint jws cert cert_bundle
@@ -65,12 +65,12 @@ if [ -z "$build" ]; then
 		build=${TMPDIR:-/tmp}/custody-fuzz-$(id -u)
 	fi
 fi
-mkdir -p "$build" || exit 1
-build=$(cd "$build" && pwd)
+build=$(realpath -m "$build")
 case "$build/" in
 "$top"/build/*|"$top"/build-*/*) ;;	# a build tree beside the sources
 "$top"/*) echo "run-fuzz: $build is inside the source tree: give another --build-dir" >&2; exit 2 ;;
 esac
+mkdir -p "$build" || exit 1
 
 say() { if [ "$tap" = 1 ]; then sed 's/^/# /'; else cat; fi; }
 
@@ -91,6 +91,7 @@ done
 cc=${FUZZ_CC:-clang}
 probe_dir=$build/probe
 mkdir -p "$probe_dir"
+: > "$probe_dir/log"
 printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
 	'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);' \
 	'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }' \
@@ -152,7 +153,6 @@ stale() {
 jobs_max=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 compile_failed=0
 running=0
-pids=()
 # compile SRC OBJ EXTRA_FLAGS: in the background, up to jobs_max at once.
 compile() {
 	local src=$1 obj=$2 extra=$3
@@ -222,8 +222,13 @@ build_errors | say
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1"
 if [ -z "${ASAN_SYMBOLIZER_PATH:-}" ] && command -v llvm-symbolizer >/dev/null; then
-	export ASAN_SYMBOLIZER_PATH=$(command -v llvm-symbolizer)
+	ASAN_SYMBOLIZER_PATH=$(command -v llvm-symbolizer)
+	export ASAN_SYMBOLIZER_PATH
 fi
+
+# libFuzzer stops once more than max_total_time whole seconds have passed
+# (60 runs for 61 s): ask for one less.
+max_time=$((seconds > 1 ? seconds - 1 : 1))
 
 [ "$tap" = 1 ] && echo "1..${#names[@]}"
 failed=0
@@ -242,7 +247,7 @@ for n in "${names[@]}"; do
 		seed_bytes=$(cat "$run/corpus"/* 2>/dev/null | wc -c)
 	fi
 	[ "$tap" = 1 ] || echo "== fuzz_$n: $seconds s on $seeds seeds ($seed_bytes bytes)"
-	"$build/bin/fuzz_$n" -max_total_time="$seconds" \
+	"$build/bin/fuzz_$n" -max_total_time="$max_time" \
 		-timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 \
 		-print_final_stats=1 -artifact_prefix="$run/artifacts/" \
 		"$run/corpus" > "$run/log" 2>&1
@@ -253,7 +258,8 @@ for n in "${names[@]}"; do
 	cov=$(printf '%s' "$last" | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
 	ft=$(printf '%s' "$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
 	corp=$(printf '%s' "$last" | sed -n 's/.* corp: \([0-9]*\).*/\1/p')
-	facts="$seconds s, ${runs:-?} runs (${rate:-?}/s), cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?} (seeds $seeds, $seed_bytes bytes)"
+	took=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$run/log" | tail -1)
+	facts="${took:-$seconds} s, ${runs:-?} runs (${rate:-?}/s), cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?} (seeds $seeds, $seed_bytes bytes)"
 	artifacts=$(find "$run/artifacts" -type f \( -name 'crash-*' -o -name 'leak-*' \
 		-o -name 'timeout-*' -o -name 'oom-*' \) | sort)
 	if [ "$rc" -eq 0 ] && [ -z "$artifacts" ]; then
@@ -270,7 +276,7 @@ for n in "${names[@]}"; do
 	if [ "$tap" = 1 ]; then
 		echo "not ok $i - fuzz $n: ${kind:-exit status $rc} after ${runs:-?} runs"
 	else
-		echo "   FAILED (${kind:-exit status $rc}): $facts"
+		echo "   FAILED: ${kind:-exit status $rc} after ${runs:-?} runs"
 	fi
 	{
 		echo "log: $run/log"
@@ -282,7 +288,7 @@ for n in "${names[@]}"; do
 		sed -n '/broken promise\|^==[0-9]*==\|runtime error\|^==.*ERROR\|ERROR: libFuzzer/,/^SUMMARY\|^MS: \|^artifact_prefix/p' \
 			"$run/log" | head -60
 	} | say
-	summary+=("FAILED  $n: ${kind:-exit status $rc}; $facts; artifacts: $(echo $artifacts)")
+	summary+=("FAILED  $n: ${kind:-exit status $rc} after ${runs:-?} runs; artifacts: $(echo $artifacts)")
 done
 
 if [ "$tap" = 0 ]; then

@@ -79,10 +79,17 @@ pgtest_create(char *url, size_t url_size, char schema[64])
 void
 pgtest_drop(const char *schema)
 {
-	char sql[128];
+	char sql[512];
 
 	if (schema == NULL || schema[0] == '\0')
 		return;
+	/* A failed test may have left a transaction open on the schema's
+	 * tables: its connection goes first, or DROP would wait for it. */
+	snprintf(sql, sizeof(sql), "SELECT count(pg_terminate_backend(l.pid)) "
+		 "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+		 "JOIN pg_namespace n ON n.oid = c.relnamespace "
+		 "WHERE n.nspname = '%s' AND l.pid <> pg_backend_pid()", schema);
+	pgtest_exec(NULL, sql);
 	snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
 	pgtest_exec(NULL, sql);
 }

@@ -1,0 +1,380 @@
+/*
+ * cmd_jwt.c — `custody jwt issue` signs a compact JWS (RS256, PS256, ES256)
+ * with the current key of a type through the library signer; `custody jwt
+ * verify` checks one against the current, previous or (once due) pending
+ * certificate, from the store alone.
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/obj_mac.h>
+#include <openssl/x509.h>
+
+#include <custody/jws.h>
+#include <custody/policy.h>
+#include <custody/signer.h>
+
+#include "cli.h"
+
+enum {
+	OPT_CLAIMS = OPT_FIRST_COMMAND_OPTION,
+	OPT_LIFETIME,
+	OPT_ALG,
+	OPT_SKEW,
+};
+
+struct jwt_opts {
+	const char *verb;	/* "issue" or "verify" */
+	const char *type;
+	const char *claims;
+	const char *lifetime;
+	const char *alg;
+	const char *skew;
+	const char *token;
+	int operands;
+};
+
+#define JWT_MAX_INPUT (1024 * 1024)
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct jwt_opts *o = ctx;
+
+	switch (c) {
+	case 1:
+		/* Operands: the verb, then (verify) the token. */
+		if (o->operands == 0)
+			o->verb = arg;
+		else if (o->operands == 1)
+			o->token = arg;
+		else
+			return cli_usage_error(cli, "unexpected argument '%s'", arg);
+		o->operands++;
+		break;
+	case 't': o->type = arg; break;
+	case OPT_CLAIMS: o->claims = arg; break;
+	case OPT_LIFETIME: o->lifetime = arg; break;
+	case OPT_ALG: o->alg = arg; break;
+	case OPT_SKEW: o->skew = arg; break;
+	}
+	return CUSTODY_OK;
+}
+
+/* Reads a whole file ("-" is standard input), at most JWT_MAX_INPUT bytes,
+ * as a NUL-terminated string. */
+static int
+read_text(struct cli *cli, const char *path, char **out)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int fd, r = CUSTODY_EFAIL;
+
+	fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot read %s: %m", path);
+	if ((buf = malloc(JWT_MAX_INPUT + 1)) == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
+		goto out;
+	}
+	while ((n = read(fd, buf + len, JWT_MAX_INPUT + 1 - len)) > 0)
+		len += (size_t)n;
+	if (n < 0) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot read %s: %m", path);
+		goto out;
+	}
+	if (len > JWT_MAX_INPUT) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "%s is larger than %d bytes",
+				    path, JWT_MAX_INPUT);
+		goto out;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	buf = NULL;
+	r = CUSTODY_OK;
+out:
+	free(buf);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	return r;
+}
+
+/* A whole number of seconds in [min, max]. */
+static int
+parse_seconds(struct cli *cli, const char *option, const char *text, long min, long max,
+	      int64_t *out)
+{
+	char *end;
+	long v;
+
+	v = strtol(text, &end, 10);
+	if (end == text || *end != '\0' || v < min || v > max)
+		return cli_usage_error(cli, "%s must be a whole number of seconds from %ld to %ld",
+				       option, min, max);
+	*out = v;
+	return CUSTODY_OK;
+}
+
+struct signing {
+	custody_signer *signer;
+	int64_t now;
+	const char *thumbprint;	/* the certificate the header names */
+};
+
+static enum custody_sig_scheme
+scheme_of(int alg)
+{
+	switch (alg) {
+	case CUSTODY_JWS_PS256: return CUSTODY_SIG_RSA_PSS;
+	case CUSTODY_JWS_ES256: return CUSTODY_SIG_ECDSA_RAW;
+	default: return CUSTODY_SIG_RSA_PKCS1;
+	}
+}
+
+/* custody_jws_sign_fn: the signer, at the same instant the header was
+ * made for, so the key is the one x5t names. */
+static int
+sign_with_signer(void *ctx, int alg, const unsigned char *input, size_t len,
+		 unsigned char **sig, size_t *sig_len, custody_err *err)
+{
+	struct signing *s = ctx;
+	custody_signature_info info;
+	unsigned char *raw = NULL;
+	size_t n = 0;
+	int r;
+
+	r = custody_signer_sign(s->signer, s->now, scheme_of(alg), NID_sha256, input, len, 0,
+				&raw, &n, &info, err);
+	if (r != CUSTODY_OK)
+		return r;
+	if (strcmp(info.thumbprint, s->thumbprint) != 0) {
+		r = custody_err_set(err, CUSTODY_ECONFLICT,
+				    "the assignment changed while signing: signed with %s, "
+				    "the header names %s", info.thumbprint, s->thumbprint);
+		goto out;
+	}
+	/* jws.c frees the signature with OPENSSL_free. */
+	if ((*sig = OPENSSL_malloc(n)) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "out of memory");
+		goto out;
+	}
+	memcpy(*sig, raw, n);
+	*sig_len = n;
+	r = CUSTODY_OK;
+out:
+	free(raw);
+	return r;
+}
+
+/* The signature of a token just made verifies with its certificate. */
+static int
+check_issued(struct cli *cli, const char *token, int alg, const custody_cert_record *rec)
+{
+	const char *dot = strrchr(token, '.');
+	const unsigned char *p = rec->der;
+	unsigned char *sig = NULL;
+	size_t sig_len = 0;
+	X509 *x = NULL;
+	int r;
+
+	if (dot == NULL ||
+	    custody_base64url_decode(dot + 1, strlen(dot + 1), &sig, &sig_len) != 0 ||
+	    (x = d2i_X509(NULL, &p, (long)rec->der_len)) == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "the token just signed is malformed");
+		goto out;
+	}
+	r = custody_jws_check_signature(alg, X509_get0_pubkey(x), (const unsigned char *)token,
+					(size_t)(dot - token), sig, sig_len, &cli->err);
+	if (r != CUSTODY_OK)
+		custody_err_prefix(&cli->err, "the token just signed does not verify");
+out:
+	X509_free(x);
+	free(sig);
+	return r;
+}
+
+static int
+jwt_issue(struct cli *cli, const struct jwt_opts *o, const char *type)
+{
+	custody_ctx_options copts = {.sessions = 1, .one_shot = 1};
+	custody_ctx *ctx = NULL;
+	custody_signer *signer = NULL;
+	custody_cert_record rec;
+	struct signing s;
+	char *claims = NULL, *token = NULL;
+	int64_t lifetime = 3600;
+	int alg, r;
+
+	memset(&rec, 0, sizeof(rec));
+	if (o->claims == NULL)
+		return cli_usage_error(cli, "--claims JSON|@FILE is required");
+	if (o->token != NULL)
+		return cli_usage_error(cli, "jwt issue takes no token argument");
+	if (o->lifetime != NULL &&
+	    (r = parse_seconds(cli, "--lifetime", o->lifetime, 1, 366L * 86400, &lifetime)) != CUSTODY_OK)
+		return r;
+	if (o->alg != NULL && custody_jws_alg_from_name(o->alg) == CUSTODY_JWS_ALG_NONE)
+		return cli_usage_error(cli, "unknown --alg '%s': use RS256, PS256 or ES256", o->alg);
+	if (o->claims[0] == '@') {
+		if ((r = read_text(cli, o->claims + 1, &claims)) != CUSTODY_OK)
+			return r;
+	} else if ((claims = strdup(o->claims)) == NULL) {
+		return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
+	}
+
+	if ((r = custody_ctx_new_with(&cli->cfg, cli->node, &copts, &ctx, &cli->err)) != CUSTODY_OK ||
+	    (r = custody_signer_open(ctx, type, NULL, &signer, &cli->err)) != CUSTODY_OK ||
+	    (r = custody_signer_current(signer, cli->now, &rec, &cli->err)) != CUSTODY_OK)
+		goto out;
+	alg = o->alg != NULL ? custody_jws_alg_from_name(o->alg)
+			     : custody_jws_default_alg(rec.key_algorithm);
+	if (alg == CUSTODY_JWS_ALG_NONE) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+				    "a %s key has no JWS algorithm here: use RSA or EC P-256",
+				    rec.key_algorithm);
+		goto out;
+	}
+	s.signer = signer;
+	s.now = cli->now;
+	s.thumbprint = rec.thumbprint;
+	r = custody_jws_issue(claims, cli->now, lifetime, custody_jws_alg_name(alg),
+			      rec.thumbprint, NULL, sign_with_signer, &s, &token, &cli->err);
+	if (r != CUSTODY_OK)
+		goto out;
+	/* Check the signature before handing the token out (the signature
+	 * only: the claims may well be valid from a later nbf). */
+	if ((r = check_issued(cli, token, alg, &rec)) != CUSTODY_OK)
+		goto out;
+	printf("%s\n", token);
+	cli_say(cli, "signed with %s certificate %s (%s)", type, rec.thumbprint,
+		custody_jws_alg_name(alg));
+out:
+	free(token);
+	free(claims);
+	custody_cert_record_clear(&rec);
+	custody_signer_close(signer);
+	custody_ctx_free(ctx);
+	return r;
+}
+
+/* The certificates a verifier accepts: current and previous of the
+ * assignment as it stands now (a due pending is current by then). */
+static int
+verifier_candidates(struct cli *cli, const char *type, custody_cert_record *cands,
+		    const char **roles, size_t *n)
+{
+	custody_assignment a;
+	const custody_slot *slots[2];
+	static const char *const names[2] = {"current", "previous"};
+	size_t i;
+	int r;
+
+	*n = 0;
+	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	    (r = cli_lookup_assignment(cli, type, NULL, 0, &a)) != CUSTODY_OK)
+		return r;
+	slots[0] = &a.current;
+	slots[1] = &a.previous;
+	for (i = 0; i < 2; i++) {
+		if (slots[i]->thumbprint[0] == '\0')
+			continue;
+		if ((r = custody_store_get_cert(cli->store, slots[i]->thumbprint, &cands[*n],
+						&cli->err)) != CUSTODY_OK)
+			return r;
+		roles[*n] = names[i];
+		(*n)++;
+	}
+	if (*n == 0)
+		return custody_err_set(&cli->err, CUSTODY_ENOTFOUND,
+				       "no certificate is assigned for type %s", type);
+	return CUSTODY_OK;
+}
+
+static int
+jwt_verify(struct cli *cli, const struct jwt_opts *o, const char *type)
+{
+	custody_cert_record cands[2];
+	const char *roles[2];
+	char *text = NULL, *claims = NULL;
+	const char *token;
+	int64_t skew = CUSTODY_JWS_DEFAULT_SKEW;
+	size_t n = 0, which = 0, len;
+	json_error_t jerr;
+	json_t *parsed;
+	int r;
+
+	memset(cands, 0, sizeof(cands));
+	if (o->claims != NULL || o->lifetime != NULL || o->alg != NULL)
+		return cli_usage_error(cli, "--claims, --lifetime and --alg are for jwt issue");
+	if (o->token == NULL)
+		return cli_usage_error(cli, "jwt verify needs the TOKEN (or - to read it from standard input)");
+	if (o->skew != NULL &&
+	    (r = parse_seconds(cli, "--skew", o->skew, 0, 86400, &skew)) != CUSTODY_OK)
+		return r;
+	token = o->token;
+	if (strcmp(token, "-") == 0) {
+		if ((r = read_text(cli, "-", &text)) != CUSTODY_OK)
+			return r;
+		/* One trailing newline (and CR) from a file or a pipe. */
+		len = strlen(text);
+		while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+			text[--len] = '\0';
+		token = text;
+	}
+	if ((r = verifier_candidates(cli, type, cands, roles, &n)) != CUSTODY_OK)
+		goto out;
+	if ((r = custody_jws_verify(token, cands, n, cli->now, skew, &claims, &which,
+				    &cli->err)) != CUSTODY_OK)
+		goto out;
+	cli_say(cli, "valid: signed by the %s %s certificate %s", roles[which], type,
+		cands[which].thumbprint);
+	if (cli->output == OUT_JSON || (parsed = json_loads(claims, 0, &jerr)) == NULL) {
+		printf("%s\n", claims);
+	} else {
+		json_dumpf(parsed, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		putchar('\n');
+		json_decref(parsed);
+	}
+out:
+	free(claims);
+	free(text);
+	custody_cert_record_clear(&cands[0]);
+	custody_cert_record_clear(&cands[1]);
+	return r;
+}
+
+int
+cmd_jwt(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"type", required_argument, NULL, 't'},
+		{"claims", required_argument, NULL, OPT_CLAIMS},
+		{"lifetime", required_argument, NULL, OPT_LIFETIME},
+		{"alg", required_argument, NULL, OPT_ALG},
+		{"skew", required_argument, NULL, OPT_SKEW},
+		{NULL, 0, NULL, 0},
+	};
+	struct jwt_opts o;
+	char type[CUSTODY_NAME_MAX + 1];
+	int r;
+
+	memset(&o, 0, sizeof(o));
+	if ((r = cli_parse(cli, argc, argv, options, "-t:", on_option, &o)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
+		return r;
+	if ((r = custody_type_canonical(o.type != NULL ? o.type : "OAuthTokenIssuer", type, NULL,
+					&cli->err)) != CUSTODY_OK)
+		return r;
+	if (o.verb != NULL && strcmp(o.verb, "issue") == 0)
+		return jwt_issue(cli, &o, type);
+	if (o.verb != NULL && strcmp(o.verb, "verify") == 0)
+		return jwt_verify(cli, &o, type);
+	return cli_usage_error(cli, "use `custody jwt issue` or `custody jwt verify`");
+}
