@@ -1,0 +1,140 @@
+/*
+ * custody/cluster.h — one issuer identity on every node: the KEK ceremony,
+ * replication of private keys as packages wrapped under the cluster KEK,
+ * and each node's sync and reports.
+ *
+ * Trust model (measured on SoftHSM 2.6.1; see the token module's wrap
+ * section): the KEK (AES-256) lives only inside tokens — private,
+ * sensitive, extractable only under trusted wrap.  It travels to a new
+ * node only wrapped (RSA-OAEP) under that node's transport public key,
+ * which the security officer made a trusted object on the sending token
+ * (`node admit`): without the SO nobody can send the KEK anywhere.  A
+ * replicable private key travels as a package: CKM_AES_KEY_WRAP_PAD under
+ * the KEK, with its certificate and key id.  Each node's sync unwraps it
+ * as sensitive and never extractable and checks it against its
+ * certificate (sign + verify) before reporting it held.  Nothing secret is
+ * ever in the store in clear: KEK wraps and packages are ciphertext.
+ *
+ * Every function that changes the store does so in one transaction of its
+ * own, with an audit entry ("kek-create", "node-enroll", "node-admit",
+ * "node-join", "package", "sync", "seal", "roll-effective") and leaves
+ * token and store unchanged when it fails.  The caller passes an open,
+ * logged-in token and an open store; functions that need the SO PIN take
+ * it as an argument (from a PIN source, cleansed by the caller).
+ * Every step narrates itself through custody/log.h (custody_step): what
+ * it is about to do and what it did.
+ */
+#ifndef CUSTODY_CLUSTER_H
+#define CUSTODY_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/x509.h>
+#include <custody/error.h>
+#include <custody/records.h>
+#include <custody/store.h>
+#include <custody/token.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- ceremony ---- */
+
+/* `kek create`: the cluster KEK on this token; its key check value goes
+ * to the store.  EFAIL when the store already records a KEK (a cluster has
+ * one) or the token already holds one. */
+int custody_cluster_kek_create(custody_token *tok, custody_store *st,
+			       const char *node, custody_err *err);
+
+/* `node enroll`: this node's RSA-3072 transport key pair; the public half
+ * and the node name go to the store as a pending node.  Enrolling again
+ * with the same key changes nothing. */
+int custody_cluster_node_enroll(custody_token *tok, custody_store *st,
+				const char *node, custody_err *err);
+
+/* `node admit NODE` on a node that holds the KEK: the SO creates NODE's
+ * transport public key (from the store) on this token as a trusted
+ * wrapping key, then the user wraps the KEK for it (RSA-OAEP) into the
+ * store.  tok must be open; it is logged in as user again on return.
+ * EFAIL when NODE has not enrolled; EPIN on a refused SO PIN. */
+int custody_cluster_node_admit(custody_token *tok, custody_store *st,
+			       const char *this_node, const char *node,
+			       const char *so_pin, size_t so_pin_len,
+			       const char *user_pin, size_t user_pin_len,
+			       custody_err *err);
+
+/* `node join`: unwraps the KEK wrapped for this node into this token and
+ * checks its key check value against the store's.  EFAIL "node N is not
+ * admitted" when there is no wrap for it. */
+int custody_cluster_node_join(custody_token *tok, custody_store *st,
+			      const char *node, custody_err *err);
+
+/* ---- replication ---- */
+
+/* Wraps the private key of key_id (replicable, on this token) under the
+ * KEK and stores the package (with the certificate's thumbprint). */
+int custody_cluster_package_key(custody_token *tok, custody_store *st,
+				const char *node, const char *thumbprint,
+				custody_err *err);
+
+/* The outcome of one key in a sync. */
+typedef struct custody_sync_item {
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
+	char type[CUSTODY_NAME_MAX + 1];
+	char slot[16];		/* "current", "previous", "pending" */
+	int held;		/* the key is on the token and verified  */
+	int unwrapped;		/* this sync unwrapped it                */
+	char problem[256];	/* "" or why the key is not held         */
+} custody_sync_item;
+
+typedef struct custody_sync_result {
+	custody_sync_item *items;
+	size_t n;
+	int refused;		/* how many keys could not be made held  */
+} custody_sync_result;
+
+void custody_sync_result_clear(custody_sync_result *res);
+
+/*
+ * `sync`: for every global assignment (current, previous, pending) makes
+ * sure this token holds the key and the certificate: unwraps missing keys
+ * from their packages, checks each against its certificate, records rolls
+ * that came due, and reports to the store what this node holds and when.
+ * A bad package (tampered, truncated, another KEK, key not matching its
+ * certificate) is refused and reported; the others carry on.  Idempotent
+ * and safe to interrupt.  Returns OK when it could run (res->refused says
+ * what it could not do); EFAIL when the store or token cannot be used.
+ */
+int custody_cluster_sync(custody_token *tok, custody_store *st,
+			 const char *node, int64_t now,
+			 custody_sync_result *res, custody_err *err);
+
+/* `seal --thumbprint X`: once every node reports the key held, turns its
+ * CKA_EXTRACTABLE off on this token.  EFAIL naming the nodes that do not
+ * hold it yet (force skips that check). */
+int custody_cluster_seal(custody_token *tok, custody_store *st,
+			 const char *node, const char *thumbprint, int force,
+			 custody_err *err);
+
+/* ---- status ---- */
+
+typedef struct custody_node_status {
+	char node[CUSTODY_NAME_MAX + 1];
+	char state[16];		/* "enrolled", "admitted", "joined"     */
+	int64_t last_sync;	/* 0: never                             */
+	int stale;		/* no report since the last change      */
+	int differs;		/* holds other keys than the store says */
+	char detail[256];
+} custody_node_status;
+
+/* Nodes and what each holds against what the store assigns.
+ * *all_ok is 0 when any node differs or is stale. */
+int custody_cluster_status(custody_store *st, int64_t now,
+			   custody_node_status **out, size_t *n, int *all_ok,
+			   custody_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
