@@ -8,6 +8,8 @@ packages=(
 	openssl libssl-dev libp11-dev libp11-kit-dev libengine-pkcs11-openssl
 	libsqlite3-dev sqlite3 libpq-dev postgresql libjansson-dev libinih-dev libcriterion-dev
 	softhsm2 opensc python3 jq expect
+	# the valgrind pass of scripts/test-sanitizers.sh
+	valgrind
 	# libFuzzer harnesses (tests/fuzz): clang and its fuzzer/sanitizer runtime
 	clang libclang-rt-14-dev
 )

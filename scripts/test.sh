@@ -32,6 +32,12 @@ rm -f test-suite.log
 make -s -j"$(nproc)" check ${TESTS:+TESTS="$TESTS"} > check.out 2>&1
 check_rc=$?
 cat check.out
+# The sanitizer (ASan + UBSan in ./build-asan) and valgrind passes: their
+# results land in build/tests/sanitizers/ and are counted below.  Not for
+# a subset (TESTS=...); SANITIZERS=0 skips them.
+if [ -z "${TESTS:-}" ] && [ "${SANITIZERS:-1}" != 0 ]; then
+	"$top/scripts/test-sanitizers.sh" 2>&1 | tee sanitizers.out
+fi
 
 # One result line per test case (TAP: one per Criterion test or script check).
 passed=$(cat $(find tests -name '*.trs') /dev/null | grep -Ec '^:test-result: (PASS|XFAIL)')

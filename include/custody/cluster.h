@@ -134,6 +134,95 @@ int custody_cluster_status(custody_store *st, int64_t now,
 			   custody_node_status **out, size_t *n, int *all_ok,
 			   custody_err *err);
 
+/* ---- additions for the commands (cluster.c) ---- */
+
+/* The KEK as the store and this token know it: key check values, "" when
+ * the store records no KEK / the token holds none (tok may be NULL). */
+int custody_cluster_kek_state(custody_token *tok, custody_store *st,
+			      char store_kcv[CUSTODY_KCV_HEX + 1],
+			      char token_kcv[CUSTODY_KCV_HEX + 1],
+			      custody_err *err);
+
+/* Inside the caller's write transaction: wraps the private key key_id
+ * under this token's KEK (which must be the cluster's, by key check value)
+ * and puts the package of certificate `thumbprint` into the store.  No
+ * audit entry (the caller's change has one).  EFAIL when the store records
+ * no KEK, the token holds another one or none, or the key is not
+ * extractable. */
+int custody_cluster_package_put(custody_token *tok, custody_store *st,
+				const char *node, const char *thumbprint,
+				const char *key_id, custody_err *err);
+
+/* The rule of issue 5: a key that is not replicable cannot be assigned at
+ * `global` while the cluster has more than one node.  OK for any other
+ * identity, for a cluster of at most one node, when the store holds a
+ * package for thumbprint, or when will_package (the caller packages it in
+ * the same transaction).  Otherwise EFAIL "cannot assign T at global: the
+ * cluster has N nodes and its key is not replicable (no package in the
+ * store)" with a hint. */
+int custody_cluster_check_global(custody_store *st, const char *identity,
+				 const char *thumbprint, int will_package,
+				 custody_err *err);
+
+/*
+ * A package moved by hand (`export` / `import --package`): one private
+ * key wrapped under the KEK, never plaintext.  The file is one JSON
+ * object, UTF-8, at most CUSTODY_PACKAGE_MAX bytes, with exactly these
+ * members (any other, a duplicate or a missing one is refused):
+ *   "format":      "custody-key-package"
+ *   "version":     1
+ *   "thumbprint":  SHA-1 of the certificate's DER, 40 upper-case hex
+ *   "key_id":      the certificate's key id (cert.h), 40 lower-case hex
+ *   "kcv":         key check value of the KEK it is wrapped under, 6 upper-case hex
+ *   "wrapping":    "CKM_AES_KEY_WRAP_PAD"
+ *   "wrapped_key": the wrapped private key (PKCS#8 inside), base64
+ *                  (RFC 4648, padded, no line breaks), 16 to 16384 bytes,
+ *                  a multiple of 8
+ *   "certificate": the certificate's DER, base64 as above
+ * The parser checks every field's form and that thumbprint and key_id are
+ * those of the certificate; it never touches a token.  The unwrap (with
+ * the KEK) is what shows that the key is genuine and matches.
+ */
+#define CUSTODY_PACKAGE_MAX (128 * 1024)
+#define CUSTODY_PACKAGE_FORMAT "custody-key-package"
+
+typedef struct custody_package {
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
+	char key_id[CUSTODY_KEY_ID_HEX + 1];
+	char kcv[CUSTODY_KCV_HEX + 1];
+	unsigned char *wrapped;		/* malloc'ed */
+	size_t wrapped_len;
+	unsigned char *cert_der;	/* malloc'ed */
+	size_t cert_der_len;
+} custody_package;
+
+/* Frees and zeroes. NULL is accepted. */
+void custody_package_clear(custody_package *pkg);
+
+/* Strict: EFAIL "bad key package: WHY" for anything but the form above;
+ * out is then cleared.  buf need not be NUL-terminated. */
+int custody_package_parse(const unsigned char *buf, size_t len,
+			  custody_package *out, custody_err *err);
+
+/* The file text of pkg (malloc'ed, ends with a newline). */
+int custody_package_format(const custody_package *pkg, char **out,
+			   size_t *len, custody_err *err);
+
+/* `export --thumbprint X` (X: 40 upper-case hex): the package of a key,
+ * from the store when it has one, else wrapped now under this token's
+ * KEK.  Audit entry "export". */
+int custody_cluster_export(custody_token *tok, custody_store *st,
+			   const char *node, const char *thumbprint,
+			   custody_package *out, custody_err *err);
+
+/* `import --package`: checks that this token holds the KEK the package
+ * names (EFAIL "... was wrapped under another KEK (key check value X);
+ * token L holds Y") and unwraps it with its certificate as
+ * custody_token_unwrap_private_key does (all or nothing). Token only. */
+int custody_cluster_unwrap_package(custody_token *tok,
+				   const custody_package *pkg,
+				   const char *label, custody_err *err);
+
 #ifdef __cplusplus
 }
 #endif

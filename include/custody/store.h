@@ -93,6 +93,126 @@ int custody_store_delete_cert(custody_store *st, const char *thumbprint,
  */
 int custody_store_changed(custody_store *st, int *changed, custody_err *err);
 
+/*
+ * Waits until the store may have changed or timeout_ms milliseconds have
+ * passed (0: does not wait), whichever comes first: *changed = 1 for a
+ * change (a "maybe", as custody_store_changed says it), 0 when the time
+ * ran out or a signal interrupted the wait (so that a caller's signal
+ * handler is heard at once).  For a process that reacts to changes
+ * (`custody sync --watch`).  PostgreSQL: LISTEN custody_changes, then
+ * poll() on the connection's socket, so that a NOTIFY wakes the caller
+ * as soon as it arrives (commits of this handle included); a lost
+ * connection is made again (*changed = 1: read everything again) or is
+ * EFAIL "store unreachable", and the next call tries again.  SQLite (no
+ * notifications): asks custody_store_changed every 100 ms.  The first
+ * call on a handle says 1 at once.  EUSAGE inside a write transaction.
+ */
+int custody_store_wait_change(custody_store *st, int timeout_ms, int *changed,
+			      custody_err *err);
+
+/* ------------------------------------------------------------ cluster
+ *
+ * Schema version 3: what custody/cluster.h keeps in the store.  Nothing
+ * here is secret in clear: a node's transport key is public, the KEK wrap
+ * and the packages are ciphertext (RSA-OAEP and AES key wrap under keys
+ * that live only in tokens).  Node names are case-sensitive, as on the
+ * tokens.
+ */
+
+#define CUSTODY_STORE_KCV_HEX 6	/* a key check value: 6 upper-case hex */
+
+/* One node of the cluster.  state: "enrolled" (transport key recorded),
+ * "admitted" (the KEK is wrapped for it: kek_wrap), "joined" (it holds the
+ * KEK; its kek_wrap is gone).  The node that made the KEK is "joined" and
+ * has no transport key.  Byte strings are malloc'ed (NULL when absent). */
+typedef struct custody_node_record {
+	char name[CUSTODY_NAME_MAX + 1];
+	char state[16];
+	unsigned char *transport_spki;	/* DER SubjectPublicKeyInfo       */
+	size_t transport_spki_len;
+	unsigned char *kek_wrap;	/* the KEK wrapped for this node  */
+	size_t kek_wrap_len;
+	char admitted_by[CUSTODY_NAME_MAX + 1];	/* "" until admitted      */
+	int64_t enrolled_at, admitted_at, joined_at;	/* 0: not yet       */
+	int64_t last_sync;		/* 0: never synced                  */
+	int64_t version;		/* store row version; 0 = never stored */
+} custody_node_record;
+
+void custody_node_record_clear(custody_node_record *rec);
+void custody_node_records_free(custody_node_record *recs, size_t n);
+
+/* Writes rec if the stored version still equals rec->version (0: there
+ * must be no row yet); rec->version is then the new one.  ECONFLICT
+ * ("node N changed concurrently") otherwise.  state must be one of the
+ * three; name a node name ([A-Za-z0-9._-], 1..64). */
+int custody_store_put_node(custody_store *st, custody_node_record *rec,
+			   custody_err *err);
+/* ENOTFOUND "node N is not in store S" when absent. */
+int custody_store_get_node(custody_store *st, const char *name,
+			   custody_node_record *out, custody_err *err);
+/* Every node, ordered by name. */
+int custody_store_list_nodes(custody_store *st, custody_node_record **out,
+			     size_t *n, custody_err *err);
+
+/* The package of one private key: wrapped (CKM_AES_KEY_WRAP_PAD) under
+ * the KEK whose key check value is kcv, by node, at created_at. */
+typedef struct custody_package_record {
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
+	char key_id[CUSTODY_KEY_ID_HEX + 1];
+	unsigned char *wrapped;		/* malloc'ed                       */
+	size_t wrapped_len;
+	char kcv[CUSTODY_STORE_KCV_HEX + 1];
+	int64_t created_at;
+	char node[CUSTODY_NAME_MAX + 1];
+} custody_package_record;
+
+void custody_package_record_clear(custody_package_record *rec);
+void custody_package_records_free(custody_package_record *recs, size_t n);
+
+/* Inserts the package of rec->thumbprint, or replaces the one there. */
+int custody_store_put_package(custody_store *st,
+			      const custody_package_record *rec,
+			      custody_err *err);
+/* ENOTFOUND "no package for certificate T in store S" when absent. */
+int custody_store_get_package(custody_store *st, const char *thumbprint,
+			      custody_package_record *out, custody_err *err);
+/* Every package, ordered by thumbprint. */
+int custody_store_list_packages(custody_store *st,
+				custody_package_record **out, size_t *n,
+				custody_err *err);
+/* ENOTFOUND when absent. */
+int custody_store_delete_package(custody_store *st, const char *thumbprint,
+				 custody_err *err);
+
+/* What one node reported about one key at its last sync.  No heap
+ * memory: free() a list. */
+typedef struct custody_report_record {
+	char node[CUSTODY_NAME_MAX + 1];
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
+	int held;			/* the key is on its token, verified */
+	char detail[256];		/* "" or why it is not held          */
+	int64_t time;
+} custody_report_record;
+
+/* Inserts or replaces the report of (node, thumbprint). */
+int custody_store_put_report(custody_store *st,
+			     const custody_report_record *rec,
+			     custody_err *err);
+/* The reports of node (NULL: of every node), ordered by node then
+ * thumbprint; *out malloc'ed (free()). */
+int custody_store_list_reports(custody_store *st, const char *node,
+			       custody_report_record **out, size_t *n,
+			       custody_err *err);
+
+/* Cluster facts by name ("kek_kcv", "kek_node", "kek_created_at"): short
+ * printable text.  get: ENOTFOUND when unset; value gets at most size-1
+ * bytes (EFAIL when it does not fit).  put: replace = 0 refuses a name
+ * already set (ECONFLICT "... is already set in store S"). */
+int custody_store_get_meta(custody_store *st, const char *name, char *value,
+			   size_t size, custody_err *err);
+int custody_store_put_meta(custody_store *st, const char *name,
+			   const char *value, int replace, custody_err *err);
+
 /* ------------------------------------------------------------ audit log */
 
 #define CUSTODY_AUDIT_HASH_HEX 64	/* SHA-256, lower-case hex          */

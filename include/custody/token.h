@@ -468,6 +468,16 @@ int custody_token_unwrap_private_key(custody_token *tok,
 int custody_token_seal(custody_token *tok, const char *key_id,
 		       custody_err *err);
 
+/* After node join (cluster.c): destroys this node's transport key pair
+ * (CKA_ID "custody-transport:NODE"), so that the KEK wrapped for it can
+ * never be unwrapped again, by anyone.  ENOTFOUND when there is none. */
+int custody_token_transport_destroy(custody_token *tok, const char *node,
+				    custody_err *err);
+
+/* Destroys the KEK on this token: only to undo a `kek create` or a join
+ * whose store write failed.  ENOTFOUND when the token holds none. */
+int custody_token_kek_destroy(custody_token *tok, custody_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <custody/cluster.h>
 #include <custody/policy.h>
 
 #include "change.h"
@@ -23,6 +24,11 @@ change_plan(struct cli *cli, const struct change_request *req,
 	if ((r = custody_policy_check_identity(req->type, req->identity, &cli->err)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK)
+		return r;
+	/* In a cluster of several nodes, global means every node: only a key
+	 * that can travel (a package in the store) may be assigned there. */
+	if ((r = custody_cluster_check_global(cli->store, req->identity, rec->thumbprint,
+					      req->replicable, &cli->err)) != CUSTODY_OK)
 		return r;
 	r = custody_store_get_assignment(cli->store, req->type, req->identity, &stored,
 					 &cli->err);

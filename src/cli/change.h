@@ -14,6 +14,9 @@ struct change_request {
 	const char *identity;	/* canonical */
 	int roll;		/* stage as pending at `effective` */
 	int64_t effective;
+	int replicable;		/* the caller puts the key's package into the
+				   store in the same transaction (import or
+				   request --replicable on a cluster member) */
 };
 
 struct change {

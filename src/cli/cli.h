@@ -197,6 +197,17 @@ int cmd_audit(struct cli *, int, char **);
 int cmd_test(struct cli *, int, char **);
 int cmd_wizard(struct cli *, int, char **);
 int cmd_sign(struct cli *, int, char **);
+/* The cluster ceremony (cmd_kek.c, cmd_node.c, cmd_seal.c, cmd_export.c). */
+int cmd_kek(struct cli *, int, char **);
+int cmd_node(struct cli *, int, char **);
+int cmd_seal(struct cli *, int, char **);
+int cmd_export(struct cli *, int, char **);
+/* The store's certificate that a thumbprint query (full or a unique
+ * prefix, SHA-1 or SHA-256) names: 40 upper-case hex into out (cmd_seal.c). */
+int cli_store_thumbprint(struct cli *cli, const char *query,
+			 char out[CUSTODY_THUMBPRINT_HEX + 1]);
+int cmd_sync(struct cli *, int, char **);
+int cmd_status(struct cli *, int, char **);
 
 extern const struct command cli_commands[];
 const struct command *cli_find_command(const char *name);

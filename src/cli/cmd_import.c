@@ -6,11 +6,17 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
 
 #include <openssl/x509.h>
 
+#include <custody/cluster.h>
 #include <custody/policy.h>
 #include <custody/secret.h>
 #include <custody/timefmt.h>
@@ -25,10 +31,12 @@ enum {
 	OPT_REPLICABLE,
 	OPT_EFFECTIVE_DATE,
 	OPT_ROLL,
+	OPT_PACKAGE,
 };
 
 struct import_opts {
 	const char *path;
+	const char *package;
 	const char *password_source;
 	const char *label;
 	const char *type;
@@ -51,6 +59,7 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 	case OPT_REPLICABLE: o->replicable = 1; break;
 	case OPT_EFFECTIVE_DATE: o->effective_date = arg; break;
 	case OPT_ROLL: o->roll = 1; break;
+	case OPT_PACKAGE: o->package = arg; break;
 	case 't': o->type = arg; break;
 	case 'i': o->identity = arg; break;
 	}
@@ -74,8 +83,11 @@ check_options(struct cli *cli, const struct import_opts *o,
 {
 	int r;
 
-	if (o->path == NULL)
-		return cli_usage_error(cli, "--path FILE is required");
+	if ((o->path == NULL) == (o->package == NULL))
+		return cli_usage_error(cli, "give exactly one of --path FILE and --package FILE");
+	if (o->package != NULL && (o->password_source != NULL || o->replicable))
+		return cli_usage_error(cli, "--package takes no --password-source and no "
+				       "--replicable: the key in it is wrapped, and replicates");
 	if (o->roll && o->effective_date == NULL)
 		return cli_usage_error(cli, "--roll needs --effective-date TIME");
 	if (o->effective_date != NULL && !o->roll)
@@ -125,6 +137,89 @@ load_bundle(struct cli *cli, const struct import_opts *o, custody_bundle *b)
 	return r;
 }
 
+/* --package FILE: read (at most CUSTODY_PACKAGE_MAX bytes are looked at)
+ * and parsed strictly; its certificate goes into b->cert. */
+static int
+load_package(struct cli *cli, const char *path, custody_package *pkg, custody_bundle *b)
+{
+	unsigned char *buf = NULL;
+	const unsigned char *p;
+	size_t len = 0;
+	FILE *f = NULL;
+	int r = CUSTODY_EFAIL;
+
+	if ((f = fopen(path, "rbe")) == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot open %s: %s", path,
+				    strerror(errno));
+		goto out;
+	}
+	if ((buf = malloc(CUSTODY_PACKAGE_MAX + 1)) == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot read %s: out of memory",
+				    path);
+		goto out;
+	}
+	len = fread(buf, 1, CUSTODY_PACKAGE_MAX + 1, f);
+	if (ferror(f)) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot read %s: %s", path,
+				    strerror(errno));
+		goto out;
+	}
+	if ((r = custody_package_parse(buf, len, pkg, &cli->err)) != CUSTODY_OK) {
+		custody_err_prefix(&cli->err, "%s", path);
+		goto out;
+	}
+	p = pkg->cert_der;
+	if ((b->cert = d2i_X509(NULL, &p, (long)pkg->cert_der_len)) == NULL) {
+		r = custody_err_openssl(&cli->err, CUSTODY_EFAIL,
+					"%s: the package's certificate cannot be read", path);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	if (f != NULL)
+		fclose(f);
+	if (buf != NULL)
+		OPENSSL_clear_free(buf, CUSTODY_PACKAGE_MAX + 1);
+	return r;
+}
+
+/* The package of a --replicable key can be made here only when this token
+ * holds the cluster KEK.  When it cannot, an assignment at global of a
+ * cluster of several nodes is refused; anything else goes on, unpackaged. */
+static int
+check_packaging(struct cli *cli, const struct change_request *req,
+		const custody_cert_record *rec, const char *store_kcv, int *package)
+{
+	char unused[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
+	int r;
+
+	if (!*package)
+		return CUSTODY_OK;
+	if ((r = custody_cluster_kek_state(cli->token, NULL, unused, token_kcv,
+					   &cli->err)) != CUSTODY_OK)
+		return r;
+	if (strcmp(token_kcv, store_kcv) == 0) {
+		cli_say(cli, "the key is replicable: its package (wrapped under the cluster "
+			"KEK %s) goes to the store with it", store_kcv);
+		return CUSTODY_OK;
+	}
+	*package = 0;
+	if (req->type != NULL &&
+	    (r = custody_cluster_check_global(cli->store, req->identity, rec->thumbprint, 0,
+					      &cli->err)) != CUSTODY_OK) {
+		custody_err_hint(&cli->err, "token %s %s the cluster KEK (%s): join the "
+				 "cluster first (custody node enroll / admit / join)",
+				 custody_token_label(cli->token),
+				 token_kcv[0] != '\0' ? "holds another KEK than" : "does not hold",
+				 store_kcv);
+		return r;
+	}
+	cli_warn("the key is replicable but not packaged: token %s does not hold the "
+		 "cluster KEK (%s); custody sync packages it once this node has joined",
+		 custody_token_label(cli->token), store_kcv);
+	return CUSTODY_OK;
+}
+
 /* Undoes what this import created on the token when the store refused the
  * rest: only objects that did not exist before are destroyed. */
 static void
@@ -151,6 +246,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 		{"identity", required_argument, NULL, 'i'},
 		{"effective-date", required_argument, NULL, OPT_EFFECTIVE_DATE},
 		{"roll", no_argument, NULL, OPT_ROLL},
+		{"package", required_argument, NULL, OPT_PACKAGE},
 		{NULL, 0, NULL, 0},
 	};
 	struct import_opts o;
@@ -159,13 +255,19 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
 	char label[256];
 	custody_bundle bundle;
-	custody_cert_record rec;
+	custody_cert_record rec, known;
+	custody_package pkg;
+	char store_kcv[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
+	int package = 0;
 	custody_token_import_result res;
-	int r, in_tx = 0;
+	int r, in_tx = 0, was_known = 0;
 
 	memset(&o, 0, sizeof(o));
 	memset(&bundle, 0, sizeof(bundle));
 	memset(&rec, 0, sizeof(rec));
+	memset(&known, 0, sizeof(known));
+	memset(&pkg, 0, sizeof(pkg));
+	store_kcv[0] = token_kcv[0] = '\0';
 	memset(&res, 0, sizeof(res));
 	memset(&ch, 0, sizeof(ch));
 	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_option, &o)) != CUSTODY_OK)
@@ -174,7 +276,11 @@ cmd_import(struct cli *cli, int argc, char **argv)
 		return r;
 
 	/* 1. The file opens, holds what it should, and the policy allows it. */
-	if ((r = load_bundle(cli, &o, &bundle)) != CUSTODY_OK)
+	if (o.package != NULL)
+		r = load_package(cli, o.package, &pkg, &bundle);
+	else
+		r = load_bundle(cli, &o, &bundle);
+	if (r != CUSTODY_OK)
 		goto out;
 	if ((r = custody_policy_check_cert(&cli->cfg.policy, bundle.cert, &cli->err)) != CUSTODY_OK)
 		goto out;
@@ -185,21 +291,67 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	else
 		subject_cn(bundle.cert, label, sizeof(label));
 
-	/* 2. The assignment, if asked for, can be made. */
+	/* 2. The cluster: a replicable key (or a package under the cluster's
+	 * KEK) goes to the store as a package, which global in a cluster of
+	 * several nodes requires. */
+	if (o.replicable || o.package != NULL) {
+		if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+		    (r = custody_cluster_kek_state(NULL, cli->store, store_kcv, token_kcv,
+						   &cli->err)) != CUSTODY_OK)
+			goto out;
+		if (o.package != NULL)
+			package = store_kcv[0] != '\0' && strcmp(store_kcv, pkg.kcv) == 0;
+		else
+			package = store_kcv[0] != '\0';
+		if (o.replicable && !package)
+			cli_say(cli, "the store records no cluster KEK: the key is replicable "
+				"but not packaged; custody sync packages it on a member later");
+	}
+	req.replicable = package;
+	/* 3. The assignment, if asked for, can be made. */
 	if (req.type != NULL && (r = change_plan(cli, &req, &rec, &ch)) != CUSTODY_OK)
 		goto out;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK)
 		goto out;
 
-	/* 3. The token. */
+	/* 4. The token. */
 	if ((r = cli_open_token(cli)) != CUSTODY_OK)
 		goto out;
-	cli_say(cli, "importing %s (%s) onto token %s%s", rec.subject, rec.key_algorithm,
-		custody_token_label(cli->token),
-		bundle.key == NULL ? ", certificate only" : "");
-	r = custody_token_import(cli->token, bundle.key, bundle.cert, bundle.chain,
-				 label[0] != '\0' ? label : NULL, o.replicable, &res,
-				 &cli->err);
+	if (o.replicable && (r = check_packaging(cli, &req, &rec, store_kcv, &package)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (o.package != NULL) {
+		int present = 0;
+
+		if ((r = custody_token_has_private_key(cli->token, pkg.key_id, &present,
+						       &cli->err)) != CUSTODY_OK)
+			goto out;
+		if (present) {
+			cli_say(cli, "the key of %s is already on token %s: nothing is unwrapped",
+				rec.thumbprint, custody_token_label(cli->token));
+			r = custody_token_import(cli->token, NULL, bundle.cert, NULL,
+						 label[0] != '\0' ? label : NULL, 0, &res,
+						 &cli->err);
+		} else {
+			cli_say(cli, "importing the package of %s (%s, key id %s, KEK %s) onto "
+				"token %s", rec.subject, rec.key_algorithm, pkg.key_id, pkg.kcv,
+				custody_token_label(cli->token));
+			r = custody_cluster_unwrap_package(cli->token, &pkg,
+							   label[0] != '\0' ? label : NULL,
+							   &cli->err);
+			if (r == CUSTODY_OK) {
+				res.created_key = res.created_cert = 1;
+				snprintf(res.key_id, sizeof(res.key_id), "%s", pkg.key_id);
+			}
+		}
+	} else {
+		cli_say(cli, "importing %s (%s) onto token %s%s", rec.subject, rec.key_algorithm,
+			custody_token_label(cli->token),
+			bundle.key == NULL ? ", certificate only" : "");
+		r = custody_token_import(cli->token, bundle.key, bundle.cert, bundle.chain,
+					 label[0] != '\0' ? label : NULL, o.replicable, &res,
+					 &cli->err);
+	}
 	if (r != CUSTODY_OK)
 		goto out;
 	if (!res.created_key && !res.created_cert)
@@ -213,22 +365,54 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	rec.label = label[0] != '\0' ? strdup(label) : NULL;
 	rec.key_uri = custody_token_key_uri(cli->token, res.key_id, rec.label);
 
-	/* 4. The store, in one transaction. */
+	/* 5. The store, in one transaction. */
 	if ((r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
 		goto undo;
 	in_tx = 1;
+	/* A certificate new to the store is logged even when the token had
+	 * it already: an import killed after the token write and before the
+	 * store's commit left it there, and the log must still say it came. */
+	if (custody_store_get_cert(cli->store, rec.thumbprint, &known, NULL) == CUSTODY_OK)
+		was_known = 1;
+	custody_cert_record_clear(&known);
 	if ((r = custody_store_put_cert(cli->store, &rec, &cli->err)) != CUSTODY_OK)
 		goto undo;
-	if (res.created_key || res.created_cert) {
+	if (res.created_key || res.created_cert || !was_known) {
 		char detail[160];
 
-		snprintf(detail, sizeof(detail), "key id %s on token %s: created %s%s%s",
-			 res.key_id, custody_token_label(cli->token),
-			 res.created_key ? "private key, " : "",
-			 res.created_cert ? "certificate" : "",
-			 res.created_chain > 0 ? ", CA certificates" : "");
+		if (res.created_key || res.created_cert)
+			snprintf(detail, sizeof(detail), "key id %s on token %s: created %s%s%s",
+				 res.key_id, custody_token_label(cli->token),
+				 res.created_key ? "private key, " : "",
+				 res.created_cert ? "certificate" : "",
+				 res.created_chain > 0 ? ", CA certificates" : "");
+		else
+			snprintf(detail, sizeof(detail), "key id %s on token %s: already there, "
+				 "new to the store", res.key_id, custody_token_label(cli->token));
+		if (o.package != NULL && res.created_key)
+			snprintf(detail, sizeof(detail), "key id %s on token %s: unwrapped "
+				 "from a package under KEK %s", res.key_id,
+				 custody_token_label(cli->token), pkg.kcv);
 		if ((r = cli_audit(cli, "import", NULL, NULL, rec.thumbprint, NULL,
 				   detail)) != CUSTODY_OK)
+			goto undo;
+	}
+	if (package && o.package == NULL &&
+	    (r = custody_cluster_package_put(cli->token, cli->store, cli->node, rec.thumbprint,
+					     res.key_id, &cli->err)) != CUSTODY_OK)
+		goto undo;
+	if (package && o.package != NULL) {
+		custody_package_record pr;
+
+		memset(&pr, 0, sizeof(pr));
+		snprintf(pr.thumbprint, sizeof(pr.thumbprint), "%s", pkg.thumbprint);
+		snprintf(pr.key_id, sizeof(pr.key_id), "%s", pkg.key_id);
+		snprintf(pr.kcv, sizeof(pr.kcv), "%s", pkg.kcv);
+		snprintf(pr.node, sizeof(pr.node), "%s", cli->node);
+		pr.wrapped = pkg.wrapped;
+		pr.wrapped_len = pkg.wrapped_len;
+		pr.created_at = (int64_t)time(NULL);
+		if ((r = custody_store_put_package(cli->store, &pr, &cli->err)) != CUSTODY_OK)
 			goto undo;
 	}
 	if (req.type != NULL && (r = change_write(cli, &ch)) != CUSTODY_OK)
@@ -250,5 +434,6 @@ undo:
 out:
 	custody_cert_record_clear(&rec);
 	custody_bundle_free(&bundle);
+	custody_package_clear(&pkg);
 	return r;
 }

@@ -76,9 +76,14 @@ read_text(struct cli *cli, const char *path, char **out)
 	ssize_t n;
 	int fd, r = CUSTODY_EFAIL;
 
-	fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: open() of a FIFO without a writer would wait forever;
+	 * then the reads block again (no writer reads as end of file). */
+	fd = strcmp(path, "-") == 0 ? STDIN_FILENO
+				    : open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot read %s: %m", path);
+	if (fd != STDIN_FILENO)
+		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	if ((buf = malloc(JWT_MAX_INPUT + 1)) == NULL) {
 		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
 		goto out;

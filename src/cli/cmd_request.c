@@ -28,6 +28,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <custody/cluster.h>
 #include <custody/hexfmt.h>
 #include <custody/policy.h>
 #include <custody/timefmt.h>
@@ -795,6 +796,10 @@ record_cert(struct cli *cli, const struct request *rq, const struct request_opts
 	in_tx = 1;
 	if ((r = custody_store_put_cert(cli->store, &rec, &cli->err)) != CUSTODY_OK ||
 	    (r = audit_request(cli, m, rec.thumbprint)) != CUSTODY_OK ||
+	    (rq->change.replicable &&
+	     (r = custody_cluster_package_put(cli->token, cli->store, cli->node,
+					      rec.thumbprint, m->key_id, &cli->err)) !=
+	     CUSTODY_OK) ||
 	    (rq->change.type != NULL && (r = change_write(cli, &ch)) != CUSTODY_OK) ||
 	    (r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
 		goto out;
@@ -831,6 +836,31 @@ out:
 
 /* ---------------------------------------------------------------- undo */
 
+/*
+ * libp11 failing half-way through custody_token_evp_open takes the login
+ * with it: its error paths close every session of the slot (logged out)
+ * or, when C_GetInfo fails in PKCS11_CTX_load, C_Finalize the module that
+ * tok shares.  The key pair can then only go again through a new handle,
+ * logged in again, which needs the PIN once more: only from a source that
+ * reads the same again (file:, env:), never a second prompt or fd read.
+ * cli->err keeps the error that made the request fail.
+ */
+static int
+reopen_token(struct cli *cli)
+{
+	const char *src = cli->cfg.pin_source;
+	custody_err saved = cli->err;
+	int r;
+
+	if (src == NULL || (strncmp(src, "file:", 5) != 0 && strncmp(src, "env:", 4) != 0))
+		return CUSTODY_EFAIL;
+	custody_token_close(cli->token);
+	cli->token = NULL;
+	r = cli_open_token(cli);
+	cli->err = saved;
+	return r;
+}
+
 /* What this request created goes again: key pair (and certificate), file. */
 static void
 undo(struct cli *cli, struct made *m, const char *path)
@@ -838,7 +868,13 @@ undo(struct cli *cli, struct made *m, const char *path)
 	custody_err err;
 
 	if (m->created_key) {
-		if (custody_token_delete(cli->token, m->key_id, &err) == CUSTODY_OK)
+		int r = custody_token_delete(cli->token, m->key_id, &err);
+
+		/* Only while libp11 holds nothing of tok (m->evp NULL). */
+		if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND && m->evp == NULL &&
+		    reopen_token(cli) == CUSTODY_OK)
+			r = custody_token_delete(cli->token, m->key_id, &err);
+		if (r == CUSTODY_OK)
 			cli_say(cli, "removed the key pair %s from token %s again", m->key_id,
 				custody_token_label(cli->token));
 		else
@@ -851,6 +887,33 @@ undo(struct cli *cli, struct made *m, const char *path)
 	}
 	if (m->created_file && unlink(path) != 0)
 		cli_warn("could not remove %s again: %s", path, strerror(errno));
+}
+
+static int
+plan_package(struct cli *cli, const struct request_opts *o, struct request *rq)
+{
+	char store_kcv[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
+	int r;
+
+	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	    (r = custody_cluster_kek_state(cli->token, cli->store, store_kcv, token_kcv,
+					   &cli->err)) != CUSTODY_OK)
+		return r;
+	if (store_kcv[0] == '\0') {
+		cli_say(cli, "the store records no cluster KEK: the key is replicable but not "
+			"packaged; custody sync packages it on a member later");
+	} else if (strcmp(store_kcv, token_kcv) != 0) {
+		cli_warn("the key is replicable but not packaged: token %s does not hold the "
+			 "cluster KEK (%s)", custody_token_label(cli->token), store_kcv);
+	} else if (o->csr != NULL) {
+		cli_say(cli, "the key is replicable: import its certificate with custody import "
+			"--replicable --path CERT to put its package in the store");
+	} else {
+		cli_say(cli, "the key is replicable: its package (wrapped under the cluster KEK "
+			"%s) goes to the store with its certificate", store_kcv);
+		rq->change.replicable = 1;
+	}
+	return CUSTODY_OK;
 }
 
 static int
@@ -908,6 +971,11 @@ cmd_request(struct cli *cli, int argc, char **argv)
 	/* 3. The token, and the label free on it. */
 	if ((r = cli_open_token(cli)) != CUSTODY_OK || (r = label_free(cli, &rq)) != CUSTODY_OK)
 		goto out;
+	/* A replicable self-signed key goes to the store as a package when
+	 * this token holds the cluster's KEK (global in a cluster of several
+	 * nodes needs that: change_plan refuses it otherwise). */
+	if (o.replicable && (r = plan_package(cli, &o, &rq)) != CUSTODY_OK)
+		goto out;
 	cli_say(cli, "request for %s%s%s: %s key pair on token %s, label %s", rq.subject_text,
 		o.san != NULL ? ", " : "", o.san != NULL ? o.san : "", rq.spec.name,
 		custody_token_label(cli->token), rq.label);
@@ -917,8 +985,13 @@ cmd_request(struct cli *cli, int argc, char **argv)
 		goto out;
 	m.created_key = 1;
 	/* 5. Signed inside the token, checked, written. */
-	if ((r = custody_token_evp_open(cli->token, m.key_id, &m.evp, &cli->err)) != CUSTODY_OK)
+	if ((r = custody_token_evp_open(cli->token, m.key_id, &m.evp, &cli->err)) != CUSTODY_OK) {
+		/* The key was just made: not finding it is a failure of the
+		 * token or libp11 (exit 1), never "nothing found" (exit 3). */
+		if (r == CUSTODY_ENOTFOUND)
+			r = cli->err.code = CUSTODY_EFAIL;
 		goto out;
+	}
 	if (o.csr != NULL)
 		r = make_csr(cli, &rq, &m, 365, o.csr);
 	else

@@ -88,11 +88,15 @@ hash_input(struct cli *cli, const char *path, int nid, unsigned char *md,
 	int fd = 0, r = CUSTODY_EFAIL;
 	ssize_t n;
 
-	if (path != NULL && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+	/* O_NONBLOCK: open() of a FIFO without a writer would wait forever;
+	 * then the reads block again (no writer reads as end of file). */
+	if (path != NULL && (fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
 		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot open %s: %s",
 				    path, strerror(errno));
 		goto out;
 	}
+	if (path != NULL)
+		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	if ((md_alg = EVP_MD_fetch(NULL, OBJ_nid2sn(nid), NULL)) == NULL ||
 	    (mctx = EVP_MD_CTX_new()) == NULL ||
 	    EVP_DigestInit_ex(mctx, md_alg, NULL) != 1) {

@@ -27,6 +27,7 @@ const struct command cli_commands[] = {
 	{"import", cmd_import, "import a PKCS#12, PEM or certificate onto the token (Import-CsCertificate)",
 	 "custody import --path FILE [--password-source SRC] [--label LABEL] [--replicable]\n"
 	 "               [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]]\n"
+	 "custody import --package FILE [--label LABEL] [-t TYPE ...]\n"
 	 "\n"
 	 "Creates the private key and the certificate (and the chain's CA certificates)\n"
 	 "on the token under one key id, records the certificate in the store, and\n"
@@ -36,7 +37,11 @@ const struct command cli_commands[] = {
 	 "                            certificate alone whose key is already on the token\n"
 	 "  --password-source SRC     file:PATH, env:VAR, fd:N or prompt\n"
 	 "  --label LABEL             CKA_LABEL (default: the subject CN)\n"
-	 "  --replicable              extractable only under trusted wrap (for the cluster)\n"
+	 "  --replicable              extractable (only under trusted wrap where the token\n"
+	 "                            can hold a trusted KEK); on a cluster member its\n"
+	 "                            package (wrapped under the KEK) goes to the store\n"
+	 "  --package FILE            a key package from custody export: unwrapped under\n"
+	 "                            this token's KEK (sensitive, never extractable)\n"
 	 "  -t, --type TYPE           also assign it, as `custody set` does\n"
 	 "  -i, --identity IDENTITY   where to assign it\n"
 	 "  --roll --effective-date TIME   stage it to become current at TIME\n"},
@@ -180,6 +185,83 @@ const struct command cli_commands[] = {
 	 "  --lifetime SECONDS    exp = now + SECONDS when the claims have no exp\n"
 	 "  --alg ALG             RS256, PS256 or ES256\n"
 	 "  --skew SECONDS        clock skew allowed for exp and nbf\n"},
+	{"sync", cmd_sync, "bring this node's token in line with the store (cluster)",
+	 "custody sync [--watch [--interval SECONDS]] [-o table|json]\n"
+	 "\n"
+	 "For every global assignment (current, previous, pending) makes sure this\n"
+	 "node's token holds the key and the certificate: unwraps a missing key from\n"
+	 "its package under the cluster KEK (sensitive, never extractable), checks\n"
+	 "each key against its certificate (sign + verify), records rolls that came\n"
+	 "due, and reports to the store what this node holds. Idempotent and safe to\n"
+	 "interrupt. It follows the clock (--at is refused). One line per key:\n"
+	 "TYPE SLOT THUMBPRINT held|unwrapped|refused.\n"
+	 "Exit 1 when the store or the token cannot be used or a key is not held\n"
+	 "(the token keeps what it holds: the node goes on signing with it).\n"
+	 "\n"
+	 "With --watch it stays up: it syncs on every change of the store\n"
+	 "(PostgreSQL LISTEN/NOTIFY; SQLite is asked every 100 ms), at the instant of\n"
+	 "each pending roll, and every SECONDS (default 30). The token is opened for\n"
+	 "a sync only. A store or token it cannot use is logged and tried again with\n"
+	 "growing pauses; SIGTERM or SIGINT end it (exit 0). -o json prints one JSON\n"
+	 "object per sync (one line each with --watch). The PIN source must be\n"
+	 "file: or env: with --watch: the PIN is read again for every sync.\n"
+	 "\n"
+	 "  --watch                  keep running and react to changes\n"
+	 "  --interval SECONDS       sync at least this often with --watch (1..86400)\n"},
+	{"status", cmd_status, "the cluster's nodes against the store: held keys, last sync, lag",
+	 "custody status [-o table|json]\n"
+	 "\n"
+	 "One row per node: its state (enrolled, admitted, joined), last sync, lag\n"
+	 "(now - last report), for every type assigned at global the thumbprint it\n"
+	 "holds (first 8 hex digits; the row (store) shows what the store assigns),\n"
+	 "and ok, stale (no report since the last change) or differs (it holds other\n"
+	 "keys than the store says). -o json: {\"nodes\":[{\"node\",\"state\",\n"
+	 "\"last_sync\",\"lag_seconds\",\"stale\",\"differs\",\"holds\":{\"TYPE\":\n"
+	 "\"THUMBPRINT\"}}],\"ok\":BOOL}. Reads the store only: no token, no PIN.\n"
+	 "Exit 1 when any node differs or is stale, or no node has enrolled.\n"},
+	{"kek", cmd_kek, "create the cluster key-encryption key on this token (ceremony)",
+	 "custody kek create\n"
+	 "\n"
+	 "The first step of the cluster key ceremony, on the first node: generates the\n"
+	 "cluster KEK (AES-256) inside this node's token (private, sensitive, wrap and\n"
+	 "unwrap only, extractable only under a trusted key), records its key check\n"
+	 "value in the store and this node as the first member, and prints the key\n"
+	 "check value. Refused when the store records a KEK already. Every step is\n"
+	 "narrated on stderr: keep (and sign) the transcript.\n"},
+	{"node", cmd_node, "enroll, admit or join a node of the cluster (ceremony)",
+	 "custody node enroll\n"
+	 "custody node admit NODE --so-pin-source SRC\n"
+	 "custody node join\n"
+	 "\n"
+	 "enroll (on the new node): makes its RSA-3072 transport key pair in its token\n"
+	 "(the private half unwrap-only, never extractable) and records the public\n"
+	 "half in the store; prints its SHA-256 fingerprint on stderr.\n"
+	 "admit (on a member, by the security officer): compare the fingerprint shown\n"
+	 "with the one enroll printed. The SO PIN (from --so-pin-source, never the\n"
+	 "command line) makes NODE's transport key a trusted wrapping key on this\n"
+	 "token; then the KEK is wrapped for it (RSA-OAEP) into the store. Without an\n"
+	 "SO PIN source, or with a PIN the token refuses: exit 1, nothing changed.\n"
+	 "join (on the new node): unwraps the KEK into its token and checks its key\n"
+	 "check value against the store's; then deletes the wrapped KEK from the\n"
+	 "store and destroys the transport key pair. A node not admitted cannot join.\n"
+	 "\n"
+	 "  --so-pin-source SRC      file:PATH, env:VAR, fd:N or prompt (admit only)\n"},
+	{"seal", cmd_seal, "turn a replicated key's extractable flag off once every node holds it",
+	 "custody seal --thumbprint X [--force]\n"
+	 "\n"
+	 "Once every member of the cluster reports holding the key of X (custody sync\n"
+	 "on each), turns CKA_EXTRACTABLE off for it on this token: irreversible, and\n"
+	 "no token keeps an exportable copy. Refused, naming the nodes, while one\n"
+	 "does not report it; --force skips that check (they can then still unwrap\n"
+	 "the package already in the store).\n"},
+	{"export", cmd_export, "write one key's wrapped package to a new file (never plaintext)",
+	 "custody export --thumbprint X --out FILE\n"
+	 "\n"
+	 "Writes the package of X's private key, wrapped under the cluster KEK\n"
+	 "(CKM_AES_KEY_WRAP_PAD), with its certificate and key id, to FILE (a new\n"
+	 "file, mode 0600: an existing one is never overwritten). A member imports it\n"
+	 "with custody import --package FILE. The package is the store's when it has\n"
+	 "one, else wrapped now on this token (the key must be replicable).\n"},
 	{NULL, NULL, NULL, NULL},
 };
 

@@ -800,7 +800,11 @@ custody_bundle_load_file(const char *path, const char *password,
 				    "cannot read the import file: no path given");
 		goto out;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: open() of a FIFO without a writer would wait forever;
+	 * then the reads block again (no writer reads as end of file). */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd >= 0)
+		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	if (fd < 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL, "cannot read %s: %s",
 				    path, strerror(errno));

@@ -3,11 +3,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -346,6 +348,25 @@ check_header(struct load *ld, const char *start)
 /* The fgets-style reader inih calls once per line; it follows the line
  * number, refuses lines longer than inih's buffer (inih would silently cut
  * them) and looks at section headers. */
+/* fopen(path, "r"), but a FIFO without a writer does not block the open
+ * (O_NONBLOCK, cleared once open: no writer reads as end of file). */
+static FILE *
+open_config(const char *path)
+{
+	FILE *fp;
+	int fd, saved;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0)
+		return NULL;
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return fp;
+}
+
 static char *
 reader(char *str, int num, void *stream)
 {
@@ -367,6 +388,16 @@ reader(char *str, int num, void *stream)
 	}
 	ld->line++;
 	len = strlen(str);
+	/* fgets stops at a newline, a full buffer or the end: a shorter
+	 * string means a NUL byte (/dev/zero would never end). */
+	if ((len == 0 || str[len - 1] != '\n') && len + 1 < (size_t)num &&
+	    !feof(ld->fp)) {
+		custody_err_set(ld->err, CUSTODY_EUSAGE,
+				"%s:%d: a NUL byte: the config must be text",
+				ld->path, ld->line);
+		load_fail(ld, CUSTODY_EUSAGE);
+		return NULL;
+	}
 	if (len > 0 && str[len - 1] != '\n' && len + 1 == (size_t)num) {
 		if ((c = getc(ld->fp)) != EOF) {
 			custody_err_set(ld->err, CUSTODY_EUSAGE,
@@ -430,7 +461,7 @@ custody_config_load(custody_config *cfg, const char *path, custody_err *err)
 	memset(&ld, 0, sizeof(ld));
 	ld.path = path;
 	ld.err = err;
-	if ((ld.fp = fopen(path, "r")) == NULL) {
+	if ((ld.fp = open_config(path)) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read config %s: %s", path,
 				    strerror(errno));

@@ -233,12 +233,15 @@ read_file(const char *path, custody_secret *out, custody_err *err)
 	char what[64 + PATH_MAX];
 
 	snprintf(what, sizeof(what), "PIN file %s", path);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+	/* O_NONBLOCK: open() of a FIFO without a writer would wait forever;
+	 * then the reads block again (no writer reads as end of file). */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot open PIN file %s: %s", path,
 				    strerror(errno));
 		goto out;
 	}
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	if (fstat(fd, &st) != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read PIN file %s: %s", path,

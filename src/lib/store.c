@@ -3,8 +3,16 @@
  * chosen by the URL (see store_backend.h). */
 #include "config.h"
 
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
 
 #include <custody/error.h>
 #include <custody/store.h>
@@ -23,6 +31,93 @@ static int
 has_prefix(const char *s, const char *prefix)
 {
 	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* ------------------------------------------------- the PostgreSQL module */
+
+/* Loaded once, kept for the life of the process; a failed load is tried
+ * again at the next postgresql:// URL. */
+static pthread_mutex_t pg_module_lock = PTHREAD_MUTEX_INITIALIZER;
+static const struct custody_store_backend *pg_module_backend;
+
+/* dlerror() without the "PATH: " it may start with: the message says the
+ * path once. */
+static const char *
+dl_reason(const char *path)
+{
+	const char *e = dlerror();
+	size_t len = strlen(path);
+
+	if (e == NULL)
+		return "unknown error";
+	if (strncmp(e, path, len) == 0 && e[len] == ':' && e[len + 1] == ' ')
+		return e + len + 2;
+	return e;
+}
+
+/* The backend table of the PostgreSQL module: CUSTODY_STORE_PG_MODULE in
+ * $CUSTODY_MODULE_DIR (ignored for setuid programs), else in
+ * CUSTODY_PKGLIBDIR. */
+static int
+load_pg_backend(const struct custody_store_backend **backend, custody_err *err)
+{
+	const char *dir = secure_getenv("CUSTODY_MODULE_DIR");
+	const struct custody_store_backend *table;
+	char path[PATH_MAX];
+	void *module = NULL;
+	int n, r = CUSTODY_EFAIL;
+
+	pthread_mutex_lock(&pg_module_lock);
+	if (pg_module_backend != NULL) {
+		*backend = pg_module_backend;
+		r = CUSTODY_OK;
+		goto out;
+	}
+	if (dir == NULL || dir[0] == '\0')
+		dir = CUSTODY_PKGLIBDIR;
+	n = snprintf(path, sizeof(path), "%s/%s", dir, CUSTODY_STORE_PG_MODULE);
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the PostgreSQL store module is not installed: "
+				    "%s/%s: path too long", dir,
+				    CUSTODY_STORE_PG_MODULE);
+		goto out;
+	}
+	if ((module = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the PostgreSQL store module is not installed: "
+				    "%s: %s", path, dl_reason(path));
+		custody_err_hint(err, "install custody's %s in %s, or set "
+				 "CUSTODY_MODULE_DIR to the directory that "
+				 "holds it", CUSTODY_STORE_PG_MODULE,
+				 CUSTODY_PKGLIBDIR);
+		goto out;
+	}
+	dlerror();
+	table = dlsym(module, CUSTODY_STORE_PG_SYMBOL);
+	if (table == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the PostgreSQL store module is not usable: "
+				    "%s: %s", path, dl_reason(path));
+		goto out;
+	}
+	if (table->name == NULL || strcmp(table->name, "postgresql") != 0 ||
+	    table->open == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the PostgreSQL store module is not usable: "
+				    "%s: %s is not a PostgreSQL backend", path,
+				    CUSTODY_STORE_PG_SYMBOL);
+		goto out;
+	}
+	pg_module_backend = table;
+	module = NULL;	/* stays loaded: its table is in use from now on */
+	*backend = table;
+	r = CUSTODY_OK;
+out:
+	if (module != NULL)
+		dlclose(module);
+	pthread_mutex_unlock(&pg_module_lock);
+	return r;
 }
 
 /* Which backend serves url, and the part of the URL it is given.  Only the
@@ -54,7 +149,8 @@ choose_backend(const char *url, const struct custody_store_backend **backend,
 	}
 	if (has_prefix(url, "postgresql://") || has_prefix(url, "postgres://")) {
 		/* libpq takes the whole URL. */
-		*backend = &custody_store_pg_backend;
+		if ((r = load_pg_backend(backend, err)) != CUSTODY_OK)
+			goto out;
 		*location = url;
 		r = CUSTODY_OK;
 		goto out;
@@ -496,4 +592,414 @@ custody_store_changed(custody_store *st, int *changed, custody_err *err)
 	if (st->backend->changed == NULL)
 		return CUSTODY_OK;
 	return st->backend->changed(st->handle, changed, err);
+}
+
+/* Between two questions of a backend without notifications. */
+#define WAIT_POLL_MS 100
+
+static int64_t
+monotonic_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Asks changed() every WAIT_POLL_MS until it says 1 or the time is up;
+ * a signal ends the wait early (*changed = 0). */
+static int
+poll_changes(custody_store *st, int timeout_ms, int *changed, custody_err *err)
+{
+	int64_t deadline = monotonic_ms() + timeout_ms;
+	struct timespec pause;
+	int64_t left;
+	int r = CUSTODY_EFAIL;
+
+	for (;;) {
+		if ((r = custody_store_changed(st, changed, err)) != CUSTODY_OK ||
+		    *changed)
+			goto out;
+		left = deadline - monotonic_ms();
+		if (left <= 0)
+			goto out;
+		if (left > WAIT_POLL_MS)
+			left = WAIT_POLL_MS;
+		pause.tv_sec = 0;
+		pause.tv_nsec = (long)left * 1000000L;
+		if (nanosleep(&pause, NULL) != 0 && errno == EINTR)
+			goto out;
+	}
+out:
+	return r;
+}
+
+int
+custody_store_wait_change(custody_store *st, int timeout_ms, int *changed,
+			  custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if (st == NULL || changed == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot wait for changes of the store: no "
+				    "store or no answer");
+		goto out;
+	}
+	*changed = 0;
+	if (st->in_transaction) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot wait for changes of the store inside "
+				    "a write transaction");
+		goto out;
+	}
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	if (st->backend->wait_change != NULL)
+		r = st->backend->wait_change(st->handle, timeout_ms, changed, err);
+	else
+		r = poll_changes(st, timeout_ms, changed, err);
+out:
+	return r;
+}
+
+/* ------------------------------------------------------------ cluster */
+
+void
+custody_node_record_clear(custody_node_record *rec)
+{
+	if (rec == NULL)
+		return;
+	free(rec->transport_spki);
+	if (rec->kek_wrap != NULL)
+		OPENSSL_clear_free(rec->kek_wrap, rec->kek_wrap_len);
+	memset(rec, 0, sizeof(*rec));
+}
+
+void
+custody_node_records_free(custody_node_record *recs, size_t n)
+{
+	size_t i;
+
+	if (recs == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		custody_node_record_clear(&recs[i]);
+	free(recs);
+}
+
+void
+custody_package_record_clear(custody_package_record *rec)
+{
+	if (rec == NULL)
+		return;
+	if (rec->wrapped != NULL)
+		OPENSSL_clear_free(rec->wrapped, rec->wrapped_len);
+	memset(rec, 0, sizeof(*rec));
+}
+
+void
+custody_package_records_free(custody_package_record *recs, size_t n)
+{
+	size_t i;
+
+	if (recs == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		custody_package_record_clear(&recs[i]);
+	free(recs);
+}
+
+/* 1..64 of [A-Za-z0-9._-], as the token's node names. */
+static int
+check_node_name(const char *name, size_t size, custody_err *err)
+{
+	size_t len, i;
+
+	len = name != NULL ? strnlen(name, size) : 0;
+	if (len == 0 || len == size || len > CUSTODY_NAME_MAX)
+		goto bad;
+	for (i = 0; i < len; i++) {
+		char c = name[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			goto bad;
+	}
+	return CUSTODY_OK;
+bad:
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "invalid node name: expected 1 to %d of "
+			       "A-Z a-z 0-9 . _ -", CUSTODY_NAME_MAX);
+}
+
+/* Exactly n characters of the given set (hex digits), terminated. */
+static int
+fixed_hex(const char *s, size_t size, size_t n, int upper)
+{
+	size_t i;
+
+	if (strnlen(s, size) != n)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= '0' && c <= '9') ||
+		      (upper ? (c >= 'A' && c <= 'F') : (c >= 'a' && c <= 'f'))))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+check_store(custody_store *st, const void *p, const char *what,
+	    custody_err *err)
+{
+	if (st == NULL || p == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot %s: no store or no record", what);
+	return CUSTODY_OK;
+}
+
+int
+custody_store_put_node(custody_store *st, custody_node_record *rec,
+		       custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_writable(st, "save the node", err)) != CUSTODY_OK ||
+	    (r = check_store(st, rec, "save the node", err)) != CUSTODY_OK ||
+	    (r = check_node_name(rec->name, sizeof(rec->name), err)) != CUSTODY_OK)
+		goto out;
+	if (strcmp(rec->state, "enrolled") != 0 &&
+	    strcmp(rec->state, "admitted") != 0 &&
+	    strcmp(rec->state, "joined") != 0) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot save node %s: its state must be "
+				    "enrolled, admitted or joined", rec->name);
+		goto out;
+	}
+	if (!TERMINATED(rec->admitted_by) || rec->version < 0 ||
+	    (rec->transport_spki == NULL) != (rec->transport_spki_len == 0) ||
+	    (rec->kek_wrap == NULL) != (rec->kek_wrap_len == 0) ||
+	    rec->transport_spki_len > (size_t)INT32_MAX ||
+	    rec->kek_wrap_len > (size_t)INT32_MAX) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot save node %s: the record is malformed",
+				    rec->name);
+		goto out;
+	}
+	r = st->backend->put_node(st->handle, rec, err);
+out:
+	return r;
+}
+
+int
+custody_store_get_node(custody_store *st, const char *name,
+		       custody_node_record *out, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_store(st, out, "read a node", err)) != CUSTODY_OK ||
+	    (r = check_node_name(name, CUSTODY_NAME_MAX + 2, err)) != CUSTODY_OK)
+		goto out;
+	memset(out, 0, sizeof(*out));
+	r = st->backend->get_node(st->handle, name, out, err);
+out:
+	return r;
+}
+
+int
+custody_store_list_nodes(custody_store *st, custody_node_record **out,
+			 size_t *n, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_store(st, out, "list the nodes", err)) != CUSTODY_OK ||
+	    (r = check_store(st, n, "list the nodes", err)) != CUSTODY_OK)
+		goto out;
+	*out = NULL;
+	*n = 0;
+	r = st->backend->list_nodes(st->handle, out, n, err);
+out:
+	return r;
+}
+
+int
+custody_store_put_package(custody_store *st, const custody_package_record *rec,
+			  custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_writable(st, "save the package", err)) != CUSTODY_OK ||
+	    (r = check_store(st, rec, "save the package", err)) != CUSTODY_OK)
+		goto out;
+	if (!fixed_hex(rec->thumbprint, sizeof(rec->thumbprint),
+		       CUSTODY_THUMBPRINT_HEX, 1) ||
+	    !fixed_hex(rec->key_id, sizeof(rec->key_id), CUSTODY_KEY_ID_HEX, 0) ||
+	    !fixed_hex(rec->kcv, sizeof(rec->kcv), CUSTODY_STORE_KCV_HEX, 1) ||
+	    rec->wrapped == NULL || rec->wrapped_len == 0 ||
+	    rec->wrapped_len > (size_t)INT32_MAX) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot save the package: it needs a thumbprint "
+				    "(40 upper-case hex), a key id (40 lower-case "
+				    "hex), a key check value (6 upper-case hex) and "
+				    "the wrapped key");
+		goto out;
+	}
+	if ((r = check_node_name(rec->node, sizeof(rec->node), err)) != CUSTODY_OK)
+		goto out;
+	r = st->backend->put_package(st->handle, rec, err);
+out:
+	return r;
+}
+
+int
+custody_store_get_package(custody_store *st, const char *thumbprint,
+			  custody_package_record *out, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_store(st, out, "read a package", err)) != CUSTODY_OK ||
+	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
+		goto out;
+	memset(out, 0, sizeof(*out));
+	r = st->backend->get_package(st->handle, thumbprint, out, err);
+out:
+	return r;
+}
+
+int
+custody_store_list_packages(custody_store *st, custody_package_record **out,
+			    size_t *n, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_store(st, out, "list the packages", err)) != CUSTODY_OK ||
+	    (r = check_store(st, n, "list the packages", err)) != CUSTODY_OK)
+		goto out;
+	*out = NULL;
+	*n = 0;
+	r = st->backend->list_packages(st->handle, out, n, err);
+out:
+	return r;
+}
+
+int
+custody_store_delete_package(custody_store *st, const char *thumbprint,
+			     custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_writable(st, "delete the package", err)) != CUSTODY_OK ||
+	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
+		goto out;
+	r = st->backend->delete_package(st->handle, thumbprint, err);
+out:
+	return r;
+}
+
+int
+custody_store_put_report(custody_store *st, const custody_report_record *rec,
+			 custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_writable(st, "save the report", err)) != CUSTODY_OK ||
+	    (r = check_store(st, rec, "save the report", err)) != CUSTODY_OK ||
+	    (r = check_node_name(rec->node, sizeof(rec->node), err)) != CUSTODY_OK)
+		goto out;
+	if (!fixed_hex(rec->thumbprint, sizeof(rec->thumbprint),
+		       CUSTODY_THUMBPRINT_HEX, 1) || !TERMINATED(rec->detail)) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot save the report of node %s: it needs "
+				    "a thumbprint (40 upper-case hex) and a "
+				    "terminated detail", rec->node);
+		goto out;
+	}
+	r = st->backend->put_report(st->handle, rec, err);
+out:
+	return r;
+}
+
+int
+custody_store_list_reports(custody_store *st, const char *node,
+			   custody_report_record **out, size_t *n,
+			   custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_store(st, out, "list the reports", err)) != CUSTODY_OK ||
+	    (r = check_store(st, n, "list the reports", err)) != CUSTODY_OK)
+		goto out;
+	*out = NULL;
+	*n = 0;
+	if (node != NULL &&
+	    (r = check_node_name(node, CUSTODY_NAME_MAX + 2, err)) != CUSTODY_OK)
+		goto out;
+	r = st->backend->list_reports(st->handle, node, out, n, err);
+out:
+	return r;
+}
+
+/* A meta name: [a-z_]{1,32}; a value: printable ASCII, at most 255. */
+static int
+check_meta(const char *name, const char *value, custody_err *err)
+{
+	size_t i, len;
+
+	len = name != NULL ? strnlen(name, 33) : 0;
+	if (len == 0 || len > 32)
+		goto bad;
+	for (i = 0; i < len; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || name[i] == '_'))
+			goto bad;
+	if (value == NULL)
+		return CUSTODY_OK;
+	len = strnlen(value, 256);
+	if (len == 256)
+		goto bad;
+	for (i = 0; i < len; i++)
+		if (value[i] < 0x20 || value[i] > 0x7e)
+			goto bad;
+	return CUSTODY_OK;
+bad:
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "bad cluster fact: a name is 1 to 32 of a-z _, a "
+			       "value at most 255 printable characters");
+}
+
+int
+custody_store_get_meta(custody_store *st, const char *name, char *value,
+		       size_t size, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_store(st, value, "read a cluster fact", err)) != CUSTODY_OK ||
+	    (r = check_meta(name, NULL, err)) != CUSTODY_OK)
+		goto out;
+	if (size == 0) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot read cluster fact %s: no room", name);
+		goto out;
+	}
+	value[0] = '\0';
+	r = st->backend->get_meta(st->handle, name, value, size, err);
+out:
+	return r;
+}
+
+int
+custody_store_put_meta(custody_store *st, const char *name, const char *value,
+		       int replace, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	if ((r = check_writable(st, "save a cluster fact", err)) != CUSTODY_OK ||
+	    (r = check_store(st, value, "save a cluster fact", err)) != CUSTODY_OK ||
+	    (r = check_meta(name, value, err)) != CUSTODY_OK)
+		goto out;
+	r = st->backend->put_meta(st->handle, name, value, replace, err);
+out:
+	return r;
 }

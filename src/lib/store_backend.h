@@ -18,7 +18,7 @@
 #include <custody/store.h>
 
 /* The schema version every backend of this build writes. */
-#define CUSTODY_STORE_SCHEMA_VERSION 2
+#define CUSTODY_STORE_SCHEMA_VERSION 3
 
 struct custody_store_backend {
 	const char *name;	/* "sqlite", "postgresql" */
@@ -64,9 +64,47 @@ struct custody_store_backend {
 
 	/* custody/store.h custody_store_changed; NULL: always "maybe". */
 	int (*changed)(void *handle, int *changed, custody_err *err);
+	/* custody/store.h custody_store_wait_change, outside a transaction;
+	 * NULL: store.c asks changed() every 100 ms. */
+	int (*wait_change)(void *handle, int timeout_ms, int *changed,
+			   custody_err *err);
+
+	/* The cluster (schema 3): see custody/store.h.  Names and
+	 * thumbprints are checked by store.c; put_node gets a known state. */
+	int (*put_node)(void *handle, custody_node_record *rec,
+			custody_err *err);
+	int (*get_node)(void *handle, const char *name,
+			custody_node_record *out, custody_err *err);
+	int (*list_nodes)(void *handle, custody_node_record **out, size_t *n,
+			  custody_err *err);
+	int (*put_package)(void *handle, const custody_package_record *rec,
+			   custody_err *err);
+	int (*get_package)(void *handle, const char *thumbprint,
+			   custody_package_record *out, custody_err *err);
+	int (*list_packages)(void *handle, custody_package_record **out,
+			     size_t *n, custody_err *err);
+	int (*delete_package)(void *handle, const char *thumbprint,
+			      custody_err *err);
+	int (*put_report)(void *handle, const custody_report_record *rec,
+			  custody_err *err);
+	int (*list_reports)(void *handle, const char *node,
+			    custody_report_record **out, size_t *n,
+			    custody_err *err);
+	int (*get_meta)(void *handle, const char *name, char *value,
+			size_t size, custody_err *err);
+	int (*put_meta)(void *handle, const char *name, const char *value,
+			int replace, custody_err *err);
 };
 
 extern const struct custody_store_backend custody_store_sqlite_backend;
+
+/* The PostgreSQL backend is not in libcustody (which then links no libpq):
+ * it is the module CUSTODY_STORE_PG_MODULE, store_pg.c linked with libpq
+ * and libcustody, whose one exported symbol is its table.  store.c loads
+ * it on the first postgresql:// URL from $CUSTODY_MODULE_DIR, else from
+ * CUSTODY_PKGLIBDIR (the installed $(pkglibdir)), and keeps it loaded. */
+#define CUSTODY_STORE_PG_MODULE "custody-store-pg.so"
+#define CUSTODY_STORE_PG_SYMBOL "custody_store_pg_backend"
 extern const struct custody_store_backend custody_store_pg_backend;
 
 #endif

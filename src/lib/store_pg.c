@@ -16,7 +16,9 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,7 +133,39 @@ static const char *const migrations[] = {
 	"  EXECUTE FUNCTION custody_refuse('the audit head cannot be deleted');"
 	"CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head "
 	"  FOR EACH STATEMENT "
-	"  EXECUTE FUNCTION custody_refuse('the audit head cannot be deleted');",
+	"  EXECUTE FUNCTION custody_refuse('the audit head cannot be deleted');",	/* 3: the cluster (see store_sqlite.c). */
+	"CREATE TABLE nodes ("
+	"  name TEXT PRIMARY KEY NOT NULL,"
+	"  state TEXT NOT NULL CHECK (state IN ('enrolled', 'admitted', 'joined')),"
+	"  transport_spki BYTEA,"
+	"  kek_wrap BYTEA,"
+	"  admitted_by TEXT NOT NULL DEFAULT '',"
+	"  enrolled_at BIGINT NOT NULL DEFAULT 0,"
+	"  admitted_at BIGINT NOT NULL DEFAULT 0,"
+	"  joined_at BIGINT NOT NULL DEFAULT 0,"
+	"  last_sync BIGINT NOT NULL DEFAULT 0,"
+	"  version BIGINT NOT NULL"
+	");"
+	"CREATE TABLE packages ("
+	"  thumbprint TEXT PRIMARY KEY NOT NULL,"
+	"  key_id TEXT NOT NULL,"
+	"  wrapped BYTEA NOT NULL,"
+	"  kcv TEXT NOT NULL,"
+	"  created_at BIGINT NOT NULL,"
+	"  node TEXT NOT NULL"
+	");"
+	"CREATE TABLE node_reports ("
+	"  node TEXT NOT NULL,"
+	"  thumbprint TEXT NOT NULL,"
+	"  held BOOLEAN NOT NULL,"
+	"  detail TEXT NOT NULL DEFAULT '',"
+	"  time BIGINT NOT NULL,"
+	"  PRIMARY KEY (node, thumbprint)"
+	");"
+	"CREATE TABLE cluster_meta ("
+	"  name TEXT PRIMARY KEY NOT NULL,"
+	"  value TEXT NOT NULL"
+	");",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])) - 1)
@@ -385,6 +419,7 @@ query(struct pg_store *s, const char *sql, const struct params *p,
 	va_end(ap);
 	for (attempt = 0; attempt < 2; attempt++) {
 		PQclear(res);
+		res = NULL;	/* else a failed reconnect clears it twice */
 		if ((r = ensure_connected(s, err, what)) != CUSTODY_OK)
 			goto out;
 		res = PQexecParams(s->conn, sql, p != NULL ? p->n : 0, NULL,
@@ -1606,6 +1641,547 @@ out:
 	return r;
 }
 
+static int64_t
+monotonic_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/*
+ * Waits on the connection's socket for a notification: libpq reads what
+ * arrived (PQconsumeInput) and hands it over (PQnotifies).  Not yet
+ * listening, or the connection lost: pg_changed listens again (making a
+ * new connection) and the answer is "maybe" at once.
+ */
+static int
+pg_wait_change(void *handle, int timeout_ms, int *changed, custody_err *err)
+{
+	struct pg_store *s = handle;
+	int64_t deadline = monotonic_ms() + timeout_ms;
+	int64_t left;
+	struct pollfd pfd;
+	int r = CUSTODY_EFAIL, n;
+
+	*changed = 1;
+	for (;;) {
+		if (!s->listening || PQstatus(s->conn) != CONNECTION_OK ||
+		    PQconsumeInput(s->conn) != 1 ||
+		    PQstatus(s->conn) != CONNECTION_OK) {
+			s->listening = 0;
+			r = pg_changed(s, changed, err);
+			*changed = 1;
+			goto out;
+		}
+		if (drain_notifications(s)) {
+			r = CUSTODY_OK;
+			goto out;
+		}
+		*changed = 0;
+		left = deadline - monotonic_ms();
+		if (left <= 0) {
+			r = CUSTODY_OK;
+			goto out;
+		}
+		pfd.fd = PQsocket(s->conn);
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		n = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+		if (n < 0 && errno == EINTR) {
+			r = CUSTODY_OK;	/* a signal: the caller looks */
+			goto out;
+		}
+		if (n < 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL, "cannot wait for "
+					    "changes of store %s: %s", s->name,
+					    strerror(errno));
+			goto out;
+		}
+		*changed = 1;
+	}
+out:
+	return r;
+}
+
+/* ------------------------------------------------------------ cluster */
+
+#define NODE_COLUMNS \
+	"name, state, transport_spki, kek_wrap, admitted_by, enrolled_at, " \
+	"admitted_at, joined_at, last_sync, version"
+
+#define PACKAGE_COLUMNS "thumbprint, key_id, wrapped, kcv, created_at, node"
+
+#define REPORT_COLUMNS "node, thumbprint, held, detail, time"
+
+/* A byte string, or SQL NULL when there is none. */
+static void
+p_bytes_or_null(struct params *p, const unsigned char *bytes, size_t len)
+{
+	if (bytes == NULL || len == 0)
+		p_text(p, NULL);
+	else
+		p_bytes(p, bytes, len);
+}
+
+static int
+read_node(struct pg_store *s, PGresult *res, int row, custody_node_record *rec,
+	  custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	memset(rec, 0, sizeof(*rec));
+	if (value_fixed(res, row, 0, rec->name, sizeof(rec->name)) != 0 ||
+	    value_fixed(res, row, 1, rec->state, sizeof(rec->state)) != 0 ||
+	    value_fixed(res, row, 4, rec->admitted_by,
+			sizeof(rec->admitted_by)) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read a node from store %s: a name or "
+				    "state is too long", s->name);
+		goto out;
+	}
+	if (value_bytes(res, row, 2, &rec->transport_spki,
+			&rec->transport_spki_len) != 0 ||
+	    value_bytes(res, row, 3, &rec->kek_wrap, &rec->kek_wrap_len) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read node %s from store %s: out of "
+				    "memory", rec->name, s->name);
+		goto out;
+	}
+	rec->enrolled_at = value_int(res, row, 5);
+	rec->admitted_at = value_int(res, row, 6);
+	rec->joined_at = value_int(res, row, 7);
+	rec->last_sync = value_int(res, row, 8);
+	rec->version = value_int(res, row, 9);
+	r = CUSTODY_OK;
+out:
+	if (r != CUSTODY_OK)
+		custody_node_record_clear(rec);
+	return r;
+}
+
+static int
+node_conflict(struct pg_store *s, const custody_node_record *rec,
+	      custody_err *err)
+{
+	custody_err_set(err, CUSTODY_ECONFLICT,
+			"cannot save node %s in store %s: node %s changed "
+			"concurrently", rec->name, s->name, rec->name);
+	custody_err_hint(err, "read it again and retry");
+	return CUSTODY_ECONFLICT;
+}
+
+static int
+pg_put_node(void *handle, custody_node_record *rec, custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	struct params p = {0};
+	int insert = rec->version == 0;
+	char state[6];
+
+	p_text(&p, rec->name);
+	p_text(&p, rec->state);
+	p_bytes_or_null(&p, rec->transport_spki, rec->transport_spki_len);
+	p_bytes_or_null(&p, rec->kek_wrap, rec->kek_wrap_len);
+	p_text(&p, rec->admitted_by);
+	p_int(&p, rec->enrolled_at);
+	p_int(&p, rec->admitted_at);
+	p_int(&p, rec->joined_at);
+	p_int(&p, rec->last_sync);
+	if (!insert)
+		p_int(&p, rec->version);
+	r = query(s, insert ?
+		  "INSERT INTO nodes (" NODE_COLUMNS ") VALUES ($1, $2, $3, $4, "
+		  "$5, $6, $7, $8, $9, 1)" :
+		  "UPDATE nodes SET state = $2, transport_spki = $3, kek_wrap = $4, "
+		  "admitted_by = $5, enrolled_at = $6, admitted_at = $7, "
+		  "joined_at = $8, last_sync = $9, version = version + 1 "
+		  "WHERE name = $1 AND version = $10",
+		  &p, PGRES_COMMAND_OK, &res, state, err,
+		  "cannot save node %s in store %s", rec->name, s->name);
+	if (r != CUSTODY_OK && insert && strcmp(state, "23505") == 0) {
+		r = node_conflict(s, rec, err);
+		goto out;
+	}
+	if (r != CUSTODY_OK)
+		goto out;
+	if (changed_rows(res) != 1) {
+		r = node_conflict(s, rec, err);
+		goto out;
+	}
+	if ((r = notify(s, "nodes", err)) != CUSTODY_OK)
+		goto out;
+	rec->version = insert ? 1 : rec->version + 1;
+	r = CUSTODY_OK;
+out:
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_get_node(void *handle, const char *name, custody_node_record *out,
+	    custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	struct params p = {0};
+
+	p_text(&p, name);
+	if ((r = query(s, "SELECT " NODE_COLUMNS " FROM nodes WHERE name = $1",
+		       &p, PGRES_TUPLES_OK, &res, NULL, err,
+		       "cannot read node %s from store %s", name,
+		       s->name)) != CUSTODY_OK)
+		goto out;
+	if (PQntuples(res) == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "node %s is not in store %s", name, s->name);
+		goto out;
+	}
+	r = read_node(s, res, 0, out, err);
+out:
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_list_nodes(void *handle, custody_node_record **out, size_t *n,
+	      custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	custody_node_record *list = NULL;
+	size_t count = 0;
+	int rows, i;
+
+	if ((r = query(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name "
+		       "COLLATE \"C\"", NULL, PGRES_TUPLES_OK, &res, NULL, err,
+		       "cannot list the nodes of store %s", s->name)) != CUSTODY_OK)
+		goto out;
+	rows = PQntuples(res);
+	if (rows > 0 && (list = calloc((size_t)rows, sizeof(*list))) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot list the nodes of store %s: out of "
+				    "memory", s->name);
+		goto out;
+	}
+	for (i = 0; i < rows; i++) {
+		if ((r = read_node(s, res, i, &list[i], err)) != CUSTODY_OK)
+			goto out;
+		count++;
+	}
+	*out = list;
+	*n = count;
+	list = NULL;
+	count = 0;
+	r = CUSTODY_OK;
+out:
+	custody_node_records_free(list, count);
+	PQclear(res);
+	return r;
+}
+
+static int
+read_package(struct pg_store *s, PGresult *res, int row,
+	     custody_package_record *rec, custody_err *err)
+{
+	int r = CUSTODY_EFAIL;
+
+	memset(rec, 0, sizeof(*rec));
+	if (value_fixed(res, row, 0, rec->thumbprint, sizeof(rec->thumbprint)) != 0 ||
+	    value_fixed(res, row, 1, rec->key_id, sizeof(rec->key_id)) != 0 ||
+	    value_fixed(res, row, 3, rec->kcv, sizeof(rec->kcv)) != 0 ||
+	    value_fixed(res, row, 5, rec->node, sizeof(rec->node)) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read a package from store %s: a "
+				    "thumbprint, key id, key check value or node "
+				    "is too long", s->name);
+		goto out;
+	}
+	if (value_bytes(res, row, 2, &rec->wrapped, &rec->wrapped_len) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read the package of %s from store %s: "
+				    "out of memory", rec->thumbprint, s->name);
+		goto out;
+	}
+	rec->created_at = value_int(res, row, 4);
+	r = CUSTODY_OK;
+out:
+	if (r != CUSTODY_OK)
+		custody_package_record_clear(rec);
+	return r;
+}
+
+static int
+pg_put_package(void *handle, const custody_package_record *rec,
+	       custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	struct params p = {0};
+
+	p_text(&p, rec->thumbprint);
+	p_text(&p, rec->key_id);
+	p_bytes(&p, rec->wrapped, rec->wrapped_len);
+	p_text(&p, rec->kcv);
+	p_int(&p, rec->created_at);
+	p_text(&p, rec->node);
+	if ((r = query(s, "INSERT INTO packages (" PACKAGE_COLUMNS ") VALUES "
+		       "($1, $2, $3, $4, $5, $6) ON CONFLICT (thumbprint) DO "
+		       "UPDATE SET key_id = excluded.key_id, wrapped = "
+		       "excluded.wrapped, kcv = excluded.kcv, created_at = "
+		       "excluded.created_at, node = excluded.node", &p,
+		       PGRES_COMMAND_OK, &res, NULL, err,
+		       "cannot save the package of %s in store %s",
+		       rec->thumbprint, s->name)) != CUSTODY_OK)
+		goto out;
+	r = notify(s, "packages", err);
+out:
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_get_package(void *handle, const char *thumbprint,
+	       custody_package_record *out, custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	struct params p = {0};
+
+	p_text(&p, thumbprint);
+	if ((r = query(s, "SELECT " PACKAGE_COLUMNS " FROM packages WHERE "
+		       "thumbprint = $1", &p, PGRES_TUPLES_OK, &res, NULL, err,
+		       "cannot read the package of %s from store %s",
+		       thumbprint, s->name)) != CUSTODY_OK)
+		goto out;
+	if (PQntuples(res) == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no package for certificate %s in store %s",
+				    thumbprint, s->name);
+		goto out;
+	}
+	r = read_package(s, res, 0, out, err);
+out:
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_list_packages(void *handle, custody_package_record **out, size_t *n,
+		 custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	custody_package_record *list = NULL;
+	size_t count = 0;
+	int rows, i;
+
+	if ((r = query(s, "SELECT " PACKAGE_COLUMNS " FROM packages ORDER BY "
+		       "thumbprint COLLATE \"C\"", NULL, PGRES_TUPLES_OK, &res,
+		       NULL, err, "cannot list the packages of store %s",
+		       s->name)) != CUSTODY_OK)
+		goto out;
+	rows = PQntuples(res);
+	if (rows > 0 && (list = calloc((size_t)rows, sizeof(*list))) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot list the packages of store %s: out "
+				    "of memory", s->name);
+		goto out;
+	}
+	for (i = 0; i < rows; i++) {
+		if ((r = read_package(s, res, i, &list[i], err)) != CUSTODY_OK)
+			goto out;
+		count++;
+	}
+	*out = list;
+	*n = count;
+	list = NULL;
+	count = 0;
+	r = CUSTODY_OK;
+out:
+	custody_package_records_free(list, count);
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_delete_package(void *handle, const char *thumbprint, custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	struct params p = {0};
+
+	p_text(&p, thumbprint);
+	if ((r = query(s, "DELETE FROM packages WHERE thumbprint = $1", &p,
+		       PGRES_COMMAND_OK, &res, NULL, err,
+		       "cannot delete the package of %s from store %s",
+		       thumbprint, s->name)) != CUSTODY_OK)
+		goto out;
+	if (changed_rows(res) == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no package for certificate %s in store %s",
+				    thumbprint, s->name);
+		goto out;
+	}
+	r = notify(s, "packages", err);
+out:
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_put_report(void *handle, const custody_report_record *rec,
+	      custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	struct params p = {0};
+
+	p_text(&p, rec->node);
+	p_text(&p, rec->thumbprint);
+	p_text(&p, rec->held ? "true" : "false");
+	p_text(&p, rec->detail);
+	p_int(&p, rec->time);
+	if ((r = query(s, "INSERT INTO node_reports (" REPORT_COLUMNS ") VALUES "
+		       "($1, $2, $3, $4, $5) ON CONFLICT (node, thumbprint) DO "
+		       "UPDATE SET held = excluded.held, detail = "
+		       "excluded.detail, time = excluded.time", &p,
+		       PGRES_COMMAND_OK, &res, NULL, err,
+		       "cannot save the report of node %s in store %s",
+		       rec->node, s->name)) != CUSTODY_OK)
+		goto out;
+	r = notify(s, "reports", err);
+out:
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_list_reports(void *handle, const char *node, custody_report_record **out,
+		size_t *n, custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	struct params p = {0};
+	custody_report_record *list = NULL;
+	int rows, i, cut = 0;
+
+	p_text(&p, node);
+	if ((r = query(s, "SELECT " REPORT_COLUMNS " FROM node_reports WHERE "
+		       "$1::text IS NULL OR node = $1 ORDER BY node COLLATE "
+		       "\"C\", thumbprint COLLATE \"C\"", &p, PGRES_TUPLES_OK,
+		       &res, NULL, err, "cannot list the reports of store %s",
+		       s->name)) != CUSTODY_OK)
+		goto out;
+	rows = PQntuples(res);
+	if (rows > 0 && (list = calloc((size_t)rows, sizeof(*list))) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot list the reports of store %s: out of "
+				    "memory", s->name);
+		goto out;
+	}
+	for (i = 0; i < rows; i++) {
+		custody_report_record *rec = &list[i];
+
+		if (value_fixed(res, i, 0, rec->node, sizeof(rec->node)) != 0 ||
+		    value_fixed(res, i, 1, rec->thumbprint,
+				sizeof(rec->thumbprint)) != 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot read a report from store %s: a "
+					    "node or thumbprint is too long", s->name);
+			goto out;
+		}
+		rec->held = strcmp(PQgetvalue(res, i, 2), "t") == 0;
+		value_cut(res, i, 3, rec->detail, sizeof(rec->detail), &cut);
+		rec->time = value_int(res, i, 4);
+	}
+	*out = list;
+	*n = (size_t)rows;
+	list = NULL;
+	r = CUSTODY_OK;
+out:
+	free(list);
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_get_meta(void *handle, const char *name, char *value, size_t size,
+	    custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	struct params p = {0};
+
+	p_text(&p, name);
+	if ((r = query(s, "SELECT value FROM cluster_meta WHERE name = $1", &p,
+		       PGRES_TUPLES_OK, &res, NULL, err,
+		       "cannot read cluster fact %s from store %s", name,
+		       s->name)) != CUSTODY_OK)
+		goto out;
+	if (PQntuples(res) == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "cluster fact %s is not set in store %s", name,
+				    s->name);
+		goto out;
+	}
+	if (value_fixed(res, 0, 0, value, size) != 0) {
+		value[0] = '\0';
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read cluster fact %s from store %s: "
+				    "it is too long", name, s->name);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_put_meta(void *handle, const char *name, const char *value, int replace,
+	    custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	struct params p = {0};
+	char state[6];
+
+	p_text(&p, name);
+	p_text(&p, value);
+	r = query(s, replace ?
+		  "INSERT INTO cluster_meta (name, value) VALUES ($1, $2) "
+		  "ON CONFLICT (name) DO UPDATE SET value = excluded.value" :
+		  "INSERT INTO cluster_meta (name, value) VALUES ($1, $2)",
+		  &p, PGRES_COMMAND_OK, &res, state, err,
+		  "cannot save cluster fact %s in store %s", name, s->name);
+	if (r != CUSTODY_OK && strcmp(state, "23505") == 0) {
+		r = custody_err_set(err, CUSTODY_ECONFLICT,
+				    "cannot save cluster fact %s: it is already "
+				    "set in store %s", name, s->name);
+		goto out;
+	}
+	if (r != CUSTODY_OK)
+		goto out;
+	r = notify(s, "cluster", err);
+out:
+	PQclear(res);
+	return r;
+}
+
 const struct custody_store_backend custody_store_pg_backend = {
 	.name = "postgresql",
 	.open = pg_open,
@@ -1625,4 +2201,16 @@ const struct custody_store_backend custody_store_pg_backend = {
 	.list_audit = pg_list_audit,
 	.audit_head = pg_audit_head,
 	.changed = pg_changed,
+	.wait_change = pg_wait_change,
+	.put_node = pg_put_node,
+	.get_node = pg_get_node,
+	.list_nodes = pg_list_nodes,
+	.put_package = pg_put_package,
+	.get_package = pg_get_package,
+	.list_packages = pg_list_packages,
+	.delete_package = pg_delete_package,
+	.put_report = pg_put_report,
+	.list_reports = pg_list_reports,
+	.get_meta = pg_get_meta,
+	.put_meta = pg_put_meta,
 };

@@ -172,6 +172,12 @@ token_find(custody_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n,
 	*out = NULL;
 	*count = 0;
 	rv = tok->f->C_FindObjectsInit(tok->session, tmpl, n);
+	if (rv == CKR_OPERATION_ACTIVE) {
+		/* A search whose C_FindObjectsFinal failed is still open in
+		 * the session: end it, then search once more. */
+		tok->f->C_FindObjectsFinal(tok->session);
+		rv = tok->f->C_FindObjectsInit(tok->session, tmpl, n);
+	}
 	if (rv != CKR_OK) {
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
 				 "cannot search token %s", tok->label);
@@ -862,6 +868,20 @@ custody_token_login(custody_token *tok, const char *pin, size_t pin_len,
 	}
 	if ((r = pin_flags_refuse(tok, ti.flags, err)) != CUSTODY_OK)
 		goto out;
+	/* A PIN the token cannot take (an empty PIN file, say) is refused
+	 * here: C_Login would spend one of the PIN's tries on it. */
+	if (pin != NULL && !(ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH) &&
+	    ((ti.ulMinPinLen != CK_UNAVAILABLE_INFORMATION && pin_len < ti.ulMinPinLen) ||
+	     (ti.ulMaxPinLen != CK_UNAVAILABLE_INFORMATION && ti.ulMaxPinLen > 0 &&
+	      pin_len > ti.ulMaxPinLen))) {
+		r = custody_err_set(err, CUSTODY_EPIN,
+				    "cannot log in to token %s: the PIN has %zu "
+				    "characters, the token takes %lu to %lu",
+				    tok->label, pin_len,
+				    (unsigned long)ti.ulMinPinLen,
+				    (unsigned long)ti.ulMaxPinLen);
+		goto out;
+	}
 	rv = tok->f->C_Login(tok->session, CKU_USER, (CK_UTF8CHAR *)pin,
 			     pin != NULL ? pin_len : 0);
 	switch (rv) {

@@ -466,6 +466,12 @@ token_key_find(custody_token *tok, CK_SESSION_HANDLE s, const char *key_id,
 		goto out;
 	t[1].ulValueLen = id_len;
 	rv = tok->f->C_FindObjectsInit(s, t, 2);
+	if (rv == CKR_OPERATION_ACTIVE) {
+		/* A search whose C_FindObjectsFinal failed is still open in
+		 * this session: end it, then search once more. */
+		tok->f->C_FindObjectsFinal(s);
+		rv = tok->f->C_FindObjectsInit(s, t, 2);
+	}
 	if (rv != CKR_OK)
 		goto fail;
 	active = 1;

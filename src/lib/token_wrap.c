@@ -1531,3 +1531,72 @@ custody_token_seal(custody_token *tok, const char *key_id, custody_err *err)
 out:
 	return r;
 }
+
+/* ------------------------------------------------- after the ceremony */
+
+int
+custody_token_transport_destroy(custody_token *tok, const char *node,
+				custody_err *err)
+{
+	unsigned char id[NODE_ID_MAX];
+	size_t id_len = 0;
+	CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
+	CK_RV rv;
+	int r;
+
+	if ((r = node_id(TRANSPORT_PREFIX, node, id, &id_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = token_require_login(tok, "destroy a transport key", err)) !=
+	    CUSTODY_OK ||
+	    (r = find_by_id(tok, &class_private, id, id_len, 0, &priv, err)) !=
+	    CUSTODY_OK ||
+	    (r = find_by_id(tok, &class_public, id, id_len, 0, &pub, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (priv == CK_INVALID_HANDLE && pub == CK_INVALID_HANDLE) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "node %s has no transport key on token %s",
+				    node, tok->label);
+		goto out;
+	}
+	if (priv != CK_INVALID_HANDLE &&
+	    (rv = tok->f->C_DestroyObject(tok->session, priv)) != CKR_OK) {
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot destroy the transport private key of "
+				 "node %s on token %s", node, tok->label);
+		goto out;
+	}
+	if (pub != CK_INVALID_HANDLE &&
+	    (rv = tok->f->C_DestroyObject(tok->session, pub)) != CKR_OK) {
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot destroy the transport public key of "
+				 "node %s on token %s", node, tok->label);
+		goto out;
+	}
+	custody_step("destroyed the transport key pair of node %s on token %s",
+		     node, tok->label);
+	r = CUSTODY_OK;
+out:
+	return r;
+}
+
+int
+custody_token_kek_destroy(custody_token *tok, custody_err *err)
+{
+	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE;
+	CK_RV rv;
+	int r;
+
+	if ((r = need_kek(tok, "destroy the KEK", &kek, err)) != CUSTODY_OK)
+		goto out;
+	rv = tok->f->C_DestroyObject(tok->session, kek);
+	if (rv != CKR_OK) {
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot destroy the KEK on token %s", tok->label);
+		goto out;
+	}
+	custody_step("destroyed the KEK on token %s", tok->label);
+	r = CUSTODY_OK;
+out:
+	return r;
+}

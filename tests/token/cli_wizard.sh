@@ -254,7 +254,7 @@ offers() { # LINE EXPECTED... — the completions are exactly EXPECTED
 	err="wanted: $want"
 	[ "$got" = "$want" ]
 }
-check "completion: custody se<TAB> offers set" offers "custody se" set
+check "completion: custody se<TAB> offers seal and set" offers "custody se" seal set
 check "completion: custody get -t OAuth<TAB> offers OAuthTokenIssuer" offers "custody get -t OAuth" OAuthTokenIssuer
 check "completion: type names in any case (--from-type oauth)" offers "custody set --from-type oauth" OAuthTokenIssuer
 check "completion: command options (custody set --dr)" offers "custody set --dr" --dry-run

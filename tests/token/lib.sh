@@ -113,3 +113,41 @@ thumbprint_of_p12() {
 		openssl x509 -noout -fingerprint -sha1 | sed 's/.*=//; s/://g'
 }
 export EMPTY_PASSWORD=""
+
+# --- cluster nodes (tests/cluster, tests/bench): one token each ---
+
+# setup_node NAME STORE-URL — node NAME with a SoftHSM token of its own in
+# $T/NAME (its own SOFTHSM2_CONF and lock directory, as on a machine of
+# its own) on the shared store; its environment goes to $T/NAME/env, read
+# by `on` and `node_env`.
+setup_node() {
+	local name=$1 store=$2 exports
+	mkdir -p "$T/$name/lock"
+	exports=$("${TOP_SRCDIR:?}/scripts/softhsm-token.sh" "$T/$name" "$name") ||
+		{ echo "Bail out! cannot initialise the SoftHSM token of $name"; exit 1; }
+	{
+		echo "$exports"
+		printf 'export CUSTODY_NODE=%q\n' "$name"
+		printf 'export CUSTODY_STORE=%q\n' "$store"
+		printf 'export CUSTODY_LOCK_DIR=%q\n' "$T/$name/lock"
+		echo 'export CUSTODY_CONFIG=""'
+	} >"$T/$name/env"
+}
+
+# on NAME ARGS... — runs custody as node NAME, leaving $out, $err and $rc
+# (standard input passes through: with `shopt -s lastpipe`, a pipe into
+# `on` keeps them).
+on() {
+	local name=$1
+	shift
+	out=$(. "$T/$name/env" && "$CUSTODY_BIN" "$@" 2>"$T/stderr")
+	rc=$?
+	err=$(cat "$T/stderr")
+}
+
+# node_env NAME COMMAND... — runs any command in node NAME's environment.
+node_env() {
+	local name=$1
+	shift
+	(. "$T/$name/env" && "$@")
+}

@@ -1018,9 +1018,12 @@ BOTH(a_version_1_store_is_migrated_and_keeps_its_rows)
 				     "SELECT count(*) FROM pg_tables WHERE tablename = "
 				     "'audit' AND schemaname = current_schema()")), 0);
 	st = open_ok();
-	cr_assert_eq(custody_store_schema_version(), 2);
-	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 2);
-	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 2);
+	/* Every later migration is applied, each recorded once. */
+	cr_assert_geq(custody_store_schema_version(), 2);
+	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"),
+		     custody_store_schema_version());
+	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"),
+		     custody_store_schema_version());
 	cr_assert_eq(sql_int("SELECT applied_at FROM schema_version WHERE version = 1"),
 		     1700000000, "the version 1 row is kept");
 	/* v1 rows intact. */
@@ -1048,7 +1051,8 @@ BOTH(a_version_1_store_is_migrated_and_keeps_its_rows)
 
 	/* Opening again migrates nothing more. */
 	st = open_ok();
-	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 2);
+	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"),
+		     custody_store_schema_version());
 	cr_assert_eq(sql_int("SELECT count(*) FROM audit"), 1);
 	custody_store_close(st);
 }

@@ -432,7 +432,7 @@ BOTH(schema_version_is_recorded)
 {
 	custody_store *st = open_ok();
 
-	cr_assert_eq(custody_store_schema_version(), 2);
+	cr_assert_eq(custody_store_schema_version(), 3);
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"),
 		     custody_store_schema_version());
 	/* One row per migration, each applied once. */
@@ -470,7 +470,7 @@ BOTH(a_newer_schema_is_refused_naming_both_versions)
 	cr_assert_null(st);
 	cr_assert_eq(err.code, CUSTODY_EFAIL);
 	cr_assert(contains(err.msg, store_name), "%s", err.msg);
-	cr_assert(contains(err.msg, "schema version 7 is newer than version 2 "
+	cr_assert(contains(err.msg, "schema version 7 is newer than version 3 "
 			   "of this build"), "%s", err.msg);
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 7);
 }
@@ -1141,6 +1141,360 @@ Test(store, a_writer_held_past_the_timeout_is_store_busy, .timeout = 60)
 	put_ok(sb, &a);
 	custody_store_close(sa);
 	custody_store_close(sb);
+}
+
+/* ---------------------------------------------------------------- cluster (schema 3) */
+
+static void
+begin_ok(custody_store *st)
+{
+	custody_err err = {0};
+
+	cr_assert_eq(custody_store_begin(st, &err), CUSTODY_OK, "%s", err.msg);
+}
+
+static void
+commit_ok(custody_store *st)
+{
+	custody_err err = {0};
+
+	cr_assert_eq(custody_store_commit(st, &err), CUSTODY_OK, "%s", err.msg);
+}
+
+static unsigned char *
+bytes(const char *text, size_t len)
+{
+	unsigned char *b = malloc(len);
+
+	cr_assert_not_null(b);
+	memcpy(b, text, len);
+	return b;
+}
+
+BOTH(cluster_tables_are_in_schema_3)
+{
+	custody_store *st = open_ok();
+
+	cr_assert_eq(sql_int(DIALECT("SELECT count(*) FROM sqlite_master WHERE type = "
+				     "'table' AND name IN ('nodes', 'packages', "
+				     "'node_reports', 'cluster_meta')",
+				     "SELECT count(*) FROM pg_tables WHERE schemaname = "
+				     "current_schema() AND tablename IN ('nodes', 'packages', "
+				     "'node_reports', 'cluster_meta')")), 4);
+	custody_store_close(st);
+}
+
+BOTH(nodes_round_trip_with_a_version_check)
+{
+	custody_store *st = open_ok();
+	custody_node_record n, got, stale, *list = NULL;
+	custody_err err = {0};
+	size_t count = 0;
+
+	memset(&n, 0, sizeof(n));
+	strcpy(n.name, "node-b.example");
+	strcpy(n.state, "enrolled");
+	n.transport_spki = bytes("\x30\x00\x01\xff spki", 9);
+	n.transport_spki_len = 9;
+	n.enrolled_at = 1700000000;
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_node(st, &n, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+	cr_assert_eq(n.version, 1);
+	cr_assert_eq(custody_store_get_node(st, "node-b.example", &got, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	cr_assert_str_eq(got.state, "enrolled");
+	cr_assert_eq(got.transport_spki_len, 9);
+	cr_assert_eq(memcmp(got.transport_spki, "\x30\x00\x01\xff spki", 9), 0,
+		     "bytes with NUL and 0xff survive");
+	cr_assert_null(got.kek_wrap);
+	cr_assert_eq(got.enrolled_at, 1700000000);
+	cr_assert_eq(got.version, 1);
+	stale = got;
+	memset(&got, 0, sizeof(got));
+
+	/* Admitted: the wrap goes in, the version moves. */
+	strcpy(n.state, "admitted");
+	strcpy(n.admitted_by, "node-a");
+	n.kek_wrap = bytes("\x00wrapped\x00", 9);
+	n.kek_wrap_len = 9;
+	n.admitted_at = 1700000100;
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_node(st, &n, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+	cr_assert_eq(n.version, 2);
+	/* A writer holding version 1 loses and writes nothing. */
+	strcpy(stale.state, "joined");
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_node(st, &stale, &err), CUSTODY_ECONFLICT);
+	cr_assert(contains(err.msg, "node node-b.example changed concurrently"), "%s", err.msg);
+	custody_store_rollback(st);
+	/* So does a second insert of the same name. */
+	stale.version = 0;
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_node(st, &stale, &err), CUSTODY_ECONFLICT);
+	custody_store_rollback(st);
+	custody_node_record_clear(&stale);
+	cr_assert_eq(custody_store_get_node(st, "node-b.example", &got, &err), CUSTODY_OK);
+	cr_assert_str_eq(got.state, "admitted");
+	cr_assert_str_eq(got.admitted_by, "node-a");
+	cr_assert_eq(got.kek_wrap_len, 9);
+	cr_assert_eq(memcmp(got.kek_wrap, "\x00wrapped\x00", 9), 0);
+	custody_node_record_clear(&got);
+
+	/* Joined: the wrap is gone. */
+	free(n.kek_wrap);
+	n.kek_wrap = NULL;
+	n.kek_wrap_len = 0;
+	strcpy(n.state, "joined");
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_node(st, &n, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+	cr_assert_eq(custody_store_get_node(st, "node-b.example", &got, &err), CUSTODY_OK);
+	cr_assert_null(got.kek_wrap);
+	custody_node_record_clear(&got);
+
+	memset(&got, 0, sizeof(got));
+	strcpy(got.name, "node-a");
+	strcpy(got.state, "joined");
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_node(st, &got, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+	cr_assert_eq(custody_store_list_nodes(st, &list, &count, &err), CUSTODY_OK);
+	cr_assert_eq(count, 2);
+	cr_assert_str_eq(list[0].name, "node-a");
+	cr_assert_str_eq(list[1].name, "node-b.example");
+	custody_node_records_free(list, count);
+
+	cr_assert_eq(custody_store_get_node(st, "node-c", &got, &err), CUSTODY_ENOTFOUND);
+	cr_assert(contains(err.msg, "node node-c is not in store"), "%s", err.msg);
+	strcpy(got.state, "leaving");
+	got.version = 0;
+	strcpy(got.name, "node-c");
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_node(st, &got, &err), CUSTODY_EUSAGE);
+	cr_assert(contains(err.msg, "enrolled, admitted or joined"), "%s", err.msg);
+	strcpy(got.state, "joined");
+	strcpy(got.name, "node c");
+	cr_assert_eq(custody_store_put_node(st, &got, &err), CUSTODY_EUSAGE);
+	cr_assert(contains(err.msg, "invalid node name"), "%s", err.msg);
+	custody_store_rollback(st);
+	cr_assert_eq(sql_int("SELECT count(*) FROM nodes"), 2);
+	custody_node_record_clear(&n);
+	custody_store_close(st);
+}
+
+static custody_package_record
+make_package(int n)
+{
+	custody_package_record p;
+	int i;
+
+	memset(&p, 0, sizeof(p));
+	for (i = 0; i < CUSTODY_THUMBPRINT_HEX; i++)
+		p.thumbprint[i] = "0123456789ABCDEF"[(n + i) % 16];
+	for (i = 0; i < CUSTODY_KEY_ID_HEX; i++)
+		p.key_id[i] = "0123456789abcdef"[(n * 7 + i) % 16];
+	strcpy(p.kcv, "0A1B2C");
+	strcpy(p.node, "node1");
+	p.wrapped = bytes("\x00\x01\x02\xfe\xff wrapped key bytes", 24);
+	p.wrapped[5] = (unsigned char)n;
+	p.wrapped_len = 24;
+	p.created_at = 1700000000 + n;
+	return p;
+}
+
+BOTH(packages_round_trip_replace_and_delete)
+{
+	custody_store *st = open_ok();
+	custody_package_record p1 = make_package(1), p2 = make_package(2), got, *list = NULL;
+	custody_err err = {0};
+	size_t count = 0;
+
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_package(st, &p2, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_put_package(st, &p1, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+	cr_assert_eq(custody_store_get_package(st, p1.thumbprint, &got, &err), CUSTODY_OK);
+	cr_assert_str_eq(got.key_id, p1.key_id);
+	cr_assert_str_eq(got.kcv, "0A1B2C");
+	cr_assert_str_eq(got.node, "node1");
+	cr_assert_eq(got.created_at, p1.created_at);
+	cr_assert_eq(got.wrapped_len, 24);
+	cr_assert_eq(memcmp(got.wrapped, p1.wrapped, 24), 0);
+	custody_package_record_clear(&got);
+	/* The same thumbprint again replaces it. */
+	p1.wrapped[0] = 0x42;
+	strcpy(p1.kcv, "FFFFFF");
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_package(st, &p1, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+	cr_assert_eq(custody_store_list_packages(st, &list, &count, &err), CUSTODY_OK);
+	cr_assert_eq(count, 2);
+	cr_assert(strcmp(list[0].thumbprint, list[1].thumbprint) < 0, "ordered by thumbprint");
+	custody_package_records_free(list, count);
+	cr_assert_eq(custody_store_get_package(st, p1.thumbprint, &got, &err), CUSTODY_OK);
+	cr_assert_eq(got.wrapped[0], 0x42);
+	cr_assert_str_eq(got.kcv, "FFFFFF");
+	custody_package_record_clear(&got);
+
+	cr_assert_eq(custody_store_put_package(st, &p1, &err), CUSTODY_EUSAGE,
+		     "a write outside a transaction");
+	begin_ok(st);
+	strcpy(p2.kcv, "abcdef");
+	cr_assert_eq(custody_store_put_package(st, &p2, &err), CUSTODY_EUSAGE,
+		     "a lower-case key check value");
+	cr_assert(contains(err.msg, "key check value (6 upper-case hex)"), "%s", err.msg);
+	cr_assert_eq(custody_store_delete_package(st, p2.thumbprint, &err), CUSTODY_OK);
+	cr_assert_eq(custody_store_delete_package(st, p2.thumbprint, &err), CUSTODY_ENOTFOUND);
+	commit_ok(st);
+	cr_assert_eq(custody_store_get_package(st, p2.thumbprint, &got, &err), CUSTODY_ENOTFOUND);
+	cr_assert(contains(err.msg, "no package for certificate"), "%s", err.msg);
+	cr_assert_eq(sql_int("SELECT count(*) FROM packages"), 1);
+	custody_package_record_clear(&p1);
+	custody_package_record_clear(&p2);
+	custody_store_close(st);
+}
+
+BOTH(reports_are_one_per_node_and_key)
+{
+	custody_store *st = open_ok();
+	custody_report_record r, *list = NULL;
+	custody_err err = {0};
+	size_t count = 0;
+
+	memset(&r, 0, sizeof(r));
+	begin_ok(st);
+	strcpy(r.node, "node2");
+	strcpy(r.thumbprint, B);
+	r.held = 1;
+	r.time = 10;
+	cr_assert_eq(custody_store_put_report(st, &r, &err), CUSTODY_OK, "%s", err.msg);
+	strcpy(r.thumbprint, A);
+	r.held = 0;
+	strcpy(r.detail, "package refused, nothing unwrapped: CKR_GENERAL_ERROR");
+	cr_assert_eq(custody_store_put_report(st, &r, &err), CUSTODY_OK, "%s", err.msg);
+	strcpy(r.node, "node1");
+	r.held = 1;
+	r.detail[0] = '\0';
+	cr_assert_eq(custody_store_put_report(st, &r, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+	/* node2 reports A again, now held. */
+	begin_ok(st);
+	strcpy(r.node, "node2");
+	r.time = 20;
+	cr_assert_eq(custody_store_put_report(st, &r, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+	cr_assert_eq(custody_store_list_reports(st, NULL, &list, &count, &err), CUSTODY_OK);
+	cr_assert_eq(count, 3);
+	cr_assert_str_eq(list[0].node, "node1");
+	cr_assert_str_eq(list[1].node, "node2");
+	cr_assert_str_eq(list[1].thumbprint, A);
+	cr_assert_eq(list[1].held, 1);
+	cr_assert_eq(list[1].time, 20);
+	cr_assert_str_eq(list[1].detail, "");
+	free(list);
+	cr_assert_eq(custody_store_list_reports(st, "node2", &list, &count, &err), CUSTODY_OK);
+	cr_assert_eq(count, 2);
+	cr_assert_str_eq(list[1].thumbprint, B);
+	free(list);
+	custody_store_close(st);
+}
+
+BOTH(cluster_facts_are_set_once_unless_replaced)
+{
+	custody_store *st = open_ok();
+	custody_err err = {0};
+	char v[16], tiny[3];
+
+	cr_assert_eq(custody_store_get_meta(st, "kek_kcv", v, sizeof(v), &err),
+		     CUSTODY_ENOTFOUND);
+	cr_assert(contains(err.msg, "cluster fact kek_kcv is not set"), "%s", err.msg);
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_meta(st, "kek_kcv", "A1B2C3", 0, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	commit_ok(st);
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_meta(st, "kek_kcv", "FFFFFF", 0, &err),
+		     CUSTODY_ECONFLICT);
+	cr_assert(contains(err.msg, "it is already set"), "%s", err.msg);
+	custody_store_rollback(st);
+	cr_assert_eq(custody_store_get_meta(st, "kek_kcv", v, sizeof(v), &err), CUSTODY_OK);
+	cr_assert_str_eq(v, "A1B2C3", "the refused write changed nothing");
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_meta(st, "kek_kcv", "FFFFFF", 1, &err), CUSTODY_OK);
+	commit_ok(st);
+	cr_assert_eq(custody_store_get_meta(st, "kek_kcv", v, sizeof(v), &err), CUSTODY_OK);
+	cr_assert_str_eq(v, "FFFFFF");
+	cr_assert_eq(custody_store_get_meta(st, "kek_kcv", tiny, sizeof(tiny), &err),
+		     CUSTODY_EFAIL);
+	cr_assert(contains(err.msg, "too long"), "%s", err.msg);
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_meta(st, "KEK", "x", 1, &err), CUSTODY_EUSAGE);
+	cr_assert_eq(custody_store_put_meta(st, "kek_kcv", "a\nb", 1, &err), CUSTODY_EUSAGE);
+	custody_store_rollback(st);
+	custody_store_close(st);
+}
+
+BOTH(a_version_2_store_is_migrated_to_3_and_keeps_its_rows)
+{
+	custody_store *st = open_ok();
+	custody_cert_record rec = make_cert(3, 2000000000), got;
+	custody_assignment a = make_assignment("OAuthTokenIssuer", "global"), b;
+	custody_err err = {0};
+	custody_node_record n;
+
+	put_cert_ok(st, &rec);
+	slot_set(&a.current, rec.thumbprint, 1700000000);
+	put_ok(st, &a);
+	custody_store_close(st);
+	/* Back to version 2: what a store of the previous release holds. */
+	sql_exec("DROP TABLE nodes; DROP TABLE packages; DROP TABLE node_reports; "
+		 "DROP TABLE cluster_meta; DELETE FROM schema_version WHERE version = 3");
+	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 2);
+
+	st = open_ok();
+	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 3);
+	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 3);
+	cr_assert_eq(custody_store_get_cert(st, rec.thumbprint, &got, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	assert_cert_eq(&got, &rec);
+	custody_cert_record_clear(&got);
+	cr_assert_eq(custody_store_get_assignment(st, "OAuthTokenIssuer", "global", &b, &err),
+		     CUSTODY_OK);
+	cr_assert_str_eq(b.current.thumbprint, rec.thumbprint);
+	/* The new tables work. */
+	memset(&n, 0, sizeof(n));
+	strcpy(n.name, "node1");
+	strcpy(n.state, "joined");
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_node(st, &n, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+	cr_assert_eq(sql_int("SELECT count(*) FROM nodes"), 1);
+	custody_cert_record_clear(&rec);
+	custody_store_close(st);
+}
+
+BOTH(a_cluster_change_rolled_back_leaves_nothing)
+{
+	custody_store *st = open_ok();
+	custody_package_record p = make_package(4);
+	custody_node_record n;
+	custody_err err = {0};
+
+	memset(&n, 0, sizeof(n));
+	strcpy(n.name, "node1");
+	strcpy(n.state, "enrolled");
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_node(st, &n, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_put_package(st, &p, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_put_meta(st, "kek_kcv", "A1B2C3", 0, &err), CUSTODY_OK);
+	custody_store_rollback(st);
+	cr_assert_eq(sql_int("SELECT count(*) FROM nodes"), 0);
+	cr_assert_eq(sql_int("SELECT count(*) FROM packages"), 0);
+	cr_assert_eq(sql_int("SELECT count(*) FROM cluster_meta"), 0);
+	custody_package_record_clear(&p);
+	custody_store_close(st);
 }
 
 /* ---------------------------------------------------------------- URLs */

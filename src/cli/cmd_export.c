@@ -1,0 +1,132 @@
+/*
+ * cmd_export.c — `custody export --thumbprint X --out FILE`: one key's
+ * package (wrapped under the cluster KEK, never plaintext) written to a
+ * new file, for moving it by hand to a node that imports it with
+ * `custody import --package FILE`.  The file is made with O_CREAT|O_EXCL,
+ * mode 0600, before the token is touched; an existing file is never
+ * overwritten, and a failure removes what was made.  The format is
+ * described in custody/cluster.h (custody_package_parse).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include <custody/cluster.h>
+#include <custody/thumbprint.h>
+
+#include "cli.h"
+
+enum { OPT_THUMBPRINT = OPT_FIRST_COMMAND_OPTION, OPT_OUT };
+
+struct export_opts {
+	const char *thumbprint;
+	const char *out;
+};
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct export_opts *o = ctx;
+
+	(void)cli;
+	if (c == OPT_THUMBPRINT)
+		o->thumbprint = arg;
+	else if (c == OPT_OUT)
+		o->out = arg;
+	return CUSTODY_OK;
+}
+
+static int
+write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+cmd_export(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"thumbprint", required_argument, NULL, OPT_THUMBPRINT},
+		{"out", required_argument, NULL, OPT_OUT},
+		{NULL, 0, NULL, 0},
+	};
+	struct export_opts o = {NULL, NULL};
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1], normalized[65];
+	custody_package pkg;
+	char *text = NULL;
+	size_t len = 0;
+	int fd = -1, made = 0, r;
+
+	memset(&pkg, 0, sizeof(pkg));
+	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
+		return r;
+	if (o.thumbprint == NULL || o.out == NULL)
+		return cli_usage_error(cli, "--thumbprint X and --out FILE are required");
+	if ((r = custody_thumbprint_normalize(o.thumbprint, normalized, &cli->err)) != CUSTODY_OK ||
+	    (r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	    (r = cli_store_thumbprint(cli, o.thumbprint, thumbprint)) != CUSTODY_OK)
+		goto out;
+	fd = open(o.out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot create %s: %s", o.out,
+				    strerror(errno));
+		if (errno == EEXIST)
+			custody_err_hint(&cli->err, "an existing file is never overwritten: "
+					 "choose another --out");
+		goto out;
+	}
+	made = 1;
+	if ((r = cli_open_token(cli)) != CUSTODY_OK)
+		goto out;
+	cli_say(cli, "custody export %s: node %s, token %s, to %s", thumbprint, cli->node,
+		custody_token_label(cli->token), o.out);
+	if ((r = custody_cluster_export(cli->token, cli->store, cli->node, thumbprint, &pkg,
+					&cli->err)) != CUSTODY_OK ||
+	    (r = custody_package_format(&pkg, &text, &len, &cli->err)) != CUSTODY_OK)
+		goto out;
+	if (write_all(fd, text, len) != 0 || fsync(fd) != 0) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot write %s: %s", o.out,
+				    strerror(errno));
+		goto out;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot write %s: %s", o.out,
+				    strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	made = 0;
+	cli_say(cli, "wrote the package of %s (key id %s, wrapped under KEK %s) to %s; "
+		"import it on a member with custody import --package FILE",
+		thumbprint, pkg.key_id, pkg.kcv, o.out);
+	printf("%s\n", thumbprint);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (made && unlink(o.out) != 0)
+		cli_warn("could not remove %s again: %s", o.out, strerror(errno));
+	if (text != NULL)
+		OPENSSL_clear_free(text, len);
+	custody_package_clear(&pkg);
+	return r;
+}

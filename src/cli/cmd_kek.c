@@ -1,0 +1,75 @@
+/*
+ * cmd_kek.c — `custody kek create`: the first step of the cluster key
+ * ceremony.  The cluster KEK (AES-256) is generated inside this node's
+ * token, its key check value goes to the store, and this node becomes the
+ * cluster's first member.  Every step is narrated on stderr, so that the
+ * transcript can be signed and kept; the key check value alone goes to
+ * stdout.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <custody/audit.h>
+#include <custody/cluster.h>
+
+#include "cli.h"
+
+struct kek_opts {
+	const char *action;
+	const char *extra;
+};
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct kek_opts *o = ctx;
+
+	(void)cli;
+	if (c == 1) {
+		if (o->action == NULL)
+			o->action = arg;
+		else if (o->extra == NULL)
+			o->extra = arg;
+	}
+	return CUSTODY_OK;
+}
+
+int
+cmd_kek(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {{NULL, 0, NULL, 0}};
+	struct kek_opts o = {NULL, NULL};
+	char store_kcv[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
+	char actor[CUSTODY_AUDIT_ACTOR_MAX + 1], t[CUSTODY_TIME_TEXT];
+	int r;
+
+	if ((r = cli_parse(cli, argc, argv, options, "-", on_option, &o)) != CUSTODY_OK)
+		return r;
+	if (o.action == NULL)
+		return cli_usage_error(cli, "which action? custody kek create");
+	if (strcmp(o.action, "create") != 0)
+		return cli_usage_error(cli, "unknown action '%s': custody kek create", o.action);
+	if (o.extra != NULL)
+		return cli_usage_error(cli, "unexpected argument '%s'", o.extra);
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	    (r = cli_open_token(cli)) != CUSTODY_OK)
+		return r;
+	cli_say(cli, "custody kek create: node %s, token %s (serial %s), by %s, at %s",
+		cli->node, custody_token_label(cli->token), custody_token_serial(cli->token),
+		custody_audit_actor(actor, sizeof(actor)), out_time((int64_t)time(NULL), t));
+	if ((r = custody_cluster_kek_create(cli->token, cli->store, cli->node,
+					    &cli->err)) != CUSTODY_OK)
+		return r;
+	if ((r = custody_cluster_kek_state(cli->token, cli->store, store_kcv, token_kcv,
+					   &cli->err)) != CUSTODY_OK)
+		return r;
+	cli_say(cli, "next: on each new node, custody node enroll; then here, with the "
+		"SO PIN, custody node admit NODE; then on that node, custody node join");
+	printf("%s\n", token_kcv);
+	return CUSTODY_OK;
+}

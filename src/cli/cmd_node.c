@@ -1,0 +1,224 @@
+/*
+ * cmd_node.c — `custody node enroll | admit NODE | join`: the rest of the
+ * cluster key ceremony (see custody/cluster.h for the trust model).
+ *
+ *   enroll  on the new node: its transport key pair in its token, the
+ *           public half (and its fingerprint) in the store;
+ *   admit   on a member, by the security officer: the SO PIN (from
+ *           --so-pin-source, never argv) makes the new node's transport
+ *           key a trusted wrapping key on this token, then the KEK is
+ *           wrapped for it into the store;
+ *   join    on the new node: the KEK is unwrapped into its token and its
+ *           key check value compared with the store's; the wrapped KEK is
+ *           deleted from the store and the transport key pair destroyed.
+ *
+ * Each step narrates what it is about to do and what it did, on stderr.
+ * `node admit` without an SO PIN source, or with an SO PIN the token
+ * refuses, exits 1 and changes nothing.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include <custody/audit.h>
+#include <custody/cluster.h>
+#include <custody/secret.h>
+
+#include "cli.h"
+
+struct node_opts {
+	const char *operands[3];
+	int n;
+};
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct node_opts *o = ctx;
+
+	if (c != 1)
+		return CUSTODY_OK;
+	if (o->n == 3)
+		return cli_usage_error(cli, "unexpected argument '%s'", arg);
+	o->operands[o->n++] = arg;
+	return CUSTODY_OK;
+}
+
+/* The head of the transcript: who, where, when. */
+static void
+say_header(struct cli *cli, const char *what)
+{
+	char actor[CUSTODY_AUDIT_ACTOR_MAX + 1], t[CUSTODY_TIME_TEXT];
+
+	cli_say(cli, "custody node %s: node %s, token %s (serial %s), by %s, at %s", what,
+		cli->node, custody_token_label(cli->token), custody_token_serial(cli->token),
+		custody_audit_actor(actor, sizeof(actor)), out_time((int64_t)time(NULL), t));
+}
+
+/*
+ * As cli_open_token, but the user PIN is kept in *pin for the caller: the
+ * security officer's step logs the user out, and a PIN source such as
+ * fd:N or prompt cannot be read twice.
+ */
+static int
+open_token_keep_pin(struct cli *cli, custody_secret *pin)
+{
+	custody_token_spec spec;
+	char prompt[256];
+	int r;
+
+	if (cli->cfg.module == NULL || cli->cfg.module[0] == '\0') {
+		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PKCS#11 module configured");
+		custody_err_hint(&cli->err, "give --module PATH, CUSTODY_MODULE or token.module in the config file");
+		return r;
+	}
+	if (cli->cfg.pin_source == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PIN source configured");
+		custody_err_hint(&cli->err, "give --pin-source file:PATH|env:VAR|fd:N|prompt, CUSTODY_PIN_SOURCE or token.pin-source");
+		return r;
+	}
+	if ((r = custody_secret_source_check(cli->cfg.pin_source, &cli->err)) != CUSTODY_OK)
+		return r;
+	memset(&spec, 0, sizeof(spec));
+	spec.module = cli->cfg.module;
+	spec.label = cli->cfg.token_label;
+	spec.uri = cli->cfg.token_uri;
+	spec.lock_dir = cli->cfg.lock_dir;
+	spec.lock_timeout = cli->cfg.lock_timeout;
+	if ((r = custody_token_open(&spec, &cli->token, &cli->err)) != CUSTODY_OK)
+		goto out;
+	snprintf(prompt, sizeof(prompt), "User PIN for token %s: ",
+		 custody_token_label(cli->token));
+	if ((r = custody_secret_read(cli->cfg.pin_source, prompt, pin, &cli->err)) != CUSTODY_OK)
+		goto out;
+	r = custody_token_login(cli->token, pin->data != NULL ? pin->data : "", pin->len,
+				&cli->err);
+out:
+	if (r != CUSTODY_OK) {
+		custody_secret_clear(pin);
+		custody_token_close(cli->token);
+		cli->token = NULL;
+	}
+	return r;
+}
+
+static int
+node_enroll(struct cli *cli)
+{
+	int r;
+
+	if ((r = cli_open_store(cli)) != CUSTODY_OK || (r = cli_open_token(cli)) != CUSTODY_OK)
+		return r;
+	say_header(cli, "enroll");
+	if ((r = custody_cluster_node_enroll(cli->token, cli->store, cli->node,
+					     &cli->err)) != CUSTODY_OK)
+		return r;
+	printf("%s\n", cli->node);
+	return CUSTODY_OK;
+}
+
+static int
+node_admit(struct cli *cli, const char *node)
+{
+	custody_secret pin = {NULL, 0}, so_pin = {NULL, 0};
+	char prompt[256];
+	int r;
+
+	/* The SO PIN source is checked before anything is opened. */
+	if (cli->cfg.so_pin_source == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+				    "cannot admit node %s: no security officer PIN source",
+				    node);
+		custody_err_hint(&cli->err, "give --so-pin-source file:PATH|env:VAR|fd:N|prompt "
+				 "(or CUSTODY_SO_PIN_SOURCE): admitting a node takes the SO");
+		return r;
+	}
+	if ((r = custody_secret_source_check(cli->cfg.so_pin_source, &cli->err)) != CUSTODY_OK)
+		return custody_err_prefix(&cli->err, "--so-pin-source");
+	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	    (r = open_token_keep_pin(cli, &pin)) != CUSTODY_OK)
+		goto out;
+	say_header(cli, "admit");
+	snprintf(prompt, sizeof(prompt), "Security officer PIN for token %s: ",
+		 custody_token_label(cli->token));
+	if ((r = custody_secret_read(cli->cfg.so_pin_source, prompt, &so_pin,
+				     &cli->err)) != CUSTODY_OK)
+		goto out;
+	if (so_pin.data == NULL || so_pin.len == 0) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+				    "cannot admit node %s: the security officer PIN is empty",
+				    node);
+		goto out;
+	}
+	r = custody_cluster_node_admit(cli->token, cli->store, cli->node, node,
+				       so_pin.data, so_pin.len,
+				       pin.data != NULL ? pin.data : "", pin.len, &cli->err);
+	if (r != CUSTODY_OK)
+		goto out;
+	printf("%s\n", node);
+out:
+	custody_secret_clear(&so_pin);
+	custody_secret_clear(&pin);
+	return r;
+}
+
+static int
+node_join(struct cli *cli)
+{
+	char store_kcv[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
+	custody_err ignored;
+	int r;
+
+	if ((r = cli_open_store(cli)) != CUSTODY_OK || (r = cli_open_token(cli)) != CUSTODY_OK)
+		return r;
+	say_header(cli, "join");
+	if ((r = custody_cluster_node_join(cli->token, cli->store, cli->node,
+					   &cli->err)) != CUSTODY_OK)
+		return r;
+	/* Joined and committed, the KCV checked: a token that then fails to
+	 * say its KCV again does not undo that (exit 0, the store's KCV). */
+	if (custody_cluster_kek_state(cli->token, cli->store, store_kcv, token_kcv,
+				      &ignored) != CUSTODY_OK) {
+		cli_warn("node %s has joined, but the KEK's key check value cannot be read "
+			 "back: %s", cli->node, ignored.msg);
+		if (custody_store_get_meta(cli->store, "kek_kcv", token_kcv, sizeof(token_kcv),
+					   &ignored) != CUSTODY_OK)
+			token_kcv[0] = '\0';
+	}
+	cli_say(cli, "next: custody sync brings the keys of the global assignments onto this token");
+	printf("%s\n", token_kcv);
+	return CUSTODY_OK;
+}
+
+int
+cmd_node(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {{NULL, 0, NULL, 0}};
+	struct node_opts o;
+	int r;
+
+	memset(&o, 0, sizeof(o));
+	if ((r = cli_parse(cli, argc, argv, options, "-", on_option, &o)) != CUSTODY_OK)
+		return r;
+	if (o.n == 0)
+		return cli_usage_error(cli, "which action? custody node enroll | admit NODE | join");
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
+		return r;
+	if (strcmp(o.operands[0], "enroll") == 0 || strcmp(o.operands[0], "join") == 0) {
+		if (o.n > 1)
+			return cli_usage_error(cli, "unexpected argument '%s'", o.operands[1]);
+		return o.operands[0][0] == 'e' ? node_enroll(cli) : node_join(cli);
+	}
+	if (strcmp(o.operands[0], "admit") == 0) {
+		if (o.n != 2)
+			return cli_usage_error(cli, "%s", o.n < 2 ? "node admit needs the NODE to admit"
+					       : "node admit takes one NODE");
+		return node_admit(cli, o.operands[1]);
+	}
+	return cli_usage_error(cli, "unknown action '%s': custody node enroll | admit NODE | join",
+			       o.operands[0]);
+}

@@ -1,0 +1,90 @@
+/*
+ * cmd_seal.c — `custody seal --thumbprint X [--force]`: once every member
+ * of the cluster reports holding a replicated key, turns its
+ * CKA_EXTRACTABLE off on this token (irreversible), so that no token
+ * keeps an exportable copy.  Refused, naming the nodes, while one does
+ * not report it held (--force skips that check).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <custody/cluster.h>
+#include <custody/thumbprint.h>
+
+#include "cli.h"
+
+enum { OPT_THUMBPRINT = OPT_FIRST_COMMAND_OPTION, OPT_FORCE };
+
+struct seal_opts {
+	const char *thumbprint;
+	int force;
+};
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct seal_opts *o = ctx;
+
+	(void)cli;
+	if (c == OPT_THUMBPRINT)
+		o->thumbprint = arg;
+	else if (c == OPT_FORCE)
+		o->force = 1;
+	return CUSTODY_OK;
+}
+
+/* The store's certificate a thumbprint query names (40 hex into out). */
+int
+cli_store_thumbprint(struct cli *cli, const char *query,
+		     char out[CUSTODY_THUMBPRINT_HEX + 1])
+{
+	custody_cert_record *recs = NULL;
+	size_t n = 0, index = 0;
+	char normalized[65];
+	int r;
+
+	if ((r = custody_thumbprint_normalize(query, normalized, &cli->err)) != CUSTODY_OK ||
+	    (r = custody_store_list_certs(cli->store, &recs, &n, &cli->err)) != CUSTODY_OK)
+		goto out;
+	if ((r = custody_thumbprint_match(query, recs, n, &index, &cli->err)) != CUSTODY_OK)
+		goto out;
+	snprintf(out, CUSTODY_THUMBPRINT_HEX + 1, "%s", recs[index].thumbprint);
+out:
+	custody_cert_records_free(recs, n);
+	return r;
+}
+
+int
+cmd_seal(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"thumbprint", required_argument, NULL, OPT_THUMBPRINT},
+		{"force", no_argument, NULL, OPT_FORCE},
+		{NULL, 0, NULL, 0},
+	};
+	struct seal_opts o = {NULL, 0};
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1], normalized[65];
+	int r;
+
+	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
+		return r;
+	if (o.thumbprint == NULL)
+		return cli_usage_error(cli, "--thumbprint X is required");
+	if ((r = custody_thumbprint_normalize(o.thumbprint, normalized, &cli->err)) != CUSTODY_OK ||
+	    (r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	    (r = cli_store_thumbprint(cli, o.thumbprint, thumbprint)) != CUSTODY_OK ||
+	    (r = cli_open_token(cli)) != CUSTODY_OK)
+		return r;
+	cli_say(cli, "custody seal %s: node %s, token %s (serial %s)", thumbprint, cli->node,
+		custody_token_label(cli->token), custody_token_serial(cli->token));
+	if ((r = custody_cluster_seal(cli->token, cli->store, cli->node, thumbprint, o.force,
+				      &cli->err)) != CUSTODY_OK)
+		return r;
+	printf("%s\n", thumbprint);
+	return CUSTODY_OK;
+}

@@ -1,0 +1,313 @@
+/*
+ * cmd_status.c — `custody status`: the nodes of the cluster against the
+ * store: for every type assigned at identity global, the thumbprint each
+ * node reported it holds, its last sync and the lag since, and whether it
+ * is in line (custody_cluster_status: "differs" when it holds other keys
+ * than the store says, "stale" when it has not reported since the last
+ * change).  Reads the store only: no token, no PIN.  Exit 1 when any node
+ * is not in line (or there is no node at all).
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <custody/cluster.h>
+#include <custody/timefmt.h>
+
+#include "cli.h"
+
+/* Shown thumbprints are cut to this many hex digits in the table. */
+#define SHORT_THUMBPRINT 8
+/* The table's type columns. */
+#define MAX_TYPES 16
+
+struct status_view {
+	custody_assignment *globals;	/* resolved at now */
+	size_t n_globals;
+	custody_node_status *nodes;
+	size_t n_nodes;
+	custody_report_record *reports;
+	size_t n_reports;
+	int all_ok;
+};
+
+static int
+no_options(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	(void)c;
+	(void)arg;
+	(void)ctx;
+	return cli_usage_error(cli, "status takes no options of its own");
+}
+
+static void
+view_clear(struct status_view *v)
+{
+	free(v->globals);
+	free(v->nodes);
+	free(v->reports);
+	memset(v, 0, sizeof(*v));
+}
+
+static int
+read_view(struct cli *cli, struct status_view *v)
+{
+	custody_assignment *all = NULL;
+	size_t n = 0, i;
+	int r;
+
+	memset(v, 0, sizeof(*v));
+	if ((r = custody_cluster_status(cli->store, cli->now, &v->nodes, &v->n_nodes,
+					&v->all_ok, &cli->err)) != CUSTODY_OK ||
+	    (r = custody_store_list_reports(cli->store, NULL, &v->reports, &v->n_reports,
+					    &cli->err)) != CUSTODY_OK ||
+	    (r = custody_store_list_assignments(cli->store, &all, &n, &cli->err)) != CUSTODY_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (strcmp(all[i].identity, "global") != 0)
+			continue;
+		custody_assign_resolve(&all[i], cli->now, &all[v->n_globals]);
+		v->n_globals++;
+	}
+	v->globals = all;
+	all = NULL;
+	r = CUSTODY_OK;
+out:
+	free(all);
+	return r;
+}
+
+/* 1 when node reported thumbprint held. */
+static int
+node_holds(const struct status_view *v, const char *node, const char *thumbprint)
+{
+	size_t i;
+
+	if (thumbprint[0] == '\0')
+		return 0;
+	for (i = 0; i < v->n_reports; i++)
+		if (v->reports[i].held && strcmp(v->reports[i].node, node) == 0 &&
+		    strcmp(v->reports[i].thumbprint, thumbprint) == 0)
+			return 1;
+	return 0;
+}
+
+/* The thumbprint of type a that node holds: the current one, else the
+ * previous one (the node is behind), else NULL. */
+static const char *
+held_for(const struct status_view *v, const char *node, const custody_assignment *a)
+{
+	if (node_holds(v, node, a->current.thumbprint))
+		return a->current.thumbprint;
+	if (node_holds(v, node, a->previous.thumbprint))
+		return a->previous.thumbprint;
+	return NULL;
+}
+
+static const char *
+node_verdict(const custody_node_status *s)
+{
+	if (s->differs)
+		return "differs";
+	if (s->stale)
+		return "stale";
+	return "ok";
+}
+
+static int64_t
+lag_of(const struct cli *cli, const custody_node_status *s)
+{
+	if (s->last_sync == 0)
+		return -1;
+	return cli->now > s->last_sync ? cli->now - s->last_sync : 0;
+}
+
+/* ------------------------------------------------------------ JSON */
+
+static json_t *
+view_json(const struct cli *cli, const struct status_view *v, int ok)
+{
+	char t[CUSTODY_TIME_TEXT];
+	json_t *nodes = json_array(), *store = json_object(), *o;
+	size_t i, k;
+
+	for (k = 0; k < v->n_globals; k++) {
+		const char *tp = v->globals[k].current.thumbprint;
+
+		json_object_set_new(store, v->globals[k].type,
+				    tp[0] != '\0' ? json_string(tp) : json_null());
+	}
+	for (i = 0; i < v->n_nodes; i++) {
+		const custody_node_status *s = &v->nodes[i];
+		json_t *holds = json_object();
+		int64_t lag = lag_of(cli, s);
+
+		for (k = 0; k < v->n_globals; k++) {
+			const char *held = held_for(v, s->node, &v->globals[k]);
+
+			json_object_set_new(holds, v->globals[k].type,
+					    held != NULL ? json_string(held) : json_null());
+		}
+		o = json_pack("{s:s, s:s, s:s?, s:o, s:b, s:b, s:s, s:o, s:s?}",
+			      "node", s->node,
+			      "state", s->state,
+			      "last_sync", s->last_sync != 0 ? out_time(s->last_sync, t) : NULL,
+			      "lag_seconds", lag >= 0 ? json_integer(lag) : json_null(),
+			      "stale", s->stale,
+			      "differs", s->differs,
+			      "verdict", node_verdict(s),
+			      "holds", holds,
+			      "detail", s->detail[0] != '\0' ? s->detail : NULL);
+		json_array_append_new(nodes, o);
+	}
+	return json_pack("{s:s, s:o, s:o, s:b}",
+			 "time", out_time(cli->now, t),
+			 "store", store,
+			 "nodes", nodes,
+			 "ok", ok);
+}
+
+/* ------------------------------------------------------------ table */
+
+static void
+short_thumbprint(const char *tp, char out[SHORT_THUMBPRINT + 1])
+{
+	if (tp == NULL || tp[0] == '\0')
+		snprintf(out, SHORT_THUMBPRINT + 1, "-");
+	else
+		snprintf(out, SHORT_THUMBPRINT + 1, "%.*s", SHORT_THUMBPRINT, tp);
+}
+
+static void
+lag_text(int64_t lag, char *out, size_t size)
+{
+	if (lag < 0)
+		snprintf(out, size, "-");
+	else if (lag < 120)
+		snprintf(out, size, "%llds", (long long)lag);
+	else if (lag < 7200)
+		snprintf(out, size, "%lldm", (long long)(lag / 60));
+	else if (lag < 172800)
+		snprintf(out, size, "%lldh", (long long)(lag / 3600));
+	else
+		snprintf(out, size, "%lldd", (long long)(lag / 86400));
+}
+
+/* Width of a type's column: its name, at least a short thumbprint. */
+static int
+column_width(const char *type)
+{
+	int w = (int)strlen(type);
+
+	return w > SHORT_THUMBPRINT ? w : SHORT_THUMBPRINT;
+}
+
+/*
+ * NODE STATE LASTSYNC LAG TYPE... STATUS, one row per node, after a row
+ * "(store)" with what the store assigns; then one line per node that is
+ * not in line, with the library's detail.
+ */
+static void
+print_table(const struct cli *cli, const struct status_view *v)
+{
+	char t[CUSTODY_TIME_TEXT], lag[24], tp[SHORT_THUMBPRINT + 1];
+	size_t i, k, types = v->n_globals < MAX_TYPES ? v->n_globals : MAX_TYPES;
+	int width = 7;	/* "(store)" */
+
+	for (i = 0; i < v->n_nodes; i++)
+		if ((int)strlen(v->nodes[i].node) > width)
+			width = (int)strlen(v->nodes[i].node);
+	printf("%-*s  %-8s  %-20s  %-5s", width, "Node", "State", "LastSync", "Lag");
+	for (k = 0; k < types; k++)
+		printf("  %-*s", column_width(v->globals[k].type), v->globals[k].type);
+	printf("  Status\n");
+
+	printf("%-*s  %-8s  %-20s  %-5s", width, "(store)", "", "", "");
+	for (k = 0; k < types; k++) {
+		short_thumbprint(v->globals[k].current.thumbprint, tp);
+		printf("  %-*s", column_width(v->globals[k].type), tp);
+	}
+	printf("\n");
+
+	for (i = 0; i < v->n_nodes; i++) {
+		const custody_node_status *s = &v->nodes[i];
+
+		lag_text(lag_of(cli, s), lag, sizeof(lag));
+		printf("%-*s  %-8s  %-20s  %-5s", width, s->node, s->state,
+		       s->last_sync != 0 ? out_time(s->last_sync, t) : "never", lag);
+		for (k = 0; k < types; k++) {
+			short_thumbprint(held_for(v, s->node, &v->globals[k]), tp);
+			printf("  %-*s", column_width(v->globals[k].type), tp);
+		}
+		printf("  %s\n", node_verdict(s));
+	}
+	for (i = 0; i < v->n_nodes; i++)
+		if ((v->nodes[i].differs || v->nodes[i].stale) && v->nodes[i].detail[0] != '\0')
+			printf("%s: %s\n", v->nodes[i].node, v->nodes[i].detail);
+	if (v->n_globals > MAX_TYPES)
+		printf("(%zu more types: see -o json)\n", v->n_globals - MAX_TYPES);
+}
+
+/* EFAIL naming the nodes that are not in line. */
+static int
+not_ok_error(struct cli *cli, const struct status_view *v)
+{
+	char names[768] = "";
+	size_t i, bad = 0, len;
+	int r;
+
+	for (i = 0; i < v->n_nodes; i++) {
+		const custody_node_status *s = &v->nodes[i];
+
+		if (!s->differs && !s->stale)
+			continue;
+		bad++;
+		len = strlen(names);
+		snprintf(names + len, sizeof(names) - len, "%s%s (%s)",
+			 len > 0 ? ", " : "", s->node, node_verdict(s));
+	}
+	if (v->n_nodes == 0) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+				    "no node has enrolled in the cluster of this store");
+		custody_err_hint(&cli->err, "run `custody kek create` on the first node, "
+				 "`custody node enroll` on the others");
+	} else if (bad == 0) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+				    "the cluster is not in line with the store");
+	} else {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+				    "%zu of %zu nodes are not in line with the store: %s",
+				    bad, v->n_nodes, names);
+		custody_err_hint(&cli->err, "run `custody sync` on them (is custody-sync.service running?)");
+	}
+	return r;
+}
+
+int
+cmd_status(struct cli *cli, int argc, char **argv)
+{
+	struct status_view v;
+	int r, ok;
+
+	memset(&v, 0, sizeof(v));
+	if ((r = cli_parse(cli, argc, argv, NULL, "", no_options, NULL)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	    (r = read_view(cli, &v)) != CUSTODY_OK)
+		goto out;
+	ok = v.all_ok && v.n_nodes > 0;
+	if (cli->output == OUT_JSON) {
+		if ((r = out_json(cli, view_json(cli, &v, ok))) != CUSTODY_OK)
+			goto out;
+	} else {
+		print_table(cli, &v);
+	}
+	fflush(stdout);
+	r = ok ? CUSTODY_OK : not_ok_error(cli, &v);
+out:
+	view_clear(&v);
+	return r;
+}

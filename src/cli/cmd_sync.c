@@ -1,0 +1,575 @@
+/*
+ * cmd_sync.c — `custody sync [--watch] [--interval SECONDS]`: brings this
+ * node's token in line with the store (custody_cluster_sync: every key of
+ * a global assignment held, unwrapped from its package when missing,
+ * checked against its certificate, reported to the store).
+ *
+ * Once: exit 0 when every key is held, 1 when the store or the token
+ * cannot be used or a key could not be made held (the token keeps what it
+ * holds: the node goes on signing with it).
+ *
+ * --watch stays up: it syncs, then waits for a change of the store
+ * (custody_store_wait_change: PostgreSQL NOTIFY, SQLite polling), for
+ * the instant of the next pending roll, or for the interval, whichever
+ * comes first.  A wake whose store state is the one the last sync
+ * started from (the global assignments resolved now, and the newest
+ * audit entry of a change that members must follow: set, roll,
+ * roll-effective, remove, package, import, delete — what `custody status`
+ * judges staleness by) costs two or three queries and no token access,
+ * so that the nodes' own reports (and "sync" entries) do not wake each
+ * other into syncing forever; a sync that left keys unheld (a package not
+ * there yet) is tried again after a growing pause.  The
+ * token is opened (exclusive lock, login) for a sync only and closed
+ * right after, so that between syncs every other custody process of this
+ * node has the token.  A store or token that cannot be used is logged and
+ * tried again with a growing pause (1 s doubling up to the interval);
+ * SIGTERM, SIGINT and SIGHUP end the loop cleanly (exit 0).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <custody/cluster.h>
+#include <custody/log.h>
+#include <custody/timefmt.h>
+
+#include "cli.h"
+
+#define DEFAULT_INTERVAL 30
+#define MAX_INTERVAL 86400
+#define FIRST_BACKOFF_MS 1000
+
+enum {
+	OPT_WATCH = OPT_FIRST_COMMAND_OPTION,
+	OPT_INTERVAL,
+};
+
+struct sync_opts {
+	int watch;
+	long interval;		/* seconds */
+};
+
+/* The state a sync is about: the global assignments resolved at its
+ * instant (not their row versions: recording a roll that came due changes
+ * the row, not what it resolves to) and the newest change in the audit
+ * log; equal states need no new sync. */
+struct sync_state {
+	custody_assignment *globals;
+	size_t n;
+	int64_t change_seq;	/* audit seq of the newest change         */
+	int64_t next_roll;	/* earliest pending instant > now; 0: none */
+};
+
+/* How far the audit log has been read: entries up to seq (appended at
+ * time) are known, and change_seq is the newest change among them. */
+struct audit_scan {
+	int64_t seq, time, change_seq;
+};
+
+/* The audit actions that members must follow (as custody_cluster_status
+ * judges a node stale). */
+static const char *const change_actions[] = {
+	"set", "roll", "roll-effective", "remove", "package", "import",
+	"delete", NULL,
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void
+on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static int
+on_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct sync_opts *o = ctx;
+	char *end = NULL;
+
+	switch (c) {
+	case OPT_WATCH:
+		o->watch = 1;
+		break;
+	case OPT_INTERVAL:
+		errno = 0;
+		o->interval = strtol(arg, &end, 10);
+		if (errno != 0 || end == arg || *end != '\0' || o->interval < 1 ||
+		    o->interval > MAX_INTERVAL)
+			return cli_usage_error(cli, "--interval: '%s' is not a number "
+					       "of seconds from 1 to %d", arg,
+					       MAX_INTERVAL);
+		break;
+	default:
+		break;
+	}
+	return CUSTODY_OK;
+}
+
+static int64_t
+monotonic_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int64_t
+realtime_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------ output */
+
+static const char *
+item_state(const custody_sync_item *it)
+{
+	if (it->unwrapped)
+		return "unwrapped";
+	if (it->held)
+		return "held";
+	return "refused";
+}
+
+static json_t *
+result_json(const struct cli *cli, const custody_sync_result *res,
+	    int64_t at_ms, int64_t took_ms)
+{
+	char t[CUSTODY_TIME_TEXT];
+	json_t *items = json_array(), *o;
+	size_t i;
+
+	for (i = 0; i < res->n; i++) {
+		const custody_sync_item *it = &res->items[i];
+
+		json_array_append_new(items,
+			json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:s?}",
+				  "type", it->type,
+				  "slot", it->slot,
+				  "thumbprint", it->thumbprint,
+				  "state", item_state(it),
+				  "held", it->held,
+				  "unwrapped", it->unwrapped,
+				  "problem", it->problem[0] != '\0' ? it->problem : NULL));
+	}
+	o = json_pack("{s:s, s:s, s:I, s:I, s:o, s:i, s:b}",
+		      "node", cli->node,
+		      "time", custody_time_format(at_ms / 1000, t),
+		      "time_ms", (json_int_t)at_ms,
+		      "took_ms", (json_int_t)took_ms,
+		      "items", items,
+		      "refused", res->refused,
+		      "ok", res->refused == 0);
+	return o;
+}
+
+static void
+print_items(const custody_sync_result *res)
+{
+	size_t i;
+
+	for (i = 0; i < res->n; i++) {
+		const custody_sync_item *it = &res->items[i];
+
+		printf("%-24s %-8s %s %s%s%s\n", it->type, it->slot,
+		       it->thumbprint, item_state(it),
+		       it->problem[0] != '\0' ? ": " : "", it->problem);
+	}
+}
+
+/* The result of one sync: a JSON object (one line with --watch, so that
+ * a reader takes one sync per line), or the table of keys, and a line
+ * of narration on stderr. */
+static void
+print_result(struct cli *cli, int watch, const custody_sync_result *res,
+	     int64_t at_ms, int64_t took_ms)
+{
+	char t[CUSTODY_TIME_TEXT];
+	size_t i, unwrapped = 0;
+
+	for (i = 0; i < res->n; i++)
+		unwrapped += res->items[i].unwrapped != 0;
+	if (cli->output == OUT_JSON) {
+		json_t *o = result_json(cli, res, at_ms, took_ms);
+
+		if (o != NULL) {
+			json_dumpf(o, stdout, watch ? JSON_COMPACT | JSON_PRESERVE_ORDER
+					    : JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+			putchar('\n');
+			json_decref(o);
+		}
+	} else if (!watch || unwrapped > 0 || res->refused > 0 || cli->verbose) {
+		print_items(res);
+	}
+	fflush(stdout);
+	/* --watch: a line for a sync that did something, or with -v. */
+	if (watch && unwrapped == 0 && res->refused == 0 && !cli->verbose)
+		return;
+	cli_say(cli, "%s sync: node %s holds %zu of %zu keys (%zu unwrapped, %d refused) in %lld ms",
+		custody_time_format(at_ms / 1000, t), cli->node,
+		res->n - (size_t)res->refused, res->n, unwrapped, res->refused,
+		(long long)took_ms);
+}
+
+/* ------------------------------------------------------------ state */
+
+static void
+state_clear(struct sync_state *s)
+{
+	free(s->globals);
+	memset(s, 0, sizeof(*s));
+}
+
+static int
+is_change(const char *action)
+{
+	size_t k;
+
+	for (k = 0; change_actions[k] != NULL; k++)
+		if (strcmp(action, change_actions[k]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Reads the audit entries appended since the last look (none when the
+ * head has not moved: one query) and moves scan->change_seq to the newest
+ * change among them. */
+static int
+scan_audit(struct cli *cli, struct audit_scan *scan)
+{
+	custody_audit_entry *e = NULL;
+	char hash[CUSTODY_AUDIT_HASH_HEX + 1];
+	int64_t head = 0;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = custody_store_audit_head(cli->store, &head, hash, &cli->err)) != CUSTODY_OK)
+		goto out;
+	if (head == scan->seq)
+		goto out;
+	if (head < scan->seq)	/* another store, or a new log: read it all */
+		memset(scan, 0, sizeof(*scan));
+	if ((r = custody_store_list_audit(cli->store, scan->time, &e, &n, &cli->err)) != CUSTODY_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (e[i].seq <= scan->seq)
+			continue;
+		if (is_change(e[i].action) && e[i].seq > scan->change_seq)
+			scan->change_seq = e[i].seq;
+		scan->seq = e[i].seq;
+		scan->time = e[i].time;
+	}
+out:
+	custody_audit_entries_free(e, n);
+	return r;
+}
+
+/* Reads what decides whether a sync is due: the global assignments
+ * resolved at now, the newest change of the audit log, and the next
+ * pending instant. */
+static int
+read_state(struct cli *cli, int64_t now, struct audit_scan *scan,
+	   struct sync_state *out)
+{
+	custody_assignment *all = NULL;
+	size_t n = 0, i, k = 0;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = scan_audit(cli, scan)) != CUSTODY_OK ||
+	    (r = custody_store_list_assignments(cli->store, &all, &n, &cli->err)) != CUSTODY_OK)
+		goto out;
+	out->change_seq = scan->change_seq;
+	for (i = 0; i < n; i++) {
+		if (strcmp(all[i].identity, "global") != 0)
+			continue;
+		if (all[i].pending.thumbprint[0] != '\0' && all[i].pending.effective > now &&
+		    (out->next_roll == 0 || all[i].pending.effective < out->next_roll))
+			out->next_roll = all[i].pending.effective;
+		custody_assign_resolve(&all[i], now, &all[k]);
+		k++;
+	}
+	out->globals = all;
+	out->n = k;
+	all = NULL;
+	r = CUSTODY_OK;
+out:
+	free(all);
+	return r;
+}
+
+static int
+slot_equal(const custody_slot *a, const custody_slot *b)
+{
+	return strcmp(a->thumbprint, b->thumbprint) == 0 && a->effective == b->effective;
+}
+
+static int
+state_equal(const struct sync_state *a, const struct sync_state *b)
+{
+	size_t i;
+
+	if (a->n != b->n || a->change_seq != b->change_seq)
+		return 0;
+	for (i = 0; i < a->n; i++) {
+		const custody_assignment *x = &a->globals[i], *y = &b->globals[i];
+
+		if (strcmp(x->type, y->type) != 0 ||
+		    !slot_equal(&x->current, &y->current) ||
+		    !slot_equal(&x->previous, &y->previous) ||
+		    !slot_equal(&x->pending, &y->pending))
+			return 0;
+	}
+	return 1;
+}
+
+/* ------------------------------------------------------------ one sync */
+
+/*
+ * Opens the token (exclusive lock, login), syncs, closes it again.  res
+ * is filled when the sync could run (OK); the token is never left open.
+ */
+static int
+sync_once(struct cli *cli, int64_t now, custody_sync_result *res)
+{
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	if ((r = cli_open_token(cli)) != CUSTODY_OK)
+		goto out;
+	r = custody_cluster_sync(cli->token, cli->store, cli->node, now, res, &cli->err);
+out:
+	if (cli->token != NULL) {
+		custody_token_close(cli->token);
+		cli->token = NULL;
+	}
+	return r;
+}
+
+/* The message of a sync that could run but left keys unheld. */
+static int
+refused_error(struct cli *cli, const custody_sync_result *res)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < res->n; i++)
+		if (!res->items[i].held)
+			break;
+	r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+			    "%d of %zu keys are not held on this node: %s %s %s: %s",
+			    res->refused, res->n,
+			    i < res->n ? res->items[i].type : "?",
+			    i < res->n ? res->items[i].slot : "?",
+			    i < res->n ? res->items[i].thumbprint : "?",
+			    i < res->n && res->items[i].problem[0] != '\0'
+				    ? res->items[i].problem : "refused");
+	custody_err_hint(&cli->err, "the token keeps what it holds; see `custody sync -o json` for every key");
+	return r;
+}
+
+static int
+run_once(struct cli *cli)
+{
+	custody_sync_result res;
+	int64_t started = monotonic_ms();
+	int r;
+
+	memset(&res, 0, sizeof(res));
+	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	    (r = sync_once(cli, (int64_t)time(NULL), &res)) != CUSTODY_OK)
+		goto out;
+	print_result(cli, 0, &res, realtime_ms(), monotonic_ms() - started);
+	r = res.refused == 0 ? CUSTODY_OK : refused_error(cli, &res);
+out:
+	custody_sync_result_clear(&res);
+	return r;
+}
+
+/* ------------------------------------------------------------ --watch */
+
+static void
+install_handlers(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0;	/* no SA_RESTART: a wait ends at once */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+/* Sleeps ms unless a stop signal comes first. */
+static void
+pause_ms(int64_t ms)
+{
+	struct timespec t;
+
+	if (ms <= 0 || stop_requested)
+		return;
+	t.tv_sec = ms / 1000;
+	t.tv_nsec = (long)(ms % 1000) * 1000000L;
+	nanosleep(&t, NULL);
+}
+
+/* Logs a failure of the loop once per kind of failure in a row. */
+static void
+log_failure(struct cli *cli, const char *doing, char *last, size_t size,
+	    int64_t retry_ms)
+{
+	char line[sizeof(cli->err.msg) + 128];
+
+	snprintf(line, sizeof(line), "%s: %s", doing, cli->err.msg);
+	if (strcmp(line, last) != 0)
+		custody_warn("sync --watch: %s (trying again in %lld s, and "
+			     "with longer pauses while it lasts)", line,
+			     (long long)((retry_ms + 999) / 1000));
+	snprintf(last, size, "%s", line);
+}
+
+/* The milliseconds to wait from now_ms: the interval after the last sync,
+ * the next roll instant, or the retry time, whichever comes first. */
+static int64_t
+wait_budget(int64_t now_ms, int64_t next_sync_ms, int64_t next_roll_s)
+{
+	int64_t until = next_sync_ms, roll_ms;
+
+	if (next_roll_s > 0) {
+		/* Monotonic from wall-clock: the roll's instant, plus a
+		 * moment so that it has come when we look. */
+		roll_ms = now_ms + (next_roll_s * 1000 - realtime_ms()) + 20;
+		if (roll_ms < until)
+			until = roll_ms;
+	}
+	until -= now_ms;
+	if (until < 0)
+		until = 0;
+	if (until > INT32_MAX)
+		until = INT32_MAX;
+	return until;
+}
+
+static int
+run_watch(struct cli *cli, const struct sync_opts *o)
+{
+	struct sync_state last, fresh;
+	struct audit_scan scan;
+	custody_sync_result res;
+	int64_t interval_ms = o->interval * 1000, backoff_ms = FIRST_BACKOFF_MS;
+	int64_t next_sync_ms = 0, started, now_ms, at;
+	char last_failure[sizeof(cli->err.msg) + 128] = "";
+	int have_last = 0, changed, due = 0, r;
+
+	memset(&last, 0, sizeof(last));
+	memset(&fresh, 0, sizeof(fresh));
+	memset(&res, 0, sizeof(res));
+	memset(&scan, 0, sizeof(scan));
+	install_handlers();
+	cli_say(cli, "sync --watch: node %s, every %ld s and on every change of the store",
+		cli->node, o->interval);
+	while (!stop_requested) {
+		now_ms = monotonic_ms();
+		due = 0;
+		if (cli->store == NULL && (r = cli_open_store(cli)) != CUSTODY_OK)
+			goto failed;
+		at = (int64_t)time(NULL);
+		state_clear(&fresh);
+		if ((r = read_state(cli, at, &scan, &fresh)) != CUSTODY_OK)
+			goto failed;
+		due = !have_last || now_ms >= next_sync_ms || !state_equal(&last, &fresh);
+		if (due) {
+			started = monotonic_ms();
+			custody_sync_result_clear(&res);
+			if ((r = sync_once(cli, at, &res)) != CUSTODY_OK)
+				goto failed;
+			print_result(cli, 1, &res, realtime_ms(), monotonic_ms() - started);
+			/* The state the sync started from: a change that came
+			 * while it ran differs from it and is synced next. */
+			state_clear(&last);
+			last = fresh;
+			memset(&fresh, 0, sizeof(fresh));
+			have_last = 1;
+			/* Keys still missing: look again soon, then less often. */
+			next_sync_ms = monotonic_ms() + (res.refused > 0 ? backoff_ms : interval_ms);
+			if (res.refused > 0)
+				backoff_ms = backoff_ms * 2 > interval_ms ? interval_ms : backoff_ms * 2;
+			else
+				backoff_ms = FIRST_BACKOFF_MS;
+			last_failure[0] = '\0';
+		}
+		r = custody_store_wait_change(cli->store, (int)wait_budget(monotonic_ms(), next_sync_ms, last.next_roll),
+					      &changed, &cli->err);
+		if (r != CUSTODY_OK)
+			goto failed;
+		continue;
+failed:
+		/* The store or the token cannot be used now: say so once,
+		 * pause, and try again from the start (a new connection). */
+		log_failure(cli, due ? "cannot sync" : "cannot read the store",
+			    last_failure, sizeof(last_failure), backoff_ms);
+		if (cli->store != NULL) {
+			custody_store_close(cli->store);
+			cli->store = NULL;
+		}
+		pause_ms(backoff_ms);
+		backoff_ms = backoff_ms * 2 > interval_ms ? interval_ms : backoff_ms * 2;
+		have_last = 0;
+		memset(&scan, 0, sizeof(scan));
+		custody_err_clear(&cli->err);
+	}
+	cli_say(cli, "sync --watch: stopped");
+	custody_sync_result_clear(&res);
+	state_clear(&last);
+	state_clear(&fresh);
+	custody_err_clear(&cli->err);
+	return CUSTODY_OK;
+}
+
+int
+cmd_sync(struct cli *cli, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"watch", no_argument, NULL, OPT_WATCH},
+		{"interval", required_argument, NULL, OPT_INTERVAL},
+		{NULL, 0, NULL, 0},
+	};
+	struct sync_opts o = {0, DEFAULT_INTERVAL};
+	const char *pin;
+	int r;
+
+	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
+		return r;
+	/* A sync writes what came due (rolls) for every node: only at the
+	 * real time. */
+	if (cli->args.at != NULL)
+		return cli_usage_error(cli, "--at does not apply to sync: it records "
+				       "what came due for every node, at the real time");
+	if (!o.watch)
+		return run_once(cli);
+	/* The PIN is read again for every sync, so that none is kept in
+	 * memory between them: a source that can be read only once cannot
+	 * serve --watch. */
+	pin = cli->cfg.pin_source;
+	if (pin != NULL && (strncmp(pin, "fd:", 3) == 0 || strcmp(pin, "prompt") == 0)) {
+		r = cli_usage_error(cli, "sync --watch reads the PIN for every sync: "
+				    "PIN source %s can be read only once", pin);
+		custody_err_hint(&cli->err, "use file:PATH (a systemd credential, say) or env:VAR");
+		return r;
+	}
+	return run_watch(cli, &o);
+}

@@ -1,0 +1,1471 @@
+/*
+ * cluster.c — the cluster library (see custody/cluster.h): the KEK
+ * ceremony (kek create, node enroll / admit / join), packages, sync, seal
+ * and status.  The PKCS#11 side is token_wrap.c; this module decides what
+ * to do from what the store says, narrates it (custody_step), and writes
+ * the store in one transaction per change, with its audit entry.
+ *
+ * Order of the writes: the token first (so that nothing in the store
+ * claims what the token does not hold), then the store; when the store
+ * refuses, what this call made on the token is removed again.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <custody/assign.h>
+#include <custody/audit.h>
+#include <custody/cert.h>
+#include <custody/cluster.h>
+#include <custody/error.h>
+#include <custody/hexfmt.h>
+#include <custody/log.h>
+#include <custody/store.h>
+#include <custody/token.h>
+
+#define META_KCV "kek_kcv"
+#define META_NODE "kek_node"
+#define META_CREATED "kek_created_at"
+
+/* ------------------------------------------------------------ helpers */
+
+static int64_t
+clock_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* 1..64 of [A-Za-z0-9._-]: what the token accepts in its key ids. */
+static int
+check_node(const char *node, custody_err *err)
+{
+	size_t len = node != NULL ? strnlen(node, CUSTODY_NODE_NAME_MAX + 1) : 0;
+	size_t i;
+
+	if (len == 0 || len > CUSTODY_NODE_NAME_MAX)
+		goto bad;
+	for (i = 0; i < len; i++) {
+		char c = node[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			goto bad;
+	}
+	return CUSTODY_OK;
+bad:
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "invalid node name %s: expected 1 to %d of "
+			       "A-Z a-z 0-9 . _ -", node != NULL ? node : "(none)",
+			       CUSTODY_NODE_NAME_MAX);
+}
+
+/* 40 upper-case hex digits. */
+static int
+check_thumbprint(const char *t, custody_err *err)
+{
+	size_t i;
+
+	if (t == NULL || strnlen(t, CUSTODY_THUMBPRINT_HEX + 1) !=
+	    CUSTODY_THUMBPRINT_HEX)
+		goto bad;
+	for (i = 0; i < CUSTODY_THUMBPRINT_HEX; i++)
+		if (!((t[i] >= '0' && t[i] <= '9') || (t[i] >= 'A' && t[i] <= 'F')))
+			goto bad;
+	return CUSTODY_OK;
+bad:
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "bad thumbprint: expected 40 upper-case hex digits");
+}
+
+/* One audit entry for a cluster change, in the caller's transaction. */
+static int
+audit(custody_store *st, const char *node, const char *action,
+      const char *thumbprint, const char *detail, custody_err *err)
+{
+	custody_audit_entry d;
+	int r;
+
+	memset(&d, 0, sizeof(d));
+	snprintf(d.node, sizeof(d.node), "%s", node);
+	snprintf(d.action, sizeof(d.action), "%s", action);
+	snprintf(d.thumbprint, sizeof(d.thumbprint), "%s",
+		 thumbprint != NULL ? thumbprint : "");
+	d.detail = (char *)detail;
+	r = custody_audit_append(st, &d, err);
+	if (r != CUSTODY_OK)
+		custody_err_prefix(err, "cannot append to the audit log");
+	return r;
+}
+
+/* "AB:CD:..." SHA-256 of a public key, the first 16 bytes, for people to
+ * compare between the enrolling and the admitting node. */
+static void
+spki_fingerprint(const unsigned char *spki, size_t len, char out[64])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+	size_t i, o = 0;
+
+	out[0] = '\0';
+	if (EVP_Digest(spki, len, md, &md_len, EVP_sha256(), NULL) != 1)
+		return;
+	for (i = 0; i < 16 && i < md_len; i++)
+		o += (size_t)snprintf(out + o, 64 - o, "%s%02X", i > 0 ? ":" : "",
+				      md[i]);
+}
+
+/* The store's KEK key check value, "" when it records none. */
+static int
+read_store_kcv(custody_store *st, char kcv[CUSTODY_KCV_HEX + 1],
+	       custody_err *err)
+{
+	int r = custody_store_get_meta(st, META_KCV, kcv, CUSTODY_KCV_HEX + 1,
+				       err);
+
+	if (r == CUSTODY_ENOTFOUND) {
+		kcv[0] = '\0';
+		r = CUSTODY_OK;
+	}
+	return r;
+}
+
+/* The store's KEK, which must exist: EFAIL otherwise. */
+static int
+need_store_kcv(custody_store *st, const char *what,
+	       char kcv[CUSTODY_KCV_HEX + 1], custody_err *err)
+{
+	int r;
+
+	if ((r = read_store_kcv(st, kcv, err)) != CUSTODY_OK)
+		return r;
+	if (kcv[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot %s: the store records no cluster KEK",
+				    what);
+		custody_err_hint(err, "create it on the first node with custody "
+				 "kek create");
+	}
+	return r;
+}
+
+/* The token's KEK key check value, "" when it holds none. */
+static int
+read_token_kcv(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
+	       custody_err *err)
+{
+	int present = 0, r;
+
+	kcv[0] = '\0';
+	if ((r = custody_token_kek_present(tok, &present, err)) != CUSTODY_OK ||
+	    !present)
+		return r;
+	return custody_token_kek_kcv(tok, kcv, err);
+}
+
+int
+custody_cluster_kek_state(custody_token *tok, custody_store *st,
+			  char store_kcv[CUSTODY_KCV_HEX + 1],
+			  char token_kcv[CUSTODY_KCV_HEX + 1], custody_err *err)
+{
+	int r;
+
+	store_kcv[0] = token_kcv[0] = '\0';
+	if (st != NULL && (r = read_store_kcv(st, store_kcv, err)) != CUSTODY_OK)
+		return r;
+	if (tok != NULL && (r = read_token_kcv(tok, token_kcv, err)) != CUSTODY_OK)
+		return r;
+	return CUSTODY_OK;
+}
+
+/* The token holds the cluster's KEK: EFAIL naming both values otherwise. */
+static int
+need_cluster_kek(custody_token *tok, custody_store *st, const char *what,
+		 char kcv[CUSTODY_KCV_HEX + 1], custody_err *err)
+{
+	char have[CUSTODY_KCV_HEX + 1];
+	int r;
+
+	if ((r = need_store_kcv(st, what, kcv, err)) != CUSTODY_OK ||
+	    (r = read_token_kcv(tok, have, err)) != CUSTODY_OK)
+		return r;
+	if (have[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot %s: token %s holds no KEK", what,
+				    custody_token_label(tok));
+		custody_err_hint(err, "join the cluster first: custody node "
+				 "enroll, then node admit on a member, then "
+				 "node join");
+		return r;
+	}
+	if (strcasecmp(have, kcv) != 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot %s: token %s holds a KEK with key "
+				       "check value %s, but the cluster's has %s",
+				       what, custody_token_label(tok), have, kcv);
+	return CUSTODY_OK;
+}
+
+/* How many nodes the store knows, in any state. */
+static int
+count_nodes(custody_store *st, size_t *n, custody_err *err)
+{
+	custody_node_record *nodes = NULL;
+	int r;
+
+	*n = 0;
+	r = custody_store_list_nodes(st, &nodes, n, err);
+	custody_node_records_free(nodes, *n);
+	return r;
+}
+
+/* ------------------------------------------------------------ kek create */
+
+int
+custody_cluster_kek_create(custody_token *tok, custody_store *st,
+			   const char *node, custody_err *err)
+{
+	char kcv[CUSTODY_KCV_HEX + 1], seen[CUSTODY_KCV_HEX + 1];
+	char owner[CUSTODY_NAME_MAX + 1], when[24], detail[256];
+	custody_node_record rec;
+	int r, created = 0, in_tx = 0;
+	int64_t now = clock_now();
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = check_node(node, err)) != CUSTODY_OK ||
+	    (r = read_store_kcv(st, seen, err)) != CUSTODY_OK)
+		goto out;
+	if (seen[0] != '\0') {
+		if (custody_store_get_meta(st, META_NODE, owner, sizeof(owner),
+					   NULL) != CUSTODY_OK)
+			snprintf(owner, sizeof(owner), "?");
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot create the KEK: the cluster already "
+				    "has one (key check value %s, made on node %s)",
+				    seen, owner);
+		custody_err_hint(err, "a new node joins it: custody node enroll, "
+				 "node admit, node join");
+		goto out;
+	}
+	custody_step("step 1/2: creating the cluster KEK (AES-256) on token %s "
+		     "(serial %s) for node %s: private, sensitive, wrap and "
+		     "unwrap only, extractable only under a trusted key",
+		     custody_token_label(tok), custody_token_serial(tok), node);
+	if ((r = custody_token_kek_create(tok, kcv, err)) != CUSTODY_OK)
+		goto out;
+	created = 1;
+	custody_step("created the KEK on token %s: key check value %s",
+		     custody_token_label(tok), kcv);
+	custody_step("step 2/2: recording the key check value and node %s as "
+		     "the first member in the store", node);
+	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 1;
+	snprintf(when, sizeof(when), "%lld", (long long)now);
+	if ((r = custody_store_put_meta(st, META_KCV, kcv, 0, err)) != CUSTODY_OK ||
+	    (r = custody_store_put_meta(st, META_NODE, node, 0, err)) != CUSTODY_OK ||
+	    (r = custody_store_put_meta(st, META_CREATED, when, 0, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	r = custody_store_get_node(st, node, &rec, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		memset(&rec, 0, sizeof(rec));
+		snprintf(rec.name, sizeof(rec.name), "%s", node);
+		rec.enrolled_at = now;
+	} else if (r != CUSTODY_OK) {
+		goto out;
+	}
+	snprintf(rec.state, sizeof(rec.state), "joined");
+	rec.joined_at = now;
+	if (rec.kek_wrap != NULL) {
+		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
+		rec.kek_wrap = NULL;
+		rec.kek_wrap_len = 0;
+	}
+	snprintf(detail, sizeof(detail), "KEK with key check value %s on token "
+		 "%s (serial %s)", kcv, custody_token_label(tok),
+		 custody_token_serial(tok));
+	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
+	    (r = audit(st, node, "kek-create", NULL, detail, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 0;
+	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+		goto out;
+	custody_step("the cluster KEK has key check value %s; node %s is its "
+		     "first member", kcv, node);
+	r = CUSTODY_OK;
+out:
+	if (in_tx)
+		custody_store_rollback(st);
+	if (r != CUSTODY_OK && created) {
+		custody_err ignored;
+
+		if (custody_token_kek_destroy(tok, &ignored) != CUSTODY_OK)
+			custody_warn("cannot remove the new KEK from token %s "
+				     "again: %s", custody_token_label(tok),
+				     ignored.msg);
+	}
+	custody_node_record_clear(&rec);
+	return r;
+}
+
+/* ------------------------------------------------------------ node enroll */
+
+static int
+same_bytes(const unsigned char *a, size_t a_len, const unsigned char *b,
+	   size_t b_len)
+{
+	return a != NULL && b != NULL && a_len == b_len &&
+	       memcmp(a, b, a_len) == 0;
+}
+
+int
+custody_cluster_node_enroll(custody_token *tok, custody_store *st,
+			    const char *node, custody_err *err)
+{
+	custody_node_record rec;
+	unsigned char *spki = NULL;
+	size_t spki_len = 0;
+	char fp[64], detail[256], have[CUSTODY_KCV_HEX + 1];
+	int r, created = 0, in_tx = 0, stored = 0;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = check_node(node, err)) != CUSTODY_OK)
+		goto out;
+	r = custody_store_get_node(st, node, &rec, err);
+	if (r == CUSTODY_OK)
+		stored = 1;
+	else if (r != CUSTODY_ENOTFOUND)
+		goto out;
+	if (stored && strcmp(rec.state, "joined") == 0) {
+		if ((r = read_token_kcv(tok, have, err)) != CUSTODY_OK)
+			goto out;
+		if (have[0] == '\0') {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot enroll node %s: the store "
+					    "records it as a member, but token %s "
+					    "holds no KEK", node,
+					    custody_token_label(tok));
+			custody_err_hint(err, "is this the node's token? "
+					 "(--token, CUSTODY_TOKEN)");
+			goto out;
+		}
+		custody_step("node %s has already joined the cluster (its token "
+			     "holds the KEK, key check value %s): nothing to do",
+			     node, have);
+		r = CUSTODY_OK;
+		goto out;
+	}
+	custody_step("step 1/2: the transport key pair of node %s on token %s "
+		     "(serial %s)", node, custody_token_label(tok),
+		     custody_token_serial(tok));
+	r = custody_token_transport_public(tok, node, &spki, &spki_len, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		if ((r = custody_token_transport_create(tok, node, &spki,
+							&spki_len, err)) !=
+		    CUSTODY_OK)
+			goto out;
+		created = 1;
+	} else if (r != CUSTODY_OK) {
+		goto out;
+	} else {
+		custody_step("token %s already holds the transport key of node "
+			     "%s: it is used", custody_token_label(tok), node);
+	}
+	spki_fingerprint(spki, spki_len, fp);
+	custody_step("transport public key of node %s: RSA-3072, SHA-256 "
+		     "fingerprint %s (the security officer compares it at "
+		     "node admit)", node, fp);
+	if (stored && same_bytes(rec.transport_spki, rec.transport_spki_len,
+				 spki, spki_len)) {
+		custody_step("node %s is already enrolled with this key (%s): "
+			     "nothing changes", node, rec.state);
+		r = CUSTODY_OK;
+		goto out;
+	}
+	if (stored)
+		custody_step("the store holds another transport key for node %s "
+			     "(%s): it is replaced, and the node must be "
+			     "admitted again", node, rec.state);
+	custody_step("step 2/2: recording node %s as enrolled in the store", node);
+	free(rec.transport_spki);
+	rec.transport_spki = spki;
+	rec.transport_spki_len = spki_len;
+	spki = NULL;
+	if (rec.kek_wrap != NULL)
+		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
+	rec.kek_wrap = NULL;
+	rec.kek_wrap_len = 0;
+	snprintf(rec.name, sizeof(rec.name), "%s", node);
+	snprintf(rec.state, sizeof(rec.state), "enrolled");
+	rec.admitted_by[0] = '\0';
+	rec.enrolled_at = clock_now();
+	rec.admitted_at = rec.joined_at = 0;
+	snprintf(detail, sizeof(detail), "transport key RSA-3072 SHA-256 %s on "
+		 "token %s (serial %s)", fp, custody_token_label(tok),
+		 custody_token_serial(tok));
+	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 1;
+	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
+	    (r = audit(st, node, "node-enroll", NULL, detail, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 0;
+	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+		goto out;
+	custody_step("node %s is enrolled: the security officer admits it on a "
+		     "member with custody node admit %s", node, node);
+	r = CUSTODY_OK;
+out:
+	if (in_tx)
+		custody_store_rollback(st);
+	if (r != CUSTODY_OK && created) {
+		custody_err ignored;
+
+		if (custody_token_transport_destroy(tok, node, &ignored) !=
+		    CUSTODY_OK)
+			custody_warn("cannot remove the new transport key of node "
+				     "%s again: %s", node, ignored.msg);
+	}
+	free(spki);
+	custody_node_record_clear(&rec);
+	return r;
+}
+
+/* ------------------------------------------------------------ node admit */
+
+int
+custody_cluster_node_admit(custody_token *tok, custody_store *st,
+			   const char *this_node, const char *node,
+			   const char *so_pin, size_t so_pin_len,
+			   const char *user_pin, size_t user_pin_len,
+			   custody_err *err)
+{
+	custody_node_record rec, fresh;
+	unsigned char *blob = NULL;
+	size_t blob_len = 0;
+	char kcv[CUSTODY_KCV_HEX + 1], fp[64], detail[256];
+	custody_err login_err;
+	int r, r2, in_tx = 0;
+
+	memset(&rec, 0, sizeof(rec));
+	memset(&fresh, 0, sizeof(fresh));
+	if ((r = check_node(this_node, err)) != CUSTODY_OK ||
+	    (r = check_node(node, err)) != CUSTODY_OK)
+		goto out;
+	r = custody_store_get_node(st, node, &rec, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot admit node %s: it has not enrolled "
+				    "(the store holds no transport key for it)",
+				    node);
+		custody_err_hint(err, "run custody node enroll on node %s first",
+				 node);
+		goto out;
+	}
+	if (r != CUSTODY_OK)
+		goto out;
+	if (strcmp(rec.state, "joined") == 0) {
+		custody_step("node %s has already joined the cluster: nothing to "
+			     "do", node);
+		r = CUSTODY_OK;
+		goto out;
+	}
+	if (rec.transport_spki == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot admit node %s: the store holds no "
+				    "transport key for it", node);
+		goto out;
+	}
+	if ((r = need_cluster_kek(tok, st, "admit a node", kcv, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (so_pin == NULL || so_pin_len == 0) {
+		r = custody_err_set(err, CUSTODY_EPIN,
+				    "cannot admit node %s: no security officer "
+				    "PIN", node);
+		goto out;
+	}
+	spki_fingerprint(rec.transport_spki, rec.transport_spki_len, fp);
+	custody_step("step 1/3: admitting node %s on token %s (serial %s), "
+		     "node %s: its transport key has SHA-256 fingerprint %s "
+		     "(compare it with what node enroll printed)", node,
+		     custody_token_label(tok), custody_token_serial(tok),
+		     this_node, fp);
+	r = custody_token_admit_transport(tok, so_pin, so_pin_len, node,
+					  rec.transport_spki,
+					  rec.transport_spki_len, err);
+	/* The user again, on every path: the SO step logged it out. */
+	r2 = custody_token_login(tok, user_pin, user_pin_len, &login_err);
+	if (r != CUSTODY_OK)
+		goto out;
+	if (r2 != CUSTODY_OK) {
+		r = r2;
+		if (err != NULL)
+			*err = login_err;
+		goto out;
+	}
+	custody_step("step 2/3: wrapping the KEK (key check value %s) for node "
+		     "%s with RSA-OAEP", kcv, node);
+	if ((r = custody_token_wrap_kek_for(tok, node, &blob, &blob_len, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	custody_step("step 3/3: recording node %s as admitted, with the wrapped "
+		     "KEK (%zu bytes of ciphertext), in the store", node,
+		     blob_len);
+	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 1;
+	if ((r = custody_store_get_node(st, node, &fresh, err)) != CUSTODY_OK)
+		goto out;
+	if (!same_bytes(fresh.transport_spki, fresh.transport_spki_len,
+			rec.transport_spki, rec.transport_spki_len)) {
+		r = custody_err_set(err, CUSTODY_ECONFLICT,
+				    "cannot admit node %s: it enrolled again with "
+				    "another transport key meanwhile", node);
+		custody_err_hint(err, "run node admit %s again", node);
+		goto out;
+	}
+	if (fresh.kek_wrap != NULL)
+		OPENSSL_clear_free(fresh.kek_wrap, fresh.kek_wrap_len);
+	fresh.kek_wrap = blob;
+	fresh.kek_wrap_len = blob_len;
+	blob = NULL;
+	snprintf(fresh.state, sizeof(fresh.state), "admitted");
+	snprintf(fresh.admitted_by, sizeof(fresh.admitted_by), "%s", this_node);
+	fresh.admitted_at = clock_now();
+	snprintf(detail, sizeof(detail), "node %s admitted on token %s (serial "
+		 "%s) by the security officer; transport key SHA-256 %s; KEK "
+		 "%s wrapped for it", node, custody_token_label(tok),
+		 custody_token_serial(tok), fp, kcv);
+	if ((r = custody_store_put_node(st, &fresh, err)) != CUSTODY_OK ||
+	    (r = audit(st, this_node, "node-admit", NULL, detail, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	in_tx = 0;
+	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+		goto out;
+	custody_step("node %s is admitted: it joins with custody node join",
+		     node);
+	r = CUSTODY_OK;
+out:
+	if (in_tx)
+		custody_store_rollback(st);
+	if (blob != NULL)
+		OPENSSL_clear_free(blob, blob_len);
+	OPENSSL_cleanse(&login_err, sizeof(login_err));
+	custody_node_record_clear(&rec);
+	custody_node_record_clear(&fresh);
+	return r;
+}
+
+/* ------------------------------------------------------------ node join */
+
+int
+custody_cluster_node_join(custody_token *tok, custody_store *st,
+			  const char *node, custody_err *err)
+{
+	custody_node_record rec;
+	char kcv[CUSTODY_KCV_HEX + 1], have[CUSTODY_KCV_HEX + 1], detail[256];
+	custody_err ignored;
+	int r, in_tx = 0, had_kek = 0, unwrapped = 0;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = check_node(node, err)) != CUSTODY_OK ||
+	    (r = need_store_kcv(st, "join the cluster", kcv, err)) != CUSTODY_OK ||
+	    (r = read_token_kcv(tok, have, err)) != CUSTODY_OK)
+		goto out;
+	had_kek = have[0] != '\0';
+	r = custody_store_get_node(st, node, &rec, err);
+	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
+		goto out;
+	if (r == CUSTODY_OK && strcmp(rec.state, "joined") == 0) {
+		if (strcasecmp(have, kcv) != 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot join: node %s is a member, but "
+					    "token %s does not hold the cluster "
+					    "KEK (key check value %s)", node,
+					    custody_token_label(tok), kcv);
+			goto out;
+		}
+		custody_step("node %s has already joined: token %s holds the "
+			     "KEK (key check value %s)", node,
+			     custody_token_label(tok), have);
+		r = CUSTODY_OK;
+		goto out;
+	}
+	if (r == CUSTODY_ENOTFOUND || rec.kek_wrap == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot join the cluster: node %s is not "
+				    "admitted (no KEK is wrapped for it in the "
+				    "store)", node);
+		custody_err_hint(err, "%s", rec.name[0] == '\0'
+				 ? "enroll it with custody node enroll, then the "
+				   "security officer admits it on a member"
+				 : "the security officer admits it on a member "
+				   "with custody node admit");
+		goto out;
+	}
+	custody_step("step 1/3: unwrapping the KEK wrapped for node %s (admitted "
+		     "by node %s) into token %s (serial %s)", node,
+		     rec.admitted_by, custody_token_label(tok),
+		     custody_token_serial(tok));
+	if ((r = custody_token_unwrap_kek(tok, node, rec.kek_wrap,
+					  rec.kek_wrap_len, kcv, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	unwrapped = !had_kek;
+	custody_step("the KEK on token %s has the cluster's key check value %s",
+		     custody_token_label(tok), kcv);
+	custody_step("step 2/3: recording node %s as a member and deleting the "
+		     "wrapped KEK from the store", node);
+	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 1;
+	custody_node_record_clear(&rec);
+	if ((r = custody_store_get_node(st, node, &rec, err)) != CUSTODY_OK)
+		goto out;
+	if (rec.kek_wrap != NULL)
+		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
+	rec.kek_wrap = NULL;
+	rec.kek_wrap_len = 0;
+	snprintf(rec.state, sizeof(rec.state), "joined");
+	rec.joined_at = clock_now();
+	snprintf(detail, sizeof(detail), "KEK %s unwrapped on token %s (serial "
+		 "%s); its wrap deleted from the store; transport key destroyed",
+		 kcv, custody_token_label(tok), custody_token_serial(tok));
+	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
+	    (r = audit(st, node, "node-join", NULL, detail, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 0;
+	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+		goto out;
+	custody_step("step 3/3: destroying the transport key pair of node %s on "
+		     "token %s: nothing can unwrap a KEK with it again", node,
+		     custody_token_label(tok));
+	r = custody_token_transport_destroy(tok, node, &ignored);
+	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
+		custody_warn("cannot destroy the transport key of node %s on "
+			     "token %s: %s; destroy it by hand", node,
+			     custody_token_label(tok), ignored.msg);
+	custody_step("node %s has joined the cluster (KEK key check value %s)",
+		     node, kcv);
+	r = CUSTODY_OK;
+out:
+	if (in_tx)
+		custody_store_rollback(st);
+	if (r != CUSTODY_OK && unwrapped &&
+	    custody_token_kek_destroy(tok, &ignored) != CUSTODY_OK)
+		custody_warn("cannot remove the unwrapped KEK from token %s "
+			     "again: %s", custody_token_label(tok), ignored.msg);
+	custody_node_record_clear(&rec);
+	return r;
+}
+
+/* ------------------------------------------------------------ packages */
+
+int
+custody_cluster_package_put(custody_token *tok, custody_store *st,
+			    const char *node, const char *thumbprint,
+			    const char *key_id, custody_err *err)
+{
+	custody_package_record rec;
+	char kcv[CUSTODY_KCV_HEX + 1];
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = check_node(node, err)) != CUSTODY_OK ||
+	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
+	    (r = need_cluster_kek(tok, st, "package a key", kcv, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	custody_step("packaging private key %s (certificate %s) under the KEK "
+		     "(key check value %s) on token %s", key_id, thumbprint, kcv,
+		     custody_token_label(tok));
+	if ((r = custody_token_wrap_private_key(tok, key_id, &rec.wrapped,
+						&rec.wrapped_len, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	snprintf(rec.thumbprint, sizeof(rec.thumbprint), "%s", thumbprint);
+	snprintf(rec.key_id, sizeof(rec.key_id), "%s", key_id);
+	snprintf(rec.kcv, sizeof(rec.kcv), "%s", kcv);
+	snprintf(rec.node, sizeof(rec.node), "%s", node);
+	rec.created_at = clock_now();
+	if ((r = custody_store_put_package(st, &rec, err)) != CUSTODY_OK)
+		goto out;
+	custody_step("the package of %s (%zu bytes, wrapped) is in the store",
+		     thumbprint, rec.wrapped_len);
+	r = CUSTODY_OK;
+out:
+	custody_package_record_clear(&rec);
+	return r;
+}
+
+int
+custody_cluster_package_key(custody_token *tok, custody_store *st,
+			    const char *node, const char *thumbprint,
+			    custody_err *err)
+{
+	custody_cert_record cert;
+	char detail[160];
+	int r, in_tx = 0;
+
+	memset(&cert, 0, sizeof(cert));
+	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
+	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK)
+		goto out;
+	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 1;
+	snprintf(detail, sizeof(detail), "key id %s wrapped under the KEK on "
+		 "token %s", cert.key_id, custody_token_label(tok));
+	if ((r = custody_cluster_package_put(tok, st, node, thumbprint,
+					     cert.key_id, err)) != CUSTODY_OK ||
+	    (r = audit(st, node, "package", thumbprint, detail, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	in_tx = 0;
+	r = custody_store_commit(st, err);
+out:
+	if (in_tx)
+		custody_store_rollback(st);
+	custody_cert_record_clear(&cert);
+	return r;
+}
+
+int
+custody_cluster_check_global(custody_store *st, const char *identity,
+			     const char *thumbprint, int will_package,
+			     custody_err *err)
+{
+	custody_package_record pkg;
+	size_t n = 0;
+	int r;
+
+	memset(&pkg, 0, sizeof(pkg));
+	if (identity == NULL || strcasecmp(identity, "global") != 0 ||
+	    will_package)
+		return CUSTODY_OK;
+	if ((r = count_nodes(st, &n, err)) != CUSTODY_OK || n <= 1)
+		return r;
+	r = custody_store_get_package(st, thumbprint, &pkg, err);
+	custody_package_record_clear(&pkg);
+	if (r != CUSTODY_ENOTFOUND)
+		return r;
+	r = custody_err_set(err, CUSTODY_EFAIL,
+			    "cannot assign %s at global: the cluster has %zu "
+			    "nodes and its key is not replicable (no package "
+			    "in the store)", thumbprint, n);
+	custody_err_hint(err, "import or request it with --replicable on a "
+			 "member, or assign it at this node's identity");
+	return r;
+}
+
+/* ------------------------------------------------------------ sync */
+
+void
+custody_sync_result_clear(custody_sync_result *res)
+{
+	if (res == NULL)
+		return;
+	free(res->items);
+	memset(res, 0, sizeof(*res));
+}
+
+static int
+add_item(custody_sync_result *res, const char *thumbprint, const char *type,
+	 const char *slot, custody_err *err)
+{
+	custody_sync_item *grown, *it;
+
+	grown = realloc(res->items, (res->n + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot sync: out of memory");
+	res->items = grown;
+	it = &res->items[res->n++];
+	memset(it, 0, sizeof(*it));
+	snprintf(it->thumbprint, sizeof(it->thumbprint), "%s", thumbprint);
+	snprintf(it->type, sizeof(it->type), "%s", type);
+	snprintf(it->slot, sizeof(it->slot), "%s", slot);
+	return CUSTODY_OK;
+}
+
+/* The earlier item for the same thumbprint, if any. */
+static const custody_sync_item *
+earlier(const custody_sync_result *res, size_t i)
+{
+	size_t j;
+
+	for (j = 0; j < i; j++)
+		if (strcmp(res->items[j].thumbprint, res->items[i].thumbprint) == 0)
+			return &res->items[j];
+	return NULL;
+}
+
+/* Writes the rolls of global assignments that came due by now, each in a
+ * transaction of its own; a concurrent writer that did it first wins. */
+static void
+materialize_rolls(custody_store *st, const char *node, int64_t now,
+		  const custody_assignment *all, size_t n)
+{
+	custody_assignment stored, resolved;
+	custody_err e;
+	char t[32], detail[80];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		struct tm tm;
+		time_t when;
+
+		if (strcasecmp(all[i].identity, "global") != 0 ||
+		    !custody_assign_resolve(&all[i], now, &resolved))
+			continue;
+		if (custody_store_begin(st, &e) != CUSTODY_OK)
+			continue;
+		if (custody_store_get_assignment(st, all[i].type, "global",
+						 &stored, &e) != CUSTODY_OK ||
+		    !custody_assign_resolve(&stored, now, &resolved) ||
+		    custody_store_put_assignment(st, &resolved, &e) != CUSTODY_OK)
+			goto next;
+		when = (time_t)resolved.current.effective;
+		if (gmtime_r(&when, &tm) == NULL ||
+		    strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+			snprintf(t, sizeof(t), "%lld",
+				 (long long)resolved.current.effective);
+		snprintf(detail, sizeof(detail), "took effect at %s", t);
+		{
+			custody_audit_entry d;
+
+			memset(&d, 0, sizeof(d));
+			snprintf(d.node, sizeof(d.node), "%s", node);
+			snprintf(d.action, sizeof(d.action), "roll-effective");
+			snprintf(d.type, sizeof(d.type), "%s", resolved.type);
+			snprintf(d.identity, sizeof(d.identity), "%s",
+				 resolved.identity);
+			snprintf(d.thumbprint, sizeof(d.thumbprint), "%s",
+				 resolved.current.thumbprint);
+			snprintf(d.previous_thumbprint,
+				 sizeof(d.previous_thumbprint), "%s",
+				 resolved.previous.thumbprint);
+			d.detail = detail;
+			if (custody_audit_append(st, &d, &e) != CUSTODY_OK)
+				goto next;
+		}
+		if (custody_store_commit(st, &e) == CUSTODY_OK)
+			custody_step("the roll of %s/global to %s took effect at "
+				     "%s", resolved.type,
+				     resolved.current.thumbprint, t);
+next:
+		custody_store_rollback(st);
+	}
+}
+
+/* The items of a sync: every slot of every global assignment at now. */
+static int
+collect_items(custody_store *st, const char *node, int64_t now,
+	      custody_sync_result *res, custody_err *err)
+{
+	custody_assignment *all = NULL, resolved;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = custody_store_list_assignments(st, &all, &n, err)) != CUSTODY_OK)
+		goto out;
+	materialize_rolls(st, node, now, all, n);
+	for (i = 0; i < n; i++) {
+		if (strcasecmp(all[i].identity, "global") != 0)
+			continue;
+		custody_assign_resolve(&all[i], now, &resolved);
+		if ((resolved.current.thumbprint[0] != '\0' &&
+		     (r = add_item(res, resolved.current.thumbprint,
+				   resolved.type, "current", err)) != CUSTODY_OK) ||
+		    (resolved.pending.thumbprint[0] != '\0' &&
+		     (r = add_item(res, resolved.pending.thumbprint,
+				   resolved.type, "pending", err)) != CUSTODY_OK) ||
+		    (resolved.previous.thumbprint[0] != '\0' &&
+		     (r = add_item(res, resolved.previous.thumbprint,
+				   resolved.type, "previous", err)) != CUSTODY_OK))
+			goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	free(all);
+	return r;
+}
+
+/* Refuses the item: why, and one more refused key. */
+static void
+refuse(custody_sync_result *res, custody_sync_item *it, const char *fmt, ...)
+	CUSTODY_PRINTF(3, 4);
+
+static void
+refuse(custody_sync_result *res, custody_sync_item *it, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vsnprintf(it->problem, sizeof(it->problem), fmt, ap) < 0)
+		it->problem[0] = '\0';
+	va_end(ap);
+	it->held = 0;
+	res->refused++;
+	custody_warn("sync: %s/global %s %s: %s", it->type, it->slot,
+		     it->thumbprint, it->problem);
+}
+
+/*
+ * One key of the sync: held and verified, or unwrapped from its package
+ * and verified (all or nothing), or refused with the reason.  *package_it
+ * = 1 when this token holds it extractable and the store has no package.
+ */
+static void
+sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
+	  const char *token_kcv, custody_sync_result *res,
+	  custody_sync_item *it, int *package_it)
+{
+	custody_cert_record cert;
+	custody_package_record pkg;
+	custody_key_attrs attrs;
+	custody_token_import_result ir;
+	X509 *x = NULL;
+	const unsigned char *p;
+	custody_err e;
+	int present = 0, r;
+
+	memset(&cert, 0, sizeof(cert));
+	memset(&pkg, 0, sizeof(pkg));
+	*package_it = 0;
+	if ((r = custody_store_get_cert(st, it->thumbprint, &cert, &e)) !=
+	    CUSTODY_OK) {
+		refuse(res, it, "%s", e.msg);
+		goto out;
+	}
+	p = cert.der;
+	if ((x = d2i_X509(NULL, &p, (long)cert.der_len)) == NULL) {
+		refuse(res, it, "the store's certificate %s cannot be read",
+		       it->thumbprint);
+		goto out;
+	}
+	if ((r = custody_token_has_private_key(tok, cert.key_id, &present,
+					       &e)) != CUSTODY_OK) {
+		refuse(res, it, "%s", e.msg);
+		goto out;
+	}
+	if (present) {
+		if ((r = custody_token_verify_key(tok, cert.key_id, x, &e)) !=
+		    CUSTODY_OK) {
+			refuse(res, it, "%s", e.msg);
+			goto out;
+		}
+		/* The certificate beside it (creates nothing when there). */
+		if (custody_token_import(tok, NULL, x, NULL, cert.label, 0, &ir,
+					 &e) != CUSTODY_OK)
+			custody_warn("sync: cannot put certificate %s on token "
+				     "%s: %s", it->thumbprint,
+				     custody_token_label(tok), e.msg);
+		it->held = 1;
+		r = custody_store_get_package(st, it->thumbprint, &pkg, &e);
+		if (r == CUSTODY_ENOTFOUND && token_kcv[0] != '\0' &&
+		    strcasecmp(token_kcv, store_kcv) == 0 &&
+		    custody_token_key_attrs(tok, cert.key_id, &attrs, &e) ==
+		    CUSTODY_OK && attrs.extractable == 1)
+			*package_it = 1;
+		goto out;
+	}
+	r = custody_store_get_package(st, it->thumbprint, &pkg, &e);
+	if (r == CUSTODY_ENOTFOUND) {
+		refuse(res, it, "the key is not on token %s and the store holds "
+		       "no package for it (not replicable, or not packaged yet)",
+		       custody_token_label(tok));
+		goto out;
+	}
+	if (r != CUSTODY_OK) {
+		refuse(res, it, "%s", e.msg);
+		goto out;
+	}
+	if (strcmp(pkg.key_id, cert.key_id) != 0) {
+		refuse(res, it, "its package holds key id %s, but the "
+		       "certificate's key id is %s: package refused, nothing "
+		       "unwrapped", pkg.key_id, cert.key_id);
+		goto out;
+	}
+	if (store_kcv[0] != '\0' && strcasecmp(pkg.kcv, store_kcv) != 0) {
+		refuse(res, it, "its package was wrapped under another KEK (key "
+		       "check value %s; the cluster's is %s): package refused, "
+		       "nothing unwrapped", pkg.kcv, store_kcv);
+		goto out;
+	}
+	if (token_kcv[0] == '\0') {
+		refuse(res, it, "token %s holds no KEK to unwrap its package: "
+		       "join the cluster first", custody_token_label(tok));
+		goto out;
+	}
+	if (strcasecmp(pkg.kcv, token_kcv) != 0) {
+		refuse(res, it, "its package was wrapped under KEK %s, token %s "
+		       "holds KEK %s: package refused, nothing unwrapped",
+		       pkg.kcv, custody_token_label(tok), token_kcv);
+		goto out;
+	}
+	if ((r = custody_token_unwrap_private_key(tok, pkg.wrapped,
+						  pkg.wrapped_len, cert.label,
+						  x, &e)) != CUSTODY_OK) {
+		refuse(res, it, "package refused, nothing unwrapped: %s", e.msg);
+		goto out;
+	}
+	it->held = 1;
+	it->unwrapped = 1;
+out:
+	X509_free(x);
+	custody_cert_record_clear(&cert);
+	custody_package_record_clear(&pkg);
+}
+
+/* The reports, the packages of held keys that had none, last_sync and the
+ * audit entry, in one transaction. */
+static int
+write_sync(custody_token *tok, custody_store *st, const char *node,
+	   int64_t when, custody_sync_result *res, const int *package,
+	   custody_err *err)
+{
+	custody_report_record rep;
+	custody_node_record rec;
+	size_t i, unwrapped = 0, packaged = 0;
+	char detail[160];
+	int r, in_tx = 0;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 1;
+	for (i = 0; i < res->n; i++) {
+		custody_sync_item *it = &res->items[i];
+		custody_cert_record cert;
+		custody_err e;
+
+		if (earlier(res, i) != NULL)
+			continue;
+		if (package[i]) {
+			memset(&cert, 0, sizeof(cert));
+			if (custody_store_get_cert(st, it->thumbprint, &cert, &e) ==
+			    CUSTODY_OK &&
+			    custody_cluster_package_put(tok, st, node,
+							it->thumbprint,
+							cert.key_id, &e) ==
+			    CUSTODY_OK)
+				packaged++;
+			else
+				custody_warn("sync: cannot package %s: %s",
+					     it->thumbprint, e.msg);
+			custody_cert_record_clear(&cert);
+		}
+		unwrapped += it->unwrapped != 0;
+		memset(&rep, 0, sizeof(rep));
+		snprintf(rep.node, sizeof(rep.node), "%s", node);
+		snprintf(rep.thumbprint, sizeof(rep.thumbprint), "%s",
+			 it->thumbprint);
+		rep.held = it->held;
+		snprintf(rep.detail, sizeof(rep.detail), "%s",
+			 it->held ? (it->unwrapped ? "unwrapped" : "held") :
+			 it->problem);
+		rep.time = when;
+		if ((r = custody_store_put_report(st, &rep, err)) != CUSTODY_OK)
+			goto out;
+	}
+	r = custody_store_get_node(st, node, &rec, err);
+	if (r == CUSTODY_OK) {
+		rec.last_sync = when;
+		if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK)
+			goto out;
+	} else if (r != CUSTODY_ENOTFOUND) {
+		goto out;
+	}
+	if (unwrapped > 0 || packaged > 0 || res->refused > 0) {
+		snprintf(detail, sizeof(detail), "token %s: %zu key(s) unwrapped, "
+			 "%zu packaged, %zu refused", custody_token_label(tok),
+			 unwrapped, packaged, (size_t)res->refused);
+		if ((r = audit(st, node, "sync", NULL, detail, err)) != CUSTODY_OK)
+			goto out;
+	}
+	in_tx = 0;
+	r = custody_store_commit(st, err);
+out:
+	if (in_tx)
+		custody_store_rollback(st);
+	custody_node_record_clear(&rec);
+	return r;
+}
+
+int
+custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
+		     int64_t now, custody_sync_result *res, custody_err *err)
+{
+	char store_kcv[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
+	int *package = NULL;
+	size_t i;
+	int r, attempt;
+
+	if (res == NULL || tok == NULL || st == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot sync: no token, store or result");
+	memset(res, 0, sizeof(*res));
+	if ((r = check_node(node, err)) != CUSTODY_OK ||
+	    (r = custody_cluster_kek_state(tok, st, store_kcv, token_kcv, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (store_kcv[0] != '\0' && token_kcv[0] != '\0' &&
+	    strcasecmp(store_kcv, token_kcv) != 0)
+		custody_warn("token %s holds KEK %s, but the cluster's is %s",
+			     custody_token_label(tok), token_kcv, store_kcv);
+	if ((r = collect_items(st, node, now, res, err)) != CUSTODY_OK)
+		goto out;
+	custody_step("sync of node %s: %zu key(s) of global assignments",
+		     node, res->n);
+	package = calloc(res->n > 0 ? res->n : 1, sizeof(*package));
+	if (package == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "cannot sync: out of memory");
+		goto out;
+	}
+	for (i = 0; i < res->n; i++) {
+		custody_sync_item *it = &res->items[i];
+		const custody_sync_item *prev = earlier(res, i);
+
+		if (prev != NULL) {
+			it->held = prev->held;
+			snprintf(it->problem, sizeof(it->problem), "%s",
+				 prev->problem);
+			if (!it->held)
+				res->refused++;
+			continue;
+		}
+		sync_item(tok, st, store_kcv, token_kcv, res, it, &package[i]);
+		if (it->unwrapped)
+			custody_step("%s/global %s %s: unwrapped and verified",
+				     it->type, it->slot, it->thumbprint);
+	}
+	/* The reports: once more on a concurrent change of the node row. */
+	for (attempt = 0; attempt < 2; attempt++)
+		if ((r = write_sync(tok, st, node, clock_now(), res, package,
+				    err)) != CUSTODY_ECONFLICT)
+			break;
+out:
+	free(package);
+	if (r != CUSTODY_OK)
+		custody_sync_result_clear(res);
+	return r;
+}
+
+/* ------------------------------------------------------------ seal */
+
+int
+custody_cluster_seal(custody_token *tok, custody_store *st, const char *node,
+		     const char *thumbprint, int force, custody_err *err)
+{
+	custody_cert_record cert;
+	custody_node_record *nodes = NULL;
+	custody_report_record *reps = NULL;
+	size_t n_nodes = 0, n_reps = 0, i, j, members = 0;
+	char missing[512] = "", who[512] = "", detail[768];
+	size_t mlen = 0, wlen = 0;
+	int present = 0, r, in_tx = 0;
+
+	memset(&cert, 0, sizeof(cert));
+	if ((r = check_node(node, err)) != CUSTODY_OK ||
+	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
+	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
+	    (r = custody_token_has_private_key(tok, cert.key_id, &present, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (!present) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "cannot seal %s: its private key (key id %s) "
+				    "is not on token %s", thumbprint, cert.key_id,
+				    custody_token_label(tok));
+		goto out;
+	}
+	if ((r = custody_store_list_nodes(st, &nodes, &n_nodes, err)) != CUSTODY_OK ||
+	    (r = custody_store_list_reports(st, NULL, &reps, &n_reps, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	custody_step("step 1/2: does every member hold %s? (the reports of "
+		     "their last sync)", thumbprint);
+	for (i = 0; i < n_nodes; i++) {
+		int held = 0;
+
+		if (strcmp(nodes[i].state, "joined") != 0) {
+			custody_step("  node %s: %s, not a member yet (it can "
+				     "unwrap the package after it joins)",
+				     nodes[i].name, nodes[i].state);
+			continue;
+		}
+		members++;
+		for (j = 0; j < n_reps; j++)
+			if (strcmp(reps[j].node, nodes[i].name) == 0 &&
+			    strcmp(reps[j].thumbprint, thumbprint) == 0)
+				held = reps[j].held;
+		custody_step("  node %s: %s", nodes[i].name,
+			     held ? "holds it" : "does not report holding it");
+		if (held) {
+			if (wlen < sizeof(who))
+				wlen += (size_t)snprintf(who + wlen, sizeof(who) - wlen,
+							 "%s%s", wlen > 0 ? ", " : "",
+							 nodes[i].name);
+		} else if (mlen < sizeof(missing)) {
+			mlen += (size_t)snprintf(missing + mlen,
+						 sizeof(missing) - mlen, "%s%s",
+						 mlen > 0 ? ", " : "",
+						 nodes[i].name);
+		}
+	}
+	if (missing[0] != '\0' && !force) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot seal %s yet: node(s) %s do not report "
+				    "holding its key", thumbprint, missing);
+		custody_err_hint(err, "run custody sync on them first (or "
+				 "--force: they could then only unwrap the "
+				 "package already in the store)");
+		goto out;
+	}
+	if (missing[0] != '\0')
+		custody_warn("sealing %s with --force: node(s) %s do not report "
+			     "holding it", thumbprint, missing);
+	custody_step("step 2/2: turning CKA_EXTRACTABLE off for key id %s on "
+		     "token %s (irreversible)", cert.key_id,
+		     custody_token_label(tok));
+	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 1;
+	snprintf(detail, sizeof(detail), "key id %s on token %s no longer "
+		 "extractable; %zu member(s)%s%s%s%s", cert.key_id,
+		 custody_token_label(tok), members, who[0] != '\0' ? " hold it: " : "",
+		 who, missing[0] != '\0' ? "; forced, missing: " : "", missing);
+	if ((r = audit(st, node, "seal", thumbprint, detail, err)) != CUSTODY_OK ||
+	    (r = custody_token_seal(tok, cert.key_id, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 0;
+	if ((r = custody_store_commit(st, err)) != CUSTODY_OK) {
+		custody_warn("the key is sealed on token %s, but the audit entry "
+			     "was not written", custody_token_label(tok));
+		goto out;
+	}
+	custody_step("sealed: no token of the cluster keeps an exportable copy "
+		     "of %s's key from this one", thumbprint);
+	r = CUSTODY_OK;
+out:
+	if (in_tx)
+		custody_store_rollback(st);
+	custody_cert_record_clear(&cert);
+	custody_node_records_free(nodes, n_nodes);
+	free(reps);
+	return r;
+}
+
+/* ------------------------------------------------------------ status */
+
+/* The thumbprints every member must hold at now (global assignments:
+ * current, pending, previous), deduplicated. */
+static int
+expected_keys(custody_store *st, int64_t now, char (**out)[CUSTODY_THUMBPRINT_HEX + 1],
+	      size_t *n, custody_err *err)
+{
+	custody_assignment *all = NULL, res;
+	char (*list)[CUSTODY_THUMBPRINT_HEX + 1] = NULL;
+	size_t n_all = 0, count = 0, i, k, j;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	if ((r = custody_store_list_assignments(st, &all, &n_all, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	list = calloc(n_all * 3 + 1, sizeof(*list));
+	if (list == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read the cluster status: out of memory");
+		goto out;
+	}
+	for (i = 0; i < n_all; i++) {
+		const custody_slot *slots[3];
+
+		if (strcasecmp(all[i].identity, "global") != 0)
+			continue;
+		custody_assign_resolve(&all[i], now, &res);
+		slots[0] = &res.current;
+		slots[1] = &res.pending;
+		slots[2] = &res.previous;
+		for (k = 0; k < 3; k++) {
+			if (slots[k]->thumbprint[0] == '\0')
+				continue;
+			for (j = 0; j < count; j++)
+				if (strcmp(list[j], slots[k]->thumbprint) == 0)
+					break;
+			if (j == count)
+				memcpy(list[count++], slots[k]->thumbprint,
+				       CUSTODY_THUMBPRINT_HEX + 1);
+		}
+	}
+	*out = list;
+	*n = count;
+	list = NULL;
+	r = CUSTODY_OK;
+out:
+	free(list);
+	free(all);
+	return r;
+}
+
+/* The time of the newest change a member must follow. */
+static int
+latest_change(custody_store *st, int64_t *when, custody_err *err)
+{
+	static const char *const actions[] = {
+		"set", "roll", "roll-effective", "remove", "package", "import",
+		"delete", NULL,
+	};
+	custody_audit_entry *e = NULL;
+	size_t n = 0, i, k;
+	int r;
+
+	*when = 0;
+	if ((r = custody_store_list_audit(st, 0, &e, &n, err)) != CUSTODY_OK)
+		return r;
+	for (i = 0; i < n; i++)
+		for (k = 0; actions[k] != NULL; k++)
+			if (strcmp(e[i].action, actions[k]) == 0 && e[i].time > *when)
+				*when = e[i].time;
+	custody_audit_entries_free(e, n);
+	return CUSTODY_OK;
+}
+
+static void
+judge(custody_node_status *s, char (*keys)[CUSTODY_THUMBPRINT_HEX + 1],
+      size_t n_keys, const custody_report_record *reps, size_t n_reps,
+      int64_t changed)
+{
+	size_t k, j, len = 0;
+	int held, reported;
+
+	for (k = 0; k < n_keys; k++) {
+		held = reported = 0;
+		for (j = 0; j < n_reps; j++)
+			if (strcmp(reps[j].node, s->node) == 0 &&
+			    strcmp(reps[j].thumbprint, keys[k]) == 0) {
+				reported = 1;
+				held = reps[j].held;
+			}
+		if (held)
+			continue;
+		if (reported)
+			s->differs = 1;
+		else
+			s->stale = 1;
+		if (len < sizeof(s->detail))
+			len += (size_t)snprintf(s->detail + len,
+						sizeof(s->detail) - len,
+						"%s%s %.8s", len > 0 ? "; " : "",
+						reported ? "does not hold" :
+						"has not reported", keys[k]);
+	}
+	if (s->last_sync == 0 || s->last_sync < changed) {
+		s->stale = 1;
+		if (len == 0)
+			snprintf(s->detail, sizeof(s->detail), "%s",
+				 s->last_sync == 0 ? "never synced" :
+				 "not synced since the last change");
+	} else if (len == 0) {
+		snprintf(s->detail, sizeof(s->detail), "holds all %zu key(s)",
+			 n_keys);
+	}
+}
+
+int
+custody_cluster_status(custody_store *st, int64_t now,
+		       custody_node_status **out, size_t *n, int *all_ok,
+		       custody_err *err)
+{
+	custody_node_record *nodes = NULL;
+	custody_report_record *reps = NULL;
+	char (*keys)[CUSTODY_THUMBPRINT_HEX + 1] = NULL;
+	custody_node_status *list = NULL;
+	size_t n_nodes = 0, n_reps = 0, n_keys = 0, count = 0, i, j;
+	int64_t changed = 0;
+	int r;
+
+	if (out == NULL || n == NULL || all_ok == NULL || st == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot read the cluster status: nowhere "
+				       "to put it");
+	*out = NULL;
+	*n = 0;
+	*all_ok = 1;
+	if ((r = custody_store_list_nodes(st, &nodes, &n_nodes, err)) != CUSTODY_OK ||
+	    (r = custody_store_list_reports(st, NULL, &reps, &n_reps, err)) !=
+	    CUSTODY_OK ||
+	    (r = expected_keys(st, now, &keys, &n_keys, err)) != CUSTODY_OK ||
+	    (r = latest_change(st, &changed, err)) != CUSTODY_OK)
+		goto out;
+	list = calloc(n_nodes + n_reps + 1, sizeof(*list));
+	if (list == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read the cluster status: out of memory");
+		goto out;
+	}
+	for (i = 0; i < n_nodes; i++) {
+		custody_node_status *s = &list[count++];
+
+		snprintf(s->node, sizeof(s->node), "%s", nodes[i].name);
+		snprintf(s->state, sizeof(s->state), "%s", nodes[i].state);
+		s->last_sync = nodes[i].last_sync;
+		if (strcmp(nodes[i].state, "joined") != 0) {
+			snprintf(s->detail, sizeof(s->detail), "%s",
+				 strcmp(nodes[i].state, "enrolled") == 0 ?
+				 "waiting for node admit" :
+				 "waiting for node join");
+			continue;
+		}
+		judge(s, keys, n_keys, reps, n_reps, changed);
+	}
+	/* Nodes that report without being enrolled (a store used before the
+	 * cluster existed): judged as members. */
+	for (i = 0; i < n_reps; i++) {
+		custody_node_status *s = NULL;
+
+		for (j = 0; j < count; j++)
+			if (strcmp(list[j].node, reps[i].node) == 0)
+				s = &list[j];
+		if (s != NULL) {
+			if (strcmp(s->state, "unenrolled") == 0 &&
+			    reps[i].time > s->last_sync)
+				s->last_sync = reps[i].time;
+			continue;
+		}
+		s = &list[count++];
+		snprintf(s->node, sizeof(s->node), "%s", reps[i].node);
+		snprintf(s->state, sizeof(s->state), "unenrolled");
+		s->last_sync = reps[i].time;
+	}
+	for (i = 0; i < count; i++) {
+		if (strcmp(list[i].state, "unenrolled") == 0)
+			judge(&list[i], keys, n_keys, reps, n_reps, changed);
+		if (list[i].differs || list[i].stale)
+			*all_ok = 0;
+	}
+	*out = list;
+	*n = count;
+	list = NULL;
+	r = CUSTODY_OK;
+out:
+	free(list);
+	free(keys);
+	free(reps);
+	custody_node_records_free(nodes, n_nodes);
+	return r;
+}

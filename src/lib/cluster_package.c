@@ -1,0 +1,539 @@
+/*
+ * cluster_package.c — a key package moved by hand (`custody export` /
+ * `custody import --package`): the strict parser and the writer of its
+ * JSON form (see custody/cluster.h), and the two token-side steps.  The
+ * parser takes bytes and touches nothing else, so that the fuzz harness
+ * can call it; every field is checked for its exact form, and thumbprint
+ * and key id against the certificate the package carries.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <custody/audit.h>
+#include <custody/cert.h>
+#include <custody/cluster.h>
+#include <custody/error.h>
+#include <custody/hexfmt.h>
+#include <custody/log.h>
+
+#define WRAPPING "CKM_AES_KEY_WRAP_PAD"
+#define WRAPPED_MIN 16
+#define WRAPPED_MAX 16384
+#define N_MEMBERS 8
+
+void
+custody_package_clear(custody_package *pkg)
+{
+	if (pkg == NULL)
+		return;
+	if (pkg->wrapped != NULL)
+		OPENSSL_clear_free(pkg->wrapped, pkg->wrapped_len);
+	free(pkg->cert_der);
+	memset(pkg, 0, sizeof(*pkg));
+}
+
+/* ------------------------------------------------------------ base64 */
+
+static int
+b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/*
+ * RFC 4648 base64, canonical only: a multiple of 4 characters, padding
+ * only at the end (at most two '='), no other character, and the unused
+ * bits of the last group zero (so that one byte string has one text).
+ * *out malloc'ed; -1 on anything else.
+ */
+static int
+b64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
+{
+	unsigned char *buf = NULL;
+	size_t i, o = 0, pad = 0;
+	int v[4], k;
+
+	*out = NULL;
+	*out_len = 0;
+	if (len == 0 || len % 4 != 0)
+		return -1;
+	if (in[len - 1] == '=')
+		pad++;
+	if (in[len - 2] == '=')
+		pad++;
+	if ((buf = malloc(len / 4 * 3)) == NULL)
+		return -1;
+	for (i = 0; i < len; i += 4) {
+		int last = i + 4 == len;
+
+		for (k = 0; k < 4; k++) {
+			if (last && k >= 4 - (int)pad && in[i + k] == '=')
+				v[k] = 0;
+			else if ((v[k] = b64_value((unsigned char)in[i + k])) < 0)
+				goto bad;
+		}
+		buf[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		if (!last || pad < 2)
+			buf[o++] = (unsigned char)((v[1] & 0x0f) << 4 | v[2] >> 2);
+		if (!last || pad < 1)
+			buf[o++] = (unsigned char)((v[2] & 0x03) << 6 | v[3]);
+		if (last && ((pad == 2 && (v[1] & 0x0f) != 0) ||
+			     (pad == 1 && (v[2] & 0x03) != 0)))
+			goto bad;
+	}
+	*out = buf;
+	*out_len = o;
+	return 0;
+bad:
+	OPENSSL_clear_free(buf, len / 4 * 3);
+	return -1;
+}
+
+static char *
+b64_encode(const unsigned char *in, size_t len)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *out = malloc((len + 2) / 3 * 4 + 1);
+	size_t i, o = 0;
+
+	if (out == NULL)
+		return NULL;
+	for (i = 0; i + 2 < len; i += 3) {
+		out[o++] = alphabet[in[i] >> 2];
+		out[o++] = alphabet[(in[i] & 0x03) << 4 | in[i + 1] >> 4];
+		out[o++] = alphabet[(in[i + 1] & 0x0f) << 2 | in[i + 2] >> 6];
+		out[o++] = alphabet[in[i + 2] & 0x3f];
+	}
+	if (len - i == 1) {
+		out[o++] = alphabet[in[i] >> 2];
+		out[o++] = alphabet[(in[i] & 0x03) << 4];
+		out[o++] = '=';
+		out[o++] = '=';
+	} else if (len - i == 2) {
+		out[o++] = alphabet[in[i] >> 2];
+		out[o++] = alphabet[(in[i] & 0x03) << 4 | in[i + 1] >> 4];
+		out[o++] = alphabet[(in[i + 1] & 0x0f) << 2];
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* ------------------------------------------------------------ parse */
+
+/* Exactly n hex digits of one case. */
+static int
+hex_exact(const char *s, size_t len, size_t n, int upper)
+{
+	size_t i;
+
+	if (len != n)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= '0' && c <= '9') ||
+		      (upper ? (c >= 'A' && c <= 'F') : (c >= 'a' && c <= 'f'))))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+bad(custody_err *err, const char *why)
+{
+	return custody_err_set(err, CUSTODY_EFAIL, "bad key package: %s", why);
+}
+
+/* The string member name of o: its text and length (JSON strings may not
+ * hold NUL: jansson refuses \u0000 unless asked). */
+static const char *
+member_string(json_t *o, const char *name, size_t *len)
+{
+	json_t *v = json_object_get(o, name);
+
+	if (v == NULL || !json_is_string(v))
+		return NULL;
+	*len = json_string_length(v);
+	return json_string_value(v);
+}
+
+/* The certificate's thumbprint and key id must be those of the package. */
+static int
+check_certificate(custody_package *pkg, custody_err *err)
+{
+	const unsigned char *p = pkg->cert_der;
+	unsigned char md[EVP_MAX_MD_SIZE], id[20];
+	unsigned int md_len = 0;
+	char hex[CUSTODY_THUMBPRINT_HEX + 1];
+	X509 *x = NULL;
+	int r = CUSTODY_EFAIL;
+
+	x = d2i_X509(NULL, &p, (long)pkg->cert_der_len);
+	if (x == NULL || p != pkg->cert_der + pkg->cert_der_len) {
+		r = bad(err, "its certificate is not one DER X.509 certificate");
+		goto out;
+	}
+	if (EVP_Digest(pkg->cert_der, pkg->cert_der_len, md, &md_len,
+		       EVP_sha1(), NULL) != 1 || md_len != 20) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"bad key package: cannot hash its "
+					"certificate");
+		goto out;
+	}
+	custody_hex_encode(md, 20, hex, 1);
+	if (strcmp(hex, pkg->thumbprint) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "bad key package: its thumbprint %s is not "
+				    "that of its certificate (%s)",
+				    pkg->thumbprint, hex);
+		goto out;
+	}
+	if (custody_cert_key_id(x, id, NULL) != CUSTODY_OK) {
+		r = bad(err, "the key id of its certificate cannot be computed");
+		goto out;
+	}
+	custody_hex_encode(id, 20, hex, 0);
+	if (strcmp(hex, pkg->key_id) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "bad key package: its key id %s is not that "
+				    "of its certificate (%s)", pkg->key_id, hex);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	X509_free(x);
+	return r;
+}
+
+int
+custody_package_parse(const unsigned char *buf, size_t len,
+		      custody_package *out, custody_err *err)
+{
+	static const char *const members[N_MEMBERS] = {
+		"format", "version", "thumbprint", "key_id", "kcv", "wrapping",
+		"wrapped_key", "certificate",
+	};
+	json_t *o = NULL, *v;
+	json_error_t je;
+	const char *s;
+	size_t slen = 0, i;
+	int r = CUSTODY_EFAIL;
+
+	if (out == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot parse a key package: nowhere to "
+				       "put it");
+	memset(out, 0, sizeof(*out));
+	if (buf == NULL || len == 0) {
+		r = bad(err, "it is empty");
+		goto out;
+	}
+	if (len > CUSTODY_PACKAGE_MAX) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "bad key package: it is larger than %d bytes",
+				    CUSTODY_PACKAGE_MAX);
+		goto out;
+	}
+	o = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &je);
+	if (o == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "bad key package: not JSON (line %d, column "
+				    "%d)", je.line, je.column);
+		goto out;
+	}
+	if (!json_is_object(o)) {
+		r = bad(err, "it is not a JSON object");
+		goto out;
+	}
+	if (json_object_size(o) != N_MEMBERS) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "bad key package: it has %zu members, not "
+				    "the %d of format %s version 1",
+				    json_object_size(o), N_MEMBERS,
+				    CUSTODY_PACKAGE_FORMAT);
+		goto out;
+	}
+	for (i = 0; i < N_MEMBERS; i++)
+		if (json_object_get(o, members[i]) == NULL) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "bad key package: member \"%s\" is "
+					    "missing", members[i]);
+			goto out;
+		}
+	s = member_string(o, "format", &slen);
+	if (s == NULL || slen != strlen(CUSTODY_PACKAGE_FORMAT) ||
+	    strcmp(s, CUSTODY_PACKAGE_FORMAT) != 0) {
+		r = bad(err, "\"format\" is not \"" CUSTODY_PACKAGE_FORMAT "\"");
+		goto out;
+	}
+	v = json_object_get(o, "version");
+	if (!json_is_integer(v) || json_integer_value(v) != 1) {
+		r = bad(err, "\"version\" is not 1 (the only version this "
+			"build reads)");
+		goto out;
+	}
+	s = member_string(o, "wrapping", &slen);
+	if (s == NULL || slen != strlen(WRAPPING) || strcmp(s, WRAPPING) != 0) {
+		r = bad(err, "\"wrapping\" is not \"" WRAPPING "\"");
+		goto out;
+	}
+	s = member_string(o, "thumbprint", &slen);
+	if (s == NULL || !hex_exact(s, slen, CUSTODY_THUMBPRINT_HEX, 1)) {
+		r = bad(err, "\"thumbprint\" is not 40 upper-case hex digits");
+		goto out;
+	}
+	memcpy(out->thumbprint, s, slen + 1);
+	s = member_string(o, "key_id", &slen);
+	if (s == NULL || !hex_exact(s, slen, CUSTODY_KEY_ID_HEX, 0)) {
+		r = bad(err, "\"key_id\" is not 40 lower-case hex digits");
+		goto out;
+	}
+	memcpy(out->key_id, s, slen + 1);
+	s = member_string(o, "kcv", &slen);
+	if (s == NULL || !hex_exact(s, slen, CUSTODY_KCV_HEX, 1)) {
+		r = bad(err, "\"kcv\" is not 6 upper-case hex digits");
+		goto out;
+	}
+	memcpy(out->kcv, s, slen + 1);
+	s = member_string(o, "wrapped_key", &slen);
+	if (s == NULL || b64_decode(s, slen, &out->wrapped,
+				    &out->wrapped_len) != 0) {
+		r = bad(err, "\"wrapped_key\" is not canonical base64");
+		goto out;
+	}
+	if (out->wrapped_len < WRAPPED_MIN || out->wrapped_len > WRAPPED_MAX ||
+	    out->wrapped_len % 8 != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "bad key package: the wrapped key has %zu "
+				    "bytes, not a multiple of 8 from %d to %d "
+				    "(cut short?)", out->wrapped_len,
+				    WRAPPED_MIN, WRAPPED_MAX);
+		goto out;
+	}
+	s = member_string(o, "certificate", &slen);
+	if (s == NULL || b64_decode(s, slen, &out->cert_der,
+				    &out->cert_der_len) != 0) {
+		r = bad(err, "\"certificate\" is not canonical base64");
+		goto out;
+	}
+	if ((r = check_certificate(out, err)) != CUSTODY_OK)
+		goto out;
+	r = CUSTODY_OK;
+out:
+	json_decref(o);
+	if (r != CUSTODY_OK)
+		custody_package_clear(out);
+	return r;
+}
+
+int
+custody_package_format(const custody_package *pkg, char **out, size_t *len,
+		       custody_err *err)
+{
+	char *wrapped = NULL, *cert = NULL, *text = NULL;
+	json_t *o = NULL;
+	size_t n;
+	int r = CUSTODY_EFAIL;
+
+	if (pkg == NULL || out == NULL || len == NULL ||
+	    pkg->wrapped == NULL || pkg->cert_der == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot write a key package: it is empty");
+	*out = NULL;
+	*len = 0;
+	if ((wrapped = b64_encode(pkg->wrapped, pkg->wrapped_len)) == NULL ||
+	    (cert = b64_encode(pkg->cert_der, pkg->cert_der_len)) == NULL)
+		goto oom;
+	o = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s}",
+		      "format", CUSTODY_PACKAGE_FORMAT, "version", 1,
+		      "thumbprint", pkg->thumbprint, "key_id", pkg->key_id,
+		      "kcv", pkg->kcv, "wrapping", WRAPPING,
+		      "wrapped_key", wrapped, "certificate", cert);
+	if (o == NULL)
+		goto oom;
+	text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	if (text == NULL)
+		goto oom;
+	n = strlen(text);
+	if ((*out = malloc(n + 2)) == NULL)
+		goto oom;
+	memcpy(*out, text, n);
+	(*out)[n] = '\n';
+	(*out)[n + 1] = '\0';
+	*len = n + 1;
+	r = CUSTODY_OK;
+	goto out;
+oom:
+	r = custody_err_set(err, CUSTODY_EFAIL,
+			    "cannot write a key package: out of memory");
+out:
+	if (wrapped != NULL)
+		OPENSSL_clear_free(wrapped, strlen(wrapped));
+	if (text != NULL)
+		OPENSSL_clear_free(text, strlen(text));
+	free(cert);
+	json_decref(o);
+	return r;
+}
+
+/* ------------------------------------------------------------ token side */
+
+int
+custody_cluster_export(custody_token *tok, custody_store *st,
+		       const char *node, const char *thumbprint,
+		       custody_package *out, custody_err *err)
+{
+	custody_cert_record cert;
+	custody_package_record stored;
+	custody_audit_entry d;
+	char kcv[CUSTODY_KCV_HEX + 1], store_kcv[CUSTODY_KCV_HEX + 1];
+	char detail[200];
+	int r, in_tx = 0;
+
+	memset(&cert, 0, sizeof(cert));
+	memset(&stored, 0, sizeof(stored));
+	if (out == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot export: nowhere to put the package");
+	memset(out, 0, sizeof(*out));
+	if ((r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
+	    (r = custody_cluster_kek_state(tok, st, store_kcv, kcv, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	r = custody_store_get_package(st, thumbprint, &stored, err);
+	if (r == CUSTODY_OK) {
+		custody_step("the store holds the package of %s (wrapped under "
+			     "KEK %s on node %s): it is exported as it is",
+			     thumbprint, stored.kcv, stored.node);
+		out->wrapped = stored.wrapped;
+		out->wrapped_len = stored.wrapped_len;
+		stored.wrapped = NULL;
+		stored.wrapped_len = 0;
+		snprintf(out->kcv, sizeof(out->kcv), "%s", stored.kcv);
+	} else if (r == CUSTODY_ENOTFOUND) {
+		if (kcv[0] == '\0') {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot export %s: the store holds no "
+					    "package for it and token %s holds no "
+					    "KEK to wrap it under", thumbprint,
+					    custody_token_label(tok));
+			goto out;
+		}
+		custody_step("wrapping private key %s (certificate %s) under the "
+			     "KEK (key check value %s) on token %s", cert.key_id,
+			     thumbprint, kcv, custody_token_label(tok));
+		if ((r = custody_token_wrap_private_key(tok, cert.key_id,
+							&out->wrapped,
+							&out->wrapped_len,
+							err)) != CUSTODY_OK)
+			goto out;
+		snprintf(out->kcv, sizeof(out->kcv), "%s", kcv);
+	} else {
+		goto out;
+	}
+	snprintf(out->thumbprint, sizeof(out->thumbprint), "%s", thumbprint);
+	snprintf(out->key_id, sizeof(out->key_id), "%s", cert.key_id);
+	if ((out->cert_der = malloc(cert.der_len)) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot export %s: out of memory", thumbprint);
+		goto out;
+	}
+	memcpy(out->cert_der, cert.der, cert.der_len);
+	out->cert_der_len = cert.der_len;
+	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 1;
+	memset(&d, 0, sizeof(d));
+	snprintf(d.node, sizeof(d.node), "%s", node);
+	snprintf(d.action, sizeof(d.action), "export");
+	snprintf(d.thumbprint, sizeof(d.thumbprint), "%s", thumbprint);
+	snprintf(detail, sizeof(detail), "key id %s wrapped under KEK %s, "
+		 "written to a package file", cert.key_id, out->kcv);
+	d.detail = detail;
+	if ((r = custody_audit_append(st, &d, err)) != CUSTODY_OK) {
+		custody_err_prefix(err, "cannot append to the audit log");
+		goto out;
+	}
+	in_tx = 0;
+	r = custody_store_commit(st, err);
+out:
+	if (in_tx)
+		custody_store_rollback(st);
+	if (r != CUSTODY_OK)
+		custody_package_clear(out);
+	custody_cert_record_clear(&cert);
+	custody_package_record_clear(&stored);
+	return r;
+}
+
+int
+custody_cluster_unwrap_package(custody_token *tok, const custody_package *pkg,
+			       const char *label, custody_err *err)
+{
+	const unsigned char *p;
+	char kcv[CUSTODY_KCV_HEX + 1];
+	int present = 0, r;
+	X509 *x = NULL;
+
+	if (pkg == NULL || pkg->cert_der == NULL || pkg->wrapped == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot unwrap a key package: it is empty");
+	if ((r = custody_token_kek_present(tok, &present, err)) != CUSTODY_OK)
+		goto out;
+	if (!present) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot unwrap the package of %s: token %s "
+				    "holds no KEK", pkg->thumbprint,
+				    custody_token_label(tok));
+		custody_err_hint(err, "join the cluster first (custody node "
+				 "enroll / admit / join)");
+		goto out;
+	}
+	if ((r = custody_token_kek_kcv(tok, kcv, err)) != CUSTODY_OK)
+		goto out;
+	if (strcasecmp(kcv, pkg->kcv) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot unwrap the package of %s: it was "
+				    "wrapped under another KEK (key check value "
+				    "%s); token %s holds %s", pkg->thumbprint,
+				    pkg->kcv, custody_token_label(tok), kcv);
+		goto out;
+	}
+	p = pkg->cert_der;
+	if ((x = d2i_X509(NULL, &p, (long)pkg->cert_der_len)) == NULL) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot unwrap the package of %s: its "
+					"certificate cannot be read",
+					pkg->thumbprint);
+		goto out;
+	}
+	custody_step("unwrapping the package of %s (key id %s, KEK %s) into "
+		     "token %s", pkg->thumbprint, pkg->key_id, kcv,
+		     custody_token_label(tok));
+	r = custody_token_unwrap_private_key(tok, pkg->wrapped, pkg->wrapped_len,
+					     label, x, err);
+out:
+	X509_free(x);
+	return r;
+}

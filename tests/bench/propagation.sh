@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# propagation.sh — how long a `custody set` takes to reach every node.
+#
+# Usage:  make bench-propagation      (also the last step of `make bench`)
+#    or:  CUSTODY_BIN=BUILD/custody CUSTODY_MODULE_DIR=BUILD/.libs \
+#         bash SRC/tests/bench/propagation.sh
+#
+# For 3 and for 10 nodes (BENCH_PROPAGATION_NODES="3 10"): one SoftHSM
+# token directory per node, one private PostgreSQL server (a schema per
+# cluster size), the ceremony (kek create, node enroll / admit / join),
+# then `custody sync --watch -o json` on every node.  Each round imports
+# nothing: the keys were imported (replicable, packaged) on node1 before
+# the watchers started, so a round is one `custody set -t OAuthTokenIssuer
+# --thumbprint K` on node1; the round's time runs from just before that
+# process starts until the last node has reported K held — the end of the
+# sync in which the node unwrapped K, checked it against its certificate
+# and wrote its report to the store, as its watcher's JSON line says
+# (time_ms; the nodes share this machine's clock).  Target: under 1 s.
+#
+# Prints a table and merges {"propagation": {"nodes3_ms": {"median",
+# "max", "rounds", "set_ms"}, "nodes10_ms": {...}}} into the results file,
+# keeping its other keys.  Without PostgreSQL the values are null and the
+# script says so (exit 0); a failed measurement exits 1.
+#
+# Environment: BENCH_PROPAGATION_ROUNDS (5), BENCH_PROPAGATION_NODES
+# ("3 10"), BENCH_RESULTS (default tests/bench/results.json in the source
+# tree), SOFTHSM_MODULE, CUSTODY_MODULE_DIR (the PostgreSQL store module).
+set -u -o pipefail
+shopt -s lastpipe
+
+: "${CUSTODY_BIN:?CUSTODY_BIN must name the custody binary}"
+here=$(cd "$(dirname "$0")" && pwd)
+TOP_SRCDIR=${TOP_SRCDIR:-$(cd "$here/../.." && pwd)}
+export TOP_SRCDIR
+rounds=${BENCH_PROPAGATION_ROUNDS:-5}
+sizes=${BENCH_PROPAGATION_NODES:-3 10}
+results=${BENCH_RESULTS:-$TOP_SRCDIR/tests/bench/results.json}
+[[ $rounds =~ ^[1-9][0-9]?$ ]] || { echo "propagation: BENCH_PROPAGATION_ROUNDS must be 1 to 99" >&2; exit 1; }
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/custody-prop.XXXXXX")
+pgdir=$(mktemp -d /tmp/custody-pg.XXXXXX)	# short: a socket path
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+	"$TOP_SRCDIR/scripts/test-postgres.sh" stop "$pgdir" >/dev/null 2>&1
+	rm -rf "$T" "$pgdir"
+}
+trap cleanup EXIT
+umask 077
+
+die() {
+	echo "propagation: $*" >&2
+	exit 1
+}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# Writes "propagation" into the results file, keeping the rest.
+write_results() { # JSON-OBJECT
+	python3 - "$results" "$1" <<'PY'
+import json, os, sys
+path, prop = sys.argv[1], json.loads(sys.argv[2])
+data = {}
+if os.path.exists(path):
+    with open(path) as f:
+        data = json.load(f)
+data["propagation"] = prop
+with open(path, "w") as f:
+    json.dump(data, f, indent=2)
+    f.write("\n")
+PY
+}
+
+"$TOP_SRCDIR/scripts/test-postgres.sh" start "$pgdir" >"$T/pg.out" 2>&1
+case $? in
+0) ;;
+77)
+	echo "propagation: no PostgreSQL server installed: not measured" >&2
+	mkdir -p "$(dirname "$results")"
+	write_results '{"nodes3_ms": null, "nodes10_ms": null}'
+	exit 0
+	;;
+*) die "cannot start a PostgreSQL server: $(tail -3 "$T/pg.out")" ;;
+esac
+base_url=$("$TOP_SRCDIR/scripts/test-postgres.sh" env "$pgdir" |
+	sed -n "s/^export CUSTODY_TEST_PG_URL='\(.*\)'$/\1/p")
+
+# A node: its own token directory, lock directory and environment file.
+setup_node() { # DIR NAME STORE
+	local dir=$1 name=$2 store=$3 exports
+	mkdir -p "$dir/lock"
+	exports=$("$TOP_SRCDIR/scripts/softhsm-token.sh" "$dir" "$name") ||
+		die "cannot initialise the token of $name"
+	{
+		echo "$exports"
+		printf 'export CUSTODY_NODE=%q CUSTODY_STORE=%q CUSTODY_LOCK_DIR=%q CUSTODY_CONFIG=""\n' \
+			"$name" "$store" "$dir/lock"
+	} >"$dir/env"
+}
+on() { # DIR ARGS... — custody as that node; dies on failure
+	local dir=$1
+	shift
+	(. "$dir/env" && "$CUSTODY_BIN" -q "$@") >"$T/out" 2>"$T/err" ||
+		die "custody $* ($(basename "$dir")) failed: $(cat "$T/err")"
+}
+# import_key DIR N — a fresh RSA-2048 key (memory, then a pipe) imported
+# replicable on node DIR (which packages it); prints its thumbprint.
+import_key() {
+	local dir=$1 n=$2 pem tp
+	pem=$(openssl req -x509 -newkey rsa:2048 -noenc -keyout - -out - -days 30 \
+		-subj "/O=custody bench/CN=prop-$n.custody.test" 2>/dev/null) || die "openssl req failed"
+	tp=$(printf '%s\n' "$pem" | openssl x509 -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
+	printf '%s\n' "$pem" | on "$dir" import --path /dev/stdin --replicable
+	unset pem
+	[ "$(psql "$store" -qAtc "SELECT count(*) FROM packages WHERE thumbprint = '$tp'")" = 1 ] ||
+		die "import --replicable made no package of $tp"
+	echo "$tp"
+}
+# all_reported SINCE_MS THUMBPRINT DIR... — prints the latest time_ms at
+# which a node's watcher reported THUMBPRINT current and held (after
+# SINCE_MS), when every node has; else fails.
+all_reported() {
+	python3 - "$@" <<'PY'
+import json, sys
+since, tp, dirs = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+last = 0
+for d in dirs:
+    t = None
+    with open(d + "/watch.out") as f:
+        for line in f:
+            try:
+                o = json.loads(line)
+            except ValueError:
+                continue
+            if o["time_ms"] < since:
+                continue
+            if any(i["thumbprint"] == tp and i["slot"] == "current" and i["held"] and i["type"] == "OAuthTokenIssuer"
+                   for i in o["items"]):
+                t = o["time_ms"]
+                break
+    if t is None:
+        sys.exit(1)
+    last = max(last, t)
+print(last)
+PY
+}
+
+declare -A got
+measure() { # NODES — sets got[NODES] to the JSON object of this size
+	local size=$1 schema="prop$1" i r dir tp t0 t1 done_ms deadline
+	local -a dirs keys times sets
+	psql "$base_url" -qAtc "CREATE SCHEMA $schema" >/dev/null || die "cannot create schema $schema"
+	store="$base_url&options=-csearch_path%3D$schema"
+	for ((i = 1; i <= size; i++)); do
+		dirs+=("$T/n$size/node$i")
+		setup_node "$T/n$size/node$i" "node$i" "$store"
+	done
+	echo "propagation: $size nodes: ceremony" >&2
+	on "${dirs[0]}" kek create
+	for ((i = 1; i < size; i++)); do on "${dirs[$i]}" node enroll; done
+	for ((i = 1; i < size; i++)); do on "${dirs[0]}" node admit "node$((i + 1))"; done
+	for ((i = 1; i < size; i++)); do on "${dirs[$i]}" node join; done
+	for ((r = 0; r <= rounds; r++)); do
+		tp=$(import_key "${dirs[0]}" "$size-$r")
+		[ -n "$tp" ] || die "$size nodes: cannot import key $r"
+		keys+=("$tp")
+	done
+	on "${dirs[0]}" set -t OAuthTokenIssuer --thumbprint "${keys[0]}"
+	for dir in "${dirs[@]}"; do
+		(
+			. "$dir/env"
+			exec "$CUSTODY_BIN" -q sync --watch -o json >"$dir/watch.out" 2>"$dir/watch.err"
+		) &
+		pids+=($!)
+	done
+	deadline=$(($(now_ms) + 60000))
+	until all_reported 0 "${keys[0]}" "${dirs[@]}" >/dev/null; do
+		[ "$(now_ms)" -lt "$deadline" ] || die "$size nodes: the watchers did not report the first key in 60 s"
+		sleep 0.1
+	done
+	for ((r = 1; r <= rounds; r++)); do
+		sleep 1	# let every node settle
+		tp=${keys[$r]}
+		t0=$(now_ms)
+		on "${dirs[0]}" set -t OAuthTokenIssuer --thumbprint "$tp"
+		t1=$(now_ms)
+		deadline=$((t0 + 30000))
+		until done_ms=$(all_reported "$t0" "$tp" "${dirs[@]}"); do
+			[ "$(now_ms)" -lt "$deadline" ] || die "$size nodes, round $r: not every node reported $tp in 30 s"
+			sleep 0.02
+		done
+		times+=($((done_ms - t0)))
+		sets+=($((t1 - t0)))
+		echo "propagation: $size nodes, round $r: $((done_ms - t0)) ms (set itself: $((t1 - t0)) ms)" >&2
+	done
+	# The store agrees with what the watchers said.
+	[ "$(psql "$store" -qAtc "SELECT count(DISTINCT node) FROM node_reports WHERE thumbprint = '$tp' AND held")" = "$size" ] ||
+		die "$size nodes: the store's reports do not show every node holding $tp"
+	for i in "${!pids[@]}"; do kill -TERM "${pids[$i]}" 2>/dev/null; done
+	for i in "${!pids[@]}"; do wait "${pids[$i]}" 2>/dev/null; done
+	pids=()
+	got[$size]=$(python3 -c '
+import json, statistics, sys
+t = [int(x) for x in sys.argv[2].split()]
+s = [int(x) for x in sys.argv[3].split()]
+print(json.dumps({"median": statistics.median(t), "max": max(t), "rounds": len(t),
+                  "set_ms": statistics.median(s)}))' "$size" "${times[*]}" "${sets[*]}")
+}
+
+for size in $sizes; do
+	measure "$size"
+done
+prop="{"
+sep=""
+for size in $sizes; do
+	prop="$prop$sep\"nodes${size}_ms\": ${got[$size]}"
+	sep=", "
+done
+prop="$prop}"
+mkdir -p "$(dirname "$results")"
+write_results "$prop" || die "cannot write $results"
+python3 - "$prop" <<'PY'
+import json, sys
+p = json.loads(sys.argv[1])
+print("propagation: custody set on node1 -> every sync --watch node reported (target < 1000 ms)")
+print("%-8s %10s %10s %8s %10s" % ("nodes", "median ms", "max ms", "rounds", "verdict"))
+for k, v in p.items():
+    n = k[len("nodes"):-len("_ms")]
+    print("%-8s %10s %10s %8s %10s" % (n, v["median"], v["max"], v["rounds"], "ok" if v["max"] < 1000 else "OVER"))
+PY
+echo "propagation: results in $results" >&2

@@ -1,0 +1,27 @@
+#!/bin/sh
+# valgrind-custody.sh ARGS... — runs this build's custody under valgrind
+# memcheck: CUSTODY_BIN for the valgrind pass of scripts/test-sanitizers.sh.
+#
+# Any memory error or definitely lost block makes the exit status 99 (so a
+# test that checks the status fails) and prints valgrind's report on
+# stderr; with VALGRIND_REPORTS=DIR the report is also kept there, one
+# file per process that had one.  Leaks in third-party libraries are
+# suppressed by tests/valgrind.supp (each entry says what it is).
+# TOP_BUILDDIR: the build tree (its .libs holds custody and libcustody).
+top=${TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+build=${TOP_BUILDDIR:?TOP_BUILDDIR must name the build tree}
+log=$(mktemp "${TMPDIR:-/tmp}/valgrind-custody.XXXXXX") || exit 98
+LD_LIBRARY_PATH="$build/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	--show-leak-kinds=definite --num-callers=30 \
+	--suppressions="$top/tests/valgrind.supp" --log-file="$log" \
+	"$build/.libs/custody" "$@"
+rc=$?
+if [ -s "$log" ]; then
+	cat "$log" >&2
+	if [ -n "${VALGRIND_REPORTS:-}" ] && mkdir -p "$VALGRIND_REPORTS"; then
+		{ echo "custody $*"; cat "$log"; } >"$VALGRIND_REPORTS/custody.$$"
+	fi
+fi
+rm -f "$log"
+exit "$rc"
