@@ -7,10 +7,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -146,11 +148,17 @@ load_package(struct cli *cli, const char *path, custody_package *pkg, custody_bu
 	const unsigned char *p;
 	size_t len = 0;
 	FILE *f = NULL;
-	int r = CUSTODY_EFAIL;
+	int r = CUSTODY_EFAIL, fd = -1;
 
-	if ((f = fopen(path, "rbe")) == NULL) {
+	/* O_NONBLOCK: open() of a FIFO without a writer would wait forever;
+	 * then the reads block again (no writer reads as end of file). */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0 ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
+	    (f = fdopen(fd, "rb")) == NULL) {
 		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot open %s: %s", path,
 				    strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		goto out;
 	}
 	if ((buf = malloc(CUSTODY_PACKAGE_MAX + 1)) == NULL) {

@@ -1,9 +1,9 @@
 /*
  * cluster_package.c — a key package moved by hand (`custody export` /
  * `custody import --package`): the strict parser and the writer of its
- * JSON form (see custody/cluster.h), and the two token-side steps.  The
- * parser takes bytes and touches nothing else, so that the fuzz harness
- * can call it; every field is checked for its exact form, and thumbprint
+ * JSON form (see custody/cluster.h); the token-side steps are in
+ * cluster_export.c.  The parser takes bytes and touches nothing else, so
+ * that the fuzz harness can call it; every field is checked for its exact form, and thumbprint
  * and key id against the certificate the package carries.
  */
 #include "config.h"
@@ -394,146 +394,5 @@ out:
 		OPENSSL_clear_free(text, strlen(text));
 	free(cert);
 	json_decref(o);
-	return r;
-}
-
-/* ------------------------------------------------------------ token side */
-
-int
-custody_cluster_export(custody_token *tok, custody_store *st,
-		       const char *node, const char *thumbprint,
-		       custody_package *out, custody_err *err)
-{
-	custody_cert_record cert;
-	custody_package_record stored;
-	custody_audit_entry d;
-	char kcv[CUSTODY_KCV_HEX + 1], store_kcv[CUSTODY_KCV_HEX + 1];
-	char detail[200];
-	int r, in_tx = 0;
-
-	memset(&cert, 0, sizeof(cert));
-	memset(&stored, 0, sizeof(stored));
-	if (out == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot export: nowhere to put the package");
-	memset(out, 0, sizeof(*out));
-	if ((r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
-	    (r = custody_cluster_kek_state(tok, st, store_kcv, kcv, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	r = custody_store_get_package(st, thumbprint, &stored, err);
-	if (r == CUSTODY_OK) {
-		custody_step("the store holds the package of %s (wrapped under "
-			     "KEK %s on node %s): it is exported as it is",
-			     thumbprint, stored.kcv, stored.node);
-		out->wrapped = stored.wrapped;
-		out->wrapped_len = stored.wrapped_len;
-		stored.wrapped = NULL;
-		stored.wrapped_len = 0;
-		snprintf(out->kcv, sizeof(out->kcv), "%s", stored.kcv);
-	} else if (r == CUSTODY_ENOTFOUND) {
-		if (kcv[0] == '\0') {
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot export %s: the store holds no "
-					    "package for it and token %s holds no "
-					    "KEK to wrap it under", thumbprint,
-					    custody_token_label(tok));
-			goto out;
-		}
-		custody_step("wrapping private key %s (certificate %s) under the "
-			     "KEK (key check value %s) on token %s", cert.key_id,
-			     thumbprint, kcv, custody_token_label(tok));
-		if ((r = custody_token_wrap_private_key(tok, cert.key_id,
-							&out->wrapped,
-							&out->wrapped_len,
-							err)) != CUSTODY_OK)
-			goto out;
-		snprintf(out->kcv, sizeof(out->kcv), "%s", kcv);
-	} else {
-		goto out;
-	}
-	snprintf(out->thumbprint, sizeof(out->thumbprint), "%s", thumbprint);
-	snprintf(out->key_id, sizeof(out->key_id), "%s", cert.key_id);
-	if ((out->cert_der = malloc(cert.der_len)) == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot export %s: out of memory", thumbprint);
-		goto out;
-	}
-	memcpy(out->cert_der, cert.der, cert.der_len);
-	out->cert_der_len = cert.der_len;
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
-	memset(&d, 0, sizeof(d));
-	snprintf(d.node, sizeof(d.node), "%s", node);
-	snprintf(d.action, sizeof(d.action), "export");
-	snprintf(d.thumbprint, sizeof(d.thumbprint), "%s", thumbprint);
-	snprintf(detail, sizeof(detail), "key id %s wrapped under KEK %s, "
-		 "written to a package file", cert.key_id, out->kcv);
-	d.detail = detail;
-	if ((r = custody_audit_append(st, &d, err)) != CUSTODY_OK) {
-		custody_err_prefix(err, "cannot append to the audit log");
-		goto out;
-	}
-	in_tx = 0;
-	r = custody_store_commit(st, err);
-out:
-	if (in_tx)
-		custody_store_rollback(st);
-	if (r != CUSTODY_OK)
-		custody_package_clear(out);
-	custody_cert_record_clear(&cert);
-	custody_package_record_clear(&stored);
-	return r;
-}
-
-int
-custody_cluster_unwrap_package(custody_token *tok, const custody_package *pkg,
-			       const char *label, custody_err *err)
-{
-	const unsigned char *p;
-	char kcv[CUSTODY_KCV_HEX + 1];
-	int present = 0, r;
-	X509 *x = NULL;
-
-	if (pkg == NULL || pkg->cert_der == NULL || pkg->wrapped == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot unwrap a key package: it is empty");
-	if ((r = custody_token_kek_present(tok, &present, err)) != CUSTODY_OK)
-		goto out;
-	if (!present) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot unwrap the package of %s: token %s "
-				    "holds no KEK", pkg->thumbprint,
-				    custody_token_label(tok));
-		custody_err_hint(err, "join the cluster first (custody node "
-				 "enroll / admit / join)");
-		goto out;
-	}
-	if ((r = custody_token_kek_kcv(tok, kcv, err)) != CUSTODY_OK)
-		goto out;
-	if (strcasecmp(kcv, pkg->kcv) != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot unwrap the package of %s: it was "
-				    "wrapped under another KEK (key check value "
-				    "%s); token %s holds %s", pkg->thumbprint,
-				    pkg->kcv, custody_token_label(tok), kcv);
-		goto out;
-	}
-	p = pkg->cert_der;
-	if ((x = d2i_X509(NULL, &p, (long)pkg->cert_der_len)) == NULL) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL,
-					"cannot unwrap the package of %s: its "
-					"certificate cannot be read",
-					pkg->thumbprint);
-		goto out;
-	}
-	custody_step("unwrapping the package of %s (key id %s, KEK %s) into "
-		     "token %s", pkg->thumbprint, pkg->key_id, kcv,
-		     custody_token_label(tok));
-	r = custody_token_unwrap_private_key(tok, pkg->wrapped, pkg->wrapped_len,
-					     label, x, err);
-out:
-	X509_free(x);
 	return r;
 }

@@ -31,11 +31,9 @@ top=$(cd "$here/../.." && pwd -P)
 
 # Library modules the harnesses reach (and those these depend on).
 LIB_SOURCES="error log records hexfmt timefmt thumbprint jws cert cert_bundle
-	policy config secret"
+	policy config secret cluster_package"
 # Test helpers linked into every harness (keys and certificates in memory).
 TEST_SOURCES="tests/unit/testcerts.c"
-# A harness for the cluster key package parser comes with that parser:
-# TODO(package) add tests/fuzz/fuzz_package.c and corpus/package/ then.
 
 tap=0
 seconds=${FUZZ_SECONDS:-60}
