@@ -8,6 +8,7 @@
 
 #include <custody/policy.h>
 
+#include "change.h"
 #include "cli.h"
 
 enum {
@@ -85,10 +86,14 @@ cmd_remove(struct cli *cli, int argc, char **argv)
 			  : o.pending ? CUSTODY_SLOT_PENDING : CUSTODY_SLOT_CURRENT;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK)
 		return r;
-	/* The stored record (not resolved: remove resolves it itself, and
-	 * the version read is what the write is checked against). */
+	/* The assignment as it stands (the version read is what the write
+	 * is checked against).  A roll that came due is recorded first, with
+	 * its own audit entry, then the record is read again. */
 	if ((r = cli_lookup_assignment(cli, type, o.identity != NULL ? identity : NULL, 0,
 				       &before)) != CUSTODY_OK)
+		return r;
+	if (change_materialize_due_roll(cli, before.type, before.identity) == CUSTODY_OK &&
+	    (r = cli_lookup_assignment(cli, before.type, before.identity, 0, &before)) != CUSTODY_OK)
 		return r;
 	r = custody_assign_remove(&before, slot, cli->now, cli->cfg.policy.overlap, o.force,
 				  &after, &outcome, &cli->err);
