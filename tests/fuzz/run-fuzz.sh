@@ -65,7 +65,7 @@ if [ -z "$build" ]; then
 fi
 build=$(realpath -m "$build")
 case "$build/" in
-"$top"/build/*|"$top"/build-*/*) ;;	# a build tree beside the sources
+"$top"/build/*|"$top"/build-*/*|"$top"/_build/*) ;;	# a build tree beside the sources (_build: make distcheck)
 "$top"/*) echo "run-fuzz: $build is inside the source tree: give another --build-dir" >&2; exit 2 ;;
 esac
 mkdir -p "$build" || exit 1
