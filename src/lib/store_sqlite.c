@@ -227,6 +227,29 @@ prepare(struct sqlite_store *s, const char *sql, sqlite3_stmt **stmt,
 	return CUSTODY_OK;
 }
 
+/* Room for one more element in a list read row by row: returns the array
+ * (cap elements of elem bytes), doubled when count reached cap, and sets
+ * *r; on failure the array is returned unchanged, still the caller's. */
+static void *
+grow_list(struct sqlite_store *s, void *list, size_t *cap, size_t count,
+	  size_t elem, int *r, custody_err *err)
+{
+	size_t ncap;
+	void *grown;
+
+	*r = CUSTODY_OK;
+	if (count < *cap)
+		return list;
+	ncap = *cap == 0 ? 8 : *cap * 2;
+	if ((grown = realloc(list, ncap * elem)) == NULL) {
+		*r = custody_err_set(err, CUSTODY_EFAIL,
+				     "cannot read store %s: out of memory", s->path);
+		return list;
+	}
+	*cap = ncap;
+	return grown;
+}
+
 static int
 exec_constant(struct sqlite_store *s, const char *sql, custody_err *err,
 	      const char *what)
@@ -746,19 +769,9 @@ sqlite_list_assignments(void *handle, custody_assignment **out, size_t *n,
 			 "ELSE 1 END, identity", &st, err)) != CUSTODY_OK)
 		goto out;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			size_t ncap = cap == 0 ? 8 : cap * 2;
-			custody_assignment *grown = realloc(list, ncap * sizeof(*list));
-
-			if (grown == NULL) {
-				r = custody_err_set(err, CUSTODY_EFAIL,
-						    "cannot list the assignments of "
-						    "store %s: out of memory", s->path);
-				goto out;
-			}
-			list = grown;
-			cap = ncap;
-		}
+		list = grow_list(s, list, &cap, count, sizeof(*list), &r, err);
+		if (r != CUSTODY_OK)
+			goto out;
 		if ((r = read_assignment(s, st, &list[count], err)) != CUSTODY_OK)
 			goto out;
 		count++;
@@ -1164,19 +1177,9 @@ sqlite_list_certs(void *handle, custody_cert_record **out, size_t *n,
 			 "ORDER BY not_after, thumbprint", &st, err)) != CUSTODY_OK)
 		goto out;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			size_t ncap = cap == 0 ? 8 : cap * 2;
-			custody_cert_record *grown = realloc(list, ncap * sizeof(*list));
-
-			if (grown == NULL) {
-				r = custody_err_set(err, CUSTODY_EFAIL,
-						    "cannot list the certificates of "
-						    "store %s: out of memory", s->path);
-				goto out;
-			}
-			list = grown;
-			cap = ncap;
-		}
+		list = grow_list(s, list, &cap, count, sizeof(*list), &r, err);
+		if (r != CUSTODY_OK)
+			goto out;
 		if ((r = read_cert(s, st, &list[count], err)) != CUSTODY_OK)
 			goto out;
 		count++;
@@ -1412,19 +1415,9 @@ sqlite_list_audit(void *handle, int64_t since, custody_audit_entry **out,
 		goto out;
 	sqlite3_bind_int64(st, 1, since);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			size_t ncap = cap == 0 ? 16 : cap * 2;
-			custody_audit_entry *grown = realloc(list, ncap * sizeof(*list));
-
-			if (grown == NULL) {
-				r = custody_err_set(err, CUSTODY_EFAIL,
-						    "cannot read the audit log of "
-						    "store %s: out of memory", s->path);
-				goto out;
-			}
-			list = grown;
-			cap = ncap;
-		}
+		list = grow_list(s, list, &cap, count, sizeof(*list), &r, err);
+		if (r != CUSTODY_OK)
+			goto out;
 		if ((r = read_audit(s, st, &list[count], err)) != CUSTODY_OK)
 			goto out;
 		count++;
@@ -1752,19 +1745,9 @@ sqlite_list_nodes(void *handle, custody_node_record **out, size_t *n,
 			 &st, err)) != CUSTODY_OK)
 		goto out;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			size_t ncap = cap == 0 ? 8 : cap * 2;
-			custody_node_record *grown = realloc(list, ncap * sizeof(*list));
-
-			if (grown == NULL) {
-				r = custody_err_set(err, CUSTODY_EFAIL,
-						    "cannot list the nodes of store "
-						    "%s: out of memory", s->path);
-				goto out;
-			}
-			list = grown;
-			cap = ncap;
-		}
+		list = grow_list(s, list, &cap, count, sizeof(*list), &r, err);
+		if (r != CUSTODY_OK)
+			goto out;
 		if ((r = read_node(s, st, &list[count], err)) != CUSTODY_OK)
 			goto out;
 		count++;
@@ -1896,19 +1879,9 @@ sqlite_list_packages(void *handle, custody_package_record **out, size_t *n,
 			 "ORDER BY thumbprint", &st, err)) != CUSTODY_OK)
 		goto out;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			size_t ncap = cap == 0 ? 8 : cap * 2;
-			custody_package_record *grown = realloc(list, ncap * sizeof(*list));
-
-			if (grown == NULL) {
-				r = custody_err_set(err, CUSTODY_EFAIL,
-						    "cannot list the packages of "
-						    "store %s: out of memory", s->path);
-				goto out;
-			}
-			list = grown;
-			cap = ncap;
-		}
+		list = grow_list(s, list, &cap, count, sizeof(*list), &r, err);
+		if (r != CUSTODY_OK)
+			goto out;
 		if ((r = read_package(s, st, &list[count], err)) != CUSTODY_OK)
 			goto out;
 		count++;
@@ -2011,19 +1984,9 @@ sqlite_list_reports(void *handle, const char *node, custody_report_record **out,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		custody_report_record *rec;
 
-		if (count == cap) {
-			size_t ncap = cap == 0 ? 16 : cap * 2;
-			custody_report_record *grown = realloc(list, ncap * sizeof(*list));
-
-			if (grown == NULL) {
-				r = custody_err_set(err, CUSTODY_EFAIL,
-						    "cannot list the reports of "
-						    "store %s: out of memory", s->path);
-				goto out;
-			}
-			list = grown;
-			cap = ncap;
-		}
+		list = grow_list(s, list, &cap, count, sizeof(*list), &r, err);
+		if (r != CUSTODY_OK)
+			goto out;
 		rec = &list[count];
 		memset(rec, 0, sizeof(*rec));
 		if (column_fixed(st, 0, rec->node, sizeof(rec->node)) != 0 ||
