@@ -4,6 +4,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -98,6 +99,50 @@ bench_parse_count(const char *s, long max, long *out)
 	if (errno != 0 || end == s || *end != '\0' || v < 1 || v > max)
 		return bench_fail("bad count %s: expected a whole number in [1, %ld]", s, max);
 	*out = v;
+	return 0;
+}
+
+int
+bench_parse_signer_opts(int argc, char **argv, const char *name_option,
+			struct bench_signer_opts *o)
+{
+	const struct option options[] = {
+		{"kind", required_argument, NULL, 'k'},
+		{name_option, required_argument, NULL, 'N'},
+		{"cert", required_argument, NULL, 'c'},
+		{"threads", required_argument, NULL, 'n'},
+		{"seconds", required_argument, NULL, 's'},
+		{NULL, 0, NULL, 0},
+	};
+	int c, have_kind = 0;
+
+	memset(o, 0, sizeof(*o));
+	o->threads = 1;
+	o->seconds = 2.0;
+	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			if (bench_kind_parse(optarg, &o->kind) != 0)
+				return -1;
+			have_kind = 1;
+			break;
+		case 'N': o->name = optarg; break;
+		case 'c': o->cert = optarg; break;
+		case 'n':
+			if (bench_parse_count(optarg, BENCH_MAX_THREADS, &o->threads) != 0)
+				return -1;
+			break;
+		case 's':
+			if (bench_parse_seconds(optarg, &o->seconds) != 0)
+				return -1;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (optind != argc || !have_kind || o->name == NULL || o->cert == NULL)
+		return bench_fail("usage: %s --kind rsa2048|ec_p256 --%s VALUE --cert PEM "
+				  "[--threads N] [--seconds S]", bench_progname, name_option);
 	return 0;
 }
 

@@ -52,6 +52,19 @@ const char *bench_kind_name(enum bench_kind kind);
 int bench_parse_seconds(const char *s, double *out);
 int bench_parse_count(const char *s, long max, long *out);
 
+/* The options of the in-process signer benchmarks (bench_engine,
+ * bench_library): --kind K --NAME VALUE --cert PEM [--threads N]
+ * [--seconds S], where NAME is name_option ("key", "type"). */
+struct bench_signer_opts {
+	const char *name;	/* the value of --NAME */
+	const char *cert;
+	enum bench_kind kind;
+	long threads;		/* default 1 */
+	double seconds;		/* default 2 */
+};
+int bench_parse_signer_opts(int argc, char **argv, const char *name_option,
+			    struct bench_signer_opts *o);
+
 /* Makes one signature with ctx; 0 on success, -1 (after saying why). */
 typedef int (*bench_sign_fn)(void *ctx);
 

@@ -22,7 +22,6 @@
 /* ENGINE is deprecated in OpenSSL 3; it is the path being measured. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +34,6 @@
 #include "bench.h"
 
 #define WARMUP 20
-
-struct opts {
-	const char *key;
-	const char *cert;
-	enum bench_kind kind;
-	int have_kind;
-	long threads;
-	double seconds;
-};
 
 struct worker {
 	EVP_PKEY *pkey;
@@ -67,7 +57,7 @@ sign_engine(void *ctx)
 }
 
 static int
-run(const struct opts *o)
+run(const struct bench_signer_opts *o)
 {
 	ENGINE *e = NULL;
 	EVP_PKEY *pkey = NULL;
@@ -91,8 +81,8 @@ run(const struct opts *o)
 		goto out;
 	}
 	inited = 1;
-	if ((pkey = ENGINE_load_private_key(e, o->key, NULL, NULL)) == NULL) {
-		bench_fail("the engine custody cannot load the key %s", o->key);
+	if ((pkey = ENGINE_load_private_key(e, o->name, NULL, NULL)) == NULL) {
+		bench_fail("the engine custody cannot load the key %s", o->name);
 		ERR_print_errors_fp(stderr);
 		goto out;
 	}
@@ -121,57 +111,14 @@ out:
 	return r;
 }
 
-static int
-parse(int argc, char **argv, struct opts *o)
-{
-	static const struct option options[] = {
-		{"kind", required_argument, NULL, 'k'},
-		{"key", required_argument, NULL, 'K'},
-		{"cert", required_argument, NULL, 'c'},
-		{"threads", required_argument, NULL, 'n'},
-		{"seconds", required_argument, NULL, 's'},
-		{NULL, 0, NULL, 0},
-	};
-	int c;
-
-	memset(o, 0, sizeof(*o));
-	o->threads = 1;
-	o->seconds = 2.0;
-	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		switch (c) {
-		case 'k':
-			if (bench_kind_parse(optarg, &o->kind) != 0)
-				return -1;
-			o->have_kind = 1;
-			break;
-		case 'K': o->key = optarg; break;
-		case 'c': o->cert = optarg; break;
-		case 'n':
-			if (bench_parse_count(optarg, BENCH_MAX_THREADS, &o->threads) != 0)
-				return -1;
-			break;
-		case 's':
-			if (bench_parse_seconds(optarg, &o->seconds) != 0)
-				return -1;
-			break;
-		default:
-			return -1;
-		}
-	}
-	if (optind != argc || !o->have_kind || o->key == NULL || o->cert == NULL)
-		return bench_fail("usage: bench_engine --kind rsa2048|ec_p256 --key KEY "
-				  "--cert PEM [--threads N] [--seconds S]");
-	return 0;
-}
-
 int
 main(int argc, char **argv)
 {
-	struct opts o;
+	struct bench_signer_opts o;
 	int r;
 
 	bench_progname = "bench_engine";
-	if (parse(argc, argv, &o) != 0)
+	if (bench_parse_signer_opts(argc, argv, "key", &o) != 0)
 		return 2;
 	r = run(&o);
 	return r == 0 ? 0 : r == BENCH_SKIP ? BENCH_SKIP : 1;

@@ -17,7 +17,6 @@
  */
 #include "config.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,15 +30,6 @@
 
 #define WARMUP 20
 
-struct opts {
-	const char *type;
-	const char *cert;
-	enum bench_kind kind;
-	int have_kind;
-	long threads;
-	double seconds;
-};
-
 struct worker {
 	void *signer;		/* shared by every thread */
 	const char *type;
@@ -52,10 +42,10 @@ struct library {
 	custody_signer *signer;
 };
 
-/* Opens the signer for o->type from custody's configuration (the
+/* Opens the signer for o->name from custody's configuration (the
  * CUSTODY_* variables); -1 (after bench_fail) on failure, 0 on success. */
 static int
-signer_open(const struct opts *o, void **signer)
+signer_open(const struct bench_signer_opts *o, void **signer)
 {
 	custody_config cfg;
 	custody_ctx_options copts;
@@ -73,7 +63,7 @@ signer_open(const struct opts *o, void **signer)
 	}
 	if (custody_config_apply_env(&cfg, &err) != CUSTODY_OK ||
 	    custody_ctx_new_with(&cfg, NULL, &copts, &lib->ctx, &err) != CUSTODY_OK ||
-	    custody_signer_open(lib->ctx, o->type, NULL, &lib->signer, &err) != CUSTODY_OK) {
+	    custody_signer_open(lib->ctx, o->name, NULL, &lib->signer, &err) != CUSTODY_OK) {
 		bench_fail("custody signer: %s", err.msg);
 		goto out;
 	}
@@ -140,7 +130,7 @@ sign_library(void *ctx)
 }
 
 static int
-run(const struct opts *o)
+run(const struct bench_signer_opts *o)
 {
 	struct worker w[BENCH_MAX_THREADS];
 	void *ctx[BENCH_MAX_THREADS];
@@ -156,7 +146,7 @@ run(const struct opts *o)
 	r = -1;
 	for (i = 0; i < o->threads; i++) {
 		w[i].signer = signer;
-		w[i].type = o->type;
+		w[i].type = o->name;
 		ctx[i] = &w[i];
 	}
 	if (bench_run(sign_library, ctx, (int)o->threads, WARMUP, o->seconds,
@@ -171,57 +161,14 @@ out:
 	return r;
 }
 
-static int
-parse(int argc, char **argv, struct opts *o)
-{
-	static const struct option options[] = {
-		{"kind", required_argument, NULL, 'k'},
-		{"type", required_argument, NULL, 't'},
-		{"cert", required_argument, NULL, 'c'},
-		{"threads", required_argument, NULL, 'n'},
-		{"seconds", required_argument, NULL, 's'},
-		{NULL, 0, NULL, 0},
-	};
-	int c;
-
-	memset(o, 0, sizeof(*o));
-	o->threads = 1;
-	o->seconds = 2.0;
-	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		switch (c) {
-		case 'k':
-			if (bench_kind_parse(optarg, &o->kind) != 0)
-				return -1;
-			o->have_kind = 1;
-			break;
-		case 't': o->type = optarg; break;
-		case 'c': o->cert = optarg; break;
-		case 'n':
-			if (bench_parse_count(optarg, BENCH_MAX_THREADS, &o->threads) != 0)
-				return -1;
-			break;
-		case 's':
-			if (bench_parse_seconds(optarg, &o->seconds) != 0)
-				return -1;
-			break;
-		default:
-			return -1;
-		}
-	}
-	if (optind != argc || !o->have_kind || o->type == NULL || o->cert == NULL)
-		return bench_fail("usage: bench_library --kind rsa2048|ec_p256 --type TYPE "
-				  "--cert PEM [--threads N] [--seconds S]");
-	return 0;
-}
-
 int
 main(int argc, char **argv)
 {
-	struct opts o;
+	struct bench_signer_opts o;
 	int r;
 
 	bench_progname = "bench_library";
-	if (parse(argc, argv, &o) != 0)
+	if (bench_parse_signer_opts(argc, argv, "type", &o) != 0)
 		return 2;
 	r = run(&o);
 	return r == 0 ? 0 : r == BENCH_SKIP ? BENCH_SKIP : 1;
