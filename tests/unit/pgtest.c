@@ -1,6 +1,7 @@
 /* pgtest.c — see pgtest.h. */
 #include "config.h"
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,4 +132,27 @@ pgtest_int(const char *schema, const char *sql)
 	PQclear(res);
 	PQfinish(c);
 	return v;
+}
+
+void
+pgtest_required(void)
+{
+	if (pgtest_base_url() == NULL)
+		cr_skip_test(PGTEST_SKIPPED);
+}
+
+static int
+remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+void
+pgtest_remove_tree(const char *dir)
+{
+	if (dir[0] != '\0')
+		nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -32,4 +32,10 @@ int64_t pgtest_int(const char *schema, const char *sql);
 int pgtest_try(const char *schema, const char *sql, char *msg, size_t size);
 void pgtest_exec(const char *schema, const char *sql);
 
+/* Skips the running test (cr_skip_test) when there is no server. */
+void pgtest_required(void);
+
+/* rm -rf of a test's temporary directory (no-op for ""). */
+void pgtest_remove_tree(const char *dir);
+
 #endif

@@ -9,7 +9,6 @@
  * write access would. */
 #include "config.h"
 
-#include <ftw.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,15 +42,6 @@ static int on_pg;		/* the test runs on PostgreSQL       */
 static char schema[64];		/* PostgreSQL: the test's own schema */
 static char store_name[256];	/* what messages call the store      */
 
-static int
-remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void
 setup(void)
 {
@@ -65,8 +55,7 @@ setup(void)
 static void
 teardown(void)
 {
-	if (tmpdir[0] != '\0')
-		nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	pgtest_remove_tree(tmpdir);
 }
 
 TestSuite(audit, .init = setup, .fini = teardown);
@@ -92,20 +81,13 @@ pg_teardown(void)
 
 TestSuite(audit_pg, .init = pg_setup, .fini = pg_teardown);
 
-static void
-pg_required(void)
-{
-	if (pgtest_base_url() == NULL)
-		cr_skip_test(PGTEST_SKIPPED);
-}
-
 /* BOTH(name[, options]) { body }: the body runs as audit::name on SQLite
  * and as audit_pg::name on PostgreSQL. */
 #define BOTH(...) BOTH_(__VA_ARGS__, .disabled = 0)
 #define BOTH_(name, ...) \
 	static void name##_body(void); \
 	Test(audit, name, __VA_ARGS__) { name##_body(); } \
-	Test(audit_pg, name, __VA_ARGS__) { pg_required(); name##_body(); } \
+	Test(audit_pg, name, __VA_ARGS__) { pgtest_required(); name##_body(); } \
 	static void name##_body(void)
 
 /* The SQL of the test's backend, where the two differ. */
@@ -1064,7 +1046,7 @@ Test(audit_pg, truncate_is_refused_too)
 	custody_store *st;
 	char msg[256];
 
-	pg_required();
+	pgtest_required();
 	st = five_entries();
 	cr_assert_neq(sql_try("TRUNCATE audit", msg, sizeof(msg)), 0);
 	cr_assert_str_eq(msg, "the audit log is append-only");

@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,15 +42,6 @@ static int on_pg;		/* the test runs on PostgreSQL       */
 static char schema[64];		/* PostgreSQL: the test's own schema */
 static char store_name[256];	/* what messages call the store      */
 
-static int
-remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void
 setup(void)
 {
@@ -65,8 +55,7 @@ setup(void)
 static void
 teardown(void)
 {
-	if (tmpdir[0] != '\0')
-		nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	pgtest_remove_tree(tmpdir);
 }
 
 TestSuite(store, .init = setup, .fini = teardown);
@@ -94,27 +83,20 @@ pg_teardown(void)
 
 TestSuite(store_pg, .init = pg_setup, .fini = pg_teardown);
 
-static void
-pg_required(void)
-{
-	if (pgtest_base_url() == NULL)
-		cr_skip_test(PGTEST_SKIPPED);
-}
-
 /* BOTH(name[, options]) { body }: the body runs as store::name on SQLite
  * and as store_pg::name on PostgreSQL. */
 #define BOTH(...) BOTH_(__VA_ARGS__, .disabled = 0)
 #define BOTH_(name, ...) \
 	static void name##_body(void); \
 	Test(store, name, __VA_ARGS__) { name##_body(); } \
-	Test(store_pg, name, __VA_ARGS__) { pg_required(); name##_body(); } \
+	Test(store_pg, name, __VA_ARGS__) { pgtest_required(); name##_body(); } \
 	static void name##_body(void)
 
 /* PG_ONLY(name[, options]) { body }: store_pg::name. */
 #define PG_ONLY(...) PG_ONLY_(__VA_ARGS__, .disabled = 0)
 #define PG_ONLY_(name, ...) \
 	static void name##_body(void); \
-	Test(store_pg, name, __VA_ARGS__) { pg_required(); name##_body(); } \
+	Test(store_pg, name, __VA_ARGS__) { pgtest_required(); name##_body(); } \
 	static void name##_body(void)
 
 /* The SQL of the test's backend, where the two differ. */
