@@ -85,7 +85,11 @@ typedef struct custody_sync_item {
 	char slot[16];		/* "current", "previous", "pending" */
 	int held;		/* the key is on the token and verified  */
 	int unwrapped;		/* this sync unwrapped it                */
+	int repaired;		/* a key object with its id failed its
+				 * check and was destroyed, then the key
+				 * unwrapped again (repair says why)     */
 	char problem[256];	/* "" or why the key is not held         */
+	char repair[256];	/* "" or what the repair destroyed, why  */
 } custody_sync_item;
 
 typedef struct custody_sync_result {
@@ -152,6 +156,18 @@ int custody_cluster_kek_state(custody_token *tok, custody_store *st,
 int custody_cluster_package_put(custody_token *tok, custody_store *st,
 				const char *node, const char *thumbprint,
 				const char *key_id, custody_err *err);
+
+/*
+ * In the caller's transaction: this node holds the key of certificate
+ * `thumbprint` on its token, because it has just imported, generated or
+ * unwrapped it; its report says so (detail: how), as a sync's would, so
+ * that `status` shows the node that made a change in line with it.
+ * Nothing is written for a node the store does not know as a member (no
+ * cluster, or not enrolled).
+ */
+int custody_cluster_report_held(custody_store *st, const char *node,
+				const char *thumbprint, const char *detail,
+				custody_err *err);
 
 /* The rule of issue 5: a key that is not replicable cannot be assigned at
  * `global` while the cluster has more than one node.  OK for any other

@@ -35,6 +35,7 @@ typedef struct custody_err {
 	int code;
 	char msg[1024];
 	char hint[512];
+	unsigned long ckr;	/* the PKCS#11 CK_RV behind the error; 0: none */
 } custody_err;
 
 #if defined(__GNUC__)

@@ -199,6 +199,24 @@ int custody_token_sign(custody_token *tok, const char *key_id, int digest_nid,
 int custody_token_verify_key(custody_token *tok, const char *key_id,
 			     X509 *cert, custody_err *err);
 
+/*
+ * Whether a failed custody_token_verify_key was the key object's fault —
+ * it cannot sign (a half-made object left by an interrupted unwrap or
+ * import, an attribute missing or refused), or it signs for another
+ * public key — rather than the token's (device, session, login, a busy
+ * or cancelled operation, out of memory on the host), after which the
+ * object may well be sound.  ENOTFOUND (no key at all) is not a fault of
+ * a key.
+ */
+int custody_token_err_is_key_fault(const custody_err *e);
+
+/* Destroys the private key(s) with this key id, and nothing else (their
+ * certificates and public keys stay); *n receives how many went.  For
+ * repairing a key that failed its check: the caller proves first that
+ * the key is its own and can be made again. */
+int custody_token_destroy_private_key(custody_token *tok, const char *key_id,
+				      size_t *n, custody_err *err);
+
 /* ---- key pairs made inside the token (token_keygen.c, token_evp.c) --- */
 
 /* A kind of key pair the token can generate. */

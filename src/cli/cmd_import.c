@@ -425,6 +425,11 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	}
 	if (req.type != NULL && (r = change_write(cli, &ch)) != CUSTODY_OK)
 		goto undo;
+	/* In a cluster, this node now holds the key: it says so at once. */
+	if ((r = custody_cluster_report_held(cli->store, cli->node, rec.thumbprint,
+					     o.package != NULL && res.created_key ? "unwrapped" :
+					     "imported", &cli->err)) != CUSTODY_OK)
+		goto undo;
 	if ((r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
 		goto undo;
 	in_tx = 0;

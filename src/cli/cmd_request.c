@@ -801,6 +801,8 @@ record_cert(struct cli *cli, const struct request *rq, const struct request_opts
 					      rec.thumbprint, m->key_id, &cli->err)) !=
 	     CUSTODY_OK) ||
 	    (rq->change.type != NULL && (r = change_write(cli, &ch)) != CUSTODY_OK) ||
+	    (r = custody_cluster_report_held(cli->store, cli->node, rec.thumbprint,
+					     "generated", &cli->err)) != CUSTODY_OK ||
 	    (r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
 		goto out;
 	in_tx = 0;

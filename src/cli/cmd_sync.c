@@ -153,13 +153,15 @@ result_json(const struct cli *cli, const custody_sync_result *res,
 		const custody_sync_item *it = &res->items[i];
 
 		json_array_append_new(items,
-			json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:s?}",
+			json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:s?, s:s?}",
 				  "type", it->type,
 				  "slot", it->slot,
 				  "thumbprint", it->thumbprint,
 				  "state", item_state(it),
 				  "held", it->held,
 				  "unwrapped", it->unwrapped,
+				  "repaired", it->repaired,
+				  "repair", it->repair[0] != '\0' ? it->repair : NULL,
 				  "problem", it->problem[0] != '\0' ? it->problem : NULL));
 	}
 	o = json_pack("{s:s, s:s, s:I, s:I, s:o, s:i, s:b}",
@@ -182,7 +184,7 @@ print_items(const custody_sync_result *res)
 		const custody_sync_item *it = &res->items[i];
 
 		printf("%-24s %-8s %s %s%s%s\n", it->type, it->slot,
-		       it->thumbprint, item_state(it),
+		       it->thumbprint, it->repaired ? "repaired" : item_state(it),
 		       it->problem[0] != '\0' ? ": " : "", it->problem);
 	}
 }

@@ -710,6 +710,39 @@ out:
 }
 
 int
+custody_cluster_report_held(custody_store *st, const char *node,
+			    const char *thumbprint, const char *detail,
+			    custody_err *err)
+{
+	custody_report_record rep;
+	custody_node_record rec;
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = check_node(node, err)) != CUSTODY_OK ||
+	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
+		goto out;
+	r = custody_store_get_node(st, node, &rec, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		custody_err_clear(err);
+		r = CUSTODY_OK;
+		goto out;
+	}
+	if (r != CUSTODY_OK)
+		goto out;
+	memset(&rep, 0, sizeof(rep));
+	snprintf(rep.node, sizeof(rep.node), "%s", node);
+	snprintf(rep.thumbprint, sizeof(rep.thumbprint), "%s", thumbprint);
+	snprintf(rep.detail, sizeof(rep.detail), "%s", detail);
+	rep.held = 1;
+	rep.time = clock_now();
+	r = custody_store_put_report(st, &rep, err);
+out:
+	custody_node_record_clear(&rec);
+	return r;
+}
+
+int
 custody_cluster_package_key(custody_token *tok, custody_store *st,
 			    const char *node, const char *thumbprint,
 			    custody_err *err)
@@ -922,10 +955,124 @@ refuse(custody_sync_result *res, custody_sync_item *it, const char *fmt, ...)
 		     it->thumbprint, it->problem);
 }
 
+/* vsnprintf into buf: a reason cut at size is still a reason. */
+static void
+textf(char *buf, size_t size, const char *fmt, ...) CUSTODY_PRINTF(3, 4);
+
+static void
+textf(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vsnprintf(buf, size, fmt, ap) < 0)
+		buf[0] = '\0';
+	va_end(ap);
+}
+
+/*
+ * Whether the store's package of this certificate's key can be unwrapped
+ * on this token: OK with *pkg filled, or the reason in why.
+ */
+static int
+usable_package(custody_token *tok, custody_store *st, const char *store_kcv,
+	       const char *token_kcv, const custody_cert_record *cert,
+	       custody_package_record *pkg, char *why, size_t size)
+{
+	custody_err e;
+	int r;
+
+	r = custody_store_get_package(st, cert->thumbprint, pkg, &e);
+	if (r == CUSTODY_ENOTFOUND) {
+		textf(why, size, "the store holds no package for it (not "
+			 "replicable, or not packaged yet)");
+		return r;
+	}
+	if (r != CUSTODY_OK) {
+		textf(why, size, "%s", e.msg);
+		return r;
+	}
+	if (strcmp(pkg->key_id, cert->key_id) != 0) {
+		textf(why, size, "its package holds key id %s, but the "
+			 "certificate's key id is %s: package refused",
+			 pkg->key_id, cert->key_id);
+		return CUSTODY_EFAIL;
+	}
+	if (store_kcv[0] != '\0' && strcasecmp(pkg->kcv, store_kcv) != 0) {
+		textf(why, size, "its package was wrapped under another KEK "
+			 "(key check value %s; the cluster's is %s): package "
+			 "refused", pkg->kcv, store_kcv);
+		return CUSTODY_EFAIL;
+	}
+	if (token_kcv[0] == '\0') {
+		textf(why, size, "token %s holds no KEK to unwrap its "
+			 "package: join the cluster first",
+			 custody_token_label(tok));
+		return CUSTODY_EFAIL;
+	}
+	if (strcasecmp(pkg->kcv, token_kcv) != 0) {
+		textf(why, size, "its package was wrapped under KEK %s, "
+			 "token %s holds KEK %s: package refused", pkg->kcv,
+			 custody_token_label(tok), token_kcv);
+		return CUSTODY_EFAIL;
+	}
+	return CUSTODY_OK;
+}
+
+/*
+ * A private key object with the certificate's key id is on the token but
+ * failed its check (failed: why).  It is custody's own debris — what an
+ * interrupted unwrap or import leaves — when the check failed because of
+ * the object (not the token) and the store has a package that this token
+ * can unwrap: then it is destroyed (1 returned, it->repair says what and
+ * why) and the caller unwraps the key again.  Otherwise nothing is
+ * destroyed, the item is refused naming the object, and 0 is returned.
+ */
+static int
+repair_key(custody_token *tok, custody_store *st, const char *store_kcv,
+	   const char *token_kcv, custody_sync_result *res,
+	   custody_sync_item *it, const custody_cert_record *cert,
+	   const custody_err *failed, custody_package_record *pkg)
+{
+	char why[256];
+	size_t n = 0;
+	custody_err e;
+
+	if (!custody_token_err_is_key_fault(failed)) {
+		refuse(res, it, "%s", failed->msg);
+		return 0;
+	}
+	if (usable_package(tok, st, store_kcv, token_kcv, cert, pkg, why,
+			   sizeof(why)) != CUSTODY_OK) {
+		refuse(res, it, "private key %s on token %s fails its check, "
+		       "and custody cannot prove that it made it: not "
+		       "destroyed (%s; the check: %s)", cert->key_id,
+		       custody_token_label(tok), why, failed->msg);
+		return 0;
+	}
+	if (custody_token_destroy_private_key(tok, cert->key_id, &n, &e) !=
+	    CUSTODY_OK) {
+		refuse(res, it, "private key %s fails its check and cannot be "
+		       "repaired: %s", cert->key_id, e.msg);
+		return 0;
+	}
+	textf(it->repair, sizeof(it->repair), "destroyed private key %s "
+		 "on token %s (%s), unwrapped again from its package",
+		 cert->key_id, custody_token_label(tok), failed->msg);
+	custody_step("%s/global %s %s: private key %s on token %s failed its "
+		     "check (%s): destroyed, unwrapping it again from its "
+		     "package", it->type, it->slot, it->thumbprint,
+		     cert->key_id, custody_token_label(tok), failed->msg);
+	it->repaired = 1;
+	return 1;
+}
+
 /*
  * One key of the sync: held and verified, or unwrapped from its package
- * and verified (all or nothing), or refused with the reason.  *package_it
- * = 1 when this token holds it extractable and the store has no package.
+ * and verified (all or nothing), or refused with the reason.  A key
+ * object that fails its check is repaired when custody can prove it is
+ * its own (repair_key).  *package_it = 1 when this token holds it
+ * extractable and the store has no package.
  */
 static void
 sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
@@ -938,6 +1085,7 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 	custody_token_import_result ir;
 	X509 *x = NULL;
 	const unsigned char *p;
+	char why[256];
 	custody_err e;
 	int present = 0, r;
 
@@ -960,12 +1108,13 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 		refuse(res, it, "%s", e.msg);
 		goto out;
 	}
-	if (present) {
-		if ((r = custody_token_verify_key(tok, cert.key_id, x, &e)) !=
-		    CUSTODY_OK) {
-			refuse(res, it, "%s", e.msg);
-			goto out;
-		}
+	if (present &&
+	    (r = custody_token_verify_key(tok, cert.key_id, x, &e)) !=
+	    CUSTODY_OK &&
+	    !repair_key(tok, st, store_kcv, token_kcv, res, it, &cert, &e,
+			&pkg))
+		goto out;
+	if (present && !it->repaired) {
 		/* The certificate beside it (creates nothing when there). */
 		if (custody_token_import(tok, NULL, x, NULL, cert.label, 0, &ir,
 					 &e) != CUSTODY_OK)
@@ -981,38 +1130,14 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 			*package_it = 1;
 		goto out;
 	}
-	r = custody_store_get_package(st, it->thumbprint, &pkg, &e);
-	if (r == CUSTODY_ENOTFOUND) {
-		refuse(res, it, "the key is not on token %s and the store holds "
-		       "no package for it (not replicable, or not packaged yet)",
-		       custody_token_label(tok));
-		goto out;
-	}
-	if (r != CUSTODY_OK) {
-		refuse(res, it, "%s", e.msg);
-		goto out;
-	}
-	if (strcmp(pkg.key_id, cert.key_id) != 0) {
-		refuse(res, it, "its package holds key id %s, but the "
-		       "certificate's key id is %s: package refused, nothing "
-		       "unwrapped", pkg.key_id, cert.key_id);
-		goto out;
-	}
-	if (store_kcv[0] != '\0' && strcasecmp(pkg.kcv, store_kcv) != 0) {
-		refuse(res, it, "its package was wrapped under another KEK (key "
-		       "check value %s; the cluster's is %s): package refused, "
-		       "nothing unwrapped", pkg.kcv, store_kcv);
-		goto out;
-	}
-	if (token_kcv[0] == '\0') {
-		refuse(res, it, "token %s holds no KEK to unwrap its package: "
-		       "join the cluster first", custody_token_label(tok));
-		goto out;
-	}
-	if (strcasecmp(pkg.kcv, token_kcv) != 0) {
-		refuse(res, it, "its package was wrapped under KEK %s, token %s "
-		       "holds KEK %s: package refused, nothing unwrapped",
-		       pkg.kcv, custody_token_label(tok), token_kcv);
+	if (!it->repaired &&
+	    (r = usable_package(tok, st, store_kcv, token_kcv, &cert, &pkg,
+				why, sizeof(why))) != CUSTODY_OK) {
+		if (r == CUSTODY_ENOTFOUND)
+			refuse(res, it, "the key is not on token %s and %s",
+			       custody_token_label(tok), why);
+		else
+			refuse(res, it, "%s, nothing unwrapped", why);
 		goto out;
 	}
 	if ((r = custody_token_unwrap_private_key(tok, pkg.wrapped,
@@ -1068,6 +1193,10 @@ write_sync(custody_token *tok, custody_store *st, const char *node,
 			custody_cert_record_clear(&cert);
 		}
 		unwrapped += it->unwrapped != 0;
+		if (it->repaired &&
+		    (r = audit(st, node, "repair", it->thumbprint, it->repair,
+			       err)) != CUSTODY_OK)
+			goto out;
 		memset(&rep, 0, sizeof(rep));
 		snprintf(rep.node, sizeof(rep.node), "%s", node);
 		snprintf(rep.thumbprint, sizeof(rep.thumbprint), "%s",
@@ -1323,33 +1452,35 @@ out:
 }
 
 /* The time of the newest change a member must follow. */
-static int
-latest_change(custody_store *st, int64_t *when, custody_err *err)
+/* The newest change that members must follow, made by another node than
+ * `node` (0: none): a node's own change (an import, a request) needs of
+ * it only the keys it holds, which its reports tell. */
+static int64_t
+newest_change(const custody_audit_entry *e, size_t n, const char *node)
 {
 	static const char *const actions[] = {
 		"set", "roll", "roll-effective", "remove", "package", "import",
 		"delete", NULL,
 	};
-	custody_audit_entry *e = NULL;
-	size_t n = 0, i, k;
-	int r;
+	int64_t when = 0;
+	size_t i, k;
 
-	*when = 0;
-	if ((r = custody_store_list_audit(st, 0, &e, &n, err)) != CUSTODY_OK)
-		return r;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		if (e[i].time <= when || strcmp(e[i].node, node) == 0)
+			continue;
 		for (k = 0; actions[k] != NULL; k++)
-			if (strcmp(e[i].action, actions[k]) == 0 && e[i].time > *when)
-				*when = e[i].time;
-	custody_audit_entries_free(e, n);
-	return CUSTODY_OK;
+			if (strcmp(e[i].action, actions[k]) == 0)
+				when = e[i].time;
+	}
+	return when;
 }
 
 static void
 judge(custody_node_status *s, char (*keys)[CUSTODY_THUMBPRINT_HEX + 1],
       size_t n_keys, const custody_report_record *reps, size_t n_reps,
-      int64_t changed)
+      const custody_audit_entry *log, size_t n_log)
 {
+	int64_t changed = newest_change(log, n_log, s->node);
 	size_t k, j, len = 0;
 	int held, reported;
 
@@ -1374,7 +1505,7 @@ judge(custody_node_status *s, char (*keys)[CUSTODY_THUMBPRINT_HEX + 1],
 						reported ? "does not hold" :
 						"has not reported", keys[k]);
 	}
-	if (s->last_sync == 0 || s->last_sync < changed) {
+	if (changed > 0 && s->last_sync < changed) {
 		s->stale = 1;
 		if (len == 0)
 			snprintf(s->detail, sizeof(s->detail), "%s",
@@ -1396,7 +1527,8 @@ custody_cluster_status(custody_store *st, int64_t now,
 	char (*keys)[CUSTODY_THUMBPRINT_HEX + 1] = NULL;
 	custody_node_status *list = NULL;
 	size_t n_nodes = 0, n_reps = 0, n_keys = 0, count = 0, i, j;
-	int64_t changed = 0;
+	custody_audit_entry *log = NULL;
+	size_t n_log = 0;
 	int r;
 
 	if (out == NULL || n == NULL || all_ok == NULL || st == NULL)
@@ -1410,7 +1542,8 @@ custody_cluster_status(custody_store *st, int64_t now,
 	    (r = custody_store_list_reports(st, NULL, &reps, &n_reps, err)) !=
 	    CUSTODY_OK ||
 	    (r = expected_keys(st, now, &keys, &n_keys, err)) != CUSTODY_OK ||
-	    (r = latest_change(st, &changed, err)) != CUSTODY_OK)
+	    (r = custody_store_list_audit(st, 0, &log, &n_log, err)) !=
+	    CUSTODY_OK)
 		goto out;
 	list = calloc(n_nodes + n_reps + 1, sizeof(*list));
 	if (list == NULL) {
@@ -1431,7 +1564,7 @@ custody_cluster_status(custody_store *st, int64_t now,
 				 "waiting for node join");
 			continue;
 		}
-		judge(s, keys, n_keys, reps, n_reps, changed);
+		judge(s, keys, n_keys, reps, n_reps, log, n_log);
 	}
 	/* Nodes that report without being enrolled (a store used before the
 	 * cluster existed): judged as members. */
@@ -1454,7 +1587,7 @@ custody_cluster_status(custody_store *st, int64_t now,
 	}
 	for (i = 0; i < count; i++) {
 		if (strcmp(list[i].state, "unenrolled") == 0)
-			judge(&list[i], keys, n_keys, reps, n_reps, changed);
+			judge(&list[i], keys, n_keys, reps, n_reps, log, n_log);
 		if (list[i].differs || list[i].stale)
 			*all_ok = 0;
 	}
@@ -1466,6 +1599,7 @@ out:
 	free(list);
 	free(keys);
 	free(reps);
+	custody_audit_entries_free(log, n_log);
 	custody_node_records_free(nodes, n_nodes);
 	return r;
 }

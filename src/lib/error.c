@@ -27,6 +27,7 @@ custody_err_set(custody_err *err, int code, const char *fmt, ...)
 		return code;
 	err->code = code;
 	err->hint[0] = '\0';
+	err->ckr = 0;
 	va_start(ap, fmt);
 	vformat(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
@@ -50,6 +51,7 @@ custody_err_openssl(custody_err *err, int code, const char *fmt, ...)
 		return code;
 	err->code = code;
 	err->hint[0] = '\0';
+	err->ckr = 0;
 	va_start(ap, fmt);
 	vformat(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
@@ -105,6 +107,7 @@ custody_err_clear(custody_err *err)
 	if (err == NULL)
 		return;
 	err->code = CUSTODY_OK;
+	err->ckr = 0;
 	err->msg[0] = '\0';
 	err->hint[0] = '\0';
 }

@@ -131,6 +131,7 @@ token_err_rv(custody_err *err, int code, CK_RV rv, const char *fmt, ...)
 		return code;
 	err->code = code;
 	err->hint[0] = '\0';
+	err->ckr = rv;
 	va_start(ap, fmt);
 	if (vsnprintf(err->msg, sizeof(err->msg), fmt, ap) < 0)
 		err->msg[0] = '\0';
@@ -1094,9 +1095,12 @@ destroy_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
 	for (i = 0; i < count; i++) {
 		rv = tok->f->C_DestroyObject(tok->session, h[i]);
 		if (rv != CKR_OK) {
+			char hex[2 * KEY_ID_MAX + 1];
+
+			custody_hex_encode(id, id_len, hex, 0);
 			r = token_err_rv(err, CUSTODY_EFAIL, rv,
-					 "cannot destroy the %s on token %s",
-					 what, tok->label);
+					 "cannot destroy the %s with key id %s "
+					 "on token %s", what, hex, tok->label);
 			goto out;
 		}
 		(*n)++;
@@ -1138,6 +1142,24 @@ custody_token_delete(custody_token *tok, const char *key_id, custody_err *err)
 	r = CUSTODY_OK;
 out:
 	return r;
+}
+
+int
+custody_token_destroy_private_key(custody_token *tok, const char *key_id,
+				  size_t *n, custody_err *err)
+{
+	unsigned char id[KEY_ID_MAX];
+	size_t id_len;
+	int r;
+
+	*n = 0;
+	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = token_require_login(tok, "destroy a private key", err)) !=
+	    CUSTODY_OK)
+		return r;
+	return destroy_class(tok, CKO_PRIVATE_KEY, id, id_len, "private key",
+			     n, err);
 }
 
 /* ---------------------------------------------------------------- URI */

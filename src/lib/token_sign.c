@@ -212,10 +212,21 @@ token_sign_raw(custody_token *tok, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE m,
 	rv = tok->f->C_Sign(tok->session, (CK_BYTE *)in, in_len, NULL, &len);
 	if (rv != CKR_OK)
 		goto fail;
-	if (len == 0 || (buf = malloc(len)) == NULL) {
+	if (len == 0) {
+		/* What a half-made key object answers (SoftHSM: one whose
+		 * key material was never written). */
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot sign with private key %s on token "
+				    "%s: the token gives its signatures no "
+				    "length (a damaged key object)", key_id,
+				    tok->label);
+		goto out;
+	}
+	if ((buf = malloc(len)) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot sign with private key %s on token "
 				    "%s: out of memory", key_id, tok->label);
+		err->ckr = CKR_HOST_MEMORY;
 		goto out;
 	}
 	rv = tok->f->C_Sign(tok->session, (CK_BYTE *)in, in_len, buf, &len);
@@ -382,6 +393,35 @@ out:
 	EVP_MD_CTX_free(ctx);
 	free(sig);
 	return r;
+}
+
+int
+custody_token_err_is_key_fault(const custody_err *e)
+{
+	if (e == NULL || e->code != CUSTODY_EFAIL)
+		return 0;
+	switch (e->ckr) {
+	case CKR_OK:			/* a wrong or empty signature */
+	case CKR_GENERAL_ERROR:
+	case CKR_FUNCTION_FAILED:
+	case CKR_ATTRIBUTE_SENSITIVE:
+	case CKR_ATTRIBUTE_TYPE_INVALID:
+	case CKR_ATTRIBUTE_VALUE_INVALID:
+	case CKR_DATA_INVALID:
+	case CKR_DATA_LEN_RANGE:
+	case CKR_KEY_HANDLE_INVALID:
+	case CKR_KEY_SIZE_RANGE:
+	case CKR_KEY_TYPE_INCONSISTENT:
+	case CKR_KEY_FUNCTION_NOT_PERMITTED:
+	case CKR_MECHANISM_INVALID:
+	case CKR_MECHANISM_PARAM_INVALID:
+	case CKR_OBJECT_HANDLE_INVALID:
+	case CKR_TEMPLATE_INCOMPLETE:
+	case CKR_TEMPLATE_INCONSISTENT:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* ------------------------------------- signing in the caller's session */

@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Crash safety of `custody sync`: node2 of a two-node cluster (a token
 # each, one SQLite store) syncs a replicated key (unwrap under the KEK,
-# check against the certificate, report) and is killed with SIGKILL at a
-# random moment within the window learned from timed clean runs.  After
-# each kill (from the same starting state every time):
+# check against the certificate, report).  crash_walk (lib.sh) aborts it
+# at every interruption point once — before each PKCS#11 call, after the
+# last, and inside the unwrap and every other object write, before each
+# write of SoftHSM to its files (torn objects on purpose) — and after
+# each:
 #   - checkstate on node2: nothing reported held that the token lacks, no
 #     package torn, the KEK's KCV the store's, the audit log whole; token
 #     leftovers allowed;
 #   - `custody sync` again exits 0, node2 holds the key, and everything is
-#     consistent (torn SoftHSM objects allowed and counted, see crash.sh).
-# CRASH_RUNS runs (default 50; 200 under make stress).
+#     consistent: a key object that the abort left half made is destroyed
+#     and unwrapped again (the repair), with its audit entry.
+# Then a torn key is checked as a user would meet it: sync says what it
+# repaired, the audit log has the entry, the key signs.  And a key object
+# that fails its check but that custody cannot prove it made (no package)
+# is never destroyed.
+# Under make stress (FAULT_STRESS=1) the old random-timing kill -9 runs
+# follow (CRASH_RUNS, default 200).
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/fault/lib.sh"
 if ! "$CUSTODY_BIN" sync --help >/dev/null 2>&1 || ! "$CUSTODY_BIN" node --help >/dev/null 2>&1; then
 	echo "1..0 # SKIP this custody has no sync / node commands"
 	exit 0
 fi
 started=$(now_ms)
-runs=${CRASH_RUNS:-$([ "$STRESS" = 1 ] && echo 200 || echo 50)}
 for n in node1 node2; do
 	setup_node "$n" "sqlite:$T/custody.db"
 done
@@ -44,10 +51,14 @@ openssl pkcs12 -export -inkey <(printf '%s\n' "$key") -in "$T/rep.crt" -passout 
 	-out "$T/rep.p12"
 unset key
 rep=$(openssl x509 -in "$T/rep.crt" -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
+# The key id: SHA-1 of the subjectPublicKey BIT STRING's contents.
+key_id=$(openssl x509 -in "$T/rep.crt" -noout -pubkey | openssl asn1parse -strparse 19 -noout -out /dev/stdout 2>/dev/null |
+	openssl dgst -sha1 -r | cut -d' ' -f1)
 on node1 import --path "$T/rep.p12" --replicable -t OAuthTokenIssuer
 check "node1: import --replicable, packaged" [ "$rc" -eq 0 ]
 save_state base
 . "$T/node2/env"
+export CUSTODY_MODULE=$SHIM
 
 holds() {
 	"$CUSTODY_BIN" list -o json 2>/dev/null | python3 -c '
@@ -55,63 +66,134 @@ import json, sys
 c = [x for x in json.load(sys.stdin) if x["thumbprint"] == sys.argv[1]]
 sys.exit(0 if c and c[0]["has_private_key"] else 1)' "$rep"
 }
-start_sync() {
-	rm -f "$T/count"
-	CUSTODY_MODULE=$SHIM FAULT_COUNT_FILE="$T/count" "$CUSTODY_BIN" sync >/dev/null 2>"$T/crash.err" &
-	pid=$!
+# The effect of a sync: node2 reported the key held (checkstate has
+# checked that the token holds every key node2 reported held).
+effect_ok() {
+	[ "$(sqlite3 "$T/custody.db" "SELECT held FROM node_reports WHERE node = 'node2' AND thumbprint = '$rep'")" = 1 ] &&
+		return 0
+	why="node2 does not report the key of $rep held"
+	return 1
+}
+# What every user would check after a sync: the key signs, and the
+# signature verifies with the certificate.
+signs() {
+	printf 'crash walk' >"$T/data"
+	"$CUSTODY_BIN" sign -t OAuthTokenIssuer --in "$T/data" --out "$T/data.sig" 2>/dev/null &&
+		openssl dgst -sha256 -verify <(openssl x509 -in "$T/rep.crt" -noout -pubkey) \
+			-signature "$T/data.sig" "$T/data" >/dev/null 2>&1
 }
 
-window=0
-for _ in 1 2 3; do
-	restore_state base
-	t0=$(now_ms)
-	start_sync
-	wait "$pid"
-	t=$(($(now_ms) - t0))
-	[ "$t" -gt "$window" ] && window=$t
-done
-calls=$(cat "$T/count")
-check "a clean sync brings the key to node2" holds
-echo "# window ${window} ms, $calls PKCS#11 calls in a clean sync; $runs runs"
+crash_walk sync base -- sync
+echo "# $crash_points interruption points; after $crash_repaired of them sync again" \
+	"completed or repaired what was left; $(($(now_ms) - started)) ms"
 
-finished=0 killed=0 leftovers=0 torn=0 points=()
-for ((i = 1; i <= runs; i++)); do
+# A torn key as a user meets it: the unwrap torn at its last write to
+# the object file, so a private key object with the certificate's key id
+# is there, but cannot sign.
+restore_state base
+count=$(count_calls sync)
+unwrap=$(awk '$2 == "C_UnwrapKey" { print $1; exit }' "$T/clean.trace")
+restore_state base
+crash_base_name=base
+writes=$(call_writes "$unwrap" sync)
+check "the unwrap (call $unwrap of $count) writes the key object in $writes steps" [ "$writes" -ge 1 ]
+torn_key=0
+for ((k = writes; k >= 1; k--)); do
 	restore_state base
-	start_sync
-	delay=$((RANDOM % (window + 1)))
-	sleep "$(awk -v ms="$delay" 'BEGIN { printf "%.3f", ms / 1000 }')"
-	kill -9 "$pid" 2>/dev/null
-	{ wait "$pid"; } 2>/dev/null
-	status=$?
-	made=$(cat "$T/count" 2>/dev/null)
-	if [ "$status" -eq 137 ]; then
-		killed=$((killed + 1))
-		what="killed after ${delay} ms, after call ${made:-0} of $calls"
-		points+=("${made:-0}")
-	else
-		finished=$((finished + 1))
-		what="finished (exit $status) before the kill at ${delay} ms"
-	fi
-	checkstate --leftovers-ok
-	after=$check_rc check_after=$check_out
-	if [ "$after" -ne 0 ] && [ "$after" -ne 3 ]; then
-		rc=$status err=$(cat "$T/crash.err")
-		report_failure "run $i: $what: the state is inconsistent"
-		continue
-	fi
-	[ "$after" -eq 3 ] && leftovers=$((leftovers + 1))
-	run sync
-	again=$rc
-	checkstate --torn-ok
-	if [ "$again" -eq 0 ] && { [ "$check_rc" -eq 0 ] || [ "$check_rc" -eq 3 ]; } && holds; then
-		[ "$check_rc" -eq 3 ] && torn=$((torn + 1))
-		ok "run $i: $what: $([ "$after" -eq 3 ] && echo "leftovers only" || echo consistent); sync again: holds the key, consistent$([ "$check_rc" -eq 3 ] && echo " but for a torn object")"
-	else
-		report_failure "run $i: $what; sync again: exit $again (after the kill: $check_after)"
+	run_fault FAULT_AT="$unwrap" FAULT_TEAR="$k" LD_PRELOAD="$TEAR" -- sync
+	save_state torn
+	CUSTODY_MODULE=$SOFTHSM_MODULE run test -t OAuthTokenIssuer -o json
+	if grep -q 'does not match\|cannot sign\|damaged key object' <<<"$out$err"; then
+		torn_key=$k
+		break
 	fi
 done
-echo "# $runs runs: $killed killed ($leftovers left leftovers, $torn a torn SoftHSM object)," \
-	"$finished finished first; $(($(now_ms) - started)) ms"
-echo "# killed after call (how many runs): $(printf '%s\n' "${points[@]}" | sort -n | uniq -c |
-	awk '{ printf "%s(%s) ", $2, $1 }')"
+check "a kill inside the unwrap (at write $torn_key) leaves a key object with the id that cannot sign" \
+	[ "$torn_key" -ge 1 ]
+if [ "$torn_key" -ge 1 ]; then
+	audit_before=$(sqlite3 "$T/custody.db" "SELECT count(*) FROM audit WHERE action = 'repair'")
+	run sync
+	check "sync repairs it: exit 0" [ "$rc" -eq 0 ]
+	check "sync says what it destroyed and why, in one line" \
+		[ "$(grep -c "failed its check (.*): destroyed, unwrapping it again from its package" <<<"$err")" -eq 1 ]
+	check "sync's table marks the key repaired" grep -q "$rep repaired" <<<"$out"
+	audit_after=$(sqlite3 "$T/custody.db" "SELECT count(*) FROM audit WHERE action = 'repair'")
+	check "one audit entry 'repair' names the key" [ $((audit_after - audit_before)) -eq 1 ]
+	run audit --verify
+	check "the audit log verifies" [ "$rc" -eq 0 ]
+	checkstate
+	check "the token and the store are consistent (checkstate: $check_out)" [ "$check_rc" -eq 0 ]
+	check "the key signs, and the signature verifies with the certificate" signs
+	run sync
+	check "a second sync has nothing to repair" [ "$rc" -eq 0 ]
+	check "... and says nothing of a repair" bash -c '! grep -q destroyed <<<"$1"' _ "$err"
+
+	# The same torn key without a package in the store: custody cannot
+	# prove that it made it, so it destroys nothing and names the object.
+	restore_state torn
+	sqlite3 "$T/custody.db" "DELETE FROM packages WHERE thumbprint = '$rep'"
+	before=$(state)
+	run sync
+	check "no package: sync exits 1" [ "$rc" -eq 1 ]
+	check "... naming the object and why it is kept" \
+		grep -q "key $key_id on token node2 fails its check, and custody cannot prove that it made it: not destroyed" <<<"$err"
+	tokens_now=$(find "$T/node2/tokens" -name '*.object' ! -name token.object | sort | xargs sha256sum)
+	tokens_torn=$(cd "$T/saved.torn/node2.tokens" && find . -name '*.object' ! -name token.object | sort |
+		xargs sha256sum | sed "s|\./|$T/node2/tokens/|")
+	check "... and the token keeps every object as it was" [ "$tokens_now" = "$tokens_torn" ]
+fi
+
+# A token that refuses to destroy the torn key: exit 1 naming the object,
+# nothing else changed.
+if [ "$torn_key" -ge 1 ]; then
+	restore_state torn
+	tokens_torn=$(find "$T/node2/tokens" -name '*.object' ! -name token.object | sort | xargs sha256sum)
+	# The repair's C_DestroyObject: the last one before the unwrap (sync
+	# destroys a scratch key of its own before, for the key check value).
+	run_fault FAULT_FUNC=C_DestroyObject -- sync
+	nth=$(awk '$2 == "C_DestroyObject" && $1 != "-" { n = $1 } $2 == "C_UnwrapKey" { print n; exit }' "$T/trace")
+	restore_state torn
+	run_fault FAULT_FUNC=C_DestroyObject FAULT_AT="$nth" -- sync
+	check "C_DestroyObject refused: sync exits 1" [ "$rc" -eq 1 ]
+	check "... naming the object" \
+		grep -q "cannot destroy the private key with key id $key_id on token node2: CKR_DEVICE_ERROR" <<<"$err"
+	tokens_now=$(find "$T/node2/tokens" -name '*.object' ! -name token.object | sort | xargs sha256sum)
+	check "... and the token keeps every object" [ "$tokens_now" = "$tokens_torn" ]
+fi
+
+# make stress: random-timing kills as well (the walk above is the check).
+if [ "$STRESS" = 1 ]; then
+	runs=${CRASH_RUNS:-200}
+	window=0
+	for _ in 1 2 3; do
+		restore_state base
+		t0=$(now_ms)
+		run sync
+		t=$(($(now_ms) - t0))
+		[ "$t" -gt "$window" ] && window=$t
+	done
+	for ((i = 1; i <= runs; i++)); do
+		restore_state base
+		"$CUSTODY_BIN" sync >/dev/null 2>"$T/crash.err" &
+		pid=$!
+		delay=$((RANDOM % (window + 1)))
+		sleep "$(awk -v ms="$delay" 'BEGIN { printf "%.3f", ms / 1000 }')"
+		kill -9 "$pid" 2>/dev/null
+		{ wait "$pid"; } 2>/dev/null
+		checkstate --leftovers-ok
+		if [ "$check_rc" -ne 0 ] && [ "$check_rc" -ne 3 ]; then
+			rc=$? err=$(cat "$T/crash.err")
+			report_failure "random run $i: killed at ${delay} ms: the state is inconsistent"
+			continue
+		fi
+		run sync
+		again=$rc
+		checkstate --torn-ok
+		if [ "$again" -eq 0 ] && { [ "$check_rc" -eq 0 ] || [ "$check_rc" -eq 3 ]; } && holds; then
+			ok "random run $i: killed at ${delay} ms; sync again: holds the key, consistent"
+		else
+			report_failure "random run $i: killed at ${delay} ms; sync again: exit $again"
+		fi
+	done
+fi
 done_testing

@@ -228,3 +228,119 @@ walk() {
 		fi
 	done
 }
+
+# crash_walk NAME BASE -- ARGS... — the crash walk of `custody ARGS` from
+# the saved state BASE: every interruption point once, none left to the
+# timing of a kill.  The process is aborted
+#   - before each of its PKCS#11 calls, and after its last one
+#     (FAULT_ABORT, FAULT_ABORT_AFTER): every call boundary;
+#   - inside each call that writes token objects (C_CreateObject,
+#     C_UnwrapKey, C_GenerateKeyPair, C_GenerateKey, C_CopyObject,
+#     C_SetAttributeValue, C_DestroyObject), before each write of the
+#     module to its files (FAULT_TEAR with tear.so): the torn objects a
+#     power cut leaves, made on purpose.
+# After each abort: checkstate --leftovers-ok is consistent or leftovers
+# only (the store names nothing the token lacks), crash_check holds (a
+# script's own check, setting $why), and the same command again
+# (crash_again_args, default ARGS) exits 0, leaves everything consistent
+# (torn shells without CKA_ID allowed: checkstate --torn-ok) and has its
+# effect (effect_ok).  Each point is one TAP line.  Leaves $crash_points
+# (points visited) and $crash_repaired (points after which the command
+# again had to repair or complete what the abort left).
+TEAR=$TOP_BUILDDIR/tests/fault/.libs/tear.so
+crash_check() { return 0; }
+crash_again_args=()
+crash_writes="C_CreateObject C_UnwrapKey C_GenerateKeyPair C_GenerateKey C_CopyObject C_SetAttributeValue C_DestroyObject"
+crash_walk() {
+	local name=$1 base=$2 n k fn count writes
+	shift 3
+	[ -f "$TEAR" ] || { echo "Bail out! $TEAR is not built"; exit 1; }
+	crash_base_name=$base
+	restore_state "$base"
+	walk_reset
+	count=$(count_calls "$@")
+	crash_points=0 crash_repaired=0
+	for n in $(seq 1 "$count") after; do
+		if [ "$n" = after ]; then
+			crash_point "$name: abort after call $count of $count ($(call_name "$count"))" \
+				"$@" -- FAULT_AT="$count" FAULT_ABORT_AFTER=1
+			continue
+		fi
+		fn=$(call_name "$n")
+		crash_point "$name: abort at call $n of $count ($fn)" "$@" -- FAULT_AT="$n" FAULT_ABORT=1
+		case " $crash_writes " in *" $fn "*) ;; *) continue ;; esac
+		writes=$(call_writes "$n" "$@")
+		for k in $(tear_steps "$writes"); do
+			crash_point "$name: torn inside call $n of $count ($fn), before its write $k of $writes" \
+				"$@" -- FAULT_AT="$n" FAULT_TEAR="$k" LD_PRELOAD="$TEAR"
+		done
+	done
+}
+# call_writes N ARGS... — how many times call N of `custody ARGS` writes
+# to the token's object files (a run that arms the tear past them all;
+# the state is restored afterwards).
+call_writes() {
+	local n=$1
+	shift
+	restore_state "$crash_base_name"
+	walk_reset
+	run_fault FAULT_AT="$n" FAULT_TEAR=1000000 LD_PRELOAD="$TEAR" -- "$@"
+	restore_state "$crash_base_name"
+	awk '$3 == "TEAR-NOT-REACHED" { print $4; exit }' "$T/trace"
+}
+# tear_steps M — the writes to tear a call at: every one under
+# FAULT_STRESS=1; else the first, every 8th, and the last 6 (where the
+# object becomes whole: a key object with its CKA_ID but no key values
+# comes from there).
+tear_steps() {
+	local m=${1:-0} k
+	[ "$m" -gt 0 ] || return 0
+	for ((k = 1; k <= m; k++)); do
+		if [ "$STRESS" = 1 ] || [ $(((k - 1) % 8)) -eq 0 ] || [ "$k" -gt $((m - 6)) ]; then
+			echo "$k"
+		fi
+	done
+}
+# crash_point DESCRIPTION ARGS... -- FAULT_VARS... — one point of the
+# walk, one TAP line.
+crash_point() {
+	local desc=$1 args=() again after
+	shift
+	while [ "$1" != -- ]; do
+		args+=("$1")
+		shift
+	done
+	shift
+	restore_state "$crash_base_name"
+	walk_reset
+	check_out="" check_rc="" why=""
+	run_fault "$@" -- "${args[@]}"
+	crash_points=$((crash_points + 1))
+	if [ "$rc" -ne 134 ]; then
+		report_failure "$desc: expected the abort (exit 134)"
+		return
+	fi
+	checkstate --leftovers-ok
+	if [ "$check_rc" -ne 0 ] && [ "$check_rc" -ne 3 ]; then
+		report_failure "$desc: the state after the abort is inconsistent"
+		return
+	fi
+	after=$check_rc
+	if ! crash_check; then
+		report_failure "$desc: $why"
+		return
+	fi
+	run_fault -- "${crash_again_args[@]:-${args[@]}}"
+	again=$rc
+	checkstate --torn-ok
+	if [ "$again" -ne 0 ]; then
+		report_failure "$desc: the command again: exit $again"
+	elif [ "$check_rc" -ne 0 ] && [ "$check_rc" -ne 3 ]; then
+		report_failure "$desc: after the command again: inconsistent"
+	elif ! effect_ok; then
+		report_failure "$desc: after the command again: ${why:-no effect}"
+	else
+		[ "$after" -eq 3 ] && crash_repaired=$((crash_repaired + 1))
+		ok "$desc: $([ "$after" -eq 3 ] && echo "leftovers" || echo consistent); again: done, consistent"
+	fi
+}

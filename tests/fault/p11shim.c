@@ -17,6 +17,19 @@
  *   FAULT_RV=0x...          the CK_RV of the failure (default 0x30,
  *                           CKR_DEVICE_ERROR); decimal or 0x-hex
  *   FAULT_ABORT=1           abort() at the N-th call instead of failing it
+ *   FAULT_ABORT_AFTER=1     forward the N-th call to the module, then
+ *                           abort() before it returns: the call's work is
+ *                           done, the caller never learns of it
+ *   FAULT_TEAR=K            forward the N-th call, and abort() inside it,
+ *                           just before the module's K-th write to its
+ *                           files reaches them (fflush, fclose, ftruncate:
+ *                           SoftHSM's file backend), leaving what a power
+ *                           cut in the middle of the call leaves: a torn
+ *                           object.  Needs tests/fault/tear.so in
+ *                           LD_PRELOAD, which counts those writes.  When
+ *                           the call makes fewer than K writes it returns
+ *                           as usual and the trace says "TEAR-NOT-REACHED
+ *                           M" (M: the writes it made)
  *   FAULT_PERSIST=1         every counted call from the N-th on fails (a
  *                           token that went away), not only the N-th
  *   FAULT_EXEC=COMMAND      at the N-th call, run COMMAND (/bin/sh -c) and
@@ -70,6 +83,10 @@ static unsigned long fault_at;		/* 0: never */
 static const char *fault_func;		/* NULL: every function */
 static CK_RV fault_rv = CKR_DEVICE_ERROR;
 static int fault_abort;
+static int fault_abort_after;
+static unsigned long fault_tear;	/* 0: no tear */
+static void (*tear_arm)(unsigned long);
+static unsigned long (*tear_disarm)(void);
 static int fault_persist;
 static const char *fault_exec;
 static CK_FLAGS pin_flags;
@@ -151,6 +168,15 @@ shim_load(void)
 	if ((v = getenv("FAULT_RV")) != NULL && v[0] != '\0')
 		fault_rv = (CK_RV)strtoul(v, NULL, 0);
 	fault_abort = (v = getenv("FAULT_ABORT")) != NULL && strcmp(v, "1") == 0;
+	fault_abort_after = (v = getenv("FAULT_ABORT_AFTER")) != NULL &&
+			    strcmp(v, "1") == 0;
+	if ((v = getenv("FAULT_TEAR")) != NULL && v[0] != '\0') {
+		fault_tear = strtoul(v, NULL, 10);
+		*(void **)&tear_arm = dlsym(RTLD_DEFAULT, "p11tear_arm");
+		*(void **)&tear_disarm = dlsym(RTLD_DEFAULT, "p11tear_disarm");
+		if (tear_arm == NULL || tear_disarm == NULL)
+			shim_die("FAULT_TEAR", "tear.so is not in LD_PRELOAD");
+	}
 	fault_persist = (v = getenv("FAULT_PERSIST")) != NULL && strcmp(v, "1") == 0;
 	if ((v = getenv("FAULT_EXEC")) != NULL && v[0] != '\0')
 		fault_exec = v;
@@ -202,19 +228,24 @@ trace(const char *num, const char *name, const char *what)
 		write_all(trace_fd, line, (size_t)n);
 }
 
+/* What becomes of a call that reaches the module (fault_enter's *after). */
+enum after { AFTER_RETURN, AFTER_ABORT, AFTER_TEAR };
+
 /*
  * Before a call: counts it and decides whether it is the faulty one.
  * Returns 1 with *rv set when the call must not reach the module.  *num
- * receives the call's number as text for the trace ("-": not counted).
+ * receives the call's number as text for the trace ("-": not counted),
+ * *after what fault_leave does once the module has answered.
  */
 static int
-fault_enter(const char *name, CK_RV *rv, char num[24])
+fault_enter(const char *name, CK_RV *rv, char num[24], enum after *after)
 {
 	unsigned long n;
 	int hit = 0;
 	char text[24];
 
 	pthread_mutex_lock(&shim_mutex);
+	*after = AFTER_RETURN;
 	snprintf(num, 24, "-");
 	if (fault_func == NULL || strcmp(fault_func, name) == 0) {
 		n = ++counted;
@@ -231,6 +262,15 @@ fault_enter(const char *name, CK_RV *rv, char num[24])
 	if (hit && fault_abort) {
 		trace(num, name, "ABORT");
 		abort();
+	}
+	if (hit && (fault_abort_after || fault_tear != 0)) {
+		*after = fault_tear != 0 ? AFTER_TEAR : AFTER_ABORT;
+		if (fault_tear != 0) {
+			trace(num, name, "TEAR");
+			tear_arm(fault_tear);
+		}
+		pthread_mutex_unlock(&shim_mutex);
+		return 0;
 	}
 	if (hit && fault_exec != NULL) {
 		int status;
@@ -254,10 +294,22 @@ fault_enter(const char *name, CK_RV *rv, char num[24])
 }
 
 static CK_RV
-fault_leave(const char *name, const char *num, CK_RV rv)
+fault_leave(const char *name, const char *num, enum after after, CK_RV rv)
 {
-	char what[32];
+	char what[48];
 
+	if (after == AFTER_TEAR) {
+		snprintf(what, sizeof(what), "TEAR-NOT-REACHED %lu", tear_disarm());
+		pthread_mutex_lock(&shim_mutex);
+		trace(num, name, what);
+		pthread_mutex_unlock(&shim_mutex);
+	}
+	if (after == AFTER_ABORT) {
+		snprintf(what, sizeof(what), "0x%lx ABORT-AFTER", (unsigned long)rv);
+		pthread_mutex_lock(&shim_mutex);
+		trace(num, name, what);
+		abort();
+	}
 	if (trace_fd >= 0) {
 		snprintf(what, sizeof(what), "0x%lx", (unsigned long)rv);
 		pthread_mutex_lock(&shim_mutex);
@@ -274,10 +326,11 @@ fault_leave(const char *name, const char *num, CK_RV rv)
 	{								\
 		CK_RV rv;						\
 		char num[24];						\
+		enum after after;					\
 									\
-		if (fault_enter(#name, &rv, num))			\
+		if (fault_enter(#name, &rv, num, &after))		\
 			return rv;					\
-		return fault_leave(#name, num, target->name args);	\
+		return fault_leave(#name, num, after, target->name args); \
 	}
 
 SHIM(C_Initialize, (void *a), (a))
@@ -382,13 +435,14 @@ shim_C_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 {
 	CK_RV rv;
 	char num[24];
+	enum after after;
 
-	if (fault_enter("C_GetTokenInfo", &rv, num))
+	if (fault_enter("C_GetTokenInfo", &rv, num, &after))
 		return rv;
 	rv = target->C_GetTokenInfo(slot, info);
 	if (rv == CKR_OK && info != NULL)
 		info->flags |= pin_flags;
-	return fault_leave("C_GetTokenInfo", num, rv);
+	return fault_leave("C_GetTokenInfo", num, after, rv);
 }
 
 /* C_Login is traced with its user type: "C_Login/USER", "C_Login/SO". */
@@ -398,12 +452,13 @@ shim_C_Login(CK_SESSION_HANDLE session, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin,
 {
 	CK_RV rv;
 	char num[24];
+	enum after after;
 
-	if (fault_enter("C_Login", &rv, num))
+	if (fault_enter("C_Login", &rv, num, &after))
 		return rv;
 	rv = target->C_Login(session, user, pin, pin_len);
 	return fault_leave(user == CKU_SO ? "C_Login/SO" : user == CKU_USER ? "C_Login/USER" :
-			   "C_Login/OTHER", num, rv);
+			   "C_Login/OTHER", num, after, rv);
 }
 
 static CK_FUNCTION_LIST shim_list = {

@@ -111,6 +111,21 @@ on node1 request --subject CN=ec.custody.test --key ec:p256 --replicable --self-
 ec=$out
 check "request --replicable of an EC key at global exits 0" [ "$rc" -eq 0 -a ${#ec} -eq 40 ]
 check "…and its package is in the store" [ "$(q "SELECT count(*) FROM packages WHERE thumbprint='$ec' AND kcv='$kcv'")" -eq 1 ]
+# The node that imported and generated the keys holds them: it is in line
+# at once, without a sync of its own; the others are not.
+on node1 status -o json
+node_state() { # NODE — "stale differs detail" of NODE in $out
+	python3 -c '
+import json, sys
+for n in json.load(sys.stdin)["nodes"]:
+    if n["node"] == sys.argv[1]:
+        print(n["stale"], n["differs"], n["detail"])' "$1" <<<"$out"
+}
+check "status: node1, which imported and generated the keys, is in line ($(node_state node1))" \
+	grep -q '^False False holds all' <<<"$(node_state node1)"
+check "…node2, which has not synced, is stale ($(node_state node2))" grep -q '^True ' <<<"$(node_state node2)"
+check "…and node1 reports both keys held, as imported and generated" \
+	[ "$(q "SELECT group_concat(detail, ',') FROM (SELECT detail FROM node_reports WHERE node='node1' AND thumbprint IN ('$issuer', '$ec') AND held = 1 ORDER BY detail)")" = "generated,imported" ]
 
 # ---------------------------------------------------------------- sync
 on node2 sync
@@ -133,8 +148,8 @@ check "a second sync unwraps nothing and holds both" [ "$rc" -eq 0 -a "$(grep -c
 
 # ---------------------------------------------------------------- seal
 on node1 seal --thumbprint "${issuer:0:10}"
-check "seal is refused while node1 and node3 do not report the key (exit 1)" [ "$rc" -eq 1 ]
-check "…naming them" grep -q "node(s) node1, node3 do not report holding its key" <<<"$err"
+check "seal is refused while node3 does not report the key (exit 1)" [ "$rc" -eq 1 ]
+check "…naming it" grep -q "node(s) node3 do not report holding its key" <<<"$err"
 
 # ---------------------------------------------------------------- bad packages
 # Four more replicable keys at global; then the store's packages are
