@@ -140,6 +140,41 @@ int custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 int custody_token_delete(custody_token *tok, const char *key_id,
 			 custody_err *err);
 
+/* What the token holds under one key id (CKA_ID). */
+typedef struct custody_token_key_objects {
+	size_t certificates;	/* CKO_CERTIFICATE objects */
+	size_t public_keys;	/* CKO_PUBLIC_KEY objects  */
+	size_t private_keys;	/* CKO_PRIVATE_KEY objects */
+} custody_token_key_objects;
+
+/* Counts the objects of each class with this key id (hex). */
+int custody_token_count_key_objects(custody_token *tok, const char *key_id,
+				    custody_token_key_objects *out,
+				    custody_err *err);
+
+/*
+ * Destroys the one certificate whose key id is key_id and whose CKA_VALUE
+ * is der (every such object, should the token hold it twice); other
+ * certificates and the keys with that key id stay.  ENOTFOUND when there
+ * is none; EFAIL "cannot destroy the certificate object (key id K) on
+ * token L: CKR_..." when the token refuses.
+ */
+int custody_token_delete_cert(custody_token *tok, const char *key_id,
+			      const unsigned char *der, size_t der_len,
+			      custody_err *err);
+
+/*
+ * Destroys the public key object(s), then the private key, with this key
+ * id, and counts them in *destroyed (may be NULL).  Refused (EFAIL, nothing
+ * destroyed) while a certificate with that key id is still on the token:
+ * a key is never destroyed under a certificate that uses it.  ENOTFOUND
+ * when there is no key.  When the token refuses an object, the objects
+ * destroyed before it are counted in *destroyed.
+ */
+int custody_token_delete_key(custody_token *tok, const char *key_id,
+			     custody_token_key_objects *destroyed,
+			     custody_err *err);
+
 /* RFC 7512 URI of the private key with this key id and label:
  * "pkcs11:token=L;serial=S;id=%01%02...;object=LABEL;type=private"
  * (label may be NULL).  malloc'ed. */

@@ -175,6 +175,24 @@ settle_configuration(struct cli *cli)
 	return CUSTODY_OK;
 }
 
+/* --at is for reading: whatever writes, writes at the real time. */
+static int
+refuse_at_for_writes(struct cli *cli)
+{
+	const struct command *cmd = cli_find_command(cli->cmd);
+	int r;
+
+	if (cli->args.at == NULL || cmd == NULL || cmd->at == CLI_AT_READS ||
+	    (cmd->at == CLI_AT_PREVIEWS && cli->preview))
+		return CUSTODY_OK;
+	r = cli_usage_error(cli, "--at is for reading: %s writes, and writes at the real time",
+			    cli->cmd);
+	if (cmd->at == CLI_AT_PREVIEWS)
+		custody_err_hint(&cli->err, "%s --dry-run previews the change at --at TIME",
+				 cli->cmd);
+	return r;
+}
+
 int
 cli_parse(struct cli *cli, int argc, char **argv,
 	  const struct option *command_options, const char *shortopts,
@@ -222,6 +240,8 @@ cli_parse(struct cli *cli, int argc, char **argv,
 	}
 	if (optind < argc)
 		return cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
+	if ((r = refuse_at_for_writes(cli)) != CUSTODY_OK)
+		return r;
 	return settle_configuration(cli);
 }
 

@@ -53,6 +53,7 @@ struct cli {
 	int64_t now;		/* --at, or the clock */
 	enum cli_output output;
 	int quiet, verbose;
+	int preview;		/* a dry run: writes nothing (set --dry-run) */
 	custody_err err;
 	custody_store *store;
 	custody_token *token;
@@ -87,10 +88,23 @@ enum {
 	{"version", no_argument, NULL, OPT_VERSION},             \
 	{"help", no_argument, NULL, 'h'}
 
+/*
+ * What a command does with --at TIME.  --at is for reading: a command that
+ * writes (the store, the token or a file) writes at the real time, and
+ * cli_parse refuses --at for it (EUSAGE) -- the one place of that rule.
+ */
+enum cli_at {
+	CLI_AT_READS = 0,	/* reads: --at evaluates as if now were TIME */
+	CLI_AT_WRITES,		/* writes: --at is refused                   */
+	CLI_AT_PREVIEWS,	/* writes, but a preview (cli->preview set by
+				   its --dry-run) reads: --at only there      */
+};
+
 /* One subcommand. */
 struct command {
 	const char *name;
 	int (*run)(struct cli *cli, int argc, char **argv);
+	enum cli_at at;
 	const char *summary;
 	const char *usage;	/* the synopsis and options, for --help */
 };
@@ -102,8 +116,11 @@ struct command {
  * --help (prints the usage, returns -1: the command exits 0).  When
  * shortopts starts with '-', operands are handed to on_option as option 1
  * (optarg = the operand); otherwise an operand is a usage error.  Leaves
- * optind after the last option.  Then settles the configuration
- * (file < environment < command line).
+ * optind after the last option.  Refuses --at (EUSAGE "--at is for
+ * reading: CMD writes, and writes at the real time") when the command
+ * writes (its table entry's `at`; an on_option that sets cli->preview
+ * makes it a read).  Then settles the configuration (file < environment <
+ * command line).
  */
 int cli_parse(struct cli *cli, int argc, char **argv,
 	      const struct option *command_options, const char *shortopts,

@@ -1,8 +1,21 @@
 /*
- * cmd_delete.c — `custody delete`: destroys a certificate and its private
- * key on the token.  Refused while an assignment refers to it, unless
- * --force, which also empties those slots (no assignment may name a key
- * that is gone).
+ * cmd_delete.c — `custody delete`: destroys a certificate on the token, and
+ * its key when no other certificate uses it.
+ *
+ * The rules:
+ * - Refused while an assignment (current, previous or pending) names the
+ *   certificate, unless --force, which also empties those slots (no
+ *   assignment may name a certificate that is gone).
+ * - The key (private key and public key object) is destroyed only when no
+ *   other certificate on the token has its key id.  When one does (a
+ *   renewal on the same key), the certificate object alone goes.
+ * - A key that goes must not be the key of any other certificate that an
+ *   assignment names (through the store's record of it): refused, even
+ *   with --force, which clears this certificate's slots and no others.
+ * - Every object destroyed gets an audit entry; --dry-run says what would
+ *   go and changes nothing.
+ * - The store first, in one transaction; the token last: when the token
+ *   refuses, the transaction is rolled back.
  */
 #include "config.h"
 
@@ -13,11 +26,12 @@
 
 #include "cli.h"
 
-enum { OPT_THUMBPRINT = OPT_FIRST_COMMAND_OPTION, OPT_FORCE };
+enum { OPT_THUMBPRINT = OPT_FIRST_COMMAND_OPTION, OPT_FORCE, OPT_DRY_RUN };
 
 struct delete_opts {
 	const char *thumbprint;
 	int force;
+	int dry_run;
 };
 
 static int
@@ -30,8 +44,18 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 		o->thumbprint = arg;
 	else if (c == OPT_FORCE)
 		o->force = 1;
+	else if (c == OPT_DRY_RUN)
+		o->dry_run = 1;
 	return CUSTODY_OK;
 }
+
+/* What a delete will do. */
+struct delete_plan {
+	const custody_cert_record *victim;
+	char sharers[256];	/* other certificates on the token with its key id */
+	int key_stays;
+	custody_token_key_objects held;	/* the token's objects under the key id */
+};
 
 /* Empties every slot of a that holds thumbprint; returns how many. */
 static int
@@ -49,22 +73,237 @@ clear_slots(custody_assignment *a, const char *thumbprint)
 	return n;
 }
 
+/* The key id of the certificate with this thumbprint, from the token's
+ * records, else the store's; "" when neither knows it. */
+static void
+key_id_of(struct cli *cli, const custody_cert_record *recs, size_t n,
+	  const char *thumbprint, char out[CUSTODY_KEY_ID_HEX + 1])
+{
+	custody_cert_record rec;
+	custody_err ignored;
+	size_t i;
+
+	out[0] = '\0';
+	for (i = 0; i < n; i++)
+		if (strcmp(recs[i].thumbprint, thumbprint) == 0) {
+			snprintf(out, CUSTODY_KEY_ID_HEX + 1, "%s", recs[i].key_id);
+			return;
+		}
+	memset(&rec, 0, sizeof(rec));
+	if (custody_store_get_cert(cli->store, thumbprint, &rec, &ignored) == CUSTODY_OK)
+		snprintf(out, CUSTODY_KEY_ID_HEX + 1, "%s", rec.key_id);
+	custody_cert_record_clear(&rec);
+}
+
+/* Which other certificates on the token use the victim's key. */
+static int
+plan_key(struct cli *cli, const custody_cert_record *recs, size_t n,
+	 struct delete_plan *p)
+{
+	const custody_cert_record *v = p->victim;
+	size_t i, named = 0, same = 0;
+	int r;
+
+	if ((r = custody_token_count_key_objects(cli->token, v->key_id, &p->held,
+						 &cli->err)) != CUSTODY_OK)
+		return r;
+	for (i = 0; i < n; i++) {
+		size_t len = strlen(p->sharers);
+
+		if (strcmp(recs[i].key_id, v->key_id) != 0)
+			continue;
+		if (strcmp(recs[i].thumbprint, v->thumbprint) == 0) {
+			same++;
+			continue;
+		}
+		named++;
+		snprintf(p->sharers + len, sizeof(p->sharers) - len, "%s%s",
+			 len > 0 ? ", " : "", recs[i].thumbprint);
+	}
+	/* A certificate custody cannot read still counts as a user. */
+	p->key_stays = named > 0 || p->held.certificates > same;
+	if (p->key_stays && named == 0)
+		snprintf(p->sharers, sizeof(p->sharers), "another certificate on token %s",
+			 custody_token_label(cli->token));
+	return CUSTODY_OK;
+}
+
+/*
+ * Checks every stored assignment against the plan: one naming the victim
+ * is refused without --force; one naming another certificate on the
+ * victim's key is refused when the key goes.  Sets *clears to how many
+ * assignments --force will change.
+ */
+static int
+check_assignments(struct cli *cli, const struct delete_opts *o,
+		  const struct delete_plan *p, const custody_cert_record *recs,
+		  size_t n, const custody_assignment *all, size_t n_all,
+		  size_t *clears)
+{
+	const custody_cert_record *v = p->victim;
+	size_t i, s;
+	int r;
+
+	*clears = 0;
+	for (i = 0; i < n_all; i++) {
+		const custody_slot *slots[] = {&all[i].current, &all[i].previous,
+					       &all[i].pending};
+		const enum custody_slot_name names[] = {CUSTODY_SLOT_CURRENT,
+							CUSTODY_SLOT_PREVIOUS,
+							CUSTODY_SLOT_PENDING};
+		int names_victim = 0;
+
+		for (s = 0; s < 3; s++) {
+			const char *tp = slots[s]->thumbprint;
+			char kid[CUSTODY_KEY_ID_HEX + 1];
+
+			if (tp[0] == '\0')
+				continue;
+			if (strcmp(tp, v->thumbprint) == 0) {
+				if (!o->force) {
+					r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+							    "certificate %s is assigned as %s/%s:%s",
+							    v->thumbprint, all[i].type,
+							    all[i].identity,
+							    custody_slot_label(names[s]));
+					custody_err_hint(&cli->err, "remove it from the assignment first, or use --force");
+					return r;
+				}
+				names_victim = 1;
+				continue;
+			}
+			if (p->key_stays)
+				continue;
+			key_id_of(cli, recs, n, tp, kid);
+			if (strcmp(kid, v->key_id) != 0)
+				continue;
+			r = custody_err_set(&cli->err, CUSTODY_EFAIL,
+					    "the key of certificate %s (key id %s) is in use: "
+					    "certificate %s on the same key is assigned as %s/%s:%s",
+					    v->thumbprint, v->key_id, tp, all[i].type,
+					    all[i].identity, custody_slot_label(names[s]));
+			custody_err_hint(&cli->err, "remove %s from that assignment first "
+					 "(--force never destroys a key another "
+					 "certificate's assignment uses)", tp);
+			return r;
+		}
+		if (names_victim)
+			(*clears)++;
+	}
+	return CUSTODY_OK;
+}
+
+/* Prints what would go (--dry-run). */
+static void
+show_plan(struct cli *cli, const struct delete_plan *p,
+	  const custody_assignment *all, size_t n_all)
+{
+	const custody_cert_record *v = p->victim;
+	const char *label = custody_token_label(cli->token);
+	size_t i;
+
+	if (cli->quiet)
+		return;
+	fprintf(stderr, "delete %s: would change (dry run, nothing written)\n",
+		v->thumbprint);
+	for (i = 0; i < n_all; i++) {
+		custody_assignment after = all[i];
+
+		if (clear_slots(&after, v->thumbprint) == 0)
+			continue;
+		fprintf(stderr, "  would clear %s/%s:\n", all[i].type, all[i].identity);
+		out_assignment_diff(stderr, &all[i], &after);
+	}
+	fprintf(stderr, "  would destroy certificate %s (key id %s) on token %s\n",
+		v->thumbprint, v->key_id, label);
+	if (p->key_stays) {
+		fprintf(stderr, "  its key (key id %s) stays: %s uses it\n", v->key_id,
+			p->sharers);
+		return;
+	}
+	if (p->held.public_keys > 0)
+		fprintf(stderr, "  would destroy public key (key id %s) on token %s\n",
+			v->key_id, label);
+	if (p->held.private_keys > 0)
+		fprintf(stderr, "  would destroy private key (key id %s) on token %s\n",
+			v->key_id, label);
+}
+
+/* The audit entries of the objects that go, one each. */
+static int
+audit_objects(struct cli *cli, const struct delete_plan *p)
+{
+	const custody_cert_record *v = p->victim;
+	const char *label = custody_token_label(cli->token);
+	char detail[512];
+	int r;
+
+	if (p->key_stays)
+		snprintf(detail, sizeof(detail),
+			 "certificate object, key id %s on token %s; the key stays: %s uses it",
+			 v->key_id, label, p->sharers);
+	else
+		snprintf(detail, sizeof(detail), "certificate object, key id %s on token %s",
+			 v->key_id, label);
+	if ((r = cli_audit(cli, "delete", NULL, NULL, v->thumbprint, NULL, detail)) !=
+	    CUSTODY_OK || p->key_stays)
+		return r;
+	if (p->held.public_keys > 0) {
+		snprintf(detail, sizeof(detail), "public key, key id %s on token %s",
+			 v->key_id, label);
+		if ((r = cli_audit(cli, "delete", NULL, NULL, v->thumbprint, NULL,
+				   detail)) != CUSTODY_OK)
+			return r;
+	}
+	if (p->held.private_keys > 0) {
+		snprintf(detail, sizeof(detail), "private key, key id %s on token %s",
+			 v->key_id, label);
+		if ((r = cli_audit(cli, "delete", NULL, NULL, v->thumbprint, NULL,
+				   detail)) != CUSTODY_OK)
+			return r;
+	}
+	return CUSTODY_OK;
+}
+
+/* The token's part, certificate first, private key last. */
+static int
+destroy_objects(struct cli *cli, const struct delete_plan *p)
+{
+	const custody_cert_record *v = p->victim;
+	int r;
+
+	r = custody_token_delete_cert(cli->token, v->key_id, v->der, v->der_len, &cli->err);
+	if (r != CUSTODY_OK)
+		return custody_err_prefix(&cli->err, "certificate %s", v->thumbprint);
+	if (p->key_stays || (p->held.public_keys == 0 && p->held.private_keys == 0))
+		return CUSTODY_OK;
+	r = custody_token_delete_key(cli->token, v->key_id, NULL, &cli->err);
+	if (r != CUSTODY_OK) {
+		custody_err_prefix(&cli->err, "certificate %s", v->thumbprint);
+		custody_err_hint(&cli->err, "its certificate object is gone from the token "
+				 "already; the store is unchanged");
+	}
+	return r;
+}
+
 int
 cmd_delete(struct cli *cli, int argc, char **argv)
 {
 	static const struct option options[] = {
 		{"thumbprint", required_argument, NULL, OPT_THUMBPRINT},
 		{"force", no_argument, NULL, OPT_FORCE},
+		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
 		{NULL, 0, NULL, 0},
 	};
-	struct delete_opts o = {NULL, 0};
+	struct delete_opts o = {NULL, 0, 0};
+	struct delete_plan plan;
 	custody_cert_record *recs = NULL;
 	custody_assignment *all = NULL;
-	const custody_cert_record *victim;
-	size_t n = 0, n_all = 0, i, index, refs = 0;
+	size_t n = 0, n_all = 0, i, index, clears = 0;
 	char normalized[65];
 	int r, in_tx = 0;
 
+	memset(&plan, 0, sizeof(plan));
 	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
 		return r;
 	if (o.thumbprint == NULL)
@@ -79,57 +318,52 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 		goto out;
 	if ((r = custody_thumbprint_match(o.thumbprint, recs, n, &index, &cli->err)) != CUSTODY_OK)
 		goto out;
-	victim = &recs[index];
+	plan.victim = &recs[index];
+	if ((r = plan_key(cli, recs, n, &plan)) != CUSTODY_OK)
+		goto out;
 
-	/* Which assignments (as stored, any slot) still name it. */
+	/* Which assignments (as stored, any slot) name it or its key. */
 	if ((r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
 		goto out;
 	in_tx = 1;
-	if ((r = custody_store_list_assignments(cli->store, &all, &n_all, &cli->err)) != CUSTODY_OK)
+	if ((r = custody_store_list_assignments(cli->store, &all, &n_all, &cli->err)) != CUSTODY_OK ||
+	    (r = check_assignments(cli, &o, &plan, recs, n, all, n_all, &clears)) != CUSTODY_OK)
 		goto out;
-	for (i = 0; i < n_all; i++) {
-		enum custody_slot_name slot = custody_assign_find(&all[i], victim->thumbprint);
+	if (o.dry_run) {
+		show_plan(cli, &plan, all, n_all);
+		goto out;	/* rolled back: nothing was written */
+	}
 
-		if (slot == CUSTODY_SLOT_NONE)
+	for (i = 0; i < n_all; i++) {
+		if (clear_slots(&all[i], plan.victim->thumbprint) == 0)
 			continue;
-		refs++;
-		if (!o.force) {
-			r = custody_err_set(&cli->err, CUSTODY_EFAIL,
-					    "certificate %s is assigned as %s/%s:%s",
-					    victim->thumbprint, all[i].type, all[i].identity,
-					    custody_slot_label(slot));
-			custody_err_hint(&cli->err, "remove it from the assignment first, or use --force");
-			goto out;
-		}
-		clear_slots(&all[i], victim->thumbprint);
 		if ((r = custody_store_put_assignment(cli->store, &all[i], &cli->err)) != CUSTODY_OK ||
 		    (r = cli_audit(cli, "remove", all[i].type, all[i].identity,
-				   victim->thumbprint, NULL, "delete --force")) != CUSTODY_OK)
+				   plan.victim->thumbprint, NULL, "delete --force")) != CUSTODY_OK)
 			goto out;
 		cli_warn("%s/%s no longer refers to %s", all[i].type, all[i].identity,
-			 victim->thumbprint);
+			 plan.victim->thumbprint);
 	}
-	r = custody_store_delete_cert(cli->store, victim->thumbprint, &cli->err);
+	r = custody_store_delete_cert(cli->store, plan.victim->thumbprint, &cli->err);
 	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
 		goto out;
-	{
-		char detail[128];
-
-		snprintf(detail, sizeof(detail), "key id %s on token %s", victim->key_id,
-			 custody_token_label(cli->token));
-		if ((r = cli_audit(cli, "delete", NULL, NULL, victim->thumbprint, NULL,
-				   detail)) != CUSTODY_OK)
-			goto out;
-	}
+	if ((r = audit_objects(cli, &plan)) != CUSTODY_OK)
+		goto out;
 	/* The token last: if it fails, the store transaction is rolled back. */
-	if ((r = custody_token_delete(cli->token, victim->key_id, &cli->err)) != CUSTODY_OK)
+	if ((r = destroy_objects(cli, &plan)) != CUSTODY_OK)
 		goto out;
 	if ((r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
 		goto out;
 	in_tx = 0;
-	cli_say(cli, "destroyed certificate %s and its key (key id %s) on token %s%s",
-		victim->thumbprint, victim->key_id, custody_token_label(cli->token),
-		refs > 0 ? "; its assignments were cleared" : "");
+	if (plan.key_stays)
+		cli_say(cli, "removed certificate %s; its key (key id %s) stays: %s uses it%s",
+			plan.victim->thumbprint, plan.victim->key_id, plan.sharers,
+			clears > 0 ? "; its assignments were cleared" : "");
+	else
+		cli_say(cli, "destroyed certificate %s and its key (key id %s) on token %s%s",
+			plan.victim->thumbprint, plan.victim->key_id,
+			custody_token_label(cli->token),
+			clears > 0 ? "; its assignments were cleared" : "");
 out:
 	if (in_tx)
 		custody_store_rollback(cli->store);

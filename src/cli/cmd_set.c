@@ -38,7 +38,6 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 {
 	struct set_opts *o = ctx;
 
-	(void)cli;
 	switch (c) {
 	case 't': o->type = arg; break;
 	case 'i': o->identity = arg; break;
@@ -46,7 +45,7 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 	case OPT_FROM_TYPE: o->from_type = arg; break;
 	case OPT_EFFECTIVE_DATE: o->effective_date = arg; break;
 	case OPT_ROLL: o->roll = 1; break;
-	case OPT_DRY_RUN: o->dry_run = 1; break;
+	case OPT_DRY_RUN: o->dry_run = cli->preview = 1; break;
 	}
 	return CUSTODY_OK;
 }

@@ -557,10 +557,7 @@ cmd_sync(struct cli *cli, int argc, char **argv)
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;
 	/* A sync writes what came due (rolls) for every node: only at the
-	 * real time. */
-	if (cli->args.at != NULL)
-		return cli_usage_error(cli, "--at does not apply to sync: it records "
-				       "what came due for every node, at the real time");
+	 * real time (cli_parse refuses --at, as for every command that writes). */
 	if (!o.watch)
 		return run_once(cli);
 	/* The PIN is read again for every sync, so that none is kept in

@@ -15,7 +15,7 @@
 #include "cli.h"
 
 const struct command cli_commands[] = {
-	{"get", cmd_get, "show assignments (Get-CsCertificate)",
+	{"get", cmd_get, CLI_AT_READS, "show assignments (Get-CsCertificate)",
 	 "custody get [-t TYPE] [-i IDENTITY] [-o table|json|thumbprint|pem|uri]\n"
 	 "\n"
 	 "Shows assignments from the store: every one without -t; with -t, the one\n"
@@ -24,7 +24,7 @@ const struct command cli_commands[] = {
 	 "\n"
 	 "  -t, --type TYPE          certificate type (OAuthTokenIssuer, Default, ...)\n"
 	 "  -i, --identity IDENTITY  global or a node name\n"},
-	{"import", cmd_import, "import a PKCS#12, PEM or certificate onto the token (Import-CsCertificate)",
+	{"import", cmd_import, CLI_AT_WRITES, "import a PKCS#12, PEM or certificate onto the token (Import-CsCertificate)",
 	 "custody import --path FILE [--password-source SRC] [--label LABEL] [--replicable]\n"
 	 "               [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]]\n"
 	 "custody import --package FILE [--label LABEL] [-t TYPE ...]\n"
@@ -45,7 +45,7 @@ const struct command cli_commands[] = {
 	 "  -t, --type TYPE           also assign it, as `custody set` does\n"
 	 "  -i, --identity IDENTITY   where to assign it\n"
 	 "  --roll --effective-date TIME   stage it to become current at TIME\n"},
-	{"set", cmd_set, "assign a certificate to a type (Set-CsCertificate)",
+	{"set", cmd_set, CLI_AT_PREVIEWS, "assign a certificate to a type (Set-CsCertificate)",
 	 "custody set -t TYPE (--thumbprint X | --from-type OTHER) [-i IDENTITY]\n"
 	 "            [--roll --effective-date TIME] [--dry-run]\n"
 	 "\n"
@@ -59,23 +59,35 @@ const struct command cli_commands[] = {
 	 "  --from-type OTHER         the current certificate of another type\n"
 	 "  -i, --identity IDENTITY   global or a node name\n"
 	 "  --roll --effective-date TIME   stage a roll\n"
-	 "  --dry-run                 print what would change, change nothing\n"},
-	{"list", cmd_list, "list the certificates on the token",
+	 "  --dry-run                 print what would change, change nothing; the\n"
+	 "                            one write that takes --at TIME (a preview at TIME)\n"},
+	{"list", cmd_list, CLI_AT_READS, "list the certificates on the token",
 	 "custody list [-o table|json]\n"
 	 "\n"
 	 "Certificates on the token with their key, key id and assignments.\n"},
-	{"remove", cmd_remove, "remove a certificate from an assignment (Remove-CsCertificate)",
+	{"remove", cmd_remove, CLI_AT_WRITES, "remove a certificate from an assignment (Remove-CsCertificate)",
 	 "custody remove -t TYPE [-i IDENTITY] [--previous | --pending] [--force]\n"
 	 "\n"
 	 "Removes the current (default), previous or pending certificate from an\n"
 	 "assignment. Token objects stay. A previous certificate inside its overlap\n"
 	 "window needs --force.\n"},
-	{"delete", cmd_delete, "destroy a certificate and its private key on the token",
-	 "custody delete --thumbprint X [--force]\n"
+	{"delete", cmd_delete, CLI_AT_WRITES, "destroy a certificate, and its key when no other certificate uses it",
+	 "custody delete --thumbprint X [--force] [--dry-run]\n"
 	 "\n"
-	 "Destroys the certificate and its private key on the token. Refused while an\n"
-	 "assignment refers to it, unless --force (which also clears those slots).\n"},
-	{"request", cmd_request, "generate a key pair inside the token: a CSR or a self-signed certificate (Request-CsCertificate)",
+	 "Destroys the certificate on the token, and its key (private and public key\n"
+	 "objects) when no other certificate on the token has its key id; when one\n"
+	 "has (a renewal on the same key), the key stays and says which certificate\n"
+	 "uses it. Refused while an assignment refers to the certificate, unless\n"
+	 "--force (which also clears those slots). A key that would go while an\n"
+	 "assignment names another certificate on it is refused, even with --force.\n"
+	 "Each object destroyed gets its own audit entry.\n"
+	 "\n"
+	 "  --thumbprint X            SHA-1 thumbprint, SHA-256 fingerprint or a unique\n"
+	 "                            prefix of at least 8 hex digits\n"
+	 "  --force                   also clear the assignment slots that name X\n"
+	 "  --dry-run                 print each object and slot that would go, change\n"
+	 "                            nothing\n"},
+	{"request", cmd_request, CLI_AT_WRITES, "generate a key pair inside the token: a CSR or a self-signed certificate (Request-CsCertificate)",
 	 "custody request --subject DN [--san DNS:a,DNS:b,...] [--key SPEC] [--label L]\n"
 	 "                [--replicable] (--csr FILE | --self-signed --days N\n"
 	 "                [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]])\n"
@@ -96,7 +108,7 @@ const struct command cli_commands[] = {
 	 "  -t, --type TYPE           also assign it, as `custody set` does\n"
 	 "  -i, --identity IDENTITY   where to assign it\n"
 	 "  --roll --effective-date TIME   stage it to become current at TIME\n"},
-	{"metadata", cmd_metadata, "publish the verification keys of a type (JWKS or S2S metadata)",
+	{"metadata", cmd_metadata, CLI_AT_READS, "publish the verification keys of a type (JWKS or S2S metadata)",
 	 "custody metadata [-t TYPE] [--format jwks|s2s]\n"
 	 "\n"
 	 "Prints the certificates a relying party must trust for TYPE (default\n"
@@ -107,12 +119,12 @@ const struct command cli_commands[] = {
 	 "\n"
 	 "  -t, --type TYPE          certificate type (default OAuthTokenIssuer)\n"
 	 "  --format jwks|s2s        document format (default jwks)\n"},
-	{"init-token", cmd_init_token, "initialise a fresh token (SoftHSM, test tokens)",
+	{"init-token", cmd_init_token, CLI_AT_WRITES, "initialise a fresh token (SoftHSM, test tokens)",
 	 "custody init-token --label LABEL --so-pin-source SRC --pin-source SRC\n"
 	 "\n"
 	 "Initialises the first uninitialised token of the module with LABEL, the\n"
 	 "security officer PIN and the user PIN, both read from their sources.\n"},
-	{"test", cmd_test, "check the assigned certificates and keys (Test-CsCertificateConfiguration)",
+	{"test", cmd_test, CLI_AT_READS, "check the assigned certificates and keys (Test-CsCertificateConfiguration)",
 	 "custody test [-t TYPE] [--warn-days N] [-o table|json]\n"
 	 "\n"
 	 "Checks every assignment at global and at this node's identity (with -t, those\n"
@@ -126,7 +138,7 @@ const struct command cli_commands[] = {
 	 "  -t, --type TYPE          only this type\n"
 	 "  --warn-days N            WARNING when a certificate expires within N days\n"
 	 "                           (default policy.warn-days, 30)\n"},
-	{"wizard", cmd_wizard, "assign a certificate step by step, in a terminal",
+	{"wizard", cmd_wizard, CLI_AT_WRITES, "assign a certificate step by step, in a terminal",
 	 "custody wizard\n"
 	 "\n"
 	 "The Deployment Wizard's certificate assignment: choose the type (with what\n"
@@ -136,7 +148,7 @@ const struct command cli_commands[] = {
 	 "b goes back one step, q cancels (exit 0, nothing changed); Ctrl-C exits 130\n"
 	 "and changes nothing. The store is written only after the confirmation.\n"
 	 "Needs a terminal on standard input and output (else exit 2: use set).\n"},
-	{"sign", cmd_sign, "sign a file with the current key of a type (raw signature out)",
+	{"sign", cmd_sign, CLI_AT_READS, "sign a file with the current key of a type (raw signature out)",
 	 "custody sign -t TYPE [-i IDENTITY] [--in FILE] [--out FILE] [--digest sha256|sha384|sha512]\n"
 	 "\n"
 	 "Signs FILE (default: standard input) with the private key of the certificate\n"
@@ -153,7 +165,7 @@ const struct command cli_commands[] = {
 	 "  --out FILE               where the signature goes, a new file (default:\n"
 	 "                           standard output); an existing file is never overwritten\n"
 	 "  --digest NAME            sha256 (default), sha384 or sha512\n"},
-	{"audit", cmd_audit, "show or verify the hash-chained audit log",
+	{"audit", cmd_audit, CLI_AT_READS, "show or verify the hash-chained audit log",
 	 "custody audit [--since TIME] [--verify] [-o table|json]\n"
 	 "\n"
 	 "Shows the append-only audit log, one line per change:\n"
@@ -167,7 +179,7 @@ const struct command cli_commands[] = {
 	 "\n"
 	 "  --since TIME             only entries at or after TIME (ISO 8601)\n"
 	 "  --verify                 check the whole chain and the head\n"},
-	{"jwt", cmd_jwt, "issue or verify a JWT signed with the current key of a type",
+	{"jwt", cmd_jwt, CLI_AT_READS, "issue or verify a JWT signed with the current key of a type",
 	 "custody jwt issue [-t TYPE] --claims JSON|@FILE [--lifetime SECONDS] [--alg RS256|PS256|ES256]\n"
 	 "custody jwt verify [-t TYPE] [--skew SECONDS] TOKEN|-\n"
 	 "\n"
@@ -185,7 +197,7 @@ const struct command cli_commands[] = {
 	 "  --lifetime SECONDS    exp = now + SECONDS when the claims have no exp\n"
 	 "  --alg ALG             RS256, PS256 or ES256\n"
 	 "  --skew SECONDS        clock skew allowed for exp and nbf\n"},
-	{"sync", cmd_sync, "bring this node's token in line with the store (cluster)",
+	{"sync", cmd_sync, CLI_AT_WRITES, "bring this node's token in line with the store (cluster)",
 	 "custody sync [--watch [--interval SECONDS]] [-o table|json]\n"
 	 "\n"
 	 "For every global assignment (current, previous, pending) makes sure this\n"
@@ -208,7 +220,7 @@ const struct command cli_commands[] = {
 	 "\n"
 	 "  --watch                  keep running and react to changes\n"
 	 "  --interval SECONDS       sync at least this often with --watch (1..86400)\n"},
-	{"status", cmd_status, "the cluster's nodes against the store: held keys, last sync, lag",
+	{"status", cmd_status, CLI_AT_READS, "the cluster's nodes against the store: held keys, last sync, lag",
 	 "custody status [-o table|json]\n"
 	 "\n"
 	 "One row per node: its state (enrolled, admitted, joined), last sync, lag\n"
@@ -219,7 +231,7 @@ const struct command cli_commands[] = {
 	 "\"last_sync\",\"lag_seconds\",\"stale\",\"differs\",\"holds\":{\"TYPE\":\n"
 	 "\"THUMBPRINT\"}}],\"ok\":BOOL}. Reads the store only: no token, no PIN.\n"
 	 "Exit 1 when any node differs or is stale, or no node has enrolled.\n"},
-	{"kek", cmd_kek, "create the cluster key-encryption key on this token (ceremony)",
+	{"kek", cmd_kek, CLI_AT_WRITES, "create the cluster key-encryption key on this token (ceremony)",
 	 "custody kek create\n"
 	 "\n"
 	 "The first step of the cluster key ceremony, on the first node: generates the\n"
@@ -228,7 +240,7 @@ const struct command cli_commands[] = {
 	 "value in the store and this node as the first member, and prints the key\n"
 	 "check value. Refused when the store records a KEK already. Every step is\n"
 	 "narrated on stderr: keep (and sign) the transcript.\n"},
-	{"node", cmd_node, "enroll, admit or join a node of the cluster (ceremony)",
+	{"node", cmd_node, CLI_AT_WRITES, "enroll, admit or join a node of the cluster (ceremony)",
 	 "custody node enroll\n"
 	 "custody node admit NODE --so-pin-source SRC\n"
 	 "custody node join\n"
@@ -246,7 +258,7 @@ const struct command cli_commands[] = {
 	 "store and destroys the transport key pair. A node not admitted cannot join.\n"
 	 "\n"
 	 "  --so-pin-source SRC      file:PATH, env:VAR, fd:N or prompt (admit only)\n"},
-	{"seal", cmd_seal, "turn a replicated key's extractable flag off once every node holds it",
+	{"seal", cmd_seal, CLI_AT_WRITES, "turn a replicated key's extractable flag off once every node holds it",
 	 "custody seal --thumbprint X [--force]\n"
 	 "\n"
 	 "Once every member of the cluster reports holding the key of X (custody sync\n"
@@ -254,7 +266,7 @@ const struct command cli_commands[] = {
 	 "no token keeps an exportable copy. Refused, naming the nodes, while one\n"
 	 "does not report it; --force skips that check (they can then still unwrap\n"
 	 "the package already in the store).\n"},
-	{"export", cmd_export, "write one key's wrapped package to a new file (never plaintext)",
+	{"export", cmd_export, CLI_AT_WRITES, "write one key's wrapped package to a new file (never plaintext)",
 	 "custody export --thumbprint X --out FILE\n"
 	 "\n"
 	 "Writes the package of X's private key, wrapped under the cluster KEK\n"
@@ -262,7 +274,7 @@ const struct command cli_commands[] = {
 	 "file, mode 0600: an existing one is never overwritten). A member imports it\n"
 	 "with custody import --package FILE. The package is the store's when it has\n"
 	 "one, else wrapped now on this token (the key must be replicable).\n"},
-	{NULL, NULL, NULL, NULL},
+	{NULL, NULL, CLI_AT_READS, NULL, NULL},
 };
 
 const struct command *
@@ -293,7 +305,8 @@ print_main_usage(FILE *f)
 		"  --so-pin-source SRC    security officer PIN, same forms\n"
 		"  --store URL            sqlite:PATH (default " CUSTODY_DEFAULT_STORE ")\n"
 		"  --node NAME            this node's name (default: host name)\n"
-		"  --at TIME              evaluate as if now were TIME (ISO 8601)\n"
+		"  --at TIME              read as if now were TIME (ISO 8601); commands that\n"
+		"                         write refuse it (set --dry-run, a preview, takes it)\n"
 		"  -o, --output FMT       table, json, thumbprint, pem, uri\n"
 		"  -q, --quiet            no narration\n"
 		"  -v, --verbose          more narration\n"

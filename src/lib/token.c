@@ -1079,7 +1079,8 @@ custody_token_has_private_key(custody_token *tok, const char *key_id,
 /* Destroys every object of class cls with this id; counts them in *n. */
 static int
 destroy_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
-	      size_t id_len, const char *what, size_t *n, custody_err *err)
+	      size_t id_len, const char *key_id, const char *what, size_t *n,
+	      custody_err *err)
 {
 	CK_ATTRIBUTE t[] = {
 		{CKA_CLASS, &cls, sizeof(cls)},
@@ -1099,8 +1100,8 @@ destroy_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
 
 			custody_hex_encode(id, id_len, hex, 0);
 			r = token_err_rv(err, CUSTODY_EFAIL, rv,
-					 "cannot destroy the %s with key id %s "
-					 "on token %s", what, hex, tok->label);
+					 "cannot destroy the %s (key id %s) on "
+					 "token %s", what, key_id, tok->label);
 			goto out;
 		}
 		(*n)++;
@@ -1124,11 +1125,11 @@ custody_token_delete(custody_token *tok, const char *key_id, custody_err *err)
 		goto out;
 	/* The private key goes last: if anything fails on the way, the key
 	 * is the one object still there. */
-	if ((r = destroy_class(tok, CKO_CERTIFICATE, id, id_len, "certificate",
+	if ((r = destroy_class(tok, CKO_CERTIFICATE, id, id_len, key_id, "certificate",
 			       &n, err)) != CUSTODY_OK ||
-	    (r = destroy_class(tok, CKO_PUBLIC_KEY, id, id_len, "public key",
+	    (r = destroy_class(tok, CKO_PUBLIC_KEY, id, id_len, key_id, "public key",
 			       &n, err)) != CUSTODY_OK ||
-	    (r = destroy_class(tok, CKO_PRIVATE_KEY, id, id_len, "private key",
+	    (r = destroy_class(tok, CKO_PRIVATE_KEY, id, id_len, key_id, "private key",
 			       &n, err)) != CUSTODY_OK)
 		goto out;
 	if (n == 0) {
@@ -1141,6 +1142,149 @@ custody_token_delete(custody_token *tok, const char *key_id, custody_err *err)
 		      key_id, tok->label);
 	r = CUSTODY_OK;
 out:
+	return r;
+}
+
+/* How many objects of class cls have this id. */
+static int
+count_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
+	    size_t id_len, size_t *n, custody_err *err)
+{
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, (void *)id, id_len},
+	};
+	CK_OBJECT_HANDLE *h = NULL;
+	int r;
+
+	r = token_find(tok, t, 2, &h, n, err);
+	free(h);
+	return r;
+}
+
+int
+custody_token_count_key_objects(custody_token *tok, const char *key_id,
+				custody_token_key_objects *out,
+				custody_err *err)
+{
+	unsigned char id[KEY_ID_MAX];
+	size_t id_len;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = token_require_login(tok, "look for private keys", err)) !=
+	    CUSTODY_OK)
+		return r;
+	if ((r = count_class(tok, CKO_CERTIFICATE, id, id_len,
+			     &out->certificates, err)) != CUSTODY_OK ||
+	    (r = count_class(tok, CKO_PUBLIC_KEY, id, id_len,
+			     &out->public_keys, err)) != CUSTODY_OK ||
+	    (r = count_class(tok, CKO_PRIVATE_KEY, id, id_len,
+			     &out->private_keys, err)) != CUSTODY_OK)
+		memset(out, 0, sizeof(*out));
+	return r;
+}
+
+int
+custody_token_delete_cert(custody_token *tok, const char *key_id,
+			  const unsigned char *der, size_t der_len,
+			  custody_err *err)
+{
+	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+	unsigned char id[KEY_ID_MAX];
+	CK_ATTRIBUTE t[3];
+	CK_OBJECT_HANDLE *h = NULL;
+	size_t id_len, count = 0, i;
+	CK_RV rv;
+	int r;
+
+	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = token_require_login(tok, "delete objects", err)) != CUSTODY_OK)
+		goto out;
+	t[0].type = CKA_CLASS;
+	t[0].pValue = &cls;
+	t[0].ulValueLen = sizeof(cls);
+	t[1].type = CKA_ID;
+	t[1].pValue = id;
+	t[1].ulValueLen = id_len;
+	t[2].type = CKA_VALUE;
+	t[2].pValue = (void *)der;
+	t[2].ulValueLen = der_len;
+	if ((r = token_find(tok, t, 3, &h, &count, err)) != CUSTODY_OK)
+		goto out;
+	if (count == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no such certificate object with key id %s "
+				    "on token %s", key_id, tok->label);
+		goto out;
+	}
+	for (i = 0; i < count; i++) {
+		rv = tok->f->C_DestroyObject(tok->session, h[i]);
+		if (rv != CKR_OK) {
+			r = token_err_rv(err, CUSTODY_EFAIL, rv,
+					 "cannot destroy the certificate "
+					 "object (key id %s) on token %s",
+					 key_id, tok->label);
+			goto out;
+		}
+	}
+	custody_debug("destroyed a certificate object with key id %s on "
+		      "token %s", key_id, tok->label);
+	r = CUSTODY_OK;
+out:
+	free(h);
+	return r;
+}
+
+int
+custody_token_delete_key(custody_token *tok, const char *key_id,
+			 custody_token_key_objects *destroyed,
+			 custody_err *err)
+{
+	custody_token_key_objects held, done;
+	unsigned char id[KEY_ID_MAX];
+	size_t id_len;
+	int r;
+
+	memset(&done, 0, sizeof(done));
+	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = token_require_login(tok, "delete objects", err)) != CUSTODY_OK ||
+	    (r = custody_token_count_key_objects(tok, key_id, &held, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (held.certificates > 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot destroy the key with key id %s on "
+				    "token %s: %zu certificate%s there still "
+				    "use%s it", key_id, tok->label,
+				    held.certificates,
+				    held.certificates == 1 ? "" : "s",
+				    held.certificates == 1 ? "s" : "");
+		goto out;
+	}
+	if (held.public_keys == 0 && held.private_keys == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no key with key id %s on token %s",
+				    key_id, tok->label);
+		goto out;
+	}
+	/* The private key goes last: if anything fails on the way, the key
+	 * is the one object still there. */
+	if ((r = destroy_class(tok, CKO_PUBLIC_KEY, id, id_len, key_id, "public key",
+			       &done.public_keys, err)) != CUSTODY_OK ||
+	    (r = destroy_class(tok, CKO_PRIVATE_KEY, id, id_len, key_id, "private key",
+			       &done.private_keys, err)) != CUSTODY_OK)
+		goto out;
+	custody_debug("destroyed the key with key id %s on token %s", key_id,
+		      tok->label);
+	r = CUSTODY_OK;
+out:
+	if (destroyed != NULL)
+		*destroyed = done;
 	return r;
 }
 
@@ -1158,8 +1302,8 @@ custody_token_destroy_private_key(custody_token *tok, const char *key_id,
 	    (r = token_require_login(tok, "destroy a private key", err)) !=
 	    CUSTODY_OK)
 		return r;
-	return destroy_class(tok, CKO_PRIVATE_KEY, id, id_len, "private key",
-			     n, err);
+	return destroy_class(tok, CKO_PRIVATE_KEY, id, id_len, key_id,
+			     "private key", n, err);
 }
 
 /* ---------------------------------------------------------------- URI */

@@ -202,7 +202,7 @@ check "sync --interval 12x is a usage error" [ "$rc" -eq 2 ]
 on node1 sync -o pem
 check "sync -o pem is a usage error" [ "$rc" -eq 2 ]
 on node1 sync --at 2031-01-01
-check "sync refuses --at (it records rolls for every node)" grep -q "^2:.*--at does not apply to sync" <<<"$rc:$err"
+check "sync refuses --at (it records rolls for every node)" grep -q "^2:.*--at is for reading: sync writes" <<<"$rc:$err"
 on node1 status node2
 check "status takes no operand" [ "$rc" -eq 2 ]
 on node1 sync --watch --pin-source fd:0 </dev/null

@@ -156,7 +156,7 @@ if [ "$torn_key" -ge 1 ]; then
 	run_fault FAULT_FUNC=C_DestroyObject FAULT_AT="$nth" -- sync
 	check "C_DestroyObject refused: sync exits 1" [ "$rc" -eq 1 ]
 	check "... naming the object" \
-		grep -q "cannot destroy the private key with key id $key_id on token node2: CKR_DEVICE_ERROR" <<<"$err"
+		grep -q "cannot destroy the private key (key id $key_id) on token node2: CKR_DEVICE_ERROR" <<<"$err"
 	tokens_now=$(find "$T/node2/tokens" -name '*.object' ! -name token.object | sort | xargs sha256sum)
 	check "... and the token keeps every object" [ "$tokens_now" = "$tokens_torn" ]
 fi

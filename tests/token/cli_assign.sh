@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # custody set / remove / delete: current, previous and pending through the
-# command line, --at previews, --dry-run, --from-type, concurrency, config.
+# command line, --at previews (refused for writes), --dry-run, --from-type, concurrency, config.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
 setup_token
 py() { python3 -c "import json,sys; d=json.load(sys.stdin); $1" <<<"$out"; }
@@ -62,7 +62,11 @@ check "removing the previous inside the overlap window is refused (exit 1)" [ "$
 check "…naming the window" grep -q "overlap window" <<<"$err"
 check "…and nothing changed" [ "$(state)" = "$before" ]
 run remove -t OAuthTokenIssuer --previous --at "$(date -u -d '+2 days' +%Y-%m-%d)"
-check "after the window, previous can be removed" [ "$rc" -eq 0 ]
+check "remove refuses --at (exit 2): it writes at the real time" [ "$rc" -eq 2 ]
+check "…saying so" grep -q "custody: remove: --at is for reading: remove writes, and writes at the real time" <<<"$err"
+check "…and nothing changed" [ "$(state)" = "$before" ]
+run remove -t OAuthTokenIssuer --previous --force
+check "with --force, previous can be removed inside the window" [ "$rc" -eq 0 ]
 run get -t OAuthTokenIssuer -o json
 check "previous is gone" [ "$(py 'print(d[0]["previous"])')" = "None" ]
 run set -t OAuthTokenIssuer --thumbprint "$C" --roll --effective-date "$eff"

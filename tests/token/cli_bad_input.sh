@@ -74,8 +74,11 @@ openssl req -x509 -newkey dsa:<(openssl dsaparam 2048 2>/dev/null) -noenc -keyou
 	openssl pkcs12 -export -passout pass: -out "$T/dsa.p12" 2>/dev/null
 expect_error 1 "DSA" "a DSA key" -- import --path "$T/dsa.p12"
 make_p12 short short.custody.test 1
-expect_error 1 "expired" "a certificate already expired when assigned" -- \
+expect_error 2 "--at is for reading: import writes" "import with --at (it writes at the real time)" -- \
 	import --path "$T/short.p12" -t Default --at "$(date -u -d '+3 days' +%Y-%m-%d)"
+"$CUSTODY_BIN" -q import --path "$T/short.p12" >/dev/null
+expect_error 1 "expired" "a certificate already expired when assigned (set --dry-run --at)" -- \
+	set -t Default --thumbprint "$(thumbprint_of_p12 short)" --dry-run --at "$(date -u -d '+3 days' +%Y-%m-%d)"
 make_p12 node node.custody.test 30
 expect_error 1 "global" "OAuthTokenIssuer at a node identity" -- \
 	import --path "$T/node.p12" -t OAuthTokenIssuer -i node1

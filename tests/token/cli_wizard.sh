@@ -214,7 +214,7 @@ check "…custody get shows C pending at $eff and A still current" \
 # --- a plan the rules refuse is said, and the step asked again ---
 before=$(state)
 later=$(date -u -d '+2 days' +%Y-%m-%dT%H:%M:%SZ)
-wizard expired --at "$later" <<EOF
+wizard expired <<EOF
 ? Type [1-
 > 2
 ? Identity [1-
@@ -222,13 +222,15 @@ wizard expired --at "$later" <<EOF
 ? Certificate [1-
 > $nS
 ? When [1-
-> 1
-? this cannot be done: certificate
-? Certificate [1-
+> 2
+? Effective date
+> $later
+? this cannot be done: at the effective date: certificate
+? Effective date
 > q
 ? cancelled, nothing changed
 EOF
-check "a certificate expired at the time of the change is refused, then cancel: exit 0" [ "$wrc" -eq 0 ]
+check "a certificate expired at the effective date is refused, then cancel: exit 0" [ "$wrc" -eq 0 ]
 check "…saying it expired" has "expired on"
 check "…and nothing changed" [ "$(state)" = "$before" ]
 
@@ -258,6 +260,9 @@ check "completion: custody se<TAB> offers seal and set" offers "custody se" seal
 check "completion: custody get -t OAuth<TAB> offers OAuthTokenIssuer" offers "custody get -t OAuth" OAuthTokenIssuer
 check "completion: type names in any case (--from-type oauth)" offers "custody set --from-type oauth" OAuthTokenIssuer
 check "completion: command options (custody set --dr)" offers "custody set --dr" --dry-run
+check "completion: custody delete --<TAB> includes --dry-run" \
+	grep -qx -- "--dry-run" <(complete_line "custody delete --")
+check "completion: custody delete --dr<TAB> offers --dry-run" offers "custody delete --dr" --dry-run
 check "completion: output formats after -o" offers "custody get -o j" json
 check "completion: PIN sources after --password-source" offers "custody import --password-source f" file: fd:
 check "completion: a file after --pin-source file:" offers "custody --pin-source file:$T/user.p" "$T/user.pin"
