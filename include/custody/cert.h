@@ -45,11 +45,14 @@ void custody_pkey_algorithm(EVP_PKEY *pkey, char *buf, size_t size);
 
 /* What an import file held.  key is NULL for a certificate alone.  chain
  * holds the other certificates of the file (never NULL after a successful
- * load; may be empty). */
+ * load; may be empty).  legacy is empty, or, for a PKCS#12 that only
+ * OpenSSL's legacy provider could decrypt (RC2-40, as older Windows
+ * servers export), the protection it had: "RC2-40 / 3DES, SHA-1 MAC". */
 typedef struct custody_bundle {
 	EVP_PKEY *key;
 	X509 *cert;
 	STACK_OF(X509) *chain;
+	char legacy[128];
 } custody_bundle;
 
 /*
@@ -78,6 +81,10 @@ typedef struct custody_bundle {
  * With a key, the certificate is the one that matches it; the rest go to
  * chain.  Without a key, a file with exactly one certificate gives it, a
  * file with several is EFAIL.
+ * A PKCS#12 whose encryption the default library context lacks is read
+ * again in a private one with OpenSSL's "legacy" provider (never loaded
+ * into the default context), freed before returning; EFAIL when that
+ * provider is not installed.  out->legacy then says so.
  */
 int custody_bundle_parse(const unsigned char *data, size_t len,
 			 const char *password, custody_bundle *out,

@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/provider.h>
 #include <openssl/x509.h>
 
 #include <custody/cert.h>
@@ -52,6 +53,13 @@ struct found {
 	STACK_OF(X509) *certs;	/* every certificate, in file order     */
 	int64_t iter_total;	/* iteration counts met, all summed     */
 	int over_limit;		/* an iteration count was refused       */
+	char algs[64];		/* its encryptions: "RC2-40 / 3DES"     */
+	char mac[32];		/* its MAC: "SHA-1 MAC", or empty       */
+	int unsupported;	/* a decryption lacked its algorithm    */
+	/* The private library context with OpenSSL's legacy provider that
+	 * decrypts this one file, when its default context cannot. */
+	OSSL_LIB_CTX *libctx;
+	OSSL_PROVIDER *legacy, *deflt;
 };
 
 static void
@@ -130,7 +138,7 @@ unsupported_algorithm(void)
 /* A decryption under the password failed: an algorithm OpenSSL lacks is
  * EFAIL, anything else a wrong (or missing) password. */
 static int
-decrypt_error(const struct found *f, custody_err *err)
+decrypt_error(struct found *f, custody_err *err)
 {
 	unsigned long last = ERR_peek_last_error();
 	char reason[256] = "";
@@ -139,6 +147,7 @@ decrypt_error(const struct found *f, custody_err *err)
 		ERR_error_string_n(last, reason, sizeof(reason));
 	if (unsupported_algorithm()) {
 		ERR_clear_error();
+		f->unsupported = 1;
 		custody_err_set(err, CUSTODY_EFAIL,
 				"cannot decrypt %s: it is encrypted with an "
 				"algorithm this OpenSSL does not provide (%s)",
@@ -191,12 +200,44 @@ count_mul(int64_t a, int64_t b)
 	return a > INT64_MAX / b ? INT64_MAX : a * b;
 }
 
+/* A short name of the PKCS#12 or PKCS#5 v1 encryption nid (NULL: none). */
+static const char *
+pbe1_name(int nid)
+{
+	switch (nid) {
+	case NID_pbe_WithSHA1And40BitRC2_CBC:
+		return "RC2-40";
+	case NID_pbe_WithSHA1And128BitRC2_CBC:
+		return "RC2-128";
+	case NID_pbe_WithSHA1And3_Key_TripleDES_CBC:
+		return "3DES";
+	case NID_pbe_WithSHA1And2_Key_TripleDES_CBC:
+		return "2-key 3DES";
+	case NID_pbe_WithSHA1And40BitRC4:
+		return "RC4-40";
+	case NID_pbe_WithSHA1And128BitRC4:
+		return "RC4-128";
+	case NID_pbeWithMD2AndDES_CBC:
+	case NID_pbeWithMD5AndDES_CBC:
+	case NID_pbeWithSHA1AndDES_CBC:
+		return "DES";
+	case NID_pbeWithMD2AndRC2_CBC:
+	case NID_pbeWithMD5AndRC2_CBC:
+	case NID_pbeWithSHA1AndRC2_CBC:
+		return "RC2-64";
+	default:
+		return NULL;
+	}
+}
+
 /* The work that the password-based encryption alg asks for in *count: the
  * iteration count of a PKCS#12 PBE, a PKCS#5 PBES1 or PBES2 with PBKDF2,
- * N*r*p for PBES2 with scrypt.  0 when alg is none of them or its
- * parameters do not decode (OpenSSL then refuses it on its own). */
+ * N*r*p for PBES2 with scrypt; its cipher's short name in *name.  0 when
+ * alg is none of them or its parameters do not decode (OpenSSL then
+ * refuses it on its own). */
 static int
-pbe_count(const X509_ALGOR *alg, int64_t *count, const char **kind)
+pbe_count(const X509_ALGOR *alg, int64_t *count, const char **kind,
+	  const char **name)
 {
 	int nid, found = 0;
 	PBEPARAM *pbe = NULL;
@@ -208,11 +249,15 @@ pbe_count(const X509_ALGOR *alg, int64_t *count, const char **kind)
 		return 0;
 	nid = OBJ_obj2nid(alg->algorithm);
 	*kind = "iteration count";
+	*name = pbe1_name(nid);
 	if (nid == NID_pbes2) {
 		pbe2 = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBE2PARAM),
 						 alg->parameter);
 		if (pbe2 == NULL || pbe2->keyfunc == NULL)
 			goto out;
+		if (pbe2->encryption != NULL)
+			*name = OBJ_nid2sn(OBJ_obj2nid(
+				pbe2->encryption->algorithm));
 		nid = OBJ_obj2nid(pbe2->keyfunc->algorithm);
 		if (nid == NID_id_pbkdf2) {
 			kdf = ASN1_TYPE_unpack_sequence(
@@ -282,17 +327,38 @@ count_check(struct found *f, const char *what, const char *kind,
 	return CUSTODY_EFAIL;
 }
 
+/* Adds name to the file's list of encryptions, once. */
+static void
+note_alg(struct found *f, const char *name)
+{
+	size_t n = strlen(f->algs);
+	const char *p = f->algs;
+
+	if (name == NULL || name[0] == '\0' || strcmp(name, "UNDEF") == 0)
+		return;
+	for (; p != NULL && *p != '\0'; p = strstr(p, " / ")) {
+		if (p != f->algs)
+			p += 3;
+		if (strncmp(p, name, strlen(name)) == 0 &&
+		    (p[strlen(name)] == '\0' || p[strlen(name)] == ' '))
+			return;
+	}
+	snprintf(f->algs + n, sizeof(f->algs) - n, "%s%s", n > 0 ? " / " : "",
+		 name);
+}
+
 /* count_check for the password-based encryption alg, before it is used;
- * add: its count goes into the file's sum. */
+ * add: its count goes into the file's sum.  Notes its name. */
 static int
 pbe_check(struct found *f, const char *what, const X509_ALGOR *alg, int add,
 	  custody_err *err)
 {
 	int64_t count = 0;
-	const char *kind = NULL;
+	const char *kind = NULL, *name = NULL;
 
-	if (!pbe_count(alg, &count, &kind))
+	if (!pbe_count(alg, &count, &kind, &name))
 		return CUSTODY_OK;
+	note_alg(f, name);
 	return count_check(f, what, kind, count, add, err);
 }
 
@@ -335,7 +401,8 @@ p12_bags(const STACK_OF(PKCS12_SAFEBAG) *bags, const char *pass, int depth,
 				      err);
 			if (r != CUSTODY_OK)
 				break;
-			p8 = PKCS12_decrypt_skey(bag, pass, -1);
+			p8 = PKCS12_decrypt_skey_ex(bag, pass, -1, f->libctx,
+						    NULL);
 			if (p8 == NULL) {
 				r = decrypt_error(f, err);
 				break;
@@ -383,6 +450,23 @@ safe_algor(const PKCS7 *p7)
 	return p7->d.encrypted->enc_data->algorithm;
 }
 
+/* PKCS12_unpack_p7encdata in f's library context (OpenSSL 3.0 has no
+ * public way to give it one). */
+static STACK_OF(PKCS12_SAFEBAG) *
+unpack_encrypted(const PKCS7 *p7, const char *pass, const struct found *f)
+{
+	const X509_ALGOR *alg = safe_algor(p7);
+
+	if (alg == NULL || p7->d.encrypted->enc_data->enc_data == NULL) {
+		ERR_raise(ERR_LIB_PKCS12, PKCS12_R_DECODE_ERROR);
+		return NULL;
+	}
+	return PKCS12_item_decrypt_d2i_ex(alg, ASN1_ITEM_rptr(PKCS12_SAFEBAGS),
+					  pass, -1,
+					  p7->d.encrypted->enc_data->enc_data,
+					  1, f->libctx, NULL);
+}
+
 static int
 scan_bags(const STACK_OF(PKCS12_SAFEBAG) *bags, int depth, struct found *f,
 	  custody_err *err)
@@ -402,6 +486,22 @@ scan_bags(const STACK_OF(PKCS12_SAFEBAG) *bags, int depth, struct found *f,
 	return r;
 }
 
+/* "SHA-1 MAC" and the like, for the note on legacy files. */
+static void
+mac_name(const X509_ALGOR *macalg, struct found *f)
+{
+	const ASN1_OBJECT *oid = NULL;
+	int nid;
+
+	if (macalg == NULL)
+		return;
+	X509_ALGOR_get0(&oid, NULL, NULL, macalg);
+	nid = OBJ_obj2nid(oid);
+	snprintf(f->mac, sizeof(f->mac), "%s MAC",
+		 nid == NID_sha1 ? "SHA-1" : nid == NID_md5 ? "MD5"
+		 : nid != NID_undef ? OBJ_nid2sn(nid) : "unknown");
+}
+
 /* Every iteration count p12 shows before anything is decrypted: its MAC's,
  * its encrypted safes', the shrouded keys' of its plain safes.  What does
  * not decode is left for the reading to report. */
@@ -410,12 +510,14 @@ p12_scan(PKCS12 *p12, struct found *f, custody_err *err)
 {
 	int r = CUSTODY_OK, i;
 	const ASN1_INTEGER *iter = NULL;
+	const X509_ALGOR *macalg = NULL;
 	STACK_OF(PKCS7) *safes = NULL;
 	STACK_OF(PKCS12_SAFEBAG) *bags;
 	PKCS7 *p7;
 
 	if (PKCS12_mac_present(p12)) {
-		PKCS12_get0_mac(NULL, NULL, NULL, &iter, p12);
+		PKCS12_get0_mac(NULL, &macalg, NULL, &iter, p12);
+		mac_name(macalg, f);
 		r = count_check(f, "PKCS#12 MAC", "iteration count",
 				count_value(iter), 1, err);
 		if (r != CUSTODY_OK)
@@ -469,7 +571,7 @@ p12_contents(PKCS12 *p12, const char *pass, struct found *f, custody_err *err)
 			r = pbe_check(f, SAFE_WHAT, safe_algor(p7), 0, err);
 			if (r != CUSTODY_OK)
 				goto out;
-			bags = PKCS12_unpack_p7encdata(p7, pass, -1);
+			bags = unpack_encrypted(p7, pass, f);
 			if (bags == NULL) {
 				r = decrypt_error(f, err);
 				goto out;
@@ -495,6 +597,78 @@ out:
 	return r;
 }
 
+static void
+legacy_free(struct found *f)
+{
+	OSSL_PROVIDER_unload(f->deflt);
+	OSSL_PROVIDER_unload(f->legacy);
+	OSSL_LIB_CTX_free(f->libctx);
+	f->deflt = f->legacy = NULL;
+	f->libctx = NULL;
+}
+
+/* A library context of f's own with OpenSSL's "legacy" and "default"
+ * providers (the default context is left as it is). */
+static int
+legacy_context(struct found *f, custody_err *err)
+{
+	char reason[256] = "out of memory";
+	const char *data = NULL, *p;
+	int flags = 0;
+	unsigned long e;
+
+	ERR_clear_error();
+	if ((f->libctx = OSSL_LIB_CTX_new()) != NULL &&
+	    (f->legacy = OSSL_PROVIDER_load(f->libctx, "legacy")) != NULL &&
+	    (f->deflt = OSSL_PROVIDER_load(f->libctx, "default")) != NULL)
+		return CUSTODY_OK;
+	/* The first error says why: "filename(PATH): PATH: cannot open
+	 * shared object file: No such file or directory". */
+	if ((e = ERR_peek_error_data(&data, &flags)) != 0) {
+		if (data != NULL && (flags & ERR_TXT_STRING) && data[0] != '\0')
+			snprintf(reason, sizeof(reason), "%s",
+				 strncmp(data, "filename(", 9) == 0 &&
+				 (p = strstr(data, "): ")) != NULL ? p + 3
+								    : data);
+		else if (ERR_reason_error_string(e) != NULL)
+			snprintf(reason, sizeof(reason), "%s",
+				 ERR_reason_error_string(e));
+	}
+	ERR_clear_error();
+	legacy_free(f);
+	custody_err_set(err, CUSTODY_EFAIL,
+			"cannot decrypt %s: it is protected with legacy "
+			"encryption (%s) and OpenSSL's legacy provider cannot "
+			"be loaded (%s)", f->name, f->algs, reason);
+	custody_err_hint(err, "install OpenSSL's legacy provider (legacy.so "
+			 "in OPENSSL_MODULES or `openssl version -m`), or "
+			 "re-export the file with AES-256-CBC and PBKDF2");
+	return CUSTODY_EFAIL;
+}
+
+/*
+ * p12_contents; when an algorithm is missing from OpenSSL's default
+ * library context (RC2 of older Windows exports: OpenSSL 3 moved it to
+ * the legacy provider), again in a private context with the legacy
+ * provider, kept for this file only.  Nothing else changes: the password,
+ * the MAC and what is done with the contents are checked as before.
+ */
+static int
+p12_open(PKCS12 *p12, const char *pass, struct found *f, custody_err *err)
+{
+	int r;
+
+	f->unsupported = 0;
+	r = p12_contents(p12, pass, f, err);
+	if (r == CUSTODY_OK || !f->unsupported || f->libctx != NULL)
+		return r;
+	found_reset(f);
+	if ((r = legacy_context(f, err)) != CUSTODY_OK)
+		return r;
+	custody_err_clear(err);
+	return p12_contents(p12, pass, f, err);
+}
+
 /* 1: the MAC verifies under pass; 0: it does not; -1: it cannot be
  * computed (unknown digest, broken MAC data). */
 static int
@@ -517,12 +691,12 @@ mac_mismatch(PKCS12 *p12, struct found *f, custody_err *err)
 
 	custody_err_clear(&e);
 	if (pw != NULL && pw[0] != '\0') {
-		opened = p12_contents(p12, pw, f, &e) == CUSTODY_OK;
+		opened = p12_open(p12, pw, f, &e) == CUSTODY_OK;
 	} else {
-		opened = p12_contents(p12, NULL, f, &e) == CUSTODY_OK;
+		opened = p12_open(p12, NULL, f, &e) == CUSTODY_OK;
 		found_reset(f);
 		opened = opened || (!f->over_limit &&
-				    p12_contents(p12, "", f, &e) == CUSTODY_OK);
+				    p12_open(p12, "", f, &e) == CUSTODY_OK);
 	}
 	found_reset(f);
 	ERR_clear_error();
@@ -569,7 +743,7 @@ parse_p12(PKCS12 *p12, struct found *f, custody_err *err)
 			r = mac_mismatch(p12, f, err);
 			goto out;
 		}
-		r = p12_contents(p12, pass, f, err);
+		r = p12_open(p12, pass, f, err);
 		goto out;
 	}
 	/* No MAC: only decryption tells whether the password is right. */
@@ -581,7 +755,7 @@ parse_p12(PKCS12 *p12, struct found *f, custody_err *err)
 	}
 	for (i = 0; i < n_tries; i++) {
 		found_reset(f);
-		r = p12_contents(p12, tries[i], f, err);
+		r = p12_open(p12, tries[i], f, err);
 		if (r != CUSTODY_EPASSWORD)
 			break;
 	}
@@ -1023,12 +1197,17 @@ parse_named(const unsigned char *data, size_t len, const char *password,
 	if (r != CUSTODY_OK)
 		goto out;
 	r = select_leaf(&f, out, err);
+	if (r == CUSTODY_OK && f.libctx != NULL)
+		snprintf(out->legacy, sizeof(out->legacy), "%s%s%s", f.algs,
+			 f.algs[0] != '\0' && f.mac[0] != '\0' ? ", " : "",
+			 f.mac);
 out:
 	if (r != CUSTODY_OK)
 		custody_bundle_free(out);
 	found_reset(&f);
 	sk_X509_free(f.certs);
 	PKCS12_free(p12);
+	legacy_free(&f);
 	ERR_clear_error();
 	return r;
 }

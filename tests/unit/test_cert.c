@@ -779,57 +779,109 @@ Test(bundle_p12, a_damaged_mac_is_corruption_not_a_wrong_password)
 	EVP_PKEY_free(key);
 }
 
-Test(bundle_p12, legacy_rc2_encryption_is_named_not_a_wrong_password)
+/* What older Windows servers export: RC2-40 for the certificates, 3DES for
+ * the key, a SHA-1 MAC; made in a library context of the test's own (NULL
+ * without the legacy provider: the test is skipped). */
+static unsigned char *
+legacy_p12(EVP_PKEY *key, X509 *x, STACK_OF(X509) *chain, int cert_nid,
+	   size_t *len)
 {
-	EVP_PKEY *key = testcert_key("rsa:2048");
-	X509 *x = self_signed(key, "rc2.example");
 	OSSL_LIB_CTX *lc = OSSL_LIB_CTX_new();
 	OSSL_PROVIDER *legacy = OSSL_PROVIDER_load(lc, "legacy");
 	OSSL_PROVIDER *deflt = OSSL_PROVIDER_load(lc, "default");
-	PKCS12 *p12;
 	unsigned char *der = NULL;
-	int len;
-	custody_bundle b;
-	custody_err err;
+	PKCS12 *p12;
+	int n;
 
 	if (legacy == NULL)
 		cr_skip_test("the OpenSSL legacy provider is not installed");
-	/* What older Windows exports hold: RC2-40 for the certificates. */
-	p12 = PKCS12_create_ex("pw", "rc2", key, x, NULL,
-			       NID_pbe_WithSHA1And3_Key_TripleDES_CBC,
-			       NID_pbe_WithSHA1And40BitRC2_CBC, 2048, 2048, 0,
-			       lc, NULL);
+	p12 = PKCS12_create_ex("pw", "legacy", key, x, chain,
+			       NID_pbe_WithSHA1And3_Key_TripleDES_CBC, cert_nid,
+			       2048, -1, 0, lc, NULL);
 	cr_assert_not_null(p12);
-	len = i2d_PKCS12(p12, &der);
-	cr_assert_gt(len, 0);
-	cr_assert_eq(custody_bundle_parse(der, (size_t)len, "pw", &b, &err),
-		     CUSTODY_EFAIL);
-	cr_assert_eq(strncmp(err.msg, "cannot decrypt the file: it is encrypted "
-			     "with an algorithm this OpenSSL does not provide",
-			     88), 0, "%s", err.msg);
-	cr_assert_str_eq(err.hint, "re-export the file with AES-256-CBC and "
-			 "PBKDF2 (openssl pkcs12 -export, or AES256-SHA256 on "
-			 "Windows)");
-	assert_empty(&b);
-	OPENSSL_free(der);
-	PKCS12_free(p12);
-	/* 3DES (the key above, and newer Windows exports) is read. */
-	p12 = PKCS12_create_ex("pw", "3des", key, x, NULL,
-			       NID_pbe_WithSHA1And3_Key_TripleDES_CBC,
-			       NID_pbe_WithSHA1And3_Key_TripleDES_CBC, 2048,
-			       2048, 0, lc, NULL);
-	cr_assert_not_null(p12);
-	der = NULL;
-	len = i2d_PKCS12(p12, &der);
-	cr_assert_eq(custody_bundle_parse(der, (size_t)len, "pw", &b, &err),
-		     CUSTODY_OK, "%s", err.msg);
-	assert_bundle(&b, key, x, 0);
-	custody_bundle_free(&b);
-	OPENSSL_free(der);
+	cr_assert_eq(PKCS12_set_mac(p12, "pw", -1, NULL, 0, 2048, EVP_sha1()),
+		     1);
+	n = i2d_PKCS12(p12, &der);
+	cr_assert_gt(n, 0);
+	*len = (size_t)n;
 	PKCS12_free(p12);
 	OSSL_PROVIDER_unload(deflt);
 	OSSL_PROVIDER_unload(legacy);
 	OSSL_LIB_CTX_free(lc);
+	return der;
+}
+
+Test(bundle_p12, legacy_rc2_encryption_is_read_in_a_private_context)
+{
+	struct chain c;
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	unsigned char *der;
+	size_t len;
+	custody_bundle b;
+	custody_err err;
+
+	make_chain(&c);
+	cr_assert_gt(sk_X509_push(chain, c.ca), 0);
+	der = legacy_p12(c.key, c.leaf, chain, NID_pbe_WithSHA1And40BitRC2_CBC,
+			 &len);
+	cr_assert_eq(custody_bundle_parse(der, len, "pw", &b, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	assert_bundle(&b, c.key, c.leaf, 1);
+	cr_assert_str_eq(b.legacy, "RC2-40 / 3DES, SHA-1 MAC");
+	custody_bundle_free(&b);
+	cr_assert_eq(b.legacy[0], '\0');
+	/* The default context never got the legacy provider. */
+	cr_assert_eq(OSSL_PROVIDER_available(NULL, "legacy"), 0);
+	/* The password is checked as for any file. */
+	assert_error(custody_bundle_parse(der, len, "wrong", &b, &err), &err,
+		     CUSTODY_EPASSWORD, "wrong password for the file");
+	assert_empty(&b);
+	assert_error(custody_bundle_parse(der, len, NULL, &b, &err), &err,
+		     CUSTODY_EPASSWORD,
+		     "missing password for the file: it is encrypted");
+	assert_empty(&b);
+	OPENSSL_free(der);
+	/* 3DES alone (newer Windows exports) needs no legacy provider. */
+	der = legacy_p12(c.key, c.leaf, NULL,
+			 NID_pbe_WithSHA1And3_Key_TripleDES_CBC, &len);
+	cr_assert_eq(custody_bundle_parse(der, len, "pw", &b, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	assert_bundle(&b, c.key, c.leaf, 0);
+	cr_assert_str_eq(b.legacy, "");
+	custody_bundle_free(&b);
+	OPENSSL_free(der);
+	sk_X509_free(chain);
+	free_chain(&c);
+}
+
+Test(bundle_p12, legacy_encryption_without_the_legacy_provider_is_named)
+{
+	EVP_PKEY *key = testcert_key("rsa:2048");
+	X509 *x = self_signed(key, "rc2.example");
+	unsigned char *der;
+	size_t len;
+	custody_bundle b;
+	custody_err err;
+
+	der = legacy_p12(key, x, NULL, NID_pbe_WithSHA1And40BitRC2_CBC, &len);
+	/* Where OpenSSL looks for provider modules: nowhere. */
+	cr_assert_eq(setenv("OPENSSL_MODULES", "/nonexistent", 1), 0);
+	cr_assert_eq(custody_bundle_parse(der, len, "pw", &b, &err),
+		     CUSTODY_EFAIL);
+	cr_assert_str_eq(err.msg, "cannot decrypt the file: it is protected "
+			 "with legacy encryption (RC2-40 / 3DES) and "
+			 "OpenSSL's legacy provider cannot be loaded "
+			 "(/nonexistent/legacy.so: cannot open shared object "
+			 "file: No such file or directory)");
+	cr_assert_str_eq(err.hint, "install OpenSSL's legacy provider "
+			 "(legacy.so in OPENSSL_MODULES or `openssl version "
+			 "-m`), or re-export the file with AES-256-CBC and "
+			 "PBKDF2");
+	assert_empty(&b);
+	/* A wrong password is still a wrong password. */
+	assert_error(custody_bundle_parse(der, len, "wrong", &b, &err), &err,
+		     CUSTODY_EPASSWORD, "wrong password for the file");
+	OPENSSL_free(der);
 	X509_free(x);
 	EVP_PKEY_free(key);
 }
