@@ -45,12 +45,26 @@ void custody_pkey_algorithm(EVP_PKEY *pkey, char *buf, size_t size);
 
 /* What an import file held.  key is NULL for a certificate alone.  chain
  * holds the other certificates of the file (never NULL after a successful
- * load; may be empty). */
+ * load; may be empty).  legacy is empty, or, for a PKCS#12 that only
+ * OpenSSL's legacy provider could decrypt (RC2-40, as older Windows
+ * servers export), the protection it had: "RC2-40 / 3DES, SHA-1 MAC". */
 typedef struct custody_bundle {
 	EVP_PKEY *key;
 	X509 *cert;
 	STACK_OF(X509) *chain;
+	char legacy[128];
 } custody_bundle;
+
+/*
+ * The highest iteration count an import file may name, for its PKCS#12 MAC
+ * or any password-based encryption in it (PBKDF2 iterations; for scrypt,
+ * N*r*p); the counts of one file may add up to three times as much.  Real
+ * exporters use 2000 (Windows), 2048 (OpenSSL), 10000 (Java) and at most a
+ * few 100000 (PBKDF2 under the OWASP advice of 2023: 600000), so 10,000,000
+ * refuses nothing genuine; at the cap one decryption takes seconds, where
+ * a count of 2^31 (as a hostile file may name) would take many minutes.
+ */
+#define CUSTODY_BUNDLE_MAX_ITER 10000000
 
 /*
  * Parses an import file held in memory.  password may be NULL (no
@@ -61,10 +75,16 @@ typedef struct custody_bundle {
  *   EFAIL      — not a PKCS#12/PEM/DER file, truncated, corrupted, no
  *                certificate, more than one key, or the private key does
  *                not match any certificate ("the private key does not
- *                match the certificate").
+ *                match the certificate"), or an iteration count over
+ *                CUSTODY_BUNDLE_MAX_ITER ("PKCS#12 MAC iteration count N
+ *                is over the limit L": refused before any is spent).
  * With a key, the certificate is the one that matches it; the rest go to
  * chain.  Without a key, a file with exactly one certificate gives it, a
  * file with several is EFAIL.
+ * A PKCS#12 whose encryption the default library context lacks is read
+ * again in a private one with OpenSSL's "legacy" provider (never loaded
+ * into the default context), freed before returning; EFAIL when that
+ * provider is not installed.  out->legacy then says so.
  */
 int custody_bundle_parse(const unsigned char *data, size_t len,
 			 const char *password, custody_bundle *out,

@@ -31,6 +31,18 @@ cli_warn(const char *fmt, ...)
 }
 
 void
+cli_note(const struct cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "custody: %s: note: ", cli->cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void
 cli_say(const struct cli *cli, const char *fmt, ...)
 {
 	va_list ap;

@@ -171,6 +171,9 @@ int cli_audit(struct cli *cli, const char *action, const char *type,
 
 /* Prints a warning line "custody: warning: ..." on stderr. */
 void cli_warn(const char *fmt, ...) CUSTODY_PRINTF(1, 2);
+/* "custody: CMD: note: ..." on stderr, even with --quiet: something the
+ * command did that its user should know of and act on. */
+void cli_note(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 /* Prints a narration line on stderr unless -q. */
 void cli_say(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 

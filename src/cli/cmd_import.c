@@ -134,6 +134,9 @@ load_bundle(struct cli *cli, const struct import_opts *o, custody_bundle *b)
 		return r;
 	r = custody_bundle_load_file(o->path, password.data, b, &cli->err);
 	custody_secret_clear(&password);
+	if (r == CUSTODY_OK && b->legacy[0] != '\0')
+		cli_note(cli, "%s is protected with legacy encryption (%s); "
+			 "re-protect exports with AES-256", o->path, b->legacy);
 	if (r == CUSTODY_EPASSWORD && o->password_source == NULL && cli->err.hint[0] == '\0')
 		custody_err_hint(&cli->err, "give the password with --password-source file:PATH|env:VAR|fd:N|prompt");
 	return r;

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,12 +15,31 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/provider.h>
 #include <openssl/x509.h>
 
 #include <custody/cert.h>
 
 #define MAX_FILE (1024 * 1024)	/* longest import file read       */
 #define MAX_NESTING 4		/* safeContentsBag inside another */
+
+/*
+ * The file chooses how much work opening it costs: every PKCS#12 MAC and
+ * every password-based encryption (PKCS#12 PBE, PKCS#5 PBES1, PBES2 with
+ * PBKDF2) names its own iteration count, which OpenSSL spends in hashing
+ * before it can tell a wrong password from a right one.  A count of 2^31
+ * keeps it busy for many minutes.  Counts are checked before
+ * OpenSSL sees them (CUSTODY_BUNDLE_MAX_ITER, cert.h); the budget bounds a
+ * file of many safes.  scrypt's cost is counted as N*r*p, which its time
+ * follows (OpenSSL caps its memory, not its time).  The fuzzing build takes
+ * a lower cap, so that an input the fuzzer makes never costs seconds.
+ */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define MAX_ITER 100000
+#else
+#define MAX_ITER CUSTODY_BUNDLE_MAX_ITER
+#endif
+#define MAX_ITER_TOTAL (3 * (int64_t)MAX_ITER)	/* MAC, certificates, key */
 
 #define PASSWORD_HINT \
 	"give the password with --password-source (file:, env:, fd:, prompt)"
@@ -30,6 +51,15 @@ struct found {
 	EVP_PKEY *key;		/* the first private key                */
 	int n_keys;
 	STACK_OF(X509) *certs;	/* every certificate, in file order     */
+	int64_t iter_total;	/* iteration counts met, all summed     */
+	int over_limit;		/* an iteration count was refused       */
+	char algs[64];		/* its encryptions: "RC2-40 / 3DES"     */
+	char mac[32];		/* its MAC: "SHA-1 MAC", or empty       */
+	int unsupported;	/* a decryption lacked its algorithm    */
+	/* The private library context with OpenSSL's legacy provider that
+	 * decrypts this one file, when its default context cannot. */
+	OSSL_LIB_CTX *libctx;
+	OSSL_PROVIDER *legacy, *deflt;
 };
 
 static void
@@ -108,7 +138,7 @@ unsupported_algorithm(void)
 /* A decryption under the password failed: an algorithm OpenSSL lacks is
  * EFAIL, anything else a wrong (or missing) password. */
 static int
-decrypt_error(const struct found *f, custody_err *err)
+decrypt_error(struct found *f, custody_err *err)
 {
 	unsigned long last = ERR_peek_last_error();
 	char reason[256] = "";
@@ -117,6 +147,7 @@ decrypt_error(const struct found *f, custody_err *err)
 		ERR_error_string_n(last, reason, sizeof(reason));
 	if (unsupported_algorithm()) {
 		ERR_clear_error();
+		f->unsupported = 1;
 		custody_err_set(err, CUSTODY_EFAIL,
 				"cannot decrypt %s: it is encrypted with an "
 				"algorithm this OpenSSL does not provide (%s)",
@@ -143,11 +174,216 @@ add_p8(struct found *f, const PKCS8_PRIV_KEY_INFO *p8, custody_err *err)
 	return CUSTODY_OK;
 }
 
+/* ---------------------------------------------------------------- iterations */
+
+/* The value of an ASN.1 INTEGER count; INT64_MAX when it does not fit. */
+static int64_t
+count_value(const ASN1_INTEGER *a)
+{
+	int64_t v = 0;
+
+	if (a == NULL)
+		return 1;	/* absent: the default count, one */
+	if (ASN1_INTEGER_get_int64(&v, a) != 1) {
+		ERR_clear_error();
+		return INT64_MAX;
+	}
+	return v;
+}
+
+/* a * b, INT64_MAX when it overflows (counts are never negative here). */
+static int64_t
+count_mul(int64_t a, int64_t b)
+{
+	if (a <= 0 || b <= 0)
+		return a < b ? a : b;
+	return a > INT64_MAX / b ? INT64_MAX : a * b;
+}
+
+/* A short name of the PKCS#12 or PKCS#5 v1 encryption nid (NULL: none). */
+static const char *
+pbe1_name(int nid)
+{
+	switch (nid) {
+	case NID_pbe_WithSHA1And40BitRC2_CBC:
+		return "RC2-40";
+	case NID_pbe_WithSHA1And128BitRC2_CBC:
+		return "RC2-128";
+	case NID_pbe_WithSHA1And3_Key_TripleDES_CBC:
+		return "3DES";
+	case NID_pbe_WithSHA1And2_Key_TripleDES_CBC:
+		return "2-key 3DES";
+	case NID_pbe_WithSHA1And40BitRC4:
+		return "RC4-40";
+	case NID_pbe_WithSHA1And128BitRC4:
+		return "RC4-128";
+	case NID_pbeWithMD2AndDES_CBC:
+	case NID_pbeWithMD5AndDES_CBC:
+	case NID_pbeWithSHA1AndDES_CBC:
+		return "DES";
+	case NID_pbeWithMD2AndRC2_CBC:
+	case NID_pbeWithMD5AndRC2_CBC:
+	case NID_pbeWithSHA1AndRC2_CBC:
+		return "RC2-64";
+	default:
+		return NULL;
+	}
+}
+
+/* The work that the password-based encryption alg asks for in *count: the
+ * iteration count of a PKCS#12 PBE, a PKCS#5 PBES1 or PBES2 with PBKDF2,
+ * N*r*p for PBES2 with scrypt; its cipher's short name in *name.  0 when
+ * alg is none of them or its parameters do not decode (OpenSSL then
+ * refuses it on its own). */
+static int
+pbe_count(const X509_ALGOR *alg, int64_t *count, const char **kind,
+	  const char **name)
+{
+	int nid, found = 0;
+	PBEPARAM *pbe = NULL;
+	PBE2PARAM *pbe2 = NULL;
+	PBKDF2PARAM *kdf = NULL;
+	SCRYPT_PARAMS *sc = NULL;
+
+	if (alg == NULL || alg->algorithm == NULL)
+		return 0;
+	nid = OBJ_obj2nid(alg->algorithm);
+	*kind = "iteration count";
+	*name = pbe1_name(nid);
+	if (nid == NID_pbes2) {
+		pbe2 = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBE2PARAM),
+						 alg->parameter);
+		if (pbe2 == NULL || pbe2->keyfunc == NULL)
+			goto out;
+		if (pbe2->encryption != NULL)
+			*name = OBJ_nid2sn(OBJ_obj2nid(
+				pbe2->encryption->algorithm));
+		nid = OBJ_obj2nid(pbe2->keyfunc->algorithm);
+		if (nid == NID_id_pbkdf2) {
+			kdf = ASN1_TYPE_unpack_sequence(
+				ASN1_ITEM_rptr(PBKDF2PARAM),
+				pbe2->keyfunc->parameter);
+			if (kdf == NULL || kdf->iter == NULL)
+				goto out;
+			*count = count_value(kdf->iter);
+			found = 1;
+		} else if (nid == NID_id_scrypt) {
+			sc = ASN1_TYPE_unpack_sequence(
+				ASN1_ITEM_rptr(SCRYPT_PARAMS),
+				pbe2->keyfunc->parameter);
+			if (sc == NULL || sc->costParameter == NULL ||
+			    sc->blockSize == NULL ||
+			    sc->parallelizationParameter == NULL)
+				goto out;
+			*count = count_mul(count_mul(
+				count_value(sc->costParameter),
+				count_value(sc->blockSize)),
+				count_value(sc->parallelizationParameter));
+			*kind = "scrypt cost (N*r*p)";
+			found = 1;
+		}
+	} else if (EVP_PBE_find(EVP_PBE_TYPE_OUTER, nid, NULL, NULL, NULL)) {
+		pbe = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBEPARAM),
+						alg->parameter);
+		if (pbe == NULL || pbe->iter == NULL)
+			goto out;
+		*count = count_value(pbe->iter);
+		found = 1;
+	}
+out:
+	PBEPARAM_free(pbe);
+	SCRYPT_PARAMS_free(sc);
+	PBKDF2PARAM_free(kdf);
+	PBE2PARAM_free(pbe2);
+	ERR_clear_error();
+	return found;
+}
+
+/* Refuses a count over MAX_ITER, or one that brings the file's sum over
+ * MAX_ITER_TOTAL; what is "PKCS#12 MAC" or the like. */
+static int
+count_check(struct found *f, const char *what, const char *kind,
+	    int64_t count, int add, custody_err *err)
+{
+	if (count > MAX_ITER) {
+		f->over_limit = 1;
+		custody_err_set(err, CUSTODY_EFAIL,
+				"cannot read %s: %s %s %lld is over the limit "
+				"%d", f->name, what, kind, (long long)count,
+				MAX_ITER);
+	} else if (add && count > 0 &&
+		   (f->iter_total += count) > MAX_ITER_TOTAL) {
+		f->over_limit = 1;
+		custody_err_set(err, CUSTODY_EFAIL,
+				"cannot read %s: its iteration counts add up "
+				"to %lld, over the limit %lld", f->name,
+				(long long)f->iter_total,
+				(long long)MAX_ITER_TOTAL);
+	} else {
+		return CUSTODY_OK;
+	}
+	custody_err_hint(err, "no exporter needs that many (Windows uses "
+			 "2000, OpenSSL 2048): re-export the file");
+	return CUSTODY_EFAIL;
+}
+
+/* Adds name to the file's list of encryptions, once. */
+static void
+note_alg(struct found *f, const char *name)
+{
+	size_t n = strlen(f->algs);
+	const char *p = f->algs;
+
+	if (name == NULL || name[0] == '\0' || strcmp(name, "UNDEF") == 0)
+		return;
+	for (; p != NULL && *p != '\0'; p = strstr(p, " / ")) {
+		if (p != f->algs)
+			p += 3;
+		if (strncmp(p, name, strlen(name)) == 0 &&
+		    (p[strlen(name)] == '\0' || p[strlen(name)] == ' '))
+			return;
+	}
+	snprintf(f->algs + n, sizeof(f->algs) - n, "%s%s", n > 0 ? " / " : "",
+		 name);
+}
+
+/* count_check for the password-based encryption alg, before it is used;
+ * add: its count goes into the file's sum.  Notes its name. */
+static int
+pbe_check(struct found *f, const char *what, const X509_ALGOR *alg, int add,
+	  custody_err *err)
+{
+	int64_t count = 0;
+	const char *kind = NULL, *name = NULL;
+
+	if (!pbe_count(alg, &count, &kind, &name))
+		return CUSTODY_OK;
+	note_alg(f, name);
+	return count_check(f, what, kind, count, add, err);
+}
+
 /* ---------------------------------------------------------------- PKCS#12 */
 
+#define SKEY_WHAT "PKCS#12 private key encryption"
+#define SAFE_WHAT "PKCS#12 encryption"
+
+/* The encryption of a shrouded key bag. */
+static const X509_ALGOR *
+skey_algor(const PKCS12_SAFEBAG *bag)
+{
+	const X509_SIG *sig = PKCS12_SAFEBAG_get0_pkcs8(bag);
+	const X509_ALGOR *alg = NULL;
+
+	if (sig != NULL)
+		X509_SIG_get0(sig, &alg, NULL);
+	return alg;
+}
+
+/* Reads the bags; hidden: they were inside an encrypted safe, which
+ * p12_scan could not look into. */
 static int
 p12_bags(const STACK_OF(PKCS12_SAFEBAG) *bags, const char *pass, int depth,
-	 struct found *f, custody_err *err)
+	 int hidden, struct found *f, custody_err *err)
 {
 	int r = CUSTODY_OK, i;
 	const PKCS12_SAFEBAG *bag;
@@ -161,7 +397,12 @@ p12_bags(const STACK_OF(PKCS12_SAFEBAG) *bags, const char *pass, int depth,
 			r = add_p8(f, PKCS12_SAFEBAG_get0_p8inf(bag), err);
 			break;
 		case NID_pkcs8ShroudedKeyBag:
-			p8 = PKCS12_decrypt_skey(bag, pass, -1);
+			r = pbe_check(f, SKEY_WHAT, skey_algor(bag), hidden,
+				      err);
+			if (r != CUSTODY_OK)
+				break;
+			p8 = PKCS12_decrypt_skey_ex(bag, pass, -1, f->libctx,
+						    NULL);
 			if (p8 == NULL) {
 				r = decrypt_error(f, err);
 				break;
@@ -191,12 +432,111 @@ p12_bags(const STACK_OF(PKCS12_SAFEBAG) *bags, const char *pass, int depth,
 				break;
 			}
 			r = p12_bags(PKCS12_SAFEBAG_get0_safes(bag), pass,
-				     depth + 1, f, err);
+				     depth + 1, hidden, f, err);
 			break;
 		default:	/* CRLs, secrets: not ours */
 			break;
 		}
 	}
+	return r;
+}
+
+/* The encryption of an encrypted safe (NULL when it is broken). */
+static const X509_ALGOR *
+safe_algor(const PKCS7 *p7)
+{
+	if (p7->d.encrypted == NULL || p7->d.encrypted->enc_data == NULL)
+		return NULL;
+	return p7->d.encrypted->enc_data->algorithm;
+}
+
+/* PKCS12_unpack_p7encdata in f's library context (OpenSSL 3.0 has no
+ * public way to give it one). */
+static STACK_OF(PKCS12_SAFEBAG) *
+unpack_encrypted(const PKCS7 *p7, const char *pass, const struct found *f)
+{
+	const X509_ALGOR *alg = safe_algor(p7);
+
+	if (alg == NULL || p7->d.encrypted->enc_data->enc_data == NULL) {
+		ERR_raise(ERR_LIB_PKCS12, PKCS12_R_DECODE_ERROR);
+		return NULL;
+	}
+	return PKCS12_item_decrypt_d2i_ex(alg, ASN1_ITEM_rptr(PKCS12_SAFEBAGS),
+					  pass, -1,
+					  p7->d.encrypted->enc_data->enc_data,
+					  1, f->libctx, NULL);
+}
+
+static int
+scan_bags(const STACK_OF(PKCS12_SAFEBAG) *bags, int depth, struct found *f,
+	  custody_err *err)
+{
+	int r = CUSTODY_OK, i;
+	const PKCS12_SAFEBAG *bag;
+
+	for (i = 0; r == CUSTODY_OK && i < sk_PKCS12_SAFEBAG_num(bags); i++) {
+		bag = sk_PKCS12_SAFEBAG_value(bags, i);
+		if (PKCS12_SAFEBAG_get_nid(bag) == NID_pkcs8ShroudedKeyBag)
+			r = pbe_check(f, SKEY_WHAT, skey_algor(bag), 1, err);
+		else if (PKCS12_SAFEBAG_get_nid(bag) == NID_safeContentsBag &&
+			 depth < MAX_NESTING)
+			r = scan_bags(PKCS12_SAFEBAG_get0_safes(bag),
+				      depth + 1, f, err);
+	}
+	return r;
+}
+
+/* "SHA-1 MAC" and the like, for the note on legacy files. */
+static void
+mac_name(const X509_ALGOR *macalg, struct found *f)
+{
+	const ASN1_OBJECT *oid = NULL;
+	int nid;
+
+	if (macalg == NULL)
+		return;
+	X509_ALGOR_get0(&oid, NULL, NULL, macalg);
+	nid = OBJ_obj2nid(oid);
+	snprintf(f->mac, sizeof(f->mac), "%s MAC",
+		 nid == NID_sha1 ? "SHA-1" : nid == NID_md5 ? "MD5"
+		 : nid != NID_undef ? OBJ_nid2sn(nid) : "unknown");
+}
+
+/* Every iteration count p12 shows before anything is decrypted: its MAC's,
+ * its encrypted safes', the shrouded keys' of its plain safes.  What does
+ * not decode is left for the reading to report. */
+static int
+p12_scan(PKCS12 *p12, struct found *f, custody_err *err)
+{
+	int r = CUSTODY_OK, i;
+	const ASN1_INTEGER *iter = NULL;
+	const X509_ALGOR *macalg = NULL;
+	STACK_OF(PKCS7) *safes = NULL;
+	STACK_OF(PKCS12_SAFEBAG) *bags;
+	PKCS7 *p7;
+
+	if (PKCS12_mac_present(p12)) {
+		PKCS12_get0_mac(NULL, &macalg, NULL, &iter, p12);
+		mac_name(macalg, f);
+		r = count_check(f, "PKCS#12 MAC", "iteration count",
+				count_value(iter), 1, err);
+		if (r != CUSTODY_OK)
+			goto out;
+	}
+	safes = PKCS12_unpack_authsafes(p12);
+	for (i = 0; r == CUSTODY_OK && i < sk_PKCS7_num(safes); i++) {
+		p7 = sk_PKCS7_value(safes, i);
+		if (PKCS7_type_is_encrypted(p7)) {
+			r = pbe_check(f, SAFE_WHAT, safe_algor(p7), 1, err);
+		} else if (PKCS7_type_is_data(p7)) {
+			bags = PKCS12_unpack_p7data(p7);
+			r = scan_bags(bags, 0, f, err);
+			sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+		}
+	}
+out:
+	sk_PKCS7_pop_free(safes, PKCS7_free);
+	ERR_clear_error();
 	return r;
 }
 
@@ -228,7 +568,10 @@ p12_contents(PKCS12 *p12, const char *pass, struct found *f, custody_err *err)
 				goto out;
 			}
 		} else if (PKCS7_type_is_encrypted(p7)) {
-			bags = PKCS12_unpack_p7encdata(p7, pass, -1);
+			r = pbe_check(f, SAFE_WHAT, safe_algor(p7), 0, err);
+			if (r != CUSTODY_OK)
+				goto out;
+			bags = unpack_encrypted(p7, pass, f);
 			if (bags == NULL) {
 				r = decrypt_error(f, err);
 				goto out;
@@ -240,7 +583,8 @@ p12_contents(PKCS12 *p12, const char *pass, struct found *f, custody_err *err)
 					    "supported", f->name);
 			goto out;
 		}
-		r = p12_bags(bags, pass, 0, f, err);
+		r = p12_bags(bags, pass, 0, PKCS7_type_is_encrypted(p7), f,
+			     err);
 		sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
 		bags = NULL;
 		if (r != CUSTODY_OK)
@@ -251,6 +595,78 @@ out:
 	sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
 	sk_PKCS7_pop_free(safes, PKCS7_free);
 	return r;
+}
+
+static void
+legacy_free(struct found *f)
+{
+	OSSL_PROVIDER_unload(f->deflt);
+	OSSL_PROVIDER_unload(f->legacy);
+	OSSL_LIB_CTX_free(f->libctx);
+	f->deflt = f->legacy = NULL;
+	f->libctx = NULL;
+}
+
+/* A library context of f's own with OpenSSL's "legacy" and "default"
+ * providers (the default context is left as it is). */
+static int
+legacy_context(struct found *f, custody_err *err)
+{
+	char reason[256] = "out of memory";
+	const char *data = NULL, *p;
+	int flags = 0;
+	unsigned long e;
+
+	ERR_clear_error();
+	if ((f->libctx = OSSL_LIB_CTX_new()) != NULL &&
+	    (f->legacy = OSSL_PROVIDER_load(f->libctx, "legacy")) != NULL &&
+	    (f->deflt = OSSL_PROVIDER_load(f->libctx, "default")) != NULL)
+		return CUSTODY_OK;
+	/* The first error says why: "filename(PATH): PATH: cannot open
+	 * shared object file: No such file or directory". */
+	if ((e = ERR_peek_error_data(&data, &flags)) != 0) {
+		if (data != NULL && (flags & ERR_TXT_STRING) && data[0] != '\0')
+			snprintf(reason, sizeof(reason), "%s",
+				 strncmp(data, "filename(", 9) == 0 &&
+				 (p = strstr(data, "): ")) != NULL ? p + 3
+								    : data);
+		else if (ERR_reason_error_string(e) != NULL)
+			snprintf(reason, sizeof(reason), "%s",
+				 ERR_reason_error_string(e));
+	}
+	ERR_clear_error();
+	legacy_free(f);
+	custody_err_set(err, CUSTODY_EFAIL,
+			"cannot decrypt %s: it is protected with legacy "
+			"encryption (%s) and OpenSSL's legacy provider cannot "
+			"be loaded (%s)", f->name, f->algs, reason);
+	custody_err_hint(err, "install OpenSSL's legacy provider (legacy.so "
+			 "in OPENSSL_MODULES or `openssl version -m`), or "
+			 "re-export the file with AES-256-CBC and PBKDF2");
+	return CUSTODY_EFAIL;
+}
+
+/*
+ * p12_contents; when an algorithm is missing from OpenSSL's default
+ * library context (RC2 of older Windows exports: OpenSSL 3 moved it to
+ * the legacy provider), again in a private context with the legacy
+ * provider, kept for this file only.  Nothing else changes: the password,
+ * the MAC and what is done with the contents are checked as before.
+ */
+static int
+p12_open(PKCS12 *p12, const char *pass, struct found *f, custody_err *err)
+{
+	int r;
+
+	f->unsupported = 0;
+	r = p12_contents(p12, pass, f, err);
+	if (r == CUSTODY_OK || !f->unsupported || f->libctx != NULL)
+		return r;
+	found_reset(f);
+	if ((r = legacy_context(f, err)) != CUSTODY_OK)
+		return r;
+	custody_err_clear(err);
+	return p12_contents(p12, pass, f, err);
 }
 
 /* 1: the MAC verifies under pass; 0: it does not; -1: it cannot be
@@ -271,17 +687,24 @@ mac_mismatch(PKCS12 *p12, struct found *f, custody_err *err)
 {
 	int r = CUSTODY_EFAIL, opened = 0;
 	const char *pw = f->password;
+	custody_err e;
 
+	custody_err_clear(&e);
 	if (pw != NULL && pw[0] != '\0') {
-		opened = p12_contents(p12, pw, f, NULL) == CUSTODY_OK;
+		opened = p12_open(p12, pw, f, &e) == CUSTODY_OK;
 	} else {
-		opened = p12_contents(p12, NULL, f, NULL) == CUSTODY_OK;
+		opened = p12_open(p12, NULL, f, &e) == CUSTODY_OK;
 		found_reset(f);
-		opened = opened || p12_contents(p12, "", f, NULL) == CUSTODY_OK;
+		opened = opened || (!f->over_limit &&
+				    p12_open(p12, "", f, &e) == CUSTODY_OK);
 	}
 	found_reset(f);
 	ERR_clear_error();
-	if (opened)
+	if (f->over_limit) {	/* a count inside, as bad as a wrong MAC */
+		if (err != NULL)
+			*err = e;
+		r = e.code;
+	} else if (opened)
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read %s: it is corrupted (its "
 				    "integrity check fails)", f->name);
@@ -299,6 +722,8 @@ parse_p12(PKCS12 *p12, struct found *f, custody_err *err)
 	const char *tries[2];
 	int n_tries = 0;
 
+	if ((r = p12_scan(p12, f, err)) != CUSTODY_OK)
+		goto out;
 	if (PKCS12_mac_present(p12)) {
 		if (pw == NULL || pw[0] == '\0') {
 			if ((m = mac_check(p12, NULL, 0)) == 0 &&
@@ -318,7 +743,7 @@ parse_p12(PKCS12 *p12, struct found *f, custody_err *err)
 			r = mac_mismatch(p12, f, err);
 			goto out;
 		}
-		r = p12_contents(p12, pass, f, err);
+		r = p12_open(p12, pass, f, err);
 		goto out;
 	}
 	/* No MAC: only decryption tells whether the password is right. */
@@ -330,7 +755,7 @@ parse_p12(PKCS12 *p12, struct found *f, custody_err *err)
 	}
 	for (i = 0; i < n_tries; i++) {
 		found_reset(f);
-		r = p12_contents(p12, tries[i], f, err);
+		r = p12_open(p12, tries[i], f, err);
 		if (r != CUSTODY_EPASSWORD)
 			break;
 	}
@@ -363,6 +788,7 @@ pem_encrypted_pkcs8(const unsigned char *body, long len, struct found *f,
 	int r = CUSTODY_EFAIL;
 	const unsigned char *p = body;
 	X509_SIG *sig = NULL;
+	const X509_ALGOR *alg = NULL;
 	PKCS8_PRIV_KEY_INFO *p8 = NULL;
 
 	if (f->password == NULL) {
@@ -376,6 +802,10 @@ pem_encrypted_pkcs8(const unsigned char *body, long len, struct found *f,
 					"in %s", f->name);
 		goto out;
 	}
+	X509_SIG_get0(sig, &alg, NULL);
+	if ((r = pbe_check(f, "PKCS#8 private key encryption", alg, 1,
+			   err)) != CUSTODY_OK)
+		goto out;
 	ERR_clear_error();
 	p8 = PKCS8_decrypt(sig, f->password, (int)strlen(f->password));
 	if (p8 == NULL) {
@@ -767,12 +1197,17 @@ parse_named(const unsigned char *data, size_t len, const char *password,
 	if (r != CUSTODY_OK)
 		goto out;
 	r = select_leaf(&f, out, err);
+	if (r == CUSTODY_OK && f.libctx != NULL)
+		snprintf(out->legacy, sizeof(out->legacy), "%s%s%s", f.algs,
+			 f.algs[0] != '\0' && f.mac[0] != '\0' ? ", " : "",
+			 f.mac);
 out:
 	if (r != CUSTODY_OK)
 		custody_bundle_free(out);
 	found_reset(&f);
 	sk_X509_free(f.certs);
 	PKCS12_free(p12);
+	legacy_free(&f);
 	ERR_clear_error();
 	return r;
 }

@@ -77,8 +77,19 @@ p12 "$out/bundle_password/ec-aes.p12" -inkey "$tmp/leaf.key" -in "$tmp/leaf.pem"
 p12 "$out/bundle_password/ec-chain-3des.p12" -inkey "$tmp/leaf.key" \
 	-in "$out/bundle/chain.pem" -keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES \
 	-macalg sha1
+# As older Windows servers export: RC2-40 certificates (read with OpenSSL's
+# legacy provider in a library context of their own), 3DES key, SHA-1 MAC.
+p12 "$out/bundle_password/ec-legacy-rc2.p12" -inkey "$tmp/leaf.key" -in "$tmp/leaf.pem" \
+	-legacy -name leaf
 p12 "$out/bundle_password/rsa-nomac.p12" -inkey "$tmp/rsa.key" -in "$tmp/rsa.pem" \
 	-keypbe AES-128-CBC -certpbe NONE -nomac
+# Iteration counts far over the limit, refused before any is spent: the
+# seed above with its MAC's count, then its encryptions', set to 50,000,000
+# (tests/token/p12iter.py edits the DER; openssl would spend them).
+python3 "$here/../token/p12iter.py" --mac 50000000 \
+	< "$out/bundle_password/ec-aes.p12" > "$out/bundle_password/mac-iter-huge.p12"
+python3 "$here/../token/p12iter.py" --pbe 50000000 \
+	< "$out/bundle_password/ec-aes.p12" > "$out/bundle_password/pbe-iter-huge.p12"
 { cat "$tmp/leaf.pem"; cat "$tmp/leaf.key"; } > "$out/bundle_password/ec-pkcs8.pem"
 { cat "$tmp/rsa.key"; cat "$tmp/rsa.pem" "$tmp/ca.pem"; } \
 	> "$out/bundle_password/rsa-pkcs8-chain.pem"

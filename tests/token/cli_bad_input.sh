@@ -14,12 +14,15 @@ GOOD=$(thumbprint_of_p12 good P12_PASSWORD)
 # Runs custody ARGS; checks the status, that stderr's first line is
 # "custody: <command>: ..." matching PATTERN, that stderr has at most a
 # hint line besides, and that the token and the store did not change.
+# Leaves how long custody ran in $run_ms.
 expect_error() {
 	local want=$1 pattern=$2 what=$3
 	shift 4
-	local before lines first
+	local before lines first t0
 	before=$(state)
+	t0=${EPOCHREALTIME/./}
 	run "$@"
+	run_ms=$(((${EPOCHREALTIME/./} - t0) / 1000))
 	first=$(grep -v '^custody: warning:' <<<"$err" | head -1)
 	lines=$(grep -vc '^custody: warning:' <<<"$err")
 	if [ "$rc" -ne "$want" ]; then
@@ -50,6 +53,42 @@ expect_error 1 "." "corrupted PKCS#12" -- \
 head -c 3000 /dev/urandom >"$T/garbage.bin"
 expect_error 1 "not a PKCS#12, PEM or DER" "random bytes" -- import --path "$T/garbage.bin"
 expect_error 1 "No such file" "missing file" -- import --path "$T/nonexistent.p12"
+
+# Iteration counts a file asks for, far over any exporter's: refused before
+# OpenSSL spends them (50,000,000 would take it half a minute or more), in
+# well under a second.  The files are made with small counts, then edited
+# (tests/token/p12iter.py): making them with the huge counts costs as much.
+iterations() { # NAME P12ITER-ARGS... — $T/NAME.p12 from good.p12 (a MAC, 2048 iterations)
+	local name=$1
+	shift
+	python3 "$TOP_SRCDIR/tests/token/p12iter.py" "$@" <"$T/good.p12" >"$T/$name.p12"
+}
+expect_quick_error() { # SECONDS PATTERN DESCRIPTION -- ARGS...: expect_error, within SECONDS
+	local limit=$1
+	shift
+	expect_error 1 "$@"
+	check "…refused in $run_ms ms (under $limit s)" [ "$run_ms" -lt $((limit * 1000)) ]
+}
+iterations mac-iter --mac 50000000
+expect_quick_error 1 "PKCS#12 MAC iteration count 50000000 is over the limit 10000000" \
+	"PKCS#12 whose MAC asks for 50,000,000 iterations" -- \
+	import --path "$T/mac-iter.p12" --password-source env:P12_PASSWORD
+expect_quick_error 1 "PKCS#12 MAC iteration count 50000000 is over the limit" \
+	"…the same without a password" -- import --path "$T/mac-iter.p12"
+iterations pbe-iter --pbe 50000000
+expect_quick_error 1 "PKCS#12 encryption iteration count 50000000 is over the limit 10000000" \
+	"PKCS#12 whose PBKDF2 asks for 50,000,000 iterations (before its MAC is checked)" -- \
+	import --path "$T/pbe-iter.p12" --password-source env:P12_PASSWORD
+# (The key first: openssl reads -inkey and -in from the one pipe.)
+{
+	openssl pkcs12 -in "$T/good.p12" -passin env:P12_PASSWORD -nocerts -noenc
+	openssl pkcs12 -in "$T/good.p12" -passin env:P12_PASSWORD -nokeys
+} 2>/dev/null | openssl pkcs12 -export -nomac -certpbe NONE -passout env:P12_PASSWORD \
+	-out "$T/key-only-pbe.p12"
+python3 "$TOP_SRCDIR/tests/token/p12iter.py" --pbe 4294967296 <"$T/key-only-pbe.p12" >"$T/skey-iter.p12"
+expect_quick_error 1 "PKCS#12 private key encryption iteration count 4294967296 is over the limit" \
+	"PKCS#12 without a MAC whose key asks for 2^32 iterations" -- \
+	import --path "$T/skey-iter.p12" --password-source env:P12_PASSWORD
 
 # A key that does not match the certificate (both through a pipe).
 mismatch() {

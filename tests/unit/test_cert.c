@@ -779,57 +779,321 @@ Test(bundle_p12, a_damaged_mac_is_corruption_not_a_wrong_password)
 	EVP_PKEY_free(key);
 }
 
-Test(bundle_p12, legacy_rc2_encryption_is_named_not_a_wrong_password)
+/* What older Windows servers export: RC2-40 for the certificates, 3DES for
+ * the key, a SHA-1 MAC; made in a library context of the test's own (NULL
+ * without the legacy provider: the test is skipped). */
+static unsigned char *
+legacy_p12(EVP_PKEY *key, X509 *x, STACK_OF(X509) *chain, int cert_nid,
+	   size_t *len)
 {
-	EVP_PKEY *key = testcert_key("rsa:2048");
-	X509 *x = self_signed(key, "rc2.example");
 	OSSL_LIB_CTX *lc = OSSL_LIB_CTX_new();
 	OSSL_PROVIDER *legacy = OSSL_PROVIDER_load(lc, "legacy");
 	OSSL_PROVIDER *deflt = OSSL_PROVIDER_load(lc, "default");
-	PKCS12 *p12;
 	unsigned char *der = NULL;
-	int len;
-	custody_bundle b;
-	custody_err err;
+	PKCS12 *p12;
+	int n;
 
 	if (legacy == NULL)
 		cr_skip_test("the OpenSSL legacy provider is not installed");
-	/* What older Windows exports hold: RC2-40 for the certificates. */
-	p12 = PKCS12_create_ex("pw", "rc2", key, x, NULL,
-			       NID_pbe_WithSHA1And3_Key_TripleDES_CBC,
-			       NID_pbe_WithSHA1And40BitRC2_CBC, 2048, 2048, 0,
-			       lc, NULL);
+	p12 = PKCS12_create_ex("pw", "legacy", key, x, chain,
+			       NID_pbe_WithSHA1And3_Key_TripleDES_CBC, cert_nid,
+			       2048, -1, 0, lc, NULL);
 	cr_assert_not_null(p12);
-	len = i2d_PKCS12(p12, &der);
-	cr_assert_gt(len, 0);
-	cr_assert_eq(custody_bundle_parse(der, (size_t)len, "pw", &b, &err),
-		     CUSTODY_EFAIL);
-	cr_assert_eq(strncmp(err.msg, "cannot decrypt the file: it is encrypted "
-			     "with an algorithm this OpenSSL does not provide",
-			     88), 0, "%s", err.msg);
-	cr_assert_str_eq(err.hint, "re-export the file with AES-256-CBC and "
-			 "PBKDF2 (openssl pkcs12 -export, or AES256-SHA256 on "
-			 "Windows)");
-	assert_empty(&b);
-	OPENSSL_free(der);
-	PKCS12_free(p12);
-	/* 3DES (the key above, and newer Windows exports) is read. */
-	p12 = PKCS12_create_ex("pw", "3des", key, x, NULL,
-			       NID_pbe_WithSHA1And3_Key_TripleDES_CBC,
-			       NID_pbe_WithSHA1And3_Key_TripleDES_CBC, 2048,
-			       2048, 0, lc, NULL);
-	cr_assert_not_null(p12);
-	der = NULL;
-	len = i2d_PKCS12(p12, &der);
-	cr_assert_eq(custody_bundle_parse(der, (size_t)len, "pw", &b, &err),
-		     CUSTODY_OK, "%s", err.msg);
-	assert_bundle(&b, key, x, 0);
-	custody_bundle_free(&b);
-	OPENSSL_free(der);
+	cr_assert_eq(PKCS12_set_mac(p12, "pw", -1, NULL, 0, 2048, EVP_sha1()),
+		     1);
+	n = i2d_PKCS12(p12, &der);
+	cr_assert_gt(n, 0);
+	*len = (size_t)n;
 	PKCS12_free(p12);
 	OSSL_PROVIDER_unload(deflt);
 	OSSL_PROVIDER_unload(legacy);
 	OSSL_LIB_CTX_free(lc);
+	return der;
+}
+
+Test(bundle_p12, legacy_rc2_encryption_is_read_in_a_private_context)
+{
+	struct chain c;
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	unsigned char *der;
+	size_t len;
+	custody_bundle b;
+	custody_err err;
+
+	make_chain(&c);
+	cr_assert_gt(sk_X509_push(chain, c.ca), 0);
+	der = legacy_p12(c.key, c.leaf, chain, NID_pbe_WithSHA1And40BitRC2_CBC,
+			 &len);
+	cr_assert_eq(custody_bundle_parse(der, len, "pw", &b, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	assert_bundle(&b, c.key, c.leaf, 1);
+	cr_assert_str_eq(b.legacy, "RC2-40 / 3DES, SHA-1 MAC");
+	custody_bundle_free(&b);
+	cr_assert_eq(b.legacy[0], '\0');
+	/* The default context never got the legacy provider. */
+	cr_assert_eq(OSSL_PROVIDER_available(NULL, "legacy"), 0);
+	/* The password is checked as for any file. */
+	assert_error(custody_bundle_parse(der, len, "wrong", &b, &err), &err,
+		     CUSTODY_EPASSWORD, "wrong password for the file");
+	assert_empty(&b);
+	assert_error(custody_bundle_parse(der, len, NULL, &b, &err), &err,
+		     CUSTODY_EPASSWORD,
+		     "missing password for the file: it is encrypted");
+	assert_empty(&b);
+	OPENSSL_free(der);
+	/* 3DES alone (newer Windows exports) needs no legacy provider. */
+	der = legacy_p12(c.key, c.leaf, NULL,
+			 NID_pbe_WithSHA1And3_Key_TripleDES_CBC, &len);
+	cr_assert_eq(custody_bundle_parse(der, len, "pw", &b, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	assert_bundle(&b, c.key, c.leaf, 0);
+	cr_assert_str_eq(b.legacy, "");
+	custody_bundle_free(&b);
+	OPENSSL_free(der);
+	sk_X509_free(chain);
+	free_chain(&c);
+}
+
+Test(bundle_p12, legacy_encryption_without_the_legacy_provider_is_named)
+{
+	EVP_PKEY *key = testcert_key("rsa:2048");
+	X509 *x = self_signed(key, "rc2.example");
+	unsigned char *der;
+	size_t len;
+	custody_bundle b;
+	custody_err err;
+
+	der = legacy_p12(key, x, NULL, NID_pbe_WithSHA1And40BitRC2_CBC, &len);
+	/* Where OpenSSL looks for provider modules: nowhere. */
+	cr_assert_eq(setenv("OPENSSL_MODULES", "/nonexistent", 1), 0);
+	cr_assert_eq(custody_bundle_parse(der, len, "pw", &b, &err),
+		     CUSTODY_EFAIL);
+	cr_assert_str_eq(err.msg, "cannot decrypt the file: it is protected "
+			 "with legacy encryption (RC2-40 / 3DES) and "
+			 "OpenSSL's legacy provider cannot be loaded "
+			 "(/nonexistent/legacy.so: cannot open shared object "
+			 "file: No such file or directory)");
+	cr_assert_str_eq(err.hint, "install OpenSSL's legacy provider "
+			 "(legacy.so in OPENSSL_MODULES or `openssl version "
+			 "-m`), or re-export the file with AES-256-CBC and "
+			 "PBKDF2");
+	assert_empty(&b);
+	/* A wrong password is still a wrong password. */
+	assert_error(custody_bundle_parse(der, len, "wrong", &b, &err), &err,
+		     CUSTODY_EPASSWORD, "wrong password for the file");
+	OPENSSL_free(der);
+	X509_free(x);
+	EVP_PKEY_free(key);
+}
+
+/* ---------------------------------------------------------------- iterations */
+
+static double
+seconds_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Gives alg the PBES2 / PBKDF2 parameters with count (nothing is derived). */
+static void
+set_pbkdf2(X509_ALGOR *alg, int count)
+{
+	X509_ALGOR *n = PKCS5_pbe2_set_iv(EVP_aes_256_cbc(), count, NULL, 0,
+					  NULL, NID_hmacWithSHA256);
+
+	cr_assert_not_null(n);
+	cr_assert_eq(X509_ALGOR_copy(alg, n), 1);
+	X509_ALGOR_free(n);
+}
+
+/* A PKCS#12 of key and x (AES-256, two iterations everywhere, a MAC that
+ * verifies under "pw") whose counts are then set without spending them:
+ * the MAC's to mac, the encrypted safe's to safe, the shrouded key's to
+ * skey (0: left at two), with the encrypted safe there 1 + extra times. */
+static unsigned char *
+p12_with_counts(EVP_PKEY *key, X509 *x, int mac, int safe, int skey,
+		int extra, size_t *len)
+{
+	PKCS12 *p12 = PKCS12_create_ex("pw", "counts", key, x, NULL,
+				       NID_aes_256_cbc, NID_aes_256_cbc, 2, -1,
+				       0, NULL, NULL);
+	STACK_OF(PKCS7) *safes;
+	STACK_OF(PKCS12_SAFEBAG) *bags;
+	const ASN1_INTEGER *iter = NULL;
+	X509_ALGOR *alg;
+	PKCS7 *p7, *enc = NULL;
+	unsigned char *der = NULL;
+	int i, n;
+
+	cr_assert_not_null(p12);
+	safes = PKCS12_unpack_authsafes(p12);
+	cr_assert_not_null(safes);
+	for (i = 0; i < sk_PKCS7_num(safes); i++) {
+		p7 = sk_PKCS7_value(safes, i);
+		if (PKCS7_type_is_encrypted(p7)) {
+			if (safe > 0)
+				set_pbkdf2(p7->d.encrypted->enc_data->algorithm,
+					   safe);
+			enc = p7;
+		} else if (skey > 0) {
+			bags = PKCS12_unpack_p7data(p7);
+			cr_assert_not_null(bags);
+			X509_SIG_getm((X509_SIG *)PKCS12_SAFEBAG_get0_pkcs8(
+					      sk_PKCS12_SAFEBAG_value(bags, 0)),
+				      &alg, NULL);
+			set_pbkdf2(alg, skey);
+			PKCS7_free(p7);
+			p7 = PKCS12_pack_p7data(bags);
+			cr_assert_not_null(p7);
+			sk_PKCS7_set(safes, i, p7);
+			sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+		}
+	}
+	cr_assert_not_null(enc);
+	for (i = 0; i < extra; i++)
+		cr_assert_gt(sk_PKCS7_push(safes, PKCS7_dup(enc)), 0);
+	cr_assert_eq(PKCS12_pack_authsafes(p12, safes), 1);
+	sk_PKCS7_pop_free(safes, PKCS7_free);
+	cr_assert_eq(PKCS12_set_mac(p12, "pw", -1, NULL, 0, 2, NULL), 1);
+	if (mac > 0) {
+		PKCS12_get0_mac(NULL, NULL, NULL, &iter, p12);
+		cr_assert_not_null(iter);
+		cr_assert_eq(ASN1_INTEGER_set((ASN1_INTEGER *)iter, mac), 1);
+	}
+	n = i2d_PKCS12(p12, &der);
+	cr_assert_gt(n, 0);
+	PKCS12_free(p12);
+	*len = (size_t)n;
+	return der;
+}
+
+/* Parses p12 under "pw" (and under no password): refused with msg, in
+ * well under a second (a count of 50,000,000 would take OpenSSL half a
+ * minute or more). */
+static void
+assert_refused_at_once(unsigned char *p12, size_t len, const char *msg)
+{
+	custody_bundle b;
+	custody_err err;
+	double t0 = seconds_now();
+
+	assert_error(custody_bundle_parse(p12, len, "pw", &b, &err), &err,
+		     CUSTODY_EFAIL, msg);
+	cr_assert_str_eq(err.hint, "no exporter needs that many (Windows "
+			 "uses 2000, OpenSSL 2048): re-export the file");
+	assert_empty(&b);
+	assert_error(custody_bundle_parse(p12, len, NULL, &b, &err), &err,
+		     CUSTODY_EFAIL, msg);
+	assert_empty(&b);
+	cr_assert_lt(seconds_now() - t0, 0.5);
+	OPENSSL_free(p12);
+}
+
+Test(bundle_p12, iteration_counts_over_the_limit_are_refused_before_use)
+{
+	EVP_PKEY *key = testcert_key("ec:p256");
+	X509 *x = self_signed(key, "iter.example");
+	unsigned char *p12;
+	size_t len;
+	custody_bundle b;
+	custody_err err;
+
+	cr_assert_eq(CUSTODY_BUNDLE_MAX_ITER, 10000000);
+	/* The file as made opens: the edits alone are refused. */
+	p12 = p12_with_counts(key, x, 0, 0, 0, 0, &len);
+	cr_assert_eq(custody_bundle_parse(p12, len, "pw", &b, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	assert_bundle(&b, key, x, 0);
+	custody_bundle_free(&b);
+	OPENSSL_free(p12);
+
+	p12 = p12_with_counts(key, x, 50000000, 0, 0, 0, &len);
+	assert_refused_at_once(p12, len, "cannot read the file: PKCS#12 MAC "
+			       "iteration count 50000000 is over the limit "
+			       "10000000");
+	p12 = p12_with_counts(key, x, 10000001, 0, 0, 0, &len);
+	assert_refused_at_once(p12, len, "cannot read the file: PKCS#12 MAC "
+			       "iteration count 10000001 is over the limit "
+			       "10000000");
+	p12 = p12_with_counts(key, x, 0, 50000000, 0, 0, &len);
+	assert_refused_at_once(p12, len, "cannot read the file: PKCS#12 "
+			       "encryption iteration count 50000000 is over "
+			       "the limit 10000000");
+	p12 = p12_with_counts(key, x, 0, 0, 2147483647, 0, &len);
+	assert_refused_at_once(p12, len, "cannot read the file: PKCS#12 "
+			       "private key encryption iteration count "
+			       "2147483647 is over the limit 10000000");
+	/* Counts under the limit that add up to too much: a MAC and four
+	 * safes of 9,000,000 each, and the key's 2. */
+	p12 = p12_with_counts(key, x, 9000000, 9000000, 0, 3, &len);
+	assert_refused_at_once(p12, len, "cannot read the file: its iteration "
+			       "counts add up to 36000002, over the limit "
+			       "30000000");
+	X509_free(x);
+	EVP_PKEY_free(key);
+}
+
+/* An encrypted PKCS#8 PEM key whose encryption is then set to alg. */
+static char *
+pem_with_pbe(EVP_PKEY *key, X509 *x, X509_ALGOR *alg)
+{
+	PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(key);
+	X509_SIG *sig;
+	X509_ALGOR *a;
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *data, *out;
+	long n;
+
+	cr_assert_not_null(p8);
+	sig = PKCS8_encrypt(-1, EVP_aes_256_cbc(), "pw", 2, NULL, 0, 2, p8);
+	cr_assert_not_null(sig);
+	X509_SIG_getm(sig, &a, NULL);
+	cr_assert_eq(X509_ALGOR_copy(a, alg), 1);
+	cr_assert_eq(PEM_write_bio_X509(bio, x), 1);
+	cr_assert_eq(PEM_write_bio_PKCS8(bio, sig), 1);
+	n = BIO_get_mem_data(bio, &data);
+	out = malloc((size_t)n + 1);
+	cr_assert_not_null(out);
+	memcpy(out, data, (size_t)n);
+	out[n] = '\0';
+	BIO_free(bio);
+	X509_SIG_free(sig);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	X509_ALGOR_free(alg);
+	return out;
+}
+
+Test(bundle_pem, pkcs8_iteration_counts_over_the_limit_are_refused)
+{
+	EVP_PKEY *key = testcert_key("ec:p256");
+	X509 *x = self_signed(key, "iter.example");
+	char *pem;
+	custody_bundle b;
+	custody_err err;
+	double t0 = seconds_now();
+
+	pem = pem_with_pbe(key, x, PKCS5_pbe2_set_iv(EVP_aes_256_cbc(),
+						      50000000, NULL, 0, NULL,
+						      NID_hmacWithSHA256));
+	assert_error(parse_text(pem, "pw", &b, &err), &err, CUSTODY_EFAIL,
+		     "cannot read the file: PKCS#8 private key encryption "
+		     "iteration count 50000000 is over the limit 10000000");
+	assert_empty(&b);
+	free(pem);
+	/* scrypt: N=16384, r=8 fit OpenSSL's 32 MiB; p=100 would make it
+	 * derive 100 times over. */
+	pem = pem_with_pbe(key, x, PKCS5_pbe2_set_scrypt(EVP_aes_256_cbc(),
+							  NULL, 0, NULL, 16384,
+							  8, 100));
+	assert_error(parse_text(pem, "pw", &b, &err), &err, CUSTODY_EFAIL,
+		     "cannot read the file: PKCS#8 private key encryption "
+		     "scrypt cost (N*r*p) 13107200 is over the limit 10000000");
+	assert_empty(&b);
+	free(pem);
+	cr_assert_lt(seconds_now() - t0, 0.5);
 	X509_free(x);
 	EVP_PKEY_free(key);
 }
