@@ -140,6 +140,31 @@ int custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 int custody_token_delete(custody_token *tok, const char *key_id,
 			 custody_err *err);
 
+/*
+ * Notes of intent.  Before custody creates key objects under a key id
+ * (import, request, the unwrap of sync and import --package) it leaves a
+ * note on the token itself: a private data object (CKO_DATA,
+ * CKA_APPLICATION "custody-intent", CKA_VALUE the key id).  It removes
+ * the note once the store records the key, or once it has undone what it
+ * created.  A note still there names objects that an interrupted custody
+ * process was making: the proof `custody tidy` needs before it lists
+ * anything.  Only the token's user can write a note; the store cannot
+ * forge one.  Key ids are hex of up to CUSTODY_TOKEN_ID_MAX bytes.
+ */
+#define CUSTODY_TOKEN_ID_MAX 64
+int custody_token_intent_add(custody_token *tok, const char *key_id,
+			     custody_err *err);
+/* Removes every note of this key id (OK when there is none). */
+int custody_token_intent_clear(custody_token *tok, const char *key_id,
+			       custody_err *err);
+/* custody_token_intent_clear at the end of a change that succeeded: a note
+ * that cannot be removed is a warning, not a failure (tidy removes it). */
+void custody_token_intent_done(custody_token *tok, const char *key_id);
+/* The key ids that notes name, each once (malloc'ed array). */
+int custody_token_intent_list(custody_token *tok,
+			      char (**key_ids)[2 * CUSTODY_TOKEN_ID_MAX + 1],
+			      size_t *n, custody_err *err);
+
 /* What the token holds under one key id (CKA_ID). */
 typedef struct custody_token_key_objects {
 	size_t certificates;	/* CKO_CERTIFICATE objects */

@@ -227,6 +227,8 @@ int cmd_export(struct cli *, int, char **);
 int cli_store_thumbprint(struct cli *cli, const char *query,
 			 char out[CUSTODY_THUMBPRINT_HEX + 1]);
 int cmd_sync(struct cli *, int, char **);
+/* Removes what interrupted custody work left on the token (cmd_tidy.c). */
+int cmd_tidy(struct cli *, int, char **);
 int cmd_status(struct cli *, int, char **);
 
 extern const struct command cli_commands[];

@@ -232,17 +232,21 @@ check_packaging(struct cli *cli, const struct change_request *req,
 }
 
 /* Undoes what this import created on the token when the store refused the
- * rest: only objects that did not exist before are destroyed. */
-static void
+ * rest: only objects that did not exist before are destroyed.  0 when
+ * they could not be (their note of intent then stays, for custody tidy). */
+static int
 undo_token_import(struct cli *cli, const custody_token_import_result *res)
 {
 	custody_err err;
 
 	if (!(res->created_key && res->created_cert))
-		return;
-	if (custody_token_delete(cli->token, res->key_id, &err) != CUSTODY_OK)
+		return 1;
+	if (custody_token_delete(cli->token, res->key_id, &err) != CUSTODY_OK) {
 		cli_warn("could not remove the objects of key id %s again: %s",
 			 res->key_id, err.msg);
+		return 0;
+	}
+	return 1;
 }
 
 int
@@ -269,7 +273,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	custody_cert_record rec, known;
 	custody_package pkg;
 	char store_kcv[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
-	int package = 0;
+	int package = 0, noted = 0;
 	custody_token_import_result res;
 	int r, in_tx = 0, was_known = 0;
 
@@ -325,12 +329,16 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	if ((r = cli_open_store(cli)) != CUSTODY_OK)
 		goto out;
 
-	/* 4. The token. */
+	/* 4. The token, with a note of intent first (tidy's proof that what
+	 * an interrupted import leaves is custody's; removed at the end). */
 	if ((r = cli_open_token(cli)) != CUSTODY_OK)
 		goto out;
 	if (o.replicable && (r = check_packaging(cli, &req, &rec, store_kcv, &package)) !=
 	    CUSTODY_OK)
 		goto out;
+	if ((r = custody_token_intent_add(cli->token, rec.key_id, &cli->err)) != CUSTODY_OK)
+		goto out;
+	noted = 1;
 	if (o.package != NULL) {
 		int present = 0;
 
@@ -446,8 +454,11 @@ cmd_import(struct cli *cli, int argc, char **argv)
 undo:
 	if (in_tx)
 		custody_store_rollback(cli->store);
-	undo_token_import(cli, &res);
+	if (!undo_token_import(cli, &res))
+		noted = 0;
 out:
+	if (noted)	/* done, or undone */
+		custody_token_intent_done(cli->token, rec.key_id);
 	custody_cert_record_clear(&rec);
 	custody_bundle_free(&bundle);
 	custody_package_clear(&pkg);

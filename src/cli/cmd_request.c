@@ -876,12 +876,15 @@ undo(struct cli *cli, struct made *m, const char *path)
 		if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND && m->evp == NULL &&
 		    reopen_token(cli) == CUSTODY_OK)
 			r = custody_token_delete(cli->token, m->key_id, &err);
-		if (r == CUSTODY_OK)
+		if (r == CUSTODY_OK || r == CUSTODY_ENOTFOUND) {
 			cli_say(cli, "removed the key pair %s from token %s again", m->key_id,
 				custody_token_label(cli->token));
-		else
+			custody_token_intent_done(cli->token, m->key_id);
+		} else {
+			/* Its note of intent stays: custody tidy removes it. */
 			cli_warn("could not remove the key pair %s again: %s", m->key_id,
 				 err.msg);
+		}
 	}
 	if (m->fd >= 0) {
 		close(m->fd);
@@ -1001,6 +1004,8 @@ cmd_request(struct cli *cli, int argc, char **argv)
 out:
 	if (r != CUSTODY_OK)
 		undo(cli, &m, o.csr);
+	else	/* recorded (the store, or the audit entry of the CSR) */
+		custody_token_intent_done(cli->token, m.key_id);
 	/* Last: libp11 closes the token's sessions when it lets go. */
 	custody_token_evp_close(m.evp);
 	EVP_PKEY_free(m.pub);

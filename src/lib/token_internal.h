@@ -57,6 +57,14 @@ int token_lock_unlock(struct token_lock *lock, custody_err *err);
 int token_lock_relock(struct token_lock *lock, custody_err *err);
 int token_lock_wanted(struct token_lock *lock);
 
+/* token_intent.c ----------------------------------------------------- */
+
+/* The notes of intent (custody/token.h) of a raw CKA_ID. */
+int token_intent_add_raw(custody_token *tok, const unsigned char *id,
+			 size_t id_len, custody_err *err);
+int token_intent_clear_raw(custody_token *tok, const unsigned char *id,
+			   size_t id_len, custody_err *err);
+
 /* token.c ------------------------------------------------------------ */
 
 /* "CKR_PIN_INCORRECT", ... or NULL when the code has no name here. */

@@ -462,8 +462,9 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 	EVP_PKEY *pkey = NULL;
 	unsigned char id[20];
 	char hex[CUSTODY_KEY_ID_HEX + 1];
+	custody_err e;
 	CK_RV rv;
-	int trusted_wrap = 1, r;
+	int trusted_wrap = 1, noted_temp = 0, noted_id = 0, r;
 
 	memset(&g, 0, sizeof(g));
 	if (pub != NULL)
@@ -481,6 +482,12 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 		     : trusted_wrap ? "extractable only under trusted wrap"
 				    : "extractable (the token cannot hold a "
 				      "trusted KEK)");
+	/* The notes of intent: the temporary id now, the key id before the
+	 * pair takes it; the caller removes the key id's once it is recorded. */
+	if ((r = token_intent_add_raw(tok, g.temp_id, sizeof(g.temp_id),
+				      err)) != CUSTODY_OK)
+		goto out;
+	noted_temp = 1;
 	rv = tok->f->C_GenerateKeyPair(tok->session, &g.mech, g.pub.a, g.pub.n,
 				       g.priv.a, g.priv.n, &hpub, &hpriv);
 	if (rv != CKR_OK) {
@@ -488,7 +495,7 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
 				 "cannot generate %s key pair on token %s",
 				 spec->name, tok->label);
-		goto out;
+		goto undo;
 	}
 	/* From here on, a failure removes the pair again. */
 	if ((r = read_public(tok, hpub, spec, &pkey, err)) != CUSTODY_OK ||
@@ -496,11 +503,17 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 	    (r = custody_pkey_key_id(pkey, id, err)) != CUSTODY_OK)
 		goto undo;
 	custody_hex_encode(id, sizeof(id), hex, 0);
+	if ((r = token_intent_add_raw(tok, id, sizeof(id), err)) != CUSTODY_OK)
+		goto undo;
+	noted_id = 1;
 	if ((r = set_id(tok, hpub, id, sizeof(id), "public key", err)) !=
 	    CUSTODY_OK ||
 	    (r = set_id(tok, hpriv, id, sizeof(id), "private key", err)) !=
 	    CUSTODY_OK)
 		goto undo;
+	if (token_intent_clear_raw(tok, g.temp_id, sizeof(g.temp_id), &e) !=
+	    CUSTODY_OK)
+		custody_warn("%s (custody tidy removes it)", e.msg);
 	custody_step("generated the key pair on token %s: key id %s, label %s",
 		     tok->label, hex, label);
 	memcpy(key_id, hex, sizeof(hex));
@@ -512,6 +525,12 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 	goto out;
 undo:
 	destroy_pair(tok, hpriv, hpub);
+	if ((noted_id && token_intent_clear_raw(tok, id, sizeof(id), &e) !=
+	     CUSTODY_OK) ||
+	    (noted_temp && token_intent_clear_raw(tok, g.temp_id,
+						  sizeof(g.temp_id), &e) !=
+	     CUSTODY_OK))
+		custody_warn("%s (custody tidy removes it)", e.msg);
 out:
 	EVP_PKEY_free(pkey);
 	keygen_clear(&g);
