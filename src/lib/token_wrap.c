@@ -253,8 +253,8 @@ wrap(custody_token *tok, CK_MECHANISM *mech, CK_OBJECT_HANDLE wrapping,
 
 /* First 3 bytes of AES-KW(kek, 16 zero bytes), upper-case hex. */
 static int
-kcv_of(custody_token *tok, CK_OBJECT_HANDLE kek, char kcv[CUSTODY_KCV_HEX + 1],
-       custody_err *err)
+kcv_of_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
+	   char kcv[CUSTODY_KCV_HEX + 1], int *kek_fault, custody_err *err)
 {
 	static unsigned char zero[16];
 	CK_ATTRIBUTE t[] = {
@@ -293,6 +293,10 @@ kcv_of(custody_token *tok, CK_OBJECT_HANDLE kek, char kcv[CUSTODY_KCV_HEX + 1],
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
 				 "cannot compute the KEK's key check value on "
 				 "token %s", tok->label);
+		/* The KEK object itself failed (not the zero key, not the
+		 * token as a whole)? */
+		if (kek_fault != NULL && err != NULL)
+			*kek_fault = custody_token_err_is_key_fault(err);
 		goto out;
 	}
 	custody_hex_encode(out, 3, kcv, 1);
@@ -301,6 +305,14 @@ out:
 	destroy(tok, probe, "zero key of the key check value");
 	free(out);
 	return r;
+}
+
+/* The KEK's key check value (see kcv_of_kek). */
+static int
+kcv_of(custody_token *tok, CK_OBJECT_HANDLE kek, char kcv[CUSTODY_KCV_HEX + 1],
+       custody_err *err)
+{
+	return kcv_of_kek(tok, kek, kcv, NULL, err);
 }
 
 int
@@ -1080,20 +1092,41 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 	    (r = find_kek(tok, &kek, err)) != CUSTODY_OK)
 		goto out;
 	if (kek != CK_INVALID_HANDLE) {
-		if ((r = kcv_of(tok, kek, kcv, err)) != CUSTODY_OK)
-			goto keep;
-		if (strcasecmp(kcv, expected_kcv) == 0) {
-			custody_step("token %s already holds the KEK (key check "
-				     "value %s)", tok->label, kcv);
-			r = CUSTODY_OK;
+		int kek_fault = 0;
+
+		r = kcv_of_kek(tok, kek, kcv, &kek_fault, err);
+		if (r != CUSTODY_OK && kek_fault) {
+			/* A KEK object that cannot wrap: what a join killed
+			 * inside its unwrap leaves.  This node is joining (its
+			 * transport key and the wrap for it are there), so the
+			 * object is custody's own: destroyed, unwrapped again. */
+			custody_step("token %s holds a KEK object that cannot be "
+				     "used (%s): destroying it and unwrapping the "
+				     "KEK again", tok->label, err->msg);
+			rv = tok->f->C_DestroyObject(tok->session, kek);
+			if (rv != CKR_OK) {
+				r = token_err_rv(err, CUSTODY_EFAIL, rv,
+						 "cannot destroy the damaged KEK "
+						 "object (id custody-kek) on "
+						 "token %s", tok->label);
+				goto keep;
+			}
+			kek = CK_INVALID_HANDLE;
 		} else {
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot unwrap the KEK: token %s "
-					    "already holds another KEK (key "
-					    "check value %s, expected %s)",
-					    tok->label, kcv, expected_kcv);
+			if (r == CUSTODY_OK &&
+			    strcasecmp(kcv, expected_kcv) == 0)
+				custody_step("token %s already holds the KEK "
+					     "(key check value %s)", tok->label,
+					     kcv);
+			else if (r == CUSTODY_OK)
+				r = custody_err_set(err, CUSTODY_EFAIL,
+						    "cannot unwrap the KEK: token "
+						    "%s already holds another KEK "
+						    "(key check value %s, "
+						    "expected %s)", tok->label,
+						    kcv, expected_kcv);
+			goto keep;
 		}
-		goto keep;
 	}
 	if ((r = find_by_id(tok, &class_private, id, id_len, 0, &priv, err)) !=
 	    CUSTODY_OK)

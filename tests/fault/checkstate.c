@@ -213,10 +213,17 @@ read_token(const char *module, const char *label, const char *pin_source,
 	    (r = custody_token_login(tok, pin.data != NULL ? pin.data : "", pin.len,
 				     err)) != CUSTODY_OK)
 		goto out;
-	if ((r = custody_token_kek_kcv(tok, s->token_kcv, err)) == CUSTODY_ENOTFOUND)
+	if ((r = custody_token_kek_kcv(tok, s->token_kcv, err)) == CUSTODY_ENOTFOUND) {
 		s->token_kcv[0] = '\0';
-	else if (r != CUSTODY_OK)
+	} else if (r != CUSTODY_OK && custody_token_err_is_key_fault(err)) {
+		/* A KEK object that cannot wrap: what a join killed inside its
+		 * unwrap leaves, and the same join again replaces. */
+		report(s, LEFTOVER, "the KEK object cannot compute its key check value "
+		       "(%s): a torn unwrap", err->msg);
+		s->token_kcv[0] = '\0';
+	} else if (r != CUSTODY_OK) {
 		goto out;
+	}
 	if ((r = read_class(tok, CKO_PRIVATE_KEY, s, err)) != CUSTODY_OK ||
 	    (r = read_class(tok, CKO_PUBLIC_KEY, s, err)) != CUSTODY_OK ||
 	    (r = read_class(tok, CKO_CERTIFICATE, s, err)) != CUSTODY_OK)

@@ -7,7 +7,10 @@
 #   2. `import --replicable -t OAuthTokenIssuer` on node1, which packages
 #      the key under the KEK into the store;
 #   3. `sync` on node2, which unwraps the package, checks the key against
-#      its certificate and reports it held.
+#      its certificate and reports it held (its aborts: crash_sync.sh).
+# The join is also walked by crash_walk (lib.sh): aborted at every k-th
+# call boundary and inside its object writes, torn unwraps of the KEK
+# included.
 # After each fault: checkstate (the node's token against the store: no
 # package without its certificate or under another KEK, no KEK with
 # another KCV, no key reported held that the token lacks, and the rest of
@@ -83,7 +86,10 @@ effect_ok() {
 }
 walk node admitted fail "$k" -- node join
 n_join=$walk_count
-walk node admitted abort "$k" -- node join
+# The join's crash walk: every k-th call boundary (all in make stress),
+# and torn writes inside its object writes, the KEK's unwrap included: a
+# KEK object that cannot wrap is destroyed and unwrapped again.
+crash_k=$k crash_walk node admitted -- node join
 
 # 2. import --replicable on node1, which packages the key.
 restore_state admitted
@@ -135,7 +141,7 @@ print(bool(c and c[0]["has_private_key"]))' "$rep")
 }
 walk sync packaged fail "$k" -- sync
 n_sync=$walk_count
-walk sync packaged abort "$k" -- sync
+# (sync's aborts: every interruption point in crash_sync.sh)
 
 echo "# calls: node join $n_join, import --replicable with packaging $n_pkg, sync $n_sync;" \
 	"every ${k}th visited (stress: $STRESS); $(($(now_ms) - started)) ms"

@@ -244,12 +244,16 @@ walk() {
 # script's own check, setting $why), and the same command again
 # (crash_again_args, default ARGS) exits 0, leaves everything consistent
 # (torn shells without CKA_ID allowed: checkstate --torn-ok) and has its
-# effect (effect_ok).  Each point is one TAP line.  Leaves $crash_points
-# (points visited) and $crash_repaired (points after which the command
-# again had to repair or complete what the abort left).
+# effect (effect_ok).  A script may redefine crash_again ARGS... (what a
+# user does after the crash; default: the same command, leaving $rc).
+# crash_k=K (default 1) visits every K-th call boundary only (every one
+# under make stress); the writes inside are torn all the same.
+# Each point is one TAP line.  Leaves $crash_points (points visited) and
+# $crash_repaired (points after which the command again had to repair or
+# complete what the abort left).
 TEAR=$TOP_BUILDDIR/tests/fault/.libs/tear.so
 crash_check() { return 0; }
-crash_again_args=()
+crash_again() { run_fault -- "$@"; }
 crash_writes="C_CreateObject C_UnwrapKey C_GenerateKeyPair C_GenerateKey C_CopyObject C_SetAttributeValue C_DestroyObject"
 crash_walk() {
 	local name=$1 base=$2 n k fn count writes
@@ -260,7 +264,7 @@ crash_walk() {
 	walk_reset
 	count=$(count_calls "$@")
 	crash_points=0 crash_repaired=0
-	for n in $(seq 1 "$count") after; do
+	for n in $(walk_steps "$count" "${crash_k:-1}") after; do
 		if [ "$n" = after ]; then
 			crash_point "$name: abort after call $count of $count ($(call_name "$count"))" \
 				"$@" -- FAULT_AT="$count" FAULT_ABORT_AFTER=1
@@ -289,14 +293,15 @@ call_writes() {
 	awk '$3 == "TEAR-NOT-REACHED" { print $4; exit }' "$T/trace"
 }
 # tear_steps M — the writes to tear a call at: every one under
-# FAULT_STRESS=1; else the first, every 8th, and the last 6 (where the
-# object becomes whole: a key object with its CKA_ID but no key values
-# comes from there).
+# FAULT_STRESS=1; else the first, the middle one, and the last 4 (where
+# the object becomes whole: a key object with its CKA_ID but no key
+# values comes from there).
 tear_steps() {
 	local m=${1:-0} k
 	[ "$m" -gt 0 ] || return 0
 	for ((k = 1; k <= m; k++)); do
-		if [ "$STRESS" = 1 ] || [ $(((k - 1) % 8)) -eq 0 ] || [ "$k" -gt $((m - 6)) ]; then
+		if [ "$STRESS" = 1 ] || [ "$k" -eq 1 ] || [ "$k" -eq $(((m + 1) / 2)) ] ||
+			[ "$k" -gt $((m - 4)) ]; then
 			echo "$k"
 		fi
 	done
@@ -330,7 +335,7 @@ crash_point() {
 		report_failure "$desc: $why"
 		return
 	fi
-	run_fault -- "${crash_again_args[@]:-${args[@]}}"
+	crash_again "${args[@]}"
 	again=$rc
 	checkstate --torn-ok
 	if [ "$again" -ne 0 ]; then

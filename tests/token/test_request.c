@@ -113,6 +113,11 @@ generate_and_check(const char *spec_text, const char *alg, int replicable)
 	cr_assert_str_eq(id, want, "CKA_ID is the key id of the public key");
 	cr_assert_eq(count_class(tok, CKO_PRIVATE_KEY), 1);
 	cr_assert_eq(count_class(tok, CKO_PUBLIC_KEY), 1);
+	/* And the note of intent of the key id, until the caller has
+	 * recorded the key (the one of the temporary id is gone). */
+	cr_assert_eq(count_class(tok, CKO_DATA), 1);
+	cr_assert_eq(count_class(tok, -1), 3);
+	custody_token_intent_done(tok, id);
 	cr_assert_eq(count_class(tok, -1), 2);
 
 	cr_assert_eq(custody_token_key_attrs(tok, id, &a, &err), CUSTODY_OK,
@@ -252,6 +257,7 @@ Test(request, label_in_use_is_refused_and_nothing_is_created)
 	parse_spec("ec:p256", &spec);
 	cr_assert_eq(custody_token_generate(tok, &spec, "taken", NULL, 0, id,
 					    NULL, &err), CUSTODY_OK, "%s", err.msg);
+	custody_token_intent_done(tok, id);
 	cr_assert_eq(count_class(tok, -1), 2);
 	cr_assert_eq(custody_token_generate(tok, &spec, "taken", NULL, 0, id,
 					    &pub, &err), CUSTODY_EFAIL);
