@@ -69,42 +69,5 @@ echo "# $crash_points interruption points; after $crash_repaired of them the imp
 	"completed what was left; $(($(now_ms) - started)) ms"
 
 # make stress: random-timing kills as well (the walk above is the check).
-if [ "$STRESS" = 1 ]; then
-	start_import() {
-		rm -f "$T/count"
-		FAULT_COUNT_FILE="$T/count" "$CUSTODY_BIN" "${args[@]}" >/dev/null 2>"$T/crash.err" &
-		pid=$!
-	}
-	window=0
-	for _ in 1 2 3; do
-		restore_state base
-		t0=$(now_ms)
-		start_import
-		wait "$pid"
-		[ $(($(now_ms) - t0)) -gt "$window" ] && window=$(($(now_ms) - t0))
-	done
-	for ((i = 1; i <= ${CRASH_RUNS:-200}; i++)); do
-		restore_state base
-		start_import
-		delay=$((RANDOM % (window + 1)))
-		sleep "$(awk -v ms="$delay" 'BEGIN { printf "%.3f", ms / 1000 }')"
-		kill -9 "$pid" 2>/dev/null
-		{ wait "$pid"; } 2>/dev/null
-		checkstate --leftovers-ok
-		clear=$(in_clear)
-		if { [ "$check_rc" -ne 0 ] && [ "$check_rc" -ne 3 ]; } || [ -n "$clear" ]; then
-			rc=$? err=$(cat "$T/crash.err")
-			report_failure "random run $i: killed at ${delay} ms: inconsistent${clear:+ (the key in clear: $clear)}"
-			continue
-		fi
-		run "${args[@]}"
-		again=$rc
-		checkstate --torn-ok
-		if [ "$again" -eq 0 ] && { [ "$check_rc" -eq 0 ] || [ "$check_rc" -eq 3 ]; } && effect_ok; then
-			ok "random run $i: killed at ${delay} ms; again: done, consistent"
-		else
-			report_failure "random run $i: killed at ${delay} ms; the import again: exit $again"
-		fi
-	done
-fi
+[ "$STRESS" = 1 ] && crash_random import base "${CRASH_RUNS:-200}" -- "${args[@]}"
 done_testing

@@ -60,12 +60,6 @@ save_state base
 . "$T/node2/env"
 export CUSTODY_MODULE=$SHIM
 
-holds() {
-	"$CUSTODY_BIN" list -o json 2>/dev/null | python3 -c '
-import json, sys
-c = [x for x in json.load(sys.stdin) if x["thumbprint"] == sys.argv[1]]
-sys.exit(0 if c and c[0]["has_private_key"] else 1)' "$rep"
-}
 # The effect of a sync: node2 reported the key held (checkstate has
 # checked that the token holds every key node2 reported held).
 effect_ok() {
@@ -162,38 +156,5 @@ if [ "$torn_key" -ge 1 ]; then
 fi
 
 # make stress: random-timing kills as well (the walk above is the check).
-if [ "$STRESS" = 1 ]; then
-	runs=${CRASH_RUNS:-200}
-	window=0
-	for _ in 1 2 3; do
-		restore_state base
-		t0=$(now_ms)
-		run sync
-		t=$(($(now_ms) - t0))
-		[ "$t" -gt "$window" ] && window=$t
-	done
-	for ((i = 1; i <= runs; i++)); do
-		restore_state base
-		"$CUSTODY_BIN" sync >/dev/null 2>"$T/crash.err" &
-		pid=$!
-		delay=$((RANDOM % (window + 1)))
-		sleep "$(awk -v ms="$delay" 'BEGIN { printf "%.3f", ms / 1000 }')"
-		kill -9 "$pid" 2>/dev/null
-		{ wait "$pid"; } 2>/dev/null
-		checkstate --leftovers-ok
-		if [ "$check_rc" -ne 0 ] && [ "$check_rc" -ne 3 ]; then
-			rc=$? err=$(cat "$T/crash.err")
-			report_failure "random run $i: killed at ${delay} ms: the state is inconsistent"
-			continue
-		fi
-		run sync
-		again=$rc
-		checkstate --torn-ok
-		if [ "$again" -eq 0 ] && { [ "$check_rc" -eq 0 ] || [ "$check_rc" -eq 3 ]; } && holds; then
-			ok "random run $i: killed at ${delay} ms; sync again: holds the key, consistent"
-		else
-			report_failure "random run $i: killed at ${delay} ms; sync again: exit $again"
-		fi
-	done
-fi
+[ "$STRESS" = 1 ] && crash_random sync base "${CRASH_RUNS:-200}" -- sync
 done_testing

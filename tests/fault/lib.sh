@@ -349,3 +349,44 @@ crash_point() {
 		ok "$desc: $([ "$after" -eq 3 ] && echo "leftovers" || echo consistent); again: done, consistent"
 	fi
 }
+
+# crash_random NAME BASE RUNS -- ARGS... — make stress only: `custody
+# ARGS` from the saved state BASE, killed with SIGKILL after a random delay
+# within the time of a clean run, RUNS times; after each kill the same
+# checks as crash_walk's (checkstate, crash_check, crash_again, effect_ok).
+# The timing varies from run to run: make check relies on crash_walk.
+crash_random() {
+	local name=$1 base=$2 runs=$3 window=0 t0 i delay pid again
+	shift 4
+	for _ in 1 2 3; do
+		restore_state "$base"
+		walk_reset
+		t0=$(now_ms)
+		"$CUSTODY_BIN" "$@" >/dev/null 2>&1
+		[ $(($(now_ms) - t0)) -gt "$window" ] && window=$(($(now_ms) - t0))
+	done
+	for ((i = 1; i <= runs; i++)); do
+		restore_state "$base"
+		walk_reset
+		"$CUSTODY_BIN" "$@" >/dev/null 2>"$T/crash.err" &
+		pid=$!
+		delay=$((RANDOM % (window + 1)))
+		sleep "$(awk -v ms="$delay" 'BEGIN { printf "%.3f", ms / 1000 }')"
+		kill -9 "$pid" 2>/dev/null
+		{ wait "$pid"; } 2>/dev/null
+		rc=$? err=$(cat "$T/crash.err") why=""
+		checkstate --leftovers-ok
+		if { [ "$check_rc" -ne 0 ] && [ "$check_rc" -ne 3 ]; } || ! crash_check; then
+			report_failure "$name: random run $i, killed at ${delay} ms: inconsistent ${why}"
+			continue
+		fi
+		crash_again "$@"
+		again=$rc
+		checkstate --torn-ok
+		if [ "$again" -eq 0 ] && { [ "$check_rc" -eq 0 ] || [ "$check_rc" -eq 3 ]; } && effect_ok; then
+			ok "$name: random run $i, killed at ${delay} ms; again: done, consistent"
+		else
+			report_failure "$name: random run $i, killed at ${delay} ms; again: exit $again ${why}"
+		fi
+	done
+}
