@@ -55,19 +55,22 @@ expect_error 1 "not a PKCS#12, PEM or DER" "random bytes" -- import --path "$T/g
 expect_error 1 "No such file" "missing file" -- import --path "$T/nonexistent.p12"
 
 # Iteration counts a file asks for, far over any exporter's: refused before
-# OpenSSL spends them (50,000,000 would take it half a minute or more), in
-# well under a second.  The files are made with small counts, then edited
+# OpenSSL spends them (50,000,000 would take it half a minute or more).
+# That the refusal comes first is shown by the order, not by a clock: with
+# a wrong password the error is still the iteration count (the MAC, which
+# would spend them, is never checked).  How long it took is printed, not
+# asserted (timings belong in make bench; under valgrind they differ).
+# The files are made with small counts, then edited
 # (tests/token/p12iter.py): making them with the huge counts costs as much.
 iterations() { # NAME P12ITER-ARGS... — $T/NAME.p12 from good.p12 (a MAC, 2048 iterations)
 	local name=$1
 	shift
 	python3 "$TOP_SRCDIR/tests/token/p12iter.py" "$@" <"$T/good.p12" >"$T/$name.p12"
 }
-expect_quick_error() { # SECONDS PATTERN DESCRIPTION -- ARGS...: expect_error, within SECONDS
-	local limit=$1
+expect_quick_error() { # SECONDS PATTERN DESCRIPTION -- ARGS...: expect_error, and the time
 	shift
 	expect_error 1 "$@"
-	check "…refused in $run_ms ms (under $limit s)" [ "$run_ms" -lt $((limit * 1000)) ]
+	echo "# refused in $run_ms ms"
 }
 iterations mac-iter --mac 50000000
 expect_quick_error 1 "PKCS#12 MAC iteration count 50000000 is over the limit 10000000" \
@@ -75,6 +78,9 @@ expect_quick_error 1 "PKCS#12 MAC iteration count 50000000 is over the limit 100
 	import --path "$T/mac-iter.p12" --password-source env:P12_PASSWORD
 expect_quick_error 1 "PKCS#12 MAC iteration count 50000000 is over the limit" \
 	"…the same without a password" -- import --path "$T/mac-iter.p12"
+expect_quick_error 1 "PKCS#12 MAC iteration count 50000000 is over the limit" \
+	"…the same with a wrong password: the count is refused before the MAC is checked" -- \
+	import --path "$T/mac-iter.p12" --password-source env:WRONG_PASSWORD
 iterations pbe-iter --pbe 50000000
 expect_quick_error 1 "PKCS#12 encryption iteration count 50000000 is over the limit 10000000" \
 	"PKCS#12 whose PBKDF2 asks for 50,000,000 iterations (before its MAC is checked)" -- \
