@@ -49,12 +49,13 @@ int custody_tidy_plan_make(custody_token *tok, custody_store *st,
 			   custody_tidy_plan *plan, custody_err *err);
 
 /*
- * Carries the plan out: for every item not named, destroys its objects
- * (certificates, public and private keys of its key id) and then its
- * note; for a named one, the note alone.  One audit entry "tidy" per item
- * whose objects went (node, key id, what went), appended in one store
- * transaction that commits only when every token step succeeded (a token
- * that refuses: EFAIL naming the object, the store unchanged).
+ * Carries the plan out, item by item: for one not named, destroys its
+ * objects (certificates, public and private keys of its key id) and then
+ * its note; for a named one, the note alone.  Each item whose objects go
+ * has its audit entry "tidy" (node, key id, what went) in a store
+ * transaction that commits only when the token did its part: a token that
+ * refuses is EFAIL naming the object, with that item's entry not written
+ * (the items before it are done, each with its entry).
  */
 int custody_tidy_apply(custody_token *tok, custody_store *st,
 		       const char *node, const custody_tidy_plan *plan,

@@ -1056,9 +1056,7 @@ repair_key(custody_token *tok, custody_store *st, const char *store_kcv,
 		       "repaired: %s", cert->key_id, e.msg);
 		return 0;
 	}
-	textf(it->repair, sizeof(it->repair), "destroyed private key %s "
-		 "on token %s (%s), unwrapped again from its package",
-		 cert->key_id, custody_token_label(tok), failed->msg);
+	textf(it->repair, sizeof(it->repair), "%s", failed->msg);
 	custody_step("%s/global %s %s: private key %s on token %s failed its "
 		     "check (%s): destroyed, unwrapping it again from its "
 		     "package", it->type, it->slot, it->thumbprint,
@@ -1140,9 +1138,19 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 			refuse(res, it, "%s, nothing unwrapped", why);
 		goto out;
 	}
-	if ((r = custody_token_unwrap_private_key(tok, pkg.wrapped,
-						  pkg.wrapped_len, cert.label,
-						  x, &e)) != CUSTODY_OK) {
+	r = custody_token_unwrap_private_key(tok, pkg.wrapped, pkg.wrapped_len,
+					     cert.label, x, &e);
+	if (it->repaired) {	/* what the repair's audit entry says */
+		char failed_check[sizeof(it->repair)];
+
+		memcpy(failed_check, it->repair, sizeof(failed_check));
+		textf(it->repair, sizeof(it->repair), "destroyed private key %s "
+		      "on token %s, %s (its check: %s)", cert.key_id,
+		      custody_token_label(tok), r == CUSTODY_OK ?
+		      "unwrapped it again from its package" :
+		      "could not unwrap it again", failed_check);
+	}
+	if (r != CUSTODY_OK) {
 		refuse(res, it, "package refused, nothing unwrapped: %s", e.msg);
 		goto out;
 	}

@@ -199,23 +199,20 @@ objects_of(const custody_tidy_item *it)
 	       it->objects.private_keys > 0;
 }
 
-int
-custody_tidy_apply(custody_token *tok, custody_store *st, const char *node,
-		   const custody_tidy_plan *plan, custody_err *err)
+/* One item: its audit entry, its objects, its note; the store's
+ * transaction commits only when the token did its part. */
+static int
+apply_item(custody_token *tok, custody_store *st, const char *node,
+	   const custody_tidy_item *it, custody_err *err)
 {
 	custody_audit_entry d;
 	char detail[512];
-	size_t i;
-	int r, in_tx = 0;
+	int r, in_tx = 0, destroy = !it->named && objects_of(it);
 
 	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
 		goto out;
 	in_tx = 1;
-	for (i = 0; i < plan->n; i++) {
-		const custody_tidy_item *it = &plan->items[i];
-
-		if (it->named || !objects_of(it))
-			continue;
+	if (destroy) {
 		snprintf(detail, sizeof(detail), "destroyed what an interrupted "
 			 "custody left under key id %s on token %s: %zu private "
 			 "key(s), %zu public key(s), %zu certificate(s)",
@@ -228,27 +225,35 @@ custody_tidy_apply(custody_token *tok, custody_store *st, const char *node,
 		d.detail = detail;
 		if ((r = custody_audit_append(st, &d, err)) != CUSTODY_OK)
 			goto out;
-	}
-	/* The token last: a refusal rolls the store back.  The objects first,
-	 * then the note: a note stays as long as its objects do. */
-	for (i = 0; i < plan->n; i++) {
-		const custody_tidy_item *it = &plan->items[i];
-
-		if (!it->named && objects_of(it)) {
-			r = custody_token_delete(tok, it->key_id, err);
-			if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
-				goto out;
-			custody_step("destroyed the objects of key id %s on token "
-				     "%s", it->key_id, custody_token_label(tok));
-		}
-		if ((r = custody_token_intent_clear(tok, it->key_id, err)) !=
-		    CUSTODY_OK)
+		/* The objects first, then the note: a note stays as long as
+		 * its objects do. */
+		r = custody_token_delete(tok, it->key_id, err);
+		if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
 			goto out;
+		custody_step("destroyed the objects of key id %s on token %s",
+			     it->key_id, custody_token_label(tok));
 	}
+	if ((r = custody_token_intent_clear(tok, it->key_id, err)) !=
+	    CUSTODY_OK)
+		goto out;
 	in_tx = 0;
 	r = custody_store_commit(st, err);
 out:
 	if (in_tx)
 		custody_store_rollback(st);
 	return r;
+}
+
+int
+custody_tidy_apply(custody_token *tok, custody_store *st, const char *node,
+		   const custody_tidy_plan *plan, custody_err *err)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < plan->n; i++)
+		if ((r = apply_item(tok, st, node, &plan->items[i], err)) !=
+		    CUSTODY_OK)
+			return r;
+	return CUSTODY_OK;
 }
