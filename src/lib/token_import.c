@@ -660,6 +660,8 @@ custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 	    (r = key_templates(key, cert, label, replicable, &p, err)) !=
 	    CUSTODY_OK)
 		goto out;
+	if (key != NULL && token_knows_copyable(tok))
+		tmpl_bool(&p.priv, CKA_COPYABLE, 0);
 	cert_template(&p.cert, cert, p.id, label);
 	if ((r = chain_templates(chain, cert, &p, err)) != CUSTODY_OK)
 		goto out;

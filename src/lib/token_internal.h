@@ -34,6 +34,8 @@ struct custody_token {
 	int logged_in;		/* our C_Login succeeded: C_Logout on close */
 	char label[33];
 	char serial[17];
+	int copyable_known;	/* 0: not probed; 1: the token honours
+				 * CKA_COPYABLE; -1: it does not know it   */
 };
 
 /* token_lock.c ------------------------------------------------------- */
@@ -88,6 +90,13 @@ int token_get_attr(custody_token *tok, CK_OBJECT_HANDLE obj,
  * login); else EFAIL "cannot WHAT on token L: not logged in ...". */
 int token_require_login(custody_token *tok, const char *what,
 			custody_err *err);
+
+/* Whether the token knows CKA_COPYABLE (PKCS#11 2.40): probed once per
+ * handle with a session object.  Every key custody creates carries
+ * CKA_COPYABLE false where the token knows it, so that C_CopyObject
+ * cannot make a copy with other attributes (a key without its unwrap
+ * template, say). */
+int token_knows_copyable(custody_token *tok);
 
 /* Hex key id (even length, 2..128 digits) to bytes; EUSAGE otherwise. */
 int token_key_id_decode(const char *hex, unsigned char *id, size_t max,

@@ -471,10 +471,13 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 		*pub = NULL;
 	if ((r = check_inputs(tok, spec, label, err)) != CUSTODY_OK ||
 	    (r = build_templates(&g, spec, label, subject, replicable, err)) !=
-	    CUSTODY_OK ||
-	    (replicable &&
-	     (r = replicable_trusted_wrap(tok, &g, &trusted_wrap, err)) !=
-	     CUSTODY_OK))
+	    CUSTODY_OK)
+		goto out;
+	if (token_knows_copyable(tok))
+		attr_add(&g.priv, CKA_COPYABLE, &g.no, sizeof(CK_BBOOL));
+	if (replicable &&
+	    (r = replicable_trusted_wrap(tok, &g, &trusted_wrap, err)) !=
+	    CUSTODY_OK)
 		goto out;
 	custody_step("generating an %s key pair on token %s (serial %s), %s",
 		     spec->name, tok->label, tok->serial,

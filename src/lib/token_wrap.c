@@ -67,6 +67,7 @@ static CK_ATTRIBUTE kek_unwrap_template[] = {
 	A_TRUE(CKA_PRIVATE),
 	A_TRUE(CKA_SENSITIVE),
 	A_FALSE(CKA_EXTRACTABLE),
+	A_FALSE(CKA_COPYABLE),	/* last: left out where unknown */
 };
 
 /* What a key unwrapped with a transport private key must be: a KEK. */
@@ -81,9 +82,18 @@ static CK_ATTRIBUTE transport_unwrap_template[] = {
 	A_FALSE(CKA_DECRYPT),
 	A_FALSE(CKA_SIGN),
 	A_FALSE(CKA_VERIFY),
+	A_FALSE(CKA_COPYABLE),	/* last: left out where unknown */
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The bytes of an unwrap template above for tok: without its last entry,
+ * CKA_COPYABLE, where the token does not know that attribute. */
+static size_t
+template_size(custody_token *tok, size_t size)
+{
+	return token_knows_copyable(tok) ? size : size - sizeof(CK_ATTRIBUTE);
+}
 
 /* A template whose values live elsewhere (statics or the caller). */
 struct attrs {
@@ -107,6 +117,14 @@ static void
 attrs_bool(struct attrs *t, CK_ATTRIBUTE_TYPE type, int v)
 {
 	attrs_add(t, type, v ? &yes : &no, sizeof(CK_BBOOL));
+}
+
+/* CKA_COPYABLE false, where the token knows it. */
+static void
+attrs_no_copy(custody_token *tok, struct attrs *t)
+{
+	if (token_knows_copyable(tok))
+		attrs_bool(t, CKA_COPYABLE, 0);
 }
 
 /* ----------------------------------------------------------- helpers */
@@ -501,7 +519,7 @@ out:
 
 /* The KEK's template, for generation (with its length) or unwrapping. */
 static void
-kek_template(struct attrs *t, int generate, int trusted)
+kek_template(custody_token *tok, struct attrs *t, int generate, int trusted)
 {
 	attrs_add(t, CKA_CLASS, &class_secret, sizeof(class_secret));
 	attrs_add(t, CKA_KEY_TYPE, &type_aes, sizeof(type_aes));
@@ -523,8 +541,9 @@ kek_template(struct attrs *t, int generate, int trusted)
 		attrs_bool(t, CKA_TRUSTED, 1);
 	attrs_add(t, CKA_ID, kek_id, sizeof(kek_id) - 1);
 	attrs_add(t, CKA_LABEL, kek_id, sizeof(kek_id) - 1);
+	attrs_no_copy(tok, t);
 	attrs_add(t, CKA_UNWRAP_TEMPLATE, kek_unwrap_template,
-		  sizeof(kek_unwrap_template));
+		  template_size(tok, sizeof(kek_unwrap_template)));
 }
 
 int
@@ -555,7 +574,7 @@ custody_token_kek_create(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
 	if ((r = custody_token_probe_trusted_private_kek(tok, &trusted,
 							 err)) != CUSTODY_OK)
 		goto out;
-	kek_template(&t, 1, trusted);
+	kek_template(tok, &t, 1, trusted);
 	custody_step("generating the cluster KEK (AES-256) on token %s (serial "
 		     "%s): private, sensitive, wrap/unwrap only, extractable "
 		     "only under a trusted key%s", tok->label, tok->serial,
@@ -740,8 +759,9 @@ custody_token_transport_create(custody_token *tok, const char *node,
 	attrs_bool(&priv, CKA_DERIVE, 0);
 	attrs_add(&priv, CKA_ID, id, id_len);
 	attrs_add(&priv, CKA_LABEL, id, id_len);
+	attrs_no_copy(tok, &priv);
 	attrs_add(&priv, CKA_UNWRAP_TEMPLATE, transport_unwrap_template,
-		  sizeof(transport_unwrap_template));
+		  template_size(tok, sizeof(transport_unwrap_template)));
 
 	custody_step("generating the RSA-%d transport key pair of node %s on "
 		     "token %s (serial %s): the private half unwraps only and "
@@ -1149,7 +1169,7 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 	if ((r = custody_token_probe_trusted_private_kek(tok, &trusted,
 							 err)) != CUSTODY_OK)
 		goto out;
-	kek_template(&t, 0, trusted);
+	kek_template(tok, &t, 0, trusted);
 	custody_step("unwrapping the KEK into token %s (serial %s) with the "
 		     "transport key of node %s", tok->label, tok->serial, node);
 	rv = tok->f->C_UnwrapKey(tok->session, &mech, priv,
@@ -1482,6 +1502,7 @@ custody_token_unwrap_private_key(custody_token *tok,
 	attrs_bool(&t, CKA_DECRYPT, 0);
 	attrs_bool(&t, CKA_UNWRAP, 0);
 	attrs_bool(&t, CKA_DERIVE, 0);
+	attrs_no_copy(tok, &t);
 	attrs_add(&t, CKA_ID, id, sizeof(id));
 	attrs_add(&t, CKA_LABEL, (void *)label, strlen(label));
 	attrs_add(&t, CKA_SUBJECT, k.subject, k.subject_len);
