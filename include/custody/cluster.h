@@ -41,34 +41,63 @@ extern "C" {
 
 /* ---- ceremony ---- */
 
-/* `kek create`: the cluster KEK on this token; its key check value goes
- * to the store.  EFAIL when the store already records a KEK (a cluster has
- * one) or the token already holds one. */
+/* "AB:CD:…" fingerprints (the first 16 bytes of SHA-256 of a public key):
+ * room for one and its NUL. */
+#define CUSTODY_CLUSTER_FP_SIZE 64
+
+/* `kek create`: the cluster KEK on this token, and the cluster authority
+ * key beside it (custody/token.h); the KEK's key check value and the
+ * authority's public key go to the store.  EFAIL when the store already
+ * records a KEK (a cluster has one) or the token already holds one. */
 int custody_cluster_kek_create(custody_token *tok, custody_store *st,
 			       const char *node, custody_err *err);
 
-/* `node enroll`: this node's RSA-3072 transport key pair; the public half
- * and the node name go to the store as a pending node.  Enrolling again
- * with the same key changes nothing. */
-int custody_cluster_node_enroll(custody_token *tok, custody_store *st,
-				const char *node, custody_err *err);
+/* `kek authority`: the fingerprint of the cluster authority the store
+ * names (fp), and whether tok holds its private key (*held; tok may be
+ * NULL).  A store that names none (a cluster made by an earlier custody):
+ * with create, the authority is made on tok, which must hold the
+ * cluster's KEK, and recorded (audit "authority-create"); without,
+ * ENOTFOUND. */
+int custody_cluster_authority(custody_token *tok, custody_store *st,
+			      const char *node, int create,
+			      char fp[CUSTODY_CLUSTER_FP_SIZE], int *held,
+			      custody_err *err);
 
-/* `node admit NODE` on a node that holds the KEK: the SO creates NODE's
- * transport public key (from the store) on this token as a trusted
- * wrapping key, then the user wraps the KEK for it (RSA-OAEP) into the
- * store.  tok must be open; it is logged in as user again on return.
- * EFAIL when NODE has not enrolled; EPIN on a refused SO PIN. */
+/* `node enroll`: pins the cluster authority on this token — the store's,
+ * once the operator confirmed its fingerprint (authority_fp; NULL when
+ * the token has it pinned already: EUSAGE otherwise, naming it) — then
+ * makes this node's RSA-3072 transport key pair; the public half and the
+ * node name go to the store as a pending node.  Enrolling again with the
+ * same key changes nothing.  A store whose authority is not the pinned
+ * one, or not the one confirmed, is EFAIL and nothing is written. */
+int custody_cluster_node_enroll(custody_token *tok, custody_store *st,
+				const char *node, const char *authority_fp,
+				custody_err *err);
+
+/* `node admit NODE` on the member that holds the KEK and the cluster
+ * authority: the SO makes NODE's transport public key (from the store) a
+ * trusted wrapping key for this session only, the user wraps the KEK for
+ * it (RSA-OAEP), and the authority signs the admission (node name,
+ * transport key, wrapped KEK, 64-bit KEK check) into the store.  Every
+ * admission, a repeated one too, takes the SO PIN.  tok must be open; it
+ * is logged in as user again on return.  EFAIL when NODE has not
+ * enrolled or this token does not hold the authority; EPIN on a refused
+ * SO PIN. */
 int custody_cluster_node_admit(custody_token *tok, custody_store *st,
 			       const char *this_node, const char *node,
 			       const char *so_pin, size_t so_pin_len,
 			       const char *user_pin, size_t user_pin_len,
 			       custody_err *err);
 
-/* `node join`: unwraps the KEK wrapped for this node into this token and
- * checks its key check value against the store's.  EFAIL "node N is not
- * admitted" when there is no wrap for it. */
+/* `node join`: accepts only an admission in the "admitted" state that the
+ * authority pinned at enroll signed for this node's own transport key;
+ * then unwraps the KEK into this token and proves it: its 64-bit check
+ * must be the signed one (and confirmed_check, when the operator typed
+ * one).  EFAIL "node N is not admitted" when there is no admission;
+ * EFAIL, nothing unwrapped, when the signature or a check fails. */
 int custody_cluster_node_join(custody_token *tok, custody_store *st,
-			      const char *node, custody_err *err);
+			      const char *node, const char *confirmed_check,
+			      custody_err *err);
 
 /* ---- replication ---- */
 

@@ -112,7 +112,7 @@ int custody_store_wait_change(custody_store *st, int timeout_ms, int *changed,
 
 /* ------------------------------------------------------------ cluster
  *
- * Schema version 3: what custody/cluster.h keeps in the store.  Nothing
+ * Schema version 4: what custody/cluster.h keeps in the store.  Nothing
  * here is secret in clear: a node's transport key is public, the KEK wrap
  * and the packages are ciphertext (RSA-OAEP and AES key wrap under keys
  * that live only in tokens).  Node names are case-sensitive, as on the
@@ -133,6 +133,11 @@ typedef struct custody_node_record {
 	unsigned char *kek_wrap;	/* the KEK wrapped for this node  */
 	size_t kek_wrap_len;
 	char admitted_by[CUSTODY_NAME_MAX + 1];	/* "" until admitted      */
+	char kek_check[17];		/* the wrapped KEK's 64-bit check (16
+					 * hex), "" until admitted          */
+	unsigned char *admission_sig;	/* the cluster authority's signature
+					 * over the admission (cluster.h)   */
+	size_t admission_sig_len;
 	int64_t enrolled_at, admitted_at, joined_at;	/* 0: not yet       */
 	int64_t last_sync;		/* 0: never synced                  */
 	int64_t version;		/* store row version; 0 = never stored */

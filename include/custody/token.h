@@ -408,16 +408,26 @@ int custody_token_lock_wanted(custody_token *tok);
  * one needs only CKA_WRAP, which the KEK has anyway.  OpenSSL computes
  * the same with EVP_aes_256_wrap() from the key value.
  *
+ * The KEK check: the first 8 bytes of the same wrap, as 16 upper-case
+ * hex digits, of which the key check value is the first 6.  A 24-bit value
+ * can be matched by brute force in seconds; the admission that node join
+ * accepts is signed over the 64-bit check.
+ *
  * Node names are 1..64 of [A-Za-z0-9._-] (anything else is EUSAGE).  A
  * node's own transport key pair has CKA_ID "custody-transport:NODE"; the
- * trusted copy of another node's public half, made by admit, has CKA_ID
- * "custody-admitted:NODE".
+ * trusted copy of another node's public half that admit makes lives only
+ * for the wrap, as a session object with CKA_ID "custody-admitted:NODE"
+ * (earlier versions kept it as a token object: admit destroys those).
  *
- * Everything here but custody_token_admit_transport needs a logged-in
+ * Every key made here has CKA_COPYABLE false where the token knows that
+ * attribute, so that a holder of the user PIN cannot C_CopyObject one
+ * into a key with other attributes.  Everything here needs a logged-in
  * user.  The steps of the ceremony are narrated (custody_step).
  */
 #define CUSTODY_KEK_ID "custody-kek"
 #define CUSTODY_KCV_HEX 6
+#define CUSTODY_KEK_CHECK_HEX 16
+#define CUSTODY_AUTHORITY_ID "custody-authority"
 #define CUSTODY_NODE_NAME_MAX 64
 
 /*
@@ -451,6 +461,11 @@ int custody_token_kek_present(custody_token *tok, int *present,
 int custody_token_kek_kcv(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
 			  custody_err *err);
 
+/* The KEK's 64-bit check (16 hex digits); ENOTFOUND as above. */
+int custody_token_kek_check(custody_token *tok,
+			    char check[CUSTODY_KEK_CHECK_HEX + 1],
+			    custody_err *err);
+
 /*
  * Generates this node's RSA-3072 transport key pair (node enroll).  The
  * private half: token, private, sensitive, never extractable, CKA_UNWRAP
@@ -471,38 +486,35 @@ int custody_token_transport_public(custody_token *tok, const char *node,
 				   custody_err *err);
 
 /*
- * The security officer's step of node admit: logs the user out (login is
+ * node admit, on a token that holds the KEK: logs the user out (login is
  * per process and token: every handle of this process on this token is
  * logged out), logs in as SO with so_pin, creates NODE's transport public
  * key (spki: DER SubjectPublicKeyInfo, RSA of at least 3072 bits) as a
- * token object with CKA_TRUSTED and CKA_WRAP true, CKA_PRIVATE false (it
- * holds nothing secret) and every other usage false, then logs the SO out
- * — on every path.  The handle is left logged out: log the user in again
- * before custody_token_wrap_kek_for().
+ * trusted wrapping key that is a session object (CKA_TOKEN false), logs
+ * the SO out and the user in again with user_pin — on every path — then
+ * wraps the KEK for it (RSA-OAEP; *blob malloc'ed) and destroys the
+ * trusted key.  Nothing trusted stays on the token: wrapping the KEK for
+ * a node takes the SO PIN every time.  Trusted transport keys that
+ * earlier versions left as token objects are destroyed on the way.
  *
- * Refuses without C_Login when the token says the SO PIN is locked or on
- * its final try (EPIN); a rejected SO PIN is EPIN "cannot log in to token
- * L as security officer: the token rejected the PIN", never retried.
- * Admitting the same key again creates nothing; another key under the
- * same node name is EFAIL.
+ * Refuses before any login when the token holds no KEK (ENOTFOUND) or the
+ * key is not RSA-3072+ (EFAIL); without C_Login when the token says the
+ * SO PIN is locked or on its final try (EPIN); a rejected SO PIN is EPIN
+ * "cannot log in to token L as security officer: the token rejected the
+ * PIN", never retried.
  */
-int custody_token_admit_transport(custody_token *tok, const char *so_pin,
-				  size_t so_pin_len, const char *node,
-				  const unsigned char *spki, size_t spki_len,
-				  custody_err *err);
-
-/* The KEK wrapped (RSA-OAEP) for NODE's trusted transport key: *blob
- * malloc'ed.  EFAIL "node N is not admitted on token L" when no trusted
- * key of that node is there. */
-int custody_token_wrap_kek_for(custody_token *tok, const char *node,
-			       unsigned char **blob, size_t *blob_len,
-			       custody_err *err);
+int custody_token_admit_wrap_kek(custody_token *tok, const char *so_pin,
+				 size_t so_pin_len, const char *user_pin,
+				 size_t user_pin_len, const char *node,
+				 const unsigned char *spki, size_t spki_len,
+				 unsigned char **blob, size_t *blob_len,
+				 custody_err *err);
 
 /*
  * node join: unwraps blob with NODE's (this node's) transport private key
  * into the token as the KEK, with the KEK's template above (so this node
- * can admit others in turn), and checks its key check value against
- * expected_kcv (6 hex digits, any case).  A mismatch destroys the
+ * can admit others in turn), and checks it against expected_kcv: a key
+ * check value (6 hex digits) or a KEK check (16), any case.  A mismatch destroys the
  * unwrapped key again: EFAIL "the unwrapped KEK does not match: key check
  * value X, expected Y".  A token that already holds the KEK with that
  * KCV: OK, nothing created; with another KCV: EFAIL.
@@ -510,6 +522,38 @@ int custody_token_wrap_kek_for(custody_token *tok, const char *node,
 int custody_token_unwrap_kek(custody_token *tok, const char *node,
 			     const unsigned char *blob, size_t blob_len,
 			     const char *expected_kcv, custody_err *err);
+
+/*
+ * The cluster authority (token_authority.c): an EC P-256 key pair with
+ * CKA_ID "custody-authority" on the token of the member that made the
+ * KEK.  The private half is token, private, sensitive, never extractable,
+ * not copyable, CKA_SIGN only; it signs admissions.  Other nodes pin its
+ * public half (DER SubjectPublicKeyInfo) at enroll as a private,
+ * unmodifiable data object (CKA_APPLICATION "custody-authority").
+ */
+
+/* Generates it; EFAIL when the token already holds one.  *spki: its
+ * public key (malloc'ed). */
+int custody_token_authority_create(custody_token *tok, unsigned char **spki,
+				   size_t *spki_len, custody_err *err);
+/* Its public key; ENOTFOUND when this token does not hold the authority. */
+int custody_token_authority_public(custody_token *tok, unsigned char **spki,
+				   size_t *spki_len, custody_err *err);
+/* Destroys it (a kek create that could not finish). */
+int custody_token_authority_destroy(custody_token *tok, custody_err *err);
+/* ECDSA over SHA-256 of msg, DER-encoded (*sig malloc'ed); ENOTFOUND when
+ * this token does not hold the authority. */
+int custody_token_authority_sign(custody_token *tok, const unsigned char *msg,
+				 size_t msg_len, unsigned char **sig,
+				 size_t *sig_len, custody_err *err);
+/* The pinned public key; ENOTFOUND when nothing is pinned. */
+int custody_token_authority_pinned(custody_token *tok, unsigned char **spki,
+				   size_t *spki_len, custody_err *err);
+/* Pins spki; EFAIL when another (or the same) is pinned already. */
+int custody_token_authority_pin(custody_token *tok, const unsigned char *spki,
+				size_t spki_len, custody_err *err);
+/* Removes the pin (OK when there is none). */
+int custody_token_authority_unpin(custody_token *tok, custody_err *err);
 
 /*
  * The package of the private key with this key id: the key wrapped under

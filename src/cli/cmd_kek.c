@@ -1,10 +1,16 @@
 /*
  * cmd_kek.c — `custody kek create`: the first step of the cluster key
- * ceremony.  The cluster KEK (AES-256) is generated inside this node's
- * token, its key check value goes to the store, and this node becomes the
+ * ceremony.  The cluster KEK (AES-256) and the cluster authority key are
+ * generated inside this node's token, the KEK's key check value and the
+ * authority's public key go to the store, and this node becomes the
  * cluster's first member.  Every step is narrated on stderr, so that the
  * transcript can be signed and kept; the key check value alone goes to
  * stdout.
+ *
+ * `custody kek authority` prints the cluster authority's fingerprint (what
+ * every enrolling node confirms); in a cluster made by an earlier custody,
+ * which has none, it creates the authority on this token, which must hold
+ * the KEK.
  */
 #include "config.h"
 
@@ -37,6 +43,22 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 	return CUSTODY_OK;
 }
 
+static int
+kek_authority(struct cli *cli)
+{
+	char fp[CUSTODY_CLUSTER_FP_SIZE];
+	int held = 0, r;
+
+	if ((r = custody_cluster_authority(cli->token, cli->store, cli->node, 1, fp,
+					   &held, &cli->err)) != CUSTODY_OK)
+		return r;
+	cli_say(cli, "cluster authority %s: %s", fp,
+		held ? "its private key is on this token: node admit runs here"
+		     : "its private key is on another member's token");
+	printf("%s\n", fp);
+	return CUSTODY_OK;
+}
+
 int
 cmd_kek(struct cli *cli, int argc, char **argv)
 {
@@ -49,9 +71,10 @@ cmd_kek(struct cli *cli, int argc, char **argv)
 	if ((r = cli_parse(cli, argc, argv, options, "-", on_option, &o)) != CUSTODY_OK)
 		return r;
 	if (o.action == NULL)
-		return cli_usage_error(cli, "which action? custody kek create");
-	if (strcmp(o.action, "create") != 0)
-		return cli_usage_error(cli, "unknown action '%s': custody kek create", o.action);
+		return cli_usage_error(cli, "which action? custody kek create | authority");
+	if (strcmp(o.action, "create") != 0 && strcmp(o.action, "authority") != 0)
+		return cli_usage_error(cli, "unknown action '%s': custody kek create | authority",
+				       o.action);
 	if (o.extra != NULL)
 		return cli_usage_error(cli, "unexpected argument '%s'", o.extra);
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
@@ -59,6 +82,8 @@ cmd_kek(struct cli *cli, int argc, char **argv)
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
 	    (r = cli_open_token(cli)) != CUSTODY_OK)
 		return r;
+	if (strcmp(o.action, "authority") == 0)
+		return kek_authority(cli);
 	cli_say(cli, "custody kek create: node %s, token %s (serial %s), by %s, at %s",
 		cli->node, custody_token_label(cli->token), custody_token_serial(cli->token),
 		custody_audit_actor(actor, sizeof(actor)), out_time((int64_t)time(NULL), t));

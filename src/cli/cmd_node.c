@@ -2,14 +2,19 @@
  * cmd_node.c — `custody node enroll | admit NODE | join`: the rest of the
  * cluster key ceremony (see custody/cluster.h for the trust model).
  *
- *   enroll  on the new node: its transport key pair in its token, the
- *           public half (and its fingerprint) in the store;
- *   admit   on a member, by the security officer: the SO PIN (from
- *           --so-pin-source, never argv) makes the new node's transport
- *           key a trusted wrapping key on this token, then the KEK is
- *           wrapped for it into the store;
- *   join    on the new node: the KEK is unwrapped into its token and its
- *           key check value compared with the store's; the wrapped KEK is
+ *   enroll  on the new node: the cluster authority pinned on its token
+ *           (its fingerprint confirmed by the operator: --authority, or
+ *           typed at a terminal), its transport key pair in its token,
+ *           the public half (and its fingerprint) in the store;
+ *   admit   on the member that holds the authority, by the security
+ *           officer: the SO PIN (from --so-pin-source, never argv) makes
+ *           the new node's transport key a trusted wrapping key for this
+ *           session, the KEK is wrapped for it and the authority signs
+ *           the admission into the store;
+ *   join    on the new node: the admission's signature is checked
+ *           against the pinned authority, the KEK unwrapped into its
+ *           token and its 64-bit check compared with the signed one (and
+ *           --kcv, or a confirmation at a terminal); the wrapped KEK is
  *           deleted from the store and the transport key pair destroyed.
  *
  * Each step narrates what it is about to do and what it did, on stderr.
@@ -20,7 +25,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -30,9 +37,13 @@
 
 #include "cli.h"
 
+enum { OPT_AUTHORITY = OPT_FIRST_COMMAND_OPTION, OPT_KCV };
+
 struct node_opts {
 	const char *operands[3];
 	int n;
+	const char *authority;	/* --authority FINGERPRINT (enroll)      */
+	const char *kcv;	/* --kcv CHECK (join)                    */
 };
 
 static int
@@ -40,6 +51,10 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 {
 	struct node_opts *o = ctx;
 
+	if (c == OPT_AUTHORITY)
+		o->authority = arg;
+	else if (c == OPT_KCV)
+		o->kcv = arg;
 	if (c != 1)
 		return CUSTODY_OK;
 	if (o->n == 3)
@@ -106,16 +121,46 @@ out:
 	return r;
 }
 
+/* At a terminal, asks the operator to confirm what `what` shows; returns
+ * 1 when they typed yes or the value itself. */
 static int
-node_enroll(struct cli *cli)
+confirm_at_terminal(const char *question, const char *value)
 {
-	int r;
+	char line[160];
+	size_t len;
+
+	if (!isatty(STDIN_FILENO) || !isatty(STDERR_FILENO))
+		return 0;
+	fprintf(stderr, "%s\n  %s\nType yes, or the value itself, if it is the "
+		"same: ", question, value);
+	fflush(stderr);
+	if (fgets(line, sizeof(line), stdin) == NULL)
+		return 0;
+	len = strcspn(line, "\r\n");
+	line[len] = '\0';
+	return strcasecmp(line, "yes") == 0 || strcasecmp(line, value) == 0;
+}
+
+static int
+node_enroll(struct cli *cli, const char *authority)
+{
+	char fp[CUSTODY_CLUSTER_FP_SIZE];
+	int held = 0, r;
 
 	if ((r = cli_open_store(cli)) != CUSTODY_OK || (r = cli_open_token(cli)) != CUSTODY_OK)
 		return r;
 	say_header(cli, "enroll");
+	/* No --authority: the operator confirms the store's at a terminal
+	 * (the library refuses without one unless the token has it pinned). */
+	if (authority == NULL &&
+	    custody_cluster_authority(NULL, cli->store, cli->node, 0, fp, &held,
+				      &cli->err) == CUSTODY_OK &&
+	    confirm_at_terminal("The store names this cluster authority. Compare "
+				"it with custody kek authority on the member "
+				"that holds it:", fp))
+		authority = fp;
 	if ((r = custody_cluster_node_enroll(cli->token, cli->store, cli->node,
-					     &cli->err)) != CUSTODY_OK)
+					     authority, &cli->err)) != CUSTODY_OK)
 		return r;
 	printf("%s\n", cli->node);
 	return CUSTODY_OK;
@@ -167,17 +212,36 @@ out:
 }
 
 static int
-node_join(struct cli *cli)
+node_join(struct cli *cli, const char *kcv)
 {
 	char store_kcv[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
+	custody_node_record rec;
 	custody_err ignored;
 	int r;
 
 	if ((r = cli_open_store(cli)) != CUSTODY_OK || (r = cli_open_token(cli)) != CUSTODY_OK)
 		return r;
 	say_header(cli, "join");
-	if ((r = custody_cluster_node_join(cli->token, cli->store, cli->node,
-					   &cli->err)) != CUSTODY_OK)
+	/* No --kcv: at a terminal the operator confirms the admitted KEK's
+	 * check (node admit printed it); elsewhere the authority's signature
+	 * over it is what vouches for it. */
+	memset(&rec, 0, sizeof(rec));
+	if (kcv == NULL &&
+	    custody_store_get_node(cli->store, cli->node, &rec, &ignored) == CUSTODY_OK &&
+	    strcmp(rec.state, "admitted") == 0 && rec.kek_check[0] != '\0' &&
+	    isatty(STDIN_FILENO) && isatty(STDERR_FILENO)) {
+		if (!confirm_at_terminal("The admission says the KEK has this check "
+					 "(node admit printed it):", rec.kek_check)) {
+			custody_node_record_clear(&rec);
+			return custody_err_set(&cli->err, CUSTODY_EFAIL,
+					       "cannot join: the KEK check was not "
+					       "confirmed: nothing unwrapped");
+		}
+		kcv = rec.kek_check;
+	}
+	r = custody_cluster_node_join(cli->token, cli->store, cli->node, kcv, &cli->err);
+	custody_node_record_clear(&rec);
+	if (r != CUSTODY_OK)
 		return r;
 	/* Joined and committed, the KCV checked: a token that then fails to
 	 * say its KCV again does not undo that (exit 0, the store's KCV). */
@@ -197,7 +261,11 @@ node_join(struct cli *cli)
 int
 cmd_node(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {{NULL, 0, NULL, 0}};
+	static const struct option options[] = {
+		{"authority", required_argument, NULL, OPT_AUTHORITY},
+		{"kcv", required_argument, NULL, OPT_KCV},
+		{NULL, 0, NULL, 0},
+	};
 	struct node_opts o;
 	int r;
 
@@ -211,8 +279,16 @@ cmd_node(struct cli *cli, int argc, char **argv)
 	if (strcmp(o.operands[0], "enroll") == 0 || strcmp(o.operands[0], "join") == 0) {
 		if (o.n > 1)
 			return cli_usage_error(cli, "unexpected argument '%s'", o.operands[1]);
-		return o.operands[0][0] == 'e' ? node_enroll(cli) : node_join(cli);
+		if (o.operands[0][0] == 'e' && o.kcv != NULL)
+			return cli_usage_error(cli, "--kcv belongs to node join");
+		if (o.operands[0][0] == 'j' && o.authority != NULL)
+			return cli_usage_error(cli, "--authority belongs to node enroll");
+		return o.operands[0][0] == 'e' ? node_enroll(cli, o.authority)
+					       : node_join(cli, o.kcv);
 	}
+	if (o.authority != NULL || o.kcv != NULL)
+		return cli_usage_error(cli, "--authority and --kcv belong to node enroll "
+				       "and node join");
 	if (strcmp(o.operands[0], "admit") == 0) {
 		if (o.n != 2)
 			return cli_usage_error(cli, "%s", o.n < 2 ? "node admit needs the NODE to admit"

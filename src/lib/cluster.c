@@ -32,6 +32,8 @@
 #include <custody/store.h>
 #include <custody/token.h>
 
+#include "cluster_internal.h"
+
 #define META_KCV "kek_kcv"
 #define META_NODE "kek_node"
 #define META_CREATED "kek_created_at"
@@ -104,23 +106,6 @@ audit(custody_store *st, const char *node, const char *action,
 	if (r != CUSTODY_OK)
 		custody_err_prefix(err, "cannot append to the audit log");
 	return r;
-}
-
-/* "AB:CD:..." SHA-256 of a public key, the first 16 bytes, for people to
- * compare between the enrolling and the admitting node. */
-static void
-spki_fingerprint(const unsigned char *spki, size_t len, char out[64])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int md_len = 0;
-	size_t i, o = 0;
-
-	out[0] = '\0';
-	if (EVP_Digest(spki, len, md, &md_len, EVP_sha256(), NULL) != 1)
-		return;
-	for (i = 0; i < 16 && i < md_len; i++)
-		o += (size_t)snprintf(out + o, 64 - o, "%s%02X", i > 0 ? ":" : "",
-				      md[i]);
 }
 
 /* The store's KEK key check value, "" when it records none. */
@@ -235,8 +220,11 @@ custody_cluster_kek_create(custody_token *tok, custody_store *st,
 {
 	char kcv[CUSTODY_KCV_HEX + 1], seen[CUSTODY_KCV_HEX + 1];
 	char owner[CUSTODY_NAME_MAX + 1], when[24], detail[256];
+	char fp[CLUSTER_FP_SIZE] = "";
+	unsigned char *authority = NULL;
+	size_t authority_len = 0;
 	custody_node_record rec;
-	int r, created = 0, in_tx = 0;
+	int r, created = 0, authority_made = 0, in_tx = 0;
 	int64_t now = clock_now();
 
 	memset(&rec, 0, sizeof(rec));
@@ -255,7 +243,7 @@ custody_cluster_kek_create(custody_token *tok, custody_store *st,
 				 "node admit, node join");
 		goto out;
 	}
-	custody_step("step 1/2: creating the cluster KEK (AES-256) on token %s "
+	custody_step("step 1/3: creating the cluster KEK (AES-256) on token %s "
 		     "(serial %s) for node %s: private, sensitive, wrap and "
 		     "unwrap only, extractable only under a trusted key",
 		     custody_token_label(tok), custody_token_serial(tok), node);
@@ -264,13 +252,24 @@ custody_cluster_kek_create(custody_token *tok, custody_store *st,
 	created = 1;
 	custody_step("created the KEK on token %s: key check value %s",
 		     custody_token_label(tok), kcv);
-	custody_step("step 2/2: recording the key check value and node %s as "
-		     "the first member in the store", node);
+	custody_step("step 2/3: creating the cluster authority key beside it: "
+		     "it signs every admission, and joining nodes pin it");
+	if ((r = custody_token_authority_create(tok, &authority, &authority_len,
+						err)) != CUSTODY_OK)
+		goto out;
+	authority_made = 1;
+	cluster_fingerprint(authority, authority_len, fp);
+	custody_step("cluster authority fingerprint %s (every enrolling node "
+		     "confirms it)", fp);
+	custody_step("step 3/3: recording the key check value, the authority "
+		     "and node %s as the first member in the store", node);
 	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
 		goto out;
 	in_tx = 1;
 	snprintf(when, sizeof(when), "%lld", (long long)now);
 	if ((r = custody_store_put_meta(st, META_KCV, kcv, 0, err)) != CUSTODY_OK ||
+	    (r = cluster_put_store_authority(st, authority, authority_len,
+					     err)) != CUSTODY_OK ||
 	    (r = custody_store_put_meta(st, META_NODE, node, 0, err)) != CUSTODY_OK ||
 	    (r = custody_store_put_meta(st, META_CREATED, when, 0, err)) !=
 	    CUSTODY_OK)
@@ -290,9 +289,9 @@ custody_cluster_kek_create(custody_token *tok, custody_store *st,
 		rec.kek_wrap = NULL;
 		rec.kek_wrap_len = 0;
 	}
-	snprintf(detail, sizeof(detail), "KEK with key check value %s on token "
-		 "%s (serial %s)", kcv, custody_token_label(tok),
-		 custody_token_serial(tok));
+	snprintf(detail, sizeof(detail), "KEK with key check value %s and "
+		 "cluster authority %s on token %s (serial %s)", kcv, fp,
+		 custody_token_label(tok), custody_token_serial(tok));
 	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
 	    (r = audit(st, node, "kek-create", NULL, detail, err)) != CUSTODY_OK)
 		goto out;
@@ -312,12 +311,18 @@ out:
 			custody_warn("cannot remove the new KEK from token %s "
 				     "again: %s", custody_token_label(tok),
 				     ignored.msg);
+		if (authority_made &&
+		    custody_token_authority_destroy(tok, &ignored) != CUSTODY_OK)
+			custody_warn("cannot remove the new cluster authority "
+				     "key from token %s again: %s",
+				     custody_token_label(tok), ignored.msg);
 	}
+	free(authority);
 	custody_node_record_clear(&rec);
 	return r;
 }
 
-/* ------------------------------------------------------------ node enroll */
+/* ------------------------------------------------------------ authority */
 
 static int
 same_bytes(const unsigned char *a, size_t a_len, const unsigned char *b,
@@ -327,15 +332,179 @@ same_bytes(const unsigned char *a, size_t a_len, const unsigned char *b,
 	       memcmp(a, b, a_len) == 0;
 }
 
+
+int
+custody_cluster_authority(custody_token *tok, custody_store *st,
+			  const char *node, int create,
+			  char fp[CUSTODY_CLUSTER_FP_SIZE], int *held,
+			  custody_err *err)
+{
+	unsigned char *stored = NULL, *mine = NULL;
+	size_t stored_len = 0, mine_len = 0;
+	char kcv[CUSTODY_KCV_HEX + 1], detail[256];
+	int r, made = 0, in_tx = 0;
+
+	fp[0] = '\0';
+	*held = 0;
+	r = cluster_store_authority(st, &stored, &stored_len, err);
+	if (r == CUSTODY_OK) {
+		cluster_fingerprint(stored, stored_len, fp);
+		if (tok != NULL) {
+			r = custody_token_authority_public(tok, &mine, &mine_len,
+							   err);
+			if (r == CUSTODY_ENOTFOUND)
+				r = CUSTODY_OK;
+			*held = same_bytes(mine, mine_len, stored, stored_len);
+		}
+		goto out;
+	}
+	if (r != CUSTODY_ENOTFOUND || !create)
+		goto out;
+	if (tok == NULL || (r = check_node(node, err)) != CUSTODY_OK ||
+	    (r = need_cluster_kek(tok, st, "create the cluster authority", kcv,
+				  err)) != CUSTODY_OK)
+		goto out;
+	custody_step("the store records no cluster authority (the cluster was "
+		     "made by an earlier custody): creating it on token %s, "
+		     "which holds the KEK (key check value %s)",
+		     custody_token_label(tok), kcv);
+	if ((r = custody_token_authority_create(tok, &mine, &mine_len, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	made = 1;
+	cluster_fingerprint(mine, mine_len, fp);
+	snprintf(detail, sizeof(detail), "cluster authority %s on token %s "
+		 "(serial %s)", fp, custody_token_label(tok),
+		 custody_token_serial(tok));
+	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+		goto out;
+	in_tx = 1;
+	if ((r = cluster_put_store_authority(st, mine, mine_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = audit(st, node, "authority-create", NULL, detail, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	in_tx = 0;
+	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+		goto out;
+	custody_step("cluster authority %s recorded: every enrolling node "
+		     "confirms this fingerprint", fp);
+	*held = 1;
+	r = CUSTODY_OK;
+out:
+	if (in_tx)
+		custody_store_rollback(st);
+	if (r != CUSTODY_OK && made) {
+		custody_err ignored;
+
+		if (custody_token_authority_destroy(tok, &ignored) != CUSTODY_OK)
+			custody_warn("cannot remove the new cluster authority "
+				     "key from token %s again: %s",
+				     custody_token_label(tok), ignored.msg);
+	}
+	free(stored);
+	free(mine);
+	return r;
+}
+
+/* ------------------------------------------------------------ node enroll */
+
+/* The cluster authority that the store names, pinned on this token: the
+ * operator confirmed its fingerprint (confirmed_fp), or the token pinned
+ * that very key before.  *pinned = 1 when this call pinned it. */
+static int
+pin_authority(custody_token *tok, custody_store *st, const char *node,
+	      const char *confirmed_fp, int *pinned, custody_err *err)
+{
+	unsigned char *authority = NULL, *have = NULL;
+	size_t authority_len = 0, have_len = 0;
+	char fp[CLUSTER_FP_SIZE], have_fp[CLUSTER_FP_SIZE];
+	int r;
+
+	*pinned = 0;
+	r = cluster_store_authority(st, &authority, &authority_len, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot enroll node %s: the store records no "
+				    "cluster authority", node);
+		custody_err_hint(err, "on the member that made the KEK, run "
+				 "custody kek authority");
+		goto out;
+	}
+	if (r != CUSTODY_OK)
+		goto out;
+	cluster_fingerprint(authority, authority_len, fp);
+	r = custody_token_authority_pinned(tok, &have, &have_len, err);
+	if (r == CUSTODY_OK) {
+		cluster_fingerprint(have, have_len, have_fp);
+		if (!same_bytes(have, have_len, authority, authority_len)) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot enroll node %s: the store "
+					    "names cluster authority %s, but "
+					    "token %s has %s pinned", node, fp,
+					    custody_token_label(tok), have_fp);
+			custody_err_hint(err, "somebody changed the store's "
+					 "authority: compare with custody kek "
+					 "authority on the member that holds it");
+			goto out;
+		}
+		if (confirmed_fp != NULL &&
+		    !cluster_fingerprint_matches(fp, confirmed_fp)) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot enroll node %s: the cluster "
+					    "authority is %s, not %s", node, fp,
+					    confirmed_fp);
+			goto out;
+		}
+		custody_step("token %s has the cluster authority %s pinned",
+			     custody_token_label(tok), fp);
+		goto out;
+	}
+	if (r != CUSTODY_ENOTFOUND)
+		goto out;
+	if (confirmed_fp == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot enroll node %s: confirm the cluster "
+				    "authority's fingerprint first (the store "
+				    "says %s)", node, fp);
+		custody_err_hint(err, "compare it with custody kek authority on "
+				 "the member that holds it, then pass it with "
+				 "--authority");
+		goto out;
+	}
+	if (!cluster_fingerprint_matches(fp, confirmed_fp)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot enroll node %s: the store's cluster "
+				    "authority is %s, not the %s you confirmed: "
+				    "nothing pinned", node, fp, confirmed_fp);
+		custody_err_hint(err, "somebody may have changed the store; "
+				 "compare with custody kek authority on the "
+				 "member that holds it");
+		goto out;
+	}
+	custody_step("pinning the cluster authority %s on token %s (serial %s): "
+		     "this node accepts only admissions it signed", fp,
+		     custody_token_label(tok), custody_token_serial(tok));
+	if ((r = custody_token_authority_pin(tok, authority, authority_len,
+					     err)) != CUSTODY_OK)
+		goto out;
+	*pinned = 1;
+out:
+	free(authority);
+	free(have);
+	return r;
+}
+
 int
 custody_cluster_node_enroll(custody_token *tok, custody_store *st,
-			    const char *node, custody_err *err)
+			    const char *node, const char *authority_fp,
+			    custody_err *err)
 {
 	custody_node_record rec;
 	unsigned char *spki = NULL;
 	size_t spki_len = 0;
-	char fp[64], detail[256], have[CUSTODY_KCV_HEX + 1];
-	int r, created = 0, in_tx = 0, stored = 0;
+	char fp[CLUSTER_FP_SIZE], detail[256], have[CUSTODY_KCV_HEX + 1];
+	int r, created = 0, in_tx = 0, stored = 0, pinned = 0;
 
 	memset(&rec, 0, sizeof(rec));
 	if ((r = check_node(node, err)) != CUSTODY_OK)
@@ -364,7 +533,11 @@ custody_cluster_node_enroll(custody_token *tok, custody_store *st,
 		r = CUSTODY_OK;
 		goto out;
 	}
-	custody_step("step 1/2: the transport key pair of node %s on token %s "
+	custody_step("step 1/3: the cluster authority this node trusts");
+	if ((r = pin_authority(tok, st, node, authority_fp, &pinned, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	custody_step("step 2/3: the transport key pair of node %s on token %s "
 		     "(serial %s)", node, custody_token_label(tok),
 		     custody_token_serial(tok));
 	r = custody_token_transport_public(tok, node, &spki, &spki_len, err);
@@ -380,7 +553,7 @@ custody_cluster_node_enroll(custody_token *tok, custody_store *st,
 		custody_step("token %s already holds the transport key of node "
 			     "%s: it is used", custody_token_label(tok), node);
 	}
-	spki_fingerprint(spki, spki_len, fp);
+	cluster_fingerprint(spki, spki_len, fp);
 	custody_step("transport public key of node %s: RSA-3072, SHA-256 "
 		     "fingerprint %s (the security officer compares it at "
 		     "node admit)", node, fp);
@@ -395,7 +568,7 @@ custody_cluster_node_enroll(custody_token *tok, custody_store *st,
 		custody_step("the store holds another transport key for node %s "
 			     "(%s): it is replaced, and the node must be "
 			     "admitted again", node, rec.state);
-	custody_step("step 2/2: recording node %s as enrolled in the store", node);
+	custody_step("step 3/3: recording node %s as enrolled in the store", node);
 	free(rec.transport_spki);
 	rec.transport_spki = spki;
 	rec.transport_spki_len = spki_len;
@@ -404,6 +577,10 @@ custody_cluster_node_enroll(custody_token *tok, custody_store *st,
 		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
 	rec.kek_wrap = NULL;
 	rec.kek_wrap_len = 0;
+	free(rec.admission_sig);
+	rec.admission_sig = NULL;
+	rec.admission_sig_len = 0;
+	rec.kek_check[0] = '\0';
 	snprintf(rec.name, sizeof(rec.name), "%s", node);
 	snprintf(rec.state, sizeof(rec.state), "enrolled");
 	rec.admitted_by[0] = '\0';
@@ -435,12 +612,68 @@ out:
 			custody_warn("cannot remove the new transport key of node "
 				     "%s again: %s", node, ignored.msg);
 	}
+	if (r != CUSTODY_OK && pinned) {
+		custody_err ignored;
+
+		if (custody_token_authority_unpin(tok, &ignored) != CUSTODY_OK)
+			custody_warn("cannot remove the pinned cluster authority "
+				     "from token %s again: %s",
+				     custody_token_label(tok), ignored.msg);
+	}
 	free(spki);
 	custody_node_record_clear(&rec);
 	return r;
 }
 
 /* ------------------------------------------------------------ node admit */
+
+/* This token holds the cluster authority that the store names. */
+static int
+need_authority(custody_token *tok, custody_store *st, const char *node,
+	       char fp[CLUSTER_FP_SIZE], custody_err *err)
+{
+	unsigned char *mine = NULL, *stored = NULL;
+	size_t mine_len = 0, stored_len = 0;
+	int r;
+
+	r = cluster_store_authority(st, &stored, &stored_len, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot admit node %s: the store records no "
+				    "cluster authority", node);
+		custody_err_hint(err, "create it on the member that made the "
+				 "KEK with custody kek authority");
+		goto out;
+	}
+	if (r != CUSTODY_OK)
+		goto out;
+	cluster_fingerprint(stored, stored_len, fp);
+	r = custody_token_authority_public(tok, &mine, &mine_len, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot admit node %s: token %s does not hold "
+				    "the cluster authority key (%s)", node,
+				    custody_token_label(tok), fp);
+		custody_err_hint(err, "admit it on the member that made the KEK");
+		goto out;
+	}
+	if (r != CUSTODY_OK)
+		goto out;
+	if (!same_bytes(mine, mine_len, stored, stored_len)) {
+		char mine_fp[CLUSTER_FP_SIZE];
+
+		cluster_fingerprint(mine, mine_len, mine_fp);
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot admit node %s: token %s holds cluster "
+				    "authority %s, but the store names %s", node,
+				    custody_token_label(tok), mine_fp, fp);
+		custody_err_hint(err, "somebody changed the store's authority");
+	}
+out:
+	free(mine);
+	free(stored);
+	return r;
+}
 
 int
 custody_cluster_node_admit(custody_token *tok, custody_store *st,
@@ -450,11 +683,12 @@ custody_cluster_node_admit(custody_token *tok, custody_store *st,
 			   custody_err *err)
 {
 	custody_node_record rec, fresh;
-	unsigned char *blob = NULL;
-	size_t blob_len = 0;
-	char kcv[CUSTODY_KCV_HEX + 1], fp[64], detail[256];
-	custody_err login_err;
-	int r, r2, in_tx = 0;
+	unsigned char *blob = NULL, *sig = NULL;
+	size_t blob_len = 0, sig_len = 0, msg_len = 0;
+	char kcv[CUSTODY_KCV_HEX + 1], check[CUSTODY_KEK_CHECK_HEX + 1];
+	char fp[CLUSTER_FP_SIZE], authority_fp[CLUSTER_FP_SIZE], detail[320];
+	char *msg = NULL;
+	int r, in_tx = 0;
 
 	memset(&rec, 0, sizeof(rec));
 	memset(&fresh, 0, sizeof(fresh));
@@ -486,6 +720,8 @@ custody_cluster_node_admit(custody_token *tok, custody_store *st,
 		goto out;
 	}
 	if ((r = need_cluster_kek(tok, st, "admit a node", kcv, err)) !=
+	    CUSTODY_OK ||
+	    (r = need_authority(tok, st, node, authority_fp, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	if (so_pin == NULL || so_pin_len == 0) {
@@ -494,33 +730,33 @@ custody_cluster_node_admit(custody_token *tok, custody_store *st,
 				    "PIN", node);
 		goto out;
 	}
-	spki_fingerprint(rec.transport_spki, rec.transport_spki_len, fp);
+	cluster_fingerprint(rec.transport_spki, rec.transport_spki_len, fp);
 	custody_step("step 1/3: admitting node %s on token %s (serial %s), "
 		     "node %s: its transport key has SHA-256 fingerprint %s "
 		     "(compare it with what node enroll printed)", node,
 		     custody_token_label(tok), custody_token_serial(tok),
 		     this_node, fp);
-	r = custody_token_admit_transport(tok, so_pin, so_pin_len, node,
-					  rec.transport_spki,
-					  rec.transport_spki_len, err);
-	/* The user again, on every path: the SO step logged it out. */
-	r2 = custody_token_login(tok, user_pin, user_pin_len, &login_err);
-	if (r != CUSTODY_OK)
+	if ((r = custody_token_admit_wrap_kek(tok, so_pin, so_pin_len,
+					      user_pin, user_pin_len, node,
+					      rec.transport_spki,
+					      rec.transport_spki_len, &blob,
+					      &blob_len, err)) != CUSTODY_OK ||
+	    (r = custody_token_kek_check(tok, check, err)) != CUSTODY_OK)
 		goto out;
-	if (r2 != CUSTODY_OK) {
-		r = r2;
-		if (err != NULL)
-			*err = login_err;
-		goto out;
-	}
-	custody_step("step 2/3: wrapping the KEK (key check value %s) for node "
-		     "%s with RSA-OAEP", kcv, node);
-	if ((r = custody_token_wrap_kek_for(tok, node, &blob, &blob_len, err)) !=
+	custody_step("step 2/3: the cluster authority (%s) signs the admission: "
+		     "node %s, its transport key, the wrapped KEK and the KEK "
+		     "check %s", authority_fp, node, check);
+	if ((r = cluster_admission_bytes(node, rec.transport_spki,
+					 rec.transport_spki_len, blob, blob_len,
+					 check, &msg, &msg_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = custody_token_authority_sign(tok, (unsigned char *)msg,
+					      msg_len, &sig, &sig_len, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	custody_step("step 3/3: recording node %s as admitted, with the wrapped "
-		     "KEK (%zu bytes of ciphertext), in the store", node,
-		     blob_len);
+		     "KEK (%zu bytes of ciphertext) and the signed admission, in "
+		     "the store", node, blob_len);
 	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
 		goto out;
 	in_tx = 1;
@@ -536,16 +772,22 @@ custody_cluster_node_admit(custody_token *tok, custody_store *st,
 	}
 	if (fresh.kek_wrap != NULL)
 		OPENSSL_clear_free(fresh.kek_wrap, fresh.kek_wrap_len);
+	free(fresh.admission_sig);
 	fresh.kek_wrap = blob;
 	fresh.kek_wrap_len = blob_len;
 	blob = NULL;
+	fresh.admission_sig = sig;
+	fresh.admission_sig_len = sig_len;
+	sig = NULL;
+	snprintf(fresh.kek_check, sizeof(fresh.kek_check), "%s", check);
 	snprintf(fresh.state, sizeof(fresh.state), "admitted");
 	snprintf(fresh.admitted_by, sizeof(fresh.admitted_by), "%s", this_node);
 	fresh.admitted_at = clock_now();
 	snprintf(detail, sizeof(detail), "node %s admitted on token %s (serial "
 		 "%s) by the security officer; transport key SHA-256 %s; KEK "
-		 "%s wrapped for it", node, custody_token_label(tok),
-		 custody_token_serial(tok), fp, kcv);
+		 "%s (check %s) wrapped for it; signed by cluster authority %s",
+		 node, custody_token_label(tok), custody_token_serial(tok), fp,
+		 kcv, check, authority_fp);
 	if ((r = custody_store_put_node(st, &fresh, err)) != CUSTODY_OK ||
 	    (r = audit(st, this_node, "node-admit", NULL, detail, err)) !=
 	    CUSTODY_OK)
@@ -553,15 +795,16 @@ custody_cluster_node_admit(custody_token *tok, custody_store *st,
 	in_tx = 0;
 	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
 		goto out;
-	custody_step("node %s is admitted: it joins with custody node join",
-		     node);
+	custody_step("node %s is admitted: it joins with custody node join; "
+		     "the KEK check it will show is %s", node, check);
 	r = CUSTODY_OK;
 out:
 	if (in_tx)
 		custody_store_rollback(st);
 	if (blob != NULL)
 		OPENSSL_clear_free(blob, blob_len);
-	OPENSSL_cleanse(&login_err, sizeof(login_err));
+	free(sig);
+	free(msg);
 	custody_node_record_clear(&rec);
 	custody_node_record_clear(&fresh);
 	return r;
@@ -569,9 +812,92 @@ out:
 
 /* ------------------------------------------------------------ node join */
 
+/* The admission in rec is signed, for this node's own transport key, by
+ * the cluster authority pinned on this token, and agrees with the store's
+ * key check value (kcv) and with what the operator confirmed. */
+static int
+check_admission(custody_token *tok, const custody_node_record *rec,
+		const char *kcv, const char *confirmed_check, custody_err *err)
+{
+	unsigned char *authority = NULL, *spki = NULL;
+	size_t authority_len = 0, spki_len = 0;
+	char fp[CLUSTER_FP_SIZE];
+	int valid = 0, r;
+
+	if (rec->admission_sig == NULL || rec->kek_check[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot join: the admission of node %s is "
+				    "not signed by the cluster authority: "
+				    "nothing unwrapped", rec->name);
+		custody_err_hint(err, "the security officer admits it again on "
+				 "the member that holds the authority");
+		goto out;
+	}
+	r = custody_token_authority_pinned(tok, &authority, &authority_len,
+					   err);
+	if (r == CUSTODY_ENOTFOUND) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot join: token %s has no cluster "
+				    "authority pinned: nothing unwrapped",
+				    custody_token_label(tok));
+		custody_err_hint(err, "enroll the node again: custody node enroll "
+				 "--authority FINGERPRINT");
+		goto out;
+	}
+	if (r != CUSTODY_OK ||
+	    (r = custody_token_transport_public(tok, rec->name, &spki,
+						&spki_len, err)) != CUSTODY_OK)
+		goto out;
+	cluster_fingerprint(authority, authority_len, fp);
+	if ((r = cluster_admission_verify(authority, authority_len, rec->name,
+					  spki, spki_len, rec->kek_wrap,
+					  rec->kek_wrap_len, rec->kek_check,
+					  rec->admission_sig,
+					  rec->admission_sig_len, &valid,
+					  err)) != CUSTODY_OK)
+		goto out;
+	if (!valid) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot join: the admission of node %s in the "
+				    "store is not signed by the cluster authority "
+				    "this node pinned (%s), for this node's "
+				    "transport key: nothing unwrapped", rec->name,
+				    fp);
+		custody_err_hint(err, "somebody changed the store, or the node "
+				 "enrolled again after its admission: the "
+				 "security officer admits it again");
+		goto out;
+	}
+	custody_step("the admission is signed by the cluster authority %s for "
+		     "this node's transport key: KEK check %s", fp,
+		     rec->kek_check);
+	if (strlen(rec->kek_check) != CUSTODY_KEK_CHECK_HEX ||
+	    strncasecmp(rec->kek_check, kcv, CUSTODY_KCV_HEX) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot join: the admitted KEK (check %s) "
+				    "is not the cluster's (key check value %s): "
+				    "nothing unwrapped", rec->kek_check, kcv);
+		goto out;
+	}
+	if (confirmed_check != NULL &&
+	    !cluster_fingerprint_matches(rec->kek_check, confirmed_check)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot join: the admitted KEK has check %s, "
+				    "not the %s you gave: nothing unwrapped",
+				    rec->kek_check, confirmed_check);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	free(authority);
+	free(spki);
+	return r;
+}
+
 int
 custody_cluster_node_join(custody_token *tok, custody_store *st,
-			  const char *node, custody_err *err)
+			  const char *node, const char *confirmed_check,
+			  custody_err *err)
 {
 	custody_node_record rec;
 	char kcv[CUSTODY_KCV_HEX + 1], have[CUSTODY_KCV_HEX + 1], detail[256];
@@ -602,11 +928,16 @@ custody_cluster_node_join(custody_token *tok, custody_store *st,
 		r = CUSTODY_OK;
 		goto out;
 	}
-	if (r == CUSTODY_ENOTFOUND || rec.kek_wrap == NULL) {
+	if (r == CUSTODY_ENOTFOUND || rec.kek_wrap == NULL ||
+	    strcmp(rec.state, "admitted") != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot join the cluster: node %s is not "
-				    "admitted (no KEK is wrapped for it in the "
-				    "store)", node);
+				    "admitted (%s)", node,
+				    rec.name[0] == '\0' ? "the store does not know "
+							  "it"
+				    : rec.kek_wrap == NULL ? "no KEK is wrapped "
+							     "for it in the store"
+				    : "the store says it is enrolled");
 		custody_err_hint(err, "%s", rec.name[0] == '\0'
 				 ? "enroll it with custody node enroll, then the "
 				   "security officer admits it on a member"
@@ -614,17 +945,23 @@ custody_cluster_node_join(custody_token *tok, custody_store *st,
 				   "with custody node admit");
 		goto out;
 	}
-	custody_step("step 1/3: unwrapping the KEK wrapped for node %s (admitted "
-		     "by node %s) into token %s (serial %s)", node,
-		     rec.admitted_by, custody_token_label(tok),
-		     custody_token_serial(tok));
-	if ((r = custody_token_unwrap_kek(tok, node, rec.kek_wrap,
-					  rec.kek_wrap_len, kcv, err)) !=
+	custody_step("step 1/3: checking the admission of node %s (by node %s) "
+		     "against the cluster authority pinned on token %s", node,
+		     rec.admitted_by, custody_token_label(tok));
+	if ((r = check_admission(tok, &rec, kcv, confirmed_check, err)) !=
 	    CUSTODY_OK)
 		goto out;
+	custody_step("unwrapping the KEK wrapped for node %s into token %s "
+		     "(serial %s)", node, custody_token_label(tok),
+		     custody_token_serial(tok));
+	if ((r = custody_token_unwrap_kek(tok, node, rec.kek_wrap,
+					  rec.kek_wrap_len, rec.kek_check,
+					  err)) != CUSTODY_OK)
+		goto out;
 	unwrapped = !had_kek;
-	custody_step("the KEK on token %s has the cluster's key check value %s",
-		     custody_token_label(tok), kcv);
+	custody_step("the KEK on token %s has the admitted 64-bit check %s "
+		     "(key check value %s)", custody_token_label(tok),
+		     rec.kek_check, kcv);
 	custody_step("step 2/3: recording node %s as a member and deleting the "
 		     "wrapped KEK from the store", node);
 	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
@@ -637,6 +974,9 @@ custody_cluster_node_join(custody_token *tok, custody_store *st,
 		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
 	rec.kek_wrap = NULL;
 	rec.kek_wrap_len = 0;
+	free(rec.admission_sig);
+	rec.admission_sig = NULL;
+	rec.admission_sig_len = 0;
 	snprintf(rec.state, sizeof(rec.state), "joined");
 	rec.joined_at = clock_now();
 	snprintf(detail, sizeof(detail), "KEK %s unwrapped on token %s (serial "

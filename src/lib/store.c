@@ -671,6 +671,7 @@ custody_node_record_clear(custody_node_record *rec)
 	if (rec == NULL)
 		return;
 	free(rec->transport_spki);
+	free(rec->admission_sig);
 	if (rec->kek_wrap != NULL)
 		OPENSSL_clear_free(rec->kek_wrap, rec->kek_wrap_len);
 	memset(rec, 0, sizeof(*rec));

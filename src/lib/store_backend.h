@@ -18,7 +18,7 @@
 #include <custody/store.h>
 
 /* The schema version every backend of this build writes. */
-#define CUSTODY_STORE_SCHEMA_VERSION 3
+#define CUSTODY_STORE_SCHEMA_VERSION 4
 
 struct custody_store_backend {
 	const char *name;	/* "sqlite", "postgresql" */

@@ -166,6 +166,11 @@ static const char *const migrations[] = {
 	"  name TEXT PRIMARY KEY NOT NULL,"
 	"  value TEXT NOT NULL"
 	");",
+	/* 4: the signed admission: the KEK's 64-bit check and the cluster
+	 * authority's signature over it, the node's name and transport key
+	 * and the wrapped KEK (custody/cluster.h). */
+	"ALTER TABLE nodes ADD COLUMN kek_check TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE nodes ADD COLUMN admission_sig BYTEA;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])) - 1)
@@ -1709,7 +1714,7 @@ out:
 
 #define NODE_COLUMNS \
 	"name, state, transport_spki, kek_wrap, admitted_by, enrolled_at, " \
-	"admitted_at, joined_at, last_sync, version"
+	"admitted_at, joined_at, last_sync, version, kek_check, admission_sig"
 
 #define PACKAGE_COLUMNS "thumbprint, key_id, wrapped, kcv, created_at, node"
 
@@ -1735,7 +1740,9 @@ read_node(struct pg_store *s, PGresult *res, int row, custody_node_record *rec,
 	if (value_fixed(res, row, 0, rec->name, sizeof(rec->name)) != 0 ||
 	    value_fixed(res, row, 1, rec->state, sizeof(rec->state)) != 0 ||
 	    value_fixed(res, row, 4, rec->admitted_by,
-			sizeof(rec->admitted_by)) != 0) {
+			sizeof(rec->admitted_by)) != 0 ||
+	    value_fixed(res, row, 10, rec->kek_check,
+			sizeof(rec->kek_check)) != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read a node from store %s: a name or "
 				    "state is too long", s->name);
@@ -1743,7 +1750,9 @@ read_node(struct pg_store *s, PGresult *res, int row, custody_node_record *rec,
 	}
 	if (value_bytes(res, row, 2, &rec->transport_spki,
 			&rec->transport_spki_len) != 0 ||
-	    value_bytes(res, row, 3, &rec->kek_wrap, &rec->kek_wrap_len) != 0) {
+	    value_bytes(res, row, 3, &rec->kek_wrap, &rec->kek_wrap_len) != 0 ||
+	    value_bytes(res, row, 11, &rec->admission_sig,
+			&rec->admission_sig_len) != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read node %s from store %s: out of "
 				    "memory", rec->name, s->name);
@@ -1791,15 +1800,18 @@ pg_put_node(void *handle, custody_node_record *rec, custody_err *err)
 	p_int(&p, rec->admitted_at);
 	p_int(&p, rec->joined_at);
 	p_int(&p, rec->last_sync);
+	p_text(&p, rec->kek_check);
+	p_bytes_or_null(&p, rec->admission_sig, rec->admission_sig_len);
 	if (!insert)
 		p_int(&p, rec->version);
 	r = query(s, insert ?
 		  "INSERT INTO nodes (" NODE_COLUMNS ") VALUES ($1, $2, $3, $4, "
-		  "$5, $6, $7, $8, $9, 1)" :
+		  "$5, $6, $7, $8, $9, 1, $10, $11)" :
 		  "UPDATE nodes SET state = $2, transport_spki = $3, kek_wrap = $4, "
 		  "admitted_by = $5, enrolled_at = $6, admitted_at = $7, "
-		  "joined_at = $8, last_sync = $9, version = version + 1 "
-		  "WHERE name = $1 AND version = $10",
+		  "joined_at = $8, last_sync = $9, kek_check = $10, "
+		  "admission_sig = $11, version = version + 1 "
+		  "WHERE name = $1 AND version = $12",
 		  &p, PGRES_COMMAND_OK, &res, state, err,
 		  "cannot save node %s in store %s", rec->name, s->name);
 	if (r != CUSTODY_OK && insert && strcmp(state, "23505") == 0) {

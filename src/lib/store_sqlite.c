@@ -159,6 +159,11 @@ static const char *const migrations[] = {
 	"  name TEXT PRIMARY KEY NOT NULL,"
 	"  value TEXT NOT NULL"
 	");",
+	/* 4: the signed admission: the KEK's 64-bit check and the cluster
+	 * authority's signature over it, the node's name and transport key
+	 * and the wrapped KEK (custody/cluster.h). */
+	"ALTER TABLE nodes ADD COLUMN kek_check TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE nodes ADD COLUMN admission_sig BLOB;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])) - 1)
@@ -1567,7 +1572,7 @@ out:
 
 #define NODE_COLUMNS \
 	"name, state, transport_spki, kek_wrap, admitted_by, enrolled_at, " \
-	"admitted_at, joined_at, last_sync, version"
+	"admitted_at, joined_at, last_sync, version, kek_check, admission_sig"
 
 #define PACKAGE_COLUMNS "thumbprint, key_id, wrapped, kcv, created_at, node"
 
@@ -1610,7 +1615,8 @@ read_node(struct sqlite_store *s, sqlite3_stmt *st, custody_node_record *rec,
 	memset(rec, 0, sizeof(*rec));
 	if (column_fixed(st, 0, rec->name, sizeof(rec->name)) != 0 ||
 	    column_fixed(st, 1, rec->state, sizeof(rec->state)) != 0 ||
-	    column_fixed(st, 4, rec->admitted_by, sizeof(rec->admitted_by)) != 0) {
+	    column_fixed(st, 4, rec->admitted_by, sizeof(rec->admitted_by)) != 0 ||
+	    column_fixed(st, 10, rec->kek_check, sizeof(rec->kek_check)) != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read a node from store %s: a name or "
 				    "state is too long", s->path);
@@ -1618,7 +1624,9 @@ read_node(struct sqlite_store *s, sqlite3_stmt *st, custody_node_record *rec,
 	}
 	if (column_blob(st, 2, &rec->transport_spki,
 			&rec->transport_spki_len) != 0 ||
-	    column_blob(st, 3, &rec->kek_wrap, &rec->kek_wrap_len) != 0) {
+	    column_blob(st, 3, &rec->kek_wrap, &rec->kek_wrap_len) != 0 ||
+	    column_blob(st, 11, &rec->admission_sig,
+			&rec->admission_sig_len) != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read node %s from store %s: out of "
 				    "memory", rec->name, s->path);
@@ -1658,11 +1666,13 @@ sqlite_put_node(void *handle, custody_node_record *rec, custody_err *err)
 
 	if (insert)
 		r = prepare(s, "INSERT INTO nodes (" NODE_COLUMNS ") VALUES "
-			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)", &st, err);
+			    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?11, ?12)",
+			    &st, err);
 	else
 		r = prepare(s, "UPDATE nodes SET state = ?2, transport_spki = ?3, "
 			    "kek_wrap = ?4, admitted_by = ?5, enrolled_at = ?6, "
 			    "admitted_at = ?7, joined_at = ?8, last_sync = ?9, "
+			    "kek_check = ?11, admission_sig = ?12, "
 			    "version = version + 1 WHERE name = ?1 AND "
 			    "version = ?10", &st, err);
 	if (r != CUSTODY_OK)
@@ -1678,6 +1688,8 @@ sqlite_put_node(void *handle, custody_node_record *rec, custody_err *err)
 	sqlite3_bind_int64(st, 9, rec->last_sync);
 	if (!insert)
 		sqlite3_bind_int64(st, 10, rec->version);
+	sqlite3_bind_text(st, 11, rec->kek_check, -1, SQLITE_STATIC);
+	bind_blob_or_null(st, 12, rec->admission_sig, rec->admission_sig_len);
 	rc = sqlite3_step(st);
 	if (insert && (rc == SQLITE_CONSTRAINT_PRIMARYKEY ||
 		       rc == SQLITE_CONSTRAINT_UNIQUE)) {

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include <p11-kit/pkcs11.h>
+#include <openssl/evp.h>
 
 #include <custody/error.h>
 #include <custody/token.h>
@@ -66,6 +67,14 @@ int token_intent_add_raw(custody_token *tok, const unsigned char *id,
 			 size_t id_len, custody_err *err);
 int token_intent_clear_raw(custody_token *tok, const unsigned char *id,
 			   size_t id_len, custody_err *err);
+
+/* token_keygen.c ----------------------------------------------------- */
+
+/* The public key object pub (of spec's type and curve) as a software
+ * EVP_PKEY. */
+int token_read_public(custody_token *tok, CK_OBJECT_HANDLE pub,
+		      const custody_keyspec *spec, EVP_PKEY **out,
+		      custody_err *err);
 
 /* token.c ------------------------------------------------------------ */
 

@@ -301,10 +301,10 @@ out:
 	return r;
 }
 
-/* The public key object as a software EVP_PKEY. */
-static int
-read_public(custody_token *tok, CK_OBJECT_HANDLE pub,
-	    const custody_keyspec *spec, EVP_PKEY **out, custody_err *err)
+int
+token_read_public(custody_token *tok, CK_OBJECT_HANDLE pub,
+		  const custody_keyspec *spec, EVP_PKEY **out,
+		  custody_err *err)
 {
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
 	OSSL_PARAM *params = NULL;
@@ -501,7 +501,7 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 		goto undo;
 	}
 	/* From here on, a failure removes the pair again. */
-	if ((r = read_public(tok, hpub, spec, &pkey, err)) != CUSTODY_OK ||
+	if ((r = token_read_public(tok, hpub, spec, &pkey, err)) != CUSTODY_OK ||
 	    (r = check_public(pkey, spec, err)) != CUSTODY_OK ||
 	    (r = custody_pkey_key_id(pkey, id, err)) != CUSTODY_OK)
 		goto undo;

@@ -193,19 +193,17 @@ find_kek(custody_token *tok, CK_OBJECT_HANDLE *h, custody_err *err)
 	return find_first(tok, t, NELEM(t), h, err);
 }
 
-/* The object of class cls with this CKA_ID (and CKA_TRUSTED true when
- * trusted), or CK_INVALID_HANDLE. */
+/* The object of class cls with this CKA_ID, or CK_INVALID_HANDLE. */
 static int
 find_by_id(custody_token *tok, CK_OBJECT_CLASS *cls, const unsigned char *id,
-	   size_t id_len, int trusted, CK_OBJECT_HANDLE *h, custody_err *err)
+	   size_t id_len, CK_OBJECT_HANDLE *h, custody_err *err)
 {
 	CK_ATTRIBUTE t[] = {
 		{CKA_CLASS, cls, sizeof(*cls)},
 		{CKA_ID, (void *)id, id_len},
-		A_TRUE(CKA_TRUSTED),
 	};
 
-	return find_first(tok, t, trusted ? 3 : 2, h, err);
+	return find_first(tok, t, NELEM(t), h, err);
 }
 
 static int
@@ -269,10 +267,11 @@ wrap(custody_token *tok, CK_MECHANISM *mech, CK_OBJECT_HANDLE wrapping,
 
 /* ------------------------------------------------------------------- KCV */
 
-/* First 3 bytes of AES-KW(kek, 16 zero bytes), upper-case hex. */
+/* The first `bytes` bytes (at most 8) of AES-KW(kek, 16 zero bytes),
+ * upper-case hex: 3 bytes are the key check value, 8 the KEK check. */
 static int
-kcv_of_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
-	   char kcv[CUSTODY_KCV_HEX + 1], int *kek_fault, custody_err *err)
+check_of_kek(custody_token *tok, CK_OBJECT_HANDLE kek, size_t bytes,
+	     char *hex, int *kek_fault, custody_err *err)
 {
 	static unsigned char zero[16];
 	CK_ATTRIBUTE t[] = {
@@ -307,7 +306,7 @@ kcv_of_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
 		goto out;
 	}
 	if (wrap(tok, &kw, kek, probe, &out, &out_len, &rv) != CUSTODY_OK ||
-	    out_len < 3) {
+	    out_len < bytes || bytes > 8) {
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
 				 "cannot compute the KEK's key check value on "
 				 "token %s", tok->label);
@@ -317,12 +316,20 @@ kcv_of_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
 			*kek_fault = custody_token_err_is_key_fault(err);
 		goto out;
 	}
-	custody_hex_encode(out, 3, kcv, 1);
+	custody_hex_encode(out, bytes, hex, 1);
 	r = CUSTODY_OK;
 out:
 	destroy(tok, probe, "zero key of the key check value");
 	free(out);
 	return r;
+}
+
+static int
+kcv_of_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
+	   char kcv[CUSTODY_KCV_HEX + 1], int *kek_fault, custody_err *err)
+{
+	return check_of_kek(tok, kek, CUSTODY_KCV_HEX / 2, kcv, kek_fault,
+			    err);
 }
 
 /* The KEK's key check value (see kcv_of_kek). */
@@ -331,6 +338,16 @@ kcv_of(custody_token *tok, CK_OBJECT_HANDLE kek, char kcv[CUSTODY_KCV_HEX + 1],
        custody_err *err)
 {
 	return kcv_of_kek(tok, kek, kcv, NULL, err);
+}
+
+/* The KEK's 64-bit check value, of which the key check value is the
+ * first 6 digits. */
+static int
+kek_check_of(custody_token *tok, CK_OBJECT_HANDLE kek,
+	     char check[CUSTODY_KEK_CHECK_HEX + 1], custody_err *err)
+{
+	return check_of_kek(tok, kek, CUSTODY_KEK_CHECK_HEX / 2, check, NULL,
+			    err);
 }
 
 int
@@ -379,6 +396,19 @@ custody_token_kek_kcv(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
 	    CUSTODY_OK)
 		return r;
 	return kcv_of(tok, h, kcv, err);
+}
+
+int
+custody_token_kek_check(custody_token *tok,
+			char check[CUSTODY_KEK_CHECK_HEX + 1], custody_err *err)
+{
+	CK_OBJECT_HANDLE h;
+	int r;
+
+	if ((r = need_kek(tok, "read the KEK's check value", &h, err)) !=
+	    CUSTODY_OK)
+		return r;
+	return kek_check_of(tok, h, check, err);
 }
 
 /* ----------------------------------------------------------------- probe */
@@ -682,7 +712,7 @@ custody_token_transport_public(custody_token *tok, const char *node,
 	*spki_len = 0;
 	if ((r = node_id(TRANSPORT_PREFIX, node, id, &id_len, err)) !=
 	    CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_public, id, id_len, 0, &h, err)) !=
+	    (r = find_by_id(tok, &class_public, id, id_len, &h, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	if (h == CK_INVALID_HANDLE) {
@@ -718,11 +748,11 @@ custody_token_transport_create(custody_token *tok, const char *node,
 	    CUSTODY_OK ||
 	    (r = token_require_login(tok, "create a transport key", err)) !=
 	    CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_private, id, id_len, 0, &h, err)) !=
+	    (r = find_by_id(tok, &class_private, id, id_len, &h, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	if (h == CK_INVALID_HANDLE &&
-	    (r = find_by_id(tok, &class_public, id, id_len, 0, &h, err)) !=
+	    (r = find_by_id(tok, &class_public, id, id_len, &h, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	if (h != CK_INVALID_HANDLE) {
@@ -843,23 +873,6 @@ out:
 	return r;
 }
 
-/* The admitted key h (found by id) holds modulus n? */
-static int
-same_modulus(custody_token *tok, CK_OBJECT_HANDLE h, const unsigned char *n,
-	     size_t n_len, int *same, custody_err *err)
-{
-	unsigned char *have = NULL;
-	size_t have_len = 0;
-	int r;
-
-	*same = 0;
-	if ((r = token_get_attr(tok, h, CKA_MODULUS, &have, &have_len, err)) ==
-	    CUSTODY_OK)
-		*same = have_len == n_len && memcmp(have, n, n_len) == 0;
-	free(have);
-	return r;
-}
-
 /* Refuses an SO login the token says would lock or is locked. */
 static int
 so_pin_flags_refuse(custody_token *tok, custody_err *err)
@@ -934,47 +947,55 @@ so_login(custody_token *tok, const char *so_pin, size_t so_pin_len,
 	}
 }
 
-int
-custody_token_admit_transport(custody_token *tok, const char *so_pin,
-			      size_t so_pin_len, const char *node,
-			      const unsigned char *spki, size_t spki_len,
-			      custody_err *err)
+/* Destroys the trusted transport keys that earlier versions of custody
+ * left on this token as token objects ("custody-admitted:NODE"): while
+ * one is there, any holder of the user PIN can wrap the KEK for it. */
+static void
+drop_stale_admitted(custody_token *tok)
 {
-	unsigned char id[NODE_ID_MAX], *n = NULL, *e = NULL;
-	size_t id_len = 0, n_len = 0, e_len = 0;
+	CK_ATTRIBUTE t[] = {
+		A(CKA_CLASS, class_public),
+		A_TRUE(CKA_TOKEN),
+		A_TRUE(CKA_TRUSTED),
+	};
+	size_t plen = sizeof(ADMITTED_PREFIX) - 1, n = 0, i, id_len;
+	CK_OBJECT_HANDLE *h = NULL;
+	unsigned char *id;
+
+	if (token_find(tok, t, NELEM(t), &h, &n, NULL) != CUSTODY_OK)
+		return;
+	for (i = 0; i < n; i++) {
+		id = NULL;
+		if (token_get_attr(tok, h[i], CKA_ID, &id, &id_len, NULL) ==
+			    CUSTODY_OK &&
+		    id_len > plen && memcmp(id, ADMITTED_PREFIX, plen) == 0) {
+			custody_step("destroying the trusted transport key "
+				     "%.*s that an earlier custody left on "
+				     "token %s", (int)id_len, (char *)id,
+				     tok->label);
+			destroy(tok, h[i], "stale trusted transport key");
+		}
+		free(id);
+	}
+	free(h);
+}
+
+/* The SO's part: NODE's transport public key as a trusted wrapping key,
+ * a session object (it ends with the session at the latest). */
+static int
+create_trusted_transport(custody_token *tok, const char *node,
+			 const unsigned char *n, size_t n_len,
+			 const unsigned char *e, size_t e_len,
+			 const unsigned char *id, size_t id_len,
+			 CK_OBJECT_HANDLE *h, custody_err *err)
+{
 	struct attrs t;
-	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-	int so = 0, same = 0, r;
 	CK_RV rv;
 
 	memset(&t, 0, sizeof(t));
-	if ((r = node_id(ADMITTED_PREFIX, node, id, &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = spki_rsa(node, spki, spki_len, &n, &n_len, &e, &e_len,
-			  err)) != CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_public, id, id_len, 1, &h, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	/* Only a trusted key counts: anybody may make an untrusted one. */
-	if (h != CK_INVALID_HANDLE) {
-		if ((r = same_modulus(tok, h, n, n_len, &same, err)) !=
-		    CUSTODY_OK)
-			goto out;
-		if (!same) {
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot admit node %s: token %s "
-					    "holds another transport key for "
-					    "that node", node, tok->label);
-			goto out;
-		}
-		custody_step("node %s is already admitted on token %s", node,
-			     tok->label);
-		r = CUSTODY_OK;
-		goto out;
-	}
 	attrs_add(&t, CKA_CLASS, &class_public, sizeof(class_public));
 	attrs_add(&t, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
-	attrs_bool(&t, CKA_TOKEN, 1);
+	attrs_bool(&t, CKA_TOKEN, 0);
 	attrs_bool(&t, CKA_PRIVATE, 0);
 	attrs_bool(&t, CKA_TRUSTED, 1);
 	attrs_bool(&t, CKA_WRAP, 1);
@@ -982,73 +1003,83 @@ custody_token_admit_transport(custody_token *tok, const char *so_pin,
 	attrs_bool(&t, CKA_VERIFY, 0);
 	attrs_bool(&t, CKA_VERIFY_RECOVER, 0);
 	attrs_bool(&t, CKA_DERIVE, 0);
-	attrs_add(&t, CKA_MODULUS, n, n_len);
-	attrs_add(&t, CKA_PUBLIC_EXPONENT, e, e_len);
-	attrs_add(&t, CKA_ID, id, id_len);
-	attrs_add(&t, CKA_LABEL, id, id_len);
-	if ((r = so_login(tok, so_pin, so_pin_len, err)) != CUSTODY_OK)
-		goto out;
-	so = 1;
-	custody_step("security officer: creating the transport key of node %s "
-		     "on token %s (serial %s) as a trusted wrapping key",
-		     node, tok->label, tok->serial);
-	rv = tok->f->C_CreateObject(tok->session, t.a, t.n, &h);
+	attrs_no_copy(tok, &t);
+	attrs_add(&t, CKA_MODULUS, (void *)n, n_len);
+	attrs_add(&t, CKA_PUBLIC_EXPONENT, (void *)e, e_len);
+	attrs_add(&t, CKA_ID, (void *)id, id_len);
+	attrs_add(&t, CKA_LABEL, (void *)id, id_len);
+	custody_step("security officer: making the transport key of node %s a "
+		     "trusted wrapping key on token %s (serial %s), for this "
+		     "session only", node, tok->label, tok->serial);
+	rv = tok->f->C_CreateObject(tok->session, t.a, t.n, h);
 	if (rv != CKR_OK) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot create the trusted transport key of "
-				 "node %s on token %s", node, tok->label);
-		goto out;
+		*h = CK_INVALID_HANDLE;
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot create the trusted transport key of "
+				    "node %s on token %s", node, tok->label);
 	}
-	custody_step("node %s admitted on token %s", node, tok->label);
-	r = CUSTODY_OK;
-out:
-	if (so) {
-		rv = tok->f->C_Logout(tok->session);
-		if (rv != CKR_OK)
-			custody_warn("cannot log the security officer out of "
-				     "token %s: %s", tok->label, rv_text(rv));
-		else
-			custody_step("security officer logged out of token %s",
-				     tok->label);
-	}
-	OPENSSL_free(n);
-	OPENSSL_free(e);
-	return r;
+	return CUSTODY_OK;
 }
 
-/* ------------------------------------------------------- the KEK moves */
+static void
+so_logout(custody_token *tok)
+{
+	CK_RV rv = tok->f->C_Logout(tok->session);
+
+	if (rv != CKR_OK)
+		custody_warn("cannot log the security officer out of token %s: "
+			     "%s", tok->label, rv_text(rv));
+	else
+		custody_step("security officer logged out of token %s",
+			     tok->label);
+}
 
 int
-custody_token_wrap_kek_for(custody_token *tok, const char *node,
-			   unsigned char **blob, size_t *blob_len,
-			   custody_err *err)
+custody_token_admit_wrap_kek(custody_token *tok, const char *so_pin,
+			     size_t so_pin_len, const char *user_pin,
+			     size_t user_pin_len, const char *node,
+			     const unsigned char *spki, size_t spki_len,
+			     unsigned char **blob, size_t *blob_len,
+			     custody_err *err)
 {
-	unsigned char id[NODE_ID_MAX];
-	size_t id_len = 0;
+	unsigned char id[NODE_ID_MAX], *n = NULL, *e = NULL;
+	size_t id_len = 0, n_len = 0, e_len = 0;
 	CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA_1, CKG_MGF1_SHA1,
 					CKZ_DATA_SPECIFIED, NULL, 0};
 	CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)};
 	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
+	custody_err login_err;
+	int r, r2;
 	CK_RV rv;
-	int r;
 
 	*blob = NULL;
 	*blob_len = 0;
+	memset(&login_err, 0, sizeof(login_err));
 	if ((r = node_id(ADMITTED_PREFIX, node, id, &id_len, err)) !=
 	    CUSTODY_OK ||
-	    (r = need_kek(tok, "wrap the KEK", &kek, err)) != CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_public, id, id_len, 1, &pub, err)) !=
-	    CUSTODY_OK)
+	    (r = spki_rsa(node, spki, spki_len, &n, &n_len, &e, &e_len,
+			  err)) != CUSTODY_OK ||
+	    (r = need_kek(tok, "wrap the KEK", &kek, err)) != CUSTODY_OK)
 		goto out;
-	if (pub == CK_INVALID_HANDLE) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot wrap the KEK for node %s: the node "
-				    "is not admitted on token %s (no trusted "
-				    "transport key)", node, tok->label);
-		custody_err_hint(err, "the security officer admits it with "
-				 "custody node admit %s", node);
-		goto out;
+	if ((r = so_login(tok, so_pin, so_pin_len, err)) != CUSTODY_OK)
+		goto relogin;
+	r = create_trusted_transport(tok, node, n, n_len, e, e_len, id,
+				     id_len, &pub, err);
+	so_logout(tok);
+relogin:
+	/* The user again, on every path: the SO step logged it out. */
+	r2 = custody_token_login(tok, user_pin, user_pin_len, &login_err);
+	if (r == CUSTODY_OK && r2 != CUSTODY_OK) {
+		r = r2;
+		if (err != NULL)
+			*err = login_err;
 	}
+	/* Handles of private objects do not outlive a logout: the KEK is
+	 * found again. */
+	if (r != CUSTODY_OK ||
+	    (r = need_kek(tok, "wrap the KEK", &kek, err)) != CUSTODY_OK)
+		goto out;
+	drop_stale_admitted(tok);
 	custody_step("wrapping the KEK on token %s for node %s (RSA-OAEP)",
 		     tok->label, node);
 	if (wrap(tok, &mech, pub, kek, blob, blob_len, &rv) != CUSTODY_OK) {
@@ -1059,18 +1090,27 @@ custody_token_wrap_kek_for(custody_token *tok, const char *node,
 	}
 	r = CUSTODY_OK;
 out:
+	if (pub != CK_INVALID_HANDLE) {
+		destroy(tok, pub, "trusted transport key");
+		custody_step("the trusted transport key of node %s is gone from "
+			     "token %s: nobody can wrap the KEK for it again "
+			     "without the security officer", node, tok->label);
+	}
+	OPENSSL_cleanse(&login_err, sizeof(login_err));
+	OPENSSL_free(n);
+	OPENSSL_free(e);
 	return r;
 }
 
-/* 6 hex digits, any case. */
+/* 6 or 16 hex digits, any case: a key check value or a KEK check. */
 static int
 kcv_valid(const char *kcv)
 {
-	size_t i;
+	size_t i, len = kcv != NULL ? strlen(kcv) : 0;
 
-	if (kcv == NULL || strlen(kcv) != CUSTODY_KCV_HEX)
+	if (len != CUSTODY_KCV_HEX && len != CUSTODY_KEK_CHECK_HEX)
 		return 0;
-	for (i = 0; i < CUSTODY_KCV_HEX; i++) {
+	for (i = 0; i < len; i++) {
 		char c = kcv[i];
 
 		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
@@ -1091,8 +1131,9 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 					CKZ_DATA_SPECIFIED, NULL, 0};
 	CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)};
 	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
-	char kcv[CUSTODY_KCV_HEX + 1];
+	char kcv[CUSTODY_KEK_CHECK_HEX + 1];
 	struct attrs t;
+	size_t digits;
 	int trusted = 0, r;
 	CK_RV rv;
 
@@ -1102,11 +1143,12 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 		goto out;
 	if (!kcv_valid(expected_kcv)) {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot unwrap the KEK: the expected key "
-				    "check value must be %d hex digits",
-				    CUSTODY_KCV_HEX);
+				    "cannot unwrap the KEK: the expected check "
+				    "value must be %d or %d hex digits",
+				    CUSTODY_KCV_HEX, CUSTODY_KEK_CHECK_HEX);
 		goto out;
 	}
+	digits = strlen(expected_kcv);
 	if ((r = token_require_login(tok, "unwrap the KEK", err)) !=
 	    CUSTODY_OK ||
 	    (r = find_kek(tok, &kek, err)) != CUSTODY_OK)
@@ -1114,7 +1156,7 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 	if (kek != CK_INVALID_HANDLE) {
 		int kek_fault = 0;
 
-		r = kcv_of_kek(tok, kek, kcv, &kek_fault, err);
+		r = check_of_kek(tok, kek, digits / 2, kcv, &kek_fault, err);
 		if (r != CUSTODY_OK && kek_fault) {
 			/* A KEK object that cannot wrap: what a join killed
 			 * inside its unwrap leaves.  This node is joining (its
@@ -1148,7 +1190,7 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 			goto keep;
 		}
 	}
-	if ((r = find_by_id(tok, &class_private, id, id_len, 0, &priv, err)) !=
+	if ((r = find_by_id(tok, &class_private, id, id_len, &priv, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	if (priv == CK_INVALID_HANDLE) {
@@ -1182,7 +1224,8 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 				 "for another transport key");
 		goto out;
 	}
-	if ((r = kcv_of(tok, kek, kcv, err)) != CUSTODY_OK)
+	if ((r = check_of_kek(tok, kek, digits / 2, kcv, NULL, err)) !=
+	    CUSTODY_OK)
 		goto out;
 	if (strcasecmp(kcv, expected_kcv) != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
@@ -1218,7 +1261,7 @@ find_private(custody_token *tok, const char *key_id, CK_OBJECT_HANDLE *h,
 	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
 	    CUSTODY_OK)
 		return r;
-	return find_by_id(tok, &class_private, id, id_len, 0, h, err);
+	return find_by_id(tok, &class_private, id, id_len, h, err);
 }
 
 int
@@ -1472,7 +1515,7 @@ custody_token_unwrap_private_key(custody_token *tok,
 	if ((r = pubkey_of(cert, hex, &k, err)) != CUSTODY_OK ||
 	    (r = need_kek(tok, "unwrap a private key", &kek, err)) !=
 	    CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_private, id, sizeof(id), 0, &h,
+	    (r = find_by_id(tok, &class_private, id, sizeof(id), &h,
 			    err)) != CUSTODY_OK)
 		goto out;
 	if (h != CK_INVALID_HANDLE) {
@@ -1523,7 +1566,7 @@ custody_token_unwrap_private_key(custody_token *tok,
 	/* Prove the key before anything else is written. */
 	if ((r = custody_token_verify_key(tok, hex, cert, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = find_by_id(tok, &class_public, id, sizeof(id), 0, &h, err)) !=
+	if ((r = find_by_id(tok, &class_public, id, sizeof(id), &h, err)) !=
 	    CUSTODY_OK ||
 	    (h == CK_INVALID_HANDLE &&
 	     (r = create_public(tok, &k, id, sizeof(id), label, &pub, err)) !=
@@ -1602,9 +1645,9 @@ custody_token_transport_destroy(custody_token *tok, const char *node,
 	    CUSTODY_OK ||
 	    (r = token_require_login(tok, "destroy a transport key", err)) !=
 	    CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_private, id, id_len, 0, &priv, err)) !=
+	    (r = find_by_id(tok, &class_private, id, id_len, &priv, err)) !=
 	    CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_public, id, id_len, 0, &pub, err)) !=
+	    (r = find_by_id(tok, &class_public, id, id_len, &pub, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	if (priv == CK_INVALID_HANDLE && pub == CK_INVALID_HANDLE) {

@@ -33,9 +33,19 @@ on node1 kek create
 kcv=$out
 check "kek create exits 0 and prints a 6-digit key check value" \
 	bash -c '[ '"$rc"' -eq 0 ] && [[ "'"$kcv"'" =~ ^[0-9A-F]{6}$ ]]'
-check "kek create narrates its steps" grep -q "step 1/2: creating the cluster KEK" <<<"$err"
+check "kek create narrates its steps" grep -q "step 1/3: creating the cluster KEK" <<<"$err"
 check "…and the key check value it made" grep -q "key check value $kcv" <<<"$err"
+check "…and the cluster authority beside it" grep -q "step 2/3: creating the cluster authority key" <<<"$err"
+create_err=$err
 check "the store records the KEK's key check value" [ "$(q "SELECT value FROM cluster_meta WHERE name='kek_kcv'")" = "$kcv" ]
+check "…and the authority's public key (an EC P-256 SPKI)" \
+	[ "$(q "SELECT length(value) FROM cluster_meta WHERE name='authority_spki'")" -eq 182 ]
+on node1 kek authority
+authority=$out
+check "kek authority prints the authority's fingerprint" \
+	bash -c '[ '"$rc"' -eq 0 ] && [[ "'"$authority"'" =~ ^([0-9A-F]{2}:){15}[0-9A-F]{2}$ ]]'
+check "…the one kek create narrated" grep -q "cluster authority fingerprint $authority" <<<"$create_err"
+check "…and says its key is on this token" grep -q "its private key is on this token" <<<"$err"
 check "node1 is the first member" [ "$(q "SELECT state FROM nodes WHERE name='node1'")" = joined ]
 before=$(state)
 on node2 kek create
@@ -43,11 +53,21 @@ check "a second kek create is refused (exit 1)" [ "$rc" -eq 1 ]
 check "…saying the cluster has one" grep -q "already has one (key check value $kcv, made on node node1)" <<<"$err"
 check "…and nothing changed" [ "$(state)" = "$before" ]
 
+before=$(state)
 on node2 node enroll
-check "node2 enrolls" [ "$rc" -eq 0 -a "$out" = node2 ]
+check "enroll without a confirmed authority is a usage error (exit 2)" [ "$rc" -eq 2 ]
+check "…naming the store's authority" grep -q "confirm the cluster authority's fingerprint first (the store says $authority)" <<<"$err"
+check "…and nothing changed" [ "$(state)" = "$before" ]
+on node2 node enroll --authority "00:${authority:3}"
+check "enroll with another fingerprint is refused (exit 1)" [ "$rc" -eq 1 ]
+check "…saying so" grep -q "the store's cluster authority is $authority, not the" <<<"$err"
+check "…and nothing changed" [ "$(state)" = "$before" ]
+on node2 node enroll --authority "sha256:$(tr -d : <<<"${authority,,}")"
+check "node2 enrolls (the fingerprint in any case, with or without colons)" [ "$rc" -eq 0 -a "$out" = node2 ]
+check "…pinning the authority on its token" grep -q "pinning the cluster authority $authority on token node2" <<<"$err"
 fp2=$(sed -n 's/.*SHA-256 fingerprint \([0-9A-F:]*\).*/\1/p' <<<"$err" | head -1)
 check "enroll prints the transport key's fingerprint" [ ${#fp2} -eq 47 ]
-on node3 node enroll
+on node3 node enroll --authority "$authority"
 check "node3 enrolls" [ "$rc" -eq 0 ]
 check "both are enrolled, with their transport public keys" \
 	[ "$(q "SELECT count(*) FROM nodes WHERE state='enrolled' AND length(transport_spki) > 400")" -eq 2 ]
@@ -74,8 +94,8 @@ check "a node that never enrolled cannot be admitted" bash -c '[ '"$rc"' -eq 1 ]
 on node1 node admit node2 --so-pin-source "file:$T/so.pin"
 check "the security officer admits node2" [ "$rc" -eq 0 -a "$out" = node2 ]
 check "admit shows the fingerprint enroll printed" grep -q "fingerprint $fp2" <<<"$err"
-check "admit narrates the SO step and the wrap" \
-	bash -c 'grep -q "security officer: creating the transport key of node node2" <<<"$0" && grep -q "step 2/3: wrapping the KEK" <<<"$0"' "$err"
+check "admit narrates the SO step, the wrap and the signature" \
+	bash -c 'grep -q "security officer: making the transport key of node node2 a trusted wrapping key on token node1 (serial [0-9a-f]*), for this session only" <<<"$0" && grep -q "wrapping the KEK on token node1 for node node2" <<<"$0" && grep -q "step 2/3: the cluster authority ($1) signs the admission" <<<"$0"' "$err" "$authority"
 on node1 node admit node3 --so-pin-source "file:$T/so.pin"
 check "the security officer admits node3" [ "$rc" -eq 0 ]
 check "the store holds the KEK wrapped for both" \

@@ -124,6 +124,20 @@ kcv_of(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1])
 	cr_assert_eq(custody_token_kek_kcv(tok, kcv, &err), CUSTODY_OK, "%s", err.msg);
 }
 
+/* node enroll with the store's authority confirmed, as an operator who
+ * compared it would. */
+static int
+enroll(custody_token *t, custody_store *st, const char *node,
+       custody_err *err)
+{
+	char fp[CUSTODY_CLUSTER_FP_SIZE];
+	int held = 0;
+
+	cr_assert_eq(custody_cluster_authority(NULL, st, node, 0, fp, &held, err),
+		     CUSTODY_OK, "%s", err->msg);
+	return custody_cluster_node_enroll(t, st, node, fp, err);
+}
+
 /* The whole ceremony, asserting only that each step works. */
 static void
 ceremony(custody_token *t1, custody_token *t2, custody_token *t3,
@@ -133,23 +147,23 @@ ceremony(custody_token *t1, custody_token *t2, custody_token *t3,
 
 	cr_assert_eq(custody_cluster_kek_create(t1, st, "node1", &err), CUSTODY_OK,
 		     "%s", err.msg);
-	cr_assert_eq(custody_cluster_node_enroll(t2, st, "node2", &err), CUSTODY_OK,
+	cr_assert_eq(enroll(t2, st, "node2", &err), CUSTODY_OK,
 		     "%s", err.msg);
 	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node2", f1.so_pin,
 						strlen(f1.so_pin), f1.user_pin,
 						strlen(f1.user_pin), &err),
 		     CUSTODY_OK, "%s", err.msg);
-	cr_assert_eq(custody_cluster_node_join(t2, st, "node2", &err), CUSTODY_OK,
+	cr_assert_eq(custody_cluster_node_join(t2, st, "node2", NULL, &err), CUSTODY_OK,
 		     "%s", err.msg);
 	if (t3 == NULL)
 		return;
-	cr_assert_eq(custody_cluster_node_enroll(t3, st, "node3", &err), CUSTODY_OK,
+	cr_assert_eq(enroll(t3, st, "node3", &err), CUSTODY_OK,
 		     "%s", err.msg);
 	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node3", f1.so_pin,
 						strlen(f1.so_pin), f1.user_pin,
 						strlen(f1.user_pin), &err),
 		     CUSTODY_OK, "%s", err.msg);
-	cr_assert_eq(custody_cluster_node_join(t3, st, "node3", &err), CUSTODY_OK,
+	cr_assert_eq(custody_cluster_node_join(t3, st, "node3", NULL, &err), CUSTODY_OK,
 		     "%s", err.msg);
 }
 
@@ -288,9 +302,9 @@ BOTH(ceremony_on_three_tokens)
 	cr_assert_eq(custody_cluster_kek_state(t2, NULL, skcv, tkcv, &err), CUSTODY_OK);
 	cr_assert_str_eq(tkcv, "", "the refused kek create made nothing on node2");
 
-	cr_assert_eq(custody_cluster_node_enroll(t2, st, "node2", &err), CUSTODY_OK,
+	cr_assert_eq(enroll(t2, st, "node2", &err), CUSTODY_OK,
 		     "%s", err.msg);
-	cr_assert_eq(custody_cluster_node_enroll(t3, st, "node3", &err), CUSTODY_OK,
+	cr_assert_eq(enroll(t3, st, "node3", &err), CUSTODY_OK,
 		     "%s", err.msg);
 	node_get(st, "node2", &rec);
 	cr_assert_str_eq(rec.state, "enrolled");
@@ -302,13 +316,13 @@ BOTH(ceremony_on_three_tokens)
 	version = rec.version;
 	custody_node_record_clear(&rec);
 	free(spki);
-	cr_assert_eq(custody_cluster_node_enroll(t2, st, "node2", &err), CUSTODY_OK);
+	cr_assert_eq(enroll(t2, st, "node2", &err), CUSTODY_OK);
 	node_get(st, "node2", &rec);
 	cr_assert_eq(rec.version, version, "enrolling again with the same key changes nothing");
 	custody_node_record_clear(&rec);
 
 	/* Not admitted: no join. */
-	cr_assert_eq(custody_cluster_node_join(t2, st, "node2", &err), CUSTODY_EFAIL);
+	cr_assert_eq(custody_cluster_node_join(t2, st, "node2", NULL, &err), CUSTODY_EFAIL);
 	cr_assert(has(err.msg, "node node2 is not admitted"), "%s", err.msg);
 	cr_assert_eq(custody_cluster_kek_state(t2, NULL, skcv, tkcv, &err), CUSTODY_OK);
 	cr_assert_str_eq(tkcv, "");
@@ -343,8 +357,8 @@ BOTH(ceremony_on_three_tokens)
 	cr_assert_eq(rec.kek_wrap_len, 384, "RSA-OAEP under a 3072-bit key");
 	custody_node_record_clear(&rec);
 
-	cr_assert_eq(custody_cluster_node_join(t2, st, "node2", &err), CUSTODY_OK, "%s", err.msg);
-	cr_assert_eq(custody_cluster_node_join(t3, st, "node3", &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_cluster_node_join(t2, st, "node2", NULL, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_cluster_node_join(t3, st, "node3", NULL, &err), CUSTODY_OK, "%s", err.msg);
 	kcv_of(t2, kcv2);
 	kcv_of(t3, kcv3);
 	cr_assert_str_eq(kcv2, kcv1, "the same KEK on node2");
@@ -356,7 +370,7 @@ BOTH(ceremony_on_three_tokens)
 	custody_node_record_clear(&rec);
 	cr_assert_eq(custody_token_transport_public(t2, "node2", &spki, &spki_len, &err),
 		     CUSTODY_ENOTFOUND, "the transport key is destroyed after join");
-	cr_assert_eq(custody_cluster_node_join(t2, st, "node2", &err), CUSTODY_OK,
+	cr_assert_eq(custody_cluster_node_join(t2, st, "node2", NULL, &err), CUSTODY_OK,
 		     "joining again changes nothing: %s", err.msg);
 	cr_assert_eq(custody_audit_verify_store(st, &n, NULL, &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(n, 7, "kek-create, 2 enroll, 2 admit, 2 join: got %zu", n);
@@ -381,11 +395,11 @@ Test(cluster, global_needs_a_replicable_key_once_there_are_two_nodes)
 	cr_assert_eq(custody_cluster_kek_create(t1, st, "node1", &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(custody_cluster_check_global(st, "global", plain.rec.thumbprint, 0, &err),
 		     CUSTODY_OK, "one node: anything goes");
-	cr_assert_eq(custody_cluster_node_enroll(t2, st, "node2", &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(enroll(t2, st, "node2", &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node2", f1.so_pin,
 						strlen(f1.so_pin), f1.user_pin,
 						strlen(f1.user_pin), &err), CUSTODY_OK, "%s", err.msg);
-	cr_assert_eq(custody_cluster_node_join(t2, st, "node2", &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_cluster_node_join(t2, st, "node2", NULL, &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(custody_cluster_check_global(st, "global", plain.rec.thumbprint, 0, &err),
 		     CUSTODY_EFAIL);
 	cr_assert(has(err.msg, "at global: the cluster has 2 nodes and its key is not "
@@ -587,7 +601,7 @@ Test(cluster, a_node_without_the_kek_refuses_every_key)
 	cr_assert_eq(custody_cluster_kek_create(t1, st, "node1", &err), CUSTODY_OK, "%s", err.msg);
 	key_make(&k, "ec:p256", "ec.example");
 	key_publish(t1, st, &k, "OAuthTokenIssuer");
-	cr_assert_eq(custody_cluster_node_enroll(t3, st, "node3", &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(enroll(t3, st, "node3", &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(custody_cluster_sync(t3, st, "node3", (int64_t)time(NULL), &res, &err),
 		     CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(res.n, 1);

@@ -120,15 +120,6 @@ attr_ulong(custody_token *tok, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type)
 }
 
 static void
-login(custody_token *tok, const struct softhsm_fixture *f)
-{
-	custody_err err = {0};
-
-	cr_assert_eq(custody_token_login(tok, f->user_pin, strlen(f->user_pin),
-					 &err), CUSTODY_OK, "%s", err.msg);
-}
-
-static void
 spki_bits(const unsigned char *spki, size_t len, int *type, int *bits)
 {
 	const unsigned char *p = spki;
@@ -139,6 +130,20 @@ spki_bits(const unsigned char *spki, size_t len, int *type, int *bits)
 	*type = EVP_PKEY_get_base_id(k);
 	*bits = EVP_PKEY_get_bits(k);
 	EVP_PKEY_free(k);
+}
+
+/* node admit's token part on `from`: the KEK wrapped for node's transport
+ * key spki (*blob malloc'ed). */
+static int
+admit(custody_token *from, const struct softhsm_fixture *ffrom,
+      const char *so_pin, const char *node, const unsigned char *spki,
+      size_t spki_len, unsigned char **blob, size_t *blob_len,
+      custody_err *err)
+{
+	return custody_token_admit_wrap_kek(from, so_pin, strlen(so_pin),
+					    ffrom->user_pin,
+					    strlen(ffrom->user_pin), node, spki,
+					    spki_len, blob, blob_len, err);
 }
 
 /* The ceremony between two open, logged-in tokens: KEK on `from`,
@@ -162,14 +167,9 @@ ceremony(custody_token *from, const struct softhsm_fixture *ffrom,
 	cr_assert_eq(custody_token_transport_create(to, node, &spki, &spki_len,
 						    &err), CUSTODY_OK,
 		     "enroll: %s", err.msg);
-	cr_assert_eq(custody_token_admit_transport(from, ffrom->so_pin,
-						   strlen(ffrom->so_pin), node,
-						   spki, spki_len, &err),
-		     CUSTODY_OK, "admit: %s", err.msg);
-	login(from, ffrom);
-	cr_assert_eq(custody_token_wrap_kek_for(from, node, &blob, &blob_len,
-						&err), CUSTODY_OK,
-		     "wrap for %s: %s", node, err.msg);
+	cr_assert_eq(admit(from, ffrom, ffrom->so_pin, node, spki, spki_len,
+			   &blob, &blob_len, &err),
+		     CUSTODY_OK, "admit %s: %s", node, err.msg);
 	cr_assert_eq(blob_len, 384, "RSA-3072 OAEP gives 384 bytes");
 	cr_assert_eq(custody_token_unwrap_kek(to, node, blob, blob_len, kcv,
 					      &err), CUSTODY_OK,
@@ -510,61 +510,45 @@ Test(wrap, admit_wrap_join_gives_the_same_kek)
 	custody_token *b = softhsm_fixture_open(&fb);
 	custody_err err = {0};
 	char kcv[CUSTODY_KCV_HEX + 1], kcv_b[CUSTODY_KCV_HEX + 1], lower[7];
+	char check[CUSTODY_KEK_CHECK_HEX + 1], check_b[CUSTODY_KEK_CHECK_HEX + 1];
 	const char *admitted = "custody-admitted:nodeB";
-	unsigned char *spki = NULL, *blob = NULL, *mod = NULL;
-	size_t spki_len = 0, blob_len = 0, mod_len = 0, before;
-	const unsigned char *p;
-	EVP_PKEY *bpub;
-	BIGNUM *n = NULL;
-	unsigned char want_mod[384];
-	CK_OBJECT_HANDLE h;
+	const char *transport = "custody-transport:nodeB";
+	unsigned char *spki = NULL, *blob = NULL, *blob2 = NULL;
+	size_t spki_len = 0, blob_len = 0, blob2_len = 0, before;
+	CK_OBJECT_CLASS pub_class = CKO_PUBLIC_KEY;
+	CK_ATTRIBUTE by_id[] = {
+		{CKA_CLASS, &pub_class, sizeof(pub_class)},
+		{CKA_ID, (void *)admitted, strlen(admitted)},
+	};
+	CK_OBJECT_HANDLE h, copy = CK_INVALID_HANDLE;
 	CK_SESSION_INFO si;
 	size_t i;
 
 	cr_assert_eq(custody_token_kek_create(a, kcv, &err), CUSTODY_OK, "%s",
 		     err.msg);
+	cr_assert_eq(custody_token_kek_check(a, check, &err), CUSTODY_OK);
+	cr_assert_eq(strncmp(check, kcv, CUSTODY_KCV_HEX), 0,
+		     "the key check value is the start of the 64-bit check");
 	cr_assert_eq(custody_token_transport_create(b, "nodeB", &spki,
 						    &spki_len, &err),
 		     CUSTODY_OK, "%s", err.msg);
-	cr_assert_eq(custody_token_admit_transport(a, fa.so_pin,
-						   strlen(fa.so_pin), "nodeB",
-						   spki, spki_len, &err),
-		     CUSTODY_OK, "%s", err.msg);
-	/* The SO is gone and the user must log in again. */
-	cr_assert_eq(a->f->C_GetSessionInfo(a->session, &si), CKR_OK);
-	cr_assert_eq(si.state, CKS_RW_PUBLIC_SESSION);
-	/* The trusted key is public (it holds nothing secret), trusted, a
-	 * wrapping key, and holds nodeB's modulus. */
-	h = one(a, CKO_PUBLIC_KEY, admitted, strlen(admitted));
-	cr_assert_eq(attr_bool(a, h, CKA_TRUSTED), 1);
-	cr_assert_eq(attr_bool(a, h, CKA_PRIVATE), 0);
-	cr_assert_eq(attr_bool(a, h, CKA_TOKEN), 1);
-	cr_assert_eq(attr_bool(a, h, CKA_WRAP), 1);
-	cr_assert_eq(attr_bool(a, h, CKA_ENCRYPT), 0);
-	cr_assert_eq(attr_bool(a, h, CKA_VERIFY), 0);
-	cr_assert_eq(token_get_attr(a, h, CKA_MODULUS, &mod, &mod_len, NULL),
-		     CUSTODY_OK);
-	p = spki;
-	cr_assert_not_null(bpub = d2i_PUBKEY(NULL, &p, (long)spki_len));
-	cr_assert_eq(EVP_PKEY_get_bn_param(bpub, OSSL_PKEY_PARAM_RSA_N, &n), 1);
-	cr_assert_eq(mod_len, 384);
-	cr_assert_eq(BN_bn2binpad(n, want_mod, 384), 384);
-	cr_assert_eq(memcmp(mod, want_mod, 384), 0);
-
-	/* Admitting the same key again creates nothing. */
-	login(a, &fa);
 	before = count_all(a);
-	cr_assert_eq(custody_token_admit_transport(a, fa.so_pin,
-						   strlen(fa.so_pin), "nodeB",
-						   spki, spki_len, &err),
-		     CUSTODY_OK, "%s", err.msg);
-	login(a, &fa);
+	cr_assert_eq(admit(a, &fa, fa.so_pin, "nodeB", spki, spki_len, &blob,
+			   &blob_len, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(blob_len, 384);
+	/* The user is logged in again, and the trusted key is gone: nothing
+	 * on A can wrap the KEK for nodeB again without the SO. */
+	cr_assert_eq(a->f->C_GetSessionInfo(a->session, &si), CKR_OK);
+	cr_assert_eq(si.state, CKS_RW_USER_FUNCTIONS);
+	cr_assert_eq(count(a, by_id, 2), 0, "no trusted transport key is left");
+	cr_assert_eq(count_all(a), before, "admit leaves nothing on the token");
+
+	/* Admitting again takes the SO again, and leaves nothing either. */
+	cr_assert_eq(admit(a, &fa, fa.so_pin, "nodeB", spki, spki_len, &blob2,
+			   &blob2_len, &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(count_all(a), before);
 
-	cr_assert_eq(custody_token_wrap_kek_for(a, "nodeB", &blob, &blob_len,
-						&err), CUSTODY_OK, "%s", err.msg);
-	cr_assert_eq(blob_len, 384);
-	/* Any case of the KCV is accepted. */
+	/* Any case of the KCV is accepted, and the 64-bit check too. */
 	for (i = 0; i < 7; i++)
 		lower[i] = (char)(kcv[i] >= 'A' && kcv[i] <= 'F' ? kcv[i] + 32
 								  : kcv[i]);
@@ -572,9 +556,12 @@ Test(wrap, admit_wrap_join_gives_the_same_kek)
 					      &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(custody_token_kek_kcv(b, kcv_b, &err), CUSTODY_OK);
 	cr_assert_str_eq(kcv_b, kcv, "the same KEK on both tokens");
+	cr_assert_eq(custody_token_kek_check(b, check_b, &err), CUSTODY_OK);
+	cr_assert_str_eq(check_b, check);
 
 	/* The joined copy: private, sensitive, wrap/unwrap only, and
-	 * extractable under a trusted key alone (so B can admit others). */
+	 * extractable under a trusted key alone (so B can admit others);
+	 * it cannot be copied. */
 	h = one(b, CKO_SECRET_KEY, kek_id, strlen(kek_id));
 	cr_assert_eq(attr_bool(b, h, CKA_TOKEN), 1);
 	cr_assert_eq(attr_bool(b, h, CKA_PRIVATE), 1);
@@ -584,18 +571,32 @@ Test(wrap, admit_wrap_join_gives_the_same_kek)
 	cr_assert_eq(attr_bool(b, h, CKA_ENCRYPT), 0);
 	cr_assert_eq(attr_bool(b, h, CKA_DECRYPT), 0);
 	cr_assert_eq(attr_bool(b, h, CKA_SIGN), 0);
+	cr_assert_eq(attr_bool(b, h, CKA_COPYABLE), 0);
+	cr_assert_neq(b->f->C_CopyObject(b->session, h, NULL, 0, &copy), CKR_OK,
+		      "the KEK cannot be copied");
+
+	/* The attack on the transport key: a copy of it outlives join's
+	 * destroy, and without the unwrap template would unwrap the KEK
+	 * again.  The token refuses the copy. */
+	h = one(b, CKO_PRIVATE_KEY, transport, strlen(transport));
+	cr_assert_eq(attr_bool(b, h, CKA_COPYABLE), 0);
+	{
+		CK_RV rv = b->f->C_CopyObject(b->session, h, NULL, 0, &copy);
+
+		cr_assert_neq(rv, CKR_OK, "the transport key cannot be copied");
+		cr_log_info("C_CopyObject of the transport key: rv 0x%lx",
+			    (unsigned long)rv);
+	}
 
 	/* Joining again with the same KEK: nothing new. */
 	before = count_all(b);
-	cr_assert_eq(custody_token_unwrap_kek(b, "nodeB", blob, blob_len, kcv,
+	cr_assert_eq(custody_token_unwrap_kek(b, "nodeB", blob, blob_len, check,
 					      &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(count_all(b), before);
 
-	EVP_PKEY_free(bpub);
-	BN_free(n);
-	free(mod);
 	free(spki);
 	free(blob);
+	free(blob2);
 	custody_token_close(b);
 	custody_token_close(a);
 }
@@ -629,13 +630,8 @@ Test(wrap, wrong_kcv_leaves_no_kek)
 	cr_assert_eq(custody_token_kek_create(a, kcv, &err), CUSTODY_OK);
 	cr_assert_eq(custody_token_transport_create(b, "nodeB", &spki,
 						    &spki_len, &err), CUSTODY_OK);
-	cr_assert_eq(custody_token_admit_transport(a, fa.so_pin,
-						   strlen(fa.so_pin), "nodeB",
-						   spki, spki_len, &err),
-		     CUSTODY_OK, "%s", err.msg);
-	login(a, &fa);
-	cr_assert_eq(custody_token_wrap_kek_for(a, "nodeB", &blob, &blob_len,
-						&err), CUSTODY_OK);
+	cr_assert_eq(admit(a, &fa, fa.so_pin, "nodeB", spki, spki_len, &blob,
+			   &blob_len, &err), CUSTODY_OK, "%s", err.msg);
 	memcpy(wrong, kcv, sizeof(wrong));
 	wrong[0] = wrong[0] == '0' ? '1' : '0';
 	before = count_all(b);
@@ -679,20 +675,15 @@ Test(wrap, not_admitted_node_gets_nothing)
 	CK_BBOOL t = CK_TRUE, f = CK_FALSE;
 
 	cr_assert_eq(custody_token_kek_create(a, kcv, &err), CUSTODY_OK);
-	cr_assert_eq(custody_token_wrap_kek_for(a, "nodeX", &blob, &blob_len,
-						&err), CUSTODY_EFAIL);
-	cr_assert_str_eq(err.msg, "cannot wrap the KEK for node nodeX: the "
-			 "node is not admitted on token nodeA (no trusted "
-			 "transport key)");
-	cr_assert_str_eq(err.hint, "the security officer admits it with "
-			 "custody node admit nodeX");
-	cr_assert_null(blob);
-
-	/* The user copies nodeB's transport public key onto A without the
-	 * SO: it is not trusted, so it is not taken, and the token itself
-	 * refuses to wrap the KEK with it. */
+	/* The attack on the stale trusted key: after nodeB's admission, a
+	 * holder of A's user PIN makes nodeB's transport public key a
+	 * wrapping key of their own, under the id admit uses.  It is not
+	 * trusted (only the SO can make one, and admit's lives only for its
+	 * wrap), so the token refuses to wrap the KEK with it. */
 	cr_assert_eq(custody_token_transport_create(b, "nodeB", &spki,
 						    &spki_len, &err), CUSTODY_OK);
+	cr_assert_eq(admit(a, &fa, fa.so_pin, "nodeB", spki, spki_len, &blob,
+			   &blob_len, &err), CUSTODY_OK, "%s", err.msg);
 	pub = one(b, CKO_PUBLIC_KEY, "custody-transport:nodeB",
 		  strlen("custody-transport:nodeB"));
 	cr_assert_eq(token_get_attr(b, pub, CKA_MODULUS, &n, &n_len, NULL),
@@ -717,11 +708,6 @@ Test(wrap, not_admitted_node_gets_nothing)
 
 		cr_assert_eq(a->f->C_CreateObject(a->session, tmpl, 7, &h),
 			     CKR_OK);
-		cr_assert_eq(custody_token_wrap_kek_for(a, "nodeB", &blob,
-							&blob_len, &err),
-			     CUSTODY_EFAIL);
-		cr_assert(strstr(err.msg, "is not admitted") != NULL, "%s",
-			  err.msg);
 		cr_assert_eq(a->f->C_WrapKey(a->session, &m, h,
 					     one(a, CKO_SECRET_KEY, kek_id,
 						 strlen(kek_id)),
@@ -732,6 +718,7 @@ Test(wrap, not_admitted_node_gets_nothing)
 	free(n);
 	free(e);
 	free(spki);
+	free(blob);
 	custody_token_close(b);
 	custody_token_close(a);
 }
@@ -754,24 +741,18 @@ Test(wrap, wrong_so_pin_creates_nothing)
 	public_before = count(a, pubs, 1);
 	memcpy(wrong, fa.so_pin, sizeof(wrong));
 	wrong[0] = wrong[0] == '0' ? '1' : '0';
-	cr_assert_eq(custody_token_admit_transport(a, wrong, strlen(wrong),
-						   "nodeB", spki, spki_len,
-						   &err), CUSTODY_EPIN);
+	cr_assert_eq(admit(a, &fa, wrong, "nodeB", spki, spki_len, &blob,
+			   &blob_len, &err), CUSTODY_EPIN);
 	cr_assert_str_eq(err.msg, "cannot log in to token nodeA as security "
 			 "officer: the token rejected the PIN");
-	/* Logged out, as promised; the user logs in again and finds
-	 * nothing new, and the KEK still cannot go to nodeB. */
+	cr_assert_null(blob);
+	/* The user is logged in again and finds nothing new. */
 	cr_assert_eq(count(a, pubs, 1), public_before);
-	login(a, &fa);
 	cr_assert_eq(count_all(a), before);
-	cr_assert_eq(custody_token_wrap_kek_for(a, "nodeB", &blob, &blob_len,
-						&err), CUSTODY_EFAIL);
 	/* Neither does the user PIN work as the SO PIN. */
-	cr_assert_eq(custody_token_admit_transport(a, fa.user_pin,
-						   strlen(fa.user_pin), "nodeB",
-						   spki, spki_len, &err),
-		     CUSTODY_EPIN);
-	login(a, &fa);
+	cr_assert_eq(admit(a, &fa, fa.user_pin, "nodeB", spki, spki_len, &blob,
+			   &blob_len, &err), CUSTODY_EPIN);
+	cr_assert_null(blob);
 	cr_assert_eq(count_all(a), before);
 	/* A transport key that is not RSA-3072+: refused before any login. */
 	{
@@ -780,10 +761,8 @@ Test(wrap, wrong_so_pin_creates_nothing)
 		int len = i2d_PUBKEY(small, &der);
 
 		cr_assert_gt(len, 0);
-		cr_assert_eq(custody_token_admit_transport(a, fa.so_pin,
-							   strlen(fa.so_pin),
-							   "nodeB", der,
-							   (size_t)len, &err),
+		cr_assert_eq(admit(a, &fa, fa.so_pin, "nodeB", der,
+				   (size_t)len, &blob, &blob_len, &err),
 			     CUSTODY_EFAIL);
 		cr_assert(strstr(err.msg, "must be RSA of at least 3072 bits") !=
 			  NULL, "%s", err.msg);
@@ -1061,15 +1040,16 @@ Test(wrap, no_secret_key_is_public)
 		cr_assert_eq(count(toks[i], private_secret, 2), 1);
 		cr_assert_eq(count(toks[i], public_secret, 2), 0);
 	}
-	/* Trusted objects: public keys only (A admitted B, B admitted C). */
-	cr_assert_eq(count(a, trusted, 2), 1);
-	cr_assert_eq(count(b, trusted, 2), 1);
+	/* No trusted object stays anywhere (A admitted B, B admitted C:
+	 * each trusted transport key lived for its wrap only). */
+	cr_assert_eq(count(a, trusted, 2), 0);
+	cr_assert_eq(count(b, trusted, 2), 0);
 	cr_assert_eq(count(c, trusted, 2), 0);
 	{
 		CK_ATTRIBUTE any_trusted[] = {{CKA_TRUSTED, &t, sizeof(t)}};
 
-		cr_assert_eq(count(a, any_trusted, 1), 1);
-		cr_assert_eq(count(b, any_trusted, 1), 1);
+		cr_assert_eq(count(a, any_trusted, 1), 0);
+		cr_assert_eq(count(b, any_trusted, 1), 0);
 	}
 	/* Seen from a public session (what anybody without a PIN reads):
 	 * no secret key at all. */

@@ -1,0 +1,47 @@
+/*
+ * cluster_internal.h — what cluster.c and cluster_admission.c share.
+ * Not installed.
+ */
+#ifndef CUSTODY_CLUSTER_INTERNAL_H
+#define CUSTODY_CLUSTER_INTERNAL_H
+
+#include <stddef.h>
+
+#include <custody/cluster.h>
+#include <custody/error.h>
+#include <custody/store.h>
+
+/* "AB:CD:…": the first 16 bytes of SHA-256 of a public key, for people to
+ * compare between nodes. */
+#define CLUSTER_FP_SIZE CUSTODY_CLUSTER_FP_SIZE
+void cluster_fingerprint(const unsigned char *spki, size_t len,
+			 char out[CLUSTER_FP_SIZE]);
+
+/* fp (as cluster_fingerprint writes it) is what the operator typed:
+ * case, colons, blanks and a "SHA256:" prefix do not matter. */
+int cluster_fingerprint_matches(const char *fp, const char *typed);
+
+/* The cluster authority's public key (DER SPKI, malloc'ed) as the store
+ * records it; ENOTFOUND when it records none. */
+int cluster_store_authority(custody_store *st, unsigned char **spki,
+			    size_t *spki_len, custody_err *err);
+int cluster_put_store_authority(custody_store *st, const unsigned char *spki,
+				size_t spki_len, custody_err *err);
+
+/* The bytes the authority signs to admit node (cluster_admission.c's
+ * head comment), malloc'ed. */
+int cluster_admission_bytes(const char *node, const unsigned char *spki,
+			    size_t spki_len, const unsigned char *wrap,
+			    size_t wrap_len, const char *kek_check, char **out,
+			    size_t *out_len, custody_err *err);
+
+/* *valid = 1 when sig is the authority's signature over that admission;
+ * EFAIL only when authority is no EC public key or OpenSSL fails. */
+int cluster_admission_verify(const unsigned char *authority,
+			     size_t authority_len, const char *node,
+			     const unsigned char *spki, size_t spki_len,
+			     const unsigned char *wrap, size_t wrap_len,
+			     const char *kek_check, const unsigned char *sig,
+			     size_t sig_len, int *valid, custody_err *err);
+
+#endif

@@ -1,0 +1,344 @@
+/*
+ * token_authority.c — the cluster authority key and a node's pin of it.
+ *
+ * The authority is an EC P-256 key pair that `kek create` makes beside the
+ * KEK on the first member's token: its private half signs every admission
+ * (the KEK wrapped for a node, with the node's name, transport key and the
+ * KEK's check value), never leaves that token and cannot be copied.  A
+ * node that enrolls pins the authority's public key on its own token (a
+ * private, unmodifiable data object), after the operator confirmed its
+ * fingerprint, and `node join` accepts only an admission that this pinned
+ * key verifies.  So a store writer cannot hand a node a KEK of their own.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
+#include <custody/hexfmt.h>
+#include <custody/log.h>
+#include <custody/token.h>
+
+#include "token_internal.h"
+
+static CK_BBOOL yes = CK_TRUE;
+static CK_BBOOL no = CK_FALSE;
+static char authority_id[] = CUSTODY_AUTHORITY_ID;
+
+#define AUTHORITY_ID_LEN (sizeof(authority_id) - 1)
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#define BOOL_ATTR(type, v) {(type), (v) ? &yes : &no, sizeof(CK_BBOOL)}
+
+/* The object of class cls with the authority's CKA_ID (or, for the pin,
+ * its CKA_APPLICATION), or CK_INVALID_HANDLE. */
+static int
+find_one(custody_token *tok, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h,
+	 custody_err *err)
+{
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{cls == CKO_DATA ? CKA_APPLICATION : CKA_ID, authority_id,
+		 AUTHORITY_ID_LEN},
+	};
+	CK_OBJECT_HANDLE *found = NULL;
+	size_t n = 0;
+	int r;
+
+	*h = CK_INVALID_HANDLE;
+	if ((r = token_find(tok, t, NELEM(t), &found, &n, err)) == CUSTODY_OK &&
+	    n > 0)
+		*h = found[0];
+	free(found);
+	return r;
+}
+
+/* DER SubjectPublicKeyInfo of pkey, malloc'ed. */
+static int
+spki_of(EVP_PKEY *pkey, unsigned char **spki, size_t *len, custody_err *err)
+{
+	unsigned char *der = NULL, *p;
+	int n = i2d_PUBKEY(pkey, NULL);
+
+	if (n <= 0 || (der = malloc((size_t)n)) == NULL)
+		return custody_err_openssl(err, CUSTODY_EFAIL,
+					   "cannot encode the cluster authority's "
+					   "public key");
+	p = der;
+	i2d_PUBKEY(pkey, &p);
+	*spki = der;
+	*len = (size_t)n;
+	return CUSTODY_OK;
+}
+
+static int
+public_spki(custody_token *tok, CK_OBJECT_HANDLE pub, unsigned char **spki,
+	    size_t *len, custody_err *err)
+{
+	custody_keyspec spec;
+	EVP_PKEY *pkey = NULL;
+	int r;
+
+	if ((r = custody_keyspec_parse("ec:p256", &spec, err)) == CUSTODY_OK &&
+	    (r = token_read_public(tok, pub, &spec, &pkey, err)) == CUSTODY_OK)
+		r = spki_of(pkey, spki, len, err);
+	EVP_PKEY_free(pkey);
+	return r;
+}
+
+int
+custody_token_authority_public(custody_token *tok, unsigned char **spki,
+			       size_t *spki_len, custody_err *err)
+{
+	CK_OBJECT_HANDLE priv, pub;
+	int r;
+
+	*spki = NULL;
+	*spki_len = 0;
+	if ((r = token_require_login(tok, "look for the cluster authority key",
+				     err)) != CUSTODY_OK ||
+	    (r = find_one(tok, CKO_PRIVATE_KEY, &priv, err)) != CUSTODY_OK ||
+	    (r = find_one(tok, CKO_PUBLIC_KEY, &pub, err)) != CUSTODY_OK)
+		return r;
+	if (priv == CK_INVALID_HANDLE || pub == CK_INVALID_HANDLE)
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "token %s holds no cluster authority key",
+				       tok->label);
+	return public_spki(tok, pub, spki, spki_len, err);
+}
+
+int
+custody_token_authority_create(custody_token *tok, unsigned char **spki,
+			       size_t *spki_len, custody_err *err)
+{
+	/* DER OID 1.2.840.10045.3.1.7 (prime256v1). */
+	static unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+				       0x3d, 0x03, 0x01, 0x07};
+	static CK_OBJECT_CLASS pub_class = CKO_PUBLIC_KEY;
+	static CK_OBJECT_CLASS priv_class = CKO_PRIVATE_KEY;
+	static CK_KEY_TYPE ec = CKK_EC;
+	CK_ATTRIBUTE pub_t[] = {
+		{CKA_CLASS, &pub_class, sizeof(pub_class)},
+		{CKA_KEY_TYPE, &ec, sizeof(ec)},
+		BOOL_ATTR(CKA_TOKEN, 1),
+		BOOL_ATTR(CKA_PRIVATE, 0),
+		BOOL_ATTR(CKA_VERIFY, 1),
+		BOOL_ATTR(CKA_ENCRYPT, 0),
+		BOOL_ATTR(CKA_WRAP, 0),
+		BOOL_ATTR(CKA_DERIVE, 0),
+		{CKA_EC_PARAMS, p256, sizeof(p256)},
+		{CKA_ID, authority_id, AUTHORITY_ID_LEN},
+		{CKA_LABEL, authority_id, AUTHORITY_ID_LEN},
+	};
+	CK_ATTRIBUTE priv_t[] = {
+		{CKA_CLASS, &priv_class, sizeof(priv_class)},
+		{CKA_KEY_TYPE, &ec, sizeof(ec)},
+		BOOL_ATTR(CKA_TOKEN, 1),
+		BOOL_ATTR(CKA_PRIVATE, 1),
+		BOOL_ATTR(CKA_SENSITIVE, 1),
+		BOOL_ATTR(CKA_EXTRACTABLE, 0),
+		BOOL_ATTR(CKA_SIGN, 1),
+		BOOL_ATTR(CKA_SIGN_RECOVER, 0),
+		BOOL_ATTR(CKA_DECRYPT, 0),
+		BOOL_ATTR(CKA_UNWRAP, 0),
+		BOOL_ATTR(CKA_DERIVE, 0),
+		{CKA_ID, authority_id, AUTHORITY_ID_LEN},
+		{CKA_LABEL, authority_id, AUTHORITY_ID_LEN},
+		BOOL_ATTR(CKA_COPYABLE, 0),	/* last: left out where unknown */
+	};
+	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
+	CK_ULONG priv_n = NELEM(priv_t);
+	CK_RV rv;
+	int r;
+
+	*spki = NULL;
+	*spki_len = 0;
+	if ((r = token_require_login(tok, "create the cluster authority key",
+				     err)) != CUSTODY_OK ||
+	    (r = find_one(tok, CKO_PRIVATE_KEY, &priv, err)) != CUSTODY_OK)
+		goto out;
+	if (priv != CK_INVALID_HANDLE) {
+		priv = CK_INVALID_HANDLE;
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot create the cluster authority key: "
+				    "token %s already holds one", tok->label);
+		goto out;
+	}
+	if (!token_knows_copyable(tok))
+		priv_n--;
+	custody_step("generating the cluster authority key (EC P-256) on token "
+		     "%s (serial %s): it signs admissions, never leaves the "
+		     "token and cannot be copied", tok->label, tok->serial);
+	rv = tok->f->C_GenerateKeyPair(tok->session, &gen, pub_t, NELEM(pub_t),
+				       priv_t, priv_n, &pub, &priv);
+	if (rv != CKR_OK) {
+		pub = priv = CK_INVALID_HANDLE;
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot generate the cluster authority key on "
+				 "token %s", tok->label);
+		goto out;
+	}
+	r = public_spki(tok, pub, spki, spki_len, err);
+out:
+	if (r != CUSTODY_OK && priv != CK_INVALID_HANDLE) {
+		tok->f->C_DestroyObject(tok->session, priv);
+		tok->f->C_DestroyObject(tok->session, pub);
+	}
+	return r;
+}
+
+int
+custody_token_authority_destroy(custody_token *tok, custody_err *err)
+{
+	CK_OBJECT_HANDLE priv, pub;
+	CK_RV rv = CKR_OK;
+	int r;
+
+	if ((r = token_require_login(tok, "destroy the cluster authority key",
+				     err)) != CUSTODY_OK ||
+	    (r = find_one(tok, CKO_PRIVATE_KEY, &priv, err)) != CUSTODY_OK ||
+	    (r = find_one(tok, CKO_PUBLIC_KEY, &pub, err)) != CUSTODY_OK)
+		return r;
+	if (priv != CK_INVALID_HANDLE)
+		rv = tok->f->C_DestroyObject(tok->session, priv);
+	if (rv == CKR_OK && pub != CK_INVALID_HANDLE)
+		rv = tok->f->C_DestroyObject(tok->session, pub);
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot destroy the cluster authority key "
+				    "on token %s", tok->label);
+	return CUSTODY_OK;
+}
+
+int
+custody_token_authority_sign(custody_token *tok, const unsigned char *msg,
+			     size_t msg_len, unsigned char **sig,
+			     size_t *sig_len, custody_err *err)
+{
+	char hex_id[2 * AUTHORITY_ID_LEN + 1];
+	unsigned char md[32], raw[2 * 66 + 16], der[2 * 66 + 16 + 9];
+	size_t raw_len = sizeof(raw), der_len;
+	struct token_key key;
+	CK_RV rv;
+	int r;
+
+	*sig = NULL;
+	*sig_len = 0;
+	custody_hex_encode((const unsigned char *)authority_id,
+			   AUTHORITY_ID_LEN, hex_id, 0);
+	if ((r = token_require_login(tok, "sign with the cluster authority "
+				     "key", err)) != CUSTODY_OK)
+		return r;
+	r = token_key_find(tok, tok->session, hex_id, &key, err);
+	if (r == CUSTODY_ENOTFOUND)
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "token %s holds no cluster authority key",
+				       tok->label);
+	if (r != CUSTODY_OK)
+		return r;
+	if (key.type != CKK_EC || TOKEN_SIG_ROOM(&key) > sizeof(raw))
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "the cluster authority key on token %s is "
+				       "not an EC key", tok->label);
+	if (EVP_Digest(msg, msg_len, md, NULL, EVP_sha256(), NULL) != 1)
+		return custody_err_openssl(err, CUSTODY_EFAIL,
+					   "cannot hash what the cluster "
+					   "authority signs");
+	if ((r = token_sign_digest(tok, tok->session, &key, hex_id,
+				   TOKEN_MECH_ECDSA, NID_sha256, md, sizeof(md),
+				   raw, &raw_len, &rv, err)) != CUSTODY_OK)
+		return r;
+	if ((der_len = token_ecdsa_der(raw, raw_len, der)) == 0 ||
+	    (*sig = malloc(der_len)) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot encode the cluster authority's "
+				       "signature");
+	memcpy(*sig, der, der_len);
+	*sig_len = der_len;
+	return CUSTODY_OK;
+}
+
+/* ------------------------------------------------------------- the pin */
+
+int
+custody_token_authority_pinned(custody_token *tok, unsigned char **spki,
+			       size_t *spki_len, custody_err *err)
+{
+	CK_OBJECT_HANDLE h;
+	int r;
+
+	*spki = NULL;
+	*spki_len = 0;
+	if ((r = token_require_login(tok, "read the pinned cluster authority",
+				     err)) != CUSTODY_OK ||
+	    (r = find_one(tok, CKO_DATA, &h, err)) != CUSTODY_OK)
+		return r;
+	if (h == CK_INVALID_HANDLE)
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "token %s has no cluster authority "
+				       "pinned", tok->label);
+	return token_get_attr(tok, h, CKA_VALUE, spki, spki_len, err);
+}
+
+int
+custody_token_authority_pin(custody_token *tok, const unsigned char *spki,
+			    size_t spki_len, custody_err *err)
+{
+	static CK_OBJECT_CLASS data = CKO_DATA;
+	static char label[] = "custody cluster authority (pinned)";
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &data, sizeof(data)},
+		BOOL_ATTR(CKA_TOKEN, 1),
+		BOOL_ATTR(CKA_PRIVATE, 1),
+		BOOL_ATTR(CKA_MODIFIABLE, 0),
+		{CKA_APPLICATION, authority_id, AUTHORITY_ID_LEN},
+		{CKA_LABEL, label, sizeof(label) - 1},
+		{CKA_VALUE, (void *)spki, spki_len},
+		BOOL_ATTR(CKA_COPYABLE, 0),	/* last: left out where unknown */
+	};
+	CK_OBJECT_HANDLE h;
+	CK_RV rv;
+	int r;
+
+	if ((r = token_require_login(tok, "pin the cluster authority", err)) !=
+	    CUSTODY_OK ||
+	    (r = find_one(tok, CKO_DATA, &h, err)) != CUSTODY_OK)
+		return r;
+	if (h != CK_INVALID_HANDLE)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot pin the cluster authority: token "
+				       "%s already has one pinned", tok->label);
+	rv = tok->f->C_CreateObject(tok->session, t,
+				    NELEM(t) - (token_knows_copyable(tok) ? 0 : 1),
+				    &h);
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot pin the cluster authority on token "
+				    "%s", tok->label);
+	return CUSTODY_OK;
+}
+
+int
+custody_token_authority_unpin(custody_token *tok, custody_err *err)
+{
+	CK_OBJECT_HANDLE h;
+	CK_RV rv;
+	int r;
+
+	if ((r = token_require_login(tok, "remove the pinned cluster authority",
+				     err)) != CUSTODY_OK ||
+	    (r = find_one(tok, CKO_DATA, &h, err)) != CUSTODY_OK ||
+	    h == CK_INVALID_HANDLE)
+		return r;
+	rv = tok->f->C_DestroyObject(tok->session, h);
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot remove the pinned cluster authority "
+				    "from token %s", tok->label);
+	return CUSTODY_OK;
+}
