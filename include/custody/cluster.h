@@ -41,9 +41,15 @@ extern "C" {
 
 /* ---- ceremony ---- */
 
-/* "AB:CD:…" fingerprints (the first 16 bytes of SHA-256 of a public key):
- * room for one and its NUL. */
+/* "AB:CD:…" fingerprints (the first 16 bytes of SHA-256 of a public key,
+ * DER SubjectPublicKeyInfo), for people to compare between nodes: room
+ * for one and its NUL. */
 #define CUSTODY_CLUSTER_FP_SIZE 64
+void custody_cluster_fingerprint(const unsigned char *spki, size_t len,
+				 char out[CUSTODY_CLUSTER_FP_SIZE]);
+/* fp is what the operator typed: case, colons, blanks and a "SHA256:"
+ * prefix do not matter. */
+int custody_cluster_fingerprint_matches(const char *fp, const char *typed);
 
 /* `kek create`: the cluster KEK on this token, and the cluster authority
  * key beside it (custody/token.h); the KEK's key check value and the
@@ -75,7 +81,10 @@ int custody_cluster_node_enroll(custody_token *tok, custody_store *st,
 				custody_err *err);
 
 /* `node admit NODE` on the member that holds the KEK and the cluster
- * authority: the SO makes NODE's transport public key (from the store) a
+ * authority, once the operator confirmed the fingerprint of NODE's
+ * transport key (confirmed_fp, compared with what enroll printed on NODE;
+ * NULL is EUSAGE naming the store's, another is EFAIL, nothing written):
+ * the SO makes NODE's transport public key (from the store) a
  * trusted wrapping key for this session only, the user wraps the KEK for
  * it (RSA-OAEP), and the authority signs the admission (node name,
  * transport key, wrapped KEK, 64-bit KEK check) into the store.  Every
@@ -85,6 +94,7 @@ int custody_cluster_node_enroll(custody_token *tok, custody_store *st,
  * SO PIN. */
 int custody_cluster_node_admit(custody_token *tok, custody_store *st,
 			       const char *this_node, const char *node,
+			       const char *confirmed_fp,
 			       const char *so_pin, size_t so_pin_len,
 			       const char *user_pin, size_t user_pin_len,
 			       custody_err *err);

@@ -37,13 +37,14 @@
 
 #include "cli.h"
 
-enum { OPT_AUTHORITY = OPT_FIRST_COMMAND_OPTION, OPT_KCV };
+enum { OPT_AUTHORITY = OPT_FIRST_COMMAND_OPTION, OPT_KCV, OPT_FINGERPRINT };
 
 struct node_opts {
 	const char *operands[3];
 	int n;
 	const char *authority;	/* --authority FINGERPRINT (enroll)      */
 	const char *kcv;	/* --kcv CHECK (join)                    */
+	const char *fingerprint;	/* --fingerprint FP (admit)      */
 };
 
 static int
@@ -55,6 +56,8 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 		o->authority = arg;
 	else if (c == OPT_KCV)
 		o->kcv = arg;
+	else if (c == OPT_FINGERPRINT)
+		o->fingerprint = arg;
 	if (c != 1)
 		return CUSTODY_OK;
 	if (o->n == 3)
@@ -167,10 +170,12 @@ node_enroll(struct cli *cli, const char *authority)
 }
 
 static int
-node_admit(struct cli *cli, const char *node)
+node_admit(struct cli *cli, const char *node, const char *fingerprint)
 {
 	custody_secret pin = {NULL, 0}, so_pin = {NULL, 0};
-	char prompt[256];
+	char prompt[256], fp[CUSTODY_CLUSTER_FP_SIZE];
+	custody_node_record rec;
+	custody_err ignored;
 	int r;
 
 	/* The SO PIN source is checked before anything is opened. */
@@ -188,6 +193,19 @@ node_admit(struct cli *cli, const char *node)
 	    (r = open_token_keep_pin(cli, &pin)) != CUSTODY_OK)
 		goto out;
 	say_header(cli, "admit");
+	/* No --fingerprint: at a terminal the SO compares the store's with
+	 * what enroll printed on the node. */
+	memset(&rec, 0, sizeof(rec));
+	if (fingerprint == NULL &&
+	    custody_store_get_node(cli->store, node, &rec, &ignored) == CUSTODY_OK &&
+	    rec.transport_spki != NULL) {
+		custody_cluster_fingerprint(rec.transport_spki, rec.transport_spki_len, fp);
+		if (confirm_at_terminal("The store holds this transport key fingerprint "
+					"for the node; compare it with what node enroll "
+					"printed there:", fp))
+			fingerprint = fp;
+	}
+	custody_node_record_clear(&rec);
 	snprintf(prompt, sizeof(prompt), "Security officer PIN for token %s: ",
 		 custody_token_label(cli->token));
 	if ((r = custody_secret_read(cli->cfg.so_pin_source, prompt, &so_pin,
@@ -200,7 +218,7 @@ node_admit(struct cli *cli, const char *node)
 		goto out;
 	}
 	r = custody_cluster_node_admit(cli->token, cli->store, cli->node, node,
-				       so_pin.data, so_pin.len,
+				       fingerprint, so_pin.data, so_pin.len,
 				       pin.data != NULL ? pin.data : "", pin.len, &cli->err);
 	if (r != CUSTODY_OK)
 		goto out;
@@ -264,6 +282,7 @@ cmd_node(struct cli *cli, int argc, char **argv)
 	static const struct option options[] = {
 		{"authority", required_argument, NULL, OPT_AUTHORITY},
 		{"kcv", required_argument, NULL, OPT_KCV},
+		{"fingerprint", required_argument, NULL, OPT_FINGERPRINT},
 		{NULL, 0, NULL, 0},
 	};
 	struct node_opts o;
@@ -283,6 +302,8 @@ cmd_node(struct cli *cli, int argc, char **argv)
 			return cli_usage_error(cli, "--kcv belongs to node join");
 		if (o.operands[0][0] == 'j' && o.authority != NULL)
 			return cli_usage_error(cli, "--authority belongs to node enroll");
+		if (o.fingerprint != NULL)
+			return cli_usage_error(cli, "--fingerprint belongs to node admit");
 		return o.operands[0][0] == 'e' ? node_enroll(cli, o.authority)
 					       : node_join(cli, o.kcv);
 	}
@@ -293,7 +314,7 @@ cmd_node(struct cli *cli, int argc, char **argv)
 		if (o.n != 2)
 			return cli_usage_error(cli, "%s", o.n < 2 ? "node admit needs the NODE to admit"
 					       : "node admit takes one NODE");
-		return node_admit(cli, o.operands[1]);
+		return node_admit(cli, o.operands[1], o.fingerprint);
 	}
 	return cli_usage_error(cli, "unknown action '%s': custody node enroll | admit NODE | join",
 			       o.operands[0]);

@@ -258,7 +258,7 @@ custody_cluster_kek_create(custody_token *tok, custody_store *st,
 						err)) != CUSTODY_OK)
 		goto out;
 	authority_made = 1;
-	cluster_fingerprint(authority, authority_len, fp);
+	custody_cluster_fingerprint(authority, authority_len, fp);
 	custody_step("cluster authority fingerprint %s (every enrolling node "
 		     "confirms it)", fp);
 	custody_step("step 3/3: recording the key check value, the authority "
@@ -348,7 +348,7 @@ custody_cluster_authority(custody_token *tok, custody_store *st,
 	*held = 0;
 	r = cluster_store_authority(st, &stored, &stored_len, err);
 	if (r == CUSTODY_OK) {
-		cluster_fingerprint(stored, stored_len, fp);
+		custody_cluster_fingerprint(stored, stored_len, fp);
 		if (tok != NULL) {
 			r = custody_token_authority_public(tok, &mine, &mine_len,
 							   err);
@@ -372,7 +372,7 @@ custody_cluster_authority(custody_token *tok, custody_store *st,
 	    CUSTODY_OK)
 		goto out;
 	made = 1;
-	cluster_fingerprint(mine, mine_len, fp);
+	custody_cluster_fingerprint(mine, mine_len, fp);
 	snprintf(detail, sizeof(detail), "cluster authority %s on token %s "
 		 "(serial %s)", fp, custody_token_label(tok),
 		 custody_token_serial(tok));
@@ -409,6 +409,28 @@ out:
 
 /* ------------------------------------------------------------ node enroll */
 
+/* The cluster authority that the store names (DER SPKI, malloc'ed) and its
+ * fingerprint; EFAIL "cannot WHAT node N: the store records no cluster
+ * authority" when it names none. */
+static int
+store_authority(custody_store *st, const char *what, const char *node,
+		unsigned char **spki, size_t *spki_len,
+		char fp[CLUSTER_FP_SIZE], custody_err *err)
+{
+	int r = cluster_store_authority(st, spki, spki_len, err);
+
+	if (r == CUSTODY_ENOTFOUND) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot %s node %s: the store records no "
+				    "cluster authority", what, node);
+		custody_err_hint(err, "on the member that made the KEK, run "
+				 "custody kek authority");
+	}
+	if (r == CUSTODY_OK)
+		custody_cluster_fingerprint(*spki, *spki_len, fp);
+	return r;
+}
+
 /* The cluster authority that the store names, pinned on this token: the
  * operator confirmed its fingerprint (confirmed_fp), or the token pinned
  * that very key before.  *pinned = 1 when this call pinned it. */
@@ -422,21 +444,12 @@ pin_authority(custody_token *tok, custody_store *st, const char *node,
 	int r;
 
 	*pinned = 0;
-	r = cluster_store_authority(st, &authority, &authority_len, err);
-	if (r == CUSTODY_ENOTFOUND) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot enroll node %s: the store records no "
-				    "cluster authority", node);
-		custody_err_hint(err, "on the member that made the KEK, run "
-				 "custody kek authority");
+	if ((r = store_authority(st, "enroll", node, &authority, &authority_len,
+				 fp, err)) != CUSTODY_OK)
 		goto out;
-	}
-	if (r != CUSTODY_OK)
-		goto out;
-	cluster_fingerprint(authority, authority_len, fp);
 	r = custody_token_authority_pinned(tok, &have, &have_len, err);
 	if (r == CUSTODY_OK) {
-		cluster_fingerprint(have, have_len, have_fp);
+		custody_cluster_fingerprint(have, have_len, have_fp);
 		if (!same_bytes(have, have_len, authority, authority_len)) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot enroll node %s: the store "
@@ -449,7 +462,7 @@ pin_authority(custody_token *tok, custody_store *st, const char *node,
 			goto out;
 		}
 		if (confirmed_fp != NULL &&
-		    !cluster_fingerprint_matches(fp, confirmed_fp)) {
+		    !custody_cluster_fingerprint_matches(fp, confirmed_fp)) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot enroll node %s: the cluster "
 					    "authority is %s, not %s", node, fp,
@@ -472,7 +485,7 @@ pin_authority(custody_token *tok, custody_store *st, const char *node,
 				 "--authority");
 		goto out;
 	}
-	if (!cluster_fingerprint_matches(fp, confirmed_fp)) {
+	if (!custody_cluster_fingerprint_matches(fp, confirmed_fp)) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot enroll node %s: the store's cluster "
 				    "authority is %s, not the %s you confirmed: "
@@ -553,7 +566,7 @@ custody_cluster_node_enroll(custody_token *tok, custody_store *st,
 		custody_step("token %s already holds the transport key of node "
 			     "%s: it is used", custody_token_label(tok), node);
 	}
-	cluster_fingerprint(spki, spki_len, fp);
+	custody_cluster_fingerprint(spki, spki_len, fp);
 	custody_step("transport public key of node %s: RSA-3072, SHA-256 "
 		     "fingerprint %s (the security officer compares it at "
 		     "node admit)", node, fp);
@@ -636,18 +649,9 @@ need_authority(custody_token *tok, custody_store *st, const char *node,
 	size_t mine_len = 0, stored_len = 0;
 	int r;
 
-	r = cluster_store_authority(st, &stored, &stored_len, err);
-	if (r == CUSTODY_ENOTFOUND) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot admit node %s: the store records no "
-				    "cluster authority", node);
-		custody_err_hint(err, "create it on the member that made the "
-				 "KEK with custody kek authority");
+	if ((r = store_authority(st, "admit", node, &stored, &stored_len, fp,
+				 err)) != CUSTODY_OK)
 		goto out;
-	}
-	if (r != CUSTODY_OK)
-		goto out;
-	cluster_fingerprint(stored, stored_len, fp);
 	r = custody_token_authority_public(tok, &mine, &mine_len, err);
 	if (r == CUSTODY_ENOTFOUND) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
@@ -662,7 +666,7 @@ need_authority(custody_token *tok, custody_store *st, const char *node,
 	if (!same_bytes(mine, mine_len, stored, stored_len)) {
 		char mine_fp[CLUSTER_FP_SIZE];
 
-		cluster_fingerprint(mine, mine_len, mine_fp);
+		custody_cluster_fingerprint(mine, mine_len, mine_fp);
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot admit node %s: token %s holds cluster "
 				    "authority %s, but the store names %s", node,
@@ -678,6 +682,7 @@ out:
 int
 custody_cluster_node_admit(custody_token *tok, custody_store *st,
 			   const char *this_node, const char *node,
+			   const char *confirmed_fp,
 			   const char *so_pin, size_t so_pin_len,
 			   const char *user_pin, size_t user_pin_len,
 			   custody_err *err)
@@ -724,16 +729,38 @@ custody_cluster_node_admit(custody_token *tok, custody_store *st,
 	    (r = need_authority(tok, st, node, authority_fp, err)) !=
 	    CUSTODY_OK)
 		goto out;
+	custody_cluster_fingerprint(rec.transport_spki, rec.transport_spki_len, fp);
+	/* The KEK goes to whatever key the store names: the SO vouches for
+	 * it by its fingerprint, or a store writer could swap in their own. */
+	if (confirmed_fp == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot admit node %s: confirm its transport "
+				    "key's fingerprint first (the store says %s)",
+				    node, fp);
+		custody_err_hint(err, "compare it with what node enroll printed "
+				 "on node %s, then pass it with --fingerprint",
+				 node);
+		goto out;
+	}
+	if (!custody_cluster_fingerprint_matches(fp, confirmed_fp)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot admit node %s: its transport key in "
+				    "the store has fingerprint %s, not the %s you "
+				    "confirmed: nothing written", node, fp,
+				    confirmed_fp);
+		custody_err_hint(err, "somebody may have changed the store: "
+				 "enroll node %s again", node);
+		goto out;
+	}
 	if (so_pin == NULL || so_pin_len == 0) {
 		r = custody_err_set(err, CUSTODY_EPIN,
 				    "cannot admit node %s: no security officer "
 				    "PIN", node);
 		goto out;
 	}
-	cluster_fingerprint(rec.transport_spki, rec.transport_spki_len, fp);
 	custody_step("step 1/3: admitting node %s on token %s (serial %s), "
-		     "node %s: its transport key has SHA-256 fingerprint %s "
-		     "(compare it with what node enroll printed)", node,
+		     "node %s: its transport key has SHA-256 fingerprint %s, "
+		     "as confirmed", node,
 		     custody_token_label(tok), custody_token_serial(tok),
 		     this_node, fp);
 	if ((r = custody_token_admit_wrap_kek(tok, so_pin, so_pin_len,
@@ -848,7 +875,7 @@ check_admission(custody_token *tok, const custody_node_record *rec,
 	    (r = custody_token_transport_public(tok, rec->name, &spki,
 						&spki_len, err)) != CUSTODY_OK)
 		goto out;
-	cluster_fingerprint(authority, authority_len, fp);
+	custody_cluster_fingerprint(authority, authority_len, fp);
 	if ((r = cluster_admission_verify(authority, authority_len, rec->name,
 					  spki, spki_len, rec->kek_wrap,
 					  rec->kek_wrap_len, rec->kek_check,
@@ -880,7 +907,7 @@ check_admission(custody_token *tok, const custody_node_record *rec,
 		goto out;
 	}
 	if (confirmed_check != NULL &&
-	    !cluster_fingerprint_matches(rec->kek_check, confirmed_check)) {
+	    !custody_cluster_fingerprint_matches(rec->kek_check, confirmed_check)) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot join: the admitted KEK has check %s, "
 				    "not the %s you gave: nothing unwrapped",

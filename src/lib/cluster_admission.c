@@ -37,7 +37,7 @@
 #define ADMISSION_MAX 512	/* bytes of the signed text */
 
 void
-cluster_fingerprint(const unsigned char *spki, size_t len,
+custody_cluster_fingerprint(const unsigned char *spki, size_t len,
 		    char out[CLUSTER_FP_SIZE])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -70,7 +70,7 @@ fp_normalise(const char *in, char *out, size_t size)
 }
 
 int
-cluster_fingerprint_matches(const char *fp, const char *typed)
+custody_cluster_fingerprint_matches(const char *fp, const char *typed)
 {
 	char a[CLUSTER_FP_SIZE], b[CLUSTER_FP_SIZE];
 

@@ -11,15 +11,7 @@
 #include <custody/error.h>
 #include <custody/store.h>
 
-/* "AB:CD:…": the first 16 bytes of SHA-256 of a public key, for people to
- * compare between nodes. */
 #define CLUSTER_FP_SIZE CUSTODY_CLUSTER_FP_SIZE
-void cluster_fingerprint(const unsigned char *spki, size_t len,
-			 char out[CLUSTER_FP_SIZE]);
-
-/* fp (as cluster_fingerprint writes it) is what the operator typed:
- * case, colons, blanks and a "SHA256:" prefix do not matter. */
-int cluster_fingerprint_matches(const char *fp, const char *typed);
 
 /* The cluster authority's public key (DER SPKI, malloc'ed) as the store
  * records it; ENOTFOUND when it records none. */

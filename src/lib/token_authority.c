@@ -57,6 +57,20 @@ find_one(custody_token *tok, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h,
 	return r;
 }
 
+/* The authority's two halves (either may be CK_INVALID_HANDLE), for a
+ * logged-in user about to WHAT. */
+static int
+find_pair(custody_token *tok, const char *what, CK_OBJECT_HANDLE *priv,
+	  CK_OBJECT_HANDLE *pub, custody_err *err)
+{
+	int r;
+
+	if ((r = token_require_login(tok, what, err)) == CUSTODY_OK &&
+	    (r = find_one(tok, CKO_PRIVATE_KEY, priv, err)) == CUSTODY_OK)
+		r = find_one(tok, CKO_PUBLIC_KEY, pub, err);
+	return r;
+}
+
 /* DER SubjectPublicKeyInfo of pkey, malloc'ed. */
 static int
 spki_of(EVP_PKEY *pkey, unsigned char **spki, size_t *len, custody_err *err)
@@ -99,10 +113,8 @@ custody_token_authority_public(custody_token *tok, unsigned char **spki,
 
 	*spki = NULL;
 	*spki_len = 0;
-	if ((r = token_require_login(tok, "look for the cluster authority key",
-				     err)) != CUSTODY_OK ||
-	    (r = find_one(tok, CKO_PRIVATE_KEY, &priv, err)) != CUSTODY_OK ||
-	    (r = find_one(tok, CKO_PUBLIC_KEY, &pub, err)) != CUSTODY_OK)
+	if ((r = find_pair(tok, "look for the cluster authority key", &priv,
+			   &pub, err)) != CUSTODY_OK)
 		return r;
 	if (priv == CK_INVALID_HANDLE || pub == CK_INVALID_HANDLE)
 		return custody_err_set(err, CUSTODY_ENOTFOUND,
@@ -199,10 +211,8 @@ custody_token_authority_destroy(custody_token *tok, custody_err *err)
 	CK_RV rv = CKR_OK;
 	int r;
 
-	if ((r = token_require_login(tok, "destroy the cluster authority key",
-				     err)) != CUSTODY_OK ||
-	    (r = find_one(tok, CKO_PRIVATE_KEY, &priv, err)) != CUSTODY_OK ||
-	    (r = find_one(tok, CKO_PUBLIC_KEY, &pub, err)) != CUSTODY_OK)
+	if ((r = find_pair(tok, "destroy the cluster authority key", &priv,
+			   &pub, err)) != CUSTODY_OK)
 		return r;
 	if (priv != CK_INVALID_HANDLE)
 		rv = tok->f->C_DestroyObject(tok->session, priv);

@@ -158,8 +158,13 @@ measure() { # NODES — sets got[NODES] to the JSON object of this size
 	done
 	echo "propagation: $size nodes: ceremony" >&2
 	on "${dirs[0]}" kek create
-	for ((i = 1; i < size; i++)); do on "${dirs[$i]}" node enroll; done
-	for ((i = 1; i < size; i++)); do on "${dirs[0]}" node admit "node$((i + 1))"; done
+	on "${dirs[0]}" kek authority
+	authority=$(cat "$T/out")
+	for ((i = 1; i < size; i++)); do
+		on "${dirs[$i]}" node enroll --authority "$authority"
+		fp=$(sed -n 's/.*SHA-256 fingerprint \([0-9A-F:]*\).*/\1/p' "$T/err" | head -1)
+		on "${dirs[0]}" node admit "node$((i + 1))" --fingerprint "$fp"
+	done
 	for ((i = 1; i < size; i++)); do on "${dirs[$i]}" node join; done
 	for ((r = 0; r <= rounds; r++)); do
 		tp=$(import_key "${dirs[0]}" "$size-$r")

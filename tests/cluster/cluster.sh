@@ -215,12 +215,16 @@ check "…saying no node has enrolled" grep -q "no node has enrolled" <<<"$err"
 # ------------------------------------------------------------ the ceremony
 on node1 kek create
 check "node1: kek create" [ "$rc" -eq 0 ]
+on node1 kek authority
+authority=$out
 for n in node2 node3; do
-	on "$n" node enroll
+	on "$n" node enroll --authority "$authority"
 	check "$n: node enroll" [ "$rc" -eq 0 ]
+	declare "fp_$n=$(enroll_fp)"
 done
 for n in node2 node3; do
-	on node1 node admit "$n"
+	fp_var=fp_$n
+	on node1 node admit "$n" --fingerprint "${!fp_var}"
 	check "node1 admits $n (SO PIN from its file)" [ "$rc" -eq 0 ]
 done
 for n in node2 node3; do

@@ -40,8 +40,9 @@ restore_state() {
 }
 
 on node1 kek create
-on node2 node enroll
-on node1 node admit node2
+on node1 kek authority
+on node2 node enroll --authority "$out"
+on node1 node admit node2 --fingerprint "$(enroll_fp)"
 on node2 node join
 check "the ceremony: node2 joined" [ "$rc" -eq 0 ]
 key=$(openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null)

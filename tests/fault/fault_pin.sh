@@ -81,23 +81,25 @@ if "$CUSTODY_BIN" node --help >/dev/null 2>&1; then
 	run kek create
 	check "kek create exits 0" [ "$rc" -eq 0 ]
 	setup_node node2 "$CUSTODY_STORE"
-	on node2 node enroll
+	run kek authority
+	on node2 node enroll --authority "$out"
+	fp2=$(enroll_fp)
 	check "node2 enrolls" [ "$rc" -eq 0 ]
 	before=$(state)
 	for flags in so-final-try so-locked; do
-		run_fault FAULT_PIN_FLAGS="$flags" -- --so-pin-source "file:$T/so.pin" node admit node2
+		run_fault FAULT_PIN_FLAGS="$flags" -- --so-pin-source "file:$T/so.pin" node admit node2 --fingerprint "$fp2"
 		check "node admit, token says $flags: exit 1" [ "$rc" -eq 1 ]
 		check "node admit, token says $flags: no SO login ($(logins SO))" [ "$(logins SO)" -eq 0 ]
 		check "node admit, token says $flags: the error names the SO PIN" \
 			grep -q "^custody: node: .*security officer" <<<"$err"
 	done
-	run_fault -- --so-pin-source "file:$T/wrong.pin" node admit node2
+	run_fault -- --so-pin-source "file:$T/wrong.pin" node admit node2 --fingerprint "$fp2"
 	check "node admit, wrong SO PIN: exit 1" [ "$rc" -eq 1 ]
 	check "node admit, wrong SO PIN: the token rejected it" \
 		grep -q "^custody: node: .*rejected the PIN" <<<"$err"
 	check "node admit, wrong SO PIN: exactly one SO login ($(logins SO))" [ "$(logins SO)" -eq 1 ]
 	check "node admit refused: nothing changed" [ "$(state)" = "$before" ]
-	run_fault -- --so-pin-source "file:$T/so.pin" node admit node2
+	run_fault -- --so-pin-source "file:$T/so.pin" node admit node2 --fingerprint "$fp2"
 	check "node admit with the right SO PIN then works" [ "$rc" -eq 0 ]
 fi
 done_testing

@@ -69,9 +69,10 @@ for n in json.load(sys.stdin)["nodes"]:
 
 on node1 kek create
 check "node1: kek create" [ "$rc" -eq 0 ]
-on node2 node enroll
+on node1 kek authority
+on node2 node enroll --authority "$out"
 check "node2: node enroll" [ "$rc" -eq 0 ]
-on node1 node admit node2
+on node1 node admit node2 --fingerprint "$(enroll_fp)"
 check "node1: node admit node2" [ "$rc" -eq 0 ]
 save_state admitted
 

@@ -69,6 +69,7 @@ fp2=$(sed -n 's/.*SHA-256 fingerprint \([0-9A-F:]*\).*/\1/p' <<<"$err" | head -1
 check "enroll prints the transport key's fingerprint" [ ${#fp2} -eq 47 ]
 on node3 node enroll --authority "$authority"
 check "node3 enrolls" [ "$rc" -eq 0 ]
+fp3=$(enroll_fp)
 check "both are enrolled, with their transport public keys" \
 	[ "$(q "SELECT count(*) FROM nodes WHERE state='enrolled' AND length(transport_spki) > 400")" -eq 2 ]
 
@@ -84,7 +85,7 @@ check "…saying it needs the security officer's PIN" grep -q "no security offic
 check "…and nothing changed" [ "$(state)" = "$before" ]
 printf '%s' 99999999 >"$T/wrong.pin"
 [ "$(cat "$T/so.pin")" != 99999999 ] || printf '%s' 11111111 >"$T/wrong.pin"
-on node1 node admit node2 --so-pin-source "file:$T/wrong.pin"
+on node1 node admit node2 --fingerprint "$fp2" --so-pin-source "file:$T/wrong.pin"
 check "node admit with a wrong SO PIN exits 1" [ "$rc" -eq 1 ]
 check "…saying the token rejected it" grep -q "as security officer: the token rejected the PIN" <<<"$err"
 check "…and nothing changed" [ "$(state)" = "$before" ]
@@ -92,11 +93,19 @@ on node1 node admit node4 --so-pin-source "file:$T/so.pin"
 check "a node that never enrolled cannot be admitted" bash -c '[ '"$rc"' -eq 1 ] && grep -q "node node4: it has not enrolled" <<<"$0"' "$err"
 
 on node1 node admit node2 --so-pin-source "file:$T/so.pin"
+check "admit without a confirmed fingerprint is a usage error (exit 2)" [ "$rc" -eq 2 ]
+check "…naming the store's" grep -q "confirm its transport key's fingerprint first (the store says $fp2)" <<<"$err"
+check "…and nothing changed" [ "$(state)" = "$before" ]
+on node1 node admit node2 --fingerprint "$fp3" --so-pin-source "file:$T/so.pin"
+check "admit with another node's fingerprint is refused (exit 1)" [ "$rc" -eq 1 ]
+check "…saying so" grep -q "has fingerprint $fp2, not the $fp3 you confirmed: nothing written" <<<"$err"
+check "…and nothing changed" [ "$(state)" = "$before" ]
+on node1 node admit node2 --fingerprint "$fp2" --so-pin-source "file:$T/so.pin"
 check "the security officer admits node2" [ "$rc" -eq 0 -a "$out" = node2 ]
 check "admit shows the fingerprint enroll printed" grep -q "fingerprint $fp2" <<<"$err"
 check "admit narrates the SO step, the wrap and the signature" \
 	bash -c 'grep -q "security officer: making the transport key of node node2 a trusted wrapping key on token node1 (serial [0-9a-f]*), for this session only" <<<"$0" && grep -q "wrapping the KEK on token node1 for node node2" <<<"$0" && grep -q "step 2/3: the cluster authority ($1) signs the admission" <<<"$0"' "$err" "$authority"
-on node1 node admit node3 --so-pin-source "file:$T/so.pin"
+on node1 node admit node3 --fingerprint "$fp3" --so-pin-source "file:$T/so.pin"
 check "the security officer admits node3" [ "$rc" -eq 0 ]
 check "the store holds the KEK wrapped for both" \
 	[ "$(q "SELECT count(*) FROM nodes WHERE state='admitted' AND length(kek_wrap) = 384 AND admitted_by='node1'")" -eq 2 ]

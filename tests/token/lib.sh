@@ -145,6 +145,12 @@ on() {
 	err=$(cat "$T/stderr")
 }
 
+# enroll_fp — the transport key fingerprint that the node enroll just run
+# printed (in $err), for node admit --fingerprint.
+enroll_fp() {
+	sed -n 's/.*SHA-256 fingerprint \([0-9A-F:]*\).*/\1/p' <<<"$err" | head -1
+}
+
 # node_env NAME COMMAND... — runs any command in node NAME's environment.
 node_env() {
 	local name=$1

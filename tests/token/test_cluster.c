@@ -124,6 +124,26 @@ kcv_of(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1])
 	cr_assert_eq(custody_token_kek_kcv(tok, kcv, &err), CUSTODY_OK, "%s", err.msg);
 }
 
+/* The fingerprint of node's transport key in the store, as the SO who
+ * compared it with what enroll printed would confirm it (a static
+ * buffer: one call per expression). */
+static const char *
+confirmed_fp(custody_store *st, const char *node)
+{
+	static char fp[CUSTODY_CLUSTER_FP_SIZE];
+	custody_node_record rec;
+	custody_err err = {0};
+
+	fp[0] = '\0';
+	memset(&rec, 0, sizeof(rec));
+	if (custody_store_get_node(st, node, &rec, &err) == CUSTODY_OK &&
+	    rec.transport_spki != NULL)
+		custody_cluster_fingerprint(rec.transport_spki,
+					    rec.transport_spki_len, fp);
+	custody_node_record_clear(&rec);
+	return fp;
+}
+
 /* node enroll with the store's authority confirmed, as an operator who
  * compared it would. */
 static int
@@ -149,7 +169,7 @@ ceremony(custody_token *t1, custody_token *t2, custody_token *t3,
 		     "%s", err.msg);
 	cr_assert_eq(enroll(t2, st, "node2", &err), CUSTODY_OK,
 		     "%s", err.msg);
-	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node2", f1.so_pin,
+	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node2", confirmed_fp(st, "node2"), f1.so_pin,
 						strlen(f1.so_pin), f1.user_pin,
 						strlen(f1.user_pin), &err),
 		     CUSTODY_OK, "%s", err.msg);
@@ -159,7 +179,7 @@ ceremony(custody_token *t1, custody_token *t2, custody_token *t3,
 		return;
 	cr_assert_eq(enroll(t3, st, "node3", &err), CUSTODY_OK,
 		     "%s", err.msg);
-	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node3", f1.so_pin,
+	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node3", confirmed_fp(st, "node3"), f1.so_pin,
 						strlen(f1.so_pin), f1.user_pin,
 						strlen(f1.user_pin), &err),
 		     CUSTODY_OK, "%s", err.msg);
@@ -328,7 +348,7 @@ BOTH(ceremony_on_three_tokens)
 	cr_assert_str_eq(tkcv, "");
 
 	/* A wrong SO PIN: EPIN, nothing changed, the user logged in again. */
-	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node2", "0000000", 7,
+	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node2", confirmed_fp(st, "node2"), "0000000", 7,
 						f1.user_pin, strlen(f1.user_pin), &err),
 		     CUSTODY_EPIN, "%s", err.msg);
 	cr_assert(has(err.msg, "as security officer: the token rejected the PIN"), "%s",
@@ -340,15 +360,15 @@ BOTH(ceremony_on_three_tokens)
 	custody_node_record_clear(&rec);
 	kcv_of(t1, skcv);
 	cr_assert_str_eq(skcv, kcv1, "node1's user is logged in again");
-	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node9", f1.so_pin,
+	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node9", confirmed_fp(st, "node9"), f1.so_pin,
 						strlen(f1.so_pin), f1.user_pin,
 						strlen(f1.user_pin), &err), CUSTODY_EFAIL);
 	cr_assert(has(err.msg, "cannot admit node node9: it has not enrolled"), "%s", err.msg);
 
-	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node2", f1.so_pin,
+	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node2", confirmed_fp(st, "node2"), f1.so_pin,
 						strlen(f1.so_pin), f1.user_pin,
 						strlen(f1.user_pin), &err), CUSTODY_OK, "%s", err.msg);
-	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node3", f1.so_pin,
+	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node3", confirmed_fp(st, "node3"), f1.so_pin,
 						strlen(f1.so_pin), f1.user_pin,
 						strlen(f1.user_pin), &err), CUSTODY_OK, "%s", err.msg);
 	node_get(st, "node3", &rec);
@@ -396,7 +416,7 @@ Test(cluster, global_needs_a_replicable_key_once_there_are_two_nodes)
 	cr_assert_eq(custody_cluster_check_global(st, "global", plain.rec.thumbprint, 0, &err),
 		     CUSTODY_OK, "one node: anything goes");
 	cr_assert_eq(enroll(t2, st, "node2", &err), CUSTODY_OK, "%s", err.msg);
-	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node2", f1.so_pin,
+	cr_assert_eq(custody_cluster_node_admit(t1, st, "node1", "node2", confirmed_fp(st, "node2"), f1.so_pin,
 						strlen(f1.so_pin), f1.user_pin,
 						strlen(f1.user_pin), &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(custody_cluster_node_join(t2, st, "node2", NULL, &err), CUSTODY_OK, "%s", err.msg);

@@ -616,6 +616,73 @@ Test(wrap, joined_node_admits_the_next)
 	custody_token_close(a);
 }
 
+/* The rogue KEK copy, measured: between admit and join, the joining node's
+ * user PIN and the wrapped KEK give a second KEK object without the KEK's
+ * unwrap template, because SoftHSM cannot enforce a nested unwrap template
+ * on the transport key (docs/security.md, the residual risk).  After the
+ * join the same attempt has nothing to unwrap with. */
+Test(wrap, rogue_kek_copy_needs_the_admit_join_window)
+{
+	custody_token *a = softhsm_fixture_open(&fa);
+	custody_token *b = softhsm_fixture_open(&fb);
+	custody_err err = {0};
+	char kcv[CUSTODY_KCV_HEX + 1];
+	const char *transport = "custody-transport:nodeB";
+	unsigned char *spki = NULL, *blob = NULL;
+	size_t spki_len = 0, blob_len = 0;
+	CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA_1, CKG_MGF1_SHA1,
+					CKZ_DATA_SPECIFIED, NULL, 0};
+	CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)};
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE kt = CKK_AES;
+	CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+	CK_ATTRIBUTE rogue[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_KEY_TYPE, &kt, sizeof(kt)},
+		{CKA_TOKEN, &f, sizeof(f)},
+		{CKA_PRIVATE, &t, sizeof(t)},
+		{CKA_SENSITIVE, &t, sizeof(t)},
+		{CKA_WRAP_WITH_TRUSTED, &t, sizeof(t)},
+		{CKA_ENCRYPT, &f, sizeof(f)},
+		{CKA_DECRYPT, &f, sizeof(f)},
+		{CKA_SIGN, &f, sizeof(f)},
+		{CKA_VERIFY, &f, sizeof(f)},
+		{CKA_COPYABLE, &f, sizeof(f)},
+		{CKA_UNWRAP, &t, sizeof(t)},
+	};
+	CK_OBJECT_HANDLE priv, copy = CK_INVALID_HANDLE;
+	CK_ATTRIBUTE tmpl = {CKA_UNWRAP_TEMPLATE, NULL, 0};
+
+	cr_assert_eq(custody_token_kek_create(a, kcv, &err), CUSTODY_OK);
+	cr_assert_eq(custody_token_transport_create(b, "nodeB", &spki,
+						    &spki_len, &err), CUSTODY_OK);
+	cr_assert_eq(admit(a, &fa, fa.so_pin, "nodeB", spki, spki_len, &blob,
+			   &blob_len, &err), CUSTODY_OK, "%s", err.msg);
+	priv = one(b, CKO_PRIVATE_KEY, transport, strlen(transport));
+	cr_assert_eq(b->f->C_UnwrapKey(b->session, &m, priv, blob,
+				       (CK_ULONG)blob_len, rogue,
+				       sizeof(rogue) / sizeof(rogue[0]), &copy),
+		     CKR_OK, "SoftHSM 2.6.1: the window is open");
+	cr_assert_eq(b->f->C_GetAttributeValue(b->session, copy, &tmpl, 1),
+		     CKR_OK);
+	cr_assert_eq(tmpl.ulValueLen, 0, "the copy has no unwrap template");
+	b->f->C_DestroyObject(b->session, copy);
+
+	/* Join closes it: the transport key is destroyed. */
+	cr_assert_eq(custody_token_unwrap_kek(b, "nodeB", blob, blob_len, kcv,
+					      &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_token_transport_destroy(b, "nodeB", &err),
+		     CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(b->f->C_UnwrapKey(b->session, &m, priv, blob,
+				       (CK_ULONG)blob_len, rogue,
+				       sizeof(rogue) / sizeof(rogue[0]), &copy),
+		     CKR_KEY_HANDLE_INVALID, "after join nothing unwraps it");
+	free(spki);
+	free(blob);
+	custody_token_close(b);
+	custody_token_close(a);
+}
+
 Test(wrap, wrong_kcv_leaves_no_kek)
 {
 	custody_token *a = softhsm_fixture_open(&fa);
