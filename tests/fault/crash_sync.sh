@@ -143,10 +143,11 @@ fi
 if [ "$torn_key" -ge 1 ]; then
 	restore_state torn
 	tokens_torn=$(find "$T/node2/tokens" -name '*.object' ! -name token.object | sort | xargs sha256sum)
-	# The repair's C_DestroyObject: the last one before the unwrap (sync
-	# destroys a scratch key of its own before, for the key check value).
+	# The repair's C_DestroyObject: the first one after the key's failed
+	# check (C_Sign); sync destroys scratch objects of its own before (for
+	# the key check value) and after (a probe for CKA_COPYABLE).
 	run_fault FAULT_FUNC=C_DestroyObject -- sync
-	nth=$(awk '$2 == "C_DestroyObject" && $1 != "-" { n = $1 } $2 == "C_UnwrapKey" { print n; exit }' "$T/trace")
+	nth=$(awk '$2 ~ /^C_Sign/ { armed = 1 } armed && $2 == "C_DestroyObject" && $1 != "-" { print $1; exit }' "$T/trace")
 	restore_state torn
 	run_fault FAULT_FUNC=C_DestroyObject FAULT_AT="$nth" -- sync
 	check "C_DestroyObject refused: sync exits 1" [ "$rc" -eq 1 ]

@@ -140,7 +140,7 @@ check "no trusted transport key is left on node1's token" \
 	bash -c '! grep -q "custody-admitted" <<<"$0"' "$objects"
 before=$(state)
 on node1 node admit node2 --fingerprint "$fp2" --so-pin-source ""
-check "admitting again without an SO PIN is refused (exit 1)" [ "$rc" -eq 1 ]
+check "admitting again without an SO PIN source is refused (exit 2)" [ "$rc" -eq 2 ]
 printf '%s' 99999999 >"$T/wrong.pin"
 [ "$(cat "$T/node1/so.pin")" != 99999999 ] || printf '%s' 11111111 >"$T/wrong.pin"
 on node1 node admit node2 --fingerprint "$fp2" --so-pin-source "file:$T/wrong.pin"
