@@ -414,7 +414,7 @@ BOTH(schema_version_is_recorded)
 {
 	custody_store *st = open_ok();
 
-	cr_assert_eq(custody_store_schema_version(), 3);
+	cr_assert_eq(custody_store_schema_version(), 4);
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"),
 		     custody_store_schema_version());
 	/* One row per migration, each applied once. */
@@ -452,7 +452,7 @@ BOTH(a_newer_schema_is_refused_naming_both_versions)
 	cr_assert_null(st);
 	cr_assert_eq(err.code, CUSTODY_EFAIL);
 	cr_assert(contains(err.msg, store_name), "%s", err.msg);
-	cr_assert(contains(err.msg, "schema version 7 is newer than version 3 "
+	cr_assert(contains(err.msg, "schema version 7 is newer than version 4 "
 			   "of this build"), "%s", err.msg);
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 7);
 }
@@ -1418,7 +1418,7 @@ BOTH(cluster_facts_are_set_once_unless_replaced)
 	custody_store_close(st);
 }
 
-BOTH(a_version_2_store_is_migrated_to_3_and_keeps_its_rows)
+BOTH(a_version_2_store_is_migrated_to_4_and_keeps_its_rows)
 {
 	custody_store *st = open_ok();
 	custody_cert_record rec = make_cert(3, 2000000000), got;
@@ -1432,12 +1432,12 @@ BOTH(a_version_2_store_is_migrated_to_3_and_keeps_its_rows)
 	custody_store_close(st);
 	/* Back to version 2: what a store of the previous release holds. */
 	sql_exec("DROP TABLE nodes; DROP TABLE packages; DROP TABLE node_reports; "
-		 "DROP TABLE cluster_meta; DELETE FROM schema_version WHERE version = 3");
+		 "DROP TABLE cluster_meta; DELETE FROM schema_version WHERE version >= 3");
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 2);
 
 	st = open_ok();
-	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 3);
-	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 3);
+	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 4);
+	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 4);
 	cr_assert_eq(custody_store_get_cert(st, rec.thumbprint, &got, &err), CUSTODY_OK,
 		     "%s", err.msg);
 	assert_cert_eq(&got, &rec);
@@ -1454,6 +1454,47 @@ BOTH(a_version_2_store_is_migrated_to_3_and_keeps_its_rows)
 	commit_ok(st);
 	cr_assert_eq(sql_int("SELECT count(*) FROM nodes"), 1);
 	custody_cert_record_clear(&rec);
+	custody_store_close(st);
+}
+
+BOTH(a_version_3_store_gets_the_signed_admission_and_keeps_its_nodes)
+{
+	custody_store *st = open_ok();
+	custody_node_record n, got;
+	custody_err err = {0};
+	unsigned char sig[3] = {0x30, 0x01, 0x00};
+
+	custody_store_close(st);
+	/* Back to version 3: the nodes table without the admission. */
+	sql_exec("ALTER TABLE nodes DROP COLUMN admission_sig; "
+		 "ALTER TABLE nodes DROP COLUMN kek_check; "
+		 "DELETE FROM schema_version WHERE version = 4");
+	sql_exec("INSERT INTO nodes (name, state, admitted_by, version) "
+		 "VALUES ('node2', 'enrolled', '', 1)");
+	st = open_ok();
+	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 4);
+	memset(&got, 0, sizeof(got));
+	cr_assert_eq(custody_store_get_node(st, "node2", &got, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	cr_assert_str_eq(got.state, "enrolled");
+	cr_assert_str_eq(got.kek_check, "", "an old admission has no check");
+	cr_assert_null(got.admission_sig);
+	custody_node_record_clear(&got);
+	/* The new columns hold what admit writes. */
+	memset(&n, 0, sizeof(n));
+	strcpy(n.name, "node3");
+	strcpy(n.state, "admitted");
+	strcpy(n.kek_check, "0123456789ABCDEF");
+	n.admission_sig = sig;
+	n.admission_sig_len = sizeof(sig);
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_node(st, &n, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+	cr_assert_eq(custody_store_get_node(st, "node3", &got, &err), CUSTODY_OK);
+	cr_assert_str_eq(got.kek_check, "0123456789ABCDEF");
+	cr_assert_eq(got.admission_sig_len, sizeof(sig));
+	cr_assert_eq(memcmp(got.admission_sig, sig, sizeof(sig)), 0);
+	custody_node_record_clear(&got);
 	custody_store_close(st);
 }
 
