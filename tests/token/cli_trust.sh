@@ -165,4 +165,51 @@ objects=$(node_env node2 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label no
 	--login --pin "$(cat "$T/node2/user.pin")" --list-objects 2>/dev/null)
 check "node2's transport key is gone: the admission cannot be unwrapped again" \
 	bash -c '! grep -q "custody-transport" <<<"$0"' "$objects"
+
+# ----------------------------------------- 5. confirmations at a terminal
+if command -v expect >/dev/null; then
+	EXP="$TOP_SRCDIR/tests/token/wizard.exp"
+	# at NODE NAME ARGS... <<STEPS — custody ARGS as NODE through a
+	# pseudo-terminal, as STEPS say (tests/token/wizard.exp).
+	at() {
+		local node=$1 name=$2
+		shift 2
+		cat >"$T/$name.steps"
+		node_env "$node" expect -f "$EXP" "$T/$name.steps" "$CUSTODY_BIN" "$@" \
+			>"$T/$name.log" 2>&1
+		rc=$?
+		out=$(tr -d '\r' <"$T/$name.log")
+		err=$out
+	}
+	setup_node node4 "sqlite:$T/custody.db"
+	before=$(state)
+	at node4 enroll-no node enroll <<STEPS
+? $authority
+? if it is the same: 
+> no
+STEPS
+	check "enroll at a terminal shows the store's authority; a no refuses (exit 2)" [ "$rc" -eq 2 ]
+	check "…and nothing changed" [ "$(state)" = "$before" ]
+	at node4 enroll-yes node enroll <<STEPS
+? if it is the same: 
+> yes
+STEPS
+	check "…a yes pins it and enrolls" \
+		bash -c '[ '"$rc"' -eq 0 ] && grep -q "pinning the cluster authority" <<<"$0"' "$out"
+	fp4=$(sed -n 's/.*SHA-256 fingerprint \([0-9A-F:]*\).*/\1/p' <<<"$out" | head -1)
+	at node1 admit-typed node admit node4 --so-pin-source "file:$T/node1/so.pin" <<STEPS
+? $fp4
+? if it is the same: 
+> ${fp4,,}
+STEPS
+	check "admit at a terminal takes the fingerprint typed (any case)" [ "$rc" -eq 0 ]
+	check4=$(q "SELECT kek_check FROM nodes WHERE name='node4'")
+	at node4 join-yes node join <<STEPS
+? $check4
+? if it is the same: 
+> yes
+STEPS
+	check "join at a terminal shows the admitted KEK check; yes joins" \
+		bash -c '[ '"$rc"' -eq 0 ] && [ "$(sqlite3 "$1" "SELECT state FROM nodes WHERE name='"'node4'"'")" = joined ]' "$out" "$db"
+fi
 done_testing
