@@ -753,7 +753,8 @@ custody_cluster_package_key(custody_token *tok, custody_store *st,
 
 	memset(&cert, 0, sizeof(cert));
 	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
-	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK)
+	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
+	    (r = custody_cert_record_check(&cert, NULL, err)) != CUSTODY_OK)
 		goto out;
 	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
 		goto out;
@@ -1082,7 +1083,6 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 	custody_key_attrs attrs;
 	custody_token_import_result ir;
 	X509 *x = NULL;
-	const unsigned char *p;
 	char why[256];
 	custody_err e;
 	int present = 0, r;
@@ -1090,15 +1090,12 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 	memset(&cert, 0, sizeof(cert));
 	memset(&pkg, 0, sizeof(pkg));
 	*package_it = 0;
+	/* The record's key id decides which token key is checked, repaired
+	 * (destroyed) or unwrapped: it must be its certificate's. */
 	if ((r = custody_store_get_cert(st, it->thumbprint, &cert, &e)) !=
-	    CUSTODY_OK) {
+	    CUSTODY_OK ||
+	    (r = custody_cert_record_check(&cert, &x, &e)) != CUSTODY_OK) {
 		refuse(res, it, "%s", e.msg);
-		goto out;
-	}
-	p = cert.der;
-	if ((x = d2i_X509(NULL, &p, (long)cert.der_len)) == NULL) {
-		refuse(res, it, "the store's certificate %s cannot be read",
-		       it->thumbprint);
 		goto out;
 	}
 	if ((r = custody_token_has_private_key(tok, cert.key_id, &present,
@@ -1189,6 +1186,8 @@ write_sync(custody_token *tok, custody_store *st, const char *node,
 		if (package[i]) {
 			memset(&cert, 0, sizeof(cert));
 			if (custody_store_get_cert(st, it->thumbprint, &cert, &e) ==
+			    CUSTODY_OK &&
+			    custody_cert_record_check(&cert, NULL, &e) ==
 			    CUSTODY_OK &&
 			    custody_cluster_package_put(tok, st, node,
 							it->thumbprint,
@@ -1318,6 +1317,7 @@ custody_cluster_seal(custody_token *tok, custody_store *st, const char *node,
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
 	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
+	    (r = custody_cert_record_check(&cert, NULL, err)) != CUSTODY_OK ||
 	    (r = custody_token_has_private_key(tok, cert.key_id, &present, err)) !=
 	    CUSTODY_OK)
 		goto out;
