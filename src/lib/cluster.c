@@ -30,6 +30,7 @@
 #include <custody/hexfmt.h>
 #include <custody/log.h>
 #include <custody/store.h>
+#include <custody/timefmt.h>
 #include <custody/token.h>
 
 #define META_KCV "kek_kcv"
@@ -972,8 +973,51 @@ textf(char *buf, size_t size, const char *fmt, ...)
 }
 
 /*
+ * Whether the audit log says certificate thumbprint was deleted and not
+ * made again since: its newest entry among those that make a certificate
+ * (import, request) or destroy it (delete) is a delete.  EFAIL with the
+ * reason in why when it was (or when the log cannot be read).  A store
+ * writer who puts a deleted certificate's records back (its row, an
+ * assignment, even a copy of its package) finds its key refused here;
+ * one who rewrites the log as well is what integrity tags are for.
+ */
+static int
+deleted_in_log(custody_store *st, const char *thumbprint, char *why,
+	       size_t size)
+{
+	custody_audit_entry *log = NULL;
+	const custody_audit_entry *last = NULL;
+	char t[CUSTODY_TIME_TEXT];
+	size_t n = 0, i;
+	custody_err e;
+	int r;
+
+	if ((r = custody_store_list_audit(st, 0, &log, &n, &e)) != CUSTODY_OK) {
+		textf(why, size, "%s", e.msg);
+		return r;
+	}
+	for (i = 0; i < n; i++)
+		if (strcmp(log[i].thumbprint, thumbprint) == 0 &&
+		    (strcmp(log[i].action, CUSTODY_AUDIT_IMPORT) == 0 ||
+		     strcmp(log[i].action, CUSTODY_AUDIT_REQUEST) == 0 ||
+		     strcmp(log[i].action, CUSTODY_AUDIT_DELETE) == 0))
+			last = &log[i];
+	r = CUSTODY_OK;
+	if (last != NULL && strcmp(last->action, CUSTODY_AUDIT_DELETE) == 0) {
+		textf(why, size, "the certificate was deleted (audit entry %lld, "
+		      "%s on node %s) and not imported again since: its package "
+		      "is refused", (long long)last->seq,
+		      custody_time_format(last->time, t), last->node);
+		r = CUSTODY_EFAIL;
+	}
+	custody_audit_entries_free(log, n);
+	return r;
+}
+
+/*
  * Whether the store's package of this certificate's key can be unwrapped
- * on this token: OK with *pkg filled, or the reason in why.
+ * on this token: OK with *pkg filled, or the reason in why.  The package
+ * of a certificate that was deleted is refused (deleted_in_log).
  */
 static int
 usable_package(custody_token *tok, custody_store *st, const char *store_kcv,
@@ -1017,7 +1061,7 @@ usable_package(custody_token *tok, custody_store *st, const char *store_kcv,
 			 custody_token_label(tok), token_kcv);
 		return CUSTODY_EFAIL;
 	}
-	return CUSTODY_OK;
+	return deleted_in_log(st, cert->thumbprint, why, size);
 }
 
 /*
