@@ -39,6 +39,36 @@ int custody_cert_key_id(X509 *x, unsigned char id[20], custody_err *err);
 int custody_pkey_key_id(EVP_PKEY *pkey, unsigned char id[20],
 			custody_err *err);
 
+/*
+ * Checks a certificate against what is said of it elsewhere (a store's
+ * record, a key package): der (len bytes) is one DER X.509 certificate,
+ * its SHA-1 thumbprint is thumbprint (upper-case hex) and its public
+ * key's id is key_id (lower-case hex).  *out (out may be NULL) is then
+ * the parsed certificate, the caller's (X509_free); without out no key
+ * is decoded (cheap enough for a short-lived signer).  EFAIL naming the
+ * first that differs, in words a caller prefixes with what "it" is:
+ *   "its certificate is not one DER X.509 certificate"
+ *   "its thumbprint T is not that of its certificate (U)"
+ *   "its key id A is not that of its certificate (B)"
+ */
+int custody_cert_der_check(const unsigned char *der, size_t len,
+			   const char *thumbprint, const char *key_id,
+			   X509 **out, custody_err *err);
+
+/*
+ * A store's record of a certificate checked against the certificate it
+ * holds, as custody_cert_der_check (rec->der, rec->thumbprint,
+ * rec->key_id).  The store is not trusted: whoever can write it must not
+ * be able to name another certificate's key id for this one and so make
+ * custody use that key.  Every reader that acts on a record's key id
+ * (signing, sync, the `custody test` challenge) checks it first.  EFAIL
+ * "the store's record of certificate T: its key id A is not that of its
+ * certificate (B)" (or its thumbprint, or a DER that does not parse),
+ * with a hint.
+ */
+int custody_cert_record_check(const custody_cert_record *rec, X509 **out,
+			      custody_err *err);
+
 /* "RSA-2048", "EC-P256", "EC-P384", "EC-P521", "EC-<curve>", "DSA-1024",
  * "ED25519"...; writes at most size bytes. */
 void custody_pkey_algorithm(EVP_PKEY *pkey, char *buf, size_t size);

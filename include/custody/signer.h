@@ -33,6 +33,18 @@
  *   and again when the token says the handle is no longer valid.  A key
  *   that is not on the token is EFAIL naming the key id.
  *
+ * - Which key is the certificate's.  The store is not trusted: a key id
+ *   is used only after the store's record was checked against the
+ *   certificate it holds (custody_cert_record_check: the key id is the
+ *   SHA-1 of the certificate's public key, the thumbprint the SHA-1 of
+ *   its DER), once per certificate and signer, when its facts are first
+ *   read (then kept: no cost per signature).  custody puts a key on a
+ *   token only under the key id of its own public key (import and unwrap
+ *   check the key against the certificate first, request computes it
+ *   from the key it made), so the key found is the certificate's.  A
+ *   record whose key id was changed (the key of another certificate) is
+ *   refused: nothing is signed.
+ *
  * - Token lock.  custody_token_open() serialises custody processes with
  *   an exclusive lock.  The ctx opens its token with the lock SHARED
  *   (custody/token.h, "sharing the token"): signers share it, and an
@@ -175,8 +187,11 @@ typedef struct custody_signature_info {
  * Errors: ENOTFOUND "no certificate is assigned for type T (identity I)"
  * when nothing is current at now; EFAIL "no private key with key id X on
  * token L" when the current certificate's key is not on the token (the
- * certificate named in the hint); EUSAGE for a bad digest or length; the
- * errors of the token, its lock, the PIN and the store.
+ * certificate named in the hint); EFAIL "cannot sign for T: the store's
+ * record of certificate X: its key id A is not that of its certificate
+ * (B)" when the store's record does not match its certificate (nothing is
+ * signed); EUSAGE for a bad digest or length; the errors of the token,
+ * its lock, the PIN and the store.
  */
 int custody_signer_sign(custody_signer *signer, int64_t now,
 			enum custody_sig_scheme scheme, int digest_nid,
@@ -184,8 +199,9 @@ int custody_signer_sign(custody_signer *signer, int64_t now,
 			unsigned char **sig, size_t *sig_len,
 			custody_signature_info *info, custody_err *err);
 
-/* The certificate that signs at `now` (0: the clock), from the store:
- * out is the caller's (custody_cert_record_clear).  ENOTFOUND as
+/* The certificate that signs at `now` (0: the clock), from the store,
+ * checked as custody_signer_sign checks it: out is the caller's
+ * (custody_cert_record_clear).  ENOTFOUND and the record's EFAIL as
  * custody_signer_sign. */
 int custody_signer_current(custody_signer *signer, int64_t now,
 			   custody_cert_record *out, custody_err *err);

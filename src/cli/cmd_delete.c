@@ -12,8 +12,11 @@
  * - A key that goes must not be the key of any other certificate that an
  *   assignment names (through the store's record of it): refused, even
  *   with --force, which clears this certificate's slots and no others.
- * - Every object destroyed gets an audit entry; --dry-run says what would
- *   go and changes nothing.
+ * - The certificate's key package (its private key wrapped under the
+ *   cluster KEK) goes from the store with its record: no sync may bring
+ *   the key back from it.
+ * - Every object destroyed (and the package) gets an audit entry;
+ *   --dry-run says what would go and changes nothing.
  * - The store first, in one transaction; the token last: when the token
  *   refuses, the transaction is rolled back.
  */
@@ -55,6 +58,8 @@ struct delete_plan {
 	char sharers[256];	/* other certificates on the token with its key id */
 	int key_stays;
 	custody_token_key_objects held;	/* the token's objects under the key id */
+	custody_package_record package;	/* its key package in the store       */
+	int has_package;
 };
 
 /* Empties every slot of a that holds thumbprint; returns how many. */
@@ -193,6 +198,30 @@ check_assignments(struct cli *cli, const struct delete_opts *o,
 	return CUSTODY_OK;
 }
 
+/* The victim's key package in the store, if there is one. */
+static int
+plan_package(struct cli *cli, struct delete_plan *p)
+{
+	int r;
+
+	r = custody_store_get_package(cli->store, p->victim->thumbprint, &p->package,
+				      &cli->err);
+	if (r == CUSTODY_ENOTFOUND) {
+		custody_err_clear(&cli->err);
+		return CUSTODY_OK;
+	}
+	p->has_package = r == CUSTODY_OK;
+	return r;
+}
+
+/* "key package (key id K, wrapped under KEK C on node N) in the store" */
+static void
+package_text(const struct delete_plan *p, char *buf, size_t size)
+{
+	snprintf(buf, size, "key package (key id %s, wrapped under KEK %s on node %s) "
+		 "in the store", p->package.key_id, p->package.kcv, p->package.node);
+}
+
 /* Prints what would go (--dry-run). */
 static void
 show_plan(struct cli *cli, const struct delete_plan *p,
@@ -216,6 +245,12 @@ show_plan(struct cli *cli, const struct delete_plan *p,
 	}
 	fprintf(stderr, "  would destroy certificate %s (key id %s) on token %s\n",
 		v->thumbprint, v->key_id, label);
+	if (p->has_package) {
+		char what[256];
+
+		package_text(p, what, sizeof(what));
+		fprintf(stderr, "  would delete its %s\n", what);
+	}
 	if (p->key_stays) {
 		fprintf(stderr, "  its key (key id %s) stays: %s uses it\n", v->key_id,
 			p->sharers);
@@ -246,8 +281,16 @@ audit_objects(struct cli *cli, const struct delete_plan *p)
 		snprintf(detail, sizeof(detail), "certificate object, key id %s on token %s",
 			 v->key_id, label);
 	if ((r = cli_audit(cli, "delete", NULL, NULL, v->thumbprint, NULL, detail)) !=
-	    CUSTODY_OK || p->key_stays)
+	    CUSTODY_OK)
 		return r;
+	if (p->has_package) {
+		package_text(p, detail, sizeof(detail));
+		if ((r = cli_audit(cli, "delete", NULL, NULL, v->thumbprint, NULL,
+				   detail)) != CUSTODY_OK)
+			return r;
+	}
+	if (p->key_stays)
+		return CUSTODY_OK;
 	if (p->held.public_keys > 0) {
 		snprintf(detail, sizeof(detail), "public key, key id %s on token %s",
 			 v->key_id, label);
@@ -327,7 +370,8 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 		goto out;
 	in_tx = 1;
 	if ((r = custody_store_list_assignments(cli->store, &all, &n_all, &cli->err)) != CUSTODY_OK ||
-	    (r = check_assignments(cli, &o, &plan, recs, n, all, n_all, &clears)) != CUSTODY_OK)
+	    (r = check_assignments(cli, &o, &plan, recs, n, all, n_all, &clears)) != CUSTODY_OK ||
+	    (r = plan_package(cli, &plan)) != CUSTODY_OK)
 		goto out;
 	if (o.dry_run) {
 		show_plan(cli, &plan, all, n_all);
@@ -347,6 +391,10 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 	r = custody_store_delete_cert(cli->store, plan.victim->thumbprint, &cli->err);
 	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
 		goto out;
+	if (plan.has_package &&
+	    (r = custody_store_delete_package(cli->store, plan.victim->thumbprint,
+					      &cli->err)) != CUSTODY_OK)
+		goto out;
 	if ((r = audit_objects(cli, &plan)) != CUSTODY_OK)
 		goto out;
 	/* The token last: if it fails, the store transaction is rolled back. */
@@ -356,18 +404,21 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 		goto out;
 	in_tx = 0;
 	if (plan.key_stays)
-		cli_say(cli, "removed certificate %s; its key (key id %s) stays: %s uses it%s",
+		cli_say(cli, "removed certificate %s; its key (key id %s) stays: %s uses it%s%s",
 			plan.victim->thumbprint, plan.victim->key_id, plan.sharers,
-			clears > 0 ? "; its assignments were cleared" : "");
+			clears > 0 ? "; its assignments were cleared" : "",
+			plan.has_package ? "; its key package was deleted from the store" : "");
 	else
-		cli_say(cli, "destroyed certificate %s and its key (key id %s) on token %s%s",
+		cli_say(cli, "destroyed certificate %s and its key (key id %s) on token %s%s%s",
 			plan.victim->thumbprint, plan.victim->key_id,
 			custody_token_label(cli->token),
-			clears > 0 ? "; its assignments were cleared" : "");
+			clears > 0 ? "; its assignments were cleared" : "",
+			plan.has_package ? "; its key package was deleted from the store" : "");
 out:
 	if (in_tx)
 		custody_store_rollback(cli->store);
 	custody_cert_records_free(recs, n);
+	custody_package_record_clear(&plan.package);
 	free(all);
 	return r;
 }

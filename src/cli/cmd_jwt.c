@@ -290,7 +290,8 @@ verifier_candidates(struct cli *cli, const char *type, custody_cert_record *cand
 		if (slots[i]->thumbprint[0] == '\0')
 			continue;
 		if ((r = custody_store_get_cert(cli->store, slots[i]->thumbprint, &cands[*n],
-						&cli->err)) != CUSTODY_OK)
+						&cli->err)) != CUSTODY_OK ||
+		    (r = custody_cert_record_check(&cands[*n], NULL, &cli->err)) != CUSTODY_OK)
 			return r;
 		roles[*n] = names[i];
 		(*n)++;

@@ -34,7 +34,8 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 	return CUSTODY_OK;
 }
 
-/* Appends the stored certificate of a slot (if any) to recs. */
+/* Appends the stored certificate of a slot (if any) to recs; a record
+ * that does not match its certificate is refused. */
 static int
 add_slot(struct cli *cli, const char *type, const char *slot_name,
 	 const custody_slot *slot, custody_cert_record *recs, size_t *n)
@@ -48,9 +49,10 @@ add_slot(struct cli *cli, const char *type, const char *slot_name,
 		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
 				    "the %s certificate %s of %s is not in the store",
 				    slot_name, slot->thumbprint, type);
-	if (r == CUSTODY_OK)
-		(*n)++;
-	return r;
+	if (r != CUSTODY_OK)
+		return r;
+	(*n)++;		/* cleared by the caller from here on */
+	return custody_cert_record_check(&recs[*n - 1], NULL, &cli->err);
 }
 
 int

@@ -6,6 +6,13 @@
  * than the store says, "stale" when it has not reported since the last
  * change).  Reads the store only: no token, no PIN.  Exit 1 when any node
  * is not in line (or there is no node at all).
+ *
+ * The store is not trusted: the records of the certificates the global
+ * assignments name (current, pending, previous) are checked against the
+ * certificates they hold (custody_cert_record_check: a key id that is not
+ * the certificate's own would make nodes use another key).  A record that
+ * fails is listed under the table (and in "store_faults" of -o json), and
+ * exits 1 naming it, before anything the nodes did.
  */
 #include "config.h"
 
@@ -22,9 +29,19 @@
 /* The table's type columns. */
 #define MAX_TYPES 16
 
+/* A record of the store that does not match its certificate. */
+struct store_fault {
+	const custody_assignment *a;
+	const char *slot;
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
+	custody_err err;
+};
+
 struct status_view {
 	custody_assignment *globals;	/* resolved at now */
 	size_t n_globals;
+	struct store_fault *faults;
+	size_t n_faults;
 	custody_node_status *nodes;
 	size_t n_nodes;
 	custody_report_record *reports;
@@ -47,7 +64,49 @@ view_clear(struct status_view *v)
 	free(v->globals);
 	free(v->nodes);
 	free(v->reports);
+	free(v->faults);
 	memset(v, 0, sizeof(*v));
+}
+
+/* Checks the record of every certificate a global assignment names. */
+static int
+check_records(struct cli *cli, struct status_view *v)
+{
+	static const char *const slot_names[3] = {"current", "pending", "previous"};
+	custody_cert_record rec;
+	size_t k, i;
+	int r;
+
+	if ((v->faults = calloc(3 * v->n_globals + 1, sizeof(*v->faults))) == NULL)
+		return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
+	for (k = 0; k < v->n_globals; k++) {
+		const custody_assignment *a = &v->globals[k];
+		const custody_slot *slots[3] = {&a->current, &a->pending, &a->previous};
+
+		for (i = 0; i < 3; i++) {
+			struct store_fault *f = &v->faults[v->n_faults];
+
+			if (slots[i]->thumbprint[0] == '\0')
+				continue;
+			r = custody_store_get_cert(cli->store, slots[i]->thumbprint, &rec,
+						   &cli->err);
+			if (r == CUSTODY_ENOTFOUND) {	/* the nodes report it */
+				custody_err_clear(&cli->err);
+				continue;
+			}
+			if (r != CUSTODY_OK)
+				return r;
+			if (custody_cert_record_check(&rec, NULL, &f->err) != CUSTODY_OK) {
+				f->a = a;
+				f->slot = slot_names[i];
+				snprintf(f->thumbprint, sizeof(f->thumbprint), "%s",
+					 slots[i]->thumbprint);
+				v->n_faults++;
+			}
+			custody_cert_record_clear(&rec);
+		}
+	}
+	return CUSTODY_OK;
 }
 
 static int
@@ -72,7 +131,7 @@ read_view(struct cli *cli, struct status_view *v)
 	}
 	v->globals = all;
 	all = NULL;
-	r = CUSTODY_OK;
+	r = check_records(cli, v);
 out:
 	free(all);
 	return r;
@@ -129,8 +188,16 @@ static json_t *
 view_json(const struct cli *cli, const struct status_view *v, int ok)
 {
 	char t[CUSTODY_TIME_TEXT];
-	json_t *nodes = json_array(), *store = json_object(), *o;
+	json_t *nodes = json_array(), *store = json_object(), *faults = json_array(), *o;
 	size_t i, k;
+
+	for (i = 0; i < v->n_faults; i++)
+		json_array_append_new(faults,
+			json_pack("{s:s, s:s, s:s, s:s}",
+				  "type", v->faults[i].a->type,
+				  "slot", v->faults[i].slot,
+				  "thumbprint", v->faults[i].thumbprint,
+				  "message", v->faults[i].err.msg));
 
 	for (k = 0; k < v->n_globals; k++) {
 		const char *tp = v->globals[k].current.thumbprint;
@@ -161,9 +228,10 @@ view_json(const struct cli *cli, const struct status_view *v, int ok)
 			      "detail", s->detail[0] != '\0' ? s->detail : NULL);
 		json_array_append_new(nodes, o);
 	}
-	return json_pack("{s:s, s:o, s:o, s:b}",
+	return json_pack("{s:s, s:o, s:o, s:o, s:b}",
 			 "time", out_time(cli->now, t),
 			 "store", store,
+			 "store_faults", faults,
 			 "nodes", nodes,
 			 "ok", ok);
 }
@@ -206,7 +274,8 @@ column_width(const char *type)
 /*
  * NODE STATE LASTSYNC LAG TYPE... STATUS, one row per node, after a row
  * "(store)" with what the store assigns; then one line per node that is
- * not in line, with the library's detail.
+ * not in line, with the library's detail, and one per record of the
+ * store that does not match its certificate.
  */
 static void
 print_table(const struct cli *cli, const struct status_view *v)
@@ -247,9 +316,13 @@ print_table(const struct cli *cli, const struct status_view *v)
 			printf("%s: %s\n", v->nodes[i].node, v->nodes[i].detail);
 	if (v->n_globals > MAX_TYPES)
 		printf("(%zu more types: see -o json)\n", v->n_globals - MAX_TYPES);
+	for (i = 0; i < v->n_faults; i++)
+		printf("(store) %s/global %s: %s\n", v->faults[i].a->type, v->faults[i].slot,
+		       v->faults[i].err.msg);
 }
 
-/* EFAIL naming the nodes that are not in line. */
+/* EFAIL naming the first record of the store that does not match its
+ * certificate, else the nodes that are not in line. */
 static int
 not_ok_error(struct cli *cli, const struct status_view *v)
 {
@@ -257,6 +330,18 @@ not_ok_error(struct cli *cli, const struct status_view *v)
 	size_t i, bad = 0, len;
 	int r;
 
+	if (v->n_faults > 0) {
+		const struct store_fault *f = &v->faults[0];
+		char more[64] = "";
+
+		if (v->n_faults > 1)
+			snprintf(more, sizeof(more), " (and %zu more: see the table)",
+				 v->n_faults - 1);
+		r = custody_err_set(&cli->err, f->err.code, "%s/global %s: %s%s", f->a->type,
+				    f->slot, f->err.msg, more);
+		custody_err_hint(&cli->err, "%s", f->err.hint);
+		return r;
+	}
 	for (i = 0; i < v->n_nodes; i++) {
 		const custody_node_status *s = &v->nodes[i];
 
@@ -298,7 +383,7 @@ cmd_status(struct cli *cli, int argc, char **argv)
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
 	    (r = read_view(cli, &v)) != CUSTODY_OK)
 		goto out;
-	ok = v.all_ok && v.n_nodes > 0;
+	ok = v.all_ok && v.n_nodes > 0 && v.n_faults == 0;
 	if (cli->output == OUT_JSON) {
 		if ((r = out_json(cli, view_json(cli, &v, ok))) != CUSTODY_OK)
 			goto out;

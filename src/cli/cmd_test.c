@@ -8,7 +8,9 @@
  *
  * Which assignments: those at identity global and at this node's identity
  * (with -t, only of that type), resolved at now (or --at).  For each:
- *   assigned      a certificate is current, and the store has it
+ *   assigned      a certificate is current, and the store has it (its
+ *                 record matches the certificate: the key id is that of
+ *                 its public key — else CRITICAL, the store was changed)
  *   key           its private key is on this node's token and signs a
  *                 random challenge that the certificate's key verifies
  *   policy        key size / curve and SIP domain (policy.*)
@@ -183,15 +185,18 @@ days_text(int64_t seconds, char *buf, size_t size)
 }
 
 /* Reads the certificate of a slot from the store.  A certificate the
- * store lacks (or cannot parse) is reported as `missing` and gives
- * ENOTFOUND: the caller skips the slot's other checks.  Any other store
- * error goes to cli->err: the run cannot go on. */
+ * store lacks is reported as `missing`, a record that does not match the
+ * certificate it holds (cannot be read, or names another key id: the
+ * store was changed outside custody) as CRITICAL; both give ENOTFOUND:
+ * the caller skips the slot's other checks (no challenge is signed with
+ * a key the record names wrongly).  Any other store error goes to
+ * cli->err: the run cannot go on. */
 static int
 load_cert(struct test_run *t, const custody_assignment *a, const char *check,
 	  const char *what, enum result missing, const custody_slot *slot,
 	  custody_cert_record *rec, X509 **x)
 {
-	const unsigned char *p;
+	custody_err e = {0};
 	int r;
 
 	memset(rec, 0, sizeof(*rec));
@@ -205,15 +210,10 @@ load_cert(struct test_run *t, const custody_assignment *a, const char *check,
 	}
 	if (r != CUSTODY_OK)
 		return r;
-	p = rec->der;
-	if (rec->der == NULL ||
-	    (*x = d2i_X509(NULL, &p, (long)rec->der_len)) == NULL ||
-	    rec->key_id[0] == '\0') {
-		report(t, missing, check, a->type, a->identity, slot->thumbprint,
-		       "%s %s in the store cannot be read", what, slot->thumbprint);
+	if (custody_cert_record_check(rec, x, &e) != CUSTODY_OK) {
+		report(t, R_CRITICAL, check, a->type, a->identity, slot->thumbprint,
+		       "%s", e.msg);
 		custody_cert_record_clear(rec);
-		X509_free(*x);
-		*x = NULL;
 		return CUSTODY_ENOTFOUND;
 	}
 	return CUSTODY_OK;

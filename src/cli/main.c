@@ -80,7 +80,8 @@ const struct command cli_commands[] = {
 	 "uses it. Refused while an assignment refers to the certificate, unless\n"
 	 "--force (which also clears those slots). A key that would go while an\n"
 	 "assignment names another certificate on it is refused, even with --force.\n"
-	 "Each object destroyed gets its own audit entry.\n"
+	 "Its key package (cluster) leaves the store with it. Each object destroyed,\n"
+	 "and the package, gets its own audit entry.\n"
 	 "\n"
 	 "  --thumbprint X            SHA-1 thumbprint, SHA-256 fingerprint or a unique\n"
 	 "                            prefix of at least 8 hex digits\n"
@@ -249,7 +250,10 @@ const struct command cli_commands[] = {
 	 "keys than the store says). -o json: {\"nodes\":[{\"node\",\"state\",\n"
 	 "\"last_sync\",\"lag_seconds\",\"stale\",\"differs\",\"holds\":{\"TYPE\":\n"
 	 "\"THUMBPRINT\"}}],\"ok\":BOOL}. Reads the store only: no token, no PIN.\n"
-	 "Exit 1 when any node differs or is stale, or no node has enrolled.\n"},
+	 "A record of a certificate the global assignments name that does not match\n"
+	 "its certificate (another key id: the store was changed) gets a line under\n"
+	 "the table (\"store_faults\" in JSON). Exit 1 when there is one, when any\n"
+	 "node differs or is stale, or no node has enrolled.\n"},
 	{"kek", cmd_kek, CLI_AT_WRITES, "create the cluster key-encryption key on this token (ceremony)",
 	 "custody kek create\n"
 	 "custody kek authority\n"

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -249,6 +250,142 @@ custody_pkey_key_id(EVP_PKEY *pkey, unsigned char id[20], custody_err *err)
 	r = key_id_of(bits, len, id, err);
 out:
 	X509_PUBKEY_free(pub);
+	return r;
+}
+
+/* The next DER element of [*p, end): its tag and class, and its contents
+ * [*c, *c + *clen); *p moves past it.  -1 when it is not DER (a bad or
+ * indefinite length, or past end). */
+static int
+der_next(const unsigned char **p, const unsigned char *end, int *tag,
+	 int *cls, const unsigned char **c, long *clen)
+{
+	const unsigned char *q = *p;
+	int ret;
+
+	if (*p >= end)
+		return -1;
+	ret = ASN1_get_object(&q, clen, tag, cls, end - *p);
+	if ((ret & 0x80) != 0 || (ret & 0x01) != 0) {
+		ERR_clear_error();
+		return -1;
+	}
+	*c = q;
+	*p = q + *clen;
+	return 0;
+}
+
+/*
+ * The key id (custody_cert_key_id) of the certificate der, read from its
+ * structure alone: Certificate, TBSCertificate, [0] version, serial,
+ * signature, issuer, validity, subject, then subjectPublicKeyInfo and its
+ * BIT STRING.  Nothing is decoded, so that a short-lived signer (`custody
+ * sign`, one certificate) does not pay for OpenSSL's first decoding of a
+ * certificate and its key: 0.7 ms measured, against 0.1 ms for this and
+ * the two SHA-1.  -1 when der is not one DER certificate (or its key has
+ * unused bits, which no RSA or EC key has).
+ */
+static int
+der_key_id(const unsigned char *der, size_t len, unsigned char id[20])
+{
+	const unsigned char *p = der, *end = der + len, *c;
+	long clen;
+	int tag, cls, i;
+
+	/* Certificate ::= SEQUENCE, the whole of der; TBSCertificate first. */
+	if (der_next(&p, end, &tag, &cls, &c, &clen) != 0 || p != end ||
+	    tag != V_ASN1_SEQUENCE || cls != V_ASN1_UNIVERSAL)
+		return -1;
+	p = c;
+	end = c + clen;
+	if (der_next(&p, end, &tag, &cls, &c, &clen) != 0 ||
+	    tag != V_ASN1_SEQUENCE)
+		return -1;
+	p = c;
+	end = c + clen;
+	if (der_next(&p, end, &tag, &cls, &c, &clen) != 0)
+		return -1;
+	if (cls == V_ASN1_CONTEXT_SPECIFIC && tag == 0 &&	/* version */
+	    der_next(&p, end, &tag, &cls, &c, &clen) != 0)
+		return -1;
+	/* serial (just read), signature, issuer, validity, subject, key */
+	for (i = 0; i < 5; i++)
+		if (der_next(&p, end, &tag, &cls, &c, &clen) != 0)
+			return -1;
+	if (tag != V_ASN1_SEQUENCE || cls != V_ASN1_UNIVERSAL)
+		return -1;
+	p = c;
+	end = c + clen;
+	if (der_next(&p, end, &tag, &cls, &c, &clen) != 0 ||	/* algorithm */
+	    der_next(&p, end, &tag, &cls, &c, &clen) != 0 ||
+	    tag != V_ASN1_BIT_STRING || cls != V_ASN1_UNIVERSAL || clen < 2 ||
+	    c[0] != 0)
+		return -1;
+	SHA1(c + 1, (size_t)clen - 1, id);
+	return 0;
+}
+
+int
+custody_cert_der_check(const unsigned char *der, size_t len,
+		       const char *thumbprint, const char *key_id, X509 **out,
+		       custody_err *err)
+{
+	const unsigned char *p = der;
+	unsigned char md[SHA_DIGEST_LENGTH], id[20];
+	char hex[CUSTODY_THUMBPRINT_HEX + 1];
+	X509 *x = NULL;
+	int r = CUSTODY_EFAIL;
+
+	if (out != NULL)
+		*out = NULL;
+	if (der == NULL || len == 0 || len > (size_t)LONG_MAX ||
+	    der_key_id(der, len, id) != 0 ||
+	    (out != NULL &&
+	     ((x = d2i_X509(NULL, &p, (long)len)) == NULL || p != der + len))) {
+		ERR_clear_error();
+		r = custody_err_set(err, CUSTODY_EFAIL, "its certificate is not "
+				    "one DER X.509 certificate");
+		goto out;
+	}
+	SHA1(der, len, md);
+	custody_hex_encode(md, sizeof(md), hex, 1);
+	if (strcmp(hex, thumbprint) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "its thumbprint %s is not "
+				    "that of its certificate (%s)", thumbprint,
+				    hex);
+		goto out;
+	}
+	custody_hex_encode(id, sizeof(id), hex, 0);
+	if (strcmp(hex, key_id) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "its key id %s is not "
+				    "that of its certificate (%s)",
+				    key_id[0] != '\0' ? key_id : "(none)", hex);
+		goto out;
+	}
+	if (out != NULL) {
+		*out = x;
+		x = NULL;
+	}
+	r = CUSTODY_OK;
+out:
+	X509_free(x);
+	return r;
+}
+
+int
+custody_cert_record_check(const custody_cert_record *rec, X509 **out,
+			  custody_err *err)
+{
+	int r;
+
+	r = custody_cert_der_check(rec->der, rec->der_len, rec->thumbprint,
+				   rec->key_id, out, err);
+	if (r == CUSTODY_OK)
+		return r;
+	custody_err_prefix(err, "the store's record of certificate %s",
+			   rec->thumbprint);
+	custody_err_hint(err, "the store was changed outside custody: restore "
+			 "it from a backup, and find out who changed it");
 	return r;
 }
 

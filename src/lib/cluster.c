@@ -30,6 +30,7 @@
 #include <custody/hexfmt.h>
 #include <custody/log.h>
 #include <custody/store.h>
+#include <custody/timefmt.h>
 #include <custody/token.h>
 
 #include "cluster_internal.h"
@@ -1120,7 +1121,8 @@ custody_cluster_package_key(custody_token *tok, custody_store *st,
 
 	memset(&cert, 0, sizeof(cert));
 	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
-	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK)
+	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
+	    (r = custody_cert_record_check(&cert, NULL, err)) != CUSTODY_OK)
 		goto out;
 	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
 		goto out;
@@ -1338,8 +1340,51 @@ textf(char *buf, size_t size, const char *fmt, ...)
 }
 
 /*
+ * Whether the audit log says certificate thumbprint was deleted and not
+ * made again since: its newest entry among those that make a certificate
+ * (import, request) or destroy it (delete) is a delete.  EFAIL with the
+ * reason in why when it was (or when the log cannot be read).  A store
+ * writer who puts a deleted certificate's records back (its row, an
+ * assignment, even a copy of its package) finds its key refused here;
+ * one who rewrites the log as well is what integrity tags are for.
+ */
+static int
+deleted_in_log(custody_store *st, const char *thumbprint, char *why,
+	       size_t size)
+{
+	custody_audit_entry *log = NULL;
+	const custody_audit_entry *last = NULL;
+	char t[CUSTODY_TIME_TEXT];
+	size_t n = 0, i;
+	custody_err e;
+	int r;
+
+	if ((r = custody_store_list_audit(st, 0, &log, &n, &e)) != CUSTODY_OK) {
+		textf(why, size, "%s", e.msg);
+		return r;
+	}
+	for (i = 0; i < n; i++)
+		if (strcmp(log[i].thumbprint, thumbprint) == 0 &&
+		    (strcmp(log[i].action, CUSTODY_AUDIT_IMPORT) == 0 ||
+		     strcmp(log[i].action, CUSTODY_AUDIT_REQUEST) == 0 ||
+		     strcmp(log[i].action, CUSTODY_AUDIT_DELETE) == 0))
+			last = &log[i];
+	r = CUSTODY_OK;
+	if (last != NULL && strcmp(last->action, CUSTODY_AUDIT_DELETE) == 0) {
+		textf(why, size, "the certificate was deleted (audit entry %lld, "
+		      "%s on node %s) and not imported again since: its package "
+		      "is refused", (long long)last->seq,
+		      custody_time_format(last->time, t), last->node);
+		r = CUSTODY_EFAIL;
+	}
+	custody_audit_entries_free(log, n);
+	return r;
+}
+
+/*
  * Whether the store's package of this certificate's key can be unwrapped
- * on this token: OK with *pkg filled, or the reason in why.
+ * on this token: OK with *pkg filled, or the reason in why.  The package
+ * of a certificate that was deleted is refused (deleted_in_log).
  */
 static int
 usable_package(custody_token *tok, custody_store *st, const char *store_kcv,
@@ -1383,7 +1428,7 @@ usable_package(custody_token *tok, custody_store *st, const char *store_kcv,
 			 custody_token_label(tok), token_kcv);
 		return CUSTODY_EFAIL;
 	}
-	return CUSTODY_OK;
+	return deleted_in_log(st, cert->thumbprint, why, size);
 }
 
 /*
@@ -1449,7 +1494,6 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 	custody_key_attrs attrs;
 	custody_token_import_result ir;
 	X509 *x = NULL;
-	const unsigned char *p;
 	char why[256];
 	custody_err e;
 	int present = 0, r;
@@ -1457,15 +1501,12 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 	memset(&cert, 0, sizeof(cert));
 	memset(&pkg, 0, sizeof(pkg));
 	*package_it = 0;
+	/* The record's key id decides which token key is checked, repaired
+	 * (destroyed) or unwrapped: it must be its certificate's. */
 	if ((r = custody_store_get_cert(st, it->thumbprint, &cert, &e)) !=
-	    CUSTODY_OK) {
+	    CUSTODY_OK ||
+	    (r = custody_cert_record_check(&cert, &x, &e)) != CUSTODY_OK) {
 		refuse(res, it, "%s", e.msg);
-		goto out;
-	}
-	p = cert.der;
-	if ((x = d2i_X509(NULL, &p, (long)cert.der_len)) == NULL) {
-		refuse(res, it, "the store's certificate %s cannot be read",
-		       it->thumbprint);
 		goto out;
 	}
 	if ((r = custody_token_has_private_key(tok, cert.key_id, &present,
@@ -1556,6 +1597,8 @@ write_sync(custody_token *tok, custody_store *st, const char *node,
 		if (package[i]) {
 			memset(&cert, 0, sizeof(cert));
 			if (custody_store_get_cert(st, it->thumbprint, &cert, &e) ==
+			    CUSTODY_OK &&
+			    custody_cert_record_check(&cert, NULL, &e) ==
 			    CUSTODY_OK &&
 			    custody_cluster_package_put(tok, st, node,
 							it->thumbprint,
@@ -1685,6 +1728,7 @@ custody_cluster_seal(custody_token *tok, custody_store *st, const char *node,
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
 	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
+	    (r = custody_cert_record_check(&cert, NULL, err)) != CUSTODY_OK ||
 	    (r = custody_token_has_private_key(tok, cert.key_id, &present, err)) !=
 	    CUSTODY_OK)
 		goto out;

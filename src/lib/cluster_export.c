@@ -40,6 +40,7 @@ custody_cluster_export(custody_token *tok, custody_store *st,
 				       "cannot export: nowhere to put the package");
 	memset(out, 0, sizeof(*out));
 	if ((r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
+	    (r = custody_cert_record_check(&cert, NULL, err)) != CUSTODY_OK ||
 	    (r = custody_cluster_kek_state(tok, st, store_kcv, kcv, err)) !=
 	    CUSTODY_OK)
 		goto out;

@@ -182,47 +182,12 @@ member_string(json_t *o, const char *name, size_t *len)
 static int
 check_certificate(custody_package *pkg, custody_err *err)
 {
-	const unsigned char *p = pkg->cert_der;
-	unsigned char md[EVP_MAX_MD_SIZE], id[20];
-	unsigned int md_len = 0;
-	char hex[CUSTODY_THUMBPRINT_HEX + 1];
-	X509 *x = NULL;
-	int r = CUSTODY_EFAIL;
+	int r;
 
-	x = d2i_X509(NULL, &p, (long)pkg->cert_der_len);
-	if (x == NULL || p != pkg->cert_der + pkg->cert_der_len) {
-		r = bad(err, "its certificate is not one DER X.509 certificate");
-		goto out;
-	}
-	if (EVP_Digest(pkg->cert_der, pkg->cert_der_len, md, &md_len,
-		       EVP_sha1(), NULL) != 1 || md_len != 20) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL,
-					"bad key package: cannot hash its "
-					"certificate");
-		goto out;
-	}
-	custody_hex_encode(md, 20, hex, 1);
-	if (strcmp(hex, pkg->thumbprint) != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "bad key package: its thumbprint %s is not "
-				    "that of its certificate (%s)",
-				    pkg->thumbprint, hex);
-		goto out;
-	}
-	if (custody_cert_key_id(x, id, NULL) != CUSTODY_OK) {
-		r = bad(err, "the key id of its certificate cannot be computed");
-		goto out;
-	}
-	custody_hex_encode(id, 20, hex, 0);
-	if (strcmp(hex, pkg->key_id) != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "bad key package: its key id %s is not that "
-				    "of its certificate (%s)", pkg->key_id, hex);
-		goto out;
-	}
-	r = CUSTODY_OK;
-out:
-	X509_free(x);
+	r = custody_cert_der_check(pkg->cert_der, pkg->cert_der_len,
+				   pkg->thumbprint, pkg->key_id, NULL, err);
+	if (r != CUSTODY_OK)
+		custody_err_prefix(err, "bad key package");
 	return r;
 }
 

@@ -16,6 +16,7 @@
 #include <openssl/x509.h>
 
 #include <custody/assign.h>
+#include <custody/cert.h>
 #include <custody/config.h>
 #include <custody/keyref.h>
 #include <custody/log.h>
@@ -303,24 +304,6 @@ out:
 	return r;
 }
 
-static int
-cert_of(const custody_cert_record *rec, X509 **cert, custody_err *err)
-{
-	const unsigned char *p = rec->der;
-	int r = CUSTODY_EFAIL;
-
-	if (rec->der == NULL ||
-	    (*cert = d2i_X509(NULL, &p, (long)rec->der_len)) == NULL) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL,
-					"cannot read certificate %s from the "
-					"store", rec->thumbprint);
-		goto out;
-	}
-	r = CUSTODY_OK;
-out:
-	return r;
-}
-
 /* Settles the configuration and resolves name; rec is the caller's. */
 static int
 settle_and_resolve(const custody_keyref *kr, const char *name,
@@ -348,7 +331,7 @@ custody_keyref_load_cert(custody_keyref *kr, const char *name, X509 **cert,
 	memset(&rec, 0, sizeof(rec));
 	custody_config_init(&s.cfg);
 	if ((r = settle_and_resolve(kr, name, &s, &rec, err)) != CUSTODY_OK ||
-	    (r = cert_of(&rec, cert, err)) != CUSTODY_OK) {
+	    (r = custody_cert_record_check(&rec, cert, err)) != CUSTODY_OK) {
 		custody_err_prefix(err, "cannot load the certificate of %s",
 				   name != NULL ? name : "(none)");
 		goto out;
@@ -542,7 +525,7 @@ custody_keyref_load_key(custody_keyref *kr, const char *name, EVP_PKEY **pkey,
 	memset(&rec, 0, sizeof(rec));
 	custody_config_init(&s.cfg);
 	if ((r = settle_and_resolve(kr, name, &s, &rec, err)) != CUSTODY_OK ||
-	    (r = cert_of(&rec, &x, err)) != CUSTODY_OK ||
+	    (r = custody_cert_record_check(&rec, &x, err)) != CUSTODY_OK ||
 	    (r = ensure_token(kr, &s.cfg, err)) != CUSTODY_OK ||
 	    (r = open_key(kr, &rec, &key, err)) != CUSTODY_OK ||
 	    (r = check_match(key, x, &rec, err)) != CUSTODY_OK)

@@ -22,6 +22,7 @@
 #include <openssl/objects.h>
 
 #include <custody/assign.h>
+#include <custody/cert.h>
 #include <custody/policy.h>
 #include <custody/secret.h>
 #include <custody/signer.h>
@@ -681,12 +682,30 @@ resolve(custody_signer *sg, int64_t now, custody_assignment *out,
 	return CUSTODY_OK;
 }
 
-/* Key id and algorithm of the certificate, kept after the first read. */
+/* The store's record of a certificate, checked against the certificate
+ * it holds: its key id is the one looked for on the token. */
+static int
+stored_cert(custody_signer *sg, const char *thumbprint,
+	    custody_cert_record *out, custody_err *err)
+{
+	custody_ctx *ctx = sg->ctx;
+	int r;
+
+	pthread_mutex_lock(&ctx->store_mx);
+	r = custody_store_get_cert(ctx->store, thumbprint, out, err);
+	pthread_mutex_unlock(&ctx->store_mx);
+	if (r == CUSTODY_OK &&
+	    (r = custody_cert_record_check(out, NULL, err)) != CUSTODY_OK)
+		custody_err_prefix(err, "cannot sign for %s", sg->type);
+	return r;
+}
+
+/* Key id and algorithm of the certificate, kept after the first read
+ * (and its check). */
 static int
 cert_facts(custody_signer *sg, const char *thumbprint, struct cert_facts *out,
 	   custody_err *err)
 {
-	custody_ctx *ctx = sg->ctx;
 	custody_cert_record rec;
 	size_t i;
 	int found = 0, r;
@@ -703,9 +722,7 @@ cert_facts(custody_signer *sg, const char *thumbprint, struct cert_facts *out,
 	if (found)
 		return CUSTODY_OK;
 	memset(&rec, 0, sizeof(rec));
-	pthread_mutex_lock(&ctx->store_mx);
-	r = custody_store_get_cert(ctx->store, thumbprint, &rec, err);
-	pthread_mutex_unlock(&ctx->store_mx);
+	r = stored_cert(sg, thumbprint, &rec, err);
 	if (r == CUSTODY_ENOTFOUND) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot sign with certificate %s of type "
@@ -715,12 +732,6 @@ cert_facts(custody_signer *sg, const char *thumbprint, struct cert_facts *out,
 	}
 	if (r != CUSTODY_OK)
 		goto out;
-	if (rec.key_id[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot sign with certificate %s: the store "
-				    "has no key id for it", thumbprint);
-		goto out;
-	}
 	memset(out, 0, sizeof(*out));
 	memcpy(out->thumbprint, rec.thumbprint, sizeof(out->thumbprint));
 	memcpy(out->key_id, rec.key_id, sizeof(out->key_id));
@@ -741,21 +752,19 @@ custody_signer_current(custody_signer *signer, int64_t now,
 		       custody_cert_record *out, custody_err *err)
 {
 	custody_assignment a;
-	custody_ctx *ctx;
 	int r;
 
 	if (signer == NULL || out == NULL)
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot read the current certificate: "
 				       "no signer or no record");
-	ctx = signer->ctx;
 	memset(out, 0, sizeof(*out));
 	if ((r = resolve(signer, now != 0 ? now : clock_now(), &a, err)) !=
 	    CUSTODY_OK)
 		return r;
-	pthread_mutex_lock(&ctx->store_mx);
-	r = custody_store_get_cert(ctx->store, a.current.thumbprint, out, err);
-	pthread_mutex_unlock(&ctx->store_mx);
+	if ((r = stored_cert(signer, a.current.thumbprint, out, err)) !=
+	    CUSTODY_OK)
+		custody_cert_record_clear(out);
 	return r;
 }
 

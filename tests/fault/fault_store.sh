@@ -42,11 +42,6 @@ make_p12 a a.fault.test 300
 make_p12 b b.fault.test 300
 make_p12 c c.fault.test 300
 
-# token_fp — the token's objects, byte for byte.
-token_fp() {
-	find "$T/tokens" -type f -name '*.object' ! -name 'token.object' -print0 |
-		sort -z | xargs -0r sha256sum | sha256sum | cut -d' ' -f1
-}
 # store_fp — what custody reads from the store: assignments and audit log.
 store_fp() {
 	{ "$CUSTODY_BIN" get -o json; "$CUSTODY_BIN" audit; } >"$T/store.now" 2>&1
@@ -60,7 +55,7 @@ store_fp() {
 store_fault() {
 	local kind=$1 setup=$2 exec=$3 recover=$4 at=() tfp sfp
 	shift 5
-	tfp=$(token_fp)
+	tfp=$(token_state)
 	sfp=$(store_fp)
 	cp "$T/store.now" "$T/store.before"
 	if [ "$1" = import ]; then at=(FAULT_FUNC=C_CreateObject FAULT_AT=1); else at=(FAULT_AT=1); fi
@@ -74,7 +69,7 @@ store_fault() {
 	check "$kind, $1: exit 1" [ "$rc" -eq 1 ]
 	check "$kind, $1: one line says the store failed" one_line_error "$1"
 	eval "$recover"
-	check "$kind, $1: the token is as before" [ "$(token_fp)" = "$tfp" ]
+	check "$kind, $1: the token is as before" [ "$(token_state)" = "$tfp" ]
 	check "$kind, $1: the store is as before" [ "$(store_fp)" = "$sfp" ]
 	cmp -s "$T/store.before" "$T/store.now" ||
 		sed "s/^/# now: /" "$T/store.now" | head -5

@@ -7,16 +7,7 @@
 # export / import --package, and a scan for private key bytes.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
 
-mkdir -p "$T/lock"
-export CUSTODY_LOCK_DIR="$T/lock"
-for n in node1 node2 node3; do
-	"${TOP_SRCDIR:?}/scripts/softhsm-token.sh" "$T" "$n" >"$T/$n.env" ||
-		{ echo "Bail out! cannot initialise SoftHSM token $n"; exit 1; }
-done
-eval "$(cat "$T/node1.env")"
-unset CUSTODY_SO_PIN_SOURCE
-export CUSTODY_STORE="sqlite:$T/custody.db"
-export CUSTODY_CONFIG=""
+setup_tokens node1 node2 node3
 db=$T/custody.db
 
 # on NODE ARGS... — custody as NODE, on NODE's token.

@@ -68,14 +68,23 @@ setup_token() {
 	unset CUSTODY_SO_PIN_SOURCE
 }
 
+# token_objects — a checksum per object of the tokens in $T/tokens, byte
+# for byte (SoftHSM keeps one file per object); the tokens' own flags files
+# are left out (a failed login changes their counters).
+token_objects() {
+	find "$T/tokens" -type f -name '*.object' ! -name 'token.object' -print0 |
+		sort -z | xargs -0r sha256sum
+}
+# token_state — a fingerprint of the token's objects alone (for commands
+# that write the store by design, as sync writes its reports).
+token_state() {
+	token_objects | sha256sum | cut -d' ' -f1
+}
 # state — a fingerprint of the token's objects and the store's rows: equal
-# before and after means nothing was changed.  Token objects are compared
-# byte for byte (SoftHSM keeps one file per object); the token's own
-# flags file is left out (a failed login changes its counters).
+# before and after means nothing was changed.
 state() {
 	{
-		find "$T/tokens" -type f -name '*.object' ! -name 'token.object' -print0 |
-			sort -z | xargs -0r sha256sum
+		token_objects
 		if [ -f "$T/custody.db" ]; then
 			sqlite3 "$T/custody.db" .dump 2>/dev/null
 		fi
@@ -113,6 +122,24 @@ thumbprint_of_p12() {
 		openssl x509 -noout -fingerprint -sha1 | sed 's/.*=//; s/://g'
 }
 export EMPTY_PASSWORD=""
+
+# setup_tokens LABEL... — one SoftHSM token per label in $T (one token
+# directory, one user PIN and one SO PIN for all), their environment in
+# $T/LABEL.env, and one SQLite store; the first token's environment is
+# exported.  `custody --token LABEL` (CUSTODY_TOKEN) picks another.
+setup_tokens() {
+	local n
+	mkdir -p "$T/lock"
+	export CUSTODY_LOCK_DIR="$T/lock"
+	for n in "$@"; do
+		"${TOP_SRCDIR:?}/scripts/softhsm-token.sh" "$T" "$n" >"$T/$n.env" ||
+			{ echo "Bail out! cannot initialise SoftHSM token $n"; exit 1; }
+	done
+	eval "$(cat "$T/$1.env")"
+	unset CUSTODY_SO_PIN_SOURCE
+	export CUSTODY_STORE="sqlite:$T/custody.db"
+	export CUSTODY_CONFIG=""
+}
 
 # --- cluster nodes (tests/cluster, tests/bench): one token each ---
 

@@ -536,6 +536,106 @@ Test(key_id, null_key_is_an_error)
 	cr_assert_eq(custody_cert_key_id(NULL, id, &err), CUSTODY_EFAIL);
 }
 
+/* ------------------------------------------------- a record against its DER */
+
+/* The check reads the key id from the DER's structure: it must be the one
+ * custody_cert_key_id computes, for every kind of key and a v1 certificate
+ * (no version field) too. */
+Test(record_check, its_key_id_is_custody_cert_key_id_for_every_kind_of_key)
+{
+	static const char *const specs[] = {"rsa:2048", "ec:p256", "ec:p384", "ec:p521",
+					    "ed25519"};
+	custody_cert_record rec;
+	custody_err err;
+	X509 *got;
+
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		for (int v1 = 0; v1 < 2; v1++) {
+			EVP_PKEY *key = testcert_key(specs[i]);
+			X509 *x = self_signed(key, "k.example");
+
+			if (v1) {
+				cr_assert_eq(X509_set_version(x, X509_VERSION_1), 1);
+				cr_assert_gt(X509_sign(x, key, EVP_PKEY_get_id(key) == EVP_PKEY_ED25519
+							       ? NULL : EVP_sha256()), 0);
+			}
+			cr_assert_eq(custody_cert_record_from_x509(x, &rec, NULL), CUSTODY_OK);
+			cr_assert_eq(custody_cert_record_check(&rec, NULL, &err), CUSTODY_OK,
+				     "%s%s: %s", specs[i], v1 ? " v1" : "", err.msg);
+			cr_assert_eq(custody_cert_record_check(&rec, &got, &err), CUSTODY_OK);
+			X509_free(got);
+			custody_cert_record_clear(&rec);
+			X509_free(x);
+			EVP_PKEY_free(key);
+		}
+	}
+}
+
+Test(record_check, a_record_matches_its_certificate_or_names_what_differs)
+{
+	EVP_PKEY *key = testcert_key("ec:p256"), *other_key = testcert_key("rsa:2048");
+	X509 *x = self_signed(key, "r.example"), *other = self_signed(other_key, "o.example");
+	X509 *got = NULL;
+	custody_cert_record rec, rec_other;
+	custody_err err;
+	char want[512];
+
+	cr_assert_eq(custody_cert_record_from_x509(x, &rec, NULL), CUSTODY_OK);
+	cr_assert_eq(custody_cert_record_from_x509(other, &rec_other, NULL), CUSTODY_OK);
+	cr_assert_eq(custody_cert_record_check(&rec, &got, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_not_null(got);
+	cr_assert_eq(X509_cmp(got, x), 0);
+	X509_free(got);
+	cr_assert_eq(custody_cert_record_check(&rec, NULL, &err), CUSTODY_OK);
+
+	/* Another certificate's key id: the store was changed. */
+	snprintf(want, sizeof(want), "the store's record of certificate %s: its key id "
+		 "%s is not that of its certificate (%s)", rec.thumbprint, rec_other.key_id,
+		 rec.key_id);
+	memcpy(rec.key_id, rec_other.key_id, sizeof(rec.key_id));
+	got = (X509 *)1;
+	assert_error(custody_cert_record_check(&rec, &got, &err), &err, CUSTODY_EFAIL, want);
+	cr_assert_null(got);
+	cr_assert_str_eq(err.hint, "the store was changed outside custody: restore it "
+			 "from a backup, and find out who changed it");
+	/* No key id at all. */
+	rec.key_id[0] = '\0';
+	cr_assert_eq(custody_cert_record_check(&rec, NULL, &err), CUSTODY_EFAIL);
+	cr_assert_not_null(strstr(err.msg, "its key id (none) is not that of its certificate"),
+			   "%s", err.msg);
+	memcpy(rec.key_id, rec_other.key_id, sizeof(rec.key_id));
+	cr_assert_eq(custody_cert_der_check(rec.der, rec.der_len, rec.thumbprint,
+					    rec.key_id, NULL, NULL), CUSTODY_EFAIL);
+
+	/* Another certificate's DER under this thumbprint (key id and all). */
+	custody_cert_record_clear(&rec);
+	cr_assert_eq(custody_cert_record_from_x509(x, &rec, NULL), CUSTODY_OK);
+	free(rec.der);
+	rec.der = malloc(rec_other.der_len);
+	memcpy(rec.der, rec_other.der, rec_other.der_len);
+	rec.der_len = rec_other.der_len;
+	memcpy(rec.key_id, rec_other.key_id, sizeof(rec.key_id));
+	snprintf(want, sizeof(want), "the store's record of certificate %s: its thumbprint "
+		 "%s is not that of its certificate (%s)", rec.thumbprint, rec.thumbprint,
+		 rec_other.thumbprint);
+	assert_error(custody_cert_record_check(&rec, NULL, &err), &err, CUSTODY_EFAIL, want);
+
+	/* A DER that does not parse, or has bytes after it. */
+	rec.der_len--;
+	snprintf(want, sizeof(want), "the store's record of certificate %s: its "
+		 "certificate is not one DER X.509 certificate", rec.thumbprint);
+	assert_error(custody_cert_record_check(&rec, NULL, &err), &err, CUSTODY_EFAIL, want);
+	rec.der_len = 0;
+	assert_error(custody_cert_record_check(&rec, NULL, &err), &err, CUSTODY_EFAIL, want);
+
+	custody_cert_record_clear(&rec);
+	custody_cert_record_clear(&rec_other);
+	X509_free(x);
+	X509_free(other);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(other_key);
+}
+
 /* ---------------------------------------------------------------- PKCS#12 */
 
 Test(bundle_p12, with_password_gives_key_leaf_and_chain)
