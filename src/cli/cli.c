@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,28 +19,47 @@
 
 #include "cli.h"
 
+/* One line of narration or warning on stderr: prefix, then the text made
+ * from fmt, escaped (it may carry a label, a subject or store text). */
+static void
+print_line(const char *prefix, const char *fmt, va_list ap)
+{
+	va_list copy;
+	char *text;
+	int n;
+
+	va_copy(copy, ap);
+	n = vsnprintf(NULL, 0, fmt, copy);
+	va_end(copy);
+	if (n < 0 || (text = malloc((size_t)n + 1)) == NULL) {
+		fprintf(stderr, "%s(cannot format a message)\n", prefix);
+		return;
+	}
+	vsnprintf(text, (size_t)n + 1, fmt, ap);
+	fprintf(stderr, "%s%s\n", prefix, out_safe(text));
+	free(text);
+}
+
 void
 cli_warn(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("custody: warning: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	print_line("custody: warning: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void
 cli_note(const struct cli *cli, const char *fmt, ...)
 {
+	char prefix[64];
 	va_list ap;
 
-	fprintf(stderr, "custody: %s: note: ", cli->cmd);
+	snprintf(prefix, sizeof(prefix), "custody: %s: note: ", cli->cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	print_line(prefix, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void
@@ -50,9 +70,8 @@ cli_say(const struct cli *cli, const char *fmt, ...)
 	if (cli->quiet)
 		return;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	print_line("", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 int

@@ -342,7 +342,7 @@ jwt_verify(struct cli *cli, const struct jwt_opts *o, const char *type)
 	if (cli->output == OUT_JSON || (parsed = json_loads(claims, 0, &jerr)) == NULL) {
 		printf("%s\n", claims);
 	} else {
-		json_dumpf(parsed, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		json_dumpf(parsed, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 		putchar('\n');
 		json_decref(parsed);
 	}

@@ -340,15 +340,15 @@ log_to_stderr(enum custody_log_level level, const char *line, void *ctx)
 
 	switch (level) {
 	case CUSTODY_LOG_WARN:
-		fprintf(stderr, "custody: warning: %s\n", line);
+		fprintf(stderr, "custody: warning: %s\n", out_safe(line));
 		break;
 	case CUSTODY_LOG_STEP:
 		if (!cli->quiet)
-			fprintf(stderr, "%s\n", line);
+			fprintf(stderr, "%s\n", out_safe(line));
 		break;
 	case CUSTODY_LOG_DEBUG:
 		if (cli->verbose)
-			fprintf(stderr, "custody: %s\n", line);
+			fprintf(stderr, "custody: %s\n", out_safe(line));
 		break;
 	}
 }
@@ -389,7 +389,7 @@ main(int argc, char **argv)
 		case 'v': cli.verbose++; break;
 		default:
 			fprintf(stderr, "custody: unknown or incomplete option '%s'\n",
-				argv[optind - 1]);
+				out_safe(argv[optind - 1]));
 			print_main_usage(stderr);
 			return 2;
 		}
@@ -400,7 +400,7 @@ main(int argc, char **argv)
 	}
 	command = cli_find_command(argv[optind]);
 	if (command == NULL) {
-		fprintf(stderr, "custody: unknown command '%s'\n", argv[optind]);
+		fprintf(stderr, "custody: unknown command '%s'\n", out_safe(argv[optind]));
 		print_main_usage(stderr);
 		return 2;
 	}
@@ -416,10 +416,11 @@ main(int argc, char **argv)
 	if (r < 0) {
 		r = CUSTODY_OK;	/* --help */
 	} else if (r != CUSTODY_OK) {
+		/* Messages may carry store, token or certificate text. */
 		fprintf(stderr, "custody: %s: %s\n", cli.cmd,
-			cli.err.msg[0] != '\0' ? cli.err.msg : "failed");
+			cli.err.msg[0] != '\0' ? out_safe(cli.err.msg) : "failed");
 		if (cli.err.hint[0] != '\0')
-			fprintf(stderr, "hint: %s\n", cli.err.hint);
+			fprintf(stderr, "hint: %s\n", out_safe(cli.err.hint));
 		if (r == CUSTODY_EUSAGE && cli.err.hint[0] == '\0')
 			fprintf(stderr, "see: custody %s --help\n", cli.cmd);
 	}
@@ -429,5 +430,6 @@ main(int argc, char **argv)
 		custody_store_close(cli.store);
 	custody_config_clear(&cli.cfg);
 	OPENSSL_cleanse(&cli.err, sizeof(cli.err));
+	out_release();
 	return status >= 0 ? status : custody_err_exit_status(r);
 }
