@@ -7,6 +7,11 @@
  * from /dev/tty; EFAIL when there is no terminal).  There is deliberately
  * no source that takes the value itself.
  *
+ * What follows a source's prefix is never repeated in an error message or
+ * a warning (it may be the secret, typed in the wrong place); neither is
+ * a source without a known prefix.  Messages name the kind of source.
+ * An env: variable is read with secure_getenv().
+ *
  * A custody_secret owns its buffer; custody_secret_clear() cleanses and
  * frees it.  Secrets are at most 1023 bytes.
  */
