@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include <custody/log.h>
+#include <custody/secret.h>
 
 #include "cli.h"
 
@@ -362,6 +363,13 @@ main(int argc, char **argv)
 	int c, r, status = -1;
 
 	memset(&cli, 0, sizeof(cli));
+	/* Before anything is read: no core dump, no ptrace by the same user,
+	 * and OpenSSL's secure heap for PINs, passwords and key values. */
+	if (custody_harden_process(&cli.err) != CUSTODY_OK) {
+		fprintf(stderr, "custody: %s\n", out_safe(cli.err.msg));
+		out_release();
+		return custody_err_exit_status(cli.err.code);
+	}
 	custody_config_init(&cli.cfg);
 	custody_log_set_handler(log_to_stderr, &cli);
 	cli.cmd = "custody";

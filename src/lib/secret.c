@@ -1,5 +1,6 @@
 /*
- * secret.c — PINs and passwords, from where they may come.
+ * secret.c — PINs and passwords, from where they may come, and the
+ * process that holds them (custody_harden_process).
  *
  * What follows a source's prefix (a path, a variable name, a descriptor
  * number) is never repeated in a message: a PIN typed where its source
@@ -13,11 +14,14 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 
 #include <custody/log.h>
 #include <custody/secret.h>
@@ -156,7 +160,13 @@ deliver(struct secret_buf *buf, const char *what, custody_secret *out,
 		goto out;
 	}
 	if (buf->len > 0) {
-		if ((out->data = OPENSSL_malloc(buf->len + 1)) == NULL) {
+		/* In OpenSSL's secure heap once custody_harden_process()
+		 * made one (else it is the ordinary heap). */
+		ERR_set_mark();
+		if ((out->data = OPENSSL_secure_malloc(buf->len + 1)) == NULL)
+			out->data = OPENSSL_malloc(buf->len + 1);
+		ERR_pop_to_mark();
+		if (out->data == NULL) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot read %s: out of memory",
 					    what);
@@ -436,8 +446,48 @@ custody_secret_clear(custody_secret *s)
 {
 	if (s == NULL)
 		return;
-	if (s->data != NULL)
-		OPENSSL_clear_free(s->data, s->len + 1);
+	if (s->data != NULL)	/* either heap: it tells them apart */
+		OPENSSL_secure_clear_free(s->data, s->len + 1);
 	s->data = NULL;
 	s->len = 0;
+}
+
+/* ---------------------------------------- the process that holds secrets */
+
+int
+custody_harden_process(custody_err *err)
+{
+	struct rlimit none = {0, 0};
+	int r = CUSTODY_EFAIL, rc;
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot make this process non-dumpable: %s",
+				    strerror(errno));
+		goto out;
+	}
+	if (setrlimit(RLIMIT_CORE, &none) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot turn core dumps off: %s",
+				    strerror(errno));
+		goto out;
+	}
+	if (!CRYPTO_secure_malloc_initialized()) {
+		rc = CRYPTO_secure_malloc_init(CUSTODY_SECURE_HEAP_SIZE,
+					       CUSTODY_SECURE_HEAP_MIN);
+		if (rc == 0) {
+			r = custody_err_openssl(err, CUSTODY_EFAIL,
+						"cannot set up OpenSSL's secure "
+						"heap");
+			goto out;
+		}
+		/* 2: in use, but mlock failed (RLIMIT_MEMLOCK): its pages
+		 * may be swapped; they stay out of core dumps. */
+		if (rc == 2)
+			custody_debug("OpenSSL's secure heap could not be "
+				      "locked in memory (RLIMIT_MEMLOCK)");
+	}
+	r = CUSTODY_OK;
+out:
+	return r;
 }
