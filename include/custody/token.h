@@ -69,6 +69,23 @@ int custody_token_open(const custody_token_spec *spec, custody_token **out,
  * releases the lock, unloads the module.  NULL is accepted. */
 void custody_token_close(custody_token *tok);
 
+/*
+ * The token lock alone, exclusive, as custody_token_open takes it (from
+ * spec: module, lock_dir, lock_timeout; shared is ignored), without
+ * loading the module.  For a caller about to hold a secret, such as a
+ * private key decrypted from a file, that must not hold it while it
+ * waits for another process: take the lock, then decrypt, then open the
+ * token.  A custody_token_open of the same process and token then shares
+ * this lock instead of waiting; the lock is let go when the last holder
+ * (this handle or a token handle) lets go.  Errors as custody_token_open's
+ * ("token is busy: another custody process holds LOCKFILE").  Release
+ * accepts NULL.
+ */
+typedef struct custody_token_lock custody_token_lock;
+int custody_token_lock_take(const custody_token_spec *spec,
+			    custody_token_lock **out, custody_err *err);
+void custody_token_lock_release(custody_token_lock *lock);
+
 /* The token's label and serial (blank-padding removed). */
 const char *custody_token_label(const custody_token *tok);
 const char *custody_token_serial(const custody_token *tok);

@@ -303,6 +303,25 @@ cli_open_store(struct cli *cli)
 }
 
 int
+cli_token_spec(struct cli *cli, custody_token_spec *spec)
+{
+	int r;
+
+	if (cli->cfg.module == NULL || cli->cfg.module[0] == '\0') {
+		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PKCS#11 module configured");
+		custody_err_hint(&cli->err, "give --module PATH, CUSTODY_MODULE or token.module in the config file");
+		return r;
+	}
+	memset(spec, 0, sizeof(*spec));
+	spec->module = cli->cfg.module;
+	spec->label = cli->cfg.token_label;
+	spec->uri = cli->cfg.token_uri;
+	spec->lock_dir = cli->cfg.lock_dir;
+	spec->lock_timeout = cli->cfg.lock_timeout;
+	return CUSTODY_OK;
+}
+
+int
 cli_open_token(struct cli *cli)
 {
 	custody_token_spec spec;
@@ -312,11 +331,8 @@ cli_open_token(struct cli *cli)
 
 	if (cli->token != NULL)
 		return CUSTODY_OK;
-	if (cli->cfg.module == NULL || cli->cfg.module[0] == '\0') {
-		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PKCS#11 module configured");
-		custody_err_hint(&cli->err, "give --module PATH, CUSTODY_MODULE or token.module in the config file");
+	if ((r = cli_token_spec(cli, &spec)) != CUSTODY_OK)
 		return r;
-	}
 	if (cli->cfg.pin_source == NULL) {
 		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PIN source configured");
 		custody_err_hint(&cli->err, "give --pin-source file:PATH|env:VAR|fd:N|prompt, CUSTODY_PIN_SOURCE or token.pin-source");
@@ -325,12 +341,6 @@ cli_open_token(struct cli *cli)
 	/* Check the PIN source's form before touching the token. */
 	if ((r = custody_secret_source_check(cli->cfg.pin_source, &cli->err)) != CUSTODY_OK)
 		return r;
-	memset(&spec, 0, sizeof(spec));
-	spec.module = cli->cfg.module;
-	spec.label = cli->cfg.token_label;
-	spec.uri = cli->cfg.token_uri;
-	spec.lock_dir = cli->cfg.lock_dir;
-	spec.lock_timeout = cli->cfg.lock_timeout;
 	if ((r = custody_token_open(&spec, &cli->token, &cli->err)) != CUSTODY_OK)
 		goto out;
 	snprintf(prompt, sizeof(prompt), "User PIN for token %s: ",

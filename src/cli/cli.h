@@ -140,6 +140,10 @@ int cli_open_store(struct cli *cli);
 /* Opens cli->token and logs in with the user PIN from the PIN source. */
 int cli_open_token(struct cli *cli);
 
+/* The token spec of the configuration (module, token, lock directory and
+ * timeout); EUSAGE "no PKCS#11 module configured" without a module. */
+int cli_token_spec(struct cli *cli, custody_token_spec *spec);
+
 /* The identity that applies for `type` on this node when none was given
  * for a change: "global" for OAuthTokenIssuer, else this node's name. */
 const char *cli_default_identity(const struct cli *cli, const char *type);

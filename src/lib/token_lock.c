@@ -522,6 +522,53 @@ token_lock_wanted(struct token_lock *lock)
 	return 0;
 }
 
+/* ------------------------------------ custody/token.h: the lock alone */
+
+struct custody_token_lock {
+	struct token_lock *lock;
+};
+
+int
+custody_token_lock_take(const custody_token_spec *spec,
+			custody_token_lock **out, custody_err *err)
+{
+	custody_token_spec exclusive;
+	custody_token_lock *l = NULL;
+	int r = CUSTODY_EFAIL;
+
+	*out = NULL;
+	if (spec == NULL || spec->module == NULL || spec->module[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot take the token lock: no PKCS#11 "
+				    "module given");
+		goto out;
+	}
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot take the token lock: out of memory");
+		goto out;
+	}
+	exclusive = *spec;
+	exclusive.shared = 0;
+	if ((r = token_lock_acquire(&exclusive, &l->lock, err)) != CUSTODY_OK)
+		goto out;
+	*out = l;
+	l = NULL;
+	r = CUSTODY_OK;
+out:
+	free(l);
+	return r;
+}
+
+void
+custody_token_lock_release(custody_token_lock *lock)
+{
+	if (lock == NULL)
+		return;
+	token_lock_release(lock->lock);
+	free(lock);
+}
+
 /* ------------------------------------------- custody/token.h: sharing */
 
 int
