@@ -182,7 +182,7 @@ const struct command cli_commands[] = {
 	 "  --verify                 check the whole chain and the head\n"},
 	{"jwt", cmd_jwt, CLI_AT_READS, "issue or verify a JWT signed with the current key of a type",
 	 "custody jwt issue [-t TYPE] --claims JSON|@FILE [--lifetime SECONDS] [--alg RS256|PS256|ES256]\n"
-	 "custody jwt verify [-t TYPE] [--skew SECONDS] TOKEN|-\n"
+	 "custody jwt verify [-t TYPE] [--skew SECONDS] [--aud AUDIENCE] [--iss ISSUER] TOKEN|-\n"
 	 "\n"
 	 "issue signs a compact JWS with the current key of TYPE (default\n"
 	 "OAuthTokenIssuer) on the token; its header carries x5t and kid (the\n"
@@ -191,13 +191,18 @@ const struct command cli_commands[] = {
 	 "key: RS256 for RSA, ES256 for EC P-256; --alg PS256 for RSA-PSS.\n"
 	 "verify reads the store only: it accepts a token signed by the current or\n"
 	 "the previous certificate (a pending one once it is current), checks\n"
-	 "exp and nbf with a skew (default 60 s), and prints the claims.\n"
+	 "exp and nbf with a skew (default 60 s), that the certificate which signed\n"
+	 "is within its validity period now, aud and iss when asked to, and prints\n"
+	 "the claims.\n"
 	 "\n"
 	 "  -t, --type TYPE       certificate type\n"
 	 "  --claims JSON|@FILE   the claims, a JSON object (@- reads standard input)\n"
 	 "  --lifetime SECONDS    exp = now + SECONDS when the claims have no exp\n"
 	 "  --alg ALG             RS256, PS256 or ES256\n"
-	 "  --skew SECONDS        clock skew allowed for exp and nbf\n"},
+	 "  --skew SECONDS        clock skew allowed for exp and nbf\n"
+	 "  --aud AUDIENCE        verify: the aud claim must be AUDIENCE (or an array\n"
+	 "                        holding it)\n"
+	 "  --iss ISSUER          verify: the iss claim must be ISSUER\n"},
 	{"tidy", cmd_tidy, CLI_AT_WRITES, "list (and with --yes destroy) what interrupted custody work left on the token",
 	 "custody tidy [--dry-run | --yes] [-o table|json]\n"
 	 "\n"
