@@ -159,7 +159,7 @@ settle_configuration(struct cli *cli)
 	int r;
 
 	if (path == NULL)
-		path = getenv("CUSTODY_CONFIG");
+		path = secure_getenv("CUSTODY_CONFIG");
 	if (path == NULL && access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0)
 		path = CUSTODY_DEFAULT_CONFIG;
 	if (path != NULL && path[0] != '\0' &&

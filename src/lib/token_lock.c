@@ -176,6 +176,9 @@ lock_file_path(const custody_token_spec *spec, char **out, custody_err *err)
 {
 	char real[PATH_MAX], dir[PATH_MAX], hex[2 * SHA256_DIGEST_LENGTH + 1];
 	unsigned char md[SHA256_DIGEST_LENGTH];
+	/* getenv, not secure_getenv: this names the token set that the
+	 * module (which reads SOFTHSM2_CONF with getenv) will use, and the
+	 * lock must follow it.  Nothing is opened under this name. */
 	const char *conf = getenv("SOFTHSM2_CONF");
 	EVP_MD_CTX *sha = NULL;
 	size_t len;
