@@ -121,7 +121,8 @@ int custody_bundle_parse(const unsigned char *data, size_t len,
 			 custody_err *err);
 
 /* Reads path (at most 1 MiB) and parses it as above.  The file's bytes are
- * cleansed from memory before returning. */
+ * held in OpenSSL's secure heap when the process has one with room (see
+ * custody_harden_process in secret.h), and cleansed before returning. */
 int custody_bundle_load_file(const char *path, const char *password,
 			     custody_bundle *out, custody_err *err);
 

@@ -142,7 +142,10 @@ int custody_jws_check_signature(int alg, EVP_PKEY *pub,
  * the signature must verify with its public key.  Then the claims must
  * be a JSON object without repeated names, with a numeric exp (required)
  * and optional numeric nbf: expired when now - skew >= exp, not yet
- * valid when now + skew < nbf (both messages give the times).
+ * valid when now + skew < nbf (both messages give the times).  Last, the
+ * certificate that signed must be valid at now, by its own notBefore and
+ * notAfter (no skew): "the certificate that signed the token, T, expired
+ * at ..." / "... is not valid before ...".
  * Every refusal is EFAIL with the reason ("malformed token: expected
  * three base64url parts", "bad base64url in the signature: ...", "bad
  * signature: ...", "token expired at ...", ...); a skew outside
@@ -154,6 +157,29 @@ int custody_jws_verify(const char *token,
 		       const custody_cert_record *candidates, size_t n,
 		       int64_t now, int64_t skew, char **claims_json,
 		       size_t *which, custody_err *err);
+
+/* What a relying party may require of the claims besides the times.
+ * A NULL member is not checked. */
+typedef struct custody_jws_expect {
+	const char *aud;	/* the aud claim is this string, or an array
+				   holding it (RFC 7519 4.1.3)              */
+	const char *iss;	/* the iss claim is this string             */
+} custody_jws_expect;
+
+/*
+ * custody_jws_verify, and then (expect not NULL) the claims must carry
+ * the audience and the issuer asked for: EFAIL "token has no aud claim:
+ * audience A was asked for", "token is for audience X, not A", "token is
+ * not for audience A: it is not among the N of its aud claim", "token
+ * has no iss claim: ...", "token was issued by X, not I".  These come
+ * before the certificate's validity.
+ */
+int custody_jws_verify_expect(const char *token,
+			      const custody_cert_record *candidates, size_t n,
+			      int64_t now, int64_t skew,
+			      const custody_jws_expect *expect,
+			      char **claims_json, size_t *which,
+			      custody_err *err);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,14 @@
  * processes touch one token at once; custody_token_close() releases it.
  * Signers take it shared instead (spec->shared, see "sharing the token").
  *
+ * The token lock: one lock file per token in the lock directory, the
+ * same for every user.  A directory custody makes is mode 1777
+ * (/run/lock/custody) or 0700 (one configured), set explicitly; any lock
+ * directory must belong to root or to this user, and be sticky when
+ * others may write to it, else EFAIL (there is no per-user fallback).
+ * Lock files are mode 0660 in the lock directory's group, so that a user
+ * outside it cannot open one, and so cannot hold the lock.
+ *
  * PIN counter: custody_token_login() refuses to log in when the token says
  * CKF_USER_PIN_LOCKED or CKF_USER_PIN_FINAL_TRY, and never retries a PIN
  * the token rejected.
@@ -44,8 +52,9 @@ typedef struct custody_token_spec {
 	const char *module;	/* path of the PKCS#11 module (required)   */
 	const char *label;	/* token label, or NULL                    */
 	const char *uri;	/* "pkcs11:token=...;serial=..." or NULL   */
-	const char *lock_dir;	/* NULL: $CUSTODY_LOCK_DIR, /run/lock/custody
-				   when writable, else /tmp/custody-UID     */
+	const char *lock_dir;	/* NULL: $CUSTODY_LOCK_DIR, else
+				   /run/lock/custody (no other fallback):
+				   see "the token lock" below               */
 	int lock_timeout;	/* seconds to wait for the lock; <0: 30     */
 	int shared;		/* take the lock shared (signers), see the
 				   "sharing the token" section below        */
@@ -68,6 +77,23 @@ int custody_token_open(const custody_token_spec *spec, custody_token **out,
 /* Logs out (if logged in), closes the session, finalises the module,
  * releases the lock, unloads the module.  NULL is accepted. */
 void custody_token_close(custody_token *tok);
+
+/*
+ * The token lock alone, exclusive, as custody_token_open takes it (from
+ * spec: module, lock_dir, lock_timeout; shared is ignored), without
+ * loading the module.  For a caller about to hold a secret, such as a
+ * private key decrypted from a file, that must not hold it while it
+ * waits for another process: take the lock, then decrypt, then open the
+ * token.  A custody_token_open of the same process and token then shares
+ * this lock instead of waiting; the lock is let go when the last holder
+ * (this handle or a token handle) lets go.  Errors as custody_token_open's
+ * ("token is busy: another custody process holds LOCKFILE").  Release
+ * accepts NULL.
+ */
+typedef struct custody_token_lock custody_token_lock;
+int custody_token_lock_take(const custody_token_spec *spec,
+			    custody_token_lock **out, custody_err *err);
+void custody_token_lock_release(custody_token_lock *lock);
 
 /* The token's label and serial (blank-padding removed). */
 const char *custody_token_label(const custody_token *tok);

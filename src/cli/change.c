@@ -147,14 +147,16 @@ change_report(const struct cli *cli, const struct change *ch, int dry_run)
 
 		if (ch->roll)
 			fprintf(stderr, "%s/%s: %s is already pending for %s; nothing to change\n",
-				ch->after.type, ch->after.identity, ch->after.pending.thumbprint,
+				out_safe(ch->after.type), out_safe(ch->after.identity),
+				out_safe(ch->after.pending.thumbprint),
 				out_time(ch->after.pending.effective, t));
 		else
 			fprintf(stderr, "%s/%s: %s is already current; nothing to change\n",
-				ch->after.type, ch->after.identity, ch->after.current.thumbprint);
+				out_safe(ch->after.type), out_safe(ch->after.identity),
+				out_safe(ch->after.current.thumbprint));
 		return;
 	}
-	fprintf(stderr, "%s/%s: %s\n", ch->after.type, ch->after.identity,
+	fprintf(stderr, "%s/%s: %s\n", out_safe(ch->after.type), out_safe(ch->after.identity),
 		dry_run ? "would change (dry run, nothing written)" : "changed");
 	change_print_details(stderr, ch);
 }
@@ -165,8 +167,8 @@ change_print_details(FILE *f, const struct change *ch)
 	out_assignment_diff(f, &ch->before, &ch->after);
 	if (ch->outcome.cancelled_pending[0] != '\0')
 		fprintf(f, "  the pending roll to %s is cancelled\n",
-			ch->outcome.cancelled_pending);
+			out_safe(ch->outcome.cancelled_pending));
 	if (ch->outcome.replaced_pending[0] != '\0')
 		fprintf(f, "  the pending roll to %s is replaced\n",
-			ch->outcome.replaced_pending);
+			out_safe(ch->outcome.replaced_pending));
 }

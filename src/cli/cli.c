@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,28 +19,47 @@
 
 #include "cli.h"
 
+/* One line of narration or warning on stderr: prefix, then the text made
+ * from fmt, escaped (it may carry a label, a subject or store text). */
+static void
+print_line(const char *prefix, const char *fmt, va_list ap)
+{
+	va_list copy;
+	char *text;
+	int n;
+
+	va_copy(copy, ap);
+	n = vsnprintf(NULL, 0, fmt, copy);
+	va_end(copy);
+	if (n < 0 || (text = malloc((size_t)n + 1)) == NULL) {
+		fprintf(stderr, "%s(cannot format a message)\n", prefix);
+		return;
+	}
+	vsnprintf(text, (size_t)n + 1, fmt, ap);
+	fprintf(stderr, "%s%s\n", prefix, out_safe(text));
+	free(text);
+}
+
 void
 cli_warn(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("custody: warning: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	print_line("custody: warning: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void
 cli_note(const struct cli *cli, const char *fmt, ...)
 {
+	char prefix[64];
 	va_list ap;
 
-	fprintf(stderr, "custody: %s: note: ", cli->cmd);
+	snprintf(prefix, sizeof(prefix), "custody: %s: note: ", cli->cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	print_line(prefix, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void
@@ -50,9 +70,8 @@ cli_say(const struct cli *cli, const char *fmt, ...)
 	if (cli->quiet)
 		return;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	print_line("", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 int
@@ -140,7 +159,7 @@ settle_configuration(struct cli *cli)
 	int r;
 
 	if (path == NULL)
-		path = getenv("CUSTODY_CONFIG");
+		path = secure_getenv("CUSTODY_CONFIG");
 	if (path == NULL && access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0)
 		path = CUSTODY_DEFAULT_CONFIG;
 	if (path != NULL && path[0] != '\0' &&
@@ -284,6 +303,25 @@ cli_open_store(struct cli *cli)
 }
 
 int
+cli_token_spec(struct cli *cli, custody_token_spec *spec)
+{
+	int r;
+
+	if (cli->cfg.module == NULL || cli->cfg.module[0] == '\0') {
+		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PKCS#11 module configured");
+		custody_err_hint(&cli->err, "give --module PATH, CUSTODY_MODULE or token.module in the config file");
+		return r;
+	}
+	memset(spec, 0, sizeof(*spec));
+	spec->module = cli->cfg.module;
+	spec->label = cli->cfg.token_label;
+	spec->uri = cli->cfg.token_uri;
+	spec->lock_dir = cli->cfg.lock_dir;
+	spec->lock_timeout = cli->cfg.lock_timeout;
+	return CUSTODY_OK;
+}
+
+int
 cli_open_token(struct cli *cli)
 {
 	custody_token_spec spec;
@@ -293,11 +331,8 @@ cli_open_token(struct cli *cli)
 
 	if (cli->token != NULL)
 		return CUSTODY_OK;
-	if (cli->cfg.module == NULL || cli->cfg.module[0] == '\0') {
-		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PKCS#11 module configured");
-		custody_err_hint(&cli->err, "give --module PATH, CUSTODY_MODULE or token.module in the config file");
+	if ((r = cli_token_spec(cli, &spec)) != CUSTODY_OK)
 		return r;
-	}
 	if (cli->cfg.pin_source == NULL) {
 		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PIN source configured");
 		custody_err_hint(&cli->err, "give --pin-source file:PATH|env:VAR|fd:N|prompt, CUSTODY_PIN_SOURCE or token.pin-source");
@@ -306,12 +341,6 @@ cli_open_token(struct cli *cli)
 	/* Check the PIN source's form before touching the token. */
 	if ((r = custody_secret_source_check(cli->cfg.pin_source, &cli->err)) != CUSTODY_OK)
 		return r;
-	memset(&spec, 0, sizeof(spec));
-	spec.module = cli->cfg.module;
-	spec.label = cli->cfg.token_label;
-	spec.uri = cli->cfg.token_uri;
-	spec.lock_dir = cli->cfg.lock_dir;
-	spec.lock_timeout = cli->cfg.lock_timeout;
 	if ((r = custody_token_open(&spec, &cli->token, &cli->err)) != CUSTODY_OK)
 		goto out;
 	snprintf(prompt, sizeof(prompt), "User PIN for token %s: ",

@@ -140,6 +140,10 @@ int cli_open_store(struct cli *cli);
 /* Opens cli->token and logs in with the user PIN from the PIN source. */
 int cli_open_token(struct cli *cli);
 
+/* The token spec of the configuration (module, token, lock directory and
+ * timeout); EUSAGE "no PKCS#11 module configured" without a module. */
+int cli_token_spec(struct cli *cli, custody_token_spec *spec);
+
 /* The identity that applies for `type` on this node when none was given
  * for a change: "global" for OAuthTokenIssuer, else this node's name. */
 const char *cli_default_identity(const struct cli *cli, const char *type);
@@ -178,6 +182,24 @@ void cli_note(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 void cli_say(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 
 /* ---- output.c: every command prints through these ---- */
+
+/*
+ * The one escaping function of terminal output.  Text from certificates,
+ * tokens, the store and files (subjects, labels, node names, audit
+ * details, messages built from them) goes through it before it is
+ * printed: C0 control characters (newline, carriage return, escape, bell,
+ * tab...), DEL, the C1 controls (U+0080..U+009F) and bytes that are not
+ * UTF-8 are shown as \xHH, so that no such text can steer a terminal or
+ * forge a line.  Printable ASCII and other UTF-8 pass unchanged.
+ * out_escape writes into dst (size bytes; always NUL-terminated, cut at a
+ * character when it does not fit) and returns dst; out_safe returns an
+ * escaped copy that lives until 16 more out_safe calls have been made
+ * (enough for the arguments of one printf); out_release frees them.
+ * JSON output is escaped by jansson instead.
+ */
+char *out_escape(char *dst, size_t size, const char *src);
+const char *out_safe(const char *src);
+void out_release(void);
 
 /* "Name : value" lines of a block, names padded to one width. */
 void out_field(const char *name, const char *value);

@@ -33,47 +33,38 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 	return CUSTODY_OK;
 }
 
-/* A field as shown in the table: "-" when empty, control characters and
- * spaces (which would shift the columns or forge a line) as '?'/'_'. */
-static void
+/* A field as shown in the table: "-" when empty, escaped as all terminal
+ * output is (out_escape), spaces (which would shift the columns) as '_'. */
+static char *
 shown(char *dst, size_t size, const char *src)
 {
-	size_t i;
+	char *p;
 
-	if (src == NULL || src[0] == '\0')
-		src = "-";
-	for (i = 0; i + 1 < size && src[i] != '\0'; i++) {
-		unsigned char c = (unsigned char)src[i];
-
-		dst[i] = c < 0x20 || c == 0x7f ? '?' : c == ' ' ? '_' : (char)c;
-	}
-	dst[i] = '\0';
+	out_escape(dst, size, src == NULL || src[0] == '\0' ? "-" : src);
+	for (p = dst; *p != '\0'; p++)
+		if (*p == ' ')
+			*p = '_';
+	return dst;
 }
 
-/* The detail at the end of the line: spaces stay, control characters go. */
+/* The detail at the end of the line: spaces stay, the rest is escaped. */
 static void
 shown_detail(char *dst, size_t size, const char *src)
 {
-	size_t i;
-
-	if (src == NULL)
-		src = "";
-	for (i = 0; i + 1 < size && src[i] != '\0'; i++) {
-		unsigned char c = (unsigned char)src[i];
-
-		dst[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
-	}
-	dst[i] = '\0';
+	out_escape(dst, size, src);
 }
 
 struct audit_columns {
 	int node, actor, action, where;
 };
 
+/* Room for a field escaped: 4 bytes per byte at most. */
+#define SHOWN(n) (4 * (n) + 1)
+
 static void
 where_of(const custody_audit_entry *e, char *buf, size_t size)
 {
-	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
+	char type[SHOWN(CUSTODY_NAME_MAX)], identity[SHOWN(CUSTODY_NAME_MAX)];
 
 	if (e->type[0] == '\0' && e->identity[0] == '\0') {
 		snprintf(buf, size, "-");
@@ -87,7 +78,8 @@ where_of(const custody_audit_entry *e, char *buf, size_t size)
 static void
 widths(const custody_audit_entry *e, size_t n, struct audit_columns *w)
 {
-	char where[CUSTODY_NAME_MAX * 2 + 2];
+	char where[2 * SHOWN(CUSTODY_NAME_MAX)];
+	char field[SHOWN(CUSTODY_AUDIT_ACTOR_MAX + CUSTODY_NAME_MAX)];
 	size_t i;
 
 	memset(w, 0, sizeof(*w));
@@ -95,11 +87,11 @@ widths(const custody_audit_entry *e, size_t n, struct audit_columns *w)
 		int len;
 
 		where_of(&e[i], where, sizeof(where));
-		len = (int)strlen(e[i].node[0] != '\0' ? e[i].node : "-");
+		len = (int)strlen(shown(field, sizeof(field), e[i].node));
 		w->node = len > w->node ? len : w->node;
-		len = (int)strlen(e[i].actor[0] != '\0' ? e[i].actor : "-");
+		len = (int)strlen(shown(field, sizeof(field), e[i].actor));
 		w->actor = len > w->actor ? len : w->actor;
-		len = (int)strlen(e[i].action[0] != '\0' ? e[i].action : "-");
+		len = (int)strlen(shown(field, sizeof(field), e[i].action));
 		w->action = len > w->action ? len : w->action;
 		len = (int)strlen(where);
 		w->where = len > w->where ? len : w->where;
@@ -111,12 +103,12 @@ static void
 print_line(const custody_audit_entry *e, const struct audit_columns *w)
 {
 	char t[CUSTODY_TIME_TEXT];
-	char node[CUSTODY_NAME_MAX + 1], actor[CUSTODY_AUDIT_ACTOR_MAX + 1];
-	char action[CUSTODY_AUDIT_ACTION_MAX + 1];
-	char where[CUSTODY_NAME_MAX * 2 + 2];
-	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
-	char previous[CUSTODY_THUMBPRINT_HEX + 1];
-	char detail[1024];
+	char node[SHOWN(CUSTODY_NAME_MAX)], actor[SHOWN(CUSTODY_AUDIT_ACTOR_MAX)];
+	char action[SHOWN(CUSTODY_AUDIT_ACTION_MAX)];
+	char where[2 * SHOWN(CUSTODY_NAME_MAX)];
+	char thumbprint[SHOWN(CUSTODY_THUMBPRINT_HEX)];
+	char previous[SHOWN(CUSTODY_THUMBPRINT_HEX)];
+	char detail[4096];
 
 	shown(node, sizeof(node), e->node);
 	shown(actor, sizeof(actor), e->actor);

@@ -119,7 +119,7 @@ print_assignment(struct cli *cli, const custody_assignment *a, json_t *array)
 		break;
 	case OUT_THUMBPRINT:
 		if (cur.thumbprint[0] != '\0')
-			printf("%s\n", cur.thumbprint);
+			printf("%s\n", out_safe(cur.thumbprint));
 		break;
 	case OUT_PEM:
 		if (cur.der != NULL) {
@@ -136,7 +136,7 @@ print_assignment(struct cli *cli, const custody_assignment *a, json_t *array)
 		break;
 	case OUT_URI:
 		if (cur.key_uri != NULL)
-			printf("%s\n", cur.key_uri);
+			printf("%s\n", out_safe(cur.key_uri));
 		break;
 	}
 	custody_cert_record_clear(&cur);

@@ -122,23 +122,37 @@ check_options(struct cli *cli, const struct import_opts *o,
 	return cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON | 1u << OUT_THUMBPRINT);
 }
 
+/*
+ * The password is read first (a prompt must not keep the token locked);
+ * then the token lock is taken, and only then is the file read and its
+ * key decrypted: a decrypted private key never sits in memory while this
+ * process waits for another one to let go of the token.
+ */
 static int
-load_bundle(struct cli *cli, const struct import_opts *o, custody_bundle *b)
+load_bundle(struct cli *cli, const struct import_opts *o, custody_token_lock **lock,
+	    custody_bundle *b)
 {
+	custody_token_spec spec;
 	custody_secret password = {NULL, 0};
-	int r;
+	int r = CUSTODY_EFAIL;
 
 	if (o->password_source != NULL &&
 	    (r = custody_secret_read(o->password_source, "Password for the import file: ",
-				     &password, &cli->err)) != CUSTODY_OK)
-		return r;
+				     &password, &cli->err)) != CUSTODY_OK) {
+		custody_err_prefix(&cli->err, "--password-source");
+		goto out;
+	}
+	if ((r = cli_token_spec(cli, &spec)) != CUSTODY_OK ||
+	    (r = custody_token_lock_take(&spec, lock, &cli->err)) != CUSTODY_OK)
+		goto out;
 	r = custody_bundle_load_file(o->path, password.data, b, &cli->err);
-	custody_secret_clear(&password);
 	if (r == CUSTODY_OK && b->legacy[0] != '\0')
 		cli_note(cli, "%s is protected with legacy encryption (%s); "
 			 "re-protect exports with AES-256", o->path, b->legacy);
 	if (r == CUSTODY_EPASSWORD && o->password_source == NULL && cli->err.hint[0] == '\0')
 		custody_err_hint(&cli->err, "give the password with --password-source file:PATH|env:VAR|fd:N|prompt");
+out:
+	custody_secret_clear(&password);
 	return r;
 }
 
@@ -275,6 +289,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	char store_kcv[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
 	int package = 0, noted = 0;
 	custody_token_import_result res;
+	custody_token_lock *lock = NULL;
 	int r, in_tx = 0, was_known = 0;
 
 	memset(&o, 0, sizeof(o));
@@ -294,7 +309,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	if (o.package != NULL)
 		r = load_package(cli, o.package, &pkg, &bundle);
 	else
-		r = load_bundle(cli, &o, &bundle);
+		r = load_bundle(cli, &o, &lock, &bundle);
 	if (r != CUSTODY_OK)
 		goto out;
 	if ((r = custody_policy_check_cert(&cli->cfg.policy, bundle.cert, &cli->err)) != CUSTODY_OK)
@@ -462,5 +477,6 @@ out:
 	custody_cert_record_clear(&rec);
 	custody_bundle_free(&bundle);
 	custody_package_clear(&pkg);
+	custody_token_lock_release(lock);
 	return r;
 }

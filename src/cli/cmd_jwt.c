@@ -2,7 +2,8 @@
  * cmd_jwt.c — `custody jwt issue` signs a compact JWS (RS256, PS256, ES256)
  * with the current key of a type through the library signer; `custody jwt
  * verify` checks one against the current, previous or (once due) pending
- * certificate, from the store alone.
+ * certificate, from the store alone: the signature, exp and nbf, the
+ * certificate's validity period, and --aud / --iss when given.
  */
 #include "config.h"
 
@@ -26,6 +27,8 @@ enum {
 	OPT_LIFETIME,
 	OPT_ALG,
 	OPT_SKEW,
+	OPT_AUD,
+	OPT_ISS,
 };
 
 struct jwt_opts {
@@ -35,6 +38,8 @@ struct jwt_opts {
 	const char *lifetime;
 	const char *alg;
 	const char *skew;
+	const char *aud;	/* verify: the audience required */
+	const char *iss;	/* verify: the issuer required */
 	const char *token;
 	int operands;
 };
@@ -62,6 +67,8 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 	case OPT_LIFETIME: o->lifetime = arg; break;
 	case OPT_ALG: o->alg = arg; break;
 	case OPT_SKEW: o->skew = arg; break;
+	case OPT_AUD: o->aud = arg; break;
+	case OPT_ISS: o->iss = arg; break;
 	}
 	return CUSTODY_OK;
 }
@@ -306,6 +313,7 @@ static int
 jwt_verify(struct cli *cli, const struct jwt_opts *o, const char *type)
 {
 	custody_cert_record cands[2];
+	custody_jws_expect expect = {o->aud, o->iss};
 	const char *roles[2];
 	char *text = NULL, *claims = NULL;
 	const char *token;
@@ -323,6 +331,8 @@ jwt_verify(struct cli *cli, const struct jwt_opts *o, const char *type)
 	if (o->skew != NULL &&
 	    (r = parse_seconds(cli, "--skew", o->skew, 0, 86400, &skew)) != CUSTODY_OK)
 		return r;
+	if ((o->aud != NULL && o->aud[0] == '\0') || (o->iss != NULL && o->iss[0] == '\0'))
+		return cli_usage_error(cli, "--aud and --iss need a value");
 	token = o->token;
 	if (strcmp(token, "-") == 0) {
 		if ((r = read_text(cli, "-", &text)) != CUSTODY_OK)
@@ -335,15 +345,15 @@ jwt_verify(struct cli *cli, const struct jwt_opts *o, const char *type)
 	}
 	if ((r = verifier_candidates(cli, type, cands, roles, &n)) != CUSTODY_OK)
 		goto out;
-	if ((r = custody_jws_verify(token, cands, n, cli->now, skew, &claims, &which,
-				    &cli->err)) != CUSTODY_OK)
+	if ((r = custody_jws_verify_expect(token, cands, n, cli->now, skew, &expect, &claims,
+					   &which, &cli->err)) != CUSTODY_OK)
 		goto out;
 	cli_say(cli, "valid: signed by the %s %s certificate %s", roles[which], type,
 		cands[which].thumbprint);
 	if (cli->output == OUT_JSON || (parsed = json_loads(claims, 0, &jerr)) == NULL) {
 		printf("%s\n", claims);
 	} else {
-		json_dumpf(parsed, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		json_dumpf(parsed, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 		putchar('\n');
 		json_decref(parsed);
 	}
@@ -364,6 +374,8 @@ cmd_jwt(struct cli *cli, int argc, char **argv)
 		{"lifetime", required_argument, NULL, OPT_LIFETIME},
 		{"alg", required_argument, NULL, OPT_ALG},
 		{"skew", required_argument, NULL, OPT_SKEW},
+		{"aud", required_argument, NULL, OPT_AUD},
+		{"iss", required_argument, NULL, OPT_ISS},
 		{NULL, 0, NULL, 0},
 	};
 	struct jwt_opts o;
@@ -378,8 +390,12 @@ cmd_jwt(struct cli *cli, int argc, char **argv)
 	if ((r = custody_type_canonical(o.type != NULL ? o.type : "OAuthTokenIssuer", type, NULL,
 					&cli->err)) != CUSTODY_OK)
 		return r;
-	if (o.verb != NULL && strcmp(o.verb, "issue") == 0)
+	if (o.verb != NULL && strcmp(o.verb, "issue") == 0) {
+		if (o.aud != NULL || o.iss != NULL)
+			return cli_usage_error(cli, "--aud and --iss are for jwt verify "
+					       "(issue takes them in --claims)");
 		return jwt_issue(cli, &o, type);
+	}
 	if (o.verb != NULL && strcmp(o.verb, "verify") == 0)
 		return jwt_verify(cli, &o, type);
 	return cli_usage_error(cli, "use `custody jwt issue` or `custody jwt verify`");

@@ -266,7 +266,7 @@ lag_text(int64_t lag, char *out, size_t size)
 static int
 column_width(const char *type)
 {
-	int w = (int)strlen(type);
+	int w = (int)strlen(out_safe(type));
 
 	return w > SHORT_THUMBPRINT ? w : SHORT_THUMBPRINT;
 }
@@ -285,17 +285,17 @@ print_table(const struct cli *cli, const struct status_view *v)
 	int width = 7;	/* "(store)" */
 
 	for (i = 0; i < v->n_nodes; i++)
-		if ((int)strlen(v->nodes[i].node) > width)
-			width = (int)strlen(v->nodes[i].node);
+		if ((int)strlen(out_safe(v->nodes[i].node)) > width)
+			width = (int)strlen(out_safe(v->nodes[i].node));
 	printf("%-*s  %-8s  %-20s  %-5s", width, "Node", "State", "LastSync", "Lag");
 	for (k = 0; k < types; k++)
-		printf("  %-*s", column_width(v->globals[k].type), v->globals[k].type);
+		printf("  %-*s", column_width(v->globals[k].type), out_safe(v->globals[k].type));
 	printf("  Status\n");
 
 	printf("%-*s  %-8s  %-20s  %-5s", width, "(store)", "", "", "");
 	for (k = 0; k < types; k++) {
 		short_thumbprint(v->globals[k].current.thumbprint, tp);
-		printf("  %-*s", column_width(v->globals[k].type), tp);
+		printf("  %-*s", column_width(v->globals[k].type), out_safe(tp));
 	}
 	printf("\n");
 
@@ -303,17 +303,18 @@ print_table(const struct cli *cli, const struct status_view *v)
 		const custody_node_status *s = &v->nodes[i];
 
 		lag_text(lag_of(cli, s), lag, sizeof(lag));
-		printf("%-*s  %-8s  %-20s  %-5s", width, s->node, s->state,
+		printf("%-*s  %-8s  %-20s  %-5s", width, out_safe(s->node), out_safe(s->state),
 		       s->last_sync != 0 ? out_time(s->last_sync, t) : "never", lag);
 		for (k = 0; k < types; k++) {
 			short_thumbprint(held_for(v, s->node, &v->globals[k]), tp);
-			printf("  %-*s", column_width(v->globals[k].type), tp);
+			printf("  %-*s", column_width(v->globals[k].type), out_safe(tp));
 		}
 		printf("  %s\n", node_verdict(s));
 	}
 	for (i = 0; i < v->n_nodes; i++)
 		if ((v->nodes[i].differs || v->nodes[i].stale) && v->nodes[i].detail[0] != '\0')
-			printf("%s: %s\n", v->nodes[i].node, v->nodes[i].detail);
+			printf("%s: %s\n", out_safe(v->nodes[i].node),
+			       out_safe(v->nodes[i].detail));
 	if (v->n_globals > MAX_TYPES)
 		printf("(%zu more types: see -o json)\n", v->n_globals - MAX_TYPES);
 	for (i = 0; i < v->n_faults; i++)

@@ -183,9 +183,9 @@ print_items(const custody_sync_result *res)
 	for (i = 0; i < res->n; i++) {
 		const custody_sync_item *it = &res->items[i];
 
-		printf("%-24s %-8s %s %s%s%s\n", it->type, it->slot,
-		       it->thumbprint, it->repaired ? "repaired" : item_state(it),
-		       it->problem[0] != '\0' ? ": " : "", it->problem);
+		printf("%-24s %-8s %s %s%s%s\n", out_safe(it->type), out_safe(it->slot),
+		       out_safe(it->thumbprint), it->repaired ? "repaired" : item_state(it),
+		       it->problem[0] != '\0' ? ": " : "", out_safe(it->problem));
 	}
 }
 
@@ -205,8 +205,8 @@ print_result(struct cli *cli, int watch, const custody_sync_result *res,
 		json_t *o = result_json(cli, res, at_ms, took_ms);
 
 		if (o != NULL) {
-			json_dumpf(o, stdout, watch ? JSON_COMPACT | JSON_PRESERVE_ORDER
-					    : JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+			json_dumpf(o, stdout, (watch ? JSON_COMPACT : JSON_INDENT(2)) |
+					      JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
 			putchar('\n');
 			json_decref(o);
 		}

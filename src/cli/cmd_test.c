@@ -149,8 +149,8 @@ print_results(struct test_run *t)
 
 		printf("%s %s/%s: %s\n",
 		       json_string_value(json_object_get(o, "result")),
-		       type != NULL ? type : "*", id != NULL ? id : "*",
-		       json_string_value(json_object_get(o, "message")));
+		       type != NULL ? out_safe(type) : "*", id != NULL ? out_safe(id) : "*",
+		       out_safe(json_string_value(json_object_get(o, "message"))));
 	}
 	return CUSTODY_OK;
 }

@@ -78,14 +78,14 @@ print_table(const custody_tidy_plan *plan, int done)
 		const char *a = item_action(it);
 
 		if (strcmp(a, "keep") == 0)
-			printf("%s  keep: %s names it (only its note %s)\n", it->key_id,
-			       it->named_by, done ? "was removed" : "goes");
+			printf("%s  keep: %s names it (only its note %s)\n", out_safe(it->key_id),
+			       out_safe(it->named_by), done ? "was removed" : "goes");
 		else if (strcmp(a, "note-only") == 0)
-			printf("%s  no objects (only its note %s)\n", it->key_id,
+			printf("%s  no objects (only its note %s)\n", out_safe(it->key_id),
 			       done ? "was removed" : "goes");
 		else
 			printf("%s  %s %zu private key(s), %zu public key(s), %zu certificate(s)\n",
-			       it->key_id, done ? "destroyed" : "would destroy",
+			       out_safe(it->key_id), done ? "destroyed" : "would destroy",
 			       it->objects.private_keys, it->objects.public_keys,
 			       it->objects.certificates);
 	}

@@ -246,9 +246,10 @@ print_slots(const custody_assignment *a)
 {
 	char t[CUSTODY_TIME_TEXT];
 
-	printf("current %s", a->current.thumbprint[0] != '\0' ? a->current.thumbprint : "(none)");
+	printf("current %s", a->current.thumbprint[0] != '\0' ? out_safe(a->current.thumbprint) :
+	       "(none)");
 	if (a->pending.thumbprint[0] != '\0')
-		printf(", pending %s from %s", a->pending.thumbprint,
+		printf(", pending %s from %s", out_safe(a->pending.thumbprint),
 		       out_time(a->pending.effective, t));
 }
 
@@ -307,15 +308,15 @@ step_type(struct wizard *w)
 			k += strcmp(w->all[j].type, types[i]) == 0 &&
 			     !custody_assign_is_empty(&w->all[j]);
 		if (k == 0) {
-			printf("  %2zu) %-24s (nothing assigned)\n", i + 1, types[i]);
+			printf("  %2zu) %-24s (nothing assigned)\n", i + 1, out_safe(types[i]));
 			continue;
 		}
-		printf("  %2zu) %s\n", i + 1, types[i]);
+		printf("  %2zu) %s\n", i + 1, out_safe(types[i]));
 		for (j = 0; j < w->n_all; j++) {
 			if (strcmp(w->all[j].type, types[i]) != 0 ||
 			    custody_assign_is_empty(&w->all[j]))
 				continue;
-			printf("        %s: ", w->all[j].identity);
+			printf("        %s: ", out_safe(w->all[j].identity));
 			print_slots(&w->all[j]);
 			putchar('\n');
 		}
@@ -335,7 +336,7 @@ step_type(struct wizard *w)
 		if (w->identity_fixed) {
 			snprintf(w->identity, sizeof(w->identity), "global");
 			printf("\nStep 2 of %d: the identity is global (%s is assigned at global only)\n",
-			       STEPS, w->type);
+			       STEPS, out_safe(w->type));
 		}
 		next = w->identity_fixed ? STEP_CERT : STEP_IDENTITY;
 	}
@@ -363,11 +364,11 @@ step_identity(struct wizard *w)
 		if (strcmp(w->all[i].type, w->type) == 0 && !has_name(ids, n, w->all[i].identity))
 			snprintf(ids[n++], sizeof(ids[0]), "%s", w->all[i].identity);
 
-	printf("\nStep 2 of %d: where %s is assigned\n", STEPS, w->type);
+	printf("\nStep 2 of %d: where %s is assigned\n", STEPS, out_safe(w->type));
 	for (i = 0; i < n; i++) {
 		const custody_assignment *as = find_assignment(w, w->type, ids[i]);
 
-		printf("  %2zu) %-20s %s", i + 1, ids[i],
+		printf("  %2zu) %-20s %s", i + 1, out_safe(ids[i]),
 		       strcmp(ids[i], w->cli->node) == 0 ? "this node" :
 		       strcmp(ids[i], "global") == 0 ? "every node" : "another node");
 		if (as != NULL) {
@@ -406,7 +407,8 @@ print_assigned_as(const struct wizard *w, const char *thumbprint)
 			if (strcmp(held[s]->thumbprint, thumbprint) != 0)
 				continue;
 			printf("%s%s/%s:%s", k++ == 0 ? "\n        assigned as " : ", ",
-			       w->all[i].type, w->all[i].identity, custody_slot_label(names[s]));
+			       out_safe(w->all[i].type), out_safe(w->all[i].identity),
+			       custody_slot_label(names[s]));
 		}
 	}
 }
@@ -438,8 +440,8 @@ step_cert(struct wizard *w)
 
 	if ((pick = calloc(w->n_recs + 1, sizeof(*pick))) == NULL)
 		return failed(w, custody_err_set(&w->cli->err, CUSTODY_EFAIL, "out of memory"));
-	printf("\nStep 3 of %d: the certificate for %s/%s (token %s)\n", STEPS, w->type,
-	       w->identity, w->token_label);
+	printf("\nStep 3 of %d: the certificate for %s/%s (token %s)\n", STEPS, out_safe(w->type),
+	       out_safe(w->identity), out_safe(w->token_label));
 	for (i = 0; i < w->n_recs; i++) {
 		const custody_cert_record *rec = &w->recs[i];
 
@@ -449,8 +451,9 @@ step_cert(struct wizard *w)
 		}
 		pick[n++] = i;
 		printf("  %2zu) %s\n        expires %s, key %s, thumbprint %s", n,
-		       rec->subject != NULL ? rec->subject : "(no subject)",
-		       out_time(rec->not_after, t), rec->key_algorithm, rec->thumbprint);
+		       rec->subject != NULL ? out_safe(rec->subject) : "(no subject)",
+		       out_time(rec->not_after, t), out_safe(rec->key_algorithm),
+		       out_safe(rec->thumbprint));
 		print_assigned_as(w, rec->thumbprint);
 		putchar('\n');
 	}
@@ -459,8 +462,8 @@ step_cert(struct wizard *w)
 		for (i = 0; i < w->n_recs; i++)
 			if (w->has_key[i] != 1)
 				printf("      - %s, thumbprint %s\n",
-				       w->recs[i].subject != NULL ? w->recs[i].subject : "(no subject)",
-				       w->recs[i].thumbprint);
+				       w->recs[i].subject != NULL ? out_safe(w->recs[i].subject) :
+				       "(no subject)", out_safe(w->recs[i].thumbprint));
 	}
 	for (;;) {
 		a = ask_choice("Certificate", n, &choice);
@@ -473,7 +476,8 @@ step_cert(struct wizard *w)
 			next = STEP_WHEN;
 			break;
 		}
-		printf("certificate %zu cannot be assigned: %s\n", choice + 1, w->cli->err.msg);
+		printf("certificate %zu cannot be assigned: %s\n", choice + 1,
+		       out_safe(w->cli->err.msg));
 		custody_err_clear(&w->cli->err);
 	}
 	free(pick);
@@ -512,9 +516,9 @@ step_date(struct wizard *w)
 			return step_end(a, STEP_WHEN);
 		refresh_now(w);
 		if (custody_time_parse(line, &when, &w->cli->err) != CUSTODY_OK) {
-			printf("%s\n", w->cli->err.msg);
+			printf("%s\n", out_safe(w->cli->err.msg));
 			if (w->cli->err.hint[0] != '\0')
-				printf("(%s)\n", w->cli->err.hint);
+				printf("(%s)\n", out_safe(w->cli->err.hint));
 			custody_err_clear(&w->cli->err);
 		} else if (when <= w->cli->now) {
 			printf("the effective date must be in the future (now is %s)\n",
@@ -567,29 +571,30 @@ step_summary(struct wizard *w)
 	req.effective = w->effective;
 	refresh_now(w);
 	if (change_plan(w->cli, &req, rec, &w->ch) != CUSTODY_OK) {
-		printf("this cannot be done: %s\n", w->cli->err.msg);
+		printf("this cannot be done: %s\n", out_safe(w->cli->err.msg));
 		if (w->cli->err.hint[0] != '\0')
-			printf("hint: %s\n", w->cli->err.hint);
+			printf("hint: %s\n", out_safe(w->cli->err.hint));
 		custody_err_clear(&w->cli->err);
 		return w->roll ? STEP_DATE : STEP_CERT;
 	}
 	if (w->ch.outcome.noop) {
 		if (w->roll)
 			printf("%s is already pending for %s at %s/%s; nothing to change\n",
-			       rec->thumbprint, out_time(w->effective, t), w->type, w->identity);
+			       out_safe(rec->thumbprint), out_time(w->effective, t),
+			       out_safe(w->type), out_safe(w->identity));
 		else
 			printf("%s is already current at %s/%s; nothing to change\n",
-			       rec->thumbprint, w->type, w->identity);
+			       out_safe(rec->thumbprint), out_safe(w->type), out_safe(w->identity));
 		return w->roll ? STEP_DATE : STEP_CERT;
 	}
 	printf("\nStep 5 of %d: summary\n", STEPS);
-	printf("  certificate %s\n  (%s, expires %s)\n", rec->thumbprint,
-	       rec->subject != NULL ? rec->subject : "(no subject)",
+	printf("  certificate %s\n  (%s, expires %s)\n", out_safe(rec->thumbprint),
+	       rec->subject != NULL ? out_safe(rec->subject) : "(no subject)",
 	       out_time(rec->not_after, t));
-	printf("%s/%s will change:\n", w->type, w->identity);
+	printf("%s/%s will change:\n", out_safe(w->type), out_safe(w->identity));
 	change_print_details(stdout, &w->ch);
 	if (w->ch.warning[0] != '\0')
-		printf("warning: %s\n", w->ch.warning);
+		printf("warning: %s\n", out_safe(w->ch.warning));
 	a = ask_confirm();
 	return a == ANSWER_CHOICE ? STEP_APPLIED : step_end(a, back);
 }
@@ -647,7 +652,7 @@ print_result(struct wizard *w)
 	}
 	if (a.current.thumbprint[0] != '\0')
 		custody_store_get_cert(cli->store, a.current.thumbprint, &cur, NULL);
-	printf("\nDone. %s/%s is now:\n", a.type, a.identity);
+	printf("\nDone. %s/%s is now:\n", out_safe(a.type), out_safe(a.identity));
 	out_field("Type", a.type);
 	out_field("Identity", a.identity);
 	out_field("Thumbprint", a.current.thumbprint);
@@ -657,7 +662,8 @@ print_result(struct wizard *w)
 	out_field("PreviousThumbprint", a.previous.thumbprint);
 	out_field("PendingThumbprint", a.pending.thumbprint);
 	out_field("PendingEffectiveDate", out_time(a.pending.effective, t));
-	printf("\n`custody get -t %s -i %s` shows it in full.\n", a.type, a.identity);
+	printf("\n`custody get -t %s -i %s` shows it in full.\n", out_safe(a.type),
+	       out_safe(a.identity));
 	custody_cert_record_clear(&cur);
 }
 
@@ -687,7 +693,7 @@ read_token(struct wizard *w)
 	}
 	printf("custody wizard: assign a certificate of token %s (%zu with a private key)\n"
 	       "At every question: a number chooses, b goes back, q cancels.\n"
-	       "Nothing is written before you confirm.\n", w->token_label, usable);
+	       "Nothing is written before you confirm.\n", out_safe(w->token_label), usable);
 	r = CUSTODY_OK;
 out:
 	custody_token_close(cli->token);

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include <custody/log.h>
+#include <custody/secret.h>
 
 #include "cli.h"
 
@@ -182,7 +183,7 @@ const struct command cli_commands[] = {
 	 "  --verify                 check the whole chain and the head\n"},
 	{"jwt", cmd_jwt, CLI_AT_READS, "issue or verify a JWT signed with the current key of a type",
 	 "custody jwt issue [-t TYPE] --claims JSON|@FILE [--lifetime SECONDS] [--alg RS256|PS256|ES256]\n"
-	 "custody jwt verify [-t TYPE] [--skew SECONDS] TOKEN|-\n"
+	 "custody jwt verify [-t TYPE] [--skew SECONDS] [--aud AUDIENCE] [--iss ISSUER] TOKEN|-\n"
 	 "\n"
 	 "issue signs a compact JWS with the current key of TYPE (default\n"
 	 "OAuthTokenIssuer) on the token; its header carries x5t and kid (the\n"
@@ -191,13 +192,18 @@ const struct command cli_commands[] = {
 	 "key: RS256 for RSA, ES256 for EC P-256; --alg PS256 for RSA-PSS.\n"
 	 "verify reads the store only: it accepts a token signed by the current or\n"
 	 "the previous certificate (a pending one once it is current), checks\n"
-	 "exp and nbf with a skew (default 60 s), and prints the claims.\n"
+	 "exp and nbf with a skew (default 60 s), that the certificate which signed\n"
+	 "is within its validity period now, aud and iss when asked to, and prints\n"
+	 "the claims.\n"
 	 "\n"
 	 "  -t, --type TYPE       certificate type\n"
 	 "  --claims JSON|@FILE   the claims, a JSON object (@- reads standard input)\n"
 	 "  --lifetime SECONDS    exp = now + SECONDS when the claims have no exp\n"
 	 "  --alg ALG             RS256, PS256 or ES256\n"
-	 "  --skew SECONDS        clock skew allowed for exp and nbf\n"},
+	 "  --skew SECONDS        clock skew allowed for exp and nbf\n"
+	 "  --aud AUDIENCE        verify: the aud claim must be AUDIENCE (or an array\n"
+	 "                        holding it)\n"
+	 "  --iss ISSUER          verify: the iss claim must be ISSUER\n"},
 	{"tidy", cmd_tidy, CLI_AT_WRITES, "list (and with --yes destroy) what interrupted custody work left on the token",
 	 "custody tidy [--dry-run | --yes] [-o table|json]\n"
 	 "\n"
@@ -361,15 +367,15 @@ log_to_stderr(enum custody_log_level level, const char *line, void *ctx)
 
 	switch (level) {
 	case CUSTODY_LOG_WARN:
-		fprintf(stderr, "custody: warning: %s\n", line);
+		fprintf(stderr, "custody: warning: %s\n", out_safe(line));
 		break;
 	case CUSTODY_LOG_STEP:
 		if (!cli->quiet)
-			fprintf(stderr, "%s\n", line);
+			fprintf(stderr, "%s\n", out_safe(line));
 		break;
 	case CUSTODY_LOG_DEBUG:
 		if (cli->verbose)
-			fprintf(stderr, "custody: %s\n", line);
+			fprintf(stderr, "custody: %s\n", out_safe(line));
 		break;
 	}
 }
@@ -383,6 +389,13 @@ main(int argc, char **argv)
 	int c, r, status = -1;
 
 	memset(&cli, 0, sizeof(cli));
+	/* Before anything is read: no core dump, no ptrace by the same user,
+	 * and OpenSSL's secure heap for PINs, passwords and key values. */
+	if (custody_harden_process(&cli.err) != CUSTODY_OK) {
+		fprintf(stderr, "custody: %s\n", out_safe(cli.err.msg));
+		out_release();
+		return custody_err_exit_status(cli.err.code);
+	}
 	custody_config_init(&cli.cfg);
 	custody_log_set_handler(log_to_stderr, &cli);
 	cli.cmd = "custody";
@@ -410,7 +423,7 @@ main(int argc, char **argv)
 		case 'v': cli.verbose++; break;
 		default:
 			fprintf(stderr, "custody: unknown or incomplete option '%s'\n",
-				argv[optind - 1]);
+				out_safe(argv[optind - 1]));
 			print_main_usage(stderr);
 			return 2;
 		}
@@ -421,7 +434,7 @@ main(int argc, char **argv)
 	}
 	command = cli_find_command(argv[optind]);
 	if (command == NULL) {
-		fprintf(stderr, "custody: unknown command '%s'\n", argv[optind]);
+		fprintf(stderr, "custody: unknown command '%s'\n", out_safe(argv[optind]));
 		print_main_usage(stderr);
 		return 2;
 	}
@@ -437,10 +450,11 @@ main(int argc, char **argv)
 	if (r < 0) {
 		r = CUSTODY_OK;	/* --help */
 	} else if (r != CUSTODY_OK) {
+		/* Messages may carry store, token or certificate text. */
 		fprintf(stderr, "custody: %s: %s\n", cli.cmd,
-			cli.err.msg[0] != '\0' ? cli.err.msg : "failed");
+			cli.err.msg[0] != '\0' ? out_safe(cli.err.msg) : "failed");
 		if (cli.err.hint[0] != '\0')
-			fprintf(stderr, "hint: %s\n", cli.err.hint);
+			fprintf(stderr, "hint: %s\n", out_safe(cli.err.hint));
 		if (r == CUSTODY_EUSAGE && cli.err.hint[0] == '\0')
 			fprintf(stderr, "see: custody %s --help\n", cli.cmd);
 	}
@@ -450,5 +464,6 @@ main(int argc, char **argv)
 		custody_store_close(cli.store);
 	custody_config_clear(&cli.cfg);
 	OPENSSL_cleanse(&cli.err, sizeof(cli.err));
+	out_release();
 	return status >= 0 ? status : custody_err_exit_status(r);
 }

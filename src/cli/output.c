@@ -1,9 +1,11 @@
 /*
  * output.c — how every command prints: "Name : value" blocks for people,
- * JSON (jansson) for scripts.
+ * JSON (jansson) for scripts, and the one escaping function through which
+ * text from certificates, tokens and the store reaches a terminal.
  */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <custody/timefmt.h>
@@ -13,10 +15,104 @@
 /* The widest field name of the blocks ("PendingEffectiveDate"). */
 #define FIELD_WIDTH 20
 
+/* Length of the UTF-8 sequence at s (1..4) when it is a valid one that is
+ * not a C1 control character (U+0080..U+009F); 0 otherwise. */
+static size_t
+utf8_printable(const unsigned char *s)
+{
+	size_t n, i;
+	unsigned long cp;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+		return 0;
+	return n;
+}
+
+char *
+out_escape(char *dst, size_t size, const char *src)
+{
+	const unsigned char *s = (const unsigned char *)(src != NULL ? src : "");
+	size_t o = 0, n;
+	char esc[5];
+
+	if (size == 0)
+		return dst;
+	while (*s != '\0') {
+		if (*s >= 0x20 && *s < 0x7f) {
+			if (o + 1 >= size)
+				break;
+			dst[o++] = (char)*s++;
+			continue;
+		}
+		if ((n = utf8_printable(s)) > 0) {
+			if (o + n >= size)
+				break;
+			memcpy(dst + o, s, n);
+			o += n;
+			s += n;
+			continue;
+		}
+		/* A control character (C0, DEL, C1) or a byte that is not
+		 * UTF-8: shown as \xHH, never sent as it is. */
+		snprintf(esc, sizeof(esc), "\\x%02x", *s);
+		if (o + 4 >= size)
+			break;
+		memcpy(dst + o, esc, 4);
+		o += 4;
+		s++;
+	}
+	dst[o] = '\0';
+	return dst;
+}
+
+/* out_safe's buffers: enough for the arguments of one printf. */
+#define SAFE_SLOTS 16
+static char *safe_slot[SAFE_SLOTS];
+static size_t safe_next;
+
+const char *
+out_safe(const char *src)
+{
+	size_t need = 4 * strlen(src != NULL ? src : "") + 1;
+	char *buf = malloc(need);
+
+	if (buf == NULL)
+		return "(out of memory)";
+	free(safe_slot[safe_next]);
+	safe_slot[safe_next] = buf;
+	safe_next = (safe_next + 1) % SAFE_SLOTS;
+	return out_escape(buf, need, src);
+}
+
+void
+out_release(void)
+{
+	size_t i;
+
+	for (i = 0; i < SAFE_SLOTS; i++) {
+		free(safe_slot[i]);
+		safe_slot[i] = NULL;
+	}
+}
+
 void
 out_field(const char *name, const char *value)
 {
-	printf("%-*s : %s\n", FIELD_WIDTH, name, value != NULL ? value : "");
+	printf("%-*s : %s\n", FIELD_WIDTH, name, out_safe(value));
 }
 
 void
@@ -72,7 +168,9 @@ out_json(struct cli *cli, json_t *value)
 
 	if (value == NULL)
 		return custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot build the JSON output");
-	if (json_dumpf(value, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
+	/* ASCII only: jansson escapes C0 controls, and with this flag every
+	 * other non-ASCII character too (\uXXXX), the C1 controls among them. */
+	if (json_dumpf(value, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII) != 0)
 		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot write the JSON output");
 	putchar('\n');
 	json_decref(value);
@@ -88,10 +186,10 @@ diff_slot(FILE *f, const char *name, const custody_slot *a,
 	if (strcmp(a->thumbprint, b->thumbprint) == 0 && a->effective == b->effective)
 		return;
 	fprintf(f, "  %-8s: %s%s%s -> %s%s%s\n", name,
-		a->thumbprint[0] != '\0' ? a->thumbprint : "(none)",
+		a->thumbprint[0] != '\0' ? out_safe(a->thumbprint) : "(none)",
 		a->thumbprint[0] != '\0' ? " from " : "",
 		a->thumbprint[0] != '\0' ? out_time(a->effective, ta) : "",
-		b->thumbprint[0] != '\0' ? b->thumbprint : "(none)",
+		b->thumbprint[0] != '\0' ? out_safe(b->thumbprint) : "(none)",
 		b->thumbprint[0] != '\0' ? " from " : "",
 		b->thumbprint[0] != '\0' ? out_time(b->effective, tb) : "");
 	(*lines)++;

@@ -189,7 +189,7 @@ out:
 char *
 custody_audit_actor(char *buf, size_t size)
 {
-	const char *sudo_user = getenv("SUDO_USER");
+	const char *sudo_user = secure_getenv("SUDO_USER");
 
 	if (buf == NULL || size == 0)
 		return buf;

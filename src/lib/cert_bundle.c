@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -1220,13 +1221,45 @@ custody_bundle_parse(const unsigned char *data, size_t len,
 	return parse_named(data, len, password, "the file", out, err);
 }
 
+/* Room for n bytes of an import file, which may hold a private key in
+ * clear (PEM): OpenSSL's secure heap when it has one with room, else the
+ * ordinary heap.  OPENSSL_secure_clear_free cleanses and frees either. */
+static unsigned char *
+file_alloc(size_t n)
+{
+	unsigned char *p;
+
+	ERR_set_mark();
+	if ((p = OPENSSL_secure_malloc(n)) == NULL)
+		p = OPENSSL_malloc(n);
+	ERR_pop_to_mark();
+	return p;
+}
+
+/* Grows *buf (of *cap bytes, len used) to at least want bytes. */
+static int
+file_grow(unsigned char **buf, size_t *cap, size_t len, size_t want)
+{
+	unsigned char *p;
+
+	if ((p = file_alloc(want)) == NULL)
+		return -1;
+	if (len > 0)
+		memcpy(p, *buf, len);
+	OPENSSL_secure_clear_free(*buf, *cap);
+	*buf = p;
+	*cap = want;
+	return 0;
+}
+
 int
 custody_bundle_load_file(const char *path, const char *password,
 			 custody_bundle *out, custody_err *err)
 {
 	int r = CUSTODY_EFAIL, fd = -1;
 	unsigned char *buf = NULL;
-	size_t len = 0;
+	size_t len = 0, cap = 0;
+	struct stat st;
 	ssize_t n;
 
 	memset(out, 0, sizeof(*out));
@@ -1245,15 +1278,28 @@ custody_bundle_load_file(const char *path, const char *password,
 				    path, strerror(errno));
 		goto out;
 	}
-	buf = malloc(MAX_FILE + 1);
-	if (buf == NULL) {
+	/* A regular file's size, one byte more (to see it end); else
+	 * (a pipe, a FIFO) 16 KiB, doubled as it fills. */
+	cap = 16384;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+		cap = (size_t)st.st_size < MAX_FILE ? (size_t)st.st_size + 1
+						    : MAX_FILE + 1;
+	if ((buf = file_alloc(cap)) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read %s: out of memory", path);
 		goto out;
 	}
 	/* Read to the end: a pipe or a FIFO has no size to ask for. */
 	while (len <= MAX_FILE) {
-		n = read(fd, buf + len, MAX_FILE + 1 - len);
+		if (len == cap &&
+		    file_grow(&buf, &cap, len, cap * 2 < MAX_FILE + 1 ?
+						   cap * 2 : MAX_FILE + 1) != 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot read %s: out of memory",
+					    path);
+			goto out;
+		}
+		n = read(fd, buf + len, cap - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -1274,10 +1320,7 @@ custody_bundle_load_file(const char *path, const char *password,
 	}
 	r = parse_named(buf, len, password, path, out, err);
 out:
-	if (buf != NULL) {
-		OPENSSL_cleanse(buf, len);
-		free(buf);
-	}
+	OPENSSL_secure_clear_free(buf, cap);
 	if (fd >= 0)
 		close(fd);
 	return r;

@@ -234,7 +234,7 @@ custody_config_apply_env(custody_config *cfg, custody_err *err)
 	int r = CUSTODY_OK;
 
 	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-		if ((value = getenv(map[i].env)) == NULL || value[0] == '\0')
+		if ((value = secure_getenv(map[i].env)) == NULL || value[0] == '\0')
 			continue;
 		key = map[i].key;
 		if (key == NULL)

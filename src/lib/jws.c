@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -779,10 +780,107 @@ check_times(json_t *claims, int64_t now, int64_t skew, custody_err *err)
 	return CUSTODY_OK;
 }
 
+/* The instant of an ASN1_TIME, in seconds since the epoch. */
+static int
+asn1_unix(const ASN1_TIME *t, int64_t *out)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return -1;
+	*out = (int64_t)timegm(&tm);
+	return 0;
+}
+
+/* The certificate that signed is valid at now (notBefore <= now <=
+ * notAfter), read from the certificate itself, not from the record. */
+static int
+check_cert_validity(X509 *x, const char *thumbprint, int64_t now, custody_err *err)
+{
+	char t1[CUSTODY_TIME_TEXT], t2[CUSTODY_TIME_TEXT];
+	int64_t nb = 0, na = 0;
+
+	if (asn1_unix(X509_get0_notBefore(x), &nb) != 0 ||
+	    asn1_unix(X509_get0_notAfter(x), &na) != 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "certificate %s: cannot read its validity period",
+				       thumbprint);
+	if (now < nb)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "the certificate that signed the token, %s, is not valid "
+				       "before %s (now %s)", thumbprint,
+				       custody_time_format(nb, t1), custody_time_format(now, t2));
+	if (now > na)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "the certificate that signed the token, %s, expired at %s "
+				       "(now %s)", thumbprint, custody_time_format(na, t1),
+				       custody_time_format(now, t2));
+	return CUSTODY_OK;
+}
+
+/* aud is the audience asked for, or one of the aud array's strings. */
+static int
+check_audience(json_t *claims, const char *aud, custody_err *err)
+{
+	json_t *v = json_object_get(claims, "aud"), *item;
+	size_t i;
+
+	if (v == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "token has no aud claim: audience %.200s was asked for",
+				       aud);
+	if (json_is_string(v) && strcmp(json_string_value(v), aud) == 0)
+		return CUSTODY_OK;
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, item)
+			if (json_is_string(item) && strcmp(json_string_value(item), aud) == 0)
+				return CUSTODY_OK;
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "token is not for audience %.200s: it is not among "
+				       "the %zu of its aud claim", aud, json_array_size(v));
+	}
+	if (json_is_string(v))
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "token is for audience %.200s, not %.200s",
+				       json_string_value(v), aud);
+	return custody_err_set(err, CUSTODY_EFAIL,
+			       "malformed claims: aud is neither a string nor an array");
+}
+
+static int
+check_issuer(json_t *claims, const char *iss, custody_err *err)
+{
+	json_t *v = json_object_get(claims, "iss");
+
+	if (v == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "token has no iss claim: issuer %.200s was asked for",
+				       iss);
+	if (!json_is_string(v))
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "malformed claims: iss is not a string");
+	if (strcmp(json_string_value(v), iss) != 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "token was issued by %.200s, not %.200s",
+				       json_string_value(v), iss);
+	return CUSTODY_OK;
+}
+
 int
 custody_jws_verify(const char *token, const custody_cert_record *candidates,
 		   size_t n, int64_t now, int64_t skew, char **claims_json,
 		   size_t *which, custody_err *err)
+{
+	return custody_jws_verify_expect(token, candidates, n, now, skew, NULL,
+					 claims_json, which, err);
+}
+
+int
+custody_jws_verify_expect(const char *token, const custody_cert_record *candidates,
+			  size_t n, int64_t now, int64_t skew,
+			  const custody_jws_expect *expect, char **claims_json,
+			  size_t *which, custody_err *err)
 {
 	struct jws_parts parts;
 	json_t *header = NULL, *claims = NULL;
@@ -827,6 +925,12 @@ custody_jws_verify(const char *token, const custody_cert_record *candidates,
 		goto out;
 	if ((r = parse_object(parts.payload, parts.payload_len, "claims", &claims, err)) != CUSTODY_OK ||
 	    (r = check_times(claims, now, skew, err)) != CUSTODY_OK)
+		goto out;
+	if (expect != NULL &&
+	    ((expect->aud != NULL && (r = check_audience(claims, expect->aud, err)) != CUSTODY_OK) ||
+	     (expect->iss != NULL && (r = check_issuer(claims, expect->iss, err)) != CUSTODY_OK)))
+		goto out;
+	if ((r = check_cert_validity(x, cand->thumbprint, now, err)) != CUSTODY_OK)
 		goto out;
 	if (claims_json != NULL) {
 		if ((text = malloc(parts.payload_len + 1)) == NULL) {

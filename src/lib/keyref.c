@@ -184,7 +184,7 @@ settle(const custody_keyref *kr, struct settled *s, custody_err *err)
 	int i;
 
 	if (path == NULL)
-		path = getenv("CUSTODY_CONFIG");
+		path = secure_getenv("CUSTODY_CONFIG");
 	if (path == NULL && access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0)
 		path = CUSTODY_DEFAULT_CONFIG;
 	if (path != NULL && path[0] != '\0' &&

@@ -1,4 +1,12 @@
-/* secret.c — PINs and passwords, from where they may come. */
+/*
+ * secret.c — PINs and passwords, from where they may come, and the
+ * process that holds them (custody_harden_process).
+ *
+ * What follows a source's prefix (a path, a variable name, a descriptor
+ * number) is never repeated in a message: a PIN typed where its source
+ * belongs ("env:24681357") would otherwise be printed.  Messages name the
+ * kind of source only.
+ */
 #include "config.h"
 
 #include <errno.h>
@@ -6,11 +14,14 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 
 #include <custody/log.h>
 #include <custody/secret.h>
@@ -87,9 +98,8 @@ parse_source(const char *source, struct source *src, custody_err *err)
 		src->arg = source + 5;
 		if (src->arg[0] == '\0') {
 			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "invalid secret source '%s': the "
-					    "path is empty: " SOURCE_FORMS,
-					    source);
+					    "invalid secret source (file:): the "
+					    "path is empty: " SOURCE_FORMS);
 			goto out;
 		}
 	} else if (strncmp(source, "env:", 4) == 0) {
@@ -97,9 +107,9 @@ parse_source(const char *source, struct source *src, custody_err *err)
 		src->arg = source + 4;
 		if (!valid_env_name(src->arg)) {
 			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "invalid secret source '%s': not "
-					    "a variable name: " SOURCE_FORMS,
-					    source);
+					    "invalid secret source (env:): what "
+					    "follows is not a variable name: "
+					    SOURCE_FORMS);
 			goto out;
 		}
 	} else if (strncmp(source, "fd:", 3) == 0) {
@@ -107,9 +117,9 @@ parse_source(const char *source, struct source *src, custody_err *err)
 		src->arg = source + 3;
 		if ((src->fd = parse_fd(src->arg)) < 0) {
 			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "invalid secret source '%s': not "
-					    "a file descriptor number: "
-					    SOURCE_FORMS, source);
+					    "invalid secret source (fd:): what "
+					    "follows is not a file descriptor "
+					    "number: " SOURCE_FORMS);
 			goto out;
 		}
 	} else if (strcmp(source, "prompt") == 0) {
@@ -150,7 +160,13 @@ deliver(struct secret_buf *buf, const char *what, custody_secret *out,
 		goto out;
 	}
 	if (buf->len > 0) {
-		if ((out->data = OPENSSL_malloc(buf->len + 1)) == NULL) {
+		/* In OpenSSL's secure heap once custody_harden_process()
+		 * made one (else it is the ordinary heap). */
+		ERR_set_mark();
+		if ((out->data = OPENSSL_secure_malloc(buf->len + 1)) == NULL)
+			out->data = OPENSSL_malloc(buf->len + 1);
+		ERR_pop_to_mark();
+		if (out->data == NULL) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot read %s: out of memory",
 					    what);
@@ -230,37 +246,35 @@ read_file(const char *path, custody_secret *out, custody_err *err)
 	int r = CUSTODY_EFAIL, fd = -1;
 	struct secret_buf buf = {.len = 0};
 	struct stat st;
-	char what[64 + PATH_MAX];
 
-	snprintf(what, sizeof(what), "PIN file %s", path);
 	/* O_NONBLOCK: open() of a FIFO without a writer would wait forever;
 	 * then the reads block again (no writer reads as end of file). */
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot open PIN file %s: %s", path,
-				    strerror(errno));
+				    "cannot open the file of a file: secret "
+				    "source: %s", strerror(errno));
 		goto out;
 	}
 	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	if (fstat(fd, &st) != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot read PIN file %s: %s", path,
-				    strerror(errno));
+				    "cannot read the file of a file: secret "
+				    "source: %s", strerror(errno));
 		goto out;
 	}
 	if (S_ISREG(st.st_mode) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-		custody_warn("PIN file %s is readable by other users "
-			     "(mode %04o)", path,
+		custody_warn("the file of a file: secret source is readable "
+			     "by other users (mode %04o)",
 			     (unsigned)(st.st_mode & 07777));
 	if (read_fd(fd, &buf, 1) < 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot read PIN file %s: %s", path,
-				    strerror(errno));
+				    "cannot read the file of a file: secret "
+				    "source: %s", strerror(errno));
 		goto out;
 	}
 	if (!buf_full(&buf))
 		strip_end(&buf, 1);
-	r = deliver(&buf, what, out, err);
+	r = deliver(&buf, "the file of a file: secret source", out, err);
 out:
 	OPENSSL_cleanse(&buf, sizeof(buf));
 	if (fd >= 0)
@@ -273,19 +287,19 @@ read_env(const char *name, custody_secret *out, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
 	struct secret_buf buf = {.len = 0};
-	const char *value = getenv(name);
-	char what[300];
+	/* Not from the environment of a set-user-ID caller. */
+	const char *value = secure_getenv(name);
 
 	if (value == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "environment variable %s is not set",
-				    name);
+				    "the environment variable of an env: "
+				    "secret source is not set");
 		goto out;
 	}
-	snprintf(what, sizeof(what), "environment variable %s", name);
 	buf.len = strnlen(value, SECRET_MAX + 1);
 	memcpy(buf.data, value, buf.len);
-	r = deliver(&buf, what, out, err);
+	r = deliver(&buf, "the environment variable of an env: secret source",
+		    out, err);
 out:
 	OPENSSL_cleanse(&buf, sizeof(buf));
 	return r;
@@ -296,17 +310,15 @@ read_from_fd(int fd, custody_secret *out, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
 	struct secret_buf buf = {.len = 0};
-	char what[64];
 
-	snprintf(what, sizeof(what), "the secret from fd %d", fd);
 	if (read_fd(fd, &buf, 0) < 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot read the secret from fd %d: %s",
-				    fd, strerror(errno));
+				    "cannot read the descriptor of an fd: "
+				    "secret source: %s", strerror(errno));
 		goto out;
 	}
 	strip_end(&buf, 0);
-	r = deliver(&buf, what, out, err);
+	r = deliver(&buf, "the descriptor of an fd: secret source", out, err);
 out:
 	OPENSSL_cleanse(&buf, sizeof(buf));
 	return r;
@@ -434,8 +446,48 @@ custody_secret_clear(custody_secret *s)
 {
 	if (s == NULL)
 		return;
-	if (s->data != NULL)
-		OPENSSL_clear_free(s->data, s->len + 1);
+	if (s->data != NULL)	/* either heap: it tells them apart */
+		OPENSSL_secure_clear_free(s->data, s->len + 1);
 	s->data = NULL;
 	s->len = 0;
+}
+
+/* ---------------------------------------- the process that holds secrets */
+
+int
+custody_harden_process(custody_err *err)
+{
+	struct rlimit none = {0, 0};
+	int r = CUSTODY_EFAIL, rc;
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot make this process non-dumpable: %s",
+				    strerror(errno));
+		goto out;
+	}
+	if (setrlimit(RLIMIT_CORE, &none) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot turn core dumps off: %s",
+				    strerror(errno));
+		goto out;
+	}
+	if (!CRYPTO_secure_malloc_initialized()) {
+		rc = CRYPTO_secure_malloc_init(CUSTODY_SECURE_HEAP_SIZE,
+					       CUSTODY_SECURE_HEAP_MIN);
+		if (rc == 0) {
+			r = custody_err_openssl(err, CUSTODY_EFAIL,
+						"cannot set up OpenSSL's secure "
+						"heap");
+			goto out;
+		}
+		/* 2: in use, but mlock failed (RLIMIT_MEMLOCK): its pages
+		 * may be swapped; they stay out of core dumps. */
+		if (rc == 2)
+			custody_debug("OpenSSL's secure heap could not be "
+				      "locked in memory (RLIMIT_MEMLOCK)");
+	}
+	r = CUSTODY_OK;
+out:
+	return r;
 }

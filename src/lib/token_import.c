@@ -5,7 +5,9 @@
  * Every template is built, and every input checked, before the first
  * object is created; the objects this call creates are destroyed again
  * when a later one fails.  Template values are private copies: those that
- * held private key material are cleansed when freed.
+ * hold private key material live in OpenSSL's secure heap when the
+ * process has one (custody_harden_process), as do the BIGNUM copies they
+ * are made from, and are cleansed when freed.
  */
 #include "config.h"
 
@@ -51,13 +53,28 @@ struct plan {
 	size_t n_created;
 };
 
+/* Room for private key material: the secure heap when there is one with
+ * room, else the ordinary heap (OPENSSL_secure_clear_free frees either). */
+static void *
+secret_alloc(size_t len)
+{
+	void *p;
+
+	ERR_set_mark();
+	if ((p = OPENSSL_secure_malloc(len > 0 ? len : 1)) == NULL)
+		p = OPENSSL_malloc(len > 0 ? len : 1);
+	ERR_pop_to_mark();
+	return p;
+}
+
 static void
 tmpl_add(struct tmpl *t, CK_ATTRIBUTE_TYPE type, const void *v, size_t len,
 	 int secret)
 {
 	void *copy;
 
-	if (t->n >= TMPL_MAX || (copy = OPENSSL_malloc(len > 0 ? len : 1)) == NULL) {
+	if (t->n >= TMPL_MAX ||
+	    (copy = secret ? secret_alloc(len) : OPENSSL_malloc(len > 0 ? len : 1)) == NULL) {
 		t->oom = 1;
 		return;
 	}
@@ -89,7 +106,8 @@ static void
 tmpl_bn(struct tmpl *t, CK_ATTRIBUTE_TYPE type, const BIGNUM *bn, int secret)
 {
 	int len = BN_num_bytes(bn);
-	unsigned char *buf = OPENSSL_malloc(len > 0 ? (size_t)len : 1);
+	unsigned char *buf = secret ? secret_alloc((size_t)len)
+				    : OPENSSL_malloc(len > 0 ? (size_t)len : 1);
 
 	if (buf == NULL) {
 		t->oom = 1;
@@ -97,7 +115,7 @@ tmpl_bn(struct tmpl *t, CK_ATTRIBUTE_TYPE type, const BIGNUM *bn, int secret)
 	}
 	BN_bn2bin(bn, buf);
 	tmpl_add(t, type, buf, (size_t)len, secret);
-	OPENSSL_clear_free(buf, len > 0 ? (size_t)len : 1);
+	OPENSSL_secure_clear_free(buf, len > 0 ? (size_t)len : 1);
 }
 
 static void
@@ -107,7 +125,9 @@ tmpl_free(struct tmpl *t)
 
 	for (i = 0; i < t->n; i++) {
 		if (t->secret[i])
-			OPENSSL_clear_free(t->a[i].pValue, t->a[i].ulValueLen);
+			OPENSSL_secure_clear_free(t->a[i].pValue,
+						  t->a[i].ulValueLen > 0 ?
+						  t->a[i].ulValueLen : 1);
 		else
 			OPENSSL_free(t->a[i].pValue);
 	}
@@ -217,6 +237,13 @@ rsa_templates(EVP_PKEY *key, struct tmpl *priv, struct tmpl *pub,
 		goto out;
 	}
 	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		/* A BIGNUM given is filled, not replaced: a secret one is
+		 * made in the secure heap. */
+		if (parts[i].secret && (bn = BN_secure_new()) == NULL) {
+			r = custody_err_openssl(err, CUSTODY_EFAIL,
+						"cannot import the private key");
+			goto out;
+		}
 		if (EVP_PKEY_get_bn_param(key, parts[i].param, &bn) != 1) {
 			r = custody_err_openssl(err, CUSTODY_EFAIL,
 						"cannot import the private key: "
@@ -304,8 +331,9 @@ ec_templates(EVP_PKEY *key, struct tmpl *priv, struct tmpl *pub,
 	}
 	if ((r = ec_point(key, nid, fs, point, err)) != CUSTODY_OK)
 		goto out;
-	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &bn) != 1 ||
-	    (scalar = OPENSSL_malloc(fs)) == NULL ||
+	if ((bn = BN_secure_new()) == NULL ||
+	    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &bn) != 1 ||
+	    (scalar = secret_alloc(fs)) == NULL ||
 	    BN_bn2binpad(bn, scalar, (int)fs) != (int)fs) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL,
 					"cannot import the private key: cannot "
@@ -326,7 +354,7 @@ ec_templates(EVP_PKEY *key, struct tmpl *priv, struct tmpl *pub,
 out:
 	ASN1_OCTET_STRING_free(os);
 	BN_clear_free(bn);
-	OPENSSL_clear_free(scalar, fs);
+	OPENSSL_secure_clear_free(scalar, fs);
 	return r;
 }
 

@@ -6,7 +6,15 @@
  * token directory at once, and SOFTHSM2_CONF is what selects that
  * directory; so the lock file is named after the module's real path and
  * $SOFTHSM2_CONF (empty for other modules).  The lock is an flock() taken
- * before C_Initialize and held until the handle is closed.  flock locks
+ * before C_Initialize and held until the handle is closed.
+ *
+ * One lock per token, whatever the user: the directory is
+ * /run/lock/custody (or the one configured), never a per-user one, and
+ * every user of the token opens the same file.  Whoever can open a lock
+ * file can flock it and stall every custody process of that token, so
+ * lock files are mode 0660 in the group of the lock directory: the
+ * directory's group is the group of the token's users (root and that
+ * group; see custody.tmpfiles.conf and docs/security.md).  flock locks
  * belong to an open file description, so two handles of one process on
  * the same lock file would block each other: handles of one process share
  * one held lock, counted.
@@ -65,52 +73,76 @@ struct token_lock {
 static pthread_mutex_t held_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct token_lock *held;
 
-/* Creates dir (one level, mode) when missing; it must then be a directory
- * we can write to. */
+/*
+ * The lock directory, made when missing with its mode set by chmod (the
+ * umask does not cut it), then checked: a directory, not a link; owned
+ * by root or by this user (the owner of a directory may remove any file
+ * in it, sticky or not); and, when its group or everyone may write to it,
+ * sticky, so that nobody removes or replaces another user's lock file.
+ * There is no other place to fall back to: every user of a token must
+ * find the one lock of that token, or fail.
+ */
 static int
-dir_usable(const char *dir, mode_t mode)
-{
-	struct stat st;
-
-	if (mkdir(dir, mode) != 0 && errno != EEXIST)
-		return 0;
-	if (stat(dir, &st) != 0)
-		return 0;
-	if (!S_ISDIR(st.st_mode)) {
-		errno = ENOTDIR;
-		return 0;
-	}
-	return access(dir, W_OK | X_OK) == 0;
-}
-
-/* The per-user fallback: ours, a directory, closed to others. */
-static int
-private_dir(const char *dir, custody_err *err)
+use_lock_dir(const char *dir, mode_t mode, custody_err *err)
 {
 	struct stat st;
 	int r = CUSTODY_EFAIL;
 
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+	if (mkdir(dir, 0700) == 0) {
+		if (chmod(dir, mode) != 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot set the mode of lock "
+					    "directory %s: %s", dir,
+					    strerror(errno));
+			goto out;
+		}
+	} else if (errno != EEXIST) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot create lock directory %s: %s", dir,
 				    strerror(errno));
-		goto out;
+		goto hint;
 	}
 	if (lstat(dir, &st) != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot use lock directory %s: %s", dir,
 				    strerror(errno));
-		goto out;
+		goto hint;
 	}
-	if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
-	    (st.st_mode & 077) != 0) {
+	if (!S_ISDIR(st.st_mode)) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot use lock directory %s: it is not a "
-				    "directory of uid %lu closed to others", dir,
-				    (unsigned long)getuid());
-		goto out;
+				    "directory (a link is not followed)", dir);
+		goto hint;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot use lock directory %s: it belongs "
+				    "to uid %lu, neither root nor this user",
+				    dir, (unsigned long)st.st_uid);
+		goto hint;
+	}
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 &&
+	    (st.st_mode & S_ISVTX) == 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot use lock directory %s: others may "
+				    "write to it (mode %04o) and it is not "
+				    "sticky: they could replace a lock file",
+				    dir, (unsigned)(st.st_mode & 07777));
+		goto hint;
+	}
+	if (access(dir, X_OK) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot use lock directory %s: %s", dir,
+				    strerror(errno));
+		goto hint;
 	}
 	r = CUSTODY_OK;
+	goto out;
+hint:
+	custody_err_hint(err, "every user of a token takes its one lock there: "
+			 "let systemd-tmpfiles make %s (custody.tmpfiles.conf), "
+			 "or choose a directory with token.lock-dir or "
+			 "CUSTODY_LOCK_DIR", RUN_LOCK_DIR);
 out:
 	return r;
 }
@@ -123,27 +155,17 @@ lock_dir(const custody_token_spec *spec, char *dir, size_t size,
 	int r = CUSTODY_EFAIL;
 
 	if (d == NULL || d[0] == '\0')
-		d = getenv("CUSTODY_LOCK_DIR");
+		d = secure_getenv("CUSTODY_LOCK_DIR");
 	if (d != NULL && d[0] != '\0') {
+		/* A directory someone chose: private when custody makes it. */
 		snprintf(dir, size, "%s", d);
-		if (!dir_usable(dir, 0700)) {
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot use lock directory %s: %s",
-					    dir, strerror(errno));
-			goto out;
-		}
-		r = CUSTODY_OK;
+		r = use_lock_dir(dir, 0700, err);
 		goto out;
 	}
-	/* Shared by every user (like /run/lock itself); files are opened
-	 * with O_NOFOLLOW. */
-	if (dir_usable(RUN_LOCK_DIR, 01777)) {
-		snprintf(dir, size, "%s", RUN_LOCK_DIR);
-		r = CUSTODY_OK;
-		goto out;
-	}
-	snprintf(dir, size, "/tmp/custody-%lu", (unsigned long)getuid());
-	r = private_dir(dir, err);
+	/* Shared by every user, like /run/lock itself: each lock file is
+	 * closed to users outside its group (open_lock_file). */
+	snprintf(dir, size, "%s", RUN_LOCK_DIR);
+	r = use_lock_dir(dir, 01777, err);
 out:
 	return r;
 }
@@ -154,6 +176,9 @@ lock_file_path(const custody_token_spec *spec, char **out, custody_err *err)
 {
 	char real[PATH_MAX], dir[PATH_MAX], hex[2 * SHA256_DIGEST_LENGTH + 1];
 	unsigned char md[SHA256_DIGEST_LENGTH];
+	/* getenv, not secure_getenv: this names the token set that the
+	 * module (which reads SOFTHSM2_CONF with getenv) will use, and the
+	 * lock must follow it.  Nothing is opened under this name. */
 	const char *conf = getenv("SOFTHSM2_CONF");
 	EVP_MD_CTX *sha = NULL;
 	size_t len;
@@ -191,21 +216,116 @@ out:
 	return r;
 }
 
-/* Opens (creating when missing) the lock file without following links. */
+/*
+ * Opens (creating when missing) a lock file without following links, and
+ * sees that only users who may use the token can open it, and so flock
+ * it: a new file gets mode 0660 (fchmod: not cut by the umask, not
+ * widened either) and the group of the lock directory (when this user
+ * may give it that group; else its own).  Users outside that group cannot
+ * open it, so cannot stall custody by holding it.  An existing file must
+ * be a regular file; in a directory everyone may write to it must belong
+ * to root or to this user (anyone else could have made it first, to hold
+ * it); one that every user could open (a lock file of an older custody,
+ * mode 0644) is closed to them when this user may, else refused.
+ */
 static int
-open_lock_file(const char *path)
+open_lock_file(const char *path, int *out, custody_err *err)
 {
-	int fd;
+	struct stat st, dst;
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int fd = -1, created = 0, r = CUSTODY_EFAIL;
 
+	snprintf(dir, sizeof(dir), "%.*s",
+		 slash != NULL && slash != path ? (int)(slash - path) : 1,
+		 slash != NULL ? path : ".");
 	for (;;) {
-		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		/* O_NONBLOCK: a FIFO put in its place must not stall us. */
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		if (fd >= 0 || errno != ENOENT)
-			return fd;
+			break;
 		fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-			  O_CLOEXEC, 0644);
-		if (fd >= 0 || errno != EEXIST)
-			return fd;
+			  O_CLOEXEC | O_NONBLOCK, 0600);
+		if (fd >= 0) {
+			created = 1;
+			break;
+		}
+		if (errno != EEXIST)
+			break;
 	}
+	if (fd < 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot open lock file %s: %s", path,
+				    strerror(errno));
+		if (errno == EACCES)
+			custody_err_hint(err, "a lock file is open to its "
+					 "owner and its group only (the group "
+					 "of %s): run custody as a user of the "
+					 "token, or add this user to that "
+					 "group", dir);
+		goto out;
+	}
+	if (fstat(fd, &st) != 0 || lstat(dir, &dst) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot use lock file %s: %s", path,
+				    strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot use lock file %s: it is not a "
+				    "regular file", path);
+		goto out;
+	}
+	if (created) {
+		/* Allowed to root, and to a member of that group. */
+		if (st.st_gid != dst.st_gid &&
+		    fchown(fd, (uid_t)-1, dst.st_gid) != 0)
+			custody_debug("lock file %s keeps group %lu: %s", path,
+				      (unsigned long)st.st_gid,
+				      strerror(errno));
+		if (fchmod(fd, 0660) != 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot set the mode of lock file "
+					    "%s: %s", path, strerror(errno));
+			goto out;
+		}
+	} else {
+		if ((dst.st_mode & S_IWOTH) != 0 && st.st_uid != 0 &&
+		    st.st_uid != geteuid()) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot use lock file %s: it "
+					    "belongs to uid %lu, and in %s "
+					    "(everyone may write there) only "
+					    "root's or this user's lock files "
+					    "are used", path,
+					    (unsigned long)st.st_uid, dir);
+			custody_err_hint(err, "remove it when no custody "
+					 "process runs");
+			goto out;
+		}
+		if ((st.st_mode & S_IRWXO) != 0 &&
+		    fchmod(fd, st.st_mode & 0660) != 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot use lock file %s: every "
+					    "user may lock it (mode %04o), "
+					    "and uid %lu may not change that",
+					    path, (unsigned)(st.st_mode & 07777),
+					    (unsigned long)geteuid());
+			custody_err_hint(err, "its owner (uid %lu) or root "
+					 "runs custody once, or removes it "
+					 "when no custody process runs",
+					 (unsigned long)st.st_uid);
+			goto out;
+		}
+	}
+	*out = fd;
+	fd = -1;
+	r = CUSTODY_OK;
+out:
+	if (fd >= 0)
+		close(fd);
+	return r;
 }
 
 static double
@@ -266,12 +386,9 @@ take(const char *path, int op, struct lock_wait *w, int *fd, custody_err *err)
 	int r = CUSTODY_EFAIL;
 
 	for (;;) {
-		if (*fd < 0 && (*fd = open_lock_file(path)) < 0) {
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot open lock file %s: %s",
-					    path, strerror(errno));
+		if (*fd < 0 &&
+		    (r = open_lock_file(path, fd, err)) != CUSTODY_OK)
 			goto out;
-		}
 		if (flock(*fd, op | LOCK_NB) == 0) {
 			if (same_file(*fd, path))
 				break;
@@ -520,6 +637,53 @@ token_lock_wanted(struct token_lock *lock)
 		return errno == EWOULDBLOCK;
 	flock(lock->gate_fd, LOCK_UN);
 	return 0;
+}
+
+/* ------------------------------------ custody/token.h: the lock alone */
+
+struct custody_token_lock {
+	struct token_lock *lock;
+};
+
+int
+custody_token_lock_take(const custody_token_spec *spec,
+			custody_token_lock **out, custody_err *err)
+{
+	custody_token_spec exclusive;
+	custody_token_lock *l = NULL;
+	int r = CUSTODY_EFAIL;
+
+	*out = NULL;
+	if (spec == NULL || spec->module == NULL || spec->module[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot take the token lock: no PKCS#11 "
+				    "module given");
+		goto out;
+	}
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot take the token lock: out of memory");
+		goto out;
+	}
+	exclusive = *spec;
+	exclusive.shared = 0;
+	if ((r = token_lock_acquire(&exclusive, &l->lock, err)) != CUSTODY_OK)
+		goto out;
+	*out = l;
+	l = NULL;
+	r = CUSTODY_OK;
+out:
+	free(l);
+	return r;
+}
+
+void
+custody_token_lock_release(custody_token_lock *lock)
+{
+	if (lock == NULL)
+		return;
+	token_lock_release(lock->lock);
+	free(lock);
 }
 
 /* ------------------------------------------- custody/token.h: sharing */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -79,8 +80,10 @@ struct ident {
 	char x5t[64];
 };
 
+/* An identity whose certificate is valid from NOW + from_s for days days
+ * (the verifier checks the certificate's validity at NOW). */
 static void
-make_ident(struct ident *id, const char *spec, const char *cn)
+make_ident_valid(struct ident *id, const char *spec, const char *cn, long from_s, long days)
 {
 	unsigned char *der = NULL, sha1[SHA_DIGEST_LENGTH];
 	int len;
@@ -88,7 +91,8 @@ make_ident(struct ident *id, const char *spec, const char *cn)
 	custody_err err;
 
 	id->key = testcert_key(spec);
-	id->cert = testcert_self_signed(id->key, cn, NULL, -3600, 365);
+	id->cert = testcert_self_signed(id->key, cn, NULL,
+					(long)(NOW - (int64_t)time(NULL)) + from_s, days);
 	cr_assert_eq(custody_cert_record_from_x509(id->cert, &id->rec, &err), CUSTODY_OK, "%s", err.msg);
 	len = i2d_X509(id->cert, &der);
 	cr_assert_gt(len, 0);
@@ -97,6 +101,12 @@ make_ident(struct ident *id, const char *spec, const char *cn)
 	snprintf(id->x5t, sizeof(id->x5t), "%s", x);
 	free(x);
 	OPENSSL_free(der);
+}
+
+static void
+make_ident(struct ident *id, const char *spec, const char *cn)
+{
+	make_ident_valid(id, spec, cn, -3600, 365);
 }
 
 static void
@@ -1020,4 +1030,72 @@ Test(names, algorithms)
 	cr_assert_eq(custody_jws_default_alg("EC-P384"), CUSTODY_JWS_ALG_NONE);
 	cr_assert_str_eq(custody_jws_alg_name(CUSTODY_JWS_PS256), "PS256");
 	cr_assert_str_eq(custody_jws_alg_name(42), "");
+}
+
+/* ------------------------------------------------- the signing certificate */
+
+Test(verify, refuses_a_token_signed_by_an_expired_certificate)
+{
+	struct ident old, early;
+	char *by_old, *by_early;
+	custody_err err;
+
+	/* Valid from NOW - 400 days for 365 days: expired 35 days ago. */
+	make_ident_valid(&old, "rsa:2048", "expired.custody.test", -400L * 86400, 365);
+	/* Valid from NOW + 1 day. */
+	make_ident_valid(&early, "ec:p256", "early.custody.test", 86400, 365);
+	by_old = issue(&old, "RS256", "{}", NOW, 600);
+	by_early = issue(&early, "ES256", "{}", NOW, 600);
+	cr_assert_eq(verify1(by_old, &old, &err), CUSTODY_EFAIL,
+		     "a token signed by an expired certificate was accepted");
+	cr_assert(strstr(err.msg, "the certificate that signed the token") != NULL &&
+		  strstr(err.msg, "expired at") != NULL, "%s", err.msg);
+	cr_assert_eq(verify1(by_early, &early, &err), CUSTODY_EFAIL,
+		     "a token signed by a certificate not valid yet was accepted");
+	cr_assert(strstr(err.msg, "is not valid before") != NULL, "%s", err.msg);
+	free(by_old);
+	free(by_early);
+	free_ident(&old);
+	free_ident(&early);
+}
+
+Test(verify, audience_and_issuer_when_asked)
+{
+	struct ident id;
+	custody_jws_expect want = {"partner", "https://sts.contoso.example"};
+	custody_jws_expect aud_only = {"partner", NULL};
+	char *good, *many, *other, *bare;
+	custody_err err;
+
+	make_ident(&id, "rsa:2048", "aud.custody.test");
+	good = issue(&id, "RS256",
+		     "{\"aud\":\"partner\",\"iss\":\"https://sts.contoso.example\"}", NOW, 600);
+	many = issue(&id, "RS256", "{\"aud\":[\"a\",\"partner\"],\"iss\":\"https://evil.example\"}",
+		     NOW, 600);
+	other = issue(&id, "RS256", "{\"aud\":\"someone-else\"}", NOW, 600);
+	bare = issue(&id, "RS256", "{}", NOW, 600);
+	cr_assert_eq(custody_jws_verify_expect(good, &id.rec, 1, NOW, 60, &want, NULL, NULL, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_jws_verify_expect(many, &id.rec, 1, NOW, 60, &aud_only, NULL, NULL,
+					       &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_jws_verify_expect(many, &id.rec, 1, NOW, 60, &want, NULL, NULL, &err),
+		     CUSTODY_EFAIL, "a token of another issuer was accepted");
+	cr_assert(strstr(err.msg, "token was issued by https://evil.example, not "
+			 "https://sts.contoso.example") != NULL, "%s", err.msg);
+	cr_assert_eq(custody_jws_verify_expect(other, &id.rec, 1, NOW, 60, &aud_only, NULL, NULL,
+					       &err), CUSTODY_EFAIL,
+		     "a token for another audience was accepted");
+	cr_assert(strstr(err.msg, "token is for audience someone-else, not partner") != NULL,
+		  "%s", err.msg);
+	cr_assert_eq(custody_jws_verify_expect(bare, &id.rec, 1, NOW, 60, &want, NULL, NULL, &err),
+		     CUSTODY_EFAIL);
+	cr_assert(strstr(err.msg, "token has no aud claim") != NULL, "%s", err.msg);
+	/* Not asked for: not checked. */
+	cr_assert_eq(custody_jws_verify_expect(bare, &id.rec, 1, NOW, 60, NULL, NULL, NULL, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	free(good);
+	free(many);
+	free(other);
+	free(bare);
+	free_ident(&id);
 }

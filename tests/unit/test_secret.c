@@ -18,6 +18,10 @@
 #include <custody/secret.h>
 
 #define FORMS "use file:PATH, env:VAR, fd:N or prompt"
+#define ENV_BAD "invalid secret source (env:): what follows is not a " \
+	"variable name: " FORMS
+#define FD_BAD "invalid secret source (fd:): what follows is not a file " \
+	"descriptor number: " FORMS
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -137,8 +141,9 @@ Test(secret, file_readable_by_others_warns)
 
 	pin_file("open", "1234\n", 5, 0644, src, sizeof(src), path);
 	read_ok(src, "1234", 4);
-	snprintf(want, sizeof(want), "PIN file %s is readable by other users "
-		 "(mode 0644)\n", path);
+	(void)path;
+	snprintf(want, sizeof(want), "%s is readable by other users "
+		 "(mode 0644)\n", "the file of a file: secret source");
 	cr_assert_eq(n_warnings, 1);
 	cr_assert_str_eq(warnings, want);
 }
@@ -149,8 +154,9 @@ Test(secret, file_readable_by_group_warns)
 
 	pin_file("group", "1234\n", 5, 0640, src, sizeof(src), path);
 	read_ok(src, "1234", 4);
-	snprintf(want, sizeof(want), "PIN file %s is readable by other users "
-		 "(mode 0640)\n", path);
+	(void)path;
+	snprintf(want, sizeof(want), "%s is readable by other users "
+		 "(mode 0640)\n", "the file of a file: secret source");
 	cr_assert_str_eq(warnings, want);
 }
 
@@ -169,8 +175,8 @@ Test(secret, file_missing)
 	char src[300], msg[400];
 
 	snprintf(src, sizeof(src), "file:%s/nope", dir);
-	snprintf(msg, sizeof(msg), "cannot open PIN file %s/nope: No such "
-		 "file or directory", dir);
+	snprintf(msg, sizeof(msg), "cannot open %s: No such file or directory",
+		 "the file of a file: secret source");
 	read_fails(src, CUSTODY_EFAIL, msg);
 }
 
@@ -187,12 +193,12 @@ Test(secret, file_longest_and_too_long)
 	/* 1024 bytes. */
 	memset(big, 'p', sizeof(big));
 	pin_file("over", big, 1024, 0600, src, sizeof(src), path);
-	snprintf(msg, sizeof(msg), "cannot read PIN file %s: it is longer "
-		 "than 1023 bytes", path);
+	snprintf(msg, sizeof(msg), "cannot read %s: it is longer "
+		 "than 1023 bytes", "the file of a file: secret source");
 	read_fails(src, CUSTODY_EFAIL, msg);
 	pin_file("big", big, sizeof(big), 0600, src, sizeof(src), path);
-	snprintf(msg, sizeof(msg), "cannot read PIN file %s: it is longer "
-		 "than 1023 bytes", path);
+	snprintf(msg, sizeof(msg), "cannot read %s: it is longer "
+		 "than 1023 bytes", "the file of a file: secret source");
 	read_fails(src, CUSTODY_EFAIL, msg);
 }
 
@@ -201,8 +207,9 @@ Test(secret, file_with_nul_byte)
 	char src[300], path[256], msg[400];
 
 	pin_file("nul", "12\0" "34\n", 6, 0600, src, sizeof(src), path);
-	snprintf(msg, sizeof(msg), "cannot read PIN file %s: it contains a "
-		 "NUL byte", path);
+	(void)path;
+	snprintf(msg, sizeof(msg), "cannot read %s: it contains a "
+		 "NUL byte", "the file of a file: secret source");
 	read_fails(src, CUSTODY_EFAIL, msg);
 }
 
@@ -224,8 +231,8 @@ Test(secret, directory_is_not_a_pin_file)
 	char src[300], msg[400];
 
 	snprintf(src, sizeof(src), "file:%s", dir);
-	snprintf(msg, sizeof(msg), "cannot read PIN file %s: Is a directory",
-		 dir);
+	snprintf(msg, sizeof(msg), "cannot read %s: Is a directory",
+		 "the file of a file: secret source");
 	read_fails(src, CUSTODY_EFAIL, msg);
 }
 
@@ -237,7 +244,7 @@ Test(secret, env_set_and_unset)
 	read_ok("env:CUSTODY_TEST_PIN", "9876 5", 6);
 	cr_assert_eq(unsetenv("CUSTODY_TEST_PIN"), 0);
 	read_fails("env:CUSTODY_TEST_PIN", CUSTODY_EFAIL,
-		   "environment variable CUSTODY_TEST_PIN is not set");
+		   "the environment variable of an env: secret source is not set");
 }
 
 Test(secret, env_too_long)
@@ -248,8 +255,8 @@ Test(secret, env_too_long)
 	big[sizeof(big) - 1] = '\0';
 	cr_assert_eq(setenv("CUSTODY_TEST_PIN", big, 1), 0);
 	read_fails("env:CUSTODY_TEST_PIN", CUSTODY_EFAIL,
-		   "cannot read environment variable CUSTODY_TEST_PIN: it is "
-		   "longer than 1023 bytes");
+		   "cannot read the environment variable of an env: secret "
+		   "source: it is longer than 1023 bytes");
 }
 
 /* ---------------------------------------------------------------- fd: */
@@ -302,8 +309,8 @@ Test(secret, fd_too_long)
 	cr_assert_eq(write(p[1], "\n", 1), 1);
 	close(p[1]);
 	snprintf(src, sizeof(src), "fd:%d", p[0]);
-	snprintf(msg, sizeof(msg), "cannot read the secret from fd %d: it is "
-		 "longer than 1023 bytes", p[0]);
+	snprintf(msg, sizeof(msg), "cannot read the descriptor of an fd: "
+		 "secret source: it is longer than 1023 bytes");
 	read_fails(src, CUSTODY_EFAIL, msg);
 	close(p[0]);
 }
@@ -317,8 +324,8 @@ Test(secret, fd_closed)
 	close(p[0]);
 	close(p[1]);
 	snprintf(src, sizeof(src), "fd:%d", p[0]);
-	snprintf(msg, sizeof(msg), "cannot read the secret from fd %d: Bad "
-		 "file descriptor", p[0]);
+	snprintf(msg, sizeof(msg), "cannot read the descriptor of an fd: "
+		 "secret source: Bad file descriptor");
 	read_fails(src, CUSTODY_EFAIL, msg);
 }
 
@@ -522,28 +529,16 @@ Test(secret, malformed_sources)
 		   "invalid secret source: none given: " FORMS);
 	read_fails(NULL, CUSTODY_EUSAGE,
 		   "invalid secret source: none given: " FORMS);
+	/* What follows the prefix is never repeated: it may be the PIN. */
 	read_fails("file:", CUSTODY_EUSAGE,
-		   "invalid secret source 'file:': the path is empty: " FORMS);
-	read_fails("env:", CUSTODY_EUSAGE,
-		   "invalid secret source 'env:': not a variable name: " FORMS);
-	read_fails("env:1PIN", CUSTODY_EUSAGE,
-		   "invalid secret source 'env:1PIN': not a variable name: "
-		   FORMS);
-	read_fails("env:A=B", CUSTODY_EUSAGE,
-		   "invalid secret source 'env:A=B': not a variable name: "
-		   FORMS);
-	read_fails("fd:", CUSTODY_EUSAGE,
-		   "invalid secret source 'fd:': not a file descriptor "
-		   "number: " FORMS);
-	read_fails("fd:-1", CUSTODY_EUSAGE,
-		   "invalid secret source 'fd:-1': not a file descriptor "
-		   "number: " FORMS);
-	read_fails("fd:3x", CUSTODY_EUSAGE,
-		   "invalid secret source 'fd:3x': not a file descriptor "
-		   "number: " FORMS);
-	read_fails("fd:99999999999", CUSTODY_EUSAGE,
-		   "invalid secret source 'fd:99999999999': not a file "
-		   "descriptor number: " FORMS);
+		   "invalid secret source (file:): the path is empty: " FORMS);
+	read_fails("env:", CUSTODY_EUSAGE, ENV_BAD);
+	read_fails("env:1PIN", CUSTODY_EUSAGE, ENV_BAD);
+	read_fails("env:A=B", CUSTODY_EUSAGE, ENV_BAD);
+	read_fails("fd:", CUSTODY_EUSAGE, FD_BAD);
+	read_fails("fd:-1", CUSTODY_EUSAGE, FD_BAD);
+	read_fails("fd:3x", CUSTODY_EUSAGE, FD_BAD);
+	read_fails("fd:99999999999", CUSTODY_EUSAGE, FD_BAD);
 	read_fails("prompt:", CUSTODY_EUSAGE, "invalid secret source: " FORMS);
 	read_fails("Prompt", CUSTODY_EUSAGE, "invalid secret source: " FORMS);
 	read_fails("FILE:/etc/pin", CUSTODY_EUSAGE,
