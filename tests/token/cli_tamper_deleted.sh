@@ -32,8 +32,9 @@ records() {
 on node1 kek create
 check "kek create on node1" [ "$rc" -eq 0 ]
 kcv=$out
-on node2 node enroll
-on node1 node admit node2 --so-pin-source "file:$T/so.pin"
+on node1 kek authority
+on node2 node enroll --authority "$out"
+on node1 node admit node2 --fingerprint "$(enroll_fp)" --so-pin-source "file:$T/so.pin"
 on node2 node join
 check "node2 joins the cluster" [ "$rc" -eq 0 -a "$out" = "$kcv" ]
 
