@@ -219,14 +219,14 @@ out:
 /*
  * Opens (creating when missing) a lock file without following links, and
  * sees that only users who may use the token can open it, and so flock
- * it: a new file gets mode 0660 (fchmod: not cut by the umask, not
- * widened either) and the group of the lock directory (when this user
- * may give it that group; else its own).  Users outside that group cannot
- * open it, so cannot stall custody by holding it.  An existing file must
+ * it: a file this user owns (or any, for root) gets mode 0660 (fchmod: not
+ * cut by the umask) and the group of the lock directory (when this user
+ * may give it that group; else its own), whatever it was made with (an
+ * older custody made 0644, or 0600 under umask 077).  Users outside that
+ * group cannot open it, so cannot stall custody by holding it.  It must
  * be a regular file; in a directory everyone may write to it must belong
  * to root or to this user (anyone else could have made it first, to hold
- * it); one that every user could open (a lock file of an older custody,
- * mode 0644) is closed to them when this user may, else refused.
+ * it); one of another user that every user could open is refused.
  */
 static int
 open_lock_file(const char *path, int *out, custody_err *err)
@@ -277,47 +277,44 @@ open_lock_file(const char *path, int *out, custody_err *err)
 				    "regular file", path);
 		goto out;
 	}
-	if (created) {
-		/* Allowed to root, and to a member of that group. */
+	if (!created && (dst.st_mode & S_IWOTH) != 0 && st.st_uid != 0 &&
+	    st.st_uid != geteuid()) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot use lock file %s: it belongs to uid "
+				    "%lu, and in %s (everyone may write there) "
+				    "only root's or this user's lock files are "
+				    "used", path, (unsigned long)st.st_uid, dir);
+		custody_err_hint(err, "remove it when no custody process runs");
+		goto out;
+	}
+	if (st.st_uid == geteuid() || geteuid() == 0) {
+		/* Ours (or we are root): 0660 in the directory's group, so
+		 * that every user of the token shares it, whatever mode and
+		 * group it was made with.  The group is allowed to root, and
+		 * to a member of it. */
 		if (st.st_gid != dst.st_gid &&
 		    fchown(fd, (uid_t)-1, dst.st_gid) != 0)
 			custody_debug("lock file %s keeps group %lu: %s", path,
 				      (unsigned long)st.st_gid,
 				      strerror(errno));
-		if (fchmod(fd, 0660) != 0) {
+		if ((created || (st.st_mode & 07777) != 0660) &&
+		    fchmod(fd, 0660) != 0) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot set the mode of lock file "
 					    "%s: %s", path, strerror(errno));
 			goto out;
 		}
-	} else {
-		if ((dst.st_mode & S_IWOTH) != 0 && st.st_uid != 0 &&
-		    st.st_uid != geteuid()) {
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot use lock file %s: it "
-					    "belongs to uid %lu, and in %s "
-					    "(everyone may write there) only "
-					    "root's or this user's lock files "
-					    "are used", path,
-					    (unsigned long)st.st_uid, dir);
-			custody_err_hint(err, "remove it when no custody "
-					 "process runs");
-			goto out;
-		}
-		if ((st.st_mode & S_IRWXO) != 0 &&
-		    fchmod(fd, st.st_mode & 0660) != 0) {
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot use lock file %s: every "
-					    "user may lock it (mode %04o), "
-					    "and uid %lu may not change that",
-					    path, (unsigned)(st.st_mode & 07777),
-					    (unsigned long)geteuid());
-			custody_err_hint(err, "its owner (uid %lu) or root "
-					 "runs custody once, or removes it "
-					 "when no custody process runs",
-					 (unsigned long)st.st_uid);
-			goto out;
-		}
+	} else if ((st.st_mode & S_IRWXO) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot use lock file %s: every user may "
+				    "lock it (mode %04o), and uid %lu may not "
+				    "change that", path,
+				    (unsigned)(st.st_mode & 07777),
+				    (unsigned long)geteuid());
+		custody_err_hint(err, "its owner (uid %lu) or root runs custody "
+				 "once, or removes it when no custody process "
+				 "runs", (unsigned long)st.st_uid);
+		goto out;
 	}
 	*out = fd;
 	fd = -1;

@@ -96,6 +96,21 @@ if [ "$rc" -eq 1 ] && grep -q "belongs to uid $NOBODY" <<<"$err"; then
 else
 	not_ok "a lock file another user made first is refused" "exit $rc" "stderr: $err"
 fi
+# Lock files an older custody left: open to every user (0644), or closed
+# to the token's group (0600 under umask 077).  custody, as their owner,
+# makes them 0660 in the directory's group.
+mkdir "$B/old" && chmod 1777 "$B/old"
+(umask 022 && : >"$B/old/$name" && : >"$B/old/${name%.lock}.gate")
+chmod 0600 "$B/old/${name%.lock}.gate"
+CUSTODY_LOCK_DIR=$B/old run list
+if [ "$rc" -eq 0 ] && ! as_nobody flock -n -x "$B/old/$name" true 2>/dev/null &&
+	[ "$(stat -c '%a' "$B/old/$name" "$B/old/${name%.lock}.gate" | xargs)" = "660 660" ]; then
+	ok "lock files an older custody left open (0644) or closed (0600) are made 0660"
+else
+	not_ok "lock files an older custody left open (0644) or closed (0600) are made 0660" \
+		"exit $rc; $(stat -c '%n %a %U:%G' "$B/old/$name" "$B/old/${name%.lock}.gate")" \
+		"stderr: $err"
+fi
 # A directory custody makes: its mode is set, not left to the umask (one
 # that takes the owner's write permission too).
 (umask 0277 && CUSTODY_LOCK_DIR=$T/made "$CUSTODY_BIN" list >/dev/null 2>&1)
