@@ -966,6 +966,12 @@ token_knows_copyable(custody_token *tok)
 	return tok->copyable_known > 0;
 }
 
+CK_ULONG
+token_copyable_tail(custody_token *tok, CK_ULONG n)
+{
+	return token_knows_copyable(tok) ? n : n - 1;
+}
+
 int
 token_require_login(custody_token *tok, const char *what, custody_err *err)
 {

@@ -164,7 +164,6 @@ custody_token_authority_create(custody_token *tok, unsigned char **spki,
 	};
 	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
-	CK_ULONG priv_n = NELEM(priv_t);
 	CK_RV rv;
 	int r;
 
@@ -181,13 +180,13 @@ custody_token_authority_create(custody_token *tok, unsigned char **spki,
 				    "token %s already holds one", tok->label);
 		goto out;
 	}
-	if (!token_knows_copyable(tok))
-		priv_n--;
 	custody_step("generating the cluster authority key (EC P-256) on token "
 		     "%s (serial %s): it signs admissions, never leaves the "
 		     "token and cannot be copied", tok->label, tok->serial);
 	rv = tok->f->C_GenerateKeyPair(tok->session, &gen, pub_t, NELEM(pub_t),
-				       priv_t, priv_n, &pub, &priv);
+				       priv_t,
+				       token_copyable_tail(tok, NELEM(priv_t)),
+				       &pub, &priv);
 	if (rv != CKR_OK) {
 		pub = priv = CK_INVALID_HANDLE;
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
@@ -324,7 +323,7 @@ custody_token_authority_pin(custody_token *tok, const unsigned char *spki,
 				       "cannot pin the cluster authority: token "
 				       "%s already has one pinned", tok->label);
 	rv = tok->f->C_CreateObject(tok->session, t,
-				    NELEM(t) - (token_knows_copyable(tok) ? 0 : 1),
+				    token_copyable_tail(tok, NELEM(t)),
 				    &h);
 	if (rv != CKR_OK)
 		return token_err_rv(err, CUSTODY_EFAIL, rv,

@@ -107,6 +107,10 @@ int token_require_login(custody_token *tok, const char *what,
  * template, say). */
 int token_knows_copyable(custody_token *tok);
 
+/* The length for tok of a template of n entries whose last one is
+ * CKA_COPYABLE: n, or n - 1 where the token does not know it. */
+CK_ULONG token_copyable_tail(custody_token *tok, CK_ULONG n);
+
 /* Hex key id (even length, 2..128 digits) to bytes; EUSAGE otherwise. */
 int token_key_id_decode(const char *hex, unsigned char *id, size_t max,
 			size_t *len, custody_err *err);

@@ -87,13 +87,9 @@ static CK_ATTRIBUTE transport_unwrap_template[] = {
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-/* The bytes of an unwrap template above for tok: without its last entry,
- * CKA_COPYABLE, where the token does not know that attribute. */
-static size_t
-template_size(custody_token *tok, size_t size)
-{
-	return token_knows_copyable(tok) ? size : size - sizeof(CK_ATTRIBUTE);
-}
+/* The bytes of an unwrap template above for tok (token_copyable_tail). */
+#define TEMPLATE_SIZE(tok, t) \
+	(token_copyable_tail((tok), NELEM(t)) * sizeof(CK_ATTRIBUTE))
 
 /* A template whose values live elsewhere (statics or the caller). */
 struct attrs {
@@ -340,15 +336,6 @@ kcv_of(custody_token *tok, CK_OBJECT_HANDLE kek, char kcv[CUSTODY_KCV_HEX + 1],
 	return kcv_of_kek(tok, kek, kcv, NULL, err);
 }
 
-/* The KEK's 64-bit check value, of which the key check value is the
- * first 6 digits. */
-static int
-kek_check_of(custody_token *tok, CK_OBJECT_HANDLE kek,
-	     char check[CUSTODY_KEK_CHECK_HEX + 1], custody_err *err)
-{
-	return check_of_kek(tok, kek, CUSTODY_KEK_CHECK_HEX / 2, check, NULL,
-			    err);
-}
 
 int
 custody_token_kek_present(custody_token *tok, int *present, custody_err *err)
@@ -408,7 +395,8 @@ custody_token_kek_check(custody_token *tok,
 	if ((r = need_kek(tok, "read the KEK's check value", &h, err)) !=
 	    CUSTODY_OK)
 		return r;
-	return kek_check_of(tok, h, check, err);
+	return check_of_kek(tok, h, CUSTODY_KEK_CHECK_HEX / 2, check, NULL,
+			    err);
 }
 
 /* ----------------------------------------------------------------- probe */
@@ -573,7 +561,7 @@ kek_template(custody_token *tok, struct attrs *t, int generate, int trusted)
 	attrs_add(t, CKA_LABEL, kek_id, sizeof(kek_id) - 1);
 	attrs_no_copy(tok, t);
 	attrs_add(t, CKA_UNWRAP_TEMPLATE, kek_unwrap_template,
-		  template_size(tok, sizeof(kek_unwrap_template)));
+		  TEMPLATE_SIZE(tok, kek_unwrap_template));
 }
 
 int
@@ -791,7 +779,7 @@ custody_token_transport_create(custody_token *tok, const char *node,
 	attrs_add(&priv, CKA_LABEL, id, id_len);
 	attrs_no_copy(tok, &priv);
 	attrs_add(&priv, CKA_UNWRAP_TEMPLATE, transport_unwrap_template,
-		  template_size(tok, sizeof(transport_unwrap_template)));
+		  TEMPLATE_SIZE(tok, transport_unwrap_template));
 
 	custody_step("generating the RSA-%d transport key pair of node %s on "
 		     "token %s (serial %s): the private half unwraps only and "

@@ -196,7 +196,7 @@ STEPS
 STEPS
 	check "…a yes pins it and enrolls" \
 		bash -c '[ '"$rc"' -eq 0 ] && grep -q "pinning the cluster authority" <<<"$0"' "$out"
-	fp4=$(sed -n 's/.*SHA-256 fingerprint \([0-9A-F:]*\).*/\1/p' <<<"$out" | head -1)
+	fp4=$(enroll_fp)
 	at node1 admit-typed node admit node4 --so-pin-source "file:$T/node1/so.pin" <<STEPS
 ? $fp4
 ? if it is the same: 
