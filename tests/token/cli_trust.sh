@@ -36,8 +36,11 @@ authority=$out
 real_spki=$(q "SELECT value FROM cluster_meta WHERE name='authority_spki'")
 
 # ----------------------------------------- 1. the store names another authority
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/evil.key" 2>/dev/null
-evil_spki=$(openssl pkey -in "$T/evil.key" -pubout -outform DER | xxd -p -c 256 | tr a-f A-F)
+# The attacker's keys stay in memory (a shell variable, pipes), as every
+# private key in these tests.
+evil_key=$(openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null)
+evil_spki=$(openssl pkey -in <(printf '%s\n' "$evil_key") -pubout -outform DER |
+	xxd -p -c 256 | tr a-f A-F)
 q "UPDATE cluster_meta SET value='$evil_spki' WHERE name='authority_spki'"
 before=$(state)
 on node3 node enroll --authority "$authority"
@@ -72,7 +75,6 @@ cp "$db" "$T/enrolled.db"
 # sixteen zero bytes), the store rewritten to match.
 kek=$(openssl rand -hex 32)
 q "SELECT hex(transport_spki) FROM nodes WHERE name='node2'" | xxd -r -p >"$T/node2.spki"
-openssl rand 32 >/dev/null
 printf '%s' "$kek" | xxd -r -p |
 	openssl pkeyutl -encrypt -pubin -keyform DER -inkey "$T/node2.spki" \
 		-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 -out "$T/forged.wrap"
@@ -83,7 +85,7 @@ admission() { # the bytes an authority signs (cluster_admission.c)
 		"$(sha256sum <"$T/node2.spki" | cut -c1-64)" \
 		"$(sha256sum <"$T/forged.wrap" | cut -c1-64)" "$check"
 }
-admission | openssl dgst -sha256 -sign "$T/evil.key" -out "$T/forged.sig"
+admission | openssl dgst -sha256 -sign <(printf '%s\n' "$evil_key") -out "$T/forged.sig"
 forge() { # STATE SIG-HEX-OR-NULL
 	q "UPDATE cluster_meta SET value='${check:0:6}' WHERE name='kek_kcv';
 	   UPDATE cluster_meta SET value='$evil_spki' WHERE name='authority_spki';
@@ -119,8 +121,8 @@ cp "$T/enrolled.db" "$db"
 # ----------------------------------------- 3. a swapped transport key
 # The store writer puts a transport key of their own in node2's row: the
 # KEK would be wrapped to it.  The SO confirmed node2's real fingerprint.
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out "$T/evil.rsa" 2>/dev/null
-q "UPDATE nodes SET transport_spki=x'$(openssl pkey -in "$T/evil.rsa" -pubout -outform DER |
+q "UPDATE nodes SET transport_spki=x'$(openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 2>/dev/null |
+	openssl pkey -pubout -outform DER |
 	xxd -p -c 1000)' WHERE name='node2'"
 before=$(state)
 on node1 node admit node2 --fingerprint "$fp2" --so-pin-source "file:$T/node1/so.pin"
