@@ -55,6 +55,7 @@ extern "C" {
 #define CUSTODY_AUDIT_ROLL_EFFECTIVE "roll-effective"	/* a staged roll took effect */
 #define CUSTODY_AUDIT_REMOVE "remove"	/* removed from an assignment              */
 #define CUSTODY_AUDIT_DELETE "delete"	/* destroyed on the token                  */
+#define CUSTODY_AUDIT_NODE_ENROLL "node-enroll"	/* a node asks to join the cluster */
 #define CUSTODY_AUDIT_REQUEST "request"	/* a key pair generated on the token       */
 
 /*
@@ -110,6 +111,22 @@ int custody_audit_verify(const custody_audit_entry *e, size_t n,
 int custody_audit_verify_store(custody_store *st, size_t *n,
 			       char head[CUSTODY_AUDIT_HASH_HEX + 1],
 			       custody_err *err);
+
+/*
+ * The audit log's integrity tag (custody/store.h): appends by a writer
+ * that holds the store's KEK move it to the new head (custody_audit_append
+ * checks it first and refuses a log rewritten outside custody); a node
+ * that enrolls, holding no KEK yet, appends without it.
+ * custody_audit_check_tag: OK when the tag holds for the head (seq, hash);
+ * EFAIL "the audit log fails its integrity check ..." otherwise, ENOTFOUND
+ * when the token holds no KEK to check it with.  custody_audit_verify_store
+ * checks it too when the store has a tagger.  custody_audit_tag_head tags
+ * a head (the `custody tag` ceremony), in a write transaction.
+ */
+int custody_audit_check_tag(custody_store *st, int64_t head_seq,
+			    const char *head_hash, custody_err *err);
+int custody_audit_tag_head(custody_store *st, int64_t seq, const char *hash,
+			   custody_err *err);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,8 @@ extern "C" {
 #define CUSTODY_SHA256_HEX 64		/* SHA-256, upper-case hex         */
 #define CUSTODY_KEY_ID_HEX 40		/* CKA_ID, lower-case hex          */
 #define CUSTODY_NAME_MAX 64		/* longest type or identity name   */
+#define CUSTODY_TAG_HEX 32		/* a store row's integrity tag     */
+#define CUSTODY_TAG_INPUT_LEN 32	/* what a tag is made of: SHA-256  */
 
 /* Facts about one certificate, as the store keeps them (public parts only). */
 typedef struct custody_cert_record {

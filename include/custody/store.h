@@ -91,6 +91,69 @@ int custody_store_delete_cert(custody_store *st, const char *thumbprint,
  * second of a write there, so that a quiet store costs one read() that
  * finds nothing (0.3 µs).  Without inotify every call asks the database.
  */
+/*
+ * Integrity tags.  Every row that decides trust — certificates,
+ * assignments, packages, nodes past enrollment — carries a tag that only
+ * a holder of the token's KEK makes: the tagger (custody/integrity.h
+ * attaches the token's) tags each row as it is written, and the getters
+ * of assignments, certificates and packages check it when a tagger is
+ * attached, failing with EFAIL "the store's <kind> record <name> fails its
+ * integrity check".  A store created at schema 5 is tagged from its first
+ * row; an older one is marked tagged by custody_store_tags_enable (the
+ * `custody tag` ceremony), and until then every check fails.
+ *
+ * The tagger: digest is the SHA-256 of the row's canonical form; for_write
+ * is 1 when the tag will be stored (a tagger may then create its key).
+ */
+struct custody_package_record;
+struct custody_node_record;
+
+typedef int (*custody_store_tag_fn)(void *ctx,
+				    const unsigned char digest[CUSTODY_TAG_INPUT_LEN],
+				    int for_write, char tag[CUSTODY_TAG_HEX + 1],
+				    custody_err *err);
+/* Replaces the tagger (fn NULL: none); free_ctx (may be NULL) is called
+ * on ctx when it is replaced or the store closes. */
+void custody_store_set_tagger(custody_store *st, custody_store_tag_fn fn,
+			      void *ctx, void (*free_ctx)(void *ctx));
+int custody_store_has_tagger(const custody_store *st);
+/* *on = 1 when the store's rows carry tags (the row_tags mark). */
+int custody_store_tags_on(custody_store *st, int *on, custody_err *err);
+/* Marks the store tagged (inside a write transaction). */
+int custody_store_tags_enable(custody_store *st, custody_err *err);
+
+/* OK when the row's tag is genuine; EFAIL naming it otherwise (no tag, a
+ * wrong one, a store not tagged yet, no tagger). */
+int custody_store_check_cert(custody_store *st, const custody_cert_record *rec,
+			     custody_err *err);
+int custody_store_check_assignment(custody_store *st,
+				   const custody_assignment *a,
+				   custody_err *err);
+int custody_store_check_package(custody_store *st,
+				const struct custody_package_record *rec,
+				custody_err *err);
+int custody_store_check_node(custody_store *st,
+			     const struct custody_node_record *rec,
+			     custody_err *err);
+/* Tags a row as it is (the `custody tag` ceremony), in a transaction. */
+int custody_store_retag_cert(custody_store *st, const custody_cert_record *rec,
+			     custody_err *err);
+int custody_store_retag_assignment(custody_store *st,
+				   const custody_assignment *a,
+				   custody_err *err);
+int custody_store_retag_package(custody_store *st,
+				const struct custody_package_record *rec,
+				custody_err *err);
+int custody_store_retag_node(custody_store *st,
+			     const struct custody_node_record *rec,
+			     custody_err *err);
+/* The tag of the audit log's head (seq, hash); see custody/audit.h. */
+int custody_store_tag_audit_head(custody_store *st, int64_t seq,
+				 const char *hash, int for_write,
+				 char tag[CUSTODY_TAG_HEX + 1], custody_err *err);
+/* 1 when two tags are the same (constant time). */
+int custody_store_tags_same(const char *a, const char *b);
+
 int custody_store_changed(custody_store *st, int *changed, custody_err *err);
 
 /*

@@ -493,6 +493,17 @@ int custody_token_kek_check(custody_token *tok,
 			    custody_err *err);
 
 /*
+ * The integrity tag of a store row (custody/store.h): the first 16 bytes
+ * of SHA-256(AES-KW(KEK, digest)), lower-case hex, where digest is the
+ * SHA-256 of the row's canonical form.  The digest goes into a session
+ * AES key made for the one wrap and destroyed after it; the KEK never
+ * leaves the token.  ENOTFOUND "token L holds no KEK".
+ */
+int custody_token_kek_tag(custody_token *tok,
+			  const unsigned char digest[CUSTODY_TAG_INPUT_LEN],
+			  char tag[CUSTODY_TAG_HEX + 1], custody_err *err);
+
+/*
  * Generates this node's RSA-3072 transport key pair (node enroll).  The
  * private half: token, private, sensitive, never extractable, CKA_UNWRAP
  * only (DECRYPT, SIGN, SIGN_RECOVER, DERIVE false), with a

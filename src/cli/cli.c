@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <custody/audit.h>
+#include <custody/integrity.h>
 #include <custody/policy.h>
 #include <custody/secret.h>
 #include <custody/timefmt.h>
@@ -299,7 +300,26 @@ cli_open_store(struct cli *cli)
 	r = custody_store_open(url, &cli->store, &cli->err);
 	if (r != CUSTODY_OK && cli->cfg.store_url == NULL)
 		custody_err_hint(&cli->err, "choose a store with --store sqlite:PATH, CUSTODY_STORE or store.url");
+	if (r == CUSTODY_OK)
+		r = cli_attach_integrity(cli);
 	return r;
+}
+
+int
+cli_attach_integrity(struct cli *cli)
+{
+	if (cli->store == NULL || cli->token == NULL)
+		return CUSTODY_OK;
+	return custody_integrity_attach(cli->store, cli->token, &cli->err);
+}
+
+void
+cli_close_token(struct cli *cli)
+{
+	if (cli->store != NULL)
+		custody_integrity_detach(cli->store);
+	custody_token_close(cli->token);
+	cli->token = NULL;
 }
 
 int
@@ -348,12 +368,12 @@ cli_open_token(struct cli *cli)
 	if ((r = custody_secret_read(cli->cfg.pin_source, prompt, &pin, &cli->err)) != CUSTODY_OK)
 		goto out;
 	r = custody_token_login(cli->token, pin.data != NULL ? pin.data : "", pin.len, &cli->err);
+	if (r == CUSTODY_OK)
+		r = cli_attach_integrity(cli);
 out:
 	custody_secret_clear(&pin);
-	if (r != CUSTODY_OK && cli->token != NULL) {
-		custody_token_close(cli->token);
-		cli->token = NULL;
-	}
+	if (r != CUSTODY_OK && cli->token != NULL)
+		cli_close_token(cli);
 	return r;
 }
 

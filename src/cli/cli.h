@@ -143,6 +143,12 @@ int cli_open_token(struct cli *cli);
 /* The token spec of the configuration (module, token, lock directory and
  * timeout); EUSAGE "no PKCS#11 module configured" without a module. */
 int cli_token_spec(struct cli *cli, custody_token_spec *spec);
+/* When both the store and the token are open: the store tags what it
+ * writes and checks what it reads with the token (custody/integrity.h).
+ * cli_open_store and cli_open_token call it. */
+int cli_attach_integrity(struct cli *cli);
+/* Closes the token (detached from the store first); cli->token NULL. */
+void cli_close_token(struct cli *cli);
 
 /* The identity that applies for `type` on this node when none was given
  * for a change: "global" for OAuthTokenIssuer, else this node's name. */

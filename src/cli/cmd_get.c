@@ -175,19 +175,8 @@ cmd_get(struct cli *cli, int argc, char **argv)
 	if (cli->output == OUT_JSON)
 		array = json_array();
 
-	/* Rolls that came due by the clock are recorded (best effort: a
-	 * read-only store still shows them, resolved). */
-	if (custody_store_list_assignments(cli->store, &all, &n, NULL) == CUSTODY_OK) {
-		for (i = 0; i < n; i++) {
-			custody_assignment due;
-
-			if (custody_assign_resolve(&all[i], (int64_t)time(NULL), &due))
-				change_materialize_due_roll(cli, all[i].type, all[i].identity);
-		}
-		free(all);
-		all = NULL;
-		n = 0;
-	}
+	/* Rolls that came due are shown resolved; the first command that
+	 * writes with the token records them (its tags need the token). */
 	if (o.type != NULL) {
 		/* One assignment; the formats that print the current need one. */
 		int want_current = cli->output != OUT_TABLE && cli->output != OUT_JSON;

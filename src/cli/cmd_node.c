@@ -115,11 +115,12 @@ open_token_keep_pin(struct cli *cli, custody_secret *pin)
 		goto out;
 	r = custody_token_login(cli->token, pin->data != NULL ? pin->data : "", pin->len,
 				&cli->err);
+	if (r == CUSTODY_OK)
+		r = cli_attach_integrity(cli);
 out:
 	if (r != CUSTODY_OK) {
 		custody_secret_clear(pin);
-		custody_token_close(cli->token);
-		cli->token = NULL;
+		cli_close_token(cli);
 	}
 	return r;
 }

@@ -84,7 +84,8 @@ cmd_remove(struct cli *cli, int argc, char **argv)
 		return r;
 	slot = o.previous ? CUSTODY_SLOT_PREVIOUS
 			  : o.pending ? CUSTODY_SLOT_PENDING : CUSTODY_SLOT_CURRENT;
-	if ((r = cli_open_store(cli)) != CUSTODY_OK)
+	/* The token tags the changed record (custody/integrity.h). */
+	if ((r = cli_open_store(cli)) != CUSTODY_OK || (r = cli_open_token(cli)) != CUSTODY_OK)
 		return r;
 	/* The assignment as it stands (the version read is what the write
 	 * is checked against).  A roll that came due is recorded first, with

@@ -856,8 +856,7 @@ reopen_token(struct cli *cli)
 
 	if (src == NULL || (strncmp(src, "file:", 5) != 0 && strncmp(src, "env:", 4) != 0))
 		return CUSTODY_EFAIL;
-	custody_token_close(cli->token);
-	cli->token = NULL;
+	cli_close_token(cli);
 	r = cli_open_token(cli);
 	cli->err = saved;
 	return r;

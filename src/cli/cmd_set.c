@@ -188,7 +188,9 @@ cmd_set(struct cli *cli, int argc, char **argv)
 		goto out;
 	if ((r = change_plan(cli, &req, &rec, &ch)) != CUSTODY_OK)
 		goto out;
-	if (o.dry_run || ch.outcome.noop) {
+	/* A no-op still records a roll that came due (get shows it, and
+	 * leaves the writing to a command that holds the token). */
+	if (o.dry_run || (ch.outcome.noop && !ch.outcome.rolled)) {
 		change_report(cli, &ch, o.dry_run);
 		goto out;
 	}

@@ -352,8 +352,7 @@ sync_once(struct cli *cli, int64_t now, custody_sync_result *res)
 	r = custody_cluster_sync(cli->token, cli->store, cli->node, now, res, &cli->err);
 out:
 	if (cli->token != NULL) {
-		custody_token_close(cli->token);
-		cli->token = NULL;
+		cli_close_token(cli);
 	}
 	return r;
 }

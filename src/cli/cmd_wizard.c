@@ -696,8 +696,7 @@ read_token(struct wizard *w)
 	       "Nothing is written before you confirm.\n", out_safe(w->token_label), usable);
 	r = CUSTODY_OK;
 out:
-	custody_token_close(cli->token);
-	cli->token = NULL;
+	cli_close_token(cli);
 	return r;
 }
 
@@ -721,7 +720,7 @@ exit_interrupted(struct cli *cli)
 {
 	fflush(stdout);
 	fputs("\ninterrupted, nothing changed\n", stderr);
-	custody_token_close(cli->token);
+	cli_close_token(cli);
 	if (cli->store != NULL)
 		custody_store_close(cli->store);
 	custody_config_clear(&cli->cfg);

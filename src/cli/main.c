@@ -459,7 +459,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "see: custody %s --help\n", cli.cmd);
 	}
 	if (cli.token != NULL)
-		custody_token_close(cli.token);
+		cli_close_token(&cli);
 	if (cli.store != NULL)
 		custody_store_close(cli.store);
 	custody_config_clear(&cli.cfg);

@@ -261,6 +261,206 @@ check_draft(const custody_audit_entry *d, custody_err *err)
 	return CUSTODY_OK;
 }
 
+/* ------------------------------------------------------------ the tag */
+
+/*
+ * The audit log's head carries an integrity tag (custody/store.h), kept
+ * as the store fact "audit_tag" = "SEQ TAG": the tag of entry SEQ's seq
+ * and hash, moved by every append of a writer that holds the store's KEK.
+ * A node that enrolls holds none yet: its entry is appended untagged, and
+ * only such entries may stand between the tagged entry and the head.
+ * Whoever rewrites the chain without the KEK cannot make the tag anew.
+ */
+#define AUDIT_TAG_META "audit_tag"
+
+static int is_genuine_as(const custody_audit_entry *e, int64_t seq,
+			 int *genuine, custody_err *err);
+
+/* The entries a node that holds no KEK yet appends. */
+static int
+written_before_membership(const custody_audit_entry *e)
+{
+	return strcmp(e->action, CUSTODY_AUDIT_NODE_ENROLL) == 0;
+}
+
+/* *seq 0 when the store records no tag. */
+static int
+read_tag(custody_store *st, int64_t *seq, char tag[CUSTODY_TAG_HEX + 1],
+	 custody_err *err)
+{
+	char v[64];
+	long long n = 0;
+	int used = 0, r;
+
+	*seq = 0;
+	tag[0] = '\0';
+	r = custody_store_get_meta(st, AUDIT_TAG_META, v, sizeof(v), err);
+	if (r == CUSTODY_ENOTFOUND)
+		return CUSTODY_OK;
+	if (r != CUSTODY_OK)
+		return r;
+	if (sscanf(v, "%lld %32[0-9a-f]%n", &n, tag, &used) != 2 ||
+	    v[used] != '\0' || n < 1 || strlen(tag) != CUSTODY_TAG_HEX) {
+		tag[0] = '\0';
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "the audit log's integrity tag is "
+				       "damaged: the store was changed outside "
+				       "custody");
+	}
+	*seq = n;
+	return CUSTODY_OK;
+}
+
+static int
+tag_matches(custody_store *st, int64_t seq, const char *hash,
+	    const char *stored, custody_err *err)
+{
+	char want[CUSTODY_TAG_HEX + 1];
+	int r = custody_store_tag_audit_head(st, seq, hash, 0, want, err);
+
+	if (r != CUSTODY_OK)
+		return r;
+	if (!custody_store_tags_same(stored, want))
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "the audit log fails its integrity check "
+				       "at entry %lld: it was rewritten outside "
+				       "custody", (long long)seq);
+	return CUSTODY_OK;
+}
+
+/* The tagged entry lies before the head: every entry after it must be
+ * chained to it and be one that a node without the KEK appended. */
+static int
+check_gap(custody_store *st, int64_t tag_seq, const char *tag,
+	  int64_t head_seq, custody_err *err)
+{
+	custody_audit_entry *e = NULL;
+	size_t n = 0, i, at = 0;
+	int r, genuine = 0, found = 0;
+
+	if ((r = custody_store_list_audit(st, 0, &e, &n, err)) != CUSTODY_OK)
+		goto out;
+	for (i = 0; i < n && !found; i++)
+		if (e[i].seq == tag_seq) {
+			at = i;
+			found = 1;
+		}
+	if (!found) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the audit log fails its integrity check: "
+				    "its tagged entry %lld is gone",
+				    (long long)tag_seq);
+		goto out;
+	}
+	if ((r = tag_matches(st, tag_seq, e[at].hash, tag, err)) != CUSTODY_OK)
+		goto out;
+	for (i = at + 1; i < n; i++) {
+		if ((r = is_genuine_as(&e[i], e[i].seq, &genuine, err)) !=
+		    CUSTODY_OK)
+			goto out;
+		if (!genuine || e[i].seq != e[i - 1].seq + 1 ||
+		    strcmp(e[i].prev_hash, e[i - 1].hash) != 0 ||
+		    !written_before_membership(&e[i])) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "the audit log fails its integrity "
+					    "check at entry %lld: after its "
+					    "tagged entry %lld stands what no "
+					    "member wrote", (long long)e[i].seq,
+					    (long long)tag_seq);
+			goto out;
+		}
+	}
+	if (e[n - 1].seq != head_seq)
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the audit log fails its integrity check: "
+				    "its head is not its last entry");
+out:
+	custody_audit_entries_free(e, n);
+	return r;
+}
+
+int
+custody_audit_check_tag(custody_store *st, int64_t head_seq,
+			const char *head_hash, custody_err *err)
+{
+	char tag[CUSTODY_TAG_HEX + 1];
+	int64_t tag_seq = 0;
+	int on = 0, r;
+
+	if ((r = read_tag(st, &tag_seq, tag, err)) != CUSTODY_OK)
+		return r;
+	if (tag_seq == 0) {
+		if (head_seq == 0)
+			return CUSTODY_OK;
+		if ((r = custody_store_tags_on(st, &on, err)) != CUSTODY_OK)
+			return r;
+		if (!on)
+			return custody_err_set(err, CUSTODY_EFAIL,
+					       "the audit log carries no "
+					       "integrity tag yet (written "
+					       "before custody tagged it)");
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "the audit log carries no integrity tag: "
+				       "the store was changed outside custody");
+	}
+	if (tag_seq > head_seq)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "the audit log fails its integrity check: "
+				       "its head (entry %lld) is older than its "
+				       "tagged entry %lld: entries were cut",
+				       (long long)head_seq, (long long)tag_seq);
+	if (tag_seq == head_seq)
+		return tag_matches(st, head_seq, head_hash, tag, err);
+	return check_gap(st, tag_seq, tag, head_seq, err);
+}
+
+int
+custody_audit_tag_head(custody_store *st, int64_t seq, const char *hash,
+		       custody_err *err)
+{
+	char tag[CUSTODY_TAG_HEX + 1], v[64];
+	int r;
+
+	if ((r = custody_store_tag_audit_head(st, seq, hash, 1, tag, err)) !=
+	    CUSTODY_OK)
+		return r;
+	snprintf(v, sizeof(v), "%lld %s", (long long)seq, tag);
+	return custody_store_put_meta(st, AUDIT_TAG_META, v, 1, err);
+}
+
+/* Before an append: the log must be genuine, and the appender able to tag
+ * the new head.  *tag_after = 0 for a node without the KEK enrolling. */
+static int
+check_before_append(custody_store *st, const custody_audit_entry *e,
+		    int64_t head_seq, const char *head_hash, int *tag_after,
+		    custody_err *err)
+{
+	int on = 0, r;
+
+	*tag_after = 0;
+	if (!custody_store_has_tagger(st)) {
+		if ((r = custody_store_tags_on(st, &on, err)) != CUSTODY_OK)
+			return r;
+		if (on && !written_before_membership(e))
+			return custody_err_set(err, CUSTODY_EFAIL,
+					       "cannot append to the audit log: "
+					       "its head carries an integrity "
+					       "tag, and no token is open to "
+					       "move it");
+		return CUSTODY_OK;
+	}
+	if ((r = custody_store_tags_on(st, &on, err)) != CUSTODY_OK)
+		return r;
+	r = on ? custody_audit_check_tag(st, head_seq, head_hash, err)
+	       : CUSTODY_OK;
+	if (r == CUSTODY_ENOTFOUND && written_before_membership(e))
+		return CUSTODY_OK;	/* no KEK here yet */
+	if (r != CUSTODY_OK)
+		return r;
+	*tag_after = 1;
+	return CUSTODY_OK;
+}
+
 int
 custody_audit_append(custody_store *st, const custody_audit_entry *draft,
 		     custody_err *err)
@@ -269,6 +469,7 @@ custody_audit_append(custody_store *st, const custody_audit_entry *draft,
 	custody_audit_entry e;
 	int64_t head_seq = 0;
 	char head[CUSTODY_AUDIT_HASH_HEX + 1];
+	int tag_after = 0;
 
 	memset(&e, 0, sizeof(e));
 	if ((r = check_draft(draft, err)) != CUSTODY_OK)
@@ -295,9 +496,16 @@ custody_audit_append(custody_store *st, const custody_audit_entry *draft,
 	 * that --verify reports, instead of being papered over. */
 	e.seq = head_seq + 1;
 	memcpy(e.prev_hash, head, sizeof(e.prev_hash));
-	if ((r = hash_as(&e, e.seq, e.hash, err)) != CUSTODY_OK)
+	if ((r = hash_as(&e, e.seq, e.hash, err)) != CUSTODY_OK ||
+	    (r = check_before_append(st, &e, head_seq, head, &tag_after,
+				     err)) != CUSTODY_OK ||
+	    (r = custody_store_append_audit(st, &e, err)) != CUSTODY_OK)
 		goto out;
-	r = custody_store_append_audit(st, &e, err);
+	if (tag_after) {
+		r = custody_audit_tag_head(st, e.seq, e.hash, err);
+		if (r == CUSTODY_ENOTFOUND && written_before_membership(&e))
+			r = CUSTODY_OK;	/* no KEK here yet */
+	}
 out:
 	return r;
 }
@@ -530,6 +738,10 @@ custody_audit_verify_store(custody_store *st, size_t *n,
 		goto out;
 	}
 	if ((r = check_head(e, count, head_seq, head_hash, err)) != CUSTODY_OK)
+		goto out;
+	if (custody_store_has_tagger(st) &&
+	    (r = custody_audit_check_tag(st, head_seq, head_hash, err)) !=
+	    CUSTODY_OK)
 		goto out;
 	if (n != NULL)
 		*n = count;

@@ -35,7 +35,7 @@
 
 #include "cluster_internal.h"
 
-#define META_KCV "kek_kcv"
+#define META_KCV CLUSTER_META_KCV
 #define META_NODE "kek_node"
 #define META_CREATED "kek_created_at"
 
@@ -607,7 +607,7 @@ custody_cluster_node_enroll(custody_token *tok, custody_store *st,
 		goto out;
 	in_tx = 1;
 	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
-	    (r = audit(st, node, "node-enroll", NULL, detail, err)) != CUSTODY_OK)
+	    (r = audit(st, node, CUSTODY_AUDIT_NODE_ENROLL, NULL, detail, err)) != CUSTODY_OK)
 		goto out;
 	in_tx = 0;
 	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)

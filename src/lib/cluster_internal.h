@@ -13,6 +13,11 @@
 
 #define CLUSTER_FP_SIZE CUSTODY_CLUSTER_FP_SIZE
 
+/* Cluster facts in the store: the KEK's key check value, and that of the
+ * KEK which tags a store that has no cluster (yet). */
+#define CLUSTER_META_KCV "kek_kcv"
+#define CLUSTER_META_TAG_KCV "tag_kek_kcv"
+
 /* The cluster authority's public key (DER SPKI, malloc'ed) as the store
  * records it; ENOTFOUND when it records none. */
 int cluster_store_authority(custody_store *st, unsigned char **spki,

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include <custody/error.h>
 #include <custody/store.h>
@@ -25,6 +26,10 @@ struct custody_store {
 	const struct custody_store_backend *backend;
 	void *handle;
 	int in_transaction;
+	custody_store_tag_fn tag_fn;	/* NULL until a token is attached */
+	void *tag_ctx;
+	void (*tag_free)(void *ctx);
+	int tags_on;			/* the row_tags mark was seen */
 };
 
 static int
@@ -218,6 +223,466 @@ check_thumbprint(const char *thumbprint, custody_err *err)
 	return CUSTODY_OK;
 }
 
+/* -------------------------------------------------------- integrity tags */
+
+/*
+ * A row that decides trust, reduced to what its tag covers: its kind, the
+ * name it is found by, and the SHA-256 of "custody-row-tag-v1", the kind
+ * and every field that matters, each length-prefixed (NULL as "").
+ */
+struct row {
+	const char *kind;
+	char name[2 * CUSTODY_NAME_MAX + 2];
+	unsigned char digest[CUSTODY_TAG_INPUT_LEN];
+	int untagged;		/* a row no member wrote (an enrolled node) */
+};
+
+#define TAGS_META "row_tags"
+#define TAGS_VERSION "v1"
+
+static int
+digest_add(EVP_MD_CTX *md, const void *p, size_t len)
+{
+	unsigned char n[8];
+	uint64_t v = len;
+	int i;
+
+	for (i = 7; i >= 0; i--, v >>= 8)
+		n[i] = (unsigned char)(v & 0xff);
+	return EVP_DigestUpdate(md, n, sizeof(n)) == 1 &&
+	       (len == 0 || EVP_DigestUpdate(md, p, len) == 1);
+}
+
+static int
+digest_str(EVP_MD_CTX *md, const char *s)
+{
+	return digest_add(md, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
+}
+
+static int
+digest_i64(EVP_MD_CTX *md, int64_t v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%lld", (long long)v);
+	return digest_str(md, buf);
+}
+
+/* Lower case: the store finds types and identities whatever their case. */
+static int
+digest_folded(EVP_MD_CTX *md, const char *s)
+{
+	char buf[CUSTODY_NAME_MAX + 1];
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i < CUSTODY_NAME_MAX; i++)
+		buf[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
+	buf[i] = '\0';
+	return digest_str(md, buf);
+}
+
+static EVP_MD_CTX *
+row_begin(struct row *row, const char *kind)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	memset(row, 0, sizeof(*row));
+	row->kind = kind;
+	if (md != NULL && (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+			   !digest_str(md, "custody-row-tag-v1") ||
+			   !digest_str(md, kind))) {
+		EVP_MD_CTX_free(md);
+		md = NULL;
+	}
+	return md;
+}
+
+static int
+row_end(EVP_MD_CTX *md, int ok, struct row *row, custody_err *err)
+{
+	unsigned int len = 0;
+
+	ok = md != NULL && ok &&
+	     EVP_DigestFinal_ex(md, row->digest, &len) == 1 &&
+	     len == sizeof(row->digest);
+	EVP_MD_CTX_free(md);
+	if (!ok)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot digest the %s record %s for its "
+				       "integrity tag", row->kind, row->name);
+	return CUSTODY_OK;
+}
+
+static int
+row_of_cert(const custody_cert_record *c, struct row *row, custody_err *err)
+{
+	EVP_MD_CTX *md = row_begin(row, "certificate");
+	int ok = md != NULL;
+	size_t i;
+
+	snprintf(row->name, sizeof(row->name), "%s", c->thumbprint);
+	ok = ok && digest_str(md, c->thumbprint) && digest_str(md, c->sha256) &&
+	     digest_str(md, c->subject) && digest_str(md, c->issuer) &&
+	     digest_str(md, c->serial) && digest_i64(md, c->not_before) &&
+	     digest_i64(md, c->not_after) &&
+	     digest_i64(md, (int64_t)c->n_alt_names);
+	for (i = 0; ok && i < c->n_alt_names; i++)
+		ok = digest_str(md, c->alt_names[i]);
+	ok = ok && digest_str(md, c->key_algorithm) &&
+	     digest_str(md, c->key_id) && digest_str(md, c->key_uri) &&
+	     digest_str(md, c->label) && digest_add(md, c->der, c->der_len);
+	return row_end(md, ok, row, err);
+}
+
+static int
+digest_slot(EVP_MD_CTX *md, const custody_slot *s)
+{
+	return digest_str(md, s->thumbprint) && digest_i64(md, s->effective);
+}
+
+static int
+row_of_assignment(const custody_assignment *a, struct row *row,
+		  custody_err *err)
+{
+	EVP_MD_CTX *md = row_begin(row, "assignment");
+	size_t i;
+
+	snprintf(row->name, sizeof(row->name), "%s/%s", a->type, a->identity);
+	for (i = 0; row->name[i] != '\0'; i++)
+		if (row->name[i] >= 'A' && row->name[i] <= 'Z')
+			row->name[i] = (char)(row->name[i] + 32);
+	return row_end(md, md != NULL && digest_folded(md, a->type) &&
+		       digest_folded(md, a->identity) &&
+		       digest_slot(md, &a->current) &&
+		       digest_slot(md, &a->previous) &&
+		       digest_slot(md, &a->pending), row, err);
+}
+
+static int
+row_of_package(const custody_package_record *p, struct row *row,
+	       custody_err *err)
+{
+	EVP_MD_CTX *md = row_begin(row, "package");
+
+	snprintf(row->name, sizeof(row->name), "%s", p->thumbprint);
+	return row_end(md, md != NULL && digest_str(md, p->thumbprint) &&
+		       digest_str(md, p->key_id) &&
+		       digest_add(md, p->wrapped, p->wrapped_len) &&
+		       digest_str(md, p->kcv) &&
+		       digest_i64(md, p->created_at) &&
+		       digest_str(md, p->node), row, err);
+}
+
+static int
+row_of_node(const custody_node_record *n, struct row *row, custody_err *err)
+{
+	EVP_MD_CTX *md = row_begin(row, "node");
+
+	snprintf(row->name, sizeof(row->name), "%s", n->name);
+	/* An enrolled node holds no KEK yet: its row is what the operator
+	 * confirms at admit (the transport key's fingerprint). */
+	row->untagged = strcmp(n->state, "enrolled") == 0;
+	return row_end(md, md != NULL && digest_str(md, n->name) &&
+		       digest_str(md, n->state) &&
+		       digest_add(md, n->transport_spki,
+				  n->transport_spki_len) &&
+		       digest_add(md, n->kek_wrap, n->kek_wrap_len) &&
+		       digest_str(md, n->admitted_by) &&
+		       digest_str(md, n->kek_check) &&
+		       digest_add(md, n->admission_sig,
+				  n->admission_sig_len) &&
+		       digest_i64(md, n->enrolled_at) &&
+		       digest_i64(md, n->admitted_at) &&
+		       digest_i64(md, n->joined_at), row, err);
+}
+
+static int
+row_of_audit_head(int64_t seq, const char *hash, struct row *row,
+		  custody_err *err)
+{
+	EVP_MD_CTX *md = row_begin(row, "audit");
+
+	snprintf(row->name, sizeof(row->name), "%lld", (long long)seq);
+	return row_end(md, md != NULL && digest_i64(md, seq) &&
+		       digest_str(md, hash), row, err);
+}
+
+void
+custody_store_set_tagger(custody_store *st, custody_store_tag_fn fn, void *ctx,
+			 void (*free_ctx)(void *ctx))
+{
+	if (st == NULL)
+		return;
+	if (st->tag_free != NULL)
+		st->tag_free(st->tag_ctx);
+	st->tag_fn = fn;
+	st->tag_ctx = ctx;
+	st->tag_free = free_ctx;
+}
+
+int
+custody_store_has_tagger(const custody_store *st)
+{
+	return st != NULL && st->tag_fn != NULL;
+}
+
+int
+custody_store_tags_on(custody_store *st, int *on, custody_err *err)
+{
+	char v[16];
+	int r;
+
+	*on = 0;
+	if (st == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot read the store: none is open");
+	if (st->tags_on) {
+		*on = 1;
+		return CUSTODY_OK;
+	}
+	r = st->backend->get_meta(st->handle, TAGS_META, v, sizeof(v), err);
+	if (r == CUSTODY_ENOTFOUND)
+		return CUSTODY_OK;
+	if (r != CUSTODY_OK)
+		return r;
+	st->tags_on = *on = 1;
+	return CUSTODY_OK;
+}
+
+/* The tag of a row whose digest is made: the tagger's, for writing. */
+static int
+make_tag(custody_store *st, const struct row *row, int for_write,
+	 char tag[CUSTODY_TAG_HEX + 1], custody_err *err)
+{
+	int r = st->tag_fn(st->tag_ctx, row->digest, for_write, tag, err);
+
+	if (r != CUSTODY_OK)
+		custody_err_prefix(err, "cannot %s the integrity tag of the %s "
+				   "record %s", for_write ? "make" : "check",
+				   row->kind, row->name);
+	return r;
+}
+
+/* Tags a row just written (or removes a stale tag where none is due). */
+static int
+tag_written(custody_store *st, const struct row *row, custody_err *err)
+{
+	char tag[CUSTODY_TAG_HEX + 1];
+	int on = 0, r;
+
+	if (row->untagged)
+		return st->backend->put_tag(st->handle, row->kind, row->name,
+					    NULL, err);
+	if (st->tag_fn == NULL) {
+		if ((r = custody_store_tags_on(st, &on, err)) != CUSTODY_OK)
+			return r;
+		if (on) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot save the %s record %s: the "
+					    "store's rows carry integrity tags, "
+					    "and no token is open to make one",
+					    row->kind, row->name);
+			custody_err_hint(err, "a program writes the store "
+					 "through custody_integrity_attach");
+			return r;
+		}
+		return st->backend->put_tag(st->handle, row->kind, row->name,
+					    NULL, err);
+	}
+	if ((r = make_tag(st, row, 1, tag, err)) != CUSTODY_OK)
+		return r;
+	return st->backend->put_tag(st->handle, row->kind, row->name, tag, err);
+}
+
+/* Constant-time comparison of two tags. */
+static int
+same_tag(const char *a, const char *b)
+{
+	return strlen(a) == CUSTODY_TAG_HEX && strlen(b) == CUSTODY_TAG_HEX &&
+	       CRYPTO_memcmp(a, b, CUSTODY_TAG_HEX) == 0;
+}
+
+/* EFAIL naming the row when its tag is missing or wrong. */
+static int
+check_row(custody_store *st, const struct row *row, custody_err *err)
+{
+	char stored[CUSTODY_TAG_HEX + 1], want[CUSTODY_TAG_HEX + 1];
+	int on = 0, r;
+
+	if (row->untagged)
+		return CUSTODY_OK;
+	if ((r = custody_store_tags_on(st, &on, err)) != CUSTODY_OK)
+		return r;
+	if (!on) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the store's rows carry no integrity tags "
+				    "yet (written before custody tagged them): "
+				    "the %s record %s cannot be trusted",
+				    row->kind, row->name);
+		custody_err_hint(err, "an operator checks and tags them once: "
+				 "custody tag");
+		return r;
+	}
+	if (st->tag_fn == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot check the %s record %s: no token "
+				       "is open to check its integrity tag",
+				       row->kind, row->name);
+	r = st->backend->get_tag(st->handle, row->kind, row->name, stored, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the store's %s record %s carries no "
+				    "integrity tag: it was written outside "
+				    "custody", row->kind, row->name);
+		custody_err_hint(err, "nothing custody wrote is missing its tag: "
+				 "find who writes the store directly");
+		return r;
+	}
+	if (r != CUSTODY_OK || (r = make_tag(st, row, 0, want, err)) != CUSTODY_OK)
+		return r;
+	if (!same_tag(stored, want)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "the store's %s record %s fails its integrity "
+				    "check: it was changed outside custody",
+				    row->kind, row->name);
+		custody_err_hint(err, "nothing was used; find who writes the "
+				 "store directly");
+		return r;
+	}
+	return CUSTODY_OK;
+}
+
+/* Reads check only where a token is attached and the store is tagged:
+ * custody_store_check_* say more about the others. */
+static int
+check_read(custody_store *st, const struct row *row, custody_err *err)
+{
+	int on = 0, r;
+
+	if (st->tag_fn == NULL)
+		return CUSTODY_OK;
+	if ((r = custody_store_tags_on(st, &on, err)) != CUSTODY_OK || !on)
+		return r;
+	return check_row(st, row, err);
+}
+
+#define ROW_FUNCTIONS(name, type, row_of)				\
+	static int							\
+	tag_##name(custody_store *st, const type *rec, custody_err *err)	\
+	{								\
+		struct row row;						\
+		int r = row_of(rec, &row, err);				\
+									\
+		return r != CUSTODY_OK ? r : tag_written(st, &row, err);	\
+	}								\
+	static int __attribute__((unused))				\
+	check_##name##_on_read(custody_store *st, const type *rec,	\
+			       custody_err *err)			\
+	{								\
+		struct row row;						\
+		int r = row_of(rec, &row, err);				\
+									\
+		return r != CUSTODY_OK ? r : check_read(st, &row, err);	\
+	}								\
+	int								\
+	custody_store_check_##name(custody_store *st, const type *rec,	\
+				   custody_err *err)			\
+	{								\
+		struct row row;						\
+		int r;							\
+									\
+		if (st == NULL || rec == NULL)				\
+			return custody_err_set(err, CUSTODY_EUSAGE,	\
+					       "cannot check a record: no "	\
+					       "store or no record");	\
+		if ((r = row_of(rec, &row, err)) != CUSTODY_OK)		\
+			return r;					\
+		return check_row(st, &row, err);			\
+	}								\
+	int								\
+	custody_store_retag_##name(custody_store *st, const type *rec,	\
+				   custody_err *err)			\
+	{								\
+		int r;							\
+									\
+		if ((r = check_writable(st, "tag a record", err)) !=	\
+		    CUSTODY_OK)						\
+			return r;					\
+		if (st->tag_fn == NULL)					\
+			return custody_err_set(err, CUSTODY_EUSAGE,	\
+					       "cannot tag a record: no "	\
+					       "token is attached");	\
+		return tag_##name(st, rec, err);			\
+	}
+
+ROW_FUNCTIONS(cert, custody_cert_record, row_of_cert)
+ROW_FUNCTIONS(assignment, custody_assignment, row_of_assignment)
+ROW_FUNCTIONS(package, custody_package_record, row_of_package)
+ROW_FUNCTIONS(node, custody_node_record, row_of_node)
+
+/* Before an assignment is replaced: the row it replaces must be genuine,
+ * or a change would pass the forged parts on under a fresh tag. */
+static int
+check_before_overwrite(custody_store *st, const custody_assignment *a,
+		       custody_err *err)
+{
+	custody_assignment old;
+	int r;
+
+	if (st->tag_fn == NULL)
+		return CUSTODY_OK;
+	memset(&old, 0, sizeof(old));
+	r = st->backend->get_assignment(st->handle, a->type, a->identity, &old,
+					err);
+	if (r == CUSTODY_ENOTFOUND)
+		return CUSTODY_OK;
+	if (r != CUSTODY_OK)
+		return r;
+	return check_assignment_on_read(st, &old, err);
+}
+
+int
+custody_store_tag_audit_head(custody_store *st, int64_t seq, const char *hash,
+			     int for_write, char tag[CUSTODY_TAG_HEX + 1],
+			     custody_err *err)
+{
+	struct row row;
+	int r;
+
+	if (st == NULL || hash == NULL || tag == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot tag the audit log: no store or "
+				       "no head");
+	if (st->tag_fn == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot %s the audit log's integrity tag: "
+				       "no token is open",
+				       for_write ? "make" : "check");
+	if ((r = row_of_audit_head(seq, hash, &row, err)) != CUSTODY_OK)
+		return r;
+	return make_tag(st, &row, for_write, tag, err);
+}
+
+int
+custody_store_tags_enable(custody_store *st, custody_err *err)
+{
+	int r;
+
+	if ((r = check_writable(st, "mark the store as tagged", err)) !=
+	    CUSTODY_OK ||
+	    (r = st->backend->put_meta(st->handle, TAGS_META, TAGS_VERSION, 1,
+				       err)) != CUSTODY_OK)
+		return r;
+	st->tags_on = 1;
+	return CUSTODY_OK;
+}
+
+int
+custody_store_tags_same(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && same_tag(a, b);
+}
+
 int
 custody_store_schema_version(void)
 {
@@ -264,6 +729,7 @@ custody_store_close(custody_store *st)
 		return;
 	if (st->in_transaction)
 		st->backend->rollback(st->handle);
+	custody_store_set_tagger(st, NULL, NULL, NULL);
 	st->backend->close(st->handle);
 	free(st);
 }
@@ -330,7 +796,10 @@ custody_store_get_assignment(custody_store *st, const char *type,
 	    (r = check_name("identity", identity, CUSTODY_NAME_MAX + 1, err)) !=
 		    CUSTODY_OK)
 		goto out;
-	r = st->backend->get_assignment(st->handle, type, identity, out, err);
+	if ((r = st->backend->get_assignment(st->handle, type, identity, out,
+					     err)) != CUSTODY_OK)
+		goto out;
+	r = check_assignment_on_read(st, out, err);
 out:
 	return r;
 }
@@ -379,7 +848,11 @@ custody_store_put_assignment(custody_store *st, custody_assignment *a,
 				    (long long)a->version);
 		goto out;
 	}
-	r = st->backend->put_assignment(st->handle, a, err);
+	if ((r = check_before_overwrite(st, a, err)) != CUSTODY_OK)
+		goto out;
+	if ((r = st->backend->put_assignment(st->handle, a, err)) != CUSTODY_OK)
+		goto out;
+	r = tag_assignment(st, a, err);
 out:
 	return r;
 }
@@ -410,7 +883,9 @@ custody_store_put_cert(custody_store *st, const custody_cert_record *rec,
 				    "record is not terminated");
 		goto out;
 	}
-	r = st->backend->put_cert(st->handle, rec, err);
+	if ((r = st->backend->put_cert(st->handle, rec, err)) != CUSTODY_OK)
+		goto out;
+	r = tag_cert(st, rec, err);
 out:
 	return r;
 }
@@ -428,7 +903,11 @@ custody_store_get_cert(custody_store *st, const char *thumbprint,
 	}
 	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
-	r = st->backend->get_cert(st->handle, thumbprint, out, err);
+	if ((r = st->backend->get_cert(st->handle, thumbprint, out, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if ((r = check_cert_on_read(st, out, err)) != CUSTODY_OK)
+		custody_cert_record_clear(out);
 out:
 	return r;
 }
@@ -461,10 +940,15 @@ custody_store_delete_cert(custody_store *st, const char *thumbprint,
 		goto out;
 	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
-	r = st->backend->delete_cert(st->handle, thumbprint, err);
+	if ((r = st->backend->delete_cert(st->handle, thumbprint, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	r = st->backend->put_tag(st->handle, "certificate", thumbprint, NULL,
+				 err);
 out:
 	return r;
 }
+
 
 /* ------------------------------------------------------------ audit log */
 
@@ -790,7 +1274,9 @@ custody_store_put_node(custody_store *st, custody_node_record *rec,
 				    rec->name);
 		goto out;
 	}
-	r = st->backend->put_node(st->handle, rec, err);
+	if ((r = st->backend->put_node(st->handle, rec, err)) != CUSTODY_OK)
+		goto out;
+	r = tag_node(st, rec, err);
 out:
 	return r;
 }
@@ -850,7 +1336,9 @@ custody_store_put_package(custody_store *st, const custody_package_record *rec,
 	}
 	if ((r = check_node_name(rec->node, sizeof(rec->node), err)) != CUSTODY_OK)
 		goto out;
-	r = st->backend->put_package(st->handle, rec, err);
+	if ((r = st->backend->put_package(st->handle, rec, err)) != CUSTODY_OK)
+		goto out;
+	r = tag_package(st, rec, err);
 out:
 	return r;
 }
@@ -865,7 +1353,11 @@ custody_store_get_package(custody_store *st, const char *thumbprint,
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
 	memset(out, 0, sizeof(*out));
-	r = st->backend->get_package(st->handle, thumbprint, out, err);
+	if ((r = st->backend->get_package(st->handle, thumbprint, out, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if ((r = check_package_on_read(st, out, err)) != CUSTODY_OK)
+		custody_package_record_clear(out);
 out:
 	return r;
 }
@@ -895,7 +1387,10 @@ custody_store_delete_package(custody_store *st, const char *thumbprint,
 	if ((r = check_writable(st, "delete the package", err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
-	r = st->backend->delete_package(st->handle, thumbprint, err);
+	if ((r = st->backend->delete_package(st->handle, thumbprint, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	r = st->backend->put_tag(st->handle, "package", thumbprint, NULL, err);
 out:
 	return r;
 }

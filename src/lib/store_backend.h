@@ -18,7 +18,7 @@
 #include <custody/store.h>
 
 /* The schema version every backend of this build writes. */
-#define CUSTODY_STORE_SCHEMA_VERSION 4
+#define CUSTODY_STORE_SCHEMA_VERSION 5
 
 struct custody_store_backend {
 	const char *name;	/* "sqlite", "postgresql" */
@@ -94,6 +94,14 @@ struct custody_store_backend {
 			size_t size, custody_err *err);
 	int (*put_meta)(void *handle, const char *name, const char *value,
 			int replace, custody_err *err);
+
+	/* Integrity tags (schema 5): one per (kind, name), see
+	 * custody/store.h.  get_tag: ENOTFOUND when the row has none;
+	 * put_tag replaces, and with tag NULL removes, the row's tag. */
+	int (*get_tag)(void *handle, const char *kind, const char *name,
+		       char tag[CUSTODY_TAG_HEX + 1], custody_err *err);
+	int (*put_tag)(void *handle, const char *kind, const char *name,
+		       const char *tag, custody_err *err);
 };
 
 extern const struct custody_store_backend custody_store_sqlite_backend;

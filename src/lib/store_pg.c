@@ -171,6 +171,22 @@ static const char *const migrations[] = {
 	 * and the wrapped KEK (custody/cluster.h). */
 	"ALTER TABLE nodes ADD COLUMN kek_check TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE nodes ADD COLUMN admission_sig BYTEA;",
+	/* 5: integrity tags (custody/store.h): one per row that decides
+	 * trust, made with the token's KEK.  A store made at this version
+	 * (or empty when it reaches it) is tagged from its first row on;
+	 * an older one waits for an operator to check it (custody tag). */
+	"CREATE TABLE row_tags ("
+	"  kind TEXT NOT NULL,"
+	"  name TEXT NOT NULL,"
+	"  tag TEXT NOT NULL,"
+	"  PRIMARY KEY (kind, name)"
+	");"
+	"INSERT INTO cluster_meta (name, value) SELECT 'row_tags', 'v1' "
+	"  WHERE NOT EXISTS (SELECT 1 FROM certificates) "
+	"  AND NOT EXISTS (SELECT 1 FROM assignments) "
+	"  AND NOT EXISTS (SELECT 1 FROM audit) "
+	"  AND NOT EXISTS (SELECT 1 FROM nodes) "
+	"  AND NOT EXISTS (SELECT 1 FROM packages);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])) - 1)
@@ -2194,6 +2210,63 @@ out:
 	return r;
 }
 
+static int
+pg_get_tag(void *handle, const char *kind, const char *name,
+	   char tag[CUSTODY_TAG_HEX + 1], custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	struct params p = {0};
+
+	tag[0] = '\0';
+	p_text(&p, kind);
+	p_text(&p, name);
+	if ((r = query(s, "SELECT tag FROM row_tags WHERE kind = $1 AND "
+		       "name = $2", &p, PGRES_TUPLES_OK, &res, NULL, err,
+		       "cannot read the integrity tag of %s %s from store %s",
+		       kind, name, s->name)) != CUSTODY_OK)
+		goto out;
+	if (PQntuples(res) == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "the %s record %s carries no integrity tag "
+				    "in store %s", kind, name, s->name);
+		goto out;
+	}
+	if (value_fixed(res, 0, 0, tag, CUSTODY_TAG_HEX + 1) != 0) {
+		/* Too long to be one: what the checker calls a wrong tag. */
+		tag[0] = '\0';
+	}
+	r = CUSTODY_OK;
+out:
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_put_tag(void *handle, const char *kind, const char *name, const char *tag,
+	   custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	PGresult *res = NULL;
+	struct params p = {0};
+
+	p_text(&p, kind);
+	p_text(&p, name);
+	if (tag != NULL)
+		p_text(&p, tag);
+	r = query(s, tag != NULL ?
+		  "INSERT INTO row_tags (kind, name, tag) VALUES ($1, $2, $3) "
+		  "ON CONFLICT (kind, name) DO UPDATE SET tag = excluded.tag" :
+		  "DELETE FROM row_tags WHERE kind = $1 AND name = $2",
+		  &p, PGRES_COMMAND_OK, &res, NULL, err,
+		  "cannot save the integrity tag of %s %s in store %s", kind,
+		  name, s->name);
+	PQclear(res);
+	return r;
+}
+
 const struct custody_store_backend custody_store_pg_backend = {
 	.name = "postgresql",
 	.open = pg_open,
@@ -2225,4 +2298,6 @@ const struct custody_store_backend custody_store_pg_backend = {
 	.list_reports = pg_list_reports,
 	.get_meta = pg_get_meta,
 	.put_meta = pg_put_meta,
+	.get_tag = pg_get_tag,
+	.put_tag = pg_put_tag,
 };

@@ -164,6 +164,22 @@ static const char *const migrations[] = {
 	 * and the wrapped KEK (custody/cluster.h). */
 	"ALTER TABLE nodes ADD COLUMN kek_check TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE nodes ADD COLUMN admission_sig BLOB;",
+	/* 5: integrity tags (custody/store.h): one per row that decides
+	 * trust, made with the token's KEK.  A store made at this version
+	 * (or empty when it reaches it) is tagged from its first row on;
+	 * an older one waits for an operator to check it (custody tag). */
+	"CREATE TABLE row_tags ("
+	"  kind TEXT NOT NULL,"
+	"  name TEXT NOT NULL,"
+	"  tag TEXT NOT NULL,"
+	"  PRIMARY KEY (kind, name)"
+	");"
+	"INSERT INTO cluster_meta (name, value) SELECT 'row_tags', 'v1' "
+	"  WHERE NOT EXISTS (SELECT 1 FROM certificates) "
+	"  AND NOT EXISTS (SELECT 1 FROM assignments) "
+	"  AND NOT EXISTS (SELECT 1 FROM audit) "
+	"  AND NOT EXISTS (SELECT 1 FROM nodes) "
+	"  AND NOT EXISTS (SELECT 1 FROM packages);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])) - 1)
@@ -2102,6 +2118,75 @@ out:
 	return r;
 }
 
+static int
+sqlite_get_tag(void *handle, const char *kind, const char *name,
+	       char tag[CUSTODY_TAG_HEX + 1], custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	tag[0] = '\0';
+	if ((r = prepare(s, "SELECT tag FROM row_tags WHERE kind = ?1 AND "
+			 "name = ?2", &st, err)) != CUSTODY_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "the %s record %s carries no integrity tag "
+				    "in store %s", kind, name, s->path);
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = db_error(s, err, rc, "cannot read the integrity tag of %s "
+			     "%s from store %s", kind, name, s->path);
+		goto out;
+	}
+	if (column_fixed(st, 0, tag, CUSTODY_TAG_HEX + 1) != 0) {
+		/* Too long to be one: what the checker calls a wrong tag. */
+		tag[0] = '\0';
+	}
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+sqlite_put_tag(void *handle, const char *kind, const char *name,
+	       const char *tag, custody_err *err)
+{
+	struct sqlite_store *s = handle;
+	int r = CUSTODY_EFAIL;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	r = prepare(s, tag != NULL ?
+		    "INSERT INTO row_tags (kind, name, tag) VALUES (?1, ?2, ?3) "
+		    "ON CONFLICT (kind, name) DO UPDATE SET tag = excluded.tag" :
+		    "DELETE FROM row_tags WHERE kind = ?1 AND name = ?2",
+		    &st, err);
+	if (r != CUSTODY_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	if (tag != NULL)
+		sqlite3_bind_text(st, 3, tag, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		r = db_error(s, err, rc, "cannot save the integrity tag of %s "
+			     "%s in store %s", kind, name, s->path);
+		goto out;
+	}
+	r = CUSTODY_OK;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
 const struct custody_store_backend custody_store_sqlite_backend = {
 	.name = "sqlite",
 	.open = sqlite_open,
@@ -2132,4 +2217,6 @@ const struct custody_store_backend custody_store_sqlite_backend = {
 	.list_reports = sqlite_list_reports,
 	.get_meta = sqlite_get_meta,
 	.put_meta = sqlite_put_meta,
+	.get_tag = sqlite_get_tag,
+	.put_tag = sqlite_put_tag,
 };

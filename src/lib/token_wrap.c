@@ -263,13 +263,15 @@ wrap(custody_token *tok, CK_MECHANISM *mech, CK_OBJECT_HANDLE wrapping,
 
 /* ------------------------------------------------------------------- KCV */
 
-/* The first `bytes` bytes (at most 8) of AES-KW(kek, 16 zero bytes),
- * upper-case hex: 3 bytes are the key check value, 8 the KEK check. */
+/* AES-KW(kek, value) with value the CKA_VALUE of a session AES key made
+ * for the one wrap (16, 24 or 32 bytes); *out malloc'ed.  *kek_fault (may
+ * be NULL) tells when the KEK object itself failed. */
 static int
-check_of_kek(custody_token *tok, CK_OBJECT_HANDLE kek, size_t bytes,
-	     char *hex, int *kek_fault, custody_err *err)
+wrap_value_under_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
+		     const unsigned char *value, size_t value_len,
+		     const char *what, unsigned char **out, size_t *out_len,
+		     int *kek_fault, custody_err *err)
 {
-	static unsigned char zero[16];
 	CK_ATTRIBUTE t[] = {
 		A(CKA_CLASS, class_secret),
 		A(CKA_KEY_TYPE, type_aes),
@@ -283,39 +285,60 @@ check_of_kek(custody_token *tok, CK_OBJECT_HANDLE kek, size_t bytes,
 		A_FALSE(CKA_VERIFY),
 		A_FALSE(CKA_WRAP),
 		A_FALSE(CKA_UNWRAP),
-		A(CKA_VALUE, zero),
+		{CKA_VALUE, (void *)value, value_len},
 	};
 	CK_MECHANISM kw = {CKM_AES_KEY_WRAP, NULL, 0};
 	CK_OBJECT_HANDLE probe = CK_INVALID_HANDLE;
-	unsigned char *out = NULL;
-	size_t out_len = 0;
 	CK_RV rv;
 	int r = CUSTODY_EFAIL;
 
+	*out = NULL;
+	*out_len = 0;
 	rv = tok->f->C_CreateObject(tok->session, t, NELEM(t), &probe);
 	if (rv != CKR_OK) {
 		probe = CK_INVALID_HANDLE;
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot compute the KEK's key check value on "
-				 "token %s: cannot create the zero key",
-				 tok->label);
+				 "cannot compute %s on token %s: cannot create "
+				 "its input key", what, tok->label);
 		goto out;
 	}
-	if (wrap(tok, &kw, kek, probe, &out, &out_len, &rv) != CUSTODY_OK ||
-	    out_len < bytes || bytes > 8) {
+	if (wrap(tok, &kw, kek, probe, out, out_len, &rv) != CUSTODY_OK) {
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot compute the KEK's key check value on "
-				 "token %s", tok->label);
-		/* The KEK object itself failed (not the zero key, not the
+				 "cannot compute %s on token %s", what,
+				 tok->label);
+		/* The KEK object itself failed (not the input key, not the
 		 * token as a whole)? */
 		if (kek_fault != NULL && err != NULL)
 			*kek_fault = custody_token_err_is_key_fault(err);
 		goto out;
 	}
-	custody_hex_encode(out, bytes, hex, 1);
 	r = CUSTODY_OK;
 out:
-	destroy(tok, probe, "zero key of the key check value");
+	destroy(tok, probe, "input key of a KEK computation");
+	return r;
+}
+
+/* The first `bytes` bytes (at most 8) of AES-KW(kek, 16 zero bytes),
+ * upper-case hex: 3 bytes are the key check value, 8 the KEK check. */
+static int
+check_of_kek(custody_token *tok, CK_OBJECT_HANDLE kek, size_t bytes,
+	     char *hex, int *kek_fault, custody_err *err)
+{
+	static const unsigned char zero[16];
+	unsigned char *out = NULL;
+	size_t out_len = 0;
+	int r;
+
+	r = wrap_value_under_kek(tok, kek, zero, sizeof(zero),
+				 "the KEK's key check value", &out, &out_len,
+				 kek_fault, err);
+	if (r == CUSTODY_OK && (out_len < bytes || bytes > 8))
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot compute the KEK's key check value "
+				    "on token %s: the wrap is too short",
+				    tok->label);
+	if (r == CUSTODY_OK)
+		custody_hex_encode(out, bytes, hex, 1);
 	free(out);
 	return r;
 }
@@ -397,6 +420,40 @@ custody_token_kek_check(custody_token *tok,
 		return r;
 	return check_of_kek(tok, h, CUSTODY_KEK_CHECK_HEX / 2, check, NULL,
 			    err);
+}
+
+int
+custody_token_kek_tag(custody_token *tok,
+		      const unsigned char digest[CUSTODY_TAG_INPUT_LEN],
+		      char tag[CUSTODY_TAG_HEX + 1], custody_err *err)
+{
+	unsigned char *out = NULL, mac[EVP_MAX_MD_SIZE];
+	unsigned int mac_len = 0;
+	size_t out_len = 0;
+	CK_OBJECT_HANDLE h;
+	int r;
+
+	tag[0] = '\0';
+	if ((r = need_kek(tok, "compute an integrity tag", &h, err)) !=
+	    CUSTODY_OK ||
+	    (r = wrap_value_under_kek(tok, h, digest, CUSTODY_TAG_INPUT_LEN,
+				      "an integrity tag", &out, &out_len, NULL,
+				      err)) != CUSTODY_OK)
+		goto out;
+	/* AES-KW is a keyed permutation of the digest: its hash is a keyed
+	 * function nobody without the KEK computes. */
+	if (EVP_Digest(out, out_len, mac, &mac_len, EVP_sha256(), NULL) != 1 ||
+	    mac_len < CUSTODY_TAG_HEX / 2) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot compute an integrity tag: SHA-256 "
+				    "failed");
+		goto out;
+	}
+	custody_hex_encode(mac, CUSTODY_TAG_HEX / 2, tag, 0);
+	r = CUSTODY_OK;
+out:
+	free(out);
+	return r;
 }
 
 /* ----------------------------------------------------------------- probe */

@@ -37,11 +37,15 @@ SUDO_USER=alice "$CUSTODY_BIN" -q set -t Default --thumbprint "$B"
 run audit -o json
 check "the actor is SUDO_USER when present" py 'assert d[-1]["actor"]=="alice"'
 
-# A roll that came due is recorded once, when first seen by the clock.
+# A roll that came due is recorded once, by the first command that writes
+# with the token after its instant (get shows it resolved, writes nothing).
 sleep 4
 run get -t OAuthTokenIssuer -o thumbprint
 check "after its instant the rolled certificate is current" [ "$out" = "$B" ]
-run get
+run audit -o json
+check "get records nothing" [ "$(py 'print(sum(1 for e in d if e["action"]=="roll-effective"))')" = 0 ]
+"$CUSTODY_BIN" -q set -t OAuthTokenIssuer --thumbprint "$B"
+"$CUSTODY_BIN" -q set -t OAuthTokenIssuer --thumbprint "$B"
 run audit -o json
 check "the roll taking effect is recorded exactly once" \
 	[ "$(py 'print(sum(1 for e in d if e["action"]=="roll-effective"))')" = 1 ]

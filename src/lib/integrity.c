@@ -1,0 +1,151 @@
+/* integrity.c — the store's tagger, keyed by the token's KEK (see
+ * custody/integrity.h). */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <custody/error.h>
+#include <custody/integrity.h>
+#include <custody/log.h>
+
+#include "cluster_internal.h"
+
+struct integrity {
+	custody_store *st;
+	custody_token *tok;
+	int ready;		/* the token's KEK is the store's */
+};
+
+int
+custody_integrity_store_kcv(custody_store *st, char kcv[CUSTODY_KCV_HEX + 1],
+			    custody_err *err)
+{
+	int r;
+
+	kcv[0] = '\0';
+	r = custody_store_get_meta(st, CLUSTER_META_KCV, kcv,
+				   CUSTODY_KCV_HEX + 1, err);
+	if (r == CUSTODY_ENOTFOUND)
+		r = custody_store_get_meta(st, CLUSTER_META_TAG_KCV, kcv,
+					   CUSTODY_KCV_HEX + 1, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		kcv[0] = '\0';
+		r = CUSTODY_OK;
+	}
+	return r;
+}
+
+/* A store without a cluster, written for the first time by this token:
+ * its KEK (made now when it has none) becomes the store's tag key. */
+static int
+adopt_kek(struct integrity *ig, int present, char have[CUSTODY_KCV_HEX + 1],
+	  custody_err *err)
+{
+	int r;
+
+	if (!present) {
+		custody_step("creating this store's integrity key on token %s: "
+			     "a KEK (AES-256) that never leaves the token and "
+			     "tags every row custody writes",
+			     custody_token_label(ig->tok));
+		if ((r = custody_token_kek_create(ig->tok, have, err)) !=
+		    CUSTODY_OK)
+			return r;
+	} else if ((r = custody_token_kek_kcv(ig->tok, have, err)) !=
+		   CUSTODY_OK) {
+		return r;
+	}
+	return custody_store_put_meta(ig->st, CLUSTER_META_TAG_KCV, have, 0,
+				      err);
+}
+
+/* The token's KEK is the one that tags the store, or EFAIL/ENOTFOUND. */
+static int
+resolve(struct integrity *ig, int for_write, custody_err *err)
+{
+	char want[CUSTODY_KCV_HEX + 1], have[CUSTODY_KCV_HEX + 1];
+	const char *label = custody_token_label(ig->tok);
+	int present = 0, r;
+
+	if ((r = custody_integrity_store_kcv(ig->st, want, err)) != CUSTODY_OK ||
+	    (r = custody_token_kek_present(ig->tok, &present, err)) !=
+	    CUSTODY_OK)
+		return r;
+	if (want[0] == '\0') {
+		if (!for_write) {
+			r = custody_err_set(err, CUSTODY_ENOTFOUND,
+					    "the store records no key that "
+					    "tags its rows");
+			custody_err_hint(err, "the first command that writes "
+					 "the store with a token makes it");
+			return r;
+		}
+		return adopt_kek(ig, present, have, err);
+	}
+	if (!present) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "token %s holds no KEK, and the store's rows "
+				    "are tagged by the KEK with key check value "
+				    "%s", label, want);
+		custody_err_hint(err, "use the token that holds it, or join the "
+				 "cluster: custody node enroll, node admit, "
+				 "node join");
+		return r;
+	}
+	if ((r = custody_token_kek_kcv(ig->tok, have, err)) != CUSTODY_OK)
+		return r;
+	if (strcasecmp(want, have) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "token %s holds the KEK with key check "
+				    "value %s, but the store's rows are tagged "
+				    "by the one with %s", label, have, want);
+		custody_err_hint(err, "use the token (or the cluster) that "
+				 "wrote this store");
+		return r;
+	}
+	return CUSTODY_OK;
+}
+
+static int
+tag(void *ctx, const unsigned char digest[CUSTODY_TAG_INPUT_LEN],
+    int for_write, char out[CUSTODY_TAG_HEX + 1], custody_err *err)
+{
+	struct integrity *ig = ctx;
+	int r;
+
+	out[0] = '\0';
+	if (!ig->ready) {
+		if ((r = resolve(ig, for_write, err)) != CUSTODY_OK)
+			return r;
+		ig->ready = 1;
+	}
+	return custody_token_kek_tag(ig->tok, digest, out, err);
+}
+
+int
+custody_integrity_attach(custody_store *st, custody_token *tok,
+			 custody_err *err)
+{
+	struct integrity *ig;
+
+	if (st == NULL || tok == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot check the store's integrity: "
+				       "no store or no token");
+	if ((ig = calloc(1, sizeof(*ig))) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot check the store's integrity: "
+				       "out of memory");
+	ig->st = st;
+	ig->tok = tok;
+	custody_store_set_tagger(st, tag, ig, free);
+	return CUSTODY_OK;
+}
+
+void
+custody_integrity_detach(custody_store *st)
+{
+	custody_store_set_tagger(st, NULL, NULL, NULL);
+}
