@@ -28,6 +28,16 @@ int custody_integrity_attach(custody_store *st, custody_token *tok,
 			     custody_err *err);
 void custody_integrity_detach(custody_store *st);
 
+/* The same for a token shared with other threads: borrow lends it for one
+ * tag (NULL and err set when it cannot), give_back ends the loan. */
+typedef custody_token *(*custody_integrity_borrow_fn)(void *arg,
+						      custody_err *err);
+typedef void (*custody_integrity_return_fn)(void *arg);
+int custody_integrity_attach_lent(custody_store *st,
+				  custody_integrity_borrow_fn borrow,
+				  custody_integrity_return_fn give_back,
+				  void *arg, custody_err *err);
+
 /* The key check value of the KEK that tags the store's rows ("" when it
  * records none yet). */
 int custody_integrity_store_kcv(custody_store *st,

@@ -249,6 +249,8 @@ int cmd_sign(struct cli *, int, char **);
 int cmd_kek(struct cli *, int, char **);
 int cmd_node(struct cli *, int, char **);
 int cmd_seal(struct cli *, int, char **);
+/* The store's integrity tags (cmd_tag.c). */
+int cmd_tag(struct cli *, int, char **);
 int cmd_export(struct cli *, int, char **);
 /* The store's certificate that a thumbprint query (full or a unique
  * prefix, SHA-1 or SHA-256) names: 40 upper-case hex into out (cmd_seal.c). */

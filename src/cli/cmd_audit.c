@@ -209,7 +209,7 @@ verify_log(struct cli *cli)
 		r = out_json(cli, json_pack("{s:b, s:I, s:s}", "verified", 1,
 					    "entries", (json_int_t)n, "head", head));
 	else
-		printf("audit log verified: %zu entr%s, head %s\n", n,
+		printf("audit log verified: %zu entr%s, head %s, integrity tag holds\n", n,
 		       n == 1 ? "y" : "ies", head);
 out:
 	return r;
@@ -239,6 +239,9 @@ cmd_audit(struct cli *cli, int argc, char **argv)
 	    (r = custody_time_parse(o.since, &since, &cli->err)) != CUSTODY_OK)
 		return custody_err_prefix(&cli->err, "--since");
 	if ((r = cli_open_store(cli)) != CUSTODY_OK)
+		return r;
+	/* --verify checks the head's integrity tag too: with the token. */
+	if (o.verify && (r = cli_open_token(cli)) != CUSTODY_OK)
 		return r;
 	return o.verify ? verify_log(cli) : show_log(cli, since);
 }

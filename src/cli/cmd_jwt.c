@@ -288,7 +288,9 @@ verifier_candidates(struct cli *cli, const char *type, custody_cert_record *cand
 	int r;
 
 	*n = 0;
-	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	/* The token checks what the store says (its integrity tags) before a
+	 * key it names is trusted. */
+	if ((r = cli_open_store(cli)) != CUSTODY_OK || (r = cli_open_token(cli)) != CUSTODY_OK ||
 	    (r = cli_lookup_assignment(cli, type, NULL, 0, &a)) != CUSTODY_OK)
 		return r;
 	slots[0] = &a.current;

@@ -82,7 +82,9 @@ cmd_metadata(struct cli *cli, int argc, char **argv)
 	s2s = strcmp(o.format, "s2s") == 0;
 	if ((r = custody_type_canonical(o.type, type, NULL, &cli->err)) != CUSTODY_OK)
 		return r;
-	if ((r = cli_open_store(cli)) != CUSTODY_OK)
+	/* The token checks what the store says (its integrity tags) before a
+	 * key it names is published. */
+	if ((r = cli_open_store(cli)) != CUSTODY_OK || (r = cli_open_token(cli)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_lookup_assignment(cli, type, NULL, 0, &a)) != CUSTODY_OK)
 		return r;

@@ -77,8 +77,6 @@ check_records(struct cli *cli, struct status_view *v)
 	size_t k, i;
 	int r;
 
-	if ((v->faults = calloc(3 * v->n_globals + 1, sizeof(*v->faults))) == NULL)
-		return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
 	for (k = 0; k < v->n_globals; k++) {
 		const custody_assignment *a = &v->globals[k];
 		const custody_slot *slots[3] = {&a->current, &a->pending, &a->previous};
@@ -94,9 +92,13 @@ check_records(struct cli *cli, struct status_view *v)
 				custody_err_clear(&cli->err);
 				continue;
 			}
-			if (r != CUSTODY_OK)
-				return r;
-			if (custody_cert_record_check(&rec, NULL, &f->err) != CUSTODY_OK) {
+			/* A record that fails its integrity check is a fault. */
+			if (r != CUSTODY_OK) {
+				f->err = cli->err;
+				custody_err_clear(&cli->err);
+			}
+			if (r != CUSTODY_OK ||
+			    custody_cert_record_check(&rec, NULL, &f->err) != CUSTODY_OK) {
 				f->a = a;
 				f->slot = slot_names[i];
 				snprintf(f->thumbprint, sizeof(f->thumbprint), "%s",
@@ -123,9 +125,24 @@ read_view(struct cli *cli, struct status_view *v)
 					    &cli->err)) != CUSTODY_OK ||
 	    (r = custody_store_list_assignments(cli->store, &all, &n, &cli->err)) != CUSTODY_OK)
 		goto out;
+	if ((v->faults = calloc(4 * n + 1, sizeof(*v->faults))) == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
+		goto out;
+	}
 	for (i = 0; i < n; i++) {
+		custody_err e = {0};
+
 		if (strcmp(all[i].identity, "global") != 0)
 			continue;
+		/* The record as stored carries its integrity tag (checked
+		 * before it is resolved at now). */
+		if (custody_store_check_assignment(cli->store, &all[i], &e) != CUSTODY_OK) {
+			struct store_fault *f = &v->faults[v->n_faults++];
+
+			f->a = &all[v->n_globals];
+			f->slot = "record";
+			f->err = e;
+		}
 		custody_assign_resolve(&all[i], cli->now, &all[v->n_globals]);
 		v->n_globals++;
 	}
@@ -381,7 +398,8 @@ cmd_status(struct cli *cli, int argc, char **argv)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;
-	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	/* The token checks the integrity tags of what the store says. */
+	if ((r = cli_open_store(cli)) != CUSTODY_OK || (r = cli_open_token(cli)) != CUSTODY_OK ||
 	    (r = read_view(cli, &v)) != CUSTODY_OK)
 		goto out;
 	ok = v.all_ok && v.n_nodes > 0 && v.n_faults == 0;

@@ -45,6 +45,7 @@
 
 #include <openssl/x509.h>
 
+#include <custody/audit.h>
 #include <custody/policy.h>
 #include <custody/timefmt.h>
 
@@ -208,8 +209,14 @@ load_cert(struct test_run *t, const custody_assignment *a, const char *check,
 		       "%s %s is assigned but not in the store", what, slot->thumbprint);
 		return CUSTODY_ENOTFOUND;
 	}
-	if (r != CUSTODY_OK)
-		return r;
+	if (r != CUSTODY_OK) {
+		/* A record that fails its integrity check, or a store that
+		 * cannot be read: critical, named, and nothing else of it. */
+		report(t, R_CRITICAL, check, a->type, a->identity, slot->thumbprint,
+		       "%s", t->cli->err.msg);
+		custody_err_clear(&t->cli->err);
+		return CUSTODY_ENOTFOUND;
+	}
 	if (custody_cert_record_check(rec, x, &e) != CUSTODY_OK) {
 		report(t, R_CRITICAL, check, a->type, a->identity, slot->thumbprint,
 		       "%s", e.msg);
@@ -386,6 +393,32 @@ applies_here(const struct test_run *t, const custody_assignment *a)
 }
 
 /* The assignments to check, resolved at now, in *out (malloc'ed). */
+/* The assignment's record is genuine (its integrity tag holds); else it
+ * is reported critical and nothing it names is checked. */
+static int
+integrity_holds(struct test_run *t, const custody_assignment *a)
+{
+	custody_err e = {0};
+
+	if (custody_store_check_assignment(t->cli->store, a, &e) == CUSTODY_OK)
+		return 1;
+	report(t, R_CRITICAL, "integrity", a->type, a->identity, NULL, "%s", e.msg);
+	return 0;
+}
+
+/* The audit log's head carries its integrity tag. */
+static void
+check_audit_integrity(struct test_run *t)
+{
+	custody_err e = {0};
+	char hash[CUSTODY_AUDIT_HASH_HEX + 1];
+	int64_t seq = 0;
+
+	if (custody_store_audit_head(t->cli->store, &seq, hash, &e) != CUSTODY_OK ||
+	    custody_audit_check_tag(t->cli->store, seq, hash, &e) != CUSTODY_OK)
+		report(t, R_CRITICAL, "integrity", NULL, NULL, NULL, "%s", e.msg);
+}
+
 static int
 select_assignments(struct test_run *t, custody_assignment **out, size_t *n)
 {
@@ -492,7 +525,11 @@ cmd_test(struct cli *cli, int argc, char **argv)
 	/* Every selected assignment names a certificate to check. */
 	if (n > 0 && (r = cli_open_token(cli)) != CUSTODY_OK)
 		goto unknown;
+	if (n > 0)
+		check_audit_integrity(&t);
 	for (i = 0; i < n; i++) {
+		if (!integrity_holds(&t, &as[i]))
+			continue;
 		if ((r = check_current(&t, &as[i])) != CUSTODY_OK ||
 		    (as[i].pending.thumbprint[0] != '\0' &&
 		     (r = check_pending(&t, &as[i])) != CUSTODY_OK) ||

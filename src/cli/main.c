@@ -312,6 +312,19 @@ const struct command cli_commands[] = {
 	 "no token keeps an exportable copy. Refused, naming the nodes, while one\n"
 	 "does not report it; --force skips that check (they can then still unwrap\n"
 	 "the package already in the store).\n"},
+	{"tag", cmd_tag, CLI_AT_WRITES, "check the store's integrity tags, or tag a store written before them (ceremony)",
+	 "custody tag [--yes]\n"
+	 "\n"
+	 "Every certificate, assignment, package and admitted node in the store, and\n"
+	 "the audit log's head, carries an integrity tag made with the token's KEK: a\n"
+	 "row changed outside custody is refused where it would be used. A store\n"
+	 "written by an earlier custody has none: this lists every row, checks the\n"
+	 "audit chain and, once you confirm (--yes, or yes typed at a terminal), tags\n"
+	 "them all in one transaction. Confirm only rows you know. On a store tagged\n"
+	 "already it checks every row instead (exit 1 naming those that fail) and\n"
+	 "never tags anything anew.\n"
+	 "\n"
+	 "  --yes    confirm without a terminal (scripts that listed the rows)\n"},
 	{"export", cmd_export, CLI_AT_WRITES, "write one key's wrapped package to a new file (never plaintext)",
 	 "custody export --thumbprint X --out FILE\n"
 	 "\n"

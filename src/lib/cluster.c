@@ -24,6 +24,7 @@
 
 #include <custody/assign.h>
 #include <custody/audit.h>
+#include <custody/integrity.h>
 #include <custody/cert.h>
 #include <custody/cluster.h>
 #include <custody/error.h>
@@ -220,6 +221,7 @@ custody_cluster_kek_create(custody_token *tok, custody_store *st,
 			   const char *node, custody_err *err)
 {
 	char kcv[CUSTODY_KCV_HEX + 1], seen[CUSTODY_KCV_HEX + 1];
+	char tagged[CUSTODY_KCV_HEX + 1];
 	char owner[CUSTODY_NAME_MAX + 1], when[24], detail[256];
 	char fp[CLUSTER_FP_SIZE] = "";
 	unsigned char *authority = NULL;
@@ -244,15 +246,39 @@ custody_cluster_kek_create(custody_token *tok, custody_store *st,
 				 "node admit, node join");
 		goto out;
 	}
-	custody_step("step 1/3: creating the cluster KEK (AES-256) on token %s "
-		     "(serial %s) for node %s: private, sensitive, wrap and "
-		     "unwrap only, extractable only under a trusted key",
-		     custody_token_label(tok), custody_token_serial(tok), node);
-	if ((r = custody_token_kek_create(tok, kcv, err)) != CUSTODY_OK)
+	/* A store used without a cluster is tagged by a KEK of its own
+	 * (custody/integrity.h): that one becomes the cluster's. */
+	if ((r = custody_integrity_store_kcv(st, tagged, err)) != CUSTODY_OK ||
+	    (tagged[0] != '\0' &&
+	     (r = read_token_kcv(tok, kcv, err)) != CUSTODY_OK))
 		goto out;
-	created = 1;
-	custody_step("created the KEK on token %s: key check value %s",
-		     custody_token_label(tok), kcv);
+	if (tagged[0] != '\0' && strcasecmp(kcv, tagged) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot create the KEK: this store's rows "
+				    "are tagged by the KEK with key check value "
+				    "%s, which token %s does not hold", tagged,
+				    custody_token_label(tok));
+		custody_err_hint(err, "run custody kek create on the node "
+				 "whose token wrote this store");
+		goto out;
+	}
+	if (tagged[0] != '\0') {
+		custody_step("step 1/3: the KEK on token %s (serial %s), which "
+			     "tags this store's rows, becomes the cluster KEK: "
+			     "key check value %s", custody_token_label(tok),
+			     custody_token_serial(tok), kcv);
+	} else {
+		custody_step("step 1/3: creating the cluster KEK (AES-256) on "
+			     "token %s (serial %s) for node %s: private, "
+			     "sensitive, wrap and unwrap only, extractable only "
+			     "under a trusted key", custody_token_label(tok),
+			     custody_token_serial(tok), node);
+		if ((r = custody_token_kek_create(tok, kcv, err)) != CUSTODY_OK)
+			goto out;
+		created = 1;
+		custody_step("created the KEK on token %s: key check value %s",
+			     custody_token_label(tok), kcv);
+	}
 	custody_step("step 2/3: creating the cluster authority key beside it: "
 		     "it signs every admission, and joining nodes pin it");
 	if ((r = custody_token_authority_create(tok, &authority, &authority_len,
@@ -1286,6 +1312,11 @@ collect_items(custody_store *st, const char *node, int64_t now,
 	for (i = 0; i < n; i++) {
 		if (strcasecmp(all[i].identity, "global") != 0)
 			continue;
+		/* A row that fails its integrity check stops the sync: what
+		 * the store says can no longer be told from a forgery. */
+		if ((r = custody_store_check_assignment(st, &all[i], err)) !=
+		    CUSTODY_OK)
+			goto out;
 		custody_assign_resolve(&all[i], now, &resolved);
 		if ((resolved.current.thumbprint[0] != '\0' &&
 		     (r = add_item(res, resolved.current.thumbprint,
@@ -1658,12 +1689,17 @@ custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
 	char store_kcv[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
 	int *package = NULL;
 	size_t i;
-	int r, attempt;
+	int r, attempt, attached = 0;
 
 	if (res == NULL || tok == NULL || st == NULL)
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot sync: no token, store or result");
 	memset(res, 0, sizeof(*res));
+	if (!custody_store_has_tagger(st)) {
+		if ((r = custody_integrity_attach(st, tok, err)) != CUSTODY_OK)
+			return r;
+		attached = 1;
+	}
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = custody_cluster_kek_state(tok, st, store_kcv, token_kcv, err)) !=
 	    CUSTODY_OK)
@@ -1704,6 +1740,8 @@ custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
 				    err)) != CUSTODY_ECONFLICT)
 			break;
 out:
+	if (attached)
+		custody_integrity_detach(st);
 	free(package);
 	if (r != CUSTODY_OK)
 		custody_sync_result_clear(res);

@@ -14,7 +14,10 @@
 
 struct integrity {
 	custody_store *st;
-	custody_token *tok;
+	custody_token *tok;	/* the token; or lent by borrow for a tag: */
+	custody_integrity_borrow_fn borrow;
+	custody_integrity_return_fn give_back;
+	void *arg;
 	int ready;		/* the token's KEK is the store's */
 };
 
@@ -116,12 +119,18 @@ tag(void *ctx, const unsigned char digest[CUSTODY_TAG_INPUT_LEN],
 	int r;
 
 	out[0] = '\0';
-	if (!ig->ready) {
-		if ((r = resolve(ig, for_write, err)) != CUSTODY_OK)
-			return r;
+	if (ig->borrow != NULL && (ig->tok = ig->borrow(ig->arg, err)) == NULL)
+		return err != NULL && err->code != CUSTODY_OK ? err->code
+							      : CUSTODY_EFAIL;
+	if (!ig->ready && (r = resolve(ig, for_write, err)) == CUSTODY_OK)
 		ig->ready = 1;
+	if (ig->ready)
+		r = custody_token_kek_tag(ig->tok, digest, out, err);
+	if (ig->borrow != NULL) {
+		ig->give_back(ig->arg);
+		ig->tok = NULL;
 	}
-	return custody_token_kek_tag(ig->tok, digest, out, err);
+	return r;
 }
 
 int
@@ -140,6 +149,30 @@ custody_integrity_attach(custody_store *st, custody_token *tok,
 				       "out of memory");
 	ig->st = st;
 	ig->tok = tok;
+	custody_store_set_tagger(st, tag, ig, free);
+	return CUSTODY_OK;
+}
+
+int
+custody_integrity_attach_lent(custody_store *st,
+			      custody_integrity_borrow_fn borrow,
+			      custody_integrity_return_fn give_back, void *arg,
+			      custody_err *err)
+{
+	struct integrity *ig;
+
+	if (st == NULL || borrow == NULL || give_back == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot check the store's integrity: "
+				       "no store or no token");
+	if ((ig = calloc(1, sizeof(*ig))) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot check the store's integrity: "
+				       "out of memory");
+	ig->st = st;
+	ig->borrow = borrow;
+	ig->give_back = give_back;
+	ig->arg = arg;
 	custody_store_set_tagger(st, tag, ig, free);
 	return CUSTODY_OK;
 }

@@ -18,6 +18,7 @@
 #include <custody/assign.h>
 #include <custody/cert.h>
 #include <custody/config.h>
+#include <custody/integrity.h>
 #include <custody/keyref.h>
 #include <custody/log.h>
 #include <custody/policy.h>
@@ -255,7 +256,7 @@ read_resolved(custody_store *st, const char *type, const char *identity,
 /* The store's record of the certificate current now for rn. */
 static int
 resolve(const struct settled *s, const struct refname *rn,
-	custody_cert_record *rec, custody_err *err)
+	custody_token *tok, custody_cert_record *rec, custody_err *err)
 {
 	const char *url = s->cfg.store_url != NULL ? s->cfg.store_url
 						   : CUSTODY_DEFAULT_STORE;
@@ -271,6 +272,11 @@ resolve(const struct settled *s, const struct refname *rn,
 					 "CUSTODY_STORE or store.url");
 		goto out;
 	}
+	/* With the token open, what the store says is checked against its
+	 * integrity tags (custody/integrity.h) as it is read. */
+	if (tok != NULL && (r = custody_integrity_attach(st, tok, err)) !=
+	    CUSTODY_OK)
+		goto out;
 	if (rn->identity[0] != '\0') {
 		snprintf(shown, sizeof(shown), "%s", rn->identity);
 		r = read_resolved(st, rn->type, rn->identity, now, &a, err);
@@ -316,7 +322,7 @@ settle_and_resolve(const custody_keyref *kr, const char *name,
 	if ((r = parse_name(name, &rn, err)) != CUSTODY_OK ||
 	    (r = settle(kr, s, err)) != CUSTODY_OK)
 		return r;
-	return resolve(s, &rn, rec, err);
+	return resolve(s, &rn, NULL, rec, err);
 }
 
 int
@@ -513,6 +519,7 @@ int
 custody_keyref_load_key(custody_keyref *kr, const char *name, EVP_PKEY **pkey,
 			X509 **cert, custody_err *err)
 {
+	struct refname rn;
 	struct settled s;
 	custody_cert_record rec;
 	EVP_PKEY *key = NULL;
@@ -524,9 +531,11 @@ custody_keyref_load_key(custody_keyref *kr, const char *name, EVP_PKEY **pkey,
 		*cert = NULL;
 	memset(&rec, 0, sizeof(rec));
 	custody_config_init(&s.cfg);
-	if ((r = settle_and_resolve(kr, name, &s, &rec, err)) != CUSTODY_OK ||
-	    (r = custody_cert_record_check(&rec, &x, err)) != CUSTODY_OK ||
+	if ((r = parse_name(name, &rn, err)) != CUSTODY_OK ||
+	    (r = settle(kr, &s, err)) != CUSTODY_OK ||
 	    (r = ensure_token(kr, &s.cfg, err)) != CUSTODY_OK ||
+	    (r = resolve(&s, &rn, kr->tok, &rec, err)) != CUSTODY_OK ||
+	    (r = custody_cert_record_check(&rec, &x, err)) != CUSTODY_OK ||
 	    (r = open_key(kr, &rec, &key, err)) != CUSTODY_OK ||
 	    (r = check_match(key, x, &rec, err)) != CUSTODY_OK)
 		goto out;

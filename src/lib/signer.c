@@ -25,6 +25,7 @@
 #include <custody/cert.h>
 #include <custody/policy.h>
 #include <custody/secret.h>
+#include <custody/integrity.h>
 #include <custody/signer.h>
 #include <custody/store.h>
 #include <custody/token.h>
@@ -504,6 +505,40 @@ out:
 
 /* ----------------------------------------------------------- the store */
 
+/* The token for one integrity tag of the store (custody/integrity.h):
+ * started when needed, with no signature in flight, so that its own
+ * session is free; ctx->mx is held until tag_token_give_back.  Called
+ * with store_mx held (the order is always store_mx, then mx). */
+static custody_token *
+tag_token_borrow(void *arg, custody_err *err)
+{
+	custody_ctx *ctx = arg;
+
+	pthread_mutex_lock(&ctx->mx);
+	if (ctx->tok == NULL && token_start(ctx, err) != CUSTODY_OK)
+		goto fail;
+	while (ctx->draining || ctx->inflight > 0)
+		pthread_cond_wait(&ctx->cv, &ctx->mx);
+	if (!ctx->leased) {
+		if (custody_token_relock(ctx->tok, err) != CUSTODY_OK)
+			goto fail;
+		ctx->leased = 1;
+	}
+	ctx->uses++;
+	return ctx->tok;
+fail:
+	pthread_mutex_unlock(&ctx->mx);
+	return NULL;
+}
+
+static void
+tag_token_give_back(void *arg)
+{
+	custody_ctx *ctx = arg;
+
+	pthread_mutex_unlock(&ctx->mx);
+}
+
 /* Opens the store and sets the change baseline.  store_mx held. */
 static int
 store_start(custody_ctx *ctx, custody_err *err)
@@ -513,8 +548,19 @@ store_start(custody_ctx *ctx, custody_err *err)
 	if (ctx->store != NULL)
 		return CUSTODY_OK;
 	if ((r = custody_store_open(ctx->store_url, &ctx->store, err)) !=
-	    CUSTODY_OK || ctx->opt.one_shot)
+	    CUSTODY_OK)
 		return r;
+	/* What the store says is checked against its integrity tags as it
+	 * is read (an assignment, a certificate), with the signing token. */
+	if ((r = custody_integrity_attach_lent(ctx->store, tag_token_borrow,
+					       tag_token_give_back, ctx,
+					       err)) != CUSTODY_OK) {
+		custody_store_close(ctx->store);
+		ctx->store = NULL;
+		return r;
+	}
+	if (ctx->opt.one_shot)
+		return CUSTODY_OK;
 	if ((r = custody_store_changed(ctx->store, &changed, err)) !=
 	    CUSTODY_OK) {
 		custody_store_close(ctx->store);
