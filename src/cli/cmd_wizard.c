@@ -617,7 +617,10 @@ apply(struct wizard *w)
 		r = CUSTODY_EFAIL;
 		goto out;
 	}
-	if ((r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
+	/* The token again, for the write alone: it tags the changed records
+	 * (custody/integrity.h), and is not held while the operator thinks. */
+	if ((r = cli_open_token(cli)) != CUSTODY_OK ||
+	    (r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
 		goto out;
 	in_tx = 1;
 	if ((r = custody_store_put_cert(cli->store, &w->recs[w->cert], &cli->err)) != CUSTODY_OK ||
@@ -629,6 +632,8 @@ apply(struct wizard *w)
 out:
 	if (in_tx)
 		custody_store_rollback(cli->store);
+	if (cli->token != NULL)
+		cli_close_token(cli);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (r == CUSTODY_OK)
 		interrupted = 0;	/* written: too late to take it back */
