@@ -89,6 +89,8 @@ struct state {
 	custody_report_record *reports;
 	size_t n_reports;
 	char kek_kcv[CUSTODY_STORE_KCV_HEX + 1];	/* the store's, or ""  */
+	char tag_kcv[CUSTODY_STORE_KCV_HEX + 1];	/* the KEK that tags a
+							 * store without a cluster */
 	char token_kcv[CUSTODY_KCV_HEX + 1];		/* the token's, or ""  */
 	size_t broken, leftovers, torn;
 	int leftovers_ok, torn_ok;
@@ -395,9 +397,17 @@ check_cluster(struct state *s, const char *node)
 			       "cluster's is %s", p->thumbprint, p->kcv,
 			       s->kek_kcv[0] != '\0' ? s->kek_kcv : "(none)");
 	}
-	if (s->token_kcv[0] != '\0' && strcasecmp(s->token_kcv, s->kek_kcv) != 0)
-		report(s, BROKEN, "the token holds KEK %s, the store's is %s", s->token_kcv,
-		       s->kek_kcv[0] != '\0' ? s->kek_kcv : "(none)");
+	{
+		/* The store's KEK: the cluster's, else the one that tags it. */
+		const char *want = s->kek_kcv[0] != '\0' ? s->kek_kcv : s->tag_kcv;
+
+		if (s->token_kcv[0] != '\0' && want[0] == '\0')
+			report(s, LEFTOVER, "the token holds KEK %s, which the store does "
+			       "not record yet: its next write adopts it", s->token_kcv);
+		else if (s->token_kcv[0] != '\0' && strcasecmp(s->token_kcv, want) != 0)
+			report(s, BROKEN, "the token holds KEK %s, the store's is %s",
+			       s->token_kcv, want);
+	}
 	for (i = 0; node != NULL && i < s->n_reports; i++) {
 		const custody_report_record *rp = &s->reports[i];
 
@@ -490,6 +500,8 @@ main(int argc, char **argv)
 	    custody_store_list_packages(st, &s.pkgs, &s.n_pkgs, &err) != CUSTODY_OK ||
 	    custody_store_list_reports(st, NULL, &s.reports, &s.n_reports, &err) != CUSTODY_OK ||
 	    (custody_store_get_meta(st, "kek_kcv", s.kek_kcv, sizeof(s.kek_kcv), &err) !=
+	     CUSTODY_OK && err.code != CUSTODY_ENOTFOUND) ||
+	    (custody_store_get_meta(st, "tag_kek_kcv", s.tag_kcv, sizeof(s.tag_kcv), &err) !=
 	     CUSTODY_OK && err.code != CUSTODY_ENOTFOUND)) {
 		fprintf(stderr, "checkstate: cannot read the store %s: %s\n", url, err.msg);
 		goto out;
