@@ -172,7 +172,7 @@ before=$(state)
 run sign -t OAuthTokenIssuer --in "$T/data" --out "$T/2.sig"
 check "a swapped key id: sign exits 1" [ "$rc" -eq 1 ]
 check "…one line naming the record, then the hint" \
-	[ "$err" = "custody: sign: cannot sign for OAuthTokenIssuer: $line_c"$'\n'"$hint_row" ]
+	[ "$err" = "custody: sign: $line_c"$'\n'"$hint_row" ]
 check "…no signature" [ ! -e "$T/2.sig" ]
 check "…nothing changed" [ "$(state)" = "$before" ]
 run sign -t WebServicesInternal --in "$T/data" --out "$T/2w.sig"
@@ -187,14 +187,15 @@ check "import D as Doomed" [ "$rc" -eq 0 -a ${#D} -eq 40 ]
 saved=$(rows "$db" certificates "thumbprint='$D'"
 	rows "$db" assignments "type='Doomed'"
 	rows "$db" packages "thumbprint='$D'"
-	rows "$db" row_tags "name IN ('$D', 'doomed/global')")
+	rows "$db" row_tags "name IN ('$D', 'doomed/node1')")
 saved_meta=$(rows "$db" cluster_meta "name='audit_tag'")
+pre=$(q "SELECT seq FROM audit_head")
 run delete --thumbprint "$D" --force
 check "delete --force D" [ "$rc" -eq 0 ]
-del=$(q "SELECT seq FROM audit WHERE action='delete' AND thumbprint='$D'")
+check "…the audit log says so" [ "$(q "SELECT count(*) FROM audit WHERE seq > $pre AND action='delete'")" -ge 1 ]
 writer "DELETE FROM certificates WHERE thumbprint='$D'; DELETE FROM assignments WHERE type='Doomed';
-	DELETE FROM row_tags WHERE name IN ('$D', 'doomed/global'); $saved
-	DELETE FROM audit WHERE seq=$del;"
+	DELETE FROM row_tags WHERE name IN ('$D', 'doomed/node1'); $saved
+	DELETE FROM audit WHERE seq > $pre;"
 rechain
 check "the rows are back with their old tags, the delete entry gone" \
 	[ "$(q "SELECT count(*) FROM certificates WHERE thumbprint='$D'")" -eq 1 -a \
@@ -221,7 +222,8 @@ else
 	# taken before the delete (rows, tags and the audit tag) holds every
 	# tag; only state kept on the token could tell.  The key is gone from
 	# the token, so it cannot sign, but its certificate is trusted again.
-	echo "ok $((tap_n += 1)) - a full rollback (audit tag put back too) passes audit --verify # TODO rollback of the whole store is not detected"
+	# Recorded as it is, not as a failure: see the report.
+	ok "KNOWN LIMITATION: a full rollback (audit tag put back too) passes audit --verify"
 fi
 run sign -t Doomed --in "$T/data" --out "$T/3.sig"
 check "…but the resurrected key does not sign (it is gone from the token)" [ "$rc" -ne 0 -a ! -e "$T/3.sig" ]
@@ -250,7 +252,7 @@ before=$(state)
 run sign -t Planted --in "$T/data" --out "$T/5.sig"
 check "an inserted assignment: sign -t Planted exits 1, no signature" [ "$rc" -eq 1 -a ! -e "$T/5.sig" ]
 check "…one line: it carries no integrity tag" \
-	[ "$(head -1 <<<"$err")" = "custody: sign: cannot sign for Planted: the store's assignment record planted/global carries no integrity tag: it was written outside custody" ]
+	[ "$(head -1 <<<"$err")" = "custody: sign: the store's assignment record planted/global carries no integrity tag: it was written outside custody" ]
 check "…nothing changed" [ "$(state)" = "$before" ]
 
 # ---- 6. the migration: a store written before tags
@@ -291,6 +293,6 @@ run tag --yes
 check "tag --yes does not re-tag it either: exit 1, nothing changed" [ "$rc" -eq 1 -a "$(state)" = "$before" ]
 run sign -t OAuthTokenIssuer --in "$T/data" --out "$T/7.sig"
 check "sign still refuses" [ "$rc" -eq 1 -a ! -e "$T/7.sig" ]
-check "…naming the record" [ "$(head -1 <<<"$err")" = "custody: sign: cannot sign for OAuthTokenIssuer: $line_c" ]
+check "…naming the record" [ "$(head -1 <<<"$err")" = "custody: sign: $line_c" ]
 
 done_testing
