@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include <custody/audit.h>
-#include <custody/integrity.h>
 #include <custody/store.h>
 
 #include "cli.h"
@@ -60,7 +59,7 @@ static int
 read_rows(struct cli *cli, struct rows *w)
 {
 	size_t n = 0;
-	int r, on = 0;
+	int r;
 
 	memset(w, 0, sizeof(*w));
 	if ((r = custody_store_list_certs(cli->store, &w->certs, &w->n_certs, &cli->err)) != CUSTODY_OK ||
@@ -71,22 +70,9 @@ read_rows(struct cli *cli, struct rows *w)
 	    (r = custody_store_list_nodes(cli->store, &w->nodes, &w->n_nodes, &cli->err)) !=
 	    CUSTODY_OK)
 		return r;
-	/* The chain first: a log broken already is not vouched for.  A log
-	 * written before tags has no tag to check yet: the chain alone. */
-	if ((r = custody_store_tags_on(cli->store, &on, &cli->err)) != CUSTODY_OK)
-		return r;
-	if (!on)
-		custody_integrity_detach(cli->store);
-	r = custody_audit_verify_store(cli->store, &n, w->head, &cli->err);
-	if (!on) {
-		custody_err e;
-
-		memset(&e, 0, sizeof(e));
-		if (custody_integrity_attach(cli->store, cli->token, r == CUSTODY_OK ? &cli->err : &e) !=
-		    CUSTODY_OK && r == CUSTODY_OK)
-			return CUSTODY_EFAIL;
-	}
-	if (r != CUSTODY_OK)
+	/* The chain first: a log broken already is not vouched for (and its
+	 * head's tag checked, on a store that has tags). */
+	if ((r = custody_audit_verify_store(cli->store, &n, w->head, &cli->err)) != CUSTODY_OK)
 		return custody_err_prefix(&cli->err, "cannot tag the audit log");
 	return custody_store_audit_head(cli->store, &w->head_seq, w->head, &cli->err);
 }

@@ -712,7 +712,7 @@ custody_audit_verify_store(custody_store *st, size_t *n,
 	size_t count = 0;
 	int64_t head_seq = 0;
 	char head_hash[CUSTODY_AUDIT_HASH_HEX + 1] = "";
-	int in_tx = 0;
+	int in_tx = 0, tagged = 0;
 	int head_r;
 
 	/* One transaction: an append between the two reads would look
@@ -739,9 +739,12 @@ custody_audit_verify_store(custody_store *st, size_t *n,
 	}
 	if ((r = check_head(e, count, head_seq, head_hash, err)) != CUSTODY_OK)
 		goto out;
+	/* The head's integrity tag, where the token can check it and the
+	 * store has tags (one written before them waits for `custody tag`). */
 	if (custody_store_has_tagger(st) &&
-	    (r = custody_audit_check_tag(st, head_seq, head_hash, err)) !=
-	    CUSTODY_OK)
+	    ((r = custody_store_tags_on(st, &tagged, err)) != CUSTODY_OK ||
+	     (tagged && (r = custody_audit_check_tag(st, head_seq, head_hash,
+						     err)) != CUSTODY_OK)))
 		goto out;
 	if (n != NULL)
 		*n = count;
