@@ -64,6 +64,8 @@ check "…and the audit log says so" \
 	[ "$(q "SELECT count(*) FROM audit WHERE action='delete' AND thumbprint='$O' AND detail='key package (key id $K, wrapped under KEK $kcv on node node1) in the store'")" -eq 1 ]
 run audit --verify
 check "…in a log whose chain holds" [ "$rc" -eq 0 ]
+# The operator's backup of the assignment as delete left it (tagged).
+backup_rows=$(rows assignments "type='OAuthTokenIssuer'")
 
 # ---- the attack: the certificate and its assignment put back
 sqlite3 "$db" "$cert_rows" "$assignment_rows"
@@ -97,7 +99,15 @@ sqlite3 "$db" "$package_rows"
 seq=$(q "SELECT max(seq) FROM audit WHERE action='delete' AND thumbprint='$O'")
 refused "with the package put back too, the assignment still fails its integrity check" "$tampered"
 
-# ---- the way back: import it again (the audit log says it came back)
+# ---- the way back: the forged assignment is not built on, even by a
+# real import; restored from the backup, import it again (the audit log
+# says it came back)
+recs=$(records)
+on node1 import --path "$T/issuer.p12" --replicable -t OAuthTokenIssuer
+check "import -t onto the forged assignment: exit 1" [ "$rc" -eq 1 ]
+check "…saying the row fails its integrity check" grep -qx "custody: import: $tampered" <<<"$err"
+check "…and the store's records unchanged" [ "$(records)" = "$recs" ]
+sqlite3 "$db" "DELETE FROM assignments WHERE type='OAuthTokenIssuer'" "$backup_rows"
 on node1 import --path "$T/issuer.p12" --replicable -t OAuthTokenIssuer
 check "a real import of the certificate on node1" [ "$rc" -eq 0 -a "$out" = "$O" ]
 on node2 sync
