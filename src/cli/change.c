@@ -38,6 +38,12 @@ change_plan(struct cli *cli, const struct change_request *req,
 		snprintf(stored.identity, sizeof(stored.identity), "%s", req->identity);
 	} else if (r != CUSTODY_OK) {
 		return r;
+	} else if ((r = cli_open_token(cli)) != CUSTODY_OK ||
+		   (r = custody_store_check_assignment(cli->store, &stored, &cli->err)) !=
+			   CUSTODY_OK) {
+		/* A change builds on the row: a forged one is neither kept as
+		 * it is (a no-op) nor tagged anew with what it says. */
+		return r;
 	}
 	custody_assign_resolve(&stored, cli->now, &ch->before);
 	ch->roll = req->roll;

@@ -392,7 +392,6 @@ applies_here(const struct test_run *t, const custody_assignment *a)
 	       strcasecmp(a->identity, t->cli->node) == 0;
 }
 
-/* The assignments to check, resolved at now, in *out (malloc'ed). */
 /* The assignment's record is genuine (its integrity tag holds); else it
  * is reported critical and nothing it names is checked. */
 static int
@@ -419,16 +418,20 @@ check_audit_integrity(struct test_run *t)
 		report(t, R_CRITICAL, "integrity", NULL, NULL, NULL, "%s", e.msg);
 }
 
+/* *out resolved at now; *stored the same assignments as the store holds
+ * them (their integrity tags are over these); both malloc'ed. */
 static int
-select_assignments(struct test_run *t, custody_assignment **out, size_t *n)
+select_assignments(struct test_run *t, custody_assignment **out,
+		   custody_assignment **stored, size_t *n)
 {
 	struct cli *cli = t->cli;
 	const char *ids[2] = {cli->node, "global"};
-	custody_assignment *all = NULL;
+	custody_assignment *all = NULL, *raw;
 	size_t count = 0, i, k = 0;
 	int r;
 
 	*out = NULL;
+	*stored = NULL;
 	*n = 0;
 	if (t->type != NULL) {
 		if ((all = calloc(2, sizeof(*all))) == NULL)
@@ -453,12 +456,21 @@ select_assignments(struct test_run *t, custody_assignment **out, size_t *n)
 						       &cli->err)) != CUSTODY_OK) {
 		return r;
 	}
+	if ((raw = calloc(count > 0 ? count : 1, sizeof(*raw))) == NULL) {
+		free(all);
+		return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
+	}
 	for (i = 0; i < count; i++) {
+		custody_assignment as_stored = all[i];
+
 		custody_assign_resolve(&all[i], cli->now, &all[i]);
-		if (applies_here(t, &all[i]) && !custody_assign_is_empty(&all[i]))
+		if (applies_here(t, &all[i]) && !custody_assign_is_empty(&all[i])) {
+			raw[k] = as_stored;
 			all[k++] = all[i];
+		}
 	}
 	*out = all;
+	*stored = raw;
 	*n = k;
 	return CUSTODY_OK;
 }
@@ -489,7 +501,7 @@ cmd_test(struct cli *cli, int argc, char **argv)
 	struct test_opts o = {NULL, NULL};
 	struct test_run t;
 	char type[CUSTODY_NAME_MAX + 1];
-	custody_assignment *as = NULL;
+	custody_assignment *as = NULL, *stored = NULL;
 	size_t n = 0, i;
 	int r;
 
@@ -511,7 +523,7 @@ cmd_test(struct cli *cli, int argc, char **argv)
 	    (r = parse_warn_days(cli, o.warn_days, &t.warn_days)) != CUSTODY_OK)
 		goto unknown;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
-	    (r = select_assignments(&t, &as, &n)) != CUSTODY_OK)
+	    (r = select_assignments(&t, &as, &stored, &n)) != CUSTODY_OK)
 		goto unknown;
 
 	if (n == 0 && t.type != NULL)
@@ -528,7 +540,7 @@ cmd_test(struct cli *cli, int argc, char **argv)
 	if (n > 0)
 		check_audit_integrity(&t);
 	for (i = 0; i < n; i++) {
-		if (!integrity_holds(&t, &as[i]))
+		if (!integrity_holds(&t, &stored[i]))
 			continue;
 		if ((r = check_current(&t, &as[i])) != CUSTODY_OK ||
 		    (as[i].pending.thumbprint[0] != '\0' &&
@@ -550,6 +562,7 @@ unknown_printed:
 	r = CLI_EXIT(R_UNKNOWN);
 out:
 	free(as);
+	free(stored);
 	json_decref(t.results);
 	return r;
 }

@@ -29,9 +29,14 @@ S=$(thumbprint_of_p12 solo)
 run import --path "$T/renA.p12"
 check "import renA.pfx (A + key K)" [ "$rc" -eq 0 ]
 n_ab=$(count_objects)
+object_files() { find "$T/tokens" -type f -name '*.object' ! -name 'token.object' | sort; }
+files_ab=$(object_files)
 run import --path "$T/renB.crt"
 check "import renB.crt (B alone, on the key already there)" [ "$rc" -eq 0 ]
 check "…adds one object, the certificate" [ "$(count_objects)" -eq $((n_ab + 1)) ]
+# SoftHSM keeps one file per object: the new one is B's certificate object.
+B_file=$(comm -13 <(printf '%s\n' "$files_ab") <(object_files))
+check "…one new object file, B's certificate" [ "$(grep -c . <<<"$B_file")" -eq 1 ]
 run list -o json
 K=$(py "print([c['key_id'] for c in d if c['thumbprint'] == '$A'][0])")
 check "B has A's key id" [ "$(py "print([c['key_id'] for c in d if c['thumbprint'] == '$B'][0])")" = "$K" ]
@@ -100,22 +105,29 @@ check "…B stays previous, nothing current" \
 	[ "$(py 'print(d[0]["current"], d[0]["previous"]["thumbprint"])')" = "None $B" ]
 
 # --- the key of an assigned certificate never goes, even with --force ---
-# Token "other" holds A (and K) alone; the store says B, on K, is assigned.
+# The token holds A (and K) alone: B's certificate object is set aside
+# (its object file moved out, as on a token restored from a backup older
+# than B), while the store still says B, on K, is assigned.  Deleting A
+# would take K, which B's assignment uses.
 run import --path "$T/renA.p12"
 run set -t WebServicesInternal --thumbprint "$B"
-eval "$("$TOP_SRCDIR/scripts/softhsm-token.sh" "$T" other)"
-export CUSTODY_TOKEN=test
-unset CUSTODY_SO_PIN_SOURCE
-run --token other import --path "$T/renA.p12"
-check "token other holds A and K" [ "$rc" -eq 0 ]
+check "B is current again" [ "$rc" -eq 0 ]
+mv "$B_file" "$T/B.object.aside"
+run list -o json
+check "the token holds A, not B" \
+	[ "$(py "print(sorted(c['thumbprint'] for c in d if c['key_id'] == '$K'))")" = "['$A']" ]
 before=$(state)
 for force in "" --force; do
-	run --token other delete --thumbprint "$A" $force
+	run delete --thumbprint "$A" $force
 	check "delete A ${force:-without --force} where K would go but B (on K) is assigned: exit 1" [ "$rc" -eq 1 ]
 	check "…naming B's assignment" \
 		grep -q "custody: delete: the key of certificate $A (key id $K) is in use: certificate $B on the same key is assigned as WebServicesInternal/node1:current" <<<"$err"
 	check "…nothing changed" [ "$(state)" = "$before" ]
 done
+mv "$T/B.object.aside" "$B_file"
+run list -o json
+check "B's certificate object back: A and B on K" \
+	[ "$(py "print(sorted(c['thumbprint'] for c in d if c['key_id'] == '$K'))")" = "$(python3 -c "print(sorted(['$A', '$B']))")" ]
 
 # --- the last certificate on a key: every object goes, one audit entry each ---
 run delete --thumbprint "$S" --dry-run
@@ -144,8 +156,29 @@ if [ -f "$SHIM" ]; then
 	S2=$(thumbprint_of_p12 solo2)
 	"$CUSTODY_BIN" -q import --path "$T/solo2.p12" >/dev/null
 	before=$(state)
+	# Which C_DestroyObject call destroys the certificate object: the
+	# store's writes come first, and each integrity tag they make destroys
+	# the session key it wrapped (the call right after C_WrapKey).  A
+	# rehearsal on a copy of the token and the store traces the calls; the
+	# first C_DestroyObject that does not follow a C_WrapKey is the one.
+	cert_destroy_at() { # THUMBPRINT
+		rm -rf "$T/rehearsal"
+		mkdir "$T/rehearsal"
+		cp -a "$T/tokens" "$T/custody.db" "$T/rehearsal/"
+		sed "s|^directories.tokendir = .*|directories.tokendir = $T/rehearsal/tokens|" \
+			"$SOFTHSM2_CONF" >"$T/rehearsal/softhsm2.conf"
+		SOFTHSM2_CONF=$T/rehearsal/softhsm2.conf CUSTODY_STORE=sqlite:$T/rehearsal/custody.db \
+			FAULT_TARGET=$SOFTHSM_MODULE FAULT_FUNC=C_DestroyObject FAULT_TRACE=$T/rehearsal/trace \
+			CUSTODY_MODULE=$SHIM "$CUSTODY_BIN" -q delete --thumbprint "$1" >/dev/null 2>&1 &&
+			awk '$2 == "C_DestroyObject" && prev != "C_WrapKey" { print $1; exit } { prev = $2 }' \
+				"$T/rehearsal/trace"
+		rm -rf "$T/rehearsal"
+	}
 	for victim in "$S2" "$A"; do
-		out=$(FAULT_TARGET=$SOFTHSM_MODULE FAULT_FUNC=C_DestroyObject FAULT_AT=1 \
+		at=$(cert_destroy_at "$victim")
+		check "the rehearsal of deleting $victim finds its certificate object's C_DestroyObject" \
+			grep -qx '[1-9][0-9]*' <<<"$at"
+		out=$(FAULT_TARGET=$SOFTHSM_MODULE FAULT_FUNC=C_DestroyObject FAULT_AT=$at \
 			CUSTODY_MODULE=$SHIM "$CUSTODY_BIN" delete --thumbprint "$victim" 2>"$T/stderr")
 		rc=$?
 		err=$(cat "$T/stderr")

@@ -64,6 +64,8 @@ check "…and the audit log says so" \
 	[ "$(q "SELECT count(*) FROM audit WHERE action='delete' AND thumbprint='$O' AND detail='key package (key id $K, wrapped under KEK $kcv on node node1) in the store'")" -eq 1 ]
 run audit --verify
 check "…in a log whose chain holds" [ "$rc" -eq 0 ]
+# The operator's backup of the assignment as delete left it (tagged).
+backup_rows=$(rows assignments "type='OAuthTokenIssuer'")
 
 # ---- the attack: the certificate and its assignment put back
 sqlite3 "$db" "$cert_rows" "$assignment_rows"
@@ -79,7 +81,7 @@ refused() {
 	for n in node1 node2; do
 		on "$n" sync
 		check "$1: sync on $n exits 1" [ "$rc" -eq 1 ]
-		check "…one line: $1" grep -qE "^custody: sync: 1 of 1 keys are not held on this node: OAuthTokenIssuer current $O: $2$" <<<"$err"
+		check "…one line: $1" grep -qE "^custody: sync: $2$" <<<"$err"
 		on "$n" sign -t OAuthTokenIssuer --in "$T/data" --out "$T/$n.sig"
 		check "…$n cannot sign with it" [ "$rc" -eq 1 -a ! -e "$T/$n.sig" ]
 	done
@@ -87,16 +89,25 @@ refused() {
 	check "…nor the certificates, assignments and packages of the store" [ "$(records)" = "$recs" ]
 }
 echo data >"$T/data"
-refused "nothing to unwrap" \
-	"the key is not on token node[12] and the store holds no package for it \(not replicable, or not packaged yet\)"
+# The rows put back carry the tags they had, but the assignment's no
+# longer holds (delete --force rewrote it): sync refuses the row itself.
+tampered="the store's assignment record oauthtokenissuer/global fails its integrity check: it was changed outside custody"
+refused "the assignment put back fails its integrity check" "$tampered"
 
 # ---- and a copy of the package put back as well
 sqlite3 "$db" "$package_rows"
 seq=$(q "SELECT max(seq) FROM audit WHERE action='delete' AND thumbprint='$O'")
-refused "the certificate was deleted, its package is refused" \
-	"the certificate was deleted \(audit entry $seq, [0-9T:-]+Z on node node1\) and not imported again since: its package is refused, nothing unwrapped"
+refused "with the package put back too, the assignment still fails its integrity check" "$tampered"
 
-# ---- the way back: import it again (the audit log says it came back)
+# ---- the way back: the forged assignment is not built on, even by a
+# real import; restored from the backup, import it again (the audit log
+# says it came back)
+recs=$(records)
+on node1 import --path "$T/issuer.p12" --replicable -t OAuthTokenIssuer
+check "import -t onto the forged assignment: exit 1" [ "$rc" -eq 1 ]
+check "…saying the row fails its integrity check" grep -qx "custody: import: $tampered" <<<"$err"
+check "…and the store's records unchanged" [ "$(records)" = "$recs" ]
+sqlite3 "$db" "DELETE FROM assignments WHERE type='OAuthTokenIssuer'" "$backup_rows"
 on node1 import --path "$T/issuer.p12" --replicable -t OAuthTokenIssuer
 check "a real import of the certificate on node1" [ "$rc" -eq 0 -a "$out" = "$O" ]
 on node2 sync

@@ -2,8 +2,10 @@
 # The store can lie (a writer of the store who holds no PIN): the record of
 # the OAuthTokenIssuer certificate is given the key id of the
 # WebServicesInternal key.  custody checks every record against the
-# certificate it holds before it uses its key id: sign, jwt issue, jwt
-# verify, metadata and the engine refuse with one line naming the record
+# certificate it holds before it uses its key id, and the record's
+# integrity tag, made with the token's KEK, no longer holds: sign, jwt
+# issue, jwt verify, metadata and the engine refuse with one line naming
+# the record
 # (and sign nothing); test and status report it; sync neither checks,
 # destroys nor unwraps by it (with the package's key id changed too, sync
 # once destroyed the WebServicesInternal key as its own debris).  The
@@ -48,21 +50,23 @@ check "before: status is in line" [ "$rc" -eq 0 ]
 
 # ---- the attack: the certificate's record names the other key
 q "UPDATE certificates SET key_id='$KW' WHERE thumbprint='$O'"
-line="the store's record of certificate $O: its key id $KW is not that of its certificate ($KO)"
-hint="hint: the store was changed outside custody: restore it from a backup, and find out who changed it"
+# The record's integrity tag no longer holds: every command that reads it
+# says so before it uses the key id.
+line="the store's certificate record $O fails its integrity check: it was changed outside custody"
+hint="hint: nothing was used; find who writes the store directly"
 before=$(state)
 
 run sign -t OAuthTokenIssuer --in "$T/data" --out "$T/bad.sig"
 check "sign: exit 1" [ "$rc" -eq 1 ]
 check "…one line naming the record, then the hint" \
-	[ "$err" = "custody: sign: cannot sign for OAuthTokenIssuer: $line"$'\n'"$hint" ]
+	[ "$err" = "custody: sign: $line"$'\n'"$hint" ]
 check "…and no signature" [ ! -e "$T/bad.sig" ]
 "$CUSTODY_BIN" sign -t OAuthTokenIssuer --in "$T/data" >"$T/bad-stdout.sig" 2>/dev/null
 check "…not on standard output either" [ ! -s "$T/bad-stdout.sig" ]
 
 run jwt issue -t OAuthTokenIssuer --claims '{"sub":"after"}'
 check "jwt issue: exit 1, no token" [ "$rc" -eq 1 -a -z "$out" ]
-check "…the same line" [ "$(head -1 <<<"$err")" = "custody: jwt: cannot sign for OAuthTokenIssuer: $line" ]
+check "…the same line" [ "$(head -1 <<<"$err")" = "custody: jwt: $line" ]
 run jwt verify -t OAuthTokenIssuer "$jwt"
 check "jwt verify of a token made before: exit 1" [ "$rc" -eq 1 -a -z "$out" ]
 check "…naming the record" [ "$(head -1 <<<"$err")" = "custody: jwt: $line" ]
@@ -93,7 +97,7 @@ if [ -f "$engines_dir/custody.so" ]; then
 		-keyform engine -inkey OAuthTokenIssuer -sign -in "$T/digest" -out "$T/engine.sig" 2>&1)
 	erc=$?
 	check "the engine: openssl pkeyutl fails" [ "$erc" -ne 0 ]
-	check "…with the line" grep -qF "cannot load the private key of OAuthTokenIssuer: $line" <<<"$eout"
+	check "…with the line" grep -qF "cannot load the private key of OAuthTokenIssuer: certificate $O, current for type OAuthTokenIssuer: $line" <<<"$eout"
 	check "…and no signature" [ ! -s "$T/engine.sig" ]
 else
 	ok "# SKIP the engine is not built"

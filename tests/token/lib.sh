@@ -22,6 +22,7 @@ ok() { # DESCRIPTION — pass
 	echo "ok $tap_n - $*"
 }
 not_ok() { # DESCRIPTION [DETAIL...] — fail
+	local line
 	tap_n=$((tap_n + 1))
 	tap_failed=$((tap_failed + 1))
 	echo "not ok $tap_n - $1"
