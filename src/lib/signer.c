@@ -513,7 +513,12 @@ static custody_token *
 tag_token_borrow(void *arg, custody_err *err)
 {
 	custody_ctx *ctx = arg;
+	custody_err quiet;
 
+	/* token_start remembers a refused PIN only through an error record:
+	 * never tried twice, even when the caller asked for no message. */
+	if (err == NULL)
+		err = &quiet;
 	pthread_mutex_lock(&ctx->mx);
 	if (ctx->tok == NULL && token_start(ctx, err) != CUSTODY_OK)
 		goto fail;

@@ -456,7 +456,8 @@ make_tag(custody_store *st, const struct row *row, int for_write,
 {
 	int r = st->tag_fn(st->tag_ctx, row->digest, for_write, tag, err);
 
-	if (r != CUSTODY_OK)
+	/* A refused PIN says so itself, first: it is not about the row. */
+	if (r != CUSTODY_OK && r != CUSTODY_EPIN)
 		custody_err_prefix(err, "cannot %s the integrity tag of the %s "
 				   "record %s", for_write ? "make" : "check",
 				   row->kind, row->name);
