@@ -129,6 +129,7 @@ typedef struct custody_sync_item {
 				 * unwrapped again (repair says why)     */
 	char problem[256];	/* "" or why the key is not held         */
 	char repair[256];	/* "" or what the repair destroyed, why  */
+	char key_id[CUSTODY_KEY_ID_HEX + 1];	/* of the key unwrapped */
 } custody_sync_item;
 
 typedef struct custody_sync_result {

@@ -116,6 +116,11 @@ typedef int (*custody_store_tag_fn)(void *ctx,
  * on ctx when it is replaced or the store closes. */
 void custody_store_set_tagger(custody_store *st, custody_store_tag_fn fn,
 			      void *ctx, void (*free_ctx)(void *ctx));
+/* Tells the tagger how each write transaction ended (after the commit or
+ * rollback): what it made for a transaction that did not commit, it may
+ * undo.  Cleared by custody_store_set_tagger. */
+void custody_store_set_tagger_tx_end(custody_store *st,
+				     void (*tx_end)(void *ctx, int committed));
 int custody_store_has_tagger(const custody_store *st);
 /* *on = 1 when the store's rows carry tags (the row_tags mark). */
 int custody_store_tags_on(custody_store *st, int *on, custody_err *err);

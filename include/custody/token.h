@@ -133,11 +133,15 @@ void custody_token_certs_free(custody_token_cert *certs, size_t n);
 int custody_token_has_private_key(custody_token *tok, const char *key_id,
 				  int *present, custody_err *err);
 
+#define CUSTODY_TOKEN_CHAIN_MAX 16	/* CA certificates an undo can name */
 typedef struct custody_token_import_result {
 	int created_key;	/* a private key object was created        */
 	int created_cert;	/* the certificate object was created      */
 	int created_chain;	/* how many CA certificates were created   */
 	char key_id[CUSTODY_KEY_ID_HEX + 1];
+	/* The key ids of the first CUSTODY_TOKEN_CHAIN_MAX CA certificates
+	 * created (each under its own key id): what an undo destroys. */
+	char chain_key_ids[CUSTODY_TOKEN_CHAIN_MAX][CUSTODY_KEY_ID_HEX + 1];
 } custody_token_import_result;
 
 /*

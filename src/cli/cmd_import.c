@@ -18,7 +18,9 @@
 
 #include <openssl/x509.h>
 
+#include <custody/cert.h>
 #include <custody/cluster.h>
+#include <custody/hexfmt.h>
 #include <custody/policy.h>
 #include <custody/secret.h>
 #include <custody/timefmt.h>
@@ -248,19 +250,57 @@ check_packaging(struct cli *cli, const struct change_request *req,
 /* Undoes what this import created on the token when the store refused the
  * rest: only objects that did not exist before are destroyed.  0 when
  * they could not be (their note of intent then stays, for custody tidy). */
+/* Destroys CA certificate x again when this import created it. */
 static int
-undo_token_import(struct cli *cli, const custody_token_import_result *res)
+undo_ca_cert(struct cli *cli, const custody_token_import_result *res, X509 *x)
 {
+	unsigned char id[20], *der = NULL;
+	char hex[CUSTODY_KEY_ID_HEX + 1];
 	custody_err err;
+	int i, len, r;
 
-	if (!(res->created_key && res->created_cert))
+	if (custody_cert_key_id(x, id, &err) != CUSTODY_OK)
 		return 1;
-	if (custody_token_delete(cli->token, res->key_id, &err) != CUSTODY_OK) {
-		cli_warn("could not remove the objects of key id %s again: %s",
-			 res->key_id, err.msg);
+	custody_hex_encode(id, sizeof(id), hex, 0);
+	for (i = 0; i < res->created_chain && i < CUSTODY_TOKEN_CHAIN_MAX; i++)
+		if (strcmp(res->chain_key_ids[i], hex) == 0)
+			break;
+	if (i == res->created_chain || i == CUSTODY_TOKEN_CHAIN_MAX ||
+	    (len = i2d_X509(x, &der)) <= 0)
+		return 1;
+	r = custody_token_delete_cert(cli->token, hex, der, (size_t)len, &err);
+	OPENSSL_free(der);
+	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND) {
+		cli_warn("could not remove CA certificate %s again: %s", hex, err.msg);
 		return 0;
 	}
 	return 1;
+}
+
+static int
+undo_token_import(struct cli *cli, const custody_token_import_result *res,
+		  const custody_cert_record *rec, STACK_OF(X509) *chain)
+{
+	custody_err err;
+	int i, ok = 1, r = CUSTODY_OK;
+
+	/* The key with its certificate, or the certificate alone (a new
+	 * certificate for a key the token held already). */
+	if (res->created_key && res->created_cert)
+		r = custody_token_delete(cli->token, res->key_id, &err);
+	else if (res->created_cert)
+		r = custody_token_delete_cert(cli->token, res->key_id, rec->der, rec->der_len,
+					      &err);
+	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND) {
+		cli_warn("could not remove the objects of key id %s again: %s",
+			 res->key_id, err.msg);
+		ok = 0;
+	}
+	/* The CA certificates it created, each under its own key id. */
+	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++)
+		if (!undo_ca_cert(cli, res, sk_X509_value(chain, i)))
+			ok = 0;
+	return ok;
 }
 
 int
@@ -469,7 +509,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 undo:
 	if (in_tx)
 		custody_store_rollback(cli->store);
-	if (!undo_token_import(cli, &res))
+	if (!undo_token_import(cli, &res, &rec, bundle.chain))
 		noted = 0;
 out:
 	if (noted)	/* done, or undone */

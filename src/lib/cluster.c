@@ -1595,6 +1595,7 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 	}
 	it->held = 1;
 	it->unwrapped = 1;
+	snprintf(it->key_id, sizeof(it->key_id), "%s", cert.key_id);
 out:
 	X509_free(x);
 	custody_cert_record_clear(&cert);
@@ -1682,6 +1683,31 @@ out:
 	return r;
 }
 
+/* The store could not record the sync: the keys it unwrapped go again,
+ * and the next sync makes them anew (a failed sync changes nothing). */
+static void
+undo_unwraps(custody_token *tok, const custody_sync_result *res)
+{
+	custody_err e;
+	size_t i;
+
+	for (i = 0; i < res->n; i++) {
+		const custody_sync_item *it = &res->items[i];
+
+		if (!it->unwrapped || it->repaired || earlier(res, i) != NULL)
+			continue;
+		if (custody_token_delete(tok, it->key_id, &e) == CUSTODY_OK)
+			custody_step("the store did not record this sync: key "
+				     "%s unwrapped for %s removed again",
+				     it->key_id, it->thumbprint);
+		else
+			custody_warn("the store did not record this sync, and "
+				     "key %s unwrapped for %s cannot be removed "
+				     "again: %s", it->key_id, it->thumbprint,
+				     e.msg);
+	}
+}
+
 int
 custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
 		     int64_t now, custody_sync_result *res, custody_err *err)
@@ -1739,6 +1765,8 @@ custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
 		if ((r = write_sync(tok, st, node, clock_now(), res, package,
 				    err)) != CUSTODY_ECONFLICT)
 			break;
+	if (r != CUSTODY_OK)
+		undo_unwraps(tok, res);
 out:
 	if (attached)
 		custody_integrity_detach(st);

@@ -19,6 +19,7 @@ struct integrity {
 	custody_integrity_return_fn give_back;
 	void *arg;
 	int ready;		/* the token's KEK is the store's */
+	int made_kek;		/* created in the open transaction */
 };
 
 int
@@ -56,6 +57,7 @@ adopt_kek(struct integrity *ig, int present, char have[CUSTODY_KCV_HEX + 1],
 		if ((r = custody_token_kek_create(ig->tok, have, err)) !=
 		    CUSTODY_OK)
 			return r;
+		ig->made_kek = 1;
 	} else if ((r = custody_token_kek_kcv(ig->tok, have, err)) !=
 		   CUSTODY_OK) {
 		return r;
@@ -133,24 +135,59 @@ tag(void *ctx, const unsigned char digest[CUSTODY_TAG_INPUT_LEN],
 	return r;
 }
 
+/* A KEK made for a transaction that did not commit goes again: the store
+ * does not record it, and a failed command leaves the token as it was. */
+static void
+tx_end(void *ctx, int committed)
+{
+	struct integrity *ig = ctx;
+	custody_token *tok;
+	custody_err e;
+
+	if (!ig->made_kek)
+		return;
+	ig->made_kek = 0;
+	if (committed)
+		return;
+	ig->ready = 0;
+	memset(&e, 0, sizeof(e));
+	tok = ig->borrow != NULL ? ig->borrow(ig->arg, &e) : ig->tok;
+	if (tok == NULL || custody_token_kek_destroy(tok, &e) != CUSTODY_OK)
+		custody_warn("cannot remove the store's new integrity key from "
+			     "the token again: %s", e.msg);
+	if (ig->borrow != NULL && tok != NULL)
+		ig->give_back(ig->arg);
+}
+
+/* Installs the tagger of ig (a copy, malloc'ed) on its store. */
+static int
+attach(const struct integrity *proto, custody_err *err)
+{
+	struct integrity *ig;
+
+	if (proto->st == NULL ||
+	    (proto->tok == NULL &&
+	     (proto->borrow == NULL || proto->give_back == NULL)))
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot check the store's integrity: "
+				       "no store or no token");
+	if ((ig = malloc(sizeof(*ig))) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot check the store's integrity: "
+				       "out of memory");
+	*ig = *proto;
+	custody_store_set_tagger(ig->st, tag, ig, free);
+	custody_store_set_tagger_tx_end(ig->st, tx_end);
+	return CUSTODY_OK;
+}
+
 int
 custody_integrity_attach(custody_store *st, custody_token *tok,
 			 custody_err *err)
 {
-	struct integrity *ig;
+	struct integrity ig = {.st = st, .tok = tok};
 
-	if (st == NULL || tok == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot check the store's integrity: "
-				       "no store or no token");
-	if ((ig = calloc(1, sizeof(*ig))) == NULL)
-		return custody_err_set(err, CUSTODY_EFAIL,
-				       "cannot check the store's integrity: "
-				       "out of memory");
-	ig->st = st;
-	ig->tok = tok;
-	custody_store_set_tagger(st, tag, ig, free);
-	return CUSTODY_OK;
+	return attach(&ig, err);
 }
 
 int
@@ -159,22 +196,10 @@ custody_integrity_attach_lent(custody_store *st,
 			      custody_integrity_return_fn give_back, void *arg,
 			      custody_err *err)
 {
-	struct integrity *ig;
+	struct integrity ig = {.st = st, .borrow = borrow,
+			       .give_back = give_back, .arg = arg};
 
-	if (st == NULL || borrow == NULL || give_back == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot check the store's integrity: "
-				       "no store or no token");
-	if ((ig = calloc(1, sizeof(*ig))) == NULL)
-		return custody_err_set(err, CUSTODY_EFAIL,
-				       "cannot check the store's integrity: "
-				       "out of memory");
-	ig->st = st;
-	ig->borrow = borrow;
-	ig->give_back = give_back;
-	ig->arg = arg;
-	custody_store_set_tagger(st, tag, ig, free);
-	return CUSTODY_OK;
+	return attach(&ig, err);
 }
 
 void

@@ -29,6 +29,7 @@ struct custody_store {
 	custody_store_tag_fn tag_fn;	/* NULL until a token is attached */
 	void *tag_ctx;
 	void (*tag_free)(void *ctx);
+	void (*tag_tx_end)(void *ctx, int committed);
 	int tags_on;			/* the row_tags mark was seen */
 };
 
@@ -418,6 +419,23 @@ custody_store_set_tagger(custody_store *st, custody_store_tag_fn fn, void *ctx,
 	st->tag_fn = fn;
 	st->tag_ctx = ctx;
 	st->tag_free = free_ctx;
+	st->tag_tx_end = NULL;
+}
+
+void
+custody_store_set_tagger_tx_end(custody_store *st,
+				void (*tx_end)(void *ctx, int committed))
+{
+	if (st != NULL)
+		st->tag_tx_end = tx_end;
+}
+
+/* The tagger hears how each write transaction ended. */
+static void
+tell_tx_end(custody_store *st, int committed)
+{
+	if (st->tag_tx_end != NULL)
+		st->tag_tx_end(st->tag_ctx, committed);
 }
 
 int
@@ -725,8 +743,7 @@ custody_store_close(custody_store *st)
 {
 	if (st == NULL)
 		return;
-	if (st->in_transaction)
-		st->backend->rollback(st->handle);
+	custody_store_rollback(st);
 	custody_store_set_tagger(st, NULL, NULL, NULL);
 	st->backend->close(st->handle);
 	free(st);
@@ -765,6 +782,7 @@ custody_store_commit(custody_store *st, custody_err *err)
 	/* Committed or rolled back: either way the transaction is over. */
 	st->in_transaction = 0;
 	r = st->backend->commit(st->handle, err);
+	tell_tx_end(st, r == CUSTODY_OK);
 out:
 	return r;
 }
@@ -776,6 +794,7 @@ custody_store_rollback(custody_store *st)
 		return;
 	st->in_transaction = 0;
 	st->backend->rollback(st->handle);
+	tell_tx_end(st, 0);
 }
 
 int

@@ -576,6 +576,20 @@ out:
 }
 
 /* Creates the certificate of t unless the same DER is there; *created. */
+/* The template's CKA_ID, lower-case hex ("" without one). */
+static void
+tmpl_id_hex(const struct tmpl *t, char hex[CUSTODY_KEY_ID_HEX + 1])
+{
+	CK_ULONG i;
+
+	hex[0] = '\0';
+	for (i = 0; i < t->n; i++)
+		if (t->a[i].type == CKA_ID && t->a[i].ulValueLen * 2 <=
+		    CUSTODY_KEY_ID_HEX)
+			custody_hex_encode(t->a[i].pValue, t->a[i].ulValueLen,
+					   hex, 0);
+}
+
 static int
 write_cert(custody_token *tok, struct plan *p, struct tmpl *t,
 	   const char *what, int *created, custody_err *err)
@@ -628,6 +642,9 @@ write_objects(custody_token *tok, struct plan *p, int have_key,
 		if ((r = write_cert(tok, p, &p->chain[i], "CA certificate",
 				    &created, err)) != CUSTODY_OK)
 			goto out;
+		if (created && res->created_chain < CUSTODY_TOKEN_CHAIN_MAX)
+			tmpl_id_hex(&p->chain[i],
+				    res->chain_key_ids[res->created_chain]);
 		res->created_chain += created;
 	}
 	r = CUSTODY_OK;
