@@ -82,6 +82,25 @@ count_calls() {
 	cat "$T/count"
 }
 
+# own_call FUNC first|last — the first or last call of FUNC in the clean
+# run that is the command's own, not part of an integrity tag (a tag makes
+# a session key, wraps it under the KEK and destroys it: a C_CreateObject
+# followed by C_WrapKey, a C_DestroyObject right after one).
+own_call() {
+	awk -v f="$1" -v which="$2" '
+		{ fn[NR] = $2; id[NR] = $1 }
+		END {
+			for (i = 1; i <= NR; i++) {
+				if (fn[i] != f) continue
+				if (f == "C_CreateObject" && fn[i + 1] == "C_WrapKey") continue
+				if (f == "C_DestroyObject" && fn[i - 1] == "C_WrapKey") continue
+				n = id[i]
+				if (which == "first") break
+			}
+			print n
+		}' "$T/clean.trace"
+}
+
 # call_name N — the function of the N-th call of the clean run.
 call_name() {
 	awk -v n="$1" '$1 == n { print $2; exit }' "$T/clean.trace"

@@ -86,7 +86,7 @@ restore_point() { save_state "$1"; }
 save_state clean
 count_calls import --path "$T/one.p12" >/dev/null
 restore_state clean
-last_create=$(awk '$2 == "C_CreateObject" { n = $1 } END { print n }' "$T/clean.trace")
+last_create=$(own_call C_CreateObject last)
 run_fault FAULT_AT="$last_create" FAULT_ABORT=1 -- import --path "$T/one.p12"
 check "import aborted at its last C_CreateObject (call $last_create, the certificate)" [ "$rc" -eq 134 ]
 checkstate --leftovers-ok
@@ -161,7 +161,7 @@ make_p12 two two.tidy.test 100
 save_state named
 count_calls import --path "$T/two.p12" >/dev/null
 restore_state named
-last_destroy=$(awk '$2 == "C_DestroyObject" { n = $1 } END { print n }' "$T/clean.trace")
+last_destroy=$(own_call C_DestroyObject last)
 run_fault FAULT_AT="$last_destroy" FAULT_ABORT=1 -- import --path "$T/two.p12"
 check "import aborted at its last C_DestroyObject (the note)" [ "$rc" -eq 134 ]
 two=$(thumbprint_of_p12 two)
@@ -183,7 +183,7 @@ save_state csr
 count_calls request --subject CN=csr.tidy.test --key ec:p256 --csr "$T/csr.csr" >/dev/null
 rm -f "$T/csr.csr"
 restore_state csr
-last_destroy=$(awk '$2 == "C_DestroyObject" { n = $1 } END { print n }' "$T/clean.trace")
+last_destroy=$(own_call C_DestroyObject last)
 run_fault FAULT_AT="$last_destroy" FAULT_ABORT=1 -- request --subject CN=csr.tidy.test --key ec:p256 \
 	--csr "$T/csr.csr"
 check "request --csr aborted at its last C_DestroyObject (the note)" [ "$rc" -eq 134 ]
@@ -195,8 +195,15 @@ check "…and destroys nothing" bash -c '! grep -q "would destroy" <<<"$1"' _ "$
 # 5. A token that refuses C_DestroyObject during tidy --yes.
 restore_state clean
 run_fault FAULT_AT="$last_create" FAULT_ABORT=1 -- import --path "$T/one.p12"
+# A store in use: its integrity KEK is made (by a whole import), so that
+# tidy's first C_DestroyObject of its own is the leftover's.
+"$CUSTODY_BIN" -q import --path "$T/two.p12" >/dev/null
+save_state torn
+count_calls tidy --yes >/dev/null
+restore_state torn
+first_destroy=$(own_call C_DestroyObject first)
 before=$(state)
-run_fault FAULT_FUNC=C_DestroyObject FAULT_AT=1 -- tidy --yes
+run_fault FAULT_AT="$first_destroy" -- tidy --yes
 check "C_DestroyObject refused: tidy --yes exits 1" [ "$rc" -eq 1 ]
 check "…naming the object" grep -q "cannot destroy the certificate\|cannot destroy the public key (key id $key_one)" <<<"$err"
 check "…with the token and the store unchanged" [ "$(state)" = "$before" ]
