@@ -582,6 +582,84 @@ check_read(custody_store *st, const struct row *row, custody_err *err)
 	return check_row(st, row, err);
 }
 
+/* The row of rec's key as the store holds it now: its digest, for telling
+ * a row changed while it was read (its row and tag are two reads outside
+ * a transaction) from one that fails its tag. */
+static int
+fetch_cert(custody_store *st, const custody_cert_record *rec, struct row *row)
+{
+	custody_cert_record now;
+	int r;
+
+	memset(&now, 0, sizeof(now));
+	if ((r = st->backend->get_cert(st->handle, rec->thumbprint, &now,
+				       NULL)) == CUSTODY_OK)
+		r = row_of_cert(&now, row, NULL);
+	custody_cert_record_clear(&now);
+	return r;
+}
+
+static int
+fetch_assignment(custody_store *st, const custody_assignment *rec,
+		 struct row *row)
+{
+	custody_assignment now;
+	int r;
+
+	memset(&now, 0, sizeof(now));
+	if ((r = st->backend->get_assignment(st->handle, rec->type,
+					     rec->identity, &now, NULL)) ==
+	    CUSTODY_OK)
+		r = row_of_assignment(&now, row, NULL);
+	return r;
+}
+
+static int
+fetch_package(custody_store *st, const custody_package_record *rec,
+	      struct row *row)
+{
+	custody_package_record now;
+	int r;
+
+	memset(&now, 0, sizeof(now));
+	if ((r = st->backend->get_package(st->handle, rec->thumbprint, &now,
+					  NULL)) == CUSTODY_OK)
+		r = row_of_package(&now, row, NULL);
+	custody_package_record_clear(&now);
+	return r;
+}
+
+static int
+fetch_node(custody_store *st, const custody_node_record *rec, struct row *row)
+{
+	custody_node_record now;
+	int r;
+
+	memset(&now, 0, sizeof(now));
+	if ((r = st->backend->get_node(st->handle, rec->name, &now, NULL)) ==
+	    CUSTODY_OK)
+		r = row_of_node(&now, row, NULL);
+	custody_node_record_clear(&now);
+	return r;
+}
+
+/* check_row, once more when it failed outside a transaction: ECONFLICT
+ * when the row changed meanwhile (a concurrent writer, not a forgery). */
+static int
+check_row_again(custody_store *st, const struct row *row, int r,
+		int fetched, const struct row *fresh, custody_err *err)
+{
+	if (r != CUSTODY_EFAIL || st->in_transaction || st->tag_fn == NULL ||
+	    fetched != CUSTODY_OK)
+		return r;
+	if (CRYPTO_memcmp(fresh->digest, row->digest, sizeof(row->digest)) != 0)
+		return custody_err_set(err, CUSTODY_ECONFLICT,
+				       "the store's %s record %s changed while "
+				       "it was read: read it again", row->kind,
+				       row->name);
+	return check_row(st, row, err);
+}
+
 #define ROW_FUNCTIONS(name, type, row_of)				\
 	static int							\
 	tag_##name(custody_store *st, const type *rec, custody_err *err)	\
@@ -613,7 +691,14 @@ check_read(custody_store *st, const struct row *row, custody_err *err)
 					       "store or no record");	\
 		if ((r = row_of(rec, &row, err)) != CUSTODY_OK)		\
 			return r;					\
-		return check_row(st, &row, err);			\
+		if ((r = check_row(st, &row, err)) == CUSTODY_EFAIL) {	\
+			struct row fresh;				\
+			int fetched = fetch_##name(st, rec, &fresh);	\
+									\
+			r = check_row_again(st, &row, r, fetched, &fresh,	\
+					    err);			\
+		}							\
+		return r;						\
 	}								\
 	int								\
 	custody_store_retag_##name(custody_store *st, const type *rec,	\
@@ -635,6 +720,76 @@ ROW_FUNCTIONS(cert, custody_cert_record, row_of_cert)
 ROW_FUNCTIONS(assignment, custody_assignment, row_of_assignment)
 ROW_FUNCTIONS(package, custody_package_record, row_of_package)
 ROW_FUNCTIONS(node, custody_node_record, row_of_node)
+
+/* A row just written is tagged as the store now holds it (a backend may
+ * keep some fields of an older row: put_cert updates the key URI and the
+ * label alone). */
+static int
+tag_stored_cert(custody_store *st, const char *thumbprint, custody_err *err)
+{
+	custody_cert_record rec;
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = st->backend->get_cert(st->handle, thumbprint, &rec, err)) ==
+	    CUSTODY_OK)
+		r = tag_cert(st, &rec, err);
+	custody_cert_record_clear(&rec);
+	return r;
+}
+
+static int
+tag_stored_assignment(custody_store *st, const char *type,
+		      const char *identity, custody_err *err)
+{
+	custody_assignment a;
+	int r;
+
+	memset(&a, 0, sizeof(a));
+	r = st->backend->get_assignment(st->handle, type, identity, &a, err);
+	if (r == CUSTODY_OK)
+		return tag_assignment(st, &a, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		/* An empty record deletes the row: its tag goes with it. */
+		struct row row;
+
+		snprintf(a.type, sizeof(a.type), "%s", type);
+		snprintf(a.identity, sizeof(a.identity), "%s", identity);
+		if ((r = row_of_assignment(&a, &row, err)) == CUSTODY_OK)
+			r = st->backend->put_tag(st->handle, row.kind, row.name,
+						 NULL, err);
+	}
+	return r;
+}
+
+static int
+tag_stored_node(custody_store *st, const char *name, custody_err *err)
+{
+	custody_node_record rec;
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = st->backend->get_node(st->handle, name, &rec, err)) ==
+	    CUSTODY_OK)
+		r = tag_node(st, &rec, err);
+	custody_node_record_clear(&rec);
+	return r;
+}
+
+static int
+tag_stored_package(custody_store *st, const char *thumbprint,
+		   custody_err *err)
+{
+	custody_package_record rec;
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = st->backend->get_package(st->handle, thumbprint, &rec, err)) ==
+	    CUSTODY_OK)
+		r = tag_package(st, &rec, err);
+	custody_package_record_clear(&rec);
+	return r;
+}
 
 /* Before an assignment is replaced: the row it replaces must be genuine,
  * or a change would pass the forged parts on under a fresh tag. */
@@ -802,7 +957,7 @@ custody_store_get_assignment(custody_store *st, const char *type,
 			     const char *identity, custody_assignment *out,
 			     custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	int r = CUSTODY_EFAIL, attempt;
 
 	if (st == NULL || out == NULL) {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
@@ -813,10 +968,15 @@ custody_store_get_assignment(custody_store *st, const char *type,
 	    (r = check_name("identity", identity, CUSTODY_NAME_MAX + 1, err)) !=
 		    CUSTODY_OK)
 		goto out;
-	if ((r = st->backend->get_assignment(st->handle, type, identity, out,
-					     err)) != CUSTODY_OK)
-		goto out;
-	r = check_assignment_on_read(st, out, err);
+	/* Row and tag are two reads: a change committed between them is read
+	 * again (three times at most), a forged row fails every time. */
+	for (attempt = 0; attempt < 3; attempt++) {
+		if ((r = st->backend->get_assignment(st->handle, type, identity,
+						     out, err)) != CUSTODY_OK ||
+		    (r = check_assignment_on_read(st, out, err)) !=
+		    CUSTODY_EFAIL || st->in_transaction)
+			break;
+	}
 out:
 	return r;
 }
@@ -869,7 +1029,7 @@ custody_store_put_assignment(custody_store *st, custody_assignment *a,
 		goto out;
 	if ((r = st->backend->put_assignment(st->handle, a, err)) != CUSTODY_OK)
 		goto out;
-	r = tag_assignment(st, a, err);
+	r = tag_stored_assignment(st, a->type, a->identity, err);
 out:
 	return r;
 }
@@ -902,7 +1062,7 @@ custody_store_put_cert(custody_store *st, const custody_cert_record *rec,
 	}
 	if ((r = st->backend->put_cert(st->handle, rec, err)) != CUSTODY_OK)
 		goto out;
-	r = tag_cert(st, rec, err);
+	r = tag_stored_cert(st, rec->thumbprint, err);
 out:
 	return r;
 }
@@ -911,7 +1071,7 @@ int
 custody_store_get_cert(custody_store *st, const char *thumbprint,
 		       custody_cert_record *out, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	int r = CUSTODY_EFAIL, attempt;
 
 	if (st == NULL || out == NULL) {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
@@ -920,11 +1080,16 @@ custody_store_get_cert(custody_store *st, const char *thumbprint,
 	}
 	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = st->backend->get_cert(st->handle, thumbprint, out, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	if ((r = check_cert_on_read(st, out, err)) != CUSTODY_OK)
+	for (attempt = 0; attempt < 3; attempt++) {	/* as above */
+		if ((r = st->backend->get_cert(st->handle, thumbprint, out,
+					       err)) != CUSTODY_OK)
+			break;
+		if ((r = check_cert_on_read(st, out, err)) == CUSTODY_OK)
+			break;
 		custody_cert_record_clear(out);
+		if (r != CUSTODY_EFAIL || st->in_transaction)
+			break;
+	}
 out:
 	return r;
 }
@@ -1293,7 +1458,7 @@ custody_store_put_node(custody_store *st, custody_node_record *rec,
 	}
 	if ((r = st->backend->put_node(st->handle, rec, err)) != CUSTODY_OK)
 		goto out;
-	r = tag_node(st, rec, err);
+	r = tag_stored_node(st, rec->name, err);
 out:
 	return r;
 }
@@ -1355,7 +1520,7 @@ custody_store_put_package(custody_store *st, const custody_package_record *rec,
 		goto out;
 	if ((r = st->backend->put_package(st->handle, rec, err)) != CUSTODY_OK)
 		goto out;
-	r = tag_package(st, rec, err);
+	r = tag_stored_package(st, rec->thumbprint, err);
 out:
 	return r;
 }
@@ -1364,17 +1529,22 @@ int
 custody_store_get_package(custody_store *st, const char *thumbprint,
 			  custody_package_record *out, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	int r = CUSTODY_EFAIL, attempt;
 
 	if ((r = check_store(st, out, "read a package", err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
 	memset(out, 0, sizeof(*out));
-	if ((r = st->backend->get_package(st->handle, thumbprint, out, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	if ((r = check_package_on_read(st, out, err)) != CUSTODY_OK)
+	for (attempt = 0; attempt < 3; attempt++) {	/* as above */
+		if ((r = st->backend->get_package(st->handle, thumbprint, out,
+						  err)) != CUSTODY_OK)
+			break;
+		if ((r = check_package_on_read(st, out, err)) == CUSTODY_OK)
+			break;
 		custody_package_record_clear(out);
+		if (r != CUSTODY_EFAIL || st->in_transaction)
+			break;
+	}
 out:
 	return r;
 }

@@ -147,7 +147,9 @@ if [ "$torn_key" -ge 1 ]; then
 	# check (C_Sign); sync destroys scratch objects of its own before (for
 	# the key check value) and after (a probe for CKA_COPYABLE).
 	run_fault FAULT_FUNC=C_DestroyObject -- sync
-	nth=$(awk '$2 ~ /^C_Sign/ { armed = 1 } armed && $2 == "C_DestroyObject" && $1 != "-" { print $1; exit }' "$T/trace")
+	# (An integrity tag's C_DestroyObject, right after its C_WrapKey, is
+	# not the repair's.)
+	nth=$(awk '$2 ~ /^C_Sign/ { armed = 1 } armed && $2 == "C_DestroyObject" && $1 != "-" && prev != "C_WrapKey" { print $1; exit } { prev = $2 }' "$T/trace")
 	restore_state torn
 	run_fault FAULT_FUNC=C_DestroyObject FAULT_AT="$nth" -- sync
 	check "C_DestroyObject refused: sync exits 1" [ "$rc" -eq 1 ]

@@ -28,6 +28,7 @@
 #include <custody/store.h>
 
 #include "unit/pgtest.h"
+#include "unit/testtagger.h"
 
 #define A "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 #define B "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
@@ -102,6 +103,7 @@ open_ok(void)
 	custody_err err = {0};
 
 	cr_assert_eq(custody_store_open(url, &st, &err), CUSTODY_OK, "%s", err.msg);
+	test_tagger_attach(st);
 	return st;
 }
 
@@ -763,6 +765,9 @@ BOTH(concurrent_processes_build_one_chain, .timeout = 60)
 			custody_err cerr = {0};
 			int j, r = custody_store_open(url, &cs, &cerr);
 
+			if (r == CUSTODY_OK)
+				test_tagger_attach(cs);
+
 			for (j = 0; r == CUSTODY_OK && j < APPENDS; j++) {
 				custody_audit_entry d = draft(T0 + j, "set", "Default",
 							      "global", A, "", NULL);
@@ -984,6 +989,31 @@ static const char v1_schema_pg[] =
 	"  current_effective, version) VALUES ('OAuthTokenIssuer', 'global', '"
 	A "', 1700000000, 3);";
 
+/* What `custody tag` does to the rows of a store from before tags. */
+static void
+tag_v1_rows(custody_store *st)
+{
+	custody_cert_record *certs = NULL;
+	custody_assignment *as = NULL;
+	custody_err err = {0};
+	size_t nc = 0, na = 0, i;
+
+	cr_assert_eq(custody_store_list_certs(st, &certs, &nc, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_list_assignments(st, &as, &na, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_eq(custody_store_begin(st, &err), CUSTODY_OK, "%s", err.msg);
+	for (i = 0; i < nc; i++)
+		cr_assert_eq(custody_store_retag_cert(st, &certs[i], &err), CUSTODY_OK, "%s",
+			     err.msg);
+	for (i = 0; i < na; i++)
+		cr_assert_eq(custody_store_retag_assignment(st, &as[i], &err), CUSTODY_OK, "%s",
+			     err.msg);
+	cr_assert_eq(custody_store_tags_enable(st, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_commit(st, &err), CUSTODY_OK, "%s", err.msg);
+	custody_cert_records_free(certs, nc);
+	free(as);
+}
+
 BOTH(a_version_1_store_is_migrated_and_keeps_its_rows)
 {
 	custody_store *st;
@@ -1008,6 +1038,12 @@ BOTH(a_version_1_store_is_migrated_and_keeps_its_rows)
 		     custody_store_schema_version());
 	cr_assert_eq(sql_int("SELECT applied_at FROM schema_version WHERE version = 1"),
 		     1700000000, "the version 1 row is kept");
+	/* Its rows carry no integrity tags: trusted once tagged (custody
+	 * tag), as they are. */
+	cr_assert_eq(custody_store_get_assignment(st, "OAuthTokenIssuer", "global", &a,
+						  &err), CUSTODY_EFAIL);
+	cr_assert(strstr(err.msg, "no integrity tags yet") != NULL, "%s", err.msg);
+	tag_v1_rows(st);
 	/* v1 rows intact. */
 	cr_assert_eq(custody_store_get_assignment(st, "OAuthTokenIssuer", "global", &a,
 						  &err), CUSTODY_OK, "%s", err.msg);

@@ -30,6 +30,7 @@
 #include <custody/store.h>
 
 #include "unit/pgtest.h"
+#include "unit/testtagger.h"
 
 #define A "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 #define B "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
@@ -112,6 +113,7 @@ open_ok(void)
 
 	cr_assert_eq(custody_store_open(url, &st, &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_not_null(st);
+	test_tagger_attach(st);
 	return st;
 }
 
@@ -371,6 +373,7 @@ Test(store, a_path_that_looks_like_an_sqlite_uri_stays_a_path)
 	cr_assert_eq(chdir(tmpdir), 0);
 	cr_assert_eq(custody_store_open("sqlite:file:odd.db?mode=memory", &st, &err),
 		     CUSTODY_OK, "%s", err.msg);
+	test_tagger_attach(st);
 	slot_set(&a.current, A, 1);
 	put_ok(st, &a);
 	custody_store_close(st);
@@ -378,6 +381,7 @@ Test(store, a_path_that_looks_like_an_sqlite_uri_stays_a_path)
 	cr_assert(sb.st_size > 0 || stat("file:odd.db?mode=memory-wal", &sb) == 0);
 	cr_assert_eq(custody_store_open("sqlite:file:odd.db?mode=memory", &st, &err),
 		     CUSTODY_OK, "%s", err.msg);
+	test_tagger_attach(st);
 	cr_assert_eq(custody_store_get_assignment(st, "Default", "global", &got, &err),
 		     CUSTODY_OK, "the data is in the file, not in memory: %s", err.msg);
 	custody_store_close(st);
@@ -414,7 +418,7 @@ BOTH(schema_version_is_recorded)
 {
 	custody_store *st = open_ok();
 
-	cr_assert_eq(custody_store_schema_version(), 4);
+	cr_assert_eq(custody_store_schema_version(), 5);
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"),
 		     custody_store_schema_version());
 	/* One row per migration, each applied once. */
@@ -452,7 +456,7 @@ BOTH(a_newer_schema_is_refused_naming_both_versions)
 	cr_assert_null(st);
 	cr_assert_eq(err.code, CUSTODY_EFAIL);
 	cr_assert(contains(err.msg, store_name), "%s", err.msg);
-	cr_assert(contains(err.msg, "schema version 7 is newer than version 4 "
+	cr_assert(contains(err.msg, "schema version 7 is newer than version 5 "
 			   "of this build"), "%s", err.msg);
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 7);
 }
@@ -846,6 +850,7 @@ increment_worker(void)
 		fprintf(stderr, "worker open: %s\n", err.msg);
 		return 2;
 	}
+	test_tagger_attach(st);
 	while (done < INCREMENTS) {
 		custody_assignment a;
 
@@ -1432,12 +1437,22 @@ BOTH(a_version_2_store_is_migrated_to_4_and_keeps_its_rows)
 	custody_store_close(st);
 	/* Back to version 2: what a store of the previous release holds. */
 	sql_exec("DROP TABLE nodes; DROP TABLE packages; DROP TABLE node_reports; "
-		 "DROP TABLE cluster_meta; DELETE FROM schema_version WHERE version >= 3");
+		 "DROP TABLE cluster_meta; DROP TABLE row_tags; "
+		 "DELETE FROM schema_version WHERE version >= 3");
 	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 2);
 
 	st = open_ok();
-	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 4);
-	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 4);
+	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 5);
+	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 5);
+	/* Its rows carry no integrity tags: nothing is trusted until they
+	 * are tagged (custody tag), and then they read as before. */
+	cr_assert_eq(custody_store_get_cert(st, rec.thumbprint, &got, &err), CUSTODY_EFAIL);
+	cr_assert(contains(err.msg, "no integrity tags yet"), "%s", err.msg);
+	begin_ok(st);
+	cr_assert_eq(custody_store_retag_cert(st, &rec, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_retag_assignment(st, &a, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_tags_enable(st, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
 	cr_assert_eq(custody_store_get_cert(st, rec.thumbprint, &got, &err), CUSTODY_OK,
 		     "%s", err.msg);
 	assert_cert_eq(&got, &rec);
@@ -1467,12 +1482,13 @@ BOTH(a_version_3_store_gets_the_signed_admission_and_keeps_its_nodes)
 	custody_store_close(st);
 	/* Back to version 3: the nodes table without the admission. */
 	sql_exec("ALTER TABLE nodes DROP COLUMN admission_sig; "
-		 "ALTER TABLE nodes DROP COLUMN kek_check; "
-		 "DELETE FROM schema_version WHERE version = 4");
+		 "ALTER TABLE nodes DROP COLUMN kek_check; DROP TABLE row_tags; "
+		 "DELETE FROM cluster_meta WHERE name = 'row_tags'; "
+		 "DELETE FROM schema_version WHERE version >= 4");
 	sql_exec("INSERT INTO nodes (name, state, admitted_by, version) "
 		 "VALUES ('node2', 'enrolled', '', 1)");
 	st = open_ok();
-	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 4);
+	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 5);
 	memset(&got, 0, sizeof(got));
 	cr_assert_eq(custody_store_get_node(st, "node2", &got, &err), CUSTODY_OK,
 		     "%s", err.msg);
@@ -1515,7 +1531,8 @@ BOTH(a_cluster_change_rolled_back_leaves_nothing)
 	custody_store_rollback(st);
 	cr_assert_eq(sql_int("SELECT count(*) FROM nodes"), 0);
 	cr_assert_eq(sql_int("SELECT count(*) FROM packages"), 0);
-	cr_assert_eq(sql_int("SELECT count(*) FROM cluster_meta"), 0);
+	cr_assert_eq(sql_int("SELECT count(*) FROM cluster_meta WHERE name <> 'row_tags'"), 0);
+	cr_assert_eq(sql_int("SELECT count(*) FROM row_tags"), 0, "nor their tags");
 	custody_package_record_clear(&p);
 	custody_store_close(st);
 }
