@@ -214,11 +214,34 @@ count_nodes(custody_store *st, size_t *n, custody_err *err)
 	return r;
 }
 
-/* ------------------------------------------------------------ kek create */
+/* ------------------------------------------------------ integrity */
 
 int
-custody_cluster_kek_create(custody_token *tok, custody_store *st,
-			   const char *node, custody_err *err)
+cluster_attach_token(custody_token *tok, custody_store *st, int *attached,
+		     custody_err *err)
+{
+	int r;
+
+	*attached = 0;
+	if (tok == NULL || st == NULL || custody_store_has_tagger(st))
+		return CUSTODY_OK;
+	if ((r = custody_integrity_attach(st, tok, err)) == CUSTODY_OK)
+		*attached = 1;
+	return r;
+}
+
+void
+cluster_detach_token(custody_store *st, int attached)
+{
+	if (attached)
+		custody_integrity_detach(st);
+}
+
+/* ------------------------------------------------------------ kek create */
+
+static int
+kek_create_attached(custody_token *tok, custody_store *st,
+		   const char *node, custody_err *err)
 {
 	char kcv[CUSTODY_KCV_HEX + 1], seen[CUSTODY_KCV_HEX + 1];
 	char tagged[CUSTODY_KCV_HEX + 1];
@@ -535,10 +558,10 @@ out:
 	return r;
 }
 
-int
-custody_cluster_node_enroll(custody_token *tok, custody_store *st,
-			    const char *node, const char *authority_fp,
-			    custody_err *err)
+static int
+node_enroll_attached(custody_token *tok, custody_store *st,
+		    const char *node, const char *authority_fp,
+		    custody_err *err)
 {
 	custody_node_record rec;
 	unsigned char *spki = NULL;
@@ -706,13 +729,13 @@ out:
 	return r;
 }
 
-int
-custody_cluster_node_admit(custody_token *tok, custody_store *st,
-			   const char *this_node, const char *node,
-			   const char *confirmed_fp,
-			   const char *so_pin, size_t so_pin_len,
-			   const char *user_pin, size_t user_pin_len,
-			   custody_err *err)
+static int
+node_admit_attached(custody_token *tok, custody_store *st,
+		    const char *this_node, const char *node,
+		    const char *confirmed_fp,
+		    const char *so_pin, size_t so_pin_len,
+		    const char *user_pin, size_t user_pin_len,
+		    custody_err *err)
 {
 	custody_node_record rec, fresh;
 	unsigned char *blob = NULL, *sig = NULL;
@@ -948,10 +971,10 @@ out:
 	return r;
 }
 
-int
-custody_cluster_node_join(custody_token *tok, custody_store *st,
-			  const char *node, const char *confirmed_check,
-			  custody_err *err)
+static int
+node_join_attached(custody_token *tok, custody_store *st,
+		  const char *node, const char *confirmed_check,
+		  custody_err *err)
 {
 	custody_node_record rec;
 	char kcv[CUSTODY_KCV_HEX + 1], have[CUSTODY_KCV_HEX + 1], detail[256];
@@ -1066,10 +1089,10 @@ out:
 
 /* ------------------------------------------------------------ packages */
 
-int
-custody_cluster_package_put(custody_token *tok, custody_store *st,
-			    const char *node, const char *thumbprint,
-			    const char *key_id, custody_err *err)
+static int
+package_put_attached(custody_token *tok, custody_store *st,
+		    const char *node, const char *thumbprint,
+		    const char *key_id, custody_err *err)
 {
 	custody_package_record rec;
 	char kcv[CUSTODY_KCV_HEX + 1];
@@ -1721,11 +1744,8 @@ custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot sync: no token, store or result");
 	memset(res, 0, sizeof(*res));
-	if (!custody_store_has_tagger(st)) {
-		if ((r = custody_integrity_attach(st, tok, err)) != CUSTODY_OK)
-			return r;
-		attached = 1;
-	}
+	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+		return r;
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = custody_cluster_kek_state(tok, st, store_kcv, token_kcv, err)) !=
 	    CUSTODY_OK)
@@ -1768,8 +1788,7 @@ custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
 	if (r != CUSTODY_OK)
 		undo_unwraps(tok, res);
 out:
-	if (attached)
-		custody_integrity_detach(st);
+	cluster_detach_token(st, attached);
 	free(package);
 	if (r != CUSTODY_OK)
 		custody_sync_result_clear(res);
@@ -1778,9 +1797,9 @@ out:
 
 /* ------------------------------------------------------------ seal */
 
-int
-custody_cluster_seal(custody_token *tok, custody_store *st, const char *node,
-		     const char *thumbprint, int force, custody_err *err)
+static int
+seal_attached(custody_token *tok, custody_store *st, const char *node,
+		const char *thumbprint, int force, custody_err *err)
 {
 	custody_cert_record cert;
 	custody_node_record *nodes = NULL;
@@ -2086,5 +2105,93 @@ out:
 	free(reps);
 	custody_audit_entries_free(log, n_log);
 	custody_node_records_free(nodes, n_nodes);
+	return r;
+}
+
+/* ------------------------------------------------- with the token attached */
+
+int
+custody_cluster_kek_create(custody_token *tok, custody_store *st,
+			   const char *node, custody_err *err)
+{
+	int attached = 0, r;
+
+	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+		return r;
+	r = kek_create_attached(tok, st, node, err);
+	cluster_detach_token(st, attached);
+	return r;
+}
+
+int
+custody_cluster_node_enroll(custody_token *tok, custody_store *st,
+			    const char *node, const char *authority_fp,
+			    custody_err *err)
+{
+	int attached = 0, r;
+
+	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+		return r;
+	r = node_enroll_attached(tok, st, node, authority_fp, err);
+	cluster_detach_token(st, attached);
+	return r;
+}
+
+int
+custody_cluster_node_join(custody_token *tok, custody_store *st,
+			  const char *node, const char *confirmed_check,
+			  custody_err *err)
+{
+	int attached = 0, r;
+
+	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+		return r;
+	r = node_join_attached(tok, st, node, confirmed_check, err);
+	cluster_detach_token(st, attached);
+	return r;
+}
+
+int
+custody_cluster_package_put(custody_token *tok, custody_store *st,
+			    const char *node, const char *thumbprint,
+			    const char *key_id, custody_err *err)
+{
+	int attached = 0, r;
+
+	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+		return r;
+	r = package_put_attached(tok, st, node, thumbprint, key_id, err);
+	cluster_detach_token(st, attached);
+	return r;
+}
+
+int
+custody_cluster_seal(custody_token *tok, custody_store *st, const char *node,
+		     const char *thumbprint, int force, custody_err *err)
+{
+	int attached = 0, r;
+
+	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+		return r;
+	r = seal_attached(tok, st, node, thumbprint, force, err);
+	cluster_detach_token(st, attached);
+	return r;
+}
+
+int
+custody_cluster_node_admit(custody_token *tok, custody_store *st,
+			   const char *this_node, const char *node,
+			   const char *confirmed_fp,
+			   const char *so_pin, size_t so_pin_len,
+			   const char *user_pin, size_t user_pin_len,
+			   custody_err *err)
+{
+	int attached = 0, r;
+
+	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+		return r;
+	r = node_admit_attached(tok, st, this_node, node, confirmed_fp, so_pin,
+				so_pin_len, user_pin, user_pin_len, err);
+	cluster_detach_token(st, attached);
 	return r;
 }

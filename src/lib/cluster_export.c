@@ -21,10 +21,11 @@
 #include <custody/hexfmt.h>
 #include <custody/log.h>
 
-int
-custody_cluster_export(custody_token *tok, custody_store *st,
-		       const char *node, const char *thumbprint,
-		       custody_package *out, custody_err *err)
+#include "cluster_internal.h"
+
+static int
+export_attached(custody_token *tok, custody_store *st, const char *node,
+		const char *thumbprint, custody_package *out, custody_err *err)
 {
 	custody_cert_record cert;
 	custody_package_record stored;
@@ -158,5 +159,19 @@ custody_cluster_unwrap_package(custody_token *tok, const custody_package *pkg,
 					     label, x, err);
 out:
 	X509_free(x);
+	return r;
+}
+
+int
+custody_cluster_export(custody_token *tok, custody_store *st,
+		       const char *node, const char *thumbprint,
+		       custody_package *out, custody_err *err)
+{
+	int attached = 0, r;
+
+	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+		return r;
+	r = export_attached(tok, st, node, thumbprint, out, err);
+	cluster_detach_token(st, attached);
 	return r;
 }

@@ -10,6 +10,7 @@
 #include <custody/cluster.h>
 #include <custody/error.h>
 #include <custody/store.h>
+#include <custody/token.h>
 
 #define CLUSTER_FP_SIZE CUSTODY_CLUSTER_FP_SIZE
 
@@ -17,6 +18,14 @@
  * KEK which tags a store that has no cluster (yet). */
 #define CLUSTER_META_KCV "kek_kcv"
 #define CLUSTER_META_TAG_KCV "tag_kek_kcv"
+
+/* What the cluster's functions write is tagged, and what they read
+ * checked, with tok (custody/integrity.h), unless the caller attached a
+ * token already.  *attached = 1 when it was attached here
+ * (cluster_detach_token undoes it). */
+int cluster_attach_token(custody_token *tok, custody_store *st, int *attached,
+			 custody_err *err);
+void cluster_detach_token(custody_store *st, int attached);
 
 /* The cluster authority's public key (DER SPKI, malloc'ed) as the store
  * records it; ENOTFOUND when it records none. */

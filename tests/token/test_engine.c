@@ -27,6 +27,7 @@
 
 #include <custody/assign.h>
 #include <custody/cert.h>
+#include <custody/integrity.h>
 #include <custody/store.h>
 #include <custody/token.h>
 
@@ -159,6 +160,7 @@ free_pairs(struct pair *p, size_t n)
 static void
 assign(const char *type, const char *identity, X509 *cert)
 {
+	custody_token *tok = NULL;
 	custody_store *st = NULL;
 	custody_cert_record rec;
 	custody_assignment a;
@@ -168,6 +170,9 @@ assign(const char *type, const char *identity, X509 *cert)
 
 	cr_assert_eq(custody_store_open(store_url, &st, &err), CUSTODY_OK,
 		     "%s", err.msg);
+	/* The token tags what is written (custody/integrity.h). */
+	tok = softhsm_fixture_open(&fx);
+	cr_assert_eq(custody_integrity_attach(st, tok, &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(custody_cert_record_from_x509(cert, &rec, &err),
 		     CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(custody_store_begin(st, &err), CUSTODY_OK, "%s", err.msg);
@@ -190,6 +195,7 @@ assign(const char *type, const char *identity, X509 *cert)
 		     err.msg);
 	custody_cert_record_clear(&rec);
 	custody_store_close(st);
+	custody_token_close(tok);
 }
 
 /* A signature of msg (SHA-256) made with pkey; malloc'ed by OpenSSL. */
