@@ -586,59 +586,61 @@ check_read(custody_store *st, const struct row *row, custody_err *err)
  * a row changed while it was read (its row and tag are two reads outside
  * a transaction) from one that fails its tag. */
 static int
-fetch_cert(custody_store *st, const custody_cert_record *rec, struct row *row)
+fetch_cert(custody_store *st, const custody_cert_record *rec, struct row *row,
+	   custody_err *err)
 {
 	custody_cert_record now;
 	int r;
 
 	memset(&now, 0, sizeof(now));
 	if ((r = st->backend->get_cert(st->handle, rec->thumbprint, &now,
-				       NULL)) == CUSTODY_OK)
-		r = row_of_cert(&now, row, NULL);
+				       err)) == CUSTODY_OK)
+		r = row_of_cert(&now, row, err);
 	custody_cert_record_clear(&now);
 	return r;
 }
 
 static int
 fetch_assignment(custody_store *st, const custody_assignment *rec,
-		 struct row *row)
+		 struct row *row, custody_err *err)
 {
 	custody_assignment now;
 	int r;
 
 	memset(&now, 0, sizeof(now));
 	if ((r = st->backend->get_assignment(st->handle, rec->type,
-					     rec->identity, &now, NULL)) ==
+					     rec->identity, &now, err)) ==
 	    CUSTODY_OK)
-		r = row_of_assignment(&now, row, NULL);
+		r = row_of_assignment(&now, row, err);
 	return r;
 }
 
 static int
 fetch_package(custody_store *st, const custody_package_record *rec,
-	      struct row *row)
+	      struct row *row, custody_err *err)
 {
 	custody_package_record now;
 	int r;
 
 	memset(&now, 0, sizeof(now));
 	if ((r = st->backend->get_package(st->handle, rec->thumbprint, &now,
-					  NULL)) == CUSTODY_OK)
-		r = row_of_package(&now, row, NULL);
+					  err)) == CUSTODY_OK)
+		r = row_of_package(&now, row, err);
 	custody_package_record_clear(&now);
 	return r;
 }
 
 static int
-fetch_node(custody_store *st, const custody_node_record *rec, struct row *row)
+fetch_node(custody_store *st, const custody_node_record *rec, struct row *row,
+	   custody_err *err)
 {
 	custody_node_record now;
 	int r;
 
 	memset(&now, 0, sizeof(now));
-	if ((r = st->backend->get_node(st->handle, rec->name, &now, NULL)) ==
+	if ((r = st->backend->get_node(st->handle, rec->name, &now, err)) ==
 	    CUSTODY_OK)
-		r = row_of_node(&now, row, NULL);
+		r = row_of_node(&now, row, err);
 	custody_node_record_clear(&now);
 	return r;
 }
@@ -693,7 +695,7 @@ check_row_again(custody_store *st, const struct row *row, int r,
 			return r;					\
 		if ((r = check_row(st, &row, err)) == CUSTODY_EFAIL) {	\
 			struct row fresh;				\
-			int fetched = fetch_##name(st, rec, &fresh);	\
+			int fetched = fetch_##name(st, rec, &fresh, NULL);	\
 									\
 			r = check_row_again(st, &row, r, fetched, &fresh,	\
 					    err);			\
@@ -724,70 +726,36 @@ ROW_FUNCTIONS(node, custody_node_record, row_of_node)
 /* A row just written is tagged as the store now holds it (a backend may
  * keep some fields of an older row: put_cert updates the key URI and the
  * label alone). */
-static int
-tag_stored_cert(custody_store *st, const char *thumbprint, custody_err *err)
-{
-	custody_cert_record rec;
-	int r;
-
-	memset(&rec, 0, sizeof(rec));
-	if ((r = st->backend->get_cert(st->handle, thumbprint, &rec, err)) ==
-	    CUSTODY_OK)
-		r = tag_cert(st, &rec, err);
-	custody_cert_record_clear(&rec);
-	return r;
-}
-
-static int
-tag_stored_assignment(custody_store *st, const char *type,
-		      const char *identity, custody_err *err)
-{
-	custody_assignment a;
-	int r;
-
-	memset(&a, 0, sizeof(a));
-	r = st->backend->get_assignment(st->handle, type, identity, &a, err);
-	if (r == CUSTODY_OK)
-		return tag_assignment(st, &a, err);
-	if (r == CUSTODY_ENOTFOUND) {
-		/* An empty record deletes the row: its tag goes with it. */
-		struct row row;
-
-		snprintf(a.type, sizeof(a.type), "%s", type);
-		snprintf(a.identity, sizeof(a.identity), "%s", identity);
-		if ((r = row_of_assignment(&a, &row, err)) == CUSTODY_OK)
-			r = st->backend->put_tag(st->handle, row.kind, row.name,
-						 NULL, err);
+#define TAG_STORED(name, type)						\
+	static int							\
+	tag_stored_##name(custody_store *st, const type *rec,		\
+			  custody_err *err)				\
+	{								\
+		struct row row;						\
+		int r = fetch_##name(st, rec, &row, err);		\
+									\
+		return r != CUSTODY_OK ? r : tag_written(st, &row, err);	\
 	}
-	return r;
-}
 
+TAG_STORED(cert, custody_cert_record)
+TAG_STORED(node, custody_node_record)
+TAG_STORED(package, custody_package_record)
+
+/* The same for an assignment, whose empty record deletes the row: its
+ * tag goes with it. */
 static int
-tag_stored_node(custody_store *st, const char *name, custody_err *err)
+tag_stored_assignment(custody_store *st, const custody_assignment *a,
+		      custody_err *err)
 {
-	custody_node_record rec;
-	int r;
+	struct row row;
+	int r = fetch_assignment(st, a, &row, err);
 
-	memset(&rec, 0, sizeof(rec));
-	if ((r = st->backend->get_node(st->handle, name, &rec, err)) ==
-	    CUSTODY_OK)
-		r = tag_node(st, &rec, err);
-	custody_node_record_clear(&rec);
-	return r;
-}
-
-static int
-tag_stored_package(custody_store *st, const char *thumbprint,
-		   custody_err *err)
-{
-	custody_package_record rec;
-	int r;
-
-	memset(&rec, 0, sizeof(rec));
-	if ((r = st->backend->get_package(st->handle, thumbprint, &rec, err)) ==
-	    CUSTODY_OK)
-		r = tag_package(st, &rec, err);
-	custody_package_record_clear(&rec);
+	if (r == CUSTODY_OK)
+		return tag_written(st, &row, err);
+	if (r == CUSTODY_ENOTFOUND &&
+	    (r = row_of_assignment(a, &row, err)) == CUSTODY_OK)
+		r = st->backend->put_tag(st->handle, row.kind, row.name, NULL,
+					 err);
 	return r;
 }
 
@@ -1029,7 +997,7 @@ custody_store_put_assignment(custody_store *st, custody_assignment *a,
 		goto out;
 	if ((r = st->backend->put_assignment(st->handle, a, err)) != CUSTODY_OK)
 		goto out;
-	r = tag_stored_assignment(st, a->type, a->identity, err);
+	r = tag_stored_assignment(st, a, err);
 out:
 	return r;
 }
@@ -1062,7 +1030,7 @@ custody_store_put_cert(custody_store *st, const custody_cert_record *rec,
 	}
 	if ((r = st->backend->put_cert(st->handle, rec, err)) != CUSTODY_OK)
 		goto out;
-	r = tag_stored_cert(st, rec->thumbprint, err);
+	r = tag_stored_cert(st, rec, err);
 out:
 	return r;
 }
@@ -1458,7 +1426,7 @@ custody_store_put_node(custody_store *st, custody_node_record *rec,
 	}
 	if ((r = st->backend->put_node(st->handle, rec, err)) != CUSTODY_OK)
 		goto out;
-	r = tag_stored_node(st, rec->name, err);
+	r = tag_stored_node(st, rec, err);
 out:
 	return r;
 }
@@ -1520,7 +1488,7 @@ custody_store_put_package(custody_store *st, const custody_package_record *rec,
 		goto out;
 	if ((r = st->backend->put_package(st->handle, rec, err)) != CUSTODY_OK)
 		goto out;
-	r = tag_stored_package(st, rec->thumbprint, err);
+	r = tag_stored_package(st, rec, err);
 out:
 	return r;
 }
