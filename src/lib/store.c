@@ -651,8 +651,9 @@ static int
 check_row_again(custody_store *st, const struct row *row, int r,
 		int fetched, const struct row *fresh, custody_err *err)
 {
-	if (r != CUSTODY_EFAIL || st->in_transaction || st->tag_fn == NULL ||
-	    fetched != CUSTODY_OK)
+	/* Inside a transaction too: PostgreSQL's read committed shows each
+	 * statement what committed before it. */
+	if (r != CUSTODY_EFAIL || st->tag_fn == NULL || fetched != CUSTODY_OK)
 		return r;
 	if (CRYPTO_memcmp(fresh->digest, row->digest, sizeof(row->digest)) != 0)
 		return custody_err_set(err, CUSTODY_ECONFLICT,
@@ -777,7 +778,9 @@ check_before_overwrite(custody_store *st, const custody_assignment *a,
 		return CUSTODY_OK;
 	if (r != CUSTODY_OK)
 		return r;
-	return check_assignment_on_read(st, &old, err);
+	/* A row changed between its read and its tag's (a concurrent
+	 * writer under read committed) is a conflict, as a stale version. */
+	return custody_store_check_assignment(st, &old, err);
 }
 
 int
