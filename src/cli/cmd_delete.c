@@ -240,7 +240,8 @@ show_plan(struct cli *cli, const struct delete_plan *p,
 
 		if (clear_slots(&after, v->thumbprint) == 0)
 			continue;
-		fprintf(stderr, "  would clear %s/%s:\n", all[i].type, all[i].identity);
+		fprintf(stderr, "  would clear %s/%s:\n", out_safe(all[i].type),
+			out_safe(all[i].identity));
 		out_assignment_diff(stderr, &all[i], &after);
 	}
 	fprintf(stderr, "  would destroy certificate %s (key id %s) on token %s\n",

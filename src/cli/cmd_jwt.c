@@ -352,10 +352,13 @@ jwt_verify(struct cli *cli, const struct jwt_opts *o, const char *type)
 		goto out;
 	cli_say(cli, "valid: signed by the %s %s certificate %s", roles[which], type,
 		cands[which].thumbprint);
-	if (cli->output == OUT_JSON || (parsed = json_loads(claims, 0, &jerr)) == NULL) {
-		printf("%s\n", claims);
+	/* The claims were signed, not vetted: printed through jansson (ASCII,
+	 * every control character escaped), or escaped as text. */
+	if ((parsed = json_loads(claims, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+		printf("%s\n", out_safe(claims));
 	} else {
-		json_dumpf(parsed, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+		json_dumpf(parsed, stdout, JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII |
+			   (cli->output == OUT_JSON ? JSON_COMPACT : JSON_INDENT(2)));
 		putchar('\n');
 		json_decref(parsed);
 	}

@@ -244,8 +244,8 @@ cmd_sign(struct cli *cli, int argc, char **argv)
 		goto out;
 	if (cli->verbose)
 		fprintf(stderr, "custody: signed with %s (key %s, %s, %s/%s)\n",
-			info.thumbprint, info.key_id, info.key_algorithm, type,
-			info.identity);
+			info.thumbprint, info.key_id, info.key_algorithm, out_safe(type),
+			out_safe(info.identity));
 	r = CUSTODY_OK;
 out:
 	free(sig);

@@ -43,6 +43,9 @@ check "openssl verifies the RS256 signature with the certificate's key" \
 	openssl dgst -sha256 -verify "$T/a.pub" -signature "$T/sig" "$T/input"
 run jwt verify "$tok"
 check "jwt verify accepts it and prints the claims" grep -q '^0:.*"aud": "partner"' <<<"$rc:$(tr -d '\n' <<<"$out")"
+run jwt verify -o json "$tok"
+check "jwt verify -o json prints the claims as one JSON line" \
+	[ "$rc" -eq 0 -a "$(jq -c '[.iss, .aud]' <<<"$out")" = '["custody","partner"]' -a "$(wc -l <<<"$out")" -eq 1 ]
 
 # PS256, checked with openssl (PSS, salt = digest length).
 run jwt issue --alg PS256 --claims '{"sub":"pss"}'
