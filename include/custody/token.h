@@ -409,6 +409,64 @@ int custody_token_unlock(custody_token *tok, custody_err *err);
 int custody_token_relock(custody_token *tok, custody_err *err);
 int custody_token_lock_wanted(custody_token *tok);
 
+/* ---- what the token can do (token_caps.c) -------------------------- */
+
+/*
+ * Refusals made before anything is written, from what the token says of
+ * itself (C_GetMechanismList / C_GetMechanismInfo, asked once per token
+ * and process).  Each is CUSTODY_OK, or EFAIL in one line naming the token
+ * and what it lacks ("token T cannot generate EC-256 keys: it has no
+ * CKM_EC_KEY_PAIR_GEN"); EFAIL too when the token cannot say.
+ *
+ * custody_token_require_key: keys of pkey_type (EVP_PKEY_RSA or
+ * EVP_PKEY_EC) and bits, to verb ("generate": key pair generation within
+ * the token's key sizes, and signing; "import", anything else: signing).
+ *
+ * custody_token_require_cluster: what a cluster member needs, to WHAT
+ * ("create the cluster KEK", "join the cluster", "replicate keys"): AES
+ * key generation, CKM_AES_KEY_WRAP_PAD and CKM_RSA_PKCS_OAEP to wrap and
+ * unwrap, CKM_AES_KEY_WRAP, RSA key pairs, and CKA_UNWRAP_TEMPLATE.
+ */
+int custody_token_require_key(custody_token *tok, int pkey_type, int bits,
+			      const char *verb, custody_err *err);
+int custody_token_require_cluster(custody_token *tok, const char *what,
+				  custody_err *err);
+
+/* What custody_token_describe found: one key algorithm. */
+typedef struct {
+	int generate;		/* a key pair can be generated inside     */
+	int sign;		/* keys of it can sign (imported or not) */
+	unsigned long min_bits, max_bits;	/* as the token says; 0..0
+						 * when it gives none   */
+} custody_token_key_caps;
+
+#define CUSTODY_TOKEN_ATTRS 4
+
+/* What a token is and can do, as custody uses it (`custody token`). */
+typedef struct {
+	char label[33], manufacturer[33], model[17], serial[17];
+	unsigned long flags;	/* CK_TOKEN_INFO flags (PIN state and all) */
+	unsigned long min_pin, max_pin;
+	custody_token_key_caps rsa, ec;
+	int rsa_pss;		/* RSA-PSS signatures                      */
+	int cluster;		/* can be a cluster member                  */
+	char cluster_why[256];	/* when not: the first thing it lacks       */
+	int trusted_kek;	/* 1/0: can hold a trusted private KEK; -1
+				 * not asked (no cluster member)            */
+	const char *tag_mech;	/* what its KEK computes integrity tags
+				 * with, or NULL: it cannot keep them      */
+	const char *attr_name[CUSTODY_TOKEN_ATTRS];
+	int attr_known[CUSTODY_TOKEN_ATTRS];	/* 1 kept, -1 refused, 0 not
+						 * asked (not logged in)    */
+} custody_token_caps;
+
+/* Fills out from the token itself: C_GetTokenInfo, the mechanism list,
+ * and session-object probes of the optional attributes (logged in, or
+ * those are 0).  Writes nothing to the token.  EFAIL when the token or
+ * its mechanism list cannot be read. */
+int custody_token_describe(custody_token *tok, custody_token_caps *out,
+			   custody_err *err);
+
 /* ---- the cluster key ceremony: KEK, transport keys, packages
  *      (token_wrap.c) --------------------------------------------------- */
 

@@ -249,6 +249,9 @@ int cmd_sign(struct cli *, int, char **);
 int cmd_kek(struct cli *, int, char **);
 int cmd_node(struct cli *, int, char **);
 int cmd_seal(struct cli *, int, char **);
+/* What the token is and can do (cmd_token.c). */
+int cmd_token(struct cli *, int, char **);
+
 /* The store's integrity tags (cmd_tag.c). */
 int cmd_tag(struct cli *, int, char **);
 int cmd_export(struct cli *, int, char **);

@@ -386,7 +386,10 @@ cmd_import(struct cli *cli, int argc, char **argv)
 
 	/* 4. The token, with a note of intent first (tidy's proof that what
 	 * an interrupted import leaves is custody's; removed at the end). */
-	if ((r = cli_open_token(cli)) != CUSTODY_OK)
+	if ((r = cli_open_token(cli)) != CUSTODY_OK ||
+	    (o.replicable &&
+	     (r = custody_token_require_cluster(cli->token, "import replicable keys",
+						&cli->err)) != CUSTODY_OK))
 		goto out;
 	if (o.replicable && (r = check_packaging(cli, &req, &rec, store_kcv, &package)) !=
 	    CUSTODY_OK)

@@ -2116,7 +2116,10 @@ custody_cluster_kek_create(custody_token *tok, custody_store *st,
 {
 	int attached = 0, r;
 
-	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+	if ((tok != NULL &&
+	     (r = custody_token_require_cluster(tok, "create the cluster KEK",
+						 err)) != CUSTODY_OK) ||
+	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
 		return r;
 	r = kek_create_attached(tok, st, node, err);
 	cluster_detach_token(st, attached);
@@ -2130,7 +2133,10 @@ custody_cluster_node_enroll(custody_token *tok, custody_store *st,
 {
 	int attached = 0, r;
 
-	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+	if ((tok != NULL &&
+	     (r = custody_token_require_cluster(tok, "enroll in a cluster",
+						 err)) != CUSTODY_OK) ||
+	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
 		return r;
 	r = node_enroll_attached(tok, st, node, authority_fp, err);
 	cluster_detach_token(st, attached);
@@ -2144,7 +2150,10 @@ custody_cluster_node_join(custody_token *tok, custody_store *st,
 {
 	int attached = 0, r;
 
-	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+	if ((tok != NULL &&
+	     (r = custody_token_require_cluster(tok, "join a cluster",
+						 err)) != CUSTODY_OK) ||
+	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
 		return r;
 	r = node_join_attached(tok, st, node, confirmed_check, err);
 	cluster_detach_token(st, attached);
@@ -2158,7 +2167,10 @@ custody_cluster_package_put(custody_token *tok, custody_store *st,
 {
 	int attached = 0, r;
 
-	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+	if ((tok != NULL &&
+	     (r = custody_token_require_cluster(tok, "package keys for the cluster",
+						 err)) != CUSTODY_OK) ||
+	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
 		return r;
 	r = package_put_attached(tok, st, node, thumbprint, key_id, err);
 	cluster_detach_token(st, attached);
@@ -2171,7 +2183,10 @@ custody_cluster_seal(custody_token *tok, custody_store *st, const char *node,
 {
 	int attached = 0, r;
 
-	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+	if ((tok != NULL &&
+	     (r = custody_token_require_cluster(tok, "seal keys of the cluster",
+						 err)) != CUSTODY_OK) ||
+	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
 		return r;
 	r = seal_attached(tok, st, node, thumbprint, force, err);
 	cluster_detach_token(st, attached);
@@ -2188,7 +2203,10 @@ custody_cluster_node_admit(custody_token *tok, custody_store *st,
 {
 	int attached = 0, r;
 
-	if ((r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
+	if ((tok != NULL &&
+	     (r = custody_token_require_cluster(tok, "admit nodes to a cluster",
+						 err)) != CUSTODY_OK) ||
+	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
 		return r;
 	r = node_admit_attached(tok, st, this_node, node, confirmed_fp, so_pin,
 				so_pin_len, user_pin, user_pin_len, err);

@@ -351,6 +351,12 @@ others_logged_in(const custody_token *tok)
 	return yes;
 }
 
+const void *
+token_module_functions(const custody_token *tok)
+{
+	return tok->mod != NULL ? (const void *)tok->mod->f : (const void *)tok->f;
+}
+
 static void
 module_release(custody_token *tok)
 {
@@ -928,49 +934,6 @@ out:
 }
 
 /* ------------------------------------------------------------ objects */
-
-int
-token_knows_copyable(custody_token *tok)
-{
-	static CK_OBJECT_CLASS data = CKO_DATA;
-	static CK_BBOOL no = CK_FALSE;
-	static char app[] = "custody-probe";
-	CK_ATTRIBUTE t[] = {
-		{CKA_CLASS, &data, sizeof(data)},
-		{CKA_TOKEN, &no, sizeof(no)},
-		{CKA_PRIVATE, &no, sizeof(no)},
-		{CKA_APPLICATION, app, sizeof(app) - 1},
-		{CKA_COPYABLE, &no, sizeof(no)},
-	};
-	CK_BBOOL copyable = CK_TRUE;
-	CK_ATTRIBUTE get = {CKA_COPYABLE, &copyable, sizeof(copyable)};
-	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-	CK_RV rv;
-
-	if (tok->copyable_known != 0)
-		return tok->copyable_known > 0;
-	rv = tok->f->C_CreateObject(tok->session, t,
-				    sizeof(t) / sizeof(t[0]), &h);
-	/* Known means: accepted, and read back as false. */
-	tok->copyable_known =
-		rv == CKR_OK &&
-				tok->f->C_GetAttributeValue(tok->session, h,
-							    &get, 1) == CKR_OK &&
-				copyable == CK_FALSE
-			? 1
-			: -1;
-	if (rv == CKR_OK)
-		tok->f->C_DestroyObject(tok->session, h);
-	custody_debug("token %s %s CKA_COPYABLE", tok->label,
-		      tok->copyable_known > 0 ? "honours" : "does not know");
-	return tok->copyable_known > 0;
-}
-
-CK_ULONG
-token_copyable_tail(custody_token *tok, CK_ULONG n)
-{
-	return token_knows_copyable(tok) ? n : n - 1;
-}
 
 int
 token_require_login(custody_token *tok, const char *what, custody_err *err)

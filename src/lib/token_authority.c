@@ -31,7 +31,6 @@ static CK_BBOOL no = CK_FALSE;
 static char authority_id[] = CUSTODY_AUTHORITY_ID;
 
 #define AUTHORITY_ID_LEN (sizeof(authority_id) - 1)
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define BOOL_ATTR(type, v) {(type), (v) ? &yes : &no, sizeof(CK_BBOOL)}
 
 /* The object of class cls with the authority's CKA_ID (or, for the pin,
@@ -160,8 +159,8 @@ custody_token_authority_create(custody_token *tok, unsigned char **spki,
 		BOOL_ATTR(CKA_DERIVE, 0),
 		{CKA_ID, authority_id, AUTHORITY_ID_LEN},
 		{CKA_LABEL, authority_id, AUTHORITY_ID_LEN},
-		BOOL_ATTR(CKA_COPYABLE, 0),	/* last: left out where unknown */
 	};
+	struct token_tmpl priv_tmpl;
 	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
 	CK_RV rv;
@@ -169,8 +168,16 @@ custody_token_authority_create(custody_token *tok, unsigned char **spki,
 
 	*spki = NULL;
 	*spki_len = 0;
+	token_tmpl_init(&priv_tmpl);
 	if ((r = token_require_login(tok, "create the cluster authority key",
 				     err)) != CUSTODY_OK ||
+	    (r = token_require_mech(tok, CKM_EC_KEY_PAIR_GEN,
+				    CKF_GENERATE_KEY_PAIR,
+				    "create the cluster authority key (EC "
+				    "P-256)", err)) != CUSTODY_OK ||
+	    (r = token_require_mech(tok, CKM_ECDSA, CKF_SIGN,
+				    "sign admissions (ECDSA)", err)) !=
+	    CUSTODY_OK ||
 	    (r = find_one(tok, CKO_PRIVATE_KEY, &priv, err)) != CUSTODY_OK)
 		goto out;
 	if (priv != CK_INVALID_HANDLE) {
@@ -183,10 +190,13 @@ custody_token_authority_create(custody_token *tok, unsigned char **spki,
 	custody_step("generating the cluster authority key (EC P-256) on token "
 		     "%s (serial %s): it signs admissions, never leaves the "
 		     "token and cannot be copied", tok->label, tok->serial);
+	token_tmpl_add_all(&priv_tmpl, priv_t, NELEM(priv_t));
+	token_tmpl_optional_bool(tok, &priv_tmpl, TOKEN_ATTR_COPYABLE, 0);
+	if ((r = token_tmpl_check(&priv_tmpl, tok, "cluster authority key",
+				  err)) != CUSTODY_OK)
+		goto out;
 	rv = tok->f->C_GenerateKeyPair(tok->session, &gen, pub_t, NELEM(pub_t),
-				       priv_t,
-				       token_copyable_tail(tok, NELEM(priv_t)),
-				       &pub, &priv);
+				       priv_tmpl.a, priv_tmpl.n, &pub, &priv);
 	if (rv != CKR_OK) {
 		pub = priv = CK_INVALID_HANDLE;
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
@@ -194,12 +204,15 @@ custody_token_authority_create(custody_token *tok, unsigned char **spki,
 				 "token %s", tok->label);
 		goto out;
 	}
-	r = public_spki(tok, pub, spki, spki_len, err);
+	if ((r = token_check_attrs(tok, priv, "cluster authority key",
+				   &priv_tmpl, 1, err)) == CUSTODY_OK)
+		r = public_spki(tok, pub, spki, spki_len, err);
 out:
 	if (r != CUSTODY_OK && priv != CK_INVALID_HANDLE) {
 		tok->f->C_DestroyObject(tok->session, priv);
 		tok->f->C_DestroyObject(tok->session, pub);
 	}
+	token_tmpl_free(&priv_tmpl);
 	return r;
 }
 
@@ -308,28 +321,36 @@ custody_token_authority_pin(custody_token *tok, const unsigned char *spki,
 		{CKA_APPLICATION, authority_id, AUTHORITY_ID_LEN},
 		{CKA_LABEL, label, sizeof(label) - 1},
 		{CKA_VALUE, (void *)spki, spki_len},
-		BOOL_ATTR(CKA_COPYABLE, 0),	/* last: left out where unknown */
 	};
+	struct token_tmpl tmpl;
 	CK_OBJECT_HANDLE h;
 	CK_RV rv;
 	int r;
 
+	token_tmpl_init(&tmpl);
 	if ((r = token_require_login(tok, "pin the cluster authority", err)) !=
 	    CUSTODY_OK ||
 	    (r = find_one(tok, CKO_DATA, &h, err)) != CUSTODY_OK)
-		return r;
-	if (h != CK_INVALID_HANDLE)
-		return custody_err_set(err, CUSTODY_EFAIL,
-				       "cannot pin the cluster authority: token "
-				       "%s already has one pinned", tok->label);
-	rv = tok->f->C_CreateObject(tok->session, t,
-				    token_copyable_tail(tok, NELEM(t)),
-				    &h);
+		goto out;
+	if (h != CK_INVALID_HANDLE) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot pin the cluster authority: token "
+				    "%s already has one pinned", tok->label);
+		goto out;
+	}
+	token_tmpl_add_all(&tmpl, t, NELEM(t));
+	token_tmpl_optional_bool(tok, &tmpl, TOKEN_ATTR_COPYABLE, 0);
+	if ((r = token_tmpl_check(&tmpl, tok, "pinned cluster authority",
+				  err)) != CUSTODY_OK)
+		goto out;
+	rv = tok->f->C_CreateObject(tok->session, tmpl.a, tmpl.n, &h);
 	if (rv != CKR_OK)
-		return token_err_rv(err, CUSTODY_EFAIL, rv,
-				    "cannot pin the cluster authority on token "
-				    "%s", tok->label);
-	return CUSTODY_OK;
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot pin the cluster authority on token "
+				 "%s", tok->label);
+out:
+	token_tmpl_free(&tmpl);
+	return r;
 }
 
 int

@@ -30,22 +30,13 @@
 
 #include "token_internal.h"
 
-#define TMPL_MAX 32
-
-/* An attribute template whose values it owns. */
-struct tmpl {
-	CK_ATTRIBUTE a[TMPL_MAX];
-	int secret[TMPL_MAX];	/* cleanse a[i].pValue when freeing */
-	CK_ULONG n;
-	int oom;		/* an add failed: the template is unusable */
-};
 
 /* What one import call writes: templates first, objects later. */
 struct plan {
 	unsigned char id[20];
 	char id_hex[CUSTODY_KEY_ID_HEX + 1];
-	struct tmpl priv, pub, cert;
-	struct tmpl *chain;	/* one per CA certificate to consider */
+	struct token_tmpl priv, pub, cert;
+	struct token_tmpl *chain;	/* one per CA certificate to consider */
 	const unsigned char **chain_der;
 	size_t *chain_der_len;
 	size_t n_chain;
@@ -53,96 +44,15 @@ struct plan {
 	size_t n_created;
 };
 
-/* Room for private key material: the secure heap when there is one with
- * room, else the ordinary heap (OPENSSL_secure_clear_free frees either). */
-static void *
-secret_alloc(size_t len)
-{
-	void *p;
-
-	ERR_set_mark();
-	if ((p = OPENSSL_secure_malloc(len > 0 ? len : 1)) == NULL)
-		p = OPENSSL_malloc(len > 0 ? len : 1);
-	ERR_pop_to_mark();
-	return p;
-}
-
-static void
-tmpl_add(struct tmpl *t, CK_ATTRIBUTE_TYPE type, const void *v, size_t len,
-	 int secret)
-{
-	void *copy;
-
-	if (t->n >= TMPL_MAX ||
-	    (copy = secret ? secret_alloc(len) : OPENSSL_malloc(len > 0 ? len : 1)) == NULL) {
-		t->oom = 1;
-		return;
-	}
-	if (len > 0)
-		memcpy(copy, v, len);
-	t->a[t->n].type = type;
-	t->a[t->n].pValue = copy;
-	t->a[t->n].ulValueLen = len;
-	t->secret[t->n] = secret;
-	t->n++;
-}
-
-static void
-tmpl_bool(struct tmpl *t, CK_ATTRIBUTE_TYPE type, int v)
-{
-	CK_BBOOL b = v ? CK_TRUE : CK_FALSE;
-
-	tmpl_add(t, type, &b, sizeof(b), 0);
-}
-
-static void
-tmpl_ulong(struct tmpl *t, CK_ATTRIBUTE_TYPE type, CK_ULONG v)
-{
-	tmpl_add(t, type, &v, sizeof(v), 0);
-}
-
-/* A big integer as big-endian bytes; the buffer is cleansed when secret. */
-static void
-tmpl_bn(struct tmpl *t, CK_ATTRIBUTE_TYPE type, const BIGNUM *bn, int secret)
-{
-	int len = BN_num_bytes(bn);
-	unsigned char *buf = secret ? secret_alloc((size_t)len)
-				    : OPENSSL_malloc(len > 0 ? (size_t)len : 1);
-
-	if (buf == NULL) {
-		t->oom = 1;
-		return;
-	}
-	BN_bn2bin(bn, buf);
-	tmpl_add(t, type, buf, (size_t)len, secret);
-	OPENSSL_secure_clear_free(buf, len > 0 ? (size_t)len : 1);
-}
-
-static void
-tmpl_free(struct tmpl *t)
-{
-	CK_ULONG i;
-
-	for (i = 0; i < t->n; i++) {
-		if (t->secret[i])
-			OPENSSL_secure_clear_free(t->a[i].pValue,
-						  t->a[i].ulValueLen > 0 ?
-						  t->a[i].ulValueLen : 1);
-		else
-			OPENSSL_free(t->a[i].pValue);
-	}
-	memset(t, 0, sizeof(*t));
-}
-
 /* DER of an X509_NAME / ASN1_INTEGER / ... into the template. */
 #define TMPL_DER(t, type, i2d, obj)                                          \
 	do {                                                                 \
 		unsigned char *der_ = NULL;                                  \
 		int len_ = i2d((obj), &der_);                                \
 		if (len_ <= 0)                                               \
-			(t)->oom = 1;                                        \
+			(t)->broken = "cannot encode a value";               \
 		else                                                         \
-			tmpl_add((t), (type), der_, (size_t)len_, 0);        \
+			token_tmpl_add((t), (type), der_, (size_t)len_);     \
 		OPENSSL_free(der_);                                          \
 	} while (0)
 
@@ -173,43 +83,46 @@ subject_cn(X509 *x)
 /* ------------------------------------------------------ key templates */
 
 static void
-key_common(struct tmpl *priv, struct tmpl *pub, CK_KEY_TYPE kt,
-	   const struct plan *p, const char *label, X509 *cert, int replicable)
+key_common(custody_token *tok, struct token_tmpl *priv, struct token_tmpl *pub,
+	   CK_KEY_TYPE kt, const struct plan *p, const char *label, X509 *cert,
+	   int replicable)
 {
-	tmpl_ulong(priv, CKA_CLASS, CKO_PRIVATE_KEY);
-	tmpl_ulong(priv, CKA_KEY_TYPE, kt);
-	tmpl_bool(priv, CKA_TOKEN, 1);
-	tmpl_bool(priv, CKA_PRIVATE, 1);
-	tmpl_bool(priv, CKA_SENSITIVE, 1);
-	tmpl_bool(priv, CKA_SIGN, 1);
-	tmpl_bool(priv, CKA_SIGN_RECOVER, 0);
-	tmpl_bool(priv, CKA_DECRYPT, 0);
-	tmpl_bool(priv, CKA_UNWRAP, 0);
-	tmpl_bool(priv, CKA_DERIVE, 0);
-	tmpl_bool(priv, CKA_EXTRACTABLE, replicable);
-	/* Never wrappable but under a trusted key: for a key that is not
-	 * extractable at all it changes nothing, and it cannot be undone. */
-	tmpl_bool(priv, CKA_WRAP_WITH_TRUSTED, 1);
-	tmpl_add(priv, CKA_ID, p->id, sizeof(p->id), 0);
-	tmpl_add(priv, CKA_LABEL, label, strlen(label), 0);
+	token_tmpl_ulong(priv, CKA_CLASS, CKO_PRIVATE_KEY);
+	token_tmpl_ulong(priv, CKA_KEY_TYPE, kt);
+	token_tmpl_bool(priv, CKA_TOKEN, 1);
+	token_tmpl_bool(priv, CKA_PRIVATE, 1);
+	token_tmpl_bool(priv, CKA_SENSITIVE, 1);
+	token_tmpl_bool(priv, CKA_SIGN, 1);
+	token_tmpl_bool(priv, CKA_SIGN_RECOVER, 0);
+	token_tmpl_bool(priv, CKA_DECRYPT, 0);
+	token_tmpl_bool(priv, CKA_UNWRAP, 0);
+	token_tmpl_bool(priv, CKA_DERIVE, 0);
+	token_tmpl_bool(priv, CKA_EXTRACTABLE, replicable);
+	token_tmpl_add(priv, CKA_ID, p->id, sizeof(p->id));
+	token_tmpl_add(priv, CKA_LABEL, label, strlen(label));
 	TMPL_DER(priv, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(cert));
+	/* Never wrappable but under a trusted key, where the token knows the
+	 * attribute: for a key that is not extractable at all it changes
+	 * nothing, and it cannot be undone. */
+	token_tmpl_optional_bool(tok, priv, TOKEN_ATTR_WRAP_WITH_TRUSTED, 1);
+	token_tmpl_optional_bool(tok, priv, TOKEN_ATTR_COPYABLE, 0);
 
-	tmpl_ulong(pub, CKA_CLASS, CKO_PUBLIC_KEY);
-	tmpl_ulong(pub, CKA_KEY_TYPE, kt);
-	tmpl_bool(pub, CKA_TOKEN, 1);
-	tmpl_bool(pub, CKA_PRIVATE, 0);
-	tmpl_bool(pub, CKA_VERIFY, 1);
-	tmpl_bool(pub, CKA_VERIFY_RECOVER, 0);
-	tmpl_bool(pub, CKA_ENCRYPT, 0);
-	tmpl_bool(pub, CKA_WRAP, 0);
-	tmpl_bool(pub, CKA_DERIVE, 0);
-	tmpl_add(pub, CKA_ID, p->id, sizeof(p->id), 0);
-	tmpl_add(pub, CKA_LABEL, label, strlen(label), 0);
+	token_tmpl_ulong(pub, CKA_CLASS, CKO_PUBLIC_KEY);
+	token_tmpl_ulong(pub, CKA_KEY_TYPE, kt);
+	token_tmpl_bool(pub, CKA_TOKEN, 1);
+	token_tmpl_bool(pub, CKA_PRIVATE, 0);
+	token_tmpl_bool(pub, CKA_VERIFY, 1);
+	token_tmpl_bool(pub, CKA_VERIFY_RECOVER, 0);
+	token_tmpl_bool(pub, CKA_ENCRYPT, 0);
+	token_tmpl_bool(pub, CKA_WRAP, 0);
+	token_tmpl_bool(pub, CKA_DERIVE, 0);
+	token_tmpl_add(pub, CKA_ID, p->id, sizeof(p->id));
+	token_tmpl_add(pub, CKA_LABEL, label, strlen(label));
 	TMPL_DER(pub, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(cert));
 }
 
 static int
-rsa_templates(EVP_PKEY *key, struct tmpl *priv, struct tmpl *pub,
+rsa_templates(EVP_PKEY *key, struct token_tmpl *priv, struct token_tmpl *pub,
 	      custody_err *err)
 {
 	static const struct {
@@ -251,9 +164,9 @@ rsa_templates(EVP_PKEY *key, struct tmpl *priv, struct tmpl *pub,
 						parts[i].param);
 			goto out;
 		}
-		tmpl_bn(priv, parts[i].type, bn, parts[i].secret);
+		token_tmpl_bn(priv, parts[i].type, bn, parts[i].secret);
 		if (!parts[i].secret)
-			tmpl_bn(pub, parts[i].type, bn, 0);
+			token_tmpl_bn(pub, parts[i].type, bn, 0);
 		BN_clear_free(bn);
 		bn = NULL;
 	}
@@ -296,7 +209,7 @@ out:
 }
 
 static int
-ec_templates(EVP_PKEY *key, struct tmpl *priv, struct tmpl *pub,
+ec_templates(EVP_PKEY *key, struct token_tmpl *priv, struct token_tmpl *pub,
 	     custody_err *err)
 {
 	char group[64] = "";
@@ -333,7 +246,7 @@ ec_templates(EVP_PKEY *key, struct tmpl *priv, struct tmpl *pub,
 		goto out;
 	if ((bn = BN_secure_new()) == NULL ||
 	    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &bn) != 1 ||
-	    (scalar = secret_alloc(fs)) == NULL ||
+	    (scalar = token_secret_alloc(fs)) == NULL ||
 	    BN_bn2binpad(bn, scalar, (int)fs) != (int)fs) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL,
 					"cannot import the private key: cannot "
@@ -341,7 +254,7 @@ ec_templates(EVP_PKEY *key, struct tmpl *priv, struct tmpl *pub,
 		goto out;
 	}
 	TMPL_DER(priv, CKA_EC_PARAMS, i2d_ASN1_OBJECT, OBJ_nid2obj(nid));
-	tmpl_add(priv, CKA_VALUE, scalar, fs, 1);
+	token_tmpl_add_secret(priv, CKA_VALUE, scalar, fs);
 	TMPL_DER(pub, CKA_EC_PARAMS, i2d_ASN1_OBJECT, OBJ_nid2obj(nid));
 	if ((os = ASN1_OCTET_STRING_new()) == NULL ||
 	    ASN1_OCTET_STRING_set(os, point, (int)(1 + 2 * fs)) != 1) {
@@ -359,20 +272,21 @@ out:
 }
 
 static int
-key_templates(EVP_PKEY *key, X509 *cert, const char *label, int replicable,
-	      struct plan *p, custody_err *err)
+key_templates(custody_token *tok, EVP_PKEY *key, X509 *cert,
+	      const char *label, int replicable, struct plan *p,
+	      custody_err *err)
 {
 	char alg[32];
 	int r = CUSTODY_EFAIL;
 
 	switch (EVP_PKEY_get_base_id(key)) {
 	case EVP_PKEY_RSA:
-		key_common(&p->priv, &p->pub, CKK_RSA, p, label, cert,
+		key_common(tok, &p->priv, &p->pub, CKK_RSA, p, label, cert,
 			   replicable);
 		r = rsa_templates(key, &p->priv, &p->pub, err);
 		break;
 	case EVP_PKEY_EC:
-		key_common(&p->priv, &p->pub, CKK_EC, p, label, cert,
+		key_common(tok, &p->priv, &p->pub, CKK_EC, p, label, cert,
 			   replicable);
 		r = ec_templates(key, &p->priv, &p->pub, err);
 		break;
@@ -388,33 +302,20 @@ key_templates(EVP_PKEY *key, X509 *cert, const char *label, int replicable,
 }
 
 static void
-cert_template(struct tmpl *t, X509 *x, const unsigned char *id,
+cert_template(struct token_tmpl *t, X509 *x, const unsigned char *id,
 	      const char *label)
 {
-	tmpl_ulong(t, CKA_CLASS, CKO_CERTIFICATE);
-	tmpl_ulong(t, CKA_CERTIFICATE_TYPE, CKC_X_509);
-	tmpl_bool(t, CKA_TOKEN, 1);
-	tmpl_bool(t, CKA_PRIVATE, 0);
+	token_tmpl_ulong(t, CKA_CLASS, CKO_CERTIFICATE);
+	token_tmpl_ulong(t, CKA_CERTIFICATE_TYPE, CKC_X_509);
+	token_tmpl_bool(t, CKA_TOKEN, 1);
+	token_tmpl_bool(t, CKA_PRIVATE, 0);
 	TMPL_DER(t, CKA_VALUE, i2d_X509, x);
 	TMPL_DER(t, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(x));
 	TMPL_DER(t, CKA_ISSUER, i2d_X509_NAME, X509_get_issuer_name(x));
 	TMPL_DER(t, CKA_SERIAL_NUMBER, i2d_ASN1_INTEGER,
 		 X509_get0_serialNumber(x));
-	tmpl_add(t, CKA_ID, id, 20, 0);
-	tmpl_add(t, CKA_LABEL, label, strlen(label), 0);
-}
-
-/* The value of attribute type in t (it is there: we put it there). */
-static const CK_ATTRIBUTE *
-tmpl_get(const struct tmpl *t, CK_ATTRIBUTE_TYPE type)
-{
-	CK_ULONG i;
-
-	for (i = 0; i < t->n; i++) {
-		if (t->a[i].type == type)
-			return &t->a[i];
-	}
-	return NULL;
+	token_tmpl_add(t, CKA_ID, id, 20);
+	token_tmpl_add(t, CKA_LABEL, label, strlen(label));
 }
 
 /* Templates of the CA certificates (each under its own key id, labelled
@@ -448,7 +349,7 @@ chain_templates(STACK_OF(X509) *chain, X509 *cert, struct plan *p,
 			      cn != NULL ? cn : hex);
 		free(cn);
 		cn = NULL;
-		if (p->chain[p->n_chain].oom) {
+		if (p->chain[p->n_chain].broken != NULL) {
 			p->n_chain++;
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot import the chain: out of "
@@ -466,11 +367,11 @@ plan_free(struct plan *p)
 {
 	size_t i;
 
-	tmpl_free(&p->priv);
-	tmpl_free(&p->pub);
-	tmpl_free(&p->cert);
+	token_tmpl_free(&p->priv);
+	token_tmpl_free(&p->pub);
+	token_tmpl_free(&p->cert);
 	for (i = 0; i < p->n_chain; i++)
-		tmpl_free(&p->chain[i]);
+		token_tmpl_free(&p->chain[i]);
 	free(p->chain);
 	free(p->created);
 	memset(p, 0, sizeof(*p));
@@ -497,7 +398,7 @@ find_by(custody_token *tok, CK_OBJECT_CLASS cls, const CK_ATTRIBUTE *a,
 }
 
 static int
-create(custody_token *tok, struct plan *p, struct tmpl *t, const char *what,
+create(custody_token *tok, struct plan *p, struct token_tmpl *t, const char *what,
        custody_err *err)
 {
 	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
@@ -553,7 +454,7 @@ static int
 write_key(custody_token *tok, struct plan *p, int replicable,
 	  custody_token_import_result *res, custody_err *err)
 {
-	const CK_ATTRIBUTE *id = tmpl_get(&p->priv, CKA_ID);
+	const CK_ATTRIBUTE *id = token_tmpl_get(&p->priv, CKA_ID);
 	CK_OBJECT_HANDLE h;
 	int r;
 
@@ -561,6 +462,9 @@ write_key(custody_token *tok, struct plan *p, int replicable,
 		goto out;
 	if (h == CK_INVALID_HANDLE) {
 		if ((r = create(tok, p, &p->priv, "private key", err)) !=
+		    CUSTODY_OK ||
+		    (r = token_check_attrs(tok, p->created[p->n_created - 1],
+					   "private key", &p->priv, 0, err)) !=
 		    CUSTODY_OK)
 			goto out;
 		res->created_key = 1;
@@ -578,7 +482,7 @@ out:
 /* Creates the certificate of t unless the same DER is there; *created. */
 /* The template's CKA_ID, lower-case hex ("" without one). */
 static void
-tmpl_id_hex(const struct tmpl *t, char hex[CUSTODY_KEY_ID_HEX + 1])
+tmpl_id_hex(const struct token_tmpl *t, char hex[CUSTODY_KEY_ID_HEX + 1])
 {
 	CK_ULONG i;
 
@@ -591,14 +495,14 @@ tmpl_id_hex(const struct tmpl *t, char hex[CUSTODY_KEY_ID_HEX + 1])
 }
 
 static int
-write_cert(custody_token *tok, struct plan *p, struct tmpl *t,
+write_cert(custody_token *tok, struct plan *p, struct token_tmpl *t,
 	   const char *what, int *created, custody_err *err)
 {
 	CK_OBJECT_HANDLE h;
 	int r;
 
 	*created = 0;
-	if ((r = find_by(tok, CKO_CERTIFICATE, tmpl_get(t, CKA_VALUE), &h,
+	if ((r = find_by(tok, CKO_CERTIFICATE, token_tmpl_get(t, CKA_VALUE), &h,
 			 err)) != CUSTODY_OK ||
 	    h != CK_INVALID_HANDLE)
 		return r;
@@ -656,15 +560,16 @@ out:
  * hold a trusted private KEK to wrap it under (token_wrap.c): on SoftHSM
  * 2.6.1, which cannot, such a key could never be wrapped at all. */
 static int
-replicable_trusted_wrap(custody_token *tok, struct tmpl *priv,
+replicable_trusted_wrap(custody_token *tok, struct token_tmpl *priv,
 			custody_err *err)
 {
-	const CK_ATTRIBUTE *a = tmpl_get(priv, CKA_WRAP_WITH_TRUSTED);
 	int supported = 0, r;
 
+	if (token_tmpl_get(priv, CKA_WRAP_WITH_TRUSTED) == NULL)
+		return CUSTODY_OK;
 	r = custody_token_probe_trusted_private_kek(tok, &supported, err);
-	if (r == CUSTODY_OK && a != NULL)
-		*(CK_BBOOL *)a->pValue = supported ? CK_TRUE : CK_FALSE;
+	if (r == CUSTODY_OK)
+		token_tmpl_set_bool(priv, CKA_WRAP_WITH_TRUSTED, supported);
 	return r;
 }
 
@@ -701,27 +606,33 @@ custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 				    "match the certificate");
 		goto out;
 	}
-	if (key != NULL &&
-	    (r = key_templates(key, cert, label, replicable, &p, err)) !=
-	    CUSTODY_OK)
+	if ((r = token_require_login(tok, "import", err)) != CUSTODY_OK ||
+	    (key != NULL && replicable &&
+	     (r = custody_token_require_cluster(tok, "import replicable keys",
+						err)) != CUSTODY_OK))
 		goto out;
-	if (key != NULL && token_knows_copyable(tok))
-		tmpl_bool(&p.priv, CKA_COPYABLE, 0);
+	if (key != NULL &&
+	    ((r = custody_token_require_key(tok, EVP_PKEY_get_base_id(key),
+					    EVP_PKEY_get_bits(key), "import",
+					    err)) != CUSTODY_OK ||
+	     (r = key_templates(tok, key, cert, label, replicable, &p, err)) !=
+	     CUSTODY_OK))
+		goto out;
 	cert_template(&p.cert, cert, p.id, label);
 	if ((r = chain_templates(chain, cert, &p, err)) != CUSTODY_OK)
 		goto out;
-	if (p.priv.oom || p.pub.oom || p.cert.oom) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot import: out of memory");
+	if ((r = token_tmpl_check(&p.priv, tok, "private key", err)) !=
+	    CUSTODY_OK ||
+	    (r = token_tmpl_check(&p.pub, tok, "public key", err)) !=
+	    CUSTODY_OK ||
+	    (r = token_tmpl_check(&p.cert, tok, "certificate", err)) !=
+	    CUSTODY_OK)
 		goto out;
-	}
 	if ((p.created = calloc(3 + p.n_chain, sizeof(*p.created))) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot import: out of memory");
 		goto out;
 	}
-	if ((r = token_require_login(tok, "import", err)) != CUSTODY_OK)
-		goto out;
 	if (key != NULL && replicable &&
 	    (r = replicable_trusted_wrap(tok, &p.priv, err)) != CUSTODY_OK)
 		goto out;

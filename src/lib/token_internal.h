@@ -11,9 +11,13 @@
 #include <stddef.h>
 
 #include <p11-kit/pkcs11.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 
 #include <custody/error.h>
+#ifndef NELEM
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#endif
 #include <custody/token.h>
 
 /* One advisory lock file held by this process (token_lock.c). */
@@ -35,8 +39,7 @@ struct custody_token {
 	int logged_in;		/* our C_Login succeeded: C_Logout on close */
 	char label[33];
 	char serial[17];
-	int copyable_known;	/* 0: not probed; 1: the token honours
-				 * CKA_COPYABLE; -1: it does not know it   */
+	struct token_caps *caps;	/* what it can do (token_caps.c)   */
 };
 
 /* token_lock.c ------------------------------------------------------- */
@@ -100,20 +103,131 @@ int token_get_attr(custody_token *tok, CK_OBJECT_HANDLE obj,
 int token_require_login(custody_token *tok, const char *what,
 			custody_err *err);
 
-/* Whether the token knows CKA_COPYABLE (PKCS#11 2.40): probed once per
- * handle with a session object.  Every key custody creates carries
- * CKA_COPYABLE false where the token knows it, so that C_CopyObject
- * cannot make a copy with other attributes (a key without its unwrap
- * template, say). */
-int token_knows_copyable(custody_token *tok);
-
-/* The length for tok of a template of n entries whose last one is
- * CKA_COPYABLE: n, or n - 1 where the token does not know it. */
-CK_ULONG token_copyable_tail(custody_token *tok, CK_ULONG n);
 
 /* Hex key id (even length, 2..128 digits) to bytes; EUSAGE otherwise. */
 int token_key_id_decode(const char *hex, unsigned char *id, size_t max,
 			size_t *len, custody_err *err);
+
+/* token_caps.c: what the token can do ------------------------------- */
+
+/* The optional attributes custody sets where the token knows them. */
+enum token_attr {
+	TOKEN_ATTR_COPYABLE,		/* false on every key custody makes,
+					 * so C_CopyObject cannot make a copy
+					 * with other attributes            */
+	TOKEN_ATTR_DESTROYABLE,
+	TOKEN_ATTR_WRAP_WITH_TRUSTED,	/* on keys that may leave wrapped  */
+	TOKEN_ATTR_UNWRAP_TEMPLATE,	/* on the KEK and transport keys   */
+	TOKEN_ATTR_N
+};
+
+CK_ATTRIBUTE_TYPE token_attr_type(enum token_attr attr);
+const char *token_attr_name(enum token_attr attr);
+
+/* Whether the token accepts attr in a template and keeps its value: asked
+ * once per token and process with a session object (token_caps.c). */
+int token_knows_attr(custody_token *tok, enum token_attr attr);
+/* 1 knows, -1 does not, 0 cannot tell now (the probe failed for another
+ * reason than the attribute: not logged in, say). */
+int token_attr_known(custody_token *tok, enum token_attr attr);
+
+/* "CKM_AES_KEY_WRAP_PAD", ...; "a mechanism" for one custody never uses. */
+const char *token_mech_name(CK_MECHANISM_TYPE m);
+
+/* 1 when the token lists m and m's flags hold every flag of need, 0 when
+ * not, EFAIL (< 0) when the mechanism list cannot be read.  *info is m's
+ * C_GetMechanismInfo (zero when not listed). */
+int token_mech_info(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need,
+		    CK_MECHANISM_INFO *info, custody_err *err);
+/* token_mech_info == 1, errors counting as no. */
+int token_has_mech(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need);
+
+/* CUSTODY_OK when the token has m with need; else EFAIL "token L cannot
+ * WHAT: it has no CKM_X for signing". */
+int token_require_mech(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need,
+		       const char *what, custody_err *err);
+/* The same, and bits within m's key sizes. */
+int token_require_key_bits(custody_token *tok, CK_MECHANISM_TYPE m,
+			   CK_FLAGS need, unsigned long bits, const char *what,
+			   custody_err *err);
+
+/* The module's own function list (what identifies it in the process,
+ * whatever a test put in tok->f). */
+const void *token_module_functions(const custody_token *tok);
+
+/* The mechanism under which the token's KEK computes check values and
+ * integrity tags (token_wrap.c): CKM_AES_KEY_WRAP, or where the token has
+ * none, CKM_AES_CBC with a zero IV over whole blocks (a deterministic
+ * keyed permutation of the block chain all the same); EFAIL when it has
+ * neither for wrapping. */
+int token_kek_mech(custody_token *tok, CK_MECHANISM_TYPE *m,
+		   custody_err *err);
+
+/* token_template.c: the one template builder ------------------------- */
+
+#define TOKEN_TMPL_MAX 40
+
+/* A template whose values it owns (copies; secret ones in the secure heap,
+ * cleansed).  An attribute that does not fit, or whose copy fails, breaks
+ * the template: token_tmpl_check says so, and it is never sent shorter. */
+struct token_tmpl {
+	CK_ATTRIBUTE a[TOKEN_TMPL_MAX];
+	unsigned char secret[TOKEN_TMPL_MAX];
+	CK_ULONG n;
+	const char *broken;	/* why it cannot be used, or NULL */
+};
+
+/* Room for key material: the secure heap when there is one with room, else
+ * the ordinary heap (OPENSSL_secure_clear_free frees either). */
+void *token_secret_alloc(size_t len);
+
+void token_tmpl_init(struct token_tmpl *t);
+void token_tmpl_add(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,
+		    const void *v, size_t len);
+/* Each of a[0..n) (values copied: a may be a static template). */
+void token_tmpl_add_all(struct token_tmpl *t, const CK_ATTRIBUTE *a,
+			CK_ULONG n);
+void token_tmpl_add_secret(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,
+			   const void *v, size_t len);
+void token_tmpl_bool(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type, int v);
+void token_tmpl_ulong(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,
+		      CK_ULONG v);
+void token_tmpl_text(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,
+		     const char *s);
+/* A big integer, big-endian. */
+void token_tmpl_bn(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,
+		   const BIGNUM *bn, int secret);
+/* attr = v only where the token knows attr (token_attr_known); a token
+ * that cannot tell breaks the template: an attribute custody's promise
+ * rests on is never left out by chance. */
+void token_tmpl_optional_bool(custody_token *tok, struct token_tmpl *t,
+			      enum token_attr attr, int v);
+/* An attribute whose value is the template inner (CKA_UNWRAP_TEMPLATE):
+ * inner must outlive t's use. */
+void token_tmpl_nested(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,
+		       const struct token_tmpl *inner);
+/* The entry of type, or NULL; set_bool sets (or adds) a CK_BBOOL. */
+CK_ATTRIBUTE *token_tmpl_get(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type);
+void token_tmpl_set_bool(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type, int v);
+void token_tmpl_drop(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type);
+/* CUSTODY_OK, or EFAIL "cannot build the template of the WHAT for token
+ * L: too many attributes". */
+int token_tmpl_check(const struct token_tmpl *t, const custody_token *tok,
+		     const char *what, custody_err *err);
+void token_tmpl_free(struct token_tmpl *t);
+
+/*
+ * Reads back what custody's promises rest on from the key h made with
+ * template t: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE,
+ * CKA_WRAP_WITH_TRUSTED and CKA_COPYABLE as t asked (those t names), and
+ * for a key generated or unwrapped (generated = 1) CKA_NEVER_EXTRACTABLE
+ * and CKA_ALWAYS_SENSITIVE true where t asked for a sensitive key that is
+ * not extractable.  EFAIL "token T did not honour CKA_X on the WHAT (asked
+ * true, holds false): refused"; the caller destroys the object.
+ */
+int token_check_attrs(custody_token *tok, CK_OBJECT_HANDLE h,
+		     const char *what, struct token_tmpl *t, int generated,
+		     custody_err *err);
 
 /* token_sign.c: signing in a session of the caller's (the signer's pool) */
 

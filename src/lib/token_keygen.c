@@ -33,7 +33,6 @@
 
 #define TEMP_ID_PREFIX "custody-keygen:"
 #define TEMP_ID_RANDOM 16
-#define TEMPLATE_MAX 20
 
 /* ------------------------------------------------------------ key spec */
 
@@ -104,127 +103,114 @@ custody_token_label_used(custody_token *tok, const char *label, int *used,
 
 /* ----------------------------------------------------------- templates */
 
-/* A template over values that live in the caller's frame. */
-struct attrs {
-	CK_ATTRIBUTE a[TEMPLATE_MAX];
-	CK_ULONG n;
-};
-
-static void
-attr_add(struct attrs *t, CK_ATTRIBUTE_TYPE type, void *v, size_t len)
-{
-	/* TEMPLATE_MAX is above what the templates below ever hold. */
-	if (t->n < TEMPLATE_MAX) {
-		t->a[t->n].type = type;
-		t->a[t->n].pValue = v;
-		t->a[t->n].ulValueLen = len;
-		t->n++;
-	}
-}
-
-/* What both templates refer to. */
+/* What one generation holds: both templates and the mechanism. */
 struct keygen {
-	CK_OBJECT_CLASS priv_class, pub_class;
-	CK_KEY_TYPE key_type;
-	CK_BBOOL yes, no, extractable;
-	CK_ULONG modulus_bits;
-	unsigned char exponent[3];	/* 65537 */
-	unsigned char *ec_params;	/* DER OID of the curve */
-	int ec_params_len;
-	unsigned char *subject;		/* DER, or NULL */
-	int subject_len;
 	unsigned char temp_id[sizeof(TEMP_ID_PREFIX) - 1 + TEMP_ID_RANDOM];
-	struct attrs priv, pub;
+	struct token_tmpl priv, pub;
 	CK_MECHANISM mech;
 };
 
+/* DER (from an i2d call, len its result) into the public template, and
+ * the private one when both; der is freed.  0 when the encoding failed. */
 static int
-build_templates(struct keygen *g, const custody_keyspec *spec,
-		const char *label, X509_NAME *subject, int replicable,
-		custody_err *err)
+add_der(struct keygen *g, CK_ATTRIBUTE_TYPE type, unsigned char *der,
+	int len, int both)
 {
-	struct attrs *pr = &g->priv, *pu = &g->pub;
-	size_t label_len = strlen(label);
+	if (len <= 0 || der == NULL) {
+		OPENSSL_free(der);
+		return 0;
+	}
+	token_tmpl_add(&g->pub, type, der, (size_t)len);
+	if (both)
+		token_tmpl_add(&g->priv, type, der, (size_t)len);
+	OPENSSL_free(der);
+	return 1;
+}
 
-	g->priv_class = CKO_PRIVATE_KEY;
-	g->pub_class = CKO_PUBLIC_KEY;
-	g->yes = CK_TRUE;
-	g->no = CK_FALSE;
-	g->extractable = replicable ? CK_TRUE : CK_FALSE;
+static int
+build_templates(custody_token *tok, struct keygen *g,
+		const custody_keyspec *spec, const char *label,
+		X509_NAME *subject, int replicable, custody_err *err)
+{
+	static const unsigned char f4[] = {0x01, 0x00, 0x01};	/* 65537 */
+	struct token_tmpl *pr = &g->priv, *pu = &g->pub;
+	CK_KEY_TYPE kt = spec->type == EVP_PKEY_RSA ? CKK_RSA : CKK_EC;
+	unsigned char *der = NULL;
+	int len, r;
+
+	token_tmpl_init(pr);
+	token_tmpl_init(pu);
 	memcpy(g->temp_id, TEMP_ID_PREFIX, sizeof(TEMP_ID_PREFIX) - 1);
 	if (RAND_bytes(g->temp_id + sizeof(TEMP_ID_PREFIX) - 1,
 		       TEMP_ID_RANDOM) != 1)
 		return custody_err_openssl(err, CUSTODY_EFAIL,
 					   "cannot generate a key pair: no "
 					   "random bytes for a temporary id");
-	if (subject != NULL &&
-	    (g->subject_len = i2d_X509_NAME(subject, &g->subject)) <= 0)
-		return custody_err_openssl(err, CUSTODY_EFAIL,
-					   "cannot generate a key pair: cannot "
-					   "encode the subject");
 
-	attr_add(pr, CKA_CLASS, &g->priv_class, sizeof(g->priv_class));
-	attr_add(pr, CKA_KEY_TYPE, &g->key_type, sizeof(g->key_type));
-	attr_add(pr, CKA_TOKEN, &g->yes, sizeof(CK_BBOOL));
-	attr_add(pr, CKA_PRIVATE, &g->yes, sizeof(CK_BBOOL));
-	attr_add(pr, CKA_SENSITIVE, &g->yes, sizeof(CK_BBOOL));
-	attr_add(pr, CKA_SIGN, &g->yes, sizeof(CK_BBOOL));
-	attr_add(pr, CKA_SIGN_RECOVER, &g->no, sizeof(CK_BBOOL));
-	attr_add(pr, CKA_DECRYPT, &g->no, sizeof(CK_BBOOL));
-	attr_add(pr, CKA_UNWRAP, &g->no, sizeof(CK_BBOOL));
-	attr_add(pr, CKA_DERIVE, &g->no, sizeof(CK_BBOOL));
-	attr_add(pr, CKA_EXTRACTABLE, &g->extractable, sizeof(CK_BBOOL));
-	attr_add(pr, CKA_WRAP_WITH_TRUSTED, &g->yes, sizeof(CK_BBOOL));
-	attr_add(pr, CKA_ID, g->temp_id, sizeof(g->temp_id));
-	attr_add(pr, CKA_LABEL, (void *)label, label_len);
+	token_tmpl_ulong(pr, CKA_CLASS, CKO_PRIVATE_KEY);
+	token_tmpl_ulong(pr, CKA_KEY_TYPE, kt);
+	token_tmpl_bool(pr, CKA_TOKEN, 1);
+	token_tmpl_bool(pr, CKA_PRIVATE, 1);
+	token_tmpl_bool(pr, CKA_SENSITIVE, 1);
+	token_tmpl_bool(pr, CKA_SIGN, 1);
+	token_tmpl_bool(pr, CKA_SIGN_RECOVER, 0);
+	token_tmpl_bool(pr, CKA_DECRYPT, 0);
+	token_tmpl_bool(pr, CKA_UNWRAP, 0);
+	token_tmpl_bool(pr, CKA_DERIVE, 0);
+	token_tmpl_bool(pr, CKA_EXTRACTABLE, replicable);
+	token_tmpl_add(pr, CKA_ID, g->temp_id, sizeof(g->temp_id));
+	token_tmpl_text(pr, CKA_LABEL, label);
+	/* Never wrappable but under a trusted key, where the token knows the
+	 * attribute (a replicable key: see replicable_trusted_wrap); for a
+	 * key that is not extractable at all it changes nothing. */
+	token_tmpl_optional_bool(tok, pr, TOKEN_ATTR_WRAP_WITH_TRUSTED, 1);
+	token_tmpl_optional_bool(tok, pr, TOKEN_ATTR_COPYABLE, 0);
 
-	attr_add(pu, CKA_CLASS, &g->pub_class, sizeof(g->pub_class));
-	attr_add(pu, CKA_KEY_TYPE, &g->key_type, sizeof(g->key_type));
-	attr_add(pu, CKA_TOKEN, &g->yes, sizeof(CK_BBOOL));
-	attr_add(pu, CKA_PRIVATE, &g->no, sizeof(CK_BBOOL));
-	attr_add(pu, CKA_VERIFY, &g->yes, sizeof(CK_BBOOL));
-	attr_add(pu, CKA_VERIFY_RECOVER, &g->no, sizeof(CK_BBOOL));
-	attr_add(pu, CKA_ENCRYPT, &g->no, sizeof(CK_BBOOL));
-	attr_add(pu, CKA_WRAP, &g->no, sizeof(CK_BBOOL));
-	attr_add(pu, CKA_DERIVE, &g->no, sizeof(CK_BBOOL));
-	attr_add(pu, CKA_ID, g->temp_id, sizeof(g->temp_id));
-	attr_add(pu, CKA_LABEL, (void *)label, label_len);
+	token_tmpl_ulong(pu, CKA_CLASS, CKO_PUBLIC_KEY);
+	token_tmpl_ulong(pu, CKA_KEY_TYPE, kt);
+	token_tmpl_bool(pu, CKA_TOKEN, 1);
+	token_tmpl_bool(pu, CKA_PRIVATE, 0);
+	token_tmpl_bool(pu, CKA_VERIFY, 1);
+	token_tmpl_bool(pu, CKA_VERIFY_RECOVER, 0);
+	token_tmpl_bool(pu, CKA_ENCRYPT, 0);
+	token_tmpl_bool(pu, CKA_WRAP, 0);
+	token_tmpl_bool(pu, CKA_DERIVE, 0);
+	token_tmpl_add(pu, CKA_ID, g->temp_id, sizeof(g->temp_id));
+	token_tmpl_text(pu, CKA_LABEL, label);
 
-	if (g->subject != NULL) {
-		attr_add(pr, CKA_SUBJECT, g->subject, (size_t)g->subject_len);
-		attr_add(pu, CKA_SUBJECT, g->subject, (size_t)g->subject_len);
+	if (subject != NULL) {
+		len = i2d_X509_NAME(subject, &der);
+		if (!add_der(g, CKA_SUBJECT, der, len, 1))
+			return custody_err_openssl(err, CUSTODY_EFAIL,
+						   "cannot generate a key "
+						   "pair: cannot encode the "
+						   "subject");
+		der = NULL;
 	}
 	if (spec->type == EVP_PKEY_RSA) {
-		g->key_type = CKK_RSA;
 		g->mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
-		g->modulus_bits = (CK_ULONG)spec->bits;
-		g->exponent[0] = 0x01;
-		g->exponent[1] = 0x00;
-		g->exponent[2] = 0x01;
-		attr_add(pu, CKA_MODULUS_BITS, &g->modulus_bits,
-			 sizeof(g->modulus_bits));
-		attr_add(pu, CKA_PUBLIC_EXPONENT, g->exponent,
-			 sizeof(g->exponent));
+		token_tmpl_ulong(pu, CKA_MODULUS_BITS, (CK_ULONG)spec->bits);
+		token_tmpl_add(pu, CKA_PUBLIC_EXPONENT, f4, sizeof(f4));
 	} else {
-		g->key_type = CKK_EC;
 		g->mech.mechanism = CKM_EC_KEY_PAIR_GEN;
-		g->ec_params_len = i2d_ASN1_OBJECT(OBJ_nid2obj(spec->curve_nid),
-						   &g->ec_params);
-		if (g->ec_params_len <= 0)
+		len = i2d_ASN1_OBJECT(OBJ_nid2obj(spec->curve_nid), &der);
+		if (!add_der(g, CKA_EC_PARAMS, der, len, 0))
 			return custody_err_openssl(err, CUSTODY_EFAIL,
-						   "cannot generate a key pair: "
-						   "cannot encode the curve");
-		attr_add(pu, CKA_EC_PARAMS, g->ec_params,
-			 (size_t)g->ec_params_len);
+						   "cannot generate a key "
+						   "pair: cannot encode the "
+						   "curve");
 	}
+	if ((r = token_tmpl_check(pr, tok, "private key", err)) != CUSTODY_OK ||
+	    (r = token_tmpl_check(pu, tok, "public key", err)) != CUSTODY_OK)
+		return r;
 	return CUSTODY_OK;
 }
 
 static void
 keygen_clear(struct keygen *g)
 {
-	OPENSSL_free(g->subject);
-	OPENSSL_free(g->ec_params);
+	token_tmpl_free(&g->priv);
+	token_tmpl_free(&g->pub);
 	memset(g, 0, sizeof(*g));
 }
 
@@ -404,7 +390,7 @@ destroy_pair(custody_token *tok, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub)
 
 static int
 check_inputs(custody_token *tok, const custody_keyspec *spec,
-	     const char *label, custody_err *err)
+	     const char *label, int replicable, custody_err *err)
 {
 	int used = 0, r;
 
@@ -417,6 +403,12 @@ check_inputs(custody_token *tok, const custody_keyspec *spec,
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot generate a key pair: the label "
 				       "must be 1 to 255 bytes");
+	if ((r = custody_token_require_key(tok, spec->type, spec->bits,
+					   "generate", err)) != CUSTODY_OK ||
+	    (replicable &&
+	     (r = custody_token_require_cluster(tok, "make replicable keys",
+						err)) != CUSTODY_OK))
+		return r;
 	if ((r = token_require_login(tok, "generate a key pair", err)) !=
 	    CUSTODY_OK ||
 	    (r = custody_token_label_used(tok, label, &used, err)) !=
@@ -438,16 +430,15 @@ static int
 replicable_trusted_wrap(custody_token *tok, struct keygen *g, int *trusted,
 			custody_err *err)
 {
-	CK_ULONG i;
 	int r;
 
+	*trusted = 0;
+	if (token_tmpl_get(&g->priv, CKA_WRAP_WITH_TRUSTED) == NULL)
+		return CUSTODY_OK;
 	if ((r = custody_token_probe_trusted_private_kek(tok, trusted, err)) !=
 	    CUSTODY_OK)
 		return r;
-	for (i = 0; i < g->priv.n; i++) {
-		if (g->priv.a[i].type == CKA_WRAP_WITH_TRUSTED)
-			g->priv.a[i].pValue = *trusted ? &g->yes : &g->no;
-	}
+	token_tmpl_set_bool(&g->priv, CKA_WRAP_WITH_TRUSTED, *trusted);
 	return CUSTODY_OK;
 }
 
@@ -469,12 +460,10 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 	memset(&g, 0, sizeof(g));
 	if (pub != NULL)
 		*pub = NULL;
-	if ((r = check_inputs(tok, spec, label, err)) != CUSTODY_OK ||
-	    (r = build_templates(&g, spec, label, subject, replicable, err)) !=
-	    CUSTODY_OK)
+	if ((r = check_inputs(tok, spec, label, replicable, err)) != CUSTODY_OK ||
+	    (r = build_templates(tok, &g, spec, label, subject, replicable,
+				 err)) != CUSTODY_OK)
 		goto out;
-	if (token_knows_copyable(tok))
-		attr_add(&g.priv, CKA_COPYABLE, &g.no, sizeof(CK_BBOOL));
 	if (replicable &&
 	    (r = replicable_trusted_wrap(tok, &g, &trusted_wrap, err)) !=
 	    CUSTODY_OK)
@@ -501,7 +490,9 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 		goto undo;
 	}
 	/* From here on, a failure removes the pair again. */
-	if ((r = token_read_public(tok, hpub, spec, &pkey, err)) != CUSTODY_OK ||
+	if ((r = token_check_attrs(tok, hpriv, "private key", &g.priv, 1,
+				   err)) != CUSTODY_OK ||
+	    (r = token_read_public(tok, hpub, spec, &pkey, err)) != CUSTODY_OK ||
 	    (r = check_public(pkey, spec, err)) != CUSTODY_OK ||
 	    (r = custody_pkey_key_id(pkey, id, err)) != CUSTODY_OK)
 		goto undo;

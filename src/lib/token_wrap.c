@@ -37,7 +37,6 @@
 #define KEY_ID_MAX 64		/* bytes of a CKA_ID we accept as hex    */
 #define NODE_ID_MAX 96		/* "custody-transport:" + node name      */
 #define TRANSPORT_BITS 3072
-#define ATTRS_MAX 24
 
 #define TRANSPORT_PREFIX "custody-transport:"
 #define ADMITTED_PREFIX "custody-admitted:"
@@ -67,7 +66,6 @@ static CK_ATTRIBUTE kek_unwrap_template[] = {
 	A_TRUE(CKA_PRIVATE),
 	A_TRUE(CKA_SENSITIVE),
 	A_FALSE(CKA_EXTRACTABLE),
-	A_FALSE(CKA_COPYABLE),	/* last: left out where unknown */
 };
 
 /* What a key unwrapped with a transport private key must be: a KEK. */
@@ -82,46 +80,8 @@ static CK_ATTRIBUTE transport_unwrap_template[] = {
 	A_FALSE(CKA_DECRYPT),
 	A_FALSE(CKA_SIGN),
 	A_FALSE(CKA_VERIFY),
-	A_FALSE(CKA_COPYABLE),	/* last: left out where unknown */
 };
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-
-/* The bytes of an unwrap template above for tok (token_copyable_tail). */
-#define TEMPLATE_SIZE(tok, t) \
-	(token_copyable_tail((tok), NELEM(t)) * sizeof(CK_ATTRIBUTE))
-
-/* A template whose values live elsewhere (statics or the caller). */
-struct attrs {
-	CK_ATTRIBUTE a[ATTRS_MAX];
-	CK_ULONG n;
-};
-
-static void
-attrs_add(struct attrs *t, CK_ATTRIBUTE_TYPE type, void *v, size_t len)
-{
-	/* ATTRS_MAX is above what the templates below ever hold. */
-	if (t->n < ATTRS_MAX) {
-		t->a[t->n].type = type;
-		t->a[t->n].pValue = v;
-		t->a[t->n].ulValueLen = len;
-		t->n++;
-	}
-}
-
-static void
-attrs_bool(struct attrs *t, CK_ATTRIBUTE_TYPE type, int v)
-{
-	attrs_add(t, type, v ? &yes : &no, sizeof(CK_BBOOL));
-}
-
-/* CKA_COPYABLE false, where the token knows it. */
-static void
-attrs_no_copy(custody_token *tok, struct attrs *t)
-{
-	if (token_knows_copyable(tok))
-		attrs_bool(t, CKA_COPYABLE, 0);
-}
 
 /* ----------------------------------------------------------- helpers */
 
@@ -263,9 +223,10 @@ wrap(custody_token *tok, CK_MECHANISM *mech, CK_OBJECT_HANDLE wrapping,
 
 /* ------------------------------------------------------------------- KCV */
 
-/* AES-KW(kek, value) with value the CKA_VALUE of a session AES key made
- * for the one wrap (16, 24 or 32 bytes); *out malloc'ed.  *kek_fault (may
- * be NULL) tells when the KEK object itself failed. */
+/* The wrap under the KEK (token_kek_mech: AES-KW, or AES-CBC with a zero
+ * IV) of value, the CKA_VALUE of a session AES key made for the one wrap
+ * (16 or 32 bytes); *out malloc'ed.  *kek_fault (may be NULL) tells when
+ * the KEK object itself failed. */
 static int
 wrap_value_under_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
 		     const unsigned char *value, size_t value_len,
@@ -287,6 +248,7 @@ wrap_value_under_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
 		A_FALSE(CKA_UNWRAP),
 		{CKA_VALUE, (void *)value, value_len},
 	};
+	unsigned char zero_iv[16] = {0};
 	CK_MECHANISM kw = {CKM_AES_KEY_WRAP, NULL, 0};
 	CK_OBJECT_HANDLE probe = CK_INVALID_HANDLE;
 	CK_RV rv;
@@ -294,6 +256,12 @@ wrap_value_under_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
 
 	*out = NULL;
 	*out_len = 0;
+	if ((r = token_kek_mech(tok, &kw.mechanism, err)) != CUSTODY_OK)
+		return r;
+	if (kw.mechanism == CKM_AES_CBC) {
+		kw.pParameter = zero_iv;
+		kw.ulParameterLen = sizeof(zero_iv);
+	}
 	rv = tok->f->C_CreateObject(tok->session, t, NELEM(t), &probe);
 	if (rv != CKR_OK) {
 		probe = CK_INVALID_HANDLE;
@@ -318,7 +286,8 @@ out:
 	return r;
 }
 
-/* The first `bytes` bytes (at most 8) of AES-KW(kek, 16 zero bytes),
+/* The first `bytes` bytes (at most 8) of the wrap of 16 zero bytes under
+ * the KEK (AES-KW, or AES-CBC: then the classic AES(kek, 0) check value),
  * upper-case hex: 3 bytes are the key check value, 8 the KEK check. */
 static int
 check_of_kek(custody_token *tok, CK_OBJECT_HANDLE kek, size_t bytes,
@@ -592,47 +561,72 @@ out:
 
 /* ------------------------------------------------------------------- KEK */
 
-/* The KEK's template, for generation (with its length) or unwrapping. */
+/* An unwrap template: a static one above, and CKA_COPYABLE false where the
+ * token knows it. */
 static void
-kek_template(custody_token *tok, struct attrs *t, int generate, int trusted)
+unwrap_template(custody_token *tok, struct token_tmpl *inner,
+		const CK_ATTRIBUTE *a, CK_ULONG n)
 {
-	attrs_add(t, CKA_CLASS, &class_secret, sizeof(class_secret));
-	attrs_add(t, CKA_KEY_TYPE, &type_aes, sizeof(type_aes));
+	token_tmpl_add_all(inner, a, n);
+	token_tmpl_optional_bool(tok, inner, TOKEN_ATTR_COPYABLE, 0);
+}
+
+/*
+ * The KEK's template, for generation (with its length) or unwrapping;
+ * inner holds its CKA_UNWRAP_TEMPLATE.  A cluster's KEK wraps and unwraps
+ * and leaves the token only under a trusted key.  On a token that cannot
+ * be a cluster member (custody_token_require_cluster) the KEK only keeps
+ * the store's integrity tags: it wraps (what a tag is computed with) and
+ * does nothing else, never extractable.
+ */
+static void
+kek_template(custody_token *tok, struct token_tmpl *t, struct token_tmpl *inner,
+	     int generate, int trusted, int cluster)
+{
+	token_tmpl_add(t, CKA_CLASS, &class_secret, sizeof(class_secret));
+	token_tmpl_add(t, CKA_KEY_TYPE, &type_aes, sizeof(type_aes));
 	if (generate)
-		attrs_add(t, CKA_VALUE_LEN, &kek_bytes, sizeof(kek_bytes));
-	attrs_bool(t, CKA_TOKEN, 1);
-	attrs_bool(t, CKA_PRIVATE, 1);
-	attrs_bool(t, CKA_SENSITIVE, 1);
-	attrs_bool(t, CKA_EXTRACTABLE, 1);
-	attrs_bool(t, CKA_WRAP_WITH_TRUSTED, 1);
-	attrs_bool(t, CKA_WRAP, 1);
-	attrs_bool(t, CKA_UNWRAP, 1);
-	attrs_bool(t, CKA_ENCRYPT, 0);
-	attrs_bool(t, CKA_DECRYPT, 0);
-	attrs_bool(t, CKA_SIGN, 0);
-	attrs_bool(t, CKA_VERIFY, 0);
-	attrs_bool(t, CKA_DERIVE, 0);
+		token_tmpl_add(t, CKA_VALUE_LEN, &kek_bytes, sizeof(kek_bytes));
+	token_tmpl_bool(t, CKA_TOKEN, 1);
+	token_tmpl_bool(t, CKA_PRIVATE, 1);
+	token_tmpl_bool(t, CKA_SENSITIVE, 1);
+	token_tmpl_bool(t, CKA_EXTRACTABLE, cluster);
+	token_tmpl_bool(t, CKA_WRAP, 1);
+	token_tmpl_bool(t, CKA_UNWRAP, cluster);
+	token_tmpl_bool(t, CKA_ENCRYPT, 0);
+	token_tmpl_bool(t, CKA_DECRYPT, 0);
+	token_tmpl_bool(t, CKA_SIGN, 0);
+	token_tmpl_bool(t, CKA_VERIFY, 0);
+	token_tmpl_bool(t, CKA_DERIVE, 0);
 	if (trusted)
-		attrs_bool(t, CKA_TRUSTED, 1);
-	attrs_add(t, CKA_ID, kek_id, sizeof(kek_id) - 1);
-	attrs_add(t, CKA_LABEL, kek_id, sizeof(kek_id) - 1);
-	attrs_no_copy(tok, t);
-	attrs_add(t, CKA_UNWRAP_TEMPLATE, kek_unwrap_template,
-		  TEMPLATE_SIZE(tok, kek_unwrap_template));
+		token_tmpl_bool(t, CKA_TRUSTED, 1);
+	token_tmpl_add(t, CKA_ID, kek_id, sizeof(kek_id) - 1);
+	token_tmpl_add(t, CKA_LABEL, kek_id, sizeof(kek_id) - 1);
+	token_tmpl_optional_bool(tok, t, TOKEN_ATTR_COPYABLE, 0);
+	if (!cluster)
+		return;
+	token_tmpl_bool(t, CKA_WRAP_WITH_TRUSTED, 1);
+	unwrap_template(tok, inner, kek_unwrap_template,
+			NELEM(kek_unwrap_template));
+	token_tmpl_nested(t, CKA_UNWRAP_TEMPLATE, inner);
 }
 
 int
 custody_token_kek_create(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
 			 custody_err *err)
 {
-	struct attrs t;
+	struct token_tmpl t, inner;
 	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
+	CK_MECHANISM_TYPE tag_mech;
 	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
 	char have[CUSTODY_KCV_HEX + 1];
-	int trusted = 0, r;
+	custody_err why;
+	int trusted = 0, cluster, r;
 	CK_RV rv;
 
-	memset(&t, 0, sizeof(t));
+	token_tmpl_init(&t);
+	token_tmpl_init(&inner);
+	memset(&why, 0, sizeof(why));
 	if ((r = token_require_login(tok, "create the KEK", err)) !=
 	    CUSTODY_OK ||
 	    (r = find_kek(tok, &h, err)) != CUSTODY_OK)
@@ -646,14 +640,31 @@ custody_token_kek_create(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
 				    "holds a KEK (KCV %s)", tok->label, have);
 		goto out;
 	}
-	if ((r = custody_token_probe_trusted_private_kek(tok, &trusted,
+	if ((r = token_require_mech(tok, CKM_AES_KEY_GEN, CKF_GENERATE,
+				    "create a KEK", err)) != CUSTODY_OK ||
+	    (r = token_kek_mech(tok, &tag_mech, err)) != CUSTODY_OK)
+		goto out;
+	cluster = custody_token_require_cluster(tok, "be a cluster member",
+						&why) == CUSTODY_OK;
+	if (cluster &&
+	    (r = custody_token_probe_trusted_private_kek(tok, &trusted,
 							 err)) != CUSTODY_OK)
 		goto out;
-	kek_template(tok, &t, 1, trusted);
-	custody_step("generating the cluster KEK (AES-256) on token %s (serial "
-		     "%s): private, sensitive, wrap/unwrap only, extractable "
-		     "only under a trusted key%s", tok->label, tok->serial,
-		     trusted ? ", trusted" : "");
+	kek_template(tok, &t, &inner, 1, trusted, cluster);
+	if ((r = token_tmpl_check(&t, tok, "KEK", err)) != CUSTODY_OK)
+		goto out;
+	if (cluster)
+		custody_step("generating the cluster KEK (AES-256) on token %s "
+			     "(serial %s): private, sensitive, wrap/unwrap "
+			     "only, extractable only under a trusted key%s",
+			     tok->label, tok->serial,
+			     trusted ? ", trusted" : "");
+	else
+		custody_step("generating the store's KEK (AES-256) on token %s "
+			     "(serial %s): private, sensitive, wrap only, never "
+			     "extractable; it keeps integrity tags and cannot "
+			     "serve a cluster (%s)", tok->label, tok->serial,
+			     why.msg);
 	rv = tok->f->C_GenerateKey(tok->session, &gen, t.a, t.n, &h);
 	if (rv != CKR_OK) {
 		h = CK_INVALID_HANDLE;
@@ -662,7 +673,9 @@ custody_token_kek_create(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
 				 tok->label);
 		goto out;
 	}
-	if ((r = kcv_of(tok, h, kcv, err)) != CUSTODY_OK)
+	if ((r = token_check_attrs(tok, h, "KEK", &t, 1, err)) !=
+	    CUSTODY_OK ||
+	    (r = kcv_of(tok, h, kcv, err)) != CUSTODY_OK)
 		goto out;
 	custody_step("generated the KEK on token %s: key check value %s",
 		     tok->label, kcv);
@@ -672,6 +685,8 @@ out:
 	/* Only a KEK this call made and could not finish is removed. */
 	if (r != CUSTODY_OK)
 		destroy(tok, h, "KEK");
+	token_tmpl_free(&t);
+	token_tmpl_free(&inner);
 	return r;
 }
 
@@ -778,15 +793,16 @@ custody_token_transport_create(custody_token *tok, const char *node,
 {
 	unsigned char id[NODE_ID_MAX];
 	size_t id_len = 0;
-	struct attrs pub, priv;
+	struct token_tmpl pub, priv, inner;
 	CK_MECHANISM gen = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
 	CK_OBJECT_HANDLE h;
 	CK_RV rv;
 	int r;
 
-	memset(&pub, 0, sizeof(pub));
-	memset(&priv, 0, sizeof(priv));
+	token_tmpl_init(&pub);
+	token_tmpl_init(&priv);
+	token_tmpl_init(&inner);
 	*spki = NULL;
 	*spki_len = 0;
 	if ((r = node_id(TRANSPORT_PREFIX, node, id, &id_len, err)) !=
@@ -806,37 +822,43 @@ custody_token_transport_create(custody_token *tok, const char *node,
 				    "token %s", node, tok->label);
 		goto out;
 	}
-	attrs_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
-	attrs_add(&pub, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
-	attrs_bool(&pub, CKA_TOKEN, 1);
-	attrs_bool(&pub, CKA_PRIVATE, 0);
-	attrs_bool(&pub, CKA_ENCRYPT, 0);
-	attrs_bool(&pub, CKA_WRAP, 0);
-	attrs_bool(&pub, CKA_VERIFY, 0);
-	attrs_bool(&pub, CKA_VERIFY_RECOVER, 0);
-	attrs_bool(&pub, CKA_DERIVE, 0);
-	attrs_add(&pub, CKA_MODULUS_BITS, &transport_bits,
+	token_tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
+	token_tmpl_add(&pub, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
+	token_tmpl_bool(&pub, CKA_TOKEN, 1);
+	token_tmpl_bool(&pub, CKA_PRIVATE, 0);
+	token_tmpl_bool(&pub, CKA_ENCRYPT, 0);
+	token_tmpl_bool(&pub, CKA_WRAP, 0);
+	token_tmpl_bool(&pub, CKA_VERIFY, 0);
+	token_tmpl_bool(&pub, CKA_VERIFY_RECOVER, 0);
+	token_tmpl_bool(&pub, CKA_DERIVE, 0);
+	token_tmpl_add(&pub, CKA_MODULUS_BITS, &transport_bits,
 		  sizeof(transport_bits));
-	attrs_add(&pub, CKA_PUBLIC_EXPONENT, rsa_f4, sizeof(rsa_f4));
-	attrs_add(&pub, CKA_ID, id, id_len);
-	attrs_add(&pub, CKA_LABEL, id, id_len);
+	token_tmpl_add(&pub, CKA_PUBLIC_EXPONENT, rsa_f4, sizeof(rsa_f4));
+	token_tmpl_add(&pub, CKA_ID, id, id_len);
+	token_tmpl_add(&pub, CKA_LABEL, id, id_len);
 
-	attrs_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
-	attrs_add(&priv, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
-	attrs_bool(&priv, CKA_TOKEN, 1);
-	attrs_bool(&priv, CKA_PRIVATE, 1);
-	attrs_bool(&priv, CKA_SENSITIVE, 1);
-	attrs_bool(&priv, CKA_EXTRACTABLE, 0);
-	attrs_bool(&priv, CKA_UNWRAP, 1);
-	attrs_bool(&priv, CKA_DECRYPT, 0);
-	attrs_bool(&priv, CKA_SIGN, 0);
-	attrs_bool(&priv, CKA_SIGN_RECOVER, 0);
-	attrs_bool(&priv, CKA_DERIVE, 0);
-	attrs_add(&priv, CKA_ID, id, id_len);
-	attrs_add(&priv, CKA_LABEL, id, id_len);
-	attrs_no_copy(tok, &priv);
-	attrs_add(&priv, CKA_UNWRAP_TEMPLATE, transport_unwrap_template,
-		  TEMPLATE_SIZE(tok, transport_unwrap_template));
+	token_tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
+	token_tmpl_add(&priv, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
+	token_tmpl_bool(&priv, CKA_TOKEN, 1);
+	token_tmpl_bool(&priv, CKA_PRIVATE, 1);
+	token_tmpl_bool(&priv, CKA_SENSITIVE, 1);
+	token_tmpl_bool(&priv, CKA_EXTRACTABLE, 0);
+	token_tmpl_bool(&priv, CKA_UNWRAP, 1);
+	token_tmpl_bool(&priv, CKA_DECRYPT, 0);
+	token_tmpl_bool(&priv, CKA_SIGN, 0);
+	token_tmpl_bool(&priv, CKA_SIGN_RECOVER, 0);
+	token_tmpl_bool(&priv, CKA_DERIVE, 0);
+	token_tmpl_add(&priv, CKA_ID, id, id_len);
+	token_tmpl_add(&priv, CKA_LABEL, id, id_len);
+	token_tmpl_optional_bool(tok, &priv, TOKEN_ATTR_COPYABLE, 0);
+	unwrap_template(tok, &inner, transport_unwrap_template,
+			NELEM(transport_unwrap_template));
+	token_tmpl_nested(&priv, CKA_UNWRAP_TEMPLATE, &inner);
+	if ((r = token_tmpl_check(&pub, tok, "transport public key", err)) !=
+	    CUSTODY_OK ||
+	    (r = token_tmpl_check(&priv, tok, "transport private key", err)) !=
+	    CUSTODY_OK)
+		goto out;
 
 	custody_step("generating the RSA-%d transport key pair of node %s on "
 		     "token %s (serial %s): the private half unwraps only and "
@@ -851,7 +873,9 @@ custody_token_transport_create(custody_token *tok, const char *node,
 				 "node %s on token %s", node, tok->label);
 		goto out;
 	}
-	if ((r = object_spki(tok, hpub, spki, spki_len, err)) != CUSTODY_OK)
+	if ((r = token_check_attrs(tok, hpriv, "transport private key", &priv,
+				   1, err)) != CUSTODY_OK ||
+	    (r = object_spki(tok, hpub, spki, spki_len, err)) != CUSTODY_OK)
 		goto out;
 	custody_step("generated the transport key pair of node %s on token %s",
 		     node, tok->label);
@@ -861,6 +885,9 @@ out:
 		destroy(tok, hpub, "transport public key");
 		destroy(tok, hpriv, "transport private key");
 	}
+	token_tmpl_free(&pub);
+	token_tmpl_free(&priv);
+	token_tmpl_free(&inner);
 	return r;
 }
 
@@ -1034,36 +1061,40 @@ create_trusted_transport(custody_token *tok, const char *node,
 			 const unsigned char *id, size_t id_len,
 			 CK_OBJECT_HANDLE *h, custody_err *err)
 {
-	struct attrs t;
+	struct token_tmpl t;
 	CK_RV rv;
+	int r;
 
-	memset(&t, 0, sizeof(t));
-	attrs_add(&t, CKA_CLASS, &class_public, sizeof(class_public));
-	attrs_add(&t, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
-	attrs_bool(&t, CKA_TOKEN, 0);
-	attrs_bool(&t, CKA_PRIVATE, 0);
-	attrs_bool(&t, CKA_TRUSTED, 1);
-	attrs_bool(&t, CKA_WRAP, 1);
-	attrs_bool(&t, CKA_ENCRYPT, 0);
-	attrs_bool(&t, CKA_VERIFY, 0);
-	attrs_bool(&t, CKA_VERIFY_RECOVER, 0);
-	attrs_bool(&t, CKA_DERIVE, 0);
-	attrs_no_copy(tok, &t);
-	attrs_add(&t, CKA_MODULUS, (void *)n, n_len);
-	attrs_add(&t, CKA_PUBLIC_EXPONENT, (void *)e, e_len);
-	attrs_add(&t, CKA_ID, (void *)id, id_len);
-	attrs_add(&t, CKA_LABEL, (void *)id, id_len);
+	token_tmpl_init(&t);
+	token_tmpl_add(&t, CKA_CLASS, &class_public, sizeof(class_public));
+	token_tmpl_add(&t, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
+	token_tmpl_bool(&t, CKA_TOKEN, 0);
+	token_tmpl_bool(&t, CKA_PRIVATE, 0);
+	token_tmpl_bool(&t, CKA_TRUSTED, 1);
+	token_tmpl_bool(&t, CKA_WRAP, 1);
+	token_tmpl_bool(&t, CKA_ENCRYPT, 0);
+	token_tmpl_bool(&t, CKA_VERIFY, 0);
+	token_tmpl_bool(&t, CKA_VERIFY_RECOVER, 0);
+	token_tmpl_bool(&t, CKA_DERIVE, 0);
+	token_tmpl_optional_bool(tok, &t, TOKEN_ATTR_COPYABLE, 0);
+	token_tmpl_add(&t, CKA_MODULUS, (void *)n, n_len);
+	token_tmpl_add(&t, CKA_PUBLIC_EXPONENT, (void *)e, e_len);
+	token_tmpl_add(&t, CKA_ID, (void *)id, id_len);
+	token_tmpl_add(&t, CKA_LABEL, (void *)id, id_len);
 	custody_step("security officer: making the transport key of node %s a "
 		     "trusted wrapping key on token %s (serial %s), for this "
 		     "session only", node, tok->label, tok->serial);
-	rv = tok->f->C_CreateObject(tok->session, t.a, t.n, h);
-	if (rv != CKR_OK) {
+	*h = CK_INVALID_HANDLE;
+	if ((r = token_tmpl_check(&t, tok, "trusted transport key", err)) ==
+	    CUSTODY_OK &&
+	    (rv = tok->f->C_CreateObject(tok->session, t.a, t.n, h)) != CKR_OK) {
 		*h = CK_INVALID_HANDLE;
-		return token_err_rv(err, CUSTODY_EFAIL, rv,
-				    "cannot create the trusted transport key of "
-				    "node %s on token %s", node, tok->label);
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot create the trusted transport key of "
+				 "node %s on token %s", node, tok->label);
 	}
-	return CUSTODY_OK;
+	token_tmpl_free(&t);
+	return r;
 }
 
 static void
@@ -1177,12 +1208,13 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 	CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)};
 	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
 	char kcv[CUSTODY_KEK_CHECK_HEX + 1];
-	struct attrs t;
+	struct token_tmpl t, inner;
 	size_t digits;
 	int trusted = 0, r;
 	CK_RV rv;
 
-	memset(&t, 0, sizeof(t));
+	token_tmpl_init(&t);
+	token_tmpl_init(&inner);
 	if ((r = node_id(TRANSPORT_PREFIX, node, id, &id_len, err)) !=
 	    CUSTODY_OK)
 		goto out;
@@ -1256,7 +1288,9 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 	if ((r = custody_token_probe_trusted_private_kek(tok, &trusted,
 							 err)) != CUSTODY_OK)
 		goto out;
-	kek_template(tok, &t, 0, trusted);
+	kek_template(tok, &t, &inner, 0, trusted, 1);
+	if ((r = token_tmpl_check(&t, tok, "KEK", err)) != CUSTODY_OK)
+		goto out;
 	custody_step("unwrapping the KEK into token %s (serial %s) with the "
 		     "transport key of node %s", tok->label, tok->serial, node);
 	rv = tok->f->C_UnwrapKey(tok->session, &mech, priv,
@@ -1269,7 +1303,9 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 				 "for another transport key");
 		goto out;
 	}
-	if ((r = check_of_kek(tok, kek, digits / 2, kcv, NULL, err)) !=
+	if ((r = token_check_attrs(tok, kek, "unwrapped KEK", &t, 0, err)) !=
+	    CUSTODY_OK ||
+	    (r = check_of_kek(tok, kek, digits / 2, kcv, NULL, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	if (strcasecmp(kcv, expected_kcv) != 0) {
@@ -1288,6 +1324,8 @@ out:
 	if (r != CUSTODY_OK)
 		destroy(tok, kek, "unwrapped KEK");
 keep:
+	token_tmpl_free(&t);
+	token_tmpl_free(&inner);
 	return r;
 }
 
@@ -1492,39 +1530,42 @@ create_public(custody_token *tok, const struct pubkey *k,
 	      const unsigned char *id, size_t id_len, const char *label,
 	      CK_OBJECT_HANDLE *h, custody_err *err)
 {
-	struct attrs t;
+	struct token_tmpl t;
 	CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
 	CK_KEY_TYPE kt = k->type;
 	CK_RV rv;
+	int r;
 
-	memset(&t, 0, sizeof(t));
-	attrs_add(&t, CKA_CLASS, &cls, sizeof(cls));
-	attrs_add(&t, CKA_KEY_TYPE, &kt, sizeof(kt));
-	attrs_bool(&t, CKA_TOKEN, 1);
-	attrs_bool(&t, CKA_PRIVATE, 0);
-	attrs_bool(&t, CKA_VERIFY, 1);
-	attrs_bool(&t, CKA_VERIFY_RECOVER, 0);
-	attrs_bool(&t, CKA_ENCRYPT, 0);
-	attrs_bool(&t, CKA_WRAP, 0);
-	attrs_bool(&t, CKA_DERIVE, 0);
-	attrs_add(&t, CKA_ID, (void *)id, id_len);
-	attrs_add(&t, CKA_LABEL, (void *)label, strlen(label));
-	attrs_add(&t, CKA_SUBJECT, k->subject, k->subject_len);
+	token_tmpl_init(&t);
+	token_tmpl_add(&t, CKA_CLASS, &cls, sizeof(cls));
+	token_tmpl_add(&t, CKA_KEY_TYPE, &kt, sizeof(kt));
+	token_tmpl_bool(&t, CKA_TOKEN, 1);
+	token_tmpl_bool(&t, CKA_PRIVATE, 0);
+	token_tmpl_bool(&t, CKA_VERIFY, 1);
+	token_tmpl_bool(&t, CKA_VERIFY_RECOVER, 0);
+	token_tmpl_bool(&t, CKA_ENCRYPT, 0);
+	token_tmpl_bool(&t, CKA_WRAP, 0);
+	token_tmpl_bool(&t, CKA_DERIVE, 0);
+	token_tmpl_add(&t, CKA_ID, (void *)id, id_len);
+	token_tmpl_add(&t, CKA_LABEL, (void *)label, strlen(label));
+	token_tmpl_add(&t, CKA_SUBJECT, k->subject, k->subject_len);
 	if (k->type == CKK_RSA) {
-		attrs_add(&t, CKA_MODULUS, k->a, k->a_len);
-		attrs_add(&t, CKA_PUBLIC_EXPONENT, k->b, k->b_len);
+		token_tmpl_add(&t, CKA_MODULUS, k->a, k->a_len);
+		token_tmpl_add(&t, CKA_PUBLIC_EXPONENT, k->b, k->b_len);
 	} else {
-		attrs_add(&t, CKA_EC_PARAMS, k->a, k->a_len);
-		attrs_add(&t, CKA_EC_POINT, k->b, k->b_len);
+		token_tmpl_add(&t, CKA_EC_PARAMS, k->a, k->a_len);
+		token_tmpl_add(&t, CKA_EC_POINT, k->b, k->b_len);
 	}
-	rv = tok->f->C_CreateObject(tok->session, t.a, t.n, h);
-	if (rv != CKR_OK) {
+	*h = CK_INVALID_HANDLE;
+	if ((r = token_tmpl_check(&t, tok, "public key", err)) == CUSTODY_OK &&
+	    (rv = tok->f->C_CreateObject(tok->session, t.a, t.n, h)) != CKR_OK) {
 		*h = CK_INVALID_HANDLE;
-		return token_err_rv(err, CUSTODY_EFAIL, rv,
-				    "cannot create the public key beside the "
-				    "unwrapped key on token %s", tok->label);
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot create the public key beside the "
+				 "unwrapped key on token %s", tok->label);
 	}
-	return CUSTODY_OK;
+	token_tmpl_free(&t);
+	return r;
 }
 
 int
@@ -1539,13 +1580,13 @@ custody_token_unwrap_private_key(custody_token *tok,
 	unsigned char id[20];
 	char hex[CUSTODY_KEY_ID_HEX + 1], *cn = NULL;
 	struct pubkey k;
-	struct attrs t;
+	struct token_tmpl t;
 	custody_token_import_result res;
 	CK_RV rv;
 	int r;
 
 	memset(&k, 0, sizeof(k));
-	memset(&t, 0, sizeof(t));
+	token_tmpl_init(&t);
 	if (cert == NULL) {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
 				    "cannot unwrap a package: no certificate "
@@ -1578,22 +1619,25 @@ custody_token_unwrap_private_key(custody_token *tok,
 		goto out;
 	}
 	/* The KEK's CKA_UNWRAP_TEMPLATE, and what import sets. */
-	attrs_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
-	attrs_add(&t, CKA_KEY_TYPE, &k.type, sizeof(k.type));
-	attrs_bool(&t, CKA_TOKEN, 1);
-	attrs_bool(&t, CKA_PRIVATE, 1);
-	attrs_bool(&t, CKA_SENSITIVE, 1);
-	attrs_bool(&t, CKA_EXTRACTABLE, 0);
-	attrs_bool(&t, CKA_WRAP_WITH_TRUSTED, 1);
-	attrs_bool(&t, CKA_SIGN, 1);
-	attrs_bool(&t, CKA_SIGN_RECOVER, 0);
-	attrs_bool(&t, CKA_DECRYPT, 0);
-	attrs_bool(&t, CKA_UNWRAP, 0);
-	attrs_bool(&t, CKA_DERIVE, 0);
-	attrs_no_copy(tok, &t);
-	attrs_add(&t, CKA_ID, id, sizeof(id));
-	attrs_add(&t, CKA_LABEL, (void *)label, strlen(label));
-	attrs_add(&t, CKA_SUBJECT, k.subject, k.subject_len);
+	token_tmpl_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
+	token_tmpl_add(&t, CKA_KEY_TYPE, &k.type, sizeof(k.type));
+	token_tmpl_bool(&t, CKA_TOKEN, 1);
+	token_tmpl_bool(&t, CKA_PRIVATE, 1);
+	token_tmpl_bool(&t, CKA_SENSITIVE, 1);
+	token_tmpl_bool(&t, CKA_EXTRACTABLE, 0);
+	token_tmpl_bool(&t, CKA_WRAP_WITH_TRUSTED, 1);
+	token_tmpl_bool(&t, CKA_SIGN, 1);
+	token_tmpl_bool(&t, CKA_SIGN_RECOVER, 0);
+	token_tmpl_bool(&t, CKA_DECRYPT, 0);
+	token_tmpl_bool(&t, CKA_UNWRAP, 0);
+	token_tmpl_bool(&t, CKA_DERIVE, 0);
+	token_tmpl_optional_bool(tok, &t, TOKEN_ATTR_COPYABLE, 0);
+	token_tmpl_add(&t, CKA_ID, id, sizeof(id));
+	token_tmpl_add(&t, CKA_LABEL, (void *)label, strlen(label));
+	token_tmpl_add(&t, CKA_SUBJECT, k.subject, k.subject_len);
+	if ((r = token_tmpl_check(&t, tok, "unwrapped private key", err)) !=
+	    CUSTODY_OK)
+		goto out;
 	custody_step("unwrapping the package of key id %s into token %s "
 		     "(serial %s): sensitive, never extractable", hex,
 		     tok->label, tok->serial);
@@ -1609,7 +1653,9 @@ custody_token_unwrap_private_key(custody_token *tok,
 		goto out;
 	}
 	/* Prove the key before anything else is written. */
-	if ((r = custody_token_verify_key(tok, hex, cert, err)) != CUSTODY_OK)
+	if ((r = token_check_attrs(tok, priv, "unwrapped private key", &t,
+				   0, err)) != CUSTODY_OK ||
+	    (r = custody_token_verify_key(tok, hex, cert, err)) != CUSTODY_OK)
 		goto out;
 	if ((r = find_by_id(tok, &class_public, id, sizeof(id), &h, err)) !=
 	    CUSTODY_OK ||
@@ -1627,6 +1673,7 @@ out:
 		destroy(tok, pub, "public key");
 		destroy(tok, priv, "unwrapped private key");
 	}
+	token_tmpl_free(&t);
 	pubkey_free(&k);
 	free(cn);
 	return r;
