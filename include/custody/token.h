@@ -419,7 +419,7 @@ int custody_token_lock_wanted(custody_token *tok);
  * CKM_EC_KEY_PAIR_GEN"); EFAIL too when the token cannot say.
  *
  * custody_token_require_key: keys of pkey_type (EVP_PKEY_RSA or
- * EVP_PKEY_EC) and bits, to verb ("generate": key pair generation within
+ * EVP_PKEY_EC; other kinds pass, for the caller to refuse) and bits, to verb ("generate": key pair generation within
  * the token's key sizes, and signing; "import", anything else: signing).
  *
  * custody_token_require_cluster: what a cluster member needs, to WHAT

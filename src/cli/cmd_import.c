@@ -210,6 +210,18 @@ out:
 	return r;
 }
 
+/* What the token must do with the key of cert: sign with it. */
+static int
+require_key(struct cli *cli, X509 *cert)
+{
+	EVP_PKEY *pub = X509_get0_pubkey(cert);
+
+	if (pub == NULL)
+		return CUSTODY_OK;	/* refused later, in its own words */
+	return custody_token_require_key(cli->token, EVP_PKEY_get_base_id(pub),
+					 EVP_PKEY_get_bits(pub), "import", &cli->err);
+}
+
 /* The package of a --replicable key can be made here only when this token
  * holds the cluster KEK.  When it cannot, an assignment at global of a
  * cluster of several nodes is refused; anything else goes on, unpackaged. */
@@ -387,6 +399,8 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	/* 4. The token, with a note of intent first (tidy's proof that what
 	 * an interrupted import leaves is custody's; removed at the end). */
 	if ((r = cli_open_token(cli)) != CUSTODY_OK ||
+	    ((bundle.key != NULL || o.package != NULL) &&
+	     (r = require_key(cli, bundle.cert)) != CUSTODY_OK) ||
 	    (o.replicable &&
 	     (r = custody_token_require_cluster(cli->token, "import replicable keys",
 						&cli->err)) != CUSTODY_OK))

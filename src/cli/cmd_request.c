@@ -973,7 +973,13 @@ cmd_request(struct cli *cli, int argc, char **argv)
 	if (o.csr != NULL && (r = create_file(cli, o.csr, &m)) != CUSTODY_OK)
 		goto out;
 	/* 3. The token, and the label free on it. */
-	if ((r = cli_open_token(cli)) != CUSTODY_OK || (r = label_free(cli, &rq)) != CUSTODY_OK)
+	if ((r = cli_open_token(cli)) != CUSTODY_OK ||
+	    (r = custody_token_require_key(cli->token, rq.spec.type, rq.spec.bits, "generate",
+					   &cli->err)) != CUSTODY_OK ||
+	    (o.replicable &&
+	     (r = custody_token_require_cluster(cli->token, "make replicable keys",
+						&cli->err)) != CUSTODY_OK) ||
+	    (r = label_free(cli, &rq)) != CUSTODY_OK)
 		goto out;
 	/* A replicable self-signed key goes to the store as a package when
 	 * this token holds the cluster's KEK (global in a cluster of several

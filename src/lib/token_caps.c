@@ -129,14 +129,17 @@ token_mech_info(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need,
 	CK_RV rv;
 
 	memset(info, 0, sizeof(*info));
-	if (c == NULL)
-		return custody_err_set(err, CUSTODY_EFAIL, "cannot read what "
-				       "token %s can do: out of memory",
-				       tok->label);
-	if (c->list_read != 1 && read_list(tok, c) != 1)
-		return token_err_rv(err, CUSTODY_EFAIL, c->list_rv,
-				    "cannot read the mechanisms of token %s",
-				    tok->label);
+	if (c == NULL) {
+		custody_err_set(err, CUSTODY_EFAIL, "cannot read what token %s "
+				"can do: out of memory", tok->label);
+		return -1;
+	}
+	if (c->list_read != 1 && read_list(tok, c) != 1) {
+		token_err_rv(err, CUSTODY_EFAIL, c->list_rv,
+			     "cannot read the mechanisms of token %s",
+			     tok->label);
+		return -1;
+	}
 	for (i = 0; i < c->n_mech; i++) {
 		if (c->mech[i].type == m) {
 			*info = c->mech[i].info;
@@ -149,11 +152,12 @@ token_mech_info(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need,
 	memset(&mi, 0, sizeof(mi));
 	if (listed) {
 		rv = tok->f->C_GetMechanismInfo(tok->slot, m, &mi);
-		if (rv != CKR_OK)
-			return token_err_rv(err, CUSTODY_EFAIL, rv,
-					    "cannot read %s's details on "
-					    "token %s", token_mech_name(m),
-					    tok->label);
+		if (rv != CKR_OK) {
+			token_err_rv(err, CUSTODY_EFAIL, rv,
+				     "cannot read %s's details on token %s",
+				     token_mech_name(m), tok->label);
+			return -1;
+		}
 	}
 	if (c->n_mech < CAPS_MECHS) {
 		c->mech[c->n_mech].type = m;
@@ -206,7 +210,7 @@ token_require_mech(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need,
 	int r = token_mech_info(tok, m, need, &info, err);
 
 	if (r < 0)
-		return r;
+		return CUSTODY_EFAIL;
 	if (r == 1)
 		return CUSTODY_OK;
 	return custody_err_set(err, CUSTODY_EFAIL,
@@ -378,9 +382,9 @@ custody_token_require_key(custody_token *tok, int pkey_type, int bits,
 	int rsa = pkey_type == EVP_PKEY_RSA, r;
 	char what[64];
 
+	/* Other kinds are refused by what would make them, in its words. */
 	if (pkey_type != EVP_PKEY_RSA && pkey_type != EVP_PKEY_EC)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "custody keeps RSA and EC keys only");
+		return CUSTODY_OK;
 	snprintf(what, sizeof(what), "%s %s-%d keys", verb,
 		 rsa ? "RSA" : "EC", bits);
 	if (strcmp(verb, "generate") == 0 &&
@@ -433,13 +437,13 @@ token_kek_mech(custody_token *tok, CK_MECHANISM_TYPE *m, custody_err *err)
 
 	if ((r = token_mech_info_has(tok, CKM_AES_KEY_WRAP, CKF_WRAP, err)) <
 	    0)
-		return r;
+		return CUSTODY_EFAIL;
 	if (r == 1) {
 		*m = CKM_AES_KEY_WRAP;
 		return CUSTODY_OK;
 	}
 	if ((r = token_mech_info_has(tok, CKM_AES_CBC, CKF_WRAP, err)) < 0)
-		return r;
+		return CUSTODY_EFAIL;
 	if (r == 1) {
 		*m = CKM_AES_CBC;
 		return CUSTODY_OK;
@@ -509,8 +513,8 @@ custody_token_describe(custody_token *tok, custody_token_caps *out,
 	out->min_pin = ti.ulMinPinLen;
 	out->max_pin = ti.ulMaxPinLen;
 	/* The mechanism list first: a token that cannot say is refused. */
-	if ((r = token_mech_info(tok, CKM_RSA_PKCS, 0, &info, err)) < 0)
-		return r;
+	if (token_mech_info(tok, CKM_RSA_PKCS, 0, &info, err) < 0)
+		return CUSTODY_EFAIL;
 	key_caps(tok, CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_RSA_PKCS, &out->rsa);
 	out->rsa_pss = token_has_mech(tok, CKM_RSA_PKCS_PSS, CKF_SIGN);
 	key_caps(tok, CKM_EC_KEY_PAIR_GEN, CKM_ECDSA, &out->ec);

@@ -135,7 +135,7 @@ int token_attr_known(custody_token *tok, enum token_attr attr);
 const char *token_mech_name(CK_MECHANISM_TYPE m);
 
 /* 1 when the token lists m and m's flags hold every flag of need, 0 when
- * not, EFAIL (< 0) when the mechanism list cannot be read.  *info is m's
+ * not, -1 (err set) when the mechanism list cannot be read.  *info is m's
  * C_GetMechanismInfo (zero when not listed). */
 int token_mech_info(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need,
 		    CK_MECHANISM_INFO *info, custody_err *err);

@@ -50,6 +50,18 @@
  *                           a comma list of final-try, locked, count-low,
  *                           to-be-changed, so-final-try, so-locked, or a
  *                           0x-hex number
+ *   FAULT_IGNORE_ATTR=0x..  a token that does not honour an attribute: the
+ *                           attribute of that type is taken out of the
+ *                           templates of C_CreateObject, C_GenerateKey,
+ *                           C_GenerateKeyPair (private key) and
+ *                           C_UnwrapKey before they reach the module, so
+ *                           the object gets the module's default
+ *   FAULT_HIDE_MECH=LIST    a token without these mechanisms (comma list
+ *                           of 0x-hex CKM_ values): left out of
+ *                           C_GetMechanismList, CKR_MECHANISM_INVALID from
+ *                           C_GetMechanismInfo (what they would be used
+ *                           for still reaches the module: a token that
+ *                           says it lacks what it has)
  *
  * Calls are numbered across the whole process, whichever caller made
  * them (custody's raw calls and libp11's alike: both load this file, so
@@ -90,6 +102,11 @@ static unsigned long (*tear_disarm)(void);
 static int fault_persist;
 static const char *fault_exec;
 static CK_FLAGS pin_flags;
+static CK_ATTRIBUTE_TYPE ignore_attr;
+static int ignore_attr_set;
+#define HIDE_MAX 8
+static CK_MECHANISM_TYPE hide_mech[HIDE_MAX];
+static size_t n_hide;
 static int count_fd = -1;
 static int trace_fd = -1;
 static unsigned long counted;		/* calls counted so far */
@@ -182,6 +199,20 @@ shim_load(void)
 		fault_exec = v;
 	if ((v = getenv("FAULT_PIN_FLAGS")) != NULL && v[0] != '\0')
 		pin_flags = parse_pin_flags(v);
+	if ((v = getenv("FAULT_IGNORE_ATTR")) != NULL && v[0] != '\0') {
+		ignore_attr = strtoul(v, NULL, 0);
+		ignore_attr_set = 1;
+	}
+	if ((v = getenv("FAULT_HIDE_MECH")) != NULL) {
+		char *end;
+
+		while (*v != '\0' && n_hide < HIDE_MAX) {
+			hide_mech[n_hide++] = strtoul(v, &end, 0);
+			v = *end == ',' ? end + 1 : end;
+			if (end == v && *v != '\0')
+				break;
+		}
+	}
 	count_fd = open_out("FAULT_COUNT_FILE", O_TRUNC);
 	trace_fd = open_out("FAULT_TRACE", O_APPEND);
 
@@ -338,8 +369,6 @@ SHIM(C_Finalize, (void *a), (a))
 SHIM(C_GetInfo, (CK_INFO_PTR a), (a))
 SHIM(C_GetSlotList, (CK_BBOOL a, CK_SLOT_ID_PTR b, CK_ULONG_PTR c), (a, b, c))
 SHIM(C_GetSlotInfo, (CK_SLOT_ID a, CK_SLOT_INFO_PTR b), (a, b))
-SHIM(C_GetMechanismList, (CK_SLOT_ID a, CK_MECHANISM_TYPE_PTR b, CK_ULONG_PTR c), (a, b, c))
-SHIM(C_GetMechanismInfo, (CK_SLOT_ID a, CK_MECHANISM_TYPE b, CK_MECHANISM_INFO_PTR c), (a, b, c))
 SHIM(C_InitToken, (CK_SLOT_ID a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8CHAR_PTR d), (a, b, c, d))
 SHIM(C_InitPIN, (CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c), (a, b, c))
 SHIM(C_SetPIN, (CK_SESSION_HANDLE a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8CHAR_PTR d,
@@ -353,8 +382,6 @@ SHIM(C_GetOperationState, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c), 
 SHIM(C_SetOperationState, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
 			   CK_OBJECT_HANDLE d, CK_OBJECT_HANDLE e), (a, b, c, d, e))
 SHIM(C_Logout, (CK_SESSION_HANDLE a), (a))
-SHIM(C_CreateObject, (CK_SESSION_HANDLE a, CK_ATTRIBUTE_PTR b, CK_ULONG c,
-		      CK_OBJECT_HANDLE_PTR d), (a, b, c, d))
 SHIM(C_CopyObject, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR c,
 		    CK_ULONG d, CK_OBJECT_HANDLE_PTR e), (a, b, c, d, e))
 SHIM(C_DestroyObject, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b), (a, b))
@@ -411,16 +438,8 @@ SHIM(C_SignEncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BY
 			   CK_ULONG_PTR e), (a, b, c, d, e))
 SHIM(C_DecryptVerifyUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d,
 			     CK_ULONG_PTR e), (a, b, c, d, e))
-SHIM(C_GenerateKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_ATTRIBUTE_PTR c, CK_ULONG d,
-		     CK_OBJECT_HANDLE_PTR e), (a, b, c, d, e))
-SHIM(C_GenerateKeyPair, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_ATTRIBUTE_PTR c,
-			 CK_ULONG d, CK_ATTRIBUTE_PTR e, CK_ULONG f, CK_OBJECT_HANDLE_PTR g,
-			 CK_OBJECT_HANDLE_PTR h), (a, b, c, d, e, f, g, h))
 SHIM(C_WrapKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c,
 		 CK_OBJECT_HANDLE d, CK_BYTE_PTR e, CK_ULONG_PTR f), (a, b, c, d, e, f))
-SHIM(C_UnwrapKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c,
-		   CK_BYTE_PTR d, CK_ULONG e, CK_ATTRIBUTE_PTR f, CK_ULONG g,
-		   CK_OBJECT_HANDLE_PTR h), (a, b, c, d, e, f, g, h))
 SHIM(C_DeriveKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c,
 		   CK_ATTRIBUTE_PTR d, CK_ULONG e, CK_OBJECT_HANDLE_PTR f), (a, b, c, d, e, f))
 SHIM(C_SeedRandom, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c), (a, b, c))
@@ -428,6 +447,158 @@ SHIM(C_GenerateRandom, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c), (a, b, 
 SHIM(C_GetFunctionStatus, (CK_SESSION_HANDLE a), (a))
 SHIM(C_CancelFunction, (CK_SESSION_HANDLE a), (a))
 SHIM(C_WaitForSlotEvent, (CK_FLAGS a, CK_SLOT_ID_PTR b, CK_VOID_PTR c), (a, b, c))
+
+/* ------------------------------------------- a token that lacks things */
+
+static int
+hidden(CK_MECHANISM_TYPE m)
+{
+	size_t i;
+
+	for (i = 0; i < n_hide; i++)
+		if (hide_mech[i] == m)
+			return 1;
+	return 0;
+}
+
+static CK_RV
+shim_C_GetMechanismList(CK_SLOT_ID a, CK_MECHANISM_TYPE_PTR b, CK_ULONG_PTR c)
+{
+	CK_MECHANISM_TYPE *all = NULL;
+	CK_ULONG n = 0, i, o = 0;
+	CK_RV rv;
+	char num[24];
+	enum after after;
+
+	if (fault_enter("C_GetMechanismList", &rv, num, &after))
+		return rv;
+	if (n_hide == 0)
+		return fault_leave("C_GetMechanismList", num, after,
+				   target->C_GetMechanismList(a, b, c));
+	rv = target->C_GetMechanismList(a, NULL, &n);
+	if (rv == CKR_OK && (all = calloc(n + 1, sizeof(*all))) == NULL)
+		rv = CKR_HOST_MEMORY;
+	if (rv == CKR_OK)
+		rv = target->C_GetMechanismList(a, all, &n);
+	for (i = 0; rv == CKR_OK && i < n; i++)
+		if (!hidden(all[i]))
+			all[o++] = all[i];
+	if (rv == CKR_OK) {
+		if (b != NULL && *c < o)
+			rv = CKR_BUFFER_TOO_SMALL;
+		else if (b != NULL)
+			memcpy(b, all, o * sizeof(*all));
+		*c = o;
+	}
+	free(all);
+	return fault_leave("C_GetMechanismList", num, after, rv);
+}
+
+static CK_RV
+shim_C_GetMechanismInfo(CK_SLOT_ID a, CK_MECHANISM_TYPE b, CK_MECHANISM_INFO_PTR c)
+{
+	CK_RV rv;
+	char num[24];
+	enum after after;
+
+	if (fault_enter("C_GetMechanismInfo", &rv, num, &after))
+		return rv;
+	return fault_leave("C_GetMechanismInfo", num, after,
+			   hidden(b) ? CKR_MECHANISM_INVALID
+				     : target->C_GetMechanismInfo(a, b, c));
+}
+
+/* ------------------------------------ a token that ignores an attribute */
+
+/* t without FAULT_IGNORE_ATTR, into out (room for n); its new length. */
+static CK_ULONG
+without_ignored(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE *out)
+{
+	CK_ULONG i, o = 0;
+
+	for (i = 0; i < n; i++)
+		if (!ignore_attr_set || t[i].type != ignore_attr)
+			out[o++] = t[i];
+	return o;
+}
+
+#define TEMPLATE_ROOM 64
+
+static CK_RV
+shim_C_CreateObject(CK_SESSION_HANDLE a, CK_ATTRIBUTE_PTR b, CK_ULONG c,
+		    CK_OBJECT_HANDLE_PTR d)
+{
+	CK_ATTRIBUTE t[TEMPLATE_ROOM];
+	CK_RV rv;
+	char num[24];
+	enum after after;
+
+	if (fault_enter("C_CreateObject", &rv, num, &after))
+		return rv;
+	if (c > TEMPLATE_ROOM)
+		return fault_leave("C_CreateObject", num, after,
+				   target->C_CreateObject(a, b, c, d));
+	return fault_leave("C_CreateObject", num, after,
+			   target->C_CreateObject(a, t, without_ignored(b, c, t), d));
+}
+
+static CK_RV
+shim_C_GenerateKey(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_ATTRIBUTE_PTR c,
+		   CK_ULONG d, CK_OBJECT_HANDLE_PTR e)
+{
+	CK_ATTRIBUTE t[TEMPLATE_ROOM];
+	CK_RV rv;
+	char num[24];
+	enum after after;
+
+	if (fault_enter("C_GenerateKey", &rv, num, &after))
+		return rv;
+	if (d > TEMPLATE_ROOM)
+		return fault_leave("C_GenerateKey", num, after,
+				   target->C_GenerateKey(a, b, c, d, e));
+	return fault_leave("C_GenerateKey", num, after,
+			   target->C_GenerateKey(a, b, t, without_ignored(c, d, t), e));
+}
+
+static CK_RV
+shim_C_GenerateKeyPair(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_ATTRIBUTE_PTR c,
+		       CK_ULONG d, CK_ATTRIBUTE_PTR e, CK_ULONG f,
+		       CK_OBJECT_HANDLE_PTR g, CK_OBJECT_HANDLE_PTR h)
+{
+	CK_ATTRIBUTE t[TEMPLATE_ROOM];
+	CK_RV rv;
+	char num[24];
+	enum after after;
+
+	if (fault_enter("C_GenerateKeyPair", &rv, num, &after))
+		return rv;
+	if (f > TEMPLATE_ROOM)
+		return fault_leave("C_GenerateKeyPair", num, after,
+				   target->C_GenerateKeyPair(a, b, c, d, e, f, g, h));
+	return fault_leave("C_GenerateKeyPair", num, after,
+			   target->C_GenerateKeyPair(a, b, c, d, t,
+						     without_ignored(e, f, t), g, h));
+}
+
+static CK_RV
+shim_C_UnwrapKey(CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c,
+		 CK_BYTE_PTR d, CK_ULONG e, CK_ATTRIBUTE_PTR f, CK_ULONG g,
+		 CK_OBJECT_HANDLE_PTR h)
+{
+	CK_ATTRIBUTE t[TEMPLATE_ROOM];
+	CK_RV rv;
+	char num[24];
+	enum after after;
+
+	if (fault_enter("C_UnwrapKey", &rv, num, &after))
+		return rv;
+	if (g > TEMPLATE_ROOM)
+		return fault_leave("C_UnwrapKey", num, after,
+				   target->C_UnwrapKey(a, b, c, d, e, f, g, h));
+	return fault_leave("C_UnwrapKey", num, after,
+			   target->C_UnwrapKey(a, b, c, d, e, t,
+					       without_ignored(f, g, t), h));
+}
 
 /* C_GetTokenInfo also reports the PIN flags of FAULT_PIN_FLAGS. */
 static CK_RV
