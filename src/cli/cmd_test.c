@@ -24,6 +24,9 @@
  *                 WARNING only: verifiers need just its certificate
  *                 (published from the store); the key matters only for a
  *                 roll back
+ *   token         the token can sign with each key's kind, and be a
+ *                 cluster member when the store records a cluster KEK
+ *                 (a line only when it cannot: CRITICAL)
  *   (cluster      every node reports the same thumbprint — not yet, see
  *                 check_cluster)
  *
@@ -46,6 +49,7 @@
 #include <openssl/x509.h>
 
 #include <custody/audit.h>
+#include <custody/cluster.h>
 #include <custody/policy.h>
 #include <custody/timefmt.h>
 
@@ -233,9 +237,17 @@ check_key(struct test_run *t, const custody_assignment *a, const char *check,
 	  X509 *x)
 {
 	const char *label = custody_token_label(t->cli->token);
+	EVP_PKEY *pub = X509_get0_pubkey(x);
 	custody_err e = {0};
 	int r;
 
+	/* A token that cannot sign with keys of this kind says so. */
+	if (pub != NULL &&
+	    custody_token_require_key(t->cli->token, EVP_PKEY_get_base_id(pub),
+				      EVP_PKEY_get_bits(pub), "sign with", &e) != CUSTODY_OK) {
+		report(t, failed, check, a->type, a->identity, rec->thumbprint, "%s", e.msg);
+		return;
+	}
 	r = custody_token_verify_key(t->cli->token, rec->key_id, x, &e);
 	if (r == CUSTODY_OK)
 		report(t, R_OK, check, a->type, a->identity, rec->thumbprint,
@@ -405,6 +417,22 @@ integrity_holds(struct test_run *t, const custody_assignment *a)
 	return 0;
 }
 
+/* A store that records a cluster KEK needs a token that can be a member:
+ * a line only when this one cannot. */
+static void
+check_token_cluster(struct test_run *t)
+{
+	char store_kcv[CUSTODY_KCV_HEX + 1] = "", token_kcv[CUSTODY_KCV_HEX + 1];
+	custody_err e = {0};
+
+	if (custody_cluster_kek_state(NULL, t->cli->store, store_kcv, token_kcv, &e) !=
+	    CUSTODY_OK || store_kcv[0] == '\0')
+		return;
+	if (custody_token_require_cluster(t->cli->token, "serve this store's cluster", &e) !=
+	    CUSTODY_OK)
+		report(t, R_CRITICAL, "token", NULL, NULL, NULL, "%s", e.msg);
+}
+
 /* The audit log's head carries its integrity tag. */
 static void
 check_audit_integrity(struct test_run *t)
@@ -537,8 +565,10 @@ cmd_test(struct cli *cli, int argc, char **argv)
 	/* Every selected assignment names a certificate to check. */
 	if (n > 0 && (r = cli_open_token(cli)) != CUSTODY_OK)
 		goto unknown;
-	if (n > 0)
+	if (n > 0) {
 		check_audit_integrity(&t);
+		check_token_cluster(&t);
+	}
 	for (i = 0; i < n; i++) {
 		if (!integrity_holds(&t, &stored[i]))
 			continue;
