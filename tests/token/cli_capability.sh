@@ -109,4 +109,15 @@ check "... token and store unchanged" [ "$before" = "$(state)" ]
 run import --path "$T/lax.p12" -t Default
 check "the same import on the token itself works" [ "$rc" -eq 0 ]
 
+# --- custody test on a token that cannot sign with an assigned key ---
+run import --path "$T/ecimp.p12" -t EcSigner
+check "an EC key imported and assigned on the token itself" [ "$rc" -eq 0 ]
+shim FAULT_HIDE_MECH=0x1041 -- test -t EcSigner
+check "custody test: CRITICAL when the token cannot sign with the assigned key's kind" \
+	[ "$rc" -eq 2 -a "$(grep -c '^CRITICAL .*token cap cannot sign with EC-256 keys: it has no CKM_ECDSA' <<<"$out")" -eq 1 ]
+run test -t EcSigner
+check "... and the key signs on the token itself (a 30-day certificate: a WARNING at most)" \
+	[ "$rc" -le 1 -a "$(grep -c '^CRITICAL' <<<"$out")" -eq 0 -a \
+	  "$(grep -c 'signs and verifies' <<<"$out")" -eq 1 ]
+
 done_testing
