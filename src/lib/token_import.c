@@ -405,10 +405,23 @@ create(custody_token *tok, struct plan *p, struct token_tmpl *t, const char *wha
 	CK_RV rv;
 
 	rv = tok->f->C_CreateObject(tok->session, t->a, t->n, &h);
-	if (rv != CKR_OK)
-		return token_err_rv(err, CUSTODY_EFAIL, rv,
-				    "cannot create the %s on token %s", what,
-				    tok->label);
+	if (rv != CKR_OK) {
+		token_err_rv(err, CUSTODY_EFAIL, rv,
+			     "cannot create the %s on token %s", what,
+			     tok->label);
+		/* Tokens that take no private key from outside answer with
+		 * one of these (only trying tells). */
+		if (t == &p->priv &&
+		    (rv == CKR_TEMPLATE_INCONSISTENT ||
+		     rv == CKR_ATTRIBUTE_VALUE_INVALID ||
+		     rv == CKR_ATTRIBUTE_READ_ONLY ||
+		     rv == CKR_FUNCTION_NOT_SUPPORTED ||
+		     rv == CKR_KEY_TYPE_INCONSISTENT))
+			custody_err_hint(err, "the token may not accept private "
+					 "keys made elsewhere: custody request "
+					 "generates the key inside it");
+		return CUSTODY_EFAIL;
+	}
 	p->created[p->n_created++] = h;
 	custody_debug("created the %s with key id %s on token %s", what,
 		      p->id_hex, tok->label);
