@@ -4,8 +4,9 @@
  * is written to a new file (--csr), or a self-signed certificate is made
  * with it and put on the token, recorded in the store and optionally
  * assigned (--self-signed).  The private key never leaves the token: the
- * signatures are made by the token through libp11's EVP_PKEY, and checked
- * with the generated public key before anything is written.
+ * signatures are made by the token through custody's own PKCS#11 calls
+ * (custody/token_x509.h), in the session that generated the key, and
+ * checked with the generated public key before anything is written.
  *
  * All or nothing: everything that can be checked is checked before the
  * token is touched; when a later step fails, the key pair (and the
@@ -32,6 +33,7 @@
 #include <custody/hexfmt.h>
 #include <custody/policy.h>
 #include <custody/timefmt.h>
+#include <custody/token_x509.h>
 
 #include "change.h"
 #include "cli.h"
@@ -87,7 +89,6 @@ struct made {
 	int created_key;
 	char key_id[CUSTODY_KEY_ID_HEX + 1];
 	EVP_PKEY *pub;
-	custody_token_evp *evp;
 };
 
 static int
@@ -433,12 +434,12 @@ check_options(struct cli *cli, const struct request_opts *o, struct request *rq)
 
 /* ------------------------------------------------------ building, signing */
 
-static const EVP_MD *
+/* SHA-384 for P-384 keys, SHA-256 for the others. */
+static int
 digest_for(const custody_keyspec *spec)
 {
-	return spec->curve_nid == NID_secp384r1 ? EVP_sha384() : EVP_sha256();
+	return spec->curve_nid == NID_secp384r1 ? NID_sha384 : NID_sha256;
 }
-
 
 static int
 push_ext(struct cli *cli, STACK_OF(X509_EXTENSION) *exts, X509_EXTENSION *e,
@@ -593,37 +594,44 @@ out:
 	return r;
 }
 
-/* Signs in the token (libp11's EVP_PKEY), then checks the signature with
- * the generated public key: a request or certificate whose signature does
- * not verify is never written. */
+/* The key was just made: not finding it is a failure of the token (exit
+ * 1), never "nothing found" (exit 3). */
+static int
+sign_failed(struct cli *cli, int r)
+{
+	if (r == CUSTODY_ENOTFOUND)
+		r = cli->err.code = CUSTODY_EFAIL;
+	return r;
+}
+
+/* Signs in the token; the library checks the signature with the
+ * generated public key: a request or certificate whose signature does not
+ * verify is never written. */
 static int
 sign_csr(struct cli *cli, const struct request *rq, struct made *m, X509_REQ *req)
 {
+	int r;
+
 	cli_say(cli, "signing the request with key %s inside token %s", m->key_id,
 		custody_token_label(cli->token));
-	if (X509_REQ_sign(req, custody_token_evp_pkey(m->evp), digest_for(&rq->spec)) <= 0)
-		return custody_err_openssl(&cli->err, CUSTODY_EFAIL,
-					   "cannot sign the request with key %s", m->key_id);
-	if (X509_REQ_verify(req, m->pub) != 1)
-		return custody_err_openssl(&cli->err, CUSTODY_EFAIL,
-					   "the request's signature does not verify with the "
-					   "generated public key");
+	if ((r = custody_token_sign_req(cli->token, m->key_id, digest_for(&rq->spec), m->pub,
+					req, &cli->err)) != CUSTODY_OK)
+		return sign_failed(cli, r);
 	cli_say(cli, "the request's signature verifies with the generated public key");
 	return CUSTODY_OK;
 }
 
+/* *x is replaced by the signed certificate (custody/token_x509.h). */
 static int
-sign_cert(struct cli *cli, const struct request *rq, struct made *m, X509 *x)
+sign_cert(struct cli *cli, const struct request *rq, struct made *m, X509 **x)
 {
+	int r;
+
 	cli_say(cli, "signing the certificate with key %s inside token %s", m->key_id,
 		custody_token_label(cli->token));
-	if (X509_sign(x, custody_token_evp_pkey(m->evp), digest_for(&rq->spec)) <= 0)
-		return custody_err_openssl(&cli->err, CUSTODY_EFAIL,
-					   "cannot sign the certificate with key %s", m->key_id);
-	if (X509_verify(x, m->pub) != 1)
-		return custody_err_openssl(&cli->err, CUSTODY_EFAIL,
-					   "the certificate's signature does not verify with the "
-					   "generated public key");
+	if ((r = custody_token_sign_cert(cli->token, m->key_id, digest_for(&rq->spec), m->pub,
+					 x, &cli->err)) != CUSTODY_OK)
+		return sign_failed(cli, r);
 	cli_say(cli, "the certificate's signature verifies with the generated public key");
 	return CUSTODY_OK;
 }
@@ -737,9 +745,9 @@ make_csr(struct cli *cli, const struct request *rq, struct made *m, long days,
 	 * (names, key); it is signed so that it can be encoded, then dropped. */
 	if ((r = build_cert(cli, rq, m, days, &x)) != CUSTODY_OK)
 		goto out;
-	if (X509_sign(x, custody_token_evp_pkey(m->evp), digest_for(&rq->spec)) <= 0) {
-		r = custody_err_openssl(&cli->err, CUSTODY_EFAIL,
-					"cannot sign with key %s", m->key_id);
+	if ((r = custody_token_sign_cert(cli->token, m->key_id, digest_for(&rq->spec), m->pub,
+					 &x, &cli->err)) != CUSTODY_OK) {
+		r = sign_failed(cli, r);
 		goto out;
 	}
 	if ((r = custody_policy_check_cert(&cli->cfg.policy, x, &cli->err)) != CUSTODY_OK ||
@@ -827,7 +835,7 @@ make_self_signed(struct cli *cli, const struct request *rq, const struct request
 	int r;
 
 	if ((r = build_cert(cli, rq, m, rq->days, &x)) != CUSTODY_OK ||
-	    (r = sign_cert(cli, rq, m, x)) != CUSTODY_OK ||
+	    (r = sign_cert(cli, rq, m, &x)) != CUSTODY_OK ||
 	    (r = custody_policy_check_cert(&cli->cfg.policy, x, &cli->err)) != CUSTODY_OK)
 		goto out;
 	r = record_cert(cli, rq, o, m, x);
@@ -838,30 +846,6 @@ out:
 
 /* ---------------------------------------------------------------- undo */
 
-/*
- * libp11 failing half-way through custody_token_evp_open takes the login
- * with it: its error paths close every session of the slot (logged out)
- * or, when C_GetInfo fails in PKCS11_CTX_load, C_Finalize the module that
- * tok shares.  The key pair can then only go again through a new handle,
- * logged in again, which needs the PIN once more: only from a source that
- * reads the same again (file:, env:), never a second prompt or fd read.
- * cli->err keeps the error that made the request fail.
- */
-static int
-reopen_token(struct cli *cli)
-{
-	const char *src = cli->cfg.pin_source;
-	custody_err saved = cli->err;
-	int r;
-
-	if (src == NULL || (strncmp(src, "file:", 5) != 0 && strncmp(src, "env:", 4) != 0))
-		return CUSTODY_EFAIL;
-	cli_close_token(cli);
-	r = cli_open_token(cli);
-	cli->err = saved;
-	return r;
-}
-
 /* What this request created goes again: key pair (and certificate), file. */
 static void
 undo(struct cli *cli, struct made *m, const char *path)
@@ -871,10 +855,6 @@ undo(struct cli *cli, struct made *m, const char *path)
 	if (m->created_key) {
 		int r = custody_token_delete(cli->token, m->key_id, &err);
 
-		/* Only while libp11 holds nothing of tok (m->evp NULL). */
-		if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND && m->evp == NULL &&
-		    reopen_token(cli) == CUSTODY_OK)
-			r = custody_token_delete(cli->token, m->key_id, &err);
 		if (r == CUSTODY_OK || r == CUSTODY_ENOTFOUND) {
 			cli_say(cli, "removed the key pair %s from token %s again", m->key_id,
 				custody_token_label(cli->token));
@@ -995,13 +975,6 @@ cmd_request(struct cli *cli, int argc, char **argv)
 		goto out;
 	m.created_key = 1;
 	/* 5. Signed inside the token, checked, written. */
-	if ((r = custody_token_evp_open(cli->token, m.key_id, &m.evp, &cli->err)) != CUSTODY_OK) {
-		/* The key was just made: not finding it is a failure of the
-		 * token or libp11 (exit 1), never "nothing found" (exit 3). */
-		if (r == CUSTODY_ENOTFOUND)
-			r = cli->err.code = CUSTODY_EFAIL;
-		goto out;
-	}
 	if (o.csr != NULL)
 		r = make_csr(cli, &rq, &m, 365, o.csr);
 	else
@@ -1011,8 +984,6 @@ out:
 		undo(cli, &m, o.csr);
 	else	/* recorded (the store, or the audit entry of the CSR) */
 		custody_token_intent_done(cli->token, m.key_id);
-	/* Last: libp11 closes the token's sessions when it lets go. */
-	custody_token_evp_close(m.evp);
 	EVP_PKEY_free(m.pub);
 	X509_NAME_free(rq.subject);
 	X509_EXTENSION_free(rq.san);
