@@ -923,12 +923,35 @@ custody_store_rollback(custody_store *st)
 	tell_tx_end(st, 0);
 }
 
+/* Row and tag are two reads: outside a transaction of the caller's they
+ * are made in one snapshot, so a change committed between them cannot
+ * look like a forgery.  *began says whether read_end has one to end. */
+static int
+read_begin(custody_store *st, int *began, custody_err *err)
+{
+	int r;
+
+	*began = 0;
+	if (st->in_transaction || st->tag_fn == NULL)
+		return CUSTODY_OK;
+	if ((r = st->backend->begin_read(st->handle, err)) == CUSTODY_OK)
+		*began = 1;
+	return r;
+}
+
+static void
+read_end(custody_store *st, int began)
+{
+	if (began)
+		st->backend->rollback(st->handle);
+}
+
 int
 custody_store_get_assignment(custody_store *st, const char *type,
 			     const char *identity, custody_assignment *out,
 			     custody_err *err)
 {
-	int r = CUSTODY_EFAIL, attempt;
+	int r = CUSTODY_EFAIL, began = 0;
 
 	if (st == NULL || out == NULL) {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
@@ -939,15 +962,12 @@ custody_store_get_assignment(custody_store *st, const char *type,
 	    (r = check_name("identity", identity, CUSTODY_NAME_MAX + 1, err)) !=
 		    CUSTODY_OK)
 		goto out;
-	/* Row and tag are two reads: a change committed between them is read
-	 * again (three times at most), a forged row fails every time. */
-	for (attempt = 0; attempt < 3; attempt++) {
-		if ((r = st->backend->get_assignment(st->handle, type, identity,
-						     out, err)) != CUSTODY_OK ||
-		    (r = check_assignment_on_read(st, out, err)) !=
-		    CUSTODY_EFAIL || st->in_transaction)
-			break;
-	}
+	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
+		goto out;
+	if ((r = st->backend->get_assignment(st->handle, type, identity, out,
+					     err)) == CUSTODY_OK)
+		r = check_assignment_on_read(st, out, err);
+	read_end(st, began);
 out:
 	return r;
 }
@@ -1042,7 +1062,7 @@ int
 custody_store_get_cert(custody_store *st, const char *thumbprint,
 		       custody_cert_record *out, custody_err *err)
 {
-	int r = CUSTODY_EFAIL, attempt;
+	int r = CUSTODY_EFAIL, began = 0;
 
 	if (st == NULL || out == NULL) {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
@@ -1051,16 +1071,13 @@ custody_store_get_cert(custody_store *st, const char *thumbprint,
 	}
 	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
-	for (attempt = 0; attempt < 3; attempt++) {	/* as above */
-		if ((r = st->backend->get_cert(st->handle, thumbprint, out,
-					       err)) != CUSTODY_OK)
-			break;
-		if ((r = check_cert_on_read(st, out, err)) == CUSTODY_OK)
-			break;
+	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
+		goto out;
+	if ((r = st->backend->get_cert(st->handle, thumbprint, out, err)) ==
+	    CUSTODY_OK &&
+	    (r = check_cert_on_read(st, out, err)) != CUSTODY_OK)
 		custody_cert_record_clear(out);
-		if (r != CUSTODY_EFAIL || st->in_transaction)
-			break;
-	}
+	read_end(st, began);
 out:
 	return r;
 }
@@ -1500,22 +1517,19 @@ int
 custody_store_get_package(custody_store *st, const char *thumbprint,
 			  custody_package_record *out, custody_err *err)
 {
-	int r = CUSTODY_EFAIL, attempt;
+	int r = CUSTODY_EFAIL, began = 0;
 
 	if ((r = check_store(st, out, "read a package", err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
 	memset(out, 0, sizeof(*out));
-	for (attempt = 0; attempt < 3; attempt++) {	/* as above */
-		if ((r = st->backend->get_package(st->handle, thumbprint, out,
-						  err)) != CUSTODY_OK)
-			break;
-		if ((r = check_package_on_read(st, out, err)) == CUSTODY_OK)
-			break;
+	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
+		goto out;
+	if ((r = st->backend->get_package(st->handle, thumbprint, out, err)) ==
+	    CUSTODY_OK &&
+	    (r = check_package_on_read(st, out, err)) != CUSTODY_OK)
 		custody_package_record_clear(out);
-		if (r != CUSTODY_EFAIL || st->in_transaction)
-			break;
-	}
+	read_end(st, began);
 out:
 	return r;
 }

@@ -30,6 +30,9 @@ struct custody_store_backend {
 	void (*close)(void *handle);
 
 	int (*begin)(void *handle, custody_err *err);
+	/* A read-only snapshot for a few reads that must agree (a row and its
+	 * integrity tag), ended with rollback. */
+	int (*begin_read)(void *handle, custody_err *err);
 	/* On failure the backend has rolled back already. */
 	int (*commit)(void *handle, custody_err *err);
 	void (*rollback)(void *handle);

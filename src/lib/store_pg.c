@@ -776,6 +776,22 @@ out:
 	return r;
 }
 
+static int
+pg_begin_read(void *handle, custody_err *err)
+{
+	struct pg_store *s = handle;
+	char what[600];
+
+	snprintf(what, sizeof(what), "cannot begin a read on store %s", s->name);
+	/* Read committed would show each statement what committed before it;
+	 * repeatable read shows every statement the same snapshot. */
+	if (command(s, "BEGIN ISOLATION LEVEL REPEATABLE READ", NULL, err, what) !=
+	    CUSTODY_OK)
+		return CUSTODY_EFAIL;
+	s->in_tx = 1;
+	return CUSTODY_OK;
+}
+
 /* Ends the transaction the server still has open, if any. */
 static void
 pg_rollback(void *handle)
@@ -2272,6 +2288,7 @@ const struct custody_store_backend custody_store_pg_backend = {
 	.open = pg_open,
 	.close = pg_close,
 	.begin = pg_begin,
+	.begin_read = pg_begin_read,
 	.commit = pg_commit,
 	.rollback = pg_rollback,
 	.get_assignment = pg_get_assignment,

@@ -661,6 +661,14 @@ sqlite_begin(void *handle, custody_err *err)
 			     "cannot begin a write transaction");
 }
 
+/* A deferred transaction: the first read takes the snapshot (a shared
+ * lock, or WAL's read mark) that the later ones see too. */
+static int
+sqlite_begin_read(void *handle, custody_err *err)
+{
+	return exec_constant(handle, "BEGIN DEFERRED", err, "cannot begin a read");
+}
+
 static int
 sqlite_commit(void *handle, custody_err *err)
 {
@@ -2192,6 +2200,7 @@ const struct custody_store_backend custody_store_sqlite_backend = {
 	.open = sqlite_open,
 	.close = sqlite_close,
 	.begin = sqlite_begin,
+	.begin_read = sqlite_begin_read,
 	.commit = sqlite_commit,
 	.rollback = sqlite_rollback,
 	.get_assignment = sqlite_get_assignment,
