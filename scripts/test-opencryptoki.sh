@@ -276,7 +276,16 @@ fi
 case $cmd in
 start) start ;;
 stop) stop ;;
-status) running ;;
+status)
+	if ! running; then
+		if pid=$(daemon_pid); then
+			echo "test-opencryptoki: pkcsslotd (pid $pid) offers no software token" >&2
+		else
+			echo "test-opencryptoki: pkcsslotd is not running" >&2
+		fi
+		exit 1
+	fi
+	;;
 reset) reset "$2" "$3" ;;
 env) env_lines "${2:-}" ;;
 esac

@@ -96,7 +96,8 @@ setup_token() {
 ock_token() {
 	local ock=${TOP_SRCDIR:?}/scripts/test-opencryptoki.sh why exports
 	if ! why=$("$ock" status 2>&1); then
-		echo "1..0 # SKIP no openCryptoki software token${why:+ ($why)} (scripts/test-opencryptoki.sh start)"
+		why=$(tail -1 <<<"$why" | sed 's/^test-opencryptoki: //')
+		echo "1..0 # SKIP no openCryptoki software token${why:+: $why} (scripts/test-opencryptoki.sh start)"
 		exit 0
 	fi
 	exports=$("$ock" env) || { echo "Bail out! scripts/test-opencryptoki.sh env failed"; exit 1; }
