@@ -193,7 +193,7 @@ rehearse() {
 	local rc
 	rm -rf "$T/rehearsal"
 	mkdir "$T/rehearsal"
-	cp -a "$T/custody.db" "$T/rehearsal/"
+	[ ! -f "$T/custody.db" ] || cp -a "$T/custody.db" "$T/rehearsal/"
 	if [ "$CUSTODY_TEST_TOKEN" = opencryptoki ]; then
 		cp -a "$CUSTODY_TEST_OCK_TOKDIR" "$T/rehearsal/token"
 		CUSTODY_STORE=sqlite:$T/rehearsal/custody.db "$@"
