@@ -7,6 +7,7 @@
 #   scripts/test-opencryptoki.sh env [PINDIR]       # prints the export lines a test evals
 #   scripts/test-opencryptoki.sh stop [DIR]         # stops what start started, puts the config back
 #   scripts/test-opencryptoki.sh status [DIR]       # exit 0 when a software token is there
+#   scripts/test-opencryptoki.sh lock               # prints the path of the turn lock
 #
 # openCryptoki 3.8.1 has one daemon per machine: its configuration path
 # (/etc/opencryptoki/opencryptoki.conf), its token directories
@@ -15,8 +16,11 @@
 # library takes another path from the command line or the environment
 # (PKCS_APP_STORE, read by the token library, leaves the token's data
 # store unset in 3.8.1).  So there is one software token for the machine,
-# and tests take turns on it (tests/token/lib.sh holds a lock,
-# CUSTODY_TEST_OCK_LOCK, for the whole of a test script).
+# and tests take turns on it: whatever uses the token holds the lock
+# (flock on the file `lock` prints; CUSTODY_TEST_OCK_LOCK) meanwhile, and
+# tests/token/lib.sh holds it for the whole of a test script.  status,
+# env and reset use the token too (pkcsconf initialises it): while tests
+# may run, call them with the lock held.
 #
 # start: when a daemon already runs and offers a software token, it is
 # used as it is (and stop leaves it running).  Otherwise start saves the
@@ -41,10 +45,11 @@ case $cmd in
 start | stop | status) dir=${2:-} ;;
 reset) [ $# -eq 3 ] && [ -n "${2// /}" ] && [ -n "$3" ] || cmd=usage ;;
 env) [ $# -le 2 ] || cmd=usage ;;
+lock) [ $# -eq 1 ] || cmd=usage ;;
 *) cmd=usage ;;
 esac
 if [ "$cmd" = usage ]; then
-	echo "usage: $0 start|stop|status [DIR] | reset LABEL PINDIR | env [PINDIR]" >&2
+	echo "usage: $0 start|stop|status [DIR] | reset LABEL PINDIR | env [PINDIR] | lock" >&2
 	exit 2
 fi
 dir=${dir:-${CUSTODY_TEST_OCK_DIR:-${TMPDIR:-/tmp}/custody-ock-$(id -u)}}
@@ -268,6 +273,10 @@ env_lines() {
 	fi
 }
 
+if [ "$cmd" = lock ]; then
+	echo "$lock"
+	exit 0
+fi
 if [ ! -x "$daemon" ] || ! command -v pkcsconf >/dev/null || [ ! -f "$module" ]; then
 	[ "$cmd" = stop ] && exit 0
 	echo "test-opencryptoki: openCryptoki is not installed (pkcsslotd, pkcsconf, $module)" >&2

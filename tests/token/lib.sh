@@ -91,22 +91,22 @@ setup_token() {
 }
 
 # ock_token LABEL — openCryptoki's software token, reset and labelled
-# LABEL, its PINs in $T/user.pin and $T/so.pin; held (CUSTODY_TEST_OCK_LOCK)
-# until the script exits.  No software token: the whole script is skipped.
+# LABEL, its PINs in $T/user.pin and $T/so.pin; held (the lock of
+# scripts/test-opencryptoki.sh) until the script exits.  No software
+# token: the whole script is skipped.
 ock_token() {
-	local ock=${TOP_SRCDIR:?}/scripts/test-opencryptoki.sh why exports
+	local ock=${TOP_SRCDIR:?}/scripts/test-opencryptoki.sh why exports lock
+	# Our turn first: even asking the daemon about the token (pkcsconf)
+	# initialises the token, which must not meet another test's reset.
+	lock=$("$ock" lock)
+	exec {ock_lock_fd}>>"$lock" || { echo "Bail out! cannot open $lock"; exit 1; }
+	flock -w "${CUSTODY_TEST_OCK_WAIT:-3600}" "$ock_lock_fd" ||
+		{ echo "Bail out! the openCryptoki token stayed busy (lock $lock)"; exit 1; }
 	if ! why=$("$ock" status 2>&1); then
 		why=$(tail -1 <<<"$why" | sed 's/^test-opencryptoki: //')
 		echo "1..0 # SKIP no openCryptoki software token${why:+: $why} (scripts/test-opencryptoki.sh start)"
 		exit 0
 	fi
-	exports=$("$ock" env) || { echo "Bail out! scripts/test-opencryptoki.sh env failed"; exit 1; }
-	eval "$exports"
-	exec {ock_lock_fd}>>"$CUSTODY_TEST_OCK_LOCK" ||
-		{ echo "Bail out! cannot open $CUSTODY_TEST_OCK_LOCK"; exit 1; }
-	# Other openCryptoki tests hold the token meanwhile: wait for our turn.
-	flock -w "${CUSTODY_TEST_OCK_WAIT:-3600}" "$ock_lock_fd" ||
-		{ echo "Bail out! the openCryptoki token stayed busy (lock $CUSTODY_TEST_OCK_LOCK)"; exit 1; }
 	"$ock" reset "$1" "$T" >&2 || { echo "Bail out! cannot reset the openCryptoki token"; exit 1; }
 	exports=$("$ock" env "$T") || { echo "Bail out! scripts/test-opencryptoki.sh env failed"; exit 1; }
 	eval "$exports"
