@@ -81,11 +81,12 @@ daemon_pid() {
 	[ -n "$pid" ] && echo "$pid"
 }
 
-# sw_slot — the slot of the software token ("IBM SoftTok"), from the daemon.
+# sw_slot — the slot of the software token ("IBM SoftTok"), from the daemon
+# (awk reads all of pkcsconf's output: no SIGPIPE under pipefail).
 sw_slot() {
 	pkcsconf -t 2>/dev/null | awk '
 		/^Token #[0-9]+ Info:/ { n = $2; sub(/^#/, "", n) }
-		/^[ \t]*Model: IBM SoftTok/ { print n; found = 1; exit }
+		!found && /^[ \t]*Model: IBM SoftTok/ { print n; found = 1 }
 		END { exit !found }'
 }
 
