@@ -119,7 +119,7 @@ running() {
 }
 
 start() {
-	local pid i
+	local pid
 	if running; then
 		return 0
 	fi
@@ -157,7 +157,7 @@ CONF
 		put_back_conf
 		die "pkcsslotd did not start: $(tail -1 "$dir/log")"
 	fi
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		pid=$(daemon_pid) && sw_slot >/dev/null && break
 		pid=""
 		sleep 0.1
@@ -179,12 +179,12 @@ put_back_conf() {
 }
 
 stop() {
-	local pid i
+	local pid
 	if [ -f "$dir/pid" ]; then
 		pid=$(cat "$dir/pid")
 		if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = pkcsslotd ]; then
 			kill -TERM "$pid" 2>/dev/null || true
-			for i in $(seq 50); do
+			for _ in $(seq 50); do
 				kill -0 "$pid" 2>/dev/null || break
 				sleep 0.1
 			done

@@ -159,6 +159,7 @@ ock_forget() {
 # list of object_files lines may be given as one argument.
 set_aside() {
 	local f idx
+	# shellcheck disable=SC2048  # split on blanks on purpose
 	for f in $*; do
 		mv "$f" "$f.aside" || return 1
 		if [ "$CUSTODY_TEST_TOKEN" = opencryptoki ]; then
@@ -173,6 +174,7 @@ set_aside() {
 }
 put_back() {
 	local f idx
+	# shellcheck disable=SC2048  # split on blanks on purpose
 	for f in $*; do
 		mv "$f.aside" "$f" || return 1
 		if [ "$CUSTODY_TEST_TOKEN" = opencryptoki ]; then
