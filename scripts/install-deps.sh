@@ -8,6 +8,9 @@ packages=(
 	openssl libssl-dev libp11-dev libp11-kit-dev libengine-pkcs11-openssl
 	libsqlite3-dev sqlite3 libpq-dev postgresql libjansson-dev libinih-dev libcriterion-dev
 	softhsm2 opensc python3 jq expect
+	# openCryptoki's software token, the second token the CLI tests run on
+	# (scripts/test-opencryptoki.sh)
+	opencryptoki
 	# the valgrind pass of scripts/test-sanitizers.sh
 	valgrind
 	# libFuzzer harnesses (tests/fuzz): clang and its fuzzer/sanitizer runtime

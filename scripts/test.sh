@@ -16,16 +16,37 @@ if ! scripts/build.sh; then
 fi
 
 cd build
+pg_dir=""
+ock_dir=""
+stop_servers() {
+	[ -z "$pg_dir" ] || "$top/scripts/test-postgres.sh" stop "$pg_dir" >/dev/null 2>&1
+	[ -z "$ock_dir" ] || "$top/scripts/test-opencryptoki.sh" stop "$ock_dir" >/dev/null 2>&1
+}
+trap stop_servers EXIT
 # One PostgreSQL server for the whole run, on a socket in a temporary
 # directory, stopped on exit; without one the PostgreSQL tests are skipped.
 if [ -z "${CUSTODY_TEST_PG_URL:-}" ] && pg_dir=$(mktemp -d /tmp/custody-pg.XXXXXX); then
-	trap '"$top/scripts/test-postgres.sh" stop "$pg_dir" >/dev/null 2>&1' EXIT
 	if "$top/scripts/test-postgres.sh" start "$pg_dir" >pg-test.log 2>&1; then
 		eval "$("$top/scripts/test-postgres.sh" env "$pg_dir")"
 	else
 		echo "no PostgreSQL test server (build/pg-test.log): its tests are skipped"
 	fi
 fi
+# openCryptoki's software token for the tests/ock/*.ock tests: its daemon
+# started for the run (or one already running used as it is) and stopped
+# on exit; without it those tests are skipped.  Not for a subset without
+# them.
+case ${TESTS-tests/ock/} in
+*tests/ock/*)
+	if [ -z "${CUSTODY_TEST_OCK_DIR:-}" ] && ock_dir=$(mktemp -d /tmp/custody-ock.XXXXXX); then
+		if "$top/scripts/test-opencryptoki.sh" start "$ock_dir" >ock-test.log 2>&1; then
+			export CUSTODY_TEST_OCK_DIR=$ock_dir
+		else
+			echo "no openCryptoki software token ($(tail -1 ock-test.log | sed 's/^test-opencryptoki: //')): its tests are skipped"
+		fi
+	fi
+	;;
+esac
 # Stale results would be counted again: start clean.
 find tests -name '*.trs' -delete 2>/dev/null
 rm -f test-suite.log

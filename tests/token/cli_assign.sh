@@ -96,7 +96,7 @@ check "…with the contract's message" grep -q "no certificate is assigned for t
 # Global options after the command; config file < environment < command line.
 cat >"$T/custody.conf" <<CONF
 [token]
-module = $SOFTHSM_MODULE
+module = $CUSTODY_MODULE
 label = test
 pin-source = file:$T/user.pin
 [store]

@@ -29,12 +29,11 @@ S=$(thumbprint_of_p12 solo)
 run import --path "$T/renA.p12"
 check "import renA.pfx (A + key K)" [ "$rc" -eq 0 ]
 n_ab=$(count_objects)
-object_files() { find "$T/tokens" -type f -name '*.object' ! -name 'token.object' | sort; }
 files_ab=$(object_files)
 run import --path "$T/renB.crt"
 check "import renB.crt (B alone, on the key already there)" [ "$rc" -eq 0 ]
 check "…adds one object, the certificate" [ "$(count_objects)" -eq $((n_ab + 1)) ]
-# SoftHSM keeps one file per object: the new one is B's certificate object.
+# The token keeps one file per object (lib.sh): the new one is B's certificate object.
 B_file=$(comm -13 <(printf '%s\n' "$files_ab") <(object_files))
 check "…one new object file, B's certificate" [ "$(grep -c . <<<"$B_file")" -eq 1 ]
 run list -o json
@@ -112,7 +111,7 @@ check "…B stays previous, nothing current" \
 run import --path "$T/renA.p12"
 run set -t WebServicesInternal --thumbprint "$B"
 check "B is current again" [ "$rc" -eq 0 ]
-mv "$B_file" "$T/B.object.aside"
+set_aside "$B_file"
 run list -o json
 check "the token holds A, not B" \
 	[ "$(py "print(sorted(c['thumbprint'] for c in d if c['key_id'] == '$K'))")" = "['$A']" ]
@@ -124,7 +123,7 @@ for force in "" --force; do
 		grep -q "custody: delete: the key of certificate $A (key id $K) is in use: certificate $B on the same key is assigned as WebServicesInternal/node1:current" <<<"$err"
 	check "…nothing changed" [ "$(state)" = "$before" ]
 done
-mv "$T/B.object.aside" "$B_file"
+put_back "$B_file"
 run list -o json
 check "B's certificate object back: A and B on K" \
 	[ "$(py "print(sorted(c['thumbprint'] for c in d if c['key_id'] == '$K'))")" = "$(python3 -c "print(sorted(['$A', '$B']))")" ]
@@ -162,14 +161,9 @@ if [ -f "$SHIM" ]; then
 	# rehearsal on a copy of the token and the store traces the calls; the
 	# first C_DestroyObject that does not follow a C_WrapKey is the one.
 	cert_destroy_at() { # THUMBPRINT
-		rm -rf "$T/rehearsal"
-		mkdir "$T/rehearsal"
-		cp -a "$T/tokens" "$T/custody.db" "$T/rehearsal/"
-		sed "s|^directories.tokendir = .*|directories.tokendir = $T/rehearsal/tokens|" \
-			"$SOFTHSM2_CONF" >"$T/rehearsal/softhsm2.conf"
-		SOFTHSM2_CONF=$T/rehearsal/softhsm2.conf CUSTODY_STORE=sqlite:$T/rehearsal/custody.db \
-			FAULT_TARGET=$SOFTHSM_MODULE FAULT_FUNC=C_DestroyObject FAULT_TRACE=$T/rehearsal/trace \
-			CUSTODY_MODULE=$SHIM "$CUSTODY_BIN" -q delete --thumbprint "$1" >/dev/null 2>&1 &&
+		rehearse env FAULT_TARGET="$CUSTODY_MODULE" FAULT_FUNC=C_DestroyObject \
+			FAULT_TRACE="$T/rehearsal/trace" CUSTODY_MODULE="$SHIM" \
+			"$CUSTODY_BIN" -q delete --thumbprint "$1" >/dev/null 2>&1 &&
 			awk '$2 == "C_DestroyObject" && prev != "C_WrapKey" { print $1; exit } { prev = $2 }' \
 				"$T/rehearsal/trace"
 		rm -rf "$T/rehearsal"
@@ -178,7 +172,7 @@ if [ -f "$SHIM" ]; then
 		at=$(cert_destroy_at "$victim")
 		check "the rehearsal of deleting $victim finds its certificate object's C_DestroyObject" \
 			grep -qx '[1-9][0-9]*' <<<"$at"
-		out=$(FAULT_TARGET=$SOFTHSM_MODULE FAULT_FUNC=C_DestroyObject FAULT_AT=$at \
+		out=$(FAULT_TARGET=$CUSTODY_MODULE FAULT_FUNC=C_DestroyObject FAULT_AT=$at \
 			CUSTODY_MODULE=$SHIM "$CUSTODY_BIN" delete --thumbprint "$victim" 2>"$T/stderr")
 		rc=$?
 		err=$(cat "$T/stderr")

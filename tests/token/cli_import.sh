@@ -109,7 +109,7 @@ check "…with one line naming the missing key id" grep -Eq '^custody: import: .
 check "…and nothing changed" [ "$(state)" = "$before" ]
 
 # No plaintext private key anywhere: not in the store, not in the token's
-# files (SoftHSM encrypts private objects).  32 bytes from the middle of the
+# files (SoftHSM and openCryptoki encrypt private objects).  32 bytes from the middle of the
 # RSA private exponent are looked for, in hex, in every file; the key is read
 # from the PKCS#12 through a pipe and held in a shell variable only.
 d_window=$(openssl pkcs12 -in "$T/issuer.p12" -nocerts -nodes -passin env:P12_PASSWORD 2>/dev/null |
@@ -117,7 +117,7 @@ d_window=$(openssl pkcs12 -in "$T/issuer.p12" -nocerts -nodes -passin env:P12_PA
 	sed -n '/^privateExponent:/,/^prime1:/p' | sed '1d;$d' | tr -d ' :\n' | cut -c 101-164)
 check "the private exponent could be read for the scan" [ ${#d_window} -eq 64 ]
 found=""
-for f in "$T/custody.db" "$T"/custody.db-wal $(find "$T/tokens" -type f); do
+for f in "$T/custody.db" "$T"/custody.db-wal $(token_files); do
 	[ -f "$f" ] || continue
 	if od -An -v -tx1 "$f" | tr -d ' \n' | grep -q "$d_window"; then found="$found $f"; fi
 done

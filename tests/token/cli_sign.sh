@@ -29,8 +29,7 @@ make_p12 e2 e2.custody.test 30 ec:prime256v1
 E2=$(thumbprint_of_p12 e2)
 "$CUSTODY_BIN" -q import --path "$T/r.p12" -t OAuthTokenIssuer >/dev/null
 "$CUSTODY_BIN" -q import --path "$T/e.p12" -t Default >/dev/null
-# SoftHSM keeps one file per object: the files this import adds are E2's.
-object_files() { find "$T/tokens" -type f -name '*.object' ! -name 'token.object' | sort; }
+# The token keeps one file per object (lib.sh): the files this import adds are E2's.
 files=$(object_files)
 "$CUSTODY_BIN" -q import --path "$T/e2.p12" >/dev/null
 E2_files=$(comm -13 <(printf '%s\n' "$files") <(object_files))
@@ -119,13 +118,13 @@ check "an unknown type: exit 3" [ "$rc" -eq 3 ]
 # second token cannot stand in: it holds no KEK to check the store's rows.)
 KE=$(key_id_of Default)
 check "E2's import added its objects" [ -n "$E2_files" ]
-for f in $E2_files; do mv "$f" "$f.aside"; done
+set_aside "$E2_files"
 run sign -t Default --in "$T/data" --out "$T/other.sig"
 check "the key is not on this node's token: exit 1" [ "$rc" -eq 1 ]
 check "…naming the key id" grep -qx "custody: sign: no private key with key id $KE on token test" <<<"$err"
 check "…with a hint naming the certificate" grep -q "^hint: certificate $E2 is current for Default" <<<"$err"
 check "…and no signature file" [ ! -e "$T/other.sig" ]
-for f in $E2_files; do mv "$f.aside" "$f"; done
+put_back "$E2_files"
 run sign -t Default --in "$T/data" --out "$T/back.sig"
 check "E2's objects back: sign exits 0" [ "$rc" -eq 0 ]
 

@@ -21,11 +21,10 @@ run test
 check "nothing assigned at all (no -t) is UNKNOWN: exit 3" [ "$rc" -eq 3 ]
 check "…saying there is nothing to check" grep -qx "UNKNOWN \*/node1: nothing is assigned at identity node1 or global: nothing to check" <<<"$out"
 
-# SoftHSM keeps one file per object: the files an import adds are the
+# The token keeps one file per object (lib.sh): the files an import adds are the
 # objects of what it imported.  The first write to the store makes the KEK
 # that tags its rows (one more object): an unassigned certificate takes it,
 # so that A's import adds A's objects alone.
-object_files() { find "$T/tokens" -type f -name '*.object' ! -name 'token.object' | sort; }
 make_p12 z z.custody.test 365
 "$CUSTODY_BIN" -q import --path "$T/z.p12" >/dev/null
 files=$(object_files)
@@ -106,8 +105,6 @@ check "…A's key, as previous, is checked" grep -qx "OK OAuthTokenIssuer/global
 
 # This node's keys set aside (A's and B's object files moved out of the
 # token): as if custody ran on a node whose token lacks them.
-set_aside() { local f; for f in $1; do mv "$f" "$f.aside"; done; }
-put_back() { local f; for f in $1; do mv "$f.aside" "$f"; done; }
 check "A's and B's imports added their objects" [ -n "$A_files" ] && [ -n "$B_files" ]
 set_aside "$A_files"
 set_aside "$B_files"

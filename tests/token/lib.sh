@@ -5,10 +5,27 @@
 # reports in TAP (one "ok N - ..." line per check).  PINs live in files
 # (pin-source file:), never on a command line.  Plaintext test keys reach
 # custody through pipes only.
+#
+# CUSTODY_TEST_TOKEN=opencryptoki (default softhsm) runs a single-token
+# test on openCryptoki's software token instead (tests/token/opencryptoki.sh,
+# the .ock tests of `make check`): setup_token takes the machine's one
+# software token for the rest of the script (a lock, CUSTODY_TEST_OCK_LOCK:
+# such tests take turns) and resets it (scripts/test-opencryptoki.sh); the
+# test is skipped when no openCryptoki daemon offers a software token.  The
+# helpers that look at the token's objects (object_files, token_objects,
+# count_objects, set_aside, rehearse...) mean the same on both tokens.
 set -u
 
 : "${CUSTODY_BIN:?CUSTODY_BIN must name the custody binary}"
 : "${SOFTHSM_MODULE:=/usr/lib/softhsm/libsofthsm2.so}"
+: "${CUSTODY_TEST_TOKEN:=softhsm}"
+case $CUSTODY_TEST_TOKEN in
+softhsm | opencryptoki) ;;
+*)
+	echo "Bail out! CUSTODY_TEST_TOKEN=$CUSTODY_TEST_TOKEN: softhsm or opencryptoki"
+	exit 1
+	;;
+esac
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/custody-test.XXXXXX")
 trap 'rm -rf "$T"' EXIT
@@ -60,21 +77,146 @@ setup_token() {
 	local exports
 	mkdir -p "$T/lock"
 	export CUSTODY_LOCK_DIR="$T/lock"
-	exports=$("${TOP_SRCDIR:?}/scripts/softhsm-token.sh" "$T" "$label") ||
-		{ echo "Bail out! cannot initialise a SoftHSM token"; exit 1; }
-	eval "$exports"
+	if [ "$CUSTODY_TEST_TOKEN" = opencryptoki ]; then
+		ock_token "$label"
+	else
+		exports=$("${TOP_SRCDIR:?}/scripts/softhsm-token.sh" "$T" "$label") ||
+			{ echo "Bail out! cannot initialise a SoftHSM token"; exit 1; }
+		eval "$exports"
+	fi
 	export CUSTODY_STORE="sqlite:$T/custody.db"
 	export CUSTODY_NODE=node1
 	export CUSTODY_CONFIG=""
 	unset CUSTODY_SO_PIN_SOURCE
 }
 
-# token_objects — a checksum per object of the tokens in $T/tokens, byte
-# for byte (SoftHSM keeps one file per object); the tokens' own flags files
-# are left out (a failed login changes their counters).
+# ock_token LABEL — openCryptoki's software token, reset and labelled
+# LABEL, its PINs in $T/user.pin and $T/so.pin; held (the lock of
+# scripts/test-opencryptoki.sh) until the script exits.  No software
+# token: the whole script is skipped.
+ock_token() {
+	local ock=${TOP_SRCDIR:?}/scripts/test-opencryptoki.sh why exports lock
+	# Our turn first: even asking the daemon about the token (pkcsconf)
+	# initialises the token, which must not meet another test's reset.
+	lock=$("$ock" lock)
+	exec {ock_lock_fd}>>"$lock" || { echo "Bail out! cannot open $lock"; exit 1; }
+	flock -w "${CUSTODY_TEST_OCK_WAIT:-3600}" "$ock_lock_fd" ||
+		{ echo "Bail out! the openCryptoki token stayed busy (lock $lock)"; exit 1; }
+	if ! why=$("$ock" status 2>&1); then
+		why=$(tail -1 <<<"$why" | sed 's/^test-opencryptoki: //')
+		echo "1..0 # SKIP no openCryptoki software token${why:+: $why} (scripts/test-opencryptoki.sh start)"
+		exit 0
+	fi
+	"$ock" reset "$1" "$T" >&2 || { echo "Bail out! cannot reset the openCryptoki token"; exit 1; }
+	exports=$("$ock" env "$T") || { echo "Bail out! scripts/test-opencryptoki.sh env failed"; exit 1; }
+	eval "$exports"
+}
+
+# --- the token's objects, the same on SoftHSM and openCryptoki ---
+# Both keep one file per token object: SoftHSM in $T/tokens (*.object;
+# its token.object is the token's flags), openCryptoki in the token
+# directory's TOK_OBJ, named in its index TOK_OBJ/OBJ.IDX.  Neither
+# rewrites an object's file unless the object changes (logging in,
+# finding, signing leave them as they were).
+
+# object_files — the files of the token's objects, one per object, sorted.
+object_files() {
+	local d n
+	if [ "$CUSTODY_TEST_TOKEN" = opencryptoki ]; then
+		d=$CUSTODY_TEST_OCK_TOKDIR/TOK_OBJ
+		[ -f "$d/OBJ.IDX" ] || return 0
+		while read -r n; do
+			[ -n "$n" ] && [ -f "$d/$n" ] && echo "$d/$n"
+		done <"$d/OBJ.IDX" | sort
+	else
+		find "$T/tokens" -type f -name '*.object' ! -name 'token.object' | sort
+	fi
+}
+# token_files — every file the token keeps (objects, index, PIN and
+# master key records, openCryptoki's shared memory), for scans.
+token_files() {
+	local shm
+	if [ "$CUSTODY_TEST_TOKEN" = opencryptoki ]; then
+		find "$CUSTODY_TEST_OCK_TOKDIR" -type f
+		shm=${CUSTODY_TEST_OCK_TOKDIR#/}
+		shm=/dev/shm/${shm//\//.}
+		[ -f "$shm" ] && echo "$shm"
+	else
+		find "$T/tokens" -type f
+	fi
+	return 0
+}
+# ock_forget — drops openCryptoki's shared memory for the token (its
+# cache of the object list, rebuilt from the files by the next process):
+# after objects' files were moved, as no process uses the token then.
+ock_forget() {
+	local shm=${CUSTODY_TEST_OCK_TOKDIR#/}
+	rm -f "/dev/shm/${shm//\//.}"
+}
+# set_aside FILE... — takes these objects out of the token (their files
+# moved aside), as on a token restored from a backup older than them;
+# put_back FILE... puts them back.  Arguments are split on blanks, so a
+# list of object_files lines may be given as one argument.
+set_aside() {
+	local f idx
+	# shellcheck disable=SC2048  # split on blanks on purpose
+	for f in $*; do
+		mv "$f" "$f.aside" || return 1
+		if [ "$CUSTODY_TEST_TOKEN" = opencryptoki ]; then
+			idx=$(dirname "$f")/OBJ.IDX
+			grep -vxF "$(basename "$f")" "$idx" >"$idx.aside" || true
+			cat "$idx.aside" >"$idx"
+			rm -f "$idx.aside"
+		fi
+	done
+	[ "$CUSTODY_TEST_TOKEN" = opencryptoki ] && ock_forget
+	return 0
+}
+put_back() {
+	local f idx
+	# shellcheck disable=SC2048  # split on blanks on purpose
+	for f in $*; do
+		mv "$f.aside" "$f" || return 1
+		if [ "$CUSTODY_TEST_TOKEN" = opencryptoki ]; then
+			idx=$(dirname "$f")/OBJ.IDX
+			grep -qxF "$(basename "$f")" "$idx" || basename "$f" >>"$idx"
+		fi
+	done
+	[ "$CUSTODY_TEST_TOKEN" = opencryptoki ] && ock_forget
+	return 0
+}
+# rehearse COMMAND... — runs COMMAND on a copy of the token and of the
+# store (CUSTODY_STORE sqlite:$T/rehearsal/custody.db): whatever it does,
+# the token and the store stay as they were.  SoftHSM: a copy of the
+# token directory, with a SOFTHSM2_CONF of its own; openCryptoki (one
+# token directory per machine): the token's files saved beforehand and
+# restored afterwards.
+rehearse() {
+	local rc
+	rm -rf "$T/rehearsal"
+	mkdir "$T/rehearsal"
+	[ ! -f "$T/custody.db" ] || cp -a "$T/custody.db" "$T/rehearsal/"
+	if [ "$CUSTODY_TEST_TOKEN" = opencryptoki ]; then
+		cp -a "$CUSTODY_TEST_OCK_TOKDIR" "$T/rehearsal/token"
+		CUSTODY_STORE=sqlite:$T/rehearsal/custody.db "$@"
+		rc=$?
+		rm -rf "${CUSTODY_TEST_OCK_TOKDIR:?}"/*
+		cp -a "$T/rehearsal/token/." "$CUSTODY_TEST_OCK_TOKDIR/"
+		ock_forget
+	else
+		cp -a "$T/tokens" "$T/rehearsal/"
+		sed "s|^directories.tokendir = .*|directories.tokendir = $T/rehearsal/tokens|" \
+			"$SOFTHSM2_CONF" >"$T/rehearsal/softhsm2.conf"
+		SOFTHSM2_CONF=$T/rehearsal/softhsm2.conf CUSTODY_STORE=sqlite:$T/rehearsal/custody.db "$@"
+		rc=$?
+	fi
+	return $rc
+}
+
+# token_objects — a checksum per object of the token, byte for byte; the
+# token's own records are left out (a failed login changes their counters).
 token_objects() {
-	find "$T/tokens" -type f -name '*.object' ! -name 'token.object' -print0 |
-		sort -z | xargs -0r sha256sum
+	object_files | tr '\n' '\0' | xargs -0r sha256sum
 }
 # token_state — a fingerprint of the token's objects alone (for commands
 # that write the store by design, as sync writes its reports).
@@ -96,11 +238,20 @@ state() {
 # that writes the store, and recorded there).
 count_objects() {
 	local n kek=0
-	n=$(find "$T/tokens" -type f -name '*.object' ! -name 'token.object' | wc -l)
+	n=$(object_files | wc -l)
 	if [ -f "$T/custody.db" ]; then
 		kek=$(sqlite3 "$T/custody.db" "select count(*) from cluster_meta where name = 'tag_kek_kcv'" 2>/dev/null || echo 0)
 	fi
 	echo $((n - kek))
+}
+
+# only_softhsm WHAT — skips the script on openCryptoki, which has one
+# software token per machine, when the test needs WHAT.
+only_softhsm() {
+	if [ "$CUSTODY_TEST_TOKEN" = opencryptoki ]; then
+		echo "1..0 # SKIP openCryptoki has one software token, this test needs $1"
+		exit 0
+	fi
 }
 
 # --- making test certificates (keys never touch the disk in clear) ---
@@ -137,6 +288,7 @@ export EMPTY_PASSWORD=""
 # exported.  `custody --token LABEL` (CUSTODY_TOKEN) picks another.
 setup_tokens() {
 	local n
+	only_softhsm "several tokens"
 	mkdir -p "$T/lock"
 	export CUSTODY_LOCK_DIR="$T/lock"
 	for n in "$@"; do
@@ -157,6 +309,7 @@ setup_tokens() {
 # by `on` and `node_env`.
 setup_node() {
 	local name=$1 store=$2 exports
+	only_softhsm "a token per node"
 	mkdir -p "$T/$name/lock"
 	exports=$("${TOP_SRCDIR:?}/scripts/softhsm-token.sh" "$T/$name" "$name") ||
 		{ echo "Bail out! cannot initialise the SoftHSM token of $name"; exit 1; }
