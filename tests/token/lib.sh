@@ -245,6 +245,28 @@ count_objects() {
 	echo $((n - kek))
 }
 
+# token_can WHAT — whether the test token can: ec (generate and sign with
+# EC keys), ec-sign (sign with imported EC keys), cluster (be a cluster
+# member: kek create, node join, --replicable), pss (RSA-PSS).  Asked of
+# the token through `custody token`, once per script.
+token_can() {
+	if [ ! -s "$T/token-caps.json" ]; then
+		"$CUSTODY_BIN" token -o json >"$T/token-caps.json" 2>/dev/null ||
+			{ echo "Bail out! custody token cannot describe the test token"; exit 1; }
+	fi
+	case $1 in
+	ec) jq -e '.ec.generate and .ec.sign' "$T/token-caps.json" >/dev/null ;;
+	ec-sign) jq -e '.ec.sign' "$T/token-caps.json" >/dev/null ;;
+	cluster) jq -e '.cluster_member' "$T/token-caps.json" >/dev/null ;;
+	pss) jq -e '.rsa_pss' "$T/token-caps.json" >/dev/null ;;
+	*) echo "Bail out! token_can: unknown capability $1"; exit 1 ;;
+	esac
+}
+# token_label — the test token's label (as custody's messages name it).
+token_label() {
+	printf '%s\n' "$CUSTODY_TOKEN"
+}
+
 # only_softhsm WHAT — skips the script on openCryptoki, which has one
 # software token per machine, when the test needs WHAT.
 only_softhsm() {
