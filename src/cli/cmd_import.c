@@ -385,9 +385,6 @@ cmd_import(struct cli *cli, int argc, char **argv)
 			package = store_kcv[0] != '\0' && strcmp(store_kcv, pkg.kcv) == 0;
 		else
 			package = store_kcv[0] != '\0';
-		if (o.replicable && !package)
-			cli_say(cli, "the store records no cluster KEK: the key is replicable "
-				"but not packaged; custody sync packages it on a member later");
 	}
 	req.replicable = package;
 	/* 3. The assignment, if asked for, can be made. */
@@ -405,6 +402,9 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	     (r = custody_token_require_cluster(cli->token, "import replicable keys",
 						&cli->err)) != CUSTODY_OK))
 		goto out;
+	if (o.replicable && !package)
+		cli_say(cli, "the store records no cluster KEK: the key is replicable "
+			"but not packaged; custody sync packages it on a member later");
 	if (o.replicable && (r = check_packaging(cli, &req, &rec, store_kcv, &package)) !=
 	    CUSTODY_OK)
 		goto out;

@@ -80,7 +80,11 @@ cmd_kek(struct cli *cli, int argc, char **argv)
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
-	    (r = cli_open_token(cli)) != CUSTODY_OK)
+	    (r = cli_open_token(cli)) != CUSTODY_OK ||
+	    (r = custody_token_require_cluster(cli->token, strcmp(o.action, "create") == 0 ?
+					       "create the cluster KEK" :
+					       "hold the cluster authority",
+					       &cli->err)) != CUSTODY_OK)
 		return r;
 	if (strcmp(o.action, "authority") == 0)
 		return kek_authority(cli);
