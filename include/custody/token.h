@@ -415,7 +415,7 @@ int custody_token_lock_wanted(custody_token *tok);
  * Refusals made before anything is written, from what the token says of
  * itself (C_GetMechanismList / C_GetMechanismInfo, asked once per token
  * and process).  Each is CUSTODY_OK, or EFAIL in one line naming the token
- * and what it lacks ("token T cannot generate EC-256 keys: it has no
+ * and what it lacks ("token T cannot generate EC-P256 keys: it has no
  * CKM_EC_KEY_PAIR_GEN"); EFAIL too when the token cannot say.
  *
  * custody_token_require_key: keys of pkey_type (EVP_PKEY_RSA or

@@ -114,9 +114,12 @@ print_table(const custody_token_caps *c)
 	out_field("cluster member", line);
 	out_field("trusted kek", c->trusted_kek < 0 ? "-" : yes_no(c->trusted_kek));
 	out_field("integrity tags", c->tag_mech != NULL ? c->tag_mech : "no (no AES wrap)");
-	for (i = 0; i < CUSTODY_TOKEN_ATTRS; i++)
-		out_field(c->attr_name[i], c->attr_known[i] > 0 ? "kept"
-					   : c->attr_known[i] < 0 ? "refused" : "not asked");
+	o = 0;
+	for (i = 0; i < CUSTODY_TOKEN_ATTRS && o < sizeof(line); i++)
+		o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s %s", i > 0 ? ", " : "",
+				      c->attr_name[i], c->attr_known[i] > 0 ? "kept"
+				      : c->attr_known[i] < 0 ? "refused" : "not asked");
+	out_field("attributes", line);
 }
 
 static int

@@ -150,9 +150,8 @@ token_err_rv(custody_err *err, int code, CK_RV rv, const char *fmt, ...)
 
 /* ----------------------------------------------------------- helpers */
 
-/* A blank-padded PKCS#11 text field as a C string. */
-static void
-trim_field(const unsigned char *field, size_t len, char *out)
+void
+token_trim_field(const unsigned char *field, size_t len, char *out)
 {
 	while (len > 0 && (field[len - 1] == ' ' || field[len - 1] == '\0'))
 		len--;
@@ -606,16 +605,16 @@ info_matches(const CK_TOKEN_INFO *ti, const struct token_match *m)
 {
 	char buf[33];
 
-	trim_field(ti->label, sizeof(ti->label), buf);
+	token_trim_field(ti->label, sizeof(ti->label), buf);
 	if (m->token != NULL && strcmp(buf, m->token) != 0)
 		return 0;
-	trim_field(ti->serialNumber, sizeof(ti->serialNumber), buf);
+	token_trim_field(ti->serialNumber, sizeof(ti->serialNumber), buf);
 	if (m->serial != NULL && strcmp(buf, m->serial) != 0)
 		return 0;
-	trim_field(ti->manufacturerID, sizeof(ti->manufacturerID), buf);
+	token_trim_field(ti->manufacturerID, sizeof(ti->manufacturerID), buf);
 	if (m->manufacturer != NULL && strcmp(buf, m->manufacturer) != 0)
 		return 0;
-	trim_field(ti->model, sizeof(ti->model), buf);
+	token_trim_field(ti->model, sizeof(ti->model), buf);
 	if (m->model != NULL && strcmp(buf, m->model) != 0)
 		return 0;
 	return 1;
@@ -715,8 +714,8 @@ select_token(custody_token *tok, const char *module,
 		if (tok->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK ||
 		    !(ti.flags & CKF_TOKEN_INITIALIZED))
 			continue;
-		trim_field(ti.label, sizeof(ti.label), label);
-		trim_field(ti.serialNumber, sizeof(ti.serialNumber), serial);
+		token_trim_field(ti.label, sizeof(ti.label), label);
+		token_trim_field(ti.serialNumber, sizeof(ti.serialNumber), serial);
 		list_append(present, sizeof(present), label);
 		if (!info_matches(&ti, m))
 			continue;
@@ -1562,7 +1561,7 @@ custody_token_init(const custody_token_spec *spec, const char *label,
 				free_slot = 1;
 			}
 		} else if (info_matches(&ti, &m)) {
-			trim_field(ti.serialNumber, sizeof(ti.serialNumber),
+			token_trim_field(ti.serialNumber, sizeof(ti.serialNumber),
 				   what);
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot initialise token %s: a token "

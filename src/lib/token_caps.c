@@ -385,8 +385,9 @@ custody_token_require_key(custody_token *tok, int pkey_type, int bits,
 	/* Other kinds are refused by what would make them, in its words. */
 	if (pkey_type != EVP_PKEY_RSA && pkey_type != EVP_PKEY_EC)
 		return CUSTODY_OK;
-	snprintf(what, sizeof(what), "%s %s-%d keys", verb,
-		 rsa ? "RSA" : "EC", bits);
+	/* Named as custody names keys elsewhere: RSA-2048, EC-P256. */
+	snprintf(what, sizeof(what), "%s %s%d keys", verb,
+		 rsa ? "RSA-" : "EC-P", bits);
 	if (strcmp(verb, "generate") == 0 &&
 	    (r = token_require_key_bits(tok, rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN
 						 : CKM_EC_KEY_PAIR_GEN,
@@ -394,8 +395,8 @@ custody_token_require_key(custody_token *tok, int pkey_type, int bits,
 					(unsigned long)bits, what, err)) !=
 	    CUSTODY_OK)
 		return r;
-	snprintf(what, sizeof(what), "sign with %s-%d keys",
-		 rsa ? "RSA" : "EC", bits);
+	snprintf(what, sizeof(what), "sign with %s%d keys",
+		 rsa ? "RSA-" : "EC-P", bits);
 	return token_require_key_bits(tok, rsa ? CKM_RSA_PKCS : CKM_ECDSA,
 				      CKF_SIGN, (unsigned long)bits, what, err);
 }
@@ -457,15 +458,6 @@ token_kek_mech(custody_token *tok, CK_MECHANISM_TYPE *m, custody_err *err)
 /* ------------------------------------------------------------ describe */
 
 static void
-field_text(const unsigned char *field, size_t len, char *out)
-{
-	while (len > 0 && (field[len - 1] == ' ' || field[len - 1] == '\0'))
-		len--;
-	memcpy(out, field, len);
-	out[len] = '\0';
-}
-
-static void
 key_caps(custody_token *tok, CK_MECHANISM_TYPE gen, CK_MECHANISM_TYPE sign,
 	 custody_token_key_caps *k)
 {
@@ -504,11 +496,11 @@ custody_token_describe(custody_token *tok, custody_token_caps *out,
 		return token_err_rv(err, CUSTODY_EFAIL, rv,
 				    "cannot read the details of token %s",
 				    tok->label);
-	field_text(ti.label, sizeof(ti.label), out->label);
-	field_text(ti.manufacturerID, sizeof(ti.manufacturerID),
+	token_trim_field(ti.label, sizeof(ti.label), out->label);
+	token_trim_field(ti.manufacturerID, sizeof(ti.manufacturerID),
 		   out->manufacturer);
-	field_text(ti.model, sizeof(ti.model), out->model);
-	field_text(ti.serialNumber, sizeof(ti.serialNumber), out->serial);
+	token_trim_field(ti.model, sizeof(ti.model), out->model);
+	token_trim_field(ti.serialNumber, sizeof(ti.serialNumber), out->serial);
 	out->flags = ti.flags;
 	out->min_pin = ti.ulMinPinLen;
 	out->max_pin = ti.ulMaxPinLen;

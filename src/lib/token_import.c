@@ -87,37 +87,10 @@ key_common(custody_token *tok, struct token_tmpl *priv, struct token_tmpl *pub,
 	   CK_KEY_TYPE kt, const struct plan *p, const char *label, X509 *cert,
 	   int replicable)
 {
-	token_tmpl_ulong(priv, CKA_CLASS, CKO_PRIVATE_KEY);
-	token_tmpl_ulong(priv, CKA_KEY_TYPE, kt);
-	token_tmpl_bool(priv, CKA_TOKEN, 1);
-	token_tmpl_bool(priv, CKA_PRIVATE, 1);
-	token_tmpl_bool(priv, CKA_SENSITIVE, 1);
-	token_tmpl_bool(priv, CKA_SIGN, 1);
-	token_tmpl_bool(priv, CKA_SIGN_RECOVER, 0);
-	token_tmpl_bool(priv, CKA_DECRYPT, 0);
-	token_tmpl_bool(priv, CKA_UNWRAP, 0);
-	token_tmpl_bool(priv, CKA_DERIVE, 0);
-	token_tmpl_bool(priv, CKA_EXTRACTABLE, replicable);
-	token_tmpl_add(priv, CKA_ID, p->id, sizeof(p->id));
-	token_tmpl_add(priv, CKA_LABEL, label, strlen(label));
+	token_tmpl_signing_private(tok, priv, kt, p->id, sizeof(p->id), label,
+				   replicable);
 	TMPL_DER(priv, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(cert));
-	/* Never wrappable but under a trusted key, where the token knows the
-	 * attribute: for a key that is not extractable at all it changes
-	 * nothing, and it cannot be undone. */
-	token_tmpl_optional_bool(tok, priv, TOKEN_ATTR_WRAP_WITH_TRUSTED, 1);
-	token_tmpl_optional_bool(tok, priv, TOKEN_ATTR_COPYABLE, 0);
-
-	token_tmpl_ulong(pub, CKA_CLASS, CKO_PUBLIC_KEY);
-	token_tmpl_ulong(pub, CKA_KEY_TYPE, kt);
-	token_tmpl_bool(pub, CKA_TOKEN, 1);
-	token_tmpl_bool(pub, CKA_PRIVATE, 0);
-	token_tmpl_bool(pub, CKA_VERIFY, 1);
-	token_tmpl_bool(pub, CKA_VERIFY_RECOVER, 0);
-	token_tmpl_bool(pub, CKA_ENCRYPT, 0);
-	token_tmpl_bool(pub, CKA_WRAP, 0);
-	token_tmpl_bool(pub, CKA_DERIVE, 0);
-	token_tmpl_add(pub, CKA_ID, p->id, sizeof(p->id));
-	token_tmpl_add(pub, CKA_LABEL, label, strlen(label));
+	token_tmpl_signing_public(pub, kt, p->id, sizeof(p->id), label);
 	TMPL_DER(pub, CKA_SUBJECT, i2d_X509_NAME, X509_get_subject_name(cert));
 }
 

@@ -81,6 +81,10 @@ int token_read_public(custody_token *tok, CK_OBJECT_HANDLE pub,
 
 /* token.c ------------------------------------------------------------ */
 
+/* A blank-padded PKCS#11 text field (len bytes) as a C string in out
+ * (len + 1 bytes). */
+void token_trim_field(const unsigned char *field, size_t len, char *out);
+
 /* "CKR_PIN_INCORRECT", ... or NULL when the code has no name here. */
 const char *token_rv_name(CK_RV rv);
 
@@ -215,6 +219,18 @@ void token_tmpl_drop(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type);
 int token_tmpl_check(const struct token_tmpl *t, const custody_token *tok,
 		     const char *what, custody_err *err);
 void token_tmpl_free(struct token_tmpl *t);
+
+/* The templates of a signing key custody keeps (import, generation,
+ * unwrap): every attribute set; the private key sensitive, sign only,
+ * extractable only when asked (a replicable key), CKA_WRAP_WITH_TRUSTED
+ * true and CKA_COPYABLE false where the token knows them.  The caller adds
+ * the key's values, CKA_SUBJECT and what its mechanism needs. */
+void token_tmpl_signing_private(custody_token *tok, struct token_tmpl *t,
+				CK_KEY_TYPE kt, const void *id, size_t id_len,
+				const char *label, int extractable);
+void token_tmpl_signing_public(struct token_tmpl *t, CK_KEY_TYPE kt,
+			       const void *id, size_t id_len,
+			       const char *label);
 
 /*
  * Reads back what custody's promises rest on from the key h made with

@@ -147,36 +147,9 @@ build_templates(custody_token *tok, struct keygen *g,
 					   "cannot generate a key pair: no "
 					   "random bytes for a temporary id");
 
-	token_tmpl_ulong(pr, CKA_CLASS, CKO_PRIVATE_KEY);
-	token_tmpl_ulong(pr, CKA_KEY_TYPE, kt);
-	token_tmpl_bool(pr, CKA_TOKEN, 1);
-	token_tmpl_bool(pr, CKA_PRIVATE, 1);
-	token_tmpl_bool(pr, CKA_SENSITIVE, 1);
-	token_tmpl_bool(pr, CKA_SIGN, 1);
-	token_tmpl_bool(pr, CKA_SIGN_RECOVER, 0);
-	token_tmpl_bool(pr, CKA_DECRYPT, 0);
-	token_tmpl_bool(pr, CKA_UNWRAP, 0);
-	token_tmpl_bool(pr, CKA_DERIVE, 0);
-	token_tmpl_bool(pr, CKA_EXTRACTABLE, replicable);
-	token_tmpl_add(pr, CKA_ID, g->temp_id, sizeof(g->temp_id));
-	token_tmpl_text(pr, CKA_LABEL, label);
-	/* Never wrappable but under a trusted key, where the token knows the
-	 * attribute (a replicable key: see replicable_trusted_wrap); for a
-	 * key that is not extractable at all it changes nothing. */
-	token_tmpl_optional_bool(tok, pr, TOKEN_ATTR_WRAP_WITH_TRUSTED, 1);
-	token_tmpl_optional_bool(tok, pr, TOKEN_ATTR_COPYABLE, 0);
-
-	token_tmpl_ulong(pu, CKA_CLASS, CKO_PUBLIC_KEY);
-	token_tmpl_ulong(pu, CKA_KEY_TYPE, kt);
-	token_tmpl_bool(pu, CKA_TOKEN, 1);
-	token_tmpl_bool(pu, CKA_PRIVATE, 0);
-	token_tmpl_bool(pu, CKA_VERIFY, 1);
-	token_tmpl_bool(pu, CKA_VERIFY_RECOVER, 0);
-	token_tmpl_bool(pu, CKA_ENCRYPT, 0);
-	token_tmpl_bool(pu, CKA_WRAP, 0);
-	token_tmpl_bool(pu, CKA_DERIVE, 0);
-	token_tmpl_add(pu, CKA_ID, g->temp_id, sizeof(g->temp_id));
-	token_tmpl_text(pu, CKA_LABEL, label);
+	token_tmpl_signing_private(tok, pr, kt, g->temp_id, sizeof(g->temp_id),
+				   label, replicable);
+	token_tmpl_signing_public(pu, kt, g->temp_id, sizeof(g->temp_id), label);
 
 	if (subject != NULL) {
 		len = i2d_X509_NAME(subject, &der);

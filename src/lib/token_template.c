@@ -296,3 +296,47 @@ token_check_attrs(custody_token *tok, CK_OBJECT_HANDLE h, const char *what,
 	}
 	return CUSTODY_OK;
 }
+
+/* ------------------------------------------------------- signing keys */
+
+void
+token_tmpl_signing_private(custody_token *tok, struct token_tmpl *t,
+			   CK_KEY_TYPE kt, const void *id, size_t id_len,
+			   const char *label, int extractable)
+{
+	token_tmpl_ulong(t, CKA_CLASS, CKO_PRIVATE_KEY);
+	token_tmpl_ulong(t, CKA_KEY_TYPE, kt);
+	token_tmpl_bool(t, CKA_TOKEN, 1);
+	token_tmpl_bool(t, CKA_PRIVATE, 1);
+	token_tmpl_bool(t, CKA_SENSITIVE, 1);
+	token_tmpl_bool(t, CKA_SIGN, 1);
+	token_tmpl_bool(t, CKA_SIGN_RECOVER, 0);
+	token_tmpl_bool(t, CKA_DECRYPT, 0);
+	token_tmpl_bool(t, CKA_UNWRAP, 0);
+	token_tmpl_bool(t, CKA_DERIVE, 0);
+	token_tmpl_bool(t, CKA_EXTRACTABLE, extractable);
+	token_tmpl_add(t, CKA_ID, id, id_len);
+	token_tmpl_text(t, CKA_LABEL, label);
+	/* Never wrappable but under a trusted key, where the token knows the
+	 * attribute: for a key that is not extractable at all it changes
+	 * nothing, and it cannot be undone. */
+	token_tmpl_optional_bool(tok, t, TOKEN_ATTR_WRAP_WITH_TRUSTED, 1);
+	token_tmpl_optional_bool(tok, t, TOKEN_ATTR_COPYABLE, 0);
+}
+
+void
+token_tmpl_signing_public(struct token_tmpl *t, CK_KEY_TYPE kt,
+			  const void *id, size_t id_len, const char *label)
+{
+	token_tmpl_ulong(t, CKA_CLASS, CKO_PUBLIC_KEY);
+	token_tmpl_ulong(t, CKA_KEY_TYPE, kt);
+	token_tmpl_bool(t, CKA_TOKEN, 1);
+	token_tmpl_bool(t, CKA_PRIVATE, 0);
+	token_tmpl_bool(t, CKA_VERIFY, 1);
+	token_tmpl_bool(t, CKA_VERIFY_RECOVER, 0);
+	token_tmpl_bool(t, CKA_ENCRYPT, 0);
+	token_tmpl_bool(t, CKA_WRAP, 0);
+	token_tmpl_bool(t, CKA_DERIVE, 0);
+	token_tmpl_add(t, CKA_ID, id, id_len);
+	token_tmpl_text(t, CKA_LABEL, label);
+}

@@ -1531,23 +1531,11 @@ create_public(custody_token *tok, const struct pubkey *k,
 	      CK_OBJECT_HANDLE *h, custody_err *err)
 {
 	struct token_tmpl t;
-	CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
-	CK_KEY_TYPE kt = k->type;
 	CK_RV rv;
 	int r;
 
 	token_tmpl_init(&t);
-	token_tmpl_add(&t, CKA_CLASS, &cls, sizeof(cls));
-	token_tmpl_add(&t, CKA_KEY_TYPE, &kt, sizeof(kt));
-	token_tmpl_bool(&t, CKA_TOKEN, 1);
-	token_tmpl_bool(&t, CKA_PRIVATE, 0);
-	token_tmpl_bool(&t, CKA_VERIFY, 1);
-	token_tmpl_bool(&t, CKA_VERIFY_RECOVER, 0);
-	token_tmpl_bool(&t, CKA_ENCRYPT, 0);
-	token_tmpl_bool(&t, CKA_WRAP, 0);
-	token_tmpl_bool(&t, CKA_DERIVE, 0);
-	token_tmpl_add(&t, CKA_ID, (void *)id, id_len);
-	token_tmpl_add(&t, CKA_LABEL, (void *)label, strlen(label));
+	token_tmpl_signing_public(&t, k->type, id, id_len, label);
 	token_tmpl_add(&t, CKA_SUBJECT, k->subject, k->subject_len);
 	if (k->type == CKK_RSA) {
 		token_tmpl_add(&t, CKA_MODULUS, k->a, k->a_len);
@@ -1618,22 +1606,8 @@ custody_token_unwrap_private_key(custody_token *tok,
 				    tok->label);
 		goto out;
 	}
-	/* The KEK's CKA_UNWRAP_TEMPLATE, and what import sets. */
-	token_tmpl_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
-	token_tmpl_add(&t, CKA_KEY_TYPE, &k.type, sizeof(k.type));
-	token_tmpl_bool(&t, CKA_TOKEN, 1);
-	token_tmpl_bool(&t, CKA_PRIVATE, 1);
-	token_tmpl_bool(&t, CKA_SENSITIVE, 1);
-	token_tmpl_bool(&t, CKA_EXTRACTABLE, 0);
-	token_tmpl_bool(&t, CKA_WRAP_WITH_TRUSTED, 1);
-	token_tmpl_bool(&t, CKA_SIGN, 1);
-	token_tmpl_bool(&t, CKA_SIGN_RECOVER, 0);
-	token_tmpl_bool(&t, CKA_DECRYPT, 0);
-	token_tmpl_bool(&t, CKA_UNWRAP, 0);
-	token_tmpl_bool(&t, CKA_DERIVE, 0);
-	token_tmpl_optional_bool(tok, &t, TOKEN_ATTR_COPYABLE, 0);
-	token_tmpl_add(&t, CKA_ID, id, sizeof(id));
-	token_tmpl_add(&t, CKA_LABEL, (void *)label, strlen(label));
+	/* What import sets, which holds the KEK's CKA_UNWRAP_TEMPLATE. */
+	token_tmpl_signing_private(tok, &t, k.type, id, sizeof(id), label, 0);
 	token_tmpl_add(&t, CKA_SUBJECT, k.subject, k.subject_len);
 	if ((r = token_tmpl_check(&t, tok, "unwrapped private key", err)) !=
 	    CUSTODY_OK)

@@ -54,7 +54,7 @@ check "custody token says when EC keys cannot be generated" \
 	[ "$(jq -c '[.ec.generate, .ec.sign, .rsa.generate]' <<<"$out")" = '[false,true,true]' ]
 shim FAULT_HIDE_MECH=0x1040 -- request --key ec:p256 --subject CN=ec.custody.test --csr "$T/ec.csr"
 check "request ec:p256 on a token without EC generation: exit 1, one line" \
-	[ "$rc" -eq 1 -a "$(grep -c 'token cap cannot generate EC-256 keys: it has no CKM_EC_KEY_PAIR_GEN' <<<"$err")" -eq 1 ]
+	[ "$rc" -eq 1 -a "$(grep -c 'token cap cannot generate EC-P256 keys: it has no CKM_EC_KEY_PAIR_GEN' <<<"$err")" -eq 1 ]
 check "... one line only" one_line
 check "... token and store unchanged, no CSR file" [ "$before" = "$(state)" -a ! -e "$T/ec.csr" ]
 
@@ -62,7 +62,7 @@ check "... token and store unchanged, no CSR file" [ "$before" = "$(state)" -a !
 make_p12 ecimp ecimp.custody.test 30 ec:P-256
 shim FAULT_HIDE_MECH=0x1041 -- import --path "$T/ecimp.p12"
 check "import of an EC key on a token without ECDSA: exit 1, one line naming what it lacks" \
-	[ "$rc" -eq 1 -a "$(grep -c 'token cap cannot sign with EC-256 keys: it has no CKM_ECDSA for signing' <<<"$err")" -eq 1 ]
+	[ "$rc" -eq 1 -a "$(grep -c 'token cap cannot sign with EC-P256 keys: it has no CKM_ECDSA for signing' <<<"$err")" -eq 1 ]
 check "... token and store unchanged" [ "$before" = "$(state)" ]
 
 # --- a token without AES key wrap with padding (0x210A): no cluster ---
@@ -114,7 +114,7 @@ run import --path "$T/ecimp.p12" -t EcSigner
 check "an EC key imported and assigned on the token itself" [ "$rc" -eq 0 ]
 shim FAULT_HIDE_MECH=0x1041 -- test -t EcSigner
 check "custody test: CRITICAL when the token cannot sign with the assigned key's kind" \
-	[ "$rc" -eq 2 -a "$(grep -c '^CRITICAL .*token cap cannot sign with EC-256 keys: it has no CKM_ECDSA' <<<"$out")" -eq 1 ]
+	[ "$rc" -eq 2 -a "$(grep -c '^CRITICAL .*token cap cannot sign with EC-P256 keys: it has no CKM_ECDSA' <<<"$out")" -eq 1 ]
 run test -t EcSigner
 check "... and the key signs on the token itself (a 30-day certificate: a WARNING at most)" \
 	[ "$rc" -le 1 -a "$(grep -c '^CRITICAL' <<<"$out")" -eq 0 -a \

@@ -69,10 +69,10 @@ if token_can ec; then
 	check "import of an EC PKCS#12 works where the token has EC" [ "$rc" -eq 0 ]
 else
 	run request --subject "CN=ec.custody.test" --key ec:p256 --csr "$T/ec.csr"
-	refused "request ec:p256" "cannot generate EC-256 keys: it has no CKM_EC_KEY_PAIR_GEN"
+	refused "request ec:p256" "cannot generate EC-P256 keys: it has no CKM_EC_KEY_PAIR_GEN"
 	check "... and no CSR file" [ ! -e "$T/ec.csr" ]
 	run import --path "$T/ec.p12"
-	refused "import of an EC PKCS#12" "cannot sign with EC-256 keys: it has no CKM_ECDSA for signing"
+	refused "import of an EC PKCS#12" "cannot sign with EC-P256 keys: it has no CKM_ECDSA for signing"
 fi
 
 # --- the cluster: kek create, --replicable ---
