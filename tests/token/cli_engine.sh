@@ -7,6 +7,10 @@
 # key; without a PIN source (or a terminal to prompt on) it fails with our
 # error, never a crash.  The engine is the build tree's
 # ($TOP_BUILDDIR/engines/.libs/custody.so, through OPENSSL_ENGINES).
+# WebServicesInternal's key is EC P-256; on a token that cannot sign with
+# EC (openCryptoki 3.8.1) the import of an EC key is refused up front in
+# one line, nothing written, and that key is RSA-2048 there, for the same
+# checks (a second key, a CSR, TLS 1.3 and 1.2 through the engine).
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
 
 engines_dir=${TOP_BUILDDIR:-$(dirname "$CUSTODY_BIN")}/engines/.libs
@@ -64,10 +68,45 @@ handshake() {
 	rc=$?
 }
 
+# refused WHAT MESSAGE ARGS... — what the token lacks is refused up front:
+# exit 1, MESSAGE the one line on stderr, nothing on stdout, the token and
+# the store as they were.
+refused() {
+	local what=$1 msg=$2 before
+	shift 2
+	before=$(state)
+	run "$@"
+	if [ "$rc" -ne 1 ]; then
+		not_ok "$what: exit 1" "exit was $rc" "stderr: $err"
+	elif [ "$err" != "$msg" ]; then
+		not_ok "$what: the one line \"$msg\"" "stderr: $err"
+	elif [ -n "$out" ]; then
+		not_ok "$what: nothing on stdout" "stdout: $out"
+	elif [ "$(state)" != "$before" ]; then
+		not_ok "$what: token and store unchanged"
+	else
+		ok "$what: refused (exit 1, \"$msg\"), token and store unchanged"
+	fi
+}
+
+# WebServicesInternal's key: EC where the token signs with EC, else RSA
+# (WK; the signature type of TLS 1.3 and the TLS 1.2 suites that go with it).
+# shellcheck disable=SC2034  # wsuite is read by the eval'd TLS 1.2 check
+if token_can ec-sign; then
+	WK=EC wsig=ECDSA wsuite=ECDHE-ECDSA- wsuiten=an\ ECDSA wspec=ec:prime256v1
+else
+	WK=RSA wsig=RSA-PSS wsuite=ECDHE-RSA- wsuiten=an\ RSA wspec=rsa:2048
+fi
 make_p12 oauth oauth.custody.test 30 rsa:2048
 make_p12 oauth2 oauth2.custody.test 30 rsa:2048
-make_p12 web localhost 30 ec:prime256v1
+make_p12 web localhost 30 "$wspec"
 "$CUSTODY_BIN" -q import --path "$T/oauth.p12" -t OAuthTokenIssuer >/dev/null
+if ! token_can ec-sign; then
+	make_p12 webec localhost 30 ec:prime256v1
+	refused "an EC P-256 key on a token that cannot sign with EC" \
+		"custody: import: token test cannot sign with EC-256 keys: it has no CKM_ECDSA for signing" \
+		import --path "$T/webec.p12" -t WebServicesInternal -i global
+fi
 "$CUSTODY_BIN" -q import --path "$T/web.p12" -t WebServicesInternal -i global >/dev/null
 "$CUSTODY_BIN" get -t OAuthTokenIssuer -o pem >"$T/oauth.crt"
 "$CUSTODY_BIN" get -t WebServicesInternal -o pem >"$T/web.crt"
@@ -85,8 +124,13 @@ check "…that verifies with the certificate's public key" verifies "$T/oauth.pu
 check "…and not with another key" eval '! verifies "$T/web.pub" "$T/rsa.sig"'
 osl pkeyutl -engine custody -keyform engine -inkey WebServicesInternal@global -sign \
 	-in "$T/digest" -out "$T/ec.sig"
-check "pkeyutl signs with WebServicesInternal@global's EC key: exit 0" [ "$rc" -eq 0 ]
-check "…and the ECDSA signature verifies with its certificate" verifies "$T/web.pub" "$T/ec.sig"
+check "pkeyutl signs with WebServicesInternal@global's $WK key: exit 0" [ "$rc" -eq 0 ]
+if [ "$WK" = EC ]; then
+	check "…and the ECDSA signature verifies with its certificate" verifies "$T/web.pub" "$T/ec.sig"
+else
+	check "…and the RSA signature verifies with its certificate" verifies "$T/web.pub" "$T/ec.sig"
+	check "…and not with OAuthTokenIssuer's key" eval '! verifies "$T/oauth.pub" "$T/ec.sig"'
+fi
 osl pkeyutl -engine custody -keyform engine -inkey WebServicesInternal -pubin -keyform engine \
 	-verify -in "$T/digest" -sigfile "$T/ec.sig"
 check "the engine's public key (ENGINE_load_public_key) verifies it too" \
@@ -100,21 +144,21 @@ check "…its public key is the token certificate's" [ "$(pubkey_of "$T/self.crt
 self_signed_verifies() { openssl verify -CAfile "$1" "$1" >/dev/null 2>&1; }
 check "…and its signature verifies" self_signed_verifies "$T/self.crt"
 osl req -engine custody -keyform engine -key WebServicesInternal -new -subj /CN=y -out "$T/y.csr"
-check "req -new (a CSR) with the EC key: exit 0" [ "$rc" -eq 0 ]
+check "req -new (a CSR) with the $WK key: exit 0" [ "$rc" -eq 0 ]
 csr_verifies() { openssl req -in "$1" -verify -noout >/dev/null 2>&1; }
 check "…and the CSR's signature verifies" csr_verifies "$T/y.csr"
 
 # ---- TLS on loopback
 if start_server WebServicesInternal "$T/web.crt"; then
-	ok "s_server starts with the engine's EC key (-keyform engine)"
+	ok "s_server starts with the engine's $WK key (-keyform engine)"
 	handshake "$T/web.crt"
 	check "TLS 1.3 handshake with s_client: exit 0" [ "$rc" -eq 0 ]
-	check "…TLSv1.3, ECDSA, the certificate verified" eval \
-		'grep -qx "Protocol version: TLSv1.3" <<<"$out" && grep -qx "Signature type: ECDSA" <<<"$out" && grep -qx "Verification: OK" <<<"$out"'
+	check "…TLSv1.3, $wsig, the certificate verified" eval \
+		'grep -qx "Protocol version: TLSv1.3" <<<"$out" && grep -qx "Signature type: $wsig" <<<"$out" && grep -qx "Verification: OK" <<<"$out"'
 	handshake "$T/web.crt" -tls1_2
 	check "TLS 1.2 handshake with s_client -tls1_2: exit 0" [ "$rc" -eq 0 ]
-	check "…TLSv1.2 with an ECDSA suite, the certificate verified" eval \
-		'grep -qx "Protocol version: TLSv1.2" <<<"$out" && grep -q "^Ciphersuite: ECDHE-ECDSA-" <<<"$out" && grep -qx "Verification: OK" <<<"$out"'
+	check "…TLSv1.2 with $wsuiten suite, the certificate verified" eval \
+		'grep -qx "Protocol version: TLSv1.2" <<<"$out" && grep -q "^Ciphersuite: $wsuite" <<<"$out" && grep -qx "Verification: OK" <<<"$out"'
 	# While the server holds a key it holds the token (and its lock).
 	printf '[token]\nlock-timeout = 1\n' >"$T/short-lock.conf"
 	run -c "$T/short-lock.conf" list
@@ -123,7 +167,7 @@ if start_server WebServicesInternal "$T/web.crt"; then
 	handshake "$T/oauth.crt"
 	check "a client that trusts another certificate refuses the server" [ "$rc" -ne 0 ]
 else
-	not_ok "s_server starts with the engine's EC key (-keyform engine)" "$(cat "$T/server.log")"
+	not_ok "s_server starts with the engine's $WK key (-keyform engine)" "$(cat "$T/server.log")"
 fi
 stop_server
 if start_server OAuthTokenIssuer "$T/oauth.crt"; then

@@ -3,7 +3,10 @@
 # certificate (RSA PKCS#1 v1.5 and ECDSA DER), --digest, standard input and
 # output, --out never overwrites, a roll and a set take effect, nothing
 # assigned (exit 3), a key missing from this node's token (exit 1 naming
-# the key id), usage errors (exit 2); signing changes nothing.
+# the key id), usage errors (exit 2); signing changes nothing.  Default's
+# keys are EC P-256; on a token that cannot sign with EC (openCryptoki
+# 3.8.1) the import of an EC key is refused up front in one line, nothing
+# written, and Default's keys are RSA-2048 there, for the same checks.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
 setup_token
 
@@ -23,11 +26,45 @@ key_id_of() { # TYPE — the current certificate's key id
 		python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["current"]["key_id"])'
 }
 
+# refused WHAT MESSAGE ARGS... — what the token lacks is refused up front:
+# exit 1, MESSAGE the one line on stderr, nothing on stdout, the token and
+# the store as they were.
+refused() {
+	local what=$1 msg=$2 before
+	shift 2
+	before=$(state)
+	run "$@"
+	if [ "$rc" -ne 1 ]; then
+		not_ok "$what: exit 1" "exit was $rc" "stderr: $err"
+	elif [ "$err" != "$msg" ]; then
+		not_ok "$what: the one line \"$msg\"" "stderr: $err"
+	elif [ -n "$out" ]; then
+		not_ok "$what: nothing on stdout" "stdout: $out"
+	elif [ "$(state)" != "$before" ]; then
+		not_ok "$what: token and store unchanged"
+	else
+		ok "$what: refused (exit 1, \"$msg\"), token and store unchanged"
+	fi
+}
+
+# Default's keys (DK, DALG; named DKD in the checks): EC where the token
+# signs with EC, else RSA.
+if token_can ec-sign; then
+	DK=EC DKD=EC DALG=EC-P256 dspec=ec:prime256v1
+else
+	DK=RSA DKD="RSA (Default's key)" DALG=RSA-2048 dspec=rsa:2048
+fi
 make_p12 r r.custody.test 30
-make_p12 e e.custody.test 30 ec:prime256v1
-make_p12 e2 e2.custody.test 30 ec:prime256v1
+make_p12 e e.custody.test 30 "$dspec"
+make_p12 e2 e2.custody.test 30 "$dspec"
 E2=$(thumbprint_of_p12 e2)
 "$CUSTODY_BIN" -q import --path "$T/r.p12" -t OAuthTokenIssuer >/dev/null
+if ! token_can ec-sign; then
+	make_p12 ec ec.custody.test 30 ec:prime256v1
+	refused "an EC P-256 key on a token that cannot sign with EC" \
+		"custody: import: token test cannot sign with EC-256 keys: it has no CKM_ECDSA for signing" \
+		import --path "$T/ec.p12" -t Default
+fi
 "$CUSTODY_BIN" -q import --path "$T/e.p12" -t Default >/dev/null
 # The token keeps one file per object (lib.sh): the files this import adds are E2's.
 files=$(object_files)
@@ -51,17 +88,21 @@ check "…and is PKCS#1 v1.5 (deterministic: the same bytes again)" \
 	cmp -s "$T/rsa.sig" <("$CUSTODY_BIN" sign -t oauthtokenissuer --in "$T/data")
 check "signing changed nothing on the token or in the store" [ "$(state)" = "$before" ]
 
-# EC, standard input to standard output.
+# Default (EC, or RSA on a token without EC), standard input to standard output.
 "$CUSTODY_BIN" sign -t Default <"$T/data" >"$T/ec.sig" 2>"$T/stderr"
 rc=$?
-check "EC from stdin to stdout: exit 0" [ "$rc" -eq 0 ]
-check "…a DER ECDSA-Sig-Value" [ "$(head -c 1 "$T/ec.sig" | od -An -tx1 | tr -d ' ')" = 30 ]
+check "$DKD from stdin to stdout: exit 0" [ "$rc" -eq 0 ]
+if [ "$DK" = EC ]; then
+	check "…a DER ECDSA-Sig-Value" [ "$(head -c 1 "$T/ec.sig" | od -An -tx1 | tr -d ' ')" = 30 ]
+else
+	check "…a 256-byte signature" [ "$(stat -c %s "$T/ec.sig")" -eq 256 ]
+fi
 check "…that openssl verifies (SHA-256)" verifies sha256 Default "$T/ec.sig" "$T/data"
 
 # --digest sha384 and sha512.
 for d in sha384 sha512; do
 	run sign -t Default --in "$T/data" --out "$T/ec.$d.sig" --digest "$d"
-	check "EC --digest $d: exit 0" [ "$rc" -eq 0 ]
+	check "$DKD --digest $d: exit 0" [ "$rc" -eq 0 ]
 	check "…openssl verifies it with -$d" verifies "$d" Default "$T/ec.$d.sig" "$T/data"
 	check "…and not with -sha256" not verifies sha256 Default "$T/ec.$d.sig" "$T/data"
 	run sign -t OAuthTokenIssuer --in "$T/data" --out "$T/rsa.$d.sig" --digest "$d"
@@ -91,7 +132,7 @@ run sign -t Default --in "$T/data" --out "$T/ec2.sig"
 check "after a set: exit 0" [ "$rc" -eq 0 ]
 check "…signed by the new certificate" verifies sha256 Default "$T/ec2.sig" "$T/data"
 run -v sign -t Default --in "$T/data" --out "$T/ec2v.sig"
-check "-v names the certificate that signed" grep -q "^custody: signed with $E2 (key [0-9a-f]*, EC-P256, Default/node1)$" <<<"$err"
+check "-v names the certificate that signed" grep -q "^custody: signed with $E2 (key [0-9a-f]*, $DALG, Default/node1)$" <<<"$err"
 "$CUSTODY_BIN" -q set -t OAuthTokenIssuer --thumbprint "$E2" --roll \
 	--effective-date "$(date -u -d '+2 days' +%Y-%m-%dT%H:%M:%SZ)" 2>/dev/null
 run sign -t OAuthTokenIssuer --in "$T/data" --out "$T/before-roll.sig"
@@ -99,7 +140,7 @@ check "before the roll's instant: the old RSA key signs" verifies sha256 OAuthTo
 at=$(date -u -d '+3 days' +%Y-%m-%d)
 run sign -t OAuthTokenIssuer --at "$at" --in "$T/data" --out "$T/after-roll.sig"
 check "--at after the roll's instant: exit 0" [ "$rc" -eq 0 ]
-check "…the new EC key signs" verifies sha256 OAuthTokenIssuer "$T/after-roll.sig" "$T/data" --at "$at"
+check "…the new $DK key signs" verifies sha256 OAuthTokenIssuer "$T/after-roll.sig" "$T/data" --at "$at"
 check "…which is not the old key" not verifies sha256 OAuthTokenIssuer "$T/after-roll.sig" "$T/data"
 
 # Nothing assigned: exit 3, nothing read, nothing written.
