@@ -104,7 +104,7 @@ make_p12 web localhost 30 "$wspec"
 if ! token_can ec-sign; then
 	make_p12 webec localhost 30 ec:prime256v1
 	refused "an EC P-256 key on a token that cannot sign with EC" \
-		"custody: import: token test cannot sign with EC-256 keys: it has no CKM_ECDSA for signing" \
+		"custody: import: token test cannot sign with EC-P256 keys: it has no CKM_ECDSA for signing" \
 		import --path "$T/webec.p12" -t WebServicesInternal -i global
 fi
 "$CUSTODY_BIN" -q import --path "$T/web.p12" -t WebServicesInternal -i global >/dev/null

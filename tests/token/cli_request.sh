@@ -113,7 +113,7 @@ else
 			--san "DNS:ecp$bits.custody.test" --key "ec:p$bits" --csr "$T/ecp$bits.csr"
 	done
 	refused "ec:p256 --self-signed -t on a token without EC" \
-		"custody: request: token test cannot generate EC-256 keys: it has no CKM_EC_KEY_PAIR_GEN" "" \
+		"custody: request: token test cannot generate EC-P256 keys: it has no CKM_EC_KEY_PAIR_GEN" "" \
 		request --subject CN=ecself.custody.test --key ec:p256 --self-signed --days 30 -t Default
 fi
 
@@ -123,7 +123,7 @@ if token_can ec; then
 else
 	spec=rsa:2048 alg=RSA-2048
 	refused "request -o json, ec:p256 on a token without EC" \
-		"custody: request: token test cannot generate EC-256 keys: it has no CKM_EC_KEY_PAIR_GEN" \
+		"custody: request: token test cannot generate EC-P256 keys: it has no CKM_EC_KEY_PAIR_GEN" \
 		"$T/json.csr" request --subject "CN=json.custody.test" --key ec:p256 --csr "$T/json.csr" -o json
 fi
 run request --subject "CN=json.custody.test" --key "$spec" --csr "$T/json.csr" -o json
