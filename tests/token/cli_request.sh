@@ -108,7 +108,7 @@ if token_can ec; then
 else
 	for bits in 256 384; do
 		refused "ec:p$bits on a token without EC" \
-			"custody: request: token test cannot generate EC-$bits keys: it has no CKM_EC_KEY_PAIR_GEN" \
+			"custody: request: token test cannot generate EC-P$bits keys: it has no CKM_EC_KEY_PAIR_GEN" \
 			"$T/ecp$bits.csr" request --subject "CN=ecp$bits.custody.test,OU=Servers,O=custody test" \
 			--san "DNS:ecp$bits.custody.test" --key "ec:p$bits" --csr "$T/ecp$bits.csr"
 	done
