@@ -154,8 +154,30 @@ expect_error 2 "invalid secret source" "a PIN given as a value is refused" -- \
 expect_error 2 "module" "no module configured" -- list --module ""
 expect_error 1 "cannot load PKCS#11 module" "a missing module" -- list --module "$T/nonexistent.so"
 expect_error 1 "no token labelled nosuch" "a missing token" -- list --token nosuch
-openssl rand -hex 6 >"$T/wrong.pin"
-expect_error 1 "rejected the PIN" "a wrong PIN" -- list --pin-source "file:$T/wrong.pin"
+# A PIN of a length the token does not take (SoftHSM 4 to 255 characters,
+# openCryptoki 4 to 8) is refused before any login: C_Login would spend
+# one of the PIN's tries on it.  The token's own records (its files that
+# are no object: the failed-login counters among them) stay as they were;
+# a wrong PIN of a length it takes is tried, and changes them.
+token_records() {
+	comm -23 <(token_files | sort) <(object_files) | tr '\n' '\0' | xargs -0r sha256sum
+}
+pin_of_length() { head -c "$1" /dev/zero | tr '\0' 7; }
+min_pin=$("$CUSTODY_BIN" token -o json | jq -r .min_pin)
+max_pin=$("$CUSTODY_BIN" token -o json | jq -r .max_pin)
+records=$(token_records)
+pin_of_length $((max_pin + 1)) >"$T/long.pin"
+expect_error 1 "token test: the PIN has $((max_pin + 1)) characters, the token takes $min_pin to $max_pin\$" \
+	"a PIN longer than the token takes ($max_pin)" -- list --pin-source "file:$T/long.pin"
+pin_of_length $((min_pin - 1)) >"$T/short.pin"
+expect_error 1 "token test: the PIN has $((min_pin - 1)) characters, the token takes $min_pin to $max_pin\$" \
+	"a PIN shorter than the token takes ($min_pin)" -- list --pin-source "file:$T/short.pin"
+check "…neither was tried: the token's own records are as they were" [ "$(token_records)" = "$records" ]
+# 12 hex digits, or as many as the token takes.
+openssl rand -hex $(((max_pin < 12 ? max_pin : 12) / 2)) >"$T/wrong.pin"
+expect_error 1 "rejected the PIN" "a wrong PIN ($(($(wc -c <"$T/wrong.pin") - 1)) characters)" -- \
+	list --pin-source "file:$T/wrong.pin"
+check "…was tried: the token's own records changed" [ "$(token_records)" != "$records" ]
 check "the wrong PIN was not retried: the right one still works after it" \
 	"$CUSTODY_BIN" -q list -o json
 
