@@ -19,7 +19,10 @@ soon=$(date -u -d '+3 seconds' +%Y-%m-%dT%H:%M:%SZ)
 "$CUSTODY_BIN" -q set -t Default --thumbprint "$A"
 "$CUSTODY_BIN" -q set -t Default --thumbprint "$A" --dry-run 2>/dev/null
 "$CUSTODY_BIN" -q remove -t Default
-"$CUSTODY_BIN" -q request --subject CN=req.custody.test --key ec:p256 --csr "$T/req.csr" >/dev/null
+# (An EC key, or RSA on a token that cannot make EC keys: openCryptoki.)
+reqkey=ec:p256
+token_can ec || reqkey=rsa:2048
+"$CUSTODY_BIN" -q request --subject CN=req.custody.test --key "$reqkey" --csr "$T/req.csr" >/dev/null
 
 run audit -o json
 check "audit -o json exits 0" [ "$rc" -eq 0 ]
@@ -78,6 +81,15 @@ check "a cut tail: exit 1 naming the truncation" grep -q "^1:.*truncated" <<<"$r
 n=$(sqlite3 "$db" 'select count(*) from audit')
 "$CUSTODY_BIN" -q set -t OAuthTokenIssuer --thumbprint "$A" --roll --effective-date 2020-01-01 2>/dev/null
 check "a refused change appends nothing" [ "$(sqlite3 "$db" 'select count(*) from audit')" -eq "$n" ]
+if ! token_can ec; then
+	# What the token cannot do is refused before anything is written.
+	before=$(state)
+	run request --subject CN=ec.custody.test --key ec:p256 --csr "$T/ec.csr"
+	check "a request the token cannot do (EC): exit 1, one line naming the token and what it lacks" \
+		[ "$rc" -eq 1 -a "$err" = "custody: request: token test cannot generate EC-256 keys: it has no CKM_EC_KEY_PAIR_GEN" ]
+	check "…appends nothing, and the token and the store are as they were" \
+		[ "$(sqlite3 "$db" 'select count(*) from audit')" -eq "$n" -a "$(state)" = "$before" -a ! -e "$T/ec.csr" ]
+fi
 check "the audit table refuses plain edits (append-only)" \
 	bash -c "! sqlite3 '$db' \"update audit set actor='x' where seq=1\" 2>/dev/null"
 
