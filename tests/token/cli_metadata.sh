@@ -3,6 +3,8 @@
 # current, pending (as soon as it is staged) and previous, with x5t values
 # that openssl computes the same.  It opens the token (with the PIN
 # source the test sets) to check the integrity tags of what it publishes.
+# A is RSA, B EC P-256; on a token that cannot sign with EC (openCryptoki
+# 3.8.1) B is RSA too, and an EC key's import is refused up front there.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
 setup_token
 py() { python3 -c "import json,sys,base64,hashlib; d=json.load(sys.stdin); $1" <<<"$out"; }
@@ -18,12 +20,43 @@ x5t_of_p12() {
 meta() {
 	run metadata "$@"
 }
+# refused WHAT MESSAGE ARGS... — what the token lacks is refused up front:
+# exit 1, MESSAGE the one line on stderr, nothing on stdout, the token and
+# the store as they were.
+refused() {
+	local what=$1 msg=$2 before
+	shift 2
+	before=$(state)
+	run "$@"
+	if [ "$rc" -ne 1 ]; then
+		not_ok "$what: exit 1" "exit was $rc" "stderr: $err"
+	elif [ "$err" != "$msg" ]; then
+		not_ok "$what: the one line \"$msg\"" "stderr: $err"
+	elif [ -n "$out" ]; then
+		not_ok "$what: nothing on stdout" "stdout: $out"
+	elif [ "$(state)" != "$before" ]; then
+		not_ok "$what: token and store unchanged"
+	else
+		ok "$what: refused (exit 1, \"$msg\"), token and store unchanged"
+	fi
+}
 
+if token_can ec-sign; then
+	bkey=ec:P-256 bjwk=sig/EC/ES256 bdesc="EC P-256 with ES256"
+else
+	bkey=rsa:2048 bjwk=sig/RSA/RS256 bdesc="B's RSA with RS256 too"
+fi
 make_p12 a a.custody.test 365
-make_p12 b b.custody.test 365 ec:P-256
+make_p12 b b.custody.test 365 "$bkey"
 A=$(thumbprint_of_p12 a); B=$(thumbprint_of_p12 b)
 XA=$(x5t_of_p12 a); XB=$(x5t_of_p12 b)
 for n in a b; do "$CUSTODY_BIN" -q import --path "$T/$n.p12" >/dev/null; done
+if ! token_can ec-sign; then
+	make_p12 ec ec.custody.test 365 ec:P-256
+	refused "an EC P-256 key on a token that cannot sign with EC" \
+		"custody: import: token test cannot sign with EC-256 keys: it has no CKM_ECDSA for signing" \
+		import --path "$T/ec.p12"
+fi
 
 # Nothing assigned yet.
 meta
@@ -44,10 +77,16 @@ check "…writes nothing on stderr" [ -z "$err" ]
 check "…and changes nothing" [ "$(state)" = "$before" ]
 check "jwks: current then pending" [ "$(py 'print(" ".join(k["x5t"] for k in d["keys"]))')" = "$XA $XB" ]
 check "jwks: kid is the x5t" py 'assert all(k["kid"] == k["x5t"] for k in d["keys"])'
-check "jwks: use sig, RSA with RS256, EC P-256 with ES256" \
-	[ "$(py 'print(" ".join(k["use"]+"/"+k["kty"]+"/"+k["alg"] for k in d["keys"]))')" = "sig/RSA/RS256 sig/EC/ES256" ]
-check "jwks: the EC key is on P-256 with 32-byte x and y" \
-	py 'k=d["keys"][1]; u=lambda s: base64.urlsafe_b64decode(s+"="*(-len(s)%4)); assert k["crv"]=="P-256" and len(u(k["x"]))==32 and len(u(k["y"]))==32'
+check "jwks: use sig, RSA with RS256, $bdesc" \
+	[ "$(py 'print(" ".join(k["use"]+"/"+k["kty"]+"/"+k["alg"] for k in d["keys"]))')" = "sig/RSA/RS256 $bjwk" ]
+if token_can ec-sign; then
+	check "jwks: the EC key is on P-256 with 32-byte x and y" \
+		py 'k=d["keys"][1]; u=lambda s: base64.urlsafe_b64decode(s+"="*(-len(s)%4)); assert k["crv"]=="P-256" and len(u(k["x"]))==32 and len(u(k["y"]))==32'
+else
+	check "jwks: B's n is its certificate's modulus" \
+		[ "$(py 'k=d["keys"][1]; u=lambda s: base64.urlsafe_b64decode(s+"="*(-len(s)%4)); print(u(k["n"]).hex().upper())')" = \
+		  "$(der_of_p12 b | openssl x509 -inform DER -noout -modulus | sed 's/^Modulus=//')" ]
+fi
 check "jwks: x5c holds the certificate's DER (standard base64)" \
 	[ "$(py 'print(hashlib.sha1(base64.b64decode(d["keys"][0]["x5c"][0], validate=True)).hexdigest().upper())')" = "$A" ]
 modulus=$(der_of_p12 a | openssl x509 -inform DER -noout -modulus | sed 's/^Modulus=//')
