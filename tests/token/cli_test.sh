@@ -3,16 +3,44 @@
 # monitoring-plugin exit statuses (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN),
 # -o json, --warn-days, --at, pending and previous certificates, a key
 # missing from this node's token, a token or store that cannot be used.
+# Default's certificate S has an EC P-256 key; on a token that cannot sign
+# with EC (openCryptoki 3.8.1) an RSA-2048 one, and there an EC key's
+# import is refused up front.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
 setup_token
 py() { python3 -c "import json,sys; d=json.load(sys.stdin); $1" <<<"$out"; }
 # Every stdout line is one check: "RESULT TYPE/IDENTITY: WHAT".
 one_line_per_check() { ! grep -Evq '^(OK|WARNING|CRITICAL|UNKNOWN) [^ /]+/[^ :]+: .+$' <<<"$out"; }
 all_ok() { [ -n "$out" ] && ! grep -vq '^OK ' <<<"$out"; }
+# refused WHAT MESSAGE ARGS... — what the token lacks is refused up front:
+# exit 1, MESSAGE the one line on stderr, nothing on stdout, the token and
+# the store as they were.
+refused() {
+	local what=$1 msg=$2 before
+	shift 2
+	before=$(state)
+	run "$@"
+	if [ "$rc" -ne 1 ]; then
+		not_ok "$what: exit 1" "exit was $rc" "stderr: $err"
+	elif [ "$err" != "$msg" ]; then
+		not_ok "$what: the one line \"$msg\"" "stderr: $err"
+	elif [ -n "$out" ]; then
+		not_ok "$what: nothing on stdout" "stdout: $out"
+	elif [ "$(state)" != "$before" ]; then
+		not_ok "$what: token and store unchanged"
+	else
+		ok "$what: refused (exit 1, \"$msg\"), token and store unchanged"
+	fi
+}
 
+if token_can ec-sign; then
+	skey=ec:prime256v1 SK=EC SALG=EC-P256 swhat=curve
+else
+	skey=rsa:2048 SK=RSA SALG=RSA-2048 swhat=size
+fi
 make_p12 a a.custody.test 365
 make_p12 b b.custody.test 365
-make_p12 s s.custody.test 10 ec:prime256v1
+make_p12 s s.custody.test 10 "$skey"
 A=$(thumbprint_of_p12 a); B=$(thumbprint_of_p12 b); S=$(thumbprint_of_p12 s)
 key_id_of() { "$CUSTODY_BIN" get -t "$1" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["current"]["key_id"])'; }
 
@@ -60,14 +88,20 @@ run test -t Default
 check "nothing assigned for an asked type is CRITICAL: exit 2" [ "$rc" -eq 2 ]
 check "…in one line naming both identities" [ "$out" = "CRITICAL Default/node1: no certificate is assigned for type Default (identity node1 or global)" ]
 
-# Expiry within warn-days (a 10-day EC certificate, at this node).
+# Expiry within warn-days (a 10-day certificate, at this node).
+if ! token_can ec-sign; then
+	make_p12 ec ec.custody.test 10 ec:prime256v1
+	refused "an EC P-256 key on a token that cannot sign with EC" \
+		"custody: import: token test cannot sign with EC-256 keys: it has no CKM_ECDSA for signing" \
+		import --path "$T/ec.p12" -t Default
+fi
 "$CUSTODY_BIN" -q import --path "$T/s.p12" -t Default >/dev/null
 run test -t Default
 check "a certificate expiring within 30 days is a WARNING: exit 1" [ "$rc" -eq 1 ]
 check "…saying when" grep -Eq "^WARNING Default/node1: certificate expires in (9|10) days \([0-9T:-]+Z\)$" <<<"$out"
 check "…its other checks are OK" [ "$(grep -c '^OK Default/node1: ' <<<"$out")" -eq 4 ]
-check "…including the EC key's sign/verify challenge" grep -q "^OK Default/node1: private key [0-9a-f]* on token test signs and verifies$" <<<"$out"
-check "…and its curve" grep -qx "OK Default/node1: EC-P256 meets the policy" <<<"$out"
+check "…including the $SK key's sign/verify challenge" grep -q "^OK Default/node1: private key [0-9a-f]* on token test signs and verifies$" <<<"$out"
+check "…and its $swhat" grep -qx "OK Default/node1: $SALG meets the policy" <<<"$out"
 run test
 check "without -t the worst result wins: exit 1" [ "$rc" -eq 1 ]
 check "…and both assignments are checked" [ "$(grep -c ' OAuthTokenIssuer/global: ' <<<"$out")" -eq 5 -a "$(grep -c ' Default/node1: ' <<<"$out")" -eq 5 ]
@@ -142,6 +176,12 @@ printf '%s' 99999999 >"$T/wrong.pin"
 run test --pin-source "file:$T/wrong.pin"
 check "a PIN the token refuses: UNKNOWN, exit 3" [ "$rc" -eq 3 ]
 check "…naming the refusal" grep -q "^UNKNOWN \*/\*: .*rejected the PIN" <<<"$out"
+# A PIN longer than the token takes is refused before any login.
+max_pin=$("$CUSTODY_BIN" token -o json | jq -r .max_pin)
+head -c $((max_pin + 1)) /dev/zero | tr '\0' 9 >"$T/long.pin"
+run test --pin-source "file:$T/long.pin"
+check "a PIN longer than the token takes ($max_pin): UNKNOWN, exit 3, saying so" \
+	grep -q "^3:UNKNOWN \*/\*: cannot log in to token test: the PIN has $((max_pin + 1)) characters, the token takes [0-9]* to $max_pin$" <<<"$rc:$out"
 run test --store "sqlite:$T/user.pin/sub/custody.db"
 check "a store that cannot be opened: UNKNOWN, exit 3" [ "$rc" -eq 3 ]
 run test --warn-days -1
