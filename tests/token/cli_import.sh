@@ -1,8 +1,32 @@
 #!/usr/bin/env bash
 # custody import / get / list: every import format, what the token and the
-# store hold afterwards, and the output formats of `get`.
+# store hold afterwards, and the output formats of `get`.  The PEM
+# imports are of EC keys (P-256, P-384); on a token that cannot sign with
+# EC (openCryptoki 3.8.1) those are refused up front, and the same PEM
+# forms are imported with RSA keys there.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
 setup_token
+
+# refused WHAT MESSAGE COMMAND... — what the token lacks is refused up
+# front: COMMAND (run, or pem_import) exits 1 with MESSAGE the one line on
+# stderr and nothing on stdout, the token and the store as they were.
+refused() {
+	local what=$1 msg=$2 before
+	shift 2
+	before=$(state)
+	"$@"
+	if [ "$rc" -ne 1 ]; then
+		not_ok "$what: exit 1" "exit was $rc" "stderr: $err"
+	elif [ "$err" != "$msg" ]; then
+		not_ok "$what: the one line \"$msg\"" "stderr: $err"
+	elif [ -n "$out" ]; then
+		not_ok "$what: nothing on stdout" "stdout: $out"
+	elif [ "$(state)" != "$before" ]; then
+		not_ok "$what: token and store unchanged"
+	else
+		ok "$what: refused (exit 1, \"$msg\"), token and store unchanged"
+	fi
+}
 
 export P12_PASSWORD=correct-horse-battery
 make_p12 issuer oauth.custody.test 365 rsa:2048 P12_PASSWORD
@@ -64,28 +88,57 @@ run import --path "$T/nopass.p12"
 check "PKCS#12 without a password imports" [ "$rc" -eq 0 -a "$out" = "$(thumbprint_of_p12 nopass)" ]
 
 # PEM: certificate + plain PKCS#8 key, through a pipe (never a file).
-pem_thumb=$(openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -keyout - -out - \
-	-subj "/CN=pem.custody.test" -days 30 2>/dev/null |
-	tee >(openssl x509 -noout -fingerprint -sha1 | sed 's/.*=//; s/://g' >"$T/pem.thumb") |
-	"$CUSTODY_BIN" import --path /dev/stdin 2>"$T/stderr")
-rc=$?
-sleep 0.2
-check "PEM with a plain key through a pipe imports (EC P-256)" [ "$rc" -eq 0 -a "$pem_thumb" = "$(cat "$T/pem.thumb")" ]
+# pem_import NEWKEY-ARGS... — openssl makes them into custody import
+# --path /dev/stdin; leaves $out, $err and $rc, and the certificate's
+# thumbprint in $T/pem.thumb.
+pem_import() {
+	out=$(openssl req -x509 "$@" -noenc -keyout - -out - \
+		-subj "/CN=pem.custody.test" -days 30 2>/dev/null |
+		tee >(openssl x509 -noout -fingerprint -sha1 | sed 's/.*=//; s/://g' >"$T/pem.thumb") |
+		"$CUSTODY_BIN" import --path /dev/stdin 2>"$T/stderr")
+	rc=$?
+	sleep 0.2
+	err=$(cat "$T/stderr")
+}
+if token_can ec-sign; then
+	pem_key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) pem_alg=EC-P256 pem_desc="EC P-256" pem_k=EC
+else
+	refused "PEM with a plain EC P-256 key through a pipe, on a token that cannot sign with EC" \
+		"custody: import: token test cannot sign with EC-256 keys: it has no CKM_ECDSA for signing" \
+		pem_import -newkey ec -pkeyopt ec_paramgen_curve:P-256
+	pem_key=(-newkey rsa:2048) pem_alg=RSA-2048 pem_desc="RSA-2048" pem_k=RSA
+fi
+pem_import "${pem_key[@]}"
+pem_thumb=$out
+check "PEM with a plain key through a pipe imports ($pem_desc)" [ "$rc" -eq 0 -a "$pem_thumb" = "$(cat "$T/pem.thumb")" ]
 run get -o json
 run list -o json
-check "the EC key is listed with its private key" \
-	py 'c=[x for x in d if x["thumbprint"]=="'"$pem_thumb"'"][0]; assert c["has_private_key"] and c["key_algorithm"]=="EC-P256"'
+check "the $pem_k key is listed with its private key" \
+	py 'c=[x for x in d if x["thumbprint"]=="'"$pem_thumb"'"][0]; assert c["has_private_key"] and c["key_algorithm"]=="'"$pem_alg"'"'
 
 # PEM with an encrypted PKCS#8 key (the encrypted key may sit in a file).
 export KEY_PASSWORD=pkcs8-secret
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -aes-256-cbc -pass env:KEY_PASSWORD \
-	-out "$T/enc.key" 2>/dev/null
-openssl req -x509 -key "$T/enc.key" -passin env:KEY_PASSWORD -subj "/CN=enc.custody.test" -days 30 \
-	-out "$T/enc.crt" 2>/dev/null
-cat "$T/enc.crt" "$T/enc.key" >"$T/enc.pem"
+enc_pem() { # NAME GENPKEY-ARGS... — $T/NAME.pem: certificate + encrypted key ($T/NAME.key)
+	local name=$1
+	shift
+	openssl genpkey "$@" -aes-256-cbc -pass env:KEY_PASSWORD -out "$T/$name.key" 2>/dev/null
+	openssl req -x509 -key "$T/$name.key" -passin env:KEY_PASSWORD -subj "/CN=$name.custody.test" -days 30 \
+		-out "$T/$name.crt" 2>/dev/null
+	cat "$T/$name.crt" "$T/$name.key" >"$T/$name.pem"
+}
+if token_can ec-sign; then
+	enc_key=(-algorithm EC -pkeyopt ec_paramgen_curve:P-384) enc_desc="EC P-384"
+else
+	enc_pem ec384 -algorithm EC -pkeyopt ec_paramgen_curve:P-384
+	refused "PEM with an encrypted EC P-384 key, on a token that cannot sign with EC" \
+		"custody: import: token test cannot sign with EC-384 keys: it has no CKM_ECDSA for signing" \
+		run import --path "$T/ec384.pem" --password-source env:KEY_PASSWORD
+	enc_key=(-algorithm RSA -pkeyopt rsa_keygen_bits:3072) enc_desc="RSA-3072"
+fi
+enc_pem enc "${enc_key[@]}"
 run import --path "$T/enc.pem" --password-source env:KEY_PASSWORD
 enc_thumb=$(openssl x509 -in "$T/enc.crt" -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
-check "PEM with an encrypted PKCS#8 key imports (EC P-384)" [ "$rc" -eq 0 -a "$out" = "$enc_thumb" ]
+check "PEM with an encrypted PKCS#8 key imports ($enc_desc)" [ "$rc" -eq 0 -a "$out" = "$enc_thumb" ]
 
 # A certificate alone, for a key already on the token (a CA-issued certificate
 # arriving for the key of enc.pem).
