@@ -86,7 +86,7 @@ if ! token_can ec; then
 	before=$(state)
 	run request --subject CN=ec.custody.test --key ec:p256 --csr "$T/ec.csr"
 	check "a request the token cannot do (EC): exit 1, one line naming the token and what it lacks" \
-		[ "$rc" -eq 1 -a "$err" = "custody: request: token test cannot generate EC-256 keys: it has no CKM_EC_KEY_PAIR_GEN" ]
+		[ "$rc" -eq 1 -a "$err" = "custody: request: token test cannot generate EC-P256 keys: it has no CKM_EC_KEY_PAIR_GEN" ]
 	check "…appends nothing, and the token and the store are as they were" \
 		[ "$(sqlite3 "$db" 'select count(*) from audit')" -eq "$n" -a "$(state)" = "$before" -a ! -e "$T/ec.csr" ]
 fi

@@ -104,7 +104,7 @@ if token_can ec-sign; then
 	pem_key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) pem_alg=EC-P256 pem_desc="EC P-256" pem_k=EC
 else
 	refused "PEM with a plain EC P-256 key through a pipe, on a token that cannot sign with EC" \
-		"custody: import: token test cannot sign with EC-256 keys: it has no CKM_ECDSA for signing" \
+		"custody: import: token test cannot sign with EC-P256 keys: it has no CKM_ECDSA for signing" \
 		pem_import -newkey ec -pkeyopt ec_paramgen_curve:P-256
 	pem_key=(-newkey rsa:2048) pem_alg=RSA-2048 pem_desc="RSA-2048" pem_k=RSA
 fi
@@ -131,7 +131,7 @@ if token_can ec-sign; then
 else
 	enc_pem ec384 -algorithm EC -pkeyopt ec_paramgen_curve:P-384
 	refused "PEM with an encrypted EC P-384 key, on a token that cannot sign with EC" \
-		"custody: import: token test cannot sign with EC-384 keys: it has no CKM_ECDSA for signing" \
+		"custody: import: token test cannot sign with EC-P384 keys: it has no CKM_ECDSA for signing" \
 		run import --path "$T/ec384.pem" --password-source env:KEY_PASSWORD
 	enc_key=(-algorithm RSA -pkeyopt rsa_keygen_bits:3072) enc_desc="RSA-3072"
 fi

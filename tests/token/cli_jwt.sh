@@ -99,7 +99,7 @@ if token_can ec-sign; then
 	check "jwt verify accepts the ES256 token" [ "$rc" -eq 0 ]
 else
 	refused "an EC P-256 key for ES256 on a token that cannot sign with EC" \
-		"custody: import: token test cannot sign with EC-256 keys: it has no CKM_ECDSA for signing" \
+		"custody: import: token test cannot sign with EC-P256 keys: it has no CKM_ECDSA for signing" \
 		import --path "$T/ec.p12" -t JwtEc -i global
 fi
 

@@ -54,7 +54,7 @@ for n in a b; do "$CUSTODY_BIN" -q import --path "$T/$n.p12" >/dev/null; done
 if ! token_can ec-sign; then
 	make_p12 ec ec.custody.test 365 ec:P-256
 	refused "an EC P-256 key on a token that cannot sign with EC" \
-		"custody: import: token test cannot sign with EC-256 keys: it has no CKM_ECDSA for signing" \
+		"custody: import: token test cannot sign with EC-P256 keys: it has no CKM_ECDSA for signing" \
 		import --path "$T/ec.p12"
 fi
 

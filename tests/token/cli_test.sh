@@ -92,7 +92,7 @@ check "…in one line naming both identities" [ "$out" = "CRITICAL Default/node1
 if ! token_can ec-sign; then
 	make_p12 ec ec.custody.test 10 ec:prime256v1
 	refused "an EC P-256 key on a token that cannot sign with EC" \
-		"custody: import: token test cannot sign with EC-256 keys: it has no CKM_ECDSA for signing" \
+		"custody: import: token test cannot sign with EC-P256 keys: it has no CKM_ECDSA for signing" \
 		import --path "$T/ec.p12" -t Default
 fi
 "$CUSTODY_BIN" -q import --path "$T/s.p12" -t Default >/dev/null
