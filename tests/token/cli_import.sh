@@ -10,23 +10,7 @@ setup_token
 # refused WHAT MESSAGE COMMAND... — what the token lacks is refused up
 # front: COMMAND (run, or pem_import) exits 1 with MESSAGE the one line on
 # stderr and nothing on stdout, the token and the store as they were.
-refused() {
-	local what=$1 msg=$2 before
-	shift 2
-	before=$(state)
-	"$@"
-	if [ "$rc" -ne 1 ]; then
-		not_ok "$what: exit 1" "exit was $rc" "stderr: $err"
-	elif [ "$err" != "$msg" ]; then
-		not_ok "$what: the one line \"$msg\"" "stderr: $err"
-	elif [ -n "$out" ]; then
-		not_ok "$what: nothing on stdout" "stdout: $out"
-	elif [ "$(state)" != "$before" ]; then
-		not_ok "$what: token and store unchanged"
-	else
-		ok "$what: refused (exit 1, \"$msg\"), token and store unchanged"
-	fi
-}
+refused() { refused_up_front "$@"; }
 
 export P12_PASSWORD=correct-horse-battery
 make_p12 issuer oauth.custody.test 365 rsa:2048 P12_PASSWORD

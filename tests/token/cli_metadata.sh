@@ -23,23 +23,7 @@ meta() {
 # refused WHAT MESSAGE ARGS... — what the token lacks is refused up front:
 # exit 1, MESSAGE the one line on stderr, nothing on stdout, the token and
 # the store as they were.
-refused() {
-	local what=$1 msg=$2 before
-	shift 2
-	before=$(state)
-	run "$@"
-	if [ "$rc" -ne 1 ]; then
-		not_ok "$what: exit 1" "exit was $rc" "stderr: $err"
-	elif [ "$err" != "$msg" ]; then
-		not_ok "$what: the one line \"$msg\"" "stderr: $err"
-	elif [ -n "$out" ]; then
-		not_ok "$what: nothing on stdout" "stdout: $out"
-	elif [ "$(state)" != "$before" ]; then
-		not_ok "$what: token and store unchanged"
-	else
-		ok "$what: refused (exit 1, \"$msg\"), token and store unchanged"
-	fi
-}
+refused() { refused_up_front "$1" "$2" run "${@:3}"; }
 
 if token_can ec-sign; then
 	bkey=ec:P-256 bjwk=sig/EC/ES256 bdesc="EC P-256 with ES256"

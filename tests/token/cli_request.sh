@@ -81,25 +81,7 @@ csr_round() { # KEYSPEC NAME SIGALG
 # refused WHAT MESSAGE FILE ARGS... — what the token lacks is refused up
 # front: exit 1, MESSAGE the one line on stderr, nothing on stdout, the
 # token and the store as they were, FILE (the request asked for) not made.
-refused() {
-	local what=$1 msg=$2 file=$3 before
-	shift 3
-	before=$(state)
-	run "$@"
-	if [ "$rc" -ne 1 ]; then
-		not_ok "$what: exit 1" "exit was $rc" "stderr: $err"
-	elif [ "$err" != "$msg" ]; then
-		not_ok "$what: the one line \"$msg\"" "stderr: $err"
-	elif [ -n "$out" ]; then
-		not_ok "$what: nothing on stdout" "stdout: $out"
-	elif [ "$(state)" != "$before" ] || [ "$(count_objects)" -ne "$n_objects" ]; then
-		not_ok "$what: token and store unchanged"
-	elif [ -n "$file" ] && [ -e "$file" ]; then
-		not_ok "$what: no file $file"
-	else
-		ok "$what: refused (exit 1, \"$msg\"), nothing written"
-	fi
-}
+refused() { refused_up_front "$1" "$2" --file "$3" run "${@:4}"; }
 
 csr_round rsa:2048 rsa2048 sha256WithRSAEncryption RSA-2048
 if token_can ec; then

@@ -262,6 +262,33 @@ token_can() {
 	*) echo "Bail out! token_can: unknown capability $1"; exit 1 ;;
 	esac
 }
+# refused_up_front WHAT MESSAGE [--file PATH] COMMAND... — what the token
+# lacks is refused up front: COMMAND (run ..., or a function that sets out,
+# err and rc as run does) exits 1 with MESSAGE the one line on stderr and
+# nothing on stdout, the token and the store as they were (and no PATH).
+refused_up_front() {
+	local what=$1 msg=$2 file="" before
+	shift 2
+	if [ "$1" = --file ]; then
+		file=$2
+		shift 2
+	fi
+	before=$(state)
+	"$@"
+	if [ "$rc" -ne 1 ]; then
+		not_ok "$what: exit 1" "exit was $rc" "stderr: $err"
+	elif [ "$err" != "$msg" ]; then
+		not_ok "$what: the one line \"$msg\"" "stderr: $err"
+	elif [ -n "$out" ]; then
+		not_ok "$what: nothing on stdout" "stdout: $out"
+	elif [ "$(state)" != "$before" ]; then
+		not_ok "$what: token and store unchanged"
+	elif [ -n "$file" ] && [ -e "$file" ]; then
+		not_ok "$what: no file $file"
+	else
+		ok "$what: refused (exit 1, \"$msg\"), token and store unchanged"
+	fi
+}
 # token_label — the test token's label (as custody's messages name it).
 token_label() {
 	printf '%s\n' "$CUSTODY_TOKEN"
