@@ -315,12 +315,12 @@ token_tmpl_signing_private(custody_token *tok, struct token_tmpl *t,
 	token_tmpl_bool(t, CKA_UNWRAP, 0);
 	token_tmpl_bool(t, CKA_DERIVE, 0);
 	token_tmpl_bool(t, CKA_EXTRACTABLE, extractable);
-	token_tmpl_add(t, CKA_ID, id, id_len);
-	token_tmpl_text(t, CKA_LABEL, label);
 	/* Never wrappable but under a trusted key, where the token knows the
 	 * attribute: for a key that is not extractable at all it changes
 	 * nothing, and it cannot be undone. */
 	token_tmpl_optional_bool(tok, t, TOKEN_ATTR_WRAP_WITH_TRUSTED, 1);
+	token_tmpl_add(t, CKA_ID, id, id_len);
+	token_tmpl_text(t, CKA_LABEL, label);
 	token_tmpl_optional_bool(tok, t, TOKEN_ATTR_COPYABLE, 0);
 }
 

@@ -591,6 +591,8 @@ kek_template(custody_token *tok, struct token_tmpl *t, struct token_tmpl *inner,
 	token_tmpl_bool(t, CKA_PRIVATE, 1);
 	token_tmpl_bool(t, CKA_SENSITIVE, 1);
 	token_tmpl_bool(t, CKA_EXTRACTABLE, cluster);
+	if (cluster)
+		token_tmpl_bool(t, CKA_WRAP_WITH_TRUSTED, 1);
 	token_tmpl_bool(t, CKA_WRAP, 1);
 	token_tmpl_bool(t, CKA_UNWRAP, cluster);
 	token_tmpl_bool(t, CKA_ENCRYPT, 0);
@@ -605,7 +607,8 @@ kek_template(custody_token *tok, struct token_tmpl *t, struct token_tmpl *inner,
 	token_tmpl_optional_bool(tok, t, TOKEN_ATTR_COPYABLE, 0);
 	if (!cluster)
 		return;
-	token_tmpl_bool(t, CKA_WRAP_WITH_TRUSTED, 1);
+	/* Last, as before: what a torn unwrap (the fault walks) leaves out
+	 * first is the template, not the wrap policy. */
 	unwrap_template(tok, inner, kek_unwrap_template,
 			NELEM(kek_unwrap_template));
 	token_tmpl_nested(t, CKA_UNWRAP_TEMPLATE, inner);
