@@ -19,14 +19,25 @@
 #   7. `custody tag` on a tagged store names an edited row and does not
 #      re-tag it.
 # The attacker's private key lives in a shell variable and pipes only.
+# On openCryptoki (one software token per machine) the attacker's store is
+# on a SoftHSM token of the attacker's own beside it: its tag is as valid
+# in that store, and as foreign to this one.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
 
 # The custody token, and a token of the attacker's (with a store of its
 # own) that makes the row of a certificate custody never imported here.
-setup_tokens custody evil
+evil_db=$T/evil.db
+if [ "$CUSTODY_TEST_TOKEN" = softhsm ]; then
+	setup_tokens custody evil
+	# evil ARGS... — custody on the attacker's token and store.
+	evil() { CUSTODY_TOKEN=evil CUSTODY_STORE="sqlite:$evil_db" "$CUSTODY_BIN" "$@"; }
+else
+	setup_token custody
+	softhsm_beside evil "sqlite:$evil_db"
+	evil() { node_env evil "$CUSTODY_BIN" "$@"; }
+fi
 export CUSTODY_NODE=node1
 db=$T/custody.db
-evil_db=$T/evil.db
 q() { sqlite3 "$db" "$1"; }
 not() { ! "$@"; }
 # rows DB TABLE WHERE — the rows as INSERT statements (a store writer's copy).
@@ -108,8 +119,7 @@ openssl req -x509 -key <(printf '%s\n' "$evil_key") -subj "/O=custody test/CN=oa
 export X_PASSWORD=evil-p12-password
 openssl pkcs12 -export -inkey <(printf '%s\n' "$evil_key") -in "$T/x.pem" -name x \
 	-passout env:X_PASSWORD -out "$T/x.p12"
-out=$(CUSTODY_TOKEN=evil CUSTODY_STORE="sqlite:$evil_db" "$CUSTODY_BIN" import --path "$T/x.p12" \
-	--password-source env:X_PASSWORD 2>"$T/stderr")
+out=$(evil import --path "$T/x.p12" --password-source env:X_PASSWORD 2>"$T/stderr")
 rc=$?
 X=$out
 check "the attacker imports X into a store of its own" [ "$rc" -eq 0 -a ${#X} -eq 40 ]

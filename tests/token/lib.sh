@@ -371,6 +371,26 @@ setup_node() {
 	} >"$T/$name/env"
 }
 
+# softhsm_beside NAME STORE-URL — a SoftHSM token NAME of its own in
+# $T/NAME (its own SOFTHSM2_CONF, PINs and lock directory) beside the test
+# token, on either test token: a second token where the test token is
+# openCryptoki's one (an attacker's token, with a store of its own).  Its
+# environment goes to $T/NAME/env, as setup_node's: `on NAME` and
+# `node_env NAME` run there.
+softhsm_beside() {
+	local name=$1 store=$2 exports
+	mkdir -p "$T/$name/lock"
+	exports=$("${TOP_SRCDIR:?}/scripts/softhsm-token.sh" "$T/$name" "$name") ||
+		{ echo "Bail out! cannot initialise the SoftHSM token $name"; exit 1; }
+	{
+		echo "$exports"
+		printf 'export CUSTODY_NODE=%q\n' "$name"
+		printf 'export CUSTODY_STORE=%q\n' "$store"
+		printf 'export CUSTODY_LOCK_DIR=%q\n' "$T/$name/lock"
+		echo 'export CUSTODY_CONFIG=""'
+	} >"$T/$name/env"
+}
+
 # on NAME ARGS... — runs custody as node NAME, leaving $out, $err and $rc
 # (standard input passes through: with `shopt -s lastpipe`, a pipe into
 # `on` keeps them).
