@@ -983,9 +983,20 @@ node_join_attached(custody_token *tok, custody_store *st,
 
 	memset(&rec, 0, sizeof(rec));
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
-	    (r = need_store_kcv(st, "join the cluster", kcv, err)) != CUSTODY_OK ||
-	    (r = read_token_kcv(tok, have, err)) != CUSTODY_OK)
+	    (r = need_store_kcv(st, "join the cluster", kcv, err)) != CUSTODY_OK)
 		goto out;
+	if ((r = read_token_kcv(tok, have, err)) != CUSTODY_OK) {
+		/* A KEK object that cannot compute its check value: what a
+		 * join killed inside its unwrap leaves.  Only an admitted node
+		 * goes on, and custody_token_unwrap_kek destroys such an object
+		 * and unwraps the KEK again. */
+		if (!custody_token_err_is_key_fault(err))
+			goto out;
+		custody_step("token %s holds a KEK object that cannot be used "
+			     "(%s)", custody_token_label(tok), err->msg);
+		custody_err_clear(err);
+		have[0] = '\0';
+	}
 	had_kek = have[0] != '\0';
 	r = custody_store_get_node(st, node, &rec, err);
 	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
