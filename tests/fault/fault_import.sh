@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# custody import under faults: every PKCS#11 call of three imports fails in
-# turn (CKR_DEVICE_ERROR), then aborts the process in turn.  After each,
+# custody import under faults: the PKCS#11 calls of three imports fail in
+# turn (CKR_DEVICE_ERROR), then abort the process in turn — every 2nd call
+# and the last in make check, every call in make stress.  After each,
 # token and store agree, and the same import again succeeds.
 #   1. a PKCS#12 with its CA certificate, assigned as OAuthTokenIssuer
 #      over a current one (key, public key, certificate, CA certificate,
@@ -10,6 +11,9 @@
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/fault/lib.sh"
 setup_fault_token
 started=$(now_ms)
+# make check visits every 2nd call of each walk (and the last one); make
+# stress (FAULT_STRESS=1) every one.
+k=${FAULT_IMPORT_K:-2}
 export P12_PASSWORD=fault-import-secret
 
 # A CA and a leaf it signs; the keys live in shell variables and reach
@@ -55,10 +59,10 @@ effect_ok() {
 	why="OAuthTokenIssuer/global is current=$cur previous=$prev, not $new / $old"
 	return 1
 }
-walk import base fail 1 -- import --path "$T/new.p12" --password-source env:P12_PASSWORD \
+walk import base fail "$k" -- import --path "$T/new.p12" --password-source env:P12_PASSWORD \
 	-t OAuthTokenIssuer -i global
 n_chain=$walk_count
-walk import base abort 1 -- import --path "$T/new.p12" --password-source env:P12_PASSWORD \
+walk import base abort "$k" -- import --path "$T/new.p12" --password-source env:P12_PASSWORD \
 	-t OAuthTokenIssuer -i global
 
 # 2. A replicable key (the token is probed for a trusted private KEK).
@@ -70,9 +74,9 @@ effect_ok() {
 	why="Default/node1 is $cur, not $want"
 	return 1
 }
-walk import base fail 1 -- import --path "$T/rep.p12" --replicable -t Default
+walk import base fail "$k" -- import --path "$T/rep.p12" --replicable -t Default
 n_rep=$walk_count
-walk import base abort 1 -- import --path "$T/rep.p12" --replicable -t Default
+walk import base abort "$k" -- import --path "$T/rep.p12" --replicable -t Default
 
 # 3. A certificate alone, for a key already on the token.
 restore_state base
@@ -90,10 +94,11 @@ sys.exit(0 if c and c[0]["has_private_key"] else 1)' "$renewed"; then
 	why="the renewed certificate is not listed with its private key"
 	return 1
 }
-walk import withkey fail 1 -- import --path "$T/renewed.crt"
+walk import withkey fail "$k" -- import --path "$T/renewed.crt"
 n_alone=$walk_count
-walk import withkey abort 1 -- import --path "$T/renewed.crt"
+walk import withkey abort "$k" -- import --path "$T/renewed.crt"
 
 echo "# calls walked: PKCS#12 with chain and assignment $n_chain, replicable $n_rep," \
-	"certificate alone $n_alone (each failed, then aborted); $(($(now_ms) - started)) ms"
+	"certificate alone $n_alone (each failed, then aborted); every ${k}th visited" \
+	"(stress: $STRESS); $(($(now_ms) - started)) ms"
 done_testing
