@@ -202,12 +202,13 @@ flags_text(CK_FLAGS need)
 	return "";
 }
 
-int
-token_require_mech(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need,
-		   const char *what, custody_err *err)
+/* token_require_mech, leaving m's details in *info. */
+static int
+token_require_mech_info(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need,
+			const char *what, CK_MECHANISM_INFO *info,
+			custody_err *err)
 {
-	CK_MECHANISM_INFO info;
-	int r = token_mech_info(tok, m, need, &info, err);
+	int r = token_mech_info(tok, m, need, info, err);
 
 	if (r < 0)
 		return CUSTODY_EFAIL;
@@ -219,15 +220,24 @@ token_require_mech(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need,
 }
 
 int
+token_require_mech(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need,
+		   const char *what, custody_err *err)
+{
+	CK_MECHANISM_INFO info;
+
+	return token_require_mech_info(tok, m, need, what, &info, err);
+}
+
+int
 token_require_key_bits(custody_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need,
 		       unsigned long bits, const char *what, custody_err *err)
 {
 	CK_MECHANISM_INFO info;
 	int r;
 
-	if ((r = token_require_mech(tok, m, need, what, err)) != CUSTODY_OK)
+	if ((r = token_require_mech_info(tok, m, need, what, &info, err)) !=
+	    CUSTODY_OK)
 		return r;
-	token_mech_info(tok, m, need, &info, NULL);
 	/* 0..0 is "no limit given" (SoftHSM says so for some mechanisms). */
 	if (info.ulMaxKeySize == 0 ||
 	    (bits >= info.ulMinKeySize && bits <= info.ulMaxKeySize))

@@ -357,18 +357,8 @@ setup_tokens() {
 # its own) on the shared store; its environment goes to $T/NAME/env, read
 # by `on` and `node_env`.
 setup_node() {
-	local name=$1 store=$2 exports
 	only_softhsm "a token per node"
-	mkdir -p "$T/$name/lock"
-	exports=$("${TOP_SRCDIR:?}/scripts/softhsm-token.sh" "$T/$name" "$name") ||
-		{ echo "Bail out! cannot initialise the SoftHSM token of $name"; exit 1; }
-	{
-		echo "$exports"
-		printf 'export CUSTODY_NODE=%q\n' "$name"
-		printf 'export CUSTODY_STORE=%q\n' "$store"
-		printf 'export CUSTODY_LOCK_DIR=%q\n' "$T/$name/lock"
-		echo 'export CUSTODY_CONFIG=""'
-	} >"$T/$name/env"
+	softhsm_beside "$@"
 }
 
 # softhsm_beside NAME STORE-URL — a SoftHSM token NAME of its own in
