@@ -178,7 +178,7 @@ int custody_cluster_status(custody_store *st, int64_t now,
 			   custody_node_status **out, size_t *n, int *all_ok,
 			   custody_err *err);
 
-/* ---- additions for the commands (cluster.c) ---- */
+/* ---- additions for the commands (cluster/cluster.c) ---- */
 
 /* The KEK as the store and this token know it: key check values, "" when
  * the store records no KEK / the token holds none (tok may be NULL). */

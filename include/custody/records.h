@@ -1,7 +1,7 @@
 /*
  * custody/records.h — plain data records shared by the modules.
  *
- * Types only: no functions but the destructors (in records.c).  These are
+ * Types only: no functions but the destructors (in assign/records.c).  These are
  * what the store persists and the assign state machine works on; they hold
  * no OpenSSL or PKCS#11 types, so `assign` and `store` stay free of both.
  *

@@ -262,7 +262,7 @@ int custody_token_init(const custody_token_spec *spec, const char *label,
 		       const char *user_pin, size_t user_pin_len,
 		       custody_err *err);
 
-/* ---- signing (token_sign.c) ---------------------------------------- */
+/* ---- signing (token/sign.c) ---------------------------------------- */
 
 /*
  * Signs data with the private key of this key id (hex), in the token's
@@ -307,7 +307,7 @@ int custody_token_err_is_key_fault(const custody_err *e);
 int custody_token_destroy_private_key(custody_token *tok, const char *key_id,
 				      size_t *n, custody_err *err);
 
-/* ---- key pairs made inside the token (token_keygen.c, token_evp.c) --- */
+/* ---- key pairs made inside the token (token/keygen.c, token/evp.c) --- */
 
 /* A kind of key pair the token can generate. */
 typedef struct custody_keyspec {
@@ -381,7 +381,7 @@ int custody_token_evp_open(custody_token *tok, const char *key_id,
 EVP_PKEY *custody_token_evp_pkey(const custody_token_evp *evp);
 void custody_token_evp_close(custody_token_evp *evp);
 
-/* ---- sharing the token with signers (token_lock.c) ------------------ */
+/* ---- sharing the token with signers (token/lock.c) ------------------ */
 
 /*
  * A handle opened with spec->shared takes the token lock SHARED: several
@@ -409,7 +409,7 @@ int custody_token_unlock(custody_token *tok, custody_err *err);
 int custody_token_relock(custody_token *tok, custody_err *err);
 int custody_token_lock_wanted(custody_token *tok);
 
-/* ---- what the token can do (token_caps.c) -------------------------- */
+/* ---- what the token can do (token/caps.c) -------------------------- */
 
 /*
  * Refusals made before anything is written, from what the token says of
@@ -468,7 +468,7 @@ int custody_token_describe(custody_token *tok, custody_token_caps *out,
 			   custody_err *err);
 
 /* ---- the cluster key ceremony: KEK, transport keys, packages
- *      (token_wrap.c) --------------------------------------------------- */
+ *      (token/wrap.c) --------------------------------------------------- */
 
 /*
  * The cluster KEK is an AES-256 secret key living only inside tokens,
@@ -623,7 +623,7 @@ int custody_token_unwrap_kek(custody_token *tok, const char *node,
 			     const char *expected_kcv, custody_err *err);
 
 /*
- * The cluster authority (token_authority.c): an EC P-256 key pair with
+ * The cluster authority (token/authority.c): an EC P-256 key pair with
  * CKA_ID "custody-authority" on the token of the member that made the
  * KEK.  The private half is token, private, sensitive, never extractable,
  * not copyable, CKA_SIGN only; it signs admissions.  Other nodes pin its
@@ -689,7 +689,7 @@ int custody_token_unwrap_private_key(custody_token *tok,
 int custody_token_seal(custody_token *tok, const char *key_id,
 		       custody_err *err);
 
-/* After node join (cluster.c): destroys this node's transport key pair
+/* After node join (cluster/cluster.c): destroys this node's transport key pair
  * (CKA_ID "custody-transport:NODE"), so that the KEK wrapped for it can
  * never be unwrapped again, by anyone.  ENOTFOUND when there is none. */
 int custody_token_transport_destroy(custody_token *tok, const char *node,

@@ -171,7 +171,7 @@ sign_with_signer(void *ctx, int alg, const unsigned char *input, size_t len,
 				    "the header names %s", info.thumbprint, s->thumbprint);
 		goto out;
 	}
-	/* jws.c frees the signature with OPENSSL_free. */
+	/* sign/jws.c frees the signature with OPENSSL_free. */
 	if ((*sig = OPENSSL_malloc(n)) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL, "out of memory");
 		goto out;

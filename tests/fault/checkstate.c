@@ -64,7 +64,7 @@
 #include <custody/store.h>
 #include <custody/token.h>
 
-#include "../../src/lib/token_internal.h"
+#include "../../src/lib/token/internal.h"
 
 /* One object of the token: its class, CKA_ID (as hex, or as text for the
  * cluster's own ids) and, for certificates, the thumbprint. */

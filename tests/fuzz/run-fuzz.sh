@@ -20,7 +20,7 @@
 # Environment: FUZZ_CC (default clang), FUZZ_TIMEOUT (seconds one input may
 # take, default 10), FUZZ_JOBS (parallel compiles, default nproc).
 #
-# The library is compiled here, from src/lib/*.c, with clang and coverage
+# The library is compiled here, from src/lib/MODULE/*.c, with clang and coverage
 # instrumentation: the autotools build (gcc) is left alone.  The seed
 # corpora in tests/fuzz/corpus/NAME/ are copied before each run, so what
 # the fuzzer finds never lands in the source tree.
@@ -30,8 +30,9 @@ here=$(cd "$(dirname "$0")" && pwd -P)
 top=$(cd "$here/../.." && pwd -P)
 
 # Library modules the harnesses reach (and those these depend on).
-LIB_SOURCES="error log records hexfmt timefmt thumbprint jws cert cert_bundle
-	policy config secret cluster_package"
+LIB_SOURCES="util/error util/log assign/records util/hexfmt util/timefmt
+	cert/thumbprint sign/jws cert/cert cert/bundle cert/policy config/config
+	util/secret cluster/package"
 # Test helpers linked into every harness (keys and certificates in memory).
 TEST_SOURCES="tests/unit/testcerts.c"
 
@@ -118,11 +119,11 @@ if ! deps_cflags=$(pkg-config --cflags libcrypto jansson inih) ||
 fi
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 # FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION (libFuzzer's convention): the
-# library lowers its cap on iteration counts (src/lib/cert_bundle.c), so
+# library lowers its cap on iteration counts (src/lib/cert/bundle.c), so
 # that no input costs seconds of PBKDF2.
 cflags="-std=c11 -g -O1 $san -Wall -Wextra -Wshadow -Wstrict-prototypes -Wpointer-arith"
 cflags="$cflags -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION"
-cppflags="-I$build/include -I$top/include -I$top/tests -I$here $deps_cflags"
+cppflags="-I$build/include -I$top/include -I$top/src/lib -I$top/tests -I$here $deps_cflags"
 
 mkdir -p "$build/include" "$build/obj" "$build/bin"
 # The autotools config.h lives in the other build; the sources need only
@@ -139,7 +140,7 @@ flags_now=$(printf '%s\n' "$cc" "$cflags" "$cppflags")
 [ "$(cat "$build/flags" 2>/dev/null)" = "$flags_now" ] ||
 	printf '%s\n' "$flags_now" > "$build/flags"
 
-headers=$(ls "$top"/include/custody/*.h "$top"/src/lib/*.h "$here"/*.h \
+headers=$(ls "$top"/include/custody/*.h "$top"/src/lib/*/*.h "$here"/*.h \
 	"$top"/tests/unit/testcerts.h "$build/flags" "$build/include/config.h" 2>/dev/null)
 
 # stale OBJ SRC: whether OBJ must be built again.
@@ -171,8 +172,8 @@ compile() {
 
 lib_objs=()
 for m in $LIB_SOURCES; do
-	compile "$top/src/lib/$m.c" "$build/obj/$m.o" "-fsanitize=fuzzer-no-link"
-	lib_objs+=("$build/obj/$m.o")
+	compile "$top/src/lib/$m.c" "$build/obj/${m//\//_}.o" "-fsanitize=fuzzer-no-link"
+	lib_objs+=("$build/obj/${m//\//_}.o")
 done
 for s in $TEST_SOURCES; do
 	o=$build/obj/$(basename "$s" .c).o

@@ -55,7 +55,7 @@ writer() {
 	sqlite3 "$db" "BEGIN; $drops $1 $triggers COMMIT;"
 }
 # rechain — renumbers the audit log's entries 1.. and recomputes every
-# hash and the head, as src/lib/audit.c hash_as encodes an entry: a
+# hash and the head, as src/lib/store/audit.c hash_as encodes an entry: a
 # chain that holds, made without the KEK.
 rechain() {
 	local triggers drops

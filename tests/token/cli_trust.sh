@@ -80,7 +80,7 @@ printf '%s' "$kek" | xxd -r -p |
 		-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 -out "$T/forged.wrap"
 check=$(head -c 16 /dev/zero | openssl enc -id-aes256-wrap -K "$kek" -iv A6A6A6A6A6A6A6A6 |
 	head -c 8 | xxd -p | tr a-f A-F)
-admission() { # the bytes an authority signs (cluster_admission.c)
+admission() { # the bytes an authority signs (cluster/admission.c)
 	printf 'custody-admission-v1\nnode node2\ntransport-spki-sha256 %s\nkek-wrap-sha256 %s\nkek-check %s\n' \
 		"$(sha256sum <"$T/node2.spki" | cut -c1-64)" \
 		"$(sha256sum <"$T/forged.wrap" | cut -c1-64)" "$check"

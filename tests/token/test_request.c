@@ -7,7 +7,7 @@
  *
  * Every test gets its own token directory (.init/.fini).  The attributes
  * are read back as the token reports them; objects are counted with raw
- * PKCS#11 through token_internal.h.
+ * PKCS#11 through token/internal.h.
  */
 #include "config.h"
 
@@ -27,7 +27,7 @@
 #include <custody/token.h>
 #include <custody/token_x509.h>
 
-#include "../src/lib/token_internal.h"
+#include "../src/lib/token/internal.h"
 #include "token/softhsm_fixture.h"
 
 static struct softhsm_fixture fx;
@@ -135,7 +135,7 @@ generate_and_check(const char *spec_text, const char *alg, int replicable)
 	cr_assert_eq(a.sign, 1);
 	cr_assert_eq(a.local, 1, "the token reports the key generated inside");
 	/* A replicable key insists on a trusted wrapping key only where the
-	 * token can hold a trusted private KEK (token_wrap.c's probe):
+	 * token can hold a trusted private KEK (token/wrap.c's probe):
 	 * SoftHSM 2.6.1 cannot, and the key could never be wrapped. */
 	cr_assert_eq(custody_token_probe_trusted_private_kek(tok, &trusted,
 							     &err), CUSTODY_OK);

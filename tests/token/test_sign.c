@@ -21,7 +21,7 @@
 #include <custody/hexfmt.h>
 #include <custody/token.h>
 
-#include "../src/lib/token_internal.h"
+#include "../src/lib/token/internal.h"
 #include "token/softhsm_fixture.h"
 #include "unit/testcerts.h"
 

@@ -830,7 +830,7 @@ Test(signer, four_threads_sign_at_once)
 
 /* ------------------------------------------------------------ the lock */
 
-/* The lock file of fx's token set and its gate, as token_lock.c names
+/* The lock file of fx's token set and its gate, as token/lock.c names
  * them. */
 static void
 lock_paths(char *lock, char *gate, size_t size)
@@ -855,7 +855,7 @@ now_s(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* A child process that plays a writer the way token_lock.c does (the gate
+/* A child process that plays a writer the way token/lock.c does (the gate
  * exclusively, then the lock exclusively, polled every 50 ms), holds the
  * lock for hold_ms, and reports on the pipe how long it waited (ms). */
 static pid_t

@@ -3,7 +3,7 @@
  *
  * Every test gets its own token directory (.init/.fini), since Criterion
  * runs tests in parallel processes.  PINs come from the fixture struct.
- * A few tests reach the raw PKCS#11 functions through token_internal.h:
+ * A few tests reach the raw PKCS#11 functions through token/internal.h:
  * to count objects, to sign with an imported key, and to put a counting
  * (or failing) wrapper in front of C_Login / C_GetTokenInfo /
  * C_CreateObject.
@@ -33,7 +33,7 @@
 #include <custody/log.h>
 #include <custody/token.h>
 
-#include "../src/lib/token_internal.h"
+#include "../src/lib/token/internal.h"
 #include "token/softhsm_fixture.h"
 #include "unit/testcerts.h"
 
@@ -656,7 +656,7 @@ Test(token, import_replicable)
 	cr_assert_eq(attrs.sensitive, 1);
 	cr_assert_eq(attrs.extractable, 1);
 	/* CKA_WRAP_WITH_TRUSTED only where the token can hold a trusted
-	 * private KEK (token_wrap.c's probe): SoftHSM 2.6.1 cannot, and a
+	 * private KEK (token/wrap.c's probe): SoftHSM 2.6.1 cannot, and a
 	 * trusted-only key could then never be wrapped under the KEK. */
 	cr_assert_eq(custody_token_probe_trusted_private_kek(tok, &trusted,
 							     &err), CUSTODY_OK);

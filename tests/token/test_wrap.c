@@ -1,8 +1,8 @@
 /*
- * test_wrap.c — the PKCS#11 side of the cluster key ceremony (token_wrap.c)
+ * test_wrap.c — the PKCS#11 side of the cluster key ceremony (token/wrap.c)
  * against throwaway SoftHSM tokens: three tokens per test ("nodeA",
  * "nodeB", "nodeC") in one token directory, so that one process can play
- * several nodes.  Raw PKCS#11 (token_internal.h) reads attributes and
+ * several nodes.  Raw PKCS#11 (token/internal.h) reads attributes and
  * counts objects, independently of the library.
  */
 #include "config.h"
@@ -26,7 +26,7 @@
 #include <custody/hexfmt.h>
 #include <custody/token.h>
 
-#include "../src/lib/token_internal.h"
+#include "../src/lib/token/internal.h"
 #include "token/softhsm_fixture.h"
 #include "unit/testcerts.h"
 

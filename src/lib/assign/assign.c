@@ -1,4 +1,4 @@
-/* assign.c — the assignment state machine (see custody/assign.h).
+/* assign/assign.c — the assignment state machine (see custody/assign.h).
  *
  * Pure: no I/O, no clock.  Each operation works on a copy of `in` and
  * writes `out` only when it succeeds, so `in` and `out` may be the same

@@ -1,4 +1,4 @@
-/* records.c — destructors and copies of the shared records. */
+/* assign/records.c — destructors and copies of the shared records. */
 #include "config.h"
 
 #include <stdlib.h>

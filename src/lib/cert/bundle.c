@@ -1,4 +1,4 @@
-/* cert_bundle.c — import files: PKCS#12, PEM, or a DER certificate. */
+/* cert/bundle.c — import files: PKCS#12, PEM, or a DER certificate. */
 #include "config.h"
 
 #include <errno.h>

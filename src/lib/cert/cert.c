@@ -1,4 +1,4 @@
-/* cert.c — X.509 facts: thumbprints, names, validity, SANs, key facts. */
+/* cert/cert.c — X.509 facts: thumbprints, names, validity, SANs, key facts. */
 #include "config.h"
 
 #include <arpa/inet.h>

@@ -1,4 +1,4 @@
-/* policy.c — what may be imported and assigned (see custody/policy.h). */
+/* cert/policy.c — what may be imported and assigned (see custody/policy.h). */
 #include "config.h"
 
 #include <errno.h>

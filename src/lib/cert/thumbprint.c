@@ -1,4 +1,4 @@
-/* thumbprint.c — finding a certificate by what a user typed. */
+/* cert/thumbprint.c — finding a certificate by what a user typed. */
 #include "config.h"
 
 #include <ctype.h>

@@ -1,5 +1,5 @@
 /*
- * cluster_admission.c — what makes an admission authentic: the cluster
+ * cluster/admission.c — what makes an admission authentic: the cluster
  * authority's public key in the store and its fingerprint, the bytes the
  * authority signs when it admits a node, and their verification against
  * the key a node pinned at enroll.
@@ -30,7 +30,7 @@
 #include <custody/store.h>
 #include <custody/token.h>
 
-#include "cluster_internal.h"
+#include "cluster/internal.h"
 
 #define META_AUTHORITY "authority_spki"
 #define SPKI_MAX 512		/* bytes: a P-256 SPKI is 91 */

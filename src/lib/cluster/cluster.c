@@ -1,7 +1,7 @@
 /*
- * cluster.c — the cluster library (see custody/cluster.h): the KEK
+ * cluster/cluster.c — the cluster library (see custody/cluster.h): the KEK
  * ceremony (kek create, node enroll / admit / join), packages, sync, seal
- * and status.  The PKCS#11 side is token_wrap.c; this module decides what
+ * and status.  The PKCS#11 side is token/wrap.c; this module decides what
  * to do from what the store says, narrates it (custody_step), and writes
  * the store in one transaction per change, with its audit entry.
  *
@@ -34,7 +34,7 @@
 #include <custody/timefmt.h>
 #include <custody/token.h>
 
-#include "cluster_internal.h"
+#include "cluster/internal.h"
 
 #define META_KCV CLUSTER_META_KCV
 #define META_NODE "kek_node"

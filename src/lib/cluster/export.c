@@ -1,8 +1,8 @@
 /*
- * cluster_export.c — the token-side steps of a key package moved by hand:
+ * cluster/export.c — the token-side steps of a key package moved by hand:
  * `custody export` wraps (or takes from the store) the package of a key,
  * `custody import --package` unwraps one into this token.  The package's
- * form and its parser are in cluster_package.c.
+ * form and its parser are in cluster/package.c.
  */
 #include "config.h"
 
@@ -21,7 +21,7 @@
 #include <custody/hexfmt.h>
 #include <custody/log.h>
 
-#include "cluster_internal.h"
+#include "cluster/internal.h"
 
 static int
 export_attached(custody_token *tok, custody_store *st, const char *node,

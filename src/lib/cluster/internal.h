@@ -1,5 +1,5 @@
 /*
- * cluster_internal.h — what cluster.c and cluster_admission.c share.
+ * cluster/internal.h — what cluster/cluster.c and cluster/admission.c share.
  * Not installed.
  */
 #ifndef CUSTODY_CLUSTER_INTERNAL_H
@@ -34,7 +34,7 @@ int cluster_store_authority(custody_store *st, unsigned char **spki,
 int cluster_put_store_authority(custody_store *st, const unsigned char *spki,
 				size_t spki_len, custody_err *err);
 
-/* The bytes the authority signs to admit node (cluster_admission.c's
+/* The bytes the authority signs to admit node (cluster/admission.c's
  * head comment), malloc'ed. */
 int cluster_admission_bytes(const char *node, const unsigned char *spki,
 			    size_t spki_len, const unsigned char *wrap,

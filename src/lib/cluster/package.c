@@ -1,8 +1,8 @@
 /*
- * cluster_package.c — a key package moved by hand (`custody export` /
+ * cluster/package.c — a key package moved by hand (`custody export` /
  * `custody import --package`): the strict parser and the writer of its
  * JSON form (see custody/cluster.h); the token-side steps are in
- * cluster_export.c.  The parser takes bytes and touches nothing else, so
+ * cluster/export.c.  The parser takes bytes and touches nothing else, so
  * that the fuzz harness can call it; every field is checked for its exact form, and thumbprint
  * and key id against the certificate the package carries.
  */

@@ -1,4 +1,4 @@
-/* config.c — the configuration file (INI, parsed with inih). */
+/* config/config.c — the configuration file (INI, parsed with inih). */
 #include "config.h"
 
 #include <ctype.h>

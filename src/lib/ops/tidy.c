@@ -1,5 +1,5 @@
 /*
- * tidy.c — what interrupted custody processes left on a token: the notes
+ * ops/tidy.c — what interrupted custody processes left on a token: the notes
  * of intent, the objects of their key ids, and whether the store names
  * them (custody/tidy.h).
  */

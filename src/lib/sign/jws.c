@@ -1,4 +1,4 @@
-/* jws.c — compact JWS / JWT: base64url, issue through a signer callback,
+/* sign/jws.c — compact JWS / JWT: base64url, issue through a signer callback,
  * strict verification against certificate records (see custody/jws.h). */
 #include "config.h"
 

@@ -1,8 +1,8 @@
 /*
- * keyref.c — a certificate type name as an OpenSSL key (see
+ * sign/keyref.c — a certificate type name as an OpenSSL key (see
  * custody/keyref.h): configuration as the `custody` command settles it,
  * resolution through the store at the current time, the token's key
- * through libp11 (token_evp.c).
+ * through libp11 (token/evp.c).
  */
 #include "config.h"
 

@@ -1,4 +1,4 @@
-/* metadata.c — JWK Set and server-to-server metadata documents from
+/* sign/metadata.c — JWK Set and server-to-server metadata documents from
  * certificate records (see custody/metadata.h). */
 #include "config.h"
 

@@ -1,5 +1,5 @@
 /*
- * signer.c — the ctx (configuration, store, token, session pool, lease
+ * sign/signer.c — the ctx (configuration, store, token, session pool, lease
  * of the shared token lock) and the signers of custody/signer.h.
  *
  * Three mutexes, never held together (so never in the wrong order):
@@ -30,7 +30,7 @@
 #include <custody/store.h>
 #include <custody/token.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 #define LEASE_TICK_NS 20000000L	/* the lease thread looks every 20 ms   */
 #define MAX_SESSIONS 16

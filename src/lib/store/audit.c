@@ -1,4 +1,4 @@
-/* audit.c — the hash-chained audit log (see custody/audit.h): the
+/* store/audit.c — the hash-chained audit log (see custody/audit.h): the
  * canonical encoding and its SHA-256, appending after the head, and
  * verification that names the first broken entry. */
 #include "config.h"

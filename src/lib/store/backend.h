@@ -1,13 +1,13 @@
 /*
- * store_backend.h — what a store backend provides (private to libcustody).
+ * store/backend.h — what a store backend provides (private to libcustody).
  *
- * store.c checks the arguments, keeps track of the write transaction and
+ * store/store.c checks the arguments, keeps track of the write transaction and
  * dispatches every call of custody/store.h through one of these tables.
  * A backend gets only well-formed arguments: non-NULL pointers, type and
  * identity non-empty and at most CUSTODY_NAME_MAX characters, writes only
  * inside a transaction it began.  It fills err itself, naming its store
  * (path or host) in every message.  Adding a backend = one more file with
- * one more table, plus one line in store.c's URL dispatch.
+ * one more table, plus one line in store/store.c's URL dispatch.
  */
 #ifndef CUSTODY_STORE_BACKEND_H
 #define CUSTODY_STORE_BACKEND_H
@@ -68,12 +68,12 @@ struct custody_store_backend {
 	/* custody/store.h custody_store_changed; NULL: always "maybe". */
 	int (*changed)(void *handle, int *changed, custody_err *err);
 	/* custody/store.h custody_store_wait_change, outside a transaction;
-	 * NULL: store.c asks changed() every 100 ms. */
+	 * NULL: store/store.c asks changed() every 100 ms. */
 	int (*wait_change)(void *handle, int timeout_ms, int *changed,
 			   custody_err *err);
 
 	/* The cluster (schema 3): see custody/store.h.  Names and
-	 * thumbprints are checked by store.c; put_node gets a known state. */
+	 * thumbprints are checked by store/store.c; put_node gets a known state. */
 	int (*put_node)(void *handle, custody_node_record *rec,
 			custody_err *err);
 	int (*get_node)(void *handle, const char *name,
@@ -110,8 +110,8 @@ struct custody_store_backend {
 extern const struct custody_store_backend custody_store_sqlite_backend;
 
 /* The PostgreSQL backend is not in libcustody (which then links no libpq):
- * it is the module CUSTODY_STORE_PG_MODULE, store_pg.c linked with libpq
- * and libcustody, whose one exported symbol is its table.  store.c loads
+ * it is the module CUSTODY_STORE_PG_MODULE, store/pg.c linked with libpq
+ * and libcustody, whose one exported symbol is its table.  store/store.c loads
  * it on the first postgresql:// URL from $CUSTODY_MODULE_DIR, else from
  * CUSTODY_PKGLIBDIR (the installed $(pkglibdir)), and keeps it loaded. */
 #define CUSTODY_STORE_PG_MODULE "custody-store-pg.so"

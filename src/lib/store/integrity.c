@@ -1,4 +1,4 @@
-/* integrity.c — the store's tagger, keyed by the token's KEK (see
+/* store/integrity.c — the store's tagger, keyed by the token's KEK (see
  * custody/integrity.h). */
 #include "config.h"
 
@@ -10,7 +10,7 @@
 #include <custody/integrity.h>
 #include <custody/log.h>
 
-#include "cluster_internal.h"
+#include "cluster/internal.h"
 
 struct integrity {
 	custody_store *st;

@@ -1,4 +1,4 @@
-/* store_pg.c — the PostgreSQL store backend ("postgresql://..." or
+/* store/pg.c — the PostgreSQL store backend ("postgresql://..." or
  * "postgres://...", handed to libpq as given).
  *
  * One connection per store handle.  The schema is the SQLite one in
@@ -35,7 +35,7 @@
 #include <custody/records.h>
 #include <custody/store.h>
 
-#include "store_backend.h"
+#include "store/backend.h"
 
 #define NOTIFY_CHANNEL "custody_changes"
 #define LOCK_TIMEOUT "SET lock_timeout = '10s'"
@@ -59,7 +59,7 @@ struct pg_store {
 /*
  * The schema, one entry per version: migrations[v] brings a database of
  * version v-1 to version v.  Append only; never edit a released entry.
- * Equivalent to store_sqlite.c's, version for version.
+ * Equivalent to store/sqlite.c's, version for version.
  */
 static const char *const migrations[] = {
 	NULL,
@@ -94,7 +94,7 @@ static const char *const migrations[] = {
 	");"
 	"CREATE UNIQUE INDEX assignments_key ON assignments ("
 	FOLD("type") ", " FOLD("identity") ");",
-	/* 2: the hash-chained audit log and its head (see store_sqlite.c).
+	/* 2: the hash-chained audit log and its head (see store/sqlite.c).
 	 * The triggers make an edit a deliberate act; the chain is what
 	 * detects one. */
 	"CREATE TABLE audit ("
@@ -133,7 +133,7 @@ static const char *const migrations[] = {
 	"  EXECUTE FUNCTION custody_refuse('the audit head cannot be deleted');"
 	"CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head "
 	"  FOR EACH STATEMENT "
-	"  EXECUTE FUNCTION custody_refuse('the audit head cannot be deleted');",	/* 3: the cluster (see store_sqlite.c). */
+	"  EXECUTE FUNCTION custody_refuse('the audit head cannot be deleted');",	/* 3: the cluster (see store/sqlite.c). */
 	"CREATE TABLE nodes ("
 	"  name TEXT PRIMARY KEY NOT NULL,"
 	"  state TEXT NOT NULL CHECK (state IN ('enrolled', 'admitted', 'joined')),"

@@ -1,4 +1,4 @@
-/* store_sqlite.c — the SQLite store backend ("sqlite:PATH").
+/* store/sqlite.c — the SQLite store backend ("sqlite:PATH").
  *
  * One database file, created 0600 in a directory created 0700 when
  * missing; WAL journal, 10 s busy timeout, foreign keys on.  The schema
@@ -30,7 +30,7 @@
 #include <custody/records.h>
 #include <custody/store.h>
 
-#include "store_backend.h"
+#include "store/backend.h"
 
 #define BUSY_TIMEOUT_MS 10000
 #define WAL_RETRY_MS 20

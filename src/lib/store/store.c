@@ -1,6 +1,6 @@
-/* store.c — the store interface (see custody/store.h): checks arguments,
+/* store/store.c — the store interface (see custody/store.h): checks arguments,
  * keeps track of the write transaction and hands each call to the backend
- * chosen by the URL (see store_backend.h). */
+ * chosen by the URL (see store/backend.h). */
 #include "config.h"
 
 #include <dlfcn.h>
@@ -18,7 +18,7 @@
 #include <custody/error.h>
 #include <custody/store.h>
 
-#include "store_backend.h"
+#include "store/backend.h"
 
 #define ACCEPTED_FORMS "sqlite:PATH or postgresql://[USER@]HOST[:PORT]/DBNAME"
 

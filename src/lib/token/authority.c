@@ -1,5 +1,5 @@
 /*
- * token_authority.c — the cluster authority key and a node's pin of it.
+ * token/authority.c — the cluster authority key and a node's pin of it.
  *
  * The authority is an EC P-256 key pair that `kek create` makes beside the
  * KEK on the first member's token: its private half signs every admission
@@ -24,7 +24,7 @@
 #include <custody/log.h>
 #include <custody/token.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 static CK_BBOOL yes = CK_TRUE;
 static CK_BBOOL no = CK_FALSE;

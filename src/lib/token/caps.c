@@ -1,5 +1,5 @@
 /*
- * token_caps.c — what a token can do, asked of the token itself.
+ * token/caps.c — what a token can do, asked of the token itself.
  *
  * Mechanisms come from C_GetMechanismList (read once) and
  * C_GetMechanismInfo (once per mechanism asked about); optional attributes
@@ -18,7 +18,7 @@
 
 #include <custody/log.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 #define CAPS_MECHS 24
 

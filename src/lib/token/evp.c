@@ -1,5 +1,5 @@
 /*
- * token_evp.c — a private key of the token as an OpenSSL EVP_PKEY, through
+ * token/evp.c — a private key of the token as an OpenSSL EVP_PKEY, through
  * libp11 (the one file of libcustody that uses libp11).
  *
  * libp11 loads the module file of the open custody_token (found through
@@ -28,7 +28,7 @@
 #include <custody/log.h>
 #include <custody/token.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 #define KEY_ID_MAX 64
 

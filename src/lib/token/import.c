@@ -1,5 +1,5 @@
 /*
- * token_import.c — putting a private key, its certificate and the chain
+ * token/import.c — putting a private key, its certificate and the chain
  * on the token under one key id.
  *
  * Every template is built, and every input checked, before the first
@@ -28,7 +28,7 @@
 #include <custody/log.h>
 #include <custody/token.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 
 /* What one import call writes: templates first, objects later. */
@@ -543,7 +543,7 @@ out:
 }
 
 /* A replicable key keeps CKA_WRAP_WITH_TRUSTED only where the token can
- * hold a trusted private KEK to wrap it under (token_wrap.c): on SoftHSM
+ * hold a trusted private KEK to wrap it under (token/wrap.c): on SoftHSM
  * 2.6.1, which cannot, such a key could never be wrapped at all. */
 static int
 replicable_trusted_wrap(custody_token *tok, struct token_tmpl *priv,

@@ -1,5 +1,5 @@
 /*
- * token_intent.c — notes that custody leaves on the token before it
+ * token/intent.c — notes that custody leaves on the token before it
  * creates key objects, so that what an interrupted process was making can
  * be told apart from everything else the token holds.
  *
@@ -19,7 +19,7 @@
 #include <custody/log.h>
 #include <custody/token.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 #define INTENT_APP "custody-intent"
 #define KEY_ID_MAX CUSTODY_TOKEN_ID_MAX

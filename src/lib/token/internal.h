@@ -1,5 +1,5 @@
 /*
- * token_internal.h — what token.c, token_lock.c and token_import.c share.
+ * token/internal.h — what token/token.c, token/lock.c and token/import.c share.
  *
  * Not installed.  Tests in tests/token/ include it to reach the raw
  * CK_FUNCTION_LIST and session of an open token (to count objects, or to
@@ -20,11 +20,11 @@
 #endif
 #include <custody/token.h>
 
-/* One advisory lock file held by this process (token_lock.c). */
+/* One advisory lock file held by this process (token/lock.c). */
 struct token_lock;
 
 /* One loaded and initialised module, shared by the handles of this
- * process that use it (token.c). */
+ * process that use it (token/token.c). */
 struct token_module;
 
 struct custody_token {
@@ -39,10 +39,10 @@ struct custody_token {
 	int logged_in;		/* our C_Login succeeded: C_Logout on close */
 	char label[33];
 	char serial[17];
-	struct token_caps *caps;	/* what it can do (token_caps.c)   */
+	struct token_caps *caps;	/* what it can do (token/caps.c)   */
 };
 
-/* token_lock.c ------------------------------------------------------- */
+/* token/lock.c ------------------------------------------------------- */
 
 /*
  * Takes the cross-process lock for module (a path) and the token set that
@@ -63,7 +63,7 @@ int token_lock_unlock(struct token_lock *lock, custody_err *err);
 int token_lock_relock(struct token_lock *lock, custody_err *err);
 int token_lock_wanted(struct token_lock *lock);
 
-/* token_intent.c ----------------------------------------------------- */
+/* token/intent.c ----------------------------------------------------- */
 
 /* The notes of intent (custody/token.h) of a raw CKA_ID. */
 int token_intent_add_raw(custody_token *tok, const unsigned char *id,
@@ -71,7 +71,7 @@ int token_intent_add_raw(custody_token *tok, const unsigned char *id,
 int token_intent_clear_raw(custody_token *tok, const unsigned char *id,
 			   size_t id_len, custody_err *err);
 
-/* token_keygen.c ----------------------------------------------------- */
+/* token/keygen.c ----------------------------------------------------- */
 
 /* The public key object pub (of spec's type and curve) as a software
  * EVP_PKEY. */
@@ -79,7 +79,7 @@ int token_read_public(custody_token *tok, CK_OBJECT_HANDLE pub,
 		      const custody_keyspec *spec, EVP_PKEY **out,
 		      custody_err *err);
 
-/* token.c ------------------------------------------------------------ */
+/* token/token.c ------------------------------------------------------------ */
 
 /* A blank-padded PKCS#11 text field (len bytes) as a C string in out
  * (len + 1 bytes). */
@@ -112,7 +112,7 @@ int token_require_login(custody_token *tok, const char *what,
 int token_key_id_decode(const char *hex, unsigned char *id, size_t max,
 			size_t *len, custody_err *err);
 
-/* token_caps.c: what the token can do ------------------------------- */
+/* token/caps.c: what the token can do ------------------------------- */
 
 /* The optional attributes custody sets where the token knows them. */
 enum token_attr {
@@ -129,7 +129,7 @@ CK_ATTRIBUTE_TYPE token_attr_type(enum token_attr attr);
 const char *token_attr_name(enum token_attr attr);
 
 /* Whether the token accepts attr in a template and keeps its value: asked
- * once per token and process with a session object (token_caps.c). */
+ * once per token and process with a session object (token/caps.c). */
 int token_knows_attr(custody_token *tok, enum token_attr attr);
 /* 1 knows, -1 does not, 0 cannot tell now (the probe failed for another
  * reason than the attribute: not logged in, say). */
@@ -160,14 +160,14 @@ int token_require_key_bits(custody_token *tok, CK_MECHANISM_TYPE m,
 const void *token_module_functions(const custody_token *tok);
 
 /* The mechanism under which the token's KEK computes check values and
- * integrity tags (token_wrap.c): CKM_AES_KEY_WRAP, or where the token has
+ * integrity tags (token/wrap.c): CKM_AES_KEY_WRAP, or where the token has
  * none, CKM_AES_CBC with a zero IV over whole blocks (a deterministic
  * keyed permutation of the block chain all the same); EFAIL when it has
  * neither for wrapping. */
 int token_kek_mech(custody_token *tok, CK_MECHANISM_TYPE *m,
 		   custody_err *err);
 
-/* token_template.c: the one template builder ------------------------- */
+/* token/template.c: the one template builder ------------------------- */
 
 #define TOKEN_TMPL_MAX 40
 
@@ -245,7 +245,7 @@ int token_check_attrs(custody_token *tok, CK_OBJECT_HANDLE h,
 		     const char *what, struct token_tmpl *t, int generated,
 		     custody_err *err);
 
-/* token_sign.c: signing in a session of the caller's (the signer's pool) */
+/* token/sign.c: signing in a session of the caller's (the signer's pool) */
 
 /* A private key found for signing, with what signing needs to know. */
 struct token_key {

@@ -1,5 +1,5 @@
 /*
- * token_keygen.c — key pairs generated inside the token.
+ * token/keygen.c — key pairs generated inside the token.
  *
  * The pair is generated under a temporary, random CKA_ID; the public key
  * is read back, its key id computed (cert.h) and written as CKA_ID on both
@@ -29,7 +29,7 @@
 #include <custody/log.h>
 #include <custody/token.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 #define TEMP_ID_PREFIX "custody-keygen:"
 #define TEMP_ID_RANDOM 16
@@ -397,7 +397,7 @@ check_inputs(custody_token *tok, const custody_keyspec *spec,
 }
 
 /* A replicable key keeps CKA_WRAP_WITH_TRUSTED only where the token can
- * hold a trusted private KEK to wrap it under (token_wrap.c): on SoftHSM
+ * hold a trusted private KEK to wrap it under (token/wrap.c): on SoftHSM
  * 2.6.1, which cannot, such a key could never be wrapped at all. */
 static int
 replicable_trusted_wrap(custody_token *tok, struct keygen *g, int *trusted,

@@ -1,5 +1,5 @@
 /*
- * token_lock.c — the cross-process lock that serialises custody processes
+ * token/lock.c — the cross-process lock that serialises custody processes
  * on one token set.
  *
  * SoftHSM's file backend corrupts objects when two processes touch one
@@ -49,7 +49,7 @@
 #include <custody/hexfmt.h>
 #include <custody/log.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 #define LOCK_POLL_NS 50000000L		/* 50 ms between attempts        */
 #define SHARED_POLL_NS 2000000L		/* 2 ms: signers wait less       */

@@ -1,5 +1,5 @@
 /*
- * token_sign.c — signing with a private key on the token, and the
+ * token/sign.c — signing with a private key on the token, and the
  * sign/verify challenge that proves a key belongs to a certificate.
  *
  * The portable way, which every token supports: the digest is computed in
@@ -25,7 +25,7 @@
 #include <custody/hexfmt.h>
 #include <custody/token.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 #define KEY_ID_MAX 64		/* bytes of a CKA_ID we accept as hex    */
 #define CHALLENGE_LEN 32	/* random bytes signed by verify_key     */
@@ -427,7 +427,7 @@ custody_token_err_is_key_fault(const custody_err *e)
 /* ------------------------------------- signing in the caller's session */
 
 /*
- * What the signer (signer.c) uses: sessions of its own, keys found once
+ * What the signer (sign/signer.c) uses: sessions of its own, keys found once
  * and kept, one C_SignInit + C_Sign per signature without allocating.
  */
 

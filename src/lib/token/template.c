@@ -1,8 +1,8 @@
 /*
- * token_template.c — the one way custody builds a PKCS#11 attribute
+ * token/template.c — the one way custody builds a PKCS#11 attribute
  * template: values copied in and owned, secret ones in OpenSSL's secure
  * heap and cleansed when the template goes, optional attributes only where
- * the token knows them (token_caps.c), and a template that ran out of room
+ * the token knows them (token/caps.c), and a template that ran out of room
  * or memory is an error, never a shorter template.
  */
 #include <string.h>
@@ -10,7 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 void *
 token_secret_alloc(size_t len)

@@ -1,8 +1,8 @@
 /*
- * token.c — the PKCS#11 token: loading the module, finding the token,
+ * token/token.c — the PKCS#11 token: loading the module, finding the token,
  * logging in, listing and deleting objects, initialising a token.
- * Importing lives in token_import.c, the cross-process lock in
- * token_lock.c.
+ * Importing lives in token/import.c, the cross-process lock in
+ * token/lock.c.
  */
 #include "config.h"
 
@@ -20,7 +20,7 @@
 #include <custody/log.h>
 #include <custody/token.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 #define KEY_ID_MAX 64		/* bytes of a CKA_ID we accept as hex    */
 

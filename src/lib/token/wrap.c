@@ -1,5 +1,5 @@
 /*
- * token_wrap.c — the PKCS#11 side of the cluster key ceremony: the KEK,
+ * token/wrap.c — the PKCS#11 side of the cluster key ceremony: the KEK,
  * the nodes' transport keys, the security officer's admission of a node,
  * and the packages (private keys wrapped under the KEK).  See the last
  * section of custody/token.h for the attributes and why.
@@ -32,7 +32,7 @@
 #include <custody/log.h>
 #include <custody/token.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 #define KEY_ID_MAX 64		/* bytes of a CKA_ID we accept as hex    */
 #define NODE_ID_MAX 96		/* "custody-transport:" + node name      */

@@ -1,6 +1,6 @@
 /*
- * token_x509.c — a certificate or a PKCS#10 request signed by a private
- * key of the token (custody/token_x509.h), with token_sign.c's signing in
+ * token/x509.c — a certificate or a PKCS#10 request signed by a private
+ * key of the token (custody/token_x509.h), with token/sign.c's signing in
  * the handle's own session: no libp11, no second session.
  *
  * A request has setters for its signature in OpenSSL 3.0
@@ -36,7 +36,7 @@
 #include <custody/token.h>
 #include <custody/token_x509.h>
 
-#include "token_internal.h"
+#include "token/internal.h"
 
 /* TOKEN_SIG_ROOM of the largest key token_key_find accepts (1024 bytes). */
 #define SIG_MAX (1024 + 16)

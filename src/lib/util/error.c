@@ -1,4 +1,4 @@
-/* error.c — the one error idiom (see custody/error.h). */
+/* util/error.c — the one error idiom (see custody/error.h). */
 #include "config.h"
 
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* hexfmt.c — hex encoding of byte strings. */
+/* util/hexfmt.c — hex encoding of byte strings. */
 #include "config.h"
 
 #include <string.h>

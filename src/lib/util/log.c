@@ -1,4 +1,4 @@
-/* log.c — warnings and narration handed to the application's handler. */
+/* util/log.c — warnings and narration handed to the application's handler. */
 #include "config.h"
 
 #include <stdarg.h>

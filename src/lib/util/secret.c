@@ -1,5 +1,5 @@
 /*
- * secret.c — PINs and passwords, from where they may come, and the
+ * util/secret.c — PINs and passwords, from where they may come, and the
  * process that holds them (custody_harden_process).
  *
  * What follows a source's prefix (a path, a variable name, a descriptor

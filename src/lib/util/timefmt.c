@@ -1,4 +1,4 @@
-/* timefmt.c — ISO 8601 times as the command line accepts and shows them. */
+/* util/timefmt.c — ISO 8601 times as the command line accepts and shows them. */
 #include "config.h"
 
 #include <stddef.h>
