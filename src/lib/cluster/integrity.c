@@ -1,4 +1,4 @@
-/* store/integrity.c — the store's tagger, keyed by the token's KEK (see
+/* cluster/integrity.c — the store's tagger, keyed by the token's KEK (see
  * custody/integrity.h). */
 #include "config.h"
 
