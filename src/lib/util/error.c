@@ -18,6 +18,16 @@ vformat(char *buf, size_t size, const char *fmt, va_list ap)
 		buf[0] = '\0';
 }
 
+/* A fresh error: code and message, no hint, no PKCS#11 return value. */
+static void
+vset(custody_err *err, int code, const char *fmt, va_list ap)
+{
+	err->code = code;
+	err->hint[0] = '\0';
+	err->ckr = 0;
+	vformat(err->msg, sizeof(err->msg), fmt, ap);
+}
+
 int
 custody_err_set(custody_err *err, int code, const char *fmt, ...)
 {
@@ -25,11 +35,8 @@ custody_err_set(custody_err *err, int code, const char *fmt, ...)
 
 	if (err == NULL)
 		return code;
-	err->code = code;
-	err->hint[0] = '\0';
-	err->ckr = 0;
 	va_start(ap, fmt);
-	vformat(err->msg, sizeof(err->msg), fmt, ap);
+	vset(err, code, fmt, ap);
 	va_end(ap);
 	return code;
 }
@@ -49,11 +56,8 @@ custody_err_openssl(custody_err *err, int code, const char *fmt, ...)
 	ERR_clear_error();
 	if (err == NULL)
 		return code;
-	err->code = code;
-	err->hint[0] = '\0';
-	err->ckr = 0;
 	va_start(ap, fmt);
-	vformat(err->msg, sizeof(err->msg), fmt, ap);
+	vset(err, code, fmt, ap);
 	va_end(ap);
 	len = strlen(err->msg);
 	if (reason[0] != '\0' && len < sizeof(err->msg))
