@@ -49,9 +49,10 @@ extern "C" {
  * RDN: "CN=a+UID=7,O=x"); a value is UTF-8 text with RFC 4514 escapes
  * ("\," "\+" "\\" ... for the character, "\C3\A9" for bytes), leading and
  * trailing unescaped spaces dropped, or '#' and the hex of a BER-encoded
- * string ("CN=#0c03616263").  A type is a name OpenSSL knows (CN, O, OU,
- * C, L, ST, emailAddress, UID, DC, ...) or a dotted OID of one.  On
- * success *out is a new name (the caller frees it).  EUSAGE: not
+ * string ("CN=#0c03616263"; a '#' alone is the character).  A type is
+ * a name OpenSSL knows (CN, O, OU, C, L, ST, emailAddress, UID, DC, ...)
+ * or a dotted OID of one.  On success *out is a new name (the caller
+ * frees it).  EUSAGE: not
  * TYPE=VALUE, an empty type or value, an unknown type, a value too long
  * (511 bytes) or not valid for its type (C is two letters), a NUL byte,
  * more than CUSTODY_DN_MAX_ATTRIBUTES attributes.

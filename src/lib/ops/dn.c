@@ -111,6 +111,15 @@ dn_plain_value(const char *type, const char *p, const char *end, char *val,
 	return CUSTODY_OK;
 }
 
+/* Whether p..end holds nothing but spaces. */
+static int
+dn_lone_hash(const char *p, const char *end)
+{
+	while (p < end && *p == ' ')
+		p++;
+	return p == end;
+}
+
 /* One "type=value" of a DN: the type (spaces dropped) and the value. */
 static int
 dn_attribute(const char *s, size_t len, char *type, char *val, size_t *v,
@@ -134,7 +143,8 @@ dn_attribute(const char *s, size_t len, char *type, char *val, size_t *v,
 	type[t] = '\0';
 	for (p = eq + 1; p < end && *p == ' '; p++)
 		;
-	if (p < end && *p == '#')
+	/* A '#' alone is the character: OpenSSL prints the value "#" so. */
+	if (p < end && *p == '#' && !dn_lone_hash(p + 1, end))
 		r = dn_hex_value(type, p + 1, end, val, DN_VALUE_MAX, v, err);
 	else
 		r = dn_plain_value(type, p, end, val, DN_VALUE_MAX, v, err);
