@@ -146,6 +146,7 @@ seed dn multi-valued-slash '/DC=org/DC=example/UID=123+CN=John Doe'
 seed dn hex-values "CN=#0c03616263,O=#130141,OU=#1e0400e90041"
 seed dn oids "2.5.4.3=x,2.5.4.10=y,emailAddress=a@b.test,serialNumber=42"
 seed dn spaces "  CN =  a b  , O= x "
+seed dn lone-hash '/O=\,/O=\#'
 seed dn bad-hex "CN=#0c0361"
 seed dn bad-escape 'CN=x,O=a\'
 seed dn bad-type "XX=1,CN=x"
