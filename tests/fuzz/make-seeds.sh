@@ -113,7 +113,7 @@ seed() {	# DIR NAME TEXT (written as is, no newline added)
 	printf '%s' "$3" > "$out/$1/$2"
 }
 rm -rf "$out/time" "$out/thumbprint" "$out/secret_source" "$out/base64url" \
-	"$out/config" "$out/jws"
+	"$out/config" "$out/jws" "$out/dn" "$out/san"
 seed time date "2031-02-28"
 seed time utc "2024-02-29T23:59:59Z"
 seed time minutes "2024-06-01T08:30Z"
@@ -134,6 +134,30 @@ seed secret_source env "env:CUSTODY_PIN"
 seed secret_source fd "fd:3"
 seed secret_source prompt "prompt"
 seed secret_source bad "pass:1234"
+
+# dn: custody request --subject (fuzz_dn.c); san: --san (fuzz_san.c).
+seed dn rfc4514 "CN=sts.example.com,O=Example,C=US"
+seed dn slash "/C=US/O=Example/CN=sts.example.com"
+seed dn escapes 'CN=a\,b\+c\\d\"e\;f\<g\>h\=i,O=\#x\ '
+seed dn hex-escapes 'CN=Zo\C3\AB \E2\98\83\0A,OU=a\2cb'
+seed dn utf8 $'CN=Zo\xc3\xab \xe2\x98\x83,O=Contoso \xf0\x9f\x94\x91,L=\xe6\x9d\xb1\xe4\xba\xac'
+seed dn multi-valued "CN=a+UID=7,O=x+OU=y+L=z,C=NL"
+seed dn multi-valued-slash '/DC=org/DC=example/UID=123+CN=John Doe'
+seed dn hex-values "CN=#0c03616263,O=#130141,OU=#1e0400e90041"
+seed dn oids "2.5.4.3=x,2.5.4.10=y,emailAddress=a@b.test,serialNumber=42"
+seed dn spaces "  CN =  a b  , O= x "
+seed dn lone-hash '/O=\,/O=\#'
+seed dn bad-hex "CN=#0c0361"
+seed dn bad-escape 'CN=x,O=a\'
+seed dn bad-type "XX=1,CN=x"
+seed dn bad-country "C=USA,CN=x"
+seed san all "DNS:a.test,DNS:*.a.test,IP:192.0.2.1,IP:2001:db8::1,email:a@b.test,URI:https://x.test/p"
+seed san dns "DNS:sts.custody.test"
+seed san ipv6 "IP:::1,IP:fe80::1:2:3:4"
+seed san colon "DNS:a:b,URI:urn:x:y"
+seed san bad-kind "DNS:a.test,mail:b"
+seed san bad-ip "IP:999.1.1.1"
+seed san copy "email:copy"
 
 seed base64url empty ""
 seed base64url one "QQ"

@@ -1,0 +1,184 @@
+/*
+ * custody/request.h — a key pair generated inside the token, and what is
+ * made with it: a PKCS#10 request written to a new file, or a
+ * self-signed certificate put on the token and recorded in the store.
+ * The private key never leaves the token: the signatures are made by the
+ * token (custody/token_x509.h), in the session that generated the key,
+ * and checked with the generated public key before anything is written.
+ *
+ * Two parts:
+ *   - the readers of what a user writes: a distinguished name
+ *     (custody_dn_parse) and subject alternative names
+ *     (custody_san_parse).  Pure: no token, no store, no file.  Bad input
+ *     is EUSAGE with a message that names the part at fault (without the
+ *     option it came from: the caller prefixes that) and leaves *out NULL.
+ *   - the ceremony, step by step, on one custody_request that remembers
+ *     what was made (file, key pair) so that custody_request_finish can
+ *     undo it when a later step failed: all or nothing.  Each step narrates
+ *     itself (custody/log.h, CUSTODY_LOG_STEP).
+ */
+#ifndef CUSTODY_REQUEST_H
+#define CUSTODY_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <custody/error.h>
+#include <custody/policy.h>
+#include <custody/records.h>
+#include <custody/store.h>
+#include <custody/token.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ readers */
+
+/* Attributes (TYPE=VALUE pairs) a DN may hold. */
+#define CUSTODY_DN_MAX_ATTRIBUTES 32
+
+/*
+ * A DN as custody shows it (RFC 4514: most specific RDN first,
+ * "CN=sts.example.com,O=Example,C=US") or in OpenSSL's /-form (most
+ * general first, "/C=US/O=Example/CN=sts.example.com").  In both, an
+ * unescaped '+' joins one more attribute to the same RDN (multi-valued
+ * RDN: "CN=a+UID=7,O=x"); a value is UTF-8 text with RFC 4514 escapes
+ * ("\," "\+" "\\" ... for the character, "\C3\A9" for bytes), leading and
+ * trailing unescaped spaces dropped, or '#' and the hex of a BER-encoded
+ * string ("CN=#0c03616263"; a '#' alone is the character).  A type is
+ * a name OpenSSL knows (CN, O, OU, C, L, ST, emailAddress, UID, DC, ...)
+ * or a dotted OID of one.  On success *out is a new name (the caller
+ * frees it).  EUSAGE: not
+ * TYPE=VALUE, an empty type or value, an unknown type, a value too long
+ * (511 bytes) or not valid for its type (C is two letters), a NUL byte,
+ * more than CUSTODY_DN_MAX_ATTRIBUTES attributes.
+ */
+int custody_dn_parse(const char *text, X509_NAME **out, custody_err *err);
+
+/* The name in RFC 4514 form, UTF-8 unescaped ("CN=Zoë,O=x"), cut to size
+ * bytes; "" when it cannot be printed.  custody_dn_parse reads it back
+ * into an equal name. */
+void custody_dn_text(const X509_NAME *name, char *buf, size_t size);
+
+/* The first CN of the name in UTF-8; "" when there is none or it does
+ * not fit size bytes. */
+void custody_dn_common_name(const X509_NAME *name, char *buf, size_t size);
+
+/*
+ * Subject alternative names, comma-separated: DNS:NAME, IP:ADDRESS (v4
+ * or v6), email:ADDRESS, URI:URI; none empty, no spaces or control
+ * characters.  On success *out is a new subjectAltName extension (not
+ * critical) holding one name per item, in order (the caller frees it).
+ */
+int custody_san_parse(const char *text, X509_EXTENSION **out, custody_err *err);
+
+/* ------------------------------------------------------------ ceremony */
+
+typedef struct custody_request {
+	/* What to make: set by the caller before the first step. */
+	custody_keyspec spec;
+	X509_NAME *subject;		/* owned: freed by custody_request_clear */
+	X509_EXTENSION *san;		/* owned; NULL: no SANs                 */
+	const char *san_text;		/* the SANs as given, for the narration  */
+	char subject_text[1024];	/* custody_dn_text of subject           */
+	char label[256];		/* CKA_LABEL of the key pair             */
+	const char *csr_path;		/* a request to this new file; NULL: a
+					   self-signed certificate            */
+	long days;			/* the certificate's validity          */
+	int replicable;			/* the key may be wrapped under the KEK */
+	int package;			/* its package goes to the store with
+					   the certificate (plan_package)      */
+	int64_t now;			/* the certificate's notBefore + 300 s */
+	const char *node;		/* this node, for the audit entries    */
+	/* What was made, for custody_request_finish. */
+	int fd;				/* the request file; -1: not open      */
+	int created_file;
+	int created_key;
+	char key_id[CUSTODY_KEY_ID_HEX + 1];
+	EVP_PKEY *pub;			/* the generated public key            */
+} custody_request;
+
+/* Zeroes rq (fd -1).  custody_request_clear frees what it owns. */
+void custody_request_init(custody_request *rq);
+void custody_request_clear(custody_request *rq);
+
+/* The policy's key rules on the key spec, before generating: EFAIL "S is
+ * refused by the policy: ...". */
+int custody_request_check_key_policy(const custody_policy *policy,
+				     const custody_keyspec *spec,
+				     custody_err *err);
+
+/* Creates rq->csr_path (never an existing file: O_EXCL, no symlink);
+ * EFAIL "cannot create PATH: ...". */
+int custody_request_create_file(custody_request *rq, custody_err *err);
+
+/* What the token must be able to do (generate the key spec; be a cluster
+ * member when replicable), and rq->label free on it: EFAIL otherwise. */
+int custody_request_check_token(custody_token *tok, const custody_request *rq,
+				custody_err *err);
+
+/* For a replicable key: sets rq->package when the token holds the
+ * cluster KEK the store records and a certificate is made; narrates what
+ * happens to the key otherwise.  Reads the store only. */
+int custody_request_plan_package(custody_token *tok, custody_store *st,
+				 custody_request *rq, custody_err *err);
+
+/* Generates the key pair inside the token (rq->key_id, rq->pub). */
+int custody_request_generate(custody_token *tok, custody_request *rq,
+			     custody_err *err);
+
+/*
+ * The CSR mode, after custody_request_generate: the policy is checked on
+ * what a certificate for the request will hold, then the request is
+ * built (subject, SANs, keyUsage digitalSignature), signed in the token,
+ * checked and written to the file made by custody_request_create_file.
+ */
+int custody_request_write_csr(custody_token *tok, const custody_policy *policy,
+			      custody_request *rq, custody_err *err);
+
+/* The CSR's audit entry ("request", "generated key id K on token T,
+ * CSR"), in its own store transaction. */
+int custody_request_record_csr(custody_token *tok, custody_store *st,
+			       const custody_request *rq, custody_err *err);
+
+/*
+ * The self-signed mode, after custody_request_generate: the certificate
+ * (serial random, valid from now - 300 s for rq->days days, keyUsage
+ * digitalSignature, CA:FALSE, subject key identifier = the key id) signed
+ * in the token, checked, and held to the policy.  *out: the certificate.
+ */
+int custody_request_make_cert(custody_token *tok, const custody_policy *policy,
+			      const custody_request *rq, X509 **out,
+			      custody_err *err);
+
+/* What the caller writes inside the certificate's store transaction
+ * (e.g. an assignment); NULL: nothing. */
+typedef int (*custody_request_txn_fn)(void *ctx, custody_err *err);
+
+/*
+ * Puts the certificate x on the token beside its key, completes rec (made
+ * from x by custody_cert_record_from_x509: label and key URI), and records
+ * it in one store transaction: the certificate, its audit entry, its
+ * package when rq->package, in_txn(ctx), this node's report that it holds
+ * it.  Rolled back on any failure.
+ */
+int custody_request_store_cert(custody_token *tok, custody_store *st,
+			       const custody_request *rq, X509 *x,
+			       custody_cert_record *rec,
+			       custody_request_txn_fn in_txn, void *ctx,
+			       custody_err *err);
+
+/* Ends the ceremony: when ok, the key's note of intent goes (the key is
+ * recorded); otherwise what was made goes again (key pair and
+ * certificate, the request file), each step narrated, a failure to
+ * remove warned of.  Frees rq->pub. */
+void custody_request_finish(custody_token *tok, custody_request *rq, int ok);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
