@@ -512,6 +512,9 @@ own_signing(const char *spec_text, int digest_nid, int want_nid)
 	for (v3 = 1; v3 >= 0; v3--) {
 		x = given = unsigned_cert(pub, v3);
 		before = unsigned_cert(pub, v3);
+		/* Made at two instants: a second may tick between them. */
+		cr_assert_eq(X509_set1_notBefore(before, X509_get0_notBefore(x)), 1);
+		cr_assert_eq(X509_set1_notAfter(before, X509_get0_notAfter(x)), 1);
 		cr_assert_eq(custody_token_sign_cert(tok, id, digest_nid, pub, &x,
 						     &err), CUSTODY_OK, "%s: %s",
 			     spec_text, err.msg);
