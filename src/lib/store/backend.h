@@ -35,8 +35,10 @@
 #define CUSTODY_STORE_SCHEMA_VERSION 5
 
 /*
- * Every statement the core runs; a backend has the text of each, with
- * the values bound in the order the core gives them (?1 or $1 first).
+ * Every statement the core runs.  Its text is the backend's, where the
+ * two differ (the backend's sql[i]), else the standard SQL of store/core.c
+ * that both take alike.  Values are bound as $1, $2..., in the order the
+ * core gives them.
  */
 enum store_sql {
 	STORE_SQL_SCHEMA_EXISTS,	/* one boolean: schema_version exists   */
@@ -148,6 +150,7 @@ struct store_row {
  */
 struct store_query {
 	enum store_sql sql;
+	const char *text;	/* the statement's text, the core sets it */
 	struct store_value values[STORE_MAX_VALUES];
 	int n_values;
 	/* Called for each result row; NULL for a statement that returns
@@ -163,7 +166,8 @@ struct store_query {
 
 struct custody_store_backend {
 	const char *name;	/* "sqlite", "postgresql" */
-	/* The text of every statement, indexed by enum store_sql. */
+	/* The text of the statements this backend words its own way,
+	 * indexed by enum store_sql; NULL where the standard one serves. */
 	const char *const *sql;
 	/* The schema, one script per version: migrations[v] brings a store
 	 * of version v-1 to version v (1 to CUSTODY_STORE_SCHEMA_VERSION). */
@@ -192,7 +196,8 @@ struct custody_store_backend {
 	 * begin's own lock; NULL when begin is enough. */
 	int (*lock_schema)(void *handle, custody_err *err);
 
-	/* Runs q (see struct store_query); on failure err says "WHAT: WHY". */
+	/* Runs q->text with q's values (see struct store_query); on failure
+	 * err says "WHAT: WHY". */
 	int (*run)(void *handle, struct store_query *q, const char *what,
 		   custody_err *err);
 	/* Runs a constant script of several statements without values. */

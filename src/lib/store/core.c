@@ -118,10 +118,85 @@ v_slot(struct store_query *q, const custody_slot *slot)
 
 /* ------------------------------------------------------------ running */
 
+/* The statements both backends take alike; a backend's own wording (its
+ * sql[i]) replaces one here, and words every NULL one. */
+static const char *const standard_sql[STORE_SQL_COUNT] = {
+	[STORE_SQL_SCHEMA_VERSION] =
+	"SELECT coalesce(max(version), 0) FROM schema_version",
+	[STORE_SQL_RECORD_VERSION] =
+	"INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
+
+	[STORE_SQL_PUT_CERT] =
+	"INSERT INTO certificates (" STORE_CERT_COLUMNS ", created_at) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+	"ON CONFLICT (thumbprint) DO UPDATE SET "
+	"key_uri = excluded.key_uri, label = excluded.label",
+	[STORE_SQL_GET_CERT] =
+	"SELECT " STORE_CERT_COLUMNS " FROM certificates WHERE thumbprint = $1",
+	[STORE_SQL_DELETE_CERT] =
+	"DELETE FROM certificates WHERE thumbprint = $1",
+
+	[STORE_SQL_MOVE_AUDIT_HEAD] =
+	"UPDATE audit_head SET seq = $1, hash = $2 "
+	"WHERE id = 1 AND seq = $3 AND hash = $4",
+	[STORE_SQL_LAST_AUDIT] =
+	"SELECT " STORE_AUDIT_COLUMNS " FROM audit ORDER BY seq DESC LIMIT 1",
+	[STORE_SQL_LIST_AUDIT] =
+	"SELECT " STORE_AUDIT_COLUMNS " FROM audit WHERE time >= $1 ORDER BY seq",
+	[STORE_SQL_AUDIT_HEAD] = "SELECT seq, hash FROM audit_head WHERE id = 1",
+
+	[STORE_SQL_INSERT_NODE] =
+	"INSERT INTO nodes (" STORE_NODE_COLUMNS ") VALUES "
+	"($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)",
+	[STORE_SQL_UPDATE_NODE] =
+	"UPDATE nodes SET state = $2, transport_spki = $3, kek_wrap = $4, "
+	"admitted_by = $5, enrolled_at = $6, admitted_at = $7, joined_at = $8, "
+	"last_sync = $9, kek_check = $10, admission_sig = $11, "
+	"version = version + 1 WHERE name = $1 AND version = $12",
+	[STORE_SQL_GET_NODE] =
+	"SELECT " STORE_NODE_COLUMNS " FROM nodes WHERE name = $1",
+	[STORE_SQL_PUT_PACKAGE] =
+	"INSERT INTO packages (" STORE_PACKAGE_COLUMNS ") VALUES "
+	"($1, $2, $3, $4, $5, $6) ON CONFLICT (thumbprint) DO "
+	"UPDATE SET key_id = excluded.key_id, wrapped = excluded.wrapped, "
+	"kcv = excluded.kcv, created_at = excluded.created_at, "
+	"node = excluded.node",
+	[STORE_SQL_GET_PACKAGE] =
+	"SELECT " STORE_PACKAGE_COLUMNS " FROM packages WHERE thumbprint = $1",
+	[STORE_SQL_DELETE_PACKAGE] =
+	"DELETE FROM packages WHERE thumbprint = $1",
+	[STORE_SQL_PUT_REPORT] =
+	"INSERT INTO node_reports (" STORE_REPORT_COLUMNS ") "
+	"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (node, thumbprint) DO UPDATE "
+	"SET held = excluded.held, detail = excluded.detail, "
+	"time = excluded.time",
+	[STORE_SQL_GET_META] =
+	"SELECT value FROM cluster_meta WHERE name = $1",
+	[STORE_SQL_INSERT_META] =
+	"INSERT INTO cluster_meta (name, value) VALUES ($1, $2)",
+	[STORE_SQL_REPLACE_META] =
+	"INSERT INTO cluster_meta (name, value) VALUES ($1, $2) "
+	"ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+	[STORE_SQL_GET_TAG] =
+	"SELECT tag FROM row_tags WHERE kind = $1 AND name = $2",
+	[STORE_SQL_PUT_TAG] =
+	"INSERT INTO row_tags (kind, name, tag) VALUES ($1, $2, $3) "
+	"ON CONFLICT (kind, name) DO UPDATE SET tag = excluded.tag",
+	[STORE_SQL_DELETE_TAG] =
+	"DELETE FROM row_tags WHERE kind = $1 AND name = $2",
+};
+
+static const char *
+statement(const struct custody_store_backend *b, enum store_sql sql)
+{
+	return b->sql[sql] != NULL ? b->sql[sql] : standard_sql[sql];
+}
+
 static int
 run(const struct conn *c, struct store_query *q, const char *what,
     custody_err *err)
 {
+	q->text = statement(c->b, q->sql);
 	return c->b->run(c->h, q, what, err);
 }
 
@@ -379,7 +454,7 @@ check_statements(const struct conn *c, custody_err *err)
 	int i;
 
 	for (i = 0; i < STORE_SQL_COUNT; i++)
-		if (c->b->sql[i] == NULL)
+		if (statement(c->b, (enum store_sql)i) == NULL)
 			return custody_err_set(err, CUSTODY_EFAIL,
 					       "cannot open store %s: the %s "
 					       "backend has no statement %d",

@@ -36,6 +36,7 @@
 #include <custody/store.h>
 
 #include "store/backend.h"
+#include "store/schema.h"
 
 #define NOTIFY_CHANNEL "custody_changes"
 #define LOCK_TIMEOUT "SET lock_timeout = '10s'"
@@ -56,30 +57,12 @@ struct pg_store {
 	"'abcdefghijklmnopqrstuvwxyz')"
 
 /*
- * The schema, one entry per version: migrations[v] brings a database of
- * version v-1 to version v.  Append only; never edit a released entry.
- * Equivalent to store/sqlite.c's, version for version.
+ * The schema, one entry per version (see store/schema.h): PostgreSQL's
+ * types, names folded as SQLite's NOCASE does, the audit log's triggers.
  */
-static const char *const migrations[] = {
+static const char *const migrations[CUSTODY_STORE_SCHEMA_VERSION + 1] = {
 	NULL,
-	/* 1: certificate facts and assignments. */
-	"CREATE TABLE certificates ("
-	"  thumbprint TEXT PRIMARY KEY NOT NULL,"
-	"  sha256 TEXT UNIQUE NOT NULL,"
-	"  subject TEXT,"
-	"  issuer TEXT,"
-	"  serial TEXT,"
-	"  not_before BIGINT NOT NULL,"
-	"  not_after BIGINT NOT NULL,"
-	"  alt_names TEXT NOT NULL DEFAULT '[]',"	/* JSON array of strings */
-	"  key_algorithm TEXT NOT NULL DEFAULT '',"
-	"  key_id TEXT NOT NULL DEFAULT '',"
-	"  key_uri TEXT,"
-	"  label TEXT,"
-	"  der BYTEA NOT NULL,"
-	"  created_at BIGINT NOT NULL"
-	");"
-	"CREATE INDEX certificates_not_after ON certificates(not_after, thumbprint);"
+	STORE_SCHEMA_CERTIFICATES("BIGINT", "BYTEA")
 	"CREATE TABLE assignments ("
 	"  type TEXT NOT NULL,"
 	"  identity TEXT NOT NULL,"
@@ -93,31 +76,7 @@ static const char *const migrations[] = {
 	");"
 	"CREATE UNIQUE INDEX assignments_key ON assignments ("
 	FOLD("type") ", " FOLD("identity") ");",
-	/* 2: the hash-chained audit log and its head (see store/sqlite.c).
-	 * The triggers make an edit a deliberate act; the chain is what
-	 * detects one. */
-	"CREATE TABLE audit ("
-	"  seq BIGINT PRIMARY KEY NOT NULL,"
-	"  time BIGINT NOT NULL,"
-	"  node TEXT NOT NULL,"
-	"  actor TEXT NOT NULL,"
-	"  action TEXT NOT NULL,"
-	"  type TEXT NOT NULL DEFAULT '',"
-	"  identity TEXT NOT NULL DEFAULT '',"
-	"  thumbprint TEXT NOT NULL DEFAULT '',"
-	"  previous_thumbprint TEXT NOT NULL DEFAULT '',"
-	"  detail TEXT,"
-	"  prev_hash TEXT NOT NULL,"
-	"  hash TEXT NOT NULL"
-	");"
-	"CREATE INDEX audit_time ON audit(time, seq);"
-	"CREATE TABLE audit_head ("
-	"  id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),"
-	"  seq BIGINT NOT NULL,"
-	"  hash TEXT NOT NULL"
-	");"
-	"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, "
-	"  '0000000000000000000000000000000000000000000000000000000000000000');"
+	STORE_SCHEMA_AUDIT("BIGINT")
 	"CREATE FUNCTION custody_refuse() RETURNS trigger LANGUAGE plpgsql AS "
 	"  $$BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END$$;"
 	"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit FOR EACH ROW "
@@ -132,92 +91,31 @@ static const char *const migrations[] = {
 	"  EXECUTE FUNCTION custody_refuse('the audit head cannot be deleted');"
 	"CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head "
 	"  FOR EACH STATEMENT "
-	"  EXECUTE FUNCTION custody_refuse('the audit head cannot be deleted');",	/* 3: the cluster (see store/sqlite.c). */
-	"CREATE TABLE nodes ("
-	"  name TEXT PRIMARY KEY NOT NULL,"
-	"  state TEXT NOT NULL CHECK (state IN ('enrolled', 'admitted', 'joined')),"
-	"  transport_spki BYTEA,"
-	"  kek_wrap BYTEA,"
-	"  admitted_by TEXT NOT NULL DEFAULT '',"
-	"  enrolled_at BIGINT NOT NULL DEFAULT 0,"
-	"  admitted_at BIGINT NOT NULL DEFAULT 0,"
-	"  joined_at BIGINT NOT NULL DEFAULT 0,"
-	"  last_sync BIGINT NOT NULL DEFAULT 0,"
-	"  version BIGINT NOT NULL"
-	");"
-	"CREATE TABLE packages ("
-	"  thumbprint TEXT PRIMARY KEY NOT NULL,"
-	"  key_id TEXT NOT NULL,"
-	"  wrapped BYTEA NOT NULL,"
-	"  kcv TEXT NOT NULL,"
-	"  created_at BIGINT NOT NULL,"
-	"  node TEXT NOT NULL"
-	");"
-	"CREATE TABLE node_reports ("
-	"  node TEXT NOT NULL,"
-	"  thumbprint TEXT NOT NULL,"
-	"  held BOOLEAN NOT NULL,"
-	"  detail TEXT NOT NULL DEFAULT '',"
-	"  time BIGINT NOT NULL,"
-	"  PRIMARY KEY (node, thumbprint)"
-	");"
-	"CREATE TABLE cluster_meta ("
-	"  name TEXT PRIMARY KEY NOT NULL,"
-	"  value TEXT NOT NULL"
-	");",
-	/* 4: the signed admission: the KEK's 64-bit check and the cluster
-	 * authority's signature over it, the node's name and transport key
-	 * and the wrapped KEK (custody/cluster.h). */
-	"ALTER TABLE nodes ADD COLUMN kek_check TEXT NOT NULL DEFAULT '';"
-	"ALTER TABLE nodes ADD COLUMN admission_sig BYTEA;",
-	/* 5: integrity tags (custody/store.h): one per row that decides
-	 * trust, made with the token's KEK.  A store made at this version
-	 * (or empty when it reaches it) is tagged from its first row on;
-	 * an older one waits for an operator to check it (custody tag). */
-	"CREATE TABLE row_tags ("
-	"  kind TEXT NOT NULL,"
-	"  name TEXT NOT NULL,"
-	"  tag TEXT NOT NULL,"
-	"  PRIMARY KEY (kind, name)"
-	");"
-	"INSERT INTO cluster_meta (name, value) SELECT 'row_tags', 'v1' "
-	"  WHERE NOT EXISTS (SELECT 1 FROM certificates) "
-	"  AND NOT EXISTS (SELECT 1 FROM assignments) "
-	"  AND NOT EXISTS (SELECT 1 FROM audit) "
-	"  AND NOT EXISTS (SELECT 1 FROM nodes) "
-	"  AND NOT EXISTS (SELECT 1 FROM packages);",
+	"  EXECUTE FUNCTION custody_refuse('the audit head cannot be deleted');",
+	STORE_SCHEMA_CLUSTER("BIGINT", "BYTEA", "BOOLEAN"),
+	STORE_SCHEMA_ADMISSION("BYTEA"),
+	STORE_SCHEMA_TAGS,
 };
-
-#define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])) - 1)
-
-_Static_assert(N_MIGRATIONS == CUSTODY_STORE_SCHEMA_VERSION,
-	       "one migration per schema version");
 
 #define ASSIGNMENT_KEY \
 	FOLD("type") " = " FOLD("$1") " AND " FOLD("identity") " = " FOLD("$2")
+#define IN_BYTE_ORDER " COLLATE \"C\""
 
-/* Every statement of the core (store/backend.h), values bound as $1, $2...
- * Lists sort in byte order (COLLATE "C"), as SQLite does. */
+/* The statements PostgreSQL words its own way (store/backend.h); the rest
+ * are store/core.c's.  Names compare folded (ASSIGNMENT_KEY, served by
+ * the index assignments_key), lists sort in byte order as SQLite's do. */
 static const char *const statements[STORE_SQL_COUNT] = {
 	[STORE_SQL_SCHEMA_EXISTS] =
 	"SELECT to_regclass('schema_version') IS NOT NULL",
-	[STORE_SQL_SCHEMA_VERSION] =
-	"SELECT coalesce(max(version), 0) FROM schema_version",
-	[STORE_SQL_CREATE_SCHEMA_VERSION] =
-	"CREATE TABLE IF NOT EXISTS schema_version ("
-	" version INTEGER PRIMARY KEY NOT NULL,"
-	" applied_at BIGINT NOT NULL)",
-	[STORE_SQL_RECORD_VERSION] =
-	"INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
-
-	[STORE_SQL_GET_ASSIGNMENT] =
-	"SELECT " STORE_ASSIGNMENT_COLUMNS " FROM assignments "
-	"WHERE " ASSIGNMENT_KEY,
+	[STORE_SQL_CREATE_SCHEMA_VERSION] = STORE_SCHEMA_VERSIONS("BIGINT"),
 	[STORE_SQL_LIST_ASSIGNMENTS] =
 	"SELECT " STORE_ASSIGNMENT_COLUMNS " FROM assignments "
-	"ORDER BY " FOLD("type") " COLLATE \"C\", "
+	"ORDER BY " FOLD("type") IN_BYTE_ORDER ", "
 	"CASE WHEN " FOLD("identity") " = 'global' THEN 0 ELSE 1 END, "
-	FOLD("identity") " COLLATE \"C\"",
+	FOLD("identity") IN_BYTE_ORDER,
+	[STORE_SQL_GET_ASSIGNMENT] =
+	"SELECT " STORE_ASSIGNMENT_COLUMNS " FROM assignments WHERE "
+	ASSIGNMENT_KEY,
 	[STORE_SQL_FIND_ASSIGNMENT] =
 	"SELECT 1 FROM assignments WHERE " ASSIGNMENT_KEY,
 	[STORE_SQL_DELETE_ASSIGNMENT] =
@@ -234,85 +132,26 @@ static const char *const statements[STORE_SQL_COUNT] = {
 	"pending_thumbprint = $7, pending_effective = $8, "
 	"version = version + 1 "
 	"WHERE " ASSIGNMENT_KEY " AND version = $9",
-
-	[STORE_SQL_PUT_CERT] =
-	"INSERT INTO certificates (" STORE_CERT_COLUMNS ", created_at) "
-	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
-	"ON CONFLICT (thumbprint) DO UPDATE SET "
-	"key_uri = excluded.key_uri, label = excluded.label",
-	[STORE_SQL_GET_CERT] =
-	"SELECT " STORE_CERT_COLUMNS " FROM certificates WHERE thumbprint = $1",
 	[STORE_SQL_LIST_CERTS] =
 	"SELECT " STORE_CERT_COLUMNS " FROM certificates "
-	"ORDER BY not_after, thumbprint COLLATE \"C\"",
-	[STORE_SQL_DELETE_CERT] =
-	"DELETE FROM certificates WHERE thumbprint = $1",
-
-	[STORE_SQL_MOVE_AUDIT_HEAD] =
-	"UPDATE audit_head SET seq = $1, hash = $2 "
-	"WHERE id = 1 AND seq = $3 AND hash = $4",
+	"ORDER BY not_after, thumbprint" IN_BYTE_ORDER,
 	[STORE_SQL_INSERT_AUDIT] =
 	"INSERT INTO audit (" STORE_AUDIT_COLUMNS ") VALUES "
 	"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
 	"ON CONFLICT (seq) DO NOTHING",
-	[STORE_SQL_LAST_AUDIT] =
-	"SELECT " STORE_AUDIT_COLUMNS " FROM audit ORDER BY seq DESC LIMIT 1",
-	[STORE_SQL_LIST_AUDIT] =
-	"SELECT " STORE_AUDIT_COLUMNS " FROM audit WHERE time >= $1 ORDER BY seq",
-	[STORE_SQL_AUDIT_HEAD] = "SELECT seq, hash FROM audit_head WHERE id = 1",
 	/* A concurrent appender waits here for this transaction, then reads
 	 * the head it left, so that appends queue instead of failing. */
 	[STORE_SQL_AUDIT_HEAD_LOCKED] =
 	"SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-
-	[STORE_SQL_INSERT_NODE] =
-	"INSERT INTO nodes (" STORE_NODE_COLUMNS ") VALUES "
-	"($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)",
-	[STORE_SQL_UPDATE_NODE] =
-	"UPDATE nodes SET state = $2, transport_spki = $3, kek_wrap = $4, "
-	"admitted_by = $5, enrolled_at = $6, admitted_at = $7, joined_at = $8, "
-	"last_sync = $9, kek_check = $10, admission_sig = $11, "
-	"version = version + 1 WHERE name = $1 AND version = $12",
-	[STORE_SQL_GET_NODE] =
-	"SELECT " STORE_NODE_COLUMNS " FROM nodes WHERE name = $1",
 	[STORE_SQL_LIST_NODES] =
-	"SELECT " STORE_NODE_COLUMNS " FROM nodes ORDER BY name COLLATE \"C\"",
-	[STORE_SQL_PUT_PACKAGE] =
-	"INSERT INTO packages (" STORE_PACKAGE_COLUMNS ") VALUES "
-	"($1, $2, $3, $4, $5, $6) ON CONFLICT (thumbprint) DO "
-	"UPDATE SET key_id = excluded.key_id, wrapped = excluded.wrapped, "
-	"kcv = excluded.kcv, created_at = excluded.created_at, "
-	"node = excluded.node",
-	[STORE_SQL_GET_PACKAGE] =
-	"SELECT " STORE_PACKAGE_COLUMNS " FROM packages WHERE thumbprint = $1",
+	"SELECT " STORE_NODE_COLUMNS " FROM nodes ORDER BY name" IN_BYTE_ORDER,
 	[STORE_SQL_LIST_PACKAGES] =
 	"SELECT " STORE_PACKAGE_COLUMNS " FROM packages "
-	"ORDER BY thumbprint COLLATE \"C\"",
-	[STORE_SQL_DELETE_PACKAGE] =
-	"DELETE FROM packages WHERE thumbprint = $1",
-	[STORE_SQL_PUT_REPORT] =
-	"INSERT INTO node_reports (" STORE_REPORT_COLUMNS ") "
-	"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (node, thumbprint) DO UPDATE "
-	"SET held = excluded.held, detail = excluded.detail, "
-	"time = excluded.time",
+	"ORDER BY thumbprint" IN_BYTE_ORDER,
 	[STORE_SQL_LIST_REPORTS] =
 	"SELECT " STORE_REPORT_COLUMNS " FROM node_reports "
 	"WHERE $1::text IS NULL OR node = $1 "
-	"ORDER BY node COLLATE \"C\", thumbprint COLLATE \"C\"",
-	[STORE_SQL_GET_META] =
-	"SELECT value FROM cluster_meta WHERE name = $1",
-	[STORE_SQL_INSERT_META] =
-	"INSERT INTO cluster_meta (name, value) VALUES ($1, $2)",
-	[STORE_SQL_REPLACE_META] =
-	"INSERT INTO cluster_meta (name, value) VALUES ($1, $2) "
-	"ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-	[STORE_SQL_GET_TAG] =
-	"SELECT tag FROM row_tags WHERE kind = $1 AND name = $2",
-	[STORE_SQL_PUT_TAG] =
-	"INSERT INTO row_tags (kind, name, tag) VALUES ($1, $2, $3) "
-	"ON CONFLICT (kind, name) DO UPDATE SET tag = excluded.tag",
-	[STORE_SQL_DELETE_TAG] =
-	"DELETE FROM row_tags WHERE kind = $1 AND name = $2",
+	"ORDER BY node" IN_BYTE_ORDER ", thumbprint" IN_BYTE_ORDER,
 };
 
 /* ------------------------------------------------------------ parameters */
@@ -652,6 +491,22 @@ out:
 	return r;
 }
 
+static int
+pg_in_transaction(void *handle)
+{
+	struct pg_store *s = handle;
+
+	return s->in_tx;
+}
+
+static const char *
+pg_where(void *handle)
+{
+	struct pg_store *s = handle;
+
+	return s->name;
+}
+
 static void
 pg_close(void *handle)
 {
@@ -789,22 +644,6 @@ out:
 }
 
 
-static int
-pg_in_transaction(void *handle)
-{
-	struct pg_store *s = handle;
-
-	return s->in_tx;
-}
-
-static const char *
-pg_where(void *handle)
-{
-	struct pg_store *s = handle;
-
-	return s->name;
-}
-
 /* Concurrent first opens upgrade the schema once: an advisory lock,
  * keyed by the schema the tables go to, held to the end of the
  * transaction. */
@@ -818,6 +657,21 @@ pg_lock_schema(void *handle, custody_err *err)
 		      PGRES_TUPLES_OK, &res, NULL, err,
 		      "cannot lock store %s for the schema upgrade", s->name);
 
+	PQclear(res);
+	return r;
+}
+
+/* A constant script of several statements, no values (a migration). */
+static int
+pg_run_script(void *handle, const char *script, const char *what,
+	      custody_err *err)
+{
+	struct pg_store *s = handle;
+	int r = CUSTODY_OK;
+	PGresult *res = PQexec(s->conn, script);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		r = pg_error(s, err, res, "%s", what);
 	PQclear(res);
 	return r;
 }
@@ -880,9 +734,7 @@ out:
 }
 
 static const struct store_row_reader value_reader = {
-	.text = value_text,
-	.integer = value_integer,
-	.flag = value_flag,
+	.text = value_text, .integer = value_integer, .flag = value_flag,
 	.bytes = value_bytes,
 };
 
@@ -927,7 +779,7 @@ pg_run(void *handle, struct store_query *q, const char *what,
 	int rows;
 
 	bind_values(&p, q);
-	r = query(s, statements[q->sql], &p, q->each_row != NULL ?
+	r = query(s, q->text, &p, q->each_row != NULL ?
 		  PGRES_TUPLES_OK : PGRES_COMMAND_OK, &res, state, err, "%s",
 		  what);
 	if (r != CUSTODY_OK) {
@@ -945,21 +797,6 @@ pg_run(void *handle, struct store_query *q, const char *what,
 	}
 	r = CUSTODY_OK;
 out:
-	PQclear(res);
-	return r;
-}
-
-/* A constant script of several statements, no values (a migration). */
-static int
-pg_run_script(void *handle, const char *script, const char *what,
-	      custody_err *err)
-{
-	struct pg_store *s = handle;
-	int r = CUSTODY_OK;
-	PGresult *res = PQexec(s->conn, script);
-
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		r = pg_error(s, err, res, "%s", what);
 	PQclear(res);
 	return r;
 }
@@ -1084,23 +921,12 @@ out:
 	return r;
 }
 
-
 const struct custody_store_backend custody_store_pg_backend = {
-	.name = "postgresql",
-	.sql = statements,
-	.migrations = migrations,
-	.open = pg_open,
-	.close = pg_close,
-	.where = pg_where,
-	.begin = pg_begin,
-	.begin_read = pg_begin_read,
-	.commit = pg_commit,
-	.rollback = pg_rollback,
-	.in_transaction = pg_in_transaction,
+	.name = "postgresql", .sql = statements, .migrations = migrations,
+	.open = pg_open, .close = pg_close, .where = pg_where,
+	.begin = pg_begin, .begin_read = pg_begin_read, .commit = pg_commit,
+	.rollback = pg_rollback, .in_transaction = pg_in_transaction,
 	.lock_schema = pg_lock_schema,
-	.run = pg_run,
-	.run_script = pg_run_script,
-	.notify = pg_notify,
-	.changed = pg_changed,
-	.wait_change = pg_wait_change,
+	.run = pg_run, .run_script = pg_run_script, .notify = pg_notify,
+	.changed = pg_changed, .wait_change = pg_wait_change,
 };

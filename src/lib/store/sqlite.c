@@ -31,6 +31,7 @@
 #include <custody/store.h>
 
 #include "store/backend.h"
+#include "store/schema.h"
 
 #define BUSY_TIMEOUT_MS 10000
 #define WAL_RETRY_MS 20
@@ -57,29 +58,12 @@ struct sqlite_store {
 };
 
 /*
- * The schema, one entry per version: migrations[v] brings a database of
- * version v-1 to version v.  Append only; never edit a released entry.
+ * The schema, one entry per version (see store/schema.h): SQLite's
+ * types, NOCASE names and the audit log's triggers.
  */
-static const char *const migrations[] = {
+static const char *const migrations[CUSTODY_STORE_SCHEMA_VERSION + 1] = {
 	NULL,
-	/* 1: certificate facts and assignments. */
-	"CREATE TABLE certificates ("
-	"  thumbprint TEXT PRIMARY KEY NOT NULL,"
-	"  sha256 TEXT UNIQUE NOT NULL,"
-	"  subject TEXT,"
-	"  issuer TEXT,"
-	"  serial TEXT,"
-	"  not_before INTEGER NOT NULL,"
-	"  not_after INTEGER NOT NULL,"
-	"  alt_names TEXT NOT NULL DEFAULT '[]',"	/* JSON array of strings */
-	"  key_algorithm TEXT NOT NULL DEFAULT '',"
-	"  key_id TEXT NOT NULL DEFAULT '',"
-	"  key_uri TEXT,"
-	"  label TEXT,"
-	"  der BLOB NOT NULL,"
-	"  created_at INTEGER NOT NULL"
-	");"
-	"CREATE INDEX certificates_not_after ON certificates(not_after, thumbprint);"
+	STORE_SCHEMA_CERTIFICATES("INTEGER", "BLOB")
 	"CREATE TABLE assignments ("
 	"  type TEXT NOT NULL COLLATE NOCASE,"
 	"  identity TEXT NOT NULL COLLATE NOCASE,"
@@ -92,212 +76,64 @@ static const char *const migrations[] = {
 	"  version INTEGER NOT NULL,"
 	"  PRIMARY KEY (type COLLATE NOCASE, identity COLLATE NOCASE)"
 	");",
-	/* 2: the hash-chained audit log and its head (the seq and hash of
-	 * the newest entry, moved in the same transaction as each append,
-	 * so that a truncated tail shows).  The triggers make an edit a
-	 * deliberate act; the chain is what detects one. */
-	"CREATE TABLE audit ("
-	"  seq INTEGER PRIMARY KEY NOT NULL,"
-	"  time INTEGER NOT NULL,"
-	"  node TEXT NOT NULL,"
-	"  actor TEXT NOT NULL,"
-	"  action TEXT NOT NULL,"
-	"  type TEXT NOT NULL DEFAULT '',"
-	"  identity TEXT NOT NULL DEFAULT '',"
-	"  thumbprint TEXT NOT NULL DEFAULT '',"
-	"  previous_thumbprint TEXT NOT NULL DEFAULT '',"
-	"  detail TEXT,"
-	"  prev_hash TEXT NOT NULL,"
-	"  hash TEXT NOT NULL"
-	");"
-	"CREATE INDEX audit_time ON audit(time, seq);"
-	"CREATE TABLE audit_head ("
-	"  id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),"
-	"  seq INTEGER NOT NULL,"
-	"  hash TEXT NOT NULL"
-	");"
-	"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, "
-	"  '0000000000000000000000000000000000000000000000000000000000000000');"
+	STORE_SCHEMA_AUDIT("INTEGER")
 	"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
 	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
 	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
 	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
 	"CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head "
-	"  BEGIN SELECT RAISE(ABORT, 'the audit head cannot be deleted'); END;",	/* 3: the cluster: nodes (transport public keys, the KEK wrapped for
-	 * each until it joins), packages (private keys wrapped under the
-	 * KEK), what each node reported holding, and cluster facts (the
-	 * KEK's key check value).  Nothing in clear is secret. */
-	"CREATE TABLE nodes ("
-	"  name TEXT PRIMARY KEY NOT NULL,"
-	"  state TEXT NOT NULL CHECK (state IN ('enrolled', 'admitted', 'joined')),"
-	"  transport_spki BLOB,"
-	"  kek_wrap BLOB,"
-	"  admitted_by TEXT NOT NULL DEFAULT '',"
-	"  enrolled_at INTEGER NOT NULL DEFAULT 0,"
-	"  admitted_at INTEGER NOT NULL DEFAULT 0,"
-	"  joined_at INTEGER NOT NULL DEFAULT 0,"
-	"  last_sync INTEGER NOT NULL DEFAULT 0,"
-	"  version INTEGER NOT NULL"
-	");"
-	"CREATE TABLE packages ("
-	"  thumbprint TEXT PRIMARY KEY NOT NULL,"
-	"  key_id TEXT NOT NULL,"
-	"  wrapped BLOB NOT NULL,"
-	"  kcv TEXT NOT NULL,"
-	"  created_at INTEGER NOT NULL,"
-	"  node TEXT NOT NULL"
-	");"
-	"CREATE TABLE node_reports ("
-	"  node TEXT NOT NULL,"
-	"  thumbprint TEXT NOT NULL,"
-	"  held INTEGER NOT NULL,"
-	"  detail TEXT NOT NULL DEFAULT '',"
-	"  time INTEGER NOT NULL,"
-	"  PRIMARY KEY (node, thumbprint)"
-	");"
-	"CREATE TABLE cluster_meta ("
-	"  name TEXT PRIMARY KEY NOT NULL,"
-	"  value TEXT NOT NULL"
-	");",
-	/* 4: the signed admission: the KEK's 64-bit check and the cluster
-	 * authority's signature over it, the node's name and transport key
-	 * and the wrapped KEK (custody/cluster.h). */
-	"ALTER TABLE nodes ADD COLUMN kek_check TEXT NOT NULL DEFAULT '';"
-	"ALTER TABLE nodes ADD COLUMN admission_sig BLOB;",
-	/* 5: integrity tags (custody/store.h): one per row that decides
-	 * trust, made with the token's KEK.  A store made at this version
-	 * (or empty when it reaches it) is tagged from its first row on;
-	 * an older one waits for an operator to check it (custody tag). */
-	"CREATE TABLE row_tags ("
-	"  kind TEXT NOT NULL,"
-	"  name TEXT NOT NULL,"
-	"  tag TEXT NOT NULL,"
-	"  PRIMARY KEY (kind, name)"
-	");"
-	"INSERT INTO cluster_meta (name, value) SELECT 'row_tags', 'v1' "
-	"  WHERE NOT EXISTS (SELECT 1 FROM certificates) "
-	"  AND NOT EXISTS (SELECT 1 FROM assignments) "
-	"  AND NOT EXISTS (SELECT 1 FROM audit) "
-	"  AND NOT EXISTS (SELECT 1 FROM nodes) "
-	"  AND NOT EXISTS (SELECT 1 FROM packages);",
+	"  BEGIN SELECT RAISE(ABORT, 'the audit head cannot be deleted'); END;",
+	STORE_SCHEMA_CLUSTER("INTEGER", "BLOB", "INTEGER"),
+	STORE_SCHEMA_ADMISSION("BLOB"),
+	STORE_SCHEMA_TAGS,
 };
 
-#define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])) - 1)
-
-_Static_assert(N_MIGRATIONS == CUSTODY_STORE_SCHEMA_VERSION,
-	       "one migration per schema version");
-
-/* Every statement of the core (store/backend.h), values bound as ?1, ?2... */
+/* The statements SQLite words its own way (store/backend.h); the rest are
+ * store/core.c's.  Names compare as NOCASE through the columns' collation,
+ * lists sort in byte order (BINARY). */
 static const char *const statements[STORE_SQL_COUNT] = {
 	[STORE_SQL_SCHEMA_EXISTS] =
 	"SELECT count(*) FROM sqlite_master "
 	"WHERE type = 'table' AND name = 'schema_version'",
-	[STORE_SQL_SCHEMA_VERSION] =
-	"SELECT coalesce(max(version), 0) FROM schema_version",
-	[STORE_SQL_CREATE_SCHEMA_VERSION] =
-	"CREATE TABLE IF NOT EXISTS schema_version ("
-	" version INTEGER PRIMARY KEY NOT NULL,"
-	" applied_at INTEGER NOT NULL)",
-	[STORE_SQL_RECORD_VERSION] =
-	"INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
+	[STORE_SQL_CREATE_SCHEMA_VERSION] = STORE_SCHEMA_VERSIONS("INTEGER"),
 
 	[STORE_SQL_GET_ASSIGNMENT] =
 	"SELECT " STORE_ASSIGNMENT_COLUMNS " FROM assignments "
-	"WHERE type = ?1 AND identity = ?2",
-	[STORE_SQL_LIST_ASSIGNMENTS] =
-	"SELECT " STORE_ASSIGNMENT_COLUMNS " FROM assignments "
-	"ORDER BY type, CASE WHEN identity = 'global' THEN 0 ELSE 1 END, "
-	"identity",
+	"WHERE type = $1 AND identity = $2",
 	[STORE_SQL_FIND_ASSIGNMENT] =
-	"SELECT 1 FROM assignments WHERE type = ?1 AND identity = ?2",
+	"SELECT 1 FROM assignments WHERE type = $1 AND identity = $2",
 	[STORE_SQL_DELETE_ASSIGNMENT] =
-	"DELETE FROM assignments WHERE type = ?1 AND identity = ?2 "
-	"AND version = ?3",
+	"DELETE FROM assignments WHERE type = $1 AND identity = $2 "
+	"AND version = $3",
 	[STORE_SQL_INSERT_ASSIGNMENT] =
 	"INSERT INTO assignments (" STORE_ASSIGNMENT_COLUMNS ") "
-	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1)",
 	[STORE_SQL_UPDATE_ASSIGNMENT] =
-	"UPDATE assignments SET "
-	"current_thumbprint = ?3, current_effective = ?4, "
-	"previous_thumbprint = ?5, previous_effective = ?6, "
-	"pending_thumbprint = ?7, pending_effective = ?8, "
-	"version = version + 1 "
-	"WHERE type = ?1 AND identity = ?2 AND version = ?9",
-
-	[STORE_SQL_PUT_CERT] =
-	"INSERT INTO certificates (" STORE_CERT_COLUMNS ", created_at) "
-	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
-	"ON CONFLICT (thumbprint) DO UPDATE SET "
-	"key_uri = excluded.key_uri, label = excluded.label",
-	[STORE_SQL_GET_CERT] =
-	"SELECT " STORE_CERT_COLUMNS " FROM certificates WHERE thumbprint = ?1",
+	"UPDATE assignments SET current_thumbprint = $3, "
+	"current_effective = $4, previous_thumbprint = $5, "
+	"previous_effective = $6, pending_thumbprint = $7, "
+	"pending_effective = $8, version = version + 1 "
+	"WHERE type = $1 AND identity = $2 AND version = $9",
+	[STORE_SQL_LIST_ASSIGNMENTS] =
+	"SELECT " STORE_ASSIGNMENT_COLUMNS " FROM assignments ORDER BY type, "
+	"CASE WHEN identity = 'global' THEN 0 ELSE 1 END, identity",
 	[STORE_SQL_LIST_CERTS] =
 	"SELECT " STORE_CERT_COLUMNS " FROM certificates "
 	"ORDER BY not_after, thumbprint",
-	[STORE_SQL_DELETE_CERT] =
-	"DELETE FROM certificates WHERE thumbprint = ?1",
-
-	[STORE_SQL_MOVE_AUDIT_HEAD] =
-	"UPDATE audit_head SET seq = ?1, hash = ?2 "
-	"WHERE id = 1 AND seq = ?3 AND hash = ?4",
+	/* A second entry of the same seq fails on the primary key. */
 	[STORE_SQL_INSERT_AUDIT] =
 	"INSERT INTO audit (" STORE_AUDIT_COLUMNS ") VALUES "
-	"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-	[STORE_SQL_LAST_AUDIT] =
-	"SELECT " STORE_AUDIT_COLUMNS " FROM audit ORDER BY seq DESC LIMIT 1",
-	[STORE_SQL_LIST_AUDIT] =
-	"SELECT " STORE_AUDIT_COLUMNS " FROM audit WHERE time >= ?1 ORDER BY seq",
+	"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
 	/* A write transaction (BEGIN IMMEDIATE) holds the lock already. */
-	[STORE_SQL_AUDIT_HEAD] = "SELECT seq, hash FROM audit_head WHERE id = 1",
 	[STORE_SQL_AUDIT_HEAD_LOCKED] =
 	"SELECT seq, hash FROM audit_head WHERE id = 1",
-
-	[STORE_SQL_INSERT_NODE] =
-	"INSERT INTO nodes (" STORE_NODE_COLUMNS ") VALUES "
-	"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11)",
-	[STORE_SQL_UPDATE_NODE] =
-	"UPDATE nodes SET state = ?2, transport_spki = ?3, kek_wrap = ?4, "
-	"admitted_by = ?5, enrolled_at = ?6, admitted_at = ?7, joined_at = ?8, "
-	"last_sync = ?9, kek_check = ?10, admission_sig = ?11, "
-	"version = version + 1 WHERE name = ?1 AND version = ?12",
-	[STORE_SQL_GET_NODE] =
-	"SELECT " STORE_NODE_COLUMNS " FROM nodes WHERE name = ?1",
 	[STORE_SQL_LIST_NODES] =
 	"SELECT " STORE_NODE_COLUMNS " FROM nodes ORDER BY name",
-	[STORE_SQL_PUT_PACKAGE] =
-	"INSERT INTO packages (" STORE_PACKAGE_COLUMNS ") VALUES "
-	"(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (thumbprint) DO "
-	"UPDATE SET key_id = excluded.key_id, wrapped = excluded.wrapped, "
-	"kcv = excluded.kcv, created_at = excluded.created_at, "
-	"node = excluded.node",
-	[STORE_SQL_GET_PACKAGE] =
-	"SELECT " STORE_PACKAGE_COLUMNS " FROM packages WHERE thumbprint = ?1",
 	[STORE_SQL_LIST_PACKAGES] =
 	"SELECT " STORE_PACKAGE_COLUMNS " FROM packages ORDER BY thumbprint",
-	[STORE_SQL_DELETE_PACKAGE] =
-	"DELETE FROM packages WHERE thumbprint = ?1",
-	[STORE_SQL_PUT_REPORT] =
-	"INSERT INTO node_reports (" STORE_REPORT_COLUMNS ") "
-	"VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (node, thumbprint) DO UPDATE "
-	"SET held = excluded.held, detail = excluded.detail, "
-	"time = excluded.time",
 	[STORE_SQL_LIST_REPORTS] =
 	"SELECT " STORE_REPORT_COLUMNS " FROM node_reports "
-	"WHERE ?1 IS NULL OR node = ?1 ORDER BY node, thumbprint",
-	[STORE_SQL_GET_META] =
-	"SELECT value FROM cluster_meta WHERE name = ?1",
-	[STORE_SQL_INSERT_META] =
-	"INSERT INTO cluster_meta (name, value) VALUES (?1, ?2)",
-	[STORE_SQL_REPLACE_META] =
-	"INSERT INTO cluster_meta (name, value) VALUES (?1, ?2) "
-	"ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-	[STORE_SQL_GET_TAG] =
-	"SELECT tag FROM row_tags WHERE kind = ?1 AND name = ?2",
-	[STORE_SQL_PUT_TAG] =
-	"INSERT INTO row_tags (kind, name, tag) VALUES (?1, ?2, ?3) "
-	"ON CONFLICT (kind, name) DO UPDATE SET tag = excluded.tag",
-	[STORE_SQL_DELETE_TAG] =
-	"DELETE FROM row_tags WHERE kind = ?1 AND name = ?2",
+	"WHERE $1 IS NULL OR node = $1 ORDER BY node, thumbprint",
 };
 
 
@@ -656,32 +492,29 @@ sqlite_where(void *handle)
 
 /* ------------------------------------------------------------ statements */
 
+/* Value i is the parameter named "$i+1" (SQLite numbers named parameters
+ * in the order they first stand in the text, not by their names). */
 static void
 bind_values(sqlite3_stmt *st, const struct store_query *q)
 {
-	int i;
+	char name[16];
+	int i, at;
 
 	for (i = 0; i < q->n_values; i++) {
 		const struct store_value *v = &q->values[i];
 
-		switch (v->kind) {
-		case STORE_NULL:
-			sqlite3_bind_null(st, i + 1);
-			break;
-		case STORE_TEXT:
-			sqlite3_bind_text(st, i + 1, v->text, -1, SQLITE_STATIC);
-			break;
-		case STORE_INT:
-			sqlite3_bind_int64(st, i + 1, v->integer);
-			break;
-		case STORE_BOOL:
-			sqlite3_bind_int(st, i + 1, (int)v->integer);
-			break;
-		case STORE_BYTES:
-			sqlite3_bind_blob(st, i + 1, v->bytes, (int)v->len,
+		snprintf(name, sizeof(name), "$%d", i + 1);
+		if ((at = sqlite3_bind_parameter_index(st, name)) == 0)
+			continue;
+		if (v->kind == STORE_TEXT)
+			sqlite3_bind_text(st, at, v->text, -1, SQLITE_STATIC);
+		else if (v->kind == STORE_INT || v->kind == STORE_BOOL)
+			sqlite3_bind_int64(st, at, v->integer);
+		else if (v->kind == STORE_BYTES)
+			sqlite3_bind_blob(st, at, v->bytes, (int)v->len,
 					  SQLITE_STATIC);
-			break;
-		}
+		else
+			sqlite3_bind_null(st, at);
 	}
 }
 
@@ -729,10 +562,8 @@ column_bytes(const struct store_row *row, int col, unsigned char **dst,
 }
 
 static const struct store_row_reader column_reader = {
-	.text = column_text,
-	.integer = column_integer,
-	.flag = column_flag,
-	.bytes = column_bytes,
+	.text = column_text, .integer = column_integer,
+	.flag = column_flag, .bytes = column_bytes,
 };
 
 static int
@@ -745,7 +576,7 @@ sqlite_run(void *handle, struct store_query *q, const char *what,
 	int r = CUSTODY_EFAIL;
 	int rc;
 
-	if ((r = prepare(s, statements[q->sql], &st, err)) != CUSTODY_OK)
+	if ((r = prepare(s, q->text, &st, err)) != CUSTODY_OK)
 		goto out;
 	bind_values(st, q);
 	row.cursor = st;
@@ -872,20 +703,12 @@ out:
 	return r;
 }
 
-
 const struct custody_store_backend custody_store_sqlite_backend = {
-	.name = "sqlite",
-	.sql = statements,
-	.migrations = migrations,
-	.open = sqlite_open,
-	.close = sqlite_close,
-	.where = sqlite_where,
-	.begin = sqlite_begin,
-	.begin_read = sqlite_begin_read,
-	.commit = sqlite_commit,
-	.rollback = sqlite_rollback,
+	.name = "sqlite", .sql = statements, .migrations = migrations,
+	.open = sqlite_open, .close = sqlite_close, .where = sqlite_where,
+	.begin = sqlite_begin, .begin_read = sqlite_begin_read,
+	.commit = sqlite_commit, .rollback = sqlite_rollback,
 	.in_transaction = sqlite_in_transaction,
-	.run = sqlite_run,
-	.run_script = sqlite_run_script,
+	.run = sqlite_run, .run_script = sqlite_run_script,
 	.changed = sqlite_changed,
 };
