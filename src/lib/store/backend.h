@@ -31,6 +31,10 @@
 #include <custody/records.h>
 #include <custody/store.h>
 
+/* A backend's connection to its store: each backend defines it (the
+ * SQLite file, the PostgreSQL session); the core only passes it on. */
+struct store_conn;
+
 /* The schema version every backend of this build writes. */
 #define CUSTODY_STORE_SCHEMA_VERSION 5
 
@@ -176,42 +180,42 @@ struct custody_store_backend {
 	/* location: what follows the scheme ("PATH" of "sqlite:PATH", the
 	 * whole URL for PostgreSQL).  Creates the store when needed; the
 	 * core then brings its schema to CUSTODY_STORE_SCHEMA_VERSION. */
-	int (*open)(const char *location, void **handle, custody_err *err);
-	void (*close)(void *handle);
+	int (*open)(const char *location, struct store_conn **s, custody_err *err);
+	void (*close)(struct store_conn *s);
 	/* The store as messages name it: its path, or its host and
 	 * database (never a user or password). */
-	const char *(*where)(void *handle);
+	const char *(*where)(struct store_conn *s);
 
-	int (*begin)(void *handle, custody_err *err);
+	int (*begin)(struct store_conn *s, custody_err *err);
 	/* A read-only snapshot for a few reads that must agree (a row and its
 	 * integrity tag), ended with rollback. */
-	int (*begin_read)(void *handle, custody_err *err);
+	int (*begin_read)(struct store_conn *s, custody_err *err);
 	/* On failure the backend has rolled back already. */
-	int (*commit)(void *handle, custody_err *err);
-	void (*rollback)(void *handle);
+	int (*commit)(struct store_conn *s, custody_err *err);
+	void (*rollback)(struct store_conn *s);
 	/* 1 inside a transaction begun with begin or begin_read. */
-	int (*in_transaction)(void *handle);
+	int (*in_transaction)(struct store_conn *s);
 	/* Inside the transaction of a schema upgrade (begun with begin):
 	 * what keeps concurrent first opens from upgrading twice beyond
 	 * begin's own lock; NULL when begin is enough. */
-	int (*lock_schema)(void *handle, custody_err *err);
+	int (*lock_schema)(struct store_conn *s, custody_err *err);
 
 	/* Runs q->text with q's values (see struct store_query); on failure
 	 * err says "WHAT: WHY". */
-	int (*run)(void *handle, struct store_query *q, const char *what,
+	int (*run)(struct store_conn *s, struct store_query *q, const char *what,
 		   custody_err *err);
 	/* Runs a constant script of several statements without values. */
-	int (*run_script)(void *handle, const char *script, const char *what,
+	int (*run_script)(struct store_conn *s, const char *script, const char *what,
 			  custody_err *err);
 	/* Queues a change notification (payload "TYPE/IDENTITY",
 	 * "certificates", "audit", ...) sent on commit; NULL: none. */
-	int (*notify)(void *handle, const char *payload, custody_err *err);
+	int (*notify)(struct store_conn *s, const char *payload, custody_err *err);
 
 	/* custody/store.h custody_store_changed; NULL: always "maybe". */
-	int (*changed)(void *handle, int *changed, custody_err *err);
+	int (*changed)(struct store_conn *s, int *changed, custody_err *err);
 	/* custody/store.h custody_store_wait_change, outside a transaction;
 	 * NULL: store/store.c asks changed() every 100 ms. */
-	int (*wait_change)(void *handle, int timeout_ms, int *changed,
+	int (*wait_change)(struct store_conn *s, int timeout_ms, int *changed,
 			   custody_err *err);
 };
 

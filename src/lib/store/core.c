@@ -21,20 +21,15 @@
 
 #define WHAT_MAX 512
 
-/* The backend and its handle, as every helper here gets them. */
-struct conn {
-	const struct custody_store_backend *b;
-	void *h;
-};
-
 /* A record read from one row into rec (a custody_*_record). */
-typedef int (*record_reader)(const struct conn *c, const struct store_row *row,
+typedef int (*record_reader)(const struct store_core *c,
+			     const struct store_row *row,
 			     void *rec, custody_err *err);
 
 static const char *
-where(const struct conn *c)
+where(const struct store_core *c)
 {
-	return c->b->where(c->h);
+	return c->backend->where(c->conn);
 }
 
 /* Formats the WHAT of a message into buf (WHAT_MAX bytes); returns buf. */
@@ -193,19 +188,19 @@ statement(const struct custody_store_backend *b, enum store_sql sql)
 }
 
 static int
-run(const struct conn *c, struct store_query *q, const char *what,
+run(const struct store_core *c, struct store_query *q, const char *what,
     custody_err *err)
 {
-	q->text = statement(c->b, q->sql);
-	return c->b->run(c->h, q, what, err);
+	q->text = statement(c->backend, q->sql);
+	return c->backend->run(c->conn, q, what, err);
 }
 
 static int
-notify(const struct conn *c, const char *payload, custody_err *err)
+notify(const struct store_core *c, const char *payload, custody_err *err)
 {
-	if (c->b->notify == NULL)
+	if (c->backend->notify == NULL)
 		return CUSTODY_OK;
-	return c->b->notify(c->h, payload, err);
+	return c->backend->notify(c->conn, payload, err);
 }
 
 /* Rows only counted (q->rows). */
@@ -219,7 +214,7 @@ count_row(void *arg, const struct store_row *row, custody_err *err)
 }
 
 struct one_record {
-	const struct conn *c;
+	const struct store_core *c;
 	record_reader read;
 	void *rec;
 };
@@ -236,21 +231,25 @@ first_row(void *arg, const struct store_row *row, custody_err *err)
 	return one->read(one->c, row, arg, err);
 }
 
-/* The first row of q into rec; q->rows == 0 when there was none (rec
- * untouched), for the caller to say what is not found. */
+/* The first row of q into rec; ENOTFOUND, saying missing, when there was
+ * none (rec untouched). */
 static int
-get_record(const struct conn *c, struct store_query *q, record_reader read,
-	   void *rec, const char *what, custody_err *err)
+get_record(const struct store_core *c, struct store_query *q,
+	   record_reader read,
+	   void *rec, const char *what, const char *missing, custody_err *err)
 {
 	struct one_record one = { c, read, rec };
+	int r;
 
 	q->each_row = first_row;
 	q->arg = &one;
-	return run(c, q, what, err);
+	if ((r = run(c, q, what, err)) == CUSTODY_OK && q->rows == 0)
+		r = custody_err_set(err, CUSTODY_ENOTFOUND, "%s", missing);
+	return r;
 }
 
 struct record_list {
-	const struct conn *c;
+	const struct store_core *c;
 	record_reader read;
 	void (*clear)(void *rec);	/* NULL: nothing to free inside */
 	size_t elem;
@@ -284,7 +283,8 @@ list_row(void *arg, const struct store_row *row, custody_err *err)
 
 /* Every row of q, read into a malloc'ed array of elem-byte records. */
 static int
-list_records(const struct conn *c, struct store_query *q, record_reader read,
+list_records(const struct store_core *c, struct store_query *q,
+	     record_reader read,
 	     size_t elem, void (*clear)(void *rec), void **out, size_t *n,
 	     const char *what, custody_err *err)
 {
@@ -405,7 +405,7 @@ read_integer(void *arg, const struct store_row *row, custody_err *err)
 
 /* 0 for a store without the schema_version table. */
 static int
-read_version(const struct conn *c, int64_t *version, custody_err *err)
+read_version(const struct store_core *c, int64_t *version, custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_SCHEMA_EXISTS };
 	char what[WHAT_MAX];
@@ -429,7 +429,8 @@ read_version(const struct conn *c, int64_t *version, custody_err *err)
 
 /* The version read (0 if none), refused when newer than this build's. */
 static int
-read_known_version(const struct conn *c, int64_t *version, custody_err *err)
+read_known_version(const struct store_core *c, int64_t *version,
+		   custody_err *err)
 {
 	int r;
 
@@ -449,33 +450,33 @@ read_known_version(const struct conn *c, int64_t *version, custody_err *err)
 /* A backend that lacks a statement is a bug of this build: said at open,
  * not at the first call that needs it. */
 static int
-check_statements(const struct conn *c, custody_err *err)
+check_statements(const struct store_core *c, custody_err *err)
 {
 	int i;
 
 	for (i = 0; i < STORE_SQL_COUNT; i++)
-		if (statement(c->b, (enum store_sql)i) == NULL)
+		if (statement(c->backend, (enum store_sql)i) == NULL)
 			return custody_err_set(err, CUSTODY_EFAIL,
 					       "cannot open store %s: the %s "
 					       "backend has no statement %d",
-					       where(c), c->b->name, i);
+					       where(c), c->backend->name, i);
 	for (i = 1; i <= CUSTODY_STORE_SCHEMA_VERSION; i++)
-		if (c->b->migrations[i] == NULL)
+		if (c->backend->migrations[i] == NULL)
 			return custody_err_set(err, CUSTODY_EFAIL,
 					       "cannot open store %s: the %s "
 					       "backend has no schema version %d",
-					       where(c), c->b->name, i);
+					       where(c), c->backend->name, i);
 	return CUSTODY_OK;
 }
 
 static int
-upgrade_to(const struct conn *c, int v, custody_err *err)
+upgrade_to(const struct store_core *c, int v, custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_RECORD_VERSION };
 	char what[WHAT_MAX];
 	int r;
 
-	if ((r = c->b->run_script(c->h, c->b->migrations[v],
+	if ((r = c->backend->run_script(c->conn, c->backend->migrations[v],
 				  say(what, "cannot upgrade store %s to schema "
 				      "version %d", where(c), v), err)) != CUSTODY_OK)
 		return r;
@@ -486,45 +487,46 @@ upgrade_to(const struct conn *c, int v, custody_err *err)
 }
 
 int
-store_core_migrate(const struct custody_store_backend *b, void *h,
+store_core_migrate(const struct store_core *c,
 		   custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_CREATE_SCHEMA_VERSION };
 	char what[WHAT_MAX];
 	int64_t version = 0;
 	int in_tx = 0;
 	int r, v;
 
-	if ((r = check_statements(&c, err)) != CUSTODY_OK ||
-	    (r = read_known_version(&c, &version, err)) != CUSTODY_OK ||
+	if ((r = check_statements(c, err)) != CUSTODY_OK ||
+	    (r = read_known_version(c, &version, err)) != CUSTODY_OK ||
 	    version == CUSTODY_STORE_SCHEMA_VERSION)
 		goto out;
-	if ((r = b->begin(h, err)) != CUSTODY_OK)
+	if ((r = c->backend->begin(c->conn, err)) != CUSTODY_OK)
 		goto out;
 	in_tx = 1;
-	if ((b->lock_schema != NULL && (r = b->lock_schema(h, err)) != CUSTODY_OK) ||
-	    (r = run(&c, &q, say(what, "cannot create the schema_version table "
-				 "on store %s", where(&c)), err)) != CUSTODY_OK)
+	if ((c->backend->lock_schema != NULL &&
+	     (r = c->backend->lock_schema(c->conn, err)) != CUSTODY_OK) ||
+	    (r = run(c, &q, say(what, "cannot create the schema_version table "
+				 "on store %s", where(c)), err)) != CUSTODY_OK)
 		goto out;
 	/* Another process may have upgraded it meanwhile. */
-	if ((r = read_known_version(&c, &version, err)) != CUSTODY_OK)
+	if ((r = read_known_version(c, &version, err)) != CUSTODY_OK)
 		goto out;
 	for (v = (int)version + 1; v <= CUSTODY_STORE_SCHEMA_VERSION; v++)
-		if ((r = upgrade_to(&c, v, err)) != CUSTODY_OK)
+		if ((r = upgrade_to(c, v, err)) != CUSTODY_OK)
 			goto out;
 	in_tx = 0;	/* a failed commit has rolled back */
-	r = b->commit(h, err);
+	r = c->backend->commit(c->conn, err);
 out:
 	if (in_tx)
-		b->rollback(h);
+		c->backend->rollback(c->conn);
 	return r;
 }
 
 /* ------------------------------------------------------------ assignments */
 
 static int
-read_assignment(const struct conn *c, const struct store_row *row, void *out,
+read_assignment(const struct store_core *c, const struct store_row *row,
+		void *out,
 		custody_err *err)
 {
 	custody_assignment *a = out;
@@ -545,44 +547,39 @@ read_assignment(const struct conn *c, const struct store_row *row, void *out,
 }
 
 int
-store_core_get_assignment(const struct custody_store_backend *b, void *h,
+store_core_get_assignment(const struct store_core *c,
 			  const char *type, const char *identity,
 			  custody_assignment *out, custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_GET_ASSIGNMENT };
 	char what[WHAT_MAX];
-	int r;
+	char missing[WHAT_MAX];
 
 	v_text(&q, type);
 	v_text(&q, identity);
-	r = get_record(&c, &q, read_assignment, out,
-		       say(what, "cannot read the assignment of type %s (identity "
-			   "%s) from store %s", type, identity, where(&c)), err);
-	if (r == CUSTODY_OK && q.rows == 0)
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no certificate is assigned for type %s "
-				    "(identity %s)", type, identity);
-	return r;
+	say(what, "cannot read the assignment of type %s (identity %s) from "
+	    "store %s", type, identity, where(c));
+	say(missing, "no certificate is assigned for type %s (identity %s)",
+	    type, identity);
+	return get_record(c, &q, read_assignment, out, what, missing, err);
 }
 
 int
-store_core_list_assignments(const struct custody_store_backend *b, void *h,
+store_core_list_assignments(const struct store_core *c,
 			    custody_assignment **out, size_t *n,
 			    custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_LIST_ASSIGNMENTS };
 	char what[WHAT_MAX];
 
-	return list_records(&c, &q, read_assignment, sizeof(**out), NULL,
+	return list_records(c, &q, read_assignment, sizeof(**out), NULL,
 			    (void **)out, n, say(what, "cannot list the "
 						 "assignments of store %s",
-						 where(&c)), err);
+						 where(c)), err);
 }
 
 static int
-assignment_conflict(const struct conn *c, const custody_assignment *a,
+assignment_conflict(const struct store_core *c, const custody_assignment *a,
 		    custody_err *err)
 {
 	custody_err_set(err, CUSTODY_ECONFLICT,
@@ -595,7 +592,7 @@ assignment_conflict(const struct conn *c, const custody_assignment *a,
 
 /* "TYPE/IDENTITY", the payload of an assignment's notification. */
 static int
-notify_assignment(const struct conn *c, const custody_assignment *a,
+notify_assignment(const struct store_core *c, const custody_assignment *a,
 		  custody_err *err)
 {
 	char payload[2 * CUSTODY_NAME_MAX + 2];
@@ -606,7 +603,7 @@ notify_assignment(const struct conn *c, const custody_assignment *a,
 
 /* An empty record: delete the row, if it is still the one that was read. */
 static int
-delete_assignment(const struct conn *c, custody_assignment *a,
+delete_assignment(const struct store_core *c, custody_assignment *a,
 		  custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_DELETE_ASSIGNMENT };
@@ -638,10 +635,9 @@ delete_assignment(const struct conn *c, custody_assignment *a,
 }
 
 int
-store_core_put_assignment(const struct custody_store_backend *b, void *h,
+store_core_put_assignment(const struct store_core *c,
 			  custody_assignment *a, custody_err *err)
 {
-	struct conn c = { b, h };
 	int insert = a->version == 0;
 	struct store_query q = { .sql = insert ? STORE_SQL_INSERT_ASSIGNMENT :
 					  STORE_SQL_UPDATE_ASSIGNMENT };
@@ -649,7 +645,7 @@ store_core_put_assignment(const struct custody_store_backend *b, void *h,
 	int r;
 
 	if (custody_assign_is_empty(a))
-		return delete_assignment(&c, a, err);
+		return delete_assignment(c, a, err);
 	v_text(&q, a->type);
 	v_text(&q, a->identity);
 	v_slot(&q, &a->current);
@@ -657,14 +653,14 @@ store_core_put_assignment(const struct custody_store_backend *b, void *h,
 	v_slot(&q, &a->pending);
 	if (!insert)
 		v_int(&q, a->version);
-	r = run(&c, &q, say(what, "cannot save the assignment of type %s "
+	r = run(c, &q, say(what, "cannot save the assignment of type %s "
 			    "(identity %s) in store %s", a->type, a->identity,
-			    where(&c)), err);
+			    where(c)), err);
 	/* A row inserted meanwhile (in any case): a conflict. */
 	if ((r != CUSTODY_OK && insert && q.unique_violation) ||
 	    (r == CUSTODY_OK && q.changes != 1))
-		return assignment_conflict(&c, a, err);
-	if (r != CUSTODY_OK || (r = notify_assignment(&c, a, err)) != CUSTODY_OK)
+		return assignment_conflict(c, a, err);
+	if (r != CUSTODY_OK || (r = notify_assignment(c, a, err)) != CUSTODY_OK)
 		return r;
 	a->version = insert ? 1 : a->version + 1;
 	return CUSTODY_OK;
@@ -673,7 +669,7 @@ store_core_put_assignment(const struct custody_store_backend *b, void *h,
 /* ------------------------------------------------------------ certificates */
 
 static int
-alt_names_to_json(const struct conn *c, const custody_cert_record *rec,
+alt_names_to_json(const struct store_core *c, const custody_cert_record *rec,
 		  char **json, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
@@ -758,7 +754,7 @@ out:
 }
 
 static int
-read_cert(const struct conn *c, const struct store_row *row, void *out,
+read_cert(const struct store_core *c, const struct store_row *row, void *out,
 	  custody_err *err)
 {
 	custody_cert_record *rec = out;
@@ -811,10 +807,9 @@ clear_cert(void *rec)
 }
 
 int
-store_core_put_cert(const struct custody_store_backend *b, void *h,
+store_core_put_cert(const struct store_core *c,
 		    const custody_cert_record *rec, custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_PUT_CERT };
 	char what[WHAT_MAX];
 	char *alt_names = NULL;
@@ -823,8 +818,8 @@ store_core_put_cert(const struct custody_store_backend *b, void *h,
 	if (rec->der_len > (size_t)INT32_MAX)
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot save certificate %s in store %s: its "
-				       "DER is too large", rec->thumbprint, where(&c));
-	if ((r = alt_names_to_json(&c, rec, &alt_names, err)) != CUSTODY_OK)
+				       "DER is too large", rec->thumbprint, where(c));
+	if ((r = alt_names_to_json(c, rec, &alt_names, err)) != CUSTODY_OK)
 		return r;
 	v_text(&q, rec->thumbprint);
 	v_text(&q, rec->sha256);
@@ -840,58 +835,54 @@ store_core_put_cert(const struct custody_store_backend *b, void *h,
 	v_text(&q, rec->label);
 	v_bytes(&q, rec->der, rec->der_len);
 	v_int(&q, (int64_t)time(NULL));
-	r = run(&c, &q, say(what, "cannot save certificate %s in store %s",
-			    rec->thumbprint, where(&c)), err);
+	r = run(c, &q, say(what, "cannot save certificate %s in store %s",
+			    rec->thumbprint, where(c)), err);
 	if (r != CUSTODY_OK && q.unique_violation)
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot save certificate %s in store %s: another "
 				    "certificate has SHA-256 fingerprint %s",
-				    rec->thumbprint, where(&c), rec->sha256);
+				    rec->thumbprint, where(c), rec->sha256);
 	else if (r == CUSTODY_OK)
-		r = notify(&c, "certificates", err);
+		r = notify(c, "certificates", err);
 	free(alt_names);
 	return r;
 }
 
 int
-store_core_get_cert(const struct custody_store_backend *b, void *h,
+store_core_get_cert(const struct store_core *c,
 		    const char *thumbprint, custody_cert_record *out,
 		    custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_GET_CERT };
 	char what[WHAT_MAX];
-	int r;
+	char missing[WHAT_MAX];
 
 	v_text(&q, thumbprint);
-	r = get_record(&c, &q, read_cert, out,
-		       say(what, "cannot read certificate %s from store %s",
-			   thumbprint, where(&c)), err);
-	if (r == CUSTODY_OK && q.rows == 0)
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no certificate with thumbprint %s in store %s",
-				    thumbprint, where(&c));
-	return r;
+	say(what, "cannot read certificate %s from store %s", thumbprint,
+	    where(c));
+	say(missing, "no certificate with thumbprint %s in store %s",
+	    thumbprint, where(c));
+	return get_record(c, &q, read_cert, out, what, missing, err);
 }
 
 int
-store_core_list_certs(const struct custody_store_backend *b, void *h,
+store_core_list_certs(const struct store_core *c,
 		      custody_cert_record **out, size_t *n, custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_LIST_CERTS };
 	char what[WHAT_MAX];
 
-	return list_records(&c, &q, read_cert, sizeof(**out), clear_cert,
+	return list_records(c, &q, read_cert, sizeof(**out), clear_cert,
 			    (void **)out, n, say(what, "cannot list the "
 						 "certificates of store %s",
-						 where(&c)), err);
+						 where(c)), err);
 }
 
 /* Deletes the row of thumbprint with statement sql; ENOTFOUND (notfound,
  * formatted with thumbprint and the store) when there was none. */
 static int
-delete_row(const struct conn *c, enum store_sql sql, const char *thumbprint,
+delete_row(const struct store_core *c, enum store_sql sql,
+	   const char *thumbprint,
 	   const char *what, const char *notfound, const char *payload,
 	   custody_err *err)
 {
@@ -908,22 +899,21 @@ delete_row(const struct conn *c, enum store_sql sql, const char *thumbprint,
 }
 
 int
-store_core_delete_cert(const struct custody_store_backend *b, void *h,
+store_core_delete_cert(const struct store_core *c,
 		       const char *thumbprint, custody_err *err)
 {
-	struct conn c = { b, h };
 	char what[WHAT_MAX];
 
-	return delete_row(&c, STORE_SQL_DELETE_CERT, thumbprint,
+	return delete_row(c, STORE_SQL_DELETE_CERT, thumbprint,
 			  say(what, "cannot delete certificate %s from store %s",
-			      thumbprint, where(&c)),
+			      thumbprint, where(c)),
 			  "no certificate with thumbprint", "certificates", err);
 }
 
 /* ------------------------------------------------------------ audit log */
 
 static int
-audit_conflict(const struct conn *c, const custody_audit_entry *e,
+audit_conflict(const struct store_core *c, const custody_audit_entry *e,
 	       custody_err *err)
 {
 	custody_err_set(err, CUSTODY_ECONFLICT,
@@ -937,7 +927,7 @@ audit_conflict(const struct conn *c, const custody_audit_entry *e,
 /* The head moves from (seq - 1, prev_hash) to (seq, hash), or not at
  * all: this is the chain's optimistic concurrency. */
 static int
-move_audit_head(const struct conn *c, const custody_audit_entry *e,
+move_audit_head(const struct store_core *c, const custody_audit_entry *e,
 		custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_MOVE_AUDIT_HEAD };
@@ -955,15 +945,14 @@ move_audit_head(const struct conn *c, const custody_audit_entry *e,
 }
 
 int
-store_core_append_audit(const struct custody_store_backend *b, void *h,
+store_core_append_audit(const struct store_core *c,
 			const custody_audit_entry *e, custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_INSERT_AUDIT };
 	char what[WHAT_MAX];
 	int r;
 
-	if ((r = move_audit_head(&c, e, err)) != CUSTODY_OK)
+	if ((r = move_audit_head(c, e, err)) != CUSTODY_OK)
 		return r;
 	v_int(&q, e->seq);
 	v_int(&q, e->time);
@@ -977,14 +966,14 @@ store_core_append_audit(const struct custody_store_backend *b, void *h,
 	v_text(&q, e->detail);
 	v_text(&q, e->prev_hash);
 	v_text(&q, e->hash);
-	r = run(&c, &q, say(what, "cannot append entry %lld to the audit log of "
-			    "store %s", (long long)e->seq, where(&c)), err);
+	r = run(c, &q, say(what, "cannot append entry %lld to the audit log of "
+			    "store %s", (long long)e->seq, where(c)), err);
 	if ((r != CUSTODY_OK && q.unique_violation) ||
 	    (r == CUSTODY_OK && q.changes != 1))
-		return audit_conflict(&c, e, err);
+		return audit_conflict(c, e, err);
 	if (r != CUSTODY_OK)
 		return r;
-	return notify(&c, "audit", err);
+	return notify(c, "audit", err);
 }
 
 /*
@@ -994,7 +983,7 @@ store_core_append_audit(const struct custody_store_backend *b, void *h,
  * read the log.
  */
 static int
-read_audit(const struct conn *c, const struct store_row *row, void *out,
+read_audit(const struct store_core *c, const struct store_row *row, void *out,
 	   custody_err *err)
 {
 	custody_audit_entry *e = out;
@@ -1029,36 +1018,30 @@ clear_audit(void *e)
 }
 
 int
-store_core_last_audit(const struct custody_store_backend *b, void *h,
+store_core_last_audit(const struct store_core *c,
 		      custody_audit_entry *out, custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_LAST_AUDIT };
 	char what[WHAT_MAX];
-	int r;
+	char missing[WHAT_MAX];
 
-	r = get_record(&c, &q, read_audit, out,
-		       say(what, "cannot read the audit log of store %s",
-			   where(&c)), err);
-	if (r == CUSTODY_OK && q.rows == 0)
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "the audit log of store %s is empty", where(&c));
-	return r;
+	say(what, "cannot read the audit log of store %s", where(c));
+	say(missing, "the audit log of store %s is empty", where(c));
+	return get_record(c, &q, read_audit, out, what, missing, err);
 }
 
 int
-store_core_list_audit(const struct custody_store_backend *b, void *h,
+store_core_list_audit(const struct store_core *c,
 		      int64_t since, custody_audit_entry **out, size_t *n,
 		      custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_LIST_AUDIT };
 	char what[WHAT_MAX];
 
 	v_int(&q, since);
-	return list_records(&c, &q, read_audit, sizeof(**out), clear_audit,
+	return list_records(c, &q, read_audit, sizeof(**out), clear_audit,
 			    (void **)out, n, say(what, "cannot read the audit "
-						 "log of store %s", where(&c)),
+						 "log of store %s", where(c)),
 			    err);
 }
 
@@ -1082,12 +1065,11 @@ read_audit_head(void *arg, const struct store_row *row, custody_err *err)
 }
 
 int
-store_core_audit_head(const struct custody_store_backend *b, void *h,
+store_core_audit_head(const struct store_core *c,
 		      int64_t *seq, char *hash, custody_err *err)
 {
-	struct conn c = { b, h };
 	struct audit_head head = { seq, hash };
-	struct store_query q = { .sql = b->in_transaction(h) ?
+	struct store_query q = { .sql = c->backend->in_transaction(c->conn) ?
 					  STORE_SQL_AUDIT_HEAD_LOCKED :
 					  STORE_SQL_AUDIT_HEAD };
 	char what[WHAT_MAX];
@@ -1095,19 +1077,19 @@ store_core_audit_head(const struct custody_store_backend *b, void *h,
 
 	q.each_row = read_audit_head;
 	q.arg = &head;
-	r = run(&c, &q, say(what, "cannot read the audit head of store %s",
-			    where(&c)), err);
+	r = run(c, &q, say(what, "cannot read the audit head of store %s",
+			    where(c)), err);
 	if (r == CUSTODY_OK && q.rows == 0)
 		r = custody_err_set(err, CUSTODY_ENOTFOUND,
 				    "the audit head of store %s is missing",
-				    where(&c));
+				    where(c));
 	return r;
 }
 
 /* ------------------------------------------------------------ cluster */
 
 static int
-read_node(const struct conn *c, const struct store_row *row, void *out,
+read_node(const struct store_core *c, const struct store_row *row, void *out,
 	  custody_err *err)
 {
 	custody_node_record *rec = out;
@@ -1152,7 +1134,7 @@ clear_node(void *rec)
 }
 
 static int
-node_conflict(const struct conn *c, const custody_node_record *rec,
+node_conflict(const struct store_core *c, const custody_node_record *rec,
 	      custody_err *err)
 {
 	custody_err_set(err, CUSTODY_ECONFLICT,
@@ -1163,10 +1145,9 @@ node_conflict(const struct conn *c, const custody_node_record *rec,
 }
 
 int
-store_core_put_node(const struct custody_store_backend *b, void *h,
+store_core_put_node(const struct store_core *c,
 		    custody_node_record *rec, custody_err *err)
 {
-	struct conn c = { b, h };
 	int insert = rec->version == 0;
 	struct store_query q = { .sql = insert ? STORE_SQL_INSERT_NODE :
 					  STORE_SQL_UPDATE_NODE };
@@ -1186,52 +1167,46 @@ store_core_put_node(const struct custody_store_backend *b, void *h,
 	v_bytes_or_null(&q, rec->admission_sig, rec->admission_sig_len);
 	if (!insert)
 		v_int(&q, rec->version);
-	r = run(&c, &q, say(what, "cannot save node %s in store %s", rec->name,
-			    where(&c)), err);
+	r = run(c, &q, say(what, "cannot save node %s in store %s", rec->name,
+			    where(c)), err);
 	if ((r != CUSTODY_OK && insert && q.unique_violation) ||
 	    (r == CUSTODY_OK && q.changes != 1))
-		return node_conflict(&c, rec, err);
-	if (r != CUSTODY_OK || (r = notify(&c, "nodes", err)) != CUSTODY_OK)
+		return node_conflict(c, rec, err);
+	if (r != CUSTODY_OK || (r = notify(c, "nodes", err)) != CUSTODY_OK)
 		return r;
 	rec->version = insert ? 1 : rec->version + 1;
 	return CUSTODY_OK;
 }
 
 int
-store_core_get_node(const struct custody_store_backend *b, void *h,
+store_core_get_node(const struct store_core *c,
 		    const char *name, custody_node_record *out,
 		    custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_GET_NODE };
 	char what[WHAT_MAX];
-	int r;
+	char missing[WHAT_MAX];
 
 	v_text(&q, name);
-	r = get_record(&c, &q, read_node, out,
-		       say(what, "cannot read node %s from store %s", name,
-			   where(&c)), err);
-	if (r == CUSTODY_OK && q.rows == 0)
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "node %s is not in store %s", name, where(&c));
-	return r;
+	say(what, "cannot read node %s from store %s", name, where(c));
+	say(missing, "node %s is not in store %s", name, where(c));
+	return get_record(c, &q, read_node, out, what, missing, err);
 }
 
 int
-store_core_list_nodes(const struct custody_store_backend *b, void *h,
+store_core_list_nodes(const struct store_core *c,
 		      custody_node_record **out, size_t *n, custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_LIST_NODES };
 	char what[WHAT_MAX];
 
-	return list_records(&c, &q, read_node, sizeof(**out), clear_node,
+	return list_records(c, &q, read_node, sizeof(**out), clear_node,
 			    (void **)out, n, say(what, "cannot list the nodes "
-						 "of store %s", where(&c)), err);
+						 "of store %s", where(c)), err);
 }
 
 static int
-read_package(const struct conn *c, const struct store_row *row, void *out,
+read_package(const struct store_core *c, const struct store_row *row, void *out,
 	     custody_err *err)
 {
 	custody_package_record *rec = out;
@@ -1269,10 +1244,9 @@ clear_package(void *rec)
 }
 
 int
-store_core_put_package(const struct custody_store_backend *b, void *h,
+store_core_put_package(const struct store_core *c,
 		       const custody_package_record *rec, custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_PUT_PACKAGE };
 	char what[WHAT_MAX];
 	int r;
@@ -1283,67 +1257,60 @@ store_core_put_package(const struct custody_store_backend *b, void *h,
 	v_text(&q, rec->kcv);
 	v_int(&q, rec->created_at);
 	v_text(&q, rec->node);
-	if ((r = run(&c, &q, say(what, "cannot save the package of %s in store "
-				 "%s", rec->thumbprint, where(&c)), err)) !=
+	if ((r = run(c, &q, say(what, "cannot save the package of %s in store "
+				 "%s", rec->thumbprint, where(c)), err)) !=
 	    CUSTODY_OK)
 		return r;
-	return notify(&c, "packages", err);
+	return notify(c, "packages", err);
 }
 
 int
-store_core_get_package(const struct custody_store_backend *b, void *h,
+store_core_get_package(const struct store_core *c,
 		       const char *thumbprint, custody_package_record *out,
 		       custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_GET_PACKAGE };
 	char what[WHAT_MAX];
-	int r;
+	char missing[WHAT_MAX];
 
 	v_text(&q, thumbprint);
-	r = get_record(&c, &q, read_package, out,
-		       say(what, "cannot read the package of %s from store %s",
-			   thumbprint, where(&c)), err);
-	if (r == CUSTODY_OK && q.rows == 0)
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no package for certificate %s in store %s",
-				    thumbprint, where(&c));
-	return r;
+	say(what, "cannot read the package of %s from store %s", thumbprint,
+	    where(c));
+	say(missing, "no package for certificate %s in store %s",
+	    thumbprint, where(c));
+	return get_record(c, &q, read_package, out, what, missing, err);
 }
 
 int
-store_core_list_packages(const struct custody_store_backend *b, void *h,
+store_core_list_packages(const struct store_core *c,
 			 custody_package_record **out, size_t *n,
 			 custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_LIST_PACKAGES };
 	char what[WHAT_MAX];
 
-	return list_records(&c, &q, read_package, sizeof(**out), clear_package,
+	return list_records(c, &q, read_package, sizeof(**out), clear_package,
 			    (void **)out, n, say(what, "cannot list the "
 						 "packages of store %s",
-						 where(&c)), err);
+						 where(c)), err);
 }
 
 int
-store_core_delete_package(const struct custody_store_backend *b, void *h,
+store_core_delete_package(const struct store_core *c,
 			  const char *thumbprint, custody_err *err)
 {
-	struct conn c = { b, h };
 	char what[WHAT_MAX];
 
-	return delete_row(&c, STORE_SQL_DELETE_PACKAGE, thumbprint,
+	return delete_row(c, STORE_SQL_DELETE_PACKAGE, thumbprint,
 			  say(what, "cannot delete the package of %s from store %s",
-			      thumbprint, where(&c)),
+			      thumbprint, where(c)),
 			  "no package for certificate", "packages", err);
 }
 
 int
-store_core_put_report(const struct custody_store_backend *b, void *h,
+store_core_put_report(const struct store_core *c,
 		      const custody_report_record *rec, custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_PUT_REPORT };
 	char what[WHAT_MAX];
 	int r;
@@ -1353,15 +1320,15 @@ store_core_put_report(const struct custody_store_backend *b, void *h,
 	v_bool(&q, rec->held);
 	v_text(&q, rec->detail);
 	v_int(&q, rec->time);
-	if ((r = run(&c, &q, say(what, "cannot save the report of node %s in "
-				 "store %s", rec->node, where(&c)), err)) !=
+	if ((r = run(c, &q, say(what, "cannot save the report of node %s in "
+				 "store %s", rec->node, where(c)), err)) !=
 	    CUSTODY_OK)
 		return r;
-	return notify(&c, "reports", err);
+	return notify(c, "reports", err);
 }
 
 static int
-read_report(const struct conn *c, const struct store_row *row, void *out,
+read_report(const struct store_core *c, const struct store_row *row, void *out,
 	    custody_err *err)
 {
 	custody_report_record *rec = out;
@@ -1380,18 +1347,17 @@ read_report(const struct conn *c, const struct store_row *row, void *out,
 }
 
 int
-store_core_list_reports(const struct custody_store_backend *b, void *h,
+store_core_list_reports(const struct store_core *c,
 			const char *node, custody_report_record **out,
 			size_t *n, custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = STORE_SQL_LIST_REPORTS };
 	char what[WHAT_MAX];
 
 	v_text(&q, node);
-	return list_records(&c, &q, read_report, sizeof(**out), NULL,
+	return list_records(c, &q, read_report, sizeof(**out), NULL,
 			    (void **)out, n, say(what, "cannot list the reports "
-						 "of store %s", where(&c)), err);
+						 "of store %s", where(c)), err);
 }
 
 /* ------------------------------------------------------------ facts, tags */
@@ -1418,11 +1384,10 @@ read_text_value(void *arg, const struct store_row *row, custody_err *err)
 }
 
 int
-store_core_get_meta(const struct custody_store_backend *b, void *h,
+store_core_get_meta(const struct store_core *c,
 		    const char *name, char *value, size_t size,
 		    custody_err *err)
 {
-	struct conn c = { b, h };
 	struct text_value t = { value, size, 0 };
 	struct store_query q = { .sql = STORE_SQL_GET_META,
 				 .each_row = read_text_value, .arg = &t };
@@ -1430,13 +1395,13 @@ store_core_get_meta(const struct custody_store_backend *b, void *h,
 	int r;
 
 	v_text(&q, name);
-	if ((r = run(&c, &q, say(what, "cannot read cluster fact %s from store %s",
-				 name, where(&c)), err)) != CUSTODY_OK)
+	if ((r = run(c, &q, say(what, "cannot read cluster fact %s from store %s",
+				 name, where(c)), err)) != CUSTODY_OK)
 		return r;
 	if (q.rows == 0)
 		return custody_err_set(err, CUSTODY_ENOTFOUND,
 				       "cluster fact %s is not set in store %s",
-				       name, where(&c));
+				       name, where(c));
 	if (t.too_long)
 		return custody_err_set(err, CUSTODY_EFAIL, "%s: it is too long",
 				       what);
@@ -1444,11 +1409,10 @@ store_core_get_meta(const struct custody_store_backend *b, void *h,
 }
 
 int
-store_core_put_meta(const struct custody_store_backend *b, void *h,
+store_core_put_meta(const struct store_core *c,
 		    const char *name, const char *value, int replace,
 		    custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = replace ? STORE_SQL_REPLACE_META :
 					  STORE_SQL_INSERT_META };
 	char what[WHAT_MAX];
@@ -1456,23 +1420,22 @@ store_core_put_meta(const struct custody_store_backend *b, void *h,
 
 	v_text(&q, name);
 	v_text(&q, value);
-	r = run(&c, &q, say(what, "cannot save cluster fact %s in store %s",
-			    name, where(&c)), err);
+	r = run(c, &q, say(what, "cannot save cluster fact %s in store %s",
+			    name, where(c)), err);
 	if (r != CUSTODY_OK && q.unique_violation)
 		return custody_err_set(err, CUSTODY_ECONFLICT,
 				       "cannot save cluster fact %s: it is already "
-				       "set in store %s", name, where(&c));
+				       "set in store %s", name, where(c));
 	if (r != CUSTODY_OK)
 		return r;
-	return notify(&c, "cluster", err);
+	return notify(c, "cluster", err);
 }
 
 int
-store_core_get_tag(const struct custody_store_backend *b, void *h,
+store_core_get_tag(const struct store_core *c,
 		   const char *kind, const char *name,
 		   char tag[CUSTODY_TAG_HEX + 1], custody_err *err)
 {
-	struct conn c = { b, h };
 	/* Too long to be one: what the checker calls a wrong tag (""). */
 	struct text_value t = { tag, CUSTODY_TAG_HEX + 1, 0 };
 	struct store_query q = { .sql = STORE_SQL_GET_TAG,
@@ -1483,21 +1446,20 @@ store_core_get_tag(const struct custody_store_backend *b, void *h,
 	tag[0] = '\0';
 	v_text(&q, kind);
 	v_text(&q, name);
-	r = run(&c, &q, say(what, "cannot read the integrity tag of %s %s from "
-			    "store %s", kind, name, where(&c)), err);
+	r = run(c, &q, say(what, "cannot read the integrity tag of %s %s from "
+			    "store %s", kind, name, where(c)), err);
 	if (r == CUSTODY_OK && q.rows == 0)
 		r = custody_err_set(err, CUSTODY_ENOTFOUND,
 				    "the %s record %s carries no integrity tag "
-				    "in store %s", kind, name, where(&c));
+				    "in store %s", kind, name, where(c));
 	return r;
 }
 
 int
-store_core_put_tag(const struct custody_store_backend *b, void *h,
+store_core_put_tag(const struct store_core *c,
 		   const char *kind, const char *name, const char *tag,
 		   custody_err *err)
 {
-	struct conn c = { b, h };
 	struct store_query q = { .sql = tag != NULL ? STORE_SQL_PUT_TAG :
 					  STORE_SQL_DELETE_TAG };
 	char what[WHAT_MAX];
@@ -1506,6 +1468,6 @@ store_core_put_tag(const struct custody_store_backend *b, void *h,
 	v_text(&q, name);
 	if (tag != NULL)
 		v_text(&q, tag);
-	return run(&c, &q, say(what, "cannot save the integrity tag of %s %s in "
-			       "store %s", kind, name, where(&c)), err);
+	return run(c, &q, say(what, "cannot save the integrity tag of %s %s in "
+			       "store %s", kind, name, where(c)), err);
 }

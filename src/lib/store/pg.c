@@ -44,7 +44,7 @@
 /* pg_advisory_xact_lock(MIGRATION_LOCK, hash of the schema): "cust". */
 #define MIGRATION_LOCK "1668642676"
 
-struct pg_store {
+struct store_conn {
 	PGconn *conn;
 	char name[512];		/* postgresql://HOST[:PORT]/DB, no user */
 	int in_tx;
@@ -228,11 +228,11 @@ is_gone(const char *state)
  * deadlock or serialization failure is ECONFLICT.
  */
 static int
-pg_error(struct pg_store *s, custody_err *err, const PGresult *res,
+pg_error(struct store_conn *s, custody_err *err, const PGresult *res,
 	 const char *fmt, ...) CUSTODY_PRINTF(4, 5);
 
 static int
-pg_error(struct pg_store *s, custody_err *err, const PGresult *res,
+pg_error(struct store_conn *s, custody_err *err, const PGresult *res,
 	 const char *fmt, ...)
 {
 	va_list ap;
@@ -288,38 +288,44 @@ pg_error(struct pg_store *s, custody_err *err, const PGresult *res,
 static void
 notice(void *arg, const char *message)
 {
-	struct pg_store *s = arg;
+	struct store_conn *s = arg;
 	char line[512];
 
 	first_line(message, line, sizeof(line));
 	custody_debug("store %s: %s", s->name, line);
 }
 
+/* A constant script of several statements, no values (a migration). */
+static int
+pg_run_script(struct store_conn *s, const char *script, const char *what,
+	      custody_err *err)
+{
+	int r = CUSTODY_OK;
+	PGresult *res = PQexec(s->conn, script);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		r = pg_error(s, err, res, "%s", what);
+	PQclear(res);
+	return r;
+}
+
 /* Session settings, after each (re)connection: wait at most 10 s for a
  * lock, as the SQLite backend waits for a writer. */
 static int
-setup_session(struct pg_store *s, custody_err *err)
+setup_session(struct store_conn *s, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
-	PGresult *res;
+	char what[600];
 
 	PQsetNoticeProcessor(s->conn, notice, s);
-	res = PQexec(s->conn, LOCK_TIMEOUT);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		r = pg_error(s, err, res, "cannot set up the session on store %s",
-			     s->name);
-		goto out;
-	}
-	r = CUSTODY_OK;
-out:
-	PQclear(res);
-	return r;
+	snprintf(what, sizeof(what), "cannot set up the session on store %s",
+		 s->name);
+	return pg_run_script(s, LOCK_TIMEOUT, what, err);
 }
 
 /* Outside a transaction a lost connection is made again, once; inside
  * one it is an error ("store unreachable"): the transaction is gone. */
 static int
-ensure_connected(struct pg_store *s, custody_err *err, const char *what)
+ensure_connected(struct store_conn *s, custody_err *err, const char *what)
 {
 	int r = CUSTODY_EFAIL;
 
@@ -347,12 +353,12 @@ out:
  * state is not NULL, it receives the SQLSTATE ("" when there is none).
  */
 static int
-query(struct pg_store *s, const char *sql, const struct params *p,
+query(struct store_conn *s, const char *sql, const struct params *p,
       ExecStatusType want, PGresult **out, char state[6], custody_err *err,
       const char *fmt, ...) CUSTODY_PRINTF(8, 9);
 
 static int
-query(struct pg_store *s, const char *sql, const struct params *p,
+query(struct store_conn *s, const char *sql, const struct params *p,
       ExecStatusType want, PGresult **out, char state[6], custody_err *err,
       const char *fmt, ...)
 {
@@ -403,7 +409,7 @@ out:
 
 /* A statement whose result is not needed. */
 static int
-command(struct pg_store *s, const char *sql, const struct params *p,
+command(struct store_conn *s, const char *sql, const struct params *p,
 	custody_err *err, const char *what)
 {
 	PGresult *res = NULL;
@@ -423,9 +429,8 @@ changed_rows(PGresult *res)
 /* Queues a change notification; PostgreSQL sends it when the transaction
  * commits, once per distinct payload, and drops it on rollback. */
 static int
-pg_notify(void *handle, const char *payload, custody_err *err)
+pg_notify(struct store_conn *s, const char *payload, custody_err *err)
 {
-	struct pg_store *s = handle;
 	struct params p = {0};
 	PGresult *res = NULL;
 	int r;
@@ -491,38 +496,47 @@ out:
 	return r;
 }
 
-static int
-pg_in_transaction(void *handle)
-{
-	struct pg_store *s = handle;
-
-	return s->in_tx;
-}
-
-static const char *
-pg_where(void *handle)
-{
-	struct pg_store *s = handle;
-
-	return s->name;
-}
-
 static void
-pg_close(void *handle)
+pg_close(struct store_conn *s)
 {
-	struct pg_store *s = handle;
-
-	if (s == NULL)
-		return;
-	PQfinish(s->conn);
+	if (s != NULL)
+		PQfinish(s->conn);
 	free(s);
 }
 
 static int
-pg_open(const char *location, void **handle, custody_err *err)
+pg_in_transaction(struct store_conn *s)
 {
+	return s->in_tx;
+}
+
+/* Concurrent first opens upgrade the schema once: an advisory lock,
+ * keyed by the schema the tables go to, held to the end of the
+ * transaction. */
+static int
+pg_lock_schema(struct store_conn *s, custody_err *err)
+{
+	PGresult *res = NULL;
+	int r = query(s, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ", "
+		      "hashtext(coalesce(current_schema(), '')))", NULL,
+		      PGRES_TUPLES_OK, &res, NULL, err,
+		      "cannot lock store %s for the schema upgrade", s->name);
+
+	PQclear(res);
+	return r;
+}
+
+static const char *
+pg_where(struct store_conn *s)
+{
+	return s->name;
+}
+
+static int
+pg_open(const char *location, struct store_conn **out, custody_err *err)
+{
+	struct store_conn *s = NULL;
 	int r = CUSTODY_EFAIL;
-	struct pg_store *s = NULL;
 	/* Defaults first: what the URL says wins. */
 	const char *const keys[] = {
 		"connect_timeout", "fallback_application_name", "dbname", NULL,
@@ -530,7 +544,7 @@ pg_open(const char *location, void **handle, custody_err *err)
 	const char *values[] = { CONNECT_TIMEOUT, "custody", location, NULL };
 	char why[512];
 
-	*handle = NULL;
+	*out = NULL;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
@@ -563,7 +577,7 @@ pg_open(const char *location, void **handle, custody_err *err)
 	}
 	if ((r = setup_session(s, err)) != CUSTODY_OK)
 		goto out;
-	*handle = s;
+	*out = s;
 	s = NULL;
 	r = CUSTODY_OK;
 out:
@@ -573,44 +587,40 @@ out:
 
 /* ------------------------------------------------------------ transactions */
 
+/* BEGIN, or with snapshot a read-only snapshot: read committed would
+ * show each statement what committed before it, repeatable read shows
+ * every statement the same snapshot.  in_tx from then on. */
 static int
-pg_begin(void *handle, custody_err *err)
+start_transaction(struct store_conn *s, int snapshot, custody_err *err)
 {
-	struct pg_store *s = handle;
-	int r = CUSTODY_EFAIL;
 	char what[600];
+	int r;
 
-	snprintf(what, sizeof(what), "cannot begin a write transaction on "
-		 "store %s", s->name);
-	if ((r = command(s, "BEGIN", NULL, err, what)) != CUSTODY_OK)
-		goto out;
-	s->in_tx = 1;
-	r = CUSTODY_OK;
-out:
+	snprintf(what, sizeof(what), "cannot begin %s on store %s",
+		 snapshot ? "a read" : "a write transaction", s->name);
+	r = command(s, snapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ" :
+		    "BEGIN", NULL, err, what);
+	if (r == CUSTODY_OK)
+		s->in_tx = 1;
 	return r;
 }
 
 static int
-pg_begin_read(void *handle, custody_err *err)
+pg_begin(struct store_conn *s, custody_err *err)
 {
-	struct pg_store *s = handle;
-	char what[600];
+	return start_transaction(s, 0, err);
+}
 
-	snprintf(what, sizeof(what), "cannot begin a read on store %s", s->name);
-	/* Read committed would show each statement what committed before it;
-	 * repeatable read shows every statement the same snapshot. */
-	if (command(s, "BEGIN ISOLATION LEVEL REPEATABLE READ", NULL, err, what) !=
-	    CUSTODY_OK)
-		return CUSTODY_EFAIL;
-	s->in_tx = 1;
-	return CUSTODY_OK;
+static int
+pg_begin_read(struct store_conn *s, custody_err *err)
+{
+	return start_transaction(s, 1, err);
 }
 
 /* Ends the transaction the server still has open, if any. */
 static void
-pg_rollback(void *handle)
+pg_rollback(struct store_conn *s)
 {
-	struct pg_store *s = handle;
 	PGTransactionStatusType ts = PQtransactionStatus(s->conn);
 
 	if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)
@@ -619,9 +629,8 @@ pg_rollback(void *handle)
 }
 
 static int
-pg_commit(void *handle, custody_err *err)
+pg_commit(struct store_conn *s, custody_err *err)
 {
-	struct pg_store *s = handle;
 	int r = CUSTODY_EFAIL;
 	PGresult *res = NULL;
 
@@ -643,38 +652,6 @@ out:
 	return r;
 }
 
-
-/* Concurrent first opens upgrade the schema once: an advisory lock,
- * keyed by the schema the tables go to, held to the end of the
- * transaction. */
-static int
-pg_lock_schema(void *handle, custody_err *err)
-{
-	struct pg_store *s = handle;
-	PGresult *res = NULL;
-	int r = query(s, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ", "
-		      "hashtext(coalesce(current_schema(), '')))", NULL,
-		      PGRES_TUPLES_OK, &res, NULL, err,
-		      "cannot lock store %s for the schema upgrade", s->name);
-
-	PQclear(res);
-	return r;
-}
-
-/* A constant script of several statements, no values (a migration). */
-static int
-pg_run_script(void *handle, const char *script, const char *what,
-	      custody_err *err)
-{
-	struct pg_store *s = handle;
-	int r = CUSTODY_OK;
-	PGresult *res = PQexec(s->conn, script);
-
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		r = pg_error(s, err, res, "%s", what);
-	PQclear(res);
-	return r;
-}
 
 /* ------------------------------------------------------------ statements */
 
@@ -767,10 +744,9 @@ bind_values(struct params *p, const struct store_query *q)
 }
 
 static int
-pg_run(void *handle, struct store_query *q, const char *what,
+pg_run(struct store_conn *s, struct store_query *q, const char *what,
        custody_err *err)
 {
-	struct pg_store *s = handle;
 	struct store_row row = { &value_reader, NULL, 0 };
 	struct params p = {0};
 	PGresult *res = NULL;
@@ -805,7 +781,7 @@ out:
 
 /* Drops the notifications libpq has received; 1 when there was any. */
 static int
-drain_notifications(struct pg_store *s)
+drain_notifications(struct store_conn *s)
 {
 	PGnotify *n;
 	int any = 0;
@@ -826,9 +802,8 @@ drain_notifications(struct pg_store *s)
  * on again: "maybe".
  */
 static int
-pg_changed(void *handle, int *changed, custody_err *err)
+pg_changed(struct store_conn *s, int *changed, custody_err *err)
 {
-	struct pg_store *s = handle;
 	int r = CUSTODY_EFAIL;
 	char what[600];
 
@@ -873,9 +848,8 @@ monotonic_ms(void)
  * new connection) and the answer is "maybe" at once.
  */
 static int
-pg_wait_change(void *handle, int timeout_ms, int *changed, custody_err *err)
+pg_wait_change(struct store_conn *s, int timeout_ms, int *changed, custody_err *err)
 {
-	struct pg_store *s = handle;
 	int64_t deadline = monotonic_ms() + timeout_ms;
 	int64_t left;
 	struct pollfd pfd;

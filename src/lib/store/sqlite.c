@@ -45,7 +45,7 @@
  * period, 10 to 25 ms measured, more than the queries it saves). */
 #define WATCH_AFTER_CALLS 64
 
-struct sqlite_store {
+struct store_conn {
 	sqlite3 *db;
 	char *path;
 	/* custody_store_changed: */
@@ -146,11 +146,11 @@ is_busy(int rc)
 /* EFAIL "WHAT: WHY" with SQLite's reason; a lock that outlasted the busy
  * timeout says "store is busy". */
 static int
-db_error(struct sqlite_store *s, custody_err *err, int rc, const char *fmt, ...)
+db_error(struct store_conn *s, custody_err *err, int rc, const char *fmt, ...)
 	CUSTODY_PRINTF(4, 5);
 
 static int
-db_error(struct sqlite_store *s, custody_err *err, int rc, const char *fmt, ...)
+db_error(struct store_conn *s, custody_err *err, int rc, const char *fmt, ...)
 {
 	va_list ap;
 	char what[512];
@@ -171,7 +171,7 @@ db_error(struct sqlite_store *s, custody_err *err, int rc, const char *fmt, ...)
 }
 
 static int
-prepare(struct sqlite_store *s, const char *sql, sqlite3_stmt **stmt,
+prepare(struct store_conn *s, const char *sql, sqlite3_stmt **stmt,
 	custody_err *err)
 {
 	int rc = sqlite3_prepare_v2(s->db, sql, -1, stmt, NULL);
@@ -189,7 +189,7 @@ prepare(struct sqlite_store *s, const char *sql, sqlite3_stmt **stmt,
  * *r; on failure the array is returned unchanged, still the caller's. */
 
 static int
-exec_constant(struct sqlite_store *s, const char *sql, custody_err *err,
+exec_constant(struct store_conn *s, const char *sql, custody_err *err,
 	      const char *what)
 {
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
@@ -290,7 +290,7 @@ out:
 
 /* The journal mode of the database, lower-case, into mode[8]. */
 static int
-query_journal_mode(struct sqlite_store *s, const char *sql, char mode[8],
+query_journal_mode(struct store_conn *s, const char *sql, char mode[8],
 		   custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
@@ -324,7 +324,7 @@ out:
 }
 
 static int
-set_wal(struct sqlite_store *s, custody_err *err)
+set_wal(struct store_conn *s, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
 	char mode[8];
@@ -351,10 +351,8 @@ out:
 }
 
 static void
-sqlite_close(void *handle)
+sqlite_close(struct store_conn *s)
 {
-	struct sqlite_store *s = handle;
-
 	if (s == NULL)
 		return;
 	sqlite3_finalize(s->data_version);
@@ -366,14 +364,14 @@ sqlite_close(void *handle)
 }
 
 static int
-sqlite_open(const char *location, void **handle, custody_err *err)
+sqlite_open(const char *location, struct store_conn **out, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
-	struct sqlite_store *s = NULL;
+	struct store_conn *s = NULL;
 	char *open_name = NULL;
 	int rc;
 
-	*handle = NULL;
+	*out = NULL;
 	s = calloc(1, sizeof(*s));
 	if (s != NULL)
 		s->watch_fd = -1;
@@ -428,7 +426,7 @@ sqlite_open(const char *location, void **handle, custody_err *err)
 			       "cannot turn foreign keys on")) != CUSTODY_OK ||
 	    (r = set_wal(s, err)) != CUSTODY_OK)
 		goto out;
-	*handle = s;
+	*out = s;
 	s = NULL;
 	r = CUSTODY_OK;
 out:
@@ -440,24 +438,23 @@ out:
 /* ------------------------------------------------------------ transactions */
 
 static int
-sqlite_begin(void *handle, custody_err *err)
+sqlite_begin(struct store_conn *s, custody_err *err)
 {
-	return exec_constant(handle, "BEGIN IMMEDIATE", err,
+	return exec_constant(s, "BEGIN IMMEDIATE", err,
 			     "cannot begin a write transaction");
 }
 
 /* A deferred transaction: the first read takes the snapshot (a shared
  * lock, or WAL's read mark) that the later ones see too. */
 static int
-sqlite_begin_read(void *handle, custody_err *err)
+sqlite_begin_read(struct store_conn *s, custody_err *err)
 {
-	return exec_constant(handle, "BEGIN DEFERRED", err, "cannot begin a read");
+	return exec_constant(s, "BEGIN DEFERRED", err, "cannot begin a read");
 }
 
 static int
-sqlite_commit(void *handle, custody_err *err)
+sqlite_commit(struct store_conn *s, custody_err *err)
 {
-	struct sqlite_store *s = handle;
 	int r = exec_constant(s, "COMMIT", err, "cannot commit");
 
 	if (r != CUSTODY_OK && !sqlite3_get_autocommit(s->db))
@@ -466,27 +463,21 @@ sqlite_commit(void *handle, custody_err *err)
 }
 
 static void
-sqlite_rollback(void *handle)
+sqlite_rollback(struct store_conn *s)
 {
-	struct sqlite_store *s = handle;
-
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 static int
-sqlite_in_transaction(void *handle)
+sqlite_in_transaction(struct store_conn *s)
 {
-	struct sqlite_store *s = handle;
-
 	return !sqlite3_get_autocommit(s->db);
 }
 
 static const char *
-sqlite_where(void *handle)
+sqlite_where(struct store_conn *s)
 {
-	struct sqlite_store *s = handle;
-
 	return s->path;
 }
 
@@ -567,10 +558,9 @@ static const struct store_row_reader column_reader = {
 };
 
 static int
-sqlite_run(void *handle, struct store_query *q, const char *what,
+sqlite_run(struct store_conn *s, struct store_query *q, const char *what,
 	   custody_err *err)
 {
-	struct sqlite_store *s = handle;
 	struct store_row row = { &column_reader, NULL, 0 };
 	sqlite3_stmt *st = NULL;
 	int r = CUSTODY_EFAIL;
@@ -600,10 +590,9 @@ out:
 }
 
 static int
-sqlite_run_script(void *handle, const char *script, const char *what,
+sqlite_run_script(struct store_conn *s, const char *script, const char *what,
 		  custody_err *err)
 {
-	struct sqlite_store *s = handle;
 	int rc = sqlite3_exec(s->db, script, NULL, NULL, NULL);
 
 	if (rc != SQLITE_OK)
@@ -625,7 +614,7 @@ monotonic_ns(void)
 /* Watches the database's directory: every file SQLite writes for a commit
  * (the database, its -wal) is there.  Without inotify, -1: ask always. */
 static void
-start_watch(struct sqlite_store *s)
+start_watch(struct store_conn *s)
 {
 	char *copy = strdup(s->path);
 	const char *dir = copy != NULL ? dirname(copy) : NULL;
@@ -647,7 +636,7 @@ start_watch(struct sqlite_store *s)
 /* 1 when inotify reported anything since the last look (events are read
  * and dropped: any of them only means "ask the database"). */
 static int
-watch_fired(struct sqlite_store *s)
+watch_fired(struct store_conn *s)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	int fired = 0;
@@ -665,9 +654,8 @@ watch_fired(struct sqlite_store *s)
 }
 
 static int
-sqlite_changed(void *handle, int *changed, custody_err *err)
+sqlite_changed(struct store_conn *s, int *changed, custody_err *err)
 {
-	struct sqlite_store *s = handle;
 	int64_t version;
 	int first = s->calls == 0, r = CUSTODY_EFAIL, rc;
 

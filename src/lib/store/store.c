@@ -24,8 +24,7 @@
 #define ACCEPTED_FORMS "sqlite:PATH or postgresql://[USER@]HOST[:PORT]/DBNAME"
 
 struct custody_store {
-	const struct custody_store_backend *backend;
-	void *handle;
+	struct store_core core;	/* the backend and its connection */
 	int in_transaction;
 	custody_store_tag_fn tag_fn;	/* NULL until a token is attached */
 	void *tag_ctx;
@@ -459,7 +458,7 @@ custody_store_tags_on(custody_store *st, int *on, custody_err *err)
 		*on = 1;
 		return CUSTODY_OK;
 	}
-	r = store_core_get_meta(st->backend, st->handle, TAGS_META, v, sizeof(v), err);
+	r = store_core_get_meta(&st->core, TAGS_META, v, sizeof(v), err);
 	if (r == CUSTODY_ENOTFOUND)
 		return CUSTODY_OK;
 	if (r != CUSTODY_OK)
@@ -491,7 +490,7 @@ tag_written(custody_store *st, const struct row *row, custody_err *err)
 	int on = 0, r;
 
 	if (row->untagged)
-		return store_core_put_tag(st->backend, st->handle, row->kind, row->name,
+		return store_core_put_tag(&st->core, row->kind, row->name,
 					    NULL, err);
 	if (st->tag_fn == NULL) {
 		if ((r = custody_store_tags_on(st, &on, err)) != CUSTODY_OK)
@@ -506,12 +505,12 @@ tag_written(custody_store *st, const struct row *row, custody_err *err)
 					 "through custody_integrity_attach");
 			return r;
 		}
-		return store_core_put_tag(st->backend, st->handle, row->kind, row->name,
+		return store_core_put_tag(&st->core, row->kind, row->name,
 					    NULL, err);
 	}
 	if ((r = make_tag(st, row, 1, tag, err)) != CUSTODY_OK)
 		return r;
-	return store_core_put_tag(st->backend, st->handle, row->kind, row->name, tag, err);
+	return store_core_put_tag(&st->core, row->kind, row->name, tag, err);
 }
 
 /* Constant-time comparison of two tags. */
@@ -548,7 +547,7 @@ check_row(custody_store *st, const struct row *row, custody_err *err)
 				       "cannot check the %s record %s: no token "
 				       "is open to check its integrity tag",
 				       row->kind, row->name);
-	r = store_core_get_tag(st->backend, st->handle, row->kind, row->name, stored, err);
+	r = store_core_get_tag(&st->core, row->kind, row->name, stored, err);
 	if (r == CUSTODY_ENOTFOUND) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "the store's %s record %s carries no "
@@ -594,7 +593,7 @@ fetch_cert(custody_store *st, const custody_cert_record *rec, struct row *row,
 	int r;
 
 	memset(&now, 0, sizeof(now));
-	if ((r = store_core_get_cert(st->backend, st->handle, rec->thumbprint, &now,
+	if ((r = store_core_get_cert(&st->core, rec->thumbprint, &now,
 				       err)) == CUSTODY_OK)
 		r = row_of_cert(&now, row, err);
 	custody_cert_record_clear(&now);
@@ -609,7 +608,7 @@ fetch_assignment(custody_store *st, const custody_assignment *rec,
 	int r;
 
 	memset(&now, 0, sizeof(now));
-	if ((r = store_core_get_assignment(st->backend, st->handle, rec->type,
+	if ((r = store_core_get_assignment(&st->core, rec->type,
 					     rec->identity, &now, err)) ==
 	    CUSTODY_OK)
 		r = row_of_assignment(&now, row, err);
@@ -624,7 +623,7 @@ fetch_package(custody_store *st, const custody_package_record *rec,
 	int r;
 
 	memset(&now, 0, sizeof(now));
-	if ((r = store_core_get_package(st->backend, st->handle, rec->thumbprint, &now,
+	if ((r = store_core_get_package(&st->core, rec->thumbprint, &now,
 					  err)) == CUSTODY_OK)
 		r = row_of_package(&now, row, err);
 	custody_package_record_clear(&now);
@@ -639,7 +638,7 @@ fetch_node(custody_store *st, const custody_node_record *rec, struct row *row,
 	int r;
 
 	memset(&now, 0, sizeof(now));
-	if ((r = store_core_get_node(st->backend, st->handle, rec->name, &now, err)) ==
+	if ((r = store_core_get_node(&st->core, rec->name, &now, err)) ==
 	    CUSTODY_OK)
 		r = row_of_node(&now, row, err);
 	custody_node_record_clear(&now);
@@ -756,7 +755,7 @@ tag_stored_assignment(custody_store *st, const custody_assignment *a,
 		return tag_written(st, &row, err);
 	if (r == CUSTODY_ENOTFOUND &&
 	    (r = row_of_assignment(a, &row, err)) == CUSTODY_OK)
-		r = store_core_put_tag(st->backend, st->handle, row.kind, row.name, NULL,
+		r = store_core_put_tag(&st->core, row.kind, row.name, NULL,
 					 err);
 	return r;
 }
@@ -773,7 +772,7 @@ check_before_overwrite(custody_store *st, const custody_assignment *a,
 	if (st->tag_fn == NULL)
 		return CUSTODY_OK;
 	memset(&old, 0, sizeof(old));
-	r = store_core_get_assignment(st->backend, st->handle, a->type, a->identity, &old,
+	r = store_core_get_assignment(&st->core, a->type, a->identity, &old,
 					err);
 	if (r == CUSTODY_ENOTFOUND)
 		return CUSTODY_OK;
@@ -813,7 +812,7 @@ custody_store_tags_enable(custody_store *st, custody_err *err)
 
 	if ((r = check_writable(st, "mark the store as tagged", err)) !=
 	    CUSTODY_OK ||
-	    (r = store_core_put_meta(st->backend, st->handle, TAGS_META, TAGS_VERSION, 1,
+	    (r = store_core_put_meta(&st->core, TAGS_META, TAGS_VERSION, 1,
 				       err)) != CUSTODY_OK)
 		return r;
 	st->tags_on = 1;
@@ -854,11 +853,11 @@ custody_store_open(const char *url, custody_store **out, custody_err *err)
 				    "cannot open the store: out of memory");
 		goto out;
 	}
-	st->backend = backend;
-	if ((r = backend->open(location, &st->handle, err)) != CUSTODY_OK)
+	st->core.backend = backend;
+	if ((r = backend->open(location, &st->core.conn, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = store_core_migrate(backend, st->handle, err)) != CUSTODY_OK) {
-		backend->close(st->handle);
+	if ((r = store_core_migrate(&st->core, err)) != CUSTODY_OK) {
+		backend->close(st->core.conn);
 		goto out;
 	}
 	*out = st;
@@ -876,7 +875,7 @@ custody_store_close(custody_store *st)
 		return;
 	custody_store_rollback(st);
 	custody_store_set_tagger(st, NULL, NULL, NULL);
-	st->backend->close(st->handle);
+	st->core.backend->close(st->core.conn);
 	free(st);
 }
 
@@ -895,7 +894,7 @@ custody_store_begin(custody_store *st, custody_err *err)
 				    "cannot begin a transaction: one is already open");
 		goto out;
 	}
-	if ((r = st->backend->begin(st->handle, err)) != CUSTODY_OK)
+	if ((r = st->core.backend->begin(st->core.conn, err)) != CUSTODY_OK)
 		goto out;
 	st->in_transaction = 1;
 	r = CUSTODY_OK;
@@ -912,7 +911,7 @@ custody_store_commit(custody_store *st, custody_err *err)
 		goto out;
 	/* Committed or rolled back: either way the transaction is over. */
 	st->in_transaction = 0;
-	r = st->backend->commit(st->handle, err);
+	r = st->core.backend->commit(st->core.conn, err);
 	tell_tx_end(st, r == CUSTODY_OK);
 out:
 	return r;
@@ -924,7 +923,7 @@ custody_store_rollback(custody_store *st)
 	if (st == NULL || !st->in_transaction)
 		return;
 	st->in_transaction = 0;
-	st->backend->rollback(st->handle);
+	st->core.backend->rollback(st->core.conn);
 	tell_tx_end(st, 0);
 }
 
@@ -939,7 +938,7 @@ read_begin(custody_store *st, int *began, custody_err *err)
 	*began = 0;
 	if (st->in_transaction || st->tag_fn == NULL)
 		return CUSTODY_OK;
-	if ((r = st->backend->begin_read(st->handle, err)) == CUSTODY_OK)
+	if ((r = st->core.backend->begin_read(st->core.conn, err)) == CUSTODY_OK)
 		*began = 1;
 	return r;
 }
@@ -948,7 +947,7 @@ static void
 read_end(custody_store *st, int began)
 {
 	if (began)
-		st->backend->rollback(st->handle);
+		st->core.backend->rollback(st->core.conn);
 }
 
 int
@@ -969,7 +968,7 @@ custody_store_get_assignment(custody_store *st, const char *type,
 		goto out;
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = store_core_get_assignment(st->backend, st->handle, type, identity, out,
+	if ((r = store_core_get_assignment(&st->core, type, identity, out,
 					     err)) == CUSTODY_OK)
 		r = check_assignment_on_read(st, out, err);
 	read_end(st, began);
@@ -990,7 +989,7 @@ custody_store_list_assignments(custody_store *st, custody_assignment **out,
 	}
 	*out = NULL;
 	*n = 0;
-	r = store_core_list_assignments(st->backend, st->handle, out, n, err);
+	r = store_core_list_assignments(&st->core, out, n, err);
 out:
 	return r;
 }
@@ -1023,7 +1022,7 @@ custody_store_put_assignment(custody_store *st, custody_assignment *a,
 	}
 	if ((r = check_before_overwrite(st, a, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = store_core_put_assignment(st->backend, st->handle, a, err)) != CUSTODY_OK)
+	if ((r = store_core_put_assignment(&st->core, a, err)) != CUSTODY_OK)
 		goto out;
 	r = tag_stored_assignment(st, a, err);
 out:
@@ -1056,7 +1055,7 @@ custody_store_put_cert(custody_store *st, const custody_cert_record *rec,
 				    "record is not terminated");
 		goto out;
 	}
-	if ((r = store_core_put_cert(st->backend, st->handle, rec, err)) != CUSTODY_OK)
+	if ((r = store_core_put_cert(&st->core, rec, err)) != CUSTODY_OK)
 		goto out;
 	r = tag_stored_cert(st, rec, err);
 out:
@@ -1078,7 +1077,7 @@ custody_store_get_cert(custody_store *st, const char *thumbprint,
 		goto out;
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = store_core_get_cert(st->backend, st->handle, thumbprint, out, err)) ==
+	if ((r = store_core_get_cert(&st->core, thumbprint, out, err)) ==
 	    CUSTODY_OK &&
 	    (r = check_cert_on_read(st, out, err)) != CUSTODY_OK)
 		custody_cert_record_clear(out);
@@ -1100,7 +1099,7 @@ custody_store_list_certs(custody_store *st, custody_cert_record **out,
 	}
 	*out = NULL;
 	*n = 0;
-	r = store_core_list_certs(st->backend, st->handle, out, n, err);
+	r = store_core_list_certs(&st->core, out, n, err);
 out:
 	return r;
 }
@@ -1115,10 +1114,10 @@ custody_store_delete_cert(custody_store *st, const char *thumbprint,
 		goto out;
 	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = store_core_delete_cert(st->backend, st->handle, thumbprint, err)) !=
+	if ((r = store_core_delete_cert(&st->core, thumbprint, err)) !=
 	    CUSTODY_OK)
 		goto out;
-	r = store_core_put_tag(st->backend, st->handle, "certificate", thumbprint, NULL,
+	r = store_core_put_tag(&st->core, "certificate", thumbprint, NULL,
 				 err);
 out:
 	return r;
@@ -1182,7 +1181,7 @@ custody_store_append_audit(custody_store *st, const custody_audit_entry *e,
 	if ((r = check_writable(st, "append to the audit log", err)) != CUSTODY_OK ||
 	    (r = check_audit_entry(e, err)) != CUSTODY_OK)
 		goto out;
-	r = store_core_append_audit(st->backend, st->handle, e, err);
+	r = store_core_append_audit(&st->core, e, err);
 out:
 	return r;
 }
@@ -1199,7 +1198,7 @@ custody_store_last_audit(custody_store *st, custody_audit_entry *out,
 		goto out;
 	}
 	memset(out, 0, sizeof(*out));
-	r = store_core_last_audit(st->backend, st->handle, out, err);
+	r = store_core_last_audit(&st->core, out, err);
 out:
 	return r;
 }
@@ -1217,7 +1216,7 @@ custody_store_list_audit(custody_store *st, int64_t since,
 	}
 	*out = NULL;
 	*n = 0;
-	r = store_core_list_audit(st->backend, st->handle, since, out, n, err);
+	r = store_core_list_audit(&st->core, since, out, n, err);
 out:
 	return r;
 }
@@ -1235,7 +1234,7 @@ custody_store_audit_head(custody_store *st, int64_t *seq,
 	}
 	*seq = 0;
 	hash[0] = '\0';
-	r = store_core_audit_head(st->backend, st->handle, seq, hash, err);
+	r = store_core_audit_head(&st->core, seq, hash, err);
 out:
 	return r;
 }
@@ -1248,9 +1247,9 @@ custody_store_changed(custody_store *st, int *changed, custody_err *err)
 				       "cannot watch the store: no store or no "
 				       "answer");
 	*changed = 1;
-	if (st->backend->changed == NULL)
+	if (st->core.backend->changed == NULL)
 		return CUSTODY_OK;
-	return st->backend->changed(st->handle, changed, err);
+	return st->core.backend->changed(st->core.conn, changed, err);
 }
 
 /* Between two questions of a backend without notifications. */
@@ -1314,8 +1313,8 @@ custody_store_wait_change(custody_store *st, int timeout_ms, int *changed,
 	}
 	if (timeout_ms < 0)
 		timeout_ms = 0;
-	if (st->backend->wait_change != NULL)
-		r = st->backend->wait_change(st->handle, timeout_ms, changed, err);
+	if (st->core.backend->wait_change != NULL)
+		r = st->core.backend->wait_change(st->core.conn, timeout_ms, changed, err);
 	else
 		r = poll_changes(st, timeout_ms, changed, err);
 out:
@@ -1449,7 +1448,7 @@ custody_store_put_node(custody_store *st, custody_node_record *rec,
 				    rec->name);
 		goto out;
 	}
-	if ((r = store_core_put_node(st->backend, st->handle, rec, err)) != CUSTODY_OK)
+	if ((r = store_core_put_node(&st->core, rec, err)) != CUSTODY_OK)
 		goto out;
 	r = tag_stored_node(st, rec, err);
 out:
@@ -1466,7 +1465,7 @@ custody_store_get_node(custody_store *st, const char *name,
 	    (r = check_node_name(name, CUSTODY_NAME_MAX + 2, err)) != CUSTODY_OK)
 		goto out;
 	memset(out, 0, sizeof(*out));
-	r = store_core_get_node(st->backend, st->handle, name, out, err);
+	r = store_core_get_node(&st->core, name, out, err);
 out:
 	return r;
 }
@@ -1482,7 +1481,7 @@ custody_store_list_nodes(custody_store *st, custody_node_record **out,
 		goto out;
 	*out = NULL;
 	*n = 0;
-	r = store_core_list_nodes(st->backend, st->handle, out, n, err);
+	r = store_core_list_nodes(&st->core, out, n, err);
 out:
 	return r;
 }
@@ -1511,7 +1510,7 @@ custody_store_put_package(custody_store *st, const custody_package_record *rec,
 	}
 	if ((r = check_node_name(rec->node, sizeof(rec->node), err)) != CUSTODY_OK)
 		goto out;
-	if ((r = store_core_put_package(st->backend, st->handle, rec, err)) != CUSTODY_OK)
+	if ((r = store_core_put_package(&st->core, rec, err)) != CUSTODY_OK)
 		goto out;
 	r = tag_stored_package(st, rec, err);
 out:
@@ -1530,7 +1529,7 @@ custody_store_get_package(custody_store *st, const char *thumbprint,
 	memset(out, 0, sizeof(*out));
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = store_core_get_package(st->backend, st->handle, thumbprint, out, err)) ==
+	if ((r = store_core_get_package(&st->core, thumbprint, out, err)) ==
 	    CUSTODY_OK &&
 	    (r = check_package_on_read(st, out, err)) != CUSTODY_OK)
 		custody_package_record_clear(out);
@@ -1550,7 +1549,7 @@ custody_store_list_packages(custody_store *st, custody_package_record **out,
 		goto out;
 	*out = NULL;
 	*n = 0;
-	r = store_core_list_packages(st->backend, st->handle, out, n, err);
+	r = store_core_list_packages(&st->core, out, n, err);
 out:
 	return r;
 }
@@ -1564,10 +1563,10 @@ custody_store_delete_package(custody_store *st, const char *thumbprint,
 	if ((r = check_writable(st, "delete the package", err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = store_core_delete_package(st->backend, st->handle, thumbprint, err)) !=
+	if ((r = store_core_delete_package(&st->core, thumbprint, err)) !=
 	    CUSTODY_OK)
 		goto out;
-	r = store_core_put_tag(st->backend, st->handle, "package", thumbprint, NULL, err);
+	r = store_core_put_tag(&st->core, "package", thumbprint, NULL, err);
 out:
 	return r;
 }
@@ -1590,7 +1589,7 @@ custody_store_put_report(custody_store *st, const custody_report_record *rec,
 				    "terminated detail", rec->node);
 		goto out;
 	}
-	r = store_core_put_report(st->backend, st->handle, rec, err);
+	r = store_core_put_report(&st->core, rec, err);
 out:
 	return r;
 }
@@ -1610,7 +1609,7 @@ custody_store_list_reports(custody_store *st, const char *node,
 	if (node != NULL &&
 	    (r = check_node_name(node, CUSTODY_NAME_MAX + 2, err)) != CUSTODY_OK)
 		goto out;
-	r = store_core_list_reports(st->backend, st->handle, node, out, n, err);
+	r = store_core_list_reports(&st->core, node, out, n, err);
 out:
 	return r;
 }
@@ -1657,7 +1656,7 @@ custody_store_get_meta(custody_store *st, const char *name, char *value,
 		goto out;
 	}
 	value[0] = '\0';
-	r = store_core_get_meta(st->backend, st->handle, name, value, size, err);
+	r = store_core_get_meta(&st->core, name, value, size, err);
 out:
 	return r;
 }
@@ -1672,7 +1671,7 @@ custody_store_put_meta(custody_store *st, const char *name, const char *value,
 	    (r = check_store(st, value, "save a cluster fact", err)) != CUSTODY_OK ||
 	    (r = check_meta(name, value, err)) != CUSTODY_OK)
 		goto out;
-	r = store_core_put_meta(st->backend, st->handle, name, value, replace, err);
+	r = store_core_put_meta(&st->core, name, value, replace, err);
 out:
 	return r;
 }
