@@ -235,8 +235,8 @@ first_row(void *arg, const struct store_row *row, custody_err *err)
  * none (rec untouched). */
 static int
 get_record(const struct store_core *c, struct store_query *q,
-	   record_reader read,
-	   void *rec, const char *what, const char *missing, custody_err *err)
+	   record_reader read, void *rec, const char *what, const char *missing,
+	   custody_err *err)
 {
 	struct one_record one = { c, read, rec };
 	int r;
@@ -284,9 +284,8 @@ list_row(void *arg, const struct store_row *row, custody_err *err)
 /* Every row of q, read into a malloc'ed array of elem-byte records. */
 static int
 list_records(const struct store_core *c, struct store_query *q,
-	     record_reader read,
-	     size_t elem, void (*clear)(void *rec), void **out, size_t *n,
-	     const char *what, custody_err *err)
+	     record_reader read, size_t elem, void (*clear)(void *rec),
+	     void **out, size_t *n, const char *what, custody_err *err)
 {
 	struct record_list l = { c, read, clear, elem, what, NULL, 0, 0 };
 	int r;
@@ -487,8 +486,7 @@ upgrade_to(const struct store_core *c, int v, custody_err *err)
 }
 
 int
-store_core_migrate(const struct store_core *c,
-		   custody_err *err)
+store_core_migrate(const struct store_core *c, custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_CREATE_SCHEMA_VERSION };
 	char what[WHAT_MAX];
@@ -526,8 +524,7 @@ out:
 
 static int
 read_assignment(const struct store_core *c, const struct store_row *row,
-		void *out,
-		custody_err *err)
+		void *out, custody_err *err)
 {
 	custody_assignment *a = out;
 
@@ -547,9 +544,9 @@ read_assignment(const struct store_core *c, const struct store_row *row,
 }
 
 int
-store_core_get_assignment(const struct store_core *c,
-			  const char *type, const char *identity,
-			  custody_assignment *out, custody_err *err)
+store_core_get_assignment(const struct store_core *c, const char *type,
+			  const char *identity, custody_assignment *out,
+			  custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_GET_ASSIGNMENT };
 	char what[WHAT_MAX];
@@ -635,8 +632,8 @@ delete_assignment(const struct store_core *c, custody_assignment *a,
 }
 
 int
-store_core_put_assignment(const struct store_core *c,
-			  custody_assignment *a, custody_err *err)
+store_core_put_assignment(const struct store_core *c, custody_assignment *a,
+			  custody_err *err)
 {
 	int insert = a->version == 0;
 	struct store_query q = { .sql = insert ? STORE_SQL_INSERT_ASSIGNMENT :
@@ -807,8 +804,8 @@ clear_cert(void *rec)
 }
 
 int
-store_core_put_cert(const struct store_core *c,
-		    const custody_cert_record *rec, custody_err *err)
+store_core_put_cert(const struct store_core *c, const custody_cert_record *rec,
+		    custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_PUT_CERT };
 	char what[WHAT_MAX];
@@ -849,9 +846,8 @@ store_core_put_cert(const struct store_core *c,
 }
 
 int
-store_core_get_cert(const struct store_core *c,
-		    const char *thumbprint, custody_cert_record *out,
-		    custody_err *err)
+store_core_get_cert(const struct store_core *c, const char *thumbprint,
+		    custody_cert_record *out, custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_GET_CERT };
 	char what[WHAT_MAX];
@@ -866,8 +862,8 @@ store_core_get_cert(const struct store_core *c,
 }
 
 int
-store_core_list_certs(const struct store_core *c,
-		      custody_cert_record **out, size_t *n, custody_err *err)
+store_core_list_certs(const struct store_core *c, custody_cert_record **out,
+		      size_t *n, custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_LIST_CERTS };
 	char what[WHAT_MAX];
@@ -882,9 +878,8 @@ store_core_list_certs(const struct store_core *c,
  * formatted with thumbprint and the store) when there was none. */
 static int
 delete_row(const struct store_core *c, enum store_sql sql,
-	   const char *thumbprint,
-	   const char *what, const char *notfound, const char *payload,
-	   custody_err *err)
+	   const char *thumbprint, const char *what, const char *notfound,
+	   const char *payload, custody_err *err)
 {
 	struct store_query q = { .sql = sql };
 	int r;
@@ -899,8 +894,8 @@ delete_row(const struct store_core *c, enum store_sql sql,
 }
 
 int
-store_core_delete_cert(const struct store_core *c,
-		       const char *thumbprint, custody_err *err)
+store_core_delete_cert(const struct store_core *c, const char *thumbprint,
+		       custody_err *err)
 {
 	char what[WHAT_MAX];
 
@@ -1018,8 +1013,8 @@ clear_audit(void *e)
 }
 
 int
-store_core_last_audit(const struct store_core *c,
-		      custody_audit_entry *out, custody_err *err)
+store_core_last_audit(const struct store_core *c, custody_audit_entry *out,
+		      custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_LAST_AUDIT };
 	char what[WHAT_MAX];
@@ -1031,9 +1026,8 @@ store_core_last_audit(const struct store_core *c,
 }
 
 int
-store_core_list_audit(const struct store_core *c,
-		      int64_t since, custody_audit_entry **out, size_t *n,
-		      custody_err *err)
+store_core_list_audit(const struct store_core *c, int64_t since,
+		      custody_audit_entry **out, size_t *n, custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_LIST_AUDIT };
 	char what[WHAT_MAX];
@@ -1065,8 +1059,8 @@ read_audit_head(void *arg, const struct store_row *row, custody_err *err)
 }
 
 int
-store_core_audit_head(const struct store_core *c,
-		      int64_t *seq, char *hash, custody_err *err)
+store_core_audit_head(const struct store_core *c, int64_t *seq, char *hash,
+		      custody_err *err)
 {
 	struct audit_head head = { seq, hash };
 	struct store_query q = { .sql = c->backend->in_transaction(c->conn) ?
@@ -1145,8 +1139,8 @@ node_conflict(const struct store_core *c, const custody_node_record *rec,
 }
 
 int
-store_core_put_node(const struct store_core *c,
-		    custody_node_record *rec, custody_err *err)
+store_core_put_node(const struct store_core *c, custody_node_record *rec,
+		    custody_err *err)
 {
 	int insert = rec->version == 0;
 	struct store_query q = { .sql = insert ? STORE_SQL_INSERT_NODE :
@@ -1179,9 +1173,8 @@ store_core_put_node(const struct store_core *c,
 }
 
 int
-store_core_get_node(const struct store_core *c,
-		    const char *name, custody_node_record *out,
-		    custody_err *err)
+store_core_get_node(const struct store_core *c, const char *name,
+		    custody_node_record *out, custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_GET_NODE };
 	char what[WHAT_MAX];
@@ -1194,8 +1187,8 @@ store_core_get_node(const struct store_core *c,
 }
 
 int
-store_core_list_nodes(const struct store_core *c,
-		      custody_node_record **out, size_t *n, custody_err *err)
+store_core_list_nodes(const struct store_core *c, custody_node_record **out,
+		      size_t *n, custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_LIST_NODES };
 	char what[WHAT_MAX];
@@ -1265,9 +1258,8 @@ store_core_put_package(const struct store_core *c,
 }
 
 int
-store_core_get_package(const struct store_core *c,
-		       const char *thumbprint, custody_package_record *out,
-		       custody_err *err)
+store_core_get_package(const struct store_core *c, const char *thumbprint,
+		       custody_package_record *out, custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_GET_PACKAGE };
 	char what[WHAT_MAX];
@@ -1296,8 +1288,8 @@ store_core_list_packages(const struct store_core *c,
 }
 
 int
-store_core_delete_package(const struct store_core *c,
-			  const char *thumbprint, custody_err *err)
+store_core_delete_package(const struct store_core *c, const char *thumbprint,
+			  custody_err *err)
 {
 	char what[WHAT_MAX];
 
@@ -1347,9 +1339,9 @@ read_report(const struct store_core *c, const struct store_row *row, void *out,
 }
 
 int
-store_core_list_reports(const struct store_core *c,
-			const char *node, custody_report_record **out,
-			size_t *n, custody_err *err)
+store_core_list_reports(const struct store_core *c, const char *node,
+			custody_report_record **out, size_t *n,
+			custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_LIST_REPORTS };
 	char what[WHAT_MAX];
@@ -1384,9 +1376,8 @@ read_text_value(void *arg, const struct store_row *row, custody_err *err)
 }
 
 int
-store_core_get_meta(const struct store_core *c,
-		    const char *name, char *value, size_t size,
-		    custody_err *err)
+store_core_get_meta(const struct store_core *c, const char *name, char *value,
+		    size_t size, custody_err *err)
 {
 	struct text_value t = { value, size, 0 };
 	struct store_query q = { .sql = STORE_SQL_GET_META,
@@ -1409,9 +1400,8 @@ store_core_get_meta(const struct store_core *c,
 }
 
 int
-store_core_put_meta(const struct store_core *c,
-		    const char *name, const char *value, int replace,
-		    custody_err *err)
+store_core_put_meta(const struct store_core *c, const char *name,
+		    const char *value, int replace, custody_err *err)
 {
 	struct store_query q = { .sql = replace ? STORE_SQL_REPLACE_META :
 					  STORE_SQL_INSERT_META };
@@ -1432,9 +1422,9 @@ store_core_put_meta(const struct store_core *c,
 }
 
 int
-store_core_get_tag(const struct store_core *c,
-		   const char *kind, const char *name,
-		   char tag[CUSTODY_TAG_HEX + 1], custody_err *err)
+store_core_get_tag(const struct store_core *c, const char *kind,
+		   const char *name, char tag[CUSTODY_TAG_HEX + 1],
+		   custody_err *err)
 {
 	/* Too long to be one: what the checker calls a wrong tag (""). */
 	struct text_value t = { tag, CUSTODY_TAG_HEX + 1, 0 };
@@ -1456,9 +1446,8 @@ store_core_get_tag(const struct store_core *c,
 }
 
 int
-store_core_put_tag(const struct store_core *c,
-		   const char *kind, const char *name, const char *tag,
-		   custody_err *err)
+store_core_put_tag(const struct store_core *c, const char *kind,
+		   const char *name, const char *tag, custody_err *err)
 {
 	struct store_query q = { .sql = tag != NULL ? STORE_SQL_PUT_TAG :
 					  STORE_SQL_DELETE_TAG };
