@@ -491,7 +491,7 @@ tag_written(custody_store *st, const struct row *row, custody_err *err)
 
 	if (row->untagged)
 		return store_core_put_tag(&st->core, row->kind, row->name,
-					    NULL, err);
+					  NULL, err);
 	if (st->tag_fn == NULL) {
 		if ((r = custody_store_tags_on(st, &on, err)) != CUSTODY_OK)
 			return r;
@@ -506,7 +506,7 @@ tag_written(custody_store *st, const struct row *row, custody_err *err)
 			return r;
 		}
 		return store_core_put_tag(&st->core, row->kind, row->name,
-					    NULL, err);
+					  NULL, err);
 	}
 	if ((r = make_tag(st, row, 1, tag, err)) != CUSTODY_OK)
 		return r;
@@ -594,7 +594,7 @@ fetch_cert(custody_store *st, const custody_cert_record *rec, struct row *row,
 
 	memset(&now, 0, sizeof(now));
 	if ((r = store_core_get_cert(&st->core, rec->thumbprint, &now,
-				       err)) == CUSTODY_OK)
+				     err)) == CUSTODY_OK)
 		r = row_of_cert(&now, row, err);
 	custody_cert_record_clear(&now);
 	return r;
@@ -609,7 +609,7 @@ fetch_assignment(custody_store *st, const custody_assignment *rec,
 
 	memset(&now, 0, sizeof(now));
 	if ((r = store_core_get_assignment(&st->core, rec->type,
-					     rec->identity, &now, err)) ==
+					   rec->identity, &now, err)) ==
 	    CUSTODY_OK)
 		r = row_of_assignment(&now, row, err);
 	return r;
@@ -624,7 +624,7 @@ fetch_package(custody_store *st, const custody_package_record *rec,
 
 	memset(&now, 0, sizeof(now));
 	if ((r = store_core_get_package(&st->core, rec->thumbprint, &now,
-					  err)) == CUSTODY_OK)
+					err)) == CUSTODY_OK)
 		r = row_of_package(&now, row, err);
 	custody_package_record_clear(&now);
 	return r;
@@ -756,7 +756,7 @@ tag_stored_assignment(custody_store *st, const custody_assignment *a,
 	if (r == CUSTODY_ENOTFOUND &&
 	    (r = row_of_assignment(a, &row, err)) == CUSTODY_OK)
 		r = store_core_put_tag(&st->core, row.kind, row.name, NULL,
-					 err);
+				       err);
 	return r;
 }
 
@@ -773,7 +773,7 @@ check_before_overwrite(custody_store *st, const custody_assignment *a,
 		return CUSTODY_OK;
 	memset(&old, 0, sizeof(old));
 	r = store_core_get_assignment(&st->core, a->type, a->identity, &old,
-					err);
+				      err);
 	if (r == CUSTODY_ENOTFOUND)
 		return CUSTODY_OK;
 	if (r != CUSTODY_OK)
@@ -813,7 +813,7 @@ custody_store_tags_enable(custody_store *st, custody_err *err)
 	if ((r = check_writable(st, "mark the store as tagged", err)) !=
 	    CUSTODY_OK ||
 	    (r = store_core_put_meta(&st->core, TAGS_META, TAGS_VERSION, 1,
-				       err)) != CUSTODY_OK)
+				     err)) != CUSTODY_OK)
 		return r;
 	st->tags_on = 1;
 	return CUSTODY_OK;
@@ -969,7 +969,7 @@ custody_store_get_assignment(custody_store *st, const char *type,
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
 		goto out;
 	if ((r = store_core_get_assignment(&st->core, type, identity, out,
-					     err)) == CUSTODY_OK)
+					   err)) == CUSTODY_OK)
 		r = check_assignment_on_read(st, out, err);
 	read_end(st, began);
 out:
@@ -1118,7 +1118,7 @@ custody_store_delete_cert(custody_store *st, const char *thumbprint,
 	    CUSTODY_OK)
 		goto out;
 	r = store_core_put_tag(&st->core, "certificate", thumbprint, NULL,
-				 err);
+			       err);
 out:
 	return r;
 }
@@ -1314,7 +1314,8 @@ custody_store_wait_change(custody_store *st, int timeout_ms, int *changed,
 	if (timeout_ms < 0)
 		timeout_ms = 0;
 	if (st->core.backend->wait_change != NULL)
-		r = st->core.backend->wait_change(st->core.conn, timeout_ms, changed, err);
+		r = st->core.backend->wait_change(st->core.conn, timeout_ms,
+						  changed, err);
 	else
 		r = poll_changes(st, timeout_ms, changed, err);
 out:
