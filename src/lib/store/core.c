@@ -223,12 +223,12 @@ static int
 first_row(void *arg, const struct store_row *row, custody_err *err)
 {
 	struct one_record *one = arg;
+	void *rec = one->rec;
 
-	if (one->rec == NULL)
+	if (rec == NULL)
 		return CUSTODY_OK;	/* a second row: the first one counts */
-	arg = one->rec;
 	one->rec = NULL;
-	return one->read(one->c, row, arg, err);
+	return one->read(one->c, row, rec, err);
 }
 
 /* The first row of q into rec; ENOTFOUND, saying missing, when there was

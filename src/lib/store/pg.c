@@ -6,10 +6,11 @@
  * handle.  The schema is the SQLite one in PostgreSQL types, versioned in
  * schema_version; store/core.c brings it up to date at open in one
  * transaction that holds an advisory lock (pg_lock_schema), so that
- * concurrent first opens create it once.  Writes run in READ COMMITTED transactions:
- * the version check of each assignment and the guarded move of the audit
- * head (read FOR UPDATE inside a transaction) make concurrent changes
- * fail with ECONFLICT or wait, never overwrite.  Every change queues a
+ * concurrent first opens create it once.  Writes run in READ COMMITTED
+ * transactions: the version check of each assignment and the guarded move
+ * of the audit head (read FOR UPDATE inside a transaction) make concurrent
+ * changes fail with ECONFLICT or wait, never overwrite; begin_read takes a
+ * REPEATABLE READ snapshot.  Every change queues a
  * NOTIFY on channel "custody_changes" (payload "TYPE/IDENTITY",
  * "certificates" or "audit"), which PostgreSQL delivers on commit only.
  * Every statement is a constant string; values are always bound.
@@ -190,7 +191,6 @@ p_bytes(struct params *p, const unsigned char *bytes, size_t len)
 	p->formats[p->n] = 1;
 	p->n++;
 }
-
 
 /* ------------------------------------------------------------ errors */
 
