@@ -10,13 +10,20 @@
  * a connection, the text of its statements and a driver: run one
  * statement with bound values and hand each result row to the core
  * through the row reader below.  Adding a column touches store/core.c and
- * the two statements, nothing else.
+ * the statements that name it (store/schema.h for the table), nothing
+ * else; adding a backend is one more file (its connection, the statements
+ * it words its own way, its driver and table) and one line in
+ * store/store.c's URL dispatch.
  *
  * The library boundary: the PostgreSQL backend is a module (see below)
  * that calls nothing of the core.  The core calls a backend only through
  * its table, and a backend calls back only through the function pointers
- * it is handed (struct store_query's each_row); so the module needs no
- * symbol of libcustody but its exported custody_* API (errors, logging).
+ * it is handed (struct store_query's each_row); the statements' text
+ * comes in the query.  So the module needs no symbol of libcustody but
+ * its exported custody_* API (errors, logging): no core function is
+ * exported for it, none is compiled into it twice, and libcustody may
+ * export only ^custody_.  Keep it so: a helper both backends need belongs
+ * in the core, called by the core, not by a backend.
  *
  * A backend gets only well-formed values: store/store.c checked them.  It
  * fills err itself when a statement fails, "WHAT: WHY", WHAT as the core
