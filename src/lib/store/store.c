@@ -1,6 +1,7 @@
 /* store/store.c — the store interface (see custody/store.h): checks arguments,
- * keeps track of the write transaction and hands each call to the backend
- * chosen by the URL (see store/backend.h). */
+ * keeps track of the write transaction and hands each call to the store
+ * core (store/core.c), which runs it on the backend chosen by the URL (see
+ * store/backend.h). */
 #include "config.h"
 
 #include <dlfcn.h>
@@ -18,13 +19,12 @@
 #include <custody/error.h>
 #include <custody/store.h>
 
-#include "store/backend.h"
+#include "store/core.h"
 
 #define ACCEPTED_FORMS "sqlite:PATH or postgresql://[USER@]HOST[:PORT]/DBNAME"
 
 struct custody_store {
-	const struct custody_store_backend *backend;
-	void *handle;
+	struct store_core core;	/* the backend and its connection */
 	int in_transaction;
 	custody_store_tag_fn tag_fn;	/* NULL until a token is attached */
 	void *tag_ctx;
@@ -458,7 +458,7 @@ custody_store_tags_on(custody_store *st, int *on, custody_err *err)
 		*on = 1;
 		return CUSTODY_OK;
 	}
-	r = st->backend->get_meta(st->handle, TAGS_META, v, sizeof(v), err);
+	r = store_core_get_meta(&st->core, TAGS_META, v, sizeof(v), err);
 	if (r == CUSTODY_ENOTFOUND)
 		return CUSTODY_OK;
 	if (r != CUSTODY_OK)
@@ -490,8 +490,8 @@ tag_written(custody_store *st, const struct row *row, custody_err *err)
 	int on = 0, r;
 
 	if (row->untagged)
-		return st->backend->put_tag(st->handle, row->kind, row->name,
-					    NULL, err);
+		return store_core_put_tag(&st->core, row->kind, row->name,
+					  NULL, err);
 	if (st->tag_fn == NULL) {
 		if ((r = custody_store_tags_on(st, &on, err)) != CUSTODY_OK)
 			return r;
@@ -505,12 +505,12 @@ tag_written(custody_store *st, const struct row *row, custody_err *err)
 					 "through custody_integrity_attach");
 			return r;
 		}
-		return st->backend->put_tag(st->handle, row->kind, row->name,
-					    NULL, err);
+		return store_core_put_tag(&st->core, row->kind, row->name,
+					  NULL, err);
 	}
 	if ((r = make_tag(st, row, 1, tag, err)) != CUSTODY_OK)
 		return r;
-	return st->backend->put_tag(st->handle, row->kind, row->name, tag, err);
+	return store_core_put_tag(&st->core, row->kind, row->name, tag, err);
 }
 
 /* Constant-time comparison of two tags. */
@@ -547,7 +547,7 @@ check_row(custody_store *st, const struct row *row, custody_err *err)
 				       "cannot check the %s record %s: no token "
 				       "is open to check its integrity tag",
 				       row->kind, row->name);
-	r = st->backend->get_tag(st->handle, row->kind, row->name, stored, err);
+	r = store_core_get_tag(&st->core, row->kind, row->name, stored, err);
 	if (r == CUSTODY_ENOTFOUND) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "the store's %s record %s carries no "
@@ -593,8 +593,8 @@ fetch_cert(custody_store *st, const custody_cert_record *rec, struct row *row,
 	int r;
 
 	memset(&now, 0, sizeof(now));
-	if ((r = st->backend->get_cert(st->handle, rec->thumbprint, &now,
-				       err)) == CUSTODY_OK)
+	if ((r = store_core_get_cert(&st->core, rec->thumbprint, &now,
+				     err)) == CUSTODY_OK)
 		r = row_of_cert(&now, row, err);
 	custody_cert_record_clear(&now);
 	return r;
@@ -608,8 +608,8 @@ fetch_assignment(custody_store *st, const custody_assignment *rec,
 	int r;
 
 	memset(&now, 0, sizeof(now));
-	if ((r = st->backend->get_assignment(st->handle, rec->type,
-					     rec->identity, &now, err)) ==
+	if ((r = store_core_get_assignment(&st->core, rec->type,
+					   rec->identity, &now, err)) ==
 	    CUSTODY_OK)
 		r = row_of_assignment(&now, row, err);
 	return r;
@@ -623,8 +623,8 @@ fetch_package(custody_store *st, const custody_package_record *rec,
 	int r;
 
 	memset(&now, 0, sizeof(now));
-	if ((r = st->backend->get_package(st->handle, rec->thumbprint, &now,
-					  err)) == CUSTODY_OK)
+	if ((r = store_core_get_package(&st->core, rec->thumbprint, &now,
+					err)) == CUSTODY_OK)
 		r = row_of_package(&now, row, err);
 	custody_package_record_clear(&now);
 	return r;
@@ -638,7 +638,7 @@ fetch_node(custody_store *st, const custody_node_record *rec, struct row *row,
 	int r;
 
 	memset(&now, 0, sizeof(now));
-	if ((r = st->backend->get_node(st->handle, rec->name, &now, err)) ==
+	if ((r = store_core_get_node(&st->core, rec->name, &now, err)) ==
 	    CUSTODY_OK)
 		r = row_of_node(&now, row, err);
 	custody_node_record_clear(&now);
@@ -755,8 +755,8 @@ tag_stored_assignment(custody_store *st, const custody_assignment *a,
 		return tag_written(st, &row, err);
 	if (r == CUSTODY_ENOTFOUND &&
 	    (r = row_of_assignment(a, &row, err)) == CUSTODY_OK)
-		r = st->backend->put_tag(st->handle, row.kind, row.name, NULL,
-					 err);
+		r = store_core_put_tag(&st->core, row.kind, row.name, NULL,
+				       err);
 	return r;
 }
 
@@ -772,8 +772,8 @@ check_before_overwrite(custody_store *st, const custody_assignment *a,
 	if (st->tag_fn == NULL)
 		return CUSTODY_OK;
 	memset(&old, 0, sizeof(old));
-	r = st->backend->get_assignment(st->handle, a->type, a->identity, &old,
-					err);
+	r = store_core_get_assignment(&st->core, a->type, a->identity, &old,
+				      err);
 	if (r == CUSTODY_ENOTFOUND)
 		return CUSTODY_OK;
 	if (r != CUSTODY_OK)
@@ -812,8 +812,8 @@ custody_store_tags_enable(custody_store *st, custody_err *err)
 
 	if ((r = check_writable(st, "mark the store as tagged", err)) !=
 	    CUSTODY_OK ||
-	    (r = st->backend->put_meta(st->handle, TAGS_META, TAGS_VERSION, 1,
-				       err)) != CUSTODY_OK)
+	    (r = store_core_put_meta(&st->core, TAGS_META, TAGS_VERSION, 1,
+				     err)) != CUSTODY_OK)
 		return r;
 	st->tags_on = 1;
 	return CUSTODY_OK;
@@ -853,9 +853,13 @@ custody_store_open(const char *url, custody_store **out, custody_err *err)
 				    "cannot open the store: out of memory");
 		goto out;
 	}
-	st->backend = backend;
-	if ((r = backend->open(location, &st->handle, err)) != CUSTODY_OK)
+	st->core.backend = backend;
+	if ((r = backend->open(location, &st->core.conn, err)) != CUSTODY_OK)
 		goto out;
+	if ((r = store_core_migrate(&st->core, err)) != CUSTODY_OK) {
+		backend->close(st->core.conn);
+		goto out;
+	}
 	*out = st;
 	st = NULL;
 	r = CUSTODY_OK;
@@ -871,7 +875,7 @@ custody_store_close(custody_store *st)
 		return;
 	custody_store_rollback(st);
 	custody_store_set_tagger(st, NULL, NULL, NULL);
-	st->backend->close(st->handle);
+	st->core.backend->close(st->core.conn);
 	free(st);
 }
 
@@ -890,7 +894,7 @@ custody_store_begin(custody_store *st, custody_err *err)
 				    "cannot begin a transaction: one is already open");
 		goto out;
 	}
-	if ((r = st->backend->begin(st->handle, err)) != CUSTODY_OK)
+	if ((r = st->core.backend->begin(st->core.conn, err)) != CUSTODY_OK)
 		goto out;
 	st->in_transaction = 1;
 	r = CUSTODY_OK;
@@ -907,7 +911,7 @@ custody_store_commit(custody_store *st, custody_err *err)
 		goto out;
 	/* Committed or rolled back: either way the transaction is over. */
 	st->in_transaction = 0;
-	r = st->backend->commit(st->handle, err);
+	r = st->core.backend->commit(st->core.conn, err);
 	tell_tx_end(st, r == CUSTODY_OK);
 out:
 	return r;
@@ -919,7 +923,7 @@ custody_store_rollback(custody_store *st)
 	if (st == NULL || !st->in_transaction)
 		return;
 	st->in_transaction = 0;
-	st->backend->rollback(st->handle);
+	st->core.backend->rollback(st->core.conn);
 	tell_tx_end(st, 0);
 }
 
@@ -934,7 +938,7 @@ read_begin(custody_store *st, int *began, custody_err *err)
 	*began = 0;
 	if (st->in_transaction || st->tag_fn == NULL)
 		return CUSTODY_OK;
-	if ((r = st->backend->begin_read(st->handle, err)) == CUSTODY_OK)
+	if ((r = st->core.backend->begin_read(st->core.conn, err)) == CUSTODY_OK)
 		*began = 1;
 	return r;
 }
@@ -943,7 +947,7 @@ static void
 read_end(custody_store *st, int began)
 {
 	if (began)
-		st->backend->rollback(st->handle);
+		st->core.backend->rollback(st->core.conn);
 }
 
 int
@@ -964,8 +968,8 @@ custody_store_get_assignment(custody_store *st, const char *type,
 		goto out;
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = st->backend->get_assignment(st->handle, type, identity, out,
-					     err)) == CUSTODY_OK)
+	if ((r = store_core_get_assignment(&st->core, type, identity, out,
+					   err)) == CUSTODY_OK)
 		r = check_assignment_on_read(st, out, err);
 	read_end(st, began);
 out:
@@ -985,7 +989,7 @@ custody_store_list_assignments(custody_store *st, custody_assignment **out,
 	}
 	*out = NULL;
 	*n = 0;
-	r = st->backend->list_assignments(st->handle, out, n, err);
+	r = store_core_list_assignments(&st->core, out, n, err);
 out:
 	return r;
 }
@@ -1018,7 +1022,7 @@ custody_store_put_assignment(custody_store *st, custody_assignment *a,
 	}
 	if ((r = check_before_overwrite(st, a, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = st->backend->put_assignment(st->handle, a, err)) != CUSTODY_OK)
+	if ((r = store_core_put_assignment(&st->core, a, err)) != CUSTODY_OK)
 		goto out;
 	r = tag_stored_assignment(st, a, err);
 out:
@@ -1051,7 +1055,7 @@ custody_store_put_cert(custody_store *st, const custody_cert_record *rec,
 				    "record is not terminated");
 		goto out;
 	}
-	if ((r = st->backend->put_cert(st->handle, rec, err)) != CUSTODY_OK)
+	if ((r = store_core_put_cert(&st->core, rec, err)) != CUSTODY_OK)
 		goto out;
 	r = tag_stored_cert(st, rec, err);
 out:
@@ -1073,7 +1077,7 @@ custody_store_get_cert(custody_store *st, const char *thumbprint,
 		goto out;
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = st->backend->get_cert(st->handle, thumbprint, out, err)) ==
+	if ((r = store_core_get_cert(&st->core, thumbprint, out, err)) ==
 	    CUSTODY_OK &&
 	    (r = check_cert_on_read(st, out, err)) != CUSTODY_OK)
 		custody_cert_record_clear(out);
@@ -1095,7 +1099,7 @@ custody_store_list_certs(custody_store *st, custody_cert_record **out,
 	}
 	*out = NULL;
 	*n = 0;
-	r = st->backend->list_certs(st->handle, out, n, err);
+	r = store_core_list_certs(&st->core, out, n, err);
 out:
 	return r;
 }
@@ -1110,11 +1114,11 @@ custody_store_delete_cert(custody_store *st, const char *thumbprint,
 		goto out;
 	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = st->backend->delete_cert(st->handle, thumbprint, err)) !=
+	if ((r = store_core_delete_cert(&st->core, thumbprint, err)) !=
 	    CUSTODY_OK)
 		goto out;
-	r = st->backend->put_tag(st->handle, "certificate", thumbprint, NULL,
-				 err);
+	r = store_core_put_tag(&st->core, "certificate", thumbprint, NULL,
+			       err);
 out:
 	return r;
 }
@@ -1177,7 +1181,7 @@ custody_store_append_audit(custody_store *st, const custody_audit_entry *e,
 	if ((r = check_writable(st, "append to the audit log", err)) != CUSTODY_OK ||
 	    (r = check_audit_entry(e, err)) != CUSTODY_OK)
 		goto out;
-	r = st->backend->append_audit(st->handle, e, err);
+	r = store_core_append_audit(&st->core, e, err);
 out:
 	return r;
 }
@@ -1194,7 +1198,7 @@ custody_store_last_audit(custody_store *st, custody_audit_entry *out,
 		goto out;
 	}
 	memset(out, 0, sizeof(*out));
-	r = st->backend->last_audit(st->handle, out, err);
+	r = store_core_last_audit(&st->core, out, err);
 out:
 	return r;
 }
@@ -1212,7 +1216,7 @@ custody_store_list_audit(custody_store *st, int64_t since,
 	}
 	*out = NULL;
 	*n = 0;
-	r = st->backend->list_audit(st->handle, since, out, n, err);
+	r = store_core_list_audit(&st->core, since, out, n, err);
 out:
 	return r;
 }
@@ -1230,7 +1234,7 @@ custody_store_audit_head(custody_store *st, int64_t *seq,
 	}
 	*seq = 0;
 	hash[0] = '\0';
-	r = st->backend->audit_head(st->handle, seq, hash, err);
+	r = store_core_audit_head(&st->core, seq, hash, err);
 out:
 	return r;
 }
@@ -1243,9 +1247,9 @@ custody_store_changed(custody_store *st, int *changed, custody_err *err)
 				       "cannot watch the store: no store or no "
 				       "answer");
 	*changed = 1;
-	if (st->backend->changed == NULL)
+	if (st->core.backend->changed == NULL)
 		return CUSTODY_OK;
-	return st->backend->changed(st->handle, changed, err);
+	return st->core.backend->changed(st->core.conn, changed, err);
 }
 
 /* Between two questions of a backend without notifications. */
@@ -1309,8 +1313,9 @@ custody_store_wait_change(custody_store *st, int timeout_ms, int *changed,
 	}
 	if (timeout_ms < 0)
 		timeout_ms = 0;
-	if (st->backend->wait_change != NULL)
-		r = st->backend->wait_change(st->handle, timeout_ms, changed, err);
+	if (st->core.backend->wait_change != NULL)
+		r = st->core.backend->wait_change(st->core.conn, timeout_ms,
+						  changed, err);
 	else
 		r = poll_changes(st, timeout_ms, changed, err);
 out:
@@ -1444,7 +1449,7 @@ custody_store_put_node(custody_store *st, custody_node_record *rec,
 				    rec->name);
 		goto out;
 	}
-	if ((r = st->backend->put_node(st->handle, rec, err)) != CUSTODY_OK)
+	if ((r = store_core_put_node(&st->core, rec, err)) != CUSTODY_OK)
 		goto out;
 	r = tag_stored_node(st, rec, err);
 out:
@@ -1461,7 +1466,7 @@ custody_store_get_node(custody_store *st, const char *name,
 	    (r = check_node_name(name, CUSTODY_NAME_MAX + 2, err)) != CUSTODY_OK)
 		goto out;
 	memset(out, 0, sizeof(*out));
-	r = st->backend->get_node(st->handle, name, out, err);
+	r = store_core_get_node(&st->core, name, out, err);
 out:
 	return r;
 }
@@ -1477,7 +1482,7 @@ custody_store_list_nodes(custody_store *st, custody_node_record **out,
 		goto out;
 	*out = NULL;
 	*n = 0;
-	r = st->backend->list_nodes(st->handle, out, n, err);
+	r = store_core_list_nodes(&st->core, out, n, err);
 out:
 	return r;
 }
@@ -1506,7 +1511,7 @@ custody_store_put_package(custody_store *st, const custody_package_record *rec,
 	}
 	if ((r = check_node_name(rec->node, sizeof(rec->node), err)) != CUSTODY_OK)
 		goto out;
-	if ((r = st->backend->put_package(st->handle, rec, err)) != CUSTODY_OK)
+	if ((r = store_core_put_package(&st->core, rec, err)) != CUSTODY_OK)
 		goto out;
 	r = tag_stored_package(st, rec, err);
 out:
@@ -1525,7 +1530,7 @@ custody_store_get_package(custody_store *st, const char *thumbprint,
 	memset(out, 0, sizeof(*out));
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = st->backend->get_package(st->handle, thumbprint, out, err)) ==
+	if ((r = store_core_get_package(&st->core, thumbprint, out, err)) ==
 	    CUSTODY_OK &&
 	    (r = check_package_on_read(st, out, err)) != CUSTODY_OK)
 		custody_package_record_clear(out);
@@ -1545,7 +1550,7 @@ custody_store_list_packages(custody_store *st, custody_package_record **out,
 		goto out;
 	*out = NULL;
 	*n = 0;
-	r = st->backend->list_packages(st->handle, out, n, err);
+	r = store_core_list_packages(&st->core, out, n, err);
 out:
 	return r;
 }
@@ -1559,10 +1564,10 @@ custody_store_delete_package(custody_store *st, const char *thumbprint,
 	if ((r = check_writable(st, "delete the package", err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = st->backend->delete_package(st->handle, thumbprint, err)) !=
+	if ((r = store_core_delete_package(&st->core, thumbprint, err)) !=
 	    CUSTODY_OK)
 		goto out;
-	r = st->backend->put_tag(st->handle, "package", thumbprint, NULL, err);
+	r = store_core_put_tag(&st->core, "package", thumbprint, NULL, err);
 out:
 	return r;
 }
@@ -1585,7 +1590,7 @@ custody_store_put_report(custody_store *st, const custody_report_record *rec,
 				    "terminated detail", rec->node);
 		goto out;
 	}
-	r = st->backend->put_report(st->handle, rec, err);
+	r = store_core_put_report(&st->core, rec, err);
 out:
 	return r;
 }
@@ -1605,7 +1610,7 @@ custody_store_list_reports(custody_store *st, const char *node,
 	if (node != NULL &&
 	    (r = check_node_name(node, CUSTODY_NAME_MAX + 2, err)) != CUSTODY_OK)
 		goto out;
-	r = st->backend->list_reports(st->handle, node, out, n, err);
+	r = store_core_list_reports(&st->core, node, out, n, err);
 out:
 	return r;
 }
@@ -1652,7 +1657,7 @@ custody_store_get_meta(custody_store *st, const char *name, char *value,
 		goto out;
 	}
 	value[0] = '\0';
-	r = st->backend->get_meta(st->handle, name, value, size, err);
+	r = store_core_get_meta(&st->core, name, value, size, err);
 out:
 	return r;
 }
@@ -1667,7 +1672,7 @@ custody_store_put_meta(custody_store *st, const char *name, const char *value,
 	    (r = check_store(st, value, "save a cluster fact", err)) != CUSTODY_OK ||
 	    (r = check_meta(name, value, err)) != CUSTODY_OK)
 		goto out;
-	r = st->backend->put_meta(st->handle, name, value, replace, err);
+	r = store_core_put_meta(&st->core, name, value, replace, err);
 out:
 	return r;
 }

@@ -1,0 +1,95 @@
+/*
+ * store/core.h — the store's records, once for every backend (private to
+ * libcustody, used by store/store.c only; see store/backend.h).
+ *
+ * Each function runs its statements through c's backend and connection.  The
+ * arguments are what store/store.c checked: non-NULL pointers, names of at
+ * most CUSTODY_NAME_MAX characters, writes inside a transaction.  The
+ * semantics are custody/store.h's; err names the store by its backend's where().
+ */
+#ifndef CUSTODY_STORE_CORE_H
+#define CUSTODY_STORE_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/backend.h"
+
+/* A store's backend and its connection, as store/store.c keeps them. */
+struct store_core {
+	const struct custody_store_backend *backend;
+	struct store_conn *conn;
+};
+
+/* Brings a store just opened to CUSTODY_STORE_SCHEMA_VERSION, in one
+ * transaction; refuses a store newer than this build. */
+int store_core_migrate(const struct store_core *c, custody_err *err);
+
+int store_core_get_assignment(const struct store_core *c, const char *type,
+			      const char *identity, custody_assignment *out,
+			      custody_err *err);
+int store_core_list_assignments(const struct store_core *c,
+				custody_assignment **out, size_t *n,
+				custody_err *err);
+/* An empty record deletes the row; a changed version is ECONFLICT. */
+int store_core_put_assignment(const struct store_core *c, custody_assignment *a,
+			      custody_err *err);
+
+int store_core_put_cert(const struct store_core *c,
+			const custody_cert_record *rec, custody_err *err);
+int store_core_get_cert(const struct store_core *c, const char *thumbprint,
+			custody_cert_record *out, custody_err *err);
+int store_core_list_certs(const struct store_core *c, custody_cert_record **out,
+			  size_t *n, custody_err *err);
+int store_core_delete_cert(const struct store_core *c, const char *thumbprint,
+			   custody_err *err);
+
+/* The audit log: e's fields are all terminated and its seq is >= 1. */
+int store_core_append_audit(const struct store_core *c,
+			    const custody_audit_entry *e, custody_err *err);
+int store_core_last_audit(const struct store_core *c, custody_audit_entry *out,
+			  custody_err *err);
+int store_core_list_audit(const struct store_core *c, int64_t since,
+			  custody_audit_entry **out, size_t *n,
+			  custody_err *err);
+/* Inside a transaction the head is read locked (PostgreSQL: FOR UPDATE),
+ * so that concurrent appends queue. */
+int store_core_audit_head(const struct store_core *c, int64_t *seq, char *hash,
+			  custody_err *err);
+
+/* The cluster (schema 3); put_node gets a known state. */
+int store_core_put_node(const struct store_core *c, custody_node_record *rec,
+			custody_err *err);
+int store_core_get_node(const struct store_core *c, const char *name,
+			custody_node_record *out, custody_err *err);
+int store_core_list_nodes(const struct store_core *c, custody_node_record **out,
+			  size_t *n, custody_err *err);
+int store_core_put_package(const struct store_core *c,
+			   const custody_package_record *rec, custody_err *err);
+int store_core_get_package(const struct store_core *c, const char *thumbprint,
+			   custody_package_record *out, custody_err *err);
+int store_core_list_packages(const struct store_core *c,
+			     custody_package_record **out, size_t *n,
+			     custody_err *err);
+int store_core_delete_package(const struct store_core *c,
+			      const char *thumbprint, custody_err *err);
+int store_core_put_report(const struct store_core *c,
+			  const custody_report_record *rec, custody_err *err);
+int store_core_list_reports(const struct store_core *c, const char *node,
+			    custody_report_record **out, size_t *n,
+			    custody_err *err);
+int store_core_get_meta(const struct store_core *c, const char *name,
+			char *value, size_t size, custody_err *err);
+int store_core_put_meta(const struct store_core *c, const char *name,
+			const char *value, int replace, custody_err *err);
+
+/* Integrity tags (schema 5): one per (kind, name).  get_tag: ENOTFOUND
+ * when the row has none; put_tag replaces, and with tag NULL removes, the
+ * row's tag. */
+int store_core_get_tag(const struct store_core *c, const char *kind,
+		       const char *name, char tag[CUSTODY_TAG_HEX + 1],
+		       custody_err *err);
+int store_core_put_tag(const struct store_core *c, const char *kind,
+		       const char *name, const char *tag, custody_err *err);
+
+#endif
