@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <custody/audit.h>
 #include <custody/integrity.h>
@@ -155,36 +154,13 @@ apply_overrides(struct cli *cli)
 static int
 settle_configuration(struct cli *cli)
 {
-	const char *path = cli->args.config;
-	char host[256];
 	int r;
 
-	if (path == NULL)
-		path = secure_getenv("CUSTODY_CONFIG");
-	if (path == NULL && access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0)
-		path = CUSTODY_DEFAULT_CONFIG;
-	if (path != NULL && path[0] != '\0' &&
-	    (r = custody_config_load(&cli->cfg, path, &cli->err)) != CUSTODY_OK)
+	if ((r = custody_config_settle(&cli->cfg, cli->args.config, &cli->err)) != CUSTODY_OK ||
+	    (r = apply_overrides(cli)) != CUSTODY_OK ||
+	    (r = custody_config_node_name(cli->cfg.node_name, cli->node, &cli->err)) !=
+	    CUSTODY_OK)
 		return r;
-	if ((r = custody_config_apply_env(&cli->cfg, &cli->err)) != CUSTODY_OK ||
-	    (r = apply_overrides(cli)) != CUSTODY_OK)
-		return r;
-
-	if (cli->cfg.node_name != NULL) {
-		r = custody_identity_canonical(cli->cfg.node_name, cli->node, &cli->err);
-		if (r != CUSTODY_OK)
-			return custody_err_prefix(&cli->err, "node name");
-	} else {
-		char *dot;
-
-		if (gethostname(host, sizeof(host)) != 0)
-			snprintf(host, sizeof(host), "localhost");
-		host[sizeof(host) - 1] = '\0';
-		if ((dot = strchr(host, '.')) != NULL)
-			*dot = '\0';
-		if (custody_identity_canonical(host, cli->node, NULL) != CUSTODY_OK)
-			snprintf(cli->node, sizeof(cli->node), "localhost");
-	}
 
 	cli->now = (int64_t)time(NULL);
 	if (cli->args.at != NULL &&
@@ -291,13 +267,11 @@ cli_check_output(struct cli *cli, unsigned allowed)
 int
 cli_open_store(struct cli *cli)
 {
-	const char *url = cli->cfg.store_url != NULL ? cli->cfg.store_url
-						     : CUSTODY_DEFAULT_STORE;
 	int r;
 
 	if (cli->store != NULL)
 		return CUSTODY_OK;
-	r = custody_store_open(url, &cli->store, &cli->err);
+	r = custody_store_open(custody_config_store_url(&cli->cfg), &cli->store, &cli->err);
 	if (r != CUSTODY_OK && cli->cfg.store_url == NULL)
 		custody_err_hint(&cli->err, "choose a store with --store sqlite:PATH, CUSTODY_STORE or store.url");
 	if (r == CUSTODY_OK)
@@ -381,48 +355,33 @@ const char *
 cli_default_identity(const struct cli *cli, const char *type)
 {
 	if (strcmp(type, "OAuthTokenIssuer") == 0)
-		return "global";
+		return CUSTODY_SCOPE_GLOBAL;
 	return cli->node;
 }
 
+/* custody_store_get_assignment as the reader of custody_assign_lookup. */
 static int
-read_resolved(struct cli *cli, const char *type, const char *identity,
-	      custody_assignment *out)
+read_stored(void *store, const char *type, const char *identity,
+	    custody_assignment *out, custody_err *err)
 {
-	custody_assignment stored;
-	int r;
-
-	r = custody_store_get_assignment(cli->store, type, identity, &stored, &cli->err);
-	if (r != CUSTODY_OK)
-		return r;
-	custody_assign_resolve(&stored, cli->now, out);
-	return CUSTODY_OK;
+	return custody_store_get_assignment(store, type, identity, out, err);
 }
 
 int
 cli_lookup_assignment(struct cli *cli, const char *type, const char *identity,
 		      int want_current, custody_assignment *out)
 {
-	const char *shown = identity;
+	custody_assignment stored;
 	int r;
 
-	if (identity != NULL) {
-		r = read_resolved(cli, type, identity, out);
-	} else {
-		r = read_resolved(cli, type, cli->node, out);
-		shown = cli->node;
-		if (r == CUSTODY_ENOTFOUND) {
-			r = read_resolved(cli, type, "global", out);
-			shown = "global";
-		}
-	}
-	if (r == CUSTODY_OK && want_current && out->current.thumbprint[0] == '\0')
-		r = CUSTODY_ENOTFOUND;
-	if (r == CUSTODY_ENOTFOUND)
-		custody_err_set(&cli->err, CUSTODY_ENOTFOUND,
-				"no certificate is assigned for type %s (identity %s)",
-				type, shown);
-	return r;
+	r = custody_assign_lookup(type, identity, cli->node, read_stored, cli->store,
+				  &stored, &cli->err);
+	if (r != CUSTODY_OK)
+		return r;
+	if (want_current)
+		return custody_assign_current_at(&stored, cli->now, out, &cli->err);
+	custody_assign_resolve(&stored, cli->now, out);
+	return CUSTODY_OK;
 }
 
 int
