@@ -87,8 +87,26 @@ cli_usage_error(struct cli *cli, const char *fmt, ...)
 	return CUSTODY_EUSAGE;
 }
 
-static int
-global_option(struct cli *cli, int c, const char *arg)
+const struct option cli_global_options[] = {
+	{"config", required_argument, NULL, 'c'},
+	{"module", required_argument, NULL, OPT_MODULE},
+	{"token", required_argument, NULL, OPT_TOKEN},
+	{"token-uri", required_argument, NULL, OPT_TOKEN},
+	{"pin-source", required_argument, NULL, OPT_PIN_SOURCE},
+	{"so-pin-source", required_argument, NULL, OPT_SO_PIN_SOURCE},
+	{"store", required_argument, NULL, OPT_STORE},
+	{"node", required_argument, NULL, OPT_NODE},
+	{"at", required_argument, NULL, OPT_AT},
+	{"output", required_argument, NULL, 'o'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"version", no_argument, NULL, OPT_VERSION},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+enum cli_global
+cli_global_option(struct cli *cli, int c, const char *arg)
 {
 	switch (c) {
 	case 'c': cli->args.config = arg; break;
@@ -102,9 +120,13 @@ global_option(struct cli *cli, int c, const char *arg)
 	case 'o': cli->args.output = arg; break;
 	case 'q': cli->quiet = 1; break;
 	case 'v': cli->verbose++; break;
-	default: return 0;
+	case 'h': return CLI_GLOBAL_HELP;
+	case OPT_VERSION:
+		printf("custody %s\n", PACKAGE_VERSION);
+		return CLI_GLOBAL_DONE;
+	default: return CLI_NOT_GLOBAL;
 	}
-	return 1;
+	return CLI_GLOBAL_TAKEN;
 }
 
 /* Sets a config string member from a token value: a pkcs11: URI or a label. */
@@ -187,7 +209,7 @@ settle_configuration(struct cli *cli)
 static int
 refuse_at_for_writes(struct cli *cli)
 {
-	const struct command *cmd = cli_find_command(cli->cmd);
+	const struct command *cmd = cli->command;
 	int r;
 
 	if (cli->args.at == NULL || cmd == NULL || cmd->at == CLI_AT_READS ||
@@ -206,7 +228,6 @@ cli_parse(struct cli *cli, int argc, char **argv,
 	  const struct option *command_options, const char *shortopts,
 	  int (*on_option)(struct cli *, int, const char *, void *), void *ctx)
 {
-	static const struct option globals[] = {CLI_GLOBAL_LONGOPTS, {NULL, 0, NULL, 0}};
 	struct option all[64];
 	char short_all[64];
 	size_t n = 0, i;
@@ -214,8 +235,8 @@ cli_parse(struct cli *cli, int argc, char **argv,
 
 	for (i = 0; command_options != NULL && command_options[i].name != NULL; i++)
 		all[n++] = command_options[i];
-	for (i = 0; globals[i].name != NULL; i++)
-		all[n++] = globals[i];
+	for (i = 0; cli_global_options[i].name != NULL; i++)
+		all[n++] = cli_global_options[i];
 	memset(&all[n], 0, sizeof(all[n]));
 	/* A command that takes operands says so with a leading '-': getopt
 	 * then hands each operand to on_option as option 1, in order. */
@@ -226,23 +247,22 @@ cli_parse(struct cli *cli, int argc, char **argv,
 	optind = 0;	/* GNU getopt: start over on the command's argv */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, short_all, all, NULL)) != -1) {
-		if (c == 'h') {
-			const struct command *cmd = cli_find_command(cli->cmd);
-
-			if (cmd != NULL)
-				fputs(cmd->usage, stdout);
-			return -1;
-		}
-		if (c == OPT_VERSION) {
-			printf("custody %s\n", PACKAGE_VERSION);
-			return -1;
-		}
 		if (c == '?')
 			return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
 		if (c == ':')
 			return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
-		if (global_option(cli, c, optarg))
+		switch (cli_global_option(cli, c, optarg)) {
+		case CLI_GLOBAL_TAKEN:
 			continue;
+		case CLI_GLOBAL_HELP:
+			if (cli->command != NULL)
+				fputs(cli->command->usage, stdout);
+			return -1;
+		case CLI_GLOBAL_DONE:
+			return -1;
+		case CLI_NOT_GLOBAL:
+			break;
+		}
 		if ((r = on_option(cli, c, optarg, ctx)) != CUSTODY_OK)
 			return r;
 	}
@@ -316,15 +336,12 @@ cli_token_spec(struct cli *cli, custody_token_spec *spec)
 }
 
 int
-cli_open_token(struct cli *cli)
+cli_open_token_keep_pin(struct cli *cli, custody_secret *pin)
 {
 	custody_token_spec spec;
-	custody_secret pin = {NULL, 0};
 	char prompt[256];
 	int r;
 
-	if (cli->token != NULL)
-		return CUSTODY_OK;
 	if ((r = cli_token_spec(cli, &spec)) != CUSTODY_OK)
 		return r;
 	if (cli->cfg.pin_source == NULL) {
@@ -339,15 +356,31 @@ cli_open_token(struct cli *cli)
 		goto out;
 	snprintf(prompt, sizeof(prompt), "User PIN for token %s: ",
 		 custody_token_label(cli->token));
-	if ((r = custody_secret_read(cli->cfg.pin_source, prompt, &pin, &cli->err)) != CUSTODY_OK)
+	if ((r = custody_secret_read(cli->cfg.pin_source, prompt, pin, &cli->err)) != CUSTODY_OK)
 		goto out;
-	r = custody_token_login(cli->token, pin.data != NULL ? pin.data : "", pin.len, &cli->err);
+	r = custody_token_login(cli->token, pin->data != NULL ? pin->data : "", pin->len,
+				&cli->err);
 	if (r == CUSTODY_OK)
 		r = cli_attach_integrity(cli);
 out:
+	if (r != CUSTODY_OK) {
+		custody_secret_clear(pin);
+		if (cli->token != NULL)
+			cli_close_token(cli);
+	}
+	return r;
+}
+
+int
+cli_open_token(struct cli *cli)
+{
+	custody_secret pin = {NULL, 0};
+	int r;
+
+	if (cli->token != NULL)
+		return CUSTODY_OK;
+	r = cli_open_token_keep_pin(cli, &pin);
 	custody_secret_clear(&pin);
-	if (r != CUSTODY_OK && cli->token != NULL)
-		cli_close_token(cli);
 	return r;
 }
 
