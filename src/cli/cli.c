@@ -87,6 +87,22 @@ cli_usage_error(struct cli *cli, const char *fmt, ...)
 	return CUSTODY_EUSAGE;
 }
 
+const char cli_global_usage[] =
+	"\nglobal options (also accepted after COMMAND):\n"
+	"  -c, --config FILE      config file (default " CUSTODY_DEFAULT_CONFIG ")\n"
+	"  --module PATH          PKCS#11 module\n"
+	"  --token LABEL|URI      token label or pkcs11: URI (also --token-uri)\n"
+	"  --pin-source SRC       user PIN: file:PATH, env:VAR, fd:N or prompt\n"
+	"  --so-pin-source SRC    security officer PIN, same forms\n"
+	"  --store URL            sqlite:PATH (default " CUSTODY_DEFAULT_STORE ")\n"
+	"  --node NAME            this node's name (default: host name)\n"
+	"  --at TIME              read as if now were TIME (ISO 8601); commands that\n"
+	"                         write refuse it (set --dry-run, a preview, takes it)\n"
+	"  -o, --output FMT       table, json, thumbprint, pem, uri\n"
+	"  -q, --quiet            no narration\n"
+	"  -v, --verbose          more narration\n"
+	"  --version, -h, --help\n";
+
 const struct option cli_global_options[] = {
 	{"config", required_argument, NULL, 'c'},
 	{"module", required_argument, NULL, OPT_MODULE},

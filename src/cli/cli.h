@@ -77,6 +77,8 @@ enum {
 };
 #define CLI_GLOBAL_SHORTOPTS "c:o:qvh"
 extern const struct option cli_global_options[];	/* {NULL}-terminated */
+/* Their part of `custody --help`, beside the table in cli.c. */
+extern const char cli_global_usage[];
 
 /* What cli_global_option did with an option getopt returned. */
 enum cli_global {

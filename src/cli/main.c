@@ -84,22 +84,8 @@ print_main_usage(FILE *f)
 	fprintf(f, "usage: custody [global options] COMMAND [options]\n\ncommands:\n");
 	for (c = cli_commands; c->name != NULL; c++)
 		fprintf(f, "  %-11s %s\n", c->name, c->summary);
-	fprintf(f,
-		"\nglobal options (also accepted after COMMAND):\n"
-		"  -c, --config FILE      config file (default " CUSTODY_DEFAULT_CONFIG ")\n"
-		"  --module PATH          PKCS#11 module\n"
-		"  --token LABEL|URI      token label or pkcs11: URI (also --token-uri)\n"
-		"  --pin-source SRC       user PIN: file:PATH, env:VAR, fd:N or prompt\n"
-		"  --so-pin-source SRC    security officer PIN, same forms\n"
-		"  --store URL            sqlite:PATH (default " CUSTODY_DEFAULT_STORE ")\n"
-		"  --node NAME            this node's name (default: host name)\n"
-		"  --at TIME              read as if now were TIME (ISO 8601); commands that\n"
-		"                         write refuse it (set --dry-run, a preview, takes it)\n"
-		"  -o, --output FMT       table, json, thumbprint, pem, uri\n"
-		"  -q, --quiet            no narration\n"
-		"  -v, --verbose          more narration\n"
-		"  --version, -h, --help\n"
-		"\n`custody COMMAND --help` describes one command; man custody has it all.\n");
+	fputs(cli_global_usage, f);
+	fputs("\n`custody COMMAND --help` describes one command; man custody has it all.\n", f);
 }
 
 static void
