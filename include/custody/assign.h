@@ -86,6 +86,42 @@ int custody_assign_remove(const custody_assignment *in,
 			  int64_t overlap, int force, custody_assignment *out,
 			  custody_assign_outcome *outcome, custody_err *err);
 
+/*
+ * Reads the assignment of (type, identity) as stored, for
+ * custody_assign_lookup: CUSTODY_OK, CUSTODY_ENOTFOUND when there is
+ * none, or another status with err set.  `source` is the caller's (a
+ * store, a store behind a lock...): the reader does the I/O, assign none.
+ */
+typedef int (*custody_assign_reader)(void *source, const char *type,
+				     const char *identity,
+				     custody_assignment *out,
+				     custody_err *err);
+
+/*
+ * Which assignment applies for type on this node, as stored (the one rule
+ * the command, the signer and the OpenSSL engine follow): the one at
+ * `identity` when one is given; else, identity NULL or "", this node's
+ * (`node`) when the type is assigned there, whatever its slots hold at a
+ * given time; else the global one (CUSTODY_SCOPE_GLOBAL).  A read that
+ * fails otherwise than ENOTFOUND is returned as it is: a record that
+ * cannot be read (say, its integrity tag fails) is never passed over for
+ * the global one.  ENOTFOUND "no certificate is assigned for type T
+ * (identity I)", I the identity looked at last; *out is then an empty
+ * record of (type, I).
+ */
+int custody_assign_lookup(const char *type, const char *identity,
+			  const char *node, custody_assign_reader read,
+			  void *source, custody_assignment *out,
+			  custody_err *err);
+
+/*
+ * `stored` resolved at now into *out (custody_assign_resolve), and
+ * ENOTFOUND "no certificate is assigned for type T (identity I)" (its
+ * type and identity) when nothing is current at now.
+ */
+int custody_assign_current_at(const custody_assignment *stored, int64_t now,
+			      custody_assignment *out, custody_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -64,6 +64,35 @@ int custody_config_apply_env(custody_config *cfg, custody_err *err);
 
 void custody_config_clear(custody_config *cfg);
 
+/*
+ * Where the configuration comes from, and this node's name: the one rule
+ * the `custody` command, the signer and the OpenSSL engine follow.
+ */
+
+/* The config file to read: `given` (a --config or an engine setting),
+ * else $CUSTODY_CONFIG, else CUSTODY_DEFAULT_CONFIG when it exists.  NULL
+ * when there is none: nothing found, or the one chosen is "" (none). */
+const char *custody_config_path(const char *given);
+
+/* The file custody_config_path(given) names, when there is one, then the
+ * environment (custody_config_apply_env), over what cfg holds: what the
+ * caller's own values (command line, engine settings) go over next. */
+int custody_config_settle(custody_config *cfg, const char *given,
+			  custody_err *err);
+
+/* The store URL: store.url, else CUSTODY_DEFAULT_STORE. */
+const char *custody_config_store_url(const custody_config *cfg);
+
+/*
+ * This node's name, canonical, into out: `configured` (node.name,
+ * CUSTODY_NODE, --node...) when not NULL (EUSAGE prefixed "node name"
+ * when it is not a valid identity); else the host name up to its first
+ * dot; else "localhost".
+ */
+int custody_config_node_name(const char *configured,
+			     char out[CUSTODY_NAME_MAX + 1], custody_err *err);
+
+
 #ifdef __cplusplus
 }
 #endif

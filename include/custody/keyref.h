@@ -4,17 +4,20 @@
  *
  * A key reference is "Type" or "Type@identity" ("OAuthTokenIssuer",
  * "WebServicesInternal@node2").  Without an identity it means this node's
- * assignment of the type when there is one, else the global one (as the
- * `custody` command looks it up).  Every load resolves the reference anew
+ * assignment of the type when there is one, else the global one
+ * (custody_assign_lookup, as the `custody` command and the signer look it
+ * up; a record at this node with nothing current now is not passed over
+ * for the global one).  Every load resolves the reference anew
  * through the store at the current time, so that after `custody set` or a
  * roll's effective instant the next load gives the new key; nothing is
  * cached across loads but the open token.
  *
  * Configuration, settled on every load as the `custody` command settles
- * it: the config file (custody_keyref_set CONFIG, else $CUSTODY_CONFIG —
- * empty: none —, else CUSTODY_DEFAULT_CONFIG when it exists), then the
- * CUSTODY_* environment (custody_config_apply_env), then the values set
- * with custody_keyref_set.  The PIN comes from the PIN source only
+ * it (custody_config_settle): the config file (custody_keyref_set CONFIG,
+ * else $CUSTODY_CONFIG — empty: none —, else CUSTODY_DEFAULT_CONFIG when
+ * it exists), then the CUSTODY_* environment (custody_config_apply_env),
+ * then the values set with custody_keyref_set; this node's name by
+ * custody_config_node_name.  The PIN comes from the PIN source only
  * (custody/secret.h: "prompt" reads /dev/tty and fails without a
  * terminal); without a PIN source a private key load fails.
  *

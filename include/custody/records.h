@@ -24,6 +24,10 @@ extern "C" {
 #define CUSTODY_TAG_HEX 32		/* a store row's integrity tag     */
 #define CUSTODY_TAG_INPUT_LEN 32	/* what a tag is made of: SHA-256  */
 
+/* The identity of an assignment that applies on every node (a node's own
+ * name is the other kind of identity). */
+#define CUSTODY_SCOPE_GLOBAL "global"
+
 /* Facts about one certificate, as the store keeps them (public parts only). */
 typedef struct custody_cert_record {
 	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];

@@ -144,8 +144,9 @@ const char *custody_ctx_node(const custody_ctx *ctx);
 
 /*
  * A signer for type at identity.  identity NULL: this node's identity
- * when the type is assigned there, else "global" (as `custody get -t`
- * looks it up; the choice is made again when the store changes).  Type
+ * when the type is assigned there, else the global one
+ * (custody_assign_lookup, as `custody get -t` looks it up; the choice is
+ * made again when the store changes).  Type
  * and identity are checked (EUSAGE) and the assignment read now:
  * ENOTFOUND "no certificate is assigned for type T (identity I)" when
  * there is none.  A record whose current slot is empty now (a pending

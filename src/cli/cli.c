@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <custody/audit.h>
 #include <custody/integrity.h>
@@ -88,8 +87,42 @@ cli_usage_error(struct cli *cli, const char *fmt, ...)
 	return CUSTODY_EUSAGE;
 }
 
-static int
-global_option(struct cli *cli, int c, const char *arg)
+const char cli_global_usage[] =
+	"\nglobal options (also accepted after COMMAND):\n"
+	"  -c, --config FILE      config file (default " CUSTODY_DEFAULT_CONFIG ")\n"
+	"  --module PATH          PKCS#11 module\n"
+	"  --token LABEL|URI      token label or pkcs11: URI (also --token-uri)\n"
+	"  --pin-source SRC       user PIN: file:PATH, env:VAR, fd:N or prompt\n"
+	"  --so-pin-source SRC    security officer PIN, same forms\n"
+	"  --store URL            sqlite:PATH (default " CUSTODY_DEFAULT_STORE ")\n"
+	"  --node NAME            this node's name (default: host name)\n"
+	"  --at TIME              read as if now were TIME (ISO 8601); commands that\n"
+	"                         write refuse it (set --dry-run, a preview, takes it)\n"
+	"  -o, --output FMT       table, json, thumbprint, pem, uri\n"
+	"  -q, --quiet            no narration\n"
+	"  -v, --verbose          more narration\n"
+	"  --version, -h, --help\n";
+
+const struct option cli_global_options[] = {
+	{"config", required_argument, NULL, 'c'},
+	{"module", required_argument, NULL, OPT_MODULE},
+	{"token", required_argument, NULL, OPT_TOKEN},
+	{"token-uri", required_argument, NULL, OPT_TOKEN},
+	{"pin-source", required_argument, NULL, OPT_PIN_SOURCE},
+	{"so-pin-source", required_argument, NULL, OPT_SO_PIN_SOURCE},
+	{"store", required_argument, NULL, OPT_STORE},
+	{"node", required_argument, NULL, OPT_NODE},
+	{"at", required_argument, NULL, OPT_AT},
+	{"output", required_argument, NULL, 'o'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"version", no_argument, NULL, OPT_VERSION},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+enum cli_global
+cli_global_option(struct cli *cli, int c, const char *arg)
 {
 	switch (c) {
 	case 'c': cli->args.config = arg; break;
@@ -103,9 +136,13 @@ global_option(struct cli *cli, int c, const char *arg)
 	case 'o': cli->args.output = arg; break;
 	case 'q': cli->quiet = 1; break;
 	case 'v': cli->verbose++; break;
-	default: return 0;
+	case 'h': return CLI_GLOBAL_HELP;
+	case OPT_VERSION:
+		printf("custody %s\n", PACKAGE_VERSION);
+		return CLI_GLOBAL_DONE;
+	default: return CLI_NOT_GLOBAL;
 	}
-	return 1;
+	return CLI_GLOBAL_TAKEN;
 }
 
 /* Sets a config string member from a token value: a pkcs11: URI or a label. */
@@ -155,36 +192,13 @@ apply_overrides(struct cli *cli)
 static int
 settle_configuration(struct cli *cli)
 {
-	const char *path = cli->args.config;
-	char host[256];
 	int r;
 
-	if (path == NULL)
-		path = secure_getenv("CUSTODY_CONFIG");
-	if (path == NULL && access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0)
-		path = CUSTODY_DEFAULT_CONFIG;
-	if (path != NULL && path[0] != '\0' &&
-	    (r = custody_config_load(&cli->cfg, path, &cli->err)) != CUSTODY_OK)
+	if ((r = custody_config_settle(&cli->cfg, cli->args.config, &cli->err)) != CUSTODY_OK ||
+	    (r = apply_overrides(cli)) != CUSTODY_OK ||
+	    (r = custody_config_node_name(cli->cfg.node_name, cli->node, &cli->err)) !=
+	    CUSTODY_OK)
 		return r;
-	if ((r = custody_config_apply_env(&cli->cfg, &cli->err)) != CUSTODY_OK ||
-	    (r = apply_overrides(cli)) != CUSTODY_OK)
-		return r;
-
-	if (cli->cfg.node_name != NULL) {
-		r = custody_identity_canonical(cli->cfg.node_name, cli->node, &cli->err);
-		if (r != CUSTODY_OK)
-			return custody_err_prefix(&cli->err, "node name");
-	} else {
-		char *dot;
-
-		if (gethostname(host, sizeof(host)) != 0)
-			snprintf(host, sizeof(host), "localhost");
-		host[sizeof(host) - 1] = '\0';
-		if ((dot = strchr(host, '.')) != NULL)
-			*dot = '\0';
-		if (custody_identity_canonical(host, cli->node, NULL) != CUSTODY_OK)
-			snprintf(cli->node, sizeof(cli->node), "localhost");
-	}
 
 	cli->now = (int64_t)time(NULL);
 	if (cli->args.at != NULL &&
@@ -211,7 +225,7 @@ settle_configuration(struct cli *cli)
 static int
 refuse_at_for_writes(struct cli *cli)
 {
-	const struct command *cmd = cli_find_command(cli->cmd);
+	const struct command *cmd = cli->command;
 	int r;
 
 	if (cli->args.at == NULL || cmd == NULL || cmd->at == CLI_AT_READS ||
@@ -230,7 +244,6 @@ cli_parse(struct cli *cli, int argc, char **argv,
 	  const struct option *command_options, const char *shortopts,
 	  int (*on_option)(struct cli *, int, const char *, void *), void *ctx)
 {
-	static const struct option globals[] = {CLI_GLOBAL_LONGOPTS, {NULL, 0, NULL, 0}};
 	struct option all[64];
 	char short_all[64];
 	size_t n = 0, i;
@@ -238,8 +251,8 @@ cli_parse(struct cli *cli, int argc, char **argv,
 
 	for (i = 0; command_options != NULL && command_options[i].name != NULL; i++)
 		all[n++] = command_options[i];
-	for (i = 0; globals[i].name != NULL; i++)
-		all[n++] = globals[i];
+	for (i = 0; cli_global_options[i].name != NULL; i++)
+		all[n++] = cli_global_options[i];
 	memset(&all[n], 0, sizeof(all[n]));
 	/* A command that takes operands says so with a leading '-': getopt
 	 * then hands each operand to on_option as option 1, in order. */
@@ -250,23 +263,22 @@ cli_parse(struct cli *cli, int argc, char **argv,
 	optind = 0;	/* GNU getopt: start over on the command's argv */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, short_all, all, NULL)) != -1) {
-		if (c == 'h') {
-			const struct command *cmd = cli_find_command(cli->cmd);
-
-			if (cmd != NULL)
-				fputs(cmd->usage, stdout);
-			return -1;
-		}
-		if (c == OPT_VERSION) {
-			printf("custody %s\n", PACKAGE_VERSION);
-			return -1;
-		}
 		if (c == '?')
 			return cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
 		if (c == ':')
 			return cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
-		if (global_option(cli, c, optarg))
+		switch (cli_global_option(cli, c, optarg)) {
+		case CLI_GLOBAL_TAKEN:
 			continue;
+		case CLI_GLOBAL_HELP:
+			if (cli->command != NULL)
+				fputs(cli->command->usage, stdout);
+			return -1;
+		case CLI_GLOBAL_DONE:
+			return -1;
+		case CLI_NOT_GLOBAL:
+			break;
+		}
 		if ((r = on_option(cli, c, optarg, ctx)) != CUSTODY_OK)
 			return r;
 	}
@@ -291,13 +303,11 @@ cli_check_output(struct cli *cli, unsigned allowed)
 int
 cli_open_store(struct cli *cli)
 {
-	const char *url = cli->cfg.store_url != NULL ? cli->cfg.store_url
-						     : CUSTODY_DEFAULT_STORE;
 	int r;
 
 	if (cli->store != NULL)
 		return CUSTODY_OK;
-	r = custody_store_open(url, &cli->store, &cli->err);
+	r = custody_store_open(custody_config_store_url(&cli->cfg), &cli->store, &cli->err);
 	if (r != CUSTODY_OK && cli->cfg.store_url == NULL)
 		custody_err_hint(&cli->err, "choose a store with --store sqlite:PATH, CUSTODY_STORE or store.url");
 	if (r == CUSTODY_OK)
@@ -342,15 +352,12 @@ cli_token_spec(struct cli *cli, custody_token_spec *spec)
 }
 
 int
-cli_open_token(struct cli *cli)
+cli_open_token_keep_pin(struct cli *cli, custody_secret *pin)
 {
 	custody_token_spec spec;
-	custody_secret pin = {NULL, 0};
 	char prompt[256];
 	int r;
 
-	if (cli->token != NULL)
-		return CUSTODY_OK;
 	if ((r = cli_token_spec(cli, &spec)) != CUSTODY_OK)
 		return r;
 	if (cli->cfg.pin_source == NULL) {
@@ -365,15 +372,31 @@ cli_open_token(struct cli *cli)
 		goto out;
 	snprintf(prompt, sizeof(prompt), "User PIN for token %s: ",
 		 custody_token_label(cli->token));
-	if ((r = custody_secret_read(cli->cfg.pin_source, prompt, &pin, &cli->err)) != CUSTODY_OK)
+	if ((r = custody_secret_read(cli->cfg.pin_source, prompt, pin, &cli->err)) != CUSTODY_OK)
 		goto out;
-	r = custody_token_login(cli->token, pin.data != NULL ? pin.data : "", pin.len, &cli->err);
+	r = custody_token_login(cli->token, pin->data != NULL ? pin->data : "", pin->len,
+				&cli->err);
 	if (r == CUSTODY_OK)
 		r = cli_attach_integrity(cli);
 out:
+	if (r != CUSTODY_OK) {
+		custody_secret_clear(pin);
+		if (cli->token != NULL)
+			cli_close_token(cli);
+	}
+	return r;
+}
+
+int
+cli_open_token(struct cli *cli)
+{
+	custody_secret pin = {NULL, 0};
+	int r;
+
+	if (cli->token != NULL)
+		return CUSTODY_OK;
+	r = cli_open_token_keep_pin(cli, &pin);
 	custody_secret_clear(&pin);
-	if (r != CUSTODY_OK && cli->token != NULL)
-		cli_close_token(cli);
 	return r;
 }
 
@@ -381,48 +404,33 @@ const char *
 cli_default_identity(const struct cli *cli, const char *type)
 {
 	if (strcmp(type, "OAuthTokenIssuer") == 0)
-		return "global";
+		return CUSTODY_SCOPE_GLOBAL;
 	return cli->node;
 }
 
+/* custody_store_get_assignment as the reader of custody_assign_lookup. */
 static int
-read_resolved(struct cli *cli, const char *type, const char *identity,
-	      custody_assignment *out)
+read_stored(void *store, const char *type, const char *identity,
+	    custody_assignment *out, custody_err *err)
 {
-	custody_assignment stored;
-	int r;
-
-	r = custody_store_get_assignment(cli->store, type, identity, &stored, &cli->err);
-	if (r != CUSTODY_OK)
-		return r;
-	custody_assign_resolve(&stored, cli->now, out);
-	return CUSTODY_OK;
+	return custody_store_get_assignment(store, type, identity, out, err);
 }
 
 int
 cli_lookup_assignment(struct cli *cli, const char *type, const char *identity,
 		      int want_current, custody_assignment *out)
 {
-	const char *shown = identity;
+	custody_assignment stored;
 	int r;
 
-	if (identity != NULL) {
-		r = read_resolved(cli, type, identity, out);
-	} else {
-		r = read_resolved(cli, type, cli->node, out);
-		shown = cli->node;
-		if (r == CUSTODY_ENOTFOUND) {
-			r = read_resolved(cli, type, "global", out);
-			shown = "global";
-		}
-	}
-	if (r == CUSTODY_OK && want_current && out->current.thumbprint[0] == '\0')
-		r = CUSTODY_ENOTFOUND;
-	if (r == CUSTODY_ENOTFOUND)
-		custody_err_set(&cli->err, CUSTODY_ENOTFOUND,
-				"no certificate is assigned for type %s (identity %s)",
-				type, shown);
-	return r;
+	r = custody_assign_lookup(type, identity, cli->node, read_stored, cli->store,
+				  &stored, &cli->err);
+	if (r != CUSTODY_OK)
+		return r;
+	if (want_current)
+		return custody_assign_current_at(&stored, cli->now, out, &cli->err);
+	custody_assign_resolve(&stored, cli->now, out);
+	return CUSTODY_OK;
 }
 
 int

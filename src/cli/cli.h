@@ -20,6 +20,7 @@
 #include <custody/config.h>
 #include <custody/error.h>
 #include <custody/records.h>
+#include <custody/secret.h>
 #include <custody/store.h>
 #include <custody/timefmt.h>
 #include <custody/token.h>
@@ -45,8 +46,11 @@ struct cli_args {
 	const char *output;
 };
 
+struct command;
+
 struct cli {
 	const char *cmd;	/* the subcommand's name, for messages */
+	const struct command *command;	/* its table entry (main sets it) */
 	struct cli_args args;
 	custody_config cfg;	/* file, then environment, then command line */
 	char node[CUSTODY_NAME_MAX + 1];
@@ -72,21 +76,21 @@ enum {
 	OPT_FIRST_COMMAND_OPTION,	/* commands number their own from here */
 };
 #define CLI_GLOBAL_SHORTOPTS "c:o:qvh"
-#define CLI_GLOBAL_LONGOPTS                                      \
-	{"config", required_argument, NULL, 'c'},                \
-	{"module", required_argument, NULL, OPT_MODULE},         \
-	{"token", required_argument, NULL, OPT_TOKEN},           \
-	{"token-uri", required_argument, NULL, OPT_TOKEN},       \
-	{"pin-source", required_argument, NULL, OPT_PIN_SOURCE}, \
-	{"so-pin-source", required_argument, NULL, OPT_SO_PIN_SOURCE}, \
-	{"store", required_argument, NULL, OPT_STORE},           \
-	{"node", required_argument, NULL, OPT_NODE},             \
-	{"at", required_argument, NULL, OPT_AT},                 \
-	{"output", required_argument, NULL, 'o'},                \
-	{"quiet", no_argument, NULL, 'q'},                       \
-	{"verbose", no_argument, NULL, 'v'},                     \
-	{"version", no_argument, NULL, OPT_VERSION},             \
-	{"help", no_argument, NULL, 'h'}
+extern const struct option cli_global_options[];	/* {NULL}-terminated */
+/* Their part of `custody --help`, beside the table in cli.c. */
+extern const char cli_global_usage[];
+
+/* What cli_global_option did with an option getopt returned. */
+enum cli_global {
+	CLI_NOT_GLOBAL = 0,	/* not a global option: the command's (or an error) */
+	CLI_GLOBAL_TAKEN,	/* its value is in cli->args (or -q, -v)          */
+	CLI_GLOBAL_HELP,	/* -h, --help: the caller prints its usage, exits 0 */
+	CLI_GLOBAL_DONE,	/* --version printed: exit 0                      */
+};
+
+/* The one parser of the global options, before the command name (main)
+ * and after it (cli_parse): c and arg as getopt_long returned them. */
+enum cli_global cli_global_option(struct cli *cli, int c, const char *arg);
 
 /*
  * What a command does with --at TIME.  --at is for reading: a command that
@@ -139,6 +143,11 @@ int cli_open_store(struct cli *cli);
 
 /* Opens cli->token and logs in with the user PIN from the PIN source. */
 int cli_open_token(struct cli *cli);
+/* The same, keeping the user PIN in *pin for the caller, who clears it
+ * (custody_secret_clear): a step that logs the user out and in again
+ * cannot read a source such as fd:N or prompt twice.  *pin is cleared
+ * when it fails. */
+int cli_open_token_keep_pin(struct cli *cli, custody_secret *pin);
 
 /* The token spec of the configuration (module, token, lock directory and
  * timeout); EUSAGE "no PKCS#11 module configured" without a module. */
@@ -151,15 +160,16 @@ int cli_attach_integrity(struct cli *cli);
 void cli_close_token(struct cli *cli);
 
 /* The identity that applies for `type` on this node when none was given
- * for a change: "global" for OAuthTokenIssuer, else this node's name. */
+ * for a change: CUSTODY_SCOPE_GLOBAL for OAuthTokenIssuer, else this
+ * node's name. */
 const char *cli_default_identity(const struct cli *cli, const char *type);
 
 /*
  * Reads the assignment of (type, identity) resolved at cli->now; with
- * identity NULL, this node's identity when the type is assigned there,
- * else "global".  ENOTFOUND "no certificate is assigned for type T
- * (identity I)" when there is none (or it has no current certificate and
- * want_current is set).
+ * identity NULL, the one custody_assign_lookup chooses (this node's when
+ * the type is assigned there, else the global one).  ENOTFOUND "no
+ * certificate is assigned for type T (identity I)" when there is none (or
+ * it has no current certificate and want_current is set).
  */
 int cli_lookup_assignment(struct cli *cli, const char *type,
 			  const char *identity, int want_current,
@@ -264,7 +274,13 @@ int cmd_sync(struct cli *, int, char **);
 int cmd_tidy(struct cli *, int, char **);
 int cmd_status(struct cli *, int, char **);
 
-extern const struct command cli_commands[];
-const struct command *cli_find_command(const char *name);
+/* Each command's --help text, beside its option table in cmd_NAME.c. */
+extern const char cmd_get_usage[], cmd_import_usage[], cmd_set_usage[],
+	cmd_list_usage[], cmd_remove_usage[], cmd_delete_usage[],
+	cmd_request_usage[], cmd_metadata_usage[], cmd_init_token_usage[],
+	cmd_test_usage[], cmd_wizard_usage[], cmd_sign_usage[],
+	cmd_audit_usage[], cmd_jwt_usage[], cmd_tidy_usage[], cmd_sync_usage[],
+	cmd_status_usage[], cmd_kek_usage[], cmd_node_usage[], cmd_seal_usage[],
+	cmd_token_usage[], cmd_tag_usage[], cmd_export_usage[];
 
 #endif

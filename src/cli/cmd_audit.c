@@ -215,6 +215,21 @@ out:
 	return r;
 }
 
+const char cmd_audit_usage[] =
+	"custody audit [--since TIME] [--verify] [-o table|json]\n"
+	"\n"
+	"Shows the append-only audit log, one line per change:\n"
+	"TIME NODE ACTOR ACTION TYPE/IDENTITY THUMBPRINT [<- PREVIOUS] DETAIL.\n"
+	"Entries are hash-chained and the store keeps the head (the newest hash);\n"
+	"--verify checks every entry, the chain and the head, prints\n"
+	"\"audit log verified: N entries, head HASH\", or exits 1 naming the first\n"
+	"entry that was edited, removed or reordered, or where the log was cut.\n"
+	"Whoever can write the store can rewrite the whole chain: keep the head\n"
+	"printed by --verify somewhere else and compare it later.\n"
+	"\n"
+	"  --since TIME             only entries at or after TIME (ISO 8601)\n"
+	"  --verify                 check the whole chain and the head\n";
+
 int
 cmd_audit(struct cli *cli, int argc, char **argv)
 {

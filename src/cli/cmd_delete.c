@@ -330,6 +330,24 @@ destroy_objects(struct cli *cli, const struct delete_plan *p)
 	return r;
 }
 
+const char cmd_delete_usage[] =
+	"custody delete --thumbprint X [--force] [--dry-run]\n"
+	"\n"
+	"Destroys the certificate on the token, and its key (private and public key\n"
+	"objects) when no other certificate on the token has its key id; when one\n"
+	"has (a renewal on the same key), the key stays and says which certificate\n"
+	"uses it. Refused while an assignment refers to the certificate, unless\n"
+	"--force (which also clears those slots). A key that would go while an\n"
+	"assignment names another certificate on it is refused, even with --force.\n"
+	"Its key package (cluster) leaves the store with it. Each object destroyed,\n"
+	"and the package, gets its own audit entry.\n"
+	"\n"
+	"  --thumbprint X            SHA-1 thumbprint, SHA-256 fingerprint or a unique\n"
+	"                            prefix of at least 8 hex digits\n"
+	"  --force                   also clear the assignment slots that name X\n"
+	"  --dry-run                 print each object and slot that would go, change\n"
+	"                            nothing\n";
+
 int
 cmd_delete(struct cli *cli, int argc, char **argv)
 {

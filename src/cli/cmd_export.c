@@ -59,6 +59,15 @@ write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+const char cmd_export_usage[] =
+	"custody export --thumbprint X --out FILE\n"
+	"\n"
+	"Writes the package of X's private key, wrapped under the cluster KEK\n"
+	"(CKM_AES_KEY_WRAP_PAD), with its certificate and key id, to FILE (a new\n"
+	"file, mode 0600: an existing one is never overwritten). A member imports it\n"
+	"with custody import --package FILE. The package is the store's when it has\n"
+	"one, else wrapped now on this token (the key must be replicable).\n";
+
 int
 cmd_export(struct cli *cli, int argc, char **argv)
 {

@@ -145,6 +145,16 @@ print_assignment(struct cli *cli, const custody_assignment *a, json_t *array)
 	return r;
 }
 
+const char cmd_get_usage[] =
+	"custody get [-t TYPE] [-i IDENTITY] [-o table|json|thumbprint|pem|uri]\n"
+	"\n"
+	"Shows assignments from the store: every one without -t; with -t, the one\n"
+	"that applies on this node (its own identity if the type is assigned there,\n"
+	"else global); with -i, exactly that identity. Needs no token and no PIN.\n"
+	"\n"
+	"  -t, --type TYPE          certificate type (OAuthTokenIssuer, Default, ...)\n"
+	"  -i, --identity IDENTITY  global or a node name\n";
+
 int
 cmd_get(struct cli *cli, int argc, char **argv)
 {

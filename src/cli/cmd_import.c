@@ -315,6 +315,28 @@ undo_token_import(struct cli *cli, const custody_token_import_result *res,
 	return ok;
 }
 
+const char cmd_import_usage[] =
+	"custody import --path FILE [--password-source SRC] [--label LABEL] [--replicable]\n"
+	"               [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]]\n"
+	"custody import --package FILE [--label LABEL] [-t TYPE ...]\n"
+	"\n"
+	"Creates the private key and the certificate (and the chain's CA certificates)\n"
+	"on the token under one key id, records the certificate in the store, and\n"
+	"prints its thumbprint. Everything is checked before anything is written.\n"
+	"\n"
+	"  --path FILE               PKCS#12 (.pfx/.p12), PEM (certificate + key), or a\n"
+	"                            certificate alone whose key is already on the token\n"
+	"  --password-source SRC     file:PATH, env:VAR, fd:N or prompt\n"
+	"  --label LABEL             CKA_LABEL (default: the subject CN)\n"
+	"  --replicable              extractable (only under trusted wrap where the token\n"
+	"                            can hold a trusted KEK); on a cluster member its\n"
+	"                            package (wrapped under the KEK) goes to the store\n"
+	"  --package FILE            a key package from custody export: unwrapped under\n"
+	"                            this token's KEK (sensitive, never extractable)\n"
+	"  -t, --type TYPE           also assign it, as `custody set` does\n"
+	"  -i, --identity IDENTITY   where to assign it\n"
+	"  --roll --effective-date TIME   stage it to become current at TIME\n";
+
 int
 cmd_import(struct cli *cli, int argc, char **argv)
 {

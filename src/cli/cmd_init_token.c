@@ -22,6 +22,12 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 	return CUSTODY_OK;
 }
 
+const char cmd_init_token_usage[] =
+	"custody init-token --label LABEL --so-pin-source SRC --pin-source SRC\n"
+	"\n"
+	"Initialises the first uninitialised token of the module with LABEL, the\n"
+	"security officer PIN and the user PIN, both read from their sources.\n";
+
 int
 cmd_init_token(struct cli *cli, int argc, char **argv)
 {

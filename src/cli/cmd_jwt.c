@@ -370,6 +370,31 @@ out:
 	return r;
 }
 
+const char cmd_jwt_usage[] =
+	"custody jwt issue [-t TYPE] --claims JSON|@FILE [--lifetime SECONDS] [--alg RS256|PS256|ES256]\n"
+	"custody jwt verify [-t TYPE] [--skew SECONDS] [--aud AUDIENCE] [--iss ISSUER] TOKEN|-\n"
+	"\n"
+	"issue signs a compact JWS with the current key of TYPE (default\n"
+	"OAuthTokenIssuer) on the token; its header carries x5t and kid (the\n"
+	"base64url SHA-1 thumbprint). iat, nbf and exp (now + lifetime, default\n"
+	"3600 s) are added unless the claims hold them. The algorithm follows the\n"
+	"key: RS256 for RSA, ES256 for EC P-256; --alg PS256 for RSA-PSS.\n"
+	"verify checks what the store says with the token (its integrity tags)\n"
+	"and accepts a token signed by the current or\n"
+	"the previous certificate (a pending one once it is current), checks\n"
+	"exp and nbf with a skew (default 60 s), that the certificate which signed\n"
+	"is within its validity period now, aud and iss when asked to, and prints\n"
+	"the claims.\n"
+	"\n"
+	"  -t, --type TYPE       certificate type\n"
+	"  --claims JSON|@FILE   the claims, a JSON object (@- reads standard input)\n"
+	"  --lifetime SECONDS    exp = now + SECONDS when the claims have no exp\n"
+	"  --alg ALG             RS256, PS256 or ES256\n"
+	"  --skew SECONDS        clock skew allowed for exp and nbf\n"
+	"  --aud AUDIENCE        verify: the aud claim must be AUDIENCE (or an array\n"
+	"                        holding it)\n"
+	"  --iss ISSUER          verify: the iss claim must be ISSUER\n";
+
 int
 cmd_jwt(struct cli *cli, int argc, char **argv)
 {

@@ -59,6 +59,22 @@ kek_authority(struct cli *cli)
 	return CUSTODY_OK;
 }
 
+const char cmd_kek_usage[] =
+	"custody kek create\n"
+	"custody kek authority\n"
+	"\n"
+	"create: the first step of the cluster key ceremony, on the first node:\n"
+	"generates the cluster KEK (AES-256) inside this node's token (private,\n"
+	"sensitive, wrap and unwrap only, not copyable, extractable only under a\n"
+	"trusted key) and the cluster authority key beside it (EC P-256, sign only,\n"
+	"never extractable), records the KEK's key check value and the authority's\n"
+	"public key in the store and this node as the first member, and prints the\n"
+	"key check value. Refused when the store records a KEK already. Every step is\n"
+	"narrated on stderr: keep (and sign) the transcript.\n"
+	"authority: prints the cluster authority's fingerprint, which every enrolling\n"
+	"node confirms; in a cluster made by an earlier custody it creates the\n"
+	"authority on this token, which must hold the KEK.\n";
+
 int
 cmd_kek(struct cli *cli, int argc, char **argv)
 {

@@ -69,6 +69,11 @@ print_block(const custody_cert_record *rec, int has_key, json_t *as)
 	out_block_end();
 }
 
+const char cmd_list_usage[] =
+	"custody list [-o table|json]\n"
+	"\n"
+	"Certificates on the token with their key, key id and assignments.\n";
+
 int
 cmd_list(struct cli *cli, int argc, char **argv)
 {

@@ -55,6 +55,19 @@ add_slot(struct cli *cli, const char *type, const char *slot_name,
 	return custody_cert_record_check(&recs[*n - 1], NULL, &cli->err);
 }
 
+const char cmd_metadata_usage[] =
+	"custody metadata [-t TYPE] [--format jwks|s2s]\n"
+	"\n"
+	"Prints the certificates a relying party must trust for TYPE (default\n"
+	"OAuthTokenIssuer): current, pending (published as soon as it is staged) and\n"
+	"previous, as a JWK Set (RFC 7517: kid, x5t, x5c) or as the server-to-server\n"
+	"metadata document (keys[].usage, keyinfo.x5t, keyvalue). kid = x5t = the\n"
+	"base64url SHA-1 thumbprint. Opens the token (user PIN) to check the\n"
+	"integrity tags of the records it publishes.\n"
+	"\n"
+	"  -t, --type TYPE          certificate type (default OAuthTokenIssuer)\n"
+	"  --format jwks|s2s        document format (default jwks)\n";
+
 int
 cmd_metadata(struct cli *cli, int argc, char **argv)
 {

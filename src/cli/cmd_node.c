@@ -77,54 +77,6 @@ say_header(struct cli *cli, const char *what)
 		custody_audit_actor(actor, sizeof(actor)), out_time((int64_t)time(NULL), t));
 }
 
-/*
- * As cli_open_token, but the user PIN is kept in *pin for the caller: the
- * security officer's step logs the user out, and a PIN source such as
- * fd:N or prompt cannot be read twice.
- */
-static int
-open_token_keep_pin(struct cli *cli, custody_secret *pin)
-{
-	custody_token_spec spec;
-	char prompt[256];
-	int r;
-
-	if (cli->cfg.module == NULL || cli->cfg.module[0] == '\0') {
-		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PKCS#11 module configured");
-		custody_err_hint(&cli->err, "give --module PATH, CUSTODY_MODULE or token.module in the config file");
-		return r;
-	}
-	if (cli->cfg.pin_source == NULL) {
-		r = custody_err_set(&cli->err, CUSTODY_EUSAGE, "no PIN source configured");
-		custody_err_hint(&cli->err, "give --pin-source file:PATH|env:VAR|fd:N|prompt, CUSTODY_PIN_SOURCE or token.pin-source");
-		return r;
-	}
-	if ((r = custody_secret_source_check(cli->cfg.pin_source, &cli->err)) != CUSTODY_OK)
-		return r;
-	memset(&spec, 0, sizeof(spec));
-	spec.module = cli->cfg.module;
-	spec.label = cli->cfg.token_label;
-	spec.uri = cli->cfg.token_uri;
-	spec.lock_dir = cli->cfg.lock_dir;
-	spec.lock_timeout = cli->cfg.lock_timeout;
-	if ((r = custody_token_open(&spec, &cli->token, &cli->err)) != CUSTODY_OK)
-		goto out;
-	snprintf(prompt, sizeof(prompt), "User PIN for token %s: ",
-		 custody_token_label(cli->token));
-	if ((r = custody_secret_read(cli->cfg.pin_source, prompt, pin, &cli->err)) != CUSTODY_OK)
-		goto out;
-	r = custody_token_login(cli->token, pin->data != NULL ? pin->data : "", pin->len,
-				&cli->err);
-	if (r == CUSTODY_OK)
-		r = cli_attach_integrity(cli);
-out:
-	if (r != CUSTODY_OK) {
-		custody_secret_clear(pin);
-		cli_close_token(cli);
-	}
-	return r;
-}
-
 /* At a terminal, asks the operator to confirm what `what` shows; returns
  * 1 when they typed yes or the value itself. */
 static int
@@ -191,7 +143,7 @@ node_admit(struct cli *cli, const char *node, const char *fingerprint)
 	if ((r = custody_secret_source_check(cli->cfg.so_pin_source, &cli->err)) != CUSTODY_OK)
 		return custody_err_prefix(&cli->err, "--so-pin-source");
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
-	    (r = open_token_keep_pin(cli, &pin)) != CUSTODY_OK)
+	    (r = cli_open_token_keep_pin(cli, &pin)) != CUSTODY_OK)
 		goto out;
 	say_header(cli, "admit");
 	/* No --fingerprint: at a terminal the SO compares the store's with
@@ -276,6 +228,36 @@ node_join(struct cli *cli, const char *kcv)
 	printf("%s\n", token_kcv);
 	return CUSTODY_OK;
 }
+
+const char cmd_node_usage[] =
+	"custody node enroll [--authority FINGERPRINT]\n"
+	"custody node admit NODE --so-pin-source SRC [--fingerprint FP]\n"
+	"custody node join [--kcv CHECK]\n"
+	"\n"
+	"enroll (on the new node): pins the cluster authority on its token once you\n"
+	"confirmed its fingerprint (--authority, compared with custody kek authority\n"
+	"on the member that holds it, or typed at a terminal); then makes its\n"
+	"RSA-3072 transport key pair in its token (the private half unwrap-only,\n"
+	"never extractable) and records the public half in the store; prints its\n"
+	"SHA-256 fingerprint on stderr.\n"
+	"admit (on the member that holds the authority, by the security officer):\n"
+	"confirm the fingerprint of NODE's transport key (--fingerprint, the one\n"
+	"enroll printed there, or typed at a terminal). The SO PIN (from\n"
+	"--so-pin-source, never the command line) makes NODE's transport key a\n"
+	"trusted wrapping key for this session only; the KEK is wrapped for it\n"
+	"(RSA-OAEP) and the authority signs the admission into the store. Every\n"
+	"admission takes the SO PIN. Without an SO PIN source, or with a PIN the\n"
+	"token refuses: exit 1, nothing changed.\n"
+	"join (on the new node): checks the admission's signature against the pinned\n"
+	"authority, unwraps the KEK into its token and proves its 64-bit check (the\n"
+	"signed one; --kcv, or a confirmation at a terminal); then deletes the\n"
+	"wrapped KEK from the store and destroys the transport key pair. A node not\n"
+	"admitted, or whose admission does not verify, cannot join.\n"
+	"\n"
+	"  --authority FINGERPRINT  the cluster authority you compared (enroll only)\n"
+	"  --kcv CHECK              the KEK check node admit printed (join only)\n"
+	"  --fingerprint FP         NODE's transport key as enroll printed it (admit)\n"
+	"  --so-pin-source SRC      file:PATH, env:VAR, fd:N or prompt (admit only)\n";
 
 int
 cmd_node(struct cli *cli, int argc, char **argv)

@@ -50,6 +50,13 @@ removed_thumbprint(const custody_assignment *a, enum custody_slot_name slot)
 	}
 }
 
+const char cmd_remove_usage[] =
+	"custody remove -t TYPE [-i IDENTITY] [--previous | --pending] [--force]\n"
+	"\n"
+	"Removes the current (default), previous or pending certificate from an\n"
+	"assignment. Token objects stay. A previous certificate inside its overlap\n"
+	"window needs --force.\n";
+
 int
 cmd_remove(struct cli *cli, int argc, char **argv)
 {

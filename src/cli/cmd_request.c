@@ -307,6 +307,28 @@ prepare(struct cli *cli, struct request *rq)
 	return CUSTODY_OK;
 }
 
+const char cmd_request_usage[] =
+	"custody request --subject DN [--san DNS:a,DNS:b,...] [--key SPEC] [--label L]\n"
+	"                [--replicable] (--csr FILE | --self-signed --days N\n"
+	"                [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]])\n"
+	"\n"
+	"Generates the key pair inside the token (never outside; not extractable),\n"
+	"then writes a PKCS#10 request signed by it to a new FILE, or creates a\n"
+	"self-signed certificate on the token and records it (optionally assigned).\n"
+	"Import the CA-issued certificate later with `custody import --path CERT`.\n"
+	"Prints the key id (--csr) or the certificate's thumbprint (--self-signed).\n"
+	"\n"
+	"  --subject DN              \"CN=sts.example.com,O=Example\" (or \"/O=Example/CN=...\")\n"
+	"  --san LIST                DNS:NAME, IP:ADDRESS, email:ADDRESS, URI:URI, comma-separated\n"
+	"  --key SPEC                rsa:2048 (default), rsa:3072, rsa:4096, ec:p256, ec:p384\n"
+	"  --label L                 CKA_LABEL (default: the subject CN); must be new on the token\n"
+	"  --replicable              extractable only under trusted wrap (for the cluster)\n"
+	"  --csr FILE                write the request there (an existing file is never overwritten)\n"
+	"  --self-signed --days N    make a self-signed certificate valid for N days\n"
+	"  -t, --type TYPE           also assign it, as `custody set` does\n"
+	"  -i, --identity IDENTITY   where to assign it\n"
+	"  --roll --effective-date TIME   stage it to become current at TIME\n";
+
 int
 cmd_request(struct cli *cli, int argc, char **argv)
 {

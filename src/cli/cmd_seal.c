@@ -57,6 +57,15 @@ out:
 	return r;
 }
 
+const char cmd_seal_usage[] =
+	"custody seal --thumbprint X [--force]\n"
+	"\n"
+	"Once every member of the cluster reports holding the key of X (custody sync\n"
+	"on each), turns CKA_EXTRACTABLE off for it on this token: irreversible, and\n"
+	"no token keeps an exportable copy. Refused, naming the nodes, while one\n"
+	"does not report it; --force skips that check (they can then still unwrap\n"
+	"the package already in the store).\n";
+
 int
 cmd_seal(struct cli *cli, int argc, char **argv)
 {

@@ -144,6 +144,23 @@ out:
 	return r;
 }
 
+const char cmd_set_usage[] =
+	"custody set -t TYPE (--thumbprint X | --from-type OTHER) [-i IDENTITY]\n"
+	"            [--roll --effective-date TIME] [--dry-run]\n"
+	"\n"
+	"Without --roll the certificate becomes current now and the old current\n"
+	"becomes previous (a pending roll is cancelled). With --roll it becomes\n"
+	"pending and turns current at TIME on every node.\n"
+	"\n"
+	"  -t, --type TYPE           certificate type\n"
+	"  --thumbprint X            SHA-1 thumbprint, SHA-256 fingerprint or a unique\n"
+	"                            prefix of at least 8 hex digits\n"
+	"  --from-type OTHER         the current certificate of another type\n"
+	"  -i, --identity IDENTITY   global or a node name\n"
+	"  --roll --effective-date TIME   stage a roll\n"
+	"  --dry-run                 print what would change, change nothing; the\n"
+	"                            one write that takes --at TIME (a preview at TIME)\n";
+
 int
 cmd_set(struct cli *cli, int argc, char **argv)
 {

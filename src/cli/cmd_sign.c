@@ -193,6 +193,24 @@ out:
 	return r;
 }
 
+const char cmd_sign_usage[] =
+	"custody sign -t TYPE [-i IDENTITY] [--in FILE] [--out FILE] [--digest sha256|sha384|sha512]\n"
+	"\n"
+	"Signs FILE (default: standard input) with the private key of the certificate\n"
+	"current for TYPE (at --at TIME, or now) and writes the raw signature: RSA\n"
+	"PKCS#1 v1.5 bytes, or a DER ECDSA-Sig-Value, as `openssl dgst -sign` makes\n"
+	"them. Check one with:\n"
+	"  openssl dgst -sha256 -verify <(custody get -t TYPE -o pem | openssl x509 -pubkey -noout) \\\n"
+	"    -signature SIG FILE\n"
+	"Exit 3 when nothing is assigned for TYPE; 1 when its key is not on the token.\n"
+	"\n"
+	"  -t, --type TYPE          certificate type\n"
+	"  -i, --identity IDENTITY  global or a node name (default: this node's, else global)\n"
+	"  --in FILE                what to sign (default: standard input)\n"
+	"  --out FILE               where the signature goes, a new file (default:\n"
+	"                           standard output); an existing file is never overwritten\n"
+	"  --digest NAME            sha256 (default), sha384 or sha512\n";
+
 int
 cmd_sign(struct cli *cli, int argc, char **argv)
 {

@@ -132,7 +132,7 @@ read_view(struct cli *cli, struct status_view *v)
 	for (i = 0; i < n; i++) {
 		custody_err e = {0};
 
-		if (strcmp(all[i].identity, "global") != 0)
+		if (strcmp(all[i].identity, CUSTODY_SCOPE_GLOBAL) != 0)
 			continue;
 		/* The record as stored carries its integrity tag (checked
 		 * before it is resolved at now). */
@@ -386,6 +386,22 @@ not_ok_error(struct cli *cli, const struct status_view *v)
 	}
 	return r;
 }
+
+const char cmd_status_usage[] =
+	"custody status [-o table|json]\n"
+	"\n"
+	"One row per node: its state (enrolled, admitted, joined), last sync, lag\n"
+	"(now - last report), for every type assigned at global the thumbprint it\n"
+	"holds (first 8 hex digits; the row (store) shows what the store assigns),\n"
+	"and ok, stale (no report since the last change) or differs (it holds other\n"
+	"keys than the store says). -o json: {\"nodes\":[{\"node\",\"state\",\n"
+	"\"last_sync\",\"lag_seconds\",\"stale\",\"differs\",\"holds\":{\"TYPE\":\n"
+	"\"THUMBPRINT\"}}],\"ok\":BOOL}. Opens the token (user PIN) to check the\n"
+	"integrity tags of the global assignments and their certificates.\n"
+	"A record of a certificate the global assignments name that does not match\n"
+	"its certificate (another key id: the store was changed) gets a line under\n"
+	"the table (\"store_faults\" in JSON). Exit 1 when there is one, when any\n"
+	"node differs or is stale, or no node has enrolled.\n";
 
 int
 cmd_status(struct cli *cli, int argc, char **argv)

@@ -293,7 +293,7 @@ read_state(struct cli *cli, int64_t now, struct audit_scan *scan,
 		goto out;
 	out->change_seq = scan->change_seq;
 	for (i = 0; i < n; i++) {
-		if (strcmp(all[i].identity, "global") != 0)
+		if (strcmp(all[i].identity, CUSTODY_SCOPE_GLOBAL) != 0)
 			continue;
 		if (all[i].pending.thumbprint[0] != '\0' && all[i].pending.effective > now &&
 		    (out->next_roll == 0 || all[i].pending.effective < out->next_roll))
@@ -538,6 +538,34 @@ failed:
 	custody_err_clear(&cli->err);
 	return CUSTODY_OK;
 }
+
+const char cmd_sync_usage[] =
+	"custody sync [--watch [--interval SECONDS]] [-o table|json]\n"
+	"\n"
+	"For every global assignment (current, previous, pending) makes sure this\n"
+	"node's token holds the key and the certificate: unwraps a missing key from\n"
+	"its package under the cluster KEK (sensitive, never extractable), checks\n"
+	"each key against its certificate (sign + verify), records rolls that came\n"
+	"due, and reports to the store what this node holds. Idempotent and safe to\n"
+	"interrupt. It follows the clock (--at is refused). One line per key:\n"
+	"TYPE SLOT THUMBPRINT held|unwrapped|repaired|refused. A key object with the\n"
+	"key id of an assigned certificate that fails the check (what an interrupted\n"
+	"sync can leave) is destroyed and unwrapped again when the store holds its\n"
+	"package, and said so (audit entry \"repair\"); without a package it is kept\n"
+	"and named.\n"
+	"Exit 1 when the store or the token cannot be used or a key is not held\n"
+	"(the token keeps what it holds: the node goes on signing with it).\n"
+	"\n"
+	"With --watch it stays up: it syncs on every change of the store\n"
+	"(PostgreSQL LISTEN/NOTIFY; SQLite is asked every 100 ms), at the instant of\n"
+	"each pending roll, and every SECONDS (default 30). The token is opened for\n"
+	"a sync only. A store or token it cannot use is logged and tried again with\n"
+	"growing pauses; SIGTERM or SIGINT end it (exit 0). -o json prints one JSON\n"
+	"object per sync (one line each with --watch). The PIN source must be\n"
+	"file: or env: with --watch: the PIN is read again for every sync.\n"
+	"\n"
+	"  --watch                  keep running and react to changes\n"
+	"  --interval SECONDS       sync at least this often with --watch (1..86400)\n";
 
 int
 cmd_sync(struct cli *cli, int argc, char **argv)

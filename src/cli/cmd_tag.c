@@ -223,6 +223,20 @@ out:
 	return r;
 }
 
+const char cmd_tag_usage[] =
+	"custody tag [--yes]\n"
+	"\n"
+	"Every certificate, assignment, package and admitted node in the store, and\n"
+	"the audit log's head, carries an integrity tag made with the token's KEK: a\n"
+	"row changed outside custody is refused where it would be used. A store\n"
+	"written by an earlier custody has none: this lists every row, checks the\n"
+	"audit chain and, once you confirm (--yes, or yes typed at a terminal), tags\n"
+	"them all in one transaction. Confirm only rows you know. On a store tagged\n"
+	"already it checks every row instead (exit 1 naming those that fail) and\n"
+	"never tags anything anew.\n"
+	"\n"
+	"  --yes    confirm without a terminal (scripts that listed the rows)\n";
+
 int
 cmd_tag(struct cli *cli, int argc, char **argv)
 {

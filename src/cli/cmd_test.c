@@ -400,7 +400,7 @@ check_cluster(struct test_run *t, const custody_assignment *a)
 static int
 applies_here(const struct test_run *t, const custody_assignment *a)
 {
-	return strcasecmp(a->identity, "global") == 0 ||
+	return strcasecmp(a->identity, CUSTODY_SCOPE_GLOBAL) == 0 ||
 	       strcasecmp(a->identity, t->cli->node) == 0;
 }
 
@@ -453,7 +453,7 @@ select_assignments(struct test_run *t, custody_assignment **out,
 		   custody_assignment **stored, size_t *n)
 {
 	struct cli *cli = t->cli;
-	const char *ids[2] = {cli->node, "global"};
+	const char *ids[2] = {cli->node, CUSTODY_SCOPE_GLOBAL};
 	custody_assignment *all = NULL, *raw;
 	size_t count = 0, i, k = 0;
 	int r;
@@ -466,7 +466,7 @@ select_assignments(struct test_run *t, custody_assignment **out,
 			return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
 		/* global first, as the store lists them. */
 		for (i = 2; i-- > 0;) {
-			if (i == 0 && strcasecmp(ids[0], "global") == 0)
+			if (i == 0 && strcasecmp(ids[0], CUSTODY_SCOPE_GLOBAL) == 0)
 				continue;
 			r = custody_store_get_assignment(cli->store, t->type, ids[i],
 							 &all[count], &cli->err);
@@ -517,6 +517,21 @@ parse_warn_days(struct cli *cli, const char *text, int *out)
 	*out = (int)v;
 	return CUSTODY_OK;
 }
+
+const char cmd_test_usage[] =
+	"custody test [-t TYPE] [--warn-days N] [-o table|json]\n"
+	"\n"
+	"Checks every assignment at global and at this node's identity (with -t, those\n"
+	"of TYPE): something is current; its private key is on this node's token and\n"
+	"signs what its certificate verifies; key size and SIP domain policy; valid now;\n"
+	"expiry within N days; a pending certificate valid at its effective date; the\n"
+	"previous certificate's key. One line per check: OK|WARNING|CRITICAL\n"
+	"TYPE/IDENTITY: WHAT. Exit status as monitoring plugins: 0 OK, 1 WARNING,\n"
+	"2 CRITICAL, 3 UNKNOWN (the checks could not run, or a usage error).\n"
+	"\n"
+	"  -t, --type TYPE          only this type\n"
+	"  --warn-days N            WARNING when a certificate expires within N days\n"
+	"                           (default policy.warn-days, 30)\n";
 
 int
 cmd_test(struct cli *cli, int argc, char **argv)

@@ -91,6 +91,22 @@ print_table(const custody_tidy_plan *plan, int done)
 	}
 }
 
+const char cmd_tidy_usage[] =
+	"custody tidy [--dry-run | --yes] [-o table|json]\n"
+	"\n"
+	"Before custody creates key objects (import, request, import --package) it\n"
+	"leaves a note of intent on the token, and removes it once the store records\n"
+	"the key. A note still there names objects that an interrupted process was\n"
+	"making. tidy lists, for each note, the objects of its key id: when nothing in\n"
+	"the store names the key id (no certificate record, package, assignment or\n"
+	"pending CSR) they would be destroyed; otherwise they stay and only the note\n"
+	"goes. Objects without a note (another application's, custody's finished\n"
+	"ones, torn objects without CKA_ID) are never listed. One audit entry \"tidy\"\n"
+	"per key id whose objects go.\n"
+	"\n"
+	"  --dry-run                 list only (the default)\n"
+	"  --yes                     destroy what is listed\n";
+
 int
 cmd_tidy(struct cli *cli, int argc, char **argv)
 {

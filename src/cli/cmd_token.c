@@ -132,6 +132,23 @@ no_options(struct cli *cli, int c, const char *arg, void *ctx)
 	return CUSTODY_OK;
 }
 
+const char cmd_token_usage[] =
+	"custody token [-o table|json]\n"
+	"\n"
+	"Asks the token (logged in as user) what it is and can do, as custody uses\n"
+	"it: label, manufacturer, model, serial and PIN state; for RSA and EC keys\n"
+	"whether it generates them, signs with them, and its key sizes; RSA-PSS;\n"
+	"whether it can be a cluster member (AES key wrap with padding, RSA-OAEP,\n"
+	"CKA_UNWRAP_TEMPLATE; if not, the first thing it lacks) and hold a trusted\n"
+	"KEK; the mechanism its KEK computes integrity tags with; and which optional\n"
+	"attributes it keeps (CKA_COPYABLE, CKA_DESTROYABLE, CKA_WRAP_WITH_TRUSTED,\n"
+	"CKA_UNWRAP_TEMPLATE). What it lacks, custody refuses up front in one line.\n"
+	"Writes nothing: its probes are session objects. -o json: {\"label\",\n"
+	"\"manufacturer\", \"model\", \"serial\", \"login_required\", \"pin_flags\":[],\n"
+	"\"min_pin\", \"max_pin\", \"rsa\":{\"generate\",\"sign\",\"min_bits\",\"max_bits\"},\n"
+	"\"rsa_pss\", \"ec\":{...}, \"cluster_member\", \"cluster_lacks\", \"trusted_kek\",\n"
+	"\"integrity_tags\", \"attributes\":{\"CKA_COPYABLE\":BOOL,...}}.\n";
+
 int
 cmd_token(struct cli *cli, int argc, char **argv)
 {

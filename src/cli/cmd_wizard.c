@@ -733,6 +733,17 @@ exit_interrupted(struct cli *cli)
 	exit(WIZARD_EXIT_INTERRUPTED);
 }
 
+const char cmd_wizard_usage[] =
+	"custody wizard\n"
+	"\n"
+	"The Deployment Wizard's certificate assignment: choose the type (with what\n"
+	"is assigned now), the identity where the type allows a choice, a certificate\n"
+	"from the token, now or a roll at a date; read the summary (as set --dry-run\n"
+	"prints it), confirm, see the result. At every question a number chooses,\n"
+	"b goes back one step, q cancels (exit 0, nothing changed); Ctrl-C exits 130\n"
+	"and changes nothing. The store is written only after the confirmation.\n"
+	"Needs a terminal on standard input and output (else exit 2: use set).\n";
+
 int
 cmd_wizard(struct cli *cli, int argc, char **argv)
 {

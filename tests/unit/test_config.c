@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -384,4 +385,108 @@ Test(config, clear_frees_and_resets)
 	assert_untouched();
 	custody_config_clear(&cfg);
 	custody_config_clear(NULL);
+}
+
+/* ---- where the configuration comes from, and this node's name: the one
+ * rule of the command, the signer and the OpenSSL engine (settle.c) ---- */
+
+/* The environment of these tests: nothing custody reads, but what the
+ * test sets. */
+static void
+clear_env(void)
+{
+	unsetenv("CUSTODY_CONFIG");
+	unsetenv("CUSTODY_STORE");
+	unsetenv("CUSTODY_NODE");
+}
+
+Test(config, path_given_then_environment_then_default)
+{
+	const char *fallback = access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0
+				       ? CUSTODY_DEFAULT_CONFIG : NULL;
+
+	clear_env();
+	cr_assert_str_eq(custody_config_path("/x/given.conf"), "/x/given.conf");
+	cr_assert_null(custody_config_path(""), "\"\" is none");
+	cr_assert_eq(custody_config_path(NULL), fallback);
+	setenv("CUSTODY_CONFIG", "/x/env.conf", 1);
+	cr_assert_str_eq(custody_config_path(NULL), "/x/env.conf");
+	cr_assert_str_eq(custody_config_path("/x/given.conf"), "/x/given.conf");
+	setenv("CUSTODY_CONFIG", "", 1);
+	cr_assert_null(custody_config_path(NULL), "an empty CUSTODY_CONFIG is none");
+}
+
+Test(config, settle_reads_the_file_then_the_environment_over_it)
+{
+	custody_err err = {0};
+
+	clear_env();
+	write_conf("[store]\nurl = sqlite:/x/file.db\n[node]\nname = node1\n");
+	setenv("CUSTODY_STORE", "sqlite:/x/env.db", 1);
+	cr_assert_eq(custody_config_settle(&cfg, path, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	cr_assert_str_eq(custody_config_store_url(&cfg), "sqlite:/x/env.db");
+	cr_assert_str_eq(cfg.node_name, "node1");
+	custody_config_clear(&cfg);
+
+	setenv("CUSTODY_CONFIG", path, 1);
+	unsetenv("CUSTODY_STORE");
+	cr_assert_eq(custody_config_settle(&cfg, NULL, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	cr_assert_str_eq(custody_config_store_url(&cfg), "sqlite:/x/file.db");
+}
+
+Test(config, settle_without_a_file_leaves_the_defaults)
+{
+	custody_err err = {0};
+
+	clear_env();
+	cr_assert_eq(custody_config_settle(&cfg, "", &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_str_eq(custody_config_store_url(&cfg), CUSTODY_DEFAULT_STORE);
+	cr_assert_null(cfg.node_name);
+	cr_assert_eq(custody_config_settle(&cfg, "/nonexistent/custody.conf",
+					   &err), CUSTODY_EFAIL);
+}
+
+Test(config, node_name_configured_is_taken_canonical)
+{
+	char node[CUSTODY_NAME_MAX + 1];
+	custody_err err = {0};
+
+	cr_assert_eq(custody_config_node_name("node-7.a_b", node, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	cr_assert_str_eq(node, "node-7.a_b");
+	cr_assert_eq(custody_config_node_name("GLOBAL", node, &err),
+		     CUSTODY_OK);
+	cr_assert_str_eq(node, CUSTODY_SCOPE_GLOBAL);
+}
+
+Test(config, node_name_that_is_no_identity_is_refused_naming_it)
+{
+	static const char want[] = "node name: invalid identity 'no body'";
+	char node[CUSTODY_NAME_MAX + 1];
+	custody_err err = {0};
+
+	cr_assert_eq(custody_config_node_name("no body", node, &err),
+		     CUSTODY_EUSAGE);
+	cr_assert_eq(strncmp(err.msg, want, strlen(want)), 0, "%s", err.msg);
+	cr_assert_eq(custody_config_node_name("no body", node, NULL),
+		     CUSTODY_EUSAGE);
+}
+
+Test(config, node_name_by_default_is_the_host_name_to_its_first_dot)
+{
+	char node[CUSTODY_NAME_MAX + 1], host[256], *dot;
+	custody_err err = {0};
+
+	cr_assert_eq(gethostname(host, sizeof(host)), 0);
+	host[sizeof(host) - 1] = '\0';
+	if ((dot = strchr(host, '.')) != NULL)
+		*dot = '\0';
+	cr_assert_eq(custody_config_node_name(NULL, node, &err), CUSTODY_OK);
+	if (strlen(host) <= CUSTODY_NAME_MAX && host[0] != '\0')
+		cr_assert_str_eq(node, host);
+	else
+		cr_assert_str_eq(node, "localhost");
 }

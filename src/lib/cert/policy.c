@@ -673,8 +673,8 @@ custody_identity_canonical(const char *in, char out[CUSTODY_NAME_MAX + 1],
 				    "invalid identity: none given");
 		goto out;
 	}
-	if (strcasecmp(in, "global") == 0) {
-		snprintf(out, CUSTODY_NAME_MAX + 1, "global");
+	if (strcasecmp(in, CUSTODY_SCOPE_GLOBAL) == 0) {
+		snprintf(out, CUSTODY_NAME_MAX + 1, "%s", CUSTODY_SCOPE_GLOBAL);
 		r = CUSTODY_OK;
 		goto out;
 	}
@@ -708,7 +708,7 @@ custody_policy_check_identity(const char *type, const char *identity,
 		goto out;
 	}
 	if (strcasecmp(type, OAUTH_TYPE) == 0 &&
-	    strcasecmp(identity, "global") != 0) {
+	    strcasecmp(identity, CUSTODY_SCOPE_GLOBAL) != 0) {
 		shown(identity, text);
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    OAUTH_TYPE " can only be assigned at "

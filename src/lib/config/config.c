@@ -165,7 +165,7 @@ set_node(custody_config *cfg, const char *key, const char *value,
 				    CUSTODY_NAME_MAX);
 		goto out;
 	}
-	if (strcmp(name, "global") == 0) {
+	if (strcmp(name, CUSTODY_SCOPE_GLOBAL) == 0) {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
 				    "invalid node name '%s': it is the name "
 				    "of the global identity", value);

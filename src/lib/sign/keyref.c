@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -150,48 +149,15 @@ out:
 	return r;
 }
 
-/* This node's name: node.name, else the host name up to its first dot
- * (as the `custody` command has it). */
-static int
-settle_node(struct settled *s, custody_err *err)
-{
-	char host[256], *dot;
-	int r = CUSTODY_EFAIL;
-
-	if (s->cfg.node_name != NULL) {
-		if ((r = custody_identity_canonical(s->cfg.node_name, s->node,
-						    err)) != CUSTODY_OK)
-			custody_err_prefix(err, "node name");
-		goto out;
-	}
-	if (gethostname(host, sizeof(host)) != 0)
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	if ((dot = strchr(host, '.')) != NULL)
-		*dot = '\0';
-	if (custody_identity_canonical(host, s->node, NULL) != CUSTODY_OK)
-		snprintf(s->node, sizeof(s->node), "localhost");
-	r = CUSTODY_OK;
-out:
-	return r;
-}
-
 /* File < environment < given values, as the `custody` command. */
 static int
 settle(const custody_keyref *kr, struct settled *s, custody_err *err)
 {
-	const char *path = kr->set[CUSTODY_KEYREF_CONFIG];
 	int r = CUSTODY_EFAIL;
 	int i;
 
-	if (path == NULL)
-		path = secure_getenv("CUSTODY_CONFIG");
-	if (path == NULL && access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0)
-		path = CUSTODY_DEFAULT_CONFIG;
-	if (path != NULL && path[0] != '\0' &&
-	    (r = custody_config_load(&s->cfg, path, err)) != CUSTODY_OK)
-		goto out;
-	if ((r = custody_config_apply_env(&s->cfg, err)) != CUSTODY_OK)
+	if ((r = custody_config_settle(&s->cfg, kr->set[CUSTODY_KEYREF_CONFIG],
+				       err)) != CUSTODY_OK)
 		goto out;
 	for (i = 0; i < N_SETTINGS; i++) {
 		if (kr->set[i] != NULL &&
@@ -199,7 +165,7 @@ settle(const custody_keyref *kr, struct settled *s, custody_err *err)
 				       kr->set[i], err)) != CUSTODY_OK)
 			goto out;
 	}
-	r = settle_node(s, err);
+	r = custody_config_node_name(s->cfg.node_name, s->node, err);
 out:
 	return r;
 }
@@ -238,19 +204,12 @@ out:
 	return r;
 }
 
+/* custody_store_get_assignment as the reader of custody_assign_lookup. */
 static int
-read_resolved(custody_store *st, const char *type, const char *identity,
-	      int64_t now, custody_assignment *out, custody_err *err)
+read_stored(void *store, const char *type, const char *identity,
+	    custody_assignment *out, custody_err *err)
 {
-	custody_assignment stored;
-	int r;
-
-	if ((r = custody_store_get_assignment(st, type, identity, &stored,
-					      err)) != CUSTODY_OK)
-		return r;
-	custody_assign_resolve(&stored, now, out);
-	return out->current.thumbprint[0] != '\0' ? CUSTODY_OK
-						  : CUSTODY_ENOTFOUND;
+	return custody_store_get_assignment(store, type, identity, out, err);
 }
 
 /* The store's record of the certificate current now for rn. */
@@ -258,15 +217,12 @@ static int
 resolve(const struct settled *s, const struct refname *rn,
 	custody_token *tok, custody_cert_record *rec, custody_err *err)
 {
-	const char *url = s->cfg.store_url != NULL ? s->cfg.store_url
-						   : CUSTODY_DEFAULT_STORE;
 	custody_store *st = NULL;
-	custody_assignment a;
-	char shown[2 * CUSTODY_NAME_MAX + 8];
-	int64_t now = (int64_t)time(NULL);
+	custody_assignment stored, a;
 	int r = CUSTODY_EFAIL;
 
-	if ((r = custody_store_open(url, &st, err)) != CUSTODY_OK) {
+	if ((r = custody_store_open(custody_config_store_url(&s->cfg), &st,
+				    err)) != CUSTODY_OK) {
 		if (s->cfg.store_url == NULL)
 			custody_err_hint(err, "choose a store with "
 					 "CUSTODY_STORE or store.url");
@@ -277,24 +233,19 @@ resolve(const struct settled *s, const struct refname *rn,
 	if (tok != NULL && (r = custody_integrity_attach(st, tok, err)) !=
 	    CUSTODY_OK)
 		goto out;
-	if (rn->identity[0] != '\0') {
-		snprintf(shown, sizeof(shown), "%s", rn->identity);
-		r = read_resolved(st, rn->type, rn->identity, now, &a, err);
-	} else {
-		snprintf(shown, sizeof(shown), "%s", s->node);
-		r = read_resolved(st, rn->type, s->node, now, &a, err);
-		if (r == CUSTODY_ENOTFOUND) {
-			snprintf(shown, sizeof(shown), "%s or global", s->node);
-			r = read_resolved(st, rn->type, "global", now, &a, err);
-		}
-	}
-	if (r == CUSTODY_ENOTFOUND) {
+	r = custody_assign_lookup(rn->type, rn->identity, s->node, read_stored,
+				  st, &stored, err);
+	if (r == CUSTODY_ENOTFOUND && rn->identity[0] == '\0') {
+		/* Both identities were looked at: the message says so. */
 		r = custody_err_set(err, CUSTODY_ENOTFOUND,
 				    "no certificate is assigned for type %s "
-				    "(identity %s)", rn->type, shown);
+				    "(identity %s or %s)", rn->type, s->node,
+				    CUSTODY_SCOPE_GLOBAL);
 		goto out;
 	}
-	if (r != CUSTODY_OK)
+	if (r != CUSTODY_OK ||
+	    (r = custody_assign_current_at(&stored, (int64_t)time(NULL), &a,
+					   err)) != CUSTODY_OK)
 		goto out;
 	if ((r = custody_store_get_cert(st, a.current.thumbprint, rec, err)) !=
 	    CUSTODY_OK) {

@@ -122,29 +122,6 @@ custody_sig_scheme_name(enum custody_sig_scheme scheme)
 	}
 }
 
-/* This node's name: node, cfg->node_name, or the host name's first label. */
-static int
-settle_node(const custody_config *cfg, const char *node, char *out,
-	    custody_err *err)
-{
-	char host[256], *dot;
-
-	if (node == NULL)
-		node = cfg->node_name;
-	if (node != NULL)
-		return custody_identity_canonical(node, out, err) == CUSTODY_OK
-			       ? CUSTODY_OK
-			       : custody_err_prefix(err, "node name");
-	if (gethostname(host, sizeof(host)) != 0)
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	if ((dot = strchr(host, '.')) != NULL)
-		*dot = '\0';
-	if (custody_identity_canonical(host, out, NULL) != CUSTODY_OK)
-		snprintf(out, CUSTODY_NAME_MAX + 1, "localhost");
-	return CUSTODY_OK;
-}
-
 /* --------------------------------------------------------------- ctx */
 
 int
@@ -193,12 +170,11 @@ custody_ctx_new_with(const custody_config *cfg, const char *node,
 	    dup_opt(cfg->token_uri, &ctx->uri) != 0 ||
 	    dup_opt(cfg->lock_dir, &ctx->lock_dir) != 0 ||
 	    dup_opt(cfg->pin_source, &ctx->pin_source) != 0 ||
-	    dup_opt(cfg->store_url != NULL ? cfg->store_url
-					   : CUSTODY_DEFAULT_STORE,
-		    &ctx->store_url) != 0)
+	    dup_opt(custody_config_store_url(cfg), &ctx->store_url) != 0)
 		goto nomem;
 	ctx->lock_timeout = cfg->lock_timeout;
-	if ((r = settle_node(cfg, node, ctx->node, err)) != CUSTODY_OK)
+	if ((r = custody_config_node_name(node != NULL ? node : cfg->node_name,
+					  ctx->node, err)) != CUSTODY_OK)
 		goto out;
 	if (options != NULL)
 		ctx->opt = *options;
@@ -590,10 +566,13 @@ store_generation(custody_ctx *ctx, uint64_t *gen, custody_err *err)
 	return r;
 }
 
+/* The store's record of (type, identity), under the store's lock: the
+ * reader of custody_assign_lookup. */
 static int
-read_record(custody_ctx *ctx, const char *type, const char *identity,
+read_record(void *ctx_, const char *type, const char *identity,
 	    custody_assignment *out, custody_err *err)
 {
+	custody_ctx *ctx = ctx_;
 	int r;
 
 	pthread_mutex_lock(&ctx->store_mx);
@@ -604,32 +583,13 @@ read_record(custody_ctx *ctx, const char *type, const char *identity,
 	return r;
 }
 
-/* The signer's assignment as stored: at its identity, or this node's
- * then global.  ENOTFOUND names the identity last looked at. */
+/* The signer's assignment as stored (custody_assign_lookup: at its
+ * identity, or this node's, else the global one). */
 static int
 load_record(custody_signer *sg, custody_assignment *out, custody_err *err)
 {
-	custody_ctx *ctx = sg->ctx;
-	const char *shown = sg->identity;
-	int r;
-
-	if (sg->identity[0] != '\0') {
-		r = read_record(ctx, sg->type, sg->identity, out, NULL);
-	} else {
-		shown = ctx->node;
-		r = read_record(ctx, sg->type, ctx->node, out, NULL);
-		if (r == CUSTODY_ENOTFOUND) {
-			shown = "global";
-			r = read_record(ctx, sg->type, "global", out, NULL);
-		}
-	}
-	if (r == CUSTODY_ENOTFOUND)
-		return custody_err_set(err, CUSTODY_ENOTFOUND,
-				       "no certificate is assigned for type %s "
-				       "(identity %s)", sg->type, shown);
-	if (r != CUSTODY_OK)	/* read again for the message */
-		r = read_record(ctx, sg->type, shown, out, err);
-	return r;
+	return custody_assign_lookup(sg->type, sg->identity, sg->ctx->node,
+				     read_record, sg->ctx, out, err);
 }
 
 /* ---------------------------------------------------------- the signer */
@@ -706,31 +666,16 @@ resolve(custody_signer *sg, int64_t now, custody_assignment *out,
 	rec = sg->rec;
 	pthread_mutex_unlock(&sg->mx);
 	if (reload) {
+		/* Removed (ENOTFOUND): rec is left empty, and remembered. */
 		r = load_record(sg, &rec, err);
-		if (r == CUSTODY_ENOTFOUND) {
-			/* Removed: remember it as empty. */
-			memset(&rec, 0, sizeof(rec));
-			snprintf(rec.type, sizeof(rec.type), "%s", sg->type);
-			snprintf(rec.identity, sizeof(rec.identity), "%s",
-				 sg->identity[0] != '\0' ? sg->identity
-							 : "global");
-		} else if (r != CUSTODY_OK) {
+		if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
 			return r;
-		}
 		pthread_mutex_lock(&sg->mx);
 		sg->rec = rec;
 		sg->gen = gen;
 		pthread_mutex_unlock(&sg->mx);
 	}
-	custody_assign_resolve(&rec, now, out);
-	if (out->current.thumbprint[0] == '\0')
-		return custody_err_set(err, CUSTODY_ENOTFOUND,
-				       "no certificate is assigned for type %s "
-				       "(identity %s)", sg->type,
-				       rec.identity[0] != '\0'
-					       ? rec.identity
-					       : sg->ctx->node);
-	return CUSTODY_OK;
+	return custody_assign_current_at(&rec, now, out, err);
 }
 
 /* The store's record of a certificate, checked against the certificate

@@ -1,0 +1,68 @@
+/*
+ * config/settle.c — where the configuration comes from (file, then
+ * environment) and this node's name, for the command, the signer and the
+ * OpenSSL engine alike (see custody/config.h).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <custody/config.h>
+#include <custody/policy.h>
+
+const char *
+custody_config_path(const char *given)
+{
+	const char *path = given;
+
+	if (path == NULL)
+		path = secure_getenv("CUSTODY_CONFIG");
+	if (path == NULL && access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0)
+		path = CUSTODY_DEFAULT_CONFIG;
+	return path != NULL && path[0] != '\0' ? path : NULL;
+}
+
+int
+custody_config_settle(custody_config *cfg, const char *given,
+		      custody_err *err)
+{
+	const char *path = custody_config_path(given);
+	int r;
+
+	if (path != NULL &&
+	    (r = custody_config_load(cfg, path, err)) != CUSTODY_OK)
+		return r;
+	return custody_config_apply_env(cfg, err);
+}
+
+const char *
+custody_config_store_url(const custody_config *cfg)
+{
+	return cfg->store_url != NULL ? cfg->store_url : CUSTODY_DEFAULT_STORE;
+}
+
+int
+custody_config_node_name(const char *configured,
+			 char out[CUSTODY_NAME_MAX + 1], custody_err *err)
+{
+	char host[256], *dot;
+	int r;
+
+	if (configured != NULL) {
+		r = custody_identity_canonical(configured, out, err);
+		if (r != CUSTODY_OK)
+			custody_err_prefix(err, "node name");
+		return r;
+	}
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	if ((dot = strchr(host, '.')) != NULL)
+		*dot = '\0';
+	if (custody_identity_canonical(host, out, NULL) != CUSTODY_OK)
+		snprintf(out, CUSTODY_NAME_MAX + 1, "localhost");
+	return CUSTODY_OK;
+}
