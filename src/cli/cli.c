@@ -290,6 +290,22 @@ cli_parse(struct cli *cli, int argc, char **argv,
 }
 
 int
+cli_bind_option(struct cli *cli, int c, const char *arg, void *table)
+{
+	const struct cli_bind *b;
+
+	(void)cli;
+	for (b = table; b->opt != 0; b++)
+		if (b->opt == c) {
+			if (b->text != NULL)
+				*b->text = arg;
+			else
+				*b->flag = 1;
+		}
+	return CUSTODY_OK;
+}
+
+int
 cli_check_output(struct cli *cli, unsigned allowed)
 {
 	static const char *const names[] = {"table", "json", "thumbprint", "pem", "uri"};

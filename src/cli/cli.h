@@ -131,6 +131,21 @@ int cli_parse(struct cli *cli, int argc, char **argv,
 	      int (*on_option)(struct cli *, int, const char *, void *),
 	      void *ctx);
 
+/*
+ * Options that only keep their value: a table that cli_parse's on_option
+ * walks as cli_bind_option(cli, c, optarg, table).  A text option keeps its
+ * value in *text, a flag sets *flag to 1; the table ends with {0}.
+ */
+struct cli_bind {
+	int opt;		/* the option's getopt value */
+	const char **text;
+	int *flag;
+};
+#define CLI_TEXT(opt, p) {(opt), (p), NULL}
+#define CLI_FLAG(opt, p) {(opt), NULL, (p)}
+
+int cli_bind_option(struct cli *cli, int c, const char *arg, void *table);
+
 /* A usage error: sets cli->err (EUSAGE) and returns EUSAGE. */
 int cli_usage_error(struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 

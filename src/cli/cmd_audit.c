@@ -20,18 +20,6 @@ struct audit_opts {
 
 enum { OPT_SINCE = OPT_FIRST_COMMAND_OPTION, OPT_VERIFY };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct audit_opts *o = ctx;
-
-	(void)cli;
-	if (c == OPT_SINCE)
-		o->since = arg;
-	else if (c == OPT_VERIFY)
-		o->verify = 1;
-	return CUSTODY_OK;
-}
 
 /* A field as shown in the table: "-" when empty, escaped as all terminal
  * output is (out_escape), spaces (which would shift the columns) as '_'. */
@@ -239,10 +227,15 @@ cmd_audit(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct audit_opts o = {NULL, 0};
+	struct cli_bind binds[] = {
+		CLI_TEXT(OPT_SINCE, &o.since),
+		CLI_FLAG(OPT_VERIFY, &o.verify),
+		{0},
+	};
 	int64_t since = 0;
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", cli_bind_option, binds)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON))) !=
 	    CUSTODY_OK)

@@ -30,18 +30,6 @@ struct export_opts {
 	const char *out;
 };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct export_opts *o = ctx;
-
-	(void)cli;
-	if (c == OPT_THUMBPRINT)
-		o->thumbprint = arg;
-	else if (c == OPT_OUT)
-		o->out = arg;
-	return CUSTODY_OK;
-}
 
 static int
 write_all(int fd, const char *buf, size_t len)
@@ -77,6 +65,11 @@ cmd_export(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct export_opts o = {NULL, NULL};
+	struct cli_bind binds[] = {
+		CLI_TEXT(OPT_THUMBPRINT, &o.thumbprint),
+		CLI_TEXT(OPT_OUT, &o.out),
+		{0},
+	};
 	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1], normalized[65];
 	custody_package pkg;
 	char *text = NULL;
@@ -84,7 +77,7 @@ cmd_export(struct cli *cli, int argc, char **argv)
 	int fd = -1, made = 0, r;
 
 	memset(&pkg, 0, sizeof(pkg));
-	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", cli_bind_option, binds)) != CUSTODY_OK)
 		return r;
 	if (o.thumbprint == NULL || o.out == NULL)
 		return cli_usage_error(cli, "--thumbprint X and --out FILE are required");

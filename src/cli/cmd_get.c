@@ -21,18 +21,6 @@ struct get_opts {
 
 enum { OPT_TYPE = 't', OPT_IDENTITY = 'i' };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct get_opts *o = ctx;
-
-	(void)cli;
-	if (c == OPT_TYPE)
-		o->type = arg;
-	else if (c == OPT_IDENTITY)
-		o->identity = arg;
-	return CUSTODY_OK;
-}
 
 /* The stored facts of a slot's certificate; a record with only the
  * thumbprint when the store lacks it. */
@@ -164,13 +152,18 @@ cmd_get(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct get_opts o = {NULL, NULL};
+	struct cli_bind binds[] = {
+		CLI_TEXT(OPT_TYPE, &o.type),
+		CLI_TEXT(OPT_IDENTITY, &o.identity),
+		{0},
+	};
 	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
 	custody_assignment one, *all = NULL;
 	size_t n = 0, i;
 	json_t *array = NULL;
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", cli_bind_option, binds)) != CUSTODY_OK)
 		return r;
 	if (o.identity != NULL && o.type == NULL)
 		return cli_usage_error(cli, "-i needs -t");

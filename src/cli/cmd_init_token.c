@@ -13,14 +13,6 @@
 
 enum { OPT_LABEL = OPT_FIRST_COMMAND_OPTION };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	(void)cli;
-	if (c == OPT_LABEL)
-		*(const char **)ctx = arg;
-	return CUSTODY_OK;
-}
 
 const char cmd_init_token_usage[] =
 	"custody init-token --label LABEL --so-pin-source SRC --pin-source SRC\n"
@@ -36,11 +28,12 @@ cmd_init_token(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *label = NULL;
+	struct cli_bind binds[] = {CLI_TEXT(OPT_LABEL, &label), {0}};
 	custody_secret so_pin = {NULL, 0}, user_pin = {NULL, 0};
 	custody_token_spec spec;
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &label)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", cli_bind_option, binds)) != CUSTODY_OK)
 		return r;
 	if (label == NULL || label[0] == '\0' || strlen(label) > 32)
 		return cli_usage_error(cli, "--label LABEL (1 to 32 characters) is required");

@@ -21,18 +21,6 @@ struct metadata_opts {
 
 enum { OPT_TYPE = 't', OPT_FORMAT = OPT_FIRST_COMMAND_OPTION };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct metadata_opts *o = ctx;
-
-	(void)cli;
-	if (c == OPT_TYPE)
-		o->type = arg;
-	else if (c == OPT_FORMAT)
-		o->format = arg;
-	return CUSTODY_OK;
-}
 
 /* Appends the stored certificate of a slot (if any) to recs; a record
  * that does not match its certificate is refused. */
@@ -77,6 +65,11 @@ cmd_metadata(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct metadata_opts o = {"OAuthTokenIssuer", "jwks"};
+	struct cli_bind binds[] = {
+		CLI_TEXT(OPT_TYPE, &o.type),
+		CLI_TEXT(OPT_FORMAT, &o.format),
+		{0},
+	};
 	char type[CUSTODY_NAME_MAX + 1];
 	custody_cert_record recs[3];
 	custody_assignment a;
@@ -85,7 +78,7 @@ cmd_metadata(struct cli *cli, int argc, char **argv)
 	int s2s, r;
 
 	memset(recs, 0, sizeof(recs));
-	if ((r = cli_parse(cli, argc, argv, options, "t:", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "t:", cli_bind_option, binds)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;

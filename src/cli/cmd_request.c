@@ -57,28 +57,6 @@ struct request {
 	char identity[CUSTODY_NAME_MAX + 1];
 };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct request_opts *o = ctx;
-
-	(void)cli;
-	switch (c) {
-	case OPT_SUBJECT: o->subject = arg; break;
-	case OPT_SAN: o->san = arg; break;
-	case OPT_KEY: o->key = arg; break;
-	case OPT_LABEL: o->label = arg; break;
-	case OPT_CSR: o->csr = arg; break;
-	case OPT_SELF_SIGNED: o->self_signed = 1; break;
-	case OPT_DAYS: o->days = arg; break;
-	case OPT_REPLICABLE: o->replicable = 1; break;
-	case OPT_EFFECTIVE_DATE: o->effective_date = arg; break;
-	case OPT_ROLL: o->roll = 1; break;
-	case 't': o->type = arg; break;
-	case 'i': o->identity = arg; break;
-	}
-	return CUSTODY_OK;
-}
 
 /* ------------------------------------------------------------ options */
 
@@ -348,13 +326,28 @@ cmd_request(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct request_opts o;
+	struct cli_bind binds[] = {
+		CLI_TEXT(OPT_SUBJECT, &o.subject),
+		CLI_TEXT(OPT_SAN, &o.san),
+		CLI_TEXT(OPT_KEY, &o.key),
+		CLI_TEXT(OPT_LABEL, &o.label),
+		CLI_TEXT(OPT_CSR, &o.csr),
+		CLI_FLAG(OPT_SELF_SIGNED, &o.self_signed),
+		CLI_TEXT(OPT_DAYS, &o.days),
+		CLI_FLAG(OPT_REPLICABLE, &o.replicable),
+		CLI_TEXT(OPT_EFFECTIVE_DATE, &o.effective_date),
+		CLI_FLAG(OPT_ROLL, &o.roll),
+		CLI_TEXT('t', &o.type),
+		CLI_TEXT('i', &o.identity),
+		{0},
+	};
 	struct request rq;
 	int r;
 
 	memset(&o, 0, sizeof(o));
 	memset(&rq, 0, sizeof(rq));
 	custody_request_init(&rq.lib);
-	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", cli_bind_option, binds)) != CUSTODY_OK)
 		return r;
 	/* 1. The options, the names and the policy: before anything else;
 	 * 2. the store, the request file, the token. */

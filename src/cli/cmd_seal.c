@@ -23,18 +23,6 @@ struct seal_opts {
 	int force;
 };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct seal_opts *o = ctx;
-
-	(void)cli;
-	if (c == OPT_THUMBPRINT)
-		o->thumbprint = arg;
-	else if (c == OPT_FORCE)
-		o->force = 1;
-	return CUSTODY_OK;
-}
 
 /* The store's certificate a thumbprint query names (40 hex into out). */
 int
@@ -75,10 +63,15 @@ cmd_seal(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct seal_opts o = {NULL, 0};
+	struct cli_bind binds[] = {
+		CLI_TEXT(OPT_THUMBPRINT, &o.thumbprint),
+		CLI_FLAG(OPT_FORCE, &o.force),
+		{0},
+	};
 	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1], normalized[65];
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", cli_bind_option, binds)) != CUSTODY_OK)
 		return r;
 	if (o.thumbprint == NULL)
 		return cli_usage_error(cli, "--thumbprint X is required");

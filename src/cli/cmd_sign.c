@@ -44,22 +44,6 @@ struct sign_opts {
 	const char *digest;
 };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct sign_opts *o = ctx;
-
-	(void)cli;
-	switch (c) {
-	case OPT_TYPE: o->type = arg; break;
-	case OPT_IDENTITY: o->identity = arg; break;
-	case OPT_IN: o->in = arg; break;
-	case OPT_OUT: o->out = arg; break;
-	case OPT_DIGEST: o->digest = arg; break;
-	default: break;
-	}
-	return CUSTODY_OK;
-}
 
 static int
 digest_nid(struct cli *cli, const char *name, int *nid)
@@ -223,6 +207,14 @@ cmd_sign(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct sign_opts o = {NULL, NULL, NULL, NULL, NULL};
+	struct cli_bind binds[] = {
+		CLI_TEXT(OPT_TYPE, &o.type),
+		CLI_TEXT(OPT_IDENTITY, &o.identity),
+		CLI_TEXT(OPT_IN, &o.in),
+		CLI_TEXT(OPT_OUT, &o.out),
+		CLI_TEXT(OPT_DIGEST, &o.digest),
+		{0},
+	};
 	custody_ctx_options copt = {1, 1};	/* one session, one shot */
 	custody_ctx *ctx = NULL;
 	custody_signer *signer = NULL;
@@ -234,7 +226,7 @@ cmd_sign(struct cli *cli, int argc, char **argv)
 	struct stat st;
 	int nid = NID_sha256, r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_option, &o)) !=
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", cli_bind_option, binds)) !=
 	    CUSTODY_OK)
 		return r;
 	if (o.type == NULL)

@@ -77,18 +77,6 @@ struct test_run {
 	enum result worst;
 };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct test_opts *o = ctx;
-
-	(void)cli;
-	if (c == OPT_TYPE)
-		o->type = arg;
-	else if (c == OPT_WARN_DAYS)
-		o->warn_days = arg;
-	return CUSTODY_OK;
-}
 
 static json_t *
 result_object(enum result result, const char *check, const char *type,
@@ -542,6 +530,11 @@ cmd_test(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct test_opts o = {NULL, NULL};
+	struct cli_bind binds[] = {
+		CLI_TEXT(OPT_TYPE, &o.type),
+		CLI_TEXT(OPT_WARN_DAYS, &o.warn_days),
+		{0},
+	};
 	struct test_run t;
 	char type[CUSTODY_NAME_MAX + 1];
 	custody_assignment *as = NULL, *stored = NULL;
@@ -552,7 +545,7 @@ cmd_test(struct cli *cli, int argc, char **argv)
 	t.cli = cli;
 	if ((t.results = json_array()) == NULL)
 		return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
-	r = cli_parse(cli, argc, argv, options, "t:", on_option, &o);
+	r = cli_parse(cli, argc, argv, options, "t:", cli_bind_option, binds);
 	if (r < 0)
 		goto out;	/* --help */
 	if (r != CUSTODY_OK ||

@@ -20,19 +20,6 @@ struct tidy_opts {
 	int dry_run, yes;
 };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct tidy_opts *o = ctx;
-
-	(void)cli;
-	(void)arg;
-	if (c == OPT_DRY_RUN)
-		o->dry_run = 1;
-	else if (c == OPT_YES)
-		o->yes = 1;
-	return CUSTODY_OK;
-}
 
 static const char *
 item_action(const custody_tidy_item *it)
@@ -116,12 +103,17 @@ cmd_tidy(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct tidy_opts o = {0, 0};
+	struct cli_bind binds[] = {
+		CLI_FLAG(OPT_DRY_RUN, &o.dry_run),
+		CLI_FLAG(OPT_YES, &o.yes),
+		{0},
+	};
 	custody_tidy_plan plan;
 	size_t i, destroy = 0;
 	int r;
 
 	memset(&plan, 0, sizeof(plan));
-	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", cli_bind_option, binds)) != CUSTODY_OK)
 		return r;
 	if (o.dry_run && o.yes)
 		return cli_usage_error(cli, "--dry-run and --yes exclude each other");
