@@ -289,20 +289,44 @@ cli_parse(struct cli *cli, int argc, char **argv,
 	return settle_configuration(cli);
 }
 
-int
-cli_bind_option(struct cli *cli, int c, const char *arg, void *table)
-{
-	const struct cli_bind *b;
+struct bound {
+	const struct cli_opt *opts;
+	int (*on_option)(struct cli *, int, const char *, void *);
+	void *ctx;
+};
 
-	(void)cli;
-	for (b = table; b->opt != 0; b++)
-		if (b->opt == c) {
-			if (b->text != NULL)
-				*b->text = arg;
-			else
-				*b->flag = 1;
-		}
-	return CUSTODY_OK;
+static int
+take_bound(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	const struct bound *b = ctx;
+	const struct cli_opt *o;
+
+	for (o = b->opts; o != NULL && o->name != NULL; o++) {
+		if (o->val != c || (o->text == NULL && o->flag == NULL))
+			continue;
+		if (o->text != NULL)
+			*o->text = arg;
+		else
+			*o->flag = 1;
+		return CUSTODY_OK;
+	}
+	return b->on_option != NULL ? b->on_option(cli, c, arg, b->ctx) : CUSTODY_OK;
+}
+
+int
+cli_parse_opts(struct cli *cli, int argc, char **argv, const struct cli_opt *opts,
+	       const char *shortopts,
+	       int (*on_option)(struct cli *, int, const char *, void *), void *ctx)
+{
+	struct option table[32];
+	struct bound b = {opts, on_option, ctx};
+	size_t n;
+
+	for (n = 0; opts != NULL && opts[n].name != NULL &&
+	     n + 1 < sizeof(table) / sizeof(table[0]); n++)
+		table[n] = (struct option){opts[n].name, opts[n].has_arg, NULL, opts[n].val};
+	memset(&table[n], 0, sizeof(table[n]));
+	return cli_parse(cli, argc, argv, table, shortopts, take_bound, &b);
 }
 
 int

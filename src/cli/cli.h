@@ -132,19 +132,28 @@ int cli_parse(struct cli *cli, int argc, char **argv,
 	      void *ctx);
 
 /*
- * Options that only keep their value: a table that cli_parse's on_option
- * walks as cli_bind_option(cli, c, optarg, table).  A text option keeps its
- * value in *text, a flag sets *flag to 1; the table ends with {0}.
+ * One option of a command, and where its value goes: a text option keeps
+ * its value in *text, a flag sets *flag to 1, an option with neither is
+ * handed to cli_parse_opts's on_option.  A table ends with {NULL}.
  */
-struct cli_bind {
-	int opt;		/* the option's getopt value */
+struct cli_opt {
+	const char *name;
+	int has_arg;		/* no_argument, required_argument */
+	int val;		/* its getopt value (a letter, or an OPT_* above 255) */
 	const char **text;
 	int *flag;
 };
-#define CLI_TEXT(opt, p) {(opt), (p), NULL}
-#define CLI_FLAG(opt, p) {(opt), NULL, (p)}
+#define CLI_OPT_TEXT(name, val, p) {(name), required_argument, (val), (p), NULL}
+#define CLI_OPT_FLAG(name, val, p) {(name), no_argument, (val), NULL, (p)}
+#define CLI_OPT(name, has_arg, val) {(name), (has_arg), (val), NULL, NULL}
 
-int cli_bind_option(struct cli *cli, int c, const char *arg, void *table);
+/* cli_parse with a cli_opt table: bound options keep their values, the
+ * others (and operands) go to on_option, which may be NULL when all are
+ * bound.  opts NULL: the command has no options of its own. */
+int cli_parse_opts(struct cli *cli, int argc, char **argv,
+		   const struct cli_opt *opts, const char *shortopts,
+		   int (*on_option)(struct cli *, int, const char *, void *),
+		   void *ctx);
 
 /* A usage error: sets cli->err (EUSAGE) and returns EUSAGE. */
 int cli_usage_error(struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);

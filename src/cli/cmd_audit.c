@@ -221,21 +221,16 @@ const char cmd_audit_usage[] =
 int
 cmd_audit(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"since", required_argument, NULL, OPT_SINCE},
-		{"verify", no_argument, NULL, OPT_VERIFY},
-		{NULL, 0, NULL, 0},
-	};
 	struct audit_opts o = {NULL, 0};
-	struct cli_bind binds[] = {
-		CLI_TEXT(OPT_SINCE, &o.since),
-		CLI_FLAG(OPT_VERIFY, &o.verify),
-		{0},
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("since", OPT_SINCE, &o.since),
+		CLI_OPT_FLAG("verify", OPT_VERIFY, &o.verify),
+		{NULL},
 	};
 	int64_t since = 0;
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "", cli_bind_option, binds)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON))) !=
 	    CUSTODY_OK)

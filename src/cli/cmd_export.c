@@ -59,16 +59,11 @@ const char cmd_export_usage[] =
 int
 cmd_export(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"thumbprint", required_argument, NULL, OPT_THUMBPRINT},
-		{"out", required_argument, NULL, OPT_OUT},
-		{NULL, 0, NULL, 0},
-	};
 	struct export_opts o = {NULL, NULL};
-	struct cli_bind binds[] = {
-		CLI_TEXT(OPT_THUMBPRINT, &o.thumbprint),
-		CLI_TEXT(OPT_OUT, &o.out),
-		{0},
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("thumbprint", OPT_THUMBPRINT, &o.thumbprint),
+		CLI_OPT_TEXT("out", OPT_OUT, &o.out),
+		{NULL},
 	};
 	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1], normalized[65];
 	custody_package pkg;
@@ -77,7 +72,7 @@ cmd_export(struct cli *cli, int argc, char **argv)
 	int fd = -1, made = 0, r;
 
 	memset(&pkg, 0, sizeof(pkg));
-	if ((r = cli_parse(cli, argc, argv, options, "", cli_bind_option, binds)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (o.thumbprint == NULL || o.out == NULL)
 		return cli_usage_error(cli, "--thumbprint X and --out FILE are required");

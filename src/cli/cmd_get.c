@@ -146,16 +146,11 @@ const char cmd_get_usage[] =
 int
 cmd_get(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"type", required_argument, NULL, OPT_TYPE},
-		{"identity", required_argument, NULL, OPT_IDENTITY},
-		{NULL, 0, NULL, 0},
-	};
 	struct get_opts o = {NULL, NULL};
-	struct cli_bind binds[] = {
-		CLI_TEXT(OPT_TYPE, &o.type),
-		CLI_TEXT(OPT_IDENTITY, &o.identity),
-		{0},
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("type", OPT_TYPE, &o.type),
+		CLI_OPT_TEXT("identity", OPT_IDENTITY, &o.identity),
+		{NULL},
 	};
 	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
 	custody_assignment one, *all = NULL;
@@ -163,7 +158,7 @@ cmd_get(struct cli *cli, int argc, char **argv)
 	json_t *array = NULL;
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "t:i:", cli_bind_option, binds)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, options, "t:i:", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (o.identity != NULL && o.type == NULL)
 		return cli_usage_error(cli, "-i needs -t");

@@ -23,17 +23,16 @@ const char cmd_init_token_usage[] =
 int
 cmd_init_token(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"label", required_argument, NULL, OPT_LABEL},
-		{NULL, 0, NULL, 0},
-	};
 	const char *label = NULL;
-	struct cli_bind binds[] = {CLI_TEXT(OPT_LABEL, &label), {0}};
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("label", OPT_LABEL, &label),
+		{NULL},
+	};
 	custody_secret so_pin = {NULL, 0}, user_pin = {NULL, 0};
 	custody_token_spec spec;
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "", cli_bind_option, binds)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (label == NULL || label[0] == '\0' || strlen(label) > 32)
 		return cli_usage_error(cli, "--label LABEL (1 to 32 characters) is required");

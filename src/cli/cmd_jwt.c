@@ -62,13 +62,6 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 			return cli_usage_error(cli, "unexpected argument '%s'", arg);
 		o->operands++;
 		break;
-	case 't': o->type = arg; break;
-	case OPT_CLAIMS: o->claims = arg; break;
-	case OPT_LIFETIME: o->lifetime = arg; break;
-	case OPT_ALG: o->alg = arg; break;
-	case OPT_SKEW: o->skew = arg; break;
-	case OPT_AUD: o->aud = arg; break;
-	case OPT_ISS: o->iss = arg; break;
 	}
 	return CUSTODY_OK;
 }
@@ -398,22 +391,22 @@ const char cmd_jwt_usage[] =
 int
 cmd_jwt(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"type", required_argument, NULL, 't'},
-		{"claims", required_argument, NULL, OPT_CLAIMS},
-		{"lifetime", required_argument, NULL, OPT_LIFETIME},
-		{"alg", required_argument, NULL, OPT_ALG},
-		{"skew", required_argument, NULL, OPT_SKEW},
-		{"aud", required_argument, NULL, OPT_AUD},
-		{"iss", required_argument, NULL, OPT_ISS},
-		{NULL, 0, NULL, 0},
-	};
 	struct jwt_opts o;
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("type", 't', &o.type),
+		CLI_OPT_TEXT("claims", OPT_CLAIMS, &o.claims),
+		CLI_OPT_TEXT("lifetime", OPT_LIFETIME, &o.lifetime),
+		CLI_OPT_TEXT("alg", OPT_ALG, &o.alg),
+		CLI_OPT_TEXT("skew", OPT_SKEW, &o.skew),
+		CLI_OPT_TEXT("aud", OPT_AUD, &o.aud),
+		CLI_OPT_TEXT("iss", OPT_ISS, &o.iss),
+		{NULL},
+	};
 	char type[CUSTODY_NAME_MAX + 1];
 	int r;
 
 	memset(&o, 0, sizeof(o));
-	if ((r = cli_parse(cli, argc, argv, options, "-t:", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, options, "-t:", on_option, &o)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;

@@ -78,13 +78,12 @@ const char cmd_kek_usage[] =
 int
 cmd_kek(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {{NULL, 0, NULL, 0}};
 	struct kek_opts o = {NULL, NULL};
 	char store_kcv[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
 	char actor[CUSTODY_AUDIT_ACTOR_MAX + 1], t[CUSTODY_TIME_TEXT];
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "-", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, NULL, "-", on_option, &o)) != CUSTODY_OK)
 		return r;
 	if (o.action == NULL)
 		return cli_usage_error(cli, "which action? custody kek create | authority");

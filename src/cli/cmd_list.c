@@ -11,14 +11,6 @@
 
 #include "cli.h"
 
-static int
-no_options(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	(void)c;
-	(void)arg;
-	(void)ctx;
-	return cli_usage_error(cli, "list takes no options of its own");
-}
 
 /* "Type/identity:slot" for every slot that holds thumbprint. */
 static json_t *
@@ -84,7 +76,7 @@ cmd_list(struct cli *cli, int argc, char **argv)
 	json_t *array = NULL;
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, NULL, "", no_options, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, NULL, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;

@@ -59,16 +59,11 @@ const char cmd_metadata_usage[] =
 int
 cmd_metadata(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"type", required_argument, NULL, OPT_TYPE},
-		{"format", required_argument, NULL, OPT_FORMAT},
-		{NULL, 0, NULL, 0},
-	};
 	struct metadata_opts o = {"OAuthTokenIssuer", "jwks"};
-	struct cli_bind binds[] = {
-		CLI_TEXT(OPT_TYPE, &o.type),
-		CLI_TEXT(OPT_FORMAT, &o.format),
-		{0},
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("type", OPT_TYPE, &o.type),
+		CLI_OPT_TEXT("format", OPT_FORMAT, &o.format),
+		{NULL},
 	};
 	char type[CUSTODY_NAME_MAX + 1];
 	custody_cert_record recs[3];
@@ -78,7 +73,7 @@ cmd_metadata(struct cli *cli, int argc, char **argv)
 	int s2s, r;
 
 	memset(recs, 0, sizeof(recs));
-	if ((r = cli_parse(cli, argc, argv, options, "t:", cli_bind_option, binds)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, options, "t:", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;

@@ -52,14 +52,7 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 {
 	struct node_opts *o = ctx;
 
-	if (c == OPT_AUTHORITY)
-		o->authority = arg;
-	else if (c == OPT_KCV)
-		o->kcv = arg;
-	else if (c == OPT_FINGERPRINT)
-		o->fingerprint = arg;
-	if (c != 1)
-		return CUSTODY_OK;
+	(void)c;	/* 1: an operand (the others are bound) */
 	if (o->n == 3)
 		return cli_usage_error(cli, "unexpected argument '%s'", arg);
 	o->operands[o->n++] = arg;
@@ -262,17 +255,17 @@ const char cmd_node_usage[] =
 int
 cmd_node(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"authority", required_argument, NULL, OPT_AUTHORITY},
-		{"kcv", required_argument, NULL, OPT_KCV},
-		{"fingerprint", required_argument, NULL, OPT_FINGERPRINT},
-		{NULL, 0, NULL, 0},
-	};
 	struct node_opts o;
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("authority", OPT_AUTHORITY, &o.authority),
+		CLI_OPT_TEXT("kcv", OPT_KCV, &o.kcv),
+		CLI_OPT_TEXT("fingerprint", OPT_FINGERPRINT, &o.fingerprint),
+		{NULL},
+	};
 	int r;
 
 	memset(&o, 0, sizeof(o));
-	if ((r = cli_parse(cli, argc, argv, options, "-", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, options, "-", on_option, &o)) != CUSTODY_OK)
 		return r;
 	if (o.n == 0)
 		return cli_usage_error(cli, "which action? custody node enroll | admit NODE | join");

@@ -310,36 +310,21 @@ const char cmd_request_usage[] =
 int
 cmd_request(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"subject", required_argument, NULL, OPT_SUBJECT},
-		{"san", required_argument, NULL, OPT_SAN},
-		{"key", required_argument, NULL, OPT_KEY},
-		{"label", required_argument, NULL, OPT_LABEL},
-		{"csr", required_argument, NULL, OPT_CSR},
-		{"self-signed", no_argument, NULL, OPT_SELF_SIGNED},
-		{"days", required_argument, NULL, OPT_DAYS},
-		{"replicable", no_argument, NULL, OPT_REPLICABLE},
-		{"type", required_argument, NULL, 't'},
-		{"identity", required_argument, NULL, 'i'},
-		{"effective-date", required_argument, NULL, OPT_EFFECTIVE_DATE},
-		{"roll", no_argument, NULL, OPT_ROLL},
-		{NULL, 0, NULL, 0},
-	};
 	struct request_opts o;
-	struct cli_bind binds[] = {
-		CLI_TEXT(OPT_SUBJECT, &o.subject),
-		CLI_TEXT(OPT_SAN, &o.san),
-		CLI_TEXT(OPT_KEY, &o.key),
-		CLI_TEXT(OPT_LABEL, &o.label),
-		CLI_TEXT(OPT_CSR, &o.csr),
-		CLI_FLAG(OPT_SELF_SIGNED, &o.self_signed),
-		CLI_TEXT(OPT_DAYS, &o.days),
-		CLI_FLAG(OPT_REPLICABLE, &o.replicable),
-		CLI_TEXT(OPT_EFFECTIVE_DATE, &o.effective_date),
-		CLI_FLAG(OPT_ROLL, &o.roll),
-		CLI_TEXT('t', &o.type),
-		CLI_TEXT('i', &o.identity),
-		{0},
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("subject", OPT_SUBJECT, &o.subject),
+		CLI_OPT_TEXT("san", OPT_SAN, &o.san),
+		CLI_OPT_TEXT("key", OPT_KEY, &o.key),
+		CLI_OPT_TEXT("label", OPT_LABEL, &o.label),
+		CLI_OPT_TEXT("csr", OPT_CSR, &o.csr),
+		CLI_OPT_FLAG("self-signed", OPT_SELF_SIGNED, &o.self_signed),
+		CLI_OPT_TEXT("days", OPT_DAYS, &o.days),
+		CLI_OPT_FLAG("replicable", OPT_REPLICABLE, &o.replicable),
+		CLI_OPT_TEXT("type", 't', &o.type),
+		CLI_OPT_TEXT("identity", 'i', &o.identity),
+		CLI_OPT_TEXT("effective-date", OPT_EFFECTIVE_DATE, &o.effective_date),
+		CLI_OPT_FLAG("roll", OPT_ROLL, &o.roll),
+		{NULL},
 	};
 	struct request rq;
 	int r;
@@ -347,7 +332,7 @@ cmd_request(struct cli *cli, int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	memset(&rq, 0, sizeof(rq));
 	custody_request_init(&rq.lib);
-	if ((r = cli_parse(cli, argc, argv, options, "t:i:", cli_bind_option, binds)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, options, "t:i:", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	/* 1. The options, the names and the policy: before anything else;
 	 * 2. the store, the request file, the token. */

@@ -57,21 +57,16 @@ const char cmd_seal_usage[] =
 int
 cmd_seal(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"thumbprint", required_argument, NULL, OPT_THUMBPRINT},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{NULL, 0, NULL, 0},
-	};
 	struct seal_opts o = {NULL, 0};
-	struct cli_bind binds[] = {
-		CLI_TEXT(OPT_THUMBPRINT, &o.thumbprint),
-		CLI_FLAG(OPT_FORCE, &o.force),
-		{0},
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("thumbprint", OPT_THUMBPRINT, &o.thumbprint),
+		CLI_OPT_FLAG("force", OPT_FORCE, &o.force),
+		{NULL},
 	};
 	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1], normalized[65];
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "", cli_bind_option, binds)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (o.thumbprint == NULL)
 		return cli_usage_error(cli, "--thumbprint X is required");

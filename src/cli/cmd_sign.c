@@ -198,22 +198,14 @@ const char cmd_sign_usage[] =
 int
 cmd_sign(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"type", required_argument, NULL, OPT_TYPE},
-		{"identity", required_argument, NULL, OPT_IDENTITY},
-		{"in", required_argument, NULL, OPT_IN},
-		{"out", required_argument, NULL, OPT_OUT},
-		{"digest", required_argument, NULL, OPT_DIGEST},
-		{NULL, 0, NULL, 0},
-	};
 	struct sign_opts o = {NULL, NULL, NULL, NULL, NULL};
-	struct cli_bind binds[] = {
-		CLI_TEXT(OPT_TYPE, &o.type),
-		CLI_TEXT(OPT_IDENTITY, &o.identity),
-		CLI_TEXT(OPT_IN, &o.in),
-		CLI_TEXT(OPT_OUT, &o.out),
-		CLI_TEXT(OPT_DIGEST, &o.digest),
-		{0},
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("type", OPT_TYPE, &o.type),
+		CLI_OPT_TEXT("identity", OPT_IDENTITY, &o.identity),
+		CLI_OPT_TEXT("in", OPT_IN, &o.in),
+		CLI_OPT_TEXT("out", OPT_OUT, &o.out),
+		CLI_OPT_TEXT("digest", OPT_DIGEST, &o.digest),
+		{NULL},
 	};
 	custody_ctx_options copt = {1, 1};	/* one session, one shot */
 	custody_ctx *ctx = NULL;
@@ -226,7 +218,7 @@ cmd_sign(struct cli *cli, int argc, char **argv)
 	struct stat st;
 	int nid = NID_sha256, r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "t:i:", cli_bind_option, binds)) !=
+	if ((r = cli_parse_opts(cli, argc, argv, options, "t:i:", NULL, NULL)) !=
 	    CUSTODY_OK)
 		return r;
 	if (o.type == NULL)

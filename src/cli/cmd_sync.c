@@ -93,9 +93,6 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 	char *end = NULL;
 
 	switch (c) {
-	case OPT_WATCH:
-		o->watch = 1;
-		break;
 	case OPT_INTERVAL:
 		errno = 0;
 		o->interval = strtol(arg, &end, 10);
@@ -570,16 +567,16 @@ const char cmd_sync_usage[] =
 int
 cmd_sync(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"watch", no_argument, NULL, OPT_WATCH},
-		{"interval", required_argument, NULL, OPT_INTERVAL},
-		{NULL, 0, NULL, 0},
-	};
 	struct sync_opts o = {0, DEFAULT_INTERVAL};
+	const struct cli_opt options[] = {
+		CLI_OPT_FLAG("watch", OPT_WATCH, &o.watch),
+		CLI_OPT("interval", required_argument, OPT_INTERVAL),
+		{NULL},
+	};
 	const char *pin;
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;

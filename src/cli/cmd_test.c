@@ -524,16 +524,11 @@ const char cmd_test_usage[] =
 int
 cmd_test(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"type", required_argument, NULL, OPT_TYPE},
-		{"warn-days", required_argument, NULL, OPT_WARN_DAYS},
-		{NULL, 0, NULL, 0},
-	};
 	struct test_opts o = {NULL, NULL};
-	struct cli_bind binds[] = {
-		CLI_TEXT(OPT_TYPE, &o.type),
-		CLI_TEXT(OPT_WARN_DAYS, &o.warn_days),
-		{0},
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("type", OPT_TYPE, &o.type),
+		CLI_OPT_TEXT("warn-days", OPT_WARN_DAYS, &o.warn_days),
+		{NULL},
 	};
 	struct test_run t;
 	char type[CUSTODY_NAME_MAX + 1];
@@ -545,7 +540,7 @@ cmd_test(struct cli *cli, int argc, char **argv)
 	t.cli = cli;
 	if ((t.results = json_array()) == NULL)
 		return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
-	r = cli_parse(cli, argc, argv, options, "t:", cli_bind_option, binds);
+	r = cli_parse_opts(cli, argc, argv, options, "t:", NULL, NULL);
 	if (r < 0)
 		goto out;	/* --help */
 	if (r != CUSTODY_OK ||

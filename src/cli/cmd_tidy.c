@@ -97,23 +97,18 @@ const char cmd_tidy_usage[] =
 int
 cmd_tidy(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
-		{"yes", no_argument, NULL, OPT_YES},
-		{NULL, 0, NULL, 0},
-	};
 	struct tidy_opts o = {0, 0};
-	struct cli_bind binds[] = {
-		CLI_FLAG(OPT_DRY_RUN, &o.dry_run),
-		CLI_FLAG(OPT_YES, &o.yes),
-		{0},
+	const struct cli_opt options[] = {
+		CLI_OPT_FLAG("dry-run", OPT_DRY_RUN, &o.dry_run),
+		CLI_OPT_FLAG("yes", OPT_YES, &o.yes),
+		{NULL},
 	};
 	custody_tidy_plan plan;
 	size_t i, destroy = 0;
 	int r;
 
 	memset(&plan, 0, sizeof(plan));
-	if ((r = cli_parse(cli, argc, argv, options, "", cli_bind_option, binds)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (o.dry_run && o.yes)
 		return cli_usage_error(cli, "--dry-run and --yes exclude each other");

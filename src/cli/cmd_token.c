@@ -122,15 +122,6 @@ print_table(const custody_token_caps *c)
 	out_field("attributes", line);
 }
 
-static int
-no_options(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	(void)cli;
-	(void)c;
-	(void)arg;
-	(void)ctx;
-	return CUSTODY_OK;
-}
 
 const char cmd_token_usage[] =
 	"custody token [-o table|json]\n"
@@ -155,7 +146,7 @@ cmd_token(struct cli *cli, int argc, char **argv)
 	custody_token_caps caps;
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, NULL, "", no_options, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse_opts(cli, argc, argv, NULL, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON))) != CUSTODY_OK ||
 	    (r = cli_open_token(cli)) != CUSTODY_OK ||
