@@ -65,12 +65,17 @@ slot_fill(custody_slot *s, const char *thumbprint, int64_t effective)
 	s->effective = effective;
 }
 
-/* A refused operation leaves out as in was. */
-static void
-keep(const custody_assignment *in, custody_assignment *out)
+/* The end of an operation: out is the new assignment a, or, refused
+ * (r not OK), as in was. */
+static int
+finish(int r, const custody_assignment *in, const custody_assignment *a,
+       custody_assignment *out)
 {
-	if (out != in)
+	if (r == CUSTODY_OK)
+		*out = *a;
+	else if (out != in)
 		*out = *in;
+	return r;
 }
 
 static void
@@ -210,12 +215,9 @@ custody_assign_set(const custody_assignment *in, const char *thumbprint,
 		slot_clear(&a.pending);
 		make_current(&a, thumbprint, now);
 	}
-	*out = a;
 	r = CUSTODY_OK;
 out:
-	if (r != CUSTODY_OK)
-		keep(in, out);
-	return r;
+	return finish(r, in, &a, out);
 }
 
 int
@@ -255,12 +257,9 @@ custody_assign_roll(const custody_assignment *in, const char *thumbprint,
 				     a.pending.thumbprint);
 	}
 	slot_fill(&a.pending, thumbprint, effective);
-	*out = a;
 	r = CUSTODY_OK;
 out:
-	if (r != CUSTODY_OK)
-		keep(in, out);
-	return r;
+	return finish(r, in, &a, out);
 }
 
 int
@@ -318,10 +317,7 @@ custody_assign_remove(const custody_assignment *in,
 	slot_clear(s);
 	if (outcome != NULL)
 		outcome->rolled = rolled;
-	*out = a;
 	r = CUSTODY_OK;
 out:
-	if (r != CUSTODY_OK)
-		keep(in, out);
-	return r;
+	return finish(r, in, &a, out);
 }
