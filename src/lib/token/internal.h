@@ -19,6 +19,7 @@
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #endif
 #include <custody/token.h>
+#include "token/wrap.h"
 
 /* One advisory lock file held by this process (token/lock.c). */
 struct token_lock;
