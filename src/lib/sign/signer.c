@@ -30,7 +30,7 @@
 #include <custody/store.h>
 #include <custody/token.h>
 
-#include "token/internal.h"
+#include "token/sign.h"
 
 #define LEASE_TICK_NS 20000000L	/* the lease thread looks every 20 ms   */
 #define MAX_SESSIONS 16
@@ -389,7 +389,7 @@ token_start(custody_ctx *ctx, custody_err *err)
 	}
 	/* The handle's own session is the first of the pool (one session
 	 * less to open and close: `custody sign` needs no other). */
-	ctx->free_list[ctx->n_free++] = tok->session;
+	ctx->free_list[ctx->n_free++] = token_handle_session(tok);
 	for (i = 1; i < ctx->opt.sessions; i++) {
 		if ((r = token_session_open(tok, &ctx->sessions[ctx->n_sessions],
 					    err)) != CUSTODY_OK)
