@@ -542,23 +542,6 @@ out:
 	return r;
 }
 
-/* A replicable key keeps CKA_WRAP_WITH_TRUSTED only where the token can
- * hold a trusted private KEK to wrap it under (token/wrap.c): on SoftHSM
- * 2.6.1, which cannot, such a key could never be wrapped at all. */
-static int
-replicable_trusted_wrap(custody_token *tok, struct token_tmpl *priv,
-			custody_err *err)
-{
-	int supported = 0, r;
-
-	if (token_tmpl_get(priv, CKA_WRAP_WITH_TRUSTED) == NULL)
-		return CUSTODY_OK;
-	r = custody_token_probe_trusted_private_kek(tok, &supported, err);
-	if (r == CUSTODY_OK)
-		token_tmpl_set_bool(priv, CKA_WRAP_WITH_TRUSTED, supported);
-	return r;
-}
-
 int
 custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 		     STACK_OF(X509) *chain, const char *label,
@@ -620,7 +603,7 @@ custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 		goto out;
 	}
 	if (key != NULL && replicable &&
-	    (r = replicable_trusted_wrap(tok, &p.priv, err)) != CUSTODY_OK)
+	    (r = token_tmpl_trusted_wrap(tok, &p.priv, NULL, err)) != CUSTODY_OK)
 		goto out;
 	r = write_objects(tok, &p, key != NULL, replicable, &result, err);
 	if (r != CUSTODY_OK) {

@@ -396,25 +396,6 @@ check_inputs(custody_token *tok, const custody_keyspec *spec,
 	return r;
 }
 
-/* A replicable key keeps CKA_WRAP_WITH_TRUSTED only where the token can
- * hold a trusted private KEK to wrap it under (token/wrap.c): on SoftHSM
- * 2.6.1, which cannot, such a key could never be wrapped at all. */
-static int
-replicable_trusted_wrap(custody_token *tok, struct keygen *g, int *trusted,
-			custody_err *err)
-{
-	int r;
-
-	*trusted = 0;
-	if (token_tmpl_get(&g->priv, CKA_WRAP_WITH_TRUSTED) == NULL)
-		return CUSTODY_OK;
-	if ((r = custody_token_probe_trusted_private_kek(tok, trusted, err)) !=
-	    CUSTODY_OK)
-		return r;
-	token_tmpl_set_bool(&g->priv, CKA_WRAP_WITH_TRUSTED, *trusted);
-	return CUSTODY_OK;
-}
-
 int
 custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 		       const char *label, X509_NAME *subject, int replicable,
@@ -438,7 +419,7 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 				 err)) != CUSTODY_OK)
 		goto out;
 	if (replicable &&
-	    (r = replicable_trusted_wrap(tok, &g, &trusted_wrap, err)) !=
+	    (r = token_tmpl_trusted_wrap(tok, &g.priv, &trusted_wrap, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	custody_step("generating an %s key pair on token %s (serial %s), %s",

@@ -34,7 +34,7 @@
  * extractable only under a trusted key (CKA_WRAP_WITH_TRUSTED), so a
  * joined node can admit further nodes and nothing else can take it out;
  * CKA_TRUSTED only where the token lets the user make a trusted private
- * key (custody_token_probe_trusted_private_kek).  Its CKA_UNWRAP_TEMPLATE
+ * key (token_probe_trusted_private_kek, token/caps.c).  Its CKA_UNWRAP_TEMPLATE
  * makes every key unwrapped under it a private key object that is token,
  * private, sensitive and not extractable (SoftHSM 2.6.1 enforces it:
  * another template is CKR_TEMPLATE_INCONSISTENT).
@@ -66,24 +66,6 @@
 #define CUSTODY_KEK_CHECK_HEX 16
 #define CUSTODY_AUTHORITY_ID "custody-authority"
 #define CUSTODY_NODE_NAME_MAX 64
-
-/*
- * Measures whether the user can make a private secret key that the token
- * treats as trusted for wrapping (CKA_TRUSTED), by generating one as a
- * session object (never stored) and wrapping a CKA_WRAP_WITH_TRUSTED
- * session key under it; both are destroyed again.  *supported = 1 when
- * both work, 0 when the token refuses (SoftHSM 2.6.1: CKA_TRUSTED is
- * CKR_ATTRIBUTE_READ_ONLY for the user, and the security officer cannot
- * make private objects).  Other failures are EFAIL.
- *
- * It decides the replicable keys' CKA_WRAP_WITH_TRUSTED (import and
- * generate): where it is 0, a replicable key with CKA_WRAP_WITH_TRUSTED
- * could never be wrapped under the (private, untrusted) KEK, so it is
- * made without it — and, until sealed, any holder of the user PIN can
- * then wrap it under a key of their own.  Seal replicated keys.
- */
-int custody_token_probe_trusted_private_kek(custody_token *tok,
-					    int *supported, custody_err *err);
 
 /* Generates the KEK (kek create).  EFAIL "token L already holds a KEK
  * (KCV X)" when there is one.  kcv receives its key check value. */
