@@ -47,6 +47,7 @@
 #include <openssl/sha.h>
 
 #include <custody/clock.h>
+#include <custody/file.h>
 #include <custody/hexfmt.h>
 #include <custody/log.h>
 
@@ -245,8 +246,7 @@ open_lock_file(const char *path, int *out, custody_err *err)
 		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		if (fd >= 0 || errno != ENOENT)
 			break;
-		fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-			  O_CLOEXEC | O_NONBLOCK, 0600);
+		fd = custody_file_create(path, O_RDONLY | O_NONBLOCK, 0600);
 		if (fd >= 0) {
 			created = 1;
 			break;
