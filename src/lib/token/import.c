@@ -56,30 +56,6 @@ struct plan {
 		OPENSSL_free(der_);                                          \
 	} while (0)
 
-/* ------------------------------------------------------------- names */
-
-/* The subject CN of x as UTF-8, or NULL. */
-static char *
-subject_cn(X509 *x)
-{
-	X509_NAME *name = X509_get_subject_name(x);
-	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-	unsigned char *utf8 = NULL;
-	char *out = NULL;
-	int len;
-
-	if (i < 0)
-		return NULL;
-	len = ASN1_STRING_to_UTF8(&utf8,
-				  X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
-	if (len > 0 && (out = malloc((size_t)len + 1)) != NULL) {
-		memcpy(out, utf8, (size_t)len);
-		out[len] = '\0';
-	}
-	OPENSSL_free(utf8);
-	return out;
-}
-
 /* ------------------------------------------------------ key templates */
 
 static void
@@ -317,7 +293,7 @@ chain_templates(STACK_OF(X509) *chain, X509 *cert, struct plan *p,
 		if ((r = custody_cert_key_id(x, id, err)) != CUSTODY_OK)
 			goto out;
 		custody_hex_encode(id, sizeof(id), hex, 0);
-		cn = subject_cn(x);
+		cn = custody_cert_subject_cn(x);
 		cert_template(&p->chain[p->n_chain], x, id,
 			      cn != NULL ? cn : hex);
 		free(cn);
@@ -567,7 +543,7 @@ custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 	custody_hex_encode(p.id, sizeof(p.id), p.id_hex, 0);
 	memcpy(result.key_id, p.id_hex, sizeof(result.key_id));
 	if (label == NULL || label[0] == '\0')
-		label = (cn = subject_cn(cert)) != NULL ? cn : p.id_hex;
+		label = (cn = custody_cert_subject_cn(cert)) != NULL ? cn : p.id_hex;
 	if (key != NULL && X509_check_private_key(cert, key) != 1) {
 		ERR_clear_error();
 		r = custody_err_set(err, CUSTODY_EFAIL,

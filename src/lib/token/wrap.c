@@ -1193,28 +1193,6 @@ out:
 	return r;
 }
 
-/* The subject CN of x (malloc'ed), or NULL. */
-static char *
-subject_cn(X509 *x)
-{
-	X509_NAME *name = X509_get_subject_name(x);
-	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-	unsigned char *utf8 = NULL;
-	char *out = NULL;
-	int len;
-
-	if (i < 0)
-		return NULL;
-	len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(
-						 X509_NAME_get_entry(name, i)));
-	if (len > 0 && (out = malloc((size_t)len + 1)) != NULL) {
-		memcpy(out, utf8, (size_t)len);
-		out[len] = '\0';
-	}
-	OPENSSL_free(utf8);
-	return out;
-}
-
 /* What the certificate's key needs on the token, all OPENSSL_malloc'ed. */
 struct pubkey {
 	CK_KEY_TYPE type;
@@ -1387,7 +1365,7 @@ custody_token_unwrap_private_key(custody_token *tok,
 		goto out;
 	custody_hex_encode(id, sizeof(id), hex, 0);
 	if (label == NULL || label[0] == '\0')
-		label = (cn = subject_cn(cert)) != NULL ? cn : hex;
+		label = (cn = custody_cert_subject_cn(cert)) != NULL ? cn : hex;
 	if ((r = pubkey_of(cert, hex, &k, err)) != CUSTODY_OK ||
 	    (r = need_kek(tok, "unwrap a private key", &kek, err)) !=
 	    CUSTODY_OK ||
