@@ -81,6 +81,21 @@ member_string(json_t *o, const char *name, size_t *len)
 	return json_string_value(v);
 }
 
+/* The string member name of o as canonical base64 (custody/base64.h),
+ * decoded into *out (malloc'ed); -1 when it is missing, empty or not
+ * canonical base64. */
+static int
+member_base64(json_t *o, const char *name, unsigned char **out, size_t *len)
+{
+	size_t slen = 0;
+	const char *s = member_string(o, name, &slen);
+
+	if (s == NULL || slen == 0)
+		return -1;
+	return custody_base64_decode(s, slen, CUSTODY_BASE64, out, len, NULL,
+				     0);
+}
+
 /* The certificate's thumbprint and key id must be those of the package. */
 static int
 check_certificate(custody_package *pkg, custody_err *err)
@@ -184,10 +199,8 @@ custody_package_parse(const unsigned char *buf, size_t len,
 		goto out;
 	}
 	memcpy(out->kcv, s, slen + 1);
-	s = member_string(o, "wrapped_key", &slen);
-	if (s == NULL || slen == 0 ||
-	    custody_base64_decode(s, slen, CUSTODY_BASE64, &out->wrapped,
-				  &out->wrapped_len, NULL, 0) != 0) {
+	if (member_base64(o, "wrapped_key", &out->wrapped,
+			  &out->wrapped_len) != 0) {
 		r = bad(err, "\"wrapped_key\" is not canonical base64");
 		goto out;
 	}
@@ -200,10 +213,8 @@ custody_package_parse(const unsigned char *buf, size_t len,
 				    WRAPPED_MIN, WRAPPED_MAX);
 		goto out;
 	}
-	s = member_string(o, "certificate", &slen);
-	if (s == NULL || slen == 0 ||
-	    custody_base64_decode(s, slen, CUSTODY_BASE64, &out->cert_der,
-				  &out->cert_der_len, NULL, 0) != 0) {
+	if (member_base64(o, "certificate", &out->cert_der,
+			  &out->cert_der_len) != 0) {
 		r = bad(err, "\"certificate\" is not canonical base64");
 		goto out;
 	}
