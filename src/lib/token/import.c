@@ -381,17 +381,9 @@ create(custody_token *tok, struct plan *p, struct token_tmpl *t, const char *wha
 static void
 roll_back(custody_token *tok, struct plan *p)
 {
-	CK_RV rv;
-
-	while (p->n_created > 0) {
-		rv = tok->f->C_DestroyObject(tok->session,
-					     p->created[--p->n_created]);
-		if (rv != CKR_OK)
-			custody_warn("cannot remove an object this import "
-				     "created on token %s: %s", tok->label,
-				     token_rv_name(rv) != NULL ? token_rv_name(rv)
-							       : "error");
-	}
+	while (p->n_created > 0)
+		token_destroy_object(tok, p->created[--p->n_created],
+				     "object this import created");
 }
 
 /* The key was there already: say so when it will not replicate. */

@@ -341,22 +341,8 @@ set_id(custody_token *tok, CK_OBJECT_HANDLE h, const unsigned char *id,
 static void
 destroy_pair(custody_token *tok, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub)
 {
-	CK_OBJECT_HANDLE h[2] = {pub, priv};
-	CK_RV rv;
-	int i;
-
-	for (i = 0; i < 2; i++) {
-		if (h[i] == CK_INVALID_HANDLE)
-			continue;
-		rv = tok->f->C_DestroyObject(tok->session, h[i]);
-		if (rv != CKR_OK)
-			custody_warn("cannot remove the generated %s from token "
-				     "%s again: %s", i == 0 ? "public key"
-							    : "private key",
-				     tok->label, token_rv_name(rv) != NULL
-							 ? token_rv_name(rv)
-							 : "error");
-	}
+	token_destroy_object(tok, pub, "generated public key");
+	token_destroy_object(tok, priv, "generated private key");
 	custody_step("removed the generated key pair from token %s again",
 		     tok->label);
 }
