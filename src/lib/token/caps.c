@@ -481,6 +481,13 @@ static CK_ULONG probe_bytes = 32;
 #define A(type, var) {(type), &(var), sizeof(var)}
 #define A_TRUE(type) {(type), &probe_yes, sizeof(probe_yes)}
 #define A_FALSE(type) {(type), &probe_no, sizeof(probe_no)}
+/* What both probe keys are: AES-256 session keys, private, sensitive,
+ * and for nothing but wrapping. */
+#define PROBE_KEY                                                         \
+	A(CKA_CLASS, probe_class), A(CKA_KEY_TYPE, probe_type),           \
+	A(CKA_VALUE_LEN, probe_bytes), A_FALSE(CKA_TOKEN),                 \
+	A_TRUE(CKA_PRIVATE), A_TRUE(CKA_SENSITIVE), A_FALSE(CKA_ENCRYPT), \
+	A_FALSE(CKA_DECRYPT), A_FALSE(CKA_SIGN), A_FALSE(CKA_VERIFY)
 
 /* Destroys the session objects with this id: what a refused C_GenerateKey
  * left behind (SoftHSM 2.6.1 does, with the attributes it had applied). */
@@ -517,34 +524,16 @@ token_probe_trusted_private_kek(custody_token *tok, int *supported,
 		/* First: SoftHSM 2.6.1 leaves a half-made object behind when
 		 * it refuses an attribute; this id finds it again. */
 		{CKA_ID, probe_id, sizeof(probe_id)},
-		A(CKA_CLASS, probe_class),
-		A(CKA_KEY_TYPE, probe_type),
-		A(CKA_VALUE_LEN, probe_bytes),
-		A_FALSE(CKA_TOKEN),
-		A_TRUE(CKA_PRIVATE),
-		A_TRUE(CKA_SENSITIVE),
+		PROBE_KEY,
 		A_FALSE(CKA_EXTRACTABLE),
 		A_TRUE(CKA_WRAP),
 		A_FALSE(CKA_UNWRAP),
-		A_FALSE(CKA_ENCRYPT),
-		A_FALSE(CKA_DECRYPT),
-		A_FALSE(CKA_SIGN),
-		A_FALSE(CKA_VERIFY),
 		A_TRUE(CKA_TRUSTED),
 	};
 	CK_ATTRIBUTE guarded[] = {
-		A(CKA_CLASS, probe_class),
-		A(CKA_KEY_TYPE, probe_type),
-		A(CKA_VALUE_LEN, probe_bytes),
-		A_FALSE(CKA_TOKEN),
-		A_TRUE(CKA_PRIVATE),
-		A_TRUE(CKA_SENSITIVE),
+		PROBE_KEY,
 		A_TRUE(CKA_EXTRACTABLE),
 		A_TRUE(CKA_WRAP_WITH_TRUSTED),
-		A_FALSE(CKA_ENCRYPT),
-		A_FALSE(CKA_DECRYPT),
-		A_FALSE(CKA_SIGN),
-		A_FALSE(CKA_VERIFY),
 	};
 	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
 	CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
