@@ -73,6 +73,22 @@ int custody_cert_record_check(const custody_cert_record *rec, X509 **out,
  * "ED25519"...; writes at most size bytes. */
 void custody_pkey_algorithm(EVP_PKEY *pkey, char *buf, size_t size);
 
+/*
+ * The CNs of a name, one after the other: the first CN after position
+ * *pos (-1: from the start), whose position *pos becomes.  1: *utf8 holds
+ * its text as UTF-8 (malloc'ed, NUL-terminated) and *len its length — a
+ * CN may hold a NUL of its own, so compare *len before using *utf8 as a
+ * string; 0: no further CN; -1: a CN that is not text, or no memory
+ * (*utf8 NULL; the next call goes on after it).
+ */
+int custody_name_next_cn(const X509_NAME *name, int *pos, char **utf8,
+			 size_t *len);
+
+/* The subject's first CN as UTF-8 (malloc'ed; up to a NUL it may hold),
+ * or NULL when it has none, it is empty or not text, or no memory.  What
+ * custody labels a key and its certificate with when given no label. */
+char *custody_cert_subject_cn(const X509 *x);
+
 /* What an import file held.  key is NULL for a certificate alone.  chain
  * holds the other certificates of the file (never NULL after a successful
  * load; may be empty).  legacy is empty, or, for a PKCS#12 that only

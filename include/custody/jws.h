@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <openssl/evp.h>
+#include <custody/base64.h>
 #include <custody/error.h>
 #include <custody/records.h>
 
@@ -55,19 +56,8 @@ int custody_jws_alg_from_name(const char *name);
  * RSA-PSS, ...) → CUSTODY_JWS_ALG_NONE. */
 int custody_jws_default_alg(const char *key_algorithm);
 
-/* Unpadded base64url of len bytes; malloc'ed, NUL-terminated; NULL when
- * out of memory. */
-char *custody_base64url_encode(const unsigned char *in, size_t len);
-
-/*
- * Decodes exactly len characters of unpadded base64url.  Strict: any
- * character outside [A-Za-z0-9_-] (padding '=', '+', '/', whitespace), a
- * length of 4k+1, or non-zero unused bits in the last character is
- * refused.  *out is malloc'ed (at least one byte, even for len 0).
- * Returns 0, or -1 on bad input or no memory.
- */
-int custody_base64url_decode(const char *in, size_t len, unsigned char **out,
-			     size_t *out_len);
+/* base64url (custody_base64url_encode, custody_base64url_decode):
+ * custody/base64.h. */
 
 /* x5t of a certificate from its SHA-1 thumbprint (40 hex digits, either
  * case): base64url of the 20 bytes.  EUSAGE when thumbprint_hex is not

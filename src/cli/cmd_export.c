@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 
 #include <custody/cluster.h>
+#include <custody/file.h>
 #include <custody/thumbprint.h>
 
 #include "cli.h"
@@ -29,23 +30,6 @@ struct export_opts {
 	const char *thumbprint;
 	const char *out;
 };
-
-
-static int
-write_all(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 const char cmd_export_usage[] =
 	"custody export --thumbprint X --out FILE\n"
@@ -82,7 +66,7 @@ cmd_export(struct cli *cli, int argc, char **argv)
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
 	    (r = cli_store_thumbprint(cli, o.thumbprint, thumbprint)) != CUSTODY_OK)
 		goto out;
-	fd = open(o.out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = custody_file_create(o.out, O_WRONLY, 0600);
 	if (fd < 0) {
 		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot create %s: %s", o.out,
 				    strerror(errno));
@@ -100,7 +84,7 @@ cmd_export(struct cli *cli, int argc, char **argv)
 					&cli->err)) != CUSTODY_OK ||
 	    (r = custody_package_format(&pkg, &text, &len, &cli->err)) != CUSTODY_OK)
 		goto out;
-	if (write_all(fd, text, len) != 0 || fsync(fd) != 0) {
+	if (custody_write_all(fd, text, len) != 0 || fsync(fd) != 0) {
 		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot write %s: %s", o.out,
 				    strerror(errno));
 		goto out;

@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 
+#include <custody/file.h>
 #include <custody/policy.h>
 #include <custody/signer.h>
 
@@ -120,23 +121,6 @@ out:
 	return r;
 }
 
-static int
-write_all(int fd, const unsigned char *buf, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, buf, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* The signature to a new file (never an existing one: it is public, so
  * 0644), or to standard output. */
 static int
@@ -146,8 +130,7 @@ write_signature(struct cli *cli, const char *path, const unsigned char *sig,
 	int fd = 1, r = CUSTODY_EFAIL;
 
 	if (path != NULL) {
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
-			  O_NOFOLLOW, 0644);
+		fd = custody_file_create(path, O_WRONLY, 0644);
 		if (fd < 0) {
 			r = custody_err_set(&cli->err, CUSTODY_EFAIL,
 					    "cannot create %s: %s%s", path,
@@ -159,7 +142,7 @@ write_signature(struct cli *cli, const char *path, const unsigned char *sig,
 			goto out;
 		}
 	}
-	if (write_all(fd, sig, len) != 0 || (path != NULL && close(fd) != 0)) {
+	if (custody_write_all(fd, sig, len) != 0 || (path != NULL && close(fd) != 0)) {
 		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
 				    "cannot write the signature to %s: %s",
 				    path != NULL ? path : "standard output",

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <custody/clock.h>
 #include <custody/cluster.h>
 #include <custody/log.h>
 #include <custody/timefmt.h>
@@ -106,15 +107,6 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 		break;
 	}
 	return CUSTODY_OK;
-}
-
-static int64_t
-monotonic_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 static int64_t
@@ -380,14 +372,14 @@ static int
 run_once(struct cli *cli)
 {
 	custody_sync_result res;
-	int64_t started = monotonic_ms();
+	int64_t started = custody_monotonic_ms();
 	int r;
 
 	memset(&res, 0, sizeof(res));
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
 	    (r = sync_once(cli, (int64_t)time(NULL), &res)) != CUSTODY_OK)
 		goto out;
-	print_result(cli, 0, &res, realtime_ms(), monotonic_ms() - started);
+	print_result(cli, 0, &res, realtime_ms(), custody_monotonic_ms() - started);
 	r = res.refused == 0 ? CUSTODY_OK : refused_error(cli, &res);
 out:
 	custody_sync_result_clear(&res);
@@ -479,7 +471,7 @@ run_watch(struct cli *cli, const struct sync_opts *o)
 	cli_say(cli, "sync --watch: node %s, every %ld s and on every change of the store",
 		cli->node, o->interval);
 	while (!stop_requested) {
-		now_ms = monotonic_ms();
+		now_ms = custody_monotonic_ms();
 		due = 0;
 		if (cli->store == NULL && (r = cli_open_store(cli)) != CUSTODY_OK)
 			goto failed;
@@ -489,11 +481,11 @@ run_watch(struct cli *cli, const struct sync_opts *o)
 			goto failed;
 		due = !have_last || now_ms >= next_sync_ms || !state_equal(&last, &fresh);
 		if (due) {
-			started = monotonic_ms();
+			started = custody_monotonic_ms();
 			custody_sync_result_clear(&res);
 			if ((r = sync_once(cli, at, &res)) != CUSTODY_OK)
 				goto failed;
-			print_result(cli, 1, &res, realtime_ms(), monotonic_ms() - started);
+			print_result(cli, 1, &res, realtime_ms(), custody_monotonic_ms() - started);
 			/* The state the sync started from: a change that came
 			 * while it ran differs from it and is synced next. */
 			state_clear(&last);
@@ -501,14 +493,14 @@ run_watch(struct cli *cli, const struct sync_opts *o)
 			memset(&fresh, 0, sizeof(fresh));
 			have_last = 1;
 			/* Keys still missing: look again soon, then less often. */
-			next_sync_ms = monotonic_ms() + (res.refused > 0 ? backoff_ms : interval_ms);
+			next_sync_ms = custody_monotonic_ms() + (res.refused > 0 ? backoff_ms : interval_ms);
 			if (res.refused > 0)
 				backoff_ms = backoff_ms * 2 > interval_ms ? interval_ms : backoff_ms * 2;
 			else
 				backoff_ms = FIRST_BACKOFF_MS;
 			last_failure[0] = '\0';
 		}
-		r = custody_store_wait_change(cli->store, (int)wait_budget(monotonic_ms(), next_sync_ms, last.next_roll),
+		r = custody_store_wait_change(cli->store, (int)wait_budget(custody_monotonic_ms(), next_sync_ms, last.next_roll),
 					      &changed, &cli->err);
 		if (r != CUSTODY_OK)
 			goto failed;

@@ -30,9 +30,9 @@ here=$(cd "$(dirname "$0")" && pwd -P)
 top=$(cd "$here/../.." && pwd -P)
 
 # Library modules the harnesses reach (and those these depend on).
-LIB_SOURCES="util/error util/log assign/records util/hexfmt util/timefmt
-	cert/thumbprint sign/jws cert/cert cert/bundle cert/policy config/config
-	util/secret cluster/package ops/dn"
+LIB_SOURCES="util/error util/log assign/records util/hexfmt util/base64
+	util/timefmt cert/thumbprint sign/jws cert/cert cert/bundle cert/policy
+	config/config util/secret util/file cluster/package ops/dn"
 # Test helpers linked into every harness (keys and certificates in memory).
 TEST_SOURCES="tests/unit/testcerts.c"
 

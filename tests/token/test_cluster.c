@@ -27,6 +27,7 @@
 #include <custody/store.h>
 #include <custody/token.h>
 
+#include "../src/lib/token/wrap.h"
 #include "token/softhsm_fixture.h"
 #include "unit/pgtest.h"
 #include "unit/testcerts.h"

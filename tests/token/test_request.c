@@ -137,8 +137,8 @@ generate_and_check(const char *spec_text, const char *alg, int replicable)
 	/* A replicable key insists on a trusted wrapping key only where the
 	 * token can hold a trusted private KEK (token/wrap.c's probe):
 	 * SoftHSM 2.6.1 cannot, and the key could never be wrapped. */
-	cr_assert_eq(custody_token_probe_trusted_private_kek(tok, &trusted,
-							     &err), CUSTODY_OK);
+	cr_assert_eq(token_probe_trusted_private_kek(tok, &trusted, &err),
+		     CUSTODY_OK);
 	cr_assert_eq(a.wrap_with_trusted, replicable ? trusted : 1);
 	cr_assert_eq(a.extractable, replicable);
 	cr_assert_eq(a.never_extractable, !replicable);

@@ -658,8 +658,8 @@ Test(token, import_replicable)
 	/* CKA_WRAP_WITH_TRUSTED only where the token can hold a trusted
 	 * private KEK (token/wrap.c's probe): SoftHSM 2.6.1 cannot, and a
 	 * trusted-only key could then never be wrapped under the KEK. */
-	cr_assert_eq(custody_token_probe_trusted_private_kek(tok, &trusted,
-							     &err), CUSTODY_OK);
+	cr_assert_eq(token_probe_trusted_private_kek(tok, &trusted, &err),
+		     CUSTODY_OK);
 	cr_assert_eq(attrs.wrap_with_trusted, trusted);
 	cr_assert_eq(attrs.sign, 1);
 	custody_token_close(tok);

@@ -429,8 +429,7 @@ Test(wrap, probe_measures_softhsm_and_leaves_nothing)
 	size_t before = count_all(a);
 	int supported = -1;
 
-	cr_assert_eq(custody_token_probe_trusted_private_kek(a, &supported,
-							     &err),
+	cr_assert_eq(token_probe_trusted_private_kek(a, &supported, &err),
 		     CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(supported, 0, "SoftHSM 2.6.1: the user cannot set "
 		     "CKA_TRUSTED, the SO cannot make private keys");
@@ -1206,8 +1205,7 @@ Test(wrap, needs_a_logged_in_user)
 	cr_assert_eq(custody_token_kek_create(a, kcv, &err), CUSTODY_EFAIL);
 	cr_assert(strstr(err.msg, "cannot create the KEK on token nodeA: not "
 			 "logged in") != NULL, "%s", err.msg);
-	cr_assert_eq(custody_token_probe_trusted_private_kek(a, &supported,
-							     &err),
+	cr_assert_eq(token_probe_trusted_private_kek(a, &supported, &err),
 		     CUSTODY_EFAIL);
 	custody_token_close(a);
 }

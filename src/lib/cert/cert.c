@@ -588,3 +588,45 @@ out:
 	BIO_free(bio);
 	return out;
 }
+
+/* ---------------------------------------------------------------- CNs */
+
+int
+custody_name_next_cn(const X509_NAME *name, int *pos, char **utf8,
+		     size_t *len)
+{
+	unsigned char *text = NULL;
+	int i, n;
+
+	*utf8 = NULL;
+	*len = 0;
+	if ((i = X509_NAME_get_index_by_NID(name, NID_commonName, *pos)) < 0)
+		return 0;
+	*pos = i;
+	n = ASN1_STRING_to_UTF8(&text, X509_NAME_ENTRY_get_data(
+					       X509_NAME_get_entry(name, i)));
+	if (n < 0 || (*utf8 = malloc((size_t)n + 1)) == NULL) {
+		OPENSSL_free(text);
+		return -1;
+	}
+	memcpy(*utf8, text, (size_t)n);
+	(*utf8)[n] = '\0';
+	*len = (size_t)n;
+	OPENSSL_free(text);
+	return 1;
+}
+
+char *
+custody_cert_subject_cn(const X509 *x)
+{
+	char *cn = NULL;
+	size_t len = 0;
+	int pos = -1;
+
+	(void)custody_name_next_cn(X509_get_subject_name(x), &pos, &cn, &len);
+	if (len == 0) {
+		free(cn);	/* an empty CN */
+		cn = NULL;
+	}
+	return cn;
+}

@@ -475,18 +475,16 @@ static int
 cn_in_domain(X509 *x, const char *domain)
 {
 	X509_NAME *subject = X509_get_subject_name(x);
-	const ASN1_STRING *s;
-	unsigned char *utf8 = NULL;
-	int i = -1, n, ok = 0;
+	char *cn = NULL;
+	size_t len = 0;
+	int pos = -1, found, ok = 0;
 
 	while (!ok &&
-	       (i = X509_NAME_get_index_by_NID(subject, NID_commonName, i)) >= 0) {
-		s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i));
-		n = ASN1_STRING_to_UTF8(&utf8, s);
-		if (n > 0)
-			ok = name_in_domain(utf8, (size_t)n, domain);
-		OPENSSL_free(utf8);
-		utf8 = NULL;
+	       (found = custody_name_next_cn(subject, &pos, &cn, &len)) != 0) {
+		if (found > 0 && len > 0)
+			ok = name_in_domain((const unsigned char *)cn, len,
+					    domain);
+		free(cn);
 	}
 	return ok;
 }

@@ -35,6 +35,7 @@
 #include <custody/token.h>
 
 #include "cluster/internal.h"
+#include "token/wrap.h"
 
 #define META_KCV CLUSTER_META_KCV
 #define META_NODE "kek_node"

@@ -22,6 +22,7 @@
 #include <custody/log.h>
 
 #include "cluster/internal.h"
+#include "token/wrap.h"
 
 static int
 export_attached(custody_token *tok, custody_store *st, const char *node,

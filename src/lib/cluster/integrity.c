@@ -11,6 +11,7 @@
 #include <custody/log.h>
 
 #include "cluster/internal.h"
+#include "token/wrap.h"
 
 struct integrity {
 	custody_store *st;

@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #include <custody/audit.h>
+#include <custody/base64.h>
 #include <custody/cert.h>
 #include <custody/cluster.h>
 #include <custody/error.h>
@@ -39,104 +40,6 @@ custody_package_clear(custody_package *pkg)
 		OPENSSL_clear_free(pkg->wrapped, pkg->wrapped_len);
 	free(pkg->cert_der);
 	memset(pkg, 0, sizeof(*pkg));
-}
-
-/* ------------------------------------------------------------ base64 */
-
-static int
-b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/*
- * RFC 4648 base64, canonical only: a multiple of 4 characters, padding
- * only at the end (at most two '='), no other character, and the unused
- * bits of the last group zero (so that one byte string has one text).
- * *out malloc'ed; -1 on anything else.
- */
-static int
-b64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
-{
-	unsigned char *buf = NULL;
-	size_t i, o = 0, pad = 0;
-	int v[4], k;
-
-	*out = NULL;
-	*out_len = 0;
-	if (len == 0 || len % 4 != 0)
-		return -1;
-	if (in[len - 1] == '=')
-		pad++;
-	if (in[len - 2] == '=')
-		pad++;
-	if ((buf = malloc(len / 4 * 3)) == NULL)
-		return -1;
-	for (i = 0; i < len; i += 4) {
-		int last = i + 4 == len;
-
-		for (k = 0; k < 4; k++) {
-			if (last && k >= 4 - (int)pad && in[i + k] == '=')
-				v[k] = 0;
-			else if ((v[k] = b64_value((unsigned char)in[i + k])) < 0)
-				goto bad;
-		}
-		buf[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
-		if (!last || pad < 2)
-			buf[o++] = (unsigned char)((v[1] & 0x0f) << 4 | v[2] >> 2);
-		if (!last || pad < 1)
-			buf[o++] = (unsigned char)((v[2] & 0x03) << 6 | v[3]);
-		if (last && ((pad == 2 && (v[1] & 0x0f) != 0) ||
-			     (pad == 1 && (v[2] & 0x03) != 0)))
-			goto bad;
-	}
-	*out = buf;
-	*out_len = o;
-	return 0;
-bad:
-	OPENSSL_clear_free(buf, len / 4 * 3);
-	return -1;
-}
-
-static char *
-b64_encode(const unsigned char *in, size_t len)
-{
-	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	char *out = malloc((len + 2) / 3 * 4 + 1);
-	size_t i, o = 0;
-
-	if (out == NULL)
-		return NULL;
-	for (i = 0; i + 2 < len; i += 3) {
-		out[o++] = alphabet[in[i] >> 2];
-		out[o++] = alphabet[(in[i] & 0x03) << 4 | in[i + 1] >> 4];
-		out[o++] = alphabet[(in[i + 1] & 0x0f) << 2 | in[i + 2] >> 6];
-		out[o++] = alphabet[in[i + 2] & 0x3f];
-	}
-	if (len - i == 1) {
-		out[o++] = alphabet[in[i] >> 2];
-		out[o++] = alphabet[(in[i] & 0x03) << 4];
-		out[o++] = '=';
-		out[o++] = '=';
-	} else if (len - i == 2) {
-		out[o++] = alphabet[in[i] >> 2];
-		out[o++] = alphabet[(in[i] & 0x03) << 4 | in[i + 1] >> 4];
-		out[o++] = alphabet[(in[i + 1] & 0x0f) << 2];
-		out[o++] = '=';
-	}
-	out[o] = '\0';
-	return out;
 }
 
 /* ------------------------------------------------------------ parse */
@@ -176,6 +79,21 @@ member_string(json_t *o, const char *name, size_t *len)
 		return NULL;
 	*len = json_string_length(v);
 	return json_string_value(v);
+}
+
+/* The string member name of o as canonical base64 (custody/base64.h),
+ * decoded into *out (malloc'ed); -1 when it is missing, empty or not
+ * canonical base64. */
+static int
+member_base64(json_t *o, const char *name, unsigned char **out, size_t *len)
+{
+	size_t slen = 0;
+	const char *s = member_string(o, name, &slen);
+
+	if (s == NULL || slen == 0)
+		return -1;
+	return custody_base64_decode(s, slen, CUSTODY_BASE64, out, len, NULL,
+				     0);
 }
 
 /* The certificate's thumbprint and key id must be those of the package. */
@@ -281,9 +199,8 @@ custody_package_parse(const unsigned char *buf, size_t len,
 		goto out;
 	}
 	memcpy(out->kcv, s, slen + 1);
-	s = member_string(o, "wrapped_key", &slen);
-	if (s == NULL || b64_decode(s, slen, &out->wrapped,
-				    &out->wrapped_len) != 0) {
+	if (member_base64(o, "wrapped_key", &out->wrapped,
+			  &out->wrapped_len) != 0) {
 		r = bad(err, "\"wrapped_key\" is not canonical base64");
 		goto out;
 	}
@@ -296,9 +213,8 @@ custody_package_parse(const unsigned char *buf, size_t len,
 				    WRAPPED_MIN, WRAPPED_MAX);
 		goto out;
 	}
-	s = member_string(o, "certificate", &slen);
-	if (s == NULL || b64_decode(s, slen, &out->cert_der,
-				    &out->cert_der_len) != 0) {
+	if (member_base64(o, "certificate", &out->cert_der,
+			  &out->cert_der_len) != 0) {
 		r = bad(err, "\"certificate\" is not canonical base64");
 		goto out;
 	}
@@ -327,8 +243,10 @@ custody_package_format(const custody_package *pkg, char **out, size_t *len,
 				       "cannot write a key package: it is empty");
 	*out = NULL;
 	*len = 0;
-	if ((wrapped = b64_encode(pkg->wrapped, pkg->wrapped_len)) == NULL ||
-	    (cert = b64_encode(pkg->cert_der, pkg->cert_der_len)) == NULL)
+	if ((wrapped = custody_base64_encode(pkg->wrapped, pkg->wrapped_len,
+					     CUSTODY_BASE64)) == NULL ||
+	    (cert = custody_base64_encode(pkg->cert_der, pkg->cert_der_len,
+					  CUSTODY_BASE64)) == NULL)
 		goto oom;
 	o = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s}",
 		      "format", CUSTODY_PACKAGE_FORMAT, "version", 1,

@@ -18,6 +18,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include <custody/base64.h>
 #include <custody/cert.h>
 #include <custody/hexfmt.h>
 #include <custody/jws.h>
@@ -71,124 +72,6 @@ custody_jws_default_alg(const char *key_algorithm)
 	if (strcmp(key_algorithm, "EC-P256") == 0)
 		return CUSTODY_JWS_ES256;
 	return CUSTODY_JWS_ALG_NONE;
-}
-
-/* ---------------------------------------------------------------- base64url */
-
-char *
-custody_base64url_encode(const unsigned char *in, size_t len)
-{
-	size_t olen = len / 3 * 4 + (len % 3 == 0 ? 0 : len % 3 + 1);
-	char *out;
-	size_t i, o = 0;
-	uint32_t v;
-
-	if ((out = malloc(olen + 1)) == NULL)
-		return NULL;
-	for (i = 0; i + 2 < len; i += 3) {
-		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-		out[o++] = b64url_alphabet[v >> 18 & 63];
-		out[o++] = b64url_alphabet[v >> 12 & 63];
-		out[o++] = b64url_alphabet[v >> 6 & 63];
-		out[o++] = b64url_alphabet[v & 63];
-	}
-	if (len - i == 1) {
-		v = (uint32_t)in[i] << 16;
-		out[o++] = b64url_alphabet[v >> 18 & 63];
-		out[o++] = b64url_alphabet[v >> 12 & 63];
-	} else if (len - i == 2) {
-		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-		out[o++] = b64url_alphabet[v >> 18 & 63];
-		out[o++] = b64url_alphabet[v >> 12 & 63];
-		out[o++] = b64url_alphabet[v >> 6 & 63];
-	}
-	out[o] = '\0';
-	return out;
-}
-
-static int
-b64url_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-/* Strict decoding; on failure writes why into why (when not NULL). */
-static int
-b64url_decode(const char *in, size_t len, unsigned char **out, size_t *out_len,
-	      char *why, size_t why_size)
-{
-	unsigned char *buf = NULL;
-	size_t i, o = 0;
-	uint32_t acc = 0;
-	int bits = 0, v, r = -1;
-
-	*out = NULL;
-	*out_len = 0;
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)in[i];
-
-		if (b64url_value(c) >= 0)
-			continue;
-		if (why == NULL)
-			goto out;
-		if (c == '=')
-			snprintf(why, why_size, "'=' padding is not allowed");
-		else if (c > 0x20 && c < 0x7f)
-			snprintf(why, why_size, "character '%c' at offset %zu is not base64url", c, i);
-		else
-			snprintf(why, why_size, "byte 0x%02x at offset %zu is not base64url", c, i);
-		goto out;
-	}
-	if (len % 4 == 1) {
-		if (why != NULL)
-			snprintf(why, why_size, "a length of %zu characters cannot be base64url", len);
-		goto out;
-	}
-	if ((buf = malloc(len / 4 * 3 + 3)) == NULL) {
-		if (why != NULL)
-			snprintf(why, why_size, "out of memory");
-		goto out;
-	}
-	for (i = 0; i < len; i++) {
-		v = b64url_value((unsigned char)in[i]);
-		acc = (acc << 6 | (uint32_t)v) & 0xffffff;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			buf[o++] = (unsigned char)(acc >> bits & 0xff);
-		}
-	}
-	/* The bits of the last character that make no byte must be zero:
-	 * otherwise several texts would decode to the same bytes. */
-	if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
-		if (why != NULL)
-			snprintf(why, why_size, "the last character has non-zero unused bits");
-		goto out;
-	}
-	*out = buf;
-	*out_len = o;
-	buf = NULL;
-	r = 0;
-out:
-	free(buf);
-	return r;
-}
-
-int
-custody_base64url_decode(const char *in, size_t len, unsigned char **out,
-			 size_t *out_len)
-{
-	return b64url_decode(in, len, out, out_len, NULL, 0);
 }
 
 int
@@ -576,7 +459,8 @@ decode_part(const char *what, const char *in, size_t len, unsigned char **out,
 {
 	char why[128];
 
-	if (b64url_decode(in, len, out, out_len, why, sizeof(why)) != 0)
+	if (custody_base64_decode(in, len, CUSTODY_BASE64URL, out, out_len, why,
+				  sizeof(why)) != 0)
 		return custody_err_set(err, CUSTODY_EFAIL, "bad base64url in the %s: %s",
 				       what, why);
 	return CUSTODY_OK;
@@ -652,12 +536,9 @@ parse_object(const unsigned char *buf, size_t len, const char *what,
 static int
 is_b64url_text(const char *s)
 {
-	size_t i;
+	size_t n = strspn(s, b64url_alphabet);
 
-	for (i = 0; s[i] != '\0'; i++)
-		if (i >= 64 || b64url_value((unsigned char)s[i]) < 0)
-			return 0;
-	return i > 0;
+	return s[n] == '\0' && n > 0 && n <= 64;
 }
 
 /* Checks the header; sets *alg and *x5t (pointing into header). */

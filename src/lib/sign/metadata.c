@@ -13,30 +13,17 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include <custody/base64.h>
 #include <custody/cert.h>
 #include <custody/jws.h>
 #include <custody/metadata.h>
 
 enum doc_format { DOC_JWKS, DOC_S2S };
 
-/* Standard base64 (RFC 4648 §4, padded, one line) of len bytes. */
-static char *
-base64_std(const unsigned char *in, size_t len)
-{
-	char *out;
-
-	if (len > (size_t)INT32_MAX / 2)
-		return NULL;
-	if ((out = malloc((len + 2) / 3 * 4 + 1)) == NULL)
-		return NULL;
-	EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-	return out;
-}
-
 static json_t *
 b64url_string(const unsigned char *in, size_t len)
 {
-	char *text = custody_base64url_encode(in, len);
+	char *text = custody_base64_encode(in, len, CUSTODY_BASE64URL);
 	json_t *s = text != NULL ? json_string(text) : NULL;
 
 	free(text);
@@ -149,7 +136,8 @@ entry(enum doc_format format, const custody_cert_record *rec, const char *x5t,
 	int r = CUSTODY_EFAIL;
 
 	*out = NULL;
-	if ((b64 = base64_std(rec->der, rec->der_len)) == NULL) {
+	b64 = custody_base64_encode(rec->der, rec->der_len, CUSTODY_BASE64);
+	if (b64 == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
 		goto out;
 	}

@@ -23,6 +23,7 @@
 
 #include <custody/assign.h>
 #include <custody/cert.h>
+#include <custody/clock.h>
 #include <custody/policy.h>
 #include <custody/secret.h>
 #include <custody/integrity.h>
@@ -30,7 +31,7 @@
 #include <custody/store.h>
 #include <custody/token.h>
 
-#include "token/internal.h"
+#include "token/sign.h"
 
 #define LEASE_TICK_NS 20000000L	/* the lease thread looks every 20 ms   */
 #define MAX_SESSIONS 16
@@ -283,16 +284,15 @@ lease_main(void *arg)
 	custody_ctx *ctx = arg;
 	unsigned long seen = 0;
 	struct timespec t;
+	int64_t until;
 
 	pthread_mutex_lock(&ctx->mx);
 	seen = ctx->uses;
 	while (!ctx->stopping) {
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_nsec += LEASE_TICK_NS;
-		if (t.tv_nsec >= 1000000000L) {
-			t.tv_sec++;
-			t.tv_nsec -= 1000000000L;
-		}
+		/* ctx->tick waits on CLOCK_MONOTONIC (custody_ctx_new_with). */
+		until = custody_monotonic_ns() + LEASE_TICK_NS;
+		t.tv_sec = (time_t)(until / 1000000000LL);
+		t.tv_nsec = (long)(until % 1000000000LL);
 		pthread_cond_timedwait(&ctx->tick, &ctx->mx, &t);
 		if (ctx->stopping || !ctx->leased || ctx->draining)
 			continue;
@@ -365,7 +365,7 @@ token_start(custody_ctx *ctx, custody_err *err)
 	}
 	/* The handle's own session is the first of the pool (one session
 	 * less to open and close: `custody sign` needs no other). */
-	ctx->free_list[ctx->n_free++] = tok->session;
+	ctx->free_list[ctx->n_free++] = token_handle_session(tok);
 	for (i = 1; i < ctx->opt.sessions; i++) {
 		if ((r = token_session_open(tok, &ctx->sessions[ctx->n_sessions],
 					    err)) != CUSTODY_OK)

@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <custody/clock.h>
 #include <custody/error.h>
 #include <custody/store.h>
 
@@ -1255,21 +1256,12 @@ custody_store_changed(custody_store *st, int *changed, custody_err *err)
 /* Between two questions of a backend without notifications. */
 #define WAIT_POLL_MS 100
 
-static int64_t
-monotonic_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* Asks changed() every WAIT_POLL_MS until it says 1 or the time is up;
  * a signal ends the wait early (*changed = 0). */
 static int
 poll_changes(custody_store *st, int timeout_ms, int *changed, custody_err *err)
 {
-	int64_t deadline = monotonic_ms() + timeout_ms;
+	int64_t deadline = custody_monotonic_ms() + timeout_ms;
 	struct timespec pause;
 	int64_t left;
 	int r = CUSTODY_EFAIL;
@@ -1278,7 +1270,7 @@ poll_changes(custody_store *st, int timeout_ms, int *changed, custody_err *err)
 		if ((r = custody_store_changed(st, changed, err)) != CUSTODY_OK ||
 		    *changed)
 			goto out;
-		left = deadline - monotonic_ms();
+		left = deadline - custody_monotonic_ms();
 		if (left <= 0)
 			goto out;
 		if (left > WAIT_POLL_MS)

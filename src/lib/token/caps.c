@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include <custody/log.h>
 
@@ -465,6 +467,142 @@ token_kek_mech(custody_token *tok, CK_MECHANISM_TYPE *m, custody_err *err)
 			       tok->label);
 }
 
+/* ------------------------------------------------ a trusted private KEK */
+
+#define PROBE_PREFIX "custody-probe:"
+
+/* Template values of the probe keys (AES-256, as a KEK). */
+static CK_BBOOL probe_yes = CK_TRUE;
+static CK_BBOOL probe_no = CK_FALSE;
+static CK_OBJECT_CLASS probe_class = CKO_SECRET_KEY;
+static CK_KEY_TYPE probe_type = CKK_AES;
+static CK_ULONG probe_bytes = 32;
+
+#define A(type, var) {(type), &(var), sizeof(var)}
+#define A_TRUE(type) {(type), &probe_yes, sizeof(probe_yes)}
+#define A_FALSE(type) {(type), &probe_no, sizeof(probe_no)}
+/* What both probe keys are: AES-256 session keys, private, sensitive,
+ * and for nothing but wrapping. */
+#define PROBE_KEY                                                         \
+	A(CKA_CLASS, probe_class), A(CKA_KEY_TYPE, probe_type),           \
+	A(CKA_VALUE_LEN, probe_bytes), A_FALSE(CKA_TOKEN),                 \
+	A_TRUE(CKA_PRIVATE), A_TRUE(CKA_SENSITIVE), A_FALSE(CKA_ENCRYPT), \
+	A_FALSE(CKA_DECRYPT), A_FALSE(CKA_SIGN), A_FALSE(CKA_VERIFY)
+
+/* Destroys the session objects with this id: what a refused C_GenerateKey
+ * left behind (SoftHSM 2.6.1 does, with the attributes it had applied). */
+static int
+drop_leftovers(custody_token *tok, unsigned char *id, size_t id_len,
+	       custody_err *err)
+{
+	CK_ATTRIBUTE t[] = {
+		{CKA_ID, id, id_len},
+		A_FALSE(CKA_TOKEN),
+	};
+	CK_OBJECT_HANDLE *h = NULL;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = token_find(tok, t, NELEM(t), &h, &n, err)) != CUSTODY_OK)
+		goto out;
+	for (i = 0; i < n; i++)
+		token_destroy_object(tok, h[i], "remains of the refused probe key");
+	if (n > 0)
+		custody_debug("token %s left %zu half-made probe key(s) behind; "
+			      "removed", tok->label, n);
+out:
+	free(h);
+	return r;
+}
+
+int
+token_probe_trusted_private_kek(custody_token *tok, int *supported,
+				custody_err *err)
+{
+	unsigned char probe_id[sizeof(PROBE_PREFIX) - 1 + 8];
+	CK_ATTRIBUTE trusted[] = {
+		/* First: SoftHSM 2.6.1 leaves a half-made object behind when
+		 * it refuses an attribute; this id finds it again. */
+		{CKA_ID, probe_id, sizeof(probe_id)},
+		PROBE_KEY,
+		A_FALSE(CKA_EXTRACTABLE),
+		A_TRUE(CKA_WRAP),
+		A_FALSE(CKA_UNWRAP),
+		A_TRUE(CKA_TRUSTED),
+	};
+	CK_ATTRIBUTE guarded[] = {
+		PROBE_KEY,
+		A_TRUE(CKA_EXTRACTABLE),
+		A_TRUE(CKA_WRAP_WITH_TRUSTED),
+	};
+	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
+	CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, key = CK_INVALID_HANDLE;
+	unsigned char *blob = NULL;
+	size_t blob_len = 0;
+	int is_trusted = 0, r;
+	CK_RV rv;
+
+	*supported = 0;
+	if ((r = token_require_login(tok, "probe for trusted keys", err)) !=
+	    CUSTODY_OK)
+		goto out;
+	memcpy(probe_id, PROBE_PREFIX, sizeof(PROBE_PREFIX) - 1);
+	if (RAND_bytes(probe_id + sizeof(PROBE_PREFIX) - 1, 8) != 1) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot probe token %s for trusted keys: "
+					"no random bytes", tok->label);
+		goto out;
+	}
+	rv = tok->f->C_GenerateKey(tok->session, &gen, trusted, NELEM(trusted),
+				   &kek);
+	switch (rv) {
+	case CKR_OK:
+		break;
+	case CKR_ATTRIBUTE_READ_ONLY:
+	case CKR_ATTRIBUTE_TYPE_INVALID:
+	case CKR_ATTRIBUTE_VALUE_INVALID:
+	case CKR_TEMPLATE_INCONSISTENT:
+		kek = CK_INVALID_HANDLE;
+		custody_debug("token %s: the user cannot make a trusted private "
+			      "key (%s)", tok->label, token_rv_text(rv));
+		r = drop_leftovers(tok, probe_id, sizeof(probe_id), err);
+		goto out;
+	default:
+		kek = CK_INVALID_HANDLE;
+		drop_leftovers(tok, probe_id, sizeof(probe_id), NULL);
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot probe token %s for trusted keys",
+				 tok->label);
+		goto out;
+	}
+	if ((r = token_get_bool(tok, kek, CKA_TRUSTED, &is_trusted, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	rv = tok->f->C_GenerateKey(tok->session, &gen, guarded, NELEM(guarded),
+				   &key);
+	if (rv != CKR_OK) {
+		key = CK_INVALID_HANDLE;
+		r = token_err_rv(err, CUSTODY_EFAIL, rv,
+				 "cannot probe token %s for trusted keys",
+				 tok->label);
+		goto out;
+	}
+	/* The token must also honour it: wrap a trusted-only key with it. */
+	*supported = is_trusted &&
+		     token_wrap_key(tok, &kwp, kek, key, &blob, &blob_len, &rv) ==
+			     CUSTODY_OK;
+	custody_debug("token %s: a trusted private key %s", tok->label,
+		      *supported ? "can be made and wraps trusted-only keys"
+				 : "is not honoured");
+	r = CUSTODY_OK;
+out:
+	token_destroy_object(tok, key, "probe key");
+	token_destroy_object(tok, kek, "probe key");
+	OPENSSL_clear_free(blob, blob_len);
+	return r;
+}
+
 /* ------------------------------------------------------------ describe */
 
 static void
@@ -527,8 +665,7 @@ custody_token_describe(custody_token *tok, custody_token_caps *out,
 			 why.msg);
 	out->trusted_kek = -1;
 	if (out->cluster &&
-	    custody_token_probe_trusted_private_kek(tok, &r, NULL) ==
-		    CUSTODY_OK)
+	    token_probe_trusted_private_kek(tok, &r, NULL) == CUSTODY_OK)
 		out->trusted_kek = r;
 	if (token_kek_mech(tok, &kek_mech, NULL) == CUSTODY_OK)
 		out->tag_mech = kek_mech == CKM_AES_KEY_WRAP ? "CKM_AES_KEY_WRAP"

@@ -191,8 +191,7 @@ restore_session(custody_token *tok)
 	else
 		custody_warn("cannot open a new session on token %s after "
 			     "libp11 closed its sessions: %s", tok->label,
-			     token_rv_name(rv) != NULL ? token_rv_name(rv)
-						       : "error");
+			     token_rv_text(rv));
 	custody_debug("libp11 closed the sessions of token %s: a new session "
 		      "is open, logged out", tok->label);
 }

@@ -56,30 +56,6 @@ struct plan {
 		OPENSSL_free(der_);                                          \
 	} while (0)
 
-/* ------------------------------------------------------------- names */
-
-/* The subject CN of x as UTF-8, or NULL. */
-static char *
-subject_cn(X509 *x)
-{
-	X509_NAME *name = X509_get_subject_name(x);
-	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-	unsigned char *utf8 = NULL;
-	char *out = NULL;
-	int len;
-
-	if (i < 0)
-		return NULL;
-	len = ASN1_STRING_to_UTF8(&utf8,
-				  X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
-	if (len > 0 && (out = malloc((size_t)len + 1)) != NULL) {
-		memcpy(out, utf8, (size_t)len);
-		out[len] = '\0';
-	}
-	OPENSSL_free(utf8);
-	return out;
-}
-
 /* ------------------------------------------------------ key templates */
 
 static void
@@ -317,7 +293,7 @@ chain_templates(STACK_OF(X509) *chain, X509 *cert, struct plan *p,
 		if ((r = custody_cert_key_id(x, id, err)) != CUSTODY_OK)
 			goto out;
 		custody_hex_encode(id, sizeof(id), hex, 0);
-		cn = subject_cn(x);
+		cn = custody_cert_subject_cn(x);
 		cert_template(&p->chain[p->n_chain], x, id,
 			      cn != NULL ? cn : hex);
 		free(cn);
@@ -405,17 +381,9 @@ create(custody_token *tok, struct plan *p, struct token_tmpl *t, const char *wha
 static void
 roll_back(custody_token *tok, struct plan *p)
 {
-	CK_RV rv;
-
-	while (p->n_created > 0) {
-		rv = tok->f->C_DestroyObject(tok->session,
-					     p->created[--p->n_created]);
-		if (rv != CKR_OK)
-			custody_warn("cannot remove an object this import "
-				     "created on token %s: %s", tok->label,
-				     token_rv_name(rv) != NULL ? token_rv_name(rv)
-							       : "error");
-	}
+	while (p->n_created > 0)
+		token_destroy_object(tok, p->created[--p->n_created],
+				     "object this import created");
 }
 
 /* The key was there already: say so when it will not replicate. */
@@ -542,23 +510,6 @@ out:
 	return r;
 }
 
-/* A replicable key keeps CKA_WRAP_WITH_TRUSTED only where the token can
- * hold a trusted private KEK to wrap it under (token/wrap.c): on SoftHSM
- * 2.6.1, which cannot, such a key could never be wrapped at all. */
-static int
-replicable_trusted_wrap(custody_token *tok, struct token_tmpl *priv,
-			custody_err *err)
-{
-	int supported = 0, r;
-
-	if (token_tmpl_get(priv, CKA_WRAP_WITH_TRUSTED) == NULL)
-		return CUSTODY_OK;
-	r = custody_token_probe_trusted_private_kek(tok, &supported, err);
-	if (r == CUSTODY_OK)
-		token_tmpl_set_bool(priv, CKA_WRAP_WITH_TRUSTED, supported);
-	return r;
-}
-
 int
 custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 		     STACK_OF(X509) *chain, const char *label,
@@ -584,7 +535,7 @@ custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 	custody_hex_encode(p.id, sizeof(p.id), p.id_hex, 0);
 	memcpy(result.key_id, p.id_hex, sizeof(result.key_id));
 	if (label == NULL || label[0] == '\0')
-		label = (cn = subject_cn(cert)) != NULL ? cn : p.id_hex;
+		label = (cn = custody_cert_subject_cn(cert)) != NULL ? cn : p.id_hex;
 	if (key != NULL && X509_check_private_key(cert, key) != 1) {
 		ERR_clear_error();
 		r = custody_err_set(err, CUSTODY_EFAIL,
@@ -620,7 +571,7 @@ custody_token_import(custody_token *tok, EVP_PKEY *key, X509 *cert,
 		goto out;
 	}
 	if (key != NULL && replicable &&
-	    (r = replicable_trusted_wrap(tok, &p.priv, err)) != CUSTODY_OK)
+	    (r = token_tmpl_trusted_wrap(tok, &p.priv, NULL, err)) != CUSTODY_OK)
 		goto out;
 	r = write_objects(tok, &p, key != NULL, replicable, &result, err);
 	if (r != CUSTODY_OK) {

@@ -19,6 +19,8 @@
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #endif
 #include <custody/token.h>
+#include "token/sign.h"
+#include "token/wrap.h"
 
 /* One advisory lock file held by this process (token/lock.c). */
 struct token_lock;
@@ -87,6 +89,8 @@ void token_trim_field(const unsigned char *field, size_t len, char *out);
 
 /* "CKR_PIN_INCORRECT", ... or NULL when the code has no name here. */
 const char *token_rv_name(CK_RV rv);
+/* token_rv_name, or "error" for a code without a name. */
+const char *token_rv_text(CK_RV rv);
 
 /* As custody_err_set, then appends ": CKR_NAME" (or ": CKR 0x%08lx"). */
 int token_err_rv(custody_err *err, int code, CK_RV rv, const char *fmt, ...)
@@ -101,6 +105,23 @@ int token_find(custody_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n,
 int token_get_attr(custody_token *tok, CK_OBJECT_HANDLE obj,
 		   CK_ATTRIBUTE_TYPE type, unsigned char **out, size_t *len,
 		   custody_err *err);
+
+/* A CK_BBOOL attribute as 1 or 0 in *out. */
+int token_get_bool(custody_token *tok, CK_OBJECT_HANDLE h,
+		   CK_ATTRIBUTE_TYPE type, int *out, custody_err *err);
+
+/* C_DestroyObject of h (nothing for CK_INVALID_HANDLE), for undoing: a
+ * refusal is a warning naming WHAT, "cannot remove the WHAT from token L
+ * again: CKR_...". */
+void token_destroy_object(custody_token *tok, CK_OBJECT_HANDLE h,
+			  const char *what);
+
+/* C_WrapKey of key under wrapping with mech, the length asked first;
+ * *out malloc'ed.  *rv the token's answer; EFAIL (err untouched) unless
+ * CKR_OK: the caller words the error. */
+int token_wrap_key(custody_token *tok, CK_MECHANISM *mech,
+		   CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
+		   unsigned char **out, size_t *out_len, CK_RV *rv);
 
 /* CUSTODY_OK when the session is logged in as user (or the token needs no
  * login); else EFAIL "cannot WHAT on token L: not logged in ...". */
@@ -167,6 +188,24 @@ const void *token_module_functions(const custody_token *tok);
 int token_kek_mech(custody_token *tok, CK_MECHANISM_TYPE *m,
 		   custody_err *err);
 
+/*
+ * Measures whether the user can make a private secret key that the token
+ * treats as trusted for wrapping (CKA_TRUSTED), by generating one as a
+ * session object (never stored) and wrapping a CKA_WRAP_WITH_TRUSTED
+ * session key under it; both are destroyed again.  *supported = 1 when
+ * both work, 0 when the token refuses (SoftHSM 2.6.1: CKA_TRUSTED is
+ * CKR_ATTRIBUTE_READ_ONLY for the user, and the security officer cannot
+ * make private objects).  Other failures are EFAIL.
+ *
+ * It decides the replicable keys' CKA_WRAP_WITH_TRUSTED (import and
+ * generate): where it is 0, a replicable key with CKA_WRAP_WITH_TRUSTED
+ * could never be wrapped under the (private, untrusted) KEK, so it is
+ * made without it — and, until sealed, any holder of the user PIN can
+ * then wrap it under a key of their own.  Seal replicated keys.
+ */
+int token_probe_trusted_private_kek(custody_token *tok, int *supported,
+				    custody_err *err);
+
 /* token/template.c: the one template builder ------------------------- */
 
 #define TOKEN_TMPL_MAX 40
@@ -232,6 +271,13 @@ void token_tmpl_signing_public(struct token_tmpl *t, CK_KEY_TYPE kt,
 			       const void *id, size_t id_len,
 			       const char *label);
 
+/* A replicable key's private template priv keeps CKA_WRAP_WITH_TRUSTED
+ * (when it asks for it) only where the token can hold a trusted private
+ * KEK to wrap it under: on SoftHSM 2.6.1, which cannot, such a key could
+ * never be wrapped at all.  *trusted (may be NULL): what priv now asks. */
+int token_tmpl_trusted_wrap(custody_token *tok, struct token_tmpl *priv,
+			    int *trusted, custody_err *err);
+
 /*
  * Reads back what custody's promises rest on from the key h made with
  * template t: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE,
@@ -245,57 +291,6 @@ int token_check_attrs(custody_token *tok, CK_OBJECT_HANDLE h,
 		     const char *what, struct token_tmpl *t, int generated,
 		     custody_err *err);
 
-/* token/sign.c: signing in a session of the caller's (the signer's pool) */
-
-/* A private key found for signing, with what signing needs to know. */
-struct token_key {
-	CK_OBJECT_HANDLE handle;
-	CK_KEY_TYPE type;	/* CKK_RSA or CKK_EC                       */
-	size_t sig_len;		/* RSA: modulus bytes; EC: 2 × order bytes */
-	size_t order_len;	/* EC: bytes of the group order            */
-};
-
-/* How token_sign_digest signs. */
-enum token_mech {
-	TOKEN_MECH_RSA_PKCS = 0,	/* CKM_RSA_PKCS over the DigestInfo */
-	TOKEN_MECH_RSA_PSS,		/* CKM_RSA_PKCS_PSS, MGF1 and salt
-					   of the digest's hash and length  */
-	TOKEN_MECH_ECDSA,		/* CKM_ECDSA: raw r || s            */
-};
-
-/* Room token_sign_digest needs for key: sig_len plus a DER wrapping. */
-#define TOKEN_SIG_ROOM(key) ((key)->sig_len + 16)
-
-/* Another session on tok's token (read-only; the application's login
- * covers it), and its end. */
-int token_session_open(custody_token *tok, CK_SESSION_HANDLE *s,
-		       custody_err *err);
-void token_session_close(custody_token *tok, CK_SESSION_HANDLE s);
-
-/* The private key with this key id, found in session s (the first, if
- * several).  ENOTFOUND "no private key with key id X on token L"; EFAIL
- * when it is neither RSA nor EC or its size cannot be read. */
-int token_key_find(custody_token *tok, CK_SESSION_HANDLE s,
-		   const char *key_id, struct token_key *out,
-		   custody_err *err);
-
-/*
- * Signs the digest md (md_len bytes of digest_nid: NID_sha256, sha384 or
- * sha512) with key in session s, into sig (at least TOKEN_SIG_ROOM(key)
- * bytes): one C_SignInit and one C_Sign, no allocation.  ECDSA digests
- * longer than the group order are cut to it.  *rv is the token's answer
- * (CKR_OK, or e.g. CKR_KEY_HANDLE_INVALID when the key is gone).
- */
-int token_sign_digest(custody_token *tok, CK_SESSION_HANDLE s,
-		      const struct token_key *key, const char *key_id,
-		      enum token_mech mech, int digest_nid,
-		      const unsigned char *md, size_t md_len,
-		      unsigned char *sig, size_t *sig_len, CK_RV *rv,
-		      custody_err *err);
-
-/* The DER ECDSA-Sig-Value of raw r || s (rs_len even, at most 132) into
- * out (rs_len + 9 bytes); returns its length, 0 when rs_len is bad. */
-size_t token_ecdsa_der(const unsigned char *rs, size_t rs_len,
-		       unsigned char *out);
+/* token/sign.c: signing in the signer's sessions: token/sign.h */
 
 #endif

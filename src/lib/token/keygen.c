@@ -341,22 +341,8 @@ set_id(custody_token *tok, CK_OBJECT_HANDLE h, const unsigned char *id,
 static void
 destroy_pair(custody_token *tok, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub)
 {
-	CK_OBJECT_HANDLE h[2] = {pub, priv};
-	CK_RV rv;
-	int i;
-
-	for (i = 0; i < 2; i++) {
-		if (h[i] == CK_INVALID_HANDLE)
-			continue;
-		rv = tok->f->C_DestroyObject(tok->session, h[i]);
-		if (rv != CKR_OK)
-			custody_warn("cannot remove the generated %s from token "
-				     "%s again: %s", i == 0 ? "public key"
-							    : "private key",
-				     tok->label, token_rv_name(rv) != NULL
-							 ? token_rv_name(rv)
-							 : "error");
-	}
+	token_destroy_object(tok, pub, "generated public key");
+	token_destroy_object(tok, priv, "generated private key");
 	custody_step("removed the generated key pair from token %s again",
 		     tok->label);
 }
@@ -396,25 +382,6 @@ check_inputs(custody_token *tok, const custody_keyspec *spec,
 	return r;
 }
 
-/* A replicable key keeps CKA_WRAP_WITH_TRUSTED only where the token can
- * hold a trusted private KEK to wrap it under (token/wrap.c): on SoftHSM
- * 2.6.1, which cannot, such a key could never be wrapped at all. */
-static int
-replicable_trusted_wrap(custody_token *tok, struct keygen *g, int *trusted,
-			custody_err *err)
-{
-	int r;
-
-	*trusted = 0;
-	if (token_tmpl_get(&g->priv, CKA_WRAP_WITH_TRUSTED) == NULL)
-		return CUSTODY_OK;
-	if ((r = custody_token_probe_trusted_private_kek(tok, trusted, err)) !=
-	    CUSTODY_OK)
-		return r;
-	token_tmpl_set_bool(&g->priv, CKA_WRAP_WITH_TRUSTED, *trusted);
-	return CUSTODY_OK;
-}
-
 int
 custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 		       const char *label, X509_NAME *subject, int replicable,
@@ -438,7 +405,7 @@ custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 				 err)) != CUSTODY_OK)
 		goto out;
 	if (replicable &&
-	    (r = replicable_trusted_wrap(tok, &g, &trusted_wrap, err)) !=
+	    (r = token_tmpl_trusted_wrap(tok, &g.priv, &trusted_wrap, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	custody_step("generating an %s key pair on token %s (serial %s), %s",

@@ -46,6 +46,8 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include <custody/clock.h>
+#include <custody/file.h>
 #include <custody/hexfmt.h>
 #include <custody/log.h>
 
@@ -244,8 +246,7 @@ open_lock_file(const char *path, int *out, custody_err *err)
 		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		if (fd >= 0 || errno != ENOENT)
 			break;
-		fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-			  O_CLOEXEC | O_NONBLOCK, 0600);
+		fd = custody_file_create(path, O_RDONLY | O_NONBLOCK, 0600);
 		if (fd >= 0) {
 			created = 1;
 			break;
@@ -326,13 +327,9 @@ out:
 }
 
 static double
-seconds_since(const struct timespec *t0)
+seconds_since(int64_t t0)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t0->tv_sec) +
-	       (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+	return (double)(custody_monotonic_ns() - t0) / 1e9;
 }
 
 /* The lock file still is the file we locked (not removed and made anew
@@ -364,7 +361,7 @@ gate_path(const char *lock_path)
 /* How one wait goes: when it started, how long it may last, how often it
  * tries, and which lock file the messages name. */
 struct lock_wait {
-	struct timespec t0;
+	int64_t t0;		/* custody_monotonic_ns at the start */
 	int timeout;
 	long poll_ns;
 	const char *lock_path;
@@ -399,7 +396,7 @@ take(const char *path, int op, struct lock_wait *w, int *fd, custody_err *err)
 					    strerror(errno));
 			goto out;
 		}
-		if (seconds_since(&w->t0) >= (double)w->timeout) {
+		if (seconds_since(w->t0) >= (double)w->timeout) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "token is busy: another custody "
 					    "process holds %s", w->lock_path);
@@ -408,7 +405,7 @@ take(const char *path, int op, struct lock_wait *w, int *fd, custody_err *err)
 					 w->lock_path);
 			goto out;
 		}
-		if (!w->announced && seconds_since(&w->t0) >= LOCK_ANNOUNCE_S) {
+		if (!w->announced && seconds_since(w->t0) >= LOCK_ANNOUNCE_S) {
 			custody_step("waiting for the token lock %s (another "
 				     "custody process is using the token)",
 				     w->lock_path);
@@ -426,11 +423,11 @@ out:
 static int
 wait_for_lock(const char *path, int timeout, int *out_fd, custody_err *err)
 {
-	struct lock_wait w = {{0, 0}, timeout, LOCK_POLL_NS, path, 0};
+	struct lock_wait w = {0, timeout, LOCK_POLL_NS, path, 0};
 	char *gate = gate_path(path);
 	int fd = -1, gate_fd = -1, r = CUSTODY_EFAIL;
 
-	clock_gettime(CLOCK_MONOTONIC, &w.t0);
+	w.t0 = custody_monotonic_ns();
 	if (gate == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot take the token lock: out of memory");
@@ -456,11 +453,11 @@ out:
 static int
 shared_take(struct token_lock *l, custody_err *err)
 {
-	struct lock_wait w = {{0, 0}, l->timeout, SHARED_POLL_NS, l->path, 0};
+	struct lock_wait w = {0, l->timeout, SHARED_POLL_NS, l->path, 0};
 	char *gate = gate_path(l->path);
 	int r = CUSTODY_EFAIL;
 
-	clock_gettime(CLOCK_MONOTONIC, &w.t0);
+	w.t0 = custody_monotonic_ns();
 	if (gate == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot take the token lock: out of memory");

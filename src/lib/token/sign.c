@@ -465,6 +465,12 @@ token_session_close(custody_token *tok, CK_SESSION_HANDLE s)
 	tok->f->C_CloseSession(s);
 }
 
+CK_SESSION_HANDLE
+token_handle_session(const custody_token *tok)
+{
+	return tok->session;
+}
+
 /* Bytes of the order of the curve named by DER ECParameters. */
 static size_t
 order_len_of(const unsigned char *params, size_t len)

@@ -324,6 +324,25 @@ token_tmpl_signing_private(custody_token *tok, struct token_tmpl *t,
 	token_tmpl_optional_bool(tok, t, TOKEN_ATTR_COPYABLE, 0);
 }
 
+int
+token_tmpl_trusted_wrap(custody_token *tok, struct token_tmpl *priv,
+			int *trusted, custody_err *err)
+{
+	int supported = 0, r;
+
+	if (trusted != NULL)
+		*trusted = 0;
+	if (token_tmpl_get(priv, CKA_WRAP_WITH_TRUSTED) == NULL)
+		return CUSTODY_OK;
+	if ((r = token_probe_trusted_private_kek(tok, &supported, err)) !=
+	    CUSTODY_OK)
+		return r;
+	token_tmpl_set_bool(priv, CKA_WRAP_WITH_TRUSTED, supported);
+	if (trusted != NULL)
+		*trusted = supported;
+	return CUSTODY_OK;
+}
+
 void
 token_tmpl_signing_public(struct token_tmpl *t, CK_KEY_TYPE kt,
 			  const void *id, size_t id_len, const char *label)

@@ -120,6 +120,12 @@ token_rv_name(CK_RV rv)
 	}
 }
 
+const char *
+token_rv_text(CK_RV rv)
+{
+	return token_rv_name(rv) != NULL ? token_rv_name(rv) : "error";
+}
+
 int
 token_err_rv(custody_err *err, int code, CK_RV rv, const char *fmt, ...)
 {
@@ -256,6 +262,64 @@ token_get_attr(custody_token *tok, CK_OBJECT_HANDLE obj,
 out:
 	free(buf);
 	return r;
+}
+
+int
+token_get_bool(custody_token *tok, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
+	       int *out, custody_err *err)
+{
+	CK_BBOOL b = CK_FALSE;
+	CK_ATTRIBUTE a = {type, &b, sizeof(b)};
+	CK_RV rv;
+
+	rv = tok->f->C_GetAttributeValue(tok->session, h, &a, 1);
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot read attribute 0x%lx of an object "
+				    "on token %s", (unsigned long)type,
+				    tok->label);
+	*out = b == CK_TRUE;
+	return CUSTODY_OK;
+}
+
+void
+token_destroy_object(custody_token *tok, CK_OBJECT_HANDLE h, const char *what)
+{
+	CK_RV rv;
+
+	if (h == CK_INVALID_HANDLE)
+		return;
+	rv = tok->f->C_DestroyObject(tok->session, h);
+	if (rv != CKR_OK)
+		custody_warn("cannot remove the %s from token %s again: %s",
+			     what, tok->label, token_rv_text(rv));
+}
+
+int
+token_wrap_key(custody_token *tok, CK_MECHANISM *mech,
+	       CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
+	       unsigned char **out, size_t *out_len, CK_RV *rv_out)
+{
+	CK_ULONG len = 0;
+	unsigned char *buf = NULL;
+	CK_RV rv;
+
+	*out = NULL;
+	*out_len = 0;
+	rv = tok->f->C_WrapKey(tok->session, mech, wrapping, key, NULL, &len);
+	if (rv == CKR_OK && (len == 0 || (buf = malloc(len)) == NULL))
+		rv = CKR_HOST_MEMORY;
+	if (rv == CKR_OK)
+		rv = tok->f->C_WrapKey(tok->session, mech, wrapping, key, buf,
+				       &len);
+	if (rv == CKR_OK) {
+		*out = buf;
+		*out_len = len;
+		buf = NULL;
+	}
+	free(buf);
+	*rv_out = rv;
+	return rv == CKR_OK ? CUSTODY_OK : CUSTODY_EFAIL;
 }
 
 int

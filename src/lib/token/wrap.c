@@ -24,7 +24,6 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include <custody/cert.h>
@@ -40,7 +39,6 @@
 
 #define TRANSPORT_PREFIX "custody-transport:"
 #define ADMITTED_PREFIX "custody-admitted:"
-#define PROBE_PREFIX "custody-probe:"
 
 /* Template values: never written by the token, shared by every call. */
 static CK_BBOOL yes = CK_TRUE;
@@ -84,12 +82,6 @@ static CK_ATTRIBUTE transport_unwrap_template[] = {
 
 
 /* ----------------------------------------------------------- helpers */
-
-static const char *
-rv_text(CK_RV rv)
-{
-	return token_rv_name(rv) != NULL ? token_rv_name(rv) : "error";
-}
 
 /* PREFIX + node into id; EUSAGE when the node name is not one. */
 static int
@@ -162,65 +154,6 @@ find_by_id(custody_token *tok, CK_OBJECT_CLASS *cls, const unsigned char *id,
 	return find_first(tok, t, NELEM(t), h, err);
 }
 
-static int
-bool_of(custody_token *tok, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
-	int *out, custody_err *err)
-{
-	CK_BBOOL b = CK_FALSE;
-	CK_ATTRIBUTE a = {type, &b, sizeof(b)};
-	CK_RV rv;
-
-	rv = tok->f->C_GetAttributeValue(tok->session, h, &a, 1);
-	if (rv != CKR_OK)
-		return token_err_rv(err, CUSTODY_EFAIL, rv,
-				    "cannot read attribute 0x%lx of an object "
-				    "on token %s", (unsigned long)type,
-				    tok->label);
-	*out = b == CK_TRUE;
-	return CUSTODY_OK;
-}
-
-static void
-destroy(custody_token *tok, CK_OBJECT_HANDLE h, const char *what)
-{
-	CK_RV rv;
-
-	if (h == CK_INVALID_HANDLE)
-		return;
-	rv = tok->f->C_DestroyObject(tok->session, h);
-	if (rv != CKR_OK)
-		custody_warn("cannot remove the %s from token %s again: %s",
-			     what, tok->label, rv_text(rv));
-}
-
-/* C_WrapKey, length query first; *out malloc'ed. */
-static int
-wrap(custody_token *tok, CK_MECHANISM *mech, CK_OBJECT_HANDLE wrapping,
-     CK_OBJECT_HANDLE key, unsigned char **out, size_t *out_len,
-     CK_RV *rv_out)
-{
-	CK_ULONG len = 0;
-	unsigned char *buf = NULL;
-	CK_RV rv;
-
-	*out = NULL;
-	*out_len = 0;
-	rv = tok->f->C_WrapKey(tok->session, mech, wrapping, key, NULL, &len);
-	if (rv == CKR_OK && (len == 0 || (buf = malloc(len)) == NULL))
-		rv = CKR_HOST_MEMORY;
-	if (rv == CKR_OK)
-		rv = tok->f->C_WrapKey(tok->session, mech, wrapping, key, buf,
-				       &len);
-	if (rv == CKR_OK) {
-		*out = buf;
-		*out_len = len;
-		buf = NULL;
-	}
-	free(buf);
-	*rv_out = rv;
-	return rv == CKR_OK ? CUSTODY_OK : CUSTODY_EFAIL;
-}
-
 /* ------------------------------------------------------------------- KCV */
 
 /* The wrap under the KEK (token_kek_mech: AES-KW, or AES-CBC with a zero
@@ -270,7 +203,7 @@ wrap_value_under_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
 				 "its input key", what, tok->label);
 		goto out;
 	}
-	if (wrap(tok, &kw, kek, probe, out, out_len, &rv) != CUSTODY_OK) {
+	if (token_wrap_key(tok, &kw, kek, probe, out, out_len, &rv) != CUSTODY_OK) {
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
 				 "cannot compute %s on token %s", what,
 				 tok->label);
@@ -282,7 +215,7 @@ wrap_value_under_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
 	}
 	r = CUSTODY_OK;
 out:
-	destroy(tok, probe, "input key of a KEK computation");
+	token_destroy_object(tok, probe, "input key of a KEK computation");
 	return r;
 }
 
@@ -425,140 +358,6 @@ out:
 	return r;
 }
 
-/* ----------------------------------------------------------------- probe */
-
-/* Destroys the session objects with this id: what a refused C_GenerateKey
- * left behind (SoftHSM 2.6.1 does, with the attributes it had applied). */
-static int
-drop_leftovers(custody_token *tok, unsigned char *id, size_t id_len,
-	       custody_err *err)
-{
-	CK_ATTRIBUTE t[] = {
-		{CKA_ID, id, id_len},
-		A_FALSE(CKA_TOKEN),
-	};
-	CK_OBJECT_HANDLE *h = NULL;
-	size_t n = 0, i;
-	int r;
-
-	if ((r = token_find(tok, t, NELEM(t), &h, &n, err)) != CUSTODY_OK)
-		goto out;
-	for (i = 0; i < n; i++)
-		destroy(tok, h[i], "remains of the refused probe key");
-	if (n > 0)
-		custody_debug("token %s left %zu half-made probe key(s) behind; "
-			      "removed", tok->label, n);
-out:
-	free(h);
-	return r;
-}
-
-int
-custody_token_probe_trusted_private_kek(custody_token *tok, int *supported,
-					custody_err *err)
-{
-	unsigned char probe_id[sizeof(PROBE_PREFIX) - 1 + 8];
-	CK_ATTRIBUTE trusted[] = {
-		/* First: SoftHSM 2.6.1 leaves a half-made object behind when
-		 * it refuses an attribute; this id finds it again. */
-		{CKA_ID, probe_id, sizeof(probe_id)},
-		A(CKA_CLASS, class_secret),
-		A(CKA_KEY_TYPE, type_aes),
-		A(CKA_VALUE_LEN, kek_bytes),
-		A_FALSE(CKA_TOKEN),
-		A_TRUE(CKA_PRIVATE),
-		A_TRUE(CKA_SENSITIVE),
-		A_FALSE(CKA_EXTRACTABLE),
-		A_TRUE(CKA_WRAP),
-		A_FALSE(CKA_UNWRAP),
-		A_FALSE(CKA_ENCRYPT),
-		A_FALSE(CKA_DECRYPT),
-		A_FALSE(CKA_SIGN),
-		A_FALSE(CKA_VERIFY),
-		A_TRUE(CKA_TRUSTED),
-	};
-	CK_ATTRIBUTE guarded[] = {
-		A(CKA_CLASS, class_secret),
-		A(CKA_KEY_TYPE, type_aes),
-		A(CKA_VALUE_LEN, kek_bytes),
-		A_FALSE(CKA_TOKEN),
-		A_TRUE(CKA_PRIVATE),
-		A_TRUE(CKA_SENSITIVE),
-		A_TRUE(CKA_EXTRACTABLE),
-		A_TRUE(CKA_WRAP_WITH_TRUSTED),
-		A_FALSE(CKA_ENCRYPT),
-		A_FALSE(CKA_DECRYPT),
-		A_FALSE(CKA_SIGN),
-		A_FALSE(CKA_VERIFY),
-	};
-	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
-	CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
-	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, key = CK_INVALID_HANDLE;
-	unsigned char *blob = NULL;
-	size_t blob_len = 0;
-	int is_trusted = 0, r;
-	CK_RV rv;
-
-	*supported = 0;
-	if ((r = token_require_login(tok, "probe for trusted keys", err)) !=
-	    CUSTODY_OK)
-		goto out;
-	memcpy(probe_id, PROBE_PREFIX, sizeof(PROBE_PREFIX) - 1);
-	if (RAND_bytes(probe_id + sizeof(PROBE_PREFIX) - 1, 8) != 1) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL,
-					"cannot probe token %s for trusted keys: "
-					"no random bytes", tok->label);
-		goto out;
-	}
-	rv = tok->f->C_GenerateKey(tok->session, &gen, trusted, NELEM(trusted),
-				   &kek);
-	switch (rv) {
-	case CKR_OK:
-		break;
-	case CKR_ATTRIBUTE_READ_ONLY:
-	case CKR_ATTRIBUTE_TYPE_INVALID:
-	case CKR_ATTRIBUTE_VALUE_INVALID:
-	case CKR_TEMPLATE_INCONSISTENT:
-		kek = CK_INVALID_HANDLE;
-		custody_debug("token %s: the user cannot make a trusted private "
-			      "key (%s)", tok->label, rv_text(rv));
-		r = drop_leftovers(tok, probe_id, sizeof(probe_id), err);
-		goto out;
-	default:
-		kek = CK_INVALID_HANDLE;
-		drop_leftovers(tok, probe_id, sizeof(probe_id), NULL);
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot probe token %s for trusted keys",
-				 tok->label);
-		goto out;
-	}
-	if ((r = bool_of(tok, kek, CKA_TRUSTED, &is_trusted, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	rv = tok->f->C_GenerateKey(tok->session, &gen, guarded, NELEM(guarded),
-				   &key);
-	if (rv != CKR_OK) {
-		key = CK_INVALID_HANDLE;
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot probe token %s for trusted keys",
-				 tok->label);
-		goto out;
-	}
-	/* The token must also honour it: wrap a trusted-only key with it. */
-	*supported = is_trusted &&
-		     wrap(tok, &kwp, kek, key, &blob, &blob_len, &rv) ==
-			     CUSTODY_OK;
-	custody_debug("token %s: a trusted private key %s", tok->label,
-		      *supported ? "can be made and wraps trusted-only keys"
-				 : "is not honoured");
-	r = CUSTODY_OK;
-out:
-	destroy(tok, key, "probe key");
-	destroy(tok, kek, "probe key");
-	OPENSSL_clear_free(blob, blob_len);
-	return r;
-}
-
 /* ------------------------------------------------------------------- KEK */
 
 /* An unwrap template: a static one above, and CKA_COPYABLE false where the
@@ -650,8 +449,8 @@ custody_token_kek_create(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
 	cluster = custody_token_require_cluster(tok, "be a cluster member",
 						&why) == CUSTODY_OK;
 	if (cluster &&
-	    (r = custody_token_probe_trusted_private_kek(tok, &trusted,
-							 err)) != CUSTODY_OK)
+	    (r = token_probe_trusted_private_kek(tok, &trusted, err)) !=
+	    CUSTODY_OK)
 		goto out;
 	kek_template(tok, &t, &inner, 1, trusted, cluster);
 	if ((r = token_tmpl_check(&t, tok, "KEK", err)) != CUSTODY_OK)
@@ -687,7 +486,7 @@ custody_token_kek_create(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
 out:
 	/* Only a KEK this call made and could not finish is removed. */
 	if (r != CUSTODY_OK)
-		destroy(tok, h, "KEK");
+		token_destroy_object(tok, h, "KEK");
 	token_tmpl_free(&t);
 	token_tmpl_free(&inner);
 	return r;
@@ -885,8 +684,8 @@ custody_token_transport_create(custody_token *tok, const char *node,
 	r = CUSTODY_OK;
 out:
 	if (r != CUSTODY_OK) {
-		destroy(tok, hpub, "transport public key");
-		destroy(tok, hpriv, "transport private key");
+		token_destroy_object(tok, hpub, "transport public key");
+		token_destroy_object(tok, hpriv, "transport private key");
 	}
 	token_tmpl_free(&pub);
 	token_tmpl_free(&priv);
@@ -1048,7 +847,7 @@ drop_stale_admitted(custody_token *tok)
 				     "%.*s that an earlier custody left on "
 				     "token %s", (int)id_len, (char *)id,
 				     tok->label);
-			destroy(tok, h[i], "stale trusted transport key");
+			token_destroy_object(tok, h[i], "stale trusted transport key");
 		}
 		free(id);
 	}
@@ -1107,7 +906,7 @@ so_logout(custody_token *tok)
 
 	if (rv != CKR_OK)
 		custody_warn("cannot log the security officer out of token %s: "
-			     "%s", tok->label, rv_text(rv));
+			     "%s", tok->label, token_rv_text(rv));
 	else
 		custody_step("security officer logged out of token %s",
 			     tok->label);
@@ -1161,7 +960,7 @@ relogin:
 	drop_stale_admitted(tok);
 	custody_step("wrapping the KEK on token %s for node %s (RSA-OAEP)",
 		     tok->label, node);
-	if (wrap(tok, &mech, pub, kek, blob, blob_len, &rv) != CUSTODY_OK) {
+	if (token_wrap_key(tok, &mech, pub, kek, blob, blob_len, &rv) != CUSTODY_OK) {
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
 				 "cannot wrap the KEK for node %s on token %s",
 				 node, tok->label);
@@ -1170,7 +969,7 @@ relogin:
 	r = CUSTODY_OK;
 out:
 	if (pub != CK_INVALID_HANDLE) {
-		destroy(tok, pub, "trusted transport key");
+		token_destroy_object(tok, pub, "trusted transport key");
 		custody_step("the trusted transport key of node %s is gone from "
 			     "token %s: nobody can wrap the KEK for it again "
 			     "without the security officer", node, tok->label);
@@ -1288,8 +1087,8 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 				    "wrapped KEK is empty", tok->label);
 		goto out;
 	}
-	if ((r = custody_token_probe_trusted_private_kek(tok, &trusted,
-							 err)) != CUSTODY_OK)
+	if ((r = token_probe_trusted_private_kek(tok, &trusted, err)) !=
+	    CUSTODY_OK)
 		goto out;
 	kek_template(tok, &t, &inner, 0, trusted, 1);
 	if ((r = token_tmpl_check(&t, tok, "KEK", err)) != CUSTODY_OK)
@@ -1325,7 +1124,7 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 out:
 	/* Reached with a handle only when this call unwrapped it. */
 	if (r != CUSTODY_OK)
-		destroy(tok, kek, "unwrapped KEK");
+		token_destroy_object(tok, kek, "unwrapped KEK");
 keep:
 	token_tmpl_free(&t);
 	token_tmpl_free(&inner);
@@ -1373,7 +1172,7 @@ custody_token_wrap_private_key(custody_token *tok, const char *key_id,
 				    key_id, tok->label);
 		goto out;
 	}
-	if (wrap(tok, &mech, kek, key, blob, blob_len, &rv) != CUSTODY_OK) {
+	if (token_wrap_key(tok, &mech, kek, key, blob, blob_len, &rv) != CUSTODY_OK) {
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
 				 "cannot wrap private key %s under the KEK on "
 				 "token %s", key_id, tok->label);
@@ -1392,28 +1191,6 @@ custody_token_wrap_private_key(custody_token *tok, const char *key_id,
 	r = CUSTODY_OK;
 out:
 	return r;
-}
-
-/* The subject CN of x (malloc'ed), or NULL. */
-static char *
-subject_cn(X509 *x)
-{
-	X509_NAME *name = X509_get_subject_name(x);
-	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-	unsigned char *utf8 = NULL;
-	char *out = NULL;
-	int len;
-
-	if (i < 0)
-		return NULL;
-	len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(
-						 X509_NAME_get_entry(name, i)));
-	if (len > 0 && (out = malloc((size_t)len + 1)) != NULL) {
-		memcpy(out, utf8, (size_t)len);
-		out[len] = '\0';
-	}
-	OPENSSL_free(utf8);
-	return out;
 }
 
 /* What the certificate's key needs on the token, all OPENSSL_malloc'ed. */
@@ -1588,7 +1365,7 @@ custody_token_unwrap_private_key(custody_token *tok,
 		goto out;
 	custody_hex_encode(id, sizeof(id), hex, 0);
 	if (label == NULL || label[0] == '\0')
-		label = (cn = subject_cn(cert)) != NULL ? cn : hex;
+		label = (cn = custody_cert_subject_cn(cert)) != NULL ? cn : hex;
 	if ((r = pubkey_of(cert, hex, &k, err)) != CUSTODY_OK ||
 	    (r = need_kek(tok, "unwrap a private key", &kek, err)) !=
 	    CUSTODY_OK ||
@@ -1647,8 +1424,8 @@ custody_token_unwrap_private_key(custody_token *tok,
 	r = CUSTODY_OK;
 out:
 	if (r != CUSTODY_OK) {
-		destroy(tok, pub, "public key");
-		destroy(tok, priv, "unwrapped private key");
+		token_destroy_object(tok, pub, "public key");
+		token_destroy_object(tok, priv, "unwrapped private key");
 	}
 	token_tmpl_free(&t);
 	pubkey_free(&k);
@@ -1676,7 +1453,7 @@ custody_token_seal(custody_token *tok, const char *key_id, custody_err *err)
 				    key_id, tok->label);
 		goto out;
 	}
-	if ((r = bool_of(tok, key, CKA_EXTRACTABLE, &extractable, err)) !=
+	if ((r = token_get_bool(tok, key, CKA_EXTRACTABLE, &extractable, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	if (!extractable) {

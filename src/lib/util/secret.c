@@ -23,6 +23,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
+#include <custody/file.h>
 #include <custody/log.h>
 #include <custody/secret.h>
 
@@ -325,24 +326,6 @@ out:
 }
 
 static int
-write_all(int fd, const char *s)
-{
-	size_t len = strlen(s);
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, s, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		s += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int
 read_prompt(const char *prompt, custody_secret *out, custody_err *err)
 {
 	int r = CUSTODY_EFAIL, fd = -1, restore = 0, rc, saved;
@@ -367,7 +350,9 @@ read_prompt(const char *prompt, custody_secret *out, custody_err *err)
 		goto out;
 	}
 	restore = 1;
-	if (write_all(fd, prompt != NULL ? prompt : "PIN: ") != 0) {
+	if (prompt == NULL)
+		prompt = "PIN: ";
+	if (custody_write_all(fd, prompt, strlen(prompt)) != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot prompt for the PIN: %s",
 				    strerror(errno));
@@ -375,7 +360,7 @@ read_prompt(const char *prompt, custody_secret *out, custody_err *err)
 	}
 	rc = read_fd(fd, &buf, 0);
 	saved = errno;
-	(void)write_all(fd, "\n");
+	(void)custody_write_all(fd, "\n", 1);
 	if (rc < 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read the PIN from the terminal: "
