@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/asn1.h>
@@ -13,6 +14,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <custody/cert.h>
 #include <custody/request.h>
 
 #define DN_TYPE_MAX 64		/* bytes of an attribute type, with its NUL  */
@@ -273,19 +275,16 @@ custody_dn_text(const X509_NAME *name, char *buf, size_t size)
 void
 custody_dn_common_name(const X509_NAME *name, char *buf, size_t size)
 {
-	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-	unsigned char *utf8 = NULL;
-	int len;
+	char *utf8 = NULL;
+	size_t len = 0;
+	int pos = -1;
 
 	buf[0] = '\0';
-	if (i < 0)
-		return;
-	len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
-	if (len > 0 && (size_t)len < size) {
-		memcpy(buf, utf8, (size_t)len);
+	if (custody_name_next_cn(name, &pos, &utf8, &len) == 1 && len > 0 && len < size) {
+		memcpy(buf, utf8, len);
 		buf[len] = '\0';
 	}
-	OPENSSL_free(utf8);
+	free(utf8);
 }
 
 /* ---------------------------------------------------------------- SANs */

@@ -26,6 +26,7 @@
 
 #include <custody/audit.h>
 #include <custody/cluster.h>
+#include <custody/file.h>
 #include <custody/hexfmt.h>
 #include <custody/log.h>
 #include <custody/request.h>
@@ -341,30 +342,13 @@ sign_csr(custody_token *tok, const custody_request *rq, X509_REQ *req, custody_e
 int
 custody_request_create_file(custody_request *rq, custody_err *err)
 {
-	rq->fd = open(rq->csr_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+	rq->fd = custody_file_create(rq->csr_path, O_WRONLY, 0644);
 	if (rq->fd < 0)
 		return custody_err_set(err, CUSTODY_EFAIL, "cannot create %s: %s%s", rq->csr_path,
 				       strerror(errno), errno == EEXIST ? " (an existing file "
 				       "is never overwritten)" : "");
 	rq->created_file = 1;
 	return CUSTODY_OK;
-}
-
-static int
-write_all(int fd, const char *buf, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, buf, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* The request in PEM into the file, synced and closed. */
@@ -381,7 +365,7 @@ write_pem(custody_request *rq, X509_REQ *req, custody_err *err)
 		r = custody_err_openssl(err, CUSTODY_EFAIL, "cannot encode the request");
 		goto out;
 	}
-	if (write_all(rq->fd, pem, (size_t)len) != 0 || fsync(rq->fd) != 0) {
+	if (custody_write_all(rq->fd, pem, (size_t)len) != 0 || fsync(rq->fd) != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL, "cannot write %s: %s", rq->csr_path,
 				    strerror(errno));
 		goto out;

@@ -31,6 +31,7 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
+#include <custody/clock.h>
 #include <custody/error.h>
 #include <custody/log.h>
 #include <custody/records.h>
@@ -832,15 +833,6 @@ out:
 	return r;
 }
 
-static int64_t
-monotonic_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /*
  * Waits on the connection's socket for a notification: libpq reads what
  * arrived (PQconsumeInput) and hands it over (PQnotifies).  Not yet
@@ -850,7 +842,7 @@ monotonic_ms(void)
 static int
 pg_wait_change(struct store_conn *s, int timeout_ms, int *changed, custody_err *err)
 {
-	int64_t deadline = monotonic_ms() + timeout_ms;
+	int64_t deadline = custody_monotonic_ms() + timeout_ms;
 	int64_t left;
 	struct pollfd pfd;
 	int r = CUSTODY_EFAIL, n;
@@ -870,7 +862,7 @@ pg_wait_change(struct store_conn *s, int timeout_ms, int *changed, custody_err *
 			goto out;
 		}
 		*changed = 0;
-		left = deadline - monotonic_ms();
+		left = deadline - custody_monotonic_ms();
 		if (left <= 0) {
 			r = CUSTODY_OK;
 			goto out;

@@ -25,6 +25,7 @@
 
 #include <sqlite3.h>
 
+#include <custody/clock.h>
 #include <custody/error.h>
 #include <custody/log.h>
 #include <custody/records.h>
@@ -602,15 +603,6 @@ sqlite_run_script(struct store_conn *s, const char *script, const char *what,
 
 /* ------------------------------------------------------------ changes */
 
-static int64_t
-monotonic_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
 /* Watches the database's directory: every file SQLite writes for a commit
  * (the database, its -wal) is there.  Without inotify, -1: ask always. */
 static void
@@ -665,8 +657,8 @@ sqlite_changed(struct store_conn *s, int *changed, custody_err *err)
 	else if (!s->watching)
 		start_watch(s);	/* asks the database once more, below */
 	else if (s->watch_fd >= 0 && watch_fired(s))
-		s->dirty_until = monotonic_ns() + WATCH_DIRTY_NS;
-	else if (s->watch_fd >= 0 && monotonic_ns() >= s->dirty_until) {
+		s->dirty_until = custody_monotonic_ns() + WATCH_DIRTY_NS;
+	else if (s->watch_fd >= 0 && custody_monotonic_ns() >= s->dirty_until) {
 		*changed = 0;
 		r = CUSTODY_OK;
 		goto out;
