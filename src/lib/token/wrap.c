@@ -998,6 +998,51 @@ kcv_valid(const char *kcv)
 	return 1;
 }
 
+/*
+ * A KEK the token holds before an unwrap: the one expected (*done, OK),
+ * another (*done, refused), or an object that cannot wrap, which a join
+ * killed inside its unwrap leaves: this node is joining (its transport
+ * key and the wrap for it are there), so the object is custody's own:
+ * destroyed (*kek CK_INVALID_HANDLE, not *done: the unwrap goes on).
+ */
+static int
+kek_already_there(custody_token *tok, CK_OBJECT_HANDLE *kek, size_t digits,
+		  const char *expected_kcv, int *done, custody_err *err)
+{
+	char kcv[CUSTODY_KEK_CHECK_HEX + 1];
+	int kek_fault = 0, r;
+	CK_RV rv;
+
+	*done = 1;
+	r = check_of_kek(tok, *kek, digits / 2, kcv, &kek_fault, err);
+	if (r != CUSTODY_OK && kek_fault) {
+		custody_step("token %s holds a KEK object that cannot be "
+			     "used (%s): destroying it and unwrapping the "
+			     "KEK again", tok->label, err->msg);
+		rv = tok->f->C_DestroyObject(tok->session, *kek);
+		if (rv != CKR_OK)
+			return token_err_rv(err, CUSTODY_EFAIL, rv,
+					    "cannot destroy the damaged KEK "
+					    "object (id custody-kek) on "
+					    "token %s", tok->label);
+		*kek = CK_INVALID_HANDLE;
+		*done = 0;
+		return CUSTODY_OK;
+	}
+	if (r != CUSTODY_OK)
+		return r;
+	if (strcasecmp(kcv, expected_kcv) != 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot unwrap the KEK: token "
+				       "%s already holds another KEK "
+				       "(key check value %s, "
+				       "expected %s)", tok->label,
+				       kcv, expected_kcv);
+	custody_step("token %s already holds the KEK "
+		     "(key check value %s)", tok->label, kcv);
+	return CUSTODY_OK;
+}
+
 int
 custody_token_unwrap_kek(custody_token *tok, const char *node,
 			 const unsigned char *blob, size_t blob_len,
@@ -1033,41 +1078,11 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 	    (r = find_kek(tok, &kek, err)) != CUSTODY_OK)
 		goto out;
 	if (kek != CK_INVALID_HANDLE) {
-		int kek_fault = 0;
+		int done = 1;
 
-		r = check_of_kek(tok, kek, digits / 2, kcv, &kek_fault, err);
-		if (r != CUSTODY_OK && kek_fault) {
-			/* A KEK object that cannot wrap: what a join killed
-			 * inside its unwrap leaves.  This node is joining (its
-			 * transport key and the wrap for it are there), so the
-			 * object is custody's own: destroyed, unwrapped again. */
-			custody_step("token %s holds a KEK object that cannot be "
-				     "used (%s): destroying it and unwrapping the "
-				     "KEK again", tok->label, err->msg);
-			rv = tok->f->C_DestroyObject(tok->session, kek);
-			if (rv != CKR_OK) {
-				r = token_err_rv(err, CUSTODY_EFAIL, rv,
-						 "cannot destroy the damaged KEK "
-						 "object (id custody-kek) on "
-						 "token %s", tok->label);
-				goto keep;
-			}
-			kek = CK_INVALID_HANDLE;
-		} else {
-			if (r == CUSTODY_OK &&
-			    strcasecmp(kcv, expected_kcv) == 0)
-				custody_step("token %s already holds the KEK "
-					     "(key check value %s)", tok->label,
-					     kcv);
-			else if (r == CUSTODY_OK)
-				r = custody_err_set(err, CUSTODY_EFAIL,
-						    "cannot unwrap the KEK: token "
-						    "%s already holds another KEK "
-						    "(key check value %s, "
-						    "expected %s)", tok->label,
-						    kcv, expected_kcv);
+		r = kek_already_there(tok, &kek, digits, expected_kcv, &done, err);
+		if (r != CUSTODY_OK || done)
 			goto keep;
-		}
 	}
 	if ((r = find_by_id(tok, &class_private, id, id_len, &priv, err)) !=
 	    CUSTODY_OK)
