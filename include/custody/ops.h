@@ -47,13 +47,13 @@ extern "C" {
  *	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
  *		goto out;
  *	out:
- *	custody_txn_end(&tx);
+ *	custody_txn_end(&tx, r);
  *
  * custody_txn_end rolls back a transaction that is still open and, when
- * the transaction did not commit, destroys what the undo list names, in
- * the order it was added.  custody_txn_run does the same for a write
- * callback.  A commit that fails is over (custody/store.h): the undo
- * runs then too.
+ * the operation failed (r is not CUSTODY_OK: a write, the audit entry or
+ * the commit failed, or anything else after the token objects were
+ * made), destroys what the undo list names, in the order it was added.
+ * custody_txn_run does the same for a write callback.
  */
 
 #define CUSTODY_TXN_UNDO_MAX (CUSTODY_TOKEN_CHAIN_MAX + 4)
@@ -80,7 +80,7 @@ typedef struct custody_txn {
 	custody_token *tok;	/* the token the undo list is on        */
 	const char *node;	/* the node named in audit entries      */
 	custody_err *err;
-	int began, committed;
+	int began;		/* a store transaction is open    */
 	size_t n_undo;
 	custody_txn_undo undo[CUSTODY_TXN_UNDO_MAX];
 } custody_txn;
@@ -103,26 +103,30 @@ int custody_txn_audit(custody_txn *tx, const char *action, const char *type,
 		      const char *identity, const char *thumbprint,
 		      const char *previous, const char *detail);
 
-/* Commits; the undo list is then forgotten. */
+/* Commits. */
 int custody_txn_commit(custody_txn *tx);
 
 /*
  * Adds an object this operation made on tx's token (before or inside the
- * transaction) to the undo list.  warning is the start of the sentence
- * warned when the object cannot be destroyed ("cannot remove the new KEK
- * from token T again"); ": why" follows.  EFAIL when the list is full.
+ * transaction) to the undo list: name is the key id (KEY, CERT) or the
+ * node (TRANSPORT), der the certificate (CERT; copied).  The warning made
+ * from fmt starts the sentence warned when the object cannot be destroyed
+ * ("cannot remove the new KEK from token T again"); ": why" follows.
+ * EFAIL when the list is full.
  */
 int custody_txn_undo_add(custody_txn *tx, enum custody_txn_undo_kind kind,
 			 const char *name, const unsigned char *der,
-			 size_t der_len, const char *warning);
+			 size_t der_len, const char *fmt, ...)
+	CUSTODY_PRINTF(6, 7);
 
 /*
- * Ends tx: rolls back a transaction still open; when it did not commit,
- * destroys what the undo list names.  Returns 1 when everything is
- * undone (or nothing had to be), 0 when something stayed on the token
- * (warned).  tx->err is left as it was.  Frees what tx holds.
+ * Ends tx: rolls back a transaction still open; when status (the
+ * operation's) is not CUSTODY_OK, destroys what the undo list names.
+ * Returns 1 when everything is undone (or nothing had to be), 0 when
+ * something stayed on the token (warned).  tx->err is left as it was.
+ * Frees what tx holds.
  */
-int custody_txn_end(custody_txn *tx);
+int custody_txn_end(custody_txn *tx, int status);
 
 /* begin → write(tx, ctx) → commit → end: the status of the first step
  * that failed, or CUSTODY_OK.  write appends its own audit entries. */
@@ -194,7 +198,8 @@ int custody_change_audit_due_roll(custody_txn *tx,
 /*
  * In a transaction of its own: when the stored record of (type, identity)
  * holds a pending roll that is due at now, writes the rolled record and
- * its "roll-effective" audit entry (*rolled = 1, may be NULL).  OK when
+ * its "roll-effective" audit entry, and the rolled record into *rolled
+ * (may be NULL; its type stays "" when nothing was written).  OK when
  * there was nothing to do; the error of the first failing step otherwise
  * (its text is dropped: this is best effort).
  */

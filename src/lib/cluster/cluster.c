@@ -30,6 +30,7 @@
 #include <custody/error.h>
 #include <custody/hexfmt.h>
 #include <custody/log.h>
+#include <custody/ops.h>
 #include <custody/store.h>
 #include <custody/timefmt.h>
 #include <custody/token.h>
@@ -88,26 +89,6 @@ check_thumbprint(const char *t, custody_err *err)
 bad:
 	return custody_err_set(err, CUSTODY_EUSAGE,
 			       "bad thumbprint: expected 40 upper-case hex digits");
-}
-
-/* One audit entry for a cluster change, in the caller's transaction. */
-static int
-audit(custody_store *st, const char *node, const char *action,
-      const char *thumbprint, const char *detail, custody_err *err)
-{
-	custody_audit_entry d;
-	int r;
-
-	memset(&d, 0, sizeof(d));
-	snprintf(d.node, sizeof(d.node), "%s", node);
-	snprintf(d.action, sizeof(d.action), "%s", action);
-	snprintf(d.thumbprint, sizeof(d.thumbprint), "%s",
-		 thumbprint != NULL ? thumbprint : "");
-	d.detail = (char *)detail;
-	r = custody_audit_append(st, &d, err);
-	if (r != CUSTODY_OK)
-		custody_err_prefix(err, "cannot append to the audit log");
-	return r;
 }
 
 /* The store's KEK key check value, "" when it records none. */
@@ -250,10 +231,12 @@ kek_create_attached(custody_token *tok, custody_store *st,
 	unsigned char *authority = NULL;
 	size_t authority_len = 0;
 	custody_node_record rec;
-	int r, created = 0, authority_made = 0, in_tx = 0;
+	custody_txn tx;
+	int r, created = 0;
 	int64_t now = clock_now();
 
 	memset(&rec, 0, sizeof(rec));
+	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = read_store_kcv(st, seen, err)) != CUSTODY_OK)
 		goto out;
@@ -296,7 +279,11 @@ kek_create_attached(custody_token *tok, custody_store *st,
 			     "sensitive, wrap and unwrap only, extractable only "
 			     "under a trusted key", custody_token_label(tok),
 			     custody_token_serial(tok), node);
-		if ((r = custody_token_kek_create(tok, kcv, err)) != CUSTODY_OK)
+		if ((r = custody_token_kek_create(tok, kcv, err)) != CUSTODY_OK ||
+		    (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_KEK, NULL, NULL, 0,
+					      "cannot remove the new KEK from token %s "
+					      "again", custody_token_label(tok))) !=
+		    CUSTODY_OK)
 			goto out;
 		created = 1;
 		custody_step("created the KEK on token %s: key check value %s",
@@ -307,15 +294,20 @@ kek_create_attached(custody_token *tok, custody_store *st,
 	if ((r = custody_token_authority_create(tok, &authority, &authority_len,
 						err)) != CUSTODY_OK)
 		goto out;
-	authority_made = 1;
+	/* (A KEK that was there already keeps the authority made beside it.) */
+	if (created &&
+	    (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_AUTHORITY, NULL, NULL, 0,
+				      "cannot remove the new cluster authority key "
+				      "from token %s again",
+				      custody_token_label(tok))) != CUSTODY_OK)
+		goto out;
 	custody_cluster_fingerprint(authority, authority_len, fp);
 	custody_step("cluster authority fingerprint %s (every enrolling node "
 		     "confirms it)", fp);
 	custody_step("step 3/3: recording the key check value, the authority "
 		     "and node %s as the first member in the store", node);
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK)
 		goto out;
-	in_tx = 1;
 	snprintf(when, sizeof(when), "%lld", (long long)now);
 	if ((r = custody_store_put_meta(st, META_KCV, kcv, 0, err)) != CUSTODY_OK ||
 	    (r = cluster_put_store_authority(st, authority, authority_len,
@@ -343,30 +335,15 @@ kek_create_attached(custody_token *tok, custody_store *st,
 		 "cluster authority %s on token %s (serial %s)", kcv, fp,
 		 custody_token_label(tok), custody_token_serial(tok));
 	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
-	    (r = audit(st, node, "kek-create", NULL, detail, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+	    (r = custody_txn_audit(&tx, "kek-create", NULL, NULL, NULL, NULL,
+				   detail)) != CUSTODY_OK ||
+	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("the cluster KEK has key check value %s; node %s is its "
 		     "first member", kcv, node);
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
-	if (r != CUSTODY_OK && created) {
-		custody_err ignored;
-
-		if (custody_token_kek_destroy(tok, &ignored) != CUSTODY_OK)
-			custody_warn("cannot remove the new KEK from token %s "
-				     "again: %s", custody_token_label(tok),
-				     ignored.msg);
-		if (authority_made &&
-		    custody_token_authority_destroy(tok, &ignored) != CUSTODY_OK)
-			custody_warn("cannot remove the new cluster authority "
-				     "key from token %s again: %s",
-				     custody_token_label(tok), ignored.msg);
-	}
+	custody_txn_end(&tx, r);
 	free(authority);
 	custody_node_record_clear(&rec);
 	return r;
@@ -392,10 +369,12 @@ custody_cluster_authority(custody_token *tok, custody_store *st,
 	unsigned char *stored = NULL, *mine = NULL;
 	size_t stored_len = 0, mine_len = 0;
 	char kcv[CUSTODY_KCV_HEX + 1], detail[256];
-	int r, made = 0, in_tx = 0;
+	custody_txn tx;
+	int r;
 
 	fp[0] = '\0';
 	*held = 0;
+	custody_txn_init(&tx, st, tok, node, err);
 	r = cluster_store_authority(st, &stored, &stored_len, err);
 	if (r == CUSTODY_OK) {
 		custody_cluster_fingerprint(stored, stored_len, fp);
@@ -419,39 +398,29 @@ custody_cluster_authority(custody_token *tok, custody_store *st,
 		     "which holds the KEK (key check value %s)",
 		     custody_token_label(tok), kcv);
 	if ((r = custody_token_authority_create(tok, &mine, &mine_len, err)) !=
-	    CUSTODY_OK)
+	    CUSTODY_OK ||
+	    (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_AUTHORITY, NULL, NULL, 0,
+				      "cannot remove the new cluster authority key "
+				      "from token %s again",
+				      custody_token_label(tok))) != CUSTODY_OK)
 		goto out;
-	made = 1;
 	custody_cluster_fingerprint(mine, mine_len, fp);
 	snprintf(detail, sizeof(detail), "cluster authority %s on token %s "
 		 "(serial %s)", fp, custody_token_label(tok),
 		 custody_token_serial(tok));
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
-	if ((r = cluster_put_store_authority(st, mine, mine_len, err)) !=
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = cluster_put_store_authority(st, mine, mine_len, err)) !=
 	    CUSTODY_OK ||
-	    (r = audit(st, node, "authority-create", NULL, detail, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+	    (r = custody_txn_audit(&tx, "authority-create", NULL, NULL, NULL,
+				   NULL, detail)) != CUSTODY_OK ||
+	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("cluster authority %s recorded: every enrolling node "
 		     "confirms this fingerprint", fp);
 	*held = 1;
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
-	if (r != CUSTODY_OK && made) {
-		custody_err ignored;
-
-		if (custody_token_authority_destroy(tok, &ignored) != CUSTODY_OK)
-			custody_warn("cannot remove the new cluster authority "
-				     "key from token %s again: %s",
-				     custody_token_label(tok), ignored.msg);
-	}
+	custody_txn_end(&tx, r);
 	free(stored);
 	free(mine);
 	return r;
@@ -567,9 +536,11 @@ node_enroll_attached(custody_token *tok, custody_store *st,
 	unsigned char *spki = NULL;
 	size_t spki_len = 0;
 	char fp[CLUSTER_FP_SIZE], detail[256], have[CUSTODY_KCV_HEX + 1];
-	int r, created = 0, in_tx = 0, stored = 0, pinned = 0;
+	custody_txn tx;
+	int r, stored = 0, pinned = 0;
 
 	memset(&rec, 0, sizeof(rec));
+	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_node(node, err)) != CUSTODY_OK)
 		goto out;
 	r = custody_store_get_node(st, node, &rec, err);
@@ -598,7 +569,12 @@ node_enroll_attached(custody_token *tok, custody_store *st,
 	}
 	custody_step("step 1/3: the cluster authority this node trusts");
 	if ((r = pin_authority(tok, st, node, authority_fp, &pinned, err)) !=
-	    CUSTODY_OK)
+	    CUSTODY_OK ||
+	    (pinned &&
+	     (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_AUTHORITY_PIN, NULL, NULL, 0,
+				       "cannot remove the pinned cluster authority "
+				       "from token %s again",
+				       custody_token_label(tok))) != CUSTODY_OK))
 		goto out;
 	custody_step("step 2/3: the transport key pair of node %s on token %s "
 		     "(serial %s)", node, custody_token_label(tok),
@@ -607,9 +583,12 @@ node_enroll_attached(custody_token *tok, custody_store *st,
 	if (r == CUSTODY_ENOTFOUND) {
 		if ((r = custody_token_transport_create(tok, node, &spki,
 							&spki_len, err)) !=
+		    CUSTODY_OK ||
+		    (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_TRANSPORT, node, NULL,
+					      0, "cannot remove the new transport "
+					      "key of node %s again", node)) !=
 		    CUSTODY_OK)
 			goto out;
-		created = 1;
 	} else if (r != CUSTODY_OK) {
 		goto out;
 	} else {
@@ -652,37 +631,17 @@ node_enroll_attached(custody_token *tok, custody_store *st,
 	snprintf(detail, sizeof(detail), "transport key RSA-3072 SHA-256 %s on "
 		 "token %s (serial %s)", fp, custody_token_label(tok),
 		 custody_token_serial(tok));
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
-	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
-	    (r = audit(st, node, CUSTODY_AUDIT_NODE_ENROLL, NULL, detail, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
+	    (r = custody_txn_audit(&tx, CUSTODY_AUDIT_NODE_ENROLL, NULL, NULL, NULL,
+				   NULL, detail)) != CUSTODY_OK ||
+	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("node %s is enrolled: the security officer admits it on a "
 		     "member with custody node admit %s", node, node);
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
-	if (r != CUSTODY_OK && created) {
-		custody_err ignored;
-
-		if (custody_token_transport_destroy(tok, node, &ignored) !=
-		    CUSTODY_OK)
-			custody_warn("cannot remove the new transport key of node "
-				     "%s again: %s", node, ignored.msg);
-	}
-	if (r != CUSTODY_OK && pinned) {
-		custody_err ignored;
-
-		if (custody_token_authority_unpin(tok, &ignored) != CUSTODY_OK)
-			custody_warn("cannot remove the pinned cluster authority "
-				     "from token %s again: %s",
-				     custody_token_label(tok), ignored.msg);
-	}
+	custody_txn_end(&tx, r);
 	free(spki);
 	custody_node_record_clear(&rec);
 	return r;
@@ -743,10 +702,12 @@ node_admit_attached(custody_token *tok, custody_store *st,
 	char kcv[CUSTODY_KCV_HEX + 1], check[CUSTODY_KEK_CHECK_HEX + 1];
 	char fp[CLUSTER_FP_SIZE], authority_fp[CLUSTER_FP_SIZE], detail[320];
 	char *msg = NULL;
-	int r, in_tx = 0;
+	custody_txn tx;
+	int r;
 
 	memset(&rec, 0, sizeof(rec));
 	memset(&fresh, 0, sizeof(fresh));
+	custody_txn_init(&tx, st, tok, this_node, err);
 	if ((r = check_node(this_node, err)) != CUSTODY_OK ||
 	    (r = check_node(node, err)) != CUSTODY_OK)
 		goto out;
@@ -834,10 +795,8 @@ node_admit_attached(custody_token *tok, custody_store *st,
 	custody_step("step 3/3: recording node %s as admitted, with the wrapped "
 		     "KEK (%zu bytes of ciphertext) and the signed admission, in "
 		     "the store", node, blob_len);
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
-	if ((r = custody_store_get_node(st, node, &fresh, err)) != CUSTODY_OK)
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = custody_store_get_node(st, node, &fresh, err)) != CUSTODY_OK)
 		goto out;
 	if (!same_bytes(fresh.transport_spki, fresh.transport_spki_len,
 			rec.transport_spki, rec.transport_spki_len)) {
@@ -866,18 +825,15 @@ node_admit_attached(custody_token *tok, custody_store *st,
 		 node, custody_token_label(tok), custody_token_serial(tok), fp,
 		 kcv, check, authority_fp);
 	if ((r = custody_store_put_node(st, &fresh, err)) != CUSTODY_OK ||
-	    (r = audit(st, this_node, "node-admit", NULL, detail, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+	    (r = custody_txn_audit(&tx, "node-admit", NULL, NULL, NULL, NULL,
+				   detail)) != CUSTODY_OK ||
+	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("node %s is admitted: it joins with custody node join; "
 		     "the KEK check it will show is %s", node, check);
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
+	custody_txn_end(&tx, r);
 	if (blob != NULL)
 		OPENSSL_clear_free(blob, blob_len);
 	free(sig);
@@ -979,9 +935,11 @@ node_join_attached(custody_token *tok, custody_store *st,
 	custody_node_record rec;
 	char kcv[CUSTODY_KCV_HEX + 1], have[CUSTODY_KCV_HEX + 1], detail[256];
 	custody_err ignored;
-	int r, in_tx = 0, had_kek = 0, unwrapped = 0;
+	custody_txn tx;
+	int r, had_kek = 0;
 
 	memset(&rec, 0, sizeof(rec));
+	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = need_store_kcv(st, "join the cluster", kcv, err)) != CUSTODY_OK)
 		goto out;
@@ -1044,19 +1002,21 @@ node_join_attached(custody_token *tok, custody_store *st,
 		     custody_token_serial(tok));
 	if ((r = custody_token_unwrap_kek(tok, node, rec.kek_wrap,
 					  rec.kek_wrap_len, rec.kek_check,
-					  err)) != CUSTODY_OK)
+					  err)) != CUSTODY_OK ||
+	    (!had_kek &&
+	     (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_KEK, NULL, NULL, 0,
+				       "cannot remove the unwrapped KEK from token "
+				       "%s again", custody_token_label(tok))) !=
+	     CUSTODY_OK))
 		goto out;
-	unwrapped = !had_kek;
 	custody_step("the KEK on token %s has the admitted 64-bit check %s "
 		     "(key check value %s)", custody_token_label(tok),
 		     rec.kek_check, kcv);
 	custody_step("step 2/3: recording node %s as a member and deleting the "
 		     "wrapped KEK from the store", node);
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
 	custody_node_record_clear(&rec);
-	if ((r = custody_store_get_node(st, node, &rec, err)) != CUSTODY_OK)
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = custody_store_get_node(st, node, &rec, err)) != CUSTODY_OK)
 		goto out;
 	if (rec.kek_wrap != NULL)
 		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
@@ -1071,10 +1031,9 @@ node_join_attached(custody_token *tok, custody_store *st,
 		 "%s); its wrap deleted from the store; transport key destroyed",
 		 kcv, custody_token_label(tok), custody_token_serial(tok));
 	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
-	    (r = audit(st, node, "node-join", NULL, detail, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+	    (r = custody_txn_audit(&tx, "node-join", NULL, NULL, NULL, NULL,
+				   detail)) != CUSTODY_OK ||
+	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("step 3/3: destroying the transport key pair of node %s on "
 		     "token %s: nothing can unwrap a KEK with it again", node,
@@ -1088,12 +1047,7 @@ node_join_attached(custody_token *tok, custody_store *st,
 		     node, kcv);
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
-	if (r != CUSTODY_OK && unwrapped &&
-	    custody_token_kek_destroy(tok, &ignored) != CUSTODY_OK)
-		custody_warn("cannot remove the unwrapped KEK from token %s "
-			     "again: %s", custody_token_label(tok), ignored.msg);
+	custody_txn_end(&tx, r);
 	custody_node_record_clear(&rec);
 	return r;
 }
@@ -1177,28 +1131,26 @@ custody_cluster_package_key(custody_token *tok, custody_store *st,
 {
 	custody_cert_record cert;
 	char detail[160];
-	int r, in_tx = 0;
+	custody_txn tx;
+	int r;
 
 	memset(&cert, 0, sizeof(cert));
+	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
 	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
 	    (r = custody_cert_record_check(&cert, NULL, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
 	snprintf(detail, sizeof(detail), "key id %s wrapped under the KEK on "
 		 "token %s", cert.key_id, custody_token_label(tok));
-	if ((r = custody_cluster_package_put(tok, st, node, thumbprint,
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = custody_cluster_package_put(tok, st, node, thumbprint,
 					     cert.key_id, err)) != CUSTODY_OK ||
-	    (r = audit(st, node, "package", thumbprint, detail, err)) !=
-	    CUSTODY_OK)
+	    (r = custody_txn_audit(&tx, "package", NULL, NULL, thumbprint, NULL,
+				   detail)) != CUSTODY_OK)
 		goto out;
-	in_tx = 0;
-	r = custody_store_commit(st, err);
+	r = custody_txn_commit(&tx);
 out:
-	if (in_tx)
-		custody_store_rollback(st);
+	custody_txn_end(&tx, r);
 	custody_cert_record_clear(&cert);
 	return r;
 }
@@ -1279,55 +1231,22 @@ static void
 materialize_rolls(custody_store *st, const char *node, int64_t now,
 		  const custody_assignment *all, size_t n)
 {
-	custody_assignment stored, resolved;
-	custody_err e;
-	char t[32], detail[80];
+	custody_assignment resolved;
+	char t[CUSTODY_TIME_TEXT];
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		struct tm tm;
-		time_t when;
-
 		if (strcasecmp(all[i].identity, "global") != 0 ||
 		    !custody_assign_resolve(&all[i], now, &resolved))
 			continue;
-		if (custody_store_begin(st, &e) != CUSTODY_OK)
-			continue;
-		if (custody_store_get_assignment(st, all[i].type, "global",
-						 &stored, &e) != CUSTODY_OK ||
-		    !custody_assign_resolve(&stored, now, &resolved) ||
-		    custody_store_put_assignment(st, &resolved, &e) != CUSTODY_OK)
-			goto next;
-		when = (time_t)resolved.current.effective;
-		if (gmtime_r(&when, &tm) == NULL ||
-		    strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-			snprintf(t, sizeof(t), "%lld",
-				 (long long)resolved.current.effective);
-		snprintf(detail, sizeof(detail), "took effect at %s", t);
-		{
-			custody_audit_entry d;
-
-			memset(&d, 0, sizeof(d));
-			snprintf(d.node, sizeof(d.node), "%s", node);
-			snprintf(d.action, sizeof(d.action), "roll-effective");
-			snprintf(d.type, sizeof(d.type), "%s", resolved.type);
-			snprintf(d.identity, sizeof(d.identity), "%s",
-				 resolved.identity);
-			snprintf(d.thumbprint, sizeof(d.thumbprint), "%s",
-				 resolved.current.thumbprint);
-			snprintf(d.previous_thumbprint,
-				 sizeof(d.previous_thumbprint), "%s",
-				 resolved.previous.thumbprint);
-			d.detail = detail;
-			if (custody_audit_append(st, &d, &e) != CUSTODY_OK)
-				goto next;
-		}
-		if (custody_store_commit(st, &e) == CUSTODY_OK)
+		if (custody_change_materialize_due_roll(st, node, all[i].type,
+							"global", now, &resolved) ==
+		    CUSTODY_OK && resolved.type[0] != '\0')
 			custody_step("the roll of %s/global to %s took effect at "
 				     "%s", resolved.type,
-				     resolved.current.thumbprint, t);
-next:
-		custody_store_rollback(st);
+				     resolved.current.thumbprint,
+				     custody_time_format(resolved.current.effective,
+							 t));
 	}
 }
 
@@ -1647,12 +1566,13 @@ write_sync(custody_token *tok, custody_store *st, const char *node,
 	custody_node_record rec;
 	size_t i, unwrapped = 0, packaged = 0;
 	char detail[160];
-	int r, in_tx = 0;
+	custody_txn tx;
+	int r;
 
 	memset(&rec, 0, sizeof(rec));
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+	custody_txn_init(&tx, st, tok, node, err);
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK)
 		goto out;
-	in_tx = 1;
 	for (i = 0; i < res->n; i++) {
 		custody_sync_item *it = &res->items[i];
 		custody_cert_record cert;
@@ -1678,8 +1598,8 @@ write_sync(custody_token *tok, custody_store *st, const char *node,
 		}
 		unwrapped += it->unwrapped != 0;
 		if (it->repaired &&
-		    (r = audit(st, node, "repair", it->thumbprint, it->repair,
-			       err)) != CUSTODY_OK)
+		    (r = custody_txn_audit(&tx, "repair", NULL, NULL, it->thumbprint,
+					   NULL, it->repair)) != CUSTODY_OK)
 			goto out;
 		memset(&rep, 0, sizeof(rep));
 		snprintf(rep.node, sizeof(rep.node), "%s", node);
@@ -1705,14 +1625,13 @@ write_sync(custody_token *tok, custody_store *st, const char *node,
 		snprintf(detail, sizeof(detail), "token %s: %zu key(s) unwrapped, "
 			 "%zu packaged, %zu refused", custody_token_label(tok),
 			 unwrapped, packaged, (size_t)res->refused);
-		if ((r = audit(st, node, "sync", NULL, detail, err)) != CUSTODY_OK)
+		if ((r = custody_txn_audit(&tx, "sync", NULL, NULL, NULL, NULL,
+					   detail)) != CUSTODY_OK)
 			goto out;
 	}
-	in_tx = 0;
-	r = custody_store_commit(st, err);
+	r = custody_txn_commit(&tx);
 out:
-	if (in_tx)
-		custody_store_rollback(st);
+	custody_txn_end(&tx, r);
 	custody_node_record_clear(&rec);
 	return r;
 }
@@ -1818,9 +1737,11 @@ seal_attached(custody_token *tok, custody_store *st, const char *node,
 	size_t n_nodes = 0, n_reps = 0, i, j, members = 0;
 	char missing[512] = "", who[512] = "", detail[768];
 	size_t mlen = 0, wlen = 0;
-	int present = 0, r, in_tx = 0;
+	custody_txn tx;
+	int present = 0, r;
 
 	memset(&cert, 0, sizeof(cert));
+	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
 	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
@@ -1884,18 +1805,17 @@ seal_attached(custody_token *tok, custody_store *st, const char *node,
 	custody_step("step 2/2: turning CKA_EXTRACTABLE off for key id %s on "
 		     "token %s (irreversible)", cert.key_id,
 		     custody_token_label(tok));
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK)
 		goto out;
-	in_tx = 1;
 	snprintf(detail, sizeof(detail), "key id %s on token %s no longer "
 		 "extractable; %zu member(s)%s%s%s%s", cert.key_id,
 		 custody_token_label(tok), members, who[0] != '\0' ? " hold it: " : "",
 		 who, missing[0] != '\0' ? "; forced, missing: " : "", missing);
-	if ((r = audit(st, node, "seal", thumbprint, detail, err)) != CUSTODY_OK ||
+	if ((r = custody_txn_audit(&tx, "seal", NULL, NULL, thumbprint, NULL,
+				   detail)) != CUSTODY_OK ||
 	    (r = custody_token_seal(tok, cert.key_id, err)) != CUSTODY_OK)
 		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK) {
+	if ((r = custody_txn_commit(&tx)) != CUSTODY_OK) {
 		custody_warn("the key is sealed on token %s, but the audit entry "
 			     "was not written", custody_token_label(tok));
 		goto out;
@@ -1904,8 +1824,7 @@ seal_attached(custody_token *tok, custody_store *st, const char *node,
 		     "of %s's key from this one", thumbprint);
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
+	custody_txn_end(&tx, r);
 	custody_cert_record_clear(&cert);
 	custody_node_records_free(nodes, n_nodes);
 	free(reps);

@@ -144,6 +144,8 @@ custody_change_materialize_due_roll(custody_store *st, const char *node,
 	custody_txn tx;
 	int r;
 
+	if (rolled != NULL)
+		memset(rolled, 0, sizeof(*rolled));
 	custody_txn_init(&tx, st, NULL, node, &ignored);
 	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK)
 		goto out;
@@ -157,7 +159,7 @@ custody_change_materialize_due_roll(custody_store *st, const char *node,
 	if (rolled != NULL)
 		*rolled = resolved;
 out:
-	custody_txn_end(&tx);
+	custody_txn_end(&tx, r);
 	return r;
 }
 
@@ -170,7 +172,7 @@ custody_change_apply(custody_txn *tx, const custody_cert_record *rec, custody_ch
 	    (r = custody_store_put_cert(tx->st, rec, tx->err)) == CUSTODY_OK &&
 	    (r = custody_change_write(tx, ch)) == CUSTODY_OK)
 		r = custody_txn_commit(tx);
-	custody_txn_end(tx);
+	custody_txn_end(tx, r);
 	return r;
 }
 
@@ -208,6 +210,6 @@ custody_remove(custody_ops_env *env, const custody_assignment *before,
 				   removed_thumbprint(before, slot), NULL,
 				   custody_slot_label(slot))) == CUSTODY_OK)
 		r = custody_txn_commit(&tx);
-	custody_txn_end(&tx);
+	custody_txn_end(&tx, r);
 	return r;
 }

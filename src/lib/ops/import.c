@@ -225,7 +225,7 @@ undo_ca_cert(struct import *im, custody_txn *tx, X509 *x)
 {
 	const custody_token_import_result *made = &im->made;
 	unsigned char id[20], *der = NULL;
-	char hex[CUSTODY_KEY_ID_HEX + 1], warning[128];
+	char hex[CUSTODY_KEY_ID_HEX + 1];
 	custody_err ignored;
 	int i, len, r;
 
@@ -238,8 +238,8 @@ undo_ca_cert(struct import *im, custody_txn *tx, X509 *x)
 	if (i == made->created_chain || i == CUSTODY_TOKEN_CHAIN_MAX ||
 	    (len = i2d_X509(x, &der)) <= 0)
 		return CUSTODY_OK;
-	snprintf(warning, sizeof(warning), "could not remove CA certificate %s again", hex);
-	r = custody_txn_undo_add(tx, CUSTODY_UNDO_CERT, hex, der, (size_t)len, warning);
+	r = custody_txn_undo_add(tx, CUSTODY_UNDO_CERT, hex, der, (size_t)len,
+				 "could not remove CA certificate %s again", hex);
 	OPENSSL_free(der);
 	return r;
 }
@@ -252,18 +252,19 @@ note_undo(struct import *im, custody_txn *tx)
 	const custody_token_import_result *made = &im->made;
 	const custody_cert_record *rec = &im->res->rec;
 	STACK_OF(X509) *chain = im->req->bundle->chain;
-	char warning[128];
 	int i, r = CUSTODY_OK;
 
-	snprintf(warning, sizeof(warning), "could not remove the objects of key id %s again",
-		 made->key_id);
 	/* The key with its certificate, or the certificate alone (a new
 	 * certificate for a key the token held already). */
 	if (made->created_key && made->created_cert)
-		r = custody_txn_undo_add(tx, CUSTODY_UNDO_KEY, made->key_id, NULL, 0, warning);
+		r = custody_txn_undo_add(tx, CUSTODY_UNDO_KEY, made->key_id, NULL, 0,
+					 "could not remove the objects of key id %s again",
+					 made->key_id);
 	else if (made->created_cert)
 		r = custody_txn_undo_add(tx, CUSTODY_UNDO_CERT, made->key_id, rec->der,
-					 rec->der_len, warning);
+					 rec->der_len,
+					 "could not remove the objects of key id %s again",
+					 made->key_id);
 	/* The CA certificates it created, each under its own key id. */
 	for (i = 0; r == CUSTODY_OK && chain != NULL && i < sk_X509_num(chain); i++)
 		r = undo_ca_cert(im, tx, sk_X509_value(chain, i));
@@ -413,7 +414,7 @@ custody_import(custody_ops_env *env, const custody_import_request *req,
 	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 out:
-	if (!custody_txn_end(&tx))
+	if (!custody_txn_end(&tx, r))
 		noted = 0;	/* the note stays, for custody tidy */
 	if (noted)	/* done, or undone */
 		custody_token_intent_done(env->token, res->rec.key_id);

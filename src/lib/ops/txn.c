@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,18 +70,17 @@ custody_txn_commit(custody_txn *tx)
 {
 	int r = custody_store_commit(tx->st, tx->err);
 
-	/* Committed or not, the store's transaction is over. */
-	tx->began = 0;
-	tx->committed = r == CUSTODY_OK;
+	tx->began = 0;	/* committed or not, the store's transaction is over */
 	return r;
 }
 
 int
 custody_txn_undo_add(custody_txn *tx, enum custody_txn_undo_kind kind,
 		     const char *name, const unsigned char *der, size_t der_len,
-		     const char *warning)
+		     const char *fmt, ...)
 {
 	custody_txn_undo *u;
+	va_list ap;
 
 	if (tx->n_undo == CUSTODY_TXN_UNDO_MAX)
 		return custody_err_set(tx->err, CUSTODY_EFAIL,
@@ -96,7 +97,9 @@ custody_txn_undo_add(custody_txn *tx, enum custody_txn_undo_kind kind,
 	}
 	u->kind = kind;
 	snprintf(u->name, sizeof(u->name), "%s", name != NULL ? name : "");
-	snprintf(u->warning, sizeof(u->warning), "%s", warning);
+	va_start(ap, fmt);
+	vsnprintf(u->warning, sizeof(u->warning), fmt, ap);
+	va_end(ap);
 	tx->n_undo++;
 	return CUSTODY_OK;
 }
@@ -138,7 +141,7 @@ undo_one(custody_token *tok, const custody_txn_undo *u)
 }
 
 int
-custody_txn_end(custody_txn *tx)
+custody_txn_end(custody_txn *tx, int status)
 {
 	size_t i;
 	int undone = 1;
@@ -147,7 +150,7 @@ custody_txn_end(custody_txn *tx)
 		custody_store_rollback(tx->st);
 	tx->began = 0;
 	for (i = 0; i < tx->n_undo; i++) {
-		if (!tx->committed && !undo_one(tx->tok, &tx->undo[i]))
+		if (status != CUSTODY_OK && !undo_one(tx->tok, &tx->undo[i]))
 			undone = 0;
 		free(tx->undo[i].der);
 		tx->undo[i].der = NULL;
@@ -164,7 +167,7 @@ custody_txn_run(custody_txn *tx, int (*write)(custody_txn *tx, void *ctx), void 
 	if ((r = custody_txn_begin(tx)) == CUSTODY_OK &&
 	    (r = write(tx, ctx)) == CUSTODY_OK)
 		r = custody_txn_commit(tx);
-	custody_txn_end(tx);
+	custody_txn_end(tx, r);
 	return r;
 }
 
