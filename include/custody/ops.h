@@ -185,6 +185,13 @@ int custody_change_plan(custody_ops_env *env, const custody_change_request *req,
 			const custody_cert_record *rec, custody_change *ch,
 			custody_err *err);
 
+/* As custody_change_plan, for a certificate the policy checks first
+ * (rec->der: a certificate already on the token). */
+int custody_change_plan_cert(custody_ops_env *env,
+			     const custody_change_request *req,
+			     const custody_cert_record *rec, custody_change *ch,
+			     custody_err *err);
+
 /* Writes ch->after with the version the plan read, and its audit entries
  * (a roll that came due first), inside tx: ECONFLICT when the assignment
  * changed since.  A no-op writes nothing. */

@@ -45,17 +45,23 @@ change_env(struct cli *cli, custody_ops_env *env)
 	env->ctx = cli;
 }
 
+void
+change_env_now(struct cli *cli, custody_ops_env *env)
+{
+	/* The clock as the change is decided, not as the process started:
+	 * an import may have waited on a pipe for a certificate made just now. */
+	if (cli->args.at == NULL)
+		cli->now = (int64_t)time(NULL);
+	change_env(cli, env);
+}
+
 int
 change_plan(struct cli *cli, const custody_change_request *req,
 	    const custody_cert_record *rec, custody_change *ch)
 {
 	custody_ops_env env;
 
-	/* The clock as the change is decided, not as the process started:
-	 * an import may have waited on a pipe for a certificate made just now. */
-	if (cli->args.at == NULL)
-		cli->now = (int64_t)time(NULL);
-	change_env(cli, &env);
+	change_env_now(cli, &env);
 	return custody_change_plan(&env, req, rec, ch, &cli->err);
 }
 

@@ -19,9 +19,11 @@
  * token (opened on first need, cli_open_store / cli_open_token), node,
  * policy and clock. */
 void change_env(struct cli *cli, custody_ops_env *env);
+/* The same at the clock as the change is decided (--at when given):
+ * cli->now is set to it. */
+void change_env_now(struct cli *cli, custody_ops_env *env);
 
-/* custody_change_plan at the clock as the change is decided (--at when
- * given): cli->now is set to it. */
+/* custody_change_plan in change_env_now's environment. */
 int change_plan(struct cli *cli, const custody_change_request *req,
 		const custody_cert_record *rec, custody_change *ch);
 

@@ -246,10 +246,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	req.label = o.label;
 	req.replicable = o.replicable;
 	req.assign = assign.type != NULL ? &assign : NULL;
-	/* The clock as the change is decided: the file may have come from a
-	 * pipe that waited for a certificate made just now. */
-	cli->now = (int64_t)time(NULL);
-	change_env(cli, &env);
+	change_env_now(cli, &env);
 	if ((r = custody_import(&env, &req, &res, &cli->err)) != CUSTODY_OK)
 		goto out;
 	if (req.assign != NULL)

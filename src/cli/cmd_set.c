@@ -160,12 +160,11 @@ cmd_set(struct cli *cli, int argc, char **argv)
 	struct set_opts o;
 	custody_change_request req;
 	custody_change ch;
+	custody_ops_env env;
 	custody_txn tx;
 	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
 	char from_type[CUSTODY_NAME_MAX + 1];
 	custody_cert_record rec;
-	X509 *x = NULL;
-	const unsigned char *p;
 	int r;
 
 	memset(&o, 0, sizeof(o));
@@ -180,14 +179,8 @@ cmd_set(struct cli *cli, int argc, char **argv)
 		goto out;
 	if ((r = find_on_token(cli, &o, o.from_type != NULL ? from_type : NULL, &rec)) != CUSTODY_OK)
 		goto out;
-	p = rec.der;
-	if ((x = d2i_X509(NULL, &p, (long)rec.der_len)) == NULL) {
-		r = custody_err_openssl(&cli->err, CUSTODY_EFAIL, "certificate %s", rec.thumbprint);
-		goto out;
-	}
-	if ((r = custody_policy_check_cert(&cli->cfg.policy, x, &cli->err)) != CUSTODY_OK)
-		goto out;
-	if ((r = change_plan(cli, &req, &rec, &ch)) != CUSTODY_OK)
+	change_env_now(cli, &env);
+	if ((r = custody_change_plan_cert(&env, &req, &rec, &ch, &cli->err)) != CUSTODY_OK)
 		goto out;
 	/* A no-op still records a roll that came due (get shows it, and
 	 * leaves the writing to a command that holds the token). */
@@ -200,7 +193,6 @@ cmd_set(struct cli *cli, int argc, char **argv)
 		goto out;
 	change_report(cli, &ch, 0);
 out:
-	X509_free(x);
 	custody_cert_record_clear(&rec);
 	return r;
 }

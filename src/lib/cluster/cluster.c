@@ -218,7 +218,69 @@ cluster_detach_token(custody_store *st, int attached)
 		custody_integrity_detach(st);
 }
 
+/* Forgets the KEK wrapped for a node and its signed admission. */
+static void
+drop_admission(custody_node_record *rec)
+{
+	if (rec->kek_wrap != NULL)
+		OPENSSL_clear_free(rec->kek_wrap, rec->kek_wrap_len);
+	rec->kek_wrap = NULL;
+	rec->kek_wrap_len = 0;
+	free(rec->admission_sig);
+	rec->admission_sig = NULL;
+	rec->admission_sig_len = 0;
+}
+
 /* ------------------------------------------------------------ kek create */
+
+/* The store's part of kek create, inside tx: the key check value, the
+ * authority, and tx's node as the first member. */
+static int
+record_kek(custody_txn *tx, const char *kcv, const unsigned char *authority,
+	   size_t authority_len, const char *fp)
+{
+	custody_store *st = tx->st;
+	custody_token *tok = tx->tok;
+	const char *node = tx->node;
+	custody_err *err = tx->err;
+	custody_node_record rec;
+	char when[24], detail[256];
+	int64_t now = clock_now();
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	snprintf(when, sizeof(when), "%lld", (long long)now);
+	if ((r = custody_store_put_meta(st, META_KCV, kcv, 0, err)) != CUSTODY_OK ||
+	    (r = cluster_put_store_authority(st, authority, authority_len,
+					     err)) != CUSTODY_OK ||
+	    (r = custody_store_put_meta(st, META_NODE, node, 0, err)) != CUSTODY_OK ||
+	    (r = custody_store_put_meta(st, META_CREATED, when, 0, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	r = custody_store_get_node(st, node, &rec, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		memset(&rec, 0, sizeof(rec));
+		snprintf(rec.name, sizeof(rec.name), "%s", node);
+		rec.enrolled_at = now;
+	} else if (r != CUSTODY_OK) {
+		goto out;
+	}
+	snprintf(rec.state, sizeof(rec.state), "joined");
+	rec.joined_at = now;
+	if (rec.kek_wrap != NULL) {
+		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
+		rec.kek_wrap = NULL;
+		rec.kek_wrap_len = 0;
+	}
+	snprintf(detail, sizeof(detail), "KEK with key check value %s and "
+		 "cluster authority %s on token %s (serial %s)", kcv, fp,
+		 custody_token_label(tok), custody_token_serial(tok));
+	if ((r = custody_store_put_node(st, &rec, err)) == CUSTODY_OK)
+		r = custody_txn_audit(tx, "kek-create", NULL, NULL, NULL, NULL, detail);
+out:
+	custody_node_record_clear(&rec);
+	return r;
+}
 
 static int
 kek_create_attached(custody_token *tok, custody_store *st,
@@ -226,16 +288,13 @@ kek_create_attached(custody_token *tok, custody_store *st,
 {
 	char kcv[CUSTODY_KCV_HEX + 1], seen[CUSTODY_KCV_HEX + 1];
 	char tagged[CUSTODY_KCV_HEX + 1];
-	char owner[CUSTODY_NAME_MAX + 1], when[24], detail[256];
+	char owner[CUSTODY_NAME_MAX + 1];
 	char fp[CLUSTER_FP_SIZE] = "";
 	unsigned char *authority = NULL;
 	size_t authority_len = 0;
-	custody_node_record rec;
 	custody_txn tx;
 	int r, created = 0;
-	int64_t now = clock_now();
 
-	memset(&rec, 0, sizeof(rec));
 	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = read_store_kcv(st, seen, err)) != CUSTODY_OK)
@@ -306,37 +365,8 @@ kek_create_attached(custody_token *tok, custody_store *st,
 		     "confirms it)", fp);
 	custody_step("step 3/3: recording the key check value, the authority "
 		     "and node %s as the first member in the store", node);
-	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK)
-		goto out;
-	snprintf(when, sizeof(when), "%lld", (long long)now);
-	if ((r = custody_store_put_meta(st, META_KCV, kcv, 0, err)) != CUSTODY_OK ||
-	    (r = cluster_put_store_authority(st, authority, authority_len,
-					     err)) != CUSTODY_OK ||
-	    (r = custody_store_put_meta(st, META_NODE, node, 0, err)) != CUSTODY_OK ||
-	    (r = custody_store_put_meta(st, META_CREATED, when, 0, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	r = custody_store_get_node(st, node, &rec, err);
-	if (r == CUSTODY_ENOTFOUND) {
-		memset(&rec, 0, sizeof(rec));
-		snprintf(rec.name, sizeof(rec.name), "%s", node);
-		rec.enrolled_at = now;
-	} else if (r != CUSTODY_OK) {
-		goto out;
-	}
-	snprintf(rec.state, sizeof(rec.state), "joined");
-	rec.joined_at = now;
-	if (rec.kek_wrap != NULL) {
-		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
-		rec.kek_wrap = NULL;
-		rec.kek_wrap_len = 0;
-	}
-	snprintf(detail, sizeof(detail), "KEK with key check value %s and "
-		 "cluster authority %s on token %s (serial %s)", kcv, fp,
-		 custody_token_label(tok), custody_token_serial(tok));
-	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
-	    (r = custody_txn_audit(&tx, "kek-create", NULL, NULL, NULL, NULL,
-				   detail)) != CUSTODY_OK ||
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = record_kek(&tx, kcv, authority, authority_len, fp)) != CUSTODY_OK ||
 	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("the cluster KEK has key check value %s; node %s is its "
@@ -345,7 +375,6 @@ kek_create_attached(custody_token *tok, custody_store *st,
 out:
 	custody_txn_end(&tx, r);
 	free(authority);
-	custody_node_record_clear(&rec);
 	return r;
 }
 
@@ -615,13 +644,7 @@ node_enroll_attached(custody_token *tok, custody_store *st,
 	rec.transport_spki = spki;
 	rec.transport_spki_len = spki_len;
 	spki = NULL;
-	if (rec.kek_wrap != NULL)
-		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
-	rec.kek_wrap = NULL;
-	rec.kek_wrap_len = 0;
-	free(rec.admission_sig);
-	rec.admission_sig = NULL;
-	rec.admission_sig_len = 0;
+	drop_admission(&rec);
 	rec.kek_check[0] = '\0';
 	snprintf(rec.name, sizeof(rec.name), "%s", node);
 	snprintf(rec.state, sizeof(rec.state), "enrolled");
@@ -688,6 +711,85 @@ out:
 	return r;
 }
 
+/* What the security officer confirmed: the transport key's fingerprint,
+ * and a PIN to admit with. */
+static int
+check_admit_confirmed(const char *node, const char *fp, const char *confirmed_fp,
+		      size_t so_pin_len, custody_err *err)
+{
+	int r;
+
+	/* The KEK goes to whatever key the store names: the SO vouches for
+	 * it by its fingerprint, or a store writer could swap in their own. */
+	if (confirmed_fp == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot admit node %s: confirm its transport "
+				    "key's fingerprint first (the store says %s)",
+				    node, fp);
+		custody_err_hint(err, "compare it with what node enroll printed "
+				 "on node %s, then pass it with --fingerprint",
+				 node);
+		return r;
+	}
+	if (!custody_cluster_fingerprint_matches(fp, confirmed_fp)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot admit node %s: its transport key in "
+				    "the store has fingerprint %s, not the %s you "
+				    "confirmed: nothing written", node, fp,
+				    confirmed_fp);
+		custody_err_hint(err, "somebody may have changed the store: "
+				 "enroll node %s again", node);
+		return r;
+	}
+	if (so_pin_len == 0)
+		return custody_err_set(err, CUSTODY_EPIN,
+				       "cannot admit node %s: no security officer "
+				       "PIN", node);
+	return CUSTODY_OK;
+}
+
+/* The store's part of an admission, inside tx: the node's row (read
+ * again: it must still have the transport key the KEK was wrapped for)
+ * takes the wrapped KEK (*blob) and the signed admission (*sig). */
+static int
+record_admission(custody_txn *tx, const char *node, const custody_node_record *rec,
+		 unsigned char **blob, size_t blob_len, unsigned char **sig,
+		 size_t sig_len, const char *check, const char *detail)
+{
+	custody_node_record fresh;
+	int r;
+
+	memset(&fresh, 0, sizeof(fresh));
+	if ((r = custody_store_get_node(tx->st, node, &fresh, tx->err)) != CUSTODY_OK)
+		goto out;
+	if (!same_bytes(fresh.transport_spki, fresh.transport_spki_len,
+			rec->transport_spki, rec->transport_spki_len)) {
+		r = custody_err_set(tx->err, CUSTODY_ECONFLICT,
+				    "cannot admit node %s: it enrolled again with "
+				    "another transport key meanwhile", node);
+		custody_err_hint(tx->err, "run node admit %s again", node);
+		goto out;
+	}
+	if (fresh.kek_wrap != NULL)
+		OPENSSL_clear_free(fresh.kek_wrap, fresh.kek_wrap_len);
+	free(fresh.admission_sig);
+	fresh.kek_wrap = *blob;
+	fresh.kek_wrap_len = blob_len;
+	*blob = NULL;
+	fresh.admission_sig = *sig;
+	fresh.admission_sig_len = sig_len;
+	*sig = NULL;
+	snprintf(fresh.kek_check, sizeof(fresh.kek_check), "%s", check);
+	snprintf(fresh.state, sizeof(fresh.state), "admitted");
+	snprintf(fresh.admitted_by, sizeof(fresh.admitted_by), "%s", tx->node);
+	fresh.admitted_at = clock_now();
+	if ((r = custody_store_put_node(tx->st, &fresh, tx->err)) == CUSTODY_OK)
+		r = custody_txn_audit(tx, "node-admit", NULL, NULL, NULL, NULL, detail);
+out:
+	custody_node_record_clear(&fresh);
+	return r;
+}
+
 static int
 node_admit_attached(custody_token *tok, custody_store *st,
 		    const char *this_node, const char *node,
@@ -696,7 +798,7 @@ node_admit_attached(custody_token *tok, custody_store *st,
 		    const char *user_pin, size_t user_pin_len,
 		    custody_err *err)
 {
-	custody_node_record rec, fresh;
+	custody_node_record rec;
 	unsigned char *blob = NULL, *sig = NULL;
 	size_t blob_len = 0, sig_len = 0, msg_len = 0;
 	char kcv[CUSTODY_KCV_HEX + 1], check[CUSTODY_KEK_CHECK_HEX + 1];
@@ -706,7 +808,6 @@ node_admit_attached(custody_token *tok, custody_store *st,
 	int r;
 
 	memset(&rec, 0, sizeof(rec));
-	memset(&fresh, 0, sizeof(fresh));
 	custody_txn_init(&tx, st, tok, this_node, err);
 	if ((r = check_node(this_node, err)) != CUSTODY_OK ||
 	    (r = check_node(node, err)) != CUSTODY_OK)
@@ -741,34 +842,10 @@ node_admit_attached(custody_token *tok, custody_store *st,
 	    CUSTODY_OK)
 		goto out;
 	custody_cluster_fingerprint(rec.transport_spki, rec.transport_spki_len, fp);
-	/* The KEK goes to whatever key the store names: the SO vouches for
-	 * it by its fingerprint, or a store writer could swap in their own. */
-	if (confirmed_fp == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot admit node %s: confirm its transport "
-				    "key's fingerprint first (the store says %s)",
-				    node, fp);
-		custody_err_hint(err, "compare it with what node enroll printed "
-				 "on node %s, then pass it with --fingerprint",
-				 node);
+	if ((r = check_admit_confirmed(node, fp, confirmed_fp,
+				       so_pin != NULL ? so_pin_len : 0, err)) !=
+	    CUSTODY_OK)
 		goto out;
-	}
-	if (!custody_cluster_fingerprint_matches(fp, confirmed_fp)) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot admit node %s: its transport key in "
-				    "the store has fingerprint %s, not the %s you "
-				    "confirmed: nothing written", node, fp,
-				    confirmed_fp);
-		custody_err_hint(err, "somebody may have changed the store: "
-				 "enroll node %s again", node);
-		goto out;
-	}
-	if (so_pin == NULL || so_pin_len == 0) {
-		r = custody_err_set(err, CUSTODY_EPIN,
-				    "cannot admit node %s: no security officer "
-				    "PIN", node);
-		goto out;
-	}
 	custody_step("step 1/3: admitting node %s on token %s (serial %s), "
 		     "node %s: its transport key has SHA-256 fingerprint %s, "
 		     "as confirmed", node,
@@ -795,38 +872,14 @@ node_admit_attached(custody_token *tok, custody_store *st,
 	custody_step("step 3/3: recording node %s as admitted, with the wrapped "
 		     "KEK (%zu bytes of ciphertext) and the signed admission, in "
 		     "the store", node, blob_len);
-	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
-	    (r = custody_store_get_node(st, node, &fresh, err)) != CUSTODY_OK)
-		goto out;
-	if (!same_bytes(fresh.transport_spki, fresh.transport_spki_len,
-			rec.transport_spki, rec.transport_spki_len)) {
-		r = custody_err_set(err, CUSTODY_ECONFLICT,
-				    "cannot admit node %s: it enrolled again with "
-				    "another transport key meanwhile", node);
-		custody_err_hint(err, "run node admit %s again", node);
-		goto out;
-	}
-	if (fresh.kek_wrap != NULL)
-		OPENSSL_clear_free(fresh.kek_wrap, fresh.kek_wrap_len);
-	free(fresh.admission_sig);
-	fresh.kek_wrap = blob;
-	fresh.kek_wrap_len = blob_len;
-	blob = NULL;
-	fresh.admission_sig = sig;
-	fresh.admission_sig_len = sig_len;
-	sig = NULL;
-	snprintf(fresh.kek_check, sizeof(fresh.kek_check), "%s", check);
-	snprintf(fresh.state, sizeof(fresh.state), "admitted");
-	snprintf(fresh.admitted_by, sizeof(fresh.admitted_by), "%s", this_node);
-	fresh.admitted_at = clock_now();
 	snprintf(detail, sizeof(detail), "node %s admitted on token %s (serial "
 		 "%s) by the security officer; transport key SHA-256 %s; KEK "
 		 "%s (check %s) wrapped for it; signed by cluster authority %s",
 		 node, custody_token_label(tok), custody_token_serial(tok), fp,
 		 kcv, check, authority_fp);
-	if ((r = custody_store_put_node(st, &fresh, err)) != CUSTODY_OK ||
-	    (r = custody_txn_audit(&tx, "node-admit", NULL, NULL, NULL, NULL,
-				   detail)) != CUSTODY_OK ||
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = record_admission(&tx, node, &rec, &blob, blob_len, &sig, sig_len,
+				  check, detail)) != CUSTODY_OK ||
 	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("node %s is admitted: it joins with custody node join; "
@@ -839,7 +892,6 @@ out:
 	free(sig);
 	free(msg);
 	custody_node_record_clear(&rec);
-	custody_node_record_clear(&fresh);
 	return r;
 }
 
@@ -927,13 +979,38 @@ out:
 	return r;
 }
 
+/* The store's part of a join, inside tx: tx's node is a member, and the
+ * KEK wrapped for it goes from the store. */
+static int
+record_join(custody_txn *tx, const char *kcv)
+{
+	custody_node_record rec;
+	char detail[256];
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = custody_store_get_node(tx->st, tx->node, &rec, tx->err)) != CUSTODY_OK)
+		goto out;
+	drop_admission(&rec);
+	snprintf(rec.state, sizeof(rec.state), "joined");
+	rec.joined_at = clock_now();
+	snprintf(detail, sizeof(detail), "KEK %s unwrapped on token %s (serial "
+		 "%s); its wrap deleted from the store; transport key destroyed",
+		 kcv, custody_token_label(tx->tok), custody_token_serial(tx->tok));
+	if ((r = custody_store_put_node(tx->st, &rec, tx->err)) == CUSTODY_OK)
+		r = custody_txn_audit(tx, "node-join", NULL, NULL, NULL, NULL, detail);
+out:
+	custody_node_record_clear(&rec);
+	return r;
+}
+
 static int
 node_join_attached(custody_token *tok, custody_store *st,
 		  const char *node, const char *confirmed_check,
 		  custody_err *err)
 {
 	custody_node_record rec;
-	char kcv[CUSTODY_KCV_HEX + 1], have[CUSTODY_KCV_HEX + 1], detail[256];
+	char kcv[CUSTODY_KCV_HEX + 1], have[CUSTODY_KCV_HEX + 1];
 	custody_err ignored;
 	custody_txn tx;
 	int r, had_kek = 0;
@@ -1014,25 +1091,8 @@ node_join_attached(custody_token *tok, custody_store *st,
 		     rec.kek_check, kcv);
 	custody_step("step 2/3: recording node %s as a member and deleting the "
 		     "wrapped KEK from the store", node);
-	custody_node_record_clear(&rec);
 	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
-	    (r = custody_store_get_node(st, node, &rec, err)) != CUSTODY_OK)
-		goto out;
-	if (rec.kek_wrap != NULL)
-		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
-	rec.kek_wrap = NULL;
-	rec.kek_wrap_len = 0;
-	free(rec.admission_sig);
-	rec.admission_sig = NULL;
-	rec.admission_sig_len = 0;
-	snprintf(rec.state, sizeof(rec.state), "joined");
-	rec.joined_at = clock_now();
-	snprintf(detail, sizeof(detail), "KEK %s unwrapped on token %s (serial "
-		 "%s); its wrap deleted from the store; transport key destroyed",
-		 kcv, custody_token_label(tok), custody_token_serial(tok));
-	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
-	    (r = custody_txn_audit(&tx, "node-join", NULL, NULL, NULL, NULL,
-				   detail)) != CUSTODY_OK ||
+	    (r = record_join(&tx, kcv)) != CUSTODY_OK ||
 	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("step 3/3: destroying the transport key pair of node %s on "

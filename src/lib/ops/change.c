@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/x509.h>
+
 #include <custody/cluster.h>
 #include <custody/ops.h>
 #include <custody/policy.h>
@@ -75,6 +77,23 @@ custody_change_plan(custody_ops_env *env, const custody_change_request *req,
 	r = custody_policy_check_valid_at(rec, req->roll ? req->effective : now, err);
 	if (r != CUSTODY_OK && req->roll)
 		custody_err_prefix(err, "at the effective date");
+	return r;
+}
+
+int
+custody_change_plan_cert(custody_ops_env *env, const custody_change_request *req,
+			 const custody_cert_record *rec, custody_change *ch,
+			 custody_err *err)
+{
+	const unsigned char *p = rec->der;
+	X509 *x;
+	int r;
+
+	if ((x = d2i_X509(NULL, &p, (long)rec->der_len)) == NULL)
+		return custody_err_openssl(err, CUSTODY_EFAIL, "certificate %s", rec->thumbprint);
+	if ((r = custody_policy_check_cert(env->policy, x, err)) == CUSTODY_OK)
+		r = custody_change_plan(env, req, rec, ch, err);
+	X509_free(x);
 	return r;
 }
 
