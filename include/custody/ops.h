@@ -4,11 +4,11 @@
  * prints.
  *
  *   - custody_txn: one store transaction with its audit entries, and the
- *     token objects made for it, which go again when it does not commit.
+ *     token objects made for the operation, which go again when it fails.
  *   - custody_change_*: one change of an assignment (set, roll) planned
  *     with the assign state machine before anything is written, then
  *     written inside a transaction; a roll that came due, materialised.
- *   - custody_remove_*: one slot of an assignment emptied.
+ *   - custody_remove: one slot of an assignment emptied.
  *   - custody_import: a certificate (with its key, or its key's package)
  *     onto the token and into the store, optionally assigned.
  *
@@ -40,7 +40,7 @@ extern "C" {
  *	custody_txn tx;
  *
  *	custody_txn_init(&tx, st, tok, node, err);
- *	... token writes, each followed by custody_txn_undo_*() ...
+ *	... token writes, each followed by custody_txn_undo_add() ...
  *	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
  *	    (r = <the writes>) != CUSTODY_OK ||
  *	    (r = custody_txn_audit(&tx, "action", ...)) != CUSTODY_OK ||
@@ -53,7 +53,6 @@ extern "C" {
  * the operation failed (r is not CUSTODY_OK: a write, the audit entry or
  * the commit failed, or anything else after the token objects were
  * made), destroys what the undo list names, in the order it was added.
- * custody_txn_run does the same for a write callback.
  */
 
 #define CUSTODY_TXN_UNDO_MAX (CUSTODY_TOKEN_CHAIN_MAX + 4)
@@ -127,11 +126,6 @@ int custody_txn_undo_add(custody_txn *tx, enum custody_txn_undo_kind kind,
  * Frees what tx holds.
  */
 int custody_txn_end(custody_txn *tx, int status);
-
-/* begin → write(tx, ctx) → commit → end: the status of the first step
- * that failed, or CUSTODY_OK.  write appends its own audit entries. */
-int custody_txn_run(custody_txn *tx, int (*write)(custody_txn *tx, void *ctx),
-		    void *ctx);
 
 /* ------------------------------------------------------------ env
  *
@@ -222,7 +216,7 @@ int custody_change_apply(custody_txn *tx, const custody_cert_record *rec,
 /* ------------------------------------------------------------ remove */
 
 typedef struct custody_removal {
-	custody_assignment before;	/* as stored (a due roll recorded) */
+	custody_assignment before;	/* as read (a due roll recorded)  */
 	custody_assignment after;
 	enum custody_slot_name slot;
 } custody_removal;
@@ -231,7 +225,7 @@ typedef struct custody_removal {
  * Empties one slot of the assignment `before` (read by the caller at
  * now, its due roll recorded) with the assign state machine's rules
  * (overlap, force), and writes it with its "remove" audit entry in one
- * transaction.  r->before/after say what changed.
+ * transaction.  out->before and out->after say what changed.
  */
 int custody_remove(custody_ops_env *env, const custody_assignment *before,
 		   enum custody_slot_name slot, int force, custody_removal *out,

@@ -160,18 +160,6 @@ custody_txn_end(custody_txn *tx, int status)
 }
 
 int
-custody_txn_run(custody_txn *tx, int (*write)(custody_txn *tx, void *ctx), void *ctx)
-{
-	int r;
-
-	if ((r = custody_txn_begin(tx)) == CUSTODY_OK &&
-	    (r = write(tx, ctx)) == CUSTODY_OK)
-		r = custody_txn_commit(tx);
-	custody_txn_end(tx, r);
-	return r;
-}
-
-int
 custody_ops_store(custody_ops_env *env, custody_err *err)
 {
 	if (env->store != NULL || env->open_store == NULL)
