@@ -1,148 +1,91 @@
-/* change.c — plan, write and report one assignment change. */
+/* change.c — the CLI's side of an assignment change: its environment,
+ * and its narration (custody/ops.h plans and writes it). */
 #include "config.h"
 
 #include <string.h>
 #include <time.h>
 
-#include <custody/cluster.h>
-#include <custody/policy.h>
-
 #include "change.h"
 
-int
-change_plan(struct cli *cli, const struct change_request *req,
-	    const custody_cert_record *rec, struct change *ch)
+static int
+open_store_hook(void *ctx, custody_store **st, custody_err *err)
 {
-	custody_assignment stored;
+	struct cli *cli = ctx;
 	int r;
 
-	memset(ch, 0, sizeof(*ch));
+	(void)err;	/* cli->err, the same */
+	r = cli_open_store(cli);
+	*st = cli->store;
+	return r;
+}
+
+static int
+open_token_hook(void *ctx, custody_token **tok, custody_err *err)
+{
+	struct cli *cli = ctx;
+	int r;
+
+	(void)err;
+	r = cli_open_token(cli);
+	*tok = cli->token;
+	return r;
+}
+
+void
+change_env(struct cli *cli, custody_ops_env *env)
+{
+	memset(env, 0, sizeof(*env));
+	env->store = cli->store;
+	env->token = cli->token;
+	env->node = cli->node;
+	env->now = cli->now;
+	env->policy = &cli->cfg.policy;
+	env->open_store = open_store_hook;
+	env->open_token = open_token_hook;
+	env->ctx = cli;
+}
+
+void
+change_env_now(struct cli *cli, custody_ops_env *env)
+{
 	/* The clock as the change is decided, not as the process started:
 	 * an import may have waited on a pipe for a certificate made just now. */
 	if (cli->args.at == NULL)
 		cli->now = (int64_t)time(NULL);
-	if ((r = custody_policy_check_identity(req->type, req->identity, &cli->err)) != CUSTODY_OK)
-		return r;
-	if ((r = cli_open_store(cli)) != CUSTODY_OK)
-		return r;
-	/* In a cluster of several nodes, global means every node: only a key
-	 * that can travel (a package in the store) may be assigned there. */
-	if ((r = custody_cluster_check_global(cli->store, req->identity, rec->thumbprint,
-					      req->replicable, &cli->err)) != CUSTODY_OK)
-		return r;
-	r = custody_store_get_assignment(cli->store, req->type, req->identity, &stored,
-					 &cli->err);
-	if (r == CUSTODY_ENOTFOUND) {
-		memset(&stored, 0, sizeof(stored));
-		snprintf(stored.type, sizeof(stored.type), "%s", req->type);
-		snprintf(stored.identity, sizeof(stored.identity), "%s", req->identity);
-	} else if (r != CUSTODY_OK) {
-		return r;
-	} else if ((r = cli_open_token(cli)) != CUSTODY_OK ||
-		   (r = custody_store_check_assignment(cli->store, &stored, &cli->err)) !=
-			   CUSTODY_OK) {
-		/* A change builds on the row: a forged one is neither kept as
-		 * it is (a no-op) nor tagged anew with what it says. */
-		return r;
-	}
-	custody_assign_resolve(&stored, cli->now, &ch->before);
-	ch->roll = req->roll;
-	if (req->roll) {
-		r = custody_assign_roll(&stored, rec->thumbprint, req->effective, cli->now,
-					&ch->after, &ch->outcome, &cli->err);
-		if (r == CUSTODY_OK)
-			custody_policy_roll_warning(req->type, req->effective - cli->now,
-						    ch->warning, sizeof(ch->warning));
-	} else {
-		r = custody_assign_set(&stored, rec->thumbprint, cli->now, &ch->after,
-				       &ch->outcome, &cli->err);
-	}
-	/* The version read is what the write is checked against. */
-	ch->before.version = ch->after.version = stored.version;
-	if (r != CUSTODY_OK)
-		return r;
-	/* The certificate must be valid when it becomes current. */
-	r = custody_policy_check_valid_at(rec, req->roll ? req->effective : cli->now,
-					  &cli->err);
-	if (r != CUSTODY_OK && req->roll)
-		custody_err_prefix(&cli->err, "at the effective date");
-	return r;
+	change_env(cli, env);
 }
 
 int
-change_write(struct cli *cli, struct change *ch)
+change_plan(struct cli *cli, const custody_change_request *req,
+	    const custody_cert_record *rec, custody_change *ch)
 {
-	char detail[160];
-	int r;
+	custody_ops_env env;
 
-	if (ch->outcome.noop && !ch->outcome.rolled)
-		return CUSTODY_OK;
-	if ((r = custody_store_put_assignment(cli->store, &ch->after, &cli->err)) != CUSTODY_OK)
-		return r;
-	/* A roll that came due before this change is recorded first. */
-	if (ch->outcome.rolled &&
-	    (r = change_audit_due_roll(cli, &ch->before)) != CUSTODY_OK)
-		return r;
-	if (ch->outcome.noop)
-		return CUSTODY_OK;
-	if (ch->roll) {
-		char t[CUSTODY_TIME_TEXT];
-
-		snprintf(detail, sizeof(detail), "becomes current at %s%s%s",
-			 out_time(ch->after.pending.effective, t),
-			 ch->outcome.replaced_pending[0] != '\0' ? "; replaces pending " : "",
-			 ch->outcome.replaced_pending);
-		return cli_audit(cli, "roll", ch->after.type, ch->after.identity,
-				 ch->after.pending.thumbprint, ch->before.current.thumbprint,
-				 detail);
-	}
-	snprintf(detail, sizeof(detail), "%s%s",
-		 ch->outcome.cancelled_pending[0] != '\0' ? "cancels pending " : "",
-		 ch->outcome.cancelled_pending);
-	return cli_audit(cli, "set", ch->after.type, ch->after.identity,
-			 ch->after.current.thumbprint, ch->before.current.thumbprint,
-			 detail[0] != '\0' ? detail : NULL);
+	change_env_now(cli, &env);
+	return custody_change_plan(&env, req, rec, ch, &cli->err);
 }
 
 int
-change_audit_due_roll(struct cli *cli, const custody_assignment *resolved)
+change_write(struct cli *cli, custody_change *ch)
 {
-	char t[CUSTODY_TIME_TEXT], detail[80];
+	custody_txn tx;
 
-	snprintf(detail, sizeof(detail), "took effect at %s",
-		 out_time(resolved->current.effective, t));
-	return cli_audit(cli, "roll-effective", resolved->type, resolved->identity,
-			 resolved->current.thumbprint, resolved->previous.thumbprint, detail);
+	custody_txn_init(&tx, cli->store, cli->token, cli->node, &cli->err);
+	return custody_change_write(&tx, ch);
 }
 
 int
 change_materialize_due_roll(struct cli *cli, const char *type, const char *identity)
 {
-	custody_assignment stored, resolved;
-	custody_err ignored;
-	int r;
-
 	/* Only the real clock makes a roll happen, never --at. */
 	if (cli->args.at != NULL)
 		return CUSTODY_OK;
-	if ((r = custody_store_begin(cli->store, &ignored)) != CUSTODY_OK)
-		return r;
-	r = custody_store_get_assignment(cli->store, type, identity, &stored, &ignored);
-	if (r == CUSTODY_OK && custody_assign_resolve(&stored, (int64_t)time(NULL), &resolved)) {
-		custody_err saved = cli->err;
-
-		if ((r = custody_store_put_assignment(cli->store, &resolved, &ignored)) == CUSTODY_OK)
-			r = change_audit_due_roll(cli, &resolved);
-		if (r == CUSTODY_OK)
-			r = custody_store_commit(cli->store, &ignored);
-		cli->err = saved;
-	}
-	custody_store_rollback(cli->store);	/* nothing left to undo after a commit */
-	return r;
+	return custody_change_materialize_due_roll(cli->store, cli->node, type, identity,
+						   (int64_t)time(NULL), NULL);
 }
 
 void
-change_report(const struct cli *cli, const struct change *ch, int dry_run)
+change_report(const struct cli *cli, const custody_change *ch, int dry_run)
 {
 	if (ch->warning[0] != '\0')
 		cli_warn("%s", ch->warning);
@@ -168,7 +111,7 @@ change_report(const struct cli *cli, const struct change *ch, int dry_run)
 }
 
 void
-change_print_details(FILE *f, const struct change *ch)
+change_print_details(FILE *f, const custody_change *ch)
 {
 	out_assignment_diff(f, &ch->before, &ch->after);
 	if (ch->outcome.cancelled_pending[0] != '\0')

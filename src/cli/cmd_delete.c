@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <custody/ops.h>
 #include <custody/thumbprint.h>
 
 #include "cli.h"
@@ -267,46 +268,31 @@ show_plan(struct cli *cli, const struct delete_plan *p,
 
 /* The audit entries of the objects that go, one each. */
 static int
-audit_objects(struct cli *cli, const struct delete_plan *p)
+audit_objects(custody_txn *tx, const struct delete_plan *p, const char *label)
 {
 	const custody_cert_record *v = p->victim;
-	const char *label = custody_token_label(cli->token);
-	char detail[512];
-	int r;
+	char detail[4][512];
+	size_t n = 0, i;
+	int r = CUSTODY_OK;
 
 	if (p->key_stays)
-		snprintf(detail, sizeof(detail),
+		snprintf(detail[n++], sizeof(detail[0]),
 			 "certificate object, key id %s on token %s; the key stays: %s uses it",
 			 v->key_id, label, p->sharers);
 	else
-		snprintf(detail, sizeof(detail), "certificate object, key id %s on token %s",
+		snprintf(detail[n++], sizeof(detail[0]),
+			 "certificate object, key id %s on token %s", v->key_id, label);
+	if (p->has_package)
+		package_text(p, detail[n++], sizeof(detail[0]));
+	if (!p->key_stays && p->held.public_keys > 0)
+		snprintf(detail[n++], sizeof(detail[0]), "public key, key id %s on token %s",
 			 v->key_id, label);
-	if ((r = cli_audit(cli, "delete", NULL, NULL, v->thumbprint, NULL, detail)) !=
-	    CUSTODY_OK)
-		return r;
-	if (p->has_package) {
-		package_text(p, detail, sizeof(detail));
-		if ((r = cli_audit(cli, "delete", NULL, NULL, v->thumbprint, NULL,
-				   detail)) != CUSTODY_OK)
-			return r;
-	}
-	if (p->key_stays)
-		return CUSTODY_OK;
-	if (p->held.public_keys > 0) {
-		snprintf(detail, sizeof(detail), "public key, key id %s on token %s",
+	if (!p->key_stays && p->held.private_keys > 0)
+		snprintf(detail[n++], sizeof(detail[0]), "private key, key id %s on token %s",
 			 v->key_id, label);
-		if ((r = cli_audit(cli, "delete", NULL, NULL, v->thumbprint, NULL,
-				   detail)) != CUSTODY_OK)
-			return r;
-	}
-	if (p->held.private_keys > 0) {
-		snprintf(detail, sizeof(detail), "private key, key id %s on token %s",
-			 v->key_id, label);
-		if ((r = cli_audit(cli, "delete", NULL, NULL, v->thumbprint, NULL,
-				   detail)) != CUSTODY_OK)
-			return r;
-	}
-	return CUSTODY_OK;
+	for (i = 0; i < n && r == CUSTODY_OK; i++)
+		r = custody_txn_audit(tx, "delete", NULL, NULL, v->thumbprint, NULL, detail[i]);
+	return r;
 }
 
 /* The token's part, certificate first, private key last. */
@@ -327,6 +313,54 @@ destroy_objects(struct cli *cli, const struct delete_plan *p)
 		custody_err_hint(&cli->err, "its certificate object is gone from the token "
 				 "already; the store is unchanged");
 	}
+	return r;
+}
+
+/* Which assignments (as stored, any slot) name the victim or its key,
+ * then the store's part and the token's, in one transaction; a dry run
+ * only shows it and writes nothing.  *clears: how many were cleared. */
+static int
+delete_victim(struct cli *cli, const struct delete_opts *o, struct delete_plan *plan,
+	      const custody_cert_record *recs, size_t n, size_t *clears)
+{
+	const char *thumbprint = plan->victim->thumbprint;
+	custody_assignment *all = NULL;
+	size_t n_all = 0, i;
+	custody_txn tx;
+	int r;
+
+	custody_txn_init(&tx, cli->store, cli->token, cli->node, &cli->err);
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = custody_store_list_assignments(cli->store, &all, &n_all, &cli->err)) != CUSTODY_OK ||
+	    (r = check_assignments(cli, o, plan, recs, n, all, n_all, clears)) != CUSTODY_OK ||
+	    (r = plan_package(cli, plan)) != CUSTODY_OK)
+		goto out;
+	if (o->dry_run) {
+		show_plan(cli, plan, all, n_all);
+		goto out;	/* rolled back: nothing was written */
+	}
+	for (i = 0; i < n_all; i++) {
+		if (clear_slots(&all[i], thumbprint) == 0)
+			continue;
+		if ((r = custody_store_put_assignment(cli->store, &all[i], &cli->err)) != CUSTODY_OK ||
+		    (r = custody_txn_audit(&tx, "remove", all[i].type, all[i].identity,
+					   thumbprint, NULL, "delete --force")) != CUSTODY_OK)
+			goto out;
+		cli_warn("%s/%s no longer refers to %s", all[i].type, all[i].identity, thumbprint);
+	}
+	r = custody_store_delete_cert(cli->store, thumbprint, &cli->err);
+	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
+		goto out;
+	if ((plan->has_package &&
+	     (r = custody_store_delete_package(cli->store, thumbprint, &cli->err)) != CUSTODY_OK) ||
+	    (r = audit_objects(&tx, plan, custody_token_label(cli->token))) != CUSTODY_OK ||
+	    /* The token last: if it fails, the store transaction is rolled back. */
+	    (r = destroy_objects(cli, plan)) != CUSTODY_OK)
+		goto out;
+	r = custody_txn_commit(&tx);
+out:
+	custody_txn_end(&tx, r);
+	free(all);
 	return r;
 }
 
@@ -360,10 +394,9 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 	struct delete_opts o = {NULL, 0, 0};
 	struct delete_plan plan;
 	custody_cert_record *recs = NULL;
-	custody_assignment *all = NULL;
-	size_t n = 0, n_all = 0, i, index, clears = 0;
+	size_t n = 0, index, clears = 0;
 	char normalized[65];
-	int r, in_tx = 0;
+	int r;
 
 	memset(&plan, 0, sizeof(plan));
 	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
@@ -381,47 +414,9 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 	if ((r = custody_thumbprint_match(o.thumbprint, recs, n, &index, &cli->err)) != CUSTODY_OK)
 		goto out;
 	plan.victim = &recs[index];
-	if ((r = plan_key(cli, recs, n, &plan)) != CUSTODY_OK)
+	if ((r = plan_key(cli, recs, n, &plan)) != CUSTODY_OK ||
+	    (r = delete_victim(cli, &o, &plan, recs, n, &clears)) != CUSTODY_OK || o.dry_run)
 		goto out;
-
-	/* Which assignments (as stored, any slot) name it or its key. */
-	if ((r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
-	if ((r = custody_store_list_assignments(cli->store, &all, &n_all, &cli->err)) != CUSTODY_OK ||
-	    (r = check_assignments(cli, &o, &plan, recs, n, all, n_all, &clears)) != CUSTODY_OK ||
-	    (r = plan_package(cli, &plan)) != CUSTODY_OK)
-		goto out;
-	if (o.dry_run) {
-		show_plan(cli, &plan, all, n_all);
-		goto out;	/* rolled back: nothing was written */
-	}
-
-	for (i = 0; i < n_all; i++) {
-		if (clear_slots(&all[i], plan.victim->thumbprint) == 0)
-			continue;
-		if ((r = custody_store_put_assignment(cli->store, &all[i], &cli->err)) != CUSTODY_OK ||
-		    (r = cli_audit(cli, "remove", all[i].type, all[i].identity,
-				   plan.victim->thumbprint, NULL, "delete --force")) != CUSTODY_OK)
-			goto out;
-		cli_warn("%s/%s no longer refers to %s", all[i].type, all[i].identity,
-			 plan.victim->thumbprint);
-	}
-	r = custody_store_delete_cert(cli->store, plan.victim->thumbprint, &cli->err);
-	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
-		goto out;
-	if (plan.has_package &&
-	    (r = custody_store_delete_package(cli->store, plan.victim->thumbprint,
-					      &cli->err)) != CUSTODY_OK)
-		goto out;
-	if ((r = audit_objects(cli, &plan)) != CUSTODY_OK)
-		goto out;
-	/* The token last: if it fails, the store transaction is rolled back. */
-	if ((r = destroy_objects(cli, &plan)) != CUSTODY_OK)
-		goto out;
-	if ((r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 0;
 	if (plan.key_stays)
 		cli_say(cli, "removed certificate %s; its key (key id %s) stays: %s uses it%s%s",
 			plan.victim->thumbprint, plan.victim->key_id, plan.sharers,
@@ -434,10 +429,7 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 			clears > 0 ? "; its assignments were cleared" : "",
 			plan.has_package ? "; its key package was deleted from the store" : "");
 out:
-	if (in_tx)
-		custody_store_rollback(cli->store);
 	custody_cert_records_free(recs, n);
 	custody_package_record_clear(&plan.package);
-	free(all);
 	return r;
 }

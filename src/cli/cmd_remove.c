@@ -39,24 +39,12 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 	return CUSTODY_OK;
 }
 
-/* The thumbprint a slot held before the removal. */
-static const char *
-removed_thumbprint(const custody_assignment *a, enum custody_slot_name slot)
-{
-	switch (slot) {
-	case CUSTODY_SLOT_PREVIOUS: return a->previous.thumbprint;
-	case CUSTODY_SLOT_PENDING: return a->pending.thumbprint;
-	default: return a->current.thumbprint;
-	}
-}
-
 const char cmd_remove_usage[] =
 	"custody remove -t TYPE [-i IDENTITY] [--previous | --pending] [--force]\n"
 	"\n"
 	"Removes the current (default), previous or pending certificate from an\n"
 	"assignment. Token objects stay. A previous certificate inside its overlap\n"
 	"window needs --force.\n";
-
 int
 cmd_remove(struct cli *cli, int argc, char **argv)
 {
@@ -70,10 +58,11 @@ cmd_remove(struct cli *cli, int argc, char **argv)
 	};
 	struct remove_opts o;
 	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
-	custody_assignment before, after;
-	custody_assign_outcome outcome;
+	custody_assignment before;
+	custody_removal done;
+	custody_ops_env env;
 	enum custody_slot_name slot;
-	int r, in_tx = 0;
+	int r;
 
 	memset(&o, 0, sizeof(o));
 	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_option, &o)) != CUSTODY_OK)
@@ -103,26 +92,12 @@ cmd_remove(struct cli *cli, int argc, char **argv)
 	if (change_materialize_due_roll(cli, before.type, before.identity) == CUSTODY_OK &&
 	    (r = cli_lookup_assignment(cli, before.type, before.identity, 0, &before)) != CUSTODY_OK)
 		return r;
-	r = custody_assign_remove(&before, slot, cli->now, cli->cfg.policy.overlap, o.force,
-				  &after, &outcome, &cli->err);
-	if (r != CUSTODY_OK)
+	change_env(cli, &env);
+	if ((r = custody_remove(&env, &before, slot, o.force, &done, &cli->err)) != CUSTODY_OK)
 		return r;
-	if ((r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
-		return r;
-	in_tx = 1;
-	if ((r = custody_store_put_assignment(cli->store, &after, &cli->err)) != CUSTODY_OK ||
-	    (r = cli_audit(cli, "remove", after.type, after.identity,
-			   removed_thumbprint(&before, slot), NULL,
-			   custody_slot_label(slot))) != CUSTODY_OK ||
-	    (r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	cli_say(cli, "%s/%s: removed the %s certificate", after.type, after.identity,
+	cli_say(cli, "%s/%s: removed the %s certificate", done.after.type, done.after.identity,
 		custody_slot_label(slot));
 	if (!cli->quiet)
-		out_assignment_diff(stderr, &before, &after);
-out:
-	if (in_tx)
-		custody_store_rollback(cli->store);
-	return r;
+		out_assignment_diff(stderr, &done.before, &done.after);
+	return CUSTODY_OK;
 }

@@ -52,7 +52,7 @@ struct request_opts {
 /* What the options come to, checked before the token is touched. */
 struct request {
 	custody_request lib;	/* the ceremony's (custody/request.h) */
-	struct change_request change;
+	custody_change_request change;
 	char type[CUSTODY_NAME_MAX + 1];
 	char identity[CUSTODY_NAME_MAX + 1];
 };
@@ -212,7 +212,7 @@ make_csr(struct cli *cli, struct request *rq)
 /* The assignment, written inside the certificate's store transaction. */
 struct assign_ctx {
 	struct cli *cli;
-	struct change *ch;
+	custody_change *ch;
 };
 
 static int
@@ -230,7 +230,7 @@ static int
 make_self_signed(struct cli *cli, struct request *rq)
 {
 	custody_cert_record rec;
-	struct change ch;
+	custody_change ch;
 	struct assign_ctx actx = {cli, &ch};
 	X509 *x = NULL;
 	int assign = rq->change.type != NULL, r;

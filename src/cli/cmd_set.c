@@ -51,7 +51,7 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 }
 
 static int
-check_options(struct cli *cli, const struct set_opts *o, struct change_request *req,
+check_options(struct cli *cli, const struct set_opts *o, custody_change_request *req,
 	      char *type, char *identity, char *from_type)
 {
 	int r;
@@ -175,14 +175,14 @@ cmd_set(struct cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct set_opts o;
-	struct change_request req;
-	struct change ch;
+	custody_change_request req;
+	custody_change ch;
+	custody_ops_env env;
+	custody_txn tx;
 	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
 	char from_type[CUSTODY_NAME_MAX + 1];
 	custody_cert_record rec;
-	X509 *x = NULL;
-	const unsigned char *p;
-	int r, in_tx = 0;
+	int r;
 
 	memset(&o, 0, sizeof(o));
 	memset(&rec, 0, sizeof(rec));
@@ -196,14 +196,8 @@ cmd_set(struct cli *cli, int argc, char **argv)
 		goto out;
 	if ((r = find_on_token(cli, &o, o.from_type != NULL ? from_type : NULL, &rec)) != CUSTODY_OK)
 		goto out;
-	p = rec.der;
-	if ((x = d2i_X509(NULL, &p, (long)rec.der_len)) == NULL) {
-		r = custody_err_openssl(&cli->err, CUSTODY_EFAIL, "certificate %s", rec.thumbprint);
-		goto out;
-	}
-	if ((r = custody_policy_check_cert(&cli->cfg.policy, x, &cli->err)) != CUSTODY_OK)
-		goto out;
-	if ((r = change_plan(cli, &req, &rec, &ch)) != CUSTODY_OK)
+	change_env_now(cli, &env);
+	if ((r = custody_change_plan_cert(&env, &req, &rec, &ch, &cli->err)) != CUSTODY_OK)
 		goto out;
 	/* A no-op still records a roll that came due (get shows it, and
 	 * leaves the writing to a command that holds the token). */
@@ -211,19 +205,11 @@ cmd_set(struct cli *cli, int argc, char **argv)
 		change_report(cli, &ch, o.dry_run);
 		goto out;
 	}
-	if ((r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
+	custody_txn_init(&tx, cli->store, cli->token, cli->node, &cli->err);
+	if ((r = custody_change_apply(&tx, &rec, &ch)) != CUSTODY_OK)
 		goto out;
-	in_tx = 1;
-	if ((r = custody_store_put_cert(cli->store, &rec, &cli->err)) != CUSTODY_OK ||
-	    (r = change_write(cli, &ch)) != CUSTODY_OK ||
-	    (r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 0;
 	change_report(cli, &ch, 0);
 out:
-	if (in_tx)
-		custody_store_rollback(cli->store);
-	X509_free(x);
 	custody_cert_record_clear(&rec);
 	return r;
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <custody/audit.h>
+#include <custody/ops.h>
 #include <custody/store.h>
 
 #include "cli.h"
@@ -179,14 +180,14 @@ confirmed(struct cli *cli, int yes)
 static int
 tag_all(struct cli *cli, const struct rows *w)
 {
-	custody_audit_entry d;
+	custody_txn tx;
 	char detail[160];
 	size_t i;
-	int r, in_tx = 0;
+	int r;
 
-	if ((r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
+	custody_txn_init(&tx, cli->store, cli->token, cli->node, &cli->err);
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK)
 		goto out;
-	in_tx = 1;
 	for (i = 0; i < w->n_certs; i++)
 		if ((r = custody_store_retag_cert(cli->store, &w->certs[i], &cli->err)) != CUSTODY_OK)
 			goto out;
@@ -206,20 +207,14 @@ tag_all(struct cli *cli, const struct rows *w)
 	     CUSTODY_OK) ||
 	    (r = custody_store_tags_enable(cli->store, &cli->err)) != CUSTODY_OK)
 		goto out;
-	memset(&d, 0, sizeof(d));
-	snprintf(d.node, sizeof(d.node), "%s", cli->node);
-	snprintf(d.action, sizeof(d.action), "tag");
 	snprintf(detail, sizeof(detail), "integrity tags on %zu certificates, %zu assignments, "
 		 "%zu packages, %zu nodes and the audit head", w->n_certs, w->n_assignments,
 		 w->n_packages, w->n_nodes);
-	d.detail = detail;
-	if ((r = custody_audit_append(cli->store, &d, &cli->err)) != CUSTODY_OK)
+	if ((r = custody_txn_audit(&tx, "tag", NULL, NULL, NULL, NULL, detail)) != CUSTODY_OK)
 		goto out;
-	in_tx = 0;
-	r = custody_store_commit(cli->store, &cli->err);
+	r = custody_txn_commit(&tx);
 out:
-	if (in_tx)
-		custody_store_rollback(cli->store);
+	custody_txn_end(&tx, r);
 	return r;
 }
 

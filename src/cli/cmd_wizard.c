@@ -77,7 +77,7 @@ struct wizard {
 	size_t cert;			/* index into recs */
 	int roll;
 	int64_t effective;
-	struct change ch;
+	custody_change ch;
 };
 
 static volatile sig_atomic_t interrupted;
@@ -559,7 +559,7 @@ static enum step
 step_summary(struct wizard *w)
 {
 	const custody_cert_record *rec = &w->recs[w->cert];
-	struct change_request req;
+	custody_change_request req;
 	enum step back = w->roll ? STEP_DATE : STEP_WHEN;
 	char t[CUSTODY_TIME_TEXT];
 	enum answer a;
@@ -608,7 +608,8 @@ apply(struct wizard *w)
 {
 	struct cli *cli = w->cli;
 	sigset_t block, old;
-	int r, in_tx = 0;
+	custody_txn tx;
+	int r;
 
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
@@ -619,19 +620,11 @@ apply(struct wizard *w)
 	}
 	/* The token again, for the write alone: it tags the changed records
 	 * (custody/integrity.h), and is not held while the operator thinks. */
-	if ((r = cli_open_token(cli)) != CUSTODY_OK ||
-	    (r = custody_store_begin(cli->store, &cli->err)) != CUSTODY_OK)
+	if ((r = cli_open_token(cli)) != CUSTODY_OK)
 		goto out;
-	in_tx = 1;
-	if ((r = custody_store_put_cert(cli->store, &w->recs[w->cert], &cli->err)) != CUSTODY_OK ||
-	    (r = change_write(cli, &w->ch)) != CUSTODY_OK ||
-	    (r = custody_store_commit(cli->store, &cli->err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	r = CUSTODY_OK;
+	custody_txn_init(&tx, cli->store, cli->token, cli->node, &cli->err);
+	r = custody_change_apply(&tx, &w->recs[w->cert], &w->ch);
 out:
-	if (in_tx)
-		custody_store_rollback(cli->store);
 	if (cli->token != NULL)
 		cli_close_token(cli);
 	sigprocmask(SIG_SETMASK, &old, NULL);

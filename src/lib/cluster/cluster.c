@@ -30,6 +30,7 @@
 #include <custody/error.h>
 #include <custody/hexfmt.h>
 #include <custody/log.h>
+#include <custody/ops.h>
 #include <custody/store.h>
 #include <custody/timefmt.h>
 #include <custody/token.h>
@@ -89,26 +90,6 @@ check_thumbprint(const char *t, custody_err *err)
 bad:
 	return custody_err_set(err, CUSTODY_EUSAGE,
 			       "bad thumbprint: expected 40 upper-case hex digits");
-}
-
-/* One audit entry for a cluster change, in the caller's transaction. */
-static int
-audit(custody_store *st, const char *node, const char *action,
-      const char *thumbprint, const char *detail, custody_err *err)
-{
-	custody_audit_entry d;
-	int r;
-
-	memset(&d, 0, sizeof(d));
-	snprintf(d.node, sizeof(d.node), "%s", node);
-	snprintf(d.action, sizeof(d.action), "%s", action);
-	snprintf(d.thumbprint, sizeof(d.thumbprint), "%s",
-		 thumbprint != NULL ? thumbprint : "");
-	d.detail = (char *)detail;
-	r = custody_audit_append(st, &d, err);
-	if (r != CUSTODY_OK)
-		custody_err_prefix(err, "cannot append to the audit log");
-	return r;
 }
 
 /* The store's KEK key check value, "" when it records none. */
@@ -238,7 +219,69 @@ cluster_detach_token(custody_store *st, int attached)
 		custody_integrity_detach(st);
 }
 
+/* Forgets the KEK wrapped for a node and its signed admission. */
+static void
+drop_admission(custody_node_record *rec)
+{
+	if (rec->kek_wrap != NULL)
+		OPENSSL_clear_free(rec->kek_wrap, rec->kek_wrap_len);
+	rec->kek_wrap = NULL;
+	rec->kek_wrap_len = 0;
+	free(rec->admission_sig);
+	rec->admission_sig = NULL;
+	rec->admission_sig_len = 0;
+}
+
 /* ------------------------------------------------------------ kek create */
+
+/* The store's part of kek create, inside tx: the key check value, the
+ * authority, and tx's node as the first member. */
+static int
+record_kek(custody_txn *tx, const char *kcv, const unsigned char *authority,
+	   size_t authority_len, const char *fp)
+{
+	custody_store *st = tx->st;
+	custody_token *tok = tx->tok;
+	const char *node = tx->node;
+	custody_err *err = tx->err;
+	custody_node_record rec;
+	char when[24], detail[256];
+	int64_t now = clock_now();
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	snprintf(when, sizeof(when), "%lld", (long long)now);
+	if ((r = custody_store_put_meta(st, META_KCV, kcv, 0, err)) != CUSTODY_OK ||
+	    (r = cluster_put_store_authority(st, authority, authority_len,
+					     err)) != CUSTODY_OK ||
+	    (r = custody_store_put_meta(st, META_NODE, node, 0, err)) != CUSTODY_OK ||
+	    (r = custody_store_put_meta(st, META_CREATED, when, 0, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	r = custody_store_get_node(st, node, &rec, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		memset(&rec, 0, sizeof(rec));
+		snprintf(rec.name, sizeof(rec.name), "%s", node);
+		rec.enrolled_at = now;
+	} else if (r != CUSTODY_OK) {
+		goto out;
+	}
+	snprintf(rec.state, sizeof(rec.state), "joined");
+	rec.joined_at = now;
+	if (rec.kek_wrap != NULL) {
+		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
+		rec.kek_wrap = NULL;
+		rec.kek_wrap_len = 0;
+	}
+	snprintf(detail, sizeof(detail), "KEK with key check value %s and "
+		 "cluster authority %s on token %s (serial %s)", kcv, fp,
+		 custody_token_label(tok), custody_token_serial(tok));
+	if ((r = custody_store_put_node(st, &rec, err)) == CUSTODY_OK)
+		r = custody_txn_audit(tx, "kek-create", NULL, NULL, NULL, NULL, detail);
+out:
+	custody_node_record_clear(&rec);
+	return r;
+}
 
 static int
 kek_create_attached(custody_token *tok, custody_store *st,
@@ -246,15 +289,14 @@ kek_create_attached(custody_token *tok, custody_store *st,
 {
 	char kcv[CUSTODY_KCV_HEX + 1], seen[CUSTODY_KCV_HEX + 1];
 	char tagged[CUSTODY_KCV_HEX + 1];
-	char owner[CUSTODY_NAME_MAX + 1], when[24], detail[256];
+	char owner[CUSTODY_NAME_MAX + 1];
 	char fp[CLUSTER_FP_SIZE] = "";
 	unsigned char *authority = NULL;
 	size_t authority_len = 0;
-	custody_node_record rec;
-	int r, created = 0, authority_made = 0, in_tx = 0;
-	int64_t now = clock_now();
+	custody_txn tx;
+	int r, created = 0;
 
-	memset(&rec, 0, sizeof(rec));
+	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = read_store_kcv(st, seen, err)) != CUSTODY_OK)
 		goto out;
@@ -297,7 +339,11 @@ kek_create_attached(custody_token *tok, custody_store *st,
 			     "sensitive, wrap and unwrap only, extractable only "
 			     "under a trusted key", custody_token_label(tok),
 			     custody_token_serial(tok), node);
-		if ((r = custody_token_kek_create(tok, kcv, err)) != CUSTODY_OK)
+		if ((r = custody_token_kek_create(tok, kcv, err)) != CUSTODY_OK ||
+		    (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_KEK, NULL, NULL, 0,
+					      "cannot remove the new KEK from token %s "
+					      "again", custody_token_label(tok))) !=
+		    CUSTODY_OK)
 			goto out;
 		created = 1;
 		custody_step("created the KEK on token %s: key check value %s",
@@ -308,68 +354,28 @@ kek_create_attached(custody_token *tok, custody_store *st,
 	if ((r = custody_token_authority_create(tok, &authority, &authority_len,
 						err)) != CUSTODY_OK)
 		goto out;
-	authority_made = 1;
+	/* (A KEK that was there already keeps the authority made beside it.) */
+	if (created &&
+	    (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_AUTHORITY, NULL, NULL, 0,
+				      "cannot remove the new cluster authority key "
+				      "from token %s again",
+				      custody_token_label(tok))) != CUSTODY_OK)
+		goto out;
 	custody_cluster_fingerprint(authority, authority_len, fp);
 	custody_step("cluster authority fingerprint %s (every enrolling node "
 		     "confirms it)", fp);
 	custody_step("step 3/3: recording the key check value, the authority "
 		     "and node %s as the first member in the store", node);
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
-	snprintf(when, sizeof(when), "%lld", (long long)now);
-	if ((r = custody_store_put_meta(st, META_KCV, kcv, 0, err)) != CUSTODY_OK ||
-	    (r = cluster_put_store_authority(st, authority, authority_len,
-					     err)) != CUSTODY_OK ||
-	    (r = custody_store_put_meta(st, META_NODE, node, 0, err)) != CUSTODY_OK ||
-	    (r = custody_store_put_meta(st, META_CREATED, when, 0, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	r = custody_store_get_node(st, node, &rec, err);
-	if (r == CUSTODY_ENOTFOUND) {
-		memset(&rec, 0, sizeof(rec));
-		snprintf(rec.name, sizeof(rec.name), "%s", node);
-		rec.enrolled_at = now;
-	} else if (r != CUSTODY_OK) {
-		goto out;
-	}
-	snprintf(rec.state, sizeof(rec.state), "joined");
-	rec.joined_at = now;
-	if (rec.kek_wrap != NULL) {
-		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
-		rec.kek_wrap = NULL;
-		rec.kek_wrap_len = 0;
-	}
-	snprintf(detail, sizeof(detail), "KEK with key check value %s and "
-		 "cluster authority %s on token %s (serial %s)", kcv, fp,
-		 custody_token_label(tok), custody_token_serial(tok));
-	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
-	    (r = audit(st, node, "kek-create", NULL, detail, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = record_kek(&tx, kcv, authority, authority_len, fp)) != CUSTODY_OK ||
+	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("the cluster KEK has key check value %s; node %s is its "
 		     "first member", kcv, node);
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
-	if (r != CUSTODY_OK && created) {
-		custody_err ignored;
-
-		if (custody_token_kek_destroy(tok, &ignored) != CUSTODY_OK)
-			custody_warn("cannot remove the new KEK from token %s "
-				     "again: %s", custody_token_label(tok),
-				     ignored.msg);
-		if (authority_made &&
-		    custody_token_authority_destroy(tok, &ignored) != CUSTODY_OK)
-			custody_warn("cannot remove the new cluster authority "
-				     "key from token %s again: %s",
-				     custody_token_label(tok), ignored.msg);
-	}
+	custody_txn_end(&tx, r);
 	free(authority);
-	custody_node_record_clear(&rec);
 	return r;
 }
 
@@ -393,10 +399,12 @@ custody_cluster_authority(custody_token *tok, custody_store *st,
 	unsigned char *stored = NULL, *mine = NULL;
 	size_t stored_len = 0, mine_len = 0;
 	char kcv[CUSTODY_KCV_HEX + 1], detail[256];
-	int r, made = 0, in_tx = 0;
+	custody_txn tx;
+	int r;
 
 	fp[0] = '\0';
 	*held = 0;
+	custody_txn_init(&tx, st, tok, node, err);
 	r = cluster_store_authority(st, &stored, &stored_len, err);
 	if (r == CUSTODY_OK) {
 		custody_cluster_fingerprint(stored, stored_len, fp);
@@ -420,39 +428,29 @@ custody_cluster_authority(custody_token *tok, custody_store *st,
 		     "which holds the KEK (key check value %s)",
 		     custody_token_label(tok), kcv);
 	if ((r = custody_token_authority_create(tok, &mine, &mine_len, err)) !=
-	    CUSTODY_OK)
+	    CUSTODY_OK ||
+	    (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_AUTHORITY, NULL, NULL, 0,
+				      "cannot remove the new cluster authority key "
+				      "from token %s again",
+				      custody_token_label(tok))) != CUSTODY_OK)
 		goto out;
-	made = 1;
 	custody_cluster_fingerprint(mine, mine_len, fp);
 	snprintf(detail, sizeof(detail), "cluster authority %s on token %s "
 		 "(serial %s)", fp, custody_token_label(tok),
 		 custody_token_serial(tok));
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
-	if ((r = cluster_put_store_authority(st, mine, mine_len, err)) !=
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = cluster_put_store_authority(st, mine, mine_len, err)) !=
 	    CUSTODY_OK ||
-	    (r = audit(st, node, "authority-create", NULL, detail, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+	    (r = custody_txn_audit(&tx, "authority-create", NULL, NULL, NULL,
+				   NULL, detail)) != CUSTODY_OK ||
+	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("cluster authority %s recorded: every enrolling node "
 		     "confirms this fingerprint", fp);
 	*held = 1;
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
-	if (r != CUSTODY_OK && made) {
-		custody_err ignored;
-
-		if (custody_token_authority_destroy(tok, &ignored) != CUSTODY_OK)
-			custody_warn("cannot remove the new cluster authority "
-				     "key from token %s again: %s",
-				     custody_token_label(tok), ignored.msg);
-	}
+	custody_txn_end(&tx, r);
 	free(stored);
 	free(mine);
 	return r;
@@ -568,9 +566,11 @@ node_enroll_attached(custody_token *tok, custody_store *st,
 	unsigned char *spki = NULL;
 	size_t spki_len = 0;
 	char fp[CLUSTER_FP_SIZE], detail[256], have[CUSTODY_KCV_HEX + 1];
-	int r, created = 0, in_tx = 0, stored = 0, pinned = 0;
+	custody_txn tx;
+	int r, stored = 0, pinned = 0;
 
 	memset(&rec, 0, sizeof(rec));
+	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_node(node, err)) != CUSTODY_OK)
 		goto out;
 	r = custody_store_get_node(st, node, &rec, err);
@@ -599,7 +599,12 @@ node_enroll_attached(custody_token *tok, custody_store *st,
 	}
 	custody_step("step 1/3: the cluster authority this node trusts");
 	if ((r = pin_authority(tok, st, node, authority_fp, &pinned, err)) !=
-	    CUSTODY_OK)
+	    CUSTODY_OK ||
+	    (pinned &&
+	     (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_AUTHORITY_PIN, NULL, NULL, 0,
+				       "cannot remove the pinned cluster authority "
+				       "from token %s again",
+				       custody_token_label(tok))) != CUSTODY_OK))
 		goto out;
 	custody_step("step 2/3: the transport key pair of node %s on token %s "
 		     "(serial %s)", node, custody_token_label(tok),
@@ -608,9 +613,12 @@ node_enroll_attached(custody_token *tok, custody_store *st,
 	if (r == CUSTODY_ENOTFOUND) {
 		if ((r = custody_token_transport_create(tok, node, &spki,
 							&spki_len, err)) !=
+		    CUSTODY_OK ||
+		    (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_TRANSPORT, node, NULL,
+					      0, "cannot remove the new transport "
+					      "key of node %s again", node)) !=
 		    CUSTODY_OK)
 			goto out;
-		created = 1;
 	} else if (r != CUSTODY_OK) {
 		goto out;
 	} else {
@@ -637,13 +645,7 @@ node_enroll_attached(custody_token *tok, custody_store *st,
 	rec.transport_spki = spki;
 	rec.transport_spki_len = spki_len;
 	spki = NULL;
-	if (rec.kek_wrap != NULL)
-		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
-	rec.kek_wrap = NULL;
-	rec.kek_wrap_len = 0;
-	free(rec.admission_sig);
-	rec.admission_sig = NULL;
-	rec.admission_sig_len = 0;
+	drop_admission(&rec);
 	rec.kek_check[0] = '\0';
 	snprintf(rec.name, sizeof(rec.name), "%s", node);
 	snprintf(rec.state, sizeof(rec.state), "enrolled");
@@ -653,37 +655,17 @@ node_enroll_attached(custody_token *tok, custody_store *st,
 	snprintf(detail, sizeof(detail), "transport key RSA-3072 SHA-256 %s on "
 		 "token %s (serial %s)", fp, custody_token_label(tok),
 		 custody_token_serial(tok));
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
-	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
-	    (r = audit(st, node, CUSTODY_AUDIT_NODE_ENROLL, NULL, detail, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
+	    (r = custody_txn_audit(&tx, CUSTODY_AUDIT_NODE_ENROLL, NULL, NULL, NULL,
+				   NULL, detail)) != CUSTODY_OK ||
+	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("node %s is enrolled: the security officer admits it on a "
 		     "member with custody node admit %s", node, node);
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
-	if (r != CUSTODY_OK && created) {
-		custody_err ignored;
-
-		if (custody_token_transport_destroy(tok, node, &ignored) !=
-		    CUSTODY_OK)
-			custody_warn("cannot remove the new transport key of node "
-				     "%s again: %s", node, ignored.msg);
-	}
-	if (r != CUSTODY_OK && pinned) {
-		custody_err ignored;
-
-		if (custody_token_authority_unpin(tok, &ignored) != CUSTODY_OK)
-			custody_warn("cannot remove the pinned cluster authority "
-				     "from token %s again: %s",
-				     custody_token_label(tok), ignored.msg);
-	}
+	custody_txn_end(&tx, r);
 	free(spki);
 	custody_node_record_clear(&rec);
 	return r;
@@ -730,6 +712,85 @@ out:
 	return r;
 }
 
+/* What the security officer confirmed: the transport key's fingerprint,
+ * and a PIN to admit with. */
+static int
+check_admit_confirmed(const char *node, const char *fp, const char *confirmed_fp,
+		      size_t so_pin_len, custody_err *err)
+{
+	int r;
+
+	/* The KEK goes to whatever key the store names: the SO vouches for
+	 * it by its fingerprint, or a store writer could swap in their own. */
+	if (confirmed_fp == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "cannot admit node %s: confirm its transport "
+				    "key's fingerprint first (the store says %s)",
+				    node, fp);
+		custody_err_hint(err, "compare it with what node enroll printed "
+				 "on node %s, then pass it with --fingerprint",
+				 node);
+		return r;
+	}
+	if (!custody_cluster_fingerprint_matches(fp, confirmed_fp)) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot admit node %s: its transport key in "
+				    "the store has fingerprint %s, not the %s you "
+				    "confirmed: nothing written", node, fp,
+				    confirmed_fp);
+		custody_err_hint(err, "somebody may have changed the store: "
+				 "enroll node %s again", node);
+		return r;
+	}
+	if (so_pin_len == 0)
+		return custody_err_set(err, CUSTODY_EPIN,
+				       "cannot admit node %s: no security officer "
+				       "PIN", node);
+	return CUSTODY_OK;
+}
+
+/* The store's part of an admission, inside tx: the node's row (read
+ * again: it must still have the transport key the KEK was wrapped for)
+ * takes the wrapped KEK (*blob) and the signed admission (*sig). */
+static int
+record_admission(custody_txn *tx, const char *node, const custody_node_record *rec,
+		 unsigned char **blob, size_t blob_len, unsigned char **sig,
+		 size_t sig_len, const char *check, const char *detail)
+{
+	custody_node_record fresh;
+	int r;
+
+	memset(&fresh, 0, sizeof(fresh));
+	if ((r = custody_store_get_node(tx->st, node, &fresh, tx->err)) != CUSTODY_OK)
+		goto out;
+	if (!same_bytes(fresh.transport_spki, fresh.transport_spki_len,
+			rec->transport_spki, rec->transport_spki_len)) {
+		r = custody_err_set(tx->err, CUSTODY_ECONFLICT,
+				    "cannot admit node %s: it enrolled again with "
+				    "another transport key meanwhile", node);
+		custody_err_hint(tx->err, "run node admit %s again", node);
+		goto out;
+	}
+	if (fresh.kek_wrap != NULL)
+		OPENSSL_clear_free(fresh.kek_wrap, fresh.kek_wrap_len);
+	free(fresh.admission_sig);
+	fresh.kek_wrap = *blob;
+	fresh.kek_wrap_len = blob_len;
+	*blob = NULL;
+	fresh.admission_sig = *sig;
+	fresh.admission_sig_len = sig_len;
+	*sig = NULL;
+	snprintf(fresh.kek_check, sizeof(fresh.kek_check), "%s", check);
+	snprintf(fresh.state, sizeof(fresh.state), "admitted");
+	snprintf(fresh.admitted_by, sizeof(fresh.admitted_by), "%s", tx->node);
+	fresh.admitted_at = clock_now();
+	if ((r = custody_store_put_node(tx->st, &fresh, tx->err)) == CUSTODY_OK)
+		r = custody_txn_audit(tx, "node-admit", NULL, NULL, NULL, NULL, detail);
+out:
+	custody_node_record_clear(&fresh);
+	return r;
+}
+
 static int
 node_admit_attached(custody_token *tok, custody_store *st,
 		    const char *this_node, const char *node,
@@ -738,16 +799,17 @@ node_admit_attached(custody_token *tok, custody_store *st,
 		    const char *user_pin, size_t user_pin_len,
 		    custody_err *err)
 {
-	custody_node_record rec, fresh;
+	custody_node_record rec;
 	unsigned char *blob = NULL, *sig = NULL;
 	size_t blob_len = 0, sig_len = 0, msg_len = 0;
 	char kcv[CUSTODY_KCV_HEX + 1], check[CUSTODY_KEK_CHECK_HEX + 1];
 	char fp[CLUSTER_FP_SIZE], authority_fp[CLUSTER_FP_SIZE], detail[320];
 	char *msg = NULL;
-	int r, in_tx = 0;
+	custody_txn tx;
+	int r;
 
 	memset(&rec, 0, sizeof(rec));
-	memset(&fresh, 0, sizeof(fresh));
+	custody_txn_init(&tx, st, tok, this_node, err);
 	if ((r = check_node(this_node, err)) != CUSTODY_OK ||
 	    (r = check_node(node, err)) != CUSTODY_OK)
 		goto out;
@@ -781,34 +843,10 @@ node_admit_attached(custody_token *tok, custody_store *st,
 	    CUSTODY_OK)
 		goto out;
 	custody_cluster_fingerprint(rec.transport_spki, rec.transport_spki_len, fp);
-	/* The KEK goes to whatever key the store names: the SO vouches for
-	 * it by its fingerprint, or a store writer could swap in their own. */
-	if (confirmed_fp == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot admit node %s: confirm its transport "
-				    "key's fingerprint first (the store says %s)",
-				    node, fp);
-		custody_err_hint(err, "compare it with what node enroll printed "
-				 "on node %s, then pass it with --fingerprint",
-				 node);
+	if ((r = check_admit_confirmed(node, fp, confirmed_fp,
+				       so_pin != NULL ? so_pin_len : 0, err)) !=
+	    CUSTODY_OK)
 		goto out;
-	}
-	if (!custody_cluster_fingerprint_matches(fp, confirmed_fp)) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot admit node %s: its transport key in "
-				    "the store has fingerprint %s, not the %s you "
-				    "confirmed: nothing written", node, fp,
-				    confirmed_fp);
-		custody_err_hint(err, "somebody may have changed the store: "
-				 "enroll node %s again", node);
-		goto out;
-	}
-	if (so_pin == NULL || so_pin_len == 0) {
-		r = custody_err_set(err, CUSTODY_EPIN,
-				    "cannot admit node %s: no security officer "
-				    "PIN", node);
-		goto out;
-	}
 	custody_step("step 1/3: admitting node %s on token %s (serial %s), "
 		     "node %s: its transport key has SHA-256 fingerprint %s, "
 		     "as confirmed", node,
@@ -835,56 +873,26 @@ node_admit_attached(custody_token *tok, custody_store *st,
 	custody_step("step 3/3: recording node %s as admitted, with the wrapped "
 		     "KEK (%zu bytes of ciphertext) and the signed admission, in "
 		     "the store", node, blob_len);
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
-	if ((r = custody_store_get_node(st, node, &fresh, err)) != CUSTODY_OK)
-		goto out;
-	if (!same_bytes(fresh.transport_spki, fresh.transport_spki_len,
-			rec.transport_spki, rec.transport_spki_len)) {
-		r = custody_err_set(err, CUSTODY_ECONFLICT,
-				    "cannot admit node %s: it enrolled again with "
-				    "another transport key meanwhile", node);
-		custody_err_hint(err, "run node admit %s again", node);
-		goto out;
-	}
-	if (fresh.kek_wrap != NULL)
-		OPENSSL_clear_free(fresh.kek_wrap, fresh.kek_wrap_len);
-	free(fresh.admission_sig);
-	fresh.kek_wrap = blob;
-	fresh.kek_wrap_len = blob_len;
-	blob = NULL;
-	fresh.admission_sig = sig;
-	fresh.admission_sig_len = sig_len;
-	sig = NULL;
-	snprintf(fresh.kek_check, sizeof(fresh.kek_check), "%s", check);
-	snprintf(fresh.state, sizeof(fresh.state), "admitted");
-	snprintf(fresh.admitted_by, sizeof(fresh.admitted_by), "%s", this_node);
-	fresh.admitted_at = clock_now();
 	snprintf(detail, sizeof(detail), "node %s admitted on token %s (serial "
 		 "%s) by the security officer; transport key SHA-256 %s; KEK "
 		 "%s (check %s) wrapped for it; signed by cluster authority %s",
 		 node, custody_token_label(tok), custody_token_serial(tok), fp,
 		 kcv, check, authority_fp);
-	if ((r = custody_store_put_node(st, &fresh, err)) != CUSTODY_OK ||
-	    (r = audit(st, this_node, "node-admit", NULL, detail, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = record_admission(&tx, node, &rec, &blob, blob_len, &sig, sig_len,
+				  check, detail)) != CUSTODY_OK ||
+	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("node %s is admitted: it joins with custody node join; "
 		     "the KEK check it will show is %s", node, check);
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
+	custody_txn_end(&tx, r);
 	if (blob != NULL)
 		OPENSSL_clear_free(blob, blob_len);
 	free(sig);
 	free(msg);
 	custody_node_record_clear(&rec);
-	custody_node_record_clear(&fresh);
 	return r;
 }
 
@@ -972,17 +980,44 @@ out:
 	return r;
 }
 
+/* The store's part of a join, inside tx: tx's node is a member, and the
+ * KEK wrapped for it goes from the store. */
+static int
+record_join(custody_txn *tx, const char *kcv)
+{
+	custody_node_record rec;
+	char detail[256];
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = custody_store_get_node(tx->st, tx->node, &rec, tx->err)) != CUSTODY_OK)
+		goto out;
+	drop_admission(&rec);
+	snprintf(rec.state, sizeof(rec.state), "joined");
+	rec.joined_at = clock_now();
+	snprintf(detail, sizeof(detail), "KEK %s unwrapped on token %s (serial "
+		 "%s); its wrap deleted from the store; transport key destroyed",
+		 kcv, custody_token_label(tx->tok), custody_token_serial(tx->tok));
+	if ((r = custody_store_put_node(tx->st, &rec, tx->err)) == CUSTODY_OK)
+		r = custody_txn_audit(tx, "node-join", NULL, NULL, NULL, NULL, detail);
+out:
+	custody_node_record_clear(&rec);
+	return r;
+}
+
 static int
 node_join_attached(custody_token *tok, custody_store *st,
 		  const char *node, const char *confirmed_check,
 		  custody_err *err)
 {
 	custody_node_record rec;
-	char kcv[CUSTODY_KCV_HEX + 1], have[CUSTODY_KCV_HEX + 1], detail[256];
+	char kcv[CUSTODY_KCV_HEX + 1], have[CUSTODY_KCV_HEX + 1];
 	custody_err ignored;
-	int r, in_tx = 0, had_kek = 0, unwrapped = 0;
+	custody_txn tx;
+	int r, had_kek = 0;
 
 	memset(&rec, 0, sizeof(rec));
+	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = need_store_kcv(st, "join the cluster", kcv, err)) != CUSTODY_OK)
 		goto out;
@@ -1045,37 +1080,21 @@ node_join_attached(custody_token *tok, custody_store *st,
 		     custody_token_serial(tok));
 	if ((r = custody_token_unwrap_kek(tok, node, rec.kek_wrap,
 					  rec.kek_wrap_len, rec.kek_check,
-					  err)) != CUSTODY_OK)
+					  err)) != CUSTODY_OK ||
+	    (!had_kek &&
+	     (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_KEK, NULL, NULL, 0,
+				       "cannot remove the unwrapped KEK from token "
+				       "%s again", custody_token_label(tok))) !=
+	     CUSTODY_OK))
 		goto out;
-	unwrapped = !had_kek;
 	custody_step("the KEK on token %s has the admitted 64-bit check %s "
 		     "(key check value %s)", custody_token_label(tok),
 		     rec.kek_check, kcv);
 	custody_step("step 2/3: recording node %s as a member and deleting the "
 		     "wrapped KEK from the store", node);
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
-	custody_node_record_clear(&rec);
-	if ((r = custody_store_get_node(st, node, &rec, err)) != CUSTODY_OK)
-		goto out;
-	if (rec.kek_wrap != NULL)
-		OPENSSL_clear_free(rec.kek_wrap, rec.kek_wrap_len);
-	rec.kek_wrap = NULL;
-	rec.kek_wrap_len = 0;
-	free(rec.admission_sig);
-	rec.admission_sig = NULL;
-	rec.admission_sig_len = 0;
-	snprintf(rec.state, sizeof(rec.state), "joined");
-	rec.joined_at = clock_now();
-	snprintf(detail, sizeof(detail), "KEK %s unwrapped on token %s (serial "
-		 "%s); its wrap deleted from the store; transport key destroyed",
-		 kcv, custody_token_label(tok), custody_token_serial(tok));
-	if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK ||
-	    (r = audit(st, node, "node-join", NULL, detail, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK)
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = record_join(&tx, kcv)) != CUSTODY_OK ||
+	    (r = custody_txn_commit(&tx)) != CUSTODY_OK)
 		goto out;
 	custody_step("step 3/3: destroying the transport key pair of node %s on "
 		     "token %s: nothing can unwrap a KEK with it again", node,
@@ -1089,12 +1108,7 @@ node_join_attached(custody_token *tok, custody_store *st,
 		     node, kcv);
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
-	if (r != CUSTODY_OK && unwrapped &&
-	    custody_token_kek_destroy(tok, &ignored) != CUSTODY_OK)
-		custody_warn("cannot remove the unwrapped KEK from token %s "
-			     "again: %s", custody_token_label(tok), ignored.msg);
+	custody_txn_end(&tx, r);
 	custody_node_record_clear(&rec);
 	return r;
 }
@@ -1178,28 +1192,26 @@ custody_cluster_package_key(custody_token *tok, custody_store *st,
 {
 	custody_cert_record cert;
 	char detail[160];
-	int r, in_tx = 0;
+	custody_txn tx;
+	int r;
 
 	memset(&cert, 0, sizeof(cert));
+	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
 	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
 	    (r = custody_cert_record_check(&cert, NULL, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
 	snprintf(detail, sizeof(detail), "key id %s wrapped under the KEK on "
 		 "token %s", cert.key_id, custody_token_label(tok));
-	if ((r = custody_cluster_package_put(tok, st, node, thumbprint,
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK ||
+	    (r = custody_cluster_package_put(tok, st, node, thumbprint,
 					     cert.key_id, err)) != CUSTODY_OK ||
-	    (r = audit(st, node, "package", thumbprint, detail, err)) !=
-	    CUSTODY_OK)
+	    (r = custody_txn_audit(&tx, "package", NULL, NULL, thumbprint, NULL,
+				   detail)) != CUSTODY_OK)
 		goto out;
-	in_tx = 0;
-	r = custody_store_commit(st, err);
+	r = custody_txn_commit(&tx);
 out:
-	if (in_tx)
-		custody_store_rollback(st);
+	custody_txn_end(&tx, r);
 	custody_cert_record_clear(&cert);
 	return r;
 }
@@ -1280,55 +1292,22 @@ static void
 materialize_rolls(custody_store *st, const char *node, int64_t now,
 		  const custody_assignment *all, size_t n)
 {
-	custody_assignment stored, resolved;
-	custody_err e;
-	char t[32], detail[80];
+	custody_assignment resolved;
+	char t[CUSTODY_TIME_TEXT];
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		struct tm tm;
-		time_t when;
-
 		if (strcasecmp(all[i].identity, "global") != 0 ||
 		    !custody_assign_resolve(&all[i], now, &resolved))
 			continue;
-		if (custody_store_begin(st, &e) != CUSTODY_OK)
-			continue;
-		if (custody_store_get_assignment(st, all[i].type, "global",
-						 &stored, &e) != CUSTODY_OK ||
-		    !custody_assign_resolve(&stored, now, &resolved) ||
-		    custody_store_put_assignment(st, &resolved, &e) != CUSTODY_OK)
-			goto next;
-		when = (time_t)resolved.current.effective;
-		if (gmtime_r(&when, &tm) == NULL ||
-		    strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-			snprintf(t, sizeof(t), "%lld",
-				 (long long)resolved.current.effective);
-		snprintf(detail, sizeof(detail), "took effect at %s", t);
-		{
-			custody_audit_entry d;
-
-			memset(&d, 0, sizeof(d));
-			snprintf(d.node, sizeof(d.node), "%s", node);
-			snprintf(d.action, sizeof(d.action), "roll-effective");
-			snprintf(d.type, sizeof(d.type), "%s", resolved.type);
-			snprintf(d.identity, sizeof(d.identity), "%s",
-				 resolved.identity);
-			snprintf(d.thumbprint, sizeof(d.thumbprint), "%s",
-				 resolved.current.thumbprint);
-			snprintf(d.previous_thumbprint,
-				 sizeof(d.previous_thumbprint), "%s",
-				 resolved.previous.thumbprint);
-			d.detail = detail;
-			if (custody_audit_append(st, &d, &e) != CUSTODY_OK)
-				goto next;
-		}
-		if (custody_store_commit(st, &e) == CUSTODY_OK)
+		if (custody_change_materialize_due_roll(st, node, all[i].type,
+							"global", now, &resolved) ==
+		    CUSTODY_OK && resolved.type[0] != '\0')
 			custody_step("the roll of %s/global to %s took effect at "
 				     "%s", resolved.type,
-				     resolved.current.thumbprint, t);
-next:
-		custody_store_rollback(st);
+				     resolved.current.thumbprint,
+				     custody_time_format(resolved.current.effective,
+							 t));
 	}
 }
 
@@ -1648,12 +1627,13 @@ write_sync(custody_token *tok, custody_store *st, const char *node,
 	custody_node_record rec;
 	size_t i, unwrapped = 0, packaged = 0;
 	char detail[160];
-	int r, in_tx = 0;
+	custody_txn tx;
+	int r;
 
 	memset(&rec, 0, sizeof(rec));
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+	custody_txn_init(&tx, st, tok, node, err);
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK)
 		goto out;
-	in_tx = 1;
 	for (i = 0; i < res->n; i++) {
 		custody_sync_item *it = &res->items[i];
 		custody_cert_record cert;
@@ -1679,8 +1659,8 @@ write_sync(custody_token *tok, custody_store *st, const char *node,
 		}
 		unwrapped += it->unwrapped != 0;
 		if (it->repaired &&
-		    (r = audit(st, node, "repair", it->thumbprint, it->repair,
-			       err)) != CUSTODY_OK)
+		    (r = custody_txn_audit(&tx, "repair", NULL, NULL, it->thumbprint,
+					   NULL, it->repair)) != CUSTODY_OK)
 			goto out;
 		memset(&rep, 0, sizeof(rep));
 		snprintf(rep.node, sizeof(rep.node), "%s", node);
@@ -1706,14 +1686,13 @@ write_sync(custody_token *tok, custody_store *st, const char *node,
 		snprintf(detail, sizeof(detail), "token %s: %zu key(s) unwrapped, "
 			 "%zu packaged, %zu refused", custody_token_label(tok),
 			 unwrapped, packaged, (size_t)res->refused);
-		if ((r = audit(st, node, "sync", NULL, detail, err)) != CUSTODY_OK)
+		if ((r = custody_txn_audit(&tx, "sync", NULL, NULL, NULL, NULL,
+					   detail)) != CUSTODY_OK)
 			goto out;
 	}
-	in_tx = 0;
-	r = custody_store_commit(st, err);
+	r = custody_txn_commit(&tx);
 out:
-	if (in_tx)
-		custody_store_rollback(st);
+	custody_txn_end(&tx, r);
 	custody_node_record_clear(&rec);
 	return r;
 }
@@ -1819,9 +1798,11 @@ seal_attached(custody_token *tok, custody_store *st, const char *node,
 	size_t n_nodes = 0, n_reps = 0, i, j, members = 0;
 	char missing[512] = "", who[512] = "", detail[768];
 	size_t mlen = 0, wlen = 0;
-	int present = 0, r, in_tx = 0;
+	custody_txn tx;
+	int present = 0, r;
 
 	memset(&cert, 0, sizeof(cert));
+	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
 	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
@@ -1885,18 +1866,17 @@ seal_attached(custody_token *tok, custody_store *st, const char *node,
 	custody_step("step 2/2: turning CKA_EXTRACTABLE off for key id %s on "
 		     "token %s (irreversible)", cert.key_id,
 		     custody_token_label(tok));
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK)
 		goto out;
-	in_tx = 1;
 	snprintf(detail, sizeof(detail), "key id %s on token %s no longer "
 		 "extractable; %zu member(s)%s%s%s%s", cert.key_id,
 		 custody_token_label(tok), members, who[0] != '\0' ? " hold it: " : "",
 		 who, missing[0] != '\0' ? "; forced, missing: " : "", missing);
-	if ((r = audit(st, node, "seal", thumbprint, detail, err)) != CUSTODY_OK ||
+	if ((r = custody_txn_audit(&tx, "seal", NULL, NULL, thumbprint, NULL,
+				   detail)) != CUSTODY_OK ||
 	    (r = custody_token_seal(tok, cert.key_id, err)) != CUSTODY_OK)
 		goto out;
-	in_tx = 0;
-	if ((r = custody_store_commit(st, err)) != CUSTODY_OK) {
+	if ((r = custody_txn_commit(&tx)) != CUSTODY_OK) {
 		custody_warn("the key is sealed on token %s, but the audit entry "
 			     "was not written", custody_token_label(tok));
 		goto out;
@@ -1905,8 +1885,7 @@ seal_attached(custody_token *tok, custody_store *st, const char *node,
 		     "of %s's key from this one", thumbprint);
 	r = CUSTODY_OK;
 out:
-	if (in_tx)
-		custody_store_rollback(st);
+	custody_txn_end(&tx, r);
 	custody_cert_record_clear(&cert);
 	custody_node_records_free(nodes, n_nodes);
 	free(reps);

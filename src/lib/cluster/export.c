@@ -14,12 +14,12 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include <custody/audit.h>
 #include <custody/cert.h>
 #include <custody/cluster.h>
 #include <custody/error.h>
 #include <custody/hexfmt.h>
 #include <custody/log.h>
+#include <custody/ops.h>
 
 #include "cluster/internal.h"
 #include "token/wrap.h"
@@ -30,10 +30,10 @@ export_attached(custody_token *tok, custody_store *st, const char *node,
 {
 	custody_cert_record cert;
 	custody_package_record stored;
-	custody_audit_entry d;
+	custody_txn tx;
 	char kcv[CUSTODY_KCV_HEX + 1], store_kcv[CUSTODY_KCV_HEX + 1];
 	char detail[200];
-	int r, in_tx = 0;
+	int r;
 
 	memset(&cert, 0, sizeof(cert));
 	memset(&stored, 0, sizeof(stored));
@@ -86,25 +86,15 @@ export_attached(custody_token *tok, custody_store *st, const char *node,
 	}
 	memcpy(out->cert_der, cert.der, cert.der_len);
 	out->cert_der_len = cert.der_len;
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		goto out;
-	in_tx = 1;
-	memset(&d, 0, sizeof(d));
-	snprintf(d.node, sizeof(d.node), "%s", node);
-	snprintf(d.action, sizeof(d.action), "export");
-	snprintf(d.thumbprint, sizeof(d.thumbprint), "%s", thumbprint);
 	snprintf(detail, sizeof(detail), "key id %s wrapped under KEK %s, "
 		 "written to a package file", cert.key_id, out->kcv);
-	d.detail = detail;
-	if ((r = custody_audit_append(st, &d, err)) != CUSTODY_OK) {
-		custody_err_prefix(err, "cannot append to the audit log");
-		goto out;
-	}
-	in_tx = 0;
-	r = custody_store_commit(st, err);
+	custody_txn_init(&tx, st, tok, node, err);
+	if ((r = custody_txn_begin(&tx)) == CUSTODY_OK &&
+	    (r = custody_txn_audit(&tx, "export", NULL, NULL, thumbprint, NULL,
+				   detail)) == CUSTODY_OK)
+		r = custody_txn_commit(&tx);
+	custody_txn_end(&tx, r);
 out:
-	if (in_tx)
-		custody_store_rollback(st);
 	if (r != CUSTODY_OK)
 		custody_package_clear(out);
 	custody_cert_record_clear(&cert);

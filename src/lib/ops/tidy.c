@@ -14,6 +14,7 @@
 #include <custody/audit.h>
 #include <custody/hexfmt.h>
 #include <custody/log.h>
+#include <custody/ops.h>
 #include <custody/tidy.h>
 
 #define CSR_PREFIX "generated key id "
@@ -205,13 +206,13 @@ static int
 apply_item(custody_token *tok, custody_store *st, const char *node,
 	   const custody_tidy_item *it, custody_err *err)
 {
-	custody_audit_entry d;
+	custody_txn tx;
 	char detail[512];
-	int r, in_tx = 0, destroy = !it->named && objects_of(it);
+	int r, destroy = !it->named && objects_of(it);
 
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
+	custody_txn_init(&tx, st, tok, node, err);
+	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK)
 		goto out;
-	in_tx = 1;
 	if (destroy) {
 		snprintf(detail, sizeof(detail), "destroyed what an interrupted "
 			 "custody left under key id %s on token %s: %zu private "
@@ -219,11 +220,8 @@ apply_item(custody_token *tok, custody_store *st, const char *node,
 			 it->key_id, custody_token_label(tok),
 			 it->objects.private_keys, it->objects.public_keys,
 			 it->objects.certificates);
-		memset(&d, 0, sizeof(d));
-		snprintf(d.node, sizeof(d.node), "%s", node);
-		snprintf(d.action, sizeof(d.action), "tidy");
-		d.detail = detail;
-		if ((r = custody_audit_append(st, &d, err)) != CUSTODY_OK)
+		if ((r = custody_txn_audit(&tx, "tidy", NULL, NULL, NULL, NULL,
+					   detail)) != CUSTODY_OK)
 			goto out;
 		/* The objects first, then the note: a note stays as long as
 		 * its objects do. */
@@ -236,11 +234,9 @@ apply_item(custody_token *tok, custody_store *st, const char *node,
 	if ((r = custody_token_intent_clear(tok, it->key_id, err)) !=
 	    CUSTODY_OK)
 		goto out;
-	in_tx = 0;
-	r = custody_store_commit(st, err);
+	r = custody_txn_commit(&tx);
 out:
-	if (in_tx)
-		custody_store_rollback(st);
+	custody_txn_end(&tx, r);
 	return r;
 }
 

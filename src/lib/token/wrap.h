@@ -3,9 +3,10 @@
  * transport keys, the cluster authority and the key packages
  * (token/wrap.c, token/authority.c).
  *
- * Not installed: only the cluster module (src/lib/cluster/) and the
- * store's integrity tags (store/integrity.c) call these; programs reach
- * them through custody/cluster.h and custody/integrity.h.  The functions
+ * Not installed: only the cluster module (src/lib/cluster/, with the
+ * store's integrity tags) and the transaction helper's undo list
+ * (ops/txn.c) call these; programs reach them through custody/cluster.h
+ * and custody/integrity.h.  The functions
  * keep their custody_ names (libcustody exports custody_* only).
  */
 #ifndef CUSTODY_TOKEN_WRAP_H
