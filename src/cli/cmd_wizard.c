@@ -334,7 +334,7 @@ step_type(struct wizard *w)
 		w->identity_fixed = custody_policy_check_identity(w->type, w->cli->node,
 								  NULL) != CUSTODY_OK;
 		if (w->identity_fixed) {
-			snprintf(w->identity, sizeof(w->identity), "global");
+			snprintf(w->identity, sizeof(w->identity), "%s", CUSTODY_SCOPE_GLOBAL);
 			printf("\nStep 2 of %d: the identity is global (%s is assigned at global only)\n",
 			       STEPS, out_safe(w->type));
 		}
@@ -357,8 +357,8 @@ step_identity(struct wizard *w)
 	if ((ids = calloc(2 + w->n_all, sizeof(*ids))) == NULL)
 		return failed(w, custody_err_set(&w->cli->err, CUSTODY_EFAIL, "out of memory"));
 	snprintf(ids[n++], sizeof(ids[0]), "%s", w->cli->node);
-	if (!has_name(ids, n, "global"))
-		snprintf(ids[n++], sizeof(ids[0]), "global");
+	if (!has_name(ids, n, CUSTODY_SCOPE_GLOBAL))
+		snprintf(ids[n++], sizeof(ids[0]), "%s", CUSTODY_SCOPE_GLOBAL);
 	/* Other nodes where the type is assigned already. */
 	for (i = 0; i < w->n_all; i++)
 		if (strcmp(w->all[i].type, w->type) == 0 && !has_name(ids, n, w->all[i].identity))
@@ -370,7 +370,7 @@ step_identity(struct wizard *w)
 
 		printf("  %2zu) %-20s %s", i + 1, out_safe(ids[i]),
 		       strcmp(ids[i], w->cli->node) == 0 ? "this node" :
-		       strcmp(ids[i], "global") == 0 ? "every node" : "another node");
+		       strcmp(ids[i], CUSTODY_SCOPE_GLOBAL) == 0 ? "every node" : "another node");
 		if (as != NULL) {
 			printf(": ");
 			print_slots(as);

@@ -1226,7 +1226,7 @@ custody_cluster_check_global(custody_store *st, const char *identity,
 	int r;
 
 	memset(&pkg, 0, sizeof(pkg));
-	if (identity == NULL || strcasecmp(identity, "global") != 0 ||
+	if (identity == NULL || strcasecmp(identity, CUSTODY_SCOPE_GLOBAL) != 0 ||
 	    will_package)
 		return CUSTODY_OK;
 	if ((r = count_nodes(st, &n, err)) != CUSTODY_OK || n <= 1)
@@ -1297,11 +1297,11 @@ materialize_rolls(custody_store *st, const char *node, int64_t now,
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		if (strcasecmp(all[i].identity, "global") != 0 ||
+		if (strcasecmp(all[i].identity, CUSTODY_SCOPE_GLOBAL) != 0 ||
 		    !custody_assign_resolve(&all[i], now, &resolved))
 			continue;
 		if (custody_change_materialize_due_roll(st, node, all[i].type,
-							"global", now, &resolved) ==
+							CUSTODY_SCOPE_GLOBAL, now, &resolved) ==
 		    CUSTODY_OK && resolved.type[0] != '\0')
 			custody_step("the roll of %s/global to %s took effect at "
 				     "%s", resolved.type,
@@ -1324,7 +1324,7 @@ collect_items(custody_store *st, const char *node, int64_t now,
 		goto out;
 	materialize_rolls(st, node, now, all, n);
 	for (i = 0; i < n; i++) {
-		if (strcasecmp(all[i].identity, "global") != 0)
+		if (strcasecmp(all[i].identity, CUSTODY_SCOPE_GLOBAL) != 0)
 			continue;
 		/* A row that fails its integrity check stops the sync: what
 		 * the store says can no longer be told from a forgery. */
@@ -1919,7 +1919,7 @@ expected_keys(custody_store *st, int64_t now, char (**out)[CUSTODY_THUMBPRINT_HE
 	for (i = 0; i < n_all; i++) {
 		const custody_slot *slots[3];
 
-		if (strcasecmp(all[i].identity, "global") != 0)
+		if (strcasecmp(all[i].identity, CUSTODY_SCOPE_GLOBAL) != 0)
 			continue;
 		custody_assign_resolve(&all[i], now, &res);
 		slots[0] = &res.current;
