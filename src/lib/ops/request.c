@@ -29,6 +29,7 @@
 #include <custody/file.h>
 #include <custody/hexfmt.h>
 #include <custody/log.h>
+#include <custody/ops.h>
 #include <custody/request.h>
 #include <custody/timefmt.h>
 #include <custody/token_x509.h>
@@ -428,40 +429,32 @@ custody_request_make_cert(custody_token *tok, const custody_policy *policy,
 /* ------------------------------------------------------------ the store */
 
 /* The audit entry of a key born on the token (thumbprint NULL for a CSR),
- * inside the caller's transaction. */
+ * inside tx. */
 static int
-audit_request(custody_token *tok, custody_store *st, const custody_request *rq,
-	      const char *thumbprint, custody_err *err)
+audit_request(custody_txn *tx, const custody_request *rq, const char *thumbprint)
 {
-	custody_audit_entry draft;
 	char detail[160];
-	int r;
 
 	snprintf(detail, sizeof(detail), "generated key id %s on token %s%s", rq->key_id,
-		 custody_token_label(tok), thumbprint != NULL ? ", self-signed" : ", CSR");
-	memset(&draft, 0, sizeof(draft));
-	snprintf(draft.node, sizeof(draft.node), "%s", rq->node != NULL ? rq->node : "");
-	snprintf(draft.action, sizeof(draft.action), "%s", CUSTODY_AUDIT_REQUEST);
-	snprintf(draft.thumbprint, sizeof(draft.thumbprint), "%s",
-		 thumbprint != NULL ? thumbprint : "");
-	draft.detail = detail;
-	if ((r = custody_audit_append(st, &draft, err)) != CUSTODY_OK)
-		custody_err_prefix(err, "cannot append to the audit log");
-	return r;
+		 custody_token_label(tx->tok), thumbprint != NULL ? ", self-signed" : ", CSR");
+	return custody_txn_audit(tx, CUSTODY_AUDIT_REQUEST, NULL, NULL, thumbprint, NULL,
+				 detail);
 }
 
 int
 custody_request_record_csr(custody_token *tok, custody_store *st, const custody_request *rq,
 			   custody_err *err)
 {
+	custody_txn tx;
 	int r;
 
-	/* The key exists from now on: the log says so (no certificate yet). */
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		return r;
-	if ((r = audit_request(tok, st, rq, NULL, err)) != CUSTODY_OK ||
-	    (r = custody_store_commit(st, err)) != CUSTODY_OK)
-		custody_store_rollback(st);
+	/* The key exists from now on: the log says so (no certificate yet).
+	 * The key pair's undo is custody_request_finish's, not tx's. */
+	custody_txn_init(&tx, st, tok, rq->node, err);
+	if ((r = custody_txn_begin(&tx)) == CUSTODY_OK &&
+	    (r = audit_request(&tx, rq, NULL)) == CUSTODY_OK)
+		r = custody_txn_commit(&tx);
+	custody_txn_end(&tx, r);
 	return r;
 }
 
@@ -471,20 +464,21 @@ record_cert_txn(custody_token *tok, custody_store *st, const custody_request *rq
 		const custody_cert_record *rec, custody_request_txn_fn in_txn, void *ctx,
 		custody_err *err)
 {
+	custody_txn tx;
 	int r;
 
-	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
-		return r;
-	if ((r = custody_store_put_cert(st, rec, err)) != CUSTODY_OK ||
-	    (r = audit_request(tok, st, rq, rec->thumbprint, err)) != CUSTODY_OK ||
-	    (rq->package &&
+	custody_txn_init(&tx, st, tok, rq->node, err);
+	if ((r = custody_txn_begin(&tx)) == CUSTODY_OK &&
+	    (r = custody_store_put_cert(st, rec, err)) == CUSTODY_OK &&
+	    (r = audit_request(&tx, rq, rec->thumbprint)) == CUSTODY_OK &&
+	    (!rq->package ||
 	     (r = custody_cluster_package_put(tok, st, rq->node, rec->thumbprint, rq->key_id,
-					      err)) != CUSTODY_OK) ||
-	    (in_txn != NULL && (r = in_txn(ctx, err)) != CUSTODY_OK) ||
+					      err)) == CUSTODY_OK) &&
+	    (in_txn == NULL || (r = in_txn(ctx, err)) == CUSTODY_OK) &&
 	    (r = custody_cluster_report_held(st, rq->node, rec->thumbprint, "generated",
-					     err)) != CUSTODY_OK ||
-	    (r = custody_store_commit(st, err)) != CUSTODY_OK)
-		custody_store_rollback(st);
+					     err)) == CUSTODY_OK)
+		r = custody_txn_commit(&tx);
+	custody_txn_end(&tx, r);
 	return r;
 }
 
