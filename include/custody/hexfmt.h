@@ -14,6 +14,9 @@ extern "C" {
 void custody_hex_encode(const unsigned char *in, size_t len, char *out,
 			int upper);
 
+/* The value of one hex digit (either case), or -1 if c is not one. */
+int custody_hex_digit(char c);
+
 /* Decodes an even-length hex string (either case) into out (at most
  * max bytes); returns the number of bytes, or -1 on a bad digit, odd
  * length or overflow. */

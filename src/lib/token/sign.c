@@ -30,10 +30,10 @@
 #define KEY_ID_MAX 64		/* bytes of a CKA_ID we accept as hex    */
 #define CHALLENGE_LEN 32	/* random bytes signed by verify_key     */
 
-/* The one private key with this id: ENOTFOUND when there is none. */
-static int
-find_private_key(custody_token *tok, const char *key_id,
-		 CK_OBJECT_HANDLE *key, custody_err *err)
+int
+token_find_private_key(custody_token *tok, const char *key_id,
+		       const char *what, CK_OBJECT_HANDLE *key,
+		       custody_err *err)
 {
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	unsigned char id[KEY_ID_MAX];
@@ -47,7 +47,7 @@ find_private_key(custody_token *tok, const char *key_id,
 
 	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
 	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "sign", err)) != CUSTODY_OK)
+	    (r = token_require_login(tok, what, err)) != CUSTODY_OK)
 		goto out;
 	t[1].ulValueLen = id_len;
 	if ((r = token_find(tok, t, 2, &h, &n, err)) != CUSTODY_OK)
@@ -282,7 +282,8 @@ custody_token_sign(custody_token *tok, const char *key_id, int digest_nid,
 					    ? OBJ_nid2sn(digest_nid) : "?");
 		goto out;
 	}
-	if ((r = find_private_key(tok, key_id, &key, err)) != CUSTODY_OK ||
+	if ((r = token_find_private_key(tok, key_id, "sign", &key, err)) !=
+	    CUSTODY_OK ||
 	    (r = key_type(tok, key, key_id, &kt, err)) != CUSTODY_OK)
 		goto out;
 	md = EVP_get_digestbynid(digest_nid);

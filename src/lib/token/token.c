@@ -512,18 +512,6 @@ detach(custody_token *tok)
 
 /* ------------------------------------------------------ token choice */
 
-static int
-pct_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..len) into a new string; NULL on a bad escape or
  * an encoded NUL. */
 static char *
@@ -536,8 +524,9 @@ pct_decode(const char *s, size_t len)
 		return NULL;
 	for (i = 0; i < len; i++) {
 		if (s[i] == '%') {
-			int hi = i + 2 < len ? pct_value(s[i + 1]) : -1;
-			int lo = hi >= 0 ? pct_value(s[i + 2]) : -1;
+			int hi = i + 2 < len ? custody_hex_digit(s[i + 1])
+					     : -1;
+			int lo = hi >= 0 ? custody_hex_digit(s[i + 2]) : -1;
 
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 				free(out);
@@ -1458,13 +1447,6 @@ int
 custody_token_key_attrs(custody_token *tok, const char *key_id,
 			custody_key_attrs *out, custody_err *err)
 {
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	unsigned char id[KEY_ID_MAX];
-	size_t id_len, n = 0;
-	CK_ATTRIBUTE find[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_ID, id, 0},
-	};
 	CK_BBOOL b[9];
 	CK_KEY_TYPE kt = (CK_KEY_TYPE)-1;
 	CK_ATTRIBUTE a[] = {
@@ -1479,35 +1461,23 @@ custody_token_key_attrs(custody_token *tok, const char *key_id,
 		{CKA_WRAP_WITH_TRUSTED, &b[8], sizeof(b[8])},
 		{CKA_KEY_TYPE, &kt, sizeof(kt)},
 	};
-	CK_OBJECT_HANDLE *h = NULL;
+	CK_OBJECT_HANDLE key;
 	CK_RV rv;
 	int r;
 
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "read private key attributes",
-				     err)) != CUSTODY_OK)
-		goto out;
-	find[1].ulValueLen = id_len;
-	if ((r = token_find(tok, find, 2, &h, &n, err)) != CUSTODY_OK)
-		goto out;
-	if (n == 0) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no private key with key id %s on token %s",
-				    key_id, tok->label);
-		goto out;
-	}
+	if ((r = token_find_private_key(tok, key_id,
+					"read private key attributes", &key,
+					err)) != CUSTODY_OK)
+		return r;
 	/* Attributes the token will not reveal come back with
 	 * CK_UNAVAILABLE_INFORMATION; the others are still filled. */
-	rv = tok->f->C_GetAttributeValue(tok->session, h[0], a,
+	rv = tok->f->C_GetAttributeValue(tok->session, key, a,
 					 sizeof(a) / sizeof(a[0]));
 	if (rv != CKR_OK && rv != CKR_ATTRIBUTE_SENSITIVE &&
-	    rv != CKR_ATTRIBUTE_TYPE_INVALID) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot read the attributes of private key "
-				 "%s on token %s", key_id, tok->label);
-		goto out;
-	}
+	    rv != CKR_ATTRIBUTE_TYPE_INVALID)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot read the attributes of private key "
+				    "%s on token %s", key_id, tok->label);
 	out->token = bool_attr(&a[0]);
 	out->private_ = bool_attr(&a[1]);
 	out->sensitive = bool_attr(&a[2]);
@@ -1519,10 +1489,7 @@ custody_token_key_attrs(custody_token *tok, const char *key_id,
 	out->wrap_with_trusted = bool_attr(&a[8]);
 	out->key_type = a[9].ulValueLen == sizeof(kt) ? (unsigned long)kt
 						      : (unsigned long)-1;
-	r = CUSTODY_OK;
-out:
-	free(h);
-	return r;
+	return CUSTODY_OK;
 }
 
 /* -------------------------------------------------------------- init */
