@@ -45,9 +45,8 @@ token_find_private_key(custody_token *tok, const char *key_id,
 	CK_OBJECT_HANDLE *h = NULL;
 	int r;
 
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, what, err)) != CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, what, id, sizeof(id), &id_len,
+				    err)) != CUSTODY_OK)
 		goto out;
 	t[1].ulValueLen = id_len;
 	if ((r = token_find(tok, t, 2, &h, &n, err)) != CUSTODY_OK)

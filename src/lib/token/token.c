@@ -337,6 +337,17 @@ token_key_id_decode(const char *hex, unsigned char *id, size_t max,
 	return CUSTODY_OK;
 }
 
+int
+token_key_id_login(custody_token *tok, const char *key_id, const char *what,
+		   unsigned char *id, size_t max, size_t *len, custody_err *err)
+{
+	int r;
+
+	if ((r = token_key_id_decode(key_id, id, max, len, err)) != CUSTODY_OK)
+		return r;
+	return token_require_login(tok, what, err);
+}
+
 /* ------------------------------------------------- module and lock */
 
 static struct token_module *
@@ -1011,21 +1022,32 @@ token_require_login(custody_token *tok, const char *what, custody_err *err)
 	return CUSTODY_EFAIL;
 }
 
+/* How many objects of class cls have this id. */
 static int
-has_object(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
-	   size_t id_len, int *present, custody_err *err)
+count_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
+	    size_t id_len, size_t *n, custody_err *err)
 {
 	CK_ATTRIBUTE t[] = {
 		{CKA_CLASS, &cls, sizeof(cls)},
 		{CKA_ID, (void *)id, id_len},
 	};
 	CK_OBJECT_HANDLE *h = NULL;
+	int r;
+
+	r = token_find(tok, t, 2, &h, n, err);
+	free(h);
+	return r;
+}
+
+static int
+has_object(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
+	   size_t id_len, int *present, custody_err *err)
+{
 	size_t n = 0;
 	int r;
 
-	r = token_find(tok, t, 2, &h, &n, err);
+	r = count_class(tok, cls, id, id_len, &n, err);
 	*present = n > 0;
-	free(h);
 	return r;
 }
 
@@ -1126,10 +1148,8 @@ custody_token_has_private_key(custody_token *tok, const char *key_id,
 	int r;
 
 	*present = 0;
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "look for private keys", err)) !=
-	    CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "look for private keys", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		return r;
 	return has_object(tok, CKO_PRIVATE_KEY, id, id_len, present, err);
 }
@@ -1154,9 +1174,6 @@ destroy_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
 	for (i = 0; i < count; i++) {
 		rv = tok->f->C_DestroyObject(tok->session, h[i]);
 		if (rv != CKR_OK) {
-			char hex[2 * KEY_ID_MAX + 1];
-
-			custody_hex_encode(id, id_len, hex, 0);
 			r = token_err_rv(err, CUSTODY_EFAIL, rv,
 					 "cannot destroy the %s (key id %s) on "
 					 "token %s", what, key_id, tok->label);
@@ -1177,9 +1194,8 @@ custody_token_delete(custody_token *tok, const char *key_id, custody_err *err)
 	size_t id_len, n = 0;
 	int r;
 
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "delete objects", err)) != CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "delete objects", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		goto out;
 	/* The private key goes last: if anything fails on the way, the key
 	 * is the one object still there. */
@@ -1203,23 +1219,6 @@ out:
 	return r;
 }
 
-/* How many objects of class cls have this id. */
-static int
-count_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
-	    size_t id_len, size_t *n, custody_err *err)
-{
-	CK_ATTRIBUTE t[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_ID, (void *)id, id_len},
-	};
-	CK_OBJECT_HANDLE *h = NULL;
-	int r;
-
-	r = token_find(tok, t, 2, &h, n, err);
-	free(h);
-	return r;
-}
-
 int
 custody_token_count_key_objects(custody_token *tok, const char *key_id,
 				custody_token_key_objects *out,
@@ -1230,10 +1229,8 @@ custody_token_count_key_objects(custody_token *tok, const char *key_id,
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "look for private keys", err)) !=
-	    CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "look for private keys", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		return r;
 	if ((r = count_class(tok, CKO_CERTIFICATE, id, id_len,
 			     &out->certificates, err)) != CUSTODY_OK ||
@@ -1258,9 +1255,8 @@ custody_token_delete_cert(custody_token *tok, const char *key_id,
 	CK_RV rv;
 	int r;
 
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "delete objects", err)) != CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "delete objects", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		goto out;
 	t[0].type = CKA_CLASS;
 	t[0].pValue = &cls;
@@ -1308,9 +1304,8 @@ custody_token_delete_key(custody_token *tok, const char *key_id,
 	int r;
 
 	memset(&done, 0, sizeof(done));
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "delete objects", err)) != CUSTODY_OK ||
+	if ((r = token_key_id_login(tok, key_id, "delete objects", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK ||
 	    (r = custody_token_count_key_objects(tok, key_id, &held, err)) !=
 	    CUSTODY_OK)
 		goto out;
@@ -1355,10 +1350,8 @@ custody_token_destroy_private_key(custody_token *tok, const char *key_id,
 	int r;
 
 	*n = 0;
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "destroy a private key", err)) !=
-	    CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "destroy a private key", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		return r;
 	return destroy_class(tok, CKO_PRIVATE_KEY, id, id_len, key_id,
 			     "private key", n, err);
