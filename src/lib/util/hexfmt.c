@@ -19,6 +19,23 @@ custody_hex_encode(const unsigned char *in, size_t len, char *out, int upper)
 }
 
 int
+custody_hex_is_exact(const char *s, size_t len, size_t n, int upper)
+{
+	size_t i;
+
+	if (len != n)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= '0' && c <= '9') ||
+		      (upper ? (c >= 'A' && c <= 'F') : (c >= 'a' && c <= 'f'))))
+			return 0;
+	}
+	return 1;
+}
+
+int
 custody_hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
