@@ -79,6 +79,19 @@ key_type(custody_token *tok, CK_OBJECT_HANDLE key, const char *key_id,
 	return CUSTODY_OK;
 }
 
+/* Bytes of the order of the curve named by DER ECParameters; 0 (the
+ * OpenSSL error left queued) when it names none. */
+static size_t
+order_len_of(const unsigned char *params, size_t len)
+{
+	const unsigned char *p = params;
+	EC_GROUP *group = d2i_ECPKParameters(NULL, &p, (long)len);
+	int bits = group != NULL ? EC_GROUP_order_bits(group) : 0;
+
+	EC_GROUP_free(group);
+	return bits > 0 ? ((size_t)bits + 7) / 8 : 0;
+}
+
 /* Bytes of the EC key's group order: a longer digest is cut to it
  * (FIPS 186-4: the leftmost bits), since CKM_ECDSA may refuse it. */
 static int
@@ -86,10 +99,8 @@ ec_order_bytes(custody_token *tok, CK_OBJECT_HANDLE key, const char *key_id,
 	       size_t *out, custody_err *err)
 {
 	unsigned char *params = NULL;
-	const unsigned char *p;
 	size_t len = 0;
-	EC_GROUP *group = NULL;
-	int bits, r;
+	int r;
 
 	if ((r = token_get_attr(tok, key, CKA_EC_PARAMS, &params, &len, err)) !=
 	    CUSTODY_OK) {
@@ -97,20 +108,15 @@ ec_order_bytes(custody_token *tok, CK_OBJECT_HANDLE key, const char *key_id,
 				   key_id);
 		goto out;
 	}
-	p = params;
-	group = d2i_ECPKParameters(NULL, &p, (long)len);
-	bits = group != NULL ? EC_GROUP_order_bits(group) : 0;
-	if (bits <= 0) {
+	if ((*out = order_len_of(params, len)) == 0) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL,
 					"cannot sign with private key %s on "
 					"token %s: its curve is unknown",
 					key_id, tok->label);
 		goto out;
 	}
-	*out = ((size_t)bits + 7) / 8;
 	r = CUSTODY_OK;
 out:
-	EC_GROUP_free(group);
 	free(params);
 	return r;
 }
@@ -471,19 +477,6 @@ token_handle_session(const custody_token *tok)
 	return tok->session;
 }
 
-/* Bytes of the order of the curve named by DER ECParameters. */
-static size_t
-order_len_of(const unsigned char *params, size_t len)
-{
-	const unsigned char *p = params;
-	EC_GROUP *group = d2i_ECPKParameters(NULL, &p, (long)len);
-	int bits = group != NULL ? EC_GROUP_order_bits(group) : 0;
-
-	EC_GROUP_free(group);
-	ERR_clear_error();
-	return bits > 0 ? ((size_t)bits + 7) / 8 : 0;
-}
-
 int
 token_key_find(custody_token *tok, CK_SESSION_HANDLE s, const char *key_id,
 	       struct token_key *out, custody_err *err)
@@ -542,8 +535,10 @@ token_key_find(custody_token *tok, CK_SESSION_HANDLE s, const char *key_id,
 			out->sig_len = a[1].ulValueLen;
 		break;
 	case CKK_EC:
-		if (a[2].ulValueLen != CK_UNAVAILABLE_INFORMATION)
+		if (a[2].ulValueLen != CK_UNAVAILABLE_INFORMATION) {
 			out->order_len = order_len_of(params, a[2].ulValueLen);
+			ERR_clear_error();
+		}
 		if (out->order_len == 0) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot sign with private key %s on "
