@@ -156,46 +156,24 @@ static int
 ecdsa_der(const unsigned char *raw, size_t raw_len, const char *key_id,
 	  unsigned char **out, size_t *out_len, custody_err *err)
 {
-	ECDSA_SIG *es = NULL;
-	BIGNUM *br = NULL, *bs = NULL;
-	unsigned char *der = NULL, *p;
-	size_t half = raw_len / 2;
-	int len, r = CUSTODY_EFAIL;
+	unsigned char *der;
+	size_t len = 0;
 
-	if (raw_len == 0 || raw_len % 2 != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot sign with private key %s: the token "
-				    "returned an ECDSA signature of odd length "
-				    "%zu", key_id, raw_len);
-		goto out;
+	if (raw_len == 0 || raw_len % 2 != 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot sign with private key %s: the "
+				       "token returned an ECDSA signature of "
+				       "odd length %zu", key_id, raw_len);
+	if ((der = malloc(raw_len + 9)) == NULL ||
+	    (len = token_ecdsa_der(raw, raw_len, der)) == 0) {
+		free(der);
+		return custody_err_openssl(err, CUSTODY_EFAIL,
+					   "cannot encode the ECDSA signature "
+					   "of private key %s", key_id);
 	}
-	if ((es = ECDSA_SIG_new()) == NULL ||
-	    (br = BN_bin2bn(raw, (int)half, NULL)) == NULL ||
-	    (bs = BN_bin2bn(raw + half, (int)half, NULL)) == NULL ||
-	    !ECDSA_SIG_set0(es, br, bs))
-		goto fail;
-	br = bs = NULL;		/* es owns them now */
-	if ((len = i2d_ECDSA_SIG(es, NULL)) <= 0 ||
-	    (der = malloc((size_t)len)) == NULL)
-		goto fail;
-	p = der;
-	if (i2d_ECDSA_SIG(es, &p) != len)
-		goto fail;
 	*out = der;
-	der = NULL;
-	*out_len = (size_t)len;
-	r = CUSTODY_OK;
-	goto out;
-fail:
-	r = custody_err_openssl(err, CUSTODY_EFAIL,
-				"cannot encode the ECDSA signature of private "
-				"key %s", key_id);
-out:
-	free(der);
-	BN_free(br);
-	BN_free(bs);
-	ECDSA_SIG_free(es);
-	return r;
+	*out_len = len;
+	return CUSTODY_OK;
 }
 
 /* C_SignInit + C_Sign (length query, then the signature; malloc'ed). */
