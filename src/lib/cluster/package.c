@@ -44,24 +44,6 @@ custody_package_clear(custody_package *pkg)
 
 /* ------------------------------------------------------------ parse */
 
-/* Exactly n hex digits of one case. */
-static int
-hex_exact(const char *s, size_t len, size_t n, int upper)
-{
-	size_t i;
-
-	if (len != n)
-		return 0;
-	for (i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= '0' && c <= '9') ||
-		      (upper ? (c >= 'A' && c <= 'F') : (c >= 'a' && c <= 'f'))))
-			return 0;
-	}
-	return 1;
-}
-
 static int
 bad(custody_err *err, const char *why)
 {
@@ -79,6 +61,21 @@ member_string(json_t *o, const char *name, size_t *len)
 		return NULL;
 	*len = json_string_length(v);
 	return json_string_value(v);
+}
+
+/* The string member name of o, exactly n hex digits of one case, copied
+ * with its NUL into dest; else "bad key package: WHY". */
+static int
+hex_member(json_t *o, const char *name, size_t n, int upper, char *dest,
+	   const char *why, custody_err *err)
+{
+	size_t len = 0;
+	const char *s = member_string(o, name, &len);
+
+	if (s == NULL || !custody_hex_is_exact(s, len, n, upper))
+		return bad(err, why);
+	memcpy(dest, s, len + 1);
+	return CUSTODY_OK;
 }
 
 /* The string member name of o as canonical base64 (custody/base64.h),
@@ -181,24 +178,16 @@ custody_package_parse(const unsigned char *buf, size_t len,
 		r = bad(err, "\"wrapping\" is not \"" WRAPPING "\"");
 		goto out;
 	}
-	s = member_string(o, "thumbprint", &slen);
-	if (s == NULL || !hex_exact(s, slen, CUSTODY_THUMBPRINT_HEX, 1)) {
-		r = bad(err, "\"thumbprint\" is not 40 upper-case hex digits");
+	if ((r = hex_member(o, "thumbprint", CUSTODY_THUMBPRINT_HEX, 1,
+			    out->thumbprint, "\"thumbprint\" is not 40 "
+			    "upper-case hex digits", err)) != CUSTODY_OK ||
+	    (r = hex_member(o, "key_id", CUSTODY_KEY_ID_HEX, 0, out->key_id,
+			    "\"key_id\" is not 40 lower-case hex digits",
+			    err)) != CUSTODY_OK ||
+	    (r = hex_member(o, "kcv", CUSTODY_KCV_HEX, 1, out->kcv,
+			    "\"kcv\" is not 6 upper-case hex digits", err)) !=
+	    CUSTODY_OK)
 		goto out;
-	}
-	memcpy(out->thumbprint, s, slen + 1);
-	s = member_string(o, "key_id", &slen);
-	if (s == NULL || !hex_exact(s, slen, CUSTODY_KEY_ID_HEX, 0)) {
-		r = bad(err, "\"key_id\" is not 40 lower-case hex digits");
-		goto out;
-	}
-	memcpy(out->key_id, s, slen + 1);
-	s = member_string(o, "kcv", &slen);
-	if (s == NULL || !hex_exact(s, slen, CUSTODY_KCV_HEX, 1)) {
-		r = bad(err, "\"kcv\" is not 6 upper-case hex digits");
-		goto out;
-	}
-	memcpy(out->kcv, s, slen + 1);
 	if (member_base64(o, "wrapped_key", &out->wrapped,
 			  &out->wrapped_len) != 0) {
 		r = bad(err, "\"wrapped_key\" is not canonical base64");

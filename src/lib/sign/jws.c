@@ -24,6 +24,8 @@
 #include <custody/jws.h>
 #include <custody/timefmt.h>
 
+#include "token/sign.h"
+
 static const char b64url_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -152,40 +154,21 @@ custody_jws_ecdsa_raw_to_der(const unsigned char *raw, size_t raw_len,
 			     unsigned char **der, size_t *der_len,
 			     custody_err *err)
 {
-	ECDSA_SIG *sig = NULL;
-	BIGNUM *br = NULL, *bs = NULL;
-	unsigned char *buf = NULL;
-	int n, r = CUSTODY_EFAIL;
+	unsigned char *buf;
+	size_t n;
 
 	*der = NULL;
 	*der_len = 0;
-	if (raw_len == 0 || raw_len % 2 != 0 || raw_len > 2 * 66) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "ECDSA signature: %zu bytes is not a raw r||s", raw_len);
-		goto out;
-	}
-	if ((sig = ECDSA_SIG_new()) == NULL ||
-	    (br = BN_bin2bn(raw, (int)(raw_len / 2), NULL)) == NULL ||
-	    (bs = BN_bin2bn(raw + raw_len / 2, (int)(raw_len / 2), NULL)) == NULL ||
-	    ECDSA_SIG_set0(sig, br, bs) != 1) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL, "ECDSA signature");
-		goto out;
-	}
-	br = bs = NULL;	/* owned by sig now */
-	if ((n = i2d_ECDSA_SIG(sig, &buf)) <= 0) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL, "ECDSA signature");
-		goto out;
-	}
+	if (raw_len == 0 || raw_len % 2 != 0 || raw_len > 2 * 66)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "ECDSA signature: %zu bytes is not a raw r||s",
+				       raw_len);
+	if ((buf = OPENSSL_malloc(raw_len + 9)) == NULL)
+		return custody_err_openssl(err, CUSTODY_EFAIL, "ECDSA signature");
+	n = token_ecdsa_der(raw, raw_len, buf);
 	*der = buf;
-	*der_len = (size_t)n;
-	buf = NULL;
-	r = CUSTODY_OK;
-out:
-	OPENSSL_free(buf);
-	BN_free(br);
-	BN_free(bs);
-	ECDSA_SIG_free(sig);
-	return r;
+	*der_len = n;
+	return CUSTODY_OK;
 }
 
 /* ---------------------------------------------------------------- signatures */

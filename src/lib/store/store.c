@@ -18,6 +18,7 @@
 
 #include <custody/clock.h>
 #include <custody/error.h>
+#include <custody/hexfmt.h>
 #include <custody/store.h>
 
 #include "store/core.h"
@@ -1385,22 +1386,11 @@ bad:
 			       "A-Z a-z 0-9 . _ -", CUSTODY_NAME_MAX);
 }
 
-/* Exactly n characters of the given set (hex digits), terminated. */
+/* Exactly n hex digits of one case, terminated within size. */
 static int
 fixed_hex(const char *s, size_t size, size_t n, int upper)
 {
-	size_t i;
-
-	if (strnlen(s, size) != n)
-		return 0;
-	for (i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= '0' && c <= '9') ||
-		      (upper ? (c >= 'A' && c <= 'F') : (c >= 'a' && c <= 'f'))))
-			return 0;
-	}
-	return 1;
+	return custody_hex_is_exact(s, strnlen(s, size), n, upper);
 }
 
 static int

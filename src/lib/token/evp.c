@@ -121,10 +121,8 @@ custody_token_evp_open(custody_token *tok, const char *key_id,
 	int r = CUSTODY_EFAIL;
 
 	*out = NULL;
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "use a private key", err)) !=
-	    CUSTODY_OK ||
+	if ((r = token_key_id_login(tok, key_id, "use a private key", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK ||
 	    (r = module_path(tok, &path, err)) != CUSTODY_OK)
 		goto out;
 	if ((evp = calloc(1, sizeof(*evp))) == NULL ||

@@ -101,19 +101,6 @@ out:
 	return r;
 }
 
-/* The raw id of a hex key id, on a token with a logged-in user. */
-static int
-raw_id(custody_token *tok, const char *key_id, const char *what,
-       unsigned char id[KEY_ID_MAX], size_t *id_len, custody_err *err)
-{
-	int r;
-
-	if ((r = token_key_id_decode(key_id, id, KEY_ID_MAX, id_len, err)) !=
-	    CUSTODY_OK)
-		return r;
-	return token_require_login(tok, what, err);
-}
-
 int
 custody_token_intent_add(custody_token *tok, const char *key_id,
 			 custody_err *err)
@@ -122,8 +109,8 @@ custody_token_intent_add(custody_token *tok, const char *key_id,
 	size_t id_len;
 	int r;
 
-	if ((r = raw_id(tok, key_id, "leave a note", id, &id_len, err)) !=
-	    CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "leave a note", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		return r;
 	return token_intent_add_raw(tok, id, id_len, err);
 }
@@ -136,8 +123,8 @@ custody_token_intent_clear(custody_token *tok, const char *key_id,
 	size_t id_len;
 	int r;
 
-	if ((r = raw_id(tok, key_id, "remove a note", id, &id_len, err)) !=
-	    CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "remove a note", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		return r;
 	return token_intent_clear_raw(tok, id, id_len, err);
 }

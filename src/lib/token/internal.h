@@ -133,6 +133,19 @@ int token_require_login(custody_token *tok, const char *what,
 int token_key_id_decode(const char *hex, unsigned char *id, size_t max,
 			size_t *len, custody_err *err);
 
+/* token_key_id_decode, then token_require_login(WHAT): the start of every
+ * call that acts on the objects of one key id. */
+int token_key_id_login(custody_token *tok, const char *key_id,
+		       const char *what, unsigned char *id, size_t max,
+		       size_t *len, custody_err *err);
+
+/* token/sign.c: the one private key with this hex key id, after
+ * token_require_login(WHAT): ENOTFOUND "no private key with key id ..."
+ * when there is none. */
+int token_find_private_key(custody_token *tok, const char *key_id,
+			   const char *what, CK_OBJECT_HANDLE *key,
+			   custody_err *err);
+
 /* token/caps.c: what the token can do ------------------------------- */
 
 /* The optional attributes custody sets where the token knows them. */

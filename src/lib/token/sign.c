@@ -30,10 +30,10 @@
 #define KEY_ID_MAX 64		/* bytes of a CKA_ID we accept as hex    */
 #define CHALLENGE_LEN 32	/* random bytes signed by verify_key     */
 
-/* The one private key with this id: ENOTFOUND when there is none. */
-static int
-find_private_key(custody_token *tok, const char *key_id,
-		 CK_OBJECT_HANDLE *key, custody_err *err)
+int
+token_find_private_key(custody_token *tok, const char *key_id,
+		       const char *what, CK_OBJECT_HANDLE *key,
+		       custody_err *err)
 {
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	unsigned char id[KEY_ID_MAX];
@@ -45,9 +45,8 @@ find_private_key(custody_token *tok, const char *key_id,
 	CK_OBJECT_HANDLE *h = NULL;
 	int r;
 
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "sign", err)) != CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, what, id, sizeof(id), &id_len,
+				    err)) != CUSTODY_OK)
 		goto out;
 	t[1].ulValueLen = id_len;
 	if ((r = token_find(tok, t, 2, &h, &n, err)) != CUSTODY_OK)
@@ -80,6 +79,19 @@ key_type(custody_token *tok, CK_OBJECT_HANDLE key, const char *key_id,
 	return CUSTODY_OK;
 }
 
+/* Bytes of the order of the curve named by DER ECParameters; 0 (the
+ * OpenSSL error left queued) when it names none. */
+static size_t
+order_len_of(const unsigned char *params, size_t len)
+{
+	const unsigned char *p = params;
+	EC_GROUP *group = d2i_ECPKParameters(NULL, &p, (long)len);
+	int bits = group != NULL ? EC_GROUP_order_bits(group) : 0;
+
+	EC_GROUP_free(group);
+	return bits > 0 ? ((size_t)bits + 7) / 8 : 0;
+}
+
 /* Bytes of the EC key's group order: a longer digest is cut to it
  * (FIPS 186-4: the leftmost bits), since CKM_ECDSA may refuse it. */
 static int
@@ -87,10 +99,8 @@ ec_order_bytes(custody_token *tok, CK_OBJECT_HANDLE key, const char *key_id,
 	       size_t *out, custody_err *err)
 {
 	unsigned char *params = NULL;
-	const unsigned char *p;
 	size_t len = 0;
-	EC_GROUP *group = NULL;
-	int bits, r;
+	int r;
 
 	if ((r = token_get_attr(tok, key, CKA_EC_PARAMS, &params, &len, err)) !=
 	    CUSTODY_OK) {
@@ -98,20 +108,15 @@ ec_order_bytes(custody_token *tok, CK_OBJECT_HANDLE key, const char *key_id,
 				   key_id);
 		goto out;
 	}
-	p = params;
-	group = d2i_ECPKParameters(NULL, &p, (long)len);
-	bits = group != NULL ? EC_GROUP_order_bits(group) : 0;
-	if (bits <= 0) {
+	if ((*out = order_len_of(params, len)) == 0) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL,
 					"cannot sign with private key %s on "
 					"token %s: its curve is unknown",
 					key_id, tok->label);
 		goto out;
 	}
-	*out = ((size_t)bits + 7) / 8;
 	r = CUSTODY_OK;
 out:
-	EC_GROUP_free(group);
 	free(params);
 	return r;
 }
@@ -151,46 +156,24 @@ static int
 ecdsa_der(const unsigned char *raw, size_t raw_len, const char *key_id,
 	  unsigned char **out, size_t *out_len, custody_err *err)
 {
-	ECDSA_SIG *es = NULL;
-	BIGNUM *br = NULL, *bs = NULL;
-	unsigned char *der = NULL, *p;
-	size_t half = raw_len / 2;
-	int len, r = CUSTODY_EFAIL;
+	unsigned char *der;
+	size_t len = 0;
 
-	if (raw_len == 0 || raw_len % 2 != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot sign with private key %s: the token "
-				    "returned an ECDSA signature of odd length "
-				    "%zu", key_id, raw_len);
-		goto out;
+	if (raw_len == 0 || raw_len % 2 != 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot sign with private key %s: the "
+				       "token returned an ECDSA signature of "
+				       "odd length %zu", key_id, raw_len);
+	if ((der = malloc(raw_len + 9)) == NULL ||
+	    (len = token_ecdsa_der(raw, raw_len, der)) == 0) {
+		free(der);
+		return custody_err_openssl(err, CUSTODY_EFAIL,
+					   "cannot encode the ECDSA signature "
+					   "of private key %s", key_id);
 	}
-	if ((es = ECDSA_SIG_new()) == NULL ||
-	    (br = BN_bin2bn(raw, (int)half, NULL)) == NULL ||
-	    (bs = BN_bin2bn(raw + half, (int)half, NULL)) == NULL ||
-	    !ECDSA_SIG_set0(es, br, bs))
-		goto fail;
-	br = bs = NULL;		/* es owns them now */
-	if ((len = i2d_ECDSA_SIG(es, NULL)) <= 0 ||
-	    (der = malloc((size_t)len)) == NULL)
-		goto fail;
-	p = der;
-	if (i2d_ECDSA_SIG(es, &p) != len)
-		goto fail;
 	*out = der;
-	der = NULL;
-	*out_len = (size_t)len;
-	r = CUSTODY_OK;
-	goto out;
-fail:
-	r = custody_err_openssl(err, CUSTODY_EFAIL,
-				"cannot encode the ECDSA signature of private "
-				"key %s", key_id);
-out:
-	free(der);
-	BN_free(br);
-	BN_free(bs);
-	ECDSA_SIG_free(es);
-	return r;
+	*out_len = len;
+	return CUSTODY_OK;
 }
 
 /* C_SignInit + C_Sign (length query, then the signature; malloc'ed). */
@@ -282,7 +265,8 @@ custody_token_sign(custody_token *tok, const char *key_id, int digest_nid,
 					    ? OBJ_nid2sn(digest_nid) : "?");
 		goto out;
 	}
-	if ((r = find_private_key(tok, key_id, &key, err)) != CUSTODY_OK ||
+	if ((r = token_find_private_key(tok, key_id, "sign", &key, err)) !=
+	    CUSTODY_OK ||
 	    (r = key_type(tok, key, key_id, &kt, err)) != CUSTODY_OK)
 		goto out;
 	md = EVP_get_digestbynid(digest_nid);
@@ -471,19 +455,6 @@ token_handle_session(const custody_token *tok)
 	return tok->session;
 }
 
-/* Bytes of the order of the curve named by DER ECParameters. */
-static size_t
-order_len_of(const unsigned char *params, size_t len)
-{
-	const unsigned char *p = params;
-	EC_GROUP *group = d2i_ECPKParameters(NULL, &p, (long)len);
-	int bits = group != NULL ? EC_GROUP_order_bits(group) : 0;
-
-	EC_GROUP_free(group);
-	ERR_clear_error();
-	return bits > 0 ? ((size_t)bits + 7) / 8 : 0;
-}
-
 int
 token_key_find(custody_token *tok, CK_SESSION_HANDLE s, const char *key_id,
 	       struct token_key *out, custody_err *err)
@@ -542,8 +513,10 @@ token_key_find(custody_token *tok, CK_SESSION_HANDLE s, const char *key_id,
 			out->sig_len = a[1].ulValueLen;
 		break;
 	case CKK_EC:
-		if (a[2].ulValueLen != CK_UNAVAILABLE_INFORMATION)
+		if (a[2].ulValueLen != CK_UNAVAILABLE_INFORMATION) {
 			out->order_len = order_len_of(params, a[2].ulValueLen);
+			ERR_clear_error();
+		}
 		if (out->order_len == 0) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot sign with private key %s on "

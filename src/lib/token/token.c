@@ -337,6 +337,17 @@ token_key_id_decode(const char *hex, unsigned char *id, size_t max,
 	return CUSTODY_OK;
 }
 
+int
+token_key_id_login(custody_token *tok, const char *key_id, const char *what,
+		   unsigned char *id, size_t max, size_t *len, custody_err *err)
+{
+	int r;
+
+	if ((r = token_key_id_decode(key_id, id, max, len, err)) != CUSTODY_OK)
+		return r;
+	return token_require_login(tok, what, err);
+}
+
 /* ------------------------------------------------- module and lock */
 
 static struct token_module *
@@ -512,18 +523,6 @@ detach(custody_token *tok)
 
 /* ------------------------------------------------------ token choice */
 
-static int
-pct_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..len) into a new string; NULL on a bad escape or
  * an encoded NUL. */
 static char *
@@ -536,8 +535,9 @@ pct_decode(const char *s, size_t len)
 		return NULL;
 	for (i = 0; i < len; i++) {
 		if (s[i] == '%') {
-			int hi = i + 2 < len ? pct_value(s[i + 1]) : -1;
-			int lo = hi >= 0 ? pct_value(s[i + 2]) : -1;
+			int hi = i + 2 < len ? custody_hex_digit(s[i + 1])
+					     : -1;
+			int lo = hi >= 0 ? custody_hex_digit(s[i + 2]) : -1;
 
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 				free(out);
@@ -1022,21 +1022,32 @@ token_require_login(custody_token *tok, const char *what, custody_err *err)
 	return CUSTODY_EFAIL;
 }
 
+/* How many objects of class cls have this id. */
 static int
-has_object(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
-	   size_t id_len, int *present, custody_err *err)
+count_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
+	    size_t id_len, size_t *n, custody_err *err)
 {
 	CK_ATTRIBUTE t[] = {
 		{CKA_CLASS, &cls, sizeof(cls)},
 		{CKA_ID, (void *)id, id_len},
 	};
 	CK_OBJECT_HANDLE *h = NULL;
+	int r;
+
+	r = token_find(tok, t, 2, &h, n, err);
+	free(h);
+	return r;
+}
+
+static int
+has_object(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
+	   size_t id_len, int *present, custody_err *err)
+{
 	size_t n = 0;
 	int r;
 
-	r = token_find(tok, t, 2, &h, &n, err);
+	r = count_class(tok, cls, id, id_len, &n, err);
 	*present = n > 0;
-	free(h);
 	return r;
 }
 
@@ -1137,10 +1148,8 @@ custody_token_has_private_key(custody_token *tok, const char *key_id,
 	int r;
 
 	*present = 0;
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "look for private keys", err)) !=
-	    CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "look for private keys", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		return r;
 	return has_object(tok, CKO_PRIVATE_KEY, id, id_len, present, err);
 }
@@ -1165,9 +1174,6 @@ destroy_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
 	for (i = 0; i < count; i++) {
 		rv = tok->f->C_DestroyObject(tok->session, h[i]);
 		if (rv != CKR_OK) {
-			char hex[2 * KEY_ID_MAX + 1];
-
-			custody_hex_encode(id, id_len, hex, 0);
 			r = token_err_rv(err, CUSTODY_EFAIL, rv,
 					 "cannot destroy the %s (key id %s) on "
 					 "token %s", what, key_id, tok->label);
@@ -1188,9 +1194,8 @@ custody_token_delete(custody_token *tok, const char *key_id, custody_err *err)
 	size_t id_len, n = 0;
 	int r;
 
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "delete objects", err)) != CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "delete objects", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		goto out;
 	/* The private key goes last: if anything fails on the way, the key
 	 * is the one object still there. */
@@ -1214,23 +1219,6 @@ out:
 	return r;
 }
 
-/* How many objects of class cls have this id. */
-static int
-count_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
-	    size_t id_len, size_t *n, custody_err *err)
-{
-	CK_ATTRIBUTE t[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_ID, (void *)id, id_len},
-	};
-	CK_OBJECT_HANDLE *h = NULL;
-	int r;
-
-	r = token_find(tok, t, 2, &h, n, err);
-	free(h);
-	return r;
-}
-
 int
 custody_token_count_key_objects(custody_token *tok, const char *key_id,
 				custody_token_key_objects *out,
@@ -1241,10 +1229,8 @@ custody_token_count_key_objects(custody_token *tok, const char *key_id,
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "look for private keys", err)) !=
-	    CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "look for private keys", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		return r;
 	if ((r = count_class(tok, CKO_CERTIFICATE, id, id_len,
 			     &out->certificates, err)) != CUSTODY_OK ||
@@ -1269,9 +1255,8 @@ custody_token_delete_cert(custody_token *tok, const char *key_id,
 	CK_RV rv;
 	int r;
 
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "delete objects", err)) != CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "delete objects", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		goto out;
 	t[0].type = CKA_CLASS;
 	t[0].pValue = &cls;
@@ -1319,9 +1304,8 @@ custody_token_delete_key(custody_token *tok, const char *key_id,
 	int r;
 
 	memset(&done, 0, sizeof(done));
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "delete objects", err)) != CUSTODY_OK ||
+	if ((r = token_key_id_login(tok, key_id, "delete objects", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK ||
 	    (r = custody_token_count_key_objects(tok, key_id, &held, err)) !=
 	    CUSTODY_OK)
 		goto out;
@@ -1366,10 +1350,8 @@ custody_token_destroy_private_key(custody_token *tok, const char *key_id,
 	int r;
 
 	*n = 0;
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "destroy a private key", err)) !=
-	    CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, "destroy a private key", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK)
 		return r;
 	return destroy_class(tok, CKO_PRIVATE_KEY, id, id_len, key_id,
 			     "private key", n, err);
@@ -1458,13 +1440,6 @@ int
 custody_token_key_attrs(custody_token *tok, const char *key_id,
 			custody_key_attrs *out, custody_err *err)
 {
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	unsigned char id[KEY_ID_MAX];
-	size_t id_len, n = 0;
-	CK_ATTRIBUTE find[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_ID, id, 0},
-	};
 	CK_BBOOL b[9];
 	CK_KEY_TYPE kt = (CK_KEY_TYPE)-1;
 	CK_ATTRIBUTE a[] = {
@@ -1479,35 +1454,23 @@ custody_token_key_attrs(custody_token *tok, const char *key_id,
 		{CKA_WRAP_WITH_TRUSTED, &b[8], sizeof(b[8])},
 		{CKA_KEY_TYPE, &kt, sizeof(kt)},
 	};
-	CK_OBJECT_HANDLE *h = NULL;
+	CK_OBJECT_HANDLE key;
 	CK_RV rv;
 	int r;
 
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "read private key attributes",
-				     err)) != CUSTODY_OK)
-		goto out;
-	find[1].ulValueLen = id_len;
-	if ((r = token_find(tok, find, 2, &h, &n, err)) != CUSTODY_OK)
-		goto out;
-	if (n == 0) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no private key with key id %s on token %s",
-				    key_id, tok->label);
-		goto out;
-	}
+	if ((r = token_find_private_key(tok, key_id,
+					"read private key attributes", &key,
+					err)) != CUSTODY_OK)
+		return r;
 	/* Attributes the token will not reveal come back with
 	 * CK_UNAVAILABLE_INFORMATION; the others are still filled. */
-	rv = tok->f->C_GetAttributeValue(tok->session, h[0], a,
+	rv = tok->f->C_GetAttributeValue(tok->session, key, a,
 					 sizeof(a) / sizeof(a[0]));
 	if (rv != CKR_OK && rv != CKR_ATTRIBUTE_SENSITIVE &&
-	    rv != CKR_ATTRIBUTE_TYPE_INVALID) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot read the attributes of private key "
-				 "%s on token %s", key_id, tok->label);
-		goto out;
-	}
+	    rv != CKR_ATTRIBUTE_TYPE_INVALID)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot read the attributes of private key "
+				    "%s on token %s", key_id, tok->label);
 	out->token = bool_attr(&a[0]);
 	out->private_ = bool_attr(&a[1]);
 	out->sensitive = bool_attr(&a[2]);
@@ -1519,10 +1482,7 @@ custody_token_key_attrs(custody_token *tok, const char *key_id,
 	out->wrap_with_trusted = bool_attr(&a[8]);
 	out->key_type = a[9].ulValueLen == sizeof(kt) ? (unsigned long)kt
 						      : (unsigned long)-1;
-	r = CUSTODY_OK;
-out:
-	free(h);
-	return r;
+	return CUSTODY_OK;
 }
 
 /* -------------------------------------------------------------- init */

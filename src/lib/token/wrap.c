@@ -154,6 +154,29 @@ find_by_id(custody_token *tok, CK_OBJECT_CLASS *cls, const unsigned char *id,
 	return find_first(tok, t, NELEM(t), h, err);
 }
 
+/* The transport key of node: its CKA_ID (TRANSPORT_PREFIX + node) and the
+ * halves asked for (priv, pub: NULL for one not wanted; CK_INVALID_HANDLE
+ * when absent), after token_require_login(WHAT) unless WHAT is NULL. */
+static int
+find_transport(custody_token *tok, const char *node, const char *what,
+	       unsigned char id[NODE_ID_MAX], size_t *id_len,
+	       CK_OBJECT_HANDLE *priv, CK_OBJECT_HANDLE *pub, custody_err *err)
+{
+	int r;
+
+	if ((r = node_id(TRANSPORT_PREFIX, node, id, id_len, err)) !=
+	    CUSTODY_OK ||
+	    (what != NULL &&
+	     (r = token_require_login(tok, what, err)) != CUSTODY_OK) ||
+	    (priv != NULL &&
+	     (r = find_by_id(tok, &class_private, id, *id_len, priv, err)) !=
+	     CUSTODY_OK))
+		return r;
+	if (pub != NULL)
+		return find_by_id(tok, &class_public, id, *id_len, pub, err);
+	return CUSTODY_OK;
+}
+
 /* ------------------------------------------------------------------- KCV */
 
 /* The wrap under the KEK (token_kek_mech: AES-KW, or AES-CBC with a zero
@@ -572,10 +595,8 @@ custody_token_transport_public(custody_token *tok, const char *node,
 
 	*spki = NULL;
 	*spki_len = 0;
-	if ((r = node_id(TRANSPORT_PREFIX, node, id, &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_public, id, id_len, &h, err)) !=
-	    CUSTODY_OK)
+	if ((r = find_transport(tok, node, NULL, id, &id_len, NULL, &h,
+				err)) != CUSTODY_OK)
 		goto out;
 	if (h == CK_INVALID_HANDLE) {
 		r = custody_err_set(err, CUSTODY_ENOTFOUND,
@@ -607,12 +628,8 @@ custody_token_transport_create(custody_token *tok, const char *node,
 	token_tmpl_init(&inner);
 	*spki = NULL;
 	*spki_len = 0;
-	if ((r = node_id(TRANSPORT_PREFIX, node, id, &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "create a transport key", err)) !=
-	    CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_private, id, id_len, &h, err)) !=
-	    CUSTODY_OK)
+	if ((r = find_transport(tok, node, "create a transport key", id,
+				&id_len, &h, NULL, err)) != CUSTODY_OK)
 		goto out;
 	if (h == CK_INVALID_HANDLE &&
 	    (r = find_by_id(tok, &class_public, id, id_len, &h, err)) !=
@@ -1499,17 +1516,16 @@ custody_token_transport_destroy(custody_token *tok, const char *node,
 	unsigned char id[NODE_ID_MAX];
 	size_t id_len = 0;
 	CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
+	struct {
+		const char *name;
+		CK_OBJECT_HANDLE h;
+	} half[2];
+	size_t i;
 	CK_RV rv;
 	int r;
 
-	if ((r = node_id(TRANSPORT_PREFIX, node, id, &id_len, err)) !=
-	    CUSTODY_OK ||
-	    (r = token_require_login(tok, "destroy a transport key", err)) !=
-	    CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_private, id, id_len, &priv, err)) !=
-	    CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_public, id, id_len, &pub, err)) !=
-	    CUSTODY_OK)
+	if ((r = find_transport(tok, node, "destroy a transport key", id,
+				&id_len, &priv, &pub, err)) != CUSTODY_OK)
 		goto out;
 	if (priv == CK_INVALID_HANDLE && pub == CK_INVALID_HANDLE) {
 		r = custody_err_set(err, CUSTODY_ENOTFOUND,
@@ -1517,19 +1533,21 @@ custody_token_transport_destroy(custody_token *tok, const char *node,
 				    node, tok->label);
 		goto out;
 	}
-	if (priv != CK_INVALID_HANDLE &&
-	    (rv = tok->f->C_DestroyObject(tok->session, priv)) != CKR_OK) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot destroy the transport private key of "
-				 "node %s on token %s", node, tok->label);
-		goto out;
-	}
-	if (pub != CK_INVALID_HANDLE &&
-	    (rv = tok->f->C_DestroyObject(tok->session, pub)) != CKR_OK) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot destroy the transport public key of "
-				 "node %s on token %s", node, tok->label);
-		goto out;
+	/* The private half first, then the public. */
+	half[0].name = "private";
+	half[0].h = priv;
+	half[1].name = "public";
+	half[1].h = pub;
+	for (i = 0; i < NELEM(half); i++) {
+		if (half[i].h != CK_INVALID_HANDLE &&
+		    (rv = tok->f->C_DestroyObject(tok->session, half[i].h)) !=
+		    CKR_OK) {
+			r = token_err_rv(err, CUSTODY_EFAIL, rv,
+					 "cannot destroy the transport %s key "
+					 "of node %s on token %s", half[i].name,
+					 node, tok->label);
+			goto out;
+		}
 	}
 	custody_step("destroyed the transport key pair of node %s on token %s",
 		     node, tok->label);

@@ -18,8 +18,25 @@ custody_hex_encode(const unsigned char *in, size_t len, char *out, int upper)
 	out[2 * len] = '\0';
 }
 
-static int
-nibble(char c)
+int
+custody_hex_is_exact(const char *s, size_t len, size_t n, int upper)
+{
+	size_t i;
+
+	if (len != n)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= '0' && c <= '9') ||
+		      (upper ? (c >= 'A' && c <= 'F') : (c >= 'a' && c <= 'f'))))
+			return 0;
+	}
+	return 1;
+}
+
+int
+custody_hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -38,7 +55,8 @@ custody_hex_decode(const char *in, unsigned char *out, size_t max)
 	if (len % 2 != 0 || len / 2 > max)
 		return -1;
 	for (i = 0; i < len / 2; i++) {
-		int hi = nibble(in[2 * i]), lo = nibble(in[2 * i + 1]);
+		int hi = custody_hex_digit(in[2 * i]);
+		int lo = custody_hex_digit(in[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return -1;
