@@ -139,7 +139,7 @@ int token_key_id_login(custody_token *tok, const char *key_id,
 		       const char *what, unsigned char *id, size_t max,
 		       size_t *len, custody_err *err);
 
-/* token/sign.c: the one private key with this hex key id, after
+/* token/token.c: the one private key with this hex key id, after
  * token_require_login(WHAT): ENOTFOUND "no private key with key id ..."
  * when there is none. */
 int token_find_private_key(custody_token *tok, const char *key_id,

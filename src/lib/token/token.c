@@ -348,6 +348,40 @@ token_key_id_login(custody_token *tok, const char *key_id, const char *what,
 	return token_require_login(tok, what, err);
 }
 
+int
+token_find_private_key(custody_token *tok, const char *key_id,
+		       const char *what, CK_OBJECT_HANDLE *key,
+		       custody_err *err)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	unsigned char id[KEY_ID_MAX];
+	size_t id_len, n = 0;
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, id, 0},
+	};
+	CK_OBJECT_HANDLE *h = NULL;
+	int r;
+
+	if ((r = token_key_id_login(tok, key_id, what, id, sizeof(id), &id_len,
+				    err)) != CUSTODY_OK)
+		goto out;
+	t[1].ulValueLen = id_len;
+	if ((r = token_find(tok, t, 2, &h, &n, err)) != CUSTODY_OK)
+		goto out;
+	if (n == 0) {
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no private key with key id %s on token %s",
+				    key_id, tok->label);
+		goto out;
+	}
+	*key = h[0];
+	r = CUSTODY_OK;
+out:
+	free(h);
+	return r;
+}
+
 /* ------------------------------------------------- module and lock */
 
 static struct token_module *
