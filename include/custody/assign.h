@@ -122,6 +122,11 @@ int custody_assign_lookup(const char *type, const char *identity,
 int custody_assign_current_at(const custody_assignment *stored, int64_t now,
 			      custody_assignment *out, custody_err *err);
 
+/* What a node's name may be, wherever one is taken (the store, the token's
+ * key ids, the cluster): 1 to CUSTODY_NAME_MAX of A-Z a-z 0-9 . _ -.
+ * 1: it is one; 0: it is not (NULL included). */
+int custody_node_name_valid(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

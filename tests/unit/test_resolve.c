@@ -226,3 +226,23 @@ Test(current_at, nothing_current_names_the_type_and_identity)
 	cr_assert_str_eq(err.msg, "no certificate is assigned for type Default "
 			 "(identity global)");
 }
+
+/* One rule for a node's name, for the store, the token and the cluster. */
+Test(node_name, one_to_64_of_letters_digits_dot_underscore_hyphen)
+{
+	char longest[CUSTODY_NAME_MAX + 2];
+
+	cr_assert(custody_node_name_valid("node1"));
+	cr_assert(custody_node_name_valid("Fe01.pool_a-2"));
+	memset(longest, 'n', CUSTODY_NAME_MAX);
+	longest[CUSTODY_NAME_MAX] = '\0';
+	cr_assert(custody_node_name_valid(longest));
+	longest[CUSTODY_NAME_MAX] = 'n';
+	longest[CUSTODY_NAME_MAX + 1] = '\0';
+	cr_assert_not(custody_node_name_valid(longest), "65 characters");
+	cr_assert_not(custody_node_name_valid(""));
+	cr_assert_not(custody_node_name_valid(NULL));
+	cr_assert_not(custody_node_name_valid("node 1"));
+	cr_assert_not(custody_node_name_valid("node/1"));
+	cr_assert_not(custody_node_name_valid("n\xc3\xb6de"));
+}

@@ -58,3 +58,21 @@ custody_assign_current_at(const custody_assignment *stored, int64_t now,
 		return CUSTODY_OK;
 	return not_assigned(out->type, out->identity, err);
 }
+
+int
+custody_node_name_valid(const char *name)
+{
+	size_t len = name != NULL ? strnlen(name, CUSTODY_NAME_MAX + 1) : 0;
+	size_t i;
+
+	if (len == 0 || len > CUSTODY_NAME_MAX)
+		return 0;
+	for (i = 0; i < len; i++) {
+		char c = name[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}

@@ -54,20 +54,8 @@ clock_now(void)
 static int
 check_node(const char *node, custody_err *err)
 {
-	size_t len = node != NULL ? strnlen(node, CUSTODY_NODE_NAME_MAX + 1) : 0;
-	size_t i;
-
-	if (len == 0 || len > CUSTODY_NODE_NAME_MAX)
-		goto bad;
-	for (i = 0; i < len; i++) {
-		char c = node[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-			goto bad;
-	}
-	return CUSTODY_OK;
-bad:
+	if (custody_node_name_valid(node))
+		return CUSTODY_OK;
 	return custody_err_set(err, CUSTODY_EUSAGE,
 			       "invalid node name %s: expected 1 to %d of "
 			       "A-Z a-z 0-9 . _ -", node != NULL ? node : "(none)",

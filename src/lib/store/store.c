@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <custody/assign.h>
 #include <custody/clock.h>
 #include <custody/error.h>
 #include <custody/hexfmt.h>
@@ -1300,20 +1301,9 @@ out:
 static int
 check_node_name(const char *name, size_t size, custody_err *err)
 {
-	size_t len, i;
-
-	len = name != NULL ? strnlen(name, size) : 0;
-	if (len == 0 || len == size || len > CUSTODY_NAME_MAX)
-		goto bad;
-	for (i = 0; i < len; i++) {
-		char c = name[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-			goto bad;
-	}
-	return CUSTODY_OK;
-bad:
+	/* Terminated within its field, then a node's name. */
+	if (name != NULL && strnlen(name, size) < size && custody_node_name_valid(name))
+		return CUSTODY_OK;
 	return custody_err_set(err, CUSTODY_EUSAGE,
 			       "invalid node name: expected 1 to %d of "
 			       "A-Z a-z 0-9 . _ -", CUSTODY_NAME_MAX);

@@ -26,6 +26,7 @@
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
 
+#include <custody/assign.h>
 #include <custody/cert.h>
 #include <custody/hexfmt.h>
 #include <custody/log.h>
@@ -88,29 +89,18 @@ static int
 node_id(const char *prefix, const char *node, unsigned char *id,
 	size_t *len, custody_err *err)
 {
-	size_t plen = strlen(prefix), nlen, i;
+	size_t plen = strlen(prefix), nlen;
 
-	nlen = node != NULL ? strlen(node) : 0;
-	if (nlen == 0 || nlen > CUSTODY_NODE_NAME_MAX ||
-	    plen + nlen > NODE_ID_MAX)
-		goto bad;
-	for (i = 0; i < nlen; i++) {
-		char c = node[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-		      c == '-'))
-			goto bad;
-	}
+	if (!custody_node_name_valid(node) ||
+	    plen + (nlen = strlen(node)) > NODE_ID_MAX)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid node name %s: expected 1 to %d of "
+				       "A-Z a-z 0-9 . _ -", node != NULL ? node : "(none)",
+				       CUSTODY_NODE_NAME_MAX);
 	memcpy(id, prefix, plen);
 	memcpy(id + plen, node, nlen);
 	*len = plen + nlen;
 	return CUSTODY_OK;
-bad:
-	return custody_err_set(err, CUSTODY_EUSAGE,
-			       "invalid node name %s: expected 1 to %d of "
-			       "A-Z a-z 0-9 . _ -", node != NULL ? node : "(none)",
-			       CUSTODY_NODE_NAME_MAX);
 }
 
 /* The first object matching t, or CK_INVALID_HANDLE. */
