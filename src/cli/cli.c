@@ -239,10 +239,10 @@ refuse_at_for_writes(struct cli *cli)
 	return r;
 }
 
-int
-cli_parse(struct cli *cli, int argc, char **argv,
-	  const struct option *command_options, const char *shortopts,
-	  int (*on_option)(struct cli *, int, const char *, void *), void *ctx)
+static int
+parse_getopt(struct cli *cli, int argc, char **argv,
+	     const struct option *command_options, const char *shortopts,
+	     int (*on_option)(struct cli *, int, const char *, void *), void *ctx)
 {
 	struct option all[64];
 	char short_all[64];
@@ -314,9 +314,9 @@ take_bound(struct cli *cli, int c, const char *arg, void *ctx)
 }
 
 int
-cli_parse_opts(struct cli *cli, int argc, char **argv, const struct cli_opt *opts,
-	       const char *shortopts,
-	       int (*on_option)(struct cli *, int, const char *, void *), void *ctx)
+cli_parse(struct cli *cli, int argc, char **argv, const struct cli_opt *opts,
+	  const char *shortopts,
+	  int (*on_option)(struct cli *, int, const char *, void *), void *ctx)
 {
 	struct option table[32];
 	struct bound b = {opts, on_option, ctx};
@@ -326,7 +326,7 @@ cli_parse_opts(struct cli *cli, int argc, char **argv, const struct cli_opt *opt
 	     n + 1 < sizeof(table) / sizeof(table[0]); n++)
 		table[n] = (struct option){opts[n].name, opts[n].has_arg, NULL, opts[n].val};
 	memset(&table[n], 0, sizeof(table[n]));
-	return cli_parse(cli, argc, argv, table, shortopts, take_bound, &b);
+	return parse_getopt(cli, argc, argv, table, shortopts, take_bound, &b);
 }
 
 int

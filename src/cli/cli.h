@@ -114,27 +114,9 @@ struct command {
 };
 
 /*
- * Parses argv with the command's options followed by the global ones.
- * For each of the command's own options calls on_option(cli, c, optarg,
- * ctx), which returns a status.  Handles the global options itself, and
- * --help (prints the usage, returns -1: the command exits 0).  When
- * shortopts starts with '-', operands are handed to on_option as option 1
- * (optarg = the operand); otherwise an operand is a usage error.  Leaves
- * optind after the last option.  Refuses --at (EUSAGE "--at is for
- * reading: CMD writes, and writes at the real time") when the command
- * writes (its table entry's `at`; an on_option that sets cli->preview
- * makes it a read).  Then settles the configuration (file < environment <
- * command line).
- */
-int cli_parse(struct cli *cli, int argc, char **argv,
-	      const struct option *command_options, const char *shortopts,
-	      int (*on_option)(struct cli *, int, const char *, void *),
-	      void *ctx);
-
-/*
  * One option of a command, and where its value goes: a text option keeps
  * its value in *text, a flag sets *flag to 1, an option with neither is
- * handed to cli_parse_opts's on_option.  A table ends with {NULL}.
+ * handed to cli_parse's on_option.  A table ends with {NULL}.
  */
 struct cli_opt {
 	const char *name;
@@ -147,13 +129,24 @@ struct cli_opt {
 #define CLI_OPT_FLAG(name, val, p) {(name), no_argument, (val), NULL, (p)}
 #define CLI_OPT(name, has_arg, val) {(name), (has_arg), (val), NULL, NULL}
 
-/* cli_parse with a cli_opt table: bound options keep their values, the
- * others (and operands) go to on_option, which may be NULL when all are
- * bound.  opts NULL: the command has no options of its own. */
-int cli_parse_opts(struct cli *cli, int argc, char **argv,
-		   const struct cli_opt *opts, const char *shortopts,
-		   int (*on_option)(struct cli *, int, const char *, void *),
-		   void *ctx);
+/*
+ * Parses argv with the command's options (opts; NULL: it has none of its
+ * own) followed by the global ones.  A bound option keeps its value; for
+ * each other option calls on_option(cli, c, optarg, ctx), which returns a
+ * status (on_option may be NULL when every option is bound).  Handles the
+ * global options itself, and --help (prints the usage, returns -1: the
+ * command exits 0).  When shortopts starts with '-', operands are handed
+ * to on_option as option 1 (optarg = the operand); otherwise an operand
+ * is a usage error.  Leaves optind after the last option.  Refuses --at
+ * (EUSAGE "--at is for reading: CMD writes, and writes at the real time")
+ * when the command writes (its table entry's `at`; an on_option that sets
+ * cli->preview makes it a read).  Then settles the configuration (file <
+ * environment < command line).
+ */
+int cli_parse(struct cli *cli, int argc, char **argv,
+	      const struct cli_opt *opts, const char *shortopts,
+	      int (*on_option)(struct cli *, int, const char *, void *),
+	      void *ctx);
 
 /* A usage error: sets cli->err (EUSAGE) and returns EUSAGE. */
 int cli_usage_error(struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);

@@ -20,7 +20,6 @@ struct audit_opts {
 
 enum { OPT_SINCE = OPT_FIRST_COMMAND_OPTION, OPT_VERIFY };
 
-
 /* A field as shown in the table: "-" when empty, escaped as all terminal
  * output is (out_escape), spaces (which would shift the columns) as '_'. */
 static char *
@@ -230,7 +229,7 @@ cmd_audit(struct cli *cli, int argc, char **argv)
 	int64_t since = 0;
 	int r;
 
-	if ((r = cli_parse_opts(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON))) !=
 	    CUSTODY_OK)

@@ -38,21 +38,6 @@ struct delete_opts {
 	int dry_run;
 };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct delete_opts *o = ctx;
-
-	(void)cli;
-	if (c == OPT_THUMBPRINT)
-		o->thumbprint = arg;
-	else if (c == OPT_FORCE)
-		o->force = 1;
-	else if (c == OPT_DRY_RUN)
-		o->dry_run = 1;
-	return CUSTODY_OK;
-}
-
 /* What a delete will do. */
 struct delete_plan {
 	const custody_cert_record *victim;
@@ -385,13 +370,13 @@ const char cmd_delete_usage[] =
 int
 cmd_delete(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"thumbprint", required_argument, NULL, OPT_THUMBPRINT},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
-		{NULL, 0, NULL, 0},
-	};
 	struct delete_opts o = {NULL, 0, 0};
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("thumbprint", OPT_THUMBPRINT, &o.thumbprint),
+		CLI_OPT_FLAG("force", OPT_FORCE, &o.force),
+		CLI_OPT_FLAG("dry-run", OPT_DRY_RUN, &o.dry_run),
+		{NULL},
+	};
 	struct delete_plan plan;
 	custody_cert_record *recs = NULL;
 	size_t n = 0, index, clears = 0;
@@ -399,7 +384,7 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 	int r;
 
 	memset(&plan, 0, sizeof(plan));
-	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (o.thumbprint == NULL)
 		return cli_usage_error(cli, "--thumbprint X is required");

@@ -56,7 +56,7 @@ cmd_export(struct cli *cli, int argc, char **argv)
 	int fd = -1, made = 0, r;
 
 	memset(&pkg, 0, sizeof(pkg));
-	if ((r = cli_parse_opts(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (o.thumbprint == NULL || o.out == NULL)
 		return cli_usage_error(cli, "--thumbprint X and --out FILE are required");

@@ -21,7 +21,6 @@ struct get_opts {
 
 enum { OPT_TYPE = 't', OPT_IDENTITY = 'i' };
 
-
 /* The stored facts of a slot's certificate; a record with only the
  * thumbprint when the store lacks it. */
 static void
@@ -158,7 +157,7 @@ cmd_get(struct cli *cli, int argc, char **argv)
 	json_t *array = NULL;
 	int r;
 
-	if ((r = cli_parse_opts(cli, argc, argv, options, "t:i:", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (o.identity != NULL && o.type == NULL)
 		return cli_usage_error(cli, "-i needs -t");

@@ -49,26 +49,6 @@ struct import_opts {
 	int roll;
 };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct import_opts *o = ctx;
-
-	(void)cli;
-	switch (c) {
-	case OPT_PATH: o->path = arg; break;
-	case OPT_PASSWORD_SOURCE: o->password_source = arg; break;
-	case OPT_LABEL: o->label = arg; break;
-	case OPT_REPLICABLE: o->replicable = 1; break;
-	case OPT_EFFECTIVE_DATE: o->effective_date = arg; break;
-	case OPT_ROLL: o->roll = 1; break;
-	case OPT_PACKAGE: o->package = arg; break;
-	case 't': o->type = arg; break;
-	case 'i': o->identity = arg; break;
-	}
-	return CUSTODY_OK;
-}
-
 /* Checks the options that go together, before anything is read. */
 static int
 check_options(struct cli *cli, const struct import_opts *o,
@@ -223,19 +203,19 @@ const char cmd_import_usage[] =
 int
 cmd_import(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"path", required_argument, NULL, OPT_PATH},
-		{"password-source", required_argument, NULL, OPT_PASSWORD_SOURCE},
-		{"label", required_argument, NULL, OPT_LABEL},
-		{"replicable", no_argument, NULL, OPT_REPLICABLE},
-		{"type", required_argument, NULL, 't'},
-		{"identity", required_argument, NULL, 'i'},
-		{"effective-date", required_argument, NULL, OPT_EFFECTIVE_DATE},
-		{"roll", no_argument, NULL, OPT_ROLL},
-		{"package", required_argument, NULL, OPT_PACKAGE},
-		{NULL, 0, NULL, 0},
-	};
 	struct import_opts o;
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("path", OPT_PATH, &o.path),
+		CLI_OPT_TEXT("password-source", OPT_PASSWORD_SOURCE, &o.password_source),
+		CLI_OPT_TEXT("label", OPT_LABEL, &o.label),
+		CLI_OPT_FLAG("replicable", OPT_REPLICABLE, &o.replicable),
+		CLI_OPT_TEXT("type", 't', &o.type),
+		CLI_OPT_TEXT("identity", 'i', &o.identity),
+		CLI_OPT_TEXT("effective-date", OPT_EFFECTIVE_DATE, &o.effective_date),
+		CLI_OPT_FLAG("roll", OPT_ROLL, &o.roll),
+		CLI_OPT_TEXT("package", OPT_PACKAGE, &o.package),
+		{NULL},
+	};
 	custody_change_request assign;
 	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
 	custody_bundle bundle;
@@ -250,7 +230,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	memset(&bundle, 0, sizeof(bundle));
 	memset(&pkg, 0, sizeof(pkg));
 	memset(&res, 0, sizeof(res));
-	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if ((r = check_options(cli, &o, &assign, type, identity)) != CUSTODY_OK)
 		return r;

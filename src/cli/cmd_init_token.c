@@ -13,7 +13,6 @@
 
 enum { OPT_LABEL = OPT_FIRST_COMMAND_OPTION };
 
-
 const char cmd_init_token_usage[] =
 	"custody init-token --label LABEL --so-pin-source SRC --pin-source SRC\n"
 	"\n"
@@ -32,7 +31,7 @@ cmd_init_token(struct cli *cli, int argc, char **argv)
 	custody_token_spec spec;
 	int r;
 
-	if ((r = cli_parse_opts(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (label == NULL || label[0] == '\0' || strlen(label) > 32)
 		return cli_usage_error(cli, "--label LABEL (1 to 32 characters) is required");

@@ -406,7 +406,7 @@ cmd_jwt(struct cli *cli, int argc, char **argv)
 	int r;
 
 	memset(&o, 0, sizeof(o));
-	if ((r = cli_parse_opts(cli, argc, argv, options, "-t:", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "-t:", on_option, &o)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;

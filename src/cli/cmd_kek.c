@@ -83,7 +83,7 @@ cmd_kek(struct cli *cli, int argc, char **argv)
 	char actor[CUSTODY_AUDIT_ACTOR_MAX + 1], t[CUSTODY_TIME_TEXT];
 	int r;
 
-	if ((r = cli_parse_opts(cli, argc, argv, NULL, "-", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, NULL, "-", on_option, &o)) != CUSTODY_OK)
 		return r;
 	if (o.action == NULL)
 		return cli_usage_error(cli, "which action? custody kek create | authority");

@@ -11,7 +11,6 @@
 
 #include "cli.h"
 
-
 /* "Type/identity:slot" for every slot that holds thumbprint. */
 static json_t *
 assigned_as(const custody_assignment *all, size_t n, const char *thumbprint)
@@ -76,7 +75,7 @@ cmd_list(struct cli *cli, int argc, char **argv)
 	json_t *array = NULL;
 	int r;
 
-	if ((r = cli_parse_opts(cli, argc, argv, NULL, "", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, NULL, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;

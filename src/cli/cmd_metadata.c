@@ -21,7 +21,6 @@ struct metadata_opts {
 
 enum { OPT_TYPE = 't', OPT_FORMAT = OPT_FIRST_COMMAND_OPTION };
 
-
 /* Appends the stored certificate of a slot (if any) to recs; a record
  * that does not match its certificate is refused. */
 static int
@@ -73,7 +72,7 @@ cmd_metadata(struct cli *cli, int argc, char **argv)
 	int s2s, r;
 
 	memset(recs, 0, sizeof(recs));
-	if ((r = cli_parse_opts(cli, argc, argv, options, "t:", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "t:", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;

@@ -265,7 +265,7 @@ cmd_node(struct cli *cli, int argc, char **argv)
 	int r;
 
 	memset(&o, 0, sizeof(o));
-	if ((r = cli_parse_opts(cli, argc, argv, options, "-", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "-", on_option, &o)) != CUSTODY_OK)
 		return r;
 	if (o.n == 0)
 		return cli_usage_error(cli, "which action? custody node enroll | admit NODE | join");

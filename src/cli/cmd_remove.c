@@ -23,22 +23,6 @@ struct remove_opts {
 	int previous, pending, force;
 };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	struct remove_opts *o = ctx;
-
-	(void)cli;
-	switch (c) {
-	case 't': o->type = arg; break;
-	case 'i': o->identity = arg; break;
-	case OPT_PREVIOUS: o->previous = 1; break;
-	case OPT_PENDING: o->pending = 1; break;
-	case OPT_FORCE: o->force = 1; break;
-	}
-	return CUSTODY_OK;
-}
-
 const char cmd_remove_usage[] =
 	"custody remove -t TYPE [-i IDENTITY] [--previous | --pending] [--force]\n"
 	"\n"
@@ -48,15 +32,15 @@ const char cmd_remove_usage[] =
 int
 cmd_remove(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"type", required_argument, NULL, 't'},
-		{"identity", required_argument, NULL, 'i'},
-		{"previous", no_argument, NULL, OPT_PREVIOUS},
-		{"pending", no_argument, NULL, OPT_PENDING},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{NULL, 0, NULL, 0},
-	};
 	struct remove_opts o;
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("type", 't', &o.type),
+		CLI_OPT_TEXT("identity", 'i', &o.identity),
+		CLI_OPT_FLAG("previous", OPT_PREVIOUS, &o.previous),
+		CLI_OPT_FLAG("pending", OPT_PENDING, &o.pending),
+		CLI_OPT_FLAG("force", OPT_FORCE, &o.force),
+		{NULL},
+	};
 	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
 	custody_assignment before;
 	custody_removal done;
@@ -65,7 +49,7 @@ cmd_remove(struct cli *cli, int argc, char **argv)
 	int r;
 
 	memset(&o, 0, sizeof(o));
-	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (o.type == NULL)
 		return cli_usage_error(cli, "-t TYPE is required");

@@ -57,7 +57,6 @@ struct request {
 	char identity[CUSTODY_NAME_MAX + 1];
 };
 
-
 /* ------------------------------------------------------------ options */
 
 static int
@@ -332,7 +331,7 @@ cmd_request(struct cli *cli, int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	memset(&rq, 0, sizeof(rq));
 	custody_request_init(&rq.lib);
-	if ((r = cli_parse_opts(cli, argc, argv, options, "t:i:", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	/* 1. The options, the names and the policy: before anything else;
 	 * 2. the store, the request file, the token. */

@@ -23,7 +23,6 @@ struct seal_opts {
 	int force;
 };
 
-
 /* The store's certificate a thumbprint query names (40 hex into out). */
 int
 cli_store_thumbprint(struct cli *cli, const char *query,
@@ -66,7 +65,7 @@ cmd_seal(struct cli *cli, int argc, char **argv)
 	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1], normalized[65];
 	int r;
 
-	if ((r = cli_parse_opts(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (o.thumbprint == NULL)
 		return cli_usage_error(cli, "--thumbprint X is required");

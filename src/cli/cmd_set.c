@@ -38,15 +38,9 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 {
 	struct set_opts *o = ctx;
 
-	switch (c) {
-	case 't': o->type = arg; break;
-	case 'i': o->identity = arg; break;
-	case OPT_THUMBPRINT: o->thumbprint = arg; break;
-	case OPT_FROM_TYPE: o->from_type = arg; break;
-	case OPT_EFFECTIVE_DATE: o->effective_date = arg; break;
-	case OPT_ROLL: o->roll = 1; break;
-	case OPT_DRY_RUN: o->dry_run = cli->preview = 1; break;
-	}
+	(void)arg;
+	if (c == OPT_DRY_RUN)	/* a preview: --at may come with it */
+		o->dry_run = cli->preview = 1;
 	return CUSTODY_OK;
 }
 
@@ -164,17 +158,17 @@ const char cmd_set_usage[] =
 int
 cmd_set(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"type", required_argument, NULL, 't'},
-		{"identity", required_argument, NULL, 'i'},
-		{"thumbprint", required_argument, NULL, OPT_THUMBPRINT},
-		{"from-type", required_argument, NULL, OPT_FROM_TYPE},
-		{"effective-date", required_argument, NULL, OPT_EFFECTIVE_DATE},
-		{"roll", no_argument, NULL, OPT_ROLL},
-		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
-		{NULL, 0, NULL, 0},
-	};
 	struct set_opts o;
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("type", 't', &o.type),
+		CLI_OPT_TEXT("identity", 'i', &o.identity),
+		CLI_OPT_TEXT("thumbprint", OPT_THUMBPRINT, &o.thumbprint),
+		CLI_OPT_TEXT("from-type", OPT_FROM_TYPE, &o.from_type),
+		CLI_OPT_TEXT("effective-date", OPT_EFFECTIVE_DATE, &o.effective_date),
+		CLI_OPT_FLAG("roll", OPT_ROLL, &o.roll),
+		CLI_OPT("dry-run", no_argument, OPT_DRY_RUN),
+		{NULL},
+	};
 	custody_change_request req;
 	custody_change ch;
 	custody_ops_env env;

@@ -45,7 +45,6 @@ struct sign_opts {
 	const char *digest;
 };
 
-
 static int
 digest_nid(struct cli *cli, const char *name, int *nid)
 {
@@ -201,7 +200,7 @@ cmd_sign(struct cli *cli, int argc, char **argv)
 	struct stat st;
 	int nid = NID_sha256, r;
 
-	if ((r = cli_parse_opts(cli, argc, argv, options, "t:i:", NULL, NULL)) !=
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", NULL, NULL)) !=
 	    CUSTODY_OK)
 		return r;
 	if (o.type == NULL)

@@ -49,7 +49,6 @@ struct status_view {
 	int all_ok;
 };
 
-
 static void
 view_clear(struct status_view *v)
 {
@@ -402,7 +401,7 @@ cmd_status(struct cli *cli, int argc, char **argv)
 	int r, ok;
 
 	memset(&v, 0, sizeof(v));
-	if ((r = cli_parse_opts(cli, argc, argv, NULL, "", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, NULL, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;

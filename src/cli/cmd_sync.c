@@ -568,7 +568,7 @@ cmd_sync(struct cli *cli, int argc, char **argv)
 	const char *pin;
 	int r;
 
-	if ((r = cli_parse_opts(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &o)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;

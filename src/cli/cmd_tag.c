@@ -36,16 +36,6 @@ struct rows {
 	char head[CUSTODY_AUDIT_HASH_HEX + 1];
 };
 
-static int
-on_option(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	(void)cli;
-	(void)arg;
-	if (c == OPT_YES)
-		*(int *)ctx = 1;
-	return CUSTODY_OK;
-}
-
 static void
 rows_clear(struct rows *w)
 {
@@ -235,15 +225,15 @@ const char cmd_tag_usage[] =
 int
 cmd_tag(struct cli *cli, int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"yes", no_argument, NULL, OPT_YES},
-		{NULL, 0, NULL, 0},
-	};
 	struct rows w;
 	int yes = 0, on = 0, r;
+	const struct cli_opt options[] = {
+		CLI_OPT_FLAG("yes", OPT_YES, &yes),
+		{NULL},
+	};
 
 	memset(&w, 0, sizeof(w));
-	if ((r = cli_parse(cli, argc, argv, options, "", on_option, &yes)) != CUSTODY_OK ||
+	if ((r = cli_parse(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK ||
 	    (r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK || (r = cli_open_token(cli)) != CUSTODY_OK ||

@@ -77,7 +77,6 @@ struct test_run {
 	enum result worst;
 };
 
-
 static json_t *
 result_object(enum result result, const char *check, const char *type,
 	      const char *identity, const char *thumbprint, const char *msg)
@@ -540,7 +539,7 @@ cmd_test(struct cli *cli, int argc, char **argv)
 	t.cli = cli;
 	if ((t.results = json_array()) == NULL)
 		return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
-	r = cli_parse_opts(cli, argc, argv, options, "t:", NULL, NULL);
+	r = cli_parse(cli, argc, argv, options, "t:", NULL, NULL);
 	if (r < 0)
 		goto out;	/* --help */
 	if (r != CUSTODY_OK ||

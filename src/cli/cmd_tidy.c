@@ -20,7 +20,6 @@ struct tidy_opts {
 	int dry_run, yes;
 };
 
-
 static const char *
 item_action(const custody_tidy_item *it)
 {
@@ -108,7 +107,7 @@ cmd_tidy(struct cli *cli, int argc, char **argv)
 	int r;
 
 	memset(&plan, 0, sizeof(plan));
-	if ((r = cli_parse_opts(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (o.dry_run && o.yes)
 		return cli_usage_error(cli, "--dry-run and --yes exclude each other");

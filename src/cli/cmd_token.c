@@ -122,7 +122,6 @@ print_table(const custody_token_caps *c)
 	out_field("attributes", line);
 }
 
-
 const char cmd_token_usage[] =
 	"custody token [-o table|json]\n"
 	"\n"
@@ -146,7 +145,7 @@ cmd_token(struct cli *cli, int argc, char **argv)
 	custody_token_caps caps;
 	int r;
 
-	if ((r = cli_parse_opts(cli, argc, argv, NULL, "", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, NULL, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON))) != CUSTODY_OK ||
 	    (r = cli_open_token(cli)) != CUSTODY_OK ||

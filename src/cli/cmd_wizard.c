@@ -89,15 +89,6 @@ on_sigint(int sig)
 	interrupted = 1;
 }
 
-static int
-no_options(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	(void)c;
-	(void)arg;
-	(void)ctx;
-	return cli_usage_error(cli, "wizard takes no options of its own");
-}
-
 /* "Now" moves on while a person answers, unless --at fixed it. */
 static void
 refresh_now(struct wizard *w)
@@ -747,7 +738,7 @@ cmd_wizard(struct cli *cli, int argc, char **argv)
 
 	memset(&w, 0, sizeof(w));
 	w.cli = cli;
-	if ((r = cli_parse(cli, argc, argv, NULL, "", no_options, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, NULL, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
 		return r;
