@@ -54,9 +54,11 @@ int custody_cluster_fingerprint_matches(const char *fp, const char *typed);
 /* `kek create`: the cluster KEK on this token, and the cluster authority
  * key beside it (custody/token.h); the KEK's key check value and the
  * authority's public key go to the store.  EFAIL when the store already
- * records a KEK (a cluster has one) or the token already holds one. */
+ * records a KEK (a cluster has one) or the token already holds one.
+ * kcv (may be NULL): the key check value recorded, once it is committed. */
 int custody_cluster_kek_create(custody_token *tok, custody_store *st,
-			       const char *node, custody_err *err);
+			       const char *node,
+			       char kcv[CUSTODY_KCV_HEX + 1], custody_err *err);
 
 /* `kek authority`: the fingerprint of the cluster authority the store
  * names (fp), and whether tok holds its private key (*held; tok may be

@@ -167,7 +167,7 @@ ceremony(custody_token *t1, custody_token *t2, custody_token *t3,
 {
 	custody_err err = {0};
 
-	cr_assert_eq(custody_cluster_kek_create(t1, st, "node1", &err), CUSTODY_OK,
+	cr_assert_eq(custody_cluster_kek_create(t1, st, "node1", NULL, &err), CUSTODY_OK,
 		     "%s", err.msg);
 	cr_assert_eq(enroll(t2, st, "node2", &err), CUSTODY_OK,
 		     "%s", err.msg);
@@ -312,7 +312,7 @@ BOTH(ceremony_on_three_tokens)
 	size_t spki_len = 0, n = 0;
 	int64_t version;
 
-	cr_assert_eq(custody_cluster_kek_create(t1, st, "node1", &err), CUSTODY_OK,
+	cr_assert_eq(custody_cluster_kek_create(t1, st, "node1", NULL, &err), CUSTODY_OK,
 		     "%s", err.msg);
 	kcv_of(t1, kcv1);
 	cr_assert_eq(custody_cluster_kek_state(t1, st, skcv, tkcv, &err), CUSTODY_OK);
@@ -322,7 +322,7 @@ BOTH(ceremony_on_three_tokens)
 	cr_assert_str_eq(rec.state, "joined", "the KEK's node is the first member");
 	cr_assert_null(rec.transport_spki);
 	custody_node_record_clear(&rec);
-	cr_assert_eq(custody_cluster_kek_create(t2, st, "node2", &err), CUSTODY_EFAIL);
+	cr_assert_eq(custody_cluster_kek_create(t2, st, "node2", NULL, &err), CUSTODY_EFAIL);
 	cr_assert(has(err.msg, "the cluster already has one (key check value"), "%s", err.msg);
 	cr_assert_eq(custody_cluster_kek_state(t2, NULL, skcv, tkcv, &err), CUSTODY_OK);
 	cr_assert_str_eq(tkcv, "", "the refused kek create made nothing on node2");
@@ -417,7 +417,7 @@ Test(cluster, global_needs_a_replicable_key_once_there_are_two_nodes)
 	key_make(&plain, "rsa:2048", "plain.example");
 	cr_assert_eq(custody_cluster_check_global(st, "global", plain.rec.thumbprint, 0, &err),
 		     CUSTODY_OK, "no cluster: anything goes");
-	cr_assert_eq(custody_cluster_kek_create(t1, st, "node1", &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_cluster_kek_create(t1, st, "node1", NULL, &err), CUSTODY_OK, "%s", err.msg);
 	cr_assert_eq(custody_cluster_check_global(st, "global", plain.rec.thumbprint, 0, &err),
 		     CUSTODY_OK, "one node: anything goes");
 	cr_assert_eq(enroll(t2, st, "node2", &err), CUSTODY_OK, "%s", err.msg);
@@ -628,7 +628,7 @@ Test(cluster, a_node_without_the_kek_refuses_every_key)
 	struct key k;
 	custody_err err = {0};
 
-	cr_assert_eq(custody_cluster_kek_create(t1, st, "node1", &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_cluster_kek_create(t1, st, "node1", NULL, &err), CUSTODY_OK, "%s", err.msg);
 	key_make(&k, "ec:p256", "ec.example");
 	key_publish(t1, st, &k, "OAuthTokenIssuer");
 	cr_assert_eq(enroll(t3, st, "node3", &err), CUSTODY_OK, "%s", err.msg);

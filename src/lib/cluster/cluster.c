@@ -260,7 +260,8 @@ out:
 
 static int
 kek_create_attached(custody_token *tok, custody_store *st,
-		   const char *node, custody_err *err)
+		   const char *node, char kcv_out[CUSTODY_KCV_HEX + 1],
+		   custody_err *err)
 {
 	char kcv[CUSTODY_KCV_HEX + 1], seen[CUSTODY_KCV_HEX + 1];
 	char tagged[CUSTODY_KCV_HEX + 1];
@@ -269,7 +270,7 @@ kek_create_attached(custody_token *tok, custody_store *st,
 	unsigned char *authority = NULL;
 	size_t authority_len = 0;
 	custody_txn tx;
-	int r, created = 0;
+	int r;
 
 	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = check_node(node, err)) != CUSTODY_OK ||
@@ -320,7 +321,6 @@ kek_create_attached(custody_token *tok, custody_store *st,
 					      "again", custody_token_label(tok))) !=
 		    CUSTODY_OK)
 			goto out;
-		created = 1;
 		custody_step("created the KEK on token %s: key check value %s",
 			     custody_token_label(tok), kcv);
 	}
@@ -329,9 +329,10 @@ kek_create_attached(custody_token *tok, custody_store *st,
 	if ((r = custody_token_authority_create(tok, &authority, &authority_len,
 						err)) != CUSTODY_OK)
 		goto out;
-	/* (A KEK that was there already keeps the authority made beside it.) */
-	if (created &&
-	    (r = custody_txn_undo_add(&tx, CUSTODY_UNDO_AUTHORITY, NULL, NULL, 0,
+	/* Made in this run (the token held none, or create would have
+	 * refused): it goes again on failure, beside a KEK made here or one
+	 * that was there already, so that the same kek create can run again. */
+	if ((r = custody_txn_undo_add(&tx, CUSTODY_UNDO_AUTHORITY, NULL, NULL, 0,
 				      "cannot remove the new cluster authority key "
 				      "from token %s again",
 				      custody_token_label(tok))) != CUSTODY_OK)
@@ -347,6 +348,8 @@ kek_create_attached(custody_token *tok, custody_store *st,
 		goto out;
 	custody_step("the cluster KEK has key check value %s; node %s is its "
 		     "first member", kcv, node);
+	if (kcv_out != NULL)
+		memcpy(kcv_out, kcv, sizeof(kcv));
 	r = CUSTODY_OK;
 out:
 	custody_txn_end(&tx, r);
@@ -2050,7 +2053,8 @@ out:
 
 int
 custody_cluster_kek_create(custody_token *tok, custody_store *st,
-			   const char *node, custody_err *err)
+			   const char *node, char kcv[CUSTODY_KCV_HEX + 1],
+			   custody_err *err)
 {
 	int attached = 0, r;
 
@@ -2059,7 +2063,7 @@ custody_cluster_kek_create(custody_token *tok, custody_store *st,
 						 err)) != CUSTODY_OK) ||
 	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
 		return r;
-	r = kek_create_attached(tok, st, node, err);
+	r = kek_create_attached(tok, st, node, kcv, err);
 	cluster_detach_token(st, attached);
 	return r;
 }
