@@ -147,6 +147,12 @@ void custody_bundle_free(custody_bundle *b);
 /* PEM text of a DER certificate, malloc'ed, NUL-terminated. */
 char *custody_cert_der_to_pem(const unsigned char *der, size_t len);
 
+/* The DER ECDSA-Sig-Value of raw r || s (what PKCS#11 and JWS give; rs_len
+ * even, at most 132) into out (rs_len + 9 bytes); returns its length, 0
+ * when rs_len is not one. */
+size_t custody_ecdsa_raw_to_der(const unsigned char *rs, size_t rs_len,
+				unsigned char *out);
+
 #ifdef __cplusplus
 }
 #endif

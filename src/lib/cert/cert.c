@@ -630,3 +630,39 @@ custody_cert_subject_cn(const X509 *x)
 	}
 	return cn;
 }
+
+/* One DER INTEGER of the unsigned big-endian v (len bytes) at out. */
+static size_t
+der_uint(const unsigned char *v, size_t len, unsigned char *out)
+{
+	size_t o = 0;
+
+	while (len > 1 && v[0] == 0) {
+		v++;
+		len--;
+	}
+	out[o++] = 0x02;
+	out[o++] = (unsigned char)(len + (v[0] & 0x80 ? 1 : 0));
+	if (v[0] & 0x80)
+		out[o++] = 0x00;
+	memcpy(out + o, v, len);
+	return o + len;
+}
+
+size_t
+custody_ecdsa_raw_to_der(const unsigned char *rs, size_t rs_len, unsigned char *out)
+{
+	unsigned char body[2 * (2 + 67)];
+	size_t half = rs_len / 2, n, o = 0;
+
+	if (rs_len == 0 || rs_len % 2 != 0 || half > 66)
+		return 0;
+	n = der_uint(rs, half, body);
+	n += der_uint(rs + half, half, body + n);
+	out[o++] = 0x30;
+	if (n >= 0x80)
+		out[o++] = 0x81;
+	out[o++] = (unsigned char)n;
+	memcpy(out + o, body, n);
+	return o + n;
+}

@@ -24,7 +24,6 @@
 #include <custody/jws.h>
 #include <custody/timefmt.h>
 
-#include "token/sign.h"
 
 static const char b64url_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -165,7 +164,7 @@ custody_jws_ecdsa_raw_to_der(const unsigned char *raw, size_t raw_len,
 				       raw_len);
 	if ((buf = OPENSSL_malloc(raw_len + 9)) == NULL)
 		return custody_err_openssl(err, CUSTODY_EFAIL, "ECDSA signature");
-	n = token_ecdsa_der(raw, raw_len, buf);
+	n = custody_ecdsa_raw_to_der(raw, raw_len, buf);
 	*der = buf;
 	*der_len = n;
 	return CUSTODY_OK;

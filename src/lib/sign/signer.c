@@ -945,7 +945,7 @@ custody_signer_sign(custody_signer *signer, int64_t now,
 	if (used == CUSTODY_SIG_ECDSA_DER) {
 		unsigned char der[sizeof(buf)];
 
-		if ((out_len = token_ecdsa_der(buf, raw_len, der)) == 0) {
+		if ((out_len = custody_ecdsa_raw_to_der(buf, raw_len, der)) == 0) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot sign with private key %s: "
 					    "the token returned an ECDSA "

@@ -20,6 +20,7 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
+#include <custody/cert.h>
 #include <custody/hexfmt.h>
 #include <custody/log.h>
 #include <custody/token.h>
@@ -275,7 +276,7 @@ custody_token_authority_sign(custody_token *tok, const unsigned char *msg,
 				   TOKEN_MECH_ECDSA, NID_sha256, md, sizeof(md),
 				   raw, &raw_len, &rv, err)) != CUSTODY_OK)
 		return r;
-	if ((der_len = token_ecdsa_der(raw, raw_len, der)) == 0 ||
+	if ((der_len = custody_ecdsa_raw_to_der(raw, raw_len, der)) == 0 ||
 	    (*sig = malloc(der_len)) == NULL)
 		return custody_err_set(err, CUSTODY_EFAIL,
 				       "cannot encode the cluster authority's "

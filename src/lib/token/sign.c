@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include <custody/cert.h>
 #include <custody/hexfmt.h>
 #include <custody/token.h>
 
@@ -131,7 +132,7 @@ ecdsa_der(const unsigned char *raw, size_t raw_len, const char *key_id,
 				       "token returned an ECDSA signature of "
 				       "odd length %zu", key_id, raw_len);
 	if ((der = malloc(raw_len + 9)) == NULL ||
-	    (len = token_ecdsa_der(raw, raw_len, der)) == 0) {
+	    (len = custody_ecdsa_raw_to_der(raw, raw_len, der)) == 0) {
 		free(der);
 		return custody_err_openssl(err, CUSTODY_EFAIL,
 					   "cannot encode the ECDSA signature "
@@ -519,42 +520,6 @@ out:
 	if (r != CUSTODY_OK)
 		memset(out, 0, sizeof(*out));
 	return r;
-}
-
-/* One DER INTEGER of the unsigned big-endian v (len bytes) at out. */
-static size_t
-der_uint(const unsigned char *v, size_t len, unsigned char *out)
-{
-	size_t o = 0;
-
-	while (len > 1 && v[0] == 0) {
-		v++;
-		len--;
-	}
-	out[o++] = 0x02;
-	out[o++] = (unsigned char)(len + (v[0] & 0x80 ? 1 : 0));
-	if (v[0] & 0x80)
-		out[o++] = 0x00;
-	memcpy(out + o, v, len);
-	return o + len;
-}
-
-size_t
-token_ecdsa_der(const unsigned char *rs, size_t rs_len, unsigned char *out)
-{
-	unsigned char body[2 * (2 + 67)];
-	size_t half = rs_len / 2, n, o = 0;
-
-	if (rs_len == 0 || rs_len % 2 != 0 || half > 66)
-		return 0;
-	n = der_uint(rs, half, body);
-	n += der_uint(rs + half, half, body + n);
-	out[o++] = 0x30;
-	if (n >= 0x80)
-		out[o++] = 0x81;
-	out[o++] = (unsigned char)n;
-	memcpy(out + o, body, n);
-	return o + n;
 }
 
 static const unsigned char *

@@ -65,9 +65,4 @@ int token_sign_digest(custody_token *tok, CK_SESSION_HANDLE s,
 		      unsigned char *sig, size_t *sig_len, CK_RV *rv,
 		      custody_err *err);
 
-/* The DER ECDSA-Sig-Value of raw r || s (rs_len even, at most 132) into
- * out (rs_len + 9 bytes); returns its length, 0 when rs_len is bad. */
-size_t token_ecdsa_der(const unsigned char *rs, size_t rs_len,
-		       unsigned char *out);
-
 #endif

@@ -33,6 +33,7 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
+#include <custody/cert.h>
 #include <custody/token.h>
 #include <custody/token_x509.h>
 
@@ -149,7 +150,7 @@ signing_sign(struct token_signing *s, const unsigned char *tbs, size_t tbs_len,
 				   &raw_len, NULL, err)) != CUSTODY_OK)
 		goto out;
 	if (s->mech == TOKEN_MECH_ECDSA) {
-		s->sig_len = token_ecdsa_der(raw, raw_len, s->sig);
+		s->sig_len = custody_ecdsa_raw_to_der(raw, raw_len, s->sig);
 	} else if (raw_len <= sizeof(s->sig)) {
 		memcpy(s->sig, raw, raw_len);
 		s->sig_len = raw_len;
