@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <custody/ops.h>
 #include <custody/error.h>
 #include <custody/policy.h>
 #include <custody/records.h>
@@ -155,21 +156,17 @@ int custody_request_make_cert(custody_token *tok, const custody_policy *policy,
 			      const custody_request *rq, X509 **out,
 			      custody_err *err);
 
-/* What the caller writes inside the certificate's store transaction
- * (e.g. an assignment); NULL: nothing. */
-typedef int (*custody_request_txn_fn)(void *ctx, custody_err *err);
-
 /*
  * Puts the certificate x on the token beside its key, completes rec (made
  * from x by custody_cert_record_from_x509: label and key URI), and records
  * it in one store transaction: the certificate, its audit entry, its
- * package when rq->package, in_txn(ctx), this node's report that it holds
+ * package when rq->package, the assignment change planned for it (assign,
+ * from custody_change_plan; NULL: none), this node's report that it holds
  * it.  Rolled back on any failure.
  */
 int custody_request_store_cert(custody_token *tok, custody_store *st,
 			       const custody_request *rq, X509 *x,
-			       custody_cert_record *rec,
-			       custody_request_txn_fn in_txn, void *ctx,
+			       custody_cert_record *rec, custody_change *assign,
 			       custody_err *err);
 
 /* Ends the ceremony: when ok, the key's note of intent goes (the key is

@@ -66,15 +66,6 @@ change_plan(struct cli *cli, const custody_change_request *req,
 }
 
 int
-change_write(struct cli *cli, custody_change *ch)
-{
-	custody_txn tx;
-
-	custody_txn_init(&tx, cli->store, cli->token, cli->node, &cli->err);
-	return custody_change_write(&tx, ch);
-}
-
-int
 change_materialize_due_roll(struct cli *cli, const char *type, const char *identity)
 {
 	/* Only the real clock makes a roll happen, never --at. */

@@ -22,9 +22,6 @@ void change_env_now(struct cli *cli, custody_ops_env *env);
 int change_plan(struct cli *cli, const custody_change_request *req,
 		const custody_cert_record *rec, custody_change *ch);
 
-/* custody_change_write inside the caller's store transaction. */
-int change_write(struct cli *cli, custody_change *ch);
-
 /*
  * Best effort, in its own transaction: when the stored record of (type,
  * identity) holds a pending roll that is due by the real clock, writes the

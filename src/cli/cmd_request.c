@@ -208,21 +208,6 @@ make_csr(struct cli *cli, struct request *rq)
 	return r;
 }
 
-/* The assignment, written inside the certificate's store transaction. */
-struct assign_ctx {
-	struct cli *cli;
-	custody_change *ch;
-};
-
-static int
-write_assignment(void *ctx, custody_err *err)
-{
-	struct assign_ctx *a = ctx;
-
-	(void)err;	/* change_write fills a->cli->err, the same */
-	return change_write(a->cli, a->ch);
-}
-
 /* The certificate onto the token (beside its key) and into the store, and
  * the assignment, in one store transaction. */
 static int
@@ -230,7 +215,6 @@ make_self_signed(struct cli *cli, struct request *rq)
 {
 	custody_cert_record rec;
 	custody_change ch;
-	struct assign_ctx actx = {cli, &ch};
 	X509 *x = NULL;
 	int assign = rq->change.type != NULL, r;
 
@@ -242,8 +226,7 @@ make_self_signed(struct cli *cli, struct request *rq)
 	    (r = custody_cert_record_from_x509(x, &rec, &cli->err)) != CUSTODY_OK ||
 	    (assign && (r = change_plan(cli, &rq->change, &rec, &ch)) != CUSTODY_OK) ||
 	    (r = custody_request_store_cert(cli->token, cli->store, &rq->lib, x, &rec,
-					    assign ? write_assignment : NULL, &actx,
-					    &cli->err)) != CUSTODY_OK)
+					    assign ? &ch : NULL, &cli->err)) != CUSTODY_OK)
 		goto out;
 	if (assign)
 		change_report(cli, &ch, 0);

@@ -461,8 +461,7 @@ custody_request_record_csr(custody_token *tok, custody_store *st, const custody_
 /* The one store transaction of a self-signed certificate. */
 static int
 record_cert_txn(custody_token *tok, custody_store *st, const custody_request *rq,
-		const custody_cert_record *rec, custody_request_txn_fn in_txn, void *ctx,
-		custody_err *err)
+		const custody_cert_record *rec, custody_change *assign, custody_err *err)
 {
 	custody_txn tx;
 	int r;
@@ -474,7 +473,7 @@ record_cert_txn(custody_token *tok, custody_store *st, const custody_request *rq
 	    (!rq->package ||
 	     (r = custody_cluster_package_put(tok, st, rq->node, rec->thumbprint, rq->key_id,
 					      err)) == CUSTODY_OK) &&
-	    (in_txn == NULL || (r = in_txn(ctx, err)) == CUSTODY_OK) &&
+	    (assign == NULL || (r = custody_change_write(&tx, assign)) == CUSTODY_OK) &&
 	    (r = custody_cluster_report_held(st, rq->node, rec->thumbprint, "generated",
 					     err)) == CUSTODY_OK)
 		r = custody_txn_commit(&tx);
@@ -484,8 +483,8 @@ record_cert_txn(custody_token *tok, custody_store *st, const custody_request *rq
 
 int
 custody_request_store_cert(custody_token *tok, custody_store *st, const custody_request *rq,
-			   X509 *x, custody_cert_record *rec, custody_request_txn_fn in_txn,
-			   void *ctx, custody_err *err)
+			   X509 *x, custody_cert_record *rec, custody_change *assign,
+			   custody_err *err)
 {
 	custody_token_import_result res;
 	char t[CUSTODY_TIME_TEXT];
@@ -501,7 +500,7 @@ custody_request_store_cert(custody_token *tok, custody_store *st, const custody_
 	free(rec->key_uri);
 	rec->label = strdup(rq->label);
 	rec->key_uri = custody_token_key_uri(tok, rq->key_id, rq->label);
-	return record_cert_txn(tok, st, rq, rec, in_txn, ctx, err);
+	return record_cert_txn(tok, st, rq, rec, assign, err);
 }
 
 /* ------------------------------------------------------------ the end */
