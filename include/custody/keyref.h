@@ -36,8 +36,8 @@
  *
  * Threads: the functions of one custody_keyref must be called from one
  * thread at a time (the caller serialises them).  The EVP_PKEYs it gave
- * may sign from several threads at once (measured for libp11's keys, see
- * pkcs11-facts.md).  A load while other threads sign uses its own libp11
+ * may sign from several threads at once (measured for libp11 0.4.12's
+ * keys).  A load while other threads sign uses its own libp11
  * context and sessions, which should be safe but is not tested.  After
  * fork, keys of the parent must not be used in the child.
  */

@@ -7,7 +7,7 @@
  * ENGINE_by_id("custody") (found through $OPENSSL_ENGINES, which
  * run-bench.sh points at the build's engines), ENGINE_init, then
  * ENGINE_load_private_key(KEY) — KEY is what the engine accepts as a key
- * name (DESIGN.md: a certificate type resolves to its current key; the
+ * name (custody(1), OPENSSL ENGINE: a certificate type resolves to its current key; the
  * engine reads the token, store and PIN source from custody's own
  * configuration, which run-bench.sh exports as CUSTODY_* variables).  Each
  * signature is EVP_DigestSignInit + EVP_DigestSign (SHA-256) of the bench

