@@ -113,7 +113,6 @@ Test(timefmt, junk_forms)
 	parse_bad(" 2031-01-02");
 	parse_bad("2031-01-02x");
 	parse_bad("2031-01-02T");
-	parse_bad("2031-01-02T10:30");		/* no zone */
 	parse_bad("2031-01-02T10Z");
 	parse_bad("2031-01-02T10:30:5Z");
 	parse_bad("2031-01-02T10:30:00.5Z");
@@ -122,7 +121,9 @@ Test(timefmt, junk_forms)
 	parse_bad("2031-01-02 10:30Z");
 	parse_bad("2031-01-02t10:30Z");		/* lower-case t */
 	parse_bad("2031-01-02T10:30z");		/* lower-case z */
-	parse_bad("2031-01-02T10:30+0530");
+	parse_bad("2031-01-02T10:30+053");
+	parse_bad("2031-01-02T10:30+05:3");
+	parse_bad("2031-01-02T10:30+05300");
 	parse_bad("2031-01-02T10:30+05");
 	parse_bad("2031-01-02T10:30+05:30x");
 	parse_bad("now");
@@ -190,4 +191,42 @@ Test(timefmt, round_trip)
 		custody_time_format(t, buf);
 		cr_assert_eq(parse_ok(buf), t, "%s", buf);
 	}
+}
+
+Test(timefmt, offsets_without_a_colon)
+{
+	cr_assert_eq(parse_ok("2031-01-02T10:30+0530"), 1925096400);
+	cr_assert_eq(parse_ok("2031-01-02T10:00:00-0800"), 1925143200);
+	cr_assert_eq(parse_ok("2031-01-02T10:30+0000"), 1925116200);
+	parse_bad("2031-01-02T10:00+1401");
+	parse_bad("2031-01-02T10:00+0560");
+}
+
+Test(timefmt, a_time_without_a_zone_says_so)
+{
+	static const char *const zoneless[] = {
+		"2031-01-02T10:30", "2031-01-02T10:30:45",
+	};
+	custody_err err = {0};
+	char want[256];
+	int64_t t = -12345;
+	size_t i;
+
+	for (i = 0; i < sizeof(zoneless) / sizeof(zoneless[0]); i++) {
+		cr_assert_eq(custody_time_parse(zoneless[i], &t, &err),
+			     CUSTODY_EUSAGE, "'%s' was accepted", zoneless[i]);
+		snprintf(want, sizeof(want), "invalid time '%s': no time zone: "
+			 "append Z (UTC) or ±HH:MM", zoneless[i]);
+		cr_assert_str_eq(err.msg, want);
+		cr_assert_eq(t, -12345);
+	}
+}
+
+Test(timefmt, a_date_alone_is_told_apart)
+{
+	cr_assert_eq(custody_time_is_date("2031-01-02"), 1);
+	cr_assert_eq(custody_time_is_date("2031-01-02T00:00Z"), 0);
+	cr_assert_eq(custody_time_is_date("2031/01/02"), 0);
+	cr_assert_eq(custody_time_is_date(""), 0);
+	cr_assert_eq(custody_time_is_date(NULL), 0);
 }

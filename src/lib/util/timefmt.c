@@ -75,7 +75,8 @@ digits(const char *s, int n)
 }
 
 /* Splits text into fields by its shape alone; 0 when it has one of the
- * accepted shapes. */
+ * accepted shapes, -2 when its offset is out of range, -3 when a time of
+ * day has no zone. */
 static int
 scan(const char *s, struct civil *c)
 {
@@ -92,7 +93,7 @@ scan(const char *s, struct civil *c)
 		return -1;
 	if (len == 10)
 		return 0;
-	if (len < 17 || s[10] != 'T' || s[13] != ':')
+	if (len < 16 || s[10] != 'T' || s[13] != ':')
 		return -1;
 	c->hour = digits(s + 11, 2);
 	c->minute = digits(s + 14, 2);
@@ -105,15 +106,21 @@ scan(const char *s, struct civil *c)
 			return -1;
 		pos += 3;
 	}
+	if (s[pos] == '\0')
+		return -3;
 	if (s[pos] == 'Z')
 		return s[pos + 1] == '\0' ? 0 : -1;
 	if (s[pos] != '+' && s[pos] != '-')
 		return -1;
 	sign = s[pos] == '-' ? -1 : 1;
-	if (len != pos + 6 || s[pos + 3] != ':')
+	/* ±HH:MM, or ±HHMM as date(1) and mail headers write it. */
+	if (len == pos + 6 && s[pos + 3] == ':')
+		om = digits(s + pos + 4, 2);
+	else if (len == pos + 5)
+		om = digits(s + pos + 3, 2);
+	else
 		return -1;
 	oh = digits(s + pos + 1, 2);
-	om = digits(s + pos + 4, 2);
 	if (oh < 0 || om < 0)
 		return -1;
 	if (om > 59 || oh > 14 || (oh == 14 && om > 0))
@@ -164,6 +171,12 @@ custody_time_parse(const char *text, int64_t *out, custody_err *err)
 	const char *shown = text != NULL ? text : "";
 
 	shape = scan(shown, &c);
+	if (shape == -3) {
+		r = custody_err_set(err, CUSTODY_EUSAGE, "invalid time '%s': "
+				    "no time zone: append Z (UTC) or ±HH:MM",
+				    shown);
+		goto out;
+	}
 	if (shape == -2)
 		snprintf(why, sizeof(why),
 			 "the offset is out of range (at most ±14:00)");
@@ -179,6 +192,14 @@ custody_time_parse(const char *text, int64_t *out, custody_err *err)
 	r = CUSTODY_OK;
 out:
 	return r;
+}
+
+int
+custody_time_is_date(const char *text)
+{
+	struct civil c;
+
+	return text != NULL && strlen(text) == 10 && scan(text, &c) == 0;
 }
 
 static void
