@@ -61,6 +61,33 @@ Test(thumbprint, normalize_strips_colons_spaces_and_case)
 	cr_assert_str_eq(out, SHA_C);
 }
 
+Test(thumbprint, normalize_drops_invisible_marks_as_pasted)
+{
+	static const char *const pasted[] = {
+		"\xe2\x80\x8e" "a1 b2 c3 d4 e5 f6",	/* Windows' dialog: U+200E */
+		"\xef\xbb\xbf" "A1B2C3D4E5F6",		/* a BOM */
+		"A1\xc2\xa0" "B2\xc2\xa0" "C3D4E5F6",	/* no-break spaces */
+		"A1B2\xe2\x80\x8f" "C3D4\xe2\x80\xaf" "E5F6",
+		"\xe2\x80\xaa" "A1B2C3D4E5F6\xe2\x80\xac\xe2\x81\xa0",
+	};
+	custody_err err = {0};
+	char out[65];
+	size_t i;
+
+	for (i = 0; i < sizeof(pasted) / sizeof(pasted[0]); i++) {
+		cr_assert_eq(custody_thumbprint_normalize(pasted[i], out, &err),
+			     CUSTODY_OK, "pasted form %zu: %s", i, err.msg);
+		cr_assert_str_eq(out, "A1B2C3D4E5F6", "pasted form %zu", i);
+	}
+	/* A mark that is visible, or half of one, is still refused. */
+	normalize_bad("A1B2C3D4\xe2\x80" "E5",
+		      "invalid thumbprint 'A1B2C3D4\xe2\x80" "E5': use hex "
+		      "digits (':' and spaces are ignored)");
+	normalize_bad("A1B2C3D4\xc3\xa9",
+		      "invalid thumbprint 'A1B2C3D4\xc3\xa9': use hex "
+		      "digits (':' and spaces are ignored)");
+}
+
 Test(thumbprint, normalize_refuses_bad_queries)
 {
 	normalize_bad("A1B2C3D",

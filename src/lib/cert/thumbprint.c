@@ -12,12 +12,45 @@
 #define MAX_DIGITS CUSTODY_SHA256_HEX
 #define MAX_LISTED 10	/* candidates named in the hint of an ambiguity */
 
+/* What a copy from a certificate dialog or a web page puts between or
+ * before the digits, invisible on screen (UTF-8): Windows' certificate
+ * dialog copies its thumbprint with U+200E in front. */
+static const char *const invisible[] = {
+	"\xc2\xa0",		/* U+00A0 no-break space */
+	"\xe2\x80\x8b",	/* U+200B zero width space */
+	"\xe2\x80\x8e",	/* U+200E left-to-right mark */
+	"\xe2\x80\x8f",	/* U+200F right-to-left mark */
+	"\xe2\x80\xaa",	/* U+202A..U+202E bidirectional embeddings */
+	"\xe2\x80\xab",
+	"\xe2\x80\xac",
+	"\xe2\x80\xad",
+	"\xe2\x80\xae",
+	"\xe2\x80\xaf",	/* U+202F narrow no-break space */
+	"\xe2\x81\xa0",	/* U+2060 word joiner */
+	"\xef\xbb\xbf",	/* U+FEFF zero width no-break space (BOM) */
+};
+
+/* The length of the separator or invisible mark at p, 0 when there is
+ * none. */
+static size_t
+ignorable(const char *p)
+{
+	size_t i;
+
+	if (*p == ':' || *p == ' ')
+		return 1;
+	for (i = 0; i < sizeof(invisible) / sizeof(invisible[0]); i++)
+		if (strncmp(p, invisible[i], strlen(invisible[i])) == 0)
+			return strlen(invisible[i]);
+	return 0;
+}
+
 int
 custody_thumbprint_normalize(const char *query, char out[65],
 			     custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
-	size_t n = 0;
+	size_t n = 0, skip;
 	const char *p;
 
 	out[0] = '\0';
@@ -27,8 +60,10 @@ custody_thumbprint_normalize(const char *query, char out[65],
 		goto out;
 	}
 	for (p = query; *p != '\0'; p++) {
-		if (*p == ':' || *p == ' ')
+		if ((skip = ignorable(p)) > 0) {
+			p += skip - 1;
 			continue;
+		}
 		if (!isxdigit((unsigned char)*p)) {
 			r = custody_err_set(err, CUSTODY_EUSAGE,
 					    "invalid thumbprint '%s': use hex "
