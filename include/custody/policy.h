@@ -6,6 +6,7 @@
 #ifndef CUSTODY_POLICY_H
 #define CUSTODY_POLICY_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <openssl/x509.h>
 #include <custody/error.h>
@@ -62,6 +63,14 @@ int custody_type_canonical(const char *in, char out[CUSTODY_NAME_MAX + 1],
 
 /* NULL-terminated list of the known type names. */
 const char *const *custody_known_types(void);
+
+/* A type a command may name: a known type (canonical case), or one of the
+ * n_declared custom types custody.conf declares (as declared); anything
+ * else is EUSAGE, "did you mean X?" when it is near one of them, with a
+ * hint that says how to declare a custom type.  out is empty on error. */
+int custody_type_resolve(const char *in, const char *const *declared,
+			 size_t n_declared, char out[CUSTODY_NAME_MAX + 1],
+			 custody_err *err);
 
 /* Identity: "global" (any case → "global") or a node name
  * [A-Za-z0-9][A-Za-z0-9._-]{0,63}; else EUSAGE. */

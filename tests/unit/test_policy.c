@@ -529,3 +529,65 @@ Test(policy_roll, small_or_missing_buffer)
 						 sizeof(buf)), 1);
 	cr_assert_str_eq(buf, "the lead ti");
 }
+
+/* ------------------------------------------------------------ types a command may name */
+
+static const char *const declared[] = {"PartnerSigning", "Frobnicator"};
+
+static void
+resolve_ok(const char *in, const char *want)
+{
+	custody_err err = {0};
+	char out[CUSTODY_NAME_MAX + 1];
+
+	cr_assert_eq(custody_type_resolve(in, declared, 2, out, &err), CUSTODY_OK,
+		     "'%s': %s", in, err.msg);
+	cr_assert_str_eq(out, want);
+}
+
+static void
+resolve_bad(const char *in, const char *msg)
+{
+	custody_err err = {0};
+	char out[CUSTODY_NAME_MAX + 1];
+
+	cr_assert_eq(custody_type_resolve(in, declared, 2, out, &err), CUSTODY_EUSAGE,
+		     "'%s' accepted", in);
+	cr_assert_str_eq(err.msg, msg);
+	cr_assert_str_eq(out, "");
+}
+
+Test(types, known_and_declared_types_resolve_to_their_spelling)
+{
+	resolve_ok("oauthtokenissuer", "OAuthTokenIssuer");
+	resolve_ok("Default", "Default");
+	resolve_ok("partnersigning", "PartnerSigning");
+	resolve_ok("FROBNICATOR", "Frobnicator");
+}
+
+Test(types, a_typo_is_refused_with_the_type_it_meant)
+{
+	custody_err err = {0};
+	char out[CUSTODY_NAME_MAX + 1];
+
+	resolve_bad("OAuthTokenIssuers",
+		    "unknown type 'OAuthTokenIssuers': did you mean OAuthTokenIssuer?");
+	resolve_bad("PartnerSignin",
+		    "unknown type 'PartnerSignin': did you mean PartnerSigning?");
+	resolve_bad("Nope", "unknown type 'Nope': neither a known type nor a custom "
+		    "type custody.conf declares");
+	cr_assert_eq(custody_type_resolve("Nope", NULL, 0, out, &err), CUSTODY_EUSAGE);
+	cr_assert_str_eq(err.hint, "declare a custom type in custody.conf: "
+			 "[types] custom = Nope");
+}
+
+Test(types, a_name_that_is_no_type_name_is_refused_as_before)
+{
+	custody_err err = {0};
+	char out[CUSTODY_NAME_MAX + 1];
+
+	cr_assert_eq(custody_type_resolve("9lives", declared, 2, out, &err),
+		     CUSTODY_EUSAGE);
+	cr_assert(strstr(err.msg, "invalid type name '9lives'") == err.msg, "%s", err.msg);
+	cr_assert_eq(custody_type_resolve(NULL, declared, 2, out, &err), CUSTODY_EUSAGE);
+}
