@@ -28,10 +28,25 @@ extern "C" {
 
 typedef struct custody_store custody_store;
 
-/* Opens (and for SQLite creates, with its directory, mode 0700/0600) the
- * store named by url and brings its schema to the current version.
- * An unknown scheme is EUSAGE naming the accepted forms. */
+/* Opens the store named by url for a command that writes, and brings its
+ * schema to the current version; a store that does not exist yet is made
+ * (a SQLite file mode 0600, never its directory: a missing directory is
+ * an error) and custody_store_made() says so.  An unknown scheme is
+ * EUSAGE naming the accepted forms. */
 int custody_store_open(const char *url, custody_store **out, custody_err *err);
+
+/* The same for a command that only reads: a store that does not exist
+ * (no SQLite file, or a database without custody's schema) is EFAIL,
+ * saying how a store is made; nothing is created. */
+int custody_store_open_existing(const char *url, custody_store **out,
+				custody_err *err);
+
+/* 1 when the custody_store_open that returned st made the store. */
+int custody_store_made(const custody_store *st);
+
+/* The store as messages name it: its path, or its host and database
+ * (never a user or password). */
+const char *custody_store_where(const custody_store *st);
 void custody_store_close(custody_store *st);
 
 /* The schema version this build writes. */

@@ -62,6 +62,26 @@ cli_note(const struct cli *cli, const char *fmt, ...)
 	va_end(ap);
 }
 
+int
+cli_time_parse(struct cli *cli, const char *option, const char *text, int64_t *out)
+{
+	char utc[CUSTODY_TIME_TEXT], local[64];
+	time_t t;
+	struct tm tm;
+
+	if (custody_time_parse(text, out, &cli->err) != CUSTODY_OK)
+		return custody_err_prefix(&cli->err, "%s", option);
+	if (!custody_time_is_date(text))
+		return CUSTODY_OK;
+	t = (time_t)*out;
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(local, sizeof(local), "%Y-%m-%d %H:%M %Z", &tm) == 0)
+		snprintf(local, sizeof(local), "unknown");
+	cli_note(cli, "%s %s means %s (%s local time)", option, text,
+		 custody_time_format(*out, utc), local);
+	return CUSTODY_OK;
+}
+
 void
 cli_say(const struct cli *cli, const char *fmt, ...)
 {
@@ -202,8 +222,8 @@ settle_configuration(struct cli *cli)
 
 	cli->now = (int64_t)time(NULL);
 	if (cli->args.at != NULL &&
-	    (r = custody_time_parse(cli->args.at, &cli->now, &cli->err)) != CUSTODY_OK)
-		return custody_err_prefix(&cli->err, "--at");
+	    (r = cli_time_parse(cli, "--at", cli->args.at, &cli->now)) != CUSTODY_OK)
+		return r;
 
 	cli->output = OUT_TABLE;
 	if (cli->args.output != NULL) {
@@ -347,9 +367,18 @@ cli_open_store(struct cli *cli)
 
 	if (cli->store != NULL)
 		return CUSTODY_OK;
-	r = custody_store_open(custody_config_store_url(&cli->cfg), &cli->store, &cli->err);
-	if (r != CUSTODY_OK && cli->cfg.store_url == NULL)
+	/* A read never makes a store: the first write does, and says so. */
+	if (cli->command != NULL && cli->command->at != CLI_AT_READS && !cli->preview)
+		r = custody_store_open(custody_config_store_url(&cli->cfg), &cli->store,
+				       &cli->err);
+	else
+		r = custody_store_open_existing(custody_config_store_url(&cli->cfg),
+						&cli->store, &cli->err);
+	if (r != CUSTODY_OK && cli->cfg.store_url == NULL && cli->err.hint[0] == '\0')
 		custody_err_hint(&cli->err, "choose a store with --store sqlite:PATH, CUSTODY_STORE or store.url");
+	if (r == CUSTODY_OK && custody_store_made(cli->store))
+		cli_say(cli, "made the store %s (the first write to it)",
+			custody_store_where(cli->store));
 	if (r == CUSTODY_OK)
 		r = cli_attach_integrity(cli);
 	return r;

@@ -211,6 +211,12 @@ void cli_warn(const char *fmt, ...) CUSTODY_PRINTF(1, 2);
 /* "custody: CMD: note: ..." on stderr, even with --quiet: something the
  * command did that its user should know of and act on. */
 void cli_note(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
+
+/* custody_time_parse of the value of option `option`, its name prefixed
+ * to an error; a date alone is read as 00:00 UTC, and a note says which
+ * instant that is in UTC and in local time. */
+int cli_time_parse(struct cli *cli, const char *option, const char *text,
+		   int64_t *out);
 /* Prints a narration line on stderr unless -q. */
 void cli_say(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 

@@ -237,9 +237,9 @@ cmd_audit(struct cli *cli, int argc, char **argv)
 	if (o.verify && o.since != NULL)
 		return cli_usage_error(cli, "--since does not apply to --verify: "
 				       "the whole chain is checked");
-	if (o.since != NULL &&
-	    (r = custody_time_parse(o.since, &since, &cli->err)) != CUSTODY_OK)
-		return custody_err_prefix(&cli->err, "--since");
+	if (o.since != NULL && (r = cli_time_parse(cli, "--since", o.since, &since)) !=
+	    CUSTODY_OK)
+		return r;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK)
 		return r;
 	/* --verify checks the head's integrity tag too: with the token. */

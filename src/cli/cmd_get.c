@@ -192,9 +192,13 @@ cmd_get(struct cli *cli, int argc, char **argv)
 		if (r == CUSTODY_OK && n == 0 && cli->output == OUT_TABLE)
 			cli_say(cli, "no certificate is assigned");
 	}
-	if (r == CUSTODY_OK && array != NULL) {
-		r = out_json(cli, array);
+	/* JSON answers "nothing" with [] as well (exit 3 still says it). */
+	if ((r == CUSTODY_OK || r == CUSTODY_ENOTFOUND) && array != NULL) {
+		int printed = out_json(cli, array);
+
 		array = NULL;
+		if (printed != CUSTODY_OK)
+			r = printed;
 	}
 	json_decref(array);
 	free(all);

@@ -12,6 +12,7 @@
 
 #include <custody/log.h>
 #include <custody/secret.h>
+#include <custody/similar.h>
 
 #include "cli.h"
 
@@ -76,6 +77,29 @@ find_command(const char *name)
 	return NULL;
 }
 
+/* An unknown command: one line, and the command it was probably meant to
+ * be. */
+static int
+unknown_command(const char *name)
+{
+	const char *names[sizeof(cli_commands) / sizeof(cli_commands[0])];
+	const char *meant;
+	size_t n = 0;
+
+	while (cli_commands[n].name != NULL) {
+		names[n] = cli_commands[n].name;
+		n++;
+	}
+	meant = custody_name_nearest(name, names, n);
+	if (meant != NULL)
+		fprintf(stderr, "custody: unknown command '%s': did you mean %s?\n",
+			out_safe(name), meant);
+	else
+		fprintf(stderr, "custody: unknown command '%s'\n", out_safe(name));
+	fprintf(stderr, "see: custody --help (every command), custody help COMMAND\n");
+	return 2;
+}
+
 static void
 print_main_usage(FILE *f)
 {
@@ -113,6 +137,7 @@ main(int argc, char **argv)
 {
 	struct cli cli;
 	const struct command *command;
+	char *help_argv[3];
 	int c, r, status = -1;
 
 	memset(&cli, 0, sizeof(cli));
@@ -151,12 +176,27 @@ main(int argc, char **argv)
 		print_main_usage(stderr);
 		return 2;
 	}
-	command = find_command(argv[optind]);
-	if (command == NULL) {
-		fprintf(stderr, "custody: unknown command '%s'\n", out_safe(argv[optind]));
-		print_main_usage(stderr);
-		return 2;
+	/* custody help [COMMAND]: the usage, or what COMMAND --help says. */
+	if (strcmp(argv[optind], "help") == 0) {
+		if (optind + 1 >= argc) {
+			print_main_usage(stdout);
+			return 0;
+		}
+		if (optind + 2 < argc) {
+			fprintf(stderr, "custody: help takes one command name\n");
+			return 2;
+		}
+		optind++;
+		help_argv[0] = argv[optind];
+		help_argv[1] = "--help";
+		help_argv[2] = NULL;
+		argv = help_argv;
+		argc = 2;
+		optind = 0;
 	}
+	command = find_command(argv[optind]);
+	if (command == NULL)
+		return unknown_command(argv[optind]);
 	cli.cmd = command->name;
 	cli.command = command;
 	r = command->run(&cli, argc - optind, argv + optind);

@@ -209,8 +209,8 @@ on node1 sync --watch --pin-source fd:0 </dev/null
 check "sync --watch refuses a PIN source that can be read only once" \
 	grep -q "^2:.*can be read only once" <<<"$rc:$err"
 on node1 status
-check "status of a store without nodes exits 1" [ "$rc" -eq 1 ]
-check "…saying no node has enrolled" grep -q "no node has enrolled" <<<"$err"
+check "status of a store nothing was written to exits 1" [ "$rc" -eq 1 ]
+check "…saying there is no store there yet (a read makes none)" grep -q "no store at" <<<"$err"
 
 # ------------------------------------------------------------ the ceremony
 on node1 kek create
@@ -446,5 +446,14 @@ if command -v systemd-analyze >/dev/null; then
 else
 	ok "systemd-analyze verify accepts the units # SKIP systemd-analyze is not installed"
 fi
+
+# ------------------------------------------------------------ a store without nodes
+# Last: its import adds objects to node1's token.
+make_p12 plain plain.cluster.custody.test 365
+on node1 --store "sqlite:$T/plain.db" import --path "$T/plain.p12"
+check "a store of one node, no cluster: import exits 0" [ "$rc" -eq 0 ]
+on node1 --store "sqlite:$T/plain.db" status
+check "status of a store without nodes exits 1" [ "$rc" -eq 1 ]
+check "…saying no node has enrolled" grep -q "no node has enrolled" <<<"$err"
 
 done_testing

@@ -27,7 +27,7 @@ check "…and says so" grep -q "already current" <<<"$err"
 
 # A roll at an effective date; --at previews both sides of the instant.
 eff=$(date -u -d '+3 days' +%Y-%m-%dT%H:%M:%SZ)
-before_eff=$(date -u -d '+3 days -1 second' +%Y-%m-%dT%H:%M:%SZ)
+before_eff=$(date -u -d "$eff -1 second" +%Y-%m-%dT%H:%M:%SZ)	# from eff: one clock reading
 before=$(state)
 run set -t OAuthTokenIssuer --thumbprint "$C" --roll --effective-date "$eff" --dry-run
 check "--dry-run exits 0 and changes nothing" [ "$rc" -eq 0 -a "$(state)" = "$before" ]
@@ -105,9 +105,10 @@ url = sqlite:$T/other.db
 name = fromconfig
 CONF
 run get -o json -c "$T/custody.conf"
-check "the environment's store wins over the config file's" [ ! -f "$T/other.db" ]
+check "the environment's store wins over the config file's" \
+	[ "$rc" -eq 0 -a ! -f "$T/other.db" ]	# the file's store does not exist: it would be exit 1
 run --store "sqlite:$T/cli.db" get -c "$T/custody.conf" -o json
-check "the command line's store wins over the environment's" [ -f "$T/cli.db" ]
+check "the command line's store wins over the environment's" grep -q "no store at $T/cli.db" <<<"$err"
 ( unset CUSTODY_STORE CUSTODY_NODE CUSTODY_MODULE CUSTODY_TOKEN CUSTODY_PIN_SOURCE
   "$CUSTODY_BIN" -c "$T/custody.conf" -q set -t Default --thumbprint "$B" >/dev/null 2>&1 )
 check "values come from the config file when nothing else gives them" \

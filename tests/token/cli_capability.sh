@@ -28,8 +28,10 @@ shim() {
 }
 one_line() { [ "$(grep -cv '^ *hint:' <<<"$err")" -eq 1 ]; }
 
-# The store exists from here on (a read makes it): "unchanged" below is
-# its rows and the token's objects.
+# The store exists from here on (its first write, an import, makes it):
+# "unchanged" below is its rows and the token's objects.
+make_p12 z z.custody.test 365
+"$CUSTODY_BIN" -q import --path "$T/z.p12" >/dev/null 2>&1
 run list
 # --- custody token on SoftHSM ---
 run token

@@ -35,6 +35,9 @@ export CUSTODY_LOCK_DIR=$L
 umask 022
 printf '[token]\nlock-timeout = 2\n' >"$T/wait2.conf"
 
+# The store the lists below read (a read never makes one): its first write.
+make_p12 z z.custody.test 365
+"$CUSTODY_BIN" -q import --path "$T/z.p12" >/dev/null 2>&1
 run list
 lockfile=$(ls "$L"/token-*.lock 2>/dev/null | head -1)
 gatefile=${lockfile%.lock}.gate
@@ -128,6 +131,9 @@ if [ -d /run/lock/custody ] && [ ! -L /run/lock/custody ]; then
 	had_fallback=0 had_run=0
 	[ -e "$fallback" ] && had_fallback=1
 	[ -e "/run/lock/custody/$name" ] && had_run=1
+	# A store of its own to read (a copy of this test's).
+	sqlite3 "$T/custody.db" ".backup '$N/custody.db'"
+	chown "$NOBODY:$NOGROUP" "$N/custody.db"
 	nobody_err=$(env -u CUSTODY_LOCK_DIR CUSTODY_STORE="sqlite:$N/custody.db" \
 		CUSTODY_PIN_SOURCE=env:NO_PIN \
 		LD_LIBRARY_PATH="${TOP_BUILDDIR:?}/.libs" \

@@ -28,10 +28,11 @@ make_p12 s s.custody.test 10 "$skey"
 A=$(thumbprint_of_p12 a); B=$(thumbprint_of_p12 b); S=$(thumbprint_of_p12 s)
 key_id_of() { "$CUSTODY_BIN" get -t "$1" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["current"]["key_id"])'; }
 
-# Nothing assigned yet.
+# No store yet: UNKNOWN, and the check makes none.
 run test
-check "nothing assigned at all (no -t) is UNKNOWN: exit 3" [ "$rc" -eq 3 ]
-check "…saying there is nothing to check" grep -qx "UNKNOWN \*/node1: nothing is assigned at identity node1 or global: nothing to check" <<<"$out"
+check "no store yet is UNKNOWN: exit 3" [ "$rc" -eq 3 ]
+check "…saying there is no store" grep -q "^UNKNOWN \*/\*: no store at $T/custody.db" <<<"$out"
+check "…and made none" [ ! -e "$T/custody.db" ]
 
 # The token keeps one file per object (lib.sh): the files an import adds are the
 # objects of what it imported.  The first write to the store makes the KEK
@@ -40,6 +41,11 @@ check "…saying there is nothing to check" grep -qx "UNKNOWN \*/node1: nothing 
 make_p12 z z.custody.test 365
 "$CUSTODY_BIN" -q import --path "$T/z.p12" >/dev/null
 files=$(object_files)
+
+# Nothing assigned yet.
+run test
+check "nothing assigned at all (no -t) is UNKNOWN: exit 3" [ "$rc" -eq 3 ]
+check "…saying there is nothing to check" grep -qx "UNKNOWN \*/node1: nothing is assigned at identity node1 or global: nothing to check" <<<"$out"
 "$CUSTODY_BIN" -q import --path "$T/a.p12" -t OAuthTokenIssuer >/dev/null
 A_files=$(comm -13 <(printf '%s\n' "$files") <(object_files))
 KA=$(key_id_of OAuthTokenIssuer)

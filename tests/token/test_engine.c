@@ -14,6 +14,7 @@
 #define OPENSSL_SUPPRESS_DEPRECATED
 
 #include <limits.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -365,8 +366,21 @@ Test(engine, node_assignment_wins_over_global_and_identity_names_one)
 Test(engine, unknown_type_and_bad_names_are_errors_naming_them)
 {
 	ENGINE *e = engine_load();
+	custody_store *st = NULL;
+	custody_err err = {0};
 	const char *text;
+	char db[PATH_MAX + 16];
+	struct stat sb;
 
+	/* No store yet: the engine reads, and a read makes none. */
+	cr_assert_null(ENGINE_load_private_key(e, "NoSuchType", NULL, NULL));
+	text = errors();
+	cr_assert(strstr(text, "no store at") != NULL, "%s", text);
+	snprintf(db, sizeof(db), "%s/custody.db", fx.dir);
+	cr_assert_neq(stat(db, &sb), 0, "the engine made %s", db);
+	/* An empty store (a write made it): nothing is assigned in it. */
+	cr_assert_eq(custody_store_open(store_url, &st, &err), CUSTODY_OK, "%s", err.msg);
+	custody_store_close(st);
 	cr_assert_null(ENGINE_load_private_key(e, "NoSuchType", NULL, NULL));
 	text = errors();
 	cr_assert(strstr(text, "cannot load the private key of NoSuchType: "

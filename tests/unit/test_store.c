@@ -37,7 +37,8 @@
 #define C "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"
 
 static char tmpdir[64];
-static char dbpath[256];	/* tmpdir/var/lib/custody/custody.db */
+static char dbpath[256];	/* tmpdir/var/lib/custody/custody.db (the
+				 * directories made by setup) */
 static char url[512];		/* sqlite:dbpath, or the PostgreSQL URL */
 static int on_pg;		/* the test runs on PostgreSQL       */
 static char schema[64];		/* PostgreSQL: the test's own schema */
@@ -48,7 +49,13 @@ setup(void)
 {
 	strcpy(tmpdir, "/tmp/custody-store-XXXXXX");
 	cr_assert_not_null(mkdtemp(tmpdir));
-	snprintf(dbpath, sizeof(dbpath), "%s/var/lib/custody/custody.db", tmpdir);
+	snprintf(dbpath, sizeof(dbpath), "%s/var", tmpdir);
+	cr_assert_eq(mkdir(dbpath, 0700), 0);
+	strcat(dbpath, "/lib");
+	cr_assert_eq(mkdir(dbpath, 0700), 0);
+	strcat(dbpath, "/custody");
+	cr_assert_eq(mkdir(dbpath, 0700), 0);
+	strcat(dbpath, "/custody.db");
 	snprintf(url, sizeof(url), "sqlite:%s", dbpath);
 	snprintf(store_name, sizeof(store_name), "%s", dbpath);
 }
@@ -288,28 +295,75 @@ contains(const char *haystack, const char *needle)
 
 /* ---------------------------------------------------------------- files */
 
-Test(store, open_creates_directory_0700_and_file_0600)
+Test(store, open_creates_the_file_0600_and_says_it_made_the_store)
 {
 	custody_store *st;
 	struct stat sb;
-	char dir[300], wal[300];
+	char wal[300];
 	mode_t old = umask(0);
 
 	st = open_ok();
 	umask(old);
+	cr_assert_eq(custody_store_made(st), 1);
+	cr_assert_str_eq(custody_store_where(st), dbpath);
 	cr_assert_eq(stat(dbpath, &sb), 0);
 	cr_assert(S_ISREG(sb.st_mode));
 	cr_assert_eq(sb.st_mode & 07777, 0600, "mode %o", sb.st_mode & 07777);
-	snprintf(dir, sizeof(dir), "%s/var/lib/custody", tmpdir);
-	cr_assert_eq(stat(dir, &sb), 0);
-	cr_assert_eq(sb.st_mode & 07777, 0700, "mode %o", sb.st_mode & 07777);
-	snprintf(dir, sizeof(dir), "%s/var", tmpdir);
-	cr_assert_eq(stat(dir, &sb), 0);
-	cr_assert_eq(sb.st_mode & 07777, 0700, "mode %o", sb.st_mode & 07777);
 	/* The write-ahead log holds the same data: same mode. */
 	snprintf(wal, sizeof(wal), "%s-wal", dbpath);
 	cr_assert_eq(stat(wal, &sb), 0, "no WAL file: %s", strerror(errno));
 	cr_assert_eq(sb.st_mode & 07777, 0600, "WAL mode %o", sb.st_mode & 07777);
+	custody_store_close(st);
+	st = open_ok();
+	cr_assert_eq(custody_store_made(st), 0, "the second open made nothing");
+	custody_store_close(st);
+}
+
+Test(store, a_missing_directory_is_an_error_and_nothing_is_made)
+{
+	custody_store *st = NULL;
+	custody_err err = {0};
+	char missing[300], where[400];
+	struct stat sb;
+
+	snprintf(missing, sizeof(missing), "%s/no/such", tmpdir);
+	snprintf(where, sizeof(where), "sqlite:%s/x.db", missing);
+	cr_assert_eq(custody_store_open(where, &st, &err), CUSTODY_EFAIL);
+	cr_assert_null(st);
+	cr_assert(contains(err.msg, "directory") && contains(err.msg, missing) &&
+		  contains(err.msg, "does not exist"), "%s", err.msg);
+	snprintf(missing, sizeof(missing), "%s/no", tmpdir);
+	cr_assert_neq(stat(missing, &sb), 0, "a directory was made");
+	cr_assert_eq(custody_store_open_existing(where, &st, &err), CUSTODY_EFAIL);
+	cr_assert_neq(stat(missing, &sb), 0, "a directory was made");
+}
+
+Test(store, a_read_never_makes_a_store)
+{
+	custody_store *st = NULL;
+	custody_err err = {0};
+	struct stat sb;
+	int fd;
+
+	cr_assert_eq(custody_store_open_existing(url, &st, &err), CUSTODY_EFAIL);
+	cr_assert_null(st);
+	cr_assert(contains(err.msg, "no store at") && contains(err.msg, dbpath),
+		  "%s", err.msg);
+	cr_assert(contains(err.hint, "custody import"), "%s", err.hint);
+	cr_assert_neq(stat(dbpath, &sb), 0, "the read made %s", dbpath);
+	/* An empty file is no store either: the read leaves it empty. */
+	fd = open(dbpath, O_CREAT | O_WRONLY, 0600);
+	cr_assert(fd >= 0);
+	close(fd);
+	cr_assert_eq(custody_store_open_existing(url, &st, &err), CUSTODY_EFAIL);
+	cr_assert(contains(err.msg, "no store at"), "%s", err.msg);
+	cr_assert_eq(stat(dbpath, &sb), 0);
+	cr_assert_eq(sb.st_size, 0, "the read wrote %lld bytes", (long long)sb.st_size);
+	/* Once a write has made it, a read opens it. */
+	custody_store_close(open_ok());
+	cr_assert_eq(custody_store_open_existing(url, &st, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_eq(custody_store_made(st), 0);
 	custody_store_close(st);
 }
 
@@ -329,12 +383,8 @@ Test(store, a_store_other_users_can_read_is_warned_about)
 	char dir[300];
 	int fd;
 
-	snprintf(dir, sizeof(dir), "%s/var", tmpdir);
-	cr_assert_eq(mkdir(dir, 0755), 0);
-	strcat(dir, "/lib");
-	cr_assert_eq(mkdir(dir, 0755), 0);
-	strcat(dir, "/custody");
-	cr_assert_eq(mkdir(dir, 0755), 0);
+	snprintf(dir, sizeof(dir), "%s/var/lib/custody", tmpdir);
+	cr_assert_eq(chmod(dir, 0755), 0);
 	fd = open(dbpath, O_CREAT | O_WRONLY, 0600);
 	cr_assert(fd >= 0);
 	cr_assert_eq(fchmod(fd, 0644), 0);
@@ -356,6 +406,7 @@ Test(store, relative_path_is_relative_to_the_cwd)
 	struct stat sb;
 
 	cr_assert_eq(chdir(tmpdir), 0);
+	cr_assert_eq(mkdir("data", 0700), 0);
 	cr_assert_eq(custody_store_open("sqlite:data/rel.db", &st, &err), CUSTODY_OK,
 		     "%s", err.msg);
 	snprintf(abs, sizeof(abs), "%s/data/rel.db", tmpdir);
@@ -391,15 +442,8 @@ Test(store, a_file_that_is_not_a_database_is_refused)
 {
 	custody_store *st = NULL;
 	custody_err err = {0};
-	char dir[300];
 	FILE *f;
 
-	snprintf(dir, sizeof(dir), "%s/var", tmpdir);
-	cr_assert_eq(mkdir(dir, 0700), 0);
-	snprintf(dir, sizeof(dir), "%s/var/lib", tmpdir);
-	cr_assert_eq(mkdir(dir, 0700), 0);
-	snprintf(dir, sizeof(dir), "%s/var/lib/custody", tmpdir);
-	cr_assert_eq(mkdir(dir, 0700), 0);
 	f = fopen(dbpath, "w");
 	cr_assert_not_null(f);
 	fputs("this is not an SQLite database, but it is long enough to be read "
@@ -1603,6 +1647,29 @@ PG_ONLY(both_schemes_open_and_no_password_is_ever_shown)
 	cr_assert_eq(custody_store_open(other, &st, &err), CUSTODY_EUSAGE);
 	cr_assert(contains(err.msg, "bad store URL: "), "%s", err.msg);
 	cr_assert_not(contains(err.msg, "hunter2"), "%s", err.msg);
+}
+
+PG_ONLY(a_read_never_makes_the_schema)
+{
+	custody_store *st = NULL;
+	custody_err err = {0};
+
+	/* The test's schema is empty: no custody store in it yet. */
+	cr_assert_eq(custody_store_open_existing(url, &st, &err), CUSTODY_EFAIL);
+	cr_assert_null(st);
+	cr_assert(contains(err.msg, "no store at"), "%s", err.msg);
+	cr_assert(contains(err.hint, "custody import"), "%s", err.hint);
+	cr_assert_eq(custody_store_open_existing(url, &st, &err), CUSTODY_EFAIL,
+		     "the first read made the schema");
+	st = open_ok();
+	cr_assert_eq(custody_store_made(st), 1);
+	cr_assert_not(contains(custody_store_where(st), "password"), "%s",
+		      custody_store_where(st));
+	custody_store_close(st);
+	cr_assert_eq(custody_store_open_existing(url, &st, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_eq(custody_store_made(st), 0);
+	custody_store_close(st);
 }
 
 PG_ONLY(a_server_that_is_not_there_is_unreachable)

@@ -221,7 +221,7 @@ resolve(const struct settled *s, const struct refname *rn,
 	custody_assignment stored, a;
 	int r = CUSTODY_EFAIL;
 
-	if ((r = custody_store_open(custody_config_store_url(&s->cfg), &st,
+	if ((r = custody_store_open_existing(custody_config_store_url(&s->cfg), &st,
 				    err)) != CUSTODY_OK) {
 		if (s->cfg.store_url == NULL)
 			custody_err_hint(err, "choose a store with "

@@ -528,7 +528,7 @@ store_start(custody_ctx *ctx, custody_err *err)
 
 	if (ctx->store != NULL)
 		return CUSTODY_OK;
-	if ((r = custody_store_open(ctx->store_url, &ctx->store, err)) !=
+	if ((r = custody_store_open_existing(ctx->store_url, &ctx->store, err)) !=
 	    CUSTODY_OK)
 		return r;
 	/* What the store says is checked against its integrity tags as it

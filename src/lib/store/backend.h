@@ -185,9 +185,13 @@ struct custody_store_backend {
 	const char *const *migrations;
 
 	/* location: what follows the scheme ("PATH" of "sqlite:PATH", the
-	 * whole URL for PostgreSQL).  Creates the store when needed; the
-	 * core then brings its schema to CUSTODY_STORE_SCHEMA_VERSION. */
-	int (*open)(const char *location, struct store_conn **s, custody_err *err);
+	 * whole URL for PostgreSQL).  With create, makes the store's file
+	 * when it has none (never a directory); without, a store that has
+	 * none is an error.  The core then brings its schema to
+	 * CUSTODY_STORE_SCHEMA_VERSION (or, without create, refuses a store
+	 * that has no schema yet). */
+	int (*open)(const char *location, int create, struct store_conn **s,
+		    custody_err *err);
 	void (*close)(struct store_conn *s);
 	/* The store as messages name it: its path, or its host and
 	 * database (never a user or password). */

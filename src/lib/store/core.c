@@ -486,7 +486,8 @@ upgrade_to(const struct store_core *c, int v, custody_err *err)
 }
 
 int
-store_core_migrate(const struct store_core *c, custody_err *err)
+store_core_migrate(const struct store_core *c, int create, int *made,
+		   custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_CREATE_SCHEMA_VERSION };
 	char what[WHAT_MAX];
@@ -494,10 +495,18 @@ store_core_migrate(const struct store_core *c, custody_err *err)
 	int in_tx = 0;
 	int r, v;
 
+	*made = 0;
 	if ((r = check_statements(c, err)) != CUSTODY_OK ||
 	    (r = read_known_version(c, &version, err)) != CUSTODY_OK ||
 	    version == CUSTODY_STORE_SCHEMA_VERSION)
 		goto out;
+	if (version == 0 && !create) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "no store at %s: nothing "
+				    "has been written to it yet", where(c));
+		custody_err_hint(err, "the first command that writes makes it "
+				 "(custody import --path FILE)");
+		goto out;
+	}
 	if ((r = c->backend->begin(c->conn, err)) != CUSTODY_OK)
 		goto out;
 	in_tx = 1;
@@ -513,7 +522,8 @@ store_core_migrate(const struct store_core *c, custody_err *err)
 		if ((r = upgrade_to(c, v, err)) != CUSTODY_OK)
 			goto out;
 	in_tx = 0;	/* a failed commit has rolled back */
-	r = c->backend->commit(c->conn, err);
+	if ((r = c->backend->commit(c->conn, err)) == CUSTODY_OK)
+		*made = version == 0;
 out:
 	if (in_tx)
 		c->backend->rollback(c->conn);

@@ -23,7 +23,10 @@ struct store_core {
 
 /* Brings a store just opened to CUSTODY_STORE_SCHEMA_VERSION, in one
  * transaction; refuses a store newer than this build. */
-int store_core_migrate(const struct store_core *c, custody_err *err);
+/* Brings the schema to this build's version; a store with none yet gets
+ * it only with create (*made set), else it is an error. */
+int store_core_migrate(const struct store_core *c, int create, int *made,
+		       custody_err *err);
 
 int store_core_get_assignment(const struct store_core *c, const char *type,
 			      const char *identity, custody_assignment *out,

@@ -534,7 +534,8 @@ pg_where(struct store_conn *s)
 }
 
 static int
-pg_open(const char *location, struct store_conn **out, custody_err *err)
+pg_open(const char *location, int create, struct store_conn **out,
+	custody_err *err)
 {
 	struct store_conn *s = NULL;
 	int r = CUSTODY_EFAIL;
@@ -545,6 +546,8 @@ pg_open(const char *location, struct store_conn **out, custody_err *err)
 	const char *values[] = { CONNECT_TIMEOUT, "custody", location, NULL };
 	char why[512];
 
+	(void)create;	/* a database is never made here; the core refuses
+			 * one without a schema when create is not given */
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {

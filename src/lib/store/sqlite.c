@@ -202,14 +202,14 @@ exec_constant(struct store_conn *s, const char *sql, custody_err *err,
 
 /* ------------------------------------------------------------ the file */
 
-/* mkdir -p of the directory holding path; what it creates is 0700. */
+/* The directory that holds path must exist: custody makes a store's file,
+ * never its directory (a mistyped path is an error, not a new tree). */
 static int
-make_parent_dirs(const char *path, custody_err *err)
+check_parent_dir(const char *path, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
 	char *dir = strdup(path);
 	char *slash;
-	char *p;
 	struct stat sb;
 
 	if (dir == NULL) {
@@ -223,24 +223,14 @@ make_parent_dirs(const char *path, custody_err *err)
 		goto out;
 	}
 	*slash = '\0';
-	for (p = dir + 1; ; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		{
-			char saved = *p;
-
-			*p = '\0';
-			if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-				r = custody_err_set(err, CUSTODY_EFAIL,
-						    "cannot create directory %s "
-						    "for store %s: %s", dir, path,
-						    strerror(errno));
-				goto out;
-			}
-			*p = saved;
-			if (saved == '\0')
-				break;
-		}
+	if (stat(dir, &sb) != 0 && errno == ENOENT) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot open store %s: directory %s does not "
+				    "exist", path, dir);
+		custody_err_hint(err, "custody makes the store's file, not its "
+				 "directory: check the path, or make the "
+				 "directory (mode 0700) first");
+		goto out;
 	}
 	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
@@ -252,6 +242,24 @@ make_parent_dirs(const char *path, custody_err *err)
 out:
 	free(dir);
 	return r;
+}
+
+/* Without create, a store whose file is missing or empty is an error that
+ * says how a store is made (and opening an empty one would write it). */
+static int
+check_exists(const char *path, custody_err *err)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) == 0 ? sb.st_size > 0 || !S_ISREG(sb.st_mode) :
+	    errno != ENOENT)
+		return CUSTODY_OK;	/* open says what else is wrong */
+	custody_err_set(err, CUSTODY_EFAIL, "no store at %s: nothing has been "
+			"written to it yet", path);
+	custody_err_hint(err, "the first command that writes makes it (custody "
+			 "import --path FILE); or name another store with "
+			 "--store sqlite:PATH");
+	return CUSTODY_EFAIL;
 }
 
 /* Creates the file 0600 when missing (the umask can only take bits
@@ -365,7 +373,8 @@ sqlite_close(struct store_conn *s)
 }
 
 static int
-sqlite_open(const char *location, struct store_conn **out, custody_err *err)
+sqlite_open(const char *location, int create, struct store_conn **out,
+	    custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
 	struct store_conn *s = NULL;
@@ -381,8 +390,9 @@ sqlite_open(const char *location, struct store_conn **out, custody_err *err)
 				    "cannot open store %s: out of memory", location);
 		goto out;
 	}
-	if ((r = make_parent_dirs(s->path, err)) != CUSTODY_OK ||
-	    (r = create_file(s->path, err)) != CUSTODY_OK)
+	if ((r = check_parent_dir(s->path, err)) != CUSTODY_OK ||
+	    (r = create ? create_file(s->path, err) : check_exists(s->path, err)) !=
+	    CUSTODY_OK)
 		goto out;
 	/* SQLite may read a name starting with "file:" as a URI (Debian
 	 * builds it with SQLITE_USE_URI): "./" keeps a relative one a path. */

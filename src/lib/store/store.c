@@ -34,6 +34,7 @@ struct custody_store {
 	void (*tag_free)(void *ctx);
 	void (*tag_tx_end)(void *ctx, int committed);
 	int tags_on;			/* the row_tags mark was seen */
+	int made;			/* this open made the store */
 };
 
 static int
@@ -834,8 +835,8 @@ custody_store_schema_version(void)
 	return CUSTODY_STORE_SCHEMA_VERSION;
 }
 
-int
-custody_store_open(const char *url, custody_store **out, custody_err *err)
+static int
+open_store(const char *url, int create, custody_store **out, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
 	const struct custody_store_backend *backend = NULL;
@@ -857,9 +858,10 @@ custody_store_open(const char *url, custody_store **out, custody_err *err)
 		goto out;
 	}
 	st->core.backend = backend;
-	if ((r = backend->open(location, &st->core.conn, err)) != CUSTODY_OK)
+	if ((r = backend->open(location, create, &st->core.conn, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = store_core_migrate(&st->core, err)) != CUSTODY_OK) {
+	if ((r = store_core_migrate(&st->core, create, &st->made, err)) !=
+	    CUSTODY_OK) {
 		backend->close(st->core.conn);
 		goto out;
 	}
@@ -869,6 +871,31 @@ custody_store_open(const char *url, custody_store **out, custody_err *err)
 out:
 	free(st);
 	return r;
+}
+
+int
+custody_store_open(const char *url, custody_store **out, custody_err *err)
+{
+	return open_store(url, 1, out, err);
+}
+
+int
+custody_store_open_existing(const char *url, custody_store **out,
+			    custody_err *err)
+{
+	return open_store(url, 0, out, err);
+}
+
+int
+custody_store_made(const custody_store *st)
+{
+	return st != NULL && st->made;
+}
+
+const char *
+custody_store_where(const custody_store *st)
+{
+	return st != NULL ? st->core.backend->where(st->core.conn) : "(none)";
 }
 
 void
