@@ -25,18 +25,6 @@ custody_cert_record_clear(custody_cert_record *rec)
 	memset(rec, 0, sizeof(*rec));
 }
 
-void
-custody_cert_records_free(custody_cert_record *recs, size_t n)
-{
-	size_t i;
-
-	if (recs == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		custody_cert_record_clear(&recs[i]);
-	free(recs);
-}
-
 static int
 dup_string(char **dst, const char *src)
 {

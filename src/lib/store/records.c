@@ -1,7 +1,8 @@
 /*
  * store/records.c — destructors of the records the store hands out (the
- * audit log's entries, nodes, key packages).  Key material in them (a
- * wrapped KEK, a wrapped key) is cleansed before it is freed.
+ * audit log's entries, nodes, key packages, lists of certificates).  Key
+ * material in them (a wrapped KEK, a wrapped key) is cleansed before it is
+ * freed.
  */
 #include "config.h"
 
@@ -11,7 +12,34 @@
 #include <openssl/crypto.h>
 
 #include <custody/audit.h>
+#include <custody/records.h>
 #include <custody/store.h>
+
+#include "store/records.h"
+
+void
+store_records_free(void *recs, size_t n, size_t size, void (*clear)(void *rec))
+{
+	size_t i;
+
+	if (recs == NULL)
+		return;
+	for (i = 0; clear != NULL && i < n; i++)
+		clear((char *)recs + i * size);
+	free(recs);
+}
+
+void
+store_clear_cert(void *rec)
+{
+	custody_cert_record_clear(rec);
+}
+
+void
+custody_cert_records_free(custody_cert_record *recs, size_t n)
+{
+	store_records_free(recs, n, sizeof(*recs), store_clear_cert);
+}
 
 void
 custody_audit_entry_clear(custody_audit_entry *e)
@@ -23,15 +51,15 @@ custody_audit_entry_clear(custody_audit_entry *e)
 }
 
 void
+store_clear_audit(void *rec)
+{
+	custody_audit_entry_clear(rec);
+}
+
+void
 custody_audit_entries_free(custody_audit_entry *e, size_t n)
 {
-	size_t i;
-
-	if (e == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		custody_audit_entry_clear(&e[i]);
-	free(e);
+	store_records_free(e, n, sizeof(*e), store_clear_audit);
 }
 
 void
@@ -47,15 +75,15 @@ custody_node_record_clear(custody_node_record *rec)
 }
 
 void
+store_clear_node(void *rec)
+{
+	custody_node_record_clear(rec);
+}
+
+void
 custody_node_records_free(custody_node_record *recs, size_t n)
 {
-	size_t i;
-
-	if (recs == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		custody_node_record_clear(&recs[i]);
-	free(recs);
+	store_records_free(recs, n, sizeof(*recs), store_clear_node);
 }
 
 void
@@ -69,13 +97,13 @@ custody_package_record_clear(custody_package_record *rec)
 }
 
 void
+store_clear_package(void *rec)
+{
+	custody_package_record_clear(rec);
+}
+
+void
 custody_package_records_free(custody_package_record *recs, size_t n)
 {
-	size_t i;
-
-	if (recs == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		custody_package_record_clear(&recs[i]);
-	free(recs);
+	store_records_free(recs, n, sizeof(*recs), store_clear_package);
 }

@@ -205,6 +205,18 @@ check_slot(const char *what, const custody_slot *s, custody_err *err)
 	return CUSTODY_OK;
 }
 
+/* 1..64 of [A-Za-z0-9._-], as the token's node names. */
+static int
+check_node_name(const char *name, size_t size, custody_err *err)
+{
+	/* Terminated within its field, then a node's name. */
+	if (name != NULL && strnlen(name, size) < size && custody_node_name_valid(name))
+		return CUSTODY_OK;
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "invalid node name: expected 1 to %d of "
+			       "A-Z a-z 0-9 . _ -", CUSTODY_NAME_MAX);
+}
+
 static int
 check_writable(custody_store *st, const char *what, custody_err *err)
 {
@@ -953,6 +965,27 @@ read_end(custody_store *st, int began)
 		st->core.backend->rollback(st->core.conn);
 }
 
+/* custody/store.h's lists: *out and *n are reset once there is a store
+ * and somewhere to put them; a filter of text names a node. */
+static int
+list_records(custody_store *st, enum store_list list,
+	     const struct store_value *filter, void **out, size_t *n,
+	     const char *what, custody_err *err)
+{
+	int r;
+
+	if (st == NULL || out == NULL || n == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot %s: no store or no list", what);
+	*out = NULL;
+	*n = 0;
+	if (filter != NULL && filter->kind == STORE_TEXT &&
+	    (r = check_node_name(filter->text, CUSTODY_NAME_MAX + 2, err)) !=
+		    CUSTODY_OK)
+		return r;
+	return store_core_list(&st->core, list, filter, out, n, err);
+}
+
 int
 custody_store_get_assignment(custody_store *st, const char *type,
 			     const char *identity, custody_assignment *out,
@@ -983,18 +1016,8 @@ int
 custody_store_list_assignments(custody_store *st, custody_assignment **out,
 			       size_t *n, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
-
-	if (st == NULL || out == NULL || n == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot list assignments: no store or no list");
-		goto out;
-	}
-	*out = NULL;
-	*n = 0;
-	r = store_core_list_assignments(&st->core, out, n, err);
-out:
-	return r;
+	return list_records(st, STORE_LIST_ASSIGNMENTS, NULL, (void **)out, n,
+			    "list assignments", err);
 }
 
 int
@@ -1093,18 +1116,8 @@ int
 custody_store_list_certs(custody_store *st, custody_cert_record **out,
 			 size_t *n, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
-
-	if (st == NULL || out == NULL || n == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot list certificates: no store or no list");
-		goto out;
-	}
-	*out = NULL;
-	*n = 0;
-	r = store_core_list_certs(&st->core, out, n, err);
-out:
-	return r;
+	return list_records(st, STORE_LIST_CERTS, NULL, (void **)out, n,
+			    "list certificates", err);
 }
 
 int
@@ -1189,18 +1202,10 @@ int
 custody_store_list_audit(custody_store *st, int64_t since,
 			 custody_audit_entry **out, size_t *n, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	struct store_value filter = { .kind = STORE_INT, .integer = since };
 
-	if (st == NULL || out == NULL || n == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot read the audit log: no store or no list");
-		goto out;
-	}
-	*out = NULL;
-	*n = 0;
-	r = store_core_list_audit(&st->core, since, out, n, err);
-out:
-	return r;
+	return list_records(st, STORE_LIST_AUDIT, &filter, (void **)out, n,
+			    "read the audit log", err);
 }
 
 int
@@ -1297,18 +1302,6 @@ out:
 
 /* ------------------------------------------------------------ cluster */
 
-/* 1..64 of [A-Za-z0-9._-], as the token's node names. */
-static int
-check_node_name(const char *name, size_t size, custody_err *err)
-{
-	/* Terminated within its field, then a node's name. */
-	if (name != NULL && strnlen(name, size) < size && custody_node_name_valid(name))
-		return CUSTODY_OK;
-	return custody_err_set(err, CUSTODY_EUSAGE,
-			       "invalid node name: expected 1 to %d of "
-			       "A-Z a-z 0-9 . _ -", CUSTODY_NAME_MAX);
-}
-
 /* Exactly n hex digits of one case, terminated within size. */
 static int
 fixed_hex(const char *s, size_t size, size_t n, int upper)
@@ -1380,16 +1373,8 @@ int
 custody_store_list_nodes(custody_store *st, custody_node_record **out,
 			 size_t *n, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
-
-	if ((r = check_store(st, out, "list the nodes", err)) != CUSTODY_OK ||
-	    (r = check_store(st, n, "list the nodes", err)) != CUSTODY_OK)
-		goto out;
-	*out = NULL;
-	*n = 0;
-	r = store_core_list_nodes(&st->core, out, n, err);
-out:
-	return r;
+	return list_records(st, STORE_LIST_NODES, NULL, (void **)out, n,
+			    "list the nodes", err);
 }
 
 int
@@ -1448,16 +1433,8 @@ int
 custody_store_list_packages(custody_store *st, custody_package_record **out,
 			    size_t *n, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
-
-	if ((r = check_store(st, out, "list the packages", err)) != CUSTODY_OK ||
-	    (r = check_store(st, n, "list the packages", err)) != CUSTODY_OK)
-		goto out;
-	*out = NULL;
-	*n = 0;
-	r = store_core_list_packages(&st->core, out, n, err);
-out:
-	return r;
+	return list_records(st, STORE_LIST_PACKAGES, NULL, (void **)out, n,
+			    "list the packages", err);
 }
 
 int
@@ -1505,19 +1482,12 @@ custody_store_list_reports(custody_store *st, const char *node,
 			   custody_report_record **out, size_t *n,
 			   custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	struct store_value filter = { .kind = STORE_TEXT, .text = node };
 
-	if ((r = check_store(st, out, "list the reports", err)) != CUSTODY_OK ||
-	    (r = check_store(st, n, "list the reports", err)) != CUSTODY_OK)
-		goto out;
-	*out = NULL;
-	*n = 0;
-	if (node != NULL &&
-	    (r = check_node_name(node, CUSTODY_NAME_MAX + 2, err)) != CUSTODY_OK)
-		goto out;
-	r = store_core_list_reports(&st->core, node, out, n, err);
-out:
-	return r;
+	if (node == NULL)
+		filter.kind = STORE_NULL;
+	return list_records(st, STORE_LIST_REPORTS, &filter, (void **)out, n,
+			    "list the reports", err);
 }
 
 /* A meta name: [a-z_]{1,32}; a value: printable ASCII, at most 255. */
