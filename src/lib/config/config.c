@@ -57,6 +57,17 @@ set_string(char **slot, const char *value, custody_err *err)
 	return CUSTODY_OK;
 }
 
+/* EUSAGE for a key section has not; keys lists those it has. */
+static int
+unknown_key(const char *section, const char *key, const char *keys,
+	    custody_err *err)
+{
+	custody_err_set(err, CUSTODY_EUSAGE, "unknown key '%s' in section [%s]",
+			key, section);
+	custody_err_hint(err, "keys of [%s]: %s", section, keys);
+	return CUSTODY_EUSAGE;
+}
+
 static int
 set_lock_timeout(custody_config *cfg, const char *value, custody_err *err)
 {
@@ -108,12 +119,8 @@ set_token(custody_config *cfg, const char *key, const char *value,
 	} else if (strcmp(key, "lock-timeout") == 0) {
 		r = set_lock_timeout(cfg, value, err);
 	} else {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "unknown key '%s' in section [token]",
-				    key);
-		custody_err_hint(err, "keys of [token]: module, label, uri, "
-				 "pin-source, so-pin-source, lock-dir, "
-				 "lock-timeout");
+		r = unknown_key("token", key, "module, label, uri, pin-source, "
+				"so-pin-source, lock-dir, lock-timeout", err);
 	}
 out:
 	return r;
@@ -123,57 +130,36 @@ static int
 set_store(custody_config *cfg, const char *key, const char *value,
 	  custody_err *err)
 {
-	int r = CUSTODY_EUSAGE;
-
-	if (strcmp(key, "url") != 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "unknown key '%s' in section [store]", key);
-		custody_err_hint(err, "keys of [store]: url");
-		goto out;
-	}
+	if (strcmp(key, "url") != 0)
+		return unknown_key("store", key, "url", err);
 	if (!(strncmp(value, "sqlite:", 7) == 0 && value[7] != '\0') &&
 	    strncmp(value, "postgresql://", 13) != 0 &&
-	    strncmp(value, "postgres://", 11) != 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid url '%s': use sqlite:PATH or "
-				    "postgresql://...", value);
-		goto out;
-	}
-	r = set_string(&cfg->store_url, value, err);
-out:
-	return r;
+	    strncmp(value, "postgres://", 11) != 0)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid url '%s': use sqlite:PATH or "
+				       "postgresql://...", value);
+	return set_string(&cfg->store_url, value, err);
 }
 
 static int
 set_node(custody_config *cfg, const char *key, const char *value,
 	 custody_err *err)
 {
-	int r = CUSTODY_EUSAGE;
 	char name[CUSTODY_NAME_MAX + 1];
 
-	if (strcmp(key, "name") != 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "unknown key '%s' in section [node]", key);
-		custody_err_hint(err, "keys of [node]: name");
-		goto out;
-	}
-	if (custody_identity_canonical(value, name, NULL) != CUSTODY_OK) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid node name '%s': use at most %d "
-				    "letters, digits, '.', '_' and '-', "
-				    "starting with a letter or digit", value,
-				    CUSTODY_NAME_MAX);
-		goto out;
-	}
-	if (strcmp(name, CUSTODY_SCOPE_GLOBAL) == 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid node name '%s': it is the name "
-				    "of the global identity", value);
-		goto out;
-	}
-	r = set_string(&cfg->node_name, value, err);
-out:
-	return r;
+	if (strcmp(key, "name") != 0)
+		return unknown_key("node", key, "name", err);
+	if (custody_identity_canonical(value, name, NULL) != CUSTODY_OK)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid node name '%s': use at most %d "
+				       "letters, digits, '.', '_' and '-', "
+				       "starting with a letter or digit", value,
+				       CUSTODY_NAME_MAX);
+	if (strcmp(name, CUSTODY_SCOPE_GLOBAL) == 0)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid node name '%s': it is the name "
+				       "of the global identity", value);
+	return set_string(&cfg->node_name, value, err);
 }
 
 int

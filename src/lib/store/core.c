@@ -1376,6 +1376,7 @@ store_core_list(const struct store_core *c, enum store_list list,
 	char what[WHAT_MAX];
 	struct record_list l = { c, kind, what, NULL, 0, 0 };
 	int r;
+	size_t i;
 
 	if (filter != NULL)
 		q.values[q.n_values++] = *filter;
@@ -1383,7 +1384,9 @@ store_core_list(const struct store_core *c, enum store_list list,
 	q.arg = &l;
 	if ((r = run(c, &q, say(what, "%s of store %s", kind->what, where(c)),
 		     err)) != CUSTODY_OK) {
-		store_records_free(l.items, l.count, kind->elem, kind->clear);
+		for (i = 0; kind->clear != NULL && i < l.count; i++)
+			kind->clear(l.items + i * kind->elem);
+		free(l.items);
 		return r;
 	}
 	*out = l.items;

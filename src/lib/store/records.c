@@ -2,7 +2,8 @@
  * store/records.c — destructors of the records the store hands out (the
  * audit log's entries, nodes, key packages, lists of certificates).  Key
  * material in them (a wrapped KEK, a wrapped key) is cleansed before it is
- * freed.
+ * freed.  Each is written once on an untyped record, as store/core.c's
+ * lists take it (store/records.h); custody/store.h's names call it.
  */
 #include "config.h"
 
@@ -18,32 +19,16 @@
 #include "store/records.h"
 
 void
-store_records_free(void *recs, size_t n, size_t size, void (*clear)(void *rec))
-{
-	size_t i;
-
-	if (recs == NULL)
-		return;
-	for (i = 0; clear != NULL && i < n; i++)
-		clear((char *)recs + i * size);
-	free(recs);
-}
-
-void
 store_clear_cert(void *rec)
 {
 	custody_cert_record_clear(rec);
 }
 
 void
-custody_cert_records_free(custody_cert_record *recs, size_t n)
+store_clear_audit(void *rec)
 {
-	store_records_free(recs, n, sizeof(*recs), store_clear_cert);
-}
+	custody_audit_entry *e = rec;
 
-void
-custody_audit_entry_clear(custody_audit_entry *e)
-{
 	if (e == NULL)
 		return;
 	free(e->detail);
@@ -51,59 +36,95 @@ custody_audit_entry_clear(custody_audit_entry *e)
 }
 
 void
-store_clear_audit(void *rec)
-{
-	custody_audit_entry_clear(rec);
-}
-
-void
-custody_audit_entries_free(custody_audit_entry *e, size_t n)
-{
-	store_records_free(e, n, sizeof(*e), store_clear_audit);
-}
-
-void
-custody_node_record_clear(custody_node_record *rec)
-{
-	if (rec == NULL)
-		return;
-	free(rec->transport_spki);
-	free(rec->admission_sig);
-	if (rec->kek_wrap != NULL)
-		OPENSSL_clear_free(rec->kek_wrap, rec->kek_wrap_len);
-	memset(rec, 0, sizeof(*rec));
-}
-
-void
 store_clear_node(void *rec)
 {
-	custody_node_record_clear(rec);
-}
+	custody_node_record *node = rec;
 
-void
-custody_node_records_free(custody_node_record *recs, size_t n)
-{
-	store_records_free(recs, n, sizeof(*recs), store_clear_node);
-}
-
-void
-custody_package_record_clear(custody_package_record *rec)
-{
-	if (rec == NULL)
+	if (node == NULL)
 		return;
-	if (rec->wrapped != NULL)
-		OPENSSL_clear_free(rec->wrapped, rec->wrapped_len);
-	memset(rec, 0, sizeof(*rec));
+	free(node->transport_spki);
+	free(node->admission_sig);
+	if (node->kek_wrap != NULL)
+		OPENSSL_clear_free(node->kek_wrap, node->kek_wrap_len);
+	memset(node, 0, sizeof(*node));
 }
 
 void
 store_clear_package(void *rec)
 {
-	custody_package_record_clear(rec);
+	custody_package_record *pkg = rec;
+
+	if (pkg == NULL)
+		return;
+	if (pkg->wrapped != NULL)
+		OPENSSL_clear_free(pkg->wrapped, pkg->wrapped_len);
+	memset(pkg, 0, sizeof(*pkg));
+}
+
+/* ------------------------------------------------ custody/store.h's names */
+
+void
+custody_cert_records_free(custody_cert_record *recs, size_t n)
+{
+	size_t i;
+
+	if (recs == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		custody_cert_record_clear(&recs[i]);
+	free(recs);
+}
+
+void
+custody_audit_entry_clear(custody_audit_entry *e)
+{
+	store_clear_audit(e);
+}
+
+void
+custody_audit_entries_free(custody_audit_entry *e, size_t n)
+{
+	size_t i;
+
+	if (e == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		custody_audit_entry_clear(&e[i]);
+	free(e);
+}
+
+void
+custody_node_record_clear(custody_node_record *rec)
+{
+	store_clear_node(rec);
+}
+
+void
+custody_node_records_free(custody_node_record *recs, size_t n)
+{
+	size_t i;
+
+	if (recs == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		custody_node_record_clear(&recs[i]);
+	free(recs);
+}
+
+void
+custody_package_record_clear(custody_package_record *rec)
+{
+	store_clear_package(rec);
 }
 
 void
 custody_package_records_free(custody_package_record *recs, size_t n)
 {
-	store_records_free(recs, n, sizeof(*recs), store_clear_package);
+	size_t i;
+
+	if (recs == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		custody_package_record_clear(&recs[i]);
+	free(recs);
 }

@@ -1,7 +1,6 @@
 /*
  * store/records.h — the store's records as untyped elements (private to
- * libcustody): the destructors store/core.c's lists and the
- * custody_*_free functions of store/records.c share.
+ * libcustody): the destructors store/core.c's lists take (store/records.c).
  */
 #ifndef CUSTODY_STORE_RECORDS_H
 #define CUSTODY_STORE_RECORDS_H
@@ -14,10 +13,5 @@ void store_clear_cert(void *rec);
 void store_clear_audit(void *rec);
 void store_clear_node(void *rec);
 void store_clear_package(void *rec);
-
-/* Clears each of the n records of size bytes at recs with clear (NULL:
- * nothing to free inside), then frees the array; NULL is nothing. */
-void store_records_free(void *recs, size_t n, size_t size,
-			void (*clear)(void *rec));
 
 #endif
