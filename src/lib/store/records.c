@@ -2,7 +2,7 @@
  * store/records.c — destructors of the records the store hands out (the
  * audit log's entries, nodes, key packages, lists of certificates).  Key
  * material in them (a wrapped KEK, a wrapped key) is cleansed before it is
- * freed.  Each is written once on an untyped record, as store/core.c's
+ * freed.  And the check of an audit entry's fields.  Each is written once on an untyped record, as store/core.c's
  * lists take it (store/records.h); custody/store.h's names call it.
  */
 #include "config.h"
@@ -17,6 +17,26 @@
 #include <custody/store.h>
 
 #include "store/records.h"
+
+#define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
+
+int
+store_check_audit_fields(const custody_audit_entry *e, int hashes,
+			 custody_err *err)
+{
+	if (e == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot append to the audit log: no entry");
+	if (!TERMINATED(e->node) || !TERMINATED(e->actor) ||
+	    !TERMINATED(e->action) || !TERMINATED(e->type) ||
+	    !TERMINATED(e->identity) || !TERMINATED(e->thumbprint) ||
+	    !TERMINATED(e->previous_thumbprint) ||
+	    (hashes && (!TERMINATED(e->prev_hash) || !TERMINATED(e->hash))))
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot append to the audit log: a field of "
+				       "the entry is not terminated");
+	return CUSTODY_OK;
+}
 
 void
 store_clear_cert(void *rec)

@@ -23,6 +23,7 @@
 #include <custody/store.h>
 
 #include "store/core.h"
+#include "store/records.h"
 
 #define ACCEPTED_FORMS "sqlite:PATH or postgresql://[USER@]HOST[:PORT]/DBNAME"
 
@@ -846,6 +847,17 @@ custody_store_schema_version(void)
 	return CUSTODY_STORE_SCHEMA_VERSION;
 }
 
+void
+custody_store_close(custody_store *st)
+{
+	if (st == NULL)
+		return;
+	custody_store_rollback(st);
+	custody_store_set_tagger(st, NULL, NULL, NULL);
+	st->core.backend->close(st->core.conn);
+	free(st);
+}
+
 int
 custody_store_open(const char *url, custody_store **out, custody_err *err)
 {
@@ -883,52 +895,35 @@ out:
 	return r;
 }
 
-void
-custody_store_close(custody_store *st)
-{
-	if (st == NULL)
-		return;
-	custody_store_rollback(st);
-	custody_store_set_tagger(st, NULL, NULL, NULL);
-	st->core.backend->close(st->core.conn);
-	free(st);
-}
-
 int
 custody_store_begin(custody_store *st, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	int r;
 
-	if (st == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot begin a transaction: no store is open");
-		goto out;
-	}
-	if (st->in_transaction) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot begin a transaction: one is already open");
-		goto out;
-	}
-	if ((r = st->core.backend->begin(st->core.conn, err)) != CUSTODY_OK)
-		goto out;
-	st->in_transaction = 1;
-	r = CUSTODY_OK;
-out:
+	if (st == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot begin a transaction: no store is "
+				       "open");
+	if (st->in_transaction)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot begin a transaction: one is "
+				       "already open");
+	if ((r = st->core.backend->begin(st->core.conn, err)) == CUSTODY_OK)
+		st->in_transaction = 1;
 	return r;
 }
 
 int
 custody_store_commit(custody_store *st, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	int r;
 
 	if ((r = check_writable(st, "commit", err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	/* Committed or rolled back: either way the transaction is over. */
 	st->in_transaction = 0;
 	r = st->core.backend->commit(st->core.conn, err);
 	tell_tx_end(st, r == CUSTODY_OK);
-out:
 	return r;
 }
 
@@ -1142,22 +1137,13 @@ out:
 
 /* ------------------------------------------------------------ audit log */
 
-#define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
-
 static int
 check_audit_entry(const custody_audit_entry *e, custody_err *err)
 {
-	if (e == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot append to the audit log: no entry");
-	if (!TERMINATED(e->node) || !TERMINATED(e->actor) ||
-	    !TERMINATED(e->action) || !TERMINATED(e->type) ||
-	    !TERMINATED(e->identity) || !TERMINATED(e->thumbprint) ||
-	    !TERMINATED(e->previous_thumbprint) || !TERMINATED(e->prev_hash) ||
-	    !TERMINATED(e->hash))
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot append to the audit log: a field of "
-				       "the entry is not terminated");
+	int r;
+
+	if ((r = store_check_audit_fields(e, 1, err)) != CUSTODY_OK)
+		return r;
 	if (e->seq < 1 || e->action[0] == '\0' ||
 	    strlen(e->prev_hash) != CUSTODY_AUDIT_HASH_HEX ||
 	    strlen(e->hash) != CUSTODY_AUDIT_HASH_HEX)
@@ -1301,6 +1287,8 @@ out:
 }
 
 /* ------------------------------------------------------------ cluster */
+
+#define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
 
 /* Exactly n hex digits of one case, terminated within size. */
 static int
