@@ -224,31 +224,28 @@ make_parent_dirs(const char *path, custody_err *err)
 	}
 	*slash = '\0';
 	for (p = dir + 1; ; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		{
-			char saved = *p;
+		char saved = *p;
 
-			*p = '\0';
-			if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-				r = custody_err_set(err, CUSTODY_EFAIL,
-						    "cannot create directory %s "
-						    "for store %s: %s", dir, path,
-						    strerror(errno));
-				goto out;
-			}
-			*p = saved;
-			if (saved == '\0')
-				break;
+		if (saved != '/' && saved != '\0')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot create directory %s for "
+					    "store %s: %s", dir, path,
+					    strerror(errno));
+			goto out;
 		}
+		*p = saved;
+		if (saved == '\0')
+			break;
 	}
-	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot open store %s: %s is not a directory",
 				    path, dir);
-		goto out;
-	}
-	r = CUSTODY_OK;
+	else
+		r = CUSTODY_OK;
 out:
 	free(dir);
 	return r;
