@@ -847,17 +847,6 @@ custody_store_schema_version(void)
 	return CUSTODY_STORE_SCHEMA_VERSION;
 }
 
-void
-custody_store_close(custody_store *st)
-{
-	if (st == NULL)
-		return;
-	custody_store_rollback(st);
-	custody_store_set_tagger(st, NULL, NULL, NULL);
-	st->core.backend->close(st->core.conn);
-	free(st);
-}
-
 int
 custody_store_open(const char *url, custody_store **out, custody_err *err)
 {
@@ -935,6 +924,17 @@ custody_store_rollback(custody_store *st)
 	st->in_transaction = 0;
 	st->core.backend->rollback(st->core.conn);
 	tell_tx_end(st, 0);
+}
+
+void
+custody_store_close(custody_store *st)
+{
+	if (st == NULL)
+		return;
+	custody_store_rollback(st);
+	custody_store_set_tagger(st, NULL, NULL, NULL);
+	st->core.backend->close(st->core.conn);
+	free(st);
 }
 
 /* Row and tag are two reads: outside a transaction of the caller's they
