@@ -204,6 +204,16 @@ notify(const struct store_core *c, const char *payload, custody_err *err)
 	return c->backend->notify(c->conn, payload, err);
 }
 
+/* r and q of a write that lost a race: its insert met a row inserted
+ * meanwhile, or it changed not exactly one row (an update or delete of a
+ * row written meanwhile). */
+static int
+lost_race(int r, int insert, const struct store_query *q)
+{
+	return (r != CUSTODY_OK && insert && q->unique_violation) ||
+	       (r == CUSTODY_OK && q->changes != 1);
+}
+
 /* Rows only counted (q->rows). */
 static int
 count_row(void *arg, const struct store_row *row, custody_err *err)
@@ -626,8 +636,7 @@ store_core_put_assignment(const struct store_core *c, custody_assignment *a,
 			    "(identity %s) in store %s", a->type, a->identity,
 			    where(c)), err);
 	/* A row inserted meanwhile (in any case): a conflict. */
-	if ((r != CUSTODY_OK && insert && q.unique_violation) ||
-	    (r == CUSTODY_OK && q.changes != 1))
+	if (lost_race(r, insert, &q))
 		return assignment_conflict(c, a, err);
 	if (r != CUSTODY_OK || (r = notify_assignment(c, a, err)) != CUSTODY_OK)
 		return r;
@@ -916,8 +925,7 @@ store_core_append_audit(const struct store_core *c,
 	v_text(&q, e->hash);
 	r = run(c, &q, say(what, "cannot append entry %lld to the audit log of "
 			    "store %s", (long long)e->seq, where(c)), err);
-	if ((r != CUSTODY_OK && q.unique_violation) ||
-	    (r == CUSTODY_OK && q.changes != 1))
+	if (lost_race(r, 1, &q))
 		return audit_conflict(c, e, err);
 	if (r != CUSTODY_OK)
 		return r;
@@ -1090,8 +1098,7 @@ store_core_put_node(const struct store_core *c, custody_node_record *rec,
 		v_int(&q, rec->version);
 	r = run(c, &q, say(what, "cannot save node %s in store %s", rec->name,
 			    where(c)), err);
-	if ((r != CUSTODY_OK && insert && q.unique_violation) ||
-	    (r == CUSTODY_OK && q.changes != 1))
+	if (lost_race(r, insert, &q))
 		return node_conflict(c, rec, err);
 	if (r != CUSTODY_OK || (r = notify(c, "nodes", err)) != CUSTODY_OK)
 		return r;
