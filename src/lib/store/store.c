@@ -219,6 +219,16 @@ check_node_name(const char *name, size_t size, custody_err *err)
 }
 
 static int
+check_store(custody_store *st, const void *p, const char *what,
+	    custody_err *err)
+{
+	if (st == NULL || p == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot %s: no store or no record", what);
+	return CUSTODY_OK;
+}
+
+static int
 check_writable(custody_store *st, const char *what, custody_err *err)
 {
 	if (st == NULL)
@@ -988,11 +998,8 @@ custody_store_get_assignment(custody_store *st, const char *type,
 {
 	int r = CUSTODY_EFAIL, began = 0;
 
-	if (st == NULL || out == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot read an assignment: no store or no record");
+	if ((r = check_store(st, out, "read an assignment", err)) != CUSTODY_OK)
 		goto out;
-	}
 	if ((r = check_name("type", type, CUSTODY_NAME_MAX + 1, err)) != CUSTODY_OK ||
 	    (r = check_name("identity", identity, CUSTODY_NAME_MAX + 1, err)) !=
 		    CUSTODY_OK)
@@ -1089,12 +1096,8 @@ custody_store_get_cert(custody_store *st, const char *thumbprint,
 {
 	int r = CUSTODY_EFAIL, began = 0;
 
-	if (st == NULL || out == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot read a certificate: no store or no record");
-		goto out;
-	}
-	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
+	if ((r = check_store(st, out, "read a certificate", err)) != CUSTODY_OK ||
+	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
 		goto out;
@@ -1173,11 +1176,8 @@ custody_store_last_audit(custody_store *st, custody_audit_entry *out,
 {
 	int r = CUSTODY_EFAIL;
 
-	if (st == NULL || out == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot read the audit log: no store or no record");
+	if ((r = check_store(st, out, "read the audit log", err)) != CUSTODY_OK)
 		goto out;
-	}
 	memset(out, 0, sizeof(*out));
 	r = store_core_last_audit(&st->core, out, err);
 out:
@@ -1200,11 +1200,9 @@ custody_store_audit_head(custody_store *st, int64_t *seq,
 {
 	int r = CUSTODY_EFAIL;
 
-	if (st == NULL || seq == NULL || hash == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot read the audit head: no store or no record");
+	if ((r = check_store(st, seq, "read the audit head", err)) != CUSTODY_OK ||
+	    (r = check_store(st, hash, "read the audit head", err)) != CUSTODY_OK)
 		goto out;
-	}
 	*seq = 0;
 	hash[0] = '\0';
 	r = store_core_audit_head(&st->core, seq, hash, err);
@@ -1295,16 +1293,6 @@ static int
 fixed_hex(const char *s, size_t size, size_t n, int upper)
 {
 	return custody_hex_is_exact(s, strnlen(s, size), n, upper);
-}
-
-static int
-check_store(custody_store *st, const void *p, const char *what,
-	    custody_err *err)
-{
-	if (st == NULL || p == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot %s: no store or no record", what);
-	return CUSTODY_OK;
 }
 
 int
