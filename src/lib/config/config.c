@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -244,19 +245,41 @@ custody_config_init(custody_config *cfg)
 	custody_policy_defaults(&cfg->policy);
 }
 
+/* The configuration's strings, each its own malloc'ed copy: what clear
+ * frees and copy duplicates. */
+static const size_t string_fields[] = {
+	offsetof(custody_config, module),
+	offsetof(custody_config, token_label),
+	offsetof(custody_config, token_uri),
+	offsetof(custody_config, pin_source),
+	offsetof(custody_config, so_pin_source),
+	offsetof(custody_config, lock_dir),
+	offsetof(custody_config, store_url),
+	offsetof(custody_config, node_name),
+};
+#define N_STRINGS (sizeof(string_fields) / sizeof(string_fields[0]))
+
+static char **
+string_at(custody_config *cfg, size_t i)
+{
+	return (char **)((char *)cfg + string_fields[i]);
+}
+
+static const char *
+string_of(const custody_config *cfg, size_t i)
+{
+	return *(char *const *)((const char *)cfg + string_fields[i]);
+}
+
 void
 custody_config_clear(custody_config *cfg)
 {
+	size_t i;
+
 	if (cfg == NULL)
 		return;
-	free(cfg->module);
-	free(cfg->token_label);
-	free(cfg->token_uri);
-	free(cfg->pin_source);
-	free(cfg->so_pin_source);
-	free(cfg->lock_dir);
-	free(cfg->store_url);
-	free(cfg->node_name);
+	for (i = 0; i < N_STRINGS; i++)
+		free(*string_at(cfg, i));
 	custody_config_init(cfg);
 }
 
@@ -274,23 +297,20 @@ static int
 config_copy(custody_config *dst, const custody_config *src, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
+	size_t i;
 
 	*dst = *src;
-	dst->module = dst->token_label = dst->token_uri = NULL;
-	dst->pin_source = dst->so_pin_source = dst->lock_dir = NULL;
-	dst->store_url = dst->node_name = NULL;
-	if (copy_string(&dst->module, src->module) != 0 ||
-	    copy_string(&dst->token_label, src->token_label) != 0 ||
-	    copy_string(&dst->token_uri, src->token_uri) != 0 ||
-	    copy_string(&dst->pin_source, src->pin_source) != 0 ||
-	    copy_string(&dst->so_pin_source, src->so_pin_source) != 0 ||
-	    copy_string(&dst->lock_dir, src->lock_dir) != 0 ||
-	    copy_string(&dst->store_url, src->store_url) != 0 ||
-	    copy_string(&dst->node_name, src->node_name) != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot copy configuration: out of memory");
-		custody_config_clear(dst);
-		goto out;
+	/* Not src's strings: none of them is dst's to free. */
+	for (i = 0; i < N_STRINGS; i++)
+		*string_at(dst, i) = NULL;
+	for (i = 0; i < N_STRINGS; i++) {
+		if (copy_string(string_at(dst, i), string_of(src, i)) != 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot copy configuration: out "
+					    "of memory");
+			custody_config_clear(dst);
+			goto out;
+		}
 	}
 	r = CUSTODY_OK;
 out:
