@@ -1,41 +1,10 @@
-/* assign/records.c — destructors and copies of the shared records. */
+/* assign/records.c — copies and destructors of the shared records. */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include <custody/records.h>
-
-void
-custody_cert_record_clear(custody_cert_record *rec)
-{
-	size_t i;
-
-	if (rec == NULL)
-		return;
-	free(rec->subject);
-	free(rec->issuer);
-	free(rec->serial);
-	for (i = 0; i < rec->n_alt_names; i++)
-		free(rec->alt_names[i]);
-	free(rec->alt_names);
-	free(rec->key_uri);
-	free(rec->label);
-	free(rec->der);
-	memset(rec, 0, sizeof(*rec));
-}
-
-void
-custody_cert_records_free(custody_cert_record *recs, size_t n)
-{
-	size_t i;
-
-	if (recs == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		custody_cert_record_clear(&recs[i]);
-	free(recs);
-}
 
 static int
 dup_string(char **dst, const char *src)
@@ -86,4 +55,23 @@ custody_cert_record_copy(custody_cert_record *dst, const custody_cert_record *sr
 fail:
 	custody_cert_record_clear(dst);
 	return -1;
+}
+
+void
+custody_cert_record_clear(custody_cert_record *rec)
+{
+	size_t i;
+
+	if (rec == NULL)
+		return;
+	free(rec->subject);
+	free(rec->issuer);
+	free(rec->serial);
+	for (i = 0; i < rec->n_alt_names; i++)
+		free(rec->alt_names[i]);
+	free(rec->alt_names);
+	free(rec->key_uri);
+	free(rec->label);
+	free(rec->der);
+	memset(rec, 0, sizeof(*rec));
 }

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -55,6 +56,17 @@ set_string(char **slot, const char *value, custody_err *err)
 	free(*slot);
 	*slot = copy;
 	return CUSTODY_OK;
+}
+
+/* EUSAGE for a key section has not; keys lists those it has. */
+static int
+unknown_key(const char *section, const char *key, const char *keys,
+	    custody_err *err)
+{
+	custody_err_set(err, CUSTODY_EUSAGE, "unknown key '%s' in section [%s]",
+			key, section);
+	custody_err_hint(err, "keys of [%s]: %s", section, keys);
+	return CUSTODY_EUSAGE;
 }
 
 static int
@@ -108,12 +120,8 @@ set_token(custody_config *cfg, const char *key, const char *value,
 	} else if (strcmp(key, "lock-timeout") == 0) {
 		r = set_lock_timeout(cfg, value, err);
 	} else {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "unknown key '%s' in section [token]",
-				    key);
-		custody_err_hint(err, "keys of [token]: module, label, uri, "
-				 "pin-source, so-pin-source, lock-dir, "
-				 "lock-timeout");
+		r = unknown_key("token", key, "module, label, uri, pin-source, "
+				"so-pin-source, lock-dir, lock-timeout", err);
 	}
 out:
 	return r;
@@ -123,57 +131,36 @@ static int
 set_store(custody_config *cfg, const char *key, const char *value,
 	  custody_err *err)
 {
-	int r = CUSTODY_EUSAGE;
-
-	if (strcmp(key, "url") != 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "unknown key '%s' in section [store]", key);
-		custody_err_hint(err, "keys of [store]: url");
-		goto out;
-	}
+	if (strcmp(key, "url") != 0)
+		return unknown_key("store", key, "url", err);
 	if (!(strncmp(value, "sqlite:", 7) == 0 && value[7] != '\0') &&
 	    strncmp(value, "postgresql://", 13) != 0 &&
-	    strncmp(value, "postgres://", 11) != 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid url '%s': use sqlite:PATH or "
-				    "postgresql://...", value);
-		goto out;
-	}
-	r = set_string(&cfg->store_url, value, err);
-out:
-	return r;
+	    strncmp(value, "postgres://", 11) != 0)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid url '%s': use sqlite:PATH or "
+				       "postgresql://...", value);
+	return set_string(&cfg->store_url, value, err);
 }
 
 static int
 set_node(custody_config *cfg, const char *key, const char *value,
 	 custody_err *err)
 {
-	int r = CUSTODY_EUSAGE;
 	char name[CUSTODY_NAME_MAX + 1];
 
-	if (strcmp(key, "name") != 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "unknown key '%s' in section [node]", key);
-		custody_err_hint(err, "keys of [node]: name");
-		goto out;
-	}
-	if (custody_identity_canonical(value, name, NULL) != CUSTODY_OK) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid node name '%s': use at most %d "
-				    "letters, digits, '.', '_' and '-', "
-				    "starting with a letter or digit", value,
-				    CUSTODY_NAME_MAX);
-		goto out;
-	}
-	if (strcmp(name, CUSTODY_SCOPE_GLOBAL) == 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid node name '%s': it is the name "
-				    "of the global identity", value);
-		goto out;
-	}
-	r = set_string(&cfg->node_name, value, err);
-out:
-	return r;
+	if (strcmp(key, "name") != 0)
+		return unknown_key("node", key, "name", err);
+	if (custody_identity_canonical(value, name, NULL) != CUSTODY_OK)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid node name '%s': use at most %d "
+				       "letters, digits, '.', '_' and '-', "
+				       "starting with a letter or digit", value,
+				       CUSTODY_NAME_MAX);
+	if (strcmp(name, CUSTODY_SCOPE_GLOBAL) == 0)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid node name '%s': it is the name "
+				       "of the global identity", value);
+	return set_string(&cfg->node_name, value, err);
 }
 
 int
@@ -258,19 +245,41 @@ custody_config_init(custody_config *cfg)
 	custody_policy_defaults(&cfg->policy);
 }
 
+/* The configuration's strings, each its own malloc'ed copy: what clear
+ * frees and copy duplicates. */
+static const size_t string_fields[] = {
+	offsetof(custody_config, module),
+	offsetof(custody_config, token_label),
+	offsetof(custody_config, token_uri),
+	offsetof(custody_config, pin_source),
+	offsetof(custody_config, so_pin_source),
+	offsetof(custody_config, lock_dir),
+	offsetof(custody_config, store_url),
+	offsetof(custody_config, node_name),
+};
+#define N_STRINGS (sizeof(string_fields) / sizeof(string_fields[0]))
+
+static char **
+string_at(custody_config *cfg, size_t i)
+{
+	return (char **)((char *)cfg + string_fields[i]);
+}
+
+static const char *
+string_of(const custody_config *cfg, size_t i)
+{
+	return *(char *const *)((const char *)cfg + string_fields[i]);
+}
+
 void
 custody_config_clear(custody_config *cfg)
 {
+	size_t i;
+
 	if (cfg == NULL)
 		return;
-	free(cfg->module);
-	free(cfg->token_label);
-	free(cfg->token_uri);
-	free(cfg->pin_source);
-	free(cfg->so_pin_source);
-	free(cfg->lock_dir);
-	free(cfg->store_url);
-	free(cfg->node_name);
+	for (i = 0; i < N_STRINGS; i++)
+		free(*string_at(cfg, i));
 	custody_config_init(cfg);
 }
 
@@ -288,23 +297,20 @@ static int
 config_copy(custody_config *dst, const custody_config *src, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
+	size_t i;
 
 	*dst = *src;
-	dst->module = dst->token_label = dst->token_uri = NULL;
-	dst->pin_source = dst->so_pin_source = dst->lock_dir = NULL;
-	dst->store_url = dst->node_name = NULL;
-	if (copy_string(&dst->module, src->module) != 0 ||
-	    copy_string(&dst->token_label, src->token_label) != 0 ||
-	    copy_string(&dst->token_uri, src->token_uri) != 0 ||
-	    copy_string(&dst->pin_source, src->pin_source) != 0 ||
-	    copy_string(&dst->so_pin_source, src->so_pin_source) != 0 ||
-	    copy_string(&dst->lock_dir, src->lock_dir) != 0 ||
-	    copy_string(&dst->store_url, src->store_url) != 0 ||
-	    copy_string(&dst->node_name, src->node_name) != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot copy configuration: out of memory");
-		custody_config_clear(dst);
-		goto out;
+	/* Not src's strings: none of them is dst's to free. */
+	for (i = 0; i < N_STRINGS; i++)
+		*string_at(dst, i) = NULL;
+	for (i = 0; i < N_STRINGS; i++) {
+		if (copy_string(string_at(dst, i), string_of(src, i)) != 0) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot copy configuration: out "
+					    "of memory");
+			custody_config_clear(dst);
+			goto out;
+		}
 	}
 	r = CUSTODY_OK;
 out:

@@ -19,6 +19,8 @@
 #include <custody/store.h>
 #include <custody/timefmt.h>
 
+#include "store/records.h"
+
 #define ENCODING_TAG "custody-audit-v1"
 #define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 #define DESCRIBE_MAX 256
@@ -229,21 +231,13 @@ valid_thumbprint(const char *t)
 	return i == CUSTODY_THUMBPRINT_HEX;
 }
 
-#define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
-
 static int
 check_draft(const custody_audit_entry *d, custody_err *err)
 {
-	if (d == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot append to the audit log: no entry");
-	if (!TERMINATED(d->node) || !TERMINATED(d->actor) ||
-	    !TERMINATED(d->action) || !TERMINATED(d->type) ||
-	    !TERMINATED(d->identity) || !TERMINATED(d->thumbprint) ||
-	    !TERMINATED(d->previous_thumbprint))
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot append to the audit log: a field of "
-				       "the entry is not terminated");
+	int r;
+
+	if ((r = store_check_audit_fields(d, 0, err)) != CUSTODY_OK)
+		return r;
 	if (d->node[0] == '\0')
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot append to the audit log: the entry "

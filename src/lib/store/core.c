@@ -18,6 +18,7 @@
 #include <custody/store.h>
 
 #include "store/core.h"
+#include "store/records.h"
 
 #define WHAT_MAX 512
 
@@ -203,6 +204,16 @@ notify(const struct store_core *c, const char *payload, custody_err *err)
 	return c->backend->notify(c->conn, payload, err);
 }
 
+/* r and q of a write that lost a race: its insert met a row inserted
+ * meanwhile, or it changed not exactly one row (an update or delete of a
+ * row written meanwhile). */
+static int
+lost_race(int r, int insert, const struct store_query *q)
+{
+	return (r != CUSTODY_OK && insert && q->unique_violation) ||
+	       (r == CUSTODY_OK && q->changes != 1);
+}
+
 /* Rows only counted (q->rows). */
 static int
 count_row(void *arg, const struct store_row *row, custody_err *err)
@@ -248,11 +259,18 @@ get_record(const struct store_core *c, struct store_query *q,
 	return r;
 }
 
+/* A kind of record a list reads: custody/store.h's lists. */
+struct list_kind {
+	enum store_sql sql;
+	record_reader read;
+	size_t elem;			/* the record's size */
+	void (*clear)(void *rec);	/* NULL: nothing to free inside */
+	const char *what;		/* "cannot list the assignments" */
+};
+
 struct record_list {
 	const struct store_core *c;
-	record_reader read;
-	void (*clear)(void *rec);	/* NULL: nothing to free inside */
-	size_t elem;
+	const struct list_kind *kind;
 	const char *what;
 	char *items;
 	size_t count;
@@ -263,11 +281,12 @@ static int
 list_row(void *arg, const struct store_row *row, custody_err *err)
 {
 	struct record_list *l = arg;
+	size_t elem = l->kind->elem;
 	int r = CUSTODY_EFAIL;
 
 	if (l->count == l->cap) {
 		size_t ncap = l->cap == 0 ? 8 : l->cap * 2;
-		char *grown = realloc(l->items, ncap * l->elem);
+		char *grown = realloc(l->items, ncap * elem);
 
 		if (grown == NULL)
 			return custody_err_set(err, CUSTODY_EFAIL,
@@ -275,33 +294,10 @@ list_row(void *arg, const struct store_row *row, custody_err *err)
 		l->items = grown;
 		l->cap = ncap;
 	}
-	r = l->read(l->c, row, l->items + l->count * l->elem, err);
+	r = l->kind->read(l->c, row, l->items + l->count * elem, err);
 	if (r == CUSTODY_OK)
 		l->count++;
 	return r;
-}
-
-/* Every row of q, read into a malloc'ed array of elem-byte records. */
-static int
-list_records(const struct store_core *c, struct store_query *q,
-	     record_reader read, size_t elem, void (*clear)(void *rec),
-	     void **out, size_t *n, const char *what, custody_err *err)
-{
-	struct record_list l = { c, read, clear, elem, what, NULL, 0, 0 };
-	int r;
-	size_t i;
-
-	q->each_row = list_row;
-	q->arg = &l;
-	if ((r = run(c, q, what, err)) != CUSTODY_OK) {
-		for (i = 0; clear != NULL && i < l.count; i++)
-			clear(l.items + i * elem);
-		free(l.items);
-		return r;
-	}
-	*out = l.items;
-	*n = l.count;
-	return CUSTODY_OK;
 }
 
 /* ------------------------------------------------------------ decoding */
@@ -571,20 +567,6 @@ store_core_get_assignment(const struct store_core *c, const char *type,
 	return get_record(c, &q, read_assignment, out, what, missing, err);
 }
 
-int
-store_core_list_assignments(const struct store_core *c,
-			    custody_assignment **out, size_t *n,
-			    custody_err *err)
-{
-	struct store_query q = { .sql = STORE_SQL_LIST_ASSIGNMENTS };
-	char what[WHAT_MAX];
-
-	return list_records(c, &q, read_assignment, sizeof(**out), NULL,
-			    (void **)out, n, say(what, "cannot list the "
-						 "assignments of store %s",
-						 where(c)), err);
-}
-
 static int
 assignment_conflict(const struct store_core *c, const custody_assignment *a,
 		    custody_err *err)
@@ -664,8 +646,7 @@ store_core_put_assignment(const struct store_core *c, custody_assignment *a,
 			    "(identity %s) in store %s", a->type, a->identity,
 			    where(c)), err);
 	/* A row inserted meanwhile (in any case): a conflict. */
-	if ((r != CUSTODY_OK && insert && q.unique_violation) ||
-	    (r == CUSTODY_OK && q.changes != 1))
+	if (lost_race(r, insert, &q))
 		return assignment_conflict(c, a, err);
 	if (r != CUSTODY_OK || (r = notify_assignment(c, a, err)) != CUSTODY_OK)
 		return r;
@@ -807,12 +788,6 @@ out:
 	return r;
 }
 
-static void
-clear_cert(void *rec)
-{
-	custody_cert_record_clear(rec);
-}
-
 int
 store_core_put_cert(const struct store_core *c, const custody_cert_record *rec,
 		    custody_err *err)
@@ -869,19 +844,6 @@ store_core_get_cert(const struct store_core *c, const char *thumbprint,
 	say(missing, "no certificate with thumbprint %s in store %s",
 	    thumbprint, where(c));
 	return get_record(c, &q, read_cert, out, what, missing, err);
-}
-
-int
-store_core_list_certs(const struct store_core *c, custody_cert_record **out,
-		      size_t *n, custody_err *err)
-{
-	struct store_query q = { .sql = STORE_SQL_LIST_CERTS };
-	char what[WHAT_MAX];
-
-	return list_records(c, &q, read_cert, sizeof(**out), clear_cert,
-			    (void **)out, n, say(what, "cannot list the "
-						 "certificates of store %s",
-						 where(c)), err);
 }
 
 /* Deletes the row of thumbprint with statement sql; ENOTFOUND (notfound,
@@ -973,8 +935,7 @@ store_core_append_audit(const struct store_core *c,
 	v_text(&q, e->hash);
 	r = run(c, &q, say(what, "cannot append entry %lld to the audit log of "
 			    "store %s", (long long)e->seq, where(c)), err);
-	if ((r != CUSTODY_OK && q.unique_violation) ||
-	    (r == CUSTODY_OK && q.changes != 1))
+	if (lost_race(r, 1, &q))
 		return audit_conflict(c, e, err);
 	if (r != CUSTODY_OK)
 		return r;
@@ -1016,12 +977,6 @@ read_audit(const struct store_core *c, const struct store_row *row, void *out,
 	return CUSTODY_OK;
 }
 
-static void
-clear_audit(void *e)
-{
-	custody_audit_entry_clear(e);
-}
-
 int
 store_core_last_audit(const struct store_core *c, custody_audit_entry *out,
 		      custody_err *err)
@@ -1033,20 +988,6 @@ store_core_last_audit(const struct store_core *c, custody_audit_entry *out,
 	say(what, "cannot read the audit log of store %s", where(c));
 	say(missing, "the audit log of store %s is empty", where(c));
 	return get_record(c, &q, read_audit, out, what, missing, err);
-}
-
-int
-store_core_list_audit(const struct store_core *c, int64_t since,
-		      custody_audit_entry **out, size_t *n, custody_err *err)
-{
-	struct store_query q = { .sql = STORE_SQL_LIST_AUDIT };
-	char what[WHAT_MAX];
-
-	v_int(&q, since);
-	return list_records(c, &q, read_audit, sizeof(**out), clear_audit,
-			    (void **)out, n, say(what, "cannot read the audit "
-						 "log of store %s", where(c)),
-			    err);
 }
 
 struct audit_head {
@@ -1131,12 +1072,6 @@ out:
 	return r;
 }
 
-static void
-clear_node(void *rec)
-{
-	custody_node_record_clear(rec);
-}
-
 static int
 node_conflict(const struct store_core *c, const custody_node_record *rec,
 	      custody_err *err)
@@ -1173,8 +1108,7 @@ store_core_put_node(const struct store_core *c, custody_node_record *rec,
 		v_int(&q, rec->version);
 	r = run(c, &q, say(what, "cannot save node %s in store %s", rec->name,
 			    where(c)), err);
-	if ((r != CUSTODY_OK && insert && q.unique_violation) ||
-	    (r == CUSTODY_OK && q.changes != 1))
+	if (lost_race(r, insert, &q))
 		return node_conflict(c, rec, err);
 	if (r != CUSTODY_OK || (r = notify(c, "nodes", err)) != CUSTODY_OK)
 		return r;
@@ -1194,18 +1128,6 @@ store_core_get_node(const struct store_core *c, const char *name,
 	say(what, "cannot read node %s from store %s", name, where(c));
 	say(missing, "node %s is not in store %s", name, where(c));
 	return get_record(c, &q, read_node, out, what, missing, err);
-}
-
-int
-store_core_list_nodes(const struct store_core *c, custody_node_record **out,
-		      size_t *n, custody_err *err)
-{
-	struct store_query q = { .sql = STORE_SQL_LIST_NODES };
-	char what[WHAT_MAX];
-
-	return list_records(c, &q, read_node, sizeof(**out), clear_node,
-			    (void **)out, n, say(what, "cannot list the nodes "
-						 "of store %s", where(c)), err);
 }
 
 static int
@@ -1238,12 +1160,6 @@ out:
 	if (r != CUSTODY_OK)
 		custody_package_record_clear(rec);
 	return r;
-}
-
-static void
-clear_package(void *rec)
-{
-	custody_package_record_clear(rec);
 }
 
 int
@@ -1281,20 +1197,6 @@ store_core_get_package(const struct store_core *c, const char *thumbprint,
 	say(missing, "no package for certificate %s in store %s",
 	    thumbprint, where(c));
 	return get_record(c, &q, read_package, out, what, missing, err);
-}
-
-int
-store_core_list_packages(const struct store_core *c,
-			 custody_package_record **out, size_t *n,
-			 custody_err *err)
-{
-	struct store_query q = { .sql = STORE_SQL_LIST_PACKAGES };
-	char what[WHAT_MAX];
-
-	return list_records(c, &q, read_package, sizeof(**out), clear_package,
-			    (void **)out, n, say(what, "cannot list the "
-						 "packages of store %s",
-						 where(c)), err);
 }
 
 int
@@ -1346,20 +1248,6 @@ read_report(const struct store_core *c, const struct store_row *row, void *out,
 	row_cut(row, 3, rec->detail, sizeof(rec->detail), &cut);
 	rec->time = row_int(row, 4);
 	return CUSTODY_OK;
-}
-
-int
-store_core_list_reports(const struct store_core *c, const char *node,
-			custody_report_record **out, size_t *n,
-			custody_err *err)
-{
-	struct store_query q = { .sql = STORE_SQL_LIST_REPORTS };
-	char what[WHAT_MAX];
-
-	v_text(&q, node);
-	return list_records(c, &q, read_report, sizeof(**out), NULL,
-			    (void **)out, n, say(what, "cannot list the reports "
-						 "of store %s", where(c)), err);
 }
 
 /* ------------------------------------------------------------ facts, tags */
@@ -1469,4 +1357,56 @@ store_core_put_tag(const struct store_core *c, const char *kind,
 		v_text(&q, tag);
 	return run(c, &q, say(what, "cannot save the integrity tag of %s %s in "
 			       "store %s", kind, name, where(c)), err);
+}
+
+/* ------------------------------------------------------------ lists */
+
+static const struct list_kind list_kinds[] = {
+	[STORE_LIST_ASSIGNMENTS] = { STORE_SQL_LIST_ASSIGNMENTS, read_assignment,
+				     sizeof(custody_assignment), NULL,
+				     "cannot list the assignments" },
+	[STORE_LIST_CERTS] = { STORE_SQL_LIST_CERTS, read_cert,
+			       sizeof(custody_cert_record), store_clear_cert,
+			       "cannot list the certificates" },
+	[STORE_LIST_AUDIT] = { STORE_SQL_LIST_AUDIT, read_audit,
+			       sizeof(custody_audit_entry), store_clear_audit,
+			       "cannot read the audit log" },
+	[STORE_LIST_NODES] = { STORE_SQL_LIST_NODES, read_node,
+			       sizeof(custody_node_record), store_clear_node,
+			       "cannot list the nodes" },
+	[STORE_LIST_PACKAGES] = { STORE_SQL_LIST_PACKAGES, read_package,
+				  sizeof(custody_package_record),
+				  store_clear_package,
+				  "cannot list the packages" },
+	[STORE_LIST_REPORTS] = { STORE_SQL_LIST_REPORTS, read_report,
+				 sizeof(custody_report_record), NULL,
+				 "cannot list the reports" },
+};
+
+int
+store_core_list(const struct store_core *c, enum store_list list,
+		const struct store_value *filter, void **out, size_t *n,
+		custody_err *err)
+{
+	const struct list_kind *kind = &list_kinds[list];
+	struct store_query q = { .sql = kind->sql };
+	char what[WHAT_MAX];
+	struct record_list l = { c, kind, what, NULL, 0, 0 };
+	int r;
+	size_t i;
+
+	if (filter != NULL)
+		q.values[q.n_values++] = *filter;
+	q.each_row = list_row;
+	q.arg = &l;
+	if ((r = run(c, &q, say(what, "%s of store %s", kind->what, where(c)),
+		     err)) != CUSTODY_OK) {
+		for (i = 0; kind->clear != NULL && i < l.count; i++)
+			kind->clear(l.items + i * kind->elem);
+		free(l.items);
+		return r;
+	}
+	*out = l.items;
+	*n = l.count;
+	return CUSTODY_OK;
 }

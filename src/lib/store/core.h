@@ -28,12 +28,26 @@ struct store_core {
 int store_core_migrate(const struct store_core *c, int create, int *made,
 		       custody_err *err);
 
+/* What custody/store.h's lists list, each into a malloc'ed array of its
+ * record. */
+enum store_list {
+	STORE_LIST_ASSIGNMENTS,	/* custody_assignment                      */
+	STORE_LIST_CERTS,	/* custody_cert_record                     */
+	STORE_LIST_AUDIT,	/* custody_audit_entry, filter: since      */
+	STORE_LIST_NODES,	/* custody_node_record                     */
+	STORE_LIST_PACKAGES,	/* custody_package_record                  */
+	STORE_LIST_REPORTS,	/* custody_report_record, filter: the node */
+};
+
+/* Every record of the list (filter NULL, or the one value its statement
+ * takes) into *out, n of them. */
+int store_core_list(const struct store_core *c, enum store_list list,
+		    const struct store_value *filter, void **out, size_t *n,
+		    custody_err *err);
+
 int store_core_get_assignment(const struct store_core *c, const char *type,
 			      const char *identity, custody_assignment *out,
 			      custody_err *err);
-int store_core_list_assignments(const struct store_core *c,
-				custody_assignment **out, size_t *n,
-				custody_err *err);
 /* An empty record deletes the row; a changed version is ECONFLICT. */
 int store_core_put_assignment(const struct store_core *c, custody_assignment *a,
 			      custody_err *err);
@@ -42,8 +56,6 @@ int store_core_put_cert(const struct store_core *c,
 			const custody_cert_record *rec, custody_err *err);
 int store_core_get_cert(const struct store_core *c, const char *thumbprint,
 			custody_cert_record *out, custody_err *err);
-int store_core_list_certs(const struct store_core *c, custody_cert_record **out,
-			  size_t *n, custody_err *err);
 int store_core_delete_cert(const struct store_core *c, const char *thumbprint,
 			   custody_err *err);
 
@@ -51,9 +63,6 @@ int store_core_delete_cert(const struct store_core *c, const char *thumbprint,
 int store_core_append_audit(const struct store_core *c,
 			    const custody_audit_entry *e, custody_err *err);
 int store_core_last_audit(const struct store_core *c, custody_audit_entry *out,
-			  custody_err *err);
-int store_core_list_audit(const struct store_core *c, int64_t since,
-			  custody_audit_entry **out, size_t *n,
 			  custody_err *err);
 /* Inside a transaction the head is read locked (PostgreSQL: FOR UPDATE),
  * so that concurrent appends queue. */
@@ -65,22 +74,14 @@ int store_core_put_node(const struct store_core *c, custody_node_record *rec,
 			custody_err *err);
 int store_core_get_node(const struct store_core *c, const char *name,
 			custody_node_record *out, custody_err *err);
-int store_core_list_nodes(const struct store_core *c, custody_node_record **out,
-			  size_t *n, custody_err *err);
 int store_core_put_package(const struct store_core *c,
 			   const custody_package_record *rec, custody_err *err);
 int store_core_get_package(const struct store_core *c, const char *thumbprint,
 			   custody_package_record *out, custody_err *err);
-int store_core_list_packages(const struct store_core *c,
-			     custody_package_record **out, size_t *n,
-			     custody_err *err);
 int store_core_delete_package(const struct store_core *c,
 			      const char *thumbprint, custody_err *err);
 int store_core_put_report(const struct store_core *c,
 			  const custody_report_record *rec, custody_err *err);
-int store_core_list_reports(const struct store_core *c, const char *node,
-			    custody_report_record **out, size_t *n,
-			    custody_err *err);
 int store_core_get_meta(const struct store_core *c, const char *name,
 			char *value, size_t size, custody_err *err);
 int store_core_put_meta(const struct store_core *c, const char *name,

@@ -232,13 +232,12 @@ check_parent_dir(const char *path, custody_err *err)
 				 "directory (mode 0700) first");
 		goto out;
 	}
-	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot open store %s: %s is not a directory",
 				    path, dir);
-		goto out;
-	}
-	r = CUSTODY_OK;
+	else
+		r = CUSTODY_OK;
 out:
 	free(dir);
 	return r;

@@ -23,6 +23,7 @@
 #include <custody/store.h>
 
 #include "store/core.h"
+#include "store/records.h"
 
 #define ACCEPTED_FORMS "sqlite:PATH or postgresql://[USER@]HOST[:PORT]/DBNAME"
 
@@ -203,6 +204,28 @@ check_slot(const char *what, const custody_slot *s, custody_err *err)
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "bad assignment: the %s thumbprint is not "
 				       "terminated", what);
+	return CUSTODY_OK;
+}
+
+/* 1..64 of [A-Za-z0-9._-], as the token's node names. */
+static int
+check_node_name(const char *name, size_t size, custody_err *err)
+{
+	/* Terminated within its field, then a node's name. */
+	if (name != NULL && strnlen(name, size) < size && custody_node_name_valid(name))
+		return CUSTODY_OK;
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "invalid node name: expected 1 to %d of "
+			       "A-Z a-z 0-9 . _ -", CUSTODY_NAME_MAX);
+}
+
+static int
+check_store(custody_store *st, const void *p, const char *what,
+	    custody_err *err)
+{
+	if (st == NULL || p == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot %s: no store or no record", what);
 	return CUSTODY_OK;
 }
 
@@ -898,52 +921,35 @@ custody_store_where(const custody_store *st)
 	return st != NULL ? st->core.backend->where(st->core.conn) : "(none)";
 }
 
-void
-custody_store_close(custody_store *st)
-{
-	if (st == NULL)
-		return;
-	custody_store_rollback(st);
-	custody_store_set_tagger(st, NULL, NULL, NULL);
-	st->core.backend->close(st->core.conn);
-	free(st);
-}
-
 int
 custody_store_begin(custody_store *st, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	int r;
 
-	if (st == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot begin a transaction: no store is open");
-		goto out;
-	}
-	if (st->in_transaction) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot begin a transaction: one is already open");
-		goto out;
-	}
-	if ((r = st->core.backend->begin(st->core.conn, err)) != CUSTODY_OK)
-		goto out;
-	st->in_transaction = 1;
-	r = CUSTODY_OK;
-out:
+	if (st == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot begin a transaction: no store is "
+				       "open");
+	if (st->in_transaction)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot begin a transaction: one is "
+				       "already open");
+	if ((r = st->core.backend->begin(st->core.conn, err)) == CUSTODY_OK)
+		st->in_transaction = 1;
 	return r;
 }
 
 int
 custody_store_commit(custody_store *st, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	int r;
 
 	if ((r = check_writable(st, "commit", err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	/* Committed or rolled back: either way the transaction is over. */
 	st->in_transaction = 0;
 	r = st->core.backend->commit(st->core.conn, err);
 	tell_tx_end(st, r == CUSTODY_OK);
-out:
 	return r;
 }
 
@@ -955,6 +961,17 @@ custody_store_rollback(custody_store *st)
 	st->in_transaction = 0;
 	st->core.backend->rollback(st->core.conn);
 	tell_tx_end(st, 0);
+}
+
+void
+custody_store_close(custody_store *st)
+{
+	if (st == NULL)
+		return;
+	custody_store_rollback(st);
+	custody_store_set_tagger(st, NULL, NULL, NULL);
+	st->core.backend->close(st->core.conn);
+	free(st);
 }
 
 /* Row and tag are two reads: outside a transaction of the caller's they
@@ -980,6 +997,27 @@ read_end(custody_store *st, int began)
 		st->core.backend->rollback(st->core.conn);
 }
 
+/* custody/store.h's lists: *out and *n are reset once there is a store
+ * and somewhere to put them; a filter of text names a node. */
+static int
+list_records(custody_store *st, enum store_list list,
+	     const struct store_value *filter, void **out, size_t *n,
+	     const char *what, custody_err *err)
+{
+	int r;
+
+	if (st == NULL || out == NULL || n == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot %s: no store or no list", what);
+	*out = NULL;
+	*n = 0;
+	if (filter != NULL && filter->kind == STORE_TEXT &&
+	    (r = check_node_name(filter->text, CUSTODY_NAME_MAX + 2, err)) !=
+		    CUSTODY_OK)
+		return r;
+	return store_core_list(&st->core, list, filter, out, n, err);
+}
+
 int
 custody_store_get_assignment(custody_store *st, const char *type,
 			     const char *identity, custody_assignment *out,
@@ -987,11 +1025,8 @@ custody_store_get_assignment(custody_store *st, const char *type,
 {
 	int r = CUSTODY_EFAIL, began = 0;
 
-	if (st == NULL || out == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot read an assignment: no store or no record");
+	if ((r = check_store(st, out, "read an assignment", err)) != CUSTODY_OK)
 		goto out;
-	}
 	if ((r = check_name("type", type, CUSTODY_NAME_MAX + 1, err)) != CUSTODY_OK ||
 	    (r = check_name("identity", identity, CUSTODY_NAME_MAX + 1, err)) !=
 		    CUSTODY_OK)
@@ -1010,18 +1045,8 @@ int
 custody_store_list_assignments(custody_store *st, custody_assignment **out,
 			       size_t *n, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
-
-	if (st == NULL || out == NULL || n == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot list assignments: no store or no list");
-		goto out;
-	}
-	*out = NULL;
-	*n = 0;
-	r = store_core_list_assignments(&st->core, out, n, err);
-out:
-	return r;
+	return list_records(st, STORE_LIST_ASSIGNMENTS, NULL, (void **)out, n,
+			    "list assignments", err);
 }
 
 int
@@ -1098,12 +1123,8 @@ custody_store_get_cert(custody_store *st, const char *thumbprint,
 {
 	int r = CUSTODY_EFAIL, began = 0;
 
-	if (st == NULL || out == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot read a certificate: no store or no record");
-		goto out;
-	}
-	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
+	if ((r = check_store(st, out, "read a certificate", err)) != CUSTODY_OK ||
+	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
 		goto out;
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
 		goto out;
@@ -1120,18 +1141,8 @@ int
 custody_store_list_certs(custody_store *st, custody_cert_record **out,
 			 size_t *n, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
-
-	if (st == NULL || out == NULL || n == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot list certificates: no store or no list");
-		goto out;
-	}
-	*out = NULL;
-	*n = 0;
-	r = store_core_list_certs(&st->core, out, n, err);
-out:
-	return r;
+	return list_records(st, STORE_LIST_CERTS, NULL, (void **)out, n,
+			    "list certificates", err);
 }
 
 int
@@ -1156,22 +1167,13 @@ out:
 
 /* ------------------------------------------------------------ audit log */
 
-#define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
-
 static int
 check_audit_entry(const custody_audit_entry *e, custody_err *err)
 {
-	if (e == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot append to the audit log: no entry");
-	if (!TERMINATED(e->node) || !TERMINATED(e->actor) ||
-	    !TERMINATED(e->action) || !TERMINATED(e->type) ||
-	    !TERMINATED(e->identity) || !TERMINATED(e->thumbprint) ||
-	    !TERMINATED(e->previous_thumbprint) || !TERMINATED(e->prev_hash) ||
-	    !TERMINATED(e->hash))
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot append to the audit log: a field of "
-				       "the entry is not terminated");
+	int r;
+
+	if ((r = store_check_audit_fields(e, 1, err)) != CUSTODY_OK)
+		return r;
 	if (e->seq < 1 || e->action[0] == '\0' ||
 	    strlen(e->prev_hash) != CUSTODY_AUDIT_HASH_HEX ||
 	    strlen(e->hash) != CUSTODY_AUDIT_HASH_HEX)
@@ -1201,11 +1203,8 @@ custody_store_last_audit(custody_store *st, custody_audit_entry *out,
 {
 	int r = CUSTODY_EFAIL;
 
-	if (st == NULL || out == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot read the audit log: no store or no record");
+	if ((r = check_store(st, out, "read the audit log", err)) != CUSTODY_OK)
 		goto out;
-	}
 	memset(out, 0, sizeof(*out));
 	r = store_core_last_audit(&st->core, out, err);
 out:
@@ -1216,18 +1215,10 @@ int
 custody_store_list_audit(custody_store *st, int64_t since,
 			 custody_audit_entry **out, size_t *n, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	struct store_value filter = { .kind = STORE_INT, .integer = since };
 
-	if (st == NULL || out == NULL || n == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot read the audit log: no store or no list");
-		goto out;
-	}
-	*out = NULL;
-	*n = 0;
-	r = store_core_list_audit(&st->core, since, out, n, err);
-out:
-	return r;
+	return list_records(st, STORE_LIST_AUDIT, &filter, (void **)out, n,
+			    "read the audit log", err);
 }
 
 int
@@ -1236,11 +1227,9 @@ custody_store_audit_head(custody_store *st, int64_t *seq,
 {
 	int r = CUSTODY_EFAIL;
 
-	if (st == NULL || seq == NULL || hash == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot read the audit head: no store or no record");
+	if ((r = check_store(st, seq, "read the audit head", err)) != CUSTODY_OK ||
+	    (r = check_store(st, hash, "read the audit head", err)) != CUSTODY_OK)
 		goto out;
-	}
 	*seq = 0;
 	hash[0] = '\0';
 	r = store_core_audit_head(&st->core, seq, hash, err);
@@ -1324,33 +1313,13 @@ out:
 
 /* ------------------------------------------------------------ cluster */
 
-/* 1..64 of [A-Za-z0-9._-], as the token's node names. */
-static int
-check_node_name(const char *name, size_t size, custody_err *err)
-{
-	/* Terminated within its field, then a node's name. */
-	if (name != NULL && strnlen(name, size) < size && custody_node_name_valid(name))
-		return CUSTODY_OK;
-	return custody_err_set(err, CUSTODY_EUSAGE,
-			       "invalid node name: expected 1 to %d of "
-			       "A-Z a-z 0-9 . _ -", CUSTODY_NAME_MAX);
-}
+#define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
 
 /* Exactly n hex digits of one case, terminated within size. */
 static int
 fixed_hex(const char *s, size_t size, size_t n, int upper)
 {
 	return custody_hex_is_exact(s, strnlen(s, size), n, upper);
-}
-
-static int
-check_store(custody_store *st, const void *p, const char *what,
-	    custody_err *err)
-{
-	if (st == NULL || p == NULL)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot %s: no store or no record", what);
-	return CUSTODY_OK;
 }
 
 int
@@ -1407,16 +1376,8 @@ int
 custody_store_list_nodes(custody_store *st, custody_node_record **out,
 			 size_t *n, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
-
-	if ((r = check_store(st, out, "list the nodes", err)) != CUSTODY_OK ||
-	    (r = check_store(st, n, "list the nodes", err)) != CUSTODY_OK)
-		goto out;
-	*out = NULL;
-	*n = 0;
-	r = store_core_list_nodes(&st->core, out, n, err);
-out:
-	return r;
+	return list_records(st, STORE_LIST_NODES, NULL, (void **)out, n,
+			    "list the nodes", err);
 }
 
 int
@@ -1475,16 +1436,8 @@ int
 custody_store_list_packages(custody_store *st, custody_package_record **out,
 			    size_t *n, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
-
-	if ((r = check_store(st, out, "list the packages", err)) != CUSTODY_OK ||
-	    (r = check_store(st, n, "list the packages", err)) != CUSTODY_OK)
-		goto out;
-	*out = NULL;
-	*n = 0;
-	r = store_core_list_packages(&st->core, out, n, err);
-out:
-	return r;
+	return list_records(st, STORE_LIST_PACKAGES, NULL, (void **)out, n,
+			    "list the packages", err);
 }
 
 int
@@ -1532,19 +1485,12 @@ custody_store_list_reports(custody_store *st, const char *node,
 			   custody_report_record **out, size_t *n,
 			   custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	struct store_value filter = { .kind = STORE_TEXT, .text = node };
 
-	if ((r = check_store(st, out, "list the reports", err)) != CUSTODY_OK ||
-	    (r = check_store(st, n, "list the reports", err)) != CUSTODY_OK)
-		goto out;
-	*out = NULL;
-	*n = 0;
-	if (node != NULL &&
-	    (r = check_node_name(node, CUSTODY_NAME_MAX + 2, err)) != CUSTODY_OK)
-		goto out;
-	r = store_core_list_reports(&st->core, node, out, n, err);
-out:
-	return r;
+	if (node == NULL)
+		filter.kind = STORE_NULL;
+	return list_records(st, STORE_LIST_REPORTS, &filter, (void **)out, n,
+			    "list the reports", err);
 }
 
 /* A meta name: [a-z_]{1,32}; a value: printable ASCII, at most 255. */

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/crypto.h>
 
@@ -16,23 +17,20 @@ static const char alphabet_std[] =
 static const char alphabet_url[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+static const char *
+letters(enum custody_base64_alphabet alphabet)
+{
+	return alphabet == CUSTODY_BASE64URL ? alphabet_url : alphabet_std;
+}
+
 /* The 6-bit value of c in the alphabet, or -1. */
 static int
 value_of(unsigned char c, enum custody_base64_alphabet alphabet)
 {
-	int url = alphabet == CUSTODY_BASE64URL;
+	const char *abc = letters(alphabet);
+	const char *at = memchr(abc, c, 64);
 
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == (url ? '-' : '+'))
-		return 62;
-	if (c == (url ? '_' : '/'))
-		return 63;
-	return -1;
+	return at != NULL ? (int)(at - abc) : -1;
 }
 
 char *
@@ -40,7 +38,7 @@ custody_base64_encode(const unsigned char *in, size_t len,
 		      enum custody_base64_alphabet alphabet)
 {
 	int pad = alphabet == CUSTODY_BASE64;
-	const char *abc = pad ? alphabet_std : alphabet_url;
+	const char *abc = letters(alphabet);
 	size_t i, n, o = 0;
 	uint32_t v;
 	char *out;

@@ -394,6 +394,17 @@ custody_secret_source_check(const char *source, custody_err *err)
 	return parse_source(source, &src, err);
 }
 
+void
+custody_secret_clear(custody_secret *s)
+{
+	if (s == NULL)
+		return;
+	if (s->data != NULL)	/* either heap: it tells them apart */
+		OPENSSL_secure_clear_free(s->data, s->len + 1);
+	s->data = NULL;
+	s->len = 0;
+}
+
 int
 custody_secret_read(const char *source, const char *prompt,
 		    custody_secret *out, custody_err *err)
@@ -424,17 +435,6 @@ out:
 	if (r != CUSTODY_OK)
 		custody_secret_clear(out);
 	return r;
-}
-
-void
-custody_secret_clear(custody_secret *s)
-{
-	if (s == NULL)
-		return;
-	if (s->data != NULL)	/* either heap: it tells them apart */
-		OPENSSL_secure_clear_free(s->data, s->len + 1);
-	s->data = NULL;
-	s->len = 0;
 }
 
 /* ---------------------------------------- the process that holds secrets */
