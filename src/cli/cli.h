@@ -248,6 +248,10 @@ json_t *out_cert_json(const custody_cert_record *rec, int64_t effective);
 /* Prints a JSON value (indented) on stdout and releases it. */
 int out_json(struct cli *cli, json_t *value);
 
+/* Prints the certificate a command recorded: its JSON (out_cert_json)
+ * with -o json, else its thumbprint. */
+int out_cert(struct cli *cli, const custody_cert_record *rec);
+
 /* Prints what changes between two states of an assignment, one line per
  * slot that differs ("  current: A -> B"); returns how many lines. */
 int out_assignment_diff(FILE *f, const custody_assignment *before,

@@ -224,10 +224,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 		goto out;
 	if (req.assign != NULL)
 		change_report(cli, &res.assign, 0);
-	if (cli->output == OUT_JSON)
-		r = out_json(cli, out_cert_json(&res.rec, -1));
-	else
-		printf("%s\n", res.rec.thumbprint);
+	r = out_cert(cli, &res.rec);
 out:
 	custody_import_result_clear(&res);
 	custody_bundle_free(&bundle);

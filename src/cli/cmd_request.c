@@ -202,10 +202,7 @@ make_self_signed(struct cli *cli, struct request *rq)
 		goto out;
 	if (assign)
 		change_report(cli, &ch, 0);
-	if (cli->output == OUT_JSON)
-		r = out_json(cli, out_cert_json(&rec, -1));
-	else
-		printf("%s\n", rec.thumbprint);
+	r = out_cert(cli, &rec);
 out:
 	custody_cert_record_clear(&rec);
 	X509_free(x);
