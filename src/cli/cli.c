@@ -15,6 +15,7 @@
 #include <custody/integrity.h>
 #include <custody/policy.h>
 #include <custody/secret.h>
+#include <custody/thumbprint.h>
 #include <custody/timefmt.h>
 
 #include "cli.h"
@@ -477,6 +478,33 @@ cli_lookup_assignment(struct cli *cli, const char *type, const char *identity,
 		return custody_assign_current_at(&stored, cli->now, out, &cli->err);
 	custody_assign_resolve(&stored, cli->now, out);
 	return CUSTODY_OK;
+}
+
+int
+cli_check_thumbprint(struct cli *cli, const char *query)
+{
+	char normalized[65];
+
+	return custody_thumbprint_normalize(query, normalized, &cli->err);
+}
+
+int
+cli_store_thumbprint(struct cli *cli, const char *query,
+		     char out[CUSTODY_THUMBPRINT_HEX + 1])
+{
+	custody_cert_record *recs = NULL;
+	size_t n = 0, index = 0;
+	int r;
+
+	if ((r = cli_check_thumbprint(cli, query)) != CUSTODY_OK ||
+	    (r = custody_store_list_certs(cli->store, &recs, &n, &cli->err)) != CUSTODY_OK)
+		goto out;
+	if ((r = custody_thumbprint_match(query, recs, n, &index, &cli->err)) != CUSTODY_OK)
+		goto out;
+	snprintf(out, CUSTODY_THUMBPRINT_HEX + 1, "%s", recs[index].thumbprint);
+out:
+	custody_cert_records_free(recs, n);
+	return r;
 }
 
 int

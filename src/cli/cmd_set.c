@@ -55,12 +55,8 @@ check_options(struct cli *cli, struct set_opts *o, custody_change_request *req,
 	if (o->from_type != NULL &&
 	    (r = custody_type_canonical(o->from_type, from_type, NULL, &cli->err)) != CUSTODY_OK)
 		return r;
-	if (o->thumbprint != NULL) {
-		char normalized[65];
-
-		if ((r = custody_thumbprint_normalize(o->thumbprint, normalized, &cli->err)) != CUSTODY_OK)
-			return r;
-	}
+	if (o->thumbprint != NULL && (r = cli_check_thumbprint(cli, o->thumbprint)) != CUSTODY_OK)
+		return r;
 	return cli_check_output(cli, 1u << OUT_TABLE);
 }
 
