@@ -5,7 +5,43 @@
 #include <string.h>
 #include <time.h>
 
+#include <custody/policy.h>
+
 #include "change.h"
+
+int
+change_opts_usage(struct cli *cli, const struct change_opts *o)
+{
+	if (o->roll && o->effective_date == NULL)
+		return cli_usage_error(cli, "--roll needs --effective-date TIME");
+	if (o->effective_date != NULL && !o->roll)
+		return cli_usage_error(cli, "--effective-date needs --roll");
+	if (o->type == NULL && (o->identity != NULL || o->roll))
+		return cli_usage_error(cli, "-i and --roll need -t TYPE");
+	return CUSTODY_OK;
+}
+
+int
+change_opts_request(struct cli *cli, struct change_opts *o, custody_change_request *req)
+{
+	int r;
+
+	memset(req, 0, sizeof(*req));
+	if ((r = custody_type_canonical(o->type, o->type_name, NULL, &cli->err)) != CUSTODY_OK)
+		return r;
+	r = custody_identity_canonical(o->identity != NULL ? o->identity
+							   : cli_default_identity(cli, o->type_name),
+				       o->identity_name, &cli->err);
+	if (r != CUSTODY_OK)
+		return r;
+	if (o->roll &&
+	    (r = custody_time_parse(o->effective_date, &req->effective, &cli->err)) != CUSTODY_OK)
+		return custody_err_prefix(&cli->err, "--effective-date");
+	req->type = o->type_name;
+	req->identity = o->identity_name;
+	req->roll = o->roll;
+	return CUSTODY_OK;
+}
 
 static int
 open_store_hook(void *ctx, custody_store **st, custody_err *err)

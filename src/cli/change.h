@@ -10,6 +10,42 @@
 
 #include "cli.h"
 
+/*
+ * -t TYPE, -i IDENTITY, --roll --effective-date TIME: the options of a
+ * command that assigns the certificate it makes or names (import, request
+ * --self-signed, set).  CHANGE_OPTIONS(c) are their entries of the
+ * command's cli_opt table; the command numbers its own options from
+ * OPT_FIRST_CHANGE_COMMAND_OPTION.
+ */
+struct change_opts {
+	const char *type;	/* as given (NULL: not given) */
+	const char *identity;
+	const char *effective_date;
+	int roll;
+	/* change_opts_request: the canonical names the request points to */
+	char type_name[CUSTODY_NAME_MAX + 1];
+	char identity_name[CUSTODY_NAME_MAX + 1];
+};
+enum {
+	OPT_EFFECTIVE_DATE = OPT_FIRST_COMMAND_OPTION,
+	OPT_ROLL,
+	OPT_FIRST_CHANGE_COMMAND_OPTION,
+};
+#define CHANGE_OPTIONS(c) \
+	CLI_OPT_TEXT("type", 't', &(c)->type), \
+	CLI_OPT_TEXT("identity", 'i', &(c)->identity), \
+	CLI_OPT_TEXT("effective-date", OPT_EFFECTIVE_DATE, &(c)->effective_date), \
+	CLI_OPT_FLAG("roll", OPT_ROLL, &(c)->roll)
+
+/* The options that go together (EUSAGE): --roll with --effective-date,
+ * -i and --roll with -t. */
+int change_opts_usage(struct cli *cli, const struct change_opts *o);
+/* The change request of -t TYPE (given): the canonical type, the
+ * identity (default cli_default_identity) and the effective date of a
+ * roll.  req points into o. */
+int change_opts_request(struct cli *cli, struct change_opts *o,
+			custody_change_request *req);
+
 /* The environment of an operation run for this command: its store and
  * token (opened on first need, cli_open_store / cli_open_token), node,
  * policy and clock. */

@@ -15,6 +15,7 @@
 #include <custody/integrity.h>
 #include <custody/policy.h>
 #include <custody/secret.h>
+#include <custody/thumbprint.h>
 #include <custody/timefmt.h>
 
 #include "cli.h"
@@ -259,26 +260,46 @@ refuse_at_for_writes(struct cli *cli)
 	return r;
 }
 
+struct bound {
+	const struct cli_opt *opts;
+	int (*on_option)(struct cli *, int, const char *, void *);
+	void *ctx;
+};
+
 static int
-parse_getopt(struct cli *cli, int argc, char **argv,
-	     const struct option *command_options, const char *shortopts,
-	     int (*on_option)(struct cli *, int, const char *, void *), void *ctx)
+take_bound(struct cli *cli, int c, const char *arg, const struct bound *b)
 {
-	struct option all[64];
+	const struct cli_opt *o;
+
+	for (o = b->opts; o != NULL && o->name != NULL; o++) {
+		if (o->val != c || (o->text == NULL && o->flag == NULL))
+			continue;
+		if (o->text != NULL)
+			*o->text = arg;
+		else
+			*o->flag = 1;
+		return CUSTODY_OK;
+	}
+	return b->on_option != NULL ? b->on_option(cli, c, arg, b->ctx) : CUSTODY_OK;
+}
+
+/* The getopt loop over `all` (the command's options, then the global
+ * ones), handing what is not global to take_bound. */
+static int
+parse_getopt(struct cli *cli, int argc, char **argv, const struct option *all,
+	     const char *shortopts, const struct bound *b)
+{
 	char short_all[64];
-	size_t n = 0, i;
 	int c, r, positional;
 
-	for (i = 0; command_options != NULL && command_options[i].name != NULL; i++)
-		all[n++] = command_options[i];
-	for (i = 0; cli_global_options[i].name != NULL; i++)
-		all[n++] = cli_global_options[i];
-	memset(&all[n], 0, sizeof(all[n]));
 	/* A command that takes operands says so with a leading '-': getopt
 	 * then hands each operand to on_option as option 1, in order. */
 	positional = shortopts != NULL && shortopts[0] == '-';
-	snprintf(short_all, sizeof(short_all), "%s%s%s", positional ? "-:" : ":",
-		 shortopts != NULL ? shortopts + positional : "", CLI_GLOBAL_SHORTOPTS);
+	if ((size_t)snprintf(short_all, sizeof(short_all), "%s%s%s", positional ? "-:" : ":",
+			     shortopts != NULL ? shortopts + positional : "",
+			     CLI_GLOBAL_SHORTOPTS) >= sizeof(short_all))
+		return custody_err_set(&cli->err, CUSTODY_EFAIL, "%s has too many short options",
+				       cli->cmd);
 
 	optind = 0;	/* GNU getopt: start over on the command's argv */
 	opterr = 0;
@@ -299,7 +320,7 @@ parse_getopt(struct cli *cli, int argc, char **argv,
 		case CLI_NOT_GLOBAL:
 			break;
 		}
-		if ((r = on_option(cli, c, optarg, ctx)) != CUSTODY_OK)
+		if ((r = take_bound(cli, c, optarg, b)) != CUSTODY_OK)
 			return r;
 	}
 	if (optind < argc)
@@ -309,44 +330,30 @@ parse_getopt(struct cli *cli, int argc, char **argv,
 	return settle_configuration(cli);
 }
 
-struct bound {
-	const struct cli_opt *opts;
-	int (*on_option)(struct cli *, int, const char *, void *);
-	void *ctx;
-};
-
-static int
-take_bound(struct cli *cli, int c, const char *arg, void *ctx)
-{
-	const struct bound *b = ctx;
-	const struct cli_opt *o;
-
-	for (o = b->opts; o != NULL && o->name != NULL; o++) {
-		if (o->val != c || (o->text == NULL && o->flag == NULL))
-			continue;
-		if (o->text != NULL)
-			*o->text = arg;
-		else
-			*o->flag = 1;
-		return CUSTODY_OK;
-	}
-	return b->on_option != NULL ? b->on_option(cli, c, arg, b->ctx) : CUSTODY_OK;
-}
-
 int
 cli_parse(struct cli *cli, int argc, char **argv, const struct cli_opt *opts,
 	  const char *shortopts,
 	  int (*on_option)(struct cli *, int, const char *, void *), void *ctx)
 {
-	struct option table[32];
 	struct bound b = {opts, on_option, ctx};
-	size_t n;
+	struct option *all;
+	size_t n_own = 0, n_global = 0, i;
+	int r;
 
-	for (n = 0; opts != NULL && opts[n].name != NULL &&
-	     n + 1 < sizeof(table) / sizeof(table[0]); n++)
-		table[n] = (struct option){opts[n].name, opts[n].has_arg, NULL, opts[n].val};
-	memset(&table[n], 0, sizeof(table[n]));
-	return parse_getopt(cli, argc, argv, table, shortopts, take_bound, &b);
+	/* The getopt table is sized from the two tables: however many
+	 * options a command has, each of them is known. */
+	while (opts != NULL && opts[n_own].name != NULL)
+		n_own++;
+	while (cli_global_options[n_global].name != NULL)
+		n_global++;
+	if ((all = calloc(n_own + n_global + 1, sizeof(*all))) == NULL)
+		return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
+	for (i = 0; i < n_own; i++)
+		all[i] = (struct option){opts[i].name, opts[i].has_arg, NULL, opts[i].val};
+	memcpy(&all[n_own], cli_global_options, n_global * sizeof(*all));
+	r = parse_getopt(cli, argc, argv, all, shortopts, &b);
+	free(all);
+	return r;
 }
 
 int
@@ -500,6 +507,33 @@ cli_lookup_assignment(struct cli *cli, const char *type, const char *identity,
 		return custody_assign_current_at(&stored, cli->now, out, &cli->err);
 	custody_assign_resolve(&stored, cli->now, out);
 	return CUSTODY_OK;
+}
+
+int
+cli_check_thumbprint(struct cli *cli, const char *query)
+{
+	char normalized[65];
+
+	return custody_thumbprint_normalize(query, normalized, &cli->err);
+}
+
+int
+cli_store_thumbprint(struct cli *cli, const char *query,
+		     char out[CUSTODY_THUMBPRINT_HEX + 1])
+{
+	custody_cert_record *recs = NULL;
+	size_t n = 0, index = 0;
+	int r;
+
+	if ((r = cli_check_thumbprint(cli, query)) != CUSTODY_OK ||
+	    (r = custody_store_list_certs(cli->store, &recs, &n, &cli->err)) != CUSTODY_OK)
+		goto out;
+	if ((r = custody_thumbprint_match(query, recs, n, &index, &cli->err)) != CUSTODY_OK)
+		goto out;
+	snprintf(out, CUSTODY_THUMBPRINT_HEX + 1, "%s", recs[index].thumbprint);
+out:
+	custody_cert_records_free(recs, n);
+	return r;
 }
 
 int

@@ -192,6 +192,14 @@ int cli_lookup_assignment(struct cli *cli, const char *type,
 			  const char *identity, int want_current,
 			  custody_assignment *out);
 
+/* The form of a thumbprint query (a --thumbprint value), checked before
+ * anything is read: custody_thumbprint_normalize's errors. */
+int cli_check_thumbprint(struct cli *cli, const char *query);
+/* The store's certificate that a thumbprint query (full or a unique
+ * prefix, SHA-1 or SHA-256) names: 40 upper-case hex into out. */
+int cli_store_thumbprint(struct cli *cli, const char *query,
+			 char out[CUSTODY_THUMBPRINT_HEX + 1]);
+
 /* Certificates on the token as store records (key_uri, label set, and
  * has_private_key per record in *has_key, malloc'ed, may be NULL). */
 int cli_token_records(struct cli *cli, custody_cert_record **recs,
@@ -254,6 +262,10 @@ json_t *out_cert_json(const custody_cert_record *rec, int64_t effective);
 /* Prints a JSON value (indented) on stdout and releases it. */
 int out_json(struct cli *cli, json_t *value);
 
+/* Prints the certificate a command recorded: its JSON (out_cert_json)
+ * with -o json, else its thumbprint. */
+int out_cert(struct cli *cli, const custody_cert_record *rec);
+
 /* Prints what changes between two states of an assignment, one line per
  * slot that differs ("  current: A -> B"); returns how many lines. */
 int out_assignment_diff(FILE *f, const custody_assignment *before,
@@ -288,10 +300,6 @@ int cmd_token(struct cli *, int, char **);
 /* The store's integrity tags (cmd_tag.c). */
 int cmd_tag(struct cli *, int, char **);
 int cmd_export(struct cli *, int, char **);
-/* The store's certificate that a thumbprint query (full or a unique
- * prefix, SHA-1 or SHA-256) names: 40 upper-case hex into out (cmd_seal.c). */
-int cli_store_thumbprint(struct cli *cli, const char *query,
-			 char out[CUSTODY_THUMBPRINT_HEX + 1]);
 int cmd_sync(struct cli *, int, char **);
 /* Removes what interrupted custody work left on the token (cmd_tidy.c). */
 int cmd_tidy(struct cli *, int, char **);

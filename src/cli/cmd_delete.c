@@ -380,7 +380,6 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 	struct delete_plan plan;
 	custody_cert_record *recs = NULL;
 	size_t n = 0, index, clears = 0;
-	char normalized[65];
 	int r;
 
 	memset(&plan, 0, sizeof(plan));
@@ -388,7 +387,7 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 		return r;
 	if (o.thumbprint == NULL)
 		return cli_usage_error(cli, "--thumbprint X is required");
-	if ((r = custody_thumbprint_normalize(o.thumbprint, normalized, &cli->err)) != CUSTODY_OK)
+	if ((r = cli_check_thumbprint(cli, o.thumbprint)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
 		return r;

@@ -49,7 +49,7 @@ cmd_export(struct cli *cli, int argc, char **argv)
 		CLI_OPT_TEXT("out", OPT_OUT, &o.out),
 		{NULL},
 	};
-	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1], normalized[65];
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
 	custody_package pkg;
 	char *text = NULL;
 	size_t len = 0;
@@ -60,7 +60,7 @@ cmd_export(struct cli *cli, int argc, char **argv)
 		return r;
 	if (o.thumbprint == NULL || o.out == NULL)
 		return cli_usage_error(cli, "--thumbprint X and --out FILE are required");
-	if ((r = custody_thumbprint_normalize(o.thumbprint, normalized, &cli->err)) != CUSTODY_OK ||
+	if ((r = cli_check_thumbprint(cli, o.thumbprint)) != CUSTODY_OK ||
 	    (r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||

@@ -28,12 +28,10 @@
 #include "cli.h"
 
 enum {
-	OPT_PATH = OPT_FIRST_COMMAND_OPTION,
+	OPT_PATH = OPT_FIRST_CHANGE_COMMAND_OPTION,
 	OPT_PASSWORD_SOURCE,
 	OPT_LABEL,
 	OPT_REPLICABLE,
-	OPT_EFFECTIVE_DATE,
-	OPT_ROLL,
 	OPT_PACKAGE,
 };
 
@@ -42,17 +40,13 @@ struct import_opts {
 	const char *package;
 	const char *password_source;
 	const char *label;
-	const char *type;
-	const char *identity;
-	const char *effective_date;
 	int replicable;
-	int roll;
+	struct change_opts change;	/* -t, -i, --roll --effective-date */
 };
 
 /* Checks the options that go together, before anything is read. */
 static int
-check_options(struct cli *cli, const struct import_opts *o,
-	      custody_change_request *req, char *type, char *identity)
+check_options(struct cli *cli, struct import_opts *o, custody_change_request *req)
 {
 	int r;
 
@@ -61,35 +55,17 @@ check_options(struct cli *cli, const struct import_opts *o,
 	if (o->package != NULL && (o->password_source != NULL || o->replicable))
 		return cli_usage_error(cli, "--package takes no --password-source and no "
 				       "--replicable: the key in it is wrapped, and replicates");
-	if (o->roll && o->effective_date == NULL)
-		return cli_usage_error(cli, "--roll needs --effective-date TIME");
-	if (o->effective_date != NULL && !o->roll)
-		return cli_usage_error(cli, "--effective-date needs --roll");
-	if (o->type == NULL && (o->identity != NULL || o->roll))
-		return cli_usage_error(cli, "-i and --roll need -t TYPE");
+	if ((r = change_opts_usage(cli, &o->change)) != CUSTODY_OK)
+		return r;
 	if (o->password_source != NULL &&
 	    (r = custody_secret_source_check(o->password_source, &cli->err)) != CUSTODY_OK)
 		return custody_err_prefix(&cli->err, "--password-source");
 	if (o->label != NULL && (o->label[0] == '\0' || strlen(o->label) > 255))
 		return cli_usage_error(cli, "--label must be 1 to 255 characters");
 	memset(req, 0, sizeof(*req));
-	if (o->type == NULL)
-		return cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON | 1u << OUT_THUMBPRINT);
-	if ((r = custody_type_canonical(o->type, type, NULL, &cli->err)) != CUSTODY_OK)
+	if (o->change.type != NULL &&
+	    (r = change_opts_request(cli, &o->change, req)) != CUSTODY_OK)
 		return r;
-	if (o->identity != NULL)
-		r = custody_identity_canonical(o->identity, identity, &cli->err);
-	else
-		r = custody_identity_canonical(cli_default_identity(cli, type), identity,
-					       &cli->err);
-	if (r != CUSTODY_OK)
-		return r;
-	if (o->roll &&
-	    (r = custody_time_parse(o->effective_date, &req->effective, &cli->err)) != CUSTODY_OK)
-		return custody_err_prefix(&cli->err, "--effective-date");
-	req->type = type;
-	req->identity = identity;
-	req->roll = o->roll;
 	return cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON | 1u << OUT_THUMBPRINT);
 }
 
@@ -209,15 +185,11 @@ cmd_import(struct cli *cli, int argc, char **argv)
 		CLI_OPT_TEXT("password-source", OPT_PASSWORD_SOURCE, &o.password_source),
 		CLI_OPT_TEXT("label", OPT_LABEL, &o.label),
 		CLI_OPT_FLAG("replicable", OPT_REPLICABLE, &o.replicable),
-		CLI_OPT_TEXT("type", 't', &o.type),
-		CLI_OPT_TEXT("identity", 'i', &o.identity),
-		CLI_OPT_TEXT("effective-date", OPT_EFFECTIVE_DATE, &o.effective_date),
-		CLI_OPT_FLAG("roll", OPT_ROLL, &o.roll),
+		CHANGE_OPTIONS(&o.change),
 		CLI_OPT_TEXT("package", OPT_PACKAGE, &o.package),
 		{NULL},
 	};
 	custody_change_request assign;
-	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
 	custody_bundle bundle;
 	custody_package pkg;
 	custody_import_request req;
@@ -232,7 +204,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	memset(&res, 0, sizeof(res));
 	if ((r = cli_parse(cli, argc, argv, options, "t:i:", NULL, NULL)) != CUSTODY_OK)
 		return r;
-	if ((r = check_options(cli, &o, &assign, type, identity)) != CUSTODY_OK)
+	if ((r = check_options(cli, &o, &assign)) != CUSTODY_OK)
 		return r;
 	/* The file opens and holds what it should. */
 	if (o.package != NULL)
@@ -252,10 +224,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 		goto out;
 	if (req.assign != NULL)
 		change_report(cli, &res.assign, 0);
-	if (cli->output == OUT_JSON)
-		r = out_json(cli, out_cert_json(&res.rec, -1));
-	else
-		printf("%s\n", res.rec.thumbprint);
+	r = out_cert(cli, &res.rec);
 out:
 	custody_import_result_clear(&res);
 	custody_bundle_free(&bundle);

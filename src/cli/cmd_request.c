@@ -22,7 +22,7 @@
 #define DAYS_MAX 36500
 
 enum {
-	OPT_SUBJECT = OPT_FIRST_COMMAND_OPTION,
+	OPT_SUBJECT = OPT_FIRST_CHANGE_COMMAND_OPTION,
 	OPT_SAN,
 	OPT_KEY,
 	OPT_LABEL,
@@ -30,8 +30,6 @@ enum {
 	OPT_SELF_SIGNED,
 	OPT_DAYS,
 	OPT_REPLICABLE,
-	OPT_EFFECTIVE_DATE,
-	OPT_ROLL,
 };
 
 struct request_opts {
@@ -41,20 +39,15 @@ struct request_opts {
 	const char *label;
 	const char *csr;
 	const char *days;
-	const char *type;
-	const char *identity;
-	const char *effective_date;
 	int self_signed;
 	int replicable;
-	int roll;
+	struct change_opts change;	/* -t, -i, --roll --effective-date */
 };
 
 /* What the options come to, checked before the token is touched. */
 struct request {
 	custody_request lib;	/* the ceremony's (custody/request.h) */
 	custody_change_request change;
-	char type[CUSTODY_NAME_MAX + 1];
-	char identity[CUSTODY_NAME_MAX + 1];
 };
 
 /* ------------------------------------------------------------ options */
@@ -72,35 +65,12 @@ check_days(struct cli *cli, const char *text, long *days)
 	return CUSTODY_OK;
 }
 
-static int
-check_assignment(struct cli *cli, const struct request_opts *o, struct request *rq)
-{
-	int r;
-
-	if ((r = custody_type_canonical(o->type, rq->type, NULL, &cli->err)) != CUSTODY_OK)
-		return r;
-	if (o->identity != NULL)
-		r = custody_identity_canonical(o->identity, rq->identity, &cli->err);
-	else
-		r = custody_identity_canonical(cli_default_identity(cli, rq->type), rq->identity,
-					       &cli->err);
-	if (r != CUSTODY_OK)
-		return r;
-	if ((r = custody_policy_check_identity(rq->type, rq->identity, &cli->err)) != CUSTODY_OK)
-		return r;
-	if (o->roll && (r = custody_time_parse(o->effective_date, &rq->change.effective,
-					       &cli->err)) != CUSTODY_OK)
-		return custody_err_prefix(&cli->err, "--effective-date");
-	rq->change.type = rq->type;
-	rq->change.identity = rq->identity;
-	rq->change.roll = o->roll;
-	return CUSTODY_OK;
-}
-
 /* Which options go together. */
 static int
 check_combination(struct cli *cli, const struct request_opts *o)
 {
+	int r;
+
 	if (o->subject == NULL || o->subject[0] == '\0')
 		return cli_usage_error(cli, "--subject DN is required");
 	if ((o->csr != NULL) == o->self_signed)
@@ -109,15 +79,12 @@ check_combination(struct cli *cli, const struct request_opts *o)
 		return cli_usage_error(cli, "--self-signed needs --days N");
 	if (!o->self_signed && o->days != NULL)
 		return cli_usage_error(cli, "--days goes with --self-signed");
-	if (!o->self_signed && (o->type != NULL || o->identity != NULL || o->roll))
+	if (!o->self_signed &&
+	    (o->change.type != NULL || o->change.identity != NULL || o->change.roll))
 		return cli_usage_error(cli, "-t, -i and --roll go with --self-signed (a request "
 				       "is assigned once its certificate is imported)");
-	if (o->roll && o->effective_date == NULL)
-		return cli_usage_error(cli, "--roll needs --effective-date TIME");
-	if (o->effective_date != NULL && !o->roll)
-		return cli_usage_error(cli, "--effective-date needs --roll");
-	if (o->type == NULL && (o->identity != NULL || o->roll))
-		return cli_usage_error(cli, "-i and --roll need -t TYPE");
+	if ((r = change_opts_usage(cli, &o->change)) != CUSTODY_OK)
+		return r;
 	if (o->csr != NULL && o->csr[0] == '\0')
 		return cli_usage_error(cli, "--csr needs a file name");
 	if (o->label != NULL && (o->label[0] == '\0' || strlen(o->label) > 255))
@@ -157,7 +124,7 @@ check_names(struct cli *cli, const struct request_opts *o, custody_request *lib)
 
 /* Everything the options say, checked before anything is touched. */
 static int
-check_options(struct cli *cli, const struct request_opts *o, struct request *rq)
+check_options(struct cli *cli, struct request_opts *o, struct request *rq)
 {
 	custody_request *lib = &rq->lib;
 	int r;
@@ -166,8 +133,13 @@ check_options(struct cli *cli, const struct request_opts *o, struct request *rq)
 	    (o->days != NULL && (r = check_days(cli, o->days, &lib->days)) != CUSTODY_OK) ||
 	    (r = check_names(cli, o, lib)) != CUSTODY_OK ||
 	    (r = custody_request_check_key_policy(&cli->cfg.policy, &lib->spec, &cli->err)) !=
-	    CUSTODY_OK ||
-	    (o->type != NULL && (r = check_assignment(cli, o, rq)) != CUSTODY_OK))
+	    CUSTODY_OK)
+		return r;
+	/* The assignment of a self-signed certificate. */
+	if (o->change.type != NULL &&
+	    ((r = change_opts_request(cli, &o->change, &rq->change)) != CUSTODY_OK ||
+	     (r = custody_policy_check_identity(rq->change.type, rq->change.identity,
+						&cli->err)) != CUSTODY_OK))
 		return r;
 	lib->csr_path = o->csr;
 	lib->replicable = o->replicable;
@@ -230,10 +202,7 @@ make_self_signed(struct cli *cli, struct request *rq)
 		goto out;
 	if (assign)
 		change_report(cli, &ch, 0);
-	if (cli->output == OUT_JSON)
-		r = out_json(cli, out_cert_json(&rec, -1));
-	else
-		printf("%s\n", rec.thumbprint);
+	r = out_cert(cli, &rec);
 out:
 	custody_cert_record_clear(&rec);
 	X509_free(x);
@@ -302,10 +271,7 @@ cmd_request(struct cli *cli, int argc, char **argv)
 		CLI_OPT_FLAG("self-signed", OPT_SELF_SIGNED, &o.self_signed),
 		CLI_OPT_TEXT("days", OPT_DAYS, &o.days),
 		CLI_OPT_FLAG("replicable", OPT_REPLICABLE, &o.replicable),
-		CLI_OPT_TEXT("type", 't', &o.type),
-		CLI_OPT_TEXT("identity", 'i', &o.identity),
-		CLI_OPT_TEXT("effective-date", OPT_EFFECTIVE_DATE, &o.effective_date),
-		CLI_OPT_FLAG("roll", OPT_ROLL, &o.roll),
+		CHANGE_OPTIONS(&o.change),
 		{NULL},
 	};
 	struct request rq;

@@ -23,27 +23,6 @@ struct seal_opts {
 	int force;
 };
 
-/* The store's certificate a thumbprint query names (40 hex into out). */
-int
-cli_store_thumbprint(struct cli *cli, const char *query,
-		     char out[CUSTODY_THUMBPRINT_HEX + 1])
-{
-	custody_cert_record *recs = NULL;
-	size_t n = 0, index = 0;
-	char normalized[65];
-	int r;
-
-	if ((r = custody_thumbprint_normalize(query, normalized, &cli->err)) != CUSTODY_OK ||
-	    (r = custody_store_list_certs(cli->store, &recs, &n, &cli->err)) != CUSTODY_OK)
-		goto out;
-	if ((r = custody_thumbprint_match(query, recs, n, &index, &cli->err)) != CUSTODY_OK)
-		goto out;
-	snprintf(out, CUSTODY_THUMBPRINT_HEX + 1, "%s", recs[index].thumbprint);
-out:
-	custody_cert_records_free(recs, n);
-	return r;
-}
-
 const char cmd_seal_usage[] =
 	"custody seal --thumbprint X [--force]\n"
 	"\n"
@@ -62,14 +41,14 @@ cmd_seal(struct cli *cli, int argc, char **argv)
 		CLI_OPT_FLAG("force", OPT_FORCE, &o.force),
 		{NULL},
 	};
-	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1], normalized[65];
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
 	int r;
 
 	if ((r = cli_parse(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
 		return r;
 	if (o.thumbprint == NULL)
 		return cli_usage_error(cli, "--thumbprint X is required");
-	if ((r = custody_thumbprint_normalize(o.thumbprint, normalized, &cli->err)) != CUSTODY_OK ||
+	if ((r = cli_check_thumbprint(cli, o.thumbprint)) != CUSTODY_OK ||
 	    (r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||

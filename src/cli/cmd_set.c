@@ -16,21 +16,16 @@
 #include "cli.h"
 
 enum {
-	OPT_THUMBPRINT = OPT_FIRST_COMMAND_OPTION,
+	OPT_THUMBPRINT = OPT_FIRST_CHANGE_COMMAND_OPTION,
 	OPT_FROM_TYPE,
-	OPT_EFFECTIVE_DATE,
-	OPT_ROLL,
 	OPT_DRY_RUN,
 };
 
 struct set_opts {
-	const char *type;
-	const char *identity;
 	const char *thumbprint;
 	const char *from_type;
-	const char *effective_date;
-	int roll;
 	int dry_run;
+	struct change_opts change;	/* -t, -i, --roll --effective-date */
 };
 
 static int
@@ -45,42 +40,23 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 }
 
 static int
-check_options(struct cli *cli, const struct set_opts *o, custody_change_request *req,
-	      char *type, char *identity, char *from_type)
+check_options(struct cli *cli, struct set_opts *o, custody_change_request *req,
+	      char *from_type)
 {
 	int r;
 
-	memset(req, 0, sizeof(*req));
-	if (o->type == NULL)
+	if (o->change.type == NULL)
 		return cli_usage_error(cli, "-t TYPE is required");
 	if ((o->thumbprint == NULL) == (o->from_type == NULL))
 		return cli_usage_error(cli, "give exactly one of --thumbprint X and --from-type OTHER");
-	if (o->roll && o->effective_date == NULL)
-		return cli_usage_error(cli, "--roll needs --effective-date TIME");
-	if (o->effective_date != NULL && !o->roll)
-		return cli_usage_error(cli, "--effective-date needs --roll");
-	if ((r = custody_type_canonical(o->type, type, NULL, &cli->err)) != CUSTODY_OK)
+	if ((r = change_opts_usage(cli, &o->change)) != CUSTODY_OK ||
+	    (r = change_opts_request(cli, &o->change, req)) != CUSTODY_OK)
 		return r;
 	if (o->from_type != NULL &&
 	    (r = custody_type_canonical(o->from_type, from_type, NULL, &cli->err)) != CUSTODY_OK)
 		return r;
-	if (o->thumbprint != NULL) {
-		char normalized[65];
-
-		if ((r = custody_thumbprint_normalize(o->thumbprint, normalized, &cli->err)) != CUSTODY_OK)
-			return r;
-	}
-	r = custody_identity_canonical(o->identity != NULL ? o->identity
-							   : cli_default_identity(cli, type),
-				       identity, &cli->err);
-	if (r != CUSTODY_OK)
+	if (o->thumbprint != NULL && (r = cli_check_thumbprint(cli, o->thumbprint)) != CUSTODY_OK)
 		return r;
-	if (o->roll &&
-	    (r = custody_time_parse(o->effective_date, &req->effective, &cli->err)) != CUSTODY_OK)
-		return custody_err_prefix(&cli->err, "--effective-date");
-	req->type = type;
-	req->identity = identity;
-	req->roll = o->roll;
 	return cli_check_output(cli, 1u << OUT_TABLE);
 }
 
@@ -160,12 +136,9 @@ cmd_set(struct cli *cli, int argc, char **argv)
 {
 	struct set_opts o;
 	const struct cli_opt options[] = {
-		CLI_OPT_TEXT("type", 't', &o.type),
-		CLI_OPT_TEXT("identity", 'i', &o.identity),
+		CHANGE_OPTIONS(&o.change),
 		CLI_OPT_TEXT("thumbprint", OPT_THUMBPRINT, &o.thumbprint),
 		CLI_OPT_TEXT("from-type", OPT_FROM_TYPE, &o.from_type),
-		CLI_OPT_TEXT("effective-date", OPT_EFFECTIVE_DATE, &o.effective_date),
-		CLI_OPT_FLAG("roll", OPT_ROLL, &o.roll),
 		CLI_OPT("dry-run", no_argument, OPT_DRY_RUN),
 		{NULL},
 	};
@@ -173,7 +146,6 @@ cmd_set(struct cli *cli, int argc, char **argv)
 	custody_change ch;
 	custody_ops_env env;
 	custody_txn tx;
-	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
 	char from_type[CUSTODY_NAME_MAX + 1];
 	custody_cert_record rec;
 	int r;
@@ -182,7 +154,7 @@ cmd_set(struct cli *cli, int argc, char **argv)
 	memset(&rec, 0, sizeof(rec));
 	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_option, &o)) != CUSTODY_OK)
 		return r;
-	if ((r = check_options(cli, &o, &req, type, identity, from_type)) != CUSTODY_OK)
+	if ((r = check_options(cli, &o, &req, from_type)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK)
 		goto out;

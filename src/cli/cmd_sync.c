@@ -336,13 +336,11 @@ sync_once(struct cli *cli, int64_t now, custody_sync_result *res)
 	int r;
 
 	memset(res, 0, sizeof(*res));
+	/* A token that cannot be opened is not left open either. */
 	if ((r = cli_open_token(cli)) != CUSTODY_OK)
-		goto out;
+		return r;
 	r = custody_cluster_sync(cli->token, cli->store, cli->node, now, res, &cli->err);
-out:
-	if (cli->token != NULL) {
-		cli_close_token(cli);
-	}
+	cli_close_token(cli);
 	return r;
 }
 

@@ -269,103 +269,108 @@ check_policy(struct test_run *t, const custody_assignment *a, const char *check,
 		       "%s%s meets the policy", what, rec->key_algorithm);
 }
 
+/* What is checked of a slot's certificate, once load_cert read it. */
+typedef void check_cert_fn(struct test_run *t, const custody_assignment *a,
+			   const custody_cert_record *rec, X509 *x);
+
+/* Reads the certificate of a slot (load_cert: `check`, `what` and
+ * `missing` say how a failure is reported), checks it with fn, and lets
+ * it go.  A certificate that could not be read is reported, not an error. */
 static int
-check_current(struct test_run *t, const custody_assignment *a)
+check_slot(struct test_run *t, const custody_assignment *a, const custody_slot *slot,
+	   const char *check, const char *what, enum result missing, check_cert_fn *fn)
 {
 	custody_cert_record rec;
 	X509 *x = NULL;
+	int r;
+
+	r = load_cert(t, a, check, what, missing, slot, &rec, &x);
+	if (r != CUSTODY_OK)
+		return r == CUSTODY_ENOTFOUND ? CUSTODY_OK : r;
+	fn(t, a, &rec, x);
+	custody_cert_record_clear(&rec);
+	X509_free(x);
+	return CUSTODY_OK;
+}
+
+static void
+check_current_cert(struct test_run *t, const custody_assignment *a,
+		   const custody_cert_record *rec, X509 *x)
+{
 	custody_err e = {0};
 	char nb[CUSTODY_TIME_TEXT], na[CUSTODY_TIME_TEXT], left[32];
 	int64_t now = t->cli->now;
-	int r;
 
-	if (a->current.thumbprint[0] == '\0') {
-		if (a->pending.thumbprint[0] != '\0' && time_text(a->pending.effective, na))
-			report(t, R_CRITICAL, "assigned", a->type, a->identity, NULL,
-			       "no certificate is current (pending %s becomes current at %s)",
-			       a->pending.thumbprint, na);
-		else
-			report(t, R_CRITICAL, "assigned", a->type, a->identity, NULL,
-			       "no certificate is current");
-		return CUSTODY_OK;
-	}
-	r = load_cert(t, a, "assigned", "certificate", R_CRITICAL, &a->current, &rec, &x);
-	if (r != CUSTODY_OK)
-		return r == CUSTODY_ENOTFOUND ? CUSTODY_OK : r;
-	report(t, R_OK, "assigned", a->type, a->identity, rec.thumbprint,
-	       "certificate %s (%s) is current", rec.thumbprint,
-	       rec.subject != NULL ? rec.subject : "");
-	check_key(t, a, "key", "", R_CRITICAL, &rec, x);
-	check_policy(t, a, "policy", "", &rec, x);
-	time_text(rec.not_before, nb);
-	time_text(rec.not_after, na);
-	if (custody_policy_check_valid_at(&rec, now, &e) != CUSTODY_OK) {
-		report(t, R_CRITICAL, "valid", a->type, a->identity, rec.thumbprint,
+	report(t, R_OK, "assigned", a->type, a->identity, rec->thumbprint,
+	       "certificate %s (%s) is current", rec->thumbprint,
+	       rec->subject != NULL ? rec->subject : "");
+	check_key(t, a, "key", "", R_CRITICAL, rec, x);
+	check_policy(t, a, "policy", "", rec, x);
+	time_text(rec->not_before, nb);
+	time_text(rec->not_after, na);
+	if (custody_policy_check_valid_at(rec, now, &e) != CUSTODY_OK) {
+		report(t, R_CRITICAL, "valid", a->type, a->identity, rec->thumbprint,
 		       "%s", e.msg);
-	} else {
-		report(t, R_OK, "valid", a->type, a->identity, rec.thumbprint,
-		       "certificate is valid from %s until %s", nb, na);
-		days_text(rec.not_after - now, left, sizeof(left));
-		if (rec.not_after - now < (int64_t)t->warn_days * DAY)
-			report(t, R_WARNING, "expiry", a->type, a->identity, rec.thumbprint,
-			       "certificate expires in %s (%s)", left, na);
-		else
-			report(t, R_OK, "expiry", a->type, a->identity, rec.thumbprint,
-			       "certificate expires in %s (%s), not within %d days",
-			       left, na, t->warn_days);
+		return;
 	}
-	custody_cert_record_clear(&rec);
-	X509_free(x);
+	report(t, R_OK, "valid", a->type, a->identity, rec->thumbprint,
+	       "certificate is valid from %s until %s", nb, na);
+	days_text(rec->not_after - now, left, sizeof(left));
+	if (rec->not_after - now < (int64_t)t->warn_days * DAY)
+		report(t, R_WARNING, "expiry", a->type, a->identity, rec->thumbprint,
+		       "certificate expires in %s (%s)", left, na);
+	else
+		report(t, R_OK, "expiry", a->type, a->identity, rec->thumbprint,
+		       "certificate expires in %s (%s), not within %d days",
+		       left, na, t->warn_days);
+}
+
+static int
+check_current(struct test_run *t, const custody_assignment *a)
+{
+	char eff[CUSTODY_TIME_TEXT];
+
+	if (a->current.thumbprint[0] != '\0')
+		return check_slot(t, a, &a->current, "assigned", "certificate", R_CRITICAL,
+				  check_current_cert);
+	if (a->pending.thumbprint[0] != '\0' && time_text(a->pending.effective, eff))
+		report(t, R_CRITICAL, "assigned", a->type, a->identity, NULL,
+		       "no certificate is current (pending %s becomes current at %s)",
+		       a->pending.thumbprint, eff);
+	else
+		report(t, R_CRITICAL, "assigned", a->type, a->identity, NULL,
+		       "no certificate is current");
 	return CUSTODY_OK;
 }
 
 /* The roll happens by itself at the effective date: whatever would break
  * then is CRITICAL now. */
-static int
-check_pending(struct test_run *t, const custody_assignment *a)
+static void
+check_pending_cert(struct test_run *t, const custody_assignment *a,
+		   const custody_cert_record *rec, X509 *x)
 {
-	custody_cert_record rec;
-	X509 *x = NULL;
 	custody_err e = {0};
 	char eff[CUSTODY_TIME_TEXT], na[CUSTODY_TIME_TEXT];
-	int r;
 
-	r = load_cert(t, a, "pending", "pending certificate", R_CRITICAL, &a->pending,
-		      &rec, &x);
-	if (r != CUSTODY_OK)
-		return r == CUSTODY_ENOTFOUND ? CUSTODY_OK : r;
 	time_text(a->pending.effective, eff);
-	time_text(rec.not_after, na);
-	if (custody_policy_check_valid_at(&rec, a->pending.effective, &e) != CUSTODY_OK)
-		report(t, R_CRITICAL, "pending", a->type, a->identity, rec.thumbprint,
+	time_text(rec->not_after, na);
+	if (custody_policy_check_valid_at(rec, a->pending.effective, &e) != CUSTODY_OK)
+		report(t, R_CRITICAL, "pending", a->type, a->identity, rec->thumbprint,
 		       "pending certificate %s is not valid at its effective date %s: %s",
-		       rec.thumbprint, eff, e.msg);
+		       rec->thumbprint, eff, e.msg);
 	else
-		report(t, R_OK, "pending", a->type, a->identity, rec.thumbprint,
+		report(t, R_OK, "pending", a->type, a->identity, rec->thumbprint,
 		       "pending certificate %s becomes current at %s and is valid then "
-		       "(until %s)", rec.thumbprint, eff, na);
-	check_key(t, a, "pending-key", " of the pending certificate", R_CRITICAL, &rec, x);
-	check_policy(t, a, "pending-policy", "pending certificate: ", &rec, x);
-	custody_cert_record_clear(&rec);
-	X509_free(x);
-	return CUSTODY_OK;
+		       "(until %s)", rec->thumbprint, eff, na);
+	check_key(t, a, "pending-key", " of the pending certificate", R_CRITICAL, rec, x);
+	check_policy(t, a, "pending-policy", "pending certificate: ", rec, x);
 }
 
-static int
-check_previous(struct test_run *t, const custody_assignment *a)
+static void
+check_previous_cert(struct test_run *t, const custody_assignment *a,
+		    const custody_cert_record *rec, X509 *x)
 {
-	custody_cert_record rec;
-	X509 *x = NULL;
-	int r;
-
-	r = load_cert(t, a, "previous-key", "previous certificate", R_WARNING,
-		      &a->previous, &rec, &x);
-	if (r != CUSTODY_OK)
-		return r == CUSTODY_ENOTFOUND ? CUSTODY_OK : r;
-	check_key(t, a, "previous-key", " of the previous certificate", R_WARNING, &rec, x);
-	custody_cert_record_clear(&rec);
-	X509_free(x);
-	return CUSTODY_OK;
+	check_key(t, a, "previous-key", " of the previous certificate", R_WARNING, rec, x);
 }
 
 /*
@@ -576,9 +581,13 @@ cmd_test(struct cli *cli, int argc, char **argv)
 			continue;
 		if ((r = check_current(&t, &as[i])) != CUSTODY_OK ||
 		    (as[i].pending.thumbprint[0] != '\0' &&
-		     (r = check_pending(&t, &as[i])) != CUSTODY_OK) ||
+		     (r = check_slot(&t, &as[i], &as[i].pending, "pending",
+				     "pending certificate", R_CRITICAL,
+				     check_pending_cert)) != CUSTODY_OK) ||
 		    (as[i].previous.thumbprint[0] != '\0' &&
-		     (r = check_previous(&t, &as[i])) != CUSTODY_OK) ||
+		     (r = check_slot(&t, &as[i], &as[i].previous, "previous-key",
+				     "previous certificate", R_WARNING,
+				     check_previous_cert)) != CUSTODY_OK) ||
 		    (r = check_cluster(&t, &as[i])) != CUSTODY_OK)
 			goto unknown;
 	}

@@ -177,6 +177,15 @@ out_json(struct cli *cli, json_t *value)
 	return r;
 }
 
+int
+out_cert(struct cli *cli, const custody_cert_record *rec)
+{
+	if (cli->output == OUT_JSON)
+		return out_json(cli, out_cert_json(rec, -1));
+	printf("%s\n", rec->thumbprint);
+	return CUSTODY_OK;
+}
+
 static void
 diff_slot(FILE *f, const char *name, const custody_slot *a,
 	  const custody_slot *b, int *lines)
