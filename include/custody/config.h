@@ -36,8 +36,11 @@ typedef struct custody_config {
 	int lock_timeout;	/* seconds; -1 = not set */
 	char *store_url;
 	char *node_name;
+	char *custom_types;	/* [types] custom: names, by ',' or blanks */
 	custody_policy policy;	/* defaults unless the file set them */
 } custody_config;
+
+#define CUSTODY_CUSTOM_TYPES_MAX 32
 
 /* Sets every member to "not set" and the policy to its defaults. */
 void custody_config_init(custody_config *cfg);
@@ -82,6 +85,12 @@ int custody_config_settle(custody_config *cfg, const char *given,
 
 /* The store URL: store.url, else CUSTODY_DEFAULT_STORE. */
 const char *custody_config_store_url(const custody_config *cfg);
+
+/* The custom types [types] custom declares, each checked as a type name
+ * when it was set, into names (at most CUSTODY_CUSTOM_TYPES_MAX); returns
+ * how many. */
+size_t custody_config_custom_types(const custody_config *cfg,
+				   char names[][CUSTODY_NAME_MAX + 1]);
 
 /*
  * This node's name, canonical, into out: `configured` (node.name,

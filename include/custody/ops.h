@@ -213,6 +213,11 @@ int custody_change_materialize_due_roll(custody_store *st, const char *node,
 int custody_change_apply(custody_txn *tx, const custody_cert_record *rec,
 			 custody_change *ch);
 
+/* The same certificate set or rolled for several assignments (ch[0..n),
+ * each planned on its own): all of them, or none, in one transaction. */
+int custody_change_apply_all(custody_txn *tx, const custody_cert_record *rec,
+			     custody_change *ch, size_t n);
+
 /* ------------------------------------------------------------ remove */
 
 typedef struct custody_removal {

@@ -10,37 +10,81 @@
 #include "change.h"
 
 int
-change_opts_usage(struct cli *cli, const struct change_opts *o)
+change_opts_usage(struct cli *cli, const struct change_opts *o, int several)
 {
 	if (o->roll && o->effective_date == NULL)
 		return cli_usage_error(cli, "--roll needs --effective-date TIME");
 	if (o->effective_date != NULL && !o->roll)
 		return cli_usage_error(cli, "--effective-date needs --roll");
-	if (o->type == NULL && (o->identity != NULL || o->roll))
+	if (!change_opts_given(o) && (o->identity != NULL || o->roll))
 		return cli_usage_error(cli, "-i and --roll need -t TYPE");
+	if (!several && (o->types.n > 1 || strchr(o->types.item[0] != NULL ?
+						   o->types.item[0] : "", ',') != NULL))
+		return cli_usage_error(cli, "%s assigns one type: give -t once "
+				       "(custody set -t A,B assigns several)", cli->cmd);
+	return CUSTODY_OK;
+}
+
+/* Adds the type named by text[0..len) to o, once. */
+static int
+add_type(struct cli *cli, struct change_opts *o, const char *text, size_t len)
+{
+	char given[CUSTODY_NAME_MAX + 2], name[CUSTODY_NAME_MAX + 1];
+	size_t i;
+	int r;
+
+	if (len == 0)
+		return cli_usage_error(cli, "-t: an empty type name in a list");
+	snprintf(given, sizeof(given), "%.*s",
+		 (int)(len > CUSTODY_NAME_MAX ? CUSTODY_NAME_MAX + 1 : len), text);
+	if ((r = cli_type_resolve(cli, given, name)) != CUSTODY_OK)
+		return r;
+	for (i = 0; i < o->n_types; i++)
+		if (strcmp(o->type_name[i], name) == 0)
+			return CUSTODY_OK;
+	if (o->n_types == CHANGE_TYPES_MAX)
+		return cli_usage_error(cli, "-t: more than %d types", CHANGE_TYPES_MAX);
+	memcpy(o->type_name[o->n_types++], name, sizeof(name));
 	return CUSTODY_OK;
 }
 
 int
 change_opts_request(struct cli *cli, struct change_opts *o, custody_change_request *req)
 {
+	const char *p;
+	size_t i, len;
 	int r;
 
 	memset(req, 0, sizeof(*req));
-	if ((r = custody_type_canonical(o->type, o->type_name, NULL, &cli->err)) != CUSTODY_OK)
+	o->n_types = 0;
+	for (i = 0; i < o->types.n; i++)
+		for (p = o->types.item[i];; p += len + 1) {
+			len = strcspn(p, ",");
+			if ((r = add_type(cli, o, p, len)) != CUSTODY_OK)
+				return r;
+			if (p[len] == '\0')
+				break;
+		}
+	for (i = 0; i < o->n_types; i++) {
+		r = custody_identity_canonical(o->identity != NULL ? o->identity :
+					       cli_default_identity(cli, o->type_name[i]),
+					       o->identity_name[i], &cli->err);
+		if (r != CUSTODY_OK)
+			return r;
+	}
+	if (o->roll && (r = cli_time_parse(cli, "--effective-date", o->effective_date,
+					   &req->effective)) != CUSTODY_OK)
 		return r;
-	r = custody_identity_canonical(o->identity != NULL ? o->identity
-							   : cli_default_identity(cli, o->type_name),
-				       o->identity_name, &cli->err);
-	if (r != CUSTODY_OK)
-		return r;
-	if (o->roll &&
-	    (r = custody_time_parse(o->effective_date, &req->effective, &cli->err)) != CUSTODY_OK)
-		return custody_err_prefix(&cli->err, "--effective-date");
-	req->type = o->type_name;
-	req->identity = o->identity_name;
 	req->roll = o->roll;
+	change_opts_pick(o, 0, req);
 	return CUSTODY_OK;
+}
+
+void
+change_opts_pick(const struct change_opts *o, size_t i, custody_change_request *req)
+{
+	req->type = o->type_name[i];
+	req->identity = o->identity_name[i];
 }
 
 static int

@@ -17,34 +17,44 @@
  * command's cli_opt table; the command numbers its own options from
  * OPT_FIRST_CHANGE_COMMAND_OPTION.
  */
+#define CHANGE_TYPES_MAX 16
 struct change_opts {
-	const char *type;	/* as given (NULL: not given) */
+	struct cli_list types;	/* each -t as given: a type or "A,B,C" */
 	const char *identity;
 	const char *effective_date;
 	int roll;
-	/* change_opts_request: the canonical names the request points to */
-	char type_name[CUSTODY_NAME_MAX + 1];
-	char identity_name[CUSTODY_NAME_MAX + 1];
+	/* change_opts_request: the canonical names the requests point to */
+	size_t n_types;
+	char type_name[CHANGE_TYPES_MAX][CUSTODY_NAME_MAX + 1];
+	char identity_name[CHANGE_TYPES_MAX][CUSTODY_NAME_MAX + 1];
 };
+/* Whether -t was given. */
+#define change_opts_given(o) ((o)->types.n > 0)
 enum {
 	OPT_EFFECTIVE_DATE = OPT_FIRST_COMMAND_OPTION,
 	OPT_ROLL,
 	OPT_FIRST_CHANGE_COMMAND_OPTION,
 };
 #define CHANGE_OPTIONS(c) \
-	CLI_OPT_TEXT("type", 't', &(c)->type), \
+	CLI_OPT_LIST("type", 't', &(c)->types), \
 	CLI_OPT_TEXT("identity", 'i', &(c)->identity), \
 	CLI_OPT_TEXT("effective-date", OPT_EFFECTIVE_DATE, &(c)->effective_date), \
 	CLI_OPT_FLAG("roll", OPT_ROLL, &(c)->roll)
 
 /* The options that go together (EUSAGE): --roll with --effective-date,
- * -i and --roll with -t. */
-int change_opts_usage(struct cli *cli, const struct change_opts *o);
-/* The change request of -t TYPE (given): the canonical type, the
- * identity (default cli_default_identity) and the effective date of a
- * roll.  req points into o. */
+ * -i and --roll with -t; several types (-t A,B or -t A -t B) only where
+ * the command takes them (several). */
+int change_opts_usage(struct cli *cli, const struct change_opts *o, int several);
+/* The change request of -t TYPE (given): every type named, each a known
+ * type or one the configuration declares (cli_type_resolve), in the order
+ * given, once each; its identity (-i, else cli_default_identity of the
+ * type) and the effective date of a roll.  req is the first type's;
+ * change_opts_pick gives the others.  req points into o. */
 int change_opts_request(struct cli *cli, struct change_opts *o,
 			custody_change_request *req);
+/* req (as change_opts_request made it) for type i of o->n_types. */
+void change_opts_pick(const struct change_opts *o, size_t i,
+		      custody_change_request *req);
 
 /* The environment of an operation run for this command: its store and
  * token (opened on first need, cli_open_store / cli_open_token), node,

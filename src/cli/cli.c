@@ -78,9 +78,21 @@ cli_time_parse(struct cli *cli, const char *option, const char *text, int64_t *o
 	if (localtime_r(&t, &tm) == NULL ||
 	    strftime(local, sizeof(local), "%Y-%m-%d %H:%M %Z", &tm) == 0)
 		snprintf(local, sizeof(local), "unknown");
-	cli_note(cli, "%s %s means %s (%s local time)", option, text,
-		 custody_time_format(*out, utc), local);
+	snprintf(cli->date_note, sizeof(cli->date_note), "%s %s means %s (local time: %s)",
+		 option, text, custody_time_format(*out, utc), local);
 	return CUSTODY_OK;
+}
+
+int
+cli_type_resolve(struct cli *cli, const char *text, char out[CUSTODY_NAME_MAX + 1])
+{
+	char names[CUSTODY_CUSTOM_TYPES_MAX][CUSTODY_NAME_MAX + 1];
+	const char *declared[CUSTODY_CUSTOM_TYPES_MAX];
+	size_t n = custody_config_custom_types(&cli->cfg, names), i;
+
+	for (i = 0; i < n; i++)
+		declared[i] = names[i];
+	return custody_type_resolve(text, declared, n, out, &cli->err);
 }
 
 void
@@ -272,12 +284,17 @@ take_bound(struct cli *cli, int c, const char *arg, const struct bound *b)
 	const struct cli_opt *o;
 
 	for (o = b->opts; o != NULL && o->name != NULL; o++) {
-		if (o->val != c || (o->text == NULL && o->flag == NULL))
+		if (o->val != c || (o->text == NULL && o->flag == NULL && o->list == NULL))
 			continue;
 		if (o->text != NULL)
 			*o->text = arg;
-		else
+		else if (o->flag != NULL)
 			*o->flag = 1;
+		else if (o->list->n < CLI_LIST_MAX)
+			o->list->item[o->list->n++] = arg;
+		else
+			return cli_usage_error(cli, "--%s is given more than %d times",
+					       o->name, CLI_LIST_MAX);
 		return CUSTODY_OK;
 	}
 	return b->on_option != NULL ? b->on_option(cli, c, arg, b->ctx) : CUSTODY_OK;

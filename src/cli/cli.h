@@ -54,6 +54,8 @@ struct cli {
 	struct cli_args args;
 	custody_config cfg;	/* file, then environment, then command line */
 	char node[CUSTODY_NAME_MAX + 1];
+	char date_note[160];	/* what a bare date means: said when the
+				   command succeeds (cli_time_parse) */
 	int64_t now;		/* --at, or the clock */
 	enum cli_output output;
 	int quiet, verbose;
@@ -118,16 +120,25 @@ struct command {
  * its value in *text, a flag sets *flag to 1, an option with neither is
  * handed to cli_parse's on_option.  A table ends with {NULL}.
  */
+/* The values of an option that may be given more than once, in order. */
+#define CLI_LIST_MAX 16
+struct cli_list {
+	const char *item[CLI_LIST_MAX];
+	size_t n;
+};
+
 struct cli_opt {
 	const char *name;
 	int has_arg;		/* no_argument, required_argument */
 	int val;		/* its getopt value (a letter, or an OPT_* above 255) */
-	const char **text;
+	const char **text;	/* keeps the value (the last, when repeated) */
 	int *flag;
+	struct cli_list *list;	/* keeps every value given */
 };
-#define CLI_OPT_TEXT(name, val, p) {(name), required_argument, (val), (p), NULL}
-#define CLI_OPT_FLAG(name, val, p) {(name), no_argument, (val), NULL, (p)}
-#define CLI_OPT(name, has_arg, val) {(name), (has_arg), (val), NULL, NULL}
+#define CLI_OPT_TEXT(name, val, p) {(name), required_argument, (val), (p), NULL, NULL}
+#define CLI_OPT_FLAG(name, val, p) {(name), no_argument, (val), NULL, (p), NULL}
+#define CLI_OPT_LIST(name, val, p) {(name), required_argument, (val), NULL, NULL, (p)}
+#define CLI_OPT(name, has_arg, val) {(name), (has_arg), (val), NULL, NULL, NULL}
 
 /*
  * Parses argv with the command's options (opts; NULL: it has none of its
@@ -221,10 +232,15 @@ void cli_warn(const char *fmt, ...) CUSTODY_PRINTF(1, 2);
 void cli_note(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 
 /* custody_time_parse of the value of option `option`, its name prefixed
- * to an error; a date alone is read as 00:00 UTC, and a note says which
- * instant that is in UTC and in local time. */
+ * to an error; a date alone is read as 00:00 UTC, and a note (when the
+ * command succeeds) says which instant that is, in UTC and local time. */
 int cli_time_parse(struct cli *cli, const char *option, const char *text,
 		   int64_t *out);
+
+/* The type a command that assigns may name (custody_type_resolve): a
+ * known type, or a custom one the configuration declares ([types]). */
+int cli_type_resolve(struct cli *cli, const char *text,
+		     char out[CUSTODY_NAME_MAX + 1]);
 /* Prints a narration line on stderr unless -q. */
 void cli_say(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 

@@ -55,7 +55,7 @@ check_options(struct cli *cli, struct import_opts *o, custody_change_request *re
 	if (o->package != NULL && (o->password_source != NULL || o->replicable))
 		return cli_usage_error(cli, "--package takes no --password-source and no "
 				       "--replicable: the key in it is wrapped, and replicates");
-	if ((r = change_opts_usage(cli, &o->change)) != CUSTODY_OK)
+	if ((r = change_opts_usage(cli, &o->change, 0)) != CUSTODY_OK)
 		return r;
 	if (o->password_source != NULL &&
 	    (r = custody_secret_source_check(o->password_source, &cli->err)) != CUSTODY_OK)
@@ -63,7 +63,7 @@ check_options(struct cli *cli, struct import_opts *o, custody_change_request *re
 	if (o->label != NULL && (o->label[0] == '\0' || strlen(o->label) > 255))
 		return cli_usage_error(cli, "--label must be 1 to 255 characters");
 	memset(req, 0, sizeof(*req));
-	if (o->change.type != NULL &&
+	if (change_opts_given(&o->change) &&
 	    (r = change_opts_request(cli, &o->change, req)) != CUSTODY_OK)
 		return r;
 	return cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON | 1u << OUT_THUMBPRINT);

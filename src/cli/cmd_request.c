@@ -80,10 +80,10 @@ check_combination(struct cli *cli, const struct request_opts *o)
 	if (!o->self_signed && o->days != NULL)
 		return cli_usage_error(cli, "--days goes with --self-signed");
 	if (!o->self_signed &&
-	    (o->change.type != NULL || o->change.identity != NULL || o->change.roll))
+	    (change_opts_given(&o->change) || o->change.identity != NULL || o->change.roll))
 		return cli_usage_error(cli, "-t, -i and --roll go with --self-signed (a request "
 				       "is assigned once its certificate is imported)");
-	if ((r = change_opts_usage(cli, &o->change)) != CUSTODY_OK)
+	if ((r = change_opts_usage(cli, &o->change, 0)) != CUSTODY_OK)
 		return r;
 	if (o->csr != NULL && o->csr[0] == '\0')
 		return cli_usage_error(cli, "--csr needs a file name");
@@ -136,7 +136,7 @@ check_options(struct cli *cli, struct request_opts *o, struct request *rq)
 	    CUSTODY_OK)
 		return r;
 	/* The assignment of a self-signed certificate. */
-	if (o->change.type != NULL &&
+	if (change_opts_given(&o->change) &&
 	    ((r = change_opts_request(cli, &o->change, &rq->change)) != CUSTODY_OK ||
 	     (r = custody_policy_check_identity(rq->change.type, rq->change.identity,
 						&cli->err)) != CUSTODY_OK))

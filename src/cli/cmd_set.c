@@ -45,11 +45,11 @@ check_options(struct cli *cli, struct set_opts *o, custody_change_request *req,
 {
 	int r;
 
-	if (o->change.type == NULL)
+	if (!change_opts_given(&o->change))
 		return cli_usage_error(cli, "-t TYPE is required");
 	if ((o->thumbprint == NULL) == (o->from_type == NULL))
 		return cli_usage_error(cli, "give exactly one of --thumbprint X and --from-type OTHER");
-	if ((r = change_opts_usage(cli, &o->change)) != CUSTODY_OK ||
+	if ((r = change_opts_usage(cli, &o->change, 1)) != CUSTODY_OK ||
 	    (r = change_opts_request(cli, &o->change, req)) != CUSTODY_OK)
 		return r;
 	if (o->from_type != NULL &&
@@ -115,14 +115,16 @@ out:
 }
 
 const char cmd_set_usage[] =
-	"custody set -t TYPE (--thumbprint X | --from-type OTHER) [-i IDENTITY]\n"
+	"custody set -t TYPE[,TYPE...] (--thumbprint X | --from-type OTHER) [-i IDENTITY]\n"
 	"            [--roll --effective-date TIME] [--dry-run]\n"
 	"\n"
 	"Without --roll the certificate becomes current now and the old current\n"
 	"becomes previous (a pending roll is cancelled). With --roll it becomes\n"
 	"pending and turns current at TIME on every node.\n"
 	"\n"
-	"  -t, --type TYPE           certificate type\n"
+	"  -t, --type TYPE[,TYPE...] certificate type: a known one or one custody.conf\n"
+	"                            declares ([types] custom); several (a list, or -t\n"
+	"                            again) are set together, in one transaction\n"
 	"  --thumbprint X            SHA-1 thumbprint, SHA-256 fingerprint or a unique\n"
 	"                            prefix of at least 8 hex digits\n"
 	"  --from-type OTHER         the current certificate of another type\n"
@@ -143,11 +145,12 @@ cmd_set(struct cli *cli, int argc, char **argv)
 		{NULL},
 	};
 	custody_change_request req;
-	custody_change ch;
+	custody_change ch[CHANGE_TYPES_MAX];
 	custody_ops_env env;
 	custody_txn tx;
 	char from_type[CUSTODY_NAME_MAX + 1];
 	custody_cert_record rec;
+	size_t i, n_noop = 0;
 	int r;
 
 	memset(&o, 0, sizeof(o));
@@ -163,18 +166,25 @@ cmd_set(struct cli *cli, int argc, char **argv)
 	if ((r = find_on_token(cli, &o, o.from_type != NULL ? from_type : NULL, &rec)) != CUSTODY_OK)
 		goto out;
 	change_env_now(cli, &env);
-	if ((r = custody_change_plan_cert(&env, &req, &rec, &ch, &cli->err)) != CUSTODY_OK)
-		goto out;
-	/* A no-op still records a roll that came due (get shows it, and
-	 * leaves the writing to a command that holds the token). */
-	if (o.dry_run || (ch.outcome.noop && !ch.outcome.rolled)) {
-		change_report(cli, &ch, o.dry_run);
-		goto out;
+	/* Each type planned on its own; written together or not at all. */
+	for (i = 0; i < o.change.n_types; i++) {
+		change_opts_pick(&o.change, i, &req);
+		if ((r = custody_change_plan_cert(&env, &req, &rec, &ch[i], &cli->err)) !=
+		    CUSTODY_OK)
+			goto out;
+		/* A no-op still records a roll that came due (get shows it,
+		 * and leaves the writing to a command that holds the token). */
+		if (ch[i].outcome.noop && !ch[i].outcome.rolled)
+			n_noop++;
 	}
-	custody_txn_init(&tx, cli->store, cli->token, cli->node, &cli->err);
-	if ((r = custody_change_apply(&tx, &rec, &ch)) != CUSTODY_OK)
-		goto out;
-	change_report(cli, &ch, 0);
+	if (!o.dry_run && n_noop < o.change.n_types) {
+		custody_txn_init(&tx, cli->store, cli->token, cli->node, &cli->err);
+		if ((r = custody_change_apply_all(&tx, &rec, ch, o.change.n_types)) !=
+		    CUSTODY_OK)
+			goto out;
+	}
+	for (i = 0; i < o.change.n_types; i++)
+		change_report(cli, &ch[i], o.dry_run);
 out:
 	custody_cert_record_clear(&rec);
 	return r;

@@ -209,6 +209,9 @@ main(int argc, char **argv)
 	}
 	if (r < 0) {
 		r = CUSTODY_OK;	/* --help */
+	} else if (r == CUSTODY_OK && cli.date_note[0] != '\0') {
+		/* After the output: a failure says its own instants. */
+		fprintf(stderr, "custody: %s: note: %s\n", cli.cmd, cli.date_note);
 	} else if (r != CUSTODY_OK) {
 		/* Messages may carry store, token or certificate text. */
 		fprintf(stderr, "custody: %s: %s\n", cli.cmd,

@@ -15,6 +15,8 @@
 #include <ini.h>
 
 #include <custody/config.h>
+#include <custody/log.h>
+#include <custody/policy.h>
 #include <custody/secret.h>
 
 /* What ini_parse_stream is working on, as the reader sees it.  inih
@@ -34,14 +36,64 @@ struct load {
 	int failed_code;
 };
 
-static const char *const sections = "[token], [store], [node], [policy]";
+static const char *const sections = "[token], [store], [node], [policy], [types]";
 
 static int
 known_section(const char *name)
 {
 	return strcmp(name, "token") == 0 || strcmp(name, "store") == 0 ||
-	       strcmp(name, "node") == 0 || strcmp(name, "policy") == 0;
+	       strcmp(name, "node") == 0 || strcmp(name, "policy") == 0 ||
+	       strcmp(name, "types") == 0;
 }
+
+#define TYPE_SEPARATORS ", \t"
+
+/* Splits a [types] custom value into names (at most
+ * CUSTODY_CUSTOM_TYPES_MAX, each a type name); returns how many, or -1
+ * with err set. */
+static int
+split_custom_types(const char *value, char names[][CUSTODY_NAME_MAX + 1],
+		   int warn, custody_err *err)
+{
+	const char *p = value;
+	char one[CUSTODY_NAME_MAX + 2];
+	size_t len;
+	int n = 0, known;
+
+	while (*(p += strspn(p, TYPE_SEPARATORS)) != '\0') {
+		len = strcspn(p, TYPE_SEPARATORS);
+		if (n == CUSTODY_CUSTOM_TYPES_MAX) {
+			custody_err_set(err, CUSTODY_EUSAGE, "[types] custom: more "
+					"than %d types", CUSTODY_CUSTOM_TYPES_MAX);
+			return -1;
+		}
+		snprintf(one, sizeof(one), "%.*s",
+			 (int)(len > CUSTODY_NAME_MAX ? CUSTODY_NAME_MAX + 1 : len), p);
+		if (custody_type_canonical(one, names[n], &known, err) != CUSTODY_OK) {
+			custody_err_prefix(err, "[types] custom");
+			return -1;
+		}
+		if (!known)
+			n++;
+		else if (warn)	/* a known type needs no declaring */
+			custody_warn("[types] custom: %s is a known type", names[n]);
+		p += len;
+	}
+	return n;
+}
+
+size_t
+custody_config_custom_types(const custody_config *cfg,
+			    char names[][CUSTODY_NAME_MAX + 1])
+{
+	int n;
+
+	if (cfg == NULL || cfg->custom_types == NULL)
+		return 0;
+	n = split_custom_types(cfg->custom_types, names, 0, NULL);
+	return n > 0 ? (size_t)n : 0;
+}
+
 
 /* Replaces *slot with a copy of value. */
 static int
@@ -67,6 +119,19 @@ unknown_key(const char *section, const char *key, const char *keys,
 			key, section);
 	custody_err_hint(err, "keys of [%s]: %s", section, keys);
 	return CUSTODY_EUSAGE;
+}
+
+static int
+set_types(custody_config *cfg, const char *key, const char *value,
+	  custody_err *err)
+{
+	char names[CUSTODY_CUSTOM_TYPES_MAX][CUSTODY_NAME_MAX + 1];
+
+	if (strcmp(key, "custom") != 0)
+		return unknown_key("types", key, "custom", err);
+	if (split_custom_types(value, names, 1, err) < 0)
+		return CUSTODY_EUSAGE;
+	return set_string(&cfg->custom_types, value, err);
 }
 
 static int
@@ -196,6 +261,8 @@ custody_config_set(custody_config *cfg, const char *section,
 		r = set_token(cfg, key, value, err);
 	else if (strcmp(section, "store") == 0)
 		r = set_store(cfg, key, value, err);
+	else if (strcmp(section, "types") == 0)
+		r = set_types(cfg, key, value, err);
 	else
 		r = set_node(cfg, key, value, err);
 out:
@@ -256,6 +323,7 @@ static const size_t string_fields[] = {
 	offsetof(custody_config, lock_dir),
 	offsetof(custody_config, store_url),
 	offsetof(custody_config, node_name),
+	offsetof(custody_config, custom_types),
 };
 #define N_STRINGS (sizeof(string_fields) / sizeof(string_fields[0]))
 

@@ -185,12 +185,23 @@ out:
 int
 custody_change_apply(custody_txn *tx, const custody_cert_record *rec, custody_change *ch)
 {
+	return custody_change_apply_all(tx, rec, ch, 1);
+}
+
+int
+custody_change_apply_all(custody_txn *tx, const custody_cert_record *rec,
+			 custody_change *ch, size_t n)
+{
+	size_t i;
 	int r;
 
 	if ((r = custody_txn_begin(tx)) == CUSTODY_OK &&
-	    (r = custody_store_put_cert(tx->st, rec, tx->err)) == CUSTODY_OK &&
-	    (r = custody_change_write(tx, ch)) == CUSTODY_OK)
-		r = custody_txn_commit(tx);
+	    (r = custody_store_put_cert(tx->st, rec, tx->err)) == CUSTODY_OK) {
+		for (i = 0; i < n && r == CUSTODY_OK; i++)
+			r = custody_change_write(tx, &ch[i]);
+		if (r == CUSTODY_OK)
+			r = custody_txn_commit(tx);
+	}
 	custody_txn_end(tx, r);
 	return r;
 }
