@@ -619,77 +619,61 @@ int
 custody_type_canonical(const char *in, char out[CUSTODY_NAME_MAX + 1],
 		       int *known, custody_err *err)
 {
-	int r = CUSTODY_EUSAGE;
 	const char *canon;
 	char text[84];
+	int r;
 
 	out[0] = '\0';
 	if (known != NULL)
 		*known = 0;
-	if (in == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid type name: none given");
-		goto out;
-	}
+	if (in == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid type name: none given");
 	if ((canon = known_type(in)) != NULL) {
-		snprintf(out, CUSTODY_NAME_MAX + 1, "%s", canon);
 		if (known != NULL)
 			*known = 1;
-		r = CUSTODY_OK;
-		goto out;
-	}
-	if (!valid_name(in, is_alpha, "_-")) {
+		in = canon;
+	} else if (!valid_name(in, is_alpha, "_-")) {
 		shown(in, text);
-		custody_err_set(err, CUSTODY_EUSAGE,
-				"invalid type name '%s': a type is a known type "
-				"or a custom name of at most %d letters, digits, "
-				"'_' and '-' that starts with a letter", text,
-				CUSTODY_NAME_MAX);
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "invalid type name '%s': a type is a known "
+				    "type or a custom name of at most %d letters, "
+				    "digits, '_' and '-' that starts with a "
+				    "letter", text, CUSTODY_NAME_MAX);
 		custody_err_hint(err, "known types: Default, "
 				 "WebServicesInternal, WebServicesExternal, "
 				 "OAuthTokenIssuer, AudioVideoAuthentication, "
 				 "XmppServer, Internal, External, "
 				 "AccessEdgeExternal, DataEdgeExternal");
-		goto out;
+		return r;
 	}
 	snprintf(out, CUSTODY_NAME_MAX + 1, "%s", in);
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 int
 custody_identity_canonical(const char *in, char out[CUSTODY_NAME_MAX + 1],
 			   custody_err *err)
 {
-	int r = CUSTODY_EUSAGE;
 	char text[84];
 
 	out[0] = '\0';
-	if (in == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid identity: none given");
-		goto out;
-	}
+	if (in == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid identity: none given");
 	if (strcasecmp(in, CUSTODY_SCOPE_GLOBAL) == 0) {
-		snprintf(out, CUSTODY_NAME_MAX + 1, "%s", CUSTODY_SCOPE_GLOBAL);
-		r = CUSTODY_OK;
-		goto out;
-	}
-	if (!valid_name(in, is_alnum, "._-")) {
+		in = CUSTODY_SCOPE_GLOBAL;
+	} else if (!valid_name(in, is_alnum, "._-")) {
 		shown(in, text);
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid identity '%s': an identity is "
-				    "'global' or a node name of at most %d "
-				    "letters, digits, '.', '_' and '-' that "
-				    "starts with a letter or digit", text,
-				    CUSTODY_NAME_MAX);
-		goto out;
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid identity '%s': an identity is "
+				       "'global' or a node name of at most %d "
+				       "letters, digits, '.', '_' and '-' that "
+				       "starts with a letter or digit", text,
+				       CUSTODY_NAME_MAX);
 	}
 	snprintf(out, CUSTODY_NAME_MAX + 1, "%s", in);
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 int
