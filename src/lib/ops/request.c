@@ -269,28 +269,23 @@ static int
 build_csr(const custody_request *rq, X509_REQ **out, custody_err *err)
 {
 	STACK_OF(X509_EXTENSION) *exts = NULL;
-	X509_REQ *req = X509_REQ_new();
-	int r = CUSTODY_EFAIL;
+	X509_REQ *req = NULL;
+	int r;
 
 	*out = NULL;
-	if (req == NULL || X509_REQ_set_version(req, X509_REQ_VERSION_1) != 1 ||
-	    X509_REQ_set_subject_name(req, rq->subject) != 1 ||
-	    X509_REQ_set_pubkey(req, rq->pub) != 1) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL, "cannot make the request");
-		goto out;
-	}
 	if ((r = build_exts(rq, 0, &exts, err)) != CUSTODY_OK)
-		goto out;
-	if (X509_REQ_add_extensions(req, exts) != 1) {
+		return r;
+	if ((req = X509_REQ_new()) == NULL ||
+	    X509_REQ_set_version(req, X509_REQ_VERSION_1) != 1 ||
+	    X509_REQ_set_subject_name(req, rq->subject) != 1 ||
+	    X509_REQ_set_pubkey(req, rq->pub) != 1 ||
+	    X509_REQ_add_extensions(req, exts) != 1) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL, "cannot make the request");
-		goto out;
+		X509_REQ_free(req);
+		req = NULL;
 	}
-	*out = req;
-	req = NULL;
-	r = CUSTODY_OK;
-out:
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-	X509_REQ_free(req);
+	*out = req;
 	return r;
 }
 
@@ -359,20 +354,17 @@ write_pem(custody_request *rq, X509_REQ *req, custody_err *err)
 	BIO *bio = BIO_new(BIO_s_mem());
 	char *pem = NULL;
 	long len = 0;
-	int r = CUSTODY_EFAIL, closed;
+	int r = CUSTODY_EFAIL, closed = -1;
 
 	if (bio == NULL || PEM_write_bio_X509_REQ(bio, req) != 1 ||
 	    (len = BIO_get_mem_data(bio, &pem)) <= 0) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL, "cannot encode the request");
 		goto out;
 	}
-	if (custody_write_all(rq->fd, pem, (size_t)len) != 0 || fsync(rq->fd) != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL, "cannot write %s: %s", rq->csr_path,
-				    strerror(errno));
-		goto out;
+	if (custody_write_all(rq->fd, pem, (size_t)len) == 0 && fsync(rq->fd) == 0) {
+		closed = close(rq->fd);
+		rq->fd = -1;
 	}
-	closed = close(rq->fd);
-	rq->fd = -1;
 	if (closed != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL, "cannot write %s: %s", rq->csr_path,
 				    strerror(errno));
