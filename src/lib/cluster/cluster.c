@@ -1226,15 +1226,6 @@ out:
 
 /* ------------------------------------------------------------ sync */
 
-void
-custody_sync_result_clear(custody_sync_result *res)
-{
-	if (res == NULL)
-		return;
-	free(res->items);
-	memset(res, 0, sizeof(*res));
-}
-
 static int
 add_item(custody_sync_result *res, const char *thumbprint, const char *type,
 	 const char *slot, custody_err *err)
@@ -1700,6 +1691,15 @@ undo_unwraps(custody_token *tok, const custody_sync_result *res)
 				     "again: %s", it->key_id, it->thumbprint,
 				     e.msg);
 	}
+}
+
+void
+custody_sync_result_clear(custody_sync_result *res)
+{
+	if (res == NULL)
+		return;
+	free(res->items);
+	memset(res, 0, sizeof(*res));
 }
 
 int
