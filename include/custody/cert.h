@@ -89,6 +89,11 @@ int custody_name_next_cn(const X509_NAME *name, int *pos, char **utf8,
  * custody labels a key and its certificate with when given no label. */
 char *custody_cert_subject_cn(const X509 *x);
 
+/* x's notBefore and notAfter, in seconds since the epoch: 0, or -1 when
+ * either cannot be read. */
+int custody_cert_validity(const X509 *x, int64_t *not_before,
+			  int64_t *not_after);
+
 /* What an import file held.  key is NULL for a certificate alone.  chain
  * holds the other certificates of the file (never NULL after a successful
  * load; may be empty).  legacy is empty, or, for a PKCS#12 that only

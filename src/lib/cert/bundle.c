@@ -541,6 +541,14 @@ out:
 	return r;
 }
 
+static int
+broken_p12(const struct found *f, custody_err *err)
+{
+	return custody_err_openssl(err, CUSTODY_EFAIL,
+				   "cannot read %s: broken PKCS#12 contents",
+				   f->name);
+}
+
 /* Reads every key and certificate of p12, decrypting with pass. */
 static int
 p12_contents(PKCS12 *p12, const char *pass, struct found *f, custody_err *err)
@@ -552,9 +560,7 @@ p12_contents(PKCS12 *p12, const char *pass, struct found *f, custody_err *err)
 
 	safes = PKCS12_unpack_authsafes(p12);
 	if (safes == NULL) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL,
-					"cannot read %s: broken PKCS#12 contents",
-					f->name);
+		r = broken_p12(f, err);
 		goto out;
 	}
 	for (i = 0; i < sk_PKCS7_num(safes); i++) {
@@ -562,10 +568,7 @@ p12_contents(PKCS12 *p12, const char *pass, struct found *f, custody_err *err)
 		if (PKCS7_type_is_data(p7)) {
 			bags = PKCS12_unpack_p7data(p7);
 			if (bags == NULL) {
-				r = custody_err_openssl(err, CUSTODY_EFAIL,
-							"cannot read %s: broken "
-							"PKCS#12 contents",
-							f->name);
+				r = broken_p12(f, err);
 				goto out;
 			}
 		} else if (PKCS7_type_is_encrypted(p7)) {
@@ -1158,6 +1161,17 @@ contains(const unsigned char *data, size_t len, const char *s)
 	return 0;
 }
 
+void
+custody_bundle_free(custody_bundle *b)
+{
+	if (b == NULL)
+		return;
+	EVP_PKEY_free(b->key);
+	X509_free(b->cert);
+	sk_X509_pop_free(b->chain, X509_free);
+	memset(b, 0, sizeof(*b));
+}
+
 static int
 parse_named(const unsigned char *data, size_t len, const char *password,
 	    const char *name, custody_bundle *out, custody_err *err)
@@ -1324,15 +1338,4 @@ out:
 	if (fd >= 0)
 		close(fd);
 	return r;
-}
-
-void
-custody_bundle_free(custody_bundle *b)
-{
-	if (b == NULL)
-		return;
-	EVP_PKEY_free(b->key);
-	X509_free(b->cert);
-	sk_X509_pop_free(b->chain, X509_free);
-	memset(b, 0, sizeof(*b));
 }

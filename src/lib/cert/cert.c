@@ -83,6 +83,15 @@ asn1_time_unix(const ASN1_TIME *t, int64_t *out)
 	return 0;
 }
 
+int
+custody_cert_validity(const X509 *x, int64_t *not_before, int64_t *not_after)
+{
+	if (asn1_time_unix(X509_get0_notBefore(x), not_before) != 0 ||
+	    asn1_time_unix(X509_get0_notAfter(x), not_after) != 0)
+		return -1;
+	return 0;
+}
+
 /* "PREFIX" followed by the bytes of s; control bytes, bytes above 0x7e
  * and backslashes are written as \xNN so that no name can hide a NUL or
  * a terminal escape in what the user is shown. */
@@ -516,8 +525,7 @@ custody_cert_record_from_x509(X509 *x, custody_cert_record *out,
 					"and serial number");
 		goto out;
 	}
-	if (asn1_time_unix(X509_get0_notBefore(x), &out->not_before) != 0 ||
-	    asn1_time_unix(X509_get0_notAfter(x), &out->not_after) != 0) {
+	if (custody_cert_validity(x, &out->not_before, &out->not_after) != 0) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL,
 					"cannot read the certificate's validity");
 		goto out;

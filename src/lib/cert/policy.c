@@ -142,20 +142,27 @@ format_duration(int64_t s, char *buf, size_t size)
 
 /* ---------------------------------------------------------------- [policy] */
 
+/* The number of the setting key, from min to max (in unit): EUSAGE
+ * otherwise. */
 static int
-parse_int(const char *s, long min, long max, long *out)
+parse_number(const char *key, const char *s, long min, long max,
+	     const char *unit, int *out, custody_err *err)
 {
-	char *end;
-	long v;
+	char *end, text[84];
+	long v = 0;
 
-	if (s[0] == '\0' || !(is_digit(s[0]) || s[0] == '-'))
-		return -1;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
+	if (s[0] != '\0' && (is_digit(s[0]) || s[0] == '-')) {
+		errno = 0;
+		v = strtol(s, &end, 10);
+		if (errno == 0 && *end == '\0' && v >= min && v <= max) {
+			*out = (int)v;
+			return CUSTODY_OK;
+		}
+	}
+	shown(s, text);
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "invalid policy %s '%s': give a number of %s "
+			       "from %ld to %ld", key, text, unit, min, max);
 }
 
 /* "24h", "90m", "3600s", "2d" or plain seconds. */
@@ -302,7 +309,6 @@ custody_policy_set(custody_policy *p, const char *key, const char *value,
 		   custody_err *err)
 {
 	int r = CUSTODY_EUSAGE;
-	long v;
 	char text[84], name[84];
 
 	if (key == NULL || value == NULL) {
@@ -313,14 +319,9 @@ custody_policy_set(custody_policy *p, const char *key, const char *value,
 	shown(key, name);
 	shown(value, text);
 	if (strcmp(key, "min-rsa-bits") == 0) {
-		if (parse_int(value, 1024, 16384, &v) != 0) {
-			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "invalid policy min-rsa-bits '%s': "
-					    "give a number of bits from 1024 "
-					    "to 16384", text);
+		if ((r = parse_number(key, value, 1024, 16384, "bits",
+				      &p->min_rsa_bits, err)) != CUSTODY_OK)
 			goto out;
-		}
-		p->min_rsa_bits = (int)v;
 	} else if (strcmp(key, "ec-curves") == 0) {
 		if ((r = parse_curves(value, &p->ec_curves, err)) != CUSTODY_OK)
 			goto out;
@@ -342,14 +343,9 @@ custody_policy_set(custody_policy *p, const char *key, const char *value,
 			goto out;
 		}
 	} else if (strcmp(key, "warn-days") == 0) {
-		if (parse_int(value, 0, 3650, &v) != 0) {
-			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "invalid policy warn-days '%s': "
-					    "give a number of days from 0 to "
-					    "3650", text);
+		if ((r = parse_number(key, value, 0, 3650, "days",
+				      &p->warn_days, err)) != CUSTODY_OK)
 			goto out;
-		}
-		p->warn_days = (int)v;
 	} else {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
 				    "unknown policy key '%s': the keys are "
@@ -619,77 +615,61 @@ int
 custody_type_canonical(const char *in, char out[CUSTODY_NAME_MAX + 1],
 		       int *known, custody_err *err)
 {
-	int r = CUSTODY_EUSAGE;
 	const char *canon;
 	char text[84];
+	int r;
 
 	out[0] = '\0';
 	if (known != NULL)
 		*known = 0;
-	if (in == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid type name: none given");
-		goto out;
-	}
+	if (in == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid type name: none given");
 	if ((canon = known_type(in)) != NULL) {
-		snprintf(out, CUSTODY_NAME_MAX + 1, "%s", canon);
 		if (known != NULL)
 			*known = 1;
-		r = CUSTODY_OK;
-		goto out;
-	}
-	if (!valid_name(in, is_alpha, "_-")) {
+		in = canon;
+	} else if (!valid_name(in, is_alpha, "_-")) {
 		shown(in, text);
-		custody_err_set(err, CUSTODY_EUSAGE,
-				"invalid type name '%s': a type is a known type "
-				"or a custom name of at most %d letters, digits, "
-				"'_' and '-' that starts with a letter", text,
-				CUSTODY_NAME_MAX);
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "invalid type name '%s': a type is a known "
+				    "type or a custom name of at most %d letters, "
+				    "digits, '_' and '-' that starts with a "
+				    "letter", text, CUSTODY_NAME_MAX);
 		custody_err_hint(err, "known types: Default, "
 				 "WebServicesInternal, WebServicesExternal, "
 				 "OAuthTokenIssuer, AudioVideoAuthentication, "
 				 "XmppServer, Internal, External, "
 				 "AccessEdgeExternal, DataEdgeExternal");
-		goto out;
+		return r;
 	}
 	snprintf(out, CUSTODY_NAME_MAX + 1, "%s", in);
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 int
 custody_identity_canonical(const char *in, char out[CUSTODY_NAME_MAX + 1],
 			   custody_err *err)
 {
-	int r = CUSTODY_EUSAGE;
 	char text[84];
 
 	out[0] = '\0';
-	if (in == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid identity: none given");
-		goto out;
-	}
+	if (in == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid identity: none given");
 	if (strcasecmp(in, CUSTODY_SCOPE_GLOBAL) == 0) {
-		snprintf(out, CUSTODY_NAME_MAX + 1, "%s", CUSTODY_SCOPE_GLOBAL);
-		r = CUSTODY_OK;
-		goto out;
-	}
-	if (!valid_name(in, is_alnum, "._-")) {
+		in = CUSTODY_SCOPE_GLOBAL;
+	} else if (!valid_name(in, is_alnum, "._-")) {
 		shown(in, text);
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid identity '%s': an identity is "
-				    "'global' or a node name of at most %d "
-				    "letters, digits, '.', '_' and '-' that "
-				    "starts with a letter or digit", text,
-				    CUSTODY_NAME_MAX);
-		goto out;
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid identity '%s': an identity is "
+				       "'global' or a node name of at most %d "
+				       "letters, digits, '.', '_' and '-' that "
+				       "starts with a letter or digit", text,
+				       CUSTODY_NAME_MAX);
 	}
 	snprintf(out, CUSTODY_NAME_MAX + 1, "%s", in);
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 int

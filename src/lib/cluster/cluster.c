@@ -194,6 +194,21 @@ cluster_detach_token(custody_store *st, int attached)
 		custody_integrity_detach(st);
 }
 
+/* cluster_attach_token for a token that may do cluster work: "cannot
+ * <what>" otherwise (custody_token_require_cluster). */
+static int
+attach_cluster_token(custody_token *tok, custody_store *st, const char *what,
+		     int *attached, custody_err *err)
+{
+	int r;
+
+	*attached = 0;
+	if (tok != NULL &&
+	    (r = custody_token_require_cluster(tok, what, err)) != CUSTODY_OK)
+		return r;
+	return cluster_attach_token(tok, st, attached, err);
+}
+
 /* Forgets the KEK wrapped for a node and its signed admission. */
 static void
 drop_admission(custody_node_record *rec)
@@ -258,10 +273,10 @@ out:
 	return r;
 }
 
-static int
-kek_create_attached(custody_token *tok, custody_store *st,
-		   const char *node, char kcv_out[CUSTODY_KCV_HEX + 1],
-		   custody_err *err)
+int
+custody_cluster_kek_create(custody_token *tok, custody_store *st,
+			   const char *node, char kcv_out[CUSTODY_KCV_HEX + 1],
+			   custody_err *err)
 {
 	char kcv[CUSTODY_KCV_HEX + 1], seen[CUSTODY_KCV_HEX + 1];
 	char tagged[CUSTODY_KCV_HEX + 1];
@@ -270,10 +285,12 @@ kek_create_attached(custody_token *tok, custody_store *st,
 	unsigned char *authority = NULL;
 	size_t authority_len = 0;
 	custody_txn tx;
-	int r;
+	int attached, r;
 
 	custody_txn_init(&tx, st, tok, node, err);
-	if ((r = check_node(node, err)) != CUSTODY_OK ||
+	if ((r = attach_cluster_token(tok, st, "create the cluster KEK",
+				      &attached, err)) != CUSTODY_OK ||
+	    (r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = read_store_kcv(st, seen, err)) != CUSTODY_OK)
 		goto out;
 	if (seen[0] != '\0') {
@@ -354,6 +371,7 @@ kek_create_attached(custody_token *tok, custody_store *st,
 out:
 	custody_txn_end(&tx, r);
 	free(authority);
+	cluster_detach_token(st, attached);
 	return r;
 }
 
@@ -535,21 +553,23 @@ out:
 	return r;
 }
 
-static int
-node_enroll_attached(custody_token *tok, custody_store *st,
-		    const char *node, const char *authority_fp,
-		    custody_err *err)
+int
+custody_cluster_node_enroll(custody_token *tok, custody_store *st,
+			    const char *node, const char *authority_fp,
+			    custody_err *err)
 {
 	custody_node_record rec;
 	unsigned char *spki = NULL;
 	size_t spki_len = 0;
 	char fp[CLUSTER_FP_SIZE], detail[256], have[CUSTODY_KCV_HEX + 1];
 	custody_txn tx;
-	int r, stored = 0, pinned = 0;
+	int attached, r, stored = 0, pinned = 0;
 
 	memset(&rec, 0, sizeof(rec));
 	custody_txn_init(&tx, st, tok, node, err);
-	if ((r = check_node(node, err)) != CUSTODY_OK)
+	if ((r = attach_cluster_token(tok, st, "enroll in a cluster", &attached,
+				      err)) != CUSTODY_OK ||
+	    (r = check_node(node, err)) != CUSTODY_OK)
 		goto out;
 	r = custody_store_get_node(st, node, &rec, err);
 	if (r == CUSTODY_OK)
@@ -646,6 +666,7 @@ out:
 	custody_txn_end(&tx, r);
 	free(spki);
 	custody_node_record_clear(&rec);
+	cluster_detach_token(st, attached);
 	return r;
 }
 
@@ -769,13 +790,13 @@ out:
 	return r;
 }
 
-static int
-node_admit_attached(custody_token *tok, custody_store *st,
-		    const char *this_node, const char *node,
-		    const char *confirmed_fp,
-		    const char *so_pin, size_t so_pin_len,
-		    const char *user_pin, size_t user_pin_len,
-		    custody_err *err)
+int
+custody_cluster_node_admit(custody_token *tok, custody_store *st,
+			   const char *this_node, const char *node,
+			   const char *confirmed_fp,
+			   const char *so_pin, size_t so_pin_len,
+			   const char *user_pin, size_t user_pin_len,
+			   custody_err *err)
 {
 	custody_node_record rec;
 	unsigned char *blob = NULL, *sig = NULL;
@@ -784,11 +805,13 @@ node_admit_attached(custody_token *tok, custody_store *st,
 	char fp[CLUSTER_FP_SIZE], authority_fp[CLUSTER_FP_SIZE], detail[320];
 	char *msg = NULL;
 	custody_txn tx;
-	int r;
+	int attached, r;
 
 	memset(&rec, 0, sizeof(rec));
 	custody_txn_init(&tx, st, tok, this_node, err);
-	if ((r = check_node(this_node, err)) != CUSTODY_OK ||
+	if ((r = attach_cluster_token(tok, st, "admit nodes to a cluster",
+				      &attached, err)) != CUSTODY_OK ||
+	    (r = check_node(this_node, err)) != CUSTODY_OK ||
 	    (r = check_node(node, err)) != CUSTODY_OK)
 		goto out;
 	r = custody_store_get_node(st, node, &rec, err);
@@ -871,6 +894,7 @@ out:
 	free(sig);
 	free(msg);
 	custody_node_record_clear(&rec);
+	cluster_detach_token(st, attached);
 	return r;
 }
 
@@ -983,20 +1007,22 @@ out:
 	return r;
 }
 
-static int
-node_join_attached(custody_token *tok, custody_store *st,
-		  const char *node, const char *confirmed_check,
-		  custody_err *err)
+int
+custody_cluster_node_join(custody_token *tok, custody_store *st,
+			  const char *node, const char *confirmed_check,
+			  custody_err *err)
 {
 	custody_node_record rec;
 	char kcv[CUSTODY_KCV_HEX + 1], have[CUSTODY_KCV_HEX + 1];
 	custody_err ignored;
 	custody_txn tx;
-	int r, had_kek = 0;
+	int attached, r, had_kek = 0;
 
 	memset(&rec, 0, sizeof(rec));
 	custody_txn_init(&tx, st, tok, node, err);
-	if ((r = check_node(node, err)) != CUSTODY_OK ||
+	if ((r = attach_cluster_token(tok, st, "join a cluster", &attached,
+				      err)) != CUSTODY_OK ||
+	    (r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = need_store_kcv(st, "join the cluster", kcv, err)) != CUSTODY_OK)
 		goto out;
 	if ((r = read_token_kcv(tok, have, err)) != CUSTODY_OK) {
@@ -1088,22 +1114,25 @@ node_join_attached(custody_token *tok, custody_store *st,
 out:
 	custody_txn_end(&tx, r);
 	custody_node_record_clear(&rec);
+	cluster_detach_token(st, attached);
 	return r;
 }
 
 /* ------------------------------------------------------------ packages */
 
-static int
-package_put_attached(custody_token *tok, custody_store *st,
-		    const char *node, const char *thumbprint,
-		    const char *key_id, custody_err *err)
+int
+custody_cluster_package_put(custody_token *tok, custody_store *st,
+			    const char *node, const char *thumbprint,
+			    const char *key_id, custody_err *err)
 {
 	custody_package_record rec;
 	char kcv[CUSTODY_KCV_HEX + 1];
-	int r;
+	int attached, r;
 
 	memset(&rec, 0, sizeof(rec));
-	if ((r = check_node(node, err)) != CUSTODY_OK ||
+	if ((r = attach_cluster_token(tok, st, "package keys for the cluster",
+				      &attached, err)) != CUSTODY_OK ||
+	    (r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
 	    (r = need_cluster_kek(tok, st, "package a key", kcv, err)) !=
 	    CUSTODY_OK)
@@ -1127,6 +1156,7 @@ package_put_attached(custody_token *tok, custody_store *st,
 	r = CUSTODY_OK;
 out:
 	custody_package_record_clear(&rec);
+	cluster_detach_token(st, attached);
 	return r;
 }
 
@@ -1195,15 +1225,6 @@ out:
 }
 
 /* ------------------------------------------------------------ sync */
-
-void
-custody_sync_result_clear(custody_sync_result *res)
-{
-	if (res == NULL)
-		return;
-	free(res->items);
-	memset(res, 0, sizeof(*res));
-}
 
 static int
 add_item(custody_sync_result *res, const char *thumbprint, const char *type,
@@ -1672,6 +1693,15 @@ undo_unwraps(custody_token *tok, const custody_sync_result *res)
 	}
 }
 
+void
+custody_sync_result_clear(custody_sync_result *res)
+{
+	if (res == NULL)
+		return;
+	free(res->items);
+	memset(res, 0, sizeof(*res));
+}
+
 int
 custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
 		     int64_t now, custody_sync_result *res, custody_err *err)
@@ -1738,9 +1768,9 @@ out:
 
 /* ------------------------------------------------------------ seal */
 
-static int
-seal_attached(custody_token *tok, custody_store *st, const char *node,
-		const char *thumbprint, int force, custody_err *err)
+int
+custody_cluster_seal(custody_token *tok, custody_store *st, const char *node,
+		     const char *thumbprint, int force, custody_err *err)
 {
 	custody_cert_record cert;
 	custody_node_record *nodes = NULL;
@@ -1749,11 +1779,13 @@ seal_attached(custody_token *tok, custody_store *st, const char *node,
 	char missing[512] = "", who[512] = "", detail[768];
 	size_t mlen = 0, wlen = 0;
 	custody_txn tx;
-	int present = 0, r;
+	int present = 0, attached, r;
 
 	memset(&cert, 0, sizeof(cert));
 	custody_txn_init(&tx, st, tok, node, err);
-	if ((r = check_node(node, err)) != CUSTODY_OK ||
+	if ((r = attach_cluster_token(tok, st, "seal keys of the cluster",
+				      &attached, err)) != CUSTODY_OK ||
+	    (r = check_node(node, err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK ||
 	    (r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
 	    (r = custody_cert_record_check(&cert, NULL, err)) != CUSTODY_OK ||
@@ -1839,6 +1871,7 @@ out:
 	custody_cert_record_clear(&cert);
 	custody_node_records_free(nodes, n_nodes);
 	free(reps);
+	cluster_detach_token(st, attached);
 	return r;
 }
 
@@ -2046,112 +2079,5 @@ out:
 	free(reps);
 	custody_audit_entries_free(log, n_log);
 	custody_node_records_free(nodes, n_nodes);
-	return r;
-}
-
-/* ------------------------------------------------- with the token attached */
-
-int
-custody_cluster_kek_create(custody_token *tok, custody_store *st,
-			   const char *node, char kcv[CUSTODY_KCV_HEX + 1],
-			   custody_err *err)
-{
-	int attached = 0, r;
-
-	if ((tok != NULL &&
-	     (r = custody_token_require_cluster(tok, "create the cluster KEK",
-						 err)) != CUSTODY_OK) ||
-	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
-		return r;
-	r = kek_create_attached(tok, st, node, kcv, err);
-	cluster_detach_token(st, attached);
-	return r;
-}
-
-int
-custody_cluster_node_enroll(custody_token *tok, custody_store *st,
-			    const char *node, const char *authority_fp,
-			    custody_err *err)
-{
-	int attached = 0, r;
-
-	if ((tok != NULL &&
-	     (r = custody_token_require_cluster(tok, "enroll in a cluster",
-						 err)) != CUSTODY_OK) ||
-	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
-		return r;
-	r = node_enroll_attached(tok, st, node, authority_fp, err);
-	cluster_detach_token(st, attached);
-	return r;
-}
-
-int
-custody_cluster_node_join(custody_token *tok, custody_store *st,
-			  const char *node, const char *confirmed_check,
-			  custody_err *err)
-{
-	int attached = 0, r;
-
-	if ((tok != NULL &&
-	     (r = custody_token_require_cluster(tok, "join a cluster",
-						 err)) != CUSTODY_OK) ||
-	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
-		return r;
-	r = node_join_attached(tok, st, node, confirmed_check, err);
-	cluster_detach_token(st, attached);
-	return r;
-}
-
-int
-custody_cluster_package_put(custody_token *tok, custody_store *st,
-			    const char *node, const char *thumbprint,
-			    const char *key_id, custody_err *err)
-{
-	int attached = 0, r;
-
-	if ((tok != NULL &&
-	     (r = custody_token_require_cluster(tok, "package keys for the cluster",
-						 err)) != CUSTODY_OK) ||
-	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
-		return r;
-	r = package_put_attached(tok, st, node, thumbprint, key_id, err);
-	cluster_detach_token(st, attached);
-	return r;
-}
-
-int
-custody_cluster_seal(custody_token *tok, custody_store *st, const char *node,
-		     const char *thumbprint, int force, custody_err *err)
-{
-	int attached = 0, r;
-
-	if ((tok != NULL &&
-	     (r = custody_token_require_cluster(tok, "seal keys of the cluster",
-						 err)) != CUSTODY_OK) ||
-	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
-		return r;
-	r = seal_attached(tok, st, node, thumbprint, force, err);
-	cluster_detach_token(st, attached);
-	return r;
-}
-
-int
-custody_cluster_node_admit(custody_token *tok, custody_store *st,
-			   const char *this_node, const char *node,
-			   const char *confirmed_fp,
-			   const char *so_pin, size_t so_pin_len,
-			   const char *user_pin, size_t user_pin_len,
-			   custody_err *err)
-{
-	int attached = 0, r;
-
-	if ((tok != NULL &&
-	     (r = custody_token_require_cluster(tok, "admit nodes to a cluster",
-						 err)) != CUSTODY_OK) ||
-	    (r = cluster_attach_token(tok, st, &attached, err)) != CUSTODY_OK)
-		return r;
-	r = node_admit_attached(tok, st, this_node, node, confirmed_fp, so_pin,
-				so_pin_len, user_pin, user_pin_len, err);
-	cluster_detach_token(st, attached);
 	return r;
 }

@@ -227,39 +227,43 @@ set_serial(X509 *x, custody_err *err)
 	return r;
 }
 
+/* Adds every extension of exts to x: 1, or 0 when one cannot be added. */
+static int
+add_exts(X509 *x, const STACK_OF(X509_EXTENSION) *exts)
+{
+	int i;
+
+	for (i = 0; i < sk_X509_EXTENSION_num(exts); i++)
+		if (X509_add_ext(x, sk_X509_EXTENSION_value(exts, i), -1) != 1)
+			return 0;
+	return 1;
+}
+
 /* The certificate, unsigned: self-signed, valid from a few minutes ago
  * (clocks of a cluster differ) for `days` days. */
 static int
 build_cert(const custody_request *rq, long days, X509 **out, custody_err *err)
 {
 	STACK_OF(X509_EXTENSION) *exts = NULL;
-	X509 *x = X509_new();
+	X509 *x = NULL;
 	time_t now = (time_t)rq->now;
-	int i, r = CUSTODY_EFAIL;
+	int r;
 
 	*out = NULL;
-	if (x == NULL || X509_set_version(x, X509_VERSION_3) != 1 ||
+	if ((r = build_exts(rq, 1, &exts, err)) != CUSTODY_OK)
+		return r;
+	if ((x = X509_new()) == NULL || X509_set_version(x, X509_VERSION_3) != 1 ||
 	    X509_set_subject_name(x, rq->subject) != 1 ||
 	    X509_set_issuer_name(x, rq->subject) != 1 ||
 	    X509_set_pubkey(x, rq->pub) != 1 ||
 	    X509_time_adj_ex(X509_getm_notBefore(x), 0, -300, &now) == NULL ||
-	    X509_time_adj_ex(X509_getm_notAfter(x), (int)days, 0, &now) == NULL) {
+	    X509_time_adj_ex(X509_getm_notAfter(x), (int)days, 0, &now) == NULL ||
+	    !add_exts(x, exts)) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL, "cannot make the certificate");
-		goto out;
+	} else if ((r = set_serial(x, err)) == CUSTODY_OK) {
+		*out = x;
+		x = NULL;
 	}
-	if ((r = set_serial(x, err)) != CUSTODY_OK ||
-	    (r = build_exts(rq, 1, &exts, err)) != CUSTODY_OK)
-		goto out;
-	for (i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
-		if (X509_add_ext(x, sk_X509_EXTENSION_value(exts, i), -1) != 1) {
-			r = custody_err_openssl(err, CUSTODY_EFAIL, "cannot make the certificate");
-			goto out;
-		}
-	}
-	*out = x;
-	x = NULL;
-	r = CUSTODY_OK;
-out:
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
 	X509_free(x);
 	return r;
@@ -269,28 +273,23 @@ static int
 build_csr(const custody_request *rq, X509_REQ **out, custody_err *err)
 {
 	STACK_OF(X509_EXTENSION) *exts = NULL;
-	X509_REQ *req = X509_REQ_new();
-	int r = CUSTODY_EFAIL;
+	X509_REQ *req = NULL;
+	int r;
 
 	*out = NULL;
-	if (req == NULL || X509_REQ_set_version(req, X509_REQ_VERSION_1) != 1 ||
-	    X509_REQ_set_subject_name(req, rq->subject) != 1 ||
-	    X509_REQ_set_pubkey(req, rq->pub) != 1) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL, "cannot make the request");
-		goto out;
-	}
 	if ((r = build_exts(rq, 0, &exts, err)) != CUSTODY_OK)
-		goto out;
-	if (X509_REQ_add_extensions(req, exts) != 1) {
+		return r;
+	if ((req = X509_REQ_new()) == NULL ||
+	    X509_REQ_set_version(req, X509_REQ_VERSION_1) != 1 ||
+	    X509_REQ_set_subject_name(req, rq->subject) != 1 ||
+	    X509_REQ_set_pubkey(req, rq->pub) != 1 ||
+	    X509_REQ_add_extensions(req, exts) != 1) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL, "cannot make the request");
-		goto out;
+		X509_REQ_free(req);
+		req = NULL;
 	}
-	*out = req;
-	req = NULL;
-	r = CUSTODY_OK;
-out:
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-	X509_REQ_free(req);
+	*out = req;
 	return r;
 }
 
@@ -359,20 +358,17 @@ write_pem(custody_request *rq, X509_REQ *req, custody_err *err)
 	BIO *bio = BIO_new(BIO_s_mem());
 	char *pem = NULL;
 	long len = 0;
-	int r = CUSTODY_EFAIL, closed;
+	int r = CUSTODY_EFAIL, closed = -1;
 
 	if (bio == NULL || PEM_write_bio_X509_REQ(bio, req) != 1 ||
 	    (len = BIO_get_mem_data(bio, &pem)) <= 0) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL, "cannot encode the request");
 		goto out;
 	}
-	if (custody_write_all(rq->fd, pem, (size_t)len) != 0 || fsync(rq->fd) != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL, "cannot write %s: %s", rq->csr_path,
-				    strerror(errno));
-		goto out;
+	if (custody_write_all(rq->fd, pem, (size_t)len) == 0 && fsync(rq->fd) == 0) {
+		closed = close(rq->fd);
+		rq->fd = -1;
 	}
-	closed = close(rq->fd);
-	rq->fd = -1;
 	if (closed != 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL, "cannot write %s: %s", rq->csr_path,
 				    strerror(errno));

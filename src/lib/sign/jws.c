@@ -343,6 +343,18 @@ encode_json(const json_t *value)
 	return b64;
 }
 
+/* "a.b", malloc'ed; NULL when out of memory. */
+static char *
+dot_join(const char *a, const char *b)
+{
+	size_t size = strlen(a) + 1 + strlen(b) + 1;
+	char *s = malloc(size);
+
+	if (s != NULL)
+		snprintf(s, size, "%s.%s", a, b);
+	return s;
+}
+
 int
 custody_jws_issue(const char *claims_json, int64_t now, int64_t lifetime,
 		  const char *alg, const char *thumbprint_hex, const char *kid,
@@ -351,9 +363,9 @@ custody_jws_issue(const char *claims_json, int64_t now, int64_t lifetime,
 {
 	char x5t[CUSTODY_JWS_X5T_SIZE];
 	json_t *claims = NULL, *header = NULL;
-	char *h64 = NULL, *p64 = NULL, *s64 = NULL, *input = NULL, *token = NULL;
+	char *h64 = NULL, *p64 = NULL, *s64 = NULL, *input = NULL;
 	unsigned char *sig = NULL;
-	size_t sig_len = 0, ilen;
+	size_t sig_len = 0;
 	int a, r = CUSTODY_EFAIL;
 
 	*out_token = NULL;
@@ -375,17 +387,13 @@ custody_jws_issue(const char *claims_json, int64_t now, int64_t lifetime,
 	header = json_pack("{s:s, s:s, s:s, s:s}", "alg", custody_jws_alg_name(a),
 			   "typ", "JWT", "x5t", x5t, "kid", kid != NULL ? kid : x5t);
 	if (header == NULL || (h64 = encode_json(header)) == NULL ||
-	    (p64 = encode_json(claims)) == NULL) {
+	    (p64 = encode_json(claims)) == NULL ||
+	    (input = dot_join(h64, p64)) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL, "cannot encode the token: out of memory");
 		goto out;
 	}
-	ilen = strlen(h64) + 1 + strlen(p64);
-	if ((input = malloc(ilen + 1)) == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL, "cannot encode the token: out of memory");
-		goto out;
-	}
-	snprintf(input, ilen + 1, "%s.%s", h64, p64);
-	if ((r = sign(ctx, a, (const unsigned char *)input, ilen, &sig, &sig_len, err)) != CUSTODY_OK) {
+	if ((r = sign(ctx, a, (const unsigned char *)input, strlen(input), &sig, &sig_len,
+		      err)) != CUSTODY_OK) {
 		if (err != NULL && err->msg[0] == '\0')
 			custody_err_set(err, r, "the signer failed");
 		goto out;
@@ -398,13 +406,10 @@ custody_jws_issue(const char *claims_json, int64_t now, int64_t lifetime,
 		goto out;
 	}
 	if ((s64 = custody_base64url_encode(sig, sig_len)) == NULL ||
-	    (token = malloc(ilen + 1 + strlen(s64) + 1)) == NULL) {
+	    (*out_token = dot_join(input, s64)) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL, "cannot encode the token: out of memory");
 		goto out;
 	}
-	snprintf(token, ilen + 1 + strlen(s64) + 1, "%s.%s", input, s64);
-	*out_token = token;
-	token = NULL;
 	r = CUSTODY_OK;
 out:
 	json_decref(claims);
@@ -413,7 +418,6 @@ out:
 	free(p64);
 	free(s64);
 	free(input);
-	free(token);
 	OPENSSL_free(sig);
 	return r;
 }
@@ -643,19 +647,6 @@ check_times(json_t *claims, int64_t now, int64_t skew, custody_err *err)
 	return CUSTODY_OK;
 }
 
-/* The instant of an ASN1_TIME, in seconds since the epoch. */
-static int
-asn1_unix(const ASN1_TIME *t, int64_t *out)
-{
-	struct tm tm;
-
-	memset(&tm, 0, sizeof(tm));
-	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
-		return -1;
-	*out = (int64_t)timegm(&tm);
-	return 0;
-}
-
 /* The certificate that signed is valid at now (notBefore <= now <=
  * notAfter), read from the certificate itself, not from the record. */
 static int
@@ -664,8 +655,7 @@ check_cert_validity(X509 *x, const char *thumbprint, int64_t now, custody_err *e
 	char t1[CUSTODY_TIME_TEXT], t2[CUSTODY_TIME_TEXT];
 	int64_t nb = 0, na = 0;
 
-	if (asn1_unix(X509_get0_notBefore(x), &nb) != 0 ||
-	    asn1_unix(X509_get0_notAfter(x), &na) != 0)
+	if (custody_cert_validity(x, &nb, &na) != 0)
 		return custody_err_set(err, CUSTODY_EFAIL,
 				       "certificate %s: cannot read its validity period",
 				       thumbprint);

@@ -26,6 +26,8 @@
 #include <custody/store.h>
 #include <custody/token.h>
 
+#include "sign/internal.h"
+
 #define N_SETTINGS (CUSTODY_KEYREF_NODE + 1)
 
 struct custody_keyref {
@@ -316,10 +318,12 @@ keep_string(char **slot, const char *value, custody_err *err)
 static int
 ensure_token(custody_keyref *kr, const custody_config *cfg, custody_err *err)
 {
-	custody_token_spec spec;
-	custody_secret pin = {NULL, 0};
+	const custody_token_spec spec = {
+		.module = cfg->module, .label = cfg->token_label,
+		.uri = cfg->token_uri, .lock_dir = cfg->lock_dir,
+		.lock_timeout = cfg->lock_timeout,
+	};
 	custody_token *tok = NULL;
-	char prompt[256];
 	int r = CUSTODY_EFAIL;
 
 	if (kr->tok != NULL) {
@@ -335,38 +339,13 @@ ensure_token(custody_keyref *kr, const custody_config *cfg, custody_err *err)
 		r = CUSTODY_OK;
 		goto out;
 	}
-	if (cfg->module == NULL || cfg->module[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "no PKCS#11 module configured");
-		custody_err_hint(err, "set CUSTODY_MODULE, token.module in the "
-				 "config file, or the engine's MODULE");
-		goto out;
-	}
-	if (cfg->pin_source == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "no PIN source configured");
-		custody_err_hint(err, "set CUSTODY_PIN_SOURCE=file:PATH|env:VAR|"
-				 "fd:N|prompt, token.pin-source in the config "
-				 "file, or the engine's PIN_SOURCE");
-		goto out;
-	}
-	if ((r = custody_secret_source_check(cfg->pin_source, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	memset(&spec, 0, sizeof(spec));
-	spec.module = cfg->module;
-	spec.label = cfg->token_label;
-	spec.uri = cfg->token_uri;
-	spec.lock_dir = cfg->lock_dir;
-	spec.lock_timeout = cfg->lock_timeout;
-	if ((r = custody_token_open(&spec, &tok, err)) != CUSTODY_OK)
-		goto out;
-	snprintf(prompt, sizeof(prompt), "User PIN for token %s: ",
-		 custody_token_label(tok));
-	if ((r = custody_secret_read(cfg->pin_source, prompt, &pin, err)) !=
-	    CUSTODY_OK ||
-	    (r = custody_token_login(tok, pin.data != NULL ? pin.data : "",
-				     pin.len, err)) != CUSTODY_OK ||
+	if ((r = sign_token_login(&spec, cfg->pin_source,
+				  "set CUSTODY_MODULE, token.module in the "
+				  "config file, or the engine's MODULE",
+				  "set CUSTODY_PIN_SOURCE=file:PATH|env:VAR|"
+				  "fd:N|prompt, token.pin-source in the config "
+				  "file, or the engine's PIN_SOURCE",
+				  &tok, err)) != CUSTODY_OK ||
 	    (r = keep_string(&kr->tok_module, cfg->module, err)) !=
 	    CUSTODY_OK ||
 	    (r = keep_string(&kr->tok_label, cfg->token_label, err)) !=
@@ -377,7 +356,6 @@ ensure_token(custody_keyref *kr, const custody_config *cfg, custody_err *err)
 	tok = NULL;
 	r = CUSTODY_OK;
 out:
-	custody_secret_clear(&pin);
 	if (tok != NULL) {
 		custody_token_close(tok);
 		free(kr->tok_module);

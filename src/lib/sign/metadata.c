@@ -49,6 +49,16 @@ bn_json(const BIGNUM *bn, int pad)
 	return s;
 }
 
+/* The curves a JWK names: custody's algorithm, crv, coordinate size. */
+static const struct {
+	const char *algo, *crv;
+	int size;
+} jwk_curves[] = {
+	{ "EC-P256", "P-256", 32 },
+	{ "EC-P384", "P-384", 48 },
+	{ "EC-P521", "P-521", 66 },
+};
+
 /* Adds the key members of pub (kty, alg, n/e or crv/x/y) to jwk. */
 static int
 add_key_members(json_t *jwk, EVP_PKEY *pub, const char *thumbprint,
@@ -56,48 +66,44 @@ add_key_members(json_t *jwk, EVP_PKEY *pub, const char *thumbprint,
 {
 	char algo[32];
 	BIGNUM *a = NULL, *b = NULL;
-	const char *crv = NULL;
+	const char *kty, *param_a, *param_b, *crv = NULL;
 	int size = 0, alg, r = CUSTODY_EFAIL;
+	size_t i;
 
 	custody_pkey_algorithm(pub, algo, sizeof(algo));
 	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA) {
-		if (EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &a) != 1 ||
-		    EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_E, &b) != 1) {
-			r = custody_err_openssl(err, CUSTODY_EFAIL,
-						"certificate %s: cannot read its RSA key", thumbprint);
-			goto out;
-		}
-		json_object_set_new(jwk, "kty", json_string("RSA"));
+		kty = "RSA";
+		param_a = OSSL_PKEY_PARAM_RSA_N;
+		param_b = OSSL_PKEY_PARAM_RSA_E;
 	} else if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC) {
-		if (strcmp(algo, "EC-P256") == 0) {
-			crv = "P-256";
-			size = 32;
-		} else if (strcmp(algo, "EC-P384") == 0) {
-			crv = "P-384";
-			size = 48;
-		} else if (strcmp(algo, "EC-P521") == 0) {
-			crv = "P-521";
-			size = 66;
-		}
+		for (i = 0; i < sizeof(jwk_curves) / sizeof(jwk_curves[0]); i++)
+			if (strcmp(algo, jwk_curves[i].algo) == 0) {
+				crv = jwk_curves[i].crv;
+				size = jwk_curves[i].size;
+			}
 		if (crv == NULL) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "certificate %s: its %s key has no JWK form (P-256, P-384, P-521 only)",
 					    thumbprint, algo);
 			goto out;
 		}
-		if (EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_X, &a) != 1 ||
-		    EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_Y, &b) != 1) {
-			r = custody_err_openssl(err, CUSTODY_EFAIL,
-						"certificate %s: cannot read its EC key", thumbprint);
-			goto out;
-		}
-		json_object_set_new(jwk, "kty", json_string("EC"));
+		kty = "EC";
+		param_a = OSSL_PKEY_PARAM_EC_PUB_X;
+		param_b = OSSL_PKEY_PARAM_EC_PUB_Y;
 	} else {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "certificate %s: its %s key has no JWK form (RSA and EC only)",
 				    thumbprint, algo);
 		goto out;
 	}
+	if (EVP_PKEY_get_bn_param(pub, param_a, &a) != 1 ||
+	    EVP_PKEY_get_bn_param(pub, param_b, &b) != 1) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"certificate %s: cannot read its %s key", thumbprint,
+					kty);
+		goto out;
+	}
+	json_object_set_new(jwk, "kty", json_string(kty));
 	json_object_set_new(jwk, "use", json_string("sig"));
 	/* kid and x5t come next; the caller adds them in this order. */
 	r = CUSTODY_OK;

@@ -31,6 +31,7 @@
 #include <custody/store.h>
 #include <custody/token.h>
 
+#include "sign/internal.h"
 #include "token/sign.h"
 
 #define LEASE_TICK_NS 20000000L	/* the lease thread looks every 20 ms   */
@@ -308,15 +309,53 @@ lease_main(void *arg)
 
 /* ----------------------------------------------------------- the token */
 
+int
+sign_token_login(const custody_token_spec *spec, const char *pin_source,
+		 const char *module_hint, const char *pin_hint,
+		 custody_token **out, custody_err *err)
+{
+	custody_secret pin = {NULL, 0};
+	custody_token *tok = NULL;
+	char prompt[256];
+	int r;
+
+	*out = NULL;
+	if (spec->module == NULL || spec->module[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "no PKCS#11 module configured");
+		custody_err_hint(err, "%s", module_hint);
+		return r;
+	}
+	if (pin_source == NULL) {
+		r = custody_err_set(err, CUSTODY_EUSAGE,
+				    "no PIN source configured");
+		custody_err_hint(err, "%s", pin_hint);
+		return r;
+	}
+	if ((r = custody_secret_source_check(pin_source, err)) != CUSTODY_OK ||
+	    (r = custody_token_open(spec, &tok, err)) != CUSTODY_OK)
+		return r;
+	snprintf(prompt, sizeof(prompt), "User PIN for token %s: ",
+		 custody_token_label(tok));
+	if ((r = custody_secret_read(pin_source, prompt, &pin, err)) ==
+	    CUSTODY_OK)
+		r = custody_token_login(tok, pin.data != NULL ? pin.data : "",
+					pin.len, err);
+	custody_secret_clear(&pin);
+	if (r == CUSTODY_OK)
+		*out = tok;
+	else
+		custody_token_close(tok);
+	return r;
+}
+
 /* Opens the token shared, logs in (the PIN read and cleansed here), opens
  * the pool and starts the lease thread.  ctx->mx held. */
 static int
 token_start(custody_ctx *ctx, custody_err *err)
 {
 	custody_token_spec spec;
-	custody_secret pin = {NULL, 0};
 	custody_token *tok = NULL;
-	char prompt[256];
 	int e, i, r = CUSTODY_EFAIL;
 
 	if (ctx->token_err.code != CUSTODY_OK) {
@@ -326,21 +365,6 @@ token_start(custody_ctx *ctx, custody_err *err)
 		r = ctx->token_err.code;
 		goto out;
 	}
-	if (ctx->module == NULL || ctx->module[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "no PKCS#11 module configured");
-		custody_err_hint(err, "give --module PATH, CUSTODY_MODULE or "
-				 "token.module in the config file");
-		goto out;
-	}
-	if (ctx->pin_source == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "no PIN source configured");
-		custody_err_hint(err, "give --pin-source file:PATH|env:VAR|"
-				 "fd:N|prompt, CUSTODY_PIN_SOURCE or "
-				 "token.pin-source");
-		goto out;
-	}
 	memset(&spec, 0, sizeof(spec));
 	spec.module = ctx->module;
 	spec.label = ctx->label;
@@ -348,17 +372,12 @@ token_start(custody_ctx *ctx, custody_err *err)
 	spec.lock_dir = ctx->lock_dir;
 	spec.lock_timeout = ctx->lock_timeout;
 	spec.shared = 1;
-	if ((r = custody_token_open(&spec, &tok, err)) != CUSTODY_OK)
-		goto out;
-	snprintf(prompt, sizeof(prompt), "User PIN for token %s: ",
-		 custody_token_label(tok));
-	if ((r = custody_secret_read(ctx->pin_source, prompt, &pin, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	r = custody_token_login(tok, pin.data != NULL ? pin.data : "",
-				pin.len, err);
-	custody_secret_clear(&pin);
-	if (r != CUSTODY_OK) {
+	if ((r = sign_token_login(&spec, ctx->pin_source,
+				  "give --module PATH, CUSTODY_MODULE or "
+				  "token.module in the config file",
+				  "give --pin-source file:PATH|env:VAR|fd:N|"
+				  "prompt, CUSTODY_PIN_SOURCE or "
+				  "token.pin-source", &tok, err)) != CUSTODY_OK) {
 		if (r == CUSTODY_EPIN && err != NULL)
 			ctx->token_err = *err;
 		goto out;
@@ -594,6 +613,15 @@ load_record(custody_signer *sg, custody_assignment *out, custody_err *err)
 
 /* ---------------------------------------------------------- the signer */
 
+void
+custody_signer_close(custody_signer *signer)
+{
+	if (signer == NULL)
+		return;
+	pthread_mutex_destroy(&signer->mx);
+	free(signer);
+}
+
 int
 custody_signer_open(custody_ctx *ctx, const char *type, const char *identity,
 		    custody_signer **out, custody_err *err)
@@ -634,15 +662,6 @@ custody_signer_open(custody_ctx *ctx, const char *type, const char *identity,
 out:
 	custody_signer_close(sg);
 	return r;
-}
-
-void
-custody_signer_close(custody_signer *signer)
-{
-	if (signer == NULL)
-		return;
-	pthread_mutex_destroy(&signer->mx);
-	free(signer);
 }
 
 /*
