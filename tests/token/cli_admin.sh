@@ -50,6 +50,15 @@ check "an empty store: get -o json prints [] and exits 0" [ "$rc" -eq 0 -a "$(py
 run get -t OAuthTokenIssuer -o json
 check "nothing assigned for the type: -o json prints [] (exit 3)" [ "$rc" -eq 3 -a "$(py 'print(d)')" = "[]" ]
 
+# ------------------------------------------------------------ import warns
+make_p12 soon soon.custody.test 10
+run import --path "$T/soon.p12"
+check "a certificate valid for 10 more days imports: exit 0" [ "$rc" -eq 0 ]
+check "…with a warning that it expires, and when" \
+	grep -q "warning: certificate $(thumbprint_of_p12 soon) expires on .*, in 9 day(s) (policy warn-days 30)" <<<"$err"
+run import --path "$T/a.p12"
+check "importing a certificate valid for a year warns of nothing" bash -c '! grep -q warning <<<"$1"' _ "$err"
+
 # ------------------------------------------------------------ types
 before=$(state)
 run set -t OAuthTokenIssuers --thumbprint "$A"

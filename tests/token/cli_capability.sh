@@ -8,6 +8,7 @@
 # token and the store unchanged.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
 setup_token cap
+declare_types EcSigner
 
 SHIM=${TOP_BUILDDIR:-}/tests/fault/.libs/p11shim.so
 if [ ! -f "$SHIM" ]; then

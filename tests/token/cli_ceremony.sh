@@ -175,9 +175,10 @@ check "…naming it" grep -q "node(s) node3 do not report holding its key" <<<"$
 # Four more replicable keys at global; then the store's packages are
 # damaged: one tampered, one cut, one replaced by the same key wrapped
 # under another KEK, one swapped for another key's package.
+printf '[types]\ncustom = Badtampered, Badtruncated, Badotherkek, Badmismatch\n' >"$T/types.conf"
 for n in tampered truncated otherkek mismatch; do
 	make_p12 "$n" "$n.custody.test" 30
-	on node1 import --path "$T/$n.p12" --replicable -t "Bad$n" -i global
+	on node1 import -c "$T/types.conf" --path "$T/$n.p12" --replicable -t "Bad$n" -i global
 	eval "tp_$n=$out"
 done
 check "four more replicable keys are packaged" [ "$(q "SELECT count(*) FROM packages")" -eq 6 ]

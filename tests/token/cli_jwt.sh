@@ -7,6 +7,7 @@
 # OAuthTokenIssuer must refuse has an RSA key.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
 setup_token
+declare_types JwtEc
 
 b64url_decode() { # stdin → bytes
 	local s

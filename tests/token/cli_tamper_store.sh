@@ -37,6 +37,7 @@ else
 	evil() { node_env evil "$CUSTODY_BIN" "$@"; }
 fi
 export CUSTODY_NODE=node1
+declare_types Doomed Spare
 db=$T/custody.db
 q() { sqlite3 "$db" "$1"; }
 not() { ! "$@"; }

@@ -90,6 +90,14 @@ setup_token() {
 	unset CUSTODY_SO_PIN_SOURCE
 }
 
+# declare_types NAME... — $T/types.conf declares these custom types
+# ([types] custom: a command that assigns takes no other), exported as
+# CUSTODY_CONFIG; the environment still gives everything else.
+declare_types() {
+	printf '[types]\ncustom = %s\n' "$*" >"$T/types.conf"
+	export CUSTODY_CONFIG="$T/types.conf"
+}
+
 # ock_token LABEL — openCryptoki's software token, reset and labelled
 # LABEL, its PINs in $T/user.pin and $T/so.pin; held (the lock of
 # scripts/test-opencryptoki.sh) until the script exits.  No software

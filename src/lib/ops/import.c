@@ -17,6 +17,7 @@
 #include <custody/hexfmt.h>
 #include <custody/log.h>
 #include <custody/ops.h>
+#include <custody/timefmt.h>
 
 /* One import as it goes. */
 struct import {
@@ -349,6 +350,29 @@ write_store(struct import *im, custody_txn *tx)
 					   "imported", im->err);
 }
 
+/* A certificate outside its validity, or near its end, imports (a
+ * renewal is often staged early, and an expired one may still be needed
+ * to verify) but is said: set refuses it later. */
+static void
+warn_validity(const custody_cert_record *rec, const custody_ops_env *env)
+{
+	char when[CUSTODY_TIME_TEXT];
+	int64_t left = rec->not_after - env->now;
+	int warn_days = env->policy != NULL ? env->policy->warn_days : 30;
+
+	if (left < 0)
+		custody_warn("certificate %s expired on %s: it cannot be assigned",
+			     rec->thumbprint, custody_time_format(rec->not_after, when));
+	else if (rec->not_before > env->now)
+		custody_warn("certificate %s is not valid before %s",
+			     rec->thumbprint, custody_time_format(rec->not_before, when));
+	else if (left < (int64_t)warn_days * 86400)
+		custody_warn("certificate %s expires on %s, in %lld day(s) (policy "
+			     "warn-days %d)", rec->thumbprint,
+			     custody_time_format(rec->not_after, when),
+			     (long long)(left / 86400), warn_days);
+}
+
 /* Checks and plans, before the token is written. */
 static int
 prepare(struct import *im)
@@ -362,6 +386,7 @@ prepare(struct import *im)
 	    (r = custody_cert_record_from_x509(req->bundle->cert, &res->rec, im->err)) !=
 	    CUSTODY_OK)
 		return r;
+	warn_validity(&res->rec, im->env);
 	if (req->label != NULL)
 		snprintf(im->label, sizeof(im->label), "%s", req->label);
 	else
