@@ -246,6 +246,14 @@ void token_tmpl_add_all(struct token_tmpl *t, const CK_ATTRIBUTE *a,
 void token_tmpl_add_secret(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,
 			   const void *v, size_t len);
 void token_tmpl_bool(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type, int v);
+/* One CK_BBOOL attribute of a table of them (token_tmpl_flags). */
+struct token_flag {
+	CK_ATTRIBUTE_TYPE type;
+	int on;
+};
+/* token_tmpl_bool of each of f[0..n), in order. */
+void token_tmpl_flags(struct token_tmpl *t, const struct token_flag *f,
+		      size_t n);
 void token_tmpl_ulong(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,
 		      CK_ULONG v);
 void token_tmpl_text(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,
