@@ -1188,22 +1188,19 @@ custody_token_has_private_key(custody_token *tok, const char *key_id,
 	return has_object(tok, CKO_PRIVATE_KEY, id, id_len, present, err);
 }
 
-/* Destroys every object of class cls with this id; counts them in *n. */
+/* Destroys every object matching t (the WHAT of key_id); counts them in
+ * *n. */
 static int
-destroy_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
-	      size_t id_len, const char *key_id, const char *what, size_t *n,
-	      custody_err *err)
+destroy_matching(custody_token *tok, CK_ATTRIBUTE *t, CK_ULONG t_len,
+		 const char *key_id, const char *what, size_t *n,
+		 custody_err *err)
 {
-	CK_ATTRIBUTE t[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_ID, (void *)id, id_len},
-	};
 	CK_OBJECT_HANDLE *h = NULL;
 	size_t count = 0, i;
 	CK_RV rv;
 	int r;
 
-	if ((r = token_find(tok, t, 2, &h, &count, err)) != CUSTODY_OK)
+	if ((r = token_find(tok, t, t_len, &h, &count, err)) != CUSTODY_OK)
 		goto out;
 	for (i = 0; i < count; i++) {
 		rv = tok->f->C_DestroyObject(tok->session, h[i]);
@@ -1219,6 +1216,20 @@ destroy_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
 out:
 	free(h);
 	return r;
+}
+
+/* Destroys every object of class cls with this id; counts them in *n. */
+static int
+destroy_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
+	      size_t id_len, const char *key_id, const char *what, size_t *n,
+	      custody_err *err)
+{
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, (void *)id, id_len},
+	};
+
+	return destroy_matching(tok, t, NELEM(t), key_id, what, n, err);
 }
 
 int
@@ -1283,48 +1294,29 @@ custody_token_delete_cert(custody_token *tok, const char *key_id,
 {
 	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
 	unsigned char id[KEY_ID_MAX];
-	CK_ATTRIBUTE t[3];
-	CK_OBJECT_HANDLE *h = NULL;
-	size_t id_len, count = 0, i;
-	CK_RV rv;
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, id, 0},
+		{CKA_VALUE, (void *)der, der_len},
+	};
+	size_t id_len, count = 0;
 	int r;
 
 	if ((r = token_key_id_login(tok, key_id, "delete objects", id,
 				    sizeof(id), &id_len, err)) != CUSTODY_OK)
-		goto out;
-	t[0].type = CKA_CLASS;
-	t[0].pValue = &cls;
-	t[0].ulValueLen = sizeof(cls);
-	t[1].type = CKA_ID;
-	t[1].pValue = id;
+		return r;
 	t[1].ulValueLen = id_len;
-	t[2].type = CKA_VALUE;
-	t[2].pValue = (void *)der;
-	t[2].ulValueLen = der_len;
-	if ((r = token_find(tok, t, 3, &h, &count, err)) != CUSTODY_OK)
-		goto out;
-	if (count == 0) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no such certificate object with key id %s "
-				    "on token %s", key_id, tok->label);
-		goto out;
-	}
-	for (i = 0; i < count; i++) {
-		rv = tok->f->C_DestroyObject(tok->session, h[i]);
-		if (rv != CKR_OK) {
-			r = token_err_rv(err, CUSTODY_EFAIL, rv,
-					 "cannot destroy the certificate "
-					 "object (key id %s) on token %s",
-					 key_id, tok->label);
-			goto out;
-		}
-	}
+	if ((r = destroy_matching(tok, t, NELEM(t), key_id,
+				  "certificate object", &count, err)) !=
+	    CUSTODY_OK)
+		return r;
+	if (count == 0)
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "no such certificate object with key "
+				       "id %s on token %s", key_id, tok->label);
 	custody_debug("destroyed a certificate object with key id %s on "
 		      "token %s", key_id, tok->label);
-	r = CUSTODY_OK;
-out:
-	free(h);
-	return r;
+	return CUSTODY_OK;
 }
 
 int
