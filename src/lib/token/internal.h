@@ -87,6 +87,11 @@ int token_read_public(custody_token *tok, CK_OBJECT_HANDLE pub,
  * (len + 1 bytes). */
 void token_trim_field(const unsigned char *field, size_t len, char *out);
 
+/* CUSTODY_OK, or EUSAGE "cannot WHAT: no PKCS#11 module given" when spec
+ * names no module. */
+int token_spec_need_module(const custody_token_spec *spec, const char *what,
+			   custody_err *err);
+
 /* "CKR_PIN_INCORRECT", ... or NULL when the code has no name here. */
 const char *token_rv_name(CK_RV rv);
 /* token_rv_name, or "error" for a code without a name. */

@@ -701,20 +701,25 @@ out:
 static int
 info_matches(const CK_TOKEN_INFO *ti, const struct token_match *m)
 {
+	const struct {
+		const unsigned char *field;
+		size_t len;
+		const char *want;	/* NULL: any */
+	} f[] = {
+		{ti->label, sizeof(ti->label), m->token},
+		{ti->serialNumber, sizeof(ti->serialNumber), m->serial},
+		{ti->manufacturerID, sizeof(ti->manufacturerID),
+		 m->manufacturer},
+		{ti->model, sizeof(ti->model), m->model},
+	};
 	char buf[33];
+	size_t i;
 
-	token_trim_field(ti->label, sizeof(ti->label), buf);
-	if (m->token != NULL && strcmp(buf, m->token) != 0)
-		return 0;
-	token_trim_field(ti->serialNumber, sizeof(ti->serialNumber), buf);
-	if (m->serial != NULL && strcmp(buf, m->serial) != 0)
-		return 0;
-	token_trim_field(ti->manufacturerID, sizeof(ti->manufacturerID), buf);
-	if (m->manufacturer != NULL && strcmp(buf, m->manufacturer) != 0)
-		return 0;
-	token_trim_field(ti->model, sizeof(ti->model), buf);
-	if (m->model != NULL && strcmp(buf, m->model) != 0)
-		return 0;
+	for (i = 0; i < NELEM(f); i++) {
+		token_trim_field(f[i].field, f[i].len, buf);
+		if (f[i].want != NULL && strcmp(buf, f[i].want) != 0)
+			return 0;
+	}
 	return 1;
 }
 
@@ -861,22 +866,44 @@ out:
 /* -------------------------------------------------------- open/close */
 
 int
+token_spec_need_module(const custody_token_spec *spec, const char *what,
+		       custody_err *err)
+{
+	if (spec == NULL || spec->module == NULL || spec->module[0] == '\0')
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot %s: no PKCS#11 module given",
+				       what);
+	return CUSTODY_OK;
+}
+
+/* A read-write session on the selected token. */
+static int
+open_session(custody_token *tok, custody_err *err)
+{
+	CK_RV rv;
+
+	rv = tok->f->C_OpenSession(tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+				   NULL, NULL, &tok->session);
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot open a session on token %s",
+				    tok->label);
+	tok->have_session = 1;
+	return CUSTODY_OK;
+}
+
+int
 custody_token_open(const custody_token_spec *spec, custody_token **out,
 		   custody_err *err)
 {
 	struct token_match m = {NULL, NULL, NULL, NULL};
 	custody_token *tok = NULL;
-	CK_RV rv;
 	int r = CUSTODY_EFAIL;
 
 	*out = NULL;
-	if (spec == NULL || spec->module == NULL || spec->module[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot open the token: no PKCS#11 module "
-				    "given");
-		goto out;
-	}
-	if ((r = match_from_spec(spec, &m, err)) != CUSTODY_OK)
+	if ((r = token_spec_need_module(spec, "open the token", err)) !=
+	    CUSTODY_OK ||
+	    (r = match_from_spec(spec, &m, err)) != CUSTODY_OK)
 		goto out;
 	if ((tok = calloc(1, sizeof(*tok))) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
@@ -885,17 +912,9 @@ custody_token_open(const custody_token_spec *spec, custody_token **out,
 	}
 	if ((r = attach(spec, tok, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = select_token(tok, spec->module, &m, err)) != CUSTODY_OK)
+	if ((r = select_token(tok, spec->module, &m, err)) != CUSTODY_OK ||
+	    (r = open_session(tok, err)) != CUSTODY_OK)
 		goto out;
-	rv = tok->f->C_OpenSession(tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
-				   NULL, NULL, &tok->session);
-	if (rv != CKR_OK) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot open a session on token %s",
-				 tok->label);
-		goto out;
-	}
-	tok->have_session = 1;
 	*out = tok;
 	tok = NULL;
 	r = CUSTODY_OK;
@@ -1530,15 +1549,8 @@ init_user_pin(custody_token *tok, const char *so_pin, size_t so_pin_len,
 	CK_RV rv;
 	int r = CUSTODY_EFAIL;
 
-	rv = tok->f->C_OpenSession(tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
-				   NULL, NULL, &tok->session);
-	if (rv != CKR_OK) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot open a session on token %s",
-				 tok->label);
+	if ((r = open_session(tok, err)) != CUSTODY_OK)
 		goto out;
-	}
-	tok->have_session = 1;
 	rv = tok->f->C_Login(tok->session, CKU_SO, (CK_UTF8CHAR *)so_pin,
 			     so_pin_len);
 	if (rv != CKR_OK) {
@@ -1579,12 +1591,9 @@ custody_token_init(const custody_token_spec *spec, const char *label,
 	CK_RV rv;
 
 	memset(&tok, 0, sizeof(tok));
-	if (spec == NULL || spec->module == NULL || spec->module[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot initialise a token: no PKCS#11 "
-				    "module given");
+	if ((r = token_spec_need_module(spec, "initialise a token", err)) !=
+	    CUSTODY_OK)
 		goto out;
-	}
 	if (label == NULL || label[0] == '\0' || strlen(label) > 32) {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
 				    "cannot initialise a token: the label must "
