@@ -80,6 +80,12 @@ int token_intent_clear_raw(custody_token *tok, const unsigned char *id,
 int token_read_public(custody_token *tok, CK_OBJECT_HANDLE pub,
 		      const custody_keyspec *spec, EVP_PKEY **out,
 		      custody_err *err);
+/* The same as a DER SubjectPublicKeyInfo, malloc'ed, of a key of keyspec
+ * (custody_keyspec_parse: "rsa:3072", "ec:p256"); EFAIL "cannot encode the
+ * WHAT" when OpenSSL cannot. */
+int token_public_spki(custody_token *tok, CK_OBJECT_HANDLE pub,
+		      const char *keyspec, const char *what,
+		      unsigned char **spki, size_t *len, custody_err *err);
 
 /* token/token.c ------------------------------------------------------------ */
 
@@ -143,6 +149,10 @@ int token_key_id_decode(const char *hex, unsigned char *id, size_t max,
 int token_key_id_login(custody_token *tok, const char *key_id,
 		       const char *what, unsigned char *id, size_t max,
 		       size_t *len, custody_err *err);
+
+/* ENOTFOUND "no private key with key id KEY_ID on token LABEL". */
+int token_err_no_private_key(const custody_token *tok, const char *key_id,
+			     custody_err *err);
 
 /* token/token.c: the one private key with this hex key id, after
  * token_require_login(WHAT): ENOTFOUND "no private key with key id ..."

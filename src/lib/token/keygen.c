@@ -299,6 +299,34 @@ out:
 	return r;
 }
 
+int
+token_public_spki(custody_token *tok, CK_OBJECT_HANDLE pub,
+		  const char *keyspec, const char *what, unsigned char **spki,
+		  size_t *len, custody_err *err)
+{
+	custody_keyspec spec;
+	EVP_PKEY *pkey = NULL;
+	unsigned char *der = NULL, *p;
+	int n, r;
+
+	if ((r = custody_keyspec_parse(keyspec, &spec, err)) != CUSTODY_OK ||
+	    (r = token_read_public(tok, pub, &spec, &pkey, err)) != CUSTODY_OK)
+		goto out;
+	if ((n = i2d_PUBKEY(pkey, NULL)) <= 0 ||
+	    (der = malloc((size_t)n)) == NULL) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot encode the %s", what);
+		goto out;
+	}
+	p = der;
+	i2d_PUBKEY(pkey, &p);
+	*spki = der;
+	*len = (size_t)n;
+out:
+	EVP_PKEY_free(pkey);
+	return r;
+}
+
 /* The token made what was asked: the algorithm and size of the public key. */
 static int
 check_public(EVP_PKEY *pkey, const custody_keyspec *spec, custody_err *err)

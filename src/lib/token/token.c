@@ -349,6 +349,15 @@ token_key_id_login(custody_token *tok, const char *key_id, const char *what,
 }
 
 int
+token_err_no_private_key(const custody_token *tok, const char *key_id,
+			 custody_err *err)
+{
+	return custody_err_set(err, CUSTODY_ENOTFOUND,
+			       "no private key with key id %s on token %s",
+			       key_id, tok->label);
+}
+
+int
 token_find_private_key(custody_token *tok, const char *key_id,
 		       const char *what, CK_OBJECT_HANDLE *key,
 		       custody_err *err)
@@ -370,9 +379,7 @@ token_find_private_key(custody_token *tok, const char *key_id,
 	if ((r = token_find(tok, t, 2, &h, &n, err)) != CUSTODY_OK)
 		goto out;
 	if (n == 0) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no private key with key id %s on token %s",
-				    key_id, tok->label);
+		r = token_err_no_private_key(tok, key_id, err);
 		goto out;
 	}
 	*key = h[0];
@@ -910,9 +917,8 @@ custody_token_open(const custody_token_spec *spec, custody_token **out,
 				    "cannot open the token: out of memory");
 		goto out;
 	}
-	if ((r = attach(spec, tok, err)) != CUSTODY_OK)
-		goto out;
-	if ((r = select_token(tok, spec->module, &m, err)) != CUSTODY_OK ||
+	if ((r = attach(spec, tok, err)) != CUSTODY_OK ||
+	    (r = select_token(tok, spec->module, &m, err)) != CUSTODY_OK ||
 	    (r = open_session(tok, err)) != CUSTODY_OK)
 		goto out;
 	*out = tok;

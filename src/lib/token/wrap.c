@@ -23,7 +23,6 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
-#include <openssl/param_build.h>
 #include <openssl/x509.h>
 
 #include <custody/assign.h>
@@ -37,6 +36,7 @@
 #define KEY_ID_MAX 64		/* bytes of a CKA_ID we accept as hex    */
 #define NODE_ID_MAX 96		/* "custody-transport:" + node name      */
 #define TRANSPORT_BITS 3072
+#define TRANSPORT_KEYSPEC "rsa:3072"	/* TRANSPORT_BITS again */
 
 #define TRANSPORT_PREFIX "custody-transport:"
 #define ADMITTED_PREFIX "custody-admitted:"
@@ -510,72 +510,6 @@ out:
 
 /* ------------------------------------------------------- transport keys */
 
-/* An RSA public key (n, e as big-endian bytes) as DER SPKI, malloc'ed. */
-static int
-rsa_spki(const unsigned char *n, size_t n_len, const unsigned char *e,
-	 size_t e_len, unsigned char **out, size_t *out_len,
-	 custody_err *err)
-{
-	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY *pkey = NULL;
-	BIGNUM *bn = NULL, *be = NULL;
-	unsigned char *der = NULL, *p;
-	int len, r = CUSTODY_EFAIL;
-
-	if (bld == NULL || (bn = BN_bin2bn(n, (int)n_len, NULL)) == NULL ||
-	    (be = BN_bin2bn(e, (int)e_len, NULL)) == NULL ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) != 1 ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) != 1 ||
-	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
-	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
-	    EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1 ||
-	    (len = i2d_PUBKEY(pkey, NULL)) <= 0 ||
-	    (der = malloc((size_t)len)) == NULL)
-		goto fail;
-	p = der;
-	if (i2d_PUBKEY(pkey, &p) != len)
-		goto fail;
-	*out = der;
-	*out_len = (size_t)len;
-	der = NULL;
-	r = CUSTODY_OK;
-	goto out;
-fail:
-	r = custody_err_openssl(err, CUSTODY_EFAIL,
-				"cannot encode the transport public key");
-out:
-	free(der);
-	EVP_PKEY_free(pkey);
-	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(params);
-	OSSL_PARAM_BLD_free(bld);
-	BN_free(bn);
-	BN_free(be);
-	return r;
-}
-
-/* The SPKI of public key object h (RSA). */
-static int
-object_spki(custody_token *tok, CK_OBJECT_HANDLE h, unsigned char **spki,
-	    size_t *spki_len, custody_err *err)
-{
-	unsigned char *n = NULL, *e = NULL;
-	size_t n_len = 0, e_len = 0;
-	int r;
-
-	if ((r = token_get_attr(tok, h, CKA_MODULUS, &n, &n_len, err)) ==
-		    CUSTODY_OK &&
-	    (r = token_get_attr(tok, h, CKA_PUBLIC_EXPONENT, &e, &e_len,
-				err)) == CUSTODY_OK)
-		r = rsa_spki(n, n_len, e, e_len, spki, spki_len, err);
-	free(n);
-	free(e);
-	return r;
-}
-
 int
 custody_token_transport_public(custody_token *tok, const char *node,
 			       unsigned char **spki, size_t *spki_len,
@@ -597,7 +531,8 @@ custody_token_transport_public(custody_token *tok, const char *node,
 				    node, tok->label);
 		goto out;
 	}
-	r = object_spki(tok, h, spki, spki_len, err);
+	r = token_public_spki(tok, h, TRANSPORT_KEYSPEC, "transport public key",
+			      spki, spki_len, err);
 out:
 	return r;
 }
@@ -689,7 +624,9 @@ custody_token_transport_create(custody_token *tok, const char *node,
 	}
 	if ((r = token_check_attrs(tok, hpriv, "transport private key", &priv,
 				   1, err)) != CUSTODY_OK ||
-	    (r = object_spki(tok, hpub, spki, spki_len, err)) != CUSTODY_OK)
+	    (r = token_public_spki(tok, hpub, TRANSPORT_KEYSPEC,
+				   "transport public key", spki, spki_len,
+				   err)) != CUSTODY_OK)
 		goto out;
 	custody_step("generated the transport key pair of node %s on token %s",
 		     node, tok->label);
@@ -1236,7 +1173,7 @@ static int
 ec_parts(EVP_PKEY *pkey, struct pubkey *k)
 {
 	char group[64] = "";
-	unsigned char point[1 + 2 * 66], *der = NULL;
+	unsigned char point[1 + 2 * 66];
 	size_t point_len = 0;
 	ASN1_OCTET_STRING *os = NULL;
 	int nid = NID_undef, len, ok = 0;
@@ -1250,21 +1187,16 @@ ec_parts(EVP_PKEY *pkey, struct pubkey *k)
 					    &point_len) != 1 ||
 	    point_len == 0 || point[0] != 0x04)
 		goto out;
-	if ((len = i2d_ASN1_OBJECT(OBJ_nid2obj(nid), &der)) <= 0)
+	if ((len = i2d_ASN1_OBJECT(OBJ_nid2obj(nid), &k->a)) <= 0)
 		goto out;
-	k->a = der;
 	k->a_len = (size_t)len;
-	der = NULL;
 	if ((os = ASN1_OCTET_STRING_new()) == NULL ||
 	    ASN1_OCTET_STRING_set(os, point, (int)point_len) != 1 ||
-	    (len = i2d_ASN1_OCTET_STRING(os, &der)) <= 0)
+	    (len = i2d_ASN1_OCTET_STRING(os, &k->b)) <= 0)
 		goto out;
-	k->b = der;
 	k->b_len = (size_t)len;
-	der = NULL;
 	ok = 1;
 out:
-	OPENSSL_free(der);
 	ASN1_OCTET_STRING_free(os);
 	return ok;
 }
