@@ -334,9 +334,7 @@ custody_token_verify_key(custody_token *tok, const char *key_id, X509 *cert,
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "the private key with id %s does not match "
 				    "certificate %s", key_id, tp);
-		goto out;
 	}
-	r = CUSTODY_OK;
 out:
 	EVP_MD_CTX_free(ctx);
 	free(sig);
