@@ -71,39 +71,6 @@ find_pair(custody_token *tok, const char *what, CK_OBJECT_HANDLE *priv,
 	return r;
 }
 
-/* DER SubjectPublicKeyInfo of pkey, malloc'ed. */
-static int
-spki_of(EVP_PKEY *pkey, unsigned char **spki, size_t *len, custody_err *err)
-{
-	unsigned char *der = NULL, *p;
-	int n = i2d_PUBKEY(pkey, NULL);
-
-	if (n <= 0 || (der = malloc((size_t)n)) == NULL)
-		return custody_err_openssl(err, CUSTODY_EFAIL,
-					   "cannot encode the cluster authority's "
-					   "public key");
-	p = der;
-	i2d_PUBKEY(pkey, &p);
-	*spki = der;
-	*len = (size_t)n;
-	return CUSTODY_OK;
-}
-
-static int
-public_spki(custody_token *tok, CK_OBJECT_HANDLE pub, unsigned char **spki,
-	    size_t *len, custody_err *err)
-{
-	custody_keyspec spec;
-	EVP_PKEY *pkey = NULL;
-	int r;
-
-	if ((r = custody_keyspec_parse("ec:p256", &spec, err)) == CUSTODY_OK &&
-	    (r = token_read_public(tok, pub, &spec, &pkey, err)) == CUSTODY_OK)
-		r = spki_of(pkey, spki, len, err);
-	EVP_PKEY_free(pkey);
-	return r;
-}
-
 int
 custody_token_authority_public(custody_token *tok, unsigned char **spki,
 			       size_t *spki_len, custody_err *err)
@@ -120,8 +87,23 @@ custody_token_authority_public(custody_token *tok, unsigned char **spki,
 		return custody_err_set(err, CUSTODY_ENOTFOUND,
 				       "token %s holds no cluster authority key",
 				       tok->label);
-	return public_spki(tok, pub, spki, spki_len, err);
+	return token_public_spki(tok, pub, "ec:p256",
+				 "cluster authority's public key", spki,
+				 spki_len, err);
 }
+
+/* The authority key pair signs admissions (its public half verifies
+ * them) and does nothing else. */
+static const struct token_flag authority_public_flags[] = {
+	{CKA_TOKEN, 1}, {CKA_PRIVATE, 0}, {CKA_VERIFY, 1}, {CKA_ENCRYPT, 0},
+	{CKA_WRAP, 0}, {CKA_DERIVE, 0},
+};
+
+static const struct token_flag authority_private_flags[] = {
+	{CKA_TOKEN, 1}, {CKA_PRIVATE, 1}, {CKA_SENSITIVE, 1},
+	{CKA_EXTRACTABLE, 0}, {CKA_SIGN, 1}, {CKA_SIGN_RECOVER, 0},
+	{CKA_DECRYPT, 0}, {CKA_UNWRAP, 0}, {CKA_DERIVE, 0},
+};
 
 int
 custody_token_authority_create(custody_token *tok, unsigned char **spki,
@@ -130,38 +112,7 @@ custody_token_authority_create(custody_token *tok, unsigned char **spki,
 	/* DER OID 1.2.840.10045.3.1.7 (prime256v1). */
 	static unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
 				       0x3d, 0x03, 0x01, 0x07};
-	static CK_OBJECT_CLASS pub_class = CKO_PUBLIC_KEY;
-	static CK_OBJECT_CLASS priv_class = CKO_PRIVATE_KEY;
-	static CK_KEY_TYPE ec = CKK_EC;
-	CK_ATTRIBUTE pub_t[] = {
-		{CKA_CLASS, &pub_class, sizeof(pub_class)},
-		{CKA_KEY_TYPE, &ec, sizeof(ec)},
-		BOOL_ATTR(CKA_TOKEN, 1),
-		BOOL_ATTR(CKA_PRIVATE, 0),
-		BOOL_ATTR(CKA_VERIFY, 1),
-		BOOL_ATTR(CKA_ENCRYPT, 0),
-		BOOL_ATTR(CKA_WRAP, 0),
-		BOOL_ATTR(CKA_DERIVE, 0),
-		{CKA_EC_PARAMS, p256, sizeof(p256)},
-		{CKA_ID, authority_id, AUTHORITY_ID_LEN},
-		{CKA_LABEL, authority_id, AUTHORITY_ID_LEN},
-	};
-	CK_ATTRIBUTE priv_t[] = {
-		{CKA_CLASS, &priv_class, sizeof(priv_class)},
-		{CKA_KEY_TYPE, &ec, sizeof(ec)},
-		BOOL_ATTR(CKA_TOKEN, 1),
-		BOOL_ATTR(CKA_PRIVATE, 1),
-		BOOL_ATTR(CKA_SENSITIVE, 1),
-		BOOL_ATTR(CKA_EXTRACTABLE, 0),
-		BOOL_ATTR(CKA_SIGN, 1),
-		BOOL_ATTR(CKA_SIGN_RECOVER, 0),
-		BOOL_ATTR(CKA_DECRYPT, 0),
-		BOOL_ATTR(CKA_UNWRAP, 0),
-		BOOL_ATTR(CKA_DERIVE, 0),
-		{CKA_ID, authority_id, AUTHORITY_ID_LEN},
-		{CKA_LABEL, authority_id, AUTHORITY_ID_LEN},
-	};
-	struct token_tmpl priv_tmpl;
+	struct token_tmpl pub_tmpl, priv_tmpl;
 	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
 	CK_RV rv;
@@ -169,6 +120,7 @@ custody_token_authority_create(custody_token *tok, unsigned char **spki,
 
 	*spki = NULL;
 	*spki_len = 0;
+	token_tmpl_init(&pub_tmpl);
 	token_tmpl_init(&priv_tmpl);
 	if ((r = token_require_login(tok, "create the cluster authority key",
 				     err)) != CUSTODY_OK ||
@@ -191,13 +143,29 @@ custody_token_authority_create(custody_token *tok, unsigned char **spki,
 	custody_step("generating the cluster authority key (EC P-256) on token "
 		     "%s (serial %s): it signs admissions, never leaves the "
 		     "token and cannot be copied", tok->label, tok->serial);
-	token_tmpl_add_all(&priv_tmpl, priv_t, NELEM(priv_t));
+	token_tmpl_ulong(&pub_tmpl, CKA_CLASS, CKO_PUBLIC_KEY);
+	token_tmpl_ulong(&pub_tmpl, CKA_KEY_TYPE, CKK_EC);
+	token_tmpl_flags(&pub_tmpl, authority_public_flags,
+			 NELEM(authority_public_flags));
+	token_tmpl_add(&pub_tmpl, CKA_EC_PARAMS, p256, sizeof(p256));
+	token_tmpl_add(&pub_tmpl, CKA_ID, authority_id, AUTHORITY_ID_LEN);
+	token_tmpl_add(&pub_tmpl, CKA_LABEL, authority_id, AUTHORITY_ID_LEN);
+	token_tmpl_ulong(&priv_tmpl, CKA_CLASS, CKO_PRIVATE_KEY);
+	token_tmpl_ulong(&priv_tmpl, CKA_KEY_TYPE, CKK_EC);
+	token_tmpl_flags(&priv_tmpl, authority_private_flags,
+			 NELEM(authority_private_flags));
+	token_tmpl_add(&priv_tmpl, CKA_ID, authority_id, AUTHORITY_ID_LEN);
+	token_tmpl_add(&priv_tmpl, CKA_LABEL, authority_id, AUTHORITY_ID_LEN);
 	token_tmpl_optional_bool(tok, &priv_tmpl, TOKEN_ATTR_COPYABLE, 0);
-	if ((r = token_tmpl_check(&priv_tmpl, tok, "cluster authority key",
+	if ((r = token_tmpl_check(&pub_tmpl, tok,
+				  "cluster authority public key", err)) !=
+	    CUSTODY_OK ||
+	    (r = token_tmpl_check(&priv_tmpl, tok, "cluster authority key",
 				  err)) != CUSTODY_OK)
 		goto out;
-	rv = tok->f->C_GenerateKeyPair(tok->session, &gen, pub_t, NELEM(pub_t),
-				       priv_tmpl.a, priv_tmpl.n, &pub, &priv);
+	rv = tok->f->C_GenerateKeyPair(tok->session, &gen, pub_tmpl.a,
+				       pub_tmpl.n, priv_tmpl.a, priv_tmpl.n,
+				       &pub, &priv);
 	if (rv != CKR_OK) {
 		pub = priv = CK_INVALID_HANDLE;
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
@@ -207,12 +175,15 @@ custody_token_authority_create(custody_token *tok, unsigned char **spki,
 	}
 	if ((r = token_check_attrs(tok, priv, "cluster authority key",
 				   &priv_tmpl, 1, err)) == CUSTODY_OK)
-		r = public_spki(tok, pub, spki, spki_len, err);
+		r = token_public_spki(tok, pub, "ec:p256",
+				      "cluster authority's public key", spki,
+				      spki_len, err);
 out:
 	if (r != CUSTODY_OK && priv != CK_INVALID_HANDLE) {
 		tok->f->C_DestroyObject(tok->session, priv);
 		tok->f->C_DestroyObject(tok->session, pub);
 	}
+	token_tmpl_free(&pub_tmpl);
 	token_tmpl_free(&priv_tmpl);
 	return r;
 }

@@ -92,9 +92,7 @@ find_key(custody_token_evp *evp, PKCS11_SLOT *slot, const unsigned char *id,
 			key = &keys[i];
 	}
 	if (key == NULL) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no private key with key id %s on token %s",
-				    key_id, evp->tok->label);
+		r = token_err_no_private_key(evp->tok, key_id, err);
 		goto out;
 	}
 	if ((evp->pkey = PKCS11_get_private_key(key)) == NULL) {

@@ -101,32 +101,38 @@ out:
 	return r;
 }
 
-int
-custody_token_intent_add(custody_token *tok, const char *key_id,
-			 custody_err *err)
+/* fn (token_intent_add_raw or _clear_raw) on the raw id of key_id, after
+ * token_key_id_login(WHAT). */
+static int
+on_raw_id(custody_token *tok, const char *key_id, const char *what,
+	  int (*fn)(custody_token *, const unsigned char *, size_t,
+		    custody_err *),
+	  custody_err *err)
 {
 	unsigned char id[KEY_ID_MAX];
 	size_t id_len;
 	int r;
 
-	if ((r = token_key_id_login(tok, key_id, "leave a note", id,
-				    sizeof(id), &id_len, err)) != CUSTODY_OK)
+	if ((r = token_key_id_login(tok, key_id, what, id, sizeof(id),
+				    &id_len, err)) != CUSTODY_OK)
 		return r;
-	return token_intent_add_raw(tok, id, id_len, err);
+	return fn(tok, id, id_len, err);
+}
+
+int
+custody_token_intent_add(custody_token *tok, const char *key_id,
+			 custody_err *err)
+{
+	return on_raw_id(tok, key_id, "leave a note", token_intent_add_raw,
+			 err);
 }
 
 int
 custody_token_intent_clear(custody_token *tok, const char *key_id,
 			   custody_err *err)
 {
-	unsigned char id[KEY_ID_MAX];
-	size_t id_len;
-	int r;
-
-	if ((r = token_key_id_login(tok, key_id, "remove a note", id,
-				    sizeof(id), &id_len, err)) != CUSTODY_OK)
-		return r;
-	return token_intent_clear_raw(tok, id, id_len, err);
+	return on_raw_id(tok, key_id, "remove a note", token_intent_clear_raw,
+			 err);
 }
 
 void

@@ -80,12 +80,23 @@ int token_intent_clear_raw(custody_token *tok, const unsigned char *id,
 int token_read_public(custody_token *tok, CK_OBJECT_HANDLE pub,
 		      const custody_keyspec *spec, EVP_PKEY **out,
 		      custody_err *err);
+/* The same as a DER SubjectPublicKeyInfo, malloc'ed, of a key of keyspec
+ * (custody_keyspec_parse: "rsa:3072", "ec:p256"); EFAIL "cannot encode the
+ * WHAT" when OpenSSL cannot. */
+int token_public_spki(custody_token *tok, CK_OBJECT_HANDLE pub,
+		      const char *keyspec, const char *what,
+		      unsigned char **spki, size_t *len, custody_err *err);
 
 /* token/token.c ------------------------------------------------------------ */
 
 /* A blank-padded PKCS#11 text field (len bytes) as a C string in out
  * (len + 1 bytes). */
 void token_trim_field(const unsigned char *field, size_t len, char *out);
+
+/* CUSTODY_OK, or EUSAGE "cannot WHAT: no PKCS#11 module given" when spec
+ * names no module. */
+int token_spec_need_module(const custody_token_spec *spec, const char *what,
+			   custody_err *err);
 
 /* "CKR_PIN_INCORRECT", ... or NULL when the code has no name here. */
 const char *token_rv_name(CK_RV rv);
@@ -138,6 +149,10 @@ int token_key_id_decode(const char *hex, unsigned char *id, size_t max,
 int token_key_id_login(custody_token *tok, const char *key_id,
 		       const char *what, unsigned char *id, size_t max,
 		       size_t *len, custody_err *err);
+
+/* ENOTFOUND "no private key with key id KEY_ID on token LABEL". */
+int token_err_no_private_key(const custody_token *tok, const char *key_id,
+			     custody_err *err);
 
 /* token/token.c: the one private key with this hex key id, after
  * token_require_login(WHAT): ENOTFOUND "no private key with key id ..."
@@ -246,6 +261,14 @@ void token_tmpl_add_all(struct token_tmpl *t, const CK_ATTRIBUTE *a,
 void token_tmpl_add_secret(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,
 			   const void *v, size_t len);
 void token_tmpl_bool(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type, int v);
+/* One CK_BBOOL attribute of a table of them (token_tmpl_flags). */
+struct token_flag {
+	CK_ATTRIBUTE_TYPE type;
+	int on;
+};
+/* token_tmpl_bool of each of f[0..n), in order. */
+void token_tmpl_flags(struct token_tmpl *t, const struct token_flag *f,
+		      size_t n);
 void token_tmpl_ulong(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,
 		      CK_ULONG v);
 void token_tmpl_text(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type,

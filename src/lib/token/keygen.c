@@ -190,6 +190,13 @@ keygen_clear(struct keygen *g)
 /* ------------------------------------------------------ the public key */
 
 static int
+unreadable(custody_err *err)
+{
+	return custody_err_openssl(err, CUSTODY_EFAIL,
+				   "cannot read the generated public key");
+}
+
+static int
 rsa_public(custody_token *tok, CK_OBJECT_HANDLE pub, OSSL_PARAM_BLD *bld,
 	   BIGNUM **n, BIGNUM **e, custody_err *err)
 {
@@ -202,16 +209,11 @@ rsa_public(custody_token *tok, CK_OBJECT_HANDLE pub, OSSL_PARAM_BLD *bld,
 	    (r = token_get_attr(tok, pub, CKA_PUBLIC_EXPONENT, &exp, &exp_len,
 				err)) != CUSTODY_OK)
 		goto out;
-	r = CUSTODY_EFAIL;
 	if ((*n = BN_bin2bn(mod, (int)mod_len, NULL)) == NULL ||
 	    (*e = BN_bin2bn(exp, (int)exp_len, NULL)) == NULL ||
 	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, *n) != 1 ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, *e) != 1) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL,
-					"cannot read the generated public key");
-		goto out;
-	}
-	r = CUSTODY_OK;
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, *e) != 1)
+		r = unreadable(err);
 out:
 	free(mod);
 	free(exp);
@@ -233,7 +235,6 @@ ec_public(custody_token *tok, CK_OBJECT_HANDLE pub, int nid,
 	if ((r = token_get_attr(tok, pub, CKA_EC_POINT, &raw, &raw_len, err)) !=
 	    CUSTODY_OK)
 		goto out;
-	r = CUSTODY_EFAIL;
 	p = raw;
 	os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)raw_len);
 	if (os != NULL && p == raw + raw_len) {
@@ -248,12 +249,8 @@ ec_public(custody_token *tok, CK_OBJECT_HANDLE pub, int nid,
 	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
 					    OBJ_nid2sn(nid), 0) != 1 ||
 	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
-					     *point, raw_len) != 1) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL,
-					"cannot read the generated public key");
-		goto out;
-	}
-	r = CUSTODY_OK;
+					     *point, raw_len) != 1)
+		r = unreadable(err);
 out:
 	ASN1_OCTET_STRING_free(os);
 	free(raw);
@@ -285,18 +282,13 @@ token_read_public(custody_token *tok, CK_OBJECT_HANDLE pub,
 		r = ec_public(tok, pub, spec->curve_nid, bld, &point, err);
 	if (r != CUSTODY_OK)
 		goto out;
-	r = CUSTODY_EFAIL;
 	if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
 	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, spec->type == EVP_PKEY_RSA
 							  ? "RSA" : "EC",
 					      NULL)) == NULL ||
 	    EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-		r = custody_err_openssl(err, CUSTODY_EFAIL,
-					"cannot read the generated public key");
-		goto out;
-	}
-	r = CUSTODY_OK;
+	    EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		r = unreadable(err);
 out:
 	EVP_PKEY_CTX_free(ctx);
 	OSSL_PARAM_free(params);
@@ -304,6 +296,34 @@ out:
 	BN_free(n);
 	BN_free(e);
 	OPENSSL_free(point);
+	return r;
+}
+
+int
+token_public_spki(custody_token *tok, CK_OBJECT_HANDLE pub,
+		  const char *keyspec, const char *what, unsigned char **spki,
+		  size_t *len, custody_err *err)
+{
+	custody_keyspec spec;
+	EVP_PKEY *pkey = NULL;
+	unsigned char *der = NULL, *p;
+	int n, r;
+
+	if ((r = custody_keyspec_parse(keyspec, &spec, err)) != CUSTODY_OK ||
+	    (r = token_read_public(tok, pub, &spec, &pkey, err)) != CUSTODY_OK)
+		goto out;
+	if ((n = i2d_PUBKEY(pkey, NULL)) <= 0 ||
+	    (der = malloc((size_t)n)) == NULL) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"cannot encode the %s", what);
+		goto out;
+	}
+	p = der;
+	i2d_PUBKEY(pkey, &p);
+	*spki = der;
+	*len = (size_t)n;
+out:
+	EVP_PKEY_free(pkey);
 	return r;
 }
 

@@ -75,6 +75,26 @@ struct token_lock {
 static pthread_mutex_t held_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct token_lock *held;
 
+/* That a stat of the lock WHAT ("directory", "file") path succeeded (rc)
+ * and found st of type fmt (S_IFDIR, S_IFREG); EFAIL "cannot use lock WHAT
+ * PATH: ..." if not. */
+static int
+stat_is(int rc, const struct stat *st, mode_t fmt, const char *what,
+	const char *path, custody_err *err)
+{
+	if (rc != 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot use lock %s %s: %s", what, path,
+				       strerror(errno));
+	if ((st->st_mode & S_IFMT) != fmt)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot use lock %s %s: it is not a %s",
+				       what, path, fmt == S_IFDIR
+				       ? "directory (a link is not followed)"
+				       : "regular file");
+	return CUSTODY_OK;
+}
+
 /*
  * The lock directory, made when missing with its mode set by chmod (the
  * umask does not cut it), then checked: a directory, not a link; owned
@@ -104,18 +124,9 @@ use_lock_dir(const char *dir, mode_t mode, custody_err *err)
 				    strerror(errno));
 		goto hint;
 	}
-	if (lstat(dir, &st) != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot use lock directory %s: %s", dir,
-				    strerror(errno));
+	if ((r = stat_is(lstat(dir, &st), &st, S_IFDIR, "directory", dir,
+			 err)) != CUSTODY_OK)
 		goto hint;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot use lock directory %s: it is not a "
-				    "directory (a link is not followed)", dir);
-		goto hint;
-	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot use lock directory %s: it belongs "
@@ -266,18 +277,9 @@ open_lock_file(const char *path, int *out, custody_err *err)
 					 "group", dir);
 		goto out;
 	}
-	if (fstat(fd, &st) != 0 || lstat(dir, &dst) != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot use lock file %s: %s", path,
-				    strerror(errno));
+	if ((r = stat_is(fstat(fd, &st) == 0 ? lstat(dir, &dst) : -1, &st,
+			 S_IFREG, "file", path, err)) != CUSTODY_OK)
 		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot use lock file %s: it is not a "
-				    "regular file", path);
-		goto out;
-	}
 	if (!created && (dst.st_mode & S_IWOTH) != 0 && st.st_uid != 0 &&
 	    st.st_uid != geteuid()) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
@@ -597,13 +599,27 @@ out:
 	pthread_mutex_unlock(&held_mutex);
 }
 
-int
-token_lock_unlock(struct token_lock *lock, custody_err *err)
+/* EUSAGE "cannot WHAT: the handle does not hold it shared" unless lock is
+ * a shared lock. */
+static int
+need_shared(const struct token_lock *lock, const char *what,
+	    custody_err *err)
 {
 	if (lock == NULL || !lock->shared)
 		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot let go of the token lock: the "
-				       "handle does not hold it shared");
+				       "cannot %s: the handle does not hold it "
+				       "shared", what);
+	return CUSTODY_OK;
+}
+
+int
+token_lock_unlock(struct token_lock *lock, custody_err *err)
+{
+	int r;
+
+	if ((r = need_shared(lock, "let go of the token lock", err)) !=
+	    CUSTODY_OK)
+		return r;
 	if (lock->locked && lock->pid == getpid())
 		flock(lock->fd, LOCK_UN);
 	lock->locked = 0;
@@ -613,12 +629,11 @@ token_lock_unlock(struct token_lock *lock, custody_err *err)
 int
 token_lock_relock(struct token_lock *lock, custody_err *err)
 {
-	if (lock == NULL || !lock->shared)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot take the token lock again: the "
-				       "handle does not hold it shared");
-	if (lock->locked)
-		return CUSTODY_OK;
+	int r;
+
+	if ((r = need_shared(lock, "take the token lock again", err)) !=
+	    CUSTODY_OK || lock->locked)
+		return r;
 	return shared_take(lock, err);
 }
 
@@ -648,12 +663,9 @@ custody_token_lock_take(const custody_token_spec *spec,
 	int r = CUSTODY_EFAIL;
 
 	*out = NULL;
-	if (spec == NULL || spec->module == NULL || spec->module[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot take the token lock: no PKCS#11 "
-				    "module given");
+	if ((r = token_spec_need_module(spec, "take the token lock", err)) !=
+	    CUSTODY_OK)
 		goto out;
-	}
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot take the token lock: out of memory");

@@ -75,14 +75,11 @@ ec_order_bytes(custody_token *tok, CK_OBJECT_HANDLE key, const char *key_id,
 				   key_id);
 		goto out;
 	}
-	if ((*out = order_len_of(params, len)) == 0) {
+	if ((*out = order_len_of(params, len)) == 0)
 		r = custody_err_openssl(err, CUSTODY_EFAIL,
 					"cannot sign with private key %s on "
 					"token %s: its curve is unknown",
 					key_id, tok->label);
-		goto out;
-	}
-	r = CUSTODY_OK;
 out:
 	free(params);
 	return r;
@@ -337,9 +334,7 @@ custody_token_verify_key(custody_token *tok, const char *key_id, X509 *cert,
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "the private key with id %s does not match "
 				    "certificate %s", key_id, tp);
-		goto out;
 	}
-	r = CUSTODY_OK;
 out:
 	EVP_MD_CTX_free(ctx);
 	free(sig);
@@ -463,9 +458,7 @@ token_key_find(custody_token *tok, CK_SESSION_HANDLE s, const char *key_id,
 	if (rv != CKR_OK)
 		goto fail;
 	if (n == 0) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no private key with key id %s on token %s",
-				    key_id, tok->label);
+		r = token_err_no_private_key(tok, key_id, err);
 		goto out;
 	}
 	rv = tok->f->C_GetAttributeValue(s, out->handle, a, 3);

@@ -105,6 +105,15 @@ token_tmpl_bool(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type, int v)
 }
 
 void
+token_tmpl_flags(struct token_tmpl *t, const struct token_flag *f, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		token_tmpl_bool(t, f[i].type, f[i].on);
+}
+
+void
 token_tmpl_ulong(struct token_tmpl *t, CK_ATTRIBUTE_TYPE type, CK_ULONG v)
 {
 	add(t, type, &v, sizeof(v), 0);
@@ -299,6 +308,19 @@ token_check_attrs(custody_token *tok, CK_OBJECT_HANDLE h, const char *what,
 
 /* ------------------------------------------------------- signing keys */
 
+/* A signing key signs (its public half verifies) and does nothing else. */
+static const struct token_flag signing_private_flags[] = {
+	{CKA_TOKEN, 1}, {CKA_PRIVATE, 1}, {CKA_SENSITIVE, 1}, {CKA_SIGN, 1},
+	{CKA_SIGN_RECOVER, 0}, {CKA_DECRYPT, 0}, {CKA_UNWRAP, 0},
+	{CKA_DERIVE, 0},
+};
+
+static const struct token_flag signing_public_flags[] = {
+	{CKA_TOKEN, 1}, {CKA_PRIVATE, 0}, {CKA_VERIFY, 1},
+	{CKA_VERIFY_RECOVER, 0}, {CKA_ENCRYPT, 0}, {CKA_WRAP, 0},
+	{CKA_DERIVE, 0},
+};
+
 void
 token_tmpl_signing_private(custody_token *tok, struct token_tmpl *t,
 			   CK_KEY_TYPE kt, const void *id, size_t id_len,
@@ -306,14 +328,7 @@ token_tmpl_signing_private(custody_token *tok, struct token_tmpl *t,
 {
 	token_tmpl_ulong(t, CKA_CLASS, CKO_PRIVATE_KEY);
 	token_tmpl_ulong(t, CKA_KEY_TYPE, kt);
-	token_tmpl_bool(t, CKA_TOKEN, 1);
-	token_tmpl_bool(t, CKA_PRIVATE, 1);
-	token_tmpl_bool(t, CKA_SENSITIVE, 1);
-	token_tmpl_bool(t, CKA_SIGN, 1);
-	token_tmpl_bool(t, CKA_SIGN_RECOVER, 0);
-	token_tmpl_bool(t, CKA_DECRYPT, 0);
-	token_tmpl_bool(t, CKA_UNWRAP, 0);
-	token_tmpl_bool(t, CKA_DERIVE, 0);
+	token_tmpl_flags(t, signing_private_flags, NELEM(signing_private_flags));
 	token_tmpl_bool(t, CKA_EXTRACTABLE, extractable);
 	/* Never wrappable but under a trusted key, where the token knows the
 	 * attribute: for a key that is not extractable at all it changes
@@ -349,13 +364,7 @@ token_tmpl_signing_public(struct token_tmpl *t, CK_KEY_TYPE kt,
 {
 	token_tmpl_ulong(t, CKA_CLASS, CKO_PUBLIC_KEY);
 	token_tmpl_ulong(t, CKA_KEY_TYPE, kt);
-	token_tmpl_bool(t, CKA_TOKEN, 1);
-	token_tmpl_bool(t, CKA_PRIVATE, 0);
-	token_tmpl_bool(t, CKA_VERIFY, 1);
-	token_tmpl_bool(t, CKA_VERIFY_RECOVER, 0);
-	token_tmpl_bool(t, CKA_ENCRYPT, 0);
-	token_tmpl_bool(t, CKA_WRAP, 0);
-	token_tmpl_bool(t, CKA_DERIVE, 0);
+	token_tmpl_flags(t, signing_public_flags, NELEM(signing_public_flags));
 	token_tmpl_add(t, CKA_ID, id, id_len);
 	token_tmpl_text(t, CKA_LABEL, label);
 }

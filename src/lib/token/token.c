@@ -349,6 +349,15 @@ token_key_id_login(custody_token *tok, const char *key_id, const char *what,
 }
 
 int
+token_err_no_private_key(const custody_token *tok, const char *key_id,
+			 custody_err *err)
+{
+	return custody_err_set(err, CUSTODY_ENOTFOUND,
+			       "no private key with key id %s on token %s",
+			       key_id, tok->label);
+}
+
+int
 token_find_private_key(custody_token *tok, const char *key_id,
 		       const char *what, CK_OBJECT_HANDLE *key,
 		       custody_err *err)
@@ -370,9 +379,7 @@ token_find_private_key(custody_token *tok, const char *key_id,
 	if ((r = token_find(tok, t, 2, &h, &n, err)) != CUSTODY_OK)
 		goto out;
 	if (n == 0) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no private key with key id %s on token %s",
-				    key_id, tok->label);
+		r = token_err_no_private_key(tok, key_id, err);
 		goto out;
 	}
 	*key = h[0];
@@ -701,20 +708,25 @@ out:
 static int
 info_matches(const CK_TOKEN_INFO *ti, const struct token_match *m)
 {
+	const struct {
+		const unsigned char *field;
+		size_t len;
+		const char *want;	/* NULL: any */
+	} f[] = {
+		{ti->label, sizeof(ti->label), m->token},
+		{ti->serialNumber, sizeof(ti->serialNumber), m->serial},
+		{ti->manufacturerID, sizeof(ti->manufacturerID),
+		 m->manufacturer},
+		{ti->model, sizeof(ti->model), m->model},
+	};
 	char buf[33];
+	size_t i;
 
-	token_trim_field(ti->label, sizeof(ti->label), buf);
-	if (m->token != NULL && strcmp(buf, m->token) != 0)
-		return 0;
-	token_trim_field(ti->serialNumber, sizeof(ti->serialNumber), buf);
-	if (m->serial != NULL && strcmp(buf, m->serial) != 0)
-		return 0;
-	token_trim_field(ti->manufacturerID, sizeof(ti->manufacturerID), buf);
-	if (m->manufacturer != NULL && strcmp(buf, m->manufacturer) != 0)
-		return 0;
-	token_trim_field(ti->model, sizeof(ti->model), buf);
-	if (m->model != NULL && strcmp(buf, m->model) != 0)
-		return 0;
+	for (i = 0; i < NELEM(f); i++) {
+		token_trim_field(f[i].field, f[i].len, buf);
+		if (f[i].want != NULL && strcmp(buf, f[i].want) != 0)
+			return 0;
+	}
 	return 1;
 }
 
@@ -861,41 +873,54 @@ out:
 /* -------------------------------------------------------- open/close */
 
 int
+token_spec_need_module(const custody_token_spec *spec, const char *what,
+		       custody_err *err)
+{
+	if (spec == NULL || spec->module == NULL || spec->module[0] == '\0')
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot %s: no PKCS#11 module given",
+				       what);
+	return CUSTODY_OK;
+}
+
+/* A read-write session on the selected token. */
+static int
+open_session(custody_token *tok, custody_err *err)
+{
+	CK_RV rv;
+
+	rv = tok->f->C_OpenSession(tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+				   NULL, NULL, &tok->session);
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot open a session on token %s",
+				    tok->label);
+	tok->have_session = 1;
+	return CUSTODY_OK;
+}
+
+int
 custody_token_open(const custody_token_spec *spec, custody_token **out,
 		   custody_err *err)
 {
 	struct token_match m = {NULL, NULL, NULL, NULL};
 	custody_token *tok = NULL;
-	CK_RV rv;
 	int r = CUSTODY_EFAIL;
 
 	*out = NULL;
-	if (spec == NULL || spec->module == NULL || spec->module[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot open the token: no PKCS#11 module "
-				    "given");
-		goto out;
-	}
-	if ((r = match_from_spec(spec, &m, err)) != CUSTODY_OK)
+	if ((r = token_spec_need_module(spec, "open the token", err)) !=
+	    CUSTODY_OK ||
+	    (r = match_from_spec(spec, &m, err)) != CUSTODY_OK)
 		goto out;
 	if ((tok = calloc(1, sizeof(*tok))) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot open the token: out of memory");
 		goto out;
 	}
-	if ((r = attach(spec, tok, err)) != CUSTODY_OK)
+	if ((r = attach(spec, tok, err)) != CUSTODY_OK ||
+	    (r = select_token(tok, spec->module, &m, err)) != CUSTODY_OK ||
+	    (r = open_session(tok, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = select_token(tok, spec->module, &m, err)) != CUSTODY_OK)
-		goto out;
-	rv = tok->f->C_OpenSession(tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
-				   NULL, NULL, &tok->session);
-	if (rv != CKR_OK) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot open a session on token %s",
-				 tok->label);
-		goto out;
-	}
-	tok->have_session = 1;
 	*out = tok;
 	tok = NULL;
 	r = CUSTODY_OK;
@@ -1188,22 +1213,19 @@ custody_token_has_private_key(custody_token *tok, const char *key_id,
 	return has_object(tok, CKO_PRIVATE_KEY, id, id_len, present, err);
 }
 
-/* Destroys every object of class cls with this id; counts them in *n. */
+/* Destroys every object matching t (the WHAT of key_id); counts them in
+ * *n. */
 static int
-destroy_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
-	      size_t id_len, const char *key_id, const char *what, size_t *n,
-	      custody_err *err)
+destroy_matching(custody_token *tok, CK_ATTRIBUTE *t, CK_ULONG t_len,
+		 const char *key_id, const char *what, size_t *n,
+		 custody_err *err)
 {
-	CK_ATTRIBUTE t[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_ID, (void *)id, id_len},
-	};
 	CK_OBJECT_HANDLE *h = NULL;
 	size_t count = 0, i;
 	CK_RV rv;
 	int r;
 
-	if ((r = token_find(tok, t, 2, &h, &count, err)) != CUSTODY_OK)
+	if ((r = token_find(tok, t, t_len, &h, &count, err)) != CUSTODY_OK)
 		goto out;
 	for (i = 0; i < count; i++) {
 		rv = tok->f->C_DestroyObject(tok->session, h[i]);
@@ -1219,6 +1241,20 @@ destroy_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
 out:
 	free(h);
 	return r;
+}
+
+/* Destroys every object of class cls with this id; counts them in *n. */
+static int
+destroy_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
+	      size_t id_len, const char *key_id, const char *what, size_t *n,
+	      custody_err *err)
+{
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, (void *)id, id_len},
+	};
+
+	return destroy_matching(tok, t, NELEM(t), key_id, what, n, err);
 }
 
 int
@@ -1283,48 +1319,29 @@ custody_token_delete_cert(custody_token *tok, const char *key_id,
 {
 	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
 	unsigned char id[KEY_ID_MAX];
-	CK_ATTRIBUTE t[3];
-	CK_OBJECT_HANDLE *h = NULL;
-	size_t id_len, count = 0, i;
-	CK_RV rv;
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, id, 0},
+		{CKA_VALUE, (void *)der, der_len},
+	};
+	size_t id_len, count = 0;
 	int r;
 
 	if ((r = token_key_id_login(tok, key_id, "delete objects", id,
 				    sizeof(id), &id_len, err)) != CUSTODY_OK)
-		goto out;
-	t[0].type = CKA_CLASS;
-	t[0].pValue = &cls;
-	t[0].ulValueLen = sizeof(cls);
-	t[1].type = CKA_ID;
-	t[1].pValue = id;
+		return r;
 	t[1].ulValueLen = id_len;
-	t[2].type = CKA_VALUE;
-	t[2].pValue = (void *)der;
-	t[2].ulValueLen = der_len;
-	if ((r = token_find(tok, t, 3, &h, &count, err)) != CUSTODY_OK)
-		goto out;
-	if (count == 0) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no such certificate object with key id %s "
-				    "on token %s", key_id, tok->label);
-		goto out;
-	}
-	for (i = 0; i < count; i++) {
-		rv = tok->f->C_DestroyObject(tok->session, h[i]);
-		if (rv != CKR_OK) {
-			r = token_err_rv(err, CUSTODY_EFAIL, rv,
-					 "cannot destroy the certificate "
-					 "object (key id %s) on token %s",
-					 key_id, tok->label);
-			goto out;
-		}
-	}
+	if ((r = destroy_matching(tok, t, NELEM(t), key_id,
+				  "certificate object", &count, err)) !=
+	    CUSTODY_OK)
+		return r;
+	if (count == 0)
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "no such certificate object with key "
+				       "id %s on token %s", key_id, tok->label);
 	custody_debug("destroyed a certificate object with key id %s on "
 		      "token %s", key_id, tok->label);
-	r = CUSTODY_OK;
-out:
-	free(h);
-	return r;
+	return CUSTODY_OK;
 }
 
 int
@@ -1538,15 +1555,8 @@ init_user_pin(custody_token *tok, const char *so_pin, size_t so_pin_len,
 	CK_RV rv;
 	int r = CUSTODY_EFAIL;
 
-	rv = tok->f->C_OpenSession(tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
-				   NULL, NULL, &tok->session);
-	if (rv != CKR_OK) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot open a session on token %s",
-				 tok->label);
+	if ((r = open_session(tok, err)) != CUSTODY_OK)
 		goto out;
-	}
-	tok->have_session = 1;
 	rv = tok->f->C_Login(tok->session, CKU_SO, (CK_UTF8CHAR *)so_pin,
 			     so_pin_len);
 	if (rv != CKR_OK) {
@@ -1587,12 +1597,9 @@ custody_token_init(const custody_token_spec *spec, const char *label,
 	CK_RV rv;
 
 	memset(&tok, 0, sizeof(tok));
-	if (spec == NULL || spec->module == NULL || spec->module[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot initialise a token: no PKCS#11 "
-				    "module given");
+	if ((r = token_spec_need_module(spec, "initialise a token", err)) !=
+	    CUSTODY_OK)
 		goto out;
-	}
 	if (label == NULL || label[0] == '\0' || strlen(label) > 32) {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
 				    "cannot initialise a token: the label must "

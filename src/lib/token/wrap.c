@@ -23,7 +23,6 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
-#include <openssl/param_build.h>
 #include <openssl/x509.h>
 
 #include <custody/assign.h>
@@ -37,6 +36,7 @@
 #define KEY_ID_MAX 64		/* bytes of a CKA_ID we accept as hex    */
 #define NODE_ID_MAX 96		/* "custody-transport:" + node name      */
 #define TRANSPORT_BITS 3072
+#define TRANSPORT_KEYSPEC "rsa:3072"	/* TRANSPORT_BITS again */
 
 #define TRANSPORT_PREFIX "custody-transport:"
 #define ADMITTED_PREFIX "custody-admitted:"
@@ -391,6 +391,15 @@ unwrap_template(custody_token *tok, struct token_tmpl *inner,
  * the store's integrity tags: it wraps (what a tag is computed with) and
  * does nothing else, never extractable.
  */
+static const struct token_flag kek_kept_flags[] = {
+	{CKA_TOKEN, 1}, {CKA_PRIVATE, 1}, {CKA_SENSITIVE, 1},
+};
+
+static const struct token_flag kek_unused_flags[] = {
+	{CKA_ENCRYPT, 0}, {CKA_DECRYPT, 0}, {CKA_SIGN, 0}, {CKA_VERIFY, 0},
+	{CKA_DERIVE, 0},
+};
+
 static void
 kek_template(custody_token *tok, struct token_tmpl *t, struct token_tmpl *inner,
 	     int generate, int trusted, int cluster)
@@ -399,19 +408,13 @@ kek_template(custody_token *tok, struct token_tmpl *t, struct token_tmpl *inner,
 	token_tmpl_add(t, CKA_KEY_TYPE, &type_aes, sizeof(type_aes));
 	if (generate)
 		token_tmpl_add(t, CKA_VALUE_LEN, &kek_bytes, sizeof(kek_bytes));
-	token_tmpl_bool(t, CKA_TOKEN, 1);
-	token_tmpl_bool(t, CKA_PRIVATE, 1);
-	token_tmpl_bool(t, CKA_SENSITIVE, 1);
+	token_tmpl_flags(t, kek_kept_flags, NELEM(kek_kept_flags));
 	token_tmpl_bool(t, CKA_EXTRACTABLE, cluster);
 	if (cluster)
 		token_tmpl_bool(t, CKA_WRAP_WITH_TRUSTED, 1);
 	token_tmpl_bool(t, CKA_WRAP, 1);
 	token_tmpl_bool(t, CKA_UNWRAP, cluster);
-	token_tmpl_bool(t, CKA_ENCRYPT, 0);
-	token_tmpl_bool(t, CKA_DECRYPT, 0);
-	token_tmpl_bool(t, CKA_SIGN, 0);
-	token_tmpl_bool(t, CKA_VERIFY, 0);
-	token_tmpl_bool(t, CKA_DERIVE, 0);
+	token_tmpl_flags(t, kek_unused_flags, NELEM(kek_unused_flags));
 	if (trusted)
 		token_tmpl_bool(t, CKA_TRUSTED, 1);
 	token_tmpl_add(t, CKA_ID, kek_id, sizeof(kek_id) - 1);
@@ -507,72 +510,6 @@ out:
 
 /* ------------------------------------------------------- transport keys */
 
-/* An RSA public key (n, e as big-endian bytes) as DER SPKI, malloc'ed. */
-static int
-rsa_spki(const unsigned char *n, size_t n_len, const unsigned char *e,
-	 size_t e_len, unsigned char **out, size_t *out_len,
-	 custody_err *err)
-{
-	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY *pkey = NULL;
-	BIGNUM *bn = NULL, *be = NULL;
-	unsigned char *der = NULL, *p;
-	int len, r = CUSTODY_EFAIL;
-
-	if (bld == NULL || (bn = BN_bin2bn(n, (int)n_len, NULL)) == NULL ||
-	    (be = BN_bin2bn(e, (int)e_len, NULL)) == NULL ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) != 1 ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) != 1 ||
-	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
-	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
-	    EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1 ||
-	    (len = i2d_PUBKEY(pkey, NULL)) <= 0 ||
-	    (der = malloc((size_t)len)) == NULL)
-		goto fail;
-	p = der;
-	if (i2d_PUBKEY(pkey, &p) != len)
-		goto fail;
-	*out = der;
-	*out_len = (size_t)len;
-	der = NULL;
-	r = CUSTODY_OK;
-	goto out;
-fail:
-	r = custody_err_openssl(err, CUSTODY_EFAIL,
-				"cannot encode the transport public key");
-out:
-	free(der);
-	EVP_PKEY_free(pkey);
-	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(params);
-	OSSL_PARAM_BLD_free(bld);
-	BN_free(bn);
-	BN_free(be);
-	return r;
-}
-
-/* The SPKI of public key object h (RSA). */
-static int
-object_spki(custody_token *tok, CK_OBJECT_HANDLE h, unsigned char **spki,
-	    size_t *spki_len, custody_err *err)
-{
-	unsigned char *n = NULL, *e = NULL;
-	size_t n_len = 0, e_len = 0;
-	int r;
-
-	if ((r = token_get_attr(tok, h, CKA_MODULUS, &n, &n_len, err)) ==
-		    CUSTODY_OK &&
-	    (r = token_get_attr(tok, h, CKA_PUBLIC_EXPONENT, &e, &e_len,
-				err)) == CUSTODY_OK)
-		r = rsa_spki(n, n_len, e, e_len, spki, spki_len, err);
-	free(n);
-	free(e);
-	return r;
-}
-
 int
 custody_token_transport_public(custody_token *tok, const char *node,
 			       unsigned char **spki, size_t *spki_len,
@@ -594,10 +531,25 @@ custody_token_transport_public(custody_token *tok, const char *node,
 				    node, tok->label);
 		goto out;
 	}
-	r = object_spki(tok, h, spki, spki_len, err);
+	r = token_public_spki(tok, h, TRANSPORT_KEYSPEC, "transport public key",
+			      spki, spki_len, err);
 out:
 	return r;
 }
+
+/* A transport key pair does one thing: its private half unwraps the KEK,
+ * and is kept; its public half is wrapped under by the SO's trusted copy
+ * (create_trusted_transport), never by itself. */
+static const struct token_flag transport_public_flags[] = {
+	{CKA_TOKEN, 1}, {CKA_PRIVATE, 0}, {CKA_ENCRYPT, 0}, {CKA_WRAP, 0},
+	{CKA_VERIFY, 0}, {CKA_VERIFY_RECOVER, 0}, {CKA_DERIVE, 0},
+};
+
+static const struct token_flag transport_private_flags[] = {
+	{CKA_TOKEN, 1}, {CKA_PRIVATE, 1}, {CKA_SENSITIVE, 1},
+	{CKA_EXTRACTABLE, 0}, {CKA_UNWRAP, 1}, {CKA_DECRYPT, 0}, {CKA_SIGN, 0},
+	{CKA_SIGN_RECOVER, 0}, {CKA_DERIVE, 0},
+};
 
 int
 custody_token_transport_create(custody_token *tok, const char *node,
@@ -633,13 +585,8 @@ custody_token_transport_create(custody_token *tok, const char *node,
 	}
 	token_tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
 	token_tmpl_add(&pub, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
-	token_tmpl_bool(&pub, CKA_TOKEN, 1);
-	token_tmpl_bool(&pub, CKA_PRIVATE, 0);
-	token_tmpl_bool(&pub, CKA_ENCRYPT, 0);
-	token_tmpl_bool(&pub, CKA_WRAP, 0);
-	token_tmpl_bool(&pub, CKA_VERIFY, 0);
-	token_tmpl_bool(&pub, CKA_VERIFY_RECOVER, 0);
-	token_tmpl_bool(&pub, CKA_DERIVE, 0);
+	token_tmpl_flags(&pub, transport_public_flags,
+			 NELEM(transport_public_flags));
 	token_tmpl_add(&pub, CKA_MODULUS_BITS, &transport_bits,
 		  sizeof(transport_bits));
 	token_tmpl_add(&pub, CKA_PUBLIC_EXPONENT, rsa_f4, sizeof(rsa_f4));
@@ -648,15 +595,8 @@ custody_token_transport_create(custody_token *tok, const char *node,
 
 	token_tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
 	token_tmpl_add(&priv, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
-	token_tmpl_bool(&priv, CKA_TOKEN, 1);
-	token_tmpl_bool(&priv, CKA_PRIVATE, 1);
-	token_tmpl_bool(&priv, CKA_SENSITIVE, 1);
-	token_tmpl_bool(&priv, CKA_EXTRACTABLE, 0);
-	token_tmpl_bool(&priv, CKA_UNWRAP, 1);
-	token_tmpl_bool(&priv, CKA_DECRYPT, 0);
-	token_tmpl_bool(&priv, CKA_SIGN, 0);
-	token_tmpl_bool(&priv, CKA_SIGN_RECOVER, 0);
-	token_tmpl_bool(&priv, CKA_DERIVE, 0);
+	token_tmpl_flags(&priv, transport_private_flags,
+			 NELEM(transport_private_flags));
 	token_tmpl_add(&priv, CKA_ID, id, id_len);
 	token_tmpl_add(&priv, CKA_LABEL, id, id_len);
 	token_tmpl_optional_bool(tok, &priv, TOKEN_ATTR_COPYABLE, 0);
@@ -684,7 +624,9 @@ custody_token_transport_create(custody_token *tok, const char *node,
 	}
 	if ((r = token_check_attrs(tok, hpriv, "transport private key", &priv,
 				   1, err)) != CUSTODY_OK ||
-	    (r = object_spki(tok, hpub, spki, spki_len, err)) != CUSTODY_OK)
+	    (r = token_public_spki(tok, hpub, TRANSPORT_KEYSPEC,
+				   "transport public key", spki, spki_len,
+				   err)) != CUSTODY_OK)
 		goto out;
 	custody_step("generated the transport key pair of node %s on token %s",
 		     node, tok->label);
@@ -861,6 +803,13 @@ drop_stale_admitted(custody_token *tok)
 	free(h);
 }
 
+/* A session object, public, that wraps under trust and does nothing else. */
+static const struct token_flag trusted_transport_flags[] = {
+	{CKA_TOKEN, 0}, {CKA_PRIVATE, 0}, {CKA_TRUSTED, 1}, {CKA_WRAP, 1},
+	{CKA_ENCRYPT, 0}, {CKA_VERIFY, 0}, {CKA_VERIFY_RECOVER, 0},
+	{CKA_DERIVE, 0},
+};
+
 /* The SO's part: NODE's transport public key as a trusted wrapping key,
  * a session object (it ends with the session at the latest). */
 static int
@@ -877,14 +826,8 @@ create_trusted_transport(custody_token *tok, const char *node,
 	token_tmpl_init(&t);
 	token_tmpl_add(&t, CKA_CLASS, &class_public, sizeof(class_public));
 	token_tmpl_add(&t, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
-	token_tmpl_bool(&t, CKA_TOKEN, 0);
-	token_tmpl_bool(&t, CKA_PRIVATE, 0);
-	token_tmpl_bool(&t, CKA_TRUSTED, 1);
-	token_tmpl_bool(&t, CKA_WRAP, 1);
-	token_tmpl_bool(&t, CKA_ENCRYPT, 0);
-	token_tmpl_bool(&t, CKA_VERIFY, 0);
-	token_tmpl_bool(&t, CKA_VERIFY_RECOVER, 0);
-	token_tmpl_bool(&t, CKA_DERIVE, 0);
+	token_tmpl_flags(&t, trusted_transport_flags,
+			 NELEM(trusted_transport_flags));
 	token_tmpl_optional_bool(tok, &t, TOKEN_ATTR_COPYABLE, 0);
 	token_tmpl_add(&t, CKA_MODULUS, (void *)n, n_len);
 	token_tmpl_add(&t, CKA_PUBLIC_EXPONENT, (void *)e, e_len);
@@ -1155,22 +1098,6 @@ keep:
 
 /* ---------------------------------------------------------- packages */
 
-/* The private key with this hex key id, or CK_INVALID_HANDLE. */
-static int
-find_private(custody_token *tok, const char *key_id, CK_OBJECT_HANDLE *h,
-	     custody_err *err)
-{
-	unsigned char id[KEY_ID_MAX];
-	size_t id_len = 0;
-	int r;
-
-	*h = CK_INVALID_HANDLE;
-	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
-	    CUSTODY_OK)
-		return r;
-	return find_by_id(tok, &class_private, id, id_len, h, err);
-}
-
 int
 custody_token_wrap_private_key(custody_token *tok, const char *key_id,
 			       unsigned char **blob, size_t *blob_len,
@@ -1183,17 +1110,10 @@ custody_token_wrap_private_key(custody_token *tok, const char *key_id,
 
 	*blob = NULL;
 	*blob_len = 0;
-	if ((r = token_require_login(tok, "wrap a private key", err)) !=
-	    CUSTODY_OK ||
-	    (r = find_private(tok, key_id, &key, err)) != CUSTODY_OK ||
+	if ((r = token_find_private_key(tok, key_id, "wrap a private key",
+					&key, err)) != CUSTODY_OK ||
 	    (r = need_kek(tok, "wrap a private key", &kek, err)) != CUSTODY_OK)
 		goto out;
-	if (key == CK_INVALID_HANDLE) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no private key with key id %s on token %s",
-				    key_id, tok->label);
-		goto out;
-	}
 	if (token_wrap_key(tok, &mech, kek, key, blob, blob_len, &rv) != CUSTODY_OK) {
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
 				 "cannot wrap private key %s under the KEK on "
@@ -1253,7 +1173,7 @@ static int
 ec_parts(EVP_PKEY *pkey, struct pubkey *k)
 {
 	char group[64] = "";
-	unsigned char point[1 + 2 * 66], *der = NULL;
+	unsigned char point[1 + 2 * 66];
 	size_t point_len = 0;
 	ASN1_OCTET_STRING *os = NULL;
 	int nid = NID_undef, len, ok = 0;
@@ -1267,21 +1187,16 @@ ec_parts(EVP_PKEY *pkey, struct pubkey *k)
 					    &point_len) != 1 ||
 	    point_len == 0 || point[0] != 0x04)
 		goto out;
-	if ((len = i2d_ASN1_OBJECT(OBJ_nid2obj(nid), &der)) <= 0)
+	if ((len = i2d_ASN1_OBJECT(OBJ_nid2obj(nid), &k->a)) <= 0)
 		goto out;
-	k->a = der;
 	k->a_len = (size_t)len;
-	der = NULL;
 	if ((os = ASN1_OCTET_STRING_new()) == NULL ||
 	    ASN1_OCTET_STRING_set(os, point, (int)point_len) != 1 ||
-	    (len = i2d_ASN1_OCTET_STRING(os, &der)) <= 0)
+	    (len = i2d_ASN1_OCTET_STRING(os, &k->b)) <= 0)
 		goto out;
-	k->b = der;
 	k->b_len = (size_t)len;
-	der = NULL;
 	ok = 1;
 out:
-	OPENSSL_free(der);
 	ASN1_OCTET_STRING_free(os);
 	return ok;
 }
@@ -1465,18 +1380,10 @@ custody_token_seal(custody_token *tok, const char *key_id, custody_err *err)
 	int extractable = 0, r;
 	CK_RV rv;
 
-	if ((r = token_require_login(tok, "seal a private key", err)) !=
-	    CUSTODY_OK ||
-	    (r = find_private(tok, key_id, &key, err)) != CUSTODY_OK)
-		goto out;
-	if (key == CK_INVALID_HANDLE) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no private key with key id %s on token %s",
-				    key_id, tok->label);
-		goto out;
-	}
-	if ((r = token_get_bool(tok, key, CKA_EXTRACTABLE, &extractable, err)) !=
-	    CUSTODY_OK)
+	if ((r = token_find_private_key(tok, key_id, "seal a private key",
+					&key, err)) != CUSTODY_OK ||
+	    (r = token_get_bool(tok, key, CKA_EXTRACTABLE, &extractable,
+				err)) != CUSTODY_OK)
 		goto out;
 	if (!extractable) {
 		custody_step("private key %s on token %s is already sealed",
