@@ -501,6 +501,10 @@ step_date(struct wizard *w)
 	int64_t when = 0;
 
 	for (;;) {
+		refresh_now(w);
+		/* The instant is UTC unless the answer says otherwise: the
+		 * question shows what time it is there. */
+		printf("It is now %s (UTC).\n", out_time(w->cli->now, t));
 		a = ask_line("Effective date, YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS](Z|+HH:MM) "
 			     "[b = back, q = cancel]: ", line, sizeof(line));
 		if (a != ANSWER_CHOICE)

@@ -204,6 +204,8 @@ wizard roll <<EOF
 EOF
 check "a roll at $eff exits 0" [ "$wrc" -eq 0 ]
 check "…a bad date names the accepted forms" has "YYYY-MM-DD"
+check "…the date question shows the time now, in UTC" \
+	grep -qE "^It is now [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z \(UTC\)\.$" <<<"$log"
 check "…back from the date went to the when step" [ "$(count "Step 4 of 5")" -eq 2 ]
 check "…the summary shows the pending line" has "  pending : (none) -> $C from $eff"
 check "…the result shows C pending" grep -qE "^PendingThumbprint +: $C" <<<"$log"
