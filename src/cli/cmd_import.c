@@ -93,11 +93,22 @@ load_bundle(struct cli *cli, const struct import_opts *o, custody_token_lock **l
 	    (r = custody_token_lock_take(&spec, lock, &cli->err)) != CUSTODY_OK)
 		goto out;
 	r = custody_bundle_load_file(o->path, password.data, b, &cli->err);
+	/* No password source for an encrypted file: asked on a terminal,
+	 * else a usage error (exit 2), as a missing option is. */
+	if (r == CUSTODY_EPASSWORD && o->password_source == NULL) {
+		if (isatty(STDIN_FILENO)) {
+			custody_err_clear(&cli->err);
+			r = custody_secret_read("prompt", "Password for the import file: ",
+						&password, &cli->err);
+			if (r == CUSTODY_OK)
+				r = custody_bundle_load_file(o->path, password.data, b, &cli->err);
+		} else {
+			r = cli->err.code = CUSTODY_EUSAGE;
+		}
+	}
 	if (r == CUSTODY_OK && b->legacy[0] != '\0')
 		cli_note(cli, "%s is protected with legacy encryption (%s); "
 			 "re-protect exports with AES-256", o->path, b->legacy);
-	if (r == CUSTODY_EPASSWORD && o->password_source == NULL && cli->err.hint[0] == '\0')
-		custody_err_hint(&cli->err, "give the password with --password-source file:PATH|env:VAR|fd:N|prompt");
 out:
 	custody_secret_clear(&password);
 	return r;

@@ -41,7 +41,8 @@ expect_error() {
 # --- files ---
 expect_error 1 "wrong password" "PKCS#12 with a wrong password" -- \
 	import --path "$T/good.p12" --password-source env:WRONG_PASSWORD
-expect_error 1 "password" "PKCS#12 without its password" -- \
+# No password source and no terminal to ask on: a usage error.
+expect_error 2 "missing password" "PKCS#12 without its password" -- \
 	import --path "$T/good.p12"
 head -c 700 "$T/good.p12" >"$T/truncated.p12"
 expect_error 1 "." "truncated PKCS#12" -- \

@@ -67,8 +67,8 @@ check "legacy PKCS#12 with a wrong password: exit 1, \"wrong password\"" \
 	bash -c '[ "$0" -eq 1 ] && grep -q "^custody: import: wrong password for " <<<"$1"' "$rc" "$err"
 check "…and nothing changed" [ "$(state)" = "$before" ]
 run import --path "$T/rsa.p12"
-check "legacy PKCS#12 without its password: exit 1, nothing changed" \
-	bash -c '[ "$0" -eq 1 ] && grep -q "password" <<<"$1"' "$rc" "$err"
+check "legacy PKCS#12 without its password (no terminal to ask on): exit 2, nothing changed" \
+	bash -c '[ "$0" -eq 2 ] && grep -q "missing password" <<<"$1"' "$rc" "$err"
 check "…and nothing changed" [ "$(state)" = "$before" ]
 OPENSSL_MODULES=$T/no-modules run import --path "$T/rsa.p12" --password-source env:P12_PASSWORD
 check "without the legacy provider (OPENSSL_MODULES elsewhere): exit 1, one line and a hint" \

@@ -696,8 +696,9 @@ Test(bundle_p12, wrong_password_is_epassword_with_hint)
 	p12 = testcert_pkcs12(key, x, NULL, "right", &len);
 	assert_error(custody_bundle_parse(p12, len, "wrong", &b, &err), &err,
 		     CUSTODY_EPASSWORD, "wrong password for the file");
-	cr_assert_str_eq(err.hint, "give the password with --password-source "
-			 "(file:, env:, fd:, prompt)");
+	/* A password was given: the hint is not to give one. */
+	cr_assert_str_eq(err.hint, "check the password the source gives (a "
+			 "password file's trailing newline is not part of it)");
 	assert_empty(&b);
 	assert_error(custody_bundle_parse(p12, len, "", &b, &err), &err,
 		     CUSTODY_EPASSWORD, "wrong password for the file");

@@ -100,14 +100,18 @@ static int
 password_error(const struct found *f, custody_err *err)
 {
 	ERR_clear_error();
-	if (f->password == NULL)
+	if (f->password == NULL) {
 		custody_err_set(err, CUSTODY_EPASSWORD,
 				"missing password for %s: it is encrypted",
 				f->name);
-	else
+		custody_err_hint(err, PASSWORD_HINT);
+	} else {
 		custody_err_set(err, CUSTODY_EPASSWORD,
 				"wrong password for %s", f->name);
-	custody_err_hint(err, PASSWORD_HINT);
+		custody_err_hint(err, "check the password the source gives (a "
+				 "password file's trailing newline is not part "
+				 "of it)");
+	}
 	return CUSTODY_EPASSWORD;
 }
 
