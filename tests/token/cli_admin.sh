@@ -55,7 +55,7 @@ make_p12 soon soon.custody.test 10
 run import --path "$T/soon.p12"
 check "a certificate valid for 10 more days imports: exit 0" [ "$rc" -eq 0 ]
 check "…with a warning that it expires, and when" \
-	grep -q "warning: certificate $(thumbprint_of_p12 soon) expires on .*, in 9 day(s) (policy warn-days 30)" <<<"$err"
+	grep -Eq "warning: certificate $(thumbprint_of_p12 soon) expires on .*, in (9|10) day\(s\) \(policy warn-days 30\)" <<<"$err"	# 10 within its first second
 run import --path "$T/a.p12"
 check "importing a certificate valid for a year warns of nothing" bash -c '! grep -q warning <<<"$1"' _ "$err"
 
