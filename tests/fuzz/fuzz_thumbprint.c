@@ -95,17 +95,50 @@ names(const custody_cert_record *c, const char *q)
 	       strncasecmp(c->sha256, q, n) == 0;
 }
 
+/* The invisible marks a pasted thumbprint may carry, by code point (the
+ * model's own list, decoded here: not the library's table of bytes). */
+static int
+invisible(unsigned long cp)
+{
+	return cp == 0xA0 || cp == 0x200B || cp == 0x200E || cp == 0x200F ||
+	       (cp >= 0x202A && cp <= 0x202F) || cp == 0x2060 || cp == 0xFEFF;
+}
+
+/* The length of the well-formed UTF-8 sequence at p when it encodes an
+ * invisible mark, else 0. */
+static size_t
+invisible_at(const unsigned char *p)
+{
+	unsigned long cp;
+	size_t n, i;
+
+	if ((p[0] & 0xe0) == 0xc0)
+		n = 2, cp = p[0] & 0x1f;
+	else if ((p[0] & 0xf0) == 0xe0)
+		n = 3, cp = p[0] & 0x0f;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	return invisible(cp) ? n : 0;
+}
+
 static void
 check_normalize(const char *query)
 {
 	char out[65];
 	custody_err err;
-	size_t digits = 0, others = 0, i;
+	size_t digits = 0, others = 0, i, mark;
 	const char *p;
 
 	custody_err_clear(&err);
 	for (p = query; *p != '\0'; p++) {
-		if (isxdigit((unsigned char)*p))
+		if ((mark = invisible_at((const unsigned char *)p)) > 0)
+			p += mark - 1;
+		else if (isxdigit((unsigned char)*p))
 			digits++;
 		else if (*p != ':' && *p != ' ')
 			others++;
