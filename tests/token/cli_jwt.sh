@@ -7,7 +7,7 @@
 # OAuthTokenIssuer must refuse has an RSA key.
 . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/token/lib.sh"
 setup_token
-declare_types JwtEc
+declare_types JwtEc JwtRsa
 
 b64url_decode() { # stdin → bytes
 	local s

@@ -386,7 +386,6 @@ prepare(struct import *im)
 	    (r = custody_cert_record_from_x509(req->bundle->cert, &res->rec, im->err)) !=
 	    CUSTODY_OK)
 		return r;
-	warn_validity(&res->rec, im->env);
 	if (req->label != NULL)
 		snprintf(im->label, sizeof(im->label), "%s", req->label);
 	else
@@ -401,9 +400,12 @@ prepare(struct import *im)
 					     im->err)) != CUSTODY_OK)
 			return r;
 	}
-	if ((r = custody_ops_store(im->env, im->err)) != CUSTODY_OK)
+	if ((r = custody_ops_store(im->env, im->err)) != CUSTODY_OK ||
+	    (r = check_token(im)) != CUSTODY_OK)
 		return r;
-	return check_token(im);
+	/* Said once the import is going ahead: a refusal stays one line. */
+	warn_validity(&res->rec, im->env);
+	return CUSTODY_OK;
 }
 
 int
