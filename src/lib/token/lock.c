@@ -654,6 +654,19 @@ struct custody_token_lock {
 	struct token_lock *lock;
 };
 
+/* The module a spec must name (the lock file is named after it, and open
+ * and init load it). */
+int
+token_spec_need_module(const custody_token_spec *spec, const char *what,
+		       custody_err *err)
+{
+	if (spec == NULL || spec->module == NULL || spec->module[0] == '\0')
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot %s: no PKCS#11 module given",
+				       what);
+	return CUSTODY_OK;
+}
+
 int
 custody_token_lock_take(const custody_token_spec *spec,
 			custody_token_lock **out, custody_err *err)

@@ -872,17 +872,6 @@ out:
 
 /* -------------------------------------------------------- open/close */
 
-int
-token_spec_need_module(const custody_token_spec *spec, const char *what,
-		       custody_err *err)
-{
-	if (spec == NULL || spec->module == NULL || spec->module[0] == '\0')
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot %s: no PKCS#11 module given",
-				       what);
-	return CUSTODY_OK;
-}
-
 /* A read-write session on the selected token. */
 static int
 open_session(custody_token *tok, custody_err *err)
