@@ -400,9 +400,6 @@ cli_open_store(struct cli *cli)
 						&cli->store, &cli->err);
 	if (r != CUSTODY_OK && cli->cfg.store_url == NULL && cli->err.hint[0] == '\0')
 		custody_err_hint(&cli->err, "choose a store with --store sqlite:PATH, CUSTODY_STORE or store.url");
-	if (r == CUSTODY_OK && custody_store_made(cli->store))
-		cli_say(cli, "made the store %s (the first write to it)",
-			custody_store_where(cli->store));
 	if (r == CUSTODY_OK)
 		r = cli_attach_integrity(cli);
 	return r;

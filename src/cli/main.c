@@ -209,10 +209,15 @@ main(int argc, char **argv)
 	}
 	if (r < 0) {
 		r = CUSTODY_OK;	/* --help */
-	} else if (r == CUSTODY_OK && cli.date_note[0] != '\0') {
-		/* After the output: a failure says its own instants. */
-		fprintf(stderr, "custody: %s: note: %s\n", cli.cmd, cli.date_note);
-	} else if (r != CUSTODY_OK) {
+	} else if (r == CUSTODY_OK) {
+		/* After the output, and only when the command succeeded: a
+		 * refusal stays one line, a failure says its own instants. */
+		if (cli.store != NULL && custody_store_made(cli.store) && !cli.quiet)
+			fprintf(stderr, "made the store %s (the first write to it)\n",
+				out_safe(custody_store_where(cli.store)));
+		if (cli.date_note[0] != '\0')
+			fprintf(stderr, "custody: %s: note: %s\n", cli.cmd, cli.date_note);
+	} else {
 		/* Messages may carry store, token or certificate text. */
 		fprintf(stderr, "custody: %s: %s\n", cli.cmd,
 			cli.err.msg[0] != '\0' ? out_safe(cli.err.msg) : "failed");

@@ -30,7 +30,7 @@ prime=$(openssl pkcs12 -in "$T/victim.p12" -passin env:P12_PASSWORD -nocerts -no
 [ ${#prime} -ge 200 ] || { echo "Bail out! cannot read the test key's prime"; exit 1; }
 
 # The token lock file (made by a first use of the token).
-run list
+run token
 lockfile=$(ls "$CUSTODY_LOCK_DIR"/token-*.lock 2>/dev/null | head -1)
 [ -n "$lockfile" ] || { echo "Bail out! no token lock file in $CUSTODY_LOCK_DIR"; exit 1; }
 
