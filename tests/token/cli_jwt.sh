@@ -116,7 +116,9 @@ flipped=${tok%.*}.$( [ "${sig:0:1}" = A ] && echo B || echo A )${sig:1}
 expect_bad "a wrong signature" "signature" "$flipped"
 expect_bad "a malformed token" "malformed|three" "not-a-token"
 expect_bad "bad base64" "base64" "${tok%%.*}.!!!.${sig}"
-expect_bad "an expired token" "expired" "$tok" --at "$(date -u -d '+1 day' +%Y-%m-%d)"
+# A day later to the second (a bare date is 00:00 UTC: within the token's
+# hour after 23:00).
+expect_bad "an expired token" "expired" "$tok" --at "$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)"
 run jwt issue --claims "{\"nbf\": $(( $(date +%s) + 7200 ))}"
 expect_bad "a token not yet valid" "not yet valid" "$out"
 none_header=$(printf '{"alg":"none","typ":"JWT","x5t":"%s"}' "$(x5t_of <"$T/a.pem")" | b64url)
