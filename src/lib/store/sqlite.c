@@ -211,6 +211,7 @@ check_parent_dir(const char *path, custody_err *err)
 	char *dir = strdup(path);
 	char *slash;
 	struct stat sb;
+	int found;
 
 	if (dir == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
@@ -223,21 +224,20 @@ check_parent_dir(const char *path, custody_err *err)
 		goto out;
 	}
 	*slash = '\0';
-	if (stat(dir, &sb) != 0 && errno == ENOENT) {
+	if ((found = stat(dir, &sb) == 0) && S_ISDIR(sb.st_mode)) {
+		r = CUSTODY_OK;
+	} else if (!found && errno == ENOENT) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot open store %s: directory %s does not "
 				    "exist", path, dir);
 		custody_err_hint(err, "custody makes the store's file, not its "
 				 "directory: check the path, or make the "
 				 "directory (mode 0700) first");
-		goto out;
-	}
-	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+	} else {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot open store %s: %s is not a directory",
 				    path, dir);
-	else
-		r = CUSTODY_OK;
+	}
 out:
 	free(dir);
 	return r;
