@@ -187,9 +187,11 @@ struct custody_store_backend {
 	/* location: what follows the scheme ("PATH" of "sqlite:PATH", the
 	 * whole URL for PostgreSQL).  With create, makes the store's file
 	 * when it has none (never a directory); without, a store that has
-	 * none is an error.  The core then brings its schema to
-	 * CUSTODY_STORE_SCHEMA_VERSION (or, without create, refuses a store
-	 * that has no schema yet). */
+	 * none is ENOTFOUND, err untouched (the store words it with the
+	 * location, as the core does for a database without a schema; a
+	 * backend whose location may hold a secret never returns it).
+	 * The core then brings its schema to CUSTODY_STORE_SCHEMA_VERSION
+	 * (or, without create, refuses a store that has no schema yet). */
 	int (*open)(const char *location, int create, struct store_conn **s,
 		    custody_err *err);
 	void (*close)(struct store_conn *s);

@@ -482,6 +482,16 @@ upgrade_to(const struct store_core *c, int v, custody_err *err)
 }
 
 int
+store_core_no_store(const char *where, custody_err *err)
+{
+	custody_err_set(err, CUSTODY_EFAIL, "no store at %s: nothing has been "
+			"written to it yet", where);
+	custody_err_hint(err, "the first command that writes makes it (custody "
+			 "import --path FILE); or name another store with --store");
+	return CUSTODY_EFAIL;
+}
+
+int
 store_core_migrate(const struct store_core *c, int create, int *made,
 		   custody_err *err)
 {
@@ -497,10 +507,7 @@ store_core_migrate(const struct store_core *c, int create, int *made,
 	    version == CUSTODY_STORE_SCHEMA_VERSION)
 		goto out;
 	if (version == 0 && !create) {
-		r = custody_err_set(err, CUSTODY_EFAIL, "no store at %s: nothing "
-				    "has been written to it yet", where(c));
-		custody_err_hint(err, "the first command that writes makes it "
-				 "(custody import --path FILE)");
+		r = store_core_no_store(where(c), err);
 		goto out;
 	}
 	if ((r = c->backend->begin(c->conn, err)) != CUSTODY_OK)

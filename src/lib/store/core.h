@@ -23,6 +23,9 @@ struct store_core {
 
 /* Brings a store just opened to CUSTODY_STORE_SCHEMA_VERSION, in one
  * transaction; refuses a store newer than this build. */
+/* EFAIL: there is no store at where (named as messages name it) yet, and
+ * how one is made.  For an open without create that finds none. */
+int store_core_no_store(const char *where, custody_err *err);
 /* Brings the schema to this build's version; a store with none yet gets
  * it only with create (*made set), else it is an error. */
 int store_core_migrate(const struct store_core *c, int create, int *made,

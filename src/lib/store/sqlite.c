@@ -243,22 +243,17 @@ out:
 	return r;
 }
 
-/* Without create, a store whose file is missing or empty is an error that
- * says how a store is made (and opening an empty one would write it). */
+/* Without create, a store whose file is missing or empty is none
+ * (ENOTFOUND, which the core words; opening an empty one would write it). */
 static int
-check_exists(const char *path, custody_err *err)
+check_exists(const char *path)
 {
 	struct stat sb;
 
 	if (stat(path, &sb) == 0 ? sb.st_size > 0 || !S_ISREG(sb.st_mode) :
 	    errno != ENOENT)
 		return CUSTODY_OK;	/* open says what else is wrong */
-	custody_err_set(err, CUSTODY_EFAIL, "no store at %s: nothing has been "
-			"written to it yet", path);
-	custody_err_hint(err, "the first command that writes makes it (custody "
-			 "import --path FILE); or name another store with "
-			 "--store sqlite:PATH");
-	return CUSTODY_EFAIL;
+	return CUSTODY_ENOTFOUND;
 }
 
 /* Creates the file 0600 when missing (the umask can only take bits
@@ -390,7 +385,7 @@ sqlite_open(const char *location, int create, struct store_conn **out,
 		goto out;
 	}
 	if ((r = check_parent_dir(s->path, err)) != CUSTODY_OK ||
-	    (r = create ? create_file(s->path, err) : check_exists(s->path, err)) !=
+	    (r = create ? create_file(s->path, err) : check_exists(s->path)) !=
 	    CUSTODY_OK)
 		goto out;
 	/* SQLite may read a name starting with "file:" as a URI (Debian

@@ -881,8 +881,11 @@ open_store(const char *url, int create, custody_store **out, custody_err *err)
 		goto out;
 	}
 	st->core.backend = backend;
-	if ((r = backend->open(location, create, &st->core.conn, err)) != CUSTODY_OK)
+	if ((r = backend->open(location, create, &st->core.conn, err)) != CUSTODY_OK) {
+		if (r == CUSTODY_ENOTFOUND)
+			r = store_core_no_store(location, err);
 		goto out;
+	}
 	if ((r = store_core_migrate(&st->core, create, &st->made, err)) !=
 	    CUSTODY_OK) {
 		backend->close(st->core.conn);
