@@ -18,8 +18,8 @@ change_opts_usage(struct cli *cli, const struct change_opts *o, int several)
 		return cli_usage_error(cli, "--effective-date needs --roll");
 	if (!change_opts_given(o) && (o->identity != NULL || o->roll))
 		return cli_usage_error(cli, "-i and --roll need -t TYPE");
-	if (!several && (o->types.n > 1 || strchr(o->types.item[0] != NULL ?
-						   o->types.item[0] : "", ',') != NULL))
+	if (!several && (o->types.n > 1 ||
+			 (o->types.n == 1 && strchr(o->types.item[0], ',') != NULL)))
 		return cli_usage_error(cli, "%s assigns one type: give -t once "
 				       "(custody set -t A,B assigns several)", cli->cmd);
 	return CUSTODY_OK;

@@ -86,6 +86,10 @@ check "a near miss of a declared custom type: did you mean PartnerSigning?" \
 before=$(state)
 run set -t OAuthTokenIssuer,WebServicesInternal,Nope --thumbprint "$A"
 check "-t A,B,C with one unknown type: exit 2, nothing written" [ "$rc" -eq 2 -a "$(state)" = "$before" ]
+before=$(state)
+run import --path "$T/a.p12" -t Default,WebServicesInternal
+check "import -t A,B: exit 2 (import assigns one type), nothing written" \
+	[ "$rc" -eq 2 -a "$(state)" = "$before" -a -n "$(grep 'assigns one type' <<<"$err")" ]
 run set -t OAuthTokenIssuer,WebServicesInternal -t Default --thumbprint "$A"
 check "-t A,B and -t C: exit 0" [ "$rc" -eq 0 ]
 run get -o json
