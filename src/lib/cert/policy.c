@@ -311,51 +311,42 @@ custody_policy_set(custody_policy *p, const char *key, const char *value,
 	int r = CUSTODY_EUSAGE;
 	char text[84], name[84];
 
-	if (key == NULL || value == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid policy setting: no key or value");
-		goto out;
-	}
+	if (key == NULL || value == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid policy setting: no key or value");
 	shown(key, name);
 	shown(value, text);
 	if (strcmp(key, "min-rsa-bits") == 0) {
 		if ((r = parse_number(key, value, 1024, 16384, "bits",
 				      &p->min_rsa_bits, err)) != CUSTODY_OK)
-			goto out;
+			return r;
 	} else if (strcmp(key, "ec-curves") == 0) {
 		if ((r = parse_curves(value, &p->ec_curves, err)) != CUSTODY_OK)
-			goto out;
+			return r;
 	} else if (strcmp(key, "sip-domain") == 0) {
-		if (value[0] != '\0' && !valid_domain(value)) {
-			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "invalid policy sip-domain '%s': "
-					    "not a DNS domain name", text);
-			goto out;
-		}
+		if (value[0] != '\0' && !valid_domain(value))
+			return custody_err_set(err, CUSTODY_EUSAGE,
+					       "invalid policy sip-domain '%s': "
+					       "not a DNS domain name", text);
 		snprintf(p->sip_domain, sizeof(p->sip_domain), "%s", value);
 		lower(p->sip_domain);
 	} else if (strcmp(key, "overlap") == 0) {
-		if (parse_duration(value, &p->overlap) != 0) {
-			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "invalid policy overlap '%s': give "
-					    "a duration such as 24h, 90m, "
-					    "3600s, 2d or plain seconds", text);
-			goto out;
-		}
+		if (parse_duration(value, &p->overlap) != 0)
+			return custody_err_set(err, CUSTODY_EUSAGE,
+					       "invalid policy overlap '%s': give "
+					       "a duration such as 24h, 90m, "
+					       "3600s, 2d or plain seconds", text);
 	} else if (strcmp(key, "warn-days") == 0) {
 		if ((r = parse_number(key, value, 0, 3650, "days",
 				      &p->warn_days, err)) != CUSTODY_OK)
-			goto out;
+			return r;
 	} else {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "unknown policy key '%s': the keys are "
-				    "min-rsa-bits, ec-curves, sip-domain, "
-				    "overlap and warn-days", name);
-		goto out;
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "unknown policy key '%s': the keys are "
+				       "min-rsa-bits, ec-curves, sip-domain, "
+				       "overlap and warn-days", name);
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 /* ---------------------------------------------------------------- keys */
@@ -381,7 +372,7 @@ allowed_curves(unsigned set, char *buf, size_t size)
 static int
 check_ec(const custody_policy *p, EVP_PKEY *pkey, custody_err *err)
 {
-	int r = CUSTODY_EFAIL, nid = NID_undef;
+	int nid = NID_undef;
 	char group[80] = "", allowed[64];
 	const char *shown_name;
 	size_t glen = 0, i;
@@ -396,18 +387,14 @@ check_ec(const custody_policy *p, EVP_PKEY *pkey, custody_err *err)
 	for (i = 0; i < N_CURVES; i++) {
 		if (nid != curves[i].nid)
 			continue;
-		if (p->ec_curves & curves[i].bit) {
-			r = CUSTODY_OK;
-			goto out;
-		}
+		if (p->ec_curves & curves[i].bit)
+			return CUSTODY_OK;
 		shown_name = curves[i].name;
 		break;
 	}
 	allowed_curves(p->ec_curves, allowed, sizeof(allowed));
-	r = custody_err_set(err, CUSTODY_EFAIL, "EC curve %s is not allowed by "
-			    "policy (allowed: %s)", shown_name, allowed);
-out:
-	return r;
+	return custody_err_set(err, CUSTODY_EFAIL, "EC curve %s is not allowed by "
+			       "policy (allowed: %s)", shown_name, allowed);
 }
 
 int
@@ -417,11 +404,9 @@ custody_policy_check_key(const custody_policy *p, EVP_PKEY *pkey,
 	int r = CUSTODY_EFAIL, bits;
 	char alg[32];
 
-	if (pkey == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot check the key: none given");
-		goto out;
-	}
+	if (pkey == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot check the key: none given");
 	switch (EVP_PKEY_get_base_id(pkey)) {
 	case EVP_PKEY_RSA:
 	case EVP_PKEY_RSA_PSS:
@@ -447,7 +432,6 @@ custody_policy_check_key(const custody_policy *p, EVP_PKEY *pkey,
 				    "(use RSA or EC keys)", alg);
 		break;
 	}
-out:
 	return r;
 }
 
@@ -544,26 +528,21 @@ int
 custody_policy_check_valid_at(const custody_cert_record *rec, int64_t now,
 			      custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
 	char when[CUSTODY_TIME_TEXT];
 	const char *who = rec->subject != NULL ? rec->subject : rec->thumbprint;
 
 	if (now > rec->not_after) {
 		custody_time_format(rec->not_after, when);
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "certificate %s expired on %s", who, when);
-		goto out;
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "certificate %s expired on %s", who, when);
 	}
 	if (now < rec->not_before) {
 		custody_time_format(rec->not_before, when);
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "certificate %s is not valid until %s", who,
-				    when);
-		goto out;
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "certificate %s is not valid until %s", who,
+				       when);
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 /* ---------------------------------------------------------------- types */
@@ -676,26 +655,20 @@ int
 custody_policy_check_identity(const char *type, const char *identity,
 			      custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
 	char text[84];
 
-	if (type == NULL || identity == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot check the identity: no type or "
-				    "identity given");
-		goto out;
-	}
+	if (type == NULL || identity == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot check the identity: no type or "
+				       "identity given");
 	if (strcasecmp(type, OAUTH_TYPE) == 0 &&
 	    strcasecmp(identity, CUSTODY_SCOPE_GLOBAL) != 0) {
 		shown(identity, text);
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    OAUTH_TYPE " can only be assigned at "
-				    "identity global, not %s", text);
-		goto out;
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       OAUTH_TYPE " can only be assigned at "
+				       "identity global, not %s", text);
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 int

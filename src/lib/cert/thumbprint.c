@@ -180,7 +180,7 @@ custody_thumbprint_match(const char *query,
 	size_t qlen, i, found = 0, first = 0;
 
 	if ((r = custody_thumbprint_normalize(query, q, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	qlen = strlen(q);
 	for (i = 0; i < n; i++) {
 		if (!names(&candidates[i], q, qlen) ||
@@ -189,20 +189,16 @@ custody_thumbprint_match(const char *query,
 		if (found++ == 0)
 			first = i;
 	}
-	if (found == 0) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no certificate with thumbprint %s", q);
-		goto out;
-	}
+	if (found == 0)
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "no certificate with thumbprint %s", q);
 	if (found > 1) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "thumbprint prefix %s is ambiguous", q);
 		list_candidates(hint, sizeof(hint), candidates, n, q, qlen);
 		custody_err_hint(err, "%s", hint);
-		goto out;
+		return r;
 	}
 	*index = first;
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }

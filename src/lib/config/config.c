@@ -164,19 +164,17 @@ set_token(custody_config *cfg, const char *key, const char *value,
 	} else if (strcmp(key, "label") == 0) {
 		r = set_string(&cfg->token_label, value, err);
 	} else if (strcmp(key, "uri") == 0) {
-		if (strncasecmp(value, "pkcs11:", 7) != 0) {
-			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "invalid uri '%s': a token URI "
-					    "starts with pkcs11:", value);
-			goto out;
-		}
+		if (strncasecmp(value, "pkcs11:", 7) != 0)
+			return custody_err_set(err, CUSTODY_EUSAGE,
+					       "invalid uri '%s': a token URI "
+					       "starts with pkcs11:", value);
 		r = set_string(&cfg->token_uri, value, err);
 	} else if (strcmp(key, "pin-source") == 0 ||
 		   strcmp(key, "so-pin-source") == 0) {
 		if ((r = custody_secret_source_check(value, err)) !=
 		    CUSTODY_OK) {
 			custody_err_prefix(err, "%s", key);
-			goto out;
+			return r;
 		}
 		r = set_string(key[0] == 'p' ? &cfg->pin_source :
 			       &cfg->so_pin_source, value, err);
@@ -188,7 +186,6 @@ set_token(custody_config *cfg, const char *key, const char *value,
 		r = unknown_key("token", key, "module, label, uri, pin-source, "
 				"so-pin-source, lock-dir, lock-timeout", err);
 	}
-out:
 	return r;
 }
 
@@ -238,25 +235,23 @@ custody_config_set(custody_config *cfg, const char *section,
 		r = custody_err_set(err, CUSTODY_EUSAGE,
 				    "key '%s' is outside a section", key);
 		custody_err_hint(err, "sections: %s", sections);
-		goto out;
+		return r;
 	}
 	if (!known_section(section)) {
 		r = custody_err_set(err, CUSTODY_EUSAGE,
 				    "unknown section [%s]", section);
 		custody_err_hint(err, "sections: %s", sections);
-		goto out;
+		return r;
 	}
 	/* [policy] decides itself (an empty sip-domain unsets it). */
 	if (strcmp(section, "policy") == 0) {
 		r = custody_policy_set(&cfg->policy, key, value, err);
-		goto out;
+		return r;
 	}
-	if (value == NULL || value[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "empty value for key '%s' in section [%s]",
-				    key, section);
-		goto out;
-	}
+	if (value == NULL || value[0] == '\0')
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "empty value for key '%s' in section [%s]",
+				       key, section);
 	if (strcmp(section, "token") == 0)
 		r = set_token(cfg, key, value, err);
 	else if (strcmp(section, "store") == 0)
@@ -265,7 +260,6 @@ custody_config_set(custody_config *cfg, const char *section,
 		r = set_types(cfg, key, value, err);
 	else
 		r = set_node(cfg, key, value, err);
-out:
 	return r;
 }
 
@@ -296,12 +290,10 @@ custody_config_apply_env(custody_config *cfg, custody_err *err)
 		if ((r = custody_config_set(cfg, map[i].section, key, value,
 					    err)) != CUSTODY_OK) {
 			custody_err_prefix(err, "%s", map[i].env);
-			goto out;
+			return r;
 		}
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 void
@@ -377,12 +369,10 @@ config_copy(custody_config *dst, const custody_config *src, custody_err *err)
 					    "cannot copy configuration: out "
 					    "of memory");
 			custody_config_clear(dst);
-			goto out;
+			return r;
 		}
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 static void

@@ -53,17 +53,11 @@ struct refname {
 int
 custody_keyref_new(custody_keyref **out, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
-
-	if ((*out = calloc(1, sizeof(**out))) == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot make a key reference context: out "
-				    "of memory");
-		goto out;
-	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	if ((*out = calloc(1, sizeof(**out))) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot make a key reference context: out "
+				       "of memory");
+	return CUSTODY_OK;
 }
 
 /* Applies one given value to cfg, as the command line would. */
@@ -107,48 +101,51 @@ same(const char *a, const char *b)
 	       (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+/* A setting that may be given now: known, not changing an open token,
+ * and one the config accepts (tried on a scratch config). */
+static int
+check_setting(const custody_keyref *kr, enum custody_keyref_setting what,
+	      const char *value, custody_err *err)
+{
+	custody_config scratch;
+	int r;
+
+	if ((unsigned)what >= N_SETTINGS)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "unknown key reference setting %d",
+				       (int)what);
+	if (kr->tok != NULL &&
+	    (what == CUSTODY_KEYREF_MODULE || what == CUSTODY_KEYREF_TOKEN) &&
+	    !same(kr->set[what], value))
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot change the %s: token %s is open "
+				       "(a key was loaded from it)",
+				       setting_name(what),
+				       custody_token_label(kr->tok));
+	if (value == NULL)
+		return CUSTODY_OK;
+	custody_config_init(&scratch);
+	r = apply_setting(&scratch, what, value, err);
+	custody_config_clear(&scratch);
+	return r;
+}
+
 int
 custody_keyref_set(custody_keyref *kr, enum custody_keyref_setting what,
 		   const char *value, custody_err *err)
 {
-	custody_config scratch;
 	char *copy = NULL;
-	int r = CUSTODY_EFAIL;
+	int r;
 
-	custody_config_init(&scratch);
-	if ((unsigned)what >= N_SETTINGS) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "unknown key reference setting %d",
-				    (int)what);
-		goto out;
-	}
-	if (kr->tok != NULL &&
-	    (what == CUSTODY_KEYREF_MODULE || what == CUSTODY_KEYREF_TOKEN) &&
-	    !same(kr->set[what], value)) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot change the %s: token %s is open "
-				    "(a key was loaded from it)",
-				    setting_name(what),
-				    custody_token_label(kr->tok));
-		goto out;
-	}
-	if (value != NULL &&
-	    ((r = apply_setting(&scratch, what, value, err)) != CUSTODY_OK ||
-	     (copy = strdup(value)) == NULL)) {
-		if (r == CUSTODY_OK)
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot set the %s: out of memory",
-					    setting_name(what));
-		goto out;
-	}
+	if ((r = check_setting(kr, what, value, err)) != CUSTODY_OK)
+		return r;
+	if (value != NULL && (copy = strdup(value)) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot set the %s: out of memory",
+				       setting_name(what));
 	free(kr->set[what]);
 	kr->set[what] = copy;
-	copy = NULL;
-	r = CUSTODY_OK;
-out:
-	custody_config_clear(&scratch);
-	free(copy);
-	return r;
+	return CUSTODY_OK;
 }
 
 /* File < environment < given values, as the `custody` command. */
@@ -160,15 +157,14 @@ settle(const custody_keyref *kr, struct settled *s, custody_err *err)
 
 	if ((r = custody_config_settle(&s->cfg, kr->set[CUSTODY_KEYREF_CONFIG],
 				       err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	for (i = 0; i < N_SETTINGS; i++) {
 		if (kr->set[i] != NULL &&
 		    (r = apply_setting(&s->cfg, (enum custody_keyref_setting)i,
 				       kr->set[i], err)) != CUSTODY_OK)
-			goto out;
+			return r;
 	}
 	r = custody_config_node_name(s->cfg.node_name, s->node, err);
-out:
 	return r;
 }
 
@@ -182,12 +178,10 @@ parse_name(const char *name, struct refname *rn, custody_err *err)
 	int r = CUSTODY_EUSAGE;
 
 	memset(rn, 0, sizeof(*rn));
-	if (name == NULL || name[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "no key reference given: name a "
-				    "certificate type (Type or Type@identity)");
-		goto out;
-	}
+	if (name == NULL || name[0] == '\0')
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "no key reference given: name a "
+				       "certificate type (Type or Type@identity)");
 	at = strchr(name, '@');
 	len = at != NULL ? (size_t)(at - name) : strlen(name);
 	if (len >= sizeof(type))
@@ -196,14 +190,12 @@ parse_name(const char *name, struct refname *rn, custody_err *err)
 	type[len] = '\0';
 	if ((r = custody_type_canonical(type, rn->type, NULL, err)) !=
 	    CUSTODY_OK)
-		goto out;
+		return r;
 	if (at != NULL &&
 	    (r = custody_identity_canonical(at + 1, rn->identity, err)) !=
 	    CUSTODY_OK)
-		goto out;
-	r = CUSTODY_OK;
-out:
-	return r;
+		return r;
+	return CUSTODY_OK;
 }
 
 /* custody_store_get_assignment as the reader of custody_assign_lookup. */
@@ -399,7 +391,7 @@ open_key(custody_keyref *kr, const custody_cert_record *rec, EVP_PKEY **pkey,
 	 * close the sessions of the keys already handed out. */
 	if ((r = custody_token_has_private_key(kr->tok, rec->key_id, &present,
 					       err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (!present) {
 		r = custody_err_set(err, CUSTODY_ENOTFOUND,
 				    "no private key with key id %s on token %s",
@@ -407,20 +399,18 @@ open_key(custody_keyref *kr, const custody_cert_record *rec, EVP_PKEY **pkey,
 		custody_err_hint(err, "certificate %s is assigned, but its key "
 				 "is not on this node's token: `custody sync` "
 				 "brings it", rec->thumbprint);
-		goto out;
+		return r;
 	}
 	if ((r = custody_token_evp_open(kr->tok, rec->key_id, &evp, err)) !=
 	    CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = keep_key(kr, evp, err)) != CUSTODY_OK) {
 		/* Not kept: closed at once (the rarest of failures). */
 		custody_token_evp_close(evp);
-		goto out;
+		return r;
 	}
 	*pkey = custody_token_evp_pkey(evp);
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 /* The token's key must be the certificate's key. */
@@ -429,19 +419,15 @@ check_match(EVP_PKEY *pkey, X509 *cert, const custody_cert_record *rec,
 	    custody_err *err)
 {
 	EVP_PKEY *pub = X509_get0_pubkey(cert);
-	int r = CUSTODY_EFAIL;
 
 	if (pub == NULL || EVP_PKEY_eq(pkey, pub) != 1) {
 		ERR_clear_error();
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "the private key with id %s does not match "
-				    "certificate %s", rec->key_id,
-				    rec->thumbprint);
-		goto out;
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "the private key with id %s does not match "
+				       "certificate %s", rec->key_id,
+				       rec->thumbprint);
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 int

@@ -129,61 +129,50 @@ out:
 	return r;
 }
 
-/* One entry of the document for rec; x5t is its base64url SHA-1. */
+/* Fills e, an entry of the document, for rec; x5t is its base64url
+ * SHA-1.  e belongs to the document already. */
 static int
-entry(enum doc_format format, const custody_cert_record *rec, const char *x5t,
-      json_t **out, custody_err *err)
+fill_entry(enum doc_format format, const custody_cert_record *rec,
+	   const char *x5t, json_t *e, custody_err *err)
 {
 	unsigned char sha256[SHA256_DIGEST_LENGTH];
 	const unsigned char *p = rec->der;
 	X509 *x = NULL;
-	json_t *e = NULL;
 	char *b64 = NULL;
 	int r = CUSTODY_EFAIL;
 
-	*out = NULL;
 	b64 = custody_base64_encode(rec->der, rec->der_len, CUSTODY_BASE64);
 	if (b64 == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
 		goto out;
 	}
 	if (format == DOC_S2S) {
-		e = json_pack("{s:s, s:{s:s}, s:{s:s, s:s}}", "usage", "signing",
-			      "keyinfo", "x5t", x5t,
-			      "keyvalue", "type", "x509Certificate", "value", b64);
-		if (e == NULL) {
+		if (json_object_update_new(e, json_pack("{s:s, s:{s:s}, s:{s:s, s:s}}",
+				"usage", "signing", "keyinfo", "x5t", x5t, "keyvalue",
+				"type", "x509Certificate", "value", b64)) != 0) {
 			r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
 			goto out;
 		}
-	} else {
-		x = d2i_X509(NULL, &p, (long)rec->der_len);
-		if (x == NULL || p != rec->der + rec->der_len || X509_get0_pubkey(x) == NULL) {
-			r = custody_err_openssl(err, CUSTODY_EFAIL,
-						"certificate %s: its DER is not a certificate",
-						rec->thumbprint);
-			goto out;
-		}
-		if ((e = json_object()) == NULL) {
-			r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
-			goto out;
-		}
-		if ((r = add_key_members(e, X509_get0_pubkey(x), rec->thumbprint, err)) != CUSTODY_OK)
-			goto out;
-		SHA256(rec->der, rec->der_len, sha256);
-		/* Setting an existing member keeps its place in the order. */
-		if (json_object_set_new(e, "kid", json_string(x5t)) != 0 ||
-		    json_object_set_new(e, "x5t", json_string(x5t)) != 0 ||
-		    json_object_set_new(e, "x5t#S256", b64url_string(sha256, sizeof(sha256))) != 0 ||
-		    json_object_set_new(e, "x5c", json_pack("[s]", b64)) != 0) {
-			r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
-			goto out;
-		}
+		r = CUSTODY_OK;
+		goto out;
 	}
-	*out = e;
-	e = NULL;
-	r = CUSTODY_OK;
+	x = d2i_X509(NULL, &p, (long)rec->der_len);
+	if (x == NULL || p != rec->der + rec->der_len || X509_get0_pubkey(x) == NULL) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL,
+					"certificate %s: its DER is not a certificate",
+					rec->thumbprint);
+		goto out;
+	}
+	if ((r = add_key_members(e, X509_get0_pubkey(x), rec->thumbprint, err)) != CUSTODY_OK)
+		goto out;
+	SHA256(rec->der, rec->der_len, sha256);
+	/* Setting an existing member keeps its place in the order. */
+	if (json_object_set_new(e, "kid", json_string(x5t)) != 0 ||
+	    json_object_set_new(e, "x5t", json_string(x5t)) != 0 ||
+	    json_object_set_new(e, "x5t#S256", b64url_string(sha256, sizeof(sha256))) != 0 ||
+	    json_object_set_new(e, "x5c", json_pack("[s]", b64)) != 0)
+		r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
 out:
-	json_decref(e);
 	X509_free(x);
 	free(b64);
 	return r;
@@ -195,7 +184,7 @@ document(enum doc_format format, const custody_cert_record *certs, size_t n,
 {
 	unsigned char sha1[SHA_DIGEST_LENGTH];
 	char (*seen)[CUSTODY_JWS_X5T_SIZE] = NULL;
-	json_t *doc = NULL, *keys, *e = NULL;
+	json_t *doc = NULL, *keys, *e;
 	char *b64;
 	size_t i, j, n_seen = 0;
 	int r = CUSTODY_EFAIL;
@@ -227,21 +216,18 @@ document(enum doc_format format, const custody_cert_record *certs, size_t n,
 				break;
 		if (j < n_seen)
 			continue;	/* listed already */
-		if ((r = entry(format, &certs[i], seen[n_seen], &e, err)) != CUSTODY_OK)
-			goto out;
-		n_seen++;
-		if (json_array_append_new(keys, e) != 0) {
-			e = NULL;
+		/* The array holds the entry from here on (even if it fails). */
+		if (json_array_append_new(keys, e = json_object()) != 0) {
 			r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
 			goto out;
 		}
-		e = NULL;
-	}
-	if ((*json = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL, "metadata: cannot write the JSON");
-		goto out;
+		if ((r = fill_entry(format, &certs[i], seen[n_seen], e, err)) != CUSTODY_OK)
+			goto out;
+		n_seen++;
 	}
 	r = CUSTODY_OK;
+	if ((*json = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) == NULL)
+		r = custody_err_set(err, CUSTODY_EFAIL, "metadata: cannot write the JSON");
 out:
 	json_decref(doc);
 	free(seen);

@@ -709,8 +709,9 @@ stored_cert(custody_signer *sg, const char *thumbprint,
 	pthread_mutex_lock(&ctx->store_mx);
 	r = custody_store_get_cert(ctx->store, thumbprint, out, err);
 	pthread_mutex_unlock(&ctx->store_mx);
-	if (r == CUSTODY_OK &&
-	    (r = custody_cert_record_check(out, NULL, err)) != CUSTODY_OK)
+	if (r != CUSTODY_OK)
+		return r;
+	if ((r = custody_cert_record_check(out, NULL, err)) != CUSTODY_OK)
 		custody_err_prefix(err, "cannot sign for %s", sg->type);
 	return r;
 }

@@ -467,7 +467,7 @@ custody_audit_append(custody_store *st, const custody_audit_entry *draft,
 
 	memset(&e, 0, sizeof(e));
 	if ((r = check_draft(draft, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	e = *draft;
 	e.time = draft->time != 0 ? draft->time : (int64_t)time(NULL);
 	if (e.actor[0] == '\0')
@@ -481,11 +481,10 @@ custody_audit_append(custody_store *st, const custody_audit_entry *draft,
 				"(the store was edited outside custody)",
 				r == CUSTODY_ENOTFOUND ? "missing" : "damaged");
 		custody_err_hint(err, "custody audit --verify says what else changed");
-		r = CUSTODY_EFAIL;
-		goto out;
+		return CUSTODY_EFAIL;
 	}
 	if (r != CUSTODY_OK)
-		goto out;
+		return r;
 	/* After the head, not after the last row: a cut tail stays a gap
 	 * that --verify reports, instead of being papered over. */
 	e.seq = head_seq + 1;
@@ -494,13 +493,12 @@ custody_audit_append(custody_store *st, const custody_audit_entry *draft,
 	    (r = check_before_append(st, &e, head_seq, head, &tag_after,
 				     err)) != CUSTODY_OK ||
 	    (r = custody_store_append_audit(st, &e, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (tag_after) {
 		r = custody_audit_tag_head(st, e.seq, e.hash, err);
 		if (r == CUSTODY_ENOTFOUND && written_before_membership(&e))
 			r = CUSTODY_OK;	/* no KEK here yet */
 	}
-out:
 	return r;
 }
 
@@ -552,7 +550,7 @@ report_break(const custody_audit_entry *e, size_t n, size_t i, int64_t expected,
 	size_t k = n;
 
 	if ((r = find_moved(e, n, i, expected, &k, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	r = CUSTODY_EFAIL;
 	if (k < n && e[k].seq != expected) {
 		*first_bad = i;
@@ -560,7 +558,7 @@ report_break(const custody_audit_entry *e, size_t n, size_t i, int64_t expected,
 				"order: it is stored as entry %lld", (long long)expected,
 				custody_audit_describe(&e[k], what, sizeof(what)),
 				(long long)e[k].seq);
-		goto out;
+		return r;
 	}
 	if (k < n) {
 		/* k > i: the right entry, listed after others. */
@@ -569,7 +567,7 @@ report_break(const custody_audit_entry *e, size_t n, size_t i, int64_t expected,
 				"order: it comes after entry %lld", (long long)expected,
 				custody_audit_describe(&e[k], what, sizeof(what)),
 				(long long)e[k - 1].seq);
-		goto out;
+		return r;
 	}
 	*first_bad = i;
 	custody_audit_describe(&e[i], what, sizeof(what));
@@ -612,7 +610,6 @@ report_break(const custody_audit_entry *e, size_t n, size_t i, int64_t expected,
 				custody_audit_describe(&e[i - 1], before, sizeof(before)),
 				(long long)e[i].seq);
 	}
-out:
 	return r;
 }
 

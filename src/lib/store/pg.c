@@ -330,21 +330,18 @@ ensure_connected(struct store_conn *s, custody_err *err, const char *what)
 {
 	int r = CUSTODY_EFAIL;
 
-	if (PQstatus(s->conn) == CONNECTION_OK) {
-		r = CUSTODY_OK;
-		goto out;
-	}
+	if (PQstatus(s->conn) == CONNECTION_OK)
+		return CUSTODY_OK;
 	if (!s->in_tx) {
 		PQreset(s->conn);
 		s->listening = 0;	/* a new session listens to nothing */
 		if (PQstatus(s->conn) == CONNECTION_OK) {
 			custody_debug("store %s: connection made again", s->name);
 			r = setup_session(s, err);
-			goto out;
+			return r;
 		}
 	}
 	r = pg_error(s, err, NULL, "%s", what);
-out:
 	return r;
 }
 
@@ -815,25 +812,21 @@ pg_changed(struct store_conn *s, int *changed, custody_err *err)
 	if (s->listening && PQstatus(s->conn) == CONNECTION_OK &&
 	    PQconsumeInput(s->conn) == 1) {
 		*changed = drain_notifications(s);
-		r = CUSTODY_OK;
-		goto out;
+		return CUSTODY_OK;
 	}
 	if (s->in_tx) {
 		/* LISTEN would wait for the commit: ask again after it. */
-		r = CUSTODY_OK;
-		goto out;
+		return CUSTODY_OK;
 	}
 	s->listening = 0;
 	snprintf(what, sizeof(what), "cannot watch store %s for changes",
 		 s->name);
 	if ((r = command(s, "LISTEN " NOTIFY_CHANNEL, NULL, err, what)) !=
 	    CUSTODY_OK)
-		goto out;
+		return r;
 	drain_notifications(s);
 	s->listening = 1;
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 /*
@@ -858,35 +851,28 @@ pg_wait_change(struct store_conn *s, int timeout_ms, int *changed, custody_err *
 			s->listening = 0;
 			r = pg_changed(s, changed, err);
 			*changed = 1;
-			goto out;
+			return r;
 		}
-		if (drain_notifications(s)) {
-			r = CUSTODY_OK;
-			goto out;
-		}
+		if (drain_notifications(s))
+			return CUSTODY_OK;
 		*changed = 0;
 		left = deadline - custody_monotonic_ms();
-		if (left <= 0) {
-			r = CUSTODY_OK;
-			goto out;
-		}
+		if (left <= 0)
+			return CUSTODY_OK;
 		pfd.fd = PQsocket(s->conn);
 		pfd.events = POLLIN;
 		pfd.revents = 0;
 		n = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left);
 		if (n < 0 && errno == EINTR) {
 			r = CUSTODY_OK;	/* a signal: the caller looks */
-			goto out;
+			return r;
 		}
-		if (n < 0) {
-			r = custody_err_set(err, CUSTODY_EFAIL, "cannot wait for "
-					    "changes of store %s: %s", s->name,
-					    strerror(errno));
-			goto out;
-		}
+		if (n < 0)
+			return custody_err_set(err, CUSTODY_EFAIL, "cannot wait for "
+					       "changes of store %s: %s", s->name,
+					       strerror(errno));
 		*changed = 1;
 	}
-out:
 	return r;
 }
 

@@ -334,23 +334,17 @@ set_wal(struct store_conn *s, custody_err *err)
 
 	if ((r = query_journal_mode(s, "PRAGMA journal_mode", mode, err)) !=
 	    CUSTODY_OK)
-		goto out;
-	if (sqlite3_stricmp(mode, "wal") == 0) {
-		r = CUSTODY_OK;
-		goto out;
-	}
+		return r;
+	if (sqlite3_stricmp(mode, "wal") == 0)
+		return CUSTODY_OK;
 	if ((r = query_journal_mode(s, "PRAGMA journal_mode = WAL", mode, err)) !=
 	    CUSTODY_OK)
-		goto out;
-	if (sqlite3_stricmp(mode, "wal") != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot switch store %s to WAL mode: it stays "
-				    "in %s mode", s->path, mode);
-		goto out;
-	}
-	r = CUSTODY_OK;
-out:
-	return r;
+		return r;
+	if (sqlite3_stricmp(mode, "wal") != 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot switch store %s to WAL mode: it stays "
+				       "in %s mode", s->path, mode);
+	return CUSTODY_OK;
 }
 
 static void
@@ -664,27 +658,24 @@ sqlite_changed(struct store_conn *s, int *changed, custody_err *err)
 		s->dirty_until = custody_monotonic_ns() + WATCH_DIRTY_NS;
 	else if (s->watch_fd >= 0 && custody_monotonic_ns() >= s->dirty_until) {
 		*changed = 0;
-		r = CUSTODY_OK;
-		goto out;
+		return CUSTODY_OK;
 	}
 	if (s->data_version == NULL &&
 	    (r = prepare(s, "PRAGMA data_version", &s->data_version, err)) !=
 	    CUSTODY_OK)
-		goto out;
+		return r;
 	rc = sqlite3_step(s->data_version);
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(s->data_version);
 		r = db_error(s, err, rc, "cannot ask store %s for changes",
 			     s->path);
-		goto out;
+		return r;
 	}
 	version = sqlite3_column_int64(s->data_version, 0);
 	sqlite3_reset(s->data_version);
 	*changed = first || version != s->last_version;
 	s->last_version = version;
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 const struct custody_store_backend custody_store_sqlite_backend = {

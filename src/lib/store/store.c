@@ -140,31 +140,25 @@ choose_backend(const char *url, const struct custody_store_backend **backend,
 	int r = CUSTODY_EUSAGE;
 	size_t scheme_len;
 
-	if (url == NULL || url[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "no store URL given: use " ACCEPTED_FORMS);
-		goto out;
-	}
+	if (url == NULL || url[0] == '\0')
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "no store URL given: use " ACCEPTED_FORMS);
 	if (has_prefix(url, "sqlite:")) {
-		if (has_prefix(url, "sqlite://") || url[7] == '\0') {
-			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "bad store URL \"%s\": use sqlite:PATH "
-					    "(for example sqlite:/var/lib/custody/custody.db)",
-					    url);
-			goto out;
-		}
+		if (has_prefix(url, "sqlite://") || url[7] == '\0')
+			return custody_err_set(err, CUSTODY_EUSAGE,
+					       "bad store URL \"%s\": use sqlite:PATH "
+					       "(for example sqlite:/var/lib/custody/custody.db)",
+					       url);
 		*backend = &custody_store_sqlite_backend;
 		*location = url + 7;
-		r = CUSTODY_OK;
-		goto out;
+		return CUSTODY_OK;
 	}
 	if (has_prefix(url, "postgresql://") || has_prefix(url, "postgres://")) {
 		/* libpq takes the whole URL. */
 		if ((r = load_pg_backend(backend, err)) != CUSTODY_OK)
-			goto out;
+			return r;
 		*location = url;
-		r = CUSTODY_OK;
-		goto out;
+		return CUSTODY_OK;
 	}
 	scheme_len = strcspn(url, ":");
 	if (url[scheme_len] == ':')
@@ -176,7 +170,6 @@ choose_backend(const char *url, const struct custody_store_backend **backend,
 		r = custody_err_set(err, CUSTODY_EUSAGE,
 				    "bad store URL \"%s\": use " ACCEPTED_FORMS,
 				    url);
-out:
 	return r;
 }
 
@@ -1029,18 +1022,17 @@ custody_store_get_assignment(custody_store *st, const char *type,
 	int r = CUSTODY_EFAIL, began = 0;
 
 	if ((r = check_store(st, out, "read an assignment", err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = check_name("type", type, CUSTODY_NAME_MAX + 1, err)) != CUSTODY_OK ||
 	    (r = check_name("identity", identity, CUSTODY_NAME_MAX + 1, err)) !=
 		    CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = store_core_get_assignment(&st->core, type, identity, out,
 					   err)) == CUSTODY_OK)
 		r = check_assignment_on_read(st, out, err);
 	read_end(st, began);
-out:
 	return r;
 }
 
@@ -1059,31 +1051,26 @@ custody_store_put_assignment(custody_store *st, custody_assignment *a,
 	int r = CUSTODY_EFAIL;
 
 	if ((r = check_writable(st, "save the assignment", err)) != CUSTODY_OK)
-		goto out;
-	if (a == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot save the assignment: no record");
-		goto out;
-	}
+		return r;
+	if (a == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot save the assignment: no record");
 	if ((r = check_name("type", a->type, sizeof(a->type), err)) != CUSTODY_OK ||
 	    (r = check_name("identity", a->identity, sizeof(a->identity), err)) !=
 		    CUSTODY_OK ||
 	    (r = check_slot("current", &a->current, err)) != CUSTODY_OK ||
 	    (r = check_slot("previous", &a->previous, err)) != CUSTODY_OK ||
 	    (r = check_slot("pending", &a->pending, err)) != CUSTODY_OK)
-		goto out;
-	if (a->version < 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "bad assignment: negative version %lld",
-				    (long long)a->version);
-		goto out;
-	}
+		return r;
+	if (a->version < 0)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "bad assignment: negative version %lld",
+				       (long long)a->version);
 	if ((r = check_before_overwrite(st, a, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = store_core_put_assignment(&st->core, a, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	r = tag_stored_assignment(st, a, err);
-out:
 	return r;
 }
 
@@ -1094,29 +1081,24 @@ custody_store_put_cert(custody_store *st, const custody_cert_record *rec,
 	int r = CUSTODY_EFAIL;
 
 	if ((r = check_writable(st, "save the certificate", err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (rec == NULL || rec->thumbprint[0] == '\0' || rec->sha256[0] == '\0' ||
 	    rec->der == NULL || rec->der_len == 0 ||
-	    (rec->n_alt_names > 0 && rec->alt_names == NULL)) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot save the certificate: the record lacks "
-				    "its thumbprint, fingerprint or DER");
-		goto out;
-	}
+	    (rec->n_alt_names > 0 && rec->alt_names == NULL))
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot save the certificate: the record lacks "
+				       "its thumbprint, fingerprint or DER");
 	if (strnlen(rec->thumbprint, sizeof(rec->thumbprint)) == sizeof(rec->thumbprint) ||
 	    strnlen(rec->sha256, sizeof(rec->sha256)) == sizeof(rec->sha256) ||
 	    strnlen(rec->key_algorithm, sizeof(rec->key_algorithm)) ==
 		    sizeof(rec->key_algorithm) ||
-	    strnlen(rec->key_id, sizeof(rec->key_id)) == sizeof(rec->key_id)) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot save the certificate: a field of the "
-				    "record is not terminated");
-		goto out;
-	}
+	    strnlen(rec->key_id, sizeof(rec->key_id)) == sizeof(rec->key_id))
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot save the certificate: a field of the "
+				       "record is not terminated");
 	if ((r = store_core_put_cert(&st->core, rec, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	r = tag_stored_cert(st, rec, err);
-out:
 	return r;
 }
 
@@ -1128,15 +1110,14 @@ custody_store_get_cert(custody_store *st, const char *thumbprint,
 
 	if ((r = check_store(st, out, "read a certificate", err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = store_core_get_cert(&st->core, thumbprint, out, err)) ==
 	    CUSTODY_OK &&
 	    (r = check_cert_on_read(st, out, err)) != CUSTODY_OK)
 		custody_cert_record_clear(out);
 	read_end(st, began);
-out:
 	return r;
 }
 
@@ -1155,15 +1136,14 @@ custody_store_delete_cert(custody_store *st, const char *thumbprint,
 	int r = CUSTODY_EFAIL;
 
 	if ((r = check_writable(st, "delete the certificate", err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = store_core_delete_cert(&st->core, thumbprint, err)) !=
 	    CUSTODY_OK)
-		goto out;
+		return r;
 	r = store_core_put_tag(&st->core, "certificate", thumbprint, NULL,
 			       err);
-out:
 	return r;
 }
 
@@ -1194,9 +1174,8 @@ custody_store_append_audit(custody_store *st, const custody_audit_entry *e,
 
 	if ((r = check_writable(st, "append to the audit log", err)) != CUSTODY_OK ||
 	    (r = check_audit_entry(e, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	r = store_core_append_audit(&st->core, e, err);
-out:
 	return r;
 }
 
@@ -1207,10 +1186,9 @@ custody_store_last_audit(custody_store *st, custody_audit_entry *out,
 	int r = CUSTODY_EFAIL;
 
 	if ((r = check_store(st, out, "read the audit log", err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	memset(out, 0, sizeof(*out));
 	r = store_core_last_audit(&st->core, out, err);
-out:
 	return r;
 }
 
@@ -1232,11 +1210,10 @@ custody_store_audit_head(custody_store *st, int64_t *seq,
 
 	if ((r = check_store(st, seq, "read the audit head", err)) != CUSTODY_OK ||
 	    (r = check_store(st, hash, "read the audit head", err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	*seq = 0;
 	hash[0] = '\0';
 	r = store_core_audit_head(&st->core, seq, hash, err);
-out:
 	return r;
 }
 
@@ -1269,18 +1246,17 @@ poll_changes(custody_store *st, int timeout_ms, int *changed, custody_err *err)
 	for (;;) {
 		if ((r = custody_store_changed(st, changed, err)) != CUSTODY_OK ||
 		    *changed)
-			goto out;
+			return r;
 		left = deadline - custody_monotonic_ms();
 		if (left <= 0)
-			goto out;
+			return r;
 		if (left > WAIT_POLL_MS)
 			left = WAIT_POLL_MS;
 		pause.tv_sec = 0;
 		pause.tv_nsec = (long)left * 1000000L;
 		if (nanosleep(&pause, NULL) != 0 && errno == EINTR)
-			goto out;
+			return r;
 	}
-out:
 	return r;
 }
 
@@ -1290,19 +1266,15 @@ custody_store_wait_change(custody_store *st, int timeout_ms, int *changed,
 {
 	int r = CUSTODY_EFAIL;
 
-	if (st == NULL || changed == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot wait for changes of the store: no "
-				    "store or no answer");
-		goto out;
-	}
+	if (st == NULL || changed == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot wait for changes of the store: no "
+				       "store or no answer");
 	*changed = 0;
-	if (st->in_transaction) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot wait for changes of the store inside "
-				    "a write transaction");
-		goto out;
-	}
+	if (st->in_transaction)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot wait for changes of the store inside "
+				       "a write transaction");
 	if (timeout_ms < 0)
 		timeout_ms = 0;
 	if (st->core.backend->wait_change != NULL)
@@ -1310,7 +1282,6 @@ custody_store_wait_change(custody_store *st, int timeout_ms, int *changed,
 						  changed, err);
 	else
 		r = poll_changes(st, timeout_ms, changed, err);
-out:
 	return r;
 }
 
@@ -1334,29 +1305,24 @@ custody_store_put_node(custody_store *st, custody_node_record *rec,
 	if ((r = check_writable(st, "save the node", err)) != CUSTODY_OK ||
 	    (r = check_store(st, rec, "save the node", err)) != CUSTODY_OK ||
 	    (r = check_node_name(rec->name, sizeof(rec->name), err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (strcmp(rec->state, "enrolled") != 0 &&
 	    strcmp(rec->state, "admitted") != 0 &&
-	    strcmp(rec->state, "joined") != 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot save node %s: its state must be "
-				    "enrolled, admitted or joined", rec->name);
-		goto out;
-	}
+	    strcmp(rec->state, "joined") != 0)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot save node %s: its state must be "
+				       "enrolled, admitted or joined", rec->name);
 	if (!TERMINATED(rec->admitted_by) || rec->version < 0 ||
 	    (rec->transport_spki == NULL) != (rec->transport_spki_len == 0) ||
 	    (rec->kek_wrap == NULL) != (rec->kek_wrap_len == 0) ||
 	    rec->transport_spki_len > (size_t)INT32_MAX ||
-	    rec->kek_wrap_len > (size_t)INT32_MAX) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot save node %s: the record is malformed",
-				    rec->name);
-		goto out;
-	}
+	    rec->kek_wrap_len > (size_t)INT32_MAX)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot save node %s: the record is malformed",
+				       rec->name);
 	if ((r = store_core_put_node(&st->core, rec, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	r = tag_stored_node(st, rec, err);
-out:
 	return r;
 }
 
@@ -1368,10 +1334,9 @@ custody_store_get_node(custody_store *st, const char *name,
 
 	if ((r = check_store(st, out, "read a node", err)) != CUSTODY_OK ||
 	    (r = check_node_name(name, CUSTODY_NAME_MAX + 2, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	memset(out, 0, sizeof(*out));
 	r = store_core_get_node(&st->core, name, out, err);
-out:
 	return r;
 }
 
@@ -1391,26 +1356,23 @@ custody_store_put_package(custody_store *st, const custody_package_record *rec,
 
 	if ((r = check_writable(st, "save the package", err)) != CUSTODY_OK ||
 	    (r = check_store(st, rec, "save the package", err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (!fixed_hex(rec->thumbprint, sizeof(rec->thumbprint),
 		       CUSTODY_THUMBPRINT_HEX, 1) ||
 	    !fixed_hex(rec->key_id, sizeof(rec->key_id), CUSTODY_KEY_ID_HEX, 0) ||
 	    !fixed_hex(rec->kcv, sizeof(rec->kcv), CUSTODY_STORE_KCV_HEX, 1) ||
 	    rec->wrapped == NULL || rec->wrapped_len == 0 ||
-	    rec->wrapped_len > (size_t)INT32_MAX) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot save the package: it needs a thumbprint "
-				    "(40 upper-case hex), a key id (40 lower-case "
-				    "hex), a key check value (6 upper-case hex) and "
-				    "the wrapped key");
-		goto out;
-	}
+	    rec->wrapped_len > (size_t)INT32_MAX)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot save the package: it needs a thumbprint "
+				       "(40 upper-case hex), a key id (40 lower-case "
+				       "hex), a key check value (6 upper-case hex) and "
+				       "the wrapped key");
 	if ((r = check_node_name(rec->node, sizeof(rec->node), err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = store_core_put_package(&st->core, rec, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	r = tag_stored_package(st, rec, err);
-out:
 	return r;
 }
 
@@ -1422,16 +1384,15 @@ custody_store_get_package(custody_store *st, const char *thumbprint,
 
 	if ((r = check_store(st, out, "read a package", err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	memset(out, 0, sizeof(*out));
 	if ((r = read_begin(st, &began, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = store_core_get_package(&st->core, thumbprint, out, err)) ==
 	    CUSTODY_OK &&
 	    (r = check_package_on_read(st, out, err)) != CUSTODY_OK)
 		custody_package_record_clear(out);
 	read_end(st, began);
-out:
 	return r;
 }
 
@@ -1451,12 +1412,11 @@ custody_store_delete_package(custody_store *st, const char *thumbprint,
 
 	if ((r = check_writable(st, "delete the package", err)) != CUSTODY_OK ||
 	    (r = check_thumbprint(thumbprint, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if ((r = store_core_delete_package(&st->core, thumbprint, err)) !=
 	    CUSTODY_OK)
-		goto out;
+		return r;
 	r = store_core_put_tag(&st->core, "package", thumbprint, NULL, err);
-out:
 	return r;
 }
 
@@ -1469,17 +1429,14 @@ custody_store_put_report(custody_store *st, const custody_report_record *rec,
 	if ((r = check_writable(st, "save the report", err)) != CUSTODY_OK ||
 	    (r = check_store(st, rec, "save the report", err)) != CUSTODY_OK ||
 	    (r = check_node_name(rec->node, sizeof(rec->node), err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (!fixed_hex(rec->thumbprint, sizeof(rec->thumbprint),
-		       CUSTODY_THUMBPRINT_HEX, 1) || !TERMINATED(rec->detail)) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot save the report of node %s: it needs "
-				    "a thumbprint (40 upper-case hex) and a "
-				    "terminated detail", rec->node);
-		goto out;
-	}
+		       CUSTODY_THUMBPRINT_HEX, 1) || !TERMINATED(rec->detail))
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot save the report of node %s: it needs "
+				       "a thumbprint (40 upper-case hex) and a "
+				       "terminated detail", rec->node);
 	r = store_core_put_report(&st->core, rec, err);
-out:
 	return r;
 }
 
@@ -1531,15 +1488,12 @@ custody_store_get_meta(custody_store *st, const char *name, char *value,
 
 	if ((r = check_store(st, value, "read a cluster fact", err)) != CUSTODY_OK ||
 	    (r = check_meta(name, NULL, err)) != CUSTODY_OK)
-		goto out;
-	if (size == 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot read cluster fact %s: no room", name);
-		goto out;
-	}
+		return r;
+	if (size == 0)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot read cluster fact %s: no room", name);
 	value[0] = '\0';
 	r = store_core_get_meta(&st->core, name, value, size, err);
-out:
 	return r;
 }
 
@@ -1552,8 +1506,7 @@ custody_store_put_meta(custody_store *st, const char *name, const char *value,
 	if ((r = check_writable(st, "save a cluster fact", err)) != CUSTODY_OK ||
 	    (r = check_store(st, value, "save a cluster fact", err)) != CUSTODY_OK ||
 	    (r = check_meta(name, value, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	r = store_core_put_meta(&st->core, name, value, replace, err);
-out:
 	return r;
 }

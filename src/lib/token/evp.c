@@ -84,7 +84,7 @@ find_key(custody_token_evp *evp, PKCS11_SLOT *slot, const unsigned char *id,
 		r = custody_err_openssl(err, CUSTODY_EFAIL,
 					"cannot list the private keys of token "
 					"%s through libp11", evp->tok->label);
-		goto out;
+		return r;
 	}
 	for (i = 0; i < n && key == NULL; i++) {
 		if (keys[i].isPrivate && keys[i].id_len == id_len &&
@@ -93,18 +93,16 @@ find_key(custody_token_evp *evp, PKCS11_SLOT *slot, const unsigned char *id,
 	}
 	if (key == NULL) {
 		r = token_err_no_private_key(evp->tok, key_id, err);
-		goto out;
+		return r;
 	}
 	if ((evp->pkey = PKCS11_get_private_key(key)) == NULL) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL,
 					"cannot use private key %s of token %s "
 					"through libp11", key_id,
 					evp->tok->label);
-		goto out;
+		return r;
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 int

@@ -279,19 +279,17 @@ chain_templates(STACK_OF(X509) *chain, X509 *cert, struct plan *p,
 	int r = CUSTODY_OK;
 
 	if (n == 0)
-		goto out;
-	if ((p->chain = calloc((size_t)n, sizeof(*p->chain))) == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot import the chain: out of memory");
-		goto out;
-	}
+		return r;
+	if ((p->chain = calloc((size_t)n, sizeof(*p->chain))) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot import the chain: out of memory");
 	for (i = 0; i < n; i++) {
 		X509 *x = sk_X509_value(chain, i);
 
 		if (X509_cmp(x, cert) == 0)
 			continue;
 		if ((r = custody_cert_key_id(x, id, err)) != CUSTODY_OK)
-			goto out;
+			return r;
 		custody_hex_encode(id, sizeof(id), hex, 0);
 		cn = custody_cert_subject_cn(x);
 		cert_template(&p->chain[p->n_chain], x, id,
@@ -300,14 +298,12 @@ chain_templates(STACK_OF(X509) *chain, X509 *cert, struct plan *p,
 		cn = NULL;
 		if (p->chain[p->n_chain].broken != NULL) {
 			p->n_chain++;
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot import the chain: out of "
-					    "memory");
-			goto out;
+			return custody_err_set(err, CUSTODY_EFAIL,
+					       "cannot import the chain: out of "
+					       "memory");
 		}
 		p->n_chain++;
 	}
-out:
 	return r;
 }
 
@@ -413,23 +409,22 @@ write_key(custody_token *tok, struct plan *p, int replicable,
 	int r;
 
 	if ((r = find_by(tok, CKO_PRIVATE_KEY, id, &h, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (h == CK_INVALID_HANDLE) {
 		if ((r = create(tok, p, &p->priv, "private key", err)) !=
 		    CUSTODY_OK ||
 		    (r = token_check_attrs(tok, p->created[p->n_created - 1],
 					   "private key", &p->priv, 0, err)) !=
 		    CUSTODY_OK)
-			goto out;
+			return r;
 		res->created_key = 1;
 	} else {
 		check_existing_key(tok, p, h, replicable);
 	}
 	if ((r = find_by(tok, CKO_PUBLIC_KEY, id, &h, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (h == CK_INVALID_HANDLE)
 		r = create(tok, p, &p->pub, "public key", err);
-out:
 	return r;
 }
 
@@ -477,11 +472,11 @@ write_objects(custody_token *tok, struct plan *p, int have_key,
 
 	if (have_key) {
 		if ((r = write_key(tok, p, replicable, res, err)) != CUSTODY_OK)
-			goto out;
+			return r;
 	} else {
 		if ((r = find_by(tok, CKO_PRIVATE_KEY, &id, &h, err)) !=
 		    CUSTODY_OK)
-			goto out;
+			return r;
 		if (h == CK_INVALID_HANDLE) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "no private key with key id %s on "
@@ -489,25 +484,23 @@ write_objects(custody_token *tok, struct plan *p, int have_key,
 			custody_err_hint(err, "import the certificate together "
 					 "with its private key (PKCS#12 or "
 					 "PEM)");
-			goto out;
+			return r;
 		}
 	}
 	if ((r = write_cert(tok, p, &p->cert, "certificate", &created, err)) !=
 	    CUSTODY_OK)
-		goto out;
+		return r;
 	res->created_cert = created;
 	for (i = 0; i < p->n_chain; i++) {
 		if ((r = write_cert(tok, p, &p->chain[i], "CA certificate",
 				    &created, err)) != CUSTODY_OK)
-			goto out;
+			return r;
 		if (created && res->created_chain < CUSTODY_TOKEN_CHAIN_MAX)
 			tmpl_id_hex(&p->chain[i],
 				    res->chain_key_ids[res->created_chain]);
 		res->created_chain += created;
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 int

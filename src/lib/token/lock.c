@@ -111,13 +111,11 @@ use_lock_dir(const char *dir, mode_t mode, custody_err *err)
 	int r = CUSTODY_EFAIL;
 
 	if (mkdir(dir, 0700) == 0) {
-		if (chmod(dir, mode) != 0) {
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot set the mode of lock "
-					    "directory %s: %s", dir,
-					    strerror(errno));
-			goto out;
-		}
+		if (chmod(dir, mode) != 0)
+			return custody_err_set(err, CUSTODY_EFAIL,
+					       "cannot set the mode of lock "
+					       "directory %s: %s", dir,
+					       strerror(errno));
 	} else if (errno != EEXIST) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot create lock directory %s: %s", dir,
@@ -149,14 +147,12 @@ use_lock_dir(const char *dir, mode_t mode, custody_err *err)
 				    strerror(errno));
 		goto hint;
 	}
-	r = CUSTODY_OK;
-	goto out;
+	return CUSTODY_OK;
 hint:
 	custody_err_hint(err, "every user of a token takes its one lock there: "
 			 "let systemd-tmpfiles make %s (custody.tmpfiles.conf), "
 			 "or choose a directory with token.lock-dir or "
 			 "CUSTODY_LOCK_DIR", RUN_LOCK_DIR);
-out:
 	return r;
 }
 
@@ -173,13 +169,12 @@ lock_dir(const custody_token_spec *spec, char *dir, size_t size,
 		/* A directory someone chose: private when custody makes it. */
 		snprintf(dir, size, "%s", d);
 		r = use_lock_dir(dir, 0700, err);
-		goto out;
+		return r;
 	}
 	/* Shared by every user, like /run/lock itself: each lock file is
 	 * closed to users outside its group (open_lock_file). */
 	snprintf(dir, size, "%s", RUN_LOCK_DIR);
 	r = use_lock_dir(dir, 01777, err);
-out:
 	return r;
 }
 
@@ -384,7 +379,7 @@ take(const char *path, int op, struct lock_wait *w, int *fd, custody_err *err)
 	for (;;) {
 		if (*fd < 0 &&
 		    (r = open_lock_file(path, fd, err)) != CUSTODY_OK)
-			goto out;
+			return r;
 		if (flock(*fd, op | LOCK_NB) == 0) {
 			if (same_file(*fd, path))
 				break;
@@ -392,12 +387,10 @@ take(const char *path, int op, struct lock_wait *w, int *fd, custody_err *err)
 			*fd = -1;
 			continue;
 		}
-		if (errno != EWOULDBLOCK && errno != EINTR) {
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot lock %s: %s", path,
-					    strerror(errno));
-			goto out;
-		}
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return custody_err_set(err, CUSTODY_EFAIL,
+					       "cannot lock %s: %s", path,
+					       strerror(errno));
 		if (seconds_since(w->t0) >= (double)w->timeout) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "token is busy: another custody "
@@ -405,7 +398,7 @@ take(const char *path, int op, struct lock_wait *w, int *fd, custody_err *err)
 			custody_err_hint(err, "try again when it has finished, "
 					 "or find it with: fuser %s",
 					 w->lock_path);
-			goto out;
+			return r;
 		}
 		if (!w->announced && seconds_since(w->t0) >= LOCK_ANNOUNCE_S) {
 			custody_step("waiting for the token lock %s (another "
@@ -415,9 +408,7 @@ take(const char *path, int op, struct lock_wait *w, int *fd, custody_err *err)
 		}
 		nanosleep(&poll, NULL);
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 /* The exclusive lock: the gate first (so that signers queue behind us),
@@ -427,21 +418,17 @@ wait_for_lock(const char *path, int timeout, int *out_fd, custody_err *err)
 {
 	struct lock_wait w = {0, timeout, LOCK_POLL_NS, path, 0};
 	char *gate = gate_path(path);
-	int fd = -1, gate_fd = -1, r = CUSTODY_EFAIL;
+	int fd = -1, gate_fd = -1, r;
 
 	w.t0 = custody_monotonic_ns();
-	if (gate == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot take the token lock: out of memory");
-		goto out;
+	if (gate == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot take the token lock: out of memory");
+	if ((r = take(gate, LOCK_EX, &w, &gate_fd, err)) == CUSTODY_OK &&
+	    (r = take(path, LOCK_EX, &w, &fd, err)) == CUSTODY_OK) {
+		*out_fd = fd;	/* ours now; the gate is let go below */
+		fd = -1;
 	}
-	if ((r = take(gate, LOCK_EX, &w, &gate_fd, err)) != CUSTODY_OK ||
-	    (r = take(path, LOCK_EX, &w, &fd, err)) != CUSTODY_OK)
-		goto out;
-	*out_fd = fd;
-	fd = -1;
-	r = CUSTODY_OK;
-out:
 	if (fd >= 0)
 		close(fd);
 	if (gate_fd >= 0)
@@ -457,23 +444,17 @@ shared_take(struct token_lock *l, custody_err *err)
 {
 	struct lock_wait w = {0, l->timeout, SHARED_POLL_NS, l->path, 0};
 	char *gate = gate_path(l->path);
-	int r = CUSTODY_EFAIL;
+	int r;
 
 	w.t0 = custody_monotonic_ns();
-	if (gate == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot take the token lock: out of memory");
-		goto out;
+	if (gate == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot take the token lock: out of memory");
+	if ((r = take(gate, LOCK_SH, &w, &l->gate_fd, err)) == CUSTODY_OK) {
+		r = take(l->path, LOCK_SH, &w, &l->fd, err);
+		flock(l->gate_fd, LOCK_UN);
 	}
-	if ((r = take(gate, LOCK_SH, &w, &l->gate_fd, err)) != CUSTODY_OK)
-		goto out;
-	r = take(l->path, LOCK_SH, &w, &l->fd, err);
-	flock(l->gate_fd, LOCK_UN);
-	if (r != CUSTODY_OK)
-		goto out;
-	l->locked = 1;
-	r = CUSTODY_OK;
-out:
+	l->locked = r == CUSTODY_OK;
 	free(gate);
 	return r;
 }

@@ -514,29 +514,23 @@ attach(const custody_token_spec *spec, custody_token *tok, custody_err *err)
 	tok->dl = dlopen(spec->module, RTLD_NOW | RTLD_LOCAL);
 	if (tok->dl == NULL) {
 		why = dlerror();
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot load PKCS#11 module %s: %s",
-				    spec->module, why != NULL ? why : "unknown");
-		goto out;
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot load PKCS#11 module %s: %s",
+				       spec->module, why != NULL ? why : "unknown");
 	}
 	*(void **)&get = dlsym(tok->dl, "C_GetFunctionList");
-	if (get == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot load PKCS#11 module %s: it has no "
-				    "C_GetFunctionList", spec->module);
-		goto out;
-	}
+	if (get == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot load PKCS#11 module %s: it has no "
+				       "C_GetFunctionList", spec->module);
 	rv = get(&tok->f);
-	if (rv != CKR_OK || tok->f == NULL) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot load PKCS#11 module %s: "
-				 "C_GetFunctionList failed", spec->module);
-		goto out;
-	}
+	if (rv != CKR_OK || tok->f == NULL)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot load PKCS#11 module %s: "
+				    "C_GetFunctionList failed", spec->module);
 	if ((r = token_lock_acquire(spec, &tok->lock, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	r = module_init(tok, spec->module, err);
-out:
 	return r;
 }
 
@@ -619,7 +613,7 @@ uri_attr(struct token_match *m, const char *a, size_t len, custody_err *err)
 				    "command line");
 		custody_err_hint(err, "give the PIN with --pin-source "
 				 "file:PATH, env:VAR, fd:N or prompt");
-		goto out;
+		return r;
 	}
 	if (nlen == 5 && strncmp(a, "token", 5) == 0)
 		slot = &m->token;
@@ -630,25 +624,18 @@ uri_attr(struct token_match *m, const char *a, size_t len, custody_err *err)
 	else if (nlen == 5 && strncmp(a, "model", 5) == 0)
 		slot = &m->model;
 	if (slot == NULL) {	/* id, object, type, library-*, ...: not ours */
-		r = CUSTODY_OK;
-		goto out;
+		return CUSTODY_OK;
 	}
-	if (eq == NULL || *slot != NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid PKCS#11 URI: attribute %.*s %s",
-				    (int)nlen, a, eq == NULL ? "has no value"
-							     : "appears twice");
-		goto out;
-	}
-	if ((*slot = pct_decode(eq + 1, len - nlen - 1)) == NULL) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid PKCS#11 URI: bad percent-encoding "
-				    "in attribute %.*s", (int)nlen, a);
-		goto out;
-	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	if (eq == NULL || *slot != NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid PKCS#11 URI: attribute %.*s %s",
+				       (int)nlen, a, eq == NULL ? "has no value"
+								: "appears twice");
+	if ((*slot = pct_decode(eq + 1, len - nlen - 1)) == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid PKCS#11 URI: bad percent-encoding "
+				       "in attribute %.*s", (int)nlen, a);
+	return CUSTODY_OK;
 }
 
 /* RFC 7512: pkcs11:path-attrs[?query-attrs]; only the token attributes
@@ -659,12 +646,10 @@ uri_parse(const char *uri, struct token_match *m, custody_err *err)
 	const char *p, *end, *q;
 	int r = CUSTODY_EFAIL;
 
-	if (strncasecmp(uri, "pkcs11:", 7) != 0) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid PKCS#11 URI: it must start with "
-				    "pkcs11:");
-		goto out;
-	}
+	if (strncasecmp(uri, "pkcs11:", 7) != 0)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid PKCS#11 URI: it must start with "
+				       "pkcs11:");
 	q = strchr(uri, '?');
 	end = q != NULL ? q : uri + strlen(uri);
 	for (p = uri + 7; p < end; p = q + 1) {
@@ -672,7 +657,7 @@ uri_parse(const char *uri, struct token_match *m, custody_err *err)
 		if (q == NULL)
 			q = end;
 		if (q > p && (r = uri_attr(m, p, (size_t)(q - p), err)) != CUSTODY_OK)
-			goto out;
+			return r;
 	}
 	for (p = end; *p != '\0'; p = q) {
 		p++;
@@ -680,12 +665,10 @@ uri_parse(const char *uri, struct token_match *m, custody_err *err)
 		if (strncmp(p, "pin-value", 9) == 0 &&
 		    (p[9] == '=' || p + 9 == q)) {
 			r = uri_attr(m, p, (size_t)(q - p), err);
-			goto out;
+			return r;
 		}
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 static int
@@ -696,12 +679,11 @@ match_from_spec(const custody_token_spec *spec, struct token_match *m,
 
 	if (spec->uri != NULL && spec->uri[0] != '\0' &&
 	    (r = uri_parse(spec->uri, m, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (m->token == NULL && spec->label != NULL && spec->label[0] != '\0' &&
 	    (m->token = strdup(spec->label)) == NULL)
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot open the token: out of memory");
-out:
 	return r;
 }
 
@@ -979,27 +961,23 @@ custody_token_login(custody_token *tok, const char *pin, size_t pin_len,
 	int r = CUSTODY_EFAIL;
 
 	rv = tok->f->C_GetTokenInfo(tok->slot, &ti);
-	if (rv != CKR_OK) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot log in to token %s", tok->label);
-		goto out;
-	}
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot log in to token %s", tok->label);
 	if ((r = pin_flags_refuse(tok, ti.flags, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	/* A PIN the token cannot take (an empty PIN file, say) is refused
 	 * here: C_Login would spend one of the PIN's tries on it. */
 	if (pin != NULL && !(ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH) &&
 	    ((ti.ulMinPinLen != CK_UNAVAILABLE_INFORMATION && pin_len < ti.ulMinPinLen) ||
 	     (ti.ulMaxPinLen != CK_UNAVAILABLE_INFORMATION && ti.ulMaxPinLen > 0 &&
-	      pin_len > ti.ulMaxPinLen))) {
-		r = custody_err_set(err, CUSTODY_EPIN,
-				    "cannot log in to token %s: the PIN has %zu "
-				    "characters, the token takes %lu to %lu",
-				    tok->label, pin_len,
-				    (unsigned long)ti.ulMinPinLen,
-				    (unsigned long)ti.ulMaxPinLen);
-		goto out;
-	}
+	      pin_len > ti.ulMaxPinLen)))
+		return custody_err_set(err, CUSTODY_EPIN,
+				       "cannot log in to token %s: the PIN has %zu "
+				       "characters, the token takes %lu to %lu",
+				       tok->label, pin_len,
+				       (unsigned long)ti.ulMinPinLen,
+				       (unsigned long)ti.ulMaxPinLen);
 	rv = tok->f->C_Login(tok->session, CKU_USER, (CK_UTF8CHAR *)pin,
 			     pin != NULL ? pin_len : 0);
 	switch (rv) {
@@ -1040,7 +1018,6 @@ custody_token_login(custody_token *tok, const char *pin, size_t pin_len,
 				 "cannot log in to token %s", tok->label);
 		break;
 	}
-out:
 	return r;
 }
 
@@ -1191,15 +1168,12 @@ int
 custody_token_has_private_key(custody_token *tok, const char *key_id,
 			      int *present, custody_err *err)
 {
-	unsigned char id[KEY_ID_MAX];
-	size_t id_len;
+	custody_token_key_objects held;
 	int r;
 
-	*present = 0;
-	if ((r = token_key_id_login(tok, key_id, "look for private keys", id,
-				    sizeof(id), &id_len, err)) != CUSTODY_OK)
-		return r;
-	return has_object(tok, CKO_PRIVATE_KEY, id, id_len, present, err);
+	r = custody_token_count_key_objects(tok, key_id, &held, err);
+	*present = r == CUSTODY_OK && held.private_keys > 0;
+	return r;
 }
 
 /* Destroys every object matching t (the WHAT of key_id); counts them in
@@ -1255,7 +1229,7 @@ custody_token_delete(custody_token *tok, const char *key_id, custody_err *err)
 
 	if ((r = token_key_id_login(tok, key_id, "delete objects", id,
 				    sizeof(id), &id_len, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	/* The private key goes last: if anything fails on the way, the key
 	 * is the one object still there. */
 	if ((r = destroy_class(tok, CKO_CERTIFICATE, id, id_len, key_id, "certificate",
@@ -1264,18 +1238,14 @@ custody_token_delete(custody_token *tok, const char *key_id, custody_err *err)
 			       &n, err)) != CUSTODY_OK ||
 	    (r = destroy_class(tok, CKO_PRIVATE_KEY, id, id_len, key_id, "private key",
 			       &n, err)) != CUSTODY_OK)
-		goto out;
-	if (n == 0) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no object with key id %s on token %s",
-				    key_id, tok->label);
-		goto out;
-	}
+		return r;
+	if (n == 0)
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "no object with key id %s on token %s",
+				       key_id, tok->label);
 	custody_debug("destroyed %zu objects with key id %s on token %s", n,
 		      key_id, tok->label);
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 int
@@ -1545,28 +1515,22 @@ init_user_pin(custody_token *tok, const char *so_pin, size_t so_pin_len,
 	int r = CUSTODY_EFAIL;
 
 	if ((r = open_session(tok, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	rv = tok->f->C_Login(tok->session, CKU_SO, (CK_UTF8CHAR *)so_pin,
 			     so_pin_len);
-	if (rv != CKR_OK) {
-		r = token_err_rv(err, rv == CKR_PIN_INCORRECT ? CUSTODY_EPIN
-							      : CUSTODY_EFAIL,
-				 rv, "cannot log in to token %s as security "
-				 "officer", tok->label);
-		goto out;
-	}
+	if (rv != CKR_OK)
+		return token_err_rv(err, rv == CKR_PIN_INCORRECT ? CUSTODY_EPIN
+								 : CUSTODY_EFAIL,
+				    rv, "cannot log in to token %s as security "
+				    "officer", tok->label);
 	tok->logged_in = 1;
 	rv = tok->f->C_InitPIN(tok->session, (CK_UTF8CHAR *)user_pin,
 			       user_pin_len);
-	if (rv != CKR_OK) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot set the user PIN of token %s",
-				 tok->label);
-		goto out;
-	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot set the user PIN of token %s",
+				    tok->label);
+	return CUSTODY_OK;
 }
 
 int

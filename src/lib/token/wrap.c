@@ -429,83 +429,123 @@ kek_template(custody_token *tok, struct token_tmpl *t, struct token_tmpl *inner,
 	token_tmpl_nested(t, CKA_UNWRAP_TEMPLATE, inner);
 }
 
+/* How a KEK comes to the token: generated there, or unwrapped from blob
+ * with a node's transport key. */
+struct kek_source {
+	int generate;
+	int trusted;
+	int cluster;
+	CK_OBJECT_HANDLE transport;	/* unwrapping: the private half */
+	const unsigned char *blob;
+	size_t blob_len;
+	const char *narration;		/* said once the template holds */
+};
+
+/* Makes the KEK from its template and checks what the token made against
+ * it.  On failure nothing this call made stays on the token. */
+static int
+kek_make(custody_token *tok, const struct kek_source *src,
+	 CK_OBJECT_HANDLE *kek, custody_err *err)
+{
+	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
+	CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA_1, CKG_MGF1_SHA1,
+					CKZ_DATA_SPECIFIED, NULL, 0};
+	CK_MECHANISM unwrap = {CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)};
+	const char *what = src->generate ? "KEK" : "unwrapped KEK";
+	struct token_tmpl t, inner;
+	CK_RV rv;
+	int r;
+
+	*kek = CK_INVALID_HANDLE;
+	token_tmpl_init(&t);
+	token_tmpl_init(&inner);
+	kek_template(tok, &t, &inner, src->generate, src->trusted, src->cluster);
+	if ((r = token_tmpl_check(&t, tok, "KEK", err)) != CUSTODY_OK)
+		goto out;
+	custody_step("%s", src->narration);
+	if (src->generate)
+		rv = tok->f->C_GenerateKey(tok->session, &gen, t.a, t.n, kek);
+	else
+		rv = tok->f->C_UnwrapKey(tok->session, &unwrap, src->transport,
+					 (CK_BYTE *)src->blob, src->blob_len,
+					 t.a, t.n, kek);
+	if (rv != CKR_OK) {
+		*kek = CK_INVALID_HANDLE;
+		r = token_err_rv(err, CUSTODY_EFAIL, rv, "cannot %s the KEK on "
+				 "token %s", src->generate ? "generate" : "unwrap",
+				 tok->label);
+		if (!src->generate)
+			custody_err_hint(err, "the wrapped KEK is damaged or was "
+					 "made for another transport key");
+		goto out;
+	}
+	r = token_check_attrs(tok, *kek, what, &t, src->generate, err);
+out:
+	if (r != CUSTODY_OK && *kek != CK_INVALID_HANDLE) {
+		token_destroy_object(tok, *kek, what);
+		*kek = CK_INVALID_HANDLE;
+	}
+	token_tmpl_free(&t);
+	token_tmpl_free(&inner);
+	return r;
+}
+
 int
 custody_token_kek_create(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
 			 custody_err *err)
 {
-	struct token_tmpl t, inner;
-	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
+	struct kek_source src = {.generate = 1};
 	CK_MECHANISM_TYPE tag_mech;
 	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-	char have[CUSTODY_KCV_HEX + 1];
+	char have[CUSTODY_KCV_HEX + 1], narration[1536];
 	custody_err why;
-	int trusted = 0, cluster, r;
-	CK_RV rv;
+	int r;
 
-	token_tmpl_init(&t);
-	token_tmpl_init(&inner);
 	memset(&why, 0, sizeof(why));
 	if ((r = token_require_login(tok, "create the KEK", err)) !=
 	    CUSTODY_OK ||
 	    (r = find_kek(tok, &h, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (h != CK_INVALID_HANDLE) {
 		if (kcv_of(tok, h, have, NULL) != CUSTODY_OK)
 			strcpy(have, "?");
-		h = CK_INVALID_HANDLE;
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot create the KEK: token %s already "
-				    "holds a KEK (KCV %s)", tok->label, have);
-		goto out;
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot create the KEK: token %s already "
+				       "holds a KEK (KCV %s)", tok->label, have);
 	}
 	if ((r = token_require_mech(tok, CKM_AES_KEY_GEN, CKF_GENERATE,
 				    "create a KEK", err)) != CUSTODY_OK ||
 	    (r = token_kek_mech(tok, &tag_mech, err)) != CUSTODY_OK)
-		goto out;
-	cluster = custody_token_require_cluster(tok, "be a cluster member",
-						&why) == CUSTODY_OK;
-	if (cluster &&
-	    (r = token_probe_trusted_private_kek(tok, &trusted, err)) !=
+		return r;
+	src.cluster = custody_token_require_cluster(tok, "be a cluster member",
+						    &why) == CUSTODY_OK;
+	if (src.cluster &&
+	    (r = token_probe_trusted_private_kek(tok, &src.trusted, err)) !=
 	    CUSTODY_OK)
-		goto out;
-	kek_template(tok, &t, &inner, 1, trusted, cluster);
-	if ((r = token_tmpl_check(&t, tok, "KEK", err)) != CUSTODY_OK)
-		goto out;
-	if (cluster)
-		custody_step("generating the cluster KEK (AES-256) on token %s "
-			     "(serial %s): private, sensitive, wrap/unwrap "
-			     "only, extractable only under a trusted key%s",
-			     tok->label, tok->serial,
-			     trusted ? ", trusted" : "");
+		return r;
+	if (src.cluster)
+		snprintf(narration, sizeof(narration), "generating the cluster "
+			 "KEK (AES-256) on token %s (serial %s): private, "
+			 "sensitive, wrap/unwrap only, extractable only under a "
+			 "trusted key%s", tok->label, tok->serial,
+			 src.trusted ? ", trusted" : "");
 	else
-		custody_step("generating the store's KEK (AES-256) on token %s "
-			     "(serial %s): private, sensitive, wrap only, never "
-			     "extractable; it keeps integrity tags and cannot "
-			     "serve a cluster (%s)", tok->label, tok->serial,
-			     why.msg);
-	rv = tok->f->C_GenerateKey(tok->session, &gen, t.a, t.n, &h);
-	if (rv != CKR_OK) {
-		h = CK_INVALID_HANDLE;
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot generate the KEK on token %s",
-				 tok->label);
-		goto out;
+		snprintf(narration, sizeof(narration), "generating the store's "
+			 "KEK (AES-256) on token %s (serial %s): private, "
+			 "sensitive, wrap only, never extractable; it keeps "
+			 "integrity tags and cannot serve a cluster (%s)",
+			 tok->label, tok->serial, why.msg);
+	src.narration = narration;
+	if ((r = kek_make(tok, &src, &h, err)) != CUSTODY_OK)
+		return r;
+	/* Only a KEK this call made and could not finish is removed. */
+	if ((r = kcv_of(tok, h, kcv, err)) != CUSTODY_OK) {
+		token_destroy_object(tok, h, "KEK");
+		return r;
 	}
-	if ((r = token_check_attrs(tok, h, "KEK", &t, 1, err)) !=
-	    CUSTODY_OK ||
-	    (r = kcv_of(tok, h, kcv, err)) != CUSTODY_OK)
-		goto out;
 	custody_step("generated the KEK on token %s: key check value %s",
 		     tok->label, kcv);
-	h = CK_INVALID_HANDLE;
-	r = CUSTODY_OK;
-out:
-	/* Only a KEK this call made and could not finish is removed. */
-	if (r != CUSTODY_OK)
-		token_destroy_object(tok, h, "KEK");
-	token_tmpl_free(&t);
-	token_tmpl_free(&inner);
-	return r;
+	return CUSTODY_OK;
 }
 
 /* ------------------------------------------------------- transport keys */
@@ -524,16 +564,13 @@ custody_token_transport_public(custody_token *tok, const char *node,
 	*spki_len = 0;
 	if ((r = find_transport(tok, node, NULL, id, &id_len, NULL, &h,
 				err)) != CUSTODY_OK)
-		goto out;
-	if (h == CK_INVALID_HANDLE) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "node %s has no transport key on token %s",
-				    node, tok->label);
-		goto out;
-	}
+		return r;
+	if (h == CK_INVALID_HANDLE)
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "node %s has no transport key on token %s",
+				       node, tok->label);
 	r = token_public_spki(tok, h, TRANSPORT_KEYSPEC, "transport public key",
 			      spki, spki_len, err);
-out:
 	return r;
 }
 
@@ -1000,100 +1037,71 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 {
 	unsigned char id[NODE_ID_MAX];
 	size_t id_len = 0;
-	CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA_1, CKG_MGF1_SHA1,
-					CKZ_DATA_SPECIFIED, NULL, 0};
-	CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)};
-	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
-	char kcv[CUSTODY_KEK_CHECK_HEX + 1];
-	struct token_tmpl t, inner;
+	struct kek_source src = {.cluster = 1, .blob = blob,
+				 .blob_len = blob_len};
+	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE;
+	char kcv[CUSTODY_KEK_CHECK_HEX + 1], narration[256];
 	size_t digits;
-	int trusted = 0, r;
-	CK_RV rv;
+	int r;
 
-	token_tmpl_init(&t);
-	token_tmpl_init(&inner);
 	if ((r = node_id(TRANSPORT_PREFIX, node, id, &id_len, err)) !=
 	    CUSTODY_OK)
-		goto out;
-	if (!kcv_valid(expected_kcv)) {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "cannot unwrap the KEK: the expected check "
-				    "value must be %d or %d hex digits",
-				    CUSTODY_KCV_HEX, CUSTODY_KEK_CHECK_HEX);
-		goto out;
-	}
+		return r;
+	if (!kcv_valid(expected_kcv))
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot unwrap the KEK: the expected "
+				       "check value must be %d or %d hex digits",
+				       CUSTODY_KCV_HEX, CUSTODY_KEK_CHECK_HEX);
 	digits = strlen(expected_kcv);
 	if ((r = token_require_login(tok, "unwrap the KEK", err)) !=
 	    CUSTODY_OK ||
 	    (r = find_kek(tok, &kek, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (kek != CK_INVALID_HANDLE) {
 		int done = 1;
 
 		r = kek_already_there(tok, &kek, digits, expected_kcv, &done, err);
 		if (r != CUSTODY_OK || done)
-			goto keep;
+			return r;
 	}
-	if ((r = find_by_id(tok, &class_private, id, id_len, &priv, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	if (priv == CK_INVALID_HANDLE) {
+	if ((r = find_by_id(tok, &class_private, id, id_len, &src.transport,
+			    err)) != CUSTODY_OK)
+		return r;
+	if (src.transport == CK_INVALID_HANDLE) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot unwrap the KEK: node %s has no "
 				    "transport key on token %s", node,
 				    tok->label);
 		custody_err_hint(err, "enroll the node first with custody node "
 				 "enroll");
-		goto out;
+		return r;
 	}
-	if (blob == NULL || blob_len == 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot unwrap the KEK on token %s: the "
-				    "wrapped KEK is empty", tok->label);
-		goto out;
-	}
-	if ((r = token_probe_trusted_private_kek(tok, &trusted, err)) !=
+	if (blob == NULL || blob_len == 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot unwrap the KEK on token %s: the "
+				       "wrapped KEK is empty", tok->label);
+	if ((r = token_probe_trusted_private_kek(tok, &src.trusted, err)) !=
 	    CUSTODY_OK)
-		goto out;
-	kek_template(tok, &t, &inner, 0, trusted, 1);
-	if ((r = token_tmpl_check(&t, tok, "KEK", err)) != CUSTODY_OK)
-		goto out;
-	custody_step("unwrapping the KEK into token %s (serial %s) with the "
-		     "transport key of node %s", tok->label, tok->serial, node);
-	rv = tok->f->C_UnwrapKey(tok->session, &mech, priv,
-				 (CK_BYTE *)blob, blob_len, t.a, t.n, &kek);
-	if (rv != CKR_OK) {
-		kek = CK_INVALID_HANDLE;
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot unwrap the KEK on token %s", tok->label);
-		custody_err_hint(err, "the wrapped KEK is damaged or was made "
-				 "for another transport key");
-		goto out;
-	}
-	if ((r = token_check_attrs(tok, kek, "unwrapped KEK", &t, 0, err)) !=
-	    CUSTODY_OK ||
-	    (r = check_of_kek(tok, kek, digits / 2, kcv, NULL, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	if (strcasecmp(kcv, expected_kcv) != 0) {
+		return r;
+	snprintf(narration, sizeof(narration), "unwrapping the KEK into token "
+		 "%s (serial %s) with the transport key of node %s", tok->label,
+		 tok->serial, node);
+	src.narration = narration;
+	if ((r = kek_make(tok, &src, &kek, err)) != CUSTODY_OK)
+		return r;
+	if ((r = check_of_kek(tok, kek, digits / 2, kcv, NULL, err)) ==
+	    CUSTODY_OK && strcasecmp(kcv, expected_kcv) != 0)
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "the unwrapped KEK does not match: key "
 				    "check value %s, expected %s", kcv,
 				    expected_kcv);
-		goto out;
+	if (r != CUSTODY_OK) {
+		token_destroy_object(tok, kek, "unwrapped KEK");
+		return r;
 	}
 	custody_step("the KEK is on token %s: key check value %s", tok->label,
 		     kcv);
-	r = CUSTODY_OK;
-	goto keep;
-out:
-	/* Reached with a handle only when this call unwrapped it. */
-	if (r != CUSTODY_OK)
-		token_destroy_object(tok, kek, "unwrapped KEK");
-keep:
-	token_tmpl_free(&t);
-	token_tmpl_free(&inner);
-	return r;
+	return CUSTODY_OK;
 }
 
 /* ---------------------------------------------------------- packages */
@@ -1113,7 +1121,7 @@ custody_token_wrap_private_key(custody_token *tok, const char *key_id,
 	if ((r = token_find_private_key(tok, key_id, "wrap a private key",
 					&key, err)) != CUSTODY_OK ||
 	    (r = need_kek(tok, "wrap a private key", &kek, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (token_wrap_key(tok, &mech, kek, key, blob, blob_len, &rv) != CUSTODY_OK) {
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
 				 "cannot wrap private key %s under the KEK on "
@@ -1126,13 +1134,11 @@ custody_token_wrap_private_key(custody_token *tok, const char *key_id,
 			custody_err_hint(err, "the key may only be wrapped under "
 					 "a trusted key, and the KEK is not "
 					 "one");
-		goto out;
+		return r;
 	}
 	custody_step("wrapped private key %s under the KEK on token %s",
 		     key_id, tok->label);
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 /* What the certificate's key needs on the token, all OPENSSL_malloc'ed. */
@@ -1384,24 +1390,20 @@ custody_token_seal(custody_token *tok, const char *key_id, custody_err *err)
 					&key, err)) != CUSTODY_OK ||
 	    (r = token_get_bool(tok, key, CKA_EXTRACTABLE, &extractable,
 				err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (!extractable) {
 		custody_step("private key %s on token %s is already sealed",
 			     key_id, tok->label);
-		goto out;
+		return CUSTODY_OK;
 	}
 	rv = tok->f->C_SetAttributeValue(tok->session, key, &off, 1);
-	if (rv != CKR_OK) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot seal private key %s on token %s",
-				 key_id, tok->label);
-		goto out;
-	}
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot seal private key %s on token %s",
+				    key_id, tok->label);
 	custody_step("sealed private key %s on token %s: it is no longer "
 		     "extractable", key_id, tok->label);
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 /* ------------------------------------------------- after the ceremony */
@@ -1423,13 +1425,11 @@ custody_token_transport_destroy(custody_token *tok, const char *node,
 
 	if ((r = find_transport(tok, node, "destroy a transport key", id,
 				&id_len, &priv, &pub, err)) != CUSTODY_OK)
-		goto out;
-	if (priv == CK_INVALID_HANDLE && pub == CK_INVALID_HANDLE) {
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "node %s has no transport key on token %s",
-				    node, tok->label);
-		goto out;
-	}
+		return r;
+	if (priv == CK_INVALID_HANDLE && pub == CK_INVALID_HANDLE)
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "node %s has no transport key on token %s",
+				       node, tok->label);
 	/* The private half first, then the public. */
 	half[0].name = "private";
 	half[0].h = priv;
@@ -1438,19 +1438,15 @@ custody_token_transport_destroy(custody_token *tok, const char *node,
 	for (i = 0; i < NELEM(half); i++) {
 		if (half[i].h != CK_INVALID_HANDLE &&
 		    (rv = tok->f->C_DestroyObject(tok->session, half[i].h)) !=
-		    CKR_OK) {
-			r = token_err_rv(err, CUSTODY_EFAIL, rv,
-					 "cannot destroy the transport %s key "
-					 "of node %s on token %s", half[i].name,
-					 node, tok->label);
-			goto out;
-		}
+		    CKR_OK)
+			return token_err_rv(err, CUSTODY_EFAIL, rv,
+					    "cannot destroy the transport %s key "
+					    "of node %s on token %s", half[i].name,
+					    node, tok->label);
 	}
 	custody_step("destroyed the transport key pair of node %s on token %s",
 		     node, tok->label);
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 int
@@ -1461,15 +1457,11 @@ custody_token_kek_destroy(custody_token *tok, custody_err *err)
 	int r;
 
 	if ((r = need_kek(tok, "destroy the KEK", &kek, err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	rv = tok->f->C_DestroyObject(tok->session, kek);
-	if (rv != CKR_OK) {
-		r = token_err_rv(err, CUSTODY_EFAIL, rv,
-				 "cannot destroy the KEK on token %s", tok->label);
-		goto out;
-	}
+	if (rv != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot destroy the KEK on token %s", tok->label);
 	custody_step("destroyed the KEK on token %s", tok->label);
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }

@@ -410,6 +410,28 @@ out:
 	return r;
 }
 
+/* x, parsed from what was signed, encodes its fields as they were signed
+ * (tbs): nothing in the certificate reads otherwise than the signature
+ * covers. */
+static int
+encodes_as_signed(X509 *x, const unsigned char *tbs, int tbs_len,
+		  custody_err *err)
+{
+	unsigned char *again = NULL;
+	int r = CUSTODY_OK;
+
+	if (i2d_re_X509_tbs(x, &again) != tbs_len ||
+	    memcmp(again, tbs, (size_t)tbs_len) != 0) {
+		ERR_clear_error();
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot make the signed certificate: its "
+				    "fields encode otherwise than they were "
+				    "signed");
+	}
+	OPENSSL_free(again);
+	return r;
+}
+
 /* The signed certificate: cert (its tbs) with the algorithm and the
  * signature, parsed again. */
 static int
@@ -417,8 +439,8 @@ cert_assemble(const struct token_signing *s, struct der_parts *cert, X509 **out,
 	      custody_err *err)
 {
 	const unsigned char *tbs = cert->part[0], *p;
-	unsigned char *der = NULL, *again = NULL;
-	int tbs_len = cert->len[0], len, again_len, r = CUSTODY_EFAIL;
+	unsigned char *der = NULL;
+	int tbs_len = cert->len[0], len, r = CUSTODY_EFAIL;
 	X509 *x = NULL;
 
 	*out = NULL;
@@ -435,22 +457,12 @@ cert_assemble(const struct token_signing *s, struct der_parts *cert, X509 **out,
 					"cannot decode the signed certificate");
 		goto out;
 	}
-	/* What OpenSSL encodes for the parsed fields is what was signed. */
-	if ((again_len = i2d_re_X509_tbs(x, &again)) != tbs_len ||
-	    memcmp(again, tbs, (size_t)tbs_len) != 0) {
-		ERR_clear_error();
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot make the signed certificate: its "
-				    "fields encode otherwise than they were "
-				    "signed");
+	if ((r = encodes_as_signed(x, tbs, tbs_len, err)) != CUSTODY_OK)
 		goto out;
-	}
 	*out = x;
 	x = NULL;
-	r = CUSTODY_OK;
 out:
 	X509_free(x);
-	OPENSSL_free(again);
 	OPENSSL_free(der);
 	return r;
 }

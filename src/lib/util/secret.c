@@ -88,41 +88,33 @@ parse_source(const char *source, struct source *src, custody_err *err)
 {
 	int r = CUSTODY_EUSAGE;
 
-	if (source == NULL || source[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EUSAGE,
-				    "invalid secret source: none given: "
-				    SOURCE_FORMS);
-		goto out;
-	}
+	if (source == NULL || source[0] == '\0')
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid secret source: none given: "
+				       SOURCE_FORMS);
 	if (strncmp(source, "file:", 5) == 0) {
 		src->kind = SRC_FILE;
 		src->arg = source + 5;
-		if (src->arg[0] == '\0') {
-			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "invalid secret source (file:): the "
-					    "path is empty: " SOURCE_FORMS);
-			goto out;
-		}
+		if (src->arg[0] == '\0')
+			return custody_err_set(err, CUSTODY_EUSAGE,
+					       "invalid secret source (file:): the "
+					       "path is empty: " SOURCE_FORMS);
 	} else if (strncmp(source, "env:", 4) == 0) {
 		src->kind = SRC_ENV;
 		src->arg = source + 4;
-		if (!valid_env_name(src->arg)) {
-			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "invalid secret source (env:): what "
-					    "follows is not a variable name: "
-					    SOURCE_FORMS);
-			goto out;
-		}
+		if (!valid_env_name(src->arg))
+			return custody_err_set(err, CUSTODY_EUSAGE,
+					       "invalid secret source (env:): what "
+					       "follows is not a variable name: "
+					       SOURCE_FORMS);
 	} else if (strncmp(source, "fd:", 3) == 0) {
 		src->kind = SRC_FD;
 		src->arg = source + 3;
-		if ((src->fd = parse_fd(src->arg)) < 0) {
-			r = custody_err_set(err, CUSTODY_EUSAGE,
-					    "invalid secret source (fd:): what "
-					    "follows is not a file descriptor "
-					    "number: " SOURCE_FORMS);
-			goto out;
-		}
+		if ((src->fd = parse_fd(src->arg)) < 0)
+			return custody_err_set(err, CUSTODY_EUSAGE,
+					       "invalid secret source (fd:): what "
+					       "follows is not a file descriptor "
+					       "number: " SOURCE_FORMS);
 	} else if (strcmp(source, "prompt") == 0) {
 		src->kind = SRC_PROMPT;
 		src->arg = NULL;
@@ -133,11 +125,9 @@ parse_source(const char *source, struct source *src, custody_err *err)
 				 "the command line or in the configuration: "
 				 "put it in a file (file:PATH), an environment "
 				 "variable (env:VAR) or a pipe (fd:N)");
-		goto out;
+		return r;
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 /* Moves the secret out of buf into a heap copy in out (NULL when empty)
@@ -445,18 +435,14 @@ custody_harden_process(custody_err *err)
 	struct rlimit none = {0, 0};
 	int r = CUSTODY_EFAIL, rc;
 
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot make this process non-dumpable: %s",
-				    strerror(errno));
-		goto out;
-	}
-	if (setrlimit(RLIMIT_CORE, &none) != 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot turn core dumps off: %s",
-				    strerror(errno));
-		goto out;
-	}
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot make this process non-dumpable: %s",
+				       strerror(errno));
+	if (setrlimit(RLIMIT_CORE, &none) != 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot turn core dumps off: %s",
+				       strerror(errno));
 	if (!CRYPTO_secure_malloc_initialized()) {
 		rc = CRYPTO_secure_malloc_init(CUSTODY_SECURE_HEAP_SIZE,
 					       CUSTODY_SECURE_HEAP_MIN);
@@ -464,7 +450,7 @@ custody_harden_process(custody_err *err)
 			r = custody_err_openssl(err, CUSTODY_EFAIL,
 						"cannot set up OpenSSL's secure "
 						"heap");
-			goto out;
+			return r;
 		}
 		/* 2: in use, but mlock failed (RLIMIT_MEMLOCK): its pages
 		 * may be swapped; they stay out of core dumps. */
@@ -472,7 +458,5 @@ custody_harden_process(custody_err *err)
 			custody_debug("OpenSSL's secure heap could not be "
 				      "locked in memory (RLIMIT_MEMLOCK)");
 	}
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }

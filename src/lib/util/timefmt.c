@@ -171,12 +171,10 @@ custody_time_parse(const char *text, int64_t *out, custody_err *err)
 	const char *shown = text != NULL ? text : "";
 
 	shape = scan(shown, &c);
-	if (shape == -3) {
-		r = custody_err_set(err, CUSTODY_EUSAGE, "invalid time '%s': "
-				    "no time zone: append Z (UTC) or ±HH:MM",
-				    shown);
-		goto out;
-	}
+	if (shape == -3)
+		return custody_err_set(err, CUSTODY_EUSAGE, "invalid time '%s': "
+				       "no time zone: append Z (UTC) or ±HH:MM",
+				       shown);
 	if (shape == -2)
 		snprintf(why, sizeof(why),
 			 "the offset is out of range (at most ±14:00)");
@@ -185,13 +183,11 @@ custody_time_parse(const char *text, int64_t *out, custody_err *err)
 				    TIME_FORMS, shown);
 		if (why[0] != '\0')
 			custody_err_hint(err, "%s", why);
-		goto out;
+		return r;
 	}
 	*out = days_from_civil(c.year, c.month, c.day) * 86400 +
 	       c.hour * 3600 + c.minute * 60 + c.second - c.offset;
-	r = CUSTODY_OK;
-out:
-	return r;
+	return CUSTODY_OK;
 }
 
 int
