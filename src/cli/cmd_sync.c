@@ -131,6 +131,21 @@ item_state(const custody_sync_item *it)
 }
 
 static json_t *
+item_json(const custody_sync_item *it)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:s?, s:s?}",
+			 "type", it->type,
+			 "slot", it->slot,
+			 "thumbprint", it->thumbprint,
+			 "state", item_state(it),
+			 "held", it->held,
+			 "unwrapped", it->unwrapped,
+			 "repaired", it->repaired,
+			 "repair", it->repair[0] != '\0' ? it->repair : NULL,
+			 "problem", it->problem[0] != '\0' ? it->problem : NULL);
+}
+
+static json_t *
 result_json(const struct cli *cli, const custody_sync_result *res,
 	    int64_t at_ms, int64_t took_ms)
 {
@@ -138,21 +153,8 @@ result_json(const struct cli *cli, const custody_sync_result *res,
 	json_t *items = json_array(), *o;
 	size_t i;
 
-	for (i = 0; i < res->n; i++) {
-		const custody_sync_item *it = &res->items[i];
-
-		json_array_append_new(items,
-			json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:s?, s:s?}",
-				  "type", it->type,
-				  "slot", it->slot,
-				  "thumbprint", it->thumbprint,
-				  "state", item_state(it),
-				  "held", it->held,
-				  "unwrapped", it->unwrapped,
-				  "repaired", it->repaired,
-				  "repair", it->repair[0] != '\0' ? it->repair : NULL,
-				  "problem", it->problem[0] != '\0' ? it->problem : NULL));
-	}
+	for (i = 0; i < res->n; i++)
+		json_array_append_new(items, item_json(&res->items[i]));
 	o = json_pack("{s:s, s:s, s:I, s:I, s:o, s:i, s:b}",
 		      "node", cli->node,
 		      "time", custody_time_format(at_ms / 1000, t),
@@ -272,14 +274,16 @@ static int
 read_state(struct cli *cli, int64_t now, struct audit_scan *scan,
 	   struct sync_state *out)
 {
-	custody_assignment *all = NULL;
+	custody_assignment *all;
 	size_t n = 0, i, k = 0;
 	int r;
 
 	memset(out, 0, sizeof(*out));
 	if ((r = scan_audit(cli, scan)) != CUSTODY_OK ||
-	    (r = custody_store_list_assignments(cli->store, &all, &n, &cli->err)) != CUSTODY_OK)
-		goto out;
+	    (r = custody_store_list_assignments(cli->store, &out->globals, &n,
+						&cli->err)) != CUSTODY_OK)
+		return r;
+	all = out->globals;	/* kept: the globals, resolved, move to its front */
 	out->change_seq = scan->change_seq;
 	for (i = 0; i < n; i++) {
 		if (strcmp(all[i].identity, CUSTODY_SCOPE_GLOBAL) != 0)
@@ -290,13 +294,8 @@ read_state(struct cli *cli, int64_t now, struct audit_scan *scan,
 		custody_assign_resolve(&all[i], now, &all[k]);
 		k++;
 	}
-	out->globals = all;
 	out->n = k;
-	all = NULL;
-	r = CUSTODY_OK;
-out:
-	free(all);
-	return r;
+	return CUSTODY_OK;
 }
 
 static int

@@ -144,6 +144,25 @@ custody_token_intent_done(custody_token *tok, const char *key_id)
 		custody_warn("%s (custody tidy removes it)", e.msg);
 }
 
+/* The key id a note names, in hex ("" for a note that names none). */
+static int
+note_key_id(custody_token *tok, CK_OBJECT_HANDLE note,
+	    char hex[2 * KEY_ID_MAX + 1], custody_err *err)
+{
+	unsigned char *value = NULL;
+	size_t len = 0;
+	int r;
+
+	hex[0] = '\0';
+	if ((r = token_get_attr(tok, note, CKA_VALUE, &value, &len, err)) !=
+	    CUSTODY_OK)
+		return r;
+	if (len > 0 && len <= KEY_ID_MAX)
+		custody_hex_encode(value, len, hex, 0);
+	free(value);
+	return CUSTODY_OK;
+}
+
 int
 custody_token_intent_list(custody_token *tok,
 			  char (**key_ids)[2 * CUSTODY_TOKEN_ID_MAX + 1],
@@ -151,8 +170,7 @@ custody_token_intent_list(custody_token *tok,
 {
 	CK_OBJECT_HANDLE *h = NULL;
 	char (*out)[2 * KEY_ID_MAX + 1] = NULL;
-	unsigned char *value = NULL;
-	size_t n = 0, len = 0, i, j, m = 0;
+	size_t n = 0, i, j, m = 0;
 	int r;
 
 	*key_ids = NULL;
@@ -167,25 +185,17 @@ custody_token_intent_list(custody_token *tok,
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		if ((r = token_get_attr(tok, h[i], CKA_VALUE, &value, &len,
-					err)) != CUSTODY_OK)
+		if ((r = note_key_id(tok, h[i], out[m], err)) != CUSTODY_OK)
 			goto out;
-		if (len > 0 && len <= KEY_ID_MAX) {
-			custody_hex_encode(value, len, out[m], 0);
-			for (j = 0; j < m && strcmp(out[j], out[m]) != 0; j++)
-				;
-			if (j == m)
-				m++;	/* a new id (two notes of one id: one) */
-		}
-		free(value);
-		value = NULL;
+		for (j = 0; j < m && strcmp(out[j], out[m]) != 0; j++)
+			;
+		if (out[m][0] != '\0' && j == m)
+			m++;	/* a new id (two notes of one id: one) */
 	}
 	*key_ids = out;
-	out = NULL;
 	*count = m;
-	r = CUSTODY_OK;
+	out = NULL;
 out:
-	free(value);
 	free(out);
 	free(h);
 	return r;
