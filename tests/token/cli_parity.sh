@@ -61,6 +61,14 @@ check "…A's and B's" bash -c 'grep -qF "$1" <<<"$3" && grep -qF "$2" <<<"$3"' 
 	"$(cert_of a PEM | sed -n 2p)" "$(cert_of b PEM | sed -n 2p)" "$out"
 check "reading certificates changed nothing" [ "$(state)" = "$before" ]
 
+# A certificate the store knows and this token does not hold: another
+# token on the same store finds it.
+softhsm_beside other "$CUSTODY_STORE"
+on other list --thumbprint "$B" -o pem
+check "a token without B finds B's certificate in the store" [ "$rc" -eq 0 -a "$out" = "$(cert_of b PEM)" ]
+on other list -o pem
+check "…while its own bundle is empty" [ "$rc" -eq 0 -a -z "$out" ]
+
 refused "-o der without --thumbprint" 2 list -o der
 check "…says it writes one certificate" grep -q "give --thumbprint X" <<<"$err"
 refused "--thumbprint with the table" 2 list --thumbprint "$A"
@@ -127,6 +135,8 @@ refused "--key-id of a key that is not on the token" 1 \
 check "…in one line naming the key id" \
 	[ "$(wc -l <<<"$err")" -eq 1 ] && grep -q "no private key with key id 0000000000000000000000000000000000000000" <<<"$err"
 check "…and no request file" [ ! -e "$T/none.csr" ]
+refused "--key-id that is not a key id" 1 request --key-id "zz$K" --subject CN=x --csr "$T/zz.csr"
+check "…says what a key id is" grep -q "expected 40 hex digits" <<<"$err"
 refused "--key-id with --self-signed" 2 request --key-id "$K" --subject CN=x --self-signed --days 3
 refused "--key-id with --key" 2 request --key-id "$K" --subject CN=x --key ec:p256 --csr "$T/k.csr"
 check "…and no request file" [ ! -e "$T/k.csr" ]

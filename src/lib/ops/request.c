@@ -162,12 +162,13 @@ custody_request_use_key(custody_token *tok, custody_request *rq, const char *key
 	int present = 0, r;
 	size_t i;
 
-	if (strlen(key_id) != CUSTODY_KEY_ID_HEX)
+	for (i = 0; i < CUSTODY_KEY_ID_HEX && isxdigit((unsigned char)key_id[i]); i++)
+		id[i] = (char)tolower((unsigned char)key_id[i]);
+	id[i] = '\0';
+	if (i != CUSTODY_KEY_ID_HEX || key_id[i] != '\0')
 		return custody_err_set(err, CUSTODY_EFAIL, "key id %s is not a key id "
 				       "custody made: expected %d hex digits", key_id,
 				       CUSTODY_KEY_ID_HEX);
-	for (i = 0; i <= CUSTODY_KEY_ID_HEX; i++)
-		id[i] = (char)tolower((unsigned char)key_id[i]);
 	if ((r = custody_token_has_private_key(tok, id, &present, err)) != CUSTODY_OK)
 		return r;
 	if (!present)
