@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <custody/policy.h>
 #include <custody/request.h>
@@ -73,7 +74,9 @@ check_combination(struct cli *cli, const struct request_opts *o)
 {
 	int r;
 
-	if (o->subject == NULL || o->subject[0] == '\0')
+	/* A request for an existing key may take its certificate's names. */
+	if ((o->subject == NULL && o->key_id == NULL) ||
+	    (o->subject != NULL && o->subject[0] == '\0'))
 		return cli_usage_error(cli, "--subject DN is required");
 	if ((o->csr != NULL) == o->self_signed)
 		return cli_usage_error(cli, "give exactly one of --csr FILE and --self-signed");
@@ -114,16 +117,18 @@ check_names(struct cli *cli, const struct request_opts *o, custody_request *lib)
 		cli->err.code = CUSTODY_EFAIL;
 		return CUSTODY_EFAIL;
 	}
-	if ((r = custody_dn_parse(o->subject, &lib->subject, &cli->err)) != CUSTODY_OK)
+	if (o->subject != NULL &&
+	    (r = custody_dn_parse(o->subject, &lib->subject, &cli->err)) != CUSTODY_OK)
 		return custody_err_prefix(&cli->err, "--subject");
-	custody_dn_text(lib->subject, lib->subject_text, sizeof(lib->subject_text));
+	if (lib->subject != NULL)
+		custody_dn_text(lib->subject, lib->subject_text, sizeof(lib->subject_text));
 	if (o->san != NULL && (r = custody_san_parse(o->san, &lib->san, &cli->err)) !=
 	    CUSTODY_OK)
 		return custody_err_prefix(&cli->err, "--san");
 	lib->san_text = o->san;
 	if (o->label != NULL)
 		snprintf(lib->label, sizeof(lib->label), "%s", o->label);
-	else
+	else if (lib->subject != NULL)
 		custody_dn_common_name(lib->subject, lib->label, sizeof(lib->label));
 	if (lib->label[0] == '\0' && o->key_id == NULL)
 		return cli_usage_error(cli, "the subject has no CN to label the key with: give "
@@ -222,6 +227,48 @@ out:
 	return r;
 }
 
+/* The subject (and, unless --san was given, the SANs) of the newest
+ * certificate of the key on the token: a renewal asks for the same names. */
+static int
+names_of_cert(struct cli *cli, custody_request *lib)
+{
+	custody_cert_record *recs = NULL;
+	const custody_cert_record *newest = NULL;
+	const unsigned char *p;
+	X509 *x = NULL;
+	size_t n = 0, i;
+	int idx, r;
+
+	if ((r = cli_token_records(cli, &recs, NULL, &n)) != CUSTODY_OK)
+		return r;
+	for (i = 0; i < n; i++)
+		if (strcasecmp(recs[i].key_id, lib->key_id) == 0 &&
+		    (newest == NULL || recs[i].not_after > newest->not_after))
+			newest = &recs[i];
+	if (newest == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "key id %s has no certificate on "
+				    "token %s to take the names from", lib->key_id,
+				    custody_token_label(cli->token));
+		custody_err_hint(&cli->err, "give them: --subject DN [--san LIST]");
+		goto out;
+	}
+	p = newest->der;
+	if ((x = d2i_X509(NULL, &p, (long)newest->der_len)) == NULL ||
+	    (lib->subject = X509_NAME_dup(X509_get_subject_name(x))) == NULL ||
+	    (lib->san == NULL && (idx = X509_get_ext_by_NID(x, NID_subject_alt_name, -1)) >= 0 &&
+	     (lib->san = X509_EXTENSION_dup(X509_get_ext(x, idx))) == NULL)) {
+		r = custody_err_openssl(&cli->err, CUSTODY_EFAIL, "cannot read the names of "
+					"certificate %s", newest->thumbprint);
+		goto out;
+	}
+	custody_dn_text(lib->subject, lib->subject_text, sizeof(lib->subject_text));
+	cli_say(cli, "the names of certificate %s: %s", newest->thumbprint, lib->subject_text);
+out:
+	X509_free(x);
+	custody_cert_records_free(recs, n);
+	return r;
+}
+
 /* A new request for a key pair already on the token: the key is found
  * and held to the policy before the request file is made. */
 static int
@@ -232,6 +279,7 @@ prepare_existing(struct cli *cli, struct request *rq, const char *key_id)
 
 	if ((r = cli_open_token(cli)) != CUSTODY_OK ||
 	    (r = custody_request_use_key(cli->token, lib, key_id, &cli->err)) != CUSTODY_OK ||
+	    (lib->subject == NULL && (r = names_of_cert(cli, lib)) != CUSTODY_OK) ||
 	    (r = custody_request_check_key_policy(&cli->cfg.policy, &lib->spec, &cli->err)) !=
 	    CUSTODY_OK)
 		return r;
@@ -269,7 +317,7 @@ const char cmd_request_usage[] =
 	"custody request --subject DN [--san DNS:a,DNS:b,...] [--key SPEC] [--label L]\n"
 	"                [--replicable] (--csr FILE | --self-signed --days N\n"
 	"                [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]])\n"
-	"custody request --key-id K --subject DN [--san ...] --csr FILE\n"
+	"custody request --key-id K [--subject DN [--san ...]] --csr FILE\n"
 	"\n"
 	"Generates the key pair inside the token (never outside; not extractable),\n"
 	"then writes a PKCS#10 request signed by it to a new FILE, or creates a\n"
@@ -277,7 +325,8 @@ const char cmd_request_usage[] =
 	"Import the CA-issued certificate later with `custody import --path CERT`.\n"
 	"Prints the key id (--csr) or the certificate's thumbprint (--self-signed).\n"
 	"With --key-id, no key is generated: the request is for the key pair K\n"
-	"already on the token (a renewal on the same key).\n"
+	"already on the token (a renewal on the same key); without --subject it asks\n"
+	"for the names (subject, SANs) of the key's newest certificate.\n"
 	"\n"
 	"  --subject DN              \"CN=sts.example.com,O=Example\" (or \"/O=Example/CN=...\")\n"
 	"  --san LIST                DNS:NAME, IP:ADDRESS, email:ADDRESS, URI:URI, comma-separated\n"

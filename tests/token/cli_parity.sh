@@ -130,6 +130,21 @@ check "…its subject is the new one" \
 	grep -q "O=renewed" <<<"$(openssl req -in "$T/renew.csr" -noout -subject -nameopt RFC2253)"
 run audit
 check "…the audit log says a new CSR for the key" grep -q "new CSR for key id $K" <<<"$out"
+KA=$("$CUSTODY_BIN" list -o json | python3 -c '
+import json, sys
+print([e["key_id"] for e in json.load(sys.stdin) if e["thumbprint"] == sys.argv[1]][0])' "$A")
+run request --key-id "$KA" --csr "$T/renew-a.csr"
+check "request --key-id K --csr without --subject: exit 0" [ "$rc" -eq 0 -a "$out" = "$KA" ]
+subject_of() { openssl "$1" -in "$2" -noout -subject -nameopt RFC2253 | sed 's/^subject=//'; }
+check "…asks for the subject of the key's certificate" \
+	[ "$(subject_of req "$T/renew-a.csr")" = "$(cert_of a PEM | openssl x509 -noout -subject -nameopt RFC2253 | sed 's/^subject=//')" ]
+check "…and its SANs" grep -q "DNS:a.custody.test" <<<"$(openssl req -in "$T/renew-a.csr" -noout -text)"
+run request --subject "CN=alone.custody.test" --csr "$T/alone.csr"
+K2=$out
+refused "--key-id without --subject for a key that has no certificate" 1 \
+	request --key-id "$K2" --csr "$T/alone2.csr"
+check "…says to give the names" grep -q "hint: give them: --subject DN" <<<"$err"
+check "…and no request file" [ ! -e "$T/alone2.csr" ]
 refused "--key-id of a key that is not on the token" 1 \
 	request --key-id 0000000000000000000000000000000000000000 --subject CN=x --csr "$T/none.csr"
 check "…in one line naming the key id" \

@@ -183,9 +183,7 @@ custody_request_use_key(custody_token *tok, custody_request *rq, const char *key
 	snprintf(rq->key_id, sizeof(rq->key_id), "%s", id);
 	spec_of_pkey(rq->pub, &rq->spec);
 	rq->existing_key = 1;
-	custody_step("request for %s%s%s: the %s key pair %s already on token %s",
-		     rq->subject_text, rq->san_text != NULL ? ", " : "",
-		     rq->san_text != NULL ? rq->san_text : "", rq->spec.name, id,
+	custody_step("request for the %s key pair %s already on token %s", rq->spec.name, id,
 		     custody_token_label(tok));
 	return CUSTODY_OK;
 }
