@@ -93,6 +93,9 @@ typedef struct custody_request {
 	int replicable;			/* the key may be wrapped under the KEK */
 	int package;			/* its package goes to the store with
 					   the certificate (plan_package)      */
+	int existing_key;		/* the request is for a key pair already
+					   on the token (custody_request_use_key):
+					   nothing is generated, nothing destroyed */
 	int64_t now;			/* the certificate's notBefore + 300 s */
 	const char *node;		/* this node, for the audit entries    */
 	/* What was made, for custody_request_finish. */
@@ -131,6 +134,18 @@ int custody_request_plan_package(custody_token *tok, custody_store *st,
 /* Generates the key pair inside the token (rq->key_id, rq->pub). */
 int custody_request_generate(custody_token *tok, custody_request *rq,
 			     custody_err *err);
+
+/*
+ * Instead of custody_request_generate: the request is for the key pair
+ * with this key id (hex), already on the token (a renewal on the same
+ * key).  Sets rq->key_id, rq->pub (read from its public key object) and
+ * rq->spec (its algorithm, for the policy and the digest), and
+ * rq->existing_key, so that custody_request_finish never destroys it.
+ * EFAIL in one line when the token has no private key with that key id
+ * (a request needs the key that signs it) or no public key beside it.
+ */
+int custody_request_use_key(custody_token *tok, custody_request *rq,
+			    const char *key_id, custody_err *err);
 
 /*
  * The CSR mode, after custody_request_generate: the policy is checked on

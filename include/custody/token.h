@@ -352,6 +352,15 @@ int custody_token_generate(custody_token *tok, const custody_keyspec *spec,
 			   EVP_PKEY **pub, custody_err *err);
 
 /*
+ * The public key object with this key id (hex) as a software EVP_PKEY
+ * (caller frees): RSA, or EC on a named curve.  ENOTFOUND "no public key
+ * with key id K on token L" when there is none; a malformed key id is
+ * EUSAGE.  For a request made again for a key already on the token.
+ */
+int custody_token_public_key(custody_token *tok, const char *key_id,
+			     EVP_PKEY **out, custody_err *err);
+
+/*
  * A private key of the token as an OpenSSL EVP_PKEY (through libp11), so
  * that OpenSSL can sign with it (X509_REQ_sign, X509_sign,
  * EVP_DigestSign): the private-key operation runs in the token.

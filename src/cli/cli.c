@@ -131,7 +131,7 @@ const char cli_global_usage[] =
 	"  --node NAME            this node's name (default: host name)\n"
 	"  --at TIME              read as if now were TIME (ISO 8601); commands that\n"
 	"                         write refuse it (set --dry-run, a preview, takes it)\n"
-	"  -o, --output FMT       table, json, thumbprint, pem, uri\n"
+	"  -o, --output FMT       table, json, thumbprint, pem, uri, der\n"
 	"  -q, --quiet            no narration\n"
 	"  -v, --verbose          more narration\n"
 	"  --version, -h, --help\n";
@@ -240,14 +240,14 @@ settle_configuration(struct cli *cli)
 
 	cli->output = OUT_TABLE;
 	if (cli->args.output != NULL) {
-		static const char *const names[] = {"table", "json", "thumbprint", "pem", "uri"};
+		static const char *const names[] = {"table", "json", "thumbprint", "pem", "uri", "der"};
 		size_t i;
 
 		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 			if (strcmp(cli->args.output, names[i]) == 0)
 				break;
 		if (i == sizeof(names) / sizeof(names[0]))
-			return cli_usage_error(cli, "unknown output format '%s': use table, json, thumbprint, pem or uri",
+			return cli_usage_error(cli, "unknown output format '%s': use table, json, thumbprint, pem, uri or der",
 					       cli->args.output);
 		cli->output = (enum cli_output)i;
 	}
@@ -376,7 +376,7 @@ cli_parse(struct cli *cli, int argc, char **argv, const struct cli_opt *opts,
 int
 cli_check_output(struct cli *cli, unsigned allowed)
 {
-	static const char *const names[] = {"table", "json", "thumbprint", "pem", "uri"};
+	static const char *const names[] = {"table", "json", "thumbprint", "pem", "uri", "der"};
 
 	if ((allowed & (1u << cli->output)) == 0)
 		return cli_usage_error(cli, "output format %s does not apply to %s",

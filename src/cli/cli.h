@@ -31,6 +31,7 @@ enum cli_output {
 	OUT_THUMBPRINT,
 	OUT_PEM,
 	OUT_URI,
+	OUT_DER,	/* one certificate, binary (list) */
 };
 
 /* Values given on the command line (NULL: not given). */

@@ -32,7 +32,8 @@ struct export_opts {
 };
 
 const char cmd_export_usage[] =
-	"custody export --thumbprint X --out FILE\n"
+	"custody export-package --thumbprint X --out FILE\n"
+	"custody export --thumbprint X --out FILE   (its first name, the same command)\n"
 	"\n"
 	"Writes the package of X's private key, wrapped under the cluster KEK\n"
 	"(CKM_AES_KEY_WRAP_PAD), with its certificate and key id, to FILE (a new\n"

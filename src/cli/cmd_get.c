@@ -125,6 +125,8 @@ print_assignment(struct cli *cli, const custody_assignment *a, json_t *array)
 		if (cur.key_uri != NULL)
 			printf("%s\n", out_safe(cur.key_uri));
 		break;
+	case OUT_DER:	/* refused by cli_check_output: list's alone */
+		break;
 	}
 	custody_cert_record_clear(&cur);
 	custody_cert_record_clear(&prev);

@@ -1,15 +1,38 @@
 /*
  * cmd_list.c — `custody list`: the certificates on the token, whether their
- * private key is there, and what they are assigned as.
+ * private key is there, and what they are assigned as; the key pairs that
+ * wait for their certificate (made by request --csr); and the public
+ * certificate of any thumbprint custody knows, as PEM or DER.
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
+#include <custody/audit.h>
+#include <custody/thumbprint.h>
 #include <custody/timefmt.h>
 
 #include "cli.h"
+
+/* How request --csr words the audit entry of the key it generated
+ * (src/lib/ops/request.c; custody tidy reads it the same way). */
+#define CSR_PREFIX "generated key id "
+#define CSR_SUFFIX ", CSR"
+
+enum { OPT_THUMBPRINT = OPT_FIRST_COMMAND_OPTION };
+
+/* A key pair on the token without a certificate: a request waits for
+ * its CA. */
+struct key_only {
+	char key_id[CUSTODY_KEY_ID_HEX + 1];
+	char key_algorithm[16];
+	char *key_uri;
+	int64_t requested;	/* the time of its audit entry */
+};
 
 /* "Type/identity:slot" for every slot that holds thumbprint. */
 static json_t *
@@ -60,24 +83,333 @@ print_block(const custody_cert_record *rec, int has_key, json_t *as)
 	out_block_end();
 }
 
+static json_t *
+cert_json(const custody_cert_record *rec, int has_key, json_t *as)
+{
+	char t[CUSTODY_TIME_TEXT];
+
+	return json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s, s:b, s:s, s:s?, s:s?, s:o}",
+			 "kind", "certificate",
+			 "thumbprint", rec->thumbprint,
+			 "sha256", rec->sha256,
+			 "subject", rec->subject,
+			 "not_after", out_time(rec->not_after, t),
+			 "key_algorithm", rec->key_algorithm,
+			 "has_private_key", has_key,
+			 "key_id", rec->key_id,
+			 "label", rec->label,
+			 "key_uri", rec->key_uri,
+			 "assigned_as", as);
+}
+
+/* ---- key pairs without a certificate ---- */
+
+/* The key id a request --csr audit entry names, lower-case, or 0. */
+static int
+csr_key_id(const custody_audit_entry *e, char out[CUSTODY_KEY_ID_HEX + 1])
+{
+	size_t plen = sizeof(CSR_PREFIX) - 1, slen = sizeof(CSR_SUFFIX) - 1, dlen, i;
+
+	if (strcmp(e->action, CUSTODY_AUDIT_REQUEST) != 0 || e->thumbprint[0] != '\0' ||
+	    e->detail == NULL || strncmp(e->detail, CSR_PREFIX, plen) != 0)
+		return 0;
+	dlen = strlen(e->detail);
+	if (dlen < plen + CUSTODY_KEY_ID_HEX + slen ||
+	    strcmp(e->detail + dlen - slen, CSR_SUFFIX) != 0 ||
+	    e->detail[plen + CUSTODY_KEY_ID_HEX] != ' ')
+		return 0;
+	for (i = 0; i < CUSTODY_KEY_ID_HEX; i++) {
+		if (!isxdigit((unsigned char)e->detail[plen + i]))
+			return 0;
+		out[i] = (char)tolower((unsigned char)e->detail[plen + i]);
+	}
+	out[i] = '\0';
+	return 1;
+}
+
+/* Whether this token holds key_id's private key and no certificate of it
+ * (the token's word: the audit entry only says where to look). */
+static int
+waits_for_cert(struct cli *cli, const char *key_id)
+{
+	custody_token_key_objects objs;
+	custody_err ignored;
+
+	if (custody_token_count_key_objects(cli->token, key_id, &objs, &ignored) != CUSTODY_OK)
+		return 0;
+	return objs.private_keys > 0 && objs.certificates == 0;
+}
+
+static void
+fill_key_only(struct cli *cli, struct key_only *k)
+{
+	EVP_PKEY *pub = NULL;
+	custody_err ignored;
+
+	snprintf(k->key_algorithm, sizeof(k->key_algorithm), "unknown");
+	if (custody_token_public_key(cli->token, k->key_id, &pub, &ignored) == CUSTODY_OK)
+		custody_pkey_algorithm(pub, k->key_algorithm, sizeof(k->key_algorithm));
+	EVP_PKEY_free(pub);
+	k->key_uri = custody_token_key_uri(cli->token, k->key_id, NULL);
+}
+
+static int
+seen(const struct key_only *keys, size_t n, const char *key_id)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(keys[i].key_id, key_id) == 0)
+			return 1;
+	return 0;
+}
+
+/* The key pairs request --csr made on this token whose certificate has not
+ * been imported yet, oldest request first. */
+static int
+list_key_only(struct cli *cli, struct key_only **out, size_t *n_out)
+{
+	custody_audit_entry *log = NULL;
+	struct key_only *keys = NULL;
+	size_t n_log = 0, n = 0, i;
+	char id[CUSTODY_KEY_ID_HEX + 1];
+	int r;
+
+	*out = NULL;
+	*n_out = 0;
+	if ((r = custody_store_list_audit(cli->store, 0, &log, &n_log, &cli->err)) != CUSTODY_OK)
+		return r;
+	if ((keys = calloc(n_log + 1, sizeof(*keys))) == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n_log; i++) {
+		if (!csr_key_id(&log[i], id) || seen(keys, n, id) || !waits_for_cert(cli, id))
+			continue;
+		snprintf(keys[n].key_id, sizeof(keys[n].key_id), "%s", id);
+		keys[n].requested = log[i].time;
+		fill_key_only(cli, &keys[n++]);
+	}
+	*out = keys;
+	*n_out = n;
+	keys = NULL;
+out:
+	free(keys);
+	custody_audit_entries_free(log, n_log);
+	return r;
+}
+
+static void
+key_only_free(struct key_only *keys, size_t n)
+{
+	size_t i;
+
+	for (i = 0; keys != NULL && i < n; i++)
+		free(keys[i].key_uri);
+	free(keys);
+}
+
+static void
+print_key_only(const struct key_only *k)
+{
+	char t[CUSTODY_TIME_TEXT];
+
+	out_field("Thumbprint", "");
+	out_field("Subject", "");
+	out_field("Status", "key only (CSR pending)");
+	out_field("KeyAlgorithm", k->key_algorithm);
+	out_field("HasPrivateKey", "True");
+	out_field("KeyId", k->key_id);
+	out_field("KeyUri", k->key_uri);
+	out_field("Requested", out_time(k->requested, t));
+	out_field("AssignedAs", "");
+	out_block_end();
+}
+
+/* A key-only entry of the JSON array: "kind": "key", no certificate (its
+ * thumbprint null, so that scripts reading thumbprints can skip it). */
+static json_t *
+key_only_json(const struct key_only *k)
+{
+	char t[CUSTODY_TIME_TEXT];
+
+	return json_pack("{s:s, s:n, s:n, s:n, s:s, s:b, s:s, s:s?, s:s, s:s, s:[]}",
+			 "kind", "key",
+			 "thumbprint", "certificate", "subject",
+			 "key_algorithm", k->key_algorithm,
+			 "has_private_key", 1,
+			 "key_id", k->key_id,
+			 "key_uri", k->key_uri,
+			 "status", "CSR pending",
+			 "requested", out_time(k->requested, t),
+			 "assigned_as");
+}
+
+/* ---- the public certificate: -o pem, -o der ---- */
+
+static int
+write_cert(struct cli *cli, const custody_cert_record *rec)
+{
+	char *pem;
+
+	if (cli->output == OUT_DER) {
+		if (fwrite(rec->der, 1, rec->der_len, stdout) != rec->der_len ||
+		    fflush(stdout) != 0)
+			return custody_err_set(&cli->err, CUSTODY_EFAIL,
+					       "cannot write the certificate to standard output");
+		return CUSTODY_OK;
+	}
+	if ((pem = custody_cert_der_to_pem(rec->der, rec->der_len)) == NULL)
+		return custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot encode certificate %s",
+				       rec->thumbprint);
+	fputs(pem, stdout);
+	free(pem);
+	return CUSTODY_OK;
+}
+
+/*
+ * The one certificate a thumbprint names among those custody knows: on
+ * the token, and in the store (previous and pending ones of other nodes
+ * too).  One certificate in both places counts once.
+ */
+static int
+write_known(struct cli *cli, const char *query, const custody_cert_record *tok, size_t n_tok)
+{
+	custody_cert_record *stored = NULL, *all = NULL;
+	size_t n_stored = 0, index = 0;
+	int r;
+
+	if ((r = custody_store_list_certs(cli->store, &stored, &n_stored, &cli->err)) !=
+	    CUSTODY_OK)
+		return r;
+	if ((all = calloc(n_tok + n_stored + 1, sizeof(*all))) == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
+		goto out;
+	}
+	/* Shallow copies: the records stay owned by tok and stored. */
+	if (n_tok > 0)
+		memcpy(all, tok, n_tok * sizeof(*all));
+	if (n_stored > 0)
+		memcpy(all + n_tok, stored, n_stored * sizeof(*all));
+	if ((r = custody_thumbprint_match(query, all, n_tok + n_stored, &index, &cli->err)) ==
+	    CUSTODY_OK)
+		r = write_cert(cli, &all[index]);
+out:
+	free(all);
+	custody_cert_records_free(stored, n_stored);
+	return r;
+}
+
+/* -o pem, -o der: with --thumbprint its certificate, else (PEM only)
+ * every certificate on the token, one bundle. */
+static int
+write_public(struct cli *cli, const char *query, const custody_cert_record *recs, size_t n)
+{
+	size_t i;
+	int r = CUSTODY_OK;
+
+	if (query != NULL)
+		return write_known(cli, query, recs, n);
+	for (i = 0; i < n && r == CUSTODY_OK; i++)
+		r = write_cert(cli, &recs[i]);
+	if (n == 0)
+		cli_say(cli, "no certificates on token %s", custody_token_label(cli->token));
+	return r;
+}
+
+/* ---- the command ---- */
+
+static int
+check_list_options(struct cli *cli, const char *query)
+{
+	int r;
+
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON | 1u << OUT_PEM |
+				  1u << OUT_DER)) != CUSTODY_OK)
+		return r;
+	if (query != NULL && (r = cli_check_thumbprint(cli, query)) != CUSTODY_OK)
+		return r;
+	if (query != NULL && cli->output != OUT_PEM && cli->output != OUT_DER)
+		return cli_usage_error(cli, "--thumbprint goes with -o pem or -o der");
+	if (cli->output == OUT_DER && query == NULL)
+		return cli_usage_error(cli, "-o der writes one certificate: give --thumbprint X");
+	if (cli->output == OUT_DER && isatty(STDOUT_FILENO)) {
+		r = cli_usage_error(cli, "-o der writes binary: standard output is a terminal");
+		custody_err_hint(&cli->err, "redirect it to a file (> cert.der), or use -o pem");
+		return r;
+	}
+	return CUSTODY_OK;
+}
+
+/* The table or the JSON array: certificates, then keys waiting for one. */
+static int
+print_list(struct cli *cli, const custody_cert_record *recs, const int *has_key, size_t n,
+	   const custody_assignment *all, size_t n_all)
+{
+	struct key_only *keys = NULL;
+	json_t *array = NULL;
+	size_t n_keys = 0, i;
+	int r;
+
+	if ((r = list_key_only(cli, &keys, &n_keys)) != CUSTODY_OK)
+		return r;
+	if (cli->output == OUT_JSON)
+		array = json_array();
+	for (i = 0; i < n; i++) {
+		json_t *as = assigned_as(all, n_all, recs[i].thumbprint);
+
+		if (array != NULL) {
+			json_array_append_new(array, cert_json(&recs[i], has_key[i], as));
+			continue;
+		}
+		print_block(&recs[i], has_key[i], as);
+		json_decref(as);
+	}
+	for (i = 0; i < n_keys; i++) {
+		if (array != NULL)
+			json_array_append_new(array, key_only_json(&keys[i]));
+		else
+			print_key_only(&keys[i]);
+	}
+	if (array != NULL)
+		r = out_json(cli, array);
+	else if (n == 0 && n_keys == 0)
+		cli_say(cli, "no certificates on token %s", custody_token_label(cli->token));
+	key_only_free(keys, n_keys);
+	return r;
+}
+
 const char cmd_list_usage[] =
 	"custody list [-o table|json]\n"
+	"custody list [--thumbprint X] -o pem\n"
+	"custody list --thumbprint X -o der > FILE\n"
 	"\n"
-	"Certificates on the token with their key, key id and assignments.\n";
+	"Certificates on the token with their key, key id and assignments, then the\n"
+	"key pairs that have no certificate yet (made by request --csr: \"key only\n"
+	"(CSR pending)\"; in JSON \"kind\": \"key\" and \"thumbprint\": null).\n"
+	"-o pem prints the public certificate of X (any certificate custody knows:\n"
+	"on the token or in the store, current, previous or pending), or without\n"
+	"--thumbprint every certificate on the token, one PEM bundle.\n"
+	"-o der writes X's certificate in DER (never to a terminal).\n"
+	"\n"
+	"  --thumbprint X    SHA-1 or SHA-256, or a unique prefix of 8 hex digits or more\n";
 
 int
 cmd_list(struct cli *cli, int argc, char **argv)
 {
+	const char *query = NULL;
+	const struct cli_opt options[] = {
+		CLI_OPT_TEXT("thumbprint", OPT_THUMBPRINT, &query),
+		{NULL},
+	};
 	custody_cert_record *recs = NULL;
 	custody_assignment *all = NULL;
 	int *has_key = NULL;
 	size_t n = 0, n_all = 0, i;
-	json_t *array = NULL;
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, NULL, "", NULL, NULL)) != CUSTODY_OK)
-		return r;
-	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK ||
+	    (r = check_list_options(cli, query)) != CUSTODY_OK)
 		return r;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
 	    (r = custody_store_list_assignments(cli->store, &all, &n_all, &cli->err)) != CUSTODY_OK)
@@ -87,34 +419,10 @@ cmd_list(struct cli *cli, int argc, char **argv)
 	if ((r = cli_open_token(cli)) != CUSTODY_OK ||
 	    (r = cli_token_records(cli, &recs, &has_key, &n)) != CUSTODY_OK)
 		goto out;
-	if (cli->output == OUT_JSON)
-		array = json_array();
-	for (i = 0; i < n; i++) {
-		json_t *as = assigned_as(all, n_all, recs[i].thumbprint);
-		char t[CUSTODY_TIME_TEXT];
-
-		if (array == NULL) {
-			print_block(&recs[i], has_key[i], as);
-			json_decref(as);
-			continue;
-		}
-		json_array_append_new(array,
-			json_pack("{s:s, s:s, s:s?, s:s, s:s, s:b, s:s, s:s?, s:s?, s:o}",
-				  "thumbprint", recs[i].thumbprint,
-				  "sha256", recs[i].sha256,
-				  "subject", recs[i].subject,
-				  "not_after", out_time(recs[i].not_after, t),
-				  "key_algorithm", recs[i].key_algorithm,
-				  "has_private_key", has_key[i],
-				  "key_id", recs[i].key_id,
-				  "label", recs[i].label,
-				  "key_uri", recs[i].key_uri,
-				  "assigned_as", as));
-	}
-	if (array != NULL)
-		r = out_json(cli, array);
-	else if (n == 0)
-		cli_say(cli, "no certificates on token %s", custody_token_label(cli->token));
+	if (cli->output == OUT_PEM || cli->output == OUT_DER)
+		r = write_public(cli, query, recs, n);
+	else
+		r = print_list(cli, recs, has_key, n, all, n_all);
 out:
 	custody_cert_records_free(recs, n);
 	free(has_key);

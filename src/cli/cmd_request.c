@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <custody/policy.h>
 #include <custody/request.h>
@@ -30,6 +31,7 @@ enum {
 	OPT_SELF_SIGNED,
 	OPT_DAYS,
 	OPT_REPLICABLE,
+	OPT_KEY_ID,
 };
 
 struct request_opts {
@@ -39,6 +41,7 @@ struct request_opts {
 	const char *label;
 	const char *csr;
 	const char *days;
+	const char *key_id;	/* a new request for this key on the token */
 	int self_signed;
 	int replicable;
 	struct change_opts change;	/* -t, -i, --roll --effective-date */
@@ -71,7 +74,9 @@ check_combination(struct cli *cli, const struct request_opts *o)
 {
 	int r;
 
-	if (o->subject == NULL || o->subject[0] == '\0')
+	/* A request for an existing key may take its certificate's names. */
+	if ((o->subject == NULL && o->key_id == NULL) ||
+	    (o->subject != NULL && o->subject[0] == '\0'))
 		return cli_usage_error(cli, "--subject DN is required");
 	if ((o->csr != NULL) == o->self_signed)
 		return cli_usage_error(cli, "give exactly one of --csr FILE and --self-signed");
@@ -85,6 +90,12 @@ check_combination(struct cli *cli, const struct request_opts *o)
 				       "is assigned once its certificate is imported)");
 	if ((r = change_opts_usage(cli, &o->change, 0)) != CUSTODY_OK)
 		return r;
+	if (o->key_id != NULL && (o->self_signed || o->key != NULL || o->label != NULL ||
+				  o->replicable))
+		return cli_usage_error(cli, "--key-id goes with --csr alone (the key, its label "
+				       "and where it may go are the key's already)");
+	if (o->key_id != NULL && o->key_id[0] == '\0')
+		return cli_usage_error(cli, "--key-id needs a key id (custody list shows them)");
 	if (o->csr != NULL && o->csr[0] == '\0')
 		return cli_usage_error(cli, "--csr needs a file name");
 	if (o->label != NULL && (o->label[0] == '\0' || strlen(o->label) > 255))
@@ -100,23 +111,26 @@ check_names(struct cli *cli, const struct request_opts *o, custody_request *lib)
 
 	/* An unknown key spec is refused like the other bad input of the
 	 * request (exit 1, nothing created), not as a usage error. */
-	if ((r = custody_keyspec_parse(o->key != NULL ? o->key : "rsa:2048", &lib->spec,
+	if (o->key_id == NULL &&
+	    (r = custody_keyspec_parse(o->key != NULL ? o->key : "rsa:2048", &lib->spec,
 				       &cli->err)) != CUSTODY_OK) {
 		cli->err.code = CUSTODY_EFAIL;
 		return CUSTODY_EFAIL;
 	}
-	if ((r = custody_dn_parse(o->subject, &lib->subject, &cli->err)) != CUSTODY_OK)
+	if (o->subject != NULL &&
+	    (r = custody_dn_parse(o->subject, &lib->subject, &cli->err)) != CUSTODY_OK)
 		return custody_err_prefix(&cli->err, "--subject");
-	custody_dn_text(lib->subject, lib->subject_text, sizeof(lib->subject_text));
+	if (lib->subject != NULL)
+		custody_dn_text(lib->subject, lib->subject_text, sizeof(lib->subject_text));
 	if (o->san != NULL && (r = custody_san_parse(o->san, &lib->san, &cli->err)) !=
 	    CUSTODY_OK)
 		return custody_err_prefix(&cli->err, "--san");
 	lib->san_text = o->san;
 	if (o->label != NULL)
 		snprintf(lib->label, sizeof(lib->label), "%s", o->label);
-	else
+	else if (lib->subject != NULL)
 		custody_dn_common_name(lib->subject, lib->label, sizeof(lib->label));
-	if (lib->label[0] == '\0')
+	if (lib->label[0] == '\0' && o->key_id == NULL)
 		return cli_usage_error(cli, "the subject has no CN to label the key with: give "
 				       "--label");
 	return CUSTODY_OK;
@@ -132,8 +146,9 @@ check_options(struct cli *cli, struct request_opts *o, struct request *rq)
 	if ((r = check_combination(cli, o)) != CUSTODY_OK ||
 	    (o->days != NULL && (r = check_days(cli, o->days, &lib->days)) != CUSTODY_OK) ||
 	    (r = check_names(cli, o, lib)) != CUSTODY_OK ||
-	    (r = custody_request_check_key_policy(&cli->cfg.policy, &lib->spec, &cli->err)) !=
-	    CUSTODY_OK)
+	    (o->key_id == NULL &&
+	     (r = custody_request_check_key_policy(&cli->cfg.policy, &lib->spec, &cli->err)) !=
+	     CUSTODY_OK))
 		return r;
 	/* The assignment of a self-signed certificate. */
 	if (change_opts_given(&o->change) &&
@@ -167,11 +182,14 @@ make_csr(struct cli *cli, struct request *rq)
 	    CUSTODY_OK)
 		return r;
 	cli_say(cli, "have the request signed by your CA, then: custody import --path CERT.pem");
-	uri = custody_token_key_uri(cli->token, lib->key_id, lib->label);
+	uri = custody_token_key_uri(cli->token, lib->key_id,
+				    lib->label[0] != '\0' ? lib->label : NULL);
 	if (cli->output == OUT_JSON) {
 		o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?}", "key_id", lib->key_id,
 			      "key_algorithm", lib->spec.name, "subject", lib->subject_text,
 			      "label", lib->label, "csr", lib->csr_path, "key_uri", uri);
+		if (lib->existing_key)
+			json_object_set_new(o, "existing_key", json_true());
 		r = out_json(cli, o);
 	} else {
 		printf("%s\n", lib->key_id);
@@ -209,6 +227,65 @@ out:
 	return r;
 }
 
+/* The subject (and, unless --san was given, the SANs) of the newest
+ * certificate of the key on the token: a renewal asks for the same names. */
+static int
+names_of_cert(struct cli *cli, custody_request *lib)
+{
+	custody_cert_record *recs = NULL;
+	const custody_cert_record *newest = NULL;
+	const unsigned char *p;
+	X509 *x = NULL;
+	size_t n = 0, i;
+	int idx, r;
+
+	if ((r = cli_token_records(cli, &recs, NULL, &n)) != CUSTODY_OK)
+		return r;
+	for (i = 0; i < n; i++)
+		if (strcasecmp(recs[i].key_id, lib->key_id) == 0 &&
+		    (newest == NULL || recs[i].not_after > newest->not_after))
+			newest = &recs[i];
+	if (newest == NULL) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "key id %s has no certificate on "
+				    "token %s to take the names from", lib->key_id,
+				    custody_token_label(cli->token));
+		custody_err_hint(&cli->err, "give them: --subject DN [--san LIST]");
+		goto out;
+	}
+	p = newest->der;
+	if ((x = d2i_X509(NULL, &p, (long)newest->der_len)) == NULL ||
+	    (lib->subject = X509_NAME_dup(X509_get_subject_name(x))) == NULL ||
+	    (lib->san == NULL && (idx = X509_get_ext_by_NID(x, NID_subject_alt_name, -1)) >= 0 &&
+	     (lib->san = X509_EXTENSION_dup(X509_get_ext(x, idx))) == NULL)) {
+		r = custody_err_openssl(&cli->err, CUSTODY_EFAIL, "cannot read the names of "
+					"certificate %s", newest->thumbprint);
+		goto out;
+	}
+	custody_dn_text(lib->subject, lib->subject_text, sizeof(lib->subject_text));
+	cli_say(cli, "the names of certificate %s: %s", newest->thumbprint, lib->subject_text);
+out:
+	X509_free(x);
+	custody_cert_records_free(recs, n);
+	return r;
+}
+
+/* A new request for a key pair already on the token: the key is found
+ * and held to the policy before the request file is made. */
+static int
+prepare_existing(struct cli *cli, struct request *rq, const char *key_id)
+{
+	custody_request *lib = &rq->lib;
+	int r;
+
+	if ((r = cli_open_token(cli)) != CUSTODY_OK ||
+	    (r = custody_request_use_key(cli->token, lib, key_id, &cli->err)) != CUSTODY_OK ||
+	    (lib->subject == NULL && (r = names_of_cert(cli, lib)) != CUSTODY_OK) ||
+	    (r = custody_request_check_key_policy(&cli->cfg.policy, &lib->spec, &cli->err)) !=
+	    CUSTODY_OK)
+		return r;
+	return custody_request_create_file(lib, &cli->err);
+}
+
 /* The steps up to the key pair: the store, the file, the token. */
 static int
 prepare(struct cli *cli, struct request *rq)
@@ -240,12 +317,16 @@ const char cmd_request_usage[] =
 	"custody request --subject DN [--san DNS:a,DNS:b,...] [--key SPEC] [--label L]\n"
 	"                [--replicable] (--csr FILE | --self-signed --days N\n"
 	"                [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]])\n"
+	"custody request --key-id K [--subject DN [--san ...]] --csr FILE\n"
 	"\n"
 	"Generates the key pair inside the token (never outside; not extractable),\n"
 	"then writes a PKCS#10 request signed by it to a new FILE, or creates a\n"
 	"self-signed certificate on the token and records it (optionally assigned).\n"
 	"Import the CA-issued certificate later with `custody import --path CERT`.\n"
 	"Prints the key id (--csr) or the certificate's thumbprint (--self-signed).\n"
+	"With --key-id, no key is generated: the request is for the key pair K\n"
+	"already on the token (a renewal on the same key); without --subject it asks\n"
+	"for the names (subject, SANs) of the key's newest certificate.\n"
 	"\n"
 	"  --subject DN              \"CN=sts.example.com,O=Example\" (or \"/O=Example/CN=...\")\n"
 	"  --san LIST                DNS:NAME, IP:ADDRESS, email:ADDRESS, URI:URI, comma-separated\n"
@@ -253,6 +334,7 @@ const char cmd_request_usage[] =
 	"  --label L                 CKA_LABEL (default: the subject CN); must be new on the token\n"
 	"  --replicable              extractable only under trusted wrap (for the cluster)\n"
 	"  --csr FILE                write the request there (an existing file is never overwritten)\n"
+	"  --key-id K                a request for the key pair K on the token (custody list)\n"
 	"  --self-signed --days N    make a self-signed certificate valid for N days\n"
 	"  -t, --type TYPE           also assign it, as `custody set` does\n"
 	"  -i, --identity IDENTITY   where to assign it\n"
@@ -271,6 +353,7 @@ cmd_request(struct cli *cli, int argc, char **argv)
 		CLI_OPT_FLAG("self-signed", OPT_SELF_SIGNED, &o.self_signed),
 		CLI_OPT_TEXT("days", OPT_DAYS, &o.days),
 		CLI_OPT_FLAG("replicable", OPT_REPLICABLE, &o.replicable),
+		CLI_OPT_TEXT("key-id", OPT_KEY_ID, &o.key_id),
 		CHANGE_OPTIONS(&o.change),
 		{NULL},
 	};
@@ -284,12 +367,17 @@ cmd_request(struct cli *cli, int argc, char **argv)
 		return r;
 	/* 1. The options, the names and the policy: before anything else;
 	 * 2. the store, the request file, the token. */
-	if ((r = check_options(cli, &o, &rq)) != CUSTODY_OK ||
-	    (r = prepare(cli, &rq)) != CUSTODY_OK)
+	if ((r = check_options(cli, &o, &rq)) != CUSTODY_OK)
 		goto out;
-	/* 3. The key pair, inside the token. */
-	if ((r = custody_request_generate(cli->token, &rq.lib, &cli->err)) != CUSTODY_OK)
+	if (o.key_id != NULL) {
+		if ((r = prepare_existing(cli, &rq, o.key_id)) != CUSTODY_OK)
+			goto out;
+	} else if ((r = prepare(cli, &rq)) != CUSTODY_OK ||
+		   /* 3. The key pair, inside the token. */
+		   (r = custody_request_generate(cli->token, &rq.lib, &cli->err)) !=
+		   CUSTODY_OK) {
 		goto out;
+	}
 	/* 4. Signed inside the token, checked, written, recorded. */
 	if (o.csr != NULL)
 		r = make_csr(cli, &rq);

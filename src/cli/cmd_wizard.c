@@ -1,9 +1,11 @@
 /*
  * cmd_wizard.c — `custody wizard`: the Deployment Wizard's certificate
- * assignment in a terminal.  Steps: the type (with what is assigned now),
- * the identity (where the type allows a choice), a certificate from the
- * token, now or a roll at a date, the summary (the lines `set --dry-run`
- * prints), the confirmation, the result.
+ * assignment in a terminal.  Steps: the type (the known ones, the custom
+ * ones custody.conf declares, with what is assigned now), the identity
+ * (where the type allows a choice), a certificate from the token -- or,
+ * when a roll is pending there, cancelling it -- now or a roll at a date,
+ * the summary (the lines `set --dry-run` prints), the confirmation, the
+ * result.
  *
  * At every question a number chooses, "b" goes back one step and "q"
  * cancels (exit 0, "cancelled, nothing changed"); end of input cancels
@@ -75,6 +77,7 @@ struct wizard {
 	wizard_name identity;
 	int identity_fixed;		/* the type allows one identity only */
 	size_t cert;			/* index into recs */
+	int cancel_pending;		/* cancel the pending roll instead */
 	int roll;
 	int64_t effective;
 	custody_change ch;
@@ -270,6 +273,21 @@ has_name(const wizard_name *names, size_t n, const char *name)
 	return 0;
 }
 
+/* The custom types custody.conf declares ([types] custom), after the
+ * known ones: what set -t would take. */
+static size_t
+add_declared(const struct wizard *w, wizard_name *types, size_t n)
+{
+	wizard_name declared[CUSTODY_CUSTOM_TYPES_MAX];
+	size_t n_declared, i;
+
+	n_declared = custody_config_custom_types(&w->cli->cfg, declared);
+	for (i = 0; i < n_declared; i++)
+		if (!has_name(types, n, declared[i]))
+			memcpy(types[n++], declared[i], sizeof(types[0]));
+	return n;
+}
+
 static enum step
 step_type(struct wizard *w)
 {
@@ -284,11 +302,12 @@ step_type(struct wizard *w)
 		return failed(w, r);
 	for (i = 0; known[i] != NULL; i++)
 		;
-	if ((types = calloc(i + w->n_all, sizeof(*types))) == NULL)
+	if ((types = calloc(i + CUSTODY_CUSTOM_TYPES_MAX + w->n_all, sizeof(*types))) == NULL)
 		return failed(w, custody_err_set(&w->cli->err, CUSTODY_EFAIL, "out of memory"));
 	for (i = 0; known[i] != NULL; i++)
 		snprintf(types[n++], sizeof(types[0]), "%s", known[i]);
-	/* Custom types the store already knows follow the known ones. */
+	n = add_declared(w, types, n);
+	/* Custom types the store already knows follow the declared ones. */
 	for (i = 0; i < w->n_all; i++)
 		if (!has_name(types, n, w->all[i].type))
 			snprintf(types[n++], sizeof(types[0]), "%s", w->all[i].type);
@@ -420,12 +439,36 @@ check_policy(struct wizard *w, const custody_cert_record *rec)
 	return r;
 }
 
+/* The pending roll of the chosen assignment, or NULL. */
+static const custody_slot *
+pending_roll(const struct wizard *w)
+{
+	const custody_assignment *as = find_assignment(w, w->type, w->identity);
+
+	return as != NULL && as->pending.thumbprint[0] != '\0' ? &as->pending : NULL;
+}
+
+/* The last choice of the certificate step when a roll is pending: to
+ * cancel it (as remove --pending), the current certificate staying. */
+static size_t
+offer_cancel(const struct wizard *w, size_t n)
+{
+	const custody_slot *pending = pending_roll(w);
+	char t[CUSTODY_TIME_TEXT];
+
+	if (pending == NULL)
+		return 0;
+	printf("  %2zu) cancel the pending roll to %s (due %s); the current certificate stays\n",
+	       n + 1, out_safe(pending->thumbprint), out_time(pending->effective, t));
+	return 1;
+}
+
 static enum step
 step_cert(struct wizard *w)
 {
 	char t[CUSTODY_TIME_TEXT];
 	size_t *pick = NULL;
-	size_t n = 0, i, choice = 0, without_key = 0;
+	size_t n = 0, i, choice = 0, without_key = 0, cancel;
 	enum step next = STEP_CANCELLED;
 	enum answer a;
 
@@ -456,10 +499,17 @@ step_cert(struct wizard *w)
 				       w->recs[i].subject != NULL ? out_safe(w->recs[i].subject) :
 				       "(no subject)", out_safe(w->recs[i].thumbprint));
 	}
+	cancel = offer_cancel(w, n);
+	w->cancel_pending = 0;
 	for (;;) {
-		a = ask_choice("Certificate", n, &choice);
+		a = ask_choice("Certificate", n + cancel, &choice);
 		if (a != ANSWER_CHOICE) {
 			next = step_end(a, w->identity_fixed ? STEP_TYPE : STEP_IDENTITY);
+			break;
+		}
+		if (choice == n) {
+			w->cancel_pending = 1;
+			next = STEP_SUMMARY;
 			break;
 		}
 		if (check_policy(w, &w->recs[pick[choice]]) == CUSTODY_OK) {
@@ -550,6 +600,30 @@ ask_confirm(void)
 	return a;
 }
 
+/* The summary of cancelling the pending roll. */
+static enum step
+summary_cancel(struct wizard *w)
+{
+	const custody_slot *pending = pending_roll(w);
+	const custody_assignment *as = find_assignment(w, w->type, w->identity);
+	char t[CUSTODY_TIME_TEXT];
+	enum answer a;
+
+	if (pending == NULL) {
+		printf("nothing is pending at %s/%s any more\n", out_safe(w->type),
+		       out_safe(w->identity));
+		return STEP_CERT;
+	}
+	printf("\nStep 5 of %d: summary\n", STEPS);
+	printf("%s/%s will change:\n", out_safe(w->type), out_safe(w->identity));
+	printf("  pending: %s (due %s) -> (none): the roll is cancelled\n",
+	       out_safe(pending->thumbprint), out_time(pending->effective, t));
+	printf("  current: %s stays\n", as->current.thumbprint[0] != '\0' ?
+	       out_safe(as->current.thumbprint) : "(none)");
+	a = ask_confirm();
+	return a == ANSWER_CHOICE ? STEP_APPLIED : step_end(a, STEP_CERT);
+}
+
 static enum step
 step_summary(struct wizard *w)
 {
@@ -559,6 +633,12 @@ step_summary(struct wizard *w)
 	char t[CUSTODY_TIME_TEXT];
 	enum answer a;
 
+	if (w->cancel_pending) {
+		refresh_now(w);
+		if (load_assignments(w) != CUSTODY_OK)
+			return failed(w, CUSTODY_EFAIL);
+		return summary_cancel(w);
+	}
 	memset(&req, 0, sizeof(req));
 	req.type = w->type;
 	req.identity = w->identity;
@@ -596,6 +676,29 @@ step_summary(struct wizard *w)
 
 /* ---- the write, and the result ---- */
 
+/* Cancels the pending roll as remove --pending does: the assignment read
+ * again (a roll that came due meanwhile recorded first, and then there is
+ * nothing pending to cancel), its pending slot emptied with its audit
+ * entry. */
+static int
+apply_cancel(struct wizard *w)
+{
+	struct cli *cli = w->cli;
+	custody_assignment before;
+	custody_removal done;
+	custody_ops_env env;
+	int r;
+
+	if ((r = cli_lookup_assignment(cli, w->type, w->identity, 0, &before)) != CUSTODY_OK)
+		return r;
+	if (change_materialize_due_roll(cli, before.type, before.identity) == CUSTODY_OK &&
+	    (r = cli_lookup_assignment(cli, before.type, before.identity, 0, &before)) !=
+	    CUSTODY_OK)
+		return r;
+	change_env(cli, &env);
+	return custody_remove(&env, &before, CUSTODY_SLOT_PENDING, 0, &done, &cli->err);
+}
+
 /* Writes the planned change in one transaction, Ctrl-C held off meanwhile:
  * an interruption before the write wins, one during it waits. */
 static int
@@ -617,6 +720,10 @@ apply(struct wizard *w)
 	 * (custody/integrity.h), and is not held while the operator thinks. */
 	if ((r = cli_open_token(cli)) != CUSTODY_OK)
 		goto out;
+	if (w->cancel_pending) {
+		r = apply_cancel(w);
+		goto out;
+	}
 	custody_txn_init(&tx, cli->store, cli->token, cli->node, &cli->err);
 	r = custody_change_apply(&tx, &w->recs[w->cert], &w->ch);
 out:
@@ -724,10 +831,12 @@ exit_interrupted(struct cli *cli)
 const char cmd_wizard_usage[] =
 	"custody wizard\n"
 	"\n"
-	"The Deployment Wizard's certificate assignment: choose the type (with what\n"
-	"is assigned now), the identity where the type allows a choice, a certificate\n"
-	"from the token, now or a roll at a date; read the summary (as set --dry-run\n"
-	"prints it), confirm, see the result. At every question a number chooses,\n"
+	"The Deployment Wizard's certificate assignment: choose the type (the known\n"
+	"ones and the custom ones custody.conf declares, with what is assigned now),\n"
+	"the identity where the type allows a choice, a certificate from the token\n"
+	"(or, when a roll is pending there, cancel it: remove --pending), now or a\n"
+	"roll at a date; read the summary (as set --dry-run prints it), confirm, see\n"
+	"the result. At every question a number chooses,\n"
 	"b goes back one step, q cancels (exit 0, nothing changed); Ctrl-C exits 130\n"
 	"and changes nothing. The store is written only after the confirmation.\n"
 	"Needs a terminal on standard input and output (else exit 2: use set).\n";

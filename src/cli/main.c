@@ -61,7 +61,11 @@ static const struct command cli_commands[] = {
 	 cmd_token_usage},
 	{"tag", cmd_tag, CLI_AT_WRITES, "check the store's integrity tags, or tag a store written before them (ceremony)",
 	 cmd_tag_usage},
-	{"export", cmd_export, CLI_AT_WRITES, "write one key's wrapped package to a new file (never plaintext)",
+	{"export-package", cmd_export, CLI_AT_WRITES, "write one key's wrapped package to a new file (never plaintext)",
+	 cmd_export_usage},
+	/* The package command's first name, kept for the scripts that use
+	 * it: "export" alone read like the public certificate's export. */
+	{"export", cmd_export, CLI_AT_WRITES, "the same as export-package (its first name)",
 	 cmd_export_usage},
 	{NULL, NULL, CLI_AT_READS, NULL, NULL},
 };
@@ -107,7 +111,7 @@ print_main_usage(FILE *f)
 
 	fprintf(f, "usage: custody [global options] COMMAND [options]\n\ncommands:\n");
 	for (c = cli_commands; c->name != NULL; c++)
-		fprintf(f, "  %-11s %s\n", c->name, c->summary);
+		fprintf(f, "  %-14s %s\n", c->name, c->summary);
 	fputs(cli_global_usage, f);
 	fputs("\n`custody COMMAND --help` describes one command; man custody has it all.\n", f);
 }

@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -135,6 +136,56 @@ custody_request_generate(custody_token *tok, custody_request *rq, custody_err *e
 	if (r == CUSTODY_OK)
 		rq->created_key = 1;
 	return r;
+}
+
+/* The spec of a key read from the token: what the policy and the digest
+ * choice look at (type, bits, curve) and its name. */
+static void
+spec_of_pkey(EVP_PKEY *pkey, custody_keyspec *spec)
+{
+	char group[64] = "";
+
+	memset(spec, 0, sizeof(*spec));
+	spec->type = EVP_PKEY_get_base_id(pkey);
+	spec->bits = EVP_PKEY_get_bits(pkey);
+	if (spec->type == EVP_PKEY_EC &&
+	    EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL) == 1)
+		spec->curve_nid = OBJ_sn2nid(group);
+	custody_pkey_algorithm(pkey, spec->name, sizeof(spec->name));
+}
+
+int
+custody_request_use_key(custody_token *tok, custody_request *rq, const char *key_id,
+			custody_err *err)
+{
+	char id[CUSTODY_KEY_ID_HEX + 1];
+	int present = 0, r;
+	size_t i;
+
+	for (i = 0; i < CUSTODY_KEY_ID_HEX && isxdigit((unsigned char)key_id[i]); i++)
+		id[i] = (char)tolower((unsigned char)key_id[i]);
+	id[i] = '\0';
+	if (i != CUSTODY_KEY_ID_HEX || key_id[i] != '\0')
+		return custody_err_set(err, CUSTODY_EFAIL, "key id %s is not a key id "
+				       "custody made: expected %d hex digits", key_id,
+				       CUSTODY_KEY_ID_HEX);
+	if ((r = custody_token_has_private_key(tok, id, &present, err)) != CUSTODY_OK)
+		return r;
+	if (!present)
+		return custody_err_set(err, CUSTODY_EFAIL, "no private key with key id %s on "
+				       "token %s: a request is signed by its own key", id,
+				       custody_token_label(tok));
+	if ((r = custody_token_public_key(tok, id, &rq->pub, err)) != CUSTODY_OK) {
+		if (r == CUSTODY_ENOTFOUND)
+			err->code = CUSTODY_EFAIL;
+		return r == CUSTODY_ENOTFOUND ? CUSTODY_EFAIL : r;
+	}
+	snprintf(rq->key_id, sizeof(rq->key_id), "%s", id);
+	spec_of_pkey(rq->pub, &rq->spec);
+	rq->existing_key = 1;
+	custody_step("request for the %s key pair %s already on token %s", rq->spec.name, id,
+		     custody_token_label(tok));
+	return CUSTODY_OK;
 }
 
 /* ------------------------------------------------------ building, signing */
@@ -431,8 +482,13 @@ audit_request(custody_txn *tx, const custody_request *rq, const char *thumbprint
 {
 	char detail[160];
 
-	snprintf(detail, sizeof(detail), "generated key id %s on token %s%s", rq->key_id,
-		 custody_token_label(tx->tok), thumbprint != NULL ? ", self-signed" : ", CSR");
+	if (rq->existing_key)
+		snprintf(detail, sizeof(detail), "new CSR for key id %s on token %s",
+			 rq->key_id, custody_token_label(tx->tok));
+	else
+		snprintf(detail, sizeof(detail), "generated key id %s on token %s%s",
+			 rq->key_id, custody_token_label(tx->tok),
+			 thumbprint != NULL ? ", self-signed" : ", CSR");
 	return custody_txn_audit(tx, CUSTODY_AUDIT_REQUEST, NULL, NULL, thumbprint, NULL,
 				 detail);
 }
@@ -507,7 +563,9 @@ custody_request_finish(custody_token *tok, custody_request *rq, int ok)
 	custody_err err;
 	int r;
 
-	if (ok) {
+	if (rq->existing_key) {
+		/* not made here: never destroyed here, and no note of intent */
+	} else if (ok) {
 		/* recorded (the store, or the audit entry of the CSR) */
 		custody_token_intent_done(tok, rq->key_id);
 	} else if (rq->created_key) {

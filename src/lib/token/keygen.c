@@ -490,3 +490,93 @@ out:
 	keygen_clear(&g);
 	return r;
 }
+
+/* ------------------------------------------- the public key of a key id */
+
+/* The one public key object with this raw CKA_ID; ENOTFOUND when none. */
+static int
+find_public(custody_token *tok, const char *key_id, CK_OBJECT_HANDLE *h,
+	    custody_err *err)
+{
+	CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+	unsigned char id[CUSTODY_TOKEN_ID_MAX];
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, id, 0},
+	};
+	CK_OBJECT_HANDLE *found = NULL;
+	size_t id_len = 0, n = 0;
+	int r;
+
+	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
+	    CUSTODY_OK)
+		return r;
+	t[1].ulValueLen = (CK_ULONG)id_len;
+	if ((r = token_find(tok, t, 2, &found, &n, err)) != CUSTODY_OK)
+		return r;
+	if (n == 0)
+		r = custody_err_set(err, CUSTODY_ENOTFOUND,
+				    "no public key with key id %s on token %s",
+				    key_id, tok->label);
+	else
+		*h = found[0];
+	free(found);
+	return r;
+}
+
+/* The key spec of a public key object: its type, and an EC key's curve
+ * (CKA_EC_PARAMS, a named curve). */
+static int
+public_spec(custody_token *tok, CK_OBJECT_HANDLE h, const char *key_id,
+	    custody_keyspec *spec, custody_err *err)
+{
+	CK_KEY_TYPE kt = (CK_KEY_TYPE)-1;
+	CK_ATTRIBUTE a = {CKA_KEY_TYPE, &kt, sizeof(kt)};
+	unsigned char *params = NULL;
+	const unsigned char *p;
+	ASN1_OBJECT *curve = NULL;
+	size_t len = 0;
+	int r;
+
+	memset(spec, 0, sizeof(*spec));
+	if (tok->f->C_GetAttributeValue(tok->session, h, &a, 1) != CKR_OK ||
+	    (kt != CKK_RSA && kt != CKK_EC))
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "the public key %s on token %s is "
+				       "neither RSA nor EC", key_id, tok->label);
+	if (kt == CKK_RSA) {
+		spec->type = EVP_PKEY_RSA;
+		return CUSTODY_OK;
+	}
+	spec->type = EVP_PKEY_EC;
+	if ((r = token_get_attr(tok, h, CKA_EC_PARAMS, &params, &len, err)) !=
+	    CUSTODY_OK)
+		return r;
+	p = params;
+	curve = d2i_ASN1_OBJECT(NULL, &p, (long)len);
+	spec->curve_nid = curve != NULL ? OBJ_obj2nid(curve) : NID_undef;
+	ASN1_OBJECT_free(curve);
+	free(params);
+	ERR_clear_error();
+	if (spec->curve_nid == NID_undef)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "the public key %s on token %s is on a "
+				       "curve custody does not know", key_id,
+				       tok->label);
+	return CUSTODY_OK;
+}
+
+int
+custody_token_public_key(custody_token *tok, const char *key_id,
+			 EVP_PKEY **out, custody_err *err)
+{
+	custody_keyspec spec;
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+	int r;
+
+	*out = NULL;
+	if ((r = find_public(tok, key_id, &h, err)) != CUSTODY_OK ||
+	    (r = public_spec(tok, h, key_id, &spec, err)) != CUSTODY_OK)
+		return r;
+	return token_read_public(tok, h, &spec, out, err);
+}
