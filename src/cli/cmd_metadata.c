@@ -72,6 +72,7 @@ document_format(struct cli *cli, const char *format, int *s2s)
 
 const char cmd_metadata_usage[] =
 	"custody metadata [-t TYPE] [-o jwks|s2s]\n"
+	"custody metadata [-t TYPE] [--format jwks|s2s]\n"
 	"\n"
 	"Prints the certificates a relying party must trust for TYPE (default\n"
 	"OAuthTokenIssuer): current, pending (published as soon as it is staged) and\n"

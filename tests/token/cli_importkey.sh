@@ -68,6 +68,38 @@ refused_unchanged() {
 
 if token_can ec-sign; then ec=1; else ec=0; fi
 
+# --- -o json on empty answers: [] with the command's usual exit status.
+# The store is made by a write (an import, then a delete that leaves the
+# token and the assignments empty).
+pair first -algorithm RSA -pkeyopt rsa_keygen_bits:2048
+"$CUSTODY_BIN" -q import --path "$T/first.crt" --key <(plain first) >/dev/null 2>&1
+"$CUSTODY_BIN" -q delete --thumbprint "$(thumb "$T/first.crt")" >/dev/null 2>&1
+check "an import and a delete made the store and left the token empty" \
+	[ -f "$T/custody.db" -a "$(count_objects)" -eq 0 ]
+# empty_json WHAT RC ARGS... — custody ARGS -o json exits RC printing [].
+empty_json() {
+	local what=$1 want_rc=$2
+	shift 2
+	run "$@" -o json
+	check "$what -o json on an empty answer: [] (exit $want_rc)" \
+		[ "$rc" -eq "$want_rc" -a "$(jq -c . <<<"$out" 2>/dev/null)" = "[]" ]
+}
+empty_json "list" 0 list
+empty_json "get" 0 get
+empty_json "get -t Default" 3 get -t Default
+empty_json "audit --since (a future time)" 0 audit --since 2099-01-01T00:00:00Z
+empty_json "node list" 0 node list
+run status -o json
+check "status -o json with no node: nodes [] (exit 1, as status without a node)" \
+	[ "$rc" -eq 1 -a "$(jq -c .nodes <<<"$out" 2>/dev/null)" = "[]" ]
+run node list
+check "node list (table) with no node: exit 0, nothing on stdout, said on stderr" \
+	[ "$rc" -eq 0 -a -z "$out" ] && grep -q "no node has enrolled" <<<"$err"
+CUSTODY_STORE="sqlite:$T/none.db" run node list -o json
+check "node list reads: it makes no store" [ "$rc" -ne 0 -a ! -e "$T/none.db" ]
+run node list -o pem
+check "node list -o pem: exit 2" [ "$rc" -eq 2 ]
+
 # RSA: certificate PEM, key plain PKCS#8 PEM through a pipe.
 pair rsa -algorithm RSA -pkeyopt rsa_keygen_bits:2048
 run import --path "$T/rsa.crt" --key <(plain rsa)
@@ -190,5 +222,36 @@ check "a certificate alone, its key not on the token: exit 1, nothing written" \
 	[ "$rc" -eq 1 -a -z "$out" -a "$(state)" = "$before" ]
 check "...\"no private key with key id\"" grep -q '^custody: import: no private key with key id [0-9a-f]* on token' <<<"$err"
 check "the hint names --key" grep -q '^hint: .*--key FILE' <<<"$err"
+
+# --- metadata -o jwks|s2s, --format its alias.
+run import --path "$T/rsa.crt" --key <(plain rsa) -t OAuthTokenIssuer
+check "import --key -t OAuthTokenIssuer assigns it" [ "$rc" -eq 0 ]
+run metadata
+jwks=$out
+check "metadata (default) is a JWK Set naming the certificate" \
+	[ "$rc" -eq 0 -a "$(jq -r '.keys | length' <<<"$jwks")" = 1 ]
+run metadata -o jwks
+check "metadata -o jwks prints the same" [ "$rc" -eq 0 -a "$out" = "$jwks" ]
+run metadata -o json
+check "metadata -o json prints the same" [ "$rc" -eq 0 -a "$out" = "$jwks" ]
+run metadata --format s2s
+s2s=$out
+check "metadata --format s2s is the server-to-server document" \
+	[ "$rc" -eq 0 -a "$(jq -r '.keys[0].usage' <<<"$s2s")" = signing ]
+run metadata -o s2s
+check "metadata -o s2s prints what --format s2s prints" [ "$rc" -eq 0 -a "$out" = "$s2s" ]
+run metadata --output s2s --format s2s
+check "-o s2s with --format s2s agree" [ "$rc" -eq 0 -a "$out" = "$s2s" ]
+run metadata -o json --format s2s
+check "-o json with --format s2s: the s2s document" [ "$rc" -eq 0 -a "$out" = "$s2s" ]
+run metadata -o s2s --format jwks
+check "-o s2s with --format jwks disagree: exit 2, nothing printed" \
+	[ "$rc" -eq 2 -a -z "$out" ] && grep -q "^custody: metadata: --format jwks and -o s2s disagree" <<<"$err"
+run get -o s2s
+check "get -o s2s does not apply: exit 2" \
+	[ "$rc" -eq 2 ] && grep -q "^custody: get: output format s2s does not apply to get" <<<"$err"
+run get -o xml
+check "an unknown -o names the formats, jwks and s2s among them" \
+	[ "$rc" -eq 2 ] && grep -q "unknown output format 'xml': use .*jwks or s2s" <<<"$err"
 
 done_testing

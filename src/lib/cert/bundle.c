@@ -1231,6 +1231,16 @@ read_contents(const unsigned char *data, size_t len, struct found *f,
 	return parse_der_certificate(data, len, f, err);
 }
 
+/* What a file only the legacy provider could open was protected with. */
+static void
+legacy_note(const struct found *f, custody_bundle *out)
+{
+	if (f->libctx != NULL)
+		snprintf(out->legacy, sizeof(out->legacy), "%s%s%s", f->algs,
+			 f->algs[0] != '\0' && f->mac[0] != '\0' ? ", " : "",
+			 f->mac);
+}
+
 static int
 parse_named(const unsigned char *data, size_t len, const char *password,
 	    const char *name, custody_bundle *out, custody_err *err)
@@ -1243,11 +1253,8 @@ parse_named(const unsigned char *data, size_t len, const char *password,
 	if ((r = found_init(&f, name, password, err)) != CUSTODY_OK ||
 	    (r = read_contents(data, len, &f, &p12, err)) != CUSTODY_OK)
 		goto out;
-	r = select_leaf(&f, out, err);
-	if (r == CUSTODY_OK && f.libctx != NULL)
-		snprintf(out->legacy, sizeof(out->legacy), "%s%s%s", f.algs,
-			 f.algs[0] != '\0' && f.mac[0] != '\0' ? ", " : "",
-			 f.mac);
+	if ((r = select_leaf(&f, out, err)) == CUSTODY_OK)
+		legacy_note(&f, out);
 out:
 	if (r != CUSTODY_OK)
 		custody_bundle_free(out);
@@ -1367,7 +1374,8 @@ parse_with_key(const unsigned char *data, size_t len, const char *name,
 				    name);
 		goto out;
 	}
-	r = select_leaf(&f, out, err);
+	if ((r = select_leaf(&f, out, err)) == CUSTODY_OK)
+		legacy_note(&f, out);
 out:
 	if (r != CUSTODY_OK)
 		custody_bundle_free(out);
