@@ -131,7 +131,8 @@ const char cli_global_usage[] =
 	"  --node NAME            this node's name (default: host name)\n"
 	"  --at TIME              read as if now were TIME (ISO 8601); commands that\n"
 	"                         write refuse it (set --dry-run, a preview, takes it)\n"
-	"  -o, --output FMT       table, json, thumbprint, pem, uri\n"
+	"  -o, --output FMT       table, json, thumbprint, pem, uri (where they apply;\n"
+	"                         metadata: jwks, s2s)\n"
 	"  -q, --quiet            no narration\n"
 	"  -v, --verbose          more narration\n"
 	"  --version, -h, --help\n";
