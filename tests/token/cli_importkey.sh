@@ -254,4 +254,26 @@ run get -o xml
 check "an unknown -o names the formats, jwks and s2s among them" \
 	[ "$rc" -eq 2 ] && grep -q "unknown output format 'xml': use .*jwks or s2s" <<<"$err"
 
+# --- node list and node enroll -o json, once there is a cluster.
+if token_can cluster; then
+	run kek create
+	check "kek create makes this node the first member" [ "$rc" -eq 0 ]
+	run kek authority
+	authority=$out
+	run node list -o json
+	check "node list -o json: node1, joined" \
+		jqt 'length == 1 and .[0].node == "node1" and .[0].state == "joined" and .[0].joined_at != null'
+	softhsm_beside node2 "$CUSTODY_STORE"
+	on node2 node enroll --authority "$authority" -o json
+	check "node enroll -o json: {node, state enrolled, fingerprint}" \
+		jqt '.node == "node2" and .state == "enrolled" and (.fingerprint | test("^([0-9A-F]{2}:){15}[0-9A-F]{2}$"))'
+	check "...the fingerprint enroll narrated" \
+		[ "$(jq -r .fingerprint <<<"$out")" = "$(enroll_fp)" ]
+	run node list -o json
+	check "node list -o json: node2 enrolled, not yet admitted" \
+		jqt 'length == 2 and .[1].node == "node2" and .[1].state == "enrolled" and .[1].admitted_at == null'
+	run node list
+	check "node list (table): a block per node" [ "$(grep -c '^Node ' <<<"$out")" -eq 2 ]
+fi
+
 done_testing
