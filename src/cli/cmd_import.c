@@ -177,10 +177,11 @@ static int
 on_file_option(struct cli *cli, int c, const char *arg, void *ctx)
 {
 	struct import_opts *o = ctx;
-	const char **slot = c == OPT_PATH ? &o->path : &o->key;
+	const char **slot;
 
 	if (c != OPT_PATH && c != OPT_KEY)
 		return CUSTODY_OK;
+	slot = c == OPT_PATH ? &o->path : &o->key;
 	if (*slot != NULL)
 		return cli_usage_error(cli, "--%s is given twice ('%s', then '%s'): import "
 				       "one certificate at a time", c == OPT_PATH ? "path" : "key",
