@@ -147,6 +147,19 @@ int custody_bundle_parse(const unsigned char *data, size_t len,
 int custody_bundle_load_file(const char *path, const char *password,
 			     custody_bundle *out, custody_err *err);
 
+/*
+ * The same, with the private key in a file of its own (key_path; NULL: as
+ * custody_bundle_load_file): PEM or DER, PKCS#8 (encrypted under password,
+ * or not) or the traditional RSA and EC forms.  path then holds the
+ * certificate (and CA certificates) and no private key; key_path one
+ * private key and no certificate.  EFAIL "cannot use KEY: the private key
+ * does not match the certificate in PATH" when the key belongs to none of
+ * them; EPASSWORD as above, naming the key file.
+ */
+int custody_bundle_load_files(const char *path, const char *key_path,
+			      const char *password, custody_bundle *out,
+			      custody_err *err);
+
 void custody_bundle_free(custody_bundle *b);
 
 /* PEM text of a DER certificate, malloc'ed, NUL-terminated. */

@@ -131,7 +131,8 @@ const char cli_global_usage[] =
 	"  --node NAME            this node's name (default: host name)\n"
 	"  --at TIME              read as if now were TIME (ISO 8601); commands that\n"
 	"                         write refuse it (set --dry-run, a preview, takes it)\n"
-	"  -o, --output FMT       table, json, thumbprint, pem, uri, der\n"
+	"  -o, --output FMT       table, json, thumbprint, pem, uri, der (where they\n"
+	"                         apply; metadata: jwks, s2s)\n"
 	"  -q, --quiet            no narration\n"
 	"  -v, --verbose          more narration\n"
 	"  --version, -h, --help\n";
@@ -222,6 +223,32 @@ apply_overrides(struct cli *cli)
 	return CUSTODY_OK;
 }
 
+const char *const cli_output_names[OUT_N_FORMATS] = {
+	"table", "json", "thumbprint", "pem", "uri", "der", "jwks", "s2s",
+};
+
+/* -o FMT: one of cli_output_names (each command then refuses the ones it
+ * has no use for, cli_check_output). */
+static int
+output_format(struct cli *cli)
+{
+	size_t i;
+
+	cli->output = OUT_TABLE;
+	if (cli->args.output == NULL)
+		return CUSTODY_OK;
+	for (i = 0; i < OUT_N_FORMATS; i++)
+		if (strcmp(cli->args.output, cli_output_names[i]) == 0)
+			break;
+	if (i == OUT_N_FORMATS)
+		return cli_usage_error(cli, "unknown output format '%s': use table, json, "
+				       "thumbprint, pem, uri or der (jwks or s2s for "
+				       "metadata)",
+				       cli->args.output);
+	cli->output = (enum cli_output)i;
+	return CUSTODY_OK;
+}
+
 static int
 settle_configuration(struct cli *cli)
 {
@@ -238,20 +265,7 @@ settle_configuration(struct cli *cli)
 	    (r = cli_time_parse(cli, "--at", cli->args.at, &cli->now)) != CUSTODY_OK)
 		return r;
 
-	cli->output = OUT_TABLE;
-	if (cli->args.output != NULL) {
-		static const char *const names[] = {"table", "json", "thumbprint", "pem", "uri", "der"};
-		size_t i;
-
-		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-			if (strcmp(cli->args.output, names[i]) == 0)
-				break;
-		if (i == sizeof(names) / sizeof(names[0]))
-			return cli_usage_error(cli, "unknown output format '%s': use table, json, thumbprint, pem, uri or der",
-					       cli->args.output);
-		cli->output = (enum cli_output)i;
-	}
-	return CUSTODY_OK;
+	return output_format(cli);
 }
 
 /* --at is for reading: whatever writes, writes at the real time. */
@@ -376,11 +390,9 @@ cli_parse(struct cli *cli, int argc, char **argv, const struct cli_opt *opts,
 int
 cli_check_output(struct cli *cli, unsigned allowed)
 {
-	static const char *const names[] = {"table", "json", "thumbprint", "pem", "uri", "der"};
-
 	if ((allowed & (1u << cli->output)) == 0)
 		return cli_usage_error(cli, "output format %s does not apply to %s",
-				       names[cli->output], cli->cmd);
+				       cli_output_names[cli->output], cli->cmd);
 	return CUSTODY_OK;
 }
 

@@ -31,8 +31,13 @@ enum cli_output {
 	OUT_THUMBPRINT,
 	OUT_PEM,
 	OUT_URI,
-	OUT_DER,	/* one certificate, binary (list) */
+	OUT_DER,	/* one certificate, binary (list)        */
+	OUT_JWKS,	/* metadata's documents: a JWK Set,      */
+	OUT_S2S,	/* or server-to-server metadata          */
+	OUT_N_FORMATS,
 };
+/* The names -o takes, indexed by enum cli_output. */
+extern const char *const cli_output_names[OUT_N_FORMATS];
 
 /* Values given on the command line (NULL: not given). */
 struct cli_args {

@@ -125,7 +125,7 @@ print_assignment(struct cli *cli, const custody_assignment *a, json_t *array)
 		if (cur.key_uri != NULL)
 			printf("%s\n", out_safe(cur.key_uri));
 		break;
-	case OUT_DER:	/* refused by cli_check_output: list's alone */
+	default:	/* refused by cli_check_output */
 		break;
 	}
 	custody_cert_record_clear(&cur);
@@ -160,6 +160,9 @@ cmd_get(struct cli *cli, int argc, char **argv)
 	int r;
 
 	if ((r = cli_parse(cli, argc, argv, options, "t:i:", NULL, NULL)) != CUSTODY_OK)
+		return r;
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON | 1u << OUT_THUMBPRINT |
+				  1u << OUT_PEM | 1u << OUT_URI)) != CUSTODY_OK)
 		return r;
 	if (o.identity != NULL && o.type == NULL)
 		return cli_usage_error(cli, "-i needs -t");

@@ -33,10 +33,12 @@ enum {
 	OPT_LABEL,
 	OPT_REPLICABLE,
 	OPT_PACKAGE,
+	OPT_KEY,
 };
 
 struct import_opts {
 	const char *path;
+	const char *key;	/* --key FILE: the private key, apart */
 	const char *package;
 	const char *password_source;
 	const char *label;
@@ -52,6 +54,8 @@ check_options(struct cli *cli, struct import_opts *o, custody_change_request *re
 
 	if ((o->path == NULL) == (o->package == NULL))
 		return cli_usage_error(cli, "give exactly one of --path FILE and --package FILE");
+	if (o->key != NULL && o->path == NULL)
+		return cli_usage_error(cli, "--key FILE goes with --path FILE (the certificate)");
 	if (o->package != NULL && (o->password_source != NULL || o->replicable))
 		return cli_usage_error(cli, "--package takes no --password-source and no "
 				       "--replicable: the key in it is wrapped, and replicates");
@@ -92,7 +96,7 @@ load_bundle(struct cli *cli, const struct import_opts *o, custody_token_lock **l
 	if ((r = cli_token_spec(cli, &spec)) != CUSTODY_OK ||
 	    (r = custody_token_lock_take(&spec, lock, &cli->err)) != CUSTODY_OK)
 		goto out;
-	r = custody_bundle_load_file(o->path, password.data, b, &cli->err);
+	r = custody_bundle_load_files(o->path, o->key, password.data, b, &cli->err);
 	/* No password source for an encrypted file: asked on a terminal,
 	 * else a usage error (exit 2), as a missing option is. */
 	if (r == CUSTODY_EPASSWORD && o->password_source == NULL) {
@@ -101,7 +105,8 @@ load_bundle(struct cli *cli, const struct import_opts *o, custody_token_lock **l
 			r = custody_secret_read("prompt", "Password for the import file: ",
 						&password, &cli->err);
 			if (r == CUSTODY_OK)
-				r = custody_bundle_load_file(o->path, password.data, b, &cli->err);
+				r = custody_bundle_load_files(o->path, o->key, password.data,
+							      b, &cli->err);
 		} else {
 			r = cli->err.code = CUSTODY_EUSAGE;
 		}
@@ -166,8 +171,28 @@ out:
 	return r;
 }
 
+/* --path and --key once each: a second file would be read in place of the
+ * first, never beside it. */
+static int
+on_file_option(struct cli *cli, int c, const char *arg, void *ctx)
+{
+	struct import_opts *o = ctx;
+	const char **slot;
+
+	if (c != OPT_PATH && c != OPT_KEY)
+		return CUSTODY_OK;
+	slot = c == OPT_PATH ? &o->path : &o->key;
+	if (*slot != NULL)
+		return cli_usage_error(cli, "--%s is given twice ('%s', then '%s'): import "
+				       "one certificate at a time", c == OPT_PATH ? "path" : "key",
+				       *slot, arg);
+	*slot = arg;
+	return CUSTODY_OK;
+}
+
 const char cmd_import_usage[] =
-	"custody import --path FILE [--password-source SRC] [--label LABEL] [--replicable]\n"
+	"custody import --path FILE [--key FILE] [--password-source SRC] [--label LABEL]\n"
+	"               [--replicable]\n"
 	"               [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]]\n"
 	"custody import --package FILE [--label LABEL] [-t TYPE ...]\n"
 	"\n"
@@ -177,6 +202,9 @@ const char cmd_import_usage[] =
 	"\n"
 	"  --path FILE               PKCS#12 (.pfx/.p12), PEM (certificate + key), or a\n"
 	"                            certificate alone whose key is already on the token\n"
+	"  --key FILE                its private key, in a file of its own (PEM or DER,\n"
+	"                            PKCS#8 encrypted or not, RSA or EC); FILE of --path\n"
+	"                            then holds the certificate (and CA certificates)\n"
 	"  --password-source SRC     file:PATH, env:VAR, fd:N or prompt\n"
 	"  --label LABEL             CKA_LABEL (default: the subject CN)\n"
 	"  --replicable              extractable (only under trusted wrap where the token\n"
@@ -192,7 +220,8 @@ cmd_import(struct cli *cli, int argc, char **argv)
 {
 	struct import_opts o;
 	const struct cli_opt options[] = {
-		CLI_OPT_TEXT("path", OPT_PATH, &o.path),
+		CLI_OPT("path", required_argument, OPT_PATH),
+		CLI_OPT("key", required_argument, OPT_KEY),
 		CLI_OPT_TEXT("password-source", OPT_PASSWORD_SOURCE, &o.password_source),
 		CLI_OPT_TEXT("label", OPT_LABEL, &o.label),
 		CLI_OPT_FLAG("replicable", OPT_REPLICABLE, &o.replicable),
@@ -213,7 +242,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	memset(&bundle, 0, sizeof(bundle));
 	memset(&pkg, 0, sizeof(pkg));
 	memset(&res, 0, sizeof(res));
-	if ((r = cli_parse(cli, argc, argv, options, "t:i:", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "t:i:", on_file_option, &o)) != CUSTODY_OK)
 		return r;
 	if ((r = check_options(cli, &o, &assign)) != CUSTODY_OK)
 		return r;

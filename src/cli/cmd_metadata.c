@@ -16,7 +16,7 @@
 
 struct metadata_opts {
 	const char *type;
-	const char *format;
+	const char *format;	/* --format: the older name of -o jwks|s2s */
 };
 
 enum { OPT_TYPE = 't', OPT_FORMAT = OPT_FIRST_COMMAND_OPTION };
@@ -42,7 +42,36 @@ add_slot(struct cli *cli, const char *type, const char *slot_name,
 	return custody_cert_record_check(&recs[*n - 1], NULL, &cli->err);
 }
 
+/*
+ * The document: -o jwks|s2s, or --format jwks|s2s (kept as an alias of
+ * -o); -o json and the default table are the JWK Set.  Both named, they
+ * must agree.  Sets *s2s.
+ */
+static int
+document_format(struct cli *cli, const char *format, int *s2s)
+{
+	int r;
+
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON | 1u << OUT_JWKS |
+				  1u << OUT_S2S)) != CUSTODY_OK)
+		return r;
+	*s2s = cli->output == OUT_S2S;
+	if (format == NULL)
+		return CUSTODY_OK;
+	if (strcmp(format, "jwks") != 0 && strcmp(format, "s2s") != 0)
+		return cli_usage_error(cli, "unknown metadata format '%s': use jwks or s2s",
+				       format);
+	if ((cli->output == OUT_JWKS || cli->output == OUT_S2S) &&
+	    strcmp(format, cli_output_names[cli->output]) != 0)
+		return cli_usage_error(cli, "--format %s and -o %s disagree: --format is "
+				       "another name of -o", format,
+				       cli_output_names[cli->output]);
+	*s2s = strcmp(format, "s2s") == 0;
+	return CUSTODY_OK;
+}
+
 const char cmd_metadata_usage[] =
+	"custody metadata [-t TYPE] [-o jwks|s2s]\n"
 	"custody metadata [-t TYPE] [--format jwks|s2s]\n"
 	"\n"
 	"Prints the certificates a relying party must trust for TYPE (default\n"
@@ -53,12 +82,13 @@ const char cmd_metadata_usage[] =
 	"integrity tags of the records it publishes.\n"
 	"\n"
 	"  -t, --type TYPE          certificate type (default OAuthTokenIssuer)\n"
-	"  --format jwks|s2s        document format (default jwks)\n";
+	"  -o, --output jwks|s2s    document format (default jwks; -o json is jwks)\n"
+	"  --format jwks|s2s        the same as -o (kept for scripts that use it)\n";
 
 int
 cmd_metadata(struct cli *cli, int argc, char **argv)
 {
-	struct metadata_opts o = {"OAuthTokenIssuer", "jwks"};
+	struct metadata_opts o = {"OAuthTokenIssuer", NULL};
 	const struct cli_opt options[] = {
 		CLI_OPT_TEXT("type", OPT_TYPE, &o.type),
 		CLI_OPT_TEXT("format", OPT_FORMAT, &o.format),
@@ -74,12 +104,8 @@ cmd_metadata(struct cli *cli, int argc, char **argv)
 	memset(recs, 0, sizeof(recs));
 	if ((r = cli_parse(cli, argc, argv, options, "t:", NULL, NULL)) != CUSTODY_OK)
 		return r;
-	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
+	if ((r = document_format(cli, o.format, &s2s)) != CUSTODY_OK)
 		return r;
-	if (strcmp(o.format, "jwks") != 0 && strcmp(o.format, "s2s") != 0)
-		return cli_usage_error(cli, "unknown metadata format '%s': use jwks or s2s",
-				       o.format);
-	s2s = strcmp(o.format, "s2s") == 0;
 	if ((r = custody_type_canonical(o.type, type, NULL, &cli->err)) != CUSTODY_OK)
 		return r;
 	/* The token checks what the store says (its integrity tags) before a

@@ -56,7 +56,48 @@ on_option(struct cli *cli, int c, const char *arg, void *ctx)
 	if (o->n == 3)
 		return cli_usage_error(cli, "unexpected argument '%s'", arg);
 	o->operands[o->n++] = arg;
+	/* node list reads: it opens the store as a read does, never making
+	 * one (cli_open_store). */
+	if (o->n == 1 && strcmp(arg, "list") == 0)
+		cli->preview = 1;
 	return CUSTODY_OK;
+}
+
+/* The transport key fingerprint of a node record, "" when it has none. */
+static void
+node_fingerprint(const custody_node_record *rec, char fp[CUSTODY_CLUSTER_FP_SIZE])
+{
+	fp[0] = '\0';
+	if (rec->transport_spki != NULL)
+		custody_cluster_fingerprint(rec->transport_spki, rec->transport_spki_len, fp);
+}
+
+/* What a step did, for a script: the node's name alone (and the KEK's
+ * check after join), or with -o json {"node","state"[,"fingerprint"]
+ * [,"kcv"]}, the store's record of the node filling it in. */
+static int
+print_step(struct cli *cli, const char *node, const char *kcv)
+{
+	char fp[CUSTODY_CLUSTER_FP_SIZE] = "";
+	custody_node_record rec;
+	custody_err ignored;
+	json_t *o;
+
+	if (cli->output != OUT_JSON) {
+		printf("%s\n", kcv != NULL ? kcv : node);
+		return CUSTODY_OK;
+	}
+	memset(&rec, 0, sizeof(rec));
+	if (custody_store_get_node(cli->store, node, &rec, &ignored) == CUSTODY_OK)
+		node_fingerprint(&rec, fp);
+	o = json_pack("{s:s, s:s?}", "node", node,
+		      "state", rec.state[0] != '\0' ? rec.state : NULL);
+	if (o != NULL && fp[0] != '\0')
+		json_object_set_new(o, "fingerprint", json_string(fp));
+	if (o != NULL && kcv != NULL)
+		json_object_set_new(o, "kcv", json_string(kcv));
+	custody_node_record_clear(&rec);
+	return out_json(cli, o);
 }
 
 /* The head of the transcript: who, where, when. */
@@ -111,8 +152,7 @@ node_enroll(struct cli *cli, const char *authority)
 	if ((r = custody_cluster_node_enroll(cli->token, cli->store, cli->node,
 					     authority, &cli->err)) != CUSTODY_OK)
 		return r;
-	printf("%s\n", cli->node);
-	return CUSTODY_OK;
+	return print_step(cli, cli->node, NULL);
 }
 
 static int
@@ -168,7 +208,7 @@ node_admit(struct cli *cli, const char *node, const char *fingerprint)
 				       pin.data != NULL ? pin.data : "", pin.len, &cli->err);
 	if (r != CUSTODY_OK)
 		goto out;
-	printf("%s\n", node);
+	r = print_step(cli, node, NULL);
 out:
 	custody_secret_clear(&so_pin);
 	custody_secret_clear(&pin);
@@ -218,14 +258,79 @@ node_join(struct cli *cli, const char *kcv)
 			token_kcv[0] = '\0';
 	}
 	cli_say(cli, "next: custody sync brings the keys of the global assignments onto this token");
-	printf("%s\n", token_kcv);
-	return CUSTODY_OK;
+	return print_step(cli, cli->node, token_kcv);
+}
+
+/* One node as a JSON object (times null until they happened). */
+static json_t *
+node_json(const custody_node_record *rec)
+{
+	char t[4][CUSTODY_TIME_TEXT], fp[CUSTODY_CLUSTER_FP_SIZE];
+
+	node_fingerprint(rec, fp);
+	return json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}",
+			 "node", rec->name, "state", rec->state,
+			 "fingerprint", fp[0] != '\0' ? fp : NULL,
+			 "enrolled_at", rec->enrolled_at ? out_time(rec->enrolled_at, t[0]) : NULL,
+			 "admitted_by", rec->admitted_by[0] != '\0' ? rec->admitted_by : NULL,
+			 "admitted_at", rec->admitted_at ? out_time(rec->admitted_at, t[1]) : NULL,
+			 "joined_at", rec->joined_at ? out_time(rec->joined_at, t[2]) : NULL,
+			 "last_sync", rec->last_sync ? out_time(rec->last_sync, t[3]) : NULL);
+}
+
+static void
+node_block(const custody_node_record *rec)
+{
+	char t[CUSTODY_TIME_TEXT], fp[CUSTODY_CLUSTER_FP_SIZE];
+
+	node_fingerprint(rec, fp);
+	out_field("Node", rec->name);
+	out_field("State", rec->state);
+	out_field("Fingerprint", fp);
+	out_field("EnrolledAt", out_time(rec->enrolled_at, t));
+	out_field("AdmittedBy", rec->admitted_by);
+	out_field("AdmittedAt", out_time(rec->admitted_at, t));
+	out_field("JoinedAt", out_time(rec->joined_at, t));
+	out_field("LastSync", out_time(rec->last_sync, t));
+	out_block_end();
+}
+
+/* node list: the store's nodes (no token, no PIN); [] in JSON when none
+ * has enrolled, exit 0 as for any list. */
+static int
+node_list(struct cli *cli)
+{
+	custody_node_record *recs = NULL;
+	json_t *array = NULL;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
+	    (r = custody_store_list_nodes(cli->store, &recs, &n, &cli->err)) != CUSTODY_OK)
+		return r;
+	if (cli->output == OUT_JSON) {
+		array = json_array();
+		for (i = 0; array != NULL && i < n; i++)
+			if (json_array_append_new(array, node_json(&recs[i])) != 0) {
+				json_decref(array);
+				array = NULL;
+			}
+		r = out_json(cli, array);
+	} else {
+		if (n == 0)
+			cli_say(cli, "no node has enrolled in the cluster of this store");
+		for (i = 0; i < n; i++)
+			node_block(&recs[i]);
+	}
+	custody_node_records_free(recs, n);
+	return r;
 }
 
 const char cmd_node_usage[] =
 	"custody node enroll [--authority FINGERPRINT]\n"
 	"custody node admit NODE --so-pin-source SRC [--fingerprint FP]\n"
 	"custody node join [--kcv CHECK]\n"
+	"custody node list [-o table|json]\n"
 	"\n"
 	"enroll (on the new node): pins the cluster authority on its token once you\n"
 	"confirmed its fingerprint (--authority, compared with custody kek authority\n"
@@ -246,6 +351,12 @@ const char cmd_node_usage[] =
 	"signed one; --kcv, or a confirmation at a terminal); then deletes the\n"
 	"wrapped KEK from the store and destroys the transport key pair. A node not\n"
 	"admitted, or whose admission does not verify, cannot join.\n"
+	"list: the nodes the store knows (no token, no PIN): state, transport key\n"
+	"fingerprint, when each step was taken, last sync; -o json: an array of\n"
+	"{\"node\",\"state\",\"fingerprint\",\"enrolled_at\",\"admitted_by\",\"admitted_at\",\n"
+	"\"joined_at\",\"last_sync\"} ([] when none). enroll, admit and join print the\n"
+	"node's name (join: the KEK check); -o json {\"node\",\"state\",\"fingerprint\"\n"
+	"[,\"kcv\"]}.\n"
 	"\n"
 	"  --authority FINGERPRINT  the cluster authority you compared (enroll only)\n"
 	"  --kcv CHECK              the KEK check node admit printed (join only)\n"
@@ -268,9 +379,18 @@ cmd_node(struct cli *cli, int argc, char **argv)
 	if ((r = cli_parse(cli, argc, argv, options, "-", on_option, &o)) != CUSTODY_OK)
 		return r;
 	if (o.n == 0)
-		return cli_usage_error(cli, "which action? custody node enroll | admit NODE | join");
-	if ((r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
+		return cli_usage_error(cli, "which action? custody node enroll | admit NODE | "
+				       "join | list");
+	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;
+	if (strcmp(o.operands[0], "list") == 0) {
+		if (o.n > 1)
+			return cli_usage_error(cli, "unexpected argument '%s'", o.operands[1]);
+		if (o.authority != NULL || o.kcv != NULL || o.fingerprint != NULL)
+			return cli_usage_error(cli, "node list takes no --authority, --kcv "
+					       "or --fingerprint");
+		return node_list(cli);
+	}
 	if (strcmp(o.operands[0], "enroll") == 0 || strcmp(o.operands[0], "join") == 0) {
 		if (o.n > 1)
 			return cli_usage_error(cli, "unexpected argument '%s'", o.operands[1]);
@@ -292,6 +412,6 @@ cmd_node(struct cli *cli, int argc, char **argv)
 					       : "node admit takes one NODE");
 		return node_admit(cli, o.operands[1], o.fingerprint);
 	}
-	return cli_usage_error(cli, "unknown action '%s': custody node enroll | admit NODE | join",
-			       o.operands[0]);
+	return cli_usage_error(cli, "unknown action '%s': custody node enroll | admit NODE | "
+			       "join | list", o.operands[0]);
 }

@@ -1655,6 +1655,82 @@ Test(bundle_file, pkcs12_file_names_the_path_in_errors)
 	EVP_PKEY_free(key);
 }
 
+/* The DER of key as an encrypted PKCS#8 (AES-256-CBC under pw) and of x
+ * as PEM, each into a file of dir. */
+static void
+write_cert_and_key(const char *dir, const char *name, X509 *x, EVP_PKEY *key,
+		   const char *pw)
+{
+	char path[96];
+	BIO *mem = BIO_new(BIO_s_mem());
+	char *data;
+	long len;
+
+	cr_assert_not_null(mem);
+	cr_assert_eq(PEM_write_bio_X509(mem, x), 1);
+	len = BIO_get_mem_data(mem, &data);
+	snprintf(path, sizeof(path), "%s/%s.crt", dir, name);
+	testcert_write_file(path, data, (size_t)len);
+	BIO_reset(mem);
+	cr_assert_eq(i2d_PKCS8PrivateKey_bio(mem, key, EVP_aes_256_cbc(), NULL, 0,
+					     NULL, (void *)pw), 1);
+	len = BIO_get_mem_data(mem, &data);
+	snprintf(path, sizeof(path), "%s/%s.p8", dir, name);
+	testcert_write_file(path, data, (size_t)len);	/* encrypted */
+	BIO_free(mem);
+}
+
+Test(bundle_file, a_separate_key_file_must_match_the_certificate)
+{
+	EVP_PKEY *key = testcert_key("ec:p256"), *other = testcert_key("rsa:2048");
+	X509 *x = self_signed(key, "two.example"), *y = self_signed(other, "other.example");
+	char dir[] = "/tmp/custody-test-cert-XXXXXX", crt[96], p8[96], ocrt[96], op8[96];
+	char want[320];
+	custody_bundle b;
+	custody_err err;
+
+	cr_assert_not_null(mkdtemp(dir));
+	write_cert_and_key(dir, "a", x, key, "key pw");
+	write_cert_and_key(dir, "b", y, other, "key pw");
+	snprintf(crt, sizeof(crt), "%s/a.crt", dir);
+	snprintf(p8, sizeof(p8), "%s/a.p8", dir);
+	snprintf(ocrt, sizeof(ocrt), "%s/b.crt", dir);
+	snprintf(op8, sizeof(op8), "%s/b.p8", dir);
+	cr_assert_eq(custody_bundle_load_files(crt, p8, "key pw", &b, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	assert_bundle(&b, key, x, 0);
+	custody_bundle_free(&b);
+	/* No key file: the certificate alone. */
+	cr_assert_eq(custody_bundle_load_files(crt, NULL, NULL, &b, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	assert_bundle(&b, NULL, x, 0);
+	custody_bundle_free(&b);
+	snprintf(want, sizeof(want), "wrong password for %s", p8);
+	assert_error(custody_bundle_load_files(crt, p8, "nope", &b, &err), &err,
+		     CUSTODY_EPASSWORD, want);
+	assert_empty(&b);
+	snprintf(want, sizeof(want), "missing password for %s: it is encrypted", p8);
+	assert_error(custody_bundle_load_files(crt, p8, NULL, &b, &err), &err,
+		     CUSTODY_EPASSWORD, want);
+	snprintf(want, sizeof(want), "cannot use %s: the private key does not match the "
+		 "certificate in %s", op8, crt);
+	assert_error(custody_bundle_load_files(crt, op8, "key pw", &b, &err), &err,
+		     CUSTODY_EFAIL, want);
+	assert_empty(&b);
+	snprintf(want, sizeof(want), "cannot read %s: it holds no private key", ocrt);
+	assert_error(custody_bundle_load_files(crt, ocrt, "key pw", &b, &err), &err,
+		     CUSTODY_EFAIL, want);
+	unlink(crt);
+	unlink(p8);
+	unlink(ocrt);
+	unlink(op8);
+	rmdir(dir);
+	X509_free(x);
+	X509_free(y);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(other);
+}
+
 Test(bundle_file, missing_path_directory_and_oversized_file)
 {
 	char dir[] = "/tmp/custody-test-cert-XXXXXX", path[64], want[128];

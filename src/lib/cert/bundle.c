@@ -1176,57 +1176,211 @@ custody_bundle_free(custody_bundle *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* Starts f for the file called name: no key, no certificate yet. */
+static int
+found_init(struct found *f, const char *name, const char *password,
+	   custody_err *err)
+{
+	memset(f, 0, sizeof(*f));
+	f->name = name;
+	f->password = password;
+	if ((f->certs = sk_X509_new_null()) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot read %s: out of memory", name);
+	return CUSTODY_OK;
+}
+
+static void
+found_free(struct found *f)
+{
+	found_reset(f);
+	sk_X509_free(f->certs);
+	f->certs = NULL;
+	legacy_free(f);
+}
+
+/* Whether data can be a file at all: not empty, not too large. */
+static int
+check_size(const unsigned char *data, size_t len, const char *name,
+	   custody_err *err)
+{
+	if (data == NULL || len == 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot read %s: it is empty", name);
+	if (len > INT_MAX)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot read %s: it is too large", name);
+	return CUSTODY_OK;
+}
+
+/* What a PKCS#12, PEM or DER certificate file holds, into f. */
+static int
+read_contents(const unsigned char *data, size_t len, struct found *f,
+	      PKCS12 **p12, custody_err *err)
+{
+	const unsigned char *p = data;
+	int r;
+
+	if ((r = check_size(data, len, f->name, err)) != CUSTODY_OK)
+		return r;
+	ERR_clear_error();
+	if (contains(data, len, "-----BEGIN"))
+		return parse_pem(data, len, f, err);
+	if ((*p12 = d2i_PKCS12(NULL, &p, (long)len)) != NULL)
+		return parse_p12(*p12, f, err);
+	return parse_der_certificate(data, len, f, err);
+}
+
+/* What a file only the legacy provider could open was protected with. */
+static void
+legacy_note(const struct found *f, custody_bundle *out)
+{
+	if (f->libctx != NULL)
+		snprintf(out->legacy, sizeof(out->legacy), "%s%s%s", f->algs,
+			 f->algs[0] != '\0' && f->mac[0] != '\0' ? ", " : "",
+			 f->mac);
+}
+
 static int
 parse_named(const unsigned char *data, size_t len, const char *password,
 	    const char *name, custody_bundle *out, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
+	int r;
 	struct found f;
-	const unsigned char *p = data;
 	PKCS12 *p12 = NULL;
 
 	memset(out, 0, sizeof(*out));
-	memset(&f, 0, sizeof(f));
-	f.name = name;
-	f.password = password;
-	f.certs = sk_X509_new_null();
-	if (f.certs == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot read %s: out of memory", name);
+	if ((r = found_init(&f, name, password, err)) != CUSTODY_OK ||
+	    (r = read_contents(data, len, &f, &p12, err)) != CUSTODY_OK)
 		goto out;
-	}
-	if (data == NULL || len == 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot read %s: it is empty", name);
-		goto out;
-	}
-	if (len > INT_MAX) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot read %s: it is too large", name);
-		goto out;
-	}
-	ERR_clear_error();
-	if (contains(data, len, "-----BEGIN")) {
-		r = parse_pem(data, len, &f, err);
-	} else if ((p12 = d2i_PKCS12(NULL, &p, (long)len)) != NULL) {
-		r = parse_p12(p12, &f, err);
-	} else {
-		r = parse_der_certificate(data, len, &f, err);
-	}
-	if (r != CUSTODY_OK)
-		goto out;
-	r = select_leaf(&f, out, err);
-	if (r == CUSTODY_OK && f.libctx != NULL)
-		snprintf(out->legacy, sizeof(out->legacy), "%s%s%s", f.algs,
-			 f.algs[0] != '\0' && f.mac[0] != '\0' ? ", " : "",
-			 f.mac);
+	if ((r = select_leaf(&f, out, err)) == CUSTODY_OK)
+		legacy_note(&f, out);
 out:
 	if (r != CUSTODY_OK)
 		custody_bundle_free(out);
-	found_reset(&f);
-	sk_X509_free(f.certs);
 	PKCS12_free(p12);
-	legacy_free(&f);
+	found_free(&f);
+	ERR_clear_error();
+	return r;
+}
+
+/* ------------------------------------------------------- a separate key */
+
+/* A DER private key: PKCS#8 (PrivateKeyInfo, or EncryptedPrivateKeyInfo
+ * under the password), or the traditional RSA or EC form. */
+static int
+parse_der_key(const unsigned char *data, size_t len, struct found *f,
+	      custody_err *err)
+{
+	const unsigned char *p = data;
+	PKCS8_PRIV_KEY_INFO *p8;
+	X509_SIG *sig;
+	EVP_PKEY *pkey;
+	int r;
+
+	ERR_clear_error();
+	if ((p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len)) != NULL &&
+	    p == data + len) {
+		r = add_p8(f, p8, err);
+		PKCS8_PRIV_KEY_INFO_free(p8);
+		return r;
+	}
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	p = data;
+	if ((sig = d2i_X509_SIG(NULL, &p, (long)len)) != NULL && p == data + len) {
+		X509_SIG_free(sig);
+		return pem_encrypted_pkcs8(data, (long)len, f, err);
+	}
+	X509_SIG_free(sig);
+	p = data;
+	if ((pkey = d2i_AutoPrivateKey(NULL, &p, (long)len)) != NULL &&
+	    p == data + len) {
+		add_key(f, pkey);
+		return CUSTODY_OK;
+	}
+	EVP_PKEY_free(pkey);
+	ERR_clear_error();
+	return custody_err_set(err, CUSTODY_EFAIL,
+			       "cannot read %s: not a PEM or DER private key",
+			       f->name);
+}
+
+/* The key file's one private key, into f (which holds the certificates
+ * of the other file): a key file brings no certificate of its own, so
+ * that the certificate imported is the one --path names. */
+static int
+read_key_file(const unsigned char *data, size_t len, struct found *f,
+	      custody_err *err)
+{
+	int certs = sk_X509_num(f->certs), r;
+
+	if ((r = check_size(data, len, f->name, err)) != CUSTODY_OK)
+		return r;
+	ERR_clear_error();
+	if (contains(data, len, "-----BEGIN"))
+		r = parse_pem(data, len, f, err);
+	else
+		r = parse_der_key(data, len, f, err);
+	if (r != CUSTODY_OK)
+		return r;
+	if (f->n_keys == 0)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot read %s: it holds no private key",
+				       f->name);
+	if (f->n_keys > 1)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot read %s: it holds %d private "
+				       "keys (import one key at a time)",
+				       f->name, f->n_keys);
+	if (sk_X509_num(f->certs) != certs)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot use %s as the key file: it holds "
+				       "certificates (give them in the "
+				       "certificate file)", f->name);
+	return CUSTODY_OK;
+}
+
+/* The certificate file (certificates only) and the key file, together:
+ * the key must belong to one of the certificates, which is the leaf. */
+static int
+parse_with_key(const unsigned char *data, size_t len, const char *name,
+	       const unsigned char *kdata, size_t klen, const char *key_name,
+	       const char *password, custody_bundle *out, custody_err *err)
+{
+	struct found f;
+	PKCS12 *p12 = NULL;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = found_init(&f, name, password, err)) != CUSTODY_OK ||
+	    (r = read_contents(data, len, &f, &p12, err)) != CUSTODY_OK)
+		goto out;
+	if (f.n_keys > 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot use %s with a separate key file: it "
+				    "holds a private key itself", name);
+		custody_err_hint(err, "give the certificate file alone, or "
+				 "leave the key file out");
+		goto out;
+	}
+	f.name = key_name;
+	if ((r = read_key_file(kdata, klen, &f, err)) != CUSTODY_OK)
+		goto out;
+	f.name = name;
+	if (sk_X509_num(f.certs) > 0 && leaf_index(&f) == -1) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot use %s: the private key does not "
+				    "match the certificate in %s", key_name,
+				    name);
+		goto out;
+	}
+	if ((r = select_leaf(&f, out, err)) == CUSTODY_OK)
+		legacy_note(&f, out);
+out:
+	if (r != CUSTODY_OK)
+		custody_bundle_free(out);
+	PKCS12_free(p12);
+	found_free(&f);
 	ERR_clear_error();
 	return r;
 }
@@ -1270,54 +1424,48 @@ file_grow(unsigned char **buf, size_t *cap, size_t len, size_t want)
 	return 0;
 }
 
-int
-custody_bundle_load_file(const char *path, const char *password,
-			 custody_bundle *out, custody_err *err)
+/* Reads path whole (at most MAX_FILE bytes) into *buf (*cap bytes, *len
+ * used; the caller frees it with OPENSSL_secure_clear_free, whatever the
+ * outcome). */
+static int
+read_file(const char *path, unsigned char **buf, size_t *len, size_t *cap,
+	  custody_err *err)
 {
-	int r = CUSTODY_EFAIL, fd = -1;
-	unsigned char *buf = NULL;
-	size_t len = 0, cap = 0;
 	struct stat st;
 	ssize_t n;
+	int r = CUSTODY_EFAIL, fd;
 
-	memset(out, 0, sizeof(*out));
-	if (path == NULL || path[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot read the import file: no path given");
-		goto out;
-	}
 	/* O_NONBLOCK: open() of a FIFO without a writer would wait forever;
 	 * then the reads block again (no writer reads as end of file). */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd >= 0)
 		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	if (fd < 0) {
-		r = custody_err_set(err, CUSTODY_EFAIL, "cannot read %s: %s",
-				    path, strerror(errno));
-		goto out;
-	}
+	if (fd < 0)
+		return custody_err_set(err, CUSTODY_EFAIL, "cannot read %s: %s",
+				       path, strerror(errno));
 	/* A regular file's size, one byte more (to see it end); else
 	 * (a pipe, a FIFO) 16 KiB, doubled as it fills. */
-	cap = 16384;
+	*cap = 16384;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
-		cap = (size_t)st.st_size < MAX_FILE ? (size_t)st.st_size + 1
-						    : MAX_FILE + 1;
-	if ((buf = file_alloc(cap)) == NULL) {
+		*cap = (size_t)st.st_size < MAX_FILE ? (size_t)st.st_size + 1
+						     : MAX_FILE + 1;
+	if ((*buf = file_alloc(*cap)) == NULL) {
+		*cap = 0;
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read %s: out of memory", path);
 		goto out;
 	}
 	/* Read to the end: a pipe or a FIFO has no size to ask for. */
-	while (len <= MAX_FILE) {
-		if (len == cap &&
-		    file_grow(&buf, &cap, len, cap * 2 < MAX_FILE + 1 ?
-						   cap * 2 : MAX_FILE + 1) != 0) {
+	while (*len <= MAX_FILE) {
+		if (*len == *cap &&
+		    file_grow(buf, cap, *len, *cap * 2 < MAX_FILE + 1 ?
+						   *cap * 2 : MAX_FILE + 1) != 0) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot read %s: out of memory",
 					    path);
 			goto out;
 		}
-		n = read(fd, buf + len, cap - len);
+		n = read(fd, *buf + *len, *cap - *len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -1328,18 +1476,54 @@ custody_bundle_load_file(const char *path, const char *password,
 		}
 		if (n == 0)
 			break;
-		len += (size_t)n;
+		*len += (size_t)n;
 	}
-	if (len > MAX_FILE) {
+	if (*len > MAX_FILE) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot read %s: it is larger than 1 MiB",
 				    path);
 		goto out;
 	}
-	r = parse_named(buf, len, password, path, out, err);
+	r = CUSTODY_OK;
+out:
+	close(fd);
+	return r;
+}
+
+int
+custody_bundle_load_file(const char *path, const char *password,
+			 custody_bundle *out, custody_err *err)
+{
+	return custody_bundle_load_files(path, NULL, password, out, err);
+}
+
+int
+custody_bundle_load_files(const char *path, const char *key_path,
+			  const char *password, custody_bundle *out,
+			  custody_err *err)
+{
+	unsigned char *buf = NULL, *kbuf = NULL;
+	size_t len = 0, cap = 0, klen = 0, kcap = 0;
+	int r = CUSTODY_EFAIL;
+
+	memset(out, 0, sizeof(*out));
+	if (path == NULL || path[0] == '\0' ||
+	    (key_path != NULL && key_path[0] == '\0')) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot read the import file: no path given");
+		goto out;
+	}
+	if ((r = read_file(path, &buf, &len, &cap, err)) != CUSTODY_OK ||
+	    (key_path != NULL &&
+	     (r = read_file(key_path, &kbuf, &klen, &kcap, err)) != CUSTODY_OK))
+		goto out;
+	if (key_path == NULL)
+		r = parse_named(buf, len, password, path, out, err);
+	else
+		r = parse_with_key(buf, len, path, kbuf, klen, key_path,
+				   password, out, err);
 out:
 	OPENSSL_secure_clear_free(buf, cap);
-	if (fd >= 0)
-		close(fd);
+	OPENSSL_secure_clear_free(kbuf, kcap);
 	return r;
 }

@@ -204,6 +204,13 @@ write_token(struct import *im)
 		r = custody_token_import(tok, b->key, b->cert, b->chain,
 					 im->label[0] != '\0' ? im->label : NULL,
 					 im->req->replicable, &im->made, im->err);
+		/* A certificate alone whose key the token lacks: the key is
+		 * most often in a file of its own beside it. */
+		if (r == CUSTODY_EFAIL && b->key == NULL &&
+		    strncmp(im->err->msg, "no private key with key id", 26) == 0)
+			custody_err_hint(im->err, "give its private key with --key FILE "
+					 "(PEM or DER), or import a PKCS#12 or a PEM "
+					 "file that holds both");
 	}
 	if (r != CUSTODY_OK)
 		return r;
