@@ -1241,29 +1241,6 @@ legacy_note(const struct found *f, custody_bundle *out)
 			 f->mac);
 }
 
-static int
-parse_named(const unsigned char *data, size_t len, const char *password,
-	    const char *name, custody_bundle *out, custody_err *err)
-{
-	int r;
-	struct found f;
-	PKCS12 *p12 = NULL;
-
-	memset(out, 0, sizeof(*out));
-	if ((r = found_init(&f, name, password, err)) != CUSTODY_OK ||
-	    (r = read_contents(data, len, &f, &p12, err)) != CUSTODY_OK)
-		goto out;
-	if ((r = select_leaf(&f, out, err)) == CUSTODY_OK)
-		legacy_note(&f, out);
-out:
-	if (r != CUSTODY_OK)
-		custody_bundle_free(out);
-	PKCS12_free(p12);
-	found_free(&f);
-	ERR_clear_error();
-	return r;
-}
-
 /* ------------------------------------------------------- a separate key */
 
 /* A DER private key: PKCS#8 (PrivateKeyInfo, or EncryptedPrivateKeyInfo
@@ -1340,40 +1317,53 @@ read_key_file(const unsigned char *data, size_t len, struct found *f,
 	return CUSTODY_OK;
 }
 
-/* The certificate file (certificates only) and the key file, together:
- * the key must belong to one of the certificates, which is the leaf. */
+/* The key file beside the certificate file (certificates only) read into
+ * f: the key must belong to one of the certificates, which is the leaf. */
 static int
-parse_with_key(const unsigned char *data, size_t len, const char *name,
-	       const unsigned char *kdata, size_t klen, const char *key_name,
-	       const char *password, custody_bundle *out, custody_err *err)
+add_key_file(struct found *f, const unsigned char *kdata, size_t klen,
+	     const char *key_name, custody_err *err)
 {
-	struct found f;
-	PKCS12 *p12 = NULL;
+	const char *name = f->name;
 	int r;
 
-	memset(out, 0, sizeof(*out));
-	if ((r = found_init(&f, name, password, err)) != CUSTODY_OK ||
-	    (r = read_contents(data, len, &f, &p12, err)) != CUSTODY_OK)
-		goto out;
-	if (f.n_keys > 0) {
+	if (f->n_keys > 0) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot use %s with a separate key file: it "
 				    "holds a private key itself", name);
 		custody_err_hint(err, "give the certificate file alone, or "
 				 "leave the key file out");
-		goto out;
+		return r;
 	}
-	f.name = key_name;
-	if ((r = read_key_file(kdata, klen, &f, err)) != CUSTODY_OK)
+	f->name = key_name;
+	r = read_key_file(kdata, klen, f, err);
+	f->name = name;
+	if (r != CUSTODY_OK)
+		return r;
+	if (sk_X509_num(f->certs) > 0 && leaf_index(f) == -1)
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot use %s: the private key does not "
+				       "match the certificate in %s", key_name,
+				       name);
+	return CUSTODY_OK;
+}
+
+/* The bundle of one file (PKCS#12, PEM or DER), with the private key
+ * from a file of its own when key_name is given. */
+static int
+parse_named(const unsigned char *data, size_t len, const char *password,
+	    const char *name, const unsigned char *kdata, size_t klen,
+	    const char *key_name, custody_bundle *out, custody_err *err)
+{
+	int r;
+	struct found f;
+	PKCS12 *p12 = NULL;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = found_init(&f, name, password, err)) != CUSTODY_OK ||
+	    (r = read_contents(data, len, &f, &p12, err)) != CUSTODY_OK ||
+	    (key_name != NULL &&
+	     (r = add_key_file(&f, kdata, klen, key_name, err)) != CUSTODY_OK))
 		goto out;
-	f.name = name;
-	if (sk_X509_num(f.certs) > 0 && leaf_index(&f) == -1) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot use %s: the private key does not "
-				    "match the certificate in %s", key_name,
-				    name);
-		goto out;
-	}
 	if ((r = select_leaf(&f, out, err)) == CUSTODY_OK)
 		legacy_note(&f, out);
 out:
@@ -1390,7 +1380,8 @@ custody_bundle_parse(const unsigned char *data, size_t len,
 		     const char *password, custody_bundle *out,
 		     custody_err *err)
 {
-	return parse_named(data, len, password, "the file", out, err);
+	return parse_named(data, len, password, "the file", NULL, 0, NULL, out,
+			   err);
 }
 
 /* Room for n bytes of an import file, which may hold a private key in
@@ -1517,11 +1508,7 @@ custody_bundle_load_files(const char *path, const char *key_path,
 	    (key_path != NULL &&
 	     (r = read_file(key_path, &kbuf, &klen, &kcap, err)) != CUSTODY_OK))
 		goto out;
-	if (key_path == NULL)
-		r = parse_named(buf, len, password, path, out, err);
-	else
-		r = parse_with_key(buf, len, path, kbuf, klen, key_path,
-				   password, out, err);
+	r = parse_named(buf, len, password, path, kbuf, klen, key_path, out, err);
 out:
 	OPENSSL_secure_clear_free(buf, cap);
 	OPENSSL_secure_clear_free(kbuf, kcap);

@@ -110,6 +110,13 @@ int token_err_rv(custody_err *err, int code, CK_RV rv, const char *fmt, ...)
 /* Every object matching the template, malloc'ed in *out (NULL when none). */
 int token_find(custody_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n,
 	       CK_OBJECT_HANDLE **out, size_t *count, custody_err *err);
+/* The first object matching the template, or CK_INVALID_HANDLE. */
+int token_find_first(custody_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+		     CK_OBJECT_HANDLE *found, custody_err *err);
+/* The first object of class cls with this raw CKA_ID, or CK_INVALID_HANDLE. */
+int token_find_by_id(custody_token *tok, CK_OBJECT_CLASS cls,
+		     const unsigned char *id, size_t id_len,
+		     CK_OBJECT_HANDLE *found, custody_err *err);
 
 /* One attribute's value, malloc'ed (a NUL is added past the end so text
  * attributes can be read as strings).  *len = value length. */

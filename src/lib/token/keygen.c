@@ -498,30 +498,20 @@ static int
 find_public(custody_token *tok, const char *key_id, CK_OBJECT_HANDLE *h,
 	    custody_err *err)
 {
-	CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
 	unsigned char id[CUSTODY_TOKEN_ID_MAX];
-	CK_ATTRIBUTE t[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_ID, id, 0},
-	};
-	CK_OBJECT_HANDLE *found = NULL;
-	size_t id_len = 0, n = 0;
+	size_t id_len = 0;
 	int r;
 
 	if ((r = token_key_id_decode(key_id, id, sizeof(id), &id_len, err)) !=
+	    CUSTODY_OK ||
+	    (r = token_find_by_id(tok, CKO_PUBLIC_KEY, id, id_len, h, err)) !=
 	    CUSTODY_OK)
 		return r;
-	t[1].ulValueLen = (CK_ULONG)id_len;
-	if ((r = token_find(tok, t, 2, &found, &n, err)) != CUSTODY_OK)
-		return r;
-	if (n == 0)
-		r = custody_err_set(err, CUSTODY_ENOTFOUND,
-				    "no public key with key id %s on token %s",
-				    key_id, tok->label);
-	else
-		*h = found[0];
-	free(found);
-	return r;
+	if (*h == CK_INVALID_HANDLE)
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "no public key with key id %s on token %s",
+				       key_id, tok->label);
+	return CUSTODY_OK;
 }
 
 /* The key spec of a public key object: its type, and an EC key's curve

@@ -222,6 +222,35 @@ out:
 }
 
 int
+token_find_first(custody_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+		 CK_OBJECT_HANDLE *found, custody_err *err)
+{
+	CK_OBJECT_HANDLE *h = NULL;
+	size_t count = 0;
+	int r;
+
+	*found = CK_INVALID_HANDLE;
+	r = token_find(tok, tmpl, n, &h, &count, err);
+	if (r == CUSTODY_OK && count > 0)
+		*found = h[0];
+	free(h);
+	return r;
+}
+
+int
+token_find_by_id(custody_token *tok, CK_OBJECT_CLASS cls,
+		 const unsigned char *id, size_t id_len,
+		 CK_OBJECT_HANDLE *found, custody_err *err)
+{
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, (void *)id, id_len},
+	};
+
+	return token_find_first(tok, t, NELEM(t), found, err);
+}
+
+int
 token_get_attr(custody_token *tok, CK_OBJECT_HANDLE obj,
 	       CK_ATTRIBUTE_TYPE type, unsigned char **out, size_t *len,
 	       custody_err *err)
@@ -362,31 +391,18 @@ token_find_private_key(custody_token *tok, const char *key_id,
 		       const char *what, CK_OBJECT_HANDLE *key,
 		       custody_err *err)
 {
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	unsigned char id[KEY_ID_MAX];
-	size_t id_len, n = 0;
-	CK_ATTRIBUTE t[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_ID, id, 0},
-	};
-	CK_OBJECT_HANDLE *h = NULL;
+	size_t id_len;
 	int r;
 
 	if ((r = token_key_id_login(tok, key_id, what, id, sizeof(id), &id_len,
-				    err)) != CUSTODY_OK)
-		goto out;
-	t[1].ulValueLen = id_len;
-	if ((r = token_find(tok, t, 2, &h, &n, err)) != CUSTODY_OK)
-		goto out;
-	if (n == 0) {
-		r = token_err_no_private_key(tok, key_id, err);
-		goto out;
-	}
-	*key = h[0];
-	r = CUSTODY_OK;
-out:
-	free(h);
-	return r;
+				    err)) != CUSTODY_OK ||
+	    (r = token_find_by_id(tok, CKO_PRIVATE_KEY, id, id_len, key,
+				  err)) != CUSTODY_OK)
+		return r;
+	if (*key == CK_INVALID_HANDLE)
+		return token_err_no_private_key(tok, key_id, err);
+	return CUSTODY_OK;
 }
 
 /* ------------------------------------------------- module and lock */

@@ -103,23 +103,6 @@ node_id(const char *prefix, const char *node, unsigned char *id,
 	return CUSTODY_OK;
 }
 
-/* The first object matching t, or CK_INVALID_HANDLE. */
-static int
-find_first(custody_token *tok, CK_ATTRIBUTE *t, CK_ULONG n,
-	   CK_OBJECT_HANDLE *found, custody_err *err)
-{
-	CK_OBJECT_HANDLE *h = NULL;
-	size_t count = 0;
-	int r;
-
-	*found = CK_INVALID_HANDLE;
-	r = token_find(tok, t, n, &h, &count, err);
-	if (r == CUSTODY_OK && count > 0)
-		*found = h[0];
-	free(h);
-	return r;
-}
-
 static int
 find_kek(custody_token *tok, CK_OBJECT_HANDLE *h, custody_err *err)
 {
@@ -128,22 +111,10 @@ find_kek(custody_token *tok, CK_OBJECT_HANDLE *h, custody_err *err)
 		{CKA_ID, kek_id, sizeof(kek_id) - 1},
 	};
 
-	return find_first(tok, t, NELEM(t), h, err);
+	return token_find_first(tok, t, NELEM(t), h, err);
 }
 
 /* The object of class cls with this CKA_ID, or CK_INVALID_HANDLE. */
-static int
-find_by_id(custody_token *tok, CK_OBJECT_CLASS *cls, const unsigned char *id,
-	   size_t id_len, CK_OBJECT_HANDLE *h, custody_err *err)
-{
-	CK_ATTRIBUTE t[] = {
-		{CKA_CLASS, cls, sizeof(*cls)},
-		{CKA_ID, (void *)id, id_len},
-	};
-
-	return find_first(tok, t, NELEM(t), h, err);
-}
-
 /* The transport key of node: its CKA_ID (TRANSPORT_PREFIX + node) and the
  * halves asked for (priv, pub: NULL for one not wanted; CK_INVALID_HANDLE
  * when absent), after token_require_login(WHAT) unless WHAT is NULL. */
@@ -159,11 +130,11 @@ find_transport(custody_token *tok, const char *node, const char *what,
 	    (what != NULL &&
 	     (r = token_require_login(tok, what, err)) != CUSTODY_OK) ||
 	    (priv != NULL &&
-	     (r = find_by_id(tok, &class_private, id, *id_len, priv, err)) !=
+	     (r = token_find_by_id(tok, CKO_PRIVATE_KEY, id, *id_len, priv, err)) !=
 	     CUSTODY_OK))
 		return r;
 	if (pub != NULL)
-		return find_by_id(tok, &class_public, id, *id_len, pub, err);
+		return token_find_by_id(tok, CKO_PUBLIC_KEY, id, *id_len, pub, err);
 	return CUSTODY_OK;
 }
 
@@ -611,7 +582,7 @@ custody_token_transport_create(custody_token *tok, const char *node,
 				&id_len, &h, NULL, err)) != CUSTODY_OK)
 		goto out;
 	if (h == CK_INVALID_HANDLE &&
-	    (r = find_by_id(tok, &class_public, id, id_len, &h, err)) !=
+	    (r = token_find_by_id(tok, CKO_PUBLIC_KEY, id, id_len, &h, err)) !=
 	    CUSTODY_OK)
 		goto out;
 	if (h != CK_INVALID_HANDLE) {
@@ -1064,7 +1035,7 @@ custody_token_unwrap_kek(custody_token *tok, const char *node,
 		if (r != CUSTODY_OK || done)
 			return r;
 	}
-	if ((r = find_by_id(tok, &class_private, id, id_len, &src.transport,
+	if ((r = token_find_by_id(tok, CKO_PRIVATE_KEY, id, id_len, &src.transport,
 			    err)) != CUSTODY_OK)
 		return r;
 	if (src.transport == CK_INVALID_HANDLE) {
@@ -1312,7 +1283,7 @@ custody_token_unwrap_private_key(custody_token *tok,
 	if ((r = pubkey_of(cert, hex, &k, err)) != CUSTODY_OK ||
 	    (r = need_kek(tok, "unwrap a private key", &kek, err)) !=
 	    CUSTODY_OK ||
-	    (r = find_by_id(tok, &class_private, id, sizeof(id), &h,
+	    (r = token_find_by_id(tok, CKO_PRIVATE_KEY, id, sizeof(id), &h,
 			    err)) != CUSTODY_OK)
 		goto out;
 	if (h != CK_INVALID_HANDLE) {
@@ -1354,7 +1325,7 @@ custody_token_unwrap_private_key(custody_token *tok,
 				   0, err)) != CUSTODY_OK ||
 	    (r = custody_token_verify_key(tok, hex, cert, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = find_by_id(tok, &class_public, id, sizeof(id), &h, err)) !=
+	if ((r = token_find_by_id(tok, CKO_PUBLIC_KEY, id, sizeof(id), &h, err)) !=
 	    CUSTODY_OK ||
 	    (h == CK_INVALID_HANDLE &&
 	     (r = create_public(tok, &k, id, sizeof(id), label, &pub, err)) !=
