@@ -34,6 +34,40 @@ struct export_opts {
 	int dry_run;
 };
 
+/* What wrapping the key now needs (a dry run's check, as the export's
+ * wrap would fail): a KEK on this token, and the key extractable. */
+static int
+check_wrappable(struct cli *cli, const char *thumbprint)
+{
+	char kcv[CUSTODY_KCV_HEX + 1], store_kcv[CUSTODY_KCV_HEX + 1];
+	custody_cert_record cert;
+	custody_key_attrs attrs;
+	int r;
+
+	memset(&cert, 0, sizeof(cert));
+	if ((r = custody_cluster_kek_state(cli->token, cli->store, store_kcv, kcv,
+					   &cli->err)) != CUSTODY_OK)
+		return r;
+	if (kcv[0] == '\0')
+		return custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot export %s: the store "
+				       "holds no package for it and token %s holds no KEK "
+				       "to wrap it under", thumbprint,
+				       custody_token_label(cli->token));
+	if ((r = custody_store_get_cert(cli->store, thumbprint, &cert, &cli->err)) != CUSTODY_OK ||
+	    (r = custody_token_key_attrs(cli->token, cert.key_id, &attrs, &cli->err)) != CUSTODY_OK)
+		goto out;
+	if (attrs.extractable != 1) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot wrap private key %s under "
+				    "the KEK on token %s: it is not extractable", cert.key_id,
+				    custody_token_label(cli->token));
+		custody_err_hint(&cli->err, "the key is not extractable: it was sealed, or "
+				 "not made with --replicable");
+	}
+out:
+	custody_cert_record_clear(&cert);
+	return r;
+}
+
 /* --dry-run: the file is not made (an existing one refused as the export
  * would), the package not wrapped, nothing audited; says which package
  * would go where. */
@@ -61,6 +95,9 @@ dry_run(struct cli *cli, const struct export_opts *o, const char *thumbprint)
 	custody_err_clear(&cli->err);
 	in_store = r == CUSTODY_OK;
 	custody_package_record_clear(&stored);
+	/* Refused as the export would be: nothing to wrap it under. */
+	if (!in_store && (r = check_wrappable(cli, thumbprint)) != CUSTODY_OK)
+		return r;
 	cli_say(cli, "export %s: would write %s to %s (dry run, nothing written)", thumbprint,
 		in_store ? "the store's package of its key" :
 		"its private key wrapped now under the KEK of this token", o->out);
