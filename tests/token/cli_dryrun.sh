@@ -20,6 +20,32 @@ bytes() {
 	} | sha256sum | cut -d' ' -f1
 }
 snap() { s0=$(state); b0=$(bytes); }
+# on_tty INPUT ARGS... — custody on a pseudo-terminal (its standard input,
+# output and error), INPUT typed once it asks; prints what it printed,
+# exits with its status.
+on_tty() {
+	python3 - "$@" <<'PY'
+import os, pty, select, sys
+typed, args = sys.argv[1].encode(), sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(os.environ["CUSTODY_BIN"], [os.environ["CUSTODY_BIN"]] + args)
+seen, sent = b"", False
+while select.select([fd], [], [], 20)[0]:
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        break
+    if not data:
+        break
+    seen += data
+    if not sent and b"type yes to go on" in seen:
+        os.write(fd, typed + b"\n")
+        sent = True
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+PY
+}
 unchanged() { [ "$(state)" = "$s0" ] && [ "$(bytes)" = "$b0" ]; }
 soon=$(date -u -d '+10 days' +%Y-%m-%dT%H:%M:%SZ)
 later=$(date -u -d '+20 days' +%Y-%m-%dT%H:%M:%SZ)
@@ -140,6 +166,19 @@ run remove -t Default --previous --dry-run
 check "remove --previous inside the overlap: the dry run is refused as the remove is ($real)" \
 	[ "$real" -ne 0 -a "$rc" -eq "$real" ]
 check "…nothing written" unchanged
+
+# On a terminal custody asks; only "yes" goes on.
+snap
+out=$(on_tty no remove -t Default)
+rc=$?
+check "remove of a current certificate on a terminal asks" grep -q "type yes to go on" <<<"$out"
+check "…answered no: exit 2, nothing written" [ "$rc" -eq 2 ]
+check "…nothing written" unchanged
+out=$(on_tty yes remove -t Default)
+rc=$?
+check "…answered yes: exit 0" [ "$rc" -eq 0 ]
+check "…and Default has no current certificate" \
+	[ -z "$("$CUSTODY_BIN" get -t Default -o thumbprint 2>/dev/null)" ]
 
 # ------------------------------------------------------------ delete
 snap
