@@ -162,6 +162,11 @@ int custody_cluster_sync(custody_token *tok, custody_store *st,
 int custody_cluster_seal(custody_token *tok, custody_store *st,
 			 const char *node, const char *thumbprint, int force,
 			 custody_err *err);
+/* Its checks alone (seal --dry-run): refused as the seal would be,
+ * nothing written. */
+int custody_cluster_seal_check(custody_token *tok, custody_store *st,
+			       const char *node, const char *thumbprint,
+			       int force, custody_err *err);
 
 /* ---- status ---- */
 

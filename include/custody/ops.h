@@ -235,6 +235,10 @@ typedef struct custody_removal {
 int custody_remove(custody_ops_env *env, const custody_assignment *before,
 		   enum custody_slot_name slot, int force, custody_removal *out,
 		   custody_err *err);
+/* Its plan alone (a dry run): the same checks and out, nothing written. */
+int custody_remove_plan(custody_ops_env *env, const custody_assignment *before,
+			enum custody_slot_name slot, int force,
+			custody_removal *out, custody_err *err);
 
 /* ------------------------------------------------------------ import */
 
@@ -247,6 +251,8 @@ typedef struct custody_import_request {
 	const char *label;		/* NULL: the subject's CN */
 	int replicable;			/* the key may leave the token wrapped */
 	const custody_change_request *assign;	/* NULL: no assignment */
+	int dry_run;	/* check and plan only: res as the import would
+			   record it, nothing written (import --dry-run) */
 } custody_import_request;
 
 typedef struct custody_import_result {

@@ -2,8 +2,13 @@
  * and its narration (custody/ops.h plans and writes it). */
 #include "config.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <openssl/x509.h>
 
 #include <custody/policy.h>
 
@@ -191,4 +196,139 @@ change_print_details(FILE *f, const custody_change *ch)
 	if (ch->outcome.replaced_pending[0] != '\0')
 		fprintf(f, "  the pending roll to %s is replaced\n",
 			out_safe(ch->outcome.replaced_pending));
+}
+
+json_t *
+plan_new(const char *command)
+{
+	return json_pack("{s:s, s:b, s:[], s:[], s:[], s:[]}", "command", command,
+			 "dry_run", 1, "changes", "deleted", "created", "warnings");
+}
+
+static void
+plan_add_slot(json_t *plan, const custody_assignment *a, const char *name,
+	      const custody_slot *old, const custody_slot *new)
+{
+	char t[CUSTODY_TIME_TEXT];
+	int64_t when = new->thumbprint[0] != '\0' ? new->effective : old->effective;
+
+	if (strcmp(old->thumbprint, new->thumbprint) == 0 && old->effective == new->effective)
+		return;
+	json_array_append_new(json_object_get(plan, "changes"),
+		json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?}",
+			  "type", a->type, "identity", a->identity, "slot", name,
+			  "old_thumbprint", old->thumbprint[0] != '\0' ? old->thumbprint : NULL,
+			  "new_thumbprint", new->thumbprint[0] != '\0' ? new->thumbprint : NULL,
+			  "effective", when != 0 ? custody_time_format(when, t) : NULL));
+}
+
+void
+plan_add_diff(json_t *plan, const custody_assignment *before,
+	      const custody_assignment *after)
+{
+	plan_add_slot(plan, after, "current", &before->current, &after->current);
+	plan_add_slot(plan, after, "pending", &before->pending, &after->pending);
+	plan_add_slot(plan, after, "previous", &before->previous, &after->previous);
+}
+
+void
+plan_add_object(json_t *plan, const char *list, json_t *object)
+{
+	json_array_append_new(json_object_get(plan, list), object);
+}
+
+void
+plan_add_warning(json_t *plan, const char *text)
+{
+	if (plan != NULL)
+		json_array_append_new(json_object_get(plan, "warnings"), json_string(text));
+}
+
+int
+plan_print(struct cli *cli, json_t *plan)
+{
+	if (cli->output == OUT_JSON)
+		return out_json(cli, plan);
+	json_decref(plan);
+	return CUSTODY_OK;
+}
+
+int
+change_type_signs(const char *type)
+{
+	return strcasecmp(type, "OAuthTokenIssuer") == 0;
+}
+
+/* Asks on the terminal; only "yes" goes on. */
+static int
+ask(struct cli *cli, const char *what)
+{
+	char line[16];
+
+	fprintf(stderr, "custody: %s: %s\ntype yes to go on: ", cli->cmd, out_safe(what));
+	fflush(stderr);
+	if (fgets(line, sizeof(line), stdin) != NULL && strcmp(line, "yes\n") == 0)
+		return CUSTODY_OK;
+	return custody_err_set(&cli->err, CUSTODY_EUSAGE, "not confirmed: nothing was changed");
+}
+
+int
+change_guard(struct cli *cli, int force, int dry_run, json_t *plan, const char *what)
+{
+	if (dry_run) {
+		/* A preview never asks: the warning is part of the plan. */
+		cli_warn("%s", what);
+		plan_add_warning(plan, what);
+		return CUSTODY_OK;
+	}
+	if (force)
+		return CUSTODY_OK;
+	if (isatty(STDIN_FILENO) && isatty(STDERR_FILENO))
+		return ask(cli, what);
+	custody_err_set(&cli->err, CUSTODY_EUSAGE, "%s", what);
+	custody_err_hint(&cli->err, "custody %s --dry-run shows the whole change; "
+			 "on a terminal custody asks instead", cli->cmd);
+	return CUSTODY_EUSAGE;
+}
+
+/* One object the import would create, as plan data and a line of text. */
+static void
+import_object(const struct cli *cli, json_t *plan, const char *object,
+	      const custody_cert_record *rec, const char *thumbprint)
+{
+	plan_add_object(plan, "created", json_pack("{s:s, s:s, s:s, s:s?}", "object", object,
+						   "key_id", rec->key_id, "where", "token",
+						   "thumbprint", thumbprint));
+	if (!cli->quiet)
+		fprintf(stderr, "  would create %s%s%s (key id %s) on token %s\n", object,
+			thumbprint != NULL ? " " : "", thumbprint != NULL ? thumbprint : "",
+			rec->key_id, custody_token_label(cli->token));
+}
+
+int
+change_import_plan(struct cli *cli, const custody_bundle *b, int from_package,
+		   const custody_import_result *res, int assigns)
+{
+	json_t *plan = plan_new("import");
+	const custody_cert_record *rec = &res->rec;
+	int chain = b->chain != NULL ? sk_X509_num(b->chain) : 0, i;
+
+	if (!cli->quiet)
+		fprintf(stderr, "import %s: would change (dry run, nothing written)\n",
+			rec->thumbprint);
+	import_object(cli, plan, "certificate", rec, rec->thumbprint);
+	if (b->key != NULL || from_package)
+		import_object(cli, plan, "private_key", rec, NULL);
+	for (i = 0; i < chain; i++)
+		import_object(cli, plan, "ca_certificate", rec, NULL);
+	plan_add_object(plan, "created", json_pack("{s:s, s:s, s:s}", "object",
+						   "certificate_record", "thumbprint",
+						   rec->thumbprint, "where", "store"));
+	if (assigns) {
+		if (res->assign.warning[0] != '\0')
+			plan_add_warning(plan, res->assign.warning);
+		plan_add_diff(plan, &res->assign.before, &res->assign.after);
+		change_report(cli, &res->assign, 1);
+	}
+	return plan_print(cli, plan);
 }

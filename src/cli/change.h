@@ -80,6 +80,42 @@ int change_materialize_due_roll(struct cli *cli, const char *type,
 /* Narrates the change on stderr ("would change" with dry_run). */
 void change_report(const struct cli *cli, const custody_change *ch, int dry_run);
 
+/*
+ * The plan of a dry run as data (-o json): {"command", "dry_run": true,
+ * "changes": [{type, identity, slot, old_thumbprint, new_thumbprint,
+ * effective}], "deleted": [...], "created": [...], "warnings": [...]}.
+ * plan_new makes it; the plan_add_* append to it; plan_print prints it on
+ * stdout with -o json (the text is the command's, on stderr) and releases
+ * it.  effective is the slot's new instant (or the old one when emptied).
+ */
+json_t *plan_new(const char *command);
+void plan_add_diff(json_t *plan, const custody_assignment *before,
+		   const custody_assignment *after);
+void plan_add_object(json_t *plan, const char *list, json_t *object);
+void plan_add_warning(json_t *plan, const char *text);
+int plan_print(struct cli *cli, json_t *plan);
+
+/* Whether the current key of type signs what custody issues (custody jwt:
+ * OAuthTokenIssuer), so that changing it at once breaks every token its
+ * partners check against the old key. */
+int change_type_signs(const char *type);
+
+/*
+ * A write that breaks something; what says what, in one line ending with
+ * the --force that does it anyway.  A dry run shows it as a warning (and
+ * in plan) and goes on; --force goes on; on a terminal (standard input
+ * and error) asks "type yes to go on"; otherwise refuses (EUSAGE: exit 2),
+ * what as the message.
+ */
+int change_guard(struct cli *cli, int force, int dry_run, json_t *plan,
+		 const char *what);
+
+/* The plan of import --dry-run (custody_import with dry_run set made res):
+ * the objects it would create and the change, as text on stderr and, with
+ * -o json, as data on stdout. */
+int change_import_plan(struct cli *cli, const custody_bundle *b, int from_package,
+		       const custody_import_result *res, int assigns);
+
 /* Prints what changes into f: the diff lines of out_assignment_diff(), then
  * a cancelled or replaced pending roll.  change_report() uses it; so does
  * the wizard's summary. */

@@ -28,6 +28,7 @@
 #include <custody/ops.h>
 #include <custody/thumbprint.h>
 
+#include "change.h"
 #include "cli.h"
 
 enum { OPT_THUMBPRINT = OPT_FIRST_COMMAND_OPTION, OPT_FORCE, OPT_DRY_RUN };
@@ -208,46 +209,68 @@ package_text(const struct delete_plan *p, char *buf, size_t size)
 		 "in the store", p->package.key_id, p->package.kcv, p->package.node);
 }
 
-/* Prints what would go (--dry-run). */
+/* One object that would go, as plan data. */
+static void
+plan_object(json_t *plan, const char *object, const char *key_id, const char *where,
+	    const char *thumbprint)
+{
+	plan_add_object(plan, "deleted", json_pack("{s:s, s:s, s:s, s:s?}", "object", object,
+						   "key_id", key_id, "where", where,
+						   "thumbprint", thumbprint));
+}
+
+/* Prints what would go (--dry-run): text on stderr, data into plan. */
 static void
 show_plan(struct cli *cli, const struct delete_plan *p,
-	  const custody_assignment *all, size_t n_all)
+	  const custody_assignment *all, size_t n_all, json_t *plan)
 {
 	const custody_cert_record *v = p->victim;
 	const char *label = custody_token_label(cli->token);
+	FILE *f = cli->quiet ? NULL : stderr;
 	size_t i;
 
-	if (cli->quiet)
-		return;
-	fprintf(stderr, "delete %s: would change (dry run, nothing written)\n",
-		v->thumbprint);
+	if (f != NULL)
+		fprintf(f, "delete %s: would change (dry run, nothing written)\n",
+			v->thumbprint);
 	for (i = 0; i < n_all; i++) {
 		custody_assignment after = all[i];
 
 		if (clear_slots(&after, v->thumbprint) == 0)
 			continue;
-		fprintf(stderr, "  would clear %s/%s:\n", out_safe(all[i].type),
+		plan_add_diff(plan, &all[i], &after);
+		if (f == NULL)
+			continue;
+		fprintf(f, "  would clear %s/%s:\n", out_safe(all[i].type),
 			out_safe(all[i].identity));
-		out_assignment_diff(stderr, &all[i], &after);
+		out_assignment_diff(f, &all[i], &after);
 	}
-	fprintf(stderr, "  would destroy certificate %s (key id %s) on token %s\n",
-		v->thumbprint, v->key_id, label);
+	plan_object(plan, "certificate", v->key_id, "token", v->thumbprint);
+	if (f != NULL)
+		fprintf(f, "  would destroy certificate %s (key id %s) on token %s\n",
+			v->thumbprint, v->key_id, label);
 	if (p->has_package) {
 		char what[256];
 
 		package_text(p, what, sizeof(what));
-		fprintf(stderr, "  would delete its %s\n", what);
+		plan_object(plan, "key_package", v->key_id, "store", v->thumbprint);
+		if (f != NULL)
+			fprintf(f, "  would delete its %s\n", what);
 	}
 	if (p->key_stays) {
-		fprintf(stderr, "  its key (key id %s) stays: %s uses it\n", v->key_id,
-			p->sharers);
+		if (f != NULL)
+			fprintf(f, "  its key (key id %s) stays: %s uses it\n", v->key_id,
+				p->sharers);
 		return;
 	}
 	if (p->held.public_keys > 0)
-		fprintf(stderr, "  would destroy public key (key id %s) on token %s\n",
-			v->key_id, label);
+		plan_object(plan, "public_key", v->key_id, "token", NULL);
 	if (p->held.private_keys > 0)
-		fprintf(stderr, "  would destroy private key (key id %s) on token %s\n",
+		plan_object(plan, "private_key", v->key_id, "token", NULL);
+	if (f != NULL && p->held.public_keys > 0)
+		fprintf(f, "  would destroy public key (key id %s) on token %s\n",
+			v->key_id, label);
+	if (f != NULL && p->held.private_keys > 0)
+		fprintf(f, "  would destroy private key (key id %s) on token %s\n",
 			v->key_id, label);
 }
 
@@ -308,6 +331,7 @@ static int
 delete_victim(struct cli *cli, const struct delete_opts *o, struct delete_plan *plan,
 	      const custody_cert_record *recs, size_t n, size_t *clears)
 {
+	json_t *data;
 	const char *thumbprint = plan->victim->thumbprint;
 	custody_assignment *all = NULL;
 	size_t n_all = 0, i;
@@ -321,7 +345,9 @@ delete_victim(struct cli *cli, const struct delete_opts *o, struct delete_plan *
 	    (r = plan_package(cli, plan)) != CUSTODY_OK)
 		goto out;
 	if (o->dry_run) {
-		show_plan(cli, plan, all, n_all);
+		data = plan_new("delete");
+		show_plan(cli, plan, all, n_all, data);
+		r = plan_print(cli, data);
 		goto out;	/* rolled back: nothing was written */
 	}
 	for (i = 0; i < n_all; i++) {
@@ -365,7 +391,7 @@ const char cmd_delete_usage[] =
 	"                            prefix of at least 8 hex digits\n"
 	"  --force                   also clear the assignment slots that name X\n"
 	"  --dry-run                 print each object and slot that would go, change\n"
-	"                            nothing\n";
+	"                            nothing; with -o json the plan as data on stdout\n";
 
 int
 cmd_delete(struct cli *cli, int argc, char **argv)
@@ -389,8 +415,10 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 		return cli_usage_error(cli, "--thumbprint X is required");
 	if ((r = cli_check_thumbprint(cli, o.thumbprint)) != CUSTODY_OK)
 		return r;
-	if ((r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
+	if ((r = cli_check_output(cli, (1u << OUT_TABLE) |
+				  (o.dry_run ? 1u << OUT_JSON : 0))) != CUSTODY_OK)
 		return r;
+	cli->preview = o.dry_run;	/* a dry run makes no store */
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
 	    (r = cli_open_token(cli)) != CUSTODY_OK ||
 	    (r = cli_token_records(cli, &recs, NULL, &n)) != CUSTODY_OK)

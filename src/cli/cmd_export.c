@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -22,32 +23,115 @@
 #include <custody/file.h>
 #include <custody/thumbprint.h>
 
+#include "change.h"
 #include "cli.h"
 
-enum { OPT_THUMBPRINT = OPT_FIRST_COMMAND_OPTION, OPT_OUT };
+enum { OPT_THUMBPRINT = OPT_FIRST_COMMAND_OPTION, OPT_OUT, OPT_DRY_RUN };
 
 struct export_opts {
 	const char *thumbprint;
 	const char *out;
+	int dry_run;
 };
 
+/* What wrapping the key now needs (a dry run's check, as the export's
+ * wrap would fail): a KEK on this token, and the key extractable. */
+static int
+check_wrappable(struct cli *cli, const char *thumbprint)
+{
+	char kcv[CUSTODY_KCV_HEX + 1], store_kcv[CUSTODY_KCV_HEX + 1];
+	custody_cert_record cert;
+	custody_key_attrs attrs;
+	int r;
+
+	memset(&cert, 0, sizeof(cert));
+	if ((r = custody_cluster_kek_state(cli->token, cli->store, store_kcv, kcv,
+					   &cli->err)) != CUSTODY_OK)
+		return r;
+	if (kcv[0] == '\0')
+		return custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot export %s: the store "
+				       "holds no package for it and token %s holds no KEK "
+				       "to wrap it under", thumbprint,
+				       custody_token_label(cli->token));
+	if ((r = custody_store_get_cert(cli->store, thumbprint, &cert, &cli->err)) != CUSTODY_OK ||
+	    (r = custody_token_key_attrs(cli->token, cert.key_id, &attrs, &cli->err)) != CUSTODY_OK)
+		goto out;
+	if (attrs.extractable != 1) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot wrap private key %s under "
+				    "the KEK on token %s: it is not extractable", cert.key_id,
+				    custody_token_label(cli->token));
+		custody_err_hint(&cli->err, "the key is not extractable: it was sealed, or "
+				 "not made with --replicable");
+	}
+out:
+	custody_cert_record_clear(&cert);
+	return r;
+}
+
+/* --dry-run: the file is not made (an existing one refused as the export
+ * would), the package not wrapped, nothing audited; says which package
+ * would go where. */
+static int
+dry_run(struct cli *cli, const struct export_opts *o, const char *thumbprint)
+{
+	custody_package_record stored;
+	struct stat sb;
+	json_t *plan;
+	int r, in_store;
+
+	memset(&stored, 0, sizeof(stored));
+	if (lstat(o->out, &sb) == 0) {
+		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot create %s: %s", o->out,
+				    strerror(EEXIST));
+		custody_err_hint(&cli->err, "an existing file is never overwritten: "
+				 "choose another --out");
+		return r;
+	}
+	if ((r = cli_open_token(cli)) != CUSTODY_OK)
+		return r;
+	r = custody_store_get_package(cli->store, thumbprint, &stored, &cli->err);
+	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
+		return r;
+	custody_err_clear(&cli->err);
+	in_store = r == CUSTODY_OK;
+	custody_package_record_clear(&stored);
+	/* Refused as the export would be: nothing to wrap it under. */
+	if (!in_store && (r = check_wrappable(cli, thumbprint)) != CUSTODY_OK)
+		return r;
+	cli_say(cli, "export %s: would write %s to %s (dry run, nothing written)", thumbprint,
+		in_store ? "the store's package of its key" :
+		"its private key wrapped now under the KEK of this token", o->out);
+	plan = plan_new("export");
+	plan_add_object(plan, "created", json_pack("{s:s, s:s, s:s, s:s}", "object",
+						   "package_file", "thumbprint", thumbprint,
+						   "where", o->out, "package",
+						   in_store ? "store" : "wrapped now"));
+	return plan_print(cli, plan);
+}
+
 const char cmd_export_usage[] =
-	"custody export-package --thumbprint X --out FILE\n"
-	"custody export --thumbprint X --out FILE   (its first name, the same command)\n"
+	"custody export-package --thumbprint X --out FILE [--dry-run]\n"
+	"custody export --thumbprint X --out FILE [--dry-run]   (its first name, the same command)\n"
 	"\n"
 	"Writes the package of X's private key, wrapped under the cluster KEK\n"
 	"(CKM_AES_KEY_WRAP_PAD), with its certificate and key id, to FILE (a new\n"
 	"file, mode 0600: an existing one is never overwritten). A member imports it\n"
 	"with custody import --package FILE. The package is the store's when it has\n"
-	"one, else wrapped now on this token (the key must be replicable).\n";
+	"one, else wrapped now on this token (the key must be replicable).\n"
+	"\n"
+	"  --thumbprint X            the certificate whose key goes\n"
+	"  --out FILE                the new file\n"
+	"  --dry-run                 say which package would go where, make no file\n"
+	"                            (-o json: the plan as data)\n";
 
 int
 cmd_export(struct cli *cli, int argc, char **argv)
 {
-	struct export_opts o = {NULL, NULL};
+	struct export_opts o = {NULL, NULL, 0};
 	const struct cli_opt options[] = {
 		CLI_OPT_TEXT("thumbprint", OPT_THUMBPRINT, &o.thumbprint),
 		CLI_OPT_TEXT("out", OPT_OUT, &o.out),
+		CLI_OPT_FLAG("dry-run", OPT_DRY_RUN, &o.dry_run),
 		{NULL},
 	};
 	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
@@ -62,11 +146,17 @@ cmd_export(struct cli *cli, int argc, char **argv)
 	if (o.thumbprint == NULL || o.out == NULL)
 		return cli_usage_error(cli, "--thumbprint X and --out FILE are required");
 	if ((r = cli_check_thumbprint(cli, o.thumbprint)) != CUSTODY_OK ||
-	    (r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
+	    (r = cli_check_output(cli, (1u << OUT_TABLE) |
+				  (o.dry_run ? 1u << OUT_JSON : 0))) != CUSTODY_OK)
 		return r;
+	cli->preview = o.dry_run;	/* a dry run makes no store */
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
 	    (r = cli_store_thumbprint(cli, o.thumbprint, thumbprint)) != CUSTODY_OK)
 		goto out;
+	if (o.dry_run) {
+		r = dry_run(cli, &o, thumbprint);
+		goto out;
+	}
 	fd = custody_file_create(o.out, O_WRONLY, 0600);
 	if (fd < 0) {
 		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot create %s: %s", o.out,

@@ -34,6 +34,7 @@ enum {
 	OPT_REPLICABLE,
 	OPT_PACKAGE,
 	OPT_KEY,
+	OPT_DRY_RUN,
 };
 
 struct import_opts {
@@ -43,6 +44,7 @@ struct import_opts {
 	const char *password_source;
 	const char *label;
 	int replicable;
+	int dry_run;
 	struct change_opts change;	/* -t, -i, --roll --effective-date */
 };
 
@@ -193,7 +195,7 @@ on_file_option(struct cli *cli, int c, const char *arg, void *ctx)
 const char cmd_import_usage[] =
 	"custody import --path FILE [--key FILE] [--password-source SRC] [--label LABEL]\n"
 	"               [--replicable]\n"
-	"               [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]]\n"
+	"               [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]] [--dry-run]\n"
 	"custody import --package FILE [--label LABEL] [-t TYPE ...]\n"
 	"\n"
 	"Creates the private key and the certificate (and the chain's CA certificates)\n"
@@ -214,7 +216,10 @@ const char cmd_import_usage[] =
 	"                            this token's KEK (sensitive, never extractable)\n"
 	"  -t, --type TYPE           also assign it, as `custody set` does\n"
 	"  -i, --identity IDENTITY   where to assign it\n"
-	"  --roll --effective-date TIME   stage it to become current at TIME\n";
+	"  --roll --effective-date TIME   stage it to become current at TIME\n"
+	"  --dry-run                 check everything and print what would be created\n"
+	"                            and assigned, write nothing (-o json: the plan\n"
+	"                            as data); needs an existing store\n";
 int
 cmd_import(struct cli *cli, int argc, char **argv)
 {
@@ -227,6 +232,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 		CLI_OPT_FLAG("replicable", OPT_REPLICABLE, &o.replicable),
 		CHANGE_OPTIONS(&o.change),
 		CLI_OPT_TEXT("package", OPT_PACKAGE, &o.package),
+		CLI_OPT_FLAG("dry-run", OPT_DRY_RUN, &o.dry_run),
 		{NULL},
 	};
 	custody_change_request assign;
@@ -246,6 +252,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 		return r;
 	if ((r = check_options(cli, &o, &assign)) != CUSTODY_OK)
 		return r;
+	cli->preview = o.dry_run;	/* a dry run makes no store */
 	/* The file opens and holds what it should. */
 	if (o.package != NULL)
 		r = load_package(cli, o.package, &pkg, &bundle);
@@ -259,9 +266,14 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	req.label = o.label;
 	req.replicable = o.replicable;
 	req.assign = assign.type != NULL ? &assign : NULL;
+	req.dry_run = o.dry_run;
 	change_env_now(cli, &env);
 	if ((r = custody_import(&env, &req, &res, &cli->err)) != CUSTODY_OK)
 		goto out;
+	if (o.dry_run) {
+		r = change_import_plan(cli, &bundle, o.package != NULL, &res, req.assign != NULL);
+		goto out;
+	}
 	if (req.assign != NULL)
 		change_report(cli, &res.assign, 0);
 	r = out_cert(cli, &res.rec);

@@ -19,12 +19,13 @@ enum {
 	OPT_THUMBPRINT = OPT_FIRST_CHANGE_COMMAND_OPTION,
 	OPT_FROM_TYPE,
 	OPT_DRY_RUN,
+	OPT_FORCE,
 };
 
 struct set_opts {
 	const char *thumbprint;
 	const char *from_type;
-	int dry_run;
+	int dry_run, force;
 	struct change_opts change;	/* -t, -i, --roll --effective-date */
 };
 
@@ -57,7 +58,37 @@ check_options(struct cli *cli, struct set_opts *o, custody_change_request *req,
 		return r;
 	if (o->thumbprint != NULL && (r = cli_check_thumbprint(cli, o->thumbprint)) != CUSTODY_OK)
 		return r;
-	return cli_check_output(cli, 1u << OUT_TABLE);
+	/* The plan as data is a dry run's; a write narrates on stderr. */
+	return cli_check_output(cli, (1u << OUT_TABLE) | (o->dry_run ? 1u << OUT_JSON : 0));
+}
+
+/* What a planned change breaks, if anything: a pending roll replaced, or
+ * the key that signs tokens changed at once.  Guarded (change_guard). */
+static int
+guard(struct cli *cli, const struct set_opts *o, const custody_change *ch, json_t *plan)
+{
+	const custody_assignment *b = &ch->before, *a = &ch->after;
+	char what[512], t[CUSTODY_TIME_TEXT];
+
+	if (ch->outcome.noop)
+		return CUSTODY_OK;
+	if (ch->roll && ch->outcome.replaced_pending[0] != '\0') {
+		snprintf(what, sizeof(what), "%s/%s has a roll to %s pending for %s: replacing it "
+			 "with %s moves the roll every node and partner was prepared for; "
+			 "--force to replace it anyway", a->type, a->identity,
+			 ch->outcome.replaced_pending, out_time(b->pending.effective, t),
+			 a->pending.thumbprint);
+		return change_guard(cli, o->force, o->dry_run, plan, what);
+	}
+	if (!ch->roll && change_type_signs(a->type) && b->current.thumbprint[0] != '\0') {
+		snprintf(what, sizeof(what), "%s/%s's current certificate %s signs every token: "
+			 "making %s current at once breaks token checks at every partner until "
+			 "it fetches the new metadata; --force to set it anyway (or stage it "
+			 "with --roll --effective-date TIME)", a->type, a->identity,
+			 b->current.thumbprint, a->current.thumbprint);
+		return change_guard(cli, o->force, o->dry_run, plan, what);
+	}
+	return CUSTODY_OK;
 }
 
 /* The certificate the user named, among those on the token; it must have
@@ -116,11 +147,14 @@ out:
 
 const char cmd_set_usage[] =
 	"custody set -t TYPE[,TYPE...] (--thumbprint X | --from-type OTHER) [-i IDENTITY]\n"
-	"            [--roll --effective-date TIME] [--dry-run]\n"
+	"            [--roll --effective-date TIME] [--dry-run] [--force]\n"
 	"\n"
 	"Without --roll the certificate becomes current now and the old current\n"
 	"becomes previous (a pending roll is cancelled). With --roll it becomes\n"
 	"pending and turns current at TIME on every node.\n"
+	"An immediate set that replaces the current certificate of a type that signs\n"
+	"tokens (OAuthTokenIssuer), and a roll that replaces a pending one, ask on a\n"
+	"terminal and need --force without one.\n"
 	"\n"
 	"  -t, --type TYPE[,TYPE...] certificate type: a known one or one custody.conf\n"
 	"                            declares ([types] custom); several (a list, or -t\n"
@@ -131,7 +165,10 @@ const char cmd_set_usage[] =
 	"  -i, --identity IDENTITY   global or a node name\n"
 	"  --roll --effective-date TIME   stage a roll\n"
 	"  --dry-run                 print what would change, change nothing; the\n"
-	"                            one write that takes --at TIME (a preview at TIME)\n";
+	"                            one write that takes --at TIME (a preview at TIME);\n"
+	"                            with -o json the plan as data on stdout\n"
+	"  --force                   replace the signing certificate at once, or a\n"
+	"                            pending roll, without asking\n";
 
 int
 cmd_set(struct cli *cli, int argc, char **argv)
@@ -142,6 +179,7 @@ cmd_set(struct cli *cli, int argc, char **argv)
 		CLI_OPT_TEXT("thumbprint", OPT_THUMBPRINT, &o.thumbprint),
 		CLI_OPT_TEXT("from-type", OPT_FROM_TYPE, &o.from_type),
 		CLI_OPT("dry-run", no_argument, OPT_DRY_RUN),
+		CLI_OPT_FLAG("force", OPT_FORCE, &o.force),
 		{NULL},
 	};
 	custody_change_request req;
@@ -150,6 +188,7 @@ cmd_set(struct cli *cli, int argc, char **argv)
 	custody_txn tx;
 	char from_type[CUSTODY_NAME_MAX + 1];
 	custody_cert_record rec;
+	json_t *plan = NULL;
 	size_t i, n_noop = 0;
 	int r;
 
@@ -166,12 +205,14 @@ cmd_set(struct cli *cli, int argc, char **argv)
 	if ((r = find_on_token(cli, &o, o.from_type != NULL ? from_type : NULL, &rec)) != CUSTODY_OK)
 		goto out;
 	change_env_now(cli, &env);
+	plan = plan_new("set");
 	/* Each type planned on its own; written together or not at all. */
 	for (i = 0; i < o.change.n_types; i++) {
 		change_opts_pick(&o.change, i, &req);
 		if ((r = custody_change_plan_cert(&env, &req, &rec, &ch[i], &cli->err)) !=
-		    CUSTODY_OK)
+		    CUSTODY_OK || (r = guard(cli, &o, &ch[i], plan)) != CUSTODY_OK)
 			goto out;
+		plan_add_diff(plan, &ch[i].before, &ch[i].after);
 		/* A no-op still records a roll that came due (get shows it,
 		 * and leaves the writing to a command that holds the token). */
 		if (ch[i].outcome.noop && !ch[i].outcome.rolled)
@@ -185,7 +226,13 @@ cmd_set(struct cli *cli, int argc, char **argv)
 	}
 	for (i = 0; i < o.change.n_types; i++)
 		change_report(cli, &ch[i], o.dry_run);
+	if (o.dry_run)
+		r = plan_print(cli, plan);
+	else
+		json_decref(plan);
+	plan = NULL;
 out:
+	json_decref(plan);
 	custody_cert_record_clear(&rec);
 	return r;
 }

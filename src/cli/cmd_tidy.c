@@ -34,11 +34,22 @@ item_action(const custody_tidy_item *it)
 static int
 print_json(struct cli *cli, const custody_tidy_plan *plan, int done)
 {
-	json_t *items = json_array();
+	json_t *items = json_array(), *deleted = json_array();
 	size_t i;
 
 	for (i = 0; i < plan->n; i++) {
 		const custody_tidy_item *it = &plan->items[i];
+		const char *kinds[] = {"private_key", "public_key", "certificate"};
+		const size_t counts[] = {it->objects.private_keys, it->objects.public_keys,
+					 it->objects.certificates};
+		size_t k, j;
+
+		/* The plan as every dry run gives it: each object that goes. */
+		for (k = 0; k < 3 && strcmp(item_action(it), "destroy") == 0; k++)
+			for (j = 0; j < counts[k]; j++)
+				json_array_append_new(deleted,
+					json_pack("{s:s, s:s, s:s}", "object", kinds[k],
+						  "key_id", it->key_id, "where", "token"));
 
 		json_array_append_new(items,
 			json_pack("{s:s, s:s, s:I, s:I, s:I, s:s?}",
@@ -49,9 +60,11 @@ print_json(struct cli *cli, const custody_tidy_plan *plan, int done)
 				  "certificates", (json_int_t)it->objects.certificates,
 				  "named_by", it->named ? it->named_by : NULL));
 	}
-	return out_json(cli, json_pack("{s:s, s:b, s:o}", "token",
+	return out_json(cli, json_pack("{s:s, s:s, s:b, s:b, s:o, s:[], s:o, s:[], s:[]}",
+				       "command", "tidy", "token",
 				       custody_token_label(cli->token), "done", done,
-				       "items", items));
+				       "dry_run", !done, "items", items, "changes",
+				       "deleted", deleted, "created", "warnings"));
 }
 
 static void
@@ -90,7 +103,8 @@ const char cmd_tidy_usage[] =
 	"ones, torn objects without CKA_ID) are never listed. One audit entry \"tidy\"\n"
 	"per key id whose objects go.\n"
 	"\n"
-	"  --dry-run                 list only (the default)\n"
+	"  --dry-run                 list only (the default); with -o json the plan\n"
+	"                            as data (\"dry_run\": true)\n"
 	"  --yes                     destroy what is listed\n";
 
 int
@@ -113,6 +127,7 @@ cmd_tidy(struct cli *cli, int argc, char **argv)
 		return cli_usage_error(cli, "--dry-run and --yes exclude each other");
 	if ((r = cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON))) != CUSTODY_OK)
 		return r;
+	cli->preview = !o.yes;	/* a dry run makes no store */
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
 	    (r = cli_open_token(cli)) != CUSTODY_OK)
 		return r;

@@ -188,7 +188,7 @@ measure() { # NODES — sets got[NODES] to the JSON object of this size
 		sleep 1	# let every node settle
 		tp=${keys[$r]}
 		t0=$(now_ms)
-		on "${dirs[0]}" set -t OAuthTokenIssuer --thumbprint "$tp"
+		on "${dirs[0]}" set -t OAuthTokenIssuer --thumbprint "$tp" --force
 		t1=$(now_ms)
 		deadline=$((t0 + 30000))
 		until done_ms=$(all_reported "$t0" "$tp" "${dirs[@]}"); do

@@ -331,7 +331,7 @@ new_key keyC c.cluster.custody.test
 C=$(thumbprint_of keyC)
 import_replicable node1 keyC
 set_ms=$(($(date +%s%N) / 1000000))
-on node1 set -t OAuthTokenIssuer --thumbprint "$C"
+on node1 set -t OAuthTokenIssuer --thumbprint "$C" --force
 check "node1: set C now" [ "$rc" -eq 0 ]
 for n in node1 node2; do
 	check "$n: its watcher reports C current" \
@@ -368,7 +368,7 @@ sleep 3
 check "sync --watch with the store unreachable keeps running" kill -0 "${watch_pid[node3]}"
 check "…logging the failure once while it lasts" \
 	[ "$(grep -c "store unreachable" "$T/node3/watch.err")" = 1 ]
-on node1 set -t OAuthTokenIssuer --thumbprint "$B"
+on node1 set -t OAuthTokenIssuer --thumbprint "$B" --force
 check "node1: set B again while node3 cannot reach the store" [ "$rc" -eq 0 ]
 check "node2 reports B current" wait_until 5 watch_saw node2 OAuthTokenIssuer current "$B" \
 	$(($(date +%s%N) / 1000000 - 3000))

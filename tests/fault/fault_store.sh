@@ -94,7 +94,7 @@ if mount -t tmpfs -o size=1m,mode=0700 tmpfs "$fs" 2>/dev/null; then
 	store_fault "full file system" "" "$fill" "$unfill" -- \
 		import --path "$T/b.p12" -t WebServicesInternal
 	store_fault "full file system" "" "$fill" "$unfill" -- \
-		set -t OAuthTokenIssuer -i global --thumbprint "$tp_a"
+		set -t OAuthTokenIssuer -i global --thumbprint "$tp_a" --force
 
 	ro="mount -o remount,ro '$fs'"
 	rw="mount -o remount,rw '$fs'"
@@ -128,7 +128,7 @@ if [ -n "$pg_bin" ] && "$TOP_SRCDIR/scripts/test-postgres.sh" start "$pgdir" >"$
 	store_fault "postgresql stopped" "" "$stop" "$restart" -- \
 		import --path "$T/c.p12" -t WebServicesInternal
 	store_fault "postgresql stopped" "" "$stop" "$restart" -- \
-		set -t OAuthTokenIssuer -i global --thumbprint "$tp_a"
+		set -t OAuthTokenIssuer -i global --thumbprint "$tp_a" --force
 	# Stopped before the command: refused before the token is touched.
 	make_p12 d d.fault.test 300
 	store_fault "postgresql down" "$stop" "" "$restart" -- \

@@ -46,8 +46,9 @@ worker() {
 			;;
 		4 | 5 | 6)
 			op=roll
+			# --force: a roll may replace another's pending one
 			args=(set -t Default -i global --thumbprint "$tp" --roll
-				--effective-date "${dates[RANDOM % 3]}")
+				--effective-date "${dates[RANDOM % 3]}" --force)
 			;;
 		*)
 			case $((RANDOM % 3)) in

@@ -16,7 +16,7 @@ check "A is current at global" [ "$(py 'print(d[0]["identity"], d[0]["current"][
 
 # A prefix, in lower case with colons, names B.
 prefix=$(echo "${B:0:10}" | tr A-F a-f | sed 's/../&:/g; s/:$//')
-run set -t oauthtokenissuer --thumbprint "$prefix"
+run set -t oauthtokenissuer --thumbprint "$prefix" --force
 check "set B by a lower-case prefix with colons" [ "$rc" -eq 0 ]
 run get -t OAuthTokenIssuer -o json
 check "B current, A previous" [ "$(py 'print(d[0]["current"]["thumbprint"], d[0]["previous"]["thumbprint"])')" = "$B $A" ]
@@ -43,7 +43,7 @@ run get -t OAuthTokenIssuer -o json --at "$eff"
 check "at the instant C is current and B previous" [ "$(py 'print(d[0]["current"]["thumbprint"], d[0]["previous"]["thumbprint"], d[0]["pending"])')" = "$C $B None" ]
 
 # A set without --roll cancels the pending roll and says so.
-run set -t OAuthTokenIssuer --thumbprint "$A"
+run set -t OAuthTokenIssuer --thumbprint "$A" --force
 check "set while a roll is pending exits 0" [ "$rc" -eq 0 ]
 check "…and says the pending roll is cancelled" grep -q "pending roll to $C is cancelled" <<<"$err"
 run get -t OAuthTokenIssuer -o json

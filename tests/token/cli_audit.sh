@@ -18,7 +18,7 @@ soon=$(date -u -d '+3 seconds' +%Y-%m-%dT%H:%M:%SZ)
 "$CUSTODY_BIN" -q set -t OAuthTokenIssuer --thumbprint "$B" --roll --effective-date "$soon" 2>/dev/null
 "$CUSTODY_BIN" -q set -t Default --thumbprint "$A"
 "$CUSTODY_BIN" -q set -t Default --thumbprint "$A" --dry-run 2>/dev/null
-"$CUSTODY_BIN" -q remove -t Default
+"$CUSTODY_BIN" -q remove -t Default --force
 # (An EC key, or RSA on a token that cannot make EC keys: openCryptoki.)
 reqkey=ec:p256
 token_can ec || reqkey=rsa:2048

@@ -167,6 +167,10 @@ on node2 sync
 check "a second sync unwraps nothing and holds both" [ "$rc" -eq 0 -a "$(grep -c ' held' <<<"$out")" -eq 2 ]
 
 # ---------------------------------------------------------------- seal
+before=$(state)
+on node1 seal --thumbprint "${issuer:0:10}" --dry-run
+check "seal --dry-run is refused as seal is while node3 does not report the key (exit 1)" [ "$rc" -eq 1 ]
+check "…nothing written" [ "$(state)" = "$before" ]
 on node1 seal --thumbprint "${issuer:0:10}"
 check "seal is refused while node3 does not report the key (exit 1)" [ "$rc" -eq 1 ]
 check "…naming it" grep -q "node(s) node3 do not report holding its key" <<<"$err"
@@ -224,6 +228,11 @@ check "node3 lists exactly the two good certificates" \
 
 # ---------------------------------------------------------------- seal, again
 on node1 sync
+before=$(state)
+on node1 seal --thumbprint "$issuer" --dry-run -o json
+check "seal --dry-run -o json: exit 0, the plan turns CKA_EXTRACTABLE off" \
+	[ "$rc" -eq 0 -a "$(python3 -c 'import json,sys; d=json.load(sys.stdin); m=d["modified"][0]; print(d["dry_run"], m["attribute"], m["value"])' <<<"$out")" = "True CKA_EXTRACTABLE False" ]
+check "…nothing written (the key stays extractable, no audit entry)" [ "$(state)" = "$before" ]
 on node1 seal --thumbprint "$issuer"
 check "once node1, node2 and node3 report the key, seal exits 0" [ "$rc" -eq 0 -a "$out" = "$issuer" ]
 check "…and narrates that every member holds it" grep -q "node node3: holds it" <<<"$err"

@@ -190,7 +190,7 @@ check "signing, TLS and the cnf changed nothing on the token or in the store" [ 
 # ---- after `custody set`, a fresh load uses the new key
 new=$("$CUSTODY_BIN" -q import --path "$T/oauth2.p12")
 old_pub=$T/oauth.pub
-run -q set -t OAuthTokenIssuer --thumbprint "$new"
+run -q set -t OAuthTokenIssuer --thumbprint "$new" --force
 check "custody set makes another certificate current" [ "$rc" -eq 0 ]
 "$CUSTODY_BIN" get -t OAuthTokenIssuer -o pem >"$T/oauth2.crt"
 pubkey_of "$T/oauth2.crt" >"$T/oauth2.pub"

@@ -1768,9 +1768,10 @@ out:
 
 /* ------------------------------------------------------------ seal */
 
-int
-custody_cluster_seal(custody_token *tok, custody_store *st, const char *node,
-		     const char *thumbprint, int force, custody_err *err)
+/* custody_cluster_seal, or with dry_run its checks alone (seal --dry-run). */
+static int
+seal(custody_token *tok, custody_store *st, const char *node, const char *thumbprint,
+     int force, int dry_run, custody_err *err)
 {
 	custody_cert_record cert;
 	custody_node_record *nodes = NULL;
@@ -1845,6 +1846,10 @@ custody_cluster_seal(custody_token *tok, custody_store *st, const char *node,
 	if (missing[0] != '\0')
 		custody_warn("sealing %s with --force: node(s) %s do not report "
 			     "holding it", thumbprint, missing);
+	if (dry_run) {	/* the checks were the seal's; nothing is written */
+		r = CUSTODY_OK;
+		goto out;
+	}
 	custody_step("step 2/2: turning CKA_EXTRACTABLE off for key id %s on "
 		     "token %s (irreversible)", cert.key_id,
 		     custody_token_label(tok));
@@ -1873,6 +1878,20 @@ out:
 	free(reps);
 	cluster_detach_token(st, attached);
 	return r;
+}
+
+int
+custody_cluster_seal(custody_token *tok, custody_store *st, const char *node,
+		     const char *thumbprint, int force, custody_err *err)
+{
+	return seal(tok, st, node, thumbprint, force, 0, err);
+}
+
+int
+custody_cluster_seal_check(custody_token *tok, custody_store *st, const char *node,
+			   const char *thumbprint, int force, custody_err *err)
+{
+	return seal(tok, st, node, thumbprint, force, 1, err);
 }
 
 /* ------------------------------------------------------------ status */

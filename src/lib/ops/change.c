@@ -218,20 +218,28 @@ removed_thumbprint(const custody_assignment *a, enum custody_slot_name slot)
 }
 
 int
-custody_remove(custody_ops_env *env, const custody_assignment *before,
-	       enum custody_slot_name slot, int force, custody_removal *out,
-	       custody_err *err)
+custody_remove_plan(custody_ops_env *env, const custody_assignment *before,
+		    enum custody_slot_name slot, int force, custody_removal *out,
+		    custody_err *err)
 {
 	custody_assign_outcome outcome;
-	custody_txn tx;
-	int r;
 
 	memset(out, 0, sizeof(*out));
 	out->before = *before;
 	out->slot = slot;
-	r = custody_assign_remove(before, slot, env->now, env->policy->overlap, force,
-				  &out->after, &outcome, err);
-	if (r != CUSTODY_OK)
+	return custody_assign_remove(before, slot, env->now, env->policy->overlap, force,
+				     &out->after, &outcome, err);
+}
+
+int
+custody_remove(custody_ops_env *env, const custody_assignment *before,
+	       enum custody_slot_name slot, int force, custody_removal *out,
+	       custody_err *err)
+{
+	custody_txn tx;
+	int r;
+
+	if ((r = custody_remove_plan(env, before, slot, force, out, err)) != CUSTODY_OK)
 		return r;
 	custody_txn_init(&tx, env->store, env->token, env->node, err);
 	if ((r = custody_txn_begin(&tx)) == CUSTODY_OK &&

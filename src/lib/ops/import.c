@@ -430,8 +430,8 @@ custody_import(custody_ops_env *env, const custody_import_request *req,
 	im.res = res;
 	im.err = err;
 	custody_txn_init(&tx, NULL, NULL, env->node, err);
-	if ((r = prepare(&im)) != CUSTODY_OK)
-		goto out;
+	if ((r = prepare(&im)) != CUSTODY_OK || req->dry_run)
+		goto out;	/* a dry run stops at the plan */
 	/* A note of intent first: tidy's proof that what an interrupted
 	 * import leaves is custody's; removed at the end. */
 	if ((r = custody_token_intent_add(env->token, res->rec.key_id, err)) != CUSTODY_OK)
