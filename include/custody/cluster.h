@@ -277,6 +277,13 @@ int custody_package_format(const custody_package *pkg, char **out,
 int custody_cluster_export(custody_token *tok, custody_store *st,
 			   const char *node, const char *thumbprint,
 			   custody_package *out, custody_err *err);
+/* Export's checks alone (export-package --dry-run): refused as the
+ * export would be (no package in the store and no KEK on the token, a key
+ * that cannot be wrapped), nothing wrapped or written; *in_store: the
+ * store's package would go as it is. */
+int custody_cluster_export_check(custody_token *tok, custody_store *st,
+				 const char *thumbprint, int *in_store,
+				 custody_err *err);
 
 /* `import --package`: checks that this token holds the KEK the package
  * names (EFAIL "... was wrapped under another KEK (key check value X);

@@ -563,6 +563,22 @@ out:
 }
 
 int
+cli_begin_on_stored_cert(struct cli *cli, const char *query, int dry_run,
+			 char out[CUSTODY_THUMBPRINT_HEX + 1])
+{
+	int r;
+
+	if ((r = cli_check_thumbprint(cli, query)) != CUSTODY_OK ||
+	    (r = cli_check_output(cli, (1u << OUT_TABLE) |
+				  (dry_run ? 1u << OUT_JSON : 0))) != CUSTODY_OK)
+		return r;
+	cli->preview = dry_run;
+	if ((r = cli_open_store(cli)) != CUSTODY_OK)
+		return r;
+	return cli_store_thumbprint(cli, query, out);
+}
+
+int
 cli_token_records(struct cli *cli, custody_cert_record **recs, int **has_key,
 		  size_t *n)
 {

@@ -216,6 +216,12 @@ int cli_check_thumbprint(struct cli *cli, const char *query);
  * prefix, SHA-1 or SHA-256) names: 40 upper-case hex into out. */
 int cli_store_thumbprint(struct cli *cli, const char *query,
 			 char out[CUSTODY_THUMBPRINT_HEX + 1]);
+/* The start of a command on one stored certificate (export-package,
+ * seal): the query checked before anything opens, -o json for a dry run
+ * only, the store opened (a dry run makes none) and the query matched in
+ * it. */
+int cli_begin_on_stored_cert(struct cli *cli, const char *query, int dry_run,
+			     char out[CUSTODY_THUMBPRINT_HEX + 1]);
 
 /* Certificates on the token as store records (key_uri, label set, and
  * has_private_key per record in *has_key, malloc'ed, may be NULL). */

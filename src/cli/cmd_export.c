@@ -34,52 +34,16 @@ struct export_opts {
 	int dry_run;
 };
 
-/* What wrapping the key now needs (a dry run's check, as the export's
- * wrap would fail): a KEK on this token, and the key extractable. */
-static int
-check_wrappable(struct cli *cli, const char *thumbprint)
-{
-	char kcv[CUSTODY_KCV_HEX + 1], store_kcv[CUSTODY_KCV_HEX + 1];
-	custody_cert_record cert;
-	custody_key_attrs attrs;
-	int r;
-
-	memset(&cert, 0, sizeof(cert));
-	if ((r = custody_cluster_kek_state(cli->token, cli->store, store_kcv, kcv,
-					   &cli->err)) != CUSTODY_OK)
-		return r;
-	if (kcv[0] == '\0')
-		return custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot export %s: the store "
-				       "holds no package for it and token %s holds no KEK "
-				       "to wrap it under", thumbprint,
-				       custody_token_label(cli->token));
-	if ((r = custody_store_get_cert(cli->store, thumbprint, &cert, &cli->err)) != CUSTODY_OK ||
-	    (r = custody_token_key_attrs(cli->token, cert.key_id, &attrs, &cli->err)) != CUSTODY_OK)
-		goto out;
-	if (attrs.extractable != 1) {
-		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot wrap private key %s under "
-				    "the KEK on token %s: it is not extractable", cert.key_id,
-				    custody_token_label(cli->token));
-		custody_err_hint(&cli->err, "the key is not extractable: it was sealed, or "
-				 "not made with --replicable");
-	}
-out:
-	custody_cert_record_clear(&cert);
-	return r;
-}
-
 /* --dry-run: the file is not made (an existing one refused as the export
  * would), the package not wrapped, nothing audited; says which package
  * would go where. */
 static int
 dry_run(struct cli *cli, const struct export_opts *o, const char *thumbprint)
 {
-	custody_package_record stored;
 	struct stat sb;
 	json_t *plan;
 	int r, in_store;
 
-	memset(&stored, 0, sizeof(stored));
 	if (lstat(o->out, &sb) == 0) {
 		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot create %s: %s", o->out,
 				    strerror(EEXIST));
@@ -87,16 +51,9 @@ dry_run(struct cli *cli, const struct export_opts *o, const char *thumbprint)
 				 "choose another --out");
 		return r;
 	}
-	if ((r = cli_open_token(cli)) != CUSTODY_OK)
-		return r;
-	r = custody_store_get_package(cli->store, thumbprint, &stored, &cli->err);
-	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
-		return r;
-	custody_err_clear(&cli->err);
-	in_store = r == CUSTODY_OK;
-	custody_package_record_clear(&stored);
-	/* Refused as the export would be: nothing to wrap it under. */
-	if (!in_store && (r = check_wrappable(cli, thumbprint)) != CUSTODY_OK)
+	if ((r = cli_open_token(cli)) != CUSTODY_OK ||
+	    (r = custody_cluster_export_check(cli->token, cli->store, thumbprint,
+					      &in_store, &cli->err)) != CUSTODY_OK)
 		return r;
 	cli_say(cli, "export %s: would write %s to %s (dry run, nothing written)", thumbprint,
 		in_store ? "the store's package of its key" :
@@ -145,13 +102,8 @@ cmd_export(struct cli *cli, int argc, char **argv)
 		return r;
 	if (o.thumbprint == NULL || o.out == NULL)
 		return cli_usage_error(cli, "--thumbprint X and --out FILE are required");
-	if ((r = cli_check_thumbprint(cli, o.thumbprint)) != CUSTODY_OK ||
-	    (r = cli_check_output(cli, (1u << OUT_TABLE) |
-				  (o.dry_run ? 1u << OUT_JSON : 0))) != CUSTODY_OK)
-		return r;
-	cli->preview = o.dry_run;	/* a dry run makes no store */
-	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
-	    (r = cli_store_thumbprint(cli, o.thumbprint, thumbprint)) != CUSTODY_OK)
+	if ((r = cli_begin_on_stored_cert(cli, o.thumbprint, o.dry_run,
+					  thumbprint)) != CUSTODY_OK)
 		goto out;
 	if (o.dry_run) {
 		r = dry_run(cli, &o, thumbprint);

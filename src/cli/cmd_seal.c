@@ -81,13 +81,8 @@ cmd_seal(struct cli *cli, int argc, char **argv)
 		return r;
 	if (o.thumbprint == NULL)
 		return cli_usage_error(cli, "--thumbprint X is required");
-	if ((r = cli_check_thumbprint(cli, o.thumbprint)) != CUSTODY_OK ||
-	    (r = cli_check_output(cli, (1u << OUT_TABLE) |
-				  (o.dry_run ? 1u << OUT_JSON : 0))) != CUSTODY_OK)
-		return r;
-	cli->preview = o.dry_run;	/* a dry run makes no store */
-	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
-	    (r = cli_store_thumbprint(cli, o.thumbprint, thumbprint)) != CUSTODY_OK ||
+	if ((r = cli_begin_on_stored_cert(cli, o.thumbprint, o.dry_run,
+					  thumbprint)) != CUSTODY_OK ||
 	    (r = cli_open_token(cli)) != CUSTODY_OK)
 		return r;
 	cli_say(cli, "custody seal %s: node %s, token %s (serial %s)", thumbprint, cli->node,

@@ -103,6 +103,58 @@ out:
 }
 
 int
+custody_cluster_export_check(custody_token *tok, custody_store *st,
+			     const char *thumbprint, int *in_store,
+			     custody_err *err)
+{
+	char kcv[CUSTODY_KCV_HEX + 1], store_kcv[CUSTODY_KCV_HEX + 1];
+	custody_package_record stored;
+	custody_cert_record cert;
+	custody_key_attrs attrs;
+	int r;
+
+	memset(&cert, 0, sizeof(cert));
+	memset(&stored, 0, sizeof(stored));
+	*in_store = 0;
+	if ((r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
+	    (r = custody_cert_record_check(&cert, NULL, err)) != CUSTODY_OK)
+		goto out;
+	r = custody_store_get_package(st, thumbprint, &stored, err);
+	if (r != CUSTODY_ENOTFOUND) {
+		*in_store = r == CUSTODY_OK;
+		goto out;
+	}
+	custody_err_clear(err);
+	/* Wrapped now: a KEK on this token, and the key extractable. */
+	if ((r = custody_cluster_kek_state(tok, st, store_kcv, kcv, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (kcv[0] == '\0') {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot export %s: the store holds no "
+				    "package for it and token %s holds no KEK "
+				    "to wrap it under", thumbprint,
+				    custody_token_label(tok));
+		goto out;
+	}
+	if ((r = custody_token_key_attrs(tok, cert.key_id, &attrs, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (attrs.extractable != 1) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot wrap private key %s under the KEK on "
+				    "token %s: it is not extractable", cert.key_id,
+				    custody_token_label(tok));
+		custody_err_hint(err, "the key is not extractable: it was "
+				 "sealed, or not made with --replicable");
+	}
+out:
+	custody_cert_record_clear(&cert);
+	custody_package_record_clear(&stored);
+	return r;
+}
+
+int
 custody_cluster_unwrap_package(custody_token *tok, const custody_package *pkg,
 			       const char *label, custody_err *err)
 {
