@@ -134,6 +134,8 @@ int custody_txn_end(custody_txn *tx, int status);
  * an operation refused early neither creates a store nor asks for a PIN;
  * opening the token attaches its integrity tagger to the store.
  */
+struct custody_change;
+
 typedef struct custody_ops_env {
 	custody_store *store;
 	custody_token *token;
@@ -142,6 +144,10 @@ typedef struct custody_ops_env {
 	const custody_policy *policy;
 	int (*open_store)(void *ctx, custody_store **st, custody_err *err);
 	int (*open_token)(void *ctx, custody_token **tok, custody_err *err);
+	/* Asked before a planned change is written (NULL: never asked);
+	 * anything but CUSTODY_OK refuses it, nothing written. */
+	int (*confirm)(void *ctx, const struct custody_change *planned,
+		       custody_err *err);
 	void *ctx;
 } custody_ops_env;
 

@@ -116,6 +116,17 @@ open_token_hook(void *ctx, custody_token **tok, custody_err *err)
 	return r;
 }
 
+/* An operation about to write a change asks here first (import -t): the
+ * guards of set, with --force (cli->force) going on without asking. */
+static int
+confirm_hook(void *ctx, const custody_change *planned, custody_err *err)
+{
+	struct cli *cli = ctx;
+
+	(void)err;	/* the guard words its refusal in cli->err, which is err */
+	return change_guard_planned(cli, cli->force, 0, NULL, planned);
+}
+
 void
 change_env(struct cli *cli, custody_ops_env *env)
 {
@@ -127,6 +138,7 @@ change_env(struct cli *cli, custody_ops_env *env)
 	env->policy = &cli->cfg.policy;
 	env->open_store = open_store_hook;
 	env->open_token = open_token_hook;
+	env->confirm = confirm_hook;
 	env->ctx = cli;
 }
 
@@ -291,6 +303,36 @@ change_guard(struct cli *cli, int force, int dry_run, json_t *plan, const char *
 	return CUSTODY_EUSAGE;
 }
 
+/* What a planned change breaks, if anything: a pending roll replaced, or
+ * the key that signs tokens changed at once.  Guarded (change_guard). */
+int
+change_guard_planned(struct cli *cli, int force, int dry_run, json_t *plan,
+		     const custody_change *ch)
+{
+	const custody_assignment *b = &ch->before, *a = &ch->after;
+	char what[512], t[CUSTODY_TIME_TEXT];
+
+	if (ch->outcome.noop)
+		return CUSTODY_OK;
+	if (ch->roll && ch->outcome.replaced_pending[0] != '\0') {
+		snprintf(what, sizeof(what), "%s/%s has a roll to %s pending for %s: replacing it "
+			 "with %s moves the roll every node and partner was prepared for; "
+			 "--force to replace it anyway", a->type, a->identity,
+			 ch->outcome.replaced_pending, out_time(b->pending.effective, t),
+			 a->pending.thumbprint);
+		return change_guard(cli, force, dry_run, plan, what);
+	}
+	if (!ch->roll && change_type_signs(a->type) && b->current.thumbprint[0] != '\0') {
+		snprintf(what, sizeof(what), "%s/%s's current certificate %s signs every token: "
+			 "making %s current at once breaks token checks at every partner until "
+			 "it fetches the new metadata; --force to go on anyway (or stage it "
+			 "with --roll --effective-date TIME)", a->type, a->identity,
+			 b->current.thumbprint, a->current.thumbprint);
+		return change_guard(cli, force, dry_run, plan, what);
+	}
+	return CUSTODY_OK;
+}
+
 /* One object the import would create, as plan data and a line of text. */
 static void
 import_object(const struct cli *cli, json_t *plan, const char *object,
@@ -327,6 +369,7 @@ change_import_plan(struct cli *cli, const custody_bundle *b, int from_package,
 	if (assigns) {
 		if (res->assign.warning[0] != '\0')
 			plan_add_warning(plan, res->assign.warning);
+		change_guard_planned(cli, 0, 1, plan, &res->assign);
 		plan_add_diff(plan, &res->assign.before, &res->assign.after);
 		change_report(cli, &res->assign, 1);
 	}

@@ -109,6 +109,10 @@ int change_type_signs(const char *type);
  */
 int change_guard(struct cli *cli, int force, int dry_run, json_t *plan,
 		 const char *what);
+/* What a planned change breaks, if anything — a pending roll replaced, or
+ * the key that signs tokens changed at once — guarded by change_guard. */
+int change_guard_planned(struct cli *cli, int force, int dry_run, json_t *plan,
+			 const custody_change *ch);
 
 /* The plan of import --dry-run (custody_import with dry_run set made res):
  * the objects it would create and the change, as text on stderr and, with

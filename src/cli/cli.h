@@ -66,6 +66,7 @@ struct cli {
 	enum cli_output output;
 	int quiet, verbose;
 	int preview;		/* a dry run: writes nothing (set --dry-run) */
+	int force;		/* --force: a guarded change goes on unasked */
 	custody_err err;
 	custody_store *store;
 	custody_token *token;

@@ -35,6 +35,7 @@ enum {
 	OPT_PACKAGE,
 	OPT_KEY,
 	OPT_DRY_RUN,
+	OPT_FORCE,
 };
 
 struct import_opts {
@@ -45,6 +46,7 @@ struct import_opts {
 	const char *label;
 	int replicable;
 	int dry_run;
+	int force;
 	struct change_opts change;	/* -t, -i, --roll --effective-date */
 };
 
@@ -196,6 +198,7 @@ const char cmd_import_usage[] =
 	"custody import --path FILE [--key FILE] [--password-source SRC] [--label LABEL]\n"
 	"               [--replicable]\n"
 	"               [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]] [--dry-run]\n"
+	"               [--force]\n"
 	"custody import --package FILE [--label LABEL] [-t TYPE ...]\n"
 	"\n"
 	"Creates the private key and the certificate (and the chain's CA certificates)\n"
@@ -219,7 +222,10 @@ const char cmd_import_usage[] =
 	"  --roll --effective-date TIME   stage it to become current at TIME\n"
 	"  --dry-run                 check everything and print what would be created\n"
 	"                            and assigned, write nothing (-o json: the plan\n"
-	"                            as data); needs an existing store\n";
+	"                            as data); needs an existing store\n"
+	"  --force                   -t: make the token-signing certificate current at\n"
+	"                            once without asking (as set --force)\n";
+
 int
 cmd_import(struct cli *cli, int argc, char **argv)
 {
@@ -233,6 +239,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 		CHANGE_OPTIONS(&o.change),
 		CLI_OPT_TEXT("package", OPT_PACKAGE, &o.package),
 		CLI_OPT_FLAG("dry-run", OPT_DRY_RUN, &o.dry_run),
+		CLI_OPT_FLAG("force", OPT_FORCE, &o.force),
 		{NULL},
 	};
 	custody_change_request assign;
@@ -253,6 +260,7 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	if ((r = check_options(cli, &o, &assign)) != CUSTODY_OK)
 		return r;
 	cli->preview = o.dry_run;	/* a dry run makes no store */
+	cli->force = o.force;
 	/* The file opens and holds what it should. */
 	if (o.package != NULL)
 		r = load_package(cli, o.package, &pkg, &bundle);

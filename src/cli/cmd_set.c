@@ -62,35 +62,6 @@ check_options(struct cli *cli, struct set_opts *o, custody_change_request *req,
 	return cli_check_output(cli, (1u << OUT_TABLE) | (o->dry_run ? 1u << OUT_JSON : 0));
 }
 
-/* What a planned change breaks, if anything: a pending roll replaced, or
- * the key that signs tokens changed at once.  Guarded (change_guard). */
-static int
-guard(struct cli *cli, const struct set_opts *o, const custody_change *ch, json_t *plan)
-{
-	const custody_assignment *b = &ch->before, *a = &ch->after;
-	char what[512], t[CUSTODY_TIME_TEXT];
-
-	if (ch->outcome.noop)
-		return CUSTODY_OK;
-	if (ch->roll && ch->outcome.replaced_pending[0] != '\0') {
-		snprintf(what, sizeof(what), "%s/%s has a roll to %s pending for %s: replacing it "
-			 "with %s moves the roll every node and partner was prepared for; "
-			 "--force to replace it anyway", a->type, a->identity,
-			 ch->outcome.replaced_pending, out_time(b->pending.effective, t),
-			 a->pending.thumbprint);
-		return change_guard(cli, o->force, o->dry_run, plan, what);
-	}
-	if (!ch->roll && change_type_signs(a->type) && b->current.thumbprint[0] != '\0') {
-		snprintf(what, sizeof(what), "%s/%s's current certificate %s signs every token: "
-			 "making %s current at once breaks token checks at every partner until "
-			 "it fetches the new metadata; --force to set it anyway (or stage it "
-			 "with --roll --effective-date TIME)", a->type, a->identity,
-			 b->current.thumbprint, a->current.thumbprint);
-		return change_guard(cli, o->force, o->dry_run, plan, what);
-	}
-	return CUSTODY_OK;
-}
-
 /* The certificate the user named, among those on the token; it must have
  * its private key there. */
 static int
@@ -210,7 +181,8 @@ cmd_set(struct cli *cli, int argc, char **argv)
 	for (i = 0; i < o.change.n_types; i++) {
 		change_opts_pick(&o.change, i, &req);
 		if ((r = custody_change_plan_cert(&env, &req, &rec, &ch[i], &cli->err)) !=
-		    CUSTODY_OK || (r = guard(cli, &o, &ch[i], plan)) != CUSTODY_OK)
+		    CUSTODY_OK || (r = change_guard_planned(cli, o.force, o.dry_run, plan,
+								       &ch[i])) != CUSTODY_OK)
 			goto out;
 		plan_add_diff(plan, &ch[i].before, &ch[i].after);
 		/* A no-op still records a roll that came due (get shows it,

@@ -40,7 +40,7 @@ in_clear() { # — the files holding the window, if any
 	done
 }
 save_state base
-args=(import --path "$T/new.p12" --password-source env:P12_PASSWORD -t OAuthTokenIssuer -i global)
+args=(import --path "$T/new.p12" --password-source env:P12_PASSWORD -t OAuthTokenIssuer -i global --force)
 
 effect_ok() {
 	local j

@@ -60,10 +60,10 @@ effect_ok() {
 	return 1
 }
 walk import base fail "$k" -- import --path "$T/new.p12" --password-source env:P12_PASSWORD \
-	-t OAuthTokenIssuer -i global
+	-t OAuthTokenIssuer -i global --force
 n_chain=$walk_count
 walk import base abort "$k" -- import --path "$T/new.p12" --password-source env:P12_PASSWORD \
-	-t OAuthTokenIssuer -i global
+	-t OAuthTokenIssuer -i global --force
 
 # 2. A replicable key (the token is probed for a trusted private KEK).
 effect_ok() {

@@ -106,6 +106,22 @@ check "an immediate set of OAuthTokenIssuer without a terminal: exit 2" [ "$rc" 
 check "…one line saying what would break" \
 	grep -q "^custody: set: OAuthTokenIssuer/global's current certificate $A signs every token: .*--force" <<<"$err"
 check "…nothing written" unchanged
+# import -t is the same change, guarded the same way.
+make_p12 d d.custody.test 365
+D=$(thumbprint_of_p12 d)
+run import --path "$T/d.p12" -t OAuthTokenIssuer --dry-run -o json
+check "import -t over the current OAuthTokenIssuer --dry-run: the plan warns" \
+	[ "$rc" -eq 0 -a "$(py 'print(any("signs every token" in w for w in d["warnings"]))')" = True ]
+run import --path "$T/d.p12" -t OAuthTokenIssuer </dev/null
+check "import -t over the current OAuthTokenIssuer without a terminal: exit 2" [ "$rc" -eq 2 ]
+check "…one line saying what would break" \
+	grep -q "^custody: import: OAuthTokenIssuer/global's current certificate $A signs every token: .*--force" <<<"$err"
+check "…nothing written (no certificate, no key on the token)" unchanged
+run import --path "$T/d.p12" -t OAuthTokenIssuer --roll --effective-date "$(date -u -d '+2 days' +%Y-%m-%dT%H:%M:%SZ)"
+check "import -t --roll (staged, not at once) needs no --force" [ "$rc" -eq 0 -a "$out" = "$D" ]
+run remove -t OAuthTokenIssuer --pending
+check "…(the staged roll removed again)" [ "$rc" -eq 0 ]
+snap
 run set -t OAuthTokenIssuer --thumbprint "$B" --force
 check "set --force: exit 0" [ "$rc" -eq 0 ]
 check "…B is current" [ "$("$CUSTODY_BIN" get -t OAuthTokenIssuer -o thumbprint 2>/dev/null)" = "$B" ]

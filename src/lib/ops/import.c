@@ -432,6 +432,11 @@ custody_import(custody_ops_env *env, const custody_import_request *req,
 	custody_txn_init(&tx, NULL, NULL, env->node, err);
 	if ((r = prepare(&im)) != CUSTODY_OK || req->dry_run)
 		goto out;	/* a dry run stops at the plan */
+	/* A guarded assignment (the key that signs tokens, at once) is
+	 * confirmed before anything is written. */
+	if (req->assign != NULL && env->confirm != NULL &&
+	    (r = env->confirm(env->ctx, &res->assign, err)) != CUSTODY_OK)
+		goto out;
 	/* A note of intent first: tidy's proof that what an interrupted
 	 * import leaves is custody's; removed at the end. */
 	if ((r = custody_token_intent_add(env->token, res->rec.key_id, err)) != CUSTODY_OK)
