@@ -256,6 +256,14 @@ plan_add_warning(json_t *plan, const char *text)
 		json_array_append_new(json_object_get(plan, "warnings"), json_string(text));
 }
 
+json_t *
+plan_done(json_t *plan, int dry_run)
+{
+	if (plan != NULL && !dry_run)
+		json_object_set_new(plan, "dry_run", json_false());
+	return plan;
+}
+
 int
 plan_print(struct cli *cli, json_t *plan)
 {

@@ -93,6 +93,8 @@ void plan_add_diff(json_t *plan, const custody_assignment *before,
 		   const custody_assignment *after);
 void plan_add_object(json_t *plan, const char *list, json_t *object);
 void plan_add_warning(json_t *plan, const char *text);
+/* The plan as what was done ("dry_run": false) unless dry_run. */
+json_t *plan_done(json_t *plan, int dry_run);
 int plan_print(struct cli *cli, json_t *plan);
 
 /* Whether the current key of type signs what custody issues (custody jwt:

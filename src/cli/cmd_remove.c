@@ -72,7 +72,8 @@ const char cmd_remove_usage[] =
 	"  --previous, --pending     remove that slot instead of the current one\n"
 	"  --force                   remove it without asking\n"
 	"  --dry-run                 print what would change, change nothing; with\n"
-	"                            -o json the plan as data on stdout\n";
+	"                            -o json the plan as data on stdout (without\n"
+	"                            --dry-run: what was removed, \"dry_run\": false)\n";
 int
 cmd_remove(struct cli *cli, int argc, char **argv)
 {
@@ -101,8 +102,7 @@ cmd_remove(struct cli *cli, int argc, char **argv)
 		return cli_usage_error(cli, "-t TYPE is required");
 	if (o.previous && o.pending)
 		return cli_usage_error(cli, "give at most one of --previous and --pending");
-	if ((r = cli_check_output(cli, (1u << OUT_TABLE) |
-				  (o.dry_run ? 1u << OUT_JSON : 0))) != CUSTODY_OK)
+	if ((r = cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON))) != CUSTODY_OK)
 		return r;
 	if ((r = custody_type_canonical(o.type, type, NULL, &cli->err)) != CUSTODY_OK)
 		return r;
@@ -141,12 +141,14 @@ cmd_remove(struct cli *cli, int argc, char **argv)
 		plan_add_diff(plan, &done.before, &done.after);
 		return plan_print(cli, plan);
 	}
-	json_decref(plan);
-	if ((r = custody_remove(&env, &before, slot, o.force, &done, &cli->err)) != CUSTODY_OK)
+	if ((r = custody_remove(&env, &before, slot, o.force, &done, &cli->err)) != CUSTODY_OK) {
+		json_decref(plan);
 		return r;
+	}
 	cli_say(cli, "%s/%s: removed the %s certificate", done.after.type, done.after.identity,
 		custody_slot_label(slot));
 	if (!cli->quiet)
 		out_assignment_diff(stderr, &done.before, &done.after);
-	return CUSTODY_OK;
+	plan_add_diff(plan, &done.before, &done.after);
+	return plan_print(cli, plan_done(plan, 0));
 }

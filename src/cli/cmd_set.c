@@ -58,8 +58,8 @@ check_options(struct cli *cli, struct set_opts *o, custody_change_request *req,
 		return r;
 	if (o->thumbprint != NULL && (r = cli_check_thumbprint(cli, o->thumbprint)) != CUSTODY_OK)
 		return r;
-	/* The plan as data is a dry run's; a write narrates on stderr. */
-	return cli_check_output(cli, (1u << OUT_TABLE) | (o->dry_run ? 1u << OUT_JSON : 0));
+	/* -o json: the change as data (a dry run's plan, or what was done). */
+	return cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON));
 }
 
 /* The certificate the user named, among those on the token; it must have
@@ -137,7 +137,8 @@ const char cmd_set_usage[] =
 	"  --roll --effective-date TIME   stage a roll\n"
 	"  --dry-run                 print what would change, change nothing; the\n"
 	"                            one write that takes --at TIME (a preview at TIME);\n"
-	"                            with -o json the plan as data on stdout\n"
+	"                            with -o json the plan as data on stdout (without\n"
+	"                            --dry-run: what was changed, \"dry_run\": false)\n"
 	"  --force                   replace the signing certificate at once, or a\n"
 	"                            pending roll, without asking\n";
 
@@ -198,10 +199,7 @@ cmd_set(struct cli *cli, int argc, char **argv)
 	}
 	for (i = 0; i < o.change.n_types; i++)
 		change_report(cli, &ch[i], o.dry_run);
-	if (o.dry_run)
-		r = plan_print(cli, plan);
-	else
-		json_decref(plan);
+	r = plan_print(cli, plan_done(plan, o.dry_run));
 	plan = NULL;
 out:
 	json_decref(plan);

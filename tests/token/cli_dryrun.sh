@@ -93,7 +93,7 @@ run set -t OAuthTokenIssuer --thumbprint "$A"
 check "the first set of OAuthTokenIssuer (nothing current) needs no --force" [ "$rc" -eq 0 ]
 snap
 run set -t OAuthTokenIssuer --thumbprint "$B" -o json
-check "set -o json without --dry-run: exit 2" [ "$rc" -eq 2 ]
+check "set -o json without --dry-run, replacing the signing certificate: the guard refuses (exit 2)" [ "$rc" -eq 2 ]
 run set -t OAuthTokenIssuer --thumbprint "$B" --dry-run -o json
 check "set --dry-run -o json: exit 0" [ "$rc" -eq 0 ]
 check "…the plan: current A -> B, previous -> A" \
@@ -122,8 +122,10 @@ check "import -t --roll (staged, not at once) needs no --force" [ "$rc" -eq 0 -a
 run remove -t OAuthTokenIssuer --pending
 check "…(the staged roll removed again)" [ "$rc" -eq 0 ]
 snap
-run set -t OAuthTokenIssuer --thumbprint "$B" --force
+run set -t OAuthTokenIssuer --thumbprint "$B" --force -o json
 check "set --force: exit 0" [ "$rc" -eq 0 ]
+check "…-o json: what was done, as the plan's data (dry_run false, current A -> B)" \
+	[ "$(py 'print(d["command"], d["dry_run"], [(c["slot"], c["old_thumbprint"], c["new_thumbprint"]) for c in d["changes"] if c["slot"] == "current"])')" = "set False [('current', '$A', '$B')]" ]
 check "…B is current" [ "$("$CUSTODY_BIN" get -t OAuthTokenIssuer -o thumbprint 2>/dev/null)" = "$B" ]
 
 run set -t OAuthTokenIssuer --thumbprint "$A" --roll --effective-date "$soon"
@@ -170,8 +172,10 @@ run remove -t Default </dev/null
 check "remove of another type's current certificate: exit 2 too" [ "$rc" -eq 2 ]
 check "…says what would break" grep -q "Default/node1's current certificate $A is in use: .*--force" <<<"$err"
 check "…nothing written" unchanged
-run remove -t Default --force
+run remove -t Default --force -o json
 check "remove --force: exit 0" [ "$rc" -eq 0 ]
+check "…-o json: what was removed (dry_run false, current A -> none)" \
+	[ "$(py 'print(d["command"], d["dry_run"], [(c["old_thumbprint"], c["new_thumbprint"]) for c in d["changes"] if c["slot"] == "current"])')" = "remove False [('$A', None)]" ]
 
 "$CUSTODY_BIN" -q set -t Default --thumbprint "$A" || not_ok "set Default again"
 "$CUSTODY_BIN" -q set -t Default --thumbprint "$B" || not_ok "set Default to B"
