@@ -5,10 +5,12 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <custody/audit.h>
@@ -559,6 +561,21 @@ cli_store_thumbprint(struct cli *cli, const char *query,
 	snprintf(out, CUSTODY_THUMBPRINT_HEX + 1, "%s", recs[index].thumbprint);
 out:
 	custody_cert_records_free(recs, n);
+	return r;
+}
+
+int
+cli_check_new_file(struct cli *cli, const char *path, const char *option)
+{
+	struct stat sb;
+	int r;
+
+	if (lstat(path, &sb) != 0)
+		return CUSTODY_OK;
+	r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot create %s: %s", path,
+			    strerror(EEXIST));
+	custody_err_hint(&cli->err, "an existing file is never overwritten: choose "
+			 "another %s", option);
 	return r;
 }
 

@@ -217,6 +217,10 @@ int cli_check_thumbprint(struct cli *cli, const char *query);
  * prefix, SHA-1 or SHA-256) names: 40 upper-case hex into out. */
 int cli_store_thumbprint(struct cli *cli, const char *query,
 			 char out[CUSTODY_THUMBPRINT_HEX + 1]);
+/* A dry run's check of a file a write would create (never overwritten):
+ * refused as the create would be, when PATH exists. */
+int cli_check_new_file(struct cli *cli, const char *path, const char *option);
+
 /* The start of a command on one stored certificate (export-package,
  * seal): the query checked before anything opens, -o json for a dry run
  * only, the store opened (a dry run makes none) and the query matched in

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -40,17 +39,11 @@ struct export_opts {
 static int
 dry_run(struct cli *cli, const struct export_opts *o, const char *thumbprint)
 {
-	struct stat sb;
 	json_t *plan;
 	int r, in_store;
 
-	if (lstat(o->out, &sb) == 0) {
-		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot create %s: %s", o->out,
-				    strerror(EEXIST));
-		custody_err_hint(&cli->err, "an existing file is never overwritten: "
-				 "choose another --out");
+	if ((r = cli_check_new_file(cli, o->out, "--out")) != CUSTODY_OK)
 		return r;
-	}
 	if ((r = cli_open_token(cli)) != CUSTODY_OK ||
 	    (r = custody_cluster_export_check(cli->token, cli->store, thumbprint,
 					      &in_store, &cli->err)) != CUSTODY_OK)

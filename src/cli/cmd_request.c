@@ -32,6 +32,7 @@ enum {
 	OPT_DAYS,
 	OPT_REPLICABLE,
 	OPT_KEY_ID,
+	OPT_DRY_RUN,
 };
 
 struct request_opts {
@@ -44,6 +45,7 @@ struct request_opts {
 	const char *key_id;	/* a new request for this key on the token */
 	int self_signed;
 	int replicable;
+	int dry_run;
 	struct change_opts change;	/* -t, -i, --roll --effective-date */
 };
 
@@ -158,6 +160,7 @@ check_options(struct cli *cli, struct request_opts *o, struct request *rq)
 		return r;
 	lib->csr_path = o->csr;
 	lib->replicable = o->replicable;
+	cli->preview = o->dry_run;	/* a dry run makes no store */
 	lib->now = cli->now;
 	lib->node = cli->node;
 	if (o->self_signed)
@@ -269,6 +272,64 @@ out:
 	return r;
 }
 
+/* The request file, made before the key (a dry run only checks that it
+ * can be: it makes no file). */
+static int
+new_file(struct cli *cli, custody_request *lib)
+{
+	if (cli->preview)
+		return cli_check_new_file(cli, lib->csr_path, "--csr");
+	return custody_request_create_file(lib, &cli->err);
+}
+
+/* --dry-run: everything checked up to the key pair, which is not made;
+ * says what would be. */
+static int
+dry_run(struct cli *cli, const struct request *rq)
+{
+	const custody_request *lib = &rq->lib;
+	const char *tok = custody_token_label(cli->token);
+	json_t *plan = plan_new("request");
+
+	cli_say(cli, "request: would %s (dry run, nothing written)",
+		lib->existing_key ? "sign a new request with the key pair on the token" :
+		"generate a key pair on the token");
+	if (!lib->existing_key) {
+		cli_say(cli, "  would create a %s key pair labelled %s on token %s",
+			lib->spec.name, lib->label, tok);
+		plan_add_object(plan, "created", json_pack("{s:s, s:s, s:s, s:s}", "object",
+							   "key_pair", "where", "token", "label",
+							   lib->label, "key_algorithm",
+							   lib->spec.name));
+	}
+	if (lib->csr_path != NULL) {
+		cli_say(cli, "  would write the request for %s to %s", lib->subject_text,
+			lib->csr_path);
+		plan_add_object(plan, "created", json_pack("{s:s, s:s, s:s?, s:s}", "object",
+							   "csr_file", "where", lib->csr_path,
+							   "key_id", lib->existing_key ?
+							   lib->key_id : NULL,
+							   "subject", lib->subject_text));
+		return plan_print(cli, plan);
+	}
+	cli_say(cli, "  would create a self-signed certificate for %s, valid %ld days, on "
+		"token %s and in the store", lib->subject_text, lib->days, tok);
+	plan_add_object(plan, "created", json_pack("{s:s, s:s, s:s}", "object", "certificate",
+						   "where", "token", "subject", lib->subject_text));
+	plan_add_object(plan, "created", json_pack("{s:s, s:s}", "object",
+						   "certificate_record", "where", "store"));
+	if (rq->change.type != NULL) {
+		cli_say(cli, "  would make it %s of %s/%s", rq->change.roll ? "pending" :
+			"current", rq->change.type, rq->change.identity);
+		json_array_append_new(json_object_get(plan, "changes"),
+			json_pack("{s:s, s:s, s:s, s:n, s:n}", "type", rq->change.type,
+				  "identity", rq->change.identity, "slot",
+				  rq->change.roll ? "pending" : "current", "old_thumbprint",
+				  "new_thumbprint"));
+	}
+	return plan_print(cli, plan);
+}
+
 /* A new request for a key pair already on the token: the key is found
  * and held to the policy before the request file is made. */
 static int
@@ -283,7 +344,7 @@ prepare_existing(struct cli *cli, struct request *rq, const char *key_id)
 	    (r = custody_request_check_key_policy(&cli->cfg.policy, &lib->spec, &cli->err)) !=
 	    CUSTODY_OK)
 		return r;
-	return custody_request_create_file(lib, &cli->err);
+	return new_file(cli, lib);
 }
 
 /* The steps up to the key pair: the store, the file, the token. */
@@ -295,8 +356,7 @@ prepare(struct cli *cli, struct request *rq)
 
 	/* The output file exists before the key does. */
 	if ((lib->csr_path == NULL && (r = cli_open_store(cli)) != CUSTODY_OK) ||
-	    (lib->csr_path != NULL &&
-	     (r = custody_request_create_file(lib, &cli->err)) != CUSTODY_OK))
+	    (lib->csr_path != NULL && (r = new_file(cli, lib)) != CUSTODY_OK))
 		return r;
 	/* The token, able to make the key, and the label free on it. */
 	if ((r = cli_open_token(cli)) != CUSTODY_OK ||
@@ -316,8 +376,8 @@ prepare(struct cli *cli, struct request *rq)
 const char cmd_request_usage[] =
 	"custody request --subject DN [--san DNS:a,DNS:b,...] [--key SPEC] [--label L]\n"
 	"                [--replicable] (--csr FILE | --self-signed --days N\n"
-	"                [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]])\n"
-	"custody request --key-id K [--subject DN [--san ...]] --csr FILE\n"
+	"                [-t TYPE [-i IDENTITY] [--roll --effective-date TIME]]) [--dry-run]\n"
+	"custody request --key-id K [--subject DN [--san ...]] --csr FILE [--dry-run]\n"
 	"\n"
 	"Generates the key pair inside the token (never outside; not extractable),\n"
 	"then writes a PKCS#10 request signed by it to a new FILE, or creates a\n"
@@ -338,7 +398,10 @@ const char cmd_request_usage[] =
 	"  --self-signed --days N    make a self-signed certificate valid for N days\n"
 	"  -t, --type TYPE           also assign it, as `custody set` does\n"
 	"  -i, --identity IDENTITY   where to assign it\n"
-	"  --roll --effective-date TIME   stage it to become current at TIME\n";
+	"  --roll --effective-date TIME   stage it to become current at TIME\n"
+	"  --dry-run                 check everything (names, policy, file, token, label)\n"
+	"                            and say what would be made, make nothing (-o json:\n"
+	"                            the plan as data)\n";
 
 int
 cmd_request(struct cli *cli, int argc, char **argv)
@@ -354,6 +417,7 @@ cmd_request(struct cli *cli, int argc, char **argv)
 		CLI_OPT_TEXT("days", OPT_DAYS, &o.days),
 		CLI_OPT_FLAG("replicable", OPT_REPLICABLE, &o.replicable),
 		CLI_OPT_TEXT("key-id", OPT_KEY_ID, &o.key_id),
+		CLI_OPT_FLAG("dry-run", OPT_DRY_RUN, &o.dry_run),
 		CHANGE_OPTIONS(&o.change),
 		{NULL},
 	};
@@ -369,15 +433,17 @@ cmd_request(struct cli *cli, int argc, char **argv)
 	 * 2. the store, the request file, the token. */
 	if ((r = check_options(cli, &o, &rq)) != CUSTODY_OK)
 		goto out;
-	if (o.key_id != NULL) {
-		if ((r = prepare_existing(cli, &rq, o.key_id)) != CUSTODY_OK)
-			goto out;
-	} else if ((r = prepare(cli, &rq)) != CUSTODY_OK ||
-		   /* 3. The key pair, inside the token. */
-		   (r = custody_request_generate(cli->token, &rq.lib, &cli->err)) !=
-		   CUSTODY_OK) {
+	if ((r = o.key_id != NULL ? prepare_existing(cli, &rq, o.key_id) :
+		 prepare(cli, &rq)) != CUSTODY_OK)
+		goto out;
+	if (o.dry_run) {
+		r = dry_run(cli, &rq);
 		goto out;
 	}
+	/* 3. The key pair, inside the token. */
+	if (o.key_id == NULL &&
+	    (r = custody_request_generate(cli->token, &rq.lib, &cli->err)) != CUSTODY_OK)
+		goto out;
 	/* 4. Signed inside the token, checked, written, recorded. */
 	if (o.csr != NULL)
 		r = make_csr(cli, &rq);

@@ -234,4 +234,32 @@ run export --thumbprint "$A" --out "$T/new.pkg"
 check "…refused the same way as export when there is nothing to wrap it under ($real)" [ "$rc" -eq "$real" ]
 rm -f "$T/new.pkg"
 
+
+# ------------------------------------------------------------ request
+snap
+run request --subject "CN=dry.custody.test,O=custody test" --key ec:p256 --csr "$T/dry.csr" --dry-run -o json
+check "request --csr --dry-run -o json: exit 0" [ "$rc" -eq 0 ]
+check "…the plan: a key pair on the token and the request file" \
+	[ "$(py 'print(d["command"], d["dry_run"], [(o["object"], o["where"]) for o in d["created"]])')" = "request True [('key_pair', 'token'), ('csr_file', '$T/dry.csr')]" ]
+check "…no request file made" [ ! -e "$T/dry.csr" ]
+check "…no key generated, nothing written" unchanged
+touch "$T/exists.csr"
+run request --subject "CN=dry.custody.test" --csr "$T/exists.csr"
+real=$rc
+run request --subject "CN=dry.custody.test" --csr "$T/exists.csr" --dry-run
+check "request --dry-run to an existing file: refused as request is ($real)" [ "$real" -eq 1 -a "$rc" -eq "$real" ]
+check "…nothing written" unchanged
+run request --subject "CN=dry.custody.test" --key rsa:1024 --csr "$T/dry.csr"
+real=$rc
+run request --subject "CN=dry.custody.test" --key rsa:1024 --csr "$T/dry.csr" --dry-run
+check "request --dry-run of a key spec refused: refused as request is ($real)" [ "$real" -ne 0 -a "$rc" -eq "$real" ]
+check "…nothing written" unchanged
+run request --subject "CN=self.custody.test" --self-signed --days 30 -t Default -i global --dry-run -o json
+check "request --self-signed -t --dry-run -o json: a certificate, its record and the change" \
+	[ "$rc" -eq 0 -a "$(py 'print([o["object"] for o in d["created"]], [(c["type"], c["identity"], c["slot"]) for c in d["changes"]])')" = "['key_pair', 'certificate', 'certificate_record'] [('Default', 'global', 'current')]" ]
+check "…nothing written" unchanged
+run request --key-id "$(py 'print("0"*40)' <<<'{}')" --subject "CN=x" --csr "$T/dry.csr" --dry-run
+check "request --key-id of no key --dry-run: refused as request is (exit 1)" [ "$rc" -eq 1 -a ! -e "$T/dry.csr" ]
+check "…nothing written" unchanged
+
 done_testing
