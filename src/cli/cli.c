@@ -586,8 +586,7 @@ cli_begin_on_stored_cert(struct cli *cli, const char *query, int dry_run,
 	int r;
 
 	if ((r = cli_check_thumbprint(cli, query)) != CUSTODY_OK ||
-	    (r = cli_check_output(cli, (1u << OUT_TABLE) |
-				  (dry_run ? 1u << OUT_JSON : 0))) != CUSTODY_OK)
+	    (r = cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON))) != CUSTODY_OK)
 		return r;
 	cli->preview = dry_run;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK)

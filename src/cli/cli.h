@@ -222,9 +222,9 @@ int cli_store_thumbprint(struct cli *cli, const char *query,
 int cli_check_new_file(struct cli *cli, const char *path, const char *option);
 
 /* The start of a command on one stored certificate (export-package,
- * seal): the query checked before anything opens, -o json for a dry run
- * only, the store opened (a dry run makes none) and the query matched in
- * it. */
+ * seal): the query checked before anything opens (-o json: the plan's
+ * object, a dry run's or what was done), the store opened (a dry run
+ * makes none) and the query matched in it. */
 int cli_begin_on_stored_cert(struct cli *cli, const char *query, int dry_run,
 			     char out[CUSTODY_THUMBPRINT_HEX + 1]);
 

@@ -33,13 +33,27 @@ struct export_opts {
 	int dry_run;
 };
 
+/* The export as plan data: the package file it makes (package: where the
+ * package comes from, in a plan; kcv: the KEK it is wrapped under, once
+ * made). */
+static json_t *
+export_plan(const char *thumbprint, const char *out, const char *package,
+	    const char *kcv)
+{
+	json_t *plan = plan_new("export");
+
+	plan_add_object(plan, "created", json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "object",
+						   "package_file", "thumbprint", thumbprint,
+						   "where", out, "package", package, "kcv", kcv));
+	return plan;
+}
+
 /* --dry-run: the file is not made (an existing one refused as the export
  * would), the package not wrapped, nothing audited; says which package
  * would go where. */
 static int
 dry_run(struct cli *cli, const struct export_opts *o, const char *thumbprint)
 {
-	json_t *plan;
 	int r, in_store;
 
 	if ((r = cli_check_new_file(cli, o->out, "--out")) != CUSTODY_OK)
@@ -51,12 +65,8 @@ dry_run(struct cli *cli, const struct export_opts *o, const char *thumbprint)
 	cli_say(cli, "export %s: would write %s to %s (dry run, nothing written)", thumbprint,
 		in_store ? "the store's package of its key" :
 		"its private key wrapped now under the KEK of this token", o->out);
-	plan = plan_new("export");
-	plan_add_object(plan, "created", json_pack("{s:s, s:s, s:s, s:s}", "object",
-						   "package_file", "thumbprint", thumbprint,
-						   "where", o->out, "package",
-						   in_store ? "store" : "wrapped now"));
-	return plan_print(cli, plan);
+	return plan_print(cli, export_plan(thumbprint, o->out,
+					   in_store ? "store" : "wrapped now", NULL));
 }
 
 const char cmd_export_usage[] =
@@ -72,7 +82,8 @@ const char cmd_export_usage[] =
 	"  --thumbprint X            the certificate whose key goes\n"
 	"  --out FILE                the new file\n"
 	"  --dry-run                 say which package would go where, make no file\n"
-	"                            (-o json: the plan as data)\n";
+	"                            (-o json: the plan as data; without --dry-run,\n"
+	"                            the file made)\n";
 
 int
 cmd_export(struct cli *cli, int argc, char **argv)
@@ -136,7 +147,10 @@ cmd_export(struct cli *cli, int argc, char **argv)
 	cli_say(cli, "wrote the package of %s (key id %s, wrapped under KEK %s) to %s; "
 		"import it on a member with custody import --package FILE",
 		thumbprint, pkg.key_id, pkg.kcv, o.out);
-	printf("%s\n", thumbprint);
+	if (cli->output == OUT_JSON)
+		r = plan_print(cli, plan_done(export_plan(thumbprint, o.out, NULL, pkg.kcv), 0));
+	else
+		printf("%s\n", thumbprint);
 out:
 	if (fd >= 0)
 		close(fd);

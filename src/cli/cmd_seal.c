@@ -24,27 +24,44 @@ struct seal_opts {
 	int force, dry_run;
 };
 
-/* --dry-run: the seal's checks, then what it would change. */
+/* The seal as plan data: one attribute of one private key. */
+static json_t *
+seal_plan(const char *thumbprint, const char *key_id)
+{
+	json_t *plan = plan_new("seal");
+
+	json_object_set_new(plan, "modified", json_pack("[{s:s, s:s, s:s, s:s, s:s, s:b}]",
+		"object", "private_key", "key_id", key_id, "where", "token",
+		"thumbprint", thumbprint, "attribute", "CKA_EXTRACTABLE", "value", 0));
+	return plan;
+}
+
+/* --dry-run: the seal's checks, then what it would change; without it,
+ * the seal.  -o json: the plan, or what was done. */
 static int
-dry_run(struct cli *cli, const struct seal_opts *o, const char *thumbprint)
+seal(struct cli *cli, const struct seal_opts *o, const char *thumbprint)
 {
 	custody_cert_record cert;
-	json_t *plan;
 	int r;
 
 	memset(&cert, 0, sizeof(cert));
-	if ((r = custody_cluster_seal_check(cli->token, cli->store, cli->node, thumbprint,
-					    o->force, &cli->err)) != CUSTODY_OK ||
-	    (r = custody_store_get_cert(cli->store, thumbprint, &cert, &cli->err)) != CUSTODY_OK)
+	if ((r = custody_store_get_cert(cli->store, thumbprint, &cert, &cli->err)) != CUSTODY_OK)
 		goto out;
-	cli_say(cli, "seal %s: would turn CKA_EXTRACTABLE off for key id %s on token %s "
-		"(irreversible; dry run, nothing written)", thumbprint, cert.key_id,
-		custody_token_label(cli->token));
-	plan = plan_new("seal");
-	json_object_set_new(plan, "modified", json_pack("[{s:s, s:s, s:s, s:s, s:s, s:b}]",
-		"object", "private_key", "key_id", cert.key_id, "where", "token",
-		"thumbprint", thumbprint, "attribute", "CKA_EXTRACTABLE", "value", 0));
-	r = plan_print(cli, plan);
+	if (o->dry_run) {
+		if ((r = custody_cluster_seal_check(cli->token, cli->store, cli->node, thumbprint,
+						    o->force, &cli->err)) != CUSTODY_OK)
+			goto out;
+		cli_say(cli, "seal %s: would turn CKA_EXTRACTABLE off for key id %s on token %s "
+			"(irreversible; dry run, nothing written)", thumbprint, cert.key_id,
+			custody_token_label(cli->token));
+	} else if ((r = custody_cluster_seal(cli->token, cli->store, cli->node, thumbprint,
+					     o->force, &cli->err)) != CUSTODY_OK) {
+		goto out;
+	}
+	if (cli->output == OUT_JSON)
+		r = plan_print(cli, plan_done(seal_plan(thumbprint, cert.key_id), o->dry_run));
+	else if (!o->dry_run)
+		printf("%s\n", thumbprint);
 out:
 	custody_cert_record_clear(&cert);
 	return r;
@@ -62,7 +79,7 @@ const char cmd_seal_usage[] =
 	"  --thumbprint X            the certificate whose key is sealed\n"
 	"  --force                   seal although a node does not report the key\n"
 	"  --dry-run                 check as the seal does, change nothing (-o json:\n"
-	"                            the plan as data)\n";
+	"                            the plan as data; without --dry-run, what was done)\n";
 
 int
 cmd_seal(struct cli *cli, int argc, char **argv)
@@ -87,11 +104,5 @@ cmd_seal(struct cli *cli, int argc, char **argv)
 		return r;
 	cli_say(cli, "custody seal %s: node %s, token %s (serial %s)", thumbprint, cli->node,
 		custody_token_label(cli->token), custody_token_serial(cli->token));
-	if (o.dry_run)
-		return dry_run(cli, &o, thumbprint);
-	if ((r = custody_cluster_seal(cli->token, cli->store, cli->node, thumbprint, o.force,
-				      &cli->err)) != CUSTODY_OK)
-		return r;
-	printf("%s\n", thumbprint);
-	return CUSTODY_OK;
+	return seal(cli, &o, thumbprint);
 }

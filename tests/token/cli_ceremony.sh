@@ -233,8 +233,14 @@ on node1 seal --thumbprint "$issuer" --dry-run -o json
 check "seal --dry-run -o json: exit 0, the plan turns CKA_EXTRACTABLE off" \
 	[ "$rc" -eq 0 -a "$(python3 -c 'import json,sys; d=json.load(sys.stdin); m=d["modified"][0]; print(d["dry_run"], m["attribute"], m["value"])' <<<"$out")" = "True CKA_EXTRACTABLE False" ]
 check "…nothing written (the key stays extractable, no audit entry)" [ "$(state)" = "$before" ]
-on node1 seal --thumbprint "$issuer"
-check "once node1, node2 and node3 report the key, seal exits 0" [ "$rc" -eq 0 -a "$out" = "$issuer" ]
+on node1 seal --thumbprint "$issuer" -o json
+check "once node1, node2 and node3 report the key, seal exits 0" [ "$rc" -eq 0 ]
+check "…-o json: what was done (dry_run false, CKA_EXTRACTABLE off for its key)" python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+assert d["command"] == "seal" and d["dry_run"] is False, d
+m = d["modified"][0]
+assert m["thumbprint"] == sys.argv[2] and m["attribute"] == "CKA_EXTRACTABLE" and m["value"] is False, m' "$out" "$issuer"
 check "…and narrates that every member holds it" grep -q "node node3: holds it" <<<"$err"
 check "…and the audit log says so" [ "$(q "SELECT count(*) FROM audit WHERE action='seal' AND thumbprint='$issuer'")" -eq 1 ]
 
@@ -242,8 +248,14 @@ check "…and the audit log says so" [ "$(q "SELECT count(*) FROM audit WHERE ac
 make_p12 moved moved.custody.test 30
 on node1 import --path "$T/moved.p12" --replicable
 moved=$out
-on node1 export --thumbprint "$moved" --out "$T/moved.pkg"
+on node1 export --thumbprint "$moved" --out "$T/moved.pkg" -o json
 check "export writes the package to a new file" [ "$rc" -eq 0 -a -s "$T/moved.pkg" ]
+check "…-o json: the file it made and the KEK (dry_run false)" python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+c = d["created"][0]
+assert d["command"] == "export" and d["dry_run"] is False, d
+assert (c["object"], c["where"], c["thumbprint"], c["kcv"]) == ("package_file", sys.argv[2], sys.argv[3], sys.argv[4]), c' "$out" "$T/moved.pkg" "$moved" "$kcv"
 check "…readable by its owner only" [ "$(stat -c %a "$T/moved.pkg")" = 600 ]
 check "…in the documented format" python3 -c '
 import json, sys
