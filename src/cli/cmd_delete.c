@@ -222,11 +222,11 @@ plan_object(json_t *plan, const char *object, const char *key_id, const char *wh
 /* Prints what would go (--dry-run): text on stderr, data into plan. */
 static void
 show_plan(struct cli *cli, const struct delete_plan *p,
-	  const custody_assignment *all, size_t n_all, json_t *plan)
+	  const custody_assignment *all, size_t n_all, json_t *plan, int dry_run)
 {
 	const custody_cert_record *v = p->victim;
 	const char *label = custody_token_label(cli->token);
-	FILE *f = cli->quiet ? NULL : stderr;
+	FILE *f = cli->quiet || !dry_run ? NULL : stderr;
 	size_t i;
 
 	if (f != NULL)
@@ -331,7 +331,7 @@ static int
 delete_victim(struct cli *cli, const struct delete_opts *o, struct delete_plan *plan,
 	      const custody_cert_record *recs, size_t n, size_t *clears)
 {
-	json_t *data;
+	json_t *data = NULL;
 	const char *thumbprint = plan->victim->thumbprint;
 	custody_assignment *all = NULL;
 	size_t n_all = 0, i;
@@ -344,10 +344,12 @@ delete_victim(struct cli *cli, const struct delete_opts *o, struct delete_plan *
 	    (r = check_assignments(cli, o, plan, recs, n, all, n_all, clears)) != CUSTODY_OK ||
 	    (r = plan_package(cli, plan)) != CUSTODY_OK)
 		goto out;
+	/* The plan as data: a dry run's, or (-o json) what is done. */
+	data = plan_new("delete");
+	show_plan(cli, plan, all, n_all, data, o->dry_run);
 	if (o->dry_run) {
-		data = plan_new("delete");
-		show_plan(cli, plan, all, n_all, data);
 		r = plan_print(cli, data);
+		data = NULL;
 		goto out;	/* rolled back: nothing was written */
 	}
 	for (i = 0; i < n_all; i++) {
@@ -368,9 +370,13 @@ delete_victim(struct cli *cli, const struct delete_opts *o, struct delete_plan *
 	    /* The token last: if it fails, the store transaction is rolled back. */
 	    (r = destroy_objects(cli, plan)) != CUSTODY_OK)
 		goto out;
-	r = custody_txn_commit(&tx);
+	if ((r = custody_txn_commit(&tx)) == CUSTODY_OK) {
+		r = plan_print(cli, plan_done(data, 0));
+		data = NULL;
+	}
 out:
 	custody_txn_end(&tx, r);
+	json_decref(data);
 	free(all);
 	return r;
 }
@@ -391,7 +397,8 @@ const char cmd_delete_usage[] =
 	"                            prefix of at least 8 hex digits\n"
 	"  --force                   also clear the assignment slots that name X\n"
 	"  --dry-run                 print each object and slot that would go, change\n"
-	"                            nothing; with -o json the plan as data on stdout\n";
+	"                            nothing; with -o json the plan as data on stdout\n"
+	"                            (without --dry-run: what went, \"dry_run\": false)\n";
 
 int
 cmd_delete(struct cli *cli, int argc, char **argv)
@@ -415,8 +422,7 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 		return cli_usage_error(cli, "--thumbprint X is required");
 	if ((r = cli_check_thumbprint(cli, o.thumbprint)) != CUSTODY_OK)
 		return r;
-	if ((r = cli_check_output(cli, (1u << OUT_TABLE) |
-				  (o.dry_run ? 1u << OUT_JSON : 0))) != CUSTODY_OK)
+	if ((r = cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON))) != CUSTODY_OK)
 		return r;
 	cli->preview = o.dry_run;	/* a dry run makes no store */
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||

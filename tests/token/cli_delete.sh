@@ -94,11 +94,13 @@ check "delete --force --dry-run exits 0" [ "$rc" -eq 0 ]
 check "…would clear A's slot" grep -q "would clear WebServicesInternal/node1" <<<"$err"
 check "…nothing changed" [ "$(state)" = "$before" ]
 n=$(count_objects)
-run delete --thumbprint "$A" --force
+run delete --thumbprint "$A" --force -o json
 check "delete --force of an assigned A exits 0" [ "$rc" -eq 0 ]
 check "…clears A's slot and keeps the key for B" \
 	grep -qx "removed certificate $A; its key (key id $K) stays: $B uses it; its assignments were cleared" <<<"$err"
 check "…one object went" [ "$(count_objects)" -eq $((n - 1)) ]
+check "…-o json: what went (dry_run false): the certificate, and A's slot cleared" \
+	[ "$(py 'print(d["command"], d["dry_run"], [o["object"] for o in d["deleted"]], [(c["slot"], c["old_thumbprint"], c["new_thumbprint"]) for c in d["changes"] if c["old_thumbprint"] == "'"$A"'"])')" = "delete False ['certificate'] [('current', '$A', None)]" ]
 run get -t WebServicesInternal -o json
 check "…B stays previous, nothing current" \
 	[ "$(py 'print(d[0]["current"], d[0]["previous"]["thumbprint"])')" = "None $B" ]
