@@ -55,6 +55,9 @@ kek_authority(struct cli *cli)
 	cli_say(cli, "cluster authority %s: %s", fp,
 		held ? "its private key is on this token: node admit runs here"
 		     : "its private key is on another member's token");
+	if (cli->output == OUT_JSON)
+		return out_json(cli, json_pack("{s:s, s:b}", "authority_fingerprint", fp,
+					       "held_here", held));
 	printf("%s\n", fp);
 	return CUSTODY_OK;
 }
@@ -73,7 +76,9 @@ const char cmd_kek_usage[] =
 	"narrated on stderr: keep (and sign) the transcript.\n"
 	"authority: prints the cluster authority's fingerprint, which every enrolling\n"
 	"node confirms; in a cluster made by an earlier custody it creates the\n"
-	"authority on this token, which must hold the KEK.\n";
+	"authority on this token, which must hold the KEK.\n"
+	"With -o json: {\"kcv\", \"node\"} (create) or {\"authority_fingerprint\",\n"
+	"\"held_here\"} (authority).\n";
 
 int
 cmd_kek(struct cli *cli, int argc, char **argv)
@@ -92,7 +97,7 @@ cmd_kek(struct cli *cli, int argc, char **argv)
 				       o.action);
 	if (o.extra != NULL)
 		return cli_usage_error(cli, "unexpected argument '%s'", o.extra);
-	if ((r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
+	if ((r = cli_check_output(cli, (1u << OUT_TABLE) | (1u << OUT_JSON))) != CUSTODY_OK)
 		return r;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
 	    (r = cli_open_token(cli)) != CUSTODY_OK ||
@@ -113,6 +118,8 @@ cmd_kek(struct cli *cli, int argc, char **argv)
 		return r;
 	cli_say(cli, "next: on each new node, custody node enroll; then here, with the "
 		"SO PIN, custody node admit NODE; then on that node, custody node join");
+	if (cli->output == OUT_JSON)
+		return out_json(cli, json_pack("{s:s, s:s}", "kcv", kcv, "node", cli->node));
 	printf("%s\n", kcv);
 	return CUSTODY_OK;
 }

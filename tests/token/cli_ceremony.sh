@@ -37,6 +37,11 @@ check "kek authority prints the authority's fingerprint" \
 	bash -c '[ '"$rc"' -eq 0 ] && [[ "'"$authority"'" =~ ^([0-9A-F]{2}:){15}[0-9A-F]{2}$ ]]'
 check "…the one kek create narrated" grep -q "cluster authority fingerprint $authority" <<<"$create_err"
 check "…and says its key is on this token" grep -q "its private key is on this token" <<<"$err"
+on node1 kek authority -o json
+check "kek authority -o json: the fingerprint, held here" python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+assert d == {"authority_fingerprint": sys.argv[2], "held_here": True}, d' "$out" "$authority"
 check "node1 is the first member" [ "$(q "SELECT state FROM nodes WHERE name='node1'")" = joined ]
 before=$(state)
 on node2 kek create
