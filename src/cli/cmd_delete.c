@@ -326,12 +326,12 @@ destroy_objects(struct cli *cli, const struct delete_plan *p)
 
 /* Which assignments (as stored, any slot) name the victim or its key,
  * then the store's part and the token's, in one transaction; a dry run
- * only shows it and writes nothing.  *clears: how many were cleared. */
+ * only shows it and writes nothing.  *clears: how many were cleared;
+ * *done: the plan as data (the caller's, printed once it holds). */
 static int
 delete_victim(struct cli *cli, const struct delete_opts *o, struct delete_plan *plan,
-	      const custody_cert_record *recs, size_t n, size_t *clears)
+	      const custody_cert_record *recs, size_t n, size_t *clears, json_t **done)
 {
-	json_t *data = NULL;
 	const char *thumbprint = plan->victim->thumbprint;
 	custody_assignment *all = NULL;
 	size_t n_all = 0, i;
@@ -345,13 +345,10 @@ delete_victim(struct cli *cli, const struct delete_opts *o, struct delete_plan *
 	    (r = plan_package(cli, plan)) != CUSTODY_OK)
 		goto out;
 	/* The plan as data: a dry run's, or (-o json) what is done. */
-	data = plan_new("delete");
-	show_plan(cli, plan, all, n_all, data, o->dry_run);
-	if (o->dry_run) {
-		r = plan_print(cli, data);
-		data = NULL;
+	*done = plan_new("delete");
+	show_plan(cli, plan, all, n_all, *done, o->dry_run);
+	if (o->dry_run)
 		goto out;	/* rolled back: nothing was written */
-	}
 	for (i = 0; i < n_all; i++) {
 		if (clear_slots(&all[i], thumbprint) == 0)
 			continue;
@@ -370,13 +367,9 @@ delete_victim(struct cli *cli, const struct delete_opts *o, struct delete_plan *
 	    /* The token last: if it fails, the store transaction is rolled back. */
 	    (r = destroy_objects(cli, plan)) != CUSTODY_OK)
 		goto out;
-	if ((r = custody_txn_commit(&tx)) == CUSTODY_OK) {
-		r = plan_print(cli, plan_done(data, 0));
-		data = NULL;
-	}
+	r = custody_txn_commit(&tx);
 out:
 	custody_txn_end(&tx, r);
-	json_decref(data);
 	free(all);
 	return r;
 }
@@ -413,6 +406,7 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 	struct delete_plan plan;
 	custody_cert_record *recs = NULL;
 	size_t n = 0, index, clears = 0;
+	json_t *done = NULL;
 	int r;
 
 	memset(&plan, 0, sizeof(plan));
@@ -433,8 +427,13 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 		goto out;
 	plan.victim = &recs[index];
 	if ((r = plan_key(cli, recs, n, &plan)) != CUSTODY_OK ||
-	    (r = delete_victim(cli, &o, &plan, recs, n, &clears)) != CUSTODY_OK || o.dry_run)
+	    (r = delete_victim(cli, &o, &plan, recs, n, &clears, &done)) != CUSTODY_OK)
 		goto out;
+	if (o.dry_run) {
+		r = plan_print(cli, done);
+		done = NULL;
+		goto out;
+	}
 	if (plan.key_stays)
 		cli_say(cli, "removed certificate %s; its key (key id %s) stays: %s uses it%s%s",
 			plan.victim->thumbprint, plan.victim->key_id, plan.sharers,
@@ -446,7 +445,10 @@ cmd_delete(struct cli *cli, int argc, char **argv)
 			custody_token_label(cli->token),
 			clears > 0 ? "; its assignments were cleared" : "",
 			plan.has_package ? "; its key package was deleted from the store" : "");
+	r = plan_print(cli, plan_done(done, 0));
+	done = NULL;
 out:
+	json_decref(done);
 	custody_cert_records_free(recs, n);
 	custody_package_record_clear(&plan.package);
 	return r;
