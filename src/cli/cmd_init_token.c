@@ -31,7 +31,8 @@ cmd_init_token(struct cli *cli, int argc, char **argv)
 	custody_token_spec spec;
 	int r;
 
-	if ((r = cli_parse(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK)
+	if ((r = cli_parse(cli, argc, argv, options, "", NULL, NULL)) != CUSTODY_OK ||
+	    (r = cli_check_output(cli, 1u << OUT_TABLE)) != CUSTODY_OK)
 		return r;
 	if (label == NULL || label[0] == '\0' || strlen(label) > 32)
 		return cli_usage_error(cli, "--label LABEL (1 to 32 characters) is required");

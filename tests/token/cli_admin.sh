@@ -125,5 +125,10 @@ run gett
 check "an unknown command: exit 2" [ "$rc" -eq 2 ]
 check "…did you mean get?" grep -q "did you mean get?" <<<"$err"
 check "…in at most three lines" [ "$(wc -l <<<"$err")" -le 3 ]
+for args in "init-token --label x" "tag" "wizard"; do
+	run $args -o json </dev/null
+	check "$args -o json: refused, it speaks to a person (exit 2)" \
+		[ "$rc" -eq 2 -a -n "$(grep "output format json does not apply" <<<"$err")" ]
+done
 
 done_testing
