@@ -237,7 +237,7 @@ rm -f "$T/new.pkg"
 
 # ------------------------------------------------------------ request
 snap
-run request --subject "CN=dry.custody.test,O=custody test" --key ec:p256 --csr "$T/dry.csr" --dry-run -o json
+run request --subject "CN=dry.custody.test,O=custody test" --key rsa:3072 --csr "$T/dry.csr" --dry-run -o json
 check "request --csr --dry-run -o json: exit 0" [ "$rc" -eq 0 ]
 check "…the plan: a key pair on the token and the request file" \
 	[ "$(py 'print(d["command"], d["dry_run"], [(o["object"], o["where"]) for o in d["created"]])')" = "request True [('key_pair', 'token'), ('csr_file', '$T/dry.csr')]" ]

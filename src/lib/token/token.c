@@ -566,8 +566,10 @@ detach(custody_token *tok)
 	tok->mod = NULL;
 	token_lock_release(tok->lock);
 	tok->lock = NULL;
-	if (tok->dl != NULL)
-		dlclose(tok->dl);
+	/* The module stays mapped for the life of the process (dlopen again
+	 * finds it): a module is not unloaded under threads it started or
+	 * state it keeps across C_Finalize — openCryptoki 3.8.1 crashes in
+	 * the C_Initialize that follows a dlclose of it. */
 	tok->dl = NULL;
 	tok->f = NULL;
 }
