@@ -44,6 +44,14 @@ int custody_store_open_existing(const char *url, custody_store **out,
 /* 1 when the custody_store_open that returned st made the store. */
 int custody_store_made(const custody_store *st);
 
+/* Closes st after a command that failed: a store this open made, and
+ * that nothing has written to since (this process or another), is
+ * removed again, so that a refused first write leaves no store.  A
+ * connection of another process that opened it meanwhile finds it gone
+ * at its next write (EFAIL "... was removed ...": run again).  A
+ * PostgreSQL database keeps the schema made in it.  NULL is accepted. */
+void custody_store_close_failed(custody_store *st);
+
 /* The store as messages name it: its path, or its host and database
  * (never a user or password). */
 const char *custody_store_where(const custody_store *st);

@@ -232,7 +232,9 @@ main(int argc, char **argv)
 	}
 	if (cli.token != NULL)
 		cli_close_token(&cli);
-	if (cli.store != NULL)
+	if (cli.store != NULL && r != CUSTODY_OK)
+		custody_store_close_failed(cli.store);	/* no store made */
+	else if (cli.store != NULL)
 		custody_store_close(cli.store);
 	custody_config_clear(&cli.cfg);
 	OPENSSL_cleanse(&cli.err, sizeof(cli.err));

@@ -37,6 +37,14 @@ done
 
 make_p12 a a.custody.test 365
 make_p12 b b.custody.test 365
+# A first write that is refused leaves no store (nor its -wal, -shm).
+for args in "set -t OAuthTokenIssuer --thumbprint 0123456789ABCDEF0123456789ABCDEF01234567" \
+	"remove -t OAuthTokenIssuer" "import --path $T/missing.p12"; do
+	run $args
+	check "$args, refused as the first write: exit ≠ 0" [ "$rc" -ne 0 ]
+	check "…leaves no store file" bash -c '! ls "$1"* >/dev/null 2>&1' _ "$db"
+	check "…and does not say it made one" bash -c '! grep -q "made the store" <<<"$1"' _ "$err"
+done
 A=$(thumbprint_of_p12 a)
 B=$(thumbprint_of_p12 b)
 run import --path "$T/a.p12"

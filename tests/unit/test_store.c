@@ -367,6 +367,50 @@ Test(store, a_read_never_makes_a_store)
 	custody_store_close(st);
 }
 
+/* A first write that fails closes with custody_store_close_failed: the
+ * store its open made is removed (with its -wal and -shm), and a
+ * connection another process opened to it meanwhile refuses to write
+ * into the removed file; a store that was written to stays. */
+Test(store, a_failed_first_write_removes_the_store_it_made)
+{
+	custody_store *made, *other = NULL;
+	custody_err err = {0};
+	custody_cert_record rec = make_cert(1, 2000000000);
+	char side[300];
+	struct stat sb;
+
+	made = open_ok();
+	cr_assert_eq(custody_store_made(made), 1);
+	cr_assert_eq(custody_store_open_existing(url, &other, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	custody_store_close_failed(made);
+	cr_assert_neq(stat(dbpath, &sb), 0, "%s stays", dbpath);
+	snprintf(side, sizeof(side), "%s-wal", dbpath);
+	cr_assert_neq(stat(side, &sb), 0, "%s stays", side);
+	snprintf(side, sizeof(side), "%s-shm", dbpath);
+	cr_assert_neq(stat(side, &sb), 0, "%s stays", side);
+	cr_assert_eq(custody_store_begin(other, &err), CUSTODY_EFAIL);
+	cr_assert(contains(err.msg, "was removed") && contains(err.msg, dbpath),
+		  "%s", err.msg);
+	cr_assert(contains(err.hint, "run the command again"), "%s", err.hint);
+	custody_store_close(other);
+	cr_assert_neq(stat(dbpath, &sb), 0, "the refused write made %s again", dbpath);
+
+	/* Written to by another connection: it stays. */
+	made = open_ok();
+	other = open_ok();
+	cr_assert_eq(custody_store_made(other), 0);
+	put_cert_ok(other, &rec);
+	custody_store_close(other);
+	custody_store_close_failed(made);
+	cr_assert_eq(stat(dbpath, &sb), 0, "a written store was removed");
+	/* Not made by this open: it stays, even empty of certificates. */
+	other = open_ok();
+	custody_store_close_failed(other);
+	cr_assert_eq(stat(dbpath, &sb), 0, "a store this open did not make was removed");
+	custody_cert_record_clear(&rec);
+}
+
 static char warned[1024];
 
 static void

@@ -92,6 +92,7 @@ enum store_sql {
 	STORE_SQL_GET_TAG,		/* kind, name                           */
 	STORE_SQL_PUT_TAG,		/* kind, name, tag                      */
 	STORE_SQL_DELETE_TAG,		/* kind, name                           */
+	STORE_SQL_COUNT_ROWS,		/* one integer: rows written since made */
 
 	STORE_SQL_COUNT
 };
@@ -223,6 +224,14 @@ struct custody_store_backend {
 	/* Queues a change notification (payload "TYPE/IDENTITY",
 	 * "certificates", "audit", ...) sent on commit; NULL: none. */
 	int (*notify)(struct store_conn *s, const char *payload, custody_err *err);
+
+	/* Inside a write transaction that found the store as its open made
+	 * it: removes the store (its files), so that a first write that was
+	 * refused leaves none; a connection of another process that opened
+	 * it meanwhile finds it gone at its next begin.  NULL: a store of
+	 * this backend is never removed (a PostgreSQL database keeps the
+	 * schema made in it). */
+	int (*unmake)(struct store_conn *s, custody_err *err);
 
 	/* custody/store.h custody_store_changed; NULL: always "maybe". */
 	int (*changed)(struct store_conn *s, int *changed, custody_err *err);

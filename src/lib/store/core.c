@@ -180,6 +180,15 @@ static const char *const standard_sql[STORE_SQL_COUNT] = {
 	"ON CONFLICT (kind, name) DO UPDATE SET tag = excluded.tag",
 	[STORE_SQL_DELETE_TAG] =
 	"DELETE FROM row_tags WHERE kind = $1 AND name = $2",
+	/* What a store made by store_core_migrate holds is its schema, the
+	 * audit head at 0 and the row_tags fact: anything else was written. */
+	[STORE_SQL_COUNT_ROWS] =
+	"SELECT (SELECT count(*) FROM certificates) "
+	"+ (SELECT count(*) FROM assignments) + (SELECT count(*) FROM audit) "
+	"+ (SELECT seq FROM audit_head WHERE id = 1) "
+	"+ (SELECT count(*) FROM nodes) + (SELECT count(*) FROM packages) "
+	"+ (SELECT count(*) FROM node_reports) + (SELECT count(*) FROM row_tags) "
+	"+ (SELECT count(*) FROM cluster_meta WHERE name <> 'row_tags')",
 };
 
 static const char *
@@ -530,6 +539,29 @@ store_core_migrate(const struct store_core *c, int create, int *made,
 out:
 	if (in_tx)
 		c->backend->rollback(c->conn);
+	return r;
+}
+
+int
+store_core_unmake(const struct store_core *c, custody_err *err)
+{
+	struct store_query q = { .sql = STORE_SQL_COUNT_ROWS };
+	char what[WHAT_MAX];
+	int64_t rows = -1;
+	int r;
+
+	if (c->backend->unmake == NULL)
+		return CUSTODY_OK;
+	if ((r = c->backend->begin(c->conn, err)) != CUSTODY_OK)
+		return r;
+	q.each_row = read_integer;
+	q.arg = &rows;
+	/* Under the write lock: no other process writes between the count
+	 * and the removal. */
+	if ((r = run(c, &q, say(what, "cannot count the rows of store %s",
+				where(c)), err)) == CUSTODY_OK && rows == 0)
+		r = c->backend->unmake(c->conn, err);
+	c->backend->rollback(c->conn);
 	return r;
 }
 

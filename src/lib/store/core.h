@@ -21,8 +21,6 @@ struct store_core {
 	struct store_conn *conn;
 };
 
-/* Brings a store just opened to CUSTODY_STORE_SCHEMA_VERSION, in one
- * transaction; refuses a store newer than this build. */
 /* EFAIL: there is no store at where (named as messages name it) yet, and
  * how one is made.  For an open without create that finds none. */
 int store_core_no_store(const char *where, custody_err *err);
@@ -30,6 +28,10 @@ int store_core_no_store(const char *where, custody_err *err);
  * it only with create (*made set), else it is an error. */
 int store_core_migrate(const struct store_core *c, int create, int *made,
 		       custody_err *err);
+/* Removes a store that holds nothing but what store_core_migrate made in
+ * it (the backend's unmake), in one write transaction; a store written
+ * meanwhile, or of a backend without unmake, stays. */
+int store_core_unmake(const struct store_core *c, custody_err *err);
 
 /* What custody/store.h's lists list, each into a malloc'ed array of its
  * record. */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <libgen.h>
+#include <limits.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -49,6 +50,8 @@
 struct store_conn {
 	sqlite3 *db;
 	char *path;
+	dev_t dev;			/* the file opened: a write checks  */
+	ino_t ino;			/* its path still names it          */
 	/* custody_store_changed: */
 	sqlite3_stmt *data_version;	/* "PRAGMA data_version", kept      */
 	int watch_fd;			/* inotify on the directory; -1     */
@@ -347,6 +350,37 @@ set_wal(struct store_conn *s, custody_err *err)
 	return CUSTODY_OK;
 }
 
+/* Which file the connection has open, for still_linked. */
+static int
+note_file(struct store_conn *s, custody_err *err)
+{
+	struct stat sb;
+
+	if (stat(s->path, &sb) != 0)
+		return custody_err_set(err, CUSTODY_EFAIL, "cannot open store %s: %s",
+				       s->path, strerror(errno));
+	s->dev = sb.st_dev;
+	s->ino = sb.st_ino;
+	return CUSTODY_OK;
+}
+
+/* A store made by a first write that was then refused is removed again
+ * (sqlite_unmake): a connection opened to it meanwhile must not write
+ * into a file no path names any more. */
+static int
+still_linked(struct store_conn *s, custody_err *err)
+{
+	struct stat sb;
+
+	if (stat(s->path, &sb) == 0 && sb.st_dev == s->dev && sb.st_ino == s->ino)
+		return CUSTODY_OK;
+	custody_err_set(err, CUSTODY_EFAIL, "store %s was removed while this "
+			"command had it open (a first write to it was refused, "
+			"and the store it made removed)", s->path);
+	custody_err_hint(err, "run the command again: nothing was written");
+	return CUSTODY_EFAIL;
+}
+
 static void
 sqlite_close(struct store_conn *s)
 {
@@ -423,7 +457,8 @@ sqlite_open(const char *location, int create, struct store_conn **out,
 			       "cannot limit the journal size")) != CUSTODY_OK ||
 	    (r = exec_constant(s, "PRAGMA foreign_keys = ON", err,
 			       "cannot turn foreign keys on")) != CUSTODY_OK ||
-	    (r = set_wal(s, err)) != CUSTODY_OK)
+	    (r = set_wal(s, err)) != CUSTODY_OK ||
+	    (r = note_file(s, err)) != CUSTODY_OK)
 		goto out;
 	*out = s;
 	s = NULL;
@@ -439,8 +474,38 @@ out:
 static int
 sqlite_begin(struct store_conn *s, custody_err *err)
 {
-	return exec_constant(s, "BEGIN IMMEDIATE", err,
-			     "cannot begin a write transaction");
+	int r;
+
+	if ((r = exec_constant(s, "BEGIN IMMEDIATE", err,
+			       "cannot begin a write transaction")) != CUSTODY_OK)
+		return r;
+	/* Under the write lock, which sqlite_unmake holds as it removes. */
+	if ((r = still_linked(s, err)) != CUSTODY_OK)
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+/* The database file and the WAL and shared-memory files kept beside it
+ * (SQLITE_FCNTL_PERSIST_WAL), removed under the write lock. */
+static int
+sqlite_unmake(struct store_conn *s, custody_err *err)
+{
+	static const char *const suffixes[] = { "-wal", "-shm", "" };
+	char name[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		if ((size_t)snprintf(name, sizeof(name), "%s%s", s->path,
+				     suffixes[i]) >= sizeof(name))
+			return custody_err_set(err, CUSTODY_EFAIL,
+					       "cannot remove store %s: path too long",
+					       s->path);
+		if (unlink(name) != 0 && errno != ENOENT)
+			return custody_err_set(err, CUSTODY_EFAIL,
+					       "cannot remove %s: %s", name,
+					       strerror(errno));
+	}
+	return CUSTODY_OK;
 }
 
 /* A deferred transaction: the first read takes the snapshot (a shared
@@ -685,5 +750,5 @@ const struct custody_store_backend custody_store_sqlite_backend = {
 	.commit = sqlite_commit, .rollback = sqlite_rollback,
 	.in_transaction = sqlite_in_transaction,
 	.run = sqlite_run, .run_script = sqlite_run_script,
-	.changed = sqlite_changed,
+	.unmake = sqlite_unmake, .changed = sqlite_changed,
 };

@@ -20,6 +20,7 @@
 #include <custody/clock.h>
 #include <custody/error.h>
 #include <custody/hexfmt.h>
+#include <custody/log.h>
 #include <custody/store.h>
 
 #include "store/core.h"
@@ -968,6 +969,22 @@ custody_store_close(custody_store *st)
 	custody_store_set_tagger(st, NULL, NULL, NULL);
 	st->core.backend->close(st->core.conn);
 	free(st);
+}
+
+void
+custody_store_close_failed(custody_store *st)
+{
+	custody_err ignored;
+
+	if (st == NULL)
+		return;
+	memset(&ignored, 0, sizeof(ignored));
+	custody_store_rollback(st);
+	if (st->made &&
+	    store_core_unmake(&st->core, &ignored) != CUSTODY_OK)
+		custody_debug("store %s stays: %s", custody_store_where(st),
+			      ignored.msg);
+	custody_store_close(st);
 }
 
 /* Row and tag are two reads: outside a transaction of the caller's they
