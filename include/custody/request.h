@@ -161,6 +161,30 @@ int custody_request_write_csr(custody_token *tok, const custody_policy *policy,
 int custody_request_record_csr(custody_token *tok, custody_store *st,
 			       const custody_request *rq, custody_err *err);
 
+/* The key id (lower-case hex) whose CSR an audit entry of
+ * custody_request_record_csr records for a key it generated; 0 when e is
+ * no such entry (the entry says where to look, the token has the word). */
+int custody_request_csr_key_id(const custody_audit_entry *e,
+			       char out[CUSTODY_KEY_ID_HEX + 1]);
+
+/* A key pair request --csr generated on a token that holds no certificate
+ * of it yet: its request waits for the CA. */
+typedef struct custody_waiting_key {
+	char key_id[CUSTODY_KEY_ID_HEX + 1];
+	char key_algorithm[16];		/* "RSA-2048", "EC-P256", "unknown" */
+	char *key_uri;			/* pkcs11: URI; may be NULL         */
+	int64_t requested;		/* the time of its audit entry      */
+} custody_waiting_key;
+
+/* The key pairs waiting for their certificate on tok, oldest request
+ * first: those the audit log says request --csr generated, of which tok
+ * holds the private key and no certificate.  *out is the caller's
+ * (custody_waiting_keys_free). */
+int custody_request_list_waiting(custody_token *tok, custody_store *st,
+				 custody_waiting_key **out, size_t *n,
+				 custody_err *err);
+void custody_waiting_keys_free(custody_waiting_key *keys, size_t n);
+
 /*
  * The self-signed mode, after custody_request_generate: the certificate
  * (serial random, valid from now - 300 s for rq->days days, keyUsage

@@ -6,33 +6,18 @@
  */
 #include "config.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
-#include <custody/audit.h>
+#include <custody/request.h>
 #include <custody/thumbprint.h>
 #include <custody/timefmt.h>
 
 #include "cli.h"
 
-/* How request --csr words the audit entry of the key it generated
- * (src/lib/ops/request.c; custody tidy reads it the same way). */
-#define CSR_PREFIX "generated key id "
-#define CSR_SUFFIX ", CSR"
-
 enum { OPT_THUMBPRINT = OPT_FIRST_COMMAND_OPTION };
-
-/* A key pair on the token without a certificate: a request waits for
- * its CA. */
-struct key_only {
-	char key_id[CUSTODY_KEY_ID_HEX + 1];
-	char key_algorithm[16];
-	char *key_uri;
-	int64_t requested;	/* the time of its audit entry */
-};
 
 /* "Type/identity:slot" for every slot that holds thumbprint. */
 static json_t *
@@ -104,113 +89,8 @@ cert_json(const custody_cert_record *rec, int has_key, json_t *as)
 
 /* ---- key pairs without a certificate ---- */
 
-/* The key id a request --csr audit entry names, lower-case, or 0. */
-static int
-csr_key_id(const custody_audit_entry *e, char out[CUSTODY_KEY_ID_HEX + 1])
-{
-	size_t plen = sizeof(CSR_PREFIX) - 1, slen = sizeof(CSR_SUFFIX) - 1, dlen, i;
-
-	if (strcmp(e->action, CUSTODY_AUDIT_REQUEST) != 0 || e->thumbprint[0] != '\0' ||
-	    e->detail == NULL || strncmp(e->detail, CSR_PREFIX, plen) != 0)
-		return 0;
-	dlen = strlen(e->detail);
-	if (dlen < plen + CUSTODY_KEY_ID_HEX + slen ||
-	    strcmp(e->detail + dlen - slen, CSR_SUFFIX) != 0 ||
-	    e->detail[plen + CUSTODY_KEY_ID_HEX] != ' ')
-		return 0;
-	for (i = 0; i < CUSTODY_KEY_ID_HEX; i++) {
-		if (!isxdigit((unsigned char)e->detail[plen + i]))
-			return 0;
-		out[i] = (char)tolower((unsigned char)e->detail[plen + i]);
-	}
-	out[i] = '\0';
-	return 1;
-}
-
-/* Whether this token holds key_id's private key and no certificate of it
- * (the token's word: the audit entry only says where to look). */
-static int
-waits_for_cert(struct cli *cli, const char *key_id)
-{
-	custody_token_key_objects objs;
-	custody_err ignored;
-
-	if (custody_token_count_key_objects(cli->token, key_id, &objs, &ignored) != CUSTODY_OK)
-		return 0;
-	return objs.private_keys > 0 && objs.certificates == 0;
-}
-
 static void
-fill_key_only(struct cli *cli, struct key_only *k)
-{
-	EVP_PKEY *pub = NULL;
-	custody_err ignored;
-
-	snprintf(k->key_algorithm, sizeof(k->key_algorithm), "unknown");
-	if (custody_token_public_key(cli->token, k->key_id, &pub, &ignored) == CUSTODY_OK)
-		custody_pkey_algorithm(pub, k->key_algorithm, sizeof(k->key_algorithm));
-	EVP_PKEY_free(pub);
-	k->key_uri = custody_token_key_uri(cli->token, k->key_id, NULL);
-}
-
-static int
-seen(const struct key_only *keys, size_t n, const char *key_id)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (strcmp(keys[i].key_id, key_id) == 0)
-			return 1;
-	return 0;
-}
-
-/* The key pairs request --csr made on this token whose certificate has not
- * been imported yet, oldest request first. */
-static int
-list_key_only(struct cli *cli, struct key_only **out, size_t *n_out)
-{
-	custody_audit_entry *log = NULL;
-	struct key_only *keys = NULL;
-	size_t n_log = 0, n = 0, i;
-	char id[CUSTODY_KEY_ID_HEX + 1];
-	int r;
-
-	*out = NULL;
-	*n_out = 0;
-	if ((r = custody_store_list_audit(cli->store, 0, &log, &n_log, &cli->err)) != CUSTODY_OK)
-		return r;
-	if ((keys = calloc(n_log + 1, sizeof(*keys))) == NULL) {
-		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
-		goto out;
-	}
-	for (i = 0; i < n_log; i++) {
-		if (!csr_key_id(&log[i], id) || seen(keys, n, id) || !waits_for_cert(cli, id))
-			continue;
-		snprintf(keys[n].key_id, sizeof(keys[n].key_id), "%s", id);
-		keys[n].requested = log[i].time;
-		fill_key_only(cli, &keys[n++]);
-	}
-	*out = keys;
-	*n_out = n;
-	keys = NULL;
-out:
-	free(keys);
-	custody_audit_entries_free(log, n_log);
-	return r;
-}
-
-static void
-key_only_free(struct key_only *keys, size_t n)
-{
-	size_t i;
-
-	for (i = 0; keys != NULL && i < n; i++)
-		free(keys[i].key_uri);
-	free(keys);
-}
-
-static void
-print_key_only(const struct key_only *k)
+print_key_only(const custody_waiting_key *k)
 {
 	char t[CUSTODY_TIME_TEXT];
 
@@ -229,7 +109,7 @@ print_key_only(const struct key_only *k)
 /* A key-only entry of the JSON array: "kind": "key", no certificate (its
  * thumbprint null, so that scripts reading thumbprints can skip it). */
 static json_t *
-key_only_json(const struct key_only *k)
+key_only_json(const custody_waiting_key *k)
 {
 	char t[CUSTODY_TIME_TEXT];
 
@@ -346,12 +226,13 @@ static int
 print_list(struct cli *cli, const custody_cert_record *recs, const int *has_key, size_t n,
 	   const custody_assignment *all, size_t n_all)
 {
-	struct key_only *keys = NULL;
+	custody_waiting_key *keys = NULL;
 	json_t *array = NULL;
 	size_t n_keys = 0, i;
 	int r;
 
-	if ((r = list_key_only(cli, &keys, &n_keys)) != CUSTODY_OK)
+	if ((r = custody_request_list_waiting(cli->token, cli->store, &keys, &n_keys,
+						 &cli->err)) != CUSTODY_OK)
 		return r;
 	if (cli->output == OUT_JSON)
 		array = json_array();
@@ -375,7 +256,7 @@ print_list(struct cli *cli, const custody_cert_record *recs, const int *has_key,
 		r = out_json(cli, array);
 	else if (n == 0 && n_keys == 0)
 		cli_say(cli, "no certificates on token %s", custody_token_label(cli->token));
-	key_only_free(keys, n_keys);
+	custody_waiting_keys_free(keys, n_keys);
 	return r;
 }
 

@@ -475,6 +475,11 @@ custody_request_make_cert(custody_token *tok, const custody_policy *policy,
 
 /* ------------------------------------------------------------ the store */
 
+/* How the audit entry of a generated key is worded: custody_request_csr_key_id
+ * reads it back (list's waiting keys, tidy's "named by"). */
+#define GENERATED_PREFIX "generated key id "
+#define CSR_SUFFIX ", CSR"
+
 /* The audit entry of a key born on the token (thumbprint NULL for a CSR),
  * inside tx. */
 static int
@@ -486,9 +491,9 @@ audit_request(custody_txn *tx, const custody_request *rq, const char *thumbprint
 		snprintf(detail, sizeof(detail), "new CSR for key id %s on token %s",
 			 rq->key_id, custody_token_label(tx->tok));
 	else
-		snprintf(detail, sizeof(detail), "generated key id %s on token %s%s",
+		snprintf(detail, sizeof(detail), GENERATED_PREFIX "%s on token %s%s",
 			 rq->key_id, custody_token_label(tx->tok),
-			 thumbprint != NULL ? ", self-signed" : ", CSR");
+			 thumbprint != NULL ? ", self-signed" : CSR_SUFFIX);
 	return custody_txn_audit(tx, CUSTODY_AUDIT_REQUEST, NULL, NULL, thumbprint, NULL,
 				 detail);
 }
@@ -590,4 +595,110 @@ custody_request_finish(custody_token *tok, custody_request *rq, int ok)
 	rq->created_file = 0;
 	EVP_PKEY_free(rq->pub);
 	rq->pub = NULL;
+}
+
+/* ------------------------------------------------------------ waiting keys */
+
+int
+custody_request_csr_key_id(const custody_audit_entry *e,
+			   char out[CUSTODY_KEY_ID_HEX + 1])
+{
+	size_t plen = sizeof(GENERATED_PREFIX) - 1, slen = sizeof(CSR_SUFFIX) - 1;
+	size_t dlen, i;
+
+	if (strcmp(e->action, CUSTODY_AUDIT_REQUEST) != 0 || e->thumbprint[0] != '\0' ||
+	    e->detail == NULL || strncmp(e->detail, GENERATED_PREFIX, plen) != 0)
+		return 0;
+	dlen = strlen(e->detail);
+	if (dlen < plen + CUSTODY_KEY_ID_HEX + slen ||
+	    strcmp(e->detail + dlen - slen, CSR_SUFFIX) != 0 ||
+	    e->detail[plen + CUSTODY_KEY_ID_HEX] != ' ')
+		return 0;
+	for (i = 0; i < CUSTODY_KEY_ID_HEX; i++) {
+		if (!isxdigit((unsigned char)e->detail[plen + i]))
+			return 0;
+		out[i] = (char)tolower((unsigned char)e->detail[plen + i]);
+	}
+	out[i] = '\0';
+	return 1;
+}
+
+/* Whether tok holds key_id's private key and no certificate of it. */
+static int
+waits_for_cert(custody_token *tok, const char *key_id)
+{
+	custody_token_key_objects objs;
+	custody_err ignored;
+
+	if (custody_token_count_key_objects(tok, key_id, &objs, &ignored) != CUSTODY_OK)
+		return 0;
+	return objs.private_keys > 0 && objs.certificates == 0;
+}
+
+static void
+describe_waiting(custody_token *tok, custody_waiting_key *k)
+{
+	EVP_PKEY *pub = NULL;
+	custody_err ignored;
+
+	snprintf(k->key_algorithm, sizeof(k->key_algorithm), "unknown");
+	if (custody_token_public_key(tok, k->key_id, &pub, &ignored) == CUSTODY_OK)
+		custody_pkey_algorithm(pub, k->key_algorithm, sizeof(k->key_algorithm));
+	EVP_PKEY_free(pub);
+	k->key_uri = custody_token_key_uri(tok, k->key_id, NULL);
+}
+
+static int
+listed(const custody_waiting_key *keys, size_t n, const char *key_id)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(keys[i].key_id, key_id) == 0)
+			return 1;
+	return 0;
+}
+
+int
+custody_request_list_waiting(custody_token *tok, custody_store *st,
+			     custody_waiting_key **out, size_t *n_out,
+			     custody_err *err)
+{
+	custody_audit_entry *log = NULL;
+	custody_waiting_key *keys = NULL;
+	size_t n_log = 0, n = 0, i;
+	char id[CUSTODY_KEY_ID_HEX + 1];
+	int r;
+
+	*out = NULL;
+	*n_out = 0;
+	if ((r = custody_store_list_audit(st, 0, &log, &n_log, err)) != CUSTODY_OK)
+		return r;
+	if ((keys = calloc(n_log + 1, sizeof(*keys))) == NULL) {
+		custody_audit_entries_free(log, n_log);
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot list the waiting keys: out of memory");
+	}
+	for (i = 0; i < n_log; i++) {
+		if (!custody_request_csr_key_id(&log[i], id) || listed(keys, n, id) ||
+		    !waits_for_cert(tok, id))
+			continue;
+		snprintf(keys[n].key_id, sizeof(keys[n].key_id), "%s", id);
+		keys[n].requested = log[i].time;
+		describe_waiting(tok, &keys[n++]);
+	}
+	custody_audit_entries_free(log, n_log);
+	*out = keys;
+	*n_out = n;
+	return CUSTODY_OK;
+}
+
+void
+custody_waiting_keys_free(custody_waiting_key *keys, size_t n)
+{
+	size_t i;
+
+	for (i = 0; keys != NULL && i < n; i++)
+		free(keys[i].key_uri);
+	free(keys);
 }

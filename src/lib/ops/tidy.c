@@ -15,10 +15,8 @@
 #include <custody/hexfmt.h>
 #include <custody/log.h>
 #include <custody/ops.h>
+#include <custody/request.h>
 #include <custody/tidy.h>
-
-#define CSR_PREFIX "generated key id "
-#define CSR_SUFFIX ", CSR"
 
 void
 custody_tidy_plan_clear(custody_tidy_plan *plan)
@@ -80,15 +78,9 @@ named_read(custody_token *tok, custody_store *st, struct named *nm,
 static int
 pending_csr(const custody_audit_entry *e, const char *key_id)
 {
-	size_t plen = sizeof(CSR_PREFIX) - 1, klen = strlen(key_id), dlen;
+	char id[CUSTODY_KEY_ID_HEX + 1];
 
-	if (strcmp(e->action, CUSTODY_AUDIT_REQUEST) != 0 || e->detail == NULL)
-		return 0;
-	dlen = strlen(e->detail);
-	return strncmp(e->detail, CSR_PREFIX, plen) == 0 &&
-	       strncasecmp(e->detail + plen, key_id, klen) == 0 &&
-	       e->detail[plen + klen] == ' ' && dlen >= sizeof(CSR_SUFFIX) - 1 &&
-	       strcmp(e->detail + dlen - (sizeof(CSR_SUFFIX) - 1), CSR_SUFFIX) == 0;
+	return custody_request_csr_key_id(e, id) && strcasecmp(id, key_id) == 0;
 }
 
 /* The SHA-1 thumbprint of a token certificate ("" when unreadable). */
