@@ -24,6 +24,54 @@
 #include "cluster/internal.h"
 #include "token/wrap.h"
 
+/*
+ * What export does, checked before anything is written (the dry run's
+ * check is this one): the store's record of the certificate, the KEK's
+ * state, then either the package the store holds (*stored, wrapped set)
+ * or, when it holds none, a KEK on this token (*kcv) to wrap the key
+ * under.  Whether the key may be wrapped is the token's to say when it
+ * wraps; a dry run (probe) reads the key's CKA_EXTRACTABLE instead.
+ */
+static int
+export_source(custody_token *tok, custody_store *st, const char *thumbprint,
+	      int probe, custody_cert_record *cert, custody_package_record *stored,
+	      char kcv[CUSTODY_KCV_HEX + 1], custody_err *err)
+{
+	char store_kcv[CUSTODY_KCV_HEX + 1];
+	custody_key_attrs attrs;
+	int r;
+
+	if ((r = custody_store_get_cert(st, thumbprint, cert, err)) != CUSTODY_OK ||
+	    (r = custody_cert_record_check(cert, NULL, err)) != CUSTODY_OK ||
+	    (r = custody_cluster_kek_state(tok, st, store_kcv, kcv, err)) !=
+	    CUSTODY_OK)
+		return r;
+	r = custody_store_get_package(st, thumbprint, stored, err);
+	if (r != CUSTODY_ENOTFOUND)
+		return r;
+	custody_err_clear(err);
+	if (kcv[0] == '\0')
+		return custody_err_set(err, CUSTODY_EFAIL,
+				       "cannot export %s: the store holds no "
+				       "package for it and token %s holds no KEK "
+				       "to wrap it under", thumbprint,
+				       custody_token_label(tok));
+	if (!probe)
+		return CUSTODY_OK;
+	if ((r = custody_token_key_attrs(tok, cert->key_id, &attrs, err)) !=
+	    CUSTODY_OK)
+		return r;
+	if (attrs.extractable != 1) {
+		r = custody_err_set(err, CUSTODY_EFAIL,
+				    "cannot wrap private key %s under the KEK on "
+				    "token %s: it is not extractable", cert->key_id,
+				    custody_token_label(tok));
+		custody_err_hint(err, "the key is not extractable: it was "
+				 "sealed, or not made with --replicable");
+	}
+	return r;
+}
+
 static int
 export_attached(custody_token *tok, custody_store *st, const char *node,
 		const char *thumbprint, custody_package *out, custody_err *err)
@@ -31,7 +79,7 @@ export_attached(custody_token *tok, custody_store *st, const char *node,
 	custody_cert_record cert;
 	custody_package_record stored;
 	custody_txn tx;
-	char kcv[CUSTODY_KCV_HEX + 1], store_kcv[CUSTODY_KCV_HEX + 1];
+	char kcv[CUSTODY_KCV_HEX + 1];
 	char detail[200];
 	int r;
 
@@ -41,13 +89,10 @@ export_attached(custody_token *tok, custody_store *st, const char *node,
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot export: nowhere to put the package");
 	memset(out, 0, sizeof(*out));
-	if ((r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
-	    (r = custody_cert_record_check(&cert, NULL, err)) != CUSTODY_OK ||
-	    (r = custody_cluster_kek_state(tok, st, store_kcv, kcv, err)) !=
+	if ((r = export_source(tok, st, thumbprint, 0, &cert, &stored, kcv, err)) !=
 	    CUSTODY_OK)
 		goto out;
-	r = custody_store_get_package(st, thumbprint, &stored, err);
-	if (r == CUSTODY_OK) {
+	if (stored.wrapped != NULL) {
 		custody_step("the store holds the package of %s (wrapped under "
 			     "KEK %s on node %s): it is exported as it is",
 			     thumbprint, stored.kcv, stored.node);
@@ -56,15 +101,7 @@ export_attached(custody_token *tok, custody_store *st, const char *node,
 		stored.wrapped = NULL;
 		stored.wrapped_len = 0;
 		snprintf(out->kcv, sizeof(out->kcv), "%s", stored.kcv);
-	} else if (r == CUSTODY_ENOTFOUND) {
-		if (kcv[0] == '\0') {
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot export %s: the store holds no "
-					    "package for it and token %s holds no "
-					    "KEK to wrap it under", thumbprint,
-					    custody_token_label(tok));
-			goto out;
-		}
+	} else {
 		custody_step("wrapping private key %s (certificate %s) under the "
 			     "KEK (key check value %s) on token %s", cert.key_id,
 			     thumbprint, kcv, custody_token_label(tok));
@@ -74,8 +111,6 @@ export_attached(custody_token *tok, custody_store *st, const char *node,
 							err)) != CUSTODY_OK)
 			goto out;
 		snprintf(out->kcv, sizeof(out->kcv), "%s", kcv);
-	} else {
-		goto out;
 	}
 	snprintf(out->thumbprint, sizeof(out->thumbprint), "%s", thumbprint);
 	snprintf(out->key_id, sizeof(out->key_id), "%s", cert.key_id);
@@ -107,48 +142,15 @@ custody_cluster_export_check(custody_token *tok, custody_store *st,
 			     const char *thumbprint, int *in_store,
 			     custody_err *err)
 {
-	char kcv[CUSTODY_KCV_HEX + 1], store_kcv[CUSTODY_KCV_HEX + 1];
+	char kcv[CUSTODY_KCV_HEX + 1];
 	custody_package_record stored;
 	custody_cert_record cert;
-	custody_key_attrs attrs;
 	int r;
 
 	memset(&cert, 0, sizeof(cert));
 	memset(&stored, 0, sizeof(stored));
-	*in_store = 0;
-	if ((r = custody_store_get_cert(st, thumbprint, &cert, err)) != CUSTODY_OK ||
-	    (r = custody_cert_record_check(&cert, NULL, err)) != CUSTODY_OK)
-		goto out;
-	r = custody_store_get_package(st, thumbprint, &stored, err);
-	if (r != CUSTODY_ENOTFOUND) {
-		*in_store = r == CUSTODY_OK;
-		goto out;
-	}
-	custody_err_clear(err);
-	/* Wrapped now: a KEK on this token, and the key extractable. */
-	if ((r = custody_cluster_kek_state(tok, st, store_kcv, kcv, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	if (kcv[0] == '\0') {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot export %s: the store holds no "
-				    "package for it and token %s holds no KEK "
-				    "to wrap it under", thumbprint,
-				    custody_token_label(tok));
-		goto out;
-	}
-	if ((r = custody_token_key_attrs(tok, cert.key_id, &attrs, err)) !=
-	    CUSTODY_OK)
-		goto out;
-	if (attrs.extractable != 1) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "cannot wrap private key %s under the KEK on "
-				    "token %s: it is not extractable", cert.key_id,
-				    custody_token_label(tok));
-		custody_err_hint(err, "the key is not extractable: it was "
-				 "sealed, or not made with --replicable");
-	}
-out:
+	r = export_source(tok, st, thumbprint, 1, &cert, &stored, kcv, err);
+	*in_store = r == CUSTODY_OK && stored.wrapped != NULL;
 	custody_cert_record_clear(&cert);
 	custody_package_record_clear(&stored);
 	return r;
