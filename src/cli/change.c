@@ -122,9 +122,14 @@ static int
 confirm_hook(void *ctx, const custody_change *planned, custody_err *err)
 {
 	struct cli *cli = ctx;
+	int r;
 
-	(void)err;	/* the guard words its refusal in cli->err, which is err */
-	return change_guard_planned(cli, cli->force, 0, NULL, planned);
+	/* The guard words its refusal in cli->err: the caller's err is
+	 * that one as a rule, else it gets a copy. */
+	r = change_guard_planned(cli, cli->force, 0, NULL, planned);
+	if (r != CUSTODY_OK && err != &cli->err)
+		*err = cli->err;
+	return r;
 }
 
 void

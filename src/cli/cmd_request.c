@@ -321,7 +321,7 @@ dry_run(struct cli *cli, const struct request *rq)
 	if (rq->change.type != NULL) {
 		cli_say(cli, "  would make it %s of %s/%s", rq->change.roll ? "pending" :
 			"current", rq->change.type, rq->change.identity);
-		json_array_append_new(json_object_get(plan, "changes"),
+		plan_add_object(plan, "changes",
 			json_pack("{s:s, s:s, s:s, s:n, s:n}", "type", rq->change.type,
 				  "identity", rq->change.identity, "slot",
 				  rq->change.roll ? "pending" : "current", "old_thumbprint",

@@ -47,6 +47,16 @@ sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 PY
 }
 unchanged() { [ "$(state)" = "$s0" ] && [ "$(bytes)" = "$b0" ]; }
+# refused_alike WHAT ARGS... — the write ARGS is refused, and ARGS
+# --dry-run is refused with the same exit status.
+refused_alike() {
+	local what=$1 real
+	shift
+	run "$@"
+	real=$rc
+	run "$@" --dry-run
+	check "$what: refused ($real), and its dry run alike" [ "$real" -ne 0 -a "$rc" -eq "$real" ]
+}
 soon=$(date -u -d '+10 days' +%Y-%m-%dT%H:%M:%SZ)
 later=$(date -u -d '+20 days' +%Y-%m-%dT%H:%M:%SZ)
 
@@ -180,11 +190,7 @@ check "…-o json: what was removed (dry_run false, current A -> none)" \
 "$CUSTODY_BIN" -q set -t Default --thumbprint "$A" || not_ok "set Default again"
 "$CUSTODY_BIN" -q set -t Default --thumbprint "$B" || not_ok "set Default to B"
 snap
-run remove -t Default --previous
-real=$rc
-run remove -t Default --previous --dry-run
-check "remove --previous inside the overlap: the dry run is refused as the remove is ($real)" \
-	[ "$real" -ne 0 -a "$rc" -eq "$real" ]
+refused_alike "remove --previous inside the overlap" remove -t Default --previous
 check "…nothing written" unchanged
 
 # On a terminal custody asks; only "yes" goes on.
@@ -222,10 +228,7 @@ check "…nothing written" unchanged
 
 # ------------------------------------------------------------ export
 touch "$T/exists.pkg"
-run export --thumbprint "$A" --out "$T/exists.pkg"
-real=$rc
-run export --thumbprint "$A" --out "$T/exists.pkg" --dry-run
-check "export --dry-run to an existing file: refused as export is ($real)" [ "$real" -ne 0 -a "$rc" -eq "$real" ]
+refused_alike "export to an existing file" export --thumbprint "$A" --out "$T/exists.pkg"
 run export --thumbprint "$A" --out "$T/new.pkg" --dry-run
 real=$rc
 check "export --dry-run: no file made" [ ! -e "$T/new.pkg" ]
@@ -244,15 +247,10 @@ check "…the plan: a key pair on the token and the request file" \
 check "…no request file made" [ ! -e "$T/dry.csr" ]
 check "…no key generated, nothing written" unchanged
 touch "$T/exists.csr"
-run request --subject "CN=dry.custody.test" --csr "$T/exists.csr"
-real=$rc
-run request --subject "CN=dry.custody.test" --csr "$T/exists.csr" --dry-run
-check "request --dry-run to an existing file: refused as request is ($real)" [ "$real" -eq 1 -a "$rc" -eq "$real" ]
+refused_alike "request to an existing file" request --subject "CN=dry.custody.test" --csr "$T/exists.csr"
+check "…with exit 1" [ "$rc" -eq 1 ]
 check "…nothing written" unchanged
-run request --subject "CN=dry.custody.test" --key rsa:1024 --csr "$T/dry.csr"
-real=$rc
-run request --subject "CN=dry.custody.test" --key rsa:1024 --csr "$T/dry.csr" --dry-run
-check "request --dry-run of a key spec refused: refused as request is ($real)" [ "$real" -ne 0 -a "$rc" -eq "$real" ]
+refused_alike "request of a key spec refused" request --subject "CN=dry.custody.test" --key rsa:1024 --csr "$T/dry.csr"
 check "…nothing written" unchanged
 run request --subject "CN=self.custody.test" --self-signed --days 30 -t Default -i global --dry-run -o json
 check "request --self-signed -t --dry-run -o json: a certificate, its record and the change" \
