@@ -118,6 +118,18 @@ running() {
 	[ -n "$(daemon_pid)" ] && sw_slot >/dev/null
 }
 
+# without_inherited_fds COMMAND... — runs COMMAND with only descriptors
+# 0, 1 and 2 open.
+without_inherited_fds() {
+	(
+		for fd in /proc/$BASHPID/fd/*; do
+			fd=${fd##*/}
+			[ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+		done
+		exec "$@"
+	)
+}
+
 start() {
 	local pid
 	if running; then
@@ -152,8 +164,11 @@ tokname = $ourtok
 CONF
 	chmod 0644 "$conf.custody-test"
 	mv -f "$conf.custody-test" "$conf"
-	# pkcsslotd forks into the background once its slots are set up.
-	if ! "$daemon" >"$dir/log" 2>&1; then
+	# pkcsslotd forks into the background once its slots are set up.  It
+	# gets no descriptor of ours but its log: one inherited from a caller
+	# that holds the turn lock (flock) would keep the lock held for as
+	# long as the daemon runs.
+	if ! without_inherited_fds "$daemon" >"$dir/log" 2>&1; then
 		put_back_conf
 		die "pkcsslotd did not start: $(tail -1 "$dir/log")"
 	fi
