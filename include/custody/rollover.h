@@ -144,6 +144,22 @@ int custody_rollover_request_of_key(custody_store *st, const char *key_id,
 				    char identity[CUSTODY_NAME_MAX + 1],
 				    custody_err *err);
 
+/*
+ * The import of a certificate alone whose key (key_id, hex) a csr-mode
+ * rollover generated: *found = 1, and the roll that stages it — type and
+ * identity of the request, effective as custody_rollover_decide puts it
+ * (from the current certificate of that assignment at env->now, the
+ * type's policy in cfg, env->policy's overlap).  *found = 0 when key_id is
+ * no rollover's, or its type has no enabled policy any more (a note says
+ * so: the import then assigns nothing).  Reads the store (env's, opened on
+ * need).
+ */
+int custody_rollover_import_roll(custody_ops_env *env, const custody_config *cfg,
+				 const char *key_id, int *found,
+				 char type[CUSTODY_NAME_MAX + 1],
+				 char identity[CUSTODY_NAME_MAX + 1],
+				 int64_t *effective, custody_err *err);
+
 /* The name of the store's rollover lease (a cluster fact). */
 #define CUSTODY_ROLLOVER_LEASE "rollover_lease"
 /* How long a lease lasts unless let go: longer than any generation. */

@@ -149,6 +149,26 @@ check "a second csr-mode run makes no second request" \
 	bash -c '[ '"$rc"' -eq 0 ] && grep -q "waits for its certificate" <<<"$0"' "$err"
 check "…and writes nothing" [ "$(bytes)" = "$b3" ] && [ "$(ls "$T/csr" | wc -l)" -eq 1 ]
 
+# The CA's certificate for the request: its import stages it.
+export CA_PASSWORD=ca-password-for-tests
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -aes256 \
+	-pass env:CA_PASSWORD -out "$T/ca.key" 2>/dev/null
+openssl req -x509 -new -key "$T/ca.key" -passin env:CA_PASSWORD -subj "/CN=custody test CA" \
+	-days 400 -out "$T/ca.pem" 2>/dev/null
+openssl x509 -req -in "$csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -passin env:CA_PASSWORD \
+	-copy_extensions copy -days 120 -set_serial "0x$(openssl rand -hex 8)" \
+	-out "$T/partner2.pem" 2>/dev/null
+issued=$(openssl x509 -in "$T/partner2.pem" -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
+run import --path "$T/partner2.pem" -o json
+check "the import of the issued certificate exits 0" [ "$rc" -eq 0 ]
+check "…says it answers the rollover request" \
+	grep -q "answers the rollover request of Partner/global: it is staged" <<<"$err"
+run get -t Partner -i global -o json
+check "…and stages it as Partner/global's pending certificate at day 75" \
+	py 'a=d[0] if isinstance(d,list) else d; s=json.dumps(a); assert "'"$issued"'" in s and "'"$want"'" in s, s'
+run rollover -t Partner --at "$(day 72)"
+check "…after which rollover finds it pending" grep -q "successor $issued is pending" <<<"$err"
+
 # --- the lease ---
 run request --subject "CN=racer.custody.test" --self-signed --days 90 -t Racer -i global
 check "a 90-day Racer certificate is current" [ "$rc" -eq 0 ]

@@ -590,3 +590,48 @@ custody_rollover_request_of_key(custody_store *st, const char *key_id,
 	custody_audit_entries_free(log, n);
 	return found;
 }
+
+int
+custody_rollover_import_roll(custody_ops_env *env, const custody_config *cfg,
+			     const char *key_id, int *found, char type[CUSTODY_NAME_MAX + 1],
+			     char identity[CUSTODY_NAME_MAX + 1], int64_t *effective,
+			     custody_err *err)
+{
+	custody_rollover_target t;
+	custody_rollover_facts f;
+	int r, of;
+
+	*found = 0;
+	*effective = 0;
+	if ((r = custody_ops_token(env, err)) != CUSTODY_OK ||
+	    (r = custody_ops_store(env, err)) != CUSTODY_OK)
+		return r;
+	if ((of = custody_rollover_request_of_key(env->store, key_id, type, identity, err)) < 0)
+		return err->code;
+	if (of == 0)
+		return CUSTODY_OK;
+	memset(&t, 0, sizeof(t));
+	if ((t.policy = custody_config_rollover(cfg, type)) == NULL || !t.policy->enabled) {
+		custody_step("the certificate answers the rollover request of %s/%s, but the "
+			     "type has no enabled [rollover] policy: not staged (custody set "
+			     "--roll stages it)", type, identity);
+		return CUSTODY_OK;
+	}
+	if ((r = read_target(env, &t, type, identity, err)) != CUSTODY_OK) {
+		custody_cert_record_clear(&t.current);
+		return r;
+	}
+	memset(&f, 0, sizeof(f));
+	f.policy = t.policy;
+	f.assignment = &t.assignment;
+	f.current_not_after = t.current.der != NULL ? t.current.not_after : 0;
+	f.now = env->now;
+	f.overlap = env->policy->overlap;
+	*effective = f.current_not_after != 0 ? effective_instant(&f) : env->now + f.overlap;
+	custody_cert_record_clear(&t.current);
+	custody_step("the certificate answers the rollover request of %s/%s: it is staged as "
+		     "the pending certificate, effective %s", type, identity,
+		     custody_time_format(*effective, (char[CUSTODY_TIME_TEXT]){0}));
+	*found = 1;
+	return CUSTODY_OK;
+}
