@@ -97,8 +97,10 @@ void custody_rollover_targets_free(custody_rollover_target *t, size_t n);
 /*
  * The targets of every enabled policy of cfg (only_type: of that type
  * alone; NULL: all), each decided at env->now, in the order of the
- * store's assignments.  Reads the store (and the token, for the integrity
- * of what it reads and for the requests that wait); writes nothing.
+ * store's assignments.  Reads the store alone (the token only for a csr
+ * request of this node that may wait): a run with nothing due needs no
+ * PIN.  What custody_rollover_apply makes it decides again, with the
+ * token open and the store's integrity tags checked.  Writes nothing.
  */
 int custody_rollover_plan(custody_ops_env *env, const custody_config *cfg,
 			  const char *only_type, custody_rollover_target **out,

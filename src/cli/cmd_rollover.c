@@ -136,7 +136,10 @@ run_targets(struct cli *cli, custody_ops_env *env, custody_rollover_target *t, s
 		cli_say(cli, "%s/%s: %s", t[i].assignment.type, t[i].assignment.identity,
 			t[i].decision.why);
 		memset(&res, 0, sizeof(res));
-		if (t[i].decision.due == CUSTODY_ROLLOVER_GENERATE && dry_run)
+		/* A dry run checks the token it would use (and the store's
+		 * tags, attached as the token opens) as the real run would. */
+		if (t[i].decision.due == CUSTODY_ROLLOVER_GENERATE && dry_run &&
+		    (r = cli_open_token(cli)) == CUSTODY_OK)
 			would(cli, plan, &t[i]);
 		else if (t[i].decision.due == CUSTODY_ROLLOVER_GENERATE &&
 			 (r = custody_rollover_apply(env, &t[i], &res, &cli->err)) == CUSTODY_OK &&

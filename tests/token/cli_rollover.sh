@@ -230,4 +230,6 @@ else
 	echo "# PostgreSQL part skipped: CUSTODY_TEST_PG_URL is not set"
 fi
 
+# Which way each race went (the runs that stood back), for the log.
+for f in "$T"/r[12].err "$T"/p[12].err; do [ -f "$f" ] && grep -E "is pending|holds the store" "$f" | sed "s/^/# $(basename "$f"): /"; done
 done_testing

@@ -204,8 +204,10 @@ custody_rollover_plan(custody_ops_env *env, const custody_config *cfg, const cha
 
 	*out = NULL;
 	*n_out = 0;
+	/* The store alone: a run with nothing due needs no token (no PIN).
+	 * What is made is decided again under the lease, with the token
+	 * open and the store's integrity tags checked. */
 	if ((r = custody_ops_store(env, err)) != CUSTODY_OK ||
-	    (r = custody_ops_token(env, err)) != CUSTODY_OK ||
 	    (r = custody_store_list_assignments(env->store, &all, &n_all, err)) != CUSTODY_OK)
 		return r;
 	if ((t = calloc(n_all + 1, sizeof(*t))) == NULL) {
@@ -542,8 +544,7 @@ custody_rollover_apply(custody_ops_env *env, custody_rollover_target *t,
 
 	memset(res, 0, sizeof(*res));
 	res->extractable = -1;
-	if ((r = custody_ops_store(env, err)) != CUSTODY_OK ||
-	    (r = custody_ops_token(env, err)) != CUSTODY_OK)
+	if ((r = custody_ops_store(env, err)) != CUSTODY_OK)
 		return r;
 	custody_step("%s/%s: taking the store's rollover lease", t->assignment.type,
 		     t->assignment.identity);
@@ -557,7 +558,10 @@ custody_rollover_apply(custody_ops_env *env, custody_rollover_target *t,
 	}
 	if (r != CUSTODY_OK)
 		return r;
-	r = apply_leased(env, t, res, err);
+	/* The token after the lease: a run that stands back never waits for
+	 * the token another run is generating on. */
+	if ((r = custody_ops_token(env, err)) == CUSTODY_OK)
+		r = apply_leased(env, t, res, err);
 	lease_release(env);
 	custody_step("%s/%s: let the rollover lease go", t->assignment.type,
 		     t->assignment.identity);
