@@ -117,7 +117,7 @@ typedef struct custody_rollover_result {
 	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];	/* self-signed      */
 	int64_t not_after;		/* self-signed                       */
 	int64_t effective;		/* self-signed: staged for          */
-	char csr_path[CUSTODY_ROLLOVER_TEXT + 2 * CUSTODY_NAME_MAX + 40];
+	char csr_path[CUSTODY_ROLLOVER_TEXT + 256 + 8];	/* csr-dir/LABEL.csr */
 } custody_rollover_result;
 
 /*

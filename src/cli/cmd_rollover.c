@@ -71,7 +71,7 @@ result_json(json_t *plan, const custody_rollover_target *t, const custody_rollov
 {
 	char ef[CUSTODY_TIME_TEXT], na[CUSTODY_TIME_TEXT];
 
-	plan_add_object(plan, "created", json_pack("{s:s, s:s, s:s, s:s, s:b, s:O}",
+	plan_add_object(plan, "created", json_pack("{s:s, s:s, s:s, s:s, s:b, s:o}",
 		"object", "key_pair", "where", "token", "key_id", res->key_id,
 		"key_algorithm", res->key_algorithm, "replicable", res->replicable,
 		"extractable", res->extractable < 0 ? json_null() :

@@ -137,7 +137,8 @@ check "a 90-day Partner certificate is current" [ "$rc" -eq 0 ]
 run rollover -t Partner --at "$(day 71)" -o json
 check "csr mode: rollover exits 0" [ "$rc" -eq 0 ]
 csr=$(ls "$T/csr"/*.csr 2>/dev/null)
-check "…the request file is in csr-dir" [ -n "$csr" ] && [ "$(wc -l <<<"$csr")" -eq 1 ]
+check "…one request file in csr-dir, named TYPE-IDENTITY-TIME.csr" \
+	bash -c '[ "$(wc -l <<<"$0")" -eq 1 ] && grep -Eq "/Partner-global-[0-9]{8}T[0-9]{6}Z\.csr$" <<<"$0"' "$csr"
 check "…its signature verifies" grep -qx "Certificate request self-signature verify OK" \
 	<<<"$(openssl req -in "$csr" -noout -verify 2>&1)"
 check "…for the subject of the current certificate" \
@@ -147,7 +148,8 @@ b3=$(bytes)
 run rollover -t Partner --at "$(day 72)"
 check "a second csr-mode run makes no second request" \
 	bash -c '[ '"$rc"' -eq 0 ] && grep -q "waits for its certificate" <<<"$0"' "$err"
-check "…and writes nothing" [ "$(bytes)" = "$b3" ] && [ "$(ls "$T/csr" | wc -l)" -eq 1 ]
+check "…and writes nothing" [ "$(bytes)" = "$b3" ]
+check "…no second file in csr-dir" [ "$(ls "$T/csr" | wc -l)" -eq 1 ]
 
 # The CA's certificate for the request: its import stages it.
 export CA_PASSWORD=ca-password-for-tests

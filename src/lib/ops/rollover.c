@@ -229,7 +229,7 @@ custody_rollover_plan(custody_ops_env *env, const custody_config *cfg, const cha
 	*n_out = n;
 	t = NULL;
 out:
-	custody_rollover_targets_free(t, n);
+	custody_rollover_targets_free(t, n_all);	/* zeroed beyond n */
 	free(all);
 	return r;
 }
@@ -386,7 +386,6 @@ prepare_request(custody_ops_env *env, const custody_rollover_target *t, custody_
 		custody_err *err)
 {
 	const custody_rollover_policy *p = t->policy;
-	const custody_rollover_decision *d = &t->decision;
 	char spec[32], stamp[32];
 	struct tm tm;
 	time_t now = (time_t)env->now;
@@ -411,7 +410,6 @@ prepare_request(custody_ops_env *env, const custody_rollover_target *t, custody_
 	rq->node = env->node;
 	rq->type = t->assignment.type;
 	rq->identity = t->assignment.identity;
-	(void)d;
 	return custody_request_check_token(env->token, rq, err);
 }
 
@@ -486,8 +484,9 @@ make_csr(custody_ops_env *env, custody_rollover_target *t, custody_request *rq,
 {
 	int r;
 
-	snprintf(res->csr_path, sizeof(res->csr_path), "%s/%s-%s.csr", t->policy->csr_dir,
-		 t->assignment.type, rq->label + strlen(t->assignment.type) + 1);
+	/* TYPE-IDENTITY-TIME.csr: the label, which names the key too. */
+	snprintf(res->csr_path, sizeof(res->csr_path), "%s/%s.csr", t->policy->csr_dir,
+		 rq->label);
 	rq->csr_path = res->csr_path;
 	if ((r = custody_request_create_file(rq, err)) != CUSTODY_OK ||
 	    (r = custody_request_generate(env->token, rq, err)) != CUSTODY_OK)
