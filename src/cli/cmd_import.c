@@ -205,9 +205,10 @@ rollover_assignment(struct cli *cli, struct import_opts *o, const custody_bundle
 	unsigned char id[20];
 	char key_id[CUSTODY_KEY_ID_HEX + 1];
 	custody_ops_env env;
+	custody_err ignored;
 	int found = 0, r;
 
-	if (cli->cfg.n_rollover == 0 || custody_cert_key_id(b->cert, id, &cli->err) != CUSTODY_OK)
+	if (cli->cfg.n_rollover == 0 || custody_cert_key_id(b->cert, id, &ignored) != CUSTODY_OK)
 		return CUSTODY_OK;	/* the import says what is wrong with it */
 	custody_hex_encode(id, sizeof(id), key_id, 0);
 	change_env_now(cli, &env);
