@@ -7,6 +7,10 @@
  *   [store]  url
  *   [node]   name
  *   [policy] min-rsa-bits, ec-curves, sip-domain, overlap, warn-days
+ *   [types]  custom
+ *   [rollover TYPE]  enabled, generate-before, promote-before, key,
+ *            validity, subject, san, mode, csr-dir, replicable (one
+ *            section per type; custody/rollover.h acts on them)
  * An unknown section or key, a key outside a section, or a bad value is an
  * error (EUSAGE) naming the file, line and key.
  *
@@ -26,6 +30,40 @@ extern "C" {
 #define CUSTODY_DEFAULT_CONFIG "/etc/custody/custody.conf"
 #define CUSTODY_DEFAULT_STORE "sqlite:/var/lib/custody/custody.db"
 
+/* [rollover TYPE]: when and how custody rollover makes the successor of
+ * the type's current certificate.  Plain values (no pointers): a policy
+ * is copied with memcpy. */
+enum custody_rollover_mode {
+	CUSTODY_ROLLOVER_SELF_SIGNED = 0,	/* a self-signed successor, staged */
+	CUSTODY_ROLLOVER_CSR,			/* a request in csr-dir, for a CA  */
+};
+
+#define CUSTODY_ROLLOVER_MAX 32		/* [rollover] sections in a config */
+#define CUSTODY_ROLLOVER_TEXT 1024	/* subject, san, csr-dir            */
+
+typedef struct custody_rollover_policy {
+	char type[CUSTODY_NAME_MAX + 1];	/* canonical type name          */
+	int enabled;			/* enabled = yes (default no)        */
+	int64_t generate_before;	/* seconds before the current
+					   certificate's notAfter; 20 days   */
+	int64_t promote_before;		/* the successor's effective instant,
+					   as much before it; 15 days        */
+	char key[32];			/* a key spec; "": the current key's  */
+	int validity_days;		/* 0: the current certificate's      */
+	char subject[CUSTODY_ROLLOVER_TEXT];	/* "": the current's          */
+	char san[CUSTODY_ROLLOVER_TEXT];	/* "": the current's          */
+	enum custody_rollover_mode mode;
+	char csr_dir[CUSTODY_ROLLOVER_TEXT];	/* csr mode: where requests go */
+	int replicable;			/* -1: as the current key; 0; 1      */
+	int line;			/* the file line of its first key (0:
+					   not from a file), for messages    */
+	int durations_line;		/* the line that set the last of
+					   generate-before, promote-before   */
+} custody_rollover_policy;
+
+#define CUSTODY_ROLLOVER_GENERATE_BEFORE (20 * INT64_C(86400))
+#define CUSTODY_ROLLOVER_PROMOTE_BEFORE (15 * INT64_C(86400))
+
 typedef struct custody_config {
 	char *module;
 	char *token_label;
@@ -38,6 +76,8 @@ typedef struct custody_config {
 	char *node_name;
 	char *custom_types;	/* [types] custom: names, by ',' or blanks */
 	custody_policy policy;	/* defaults unless the file set them */
+	custody_rollover_policy *rollover;	/* malloc'ed, n_rollover of them */
+	size_t n_rollover;
 } custody_config;
 
 #define CUSTODY_CUSTOM_TYPES_MAX 32
@@ -85,6 +125,20 @@ int custody_config_settle(custody_config *cfg, const char *given,
 
 /* The store URL: store.url, else CUSTODY_DEFAULT_STORE. */
 const char *custody_config_store_url(const custody_config *cfg);
+
+/* The [rollover TYPE] policy of type (canonical), or NULL. */
+const custody_rollover_policy *
+custody_config_rollover(const custody_config *cfg, const char *type);
+
+/*
+ * What the rollover policies need of each other and of the rest of the
+ * file, checked once everything is read (custody_config_load does it):
+ * the type known or declared in [types] custom, promote-before less than
+ * generate-before, csr-dir given (and only given) in csr mode.  EUSAGE
+ * "PATH:LINE: [rollover T]: ..." (path may be NULL: no file).
+ */
+int custody_config_check_rollover(const custody_config *cfg, const char *path,
+				  custody_err *err);
 
 /* The custom types [types] custom declares, each checked as a type name
  * when it was set, into names (at most CUSTODY_CUSTOM_TYPES_MAX); returns

@@ -37,6 +37,11 @@ void custody_policy_defaults(custody_policy *p);
 int custody_policy_set(custody_policy *p, const char *key, const char *value,
 		       custody_err *err);
 
+/* A duration as [policy] overlap takes it: "24h", "90m", "3600s", "2d"
+ * or plain seconds, at most 100 years, into *out (seconds).  0, or -1
+ * when s is not one (*out untouched). */
+int custody_policy_parse_duration(const char *s, int64_t *out);
+
 /* RSA below min_rsa_bits (message gives the actual size), an EC curve not
  * in ec_curves, DSA and every other algorithm are EFAIL. */
 int custody_policy_check_key(const custody_policy *p, EVP_PKEY *pkey,

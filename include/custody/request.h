@@ -98,6 +98,9 @@ typedef struct custody_request {
 					   nothing is generated, nothing destroyed */
 	int64_t now;			/* the certificate's notBefore + 300 s */
 	const char *node;		/* this node, for the audit entries    */
+	const char *type, *identity;	/* the assignment a rollover makes the
+					   key for (its audit entries name it);
+					   NULL: none                          */
 	/* What was made, for custody_request_finish. */
 	int fd;				/* the request file; -1: not open      */
 	int created_file;

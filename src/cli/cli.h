@@ -337,6 +337,9 @@ int cmd_sync(struct cli *, int, char **);
 /* Removes what interrupted custody work left on the token (cmd_tidy.c). */
 int cmd_tidy(struct cli *, int, char **);
 int cmd_status(struct cli *, int, char **);
+/* Makes the successors the [rollover TYPE] policies say are due. */
+int cmd_rollover(struct cli *, int, char **);
+extern const char cmd_rollover_usage[];
 
 /* Each command's --help text, beside its option table in cmd_NAME.c. */
 extern const char cmd_get_usage[], cmd_import_usage[], cmd_set_usage[],

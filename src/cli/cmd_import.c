@@ -20,7 +20,9 @@
 
 #include <custody/cert.h>
 #include <custody/cluster.h>
+#include <custody/hexfmt.h>
 #include <custody/policy.h>
+#include <custody/rollover.h>
 #include <custody/secret.h>
 #include <custody/timefmt.h>
 
@@ -194,6 +196,33 @@ on_file_option(struct cli *cli, int c, const char *arg, void *ctx)
 	return CUSTODY_OK;
 }
 
+/* A certificate alone whose key a csr-mode rollover made: staged as the
+ * pending certificate of the request's assignment (custody/rollover.h). */
+static int
+rollover_assignment(struct cli *cli, struct import_opts *o, const custody_bundle *b,
+		    custody_change_request *assign)
+{
+	unsigned char id[20];
+	char key_id[CUSTODY_KEY_ID_HEX + 1];
+	custody_ops_env env;
+	custody_err ignored;
+	int found = 0, r;
+
+	if (cli->cfg.n_rollover == 0 || custody_cert_key_id(b->cert, id, &ignored) != CUSTODY_OK)
+		return CUSTODY_OK;	/* the import says what is wrong with it */
+	custody_hex_encode(id, sizeof(id), key_id, 0);
+	change_env_now(cli, &env);
+	if ((r = custody_rollover_import_roll(&env, &cli->cfg, key_id, &found,
+					      o->change.type_name[0], o->change.identity_name[0],
+					      &assign->effective, &cli->err)) != CUSTODY_OK ||
+	    !found)
+		return r;
+	assign->type = o->change.type_name[0];
+	assign->identity = o->change.identity_name[0];
+	assign->roll = 1;
+	return CUSTODY_OK;
+}
+
 const char cmd_import_usage[] =
 	"custody import --path FILE [--key FILE] [--password-source SRC] [--label LABEL]\n"
 	"               [--replicable]\n"
@@ -267,6 +296,9 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	else
 		r = load_bundle(cli, &o, &lock, &bundle);
 	if (r != CUSTODY_OK)
+		goto out;
+	if (assign.type == NULL && o.package == NULL && bundle.key == NULL &&
+	    (r = rollover_assignment(cli, &o, &bundle, &assign)) != CUSTODY_OK)
 		goto out;
 	memset(&req, 0, sizeof(req));
 	req.bundle = &bundle;

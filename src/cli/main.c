@@ -51,6 +51,8 @@ static const struct command cli_commands[] = {
 	 cmd_sync_usage},
 	{"status", cmd_status, CLI_AT_READS, "the cluster's nodes against the store: held keys, last sync, lag",
 	 cmd_status_usage},
+	{"rollover", cmd_rollover, CLI_AT_READS, "make the successor a [rollover TYPE] policy says is due (run hourly)",
+	 cmd_rollover_usage},
 	{"kek", cmd_kek, CLI_AT_WRITES, "create the cluster key-encryption key on this token (ceremony)",
 	 cmd_kek_usage},
 	{"node", cmd_node, CLI_AT_WRITES, "enroll, admit or join a node of the cluster (ceremony)",

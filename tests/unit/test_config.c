@@ -198,7 +198,7 @@ Test(config, unknown_section)
 				   3, "unknown section [tokens]");
 
 	cr_assert_str_eq(err.hint, "sections: [token], [store], [node], "
-			 "[policy], [types]");
+			 "[policy], [types], [rollover TYPE]");
 	/* Even one without keys. */
 	load_bad("[token]\nlabel = a\n\n[bogus]\n", 4, "unknown section [bogus]");
 	load_bad("[Token]\nlabel = a\n", 1, "unknown section [Token]");
@@ -489,4 +489,87 @@ Test(config, node_name_by_default_is_the_host_name_to_its_first_dot)
 		cr_assert_str_eq(node, host);
 	else
 		cr_assert_str_eq(node, "localhost");
+}
+
+/* ------------------------------------------------------------ [rollover] */
+
+Test(config, rollover_policy_defaults_and_keys)
+{
+	const custody_rollover_policy *p;
+
+	load_ok("[types]\ncustom = Partner\n"
+		"[rollover oauthtokenissuer]\nenabled = yes\n"
+		"[rollover Partner]\nenabled = yes\ngenerate-before = 30d\n"
+		"promote-before = 36h\nkey = ec:p256\nvalidity = 90\n"
+		"subject = CN=partner.example,O=Example\nsan = DNS:partner.example\n"
+		"mode = csr\ncsr-dir = /var/lib/custody/requests\nreplicable = no\n");
+	cr_assert_eq(cfg.n_rollover, 2);
+	p = custody_config_rollover(&cfg, "OAuthTokenIssuer");
+	cr_assert_not_null(p, "the type's name is canonical");
+	cr_assert_eq(p->enabled, 1);
+	cr_assert_eq(p->generate_before, 20 * 86400);
+	cr_assert_eq(p->promote_before, 15 * 86400);
+	cr_assert_str_eq(p->key, "");
+	cr_assert_eq(p->validity_days, 0);
+	cr_assert_eq(p->mode, CUSTODY_ROLLOVER_SELF_SIGNED);
+	cr_assert_eq(p->replicable, -1);
+	p = custody_config_rollover(&cfg, "Partner");
+	cr_assert_not_null(p);
+	cr_assert_eq(p->generate_before, 30 * 86400);
+	cr_assert_eq(p->promote_before, 36 * 3600);
+	cr_assert_str_eq(p->key, "ec:p256");
+	cr_assert_eq(p->validity_days, 90);
+	cr_assert_str_eq(p->subject, "CN=partner.example,O=Example");
+	cr_assert_str_eq(p->san, "DNS:partner.example");
+	cr_assert_eq(p->mode, CUSTODY_ROLLOVER_CSR);
+	cr_assert_str_eq(p->csr_dir, "/var/lib/custody/requests");
+	cr_assert_eq(p->replicable, 0);
+	cr_assert_null(custody_config_rollover(&cfg, "Default"));
+}
+
+Test(config, rollover_bad_values_name_the_line)
+{
+	load_bad("[rollover Default]\nenabled = maybe\n", 2,
+		 "invalid enabled 'maybe': use yes or no");
+	load_bad("[rollover Default]\ngenerate-before = soon\n", 2,
+		 "invalid generate-before 'soon': give a duration such as 20d, 36h, 90m "
+		 "or plain seconds");
+	load_bad("[rollover Default]\nkey = dsa:1024\n", 2, "key: unknown key spec "
+		 "dsa:1024: expected rsa:2048, rsa:3072, rsa:4096, ec:p256 or ec:p384");
+	load_bad("[rollover Default]\nmode = acme\n", 2,
+		 "invalid mode 'acme': use self-signed or csr");
+	load_bad("[rollover Default]\nvalidity = 0\n", 2,
+		 "invalid validity '0': a whole number of days from 1 to 36500");
+	load_bad("[rollover Default]\nkeyspec = rsa:2048\n", 2,
+		 "unknown key 'keyspec' in section [rollover TYPE]");
+	load_bad("[rollover]\nenabled = yes\n", 1,
+		 "[rollover] names its type: [rollover TYPE]");
+	assert_untouched();
+	cr_assert_eq(cfg.n_rollover, 0);
+}
+
+Test(config, rollover_checks_made_once_the_file_is_read)
+{
+	/* promote-before must be less than generate-before, whichever order
+	 * they come in: the line is the one that set the last of them. */
+	load_ok("[rollover Default]\npromote-before = 25d\ngenerate-before = 30d\n");
+	custody_config_clear(&cfg);
+	load_bad("[rollover Default]\nenabled = yes\ngenerate-before = 10d\n"
+		 "promote-before = 10d\n", 4,
+		 "[rollover Default]: promote-before (864000s) must be less than "
+		 "generate-before (864000s): the successor is made before it is promoted");
+	load_bad("[rollover Default]\nenabled = yes\ngenerate-before = 10d\n", 3,
+		 "[rollover Default]: promote-before (1296000s) must be less than "
+		 "generate-before (864000s): the successor is made before it is promoted");
+	/* A custom type declared after its policy is a declared type. */
+	load_ok("[rollover Partner]\nenabled = yes\n[types]\ncustom = Partner\n");
+	custody_config_clear(&cfg);
+	load_bad("\n[rollover Partnr]\nenabled = yes\n", 3,
+		 "[rollover Partnr]: unknown type 'Partnr': neither a known type nor a "
+		 "custom type custody.conf declares");
+	load_bad("[rollover Default]\nmode = csr\n", 2,
+		 "[rollover Default]: mode = csr needs csr-dir (where the requests go)");
+	load_bad("[rollover Default]\ncsr-dir = /tmp\n", 2,
+		 "[rollover Default]: csr-dir goes with mode = csr");
+	assert_untouched();
 }

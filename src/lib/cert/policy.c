@@ -166,8 +166,8 @@ parse_number(const char *key, const char *s, long min, long max,
 }
 
 /* "24h", "90m", "3600s", "2d" or plain seconds. */
-static int
-parse_duration(const char *s, int64_t *out)
+int
+custody_policy_parse_duration(const char *s, int64_t *out)
 {
 	int64_t v = 0, unit = 1;
 	size_t i = 0;
@@ -331,7 +331,7 @@ custody_policy_set(custody_policy *p, const char *key, const char *value,
 		snprintf(p->sip_domain, sizeof(p->sip_domain), "%s", value);
 		lower(p->sip_domain);
 	} else if (strcmp(key, "overlap") == 0) {
-		if (parse_duration(value, &p->overlap) != 0)
+		if (custody_policy_parse_duration(value, &p->overlap) != 0)
 			return custody_err_set(err, CUSTODY_EUSAGE,
 					       "invalid policy overlap '%s': give "
 					       "a duration such as 24h, 90m, "

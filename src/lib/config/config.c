@@ -17,7 +17,9 @@
 #include <custody/config.h>
 #include <custody/log.h>
 #include <custody/policy.h>
+#include <custody/request.h>
 #include <custody/secret.h>
+#include <custody/token.h>
 
 /* What ini_parse_stream is working on, as the reader sees it.  inih
  * itself (the Debian build) gives the handler no line number, and folds
@@ -36,14 +38,27 @@ struct load {
 	int failed_code;
 };
 
-static const char *const sections = "[token], [store], [node], [policy], [types]";
+static const char *const sections = "[token], [store], [node], [policy], [types], "
+				   "[rollover TYPE]";
+
+/* "rollover TYPE": the type named by a rollover section, else NULL. */
+static const char *
+rollover_section_type(const char *name)
+{
+	if (strncmp(name, "rollover", 8) != 0 || (name[8] != ' ' && name[8] != '\t'))
+		return NULL;
+	name += 8;
+	while (*name == ' ' || *name == '\t')
+		name++;
+	return name;
+}
 
 static int
 known_section(const char *name)
 {
 	return strcmp(name, "token") == 0 || strcmp(name, "store") == 0 ||
 	       strcmp(name, "node") == 0 || strcmp(name, "policy") == 0 ||
-	       strcmp(name, "types") == 0;
+	       strcmp(name, "types") == 0 || rollover_section_type(name) != NULL;
 }
 
 #define TYPE_SEPARATORS ", \t"
@@ -225,6 +240,203 @@ set_node(custody_config *cfg, const char *key, const char *value,
 	return set_string(&cfg->node_name, value, err);
 }
 
+/* ------------------------------------------------------------ [rollover] */
+
+static const char *const rollover_keys = "enabled, generate-before, promote-before, key, "
+					 "validity, subject, san, mode, csr-dir, replicable";
+
+const custody_rollover_policy *
+custody_config_rollover(const custody_config *cfg, const char *type)
+{
+	size_t i;
+
+	for (i = 0; cfg != NULL && i < cfg->n_rollover; i++)
+		if (strcmp(cfg->rollover[i].type, type) == 0)
+			return &cfg->rollover[i];
+	return NULL;
+}
+
+/* The policy of the type a [rollover TYPE] header names, made with its
+ * defaults on first use. */
+static int
+rollover_slot(custody_config *cfg, const char *given, custody_rollover_policy **out,
+	      custody_err *err)
+{
+	char type[CUSTODY_NAME_MAX + 1];
+	custody_rollover_policy *grown, *p;
+	size_t i;
+
+	if (custody_type_canonical(given, type, NULL, err) != CUSTODY_OK)
+		return custody_err_prefix(err, "[rollover %s]", given);
+	for (i = 0; i < cfg->n_rollover; i++)
+		if (strcmp(cfg->rollover[i].type, type) == 0) {
+			*out = &cfg->rollover[i];
+			return CUSTODY_OK;
+		}
+	if (cfg->n_rollover == CUSTODY_ROLLOVER_MAX)
+		return custody_err_set(err, CUSTODY_EUSAGE, "more than %d [rollover] sections",
+				       CUSTODY_ROLLOVER_MAX);
+	if ((grown = realloc(cfg->rollover, (cfg->n_rollover + 1) * sizeof(*grown))) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL, "cannot set configuration: out of "
+				       "memory");
+	cfg->rollover = grown;
+	p = &grown[cfg->n_rollover++];
+	memset(p, 0, sizeof(*p));
+	memcpy(p->type, type, sizeof(type));
+	p->generate_before = CUSTODY_ROLLOVER_GENERATE_BEFORE;
+	p->promote_before = CUSTODY_ROLLOVER_PROMOTE_BEFORE;
+	p->replicable = -1;
+	*out = p;
+	return CUSTODY_OK;
+}
+
+/* yes/no (true/false, on/off, 1/0) into *out; -1 when it is neither. */
+static int
+parse_yes_no(const char *value, int *out)
+{
+	if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0 ||
+	    strcasecmp(value, "on") == 0 || strcmp(value, "1") == 0)
+		*out = 1;
+	else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0 ||
+		 strcasecmp(value, "off") == 0 || strcmp(value, "0") == 0)
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
+static int
+set_text(char *slot, size_t size, const char *key, const char *value, custody_err *err)
+{
+	if (strlen(value) >= size)
+		return custody_err_set(err, CUSTODY_EUSAGE, "%s is too long: at most %zu "
+				       "characters", key, size - 1);
+	memcpy(slot, value, strlen(value) + 1);
+	return CUSTODY_OK;
+}
+
+/* The keys whose value is checked by a parser of its own: the durations,
+ * the key spec, the names (as custody request reads them). */
+static int
+set_rollover_checked(custody_rollover_policy *p, const char *key, const char *value,
+		     custody_err *err)
+{
+	custody_keyspec spec;
+	X509_NAME *dn = NULL;
+	X509_EXTENSION *san = NULL;
+
+	if (strcmp(key, "generate-before") == 0 || strcmp(key, "promote-before") == 0) {
+		if (custody_policy_parse_duration(value, key[0] == 'g' ? &p->generate_before :
+						  &p->promote_before) != 0)
+			return custody_err_set(err, CUSTODY_EUSAGE, "invalid %s '%s': give a "
+					       "duration such as 20d, 36h, 90m or plain "
+					       "seconds", key, value);
+		return CUSTODY_OK;
+	}
+	if (strcmp(key, "key") == 0) {
+		if (custody_keyspec_parse(value, &spec, err) != CUSTODY_OK)
+			return custody_err_prefix(err, "key");
+		return set_text(p->key, sizeof(p->key), key, value, err);
+	}
+	if (strcmp(key, "subject") == 0) {
+		if (custody_dn_parse(value, &dn, err) != CUSTODY_OK)
+			return custody_err_prefix(err, "subject");
+		X509_NAME_free(dn);
+		return set_text(p->subject, sizeof(p->subject), key, value, err);
+	}
+	if (custody_san_parse(value, &san, err) != CUSTODY_OK)
+		return custody_err_prefix(err, "san");
+	X509_EXTENSION_free(san);
+	return set_text(p->san, sizeof(p->san), key, value, err);
+}
+
+static int
+set_rollover(custody_config *cfg, const char *type, const char *key, const char *value,
+	     custody_err *err)
+{
+	custody_rollover_policy *p = NULL;
+	char *end = NULL;
+	long days;
+	int r;
+
+	if ((r = rollover_slot(cfg, type, &p, err)) != CUSTODY_OK)
+		return r;
+	if (strcmp(key, "enabled") == 0 || strcmp(key, "replicable") == 0) {
+		if (parse_yes_no(value, key[0] == 'e' ? &p->enabled : &p->replicable) != 0)
+			return custody_err_set(err, CUSTODY_EUSAGE, "invalid %s '%s': use yes "
+					       "or no", key, value);
+	} else if (strcmp(key, "validity") == 0) {
+		errno = 0;
+		days = strtol(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0' || days < 1 || days > 36500)
+			return custody_err_set(err, CUSTODY_EUSAGE, "invalid validity '%s': a "
+					       "whole number of days from 1 to 36500", value);
+		p->validity_days = (int)days;
+	} else if (strcmp(key, "mode") == 0) {
+		if (strcmp(value, "self-signed") == 0)
+			p->mode = CUSTODY_ROLLOVER_SELF_SIGNED;
+		else if (strcmp(value, "csr") == 0)
+			p->mode = CUSTODY_ROLLOVER_CSR;
+		else
+			return custody_err_set(err, CUSTODY_EUSAGE, "invalid mode '%s': use "
+					       "self-signed or csr", value);
+	} else if (strcmp(key, "csr-dir") == 0) {
+		return set_text(p->csr_dir, sizeof(p->csr_dir), key, value, err);
+	} else if (strcmp(key, "generate-before") == 0 || strcmp(key, "promote-before") == 0 ||
+		   strcmp(key, "key") == 0 || strcmp(key, "subject") == 0 ||
+		   strcmp(key, "san") == 0) {
+		return set_rollover_checked(p, key, value, err);
+	} else {
+		return unknown_key("rollover TYPE", key, rollover_keys, err);
+	}
+	return CUSTODY_OK;
+}
+
+/* "PATH:LINE: " or "" (no file) before a message of a later check. */
+static int
+rollover_refuse(custody_err *err, const char *path, int line, const char *type,
+		const char *why)
+{
+	if (path != NULL && line > 0)
+		return custody_err_set(err, CUSTODY_EUSAGE, "%s:%d: [rollover %s]: %s", path,
+				       line, type, why);
+	return custody_err_set(err, CUSTODY_EUSAGE, "[rollover %s]: %s", type, why);
+}
+
+int
+custody_config_check_rollover(const custody_config *cfg, const char *path, custody_err *err)
+{
+	char names[CUSTODY_CUSTOM_TYPES_MAX][CUSTODY_NAME_MAX + 1], why[256];
+	char type[CUSTODY_NAME_MAX + 1];
+	const char *declared[CUSTODY_CUSTOM_TYPES_MAX];
+	size_t n = custody_config_custom_types(cfg, names), i;
+	const custody_rollover_policy *p;
+	custody_err type_err;
+
+	for (i = 0; i < n; i++)
+		declared[i] = names[i];
+	for (i = 0; i < cfg->n_rollover; i++) {
+		p = &cfg->rollover[i];
+		if (custody_type_resolve(p->type, declared, n, type, &type_err) != CUSTODY_OK)
+			return rollover_refuse(err, path, p->line, p->type, type_err.msg);
+		if (p->promote_before >= p->generate_before) {
+			snprintf(why, sizeof(why), "promote-before (%llds) must be less than "
+				 "generate-before (%llds): the successor is made before it is "
+				 "promoted", (long long)p->promote_before,
+				 (long long)p->generate_before);
+			return rollover_refuse(err, path, p->durations_line > 0 ?
+					       p->durations_line : p->line, p->type, why);
+		}
+		if (p->mode == CUSTODY_ROLLOVER_CSR && p->csr_dir[0] == '\0')
+			return rollover_refuse(err, path, p->line, p->type,
+					       "mode = csr needs csr-dir (where the requests go)");
+		if (p->mode != CUSTODY_ROLLOVER_CSR && p->csr_dir[0] != '\0')
+			return rollover_refuse(err, path, p->line, p->type,
+					       "csr-dir goes with mode = csr");
+	}
+	return CUSTODY_OK;
+}
+
 int
 custody_config_set(custody_config *cfg, const char *section,
 		   const char *key, const char *value, custody_err *err)
@@ -252,7 +464,9 @@ custody_config_set(custody_config *cfg, const char *section,
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "empty value for key '%s' in section [%s]",
 				       key, section);
-	if (strcmp(section, "token") == 0)
+	if (rollover_section_type(section) != NULL)
+		r = set_rollover(cfg, rollover_section_type(section), key, value, err);
+	else if (strcmp(section, "token") == 0)
 		r = set_token(cfg, key, value, err);
 	else if (strcmp(section, "store") == 0)
 		r = set_store(cfg, key, value, err);
@@ -340,6 +554,7 @@ custody_config_clear(custody_config *cfg)
 		return;
 	for (i = 0; i < N_STRINGS; i++)
 		free(*string_at(cfg, i));
+	free(cfg->rollover);
 	custody_config_init(cfg);
 }
 
@@ -363,6 +578,16 @@ config_copy(custody_config *dst, const custody_config *src, custody_err *err)
 	/* Not src's strings: none of them is dst's to free. */
 	for (i = 0; i < N_STRINGS; i++)
 		*string_at(dst, i) = NULL;
+	dst->rollover = NULL;
+	if (src->n_rollover > 0) {
+		/* plain values: a copy of the array is a deep copy */
+		if ((dst->rollover = malloc(src->n_rollover * sizeof(*dst->rollover))) == NULL) {
+			dst->n_rollover = 0;
+			return custody_err_set(err, CUSTODY_EFAIL, "cannot copy configuration: "
+					       "out of memory");
+		}
+		memcpy(dst->rollover, src->rollover, src->n_rollover * sizeof(*dst->rollover));
+	}
 	for (i = 0; i < N_STRINGS; i++) {
 		if (copy_string(string_at(dst, i), string_of(src, i)) != 0) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
@@ -400,6 +625,14 @@ check_header(struct load *ld, const char *start)
 	memcpy(name, start + 1, len);
 	name[len] = '\0';
 	ld->key_seen = 0;
+	if (strcmp(name, "rollover") == 0 || (rollover_section_type(name) != NULL &&
+					      rollover_section_type(name)[0] == '\0')) {
+		custody_err_set(ld->err, CUSTODY_EUSAGE,
+				"%s:%d: [rollover] names its type: [rollover TYPE]",
+				ld->path, ld->line);
+		load_fail(ld, CUSTODY_EUSAGE);
+		return;
+	}
 	if (!known_section(name)) {
 		custody_err_set(ld->err, CUSTODY_EUSAGE,
 				"%s:%d: unknown section [%s]", ld->path,
@@ -488,6 +721,24 @@ reader(char *str, int num, void *stream)
 	return ld->failed ? NULL : str;
 }
 
+/* Where a rollover policy's keys are, for the checks made once the whole
+ * file is read (custody_config_check_rollover). */
+static void
+note_rollover_line(struct load *ld, const char *section, const char *key)
+{
+	custody_rollover_policy *p;
+	char type[CUSTODY_NAME_MAX + 1];
+	const char *given = rollover_section_type(section);
+
+	if (given == NULL || custody_type_canonical(given, type, NULL, NULL) != CUSTODY_OK ||
+	    (p = (custody_rollover_policy *)custody_config_rollover(ld->cfg, type)) == NULL)
+		return;
+	if (p->line == 0)
+		p->line = ld->line;
+	if (strcmp(key, "generate-before") == 0 || strcmp(key, "promote-before") == 0)
+		p->durations_line = ld->line;
+}
+
 static int
 handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -512,6 +763,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 		load_fail(ld, r);
 		return 0;
 	}
+	note_rollover_line(ld, section, name);
 	return 1;
 }
 
@@ -553,6 +805,8 @@ custody_config_load(custody_config *cfg, const char *path, custody_err *err)
 				    path);
 		goto out;
 	}
+	if ((r = custody_config_check_rollover(&next, path, err)) != CUSTODY_OK)
+		goto out;
 	custody_config_clear(cfg);
 	*cfg = next;
 	have_copy = 0;

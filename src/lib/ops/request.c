@@ -491,11 +491,12 @@ audit_request(custody_txn *tx, const custody_request *rq, const char *thumbprint
 		snprintf(detail, sizeof(detail), "new CSR for key id %s on token %s",
 			 rq->key_id, custody_token_label(tx->tok));
 	else
-		snprintf(detail, sizeof(detail), GENERATED_PREFIX "%s on token %s%s",
+		snprintf(detail, sizeof(detail), GENERATED_PREFIX "%s on token %s%s%s",
 			 rq->key_id, custody_token_label(tx->tok),
+			 rq->type != NULL ? " by rollover" : "",
 			 thumbprint != NULL ? ", self-signed" : CSR_SUFFIX);
-	return custody_txn_audit(tx, CUSTODY_AUDIT_REQUEST, NULL, NULL, thumbprint, NULL,
-				 detail);
+	return custody_txn_audit(tx, CUSTODY_AUDIT_REQUEST, rq->type, rq->identity, thumbprint,
+				 NULL, detail);
 }
 
 int

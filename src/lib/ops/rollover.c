@@ -1,0 +1,640 @@
+/*
+ * ops/rollover.c — custody rollover (custody/rollover.h): what a
+ * [rollover TYPE] policy says is due, and the successor made by the
+ * request ceremony (custody/request.h) under the store's rollover lease.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/x509v3.h>
+
+#include <custody/audit.h>
+#include <custody/cert.h>
+#include <custody/log.h>
+#include <custody/request.h>
+#include <custody/rollover.h>
+#include <custody/timefmt.h>
+
+#define DAY 86400
+
+/* ------------------------------------------------------------ deciding */
+
+/* The successor's effective instant (see custody_rollover_decide). */
+static int64_t
+effective_instant(const custody_rollover_facts *f)
+{
+	int64_t not_after = f->current_not_after;
+	int64_t effective = not_after - f->policy->promote_before;
+
+	if (effective < f->now + f->overlap)
+		effective = f->now + f->overlap;
+	if (effective > not_after && not_after > f->now)
+		effective = not_after;
+	return effective;
+}
+
+void
+custody_rollover_decide(const custody_rollover_facts *f, custody_rollover_decision *out)
+{
+	const custody_assignment *a = f->assignment;
+	char t[CUSTODY_TIME_TEXT];
+
+	memset(out, 0, sizeof(*out));
+	out->due = CUSTODY_ROLLOVER_NOTHING;
+	if (!f->policy->enabled) {
+		snprintf(out->why, sizeof(out->why), "the rollover policy is not enabled");
+		return;
+	}
+	if (a->current.thumbprint[0] == '\0' || f->current_not_after == 0) {
+		snprintf(out->why, sizeof(out->why), "no current certificate to roll over");
+		return;
+	}
+	out->generate_at = f->current_not_after - f->policy->generate_before;
+	if (a->pending.thumbprint[0] != '\0') {
+		snprintf(out->why, sizeof(out->why), "successor %s is pending for %s",
+			 a->pending.thumbprint, custody_time_format(a->pending.effective, t));
+		return;
+	}
+	if (f->waiting_key_id != NULL && f->waiting_key_id[0] != '\0') {
+		snprintf(out->why, sizeof(out->why), "the request for key id %s waits for its "
+			 "certificate (custody import stages it)", f->waiting_key_id);
+		return;
+	}
+	if (f->now < out->generate_at) {
+		snprintf(out->why, sizeof(out->why), "not due: the successor is made from %s",
+			 custody_time_format(out->generate_at, t));
+		return;
+	}
+	out->due = CUSTODY_ROLLOVER_GENERATE;
+	out->effective = effective_instant(f);
+	snprintf(out->why, sizeof(out->why), "due: %s expires %s, the successor is made from "
+		 "%s", a->current.thumbprint, custody_time_format(f->current_not_after, t),
+		 custody_time_format(out->generate_at, (char[CUSTODY_TIME_TEXT]){0}));
+}
+
+/* ------------------------------------------------------------ reading */
+
+void
+custody_rollover_targets_free(custody_rollover_target *t, size_t n)
+{
+	size_t i;
+
+	for (i = 0; t != NULL && i < n; i++)
+		custody_cert_record_clear(&t[i].current);
+	free(t);
+}
+
+/* Whether the store holds a certificate of key_id. */
+static int
+store_has_key_cert(const custody_cert_record *certs, size_t n, const char *key_id)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcasecmp(certs[i].key_id, key_id) == 0)
+			return 1;
+	return 0;
+}
+
+/* Whether a request made on this node still waits: its private key on
+ * the token, no certificate beside it (a key removed since was given up). */
+static int
+waits_on_token(custody_ops_env *env, const char *key_id)
+{
+	custody_token_key_objects objs;
+	custody_err ignored;
+
+	if (custody_ops_token(env, &ignored) != CUSTODY_OK ||
+	    custody_token_count_key_objects(env->token, key_id, &objs, &ignored) != CUSTODY_OK)
+		return 1;	/* cannot tell: never a second request */
+	return objs.private_keys > 0 && objs.certificates == 0;
+}
+
+/* The newest rollover request of (type, identity) that waits for its
+ * certificate, from the audit log, into out ("" when none). */
+static int
+find_waiting_request(custody_ops_env *env, const char *type, const char *identity,
+		     char out[CUSTODY_KEY_ID_HEX + 1], custody_err *err)
+{
+	custody_audit_entry *log = NULL;
+	custody_cert_record *certs = NULL;
+	size_t n_log = 0, n_certs = 0, i;
+	char id[CUSTODY_KEY_ID_HEX + 1];
+	int r;
+
+	out[0] = '\0';
+	if ((r = custody_store_list_audit(env->store, 0, &log, &n_log, err)) != CUSTODY_OK)
+		return r;
+	if ((r = custody_store_list_certs(env->store, &certs, &n_certs, err)) != CUSTODY_OK)
+		goto out;
+	for (i = n_log; i-- > 0;) {
+		if (strcasecmp(log[i].type, type) != 0 ||
+		    strcasecmp(log[i].identity, identity) != 0 ||
+		    !custody_request_csr_key_id(&log[i], id))
+			continue;
+		if (!store_has_key_cert(certs, n_certs, id) &&
+		    (strcmp(log[i].node, env->node) != 0 || waits_on_token(env, id)))
+			memcpy(out, id, sizeof(id));
+		break;	/* the newest request decides */
+	}
+out:
+	custody_cert_records_free(certs, n_certs);
+	custody_audit_entries_free(log, n_log);
+	return r;
+}
+
+/* Reads target's assignment, current certificate and waiting request at
+ * env->now, and decides. */
+static int
+read_target(custody_ops_env *env, custody_rollover_target *t, const char *type,
+	    const char *identity, custody_err *err)
+{
+	custody_assignment stored;
+	custody_rollover_facts f;
+	int r;
+
+	custody_cert_record_clear(&t->current);
+	if ((r = custody_store_get_assignment(env->store, type, identity, &stored, err)) !=
+	    CUSTODY_OK)
+		return r;
+	custody_assign_resolve(&stored, env->now, &t->assignment);
+	if (t->assignment.current.thumbprint[0] != '\0' &&
+	    (r = custody_store_get_cert(env->store, t->assignment.current.thumbprint,
+					&t->current, err)) != CUSTODY_OK)
+		return r;
+	if (t->policy->mode == CUSTODY_ROLLOVER_CSR &&
+	    (r = find_waiting_request(env, type, identity, t->waiting_key_id, err)) !=
+	    CUSTODY_OK)
+		return r;
+	memset(&f, 0, sizeof(f));
+	f.policy = t->policy;
+	f.assignment = &t->assignment;
+	f.current_not_after = t->current.der != NULL ? t->current.not_after : 0;
+	f.waiting_key_id = t->waiting_key_id;
+	f.now = env->now;
+	f.overlap = env->policy->overlap;
+	custody_rollover_decide(&f, &t->decision);
+	return CUSTODY_OK;
+}
+
+static int
+plan_one(custody_ops_env *env, const custody_rollover_policy *p, const custody_assignment *a,
+	 custody_rollover_target *t, custody_err *err)
+{
+	memset(t, 0, sizeof(*t));
+	t->policy = p;
+	return read_target(env, t, a->type, a->identity, err);
+}
+
+int
+custody_rollover_plan(custody_ops_env *env, const custody_config *cfg, const char *only_type,
+		      custody_rollover_target **out, size_t *n_out, custody_err *err)
+{
+	custody_assignment *all = NULL;
+	custody_rollover_target *t = NULL;
+	const custody_rollover_policy *p;
+	size_t n_all = 0, n = 0, i;
+	int r;
+
+	*out = NULL;
+	*n_out = 0;
+	/* The store alone: a run with nothing due needs no token (no PIN).
+	 * What is made is decided again under the lease, with the token
+	 * open and the store's integrity tags checked. */
+	if ((r = custody_ops_store(env, err)) != CUSTODY_OK ||
+	    (r = custody_store_list_assignments(env->store, &all, &n_all, err)) != CUSTODY_OK)
+		return r;
+	if ((t = calloc(n_all + 1, sizeof(*t))) == NULL) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "cannot plan the rollover: out of memory");
+		goto out;
+	}
+	for (i = 0; i < n_all; i++) {
+		p = custody_config_rollover(cfg, all[i].type);
+		if (p == NULL || !p->enabled ||
+		    (only_type != NULL && strcmp(p->type, only_type) != 0))
+			continue;
+		if ((r = plan_one(env, p, &all[i], &t[n], err)) != CUSTODY_OK) {
+			custody_err_prefix(err, "%s/%s", all[i].type, all[i].identity);
+			goto out;
+		}
+		n++;
+	}
+	*out = t;
+	*n_out = n;
+	t = NULL;
+out:
+	custody_rollover_targets_free(t, n_all);	/* zeroed beyond n */
+	free(all);
+	return r;
+}
+
+/* ------------------------------------------------------------ the lease */
+
+/* The real clock: the lease is about processes running now, not --at. */
+static int64_t
+wall_clock(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* Takes the rollover lease for this process: ECONFLICT naming its holder
+ * when another run holds it. */
+static int
+lease_take(custody_ops_env *env, custody_err *err)
+{
+	char value[256], holder[CUSTODY_NAME_MAX + 1], t[CUSTODY_TIME_TEXT], head[80];
+	long pid = 0;
+	long long until = 0;
+	int64_t seq;
+	int r;
+
+	if ((r = custody_store_begin(env->store, err)) != CUSTODY_OK)
+		return r;
+	/* Reading the audit head inside the transaction locks it (PostgreSQL:
+	 * FOR UPDATE; SQLite: the transaction is the one writer): a second
+	 * taker reads the lease only once the first has committed. */
+	if ((r = custody_store_audit_head(env->store, &seq, head, err)) != CUSTODY_OK &&
+	    r != CUSTODY_ENOTFOUND)
+		goto out;
+	r = custody_store_get_meta(env->store, CUSTODY_ROLLOVER_LEASE, value, sizeof(value), err);
+	if (r == CUSTODY_OK && sscanf(value, "%64s %ld %lld", holder, &pid, &until) == 3 &&
+	    until > wall_clock() && !(strcmp(holder, env->node) == 0 && pid == (long)getpid())) {
+		r = custody_err_set(err, CUSTODY_ECONFLICT, "another rollover (node %s, process "
+				    "%ld) holds the store's rollover lease until %s", holder, pid,
+				    custody_time_format((int64_t)until, t));
+		goto out;
+	}
+	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
+		goto out;
+	snprintf(value, sizeof(value), "%s %ld %lld", env->node, (long)getpid(),
+		 (long long)(wall_clock() + CUSTODY_ROLLOVER_LEASE_SECONDS));
+	if ((r = custody_store_put_meta(env->store, CUSTODY_ROLLOVER_LEASE, value, 1, err)) ==
+	    CUSTODY_OK)
+		r = custody_store_commit(env->store, err);
+out:
+	if (r != CUSTODY_OK)
+		custody_store_rollback(env->store);
+	return r;
+}
+
+/* Lets the lease go when this process holds it (best effort: it expires
+ * anyway). */
+static void
+lease_release(custody_ops_env *env)
+{
+	char value[256], holder[CUSTODY_NAME_MAX + 1];
+	long pid = 0;
+	long long until = 0;
+	custody_err err;
+
+	if (custody_store_begin(env->store, &err) != CUSTODY_OK)
+		return;
+	if (custody_store_get_meta(env->store, CUSTODY_ROLLOVER_LEASE, value, sizeof(value),
+				   &err) == CUSTODY_OK &&
+	    sscanf(value, "%64s %ld %lld", holder, &pid, &until) == 3 &&
+	    strcmp(holder, env->node) == 0 && pid == (long)getpid()) {
+		snprintf(value, sizeof(value), "%s %ld 0", env->node, pid);
+		if (custody_store_put_meta(env->store, CUSTODY_ROLLOVER_LEASE, value, 1, &err) ==
+		    CUSTODY_OK && custody_store_commit(env->store, &err) == CUSTODY_OK)
+			return;
+	}
+	custody_store_rollback(env->store);
+}
+
+/* ------------------------------------------------------------ the request */
+
+/* "RSA-2048" -> "rsa:2048", "EC-P256" -> "ec:p256": the current key's
+ * kind, as a key spec. */
+static void
+spec_text_of(const char *algorithm, char *buf, size_t size)
+{
+	size_t i;
+
+	if (strncasecmp(algorithm, "RSA-", 4) == 0)
+		snprintf(buf, size, "rsa:%s", algorithm + 4);
+	else if (strncasecmp(algorithm, "EC-", 3) == 0)
+		snprintf(buf, size, "ec:%s", algorithm + 3);
+	else
+		snprintf(buf, size, "%s", algorithm);
+	for (i = 0; buf[i] != '\0'; i++)
+		if (buf[i] >= 'A' && buf[i] <= 'Z')
+			buf[i] = (char)(buf[i] - 'A' + 'a');
+}
+
+/* The subject and SANs of the successor: the policy's, else the current
+ * certificate's. */
+static int
+successor_names(const custody_rollover_target *t, custody_request *rq, custody_err *err)
+{
+	const custody_rollover_policy *p = t->policy;
+	const unsigned char *der = t->current.der;
+	X509 *x = NULL;
+	int idx, r = CUSTODY_OK;
+
+	if (p->subject[0] != '\0' && (r = custody_dn_parse(p->subject, &rq->subject, err)) !=
+	    CUSTODY_OK)
+		return custody_err_prefix(err, "[rollover %s] subject", p->type);
+	if (p->san[0] != '\0' && (r = custody_san_parse(p->san, &rq->san, err)) != CUSTODY_OK)
+		return custody_err_prefix(err, "[rollover %s] san", p->type);
+	rq->san_text = p->san[0] != '\0' ? p->san : NULL;
+	if ((x = d2i_X509(NULL, &der, (long)t->current.der_len)) == NULL ||
+	    (rq->subject == NULL &&
+	     (rq->subject = X509_NAME_dup(X509_get_subject_name(x))) == NULL) ||
+	    (p->san[0] == '\0' && (idx = X509_get_ext_by_NID(x, NID_subject_alt_name, -1)) >= 0 &&
+	     (rq->san = X509_EXTENSION_dup(X509_get_ext(x, idx))) == NULL))
+		r = custody_err_openssl(err, CUSTODY_EFAIL, "cannot read the names of "
+					"certificate %s", t->current.thumbprint);
+	X509_free(x);
+	if (r == CUSTODY_OK)
+		custody_dn_text(rq->subject, rq->subject_text, sizeof(rq->subject_text));
+	return r;
+}
+
+/* Replicable as the policy says, else as the current key: extractable
+ * (under trusted wrap) on this token, or packaged in the store. */
+static int
+successor_replicable(custody_ops_env *env, const custody_rollover_target *t)
+{
+	custody_key_attrs attrs;
+	custody_package_record pkg;
+	custody_err ignored;
+	int packaged;
+
+	if (t->policy->replicable >= 0)
+		return t->policy->replicable;
+	if (custody_token_key_attrs(env->token, t->current.key_id, &attrs, &ignored) ==
+	    CUSTODY_OK && attrs.extractable == 1)
+		return 1;
+	memset(&pkg, 0, sizeof(pkg));
+	packaged = custody_store_get_package(env->store, t->current.thumbprint, &pkg,
+					     &ignored) == CUSTODY_OK;
+	custody_package_record_clear(&pkg);
+	return packaged;
+}
+
+/* The request of the successor: key, names, label, validity, where it
+ * may go; checked against the policy and the token before anything is
+ * made. */
+static int
+prepare_request(custody_ops_env *env, const custody_rollover_target *t, custody_request *rq,
+		custody_err *err)
+{
+	const custody_rollover_policy *p = t->policy;
+	char spec[32], stamp[32];
+	struct tm tm;
+	time_t now = (time_t)env->now;
+	int r;
+
+	spec_text_of(t->current.key_algorithm, spec, sizeof(spec));
+	if ((r = custody_keyspec_parse(p->key[0] != '\0' ? p->key : spec, &rq->spec, err)) !=
+	    CUSTODY_OK ||
+	    (r = custody_request_check_key_policy(env->policy, &rq->spec, err)) != CUSTODY_OK ||
+	    (r = successor_names(t, rq, err)) != CUSTODY_OK)
+		return r;
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(rq->label, sizeof(rq->label), "%s-%s-%s", t->assignment.type,
+		 t->assignment.identity, stamp);
+	rq->days = p->validity_days > 0 ? p->validity_days :
+		(long)((t->current.not_after - t->current.not_before + DAY - 1) / DAY);
+	if (rq->days < 1)
+		rq->days = 1;
+	rq->replicable = successor_replicable(env, t);
+	rq->now = env->now;
+	rq->node = env->node;
+	rq->type = t->assignment.type;
+	rq->identity = t->assignment.identity;
+	return custody_request_check_token(env->token, rq, err);
+}
+
+/* The token's word on the new private key, for the result. */
+static void
+note_key(custody_ops_env *env, const custody_request *rq, custody_rollover_result *res)
+{
+	custody_key_attrs attrs;
+	custody_err ignored;
+
+	snprintf(res->key_id, sizeof(res->key_id), "%s", rq->key_id);
+	snprintf(res->key_algorithm, sizeof(res->key_algorithm), "%s", rq->spec.name);
+	res->replicable = rq->replicable;
+	res->extractable = -1;
+	if (custody_token_key_attrs(env->token, rq->key_id, &attrs, &ignored) == CUSTODY_OK)
+		res->extractable = attrs.extractable;
+	custody_step("the token says the new private key is %s", res->extractable == 1 ?
+		     "extractable (only under trusted wrap: replicable)" :
+		     res->extractable == 0 ? "not extractable" : "of unknown extractability");
+}
+
+/* Self-signed: the certificate made in the token, put beside its key and
+ * into the store with its roll, in one transaction. */
+static int
+make_self_signed(custody_ops_env *env, custody_rollover_target *t, custody_request *rq,
+		 custody_rollover_result *res, custody_err *err)
+{
+	custody_change_request req;
+	custody_cert_record rec;
+	custody_change ch;
+	X509 *x = NULL;
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	memset(&ch, 0, sizeof(ch));
+	memset(&req, 0, sizeof(req));
+	if (rq->replicable &&
+	    (r = custody_request_plan_package(env->token, env->store, rq, err)) != CUSTODY_OK)
+		return r;
+	if ((r = custody_request_generate(env->token, rq, err)) != CUSTODY_OK)
+		return r;
+	note_key(env, rq, res);
+	req.type = t->assignment.type;
+	req.identity = t->assignment.identity;
+	req.roll = 1;
+	req.effective = t->decision.effective;
+	req.replicable = rq->package;
+	if ((r = custody_request_make_cert(env->token, env->policy, rq, &x, err)) != CUSTODY_OK ||
+	    (r = custody_cert_record_from_x509(x, &rec, err)) != CUSTODY_OK ||
+	    (r = custody_change_plan(env, &req, &rec, &ch, err)) != CUSTODY_OK ||
+	    (r = custody_request_store_cert(env->token, env->store, rq, x, &rec, &ch, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	custody_step("staged %s as the pending certificate of %s/%s, effective %s",
+		     rec.thumbprint, req.type, req.identity,
+		     custody_time_format(req.effective, (char[CUSTODY_TIME_TEXT]){0}));
+	memcpy(res->thumbprint, rec.thumbprint, sizeof(res->thumbprint));
+	res->not_after = rec.not_after;
+	res->effective = req.effective;
+	res->made = 1;
+out:
+	custody_cert_record_clear(&rec);
+	X509_free(x);
+	return r;
+}
+
+/* CSR mode: the request into csr-dir (a new file), signed in the token,
+ * and its audit entry naming the type and identity. */
+static int
+make_csr(custody_ops_env *env, custody_rollover_target *t, custody_request *rq,
+	 custody_rollover_result *res, custody_err *err)
+{
+	int r;
+
+	/* TYPE-IDENTITY-TIME.csr: the label, which names the key too. */
+	snprintf(res->csr_path, sizeof(res->csr_path), "%s/%s.csr", t->policy->csr_dir,
+		 rq->label);
+	rq->csr_path = res->csr_path;
+	if ((r = custody_request_create_file(rq, err)) != CUSTODY_OK ||
+	    (r = custody_request_generate(env->token, rq, err)) != CUSTODY_OK)
+		return r;
+	note_key(env, rq, res);
+	if ((r = custody_request_write_csr(env->token, env->policy, rq, err)) != CUSTODY_OK ||
+	    (r = custody_request_record_csr(env->token, env->store, rq, err)) != CUSTODY_OK)
+		return r;
+	custody_step("the request for %s/%s waits for its certificate: custody import --path "
+		     "CERT stages it", t->assignment.type, t->assignment.identity);
+	res->made = 1;
+	return CUSTODY_OK;
+}
+
+/* Under the lease: decided again, then made. */
+static int
+apply_leased(custody_ops_env *env, custody_rollover_target *t, custody_rollover_result *res,
+	     custody_err *err)
+{
+	custody_request rq;
+	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
+	int r;
+
+	memcpy(type, t->assignment.type, sizeof(type));
+	memcpy(identity, t->assignment.identity, sizeof(identity));
+	if ((r = read_target(env, t, type, identity, err)) != CUSTODY_OK)
+		return r;
+	if (t->decision.due != CUSTODY_ROLLOVER_GENERATE) {
+		snprintf(res->why, sizeof(res->why), "%s", t->decision.why);
+		custody_step("%s/%s, decided again under the lease: %s", type, identity,
+			     t->decision.why);
+		return CUSTODY_OK;
+	}
+	custody_request_init(&rq);
+	if ((r = prepare_request(env, t, &rq, err)) == CUSTODY_OK) {
+		custody_step("%s/%s: making the successor of %s (%s mode)", type, identity,
+			     t->assignment.current.thumbprint,
+			     t->policy->mode == CUSTODY_ROLLOVER_CSR ? "csr" : "self-signed");
+		r = t->policy->mode == CUSTODY_ROLLOVER_CSR ? make_csr(env, t, &rq, res, err) :
+			make_self_signed(env, t, &rq, res, err);
+	}
+	custody_request_finish(env->token, &rq, r == CUSTODY_OK);
+	custody_request_clear(&rq);
+	if (r != CUSTODY_OK)
+		res->made = 0;
+	return r;
+}
+
+int
+custody_rollover_apply(custody_ops_env *env, custody_rollover_target *t,
+		       custody_rollover_result *res, custody_err *err)
+{
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	res->extractable = -1;
+	if ((r = custody_ops_store(env, err)) != CUSTODY_OK)
+		return r;
+	custody_step("%s/%s: taking the store's rollover lease", t->assignment.type,
+		     t->assignment.identity);
+	r = lease_take(env, err);
+	if (r == CUSTODY_ECONFLICT) {
+		/* Not a failure: the holder makes the successor. */
+		snprintf(res->why, sizeof(res->why), "%.200s: it makes the successor", err->msg);
+		custody_step("%s", res->why);
+		custody_err_clear(err);
+		return CUSTODY_OK;
+	}
+	if (r != CUSTODY_OK)
+		return r;
+	/* The token after the lease: a run that stands back never waits for
+	 * the token another run is generating on. */
+	if ((r = custody_ops_token(env, err)) == CUSTODY_OK)
+		r = apply_leased(env, t, res, err);
+	lease_release(env);
+	custody_step("%s/%s: let the rollover lease go", t->assignment.type,
+		     t->assignment.identity);
+	return r;
+}
+
+/* ------------------------------------------------------------ import */
+
+int
+custody_rollover_request_of_key(custody_store *st, const char *key_id,
+				char type[CUSTODY_NAME_MAX + 1],
+				char identity[CUSTODY_NAME_MAX + 1], custody_err *err)
+{
+	custody_audit_entry *log = NULL;
+	char id[CUSTODY_KEY_ID_HEX + 1];
+	size_t n = 0, i;
+	int found = 0;
+
+	type[0] = identity[0] = '\0';
+	if (custody_store_list_audit(st, 0, &log, &n, err) != CUSTODY_OK)
+		return -1;
+	for (i = n; i-- > 0 && !found;) {
+		if (log[i].type[0] == '\0' || log[i].identity[0] == '\0' ||
+		    !custody_request_csr_key_id(&log[i], id) || strcasecmp(id, key_id) != 0)
+			continue;
+		memcpy(type, log[i].type, CUSTODY_NAME_MAX + 1);
+		memcpy(identity, log[i].identity, CUSTODY_NAME_MAX + 1);
+		found = 1;
+	}
+	custody_audit_entries_free(log, n);
+	return found;
+}
+
+int
+custody_rollover_import_roll(custody_ops_env *env, const custody_config *cfg,
+			     const char *key_id, int *found, char type[CUSTODY_NAME_MAX + 1],
+			     char identity[CUSTODY_NAME_MAX + 1], int64_t *effective,
+			     custody_err *err)
+{
+	custody_rollover_target t;
+	custody_rollover_facts f;
+	int r, of;
+
+	*found = 0;
+	*effective = 0;
+	if ((r = custody_ops_token(env, err)) != CUSTODY_OK ||
+	    (r = custody_ops_store(env, err)) != CUSTODY_OK)
+		return r;
+	if ((of = custody_rollover_request_of_key(env->store, key_id, type, identity, err)) < 0)
+		return err->code;
+	if (of == 0)
+		return CUSTODY_OK;
+	memset(&t, 0, sizeof(t));
+	if ((t.policy = custody_config_rollover(cfg, type)) == NULL || !t.policy->enabled) {
+		custody_step("the certificate answers the rollover request of %s/%s, but the "
+			     "type has no enabled [rollover] policy: not staged (custody set "
+			     "--roll stages it)", type, identity);
+		return CUSTODY_OK;
+	}
+	if ((r = read_target(env, &t, type, identity, err)) != CUSTODY_OK) {
+		custody_cert_record_clear(&t.current);
+		return r;
+	}
+	memset(&f, 0, sizeof(f));
+	f.policy = t.policy;
+	f.assignment = &t.assignment;
+	f.current_not_after = t.current.der != NULL ? t.current.not_after : 0;
+	f.now = env->now;
+	f.overlap = env->policy->overlap;
+	*effective = f.current_not_after != 0 ? effective_instant(&f) : env->now + f.overlap;
+	custody_cert_record_clear(&t.current);
+	custody_step("the certificate answers the rollover request of %s/%s: it is staged as "
+		     "the pending certificate, effective %s", type, identity,
+		     custody_time_format(*effective, (char[CUSTODY_TIME_TEXT]){0}));
+	*found = 1;
+	return CUSTODY_OK;
+}
