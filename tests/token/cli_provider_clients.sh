@@ -118,22 +118,24 @@ cms_round() {
 pin_of() { # CERT — curl's --pinnedpubkey value for the certificate's key
 	pubkey_of "$1" | openssl pkey -pubin -outform DER | openssl dgst -sha256 -binary | base64
 }
-# fetch CERT [CURL-OPTIONS...] — GET / from the server with curl, trusting
-# CERT and pinning its public key; $out holds s_server's -www page.
+# fetch HOST CERT [CURL-OPTIONS...] — GET https://HOST/ from the server
+# (HOST resolved to 127.0.0.1) with curl, trusting CERT and pinning its
+# public key; $out holds s_server's -www page.
 fetch() {
-	local cert=$1
-	shift
-	out=$(timeout 10 curl -sS --resolve "localhost:$port:127.0.0.1" --cacert "$cert" \
-		--pinnedpubkey "sha256//$(pin_of "$cert")" "$@" "https://localhost:$port/" 2>&1)
+	local host=$1 cert=$2
+	shift 2
+	out=$(timeout 10 curl -sS --resolve "$host:$port:127.0.0.1" --cacert "$cert" \
+		--pinnedpubkey "sha256//$(pin_of "$cert")" "$@" "https://$host:$port/" 2>&1)
 	rc=$?
 }
 serve() { # TYPE — s_server with TYPE's key and certificate, both custody:TYPE
 	start_tls_server "${PRE[@]}" -- "${P[@]}" -key "custody:$1" -cert "custody:$1"
 }
-# tls_round TYPE CERT SIG — TLS 1.3 and 1.2 with TYPE's key; SIG is the
-# TLS 1.3 signature type s_client reports.
+# tls_round TYPE CERT HOST SIG — TLS 1.3 and 1.2 with TYPE's key and
+# certificate (CERT, made out to HOST); SIG is the TLS 1.3 signature type
+# s_client reports.
 tls_round() {
-	local type=$1 cert=$2 sig=$3
+	local type=$1 cert=$2 host=$3 sig=$4
 	if ! serve "$type"; then
 		not_ok "[$how] s_server -key custody:$type -cert custody:$type starts" "$(cat "$T/server.log")"
 		stop_server
@@ -141,10 +143,10 @@ tls_round() {
 	fi
 	ok "[$how] s_server -key custody:$type -cert custody:$type starts"
 	if command -v curl >/dev/null; then
-		fetch "$cert" --tlsv1.3
+		fetch "$host" "$cert" --tlsv1.3
 		check "…curl --cacert, its key pinned: TLS 1.3 completes" \
 			eval '[ "$rc" -eq 0 ] && grep -q "Protocol  : TLSv1.3" <<<"$out"'
-		fetch "$cert" --tlsv1.2 --tls-max 1.2
+		fetch "$host" "$cert" --tlsv1.2 --tls-max 1.2
 		check "…curl --tls-max 1.2: TLS 1.2 completes" \
 			eval '[ "$rc" -eq 0 ] && grep -q "Protocol  : TLSv1.2" <<<"$out"'
 	fi
@@ -182,8 +184,8 @@ clients() {
 			'openssl cms -cmsout -print -inform DER -in "$T/pss.cms" 2>/dev/null | grep -q "rsassaPss"'
 	fi
 	cms_round web WebServicesInternal "$T/web.crt"
-	tls_round WebServicesInternal "$T/web.crt" "$wsig"
-	tls_round OAuthTokenIssuer "$T/oauth.crt" RSA-PSS
+	tls_round WebServicesInternal "$T/web.crt" localhost "$wsig"
+	tls_round OAuthTokenIssuer "$T/oauth.crt" oauth.custody.test RSA-PSS
 }
 openssl req -x509 -newkey rsa:2048 -noenc -keyout /dev/null -out "$T/other.crt" \
 	-subj "/CN=localhost" -days 1 2>/dev/null
