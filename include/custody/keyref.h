@@ -47,6 +47,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <custody/error.h>
+#include <custody/records.h>
+#include <custody/signer.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -100,6 +102,26 @@ int custody_keyref_load_cert(custody_keyref *kr, const char *name, X509 **cert,
  */
 int custody_keyref_load_key(custody_keyref *kr, const char *name,
 			    EVP_PKEY **pkey, X509 **cert, custody_err *err);
+
+/*
+ * A key reference's type and identity, checked as every load checks them
+ * (custody_type_canonical, custody_identity_canonical), in canonical
+ * form; identity "" when the name has none (this node's assignment, else
+ * the global one).  EUSAGE for an empty or malformed name.
+ */
+int custody_keyref_parse(const char *name, char type[CUSTODY_NAME_MAX + 1],
+			 char identity[CUSTODY_NAME_MAX + 1], custody_err *err);
+
+/*
+ * A signing context (custody/signer.h) for the configuration settled now
+ * as a load settles it (file, environment, values set on kr), for an
+ * OpenSSL provider, which signs through the signer's session pool rather
+ * than libp11.  Nothing is opened yet (custody_ctx_new_with).  The ctx is
+ * the caller's (custody_ctx_free) and independent of kr.
+ */
+int custody_keyref_ctx_new(const custody_keyref *kr,
+			   const custody_ctx_options *options,
+			   custody_ctx **out, custody_err *err);
 
 /* 1 when the token is open (a private key load opened it): from then on
  * the PKCS#11 module is loaded, until custody_keyref_free(). */

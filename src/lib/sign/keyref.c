@@ -23,6 +23,7 @@
 #include <custody/policy.h>
 #include <custody/records.h>
 #include <custody/secret.h>
+#include <custody/signer.h>
 #include <custody/store.h>
 #include <custody/token.h>
 
@@ -196,6 +197,36 @@ parse_name(const char *name, struct refname *rn, custody_err *err)
 	    CUSTODY_OK)
 		return r;
 	return CUSTODY_OK;
+}
+
+int
+custody_keyref_parse(const char *name, char type[CUSTODY_NAME_MAX + 1],
+		     char identity[CUSTODY_NAME_MAX + 1], custody_err *err)
+{
+	struct refname rn;
+	int r;
+
+	if ((r = parse_name(name, &rn, err)) != CUSTODY_OK)
+		return r;
+	memcpy(type, rn.type, sizeof(rn.type));
+	memcpy(identity, rn.identity, sizeof(rn.identity));
+	return CUSTODY_OK;
+}
+
+int
+custody_keyref_ctx_new(const custody_keyref *kr,
+		       const custody_ctx_options *options, custody_ctx **out,
+		       custody_err *err)
+{
+	struct settled s;
+	int r;
+
+	*out = NULL;
+	custody_config_init(&s.cfg);
+	if ((r = settle(kr, &s, err)) == CUSTODY_OK)
+		r = custody_ctx_new_with(&s.cfg, s.node, options, out, err);
+	custody_config_clear(&s.cfg);
+	return r;
 }
 
 /* custody_store_get_assignment as the reader of custody_assign_lookup. */
