@@ -90,7 +90,10 @@ exports=$("$TOP_SRCDIR/scripts/softhsm-token.sh" "$T/token" bench) ||
 	die "cannot make the throwaway SoftHSM token"
 eval "$exports"
 unset CUSTODY_SO_PIN_SOURCE
-export CUSTODY_STORE="sqlite:$T/custody.db" CUSTODY_NODE=bench CUSTODY_CONFIG=""
+# BenchRSA and BenchEC are custom types: a config that declares them
+# (custody refuses to assign an undeclared type), read by every path.
+printf '[types]\ncustom = BenchRSA BenchEC\n' >"$T/custody.conf"
+export CUSTODY_STORE="sqlite:$T/custody.db" CUSTODY_NODE=bench CUSTODY_CONFIG=$T/custody.conf
 module=$CUSTODY_MODULE
 token=$CUSTODY_TOKEN
 pin_file=$T/token/user.pin
