@@ -66,18 +66,22 @@
  * status codes; PROV_R_* of internal.h).
  *
  * Beside the default provider (load it too: `-provider custody -provider
- * default`, or the example openssl.cnf): OpenSSL 3.0 takes, for a fetch
- * without properties (EVP_PKEY_CTX_new_from_name "EC" for TLS's ECDHE
- * share, `openssl genpkey`), the first provider in its list that offers
- * the name, and its list is sorted by provider name: "custody" before
- * "default".  A key manager of ours chosen so cannot generate or import
- * (measured with 3.0.19: TLS 1.2 ECDHE and genpkey fail).  So the key
- * managers are offered only while this provider's store is handing out a
- * key (a thread-local flag), with no_cache, so OpenSSL never keeps them
- * for later fetches: the key object keeps its own.  The signature
- * implementations are offered always: OpenSSL uses one only with a key
- * of this provider's key manager (a software key cannot be exported to
- * it: no import), and otherwise falls back to the key's own provider.
+ * default`, or the example openssl.cnf): this provider's RSA and EC key
+ * managers hold references only (no generation, no import).  OpenSSL 3.0
+ * takes, for a fetch by name without properties (EVP_PKEY_CTX_new_from_name
+ * "EC" for a TLS ECDHE share, `openssl genpkey`, libssl's list of groups),
+ * the first provider that offers the name — its provider list is sorted
+ * by name, "custody" before "default" — and its method cache hands every
+ * later fetch by that name the key manager last fetched from a given
+ * provider (each load and signature of ours fetches ours).  Measured with
+ * 3.0.19: an EC s_server then failed TLS 1.2 ECDHE and TLS 1.3 P-256, and
+ * genpkey failed.  So at load, unless FIPS mode is on, the provider sets
+ * the library context's default property query to "?provider=default":
+ * an optional preference, which never excludes an implementation and
+ * never overrides a property query a program gives; with it, all of the
+ * above work.  It replaces default_properties given earlier (an
+ * openssl.cnf alg_section processed after the providers section sets it
+ * again, and then must prefer the default provider itself).
  */
 #include "config.h"
 
@@ -90,6 +94,7 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/params.h>
 
 #include <custody/log.h>
@@ -450,8 +455,7 @@ prov_query(void *provctx, int operation_id, int *no_cache)
 	case OSSL_OP_KEYMGMT:
 		/* Offered only to a store load of this provider, and never
 		 * remembered by OpenSSL (no_cache): see the top. */
-		*no_cache = 1;
-		return prov_store_loading() ? keymgmt_algorithms : NULL;
+		return keymgmt_algorithms;
 	case OSSL_OP_SIGNATURE:
 		return signature_algorithms;
 	default:
@@ -521,6 +525,15 @@ take_core_functions(const OSSL_DISPATCH *in)
 	}
 }
 
+/* "?provider=default" as the default property query (see the top). */
+static void
+prefer_software_provider(struct prov_ctx *prov)
+{
+	if (EVP_default_properties_is_fips_enabled(prov->libctx))
+		return;
+	EVP_set_default_properties(prov->libctx, "?provider=default");
+}
+
 int
 OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 		   const OSSL_DISPATCH **out, void **provctx)
@@ -545,6 +558,7 @@ OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 		prov_teardown(prov);
 		return 0;
 	}
+	prefer_software_provider(prov);
 	custody_log_set_handler(log_line, NULL);
 	live_add(prov);
 	*out = prov_functions;

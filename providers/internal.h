@@ -94,6 +94,7 @@ int prov_key_resolve(struct prov_ctx *prov, const char *type,
 		     struct prov_key **out, unsigned char **cert_der,
 		     size_t *cert_len, custody_err *err);
 void prov_key_up(struct prov_key *key);
+
 void prov_key_free(struct prov_key *key);
 
 /* Signs a digest with key (scheme and digest as custody_signer_sign). */
@@ -101,9 +102,6 @@ int prov_key_sign_digest(struct prov_key *key, enum custody_sig_scheme scheme,
 			 int digest_nid, const unsigned char *md,
 			 size_t md_len, unsigned char **sig, size_t *sig_len,
 			 custody_err *err);
-
-/* 1 while this thread's store load hands OpenSSL a key (store.c). */
-int prov_store_loading(void);
 
 extern const OSSL_DISPATCH prov_store_functions[];
 extern const OSSL_DISPATCH prov_rsa_keymgmt_functions[];

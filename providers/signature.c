@@ -470,8 +470,9 @@ sig_sign_init(void *ctx, void *provkey, const OSSL_PARAM params[])
 {
 	struct sig_ctx *sc = ctx;
 
-	return attach_key(sc, provkey, "sign_init") &&
-	       sig_set_ctx_params(sc, params);
+	if (!attach_key(sc, provkey, "sign_init"))
+		return 0;
+	return sig_set_ctx_params(sc, params);
 }
 
 /* The scheme of the ctx for a digest of md_len bytes, refused when the
@@ -571,8 +572,9 @@ sig_digest_sign_init(void *ctx, const char *mdname, void *provkey,
 {
 	struct sig_ctx *sc = ctx;
 
-	if (!attach_key(sc, provkey, "digest_sign_init") ||
-	    !set_digest(sc, mdname != NULL && mdname[0] != '\0' ? mdname :
+	if (!attach_key(sc, provkey, "digest_sign_init"))
+		return 0;
+	if (!set_digest(sc, mdname != NULL && mdname[0] != '\0' ? mdname :
 			"SHA256", "digest_sign_init") ||
 	    !sig_set_ctx_params(sc, params))
 		return 0;

@@ -204,20 +204,10 @@ resolve(struct store_ctx *sc, custody_err *err)
 	return CUSTODY_OK;
 }
 
-/* Set while OpenSSL takes a key object from this thread's load: only then
- * is the key manager offered (custody_provider.c, prov_query). */
-static _Thread_local int loading;
-
-int
-prov_store_loading(void)
-{
-	return loading;
-}
-
 static int
 emit_key(struct store_ctx *sc, OSSL_CALLBACK *cb, void *cbarg)
 {
-	int type = OSSL_OBJECT_PKEY, ok;
+	int type = OSSL_OBJECT_PKEY;
 	OSSL_PARAM params[4];
 
 	params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
@@ -226,10 +216,7 @@ emit_key(struct store_ctx *sc, OSSL_CALLBACK *cb, void *cbarg)
 	params[2] = OSSL_PARAM_construct_octet_string(
 		OSSL_OBJECT_PARAM_REFERENCE, &sc->key, sizeof(sc->key));
 	params[3] = OSSL_PARAM_construct_end();
-	loading = 1;
-	ok = cb(params, cbarg);
-	loading = 0;
-	return ok;
+	return cb(params, cbarg);
 }
 
 static int
