@@ -22,9 +22,10 @@
  * token, no PIN.
  *
  * Configuration: the provider section of openssl.cnf may set config,
- * module, token, pin_source, store, node (the engine's control commands
- * CONFIG, MODULE, ... and the `custody` command's options of the same
- * names).  What it does not set comes from the config file
+ * pkcs11_module, token, pin_source, store, node (the engine's control
+ * commands CONFIG, MODULE, TOKEN, PIN_SOURCE, STORE, NODE, and the
+ * `custody` command's options of the same names; "module" is taken by
+ * OpenSSL for the provider's own file).  What it does not set comes from the config file
  * ($CUSTODY_CONFIG, else /etc/custody/custody.conf) and the CUSTODY_*
  * environment, exactly as custody/keyref.h settles them.  The PIN comes
  * from the PIN source only: OpenSSL's password callback is never used,
@@ -338,7 +339,8 @@ static const struct {
 	enum custody_keyref_setting setting;
 } prov_settings[] = {
 	{"config", CUSTODY_KEYREF_CONFIG},
-	{"module", CUSTODY_KEYREF_MODULE},
+	/* "module" is OpenSSL's own key (the provider's file). */
+	{"pkcs11_module", CUSTODY_KEYREF_MODULE},
 	{"token", CUSTODY_KEYREF_TOKEN},
 	{"pin_source", CUSTODY_KEYREF_PIN_SOURCE},
 	{"store", CUSTODY_KEYREF_STORE},
