@@ -28,10 +28,7 @@ if [ ! -x "$fork_prog" ]; then
 	echo "Bail out! tests/token/provider_fork is not built (make check builds it)"
 	exit 1
 fi
-cnf_example=""
-for f in "$TOP_SRCDIR"/providers/*.cnf.example; do
-	[ -f "$f" ] && cnf_example=$f && break
-done
+cnf_example=$TOP_SRCDIR/providers/openssl-custody-provider.cnf.example
 unset OPENSSL_CONF OPENSSL_ENGINES
 export OPENSSL_MODULES=$prov_dir
 setup_token
@@ -194,12 +191,15 @@ clients
 
 # The shipped per-process configuration: the module's path and the PIN
 # source set in a copy of it, the rest from the CUSTODY_* environment.
-if [ -z "$cnf_example" ]; then
-	not_ok "the provider's openssl.cnf example is in providers/ (*.cnf.example)"
+if [ ! -s "$cnf_example" ]; then
+	not_ok "the provider's openssl.cnf example is $cnf_example"
 else
-	sed -E -e "s|^([#; ]*)module *=.*|module = $prov_dir/custody.so|" \
-		-e "s|^([#; ]*)(pin[-_]source\|PIN_SOURCE) *=.*|\2 = $CUSTODY_PIN_SOURCE|" \
+	sed -E -e "s|^#? *module *=.*|module = $prov_dir/custody.so|" \
+		-e "s|^#? *pin_source *=.*|pin_source = $CUSTODY_PIN_SOURCE|" \
 		"$cnf_example" >"$T/openssl.cnf"
+	check "the copy of the example names the build's provider and the test's PIN source" \
+		eval 'grep -qx "module = $prov_dir/custody.so" "$T/openssl.cnf" &&
+		grep -qx "pin_source = $CUSTODY_PIN_SOURCE" "$T/openssl.cnf"'
 	use_cnf
 	clients
 	use_options
