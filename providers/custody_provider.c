@@ -123,47 +123,48 @@ static const OSSL_ITEM reason_strings[] = {
 };
 
 static void
-raise_v(const struct prov_ctx *prov, const char *func, int reason,
-	const char *fmt, va_list ap)
+raise_v(const struct prov_ctx *prov, const char *file, int line,
+	const char *func, int reason, const char *fmt, va_list ap)
 {
 	if (prov == NULL || core_new_error == NULL)
 		return;
 	core_new_error(prov->handle);
-	core_set_error_debug(prov->handle, OPENSSL_FILE, OPENSSL_LINE, func);
+	core_set_error_debug(prov->handle, file, line, func);
 	core_vset_error(prov->handle, reason, fmt, ap);
 }
 
 static void
-raise_f(const struct prov_ctx *prov, const char *func, int reason,
-	const char *fmt, ...)
+raise_f(const struct prov_ctx *prov, const char *file, int line,
+	const char *func, int reason, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	raise_v(prov, func, reason, fmt, ap);
+	raise_v(prov, file, line, func, reason, fmt, ap);
 	va_end(ap);
 }
 
 void
-prov_raise(const struct prov_ctx *prov, const char *func,
-	   const custody_err *err)
+prov_raise_at(const struct prov_ctx *prov, const char *file, int line,
+	      const char *func, const custody_err *err)
 {
 	int reason = err->code != CUSTODY_OK ? err->code : CUSTODY_EFAIL;
 
 	if (err->hint[0] != '\0')
-		raise_f(prov, func, reason, "%s (%s)", err->msg, err->hint);
+		raise_f(prov, file, line, func, reason, "%s (%s)", err->msg,
+			err->hint);
 	else
-		raise_f(prov, func, reason, "%s", err->msg);
+		raise_f(prov, file, line, func, reason, "%s", err->msg);
 }
 
 void
-prov_raise_msg(const struct prov_ctx *prov, const char *func, int reason,
-	       const char *fmt, ...)
+prov_raise_msg_at(const struct prov_ctx *prov, const char *file, int line,
+		  const char *func, int reason, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	raise_v(prov, func, reason, fmt, ap);
+	raise_v(prov, file, line, func, reason, fmt, ap);
 	va_end(ap);
 }
 
@@ -182,7 +183,8 @@ log_line(enum custody_log_level level, const char *line, void *ctx)
  * Release at exit.  OpenSSL tears providers down in OPENSSL_cleanup, an
  * exit handler registered before the PKCS#11 module was loaded, so it
  * runs after the module's own destructors (SoftHSM then crashes in
- * C_CloseSession).  Once a context opened its token, an exit handler
+ * C_CloseSession).  Once a context has opened its token (a signature, or
+ * a store read that checked an integrity tag), an exit handler
  * registered then (so run before the module's destructors: last
  * registered, first run) frees every context of the process.
  */
@@ -239,10 +241,19 @@ live_remove(struct prov_ctx *prov)
 }
 
 void
-prov_token_opened(void)
+prov_token_opened(struct prov_ctx *prov)
 {
+	custody_ctx *cctx;
+
 	if (__atomic_load_n(&exit_registered, __ATOMIC_ACQUIRE))
 		return;	/* no lock per signature */
+	pthread_mutex_lock(&prov->mx);
+	cctx = prov->pid == getpid() ? prov->cctx : NULL;
+	pthread_mutex_unlock(&prov->mx);
+	/* Registered before the module was loaded, the handler would run
+	 * after the module's destructors. */
+	if (!custody_ctx_token_is_open(cctx))
+		return;
 	pthread_mutex_lock(&live_mx);
 	if (!exit_registered && atexit(release_at_exit) == 0)
 		__atomic_store_n(&exit_registered, 1, __ATOMIC_RELEASE);
@@ -326,9 +337,14 @@ prov_signer_open(struct prov_ctx *prov, const char *type,
 
 	if ((r = signing_ctx(prov, &cctx, gen, err)) != CUSTODY_OK)
 		return r;
-	return custody_signer_open(cctx, type,
-				   identity[0] != '\0' ? identity : NULL, out,
-				   err);
+	r = custody_signer_open(cctx, type, identity[0] != '\0' ? identity :
+				NULL, out, err);
+	if (r == CUSTODY_ENOTFOUND && identity[0] == '\0')
+		/* Both identities were looked at: the message says so. */
+		custody_err_set(err, r, "no certificate is assigned for type "
+				"%s (identity %s or global)", type,
+				custody_ctx_node(cctx));
+	return r;
 }
 
 /* ---- parameters --------------------------------------------------------- */

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <openssl/core.h>
+#include <openssl/crypto.h>
 #include <openssl/core_dispatch.h>
 #include <openssl/evp.h>
 
@@ -58,11 +59,17 @@ struct prov_key {
 };
 
 /* Errors: one OpenSSL error entry carrying custody's message. */
-void prov_raise(const struct prov_ctx *prov, const char *func,
-		const custody_err *err);
-void prov_raise_msg(const struct prov_ctx *prov, const char *func,
-		    int reason, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+#define prov_raise(prov, func, err) \
+	prov_raise_at((prov), OPENSSL_FILE, OPENSSL_LINE, (func), (err))
+#define prov_raise_msg(prov, func, ...) \
+	prov_raise_msg_at((prov), OPENSSL_FILE, OPENSSL_LINE, (func), \
+			  __VA_ARGS__)
+void prov_raise_at(const struct prov_ctx *prov, const char *file, int line,
+		   const char *func, const custody_err *err);
+void prov_raise_msg_at(const struct prov_ctx *prov, const char *file,
+		       int line, const char *func, int reason,
+		       const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
 
 /* The signer of key on this process's signing context: the context is
  * made on first use and made again in a child after fork (PKCS#11
@@ -70,10 +77,10 @@ void prov_raise_msg(const struct prov_ctx *prov, const char *func,
 int prov_key_signer(struct prov_key *key, custody_signer **out,
 		    custody_err *err);
 
-/* After a signature: the token (so the PKCS#11 module) is loaded; the
- * exit handler that frees signing contexts before the module's
- * destructors is registered then (once). */
-void prov_token_opened(void);
+/* After anything that used the signing context: once its token is open
+ * (so the PKCS#11 module loaded), registers (once) the exit handler that
+ * frees signing contexts before the module's destructors run. */
+void prov_token_opened(struct prov_ctx *prov);
 
 /* The signer for type@identity (identity "" = node, else global) on this
  * process's context, and that context's generation. */

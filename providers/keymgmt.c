@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/params.h>
@@ -57,12 +58,16 @@ prov_key_sign_digest(struct prov_key *key, enum custody_sig_scheme scheme,
 	custody_signer *sg = NULL;
 	int r;
 
-	if ((r = prov_key_signer(key, &sg, err)) != CUSTODY_OK)
-		return r;
-	r = custody_signer_sign_pinned(sg, key->thumbprint, scheme, digest_nid,
-				       md, md_len, 1, sig, sig_len, NULL, err);
+	/* What the library and the PKCS#11 module leave on OpenSSL's error
+	 * queue (SoftHSM's engine probes) is not ours to report: err is. */
+	ERR_set_mark();
+	if ((r = prov_key_signer(key, &sg, err)) == CUSTODY_OK)
+		r = custody_signer_sign_pinned(sg, key->thumbprint, scheme,
+					       digest_nid, md, md_len, 1, sig,
+					       sig_len, NULL, err);
+	ERR_pop_to_mark();
 	/* Even a failed signature may have loaded the module. */
-	prov_token_opened();
+	prov_token_opened(key->prov);
 	return r;
 }
 
@@ -155,6 +160,7 @@ prov_key_resolve(struct prov_ctx *prov, const char *type,
 	*cert_der = NULL;
 	*cert_len = 0;
 	memset(&rec, 0, sizeof(rec));
+	ERR_set_mark();	/* as prov_key_sign_digest */
 	if ((key = calloc(1, sizeof(*key))) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "cannot load a key: out of memory");
@@ -191,6 +197,8 @@ out:
 	prov_key_free(key);
 	X509_free(x);
 	custody_cert_record_clear(&rec);
+	ERR_pop_to_mark();
+	prov_token_opened(prov);
 	return r;
 }
 

@@ -40,6 +40,7 @@ struct store_ctx {
 	int expect;			/* OSSL_STORE_INFO_*; 0: all       */
 	enum step step;
 	int resolved, failed;
+	custody_err bad_uri;		/* reported at the first load      */
 	struct prov_key *key;		/* when the private key is wanted  */
 	unsigned char *cert_der, *spki_der;
 	size_t cert_len, spki_len;
@@ -121,11 +122,11 @@ st_open(void *provctx, const char *uri)
 		return NULL;
 	sc->prov = prov;
 	snprintf(sc->uri, sizeof(sc->uri), "%s", uri);
-	if (parse_uri(sc, uri, &err) != CUSTODY_OK) {
-		prov_raise(prov, "custody_store_open", &err);
-		free(sc);
-		return NULL;
-	}
+	/* A URI of ours that is malformed fails at the first load, not here:
+	 * a failed open makes OpenSSL try its file loader on the URI too,
+	 * adding errors of its own to ours. */
+	if (parse_uri(sc, uri, &err) != CUSTODY_OK)
+		sc->bad_uri = err;
 	return sc;
 }
 
@@ -263,6 +264,11 @@ st_load(void *loaderctx, OSSL_CALLBACK *object_cb, void *object_cbarg,
 	custody_err_clear(&err);
 	if (sc->failed)
 		return 0;
+	if (sc->bad_uri.code != CUSTODY_OK) {
+		sc->failed = 1;
+		prov_raise(sc->prov, "custody_store_load", &sc->bad_uri);
+		return 0;
+	}
 	if (!sc->resolved) {
 		if (resolve(sc, &err) != CUSTODY_OK) {
 			sc->failed = 1;

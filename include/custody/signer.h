@@ -139,6 +139,11 @@ int custody_ctx_new_with(const custody_config *cfg, const char *node,
  * and the store.  NULL is accepted. */
 void custody_ctx_free(custody_ctx *ctx);
 
+/* 1 when the ctx has opened its token (so loaded the PKCS#11 module):
+ * from then on custody_ctx_free talks to the module.  A store read may
+ * open it too (to check integrity tags). */
+int custody_ctx_token_is_open(custody_ctx *ctx);
+
 /* This ctx's node name (canonical). */
 const char *custody_ctx_node(const custody_ctx *ctx);
 

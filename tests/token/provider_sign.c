@@ -3,7 +3,7 @@
  * a server does: load once, then sign, from threads or from children
  * forked after the load.  For tests/token/cli_provider.sh.
  *
- *   provider_sign URI DATA OUT-PREFIX [fork N | threads N]
+ *   provider_sign URI DATA OUT-PREFIX [fork N | threads N | pause 1]
  *
  * Loads URI's private key through OSSL_STORE (providers "default" and
  * "custody", from OPENSSL_MODULES), signs DATA with EVP_DigestSign
@@ -12,7 +12,10 @@
  *              (the key object crosses fork: the provider must log in
  *              again in the child);
  *   threads N  N threads sign at once, 20 times each, into
- *              OUT-PREFIX.thread<i> (the last signature of each).
+ *              OUT-PREFIX.thread<i> (the last signature of each);
+ *   pause 1    prints "loaded", waits for a line on standard input, then
+ *              signs again into OUT-PREFIX.after (a long-lived key object
+ *              across a change made meanwhile).
  * Exit 0 when every signature was made; the caller verifies them.
  */
 #include <pthread.h>
@@ -28,7 +31,7 @@
 #include <openssl/store.h>
 
 static EVP_PKEY *key;
-static unsigned char data[4096];
+static unsigned char data[65536];
 static size_t data_len;
 static const char *prefix;
 
@@ -134,6 +137,18 @@ run_children(int n)
 	return failed;
 }
 
+static int
+pause_then_sign(void)
+{
+	char line[64];
+
+	printf("loaded\n");
+	fflush(stdout);
+	if (fgets(line, sizeof(line), stdin) == NULL)
+		return 1;
+	return sign_to("after");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -142,13 +157,19 @@ main(int argc, char **argv)
 
 	if (argc != 4 && argc != 6) {
 		fprintf(stderr, "usage: provider_sign URI DATA OUT-PREFIX "
-			"[fork N | threads N]\n");
+			"[fork N | threads N | pause 1]\n");
 		return 2;
 	}
 	prefix = argv[3];
 	if ((f = fopen(argv[2], "rb")) == NULL)
 		return 2;
 	data_len = fread(data, 1, sizeof(data), f);
+	if (!feof(f) || ferror(f)) {
+		fprintf(stderr, "provider_sign: %s: more than %zu bytes\n",
+			argv[2], sizeof(data));
+		fclose(f);
+		return 2;
+	}
 	fclose(f);
 	if (argc == 6 && ((n = atoi(argv[5])) < 1 || n > 64))
 		return 2;
@@ -164,6 +185,8 @@ main(int argc, char **argv)
 		r = run_children(n);
 	else if (argc == 6 && strcmp(argv[4], "threads") == 0)
 		r = run_threads(n);
+	else if (argc == 6 && strcmp(argv[4], "pause") == 0)
+		r = pause_then_sign();
 	else if (argc == 6)
 		r = 2;
 	EVP_PKEY_free(key);

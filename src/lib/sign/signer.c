@@ -208,6 +208,19 @@ out:
 	return r;
 }
 
+int
+custody_ctx_token_is_open(custody_ctx *ctx)
+{
+	int open;
+
+	if (ctx == NULL)
+		return 0;
+	pthread_mutex_lock(&ctx->mx);
+	open = ctx->tok != NULL;
+	pthread_mutex_unlock(&ctx->mx);
+	return open;
+}
+
 const char *
 custody_ctx_node(const custody_ctx *ctx)
 {
