@@ -107,10 +107,15 @@ osl pkeyutl -sign -inkey custody:OAuthTokenIssuer -in "$T/digest" -out "$T/pss.s
 check "pkeyutl -sign, RSA-PSS: exit 0" [ "$rc" -eq 0 ]
 check "…verifies with a salt of the digest's length (32)" \
 	verifies "$T/oauth.pub" "$T/pss.sig" digest:sha256 rsa_padding_mode:pss rsa_pss_saltlen:32
-osl pkeyutl -sign -inkey custody:WebServicesInternal -in "$T/digest" -out "$T/ec.sig"
-check "pkeyutl -sign with the $WK key: exit 0" [ "$rc" -eq 0 ]
 if [ "$WK" = EC ]; then
-	check "…the ECDSA signature verifies with the certificate" verifies "$T/web.pub" "$T/ec.sig"
+	osl pkeyutl -sign -inkey custody:WebServicesInternal -in "$T/digest" -out "$T/ec.sig"
+	check "pkeyutl -sign, ECDSA (no digest named: a 32-byte input): exit 0" [ "$rc" -eq 0 ]
+	check "…the signature verifies with the certificate" verifies "$T/web.pub" "$T/ec.sig"
+else
+	osl pkeyutl -sign -inkey custody:WebServicesInternal -in "$T/digest" -out "$T/ec.sig" \
+		-pkeyopt digest:sha256
+	check "pkeyutl -sign with the RSA key: exit 0" [ "$rc" -eq 0 ]
+	check "…the signature verifies with the certificate" verifies "$T/web.pub" "$T/ec.sig" digest:sha256
 fi
 
 # ---- dgst: digest_sign (hashed in software, signed in the token)
