@@ -159,10 +159,13 @@ fi
 osl dgst -sha256 -sign custody:OAuthTokenIssuer -sigopt rsa_padding_mode:pss \
 	-sigopt rsa_pss_saltlen:max -out "$T/n5.sig" "$T/data"
 check "PSS with the largest salt: refused" one_error "PSS salt length max is not supported"
+osl dgst -sha256 -sign custody:OAuthTokenIssuer -sigopt rsa_padding_mode:pss \
+	-sigopt rsa_pss_saltlen:20 -out "$T/n7.sig" "$T/data"
+check "PSS with SHA-256 and a 20-byte salt: refused" one_error "a PSS salt of 20 bytes"
 osl dgst -sha1 -sign custody:OAuthTokenIssuer -out "$T/n6.sig" "$T/data"
 check "SHA-1: refused" one_error "cannot sign with digest sha1"
 check "…and none of them wrote a signature" \
-	eval '! [ -s "$T/n1.sig" ] && ! [ -s "$T/n2.sig" ] && ! [ -s "$T/n3.sig" ] && ! [ -s "$T/n5.sig" ] && ! [ -s "$T/n6.sig" ]'
+	eval '! [ -s "$T/n1.sig" ] && ! [ -s "$T/n2.sig" ] && ! [ -s "$T/n3.sig" ] && ! [ -s "$T/n5.sig" ] && ! [ -s "$T/n6.sig" ] && ! [ -s "$T/n7.sig" ]'
 
 # ---- software keys stay the default provider's
 osl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/soft.key"
