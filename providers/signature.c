@@ -601,9 +601,12 @@ sig_digest_sign_init(void *ctx, const char *mdname, void *provkey,
 			"SHA256", "digest_sign_init") ||
 	    !sig_set_ctx_params(sc, params))
 		return 0;
-	EVP_MD_free(sc->md);
-	sc->md = EVP_MD_fetch(sc->prov->libctx, OBJ_nid2sn(sc->md_nid),
-			      PROV_SOFTWARE_PROPQ);
+	if (sc->md == NULL || EVP_MD_get_type(sc->md) != sc->md_nid) {
+		EVP_MD_free(sc->md);
+		sc->md = EVP_MD_fetch(sc->prov->libctx,
+				      OBJ_nid2sn(sc->md_nid),
+				      PROV_SOFTWARE_PROPQ);
+	}
 	if (sc->mdctx == NULL)
 		sc->mdctx = EVP_MD_CTX_new();
 	return sc->md != NULL && sc->mdctx != NULL &&
@@ -636,6 +639,8 @@ sig_digest_sign_final(void *ctx, unsigned char *sig, size_t *siglen,
 	}
 	if (EVP_DigestFinal_ex(sc->mdctx, md, &md_len) != 1)
 		return 0;
+	/* The digest that was computed is the one the signature names. */
+	sc->md_nid = EVP_MD_get_type(sc->md);
 	ok = sign_digest(sc, sig, siglen, sigsize, md, md_len);
 	OPENSSL_cleanse(md, sizeof(md));
 	return ok;
