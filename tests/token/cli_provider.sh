@@ -82,6 +82,11 @@ before=$(state)
 osl x509 -in custody:OAuthTokenIssuer -out "$T/x.crt"
 check "openssl x509 -in custody:OAuthTokenIssuer: exit 0" [ "$rc" -eq 0 ]
 check "…the assigned certificate" [ "$(fingerprint_of "$T/x.crt")" = "$(fingerprint_of "$T/oauth.crt")" ]
+out=$(env -u CUSTODY_PIN_SOURCE setsid -w openssl x509 "${P[@]}" -in custody:OAuthTokenIssuer \
+	-noout -fingerprint -sha256 </dev/null 2>"$T/stderr")
+rc=$?
+check "…read from the store alone: no PIN source needed" \
+	[ "$rc" -eq 0 -a "$out" = "$(fingerprint_of "$T/oauth.crt")" ]
 osl x509 -in custody:WebServicesInternal@global -out "$T/xw.crt"
 check "custody:WebServicesInternal@global: the global assignment's certificate" \
 	[ "$(fingerprint_of "$T/xw.crt")" = "$(fingerprint_of "$T/web.crt")" ]
