@@ -18,8 +18,14 @@
  * reference: the key stays in the token), the public key and the
  * certificate (OSSL_STORE_INFO_PKEY, _PUBKEY, _CERT); a program that sets
  * what it expects (OSSL_STORE_expect: the openssl commands do) gets only
- * that, so a certificate or public key load reads the store only: no
- * token, no PIN.
+ * that.  A certificate or public key load reads the store only, as
+ * `custody get` does (custody_keyref_load_slot_cert: no token, no PIN,
+ * the certificate checked against the store's record of it, the rows'
+ * integrity tags not checked: that needs the token).  A private key load
+ * goes through the signer, which checks them with the token; OpenSSL
+ * checks that a key and the certificate given with it match (s_server,
+ * cms), so a tampered store cannot pair a foreign certificate with our
+ * key.
  *
  * Configuration: the provider section of openssl.cnf may set config,
  * pkcs11_module, token, pin_source, store, node (the engine's control
@@ -344,6 +350,23 @@ prov_signer_open(struct prov_ctx *prov, const char *type,
 		custody_err_set(err, r, "no certificate is assigned for type "
 				"%s (identity %s or global)", type,
 				custody_ctx_node(cctx));
+	return r;
+}
+
+int
+prov_load_cert(struct prov_ctx *prov, const char *type, const char *identity,
+	       int which, X509 **cert, custody_err *err)
+{
+	char name[2 * CUSTODY_NAME_MAX + 2];
+	int r;
+
+	snprintf(name, sizeof(name), "%s%s%s", type,
+		 identity[0] != '\0' ? "@" : "", identity);
+	/* One thread at a time on the settings (custody/keyref.h). */
+	pthread_mutex_lock(&prov->mx);
+	r = custody_keyref_load_slot_cert(prov->settings, name, which, cert,
+					  err);
+	pthread_mutex_unlock(&prov->mx);
 	return r;
 }
 

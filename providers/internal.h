@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/core_dispatch.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include <custody/error.h>
 #include <custody/keyref.h>
@@ -88,18 +89,27 @@ int prov_signer_open(struct prov_ctx *prov, const char *type,
 		     const char *identity, custody_signer **out,
 		     unsigned long *gen, custody_err *err);
 
+/* The certificate in slot `which` of type@identity's assignment, from the
+ * store only (no token, no PIN: custody_keyref_load_slot_cert); *cert is
+ * the caller's. */
+int prov_load_cert(struct prov_ctx *prov, const char *type,
+		   const char *identity, int which, X509 **cert,
+		   custody_err *err);
+
 /* The property query of the provider's own software operations (parsing
  * a certificate, verifying the load-time test signature): never this
  * provider, whose keys are references. */
 #define PROV_SOFTWARE_PROPQ "provider!=custody"
 
 /* A new key object for the current/previous/pending certificate of
- * type@identity, resolved now and pinned to it (public half from the
- * certificate); *cert_der receives the certificate's DER (free()). */
+ * type@identity, resolved now through the signer (the store's integrity
+ * tags checked with the token) and pinned to it (public half from the
+ * certificate), after one test signature verified with the certificate;
+ * *cert_der receives the certificate's DER (free()). */
 int prov_key_resolve(struct prov_ctx *prov, const char *type,
-		     const char *identity, int which, int probe,
-		     struct prov_key **out, unsigned char **cert_der,
-		     size_t *cert_len, custody_err *err);
+		     const char *identity, int which, struct prov_key **out,
+		     unsigned char **cert_der, size_t *cert_len,
+		     custody_err *err);
 void prov_key_up(struct prov_key *key);
 
 void prov_key_free(struct prov_key *key);

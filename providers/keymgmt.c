@@ -145,7 +145,7 @@ copy_der(const custody_cert_record *rec, unsigned char **der, size_t *len,
 
 int
 prov_key_resolve(struct prov_ctx *prov, const char *type,
-		 const char *identity, int which, int want_key,
+		 const char *identity, int which,
 		 struct prov_key **out, unsigned char **cert_der,
 		 size_t *cert_len, custody_err *err)
 {
@@ -182,7 +182,7 @@ prov_key_resolve(struct prov_ctx *prov, const char *type,
 	key->signer = sg;
 	key->signer_generation = gen;
 	sg = NULL;
-	if (want_key && (r = probe(key, err)) != CUSTODY_OK)
+	if ((r = probe(key, err)) != CUSTODY_OK)
 		goto out;
 	*out = key;
 	key = NULL;

@@ -21,6 +21,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,12 +62,10 @@ static OSSL_FUNC_signature_set_ctx_params_fn sig_set_ctx_params;
 static OSSL_FUNC_signature_settable_ctx_params_fn sig_rsa_settable_ctx_params;
 static OSSL_FUNC_signature_settable_ctx_params_fn sig_ec_settable_ctx_params;
 
-static void
-refuse(const struct sig_ctx *sc, const char *func, const char *fmt,
-       const char *what)
-{
-	prov_raise_msg(sc->prov, func, PROV_R_BAD_SIGNATURE_REQUEST, fmt, what);
-}
+/* A request the key cannot do: one error entry. */
+#define refuse(sc, func, ...) \
+	prov_raise_msg((sc)->prov, (func), PROV_R_BAD_SIGNATURE_REQUEST, \
+		       __VA_ARGS__)
 
 static void *
 newctx(void *provctx, int rsa)
@@ -182,12 +181,30 @@ set_pad(struct sig_ctx *sc, const OSSL_PARAM *p)
 		return 0;
 	}
 	if (mode != RSA_PKCS1_PADDING && mode != RSA_PKCS1_PSS_PADDING) {
-		refuse(sc, "set_ctx_params", "padding %s is not supported: "
-		       "PKCS#1 v1.5 (pkcs1) or PSS (pss)",
-		       s != NULL ? s : "mode");
+		if (s != NULL)
+			refuse(sc, "set_ctx_params", "padding %s is not "
+			       "supported: PKCS#1 v1.5 (pkcs1) or PSS (pss)", s);
+		else
+			refuse(sc, "set_ctx_params", "padding mode %d is not "
+			       "supported: PKCS#1 v1.5 (1) or PSS (6)", mode);
 		return 0;
 	}
 	sc->pad = mode;
+	return 1;
+}
+
+/* A decimal length, the whole string. */
+static int
+parse_length(const char *s, int *out)
+{
+	char *end = NULL;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < 0 || v > 1024)
+		return 0;
+	*out = (int)v;
 	return 1;
 }
 
@@ -201,14 +218,18 @@ set_saltlen(struct sig_ctx *sc, const OSSL_PARAM *p)
 	if (p->data_type == OSSL_PARAM_UTF8_STRING) {
 		if (!OSSL_PARAM_get_utf8_string_ptr(p, &s))
 			return 0;
-		if (strcmp(s, OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST) == 0)
+		if (strcmp(s, OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST) == 0 ||
+		    strcmp(s, "-1") == 0)
 			len = RSA_PSS_SALTLEN_DIGEST;
 		else if (strcmp(s, OSSL_PKEY_RSA_PSS_SALT_LEN_MAX) == 0)
 			len = RSA_PSS_SALTLEN_MAX;
 		else if (strcmp(s, OSSL_PKEY_RSA_PSS_SALT_LEN_AUTO) == 0)
 			len = RSA_PSS_SALTLEN_AUTO;
-		else
-			len = atoi(s);
+		else if (!parse_length(s, &len)) {
+			refuse(sc, "set_ctx_params", "PSS salt length \"%s\" "
+			       "is not a number, digest, max or auto", s);
+			return 0;
+		}
 	} else if (!OSSL_PARAM_get_int(p, &len)) {
 		return 0;
 	}
@@ -449,8 +470,10 @@ attach_key(struct sig_ctx *sc, void *provkey, const char *func)
 {
 	struct prov_key *key = provkey;
 
+	if (key == NULL && sc->key != NULL)
+		return 1;	/* a new operation with the same key */
 	if (key == NULL) {
-		refuse(sc, func, "%s: no key", func);
+		refuse(sc, func, "cannot sign: no key");
 		return 0;
 	}
 	if (key->is_rsa != sc->rsa) {
@@ -512,8 +535,9 @@ check_request(struct sig_ctx *sc, size_t md_len, int *md_nid,
 	}
 	if (sc->saltlen != RSA_PSS_SALTLEN_DIGEST &&
 	    (size_t)sc->saltlen != md_len) {
-		refuse(sc, "sign", "cannot sign: a PSS salt of %s bytes: the "
-		       "token's salt is the digest's length", "another number of");
+		refuse(sc, "sign", "cannot sign: a PSS salt of %d bytes: the "
+		       "token's salt is the digest's length (%zu)", sc->saltlen,
+		       md_len);
 		return 0;
 	}
 	return 1;
@@ -539,8 +563,7 @@ sign_digest(struct sig_ctx *sc, unsigned char *sig, size_t *siglen,
 		return 0;
 	}
 	if (out_len > sigsize) {
-		refuse(sc, "sign", "cannot sign: %s", "the output buffer is too "
-		       "small");
+		refuse(sc, "sign", "cannot sign: the output buffer is too small");
 		goto out;
 	}
 	memcpy(sig, out, out_len);
@@ -578,9 +601,12 @@ sig_digest_sign_init(void *ctx, const char *mdname, void *provkey,
 			"SHA256", "digest_sign_init") ||
 	    !sig_set_ctx_params(sc, params))
 		return 0;
-	EVP_MD_free(sc->md);
-	sc->md = EVP_MD_fetch(sc->prov->libctx, OBJ_nid2sn(sc->md_nid),
-			      PROV_SOFTWARE_PROPQ);
+	if (sc->md == NULL || EVP_MD_get_type(sc->md) != sc->md_nid) {
+		EVP_MD_free(sc->md);
+		sc->md = EVP_MD_fetch(sc->prov->libctx,
+				      OBJ_nid2sn(sc->md_nid),
+				      PROV_SOFTWARE_PROPQ);
+	}
 	if (sc->mdctx == NULL)
 		sc->mdctx = EVP_MD_CTX_new();
 	return sc->md != NULL && sc->mdctx != NULL &&
@@ -613,6 +639,8 @@ sig_digest_sign_final(void *ctx, unsigned char *sig, size_t *siglen,
 	}
 	if (EVP_DigestFinal_ex(sc->mdctx, md, &md_len) != 1)
 		return 0;
+	/* The digest that was computed is the one the signature names. */
+	sc->md_nid = EVP_MD_get_type(sc->md);
 	ok = sign_digest(sc, sig, siglen, sigsize, md, md_len);
 	OPENSSL_cleanse(md, sizeof(md));
 	return ok;

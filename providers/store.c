@@ -160,6 +160,32 @@ wants(const struct store_ctx *sc, int info_type)
 	return sc->expect == 0 || sc->expect == info_type;
 }
 
+/* The certificate's DER and SubjectPublicKeyInfo, from the store only. */
+static int
+load_cert_only(struct store_ctx *sc, custody_err *err)
+{
+	X509 *x = NULL;
+	unsigned char *der = NULL;
+	int len, r;
+
+	if ((r = prov_load_cert(sc->prov, sc->type, sc->identity, sc->which,
+				&x, err)) != CUSTODY_OK)
+		return r;
+	if ((len = i2d_X509(x, &der)) <= 0 || (sc->cert_der = malloc(
+	    (size_t)len)) == NULL) {
+		r = custody_err_openssl(err, CUSTODY_EFAIL, "cannot encode the "
+					"certificate");
+		goto out;
+	}
+	memcpy(sc->cert_der, der, (size_t)len);
+	sc->cert_len = (size_t)len;
+	r = CUSTODY_OK;
+out:
+	OPENSSL_free(der);
+	X509_free(x);
+	return r;
+}
+
 /* The certificate's SubjectPublicKeyInfo, for the PUBKEY object. */
 static int
 spki_of(struct store_ctx *sc, custody_err *err)
@@ -182,27 +208,26 @@ spki_of(struct store_ctx *sc, custody_err *err)
 	return CUSTODY_OK;
 }
 
-/* Resolves the URI now: the certificate, and the key when wanted. */
+/* Resolves the URI now: the key (pinned, with its certificate) when it is
+ * wanted, else the certificate alone. */
 static int
 resolve(struct store_ctx *sc, custody_err *err)
 {
-	int want_key = wants(sc, OSSL_STORE_INFO_PKEY);
 	int r;
 
-	if ((r = prov_key_resolve(sc->prov, sc->type, sc->identity, sc->which,
-				  want_key, &sc->key, &sc->cert_der,
-				  &sc->cert_len, err)) != CUSTODY_OK ||
-	    (wants(sc, OSSL_STORE_INFO_PUBKEY) &&
-	     (r = spki_of(sc, err)) != CUSTODY_OK)) {
-		custody_err_prefix(err, "cannot load %s", sc->uri);
-		return r;
+	if (wants(sc, OSSL_STORE_INFO_PKEY)) {
+		r = prov_key_resolve(sc->prov, sc->type, sc->identity,
+				     sc->which, &sc->key, &sc->cert_der,
+				     &sc->cert_len, err);
+		if (r != CUSTODY_OK)
+			custody_err_prefix(err, "cannot load the private key "
+					   "of %s", sc->uri);
+	} else {
+		r = load_cert_only(sc, err);	/* its message names it */
 	}
-	if (!want_key) {
-		/* A certificate or public key load: no token needed. */
-		prov_key_free(sc->key);
-		sc->key = NULL;
-	}
-	return CUSTODY_OK;
+	if (r == CUSTODY_OK && wants(sc, OSSL_STORE_INFO_PUBKEY))
+		r = spki_of(sc, err);
+	return r;
 }
 
 static int

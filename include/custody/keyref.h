@@ -89,6 +89,18 @@ int custody_keyref_load_cert(custody_keyref *kr, const char *name, X509 **cert,
 			     custody_err *err);
 
 /*
+ * As custody_keyref_load_cert, for one slot of the assignment resolved
+ * now: which is CUSTODY_SLOT_CURRENT, _PREVIOUS or _PENDING (custody/
+ * assign.h, as an int).  ENOTFOUND "no previous certificate is assigned
+ * for type T" when that slot is empty.  Like custody_keyref_load_cert it
+ * reads the store only (no token, no PIN), as `custody get` does: the
+ * rows' integrity tags are not checked (that needs the token); the
+ * certificate is checked against the store's record of it.
+ */
+int custody_keyref_load_slot_cert(custody_keyref *kr, const char *name,
+				  int which, X509 **cert, custody_err *err);
+
+/*
  * The private key of the certificate that is current now for `name`: the
  * token's key as an EVP_PKEY whose private-key operations run in the token
  * (custody_token_evp_open).  *pkey is a reference the caller frees with

@@ -82,6 +82,11 @@ before=$(state)
 osl x509 -in custody:OAuthTokenIssuer -out "$T/x.crt"
 check "openssl x509 -in custody:OAuthTokenIssuer: exit 0" [ "$rc" -eq 0 ]
 check "…the assigned certificate" [ "$(fingerprint_of "$T/x.crt")" = "$(fingerprint_of "$T/oauth.crt")" ]
+out=$(env -u CUSTODY_PIN_SOURCE setsid -w openssl x509 "${P[@]}" -in custody:OAuthTokenIssuer \
+	-noout -fingerprint -sha256 </dev/null 2>"$T/stderr")
+rc=$?
+check "…read from the store alone: no PIN source needed" \
+	[ "$rc" -eq 0 -a "$out" = "$(fingerprint_of "$T/oauth.crt")" ]
 osl x509 -in custody:WebServicesInternal@global -out "$T/xw.crt"
 check "custody:WebServicesInternal@global: the global assignment's certificate" \
 	[ "$(fingerprint_of "$T/xw.crt")" = "$(fingerprint_of "$T/web.crt")" ]
@@ -107,10 +112,15 @@ osl pkeyutl -sign -inkey custody:OAuthTokenIssuer -in "$T/digest" -out "$T/pss.s
 check "pkeyutl -sign, RSA-PSS: exit 0" [ "$rc" -eq 0 ]
 check "…verifies with a salt of the digest's length (32)" \
 	verifies "$T/oauth.pub" "$T/pss.sig" digest:sha256 rsa_padding_mode:pss rsa_pss_saltlen:32
-osl pkeyutl -sign -inkey custody:WebServicesInternal -in "$T/digest" -out "$T/ec.sig"
-check "pkeyutl -sign with the $WK key: exit 0" [ "$rc" -eq 0 ]
 if [ "$WK" = EC ]; then
-	check "…the ECDSA signature verifies with the certificate" verifies "$T/web.pub" "$T/ec.sig"
+	osl pkeyutl -sign -inkey custody:WebServicesInternal -in "$T/digest" -out "$T/ec.sig"
+	check "pkeyutl -sign, ECDSA (no digest named: a 32-byte input): exit 0" [ "$rc" -eq 0 ]
+	check "…the signature verifies with the certificate" verifies "$T/web.pub" "$T/ec.sig"
+else
+	osl pkeyutl -sign -inkey custody:WebServicesInternal -in "$T/digest" -out "$T/ec.sig" \
+		-pkeyopt digest:sha256
+	check "pkeyutl -sign with the RSA key: exit 0" [ "$rc" -eq 0 ]
+	check "…the signature verifies with the certificate" verifies "$T/web.pub" "$T/ec.sig" digest:sha256
 fi
 
 # ---- dgst: digest_sign (hashed in software, signed in the token)
@@ -154,10 +164,13 @@ fi
 osl dgst -sha256 -sign custody:OAuthTokenIssuer -sigopt rsa_padding_mode:pss \
 	-sigopt rsa_pss_saltlen:max -out "$T/n5.sig" "$T/data"
 check "PSS with the largest salt: refused" one_error "PSS salt length max is not supported"
+osl dgst -sha256 -sign custody:OAuthTokenIssuer -sigopt rsa_padding_mode:pss \
+	-sigopt rsa_pss_saltlen:20 -out "$T/n7.sig" "$T/data"
+check "PSS with SHA-256 and a 20-byte salt: refused" one_error "a PSS salt of 20 bytes"
 osl dgst -sha1 -sign custody:OAuthTokenIssuer -out "$T/n6.sig" "$T/data"
 check "SHA-1: refused" one_error "cannot sign with digest sha1"
 check "…and none of them wrote a signature" \
-	eval '! [ -s "$T/n1.sig" ] && ! [ -s "$T/n2.sig" ] && ! [ -s "$T/n3.sig" ] && ! [ -s "$T/n5.sig" ] && ! [ -s "$T/n6.sig" ]'
+	eval '! [ -s "$T/n1.sig" ] && ! [ -s "$T/n2.sig" ] && ! [ -s "$T/n3.sig" ] && ! [ -s "$T/n5.sig" ] && ! [ -s "$T/n6.sig" ] && ! [ -s "$T/n7.sig" ]'
 
 # ---- software keys stay the default provider's
 osl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/soft.key"
@@ -165,6 +178,31 @@ check "beside custody, genpkey makes a software EC key" [ "$rc" -eq 0 ]
 osl dgst -sha256 -sign "$T/soft.key" -out "$T/soft.sig" "$T/data"
 check "…that signs (default provider), and verifies" \
 	eval '[ "$rc" -eq 0 ] && openssl dgst -sha256 -verify <(openssl pkey -in "$T/soft.key" -pubout) -signature "$T/soft.sig" "$T/data" >/dev/null 2>&1'
+
+# ---- TLS 1.2 with an ECDHE share beside a key of ours (the default provider
+# keeps generating the software keys TLS needs)
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+port=$(free_port)
+openssl s_server "${P[@]}" -key custody:WebServicesInternal -cert custody:WebServicesInternal \
+	-accept "127.0.0.1:$port" -www >"$T/server.log" 2>&1 </dev/null &
+server_pid=$!
+trap 'kill "$server_pid" 2>/dev/null; rm -rf "$T"' EXIT
+for _ in $(seq 100); do
+	grep -q '^ACCEPT' "$T/server.log" 2>/dev/null && break
+	kill -0 "$server_pid" 2>/dev/null || break
+	sleep 0.1
+done
+for v in -tls1_2 -tls1_3; do
+	out=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$port" -brief -verify_return_error \
+		-CAfile "$T/web.crt" -groups P-256 "$v" 2>&1)
+	rc=$?
+	check "s_server with the $WK key, s_client $v with a P-256 share: verified handshake" \
+		eval '[ "$rc" -eq 0 ] && grep -qx "Verification: OK" <<<"$out" && grep -q "^Server Temp Key: ECDH, prime256v1" <<<"$out"'
+done
+kill "$server_pid" 2>/dev/null
+wait "$server_pid" 2>/dev/null
 
 # ---- threads, fork
 "$signer" custody:OAuthTokenIssuer "$T/data" "$T/th" threads 4 2>"$T/stderr"

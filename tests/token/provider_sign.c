@@ -121,12 +121,16 @@ run_children(int n)
 	pid_t pids[64];
 	int i, status, failed = 0;
 
+	fflush(NULL);	/* nothing buffered is written twice */
 	for (i = 0; i < n; i++) {
 		if ((pids[i] = fork()) < 0)
 			return 1;
 		if (pids[i] == 0) {
 			snprintf(suffix, sizeof(suffix), "child%d", i);
-			_exit(sign_to(suffix));
+			/* exit, not _exit: a worker ends so, and the exit
+			 * handlers close the child's sessions (openCryptoki
+			 * counts them machine-wide). */
+			exit(sign_to(suffix));
 		}
 	}
 	for (i = 0; i < n; i++) {
