@@ -47,6 +47,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <custody/error.h>
+#include <custody/records.h>
+#include <custody/signer.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -87,6 +89,18 @@ int custody_keyref_load_cert(custody_keyref *kr, const char *name, X509 **cert,
 			     custody_err *err);
 
 /*
+ * As custody_keyref_load_cert, for one slot of the assignment resolved
+ * now: which is CUSTODY_SLOT_CURRENT, _PREVIOUS or _PENDING (custody/
+ * assign.h, as an int).  ENOTFOUND "no previous certificate is assigned
+ * for type T" when that slot is empty.  Like custody_keyref_load_cert it
+ * reads the store only (no token, no PIN), as `custody get` does: the
+ * rows' integrity tags are not checked (that needs the token); the
+ * certificate is checked against the store's record of it.
+ */
+int custody_keyref_load_slot_cert(custody_keyref *kr, const char *name,
+				  int which, X509 **cert, custody_err *err);
+
+/*
  * The private key of the certificate that is current now for `name`: the
  * token's key as an EVP_PKEY whose private-key operations run in the token
  * (custody_token_evp_open).  *pkey is a reference the caller frees with
@@ -100,6 +114,26 @@ int custody_keyref_load_cert(custody_keyref *kr, const char *name, X509 **cert,
  */
 int custody_keyref_load_key(custody_keyref *kr, const char *name,
 			    EVP_PKEY **pkey, X509 **cert, custody_err *err);
+
+/*
+ * A key reference's type and identity, checked as every load checks them
+ * (custody_type_canonical, custody_identity_canonical), in canonical
+ * form; identity "" when the name has none (this node's assignment, else
+ * the global one).  EUSAGE for an empty or malformed name.
+ */
+int custody_keyref_parse(const char *name, char type[CUSTODY_NAME_MAX + 1],
+			 char identity[CUSTODY_NAME_MAX + 1], custody_err *err);
+
+/*
+ * A signing context (custody/signer.h) for the configuration settled now
+ * as a load settles it (file, environment, values set on kr), for an
+ * OpenSSL provider, which signs through the signer's session pool rather
+ * than libp11.  Nothing is opened yet (custody_ctx_new_with).  The ctx is
+ * the caller's (custody_ctx_free) and independent of kr.
+ */
+int custody_keyref_ctx_new(const custody_keyref *kr,
+			   const custody_ctx_options *options,
+			   custody_ctx **out, custody_err *err);
 
 /* 1 when the token is open (a private key load opened it): from then on
  * the PKCS#11 module is loaded, until custody_keyref_free(). */

@@ -139,6 +139,11 @@ int custody_ctx_new_with(const custody_config *cfg, const char *node,
  * and the store.  NULL is accepted. */
 void custody_ctx_free(custody_ctx *ctx);
 
+/* 1 when the ctx has opened its token (so loaded the PKCS#11 module):
+ * from then on custody_ctx_free talks to the module.  A store read may
+ * open it too (to check integrity tags). */
+int custody_ctx_token_is_open(custody_ctx *ctx);
+
 /* This ctx's node name (canonical). */
 const char *custody_ctx_node(const custody_ctx *ctx);
 
@@ -206,6 +211,36 @@ int custody_signer_sign(custody_signer *signer, int64_t now,
  * custody_signer_sign. */
 int custody_signer_current(custody_signer *signer, int64_t now,
 			   custody_cert_record *out, custody_err *err);
+
+/*
+ * The certificate in one slot of the signer's assignment resolved at
+ * `now` (0: the clock): which is CUSTODY_SLOT_CURRENT, _PREVIOUS or
+ * _PENDING (custody/assign.h's enum custody_slot_name, as an int).  From
+ * the store, checked as custody_signer_sign checks it; out is the
+ * caller's (custody_cert_record_clear).  ENOTFOUND "no previous
+ * certificate is assigned for type T" (or current, pending) when the
+ * slot is empty; EUSAGE for another slot.
+ */
+int custody_signer_slot_cert(custody_signer *signer, int64_t now, int which,
+			     custody_cert_record *out, custody_err *err);
+
+/*
+ * As custody_signer_sign, but with the key of one certificate, named by
+ * its thumbprint, whatever the assignment says now: for a key object that
+ * must stay with the certificate it was loaded with (an OpenSSL
+ * provider's key: a TLS server's key and certificate change together).
+ * The store's record of that certificate is checked against the
+ * certificate as custody_signer_sign checks it (key id = SHA-1 of its
+ * public key); it signs as long as that record is in the store and its
+ * key on the token.  info->identity is "".  Errors as
+ * custody_signer_sign, and EFAIL when the store has no such certificate.
+ */
+int custody_signer_sign_pinned(custody_signer *signer, const char *thumbprint,
+			       enum custody_sig_scheme scheme, int digest_nid,
+			       const unsigned char *data, size_t len,
+			       int is_digest, unsigned char **sig,
+			       size_t *sig_len, custody_signature_info *info,
+			       custody_err *err);
 
 /* "RSA-PKCS1", "RSA-PSS", "ECDSA-DER", "ECDSA-RAW", "AUTO". */
 const char *custody_sig_scheme_name(enum custody_sig_scheme scheme);

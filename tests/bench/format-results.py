@@ -25,6 +25,7 @@ PATHS = [
     ("raw_2threads", "raw C_Sign loop, 2 threads (extra)"),
     ("library", "custody signer library, 1 thread"),
     ("library_2threads", "custody signer library, 2 threads"),
+    ("provider", "EVP_DigestSign through provider custody (custody:TYPE)"),
     ("engine", "EVP_DigestSign through engine custody"),
     ("cli_per_process", "one `custody sign` process per signature"),
     ("raw_per_process", "one raw_sign_once process per signature (floor)"),
@@ -35,6 +36,7 @@ PATHS = [
 RATIOS = [
     ("library", "raw", 0.97),
     ("library_2threads", "library", 1.7),
+    ("provider", "raw", 0.95),
     ("engine", "raw", 0.95),
     ("cli_per_process", "raw_per_process", 0.85),
     ("cli_per_process", "pkcs11_tool_per_process", 1.0),

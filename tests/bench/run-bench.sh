@@ -16,7 +16,9 @@
 #   raw_2threads             the same on 2 threads (extra: what 2 threads can give here)
 #   library                  the custody signer, 1 thread       (slot: bench_library.c)
 #   library_2threads         the custody signer, 2 threads      (slot: bench_library.c)
-#   engine                   EVP_DigestSign through engines/custody.so       (slot)
+#   provider                 EVP_DigestSign through the provider custody (providers/custody.so,
+#                            the key loaded with OSSL_STORE from custody:TYPE)
+#   engine                   EVP_DigestSign through engines/custody.so (while the ENGINE API exists)
 #   cli_per_process          one `custody sign` process per signature        (slot)
 #   raw_per_process          one raw_sign_once process per signature: the floor
 #   pkcs11_tool_per_process  one `pkcs11-tool --sign` process per signature
@@ -34,11 +36,13 @@
 # Environment: BENCH_SECONDS (2: time per in-process path, over all rounds),
 # BENCH_PROCESSES (100: processes per per-process path, over all rounds),
 # BENCH_ROUNDS (4), BENCH_RESULTS (default: tests/bench/results.json in the
-# source tree), SOFTHSM_MODULE, BENCH_ENGINES_DIR (the build's engines/).
+# source tree), SOFTHSM_MODULE, BENCH_ENGINES_DIR (the build's engines/),
+# BENCH_PROVIDERS_DIR (the build's providers/).
 #
 # Filling a slot: library — write the three signer_* functions of
-# bench_library.c; engine — nothing, it runs once the build has
-# engines/custody.so (check ENGINE_KEY below); cli — nothing, it runs once
+# bench_library.c; engine — nothing, it runs when the build has
+# engines/custody.so (configure builds it while OpenSSL has the ENGINE
+# API); provider — the same with providers/custody.so; cli — nothing, it runs once
 # `custody sign --help` exits 0.  See path_command below.
 set -u -o pipefail
 
@@ -51,8 +55,9 @@ processes=${BENCH_PROCESSES:-100}
 rounds=${BENCH_ROUNDS:-4}
 results=${BENCH_RESULTS:-$TOP_SRCDIR/tests/bench/results.json}
 engines_dir=${BENCH_ENGINES_DIR:-$(dirname "$CUSTODY_BIN")/engines}
+providers_dir=${BENCH_PROVIDERS_DIR:-$(dirname "$CUSTODY_BIN")/providers}
 kinds=(rsa2048 ec_p256)
-paths=(openssl_memory raw raw_2threads library library_2threads engine
+paths=(openssl_memory raw raw_2threads library library_2threads provider engine
 	cli_per_process raw_per_process pkcs11_tool_per_process)
 
 die() {
@@ -63,7 +68,7 @@ die() {
 for tool in openssl python3 pkcs11-tool; do
 	command -v "$tool" >/dev/null || die "$tool is not installed"
 done
-for prog in bench_raw raw_sign_once bench_spawn bench_engine; do
+for prog in bench_raw raw_sign_once bench_spawn; do
 	[ -x "$BENCH_BINDIR/$prog" ] || die "$BENCH_BINDIR/$prog is not built: run make bench"
 done
 [[ $rounds =~ ^[1-9][0-9]?$ ]] || die "BENCH_ROUNDS must be 1 to 99"
@@ -85,7 +90,10 @@ exports=$("$TOP_SRCDIR/scripts/softhsm-token.sh" "$T/token" bench) ||
 	die "cannot make the throwaway SoftHSM token"
 eval "$exports"
 unset CUSTODY_SO_PIN_SOURCE
-export CUSTODY_STORE="sqlite:$T/custody.db" CUSTODY_NODE=bench CUSTODY_CONFIG=""
+# BenchRSA and BenchEC are custom types: a config that declares them
+# (custody refuses to assign an undeclared type), read by every path.
+printf '[types]\ncustom = BenchRSA BenchEC\n' >"$T/custody.conf"
+export CUSTODY_STORE="sqlite:$T/custody.db" CUSTODY_NODE=bench CUSTODY_CONFIG=$T/custody.conf
 module=$CUSTODY_MODULE
 token=$CUSTODY_TOKEN
 pin_file=$T/token/user.pin
@@ -137,8 +145,16 @@ engine_key() { echo "${type[$1]}"; }
 
 engine_dir=""
 for d in "$engines_dir/.libs" "$engines_dir"; do
-	if [ -f "$d/custody.so" ]; then
+	if [ -f "$d/custody.so" ] && [ -x "$BENCH_BINDIR/bench_engine" ]; then
 		engine_dir=$d
+		break
+	fi
+done
+# The provider's name for a key: the URI custody:TYPE (custody-provider(7)).
+provider_dir=""
+for d in "$providers_dir/.libs" "$providers_dir"; do
+	if [ -f "$d/custody.so" ] && [ -x "$BENCH_BINDIR/bench_provider" ]; then
+		provider_dir=$d
 		break
 	fi
 done
@@ -178,7 +194,11 @@ path_command() {
 		[ -x "$BENCH_BINDIR/bench_library" ] || return 1
 		CMD=("$BENCH_BINDIR/bench_library" --kind "$k" --type "${type[$k]}" --cert "$T/$k.crt"
 			--threads "$([ "$path" = library ] && echo 1 || echo 2)" --seconds "$round_seconds") ;;
-	engine) # SLOT: runs once the build has engines/custody.so
+	provider) # runs when the build has providers/custody.so
+		[ -n "$provider_dir" ] || return 1
+		CMD=(env "OPENSSL_MODULES=$provider_dir" "$BENCH_BINDIR/bench_provider" --kind "$k"
+			--uri "custody:${type[$k]}" --cert "$T/$k.crt" --seconds "$round_seconds") ;;
+	engine) # runs when the build has engines/custody.so
 		[ -n "$engine_dir" ] || return 1
 		CMD=(env "OPENSSL_ENGINES=$engine_dir" "$BENCH_BINDIR/bench_engine" --kind "$k"
 			--key "$(engine_key "$k")" --cert "$T/$k.crt" --seconds "$round_seconds") ;;

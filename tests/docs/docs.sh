@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The documents an administrator reads agree with the program and stay
 # inside the repository: every environment variable custody reads is in
-# custody(1), ENVIRONMENT; both man pages specify the cluster's
+# custody(1), ENVIRONMENT; custody-provider(7) describes the URI form, every
+# parameter the provider reads and the example configuration it names,
+# and custody(1) and the README lead with the provider; both man pages
+# specify the cluster's
 # postgresql:// store with sslmode=verify-full; the README's first screen
 # has the exit statuses and points to its Production section; no file of
 # the repository cites a file outside it.
@@ -16,7 +19,7 @@ man_section() { # FILE NAME
 # ------------------------------------------------------------ environment
 env_section=$(man_section "$top/man/custody.1" ENVIRONMENT)
 vars=$(cd "$top" && {
-	grep -rhoE '(secure_)?getenv\("[A-Z_0-9]+"\)' src engines |
+	grep -rhoE '(secure_)?getenv\("[A-Z_0-9]+"\)' src engines providers 2>/dev/null |
 		sed -E 's/.*"([A-Z_0-9]+)".*/\1/'
 	# the settings the environment gives (config.c's table of variables)
 	grep -hoE '\{"CUSTODY_[A-Z_]+", "' src/lib/config/config.c |
@@ -26,6 +29,38 @@ check "the sources read environment variables (the scan found them)" [ -n "$vars
 for v in $vars; do
 	check "custody(1) ENVIRONMENT names $v" grep -q "$v" <<<"$env_section"
 done
+
+# ------------------------------------------------------------ the provider
+page=$top/man/custody-provider.7
+check "custody-provider(7) is installed with the other man pages" \
+	grep -q 'man/custody-provider\.7' "$top/Makefile.am"
+MANWIDTH=1000 man -l "$page" 2>/dev/null | col -bx >"$T/provider.txt"
+check "custody-provider(7) renders" [ -s "$T/provider.txt" ]
+for form in 'custody:TYPE' 'custody:TYPE@IDENTITY' '?which=SLOT' 'previous' 'pending' \
+	'pinned' 'fork' 'modulesdir' '-provider custody -provider default' 'OPENSSL_CONF'; do
+	check "custody-provider(7) describes $form" grep -qF -- "$form" "$T/provider.txt"
+done
+params=$(cat "$top"/providers/*.c 2>/dev/null |
+	grep -oE '\{"[a-z_]+", CUSTODY_KEYREF_[A-Z_]+\}' | sed -E 's/\{"([a-z_]+)".*/\1/' | sort -u)
+check "the provider's parameters are found in providers/*.c" [ -n "$params" ]
+conf_section=$(man_section "$page" CONFIGURATION)
+for p in $params; do
+	check "custody-provider(7) CONFIGURATION names the parameter $p" \
+		grep -qx ".B $p" <<<"$conf_section"
+done
+for v in CUSTODY_CONFIG CUSTODY_MODULE CUSTODY_TOKEN CUSTODY_PIN_SOURCE CUSTODY_STORE CUSTODY_NODE \
+	OPENSSL_MODULES; do
+	check "custody-provider(7) ENVIRONMENT names $v" grep -q "$v" <<<"$(man_section "$page" ENVIRONMENT)"
+done
+examples=$(grep -oE 'providers/[a-z-]+\.cnf\.example' "$T/provider.txt" | sort -u)
+check "custody-provider(7) names the example configuration" [ -n "$examples" ]
+for f in $examples; do
+	check "…$f is in the repository" [ -f "$top/$f" ]
+done
+check "custody(1) describes the provider before the engine" eval \
+	'[ "$(grep -nx ".SH OPENSSL PROVIDER" "$top/man/custody.1" | cut -d: -f1)" -lt \
+	"$(grep -nx ".SH OPENSSL ENGINE" "$top/man/custody.1" | cut -d: -f1)" ]'
+check "custody(1) refers to custody-provider(7)" grep -qF 'custody\-provider (7)' "$top/man/custody.1"
 
 # ------------------------------------------------------------ the store
 for page in man/custody.1 man/custody.conf.5; do
@@ -46,7 +81,8 @@ for status in $(grep -oE '^\.B [0-9]+$' <<<"$exit_section" | awk '{print $2}'); 
 		grep -q "^| \`$status\` |" "$top/README.md"
 done
 prod=$(awk '/^## Production$/ { on = 1; next } /^## / { on = 0 } on' "$top/README.md")
-for word in 'module =' 'group `custody`' 'sslmode=verify-full' 'dynamic_path' '/etc/custody' 'OPENSSL_CONF='; do
+for word in 'module =' 'group `custody`' 'sslmode=verify-full' 'dynamic_path' '/etc/custody' 'OPENSSL_CONF=' \
+	'modulesdir' 'ossl-modules/custody.so' 'openssl-custody-provider.cnf'; do
 	check "Production covers: $word" grep -qF "$word" <<<"$prod"
 done
 

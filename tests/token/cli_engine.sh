@@ -22,50 +22,10 @@ export OPENSSL_ENGINES=$engines_dir
 unset OPENSSL_CONF
 setup_token
 
-# osl ARGS... — runs openssl, leaving $out, $err and $rc (as run does).
-osl() {
-	out=$(openssl "$@" 2>"$T/stderr")
-	rc=$?
-	err=$(cat "$T/stderr")
-}
-pubkey_of() { openssl x509 -in "$1" -pubkey -noout; }
-verifies() { # PUBKEY-PEM SIGNATURE — the digest's signature verifies
-	openssl pkeyutl -verify -pubin -inkey "$1" -in "$T/digest" -sigfile "$2" >/dev/null 2>&1
-}
-# free_port — a loopback TCP port nothing listens on.
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-server_pid=""
-stop_server() {
-	if [ -n "$server_pid" ]; then
-		kill "$server_pid" 2>/dev/null
-		wait "$server_pid" 2>/dev/null
-		server_pid=""
-	fi
-}
-trap 'stop_server; rm -rf "$T"' EXIT
-# start_server KEY CERT — s_server with the engine's KEY in the background;
-# waits (at most 10 s) until it accepts.
+# start_server KEY CERT — s_server with the engine's KEY (lib.sh's
+# start_tls_server: on $port, in the background).
 start_server() {
-	port=$(free_port)
-	openssl s_server -engine custody -keyform engine -key "$1" -cert "$2" \
-		-accept "127.0.0.1:$port" -www >"$T/server.log" 2>&1 </dev/null &
-	server_pid=$!
-	for _ in $(seq 100); do
-		if grep -q '^ACCEPT' "$T/server.log" 2>/dev/null; then return 0; fi
-		kill -0 "$server_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	return 1
-}
-# handshake CAFILE [S_CLIENT-OPTIONS...] — one TLS handshake (10 s at most).
-handshake() {
-	local ca=$1
-	shift
-	out=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$port" -brief \
-		-verify_return_error -CAfile "$ca" "$@" 2>&1)
-	rc=$?
+	start_tls_server -engine custody -keyform engine -key "$1" -cert "$2"
 }
 
 # refused WHAT MESSAGE ARGS... — what the token lacks is refused up front:
@@ -125,11 +85,9 @@ osl req -engine custody -keyform engine -key OAuthTokenIssuer -new -x509 -subj /
 	-days 1 -out "$T/self.crt"
 check "req -new -x509 with the engine's key: exit 0" [ "$rc" -eq 0 ]
 check "…its public key is the token certificate's" [ "$(pubkey_of "$T/self.crt")" = "$(cat "$T/oauth.pub")" ]
-self_signed_verifies() { openssl verify -CAfile "$1" "$1" >/dev/null 2>&1; }
 check "…and its signature verifies" self_signed_verifies "$T/self.crt"
 osl req -engine custody -keyform engine -key WebServicesInternal -new -subj /CN=y -out "$T/y.csr"
 check "req -new (a CSR) with the $WK key: exit 0" [ "$rc" -eq 0 ]
-csr_verifies() { openssl req -in "$1" -verify -noout >/dev/null 2>&1; }
 check "…and the CSR's signature verifies" csr_verifies "$T/y.csr"
 
 # ---- TLS on loopback

@@ -28,7 +28,8 @@ softhsm | opencryptoki) ;;
 esac
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/custody-test.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+# stop_server: a TLS server a test started (start_tls_server below).
+trap 'stop_server; rm -rf "$T"' EXIT
 umask 077
 
 tap_n=0
@@ -411,4 +412,66 @@ node_env() {
 	local name=$1
 	shift
 	(. "$T/$name/env" && "$@")
+}
+
+# --- openssl on loopback (the engine's and the provider's tests) ---
+
+# osl ARGS... — runs openssl, leaving $out, $err and $rc (as run does).
+osl() {
+	out=$(openssl "$@" 2>"$T/stderr")
+	rc=$?
+	err=$(cat "$T/stderr")
+}
+pubkey_of() { openssl x509 -in "$1" -pubkey -noout; }
+verifies() { # PUBKEY-PEM SIGNATURE [PKEYUTL-OPTIONS...] — the signature of $T/digest verifies
+	openssl pkeyutl -verify -pubin -inkey "$1" -in "$T/digest" -sigfile "$2" "${@:3}" >/dev/null 2>&1
+}
+self_signed_verifies() { openssl verify -CAfile "$1" "$1" >/dev/null 2>&1; }
+csr_verifies() { openssl req -in "$1" -verify -noout >/dev/null 2>&1; }
+# free_port — a loopback TCP port nothing listens on.
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+server_pid=""
+stop_server() {
+	if [ -n "$server_pid" ]; then
+		kill "$server_pid" 2>/dev/null
+		wait "$server_pid" 2>/dev/null
+		server_pid=""
+	fi
+}
+# start_tls_server [env ENV-ARGS... --] S_SERVER-OPTIONS... — `openssl
+# s_server` with these options (its key and certificate; run under env
+# with ENV-ARGS when given) on a free loopback port ($port), answering
+# with its -www page, in the background ($server_pid, its output in
+# $T/server.log); waits (at most 10 s) until it accepts.
+start_tls_server() {
+	local pre=()
+	if [ "${1:-}" = env ]; then
+		while [ "$#" -gt 0 ] && [ "$1" != -- ]; do
+			pre+=("$1")
+			shift
+		done
+		shift
+	fi
+	port=$(free_port)
+	"${pre[@]}" openssl s_server "$@" -accept "127.0.0.1:$port" -www \
+		>"$T/server.log" 2>&1 </dev/null &
+	server_pid=$!
+	for _ in $(seq 100); do
+		if grep -q '^ACCEPT' "$T/server.log" 2>/dev/null; then return 0; fi
+		kill -0 "$server_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	return 1
+}
+# handshake CAFILE [S_CLIENT-OPTIONS...] — one TLS handshake with the
+# server on $port (10 s at most), verifying it with CAFILE; $out holds
+# s_client's -brief lines (Protocol version, Signature type, ...).
+handshake() {
+	local ca=$1
+	shift
+	out=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$port" -brief \
+		-verify_return_error -CAfile "$ca" "$@" 2>&1)
+	rc=$?
 }

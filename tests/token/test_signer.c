@@ -1002,3 +1002,70 @@ Test(signer, an_idle_signer_holds_no_lock)
 	custody_ctx_free(ctx);
 	free_pairs(p, 1);
 }
+
+/* ------------------------------------------------------ pinned keys */
+
+/* A key pinned to its certificate (an OpenSSL provider's key object)
+ * keeps signing with that certificate's key after a set; the slots of the
+ * assignment name the certificates the set moved. */
+Test(signer, pinned_signs_with_its_certificate_after_a_set)
+{
+	static const char *const specs[] = {"ec:p256", "rsa:2048"};
+	static const char unknown[] = "0123456789ABCDEF0123456789ABCDEF01234567";
+	struct pair p[2];
+	custody_ctx *ctx;
+	custody_signer *sg;
+	custody_signature_info info;
+	custody_cert_record rec;
+	custody_err err = {0};
+	unsigned char md[32], *sig = NULL;
+	size_t len = 0;
+
+	make_pairs(p, specs, 2);
+	assign("OAuthTokenIssuer", "global", p[0].tp, T0, 0);
+	ctx = ctx_open(NULL, NULL);
+	sg = signer_open(ctx, "OAuthTokenIssuer", NULL);
+	assign("OAuthTokenIssuer", "global", p[1].tp, T0 + 10, 0);
+	SHA256(msg, sizeof(msg), md);
+	cr_assert_eq(custody_signer_sign_pinned(sg, p[0].tp, CUSTODY_SIG_AUTO,
+						NID_sha256, md, sizeof(md), 1,
+						&sig, &len, &info, &err),
+		     CUSTODY_OK, "pinned: %s", err.msg);
+	cr_assert_str_eq(info.thumbprint, p[0].tp, "not the pinned certificate");
+	cr_assert_eq(info.scheme, CUSTODY_SIG_ECDSA_DER);
+	cr_assert(verifies(p[0].cert, CUSTODY_SIG_ECDSA_DER, NID_sha256, msg,
+			   sizeof(msg), sig, len));
+	free(sig);
+	/* A scheme the pinned key cannot do: refused, nothing signed. */
+	cr_assert_eq(custody_signer_sign_pinned(sg, p[0].tp, CUSTODY_SIG_RSA_PSS,
+						NID_sha256, md, sizeof(md), 1,
+						&sig, &len, NULL, &err),
+		     CUSTODY_EFAIL);
+	cr_assert_null(sig);
+	/* A certificate the store does not have: refused. */
+	cr_assert_eq(custody_signer_sign_pinned(sg, unknown, CUSTODY_SIG_AUTO,
+						NID_sha256, md, sizeof(md), 1,
+						&sig, &len, NULL, &err),
+		     CUSTODY_EFAIL);
+	cr_assert_null(sig);
+	cr_assert_eq(custody_signer_sign_pinned(sg, "ABC", CUSTODY_SIG_AUTO,
+						NID_sha256, md, sizeof(md), 1,
+						&sig, &len, NULL, &err),
+		     CUSTODY_EUSAGE);
+	/* The slots after the set. */
+	cr_assert_eq(custody_signer_slot_cert(sg, T0 + 11, CUSTODY_SLOT_CURRENT,
+					      &rec, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_str_eq(rec.thumbprint, p[1].tp);
+	custody_cert_record_clear(&rec);
+	cr_assert_eq(custody_signer_slot_cert(sg, T0 + 11, CUSTODY_SLOT_PREVIOUS,
+					      &rec, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_str_eq(rec.thumbprint, p[0].tp);
+	cr_assert_str_eq(rec.key_id, p[0].key_id);
+	custody_cert_record_clear(&rec);
+	cr_assert_eq(custody_signer_slot_cert(sg, T0 + 11, CUSTODY_SLOT_PENDING,
+					      &rec, &err), CUSTODY_ENOTFOUND);
+	cr_assert(strstr(err.msg, "no pending certificate") != NULL, "%s", err.msg);
+	custody_signer_close(sg);
+	custody_ctx_free(ctx);
+	free_pairs(p, 2);
+}

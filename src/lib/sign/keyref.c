@@ -23,6 +23,7 @@
 #include <custody/policy.h>
 #include <custody/records.h>
 #include <custody/secret.h>
+#include <custody/signer.h>
 #include <custody/store.h>
 #include <custody/token.h>
 
@@ -198,6 +199,36 @@ parse_name(const char *name, struct refname *rn, custody_err *err)
 	return CUSTODY_OK;
 }
 
+int
+custody_keyref_parse(const char *name, char type[CUSTODY_NAME_MAX + 1],
+		     char identity[CUSTODY_NAME_MAX + 1], custody_err *err)
+{
+	struct refname rn;
+	int r;
+
+	if ((r = parse_name(name, &rn, err)) != CUSTODY_OK)
+		return r;
+	memcpy(type, rn.type, sizeof(rn.type));
+	memcpy(identity, rn.identity, sizeof(rn.identity));
+	return CUSTODY_OK;
+}
+
+int
+custody_keyref_ctx_new(const custody_keyref *kr,
+		       const custody_ctx_options *options, custody_ctx **out,
+		       custody_err *err)
+{
+	struct settled s;
+	int r;
+
+	*out = NULL;
+	custody_config_init(&s.cfg);
+	if ((r = settle(kr, &s, err)) == CUSTODY_OK)
+		r = custody_ctx_new_with(&s.cfg, s.node, options, out, err);
+	custody_config_clear(&s.cfg);
+	return r;
+}
+
 /* custody_store_get_assignment as the reader of custody_assign_lookup. */
 static int
 read_stored(void *store, const char *type, const char *identity,
@@ -206,13 +237,41 @@ read_stored(void *store, const char *type, const char *identity,
 	return custody_store_get_assignment(store, type, identity, out, err);
 }
 
-/* The store's record of the certificate current now for rn. */
+/* The thumbprint in slot `which` (enum custody_slot_name) of the stored
+ * assignment resolved now; ENOTFOUND naming the slot when it is empty. */
+static int
+slot_thumbprint(const custody_assignment *stored, const char *type,
+		int which, char tp[CUSTODY_THUMBPRINT_HEX + 1],
+		custody_err *err)
+{
+	custody_assignment a;
+	const custody_slot *slot;
+	int r;
+
+	r = custody_assign_current_at(stored, (int64_t)time(NULL), &a, err);
+	if (r == CUSTODY_ENOTFOUND && which != CUSTODY_SLOT_CURRENT)
+		a = *stored;	/* nothing current: the record as it is */
+	else if (r != CUSTODY_OK)
+		return r;
+	slot = which == CUSTODY_SLOT_PREVIOUS ? &a.previous :
+	       which == CUSTODY_SLOT_PENDING ? &a.pending : &a.current;
+	if (slot->thumbprint[0] == '\0')
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "no %s certificate is assigned for type "
+				       "%s", custody_slot_label(which), type);
+	memcpy(tp, slot->thumbprint, CUSTODY_THUMBPRINT_HEX + 1);
+	return CUSTODY_OK;
+}
+
+/* The store's record of the certificate in slot `which` now for rn. */
 static int
 resolve(const struct settled *s, const struct refname *rn,
-	custody_token *tok, custody_cert_record *rec, custody_err *err)
+	custody_token *tok, int which, custody_cert_record *rec,
+	custody_err *err)
 {
 	custody_store *st = NULL;
-	custody_assignment stored, a;
+	custody_assignment stored;
+	char tp[CUSTODY_THUMBPRINT_HEX + 1];
 	int r = CUSTODY_EFAIL;
 
 	if ((r = custody_store_open_existing(custody_config_store_url(&s->cfg), &st,
@@ -238,13 +297,12 @@ resolve(const struct settled *s, const struct refname *rn,
 		goto out;
 	}
 	if (r != CUSTODY_OK ||
-	    (r = custody_assign_current_at(&stored, (int64_t)time(NULL), &a,
-					   err)) != CUSTODY_OK)
+	    (r = slot_thumbprint(&stored, rn->type, which, tp, err)) !=
+	    CUSTODY_OK)
 		goto out;
-	if ((r = custody_store_get_cert(st, a.current.thumbprint, rec, err)) !=
-	    CUSTODY_OK) {
-		custody_err_prefix(err, "certificate %s, current for type %s",
-				   a.current.thumbprint, rn->type);
+	if ((r = custody_store_get_cert(st, tp, rec, err)) != CUSTODY_OK) {
+		custody_err_prefix(err, "certificate %s, %s for type %s", tp,
+				   custody_slot_label(which), rn->type);
 		goto out;
 	}
 	custody_debug("%s resolves to certificate %s (key id %s)", rn->type,
@@ -257,7 +315,7 @@ out:
 
 /* Settles the configuration and resolves name; rec is the caller's. */
 static int
-settle_and_resolve(const custody_keyref *kr, const char *name,
+settle_and_resolve(const custody_keyref *kr, const char *name, int which,
 		   struct settled *s, custody_cert_record *rec,
 		   custody_err *err)
 {
@@ -267,12 +325,20 @@ settle_and_resolve(const custody_keyref *kr, const char *name,
 	if ((r = parse_name(name, &rn, err)) != CUSTODY_OK ||
 	    (r = settle(kr, s, err)) != CUSTODY_OK)
 		return r;
-	return resolve(s, &rn, NULL, rec, err);
+	return resolve(s, &rn, NULL, which, rec, err);
 }
 
 int
 custody_keyref_load_cert(custody_keyref *kr, const char *name, X509 **cert,
 			 custody_err *err)
+{
+	return custody_keyref_load_slot_cert(kr, name, CUSTODY_SLOT_CURRENT,
+					     cert, err);
+}
+
+int
+custody_keyref_load_slot_cert(custody_keyref *kr, const char *name, int which,
+			      X509 **cert, custody_err *err)
 {
 	struct settled s;
 	custody_cert_record rec;
@@ -281,13 +347,21 @@ custody_keyref_load_cert(custody_keyref *kr, const char *name, X509 **cert,
 	*cert = NULL;
 	memset(&rec, 0, sizeof(rec));
 	custody_config_init(&s.cfg);
-	if ((r = settle_and_resolve(kr, name, &s, &rec, err)) != CUSTODY_OK ||
-	    (r = custody_cert_record_check(&rec, cert, err)) != CUSTODY_OK) {
-		custody_err_prefix(err, "cannot load the certificate of %s",
-				   name != NULL ? name : "(none)");
-		goto out;
+	if (which != CUSTODY_SLOT_CURRENT && which != CUSTODY_SLOT_PREVIOUS &&
+	    which != CUSTODY_SLOT_PENDING) {
+		r = custody_err_set(err, CUSTODY_EUSAGE, "unknown slot %d",
+				    which);
+		goto fail;
 	}
+	if ((r = settle_and_resolve(kr, name, which, &s, &rec, err)) !=
+	    CUSTODY_OK ||
+	    (r = custody_cert_record_check(&rec, cert, err)) != CUSTODY_OK)
+		goto fail;
 	r = CUSTODY_OK;
+	goto out;
+fail:
+	custody_err_prefix(err, "cannot load the certificate of %s",
+			   name != NULL ? name : "(none)");
 out:
 	custody_cert_record_clear(&rec);
 	custody_config_clear(&s.cfg);
@@ -449,7 +523,8 @@ custody_keyref_load_key(custody_keyref *kr, const char *name, EVP_PKEY **pkey,
 	if ((r = parse_name(name, &rn, err)) != CUSTODY_OK ||
 	    (r = settle(kr, &s, err)) != CUSTODY_OK ||
 	    (r = ensure_token(kr, &s.cfg, err)) != CUSTODY_OK ||
-	    (r = resolve(&s, &rn, kr->tok, &rec, err)) != CUSTODY_OK ||
+	    (r = resolve(&s, &rn, kr->tok, CUSTODY_SLOT_CURRENT, &rec, err)) !=
+	    CUSTODY_OK ||
 	    (r = custody_cert_record_check(&rec, &x, err)) != CUSTODY_OK ||
 	    (r = open_key(kr, &rec, &key, err)) != CUSTODY_OK ||
 	    (r = check_match(key, x, &rec, err)) != CUSTODY_OK)

@@ -208,6 +208,19 @@ out:
 	return r;
 }
 
+int
+custody_ctx_token_is_open(custody_ctx *ctx)
+{
+	int open;
+
+	if (ctx == NULL)
+		return 0;
+	pthread_mutex_lock(&ctx->mx);
+	open = ctx->tok != NULL;
+	pthread_mutex_unlock(&ctx->mx);
+	return open;
+}
+
 const char *
 custody_ctx_node(const custody_ctx *ctx)
 {
@@ -784,6 +797,46 @@ custody_signer_current(custody_signer *signer, int64_t now,
 	return r;
 }
 
+int
+custody_signer_slot_cert(custody_signer *signer, int64_t now, int which,
+			 custody_cert_record *out, custody_err *err)
+{
+	custody_assignment a;
+	const custody_slot *slot;
+	int r;
+
+	if (signer == NULL || out == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot read a certificate: no signer or "
+				       "no record");
+	memset(out, 0, sizeof(*out));
+	if (which == CUSTODY_SLOT_CURRENT)
+		return custody_signer_current(signer, now, out, err);
+	if (which != CUSTODY_SLOT_PREVIOUS && which != CUSTODY_SLOT_PENDING)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot read a certificate: unknown "
+				       "slot %d", which);
+	r = resolve(signer, now != 0 ? now : clock_now(), &a, err);
+	if (r == CUSTODY_ENOTFOUND) {
+		/* Nothing current (a pending roll only): the record as is. */
+		pthread_mutex_lock(&signer->mx);
+		a = signer->rec;
+		pthread_mutex_unlock(&signer->mx);
+	} else if (r != CUSTODY_OK) {
+		return r;
+	}
+	slot = which == CUSTODY_SLOT_PREVIOUS ? &a.previous : &a.pending;
+	if (slot->thumbprint[0] == '\0')
+		return custody_err_set(err, CUSTODY_ENOTFOUND,
+				       "no %s certificate is assigned for type "
+				       "%s", custody_slot_label(which),
+				       signer->type);
+	if ((r = stored_cert(signer, slot->thumbprint, out, err)) !=
+	    CUSTODY_OK)
+		custody_cert_record_clear(out);
+	return r;
+}
+
 static const EVP_MD *
 digest_of(const custody_ctx *ctx, int nid)
 {
@@ -904,12 +957,14 @@ out:
 	return r;
 }
 
-int
-custody_signer_sign(custody_signer *signer, int64_t now,
-		    enum custody_sig_scheme scheme, int digest_nid,
-		    const unsigned char *data, size_t len, int is_digest,
-		    unsigned char **sig, size_t *sig_len,
-		    custody_signature_info *info, custody_err *err)
+/* custody_signer_sign (pinned NULL: the certificate current at now) and
+ * custody_signer_sign_pinned (the certificate pinned). */
+static int
+sign_common(custody_signer *signer, const char *pinned, int64_t now,
+	    enum custody_sig_scheme scheme, int digest_nid,
+	    const unsigned char *data, size_t len, int is_digest,
+	    unsigned char **sig, size_t *sig_len,
+	    custody_signature_info *info, custody_err *err)
 {
 	custody_assignment a;
 	struct cert_facts cf;
@@ -954,9 +1009,13 @@ custody_signer_sign(custody_signer *signer, int64_t now,
 					"cannot sign: the digest failed");
 		goto out;
 	}
-	if ((r = resolve(signer, now != 0 ? now : clock_now(), &a, err)) !=
-	    CUSTODY_OK ||
-	    (r = cert_facts(signer, a.current.thumbprint, &cf, err)) !=
+	memset(&a, 0, sizeof(a));
+	if (pinned == NULL &&
+	    (r = resolve(signer, now != 0 ? now : clock_now(), &a, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if ((r = cert_facts(signer, pinned != NULL ? pinned :
+			    a.current.thumbprint, &cf, err)) !=
 	    CUSTODY_OK ||
 	    (r = sign_in_token(signer, &cf, scheme, digest_nid, digest, md_len,
 			       buf, sizeof(buf), &raw_len, &used, &kt, err)) !=
@@ -999,4 +1058,36 @@ custody_signer_sign(custody_signer *signer, int64_t now,
 out:
 	OPENSSL_cleanse(digest, sizeof(digest));
 	return r;
+}
+
+int
+custody_signer_sign(custody_signer *signer, int64_t now,
+		    enum custody_sig_scheme scheme, int digest_nid,
+		    const unsigned char *data, size_t len, int is_digest,
+		    unsigned char **sig, size_t *sig_len,
+		    custody_signature_info *info, custody_err *err)
+{
+	return sign_common(signer, NULL, now, scheme, digest_nid, data, len,
+			   is_digest, sig, sig_len, info, err);
+}
+
+int
+custody_signer_sign_pinned(custody_signer *signer, const char *thumbprint,
+			   enum custody_sig_scheme scheme, int digest_nid,
+			   const unsigned char *data, size_t len,
+			   int is_digest, unsigned char **sig,
+			   size_t *sig_len, custody_signature_info *info,
+			   custody_err *err)
+{
+	if (thumbprint == NULL || strlen(thumbprint) != CUSTODY_THUMBPRINT_HEX) {
+		if (sig != NULL)
+			*sig = NULL;
+		if (sig_len != NULL)
+			*sig_len = 0;
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot sign: no certificate thumbprint "
+				       "to sign with");
+	}
+	return sign_common(signer, thumbprint, 0, scheme, digest_nid, data,
+			   len, is_digest, sig, sig_len, info, err);
 }
