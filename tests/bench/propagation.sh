@@ -161,8 +161,10 @@ measure() { # NODES — sets got[NODES] to the JSON object of this size
 	on "${dirs[0]}" kek authority
 	authority=$(cat "$T/out")
 	for ((i = 1; i < size; i++)); do
-		on "${dirs[$i]}" node enroll --authority "$authority"
-		fp=$(sed -n 's/.*SHA-256 fingerprint \([0-9A-F:]*\).*/\1/p' "$T/err" | head -1)
+		# -q keeps the narration (and its fingerprint line) quiet:
+		# the JSON answer carries the fingerprint.
+		on "${dirs[$i]}" node enroll --authority "$authority" -o json
+		fp=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["fingerprint"])' <"$T/out")
 		on "${dirs[0]}" node admit "node$((i + 1))" --fingerprint "$fp"
 	done
 	for ((i = 1; i < size; i++)); do on "${dirs[$i]}" node join; done
