@@ -102,6 +102,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/params.h>
 
 #include <custody/log.h>
@@ -511,12 +512,39 @@ prov_reason_strings(void *provctx)
 	return reason_strings;
 }
 
+/* ---- digests ---------------------------------------------------------- */
+
+const EVP_MD *
+prov_digest(struct prov_ctx *prov, int nid)
+{
+	int i = nid == NID_sha256 ? 0 : nid == NID_sha384 ? 1 :
+		nid == NID_sha512 ? 2 : -1;
+	EVP_MD *md, *none = NULL;
+
+	if (i < 0)
+		return NULL;
+	md = __atomic_load_n(&prov->digests[i], __ATOMIC_ACQUIRE);
+	if (md != NULL)
+		return md;
+	if ((md = EVP_MD_fetch(prov->libctx, OBJ_nid2sn(nid),
+			       PROV_SOFTWARE_PROPQ)) == NULL)
+		return NULL;
+	/* Two threads may fetch at once: the first one stored is kept. */
+	if (!__atomic_compare_exchange_n(&prov->digests[i], &none, md, 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		EVP_MD_free(md);
+		md = none;
+	}
+	return md;
+}
+
 /* ---- life ------------------------------------------------------------- */
 
 static void
 prov_teardown(void *provctx)
 {
 	struct prov_ctx *prov = provctx;
+	size_t i;
 
 	if (prov == NULL)
 		return;
@@ -525,6 +553,8 @@ prov_teardown(void *provctx)
 	if (prov->cctx != NULL && prov->pid == getpid())
 		custody_ctx_free(prov->cctx);
 	custody_keyref_free(prov->settings);
+	for (i = 0; i < sizeof(prov->digests) / sizeof(prov->digests[0]); i++)
+		EVP_MD_free(prov->digests[i]);
 	pthread_mutex_destroy(&prov->mx);
 	free(prov);
 }

@@ -41,7 +41,16 @@ struct prov_ctx {
 	pid_t pid;			/* the process cctx belongs to    */
 	unsigned long generation;	/* moves when cctx is rebuilt     */
 	int released;			/* by the exit handler            */
+	/* SHA-256, -384, -512 of the software providers, fetched at their
+	 * first use (prov_digest): a signature context needs one at each
+	 * init, and a fetch by name costs more than the rest of an init. */
+	EVP_MD *digests[3];		/* atomic                          */
 };
+
+/* The software digest of nid (NID_sha256, _sha384, _sha512), fetched
+ * once per provider, shared (the caller takes no reference); NULL for
+ * another nid or when the fetch fails. */
+const EVP_MD *prov_digest(struct prov_ctx *prov, int nid);
 
 /* A key object: a reference to one certificate's key in the token. */
 struct prov_key {

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -42,7 +43,7 @@ struct sig_ctx {
 	int md_nid;		/* 0: not set                              */
 	int mgf1_nid;		/* 0: the message digest                   */
 	int saltlen;		/* RSA_PSS_SALTLEN_DIGEST or a length      */
-	EVP_MD *md;		/* for digest_sign                         */
+	const EVP_MD *md;	/* for digest_sign: the provider's (prov_digest) */
 	EVP_MD_CTX *mdctx;
 };
 
@@ -104,7 +105,6 @@ sig_freectx(void *ctx)
 		return;
 	prov_key_free(sc->key);
 	EVP_MD_CTX_free(sc->mdctx);
-	EVP_MD_free(sc->md);
 	free(sc);
 }
 
@@ -120,8 +120,6 @@ sig_dupctx(void *ctx)
 	d->mdctx = NULL;
 	if (d->key != NULL)
 		prov_key_up(d->key);
-	if (d->md != NULL)
-		EVP_MD_up_ref(d->md);
 	if (sc->mdctx != NULL &&
 	    ((d->mdctx = EVP_MD_CTX_new()) == NULL ||
 	     !EVP_MD_CTX_copy_ex(d->mdctx, sc->mdctx))) {
@@ -139,12 +137,29 @@ supported_nid(int nid)
 	       nid : 0;
 }
 
+/* The names OpenSSL and its programs give the three digests. */
+static const struct {
+	const char *name;
+	int nid;
+} digest_names[] = {
+	{"SHA256", NID_sha256}, {"SHA2-256", NID_sha256}, {"SHA-256", NID_sha256},
+	{"SHA384", NID_sha384}, {"SHA2-384", NID_sha384}, {"SHA-384", NID_sha384},
+	{"SHA512", NID_sha512}, {"SHA2-512", NID_sha512}, {"SHA-512", NID_sha512},
+};
+
 static int
 nid_of_name(const char *name)
 {
-	EVP_MD *md = EVP_MD_fetch(NULL, name, NULL);
-	int nid = md != NULL ? EVP_MD_get_type(md) : NID_undef;
+	EVP_MD *md;
+	size_t i;
+	int nid;
 
+	for (i = 0; i < sizeof(digest_names) / sizeof(digest_names[0]); i++)
+		if (strcasecmp(name, digest_names[i].name) == 0)
+			return digest_names[i].nid;
+	/* Any other name (an OID, an alias): what OpenSSL knows it as. */
+	md = EVP_MD_fetch(NULL, name, NULL);
+	nid = md != NULL ? EVP_MD_get_type(md) : NID_undef;
 	EVP_MD_free(md);
 	return nid;
 }
@@ -601,12 +616,7 @@ sig_digest_sign_init(void *ctx, const char *mdname, void *provkey,
 			"SHA256", "digest_sign_init") ||
 	    !sig_set_ctx_params(sc, params))
 		return 0;
-	if (sc->md == NULL || EVP_MD_get_type(sc->md) != sc->md_nid) {
-		EVP_MD_free(sc->md);
-		sc->md = EVP_MD_fetch(sc->prov->libctx,
-				      OBJ_nid2sn(sc->md_nid),
-				      PROV_SOFTWARE_PROPQ);
-	}
+	sc->md = prov_digest(sc->prov, sc->md_nid);
 	if (sc->mdctx == NULL)
 		sc->mdctx = EVP_MD_CTX_new();
 	return sc->md != NULL && sc->mdctx != NULL &&
