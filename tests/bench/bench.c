@@ -630,3 +630,67 @@ bench_p11_sign(struct bench_p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
 	*sig_len = n;
 	return 0;
 }
+
+/* ------------------------------------------------------------ EVP keys */
+
+#define EVP_WARMUP 20
+
+struct evp_worker {
+	EVP_PKEY *pkey;
+	enum bench_md_by by;
+	EVP_MD_CTX *md;
+	unsigned char sig[BENCH_MAX_SIG];
+	size_t sig_len;
+};
+
+static int
+evp_sign_once(void *ctx)
+{
+	struct evp_worker *w = ctx;
+	int inited;
+
+	w->sig_len = sizeof(w->sig);
+	if (EVP_MD_CTX_reset(w->md) != 1)
+		return bench_fail("cannot sign: EVP_MD_CTX_reset failed");
+	inited = w->by == BENCH_MD_BY_NAME ?
+		 EVP_DigestSignInit_ex(w->md, NULL, "SHA256", NULL, NULL, w->pkey, NULL) :
+		 EVP_DigestSignInit(w->md, NULL, EVP_sha256(), NULL, w->pkey);
+	if (inited != 1 || EVP_DigestSign(w->md, w->sig, &w->sig_len, bench_message,
+					  sizeof(bench_message)) != 1)
+		return bench_fail("cannot sign: EVP_DigestSign failed");
+	return 0;
+}
+
+int
+bench_evp_sign(const char *what, EVP_PKEY *pkey, enum bench_md_by by,
+	       const struct bench_signer_opts *o)
+{
+	struct evp_worker w[BENCH_MAX_THREADS];
+	void *ctx[BENCH_MAX_THREADS];
+	unsigned long count = 0;
+	double elapsed = 0;
+	int r = -1;
+	long i;
+
+	memset(w, 0, sizeof(w));
+	for (i = 0; i < o->threads; i++) {
+		w[i].pkey = pkey;
+		w[i].by = by;
+		if ((w[i].md = EVP_MD_CTX_new()) == NULL) {
+			bench_fail("cannot sign through the %s: out of memory", what);
+			goto out;
+		}
+		ctx[i] = &w[i];
+	}
+	if (bench_run(evp_sign_once, ctx, (int)o->threads, EVP_WARMUP, o->seconds,
+		      &count, &elapsed) != 0 ||
+	    bench_verify_pem(o->kind, o->cert, bench_message, sizeof(bench_message),
+			     w[0].sig, w[0].sig_len) != 0)
+		goto out;
+	bench_report(what, o->kind, (int)o->threads, count, elapsed);
+	r = 0;
+out:
+	for (i = 0; i < o->threads; i++)
+		EVP_MD_CTX_free(w[i].md);
+	return r;
+}

@@ -112,6 +112,18 @@ int bench_verify_pem(enum bench_kind kind, const char *cert_pem,
 		     const unsigned char *msg, size_t msg_len,
 		     const unsigned char *sig, size_t sig_len);
 
+/* How bench_evp_sign names SHA-256 to EVP_DigestSignInit: by name, as a
+ * program on providers does (EVP_DigestSignInit_ex "SHA256"), or by the
+ * legacy EVP_MD (EVP_DigestSignInit EVP_sha256(), an engine's way). */
+enum bench_md_by { BENCH_MD_BY_NAME, BENCH_MD_LEGACY };
+
+/* The bench of an EVP_PKEY whose private key is elsewhere (a provider's
+ * or an engine's): on o->threads threads, each signature a new init and
+ * EVP_DigestSign (SHA-256) of bench_message, as an application signs; the
+ * last one verified with o->cert; reported as `what`.  0, or -1 (said). */
+int bench_evp_sign(const char *what, EVP_PKEY *pkey, enum bench_md_by by,
+		   const struct bench_signer_opts *o);
+
 /* One loaded and initialised PKCS#11 module and the slot of one token. */
 struct bench_p11 {
 	void *dl;

@@ -33,42 +33,13 @@
 
 #include "bench.h"
 
-#define WARMUP 20
-
-struct worker {
-	EVP_PKEY *pkey;
-	EVP_MD_CTX *md;
-	unsigned char sig[BENCH_MAX_SIG];
-	size_t sig_len;
-};
-
-static int
-sign_engine(void *ctx)
-{
-	struct worker *w = ctx;
-
-	w->sig_len = sizeof(w->sig);
-	if (EVP_MD_CTX_reset(w->md) != 1 ||
-	    EVP_DigestSignInit(w->md, NULL, EVP_sha256(), NULL, w->pkey) != 1 ||
-	    EVP_DigestSign(w->md, w->sig, &w->sig_len, bench_message,
-			   sizeof(bench_message)) != 1)
-		return bench_fail("cannot sign through the engine: EVP_DigestSign failed");
-	return 0;
-}
-
 static int
 run(const struct bench_signer_opts *o)
 {
 	ENGINE *e = NULL;
 	EVP_PKEY *pkey = NULL;
-	struct worker w[BENCH_MAX_THREADS];
-	void *ctx[BENCH_MAX_THREADS];
-	unsigned long count = 0;
-	double elapsed = 0;
 	int inited = 0, r = -1;
-	long i;
 
-	memset(w, 0, sizeof(w));
 	if ((e = ENGINE_by_id("custody")) == NULL) {
 		bench_fail("the engine custody is not available (not built yet?)");
 		ERR_print_errors_fp(stderr);
@@ -86,24 +57,8 @@ run(const struct bench_signer_opts *o)
 		ERR_print_errors_fp(stderr);
 		goto out;
 	}
-	for (i = 0; i < o->threads; i++) {
-		w[i].pkey = pkey;
-		if ((w[i].md = EVP_MD_CTX_new()) == NULL) {
-			bench_fail("cannot sign through the engine: out of memory");
-			goto out;
-		}
-		ctx[i] = &w[i];
-	}
-	if (bench_run(sign_engine, ctx, (int)o->threads, WARMUP, o->seconds,
-		      &count, &elapsed) != 0 ||
-	    bench_verify_pem(o->kind, o->cert, bench_message, sizeof(bench_message),
-			     w[0].sig, w[0].sig_len) != 0)
-		goto out;
-	bench_report("engine", o->kind, (int)o->threads, count, elapsed);
-	r = 0;
+	r = bench_evp_sign("engine", pkey, BENCH_MD_LEGACY, o);
 out:
-	for (i = 0; i < o->threads; i++)
-		EVP_MD_CTX_free(w[i].md);
 	EVP_PKEY_free(pkey);
 	if (inited)
 		ENGINE_finish(e);

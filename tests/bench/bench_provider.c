@@ -31,30 +31,6 @@
 
 #include "bench.h"
 
-#define WARMUP 20
-
-struct worker {
-	EVP_PKEY *pkey;
-	EVP_MD_CTX *md;
-	unsigned char sig[BENCH_MAX_SIG];
-	size_t sig_len;
-};
-
-static int
-sign_provider(void *ctx)
-{
-	struct worker *w = ctx;
-
-	w->sig_len = sizeof(w->sig);
-	if (EVP_MD_CTX_reset(w->md) != 1 ||
-	    EVP_DigestSignInit_ex(w->md, NULL, "SHA256", NULL, NULL, w->pkey,
-				  NULL) != 1 ||
-	    EVP_DigestSign(w->md, w->sig, &w->sig_len, bench_message,
-			   sizeof(bench_message)) != 1)
-		return bench_fail("cannot sign through the provider: EVP_DigestSign failed");
-	return 0;
-}
-
 /* The first private key the store gives for uri, or NULL (said why). */
 static EVP_PKEY *
 load_key(const char *uri)
@@ -90,14 +66,8 @@ run(const struct bench_signer_opts *o)
 {
 	OSSL_PROVIDER *custody = NULL, *dflt = NULL;
 	EVP_PKEY *pkey = NULL;
-	struct worker w[BENCH_MAX_THREADS];
-	void *ctx[BENCH_MAX_THREADS];
-	unsigned long count = 0;
-	double elapsed = 0;
 	int r = -1;
-	long i;
 
-	memset(w, 0, sizeof(w));
 	if ((custody = OSSL_PROVIDER_load(NULL, "custody")) == NULL) {
 		bench_fail("the provider custody is not available (not built?)");
 		ERR_print_errors_fp(stderr);
@@ -108,26 +78,9 @@ run(const struct bench_signer_opts *o)
 		bench_fail("cannot load OpenSSL's default provider");
 		goto out;
 	}
-	if ((pkey = load_key(o->name)) == NULL)
-		goto out;
-	for (i = 0; i < o->threads; i++) {
-		w[i].pkey = pkey;
-		if ((w[i].md = EVP_MD_CTX_new()) == NULL) {
-			bench_fail("cannot sign through the provider: out of memory");
-			goto out;
-		}
-		ctx[i] = &w[i];
-	}
-	if (bench_run(sign_provider, ctx, (int)o->threads, WARMUP, o->seconds,
-		      &count, &elapsed) != 0 ||
-	    bench_verify_pem(o->kind, o->cert, bench_message, sizeof(bench_message),
-			     w[0].sig, w[0].sig_len) != 0)
-		goto out;
-	bench_report("provider", o->kind, (int)o->threads, count, elapsed);
-	r = 0;
+	if ((pkey = load_key(o->name)) != NULL)
+		r = bench_evp_sign("provider", pkey, BENCH_MD_BY_NAME, o);
 out:
-	for (i = 0; i < o->threads; i++)
-		EVP_MD_CTX_free(w[i].md);
 	EVP_PKEY_free(pkey);
 	OSSL_PROVIDER_unload(dflt);
 	OSSL_PROVIDER_unload(custody);

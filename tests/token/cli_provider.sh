@@ -34,7 +34,6 @@ osl() {
 	rc=$?
 	err=$(cat "$T/stderr")
 }
-pubkey_of() { openssl x509 -in "$1" -pubkey -noout; }
 fingerprint_of() { openssl x509 -in "$1" -noout -fingerprint -sha256; }
 verifies() { # PUBKEY-PEM SIGNATURE [PKEYOPT...] — the digest's signature verifies
 	local pub=$1 sig=$2 o opts=()
@@ -181,28 +180,14 @@ check "…that signs (default provider), and verifies" \
 
 # ---- TLS 1.2 with an ECDHE share beside a key of ours (the default provider
 # keeps generating the software keys TLS needs)
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-port=$(free_port)
-openssl s_server "${P[@]}" -key custody:WebServicesInternal -cert custody:WebServicesInternal \
-	-accept "127.0.0.1:$port" -www >"$T/server.log" 2>&1 </dev/null &
-server_pid=$!
-trap 'kill "$server_pid" 2>/dev/null; rm -rf "$T"' EXIT
-for _ in $(seq 100); do
-	grep -q '^ACCEPT' "$T/server.log" 2>/dev/null && break
-	kill -0 "$server_pid" 2>/dev/null || break
-	sleep 0.1
-done
+start_tls_server "${P[@]}" -key custody:WebServicesInternal -cert custody:WebServicesInternal
+trap 'stop_server; rm -rf "$T"' EXIT
 for v in -tls1_2 -tls1_3; do
-	out=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$port" -brief -verify_return_error \
-		-CAfile "$T/web.crt" -groups P-256 "$v" 2>&1)
-	rc=$?
+	handshake "$T/web.crt" -groups P-256 "$v"
 	check "s_server with the $WK key, s_client $v with a P-256 share: verified handshake" \
 		eval '[ "$rc" -eq 0 ] && grep -qx "Verification: OK" <<<"$out" && grep -q "^Server Temp Key: ECDH, prime256v1" <<<"$out"'
 done
-kill "$server_pid" 2>/dev/null
-wait "$server_pid" 2>/dev/null
+stop_server
 
 # ---- threads, fork
 "$signer" custody:OAuthTokenIssuer "$T/data" "$T/th" threads 4 2>"$T/stderr"
