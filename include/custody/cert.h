@@ -171,6 +171,62 @@ char *custody_cert_der_to_pem(const unsigned char *der, size_t len);
 size_t custody_ecdsa_raw_to_der(const unsigned char *rs, size_t rs_len,
 				unsigned char *out);
 
+/* ---- kinds of key pair (cert/keyspec.c) ---------------------------- */
+
+/* A kind of key pair a token can generate (custody_token_generate). */
+typedef struct custody_keyspec {
+	int type;		/* EVP_PKEY_RSA or EVP_PKEY_EC             */
+	int bits;		/* RSA: 2048, 3072, 4096; EC: 256, 384     */
+	int curve_nid;		/* EC: NID_X9_62_prime256v1, NID_secp384r1 */
+	char name[16];		/* "RSA-2048", "EC-P256", ... (as cert.h)  */
+} custody_keyspec;
+
+/* "rsa:2048", "rsa:3072", "rsa:4096", "ec:p256", "ec:p384" (any case;
+ * "ec:P-256" and "ec:prime256v1" too).  Anything else is EUSAGE naming
+ * the accepted forms. */
+int custody_keyspec_parse(const char *text, custody_keyspec *out,
+			  custody_err *err);
+
+/* ---- names as people write them (cert/dn.c) ------------------------- */
+
+/* Attributes (TYPE=VALUE pairs) a DN may hold. */
+#define CUSTODY_DN_MAX_ATTRIBUTES 32
+
+/*
+ * A DN as custody shows it (RFC 4514: most specific RDN first,
+ * "CN=sts.example.com,O=Example,C=US") or in OpenSSL's /-form (most
+ * general first, "/C=US/O=Example/CN=sts.example.com").  In both, an
+ * unescaped '+' joins one more attribute to the same RDN (multi-valued
+ * RDN: "CN=a+UID=7,O=x"); a value is UTF-8 text with RFC 4514 escapes
+ * ("\," "\+" "\\" ... for the character, "\C3\A9" for bytes), leading and
+ * trailing unescaped spaces dropped, or '#' and the hex of a BER-encoded
+ * string ("CN=#0c03616263"; a '#' alone is the character).  A type is
+ * a name OpenSSL knows (CN, O, OU, C, L, ST, emailAddress, UID, DC, ...)
+ * or a dotted OID of one.  On success *out is a new name (the caller
+ * frees it).  EUSAGE: not
+ * TYPE=VALUE, an empty type or value, an unknown type, a value too long
+ * (511 bytes) or not valid for its type (C is two letters), a NUL byte,
+ * more than CUSTODY_DN_MAX_ATTRIBUTES attributes.
+ */
+int custody_dn_parse(const char *text, X509_NAME **out, custody_err *err);
+
+/* The name in RFC 4514 form, UTF-8 unescaped ("CN=Zoë,O=x"), cut to size
+ * bytes; "" when it cannot be printed.  custody_dn_parse reads it back
+ * into an equal name. */
+void custody_dn_text(const X509_NAME *name, char *buf, size_t size);
+
+/* The first CN of the name in UTF-8; "" when there is none or it does
+ * not fit size bytes. */
+void custody_dn_common_name(const X509_NAME *name, char *buf, size_t size);
+
+/*
+ * Subject alternative names, comma-separated: DNS:NAME, IP:ADDRESS (v4
+ * or v6), email:ADDRESS, URI:URI; none empty, no spaces or control
+ * characters.  On success *out is a new subjectAltName extension (not
+ * critical) holding one name per item, in order (the caller frees it).
+ */
+int custody_san_parse(const char *text, X509_EXTENSION **out, custody_err *err);
+
 #ifdef __cplusplus
 }
 #endif

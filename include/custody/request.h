@@ -6,16 +6,11 @@
  * token (custody/token_x509.h), in the session that generated the key,
  * and checked with the generated public key before anything is written.
  *
- * Two parts:
- *   - the readers of what a user writes: a distinguished name
- *     (custody_dn_parse) and subject alternative names
- *     (custody_san_parse).  Pure: no token, no store, no file.  Bad input
- *     is EUSAGE with a message that names the part at fault (without the
- *     option it came from: the caller prefixes that) and leaves *out NULL.
- *   - the ceremony, step by step, on one custody_request that remembers
- *     what was made (file, key pair) so that custody_request_finish can
- *     undo it when a later step failed: all or nothing.  Each step narrates
- *     itself (custody/log.h, CUSTODY_LOG_STEP).
+ * The ceremony, step by step, on one custody_request that remembers what
+ * was made (file, key pair) so that custody_request_finish can undo it
+ * when a later step failed: all or nothing.  Each step narrates itself
+ * (custody/log.h, CUSTODY_LOG_STEP).  The readers of what a user writes
+ * (custody_dn_parse, custody_san_parse) are custody/cert.h's.
  */
 #ifndef CUSTODY_REQUEST_H
 #define CUSTODY_REQUEST_H
@@ -36,46 +31,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ------------------------------------------------------------ readers */
-
-/* Attributes (TYPE=VALUE pairs) a DN may hold. */
-#define CUSTODY_DN_MAX_ATTRIBUTES 32
-
-/*
- * A DN as custody shows it (RFC 4514: most specific RDN first,
- * "CN=sts.example.com,O=Example,C=US") or in OpenSSL's /-form (most
- * general first, "/C=US/O=Example/CN=sts.example.com").  In both, an
- * unescaped '+' joins one more attribute to the same RDN (multi-valued
- * RDN: "CN=a+UID=7,O=x"); a value is UTF-8 text with RFC 4514 escapes
- * ("\," "\+" "\\" ... for the character, "\C3\A9" for bytes), leading and
- * trailing unescaped spaces dropped, or '#' and the hex of a BER-encoded
- * string ("CN=#0c03616263"; a '#' alone is the character).  A type is
- * a name OpenSSL knows (CN, O, OU, C, L, ST, emailAddress, UID, DC, ...)
- * or a dotted OID of one.  On success *out is a new name (the caller
- * frees it).  EUSAGE: not
- * TYPE=VALUE, an empty type or value, an unknown type, a value too long
- * (511 bytes) or not valid for its type (C is two letters), a NUL byte,
- * more than CUSTODY_DN_MAX_ATTRIBUTES attributes.
- */
-int custody_dn_parse(const char *text, X509_NAME **out, custody_err *err);
-
-/* The name in RFC 4514 form, UTF-8 unescaped ("CN=Zoë,O=x"), cut to size
- * bytes; "" when it cannot be printed.  custody_dn_parse reads it back
- * into an equal name. */
-void custody_dn_text(const X509_NAME *name, char *buf, size_t size);
-
-/* The first CN of the name in UTF-8; "" when there is none or it does
- * not fit size bytes. */
-void custody_dn_common_name(const X509_NAME *name, char *buf, size_t size);
-
-/*
- * Subject alternative names, comma-separated: DNS:NAME, IP:ADDRESS (v4
- * or v6), email:ADDRESS, URI:URI; none empty, no spaces or control
- * characters.  On success *out is a new subjectAltName extension (not
- * critical) holding one name per item, in order (the caller frees it).
- */
-int custody_san_parse(const char *text, X509_EXTENSION **out, custody_err *err);
 
 /* ------------------------------------------------------------ ceremony */
 

@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <custody/cert.h>
 #include <custody/error.h>
 #include <custody/records.h>
 
@@ -307,20 +308,6 @@ int custody_token_destroy_private_key(custody_token *tok, const char *key_id,
 				      size_t *n, custody_err *err);
 
 /* ---- key pairs made inside the token (token/keygen.c, token/evp.c) --- */
-
-/* A kind of key pair the token can generate. */
-typedef struct custody_keyspec {
-	int type;		/* EVP_PKEY_RSA or EVP_PKEY_EC             */
-	int bits;		/* RSA: 2048, 3072, 4096; EC: 256, 384     */
-	int curve_nid;		/* EC: NID_X9_62_prime256v1, NID_secp384r1 */
-	char name[16];		/* "RSA-2048", "EC-P256", ... (as cert.h)  */
-} custody_keyspec;
-
-/* "rsa:2048", "rsa:3072", "rsa:4096", "ec:p256", "ec:p384" (any case;
- * "ec:P-256" and "ec:prime256v1" too).  Anything else is EUSAGE naming
- * the accepted forms. */
-int custody_keyspec_parse(const char *text, custody_keyspec *out,
-			  custody_err *err);
 
 /* *used = 1 when an object on the token (any class) is labelled `label`.
  * Needs a logged-in session, as private objects are hidden otherwise. */

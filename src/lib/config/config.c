@@ -17,9 +17,8 @@
 #include <custody/config.h>
 #include <custody/log.h>
 #include <custody/policy.h>
-#include <custody/request.h>
 #include <custody/secret.h>
-#include <custody/token.h>
+#include <custody/cert.h>
 
 /* What ini_parse_stream is working on, as the reader sees it.  inih
  * itself (the Debian build) gives the handler no line number, and folds

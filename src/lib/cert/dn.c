@@ -1,6 +1,6 @@
 /*
- * ops/dn.c — distinguished names and subject alternative names as a user
- * writes them, read into OpenSSL's objects (custody/request.h).
+ * cert/dn.c — distinguished names and subject alternative names as a user
+ * writes them, read into OpenSSL's objects (custody/cert.h).
  */
 #include "config.h"
 
@@ -15,7 +15,6 @@
 #include <openssl/x509v3.h>
 
 #include <custody/cert.h>
-#include <custody/request.h>
 
 #define DN_TYPE_MAX 64		/* bytes of an attribute type, with its NUL  */
 #define DN_VALUE_MAX 512	/* bytes of a value, with its NUL            */
