@@ -47,11 +47,22 @@ enum custody_slot_name custody_assign_find(const custody_assignment *a,
 
 /*
  * The assignment as it stands at `now`: a pending slot whose effective
- * time is <= now has become current, and the old current previous.
- * Returns 1 when that happened, 0 when `out` equals `in`.
+ * time is <= now has become current, and the old current previous —
+ * unless in->hold_pending says a node still lacks its key: then the roll
+ * waits and the pending slot stays as it is.  Returns 1 when it rolled,
+ * 0 when `out` equals `in`.  set, roll and remove resolve the same way.
  */
 int custody_assign_resolve(const custody_assignment *in, int64_t now,
 			   custody_assignment *out);
+
+/*
+ * The rule of the roll's gate: 1 when `node` (a member of the cluster
+ * that has joined) must report holding the key of a's pending
+ * certificate before it may take effect: every member for the global
+ * assignment, the member itself for the assignment at its own name.  0
+ * for any other (and when nothing is pending).
+ */
+int custody_assign_pending_needs(const custody_assignment *a, const char *node);
 
 /*
  * Set-CsCertificate without -Roll: thumbprint becomes current at `now`,

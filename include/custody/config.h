@@ -55,6 +55,16 @@ typedef struct custody_rollover_policy {
 	enum custody_rollover_mode mode;
 	char csr_dir[CUSTODY_ROLLOVER_TEXT];	/* csr mode: where requests go */
 	int replicable;			/* -1: as the current key; 0; 1      */
+	int64_t min_publish;		/* a roll of this type takes effect no
+					   sooner than this after it is staged
+					   (published); 48 hours             */
+	int64_t keep_previous;		/* after a roll, the previous stays in
+					   the assignment (and metadata) this
+					   long, then rollover retires it     */
+	char post_stage[CUSTODY_ROLLOVER_TEXT];	/* "" or a command run when
+						   rollover stages a successor */
+	char post_roll[CUSTODY_ROLLOVER_TEXT];	/* "" or a command run when a
+						   roll takes effect          */
 	int line;			/* the file line of its first key (0:
 					   not from a file), for messages    */
 	int durations_line;		/* the line that set the last of
@@ -63,6 +73,11 @@ typedef struct custody_rollover_policy {
 
 #define CUSTODY_ROLLOVER_GENERATE_BEFORE (20 * INT64_C(86400))
 #define CUSTODY_ROLLOVER_PROMOTE_BEFORE (15 * INT64_C(86400))
+#define CUSTODY_ROLLOVER_MIN_PUBLISH (48 * INT64_C(3600))
+/* The longest token custody issues (jwt issue --lifetime, 366 days) and
+ * the most clock skew jwt verify allows (1 day): a token the previous key
+ * signed may be checked that long after the roll. */
+#define CUSTODY_ROLLOVER_KEEP_PREVIOUS (367 * INT64_C(86400))
 
 typedef struct custody_config {
 	char *module;

@@ -164,6 +164,9 @@ typedef struct custody_change_request {
 	int replicable;		/* the caller puts the key's package into the
 				   store in the same transaction (import or
 				   request --replicable on a cluster member) */
+	int64_t min_publish;	/* a roll takes effect no sooner than this
+				   after now, published meanwhile ([rollover
+				   TYPE] min-publish); 0: no such rule    */
 } custody_change_request;
 
 typedef struct custody_change {

@@ -22,6 +22,10 @@ typedef struct custody_policy {
 	char sip_domain[256];	/* "" = unset                             */
 	int64_t overlap;	/* seconds; default 24 h                  */
 	int warn_days;		/* default 30                             */
+	int successor_warn_days;	/* test: WARNING when the current
+					   certificate expires within this many
+					   days and no successor is pending; 60 */
+	int successor_critical_days;	/* ... CRITICAL within this many; 14 */
 } custody_policy;
 
 #define CUSTODY_CURVE_P256 0x1u
@@ -32,7 +36,8 @@ void custody_policy_defaults(custody_policy *p);
 
 /* Sets one [policy] key from its text value: "min-rsa-bits", "ec-curves"
  * ("p256,p384"), "sip-domain", "overlap" ("24h", "90m", "3600s", "2d",
- * or plain seconds), "warn-days".  An unknown key or a bad value is
+ * or plain seconds), "warn-days", "successor-warn-days",
+ * "successor-critical-days".  An unknown key or a bad value is
  * EUSAGE naming the key. */
 int custody_policy_set(custody_policy *p, const char *key, const char *value,
 		       custody_err *err);

@@ -74,6 +74,11 @@ typedef struct custody_assignment {
 	custody_slot previous;
 	custody_slot pending;
 	int64_t version;	/* store row version; 0 = never stored   */
+	/* Not stored: set by the store's reads.  1 when a node that signs
+	 * with this assignment does not report holding the pending
+	 * certificate's key (custody_assign_pending_needs): the roll waits,
+	 * whatever its effective date says. */
+	int hold_pending;
 } custody_assignment;
 
 #ifdef __cplusplus

@@ -72,9 +72,10 @@ typedef struct custody_rollover_decision {
  * is no current certificate, a successor is pending already, a request
  * waits for its certificate, or now is before notAfter - generate-before.
  * Otherwise GENERATE, with the successor's effective instant: notAfter -
- * promote-before, but never sooner than now + overlap (partners need
- * time to fetch the new key; overlap is the window the operator already
- * gives a roll), and never later than notAfter while the current
+ * promote-before, but never sooner than now + min-publish or now +
+ * overlap, whichever is longer (partners need time to fetch the new key
+ * from the metadata; overlap is the window the operator already gives a
+ * roll), and never later than notAfter while the current
  * certificate is still valid then (an expired signer fails every
  * partner: the successor takes over as the current one ends).
  */

@@ -6,6 +6,7 @@
 #ifndef CUSTODY_TIMEFMT_H
 #define CUSTODY_TIMEFMT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <custody/error.h>
 
@@ -26,6 +27,10 @@ int custody_time_is_date(const char *text);
 
 /* Writes the UTC form into buf and returns buf. */
 char *custody_time_format(int64_t t, char buf[CUSTODY_TIME_TEXT]);
+
+/* A span of seconds as "2h", "23h59m", "1h0m5s", "45s", "-30m" (hours,
+ * minutes, seconds), into buf (32 bytes hold any). */
+void custody_duration_format(int64_t seconds, char *buf, size_t size);
 
 #ifdef __cplusplus
 }

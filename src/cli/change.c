@@ -56,6 +56,7 @@ add_type(struct cli *cli, struct change_opts *o, const char *text, size_t len)
 int
 change_opts_request(struct cli *cli, struct change_opts *o, custody_change_request *req)
 {
+	const custody_rollover_policy *rollover;
 	const char *p;
 	size_t i, len;
 	int r;
@@ -76,6 +77,8 @@ change_opts_request(struct cli *cli, struct change_opts *o, custody_change_reque
 					       o->identity_name[i], &cli->err);
 		if (r != CUSTODY_OK)
 			return r;
+		rollover = custody_config_rollover(&cli->cfg, o->type_name[i]);
+		o->min_publish[i] = rollover != NULL ? rollover->min_publish : 0;
 	}
 	if (o->roll && (r = cli_time_parse(cli, "--effective-date", o->effective_date,
 					   &req->effective)) != CUSTODY_OK)
@@ -90,6 +93,14 @@ change_opts_pick(const struct change_opts *o, size_t i, custody_change_request *
 {
 	req->type = o->type_name[i];
 	req->identity = o->identity_name[i];
+	req->min_publish = o->min_publish[i];
+}
+
+void
+change_opts_force_early(struct change_opts *o, custody_change_request *req)
+{
+	memset(o->min_publish, 0, sizeof(o->min_publish));
+	req->min_publish = 0;
 }
 
 static int

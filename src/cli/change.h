@@ -27,6 +27,9 @@ struct change_opts {
 	size_t n_types;
 	char type_name[CHANGE_TYPES_MAX][CUSTODY_NAME_MAX + 1];
 	char identity_name[CHANGE_TYPES_MAX][CUSTODY_NAME_MAX + 1];
+	/* each type's [rollover TYPE] min-publish (0: none); a command's
+	 * --force clears them (change_opts_force_early) */
+	int64_t min_publish[CHANGE_TYPES_MAX];
 };
 /* Whether -t was given. */
 #define change_opts_given(o) ((o)->types.n > 0)
@@ -40,6 +43,9 @@ enum {
 	CLI_OPT_TEXT("identity", 'i', &(c)->identity), \
 	CLI_OPT_TEXT("effective-date", OPT_EFFECTIVE_DATE, &(c)->effective_date), \
 	CLI_OPT_FLAG("roll", OPT_ROLL, &(c)->roll)
+
+/* --force: a roll may take effect sooner than min-publish allows. */
+void change_opts_force_early(struct change_opts *o, custody_change_request *req);
 
 /* The options that go together (EUSAGE): --roll with --effective-date,
  * -i and --roll with -t; several types (-t A,B or -t A -t B) only where

@@ -76,6 +76,8 @@ check_options(struct cli *cli, struct import_opts *o, custody_change_request *re
 	if (change_opts_given(&o->change) &&
 	    (r = change_opts_request(cli, &o->change, req)) != CUSTODY_OK)
 		return r;
+	if (o->force)
+		change_opts_force_early(&o->change, req);
 	return cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON | 1u << OUT_THUMBPRINT);
 }
 
@@ -253,7 +255,8 @@ const char cmd_import_usage[] =
 	"                            and assigned, write nothing (-o json: the plan\n"
 	"                            as data); needs an existing store\n"
 	"  --force                   -t: make the token-signing certificate current at\n"
-	"                            once without asking (as set --force)\n";
+	"                            once without asking (as set --force); with\n"
+	"                            --roll, take effect sooner than min-publish\n";
 
 int
 cmd_import(struct cli *cli, int argc, char **argv)

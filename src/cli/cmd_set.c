@@ -53,6 +53,8 @@ check_options(struct cli *cli, struct set_opts *o, custody_change_request *req,
 	if ((r = change_opts_usage(cli, &o->change, 1)) != CUSTODY_OK ||
 	    (r = change_opts_request(cli, &o->change, req)) != CUSTODY_OK)
 		return r;
+	if (o->force)
+		change_opts_force_early(&o->change, req);
 	if (o->from_type != NULL &&
 	    (r = custody_type_canonical(o->from_type, from_type, NULL, &cli->err)) != CUSTODY_OK)
 		return r;
@@ -140,7 +142,8 @@ const char cmd_set_usage[] =
 	"                            with -o json the plan as data on stdout (without\n"
 	"                            --dry-run: what was changed, \"dry_run\": false)\n"
 	"  --force                   replace the signing certificate at once, or a\n"
-	"                            pending roll, without asking\n";
+	"                            pending roll, without asking; a roll may take\n"
+	"                            effect sooner than [rollover TYPE] min-publish\n";
 
 int
 cmd_set(struct cli *cli, int argc, char **argv)

@@ -161,7 +161,8 @@ Test(policy_set, other_keys)
 	assert_error(custody_policy_set(&p, "max-rsa-bits", "4096", &err), &err,
 		     CUSTODY_EUSAGE,
 		     "unknown policy key 'max-rsa-bits': the keys are "
-		     "min-rsa-bits, ec-curves, sip-domain, overlap and warn-days");
+		     "min-rsa-bits, ec-curves, sip-domain, overlap, warn-days, "
+		     "successor-warn-days and successor-critical-days");
 }
 
 /* ---------------------------------------------------------------- keys */

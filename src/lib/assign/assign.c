@@ -171,7 +171,7 @@ custody_assign_resolve(const custody_assignment *in, int64_t now,
 	custody_assignment a = *in;
 	int rolled = 0;
 
-	if (!slot_empty(&a.pending) && a.pending.effective <= now) {
+	if (!slot_empty(&a.pending) && a.pending.effective <= now && !a.hold_pending) {
 		custody_slot due = a.pending;
 
 		slot_clear(&a.pending);
@@ -184,6 +184,15 @@ custody_assign_resolve(const custody_assignment *in, int64_t now,
 	}
 	*out = a;
 	return rolled;
+}
+
+int
+custody_assign_pending_needs(const custody_assignment *a, const char *node)
+{
+	if (a == NULL || node == NULL || slot_empty(&a->pending))
+		return 0;
+	return strcmp(a->identity, CUSTODY_SCOPE_GLOBAL) == 0 ||
+	       strcmp(a->identity, node) == 0;
 }
 
 int

@@ -77,6 +77,8 @@ custody_policy_defaults(custody_policy *p)
 	p->sip_domain[0] = '\0';
 	p->overlap = DAY;
 	p->warn_days = 30;
+	p->successor_warn_days = 60;
+	p->successor_critical_days = 14;
 }
 
 /* ---------------------------------------------------------------- text */
@@ -116,29 +118,6 @@ lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
-/* "2h", "23h59m", "1h0m5s", "45s": hours, minutes and seconds. */
-static void
-format_duration(int64_t s, char *buf, size_t size)
-{
-	int64_t h, m;
-	size_t n = 0;
-	const char *sign = "";
-
-	if (s < 0) {
-		sign = "-";
-		s = s == INT64_MIN ? INT64_MAX : -s;
-	}
-	h = s / 3600;
-	m = s % 3600 / 60;
-	s %= 60;
-	n = (size_t)snprintf(buf, size, "%s", sign);
-	if (h > 0 && n < size)
-		n += (size_t)snprintf(buf + n, size - n, "%lldh", (long long)h);
-	if (m > 0 && n < size)
-		n += (size_t)snprintf(buf + n, size - n, "%lldm", (long long)m);
-	if ((s > 0 || (h == 0 && m == 0)) && n < size)
-		snprintf(buf + n, size - n, "%llds", (long long)s);
-}
 
 /* ---------------------------------------------------------------- [policy] */
 
@@ -336,15 +315,19 @@ custody_policy_set(custody_policy *p, const char *key, const char *value,
 					       "invalid policy overlap '%s': give "
 					       "a duration such as 24h, 90m, "
 					       "3600s, 2d or plain seconds", text);
-	} else if (strcmp(key, "warn-days") == 0) {
+	} else if (strcmp(key, "warn-days") == 0 || strcmp(key, "successor-warn-days") == 0 ||
+		   strcmp(key, "successor-critical-days") == 0) {
 		if ((r = parse_number(key, value, 0, 3650, "days",
-				      &p->warn_days, err)) != CUSTODY_OK)
+				      key[0] == 'w' ? &p->warn_days :
+				      key[10] == 'w' ? &p->successor_warn_days :
+				      &p->successor_critical_days, err)) != CUSTODY_OK)
 			return r;
 	} else {
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "unknown policy key '%s': the keys are "
 				       "min-rsa-bits, ec-curves, sip-domain, "
-				       "overlap and warn-days", name);
+				       "overlap, warn-days, successor-warn-days "
+				       "and successor-critical-days", name);
 	}
 	return CUSTODY_OK;
 }
@@ -684,8 +667,8 @@ custody_policy_roll_warning(const char *type, int64_t lead, char *buf,
 		if (strcasecmp(type, roll_leads[i].type) != 0 ||
 		    lead >= roll_leads[i].advised)
 			continue;
-		format_duration(lead, have, sizeof(have));
-		format_duration(roll_leads[i].advised, advised,
+		custody_duration_format(lead, have, sizeof(have));
+		custody_duration_format(roll_leads[i].advised, advised,
 				sizeof(advised));
 		if (buf != NULL && size > 0)
 			snprintf(buf, size, "the lead time of %s is shorter "

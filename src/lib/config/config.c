@@ -242,7 +242,8 @@ set_node(custody_config *cfg, const char *key, const char *value,
 /* ------------------------------------------------------------ [rollover] */
 
 static const char *const rollover_keys = "enabled, generate-before, promote-before, key, "
-					 "validity, subject, san, mode, csr-dir, replicable";
+					 "validity, subject, san, mode, csr-dir, replicable, min-publish, keep-previous, "
+					 "post-stage, post-roll";
 
 const custody_rollover_policy *
 custody_config_rollover(const custody_config *cfg, const char *type)
@@ -285,6 +286,8 @@ rollover_slot(custody_config *cfg, const char *given, custody_rollover_policy **
 	p->generate_before = CUSTODY_ROLLOVER_GENERATE_BEFORE;
 	p->promote_before = CUSTODY_ROLLOVER_PROMOTE_BEFORE;
 	p->replicable = -1;
+	p->min_publish = CUSTODY_ROLLOVER_MIN_PUBLISH;
+	p->keep_previous = CUSTODY_ROLLOVER_KEEP_PREVIOUS;
 	*out = p;
 	return CUSTODY_OK;
 }
@@ -324,9 +327,13 @@ set_rollover_checked(custody_rollover_policy *p, const char *key, const char *va
 	X509_NAME *dn = NULL;
 	X509_EXTENSION *san = NULL;
 
-	if (strcmp(key, "generate-before") == 0 || strcmp(key, "promote-before") == 0) {
-		if (custody_policy_parse_duration(value, key[0] == 'g' ? &p->generate_before :
-						  &p->promote_before) != 0)
+	int64_t *duration = strcmp(key, "generate-before") == 0 ? &p->generate_before :
+			    strcmp(key, "promote-before") == 0 ? &p->promote_before :
+			    strcmp(key, "min-publish") == 0 ? &p->min_publish :
+			    strcmp(key, "keep-previous") == 0 ? &p->keep_previous : NULL;
+
+	if (duration != NULL) {
+		if (custody_policy_parse_duration(value, duration) != 0)
 			return custody_err_set(err, CUSTODY_EUSAGE, "invalid %s '%s': give a "
 					       "duration such as 20d, 36h, 90m or plain "
 					       "seconds", key, value);
@@ -381,7 +388,11 @@ set_rollover(custody_config *cfg, const char *type, const char *key, const char 
 					       "self-signed or csr", value);
 	} else if (strcmp(key, "csr-dir") == 0) {
 		return set_text(p->csr_dir, sizeof(p->csr_dir), key, value, err);
+	} else if (strcmp(key, "post-stage") == 0 || strcmp(key, "post-roll") == 0) {
+		return set_text(key[5] == 's' ? p->post_stage : p->post_roll,
+				sizeof(p->post_stage), key, value, err);
 	} else if (strcmp(key, "generate-before") == 0 || strcmp(key, "promote-before") == 0 ||
+		   strcmp(key, "min-publish") == 0 || strcmp(key, "keep-previous") == 0 ||
 		   strcmp(key, "key") == 0 || strcmp(key, "subject") == 0 ||
 		   strcmp(key, "san") == 0) {
 		return set_rollover_checked(p, key, value, err);

@@ -38,6 +38,26 @@ read_stored(custody_ops_env *env, const char *type, const char *identity,
 	return custody_store_check_assignment(env->store, stored, err);
 }
 
+/* A roll is published (metadata) from the moment it is staged; partners
+ * need time to fetch the new key before it signs. */
+static int
+check_min_publish(const custody_change_request *req, int64_t now, custody_err *err)
+{
+	char when[CUSTODY_TIME_TEXT], earliest[CUSTODY_TIME_TEXT], span[32];
+	int64_t soonest = now + req->min_publish;
+
+	if (req->min_publish <= 0 || req->effective >= soonest)
+		return CUSTODY_OK;
+	custody_duration_format(req->min_publish, span, sizeof(span));
+	custody_err_set(err, CUSTODY_EFAIL, "a roll of %s at %s is too soon: the earliest "
+			"safe instant is %s, once the successor has been published for %s "
+			"([rollover %s] min-publish)", req->type,
+			custody_time_format(req->effective, when),
+			custody_time_format(soonest, earliest), span, req->type);
+	return custody_err_hint(err, "give --effective-date %s or later, or --force to roll "
+				"sooner", earliest);
+}
+
 int
 custody_change_plan(custody_ops_env *env, const custody_change_request *req,
 		    const custody_cert_record *rec, custody_change *ch,
@@ -59,6 +79,8 @@ custody_change_plan(custody_ops_env *env, const custody_change_request *req,
 		return r;
 	custody_assign_resolve(&stored, now, &ch->before);
 	ch->roll = req->roll;
+	if (req->roll && (r = check_min_publish(req, now, err)) != CUSTODY_OK)
+		return r;
 	if (req->roll) {
 		r = custody_assign_roll(&stored, rec->thumbprint, req->effective, now,
 					&ch->after, &ch->outcome, err);

@@ -31,9 +31,10 @@ effective_instant(const custody_rollover_facts *f)
 {
 	int64_t not_after = f->current_not_after;
 	int64_t effective = not_after - f->policy->promote_before;
+	int64_t wait = f->overlap > f->policy->min_publish ? f->overlap : f->policy->min_publish;
 
-	if (effective < f->now + f->overlap)
-		effective = f->now + f->overlap;
+	if (effective < f->now + wait)
+		effective = f->now + wait;
 	if (effective > not_after && not_after > f->now)
 		effective = not_after;
 	return effective;

@@ -1031,6 +1031,49 @@ list_records(custody_store *st, enum store_list list,
 	return store_core_list(&st->core, list, filter, out, n, err);
 }
 
+/* The gate of a roll (custody_assign_pending_needs): each assignment with
+ * a pending certificate is held back (hold_pending) while a member that
+ * has joined and signs with it does not report holding the key.  What
+ * cannot be read holds every roll back: a roll never takes effect on
+ * facts the store could not give. */
+static void
+annotate_holds(custody_store *st, custody_assignment *a, size_t n)
+{
+	custody_node_record *nodes = NULL;
+	custody_report_record *reports = NULL;
+	size_t n_nodes = 0, n_reports = 0, i, j, k;
+	int pending = 0, read_ok, held;
+	custody_err ignored;
+
+	for (i = 0; i < n; i++) {
+		a[i].hold_pending = 0;
+		pending |= a[i].pending.thumbprint[0] != '\0';
+	}
+	if (!pending)
+		return;
+	read_ok = store_core_list(&st->core, STORE_LIST_NODES, NULL, (void **)&nodes,
+				  &n_nodes, &ignored) == CUSTODY_OK &&
+		  store_core_list(&st->core, STORE_LIST_REPORTS, NULL, (void **)&reports,
+				  &n_reports, &ignored) == CUSTODY_OK;
+	for (i = 0; i < n; i++) {
+		if (a[i].pending.thumbprint[0] == '\0')
+			continue;
+		a[i].hold_pending = !read_ok;
+		for (j = 0; read_ok && j < n_nodes && !a[i].hold_pending; j++) {
+			if (strcmp(nodes[j].state, "joined") != 0 ||
+			    !custody_assign_pending_needs(&a[i], nodes[j].name))
+				continue;
+			for (k = 0, held = 0; k < n_reports && !held; k++)
+				held = reports[k].held &&
+				       strcmp(reports[k].node, nodes[j].name) == 0 &&
+				       strcmp(reports[k].thumbprint, a[i].pending.thumbprint) == 0;
+			a[i].hold_pending = !held;
+		}
+	}
+	custody_node_records_free(nodes, n_nodes);
+	free(reports);
+}
+
 int
 custody_store_get_assignment(custody_store *st, const char *type,
 			     const char *identity, custody_assignment *out,
@@ -1049,6 +1092,8 @@ custody_store_get_assignment(custody_store *st, const char *type,
 	if ((r = store_core_get_assignment(&st->core, type, identity, out,
 					   err)) == CUSTODY_OK)
 		r = check_assignment_on_read(st, out, err);
+	if (r == CUSTODY_OK)
+		annotate_holds(st, out, 1);
 	read_end(st, began);
 	return r;
 }
@@ -1057,8 +1102,12 @@ int
 custody_store_list_assignments(custody_store *st, custody_assignment **out,
 			       size_t *n, custody_err *err)
 {
-	return list_records(st, STORE_LIST_ASSIGNMENTS, NULL, (void **)out, n,
-			    "list assignments", err);
+	int r = list_records(st, STORE_LIST_ASSIGNMENTS, NULL, (void **)out, n,
+			     "list assignments", err);
+
+	if (r == CUSTODY_OK)
+		annotate_holds(st, *out, *n);
+	return r;
 }
 
 int

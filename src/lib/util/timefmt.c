@@ -232,3 +232,27 @@ custody_time_format(int64_t t, char buf[CUSTODY_TIME_TEXT])
 	put_digits(buf + 17, (int)(secs % 60), 2);
 	return buf;
 }
+
+/* "2h", "23h59m", "1h0m5s", "45s": hours, minutes and seconds. */
+void
+custody_duration_format(int64_t s, char *buf, size_t size)
+{
+	int64_t h, m;
+	size_t n = 0;
+	const char *sign = "";
+
+	if (s < 0) {
+		sign = "-";
+		s = s == INT64_MIN ? INT64_MAX : -s;
+	}
+	h = s / 3600;
+	m = s % 3600 / 60;
+	s %= 60;
+	n = (size_t)snprintf(buf, size, "%s", sign);
+	if (h > 0 && n < size)
+		n += (size_t)snprintf(buf + n, size - n, "%lldh", (long long)h);
+	if (m > 0 && n < size)
+		n += (size_t)snprintf(buf + n, size - n, "%lldm", (long long)m);
+	if ((s > 0 || (h == 0 && m == 0)) && n < size)
+		snprintf(buf + n, size - n, "%llds", (long long)s);
+}
