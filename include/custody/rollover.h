@@ -58,6 +58,13 @@ typedef struct custody_rollover_facts {
 					   certificate                        */
 	int64_t now;
 	int64_t overlap;		/* the policy's ([policy] overlap)   */
+	int rolled;			/* the stored record's pending came
+					   due by now and took effect in
+					   `assignment`: the roll is to be
+					   recorded                           */
+	int held;			/* it came due but waits: a member
+					   lacks its key (hold_pending)       */
+	const char *missing;		/* held: the members it waits for     */
 } custody_rollover_facts;
 
 typedef struct custody_rollover_decision {
@@ -65,10 +72,25 @@ typedef struct custody_rollover_decision {
 	int64_t generate_at;	/* current notAfter - generate-before (0: none) */
 	int64_t effective;	/* GENERATE: when the successor becomes current */
 	char why[256];		/* one sentence, for the narration and the plan */
+	/* Besides the successor, in this order: */
+	int record_roll;	/* a due roll took effect: record it           */
+	int held;		/* a due roll waits for members (roll_why)     */
+	char roll_why[256];	/* record_roll or held: which, and for whom    */
+	int retire;		/* the previous has been kept keep-previous
+				   after the roll: remove it from the
+				   assignment (its key stays on the token)     */
+	int64_t retire_at;	/* when it is (0: no previous)                 */
+	char retire_why[256];
 } custody_rollover_decision;
 
 /*
- * What is due at facts->now.  Nothing when the policy is disabled, there
+ * What is due at facts->now.  First the roll: a pending certificate that
+ * came due and took effect is recorded (record_roll), one held back by a
+ * member that lacks its key is said (held); then the previous, kept
+ * keep-previous after the roll instant (current.effective), is retired;
+ * then the successor.
+ *
+ * The successor: nothing when the policy is disabled, there
  * is no current certificate, a successor is pending already, a request
  * waits for its certificate, or now is before notAfter - generate-before.
  * Otherwise GENERATE, with the successor's effective instant: notAfter -
@@ -91,7 +113,17 @@ typedef struct custody_rollover_target {
 	custody_cert_record current;	/* the current certificate (store) */
 	char waiting_key_id[CUSTODY_KEY_ID_HEX + 1];
 	custody_rollover_decision decision;
+	/* The hooks owed (the policy names one, and the audit log has no
+	 * entry of it for that certificate): post-stage for the pending
+	 * certificate, post-roll for a current one that came by a roll. */
+	int post_stage_owed, post_roll_owed;
+	const custody_config *cfg;	/* the hooks' environment: what not to
+					   pass (the PIN sources' variables) */
 } custody_rollover_target;
+
+/* Whether a target has anything to do (a successor, a roll to record, a
+ * previous to retire, a hook owed). */
+int custody_rollover_has_work(const custody_rollover_target *t);
 
 void custody_rollover_targets_free(custody_rollover_target *t, size_t n);
 
@@ -109,6 +141,19 @@ int custody_rollover_plan(custody_ops_env *env, const custody_config *cfg,
 
 /* What custody_rollover_apply made. */
 typedef struct custody_rollover_result {
+	int recorded;			/* the due roll was recorded        */
+	char retired[CUSTODY_THUMBPRINT_HEX + 1];	/* "" or the previous
+							   removed            */
+	/* The hooks, [0] post-stage and [1] post-roll: claimed under the
+	 * lease (custody_rollover_run_hooks runs them), for which
+	 * certificate, the one it follows, its effective instant, and what
+	 * the run gave (the audit entry's detail; "" until it ran). */
+	int claimed[2];
+	char hook_for[2][CUSTODY_THUMBPRINT_HEX + 1];
+	char hook_prev[2][CUSTODY_THUMBPRINT_HEX + 1];
+	int64_t hook_effective[2];
+	char hook_outcome[2][640];
+	int hook_failed[2];		/* it ran and did not exit 0        */
 	int made;			/* 0: nothing (why says why)        */
 	char why[256];
 	char key_id[CUSTODY_KEY_ID_HEX + 1];
@@ -122,7 +167,21 @@ typedef struct custody_rollover_result {
 } custody_rollover_result;
 
 /*
- * Makes the successor target's decision says is due: takes the store's
+ * Does what target's decision says is due, under the store's rollover
+ * lease, each step decided again from the store first: records the due
+ * roll ("roll-effective"), retires the previous ("remove", detail "retired
+ * after keep-previous"), makes the successor (below), then runs the hooks
+ * owed — post-stage for the pending certificate, post-roll for a current
+ * one that came by a roll — with CUSTODY_HOOK, CUSTODY_TYPE,
+ * CUSTODY_IDENTITY, CUSTODY_THUMBPRINT (the certificate staged, or made
+ * current), CUSTODY_PREVIOUS_THUMBPRINT, CUSTODY_EFFECTIVE and
+ * CUSTODY_NODE in its environment (and not the PIN sources' variables),
+ * each recorded in the audit log (action "post-stage" or "post-roll":
+ * its exit status and the start of its output) whatever it returns: a
+ * hook that fails undoes nothing and is not run again for that
+ * certificate.
+ *
+ * The successor: takes the store's
  * rollover lease (a run elsewhere holding it: made = 0, why says whose),
  * reads and decides again under it (made = 0 when nothing is due any
  * more), then generates the key pair inside env's token and either
@@ -135,6 +194,17 @@ typedef struct custody_rollover_result {
  */
 int custody_rollover_apply(custody_ops_env *env, custody_rollover_target *target,
 			   custody_rollover_result *res, custody_err *err);
+
+/*
+ * Runs the hooks custody_rollover_apply claimed (res->claimed), one after
+ * the other, each with its own timeout, neither the lease nor the token
+ * held while it runs (a hook may call custody); records each outcome in
+ * the audit log (the token is opened again for that, through env) and in
+ * res->hook_outcome.  A hook that fails is a warning, never an error: the
+ * roll stands.  EFAIL only when the outcome cannot be recorded.
+ */
+int custody_rollover_run_hooks(custody_ops_env *env, const custody_rollover_target *t,
+			       custody_rollover_result *res, custody_err *err);
 
 /*
  * The (type, identity) a rollover request was made for, when key_id (hex)
@@ -162,6 +232,10 @@ int custody_rollover_import_roll(custody_ops_env *env, const custody_config *cfg
 				 char type[CUSTODY_NAME_MAX + 1],
 				 char identity[CUSTODY_NAME_MAX + 1],
 				 int64_t *effective, custody_err *err);
+
+/* The audit actions of the hooks: each names the certificate it ran for. */
+#define CUSTODY_ROLLOVER_POST_STAGE "post-stage"
+#define CUSTODY_ROLLOVER_POST_ROLL "post-roll"
 
 /* The name of the store's rollover lease (a cluster fact). */
 #define CUSTODY_ROLLOVER_LEASE "rollover_lease"

@@ -39,6 +39,23 @@ any_enabled(const struct cli *cli, const char *only_type)
 	return 0;
 }
 
+/* The hooks run, as data. */
+static json_t *
+hooks_json(const custody_rollover_result *res)
+{
+	static const char *const names[2] = {CUSTODY_ROLLOVER_POST_STAGE,
+					      CUSTODY_ROLLOVER_POST_ROLL};
+	json_t *a = json_array();
+	int i;
+
+	for (i = 0; i < 2; i++)
+		if (res->claimed[i])
+			json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:s}", "hook",
+				names[i], "thumbprint", res->hook_for[i], "ok",
+				!res->hook_failed[i], "outcome", res->hook_outcome[i]));
+	return a;
+}
+
 /* One decision as plan data. */
 static json_t *
 decision_json(const custody_rollover_target *t, const custody_rollover_result *res,
@@ -60,8 +77,19 @@ decision_json(const custody_rollover_target *t, const custody_rollover_result *r
 		      "decision", due ? "generate" : "nothing", "why", d->why);
 	if (due && t->policy->mode != CUSTODY_ROLLOVER_CSR)
 		json_object_set_new(o, "effective", json_string(out_time(d->effective, ef)));
-	if (res != NULL && !dry_run)
+	if (d->record_roll || d->held)
+		json_object_set_new(o, "roll", json_pack("{s:s, s:s}", "state",
+			d->held ? "held" : "took-effect", "why", d->roll_why));
+	if (d->retire_at != 0)
+		json_object_set_new(o, "retire_previous_at", json_string(out_time(d->retire_at,
+										  ef)));
+	if (res != NULL && !dry_run) {
 		json_object_set_new(o, "made", json_boolean(res->made));
+		json_object_set_new(o, "roll_recorded", json_boolean(res->recorded));
+		if (res->retired[0] != '\0')
+			json_object_set_new(o, "retired", json_string(res->retired));
+		json_object_set_new(o, "hooks", hooks_json(res));
+	}
 	return o;
 }
 
@@ -123,31 +151,88 @@ would(struct cli *cli, json_t *plan, const custody_rollover_target *t)
 						   out_time(t->decision.effective, ef)));
 }
 
-/* Each target: said, and (unless a dry run) done. */
+/* The dry run's word on the roll, the previous and the hooks. */
+static void
+would_besides(struct cli *cli, json_t *plan, const custody_rollover_target *t)
+{
+	const custody_assignment *a = &t->assignment;
+
+	if (t->decision.record_roll)
+		cli_say(cli, "  would record the roll to %s", a->current.thumbprint);
+	if (t->decision.retire) {
+		cli_say(cli, "  would retire the previous certificate %s", a->previous.thumbprint);
+		plan_add_object(plan, "changes", json_pack("{s:s, s:s, s:s, s:s, s:n}", "type",
+			a->type, "identity", a->identity, "slot", "previous", "old_thumbprint",
+			a->previous.thumbprint, "new_thumbprint"));
+	}
+	if (t->post_stage_owed)
+		cli_say(cli, "  would run the post-stage hook for %s", a->pending.thumbprint);
+	if (t->post_roll_owed)
+		cli_say(cli, "  would run the post-roll hook for %s", a->current.thumbprint);
+}
+
+/* The hooks claimed, run without the token when it can be opened again
+ * without asking (a hook may call custody, which waits for the token
+ * this process holds), else with it. */
+static int
+run_hooks(struct cli *cli, custody_ops_env *env, const custody_rollover_target *t,
+	  custody_rollover_result *res)
+{
+	const char *pin = cli->cfg.pin_source;
+
+	if (!res->claimed[0] && !res->claimed[1])
+		return CUSTODY_OK;
+	if (pin != NULL && (strncmp(pin, "file:", 5) == 0 || strncmp(pin, "env:", 4) == 0)) {
+		cli_close_token(cli);
+		env->token = NULL;
+	}
+	return custody_rollover_run_hooks(env, t, res, &cli->err);
+}
+
+/* One target: said, and (unless a dry run) done. */
+static int
+run_target(struct cli *cli, custody_ops_env *env, custody_rollover_target *t, int dry_run,
+	   json_t *plan, json_t *decisions)
+{
+	custody_rollover_result res;
+	int r = CUSTODY_OK;
+
+	cli_say(cli, "%s/%s: %s", t->assignment.type, t->assignment.identity, t->decision.why);
+	if (t->decision.roll_why[0] != '\0')
+		cli_say(cli, "  %s", t->decision.roll_why);
+	if (t->decision.retire_why[0] != '\0')
+		cli_say(cli, "  %s", t->decision.retire_why);
+	memset(&res, 0, sizeof(res));
+	if (dry_run) {
+		/* A dry run checks the token it would use (and the store's
+		 * tags, attached as the token opens) as the real run would. */
+		if (t->decision.due == CUSTODY_ROLLOVER_GENERATE &&
+		    (r = cli_open_token(cli)) == CUSTODY_OK)
+			would(cli, plan, t);
+		would_besides(cli, plan, t);
+	} else if (custody_rollover_has_work(t)) {
+		env->token = cli->token;
+		if ((r = custody_rollover_apply(env, t, &res, &cli->err)) == CUSTODY_OK) {
+			if (res.made)
+				result_json(plan, t, &res);
+			r = run_hooks(cli, env, t, &res);
+		}
+	}
+	if (r == CUSTODY_OK)
+		json_array_append_new(decisions, decision_json(t, &res, dry_run));
+	return r;
+}
+
+/* Each target in turn. */
 static int
 run_targets(struct cli *cli, custody_ops_env *env, custody_rollover_target *t, size_t n,
 	    int dry_run, json_t *plan, json_t *decisions)
 {
-	custody_rollover_result res;
 	size_t i;
 	int r = CUSTODY_OK;
 
-	for (i = 0; i < n && r == CUSTODY_OK; i++) {
-		cli_say(cli, "%s/%s: %s", t[i].assignment.type, t[i].assignment.identity,
-			t[i].decision.why);
-		memset(&res, 0, sizeof(res));
-		/* A dry run checks the token it would use (and the store's
-		 * tags, attached as the token opens) as the real run would. */
-		if (t[i].decision.due == CUSTODY_ROLLOVER_GENERATE && dry_run &&
-		    (r = cli_open_token(cli)) == CUSTODY_OK)
-			would(cli, plan, &t[i]);
-		else if (t[i].decision.due == CUSTODY_ROLLOVER_GENERATE &&
-			 (r = custody_rollover_apply(env, &t[i], &res, &cli->err)) == CUSTODY_OK &&
-			 res.made)
-			result_json(plan, &t[i], &res);
-		if (r == CUSTODY_OK)
-			json_array_append_new(decisions, decision_json(&t[i], &res, dry_run));
-	}
+	for (i = 0; i < n && r == CUSTODY_OK; i++)
+		r = run_target(cli, env, &t[i], dry_run, plan, decisions);
 	return r;
 }
 
@@ -163,6 +248,12 @@ const char cmd_rollover_usage[] =
 	"(mode = csr; custody import of the issued certificate stages it).\n"
 	"Otherwise nothing.  Idempotent: run it hourly (custody-rollover.timer); runs\n"
 	"on several nodes at once make one successor (the store's rollover lease).\n"
+	"\n"
+	"It also records a roll that took effect (one waits while a member of the\n"
+	"cluster does not report holding its key: custody test names it), retires\n"
+	"the previous certificate keep-previous after the roll (its key stays on the\n"
+	"token), and runs the post-stage and post-roll hooks once per certificate,\n"
+	"their outcome in the audit log (a hook that fails undoes nothing).\n"
 	"\n"
 	"  -t, --type TYPE   only this type's policy\n"
 	"  --dry-run         say what is due and what would be made; write nothing\n"

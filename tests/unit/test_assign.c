@@ -377,6 +377,46 @@ Test(assign_resolve, without_pending_is_identity)
 	assert_same(&out, &in);
 }
 
+Test(assign_resolve, a_held_roll_waits_whatever_its_date)
+{
+	custody_assignment in = make(A, NOW - DAY, D, NOW - 9 * DAY, B, NOW + DAY), out;
+
+	in.hold_pending = 1;
+	cr_assert_eq(custody_assign_resolve(&in, NOW + 30 * DAY, &out), 0);
+	assert_same(&out, &in);
+}
+
+Test(assign_resolve, set_and_roll_resolve_with_the_hold)
+{
+	custody_assignment in = make(A, NOW - DAY, NULL, 0, B, NOW + DAY), out;
+	custody_assign_outcome oc;
+	custody_err err;
+
+	in.hold_pending = 1;
+	/* A roll to another certificate replaces the held one: B never
+	 * became current. */
+	cr_assert_eq(custody_assign_roll(&in, C, NOW + 9 * DAY, NOW + 2 * DAY, &out, &oc, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	assert_slot(&out.current, A, NOW - DAY);
+	assert_slot(&out.pending, C, NOW + 9 * DAY);
+	cr_assert_str_eq(oc.replaced_pending, B);
+	cr_assert_eq(oc.rolled, 0);
+}
+
+Test(assign_pending, needs_every_member_for_global_the_member_for_its_own)
+{
+	custody_assignment a = make(A, NOW, NULL, 0, B, NOW + DAY);
+
+	cr_assert(custody_assign_pending_needs(&a, "node1"));
+	cr_assert(custody_assign_pending_needs(&a, "node2"));
+	strcpy(a.identity, "node2");
+	cr_assert(!custody_assign_pending_needs(&a, "node1"));
+	cr_assert(custody_assign_pending_needs(&a, "node2"));
+	a.pending.thumbprint[0] = '\0';
+	cr_assert(!custody_assign_pending_needs(&a, "node2"), "nothing pending");
+	cr_assert(!custody_assign_pending_needs(NULL, "node2"));
+}
+
 /* ---------------------------------------------------------------- remove */
 
 Test(assign_remove, current_leaves_previous_and_pending)

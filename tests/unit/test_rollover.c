@@ -116,3 +116,81 @@ Test(rollover, nothing_when_pending_waiting_disabled_or_no_current)
 	cr_assert_eq(d.due, CUSTODY_ROLLOVER_NOTHING);
 	cr_assert(strstr(d.why, "no current certificate") != NULL, "%s", d.why);
 }
+
+Test(rollover, the_successor_is_published_min_publish_before_it_takes_effect)
+{
+	custody_rollover_decision d;
+
+	policy.min_publish = 2 * DAY;
+	/* Generated at day 74: promote-before would say day 75, too soon. */
+	d = decide_at(NOT_AFTER - 16 * DAY, NULL);
+	cr_assert_eq(d.due, CUSTODY_ROLLOVER_GENERATE);
+	cr_assert_eq(d.effective, NOT_AFTER - 14 * DAY);
+	/* On time: promote-before stands. */
+	cr_assert_eq(decide_at(NOT_AFTER - 20 * DAY, NULL).effective, NOT_AFTER - 15 * DAY);
+	/* Never past the current certificate's end while it is ahead. */
+	cr_assert_eq(decide_at(NOT_AFTER - DAY, NULL).effective, NOT_AFTER);
+}
+
+/* The facts of a roll that came due: rolled (it took effect) or held. */
+static custody_rollover_decision
+decide_roll_at(int64_t now, int rolled, int held, const char *missing)
+{
+	custody_rollover_facts f;
+	custody_rollover_decision d;
+
+	memset(&f, 0, sizeof(f));
+	f.policy = &policy;
+	f.assignment = &assignment;
+	f.current_not_after = NOT_AFTER;
+	f.now = now;
+	f.overlap = DAY;
+	f.rolled = rolled;
+	f.held = held;
+	f.missing = missing;
+	custody_rollover_decide(&f, &d);
+	return d;
+}
+
+Test(rollover, a_roll_that_took_effect_is_recorded_one_held_back_is_said)
+{
+	custody_rollover_decision d;
+
+	d = decide_roll_at(T0 + 10 * DAY, 1, 0, NULL);
+	cr_assert(d.record_roll && !d.held);
+	cr_assert(strstr(d.roll_why, "the roll to " CURRENT " took effect") != NULL, "%s",
+		  d.roll_why);
+	snprintf(assignment.pending.thumbprint, sizeof(assignment.pending.thumbprint), PENDING);
+	assignment.pending.effective = T0 + 5 * DAY;
+	d = decide_roll_at(T0 + 10 * DAY, 0, 1, "node2, node3");
+	cr_assert(!d.record_roll && d.held);
+	cr_assert(strstr(d.roll_why, "waits for node2, node3") != NULL, "%s", d.roll_why);
+	cr_assert_eq(d.due, CUSTODY_ROLLOVER_NOTHING, "a successor is pending already");
+	d = decide_roll_at(T0 + 10 * DAY, 0, 0, NULL);
+	cr_assert(!d.record_roll && !d.held && d.roll_why[0] == '\0');
+}
+
+Test(rollover, the_previous_is_retired_keep_previous_after_the_roll)
+{
+	custody_rollover_decision d;
+
+	policy.keep_previous = 10 * DAY;
+	d = decide_roll_at(T0 + 5 * DAY, 0, 0, NULL);
+	cr_assert(!d.retire && d.retire_at == 0, "no previous, nothing to retire");
+	snprintf(assignment.previous.thumbprint, sizeof(assignment.previous.thumbprint),
+		 PENDING);
+	assignment.previous.effective = T0 - 90 * DAY;
+	d = decide_roll_at(T0 + 10 * DAY - 1, 0, 0, NULL);
+	cr_assert(!d.retire);
+	cr_assert_eq(d.retire_at, T0 + 10 * DAY);
+	cr_assert(strstr(d.retire_why, "stays until") != NULL, "%s", d.retire_why);
+	d = decide_roll_at(T0 + 10 * DAY, 0, 0, NULL);
+	cr_assert(d.retire);
+	cr_assert(strstr(d.retire_why, "is retired") != NULL, "%s", d.retire_why);
+	/* Never inside the overlap window (remove --previous's rule). */
+	policy.keep_previous = 3600;
+	cr_assert_eq(decide_roll_at(T0 + 3600, 0, 0, NULL).retire_at, T0 + DAY);
+	/* A disabled policy retires nothing. */
+	policy.enabled = 0;
+	cr_assert(!decide_roll_at(T0 + 99 * DAY, 0, 0, NULL).retire);
+}

@@ -1476,6 +1476,94 @@ BOTH(reports_are_one_per_node_and_key)
 	custody_store_close(st);
 }
 
+/* A node of the given state, written (for the gate of a roll). */
+static void
+put_node_state(custody_store *st, const char *name, const char *state)
+{
+	custody_node_record n;
+	custody_err err = {0};
+
+	memset(&n, 0, sizeof(n));
+	strcpy(n.name, name);
+	strcpy(n.state, state);
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_node(st, &n, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+}
+
+static void
+put_held(custody_store *st, const char *node, const char *thumbprint)
+{
+	custody_report_record r;
+	custody_err err = {0};
+
+	memset(&r, 0, sizeof(r));
+	strcpy(r.node, node);
+	strcpy(r.thumbprint, thumbprint);
+	r.held = 1;
+	r.time = 10;
+	begin_ok(st);
+	cr_assert_eq(custody_store_put_report(st, &r, &err), CUSTODY_OK, "%s", err.msg);
+	commit_ok(st);
+}
+
+/* Whether the stored (type, identity)'s pending roll is held back. */
+static int
+held_back(custody_store *st, const char *identity)
+{
+	custody_assignment a, *all = NULL;
+	custody_err err = {0};
+	size_t n = 0, i;
+	int listed = -1;
+
+	cr_assert_eq(custody_store_get_assignment(st, "OAuthTokenIssuer", identity, &a, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_store_list_assignments(st, &all, &n, &err), CUSTODY_OK);
+	for (i = 0; i < n; i++)
+		if (strcmp(all[i].identity, identity) == 0)
+			listed = all[i].hold_pending;
+	free(all);
+	cr_assert_eq(listed, a.hold_pending, "a list and a read say the same");
+	return a.hold_pending;
+}
+
+BOTH(a_roll_waits_while_a_joined_member_does_not_report_its_key)
+{
+	custody_store *st = open_ok();
+	custody_assignment a;
+	custody_err err = {0};
+	const char *identity[2] = {"global", "node2"};
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		memset(&a, 0, sizeof(a));
+		strcpy(a.type, "OAuthTokenIssuer");
+		strcpy(a.identity, identity[i]);
+		strcpy(a.current.thumbprint, A);
+		a.current.effective = 100;
+		strcpy(a.pending.thumbprint, B);
+		a.pending.effective = 200;
+		begin_ok(st);
+		cr_assert_eq(custody_store_put_assignment(st, &a, &err), CUSTODY_OK, "%s", err.msg);
+		commit_ok(st);
+	}
+	cr_assert_eq(held_back(st, "global"), 0, "no cluster: nothing to wait for");
+	put_node_state(st, "node1", "joined");
+	put_node_state(st, "node2", "joined");
+	put_node_state(st, "node3", "enrolled");
+	cr_assert_eq(held_back(st, "global"), 1, "no member reports B");
+	put_held(st, "node1", B);
+	cr_assert_eq(held_back(st, "global"), 1, "node2 does not report B");
+	cr_assert_eq(held_back(st, "node2"), 1, "node2's own assignment waits for node2");
+	put_held(st, "node2", A);
+	cr_assert_eq(held_back(st, "global"), 1, "node2 holds another key");
+	put_held(st, "node2", B);
+	cr_assert_eq(held_back(st, "global"), 0, "every joined member holds B (node3 has "
+		     "not joined: it signs nothing)");
+	cr_assert_eq(held_back(st, "node2"), 0);
+	custody_store_close(st);
+}
+
 BOTH(cluster_facts_are_set_once_unless_replaced)
 {
 	custody_store *st = open_ok();

@@ -16,6 +16,8 @@
 
 #include <custody/audit.h>
 #include <custody/cert.h>
+#include <custody/cluster.h>
+#include <custody/hook.h>
 #include <custody/log.h>
 #include <custody/request.h>
 #include <custody/rollover.h>
@@ -40,6 +42,46 @@ effective_instant(const custody_rollover_facts *f)
 	return effective;
 }
 
+/* The roll: recorded once it took effect, or waiting for members. */
+static void
+decide_roll(const custody_rollover_facts *f, custody_rollover_decision *out)
+{
+	const custody_assignment *a = f->assignment;
+	char t[CUSTODY_TIME_TEXT];
+
+	if (f->rolled) {
+		out->record_roll = 1;
+		snprintf(out->roll_why, sizeof(out->roll_why), "the roll to %s took effect at "
+			 "%s: it is recorded", a->current.thumbprint,
+			 custody_time_format(a->current.effective, t));
+	} else if (f->held) {
+		out->held = 1;
+		snprintf(out->roll_why, sizeof(out->roll_why), "the roll to %s was due at %s and "
+			 "waits for %s: they do not report holding its key (custody sync there)",
+			 a->pending.thumbprint, custody_time_format(a->pending.effective, t),
+			 f->missing != NULL && f->missing[0] != '\0' ? f->missing : "a member");
+	}
+}
+
+/* The previous: kept keep-previous (at least the overlap) after the roll
+ * instant, then retired. */
+static void
+decide_retire(const custody_rollover_facts *f, custody_rollover_decision *out)
+{
+	const custody_assignment *a = f->assignment;
+	int64_t keep = f->policy->keep_previous > f->overlap ? f->policy->keep_previous :
+		       f->overlap;
+	char t[CUSTODY_TIME_TEXT];
+
+	if (a->previous.thumbprint[0] == '\0' || a->current.thumbprint[0] == '\0')
+		return;
+	out->retire_at = a->current.effective + keep;
+	out->retire = f->now >= out->retire_at;
+	snprintf(out->retire_why, sizeof(out->retire_why), "the previous certificate %s %s %s",
+		 a->previous.thumbprint, out->retire ? "is retired: it was kept until" :
+		 "stays until", custody_time_format(out->retire_at, t));
+}
+
 void
 custody_rollover_decide(const custody_rollover_facts *f, custody_rollover_decision *out)
 {
@@ -48,6 +90,10 @@ custody_rollover_decide(const custody_rollover_facts *f, custody_rollover_decisi
 
 	memset(out, 0, sizeof(*out));
 	out->due = CUSTODY_ROLLOVER_NOTHING;
+	if (f->policy->enabled) {
+		decide_roll(f, out);
+		decide_retire(f, out);
+	}
 	if (!f->policy->enabled) {
 		snprintf(out->why, sizeof(out->why), "the rollover policy is not enabled");
 		return;
@@ -150,6 +196,52 @@ out:
 	return r;
 }
 
+/* Whether the audit log has an entry of action for (type, identity,
+ * thumbprint): 1, 0, or -1 with err set. */
+static int
+audit_has(custody_store *st, const char *action, const char *type, const char *identity,
+	  const char *thumbprint, custody_err *err)
+{
+	custody_audit_entry e;
+	int r;
+
+	memset(&e, 0, sizeof(e));
+	r = custody_store_find_audit(st, action, type, identity, thumbprint, &e, err);
+	custody_audit_entry_clear(&e);
+	if (r == CUSTODY_ENOTFOUND) {
+		custody_err_clear(err);
+		return 0;
+	}
+	return r == CUSTODY_OK ? 1 : -1;
+}
+
+/* The hooks owed: post-stage for the pending certificate, post-roll for a
+ * current one that came by a roll ("roll" staged it); each once. */
+static int
+read_hooks_owed(custody_ops_env *env, custody_rollover_target *t, custody_err *err)
+{
+	const custody_assignment *a = &t->assignment;
+	int has, staged = 0;
+
+	t->post_stage_owed = t->post_roll_owed = 0;
+	if (t->policy->post_stage[0] != '\0' && a->pending.thumbprint[0] != '\0') {
+		if ((has = audit_has(env->store, CUSTODY_ROLLOVER_POST_STAGE, a->type, a->identity,
+				     a->pending.thumbprint, err)) < 0)
+			return err->code;
+		t->post_stage_owed = !has;
+	}
+	if (t->policy->post_roll[0] != '\0' && a->current.thumbprint[0] != '\0') {
+		if ((has = audit_has(env->store, CUSTODY_ROLLOVER_POST_ROLL, a->type, a->identity,
+				     a->current.thumbprint, err)) < 0)
+			return err->code;
+		if (!has && (staged = audit_has(env->store, "roll", a->type, a->identity,
+						a->current.thumbprint, err)) < 0)
+			return err->code;
+		t->post_roll_owed = !has && staged;
+	}
+	return CUSTODY_OK;
+}
+
 /* Reads target's assignment, current certificate and waiting request at
  * env->now, and decides. */
 static int
@@ -158,13 +250,23 @@ read_target(custody_ops_env *env, custody_rollover_target *t, const char *type,
 {
 	custody_assignment stored;
 	custody_rollover_facts f;
+	char missing[256] = "";
+	size_t n_missing = 0;
 	int r;
 
 	custody_cert_record_clear(&t->current);
 	if ((r = custody_store_get_assignment(env->store, type, identity, &stored, err)) !=
 	    CUSTODY_OK)
 		return r;
-	custody_assign_resolve(&stored, env->now, &t->assignment);
+	memset(&f, 0, sizeof(f));
+	f.rolled = custody_assign_resolve(&stored, env->now, &t->assignment);
+	f.held = stored.hold_pending && stored.pending.thumbprint[0] != '\0' &&
+		 stored.pending.effective <= env->now;
+	if (f.held && (r = custody_cluster_pending_missing(env->store, &stored, missing,
+							   sizeof(missing), &n_missing,
+							   err)) != CUSTODY_OK)
+		return r;
+	f.missing = missing;
 	if (t->assignment.current.thumbprint[0] != '\0' &&
 	    (r = custody_store_get_cert(env->store, t->assignment.current.thumbprint,
 					&t->current, err)) != CUSTODY_OK)
@@ -173,7 +275,8 @@ read_target(custody_ops_env *env, custody_rollover_target *t, const char *type,
 	    (r = find_waiting_request(env, type, identity, t->waiting_key_id, err)) !=
 	    CUSTODY_OK)
 		return r;
-	memset(&f, 0, sizeof(f));
+	if ((r = read_hooks_owed(env, t, err)) != CUSTODY_OK)
+		return r;
 	f.policy = t->policy;
 	f.assignment = &t->assignment;
 	f.current_not_after = t->current.der != NULL ? t->current.not_after : 0;
@@ -184,12 +287,20 @@ read_target(custody_ops_env *env, custody_rollover_target *t, const char *type,
 	return CUSTODY_OK;
 }
 
+int
+custody_rollover_has_work(const custody_rollover_target *t)
+{
+	return t->decision.due == CUSTODY_ROLLOVER_GENERATE || t->decision.record_roll ||
+	       t->decision.retire || t->post_stage_owed || t->post_roll_owed;
+}
+
 static int
-plan_one(custody_ops_env *env, const custody_rollover_policy *p, const custody_assignment *a,
-	 custody_rollover_target *t, custody_err *err)
+plan_one(custody_ops_env *env, const custody_config *cfg, const custody_rollover_policy *p,
+	 const custody_assignment *a, custody_rollover_target *t, custody_err *err)
 {
 	memset(t, 0, sizeof(*t));
 	t->policy = p;
+	t->cfg = cfg;
 	return read_target(env, t, a->type, a->identity, err);
 }
 
@@ -220,7 +331,7 @@ custody_rollover_plan(custody_ops_env *env, const custody_config *cfg, const cha
 		if (p == NULL || !p->enabled ||
 		    (only_type != NULL && strcmp(p->type, only_type) != 0))
 			continue;
-		if ((r = plan_one(env, p, &all[i], &t[n], err)) != CUSTODY_OK) {
+		if ((r = plan_one(env, cfg, p, &all[i], &t[n], err)) != CUSTODY_OK) {
 			custody_err_prefix(err, "%s/%s", all[i].type, all[i].identity);
 			goto out;
 		}
@@ -502,23 +613,128 @@ make_csr(custody_ops_env *env, custody_rollover_target *t, custody_request *rq,
 	return CUSTODY_OK;
 }
 
-/* Under the lease: decided again, then made. */
+/* The due roll, written with its "roll-effective" entry. */
+static int
+record_roll(custody_ops_env *env, custody_rollover_target *t, custody_rollover_result *res)
+{
+	custody_assignment rolled;
+	int r;
+
+	r = custody_change_materialize_due_roll(env->store, env->node, t->assignment.type,
+						t->assignment.identity, env->now, &rolled);
+	if (r == CUSTODY_OK && rolled.current.thumbprint[0] != '\0') {
+		res->recorded = 1;
+		custody_step("%s/%s: %s", t->assignment.type, t->assignment.identity,
+			     t->decision.roll_why);
+	}
+	return r;
+}
+
+/* The previous certificate out of the assignment, with a "remove" entry
+ * (its key and certificate stay on the token until custody delete). */
+static int
+retire_previous(custody_ops_env *env, custody_rollover_target *t,
+		custody_rollover_result *res, custody_err *err)
+{
+	custody_assignment stored;
+	custody_removal removal;
+	int r;
+
+	if ((r = custody_store_get_assignment(env->store, t->assignment.type,
+					      t->assignment.identity, &stored, err)) !=
+	    CUSTODY_OK)
+		return r;
+	if ((r = custody_remove(env, &stored, CUSTODY_SLOT_PREVIOUS, 0, &removal, err)) !=
+	    CUSTODY_OK)
+		return r;
+	memcpy(res->retired, removal.before.previous.thumbprint, sizeof(res->retired));
+	custody_step("%s/%s: %s; its key stays on the token until custody delete",
+		     t->assignment.type, t->assignment.identity, t->decision.retire_why);
+	return CUSTODY_OK;
+}
+
+/* Each hook owed is claimed in the audit log under the lease ("started
+ * on node N"), so that one run, on one node, runs it; the run itself
+ * (custody_rollover_run_hooks) needs neither the lease nor the token. */
+static int
+claim_hooks(custody_ops_env *env, custody_rollover_target *t, custody_rollover_result *res,
+	    custody_err *err)
+{
+	const custody_assignment *a = &t->assignment;
+	char detail[CUSTODY_NAME_MAX + 32];
+	custody_txn tx;
+	int r;
+
+	if (!t->post_stage_owed && !t->post_roll_owed)
+		return CUSTODY_OK;
+	snprintf(detail, sizeof(detail), "started on node %s", env->node);
+	custody_txn_init(&tx, env->store, env->token, env->node, err);
+	if ((r = custody_txn_begin(&tx)) == CUSTODY_OK && t->post_stage_owed)
+		r = custody_txn_audit(&tx, CUSTODY_ROLLOVER_POST_STAGE, a->type, a->identity,
+				      a->pending.thumbprint, a->current.thumbprint, detail);
+	if (r == CUSTODY_OK && t->post_roll_owed)
+		r = custody_txn_audit(&tx, CUSTODY_ROLLOVER_POST_ROLL, a->type, a->identity,
+				      a->current.thumbprint, a->previous.thumbprint, detail);
+	if (r == CUSTODY_OK)
+		r = custody_txn_commit(&tx);
+	custody_txn_end(&tx, r);
+	if (r == CUSTODY_OK) {
+		res->claimed[0] = t->post_stage_owed;
+		res->claimed[1] = t->post_roll_owed;
+		memcpy(res->hook_for[0], a->pending.thumbprint, sizeof(res->hook_for[0]));
+		memcpy(res->hook_for[1], a->current.thumbprint, sizeof(res->hook_for[1]));
+		memcpy(res->hook_prev[0], a->current.thumbprint, sizeof(res->hook_prev[0]));
+		memcpy(res->hook_prev[1], a->previous.thumbprint, sizeof(res->hook_prev[1]));
+		res->hook_effective[0] = a->pending.effective;
+		res->hook_effective[1] = a->current.effective;
+	}
+	return r;
+}
+
+static int make_successor(custody_ops_env *env, custody_rollover_target *t,
+			  int planned, custody_rollover_result *res, custody_err *err);
+
+/* Under the lease, each step decided again from the store: the roll, the
+ * previous, the successor, the hooks' claims. */
 static int
 apply_leased(custody_ops_env *env, custody_rollover_target *t, custody_rollover_result *res,
 	     custody_err *err)
 {
-	custody_request rq;
 	char type[CUSTODY_NAME_MAX + 1], identity[CUSTODY_NAME_MAX + 1];
-	int r;
+	int planned = t->decision.due == CUSTODY_ROLLOVER_GENERATE, r;
 
 	memcpy(type, t->assignment.type, sizeof(type));
 	memcpy(identity, t->assignment.identity, sizeof(identity));
 	if ((r = read_target(env, t, type, identity, err)) != CUSTODY_OK)
 		return r;
+	if (t->decision.record_roll &&
+	    ((r = record_roll(env, t, res)) != CUSTODY_OK ||
+	     (r = read_target(env, t, type, identity, err)) != CUSTODY_OK))
+		return r;
+	if (t->decision.retire &&
+	    ((r = retire_previous(env, t, res, err)) != CUSTODY_OK ||
+	     (r = read_target(env, t, type, identity, err)) != CUSTODY_OK))
+		return r;
+	if ((r = make_successor(env, t, planned, res, err)) != CUSTODY_OK ||
+	    (res->made && (r = read_target(env, t, type, identity, err)) != CUSTODY_OK))
+		return r;
+	return claim_hooks(env, t, res, err);
+}
+
+/* The successor, when it is still due. */
+static int
+make_successor(custody_ops_env *env, custody_rollover_target *t, int planned,
+	       custody_rollover_result *res, custody_err *err)
+{
+	const char *type = t->assignment.type, *identity = t->assignment.identity;
+	custody_request rq;
+	int r;
+
 	if (t->decision.due != CUSTODY_ROLLOVER_GENERATE) {
 		snprintf(res->why, sizeof(res->why), "%s", t->decision.why);
-		custody_step("%s/%s, decided again under the lease: %s", type, identity,
-			     t->decision.why);
+		if (planned)
+			custody_step("%s/%s, decided again under the lease: %s", type,
+				     identity, t->decision.why);
 		return CUSTODY_OK;
 	}
 	custody_request_init(&rq);
@@ -565,6 +781,95 @@ custody_rollover_apply(custody_ops_env *env, custody_rollover_target *t,
 	lease_release(env);
 	custody_step("%s/%s: let the rollover lease go", t->assignment.type,
 		     t->assignment.identity);
+	return r;
+}
+
+/* ------------------------------------------------------------ hooks */
+
+#define HOOK_TIMEOUT_SECONDS 120
+#define HOOK_VARS 8
+
+/* NAME of a secret source env:NAME, into unset[*n]. */
+static void
+unset_env_source(const char *source, const char **unset, size_t *n)
+{
+	if (source != NULL && strncmp(source, "env:", 4) == 0 && source[4] != '\0')
+		unset[(*n)++] = source + 4;
+}
+
+/* Runs hook `which` (0 post-stage, 1 post-roll) and says how it went. */
+static void
+run_one_hook(custody_ops_env *env, const custody_rollover_target *t, int which,
+	     custody_rollover_result *res)
+{
+	static const char *const names[2] = {CUSTODY_ROLLOVER_POST_STAGE,
+					      CUSTODY_ROLLOVER_POST_ROLL};
+	char vars[HOOK_VARS][CUSTODY_NAME_MAX + 64], when[CUSTODY_TIME_TEXT];
+	const char *set[HOOK_VARS + 1], *unset[3] = {NULL, NULL, NULL};
+	const char *command = which == 0 ? t->policy->post_stage : t->policy->post_roll;
+	custody_hook_result hr;
+	custody_err err;
+	size_t n_unset = 0, i;
+
+	snprintf(vars[0], sizeof(vars[0]), "CUSTODY_HOOK=%s", names[which]);
+	snprintf(vars[1], sizeof(vars[1]), "CUSTODY_TYPE=%s", t->assignment.type);
+	snprintf(vars[2], sizeof(vars[2]), "CUSTODY_IDENTITY=%s", t->assignment.identity);
+	snprintf(vars[3], sizeof(vars[3]), "CUSTODY_THUMBPRINT=%s", res->hook_for[which]);
+	snprintf(vars[4], sizeof(vars[4]), "CUSTODY_PREVIOUS_THUMBPRINT=%s",
+		 res->hook_prev[which]);
+	snprintf(vars[5], sizeof(vars[5]), "CUSTODY_EFFECTIVE=%s",
+		 res->hook_effective[which] != 0 ?
+		 custody_time_format(res->hook_effective[which], when) : "");
+	snprintf(vars[6], sizeof(vars[6]), "CUSTODY_NODE=%s", env->node);
+	for (i = 0; i < 7; i++)
+		set[i] = vars[i];
+	set[7] = NULL;
+	if (t->cfg != NULL) {
+		unset_env_source(t->cfg->pin_source, unset, &n_unset);
+		unset_env_source(t->cfg->so_pin_source, unset, &n_unset);
+	}
+	custody_step("%s/%s: running the %s hook for %s", t->assignment.type,
+		     t->assignment.identity, names[which], res->hook_for[which]);
+	memset(&hr, 0, sizeof(hr));
+	if (custody_hook_run(command, set, unset, HOOK_TIMEOUT_SECONDS, &hr, &err) !=
+	    CUSTODY_OK && hr.output[0] == '\0')
+		snprintf(hr.output, sizeof(hr.output), "%s", err.msg);
+	custody_hook_describe(names[which], &hr, res->hook_outcome[which],
+			      sizeof(res->hook_outcome[which]));
+	res->hook_failed[which] = hr.status != 0;
+	if (res->hook_failed[which])
+		custody_warn("%s/%s: %s (the roll stands)", t->assignment.type,
+			     t->assignment.identity, res->hook_outcome[which]);
+	else
+		custody_step("%s/%s: %s", t->assignment.type, t->assignment.identity,
+			     res->hook_outcome[which]);
+}
+
+int
+custody_rollover_run_hooks(custody_ops_env *env, const custody_rollover_target *t,
+			   custody_rollover_result *res, custody_err *err)
+{
+	static const char *const names[2] = {CUSTODY_ROLLOVER_POST_STAGE,
+					      CUSTODY_ROLLOVER_POST_ROLL};
+	custody_txn tx;
+	int which, r = CUSTODY_OK;
+
+	for (which = 0; which < 2 && r == CUSTODY_OK; which++) {
+		if (!res->claimed[which])
+			continue;
+		run_one_hook(env, t, which, res);
+		/* The outcome needs the store's tags: the token again. */
+		if ((r = custody_ops_token(env, err)) != CUSTODY_OK)
+			break;
+		custody_txn_init(&tx, env->store, env->token, env->node, err);
+		if ((r = custody_txn_begin(&tx)) == CUSTODY_OK &&
+		    (r = custody_txn_audit(&tx, names[which], t->assignment.type,
+					   t->assignment.identity, res->hook_for[which],
+					   res->hook_prev[which], res->hook_outcome[which])) ==
+		    CUSTODY_OK)
+			r = custody_txn_commit(&tx);
+		custody_txn_end(&tx, r);
+	}
 	return r;
 }
 
