@@ -531,6 +531,8 @@ custody_hook_run(const char *command, const char *const *set, const char *const 
 	struct hook_run run;
 	int r;
 
+	if (res == NULL)
+		return custody_err_set(e, CUSTODY_EUSAGE, "custody_hook_run: no result to fill");
 	memset(res, 0, sizeof(*res));
 	memset(&run, 0, sizeof(run));
 	run.out_fd = -1;
@@ -591,6 +593,9 @@ custody_hook_describe(const char *name, const custody_hook_result *res, char *bu
 	const char *c;
 
 	if (buf == NULL || size == 0)
+		return;
+	buf[0] = '\0';
+	if (res == NULL)
 		return;
 	if (name == NULL)
 		name = "hook";
