@@ -1258,6 +1258,41 @@ custody_store_last_audit(custody_store *st, custody_audit_entry *out,
 	return r;
 }
 
+/* A filter value that no entry's field could hold (longer than the
+ * field) is a caller's mistake, not "no entry". */
+static int
+check_audit_filter(const char *what, const char *value, size_t max,
+		   custody_err *err)
+{
+	if (value == NULL || strnlen(value, max + 1) <= max)
+		return CUSTODY_OK;
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "cannot search the audit log: the %s is longer "
+			       "than %zu characters", what, max);
+}
+
+int
+custody_store_find_audit(custody_store *st, const char *action,
+			 const char *type, const char *identity,
+			 const char *thumbprint, custody_audit_entry *out,
+			 custody_err *err)
+{
+	int r;
+
+	if ((r = check_store(st, out, "search the audit log", err)) != CUSTODY_OK ||
+	    (r = check_audit_filter("action", action, CUSTODY_AUDIT_ACTION_MAX,
+				    err)) != CUSTODY_OK ||
+	    (r = check_audit_filter("type", type, CUSTODY_NAME_MAX, err)) != CUSTODY_OK ||
+	    (r = check_audit_filter("identity", identity, CUSTODY_NAME_MAX,
+				    err)) != CUSTODY_OK ||
+	    (r = check_audit_filter("thumbprint", thumbprint,
+				    CUSTODY_THUMBPRINT_HEX, err)) != CUSTODY_OK)
+		return r;
+	memset(out, 0, sizeof(*out));
+	return store_core_find_audit(&st->core, action, type, identity,
+				     thumbprint, out, err);
+}
+
 int
 custody_store_list_audit(custody_store *st, int64_t since,
 			 custody_audit_entry **out, size_t *n, custody_err *err)
