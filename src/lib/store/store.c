@@ -1041,6 +1041,9 @@ annotate_holds(custody_store *st, custody_assignment *a, size_t n)
 {
 	custody_node_record *nodes = NULL;
 	custody_report_record *reports = NULL;
+	/* The reports' statement takes a node, NULL for every node's: a
+	 * backend with typed parameters (PostgreSQL) needs that value bound. */
+	struct store_value every_node = { .kind = STORE_NULL };
 	size_t n_nodes = 0, n_reports = 0, i, j, k;
 	int pending = 0, read_ok, held;
 	custody_err ignored;
@@ -1053,8 +1056,8 @@ annotate_holds(custody_store *st, custody_assignment *a, size_t n)
 		return;
 	read_ok = store_core_list(&st->core, STORE_LIST_NODES, NULL, (void **)&nodes,
 				  &n_nodes, &ignored) == CUSTODY_OK &&
-		  store_core_list(&st->core, STORE_LIST_REPORTS, NULL, (void **)&reports,
-				  &n_reports, &ignored) == CUSTODY_OK;
+		  store_core_list(&st->core, STORE_LIST_REPORTS, &every_node,
+				  (void **)&reports, &n_reports, &ignored) == CUSTODY_OK;
 	for (i = 0; i < n; i++) {
 		if (a[i].pending.thumbprint[0] == '\0')
 			continue;
