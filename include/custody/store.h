@@ -358,6 +358,20 @@ int custody_store_append_audit(custody_store *st, const custody_audit_entry *e,
 int custody_store_last_audit(custody_store *st, custody_audit_entry *out,
 			     custody_err *err);
 
+/*
+ * The newest entry (highest seq) whose action, type, identity and
+ * thumbprint each equal the argument given, exactly ("" matches an entry
+ * that names none); a NULL argument matches any.  One query that the
+ * store answers from the newest entry backwards: the log is not read
+ * into memory.  ENOTFOUND when no entry matches; EUSAGE for an argument
+ * longer than its field.  Reads only: the chain is not verified here
+ * (custody/audit.h does that).
+ */
+int custody_store_find_audit(custody_store *st, const char *action,
+			     const char *type, const char *identity,
+			     const char *thumbprint, custody_audit_entry *out,
+			     custody_err *err);
+
 /* The entries with time >= since (0: all), ordered by seq. */
 int custody_store_list_audit(custody_store *st, int64_t since,
 			     custody_audit_entry **out, size_t *n,

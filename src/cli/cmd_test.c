@@ -17,13 +17,32 @@
  *   valid         valid now
  *   expiry        expires more than N days from now (--warn-days,
  *                 policy.warn-days) — else WARNING
+ *   successor     a successor is staged (pending) to take over before
+ *                 the current certificate expires — else WARNING within
+ *                 --successor-warn-days (policy, 60), CRITICAL within
+ *                 --successor-critical-days (14): the thresholds that
+ *                 operators of S2S certificates run (issue 15); a
+ *                 successor that takes effect only after the current
+ *                 one expires leaves a gap: WARNING
  *   pending       a pending certificate is valid at its effective date;
  *   pending-key   its key is here and matches (the roll happens by
  *   pending-policy itself at that date, so these are CRITICAL)
+ *   rollout       a pending certificate's key is held by every member of
+ *                 the cluster that signs with it (the roll waits for
+ *                 them): WARNING before its effective date, CRITICAL
+ *                 after, naming them; no line without a cluster
+ *   published     with a [rollover TYPE] policy: the pending certificate
+ *                 was staged (published in metadata) at least min-publish
+ *                 before it takes effect, by the audit log's "roll"
+ *                 entry — else WARNING (partners may not have its key)
  *   previous-key  the previous certificate's key is here and matches —
  *                 WARNING only: verifiers need just its certificate
  *                 (published from the store); the key matters only for a
  *                 roll back
+ *   csr           a csr-mode rollover's request waits for its
+ *                 certificate and nothing is pending: WARNING, CRITICAL
+ *                 once the promotion date (notAfter - promote-before) has
+ *                 passed
  *   token         the token can sign with each key's kind, and be a
  *                 cluster member when the store records a cluster KEK
  *                 (a line only when it cannot: CRITICAL)
@@ -50,12 +69,20 @@
 
 #include <custody/audit.h>
 #include <custody/cluster.h>
+#include <custody/config.h>
 #include <custody/policy.h>
+#include <custody/rollover.h>
 #include <custody/timefmt.h>
 
+#include "change.h"
 #include "cli.h"
 
-enum { OPT_TYPE = 't', OPT_WARN_DAYS = OPT_FIRST_COMMAND_OPTION };
+enum {
+	OPT_TYPE = 't',
+	OPT_WARN_DAYS = OPT_FIRST_COMMAND_OPTION,
+	OPT_SUCCESSOR_WARN_DAYS,
+	OPT_SUCCESSOR_CRITICAL_DAYS,
+};
 
 enum result { R_OK = 0, R_WARNING = 1, R_CRITICAL = 2, R_UNKNOWN = 3 };
 
@@ -67,12 +94,16 @@ static const char *const result_names[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN
 struct test_opts {
 	const char *type;
 	const char *warn_days;
+	const char *successor_warn_days;
+	const char *successor_critical_days;
 };
 
 struct test_run {
 	struct cli *cli;
 	const char *type;	/* canonical -t, or NULL                     */
 	int warn_days;
+	int successor_warn_days;
+	int successor_critical_days;
 	json_t *results;	/* {"check","result","type","identity",...}  */
 	enum result worst;
 };
@@ -174,6 +205,17 @@ days_text(int64_t seconds, char *buf, size_t size)
 		snprintf(buf, size, "less than a day");
 	else
 		snprintf(buf, size, "%lld day%s", days, days == 1 ? "" : "s");
+}
+
+/* How long between two instants, as the published check says it: hours
+ * ("30h", "1h59m57s") under two days, whole days ("75 days") from there. */
+static void
+span_text(int64_t seconds, char *buf, size_t size)
+{
+	if (seconds >= 2 * DAY)
+		days_text(seconds, buf, size);
+	else
+		custody_duration_format(seconds, buf, size);
 }
 
 /* Reads the certificate of a slot from the store.  A certificate the
@@ -293,6 +335,48 @@ check_slot(struct test_run *t, const custody_assignment *a, const custody_slot *
 	return CUSTODY_OK;
 }
 
+/*
+ * The current certificate has a successor staged in time: a certificate
+ * that expires with nothing to take over breaks every partner that
+ * verifies it, and a successor needs time to be made (a CA, for a CSR)
+ * and published.  Called once the current certificate is valid now.
+ */
+static void
+check_successor(struct test_run *t, const custody_assignment *a,
+		const custody_cert_record *rec)
+{
+	char na[CUSTODY_TIME_TEXT], eff[CUSTODY_TIME_TEXT], left[32];
+	int64_t remaining = rec->not_after - t->cli->now;
+	enum result result = R_OK;
+
+	time_text(rec->not_after, na);
+	if (a->pending.thumbprint[0] != '\0') {
+		time_text(a->pending.effective, eff);
+		if (a->pending.effective <= rec->not_after)
+			report(t, R_OK, "successor", a->type, a->identity, a->pending.thumbprint,
+			       "successor %s staged for %s", a->pending.thumbprint, eff);
+		else
+			report(t, R_WARNING, "successor", a->type, a->identity,
+			       a->pending.thumbprint,
+			       "successor %s takes effect at %s, after the current certificate "
+			       "expires (%s): a gap in which no valid certificate signs",
+			       a->pending.thumbprint, eff, na);
+		return;
+	}
+	days_text(remaining, left, sizeof(left));
+	if (remaining < (int64_t)t->successor_critical_days * DAY)
+		result = R_CRITICAL;
+	else if (remaining < (int64_t)t->successor_warn_days * DAY)
+		result = R_WARNING;
+	if (result != R_OK)
+		report(t, result, "successor", a->type, a->identity, rec->thumbprint,
+		       "certificate expires in %s (%s) and no successor is staged", left, na);
+	else
+		report(t, R_OK, "successor", a->type, a->identity, rec->thumbprint,
+		       "certificate expires in %s (%s), not within %d days: no successor "
+		       "is needed yet", left, na, t->successor_warn_days);
+}
+
 static void
 check_current_cert(struct test_run *t, const custody_assignment *a,
 		   const custody_cert_record *rec, X509 *x)
@@ -323,6 +407,7 @@ check_current_cert(struct test_run *t, const custody_assignment *a,
 		report(t, R_OK, "expiry", a->type, a->identity, rec->thumbprint,
 		       "certificate expires in %s (%s), not within %d days",
 		       left, na, t->warn_days);
+	check_successor(t, a, rec);
 }
 
 static int
@@ -373,6 +458,174 @@ check_previous_cert(struct test_run *t, const custody_assignment *a,
 	check_key(t, a, "previous-key", " of the previous certificate", R_WARNING, rec, x);
 }
 
+/* How many members of the cluster (joined) must hold the key of a's
+ * pending certificate before the roll takes effect
+ * (custody_assign_pending_needs): 0 without a cluster. */
+static int
+count_pending_needs(struct test_run *t, const custody_assignment *a, size_t *needs)
+{
+	custody_node_record *nodes = NULL;
+	size_t n = 0, i;
+	int r;
+
+	*needs = 0;
+	if ((r = custody_store_list_nodes(t->cli->store, &nodes, &n, &t->cli->err)) !=
+	    CUSTODY_OK)
+		return r;
+	for (i = 0; i < n; i++)
+		if (strcmp(nodes[i].state, "joined") == 0 &&
+		    custody_assign_pending_needs(a, nodes[i].name))
+			(*needs)++;
+	custody_node_records_free(nodes, n);
+	return CUSTODY_OK;
+}
+
+/*
+ * The pending certificate's key is on every member that will sign with
+ * it.  A due roll waits for the members that lack it (the store's reads
+ * hold it back), so that nothing switches half the cluster: the current
+ * key keeps signing, and this says who holds the roll up.
+ */
+static int
+check_rollout(struct test_run *t, const custody_assignment *a)
+{
+	const char *tp = a->pending.thumbprint;
+	char names[1024], eff[CUSTODY_TIME_TEXT];
+	size_t needs = 0, missing = 0;
+	int r;
+
+	if (tp[0] == '\0')
+		return CUSTODY_OK;
+	if ((r = count_pending_needs(t, a, &needs)) != CUSTODY_OK || needs == 0)
+		return r;
+	if ((r = custody_cluster_pending_missing(t->cli->store, a, names, sizeof(names),
+						 &missing, &t->cli->err)) != CUSTODY_OK)
+		return r;
+	time_text(a->pending.effective, eff);
+	if (missing == 0)
+		report(t, R_OK, "rollout", a->type, a->identity, tp,
+		       "pending %s is on every node (%zu)", tp, needs);
+	else if (t->cli->now >= a->pending.effective)
+		report(t, R_CRITICAL, "rollout", a->type, a->identity, tp,
+		       "roll to %s was due %s and waits for %s: %s (custody sync %s)",
+		       tp, eff, names, missing == 1 ? "it does not hold its key" :
+		       "they do not hold its key", missing == 1 ? "there" : "on each");
+	else
+		report(t, R_WARNING, "rollout", a->type, a->identity, tp,
+		       "pending %s (effective %s) is not yet on %s (custody sync %s)",
+		       tp, eff, names, missing == 1 ? "there" : "on each");
+	return CUSTODY_OK;
+}
+
+/*
+ * Partners fetch a new key from the metadata, where a pending certificate
+ * is published from the moment it is staged: a roll sooner than the
+ * type's min-publish after that may meet partners that do not know the
+ * key yet.  When it was staged: the newest "roll" entry of the audit log
+ * that names it (set --roll, rollover and the import that stages a CSR's
+ * certificate all write one).
+ */
+static int
+check_published(struct test_run *t, const custody_assignment *a)
+{
+	const custody_rollover_policy *p = custody_config_rollover(&t->cli->cfg, a->type);
+	const char *tp = a->pending.thumbprint;
+	char eff[CUSTODY_TIME_TEXT], staged[CUSTODY_TIME_TEXT], span[32], min[32];
+	custody_audit_entry e;
+	int r;
+
+	if (tp[0] == '\0' || p == NULL)
+		return CUSTODY_OK;
+	r = custody_store_find_audit(t->cli->store, "roll", a->type, a->identity, tp, &e,
+				     &t->cli->err);
+	if (r == CUSTODY_ENOTFOUND) {
+		custody_err_clear(&t->cli->err);
+		report(t, R_WARNING, "published", a->type, a->identity, tp,
+		       "pending %s: the audit log has no roll entry for it, so how long it "
+		       "has been published is unknown", tp);
+		return CUSTODY_OK;
+	}
+	if (r != CUSTODY_OK)
+		return r;
+	time_text(a->pending.effective, eff);
+	time_text(e.time, staged);
+	span_text(a->pending.effective - e.time, span, sizeof(span));
+	custody_duration_format(p->min_publish, min, sizeof(min));
+	if (a->pending.effective - e.time < p->min_publish)
+		report(t, R_WARNING, "published", a->type, a->identity, tp,
+		       "pending %s takes effect %s, only %s after it was published (%s); "
+		       "min-publish is %s", tp, eff, span, staged, min);
+	else
+		report(t, R_OK, "published", a->type, a->identity, tp,
+		       "pending %s takes effect %s, %s after it was published (%s); "
+		       "min-publish is %s", tp, eff, span, staged, min);
+	custody_audit_entry_clear(&e);
+	return CUSTODY_OK;
+}
+
+/* The rollover target of a (its type's plan), into *out: 1 when found. */
+static int
+find_target(const custody_rollover_target *targets, size_t n, const custody_assignment *a,
+	    const custody_rollover_target **out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(targets[i].assignment.identity, a->identity) == 0) {
+			*out = &targets[i];
+			return 1;
+		}
+	return 0;
+}
+
+/*
+ * A csr-mode rollover wrote a request for a CA and waits for its
+ * certificate: the import stages it.  Until then nothing is pending, and
+ * once the promotion date (notAfter - promote-before) has passed the
+ * successor is late.  Which request waits is what custody rollover itself
+ * decides by (custody_rollover_plan: a request of any member, whose
+ * certificate the store does not hold yet), so that both agree.
+ */
+static void
+check_csr(struct test_run *t, const custody_assignment *a)
+{
+	const custody_rollover_policy *p = custody_config_rollover(&t->cli->cfg, a->type);
+	const custody_rollover_target *target = NULL;
+	custody_rollover_target *targets = NULL;
+	custody_ops_env env;
+	custody_err e = {0};
+	char promote[CUSTODY_TIME_TEXT];
+	int64_t promote_at;
+	size_t n = 0;
+
+	if (p == NULL || !p->enabled || p->mode != CUSTODY_ROLLOVER_CSR ||
+	    a->current.thumbprint[0] == '\0' || a->pending.thumbprint[0] != '\0')
+		return;
+	change_env(t->cli, &env);
+	if (custody_rollover_plan(&env, &t->cli->cfg, a->type, &targets, &n, &e) !=
+	    CUSTODY_OK) {
+		report(t, R_CRITICAL, "csr", a->type, a->identity, NULL,
+		       "cannot tell whether a rollover request waits: %s", e.msg);
+		return;
+	}
+	if (find_target(targets, n, a, &target) && target->waiting_key_id[0] != '\0' &&
+	    target->current.der != NULL) {
+		promote_at = target->current.not_after - p->promote_before;
+		time_text(promote_at, promote);
+		if (t->cli->now >= promote_at)
+			report(t, R_CRITICAL, "csr", a->type, a->identity, NULL,
+			       "the certificate for request %s (rollover of %s) has not been "
+			       "imported and the promotion date %s has passed",
+			       target->waiting_key_id, a->type, promote);
+		else
+			report(t, R_WARNING, "csr", a->type, a->identity, NULL,
+			       "the request %s (rollover of %s) waits for its certificate "
+			       "(import it before %s)", target->waiting_key_id, a->type,
+			       promote);
+	}
+	custody_rollover_targets_free(targets, n);
+}
+
 /*
  * The seam for the cluster check: every node reports the same thumbprint
  * for this assignment.  Not yet: the store holds no node reports (there
@@ -386,6 +639,28 @@ check_cluster(struct test_run *t, const custody_assignment *a)
 {
 	(void)t;
 	(void)a;
+	return CUSTODY_OK;
+}
+
+/* Every check of one assignment (resolved at now, its record genuine);
+ * a store that cannot be read is an error (UNKNOWN). */
+static int
+check_assignment(struct test_run *t, const custody_assignment *a)
+{
+	int r;
+
+	if ((r = check_current(t, a)) != CUSTODY_OK ||
+	    (a->pending.thumbprint[0] != '\0' &&
+	     (r = check_slot(t, a, &a->pending, "pending", "pending certificate",
+			     R_CRITICAL, check_pending_cert)) != CUSTODY_OK) ||
+	    (r = check_rollout(t, a)) != CUSTODY_OK ||
+	    (r = check_published(t, a)) != CUSTODY_OK ||
+	    (a->previous.thumbprint[0] != '\0' &&
+	     (r = check_slot(t, a, &a->previous, "previous-key", "previous certificate",
+			     R_WARNING, check_previous_cert)) != CUSTODY_OK) ||
+	    (r = check_cluster(t, a)) != CUSTODY_OK)
+		return r;
+	check_csr(t, a);
 	return CUSTODY_OK;
 }
 
@@ -495,43 +770,80 @@ select_assignments(struct test_run *t, custody_assignment **out,
 	return CUSTODY_OK;
 }
 
+/* A number of days given as --OPTION TEXT (NULL: not given, *out kept). */
 static int
-parse_warn_days(struct cli *cli, const char *text, int *out)
+parse_days(struct cli *cli, const char *option, const char *text, int *out)
 {
 	char *end = NULL;
 	long v;
 
+	if (text == NULL)
+		return CUSTODY_OK;
 	errno = 0;
 	v = strtol(text, &end, 10);
 	if (errno != 0 || end == text || *end != '\0' || v < 0 || v > WARN_DAYS_MAX)
-		return cli_usage_error(cli, "--warn-days %s: expected a number of days "
-				       "from 0 to %d", text, WARN_DAYS_MAX);
+		return cli_usage_error(cli, "--%s %s: expected a number of days "
+				       "from 0 to %d", option, text, WARN_DAYS_MAX);
 	*out = (int)v;
 	return CUSTODY_OK;
 }
 
+/* The thresholds: the policy's, then the options'. */
+static int
+parse_thresholds(struct test_run *t, const struct test_opts *o)
+{
+	const custody_policy *p = &t->cli->cfg.policy;
+	int r;
+
+	t->warn_days = p->warn_days;
+	t->successor_warn_days = p->successor_warn_days;
+	t->successor_critical_days = p->successor_critical_days;
+	if ((r = parse_days(t->cli, "warn-days", o->warn_days, &t->warn_days)) != CUSTODY_OK ||
+	    (r = parse_days(t->cli, "successor-warn-days", o->successor_warn_days,
+			    &t->successor_warn_days)) != CUSTODY_OK)
+		return r;
+	return parse_days(t->cli, "successor-critical-days", o->successor_critical_days,
+			  &t->successor_critical_days);
+}
+
 const char cmd_test_usage[] =
-	"custody test [-t TYPE] [--warn-days N] [-o table|json]\n"
+	"custody test [-t TYPE] [--warn-days N] [--successor-warn-days N]\n"
+	"             [--successor-critical-days N] [-o table|json]\n"
 	"\n"
 	"Checks every assignment at global and at this node's identity (with -t, those\n"
-	"of TYPE): something is current; its private key is on this node's token and\n"
-	"signs what its certificate verifies; key size and SIP domain policy; valid now;\n"
-	"expiry within N days; a pending certificate valid at its effective date; the\n"
-	"previous certificate's key. One line per check: OK|WARNING|CRITICAL\n"
-	"TYPE/IDENTITY: WHAT. Exit status as monitoring plugins: 0 OK, 1 WARNING,\n"
-	"2 CRITICAL, 3 UNKNOWN (the checks could not run, or a usage error).\n"
+	"of TYPE): something is current (assigned); its private key is on this node's\n"
+	"token and signs what its certificate verifies (key); key size and SIP domain\n"
+	"policy (policy); valid now (valid); expiry within N days (expiry); a successor\n"
+	"staged before it expires (successor); a pending certificate valid at its\n"
+	"effective date (pending, pending-key, pending-policy), its key on every node of\n"
+	"the cluster (rollout) and published for min-publish before it takes effect\n"
+	"(published, with a [rollover TYPE] policy); the previous certificate's key\n"
+	"(previous-key); a csr-mode rollover request waiting for its certificate (csr).\n"
+	"One line per check: OK|WARNING|CRITICAL TYPE/IDENTITY: WHAT. Exit status as\n"
+	"monitoring plugins: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the checks could\n"
+	"not run, or a usage error).\n"
 	"\n"
 	"  -t, --type TYPE          only this type\n"
 	"  --warn-days N            WARNING when a certificate expires within N days\n"
-	"                           (default policy.warn-days, 30)\n";
+	"                           (default policy.warn-days, 30)\n"
+	"  --successor-warn-days N  WARNING when a certificate expires within N days\n"
+	"                           and no successor is staged (default\n"
+	"                           policy.successor-warn-days, 60)\n"
+	"  --successor-critical-days N\n"
+	"                           CRITICAL when it expires within N days with no\n"
+	"                           successor (default policy.successor-critical-days, 14)\n";
 
 int
 cmd_test(struct cli *cli, int argc, char **argv)
 {
-	struct test_opts o = {NULL, NULL};
+	struct test_opts o = {NULL, NULL, NULL, NULL};
 	const struct cli_opt options[] = {
 		CLI_OPT_TEXT("type", OPT_TYPE, &o.type),
 		CLI_OPT_TEXT("warn-days", OPT_WARN_DAYS, &o.warn_days),
+		CLI_OPT_TEXT("successor-warn-days", OPT_SUCCESSOR_WARN_DAYS,
+			     &o.successor_warn_days),
+		CLI_OPT_TEXT("successor-critical-days", OPT_SUCCESSOR_CRITICAL_DAYS,
+			     &o.successor_critical_days),
 		{NULL},
 	};
 	struct test_run t;
@@ -553,9 +865,7 @@ cmd_test(struct cli *cli, int argc, char **argv)
 	     (r = custody_type_canonical(o.type, type, NULL, &cli->err)) != CUSTODY_OK))
 		goto unknown;
 	t.type = o.type != NULL ? type : NULL;
-	t.warn_days = cli->cfg.policy.warn_days;
-	if (o.warn_days != NULL &&
-	    (r = parse_warn_days(cli, o.warn_days, &t.warn_days)) != CUSTODY_OK)
+	if ((r = parse_thresholds(&t, &o)) != CUSTODY_OK)
 		goto unknown;
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
 	    (r = select_assignments(&t, &as, &stored, &n)) != CUSTODY_OK)
@@ -579,16 +889,7 @@ cmd_test(struct cli *cli, int argc, char **argv)
 	for (i = 0; i < n; i++) {
 		if (!integrity_holds(&t, &stored[i]))
 			continue;
-		if ((r = check_current(&t, &as[i])) != CUSTODY_OK ||
-		    (as[i].pending.thumbprint[0] != '\0' &&
-		     (r = check_slot(&t, &as[i], &as[i].pending, "pending",
-				     "pending certificate", R_CRITICAL,
-				     check_pending_cert)) != CUSTODY_OK) ||
-		    (as[i].previous.thumbprint[0] != '\0' &&
-		     (r = check_slot(&t, &as[i], &as[i].previous, "previous-key",
-				     "previous certificate", R_WARNING,
-				     check_previous_cert)) != CUSTODY_OK) ||
-		    (r = check_cluster(&t, &as[i])) != CUSTODY_OK)
+		if ((r = check_assignment(&t, &as[i])) != CUSTODY_OK)
 			goto unknown;
 	}
 	custody_err_clear(&cli->err);

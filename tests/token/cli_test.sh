@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # custody test (Test-CsCertificateConfiguration): one line per check, the
 # monitoring-plugin exit statuses (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN),
-# -o json, --warn-days, --at, pending and previous certificates, a key
+# -o json, --warn-days, --successor-warn-days and --successor-critical-days,
+# --at, pending and previous certificates, a key
 # missing from this node's token, a token or store that cannot be used.
 # Default's certificate S has an EC P-256 key; on a token that cannot sign
 # with EC (openCryptoki 3.8.1) an RSA-2048 one, and there an EC key's
@@ -61,14 +62,15 @@ check "…its key signs and verifies" grep -qx "OK OAuthTokenIssuer/global: priv
 check "…it meets the policy" grep -qx "OK OAuthTokenIssuer/global: RSA-2048 meets the policy" <<<"$out"
 check "…it is valid now" grep -q "^OK OAuthTokenIssuer/global: certificate is valid from .* until " <<<"$out"
 check "…it does not expire within 30 days" grep -q "^OK OAuthTokenIssuer/global: certificate expires in 36[45] days (.*), not within 30 days$" <<<"$out"
+check "…nor within 60: no successor is needed yet" grep -q "^OK OAuthTokenIssuer/global: certificate expires in 36[45] days (.*), not within 60 days: no successor is needed yet$" <<<"$out"
 check "…and changed nothing on the token or in the store" [ "$(state)" = "$before" ]
 
 run test -o json
 check "-o json: exit 0" [ "$rc" -eq 0 ]
 check "-o json: objects with check, result, type, identity, message" \
 	py 'assert all({"check","result","type","identity","message"} <= set(o) for o in d), d'
-check "-o json: the checks are assigned, key, policy, valid, expiry" \
-	py 'assert [o["check"] for o in d] == ["assigned","key","policy","valid","expiry"], d'
+check "-o json: the checks are assigned, key, policy, valid, expiry, successor" \
+	py 'assert [o["check"] for o in d] == ["assigned","key","policy","valid","expiry","successor"], d'
 check "-o json: all OK for OAuthTokenIssuer/global" \
 	py 'assert all((o["result"],o["type"],o["identity"]) == ("OK","OAuthTokenIssuer","global") for o in d), d'
 check "-o json: the key line names the key id" \
@@ -87,20 +89,25 @@ if ! token_can ec-sign; then
 fi
 "$CUSTODY_BIN" -q import --path "$T/s.p12" -t Default >/dev/null
 run test -t Default
-check "a certificate expiring within 30 days is a WARNING: exit 1" [ "$rc" -eq 1 ]
-check "…saying when" grep -Eq "^WARNING Default/node1: certificate expires in (9|10) days \([0-9T:-]+Z\)$" <<<"$out"
+check "a certificate expiring within 14 days with no successor staged is CRITICAL: exit 2" [ "$rc" -eq 2 ]
+check "…saying so" grep -Eq "^CRITICAL Default/node1: certificate expires in (9|10) days \([0-9T:-]+Z\) and no successor is staged$" <<<"$out"
+check "…and expiring within 30 days is a WARNING, saying when" grep -Eq "^WARNING Default/node1: certificate expires in (9|10) days \([0-9T:-]+Z\)$" <<<"$out"
 check "…its other checks are OK" [ "$(grep -c '^OK Default/node1: ' <<<"$out")" -eq 4 ]
 check "…including the $SK key's sign/verify challenge" grep -q "^OK Default/node1: private key [0-9a-f]* on token test signs and verifies$" <<<"$out"
 check "…and its $swhat" grep -qx "OK Default/node1: $SALG meets the policy" <<<"$out"
 run test
-check "without -t the worst result wins: exit 1" [ "$rc" -eq 1 ]
-check "…and both assignments are checked" [ "$(grep -c ' OAuthTokenIssuer/global: ' <<<"$out")" -eq 5 -a "$(grep -c ' Default/node1: ' <<<"$out")" -eq 5 ]
-run test -t Default --warn-days 5
-check "--warn-days 5: exit 0" [ "$rc" -eq 0 ]
+check "without -t the worst result wins: exit 2" [ "$rc" -eq 2 ]
+check "…and both assignments are checked" [ "$(grep -c ' OAuthTokenIssuer/global: ' <<<"$out")" -eq 6 -a "$(grep -c ' Default/node1: ' <<<"$out")" -eq 6 ]
+run test -t Default --warn-days 5 --successor-critical-days 5
+check "--warn-days 5 --successor-critical-days 5: exit 1" [ "$rc" -eq 1 ]
+check "…the one WARNING: no successor within 60 days" \
+	[ "$(grep -v '^OK ' <<<"$out" | grep -Ec '^WARNING Default/node1: certificate expires in (9|10) days \([0-9T:-]+Z\) and no successor is staged$')" -eq 1 -a "$(grep -vc '^OK ' <<<"$out")" -eq 1 ]
+run test -t Default --warn-days 5 --successor-critical-days 5 --successor-warn-days 5
+check "--warn-days 5 --successor-warn-days 5 --successor-critical-days 5: exit 0" [ "$rc" -eq 0 ]
 check "…every line OK" all_ok
-printf '[policy]\nwarn-days = 5\n' >"$T/warn.conf"
+printf '[policy]\nwarn-days = 5\nsuccessor-warn-days = 5\nsuccessor-critical-days = 5\n' >"$T/warn.conf"
 run test -t Default -c "$T/warn.conf"
-check "policy.warn-days from the config file is the default: exit 0" [ "$rc" -eq 0 ]
+check "policy.warn-days, successor-warn-days and successor-critical-days from the config file are the defaults: exit 0" [ "$rc" -eq 0 ]
 run test -t Default --node node2
 check "another node does not see node1's assignment: CRITICAL" [ "$rc" -eq 2 ]
 
@@ -119,6 +126,7 @@ eff=$(date -u -d '+3 days' +%Y-%m-%dT%H:%M:%SZ)
 run test -t OAuthTokenIssuer
 check "a pending certificate valid at its date: exit 0" [ "$rc" -eq 0 ]
 check "…with a pending line" grep -q "^OK OAuthTokenIssuer/global: pending certificate $B becomes current at $eff and is valid then (until .*)$" <<<"$out"
+check "…and B as A's successor" grep -qx "OK OAuthTokenIssuer/global: successor $B staged for $eff" <<<"$out"
 check "…and its key checked" grep -q "^OK OAuthTokenIssuer/global: private key [0-9a-f]* of the pending certificate on token test signs and verifies$" <<<"$out"
 
 # At the effective date B is current and A previous: the previous key is checked.
@@ -177,6 +185,9 @@ check "a store that cannot be opened: UNKNOWN, exit 3" [ "$rc" -eq 3 ]
 run test --warn-days -1
 check "a usage error is UNKNOWN too: exit 3" [ "$rc" -eq 3 ]
 check "…naming the option" grep -q "warn-days -1" <<<"$err"
+run test --successor-critical-days 2w
+check "--successor-critical-days 2w: a usage error, exit 3, naming the option" \
+	bash -c '[ '"$rc"' -eq 3 ] && grep -q -- "--successor-critical-days 2w: expected a number of days" <<<"$0"' "$err"
 run test -o pem
 check "an output format test has no use for: exit 3" [ "$rc" -eq 3 ]
 run test --help

@@ -1713,6 +1713,130 @@ BOTH(a_cluster_change_rolled_back_leaves_nothing)
 	custody_store_close(st);
 }
 
+/* ---------------------------------------------------------------- audit search */
+
+/* Appends entry seq (the chain's next) naming action, type, identity and
+ * thumbprint; its hash is seq's number, written out to 64 digits. */
+static void
+append_entry(custody_store *st, int64_t seq, const char *action, const char *type,
+	     const char *identity, const char *thumbprint)
+{
+	custody_audit_entry e;
+	custody_err err = {0};
+
+	memset(&e, 0, sizeof(e));
+	e.seq = seq;
+	e.time = 1795600800 + seq;
+	strcpy(e.node, "fe01");
+	strcpy(e.actor, "alice");
+	strcpy(e.action, action);
+	strcpy(e.type, type);
+	strcpy(e.identity, identity);
+	strcpy(e.thumbprint, thumbprint);
+	snprintf(e.prev_hash, sizeof(e.prev_hash), "%064lld", (long long)seq - 1);
+	snprintf(e.hash, sizeof(e.hash), "%064lld", (long long)seq);
+	cr_assert_eq(custody_store_append_audit(st, &e, &err), CUSTODY_OK, "%s", err.msg);
+}
+
+/* The seq of the newest entry custody_store_find_audit finds, or 0 for
+ * none (ENOTFOUND). */
+static int64_t
+found_seq(custody_store *st, const char *action, const char *type,
+	  const char *identity, const char *thumbprint)
+{
+	custody_audit_entry e;
+	custody_err err = {0};
+	int64_t seq;
+	int r;
+
+	memset(&e, 0x5a, sizeof(e));
+	e.detail = NULL;
+	r = custody_store_find_audit(st, action, type, identity, thumbprint, &e, &err);
+	if (r == CUSTODY_ENOTFOUND) {
+		cr_assert(contains(err.msg, "has no entry"), "%s", err.msg);
+		cr_assert_eq(e.seq, 0, "a record not found is left empty");
+		return 0;
+	}
+	cr_assert_eq(r, CUSTODY_OK, "%s", err.msg);
+	seq = e.seq;
+	custody_audit_entry_clear(&e);
+	return seq;
+}
+
+BOTH(find_audit_gives_the_newest_entry_that_matches_every_field_given)
+{
+	custody_store *st = open_ok();
+	custody_audit_entry e;
+	custody_err err = {0};
+	char head[CUSTODY_AUDIT_HASH_HEX + 1], head_after[CUSTODY_AUDIT_HASH_HEX + 1];
+	char too_long[CUSTODY_NAME_MAX + 2];
+	int64_t seq = 0, seq_after = 0;
+
+	cr_assert_eq(found_seq(st, "roll", NULL, NULL, NULL), 0, "an empty log has none");
+	begin_ok(st);
+	append_entry(st, 1, "roll", "OAuthTokenIssuer", "global", A);
+	append_entry(st, 2, "set", "OAuthTokenIssuer", "global", A);
+	append_entry(st, 3, "roll", "OAuthTokenIssuer", "node1", A);
+	append_entry(st, 4, "roll", "OAuthTokenIssuer", "global", B);
+	append_entry(st, 5, "roll", "Default", "global", A);
+	append_entry(st, 6, "import", "", "", C);
+	append_entry(st, 7, "roll", "OAuthTokenIssuer", "global", A);
+	append_entry(st, 8, "set", "OAuthTokenIssuer", "global", B);
+	cr_assert_eq(custody_store_commit(st, &err), CUSTODY_OK, "%s", err.msg);
+
+	cr_assert_eq(found_seq(st, "roll", "OAuthTokenIssuer", "global", A), 7,
+		     "the newest of the entries that match");
+	cr_assert_eq(found_seq(st, "roll", "OAuthTokenIssuer", "global", B), 4);
+	cr_assert_eq(found_seq(st, "roll", "OAuthTokenIssuer", "node1", A), 3);
+	cr_assert_eq(found_seq(st, "roll", "Default", NULL, NULL), 5);
+	cr_assert_eq(found_seq(st, "set", NULL, NULL, NULL), 8, "NULL matches any");
+	cr_assert_eq(found_seq(st, NULL, NULL, NULL, NULL), 8,
+		     "no filter: the newest entry");
+	cr_assert_eq(found_seq(st, NULL, NULL, NULL, C), 6);
+	cr_assert_eq(found_seq(st, NULL, "", NULL, NULL), 6,
+		     "\"\" matches an entry that names no type");
+	cr_assert_eq(found_seq(st, "roll", "Default", "node1", NULL), 0,
+		     "every field given must match");
+	cr_assert_eq(found_seq(st, "ROLL", "oauthtokenissuer", "global", A), 0,
+		     "fields are matched exactly, as written");
+	cr_assert_eq(found_seq(st, "request", NULL, NULL, NULL), 0);
+
+	/* The whole entry comes back, as appended. */
+	memset(&e, 0, sizeof(e));
+	cr_assert_eq(custody_store_find_audit(st, "roll", "OAuthTokenIssuer", "node1", NULL,
+					      &e, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(e.time, 1795600803);
+	cr_assert_str_eq(e.node, "fe01");
+	cr_assert_str_eq(e.actor, "alice");
+	cr_assert_str_eq(e.thumbprint, A);
+	cr_assert_str_eq(e.hash, "0000000000000000000000000000000000000000000000000000000000000003");
+	custody_audit_entry_clear(&e);
+
+	/* A value no field could hold is the caller's mistake. */
+	memset(too_long, 'x', sizeof(too_long) - 1);
+	too_long[sizeof(too_long) - 1] = '\0';
+	cr_assert_eq(custody_store_find_audit(st, NULL, too_long, NULL, NULL, &e, &err),
+		     CUSTODY_EUSAGE);
+	cr_assert(contains(err.msg, "type is longer than"), "%s", err.msg);
+	cr_assert_eq(custody_store_find_audit(st, NULL, NULL, NULL, NULL, NULL, &err),
+		     CUSTODY_EUSAGE);
+	cr_assert_eq(custody_store_find_audit(NULL, NULL, NULL, NULL, NULL, &e, &err),
+		     CUSTODY_EUSAGE);
+
+	/* A read: the log and its head are as they were, inside a write
+	 * transaction too. */
+	cr_assert_eq(custody_store_audit_head(st, &seq, head, &err), CUSTODY_OK, "%s", err.msg);
+	begin_ok(st);
+	cr_assert_eq(found_seq(st, "set", "OAuthTokenIssuer", "global", A), 2);
+	custody_store_rollback(st);
+	cr_assert_eq(custody_store_audit_head(st, &seq_after, head_after, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	cr_assert_eq(seq_after, seq);
+	cr_assert_str_eq(head_after, head);
+	cr_assert_eq(sql_int("SELECT count(*) FROM audit"), 8);
+	custody_store_close(st);
+}
+
 /* ---------------------------------------------------------------- URLs */
 
 Test(store, bad_urls_are_usage_errors)

@@ -73,6 +73,8 @@ enum store_sql {
 	STORE_SQL_INSERT_AUDIT,		/* 12 columns                           */
 	STORE_SQL_LAST_AUDIT,
 	STORE_SQL_LIST_AUDIT,		/* since                                */
+	STORE_SQL_FIND_AUDIT,		/* action, type, identity, thumbprint,
+					 * each NULL for any: the newest match   */
 	STORE_SQL_AUDIT_HEAD,
 	STORE_SQL_AUDIT_HEAD_LOCKED,	/* inside a transaction                 */
 

@@ -1029,6 +1029,29 @@ store_core_last_audit(const struct store_core *c, custody_audit_entry *out,
 	return get_record(c, &q, read_audit, out, what, missing, err);
 }
 
+int
+store_core_find_audit(const struct store_core *c, const char *action,
+		      const char *type, const char *identity,
+		      const char *thumbprint, custody_audit_entry *out,
+		      custody_err *err)
+{
+	struct store_query q = { .sql = STORE_SQL_FIND_AUDIT };
+	char what[WHAT_MAX];
+	char missing[WHAT_MAX];
+
+	v_text(&q, action);
+	v_text(&q, type);
+	v_text(&q, identity);
+	v_text(&q, thumbprint);
+	say(what, "cannot read the audit log of store %s", where(c));
+	say(missing, "the audit log of store %s has no entry%s%s%s%s%s%s%s%s",
+	    where(c), action != NULL ? " of action " : "", action != NULL ? action : "",
+	    type != NULL ? " for type " : "", type != NULL ? type : "",
+	    identity != NULL ? " at identity " : "", identity != NULL ? identity : "",
+	    thumbprint != NULL ? " naming " : "", thumbprint != NULL ? thumbprint : "");
+	return get_record(c, &q, read_audit, out, what, missing, err);
+}
+
 struct audit_head {
 	int64_t *seq;
 	char *hash;

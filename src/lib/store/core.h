@@ -69,6 +69,11 @@ int store_core_append_audit(const struct store_core *c,
 			    const custody_audit_entry *e, custody_err *err);
 int store_core_last_audit(const struct store_core *c, custody_audit_entry *out,
 			  custody_err *err);
+/* The newest entry matching every non-NULL argument; ENOTFOUND when none. */
+int store_core_find_audit(const struct store_core *c, const char *action,
+			  const char *type, const char *identity,
+			  const char *thumbprint, custody_audit_entry *out,
+			  custody_err *err);
 /* Inside a transaction the head is read locked (PostgreSQL: FOR UPDATE),
  * so that concurrent appends queue. */
 int store_core_audit_head(const struct store_core *c, int64_t *seq, char *hash,

@@ -154,6 +154,14 @@ static const char *const statements[STORE_SQL_COUNT] = {
 	"SELECT " STORE_REPORT_COLUMNS " FROM node_reports "
 	"WHERE $1::text IS NULL OR node = $1 "
 	"ORDER BY node" IN_BYTE_ORDER ", thumbprint" IN_BYTE_ORDER,
+	/* The casts type a parameter that may be NULL; backwards along the
+	 * primary key, the first match stops the scan. */
+	[STORE_SQL_FIND_AUDIT] =
+	"SELECT " STORE_AUDIT_COLUMNS " FROM audit "
+	"WHERE ($1::text IS NULL OR action = $1) AND ($2::text IS NULL OR type = $2) "
+	"AND ($3::text IS NULL OR identity = $3) "
+	"AND ($4::text IS NULL OR thumbprint = $4) "
+	"ORDER BY seq DESC LIMIT 1",
 };
 
 /* ------------------------------------------------------------ parameters */

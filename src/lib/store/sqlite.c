@@ -138,6 +138,12 @@ static const char *const statements[STORE_SQL_COUNT] = {
 	[STORE_SQL_LIST_REPORTS] =
 	"SELECT " STORE_REPORT_COLUMNS " FROM node_reports "
 	"WHERE $1 IS NULL OR node = $1 ORDER BY node, thumbprint",
+	/* Backwards along the primary key, the first match stops it. */
+	[STORE_SQL_FIND_AUDIT] =
+	"SELECT " STORE_AUDIT_COLUMNS " FROM audit "
+	"WHERE ($1 IS NULL OR action = $1) AND ($2 IS NULL OR type = $2) "
+	"AND ($3 IS NULL OR identity = $3) AND ($4 IS NULL OR thumbprint = $4) "
+	"ORDER BY seq DESC LIMIT 1",
 };
 
 

@@ -1041,6 +1041,9 @@ annotate_holds(custody_store *st, custody_assignment *a, size_t n)
 {
 	custody_node_record *nodes = NULL;
 	custody_report_record *reports = NULL;
+	/* The reports' statement takes a node, NULL for every node's: a
+	 * backend with typed parameters (PostgreSQL) needs that value bound. */
+	struct store_value every_node = { .kind = STORE_NULL };
 	size_t n_nodes = 0, n_reports = 0, i, j, k;
 	int pending = 0, read_ok, held;
 	custody_err ignored;
@@ -1053,8 +1056,8 @@ annotate_holds(custody_store *st, custody_assignment *a, size_t n)
 		return;
 	read_ok = store_core_list(&st->core, STORE_LIST_NODES, NULL, (void **)&nodes,
 				  &n_nodes, &ignored) == CUSTODY_OK &&
-		  store_core_list(&st->core, STORE_LIST_REPORTS, NULL, (void **)&reports,
-				  &n_reports, &ignored) == CUSTODY_OK;
+		  store_core_list(&st->core, STORE_LIST_REPORTS, &every_node,
+				  (void **)&reports, &n_reports, &ignored) == CUSTODY_OK;
 	for (i = 0; i < n; i++) {
 		if (a[i].pending.thumbprint[0] == '\0')
 			continue;
@@ -1256,6 +1259,41 @@ custody_store_last_audit(custody_store *st, custody_audit_entry *out,
 	memset(out, 0, sizeof(*out));
 	r = store_core_last_audit(&st->core, out, err);
 	return r;
+}
+
+/* A filter value that no entry's field could hold (longer than the
+ * field) is a caller's mistake, not "no entry". */
+static int
+check_audit_filter(const char *what, const char *value, size_t max,
+		   custody_err *err)
+{
+	if (value == NULL || strnlen(value, max + 1) <= max)
+		return CUSTODY_OK;
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "cannot search the audit log: the %s is longer "
+			       "than %zu characters", what, max);
+}
+
+int
+custody_store_find_audit(custody_store *st, const char *action,
+			 const char *type, const char *identity,
+			 const char *thumbprint, custody_audit_entry *out,
+			 custody_err *err)
+{
+	int r;
+
+	if ((r = check_store(st, out, "search the audit log", err)) != CUSTODY_OK ||
+	    (r = check_audit_filter("action", action, CUSTODY_AUDIT_ACTION_MAX,
+				    err)) != CUSTODY_OK ||
+	    (r = check_audit_filter("type", type, CUSTODY_NAME_MAX, err)) != CUSTODY_OK ||
+	    (r = check_audit_filter("identity", identity, CUSTODY_NAME_MAX,
+				    err)) != CUSTODY_OK ||
+	    (r = check_audit_filter("thumbprint", thumbprint,
+				    CUSTODY_THUMBPRINT_HEX, err)) != CUSTODY_OK)
+		return r;
+	memset(out, 0, sizeof(*out));
+	return store_core_find_audit(&st->core, action, type, identity,
+				     thumbprint, out, err);
 }
 
 int
