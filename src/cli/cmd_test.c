@@ -16,7 +16,8 @@
  *   policy        key size / curve and SIP domain (policy.*)
  *   valid         valid now
  *   expiry        expires more than N days from now (--warn-days,
- *                 policy.warn-days) — else WARNING
+ *                 policy.warn-days), or a pending successor takes over
+ *                 before — else WARNING
  *   successor     a successor is staged (pending) to take over before
  *                 the current certificate expires — else WARNING within
  *                 --successor-warn-days (policy, 60), CRITICAL within
@@ -400,7 +401,15 @@ check_current_cert(struct test_run *t, const custody_assignment *a,
 	report(t, R_OK, "valid", a->type, a->identity, rec->thumbprint,
 	       "certificate is valid from %s until %s", nb, na);
 	days_text(rec->not_after - now, left, sizeof(left));
-	if (rec->not_after - now < (int64_t)t->warn_days * DAY)
+	/* A successor that takes over in time answers the expiry: the
+	 * successor check speaks of it (a warning every day until the roll
+	 * would teach operators to ignore this one). */
+	if (rec->not_after - now < (int64_t)t->warn_days * DAY &&
+	    a->pending.thumbprint[0] != '\0' && a->pending.effective <= rec->not_after)
+		report(t, R_OK, "expiry", a->type, a->identity, rec->thumbprint,
+		       "certificate expires in %s (%s); its successor takes over before",
+		       left, na);
+	else if (rec->not_after - now < (int64_t)t->warn_days * DAY)
 		report(t, R_WARNING, "expiry", a->type, a->identity, rec->thumbprint,
 		       "certificate expires in %s (%s)", left, na);
 	else

@@ -46,12 +46,14 @@ cat >"$T/stage-hook" <<'EOF'
 	echo "effective=$CUSTODY_EFFECTIVE"
 	echo "pin=${PIN_FOR_HOOK_TEST:-unset}"
 } >>"$HOOK_LOG"
-"$CUSTODY_BIN" metadata -t "$CUSTODY_TYPE" >"$HOOK_LOG.metadata" 2>&1
+# Its own PIN source: the hook is not given the one of rollover (env:).
+"$CUSTODY_BIN" --pin-source "file:$PIN_COPY" metadata -t "$CUSTODY_TYPE" \
+	>"$HOOK_LOG.metadata" 2>&1
 echo "metadata refreshed"
 EOF
 printf '#!/bin/sh\necho "partner refresh failed: 503" >&2\nexit 3\n' >"$T/roll-hook"
 chmod +x "$T/stage-hook" "$T/roll-hook"
-export HOOK_LOG=$T/hook.log CUSTODY_BIN
+export HOOK_LOG=$T/hook.log CUSTODY_BIN PIN_COPY=$T/pin-copy
 
 write_config() { # FILE
 	cat >"$1" <<EOF
@@ -169,14 +171,11 @@ life() {
 	check "$s: …the retirement is in the audit log" [ "$(audit_count remove "$first")" -eq 1 ]
 }
 
-export PIN_FOR_HOOK_TEST=secret-pin-value
-pin_file=${CUSTODY_PIN_SOURCE#file:}
-if [ -n "$pin_file" ] && [ "$pin_file" != "$CUSTODY_PIN_SOURCE" ]; then
-	cp "$pin_file" "$T/pin-copy"
-	# The PIN from an environment variable: the hook must not see it.
-	export PIN_FOR_HOOK_TEST=$(cat "$T/pin-copy")
-	export CUSTODY_PIN_SOURCE=env:PIN_FOR_HOOK_TEST
-fi
+# The PIN from an environment variable: the hooks must not see it.
+cp "${CUSTODY_PIN_SOURCE#file:}" "$T/pin-copy" ||
+	{ echo "Bail out! the test token's PIN is not in a file"; exit 1; }
+export PIN_FOR_HOOK_TEST=$(cat "$T/pin-copy")
+export CUSTODY_PIN_SOURCE=env:PIN_FOR_HOOK_TEST
 life sqlite
 
 if [ -n "${CUSTODY_TEST_PG_URL:-}" ]; then

@@ -105,14 +105,13 @@ check "…staged for day 75" [ "${effective%T*}" = "$(date -u -d "@$(( $(date -u
 run audit -o json
 staged=$(py 'print([x for x in d if x["action"]=="roll" and x["thumbprint"]=="'"$second"'"][-1]["time"])')
 test_oauth 70
-check "day 70, the successor staged: exit 1 (expiry still warns at 20 days left)" [ "$rc" -eq 1 ]
+check "day 70, the successor staged: exit 0 (it takes over before the expiry)" [ "$rc" -eq 0 ]
 check "…the successor line OK, naming it and its date" [ "$(of successor)" = "OK successor $second staged for $effective" ]
 check "…published long enough before it takes effect" \
 	grep -Eqx "OK pending $second takes effect $effective, (74|75) days after it was published \($staged\); min-publish is 48h" <<<"$(of published)"
-check "…expiry the only line that is not OK" [ "$(not_ok_lines)" = "expiry WARNING" ]
-check "…and no cluster, no rollout line" [ -z "$(of rollout)" ]
-test_oauth 70 --warn-days 14
-check "…with --warn-days 14: exit 0" [ "$rc" -eq 0 -a -z "$(not_ok_lines)" ]
+check "…the expiry line OK, saying the successor takes over" \
+	grep -q "^OK certificate expires in .*; its successor takes over before" <<<"$(of expiry)"
+check "…every line OK, and no cluster, no rollout line" [ -z "$(not_ok_lines)" -a -z "$(of rollout)" ]
 test_oauth 76
 check "day 76: the successor is current, all OK (exit 0)" [ "$rc" -eq 0 -a -z "$(not_ok_lines)" ]
 check "…its assigned line names it" grep -q "^OK certificate $second " <<<"$(of assigned)"

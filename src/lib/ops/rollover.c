@@ -831,9 +831,8 @@ run_one_hook(custody_ops_env *env, const custody_rollover_target *t, int which,
 	custody_step("%s/%s: running the %s hook for %s", t->assignment.type,
 		     t->assignment.identity, names[which], res->hook_for[which]);
 	memset(&hr, 0, sizeof(hr));
-	if (custody_hook_run(command, set, unset, HOOK_TIMEOUT_SECONDS, &hr, &err) !=
-	    CUSTODY_OK && hr.output[0] == '\0')
-		snprintf(hr.output, sizeof(hr.output), "%s", err.msg);
+	/* Whatever happened, hr says it (a failure to start in its output). */
+	(void)custody_hook_run(command, set, unset, HOOK_TIMEOUT_SECONDS, &hr, &err);
 	custody_hook_describe(names[which], &hr, res->hook_outcome[which],
 			      sizeof(res->hook_outcome[which]));
 	res->hook_failed[which] = hr.status != 0;
