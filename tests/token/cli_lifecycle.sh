@@ -75,7 +75,7 @@ life() {
 	local s=$1 first second effective want b0 n0
 	: >"$HOOK_LOG"
 	run request --subject "CN=sts.custody.test,O=custody test" --san DNS:sts.custody.test \
-		--self-signed --days 90 -t OAuthTokenIssuer
+		--self-signed --days 90 --label "sts-$s" -t OAuthTokenIssuer
 	check "$s: a 90-day self-signed certificate is current" [ "$rc" -eq 0 ]
 	first=$out
 
