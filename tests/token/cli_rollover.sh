@@ -199,6 +199,14 @@ check "…the other run found it pending (or stood back)" \
 	grep -Eq "is pending|holds the store's rollover lease" "$T/r1.err" "$T/r2.err"
 check "the lease was let go" \
 	grep -q "^node1 [0-9]* 0$" <<<"$(sqlite3 "$T/custody.db" "SELECT value FROM cluster_meta WHERE name = 'rollover_lease'")"
+# A store writer's lease for a century would stop every rollover: a lease
+# that claims longer than any run takes is not honoured.
+sqlite3 "$T/custody.db" "UPDATE cluster_meta SET value = 'node9 4242 $(( $(date +%s) + 100 * 366 * 86400 ))' WHERE name = 'rollover_lease'"
+run rollover -t Racer --at "$(day 76)" -o json
+check "a lease held for a century: rollover exits 0" [ "$rc" -eq 0 ]
+check "…warns that it is not honoured" \
+	grep -q "the store's rollover lease (node node9, process 4242) says it is held until .*: longer than a run may hold it, not honoured" <<<"$err"
+check "…and records the roll that came due" py 'assert d["decisions"][0]["roll_recorded"] is True, d'
 
 # --- PostgreSQL: the same race on a store of its own ---
 if [ -n "${CUSTODY_TEST_PG_URL:-}" ]; then

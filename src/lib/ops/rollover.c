@@ -355,6 +355,14 @@ wall_clock(void)
 	return (int64_t)time(NULL);
 }
 
+/* The furthest expiry a lease taken now may have (a minute of clock skew
+ * between the nodes allowed). */
+static int64_t
+lease_limit(void)
+{
+	return wall_clock() + CUSTODY_ROLLOVER_LEASE_SECONDS + 60;
+}
+
 /* Takes the rollover lease for this process: ECONFLICT naming its holder
  * when another run holds it. */
 static int
@@ -376,7 +384,16 @@ lease_take(custody_ops_env *env, custody_err *err)
 		goto out;
 	r = custody_store_get_meta(env->store, CUSTODY_ROLLOVER_LEASE, value, sizeof(value), err);
 	if (r == CUSTODY_OK && sscanf(value, "%64s %ld %lld", holder, &pid, &until) == 3 &&
-	    until > wall_clock() && !(strcmp(holder, env->node) == 0 && pid == (long)getpid())) {
+	    until > lease_limit()) {
+		/* No run takes a lease that long: a store writer's, which
+		 * would stop every rollover. */
+		custody_warn("the store's rollover lease (node %s, process %ld) says it is held "
+			     "until %s: longer than a run may hold it, not honoured", holder, pid,
+			     custody_time_format((int64_t)until, t));
+		until = 0;
+	}
+	if (r == CUSTODY_OK && until > wall_clock() &&
+	    !(strcmp(holder, env->node) == 0 && pid == (long)getpid())) {
 		r = custody_err_set(err, CUSTODY_ECONFLICT, "another rollover (node %s, process "
 				    "%ld) holds the store's rollover lease until %s", holder, pid,
 				    custody_time_format((int64_t)until, t));
