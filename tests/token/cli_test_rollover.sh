@@ -171,15 +171,7 @@ check "…a csr CRITICAL line" grep -qx "CRITICAL Partner/global: the certificat
 
 # The CA's certificate for the request: its import stages it, and the
 # request no longer waits.
-export CA_PASSWORD=ca-password-for-tests
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -aes256 \
-	-pass env:CA_PASSWORD -out "$T/ca.key" 2>/dev/null
-openssl req -x509 -new -key "$T/ca.key" -passin env:CA_PASSWORD -subj "/CN=custody test CA" \
-	-days 400 -out "$T/ca.pem" 2>/dev/null
-openssl x509 -req -in "$csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -passin env:CA_PASSWORD \
-	-copy_extensions copy -days 120 -set_serial "0x$(openssl rand -hex 8)" \
-	-out "$T/partner2.pem" 2>/dev/null
-issued=$(openssl x509 -in "$T/partner2.pem" -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
+issued=$(ca_issue "$csr" "$T/partner2.pem")
 run import --path "$T/partner2.pem"
 check "the issued certificate imports, staged (exit 0)" [ "$rc" -eq 0 ]
 run test -t Partner --at "$(day 72)" -o json

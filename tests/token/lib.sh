@@ -314,6 +314,24 @@ only_softhsm() {
 
 # --- making test certificates (keys never touch the disk in clear) ---
 
+# ca_issue CSR OUT — the certificate a test CA ($T/ca.pem, made at the first
+# call, its key encrypted under $CA_PASSWORD) issues for the request CSR,
+# valid 120 days with the request's extensions, into OUT; prints its SHA-1
+# thumbprint.
+ca_issue() {
+	export CA_PASSWORD=${CA_PASSWORD:-ca-password-for-tests}
+	if [ ! -f "$T/ca.pem" ]; then
+		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -aes256 \
+			-pass env:CA_PASSWORD -out "$T/ca.key" 2>/dev/null
+		openssl req -x509 -new -key "$T/ca.key" -passin env:CA_PASSWORD \
+			-subj "/CN=custody test CA" -days 400 -out "$T/ca.pem" 2>/dev/null
+	fi
+	openssl x509 -req -in "$1" -CA "$T/ca.pem" -CAkey "$T/ca.key" -passin env:CA_PASSWORD \
+		-copy_extensions copy -days 120 -set_serial "0x$(openssl rand -hex 8)" \
+		-out "$2" 2>/dev/null
+	openssl x509 -in "$2" -noout -fingerprint -sha1 | sed 's/.*=//; s/://g'
+}
+
 # make_p12 NAME CN DAYS [KEYSPEC] [PASSWORD-ENV] — $T/NAME.p12 (encrypted
 # under the password in the named environment variable, or without one).
 make_p12() {

@@ -35,9 +35,10 @@ setup(void)
 
 TestSuite(rollover, .init = setup);
 
-/* The decision at now, with the request that waits (NULL: none). */
+/* The decision at now, with the request that waits (NULL: none), and a
+ * roll that came due: rolled (it took effect), or held for missing. */
 static custody_rollover_decision
-decide_at(int64_t now, const char *waiting)
+decide_with(int64_t now, const char *waiting, int rolled, int held, const char *missing)
 {
 	custody_rollover_facts f;
 	custody_rollover_decision d;
@@ -49,8 +50,17 @@ decide_at(int64_t now, const char *waiting)
 	f.waiting_key_id = waiting;
 	f.now = now;
 	f.overlap = DAY;
+	f.rolled = rolled;
+	f.held = held;
+	f.missing = missing;
 	custody_rollover_decide(&f, &d);
 	return d;
+}
+
+static custody_rollover_decision
+decide_at(int64_t now, const char *waiting)
+{
+	return decide_with(now, waiting, 0, 0, NULL);
 }
 
 Test(rollover, nothing_before_generate_before)
@@ -132,24 +142,10 @@ Test(rollover, the_successor_is_published_min_publish_before_it_takes_effect)
 	cr_assert_eq(decide_at(NOT_AFTER - DAY, NULL).effective, NOT_AFTER);
 }
 
-/* The facts of a roll that came due: rolled (it took effect) or held. */
 static custody_rollover_decision
 decide_roll_at(int64_t now, int rolled, int held, const char *missing)
 {
-	custody_rollover_facts f;
-	custody_rollover_decision d;
-
-	memset(&f, 0, sizeof(f));
-	f.policy = &policy;
-	f.assignment = &assignment;
-	f.current_not_after = NOT_AFTER;
-	f.now = now;
-	f.overlap = DAY;
-	f.rolled = rolled;
-	f.held = held;
-	f.missing = missing;
-	custody_rollover_decide(&f, &d);
-	return d;
+	return decide_with(now, NULL, rolled, held, missing);
 }
 
 Test(rollover, a_roll_that_took_effect_is_recorded_one_held_back_is_said)
