@@ -164,35 +164,37 @@ waits_on_token(custody_ops_env *env, const char *key_id)
 }
 
 /* The newest rollover request of (type, identity) that waits for its
- * certificate, from the audit log, into out ("" when none). */
+ * certificate, from the audit log, into out ("" when none): the newest
+ * "request" entry of the pair without a thumbprint (a csr request's; a
+ * self-signed one names its certificate), read alone. */
 static int
 find_waiting_request(custody_ops_env *env, const char *type, const char *identity,
 		     char out[CUSTODY_KEY_ID_HEX + 1], custody_err *err)
 {
-	custody_audit_entry *log = NULL;
+	custody_audit_entry e;
 	custody_cert_record *certs = NULL;
-	size_t n_log = 0, n_certs = 0, i;
+	size_t n_certs = 0;
 	char id[CUSTODY_KEY_ID_HEX + 1];
 	int r;
 
 	out[0] = '\0';
-	if ((r = custody_store_list_audit(env->store, 0, &log, &n_log, err)) != CUSTODY_OK)
-		return r;
+	memset(&e, 0, sizeof(e));
+	r = custody_store_find_audit(env->store, CUSTODY_AUDIT_REQUEST, type, identity, "", &e,
+				     err);
+	if (r == CUSTODY_ENOTFOUND) {
+		custody_err_clear(err);
+		return CUSTODY_OK;
+	}
+	if (r != CUSTODY_OK || !custody_request_csr_key_id(&e, id))
+		goto out;
 	if ((r = custody_store_list_certs(env->store, &certs, &n_certs, err)) != CUSTODY_OK)
 		goto out;
-	for (i = n_log; i-- > 0;) {
-		if (strcasecmp(log[i].type, type) != 0 ||
-		    strcasecmp(log[i].identity, identity) != 0 ||
-		    !custody_request_csr_key_id(&log[i], id))
-			continue;
-		if (!store_has_key_cert(certs, n_certs, id) &&
-		    (strcmp(log[i].node, env->node) != 0 || waits_on_token(env, id)))
-			memcpy(out, id, sizeof(id));
-		break;	/* the newest request decides */
-	}
+	if (!store_has_key_cert(certs, n_certs, id) &&
+	    (strcmp(e.node, env->node) != 0 || waits_on_token(env, id)))
+		memcpy(out, id, sizeof(id));
 out:
 	custody_cert_records_free(certs, n_certs);
-	custody_audit_entries_free(log, n_log);
+	custody_audit_entry_clear(&e);
 	return r;
 }
 
