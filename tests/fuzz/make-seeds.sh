@@ -186,6 +186,38 @@ printf '\001{"alg":"RS256","x5t":"@X5T@","crit":["b64"]}\n{"exp":1e300}' > "$out
 printf '\001{"alg":"RS256","x5t":"@X5T@"}\n{"exp":1800000000,"exp":1}' > "$out/jws/repeated"
 printf '\041{"alg":"RS256","x5t":"@X5T@"}\n{"exp":"soon"}' > "$out/jws/exp-string"
 
+# agent_wire: one valid frame of each kind (custody/agent_wire.h), the
+# certificates those of the bundle seeds, as DER.
+rm -rf "$out/agent_wire"
+mkdir -p "$out/agent_wire"
+ossl x509 -in "$tmp/leaf.pem" -outform DER -out "$tmp/leaf.der"
+ossl x509 -in "$tmp/ca.pem" -outform DER -out "$tmp/ca.der"
+python3 - "$out/agent_wire" "$tmp/leaf.der" "$tmp/ca.der" <<'PY'
+import struct, sys
+out, leaf, ca = sys.argv[1], open(sys.argv[2], 'rb').read(), open(sys.argv[3], 'rb').read()
+TP, TP2 = '0123456789ABCDEF0123456789ABCDEF01234567', 'FEDCBA9876543210FEDCBA9876543210FEDCBA98'
+def field(tag, v):
+    v = v.encode() if isinstance(v, str) else v
+    return bytes([tag]) + struct.pack('>H', len(v)) + v
+def seed(name, kind, *fields):
+    body = bytes([1, kind]) + b''.join(fields)
+    open(out + '/' + name, 'wb').write(struct.pack('>I', len(body)) + body)
+entry = lambda t, i, tp, w: field(15, field(1, t) + field(2, i) + field(8, tp) + field(3, w))
+seed('sign-request', 1, field(1, 'OAuthTokenIssuer'), field(4, b'\2'), field(5, b'\1'), field(6, bytes(range(32))))
+seed('sign-request-full', 1, field(6, bytes(48)), field(5, b'\2'), field(4, b'\3'), field(3, 'previous'),
+     field(2, 'fe01.contoso.example'), field(1, 'WebServicesInternal'))
+seed('sign-response', 2, field(7, bytes([0xa5]) * 256), field(8, TP))
+seed('cert-request', 3, field(1, 'Default'), field(2, 'global'), field(3, 'pending'))
+seed('cert-response', 4, field(8, TP), field(9, leaf), field(10, ca))
+seed('jwt-request', 5, field(1, 'OAuthTokenIssuer'), field(2, 'global'),
+     field(11, '{"aud":"00000002-0000-0ff1-ce00-000000000000",\n\t"nameid":"Zo\u00eb","nbf":1}'),
+     field(12, struct.pack('>I', 3600)), field(13, 'PS256'))
+seed('jwt-response', 6, field(14, 'eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjF9.c2ln'))
+seed('list-request', 7)
+seed('list-response', 8, entry('OAuthTokenIssuer', 'global', TP, 'current'), entry('Custom_1', 'fe01', TP2, 'pending'))
+seed('error', 9, field(16, struct.pack('>I', 3)), field(17, 'no certificate is assigned for type Default \u2014 see custody list'))
+PY
+
 echo "seeds written to $out:"
 for d in "$out"/*/; do
 	printf '  %-16s %3d files %7d bytes\n' "$(basename "$d")" \
