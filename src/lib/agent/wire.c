@@ -285,8 +285,8 @@ utf8_printable(const unsigned char *v, size_t n, const char *allowed)
 	return 1;
 }
 
-/* first: the class of the first character; the rest: letters, digits and
- * the characters of more. */
+/* A name: a letter first (or a letter or digit, digit_first), then
+ * letters, digits and the characters of more. */
 static int
 is_name(const unsigned char *v, size_t n, int digit_first, const char *more)
 {
@@ -298,7 +298,7 @@ is_name(const unsigned char *v, size_t n, int digit_first, const char *more)
 		digit = v[i] >= '0' && v[i] <= '9';
 		if (i == 0 && !(alpha || (digit_first && digit)))
 			return 0;
-		if (!alpha && !digit && strchr(more, v[i]) == NULL)
+		if (!alpha && !digit && (v[i] == '\0' || strchr(more, v[i]) == NULL))
 			return 0;
 	}
 	return n > 0;
