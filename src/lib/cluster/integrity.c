@@ -119,7 +119,7 @@ tag(void *ctx, const unsigned char digest[CUSTODY_TAG_INPUT_LEN],
     int for_write, char out[CUSTODY_TAG_HEX + 1], custody_err *err)
 {
 	struct integrity *ig = ctx;
-	int r;
+	int r = CUSTODY_EFAIL;
 
 	out[0] = '\0';
 	if (ig->borrow != NULL && (ig->tok = ig->borrow(ig->arg, err)) == NULL)
