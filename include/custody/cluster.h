@@ -216,18 +216,6 @@ int custody_cluster_report_held(custody_store *st, const char *node,
 				const char *thumbprint, const char *detail,
 				custody_err *err);
 
-/*
- * The gate of a roll: the members that have joined, must hold the key of
- * a's pending certificate before it takes effect
- * (custody_assign_pending_needs) and do not report holding it — their
- * names, ", "-separated, into names (cut at size), and how many.  None
- * when nothing is pending.  The store's reads hold such a roll back
- * (custody_assignment.hold_pending); this says who it waits for.
- */
-int custody_cluster_pending_missing(custody_store *st, const custody_assignment *a,
-				    char *names, size_t size, size_t *n_missing,
-				    custody_err *err);
-
 /* The rule of issue 5: a key that is not replicable cannot be assigned at
  * `global` while the cluster has more than one node.  OK for any other
  * identity, for a cluster of at most one node, when the store holds a

@@ -300,6 +300,19 @@ int custody_store_list_reports(custody_store *st, const char *node,
 			       custody_report_record **out, size_t *n,
 			       custody_err *err);
 
+/*
+ * The gate of a roll, the one rule the store's reads of assignments
+ * follow (custody_assignment.hold_pending): of the members that have
+ * joined, *needed must hold the key of a's pending certificate
+ * (custody_assign_pending_needs) before it takes effect, and *missing of
+ * them do not report holding it — their names, ", "-separated, into
+ * names (cut at size; NULL: not wanted).  Both 0 when nothing is pending
+ * or there is no cluster.
+ */
+int custody_store_roll_gate(custody_store *st, const custody_assignment *a,
+			    size_t *needed, size_t *missing, char *names, size_t size,
+			    custody_err *err);
+
 /* Cluster facts by name ("kek_kcv", "kek_node", "kek_created_at"): short
  * printable text.  get: ENOTFOUND when unset; value gets at most size-1
  * bytes (EFAIL when it does not fit).  put: replace = 0 refuses a name

@@ -467,28 +467,6 @@ check_previous_cert(struct test_run *t, const custody_assignment *a,
 	check_key(t, a, "previous-key", " of the previous certificate", R_WARNING, rec, x);
 }
 
-/* How many members of the cluster (joined) must hold the key of a's
- * pending certificate before the roll takes effect
- * (custody_assign_pending_needs): 0 without a cluster. */
-static int
-count_pending_needs(struct test_run *t, const custody_assignment *a, size_t *needs)
-{
-	custody_node_record *nodes = NULL;
-	size_t n = 0, i;
-	int r;
-
-	*needs = 0;
-	if ((r = custody_store_list_nodes(t->cli->store, &nodes, &n, &t->cli->err)) !=
-	    CUSTODY_OK)
-		return r;
-	for (i = 0; i < n; i++)
-		if (strcmp(nodes[i].state, "joined") == 0 &&
-		    custody_assign_pending_needs(a, nodes[i].name))
-			(*needs)++;
-	custody_node_records_free(nodes, n);
-	return CUSTODY_OK;
-}
-
 /*
  * The pending certificate's key is on every member that will sign with
  * it.  A due roll waits for the members that lack it (the store's reads
@@ -505,10 +483,8 @@ check_rollout(struct test_run *t, const custody_assignment *a)
 
 	if (tp[0] == '\0')
 		return CUSTODY_OK;
-	if ((r = count_pending_needs(t, a, &needs)) != CUSTODY_OK || needs == 0)
-		return r;
-	if ((r = custody_cluster_pending_missing(t->cli->store, a, names, sizeof(names),
-						 &missing, &t->cli->err)) != CUSTODY_OK)
+	if ((r = custody_store_roll_gate(t->cli->store, a, &needs, &missing, names,
+					 sizeof(names), &t->cli->err)) != CUSTODY_OK || needs == 0)
 		return r;
 	time_text(a->pending.effective, eff);
 	if (missing == 0)

@@ -253,7 +253,7 @@ read_target(custody_ops_env *env, custody_rollover_target *t, const char *type,
 	custody_assignment stored;
 	custody_rollover_facts f;
 	char missing[256] = "";
-	size_t n_missing = 0;
+	size_t n_needed = 0, n_missing = 0;
 	int r;
 
 	custody_cert_record_clear(&t->current);
@@ -264,9 +264,8 @@ read_target(custody_ops_env *env, custody_rollover_target *t, const char *type,
 	f.rolled = custody_assign_resolve(&stored, env->now, &t->assignment);
 	f.held = stored.hold_pending && stored.pending.thumbprint[0] != '\0' &&
 		 stored.pending.effective <= env->now;
-	if (f.held && (r = custody_cluster_pending_missing(env->store, &stored, missing,
-							   sizeof(missing), &n_missing,
-							   err)) != CUSTODY_OK)
+	if (f.held && (r = custody_store_roll_gate(env->store, &stored, &n_needed, &n_missing,
+						   missing, sizeof(missing), err)) != CUSTODY_OK)
 		return r;
 	f.missing = missing;
 	if (t->assignment.current.thumbprint[0] != '\0' &&

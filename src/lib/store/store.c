@@ -1031,9 +1031,60 @@ list_records(custody_store *st, enum store_list list,
 	return store_core_list(&st->core, list, filter, out, n, err);
 }
 
-/* The gate of a roll (custody_assign_pending_needs): each assignment with
- * a pending certificate is held back (hold_pending) while a member that
- * has joined and signs with it does not report holding the key.  What
+/* The gate of a roll over nodes and reports already read: how many
+ * members that have joined must hold the key of a's pending certificate
+ * (custody_assign_pending_needs), and how many of them do not report
+ * holding it, their names ", "-separated into names (NULL: not wanted). */
+static void
+gate_count(const custody_assignment *a, const custody_node_record *nodes, size_t n_nodes,
+	   const custody_report_record *reports, size_t n_reports, size_t *needed,
+	   size_t *missing, char *names, size_t size)
+{
+	size_t i, k, used = 0;
+	int held;
+
+	*needed = *missing = 0;
+	if (names != NULL && size > 0)
+		names[0] = '\0';
+	for (i = 0; i < n_nodes; i++) {
+		if (strcmp(nodes[i].state, "joined") != 0 ||
+		    !custody_assign_pending_needs(a, nodes[i].name))
+			continue;
+		(*needed)++;
+		for (k = 0, held = 0; k < n_reports && !held; k++)
+			held = reports[k].held && strcmp(reports[k].node, nodes[i].name) == 0 &&
+			       strcmp(reports[k].thumbprint, a->pending.thumbprint) == 0;
+		if (held)
+			continue;
+		if (names != NULL && used < size)
+			used += (size_t)snprintf(names + used, size - used, "%s%s",
+						 *missing > 0 ? ", " : "", nodes[i].name);
+		(*missing)++;
+	}
+}
+
+/* Every node and every node's reports, for the gate. */
+static int
+gate_read(custody_store *st, custody_node_record **nodes, size_t *n_nodes,
+	  custody_report_record **reports, size_t *n_reports, custody_err *err)
+{
+	/* The reports' statement takes a node, NULL for every node's: a
+	 * backend with typed parameters (PostgreSQL) needs that value bound. */
+	struct store_value every_node = { .kind = STORE_NULL };
+	int r;
+
+	*nodes = NULL;
+	*reports = NULL;
+	*n_nodes = *n_reports = 0;
+	if ((r = store_core_list(&st->core, STORE_LIST_NODES, NULL, (void **)nodes, n_nodes,
+				 err)) != CUSTODY_OK)
+		return r;
+	return store_core_list(&st->core, STORE_LIST_REPORTS, &every_node, (void **)reports,
+			       n_reports, err);
+}
+
+/* Each assignment with a pending certificate is held back (hold_pending)
+ * while a member that must hold its key does not report holding it.  What
  * cannot be read holds every roll back: a roll never takes effect on
  * facts the store could not give. */
 static void
@@ -1041,11 +1092,8 @@ annotate_holds(custody_store *st, custody_assignment *a, size_t n)
 {
 	custody_node_record *nodes = NULL;
 	custody_report_record *reports = NULL;
-	/* The reports' statement takes a node, NULL for every node's: a
-	 * backend with typed parameters (PostgreSQL) needs that value bound. */
-	struct store_value every_node = { .kind = STORE_NULL };
-	size_t n_nodes = 0, n_reports = 0, i, j, k;
-	int pending = 0, read_ok, held;
+	size_t n_nodes = 0, n_reports = 0, i, needed, missing;
+	int pending = 0, read_ok;
 	custody_err ignored;
 
 	for (i = 0; i < n; i++) {
@@ -1054,27 +1102,37 @@ annotate_holds(custody_store *st, custody_assignment *a, size_t n)
 	}
 	if (!pending)
 		return;
-	read_ok = store_core_list(&st->core, STORE_LIST_NODES, NULL, (void **)&nodes,
-				  &n_nodes, &ignored) == CUSTODY_OK &&
-		  store_core_list(&st->core, STORE_LIST_REPORTS, &every_node,
-				  (void **)&reports, &n_reports, &ignored) == CUSTODY_OK;
+	read_ok = gate_read(st, &nodes, &n_nodes, &reports, &n_reports, &ignored) == CUSTODY_OK;
 	for (i = 0; i < n; i++) {
 		if (a[i].pending.thumbprint[0] == '\0')
 			continue;
-		a[i].hold_pending = !read_ok;
-		for (j = 0; read_ok && j < n_nodes && !a[i].hold_pending; j++) {
-			if (strcmp(nodes[j].state, "joined") != 0 ||
-			    !custody_assign_pending_needs(&a[i], nodes[j].name))
-				continue;
-			for (k = 0, held = 0; k < n_reports && !held; k++)
-				held = reports[k].held &&
-				       strcmp(reports[k].node, nodes[j].name) == 0 &&
-				       strcmp(reports[k].thumbprint, a[i].pending.thumbprint) == 0;
-			a[i].hold_pending = !held;
-		}
+		gate_count(&a[i], nodes, n_nodes, reports, n_reports, &needed, &missing, NULL, 0);
+		a[i].hold_pending = !read_ok || missing > 0;
 	}
 	custody_node_records_free(nodes, n_nodes);
 	free(reports);
+}
+
+int
+custody_store_roll_gate(custody_store *st, const custody_assignment *a, size_t *needed,
+			size_t *missing, char *names, size_t size, custody_err *err)
+{
+	custody_node_record *nodes = NULL;
+	custody_report_record *reports = NULL;
+	size_t n_nodes = 0, n_reports = 0;
+	int r;
+
+	*needed = *missing = 0;
+	if (names != NULL && size > 0)
+		names[0] = '\0';
+	if ((r = check_store(st, a, "read the gate of a roll", err)) != CUSTODY_OK ||
+	    a->pending.thumbprint[0] == '\0')
+		return r;
+	if ((r = gate_read(st, &nodes, &n_nodes, &reports, &n_reports, err)) == CUSTODY_OK)
+		gate_count(a, nodes, n_nodes, reports, n_reports, needed, missing, names, size);
+	custody_node_records_free(nodes, n_nodes);
+	free(reports);
+	return r;
 }
 
 int
