@@ -237,6 +237,9 @@ int custody_rollover_import_roll(custody_ops_env *env, const custody_config *cfg
 #define CUSTODY_ROLLOVER_POST_STAGE "post-stage"
 #define CUSTODY_ROLLOVER_POST_ROLL "post-roll"
 
+/* The hook res->claimed[which] and its kin name: 0 post-stage, 1 post-roll. */
+const char *custody_rollover_hook_name(int which);
+
 /* The name of the store's rollover lease (a cluster fact). */
 #define CUSTODY_ROLLOVER_LEASE "rollover_lease"
 /* How long a lease lasts unless let go: longer than any generation. */

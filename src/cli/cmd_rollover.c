@@ -43,15 +43,13 @@ any_enabled(const struct cli *cli, const char *only_type)
 static json_t *
 hooks_json(const custody_rollover_result *res)
 {
-	static const char *const names[2] = {CUSTODY_ROLLOVER_POST_STAGE,
-					      CUSTODY_ROLLOVER_POST_ROLL};
 	json_t *a = json_array();
 	int i;
 
 	for (i = 0; i < 2; i++)
 		if (res->claimed[i])
 			json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:s}", "hook",
-				names[i], "thumbprint", res->hook_for[i], "ok",
+				custody_rollover_hook_name(i), "thumbprint", res->hook_for[i], "ok",
 				!res->hook_failed[i], "outcome", res->hook_outcome[i]));
 	return a;
 }

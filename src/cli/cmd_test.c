@@ -521,7 +521,7 @@ check_published(struct test_run *t, const custody_assignment *a)
 
 	if (tp[0] == '\0' || p == NULL)
 		return CUSTODY_OK;
-	r = custody_store_find_audit(t->cli->store, "roll", a->type, a->identity, tp, &e,
+	r = custody_store_find_audit(t->cli->store, CUSTODY_AUDIT_ROLL, a->type, a->identity, tp, &e,
 				     &t->cli->err);
 	if (r == CUSTODY_ENOTFOUND) {
 		custody_err_clear(&t->cli->err);

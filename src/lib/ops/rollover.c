@@ -236,7 +236,7 @@ read_hooks_owed(custody_ops_env *env, custody_rollover_target *t, custody_err *e
 		if ((has = audit_has(env->store, CUSTODY_ROLLOVER_POST_ROLL, a->type, a->identity,
 				     a->current.thumbprint, err)) < 0)
 			return err->code;
-		if (!has && (staged = audit_has(env->store, "roll", a->type, a->identity,
+		if (!has && (staged = audit_has(env->store, CUSTODY_AUDIT_ROLL, a->type, a->identity,
 						a->current.thumbprint, err)) < 0)
 			return err->code;
 		t->post_roll_owed = !has && staged;
@@ -804,6 +804,12 @@ custody_rollover_apply(custody_ops_env *env, custody_rollover_target *t,
 
 /* ------------------------------------------------------------ hooks */
 
+const char *
+custody_rollover_hook_name(int which)
+{
+	return which == 0 ? CUSTODY_ROLLOVER_POST_STAGE : CUSTODY_ROLLOVER_POST_ROLL;
+}
+
 #define HOOK_TIMEOUT_SECONDS 120
 #define HOOK_VARS 8
 
@@ -820,8 +826,6 @@ static void
 run_one_hook(custody_ops_env *env, const custody_rollover_target *t, int which,
 	     custody_rollover_result *res)
 {
-	static const char *const names[2] = {CUSTODY_ROLLOVER_POST_STAGE,
-					      CUSTODY_ROLLOVER_POST_ROLL};
 	char vars[HOOK_VARS][CUSTODY_NAME_MAX + 64], when[CUSTODY_TIME_TEXT];
 	const char *set[HOOK_VARS + 1], *unset[3] = {NULL, NULL, NULL};
 	const char *command = which == 0 ? t->policy->post_stage : t->policy->post_roll;
@@ -829,7 +833,7 @@ run_one_hook(custody_ops_env *env, const custody_rollover_target *t, int which,
 	custody_err err;
 	size_t n_unset = 0, i;
 
-	snprintf(vars[0], sizeof(vars[0]), "CUSTODY_HOOK=%s", names[which]);
+	snprintf(vars[0], sizeof(vars[0]), "CUSTODY_HOOK=%s", custody_rollover_hook_name(which));
 	snprintf(vars[1], sizeof(vars[1]), "CUSTODY_TYPE=%s", t->assignment.type);
 	snprintf(vars[2], sizeof(vars[2]), "CUSTODY_IDENTITY=%s", t->assignment.identity);
 	snprintf(vars[3], sizeof(vars[3]), "CUSTODY_THUMBPRINT=%s", res->hook_for[which]);
@@ -847,11 +851,11 @@ run_one_hook(custody_ops_env *env, const custody_rollover_target *t, int which,
 		unset_env_source(t->cfg->so_pin_source, unset, &n_unset);
 	}
 	custody_step("%s/%s: running the %s hook for %s", t->assignment.type,
-		     t->assignment.identity, names[which], res->hook_for[which]);
+		     t->assignment.identity, custody_rollover_hook_name(which), res->hook_for[which]);
 	memset(&hr, 0, sizeof(hr));
 	/* Whatever happened, hr says it (a failure to start in its output). */
 	(void)custody_hook_run(command, set, unset, HOOK_TIMEOUT_SECONDS, &hr, &err);
-	custody_hook_describe(names[which], &hr, res->hook_outcome[which],
+	custody_hook_describe(custody_rollover_hook_name(which), &hr, res->hook_outcome[which],
 			      sizeof(res->hook_outcome[which]));
 	res->hook_failed[which] = hr.status != 0;
 	if (res->hook_failed[which])
@@ -866,8 +870,6 @@ int
 custody_rollover_run_hooks(custody_ops_env *env, const custody_rollover_target *t,
 			   custody_rollover_result *res, custody_err *err)
 {
-	static const char *const names[2] = {CUSTODY_ROLLOVER_POST_STAGE,
-					      CUSTODY_ROLLOVER_POST_ROLL};
 	custody_txn tx;
 	int which, r = CUSTODY_OK;
 
@@ -880,7 +882,7 @@ custody_rollover_run_hooks(custody_ops_env *env, const custody_rollover_target *
 			break;
 		custody_txn_init(&tx, env->store, env->token, env->node, err);
 		if ((r = custody_txn_begin(&tx)) == CUSTODY_OK &&
-		    (r = custody_txn_audit(&tx, names[which], t->assignment.type,
+		    (r = custody_txn_audit(&tx, custody_rollover_hook_name(which), t->assignment.type,
 					   t->assignment.identity, res->hook_for[which],
 					   res->hook_prev[which], res->hook_outcome[which])) ==
 		    CUSTODY_OK)
