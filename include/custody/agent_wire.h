@@ -36,8 +36,15 @@
  * JSON whitespace TAB, LF and CR).  Which fields each kind takes:
  *
  *   SIGN_REQUEST   type R, identity O, which O (default current),
- *                  scheme R, hash R, digest R
- *   SIGN_RESPONSE  signature R, thumbprint R
+ *                  scheme O (default: by the key, RSA PKCS#1 v1.5 or
+ *                  ECDSA), hash R, digest R, thumbprint O (sign with
+ *                  that certificate's key, provided it is in one of the
+ *                  assignment's slots; which is then not consulted)
+ *   SIGN_RESPONSE  identity R (where the assignment was found), scheme R
+ *                  (the one used), signature R, thumbprint R
+ *
+ * An ECDSA signature is a DER ECDSA-Sig-Value on the wire (as X.509 and
+ * `openssl dgst` take it); a client that needs r || s (JWS) converts it.
  *   CERT_REQUEST   type R, identity O, which O
  *   CERT_RESPONSE  certificate R, chain O (0..8), thumbprint R
  *   JWT_REQUEST    type R, identity O, claims R, lifetime O, alg O
@@ -107,8 +114,9 @@ enum custody_agent_which {
 	CUSTODY_AGENT_PENDING = 2,
 };
 
-/* Values as on the wire. */
+/* Values as on the wire; 0 is the default (a request's: by the key). */
 enum custody_agent_scheme {
+	CUSTODY_AGENT_SCHEME_AUTO = 0,
 	CUSTODY_AGENT_RSA_PKCS1 = 1,
 	CUSTODY_AGENT_RSA_PSS = 2,
 	CUSTODY_AGENT_ECDSA = 3,
@@ -137,9 +145,12 @@ typedef struct custody_agent_sign_request {
 	enum custody_agent_hash hash;
 	unsigned char digest[CUSTODY_AGENT_DIGEST_MAX];
 	size_t digest_len;
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];	/* "": by which */
 } custody_agent_sign_request;
 
 typedef struct custody_agent_sign_response {
+	char identity[CUSTODY_NAME_MAX + 1];
+	enum custody_agent_scheme scheme;
 	unsigned char signature[CUSTODY_AGENT_SIGNATURE_MAX];
 	size_t signature_len;
 	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];

@@ -73,9 +73,13 @@ same_msg(const custody_agent_msg *a, const custody_agent_msg *b)
 		       same_text(sa->identity, sb->identity) &&
 		       sa->which == sb->which && sa->scheme == sb->scheme &&
 		       sa->hash == sb->hash &&
-		       same_bytes(sa->digest, sa->digest_len, sb->digest, sb->digest_len);
+		       same_bytes(sa->digest, sa->digest_len, sb->digest, sb->digest_len) &&
+		       same_text(sa->thumbprint, sb->thumbprint);
 	case CUSTODY_AGENT_SIGN_RESPONSE:
-		return same_bytes(a->u.sign_response.signature,
+		return same_text(a->u.sign_response.identity,
+				 b->u.sign_response.identity) &&
+		       a->u.sign_response.scheme == b->u.sign_response.scheme &&
+		       same_bytes(a->u.sign_response.signature,
 				  a->u.sign_response.signature_len,
 				  b->u.sign_response.signature,
 				  b->u.sign_response.signature_len) &&

@@ -229,9 +229,12 @@ msg_equal(const custody_agent_msg *a, const custody_agent_msg *b)
 		       strcmp(sa->identity, sb->identity) == 0 &&
 		       sa->which == sb->which && sa->scheme == sb->scheme &&
 		       sa->hash == sb->hash && sa->digest_len == sb->digest_len &&
-		       memcmp(sa->digest, sb->digest, sa->digest_len) == 0;
+		       memcmp(sa->digest, sb->digest, sa->digest_len) == 0 &&
+		       strcmp(sa->thumbprint, sb->thumbprint) == 0;
 	case CUSTODY_AGENT_SIGN_RESPONSE:
-		return a->u.sign_response.signature_len == b->u.sign_response.signature_len &&
+		return strcmp(a->u.sign_response.identity, b->u.sign_response.identity) == 0 &&
+		       a->u.sign_response.scheme == b->u.sign_response.scheme &&
+		       a->u.sign_response.signature_len == b->u.sign_response.signature_len &&
 		       memcmp(a->u.sign_response.signature, b->u.sign_response.signature,
 			      a->u.sign_response.signature_len) == 0 &&
 		       strcmp(a->u.sign_response.thumbprint, b->u.sign_response.thumbprint) == 0;
@@ -320,6 +323,7 @@ sign_request(int full)
 	if (full) {
 		strcpy(s->identity, "fe01.contoso.example");
 		s->which = CUSTODY_AGENT_PREVIOUS;
+		strcpy(s->thumbprint, TP);
 	}
 	return m;
 }
@@ -333,6 +337,8 @@ sign_response(void)
 	memset(m->u.sign_response.signature, 0xa5, 256);
 	m->u.sign_response.signature[0] = 0;	/* a NUL in bytes is fine */
 	strcpy(m->u.sign_response.thumbprint, TP);
+	strcpy(m->u.sign_response.identity, "global");
+	m->u.sign_response.scheme = CUSTODY_AGENT_RSA_PKCS1;
 	return m;
 }
 
@@ -796,6 +802,17 @@ Test(agent_wire, sign_response_and_thumbprints)
 	frame_refused(f, "agent frame: sign response: field thumbprint has 41 bytes, not 40");
 	f = frame_new(1, CUSTODY_AGENT_SIGN_RESPONSE);
 	frame_field(f, T_SIGNATURE, sig, 64);
+	frame_text(f, T_THUMBPRINT, TP);
+	frame_refused(f, "agent frame: sign response: required field identity is missing");
+	f = frame_new(1, CUSTODY_AGENT_SIGN_RESPONSE);
+	frame_text(f, T_IDENTITY, "global");
+	frame_field(f, T_SIGNATURE, sig, 64);
+	frame_text(f, T_THUMBPRINT, TP);
+	frame_refused(f, "agent frame: sign response: required field scheme is missing");
+	f = frame_new(1, CUSTODY_AGENT_SIGN_RESPONSE);
+	frame_text(f, T_IDENTITY, "global");
+	frame_byte(f, T_SCHEME, CUSTODY_AGENT_ECDSA);
+	frame_field(f, T_SIGNATURE, sig, 64);
 	frame_refused(f, "agent frame: sign response: required field thumbprint is missing");
 }
 
@@ -1026,14 +1043,15 @@ cut_accepted(const unsigned char *frame, size_t cut, unsigned char *scratch,
 Test(agent_wire, truncation_at_every_byte_is_refused)
 {
 	/* Each kind with every field, and how many cuts leave a valid
-	 * shorter frame: a cert request cut after its type or identity, a
+	 * shorter frame: a sign request cut before its thumbprint, a cert
+	 * request cut after its type or identity, a
 	 * jwt request after its claims or lifetime, a cert response before
 	 * each chain certificate, a list response before each entry. */
 	struct {
 		custody_agent_msg *m;
 		int shorter_frames;
 	} cases[] = {
-		{sign_request(1), 0}, {sign_response(), 0}, {cert_request(1), 2},
+		{sign_request(1), 1}, {sign_response(), 0}, {cert_request(1), 2},
 		{cert_response(0), 0}, {cert_response(2), 2}, {jwt_request(1), 2},
 		{jwt_response(), 0}, {msg_new(CUSTODY_AGENT_LIST_REQUEST), 0},
 		{list_response(3), 3}, {error_msg(), 0},

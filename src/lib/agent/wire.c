@@ -96,11 +96,14 @@ static const struct rule sign_request_rules[] = {
 	ONE(TAG_TYPE, 1, custody_agent_sign_request, type),
 	ONE(TAG_IDENTITY, 0, custody_agent_sign_request, identity),
 	ONE(TAG_WHICH, 0, custody_agent_sign_request, which),
-	ONE(TAG_SCHEME, 1, custody_agent_sign_request, scheme),
+	ONE(TAG_SCHEME, 0, custody_agent_sign_request, scheme),
 	ONE(TAG_HASH, 1, custody_agent_sign_request, hash),
 	SIZED(TAG_DIGEST, 1, 1, custody_agent_sign_request, digest, digest_len),
+	ONE(TAG_THUMBPRINT, 0, custody_agent_sign_request, thumbprint),
 };
 static const struct rule sign_response_rules[] = {
+	ONE(TAG_IDENTITY, 1, custody_agent_sign_response, identity),
+	ONE(TAG_SCHEME, 1, custody_agent_sign_response, scheme),
 	SIZED(TAG_SIGNATURE, 1, 1, custody_agent_sign_response, signature,
 	      signature_len),
 	ONE(TAG_THUMBPRINT, 1, custody_agent_sign_response, thumbprint),
@@ -869,10 +872,11 @@ member_bytes(const struct rule *rule, const void *body, unsigned char scratch[4]
 		return rule->required || number != 0;
 	case TAG_SCHEME:
 	case TAG_HASH:
-		scratch[0] = enum_byte(number_at(rule->tag, at));
+		number = number_at(rule->tag, at);
+		scratch[0] = enum_byte(number);
 		*v = scratch;
 		*n = 1;
-		return 1;
+		return rule->required || number != 0;
 	case TAG_LIFETIME:
 	case TAG_CODE:
 		/* A negative code turns into a number over any code's. */
