@@ -16,7 +16,8 @@
  *    1   type         text, a type name: [A-Za-z][A-Za-z0-9_-]{0,63}
  *    2   identity     text: "global" or a node name [A-Za-z0-9][A-Za-z0-9._-]{0,63}
  *    3   which        text: "current" | "previous" | "pending"
- *    4   scheme       1 byte: 1 RSA PKCS#1 v1.5, 2 RSA-PSS, 3 ECDSA
+ *    4   scheme       1 byte: 1 RSA PKCS#1 v1.5, 2 RSA-PSS, 3 ECDSA (a DER
+ *                     ECDSA-Sig-Value), 4 ECDSA as r || s (JWS)
  *    5   hash         1 byte: 1 SHA-256, 2 SHA-384, 3 SHA-512
  *    6   digest       bytes, exactly the hash's length (32, 48, 64)
  *    7   signature    bytes, 1..1024
@@ -42,9 +43,7 @@
  *                  assignment's slots; which is then not consulted)
  *   SIGN_RESPONSE  identity R (where the assignment was found), scheme R
  *                  (the one used), signature R, thumbprint R
- *
- * An ECDSA signature is a DER ECDSA-Sig-Value on the wire (as X.509 and
- * `openssl dgst` take it); a client that needs r || s (JWS) converts it.
+
  *   CERT_REQUEST   type R, identity O, which O
  *   CERT_RESPONSE  certificate R, chain O (0..8), thumbprint R
  *   JWT_REQUEST    type R, identity O, claims R, lifetime O, alg O
@@ -119,7 +118,8 @@ enum custody_agent_scheme {
 	CUSTODY_AGENT_SCHEME_AUTO = 0,
 	CUSTODY_AGENT_RSA_PKCS1 = 1,
 	CUSTODY_AGENT_RSA_PSS = 2,
-	CUSTODY_AGENT_ECDSA = 3,
+	CUSTODY_AGENT_ECDSA = 3,		/* DER ECDSA-Sig-Value */
+	CUSTODY_AGENT_ECDSA_RAW = 4,	/* r || s, each the order's size */
 };
 
 enum custody_agent_hash {

@@ -460,7 +460,7 @@ Test(agent_wire, every_hash_scheme_and_alg_round_trips)
 	static const size_t lengths[] = {0, 32, 48, 64};
 
 	for (int h = CUSTODY_AGENT_SHA256; h <= CUSTODY_AGENT_SHA512; h++)
-		for (int s = CUSTODY_AGENT_RSA_PKCS1; s <= CUSTODY_AGENT_ECDSA; s++) {
+		for (int s = CUSTODY_AGENT_RSA_PKCS1; s <= CUSTODY_AGENT_ECDSA_RAW; s++) {
 			custody_agent_msg *m = sign_request(1);
 
 			m->u.sign_request.hash = h;
@@ -679,10 +679,10 @@ Test(agent_wire, sign_request_fields)
 		      "then letters, digits, '_' or '-')");
 	frame_refused(sign_frame("Default", NULL, NULL, 0, 1, 32),
 		      "agent frame: sign request: field scheme 0 is not 1 (RSA PKCS#1 v1.5), "
-		      "2 (RSA-PSS) or 3 (ECDSA)");
-	frame_refused(sign_frame("Default", NULL, NULL, 4, 1, 32),
-		      "agent frame: sign request: field scheme 4 is not 1 (RSA PKCS#1 v1.5), "
-		      "2 (RSA-PSS) or 3 (ECDSA)");
+		      "2 (RSA-PSS), 3 (ECDSA) or 4 (ECDSA r || s)");
+	frame_refused(sign_frame("Default", NULL, NULL, 5, 1, 32),
+		      "agent frame: sign request: field scheme 5 is not 1 (RSA PKCS#1 v1.5), "
+		      "2 (RSA-PSS), 3 (ECDSA) or 4 (ECDSA r || s)");
 	frame_refused(sign_frame("Default", NULL, NULL, 1, 4, 32),
 		      "agent frame: sign request: field hash 4 is not 1 (SHA-256), 2 (SHA-384) "
 		      "or 3 (SHA-512)");
@@ -1126,8 +1126,8 @@ Test(agent_wire, encode_refuses_what_decode_refuses)
 	m = sign_request(1);
 	m->u.sign_request.scheme = (enum custody_agent_scheme)257;	/* not 1 */
 	encode_refused(m, CUSTODY_AGENT_FRAME_BUF, "cannot encode agent message: sign "
-		       "request: field scheme 0 is not 1 (RSA PKCS#1 v1.5), 2 (RSA-PSS) "
-		       "or 3 (ECDSA)");
+		       "request: field scheme 0 is not 1 (RSA PKCS#1 v1.5), 2 (RSA-PSS), "
+		       "3 (ECDSA) or 4 (ECDSA r || s)");
 	m = sign_request(0);
 	strcpy(m->u.sign_request.identity, "a/b");
 	encode_refused(m, CUSTODY_AGENT_FRAME_BUF, "cannot encode agent message: sign "

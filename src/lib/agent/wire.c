@@ -431,10 +431,11 @@ check_form(const char *ctx, int tag, const unsigned char *v, size_t n,
 					       "not RS256, PS256 or ES256", ctx);
 		return CUSTODY_OK;
 	case TAG_SCHEME:
-		if (v[0] < CUSTODY_AGENT_RSA_PKCS1 || v[0] > CUSTODY_AGENT_ECDSA)
+		if (v[0] < CUSTODY_AGENT_RSA_PKCS1 || v[0] > CUSTODY_AGENT_ECDSA_RAW)
 			return custody_err_set(err, CUSTODY_EFAIL, "%s: field scheme "
 					       "%u is not 1 (RSA PKCS#1 v1.5), 2 "
-					       "(RSA-PSS) or 3 (ECDSA)", ctx, v[0]);
+					       "(RSA-PSS), 3 (ECDSA) or 4 (ECDSA "
+					       "r || s)", ctx, v[0]);
 		return CUSTODY_OK;
 	case TAG_HASH:
 		if (hash_length(v[0]) == 0)
