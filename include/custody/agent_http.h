@@ -30,7 +30,12 @@
  * every connection: a slow client holds no other); connections are
  * limited in number (in all and per client address: the same number
  * when listening on loopback, where the proxy is the only client; a
- * quarter of it otherwise) and closed after http-timeout idle.
+ * quarter of it otherwise; past the limit a connection waits in the
+ * listen queue) and closed after http-timeout idle.
+ *
+ * The server's thread inherits the caller's signal mask: start it once
+ * the signals the agent handles (SIGHUP, SIGTERM...) are blocked, or one
+ * may be delivered to that thread.
  *
  * This module is linked by the program that runs the agent only (with
  * libmicrohttpd), not into libcustody.
