@@ -219,6 +219,19 @@ check "a port in use: exit 1" [ "$rc" -eq 1 ]
 check "…naming the address and the reason" \
 	grep -q "^http_serve: cannot listen on 127.0.0.1:$port: Address already in use$" "$T/second.err"
 
+# Reload onto another address (IPv6 loopback, when this host has it): the
+# new one is listened on, the old one closed.
+if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+	port6=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0)); print(s.getsockname()[1])')
+	sed -i "s/^http-listen = .*/http-listen = [::1]:$port6/" "$T/agent.conf"
+	kill -HUP "$server_pid"
+	check "SIGHUP with another address: reloaded there" wait_for "reloaded $port6" "$T/serve.out"
+	code=$(curl -sS -g --max-time 10 -o "$T/body" -w '%{http_code}' "http://[::1]:$port6/jwks.json" 2>/dev/null)
+	check "…served on [::1]:$port6" eval '[ "$code" = 200 ] && py "assert d[\"keys\"]"'
+	get --max-time 2 /jwks.json
+	check "…and no longer on 127.0.0.1:$port" [ "$code" = 000 ]
+fi
+
 kill -TERM "$server_pid"
 wait "$server_pid"
 rc=$?
