@@ -9,6 +9,8 @@
  * signer (custody/signer.h) with one session and the shared lock held to
  * the end (no lease thread), and the key is found by CKA_ID alone.  The
  * input is hashed as it is read (any size), before the token is opened.
+ * With an agent configured (--agent, CUSTODY_AGENT, agent.socket) the
+ * signer asks the agent instead: no module, PIN or store here.
  */
 #include "config.h"
 
@@ -211,6 +213,8 @@ cmd_sign(struct cli *cli, int argc, char **argv)
 	    CUSTODY_OK)
 		return r;
 	/* Refused before anything is read or opened. */
+	if ((r = cli_refuse_at_with_agent(cli)) != CUSTODY_OK)
+		return r;
 	if (o.out != NULL && lstat(o.out, &st) == 0)
 		return custody_err_set(&cli->err, CUSTODY_EFAIL,
 				       "cannot create %s: it exists (an existing "
@@ -220,7 +224,7 @@ cmd_sign(struct cli *cli, int argc, char **argv)
 	    (r = custody_signer_open(ctx, type, o.identity, &signer,
 				     &cli->err)) != CUSTODY_OK ||
 	    (r = hash_input(cli, o.in, nid, md, &md_len)) != CUSTODY_OK ||
-	    (r = custody_signer_sign(signer, cli->now, CUSTODY_SIG_AUTO, nid,
+	    (r = custody_signer_sign(signer, cli_sign_time(cli), CUSTODY_SIG_AUTO, nid,
 				     md, md_len, 1, &sig, &sig_len, &info,
 				     &cli->err)) != CUSTODY_OK)
 		goto out;
