@@ -5,6 +5,9 @@
 #ifndef CUSTODY_SIGN_INTERNAL_H
 #define CUSTODY_SIGN_INTERNAL_H
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include <custody/error.h>
 #include <custody/records.h>
 #include <custody/signer.h>
@@ -54,5 +57,14 @@ int sign_agent_sign(struct sign_agent *ag, const char *type,
 		    const unsigned char *md, size_t md_len,
 		    unsigned char **sig, size_t *sig_len,
 		    custody_signature_info *info, custody_err *err);
+
+/*
+ * agent_evp.c: the public key of cert as an EVP_PKEY whose signatures
+ * signer makes with thumbprint's key (custody_signer_sign_pinned: the
+ * agent's).  *state is what the key's method refers to: the caller frees
+ * it (free()) and closes signer after the last use of *out.
+ */
+int sign_agent_evp(custody_signer *signer, const char *thumbprint, X509 *cert,
+		   void **state, EVP_PKEY **out, custody_err *err);
 
 #endif
