@@ -30,7 +30,7 @@ here=$(cd "$(dirname "$0")" && pwd -P)
 top=$(cd "$here/../.." && pwd -P)
 
 # Library modules the harnesses reach (and those these depend on).
-LIB_SOURCES="util/error util/log assign/records util/hexfmt util/base64
+LIB_SOURCES="util/error util/error_openssl util/log assign/records util/hexfmt util/base64
 	util/timefmt cert/thumbprint sign/jws cert/cert cert/bundle cert/policy
 	cert/types cert/keyspec util/similar config/config util/secret util/file
 	cluster/package cert/dn agent/wire"
