@@ -11,6 +11,7 @@
  *   [rollover TYPE]  enabled, generate-before, promote-before, key,
  *            validity, subject, san, mode, csr-dir, replicable (one
  *            section per type; custody/rollover.h acts on them)
+ *   [agent]  socket (a client's: sign through the agent listening there)
  * An unknown section or key, a key outside a section, or a bad value is an
  * error (EUSAGE) naming the file, line and key.
  *
@@ -93,6 +94,7 @@ typedef struct custody_config {
 	custody_policy policy;	/* defaults unless the file set them */
 	custody_rollover_policy *rollover;	/* malloc'ed, n_rollover of them */
 	size_t n_rollover;
+	char *agent_socket;	/* [agent] socket: an absolute path or "none" */
 } custody_config;
 
 #define CUSTODY_CUSTOM_TYPES_MAX 32
@@ -114,7 +116,7 @@ int custody_config_set(custody_config *cfg, const char *section,
  * holds (file < environment < command line): CUSTODY_MODULE (token.module),
  * CUSTODY_TOKEN (token.uri when it starts with "pkcs11:", else
  * token.label), CUSTODY_PIN_SOURCE, CUSTODY_SO_PIN_SOURCE, CUSTODY_STORE
- * (store.url), CUSTODY_NODE (node.name).  Unset or empty variables are
+ * (store.url), CUSTODY_NODE (node.name), CUSTODY_AGENT (agent.socket).  Unset or empty variables are
  * skipped.  A bad value is the error of custody_config_set prefixed with
  * the variable's name ("CUSTODY_STORE: invalid url ...").
  */
@@ -140,6 +142,10 @@ int custody_config_settle(custody_config *cfg, const char *given,
 
 /* The store URL: store.url, else CUSTODY_DEFAULT_STORE. */
 const char *custody_config_store_url(const custody_config *cfg);
+
+/* The agent socket a client signs through (agent.socket, CUSTODY_AGENT,
+ * --agent): NULL when unset or "none" (sign with the token itself). */
+const char *custody_config_agent_socket(const custody_config *cfg);
 
 /* The [rollover TYPE] policy of type (canonical), or NULL. */
 const custody_rollover_policy *

@@ -79,6 +79,31 @@
  *   opened (the first signer that finds its assignment), and cleansed
  *   right after the login.
  *
+ * - Agent.  When cfg names an agent socket (custody_config_agent_socket:
+ *   agent.socket, CUSTODY_AGENT, --agent; the agent itself sets it to
+ *   "none" for its own ctx), the
+ *   ctx opens neither token nor store and reads no PIN: each call is one
+ *   request to `custody agent` over its Unix socket (custody/agent_client.h),
+ *   which resolves the assignment at that request (so a roll or a `custody
+ *   set` is seen at the next signature, as above) and checks its allow
+ *   list for this process's user.  The ctx keeps a pool of connections,
+ *   one per concurrent caller (at most options.sessions; a thread waits
+ *   when every one is busy), and the facts of the certificates the agent
+ *   named.  custody_signer_open asks for the current certificate, so that
+ *   ENOTFOUND, a refusal ("the custody agent refused: ...") or an agent
+ *   that cannot be reached (EFAIL "cannot reach the custody agent at
+ *   PATH: ...") surface there.  The digest is computed here; the agent
+ *   signs it.  Cost: one round trip on the socket per signature (and one
+ *   per certificate read), against none with the token in the process;
+ *   the agent, not this process, needs the PIN, the module and the store.
+ *   The agent signs at the present time only: `now` (and custody_signer_
+ *   current's and _slot_cert's) must be 0, else EUSAGE "the agent signs
+ *   at the present time; --at needs the token (--agent none)".  The
+ *   agent's errors keep their codes (ENOTFOUND: nothing assigned).
+ *   custody_ctx_token_is_open is 0.  A signature's info takes the key id
+ *   and algorithm from the certificate the agent sent (empty when a roll
+ *   since then took it out of every slot).
+ *
  * Threads: custody_signer_sign() and custody_signer_current() may be
  * called from any number of threads at once, on one signer or on several
  * signers of one ctx.  custody_signer_open() may run alongside them.

@@ -52,6 +52,7 @@ struct cli_args {
 	const char *node;
 	const char *at;
 	const char *output;
+	const char *agent;	/* --agent PATH|none */
 };
 
 struct command;
@@ -84,6 +85,7 @@ enum {
 	OPT_NODE,
 	OPT_AT,
 	OPT_VERSION,
+	OPT_AGENT,
 	OPT_FIRST_COMMAND_OPTION,	/* commands number their own from here */
 };
 #define CLI_GLOBAL_SHORTOPTS "c:o:qvh"
@@ -260,6 +262,14 @@ int cli_time_parse(struct cli *cli, const char *option, const char *text,
  * known type, or a custom one the configuration declares ([types]). */
 int cli_type_resolve(struct cli *cli, const char *text,
 		     char out[CUSTODY_NAME_MAX + 1]);
+/* For the signer: cli->now when --at was given, else 0 (the signer's
+ * clock; an agent signs only at the present time). */
+int64_t cli_sign_time(const struct cli *cli);
+/* EUSAGE when --at is given and an agent is configured (it signs at the
+ * present time only): "the agent signs at the present time; --at needs
+ * the token (--agent none)". */
+int cli_refuse_at_with_agent(struct cli *cli);
+
 /* Prints a narration line on stderr unless -q. */
 void cli_say(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 

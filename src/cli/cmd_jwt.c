@@ -1,6 +1,8 @@
 /*
  * cmd_jwt.c — `custody jwt issue` signs a compact JWS (RS256, PS256, ES256)
- * with the current key of a type through the library signer; `custody jwt
+ * with the current key of a type through the library signer (the token, or
+ * the agent when one is configured: the token is built here either way,
+ * the agent signs its SHA-256 digest); `custody jwt
  * verify` checks one against the current, previous or (once due) pending
  * certificate, from the store alone: the signature, exp and nbf, the
  * certificate's validity period, and --aud / --iss when given.
@@ -233,9 +235,11 @@ jwt_issue(struct cli *cli, const struct jwt_opts *o, const char *type)
 		return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
 	}
 
+	if ((r = cli_refuse_at_with_agent(cli)) != CUSTODY_OK)
+		goto out;
 	if ((r = custody_ctx_new_with(&cli->cfg, cli->node, &copts, &ctx, &cli->err)) != CUSTODY_OK ||
 	    (r = custody_signer_open(ctx, type, NULL, &signer, &cli->err)) != CUSTODY_OK ||
-	    (r = custody_signer_current(signer, cli->now, &rec, &cli->err)) != CUSTODY_OK)
+	    (r = custody_signer_current(signer, cli_sign_time(cli), &rec, &cli->err)) != CUSTODY_OK)
 		goto out;
 	alg = o->alg != NULL ? custody_jws_alg_from_name(o->alg)
 			     : custody_jws_default_alg(rec.key_algorithm);
@@ -246,7 +250,7 @@ jwt_issue(struct cli *cli, const struct jwt_opts *o, const char *type)
 		goto out;
 	}
 	s.signer = signer;
-	s.now = cli->now;
+	s.now = cli_sign_time(cli);
 	s.thumbprint = rec.thumbprint;
 	r = custody_jws_issue(claims, cli->now, lifetime, custody_jws_alg_name(alg),
 			      rec.thumbprint, NULL, sign_with_signer, &s, &token, &cli->err);

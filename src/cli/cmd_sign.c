@@ -9,6 +9,8 @@
  * signer (custody/signer.h) with one session and the shared lock held to
  * the end (no lease thread), and the key is found by CKA_ID alone.  The
  * input is hashed as it is read (any size), before the token is opened.
+ * With an agent configured (--agent, CUSTODY_AGENT, agent.socket) the
+ * signer asks the agent instead: no module, PIN or store here.
  */
 #include "config.h"
 
@@ -154,14 +156,15 @@ cmd_sign(struct cli *cli, int argc, char **argv)
 	    CUSTODY_OK)
 		return r;
 	/* Refused before anything is read or opened. */
-	if ((r = sig_refuse_existing(o.out, &cli->err)) != CUSTODY_OK)
+	if ((r = cli_refuse_at_with_agent(cli)) != CUSTODY_OK ||
+	    (r = sig_refuse_existing(o.out, &cli->err)) != CUSTODY_OK)
 		return r;
 	if ((r = custody_ctx_new_with(&cli->cfg, cli->node, &copt, &ctx,
 				      &cli->err)) != CUSTODY_OK ||
 	    (r = custody_signer_open(ctx, type, o.identity, &signer,
 				     &cli->err)) != CUSTODY_OK ||
 	    (r = hash_input(cli, o.in, nid, md, &md_len)) != CUSTODY_OK ||
-	    (r = custody_signer_sign(signer, cli->now, CUSTODY_SIG_AUTO, nid,
+	    (r = custody_signer_sign(signer, cli_sign_time(cli), CUSTODY_SIG_AUTO, nid,
 				     md, md_len, 1, &sig, &sig_len, &info,
 				     &cli->err)) != CUSTODY_OK)
 		goto out;

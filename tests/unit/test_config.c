@@ -198,7 +198,7 @@ Test(config, unknown_section)
 				   3, "unknown section [tokens]");
 
 	cr_assert_str_eq(err.hint, "sections: [token], [store], [node], "
-			 "[policy], [types], [rollover TYPE]");
+			 "[policy], [types], [rollover TYPE], [agent]");
 	/* Even one without keys. */
 	load_bad("[token]\nlabel = a\n\n[bogus]\n", 4, "unknown section [bogus]");
 	load_bad("[Token]\nlabel = a\n", 1, "unknown section [Token]");
@@ -572,4 +572,26 @@ Test(config, rollover_checks_made_once_the_file_is_read)
 	load_bad("[rollover Default]\ncsr-dir = /tmp\n", 2,
 		 "[rollover Default]: csr-dir goes with mode = csr");
 	assert_untouched();
+}
+
+/* [agent] socket, CUSTODY_AGENT and "none": where a client signs. */
+Test(config, agent_socket_file_env_and_none)
+{
+	custody_config c;
+	custody_err err;
+
+	custody_config_init(&c);
+	cr_expect_null(custody_config_agent_socket(&c), "unset: no agent");
+	cr_assert_eq(custody_config_set(&c, "agent", "socket", "/run/custody/agent.sock", &err),
+		     CUSTODY_OK, "%s", err.msg);
+	cr_expect_str_eq(custody_config_agent_socket(&c), "/run/custody/agent.sock");
+	setenv("CUSTODY_AGENT", "none", 1);
+	cr_assert_eq(custody_config_apply_env(&c, &err), CUSTODY_OK, "%s", err.msg);
+	cr_expect_null(custody_config_agent_socket(&c), "CUSTODY_AGENT=none over the file");
+	setenv("CUSTODY_AGENT", "agent.sock", 1);
+	cr_expect_eq(custody_config_apply_env(&c, &err), CUSTODY_EUSAGE);
+	cr_expect(strstr(err.msg, "CUSTODY_AGENT") != NULL, "%s", err.msg);
+	unsetenv("CUSTODY_AGENT");
+	cr_expect_eq(custody_config_set(&c, "agent", "listen-here", "/x", &err), CUSTODY_EUSAGE);
+	custody_config_clear(&c);
 }

@@ -38,7 +38,7 @@ struct load {
 };
 
 static const char *const sections = "[token], [store], [node], [policy], [types], "
-				   "[rollover TYPE]";
+				   "[rollover TYPE], [agent]";
 
 /* "rollover TYPE": the type named by a rollover section, else NULL. */
 static const char *
@@ -57,7 +57,8 @@ known_section(const char *name)
 {
 	return strcmp(name, "token") == 0 || strcmp(name, "store") == 0 ||
 	       strcmp(name, "node") == 0 || strcmp(name, "policy") == 0 ||
-	       strcmp(name, "types") == 0 || rollover_section_type(name) != NULL;
+	       strcmp(name, "types") == 0 || rollover_section_type(name) != NULL ||
+	       strcmp(name, "agent") == 0;
 }
 
 #define TYPE_SEPARATORS ", \t"
@@ -237,6 +238,33 @@ set_node(custody_config *cfg, const char *key, const char *value,
 				       "invalid node name '%s': it is the name "
 				       "of the global identity", value);
 	return set_string(&cfg->node_name, value, err);
+}
+
+/* ------------------------------------------------------- [agent] (client) */
+
+/* sun_path holds 108 bytes, the terminating NUL included. */
+#define AGENT_SOCKET_PATH_MAX 107
+
+/* [agent] socket: where a client finds the agent ("none": nowhere). */
+static int
+set_agent_socket(custody_config *cfg, const char *value, custody_err *err)
+{
+	if (strcmp(value, "none") != 0 &&
+	    (value[0] != '/' || strlen(value) > AGENT_SOCKET_PATH_MAX))
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "invalid agent socket '%s': give an "
+				       "absolute path of at most %d bytes, or "
+				       "none", value, AGENT_SOCKET_PATH_MAX);
+	return set_string(&cfg->agent_socket, value, err);
+}
+
+static int
+set_agent(custody_config *cfg, const char *key, const char *value,
+	  custody_err *err)
+{
+	if (strcmp(key, "socket") == 0)
+		return set_agent_socket(cfg, value, err);
+	return unknown_key("agent", key, "socket", err);
 }
 
 /* ------------------------------------------------------------ [rollover] */
@@ -482,6 +510,8 @@ custody_config_set(custody_config *cfg, const char *section,
 		r = set_store(cfg, key, value, err);
 	else if (strcmp(section, "types") == 0)
 		r = set_types(cfg, key, value, err);
+	else if (strcmp(section, "agent") == 0)
+		r = set_agent(cfg, key, value, err);
 	else
 		r = set_node(cfg, key, value, err);
 	return r;
@@ -500,6 +530,7 @@ custody_config_apply_env(custody_config *cfg, custody_err *err)
 		{"CUSTODY_SO_PIN_SOURCE", "token", "so-pin-source"},
 		{"CUSTODY_STORE", "store", "url"},
 		{"CUSTODY_NODE", "node", "name"},
+		{"CUSTODY_AGENT", "agent", "socket"},
 	};
 	const char *value, *key;
 	size_t i;
@@ -540,6 +571,7 @@ static const size_t string_fields[] = {
 	offsetof(custody_config, store_url),
 	offsetof(custody_config, node_name),
 	offsetof(custody_config, custom_types),
+	offsetof(custody_config, agent_socket),
 };
 #define N_STRINGS (sizeof(string_fields) / sizeof(string_fields[0]))
 

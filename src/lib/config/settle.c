@@ -32,6 +32,15 @@ custody_config_store_url(const custody_config *cfg)
 	return cfg->store_url != NULL ? cfg->store_url : CUSTODY_DEFAULT_STORE;
 }
 
+const char *
+custody_config_agent_socket(const custody_config *cfg)
+{
+	if (cfg == NULL || cfg->agent_socket == NULL ||
+	    strcmp(cfg->agent_socket, "none") == 0)
+		return NULL;
+	return cfg->agent_socket;
+}
+
 int
 custody_config_node_name(const char *configured,
 			 char out[CUSTODY_NAME_MAX + 1], custody_err *err)

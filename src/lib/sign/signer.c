@@ -81,6 +81,9 @@ struct custody_ctx {
 	pthread_t lease_thread;
 	struct key_entry *keys;
 	size_t n_keys, cap_keys;
+
+	/* Through custody's agent (agent.socket): no token, no store. */
+	struct sign_agent *agent;
 };
 
 struct custody_signer {
@@ -186,6 +189,11 @@ custody_ctx_new_with(const custody_config *cfg, const char *node,
 	}
 	if (ctx->opt.sessions > MAX_SESSIONS)
 		ctx->opt.sessions = MAX_SESSIONS;
+	if (custody_config_agent_socket(cfg) != NULL &&
+	    (r = sign_agent_new(custody_config_agent_socket(cfg),
+				ctx->opt.sessions, &ctx->agent, err)) !=
+	    CUSTODY_OK)
+		goto out;
 	/* Fetched once: EVP_get_digestbynid would fetch at every digest. */
 	ctx->md256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	ctx->md384 = EVP_MD_fetch(NULL, "SHA384", NULL);
@@ -258,6 +266,7 @@ custody_ctx_free(custody_ctx *ctx)
 		custody_token_close(ctx->tok);
 	}
 	custody_store_close(ctx->store);
+	sign_agent_free(ctx->agent);
 	free(ctx->keys);
 	free(ctx->module);
 	free(ctx->label);
@@ -663,6 +672,14 @@ custody_signer_open(custody_ctx *ctx, const char *type, const char *identity,
 	     (r = custody_identity_canonical(identity, sg->identity, err)) !=
 	     CUSTODY_OK))
 		goto out;
+	if (ctx->agent != NULL) {
+		if ((r = sign_agent_open(ctx->agent, sg->type, sg->identity,
+					 err)) != CUSTODY_OK)
+			goto out;
+		*out = sg;
+		sg = NULL;
+		goto out;
+	}
 	/* The baseline first: a change after it is seen by the next look. */
 	if ((!ctx->opt.one_shot &&
 	     (r = store_generation(ctx, &gen, err)) != CUSTODY_OK) ||
@@ -776,6 +793,29 @@ out:
 	return r;
 }
 
+/* The agent resolves at the present time only. */
+static int
+agent_refuses_at(int64_t now, custody_err *err)
+{
+	if (now == 0)
+		return CUSTODY_OK;
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "the agent signs at the present time; --at "
+			       "needs the token (--agent none)");
+}
+
+static int
+agent_slot_cert(custody_signer *sg, int64_t now, int which,
+		custody_cert_record *out, custody_err *err)
+{
+	int r;
+
+	if ((r = agent_refuses_at(now, err)) != CUSTODY_OK)
+		return r;
+	return sign_agent_cert(sg->ctx->agent, sg->type, sg->identity, which,
+			       out, err);
+}
+
 int
 custody_signer_current(custody_signer *signer, int64_t now,
 		       custody_cert_record *out, custody_err *err)
@@ -788,6 +828,9 @@ custody_signer_current(custody_signer *signer, int64_t now,
 				       "cannot read the current certificate: "
 				       "no signer or no record");
 	memset(out, 0, sizeof(*out));
+	if (signer->ctx->agent != NULL)
+		return agent_slot_cert(signer, now, CUSTODY_SLOT_CURRENT, out,
+				       err);
 	if ((r = resolve(signer, now != 0 ? now : clock_now(), &a, err)) !=
 	    CUSTODY_OK)
 		return r;
@@ -810,6 +853,8 @@ custody_signer_slot_cert(custody_signer *signer, int64_t now, int which,
 				       "cannot read a certificate: no signer or "
 				       "no record");
 	memset(out, 0, sizeof(*out));
+	if (signer->ctx->agent != NULL)
+		return agent_slot_cert(signer, now, which, out, err);
 	if (which == CUSTODY_SLOT_CURRENT)
 		return custody_signer_current(signer, now, out, err);
 	if (which != CUSTODY_SLOT_PREVIOUS && which != CUSTODY_SLOT_PENDING)
@@ -1007,6 +1052,16 @@ sign_common(custody_signer *signer, const char *pinned, int64_t now,
 	} else if (!EVP_Digest(data, len, digest, &md_len, md, NULL)) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL,
 					"cannot sign: the digest failed");
+		goto out;
+	}
+	if (signer->ctx->agent != NULL) {
+		if (pinned == NULL &&
+		    (r = agent_refuses_at(now, err)) != CUSTODY_OK)
+			goto out;
+		r = sign_agent_sign(signer->ctx->agent, signer->type,
+				    signer->identity, pinned, scheme,
+				    digest_nid, digest, md_len, sig, sig_len,
+				    info, err);
 		goto out;
 	}
 	memset(&a, 0, sizeof(a));
