@@ -145,6 +145,9 @@ parse_command_line(int argc, char **argv, struct fast_opts *o)
 
 /* ---------------------------------------------------------------- agent */
 
+/* sun_path's 108 bytes, the NUL included (as config.c checks). */
+#define AGENT_SOCKET_PATH_MAX 107
+
 struct agent_key {
 	char *socket;
 	int count;
@@ -166,9 +169,11 @@ agent_key(void *user, const char *section, const char *name,
 
 /*
  * The agent's socket as the full command would choose it: --agent, else
- * $CUSTODY_AGENT, else [agent] socket of the configuration file.  NULL
- * for none ("none" or nothing) and for any doubt (a file it cannot read
- * or parse, the key given twice).  The caller frees it.
+ * $CUSTODY_AGENT (unless empty), else [agent] socket of the configuration
+ * file.  NULL for none ("none" or nothing) and for any doubt: a file it
+ * cannot read or parse, the key given twice, a value the full command
+ * refuses (not an absolute path that fits a socket address).  The caller
+ * frees it.
  */
 static char *
 agent_socket(const struct fast_opts *o)
@@ -177,12 +182,12 @@ agent_socket(const struct fast_opts *o)
 	const char *chosen = o->agent, *path;
 	FILE *f;
 
-	if (chosen == NULL)
-		chosen = secure_getenv("CUSTODY_AGENT");
-	if (chosen == NULL || chosen[0] == '\0') {
-		if ((path = custody_config_path(o->config)) == NULL)
-			return NULL;
-		if ((f = fopen(path, "re")) == NULL)
+	if (chosen == NULL && (chosen = secure_getenv("CUSTODY_AGENT")) != NULL &&
+	    chosen[0] == '\0')
+		chosen = NULL;
+	if (chosen == NULL) {
+		if ((path = custody_config_path(o->config)) == NULL ||
+		    (f = fopen(path, "re")) == NULL)
 			return NULL;
 		if (ini_parse_file(f, agent_key, &k) != 0 || k.count != 1) {
 			free(k.socket);
@@ -193,8 +198,8 @@ agent_socket(const struct fast_opts *o)
 		k.socket = strdup(chosen);
 	}
 	if (k.socket != NULL &&
-	    (k.socket[0] == '\0' || strcmp(k.socket, "none") == 0)) {
-		free(k.socket);
+	    (k.socket[0] != '/' || strlen(k.socket) > AGENT_SOCKET_PATH_MAX)) {
+		free(k.socket);	/* "none", or the full command's error */
 		k.socket = NULL;
 	}
 	return k.socket;
@@ -280,6 +285,49 @@ prepare(const struct fast_opts *o, struct hasher *h,
 	return 1;
 }
 
+/* The certificate of sr's type in slot which: the agent's status. */
+static int
+ask_cert(custody_agent_conn *conn, const custody_agent_sign_request *sr,
+	 enum custody_agent_which which, custody_err *err)
+{
+	custody_agent_msg req, resp;
+	int r;
+
+	memset(&req, 0, sizeof(req));
+	req.kind = CUSTODY_AGENT_CERT_REQUEST;
+	memcpy(req.u.cert_request.type, sr->type, sizeof(sr->type));
+	memcpy(req.u.cert_request.identity, sr->identity, sizeof(sr->identity));
+	req.u.cert_request.which = which;
+	r = custody_agent_call(conn, &req, &resp, err);
+	custody_agent_msg_clear(&resp);
+	return r;
+}
+
+/*
+ * The input could not be read (status r, err set).  The full command
+ * asks the agent for the certificate before it reads (a refusal, nothing
+ * assigned: said first, a pending one alone accepted); it is asked here
+ * only now, so that the usual signature costs one exchange, and what the
+ * agent says wins as it would there.
+ */
+static int
+agent_error_first(custody_agent_conn *conn,
+		  const custody_agent_sign_request *sr, int r, custody_err *err)
+{
+	custody_err agent_err;
+	int a;
+
+	custody_err_clear(&agent_err);
+	a = ask_cert(conn, sr, CUSTODY_AGENT_CURRENT, &agent_err);
+	if (a == CUSTODY_ENOTFOUND &&
+	    ask_cert(conn, sr, CUSTODY_AGENT_PENDING, NULL) == CUSTODY_OK)
+		a = CUSTODY_OK;
+	if (a == CUSTODY_OK)
+		return r;
+	*err = agent_err;
+	return a;
+}
+
 /* Signs through the agent at socket; the status, err set on failure. */
 static int
 sign_through(const char *socket, const struct fast_opts *o,
@@ -292,9 +340,12 @@ sign_through(const char *socket, const struct fast_opts *o,
 
 	memset(&resp, 0, sizeof(resp));
 	if ((r = sig_refuse_existing(o->out, err)) != CUSTODY_OK ||
-	    (r = custody_agent_connect(socket, 0, &conn, err)) != CUSTODY_OK ||
-	    (r = sig_read_input(o->in, hash_piece, h, err)) != CUSTODY_OK)
+	    (r = custody_agent_connect(socket, 0, &conn, err)) != CUSTODY_OK)
 		goto out;
+	if ((r = sig_read_input(o->in, hash_piece, h, err)) != CUSTODY_OK) {
+		r = agent_error_first(conn, sr, r, err);
+		goto out;
+	}
 	sr->digest_len = hasher_final(h, sr->digest);
 	if ((r = custody_agent_call(conn, req, &resp, err)) != CUSTODY_OK)
 		goto out;
