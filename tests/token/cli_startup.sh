@@ -111,7 +111,7 @@ check "…a hint naming CUSTODY_MODULE_DIR" grep -q '^hint: .*CUSTODY_MODULE_DIR
 check "…and not the password of the URL" not grep -q 's3cret-pw' <<<"$err"
 
 mkdir -p "$T/foreign"
-ln -s "$(LD_LIBRARY_PATH=$libpath ldd "$bin" | awk '$1 ~ /^libjansson/ {print $3}')" \
+ln -s "$(LD_LIBRARY_PATH=$libpath ldd "$modules/custody-cli.so" | awk '$1 ~ /^libjansson/ {print $3}')" \
 	"$T/foreign/custody-store-pg.so"
 CUSTODY_MODULE_DIR=$T/foreign run --store "$url" get
 check "another library in its place: exit 1" [ "$rc" -eq 1 ]
