@@ -20,6 +20,8 @@
 #include <custody/secret.h>
 #include <custody/cert.h>
 
+#include "agent_keys.h"
+
 /* What ini_parse_stream is working on, as the reader sees it.  inih
  * itself (the Debian build) gives the handler no line number, and folds
  * indented lines into the previous value; the reader follows the lines so
@@ -38,7 +40,7 @@ struct load {
 };
 
 static const char *const sections = "[token], [store], [node], [policy], [types], "
-				   "[rollover TYPE]";
+				   "[rollover TYPE], [agent], [allow TYPE]";
 
 /* "rollover TYPE": the type named by a rollover section, else NULL. */
 static const char *
@@ -57,7 +59,8 @@ known_section(const char *name)
 {
 	return strcmp(name, "token") == 0 || strcmp(name, "store") == 0 ||
 	       strcmp(name, "node") == 0 || strcmp(name, "policy") == 0 ||
-	       strcmp(name, "types") == 0 || rollover_section_type(name) != NULL;
+	       strcmp(name, "types") == 0 || rollover_section_type(name) != NULL ||
+	       strcmp(name, "agent") == 0 || config_allow_section_type(name) != NULL;
 }
 
 #define TYPE_SEPARATORS ", \t"
@@ -474,7 +477,11 @@ custody_config_set(custody_config *cfg, const char *section,
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "empty value for key '%s' in section [%s]",
 				       key, section);
-	if (rollover_section_type(section) != NULL)
+	if (config_allow_section_type(section) != NULL)
+		r = config_set_allow(cfg, config_allow_section_type(section), key, value, 0, err);
+	else if (strcmp(section, "agent") == 0)
+		r = config_set_agent(cfg, key, value, err);
+	else if (rollover_section_type(section) != NULL)
 		r = set_rollover(cfg, rollover_section_type(section), key, value, err);
 	else if (strcmp(section, "token") == 0)
 		r = set_token(cfg, key, value, err);
@@ -525,6 +532,7 @@ custody_config_init(custody_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->lock_timeout = -1;
+	cfg->agent.socket_mode = -1;
 	custody_policy_defaults(&cfg->policy);
 }
 
@@ -565,6 +573,7 @@ custody_config_clear(custody_config *cfg)
 	for (i = 0; i < N_STRINGS; i++)
 		free(*string_at(cfg, i));
 	free(cfg->rollover);
+	free(cfg->allow);
 	custody_config_init(cfg);
 }
 
@@ -589,10 +598,17 @@ config_copy(custody_config *dst, const custody_config *src, custody_err *err)
 	for (i = 0; i < N_STRINGS; i++)
 		*string_at(dst, i) = NULL;
 	dst->rollover = NULL;
+	if (config_copy_allow(dst, src, err) != CUSTODY_OK) {
+		dst->n_rollover = 0;
+		return CUSTODY_EFAIL;
+	}
 	if (src->n_rollover > 0) {
 		/* plain values: a copy of the array is a deep copy */
 		if ((dst->rollover = malloc(src->n_rollover * sizeof(*dst->rollover))) == NULL) {
 			dst->n_rollover = 0;
+			free(dst->allow);
+			dst->allow = NULL;
+			dst->n_allow = 0;
 			return custody_err_set(err, CUSTODY_EFAIL, "cannot copy configuration: "
 					       "out of memory");
 		}
@@ -608,6 +624,12 @@ config_copy(custody_config *dst, const custody_config *src, custody_err *err)
 		}
 	}
 	return CUSTODY_OK;
+}
+
+int
+custody_config_copy(custody_config *dst, const custody_config *src, custody_err *err)
+{
+	return config_copy(dst, src, err);
 }
 
 static void
@@ -639,6 +661,14 @@ check_header(struct load *ld, const char *start)
 					      rollover_section_type(name)[0] == '\0')) {
 		custody_err_set(ld->err, CUSTODY_EUSAGE,
 				"%s:%d: [rollover] names its type: [rollover TYPE]",
+				ld->path, ld->line);
+		load_fail(ld, CUSTODY_EUSAGE);
+		return;
+	}
+	if (config_allow_section_type(name) != NULL &&
+	    config_allow_section_type(name)[0] == '\0') {
+		custody_err_set(ld->err, CUSTODY_EUSAGE,
+				"%s:%d: [allow] names its type: [allow TYPE]",
 				ld->path, ld->line);
 		load_fail(ld, CUSTODY_EUSAGE);
 		return;
@@ -749,6 +779,21 @@ note_rollover_line(struct load *ld, const char *section, const char *key)
 		p->durations_line = ld->line;
 }
 
+/* Where an [allow TYPE] section starts, for the agent's messages. */
+static void
+note_allow_line(struct load *ld, const char *section)
+{
+	char type[CUSTODY_NAME_MAX + 1];
+	const char *given = config_allow_section_type(section);
+	custody_allow_policy *p;
+
+	if (given == NULL || custody_type_canonical(given, type, NULL, NULL) != CUSTODY_OK ||
+	    (p = (custody_allow_policy *)custody_config_allow(ld->cfg, type)) == NULL)
+		return;
+	if (p->line == 0)
+		p->line = ld->line;
+}
+
 static int
 handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -774,6 +819,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 		return 0;
 	}
 	note_rollover_line(ld, section, name);
+	note_allow_line(ld, section);
 	return 1;
 }
 

@@ -22,6 +22,7 @@
 #include <openssl/objects.h>
 
 #include <custody/assign.h>
+#include <custody/audit.h>
 #include <custody/cert.h>
 #include <custody/clock.h>
 #include <custody/policy.h>
@@ -835,6 +836,48 @@ custody_signer_slot_cert(custody_signer *signer, int64_t now, int which,
 	    CUSTODY_OK)
 		custody_cert_record_clear(out);
 	return r;
+}
+
+int
+custody_ctx_audit_append(custody_ctx *ctx, const struct custody_audit_entry *draft,
+			 custody_err *err)
+{
+	int r;
+
+	pthread_mutex_lock(&ctx->store_mx);
+	if ((r = store_start(ctx, err)) == CUSTODY_OK &&
+	    (r = custody_store_begin(ctx->store, err)) == CUSTODY_OK) {
+		if ((r = custody_audit_append(ctx->store, draft, err)) == CUSTODY_OK)
+			r = custody_store_commit(ctx->store, err);
+		else
+			custody_store_rollback(ctx->store);
+	}
+	pthread_mutex_unlock(&ctx->store_mx);
+	return r;
+}
+
+int
+custody_signer_assignment(custody_signer *signer, int64_t now,
+			  custody_assignment *out, custody_err *err)
+{
+	int r;
+
+	if (signer == NULL || out == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot read an "
+				       "assignment: no signer");
+	memset(out, 0, sizeof(*out));
+	r = resolve(signer, now != 0 ? now : clock_now(), out, err);
+	if (r != CUSTODY_ENOTFOUND)
+		return r;
+	/* Nothing current (a pending roll only): the record as is. */
+	pthread_mutex_lock(&signer->mx);
+	*out = signer->rec;
+	pthread_mutex_unlock(&signer->mx);
+	if (custody_assign_is_empty(out))
+		return custody_err_set(err, CUSTODY_ENOTFOUND, "no certificate is "
+				       "assigned for type %s", signer->type);
+	custody_err_clear(err);
+	return CUSTODY_OK;
 }
 
 static const EVP_MD *
