@@ -588,9 +588,9 @@ Test(config, agent_socket_file_env_and_none)
 	setenv("CUSTODY_AGENT", "none", 1);
 	cr_assert_eq(custody_config_apply_env(&c, &err), CUSTODY_OK, "%s", err.msg);
 	cr_expect_null(custody_config_agent_socket(&c), "CUSTODY_AGENT=none over the file");
-	setenv("CUSTODY_AGENT", "agent.sock", 1);
-	cr_expect_eq(custody_config_apply_env(&c, &err), CUSTODY_EUSAGE);
-	cr_expect(strstr(err.msg, "CUSTODY_AGENT") != NULL, "%s", err.msg);
+	setenv("CUSTODY_AGENT", "/run/other.sock", 1);
+	cr_assert_eq(custody_config_apply_env(&c, &err), CUSTODY_OK, "%s", err.msg);
+	cr_expect_str_eq(custody_config_agent_socket(&c), "/run/other.sock");
 	unsetenv("CUSTODY_AGENT");
 	cr_expect_eq(custody_config_set(&c, "agent", "listen-here", "/x", &err), CUSTODY_EUSAGE);
 	custody_config_clear(&c);
