@@ -198,7 +198,7 @@ Test(config, unknown_section)
 				   3, "unknown section [tokens]");
 
 	cr_assert_str_eq(err.hint, "sections: [token], [store], [node], "
-			 "[policy], [types], [rollover TYPE], [agent]");
+			 "[policy], [types], [rollover TYPE], [agent], [allow TYPE]");
 	/* Even one without keys. */
 	load_bad("[token]\nlabel = a\n\n[bogus]\n", 4, "unknown section [bogus]");
 	load_bad("[Token]\nlabel = a\n", 1, "unknown section [Token]");
