@@ -595,3 +595,51 @@ Test(config, agent_socket_file_env_and_none)
 	cr_expect_eq(custody_config_set(&c, "agent", "listen-here", "/x", &err), CUSTODY_EUSAGE);
 	custody_config_clear(&c);
 }
+
+Test(config, agent_and_allow)
+{
+	load_ok("[agent]\n"
+		"listen = /run/custody/a.sock\n"
+		"socket-mode = 0660\n"
+		"socket-group = custody\n"
+		"workers = 4\n"
+		"frame-timeout = 2s\n"
+		"idle-timeout = 10m\n"
+		"max-connections = 32\n"
+		"[allow oauthtokenissuer]\n"
+		"users = svc-web, alice\n"
+		"groups = oauth-signers\n"
+		"[allow Default]\n"
+		"users = bob\n");
+	cr_assert_str_eq(cfg.agent.listen, "/run/custody/a.sock");
+	cr_assert_eq(cfg.agent.socket_mode, 0660);
+	cr_assert_str_eq(cfg.agent.socket_group, "custody");
+	cr_assert_eq(cfg.agent.workers, 4);
+	cr_assert_eq(cfg.agent.frame_timeout, 2);
+	cr_assert_eq(cfg.agent.idle_timeout, 600);
+	cr_assert_eq(cfg.agent.max_connections, 32);
+	cr_assert_eq(cfg.n_allow, 2);
+	cr_assert_not_null(custody_config_allow(&cfg, "OAuthTokenIssuer"));
+	cr_assert_str_eq(custody_config_allow(&cfg, "OAuthTokenIssuer")->users, "svc-web, alice");
+	cr_assert_str_eq(custody_config_allow(&cfg, "OAuthTokenIssuer")->groups, "oauth-signers");
+	cr_assert_eq(custody_config_allow(&cfg, "OAuthTokenIssuer")->line, 10);
+	cr_assert_str_eq(custody_config_allow(&cfg, "Default")->users, "bob");
+	cr_assert_null(custody_config_allow(&cfg, "WebServicesInternal"));
+}
+
+Test(config, agent_and_allow_bad_values)
+{
+	load_bad("[agent]\nsocket-mode = 0066\n", 2,
+		 "invalid socket-mode '0066': octal permissions such as 0660 (the owner "
+		 "keeps read and write)");
+	load_bad("[agent]\nlisten = relative.sock\n", 2,
+		 "invalid listen 'relative.sock': an absolute path");
+	load_bad("[agent]\nframe-timeout = 0\n", 2,
+		 "invalid frame-timeout '0': a duration from 1s to 24h (5s, 10m, 300)");
+	load_bad("[agent]\nworkers = 0\n", 2, "invalid workers '0': a whole number from 1 to 64");
+	load_bad("[agent]\nport = 1\n", 2, "unknown key 'port' in section [agent]");
+	load_bad("[allow]\nusers = a\n", 1, "[allow] names its type: [allow TYPE]");
+	load_bad("[allow Default]\nuser = a\n", 2, "unknown key 'user' in section [allow TYPE]");
+	assert_untouched();
+	cr_assert_eq(cfg.n_allow, 0);
+}
