@@ -25,6 +25,8 @@
 #include <custody/timefmt.h>
 #include <custody/token.h>
 
+#include "escape.h"
+
 enum cli_output {
 	OUT_TABLE = 0,
 	OUT_JSON,
@@ -276,24 +278,6 @@ int cli_refuse_at_with_agent(struct cli *cli);
 void cli_say(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 
 /* ---- output.c: every command prints through these ---- */
-
-/*
- * The one escaping function of terminal output.  Text from certificates,
- * tokens, the store and files (subjects, labels, node names, audit
- * details, messages built from them) goes through it before it is
- * printed: C0 control characters (newline, carriage return, escape, bell,
- * tab...), DEL, the C1 controls (U+0080..U+009F) and bytes that are not
- * UTF-8 are shown as \xHH, so that no such text can steer a terminal or
- * forge a line.  Printable ASCII and other UTF-8 pass unchanged.
- * out_escape writes into dst (size bytes; always NUL-terminated, cut at a
- * character when it does not fit) and returns dst; out_safe returns an
- * escaped copy that lives until 16 more out_safe calls have been made
- * (enough for the arguments of one printf); out_release frees them.
- * JSON output is escaped by jansson instead.
- */
-char *out_escape(char *dst, size_t size, const char *src);
-const char *out_safe(const char *src);
-void out_release(void);
 
 /* "Name : value" lines of a block, names padded to one width. */
 void out_field(const char *name, const char *value);

@@ -15,6 +15,7 @@
 #include <custody/similar.h>
 
 #include "cli.h"
+#include "launch.h"
 
 static const struct command cli_commands[] = {
 	{"get", cmd_get, CLI_AT_READS, "show assignments (Get-CsCertificate)",
@@ -141,7 +142,7 @@ log_to_stderr(enum custody_log_level level, const char *line, void *ctx)
 }
 
 int
-main(int argc, char **argv)
+custody_cli_main(int argc, char **argv)
 {
 	struct cli cli;
 	const struct command *command;
@@ -226,13 +227,8 @@ main(int argc, char **argv)
 		if (cli.date_note[0] != '\0')
 			fprintf(stderr, "custody: %s: note: %s\n", cli.cmd, cli.date_note);
 	} else {
-		/* Messages may carry store, token or certificate text. */
-		fprintf(stderr, "custody: %s: %s\n", cli.cmd,
-			cli.err.msg[0] != '\0' ? out_safe(cli.err.msg) : "failed");
-		if (cli.err.hint[0] != '\0')
-			fprintf(stderr, "hint: %s\n", out_safe(cli.err.hint));
-		if (r == CUSTODY_EUSAGE && cli.err.hint[0] == '\0')
-			fprintf(stderr, "see: custody %s --help\n", cli.cmd);
+		cli.err.code = r;
+		out_report_error(cli.cmd, &cli.err);
 	}
 	if (cli.token != NULL)
 		cli_close_token(&cli);

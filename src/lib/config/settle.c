@@ -13,18 +13,6 @@
 #include <custody/config.h>
 #include <custody/policy.h>
 
-const char *
-custody_config_path(const char *given)
-{
-	const char *path = given;
-
-	if (path == NULL)
-		path = secure_getenv("CUSTODY_CONFIG");
-	if (path == NULL && access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0)
-		path = CUSTODY_DEFAULT_CONFIG;
-	return path != NULL && path[0] != '\0' ? path : NULL;
-}
-
 int
 custody_config_settle(custody_config *cfg, const char *given,
 		      custody_err *err)
