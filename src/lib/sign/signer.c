@@ -894,6 +894,10 @@ custody_ctx_audit_append(custody_ctx *ctx, const struct custody_audit_entry *dra
 {
 	int r;
 
+	if (ctx->agent != NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot write the "
+				       "audit log through the agent: this context "
+				       "has no store");
 	pthread_mutex_lock(&ctx->store_mx);
 	if ((r = store_start(ctx, err)) == CUSTODY_OK &&
 	    (r = custody_store_begin(ctx->store, err)) == CUSTODY_OK) {
