@@ -11,7 +11,10 @@
  *   [rollover TYPE]  enabled, generate-before, promote-before, key,
  *            validity, subject, san, mode, csr-dir, replicable (one
  *            section per type; custody/rollover.h acts on them)
- *   [agent]  socket (a client's: sign through the agent listening there)
+ *   [agent]  listen, socket-mode, socket-group, workers, frame-timeout,
+ *            idle-timeout, max-connections (the agent, custody/agent.h);
+ *            socket (a client's: sign through the agent there)
+ *   [allow TYPE]  users, groups (who may use TYPE through the agent)
  * An unknown section or key, a key outside a section, or a bad value is an
  * error (EUSAGE) naming the file, line and key.
  *
@@ -80,6 +83,38 @@ typedef struct custody_rollover_policy {
  * signed may be checked that long after the roll. */
 #define CUSTODY_ROLLOVER_KEEP_PREVIOUS (367 * INT64_C(86400))
 
+/* [agent]: `custody agent` (custody/agent.h).  Plain values. */
+#define CUSTODY_AGENT_PATH_MAX 108	/* sun_path */
+#define CUSTODY_AGENT_LISTEN "/run/custody/agent.sock"
+#define CUSTODY_AGENT_SOCKET_MODE 0660
+#define CUSTODY_AGENT_FRAME_TIMEOUT 5		/* seconds */
+#define CUSTODY_AGENT_IDLE_TIMEOUT 300		/* seconds */
+#define CUSTODY_AGENT_MAX_CONNECTIONS 256
+
+typedef struct custody_agent_settings {
+	int configured;			/* the file has an [agent] section */
+	char listen[CUSTODY_AGENT_PATH_MAX];	/* "": CUSTODY_AGENT_LISTEN   */
+	char socket[CUSTODY_AGENT_PATH_MAX];	/* a client's; "": none       */
+	int socket_mode;		/* -1: CUSTODY_AGENT_SOCKET_MODE     */
+	char socket_group[64];		/* "": the agent's own group         */
+	int workers;			/* 0: the session pool's size         */
+	int64_t frame_timeout;		/* seconds; 0: the default            */
+	int64_t idle_timeout;		/* seconds; 0: the default            */
+	int max_connections;		/* 0: the default                     */
+} custody_agent_settings;
+
+/* [allow TYPE]: who may use a type through the agent, by name (resolved
+ * to ids by the agent when it loads the configuration). */
+#define CUSTODY_ALLOW_MAX 64		/* [allow] sections in a config */
+#define CUSTODY_ALLOW_TEXT 1024
+
+typedef struct custody_allow_policy {
+	char type[CUSTODY_NAME_MAX + 1];	/* canonical type name */
+	char users[CUSTODY_ALLOW_TEXT];		/* names, by ',' or blanks */
+	char groups[CUSTODY_ALLOW_TEXT];
+	int line;				/* first key's line, 0: none */
+} custody_allow_policy;
+
 typedef struct custody_config {
 	char *module;
 	char *token_label;
@@ -94,7 +129,9 @@ typedef struct custody_config {
 	custody_policy policy;	/* defaults unless the file set them */
 	custody_rollover_policy *rollover;	/* malloc'ed, n_rollover of them */
 	size_t n_rollover;
-	char *agent_socket;	/* [agent] socket: an absolute path or "none" */
+	custody_agent_settings agent;
+	custody_allow_policy *allow;	/* malloc'ed, n_allow of them */
+	size_t n_allow;
 } custody_config;
 
 #define CUSTODY_CUSTOM_TYPES_MAX 32
@@ -123,6 +160,10 @@ int custody_config_set(custody_config *cfg, const char *section,
 int custody_config_apply_env(custody_config *cfg, custody_err *err);
 
 void custody_config_clear(custody_config *cfg);
+
+/* A deep copy of src into dst (overwritten, not freed; clear it later). */
+int custody_config_copy(custody_config *dst, const custody_config *src,
+			custody_err *err);
 
 /*
  * Where the configuration comes from, and this node's name: the one rule
@@ -160,6 +201,10 @@ custody_config_rollover(const custody_config *cfg, const char *type);
  */
 int custody_config_check_rollover(const custody_config *cfg, const char *path,
 				  custody_err *err);
+
+/* The [allow TYPE] policy of type (canonical), or NULL. */
+const custody_allow_policy *
+custody_config_allow(const custody_config *cfg, const char *type);
 
 /* The custom types [types] custom declares, each checked as a type name
  * when it was set, into names (at most CUSTODY_CUSTOM_TYPES_MAX); returns

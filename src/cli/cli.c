@@ -256,8 +256,8 @@ output_format(struct cli *cli)
 	return CUSTODY_OK;
 }
 
-static int
-settle_configuration(struct cli *cli)
+int
+cli_settle_configuration(struct cli *cli)
 {
 	int r;
 
@@ -380,7 +380,7 @@ parse_getopt(struct cli *cli, int argc, char **argv, const struct option *all,
 		return cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
 	if ((r = refuse_at_for_writes(cli)) != CUSTODY_OK)
 		return r;
-	return settle_configuration(cli);
+	return cli_settle_configuration(cli);
 }
 
 int

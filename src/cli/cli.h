@@ -170,6 +170,10 @@ int cli_parse(struct cli *cli, int argc, char **argv,
 	      int (*on_option)(struct cli *, int, const char *, void *),
 	      void *ctx);
 
+/* Settles cli->cfg from the file, the environment and the command line
+ * (what cli_parse does last); `custody agent` does it again at SIGHUP. */
+int cli_settle_configuration(struct cli *cli);
+
 /* A usage error: sets cli->err (EUSAGE) and returns EUSAGE. */
 int cli_usage_error(struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 
@@ -299,6 +303,7 @@ int out_assignment_diff(FILE *f, const custody_assignment *before,
 			const custody_assignment *after);
 
 /* ---- commands ---- */
+int cmd_agent(struct cli *, int, char **);
 int cmd_get(struct cli *, int, char **);
 int cmd_import(struct cli *, int, char **);
 int cmd_set(struct cli *, int, char **);
@@ -334,6 +339,14 @@ int cmd_status(struct cli *, int, char **);
 /* Makes the successors the [rollover TYPE] policies say are due. */
 int cmd_rollover(struct cli *, int, char **);
 extern const char cmd_rollover_usage[];
+
+/* custody agent: serve the token to local users (custody/agent.h). */
+extern const char cmd_agent_usage[];
+/* The agent's socket a client of this configuration would use, and
+ * whether an agent answers there (1, its pid in *pid) or not (0, why in
+ * why). */
+const char *cli_agent_path(const struct cli *cli, const char *given);
+int cli_agent_probe(const char *path, long *pid, char *why, size_t why_size);
 
 /* Each command's --help text, beside its option table in cmd_NAME.c. */
 extern const char cmd_get_usage[], cmd_import_usage[], cmd_set_usage[],

@@ -64,6 +64,8 @@ static const struct command cli_commands[] = {
 	 cmd_token_usage},
 	{"tag", cmd_tag, CLI_AT_WRITES, "check the store's integrity tags, or tag a store written before them (ceremony)",
 	 cmd_tag_usage},
+	{"agent", cmd_agent, CLI_AT_READS, "serve the token's keys to local users over a Unix socket (custody-agent(8))",
+	 cmd_agent_usage},
 	{"export-package", cmd_export, CLI_AT_WRITES, "write one key's wrapped package to a new file (never plaintext)",
 	 cmd_export_usage},
 	/* The package command's first name, kept for the scripts that use

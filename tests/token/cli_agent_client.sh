@@ -81,6 +81,11 @@ dgst_verifies() { # PUBKEY-PEM SIGNATURE [SIGOPT...] — $T/data's SHA-256 signa
 	for o in "$@"; do opts+=(-sigopt "$o"); done
 	openssl dgst -sha256 -verify "$pub" -signature "$sig" "${opts[@]}" "$T/data" >/dev/null 2>&1
 }
+all_verify() { # PUBKEY-PEM SIGNATURE... — each verifies
+	local pub=$1 sig
+	shift
+	for sig in "$@"; do dgst_verifies "$pub" "$sig" || return 1; done
+}
 
 if start_agent; then
 	ok "custody agent --foreground starts and serves"
@@ -150,6 +155,18 @@ if [ "$full" = 1 ]; then
 			>"$T/p-fp" 2>"$T/p.err" </dev/null
 		check "…a certificate load comes from the agent too (no store here)" \
 			[ "$(cat "$T/p-fp")" = "$(openssl x509 -in "$T/web.crt" -noout -fingerprint -sha256)" ]
+		# A server's pattern: load once, then sign from threads (the
+		# connection pool) and from children forked after the load (new
+		# connections in each child).
+		ps=$build/tests/token/provider_sign
+		client env OPENSSL_MODULES="$build/providers/.libs" "$ps" custody:OAuthTokenIssuer \
+			"$T/data" "$T/th" threads 4 2>"$T/p.err" </dev/null
+		check "provider_sign: 4 threads sign at once through the agent" [ $? -eq 0 ]
+		check "…every thread's signature verifies" all_verify "$T/oauth.pub" "$T"/th.thread0 "$T"/th.thread1 "$T"/th.thread2 "$T"/th.thread3
+		client env OPENSSL_MODULES="$build/providers/.libs" "$ps" custody:WebServicesInternal \
+			"$T/data" "$T/fk" fork 3 2>"$T/p.err" </dev/null
+		check "provider_sign: children forked after the load sign through the agent" [ $? -eq 0 ]
+		check "…the parent's and every child's signature verify" all_verify "$T/web.pub" "$T"/fk.parent "$T"/fk.child0 "$T"/fk.child1 "$T"/fk.child2
 	fi
 
 	# ---- the OpenSSL engine
@@ -162,6 +179,13 @@ if [ "$full" = 1 ]; then
 			-sha256 -sign WebServicesInternal -out "$T/e-web.sig" "$T/data" >/dev/null 2>"$T/e.err" </dev/null
 		check "…the $WK key signs" [ $? -eq 0 ]
 		check "…and verifies with its certificate" dgst_verifies "$T/web.pub" "$T/e-web.sig"
+		client env OPENSSL_ENGINES="$build/engines/.libs" openssl dgst -engine custody -keyform engine \
+			-sha256 -sign OAuthTokenIssuer -sigopt rsa_padding_mode:pss -out "$T/e-pss.sig" "$T/data" \
+			>/dev/null 2>"$T/e.err" </dev/null
+		rc=$?
+		check "RSA-PSS through the engine and the agent: refused (exit 1-127, no crash)" \
+			[ "$rc" -gt 0 -a "$rc" -lt 128 ]
+		check "…saying the agent signs digests, not padded blocks" grep -q "custody agent: it signs a digest" "$T/e.err"
 	fi
 fi
 check "signing through the agent changed nothing on the token or in the store" [ "$(state)" = "$before" ]
@@ -178,7 +202,7 @@ check "…not the old one" eval '! dgst_verifies "$T/oauth.pub" "$T/rsa2.sig"'
 # ---- refusals and errors
 crun sign -t Default --in "$T/data" --out "$T/x.sig"
 check "a type this user may not use: exit 1" [ "$rc" -eq 1 ]
-check "…with the agent's refusal, one line" eval '[ "$(wc -l <<<"$err")" -eq 1 ] && grep -q "the custody agent refused" <<<"$err"'
+check "…with the agent's refusal, one line" eval '[ "$(wc -l <<<"$err")" -eq 1 ] && grep -q "the custody agent.*may not use type Default" <<<"$err"'
 check "…and no signature" [ ! -e "$T/x.sig" ]
 crun sign -t XmppServer --in "$T/data" --out "$T/x.sig"
 check "a type with nothing assigned: exit 3" [ "$rc" -eq 3 ]

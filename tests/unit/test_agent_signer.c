@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/rsa.h>
@@ -26,6 +27,7 @@
 #include <custody/agent_wire.h>
 #include <custody/cert.h>
 #include <custody/config.h>
+#include <custody/keyref.h>
 #include <custody/signer.h>
 
 #include "unit/testcerts.h"
@@ -34,16 +36,28 @@ struct fake {
 	char dir[64], path[128];
 	int lfd;
 	pthread_t thread;
-	EVP_PKEY *key;
-	unsigned char *der;
-	size_t der_len;
-	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
+	/* [0]: RSA-2048 (every type), [1]: EC P-256 (type EcType) */
+	EVP_PKEY *keys[2];
+	unsigned char *ders[2];
+	size_t der_lens[2];
+	char thumbprints[2][CUSTODY_THUMBPRINT_HEX + 1];
 	pthread_mutex_t mx;
 	int cert_requests, sign_requests, conns_now, conns_max;
 	custody_agent_sign_request last;
 };
 
 static struct fake F;
+/* The RSA key's, which most tests use. */
+#define KEY F.keys[0]
+#define DER F.ders[0]
+#define DER_LEN F.der_lens[0]
+#define THUMBPRINT F.thumbprints[0]
+
+static int
+key_of_type(const char *type)
+{
+	return strcmp(type, "EcType") == 0;
+}
 
 static int
 read_exact(int fd, unsigned char *p, size_t n)
@@ -99,15 +113,33 @@ answer_cert(const custody_agent_cert_request *q, custody_agent_msg *m)
 	}
 	memset(m, 0, sizeof(*m));
 	m->kind = CUSTODY_AGENT_CERT_RESPONSE;
-	memcpy(m->u.cert_response.certificate, F.der, F.der_len);
-	m->u.cert_response.certificate_len = F.der_len;
-	memcpy(m->u.cert_response.thumbprint, F.thumbprint, sizeof(F.thumbprint));
+	memcpy(m->u.cert_response.certificate, F.ders[key_of_type(q->type)],
+	       F.der_lens[key_of_type(q->type)]);
+	m->u.cert_response.certificate_len = F.der_lens[key_of_type(q->type)];
+	memcpy(m->u.cert_response.thumbprint, F.thumbprints[key_of_type(q->type)],
+	       sizeof(F.thumbprints[0]));
+}
+
+/* An ECDSA DER signature as r || s of 32 bytes each; its length or 0. */
+static size_t
+der_to_raw(unsigned char *sig, size_t len)
+{
+	const unsigned char *p = sig;
+	ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)len);
+	size_t n = 0;
+
+	if (es != NULL && BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32) == 32 &&
+	    BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32) == 32)
+		n = 64;
+	ECDSA_SIG_free(es);
+	return n;
 }
 
 static void
 answer_sign(const custody_agent_sign_request *q, custody_agent_msg *m)
 {
-	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new(F.key, NULL);
+	int k = key_of_type(q->type);
+	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new(F.keys[k], NULL);
 	const EVP_MD *md = q->hash == CUSTODY_AGENT_SHA384 ? EVP_sha384() :
 			   q->hash == CUSTODY_AGENT_SHA512 ? EVP_sha512() : EVP_sha256();
 	int pss = q->scheme == CUSTODY_AGENT_RSA_PSS;
@@ -118,6 +150,25 @@ answer_sign(const custody_agent_sign_request *q, custody_agent_msg *m)
 	F.sign_requests++;
 	F.last = *q;
 	pthread_mutex_unlock(&F.mx);
+	if (k == 1) {
+		if (pc == NULL || EVP_PKEY_sign_init(pc) != 1 ||
+		    EVP_PKEY_sign(pc, sig, &len, q->digest, q->digest_len) != 1 ||
+		    (q->scheme == CUSTODY_AGENT_ECDSA_RAW && (len = der_to_raw(sig, len)) == 0)) {
+			error_msg(m, CUSTODY_EFAIL, "the fake agent cannot sign");
+			EVP_PKEY_CTX_free(pc);
+			return;
+		}
+		EVP_PKEY_CTX_free(pc);
+		memset(m, 0, sizeof(*m));
+		m->kind = CUSTODY_AGENT_SIGN_RESPONSE;
+		snprintf(m->u.sign_response.identity, sizeof(m->u.sign_response.identity), "global");
+		m->u.sign_response.scheme = q->scheme == CUSTODY_AGENT_ECDSA_RAW ?
+					    CUSTODY_AGENT_ECDSA_RAW : CUSTODY_AGENT_ECDSA;
+		memcpy(m->u.sign_response.signature, sig, len);
+		m->u.sign_response.signature_len = len;
+		memcpy(m->u.sign_response.thumbprint, F.thumbprints[1], sizeof(F.thumbprints[1]));
+		return;
+	}
 	if (pc == NULL || EVP_PKEY_sign_init(pc) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_padding(pc, pss ? RSA_PKCS1_PSS_PADDING : RSA_PKCS1_PADDING) != 1 ||
 	    (pss && EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) != 1) ||
@@ -134,7 +185,7 @@ answer_sign(const custody_agent_sign_request *q, custody_agent_msg *m)
 	m->u.sign_response.scheme = pss ? CUSTODY_AGENT_RSA_PSS : CUSTODY_AGENT_RSA_PKCS1;
 	memcpy(m->u.sign_response.signature, sig, len);
 	m->u.sign_response.signature_len = len;
-	memcpy(m->u.sign_response.thumbprint, F.thumbprint, sizeof(F.thumbprint));
+	memcpy(m->u.sign_response.thumbprint, THUMBPRINT, sizeof(THUMBPRINT));
 	usleep(1000);	/* long enough for the threads to overlap */
 }
 
@@ -193,18 +244,22 @@ fake_start(void)
 	custody_cert_record rec;
 	X509 *x;
 	unsigned char *p;
+	int k;
 
 	memset(&F, 0, sizeof(F));
 	pthread_mutex_init(&F.mx, NULL);
-	F.key = testcert_key("rsa:2048");
-	x = testcert_self_signed(F.key, "agent.test", NULL, -60, 30);
-	F.der_len = (size_t)i2d_X509(x, NULL);
-	F.der = p = malloc(F.der_len);
-	i2d_X509(x, &p);
-	X509_free(x);
-	cr_assert_eq(custody_cert_record_from_der(F.der, F.der_len, &rec, NULL), CUSTODY_OK);
-	memcpy(F.thumbprint, rec.thumbprint, sizeof(F.thumbprint));
-	custody_cert_record_clear(&rec);
+	for (k = 0; k < 2; k++) {
+		F.keys[k] = testcert_key(k == 0 ? "rsa:2048" : "ec:p256");
+		x = testcert_self_signed(F.keys[k], "agent.test", NULL, -60, 30);
+		F.der_lens[k] = (size_t)i2d_X509(x, NULL);
+		F.ders[k] = p = malloc(F.der_lens[k]);
+		i2d_X509(x, &p);
+		X509_free(x);
+		cr_assert_eq(custody_cert_record_from_der(F.ders[k], F.der_lens[k], &rec, NULL),
+			     CUSTODY_OK);
+		memcpy(F.thumbprints[k], rec.thumbprint, sizeof(F.thumbprints[k]));
+		custody_cert_record_clear(&rec);
+	}
 	snprintf(F.dir, sizeof(F.dir), "/tmp/custody-agent-signer.XXXXXX");
 	cr_assert_not_null(mkdtemp(F.dir));
 	snprintf(F.path, sizeof(F.path), "%s/agent.sock", F.dir);
@@ -225,8 +280,10 @@ fake_stop(void)
 	pthread_join(F.thread, NULL);
 	unlink(F.path);
 	rmdir(F.dir);
-	EVP_PKEY_free(F.key);
-	free(F.der);
+	EVP_PKEY_free(F.keys[0]);
+	EVP_PKEY_free(F.keys[1]);
+	free(F.ders[0]);
+	free(F.ders[1]);
 }
 
 TestSuite(agent_signer, .init = fake_start, .fini = fake_stop);
@@ -259,7 +316,7 @@ verifies(const unsigned char *data, size_t len, const unsigned char *sig, size_t
 	EVP_PKEY_CTX *pc = NULL;
 	int ok;
 
-	ok = EVP_DigestVerifyInit(m, &pc, EVP_sha256(), NULL, F.key) == 1 &&
+	ok = EVP_DigestVerifyInit(m, &pc, EVP_sha256(), NULL, KEY) == 1 &&
 	     (!pss || (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) == 1 &&
 		       EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) == 1)) &&
 	     EVP_DigestVerify(m, sig, sig_len, data, len) == 1;
@@ -291,7 +348,7 @@ Test(agent_signer, signs_the_data_digest_and_reports_the_certificate)
 		  "the digest of the data is what goes to the agent");
 	cr_expect_str_eq(F.last.type, "Default");
 	cr_expect_str_eq(F.last.thumbprint, "");
-	cr_assert_eq(custody_cert_record_from_der(F.der, F.der_len, &rec, NULL), CUSTODY_OK);
+	cr_assert_eq(custody_cert_record_from_der(DER, DER_LEN, &rec, NULL), CUSTODY_OK);
 	cr_expect_str_eq(info.thumbprint, rec.thumbprint);
 	cr_expect_str_eq(info.key_id, rec.key_id);
 	cr_expect_str_eq(info.key_algorithm, "RSA-2048");
@@ -314,8 +371,8 @@ Test(agent_signer, signs_the_data_digest_and_reports_the_certificate)
 	custody_cert_record_clear(&rec);
 
 	cr_assert_eq(custody_signer_current(sg, 0, &rec, &err), CUSTODY_OK, "%s", err.msg);
-	cr_expect_str_eq(rec.thumbprint, F.thumbprint);
-	cr_expect_eq(rec.der_len, F.der_len);
+	cr_expect_str_eq(rec.thumbprint, THUMBPRINT);
+	cr_expect_eq(rec.der_len, DER_LEN);
 	custody_cert_record_clear(&rec);
 	custody_signer_close(sg);
 	custody_ctx_free(ctx);
@@ -429,4 +486,55 @@ Test(agent_signer, threads_share_at_most_sessions_connections)
 	cr_expect_eq(F.conns_max, 2, "the threads overlapped");
 	custody_signer_close(sg);
 	custody_ctx_free(ctx);
+}
+
+/* The engine's keys (custody/keyref.h) with an agent: the certificate and
+ * signatures from the agent, through OpenSSL's own API. */
+static void
+keyref_signs(const char *name, int k, const char *md_name)
+{
+	static const unsigned char data[] = "signed through an engine key";
+	custody_keyref *kr = NULL;
+	EVP_PKEY *pkey = NULL;
+	X509 *cert = NULL;
+	EVP_MD_CTX *m = EVP_MD_CTX_new();
+	unsigned char sig[512];
+	size_t sig_len = sizeof(sig);
+	custody_err err;
+
+	setenv("CUSTODY_CONFIG", "", 1);
+	setenv("CUSTODY_AGENT", F.path, 1);
+	setenv("CUSTODY_STORE", "sqlite:/nonexistent/custody.db", 1);
+	unsetenv("CUSTODY_PIN_SOURCE");
+	unsetenv("CUSTODY_MODULE");
+	cr_assert_eq(custody_keyref_new(&kr, &err), CUSTODY_OK);
+	cr_assert_eq(custody_keyref_load_key(kr, name, &pkey, &cert, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_expect_eq(X509_cmp(cert, cert), 0);
+	cr_expect_eq(EVP_PKEY_eq(pkey, F.keys[k]), 1, "the public half is the certificate's");
+	cr_expect_eq(custody_keyref_token_is_open(kr), 0);
+	cr_assert_eq(EVP_DigestSignInit(m, NULL, EVP_get_digestbyname(md_name), NULL, pkey), 1);
+	cr_assert_eq(EVP_DigestSign(m, sig, &sig_len, data, sizeof(data)), 1);
+	EVP_MD_CTX_free(m);
+	m = EVP_MD_CTX_new();
+	cr_expect_eq(EVP_DigestVerifyInit(m, NULL, EVP_get_digestbyname(md_name), NULL,
+					  F.keys[k]), 1);
+	cr_expect_eq(EVP_DigestVerify(m, sig, sig_len, data, sizeof(data)), 1,
+		     "the agent's signature verifies with the certificate's key");
+	cr_expect_str_eq(F.last.thumbprint, F.thumbprints[k], "pinned to the certificate");
+	EVP_MD_CTX_free(m);
+	EVP_PKEY_free(pkey);
+	X509_free(cert);
+	custody_keyref_free(kr);
+	unsetenv("CUSTODY_AGENT");
+}
+
+Test(agent_signer, engine_keys_sign_through_the_agent)
+{
+	keyref_signs("Default", 0, "SHA256");
+	cr_expect_eq(F.last.scheme, CUSTODY_AGENT_RSA_PKCS1);
+	keyref_signs("Default", 0, "SHA384");
+	cr_expect_eq(F.last.hash, CUSTODY_AGENT_SHA384);
+	keyref_signs("EcType", 1, "SHA256");
+	cr_expect_eq(F.last.scheme, CUSTODY_AGENT_ECDSA_RAW);
 }

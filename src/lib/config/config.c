@@ -20,6 +20,8 @@
 #include <custody/secret.h>
 #include <custody/cert.h>
 
+#include "agent_keys.h"
+
 /* What ini_parse_stream is working on, as the reader sees it.  inih
  * itself (the Debian build) gives the handler no line number, and folds
  * indented lines into the previous value; the reader follows the lines so
@@ -38,7 +40,7 @@ struct load {
 };
 
 static const char *const sections = "[token], [store], [node], [policy], [types], "
-				   "[rollover TYPE], [agent]";
+				   "[rollover TYPE], [agent], [allow TYPE]";
 
 /* "rollover TYPE": the type named by a rollover section, else NULL. */
 static const char *
@@ -58,7 +60,7 @@ known_section(const char *name)
 	return strcmp(name, "token") == 0 || strcmp(name, "store") == 0 ||
 	       strcmp(name, "node") == 0 || strcmp(name, "policy") == 0 ||
 	       strcmp(name, "types") == 0 || rollover_section_type(name) != NULL ||
-	       strcmp(name, "agent") == 0;
+	       strcmp(name, "agent") == 0 || config_allow_section_type(name) != NULL;
 }
 
 #define TYPE_SEPARATORS ", \t"
@@ -238,33 +240,6 @@ set_node(custody_config *cfg, const char *key, const char *value,
 				       "invalid node name '%s': it is the name "
 				       "of the global identity", value);
 	return set_string(&cfg->node_name, value, err);
-}
-
-/* ------------------------------------------------------- [agent] (client) */
-
-/* sun_path holds 108 bytes, the terminating NUL included. */
-#define AGENT_SOCKET_PATH_MAX 107
-
-/* [agent] socket: where a client finds the agent ("none": nowhere). */
-static int
-set_agent_socket(custody_config *cfg, const char *value, custody_err *err)
-{
-	if (strcmp(value, "none") != 0 &&
-	    (value[0] != '/' || strlen(value) > AGENT_SOCKET_PATH_MAX))
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "invalid agent socket '%s': give an "
-				       "absolute path of at most %d bytes, or "
-				       "none", value, AGENT_SOCKET_PATH_MAX);
-	return set_string(&cfg->agent_socket, value, err);
-}
-
-static int
-set_agent(custody_config *cfg, const char *key, const char *value,
-	  custody_err *err)
-{
-	if (strcmp(key, "socket") == 0)
-		return set_agent_socket(cfg, value, err);
-	return unknown_key("agent", key, "socket", err);
 }
 
 /* ------------------------------------------------------------ [rollover] */
@@ -502,7 +477,11 @@ custody_config_set(custody_config *cfg, const char *section,
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "empty value for key '%s' in section [%s]",
 				       key, section);
-	if (rollover_section_type(section) != NULL)
+	if (config_allow_section_type(section) != NULL)
+		r = config_set_allow(cfg, config_allow_section_type(section), key, value, 0, err);
+	else if (strcmp(section, "agent") == 0)
+		r = config_set_agent(cfg, key, value, err);
+	else if (rollover_section_type(section) != NULL)
 		r = set_rollover(cfg, rollover_section_type(section), key, value, err);
 	else if (strcmp(section, "token") == 0)
 		r = set_token(cfg, key, value, err);
@@ -510,8 +489,6 @@ custody_config_set(custody_config *cfg, const char *section,
 		r = set_store(cfg, key, value, err);
 	else if (strcmp(section, "types") == 0)
 		r = set_types(cfg, key, value, err);
-	else if (strcmp(section, "agent") == 0)
-		r = set_agent(cfg, key, value, err);
 	else
 		r = set_node(cfg, key, value, err);
 	return r;
@@ -556,6 +533,7 @@ custody_config_init(custody_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->lock_timeout = -1;
+	cfg->agent.socket_mode = -1;
 	custody_policy_defaults(&cfg->policy);
 }
 
@@ -571,7 +549,6 @@ static const size_t string_fields[] = {
 	offsetof(custody_config, store_url),
 	offsetof(custody_config, node_name),
 	offsetof(custody_config, custom_types),
-	offsetof(custody_config, agent_socket),
 };
 #define N_STRINGS (sizeof(string_fields) / sizeof(string_fields[0]))
 
@@ -597,6 +574,7 @@ custody_config_clear(custody_config *cfg)
 	for (i = 0; i < N_STRINGS; i++)
 		free(*string_at(cfg, i));
 	free(cfg->rollover);
+	free(cfg->allow);
 	custody_config_init(cfg);
 }
 
@@ -621,10 +599,17 @@ config_copy(custody_config *dst, const custody_config *src, custody_err *err)
 	for (i = 0; i < N_STRINGS; i++)
 		*string_at(dst, i) = NULL;
 	dst->rollover = NULL;
+	if (config_copy_allow(dst, src, err) != CUSTODY_OK) {
+		dst->n_rollover = 0;
+		return CUSTODY_EFAIL;
+	}
 	if (src->n_rollover > 0) {
 		/* plain values: a copy of the array is a deep copy */
 		if ((dst->rollover = malloc(src->n_rollover * sizeof(*dst->rollover))) == NULL) {
 			dst->n_rollover = 0;
+			free(dst->allow);
+			dst->allow = NULL;
+			dst->n_allow = 0;
 			return custody_err_set(err, CUSTODY_EFAIL, "cannot copy configuration: "
 					       "out of memory");
 		}
@@ -640,6 +625,12 @@ config_copy(custody_config *dst, const custody_config *src, custody_err *err)
 		}
 	}
 	return CUSTODY_OK;
+}
+
+int
+custody_config_copy(custody_config *dst, const custody_config *src, custody_err *err)
+{
+	return config_copy(dst, src, err);
 }
 
 static void
@@ -671,6 +662,14 @@ check_header(struct load *ld, const char *start)
 					      rollover_section_type(name)[0] == '\0')) {
 		custody_err_set(ld->err, CUSTODY_EUSAGE,
 				"%s:%d: [rollover] names its type: [rollover TYPE]",
+				ld->path, ld->line);
+		load_fail(ld, CUSTODY_EUSAGE);
+		return;
+	}
+	if (config_allow_section_type(name) != NULL &&
+	    config_allow_section_type(name)[0] == '\0') {
+		custody_err_set(ld->err, CUSTODY_EUSAGE,
+				"%s:%d: [allow] names its type: [allow TYPE]",
 				ld->path, ld->line);
 		load_fail(ld, CUSTODY_EUSAGE);
 		return;
@@ -781,6 +780,21 @@ note_rollover_line(struct load *ld, const char *section, const char *key)
 		p->durations_line = ld->line;
 }
 
+/* Where an [allow TYPE] section starts, for the agent's messages. */
+static void
+note_allow_line(struct load *ld, const char *section)
+{
+	char type[CUSTODY_NAME_MAX + 1];
+	const char *given = config_allow_section_type(section);
+	custody_allow_policy *p;
+
+	if (given == NULL || custody_type_canonical(given, type, NULL, NULL) != CUSTODY_OK ||
+	    (p = (custody_allow_policy *)custody_config_allow(ld->cfg, type)) == NULL)
+		return;
+	if (p->line == 0)
+		p->line = ld->line;
+}
+
 static int
 handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -806,6 +820,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 		return 0;
 	}
 	note_rollover_line(ld, section, name);
+	note_allow_line(ld, section);
 	return 1;
 }
 

@@ -35,10 +35,10 @@ custody_config_store_url(const custody_config *cfg)
 const char *
 custody_config_agent_socket(const custody_config *cfg)
 {
-	if (cfg == NULL || cfg->agent_socket == NULL ||
-	    strcmp(cfg->agent_socket, "none") == 0)
+	if (cfg == NULL || cfg->agent.socket[0] == '\0' ||
+	    strcmp(cfg->agent.socket, "none") == 0)
 		return NULL;
-	return cfg->agent_socket;
+	return cfg->agent.socket;
 }
 
 int

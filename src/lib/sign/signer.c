@@ -22,6 +22,7 @@
 #include <openssl/objects.h>
 
 #include <custody/assign.h>
+#include <custody/audit.h>
 #include <custody/cert.h>
 #include <custody/clock.h>
 #include <custody/policy.h>
@@ -793,11 +794,16 @@ out:
 	return r;
 }
 
-/* The agent resolves at the present time only. */
+/* The agent resolves at the present time only: `now` 0, or the clock
+ * read by a caller a moment ago (AGENT_PRESENT_SLACK seconds). */
+#define AGENT_PRESENT_SLACK 2
+
 static int
 agent_refuses_at(int64_t now, custody_err *err)
 {
-	if (now == 0)
+	int64_t d = now - clock_now();
+
+	if (now == 0 || (d >= -AGENT_PRESENT_SLACK && d <= AGENT_PRESENT_SLACK))
 		return CUSTODY_OK;
 	return custody_err_set(err, CUSTODY_EUSAGE,
 			       "the agent signs at the present time; --at "
@@ -880,6 +886,56 @@ custody_signer_slot_cert(custody_signer *signer, int64_t now, int which,
 	    CUSTODY_OK)
 		custody_cert_record_clear(out);
 	return r;
+}
+
+int
+custody_ctx_audit_append(custody_ctx *ctx, const struct custody_audit_entry *draft,
+			 custody_err *err)
+{
+	int r;
+
+	if (ctx->agent != NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot write the "
+				       "audit log through the agent: this context "
+				       "has no store");
+	pthread_mutex_lock(&ctx->store_mx);
+	if ((r = store_start(ctx, err)) == CUSTODY_OK &&
+	    (r = custody_store_begin(ctx->store, err)) == CUSTODY_OK) {
+		if ((r = custody_audit_append(ctx->store, draft, err)) == CUSTODY_OK)
+			r = custody_store_commit(ctx->store, err);
+		else
+			custody_store_rollback(ctx->store);
+	}
+	pthread_mutex_unlock(&ctx->store_mx);
+	return r;
+}
+
+int
+custody_signer_assignment(custody_signer *signer, int64_t now,
+			  custody_assignment *out, custody_err *err)
+{
+	int r;
+
+	if (signer == NULL || out == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot read an "
+				       "assignment: no signer");
+	memset(out, 0, sizeof(*out));
+	if (signer->ctx->agent != NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot read an "
+				       "assignment through the agent: it serves "
+				       "certificates and signatures");
+	r = resolve(signer, now != 0 ? now : clock_now(), out, err);
+	if (r != CUSTODY_ENOTFOUND)
+		return r;
+	/* Nothing current (a pending roll only): the record as is. */
+	pthread_mutex_lock(&signer->mx);
+	*out = signer->rec;
+	pthread_mutex_unlock(&signer->mx);
+	if (custody_assign_is_empty(out))
+		return custody_err_set(err, CUSTODY_ENOTFOUND, "no certificate is "
+				       "assigned for type %s", signer->type);
+	custody_err_clear(err);
+	return CUSTODY_OK;
 }
 
 static const EVP_MD *
