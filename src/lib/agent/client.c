@@ -183,8 +183,7 @@ custody_agent_close(custody_agent_conn *c)
 	if (c == NULL)
 		return;
 	conn_drop(c);
-	/* The buffer held the last digest and signature. */
-	explicit_bzero(c->buf, sizeof(c->buf));
+	/* c->buf holds nothing: every call cleanses what it used. */
 	free(c);
 }
 
