@@ -38,6 +38,11 @@
  * also while another key loads.  Not safe: using a key after the engine
  * was destroyed or the process began to exit, and using keys in a child
  * after fork (libp11 re-initialises the module there).
+ *
+ * With custody's agent configured (agent.socket, CUSTODY_AGENT) a key
+ * load needs no PIN source, module or store: the certificate comes from
+ * the agent and the key signs through it (custody/keyref.h); RSA-PSS and
+ * digest-less RSA are refused there (the provider does PSS).
  */
 #include "config.h"
 

@@ -42,6 +42,11 @@
  * token lock as a lease), made at the first private key load.  Not
  * libp11.
  *
+ * With custody's agent configured (agent.socket in the config file, or
+ * CUSTODY_AGENT) that signer and the certificate loads go through the
+ * agent instead (custody/signer.h, "Agent"): the process needs no PIN
+ * source, no module and no store, and the agent's allow list decides.
+ *
  * A key object is PINNED to the certificate it resolved at load time
  * (custody_signer_sign_pinned): it signs with that certificate's key for
  * as long as it lives, even after `custody set` or a roll.  Why: a TLS

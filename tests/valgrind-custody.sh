@@ -7,7 +7,8 @@
 # stderr; with VALGRIND_REPORTS=DIR the report is also kept there, one
 # file per process that had one.  Leaks in third-party libraries are
 # suppressed by tests/valgrind.supp (each entry says what it is).
-# TOP_BUILDDIR: the build tree (its .libs holds custody and libcustody).
+# TOP_BUILDDIR: the build tree (custody, and its .libs with custody-cli.so
+# and libcustody).
 top=${TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 build=${TOP_BUILDDIR:?TOP_BUILDDIR must name the build tree}
 log=$(mktemp "${TMPDIR:-/tmp}/valgrind-custody.XXXXXX") || exit 98
@@ -15,7 +16,7 @@ LD_LIBRARY_PATH="$build/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
 	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	--show-leak-kinds=definite --num-callers=30 \
 	--suppressions="$top/tests/valgrind.supp" --log-file="$log" \
-	"$build/.libs/custody" "$@"
+	"$build/custody" "$@"
 rc=$?
 # OpenSSL's secure heap (custody_harden_process) calls mlock2, which this
 # valgrind does not know; OpenSSL then falls back to mlock.  Valgrind's

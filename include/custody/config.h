@@ -16,6 +16,10 @@
  *            metadata document of TYPE says of its issuer)
  *   [agent]  http-listen, http-types, http-max-age, http-max-connections,
  *            http-timeout (the agent's read-only metadata server)
+ *   [agent]  listen, socket-mode, socket-group, workers, frame-timeout,
+ *            idle-timeout, max-connections (the agent, custody/agent.h);
+ *            socket (a client's: sign through the agent there)
+ *   [allow TYPE]  users, groups (who may use TYPE through the agent)
  * An unknown section or key, a key outside a section, or a bad value is an
  * error (EUSAGE) naming the file, line and key.
  *
@@ -110,6 +114,37 @@ typedef struct custody_metadata_conf {
 #define CUSTODY_HTTP_MAX_AGE 300	/* Cache-Control max-age, seconds */
 #define CUSTODY_HTTP_MAX_CONNECTIONS 64
 #define CUSTODY_HTTP_TIMEOUT 10		/* an idle connection is closed   */
+/* [agent]: `custody agent` (custody/agent.h).  Plain values. */
+#define CUSTODY_AGENT_PATH_MAX 108	/* sun_path */
+#define CUSTODY_AGENT_LISTEN "/run/custody/agent.sock"
+#define CUSTODY_AGENT_SOCKET_MODE 0660
+#define CUSTODY_AGENT_FRAME_TIMEOUT 5		/* seconds */
+#define CUSTODY_AGENT_IDLE_TIMEOUT 300		/* seconds */
+#define CUSTODY_AGENT_MAX_CONNECTIONS 256
+
+typedef struct custody_agent_settings {
+	int configured;			/* the file has an [agent] section */
+	char listen[CUSTODY_AGENT_PATH_MAX];	/* "": CUSTODY_AGENT_LISTEN   */
+	char socket[CUSTODY_AGENT_PATH_MAX];	/* a client's; "": none       */
+	int socket_mode;		/* -1: CUSTODY_AGENT_SOCKET_MODE     */
+	char socket_group[64];		/* "": the agent's own group         */
+	int workers;			/* 0: the session pool's size         */
+	int64_t frame_timeout;		/* seconds; 0: the default            */
+	int64_t idle_timeout;		/* seconds; 0: the default            */
+	int max_connections;		/* 0: the default                     */
+} custody_agent_settings;
+
+/* [allow TYPE]: who may use a type through the agent, by name (resolved
+ * to ids by the agent when it loads the configuration). */
+#define CUSTODY_ALLOW_MAX 64		/* [allow] sections in a config */
+#define CUSTODY_ALLOW_TEXT 1024
+
+typedef struct custody_allow_policy {
+	char type[CUSTODY_NAME_MAX + 1];	/* canonical type name */
+	char users[CUSTODY_ALLOW_TEXT];		/* names, by ',' or blanks */
+	char groups[CUSTODY_ALLOW_TEXT];
+	int line;				/* first key's line, 0: none */
+} custody_allow_policy;
 
 typedef struct custody_config {
 	char *module;
@@ -135,6 +170,9 @@ typedef struct custody_config {
 	int http_max_age;	/* seconds; -1: CUSTODY_HTTP_MAX_AGE      */
 	int http_max_connections;	/* -1: CUSTODY_HTTP_MAX_CONNECTIONS */
 	int http_timeout;	/* seconds; -1: CUSTODY_HTTP_TIMEOUT      */
+	custody_agent_settings agent;
+	custody_allow_policy *allow;	/* malloc'ed, n_allow of them */
+	size_t n_allow;
 } custody_config;
 
 #define CUSTODY_CUSTOM_TYPES_MAX 32
@@ -156,13 +194,17 @@ int custody_config_set(custody_config *cfg, const char *section,
  * holds (file < environment < command line): CUSTODY_MODULE (token.module),
  * CUSTODY_TOKEN (token.uri when it starts with "pkcs11:", else
  * token.label), CUSTODY_PIN_SOURCE, CUSTODY_SO_PIN_SOURCE, CUSTODY_STORE
- * (store.url), CUSTODY_NODE (node.name).  Unset or empty variables are
+ * (store.url), CUSTODY_NODE (node.name), CUSTODY_AGENT (agent.socket).  Unset or empty variables are
  * skipped.  A bad value is the error of custody_config_set prefixed with
  * the variable's name ("CUSTODY_STORE: invalid url ...").
  */
 int custody_config_apply_env(custody_config *cfg, custody_err *err);
 
 void custody_config_clear(custody_config *cfg);
+
+/* A deep copy of src into dst (overwritten, not freed; clear it later). */
+int custody_config_copy(custody_config *dst, const custody_config *src,
+			custody_err *err);
 
 /*
  * Where the configuration comes from, and this node's name: the one rule
@@ -182,6 +224,10 @@ int custody_config_settle(custody_config *cfg, const char *given,
 
 /* The store URL: store.url, else CUSTODY_DEFAULT_STORE. */
 const char *custody_config_store_url(const custody_config *cfg);
+
+/* The agent socket a client signs through (agent.socket, CUSTODY_AGENT,
+ * --agent): NULL when unset or "none" (sign with the token itself). */
+const char *custody_config_agent_socket(const custody_config *cfg);
 
 /* The [rollover TYPE] policy of type (canonical), or NULL. */
 const custody_rollover_policy *
@@ -215,6 +261,9 @@ int custody_config_check_metadata(const custody_config *cfg, const char *path,
  * one: OAuthTokenIssuer when unset), or -1 with err set. */
 int custody_config_http_types(const custody_config *cfg,
 			      char names[][CUSTODY_NAME_MAX + 1], custody_err *err);
+/* The [allow TYPE] policy of type (canonical), or NULL. */
+const custody_allow_policy *
+custody_config_allow(const custody_config *cfg, const char *type);
 
 /* The custom types [types] custom declares, each checked as a type name
  * when it was set, into names (at most CUSTODY_CUSTOM_TYPES_MAX); returns

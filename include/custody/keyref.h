@@ -21,6 +21,15 @@
  * (custody/secret.h: "prompt" reads /dev/tty and fails without a
  * terminal); without a PIN source a private key load fails.
  *
+ * With an agent configured (custody_config_agent_socket: agent.socket,
+ * CUSTODY_AGENT) nothing here opens the store or the token, and no PIN is
+ * read: certificates come from the agent (CERT_REQUEST), and a private
+ * key load gives an EVP_PKEY (the certificate's public key with a method
+ * of its own) that signs through the agent with that certificate's key:
+ * PKCS#1 v1.5 with a SHA-256/384/512 digest named, and ECDSA; RSA-PSS or
+ * a block padded by OpenSSL is refused (the provider does PSS through the
+ * agent).  Such a key, too, must be freed before custody_keyref_free().
+ *
  * Ownership and order of release:
  * - custody_keyref_load_key() opens the token on its first call (taking
  *   the token lock of custody/token.h: other custody processes wait for

@@ -79,6 +79,32 @@
  *   opened (the first signer that finds its assignment), and cleansed
  *   right after the login.
  *
+ * - Agent.  When cfg names an agent socket (custody_config_agent_socket:
+ *   agent.socket, CUSTODY_AGENT, --agent; the agent itself sets it to
+ *   "none" for its own ctx), the
+ *   ctx opens neither token nor store and reads no PIN: each call is one
+ *   request to `custody agent` over its Unix socket (custody/agent_client.h),
+ *   which resolves the assignment at that request (so a roll or a `custody
+ *   set` is seen at the next signature, as above) and checks its allow
+ *   list for this process's user.  The ctx keeps a pool of connections,
+ *   one per concurrent caller (at most options.sessions; a thread waits
+ *   when every one is busy), and the facts of the certificates the agent
+ *   named.  custody_signer_open asks for the current certificate, so that
+ *   ENOTFOUND, a refusal ("the custody agent refused: ...") or an agent
+ *   that cannot be reached (EFAIL "cannot reach the custody agent at
+ *   PATH: ...") surface there.  The digest is computed here; the agent
+ *   signs it.  Cost: one round trip on the socket per signature (and one
+ *   per certificate read), against none with the token in the process;
+ *   the agent, not this process, needs the PIN, the module and the store.
+ *   The agent signs at the present time only: `now` (and custody_signer_
+ *   current's and _slot_cert's) must be 0 or the clock (within 2 s),
+ *   else EUSAGE "the agent signs at the present time; --at needs the
+ *   token (--agent none)".  The
+ *   agent's errors keep their codes (ENOTFOUND: nothing assigned).
+ *   custody_ctx_token_is_open is 0.  A signature's info takes the key id
+ *   and algorithm from the certificate the agent sent (empty when a roll
+ *   since then took it out of every slot).
+ *
  * Threads: custody_signer_sign() and custody_signer_current() may be
  * called from any number of threads at once, on one signer or on several
  * signers of one ctx.  custody_signer_open() may run alongside them.
@@ -241,6 +267,47 @@ int custody_signer_sign_pinned(custody_signer *signer, const char *thumbprint,
 			       int is_digest, unsigned char **sig,
 			       size_t *sig_len, custody_signature_info *info,
 			       custody_err *err);
+
+/*
+ * The signer's assignment resolved at `now` (0: the clock): its identity
+ * (where it was found) and its three slots.  When nothing is current (a
+ * pending roll only) the record as stored.  ENOTFOUND "no certificate is
+ * assigned for type T" when every slot is empty.
+ */
+int custody_signer_assignment(custody_signer *signer, int64_t now,
+			      custody_assignment *out, custody_err *err);
+
+/*
+ * A JWT (custody/jws.h) signed with the key current at `now` (0: the
+ * clock), as `custody jwt issue` and the agent issue it: alg
+ * (CUSTODY_JWS_RS256...; 0: by the key, custody_jws_default_alg), x5t and
+ * kid of the current certificate, lifetime in seconds (0:
+ * CUSTODY_JWT_DEFAULT_LIFETIME) when the claims carry no exp.  The
+ * signature is checked with the certificate's public key before the
+ * token is returned (*token malloc'ed).  thumbprint (may be NULL) gets
+ * the signing certificate's, *alg_used (may be NULL) the alg.  EFAIL "a K
+ * key has no JWS algorithm here" for a key without one; ECONFLICT when
+ * the assignment changed between the header and the signature; the
+ * errors of custody_jws_issue and custody_signer_sign.
+ */
+#define CUSTODY_JWT_DEFAULT_LIFETIME 3600
+int custody_signer_issue_jwt(custody_signer *signer, int64_t now,
+			     const char *claims_json, int64_t lifetime, int alg,
+			     char **token,
+			     char thumbprint[CUSTODY_THUMBPRINT_HEX + 1],
+			     int *alg_used, custody_err *err);
+
+/*
+ * Appends one entry to the audit log of the ctx's store (custody/audit.h,
+ * custody_audit_append in a transaction of its own), tagged with the
+ * ctx's token where the store carries integrity tags: for a long-lived
+ * signer that records what it refused (the agent).  The tag waits for the
+ * signatures in flight.  Errors of the store and of custody_audit_append.
+ */
+struct custody_audit_entry;
+int custody_ctx_audit_append(custody_ctx *ctx,
+			     const struct custody_audit_entry *draft,
+			     custody_err *err);
 
 /* "RSA-PKCS1", "RSA-PSS", "ECDSA-DER", "ECDSA-RAW", "AUTO". */
 const char *custody_sig_scheme_name(enum custody_sig_scheme scheme);

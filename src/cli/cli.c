@@ -133,6 +133,8 @@ const char cli_global_usage[] =
 	"  --node NAME            this node's name (default: host name)\n"
 	"  --at TIME              read as if now were TIME (ISO 8601); commands that\n"
 	"                         write refuse it (set --dry-run, a preview, takes it)\n"
+	"  --agent PATH|none      sign through the custody agent at PATH (sign, jwt\n"
+	"                         issue); none: with the token itself\n"
 	"  -o, --output FMT       table, json, thumbprint, pem, uri, der (where they\n"
 	"                         apply; metadata: jwks, s2s)\n"
 	"  -q, --quiet            no narration\n"
@@ -149,6 +151,7 @@ const struct option cli_global_options[] = {
 	{"store", required_argument, NULL, OPT_STORE},
 	{"node", required_argument, NULL, OPT_NODE},
 	{"at", required_argument, NULL, OPT_AT},
+	{"agent", required_argument, NULL, OPT_AGENT},
 	{"output", required_argument, NULL, 'o'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
@@ -169,6 +172,7 @@ cli_global_option(struct cli *cli, int c, const char *arg)
 	case OPT_STORE: cli->args.store = arg; break;
 	case OPT_NODE: cli->args.node = arg; break;
 	case OPT_AT: cli->args.at = arg; break;
+	case OPT_AGENT: cli->args.agent = arg; break;
 	case 'o': cli->args.output = arg; break;
 	case 'q': cli->quiet = 1; break;
 	case 'v': cli->verbose++; break;
@@ -204,6 +208,7 @@ apply_overrides(struct cli *cli)
 		{"token", "so-pin-source", offsetof(struct cli_args, so_pin_source)},
 		{"store", "url", offsetof(struct cli_args, store)},
 		{"node", "name", offsetof(struct cli_args, node)},
+		{"agent", "socket", offsetof(struct cli_args, agent)},
 	};
 	size_t i;
 	int r;
@@ -251,8 +256,8 @@ output_format(struct cli *cli)
 	return CUSTODY_OK;
 }
 
-static int
-settle_configuration(struct cli *cli)
+int
+cli_settle_configuration(struct cli *cli)
 {
 	int r;
 
@@ -268,6 +273,21 @@ settle_configuration(struct cli *cli)
 		return r;
 
 	return output_format(cli);
+}
+
+int64_t
+cli_sign_time(const struct cli *cli)
+{
+	return cli->args.at != NULL ? cli->now : 0;
+}
+
+int
+cli_refuse_at_with_agent(struct cli *cli)
+{
+	if (cli->args.at == NULL || custody_config_agent_socket(&cli->cfg) == NULL)
+		return CUSTODY_OK;
+	return cli_usage_error(cli, "the agent signs at the present time; --at needs the "
+			       "token (--agent none)");
 }
 
 /* --at is for reading: whatever writes, writes at the real time. */
@@ -360,7 +380,7 @@ parse_getopt(struct cli *cli, int argc, char **argv, const struct option *all,
 		return cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
 	if ((r = refuse_at_for_writes(cli)) != CUSTODY_OK)
 		return r;
-	return settle_configuration(cli);
+	return cli_settle_configuration(cli);
 }
 
 int

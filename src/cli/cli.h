@@ -25,6 +25,8 @@
 #include <custody/timefmt.h>
 #include <custody/token.h>
 
+#include "escape.h"
+
 enum cli_output {
 	OUT_TABLE = 0,
 	OUT_JSON,
@@ -50,6 +52,7 @@ struct cli_args {
 	const char *node;
 	const char *at;
 	const char *output;
+	const char *agent;	/* --agent PATH|none */
 };
 
 struct command;
@@ -82,6 +85,7 @@ enum {
 	OPT_NODE,
 	OPT_AT,
 	OPT_VERSION,
+	OPT_AGENT,
 	OPT_FIRST_COMMAND_OPTION,	/* commands number their own from here */
 };
 #define CLI_GLOBAL_SHORTOPTS "c:o:qvh"
@@ -165,6 +169,10 @@ int cli_parse(struct cli *cli, int argc, char **argv,
 	      const struct cli_opt *opts, const char *shortopts,
 	      int (*on_option)(struct cli *, int, const char *, void *),
 	      void *ctx);
+
+/* Settles cli->cfg from the file, the environment and the command line
+ * (what cli_parse does last); `custody agent` does it again at SIGHUP. */
+int cli_settle_configuration(struct cli *cli);
 
 /* A usage error: sets cli->err (EUSAGE) and returns EUSAGE. */
 int cli_usage_error(struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
@@ -258,28 +266,18 @@ int cli_time_parse(struct cli *cli, const char *option, const char *text,
  * known type, or a custom one the configuration declares ([types]). */
 int cli_type_resolve(struct cli *cli, const char *text,
 		     char out[CUSTODY_NAME_MAX + 1]);
+/* For the signer: cli->now when --at was given, else 0 (the signer's
+ * clock; an agent signs only at the present time). */
+int64_t cli_sign_time(const struct cli *cli);
+/* EUSAGE when --at is given and an agent is configured (it signs at the
+ * present time only): "the agent signs at the present time; --at needs
+ * the token (--agent none)". */
+int cli_refuse_at_with_agent(struct cli *cli);
+
 /* Prints a narration line on stderr unless -q. */
 void cli_say(const struct cli *cli, const char *fmt, ...) CUSTODY_PRINTF(2, 3);
 
 /* ---- output.c: every command prints through these ---- */
-
-/*
- * The one escaping function of terminal output.  Text from certificates,
- * tokens, the store and files (subjects, labels, node names, audit
- * details, messages built from them) goes through it before it is
- * printed: C0 control characters (newline, carriage return, escape, bell,
- * tab...), DEL, the C1 controls (U+0080..U+009F) and bytes that are not
- * UTF-8 are shown as \xHH, so that no such text can steer a terminal or
- * forge a line.  Printable ASCII and other UTF-8 pass unchanged.
- * out_escape writes into dst (size bytes; always NUL-terminated, cut at a
- * character when it does not fit) and returns dst; out_safe returns an
- * escaped copy that lives until 16 more out_safe calls have been made
- * (enough for the arguments of one printf); out_release frees them.
- * JSON output is escaped by jansson instead.
- */
-char *out_escape(char *dst, size_t size, const char *src);
-const char *out_safe(const char *src);
-void out_release(void);
 
 /* "Name : value" lines of a block, names padded to one width. */
 void out_field(const char *name, const char *value);
@@ -305,6 +303,7 @@ int out_assignment_diff(FILE *f, const custody_assignment *before,
 			const custody_assignment *after);
 
 /* ---- commands ---- */
+int cmd_agent(struct cli *, int, char **);
 int cmd_get(struct cli *, int, char **);
 int cmd_import(struct cli *, int, char **);
 int cmd_set(struct cli *, int, char **);
@@ -340,6 +339,14 @@ int cmd_status(struct cli *, int, char **);
 /* Makes the successors the [rollover TYPE] policies say are due. */
 int cmd_rollover(struct cli *, int, char **);
 extern const char cmd_rollover_usage[];
+
+/* custody agent: serve the token to local users (custody/agent.h). */
+extern const char cmd_agent_usage[];
+/* The agent's socket a client of this configuration would use, and
+ * whether an agent answers there (1, its pid in *pid) or not (0, why in
+ * why). */
+const char *cli_agent_path(const struct cli *cli, const char *given);
+int cli_agent_probe(const char *path, long *pid, char *why, size_t why_size);
 
 /* Each command's --help text, beside its option table in cmd_NAME.c. */
 extern const char cmd_get_usage[], cmd_import_usage[], cmd_set_usage[],

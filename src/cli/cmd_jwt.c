@@ -1,6 +1,8 @@
 /*
  * cmd_jwt.c — `custody jwt issue` signs a compact JWS (RS256, PS256, ES256)
- * with the current key of a type through the library signer; `custody jwt
+ * with the current key of a type through the library signer (the token, or
+ * the agent when one is configured: the token is built here either way,
+ * the agent signs its SHA-256 digest); `custody jwt
  * verify` checks one against the current, previous or (once due) pending
  * certificate, from the store alone: the signature, exp and nbf, the
  * certificate's validity period, and --aud / --iss when given.
@@ -126,97 +128,17 @@ parse_seconds(struct cli *cli, const char *option, const char *text, long min, l
 	return CUSTODY_OK;
 }
 
-struct signing {
-	custody_signer *signer;
-	int64_t now;
-	const char *thumbprint;	/* the certificate the header names */
-};
-
-static enum custody_sig_scheme
-scheme_of(int alg)
-{
-	switch (alg) {
-	case CUSTODY_JWS_PS256: return CUSTODY_SIG_RSA_PSS;
-	case CUSTODY_JWS_ES256: return CUSTODY_SIG_ECDSA_RAW;
-	default: return CUSTODY_SIG_RSA_PKCS1;
-	}
-}
-
-/* custody_jws_sign_fn: the signer, at the same instant the header was
- * made for, so the key is the one x5t names. */
-static int
-sign_with_signer(void *ctx, int alg, const unsigned char *input, size_t len,
-		 unsigned char **sig, size_t *sig_len, custody_err *err)
-{
-	struct signing *s = ctx;
-	custody_signature_info info;
-	unsigned char *raw = NULL;
-	size_t n = 0;
-	int r;
-
-	r = custody_signer_sign(s->signer, s->now, scheme_of(alg), NID_sha256, input, len, 0,
-				&raw, &n, &info, err);
-	if (r != CUSTODY_OK)
-		return r;
-	if (strcmp(info.thumbprint, s->thumbprint) != 0) {
-		r = custody_err_set(err, CUSTODY_ECONFLICT,
-				    "the assignment changed while signing: signed with %s, "
-				    "the header names %s", info.thumbprint, s->thumbprint);
-		goto out;
-	}
-	/* sign/jws.c frees the signature with OPENSSL_free. */
-	if ((*sig = OPENSSL_malloc(n)) == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL, "out of memory");
-		goto out;
-	}
-	memcpy(*sig, raw, n);
-	*sig_len = n;
-	r = CUSTODY_OK;
-out:
-	free(raw);
-	return r;
-}
-
-/* The signature of a token just made verifies with its certificate. */
-static int
-check_issued(struct cli *cli, const char *token, int alg, const custody_cert_record *rec)
-{
-	const char *dot = strrchr(token, '.');
-	const unsigned char *p = rec->der;
-	unsigned char *sig = NULL;
-	size_t sig_len = 0;
-	X509 *x = NULL;
-	int r;
-
-	if (dot == NULL ||
-	    custody_base64url_decode(dot + 1, strlen(dot + 1), &sig, &sig_len) != 0 ||
-	    (x = d2i_X509(NULL, &p, (long)rec->der_len)) == NULL) {
-		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "the token just signed is malformed");
-		goto out;
-	}
-	r = custody_jws_check_signature(alg, X509_get0_pubkey(x), (const unsigned char *)token,
-					(size_t)(dot - token), sig, sig_len, &cli->err);
-	if (r != CUSTODY_OK)
-		custody_err_prefix(&cli->err, "the token just signed does not verify");
-out:
-	X509_free(x);
-	free(sig);
-	return r;
-}
-
 static int
 jwt_issue(struct cli *cli, const struct jwt_opts *o, const char *type)
 {
 	custody_ctx_options copts = {.sessions = 1, .one_shot = 1};
 	custody_ctx *ctx = NULL;
 	custody_signer *signer = NULL;
-	custody_cert_record rec;
-	struct signing s;
+	char thumbprint[CUSTODY_THUMBPRINT_HEX + 1];
 	char *claims = NULL, *token = NULL;
 	int64_t lifetime = 3600;
 	int alg, r;
 
-	memset(&rec, 0, sizeof(rec));
 	if (o->claims == NULL)
 		return cli_usage_error(cli, "--claims JSON|@FILE is required");
 	if (o->token != NULL)
@@ -233,36 +155,22 @@ jwt_issue(struct cli *cli, const struct jwt_opts *o, const char *type)
 		return custody_err_set(&cli->err, CUSTODY_EFAIL, "out of memory");
 	}
 
+	if ((r = cli_refuse_at_with_agent(cli)) != CUSTODY_OK)
+		goto out;
 	if ((r = custody_ctx_new_with(&cli->cfg, cli->node, &copts, &ctx, &cli->err)) != CUSTODY_OK ||
-	    (r = custody_signer_open(ctx, type, NULL, &signer, &cli->err)) != CUSTODY_OK ||
-	    (r = custody_signer_current(signer, cli->now, &rec, &cli->err)) != CUSTODY_OK)
+	    (r = custody_signer_open(ctx, type, NULL, &signer, &cli->err)) != CUSTODY_OK)
 		goto out;
-	alg = o->alg != NULL ? custody_jws_alg_from_name(o->alg)
-			     : custody_jws_default_alg(rec.key_algorithm);
-	if (alg == CUSTODY_JWS_ALG_NONE) {
-		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
-				    "a %s key has no JWS algorithm here: use RSA or EC P-256",
-				    rec.key_algorithm);
-		goto out;
-	}
-	s.signer = signer;
-	s.now = cli->now;
-	s.thumbprint = rec.thumbprint;
-	r = custody_jws_issue(claims, cli->now, lifetime, custody_jws_alg_name(alg),
-			      rec.thumbprint, NULL, sign_with_signer, &s, &token, &cli->err);
+	r = custody_signer_issue_jwt(signer, cli_sign_time(cli), claims, lifetime,
+				     o->alg != NULL ? custody_jws_alg_from_name(o->alg) : 0,
+				     &token, thumbprint, &alg, &cli->err);
 	if (r != CUSTODY_OK)
 		goto out;
-	/* Check the signature before handing the token out (the signature
-	 * only: the claims may well be valid from a later nbf). */
-	if ((r = check_issued(cli, token, alg, &rec)) != CUSTODY_OK)
-		goto out;
 	printf("%s\n", token);
-	cli_say(cli, "signed with %s certificate %s (%s)", type, rec.thumbprint,
+	cli_say(cli, "signed with %s certificate %s (%s)", type, thumbprint,
 		custody_jws_alg_name(alg));
 out:
 	free(token);
 	free(claims);
-	custody_cert_record_clear(&rec);
 	custody_signer_close(signer);
 	custody_ctx_free(ctx);
 	return r;

@@ -9,6 +9,8 @@
  * signer (custody/signer.h) with one session and the shared lock held to
  * the end (no lease thread), and the key is found by CKA_ID alone.  The
  * input is hashed as it is read (any size), before the token is opened.
+ * With an agent configured (--agent, CUSTODY_AGENT, agent.socket) the
+ * signer asks the agent instead: no module, PIN or store here.
  */
 #include "config.h"
 
@@ -23,11 +25,11 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 
-#include <custody/file.h>
 #include <custody/policy.h>
 #include <custody/signer.h>
 
 #include "cli.h"
+#include "sigout.h"
 
 enum {
 	OPT_TYPE = 't',
@@ -60,27 +62,27 @@ digest_nid(struct cli *cli, const char *name, int *nid)
 	return CUSTODY_OK;
 }
 
+/* One piece of the input into the digest. */
+static int
+hash_piece(void *ctx, const unsigned char *piece, size_t len,
+	   custody_err *err)
+{
+	if (EVP_DigestUpdate(ctx, piece, len) != 1)
+		return custody_err_openssl(err, CUSTODY_EFAIL, "cannot hash "
+					   "the input");
+	return CUSTODY_OK;
+}
+
 /* The digest of the input (a file, or standard input), read in pieces. */
 static int
 hash_input(struct cli *cli, const char *path, int nid, unsigned char *md,
 	   unsigned int *md_len)
 {
-	unsigned char buf[65536];
 	const char *name = path != NULL ? path : "standard input";
 	EVP_MD_CTX *mctx = NULL;
 	EVP_MD *md_alg = NULL;
-	int fd = 0, r = CUSTODY_EFAIL;
-	ssize_t n;
+	int r;
 
-	/* O_NONBLOCK: open() of a FIFO without a writer would wait forever;
-	 * then the reads block again (no writer reads as end of file). */
-	if (path != NULL && (fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
-		r = custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot open %s: %s",
-				    path, strerror(errno));
-		goto out;
-	}
-	if (path != NULL)
-		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	if ((md_alg = EVP_MD_fetch(NULL, OBJ_nid2sn(nid), NULL)) == NULL ||
 	    (mctx = EVP_MD_CTX_new()) == NULL ||
 	    EVP_DigestInit_ex(mctx, md_alg, NULL) != 1) {
@@ -88,24 +90,9 @@ hash_input(struct cli *cli, const char *path, int nid, unsigned char *md,
 					"cannot hash %s", name);
 		goto out;
 	}
-	for (;;) {
-		n = read(fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = custody_err_set(&cli->err, CUSTODY_EFAIL,
-					    "cannot read %s: %s", name,
-					    strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		if (EVP_DigestUpdate(mctx, buf, (size_t)n) != 1) {
-			r = custody_err_openssl(&cli->err, CUSTODY_EFAIL,
-						"cannot hash %s", name);
-			goto out;
-		}
-	}
+	if ((r = sig_read_input(path, hash_piece, mctx, &cli->err)) !=
+	    CUSTODY_OK)
+		goto out;
 	if (EVP_DigestFinal_ex(mctx, md, md_len) != 1) {
 		r = custody_err_openssl(&cli->err, CUSTODY_EFAIL,
 					"cannot hash %s", name);
@@ -113,49 +100,8 @@ hash_input(struct cli *cli, const char *path, int nid, unsigned char *md,
 	}
 	r = CUSTODY_OK;
 out:
-	if (path != NULL && fd >= 0)
-		close(fd);
 	EVP_MD_CTX_free(mctx);
 	EVP_MD_free(md_alg);
-	return r;
-}
-
-/* The signature to a new file (never an existing one: it is public, so
- * 0644), or to standard output. */
-static int
-write_signature(struct cli *cli, const char *path, const unsigned char *sig,
-		size_t len)
-{
-	int fd = 1, r = CUSTODY_EFAIL;
-
-	if (path != NULL) {
-		fd = custody_file_create(path, O_WRONLY, 0644);
-		if (fd < 0) {
-			r = custody_err_set(&cli->err, CUSTODY_EFAIL,
-					    "cannot create %s: %s%s", path,
-					    strerror(errno),
-					    errno == EEXIST
-						    ? " (an existing file is "
-						      "never overwritten)"
-						    : "");
-			goto out;
-		}
-	}
-	if (custody_write_all(fd, sig, len) != 0 || (path != NULL && close(fd) != 0)) {
-		r = custody_err_set(&cli->err, CUSTODY_EFAIL,
-				    "cannot write the signature to %s: %s",
-				    path != NULL ? path : "standard output",
-				    strerror(errno));
-		if (path != NULL)
-			unlink(path);
-		fd = -1;
-		goto out;
-	}
-	fd = -1;
-	r = CUSTODY_OK;
-out:
-	if (path != NULL && fd >= 0)
-		close(fd);
 	return r;
 }
 
@@ -197,7 +143,6 @@ cmd_sign(struct cli *cli, int argc, char **argv)
 	unsigned char md[EVP_MAX_MD_SIZE], *sig = NULL;
 	unsigned int md_len = 0;
 	size_t sig_len = 0;
-	struct stat st;
 	int nid = NID_sha256, r;
 
 	if ((r = cli_parse(cli, argc, argv, options, "t:i:", NULL, NULL)) !=
@@ -211,20 +156,19 @@ cmd_sign(struct cli *cli, int argc, char **argv)
 	    CUSTODY_OK)
 		return r;
 	/* Refused before anything is read or opened. */
-	if (o.out != NULL && lstat(o.out, &st) == 0)
-		return custody_err_set(&cli->err, CUSTODY_EFAIL,
-				       "cannot create %s: it exists (an existing "
-				       "file is never overwritten)", o.out);
+	if ((r = cli_refuse_at_with_agent(cli)) != CUSTODY_OK ||
+	    (r = sig_refuse_existing(o.out, &cli->err)) != CUSTODY_OK)
+		return r;
 	if ((r = custody_ctx_new_with(&cli->cfg, cli->node, &copt, &ctx,
 				      &cli->err)) != CUSTODY_OK ||
 	    (r = custody_signer_open(ctx, type, o.identity, &signer,
 				     &cli->err)) != CUSTODY_OK ||
 	    (r = hash_input(cli, o.in, nid, md, &md_len)) != CUSTODY_OK ||
-	    (r = custody_signer_sign(signer, cli->now, CUSTODY_SIG_AUTO, nid,
+	    (r = custody_signer_sign(signer, cli_sign_time(cli), CUSTODY_SIG_AUTO, nid,
 				     md, md_len, 1, &sig, &sig_len, &info,
 				     &cli->err)) != CUSTODY_OK)
 		goto out;
-	if ((r = write_signature(cli, o.out, sig, sig_len)) != CUSTODY_OK)
+	if ((r = sig_write(o.out, sig, sig_len, &cli->err)) != CUSTODY_OK)
 		goto out;
 	if (cli->verbose)
 		fprintf(stderr, "custody: signed with %s (key %s, %s, %s/%s)\n",

@@ -15,6 +15,7 @@
 #include <custody/similar.h>
 
 #include "cli.h"
+#include "launch.h"
 
 static const struct command cli_commands[] = {
 	{"get", cmd_get, CLI_AT_READS, "show assignments (Get-CsCertificate)",
@@ -63,6 +64,8 @@ static const struct command cli_commands[] = {
 	 cmd_token_usage},
 	{"tag", cmd_tag, CLI_AT_WRITES, "check the store's integrity tags, or tag a store written before them (ceremony)",
 	 cmd_tag_usage},
+	{"agent", cmd_agent, CLI_AT_READS, "serve the token's keys to local users over a Unix socket (custody-agent(8))",
+	 cmd_agent_usage},
 	{"export-package", cmd_export, CLI_AT_WRITES, "write one key's wrapped package to a new file (never plaintext)",
 	 cmd_export_usage},
 	/* The package command's first name, kept for the scripts that use
@@ -139,7 +142,7 @@ log_to_stderr(enum custody_log_level level, const char *line, void *ctx)
 }
 
 int
-main(int argc, char **argv)
+custody_cli_main(int argc, char **argv)
 {
 	struct cli cli;
 	const struct command *command;
@@ -224,13 +227,8 @@ main(int argc, char **argv)
 		if (cli.date_note[0] != '\0')
 			fprintf(stderr, "custody: %s: note: %s\n", cli.cmd, cli.date_note);
 	} else {
-		/* Messages may carry store, token or certificate text. */
-		fprintf(stderr, "custody: %s: %s\n", cli.cmd,
-			cli.err.msg[0] != '\0' ? out_safe(cli.err.msg) : "failed");
-		if (cli.err.hint[0] != '\0')
-			fprintf(stderr, "hint: %s\n", out_safe(cli.err.hint));
-		if (r == CUSTODY_EUSAGE && cli.err.hint[0] == '\0')
-			fprintf(stderr, "see: custody %s --help\n", cli.cmd);
+		cli.err.code = r;
+		out_report_error(cli.cmd, &cli.err);
 	}
 	if (cli.token != NULL)
 		cli_close_token(&cli);

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 
+#include <openssl/evp.h>
 #include <p11-kit/pkcs11.h>
 
 #define BENCH_SKIP 77		/* exit status: the path is not built yet */

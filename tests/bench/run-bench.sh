@@ -22,6 +22,14 @@
 #   cli_per_process          one `custody sign` process per signature        (slot)
 #   raw_per_process          one raw_sign_once process per signature: the floor
 #   pkcs11_tool_per_process  one `pkcs11-tool --sign` process per signature
+#   cli_per_process_agent    one `custody sign` process per signature through the agent
+#                            (CUSTODY_AGENT: the launcher's own path, no libcrypto)
+#   agent                    one client signing in a loop through the agent (bench_agent.c)
+#   agent_8clients           8 such clients at once, each its own connection
+#
+# The agent paths sign through one `custody agent --foreground` on the
+# bench token, started here (its allow list: this user, for both types)
+# and stopped at the end; they are n/a when custody has no agent command.
 #
 # Every path is checked once (its signature verifies with the certificate)
 # before it is timed.  The machine is shared and its load drifts, so the
@@ -58,7 +66,8 @@ engines_dir=${BENCH_ENGINES_DIR:-$(dirname "$CUSTODY_BIN")/engines}
 providers_dir=${BENCH_PROVIDERS_DIR:-$(dirname "$CUSTODY_BIN")/providers}
 kinds=(rsa2048 ec_p256)
 paths=(openssl_memory raw raw_2threads library library_2threads provider engine
-	cli_per_process raw_per_process pkcs11_tool_per_process)
+	cli_per_process raw_per_process pkcs11_tool_per_process
+	cli_per_process_agent agent agent_8clients)
 
 die() {
 	echo "run-bench: $*" >&2
@@ -80,7 +89,12 @@ round_seconds=$(awk -v s="$seconds" -v r="$rounds" 'BEGIN { if (s + 0 <= 0) exit
 round_processes=$((processes / rounds))
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/custody-bench.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+agent_pid=""
+stop_agent() {
+	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+	agent_pid=""
+}
+trap 'stop_agent; rm -rf "$T"' EXIT
 umask 077
 mkdir -p "$T/log" "$T/lock"
 
@@ -132,6 +146,27 @@ for k in "${kinds[@]}"; do
 		python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["current"]["key_id"])') ||
 		die "cannot read the key id of the $k key"
 done
+
+# The agent: `custody agent --foreground` on this token, its PIN from the
+# token's PIN source like every path; [agent] listen and the allow lists in
+# the configuration every path reads (no path but the agent paths is told
+# of the socket: CUSTODY_AGENT is set for those alone).
+agent_sock=""
+if "$CUSTODY_BIN" agent --help >/dev/null 2>&1; then
+	printf '[agent]\nlisten = %s\n[allow BenchRSA]\nusers = %s\n[allow BenchEC]\nusers = %s\n' \
+		"$T/agent.sock" "$(id -un)" "$(id -un)" >>"$T/custody.conf"
+	"${custody_env[@]}" "$custody" agent --foreground >"$T/log/agent" 2>&1 &
+	agent_pid=$!
+	for _ in $(seq 1 100); do
+		if "${custody_env[@]}" "$custody" agent --status --listen "$T/agent.sock" >/dev/null 2>&1; then
+			agent_sock=$T/agent.sock
+			break
+		fi
+		kill -0 "$agent_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -n "$agent_sock" ] || die "custody agent did not start: $(cat "$T/log/agent")"
+fi
 
 # What the per-process signers sign, and its SHA-256 (pkcs11-tool's -m
 # ECDSA signs its input as it is: SoftHSM has no CKM_ECDSA_SHA256).
@@ -210,6 +245,15 @@ path_command() {
 	pkcs11_tool_per_process)
 		pkcs11_tool_args "$k"
 		CMD=("${spawn[@]}" "${P11[@]}" --output-file "$T/$k.p11.sig") ;;
+	cli_per_process_agent) # the launcher alone: CUSTODY_AGENT is set
+		[ -n "$agent_sock" ] || return 1
+		CMD=(env "CUSTODY_AGENT=$agent_sock" "${custody_env[@]}" "${spawn[@]}" "$custody"
+			sign -t "${type[$k]}" --in "$T/msg.bin") ;;
+	agent | agent_8clients)
+		[ -n "$agent_sock" ] && [ -x "$BENCH_BINDIR/bench_agent" ] || return 1
+		CMD=(env "CUSTODY_AGENT=$agent_sock" "$BENCH_BINDIR/bench_agent" --kind "$k"
+			--type "${type[$k]}" --cert "$T/$k.crt"
+			--threads "$([ "$path" = agent ] && echo 1 || echo 8)" --seconds "$round_seconds") ;;
 	*)
 		die "unknown path $path" ;;
 	esac
@@ -224,6 +268,9 @@ check_command() {
 	case $path in
 	cli_per_process)
 		CMD=("${custody_env[@]}" "$custody" sign -t "${type[$k]}" --in "$T/msg.bin") ;;
+	cli_per_process_agent)
+		CMD=(env "CUSTODY_AGENT=$agent_sock" "${custody_env[@]}" "$custody"
+			sign -t "${type[$k]}" --in "$T/msg.bin") ;;
 	raw_per_process)
 		CMD=("$BENCH_BINDIR/raw_sign_once" --module "$module" --token "$token"
 			--pin-file "$pin_file" --id "${key_id[$k]}" --kind "$k" --in "$T/msg.bin") ;;

@@ -30,10 +30,10 @@ here=$(cd "$(dirname "$0")" && pwd -P)
 top=$(cd "$here/../.." && pwd -P)
 
 # Library modules the harnesses reach (and those these depend on).
-LIB_SOURCES="util/error util/log assign/records util/hexfmt util/base64
+LIB_SOURCES="util/error util/error_openssl util/log assign/records util/hexfmt util/base64
 	util/timefmt cert/thumbprint sign/jws cert/cert cert/bundle cert/policy
-	cert/types cert/keyspec util/similar config/config config/publish util/secret util/file
-	cluster/package cert/dn agent/wire"
+	cert/types cert/typename cert/keyspec util/similar config/config config/publish util/secret util/file
+	cluster/package cert/dn agent/wire config/agent_keys config/path"
 # Test helpers linked into every harness (keys and certificates in memory).
 TEST_SOURCES="tests/unit/testcerts.c"
 

@@ -138,7 +138,7 @@ if [ -d /run/lock/custody ] && [ ! -L /run/lock/custody ]; then
 		CUSTODY_PIN_SOURCE=env:NO_PIN \
 		LD_LIBRARY_PATH="${TOP_BUILDDIR:?}/.libs" \
 		setpriv --reuid="$NOBODY" --regid="$NOGROUP" --clear-groups \
-		"$TOP_BUILDDIR/.libs/custody" list 2>&1 >/dev/null)
+		"$TOP_BUILDDIR/custody" list 2>&1 >/dev/null)
 	if [ "$had_fallback" -eq 0 ] && [ -e "$fallback" ]; then
 		not_ok "custody run by another user takes the token's one lock" \
 			"it took a lock of its own: $fallback" "stderr: $nobody_err"

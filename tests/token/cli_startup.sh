@@ -43,6 +43,18 @@ check "libcustody does not need libpq" \
 check "custody does not need libpq" not grep -q '^libpq\.' <<<"$(libs_of "$bin")"
 check "…nor gssapi, ldap or gnutls" \
 	not grep -Eq '^lib(gssapi|ldap|gnutls)' <<<"$(libs_of "$bin")"
+# custody is the launcher: `custody sign` through an agent must start
+# fast, so it links neither libcrypto nor libcustody; the full command is
+# the module custody-cli.so.
+check "the launcher links neither libcrypto, libp11, sqlite nor libcustody" \
+	not grep -Eq '^lib(crypto|p11|sqlite3|custody)\.' <<<"$(libs_of "$bin")"
+check "the command module does not need libpq" \
+	not grep -q '^libpq\.' <<<"$(libs_of "$modules/custody-cli.so")"
+check "…nor gssapi, ldap or gnutls" \
+	not grep -Eq '^lib(gssapi|ldap|gnutls)' <<<"$(libs_of "$modules/custody-cli.so")"
+check "the command module exports its entry and nothing else" \
+	[ "$(nm -D --defined-only "$modules/custody-cli.so" | awk 'NF == 3 {print $3}')" = \
+	custody_cli_main ]
 check "the module needs libpq" grep -q '^libpq\.' <<<"$(libs_of "$modules/custody-store-pg.so")"
 check "the module exports its backend table and nothing else" \
 	[ "$(nm -D --defined-only "$modules/custody-store-pg.so" | awk 'NF == 3 {print $3}')" = \
@@ -61,7 +73,7 @@ err=$(grep -v 'file=' "$T/ld")
 check "sign: exit 0" [ "$rc" -eq 0 ]
 check "…the signature verifies" verifies
 check "…the loader mapped libcustody, then the PKCS#11 module" \
-	grep -q "file=libcustody\.so.*file=$SOFTHSM_MODULE" <<<"$(tr '\n' ' ' <"$T/ld")"
+	grep -q "file=[^ ]*libcustody\.so.*file=$SOFTHSM_MODULE" <<<"$(tr '\n' ' ' <"$T/ld")"
 check "…but not libpq nor the PostgreSQL module" \
 	not grep -Eq 'file=(libpq|.*custody-store-pg)' "$T/ld"
 
@@ -99,7 +111,7 @@ check "…a hint naming CUSTODY_MODULE_DIR" grep -q '^hint: .*CUSTODY_MODULE_DIR
 check "…and not the password of the URL" not grep -q 's3cret-pw' <<<"$err"
 
 mkdir -p "$T/foreign"
-ln -s "$(LD_LIBRARY_PATH=$libpath ldd "$bin" | awk '$1 ~ /^libjansson/ {print $3}')" \
+ln -s "$(LD_LIBRARY_PATH=$libpath ldd "$modules/custody-cli.so" | awk '$1 ~ /^libjansson/ {print $3}')" \
 	"$T/foreign/custody-store-pg.so"
 CUSTODY_MODULE_DIR=$T/foreign run --store "$url" get
 check "another library in its place: exit 1" [ "$rc" -eq 1 ]

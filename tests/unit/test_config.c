@@ -198,7 +198,7 @@ Test(config, unknown_section)
 				   3, "unknown section [tokens]");
 
 	cr_assert_str_eq(err.hint, "sections: [token], [store], [node], "
-			 "[policy], [types], [rollover TYPE], [metadata TYPE], [agent]");
+			 "[policy], [types], [rollover TYPE], [metadata TYPE], [agent], [allow TYPE]");
 	/* Even one without keys. */
 	load_bad("[token]\nlabel = a\n\n[bogus]\n", 4, "unknown section [bogus]");
 	load_bad("[Token]\nlabel = a\n", 1, "unknown section [Token]");
@@ -660,4 +660,74 @@ Test(config, http_keys)
 	load_bad("[agent]\nhttp-port = 1\n", 2, "unknown key 'http-port' in section [agent]");
 	cr_assert_null(cfg.http_listen);
 	assert_untouched();
+}
+
+/* [agent] socket, CUSTODY_AGENT and "none": where a client signs. */
+Test(config, agent_socket_file_env_and_none)
+{
+	custody_config c;
+	custody_err err;
+
+	custody_config_init(&c);
+	cr_expect_null(custody_config_agent_socket(&c), "unset: no agent");
+	cr_assert_eq(custody_config_set(&c, "agent", "socket", "/run/custody/agent.sock", &err),
+		     CUSTODY_OK, "%s", err.msg);
+	cr_expect_str_eq(custody_config_agent_socket(&c), "/run/custody/agent.sock");
+	setenv("CUSTODY_AGENT", "none", 1);
+	cr_assert_eq(custody_config_apply_env(&c, &err), CUSTODY_OK, "%s", err.msg);
+	cr_expect_null(custody_config_agent_socket(&c), "CUSTODY_AGENT=none over the file");
+	setenv("CUSTODY_AGENT", "/run/other.sock", 1);
+	cr_assert_eq(custody_config_apply_env(&c, &err), CUSTODY_OK, "%s", err.msg);
+	cr_expect_str_eq(custody_config_agent_socket(&c), "/run/other.sock");
+	unsetenv("CUSTODY_AGENT");
+	cr_expect_eq(custody_config_set(&c, "agent", "listen-here", "/x", &err), CUSTODY_EUSAGE);
+	custody_config_clear(&c);
+}
+
+Test(config, agent_and_allow)
+{
+	load_ok("[agent]\n"
+		"listen = /run/custody/a.sock\n"
+		"socket-mode = 0660\n"
+		"socket-group = custody\n"
+		"workers = 4\n"
+		"frame-timeout = 2s\n"
+		"idle-timeout = 10m\n"
+		"max-connections = 32\n"
+		"[allow oauthtokenissuer]\n"
+		"users = svc-web, alice\n"
+		"groups = oauth-signers\n"
+		"[allow Default]\n"
+		"users = bob\n");
+	cr_assert_str_eq(cfg.agent.listen, "/run/custody/a.sock");
+	cr_assert_eq(cfg.agent.socket_mode, 0660);
+	cr_assert_str_eq(cfg.agent.socket_group, "custody");
+	cr_assert_eq(cfg.agent.workers, 4);
+	cr_assert_eq(cfg.agent.frame_timeout, 2);
+	cr_assert_eq(cfg.agent.idle_timeout, 600);
+	cr_assert_eq(cfg.agent.max_connections, 32);
+	cr_assert_eq(cfg.n_allow, 2);
+	cr_assert_not_null(custody_config_allow(&cfg, "OAuthTokenIssuer"));
+	cr_assert_str_eq(custody_config_allow(&cfg, "OAuthTokenIssuer")->users, "svc-web, alice");
+	cr_assert_str_eq(custody_config_allow(&cfg, "OAuthTokenIssuer")->groups, "oauth-signers");
+	cr_assert_eq(custody_config_allow(&cfg, "OAuthTokenIssuer")->line, 10);
+	cr_assert_str_eq(custody_config_allow(&cfg, "Default")->users, "bob");
+	cr_assert_null(custody_config_allow(&cfg, "WebServicesInternal"));
+}
+
+Test(config, agent_and_allow_bad_values)
+{
+	load_bad("[agent]\nsocket-mode = 0066\n", 2,
+		 "invalid socket-mode '0066': octal permissions such as 0660 (the owner "
+		 "keeps read and write)");
+	load_bad("[agent]\nlisten = relative.sock\n", 2,
+		 "invalid listen 'relative.sock': an absolute path");
+	load_bad("[agent]\nframe-timeout = 0\n", 2,
+		 "invalid frame-timeout '0': a duration from 1s to 24h (5s, 10m, 300)");
+	load_bad("[agent]\nworkers = 0\n", 2, "invalid workers '0': a whole number from 1 to 64");
+	load_bad("[agent]\nport = 1\n", 2, "unknown key 'port' in section [agent]");
+	load_bad("[allow]\nusers = a\n", 1, "[allow] names its type: [allow TYPE]");
+	load_bad("[allow Default]\nuser = a\n", 2, "unknown key 'user' in section [allow TYPE]");
+	assert_untouched();
+	cr_assert_eq(cfg.n_allow, 0);
 }

@@ -21,6 +21,7 @@
 #include <custody/cert.h>
 
 #include "config/internal.h"
+#include "agent_keys.h"
 
 /* What ini_parse_stream is working on, as the reader sees it.  inih
  * itself (the Debian build) gives the handler no line number, and folds
@@ -40,7 +41,7 @@ struct load {
 };
 
 static const char *const sections = "[token], [store], [node], [policy], [types], "
-				   "[rollover TYPE], [metadata TYPE], [agent]";
+				   "[rollover TYPE], [metadata TYPE], [agent], [allow TYPE]";
 
 static int unknown_key(const char *section, const char *key, const char *keys,
 		       custody_err *err);
@@ -63,18 +64,19 @@ known_section(const char *name)
 	return strcmp(name, "token") == 0 || strcmp(name, "store") == 0 ||
 	       strcmp(name, "node") == 0 || strcmp(name, "policy") == 0 ||
 	       strcmp(name, "types") == 0 || rollover_section_type(name) != NULL ||
-	       /* publish.c: [metadata TYPE] and [agent] http-* */
-	       config_metadata_section_type(name) != NULL || strcmp(name, "agent") == 0;
+	       config_metadata_section_type(name) != NULL ||
+	       strcmp(name, "agent") == 0 || config_allow_section_type(name) != NULL;
 }
 
-/* [agent]: the http-* keys (publish.c); the agent's own keys join here. */
+/* [agent]: the metadata server's http-* keys (publish.c), then the
+ * agent's own (agent_keys.c). */
 static int
 set_agent(custody_config *cfg, const char *key, const char *value, custody_err *err)
 {
 	int r = config_set_http(cfg, key, value, err);
 
 	if (r == CUSTODY_ENOTFOUND)
-		r = unknown_key("agent", key, CONFIG_HTTP_KEYS, err);
+		r = config_set_agent(cfg, key, value, err);
 	return r;
 }
 
@@ -492,7 +494,11 @@ custody_config_set(custody_config *cfg, const char *section,
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "empty value for key '%s' in section [%s]",
 				       key, section);
-	if (rollover_section_type(section) != NULL)
+	if (config_allow_section_type(section) != NULL)
+		r = config_set_allow(cfg, config_allow_section_type(section), key, value, 0, err);
+	else if (strcmp(section, "agent") == 0)
+		r = config_set_agent(cfg, key, value, err);
+	else if (rollover_section_type(section) != NULL)
 		r = set_rollover(cfg, rollover_section_type(section), key, value, err);
 	else if (config_metadata_section_type(section) != NULL)
 		r = config_set_metadata(cfg, config_metadata_section_type(section), key,
@@ -523,6 +529,7 @@ custody_config_apply_env(custody_config *cfg, custody_err *err)
 		{"CUSTODY_SO_PIN_SOURCE", "token", "so-pin-source"},
 		{"CUSTODY_STORE", "store", "url"},
 		{"CUSTODY_NODE", "node", "name"},
+		{"CUSTODY_AGENT", "agent", "socket"},
 	};
 	const char *value, *key;
 	size_t i;
@@ -551,6 +558,7 @@ custody_config_init(custody_config *cfg)
 	cfg->http_max_age = -1;
 	cfg->http_max_connections = -1;
 	cfg->http_timeout = -1;
+	cfg->agent.socket_mode = -1;
 	custody_policy_defaults(&cfg->policy);
 }
 
@@ -594,6 +602,7 @@ custody_config_clear(custody_config *cfg)
 		free(*string_at(cfg, i));
 	free(cfg->rollover);
 	free(cfg->metadata);
+	free(cfg->allow);
 	custody_config_init(cfg);
 }
 
@@ -607,44 +616,49 @@ copy_string(char **dst, const char *src)
 }
 
 /* Deep copy of src into dst (which is overwritten, not freed). */
+/* A malloc'ed copy of n elements of size bytes at src; NULL when n is 0
+ * or when out of memory. */
+static void *
+copy_array(const void *src, size_t n, size_t size)
+{
+	void *copy;
+
+	if (n == 0 || (copy = malloc(n * size)) == NULL)
+		return NULL;
+	return memcpy(copy, src, n * size);
+}
+
 static int
 config_copy(custody_config *dst, const custody_config *src, custody_err *err)
 {
-	int r = CUSTODY_EFAIL;
 	size_t i;
 
 	*dst = *src;
-	/* Not src's strings: none of them is dst's to free. */
+	/* Nothing of src's is dst's to free: none of its strings or arrays. */
 	for (i = 0; i < N_STRINGS; i++)
 		*string_at(dst, i) = NULL;
-	dst->rollover = NULL;
-	dst->metadata = NULL;
-	if (src->n_rollover > 0) {
-		/* plain values: a copy of the array is a deep copy */
-		if ((dst->rollover = malloc(src->n_rollover * sizeof(*dst->rollover))) == NULL) {
-			dst->n_rollover = 0;
-			return custody_err_set(err, CUSTODY_EFAIL, "cannot copy configuration: "
-					       "out of memory");
-		}
-		memcpy(dst->rollover, src->rollover, src->n_rollover * sizeof(*dst->rollover));
-	}
-	if (config_copy_metadata(dst, src) != 0) {
-		free(dst->rollover);
-		dst->rollover = NULL;
-		dst->n_rollover = 0;
-		return custody_err_set(err, CUSTODY_EFAIL, "cannot copy configuration: "
-				       "out of memory");
-	}
-	for (i = 0; i < N_STRINGS; i++) {
-		if (copy_string(string_at(dst, i), string_of(src, i)) != 0) {
-			r = custody_err_set(err, CUSTODY_EFAIL,
-					    "cannot copy configuration: out "
-					    "of memory");
-			custody_config_clear(dst);
-			return r;
-		}
-	}
+	/* The sections are plain values: a copy of each array is a deep copy. */
+	dst->rollover = copy_array(src->rollover, src->n_rollover, sizeof(*src->rollover));
+	dst->metadata = copy_array(src->metadata, src->n_metadata, sizeof(*src->metadata));
+	dst->allow = copy_array(src->allow, src->n_allow, sizeof(*src->allow));
+	if ((src->n_rollover > 0 && dst->rollover == NULL) ||
+	    (src->n_metadata > 0 && dst->metadata == NULL) ||
+	    (src->n_allow > 0 && dst->allow == NULL))
+		goto nomem;
+	for (i = 0; i < N_STRINGS; i++)
+		if (copy_string(string_at(dst, i), string_of(src, i)) != 0)
+			goto nomem;
 	return CUSTODY_OK;
+nomem:
+	custody_config_clear(dst);
+	return custody_err_set(err, CUSTODY_EFAIL, "cannot copy configuration: out "
+			       "of memory");
+}
+
+int
+custody_config_copy(custody_config *dst, const custody_config *src, custody_err *err)
+{
+	return config_copy(dst, src, err);
 }
 
 static void
@@ -655,12 +669,37 @@ load_fail(struct load *ld, int code)
 	ld->failed_code = code;
 }
 
+/* "rollover", "metadata" or "allow" when name is such a section without
+ * its type ("[rollover]", "[allow ]"), else NULL. */
+static const char *
+section_without_its_type(const char *name)
+{
+	static const struct {
+		const char *word;
+		const char *(*type)(const char *section);
+	} typed[] = {
+		{"rollover", rollover_section_type},
+		{"metadata", config_metadata_section_type},
+		{"allow", config_allow_section_type},
+	};
+	const char *type;
+	size_t i;
+
+	for (i = 0; i < sizeof(typed) / sizeof(typed[0]); i++) {
+		type = typed[i].type(name);
+		if (strcmp(name, typed[i].word) == 0 || (type != NULL && type[0] == '\0'))
+			return typed[i].word;
+	}
+	return NULL;
+}
+
 /* Checks the header of an empty section too, which inih never reports
  * (this build does not call the handler on a new section). */
 static void
 check_header(struct load *ld, const char *start)
 {
 	const char *end = strchr(start, ']');
+	const char *word;
 	char name[128];
 	size_t len;
 
@@ -672,19 +711,10 @@ check_header(struct load *ld, const char *start)
 	memcpy(name, start + 1, len);
 	name[len] = '\0';
 	ld->key_seen = 0;
-	if (strcmp(name, "rollover") == 0 || (rollover_section_type(name) != NULL &&
-					      rollover_section_type(name)[0] == '\0')) {
+	if ((word = section_without_its_type(name)) != NULL) {
 		custody_err_set(ld->err, CUSTODY_EUSAGE,
-				"%s:%d: [rollover] names its type: [rollover TYPE]",
-				ld->path, ld->line);
-		load_fail(ld, CUSTODY_EUSAGE);
-		return;
-	}
-	if (config_metadata_section_type(name) != NULL &&
-	    config_metadata_section_type(name)[0] == '\0') {
-		custody_err_set(ld->err, CUSTODY_EUSAGE,
-				"%s:%d: [metadata] names its type: [metadata TYPE]",
-				ld->path, ld->line);
+				"%s:%d: [%s] names its type: [%s TYPE]",
+				ld->path, ld->line, word, word);
 		load_fail(ld, CUSTODY_EUSAGE);
 		return;
 	}
@@ -794,6 +824,21 @@ note_rollover_line(struct load *ld, const char *section, const char *key)
 		p->durations_line = ld->line;
 }
 
+/* Where an [allow TYPE] section starts, for the agent's messages. */
+static void
+note_allow_line(struct load *ld, const char *section)
+{
+	char type[CUSTODY_NAME_MAX + 1];
+	const char *given = config_allow_section_type(section);
+	custody_allow_policy *p;
+
+	if (given == NULL || custody_type_canonical(given, type, NULL, NULL) != CUSTODY_OK ||
+	    (p = (custody_allow_policy *)custody_config_allow(ld->cfg, type)) == NULL)
+		return;
+	if (p->line == 0)
+		p->line = ld->line;
+}
+
 static int
 handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -820,6 +865,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 	}
 	note_rollover_line(ld, section, name);
 	config_note_metadata_line(ld->cfg, section, ld->line);
+	note_allow_line(ld, section);
 	return 1;
 }
 

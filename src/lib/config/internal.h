@@ -23,8 +23,4 @@ int config_set_http(custody_config *cfg, const char *key, const char *value,
 /* Remembers the line of a [metadata TYPE] section's first key. */
 void config_note_metadata_line(custody_config *cfg, const char *section, int line);
 
-/* The [metadata] sections of src, copied into dst (a plain array);
- * -1 when out of memory (dst has none then). */
-int config_copy_metadata(custody_config *dst, const custody_config *src);
-
 #endif

@@ -213,21 +213,6 @@ config_note_metadata_line(custody_config *cfg, const char *section, int line)
 		m->line = line;
 }
 
-int
-config_copy_metadata(custody_config *dst, const custody_config *src)
-{
-	dst->metadata = NULL;
-	if (src->n_metadata == 0)
-		return 0;
-	/* plain values: a copy of the array is a deep copy */
-	if ((dst->metadata = malloc(src->n_metadata * sizeof(*dst->metadata))) == NULL) {
-		dst->n_metadata = 0;
-		return -1;
-	}
-	memcpy(dst->metadata, src->metadata, src->n_metadata * sizeof(*dst->metadata));
-	return 0;
-}
-
 /* ------------------------------------------------------------ [agent] http-* */
 
 /* "ADDRESS:PORT": a numeric IPv4 address, or an IPv6 one in brackets (no

@@ -13,18 +13,6 @@
 #include <custody/config.h>
 #include <custody/policy.h>
 
-const char *
-custody_config_path(const char *given)
-{
-	const char *path = given;
-
-	if (path == NULL)
-		path = secure_getenv("CUSTODY_CONFIG");
-	if (path == NULL && access(CUSTODY_DEFAULT_CONFIG, F_OK) == 0)
-		path = CUSTODY_DEFAULT_CONFIG;
-	return path != NULL && path[0] != '\0' ? path : NULL;
-}
-
 int
 custody_config_settle(custody_config *cfg, const char *given,
 		      custody_err *err)
@@ -42,6 +30,15 @@ const char *
 custody_config_store_url(const custody_config *cfg)
 {
 	return cfg->store_url != NULL ? cfg->store_url : CUSTODY_DEFAULT_STORE;
+}
+
+const char *
+custody_config_agent_socket(const custody_config *cfg)
+{
+	if (cfg == NULL || cfg->agent.socket[0] == '\0' ||
+	    strcmp(cfg->agent.socket, "none") == 0)
+		return NULL;
+	return cfg->agent.socket;
 }
 
 int

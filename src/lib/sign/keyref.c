@@ -2,7 +2,9 @@
  * sign/keyref.c — a certificate type name as an OpenSSL key (see
  * custody/keyref.h): configuration as the `custody` command settles it,
  * resolution through the store at the current time, the token's key
- * through libp11 (token/evp.c).
+ * through libp11 (token/evp.c).  With an agent configured (agent.socket,
+ * CUSTODY_AGENT) neither store nor token: certificates come from the
+ * agent, and keys sign through it (agent_evp.c).
  */
 #include "config.h"
 
@@ -37,6 +39,14 @@ struct custody_keyref {
 	char *tok_module, *tok_label, *tok_uri;	/* what tok was opened with */
 	custody_token_evp **keys;	/* every key handed out, in order */
 	size_t n_keys, cap_keys;
+	/* With an agent: one signing context, and a signer and method
+	 * state for each key handed out (freed by custody_keyref_free). */
+	custody_ctx *agent_ctx;
+	struct agent_held {
+		custody_signer *signer;
+		void *state;
+	} *held;
+	size_t n_held, cap_held;
 };
 
 /* What one load works with. */
@@ -314,8 +324,13 @@ out:
 }
 
 /* Settles the configuration and resolves name; rec is the caller's. */
+static int agent_resolve(custody_keyref *kr, const struct settled *s,
+			 const struct refname *rn, int which,
+			 custody_signer **keep, custody_cert_record *rec,
+			 custody_err *err);
+
 static int
-settle_and_resolve(const custody_keyref *kr, const char *name, int which,
+settle_and_resolve(custody_keyref *kr, const char *name, int which,
 		   struct settled *s, custody_cert_record *rec,
 		   custody_err *err)
 {
@@ -325,7 +340,94 @@ settle_and_resolve(const custody_keyref *kr, const char *name, int which,
 	if ((r = parse_name(name, &rn, err)) != CUSTODY_OK ||
 	    (r = settle(kr, s, err)) != CUSTODY_OK)
 		return r;
+	if (custody_config_agent_socket(&s->cfg) != NULL)
+		return agent_resolve(kr, s, &rn, which, NULL, rec, err);
 	return resolve(s, &rn, NULL, which, rec, err);
+}
+
+/* ------------------------------------------------------ through the agent */
+
+/* kr's signing context through the agent (made at the first use). */
+static int
+agent_ctx(custody_keyref *kr, const struct settled *s, custody_err *err)
+{
+	if (kr->agent_ctx != NULL)
+		return CUSTODY_OK;
+	return custody_ctx_new_with(&s->cfg, s->node, NULL, &kr->agent_ctx,
+				    err);
+}
+
+/* The record of the certificate in slot `which` of rn, from the agent. */
+static int
+agent_resolve(custody_keyref *kr, const struct settled *s,
+	      const struct refname *rn, int which, custody_signer **keep,
+	      custody_cert_record *rec, custody_err *err)
+{
+	custody_signer *sg = NULL;
+	int r;
+
+	if ((r = agent_ctx(kr, s, err)) != CUSTODY_OK ||
+	    (r = custody_signer_open(kr->agent_ctx, rn->type,
+				     rn->identity[0] != '\0' ? rn->identity :
+				     NULL, &sg, err)) != CUSTODY_OK ||
+	    (r = custody_signer_slot_cert(sg, 0, which, rec, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	if (keep != NULL) {
+		*keep = sg;
+		sg = NULL;
+	}
+out:
+	custody_signer_close(sg);
+	return r;
+}
+
+/* A key that signs through the agent with the current certificate's key
+ * (pinned to it); kr keeps its signer and state. */
+static int
+agent_load_key(custody_keyref *kr, const struct settled *s,
+	       const struct refname *rn, EVP_PKEY **pkey, X509 **cert,
+	       custody_err *err)
+{
+	custody_cert_record rec;
+	custody_signer *sg = NULL;
+	struct agent_held *grown;
+	void *state = NULL;
+	X509 *x = NULL;
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	if (kr->n_held == kr->cap_held) {
+		size_t cap = kr->cap_held > 0 ? 2 * kr->cap_held : 4;
+
+		if ((grown = realloc(kr->held, cap * sizeof(*grown))) == NULL) {
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot keep the key: out of memory");
+			goto out;
+		}
+		kr->held = grown;
+		kr->cap_held = cap;
+	}
+	if ((r = agent_resolve(kr, s, rn, CUSTODY_SLOT_CURRENT, &sg, &rec,
+			       err)) != CUSTODY_OK ||
+	    (r = custody_cert_record_check(&rec, &x, err)) != CUSTODY_OK ||
+	    (r = sign_agent_evp(sg, rec.thumbprint, x, &state, pkey, err)) !=
+	    CUSTODY_OK)
+		goto out;
+	kr->held[kr->n_held].signer = sg;
+	kr->held[kr->n_held++].state = state;
+	sg = NULL;
+	if (cert != NULL) {
+		*cert = x;
+		x = NULL;
+	}
+	custody_debug("key %s: signs through the agent (certificate %s)",
+		      rn->type, rec.thumbprint);
+out:
+	custody_signer_close(sg);
+	X509_free(x);
+	custody_cert_record_clear(&rec);
+	return r;
 }
 
 int
@@ -521,8 +623,13 @@ custody_keyref_load_key(custody_keyref *kr, const char *name, EVP_PKEY **pkey,
 	memset(&rec, 0, sizeof(rec));
 	custody_config_init(&s.cfg);
 	if ((r = parse_name(name, &rn, err)) != CUSTODY_OK ||
-	    (r = settle(kr, &s, err)) != CUSTODY_OK ||
-	    (r = ensure_token(kr, &s.cfg, err)) != CUSTODY_OK ||
+	    (r = settle(kr, &s, err)) != CUSTODY_OK)
+		goto out;
+	if (custody_config_agent_socket(&s.cfg) != NULL) {
+		r = agent_load_key(kr, &s, &rn, pkey, cert, err);
+		goto out;
+	}
+	if ((r = ensure_token(kr, &s.cfg, err)) != CUSTODY_OK ||
 	    (r = resolve(&s, &rn, kr->tok, CUSTODY_SLOT_CURRENT, &rec, err)) !=
 	    CUSTODY_OK ||
 	    (r = custody_cert_record_check(&rec, &x, err)) != CUSTODY_OK ||
@@ -572,6 +679,12 @@ custody_keyref_free(custody_keyref *kr)
 	for (i = kr->n_keys; i > 0; i--)
 		custody_token_evp_close(kr->keys[i - 1]);
 	free(kr->keys);
+	for (i = 0; i < kr->n_held; i++) {
+		custody_signer_close(kr->held[i].signer);
+		free(kr->held[i].state);
+	}
+	free(kr->held);
+	custody_ctx_free(kr->agent_ctx);
 	custody_token_close(kr->tok);
 	free(kr->tok_module);
 	free(kr->tok_label);

@@ -22,6 +22,7 @@
 #include <openssl/objects.h>
 
 #include <custody/assign.h>
+#include <custody/audit.h>
 #include <custody/cert.h>
 #include <custody/clock.h>
 #include <custody/policy.h>
@@ -81,6 +82,9 @@ struct custody_ctx {
 	pthread_t lease_thread;
 	struct key_entry *keys;
 	size_t n_keys, cap_keys;
+
+	/* Through custody's agent (agent.socket): no token, no store. */
+	struct sign_agent *agent;
 };
 
 struct custody_signer {
@@ -186,6 +190,11 @@ custody_ctx_new_with(const custody_config *cfg, const char *node,
 	}
 	if (ctx->opt.sessions > MAX_SESSIONS)
 		ctx->opt.sessions = MAX_SESSIONS;
+	if (custody_config_agent_socket(cfg) != NULL &&
+	    (r = sign_agent_new(custody_config_agent_socket(cfg),
+				ctx->opt.sessions, &ctx->agent, err)) !=
+	    CUSTODY_OK)
+		goto out;
 	/* Fetched once: EVP_get_digestbynid would fetch at every digest. */
 	ctx->md256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	ctx->md384 = EVP_MD_fetch(NULL, "SHA384", NULL);
@@ -258,6 +267,7 @@ custody_ctx_free(custody_ctx *ctx)
 		custody_token_close(ctx->tok);
 	}
 	custody_store_close(ctx->store);
+	sign_agent_free(ctx->agent);
 	free(ctx->keys);
 	free(ctx->module);
 	free(ctx->label);
@@ -663,6 +673,14 @@ custody_signer_open(custody_ctx *ctx, const char *type, const char *identity,
 	     (r = custody_identity_canonical(identity, sg->identity, err)) !=
 	     CUSTODY_OK))
 		goto out;
+	if (ctx->agent != NULL) {
+		if ((r = sign_agent_open(ctx->agent, sg->type, sg->identity,
+					 err)) != CUSTODY_OK)
+			goto out;
+		*out = sg;
+		sg = NULL;
+		goto out;
+	}
 	/* The baseline first: a change after it is seen by the next look. */
 	if ((!ctx->opt.one_shot &&
 	     (r = store_generation(ctx, &gen, err)) != CUSTODY_OK) ||
@@ -776,6 +794,34 @@ out:
 	return r;
 }
 
+/* The agent resolves at the present time only: `now` 0, or the clock
+ * read by a caller a moment ago (AGENT_PRESENT_SLACK seconds). */
+#define AGENT_PRESENT_SLACK 2
+
+static int
+agent_refuses_at(int64_t now, custody_err *err)
+{
+	int64_t d = now - clock_now();
+
+	if (now == 0 || (d >= -AGENT_PRESENT_SLACK && d <= AGENT_PRESENT_SLACK))
+		return CUSTODY_OK;
+	return custody_err_set(err, CUSTODY_EUSAGE,
+			       "the agent signs at the present time; --at "
+			       "needs the token (--agent none)");
+}
+
+static int
+agent_slot_cert(custody_signer *sg, int64_t now, int which,
+		custody_cert_record *out, custody_err *err)
+{
+	int r;
+
+	if ((r = agent_refuses_at(now, err)) != CUSTODY_OK)
+		return r;
+	return sign_agent_cert(sg->ctx->agent, sg->type, sg->identity, which,
+			       out, err);
+}
+
 int
 custody_signer_current(custody_signer *signer, int64_t now,
 		       custody_cert_record *out, custody_err *err)
@@ -788,6 +834,9 @@ custody_signer_current(custody_signer *signer, int64_t now,
 				       "cannot read the current certificate: "
 				       "no signer or no record");
 	memset(out, 0, sizeof(*out));
+	if (signer->ctx->agent != NULL)
+		return agent_slot_cert(signer, now, CUSTODY_SLOT_CURRENT, out,
+				       err);
 	if ((r = resolve(signer, now != 0 ? now : clock_now(), &a, err)) !=
 	    CUSTODY_OK)
 		return r;
@@ -810,6 +859,8 @@ custody_signer_slot_cert(custody_signer *signer, int64_t now, int which,
 				       "cannot read a certificate: no signer or "
 				       "no record");
 	memset(out, 0, sizeof(*out));
+	if (signer->ctx->agent != NULL)
+		return agent_slot_cert(signer, now, which, out, err);
 	if (which == CUSTODY_SLOT_CURRENT)
 		return custody_signer_current(signer, now, out, err);
 	if (which != CUSTODY_SLOT_PREVIOUS && which != CUSTODY_SLOT_PENDING)
@@ -835,6 +886,56 @@ custody_signer_slot_cert(custody_signer *signer, int64_t now, int which,
 	    CUSTODY_OK)
 		custody_cert_record_clear(out);
 	return r;
+}
+
+int
+custody_ctx_audit_append(custody_ctx *ctx, const struct custody_audit_entry *draft,
+			 custody_err *err)
+{
+	int r;
+
+	if (ctx->agent != NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot write the "
+				       "audit log through the agent: this context "
+				       "has no store");
+	pthread_mutex_lock(&ctx->store_mx);
+	if ((r = store_start(ctx, err)) == CUSTODY_OK &&
+	    (r = custody_store_begin(ctx->store, err)) == CUSTODY_OK) {
+		if ((r = custody_audit_append(ctx->store, draft, err)) == CUSTODY_OK)
+			r = custody_store_commit(ctx->store, err);
+		else
+			custody_store_rollback(ctx->store);
+	}
+	pthread_mutex_unlock(&ctx->store_mx);
+	return r;
+}
+
+int
+custody_signer_assignment(custody_signer *signer, int64_t now,
+			  custody_assignment *out, custody_err *err)
+{
+	int r;
+
+	if (signer == NULL || out == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot read an "
+				       "assignment: no signer");
+	memset(out, 0, sizeof(*out));
+	if (signer->ctx->agent != NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot read an "
+				       "assignment through the agent: it serves "
+				       "certificates and signatures");
+	r = resolve(signer, now != 0 ? now : clock_now(), out, err);
+	if (r != CUSTODY_ENOTFOUND)
+		return r;
+	/* Nothing current (a pending roll only): the record as is. */
+	pthread_mutex_lock(&signer->mx);
+	*out = signer->rec;
+	pthread_mutex_unlock(&signer->mx);
+	if (custody_assign_is_empty(out))
+		return custody_err_set(err, CUSTODY_ENOTFOUND, "no certificate is "
+				       "assigned for type %s", signer->type);
+	custody_err_clear(err);
+	return CUSTODY_OK;
 }
 
 static const EVP_MD *
@@ -1007,6 +1108,16 @@ sign_common(custody_signer *signer, const char *pinned, int64_t now,
 	} else if (!EVP_Digest(data, len, digest, &md_len, md, NULL)) {
 		r = custody_err_openssl(err, CUSTODY_EFAIL,
 					"cannot sign: the digest failed");
+		goto out;
+	}
+	if (signer->ctx->agent != NULL) {
+		if (pinned == NULL &&
+		    (r = agent_refuses_at(now, err)) != CUSTODY_OK)
+			goto out;
+		r = sign_agent_sign(signer->ctx->agent, signer->type,
+				    signer->identity, pinned, scheme,
+				    digest_nid, digest, md_len, sig, sig_len,
+				    info, err);
 		goto out;
 	}
 	memset(&a, 0, sizeof(a));

@@ -559,6 +559,18 @@ pss_params(int nid, size_t md_len, CK_RSA_PKCS_PSS_PARAMS *p)
 	return 0;
 }
 
+/* Ends a signing operation left active on session s (its signature is
+ * discarded). */
+static void
+end_sign_operation(custody_token *tok, CK_SESSION_HANDLE s, CK_BYTE *in, CK_ULONG in_len)
+{
+	unsigned char scratch[4096];
+	CK_ULONG n = sizeof(scratch);
+
+	tok->f->C_Sign(s, in, in_len, scratch, &n);
+	OPENSSL_cleanse(scratch, sizeof(scratch));
+}
+
 int
 token_sign_digest(custody_token *tok, CK_SESSION_HANDLE s,
 		  const struct token_key *key, const char *key_id,
@@ -607,16 +619,18 @@ token_sign_digest(custody_token *tok, CK_SESSION_HANDLE s,
 		break;
 	}
 	rv = tok->f->C_SignInit(s, &m, key->handle);
+	if (rv == CKR_OPERATION_ACTIVE) {
+		/* A signature that failed left its operation open on this
+		 * pooled session (a token that did not end it, as PKCS#11
+		 * says it must): finish it, discarded, and start ours once
+		 * more, so that one fault does not spoil the session. */
+		end_sign_operation(tok, s, in, in_len);
+		rv = tok->f->C_SignInit(s, &m, key->handle);
+	}
 	if (rv == CKR_OK)
 		rv = tok->f->C_Sign(s, in, in_len, sig, &len);
-	if (rv == CKR_BUFFER_TOO_SMALL) {
-		/* The operation is still active: end it. */
-		unsigned char scratch[4096];
-		CK_ULONG n = sizeof(scratch);
-
-		tok->f->C_Sign(s, in, in_len, scratch, &n);
-		OPENSSL_cleanse(scratch, sizeof(scratch));
-	}
+	if (rv == CKR_BUFFER_TOO_SMALL)
+		end_sign_operation(tok, s, in, in_len);	/* still active */
 	if (rv != CKR_OK) {
 		r = token_err_rv(err, CUSTODY_EFAIL, rv,
 				 "cannot sign with private key %s on token %s",

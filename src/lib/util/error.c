@@ -1,11 +1,11 @@
-/* util/error.c — the one error idiom (see custody/error.h). */
+/* util/error.c — the one error idiom (see custody/error.h); the C library
+ * only (custody_err_openssl is in error_openssl.c), so that the fast
+ * `custody sign` links it without libcrypto. */
 #include "config.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-#include <openssl/err.h>
 
 #include <custody/error.h>
 
@@ -38,30 +38,6 @@ custody_err_set(custody_err *err, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vset(err, code, fmt, ap);
 	va_end(ap);
-	return code;
-}
-
-int
-custody_err_openssl(custody_err *err, int code, const char *fmt, ...)
-{
-	va_list ap;
-	unsigned long e;
-	char reason[256] = "";
-	size_t len;
-
-	/* The newest error says most about what went wrong. */
-	e = ERR_peek_last_error();
-	if (e != 0)
-		ERR_error_string_n(e, reason, sizeof(reason));
-	ERR_clear_error();
-	if (err == NULL)
-		return code;
-	va_start(ap, fmt);
-	vset(err, code, fmt, ap);
-	va_end(ap);
-	len = strlen(err->msg);
-	if (reason[0] != '\0' && len < sizeof(err->msg))
-		snprintf(err->msg + len, sizeof(err->msg) - len, ": %s", reason);
 	return code;
 }
 
