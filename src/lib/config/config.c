@@ -496,8 +496,6 @@ custody_config_set(custody_config *cfg, const char *section,
 				       key, section);
 	if (config_allow_section_type(section) != NULL)
 		r = config_set_allow(cfg, config_allow_section_type(section), key, value, 0, err);
-	else if (strcmp(section, "agent") == 0)
-		r = config_set_agent(cfg, key, value, err);
 	else if (rollover_section_type(section) != NULL)
 		r = set_rollover(cfg, rollover_section_type(section), key, value, err);
 	else if (config_metadata_section_type(section) != NULL)
