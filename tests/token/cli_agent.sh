@@ -24,7 +24,19 @@ not_in() { ! grep -qiF -- "$1" "$2"; } # TEXT FILE
 # $T/agent.log), once its socket answers (a bounded wait).
 start_agent() {
 	local i
-	"$CUSTODY_BIN" agent --foreground -v "$@" 2>>"$T/agent.log" &
+	if [ -n "${ACTIVATE:-}" ]; then
+		# systemd's socket activation: the socket is made first and
+		# passed (LISTEN_FDS); the agent starts at the first connection.
+		# It passes on only the variables it is told (-E).
+		local keep=() v
+		for v in $(compgen -e | grep -E '^(CUSTODY_|SOFTHSM|FAULT_|LD_LIBRARY_PATH$)'); do
+			keep+=(-E "$v")
+		done
+		systemd-socket-activate -l "$SOCK" "${keep[@]}" "$CUSTODY_BIN" agent --foreground -v "$@" \
+			2>>"$T/agent.log" &
+	else
+		"$CUSTODY_BIN" agent --foreground -v "$@" 2>>"$T/agent.log" &
+	fi
 	apid=$!
 	for i in $(seq 200); do
 		"$CUSTODY_BIN" agent --status --listen "$SOCK" >/dev/null 2>&1 && return 0
@@ -199,7 +211,12 @@ check "...but a line per request" test "$(grep -c ': sign request: served' "$T/a
 # --- a token fault: the client gets an error, the next request succeeds
 SHIM=$TOP_BUILDDIR/tests/fault/.libs/p11shim.so
 real_module=$CUSTODY_MODULE
-CUSTODY_MODULE=$SHIM FAULT_TARGET=$real_module FAULT_FUNC=C_Sign FAULT_AT=1 start_agent
+if command -v systemd-socket-activate >/dev/null; then act=1; else act=; fi
+ACTIVATE=$act CUSTODY_MODULE=$SHIM FAULT_TARGET=$real_module FAULT_FUNC=C_Sign FAULT_AT=1 start_agent
+if [ -n "$act" ]; then
+	check "socket activation: the agent serves on the socket systemd's tool passed" \
+		grep -q "agent: serving on the sockets systemd passed" "$T/agent.log"
+fi
 load --type Default --count 1
 check "a token fault (C_Sign fails): the client gets an error" \
 	test "$rc" = 3 -a -n "$(grep 'error 1: ' <<<"$err")"
