@@ -564,6 +564,7 @@ custody_agent_serve(const custody_config *cfg, const custody_agent_options *opts
 	    (r = agent_sockets_open(a, err)) != CUSTODY_OK ||
 	    (r = events_open(a, err)) != CUSTODY_OK)
 		goto out;
+	agent_signers_warm(a);
 	r = start_workers(a, &workers, err);
 	if (r == CUSTODY_OK) {
 		custody_step("agent: serving on %s (%d workers, node %s)",

@@ -145,6 +145,10 @@ void agent_serve_frame(struct agent_worker *w, struct agent_conn *c,
 		       const unsigned char *frame, size_t len);
 /* An ERROR frame of code and message into w->out. */
 void agent_error_frame(struct agent_worker *w, int code, const char *message);
+/* Opens the signer of each allowed type (its assignment read, the token
+ * opened and logged into where the store's tags need it): a PIN or store
+ * problem shows at start, and the first client does not wait for it. */
+void agent_signers_warm(struct agent *a);
 /* Closes every signer (at the end). */
 void agent_signers_close(struct agent *a);
 

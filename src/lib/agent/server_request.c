@@ -126,6 +126,18 @@ out:
 }
 
 void
+agent_signers_warm(struct agent *a)
+{
+	custody_signer *s;
+	custody_err err;
+	size_t i;
+
+	for (i = 0; a->allow != NULL && i < a->allow->n; i++)
+		if (signer_for(a, a->allow->types[i].type, "", &s, &err) != CUSTODY_OK)
+			custody_warn("agent: %s: %s", a->allow->types[i].type, err.msg);
+}
+
+void
 agent_signers_close(struct agent *a)
 {
 	size_t i;
