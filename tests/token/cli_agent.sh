@@ -108,6 +108,10 @@ check "agent --status: up, the agent's pid, what root may use (both types)" \
 	test "$rc" = 0 -a "$(grep -c "current" <<<"$out")" = 2 -a \
 	"$(grep -c "(pid $apid)" <<<"$out")" = 1
 
+run test -t Default
+check "custody test: an agent line, up (its pid)" \
+	grep -q "^OK \*/\*: custody agent is up at $SOCK (pid $apid)" <<<"$out"
+
 # --- refusals
 load --type WebServicesInternal --count 1
 check "a type root may not use: refused with the clear error (exit 3)" \
@@ -202,6 +206,9 @@ sig=$(sed -n 's/.*signature=\([0-9a-f]*\)$/\1/p' <<<"$out")
 check "a raw sign request: a digest and a signature to look for" test -n "$digest" -a -n "$sig"
 stop_agent
 check "SIGTERM: the agent exits 0 and removes its socket" test ! -e "$SOCK"
+run test -t Default
+check "custody test: the agent line says down (CRITICAL, exit 2)" \
+	test "$rc" = 2 -a -n "$(grep "^CRITICAL \*/\*: custody agent is down at $SOCK: No such file or directory" <<<"$out")"
 pin=$(cat "${CUSTODY_PIN_SOURCE#file:}")
 check "the agent's log (-v) holds no PIN" not_in "$pin" "$T/agent.log"
 check "...no digest (hex, either case)" not_in "$digest" "$T/agent.log"
