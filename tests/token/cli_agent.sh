@@ -29,7 +29,7 @@ start_agent() {
 		# passed (LISTEN_FDS); the agent starts at the first connection.
 		# It passes on only the variables it is told (-E).
 		local keep=() v
-		for v in $(compgen -e | grep -E '^(CUSTODY_|SOFTHSM|FAULT_|LD_LIBRARY_PATH$)'); do
+		for v in $(compgen -e | grep -E '^(CUSTODY_|SOFTHSM|FAULT_|LD_LIBRARY_PATH$|[A-Z]*SAN_OPTIONS$)'); do
 			keep+=(-E "$v")
 		done
 		systemd-socket-activate -l "$SOCK" "${keep[@]}" "$CUSTODY_BIN" agent --foreground -v "$@" \
