@@ -16,6 +16,9 @@ the agent as is.
                                   many were answered ERROR
   raw_frames.py sign SOCK TYPE    one sign request of a random digest:
                                   "digest=HEX signature=HEX"
+  raw_frames.py crowd SOCK N      N idle connections, then one more: its
+                                  outcome; then how long until the N are
+                                  closed ("idle closed after S")
   raw_frames.py leave SOCK TYPE   a sign request, then the connection
                                   closed before the answer; then half a
                                   frame and closed
@@ -200,6 +203,22 @@ def leave(path, type_name):
     return 0
 
 
+def crowd(path, n):
+    conns = [connect(path) for _ in range(n)]
+    start = time.monotonic()
+    extra = connect(path)
+    print("one more: %s" % outcome(extra))
+    extra.close()
+    for c in conns:
+        c.settimeout(10)
+        try:
+            c.recv(1)
+        except (ConnectionResetError, socket.timeout):
+            pass
+    print("idle closed after %.2f" % (time.monotonic() - start))
+    return 0
+
+
 def main(argv):
     mode, path = argv[1], argv[2]
     if mode == "table":
@@ -210,6 +229,8 @@ def main(argv):
         return flood(path, int(argv[3]), argv[4:])
     if mode == "sign":
         return sign(path, argv[3])
+    if mode == "crowd":
+        return crowd(path, int(argv[3]))
     if mode == "leave":
         return leave(path, argv[3])
     print(__doc__)

@@ -197,7 +197,24 @@ check "SIGHUP with a bad file: the agent says why and keeps the old configuratio
 	grep -q "agent: reload failed, the configuration stays as it was: .*unknown section \[bogus\]" "$T/agent.log"
 out=$(as_nobody --groups custody-agent-test "$LOAD" --socket "$SOCK" --type OAuthTokenIssuer --count 1 2>&1)
 check "...nobody still signs with OAuthTokenIssuer" test "$(signed_count)" = 1
+# max-connections and idle-timeout, by a reload too
+sed -i 's/^\[agent\]$/[agent]\nmax-connections = 3\nidle-timeout = 1s/' "$T/agent.conf.good"
 cp "$T/agent.conf.good" "$T/agent.conf"
+reloads=$(grep -c "agent: reloaded" "$T/agent.log")
+kill -HUP "$apid"
+for i in $(seq 100); do
+	[ "$(grep -c "agent: reloaded" "$T/agent.log")" -gt "$reloads" ] && break
+	sleep 0.05
+done
+out=$(python3 "$RAW" crowd "$SOCK" 3)
+check "max-connections 3: a fourth connection gets an ERROR frame" \
+	grep -q "^one more: error 1: the agent has 3 connections, its max-connections: try again later" <<<"$out"
+secs=$(sed -n 's/^idle closed after //p' <<<"$out")
+check "idle-timeout 1s: idle connections are closed ($secs s)" \
+	python3 -c "import sys; sys.exit(not (0.9 <= $secs < 4))"
+sed -i '/^max-connections = 3$/d; /^idle-timeout = 1s$/d' "$T/agent.conf.good"
+cp "$T/agent.conf.good" "$T/agent.conf"
+kill -HUP "$apid"
 
 # --- the log holds no PIN, digest or signature
 out=$(python3 "$RAW" sign "$SOCK" OAuthTokenIssuer)
