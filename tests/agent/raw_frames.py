@@ -14,8 +14,10 @@ the agent as is.
   raw_frames.py flood SOCK N T... N sign requests on one connection,
                                   cycling through the types; prints how
                                   many were answered ERROR
-  raw_frames.py sign SOCK TYPE    one sign request of a random digest:
-                                  "digest=HEX signature=HEX"
+  raw_frames.py sign SOCK TYPE [THUMBPRINT]
+                                  one sign request of a random digest (with
+                                  that certificate's key): "digest=HEX
+                                  signature=HEX thumbprint=T", or the ERROR
   raw_frames.py crowd SOCK N      N idle connections, then one more: its
                                   outcome; then how long until the N are
                                   closed ("idle closed after S")
@@ -181,16 +183,31 @@ def flood(path, n, types):
     return 0
 
 
-def sign(path, type_name):
+def sign(path, type_name, thumbprint=None):
     digest = os.urandom(32)
+    fields = sign_fields(type_name, digest)
+    if thumbprint:
+        fields += field(8, thumbprint.encode())
     s = connect(path)
-    s.sendall(frame(SIGN_REQUEST, sign_fields(type_name, digest)))
-    got = read_frame(s)
-    if got is None or got[0] != SIGN_RESPONSE:
-        print("no signature: %s" % (got,))
+    s.sendall(frame(SIGN_REQUEST, fields))
+    got = outcome_frame(s)
+    if isinstance(got, str):
+        print(got)
         return 1
-    print("digest=%s signature=%s" % (digest.hex(), fields_of(got[1])[7].hex()))
+    f = fields_of(got[1])
+    print("digest=%s signature=%s thumbprint=%s" % (digest.hex(), f[7].hex(), f[8].decode()))
     return 0
+
+
+def outcome_frame(s):
+    """The SIGN response frame, or the outcome as text."""
+    got = read_frame(s)
+    if got is not None and got[0] == SIGN_RESPONSE:
+        return got
+    if got is not None and got[0] == ERROR:
+        f = fields_of(got[1])
+        return "error %d: %s" % (struct.unpack(">I", f[16])[0], f[17].decode())
+    return "no signature: %s" % (got,)
 
 
 def leave(path, type_name):
@@ -228,7 +245,7 @@ def main(argv):
     if mode == "flood":
         return flood(path, int(argv[3]), argv[4:])
     if mode == "sign":
-        return sign(path, argv[3])
+        return sign(path, argv[3], argv[4] if len(argv) > 4 else None)
     if mode == "crowd":
         return crowd(path, int(argv[3]))
     if mode == "leave":

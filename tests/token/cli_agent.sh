@@ -75,6 +75,7 @@ if token_can ec-sign; then ekey=ec:prime256v1; else ekey=rsa:2048; fi
 make_p12 r r.custody.test 30
 make_p12 e e.custody.test 30 "$ekey"
 make_p12 e2 e2.custody.test 30 "$ekey"
+E=$(thumbprint_of_p12 e)
 E2=$(thumbprint_of_p12 e2)
 "$CUSTODY_BIN" -q import --path "$T/r.p12" -t OAuthTokenIssuer >/dev/null
 "$CUSTODY_BIN" -q import --path "$T/e.p12" -t Default >/dev/null
@@ -180,6 +181,16 @@ check "...closed, not answered" test "$(grep -c '^half frame: closed' <<<"$out")
 load --type Default --count 1
 check "custody set: the next signature is by the new key (and verifies with it)" \
 	test "$rc" = 0 -a "$(sed -n 's/^thumbprint=//p' <<<"$out")" = "$E2"
+load --type Default --which previous --count 2
+check "which=previous: signatures by the previous key verify with the previous certificate" \
+	test "$rc" = 0 -a "$(sed -n 's/^thumbprint=//p' <<<"$out")" = "$E"
+out=$(python3 "$RAW" sign "$SOCK" Default "$E")
+check "a request naming the previous certificate's thumbprint: signed with its key" \
+	grep -q "thumbprint=$E\$" <<<"$out"
+R=$(thumbprint_of_p12 r)
+out=$(python3 "$RAW" sign "$SOCK" Default "$R")
+check "a thumbprint in none of the type's slots: refused" \
+	grep -q "^error 3: the certificate asked for is in no slot of type Default's assignment" <<<"$out"
 
 # --- SIGHUP: a changed allow list; a bad file keeps the old one
 sed -i 's/^users = root$/users = root, nobody/' "$T/agent.conf"
@@ -219,7 +230,7 @@ kill -HUP "$apid"
 # --- the log holds no PIN, digest or signature
 out=$(python3 "$RAW" sign "$SOCK" OAuthTokenIssuer)
 digest=$(sed -n 's/^digest=\([0-9a-f]*\) .*/\1/p' <<<"$out")
-sig=$(sed -n 's/.*signature=\([0-9a-f]*\)$/\1/p' <<<"$out")
+sig=$(sed -n 's/.*signature=\([0-9a-f]*\) .*/\1/p' <<<"$out")
 check "a raw sign request: a digest and a signature to look for" test -n "$digest" -a -n "$sig"
 stop_agent
 check "SIGTERM: the agent exits 0 and removes its socket" test ! -e "$SOCK"
