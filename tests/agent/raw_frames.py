@@ -21,6 +21,8 @@ the agent as is.
   raw_frames.py crowd SOCK N      N idle connections, then one more: its
                                   outcome; then how long until the N are
                                   closed ("idle closed after S")
+  raw_frames.py jwt SOCK TYPE CLAIMS [LIFETIME]
+                                  a JWT request: the token, or the ERROR
   raw_frames.py leave SOCK TYPE   a sign request, then the connection
                                   closed before the answer; then half a
                                   frame and closed
@@ -236,6 +238,22 @@ def crowd(path, n):
     return 0
 
 
+def jwt(path, type_name, claims, lifetime=None):
+    fields = field(1, type_name.encode()) + field(11, claims.encode())
+    if lifetime:
+        fields += field(12, struct.pack(">I", int(lifetime)))
+    s = connect(path)
+    s.sendall(frame(5, fields))
+    got = read_frame(s)
+    if got is not None and got[0] == 6:
+        print(fields_of(got[1])[14].decode())
+        return 0
+    if got is not None and got[0] == ERROR:
+        f = fields_of(got[1])
+        print("error %d: %s" % (struct.unpack(">I", f[16])[0], f[17].decode()))
+    return 1
+
+
 def main(argv):
     mode, path = argv[1], argv[2]
     if mode == "table":
@@ -246,6 +264,8 @@ def main(argv):
         return flood(path, int(argv[3]), argv[4:])
     if mode == "sign":
         return sign(path, argv[3], argv[4] if len(argv) > 4 else None)
+    if mode == "jwt":
+        return jwt(path, argv[3], argv[4], argv[5] if len(argv) > 5 else None)
     if mode == "crowd":
         return crowd(path, int(argv[3]))
     if mode == "leave":

@@ -113,6 +113,17 @@ run test -t Default
 check "custody test: an agent line, up (its pid)" \
 	grep -q "^OK \*/\*: custody agent is up at $SOCK (pid $apid)" <<<"$out"
 
+# --- a JWT, issued as custody jwt issue issues it
+out=$(python3 "$RAW" jwt "$SOCK" OAuthTokenIssuer '{"aud":"https://partner.example","sub":"svc"}' 600)
+token=$out
+run jwt verify -t OAuthTokenIssuer --aud https://partner.example "$token"
+check "a JWT from the agent verifies with OAuthTokenIssuer's certificate (custody jwt verify)" \
+	test "$rc" = 0
+check "...RS256 by the RSA key, x5t and kid, as jwt issue makes them" \
+	python3 -c 'import base64,json,sys; p=sys.argv[1].split(".")[0]; h=json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4))); sys.exit(not (h["alg"]=="RS256" and h["x5t"]==h["kid"]))' "$token"
+out=$(python3 "$RAW" jwt "$SOCK" OAuthTokenIssuer '{"a":1,"a":2}')
+check "a JWT request with repeated claims: refused" grep -q "^error" <<<"$out"
+
 # --- refusals
 load --type WebServicesInternal --count 1
 check "a type root may not use: refused with the clear error (exit 3)" \
