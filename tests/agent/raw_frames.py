@@ -23,6 +23,9 @@ the agent as is.
                                   closed ("idle closed after S")
   raw_frames.py jwt SOCK TYPE CLAIMS [LIFETIME]
                                   a JWT request: the token, or the ERROR
+  raw_frames.py pipeline SOCK TYPE N
+                                  N sign requests in one write, then their N
+                                  answers in order: "answered K of N"
   raw_frames.py leave SOCK TYPE   a sign request, then the connection
                                   closed before the answer; then half a
                                   frame and closed
@@ -254,6 +257,18 @@ def jwt(path, type_name, claims, lifetime=None):
     return 1
 
 
+def pipeline(path, type_name, n):
+    s = connect(path)
+    s.sendall(b"".join(frame(SIGN_REQUEST, sign_fields(type_name, os.urandom(32)))
+                       for _ in range(n)))
+    k = 0
+    for _ in range(n):
+        got = read_frame(s)
+        k += got is not None and got[0] == SIGN_RESPONSE
+    print("answered %d of %d" % (k, n))
+    return 0 if k == n else 1
+
+
 def main(argv):
     mode, path = argv[1], argv[2]
     if mode == "table":
@@ -266,6 +281,8 @@ def main(argv):
         return sign(path, argv[3], argv[4] if len(argv) > 4 else None)
     if mode == "jwt":
         return jwt(path, argv[3], argv[4], argv[5] if len(argv) > 5 else None)
+    if mode == "pipeline":
+        return pipeline(path, argv[3], int(argv[4]))
     if mode == "crowd":
         return crowd(path, int(argv[3]))
     if mode == "leave":

@@ -121,6 +121,12 @@ check "a JWT from the agent verifies with OAuthTokenIssuer's certificate (custod
 	test "$rc" = 0
 check "...RS256 by the RSA key, x5t and kid, as jwt issue makes them" \
 	python3 -c 'import base64,json,sys; p=sys.argv[1].split(".")[0]; h=json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4))); sys.exit(not (h["alg"]=="RS256" and h["x5t"]==h["kid"]))' "$token"
+pad=$(head -c 3000 /dev/zero | tr '\0' x)
+out=$(python3 "$RAW" jwt "$SOCK" OAuthTokenIssuer "{\"aud\":\"p\",\"pad\":\"$pad\"}")
+run jwt verify -t OAuthTokenIssuer --aud p "$out"
+check "a JWT request of 3 KiB (a frame larger than a connection's own buffer)" test "$rc" = 0
+out=$(python3 "$RAW" pipeline "$SOCK" Default 10)
+check "10 sign requests in one write: 10 answers, in order" test "$out" = "answered 10 of 10"
 out=$(python3 "$RAW" jwt "$SOCK" OAuthTokenIssuer '{"a":1,"a":2}')
 check "a JWT request with repeated claims: refused" grep -q "^error" <<<"$out"
 

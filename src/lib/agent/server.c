@@ -223,7 +223,11 @@ on_conn(struct agent_worker *w, struct agent_conn *c)
 		atomic_store(&c->idle_deadline, 0);	/* serving */
 		agent_serve_frame(w, c, c->buf, c->total);
 		frame_done(c);
-		if (w->out_len == 0 || send_all(a, c->w.fd, w->out, w->out_len) != 0)
+		got = w->out_len > 0 && send_all(a, c->w.fd, w->out, w->out_len) == 0 ? GOT_FRAME
+										 : GOT_CLOSED;
+		if (w->out_secret)
+			OPENSSL_cleanse(w->out, w->out_len);
+		if (got == GOT_CLOSED)
 			break;
 		idle_from_now(a, c);
 	}

@@ -138,6 +138,7 @@ struct agent_worker {
 	custody_agent_msg req, resp;
 	unsigned char out[CUSTODY_AGENT_FRAME_BUF];
 	size_t out_len;
+	int out_secret;		/* out holds a token: cleansed once sent */
 };
 
 /* Decodes frame, serves it, and leaves the response frame in w->out. */

@@ -402,6 +402,8 @@ agent_serve_frame(struct agent_worker *w, struct agent_conn *c, const unsigned c
 		custody_debug("agent: pid %ld uid %u: %s: %s", (long)c->peer.pid,
 			      (unsigned)c->peer.uid, custody_agent_kind_name(w->req.kind),
 			      r == CUSTODY_OK ? "served" : "refused or failed");
+	/* A JWT is a bearer token: not left in the worker's buffer. */
+	w->out_secret = r == CUSTODY_OK && w->req.kind == CUSTODY_AGENT_JWT_REQUEST;
 	custody_agent_msg_clear(&w->req);
 	if (r == CUSTODY_OK &&
 	    custody_agent_wire_encode(&w->resp, w->out, sizeof(w->out), &w->out_len, &err) ==
