@@ -109,6 +109,9 @@ check "agent --status: up, the agent's pid, what root may use (both types)" \
 	test "$rc" = 0 -a "$(grep -c "current" <<<"$out")" = 2 -a \
 	"$(grep -c "(pid $apid)" <<<"$out")" = 1
 
+run agent --foreground
+check "a second agent on the same socket: refused, another agent answers there (exit 1)" \
+	test "$rc" = 1 -a "$err" = "custody: agent: another agent answers on $SOCK"
 run test -t Default
 check "custody test: an agent line, up (its pid)" \
 	grep -q "^OK \*/\*: custody agent is up at $SOCK (pid $apid)" <<<"$out"
@@ -274,11 +277,20 @@ check "a token fault (C_Sign fails): the client gets an error" \
 	test "$rc" = 3 -a -n "$(grep 'error 1: ' <<<"$err")"
 load --type Default --count 3
 check "...and the next requests succeed" test "$rc" = 0 -a "$(signed_count)" = 3
-stop_agent
+
+# --- the agent killed: a clear error meanwhile; restarted, it serves again
+kill -KILL "$apid"
+wait "$apid" 2>/dev/null
+apid=
+load --type Default --count 1
+check "the agent killed (-9): a client gets a clear error" \
+	grep -q "cannot connect to $SOCK: Connection refused" <<<"$err"
+check "...and its socket file stays behind" test -S "$SOCK"
 
 # --- SIGTERM with a request in flight: it completes, then the agent exits 0
 CUSTODY_MODULE=$SHIM FAULT_TARGET=$real_module FAULT_FUNC=C_Sign FAULT_AT=1 \
 	FAULT_EXEC='kill -TERM $PPID; sleep 0.5' start_agent
+check "a new agent takes over the stale socket (nothing answered there)" test -S "$SOCK"
 load --type Default --count 1
 check "SIGTERM during a signature: the signature is answered and verifies" test "$rc" = 0
 wait "$apid"
