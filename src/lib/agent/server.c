@@ -227,7 +227,10 @@ on_conn(struct agent_worker *w, struct agent_conn *c)
 		}
 		if (got == GOT_CLOSED)
 			break;
-		atomic_store(&c->idle_deadline, 0);	/* serving */
+		/* Serving: neither clock runs (a slow token is not a slow
+		 * client). */
+		atomic_store(&c->frame_deadline, 0);
+		atomic_store(&c->idle_deadline, 0);
 		agent_serve_frame(w, c, c->buf, c->total);
 		frame_done(c);
 		got = w->out_len > 0 && send_all(a, c->w.fd, w->out, w->out_len) == 0 ? GOT_FRAME
