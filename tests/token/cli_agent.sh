@@ -112,6 +112,10 @@ check "agent --status: up, the agent's pid, what root may use (both types)" \
 run agent --foreground
 check "a second agent on the same socket: refused, another agent answers there (exit 1)" \
 	test "$rc" = 1 -a "$err" = "custody: agent: another agent answers on $SOCK"
+printf '[agent]\nlisten = %s\n[allow Default]\nusers = root, no-such-user-here\n' "$T/other.sock" >"$T/bad.conf"
+run -c "$T/bad.conf" agent --foreground
+check "an [allow] name that does not resolve stops the agent at start (exit 2, the name)" \
+	test "$rc" = 2 -a "$(head -1 <<<"$err")" = "custody: agent: [allow Default] users: no user named 'no-such-user-here' on this system" -a ! -e "$T/other.sock"
 run test -t Default
 check "custody test: an agent line, up (its pid)" \
 	grep -q "^OK \*/\*: custody agent is up at $SOCK (pid $apid)" <<<"$out"
@@ -230,6 +234,7 @@ out=$(as_nobody --groups custody-agent-test "$LOAD" --socket "$SOCK" --type OAut
 check "...nobody still signs with OAuthTokenIssuer" test "$(signed_count)" = 1
 # max-connections and idle-timeout, by a reload too
 sed -i 's/^\[agent\]$/[agent]\nmax-connections = 3\nidle-timeout = 1s/' "$T/agent.conf.good"
+sed -i 's/^users = root, nobody$/users = root, nobody, no-such-user-here/' "$T/agent.conf.good"
 cp "$T/agent.conf.good" "$T/agent.conf"
 reloads=$(grep -c "agent: reloaded" "$T/agent.log")
 kill -HUP "$apid"
@@ -243,7 +248,11 @@ check "max-connections 3: a fourth connection gets an ERROR frame" \
 secs=$(sed -n 's/^idle closed after //p' <<<"$out")
 check "idle-timeout 1s: idle connections are closed ($secs s)" \
 	python3 -c "import sys; sys.exit(not (0.9 <= $secs < 4))"
-sed -i '/^max-connections = 3$/d; /^idle-timeout = 1s$/d' "$T/agent.conf.good"
+check "a reload with a user name that does not resolve: a warning, the name left out" \
+	grep -q "warning: \[allow OAuthTokenIssuer\] users: no user named 'no-such-user-here': left out" "$T/agent.log"
+out=$(as_nobody --groups custody-agent-test "$LOAD" --socket "$SOCK" --type OAuthTokenIssuer --count 1 2>&1)
+check "...and the other names of the list still hold" test "$(signed_count)" = 1
+sed -i '/^max-connections = 3$/d; /^idle-timeout = 1s$/d; s/, no-such-user-here$//' "$T/agent.conf.good"
 cp "$T/agent.conf.good" "$T/agent.conf"
 kill -HUP "$apid"
 
