@@ -248,6 +248,9 @@ cmd_agent(struct cli *cli, int argc, char **argv)
 		return r;
 	if (o.status)
 		return agent_status(cli, cli_agent_path(cli, o.listen));
+	/* The agent signs itself: CUSTODY_AGENT (a client's setting) must
+	 * not send its signer, or a reload's settling, to an agent. */
+	unsetenv("CUSTODY_AGENT");
 	memset(&ao, 0, sizeof(ao));
 	ao.listen = o.listen;
 	ao.node = cli->node;
