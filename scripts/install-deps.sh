@@ -7,6 +7,8 @@ packages=(
 	gcc make autoconf automake libtool pkg-config
 	openssl libssl-dev libp11-dev libp11-kit-dev libengine-pkcs11-openssl
 	libsqlite3-dev sqlite3 libpq-dev postgresql libjansson-dev libinih-dev libcriterion-dev libsystemd-dev
+	# the agent's metadata server (src/lib/agent/http.c); curl drives its tests
+	libmicrohttpd-dev curl
 	softhsm2 opensc python3 jq expect
 	# openCryptoki's software token, the second token the CLI tests run on
 	# (scripts/test-opencryptoki.sh)

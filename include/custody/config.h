@@ -15,6 +15,11 @@
  *            idle-timeout, max-connections (the agent, custody/agent.h);
  *            socket (a client's: sign through the agent there)
  *   [allow TYPE]  users, groups (who may use TYPE through the agent)
+ *   [metadata TYPE]  realm, service-name, name, id, audiences,
+ *            metadata-url, issuance-url (what the server-to-server
+ *            metadata document of TYPE says of its issuer)
+ *   [agent]  http-listen, http-types, http-max-age, http-max-connections,
+ *            http-timeout (the agent's read-only metadata server)
  * An unknown section or key, a key outside a section, or a bad value is an
  * error (EUSAGE) naming the file, line and key.
  *
@@ -114,6 +119,32 @@ typedef struct custody_allow_policy {
 	char groups[CUSTODY_ALLOW_TEXT];
 	int line;				/* first key's line, 0: none */
 } custody_allow_policy;
+/* [metadata TYPE]: the trust fields of the server-to-server metadata
+ * document (custody/metadata.h) of a type.  Plain values, as the rollover
+ * policies.  "" = not given. */
+#define CUSTODY_METADATA_MAX 32		/* [metadata] sections in a config */
+#define CUSTODY_METADATA_NAME 256	/* realm, service-name, name, id    */
+#define CUSTODY_METADATA_URL 1024	/* metadata-url, issuance-url        */
+#define CUSTODY_METADATA_AUDIENCES 8	/* audiences = A, B, ...             */
+
+typedef struct custody_metadata_conf {
+	char type[CUSTODY_NAME_MAX + 1];	/* canonical type name          */
+	char realm[CUSTODY_METADATA_NAME];	/* required                     */
+	char service_name[CUSTODY_METADATA_NAME];	/* required: issuer is
+							   service-name@realm */
+	char name[CUSTODY_METADATA_NAME];	/* "": the service name         */
+	char id[CUSTODY_METADATA_NAME];		/* "": no "id" member           */
+	char audiences[CUSTODY_METADATA_AUDIENCES][CUSTODY_METADATA_NAME];
+	int n_audiences;		/* 0: one, service-name + "/" + "*" + "@" + realm */
+	char metadata_url[CUSTODY_METADATA_URL];	/* "": no such endpoint */
+	char issuance_url[CUSTODY_METADATA_URL];
+	int line;			/* the file line of its first key     */
+} custody_metadata_conf;
+
+/* [agent] http-*: defaults when not set (-1). */
+#define CUSTODY_HTTP_MAX_AGE 300	/* Cache-Control max-age, seconds */
+#define CUSTODY_HTTP_MAX_CONNECTIONS 64
+#define CUSTODY_HTTP_TIMEOUT 10		/* an idle connection is closed   */
 
 typedef struct custody_config {
 	char *module;
@@ -132,6 +163,16 @@ typedef struct custody_config {
 	custody_agent_settings agent;
 	custody_allow_policy *allow;	/* malloc'ed, n_allow of them */
 	size_t n_allow;
+	/* [metadata TYPE] sections; malloc'ed, n_metadata of them */
+	custody_metadata_conf *metadata;
+	size_t n_metadata;
+	/* [agent] http-*: the metadata server (custody/agent_http.h) */
+	char *http_listen;	/* "ADDRESS:PORT" (numeric; [v6]:port); NULL: off */
+	char *http_types;	/* types served, by ',' or blanks; the first is
+				   the default; NULL: OAuthTokenIssuer     */
+	int http_max_age;	/* seconds; -1: CUSTODY_HTTP_MAX_AGE      */
+	int http_max_connections;	/* -1: CUSTODY_HTTP_MAX_CONNECTIONS */
+	int http_timeout;	/* seconds; -1: CUSTODY_HTTP_TIMEOUT      */
 } custody_config;
 
 #define CUSTODY_CUSTOM_TYPES_MAX 32
@@ -201,6 +242,24 @@ int custody_config_check_rollover(const custody_config *cfg, const char *path,
 /* The [allow TYPE] policy of type (canonical), or NULL. */
 const custody_allow_policy *
 custody_config_allow(const custody_config *cfg, const char *type);
+/* The [metadata TYPE] section of type (canonical), or NULL. */
+const custody_metadata_conf *
+custody_config_metadata(const custody_config *cfg, const char *type);
+
+/*
+ * What the [metadata] sections and the http-* keys need of the rest of
+ * the file, checked once everything is read (custody_config_load does
+ * it): each type known or declared in [types] custom, realm and
+ * service-name given.  EUSAGE "PATH:LINE: [metadata T]: ...".
+ */
+int custody_config_check_metadata(const custody_config *cfg, const char *path,
+				  custody_err *err);
+
+/* The types [agent] http-types names (canonical; known or declared),
+ * into names (at most CUSTODY_METADATA_MAX); returns how many (at least
+ * one: OAuthTokenIssuer when unset), or -1 with err set. */
+int custody_config_http_types(const custody_config *cfg,
+			      char names[][CUSTODY_NAME_MAX + 1], custody_err *err);
 
 /* The custom types [types] custom declares, each checked as a type name
  * when it was set, into names (at most CUSTODY_CUSTOM_TYPES_MAX); returns

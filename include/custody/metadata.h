@@ -14,6 +14,7 @@
 #define CUSTODY_METADATA_H
 
 #include <stddef.h>
+#include <custody/config.h>
 #include <custody/error.h>
 #include <custody/records.h>
 
@@ -43,6 +44,28 @@ int custody_metadata_jwks(const custody_cert_record *certs, size_t n,
  */
 int custody_metadata_s2s(const custody_cert_record *certs, size_t n,
 			 char **json, custody_err *err);
+
+/*
+ * The server-to-server document with what a partner configures a trust
+ * from (the shape Exchange, SharePoint and Lync publish at
+ * /metadata/json/1), from a type's [metadata TYPE] section:
+ *   {"id":ID (only when configured), "version":"1.0",
+ *    "name":NAME (default: the service name), "realm":REALM,
+ *    "serviceName":SERVICE, "issuer":"SERVICE@REALM",
+ *    "allowedAudiences":[AUDIENCES] (default ["SERVICE/" "*" "@REALM"]:
+ *       the service on any host of the realm),
+ *    "keys":[... as custody_metadata_s2s ...],
+ *    "endpoints":[{"location":METADATA-URL,"protocol":"OAuth2",
+ *                  "usage":"metadata"},
+ *                 {"location":ISSUANCE-URL,"protocol":"OAuth2",
+ *                  "usage":"issuance"}] (those configured; may be [])}
+ * conf NULL: custody_metadata_s2s (keys only: custody does not invent an
+ * issuer).  conf's values are those the configuration checked (realm
+ * and service name set, neither with '@', '/' or blanks).
+ */
+int custody_metadata_s2s_trust(const custody_metadata_conf *conf,
+			       const custody_cert_record *certs, size_t n,
+			       char **json, custody_err *err);
 
 #ifdef __cplusplus
 }

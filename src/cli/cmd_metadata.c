@@ -78,8 +78,12 @@ const char cmd_metadata_usage[] =
 	"OAuthTokenIssuer): current, pending (published as soon as it is staged) and\n"
 	"previous, as a JWK Set (RFC 7517: kid, x5t, x5c) or as the server-to-server\n"
 	"metadata document (keys[].usage, keyinfo.x5t, keyvalue). kid = x5t = the\n"
-	"base64url SHA-1 thumbprint. Opens the token (user PIN) to check the\n"
-	"integrity tags of the records it publishes.\n"
+	"base64url SHA-1 thumbprint. The server-to-server document also carries\n"
+	"version, name, realm, serviceName, issuer (serviceName@realm),\n"
+	"allowedAudiences and endpoints when custody.conf has a [metadata TYPE]\n"
+	"section (realm, service-name, ...); without one it lists the keys only.\n"
+	"Opens the token (user PIN) to check the integrity tags of the records it\n"
+	"publishes.\n"
 	"\n"
 	"  -t, --type TYPE          certificate type (default OAuthTokenIssuer)\n"
 	"  -o, --output jwks|s2s    document format (default jwks; -o json is jwks)\n"
@@ -124,8 +128,12 @@ cmd_metadata(struct cli *cli, int argc, char **argv)
 	    (r = add_slot(cli, type, "pending", &a.pending, recs, &n)) != CUSTODY_OK ||
 	    (r = add_slot(cli, type, "previous", &a.previous, recs, &n)) != CUSTODY_OK)
 		goto out;
+	if (s2s && custody_config_metadata(&cli->cfg, type) == NULL)
+		cli_note(cli, "no [metadata %s] section in the configuration: the document "
+			 "lists the keys only (no issuer, realm or serviceName)", type);
 	if (s2s)
-		r = custody_metadata_s2s(recs, n, &doc, &cli->err);
+		r = custody_metadata_s2s_trust(custody_config_metadata(&cli->cfg, type), recs,
+					       n, &doc, &cli->err);
 	else
 		r = custody_metadata_jwks(recs, n, &doc, &cli->err);
 	if (r != CUSTODY_OK)

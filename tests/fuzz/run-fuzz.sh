@@ -32,7 +32,7 @@ top=$(cd "$here/../.." && pwd -P)
 # Library modules the harnesses reach (and those these depend on).
 LIB_SOURCES="util/error util/log assign/records util/hexfmt util/base64
 	util/timefmt cert/thumbprint sign/jws cert/cert cert/bundle cert/policy
-	cert/types cert/keyspec util/similar config/config util/secret util/file
+	cert/types cert/keyspec util/similar config/config config/publish util/secret util/file
 	cluster/package cert/dn agent/wire config/agent_keys"
 # Test helpers linked into every harness (keys and certificates in memory).
 TEST_SOURCES="tests/unit/testcerts.c"

@@ -88,6 +88,57 @@ check "s2s: usage signing and keyvalue type x509Certificate" \
 check "s2s: keyvalue.value is the base64 DER of each certificate" \
 	[ "$(py 'print(" ".join(hashlib.sha1(base64.b64decode(k["keyvalue"]["value"], validate=True)).hexdigest().upper() for k in d["keys"]))')" = "$A $B" ]
 
+check "s2s without [metadata TYPE]: keys only, no invented issuer" \
+	py 'assert list(d) == ["keys"]'
+check "…and a note says why" \
+	grep -q "^custody: metadata: note: no \[metadata OAuthTokenIssuer\] section in the configuration: the document lists the keys only" <<<"$err"
+
+# With [metadata TYPE]: the trust fields a partner configures a trust from.
+cat >"$T/meta.conf" <<'EOF'
+[metadata OAuthTokenIssuer]
+realm = 6a1c2f5e-7b7d-4e57-9c2b-0d8f1e0a9b11
+service-name = 00000004-0000-0ff1-ce00-000000000000
+name = Custody
+metadata-url = https://sts.custody.test/metadata/json/1
+EOF
+CUSTODY_CONFIG="$T/meta.conf" meta --format s2s
+check "s2s with [metadata OAuthTokenIssuer] exits 0, nothing on stderr" [ "$rc" -eq 0 -a -z "$err" ]
+check "s2s: the members in the order Exchange publishes them" \
+	[ "$(py 'print(" ".join(d))')" = "version name realm serviceName issuer allowedAudiences keys endpoints" ]
+check "s2s: version 1.0, the configured name, realm and serviceName" \
+	py 'assert (d["version"], d["name"], d["realm"], d["serviceName"]) == ("1.0", "Custody", "6a1c2f5e-7b7d-4e57-9c2b-0d8f1e0a9b11", "00000004-0000-0ff1-ce00-000000000000")'
+# A partner's reading: issuer = serviceName@realm, every key's x5t is the
+# base64url SHA-1 of the certificate in keyvalue.value.
+check "s2s as a partner reads it: issuer is serviceName@realm" \
+	py 'assert d["issuer"] == d["serviceName"] + "@" + d["realm"]'
+check "s2s as a partner reads it: every keyinfo.x5t is the SHA-1 of its certificate" \
+	py 'u=lambda b: base64.urlsafe_b64encode(b).decode().rstrip("="); assert d["keys"] and all(k["keyinfo"]["x5t"] == u(hashlib.sha1(base64.b64decode(k["keyvalue"]["value"], validate=True)).digest()) for k in d["keys"])'
+check "s2s: allowedAudiences defaults to the service on any host of the realm" \
+	py 'assert d["allowedAudiences"] == [d["serviceName"] + "/*@" + d["realm"]]'
+check "s2s: the endpoint where the document is (OAuth2, metadata)" \
+	py 'assert d["endpoints"] == [{"location": "https://sts.custody.test/metadata/json/1", "protocol": "OAuth2", "usage": "metadata"}]'
+check "s2s: the keys are still current then pending" \
+	[ "$(py 'print(" ".join(k["keyinfo"]["x5t"] for k in d["keys"]))')" = "$XA $XB" ]
+py 'print(d["keys"][0]["keyvalue"]["value"])' | base64 -d >"$T/key0.der"
+check "s2s: the published certificate parses, and is A" \
+	[ "$(openssl x509 -inform DER -in "$T/key0.der" -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')" = "$A" ]
+CUSTODY_CONFIG="$T/meta.conf" meta
+check "jwks is unchanged by [metadata TYPE]" py 'assert list(d) == ["keys"] and d["keys"][0]["kid"] == "'"$XA"'"'
+printf '%s\n' '[metadata OAuthTokenIssuer]' 'audiences = a@r, b/*@r' 'id = _custody' \
+	'realm = r' 'service-name = s' 'issuance-url = https://sts.custody.test/tokens/OAuth/2' >"$T/meta2.conf"
+CUSTODY_CONFIG="$T/meta2.conf" meta -o s2s
+check "s2s: the configured id first, audiences as given, an issuance endpoint" \
+	py 'assert list(d)[0] == "id" and d["id"] == "_custody" and d["name"] == "s" and d["issuer"] == "s@r" and d["allowedAudiences"] == ["a@r", "b/*@r"] and d["endpoints"] == [{"location": "https://sts.custody.test/tokens/OAuth/2", "protocol": "OAuth2", "usage": "issuance"}]'
+printf '%s\n' '[metadata OAuthTokenIssuer]' 'realm = contoso.com' 'service-name = sts@evil' >"$T/bad.conf"
+CUSTODY_CONFIG="$T/bad.conf" meta --format s2s
+check "a service name that would make another issuer: exit 2" [ "$rc" -eq 2 -a -z "$out" ]
+check "…naming the file and line" \
+	grep -qF "$T/bad.conf:3: invalid service-name 'sts@evil': the issuer is service-name@realm" <<<"$err"
+printf '%s\n' '[metadata OAuthTokenIssuer]' 'service-name = s' >"$T/bad.conf"
+CUSTODY_CONFIG="$T/bad.conf" meta --format s2s
+check "a section without a realm: exit 2, naming it" \
+	eval '[ "$rc" -eq 2 ] && grep -qF "$T/bad.conf:2: [metadata OAuthTokenIssuer]: realm is missing" <<<"$err"'
+
 # At the roll instant B is current and A previous; pending is empty.
 meta --at "$eff" -t oauthtokenissuer
 check "after the roll: current then previous" [ "$rc" -eq 0 -a "$(py 'print(" ".join(k["x5t"] for k in d["keys"]))')" = "$XB $XA" ]

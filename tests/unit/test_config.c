@@ -198,7 +198,7 @@ Test(config, unknown_section)
 				   3, "unknown section [tokens]");
 
 	cr_assert_str_eq(err.hint, "sections: [token], [store], [node], "
-			 "[policy], [types], [rollover TYPE], [agent], [allow TYPE]");
+			 "[policy], [types], [rollover TYPE], [metadata TYPE], [agent], [allow TYPE]");
 	/* Even one without keys. */
 	load_bad("[token]\nlabel = a\n\n[bogus]\n", 4, "unknown section [bogus]");
 	load_bad("[Token]\nlabel = a\n", 1, "unknown section [Token]");
@@ -574,50 +574,90 @@ Test(config, rollover_checks_made_once_the_file_is_read)
 	assert_untouched();
 }
 
-Test(config, agent_and_allow)
+/* ------------------------------------------------ [metadata TYPE], [agent] http-* */
+
+Test(config, metadata_section_keys)
 {
-	load_ok("[agent]\n"
-		"listen = /run/custody/a.sock\n"
-		"socket-mode = 0660\n"
-		"socket-group = custody\n"
-		"workers = 4\n"
-		"frame-timeout = 2s\n"
-		"idle-timeout = 10m\n"
-		"max-connections = 32\n"
-		"[allow oauthtokenissuer]\n"
-		"users = svc-web, alice\n"
-		"groups = oauth-signers\n"
-		"[allow Default]\n"
-		"users = bob\n");
-	cr_assert_str_eq(cfg.agent.listen, "/run/custody/a.sock");
-	cr_assert_eq(cfg.agent.socket_mode, 0660);
-	cr_assert_str_eq(cfg.agent.socket_group, "custody");
-	cr_assert_eq(cfg.agent.workers, 4);
-	cr_assert_eq(cfg.agent.frame_timeout, 2);
-	cr_assert_eq(cfg.agent.idle_timeout, 600);
-	cr_assert_eq(cfg.agent.max_connections, 32);
-	cr_assert_eq(cfg.n_allow, 2);
-	cr_assert_not_null(custody_config_allow(&cfg, "OAuthTokenIssuer"));
-	cr_assert_str_eq(custody_config_allow(&cfg, "OAuthTokenIssuer")->users, "svc-web, alice");
-	cr_assert_str_eq(custody_config_allow(&cfg, "OAuthTokenIssuer")->groups, "oauth-signers");
-	cr_assert_eq(custody_config_allow(&cfg, "OAuthTokenIssuer")->line, 10);
-	cr_assert_str_eq(custody_config_allow(&cfg, "Default")->users, "bob");
-	cr_assert_null(custody_config_allow(&cfg, "WebServicesInternal"));
+	const custody_metadata_conf *m;
+
+	load_ok("[metadata oauthtokenissuer]\nrealm = contoso.com\n"
+		"service-name = 00000004-0000-0ff1-ce00-000000000000\nname = Custody STS\n"
+		"id = _d6a1\naudiences = a/*@contoso.com, b@contoso.com\n"
+		"metadata-url = https://sts.contoso.com/metadata/json/1\n"
+		"issuance-url = https://sts.contoso.com/tokens/OAuth/2\n");
+	cr_assert_eq(cfg.n_metadata, 1);
+	cr_assert_null(custody_config_metadata(&cfg, "Default"));
+	m = custody_config_metadata(&cfg, "OAuthTokenIssuer");
+	cr_assert_not_null(m);
+	cr_assert_str_eq(m->realm, "contoso.com");
+	cr_assert_str_eq(m->service_name, "00000004-0000-0ff1-ce00-000000000000");
+	cr_assert_str_eq(m->name, "Custody STS");
+	cr_assert_str_eq(m->id, "_d6a1");
+	cr_assert_eq(m->n_audiences, 2);
+	cr_assert_str_eq(m->audiences[0], "a/*@contoso.com");
+	cr_assert_str_eq(m->audiences[1], "b@contoso.com");
+	cr_assert_str_eq(m->metadata_url, "https://sts.contoso.com/metadata/json/1");
+	cr_assert_str_eq(m->issuance_url, "https://sts.contoso.com/tokens/OAuth/2");
+	cr_assert_eq(m->line, 2);
 }
 
-Test(config, agent_and_allow_bad_values)
+Test(config, metadata_that_would_break_the_issuer_is_refused_naming_the_line)
 {
-	load_bad("[agent]\nsocket-mode = 0066\n", 2,
-		 "invalid socket-mode '0066': octal permissions such as 0660 (the owner "
-		 "keeps read and write)");
-	load_bad("[agent]\nlisten = relative.sock\n", 2,
-		 "invalid listen 'relative.sock': an absolute path");
-	load_bad("[agent]\nframe-timeout = 0\n", 2,
-		 "invalid frame-timeout '0': a duration from 1s to 24h (5s, 10m, 300)");
-	load_bad("[agent]\nworkers = 0\n", 2, "invalid workers '0': a whole number from 1 to 64");
-	load_bad("[agent]\nport = 1\n", 2, "unknown key 'port' in section [agent]");
-	load_bad("[allow]\nusers = a\n", 1, "[allow] names its type: [allow TYPE]");
-	load_bad("[allow Default]\nuser = a\n", 2, "unknown key 'user' in section [allow TYPE]");
+	load_bad("[metadata OAuthTokenIssuer]\nrealm = contoso.com\nservice-name = a@b\n", 3,
+		 "invalid service-name 'a@b': the issuer is service-name@realm: use letters, "
+		 "digits, '.', '_' and '-' (a GUID or a domain name)");
+	load_bad("[metadata OAuthTokenIssuer]\nrealm = contoso.com/x\n", 2,
+		 "invalid realm 'contoso.com/x': the issuer is service-name@realm: use "
+		 "letters, digits, '.', '_' and '-' (a GUID or a domain name)");
+	load_bad("[metadata OAuthTokenIssuer]\nrealm = contoso.com\n", 2,
+		 "[metadata OAuthTokenIssuer]: service-name is missing (the issuer is "
+		 "service-name@realm)");
+	load_bad("[types]\ncustom = Partner\n[metadata Partner]\nservice-name = s\n", 4,
+		 "[metadata Partner]: realm is missing (the issuer is service-name@realm)");
+	load_bad("[metadata Partnr]\nrealm = r\nservice-name = s\n", 2,
+		 "[metadata Partnr]: unknown type 'Partnr': neither a known type nor a "
+		 "custom type custody.conf declares");
+	load_bad("[metadata OAuthTokenIssuer]\naudiences = nobody\n", 2,
+		 "invalid audience 'nobody': an audience is principal[/host]@realm");
+	load_bad("[metadata OAuthTokenIssuer]\nmetadata-url = ftp://x/\n", 2,
+		 "invalid metadata-url 'ftp://x/': give an https:// (or http://) URL");
+	load_bad("[metadata OAuthTokenIssuer]\nissuer = x@y\n", 2,
+		 "unknown key 'issuer' in section [metadata TYPE]");
+	load_bad("[metadata]\nrealm = r\n", 1, "[metadata] names its type: [metadata TYPE]");
+	cr_assert_eq(cfg.n_metadata, 0);
 	assert_untouched();
-	cr_assert_eq(cfg.n_allow, 0);
+}
+
+Test(config, http_keys)
+{
+	char names[CUSTODY_METADATA_MAX][CUSTODY_NAME_MAX + 1];
+	custody_err err = {0};
+
+	cr_assert_null(cfg.http_listen);
+	cr_assert_eq(cfg.http_max_age, -1);
+	cr_assert_eq(custody_config_http_types(&cfg, names, &err), 1);
+	cr_assert_str_eq(names[0], "OAuthTokenIssuer");
+	load_ok("[types]\ncustom = Partner\n[agent]\nhttp-listen = [::1]:8480\n"
+		"http-types = partner, oauthtokenissuer\nhttp-max-age = 2m\n"
+		"http-max-connections = 8\nhttp-timeout = 5s\n");
+	cr_assert_str_eq(cfg.http_listen, "[::1]:8480");
+	cr_assert_eq(cfg.http_max_age, 120);
+	cr_assert_eq(cfg.http_max_connections, 8);
+	cr_assert_eq(cfg.http_timeout, 5);
+	cr_assert_eq(custody_config_http_types(&cfg, names, &err), 2, "%s", err.msg);
+	cr_assert_str_eq(names[0], "Partner");
+	cr_assert_str_eq(names[1], "OAuthTokenIssuer");
+	custody_config_clear(&cfg);
+	load_bad("[agent]\nhttp-listen = localhost:8480\n", 2,
+		 "invalid http-listen 'localhost:8480': give ADDRESS:PORT with a numeric "
+		 "address (127.0.0.1:8480, [::1]:8480)");
+	load_bad("[agent]\nhttp-listen = 127.0.0.1:0\n", 2,
+		 "invalid http-listen '127.0.0.1:0': give ADDRESS:PORT with a numeric "
+		 "address (127.0.0.1:8480, [::1]:8480)");
+	load_bad("[agent]\nhttp-max-age = 2 days\n", 2,
+		 "invalid http-max-age '2 days': a duration (such as 30s, 5m) of seconds "
+		 "from 0 to 86400");
+	load_bad("[agent]\nhttp-port = 1\n", 2, "unknown key 'http-port' in section [agent]");
+	cr_assert_null(cfg.http_listen);
+	assert_untouched();
 }

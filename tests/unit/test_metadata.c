@@ -361,3 +361,84 @@ Test(s2s, the_contract_shape)
 	free_ident(&a);
 	free_ident(&b);
 }
+
+/* With a [metadata TYPE] section: the trust members around the keys, in
+ * Exchange's order; an empty conf value takes its default. */
+Test(s2s, trust_fields_from_the_section)
+{
+	custody_metadata_conf conf;
+	struct ident a;
+	custody_err err;
+	char *text = NULL, *x5t;
+	json_t *doc, *v;
+	const char *key;
+	const char *order[] = {"version", "name", "realm", "serviceName", "issuer",
+			       "allowedAudiences", "keys", "endpoints"};
+	size_t i = 0;
+
+	make_ident(&a, "rsa:2048", "a.custody.test");
+	memset(&conf, 0, sizeof(conf));
+	strcpy(conf.type, "OAuthTokenIssuer");
+	strcpy(conf.realm, "contoso.example");
+	strcpy(conf.service_name, "00000004-0000-0ff1-ce00-000000000000");
+	cr_assert_eq(custody_metadata_s2s_trust(&conf, &a.rec, 1, &text, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	doc = load(text);
+	json_object_foreach(doc, key, v) {
+		cr_assert_lt(i, 8, "an extra member %s", key);
+		cr_assert_str_eq(key, order[i++]);
+	}
+	cr_assert_eq(i, 8);
+	cr_assert_str_eq(json_string_value(json_object_get(doc, "version")), "1.0");
+	cr_assert_str_eq(json_string_value(json_object_get(doc, "name")),
+			 "00000004-0000-0ff1-ce00-000000000000");
+	cr_assert_str_eq(json_string_value(json_object_get(doc, "issuer")),
+			 "00000004-0000-0ff1-ce00-000000000000@contoso.example");
+	v = json_object_get(doc, "allowedAudiences");
+	cr_assert_eq(json_array_size(v), 1);
+	cr_assert_str_eq(json_string_value(json_array_get(v, 0)),
+			 "00000004-0000-0ff1-ce00-000000000000/*@contoso.example");
+	cr_assert_eq(json_array_size(json_object_get(doc, "endpoints")), 0);
+	x5t = ref_x5t(&a.rec, 0);
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(json_array_get(
+		json_object_get(doc, "keys"), 0), "keyinfo"), "x5t")), x5t);
+	free(x5t);
+	json_decref(doc);
+	free(text);
+
+	/* Every value given: id first, audiences as given, both endpoints. */
+	strcpy(conf.id, "_custody");
+	strcpy(conf.name, "Custody");
+	strcpy(conf.audiences[0], "a@contoso.example");
+	strcpy(conf.audiences[1], "b/host@contoso.example");
+	conf.n_audiences = 2;
+	strcpy(conf.metadata_url, "https://sts.contoso.example/metadata/json/1");
+	strcpy(conf.issuance_url, "https://sts.contoso.example/tokens/OAuth/2");
+	cr_assert_eq(custody_metadata_s2s_trust(&conf, &a.rec, 1, &text, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	doc = load(text);
+	cr_assert_str_eq(json_object_iter_key(json_object_iter(doc)), "id");
+	cr_assert_str_eq(json_string_value(json_object_get(doc, "name")), "Custody");
+	v = json_object_get(doc, "allowedAudiences");
+	cr_assert_eq(json_array_size(v), 2);
+	cr_assert_str_eq(json_string_value(json_array_get(v, 1)), "b/host@contoso.example");
+	v = json_object_get(doc, "endpoints");
+	cr_assert_eq(json_array_size(v), 2);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(v, 0), "usage")),
+			 "metadata");
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(v, 1), "location")),
+			 "https://sts.contoso.example/tokens/OAuth/2");
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(v, 1), "protocol")),
+			 "OAuth2");
+	json_decref(doc);
+	free(text);
+
+	/* No section: keys only, as custody_metadata_s2s. */
+	cr_assert_eq(custody_metadata_s2s_trust(NULL, &a.rec, 1, &text, &err), CUSTODY_OK);
+	doc = load(text);
+	cr_assert_eq(json_object_size(doc), 1);
+	cr_assert_not_null(json_object_get(doc, "keys"));
+	json_decref(doc);
+	free(text);
+	free_ident(&a);
+}

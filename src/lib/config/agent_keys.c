@@ -16,6 +16,7 @@
 #include <custody/policy.h>
 
 #include "agent_keys.h"
+#include "config/internal.h"
 
 static const char *const agent_keys = "listen, socket-mode, socket-group, workers, "
 				      "frame-timeout, idle-timeout, max-connections, socket";
@@ -128,7 +129,7 @@ config_set_agent(custody_config *cfg, const char *key, const char *value,
 	if (strcmp(key, "idle-timeout") == 0)
 		return parse_seconds(key, value, &a->idle_timeout, err);
 	custody_err_set(err, CUSTODY_EUSAGE, "unknown key '%s' in section [agent]", key);
-	custody_err_hint(err, "keys of [agent]: %s", agent_keys);
+	custody_err_hint(err, "keys of [agent]: %s, %s", agent_keys, CONFIG_HTTP_KEYS);
 	return CUSTODY_EUSAGE;
 }
 

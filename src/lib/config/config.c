@@ -21,6 +21,7 @@
 #include <custody/cert.h>
 
 #include "agent_keys.h"
+#include "config/internal.h"
 
 /* What ini_parse_stream is working on, as the reader sees it.  inih
  * itself (the Debian build) gives the handler no line number, and folds
@@ -40,7 +41,10 @@ struct load {
 };
 
 static const char *const sections = "[token], [store], [node], [policy], [types], "
-				   "[rollover TYPE], [agent], [allow TYPE]";
+				   "[rollover TYPE], [metadata TYPE], [agent], [allow TYPE]";
+
+static int unknown_key(const char *section, const char *key, const char *keys,
+		       custody_err *err);
 
 /* "rollover TYPE": the type named by a rollover section, else NULL. */
 static const char *
@@ -60,7 +64,22 @@ known_section(const char *name)
 	return strcmp(name, "token") == 0 || strcmp(name, "store") == 0 ||
 	       strcmp(name, "node") == 0 || strcmp(name, "policy") == 0 ||
 	       strcmp(name, "types") == 0 || rollover_section_type(name) != NULL ||
-	       strcmp(name, "agent") == 0 || config_allow_section_type(name) != NULL;
+	       /* publish.c: [metadata TYPE] and [agent] http-*; agent_keys.c:
+	        * [agent]'s own keys and [allow TYPE] */
+	       config_metadata_section_type(name) != NULL || strcmp(name, "agent") == 0 ||
+	       config_allow_section_type(name) != NULL;
+}
+
+/* [agent]: the http-* keys (publish.c), then the agent's own (agent_keys.c). */
+static int
+set_agent(custody_config *cfg, const char *key, const char *value, custody_err *err)
+{
+	int r;
+
+	cfg->agent.configured = 1;
+	if ((r = config_set_http(cfg, key, value, err)) == CUSTODY_ENOTFOUND)
+		r = config_set_agent(cfg, key, value, err);
+	return r;
 }
 
 #define TYPE_SEPARATORS ", \t"
@@ -479,10 +498,13 @@ custody_config_set(custody_config *cfg, const char *section,
 				       key, section);
 	if (config_allow_section_type(section) != NULL)
 		r = config_set_allow(cfg, config_allow_section_type(section), key, value, 0, err);
-	else if (strcmp(section, "agent") == 0)
-		r = config_set_agent(cfg, key, value, err);
 	else if (rollover_section_type(section) != NULL)
 		r = set_rollover(cfg, rollover_section_type(section), key, value, err);
+	else if (config_metadata_section_type(section) != NULL)
+		r = config_set_metadata(cfg, config_metadata_section_type(section), key,
+					value, err);
+	else if (strcmp(section, "agent") == 0)
+		r = set_agent(cfg, key, value, err);
 	else if (strcmp(section, "token") == 0)
 		r = set_token(cfg, key, value, err);
 	else if (strcmp(section, "store") == 0)
@@ -533,6 +555,9 @@ custody_config_init(custody_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->lock_timeout = -1;
 	cfg->agent.socket_mode = -1;
+	cfg->http_max_age = -1;
+	cfg->http_max_connections = -1;
+	cfg->http_timeout = -1;
 	custody_policy_defaults(&cfg->policy);
 }
 
@@ -548,6 +573,8 @@ static const size_t string_fields[] = {
 	offsetof(custody_config, store_url),
 	offsetof(custody_config, node_name),
 	offsetof(custody_config, custom_types),
+	offsetof(custody_config, http_listen),
+	offsetof(custody_config, http_types),
 };
 #define N_STRINGS (sizeof(string_fields) / sizeof(string_fields[0]))
 
@@ -574,6 +601,7 @@ custody_config_clear(custody_config *cfg)
 		free(*string_at(cfg, i));
 	free(cfg->rollover);
 	free(cfg->allow);
+	free(cfg->metadata);
 	custody_config_init(cfg);
 }
 
@@ -598,6 +626,7 @@ config_copy(custody_config *dst, const custody_config *src, custody_err *err)
 	for (i = 0; i < N_STRINGS; i++)
 		*string_at(dst, i) = NULL;
 	dst->rollover = NULL;
+	dst->metadata = NULL;
 	if (config_copy_allow(dst, src, err) != CUSTODY_OK) {
 		dst->n_rollover = 0;
 		return CUSTODY_EFAIL;
@@ -613,6 +642,16 @@ config_copy(custody_config *dst, const custody_config *src, custody_err *err)
 					       "out of memory");
 		}
 		memcpy(dst->rollover, src->rollover, src->n_rollover * sizeof(*dst->rollover));
+	}
+	if (config_copy_metadata(dst, src) != 0) {
+		free(dst->rollover);
+		dst->rollover = NULL;
+		dst->n_rollover = 0;
+		free(dst->allow);
+		dst->allow = NULL;
+		dst->n_allow = 0;
+		return custody_err_set(err, CUSTODY_EFAIL, "cannot copy configuration: "
+				       "out of memory");
 	}
 	for (i = 0; i < N_STRINGS; i++) {
 		if (copy_string(string_at(dst, i), string_of(src, i)) != 0) {
@@ -669,6 +708,14 @@ check_header(struct load *ld, const char *start)
 	    config_allow_section_type(name)[0] == '\0') {
 		custody_err_set(ld->err, CUSTODY_EUSAGE,
 				"%s:%d: [allow] names its type: [allow TYPE]",
+				ld->path, ld->line);
+		load_fail(ld, CUSTODY_EUSAGE);
+		return;
+	}
+	if (config_metadata_section_type(name) != NULL &&
+	    config_metadata_section_type(name)[0] == '\0') {
+		custody_err_set(ld->err, CUSTODY_EUSAGE,
+				"%s:%d: [metadata] names its type: [metadata TYPE]",
 				ld->path, ld->line);
 		load_fail(ld, CUSTODY_EUSAGE);
 		return;
@@ -820,6 +867,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 	}
 	note_rollover_line(ld, section, name);
 	note_allow_line(ld, section);
+	config_note_metadata_line(ld->cfg, section, ld->line);
 	return 1;
 }
 
@@ -861,7 +909,8 @@ custody_config_load(custody_config *cfg, const char *path, custody_err *err)
 				    path);
 		goto out;
 	}
-	if ((r = custody_config_check_rollover(&next, path, err)) != CUSTODY_OK)
+	if ((r = custody_config_check_rollover(&next, path, err)) != CUSTODY_OK ||
+	    (r = custody_config_check_metadata(&next, path, err)) != CUSTODY_OK)
 		goto out;
 	custody_config_clear(cfg);
 	*cfg = next;

@@ -2,6 +2,7 @@
  * certificate records (see custody/metadata.h). */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -178,9 +179,62 @@ out:
 	return r;
 }
 
+/* The members before "keys" of a server-to-server document from its
+ * [metadata TYPE] section, in the order Exchange and Lync publish them. */
 static int
-document(enum doc_format format, const custody_cert_record *certs, size_t n,
-	 char **json, custody_err *err)
+add_trust_head(json_t *doc, const custody_metadata_conf *conf)
+{
+	char issuer[2 * CUSTODY_METADATA_NAME + 1], audience[2 * CUSTODY_METADATA_NAME + 3];
+	json_t *audiences;
+	int i, bad = 0;
+
+	snprintf(issuer, sizeof(issuer), "%s@%s", conf->service_name, conf->realm);
+	if (conf->id[0] != '\0')
+		bad |= json_object_set_new(doc, "id", json_string(conf->id));
+	bad |= json_object_set_new(doc, "version", json_string("1.0"));
+	bad |= json_object_set_new(doc, "name", json_string(conf->name[0] != '\0' ?
+							    conf->name : conf->service_name));
+	bad |= json_object_set_new(doc, "realm", json_string(conf->realm));
+	bad |= json_object_set_new(doc, "serviceName", json_string(conf->service_name));
+	bad |= json_object_set_new(doc, "issuer", json_string(issuer));
+	bad |= json_object_set_new(doc, "allowedAudiences", audiences = json_array());
+	if (bad != 0 || audiences == NULL)
+		return -1;
+	/* By default the service on any of its hosts in the realm: the
+	 * audience principal/host@realm with the host left open. */
+	snprintf(audience, sizeof(audience), "%s/*@%s", conf->service_name, conf->realm);
+	if (conf->n_audiences == 0)
+		return json_array_append_new(audiences, json_string(audience));
+	for (i = 0; i < conf->n_audiences; i++)
+		bad |= json_array_append_new(audiences, json_string(conf->audiences[i]));
+	return bad;
+}
+
+/* "endpoints": where the document itself is (usage metadata) and where
+ * tokens are issued (usage issuance), as given; an empty list when
+ * neither is. */
+static int
+add_trust_endpoints(json_t *doc, const custody_metadata_conf *conf)
+{
+	json_t *endpoints = json_array();
+	int bad = json_object_set_new(doc, "endpoints", endpoints);
+
+	if (bad != 0 || endpoints == NULL)
+		return -1;
+	if (conf->metadata_url[0] != '\0')
+		bad |= json_array_append_new(endpoints, json_pack("{s:s, s:s, s:s}",
+				"location", conf->metadata_url, "protocol", "OAuth2",
+				"usage", "metadata"));
+	if (conf->issuance_url[0] != '\0')
+		bad |= json_array_append_new(endpoints, json_pack("{s:s, s:s, s:s}",
+				"location", conf->issuance_url, "protocol", "OAuth2",
+				"usage", "issuance"));
+	return bad;
+}
+
+static int
+document(enum doc_format format, const custody_metadata_conf *conf,
+	 const custody_cert_record *certs, size_t n, char **json, custody_err *err)
 {
 	unsigned char sha1[SHA_DIGEST_LENGTH];
 	char (*seen)[CUSTODY_JWS_X5T_SIZE] = NULL;
@@ -190,9 +244,11 @@ document(enum doc_format format, const custody_cert_record *certs, size_t n,
 	int r = CUSTODY_EFAIL;
 
 	*json = NULL;
-	doc = json_pack("{s:[]}", "keys");
+	doc = json_object();
 	seen = calloc(n > 0 ? n : 1, sizeof(*seen));
-	if (doc == NULL || seen == NULL) {
+	if (doc == NULL || seen == NULL || (conf != NULL && add_trust_head(doc, conf) != 0) ||
+	    json_object_set_new(doc, "keys", json_array()) != 0 ||
+	    json_object_get(doc, "keys") == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
 		goto out;
 	}
@@ -225,6 +281,10 @@ document(enum doc_format format, const custody_cert_record *certs, size_t n,
 			goto out;
 		n_seen++;
 	}
+	if (conf != NULL && add_trust_endpoints(doc, conf) != 0) {
+		r = custody_err_set(err, CUSTODY_EFAIL, "metadata: out of memory");
+		goto out;
+	}
 	r = CUSTODY_OK;
 	if ((*json = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) == NULL)
 		r = custody_err_set(err, CUSTODY_EFAIL, "metadata: cannot write the JSON");
@@ -238,12 +298,20 @@ int
 custody_metadata_jwks(const custody_cert_record *certs, size_t n, char **json,
 		      custody_err *err)
 {
-	return document(DOC_JWKS, certs, n, json, err);
+	return document(DOC_JWKS, NULL, certs, n, json, err);
 }
 
 int
 custody_metadata_s2s(const custody_cert_record *certs, size_t n, char **json,
 		     custody_err *err)
 {
-	return document(DOC_S2S, certs, n, json, err);
+	return document(DOC_S2S, NULL, certs, n, json, err);
+}
+
+int
+custody_metadata_s2s_trust(const custody_metadata_conf *conf,
+			   const custody_cert_record *certs, size_t n, char **json,
+			   custody_err *err)
+{
+	return document(DOC_S2S, conf, certs, n, json, err);
 }
