@@ -7,7 +7,8 @@
 #   --enable-sanitizers (AddressSanitizer + UndefinedBehaviorSanitizer),
 #   builds it, and runs the unit and token Criterion tests once
 #   ($(UNIT_TESTS) $(TOKEN_TESTS) of Makefile.am), then the hostile-input
-#   table (tests/hostile/hostile.sh) with the ASan-built custody, so that
+#   table (tests/hostile/hostile.sh) and the agent's test
+#   (tests/token/cli_agent.sh) with the ASan-built custody, so that
 #   every error path of the command is leak-checked too.  LeakSanitizer
 #   is on (ASAN_OPTIONS=detect_leaks=1) with tests/lsan.supp (leaks of
 #   third-party libraries only, each documented there); UBSan halts on
@@ -88,7 +89,9 @@ asan_pass() {
 		tap_fail asan/build "build with --enable-sanitizers (build/tests/sanitizers/asan-build.out)"
 		return
 	fi
-	tests="$(make_var "$asan_build" UNIT_TESTS TOKEN_TESTS) tests/hostile/hostile.sh"
+	# cli_agent.sh: the agent under every attack of its test (bad frames,
+	# half frames, floods, faults, SIGTERM), leak-checked at its exit.
+	tests="$(make_var "$asan_build" UNIT_TESTS TOKEN_TESTS) tests/hostile/hostile.sh tests/token/cli_agent.sh"
 	rm -rf "$logs"
 	mkdir -p "$logs"
 	find "$asan_build/tests" -name '*.trs' -delete 2>/dev/null

@@ -20,7 +20,9 @@
  *   reads what is there without blocking; once a whole frame is in, the
  *   same worker decodes, authorises, signs and writes the response, then
  *   re-arms the connection: no hand-off between threads per request.  A
- *   frame's buffer is allocated once its 4-byte prefix was checked.  The
+ *   connection reads into a 512-byte buffer of its own; a larger frame's
+ *   buffer is allocated only once its 4-byte prefix was checked (at most
+ *   CUSTODY_AGENT_FRAME_BUF), and freed when the frame is served.  The
  *   calling thread does the housekeeping (4 times a second): a started
  *   frame not whole within frame-timeout, or a connection idle for
  *   idle-timeout, is shut down (the worker that then wakes closes it).

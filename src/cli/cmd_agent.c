@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include <custody/agent.h>
 #include <custody/agent_wire.h>
+#include <custody/log.h>
 
 #include "cli.h"
 
@@ -186,6 +188,27 @@ agent_status(struct cli *cli, const char *path)
 	return CUSTODY_OK;
 }
 
+/* The agent logs from its worker threads: main.c's handler escapes
+ * through out_safe's shared slots, which one thread at a time may use.
+ * This one escapes into its own buffer and writes each line whole. */
+static pthread_mutex_t log_mx = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+agent_log(enum custody_log_level level, const char *line, void *ctx)
+{
+	const struct cli *cli = ctx;
+	char safe[4 * 1024 + 1];
+
+	if ((level == CUSTODY_LOG_DEBUG && !cli->verbose) ||
+	    (level == CUSTODY_LOG_STEP && cli->quiet))
+		return;
+	out_escape(safe, sizeof(safe), line);
+	pthread_mutex_lock(&log_mx);
+	fprintf(stderr, "%s%s\n", level == CUSTODY_LOG_WARN ? "custody: warning: " :
+		level == CUSTODY_LOG_DEBUG ? "custody: " : "", safe);
+	pthread_mutex_unlock(&log_mx);
+}
+
 /* custody_agent_reload_fn: the configuration settled as at start, on a
  * copy of the command's state (the agent's worker calls it). */
 static int
@@ -225,11 +248,15 @@ cmd_agent(struct cli *cli, int argc, char **argv)
 		return r;
 	if (o.status)
 		return agent_status(cli, cli_agent_path(cli, o.listen));
+	/* The agent signs itself: CUSTODY_AGENT (a client's setting) must
+	 * not send its signer, or a reload's settling, to an agent. */
+	unsetenv("CUSTODY_AGENT");
 	memset(&ao, 0, sizeof(ao));
 	ao.listen = o.listen;
 	ao.node = cli->node;
 	ao.verbose = cli->verbose;
 	ao.reload = reload_config;
 	ao.reload_ctx = cli;
+	custody_log_set_handler(agent_log, cli);
 	return custody_agent_serve(&cli->cfg, &ao, &cli->err);
 }

@@ -154,6 +154,26 @@ report(struct test_run *t, enum result result, const char *check,
 		t->worst = result;
 }
 
+/* With [agent] in the configuration: does an agent answer on its socket
+ * (custody agent --status says more). */
+static void
+check_agent(struct test_run *t)
+{
+	const char *path;
+	char why[256];
+	long pid = -1;
+
+	if (!t->cli->cfg.agent.configured)
+		return;
+	path = cli_agent_path(t->cli, NULL);
+	if (cli_agent_probe(path, &pid, why, sizeof(why)))
+		report(t, R_OK, "agent", NULL, NULL, NULL, "custody agent is up at %s (pid %ld)",
+		       path, pid);
+	else
+		report(t, R_CRITICAL, "agent", NULL, NULL, NULL, "custody agent is down at %s: %s",
+		       path, why);
+}
+
 /* One line per check on stdout (or the JSON array). */
 static int
 print_results(struct test_run *t)
@@ -803,7 +823,8 @@ const char cmd_test_usage[] =
 	"effective date (pending, pending-key, pending-policy), its key on every node of\n"
 	"the cluster (rollout) and published for min-publish before it takes effect\n"
 	"(published, with a [rollover TYPE] policy); the previous certificate's key\n"
-	"(previous-key); a csr-mode rollover request waiting for its certificate (csr).\n"
+	"(previous-key); a csr-mode rollover request waiting for its certificate (csr);\n"
+	"with [agent] configured, whether custody agent answers on its socket (agent).\n"
 	"One line per check: OK|WARNING|CRITICAL TYPE/IDENTITY: WHAT. Exit status as\n"
 	"monitoring plugins: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the checks could\n"
 	"not run, or a usage error).\n"
@@ -877,6 +898,7 @@ cmd_test(struct cli *cli, int argc, char **argv)
 		if ((r = check_assignment(&t, &as[i])) != CUSTODY_OK)
 			goto unknown;
 	}
+	check_agent(&t);
 	custody_err_clear(&cli->err);
 	if ((r = print_results(&t)) != CUSTODY_OK)
 		goto unknown_printed;

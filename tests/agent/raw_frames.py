@@ -14,8 +14,18 @@ the agent as is.
   raw_frames.py flood SOCK N T... N sign requests on one connection,
                                   cycling through the types; prints how
                                   many were answered ERROR
-  raw_frames.py sign SOCK TYPE    one sign request of a random digest:
-                                  "digest=HEX signature=HEX"
+  raw_frames.py sign SOCK TYPE [THUMBPRINT]
+                                  one sign request of a random digest (with
+                                  that certificate's key): "digest=HEX
+                                  signature=HEX thumbprint=T", or the ERROR
+  raw_frames.py crowd SOCK N      N idle connections, then one more: its
+                                  outcome; then how long until the N are
+                                  closed ("idle closed after S")
+  raw_frames.py jwt SOCK TYPE CLAIMS [LIFETIME]
+                                  a JWT request: the token, or the ERROR
+  raw_frames.py pipeline SOCK TYPE N
+                                  N sign requests in one write, then their N
+                                  answers in order: "answered K of N"
   raw_frames.py leave SOCK TYPE   a sign request, then the connection
                                   closed before the answer; then half a
                                   frame and closed
@@ -178,16 +188,31 @@ def flood(path, n, types):
     return 0
 
 
-def sign(path, type_name):
+def sign(path, type_name, thumbprint=None):
     digest = os.urandom(32)
+    fields = sign_fields(type_name, digest)
+    if thumbprint:
+        fields += field(8, thumbprint.encode())
     s = connect(path)
-    s.sendall(frame(SIGN_REQUEST, sign_fields(type_name, digest)))
-    got = read_frame(s)
-    if got is None or got[0] != SIGN_RESPONSE:
-        print("no signature: %s" % (got,))
+    s.sendall(frame(SIGN_REQUEST, fields))
+    got = outcome_frame(s)
+    if isinstance(got, str):
+        print(got)
         return 1
-    print("digest=%s signature=%s" % (digest.hex(), fields_of(got[1])[7].hex()))
+    f = fields_of(got[1])
+    print("digest=%s signature=%s thumbprint=%s" % (digest.hex(), f[7].hex(), f[8].decode()))
     return 0
+
+
+def outcome_frame(s):
+    """The SIGN response frame, or the outcome as text."""
+    got = read_frame(s)
+    if got is not None and got[0] == SIGN_RESPONSE:
+        return got
+    if got is not None and got[0] == ERROR:
+        f = fields_of(got[1])
+        return "error %d: %s" % (struct.unpack(">I", f[16])[0], f[17].decode())
+    return "no signature: %s" % (got,)
 
 
 def leave(path, type_name):
@@ -200,6 +225,50 @@ def leave(path, type_name):
     return 0
 
 
+def crowd(path, n):
+    conns = [connect(path) for _ in range(n)]
+    start = time.monotonic()
+    extra = connect(path)
+    print("one more: %s" % outcome(extra))
+    extra.close()
+    for c in conns:
+        c.settimeout(10)
+        try:
+            c.recv(1)
+        except (ConnectionResetError, socket.timeout):
+            pass
+    print("idle closed after %.2f" % (time.monotonic() - start))
+    return 0
+
+
+def jwt(path, type_name, claims, lifetime=None):
+    fields = field(1, type_name.encode()) + field(11, claims.encode())
+    if lifetime:
+        fields += field(12, struct.pack(">I", int(lifetime)))
+    s = connect(path)
+    s.sendall(frame(5, fields))
+    got = read_frame(s)
+    if got is not None and got[0] == 6:
+        print(fields_of(got[1])[14].decode())
+        return 0
+    if got is not None and got[0] == ERROR:
+        f = fields_of(got[1])
+        print("error %d: %s" % (struct.unpack(">I", f[16])[0], f[17].decode()))
+    return 1
+
+
+def pipeline(path, type_name, n):
+    s = connect(path)
+    s.sendall(b"".join(frame(SIGN_REQUEST, sign_fields(type_name, os.urandom(32)))
+                       for _ in range(n)))
+    k = 0
+    for _ in range(n):
+        got = read_frame(s)
+        k += got is not None and got[0] == SIGN_RESPONSE
+    print("answered %d of %d" % (k, n))
+    return 0 if k == n else 1
+
+
 def main(argv):
     mode, path = argv[1], argv[2]
     if mode == "table":
@@ -209,7 +278,13 @@ def main(argv):
     if mode == "flood":
         return flood(path, int(argv[3]), argv[4:])
     if mode == "sign":
-        return sign(path, argv[3])
+        return sign(path, argv[3], argv[4] if len(argv) > 4 else None)
+    if mode == "jwt":
+        return jwt(path, argv[3], argv[4], argv[5] if len(argv) > 5 else None)
+    if mode == "pipeline":
+        return pipeline(path, argv[3], int(argv[4]))
+    if mode == "crowd":
+        return crowd(path, int(argv[3]))
     if mode == "leave":
         return leave(path, argv[3])
     print(__doc__)

@@ -24,7 +24,19 @@ not_in() { ! grep -qiF -- "$1" "$2"; } # TEXT FILE
 # $T/agent.log), once its socket answers (a bounded wait).
 start_agent() {
 	local i
-	"$CUSTODY_BIN" agent --foreground -v "$@" 2>>"$T/agent.log" &
+	if [ -n "${ACTIVATE:-}" ]; then
+		# systemd's socket activation: the socket is made first and
+		# passed (LISTEN_FDS); the agent starts at the first connection.
+		# It passes on only the variables it is told (-E).
+		local keep=() v
+		for v in $(compgen -e | grep -E '^(CUSTODY_|SOFTHSM|FAULT_|LD_LIBRARY_PATH$|[A-Z]*SAN_OPTIONS$)'); do
+			keep+=(-E "$v")
+		done
+		systemd-socket-activate -l "$SOCK" "${keep[@]}" "$CUSTODY_BIN" agent --foreground -v "$@" \
+			2>>"$T/agent.log" &
+	else
+		"$CUSTODY_BIN" agent --foreground -v "$@" 2>>"$T/agent.log" &
+	fi
 	apid=$!
 	for i in $(seq 200); do
 		"$CUSTODY_BIN" agent --status --listen "$SOCK" >/dev/null 2>&1 && return 0
@@ -63,6 +75,7 @@ if token_can ec-sign; then ekey=ec:prime256v1; else ekey=rsa:2048; fi
 make_p12 r r.custody.test 30
 make_p12 e e.custody.test 30 "$ekey"
 make_p12 e2 e2.custody.test 30 "$ekey"
+E=$(thumbprint_of_p12 e)
 E2=$(thumbprint_of_p12 e2)
 "$CUSTODY_BIN" -q import --path "$T/r.p12" -t OAuthTokenIssuer >/dev/null
 "$CUSTODY_BIN" -q import --path "$T/e.p12" -t Default >/dev/null
@@ -95,6 +108,34 @@ run agent --status --listen "$SOCK"
 check "agent --status: up, the agent's pid, what root may use (both types)" \
 	test "$rc" = 0 -a "$(grep -c "current" <<<"$out")" = 2 -a \
 	"$(grep -c "(pid $apid)" <<<"$out")" = 1
+
+run agent --foreground
+check "a second agent on the same socket: refused, another agent answers there (exit 1)" \
+	test "$rc" = 1 -a "$err" = "custody: agent: another agent answers on $SOCK"
+printf '[agent]\nlisten = %s\n[allow Default]\nusers = root, no-such-user-here\n' "$T/other.sock" >"$T/bad.conf"
+run -c "$T/bad.conf" agent --foreground
+check "an [allow] name that does not resolve stops the agent at start (exit 2, the name)" \
+	test "$rc" = 2 -a "$(head -1 <<<"$err")" = "custody: agent: [allow Default] users: no user named 'no-such-user-here' on this system" -a ! -e "$T/other.sock"
+run test -t Default
+check "custody test: an agent line, up (its pid)" \
+	grep -q "^OK \*/\*: custody agent is up at $SOCK (pid $apid)" <<<"$out"
+
+# --- a JWT, issued as custody jwt issue issues it
+out=$(python3 "$RAW" jwt "$SOCK" OAuthTokenIssuer '{"aud":"https://partner.example","sub":"svc"}' 600)
+token=$out
+run jwt verify -t OAuthTokenIssuer --aud https://partner.example "$token"
+check "a JWT from the agent verifies with OAuthTokenIssuer's certificate (custody jwt verify)" \
+	test "$rc" = 0
+check "...RS256 by the RSA key, x5t and kid, as jwt issue makes them" \
+	python3 -c 'import base64,json,sys; p=sys.argv[1].split(".")[0]; h=json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4))); sys.exit(not (h["alg"]=="RS256" and h["x5t"]==h["kid"]))' "$token"
+pad=$(head -c 3000 /dev/zero | tr '\0' x)
+out=$(python3 "$RAW" jwt "$SOCK" OAuthTokenIssuer "{\"aud\":\"p\",\"pad\":\"$pad\"}")
+run jwt verify -t OAuthTokenIssuer --aud p "$out"
+check "a JWT request of 3 KiB (a frame larger than a connection's own buffer)" test "$rc" = 0
+out=$(python3 "$RAW" pipeline "$SOCK" Default 10)
+check "10 sign requests in one write: 10 answers, in order" test "$out" = "answered 10 of 10"
+out=$(python3 "$RAW" jwt "$SOCK" OAuthTokenIssuer '{"a":1,"a":2}')
+check "a JWT request with repeated claims: refused" grep -q "^error" <<<"$out"
 
 # --- refusals
 load --type WebServicesInternal --count 1
@@ -164,6 +205,16 @@ check "...closed, not answered" test "$(grep -c '^half frame: closed' <<<"$out")
 load --type Default --count 1
 check "custody set: the next signature is by the new key (and verifies with it)" \
 	test "$rc" = 0 -a "$(sed -n 's/^thumbprint=//p' <<<"$out")" = "$E2"
+load --type Default --which previous --count 2
+check "which=previous: signatures by the previous key verify with the previous certificate" \
+	test "$rc" = 0 -a "$(sed -n 's/^thumbprint=//p' <<<"$out")" = "$E"
+out=$(python3 "$RAW" sign "$SOCK" Default "$E")
+check "a request naming the previous certificate's thumbprint: signed with its key" \
+	grep -q "thumbprint=$E\$" <<<"$out"
+R=$(thumbprint_of_p12 r)
+out=$(python3 "$RAW" sign "$SOCK" Default "$R")
+check "a thumbprint in none of the type's slots: refused" \
+	grep -q "^error 3: the certificate asked for is in no slot of type Default's assignment" <<<"$out"
 
 # --- SIGHUP: a changed allow list; a bad file keeps the old one
 sed -i 's/^users = root$/users = root, nobody/' "$T/agent.conf"
@@ -181,15 +232,40 @@ check "SIGHUP with a bad file: the agent says why and keeps the old configuratio
 	grep -q "agent: reload failed, the configuration stays as it was: .*unknown section \[bogus\]" "$T/agent.log"
 out=$(as_nobody --groups custody-agent-test "$LOAD" --socket "$SOCK" --type OAuthTokenIssuer --count 1 2>&1)
 check "...nobody still signs with OAuthTokenIssuer" test "$(signed_count)" = 1
+# max-connections and idle-timeout, by a reload too
+sed -i 's/^\[agent\]$/[agent]\nmax-connections = 3\nidle-timeout = 1s/' "$T/agent.conf.good"
+sed -i 's/^users = root, nobody$/users = root, nobody, no-such-user-here/' "$T/agent.conf.good"
 cp "$T/agent.conf.good" "$T/agent.conf"
+reloads=$(grep -c "agent: reloaded" "$T/agent.log")
+kill -HUP "$apid"
+for i in $(seq 100); do
+	[ "$(grep -c "agent: reloaded" "$T/agent.log")" -gt "$reloads" ] && break
+	sleep 0.05
+done
+out=$(python3 "$RAW" crowd "$SOCK" 3)
+check "max-connections 3: a fourth connection gets an ERROR frame" \
+	grep -q "^one more: error 1: the agent has 3 connections, its max-connections: try again later" <<<"$out"
+secs=$(sed -n 's/^idle closed after //p' <<<"$out")
+check "idle-timeout 1s: idle connections are closed ($secs s)" \
+	python3 -c "import sys; sys.exit(not (0.9 <= $secs < 4))"
+check "a reload with a user name that does not resolve: a warning, the name left out" \
+	grep -q "warning: \[allow OAuthTokenIssuer\] users: no user named 'no-such-user-here': left out" "$T/agent.log"
+out=$(as_nobody --groups custody-agent-test "$LOAD" --socket "$SOCK" --type OAuthTokenIssuer --count 1 2>&1)
+check "...and the other names of the list still hold" test "$(signed_count)" = 1
+sed -i '/^max-connections = 3$/d; /^idle-timeout = 1s$/d; s/, no-such-user-here$//' "$T/agent.conf.good"
+cp "$T/agent.conf.good" "$T/agent.conf"
+kill -HUP "$apid"
 
 # --- the log holds no PIN, digest or signature
 out=$(python3 "$RAW" sign "$SOCK" OAuthTokenIssuer)
 digest=$(sed -n 's/^digest=\([0-9a-f]*\) .*/\1/p' <<<"$out")
-sig=$(sed -n 's/.*signature=\([0-9a-f]*\)$/\1/p' <<<"$out")
+sig=$(sed -n 's/.*signature=\([0-9a-f]*\) .*/\1/p' <<<"$out")
 check "a raw sign request: a digest and a signature to look for" test -n "$digest" -a -n "$sig"
 stop_agent
 check "SIGTERM: the agent exits 0 and removes its socket" test ! -e "$SOCK"
+run test -t Default
+check "custody test: the agent line says down (CRITICAL, exit 2)" \
+	test "$rc" = 2 -a -n "$(grep "^CRITICAL \*/\*: custody agent is down at $SOCK: No such file or directory" <<<"$out")"
 pin=$(cat "${CUSTODY_PIN_SOURCE#file:}")
 check "the agent's log (-v) holds no PIN" not_in "$pin" "$T/agent.log"
 check "...no digest (hex, either case)" not_in "$digest" "$T/agent.log"
@@ -199,19 +275,35 @@ check "...but a line per request" test "$(grep -c ': sign request: served' "$T/a
 # --- a token fault: the client gets an error, the next request succeeds
 SHIM=$TOP_BUILDDIR/tests/fault/.libs/p11shim.so
 real_module=$CUSTODY_MODULE
-CUSTODY_MODULE=$SHIM FAULT_TARGET=$real_module FAULT_FUNC=C_Sign FAULT_AT=1 start_agent
+if command -v systemd-socket-activate >/dev/null; then act=1; else act=; fi
+ACTIVATE=$act CUSTODY_MODULE=$SHIM FAULT_TARGET=$real_module FAULT_FUNC=C_Sign FAULT_AT=1 start_agent
+if [ -n "$act" ]; then
+	check "socket activation: the agent serves on the socket systemd's tool passed" \
+		grep -q "agent: serving on the sockets systemd passed" "$T/agent.log"
+fi
 load --type Default --count 1
 check "a token fault (C_Sign fails): the client gets an error" \
 	test "$rc" = 3 -a -n "$(grep 'error 1: ' <<<"$err")"
 load --type Default --count 3
 check "...and the next requests succeed" test "$rc" = 0 -a "$(signed_count)" = 3
-stop_agent
 
-# --- SIGTERM with a request in flight: it completes, then the agent exits 0
-CUSTODY_MODULE=$SHIM FAULT_TARGET=$real_module FAULT_FUNC=C_Sign FAULT_AT=1 \
-	FAULT_EXEC='kill -TERM $PPID; sleep 0.5' start_agent
+# --- the agent killed: a clear error meanwhile; restarted, it serves again
+kill -KILL "$apid"
+wait "$apid" 2>/dev/null
+apid=
 load --type Default --count 1
-check "SIGTERM during a signature: the signature is answered and verifies" test "$rc" = 0
+check "the agent killed (-9): a client gets a clear error" \
+	grep -q "cannot connect to $SOCK: Connection refused" <<<"$err"
+check "...and its socket file stays behind" test -S "$SOCK"
+
+# --- SIGTERM with a request in flight (the token takes 1.5 s over it): it
+# completes, then the agent exits 0
+CUSTODY_MODULE=$SHIM FAULT_TARGET=$real_module FAULT_FUNC=C_Sign FAULT_AT=1 \
+	FAULT_EXEC='sleep 1.5; kill -TERM $PPID; sleep 0.2' start_agent
+check "a new agent takes over the stale socket (nothing answered there)" test -S "$SOCK"
+load --type Default --count 1
+check "SIGTERM during a signature of 1.5 s (over frame-timeout: a slow token is not a slow client): answered, and it verifies" \
+	test "$rc" = 0
 wait "$apid"
 arc=$?
 apid=

@@ -56,11 +56,15 @@ resolve_names(const custody_allow_policy *p, int group, int strict,
 		snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1), s);
 		s += len;
 		if (!lookup_id(name, group, &id)) {
-			if (strict)
-				return custody_err_set(err, CUSTODY_EUSAGE, "[allow %s] %s: "
-						       "no %s named '%s' on this system",
-						       p->type, group ? "groups" : "users",
-						       group ? "group" : "user", name);
+			if (strict) {
+				custody_err_set(err, CUSTODY_EUSAGE, "[allow %s] %s: no %s "
+						"named '%s' on this system", p->type,
+						group ? "groups" : "users",
+						group ? "group" : "user", name);
+				return custody_err_hint(err, "make the %s, or take it out of "
+							"[allow %s] in the configuration",
+							group ? "group" : "user", p->type);
+			}
 			custody_warn("[allow %s] %s: no %s named '%s': left out", p->type,
 				     group ? "groups" : "users", group ? "group" : "user", name);
 			continue;

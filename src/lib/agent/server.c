@@ -148,17 +148,23 @@ size_frame(struct agent_conn *c, custody_err *err)
 	return GOT_FRAME;
 }
 
+/* Reads until a frame is whole, or the socket has no more for now.  A
+ * read shorter than asked took all there was: no second read to hear
+ * EAGAIN (re-arming the connection asks the kernel instead). */
 static enum got
 read_frame(struct agent *a, struct agent_conn *c, custody_err *err)
 {
 	size_t want;
 	ssize_t n;
+	int drained = 0;
 
 	for (;;) {
 		if (c->total == 0 && c->have >= 4 && size_frame(c, err) != GOT_FRAME)
 			return GOT_BAD_PREFIX;
 		if (c->total != 0 && c->have >= c->total)
 			return GOT_FRAME;
+		if (drained)
+			return GOT_AGAIN;
 		/* Into a frame's own buffer: that frame's bytes only. */
 		want = c->buf == c->small ? c->cap - c->have : c->total - c->have;
 		n = recv(c->w.fd, c->buf + c->have, want, MSG_DONTWAIT);
@@ -174,6 +180,7 @@ read_frame(struct agent *a, struct agent_conn *c, custody_err *err)
 		if (c->have == 0 && atomic_load(&c->frame_deadline) == 0)
 			atomic_store(&c->frame_deadline, now_ms() + frame_timeout(a));
 		c->have += (size_t)n;
+		drained = (size_t)n < want;
 	}
 	return GOT_AGAIN;
 }
@@ -220,12 +227,26 @@ on_conn(struct agent_worker *w, struct agent_conn *c)
 		}
 		if (got == GOT_CLOSED)
 			break;
-		atomic_store(&c->idle_deadline, 0);	/* serving */
+		/* Serving: neither clock runs (a slow token is not a slow
+		 * client). */
+		atomic_store(&c->frame_deadline, 0);
+		atomic_store(&c->idle_deadline, 0);
 		agent_serve_frame(w, c, c->buf, c->total);
 		frame_done(c);
-		if (w->out_len == 0 || send_all(a, c->w.fd, w->out, w->out_len) != 0)
+		got = w->out_len > 0 && send_all(a, c->w.fd, w->out, w->out_len) == 0 ? GOT_FRAME
+										 : GOT_CLOSED;
+		if (w->out_secret)
+			OPENSSL_cleanse(w->out, w->out_len);
+		if (got == GOT_CLOSED)
 			break;
 		idle_from_now(a, c);
+		/* Nothing left over: wait for the next request in epoll
+		 * (no read that would only say EAGAIN). */
+		if (c->have == 0) {
+			if (arm(a, &c->w, EPOLL_CTL_MOD) == 0)
+				return;
+			break;
+		}
 	}
 	conn_close(a, c);
 }
@@ -564,6 +585,7 @@ custody_agent_serve(const custody_config *cfg, const custody_agent_options *opts
 	    (r = agent_sockets_open(a, err)) != CUSTODY_OK ||
 	    (r = events_open(a, err)) != CUSTODY_OK)
 		goto out;
+	agent_signers_warm(a);
 	r = start_workers(a, &workers, err);
 	if (r == CUSTODY_OK) {
 		custody_step("agent: serving on %s (%d workers, node %s)",

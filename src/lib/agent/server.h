@@ -138,6 +138,7 @@ struct agent_worker {
 	custody_agent_msg req, resp;
 	unsigned char out[CUSTODY_AGENT_FRAME_BUF];
 	size_t out_len;
+	int out_secret;		/* out holds a token: cleansed once sent */
 };
 
 /* Decodes frame, serves it, and leaves the response frame in w->out. */
@@ -145,6 +146,10 @@ void agent_serve_frame(struct agent_worker *w, struct agent_conn *c,
 		       const unsigned char *frame, size_t len);
 /* An ERROR frame of code and message into w->out. */
 void agent_error_frame(struct agent_worker *w, int code, const char *message);
+/* Opens the signer of each allowed type (its assignment read, the token
+ * opened and logged into where the store's tags need it): a PIN or store
+ * problem shows at start, and the first client does not wait for it. */
+void agent_signers_warm(struct agent *a);
 /* Closes every signer (at the end). */
 void agent_signers_close(struct agent *a);
 

@@ -126,6 +126,18 @@ out:
 }
 
 void
+agent_signers_warm(struct agent *a)
+{
+	custody_signer *s;
+	custody_err err;
+	size_t i;
+
+	for (i = 0; a->allow != NULL && i < a->allow->n; i++)
+		if (signer_for(a, a->allow->types[i].type, "", &s, &err) != CUSTODY_OK)
+			custody_warn("agent: %s: %s", a->allow->types[i].type, err.msg);
+}
+
+void
 agent_signers_close(struct agent *a)
 {
 	size_t i;
@@ -390,6 +402,8 @@ agent_serve_frame(struct agent_worker *w, struct agent_conn *c, const unsigned c
 		custody_debug("agent: pid %ld uid %u: %s: %s", (long)c->peer.pid,
 			      (unsigned)c->peer.uid, custody_agent_kind_name(w->req.kind),
 			      r == CUSTODY_OK ? "served" : "refused or failed");
+	/* A JWT is a bearer token: not left in the worker's buffer. */
+	w->out_secret = r == CUSTODY_OK && w->req.kind == CUSTODY_AGENT_JWT_REQUEST;
 	custody_agent_msg_clear(&w->req);
 	if (r == CUSTODY_OK &&
 	    custody_agent_wire_encode(&w->resp, w->out, sizeof(w->out), &w->out_len, &err) ==

@@ -73,9 +73,10 @@ known_section(const char *name)
 static int
 set_agent(custody_config *cfg, const char *key, const char *value, custody_err *err)
 {
-	int r = config_set_http(cfg, key, value, err);
+	int r;
 
-	if (r == CUSTODY_ENOTFOUND)
+	cfg->agent.configured = 1;
+	if ((r = config_set_http(cfg, key, value, err)) == CUSTODY_ENOTFOUND)
 		r = config_set_agent(cfg, key, value, err);
 	return r;
 }
