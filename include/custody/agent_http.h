@@ -37,8 +37,10 @@
  * the signals the agent handles (SIGHUP, SIGTERM...) are blocked, or one
  * may be delivered to that thread.
  *
- * This module is linked by the program that runs the agent only (with
- * libmicrohttpd), not into libcustody.
+ * The server is a module of its own, custody-agent-http.so (with
+ * libmicrohttpd, which brings GnuTLS), never linked into libcustody: the
+ * agent loads it (util/module.h) when http-listen is set, and takes these
+ * functions from its table custody_agent_http_functions.
  */
 #ifndef CUSTODY_AGENT_HTTP_H
 #define CUSTODY_AGENT_HTTP_H
@@ -82,6 +84,21 @@ unsigned custody_agent_http_port(const custody_agent_http *srv);
 /* Stops listening, closes the connections (after the answer in progress)
  * and the signers.  NULL is accepted. */
 void custody_agent_http_stop(custody_agent_http *srv);
+
+/* The module's one exported symbol: its functions, for the agent. */
+#define CUSTODY_AGENT_HTTP_MODULE "custody-agent-http.so"
+#define CUSTODY_AGENT_HTTP_SYMBOL "custody_agent_http_functions"
+
+typedef struct custody_agent_http_table {
+	int (*start)(const custody_config *cfg, custody_ctx *ctx,
+		     custody_agent_http **out, custody_err *err);
+	int (*reload)(custody_agent_http **srv, const custody_config *cfg,
+		      custody_ctx *ctx, custody_err *err);
+	unsigned (*port)(const custody_agent_http *srv);
+	void (*stop)(custody_agent_http *srv);
+} custody_agent_http_table;
+
+extern const custody_agent_http_table custody_agent_http_functions;
 
 #ifdef __cplusplus
 }

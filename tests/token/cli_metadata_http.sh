@@ -239,4 +239,18 @@ server_pid=""
 check "SIGTERM: the server stops, exit 0" [ "$rc" -eq 0 ]
 check "…and warned of nothing" eval '! grep -q warning "$T/serve.err"'
 
+# The same server in `custody agent` (its module loaded because http-listen
+# is set): the document a partner fetches from the agent itself.
+write_conf 60 "$realm" "listen = $T/agent.sock"
+CUSTODY_CONFIG="$T/agent.conf" "$CUSTODY_BIN" agent --foreground -v 2>"$T/agent.log" &
+agent_pid=$!
+check "custody agent with http-listen serves the metadata" \
+	wait_for ".*agent: metadata over HTTP on 127.0.0.1:$port" "$T/agent.log"
+get /metadata/json/1
+check "…GET /metadata/json/1 from the agent: 200, issuer serviceName@realm, x5t of A" \
+	eval '[ "$code" = 200 ] && py "assert d[\"issuer\"] == \"$service@$realm\"; assert d[\"keys\"][0][\"keyinfo\"][\"x5t\"] == \"$XA\""'
+kill -TERM "$agent_pid"
+wait "$agent_pid"
+check "…the agent stops on SIGTERM, exit 0" [ $? -eq 0 ]
+
 done_testing

@@ -580,3 +580,10 @@ custody_agent_http_reload(custody_agent_http **srvp, const custody_config *cfg,
 	pthread_mutex_unlock(&srv->lock);
 	return CUSTODY_OK;
 }
+
+const custody_agent_http_table custody_agent_http_functions = {
+	custody_agent_http_start,
+	custody_agent_http_reload,
+	custody_agent_http_port,
+	custody_agent_http_stop,
+};

@@ -27,6 +27,7 @@
 #include <custody/log.h>
 
 #include "agent/server.h"
+#include "util/module.h"
 
 #define HOUSEKEEPING_MS 250
 
@@ -335,6 +336,42 @@ apply_settings(struct agent *a, const custody_config *cfg)
 						    : CUSTODY_AGENT_MAX_CONNECTIONS;
 }
 
+/* ------------------------------------------------------------ metadata server */
+
+/* Starts, moves or stops the metadata server as cfg says (http-listen),
+ * loading its module the first time it is needed. */
+static int
+http_apply(struct agent *a, const custody_config *cfg, custody_err *err)
+{
+	const void *fn;
+	int r;
+
+	if (a->http_fn == NULL) {
+		if (cfg->http_listen == NULL)
+			return CUSTODY_OK;
+		if ((r = custody_module_symbol(CUSTODY_AGENT_HTTP_MODULE,
+					       CUSTODY_AGENT_HTTP_SYMBOL,
+					       "the agent's metadata server module",
+					       &fn, err)) != CUSTODY_OK)
+			return r;
+		a->http_fn = fn;
+	}
+	if ((r = a->http_fn->reload(&a->http, cfg, a->ctx, err)) != CUSTODY_OK)
+		return r;
+	if (a->http != NULL)
+		custody_step("agent: metadata over HTTP on %s (port %u)", cfg->http_listen,
+			     a->http_fn->port(a->http));
+	return CUSTODY_OK;
+}
+
+static void
+http_stop(struct agent *a)
+{
+	if (a->http_fn != NULL && a->http != NULL)
+		a->http_fn->stop(a->http);
+	a->http = NULL;
+}
+
 static void
 reload(struct agent *a)
 {
@@ -347,9 +384,11 @@ reload(struct agent *a)
 	if (a->opts.reload == NULL) {
 		custody_step("agent: SIGHUP: no configuration to reload");
 	} else if (a->opts.reload(a->opts.reload_ctx, &cfg, &err) != CUSTODY_OK ||
-		   agent_allow_build(&cfg, 0, &allow, &err) != CUSTODY_OK) {
+		   agent_allow_build(&cfg, 0, &allow, &err) != CUSTODY_OK ||
+		   http_apply(a, &cfg, &err) != CUSTODY_OK) {
 		custody_warn("agent: reload failed, the configuration stays as it was: %s",
 			     err.msg);
+		agent_allow_free(allow);
 	} else {
 		pthread_rwlock_wrlock(&a->settings_lock);
 		old = a->allow;
@@ -500,6 +539,7 @@ agent_free(struct agent *a)
 	while ((c = a->conns) != NULL)
 		conn_close(a, c);
 	agent_sockets_close(a);
+	http_stop(a);
 	agent_signers_close(a);
 	agent_audit_free(a->audit);
 	custody_ctx_free(a->ctx);
@@ -583,7 +623,10 @@ custody_agent_serve(const custody_config *cfg, const custody_agent_options *opts
 
 	if ((r = agent_new(cfg, opts != NULL ? opts : &none, &a, err)) != CUSTODY_OK ||
 	    (r = agent_sockets_open(a, err)) != CUSTODY_OK ||
-	    (r = events_open(a, err)) != CUSTODY_OK)
+	    (r = events_open(a, err)) != CUSTODY_OK ||
+	    /* after events_open: the server's thread inherits the blocked
+	     * signals, so none of them is delivered there */
+	    (r = http_apply(a, &a->cfg, err)) != CUSTODY_OK)
 		goto out;
 	agent_signers_warm(a);
 	r = start_workers(a, &workers, err);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <custody/agent_http.h>
 #include <custody/config.h>
 #include <custody/error.h>
 #include <custody/store.h>
@@ -130,6 +131,10 @@ struct agent {
 	size_t n_signers;
 
 	struct agent_audit *audit;
+	/* The metadata server (custody/agent_http.h), when http-listen is set:
+	 * the module's functions once loaded, and the server. */
+	const custody_agent_http_table *http_fn;
+	custody_agent_http *http;
 };
 
 /* One worker's scratch: the messages and the response frame. */

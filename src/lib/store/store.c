@@ -4,7 +4,6 @@
  * store/backend.h). */
 #include "config.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -24,6 +23,7 @@
 #include <custody/store.h>
 
 #include "store/core.h"
+#include "util/module.h"
 #include "store/records.h"
 
 #define ACCEPTED_FORMS "sqlite:PATH or postgresql://[USER@]HOST[:PORT]/DBNAME"
@@ -52,82 +52,29 @@ has_prefix(const char *s, const char *prefix)
 static pthread_mutex_t pg_module_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct custody_store_backend *pg_module_backend;
 
-/* dlerror() without the "PATH: " it may start with: the message says the
- * path once. */
-static const char *
-dl_reason(const char *path)
-{
-	const char *e = dlerror();
-	size_t len = strlen(path);
-
-	if (e == NULL)
-		return "unknown error";
-	if (strncmp(e, path, len) == 0 && e[len] == ':' && e[len + 1] == ' ')
-		return e + len + 2;
-	return e;
-}
-
-/* The backend table of the PostgreSQL module: CUSTODY_STORE_PG_MODULE in
- * $CUSTODY_MODULE_DIR (ignored for setuid programs), else in
- * CUSTODY_PKGLIBDIR. */
+/* The backend table of the PostgreSQL module (util/module.h). */
 static int
 load_pg_backend(const struct custody_store_backend **backend, custody_err *err)
 {
-	const char *dir = secure_getenv("CUSTODY_MODULE_DIR");
+	const void *symbol;
 	const struct custody_store_backend *table;
-	char path[PATH_MAX];
-	void *module = NULL;
-	int n, r = CUSTODY_EFAIL;
+	int r = CUSTODY_OK;
 
 	pthread_mutex_lock(&pg_module_lock);
-	if (pg_module_backend != NULL) {
-		*backend = pg_module_backend;
-		r = CUSTODY_OK;
-		goto out;
+	if (pg_module_backend == NULL) {
+		r = custody_module_symbol(CUSTODY_STORE_PG_MODULE, CUSTODY_STORE_PG_SYMBOL,
+					  "the PostgreSQL store module", &symbol, err);
+		table = symbol;
+		if (r == CUSTODY_OK && (table->name == NULL ||
+					strcmp(table->name, "postgresql") != 0 ||
+					table->open == NULL))
+			r = custody_err_set(err, CUSTODY_EFAIL, "the PostgreSQL store "
+					    "module is not usable: %s is not a "
+					    "PostgreSQL backend", CUSTODY_STORE_PG_SYMBOL);
+		if (r == CUSTODY_OK)
+			pg_module_backend = table;
 	}
-	if (dir == NULL || dir[0] == '\0')
-		dir = CUSTODY_PKGLIBDIR;
-	n = snprintf(path, sizeof(path), "%s/%s", dir, CUSTODY_STORE_PG_MODULE);
-	if (n < 0 || (size_t)n >= sizeof(path)) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "the PostgreSQL store module is not installed: "
-				    "%s/%s: path too long", dir,
-				    CUSTODY_STORE_PG_MODULE);
-		goto out;
-	}
-	if ((module = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "the PostgreSQL store module is not installed: "
-				    "%s: %s", path, dl_reason(path));
-		custody_err_hint(err, "install custody's %s in %s, or set "
-				 "CUSTODY_MODULE_DIR to the directory that "
-				 "holds it", CUSTODY_STORE_PG_MODULE,
-				 CUSTODY_PKGLIBDIR);
-		goto out;
-	}
-	dlerror();
-	table = dlsym(module, CUSTODY_STORE_PG_SYMBOL);
-	if (table == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "the PostgreSQL store module is not usable: "
-				    "%s: %s", path, dl_reason(path));
-		goto out;
-	}
-	if (table->name == NULL || strcmp(table->name, "postgresql") != 0 ||
-	    table->open == NULL) {
-		r = custody_err_set(err, CUSTODY_EFAIL,
-				    "the PostgreSQL store module is not usable: "
-				    "%s: %s is not a PostgreSQL backend", path,
-				    CUSTODY_STORE_PG_SYMBOL);
-		goto out;
-	}
-	pg_module_backend = table;
-	module = NULL;	/* stays loaded: its table is in use from now on */
-	*backend = table;
-	r = CUSTODY_OK;
-out:
-	if (module != NULL)
-		dlclose(module);
+	*backend = pg_module_backend;
 	pthread_mutex_unlock(&pg_module_lock);
 	return r;
 }
