@@ -128,6 +128,20 @@ if [ "$full" = 1 ]; then
 		"$(b64url_decode "$(cut -d. -f1 <<<"$tok")")" "$x5t"
 	run -q jwt issue -t OAuthTokenIssuer --claims "$claims"
 	check "…the very token that jwt issue with the token makes (RS256)" [ "$rc" -eq 0 -a "$out" = "$tok" ]
+	# A service user may not read the host's custody.conf (the agent's, with
+	# the token's settings): with CUSTODY_AGENT it is left unread, unless
+	# named with -c.  (Root without the capabilities that read any file.)
+	printf '[token]\nlabel = hidden\n' >"$T/hidden.conf"
+	chmod 000 "$T/hidden.conf"
+	noread=(setpriv --bounding-set -dac_override,-dac_read_search)
+	out=$(client env CUSTODY_CONFIG="$T/hidden.conf" "${noread[@]}" "$CUSTODY_BIN" jwt issue \
+		-t OAuthTokenIssuer --claims "$claims" 2>"$T/stderr")
+	check "jwt issue through the agent with a custody.conf it may not read: the same token" \
+		[ "$?" -eq 0 -a "$out" = "$tok" ]
+	out=$(client "${noread[@]}" "$CUSTODY_BIN" -c "$T/hidden.conf" jwt issue \
+		-t OAuthTokenIssuer --claims "$claims" 2>&1)
+	check "…named with -c, it is read, and refused" \
+		grep -q "^custody: jwt: cannot read config $T/hidden.conf: Permission denied" <<<"$out"
 	if [ "$WK" = EC ]; then
 		crun jwt issue -t WebServicesInternal --claims '{"aud":"partner"}'
 		check "jwt issue with the EC key through the agent: ES256, exit 0" [ "$rc" -eq 0 ]

@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,15 @@
 #include <custody/config.h>
 #include <custody/policy.h>
 
+/* 1 when CUSTODY_AGENT names an agent's socket (not "none"). */
+static int
+agent_in_env(void)
+{
+	const char *v = getenv("CUSTODY_AGENT");
+
+	return v != NULL && v[0] != '\0' && strcmp(v, "none") != 0;
+}
+
 int
 custody_config_settle(custody_config *cfg, const char *given,
 		      custody_err *err)
@@ -20,6 +30,13 @@ custody_config_settle(custody_config *cfg, const char *given,
 	const char *path = custody_config_path(given);
 	int r;
 
+	/* A service that signs through the agent (CUSTODY_AGENT) runs as a
+	 * user that may not read the host's custody.conf: that file, with
+	 * the token's settings, is the agent's.  Unless named with -c, it is
+	 * left unread when this user may not read it. */
+	if (path != NULL && given == NULL && agent_in_env() &&
+	    access(path, R_OK) != 0 && errno == EACCES)
+		path = NULL;
 	if (path != NULL &&
 	    (r = custody_config_load(cfg, path, err)) != CUSTODY_OK)
 		return r;
