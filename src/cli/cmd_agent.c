@@ -6,7 +6,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include <custody/agent.h>
+#include <custody/agent_client.h>
 #include <custody/agent_wire.h>
 #include <custody/log.h>
 
@@ -105,52 +105,20 @@ cli_agent_probe(const char *path, long *pid, char *why, size_t why_size)
 	return 1;
 }
 
-/* Reads exactly len bytes within the deadline (ms, monotonic). */
+/* One LIST request to the agent at path (custody/agent_client.h). */
 static int
-read_exact(int fd, unsigned char *p, size_t len, int timeout_ms)
+list_call(struct cli *cli, const char *path, custody_agent_msg *resp)
 {
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
-	ssize_t n;
-
-	while (len > 0) {
-		if (poll(&pfd, 1, timeout_ms) <= 0)
-			return -1;
-		if ((n = read(fd, p, len)) <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* One LIST request over fd; the response into *resp. */
-static int
-list_call(struct cli *cli, int fd, custody_agent_msg *resp)
-{
-	static unsigned char buf[CUSTODY_AGENT_FRAME_BUF];
+	custody_agent_conn *conn = NULL;
 	custody_agent_msg req;
-	size_t len = 0, total = 0;
 	int r;
 
 	memset(&req, 0, sizeof(req));
 	req.kind = CUSTODY_AGENT_LIST_REQUEST;
-	if ((r = custody_agent_wire_encode(&req, buf, sizeof(buf), &len, &cli->err)) != CUSTODY_OK)
-		return r;
-	if (send(fd, buf, len, MSG_NOSIGNAL) != (ssize_t)len || read_exact(fd, buf, 4, 5000) != 0)
-		return custody_err_set(&cli->err, CUSTODY_EFAIL, "the agent did not answer");
-	if ((r = custody_agent_wire_frame_length(buf, &total, &cli->err)) != CUSTODY_OK)
-		return r;
-	if (read_exact(fd, buf + 4, total - 4, 5000) != 0)
-		return custody_err_set(&cli->err, CUSTODY_EFAIL, "the agent did not answer");
-	if ((r = custody_agent_wire_decode(buf, total, resp, &cli->err)) != CUSTODY_OK)
-		return r;
-	if (resp->kind == CUSTODY_AGENT_ERROR)
-		return custody_err_set(&cli->err, resp->u.error.code, "the custody agent: %s",
-				       resp->u.error.message);
-	if (resp->kind != CUSTODY_AGENT_LIST_RESPONSE)
-		return custody_err_set(&cli->err, CUSTODY_EFAIL, "the agent answered a %s",
-				       custody_agent_kind_name(resp->kind));
-	return CUSTODY_OK;
+	if ((r = custody_agent_connect(path, 5000, &conn, &cli->err)) == CUSTODY_OK)
+		r = custody_agent_call(conn, &req, resp, &cli->err);
+	custody_agent_close(conn);
+	return r;
 }
 
 static int
@@ -161,7 +129,7 @@ agent_status(struct cli *cli, const char *path)
 	char why[256];
 	long pid = -1;
 	size_t i;
-	int fd, r;
+	int r;
 
 	memset(&resp, 0, sizeof(resp));
 	if (!cli_agent_probe(path, &pid, why, sizeof(why))) {
@@ -169,12 +137,7 @@ agent_status(struct cli *cli, const char *path)
 		return CLI_EXIT(1);
 	}
 	printf("agent: up at %s (pid %ld)\n", out_safe(path), pid);
-	if ((fd = connect_to(path, why, sizeof(why))) < 0)
-		return custody_err_set(&cli->err, CUSTODY_EFAIL, "cannot reach the agent at "
-				       "%s: %s", path, why);
-	r = list_call(cli, fd, &resp);
-	close(fd);
-	if (r != CUSTODY_OK)
+	if ((r = list_call(cli, path, &resp)) != CUSTODY_OK)
 		return r;
 	if (resp.u.list_response.n_entries == 0)
 		printf("this user may use nothing through it (see [allow TYPE] in custody.conf)\n");
