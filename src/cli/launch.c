@@ -57,7 +57,7 @@ load_full_command(void)
 		 * tree's libcustody first, so that its soname is taken. */
 		snprintf(path, sizeof(path), "%s/libcustody.so.0", dir);
 		if (access(path, R_OK) == 0 &&
-		    dlopen(path, RTLD_NOW | RTLD_GLOBAL) == NULL) {
+		    dlopen(path, RTLD_LAZY | RTLD_GLOBAL) == NULL) {
 			fprintf(stderr, "custody: cannot load %s: %s\n", path,
 				dlerror());
 			return NULL;
@@ -67,7 +67,7 @@ load_full_command(void)
 		snprintf(path, sizeof(path), "%s/" CLI_MODULE,
 			 CUSTODY_PKGLIBDIR);
 	}
-	if ((h = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL)
+	if ((h = dlopen(path, RTLD_LAZY | RTLD_LOCAL)) == NULL)
 		fprintf(stderr, "custody: cannot load the custody command "
 			"(%s): %s\n", path, dlerror());
 	return h;

@@ -283,8 +283,33 @@ conn_stale(const custody_agent_conn *c)
 	return poll(&p, 1, 0) != 0;
 }
 
+/* Waits for the answer and takes what has come of it, at most max bytes,
+ * in one read: an answer usually arrives whole, so this is often all. */
+static int
+recv_first(int fd, unsigned char *p, size_t max, long long deadline,
+	   size_t *got)
+{
+	ssize_t r;
+	int e;
+
+	for (;;) {
+		if ((e = wait_ready(fd, POLLIN, deadline)) != 0)
+			return e;
+		r = recv(fd, p, max, 0);
+		if (r > 0) {
+			*got = (size_t)r;
+			return 0;
+		}
+		if (r == 0 || errno == ECONNRESET)
+			return IO_CLOSED;
+		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+			return errno;
+	}
+}
+
 /* Sends the frame in c->buf[0..len) and reads the response frame into
- * c->buf; *total its size.  Returns 0, or an io result (see above). */
+ * c->buf; *total its size.  Returns 0, or an io result (see above).
+ * System calls: send, poll, recv (and more only for a long answer). */
 static int
 exchange(custody_agent_conn *c, size_t len, size_t *total, int *sent,
 	 custody_err *err)
@@ -297,11 +322,18 @@ exchange(custody_agent_conn *c, size_t len, size_t *total, int *sent,
 	if ((r = send_all(c->fd, c->buf, len, deadline)) != 0)
 		return r;
 	*sent = 1;
-	if ((r = recv_all(c->fd, c->buf, 4, deadline, &got)) != 0)
+	if ((r = recv_first(c->fd, c->buf, sizeof(c->buf), deadline, &got)) != 0 ||
+	    (got < 4 && (r = recv_all(c->fd, c->buf + got, 4 - got, deadline, &got)) != 0))
 		return r;
 	if (custody_agent_wire_frame_length(c->buf, total, err) != CUSTODY_OK)
 		return IO_BAD_FRAME;
-	return recv_all(c->fd, c->buf + 4, *total - 4, deadline, &got);
+	if (got > *total) {
+		explicit_bzero(c->buf, got);
+		custody_err_set(err, CUSTODY_EFAIL, "%zu bytes after the answer",
+				got - *total);
+		return IO_BAD_FRAME;
+	}
+	return recv_all(c->fd, c->buf + got, *total - got, deadline, &got);
 }
 
 /* ---------------------------------------------------------------- call */
@@ -354,7 +386,7 @@ custody_agent_call(custody_agent_conn *c, const custody_agent_msg *req,
 	size_t len = sizeof(c->buf), total = 0;
 	int r, sent = 0;
 
-	memset(resp, 0, sizeof(*resp));
+	resp->kind = 0;	/* nothing to free until an answer is decoded */
 	if (want == 0)
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot send a %s to the custody agent: "
