@@ -232,6 +232,10 @@ else
 	echo "# PostgreSQL part skipped: CUSTODY_TEST_PG_URL is not set"
 fi
 
-# Which way each race went (the runs that stood back), for the log.
+# Which way each race went (the runs that stood back), for the log; the
+# whole of each run's stderr when a race check failed.
 for f in "$T"/r[12].err "$T"/p[12].err; do [ -f "$f" ] && grep -E "is pending|holds the store" "$f" | sed "s/^/# $(basename "$f"): /"; done
+if [ "$tap_failed" -gt 0 ]; then
+	for f in "$T"/r[12].err "$T"/p[12].err; do [ -f "$f" ] && sed "s/^/# $(basename "$f") | /" "$f"; done
+fi
 done_testing
