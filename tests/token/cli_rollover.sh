@@ -215,10 +215,17 @@ if [ -n "${CUSTODY_TEST_PG_URL:-}" ]; then
 	export CUSTODY_STORE=$(with_schema "$CUSTODY_TEST_PG_URL" "$schema")
 	run request --subject "CN=pg.custody.test" --self-signed --days 90 -t Racer -i global
 	check "PostgreSQL: a 90-day Racer certificate is current" [ "$rc" -eq 0 ]
+	# A key that holds the label the successor would take already (a run
+	# on another store that shares this token, in the same second): the
+	# successor takes the next free one.
+	at=$(day 71)
+	taken=Racer-global-$(date -u -d "$at" +%Y%m%dT%H%M%SZ)
+	"$CUSTODY_BIN" -q request --subject "CN=squatter.custody.test" --self-signed --days 1 \
+		--label "$taken" >/dev/null 2>&1
 	n2=$(count_objects)
-	"$CUSTODY_BIN" rollover -t Racer --at "$(day 71)" >"$T/p1.out" 2>"$T/p1.err" &
+	"$CUSTODY_BIN" rollover -t Racer --at "$at" >"$T/p1.out" 2>"$T/p1.err" &
 	p1=$!
-	"$CUSTODY_BIN" rollover -t Racer --at "$(day 71)" >"$T/p2.out" 2>"$T/p2.err" &
+	"$CUSTODY_BIN" rollover -t Racer --at "$at" >"$T/p2.out" 2>"$T/p2.err" &
 	p2=$!
 	wait "$p1"; rc1=$?
 	wait "$p2"; rc2=$?
@@ -226,6 +233,8 @@ if [ -n "${CUSTODY_TEST_PG_URL:-}" ]; then
 	check "…one key pair and one certificate made in all" [ "$(count_objects)" -eq $((n2 + 3)) ]
 	pending=$(psql "$CUSTODY_STORE" -qAtc "SELECT count(*) FROM assignments WHERE type = 'Racer' AND pending_thumbprint IS NOT NULL AND pending_thumbprint <> ''" 2>&1)
 	check "…one successor staged" [ "$pending" = 1 ]
+	check "…its key under the next free label, $taken-2" \
+		grep -q -- "$taken-2" <<<"$("$CUSTODY_BIN" list 2>&1)"
 	check "…the other run found it pending (or stood back)" \
 		grep -Eq "is pending|holds the store's rollover lease" "$T/p1.err" "$T/p2.err"
 else

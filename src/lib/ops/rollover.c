@@ -508,6 +508,26 @@ successor_replicable(custody_ops_env *env, const custody_rollover_target *t)
 	return packaged;
 }
 
+/* rq->label, or when another key holds it already (a run on another
+ * store that shares this token, in the same second), the first of
+ * LABEL-2 .. LABEL-9 that is free. */
+static int
+free_label(custody_token *tok, custody_request *rq, custody_err *err)
+{
+	char base[sizeof(rq->label)];
+	int used = 0, n, r;
+
+	snprintf(base, sizeof(base), "%s", rq->label);
+	for (n = 2; n <= 9; n++) {
+		if ((r = custody_token_label_used(tok, rq->label, &used, err)) != CUSTODY_OK ||
+		    !used)
+			return r;
+		snprintf(rq->label, sizeof(rq->label), "%.*s-%d",
+			 (int)(sizeof(rq->label) - 3), base, n);
+	}
+	return CUSTODY_OK;	/* check_token names the label taken */
+}
+
 /* The request of the successor: key, names, label, validity, where it
  * may go; checked against the policy and the token before anything is
  * made. */
@@ -531,6 +551,8 @@ prepare_request(custody_ops_env *env, const custody_rollover_target *t, custody_
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
 	snprintf(rq->label, sizeof(rq->label), "%s-%s-%s", t->assignment.type,
 		 t->assignment.identity, stamp);
+	if ((r = free_label(env->token, rq, err)) != CUSTODY_OK)
+		return r;
 	rq->days = p->validity_days > 0 ? p->validity_days :
 		(long)((t->current.not_after - t->current.not_before + DAY - 1) / DAY);
 	if (rq->days < 1)
