@@ -104,6 +104,15 @@ check "RSA: 20 signatures through the agent verify with OAuthTokenIssuer's certi
 load --type Default --clients 4 --count 25
 check "Default ($ekey): 4 clients x 25 signatures verify" \
 	test "$rc" = 0 -a "$(sed -n 's/^signatures=\([0-9]*\).*/\1/p' <<<"$out")" = 100
+# An idle agent sleeps: its threads' context switches over 2 s, after the
+# token's lease is let go (20 ms idle), are its housekeeping's 4 a second,
+# not the lease thread's 50.
+wakeups() { cat /proc/"$apid"/task/*/status | awk '/ctxt_switches/ { n += $2 } END { print n }'; }
+sleep 0.2
+before=$(wakeups)
+sleep 2
+woke=$(($(wakeups) - before))
+check "an idle agent wakes at most 16 times in 2 s ($woke)" test "$woke" -le 16
 run agent --status --listen "$SOCK"
 check "agent --status: up, the agent's pid, what root may use (both types)" \
 	test "$rc" = 0 -a "$(grep -c "current" <<<"$out")" = 2 -a \

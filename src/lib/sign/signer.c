@@ -302,6 +302,15 @@ lease_release(custody_ctx *ctx)
 	pthread_cond_broadcast(&ctx->cv);
 }
 
+/* The shared lock is held again: the lease thread watches it from now
+ * (ctx->mx held). */
+static void
+lease_taken(custody_ctx *ctx)
+{
+	ctx->leased = 1;
+	pthread_cond_signal(&ctx->tick);
+}
+
 static void *
 lease_main(void *arg)
 {
@@ -313,6 +322,13 @@ lease_main(void *arg)
 	pthread_mutex_lock(&ctx->mx);
 	seen = ctx->uses;
 	while (!ctx->stopping) {
+		/* Nothing held, nothing to look at: sleep until a signature
+		 * takes the lock again (an idle agent does not wake). */
+		if (!ctx->leased) {
+			pthread_cond_wait(&ctx->tick, &ctx->mx);
+			seen = ctx->uses;
+			continue;
+		}
 		/* ctx->tick waits on CLOCK_MONOTONIC (custody_ctx_new_with). */
 		until = custody_monotonic_ns() + LEASE_TICK_NS;
 		t.tv_sec = (time_t)(until / 1000000000LL);
@@ -456,7 +472,7 @@ session_take(custody_ctx *ctx, const char *key_id, CK_SESSION_HANDLE *s,
 	if (!ctx->leased) {
 		if ((r = custody_token_relock(ctx->tok, err)) != CUSTODY_OK)
 			goto out;
-		ctx->leased = 1;
+		lease_taken(ctx);
 	}
 	ctx->inflight++;
 	ctx->uses++;
@@ -545,7 +561,7 @@ tag_token_borrow(void *arg, custody_err *err)
 	if (!ctx->leased) {
 		if (custody_token_relock(ctx->tok, err) != CUSTODY_OK)
 			goto fail;
-		ctx->leased = 1;
+		lease_taken(ctx);
 	}
 	ctx->uses++;
 	return ctx->tok;
