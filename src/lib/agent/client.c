@@ -1,11 +1,15 @@
 /* agent/client.c — one connection to custody's agent: a whole frame out,
- * a whole frame back, every wait bounded by poll() against one deadline
- * per call (see custody/agent_client.h).  The C library only: the fast
- * `custody sign` links this without OpenSSL. */
+ * a whole frame back, every wait bounded by one deadline per call (see
+ * custody/agent_client.h).  The C library only: the fast `custody sign`
+ * links this without OpenSSL.
+ *
+ * A call is two system calls when the answer comes whole, as it does: a
+ * send, and a recv that blocks until the answer (the socket's own
+ * timeouts, set once at connect, bound both).  Only a long or cut-up
+ * answer takes more, read with poll() against the call's deadline. */
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,15 +97,16 @@ connect_fail(const char *path, int e, custody_err *err)
 			       path, strerror(e), connect_hint(e));
 }
 
-/* Opens c->fd, non-blocking once connected.  The connect itself blocks
- * at most timeout_ms: a Unix socket's connect waits only while the
- * agent's backlog is full, and SO_SNDTIMEO bounds that wait. */
+/* Opens c->fd, a blocking socket whose every send and recv waits at
+ * most timeout_ms (SO_SNDTIMEO, SO_RCVTIMEO).  The connect itself: a
+ * Unix socket's connect waits only while the agent's backlog is full, and
+ * SO_SNDTIMEO bounds that wait. */
 static int
 conn_open(custody_agent_conn *c, custody_err *err)
 {
 	struct sockaddr_un sa;
 	struct timeval tv;
-	int fd, flags, e;
+	int fd, e;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
@@ -111,16 +116,14 @@ conn_open(custody_agent_conn *c, custody_err *err)
 		return connect_fail(c->path, errno, err);
 	tv.tv_sec = c->timeout_ms / 1000;
 	tv.tv_usec = (c->timeout_ms % 1000) * 1000;
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0)
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0)
 		goto fail;
 	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		/* An interrupted Unix connect has not started: try again. */
 		if (errno != EINTR)
 			goto fail;
 	}
-	flags = fcntl(fd, F_GETFL);
-	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
-		goto fail;
 	c->fd = fd;
 	c->answered = 0;
 	return CUSTODY_OK;
@@ -202,6 +205,8 @@ enum {
 	IO_BAD_FRAME = -3,	/* a length prefix out of bounds (err is set) */
 };
 
+/* Sends the whole frame, waiting while the socket is full (a request
+ * goes out at once: the socket holds far more than a frame). */
 static int
 send_all(int fd, const unsigned char *p, size_t n, long long deadline)
 {
@@ -209,7 +214,7 @@ send_all(int fd, const unsigned char *p, size_t n, long long deadline)
 	int e;
 
 	while (n > 0) {
-		w = send(fd, p, n, MSG_NOSIGNAL);
+		w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
 			p += w;
 			n -= (size_t)w;
@@ -235,7 +240,7 @@ recv_all(int fd, unsigned char *p, size_t n, long long deadline,
 	int e;
 
 	while (n > 0) {
-		r = recv(fd, p, n, 0);
+		r = recv(fd, p, n, MSG_DONTWAIT);
 		if (r > 0) {
 			p += r;
 			n -= (size_t)r;
@@ -273,29 +278,24 @@ io_fail(custody_agent_conn *c, int r, const char *doing, custody_err *err)
 			       doing, c->path, strerror(r));
 }
 
-/* True when the agent has closed an idle connection (or sent something
- * unasked, which is as bad): a readable socket before we ask. */
-static int
-conn_stale(const custody_agent_conn *c)
-{
-	struct pollfd p = {.fd = c->fd, .events = POLLIN};
-
-	return poll(&p, 1, 0) != 0;
-}
-
 /* Waits for the answer and takes what has come of it, at most max bytes,
- * in one read: an answer usually arrives whole, so this is often all. */
+ * in one read: an answer usually arrives whole, so this is often all.
+ * The recv blocks: the socket's SO_RCVTIMEO (the call's timeout) ends
+ * the wait, and after an interruption the rest of it is polled for. */
 static int
 recv_first(int fd, unsigned char *p, size_t max, long long deadline,
-	   size_t *got)
+	   int timeout_ms, size_t *got)
 {
 	ssize_t r;
-	int e;
+	int e, flags = 0;
+
+	/* A send that had to wait took some of the call's time: poll for
+	 * what is left of it instead of blocking for the whole timeout. */
+	if (deadline - now_ms() < timeout_ms - 1)
+		flags = MSG_DONTWAIT;
 
 	for (;;) {
-		if ((e = wait_ready(fd, POLLIN, deadline)) != 0)
-			return e;
-		r = recv(fd, p, max, 0);
+		r = recv(fd, p, max, flags);
 		if (r > 0) {
 			*got = (size_t)r;
 			return 0;
@@ -304,12 +304,19 @@ recv_first(int fd, unsigned char *p, size_t max, long long deadline,
 			return IO_CLOSED;
 		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
 			return errno;
+		if (errno != EINTR && now_ms() >= deadline)
+			return ETIMEDOUT;
+		flags = MSG_DONTWAIT;
+		if ((e = wait_ready(fd, POLLIN, deadline)) != 0)
+			return e;
 	}
 }
 
 /* Sends the frame in c->buf[0..len) and reads the response frame into
  * c->buf; *total its size.  Returns 0, or an io result (see above).
- * System calls: send, poll, recv (and more only for a long answer). */
+ * System calls: send and recv (more only for a long answer).  A
+ * connection the agent closed while it was idle shows here as
+ * IO_CLOSED with nothing received: the caller tries once more. */
 static int
 exchange(custody_agent_conn *c, size_t len, size_t *total, int *sent,
 	 custody_err *err)
@@ -322,7 +329,7 @@ exchange(custody_agent_conn *c, size_t len, size_t *total, int *sent,
 	if ((r = send_all(c->fd, c->buf, len, deadline)) != 0)
 		return r;
 	*sent = 1;
-	if ((r = recv_first(c->fd, c->buf, sizeof(c->buf), deadline, &got)) != 0 ||
+	if ((r = recv_first(c->fd, c->buf, sizeof(c->buf), deadline, c->timeout_ms, &got)) != 0 ||
 	    (got < 4 && (r = recv_all(c->fd, c->buf + got, 4 - got, deadline, &got)) != 0))
 		return r;
 	if (custody_agent_wire_frame_length(c->buf, total, err) != CUSTODY_OK)
@@ -395,8 +402,6 @@ custody_agent_call(custody_agent_conn *c, const custody_agent_msg *req,
 	r = custody_agent_wire_encode(req, c->buf, sizeof(c->buf), &len, err);
 	if (r != CUSTODY_OK)
 		goto out;
-	if (c->fd >= 0 && conn_stale(c))
-		conn_drop(c);
 	for (;;) {
 		if (c->fd < 0 && (r = conn_open(c, err)) != CUSTODY_OK)
 			goto out;
