@@ -43,7 +43,8 @@
 #
 # Environment: BENCH_SECONDS (2: time per in-process path, over all rounds),
 # BENCH_PROCESSES (100: processes per per-process path, over all rounds),
-# BENCH_ROUNDS (4), BENCH_RESULTS (default: tests/bench/results.json in the
+# BENCH_ROUNDS (4), BENCH_PATHS (the paths to measure, by name: all of them
+# when unset), BENCH_RESULTS (default: tests/bench/results.json in the
 # source tree), SOFTHSM_MODULE, BENCH_ENGINES_DIR (the build's engines/),
 # BENCH_PROVIDERS_DIR (the build's providers/).
 #
@@ -68,6 +69,13 @@ kinds=(rsa2048 ec_p256)
 paths=(openssl_memory raw raw_2threads library library_2threads provider engine
 	cli_per_process raw_per_process pkcs11_tool_per_process
 	cli_per_process_agent agent agent_8clients)
+if [ -n "${BENCH_PATHS:-}" ]; then
+	read -r -a chosen <<<"$BENCH_PATHS"
+	for path in "${chosen[@]}"; do
+		[[ " ${paths[*]} " == *" $path "* ]] || die "BENCH_PATHS: no path $path (paths: ${paths[*]})"
+	done
+	paths=("${chosen[@]}")
+fi
 
 die() {
 	echo "run-bench: $*" >&2
@@ -333,16 +341,35 @@ measure() { # KIND PATH ROUND
 	local k=$1 path=$2 round=$3 log=$T/log/$1.$2 out rc rate count secs
 	[ -z "${state[$k.$path]}" ] || return
 	path_command "$k" "$path" || return
+	cpu_before=$(agent_cpu_ticks)
 	out=$(run_command "$path" "$log")
 	rc=$?
+	cpu_ticks=$(($(agent_cpu_ticks) - cpu_before))
 	if [ "$rc" -eq 77 ] && [ "$round" -eq 1 ] && [[ $path == library* ]]; then
 		state[$k.$path]=n/a	# bench_library's slot is not written yet
 		record "$k" "$path" 0 n/a
 	elif [ "$rc" -eq 0 ] && [[ $out =~ ^[0-9.]+\ [0-9]+\ [0-9.]+$ ]]; then
 		read -r rate count secs <<<"$out"
 		record "$k" "$path" "$round" "$rate" "$count" "$secs"
+		[ "$cpu_ticks" -eq 0 ] ||
+			agent_cpu[$k.$path]=$((${agent_cpu[$k.$path]:-0} + cpu_ticks))
+		agent_count[$k.$path]=$((${agent_count[$k.$path]:-0} + count))
 	else
 		fail "$k" "$path" "$log" "exit status $rc in round $round"
+	fi
+}
+
+# The agent's CPU time (user + system, in clock ticks) so far: what a
+# signature through it costs the agent, besides what it costs the client.
+declare -A agent_cpu agent_count
+agent_cpu_ticks() {
+	local stat
+	if [ -n "$agent_pid" ] && stat=$(cat "/proc/$agent_pid/stat" 2>/dev/null); then
+		stat=${stat##*) }
+		read -r -a f <<<"$stat"
+		echo $((f[11] + f[12]))
+	else
+		echo 0
 	fi
 }
 
@@ -365,5 +392,10 @@ python3 "$here/format-results.py" --tsv "$T/results.tsv" --json "$results" \
 	--seconds "$seconds" --processes "$processes" --rounds "$rounds" \
 	--load "$load" --cpus "$(nproc 2>/dev/null || echo '?')" ||
 	die "cannot format the results"
+hz=$(getconf CLK_TCK)
+for key in "${!agent_cpu[@]}"; do
+	[ "${agent_count[$key]:-0}" -gt 0 ] &&
+		echo "run-bench: ${key/./ }: the agent's CPU $((agent_cpu[$key] * 1000000 / hz / agent_count[$key])) µs a signature" >&2
+done
 echo "run-bench: $(($(date +%s) - started)) s of measuring; results in $results" >&2
 [ "$failures" -eq 0 ] || die "$failures path(s) failed (see above)"
