@@ -15,26 +15,10 @@
 #include <custody/cert.h>
 #include <custody/policy.h>
 
-#include "agent_keys.h"
 #include "internal.h"
 
 static const char *const agent_keys = "listen, socket-mode, socket-group, workers, "
 				      "frame-timeout, idle-timeout, max-connections, socket";
-
-const char *
-config_allow_section_type(const char *name)
-{
-	if (strncmp(name, "allow", 5) != 0)
-		return NULL;
-	if (name[5] == '\0')
-		return name + 5;
-	if (name[5] != ' ' && name[5] != '\t')
-		return NULL;
-	name += 5;
-	while (*name == ' ' || *name == '\t')
-		name++;
-	return name;
-}
 
 static int
 copy_text(char *slot, size_t size, const char *key, const char *value,
@@ -136,12 +120,8 @@ config_set_agent(custody_config *cfg, const char *key, const char *value,
 const custody_allow_policy *
 custody_config_allow(const custody_config *cfg, const char *type)
 {
-	size_t i;
-
-	for (i = 0; cfg != NULL && i < cfg->n_allow; i++)
-		if (strcmp(cfg->allow[i].type, type) == 0)
-			return &cfg->allow[i];
-	return NULL;
+	return cfg == NULL ? NULL : config_section_find(cfg->allow, cfg->n_allow,
+						       sizeof(*cfg->allow), type);
 }
 
 /* The policy of an [allow TYPE] header, made empty on first use. */
@@ -149,24 +129,14 @@ static int
 allow_slot(custody_config *cfg, const char *given, custody_allow_policy **out,
 	   custody_err *err)
 {
-	char type[CUSTODY_NAME_MAX + 1];
-	custody_allow_policy *grown;
+	const struct config_sections kind = {"allow", &cfg->allow, &cfg->n_allow,
+					     CUSTODY_ALLOW_MAX, sizeof(*cfg->allow)};
+	void *entry;
+	int made, r;
 
-	if (custody_type_canonical(given, type, NULL, err) != CUSTODY_OK)
-		return custody_err_prefix(err, "[allow %s]", given);
-	if ((*out = (custody_allow_policy *)custody_config_allow(cfg, type)) != NULL)
-		return CUSTODY_OK;
-	if (cfg->n_allow == CUSTODY_ALLOW_MAX)
-		return custody_err_set(err, CUSTODY_EUSAGE, "more than %d [allow] "
-				       "sections", CUSTODY_ALLOW_MAX);
-	if ((grown = realloc(cfg->allow, (cfg->n_allow + 1) * sizeof(*grown))) == NULL)
-		return custody_err_set(err, CUSTODY_EFAIL, "cannot set configuration: "
-				       "out of memory");
-	cfg->allow = grown;
-	*out = &grown[cfg->n_allow++];
-	memset(*out, 0, sizeof(**out));
-	memcpy((*out)->type, type, sizeof(type));
-	return CUSTODY_OK;
+	r = config_section_slot(&kind, given, &entry, &made, err);
+	*out = entry;
+	return r;
 }
 
 int

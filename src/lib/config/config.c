@@ -21,7 +21,6 @@
 #include <custody/cert.h>
 
 #include "config/internal.h"
-#include "agent_keys.h"
 
 /* What ini_parse_stream is working on, as the reader sees it.  inih
  * itself (the Debian build) gives the handler no line number, and folds
@@ -50,12 +49,9 @@ static int unknown_key(const char *section, const char *key, const char *keys,
 static const char *
 rollover_section_type(const char *name)
 {
-	if (strncmp(name, "rollover", 8) != 0 || (name[8] != ' ' && name[8] != '\t'))
-		return NULL;
-	name += 8;
-	while (*name == ' ' || *name == '\t')
-		name++;
-	return name;
+	const char *type = config_section_type(name, "rollover");
+
+	return type != NULL && type[0] != '\0' ? type : NULL;
 }
 
 static int
@@ -64,8 +60,8 @@ known_section(const char *name)
 	return strcmp(name, "token") == 0 || strcmp(name, "store") == 0 ||
 	       strcmp(name, "node") == 0 || strcmp(name, "policy") == 0 ||
 	       strcmp(name, "types") == 0 || rollover_section_type(name) != NULL ||
-	       config_metadata_section_type(name) != NULL ||
-	       strcmp(name, "agent") == 0 || config_allow_section_type(name) != NULL;
+	       config_section_type(name, "metadata") != NULL ||
+	       strcmp(name, "agent") == 0 || config_section_type(name, "allow") != NULL;
 }
 
 /* [agent]: the metadata server's http-* keys (publish.c), then the
@@ -269,12 +265,8 @@ static const char *const rollover_keys = "enabled, generate-before, promote-befo
 const custody_rollover_policy *
 custody_config_rollover(const custody_config *cfg, const char *type)
 {
-	size_t i;
-
-	for (i = 0; cfg != NULL && i < cfg->n_rollover; i++)
-		if (strcmp(cfg->rollover[i].type, type) == 0)
-			return &cfg->rollover[i];
-	return NULL;
+	return cfg == NULL ? NULL : config_section_find(cfg->rollover, cfg->n_rollover,
+						       sizeof(*cfg->rollover), type);
 }
 
 /* The policy of the type a [rollover TYPE] header names, made with its
@@ -283,33 +275,22 @@ static int
 rollover_slot(custody_config *cfg, const char *given, custody_rollover_policy **out,
 	      custody_err *err)
 {
-	char type[CUSTODY_NAME_MAX + 1];
-	custody_rollover_policy *grown, *p;
-	size_t i;
+	const struct config_sections kind = {"rollover", &cfg->rollover, &cfg->n_rollover,
+					     CUSTODY_ROLLOVER_MAX, sizeof(*cfg->rollover)};
+	custody_rollover_policy *p;
+	void *entry;
+	int made, r;
 
-	if (custody_type_canonical(given, type, NULL, err) != CUSTODY_OK)
-		return custody_err_prefix(err, "[rollover %s]", given);
-	for (i = 0; i < cfg->n_rollover; i++)
-		if (strcmp(cfg->rollover[i].type, type) == 0) {
-			*out = &cfg->rollover[i];
-			return CUSTODY_OK;
-		}
-	if (cfg->n_rollover == CUSTODY_ROLLOVER_MAX)
-		return custody_err_set(err, CUSTODY_EUSAGE, "more than %d [rollover] sections",
-				       CUSTODY_ROLLOVER_MAX);
-	if ((grown = realloc(cfg->rollover, (cfg->n_rollover + 1) * sizeof(*grown))) == NULL)
-		return custody_err_set(err, CUSTODY_EFAIL, "cannot set configuration: out of "
-				       "memory");
-	cfg->rollover = grown;
-	p = &grown[cfg->n_rollover++];
-	memset(p, 0, sizeof(*p));
-	memcpy(p->type, type, sizeof(type));
+	if ((r = config_section_slot(&kind, given, &entry, &made, err)) != CUSTODY_OK)
+		return r;
+	*out = p = entry;
+	if (!made)
+		return CUSTODY_OK;
 	p->generate_before = CUSTODY_ROLLOVER_GENERATE_BEFORE;
 	p->promote_before = CUSTODY_ROLLOVER_PROMOTE_BEFORE;
 	p->replicable = -1;
 	p->min_publish = CUSTODY_ROLLOVER_MIN_PUBLISH;
 	p->keep_previous = CUSTODY_ROLLOVER_KEEP_PREVIOUS;
-	*out = p;
 	return CUSTODY_OK;
 }
 
@@ -495,12 +476,13 @@ custody_config_set(custody_config *cfg, const char *section,
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "empty value for key '%s' in section [%s]",
 				       key, section);
-	if (config_allow_section_type(section) != NULL)
-		r = config_set_allow(cfg, config_allow_section_type(section), key, value, 0, err);
+	if (config_section_type(section, "allow") != NULL)
+		r = config_set_allow(cfg, config_section_type(section, "allow"), key, value, 0,
+				     err);
 	else if (rollover_section_type(section) != NULL)
 		r = set_rollover(cfg, rollover_section_type(section), key, value, err);
-	else if (config_metadata_section_type(section) != NULL)
-		r = config_set_metadata(cfg, config_metadata_section_type(section), key,
+	else if (config_section_type(section, "metadata") != NULL)
+		r = config_set_metadata(cfg, config_section_type(section, "metadata"), key,
 					value, err);
 	else if (strcmp(section, "agent") == 0)
 		r = set_agent(cfg, key, value, err);
@@ -678,14 +660,15 @@ section_without_its_type(const char *name)
 		const char *(*type)(const char *section);
 	} typed[] = {
 		{"rollover", rollover_section_type},
-		{"metadata", config_metadata_section_type},
-		{"allow", config_allow_section_type},
+		{"metadata", NULL},
+		{"allow", NULL},
 	};
 	const char *type;
 	size_t i;
 
 	for (i = 0; i < sizeof(typed) / sizeof(typed[0]); i++) {
-		type = typed[i].type(name);
+		type = typed[i].type != NULL ? typed[i].type(name)
+					     : config_section_type(name, typed[i].word);
 		if (strcmp(name, typed[i].word) == 0 || (type != NULL && type[0] == '\0'))
 			return typed[i].word;
 	}
@@ -828,7 +811,7 @@ static void
 note_allow_line(struct load *ld, const char *section)
 {
 	char type[CUSTODY_NAME_MAX + 1];
-	const char *given = config_allow_section_type(section);
+	const char *given = config_section_type(section, "allow");
 	custody_allow_policy *p;
 
 	if (given == NULL || custody_type_canonical(given, type, NULL, NULL) != CUSTODY_OK ||

@@ -24,30 +24,11 @@
 static const char *const metadata_keys = "realm, service-name, name, id, audiences, "
 					 "metadata-url, issuance-url";
 
-const char *
-config_metadata_section_type(const char *name)
-{
-	if (strncmp(name, "metadata", 8) != 0)
-		return NULL;
-	if (name[8] == '\0')
-		return name + 8;
-	if (name[8] != ' ' && name[8] != '\t')
-		return NULL;
-	name += 8;
-	while (*name == ' ' || *name == '\t')
-		name++;
-	return name;
-}
-
 const custody_metadata_conf *
 custody_config_metadata(const custody_config *cfg, const char *type)
 {
-	size_t i;
-
-	for (i = 0; cfg != NULL && i < cfg->n_metadata; i++)
-		if (strcmp(cfg->metadata[i].type, type) == 0)
-			return &cfg->metadata[i];
-	return NULL;
+	return cfg == NULL ? NULL : config_section_find(cfg->metadata, cfg->n_metadata,
+						       sizeof(*cfg->metadata), type);
 }
 
 /* The section of the type a [metadata TYPE] header names, made on first
@@ -56,24 +37,14 @@ static int
 metadata_slot(custody_config *cfg, const char *given, custody_metadata_conf **out,
 	      custody_err *err)
 {
-	char type[CUSTODY_NAME_MAX + 1];
-	custody_metadata_conf *grown;
+	const struct config_sections kind = {"metadata", &cfg->metadata, &cfg->n_metadata,
+					     CUSTODY_METADATA_MAX, sizeof(*cfg->metadata)};
+	void *entry;
+	int made, r;
 
-	if (custody_type_canonical(given, type, NULL, err) != CUSTODY_OK)
-		return custody_err_prefix(err, "[metadata %s]", given);
-	if ((*out = (custody_metadata_conf *)custody_config_metadata(cfg, type)) != NULL)
-		return CUSTODY_OK;
-	if (cfg->n_metadata == CUSTODY_METADATA_MAX)
-		return custody_err_set(err, CUSTODY_EUSAGE, "more than %d [metadata] sections",
-				       CUSTODY_METADATA_MAX);
-	if ((grown = realloc(cfg->metadata, (cfg->n_metadata + 1) * sizeof(*grown))) == NULL)
-		return custody_err_set(err, CUSTODY_EFAIL, "cannot set configuration: out of "
-				       "memory");
-	cfg->metadata = grown;
-	*out = &grown[cfg->n_metadata++];
-	memset(*out, 0, sizeof(**out));
-	memcpy((*out)->type, type, sizeof(type));
-	return CUSTODY_OK;
+	r = config_section_slot(&kind, given, &entry, &made, err);
+	*out = entry;
+	return r;
 }
 
 /* A realm or a service name: letters, digits, '.', '_', '-' (a GUID, a
@@ -203,7 +174,7 @@ void
 config_note_metadata_line(custody_config *cfg, const char *section, int line)
 {
 	char type[CUSTODY_NAME_MAX + 1];
-	const char *given = config_metadata_section_type(section);
+	const char *given = config_section_type(section, "metadata");
 	custody_metadata_conf *m;
 
 	if (given == NULL || custody_type_canonical(given, type, NULL, NULL) != CUSTODY_OK ||
