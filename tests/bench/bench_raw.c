@@ -13,15 +13,29 @@
  *	custody and libp11 sign.  The last signature is verified with the
  *	token's certificate of the same key id.
  *
+ *   bench_raw --mode socket --kind K --module SO --token LABEL
+ *	     --pin-file FILE --id HEX [--threads N] [--seconds S]
+ *	The same loop in another process, asked over a Unix socket: the
+ *	floor of any agent on this machine.  A child process logs in and
+ *	serves each client thread on its own socket with a thread of its
+ *	own (blocking reads, no event loop: the fewest system calls a
+ *	request can take); a client sends what the token signs (the
+ *	DigestInfo, or the digest) and waits for the signature.  The child
+ *	verifies the last signature of its first thread, as raw does.
+ *
  * Prints "RATE COUNT SECONDS" on stdout (bench.h); details on stderr.
  * The PIN is read from FILE, never from argv.
  */
 #include "config.h"
 
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
@@ -51,6 +65,7 @@ struct worker {
 	CK_OBJECT_HANDLE key;
 	unsigned char sig[BENCH_MAX_SIG];
 	size_t sig_len;
+	int fd;				/* socket: this thread's socket */
 };
 
 static int
@@ -195,6 +210,159 @@ out:
 	return r;
 }
 
+/* ------------------------------------------------------------ socket */
+
+/* Reads exactly n bytes: 0, or -1 at the end or an error. */
+static int
+read_exactly(int fd, unsigned char *p, size_t n)
+{
+	ssize_t r;
+
+	while (n > 0) {
+		if ((r = recv(fd, p, n, 0)) <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* A client: what the token signs, one length byte before it; the answer
+ * is two length bytes (big-endian) and the signature. */
+static int
+sign_socket(void *ctx)
+{
+	struct worker *w = ctx;
+	unsigned char req[1 + 64], len[2];
+	size_t in_len;
+
+	if (bench_sign_input(w->kind, bench_message, sizeof(bench_message), req + 1,
+			     sizeof(req) - 1, &in_len) != 0)
+		return -1;
+	req[0] = (unsigned char)in_len;
+	if (send(w->fd, req, 1 + in_len, MSG_NOSIGNAL) != (ssize_t)(1 + in_len) ||
+	    read_exactly(w->fd, len, 2) != 0 || (size_t)(len[0] << 8 | len[1]) > sizeof(w->sig) ||
+	    read_exactly(w->fd, w->sig, (size_t)(len[0] << 8 | len[1])) != 0)
+		return bench_fail("the signing process stopped answering");
+	w->sig_len = (size_t)(len[0] << 8 | len[1]);
+	return 0;
+}
+
+/* A thread of the signing process: one client's requests until it
+ * closes its socket. */
+static void *
+serve_socket(void *arg)
+{
+	struct worker *w = arg;
+	CK_MECHANISM mech = {w->kind == BENCH_RSA2048 ? CKM_RSA_PKCS : CKM_ECDSA, NULL, 0};
+	unsigned char in[64], out[2 + BENCH_MAX_SIG], len;
+	CK_ULONG n;
+
+	while (read_exactly(w->fd, &len, 1) == 0 && len <= sizeof(in) &&
+	       read_exactly(w->fd, in, len) == 0) {
+		n = BENCH_MAX_SIG;
+		if (w->p11->f->C_SignInit(w->session, &mech, w->key) != CKR_OK ||
+		    w->p11->f->C_Sign(w->session, in, len, out + 2, &n) != CKR_OK) {
+			bench_fail("the signing process cannot sign");
+			break;
+		}
+		out[0] = (unsigned char)(n >> 8);
+		out[1] = (unsigned char)n;
+		memcpy(w->sig, out + 2, n);
+		w->sig_len = n;
+		if (send(w->fd, out, 2 + n, MSG_NOSIGNAL) != (ssize_t)(2 + n))
+			break;
+	}
+	close(w->fd);
+	return NULL;
+}
+
+/* The signing process: logs in, serves every socket, verifies. */
+static int
+signing_process(const struct opts *o, struct worker *w)
+{
+	struct bench_p11 p;
+	pthread_t t[BENCH_MAX_THREADS];
+	unsigned char id[MAX_ID];
+	size_t id_len = 0;
+	CK_OBJECT_HANDLE key;
+	long i, started = 0;
+	int r = -1;
+
+	memset(&p, 0, sizeof(p));
+	if (bench_hex_decode(o->id, id, sizeof(id), &id_len) != 0 ||
+	    bench_p11_open(&p, o->module, o->token) != 0)
+		goto out;
+	for (i = 0; i < o->threads; i++) {
+		w[i].kind = o->kind;
+		w[i].p11 = &p;
+		if (bench_p11_session(&p, &w[i].session) != 0)
+			goto out;
+	}
+	if (bench_p11_login(&p, w[0].session, o->pin_file) != 0 ||
+	    bench_p11_find(&p, w[0].session, CKO_PRIVATE_KEY, id, id_len, &key) != 0)
+		goto out;
+	for (i = 0; i < o->threads; i++, started++) {
+		w[i].key = key;
+		if (pthread_create(&t[i], NULL, serve_socket, &w[i]) != 0) {
+			bench_fail("cannot start a serving thread");
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	for (i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	if (r == 0 && verify_raw(&p, &w[0], id, id_len) != 0)
+		r = -1;
+	bench_p11_close(&p);
+	return r;
+}
+
+static int
+run_socket(const struct opts *o, struct worker *w, void **ctx)
+{
+	int pair[2], theirs[BENCH_MAX_THREADS], status;
+	unsigned long count = 0;
+	double elapsed = 0;
+	pid_t child;
+	long i;
+	int r;
+
+	if (o->module == NULL || o->token == NULL || o->pin_file == NULL || o->id == NULL)
+		return bench_fail("--mode socket needs --module, --token, --pin-file and --id");
+	for (i = 0; i < o->threads; i++) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+			return bench_fail("cannot make a socket pair");
+		w[i].kind = o->kind;
+		w[i].fd = pair[0];
+		ctx[i] = &w[i];
+		theirs[i] = pair[1];
+	}
+	/* The child uses the token, this process only its sockets. */
+	if ((child = fork()) < 0)
+		return bench_fail("cannot fork the signing process");
+	if (child == 0) {
+		for (i = 0; i < o->threads; i++) {
+			close(w[i].fd);
+			w[i].fd = theirs[i];
+		}
+		_exit(signing_process(o, w) == 0 ? 0 : 1);
+	}
+	for (i = 0; i < o->threads; i++)
+		close(theirs[i]);
+	r = bench_run(sign_socket, ctx, (int)o->threads, WARMUP, o->seconds, &count, &elapsed);
+	for (i = 0; i < o->threads; i++)
+		close(w[i].fd);	/* the child's threads end, it verifies */
+	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		return bench_fail("the signing process failed");
+	if (r != 0)
+		return -1;
+	bench_report("raw_over_socket", o->kind, (int)o->threads, count, elapsed);
+	return 0;
+}
+
 static int
 parse(int argc, char **argv, struct opts *o)
 {
@@ -239,11 +407,12 @@ parse(int argc, char **argv, struct opts *o)
 		}
 	}
 	if (optind != argc || o->mode == NULL || !o->have_kind)
-		return bench_fail("usage: bench_raw --mode openssl|raw --kind rsa2048|ec_p256 "
+		return bench_fail("usage: bench_raw --mode openssl|raw|socket --kind rsa2048|ec_p256 "
 				  "[--module SO --token LABEL --pin-file FILE --id HEX] "
 				  "[--threads N] [--seconds S]");
-	if (strcmp(o->mode, "openssl") != 0 && strcmp(o->mode, "raw") != 0)
-		return bench_fail("unknown mode %s: expected openssl or raw", o->mode);
+	if (strcmp(o->mode, "openssl") != 0 && strcmp(o->mode, "raw") != 0 &&
+	    strcmp(o->mode, "socket") != 0)
+		return bench_fail("unknown mode %s: expected openssl, raw or socket", o->mode);
 	return 0;
 }
 
@@ -261,6 +430,8 @@ main(int argc, char **argv)
 		return 2;
 	if (strcmp(o.mode, "openssl") == 0)
 		r = run_openssl(&o, w, ctx);
+	else if (strcmp(o.mode, "socket") == 0)
+		r = run_socket(&o, w, ctx);
 	else
 		r = run_raw(&o, w, ctx);
 	return r == 0 ? 0 : 1;

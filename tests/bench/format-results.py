@@ -33,6 +33,8 @@ PATHS = [
     ("cli_per_process_agent", "one `custody sign` process per signature, through the agent"),
     ("agent", "one client signing in a loop through the agent"),
     ("agent_8clients", "8 clients signing at once through the agent"),
+    ("raw_over_socket", "raw C_Sign in another process, over a Unix socket (an agent's floor)"),
+    ("raw_over_socket_8clients", "the same, 8 clients at once"),
 ]
 
 # (numerator, denominator, target: a number, {kind: number}, or None for
@@ -52,6 +54,11 @@ RATIOS = [
     ("agent_8clients", "raw_2threads", 0.9),
     ("raw", "openssl_memory", None),
     ("raw_2threads", "raw", None),
+    # What a socket costs here, and what the agent costs beyond it.
+    ("raw_over_socket", "raw", None),
+    ("agent", "raw_over_socket", None),
+    ("raw_over_socket_8clients", "raw_2threads", None),
+    ("agent_8clients", "raw_over_socket_8clients", None),
 ]
 
 

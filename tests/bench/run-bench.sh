@@ -26,6 +26,9 @@
 #                            (CUSTODY_AGENT: the launcher's own path, no libcrypto)
 #   agent                    one client signing in a loop through the agent (bench_agent.c)
 #   agent_8clients           8 such clients at once, each its own connection
+#   raw_over_socket          the raw loop in another process, asked over a Unix socket (a
+#                            thread there per client, blocking reads): any agent's floor here
+#   raw_over_socket_8clients the same with 8 clients at once
 #
 # The agent paths sign through one `custody agent --foreground` on the
 # bench token, started here (its allow list: this user, for both types)
@@ -68,7 +71,7 @@ providers_dir=${BENCH_PROVIDERS_DIR:-$(dirname "$CUSTODY_BIN")/providers}
 kinds=(rsa2048 ec_p256)
 paths=(openssl_memory raw raw_2threads library library_2threads provider engine
 	cli_per_process raw_per_process pkcs11_tool_per_process
-	cli_per_process_agent agent agent_8clients)
+	cli_per_process_agent agent agent_8clients raw_over_socket raw_over_socket_8clients)
 if [ -n "${BENCH_PATHS:-}" ]; then
 	read -r -a chosen <<<"$BENCH_PATHS"
 	for path in "${chosen[@]}"; do
@@ -115,7 +118,12 @@ unset CUSTODY_SO_PIN_SOURCE
 # BenchRSA and BenchEC are custom types: a config that declares them
 # (custody refuses to assign an undeclared type), read by every path.
 printf '[types]\ncustom = BenchRSA BenchEC\n' >"$T/custody.conf"
-export CUSTODY_STORE="sqlite:$T/custody.db" CUSTODY_NODE=bench CUSTODY_CONFIG=$T/custody.conf
+# The store in a directory of its own, as /var/lib/custody is: a signer
+# that has signed a while watches that directory for changes (inotify),
+# and asks the database at each signature for a second after any file
+# there changed; this script's own files change between measurements.
+mkdir -p "$T/store"
+export CUSTODY_STORE="sqlite:$T/store/custody.db" CUSTODY_NODE=bench CUSTODY_CONFIG=$T/custody.conf
 module=$CUSTODY_MODULE
 token=$CUSTODY_TOKEN
 pin_file=$T/token/user.pin
@@ -232,6 +240,10 @@ path_command() {
 		CMD=("$BENCH_BINDIR/bench_raw" --mode raw --kind "$k" "${raw[@]}" --seconds "$round_seconds") ;;
 	raw_2threads)
 		CMD=("$BENCH_BINDIR/bench_raw" --mode raw --kind "$k" "${raw[@]}" --threads 2
+			--seconds "$round_seconds") ;;
+	raw_over_socket | raw_over_socket_8clients)
+		CMD=("$BENCH_BINDIR/bench_raw" --mode socket --kind "$k" "${raw[@]}"
+			--threads "$([ "$path" = raw_over_socket ] && echo 1 || echo 8)"
 			--seconds "$round_seconds") ;;
 	library | library_2threads) # SLOT: bench_library exits 77 until it is written
 		[ -x "$BENCH_BINDIR/bench_library" ] || return 1
