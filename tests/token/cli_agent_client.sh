@@ -48,21 +48,8 @@ users = $me
 [allow XmppServer]
 users = $me
 EOF
-agent_pid=""
-start_agent() {
-	local i
-	"$CUSTODY_BIN" -c "$T/agent.conf" agent --foreground >>"$T/agent.log" 2>&1 &
-	agent_pid=$!
-	for i in $(seq 1 100); do
-		[ -S "$sock" ] && "$CUSTODY_BIN" --agent "$sock" sign -t OAuthTokenIssuer --in /dev/null \
-			--out "$T/probe.$i" 2>/dev/null && return 0
-		kill -0 "$agent_pid" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
-stop_agent() { [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null; agent_pid=""; }
-trap 'stop_agent; stop_server; rm -rf "$T"' EXIT
+start_agent() { agent_start "$T/agent.conf" "$sock"; }
+stop_agent() { agent_stop; }
 
 # client ARGS... — a process with no module, no token, no PIN source and a
 # store that does not exist: only the agent (CUSTODY_AGENT).

@@ -29,7 +29,7 @@ esac
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/custody-test.XXXXXX")
 # stop_server: a TLS server a test started (start_tls_server below).
-trap 'stop_server; rm -rf "$T"' EXIT
+trap 'agent_stop; stop_server; rm -rf "$T"' EXIT
 umask 077
 
 tap_n=0
@@ -449,6 +449,27 @@ csr_verifies() { openssl req -in "$1" -verify -noout >/dev/null 2>&1; }
 # free_port — a loopback TCP port nothing listens on.
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+agent_pid=""
+# agent_start CONF SOCK — `custody -c CONF agent --foreground` in the
+# background ($agent_pid, its output added to $T/agent.log), once it
+# answers on SOCK (at most 10 s); 1 when it does not.
+agent_start() {
+	local conf=$1 sock=$2 i
+	"$CUSTODY_BIN" -c "$conf" agent --foreground >>"$T/agent.log" 2>&1 &
+	agent_pid=$!
+	for i in $(seq 1 100); do
+		[ -S "$sock" ] && "$CUSTODY_BIN" agent --status --listen "$sock" >/dev/null 2>&1 && return 0
+		kill -0 "$agent_pid" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+agent_stop() {
+	[ -n "$agent_pid" ] || return 0
+	kill "$agent_pid" 2>/dev/null
+	wait "$agent_pid" 2>/dev/null
+	agent_pid=""
 }
 server_pid=""
 stop_server() {
