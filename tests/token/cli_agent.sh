@@ -87,6 +87,7 @@ listen = $SOCK
 socket-mode = 0660
 socket-group = custody-agent-test
 frame-timeout = 1s
+workers = 2
 [allow OAuthTokenIssuer]
 users = root
 [allow Default]

@@ -76,6 +76,10 @@ all_verify() { # PUBKEY-PEM SIGNATURE... — each verifies
 
 if start_agent; then
 	ok "custody agent --foreground starts and serves"
+	cpus=$(nproc)
+	workers=$((4 * cpus < 4 ? 4 : 4 * cpus > 16 ? 16 : 4 * cpus))
+	check "…with four workers a CPU by default ($workers on $cpus CPUs)" \
+		grep -q "serving on $sock ($workers workers" "$T/agent.log"
 else
 	not_ok "custody agent --foreground starts and serves" "$(cat "$T/agent.log")"
 	done_testing

