@@ -16,6 +16,9 @@ packages=(
 	opencryptoki
 	# the valgrind pass of scripts/test-sanitizers.sh
 	valgrind
+	# the Debian packages (debian/, scripts/test-package.sh): their build,
+	# lintian, and systemd's .pc file and sysusers/tmpfiles at install
+	dpkg-dev debhelper lintian systemd
 	# libFuzzer harnesses (tests/fuzz): clang and its fuzzer/sanitizer runtime
 	clang libclang-rt-14-dev
 )

@@ -64,6 +64,13 @@ cat check.out
 if [ -z "${TESTS:-}" ] && [ "${SANITIZERS:-1}" != 0 ]; then
 	"$top/scripts/test-sanitizers.sh" 2>&1 | tee sanitizers.out
 fi
+# The release checks (make distcheck; the Debian packages built, checked
+# by lintian, installed, used and purged): their results land in
+# build/tests/release/ and are counted below.  Not for a subset; RELEASE=0
+# skips them.
+if [ -z "${TESTS:-}" ] && [ "${RELEASE:-1}" != 0 ]; then
+	"$top/scripts/test-package.sh" 2>&1 | tee release.out
+fi
 
 # One result line per test case (TAP: one per Criterion test or script check).
 passed=$(cat $(find tests -name '*.trs') /dev/null | grep -Ec '^:test-result: (PASS|XFAIL)')

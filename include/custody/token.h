@@ -462,6 +462,21 @@ typedef struct {
 int custody_token_describe(custody_token *tok, custody_token_caps *out,
 			   custody_err *err);
 
+/* What the PKCS#11 module says of itself (C_GetInfo): `custody -v
+ * --version`, and a bug report's first line. */
+typedef struct {
+	char description[33];	/* libraryDescription, blanks trimmed */
+	char manufacturer[33];	/* manufacturerID, blanks trimmed     */
+	unsigned version_major, version_minor;	/* libraryVersion    */
+	unsigned cryptoki_major, cryptoki_minor;	/* cryptokiVersion   */
+} custody_token_module_info;
+
+/* Fills out from the module of the open token tok.  EFAIL when the module
+ * cannot say (C_GetInfo failed). */
+int custody_token_module_describe(custody_token *tok,
+				  custody_token_module_info *out,
+				  custody_err *err);
+
 /* The key check value of the cluster KEK, 6 upper-case hex digits (see
  * custody/cluster.h). */
 #define CUSTODY_KCV_HEX 6

@@ -177,9 +177,7 @@ cli_global_option(struct cli *cli, int c, const char *arg)
 	case 'q': cli->quiet = 1; break;
 	case 'v': cli->verbose++; break;
 	case 'h': return CLI_GLOBAL_HELP;
-	case OPT_VERSION:
-		printf("custody %s\n", PACKAGE_VERSION);
-		return CLI_GLOBAL_DONE;
+	case OPT_VERSION: cli->version = 1; break;
 	default: return CLI_NOT_GLOBAL;
 	}
 	return CLI_GLOBAL_TAKEN;
@@ -368,13 +366,16 @@ parse_getopt(struct cli *cli, int argc, char **argv, const struct option *all,
 			if (cli->command != NULL)
 				fputs(cli->command->usage, stdout);
 			return -1;
-		case CLI_GLOBAL_DONE:
-			return -1;
 		case CLI_NOT_GLOBAL:
 			break;
 		}
 		if ((r = take_bound(cli, c, optarg, b)) != CUSTODY_OK)
 			return r;
+	}
+	if (cli->version) {
+		/* `custody COMMAND --version`: the versions, not the command. */
+		r = cli_version(cli);
+		return r == CUSTODY_OK ? -1 : r;
 	}
 	if (optind < argc)
 		return cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);

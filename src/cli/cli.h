@@ -68,6 +68,7 @@ struct cli {
 	int64_t now;		/* --at, or the clock */
 	enum cli_output output;
 	int quiet, verbose;
+	int version;		/* --version: cli_version, and nothing else */
 	int preview;		/* a dry run: writes nothing (set --dry-run) */
 	int force;		/* --force: a guarded change goes on unasked */
 	custody_err err;
@@ -98,8 +99,12 @@ enum cli_global {
 	CLI_NOT_GLOBAL = 0,	/* not a global option: the command's (or an error) */
 	CLI_GLOBAL_TAKEN,	/* its value is in cli->args (or -q, -v)          */
 	CLI_GLOBAL_HELP,	/* -h, --help: the caller prints its usage, exits 0 */
-	CLI_GLOBAL_DONE,	/* --version printed: exit 0                      */
 };
+
+/* `custody --version` (-v: with the token's PKCS#11 module): prints
+ * custody's version and those of the libraries it runs with.  Errors of
+ * opening the token (-v) in cli->err. */
+int cli_version(struct cli *cli);
 
 /* The one parser of the global options, before the command name (main)
  * and after it (cli_parse): c and arg as getopt_long returned them. */

@@ -141,6 +141,20 @@ log_to_stderr(enum custody_log_level level, const char *line, void *ctx)
 	}
 }
 
+/* custody --version: then the command line is done. */
+static int
+print_versions(struct cli *cli)
+{
+	int r = cli_version(cli);
+
+	if (r != CUSTODY_OK)
+		out_report_error("--version", &cli->err);
+	custody_config_clear(&cli->cfg);
+	OPENSSL_cleanse(&cli->err, sizeof(cli->err));
+	out_release();
+	return custody_err_exit_status(r);
+}
+
 int
 custody_cli_main(int argc, char **argv)
 {
@@ -171,8 +185,6 @@ custody_cli_main(int argc, char **argv)
 		case CLI_GLOBAL_HELP:
 			print_main_usage(stdout);
 			return 0;
-		case CLI_GLOBAL_DONE:
-			return 0;
 		case CLI_NOT_GLOBAL:
 			break;
 		}
@@ -181,6 +193,8 @@ custody_cli_main(int argc, char **argv)
 		print_main_usage(stderr);
 		return 2;
 	}
+	if (cli.version)
+		return print_versions(&cli);
 	if (optind >= argc) {
 		print_main_usage(stderr);
 		return 2;

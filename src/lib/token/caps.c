@@ -676,3 +676,26 @@ custody_token_describe(custody_token *tok, custody_token_caps *out,
 	}
 	return CUSTODY_OK;
 }
+
+int
+custody_token_module_describe(custody_token *tok,
+			      custody_token_module_info *out, custody_err *err)
+{
+	CK_INFO info;
+	CK_RV rv;
+
+	memset(out, 0, sizeof(*out));
+	if ((rv = tok->f->C_GetInfo(&info)) != CKR_OK)
+		return token_err_rv(err, CUSTODY_EFAIL, rv,
+				    "cannot read what the PKCS#11 module of "
+				    "token %s is", tok->label);
+	token_trim_field(info.libraryDescription,
+			 sizeof(info.libraryDescription), out->description);
+	token_trim_field(info.manufacturerID, sizeof(info.manufacturerID),
+			 out->manufacturer);
+	out->version_major = info.libraryVersion.major;
+	out->version_minor = info.libraryVersion.minor;
+	out->cryptoki_major = info.cryptokiVersion.major;
+	out->cryptoki_minor = info.cryptokiVersion.minor;
+	return CUSTODY_OK;
+}
