@@ -23,18 +23,17 @@ run set -t Default --thumbprint "$tp_a"
 check "Default/node1 is set to a" [ "$rc" -eq 0 ]
 save_state base
 
-slot() { # TYPE IDENTITY SLOT — that slot's thumbprint ("None" when empty)
+slots() { # TYPE IDENTITY — "CURRENT PREVIOUS PENDING" thumbprints ("None" when empty)
 	"$CUSTODY_BIN" get -t "$1" -i "$2" -o json 2>/dev/null | python3 -c '
 import json, sys
-s = json.load(sys.stdin)[0][sys.argv[1]]
-print(s["thumbprint"] if s else "None")' "$3"
+a = json.load(sys.stdin)[0]
+print(*[a[s]["thumbprint"] if a[s] else "None" for s in ("current", "previous", "pending")])'
 }
 
 # 1. set now: b becomes current, a previous.
 effect_ok() {
-	local cur prev
-	cur=$(slot Default node1 current)
-	prev=$(slot Default node1 previous)
+	local cur prev pend
+	read -r cur prev pend <<<"$(slots Default node1)"
 	[ "$cur" = "$tp_b" ] && [ "$prev" = "$tp_a" ] && return 0
 	why="Default/node1 is current=$cur previous=$prev"
 	return 1
@@ -46,9 +45,8 @@ walk set base abort "$k" -- set -t Default --thumbprint "$tp_b"
 # 2. a roll: c pending at a date in the future.
 when=$(date -u -d '+30 days' +%Y-%m-%dT00:00:00Z)
 effect_ok() {
-	local cur pend
-	cur=$(slot Default node1 current)
-	pend=$(slot Default node1 pending)
+	local cur prev pend
+	read -r cur prev pend <<<"$(slots Default node1)"
 	[ "$cur" = "$tp_a" ] && [ "$pend" = "$tp_c" ] && return 0
 	why="Default/node1 is current=$cur pending=$pend"
 	return 1
@@ -60,7 +58,7 @@ walk set base abort "$k" -- set -t Default --thumbprint "$tp_c" --roll --effecti
 # 3. --from-type: WebServicesInternal takes Default's current.
 effect_ok() {
 	local cur
-	cur=$(slot WebServicesInternal node1 current)
+	cur=$("$CUSTODY_BIN" get -t WebServicesInternal -i node1 -o thumbprint 2>/dev/null)
 	[ "$cur" = "$tp_a" ] && return 0
 	why="WebServicesInternal/node1 is $cur"
 	return 1
