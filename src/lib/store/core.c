@@ -189,6 +189,16 @@ static const char *const standard_sql[STORE_SQL_COUNT] = {
 	"+ (SELECT count(*) FROM nodes) + (SELECT count(*) FROM packages) "
 	"+ (SELECT count(*) FROM node_reports) + (SELECT count(*) FROM row_tags) "
 	"+ (SELECT count(*) FROM cluster_meta WHERE name <> 'row_tags')",
+	/* The generation (custody/store.h custody_store_generation): a
+	 * cluster fact, so that no schema change is needed; the row lock
+	 * of the update is taken last in a transaction (at its commit), so
+	 * it orders no other lock. */
+	[STORE_SQL_BUMP_GENERATION] =
+	"INSERT INTO cluster_meta (name, value) VALUES ('generation', '1') "
+	"ON CONFLICT (name) DO UPDATE SET value = "
+	"CAST(CAST(cluster_meta.value AS BIGINT) + 1 AS TEXT)",
+	[STORE_SQL_GET_GENERATION] =
+	"SELECT CAST(value AS BIGINT) FROM cluster_meta WHERE name = 'generation'",
 };
 
 static const char *
@@ -1379,6 +1389,29 @@ store_core_put_meta(const struct store_core *c, const char *name,
 	if (r != CUSTODY_OK)
 		return r;
 	return notify(c, "cluster", err);
+}
+
+int
+store_core_bump_generation(const struct store_core *c, custody_err *err)
+{
+	struct store_query q = { .sql = STORE_SQL_BUMP_GENERATION };
+	char what[WHAT_MAX];
+
+	return run(c, &q, say(what, "cannot count the change in store %s",
+			      where(c)), err);
+}
+
+int
+store_core_generation(const struct store_core *c, int64_t *generation,
+		      custody_err *err)
+{
+	struct store_query q = { .sql = STORE_SQL_GET_GENERATION,
+				 .each_row = read_integer, .arg = generation };
+	char what[WHAT_MAX];
+
+	*generation = 0;	/* a store never changed has none */
+	return run(c, &q, say(what, "cannot read the generation of store %s",
+			      where(c)), err);
 }
 
 int

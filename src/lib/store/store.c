@@ -37,6 +37,10 @@ struct custody_store {
 	void (*tag_tx_end)(void *ctx, int committed);
 	int tags_on;			/* the row_tags mark was seen */
 	int made;			/* this open made the store */
+	/* The open write transaction changed what members follow (an
+	 * assignment, a certificate, a package, a cluster fact): its commit
+	 * moves the generation. */
+	int followed_change;
 };
 
 static int
@@ -880,6 +884,7 @@ custody_store_begin(custody_store *st, custody_err *err)
 				       "already open");
 	if ((r = st->core.backend->begin(st->core.conn, err)) == CUSTODY_OK)
 		st->in_transaction = 1;
+	st->followed_change = 0;
 	return r;
 }
 
@@ -890,8 +895,16 @@ custody_store_commit(custody_store *st, custody_err *err)
 
 	if ((r = check_writable(st, "commit", err)) != CUSTODY_OK)
 		return r;
+	/* The generation moves with the change it counts, as the last
+	 * statement: its row lock is held only for the commit. */
+	if (st->followed_change &&
+	    (r = store_core_bump_generation(&st->core, err)) != CUSTODY_OK) {
+		custody_store_rollback(st);
+		return r;
+	}
 	/* Committed or rolled back: either way the transaction is over. */
 	st->in_transaction = 0;
+	st->followed_change = 0;
 	r = st->core.backend->commit(st->core.conn, err);
 	tell_tx_end(st, r == CUSTODY_OK);
 	return r;
@@ -903,6 +916,7 @@ custody_store_rollback(custody_store *st)
 	if (st == NULL || !st->in_transaction)
 		return;
 	st->in_transaction = 0;
+	st->followed_change = 0;
 	st->core.backend->rollback(st->core.conn);
 	tell_tx_end(st, 0);
 }
@@ -1144,6 +1158,7 @@ custody_store_put_assignment(custody_store *st, custody_assignment *a,
 		return r;
 	if ((r = store_core_put_assignment(&st->core, a, err)) != CUSTODY_OK)
 		return r;
+	st->followed_change = 1;
 	r = tag_stored_assignment(st, a, err);
 	return r;
 }
@@ -1172,6 +1187,7 @@ custody_store_put_cert(custody_store *st, const custody_cert_record *rec,
 				       "record is not terminated");
 	if ((r = store_core_put_cert(&st->core, rec, err)) != CUSTODY_OK)
 		return r;
+	st->followed_change = 1;
 	r = tag_stored_cert(st, rec, err);
 	return r;
 }
@@ -1216,6 +1232,7 @@ custody_store_delete_cert(custody_store *st, const char *thumbprint,
 	if ((r = store_core_delete_cert(&st->core, thumbprint, err)) !=
 	    CUSTODY_OK)
 		return r;
+	st->followed_change = 1;
 	r = store_core_put_tag(&st->core, "certificate", thumbprint, NULL,
 			       err);
 	return r;
@@ -1481,6 +1498,7 @@ custody_store_put_package(custody_store *st, const custody_package_record *rec,
 		return r;
 	if ((r = store_core_put_package(&st->core, rec, err)) != CUSTODY_OK)
 		return r;
+	st->followed_change = 1;
 	r = tag_stored_package(st, rec, err);
 	return r;
 }
@@ -1525,6 +1543,7 @@ custody_store_delete_package(custody_store *st, const char *thumbprint,
 	if ((r = store_core_delete_package(&st->core, thumbprint, err)) !=
 	    CUSTODY_OK)
 		return r;
+	st->followed_change = 1;
 	r = store_core_put_tag(&st->core, "package", thumbprint, NULL, err);
 	return r;
 }
@@ -1616,6 +1635,27 @@ custody_store_put_meta(custody_store *st, const char *name, const char *value,
 	    (r = check_store(st, value, "save a cluster fact", err)) != CUSTODY_OK ||
 	    (r = check_meta(name, value, err)) != CUSTODY_OK)
 		return r;
-	r = store_core_put_meta(&st->core, name, value, replace, err);
+	if ((r = store_core_put_meta(&st->core, name, value, replace, err)) ==
+	    CUSTODY_OK)
+		st->followed_change = 1;
 	return r;
+}
+
+int
+custody_store_generation(custody_store *st, int64_t *generation,
+			 custody_err *err)
+{
+	if (st == NULL || generation == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot read the generation: no store or "
+				       "no result");
+	return store_core_generation(&st->core, generation, err);
+}
+
+unsigned long
+custody_store_statements(const custody_store *st)
+{
+	if (st == NULL || st->core.backend->statements == NULL)
+		return 0;
+	return st->core.backend->statements(st->core.conn);
 }
