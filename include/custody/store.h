@@ -215,6 +215,17 @@ int custody_store_wait_change(custody_store *st, int timeout_ms, int *changed,
 int custody_store_generation(custody_store *st, int64_t *generation,
 			     custody_err *err);
 
+/*
+ * A read snapshot for many reads that must agree (PostgreSQL: one
+ * REPEATABLE READ transaction; SQLite: one read transaction), in which the
+ * integrity tags are read once, in one query, rather than one query per
+ * record checked: what lets a sync read every record it needs in a
+ * constant number of queries.  No write inside it (EUSAGE); end it with
+ * custody_store_snapshot_end (custody_store_close does too).
+ */
+int custody_store_snapshot_begin(custody_store *st, custody_err *err);
+void custody_store_snapshot_end(custody_store *st);
+
 /* The statements this handle sent to its store so far (each a round trip,
  * transaction control included; SQLite: each statement run), for
  * measuring what an operation costs (`custody sync -v` prints it). */

@@ -97,6 +97,7 @@ enum store_sql {
 	STORE_SQL_COUNT_ROWS,		/* one integer: rows written since made */
 	STORE_SQL_BUMP_GENERATION,	/* the store's generation + 1           */
 	STORE_SQL_GET_GENERATION,	/* one integer, no row: 0               */
+	STORE_SQL_LIST_TAGS,		/* kind, name, tag of every row         */
 
 	STORE_SQL_COUNT
 };

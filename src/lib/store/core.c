@@ -199,6 +199,7 @@ static const char *const standard_sql[STORE_SQL_COUNT] = {
 	"CAST(CAST(cluster_meta.value AS BIGINT) + 1 AS TEXT)",
 	[STORE_SQL_GET_GENERATION] =
 	"SELECT CAST(value AS BIGINT) FROM cluster_meta WHERE name = 'generation'",
+	[STORE_SQL_LIST_TAGS] = "SELECT kind, name, tag FROM row_tags",
 };
 
 static const char *
@@ -1411,6 +1412,42 @@ store_core_generation(const struct store_core *c, int64_t *generation,
 
 	*generation = 0;	/* a store never changed has none */
 	return run(c, &q, say(what, "cannot read the generation of store %s",
+			      where(c)), err);
+}
+
+struct tag_lister {
+	int (*each)(void *arg, const char *kind, const char *name,
+		    const char *tag, custody_err *err);
+	void *arg;
+};
+
+static int
+list_one_tag(void *arg, const struct store_row *row, custody_err *err)
+{
+	struct tag_lister *l = arg;
+	char kind[32], name[2 * CUSTODY_NAME_MAX + 2], tag[CUSTODY_TAG_HEX + 1];
+
+	/* A row that cannot be a tag of custody's is left out: the row it
+	 * would vouch for then has none, which its check says. */
+	if (row_fixed(row, 0, kind, sizeof(kind)) != 0 ||
+	    row_fixed(row, 1, name, sizeof(name)) != 0 ||
+	    row_fixed(row, 2, tag, sizeof(tag)) != 0)
+		return CUSTODY_OK;
+	return l->each(l->arg, kind, name, tag, err);
+}
+
+int
+store_core_list_tags(const struct store_core *c,
+		     int (*each)(void *arg, const char *kind, const char *name,
+				 const char *tag, custody_err *err),
+		     void *arg, custody_err *err)
+{
+	struct tag_lister l = { each, arg };
+	struct store_query q = { .sql = STORE_SQL_LIST_TAGS,
+				 .each_row = list_one_tag, .arg = &l };
+	char what[WHAT_MAX];
+
+	return run(c, &q, say(what, "cannot read the integrity tags of store %s",
 			      where(c)), err);
 }
 

@@ -105,6 +105,12 @@ int store_core_put_meta(const struct store_core *c, const char *name,
 int store_core_bump_generation(const struct store_core *c, custody_err *err);
 int store_core_generation(const struct store_core *c, int64_t *generation,
 			  custody_err *err);
+/* Every integrity tag, handed to each in no particular order. */
+int store_core_list_tags(const struct store_core *c,
+			 int (*each)(void *arg, const char *kind,
+				     const char *name, const char *tag,
+				     custody_err *err),
+			 void *arg, custody_err *err);
 int store_core_get_tag(const struct store_core *c, const char *kind,
 		       const char *name, char tag[CUSTODY_TAG_HEX + 1],
 		       custody_err *err);

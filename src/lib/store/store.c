@@ -41,6 +41,17 @@ struct custody_store {
 	 * assignment, a certificate, a package, a cluster fact): its commit
 	 * moves the generation. */
 	int followed_change;
+	/* custody_store_snapshot_begin: a read snapshot is open, and the
+	 * integrity tags it holds are read once (sorted, for bsearch). */
+	int in_snapshot;
+	struct cached_tag *tags;
+	size_t n_tags, tags_cap;
+};
+
+struct cached_tag {
+	char kind[32];
+	char name[2 * CUSTODY_NAME_MAX + 2];
+	char tag[CUSTODY_TAG_HEX + 1];
 };
 
 static int
@@ -493,6 +504,64 @@ same_tag(const char *a, const char *b)
 	       CRYPTO_memcmp(a, b, CUSTODY_TAG_HEX) == 0;
 }
 
+static int
+compare_tags(const void *a, const void *b)
+{
+	const struct cached_tag *x = a, *y = b;
+	int c = strcmp(x->kind, y->kind);
+
+	return c != 0 ? c : strcmp(x->name, y->name);
+}
+
+/* The tag of row as the snapshot read it; ENOTFOUND when it has none. */
+static int
+cached_tag(custody_store *st, const struct row *row,
+	   char stored[CUSTODY_TAG_HEX + 1])
+{
+	struct cached_tag key;
+	const struct cached_tag *hit;
+
+	memset(&key, 0, sizeof(key));
+	snprintf(key.kind, sizeof(key.kind), "%s", row->kind);
+	snprintf(key.name, sizeof(key.name), "%s", row->name);
+	hit = bsearch(&key, st->tags, st->n_tags, sizeof(*st->tags), compare_tags);
+	if (hit == NULL)
+		return CUSTODY_ENOTFOUND;
+	memcpy(stored, hit->tag, CUSTODY_TAG_HEX + 1);
+	return CUSTODY_OK;
+}
+
+static int
+keep_tag(void *arg, const char *kind, const char *name, const char *tag,
+	 custody_err *err)
+{
+	custody_store *st = arg;
+	struct cached_tag *grown;
+	size_t cap;
+
+	if (st->n_tags == st->tags_cap) {
+		cap = st->tags_cap > 0 ? st->tags_cap * 2 : 64;
+		if ((grown = realloc(st->tags, cap * sizeof(*grown))) == NULL)
+			return custody_err_set(err, CUSTODY_EFAIL, "cannot read the "
+					       "integrity tags: out of memory");
+		st->tags = grown;
+		st->tags_cap = cap;
+	}
+	snprintf(st->tags[st->n_tags].kind, sizeof(st->tags->kind), "%s", kind);
+	snprintf(st->tags[st->n_tags].name, sizeof(st->tags->name), "%s", name);
+	snprintf(st->tags[st->n_tags].tag, sizeof(st->tags->tag), "%s", tag);
+	st->n_tags++;
+	return CUSTODY_OK;
+}
+
+static void
+drop_tags(custody_store *st)
+{
+	free(st->tags);
+	st->tags = NULL;
+	st->n_tags = st->tags_cap = 0;
+}
+
 /* EFAIL naming the row when its tag is missing or wrong. */
 static int
 check_row(custody_store *st, const struct row *row, custody_err *err)
@@ -519,7 +588,8 @@ check_row(custody_store *st, const struct row *row, custody_err *err)
 				       "cannot check the %s record %s: no token "
 				       "is open to check its integrity tag",
 				       row->kind, row->name);
-	r = store_core_get_tag(&st->core, row->kind, row->name, stored, err);
+	r = st->in_snapshot ? cached_tag(st, row, stored) :
+		store_core_get_tag(&st->core, row->kind, row->name, stored, err);
 	if (r == CUSTODY_ENOTFOUND) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "the store's %s record %s carries no "
@@ -878,7 +948,7 @@ custody_store_begin(custody_store *st, custody_err *err)
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot begin a transaction: no store is "
 				       "open");
-	if (st->in_transaction)
+	if (st->in_transaction || st->in_snapshot)
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot begin a transaction: one is "
 				       "already open");
@@ -886,6 +956,41 @@ custody_store_begin(custody_store *st, custody_err *err)
 		st->in_transaction = 1;
 	st->followed_change = 0;
 	return r;
+}
+
+int
+custody_store_snapshot_begin(custody_store *st, custody_err *err)
+{
+	int on = 0, r;
+
+	if (st == NULL || st->in_transaction || st->in_snapshot)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot begin a read "
+				       "snapshot: no store, or a transaction is "
+				       "open");
+	if ((r = st->core.backend->begin_read(st->core.conn, err)) != CUSTODY_OK)
+		return r;
+	st->in_snapshot = 1;
+	/* The tags only where reads check them (a token is attached). */
+	if (st->tag_fn != NULL &&
+	    ((r = custody_store_tags_on(st, &on, err)) != CUSTODY_OK ||
+	     (on && (r = store_core_list_tags(&st->core, keep_tag, st, err)) !=
+	      CUSTODY_OK))) {
+		custody_store_snapshot_end(st);
+		return r;
+	}
+	if (st->n_tags > 1)
+		qsort(st->tags, st->n_tags, sizeof(*st->tags), compare_tags);
+	return CUSTODY_OK;
+}
+
+void
+custody_store_snapshot_end(custody_store *st)
+{
+	if (st == NULL || !st->in_snapshot)
+		return;
+	st->in_snapshot = 0;
+	st->core.backend->rollback(st->core.conn);
+	drop_tags(st);
 }
 
 int
@@ -927,6 +1032,7 @@ custody_store_close(custody_store *st)
 	if (st == NULL)
 		return;
 	custody_store_rollback(st);
+	custody_store_snapshot_end(st);
 	custody_store_set_tagger(st, NULL, NULL, NULL);
 	st->core.backend->close(st->core.conn);
 	free(st);
@@ -957,7 +1063,7 @@ read_begin(custody_store *st, int *began, custody_err *err)
 	int r;
 
 	*began = 0;
-	if (st->in_transaction || st->tag_fn == NULL)
+	if (st->in_transaction || st->in_snapshot || st->tag_fn == NULL)
 		return CUSTODY_OK;
 	if ((r = st->core.backend->begin_read(st->core.conn, err)) == CUSTODY_OK)
 		*began = 1;
