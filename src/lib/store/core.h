@@ -19,6 +19,9 @@
 struct store_core {
 	const struct custody_store_backend *backend;
 	struct store_conn *conn;
+	/* The audit entry being appended goes with no change members
+	 * follow (a sync's, a repair's): its notification is a report's. */
+	int audit_is_report;
 };
 
 /* EFAIL: there is no store at where (named as messages name it) yet, and

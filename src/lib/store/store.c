@@ -1347,6 +1347,24 @@ custody_store_delete_cert(custody_store *st, const char *thumbprint,
 
 /* ------------------------------------------------------------ audit log */
 
+/* The audit actions of a change members follow (what `custody status`
+ * judges staleness by): notified on the change channel; the others (a
+ * sync's, a repair's, a ceremony's) on the report channel. */
+static int
+is_followed_action(const char *action)
+{
+	static const char *const followed[] = {
+		"set", "roll", "roll-effective", "remove", "package", "import",
+		"delete", NULL,
+	};
+	size_t i;
+
+	for (i = 0; followed[i] != NULL; i++)
+		if (strcmp(action, followed[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static int
 check_audit_entry(const custody_audit_entry *e, custody_err *err)
 {
@@ -1372,7 +1390,9 @@ custody_store_append_audit(custody_store *st, const custody_audit_entry *e,
 	if ((r = check_writable(st, "append to the audit log", err)) != CUSTODY_OK ||
 	    (r = check_audit_entry(e, err)) != CUSTODY_OK)
 		return r;
+	st->core.audit_is_report = !is_followed_action(e->action);
 	r = store_core_append_audit(&st->core, e, err);
+	st->core.audit_is_report = 0;
 	return r;
 }
 
