@@ -17,6 +17,8 @@
  * "reported THUMBPRINT MS": the wall-clock millisecond at which the last
  * of the NODES nodes wrote its report.  Ends at EOF on standard input.
  */
+#include "config.h"
+
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
