@@ -8,8 +8,7 @@
  * `custody sync --watch`: LISTEN custody_changes, and on every wake one
  * query round (the generation and the global OAuthTokenIssuer key, what a
  * node reads to know whether it must sync) and, when the key is new to
- * it, its report (the report row, its last_sync, a NOTIFY on the report
- * channel) in one transaction.  No token, no unwrap: what is left is the
+ * it, its report (one statement; a report notifies nobody).  No token, no unwrap: what is left is the
  * store's cost — connections, NOTIFY fan-out, queries, writes — which a
  * real cluster pays on the server while each node unwraps on its own CPU.
  *
@@ -81,13 +80,12 @@ wake(struct sim *s, char *key, size_t size)
 	params[0] = s->name;
 	params[1] = key;
 	res = PQexecParams(s->conn,
-			   "WITH r AS (INSERT INTO node_reports (node, thumbprint, held, detail, time) "
+			   "INSERT INTO node_reports (node, thumbprint, held, detail, time) "
 			   "VALUES ($1, $2, true, 'held', extract(epoch FROM now())::bigint) "
 			   "ON CONFLICT (node, thumbprint) DO UPDATE SET held = true, "
-			   "time = excluded.time RETURNING 1) "
-			   "SELECT pg_notify('custody_reports', 'reports') FROM r",
+			   "time = excluded.time",
 			   2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+	if (PQresultStatus(res) == PGRES_COMMAND_OK) {
 		snprintf(s->held, sizeof(s->held), "%s", key);
 		reported = 1;
 	} else {

@@ -227,12 +227,9 @@ struct custody_store_backend {
 	int (*run_script)(struct store_conn *s, const char *script, const char *what,
 			  custody_err *err);
 	/* Queues a change notification (payload "TYPE/IDENTITY",
-	 * "certificates", "audit", ...) sent on commit; NULL: none.  With
-	 * report, on the report channel (a node's reports, its node row, an
-	 * audit entry of no change members follow), which wait_change does
-	 * not listen to; else on the change channel. */
-	int (*notify)(struct store_conn *s, int report, const char *payload,
-		      custody_err *err);
+	 * "certificates", "audit", ...) sent on commit; NULL: none.  The
+	 * core notifies what members follow only, never a node's report. */
+	int (*notify)(struct store_conn *s, const char *payload, custody_err *err);
 
 	/* Inside a write transaction that found the store as its open made
 	 * it: removes the store (its files), so that a first write that was

@@ -216,18 +216,19 @@ run(const struct store_core *c, struct store_query *q, const char *what,
 	return c->backend->run(c->conn, q, what, err);
 }
 
-/* What members follow is notified on the change channel, what nodes
- * report (reports, their node rows, audit entries of no such change) on
- * the report channel: a watcher of the first is not woken N times by the
- * N reports that follow each change (store/backend.h). */
+/* What members follow is notified; what nodes report (reports, their
+ * node rows, audit entries of no such change) is not: nobody waits for
+ * it, and PostgreSQL signals every listening backend of the database for
+ * every NOTIFY, whatever its channel, so N reports after each change
+ * would cost the server N x N wake-ups (measured: 1,000 simulated nodes
+ * made 10 reports a second; docs/scale.md). */
 static int
 notify(const struct store_core *c, const char *payload, custody_err *err)
 {
-	int report = strcmp(payload, "reports") == 0 || strcmp(payload, "nodes") == 0;
-
-	if (c->backend->notify == NULL)
+	if (c->backend->notify == NULL || strcmp(payload, "reports") == 0 ||
+	    strcmp(payload, "nodes") == 0)
 		return CUSTODY_OK;
-	return c->backend->notify(c->conn, report, payload, err);
+	return c->backend->notify(c->conn, payload, err);
 }
 
 /* r and q of a write that lost a race: its insert met a row inserted
@@ -995,7 +996,7 @@ store_core_append_audit(const struct store_core *c,
 		return audit_conflict(c, e, err);
 	if (r != CUSTODY_OK)
 		return r;
-	return notify(c, c->audit_is_report ? "reports" : "audit", err);
+	return notify(c, c->audit_is_report ? "reports" : "audit", err);	/* see notify */
 }
 
 /*

@@ -13,9 +13,8 @@
  * REPEATABLE READ snapshot.  Every change queues a
  * NOTIFY on channel "custody_changes" (payload "TYPE/IDENTITY",
  * "certificates" or "audit"), which PostgreSQL delivers on commit only;
- * what nodes report (their reports, node rows, sync entries) goes to
- * "custody_reports" instead, so that N watchers are not woken N times
- * by the reports that follow each change.
+ * what nodes report (their reports, node rows, sync entries) is not
+ * notified (store/core.c notify).
  * Every statement is a constant string; values are always bound.
  * Messages name the store by host and database, never by user or
  * password.
@@ -44,8 +43,6 @@
 #include "store/schema.h"
 
 #define NOTIFY_CHANNEL "custody_changes"
-/* What nodes report: no member needs to wake for it. */
-#define REPORT_CHANNEL "custody_reports"
 #define LOCK_TIMEOUT "SET lock_timeout = '10s'"
 #define CONNECT_TIMEOUT "10"
 /* pg_advisory_xact_lock(MIGRATION_LOCK, hash of the schema): "cust". */
@@ -456,13 +453,13 @@ changed_rows(PGresult *res)
 /* Queues a change notification; PostgreSQL sends it when the transaction
  * commits, once per distinct payload, and drops it on rollback. */
 static int
-pg_notify(struct store_conn *s, int report, const char *payload, custody_err *err)
+pg_notify(struct store_conn *s, const char *payload, custody_err *err)
 {
 	struct params p = {0};
 	PGresult *res = NULL;
 	int r;
 
-	p_text(&p, report ? REPORT_CHANNEL : NOTIFY_CHANNEL);
+	p_text(&p, NOTIFY_CHANNEL);
 	p_text(&p, payload);
 	r = query(s, "SELECT pg_notify($1, $2)", &p,
 		  PGRES_TUPLES_OK, &res, NULL, err,

@@ -1349,7 +1349,7 @@ custody_store_delete_cert(custody_store *st, const char *thumbprint,
 
 /* The audit actions of a change members follow (what `custody status`
  * judges staleness by): notified on the change channel; the others (a
- * sync's, a repair's, a ceremony's) on the report channel. */
+ * sync's, a repair's, a ceremony's) notify nobody (store/core.c notify). */
 static int
 is_followed_action(const char *action)
 {
