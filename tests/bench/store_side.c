@@ -56,42 +56,77 @@ command(PGconn *c, const char *sql)
 	return ok;
 }
 
-/* The wake of one node: the query round, and its report when the key is
- * new to it.  1 when it reported. */
+/* The query round of a wake, sent without waiting (PQsendQuery): the
+ * nodes of a real cluster ask at the same time, each on its own CPU. */
 static int
-wake(struct sim *s, char *key, size_t size)
+send_round(struct sim *s)
 {
-	const char *params[2];
-	PGresult *res;
-	int reported = 0;
+	return PQsendQuery(s->conn, "SELECT (SELECT value FROM cluster_meta WHERE name = 'generation'), "
+				    "(SELECT current_thumbprint FROM assignments WHERE type = "
+				    "'OAuthTokenIssuer' AND identity = 'global')");
+}
 
-	res = PQexec(s->conn, "SELECT (SELECT value FROM cluster_meta WHERE name = 'generation'), "
-			      "(SELECT current_thumbprint FROM assignments WHERE type = "
-			      "'OAuthTokenIssuer' AND identity = 'global')");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-	    PQgetisnull(res, 0, 1)) {
+/* The last result of what was sent on c; its status when it is the one
+ * wanted, else -1 (and key untouched). */
+static int
+take_result(PGconn *c, ExecStatusType want, char *key, size_t size)
+{
+	PGresult *res;
+	int ok = -1;
+
+	while ((res = PQgetResult(c)) != NULL) {
+		if (PQresultStatus(res) == want) {
+			ok = 0;
+			if (key != NULL && PQntuples(res) == 1 && !PQgetisnull(res, 0, 1))
+				snprintf(key, size, "%s", PQgetvalue(res, 0, 1));
+			else if (key != NULL)
+				ok = -1;
+		} else {
+			fprintf(stderr, "store_side: %s", PQerrorMessage(c));
+		}
 		PQclear(res);
-		return 0;
 	}
-	snprintf(key, size, "%s", PQgetvalue(res, 0, 1));
-	PQclear(res);
-	if (strcmp(key, s->held) == 0)
-		return 0;
-	params[0] = s->name;
-	params[1] = key;
-	res = PQexecParams(s->conn,
-			   "INSERT INTO node_reports (node, thumbprint, held, detail, time) "
-			   "VALUES ($1, $2, true, 'held', extract(epoch FROM now())::bigint) "
-			   "ON CONFLICT (node, thumbprint) DO UPDATE SET held = true, "
-			   "time = excluded.time",
-			   2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) == PGRES_COMMAND_OK) {
-		snprintf(s->held, sizeof(s->held), "%s", key);
-		reported = 1;
-	} else {
-		fprintf(stderr, "store_side: report: %s", PQerrorMessage(s->conn));
+	return ok;
+}
+
+/* Sends the report of s holding key (one statement: a report notifies
+ * nobody). */
+static int
+send_report(struct sim *s, const char *key)
+{
+	const char *params[2] = { s->name, key };
+
+	return PQsendQueryParams(s->conn,
+				 "INSERT INTO node_reports (node, thumbprint, held, detail, time) "
+				 "VALUES ($1, $2, true, 'held', extract(epoch FROM now())::bigint) "
+				 "ON CONFLICT (node, thumbprint) DO UPDATE SET held = true, "
+				 "time = excluded.time",
+				 2, NULL, params, NULL, NULL, 0);
+}
+
+/* The wakes of the nodes flagged in woke: every query round sent, then
+ * every answer read, then every report of a key new to its node sent and
+ * its answer read.  Returns how many reported key. */
+static int
+wake_all(struct sim *sims, int n, const char *woke, char *key, size_t size)
+{
+	char got[64];
+	int i, reported = 0;
+
+	for (i = 0; i < n; i++)
+		if (woke[i] && !send_round(&sims[i]))
+			fprintf(stderr, "store_side: %s", PQerrorMessage(sims[i].conn));
+	for (i = 0; i < n; i++) {
+		got[0] = '\0';
+		if (!woke[i] || take_result(sims[i].conn, PGRES_TUPLES_OK, got, sizeof(got)) != 0 ||
+		    strcmp(got, sims[i].held) == 0 || !send_report(&sims[i], got))
+			continue;
+		snprintf(sims[i].held, sizeof(sims[i].held), "%s", got);
+		snprintf(key, size, "%s", got);
 	}
-	PQclear(res);
+	for (i = 0; i < n; i++)
+		if (woke[i] && take_result(sims[i].conn, PGRES_COMMAND_OK, NULL, 0) == 0)
+			reported++;
 	return reported;
 }
 
@@ -114,54 +149,54 @@ open_all(const char *conninfo, struct sim *sims, int n)
 	return 1;
 }
 
-/* Waits for notifications on every connection and standard input; a
- * node that was notified wakes.  Returns at EOF on standard input. */
+/* Waits for notifications on every connection and standard input; the
+ * nodes that were notified wake together.  Returns at EOF on standard
+ * input. */
 static void
 serve(struct sim *sims, int n)
 {
 	struct pollfd *fds = calloc((size_t)n + 1, sizeof(*fds));
+	char *woke = calloc((size_t)n, 1);
 	char key[64], round[64] = "";
-	int i, done = 0;
+	int i, any, done = 0;
 	PGnotify *note;
 
-	if (fds == NULL)
-		return;
-	for (i = 0; i < n; i++) {
+	for (i = 0; fds != NULL && i < n; i++) {
 		fds[i].fd = PQsocket(sims[i].conn);
 		fds[i].events = POLLIN;
 	}
-	fds[n].fd = STDIN_FILENO;
-	fds[n].events = POLLIN;
-	for (;;) {
+	while (fds != NULL && woke != NULL) {
+		fds[n].fd = STDIN_FILENO;
+		fds[n].events = POLLIN;
 		if (poll(fds, (nfds_t)n + 1, -1) < 0)
 			break;
-		if (fds[n].revents != 0) {
-			char buf[64];
-
-			if (read(STDIN_FILENO, buf, sizeof(buf)) <= 0)
-				break;
-		}
-		for (i = 0; i < n; i++) {
-			int any = 0;
-
+		if (fds[n].revents != 0 && read(STDIN_FILENO, key, sizeof(key)) <= 0)
+			break;
+		for (i = 0, any = 0; i < n; i++) {
+			woke[i] = 0;
 			if (fds[i].revents == 0 || PQconsumeInput(sims[i].conn) != 1)
 				continue;
 			while ((note = PQnotifies(sims[i].conn)) != NULL) {
-				any = 1;
+				woke[i] = 1;
 				PQfreemem(note);
 			}
-			if (!any || !wake(&sims[i], key, sizeof(key)))
-				continue;
-			if (strcmp(key, round) != 0) {
-				snprintf(round, sizeof(round), "%s", key);
-				done = 0;
-			}
-			if (++done == n) {
-				printf("reported %s %lld\n", round, (long long)wall_ms());
-				fflush(stdout);
-			}
+			any |= woke[i];
+		}
+		key[0] = '\0';
+		if (!any)
+			continue;
+		i = wake_all(sims, n, woke, key, sizeof(key));
+		if (key[0] != '\0' && strcmp(key, round) != 0) {
+			snprintf(round, sizeof(round), "%s", key);
+			done = 0;
+		}
+		done += i;
+		if (i > 0 && done == n) {
+			printf("reported %s %lld\n", round, (long long)wall_ms());
+			fflush(stdout);
 		}
 	}
+	free(woke);
 	free(fds);
 }
 
@@ -180,10 +215,12 @@ main(int argc, char **argv)
 	ok = open_all(argv[1], sims, n);
 	if (ok) {
 		/* What they hold now: each reads it once, as at its start. */
-		for (i = 0; i < n; i++) {
-			char key[64];
+		char *all = malloc((size_t)n), key[64];
 
-			wake(&sims[i], key, sizeof(key));
+		if (all != NULL) {
+			memset(all, 1, (size_t)n);
+			wake_all(sims, n, all, key, sizeof(key));
+			free(all);
 		}
 		printf("ready\n");
 		fflush(stdout);
