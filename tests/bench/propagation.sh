@@ -256,7 +256,7 @@ measure_store_side() {
 		sets+=($((t1 - t0)))
 		echo "propagation: store side, $n nodes, round $r: $((${line##* } - t0)) ms (set itself: $((t1 - t0)) ms)" >&2
 	done
-	line=$(psql "$store" -qAtc "SELECT count(*) FROM node_reports WHERE thumbprint = '$tp' AND held")
+	line=$(psql "$store" -qAtc "SELECT count(*) FROM node_reports WHERE thumbprint = '$tp' AND held AND node LIKE 'sim%'")
 	[ "$line" = "$n" ] || die "store side: the store's reports show $line of $n nodes holding $tp"
 	exec {SIDE[1]}>&-
 	got[side]=$(python3 -c '
