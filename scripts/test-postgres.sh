@@ -12,6 +12,8 @@
 # PostgreSQL refuses to run as root: as root the server runs as the
 # "postgres" user, and the database user of the tests is root, a plain
 # role (not a superuser) owning the test database custody_test.
+# CUSTODY_TEST_PG_MAX_CONNECTIONS (default 200) sets the server's
+# max_connections (the propagation benchmark's 1,000 simulated nodes).
 # Exit status: 0 done, 1 failed, 77 no PostgreSQL server installed.
 set -euo pipefail
 
@@ -79,7 +81,7 @@ start() {
 	touch "$log"
 	chown "$owner" "$log"
 	as_server "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-		-o "-k $sock -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+		-o "-k $sock -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=${CUSTODY_TEST_PG_MAX_CONNECTIONS:-200}" \
 		start >/dev/null || { tail -20 "$log" >&2; die "the server did not start"; }
 	if [ "$user" != postgres ] &&
 		[ "$("$bin/psql" -h "$sock" -U postgres -d postgres -Atc \

@@ -201,6 +201,36 @@ int custody_store_changed(custody_store *st, int *changed, custody_err *err);
 int custody_store_wait_change(custody_store *st, int timeout_ms, int *changed,
 			      custody_err *err);
 
+/*
+ * The store's generation: a number that every committed change members
+ * follow moves (an assignment, a certificate, a package or a cluster fact
+ * written or deleted; not a node's report, its last_sync or an audit entry
+ * alone), in the same transaction as the change.  0 for a store never
+ * changed.  A reader that kept the generation it last acted on knows,
+ * with one query, whether anything it follows changed since, whatever
+ * notifications it missed (a dropped connection, a failover): different
+ * means "read again" (it may go down too: a promoted standby that had not
+ * received the last commits).
+ */
+int custody_store_generation(custody_store *st, int64_t *generation,
+			     custody_err *err);
+
+/*
+ * A read snapshot for many reads that must agree (PostgreSQL: one
+ * REPEATABLE READ transaction; SQLite: one read transaction), in which the
+ * integrity tags are read once, in one query, rather than one query per
+ * record checked: what lets a sync read every record it needs in a
+ * constant number of queries.  No write inside it (EUSAGE); end it with
+ * custody_store_snapshot_end (custody_store_close does too).
+ */
+int custody_store_snapshot_begin(custody_store *st, custody_err *err);
+void custody_store_snapshot_end(custody_store *st);
+
+/* The statements this handle sent to its store so far (each a round trip,
+ * transaction control included; SQLite: each statement run), for
+ * measuring what an operation costs (`custody sync -v` prints it). */
+unsigned long custody_store_statements(const custody_store *st);
+
 /* ------------------------------------------------------------ cluster
  *
  * Schema version 4: what custody/cluster.h keeps in the store.  Nothing

@@ -406,8 +406,18 @@ cmd_status(struct cli *cli, int argc, char **argv)
 	if ((r = cli_check_output(cli, 1u << OUT_TABLE | 1u << OUT_JSON)) != CUSTODY_OK)
 		return r;
 	/* The token checks the integrity tags of what the store says. */
-	if ((r = cli_open_store(cli)) != CUSTODY_OK || (r = cli_open_token(cli)) != CUSTODY_OK ||
-	    (r = read_view(cli, &v)) != CUSTODY_OK)
+	if ((r = cli_open_store(cli)) != CUSTODY_OK || (r = cli_open_token(cli)) != CUSTODY_OK)
+		goto out;
+	/* One snapshot: every read agrees, and the integrity tags are read
+	 * once for all records (a constant number of queries, however many
+	 * nodes report). */
+	if ((r = custody_store_snapshot_begin(cli->store, &cli->err)) == CUSTODY_OK)
+		r = read_view(cli, &v);
+	custody_store_snapshot_end(cli->store);
+	if (cli->verbose)
+		cli_say(cli, "status: %lu statements to the store",
+			custody_store_statements(cli->store));
+	if (r != CUSTODY_OK)
 		goto out;
 	ok = v.all_ok && v.n_nodes > 0 && v.n_faults == 0;
 	if (cli->output == OUT_JSON) {

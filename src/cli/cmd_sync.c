@@ -11,24 +11,35 @@
  * --watch stays up: it syncs, then waits for a change of the store
  * (custody_store_wait_change: PostgreSQL NOTIFY, SQLite polling), for
  * the instant of the next pending roll, or for the interval, whichever
- * comes first.  A wake whose store state is the one the last sync
- * started from (the global assignments resolved now, and the newest
- * audit entry of a change that members must follow: set, roll,
- * roll-effective, remove, package, import, delete — what `custody status`
- * judges staleness by) costs two or three queries and no token access,
- * so that the nodes' own reports (and "sync" entries) do not wake each
- * other into syncing forever; a sync that left keys unheld (a package not
- * there yet) is tried again after a growing pause.  The
+ * comes first.  What a wake does is decided by the store's generation
+ * (custody_store_generation, moved in the transaction of every change a
+ * member follows), never by a notification's payload: a notification
+ * only says "look".  A wake whose generation is the one the last sync
+ * started from costs that one query and no token access, so that the
+ * nodes' own reports (which notify, but move no generation) do not wake
+ * each other into syncing; a changed generation reads the state (the
+ * global assignments resolved now, and the newest audit entry of a change
+ * that members must follow: set, roll, roll-effective, remove, package,
+ * import, delete — what `custody status` judges staleness by) and syncs
+ * when it differs.  A notification missed (NOTIFY is not queued for a
+ * connection that is down) is caught up by the generation at the next
+ * wake; a connection made again after a failure syncs in full.  A sync
+ * that left keys unheld (a package not there yet) is tried again after a
+ * growing pause.  The
  * token is opened (exclusive lock, login) for a sync only and closed
  * right after, so that between syncs every other custody process of this
  * node has the token.  A store or token that cannot be used is logged and
- * tried again with a growing pause (1 s doubling up to the interval);
+ * tried again with a growing pause (1 s doubling up to the interval, each
+ * pause drawn at random from its upper half, so that the nodes of a
+ * cluster whose store went away do not all come back in the same
+ * instant);
  * SIGTERM, SIGINT and SIGHUP end the loop cleanly (exit 0).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -59,6 +70,7 @@ struct sync_opts {
  * the row, not what it resolves to) and the newest change in the audit
  * log; equal states need no new sync. */
 struct sync_state {
+	int64_t generation;	/* custody_store_generation, read first   */
 	custody_assignment *globals;
 	size_t n;
 	int64_t change_seq;	/* audit seq of the newest change         */
@@ -279,7 +291,9 @@ read_state(struct cli *cli, int64_t now, struct audit_scan *scan,
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = scan_audit(cli, scan)) != CUSTODY_OK ||
+	if ((r = custody_store_generation(cli->store, &out->generation,
+					  &cli->err)) != CUSTODY_OK ||
+	    (r = scan_audit(cli, scan)) != CUSTODY_OK ||
 	    (r = custody_store_list_assignments(cli->store, &out->globals, &n,
 						&cli->err)) != CUSTODY_OK)
 		return r;
@@ -377,6 +391,9 @@ run_once(struct cli *cli)
 	    (r = sync_once(cli, (int64_t)time(NULL), &res)) != CUSTODY_OK)
 		goto out;
 	print_result(cli, 0, &res, realtime_ms(), custody_monotonic_ms() - started);
+	if (cli->verbose)	/* what the sync cost the store */
+		cli_say(cli, "sync: %lu statements to the store",
+			custody_store_statements(cli->store));
 	r = res.refused == 0 ? CUSTODY_OK : refused_error(cli, &res);
 out:
 	custody_sync_result_clear(&res);
@@ -397,6 +414,20 @@ install_handlers(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+}
+
+/* A pause of ms with jitter: drawn from [ms/2, ms], so that many nodes
+ * that failed at the same instant (a failover) retry spread out. */
+static int64_t
+jittered(int64_t ms)
+{
+	static unsigned seed;
+
+	if (seed == 0)
+		seed = (unsigned)getpid() ^ (unsigned)custody_monotonic_ms();
+	if (ms < 2)
+		return ms;
+	return ms / 2 + (int64_t)(rand_r(&seed) % (int)(ms / 2 + 1));
 }
 
 /* Sleeps ms unless a stop signal comes first. */
@@ -473,10 +504,23 @@ run_watch(struct cli *cli, const struct sync_opts *o)
 		if (cli->store == NULL && (r = cli_open_store(cli)) != CUSTODY_OK)
 			goto failed;
 		at = (int64_t)time(NULL);
+		if (have_last && now_ms < next_sync_ms &&
+		    (last.next_roll == 0 || at < last.next_roll)) {
+			int64_t generation = 0;
+
+			/* Nothing followed changed: one query, no token. */
+			if ((r = custody_store_generation(cli->store, &generation,
+							  &cli->err)) != CUSTODY_OK)
+				goto failed;
+			if (generation == last.generation)
+				goto wait;
+		}
 		state_clear(&fresh);
 		if ((r = read_state(cli, at, &scan, &fresh)) != CUSTODY_OK)
 			goto failed;
 		due = !have_last || now_ms >= next_sync_ms || !state_equal(&last, &fresh);
+		if (!due)	/* the same state under a new generation */
+			last.generation = fresh.generation;
 		if (due) {
 			started = custody_monotonic_ms();
 			custody_sync_result_clear(&res);
@@ -496,7 +540,11 @@ run_watch(struct cli *cli, const struct sync_opts *o)
 			else
 				backoff_ms = FIRST_BACKOFF_MS;
 			last_failure[0] = '\0';
+			if (cli->verbose)
+				cli_say(cli, "sync --watch: %lu statements to the store so far",
+					custody_store_statements(cli->store));
 		}
+wait:
 		r = custody_store_wait_change(cli->store, (int)wait_budget(custody_monotonic_ms(), next_sync_ms, last.next_roll),
 					      &changed, &cli->err);
 		if (r != CUSTODY_OK)
@@ -511,7 +559,7 @@ failed:
 			custody_store_close(cli->store);
 			cli->store = NULL;
 		}
-		pause_ms(backoff_ms);
+		pause_ms(jittered(backoff_ms));
 		backoff_ms = backoff_ms * 2 > interval_ms ? interval_ms : backoff_ms * 2;
 		have_last = 0;
 		memset(&scan, 0, sizeof(scan));

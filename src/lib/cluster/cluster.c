@@ -1282,18 +1282,31 @@ materialize_rolls(custody_store *st, const char *node, int64_t now,
 	}
 }
 
-/* The items of a sync: every slot of every global assignment at now. */
+/* The items of a sync: every slot of every global assignment at now.
+ * Inside a read snapshot (write_rolls 0) a roll that came due is only
+ * noted (*rolls_due): the caller ends the snapshot, records it and
+ * collects again. */
 static int
-collect_items(custody_store *st, const char *node, int64_t now,
-	      custody_sync_result *res, custody_err *err)
+collect_items(custody_store *st, const char *node, int64_t now, int write_rolls,
+	      int *rolls_due, custody_sync_result *res, custody_err *err)
 {
 	custody_assignment *all = NULL, resolved;
 	size_t n = 0, i;
 	int r;
 
+	*rolls_due = 0;
 	if ((r = custody_store_list_assignments(st, &all, &n, err)) != CUSTODY_OK)
 		goto out;
-	materialize_rolls(st, node, now, all, n);
+	if (write_rolls)
+		materialize_rolls(st, node, now, all, n);
+	for (i = 0; i < n && !write_rolls; i++)
+		if (strcasecmp(all[i].identity, CUSTODY_SCOPE_GLOBAL) == 0 &&
+		    custody_assign_resolve(&all[i], now, &resolved))
+			*rolls_due = 1;
+	if (*rolls_due) {
+		r = CUSTODY_OK;
+		goto out;
+	}
 	for (i = 0; i < n; i++) {
 		if (strcasecmp(all[i].identity, CUSTODY_SCOPE_GLOBAL) != 0)
 			continue;
@@ -1494,6 +1507,126 @@ repair_key(custody_token *tok, custody_store *st, const char *store_kcv,
 }
 
 /*
+ * What a sync reads of the store for its keys, in one read snapshot and a
+ * constant number of queries whatever their number: the certificates
+ * and packages (each checked against its integrity tag, the tags read in
+ * one query by the snapshot) and this node's reports.  Per item: the
+ * index of its certificate (-1: why in cert_error) and of its package
+ * (-1 and pkg_state ENOTFOUND: none; not checked, see view_item).
+ */
+struct sync_view {
+	custody_cert_record *certs;
+	size_t n_certs;
+	custody_package_record *pkgs;
+	size_t n_pkgs;
+	custody_report_record *reps;
+	size_t n_reps;
+	struct sync_view_item {
+		long cert, pkg;
+		int pkg_state;
+		char cert_error[256];
+	} *items;
+};
+
+static void
+view_clear(struct sync_view *v)
+{
+	custody_cert_records_free(v->certs, v->n_certs);
+	custody_package_records_free(v->pkgs, v->n_pkgs);
+	free(v->reps);
+	free(v->items);
+	memset(v, 0, sizeof(*v));
+}
+
+/* The item's certificate and package in v, each checked. */
+static void
+view_item(custody_store *st, struct sync_view *v, const char *thumbprint,
+	  struct sync_view_item *vi)
+{
+	custody_err e;
+	size_t j;
+
+	vi->cert = vi->pkg = -1;
+	vi->pkg_state = CUSTODY_ENOTFOUND;
+	textf(vi->cert_error, sizeof(vi->cert_error), "certificate %s is not in "
+	      "store %s", thumbprint, custody_store_where(st));
+	for (j = 0; j < v->n_certs; j++) {
+		if (strcmp(v->certs[j].thumbprint, thumbprint) != 0)
+			continue;
+		if (custody_store_check_cert(st, &v->certs[j], &e) == CUSTODY_OK)
+			vi->cert = (long)j;
+		else
+			textf(vi->cert_error, sizeof(vi->cert_error), "%s", e.msg);
+		break;
+	}
+	/* Whether there is a package is all a held key needs (one to make
+	 * when there is none); an unwrap reads and checks its package then
+	 * (usable_package): no integrity check here for keys held. */
+	for (j = 0; j < v->n_pkgs; j++) {
+		if (strcmp(v->pkgs[j].thumbprint, thumbprint) != 0)
+			continue;
+		vi->pkg_state = CUSTODY_OK;
+		vi->pkg = (long)j;
+		break;
+	}
+}
+
+/* Fills v for the items of res, inside the caller's read snapshot. */
+static int
+load_view(custody_store *st, const char *node, const custody_sync_result *res,
+	  struct sync_view *v, custody_err *err)
+{
+	size_t i;
+	int r;
+
+	memset(v, 0, sizeof(*v));
+	if ((r = custody_store_list_certs(st, &v->certs, &v->n_certs, err)) !=
+	    CUSTODY_OK ||
+	    (r = custody_store_list_packages(st, &v->pkgs, &v->n_pkgs, err)) !=
+	    CUSTODY_OK ||
+	    (r = custody_store_list_reports(st, node, &v->reps, &v->n_reps, err)) !=
+	    CUSTODY_OK)
+		return r;
+	if ((v->items = calloc(res->n > 0 ? res->n : 1, sizeof(*v->items))) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL, "cannot sync: out of memory");
+	for (i = 0; i < res->n; i++)
+		if (earlier(res, i) == NULL)
+			view_item(st, v, res->items[i].thumbprint, &v->items[i]);
+	return CUSTODY_OK;
+}
+
+/*
+ * The items of a sync and what the store holds for them (sync_view), read
+ * in one snapshot: a constant number of queries however many keys.  A
+ * roll that came due is recorded first (outside it), then read again.
+ */
+static int
+read_items(custody_store *st, const char *node, int64_t now,
+	   custody_sync_result *res, struct sync_view *v, custody_err *err)
+{
+	int r, rolls_due = 0, pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		if ((r = custody_store_snapshot_begin(st, err)) != CUSTODY_OK)
+			return r;
+		r = collect_items(st, node, now, 0, &rolls_due, res, err);
+		if (r == CUSTODY_OK && !rolls_due)
+			r = load_view(st, node, res, v, err);
+		custody_store_snapshot_end(st);
+		if (r != CUSTODY_OK || !rolls_due)
+			return r;
+		custody_sync_result_clear(res);
+		/* Recorded (by this node or a concurrent one), then read. */
+		if ((r = collect_items(st, node, now, 1, &rolls_due, res, err)) !=
+		    CUSTODY_OK)
+			return r;
+		custody_sync_result_clear(res);
+	}
+	return custody_err_set(err, CUSTODY_ECONFLICT, "cannot sync: the rolls "
+			       "that came due could not be recorded");
+}
+
+/*
  * One key of the sync: held and verified, or unwrapped from its package
  * and verified (all or nothing), or refused with the reason.  A key
  * object that fails its check is repaired when custody can prove it is
@@ -1502,9 +1635,11 @@ repair_key(custody_token *tok, custody_store *st, const char *store_kcv,
  */
 static void
 sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
-	  const char *token_kcv, custody_sync_result *res,
-	  custody_sync_item *it, int *package_it)
+	  const char *token_kcv, const struct sync_view *v, size_t index,
+	  custody_sync_result *res, int *package_it)
 {
+	custody_sync_item *it = &res->items[index];
+	const struct sync_view_item *vi = &v->items[index];
 	custody_cert_record cert;
 	custody_package_record pkg;
 	custody_key_attrs attrs;
@@ -1519,9 +1654,13 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 	*package_it = 0;
 	/* The record's key id decides which token key is checked, repaired
 	 * (destroyed) or unwrapped: it must be its certificate's. */
-	if ((r = custody_store_get_cert(st, it->thumbprint, &cert, &e)) !=
-	    CUSTODY_OK ||
-	    (r = custody_cert_record_check(&cert, &x, &e)) != CUSTODY_OK) {
+	if (vi->cert < 0) {
+		refuse(res, it, "%s", vi->cert_error);
+		goto out;
+	}
+	/* A shallow copy: the view keeps its memory. */
+	cert = v->certs[vi->cert];
+	if ((r = custody_cert_record_check(&cert, &x, &e)) != CUSTODY_OK) {
 		refuse(res, it, "%s", e.msg);
 		goto out;
 	}
@@ -1544,8 +1683,7 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 				     "%s: %s", it->thumbprint,
 				     custody_token_label(tok), e.msg);
 		it->held = 1;
-		r = custody_store_get_package(st, it->thumbprint, &pkg, &e);
-		if (r == CUSTODY_ENOTFOUND && token_kcv[0] != '\0' &&
+		if (vi->pkg_state == CUSTODY_ENOTFOUND && token_kcv[0] != '\0' &&
 		    strcasecmp(token_kcv, store_kcv) == 0 &&
 		    custody_token_key_attrs(tok, cert.key_id, &attrs, &e) ==
 		    CUSTODY_OK && attrs.extractable == 1)
@@ -1583,8 +1721,23 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 	snprintf(it->key_id, sizeof(it->key_id), "%s", cert.key_id);
 out:
 	X509_free(x);
-	custody_cert_record_clear(&cert);
 	custody_package_record_clear(&pkg);
+}
+
+/* 1 when this node's report on it says what rep says already: held (as
+ * "unwrapped" or "held": the key is there either way), or not held for
+ * the same reason. */
+static int
+report_unchanged(const struct sync_view *v, const custody_report_record *rep)
+{
+	size_t i;
+
+	for (i = 0; i < v->n_reps; i++)
+		if (strcmp(v->reps[i].thumbprint, rep->thumbprint) == 0)
+			return v->reps[i].held == rep->held &&
+			       (rep->held ||
+				strcmp(v->reps[i].detail, rep->detail) == 0);
+	return 0;
 }
 
 /* The reports, the packages of held keys that had none, last_sync and the
@@ -1592,19 +1745,26 @@ out:
 static int
 write_sync(custody_token *tok, custody_store *st, const char *node,
 	   int64_t when, custody_sync_result *res, const int *package,
-	   custody_err *err)
+	   const struct sync_view *v, custody_err *err)
 {
 	custody_report_record rep;
 	custody_node_record rec;
 	size_t i, unwrapped = 0, packaged = 0;
 	char detail[160];
 	custody_txn tx;
-	int r;
+	int r, member;
 
 	memset(&rec, 0, sizeof(rec));
 	custody_txn_init(&tx, st, tok, node, err);
 	if ((r = custody_txn_begin(&tx)) != CUSTODY_OK)
 		goto out;
+	/* A member (its node row there) writes only the reports that
+	 * changed: its last_sync says when it last looked.  A store without
+	 * the node's row tells that by the reports' time alone. */
+	r = custody_store_get_node(st, node, &rec, err);
+	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
+		goto out;
+	member = r == CUSTODY_OK;
 	for (i = 0; i < res->n; i++) {
 		custody_sync_item *it = &res->items[i];
 		custody_cert_record cert;
@@ -1642,16 +1802,15 @@ write_sync(custody_token *tok, custody_store *st, const char *node,
 			 it->held ? (it->unwrapped ? "unwrapped" : "held") :
 			 it->problem);
 		rep.time = when;
+		if (member && report_unchanged(v, &rep))
+			continue;
 		if ((r = custody_store_put_report(st, &rep, err)) != CUSTODY_OK)
 			goto out;
 	}
-	r = custody_store_get_node(st, node, &rec, err);
-	if (r == CUSTODY_OK) {
+	if (member) {
 		rec.last_sync = when;
 		if ((r = custody_store_put_node(st, &rec, err)) != CUSTODY_OK)
 			goto out;
-	} else if (r != CUSTODY_ENOTFOUND) {
-		goto out;
 	}
 	if (unwrapped > 0 || packaged > 0 || res->refused > 0) {
 		snprintf(detail, sizeof(detail), "token %s: %zu key(s) unwrapped, "
@@ -1707,10 +1866,12 @@ custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
 		     int64_t now, custody_sync_result *res, custody_err *err)
 {
 	char store_kcv[CUSTODY_KCV_HEX + 1], token_kcv[CUSTODY_KCV_HEX + 1];
+	struct sync_view view;
 	int *package = NULL;
 	size_t i;
 	int r, attempt, attached = 0;
 
+	memset(&view, 0, sizeof(view));
 	if (res == NULL || tok == NULL || st == NULL)
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot sync: no token, store or result");
@@ -1725,7 +1886,7 @@ custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
 	    strcasecmp(store_kcv, token_kcv) != 0)
 		custody_warn("token %s holds KEK %s, but the cluster's is %s",
 			     custody_token_label(tok), token_kcv, store_kcv);
-	if ((r = collect_items(st, node, now, res, err)) != CUSTODY_OK)
+	if ((r = read_items(st, node, now, res, &view, err)) != CUSTODY_OK)
 		goto out;
 	custody_step("sync of node %s: %zu key(s) of global assignments",
 		     node, res->n);
@@ -1746,7 +1907,7 @@ custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
 				res->refused++;
 			continue;
 		}
-		sync_item(tok, st, store_kcv, token_kcv, res, it, &package[i]);
+		sync_item(tok, st, store_kcv, token_kcv, &view, i, res, &package[i]);
 		if (it->unwrapped)
 			custody_step("%s/global %s %s: unwrapped and verified",
 				     it->type, it->slot, it->thumbprint);
@@ -1754,13 +1915,14 @@ custody_cluster_sync(custody_token *tok, custody_store *st, const char *node,
 	/* The reports: once more on a concurrent change of the node row. */
 	for (attempt = 0; attempt < 2; attempt++)
 		if ((r = write_sync(tok, st, node, clock_now(), res, package,
-				    err)) != CUSTODY_ECONFLICT)
+				    &view, err)) != CUSTODY_ECONFLICT)
 			break;
 	if (r != CUSTODY_OK)
 		undo_unwraps(tok, res);
 out:
 	cluster_detach_token(st, attached);
 	free(package);
+	view_clear(&view);
 	if (r != CUSTODY_OK)
 		custody_sync_result_clear(res);
 	return r;

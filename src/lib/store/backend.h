@@ -95,6 +95,9 @@ enum store_sql {
 	STORE_SQL_PUT_TAG,		/* kind, name, tag                      */
 	STORE_SQL_DELETE_TAG,		/* kind, name                           */
 	STORE_SQL_COUNT_ROWS,		/* one integer: rows written since made */
+	STORE_SQL_BUMP_GENERATION,	/* the store's generation + 1           */
+	STORE_SQL_GET_GENERATION,	/* one integer, no row: 0               */
+	STORE_SQL_LIST_TAGS,		/* kind, name, tag of every row         */
 
 	STORE_SQL_COUNT
 };
@@ -224,7 +227,8 @@ struct custody_store_backend {
 	int (*run_script)(struct store_conn *s, const char *script, const char *what,
 			  custody_err *err);
 	/* Queues a change notification (payload "TYPE/IDENTITY",
-	 * "certificates", "audit", ...) sent on commit; NULL: none. */
+	 * "certificates", "audit", ...) sent on commit; NULL: none.  The
+	 * core notifies what members follow only, never a node's report. */
 	int (*notify)(struct store_conn *s, const char *payload, custody_err *err);
 
 	/* Inside a write transaction that found the store as its open made
@@ -241,6 +245,10 @@ struct custody_store_backend {
 	 * NULL: store/store.c asks changed() every 100 ms. */
 	int (*wait_change)(struct store_conn *s, int timeout_ms, int *changed,
 			   custody_err *err);
+	/* The statements this connection sent to its store so far (round
+	 * trips: transaction control and LISTEN included), for
+	 * custody_store_statements. */
+	unsigned long (*statements)(struct store_conn *s);
 };
 
 extern const struct custody_store_backend custody_store_sqlite_backend;

@@ -19,6 +19,9 @@
 struct store_core {
 	const struct custody_store_backend *backend;
 	struct store_conn *conn;
+	/* The audit entry being appended goes with no change members
+	 * follow (a sync's, a repair's): its notification is a report's. */
+	int audit_is_report;
 };
 
 /* EFAIL: there is no store at where (named as messages name it) yet, and
@@ -100,6 +103,17 @@ int store_core_put_meta(const struct store_core *c, const char *name,
 /* Integrity tags (schema 5): one per (kind, name).  get_tag: ENOTFOUND
  * when the row has none; put_tag replaces, and with tag NULL removes, the
  * row's tag. */
+/* The generation of the store (custody_store_generation): + 1, inside
+ * the write transaction, as its last statement; read: 0 when none. */
+int store_core_bump_generation(const struct store_core *c, custody_err *err);
+int store_core_generation(const struct store_core *c, int64_t *generation,
+			  custody_err *err);
+/* Every integrity tag, handed to each in no particular order. */
+int store_core_list_tags(const struct store_core *c,
+			 int (*each)(void *arg, const char *kind,
+				     const char *name, const char *tag,
+				     custody_err *err),
+			 void *arg, custody_err *err);
 int store_core_get_tag(const struct store_core *c, const char *kind,
 		       const char *name, char tag[CUSTODY_TAG_HEX + 1],
 		       custody_err *err);

@@ -12,7 +12,9 @@
  * changes fail with ECONFLICT or wait, never overwrite; begin_read takes a
  * REPEATABLE READ snapshot.  Every change queues a
  * NOTIFY on channel "custody_changes" (payload "TYPE/IDENTITY",
- * "certificates" or "audit"), which PostgreSQL delivers on commit only.
+ * "certificates" or "audit"), which PostgreSQL delivers on commit only;
+ * what nodes report (their reports, node rows, sync entries) is not
+ * notified (store/core.c notify).
  * Every statement is a constant string; values are always bound.
  * Messages name the store by host and database, never by user or
  * password.
@@ -51,6 +53,7 @@ struct store_conn {
 	char name[512];		/* postgresql://HOST[:PORT]/DB, no user */
 	int in_tx;
 	int listening;		/* LISTEN custody_changes is in effect  */
+	unsigned long statements;	/* sent so far (pg_statements)   */
 };
 
 /* ASCII case folding, as SQLite's NOCASE: the same expression in the
@@ -272,6 +275,18 @@ pg_error(struct store_conn *s, custody_err *err, const PGresult *res,
 					"reachable from this node?", s->name);
 		return CUSTODY_EFAIL;
 	}
+	/* A hot standby (or a primary demoted under a running session):
+	 * the transaction wrote nothing, and the commit is refused. */
+	if (state != NULL && strcmp(state, "25006") == 0) {
+		custody_err_set(err, CUSTODY_EFAIL, "%s: store %s is read-only "
+				"(a standby server): nothing was written "
+				"(SQLSTATE %s)", what, s->name, state);
+		custody_err_hint(err, "write to the primary: name every server "
+					"in the URL with target_session_attrs="
+					"read-write, e.g. postgresql://HOST1,HOST2/DB"
+					"?target_session_attrs=read-write");
+		return CUSTODY_EFAIL;
+	}
 	if (state != NULL && strcmp(state, "55P03") == 0) {
 		custody_err_set(err, CUSTODY_EFAIL, "%s: store is busy: %s "
 				"(SQLSTATE %s)", what, why, state);
@@ -311,6 +326,8 @@ pg_run_script(struct store_conn *s, const char *script, const char *what,
 {
 	int r = CUSTODY_OK;
 	PGresult *res = PQexec(s->conn, script);
+
+	s->statements++;
 
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		r = pg_error(s, err, res, "%s", what);
@@ -387,6 +404,7 @@ query(struct store_conn *s, const char *sql, const struct params *p,
 		res = NULL;	/* else a failed reconnect clears it twice */
 		if ((r = ensure_connected(s, err, what)) != CUSTODY_OK)
 			goto out;
+		s->statements++;
 		res = PQexecParams(s->conn, sql, p != NULL ? p->n : 0, NULL,
 				   p != NULL ? p->values : NULL,
 				   p != NULL ? p->lengths : NULL,
@@ -441,8 +459,9 @@ pg_notify(struct store_conn *s, const char *payload, custody_err *err)
 	PGresult *res = NULL;
 	int r;
 
+	p_text(&p, NOTIFY_CHANNEL);
 	p_text(&p, payload);
-	r = query(s, "SELECT pg_notify('" NOTIFY_CHANNEL "', $1)", &p,
+	r = query(s, "SELECT pg_notify($1, $2)", &p,
 		  PGRES_TUPLES_OK, &res, NULL, err,
 		  "cannot queue the change notification on store %s", s->name);
 	PQclear(res);
@@ -575,6 +594,16 @@ pg_open(const char *location, int create, struct store_conn **out,
 		if (strstr(PQerrorMessage(s->conn), "FATAL:") != NULL) {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot open store %s: %s", s->name, why);
+		} else if (strstr(why, "read-only") != NULL ||
+			   strstr(why, "standby") != NULL) {
+			/* target_session_attrs=read-write (or primary) and
+			 * every server named is a standby. */
+			r = custody_err_set(err, CUSTODY_EFAIL,
+					    "cannot open store %s: no server it "
+					    "names accepts writes (each is a "
+					    "read-only standby): %s", s->name, why);
+			custody_err_hint(err, "promote a standby, or name the "
+						"primary in the URL");
 		} else {
 			r = custody_err_set(err, CUSTODY_EFAIL,
 					    "cannot open store %s: store "
@@ -632,8 +661,10 @@ pg_rollback(struct store_conn *s)
 {
 	PGTransactionStatusType ts = PQtransactionStatus(s->conn);
 
-	if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)
+	if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+		s->statements++;
 		PQclear(PQexec(s->conn, "ROLLBACK"));
+	}
 	s->in_tx = 0;
 }
 
@@ -884,6 +915,12 @@ pg_wait_change(struct store_conn *s, int timeout_ms, int *changed, custody_err *
 	return r;
 }
 
+static unsigned long
+pg_statements(struct store_conn *s)
+{
+	return s->statements;
+}
+
 const struct custody_store_backend custody_store_pg_backend = {
 	.name = "postgresql", .sql = statements, .migrations = migrations,
 	.open = pg_open, .close = pg_close, .where = pg_where,
@@ -892,4 +929,5 @@ const struct custody_store_backend custody_store_pg_backend = {
 	.lock_schema = pg_lock_schema,
 	.run = pg_run, .run_script = pg_run_script, .notify = pg_notify,
 	.changed = pg_changed, .wait_change = pg_wait_change,
+	.statements = pg_statements,
 };

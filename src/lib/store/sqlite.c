@@ -59,6 +59,7 @@ struct store_conn {
 	unsigned calls;			/* custody_store_changed so far      */
 	int64_t last_version;
 	int64_t dirty_until;		/* CLOCK_MONOTONIC ns                */
+	unsigned long statements;	/* run so far (sqlite_statements)    */
 };
 
 /*
@@ -636,6 +637,7 @@ sqlite_run(struct store_conn *s, struct store_query *q, const char *what,
 	int r = CUSTODY_EFAIL;
 	int rc;
 
+	s->statements++;
 	if ((r = prepare(s, q->text, &st, err)) != CUSTODY_OK)
 		goto out;
 	bind_values(st, q);
@@ -749,6 +751,12 @@ sqlite_changed(struct store_conn *s, int *changed, custody_err *err)
 	return CUSTODY_OK;
 }
 
+static unsigned long
+sqlite_statements(struct store_conn *s)
+{
+	return s->statements;
+}
+
 const struct custody_store_backend custody_store_sqlite_backend = {
 	.name = "sqlite", .sql = statements, .migrations = migrations,
 	.open = sqlite_open, .close = sqlite_close, .where = sqlite_where,
@@ -757,4 +765,5 @@ const struct custody_store_backend custody_store_sqlite_backend = {
 	.in_transaction = sqlite_in_transaction,
 	.run = sqlite_run, .run_script = sqlite_run_script,
 	.unmake = sqlite_unmake, .changed = sqlite_changed,
+	.statements = sqlite_statements,
 };

@@ -37,6 +37,21 @@ struct custody_store {
 	void (*tag_tx_end)(void *ctx, int committed);
 	int tags_on;			/* the row_tags mark was seen */
 	int made;			/* this open made the store */
+	/* The open write transaction changed what members follow (an
+	 * assignment, a certificate, a package, a cluster fact): its commit
+	 * moves the generation. */
+	int followed_change;
+	/* custody_store_snapshot_begin: a read snapshot is open, and the
+	 * integrity tags it holds are read once (sorted, for bsearch). */
+	int in_snapshot;
+	struct cached_tag *tags;
+	size_t n_tags, tags_cap;
+};
+
+struct cached_tag {
+	char kind[32];
+	char name[2 * CUSTODY_NAME_MAX + 2];
+	char tag[CUSTODY_TAG_HEX + 1];
 };
 
 static int
@@ -489,6 +504,64 @@ same_tag(const char *a, const char *b)
 	       CRYPTO_memcmp(a, b, CUSTODY_TAG_HEX) == 0;
 }
 
+static int
+compare_tags(const void *a, const void *b)
+{
+	const struct cached_tag *x = a, *y = b;
+	int c = strcmp(x->kind, y->kind);
+
+	return c != 0 ? c : strcmp(x->name, y->name);
+}
+
+/* The tag of row as the snapshot read it; ENOTFOUND when it has none. */
+static int
+cached_tag(custody_store *st, const struct row *row,
+	   char stored[CUSTODY_TAG_HEX + 1])
+{
+	struct cached_tag key;
+	const struct cached_tag *hit;
+
+	memset(&key, 0, sizeof(key));
+	snprintf(key.kind, sizeof(key.kind), "%s", row->kind);
+	snprintf(key.name, sizeof(key.name), "%s", row->name);
+	hit = bsearch(&key, st->tags, st->n_tags, sizeof(*st->tags), compare_tags);
+	if (hit == NULL)
+		return CUSTODY_ENOTFOUND;
+	memcpy(stored, hit->tag, CUSTODY_TAG_HEX + 1);
+	return CUSTODY_OK;
+}
+
+static int
+keep_tag(void *arg, const char *kind, const char *name, const char *tag,
+	 custody_err *err)
+{
+	custody_store *st = arg;
+	struct cached_tag *grown;
+	size_t cap;
+
+	if (st->n_tags == st->tags_cap) {
+		cap = st->tags_cap > 0 ? st->tags_cap * 2 : 64;
+		if ((grown = realloc(st->tags, cap * sizeof(*grown))) == NULL)
+			return custody_err_set(err, CUSTODY_EFAIL, "cannot read the "
+					       "integrity tags: out of memory");
+		st->tags = grown;
+		st->tags_cap = cap;
+	}
+	snprintf(st->tags[st->n_tags].kind, sizeof(st->tags->kind), "%s", kind);
+	snprintf(st->tags[st->n_tags].name, sizeof(st->tags->name), "%s", name);
+	snprintf(st->tags[st->n_tags].tag, sizeof(st->tags->tag), "%s", tag);
+	st->n_tags++;
+	return CUSTODY_OK;
+}
+
+static void
+drop_tags(custody_store *st)
+{
+	free(st->tags);
+	st->tags = NULL;
+	st->n_tags = st->tags_cap = 0;
+}
+
 /* EFAIL naming the row when its tag is missing or wrong. */
 static int
 check_row(custody_store *st, const struct row *row, custody_err *err)
@@ -515,7 +588,8 @@ check_row(custody_store *st, const struct row *row, custody_err *err)
 				       "cannot check the %s record %s: no token "
 				       "is open to check its integrity tag",
 				       row->kind, row->name);
-	r = store_core_get_tag(&st->core, row->kind, row->name, stored, err);
+	r = st->in_snapshot ? cached_tag(st, row, stored) :
+		store_core_get_tag(&st->core, row->kind, row->name, stored, err);
 	if (r == CUSTODY_ENOTFOUND) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
 				    "the store's %s record %s carries no "
@@ -874,13 +948,49 @@ custody_store_begin(custody_store *st, custody_err *err)
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot begin a transaction: no store is "
 				       "open");
-	if (st->in_transaction)
+	if (st->in_transaction || st->in_snapshot)
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot begin a transaction: one is "
 				       "already open");
 	if ((r = st->core.backend->begin(st->core.conn, err)) == CUSTODY_OK)
 		st->in_transaction = 1;
+	st->followed_change = 0;
 	return r;
+}
+
+int
+custody_store_snapshot_begin(custody_store *st, custody_err *err)
+{
+	int on = 0, r;
+
+	if (st == NULL || st->in_transaction || st->in_snapshot)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot begin a read "
+				       "snapshot: no store, or a transaction is "
+				       "open");
+	if ((r = st->core.backend->begin_read(st->core.conn, err)) != CUSTODY_OK)
+		return r;
+	st->in_snapshot = 1;
+	/* The tags only where reads check them (a token is attached). */
+	if (st->tag_fn != NULL &&
+	    ((r = custody_store_tags_on(st, &on, err)) != CUSTODY_OK ||
+	     (on && (r = store_core_list_tags(&st->core, keep_tag, st, err)) !=
+	      CUSTODY_OK))) {
+		custody_store_snapshot_end(st);
+		return r;
+	}
+	if (st->n_tags > 1)
+		qsort(st->tags, st->n_tags, sizeof(*st->tags), compare_tags);
+	return CUSTODY_OK;
+}
+
+void
+custody_store_snapshot_end(custody_store *st)
+{
+	if (st == NULL || !st->in_snapshot)
+		return;
+	st->in_snapshot = 0;
+	st->core.backend->rollback(st->core.conn);
+	drop_tags(st);
 }
 
 int
@@ -890,8 +1000,16 @@ custody_store_commit(custody_store *st, custody_err *err)
 
 	if ((r = check_writable(st, "commit", err)) != CUSTODY_OK)
 		return r;
+	/* The generation moves with the change it counts, as the last
+	 * statement: its row lock is held only for the commit. */
+	if (st->followed_change &&
+	    (r = store_core_bump_generation(&st->core, err)) != CUSTODY_OK) {
+		custody_store_rollback(st);
+		return r;
+	}
 	/* Committed or rolled back: either way the transaction is over. */
 	st->in_transaction = 0;
+	st->followed_change = 0;
 	r = st->core.backend->commit(st->core.conn, err);
 	tell_tx_end(st, r == CUSTODY_OK);
 	return r;
@@ -903,6 +1021,7 @@ custody_store_rollback(custody_store *st)
 	if (st == NULL || !st->in_transaction)
 		return;
 	st->in_transaction = 0;
+	st->followed_change = 0;
 	st->core.backend->rollback(st->core.conn);
 	tell_tx_end(st, 0);
 }
@@ -913,6 +1032,7 @@ custody_store_close(custody_store *st)
 	if (st == NULL)
 		return;
 	custody_store_rollback(st);
+	custody_store_snapshot_end(st);
 	custody_store_set_tagger(st, NULL, NULL, NULL);
 	st->core.backend->close(st->core.conn);
 	free(st);
@@ -943,7 +1063,7 @@ read_begin(custody_store *st, int *began, custody_err *err)
 	int r;
 
 	*began = 0;
-	if (st->in_transaction || st->tag_fn == NULL)
+	if (st->in_transaction || st->in_snapshot || st->tag_fn == NULL)
 		return CUSTODY_OK;
 	if ((r = st->core.backend->begin_read(st->core.conn, err)) == CUSTODY_OK)
 		*began = 1;
@@ -1144,6 +1264,7 @@ custody_store_put_assignment(custody_store *st, custody_assignment *a,
 		return r;
 	if ((r = store_core_put_assignment(&st->core, a, err)) != CUSTODY_OK)
 		return r;
+	st->followed_change = 1;
 	r = tag_stored_assignment(st, a, err);
 	return r;
 }
@@ -1172,6 +1293,7 @@ custody_store_put_cert(custody_store *st, const custody_cert_record *rec,
 				       "record is not terminated");
 	if ((r = store_core_put_cert(&st->core, rec, err)) != CUSTODY_OK)
 		return r;
+	st->followed_change = 1;
 	r = tag_stored_cert(st, rec, err);
 	return r;
 }
@@ -1216,6 +1338,7 @@ custody_store_delete_cert(custody_store *st, const char *thumbprint,
 	if ((r = store_core_delete_cert(&st->core, thumbprint, err)) !=
 	    CUSTODY_OK)
 		return r;
+	st->followed_change = 1;
 	r = store_core_put_tag(&st->core, "certificate", thumbprint, NULL,
 			       err);
 	return r;
@@ -1223,6 +1346,24 @@ custody_store_delete_cert(custody_store *st, const char *thumbprint,
 
 
 /* ------------------------------------------------------------ audit log */
+
+/* The audit actions of a change members follow (what `custody status`
+ * judges staleness by): notified on the change channel; the others (a
+ * sync's, a repair's, a ceremony's) notify nobody (store/core.c notify). */
+static int
+is_followed_action(const char *action)
+{
+	static const char *const followed[] = {
+		"set", "roll", "roll-effective", "remove", "package", "import",
+		"delete", NULL,
+	};
+	size_t i;
+
+	for (i = 0; followed[i] != NULL; i++)
+		if (strcmp(action, followed[i]) == 0)
+			return 1;
+	return 0;
+}
 
 static int
 check_audit_entry(const custody_audit_entry *e, custody_err *err)
@@ -1249,7 +1390,9 @@ custody_store_append_audit(custody_store *st, const custody_audit_entry *e,
 	if ((r = check_writable(st, "append to the audit log", err)) != CUSTODY_OK ||
 	    (r = check_audit_entry(e, err)) != CUSTODY_OK)
 		return r;
+	st->core.audit_is_report = !is_followed_action(e->action);
 	r = store_core_append_audit(&st->core, e, err);
+	st->core.audit_is_report = 0;
 	return r;
 }
 
@@ -1481,6 +1624,7 @@ custody_store_put_package(custody_store *st, const custody_package_record *rec,
 		return r;
 	if ((r = store_core_put_package(&st->core, rec, err)) != CUSTODY_OK)
 		return r;
+	st->followed_change = 1;
 	r = tag_stored_package(st, rec, err);
 	return r;
 }
@@ -1525,6 +1669,7 @@ custody_store_delete_package(custody_store *st, const char *thumbprint,
 	if ((r = store_core_delete_package(&st->core, thumbprint, err)) !=
 	    CUSTODY_OK)
 		return r;
+	st->followed_change = 1;
 	r = store_core_put_tag(&st->core, "package", thumbprint, NULL, err);
 	return r;
 }
@@ -1616,6 +1761,27 @@ custody_store_put_meta(custody_store *st, const char *name, const char *value,
 	    (r = check_store(st, value, "save a cluster fact", err)) != CUSTODY_OK ||
 	    (r = check_meta(name, value, err)) != CUSTODY_OK)
 		return r;
-	r = store_core_put_meta(&st->core, name, value, replace, err);
+	if ((r = store_core_put_meta(&st->core, name, value, replace, err)) ==
+	    CUSTODY_OK)
+		st->followed_change = 1;
 	return r;
+}
+
+int
+custody_store_generation(custody_store *st, int64_t *generation,
+			 custody_err *err)
+{
+	if (st == NULL || generation == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot read the generation: no store or "
+				       "no result");
+	return store_core_generation(&st->core, generation, err);
+}
+
+unsigned long
+custody_store_statements(const custody_store *st)
+{
+	if (st == NULL || st->core.backend->statements == NULL)
+		return 0;
+	return st->core.backend->statements(st->core.conn);
 }
