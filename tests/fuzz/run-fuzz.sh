@@ -33,7 +33,7 @@ top=$(cd "$here/../.." && pwd -P)
 LIB_SOURCES="util/error util/error_openssl util/log assign/records util/hexfmt util/base64
 	util/timefmt cert/thumbprint sign/jws cert/cert cert/bundle cert/policy
 	cert/types cert/typename cert/keyspec util/similar config/config config/publish util/secret util/file
-	cluster/package cert/dn agent/wire config/agent_keys config/path"
+	cluster/package cert/dn agent/wire config/agent_keys config/sections config/path"
 # Test helpers linked into every harness (keys and certificates in memory).
 TEST_SOURCES="tests/unit/testcerts.c"
 
