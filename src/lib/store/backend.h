@@ -214,6 +214,10 @@ struct custody_store_backend {
 	void (*rollback)(struct store_conn *s);
 	/* 1 inside a transaction begun with begin or begin_read. */
 	int (*in_transaction)(struct store_conn *s);
+	/* 1 when a statement failed in the transaction and it can only be
+	 * rolled back (its commit says so); NULL when a failed statement
+	 * leaves the transaction usable. */
+	int (*aborted)(struct store_conn *s);
 	/* Inside the transaction of a schema upgrade (begun with begin):
 	 * what keeps concurrent first opens from upgrading twice beyond
 	 * begin's own lock; NULL when begin is enough. */

@@ -669,6 +669,12 @@ pg_rollback(struct store_conn *s)
 }
 
 static int
+pg_aborted(struct store_conn *s)
+{
+	return PQtransactionStatus(s->conn) == PQTRANS_INERROR;
+}
+
+static int
 pg_commit(struct store_conn *s, custody_err *err)
 {
 	int r = CUSTODY_EFAIL;
@@ -925,7 +931,7 @@ const struct custody_store_backend custody_store_pg_backend = {
 	.name = "postgresql", .sql = statements, .migrations = migrations,
 	.open = pg_open, .close = pg_close, .where = pg_where,
 	.begin = pg_begin, .begin_read = pg_begin_read, .commit = pg_commit,
-	.rollback = pg_rollback, .in_transaction = pg_in_transaction,
+	.rollback = pg_rollback, .in_transaction = pg_in_transaction, .aborted = pg_aborted,
 	.lock_schema = pg_lock_schema,
 	.run = pg_run, .run_script = pg_run_script, .notify = pg_notify,
 	.changed = pg_changed, .wait_change = pg_wait_change,

@@ -1001,8 +1001,10 @@ custody_store_commit(custody_store *st, custody_err *err)
 	if ((r = check_writable(st, "commit", err)) != CUSTODY_OK)
 		return r;
 	/* The generation moves with the change it counts, as the last
-	 * statement: its row lock is held only for the commit. */
+	 * statement: its row lock is held only for the commit.  Not in a
+	 * transaction a failed statement aborted: its commit says so. */
 	if (st->followed_change &&
+	    !(st->core.backend->aborted != NULL && st->core.backend->aborted(st->core.conn)) &&
 	    (r = store_core_bump_generation(&st->core, err)) != CUSTODY_OK) {
 		custody_store_rollback(st);
 		return r;
