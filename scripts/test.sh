@@ -13,6 +13,7 @@ cd "$top"
 PATH=/usr/bin:$PATH
 export PATH
 
+started=$SECONDS
 scripts/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 if ! scripts/build.sh; then
 	echo "build failed"
@@ -55,9 +56,12 @@ esac
 # Stale results would be counted again: start clean.
 find tests -name '*.trs' -delete 2>/dev/null
 rm -f test-suite.log
+echo "set-up and build: $((SECONDS - started)) s"
+checked=$SECONDS
 make -s -j"$(nproc)" check ${TESTS:+TESTS="$TESTS"} > check.out 2>&1
 check_rc=$?
 cat check.out
+echo "make check: $((SECONDS - checked)) s"
 # The sanitizer (ASan + UBSan in ./build-asan) and valgrind passes: their
 # results land in build/tests/sanitizers/ and are counted below.  Not for
 # a subset (TESTS=...); SANITIZERS=0 skips them.
@@ -85,6 +89,7 @@ if [ "$failed" -ne 0 ] && [ -f test-suite.log ]; then
 	echo "---- failures (build/test-suite.log) ----"
 	grep -E '^(not ok|FAIL|ERROR)' test-suite.log | head -50
 fi
+echo "the whole run: $((SECONDS - started)) s"
 if [ "$skipped" -ne 0 ]; then
 	echo "$passed passed, $failed failed, $skipped skipped"
 else
