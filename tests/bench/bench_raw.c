@@ -166,6 +166,33 @@ out:
 	return r;
 }
 
+/* Opens the token, a session per thread, logs in and finds the key of
+ * --id: every worker ready to sign.  id: the decoded --id. */
+static int
+open_workers(const struct opts *o, struct bench_p11 *p, struct worker *w,
+	     unsigned char id[MAX_ID], size_t *id_len)
+{
+	CK_OBJECT_HANDLE key;
+	long i;
+
+	if (bench_hex_decode(o->id, id, MAX_ID, id_len) != 0 ||
+	    bench_p11_open(p, o->module, o->token) != 0)
+		return -1;
+	for (i = 0; i < o->threads; i++) {
+		w[i].kind = o->kind;
+		w[i].p11 = p;
+		if (bench_p11_session(p, &w[i].session) != 0)
+			return -1;
+	}
+	/* Login is per application: one login serves every session. */
+	if (bench_p11_login(p, w[0].session, o->pin_file) != 0 ||
+	    bench_p11_find(p, w[0].session, CKO_PRIVATE_KEY, id, *id_len, &key) != 0)
+		return -1;
+	for (i = 0; i < o->threads; i++)
+		w[i].key = key;
+	return 0;
+}
+
 static int
 run_raw(const struct opts *o, struct worker *w, void **ctx)
 {
@@ -174,7 +201,6 @@ run_raw(const struct opts *o, struct worker *w, void **ctx)
 	size_t id_len = 0;
 	unsigned long count = 0;
 	double elapsed = 0;
-	CK_OBJECT_HANDLE key;
 	long i;
 	int r = -1;
 
@@ -183,22 +209,10 @@ run_raw(const struct opts *o, struct worker *w, void **ctx)
 		bench_fail("--mode raw needs --module, --token, --pin-file and --id");
 		goto out;
 	}
-	if (bench_hex_decode(o->id, id, sizeof(id), &id_len) != 0 ||
-	    bench_p11_open(&p, o->module, o->token) != 0)
-		goto out;
-	for (i = 0; i < o->threads; i++) {
-		w[i].kind = o->kind;
-		w[i].p11 = &p;
-		if (bench_p11_session(&p, &w[i].session) != 0)
-			goto out;
-		ctx[i] = &w[i];
-	}
-	/* Login is per application: one login serves every session. */
-	if (bench_p11_login(&p, w[0].session, o->pin_file) != 0 ||
-	    bench_p11_find(&p, w[0].session, CKO_PRIVATE_KEY, id, id_len, &key) != 0)
+	if (open_workers(o, &p, w, id, &id_len) != 0)
 		goto out;
 	for (i = 0; i < o->threads; i++)
-		w[i].key = key;
+		ctx[i] = &w[i];
 	if (bench_run(sign_raw, ctx, (int)o->threads, WARMUP, o->seconds,
 		      &count, &elapsed) != 0 ||
 	    verify_raw(&p, &w[0], id, id_len) != 0)
@@ -285,25 +299,13 @@ signing_process(const struct opts *o, struct worker *w)
 	pthread_t t[BENCH_MAX_THREADS];
 	unsigned char id[MAX_ID];
 	size_t id_len = 0;
-	CK_OBJECT_HANDLE key;
 	long i, started = 0;
 	int r = -1;
 
 	memset(&p, 0, sizeof(p));
-	if (bench_hex_decode(o->id, id, sizeof(id), &id_len) != 0 ||
-	    bench_p11_open(&p, o->module, o->token) != 0)
-		goto out;
-	for (i = 0; i < o->threads; i++) {
-		w[i].kind = o->kind;
-		w[i].p11 = &p;
-		if (bench_p11_session(&p, &w[i].session) != 0)
-			goto out;
-	}
-	if (bench_p11_login(&p, w[0].session, o->pin_file) != 0 ||
-	    bench_p11_find(&p, w[0].session, CKO_PRIVATE_KEY, id, id_len, &key) != 0)
+	if (open_workers(o, &p, w, id, &id_len) != 0)
 		goto out;
 	for (i = 0; i < o->threads; i++, started++) {
-		w[i].key = key;
 		if (pthread_create(&t[i], NULL, serve_socket, &w[i]) != 0) {
 			bench_fail("cannot start a serving thread");
 			goto out;

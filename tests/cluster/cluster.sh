@@ -19,15 +19,9 @@ export TOP_SRCDIR=$top
 shopt -s lastpipe
 py() { python3 -c "import json,sys; d=json.load(sys.stdin); $1" <<<"$out"; }
 
-# The PostgreSQL store module of this build, when the tests did not say.
-if [ -z "${CUSTODY_MODULE_DIR:-}" ] && [ -n "${TOP_BUILDDIR:-}" ] &&
-	[ -d "$TOP_BUILDDIR/.libs" ]; then
-	export CUSTODY_MODULE_DIR=$TOP_BUILDDIR/.libs
-fi
+. "$top/tests/cluster/lib.sh"
 
 # ------------------------------------------------------------ the store
-schema=""
-pgdir=""
 pids=()
 cleanup() {
 	local p
@@ -37,44 +31,11 @@ cleanup() {
 	for p in "${pids[@]}"; do
 		wait "$p" 2>/dev/null
 	done
-	if [ -n "$schema" ]; then
-		psql "$CUSTODY_TEST_PG_URL" -qAtc "DROP SCHEMA IF EXISTS $schema CASCADE" \
-			>/dev/null 2>&1
-	fi
-	[ -n "$pgdir" ] && "$top/scripts/test-postgres.sh" stop "$pgdir" >/dev/null 2>&1
+	pg_store_drop
 	rm -rf "$T"
 }
 trap cleanup EXIT
-
-if [ -n "${CUSTODY_TEST_PG_URL:-}" ]; then
-	schema="cluster_$$_$(date +%s)"
-	psql "$CUSTODY_TEST_PG_URL" -qAtc "CREATE SCHEMA $schema" >/dev/null ||
-		{ echo "Bail out! cannot create schema $schema on $CUSTODY_TEST_PG_URL"; exit 1; }
-	case $CUSTODY_TEST_PG_URL in
-	*\?*) store="$CUSTODY_TEST_PG_URL&options=-csearch_path%3D$schema" ;;
-	*) store="$CUSTODY_TEST_PG_URL?options=-csearch_path%3D$schema" ;;
-	esac
-	dump_args=(-n "$schema")
-else
-	# A socket path has at most 107 bytes: a short directory of its own.
-	pgdir=$(mktemp -d /tmp/custody-pg.XXXXXX)
-	"$top/scripts/test-postgres.sh" start "$pgdir" >"$T/pg.out" 2>&1
-	case $? in
-	0) ;;
-	77)
-		echo "1..0 # SKIP no PostgreSQL server installed"
-		exit 0
-		;;
-	*)
-		echo "Bail out! cannot start a PostgreSQL server: $(tail -3 "$T/pg.out")"
-		exit 1
-		;;
-	esac
-	store=$("$top/scripts/test-postgres.sh" env "$pgdir" |
-		sed -n "s/^export CUSTODY_TEST_PG_URL='\(.*\)'$/\1/p")
-	dump_args=()
-fi
-q() { psql "$store" -qAtc "$1" 2>&1; }
+pg_store cluster
 
 # ------------------------------------------------------------ helpers
 nodes=(node1 node2 node3)

@@ -22,10 +22,7 @@ export TOP_SRCDIR=$top
 shopt -s lastpipe
 py() { python3 -c "import json,sys; d=json.load(sys.stdin); $1" <<<"$out"; }
 
-if [ -z "${CUSTODY_MODULE_DIR:-}" ] && [ -n "${TOP_BUILDDIR:-}" ] &&
-	[ -d "$TOP_BUILDDIR/.libs" ]; then
-	export CUSTODY_MODULE_DIR=$TOP_BUILDDIR/.libs
-fi
+. "$top/tests/cluster/lib.sh"
 
 # ------------------------------------------------------------ two servers
 pgbin=""

@@ -12,49 +12,15 @@ export TOP_SRCDIR=$top
 . "$top/tests/token/lib.sh"
 KEYS=${KEYS:-30}
 
-if [ -z "${CUSTODY_MODULE_DIR:-}" ] && [ -n "${TOP_BUILDDIR:-}" ] &&
-	[ -d "$TOP_BUILDDIR/.libs" ]; then
-	export CUSTODY_MODULE_DIR=$TOP_BUILDDIR/.libs
-fi
+. "$top/tests/cluster/lib.sh"
 
 # ------------------------------------------------------------ the store
-schema=""
-pgdir=""
 cleanup() {
-	if [ -n "$schema" ]; then
-		psql "$CUSTODY_TEST_PG_URL" -qAtc "DROP SCHEMA IF EXISTS $schema CASCADE" \
-			>/dev/null 2>&1
-	fi
-	[ -n "$pgdir" ] && "$top/scripts/test-postgres.sh" stop "$pgdir" >/dev/null 2>&1
+	pg_store_drop
 	rm -rf "$T"
 }
 trap cleanup EXIT
-if [ -n "${CUSTODY_TEST_PG_URL:-}" ]; then
-	schema="cost_$$_$(date +%s)"
-	psql "$CUSTODY_TEST_PG_URL" -qAtc "CREATE SCHEMA $schema" >/dev/null ||
-		{ echo "Bail out! cannot create schema $schema on $CUSTODY_TEST_PG_URL"; exit 1; }
-	case $CUSTODY_TEST_PG_URL in
-	*\?*) store="$CUSTODY_TEST_PG_URL&options=-csearch_path%3D$schema" ;;
-	*) store="$CUSTODY_TEST_PG_URL?options=-csearch_path%3D$schema" ;;
-	esac
-else
-	pgdir=$(mktemp -d /tmp/custody-pg.XXXXXX)
-	"$top/scripts/test-postgres.sh" start "$pgdir" >"$T/pg.out" 2>&1
-	case $? in
-	0) ;;
-	77)
-		echo "1..0 # SKIP no PostgreSQL server installed"
-		exit 0
-		;;
-	*)
-		echo "Bail out! cannot start a PostgreSQL server: $(tail -3 "$T/pg.out")"
-		exit 1
-		;;
-	esac
-	store=$("$top/scripts/test-postgres.sh" env "$pgdir" |
-		sed -n "s/^export CUSTODY_TEST_PG_URL='\(.*\)'$/\1/p")
-fi
-q() { psql "$store" -qAtc "$1" 2>&1; }
+pg_store cost
 
 # ------------------------------------------------------------ two nodes
 types=$(seq -f "C%g" 1 "$KEYS" | paste -sd, | sed 's/,/, /g')
