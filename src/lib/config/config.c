@@ -655,23 +655,13 @@ load_fail(struct load *ld, int code)
 static const char *
 section_without_its_type(const char *name)
 {
-	static const struct {
-		const char *word;
-		const char *(*type)(const char *section);
-	} typed[] = {
-		{"rollover", rollover_section_type},
-		{"metadata", NULL},
-		{"allow", NULL},
-	};
+	static const char *const typed[] = {"rollover", "metadata", "allow"};
 	const char *type;
 	size_t i;
 
-	for (i = 0; i < sizeof(typed) / sizeof(typed[0]); i++) {
-		type = typed[i].type != NULL ? typed[i].type(name)
-					     : config_section_type(name, typed[i].word);
-		if (strcmp(name, typed[i].word) == 0 || (type != NULL && type[0] == '\0'))
-			return typed[i].word;
-	}
+	for (i = 0; i < sizeof(typed) / sizeof(typed[0]); i++)
+		if ((type = config_section_type(name, typed[i])) != NULL && type[0] == '\0')
+			return typed[i];
 	return NULL;
 }
 
