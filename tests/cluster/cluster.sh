@@ -16,9 +16,6 @@
 top=${TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 export TOP_SRCDIR=$top
 . "$top/tests/token/lib.sh"
-shopt -s lastpipe
-py() { python3 -c "import json,sys; d=json.load(sys.stdin); $1" <<<"$out"; }
-
 . "$top/tests/cluster/lib.sh"
 
 # ------------------------------------------------------------ the store

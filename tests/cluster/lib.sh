@@ -3,7 +3,10 @@
 # the test's own: a schema in the run's test server when
 # CUSTODY_TEST_PG_URL is set (scripts/test.sh starts one for the run),
 # else a private server (scripts/test-postgres.sh) stopped at the end.
-# Without PostgreSQL the calling script is skipped.
+# Without PostgreSQL the calling script is skipped.  py CODE runs
+# python3 CODE with d, the JSON of $out.
+shopt -s lastpipe
+py() { python3 -c "import json,sys; d=json.load(sys.stdin); $1" <<<"$out"; }
 
 # The PostgreSQL store module of this build, when the tests did not say.
 if [ -z "${CUSTODY_MODULE_DIR:-}" ] && [ -n "${TOP_BUILDDIR:-}" ] &&
