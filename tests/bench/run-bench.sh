@@ -363,9 +363,10 @@ measure() { # KIND PATH ROUND
 	elif [ "$rc" -eq 0 ] && [[ $out =~ ^[0-9.]+\ [0-9]+\ [0-9.]+$ ]]; then
 		read -r rate count secs <<<"$out"
 		record "$k" "$path" "$round" "$rate" "$count" "$secs"
-		[ "$cpu_ticks" -eq 0 ] ||
+		if [[ $path == *agent* ]]; then
 			agent_cpu[$k.$path]=$((${agent_cpu[$k.$path]:-0} + cpu_ticks))
-		agent_count[$k.$path]=$((${agent_count[$k.$path]:-0} + count))
+			agent_count[$k.$path]=$((${agent_count[$k.$path]:-0} + count))
+		fi
 	else
 		fail "$k" "$path" "$log" "exit status $rc in round $round"
 	fi
