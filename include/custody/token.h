@@ -395,8 +395,12 @@ void custody_token_evp_close(custody_token_evp *evp);
  *
  * custody_token_unlock() releases the shared lock; the handle must not
  * touch the token until custody_token_relock() succeeded.  relock waits up
- * to spec->lock_timeout (EFAIL "token is busy: ..." as open says).  Both
- * are EUSAGE on a handle not opened shared.  custody_token_lock_wanted()
+ * to spec->lock_timeout (EFAIL "token is busy: ..." as open says).  An
+ * exclusive handle may do the same when no other handle of the process
+ * shares its lock (EUSAGE otherwise): a long-lived writer that keeps its
+ * session and login between uses (sync --watch).  What the handle found
+ * on the token before it let go (the KEK's handle) is looked for again
+ * after relock.  custody_token_lock_wanted()
  * is 1 when a writer waits for the lock (two flock calls; no waiting).
  * The caller serialises these three with every other use of the handle.
  */

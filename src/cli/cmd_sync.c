@@ -46,6 +46,7 @@
 
 #include <custody/clock.h>
 #include <custody/cluster.h>
+#include <custody/integrity.h>
 #include <custody/log.h>
 #include <custody/timefmt.h>
 
@@ -340,20 +341,71 @@ state_equal(const struct sync_state *a, const struct sync_state *b)
 /* ------------------------------------------------------------ one sync */
 
 /*
- * Opens the token (exclusive lock, login), syncs, closes it again.  res
- * is filled when the sync could run (OK); the token is never left open.
+ * Takes the token for a sync: the handle --watch kept, its lock taken
+ * again (its session and login checked), or a new one (exclusive lock,
+ * login, the PIN read now).
  */
 static int
-sync_once(struct cli *cli, int64_t now, custody_sync_result *res)
+take_token(struct cli *cli)
+{
+	int r;
+
+	if (cli->token == NULL)
+		return cli_open_token(cli);
+	if ((r = custody_token_relock(cli->token, &cli->err)) != CUSTODY_OK) {
+		cli_close_token(cli);	/* opened anew next time */
+		return r;
+	}
+	if ((r = cli_attach_integrity(cli)) != CUSTODY_OK)
+		cli_close_token(cli);
+	return r;
+}
+
+/*
+ * After a sync: with keep (--watch) the handle stays open and logged in
+ * but lets go of the token lock, so that every other custody process of
+ * this node has the token until the next sync, and nothing reads the
+ * token meanwhile (the store is read without it); else it is closed.
+ */
+static void
+give_token_back(struct cli *cli, int keep)
+{
+	custody_err e;
+
+	if (cli->token == NULL)
+		return;
+	if (keep) {
+		custody_integrity_detach(cli->store);
+		if (custody_token_unlock(cli->token, &e) == CUSTODY_OK)
+			return;
+		custody_warn("sync --watch: %s: closing the token", e.msg);
+	}
+	cli_close_token(cli);
+}
+
+/* Closes a handle that --watch kept: with the lock taken again, since
+ * logging out and closing the session touch the token. */
+static void
+close_kept_token(struct cli *cli)
+{
+	if (cli->token == NULL)
+		return;
+	(void)custody_token_relock(cli->token, NULL);
+	cli_close_token(cli);
+}
+
+/* Takes the token, syncs, gives it back (keep: see give_token_back).
+ * res is filled when the sync could run (OK). */
+static int
+sync_once(struct cli *cli, int64_t now, int keep, custody_sync_result *res)
 {
 	int r;
 
 	memset(res, 0, sizeof(*res));
-	/* A token that cannot be opened is not left open either. */
-	if ((r = cli_open_token(cli)) != CUSTODY_OK)
+	if ((r = take_token(cli)) != CUSTODY_OK)
 		return r;
 	r = custody_cluster_sync(cli->token, cli->store, cli->node, now, res, &cli->err);
-	cli_close_token(cli);
+	give_token_back(cli, keep && r == CUSTODY_OK);
 	return r;
 }
 
@@ -388,7 +440,7 @@ run_once(struct cli *cli)
 
 	memset(&res, 0, sizeof(res));
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
-	    (r = sync_once(cli, (int64_t)time(NULL), &res)) != CUSTODY_OK)
+	    (r = sync_once(cli, (int64_t)time(NULL), 0, &res)) != CUSTODY_OK)
 		goto out;
 	print_result(cli, 0, &res, realtime_ms(), custody_monotonic_ms() - started);
 	if (cli->verbose)	/* what the sync cost the store */
@@ -524,7 +576,7 @@ run_watch(struct cli *cli, const struct sync_opts *o)
 		if (due) {
 			started = custody_monotonic_ms();
 			custody_sync_result_clear(&res);
-			if ((r = sync_once(cli, at, &res)) != CUSTODY_OK)
+			if ((r = sync_once(cli, at, 1, &res)) != CUSTODY_OK)
 				goto failed;
 			print_result(cli, 1, &res, realtime_ms(), custody_monotonic_ms() - started);
 			/* The state the sync started from: a change that came
@@ -555,6 +607,7 @@ failed:
 		 * pause, and try again from the start (a new connection). */
 		log_failure(cli, due ? "cannot sync" : "cannot read the store",
 			    last_failure, sizeof(last_failure), backoff_ms);
+		close_kept_token(cli);	/* opened anew, the PIN read again */
 		if (cli->store != NULL) {
 			custody_store_close(cli->store);
 			cli->store = NULL;
@@ -565,6 +618,7 @@ failed:
 		memset(&scan, 0, sizeof(scan));
 		custody_err_clear(&cli->err);
 	}
+	close_kept_token(cli);
 	cli_say(cli, "sync --watch: stopped");
 	custody_sync_result_clear(&res);
 	state_clear(&last);

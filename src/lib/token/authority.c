@@ -180,6 +180,7 @@ custody_token_authority_create(custody_token *tok, unsigned char **spki,
 				      spki_len, err);
 out:
 	if (r != CUSTODY_OK && priv != CK_INVALID_HANDLE) {
+		token_found_forget_all();
 		tok->f->C_DestroyObject(tok->session, priv);
 		tok->f->C_DestroyObject(tok->session, pub);
 	}
@@ -198,6 +199,7 @@ custody_token_authority_destroy(custody_token *tok, custody_err *err)
 	if ((r = find_pair(tok, "destroy the cluster authority key", &priv,
 			   &pub, err)) != CUSTODY_OK)
 		return r;
+	token_found_forget_all();
 	if (priv != CK_INVALID_HANDLE)
 		rv = tok->f->C_DestroyObject(tok->session, priv);
 	if (rv == CKR_OK && pub != CK_INVALID_HANDLE)
@@ -337,6 +339,7 @@ custody_token_authority_unpin(custody_token *tok, custody_err *err)
 	    (r = find_one(tok, CKO_DATA, &h, err)) != CUSTODY_OK ||
 	    h == CK_INVALID_HANDLE)
 		return r;
+	token_found_forget_all();
 	rv = tok->f->C_DestroyObject(tok->session, h);
 	if (rv != CKR_OK)
 		return token_err_rv(err, CUSTODY_EFAIL, rv,

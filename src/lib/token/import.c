@@ -465,7 +465,6 @@ write_objects(custody_token *tok, struct plan *p, int have_key,
 	      int replicable, custody_token_import_result *res,
 	      custody_err *err)
 {
-	CK_ATTRIBUTE id = {CKA_ID, p->id, sizeof(p->id)};
 	CK_OBJECT_HANDLE h;
 	size_t i;
 	int created, r;
@@ -474,8 +473,8 @@ write_objects(custody_token *tok, struct plan *p, int have_key,
 		if ((r = write_key(tok, p, replicable, res, err)) != CUSTODY_OK)
 			return r;
 	} else {
-		if ((r = find_by(tok, CKO_PRIVATE_KEY, &id, &h, err)) !=
-		    CUSTODY_OK)
+		if ((r = token_find_by_id(tok, CKO_PRIVATE_KEY, p->id,
+					  sizeof(p->id), &h, err)) != CUSTODY_OK)
 			return r;
 		if (h == CK_INVALID_HANDLE) {
 			r = custody_err_set(err, CUSTODY_EFAIL,

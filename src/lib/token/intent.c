@@ -83,6 +83,8 @@ token_intent_clear_raw(custody_token *tok, const unsigned char *id,
 
 	if ((r = find_notes(tok, id, id_len, &h, &n, err)) != CUSTODY_OK)
 		goto out;
+	if (n > 0)
+		token_found_forget_all();
 	for (i = 0; i < n; i++) {
 		rv = tok->f->C_DestroyObject(tok->session, h[i]);
 		if (rv != CKR_OK) {

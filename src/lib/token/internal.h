@@ -29,6 +29,9 @@ struct token_lock;
  * process that use it (token/token.c). */
 struct token_module;
 
+#define TOKEN_FOUND_MAX 8
+#define TOKEN_FOUND_ID_MAX 64
+
 struct custody_token {
 	void *dl;		/* dlopen handle                           */
 	struct token_module *mod;
@@ -42,6 +45,19 @@ struct custody_token {
 	char label[33];
 	char serial[17];
 	struct token_caps *caps;	/* what it can do (token/caps.c)   */
+	/* Objects found by class and key id while the lock has been held
+	 * (token_find_by_id): a sync or a write asks for the same few a
+	 * dozen times, and each search walks every object of the token. */
+	struct token_found {
+		CK_OBJECT_CLASS cls;
+		unsigned char id[TOKEN_FOUND_ID_MAX];
+		size_t id_len;
+		CK_OBJECT_HANDLE h;
+	} found[TOKEN_FOUND_MAX];
+	size_t n_found, next_found;
+	unsigned long found_epoch;	/* token_found_epoch when filled */
+	CK_OBJECT_HANDLE kcv_of;	/* the KEK whose KCV kek_kcv is  */
+	char kek_kcv[CUSTODY_KCV_HEX + 1];
 };
 
 /* token/lock.c ------------------------------------------------------- */
@@ -128,6 +144,18 @@ int token_get_attr(custody_token *tok, CK_OBJECT_HANDLE obj,
 int token_get_bool(custody_token *tok, CK_OBJECT_HANDLE h,
 		   CK_ATTRIBUTE_TYPE type, int *out, custody_err *err);
 
+/*
+ * What token_find_by_id found stays valid while the lock is held and no
+ * object of the token is destroyed: every destroy but that of a
+ * temporary object (made and destroyed by one function, never found)
+ * calls token_found_forget_all, which all handles of this process see;
+ * letting go of the lock forgets the handle's (token_found_forget).
+ */
+void token_found_forget_all(void);
+void token_found_forget(custody_token *tok);
+/* C_DestroyObject of a session object made for one computation. */
+void token_destroy_temporary(custody_token *tok, CK_OBJECT_HANDLE h,
+			     const char *what);
 /* C_DestroyObject of h (nothing for CK_INVALID_HANDLE), for undoing: a
  * refusal is a warning naming WHAT, "cannot remove the WHAT from token L
  * again: CKR_...". */

@@ -27,6 +27,10 @@
  * gate shared (waiting behind a writer) before taking the lock, and lets
  * go of it right after; a long-lived shared holder asks
  * token_lock_wanted() whether a writer waits, and then lets go.
+ *
+ * A long-lived exclusive holder (sync --watch, between syncs) lets go of
+ * its lock too: it leaves the list of held locks while let go, and is
+ * taken again through the gate as a first take is.
  */
 #include "config.h"
 
@@ -69,6 +73,7 @@ struct token_lock {
 	int shared;
 	int gate_fd;		/* open while the handle lives           */
 	int locked;		/* the shared lock is held now           */
+	/* both: */
 	int timeout;		/* seconds, for token_lock_relock        */
 };
 
@@ -531,6 +536,7 @@ token_lock_acquire(const custody_token_spec *spec, struct token_lock **out,
 	fd = -1;
 	l->refs = 1;
 	l->pid = getpid();
+	l->timeout = timeout;	/* for token_lock_relock */
 	l->next = held;
 	held = l;
 	*out = l;
@@ -571,36 +577,79 @@ token_lock_release(struct token_lock *lock)
 	}
 	/* A lock inherited over fork shares its open file description with
 	 * the parent: unlocking it would release the parent's lock too. */
-	if (lock->pid == getpid())
-		flock(lock->fd, LOCK_UN);
-	close(lock->fd);
+	if (lock->fd >= 0) {	/* not let go by token_lock_unlock */
+		if (lock->pid == getpid())
+			flock(lock->fd, LOCK_UN);
+		close(lock->fd);
+	}
 	free(lock->path);
 	free(lock);
 out:
 	pthread_mutex_unlock(&held_mutex);
 }
 
-/* EUSAGE "cannot WHAT: the handle does not hold it shared" unless lock is
- * a shared lock. */
+/* An exclusive lock let go: out of the list of held locks (a handle this
+ * process opens meanwhile takes the lock anew, and waits for it as any
+ * other process would), its descriptor closed. */
 static int
-need_shared(const struct token_lock *lock, const char *what,
-	    custody_err *err)
+exclusive_unlock(struct token_lock *lock, custody_err *err)
 {
-	if (lock == NULL || !lock->shared)
-		return custody_err_set(err, CUSTODY_EUSAGE,
-				       "cannot %s: the handle does not hold it "
-				       "shared", what);
+	struct token_lock **pp;
+	int r = CUSTODY_OK;
+
+	pthread_mutex_lock(&held_mutex);
+	if (lock->fd < 0)
+		goto out;
+	if (lock->refs != 1 || lock->pid != getpid()) {
+		r = custody_err_set(err, CUSTODY_EUSAGE, "cannot let go of the "
+				    "token lock: another handle of this "
+				    "process holds it too");
+		goto out;
+	}
+	for (pp = &held; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == lock) {
+			*pp = lock->next;
+			break;
+		}
+	}
+	lock->next = NULL;
+	flock(lock->fd, LOCK_UN);
+	close(lock->fd);
+	lock->fd = -1;
+out:
+	pthread_mutex_unlock(&held_mutex);
+	return r;
+}
+
+/* An exclusive lock taken again (through the gate, as a first take is)
+ * and back in the list of held locks. */
+static int
+exclusive_relock(struct token_lock *lock, custody_err *err)
+{
+	int fd = -1, r;
+
+	if (lock->fd >= 0)
+		return CUSTODY_OK;
+	if ((r = wait_for_lock(lock->path, lock->timeout, &fd, err)) !=
+	    CUSTODY_OK)
+		return r;
+	pthread_mutex_lock(&held_mutex);
+	lock->fd = fd;
+	lock->pid = getpid();
+	lock->next = held;
+	held = lock;
+	pthread_mutex_unlock(&held_mutex);
 	return CUSTODY_OK;
 }
 
 int
 token_lock_unlock(struct token_lock *lock, custody_err *err)
 {
-	int r;
-
-	if ((r = need_shared(lock, "let go of the token lock", err)) !=
-	    CUSTODY_OK)
-		return r;
+	if (lock == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot let go of "
+				       "the token lock: no lock");
+	if (!lock->shared)
+		return exclusive_unlock(lock, err);
 	if (lock->locked && lock->pid == getpid())
 		flock(lock->fd, LOCK_UN);
 	lock->locked = 0;
@@ -610,11 +659,13 @@ token_lock_unlock(struct token_lock *lock, custody_err *err)
 int
 token_lock_relock(struct token_lock *lock, custody_err *err)
 {
-	int r;
-
-	if ((r = need_shared(lock, "take the token lock again", err)) !=
-	    CUSTODY_OK || lock->locked)
-		return r;
+	if (lock == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot take the "
+				       "token lock again: no lock");
+	if (!lock->shared)
+		return exclusive_relock(lock, err);
+	if (lock->locked)
+		return CUSTODY_OK;
 	return shared_take(lock, err);
 }
 
@@ -691,13 +742,26 @@ custody_token_lock_release(custody_token_lock *lock)
 int
 custody_token_unlock(custody_token *tok, custody_err *err)
 {
+	if (tok != NULL)	/* others may change the token until relock */
+		token_found_forget(tok);
 	return token_lock_unlock(tok != NULL ? tok->lock : NULL, err);
 }
 
 int
 custody_token_relock(custody_token *tok, custody_err *err)
 {
-	return token_lock_relock(tok != NULL ? tok->lock : NULL, err);
+	int r;
+
+	if ((r = token_lock_relock(tok != NULL ? tok->lock : NULL, err)) !=
+	    CUSTODY_OK || tok->lock->shared || !tok->logged_in)
+		return r;
+	/* A writer kept its login while others had the token: a token
+	 * initialised again, or logged out by another process, is found
+	 * now, not in the middle of its next write. */
+	if ((r = token_require_login(tok, "use the token again", err)) !=
+	    CUSTODY_OK)
+		token_lock_unlock(tok->lock, NULL);
+	return r;
 }
 
 int

@@ -221,6 +221,64 @@ out:
 	return r;
 }
 
+/* ------------------------------------------------ what was found */
+
+static _Atomic unsigned long found_epoch = 1;
+
+void
+token_found_forget_all(void)
+{
+	found_epoch++;
+}
+
+void
+token_found_forget(custody_token *tok)
+{
+	tok->n_found = 0;
+	tok->next_found = 0;
+	tok->found_epoch = found_epoch;
+	tok->kcv_of = CK_INVALID_HANDLE;
+	tok->kek_kcv[0] = '\0';
+}
+
+static int
+found_lookup(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
+	     size_t id_len, CK_OBJECT_HANDLE *h)
+{
+	size_t i;
+
+	if (tok->found_epoch != found_epoch)
+		token_found_forget(tok);
+	for (i = 0; i < tok->n_found; i++) {
+		const struct token_found *f = &tok->found[i];
+
+		if (f->cls == cls && f->id_len == id_len &&
+		    memcmp(f->id, id, id_len) == 0) {
+			*h = f->h;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void
+found_remember(custody_token *tok, CK_OBJECT_CLASS cls,
+	       const unsigned char *id, size_t id_len, CK_OBJECT_HANDLE h)
+{
+	struct token_found *f;
+
+	if (id_len > TOKEN_FOUND_ID_MAX || h == CK_INVALID_HANDLE)
+		return;
+	f = &tok->found[tok->next_found];
+	tok->next_found = (tok->next_found + 1) % TOKEN_FOUND_MAX;
+	if (tok->n_found < TOKEN_FOUND_MAX)
+		tok->n_found++;
+	f->cls = cls;
+	memcpy(f->id, id, id_len);
+	f->id_len = id_len;
+	f->h = h;
+}
+
 int
 token_find_first(custody_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n,
 		 CK_OBJECT_HANDLE *found, custody_err *err)
@@ -246,8 +304,13 @@ token_find_by_id(custody_token *tok, CK_OBJECT_CLASS cls,
 		{CKA_CLASS, &cls, sizeof(cls)},
 		{CKA_ID, (void *)id, id_len},
 	};
+	int r;
 
-	return token_find_first(tok, t, NELEM(t), found, err);
+	if (found_lookup(tok, cls, id, id_len, found))
+		return CUSTODY_OK;
+	if ((r = token_find_first(tok, t, NELEM(t), found, err)) == CUSTODY_OK)
+		found_remember(tok, cls, id, id_len, *found);
+	return r;
 }
 
 int
@@ -312,7 +375,7 @@ token_get_bool(custody_token *tok, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
 }
 
 void
-token_destroy_object(custody_token *tok, CK_OBJECT_HANDLE h, const char *what)
+token_destroy_temporary(custody_token *tok, CK_OBJECT_HANDLE h, const char *what)
 {
 	CK_RV rv;
 
@@ -322,6 +385,14 @@ token_destroy_object(custody_token *tok, CK_OBJECT_HANDLE h, const char *what)
 	if (rv != CKR_OK)
 		custody_warn("cannot remove the %s from token %s again: %s",
 			     what, tok->label, token_rv_text(rv));
+}
+
+void
+token_destroy_object(custody_token *tok, CK_OBJECT_HANDLE h, const char *what)
+{
+	if (h != CK_INVALID_HANDLE)
+		token_found_forget_all();
+	token_destroy_temporary(tok, h, what);
 }
 
 int
@@ -556,6 +627,7 @@ detach(custody_token *tok)
 {
 	if (tok->have_session) {
 		/* Logging out would log out the other handles too. */
+		token_found_forget_all();	/* the login state changes */
 		if (tok->logged_in && !others_logged_in(tok))
 			tok->f->C_Logout(tok->session);
 		tok->f->C_CloseSession(tok->session);
@@ -996,6 +1068,7 @@ custody_token_login(custody_token *tok, const char *pin, size_t pin_len,
 				       tok->label, pin_len,
 				       (unsigned long)ti.ulMinPinLen,
 				       (unsigned long)ti.ulMaxPinLen);
+	token_found_forget_all();
 	rv = tok->f->C_Login(tok->session, CKU_USER, (CK_UTF8CHAR *)pin,
 			     pin != NULL ? pin_len : 0);
 	switch (rv) {
@@ -1186,12 +1259,22 @@ int
 custody_token_has_private_key(custody_token *tok, const char *key_id,
 			      int *present, custody_err *err)
 {
-	custody_token_key_objects held;
+	unsigned char id[KEY_ID_MAX];
+	size_t id_len;
 	int r;
 
-	r = custody_token_count_key_objects(tok, key_id, &held, err);
-	*present = r == CUSTODY_OK && held.private_keys > 0;
-	return r;
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+
+	/* One search (each walks every object of the token), kept for the
+	 * check or the signature that follows (token_find_by_id). */
+	*present = 0;
+	if ((r = token_key_id_login(tok, key_id, "look for private keys", id,
+				    sizeof(id), &id_len, err)) != CUSTODY_OK ||
+	    (r = token_find_by_id(tok, CKO_PRIVATE_KEY, id, id_len, &h, err)) !=
+	    CUSTODY_OK)
+		return r;
+	*present = h != CK_INVALID_HANDLE;
+	return CUSTODY_OK;
 }
 
 /* Destroys every object matching t (the WHAT of key_id); counts them in
@@ -1208,6 +1291,8 @@ destroy_matching(custody_token *tok, CK_ATTRIBUTE *t, CK_ULONG t_len,
 
 	if ((r = token_find(tok, t, t_len, &h, &count, err)) != CUSTODY_OK)
 		goto out;
+	if (count > 0)
+		token_found_forget_all();
 	for (i = 0; i < count; i++) {
 		rv = tok->f->C_DestroyObject(tok->session, h[i]);
 		if (rv != CKR_OK) {
@@ -1534,6 +1619,7 @@ init_user_pin(custody_token *tok, const char *so_pin, size_t so_pin_len,
 
 	if ((r = open_session(tok, err)) != CUSTODY_OK)
 		return r;
+	token_found_forget_all();
 	rv = tok->f->C_Login(tok->session, CKU_SO, (CK_UTF8CHAR *)so_pin,
 			     so_pin_len);
 	if (rv != CKR_OK)

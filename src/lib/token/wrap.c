@@ -106,12 +106,8 @@ node_id(const char *prefix, const char *node, unsigned char *id,
 static int
 find_kek(custody_token *tok, CK_OBJECT_HANDLE *h, custody_err *err)
 {
-	CK_ATTRIBUTE t[] = {
-		A(CKA_CLASS, class_secret),
-		{CKA_ID, kek_id, sizeof(kek_id) - 1},
-	};
-
-	return token_find_first(tok, t, NELEM(t), h, err);
+	return token_find_by_id(tok, CKO_SECRET_KEY, (unsigned char *)kek_id,
+				sizeof(kek_id) - 1, h, err);
 }
 
 /* The object of class cls with this CKA_ID, or CK_INVALID_HANDLE. */
@@ -199,7 +195,7 @@ wrap_value_under_kek(custody_token *tok, CK_OBJECT_HANDLE kek,
 	}
 	r = CUSTODY_OK;
 out:
-	token_destroy_object(tok, probe, "input key of a KEK computation");
+	token_destroy_temporary(tok, probe, "input key of a KEK computation");
 	return r;
 }
 
@@ -291,7 +287,16 @@ custody_token_kek_kcv(custody_token *tok, char kcv[CUSTODY_KCV_HEX + 1],
 	if ((r = need_kek(tok, "read the KEK's key check value", &h, err)) !=
 	    CUSTODY_OK)
 		return r;
-	return kcv_of(tok, h, kcv, err);
+	/* Kept while the handle is (token_found_forget). */
+	if (tok->kcv_of == h && tok->kek_kcv[0] != '\0') {
+		memcpy(kcv, tok->kek_kcv, CUSTODY_KCV_HEX + 1);
+		return CUSTODY_OK;
+	}
+	if ((r = kcv_of(tok, h, kcv, err)) == CUSTODY_OK) {
+		memcpy(tok->kek_kcv, kcv, CUSTODY_KCV_HEX + 1);
+		tok->kcv_of = h;
+	}
+	return r;
 }
 
 int
@@ -747,6 +752,7 @@ so_login(custody_token *tok, const char *so_pin, size_t so_pin_len,
 	    si.state != CKS_RW_PUBLIC_SESSION) {
 		custody_step("logging the user out of token %s for the security "
 			     "officer", tok->label);
+		token_found_forget_all();
 		rv = tok->f->C_Logout(tok->session);
 		if (rv != CKR_OK && rv != CKR_USER_NOT_LOGGED_IN)
 			return token_err_rv(err, CUSTODY_EFAIL, rv,
@@ -754,6 +760,7 @@ so_login(custody_token *tok, const char *so_pin, size_t so_pin_len,
 					    "%s", tok->label);
 	}
 	tok->logged_in = 0;
+	token_found_forget_all();
 	rv = tok->f->C_Login(tok->session, CKU_SO, (CK_UTF8CHAR *)so_pin,
 			     so_pin != NULL ? so_pin_len : 0);
 	switch (rv) {
@@ -860,8 +867,10 @@ create_trusted_transport(custody_token *tok, const char *node,
 static void
 so_logout(custody_token *tok)
 {
-	CK_RV rv = tok->f->C_Logout(tok->session);
+	CK_RV rv;
 
+	token_found_forget_all();
+	rv = tok->f->C_Logout(tok->session);
 	if (rv != CKR_OK)
 		custody_warn("cannot log the security officer out of token %s: "
 			     "%s", tok->label, token_rv_text(rv));
@@ -978,6 +987,7 @@ kek_already_there(custody_token *tok, CK_OBJECT_HANDLE *kek, size_t digits,
 			     "used (%s): destroying it and unwrapping the "
 			     "KEK again", tok->label, err->msg);
 		rv = tok->f->C_DestroyObject(tok->session, *kek);
+		token_found_forget_all();
 		if (rv != CKR_OK)
 			return token_err_rv(err, CUSTODY_EFAIL, rv,
 					    "cannot destroy the damaged KEK "
@@ -1406,6 +1416,7 @@ custody_token_transport_destroy(custody_token *tok, const char *node,
 	half[0].h = priv;
 	half[1].name = "public";
 	half[1].h = pub;
+	token_found_forget_all();
 	for (i = 0; i < NELEM(half); i++) {
 		if (half[i].h != CK_INVALID_HANDLE &&
 		    (rv = tok->f->C_DestroyObject(tok->session, half[i].h)) !=
@@ -1430,6 +1441,7 @@ custody_token_kek_destroy(custody_token *tok, custody_err *err)
 	if ((r = need_kek(tok, "destroy the KEK", &kek, err)) != CUSTODY_OK)
 		return r;
 	rv = tok->f->C_DestroyObject(tok->session, kek);
+	token_found_forget_all();
 	if (rv != CKR_OK)
 		return token_err_rv(err, CUSTODY_EFAIL, rv,
 				    "cannot destroy the KEK on token %s", tok->label);
