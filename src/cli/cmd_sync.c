@@ -349,9 +349,16 @@ sync_once(struct cli *cli, int64_t now, custody_sync_result *res)
 	int r;
 
 	memset(res, 0, sizeof(*res));
-	/* A token that cannot be opened is not left open either. */
-	if ((r = cli_open_token(cli)) != CUSTODY_OK)
+	/* A token that cannot be opened is not left open either; the node
+	 * tells the store why (best effort: the error stays the token's). */
+	if ((r = cli_open_token(cli)) != CUSTODY_OK) {
+		custody_err ignored = {0};
+
+		if (custody_cluster_report_problem(cli->store, cli->node, now, cli->err.msg,
+						   &ignored) != CUSTODY_OK && cli->verbose)
+			cli_say(cli, "sync: the store was not told why: %s", ignored.msg);
 		return r;
+	}
 	r = custody_cluster_sync(cli->token, cli->store, cli->node, now, res, &cli->err);
 	cli_close_token(cli);
 	return r;
