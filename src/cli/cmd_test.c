@@ -901,6 +901,8 @@ const char cmd_test_usage[] =
 	"the cluster (rollout) and published for min-publish before it takes effect\n"
 	"(published, with a [rollover TYPE] policy); the previous certificate's key\n"
 	"(previous-key); a csr-mode rollover request waiting for its certificate (csr);\n"
+	"a global assignment's current key reported held by every joined node, this\n"
+	"node's own failure with the reason its last sync gave (cluster);\n"
 	"with [agent] configured, whether custody agent answers on its socket (agent).\n"
 	"One line per check: OK|WARNING|CRITICAL TYPE/IDENTITY: WHAT. Exit status as\n"
 	"monitoring plugins: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the checks could\n"
