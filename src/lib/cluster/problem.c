@@ -61,16 +61,28 @@ custody_cluster_report_problem(custody_store *st, const char *node, int64_t now,
 			       const char *why, custody_err *err)
 {
 	custody_assignment *all = NULL, a;
+	custody_node_record me;
 	custody_report_record *reps = NULL;
 	size_t n_all = 0, n_reps = 0, i;
 	int r;
 
+	memset(&me, 0, sizeof(me));
 	if (st == NULL || node == NULL || node[0] == '\0' || why == NULL)
 		return custody_err_set(err, CUSTODY_EUSAGE,
 				       "cannot report a node's problem: no store or node");
 	/* One transaction: what it reads is what it judges by. */
 	if ((r = custody_store_begin(st, err)) != CUSTODY_OK)
 		return r;
+	/* Only a member that has joined follows the global assignments: a
+	 * store without a cluster, or a node on its way in, gets nothing. */
+	if ((r = custody_store_get_node(st, node, &me, err)) != CUSTODY_OK ||
+	    strcmp(me.state, "joined") != 0) {
+		if (r == CUSTODY_ENOTFOUND) {
+			custody_err_clear(err);
+			r = CUSTODY_OK;
+		}
+		goto out;
+	}
 	if ((r = custody_store_list_assignments(st, &all, &n_all, err)) != CUSTODY_OK ||
 	    (r = custody_store_list_reports(st, node, &reps, &n_reps, err)) != CUSTODY_OK)
 		goto out;
@@ -88,6 +100,7 @@ out:
 		r = custody_store_commit(st, err);
 	else
 		custody_store_rollback(st);
+	custody_node_record_clear(&me);
 	free(all);
 	free(reps);
 	return r;
