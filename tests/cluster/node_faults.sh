@@ -12,13 +12,17 @@
 #   4. two watchers (`sync --watch`) killed during a round: one by SIGKILL
 #      just before its unwrap, one aborted right after it (the key on its
 #      token, never checked nor reported).
-# Each time: that node's sync exits 1 in one line naming the key and the
-# cause (the killed ones die); its token holds nothing half-written
-# (checkstate); the other nodes sync and report the key held; `custody
-# status` (table and -o json, whose "problems" carry the node's reason)
-# shows that node as not holding the key; `custody test` on that node is
-# CRITICAL and says why, on the others the key is OK and the cluster line
-# names the node behind.  Then the node, without the fault, catches up.
+# Cases 1-3: that node's sync exits 1 in one line naming the key and the
+# cause (the refusal up front: the cause); its token is as it was and
+# consistent (checkstate); the other nodes sync the key; `custody status`
+# (table and -o json, whose "problems" carry the node's reason) shows that
+# node alone not holding it; `custody test` on that node is CRITICAL and
+# says why (UNKNOWN while its token cannot be opened), on another the key
+# is OK and the cluster line is a WARNING naming the node and its reason.
+# Then the node, without the fault, catches up.  Case 4: the third watcher
+# syncs the key; status shows the killed two stale, their tokens pass
+# checkstate (the unwrapped key the one leftover), test names them, and
+# restarted they catch up, leaving nothing over.
 # The standby promoted twice and a URL naming only standbys: failover.sh.
 top=${TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 export TOP_SRCDIR=$top
