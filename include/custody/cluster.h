@@ -185,6 +185,14 @@ int custody_cluster_status(custody_store *st, int64_t now,
 			   custody_node_status **out, size_t *n, int *all_ok,
 			   custody_err *err);
 
+/* A node whose sync could not run (its token could not be opened or used)
+ * says why: every key of a global assignment (current, pending) it has
+ * not reported held is reported not held, with why as the report's detail
+ * (cluster/problem.c).  Its held reports and its last sync are left as
+ * they are; a report that already says the same is not written again. */
+int custody_cluster_report_problem(custody_store *st, const char *node,
+				   int64_t now, const char *why, custody_err *err);
+
 /* ---- additions for the commands (cluster/cluster.c) ---- */
 
 /* The KEK as the store and this token know it: key check values, "" when

@@ -160,6 +160,31 @@ node_holds(const struct status_view *v, const char *node, const char *thumbprint
 	return 0;
 }
 
+/* 1 when thumbprint is one a global assignment names (a key the nodes
+ * must hold or may still hold). */
+static int
+assigned_key(const struct status_view *v, const char *thumbprint)
+{
+	size_t k;
+
+	for (k = 0; k < v->n_globals; k++)
+		if (strcmp(v->globals[k].current.thumbprint, thumbprint) == 0 ||
+		    strcmp(v->globals[k].pending.thumbprint, thumbprint) == 0 ||
+		    strcmp(v->globals[k].previous.thumbprint, thumbprint) == 0)
+			return 1;
+	return 0;
+}
+
+/* The i-th report is a node's problem: a key the assignments name that
+ * its last sync could not make held, with the reason it gave (a full or
+ * read-only token, a package that does not unwrap there). */
+static int
+is_problem(const struct status_view *v, size_t i)
+{
+	return !v->reports[i].held && v->reports[i].detail[0] != '\0' &&
+	       assigned_key(v, v->reports[i].thumbprint);
+}
+
 /* The thumbprint of type a that node holds: the current one, else the
  * previous one (the node is behind), else NULL. */
 static const char *
@@ -191,6 +216,22 @@ lag_of(const struct cli *cli, const custody_node_status *s)
 }
 
 /* ------------------------------------------------------------ JSON */
+
+/* [{"thumbprint","message"}]: the keys node reported it could not hold. */
+static json_t *
+problems_json(const struct status_view *v, const char *node)
+{
+	json_t *list = json_array();
+	size_t i;
+
+	for (i = 0; i < v->n_reports; i++)
+		if (strcmp(v->reports[i].node, node) == 0 && is_problem(v, i))
+			json_array_append_new(list,
+				json_pack("{s:s, s:s}",
+					  "thumbprint", v->reports[i].thumbprint,
+					  "message", v->reports[i].detail));
+	return list;
+}
 
 static json_t *
 view_json(const struct cli *cli, const struct status_view *v, int ok)
@@ -224,7 +265,7 @@ view_json(const struct cli *cli, const struct status_view *v, int ok)
 			json_object_set_new(holds, v->globals[k].type,
 					    held != NULL ? json_string(held) : json_null());
 		}
-		o = json_pack("{s:s, s:s, s:s?, s:o, s:b, s:b, s:s, s:o, s:s?}",
+		o = json_pack("{s:s, s:s, s:s?, s:o, s:b, s:b, s:s, s:o, s:s?, s:o}",
 			      "node", s->node,
 			      "state", s->state,
 			      "last_sync", s->last_sync != 0 ? out_time(s->last_sync, t) : NULL,
@@ -233,7 +274,8 @@ view_json(const struct cli *cli, const struct status_view *v, int ok)
 			      "differs", s->differs,
 			      "verdict", node_verdict(s),
 			      "holds", holds,
-			      "detail", s->detail[0] != '\0' ? s->detail : NULL);
+			      "detail", s->detail[0] != '\0' ? s->detail : NULL,
+			      "problems", problems_json(v, s->node));
 		json_array_append_new(nodes, o);
 	}
 	return json_pack("{s:s, s:o, s:o, s:o, s:b}",
@@ -323,6 +365,11 @@ print_table(const struct cli *cli, const struct status_view *v)
 		if ((v->nodes[i].differs || v->nodes[i].stale) && v->nodes[i].detail[0] != '\0')
 			printf("%s: %s\n", out_safe(v->nodes[i].node),
 			       out_safe(v->nodes[i].detail));
+	/* Why: what each node's last sync said of a key it could not hold. */
+	for (i = 0; i < v->n_reports; i++)
+		if (is_problem(v, i))
+			printf("%s: %.8s not held: %s\n", out_safe(v->reports[i].node),
+			       v->reports[i].thumbprint, out_safe(v->reports[i].detail));
 	if (v->n_globals > MAX_TYPES)
 		printf("(%zu more types: see -o json)\n", v->n_globals - MAX_TYPES);
 	for (i = 0; i < v->n_faults; i++)
@@ -387,7 +434,9 @@ const char cmd_status_usage[] =
 	"and ok, stale (no report since the last change) or differs (it holds other\n"
 	"keys than the store says). -o json: {\"nodes\":[{\"node\",\"state\",\n"
 	"\"last_sync\",\"lag_seconds\",\"stale\",\"differs\",\"holds\":{\"TYPE\":\n"
-	"\"THUMBPRINT\"}}],\"ok\":BOOL}. Opens the token (user PIN) to check the\n"
+	"\"THUMBPRINT\"},\"problems\":[{\"thumbprint\",\"message\"}]}],\"ok\":BOOL}\n"
+	"(problems: the keys its last sync could not make held, and why; the table\n"
+	"has a line for each). Opens the token (user PIN) to check the\n"
 	"integrity tags of the global assignments and their certificates.\n"
 	"A record of a certificate the global assignments name that does not match\n"
 	"its certificate (another key id: the store was changed) gets a line under\n"

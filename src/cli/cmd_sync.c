@@ -402,8 +402,16 @@ sync_once(struct cli *cli, int64_t now, int keep, custody_sync_result *res)
 	int r;
 
 	memset(res, 0, sizeof(*res));
-	if ((r = take_token(cli)) != CUSTODY_OK)
+	/* A token that cannot be taken is not left open either; the node
+	 * tells the store why (best effort: the error stays the token's). */
+	if ((r = take_token(cli)) != CUSTODY_OK) {
+		custody_err ignored = {0};
+
+		if (custody_cluster_report_problem(cli->store, cli->node, now, cli->err.msg,
+						   &ignored) != CUSTODY_OK && cli->verbose)
+			cli_say(cli, "sync: the store was not told why: %s", ignored.msg);
 		return r;
+	}
 	r = custody_cluster_sync(cli->token, cli->store, cli->node, now, res, &cli->err);
 	give_token_back(cli, keep && r == CUSTODY_OK);
 	return r;

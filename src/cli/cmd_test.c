@@ -47,8 +47,11 @@
  *   token         the token can sign with each key's kind, and be a
  *                 cluster member when the store records a cluster KEK
  *                 (a line only when it cannot: CRITICAL)
- *   (cluster      every node reports the same thumbprint — not yet, see
- *                 check_cluster)
+ *   cluster       a global assignment's current key is reported held by
+ *                 every joined node: CRITICAL when this node's last sync
+ *                 reported it could not (with its reason), WARNING for
+ *                 another node behind or this one not reported yet; no
+ *                 line without joined nodes
  *
  * Decisions: with -t, nothing assigned for that type is CRITICAL (the
  * caller asked about a role this node should fill); without -t, nothing
@@ -631,20 +634,94 @@ check_csr(struct test_run *t, const custody_assignment *a)
 	custody_rollover_targets_free(targets, n);
 }
 
+/* The report of node for thumbprint, or NULL when it made none. */
+static const custody_report_record *
+report_of(const custody_report_record *reps, size_t n, const char *node,
+	  const char *thumbprint)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(reps[i].node, node) == 0 &&
+		    strcmp(reps[i].thumbprint, thumbprint) == 0)
+			return &reps[i];
+	return NULL;
+}
+
+/* Appends "NODE (why)" to the list of nodes behind. */
+static void
+note_behind(char *list, size_t size, const char *node,
+	    const custody_report_record *rep)
+{
+	size_t len = strlen(list);
+
+	if (len + 1 >= size)
+		return;
+	snprintf(list + len, size - len, "%s%s (%s)", len > 0 ? "; " : "", node,
+		 rep == NULL ? "has not reported it" :
+		 rep->detail[0] != '\0' ? rep->detail : "does not hold it");
+}
+
 /*
- * The seam for the cluster check: every node reports the same thumbprint
- * for this assignment.  Not yet: the store holds no node reports (there
- * is no cluster module).  When it does, read the reports of `a` here and
- * add a "cluster" line: CRITICAL when a node holds another thumbprint,
- * WARNING when a node has not reported since the assignment changed, OK
- * naming how many nodes agree.  Without reports it prints nothing.
+ * The cluster check of a global assignment's current certificate: every
+ * joined node reports it held.  This node's own failure (its last sync
+ * reported the key not held, and why: a full or read-only token, a
+ * package that does not unwrap here) is CRITICAL — its key line says the
+ * key is missing, this line says why.  Another node behind is a WARNING
+ * here: this node serves; `custody status` is the cluster's verdict.
+ * This node not having reported yet is a WARNING too.  No line without
+ * joined nodes.
  */
 static int
 check_cluster(struct test_run *t, const custody_assignment *a)
 {
-	(void)t;
-	(void)a;
-	return CUSTODY_OK;
+	const char *tp = a->current.thumbprint, *self = t->cli->node;
+	const custody_report_record *rep, *mine = NULL;
+	custody_node_record *nodes = NULL;
+	custody_report_record *reps = NULL;
+	size_t n_nodes = 0, n_reps = 0, joined = 0, behind = 0, i;
+	char names[768] = "";
+	int r, self_behind = 0;
+
+	if (strcasecmp(a->identity, CUSTODY_SCOPE_GLOBAL) != 0 || tp[0] == '\0')
+		return CUSTODY_OK;
+	if ((r = custody_store_list_nodes(t->cli->store, &nodes, &n_nodes,
+					  &t->cli->err)) != CUSTODY_OK ||
+	    (r = custody_store_list_reports(t->cli->store, NULL, &reps, &n_reps,
+					    &t->cli->err)) != CUSTODY_OK)
+		goto out;
+	for (i = 0; i < n_nodes; i++) {
+		if (strcmp(nodes[i].state, "joined") != 0)
+			continue;
+		joined++;
+		rep = report_of(reps, n_reps, nodes[i].name, tp);
+		if (rep != NULL && rep->held)
+			continue;
+		if (strcmp(nodes[i].name, self) == 0) {
+			self_behind = 1;
+			mine = rep;
+			continue;
+		}
+		behind++;
+		note_behind(names, sizeof(names), nodes[i].name, rep);
+	}
+	if (self_behind && mine != NULL)
+		report(t, R_CRITICAL, "cluster", a->type, a->identity, tp,
+		       "this node's last sync could not make it held: %s",
+		       mine->detail[0] != '\0' ? mine->detail : "no reason given");
+	else if (self_behind)
+		report(t, R_WARNING, "cluster", a->type, a->identity, tp,
+		       "this node has not reported holding it (run `custody sync`)");
+	if (behind > 0)
+		report(t, R_WARNING, "cluster", a->type, a->identity, tp,
+		       "%zu of %zu joined nodes do not hold it: %s", behind, joined, names);
+	else if (joined > 0 && !self_behind)
+		report(t, R_OK, "cluster", a->type, a->identity, tp,
+		       "held by all %zu joined nodes", joined);
+out:
+	custody_node_records_free(nodes, n_nodes);
+	free(reps);
+	return r;
 }
 
 /* Every check of one assignment (resolved at now, its record genuine);
@@ -824,6 +901,8 @@ const char cmd_test_usage[] =
 	"the cluster (rollout) and published for min-publish before it takes effect\n"
 	"(published, with a [rollover TYPE] policy); the previous certificate's key\n"
 	"(previous-key); a csr-mode rollover request waiting for its certificate (csr);\n"
+	"a global assignment's current key reported held by every joined node, this\n"
+	"node's own failure with the reason its last sync gave (cluster);\n"
 	"with [agent] configured, whether custody agent answers on its socket (agent).\n"
 	"One line per check: OK|WARNING|CRITICAL TYPE/IDENTITY: WHAT. Exit status as\n"
 	"monitoring plugins: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the checks could\n"

@@ -6,6 +6,8 @@
 # own failover).  Walked deterministically, without timing luck:
 #   - a write on the standby alone, or through a URL naming only the
 #     standby, fails with exit 1 and says why; nothing is written;
+#     `status` through that URL fails in one line (exit 1), `test` is
+#     UNKNOWN (exit 3) in one line;
 #   - a watcher whose connection a server restart dropped while it could
 #     not listen (stopped) catches up on the change it was not notified
 #     of, by the store's generation (its periodic sync is 5 minutes off);
@@ -15,7 +17,8 @@
 #     standby; a `set` that returned 0 just before the stop is on it;
 #   - every watcher reconnects (with backoff and jitter) and syncs what
 #     was set on the new primary; the audit chain verifies there; a
-#     second promote is refused and changes nothing.
+#     second promote is refused and changes nothing: status is ok, and
+#     test's cluster line says every node holds the key.
 top=${TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 export TOP_SRCDIR=$top
 . "$top/tests/token/lib.sh"
@@ -214,6 +217,10 @@ check "…saying no server it names accepts writes" grep -q "no server it names 
 on node1 --store "$url_b?target_session_attrs=read-write" status
 check "status through that URL fails too (exit 1), naming the cause" \
 	grep -q "^1:.*accepts writes" <<<"$rc:$err"
+check "…in one line" [ "$(grep -c "^custody: status: .*accepts writes" <<<"$err")" = 1 ]
+on node1 --store "$url_b?target_session_attrs=read-write" test -t OAuthTokenIssuer
+check "test through that URL: UNKNOWN (exit 3), one line naming the cause" \
+	eval '[ "$rc" -eq 3 ] && [ "$(grep -c "accepts writes" <<<"$out$err")" = 1 ]'
 check "nothing was written: the primary's audit head and assignment are as they were" \
 	[ "$(qa "SELECT seq || hash FROM audit_head")$(current_on qa)" = "$head_before$A" ]
 
@@ -291,6 +298,10 @@ on node1 status -o json
 check "status: every node holds D, none stale" \
 	[ "$(py 'print(d["ok"], sorted(set((n["holds"]["OAuthTokenIssuer"], n["stale"]) for n in d["nodes"])))')" = \
 	"True [('$D', False)]" ]
+on node2 test -t OAuthTokenIssuer
+check "test on node2: nothing CRITICAL, its cluster line OK: D held by all 3 joined nodes" \
+	eval '[ "$rc" -le 1 ] && ! grep -q ^CRITICAL <<<"$out" &&
+	      grep -q "^OK OAuthTokenIssuer/global: held by all 3 joined nodes" <<<"$out"'
 on node1 audit --verify
 check "the audit chain verifies at the end" [ "$rc" -eq 0 ]
 

@@ -126,6 +126,21 @@ token_rv_text(CK_RV rv)
 	return token_rv_name(rv) != NULL ? token_rv_name(rv) : "error";
 }
 
+/* Plain words for the return values an operator must act on at the
+ * token itself, after the name; "" for the others. */
+static const char *
+rv_plain_words(CK_RV rv)
+{
+	switch (rv) {
+	case CKR_DEVICE_MEMORY:
+		return " (the token's memory is full)";
+	case CKR_TOKEN_WRITE_PROTECTED:
+		return " (the token is write-protected: read-only)";
+	default:
+		return "";
+	}
+}
+
 int
 token_err_rv(custody_err *err, int code, CK_RV rv, const char *fmt, ...)
 {
@@ -145,8 +160,8 @@ token_err_rv(custody_err *err, int code, CK_RV rv, const char *fmt, ...)
 	len = strlen(err->msg);
 	if (len < sizeof(err->msg)) {
 		if (name != NULL)
-			snprintf(err->msg + len, sizeof(err->msg) - len, ": %s",
-				 name);
+			snprintf(err->msg + len, sizeof(err->msg) - len, ": %s%s",
+				 name, rv_plain_words(rv));
 		else
 			snprintf(err->msg + len, sizeof(err->msg) - len,
 				 ": CKR 0x%08lx", (unsigned long)rv);
