@@ -24,8 +24,15 @@
 # of them has written its report.  The server runs with max_connections
 # of BENCH_STORE_SIDE_NODES + 100 for it.  Target: under 3 s.
 #
+# Each size also says what a change cost in CPU (from /proc/PID/schedstat,
+# summed over the rounds, divided by rounds and nodes): node_cpu_ms, a
+# node's `sync --watch` (its wake, query round, token work and report);
+# server_cpu_ms, the PostgreSQL server's processes (the watchers'
+# backends, the postmaster; not the set's own backend, gone by then).
+#
 # Prints a table and merges {"propagation": {"nodes3_ms": {"median",
-# "max", "rounds", "set_ms"}, "nodes10_ms": {...}, "store_side1000_ms":
+# "max", "rounds", "set_ms", "node_cpu_ms", "server_cpu_ms"},
+# "nodes10_ms": {...}, "store_side1000_ms":
 # {...}}} into the results file,
 # keeping its other keys.  Without PostgreSQL the values are null and the
 # script says so (exit 0); a failed measurement exits 1.
@@ -160,6 +167,24 @@ print(last)
 PY
 }
 
+# CPU time (µs) of processes, from /proc/PID/schedstat (ns on CPU, not
+# clock ticks); a process gone counts 0.
+cpu_us() { # PID...
+	local p s=0 ns
+	for p in "$@"; do
+		read -r ns _ <"/proc/$p/schedstat" 2>/dev/null || continue
+		s=$((s + ns / 1000))
+	done
+	echo "$s"
+}
+# The server's processes: the postmaster and its children (the backends
+# of the watchers, which live as long as their connections).
+server_pids() {
+	local pm
+	pm=$(head -1 "$pgdir/data/postmaster.pid" 2>/dev/null) || return 0
+	echo "$pm" $(pgrep -P "$pm")
+}
+
 declare -A got
 measure() { # NODES — sets got[NODES] to the JSON object of this size
 	local size=$1 schema="prop$1" i r dir tp t0 t1 done_ms deadline
@@ -200,6 +225,12 @@ measure() { # NODES — sets got[NODES] to the JSON object of this size
 		[ "$(now_ms)" -lt "$deadline" ] || die "$size nodes: the watchers did not report the first key in 60 s"
 		sleep 0.1
 	done
+	# What a round costs each node (its watcher) and the server (the
+	# watchers' backends; the set's backend is gone when read: not in).
+	sleep 1
+	local w0 s0 w1 s1 node_ms server_ms
+	w0=$(cpu_us "${pids[@]}")
+	s0=$(cpu_us $(server_pids))
 	for ((r = 1; r <= rounds; r++)); do
 		sleep 1	# let every node settle
 		tp=${keys[$r]}
@@ -215,18 +246,28 @@ measure() { # NODES — sets got[NODES] to the JSON object of this size
 		sets+=($((t1 - t0)))
 		echo "propagation: $size nodes, round $r: $((done_ms - t0)) ms (set itself: $((t1 - t0)) ms)" >&2
 	done
+	sleep 1	# the last sync's report written (and an idle second, as before each round)
+	w1=$(cpu_us "${pids[@]}")
+	s1=$(cpu_us $(server_pids))
 	# The store agrees with what the watchers said.
 	[ "$(psql "$store" -qAtc "SELECT count(DISTINCT node) FROM node_reports WHERE thumbprint = '$tp' AND held")" = "$size" ] ||
 		die "$size nodes: the store's reports do not show every node holding $tp"
 	for i in "${!pids[@]}"; do kill -TERM "${pids[$i]}" 2>/dev/null; done
 	for i in "${!pids[@]}"; do wait "${pids[$i]}" 2>/dev/null; done
 	pids=()
+	node_ms=$(python3 -c 'import sys; print(round(int(sys.argv[1]) / 1000 / int(sys.argv[2]), 2))' \
+		$((w1 - w0)) $((rounds * size)))
+	server_ms=$(python3 -c 'import sys; print(round(int(sys.argv[1]) / 1000 / int(sys.argv[2]), 2))' \
+		$((s1 - s0)) $((rounds * size)))
+	echo "propagation: $size nodes: CPU a change, each node's sync --watch $node_ms ms, the server $server_ms ms a node" >&2
 	got[$size]=$(python3 -c '
 import json, statistics, sys
-t = [int(x) for x in sys.argv[2].split()]
-s = [int(x) for x in sys.argv[3].split()]
+t = [int(x) for x in sys.argv[1].split()]
+s = [int(x) for x in sys.argv[2].split()]
 print(json.dumps({"median": statistics.median(t), "max": max(t), "rounds": len(t),
-                  "set_ms": statistics.median(s)}))' "$size" "${times[*]}" "${sets[*]}")
+                  "set_ms": statistics.median(s),
+                  "node_cpu_ms": float(sys.argv[3]), "server_cpu_ms": float(sys.argv[4])}))' \
+		"${times[*]}" "${sets[*]}" "$node_ms" "$server_ms")
 }
 
 # measure_store_side NODES — got[side] from store_side with NODES nodes
@@ -286,12 +327,15 @@ python3 - "$prop" <<'PY'
 import json, sys
 p = json.loads(sys.argv[1])
 print("propagation: custody set on node1 -> every node reported (target: median < 1000 ms; store side < 3000 ms)")
-print("%-20s %10s %10s %8s %10s" % ("nodes", "median ms", "max ms", "rounds", "verdict"))
+print("%-20s %10s %10s %8s %10s %14s %14s" % ("nodes", "median ms", "max ms", "rounds", "verdict",
+                                            "node CPU ms", "server CPU ms"))
 for k, v in p.items():
     if k.startswith("store_side"):
         n, limit = k[len("store_side"):-len("_ms")] + " (store side)", 3000
     else:
         n, limit = k[len("nodes"):-len("_ms")], 1000
-    print("%-20s %10s %10s %8s %10s" % (n, v["median"], v["max"], v["rounds"], "ok" if v["median"] < limit else "OVER"))
+    print("%-20s %10s %10s %8s %10s %14s %14s" % (n, v["median"], v["max"], v["rounds"],
+                                             "ok" if v["median"] < limit else "OVER",
+                                             v.get("node_cpu_ms", "-"), v.get("server_cpu_ms", "-")))
 PY
 echo "propagation: results in $results" >&2

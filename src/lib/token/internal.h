@@ -153,6 +153,10 @@ int token_get_bool(custody_token *tok, CK_OBJECT_HANDLE h,
  */
 void token_found_forget_all(void);
 void token_found_forget(custody_token *tok);
+/* An object this handle made, found from now on without a search. */
+void token_found_remember(custody_token *tok, CK_OBJECT_CLASS cls,
+			  const unsigned char *id, size_t id_len,
+			  CK_OBJECT_HANDLE h);
 /* C_DestroyObject of a session object made for one computation. */
 void token_destroy_temporary(custody_token *tok, CK_OBJECT_HANDLE h,
 			     const char *what);

@@ -276,14 +276,16 @@ found_lookup(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
 	return 0;
 }
 
-static void
-found_remember(custody_token *tok, CK_OBJECT_CLASS cls,
+void
+token_found_remember(custody_token *tok, CK_OBJECT_CLASS cls,
 	       const unsigned char *id, size_t id_len, CK_OBJECT_HANDLE h)
 {
 	struct token_found *f;
 
 	if (id_len > TOKEN_FOUND_ID_MAX || h == CK_INVALID_HANDLE)
 		return;
+	if (tok->found_epoch != found_epoch)
+		token_found_forget(tok);
 	f = &tok->found[tok->next_found];
 	tok->next_found = (tok->next_found + 1) % TOKEN_FOUND_MAX;
 	if (tok->n_found < TOKEN_FOUND_MAX)
@@ -324,7 +326,7 @@ token_find_by_id(custody_token *tok, CK_OBJECT_CLASS cls,
 	if (found_lookup(tok, cls, id, id_len, found))
 		return CUSTODY_OK;
 	if ((r = token_find_first(tok, t, NELEM(t), found, err)) == CUSTODY_OK)
-		found_remember(tok, cls, id, id_len, *found);
+		token_found_remember(tok, cls, id, id_len, *found);
 	return r;
 }
 

@@ -1330,6 +1330,7 @@ custody_token_unwrap_private_key(custody_token *tok,
 				 "another KEK, or holds another kind of key");
 		goto out;
 	}
+	token_found_remember(tok, CKO_PRIVATE_KEY, id, sizeof(id), priv);
 	/* Prove the key before anything else is written. */
 	if ((r = token_check_attrs(tok, priv, "unwrapped private key", &t,
 				   0, err)) != CUSTODY_OK ||
