@@ -98,6 +98,14 @@ int custody_store_get_cert(custody_store *st, const char *thumbprint,
 /* All certificates, ordered by not_after then thumbprint. */
 int custody_store_list_certs(custody_store *st, custody_cert_record **out,
 			     size_t *n, custody_err *err);
+/* The certificates of these thumbprints that the store holds (none for
+ * n_thumbprints 0), in the same order, in one query whatever else the
+ * store holds: what a sync reads.  EUSAGE on a malformed thumbprint. */
+int custody_store_list_certs_of(custody_store *st,
+				const char *const *thumbprints,
+				size_t n_thumbprints,
+				custody_cert_record **out, size_t *n,
+				custody_err *err);
 
 /* ENOTFOUND when absent. */
 int custody_store_delete_cert(custody_store *st, const char *thumbprint,
@@ -306,6 +314,12 @@ int custody_store_get_package(custody_store *st, const char *thumbprint,
 int custody_store_list_packages(custody_store *st,
 				custody_package_record **out, size_t *n,
 				custody_err *err);
+/* The packages of these thumbprints, as custody_store_list_certs_of. */
+int custody_store_list_packages_of(custody_store *st,
+				   const char *const *thumbprints,
+				   size_t n_thumbprints,
+				   custody_package_record **out, size_t *n,
+				   custody_err *err);
 /* ENOTFOUND when absent. */
 int custody_store_delete_package(custody_store *st, const char *thumbprint,
 				 custody_err *err);

@@ -745,6 +745,48 @@ BOTH(list_certs_by_expiry_then_thumbprint)
 	custody_store_close(st);
 }
 
+BOTH(list_certs_of_some_thumbprints_reads_only_those)
+{
+	custody_store *st = open_ok();
+	custody_cert_record r1 = make_cert(1, 1900000000);
+	custody_cert_record r2 = make_cert(2, 1800000000);
+	custody_cert_record r3 = make_cert(3, 1900000000);
+	custody_cert_record *list = NULL;
+	const char *want[3], *bad[1] = {"1234"};
+	size_t n = 0;
+	custody_err err = {0};
+
+	put_cert_ok(st, &r1);
+	put_cert_ok(st, &r2);
+	put_cert_ok(st, &r3);
+	/* r3 and r1, and one the store does not hold. */
+	want[0] = r3.thumbprint;
+	want[1] = "00000000000000000000000000000000000000AA";
+	want[2] = r1.thumbprint;
+	cr_assert_eq(custody_store_list_certs_of(st, want, 3, &list, &n, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(n, 2);
+	assert_cert_eq(&list[0], &r1);
+	assert_cert_eq(&list[1], &r3);
+	custody_cert_records_free(list, n);
+	list = NULL;
+	cr_assert_eq(custody_store_list_certs_of(st, want, 0, &list, &n, &err),
+		     CUSTODY_OK);
+	cr_assert_eq(n, 0);
+	cr_assert_null(list);
+	/* A malformed thumbprint (a comma would widen the filter) is refused. */
+	cr_assert_eq(custody_store_list_certs_of(st, bad, 1, &list, &n, &err),
+		     CUSTODY_EUSAGE);
+	bad[0] = "1234567890123456789012345678901234567,AB";
+	cr_assert_eq(custody_store_list_certs_of(st, bad, 1, &list, &n, &err),
+		     CUSTODY_EUSAGE);
+	cr_assert_null(list);
+	custody_cert_record_clear(&r1);
+	custody_cert_record_clear(&r2);
+	custody_cert_record_clear(&r3);
+	custody_store_close(st);
+}
+
 BOTH(list_certs_of_an_empty_store)
 {
 	custody_store *st = open_ok();
@@ -1408,6 +1450,15 @@ BOTH(packages_round_trip_replace_and_delete)
 	cr_assert_eq(count, 2);
 	cr_assert(strcmp(list[0].thumbprint, list[1].thumbprint) < 0, "ordered by thumbprint");
 	custody_package_records_free(list, count);
+	{
+		const char *only[1] = {p2.thumbprint};
+
+		cr_assert_eq(custody_store_list_packages_of(st, only, 1, &list, &count,
+							    &err), CUSTODY_OK, "%s", err.msg);
+		cr_assert_eq(count, 1);
+		cr_assert_str_eq(list[0].thumbprint, p2.thumbprint);
+		custody_package_records_free(list, count);
+	}
 	cr_assert_eq(custody_store_get_package(st, p1.thumbprint, &got, &err), CUSTODY_OK);
 	cr_assert_eq(got.wrapped[0], 0x42);
 	cr_assert_str_eq(got.kcv, "FFFFFF");

@@ -1576,14 +1576,25 @@ static int
 load_view(custody_store *st, const char *node, const custody_sync_result *res,
 	  struct sync_view *v, custody_err *err)
 {
-	size_t i;
+	const char **tps;
+	size_t i, n_tps = 0;
 	int r;
 
 	memset(v, 0, sizeof(*v));
-	if ((r = custody_store_list_certs(st, &v->certs, &v->n_certs, err)) !=
-	    CUSTODY_OK ||
-	    (r = custody_store_list_packages(st, &v->pkgs, &v->n_pkgs, err)) !=
-	    CUSTODY_OK ||
+	/* Only the rows of the keys synced: the bytes of a sync grow with
+	 * what is assigned, not with everything the store keeps. */
+	if ((tps = calloc(res->n > 0 ? res->n : 1, sizeof(*tps))) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL, "cannot sync: out of memory");
+	for (i = 0; i < res->n; i++)	/* a malformed one is refused: not found */
+		if (earlier(res, i) == NULL &&
+		    check_thumbprint(res->items[i].thumbprint, NULL) == CUSTODY_OK)
+			tps[n_tps++] = res->items[i].thumbprint;
+	r = custody_store_list_certs_of(st, tps, n_tps, &v->certs, &v->n_certs, err);
+	if (r == CUSTODY_OK)
+		r = custody_store_list_packages_of(st, tps, n_tps, &v->pkgs,
+						   &v->n_pkgs, err);
+	free(tps);
+	if (r != CUSTODY_OK ||
 	    (r = custody_store_list_reports(st, node, &v->reps, &v->n_reps, err)) !=
 	    CUSTODY_OK)
 		return r;

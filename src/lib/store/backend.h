@@ -67,6 +67,7 @@ enum store_sql {
 	STORE_SQL_PUT_CERT,		/* 13 columns, created_at               */
 	STORE_SQL_GET_CERT,		/* thumbprint                           */
 	STORE_SQL_LIST_CERTS,
+	STORE_SQL_LIST_CERTS_OF,	/* thumbprints, ","-separated      */
 	STORE_SQL_DELETE_CERT,		/* thumbprint                           */
 
 	STORE_SQL_MOVE_AUDIT_HEAD,	/* seq, hash, seq - 1, prev_hash        */
@@ -85,6 +86,7 @@ enum store_sql {
 	STORE_SQL_PUT_PACKAGE,		/* 6 columns                            */
 	STORE_SQL_GET_PACKAGE,		/* thumbprint                           */
 	STORE_SQL_LIST_PACKAGES,
+	STORE_SQL_LIST_PACKAGES_OF,	/* thumbprints, ","-separated      */
 	STORE_SQL_DELETE_PACKAGE,	/* thumbprint                           */
 	STORE_SQL_PUT_REPORT,		/* 5 columns                            */
 	STORE_SQL_LIST_REPORTS,		/* node or NULL                         */

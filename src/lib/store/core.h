@@ -41,9 +41,11 @@ int store_core_unmake(const struct store_core *c, custody_err *err);
 enum store_list {
 	STORE_LIST_ASSIGNMENTS,	/* custody_assignment                      */
 	STORE_LIST_CERTS,	/* custody_cert_record                     */
+	STORE_LIST_CERTS_OF,	/* the same, filter: thumbprints "A,B,..." */
 	STORE_LIST_AUDIT,	/* custody_audit_entry, filter: since      */
 	STORE_LIST_NODES,	/* custody_node_record                     */
 	STORE_LIST_PACKAGES,	/* custody_package_record                  */
+	STORE_LIST_PACKAGES_OF,	/* the same, filter: thumbprints "A,B,..." */
 	STORE_LIST_REPORTS,	/* custody_report_record, filter: the node */
 };
 

@@ -140,6 +140,10 @@ static const char *const statements[STORE_SQL_COUNT] = {
 	[STORE_SQL_LIST_CERTS] =
 	"SELECT " STORE_CERT_COLUMNS " FROM certificates "
 	"ORDER BY not_after, thumbprint" IN_BYTE_ORDER,
+	[STORE_SQL_LIST_CERTS_OF] =
+	"SELECT " STORE_CERT_COLUMNS " FROM certificates "
+	"WHERE thumbprint = ANY (string_to_array($1::text, ',')) "
+	"ORDER BY not_after, thumbprint" IN_BYTE_ORDER,
 	[STORE_SQL_INSERT_AUDIT] =
 	"INSERT INTO audit (" STORE_AUDIT_COLUMNS ") VALUES "
 	"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
@@ -152,6 +156,10 @@ static const char *const statements[STORE_SQL_COUNT] = {
 	"SELECT " STORE_NODE_COLUMNS " FROM nodes ORDER BY name" IN_BYTE_ORDER,
 	[STORE_SQL_LIST_PACKAGES] =
 	"SELECT " STORE_PACKAGE_COLUMNS " FROM packages "
+	"ORDER BY thumbprint" IN_BYTE_ORDER,
+	[STORE_SQL_LIST_PACKAGES_OF] =
+	"SELECT " STORE_PACKAGE_COLUMNS " FROM packages "
+	"WHERE thumbprint = ANY (string_to_array($1::text, ',')) "
 	"ORDER BY thumbprint" IN_BYTE_ORDER,
 	[STORE_SQL_LIST_REPORTS] =
 	"SELECT " STORE_REPORT_COLUMNS " FROM node_reports "

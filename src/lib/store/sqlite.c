@@ -125,6 +125,10 @@ static const char *const statements[STORE_SQL_COUNT] = {
 	[STORE_SQL_LIST_CERTS] =
 	"SELECT " STORE_CERT_COLUMNS " FROM certificates "
 	"ORDER BY not_after, thumbprint",
+	[STORE_SQL_LIST_CERTS_OF] =
+	"SELECT " STORE_CERT_COLUMNS " FROM certificates "
+	"WHERE instr(',' || $1 || ',', ',' || thumbprint || ',') > 0 "
+	"ORDER BY not_after, thumbprint",
 	/* A second entry of the same seq fails on the primary key. */
 	[STORE_SQL_INSERT_AUDIT] =
 	"INSERT INTO audit (" STORE_AUDIT_COLUMNS ") VALUES "
@@ -136,6 +140,10 @@ static const char *const statements[STORE_SQL_COUNT] = {
 	"SELECT " STORE_NODE_COLUMNS " FROM nodes ORDER BY name",
 	[STORE_SQL_LIST_PACKAGES] =
 	"SELECT " STORE_PACKAGE_COLUMNS " FROM packages ORDER BY thumbprint",
+	[STORE_SQL_LIST_PACKAGES_OF] =
+	"SELECT " STORE_PACKAGE_COLUMNS " FROM packages "
+	"WHERE instr(',' || $1 || ',', ',' || thumbprint || ',') > 0 "
+	"ORDER BY thumbprint",
 	[STORE_SQL_LIST_REPORTS] =
 	"SELECT " STORE_REPORT_COLUMNS " FROM node_reports "
 	"WHERE $1 IS NULL OR node = $1 ORDER BY node, thumbprint",

@@ -1327,6 +1327,73 @@ custody_store_list_certs(custody_store *st, custody_cert_record **out,
 			    "list certificates", err);
 }
 
+/* 40 upper-case hex digits. */
+static int
+thumbprint_form(const char *t)
+{
+	size_t i;
+
+	if (t == NULL || strnlen(t, CUSTODY_THUMBPRINT_HEX + 1) !=
+	    CUSTODY_THUMBPRINT_HEX)
+		return 0;
+	for (i = 0; i < CUSTODY_THUMBPRINT_HEX; i++)
+		if (!((t[i] >= '0' && t[i] <= '9') || (t[i] >= 'A' && t[i] <= 'F')))
+			return 0;
+	return 1;
+}
+
+/*
+ * The rows of list (a *_OF list) whose thumbprints are in tps, in one
+ * query whatever the store holds besides: the filter is the thumbprints
+ * joined by commas (each of 40 hex digits, so none holds a comma).
+ */
+static int
+list_of(custody_store *st, enum store_list list, const char *const *tps,
+	size_t n_tps, void **out, size_t *n, const char *what,
+	custody_err *err)
+{
+	struct store_value filter = { .kind = STORE_TEXT };
+	size_t i, len = 0;
+	char *joined;
+	int r;
+
+	if (st == NULL || out == NULL || n == NULL || (tps == NULL && n_tps > 0))
+		return custody_err_set(err, CUSTODY_EUSAGE,
+				       "cannot %s: no store or no list", what);
+	*out = NULL;
+	*n = 0;
+	for (i = 0; i < n_tps; i++) {
+		if (!thumbprint_form(tps[i]))
+			return custody_err_set(err, CUSTODY_EUSAGE, "cannot %s: "
+					       "bad thumbprint: expected 40 "
+					       "upper-case hex digits", what);
+		len += CUSTODY_THUMBPRINT_HEX + 1;
+	}
+	if (n_tps == 0)
+		return CUSTODY_OK;
+	if ((joined = calloc(1, len)) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL, "cannot %s: out of "
+				       "memory", what);
+	for (i = 0; i < n_tps; i++) {
+		if (i > 0)
+			strcat(joined, ",");
+		strcat(joined, tps[i]);
+	}
+	filter.text = joined;
+	r = store_core_list(&st->core, list, &filter, out, n, err);
+	free(joined);
+	return r;
+}
+
+int
+custody_store_list_certs_of(custody_store *st, const char *const *thumbprints,
+			    size_t n_thumbprints, custody_cert_record **out,
+			    size_t *n, custody_err *err)
+{
+	return list_of(st, STORE_LIST_CERTS_OF, thumbprints, n_thumbprints,
+		       (void **)out, n, "list certificates", err);
+}
+
 int
 custody_store_delete_cert(custody_store *st, const char *thumbprint,
 			  custody_err *err)
@@ -1657,6 +1724,17 @@ custody_store_list_packages(custody_store *st, custody_package_record **out,
 {
 	return list_records(st, STORE_LIST_PACKAGES, NULL, (void **)out, n,
 			    "list the packages", err);
+}
+
+int
+custody_store_list_packages_of(custody_store *st,
+			       const char *const *thumbprints,
+			       size_t n_thumbprints,
+			       custody_package_record **out, size_t *n,
+			       custody_err *err)
+{
+	return list_of(st, STORE_LIST_PACKAGES_OF, thumbprints, n_thumbprints,
+		       (void **)out, n, "list packages", err);
 }
 
 int
