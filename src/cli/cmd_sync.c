@@ -26,9 +26,13 @@
  * wake; a connection made again after a failure syncs in full.  A sync
  * that left keys unheld (a package not there yet) is tried again after a
  * growing pause.  The
- * token is opened (exclusive lock, login) for a sync only and closed
- * right after, so that between syncs every other custody process of this
- * node has the token.  A store or token that cannot be used is logged and
+ * token is opened (exclusive lock, login) for the first sync and kept
+ * open and logged in, but its lock is let go after every sync and taken
+ * again for the next (its session and login checked then), so that
+ * between syncs every other custody process of this node has the token,
+ * and a sync does not pay the module's start and the login again (on
+ * SoftHSM, reading every object file of the token).  It is opened anew,
+ * the PIN read again, after any failure.  A store or token that cannot be used is logged and
  * tried again with a growing pause (1 s doubling up to the interval, each
  * pause drawn at random from its upper half, so that the nodes of a
  * cluster whose store went away do not all come back in the same
@@ -654,11 +658,13 @@ const char cmd_sync_usage[] =
 	"\n"
 	"With --watch it stays up: it syncs on every change of the store\n"
 	"(PostgreSQL LISTEN/NOTIFY; SQLite is asked every 100 ms), at the instant of\n"
-	"each pending roll, and every SECONDS (default 30). The token is opened for\n"
-	"a sync only. A store or token it cannot use is logged and tried again with\n"
-	"growing pauses; SIGTERM or SIGINT end it (exit 0). -o json prints one JSON\n"
-	"object per sync (one line each with --watch). The PIN source must be\n"
-	"file: or env: with --watch: the PIN is read again for every sync.\n"
+	"each pending roll, and every SECONDS (default 30). The token stays open\n"
+	"and logged in between syncs, its lock let go: other custody commands of\n"
+	"the node use it meanwhile. A store or token it cannot use is logged and\n"
+	"tried again with growing pauses, the token opened anew; SIGTERM or SIGINT\n"
+	"end it (exit 0). -o json prints one JSON object per sync (one line each\n"
+	"with --watch). The PIN source must be file: or env: with --watch: the PIN\n"
+	"is read again whenever the token is opened anew.\n"
 	"\n"
 	"  --watch                  keep running and react to changes\n"
 	"  --interval SECONDS       sync at least this often with --watch (1..86400)\n";
@@ -683,13 +689,14 @@ cmd_sync(struct cli *cli, int argc, char **argv)
 	 * real time (cli_parse refuses --at, as for every command that writes). */
 	if (!o.watch)
 		return run_once(cli);
-	/* The PIN is read again for every sync, so that none is kept in
-	 * memory between them: a source that can be read only once cannot
-	 * serve --watch. */
+	/* The PIN is read again whenever the token is opened anew (after a
+	 * failure), so that none is kept in memory: a source that can be
+	 * read only once cannot serve --watch. */
 	pin = cli->cfg.pin_source;
 	if (pin != NULL && (strncmp(pin, "fd:", 3) == 0 || strcmp(pin, "prompt") == 0)) {
-		r = cli_usage_error(cli, "sync --watch reads the PIN for every sync: "
-				    "PIN source %s can be read only once", pin);
+		r = cli_usage_error(cli, "sync --watch reads the PIN again whenever "
+				    "it opens the token anew: PIN source %s can "
+				    "be read only once", pin);
 		custody_err_hint(&cli->err, "use file:PATH (a systemd credential, say) or env:VAR");
 		return r;
 	}
