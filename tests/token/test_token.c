@@ -956,6 +956,52 @@ Test(token, lock_timeout_names_the_lock_file)
 	custody_token_close(tok);
 }
 
+/* Whether another open file description could take the lock now. */
+static int
+lock_free_for_others(const char *path)
+{
+	int fd = open(path, O_RDONLY), free_now;
+
+	cr_assert_geq(fd, 0, "no lock file %s", path);
+	free_now = flock(fd, LOCK_EX | LOCK_NB) == 0;
+	close(fd);
+	return free_now;
+}
+
+Test(token, an_exclusive_handle_lets_go_of_its_lock_and_takes_it_again)
+{
+	custody_token_spec spec = softhsm_fixture_spec(&fx);
+	custody_token *tok = NULL, *second = NULL;
+	custody_err err = {0};
+	char path[2 * PATH_MAX];
+	int present = -1;
+
+	expected_lock_path(path, sizeof(path));
+	cr_assert_eq(custody_token_open(&spec, &tok, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_eq(custody_token_login(tok, fx.user_pin, strlen(fx.user_pin), &err),
+		     CUSTODY_OK, "%s", err.msg);
+	cr_assert_not(lock_free_for_others(path), "the open handle holds it");
+	cr_assert_eq(custody_token_unlock(tok, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert(lock_free_for_others(path), "let go: others may take it");
+	cr_assert_eq(custody_token_relock(tok, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_not(lock_free_for_others(path), "taken again");
+	/* Still logged in: a search for private keys needs it. */
+	cr_assert_eq(custody_token_has_private_key(tok, "0102", &present, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(present, 0);
+	/* A second handle of the process shares the lock: not let go. */
+	cr_assert_eq(custody_token_open(&spec, &second, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_eq(custody_token_unlock(tok, &err), CUSTODY_EUSAGE);
+	cr_assert_not(lock_free_for_others(path));
+	custody_token_close(second);
+	/* Closed while let go: nothing is held after. */
+	cr_assert_eq(custody_token_unlock(tok, &err), CUSTODY_OK, "%s", err.msg);
+	custody_token_close(tok);
+	cr_assert(lock_free_for_others(path));
+}
+
 static char step_lines[4096];
 
 static void
