@@ -241,6 +241,15 @@ done
 for n in "${nodes[@]}"; do
 	check "$n: sync --watch reports A at start" wait_until 20 watch_saw "$n" OAuthTokenIssuer current "$A"
 done
+# Its token stays open between syncs, its lock let go: another process
+# takes the lock at once (no custody command waits for the watcher).
+lock_free() { # NODE
+	local f
+	for f in "$T/$1"/lock/token-*.lock; do
+		flock -n -x "$f" true || return 1
+	done
+}
+check "node2's watcher, between syncs, holds no token lock" lock_free node2
 new_key keyB b.cluster.custody.test
 B=$(thumbprint_of keyB)
 import_replicable node1 keyB
