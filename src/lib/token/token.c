@@ -1172,28 +1172,80 @@ count_class(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
 	return r;
 }
 
-static int
-has_object(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
-	   size_t id_len, int *present, custody_err *err)
-{
-	size_t n = 0;
-	int r;
+/* The CKA_IDs of the token's private keys, read in one search: a list of
+ * the certificates asks each whether its key is there. */
+struct private_ids {
+	unsigned char **id;
+	size_t *len;
+	size_t n;
+};
 
-	r = count_class(tok, cls, id, id_len, &n, err);
-	*present = n > 0;
-	return r;
+static void
+private_ids_free(struct private_ids *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++)
+		free(p->id[i]);
+	free(p->id);
+	free(p->len);
+	memset(p, 0, sizeof(*p));
 }
 
-/* Fills c from certificate object h. */
 static int
-read_cert(custody_token *tok, CK_OBJECT_HANDLE h, int logged_in,
-	  custody_token_cert *c, custody_err *err)
+private_ids_read(custody_token *tok, struct private_ids *p, custody_err *err)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}};
+	CK_OBJECT_HANDLE *h = NULL;
+	size_t count = 0, i;
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	if ((r = token_find(tok, t, 1, &h, &count, err)) != CUSTODY_OK)
+		return r;
+	p->id = calloc(count > 0 ? count : 1, sizeof(*p->id));
+	p->len = calloc(count > 0 ? count : 1, sizeof(*p->len));
+	if (p->id == NULL || p->len == NULL) {
+		free(h);
+		private_ids_free(p);
+		return custody_err_set(err, CUSTODY_EFAIL, "cannot list "
+				       "certificates on token %s: out of memory",
+				       tok->label);
+	}
+	/* A key whose id cannot be read is no certificate's. */
+	for (i = 0; i < count; i++)
+		if (token_get_attr(tok, h[i], CKA_ID, &p->id[p->n], &p->len[p->n],
+				   NULL) == CUSTODY_OK && p->len[p->n] > 0)
+			p->n++;
+	free(h);
+	return CUSTODY_OK;
+}
+
+static int
+private_ids_have(const struct private_ids *p, const unsigned char *id,
+		 size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++)
+		if (p->len[i] == len && memcmp(p->id[i], id, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* Fills c from certificate object h; keys: the private keys' ids (NULL:
+ * not logged in, has_private_key -1). */
+static int
+read_cert(custody_token *tok, CK_OBJECT_HANDLE h,
+	  const struct private_ids *keys, custody_token_cert *c,
+	  custody_err *err)
 {
 	unsigned char *id = NULL, *label = NULL;
 	size_t id_len = 0, label_len = 0;
 	int r;
 
-	c->has_private_key = logged_in ? 0 : -1;
+	c->has_private_key = keys != NULL ? 0 : -1;
 	if ((r = token_get_attr(tok, h, CKA_VALUE, &c->der, &c->der_len,
 				err)) != CUSTODY_OK)
 		goto out;
@@ -1206,10 +1258,8 @@ read_cert(custody_token *tok, CK_OBJECT_HANDLE h, int logged_in,
 		c->label = (char *)label;
 		label = NULL;
 	}
-	r = id_len > 0 && logged_in
-		    ? has_object(tok, CKO_PRIVATE_KEY, id, id_len,
-				 &c->has_private_key, err)
-		    : CUSTODY_OK;
+	if (keys != NULL && id_len > 0)
+		c->has_private_key = private_ids_have(keys, id, id_len);
 out:
 	free(id);
 	free(label);
@@ -1228,14 +1278,19 @@ custody_token_list_certs(custody_token *tok, custody_token_cert **out,
 	};
 	CK_OBJECT_HANDLE *h = NULL;
 	custody_token_cert *certs = NULL;
+	struct private_ids keys;
 	size_t count = 0, i;
 	int logged_in, r;
 
 	*out = NULL;
 	*n = 0;
+	memset(&keys, 0, sizeof(keys));
 	logged_in = token_require_login(tok, "look for private keys", NULL) ==
 		    CUSTODY_OK;
-	if ((r = token_find(tok, t, 2, &h, &count, err)) != CUSTODY_OK)
+	/* Two searches, whatever the number of certificates (each search
+	 * walks every object of the token). */
+	if ((logged_in && (r = private_ids_read(tok, &keys, err)) != CUSTODY_OK) ||
+	    (r = token_find(tok, t, 2, &h, &count, err)) != CUSTODY_OK)
 		goto out;
 	if (count > 0 && (certs = calloc(count, sizeof(*certs))) == NULL) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
@@ -1244,8 +1299,8 @@ custody_token_list_certs(custody_token *tok, custody_token_cert **out,
 		goto out;
 	}
 	for (i = 0; i < count; i++) {
-		if ((r = read_cert(tok, h[i], logged_in, &certs[i], err)) !=
-		    CUSTODY_OK)
+		if ((r = read_cert(tok, h[i], logged_in ? &keys : NULL,
+				   &certs[i], err)) != CUSTODY_OK)
 			goto out;
 	}
 	*out = certs;
@@ -1254,6 +1309,7 @@ custody_token_list_certs(custody_token *tok, custody_token_cert **out,
 	r = CUSTODY_OK;
 out:
 	custody_token_certs_free(certs, count);
+	private_ids_free(&keys);
 	free(h);
 	return r;
 }
