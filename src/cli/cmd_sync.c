@@ -288,16 +288,19 @@ out:
  * resolved at now, the newest change of the audit log, and the next
  * pending instant. */
 static int
-read_state(struct cli *cli, int64_t now, struct audit_scan *scan,
-	   struct sync_state *out)
+read_state(struct cli *cli, int64_t now, int64_t generation,
+	   struct audit_scan *scan, struct sync_state *out)
 {
 	custody_assignment *all;
 	size_t n = 0, i, k = 0;
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = custody_store_generation(cli->store, &out->generation,
-					  &cli->err)) != CUSTODY_OK ||
+	/* The generation the wake read just now (-1: none read yet). */
+	out->generation = generation;
+	if ((generation < 0 &&
+	     (r = custody_store_generation(cli->store, &out->generation,
+					   &cli->err)) != CUSTODY_OK) ||
 	    (r = scan_audit(cli, scan)) != CUSTODY_OK ||
 	    (r = custody_store_list_assignments(cli->store, &out->globals, &n,
 						&cli->err)) != CUSTODY_OK)
@@ -551,7 +554,7 @@ run_watch(struct cli *cli, const struct sync_opts *o)
 	struct audit_scan scan;
 	custody_sync_result res;
 	int64_t interval_ms = o->interval * 1000, backoff_ms = FIRST_BACKOFF_MS;
-	int64_t next_sync_ms = 0, started, now_ms, at;
+	int64_t next_sync_ms = 0, started, now_ms, at, generation;
 	char last_failure[sizeof(cli->err.msg) + 128] = "";
 	int have_last = 0, changed, due = 0, r;
 
@@ -568,10 +571,9 @@ run_watch(struct cli *cli, const struct sync_opts *o)
 		if (cli->store == NULL && (r = cli_open_store(cli)) != CUSTODY_OK)
 			goto failed;
 		at = (int64_t)time(NULL);
+		generation = -1;
 		if (have_last && now_ms < next_sync_ms &&
 		    (last.next_roll == 0 || at < last.next_roll)) {
-			int64_t generation = 0;
-
 			/* Nothing followed changed: one query, no token. */
 			if ((r = custody_store_generation(cli->store, &generation,
 							  &cli->err)) != CUSTODY_OK)
@@ -580,7 +582,7 @@ run_watch(struct cli *cli, const struct sync_opts *o)
 				goto wait;
 		}
 		state_clear(&fresh);
-		if ((r = read_state(cli, at, &scan, &fresh)) != CUSTODY_OK)
+		if ((r = read_state(cli, at, generation, &scan, &fresh)) != CUSTODY_OK)
 			goto failed;
 		due = !have_last || now_ms >= next_sync_ms || !state_equal(&last, &fresh);
 		if (!due)	/* the same state under a new generation */
