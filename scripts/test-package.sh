@@ -339,7 +339,9 @@ build)
 	build_packages >"$build/package-build.out" 2>&1
 	rc=$?
 	mkdir -p "$deb_dir"
-	mv "$build/package-build.out" "$deb_dir/build.out"
+	sed 's/^# package build: /# package build (beside make check, at the lowest priority): /' \
+		"$build/package-build.out" >"$deb_dir/build.out"
+	rm -f "$build/package-build.out"
 	echo "$rc" >"$deb_dir/build.rc"
 	exit "$rc"
 	;;
