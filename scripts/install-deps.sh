@@ -23,11 +23,13 @@ packages=(
 	clang libclang-rt-14-dev
 )
 
+# One dpkg-query for them all (scripts/test.sh runs this first, every
+# time): the packages installed, then the missing ones are the others.
+installed=" $({ dpkg-query -W -f='${db:Status-Status} ${Package}\n' "${packages[@]}" 2>/dev/null || :; } |
+	awk '$1 == "installed" { printf "%s ", $2 }')"
 missing=()
 for p in "${packages[@]}"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-		missing+=("$p")
-	fi
+	case $installed in *" $p "*) ;; *) missing+=("$p") ;; esac
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -2,8 +2,10 @@
 # The release checks of scripts/test.sh: make distcheck, and the Debian
 # packages built, checked by lintian, installed, used and purged.
 #
-#   scripts/test-package.sh [distcheck|package|all]     (default: all)
+#   scripts/test-package.sh [distcheck|package|all|build]     (default: all)
 #
+# build: the packages built as package does first, nothing checked (see
+#   PACKAGE_PREBUILT below).
 # distcheck: `make distcheck` in ./build (configured already), the inner
 #   make check running DISTCHECK_TESTS only (default below: the options
 #   against the manual, --version and the provider's test), building
@@ -29,7 +31,8 @@
 # DEB_DIR (./build-deb), DISTCHECK_TESTS, PACKAGE_INSTALL=0 (build and
 # lintian only: on a machine whose own custody, /run/lock/custody among
 # it, must not be touched while other runs use it), PACKAGE_REUSE=1 (the
-# packages already in DEB_DIR, not built again).
+# packages already in DEB_DIR, not built again), PACKAGE_PREBUILT=1 (the
+# packages `build` made, and its verdict: DEB_DIR/build.rc).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}
@@ -273,6 +276,15 @@ tap_package() {
 	local start=$SECONDS lintian_pid
 	if [ "${PACKAGE_REUSE:-0}" = 1 ] && [ -f "$deb_dir/custody_${version}_$arch.changes" ]; then
 		echo "# the packages of the last build, again (PACKAGE_REUSE=1)"
+	elif [ "${PACKAGE_PREBUILT:-0}" = 1 ] && [ -f "$deb_dir/build.rc" ]; then
+		# Built by `$0 build` (scripts/test.sh runs it beside make check).
+		cat "$deb_dir/build.out"
+		if [ "$(cat "$deb_dir/build.rc")" != 0 ]; then
+			not_ok "dpkg-buildpackage -us -uc -b (build-deb/build.log)"
+			show "$deb_dir/build.log" 40
+			finish
+			return
+		fi
 	elif ! build_packages; then
 		not_ok "dpkg-buildpackage -us -uc -b (build-deb/build.log)"
 		show "$deb_dir/build.log" 40
@@ -319,6 +331,20 @@ tap() {
 }
 
 case ${1:-all} in
+build)
+	# The packages built, nothing checked (no result): scripts/test.sh
+	# starts this beside make check, at the lowest priority, and then runs
+	# `all` with PACKAGE_PREBUILT=1, which takes these packages and this
+	# build's status (build-deb/build.rc) and output (build-deb/build.out).
+	build_packages >"$build/package-build.out" 2>&1
+	rc=$?
+	mkdir -p "$deb_dir"
+	sed 's/^# package build: /# package build (beside make check, at the lowest priority): /' \
+		"$build/package-build.out" >"$deb_dir/build.out"
+	rm -f "$build/package-build.out"
+	echo "$rc" >"$deb_dir/build.rc"
+	exit "$rc"
+	;;
 tap-distcheck) tap_distcheck; exit $? ;;
 tap-package) tap_package; exit $? ;;
 distcheck) tap distcheck distcheck ;;
@@ -338,7 +364,7 @@ all)
 	echo "# release checks: $((SECONDS - start)) s"
 	;;
 *)
-	echo "usage: $0 [distcheck|package|all]" >&2
+	echo "usage: $0 [distcheck|package|all|build]" >&2
 	exit 2
 	;;
 esac

@@ -57,6 +57,19 @@ esac
 find tests -name '*.trs' -delete 2>/dev/null
 rm -f test-suite.log
 echo "set-up and build: $((SECONDS - started)) s"
+# The builds of the passes after make check (./build-asan, the Debian
+# packages) start now, at the lowest priority: they take the CPU the tests
+# leave idle (a test waiting for a server, a lock, a child), and those
+# passes find them done or nearly.  Not for a subset.
+asan_early="" package_early=""
+if [ -z "${TESTS:-}" ] && [ "${SANITIZERS:-1}" != 0 ]; then
+	nice -n 19 "$top/scripts/test-sanitizers.sh" build >/dev/null 2>&1 &
+	asan_early=$!
+fi
+if [ -z "${TESTS:-}" ] && [ "${RELEASE:-1}" != 0 ] && [ "${PACKAGE_REUSE:-0}" != 1 ]; then
+	nice -n 19 "$top/scripts/test-package.sh" build >/dev/null 2>&1 &
+	package_early=$!
+fi
 checked=$SECONDS
 make -s -j"$(nproc)" check ${TESTS:+TESTS="$TESTS"} > check.out 2>&1
 check_rc=$?
@@ -66,6 +79,10 @@ echo "make check: $((SECONDS - checked)) s"
 # results land in build/tests/sanitizers/ and are counted below.  Not for
 # a subset (TESTS=...); SANITIZERS=0 skips them.
 if [ -z "${TESTS:-}" ] && [ "${SANITIZERS:-1}" != 0 ]; then
+	# (its own build again: nothing left to do when the early one built)
+	waited=$SECONDS
+	wait "$asan_early"
+	echo "the early build of build-asan: $((SECONDS - waited)) s more after make check"
 	"$top/scripts/test-sanitizers.sh" 2>&1 | tee sanitizers.out
 fi
 # The release checks (make distcheck; the Debian packages built, checked
@@ -73,6 +90,12 @@ fi
 # build/tests/release/ and are counted below.  Not for a subset; RELEASE=0
 # skips them.
 if [ -z "${TESTS:-}" ] && [ "${RELEASE:-1}" != 0 ]; then
+	if [ -n "$package_early" ]; then
+		waited=$SECONDS
+		wait "$package_early"
+		echo "the early build of the Debian packages: $((SECONDS - waited)) s more"
+		export PACKAGE_PREBUILT=1
+	fi
 	"$top/scripts/test-package.sh" 2>&1 | tee release.out
 fi
 
