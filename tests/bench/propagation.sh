@@ -89,8 +89,11 @@ with open(path, "w") as f:
 PY
 }
 
-# The simulated nodes: a connection each, and a descriptor each here.
-export CUSTODY_TEST_PG_MAX_CONNECTIONS=$((side + 100))
+# A connection a node (a watcher, or a simulated node), and a descriptor
+# each here for the simulated ones.
+most=$side
+for size in $sizes; do [ "$size" -gt "$most" ] && most=$size; done
+export CUSTODY_TEST_PG_MAX_CONNECTIONS=$((most + 100))
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((side + 256)) ] ||
 	ulimit -n $((side + 256)) 2>/dev/null || true
 "$TOP_SRCDIR/scripts/test-postgres.sh" start "$pgdir" >"$T/pg.out" 2>&1

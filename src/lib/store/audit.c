@@ -265,7 +265,7 @@ check_draft(const custody_audit_entry *d, custody_err *err)
  * only such entries may stand between the tagged entry and the head.
  * Whoever rewrites the chain without the KEK cannot make the tag anew.
  */
-#define AUDIT_TAG_META "audit_tag"
+#define AUDIT_TAG_META STORE_META_AUDIT_TAG
 
 static int is_genuine_as(const custody_audit_entry *e, int64_t seq,
 			 int *genuine, custody_err *err);

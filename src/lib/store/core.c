@@ -1396,7 +1396,7 @@ store_core_put_meta(const struct store_core *c, const char *name,
 				       "set in store %s", name, where(c));
 	if (r != CUSTODY_OK)
 		return r;
-	return notify(c, "cluster", err);
+	return notify(c, c->meta_is_report ? "reports" : "cluster", err);	/* see notify */
 }
 
 int

@@ -22,6 +22,8 @@ struct store_core {
 	/* The audit entry being appended goes with no change members
 	 * follow (a sync's, a repair's): its notification is a report's. */
 	int audit_is_report;
+	/* The same for a cluster fact: the audit log's tag. */
+	int meta_is_report;
 };
 
 /* EFAIL: there is no store at where (named as messages name it) yet, and

@@ -14,6 +14,12 @@
 
 /* Each clears one record (a custody_cert_record, custody_audit_entry,
  * custody_node_record or custody_package_record) as its custody_*_clear. */
+/* The store fact that holds the audit log's tag (store/audit.c): moved by
+ * every append, a sync's too, so its write is no change members follow
+ * (custody_store_put_meta neither notifies nor moves the generation for
+ * it; the entry's own append does when its action is followed). */
+#define STORE_META_AUDIT_TAG "audit_tag"
+
 void store_clear_cert(void *rec);
 void store_clear_audit(void *rec);
 void store_clear_node(void *rec);

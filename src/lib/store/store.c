@@ -1841,9 +1841,14 @@ custody_store_put_meta(custody_store *st, const char *name, const char *value,
 	    (r = check_store(st, value, "save a cluster fact", err)) != CUSTODY_OK ||
 	    (r = check_meta(name, value, err)) != CUSTODY_OK)
 		return r;
+	/* The audit log's tag moves with every entry, a sync's too: the
+	 * entry's append says whether members follow it, not its tag (else
+	 * every node's sync would wake every other node). */
+	st->core.meta_is_report = strcmp(name, STORE_META_AUDIT_TAG) == 0;
 	if ((r = store_core_put_meta(&st->core, name, value, replace, err)) ==
-	    CUSTODY_OK)
+	    CUSTODY_OK && !st->core.meta_is_report)
 		st->followed_change = 1;
+	st->core.meta_is_report = 0;
 	return r;
 }
 
