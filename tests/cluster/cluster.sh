@@ -19,20 +19,7 @@ export TOP_SRCDIR=$top
 . "$top/tests/cluster/lib.sh"
 
 # ------------------------------------------------------------ the store
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do
-		kill -TERM "$p" 2>/dev/null
-	done
-	for p in "${pids[@]}"; do
-		wait "$p" 2>/dev/null
-	done
-	pg_store_drop
-	rm -rf "$T"
-}
-trap cleanup EXIT
-pg_store cluster
+pg_store_with_watchers cluster
 
 # ------------------------------------------------------------ helpers
 nodes=(node1 node2 node3)

@@ -58,3 +58,41 @@ pg_store_drop() {
 	[ -n "$pgdir" ] && "$TOP_SRCDIR/scripts/test-postgres.sh" stop "$pgdir" >/dev/null 2>&1
 }
 q() { psql "$store" -qAtc "$1" 2>&1; }
+
+# pg_store_with_watchers PREFIX — pg_store PREFIX, and at exit the
+# background processes in $pids (the watchers) stopped before the store
+# is dropped and $T removed.
+pids=()
+stop_all_and_drop() {
+	local p
+	for p in "${pids[@]}"; do
+		kill -TERM "$p" 2>/dev/null
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" 2>/dev/null
+	done
+	pg_store_drop
+	rm -rf "$T"
+}
+pg_store_with_watchers() {
+	trap stop_all_and_drop EXIT
+	pg_store "$1"
+}
+# holds_current NODE THUMBPRINT — NODE's watcher ($T/NODE/watch.out)
+# printed a sync in which the current OAuthTokenIssuer key is THUMBPRINT,
+# held.
+holds_current() {
+	python3 - "$T/$1/watch.out" "$2" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        d = json.loads(line)
+    except ValueError:
+        continue
+    for it in d["items"]:
+        if (it["type"], it["slot"], it["thumbprint"], it["held"]) == \
+                ("OAuthTokenIssuer", "current", sys.argv[2], True):
+            sys.exit(0)
+sys.exit(1)
+PY
+}

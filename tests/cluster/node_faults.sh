@@ -39,20 +39,7 @@ fi
 unset FAULT_AT FAULT_FUNC FAULT_RV FAULT_ABORT FAULT_ABORT_AFTER FAULT_PERSIST \
 	FAULT_EXEC FAULT_COUNT_FILE FAULT_TRACE FAULT_PIN_FLAGS FAULT_TEAR
 
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do
-		kill -TERM "$p" 2>/dev/null
-	done
-	for p in "${pids[@]}"; do
-		wait "$p" 2>/dev/null
-	done
-	pg_store_drop
-	rm -rf "$T"
-}
-trap cleanup EXIT
-pg_store node_faults
+pg_store_with_watchers node_faults
 
 # ------------------------------------------------------------ helpers
 nodes=(node1 node2 node3 node4)
@@ -297,23 +284,6 @@ start_watch() {
 }
 watch_syncs() { grep -c '"node"' "$T/$1/watch.out"; }
 has_synced() { [ "$(watch_syncs "$1")" -ge 1 ]; }
-# watch_saw NODE THUMBPRINT — NODE's watcher printed a sync in which the
-# current OAuthTokenIssuer key is THUMBPRINT, held.
-watch_saw() {
-	python3 - "$T/$1/watch.out" "$2" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    try:
-        d = json.loads(line)
-    except ValueError:
-        continue
-    for it in d["items"]:
-        if (it["type"], it["slot"], it["thumbprint"], it["held"]) == \
-                ("OAuthTokenIssuer", "current", sys.argv[2], True):
-            sys.exit(0)
-sys.exit(1)
-PY
-}
 gone() { ! kill -0 "${watch_pid[$1]}" 2>/dev/null; }
 # ended NODE — the watcher's exit status (it has ended).
 ended() {
@@ -328,12 +298,12 @@ start_watch node2
 start_watch node3 FAULT_FUNC=C_UnwrapKey FAULT_AT=1 FAULT_ABORT_AFTER=1
 start_watch node4 FAULT_FUNC=C_UnwrapKey FAULT_AT=1 'FAULT_EXEC=kill -KILL $PPID'
 for n in node2 node3 node4; do
-	check "killed: $n's watcher syncs at start (E held)" wait_until 30 watch_saw "$n" "$tp_E"
+	check "killed: $n's watcher syncs at start (E held)" wait_until 30 holds_current "$n" "$tp_E"
 done
 new_key F f.faults.custody.test
 import_current F
 check "killed: node1 imports F as OAuthTokenIssuer during the round (exit 0)" [ "$rc" -eq 0 ]
-check "killed: node2's watcher syncs F" wait_until 30 watch_saw node2 "$tp_F"
+check "killed: node2's watcher syncs F" wait_until 30 holds_current node2 "$tp_F"
 check "killed: node3's watcher dies in its unwrap (SIGABRT)" \
 	eval 'wait_until 30 gone node3 && [ "$(ended node3)" -eq 134 ]'
 check "killed: node4's watcher dies before its unwrap (SIGKILL)" \
@@ -367,7 +337,7 @@ check "killed: test on node2: its key OK, the cluster line names node3 and node4
 	      test_line node2 "2 of 4 joined nodes do not hold it" | grep -q "^WARNING.*node3.*node4"'
 for n in node3 node4; do
 	start_watch "$n"
-	check "killed: $n's watcher, restarted, catches up on F" wait_until 30 watch_saw "$n" "$tp_F"
+	check "killed: $n's watcher, restarted, catches up on F" wait_until 30 holds_current "$n" "$tp_F"
 done
 status_json
 check "killed: status: every node holds F (exit 0)" \
