@@ -127,15 +127,6 @@ with open(path) as f:
 sys.exit(1)
 PY
 }
-# wait_until SECONDS COMMAND... — runs COMMAND every 50 ms until it succeeds.
-wait_until() {
-	local deadline=$(($(date +%s%N) / 1000000 + $1 * 1000))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		[ $(($(date +%s%N) / 1000000)) -lt "$deadline" ] || return 1
-		sleep 0.05
-	done
-}
 head -c 100 /dev/urandom >"$T/msg"
 
 # ------------------------------------------------------------ usage

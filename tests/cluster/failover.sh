@@ -114,15 +114,6 @@ caught_up() {
 }
 
 # ------------------------------------------------------------ helpers
-# wait_until SECONDS COMMAND... — runs COMMAND every 50 ms until it succeeds.
-wait_until() {
-	local deadline=$(($(date +%s%N) / 1000000 + $1 * 1000))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		[ $(($(date +%s%N) / 1000000)) -lt "$deadline" ] || return 1
-		sleep 0.05
-	done
-}
 new_key() { # VAR CN — a key and self-signed certificate, PEM, in memory
 	local -n dst=$1
 	dst=$(openssl req -x509 -newkey rsa:2048 -noenc -keyout - -out - -days 30 \

@@ -78,6 +78,15 @@ pg_store_with_watchers() {
 	trap stop_all_and_drop EXIT
 	pg_store "$1"
 }
+# wait_until SECONDS COMMAND... — runs COMMAND every 50 ms until it succeeds.
+wait_until() {
+	local deadline=$(($(date +%s%N) / 1000000 + $1 * 1000))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ $(($(date +%s%N) / 1000000)) -lt "$deadline" ] || return 1
+		sleep 0.05
+	done
+}
 # holds_current NODE THUMBPRINT — NODE's watcher ($T/NODE/watch.out)
 # printed a sync in which the current OAuthTokenIssuer key is THUMBPRINT,
 # held.

@@ -50,15 +50,6 @@ done
 export FAULT_TARGET
 FAULT_TARGET=$(node_env node1 printenv CUSTODY_MODULE)
 
-# wait_until SECONDS COMMAND... — runs COMMAND every 50 ms until it succeeds.
-wait_until() {
-	local deadline=$(($(date +%s%N) / 1000000 + $1 * 1000))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		[ $(($(date +%s%N) / 1000000)) -lt "$deadline" ] || return 1
-		sleep 0.05
-	done
-}
 # new_key NAME CN — an RSA-2048 key and self-signed certificate, PEM, in
 # the shell variable NAME (memory only); its thumbprint in tp_NAME.
 new_key() {
