@@ -388,7 +388,11 @@ void custody_token_evp_close(custody_token_evp *evp);
  * it.  Within one process, a shared handle and exclusive handles exclude
  * each other as two processes would: close an exclusive handle before a
  * shared one of the same process needs the lock (shared handles of one
- * process hold the lock side by side).
+ * process hold the lock side by side).  Shared holders initialise the
+ * module and log in one at a time (a third lock file, ".login"): a token
+ * may write its own files on C_Login (openCryptoki 3.8.1 does, and a
+ * C_Initialize elsewhere meanwhile can lose the token), while signing
+ * only reads.
  *
  * A long-lived shared holder lets go of the lock whenever it is idle or a
  * writer waits, and takes it again before its next use of the token:

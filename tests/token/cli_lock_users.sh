@@ -37,13 +37,19 @@ printf '[token]\nlock-timeout = 2\n' >"$T/wait2.conf"
 
 # The store the lists below read (a read never makes one): its first write.
 make_p12 z z.custody.test 365
-"$CUSTODY_BIN" -q import --path "$T/z.p12" >/dev/null 2>&1
+"$CUSTODY_BIN" -q import --path "$T/z.p12" -t Default -i global >/dev/null 2>&1
 run list
 lockfile=$(ls "$L"/token-*.lock 2>/dev/null | head -1)
 gatefile=${lockfile%.lock}.gate
+loginfile=${lockfile%.lock}.login
 [ -n "$lockfile" ] || { echo "Bail out! custody made no lock file in $L: $err"; exit 1; }
+# A signer takes the login turn (the third file).
+printf 'data' >"$T/data"
+run sign -t Default --in "$T/data" --out "$T/z.sig"
+[ "$rc" -eq 0 ] && [ -f "$loginfile" ] ||
+	{ echo "Bail out! a signature made no login turn file $loginfile (exit $rc): $err"; exit 1; }
 
-# 1. Another user cannot flock the lock file, nor its gate.
+# 1. Another user cannot flock the lock file, nor its gate, nor its login turn.
 if as_nobody flock -n -x "$lockfile" true 2>/dev/null; then
 	not_ok "another user cannot hold the token lock" \
 		"nobody took flock on $lockfile ($(stat -c '%A %U:%G' "$lockfile"))"
@@ -56,8 +62,14 @@ if as_nobody flock -n -x "$gatefile" true 2>/dev/null; then
 else
 	ok "another user cannot hold the token lock's gate"
 fi
+if as_nobody flock -n -x "$loginfile" true 2>/dev/null; then
+	not_ok "another user cannot hold the token's login turn" \
+		"nobody took flock on $loginfile ($(stat -c '%A %U:%G' "$loginfile"))"
+else
+	ok "another user cannot hold the token's login turn"
+fi
 check "lock files are mode 0660 (not cut or widened by the umask)" \
-	test "$(stat -c '%a' "$lockfile") $(stat -c '%a' "$gatefile")" = "660 660"
+	test "$(stat -c '%a' "$lockfile" "$gatefile" "$loginfile" | xargs)" = "660 660 660"
 
 # 2. The blocked lock: another user tries to hold it; custody still runs.
 as_nobody flock -x "$lockfile" sleep 30 2>/dev/null &

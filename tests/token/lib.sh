@@ -45,7 +45,7 @@ not_ok() { # DESCRIPTION [DETAIL...] — fail
 	tap_failed=$((tap_failed + 1))
 	echo "not ok $tap_n - $1"
 	shift
-	for line in "$@"; do printf '# %s\n' "$line"; done
+	for line in "$@"; do printf '%s\n' "$line" | sed 's/^/# /'; done
 }
 check() { # DESCRIPTION COMMAND... — ok when COMMAND succeeds
 	local d=$1

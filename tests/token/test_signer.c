@@ -1003,6 +1003,96 @@ Test(signer, an_idle_signer_holds_no_lock)
 	free_pairs(p, 1);
 }
 
+/* A child process that holds the login turn (the lock file's ".login"
+ * sibling) exclusively, says so on the pipe, and lets go after hold_ms. */
+static pid_t
+turn_holder_child(const char *lock, int hold_ms, int out)
+{
+	char turn[PATH_MAX + 64];
+	pid_t pid;
+
+	snprintf(turn, sizeof(turn), "%.*s.login", (int)(strlen(lock) - 5),
+		 lock);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(turn, O_RDONLY | O_CREAT, 0644);
+		char c = 'h';
+
+		if (fd < 0 || flock(fd, LOCK_EX) != 0)
+			_exit(1);
+		if (write(out, &c, 1) != 1)
+			_exit(3);
+		usleep((useconds_t)hold_ms * 1000);
+		_exit(0);
+	}
+	return pid;
+}
+
+/* Signers initialise the module and log in one at a time (openCryptoki
+ * 3.8.1 rewrites its token data on every login, and a C_Initialize that
+ * reads it meanwhile loses the token): a new signer waits for the turn,
+ * while one that already works goes on signing. */
+Test(signer, new_signers_take_turns_to_log_in)
+{
+	static const char *const specs[] = {"ec:p256"};
+	enum { HOLD_MS = 600 };
+	struct pair p[1];
+	custody_ctx *ctx, *ctx2;
+	custody_signer *sg2;
+	custody_signature_info info;
+	struct busy b;
+	pthread_t th;
+	unsigned char *sig = NULL;
+	size_t len = 0;
+	char lock[PATH_MAX + 64], gate[PATH_MAX + 64], c;
+	int fds[2], status, during;
+	double t0, waited;
+	pid_t pid;
+
+	make_pairs(p, specs, 1);
+	assign("Default", "global", p[0].tp, T0, 0);
+	lock_paths(lock, gate, sizeof(lock));
+	ctx = ctx_open(NULL, NULL);
+	memset(&b, 0, sizeof(b));
+	b.sg = signer_open(ctx, "Default", NULL);
+	sign_ok(b.sg, T0, CUSTODY_SIG_AUTO, NID_sha256, &sig, &len, &info);
+	free(sig);
+	cr_assert_eq(pipe(fds), 0);
+	pid = turn_holder_child(lock, HOLD_MS, fds[1]);
+	cr_assert_eq(read(fds[0], &c, 1), 1);
+	t0 = now_s();
+	cr_assert_eq(pthread_create(&th, NULL, sign_until_stopped, &b), 0);
+	usleep(150000);
+	during = b.count;	/* signatures made while the turn is held */
+	/* A second signer (its own context: a module initialisation and a
+	 * login of its own) waits for the turn. */
+	ctx2 = ctx_open(NULL, NULL);
+	sg2 = signer_open(ctx2, "Default", NULL);
+	sign_ok(sg2, T0, CUSTODY_SIG_AUTO, NID_sha256, &sig, &len, &info);
+	waited = (now_s() - t0) * 1000;
+	cr_assert(verifies(p[0].cert, CUSTODY_SIG_ECDSA_DER, NID_sha256, msg,
+			   sizeof(msg), sig, len));
+	free(sig);
+	b.stop = 1;
+	pthread_join(th, NULL);
+	cr_assert_eq(b.failed, 0, "%s", b.why);
+	cr_assert_geq(waited, HOLD_MS / 2,
+		      "a new signer signed %.0f ms into another's login turn",
+		      waited);
+	cr_assert_gt(during, 0, "a signer that had logged in stopped during "
+		     "another's login turn");
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(fds[0]);
+	close(fds[1]);
+	custody_signer_close(sg2);
+	custody_ctx_free(ctx2);
+	custody_signer_close(b.sg);
+	custody_ctx_free(ctx);
+	free_pairs(p, 1);
+}
+
 /* ------------------------------------------------------ pinned keys */
 
 /* A key pinned to its certificate (an OpenSSL provider's key object)

@@ -80,6 +80,12 @@ void token_lock_release(struct token_lock *lock);
 int token_lock_unlock(struct token_lock *lock, custody_err *err);
 int token_lock_relock(struct token_lock *lock, custody_err *err);
 int token_lock_wanted(struct token_lock *lock);
+/* The login turn (lock.c): a shared holder takes it around C_Initialize
+ * and C_Login, which other shared holders may not run meanwhile; waits up
+ * to spec->lock_timeout (EFAIL "token is busy: ..."); nothing to take for
+ * an exclusive holder. */
+int token_lock_turn_take(struct token_lock *lock, custody_err *err);
+void token_lock_turn_give(struct token_lock *lock);
 
 /* token/intent.c ----------------------------------------------------- */
 

@@ -31,6 +31,9 @@
  * A long-lived exclusive holder (sync --watch, between syncs) lets go of
  * its lock too: it leaves the list of held locks while let go, and is
  * taken again through the gate as a first take is.
+ *
+ * Shared holders take turns for C_Initialize and C_Login, on a third
+ * file (token-<hex>.login): see token_lock_turn_take.
  */
 #include "config.h"
 
@@ -73,6 +76,7 @@ struct token_lock {
 	int shared;
 	int gate_fd;		/* open while the handle lives           */
 	int locked;		/* the shared lock is held now           */
+	int turn_fd;		/* the login turn, while taken, else -1  */
 	/* both: */
 	int timeout;		/* seconds, for token_lock_relock        */
 };
@@ -345,19 +349,27 @@ same_file(int fd, const char *path)
 	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-/* The gate's path: the lock file's, ".gate" for ".lock" (malloc'ed). */
+/* A sibling of the lock file: its path with ".lock" changed to suffix
+ * (".gate", ".login"), malloc'ed. */
+static char *
+sibling_path(const char *lock_path, const char *suffix)
+{
+	size_t len = strlen(lock_path), slen = strlen(suffix);
+	size_t stem = len > 5 && strcmp(lock_path + len - 5, ".lock") == 0
+			      ? len - 5 : len;
+	char *p = malloc(stem + slen + 1);
+
+	if (p == NULL)
+		return NULL;
+	memcpy(p, lock_path, stem);
+	memcpy(p + stem, suffix, slen + 1);
+	return p;
+}
+
 static char *
 gate_path(const char *lock_path)
 {
-	size_t len = strlen(lock_path);
-	char *g = malloc(len + 1);
-
-	if (g == NULL)
-		return NULL;
-	memcpy(g, lock_path, len + 1);
-	if (len > 5 && strcmp(g + len - 5, ".lock") == 0)
-		memcpy(g + len - 5, ".gate", 5);
-	return g;
+	return sibling_path(lock_path, ".gate");
 }
 
 /* How one wait goes: when it started, how long it may last, how often it
@@ -480,6 +492,7 @@ shared_acquire(const custody_token_spec *spec, char *path,
 	l->path = path;
 	l->fd = -1;
 	l->gate_fd = -1;
+	l->turn_fd = -1;
 	l->refs = 1;
 	l->pid = getpid();
 	l->shared = 1;
@@ -562,6 +575,8 @@ token_lock_release(struct token_lock *lock)
 			close(lock->fd);
 		if (lock->gate_fd >= 0)
 			close(lock->gate_fd);
+		if (lock->turn_fd >= 0)
+			close(lock->turn_fd);
 		free(lock->path);
 		free(lock);
 		return;
@@ -678,6 +693,53 @@ token_lock_wanted(struct token_lock *lock)
 		return errno == EWOULDBLOCK;
 	flock(lock->gate_fd, LOCK_UN);
 	return 0;
+}
+
+/*
+ * The login turn: shared holders run C_Initialize and C_Login one at a
+ * time.  Both may touch the token's own files: openCryptoki 3.8.1 rewrites
+ * its token data file (NVTOK.DAT) on every C_Login and lets go of its own
+ * lock before the data is flushed, and its C_Initialize reads that file;
+ * one that reads it empty loses the token for the life of the process
+ * (C_GetSlotList then lists no slot).  Shared holders that already work
+ * are not held up; an exclusive holder excludes everyone anyway.  The
+ * file, LOCKDIR/token-<hex>.login, is held exclusively for the call, on a
+ * descriptor of the call's own (so a turn never crosses fork).
+ */
+int
+token_lock_turn_take(struct token_lock *lock, custody_err *err)
+{
+	struct lock_wait w = {0, 0, SHARED_POLL_NS, NULL, 0};
+	char *path;
+	int r;
+
+	if (lock == NULL || !lock->shared)
+		return CUSTODY_OK;
+	if ((path = sibling_path(lock->path, ".login")) == NULL)
+		return custody_err_set(err, CUSTODY_EFAIL, "cannot take the "
+				       "token's login turn: out of memory");
+	w.t0 = custody_monotonic_ns();
+	w.timeout = lock->timeout;
+	w.lock_path = path;
+	if (lock->turn_fd >= 0)		/* not given back: a bug of ours */
+		close(lock->turn_fd);
+	lock->turn_fd = -1;
+	r = take(path, LOCK_EX, &w, &lock->turn_fd, err);
+	if (r != CUSTODY_OK && lock->turn_fd >= 0) {
+		close(lock->turn_fd);
+		lock->turn_fd = -1;
+	}
+	free(path);
+	return r;
+}
+
+void
+token_lock_turn_give(struct token_lock *lock)
+{
+	if (lock == NULL || !lock->shared || lock->turn_fd < 0)
+		return;
+	close(lock->turn_fd);	/* lets go of the flock */
+	lock->turn_fd = -1;
 }
 
 /* ------------------------------------ custody/token.h: the lock alone */

@@ -634,7 +634,10 @@ attach(const custody_token_spec *spec, custody_token *tok, custody_err *err)
 				    "C_GetFunctionList failed", spec->module);
 	if ((r = token_lock_acquire(spec, &tok->lock, err)) != CUSTODY_OK)
 		return r;
+	if ((r = token_lock_turn_take(tok->lock, err)) != CUSTODY_OK)
+		return r;
 	r = module_init(tok, spec->module, err);
+	token_lock_turn_give(tok->lock);
 	return r;
 }
 
@@ -1086,8 +1089,11 @@ custody_token_login(custody_token *tok, const char *pin, size_t pin_len,
 				       (unsigned long)ti.ulMinPinLen,
 				       (unsigned long)ti.ulMaxPinLen);
 	token_found_forget_all();
+	if ((r = token_lock_turn_take(tok->lock, err)) != CUSTODY_OK)
+		return r;
 	rv = tok->f->C_Login(tok->session, CKU_USER, (CK_UTF8CHAR *)pin,
 			     pin != NULL ? pin_len : 0);
+	token_lock_turn_give(tok->lock);
 	switch (rv) {
 	case CKR_OK:
 		tok->logged_in = 1;
