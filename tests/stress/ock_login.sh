@@ -27,12 +27,7 @@ export OPENSSL_MODULES=$build/providers/.libs
 unset OPENSSL_CONF
 setup_token
 
-make_p12 signer signer.login.custody.test 365 rsa:2048
-"$CUSTODY_BIN" -q import --path "$T/signer.p12" -t Default -i global >/dev/null ||
-	{ echo "Bail out! cannot import the signing certificate"; exit 1; }
-"$CUSTODY_BIN" get -t Default -i global -o pem | openssl x509 -pubkey -noout >"$T/signer.pub" ||
-	{ echo "Bail out! cannot read the signing certificate back"; exit 1; }
-head -c 4096 /dev/urandom >"$T/data"
+import_signer rsa:2048
 before=$(state)
 deadline=$(($(date +%s) + seconds))
 

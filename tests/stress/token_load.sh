@@ -19,12 +19,7 @@ setup_token load
 # The signing certificate, assigned Default/global; what one import
 # creates on the token is counted on it.
 objects_empty=$(count_objects)
-make_p12 signer signer.load.custody.test 365 ec:prime256v1
-"$CUSTODY_BIN" -q import --path "$T/signer.p12" -t Default -i global >/dev/null ||
-	{ echo "Bail out! cannot import the signing certificate"; exit 1; }
-"$CUSTODY_BIN" get -t Default -i global -o pem | openssl x509 -pubkey -noout >"$T/signer.pub" ||
-	{ echo "Bail out! cannot read the signing certificate back"; exit 1; }
-head -c 4096 /dev/urandom >"$T/data"
+import_signer ec:prime256v1
 objects_before=$(count_objects)
 objects_per_import=$((objects_before - objects_empty))
 

@@ -57,6 +57,18 @@ done_testing() {
 	[ "$tap_failed" -eq 0 ]
 }
 
+# import_signer SPEC — a certificate of key SPEC (rsa:2048, ec:prime256v1)
+# imported and assigned Default/global; its public key in $T/signer.pub,
+# 4 KiB of data to sign in $T/data.  Bails out when it cannot.
+import_signer() {
+	make_p12 signer signer.custody.test 365 "$1"
+	"$CUSTODY_BIN" -q import --path "$T/signer.p12" -t Default -i global >/dev/null ||
+		{ echo "Bail out! cannot import the signing certificate"; exit 1; }
+	"$CUSTODY_BIN" get -t Default -i global -o pem | openssl x509 -pubkey -noout >"$T/signer.pub" ||
+		{ echo "Bail out! cannot read the signing certificate back"; exit 1; }
+	head -c 4096 /dev/urandom >"$T/data"
+}
+
 # run ARGS... — runs custody, leaving $out, $err and $rc.
 run() {
 	out=$("$CUSTODY_BIN" "$@" 2>"$T/stderr")
