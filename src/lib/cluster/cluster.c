@@ -1381,32 +1381,47 @@ static int
 deleted_in_log(custody_store *st, const char *thumbprint, char *why,
 	       size_t size)
 {
-	custody_audit_entry *log = NULL;
-	const custody_audit_entry *last = NULL;
+	static const char *const revivals[] = {CUSTODY_AUDIT_IMPORT,
+					       CUSTODY_AUDIT_REQUEST};
+	custody_audit_entry del, since;
 	char t[CUSTODY_TIME_TEXT];
-	size_t n = 0, i;
 	custody_err e;
-	int r;
+	size_t i;
+	int brought_back, r;
 
-	if ((r = custody_store_list_audit(st, 0, &log, &n, &e)) != CUSTODY_OK) {
+	/* The newest deletion, then whether an import or request came after
+	 * it: one query when the certificate was never deleted, each
+	 * answered by the store, not by reading the log here. */
+	memset(&del, 0, sizeof(del));
+	r = custody_store_find_audit(st, CUSTODY_AUDIT_DELETE, NULL, NULL,
+				     thumbprint, &del, &e);
+	if (r == CUSTODY_ENOTFOUND)
+		return CUSTODY_OK;
+	if (r != CUSTODY_OK) {
 		textf(why, size, "%s", e.msg);
 		return r;
 	}
-	for (i = 0; i < n; i++)
-		if (strcmp(log[i].thumbprint, thumbprint) == 0 &&
-		    (strcmp(log[i].action, CUSTODY_AUDIT_IMPORT) == 0 ||
-		     strcmp(log[i].action, CUSTODY_AUDIT_REQUEST) == 0 ||
-		     strcmp(log[i].action, CUSTODY_AUDIT_DELETE) == 0))
-			last = &log[i];
-	r = CUSTODY_OK;
-	if (last != NULL && strcmp(last->action, CUSTODY_AUDIT_DELETE) == 0) {
-		textf(why, size, "the certificate was deleted (audit entry %lld, "
-		      "%s on node %s) and not imported again since: its package "
-		      "is refused", (long long)last->seq,
-		      custody_time_format(last->time, t), last->node);
-		r = CUSTODY_EFAIL;
+	for (i = 0; i < sizeof(revivals) / sizeof(revivals[0]); i++) {
+		memset(&since, 0, sizeof(since));
+		r = custody_store_find_audit(st, revivals[i], NULL, NULL,
+					     thumbprint, &since, &e);
+		brought_back = r == CUSTODY_OK && since.seq > del.seq;
+		custody_audit_entry_clear(&since);
+		if (brought_back) {
+			r = CUSTODY_OK;
+			goto out;
+		}
+		if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND) {
+			textf(why, size, "%s", e.msg);
+			goto out;
+		}
 	}
-	custody_audit_entries_free(log, n);
+	textf(why, size, "the certificate was deleted (audit entry %lld, %s on "
+	      "node %s) and not imported again since: its package is refused",
+	      (long long)del.seq, custody_time_format(del.time, t), del.node);
+	r = CUSTODY_EFAIL;
+out:
+	custody_audit_entry_clear(&del);
 	return r;
 }
 
