@@ -150,6 +150,12 @@ int token_get_attr(custody_token *tok, CK_OBJECT_HANDLE obj,
 int token_get_bool(custody_token *tok, CK_OBJECT_HANDLE h,
 		   CK_ATTRIBUTE_TYPE type, int *out, custody_err *err);
 
+/* The private and public key objects with key id id (CK_INVALID_HANDLE
+ * for a half not there), in one search by CKA_ID alone. */
+int token_find_key_pair(custody_token *tok, const unsigned char *id,
+			size_t id_len, CK_OBJECT_HANDLE *priv,
+			CK_OBJECT_HANDLE *pub, custody_err *err);
+
 /*
  * What token_find_by_id found stays valid while the lock is held and no
  * object of the token is destroyed: every destroy but that of a

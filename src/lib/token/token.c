@@ -331,6 +331,45 @@ token_find_by_id(custody_token *tok, CK_OBJECT_CLASS cls,
 }
 
 int
+token_find_key_pair(custody_token *tok, const unsigned char *id, size_t id_len,
+		    CK_OBJECT_HANDLE *priv, CK_OBJECT_HANDLE *pub,
+		    custody_err *err)
+{
+	CK_ATTRIBUTE t[] = {{CKA_ID, (void *)id, id_len}};
+	CK_OBJECT_HANDLE *h = NULL;
+	CK_OBJECT_CLASS cls;
+	CK_ATTRIBUTE a = {CKA_CLASS, &cls, sizeof(cls)};
+	size_t n = 0, i;
+	int r;
+
+	*priv = *pub = CK_INVALID_HANDLE;
+	if ((r = token_find(tok, t, NELEM(t), &h, &n, err)) != CUSTODY_OK)
+		return r;
+	for (i = 0; i < n; i++) {
+		a.ulValueLen = sizeof(cls);
+		if (tok->f->C_GetAttributeValue(tok->session, h[i], &a, 1) !=
+		    CKR_OK) {
+			r = custody_err_set(err, CUSTODY_EFAIL, "cannot read the "
+					    "class of an object on token %s",
+					    tok->label);
+			break;
+		}
+		if (cls == CKO_PRIVATE_KEY && *priv == CK_INVALID_HANDLE)
+			*priv = h[i];
+		else if (cls == CKO_PUBLIC_KEY && *pub == CK_INVALID_HANDLE)
+			*pub = h[i];
+	}
+	if (r == CUSTODY_OK) {
+		token_found_remember(tok, CKO_PRIVATE_KEY, id, id_len, *priv);
+		token_found_remember(tok, CKO_PUBLIC_KEY, id, id_len, *pub);
+	} else {
+		*priv = *pub = CK_INVALID_HANDLE;
+	}
+	free(h);
+	return r;
+}
+
+int
 token_get_attr(custody_token *tok, CK_OBJECT_HANDLE obj,
 	       CK_ATTRIBUTE_TYPE type, unsigned char **out, size_t *len,
 	       custody_err *err)

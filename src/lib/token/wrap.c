@@ -110,7 +110,6 @@ find_kek(custody_token *tok, CK_OBJECT_HANDLE *h, custody_err *err)
 				sizeof(kek_id) - 1, h, err);
 }
 
-/* The object of class cls with this CKA_ID, or CK_INVALID_HANDLE. */
 /* The transport key of node: its CKA_ID (TRANSPORT_PREFIX + node) and the
  * halves asked for (priv, pub: NULL for one not wanted; CK_INVALID_HANDLE
  * when absent), after token_require_login(WHAT) unless WHAT is NULL. */
@@ -1269,6 +1268,7 @@ custody_token_unwrap_private_key(custody_token *tok,
 	CK_MECHANISM mech = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
 	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
 	CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, h = CK_INVALID_HANDLE;
+	CK_OBJECT_HANDLE had_pub = CK_INVALID_HANDLE;
 	unsigned char id[20];
 	char hex[CUSTODY_KEY_ID_HEX + 1], *cn = NULL;
 	struct pubkey k;
@@ -1293,8 +1293,8 @@ custody_token_unwrap_private_key(custody_token *tok,
 	if ((r = pubkey_of(cert, hex, &k, err)) != CUSTODY_OK ||
 	    (r = need_kek(tok, "unwrap a private key", &kek, err)) !=
 	    CUSTODY_OK ||
-	    (r = token_find_by_id(tok, CKO_PRIVATE_KEY, id, sizeof(id), &h,
-			    err)) != CUSTODY_OK)
+	    (r = token_find_key_pair(tok, id, sizeof(id), &h, &had_pub, err)) !=
+	    CUSTODY_OK)
 		goto out;
 	if (h != CK_INVALID_HANDLE) {
 		r = custody_err_set(err, CUSTODY_EFAIL,
@@ -1336,9 +1336,9 @@ custody_token_unwrap_private_key(custody_token *tok,
 				   0, err)) != CUSTODY_OK ||
 	    (r = custody_token_verify_key(tok, hex, cert, err)) != CUSTODY_OK)
 		goto out;
-	if ((r = token_find_by_id(tok, CKO_PUBLIC_KEY, id, sizeof(id), &h, err)) !=
-	    CUSTODY_OK ||
-	    (h == CK_INVALID_HANDLE &&
+	/* A public key found before the unwrap is still there: the lock is
+	 * held, and nothing here destroys one. */
+	if ((had_pub == CK_INVALID_HANDLE &&
 	     (r = create_public(tok, &k, id, sizeof(id), label, &pub, err)) !=
 	     CUSTODY_OK) ||
 	    (r = custody_token_import(tok, NULL, cert, NULL, label, 0, &res,
