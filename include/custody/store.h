@@ -429,6 +429,17 @@ int custody_store_find_audit(custody_store *st, const char *action,
 			     const char *thumbprint, custody_audit_entry *out,
 			     custody_err *err);
 
+/*
+ * The newest entry (highest seq) whose action is one of actions (a NULL-
+ * terminated list of action names, at most 16): one query, answered by
+ * the store from the newest entry backwards.  ENOTFOUND when none; EUSAGE
+ * for an empty list or a name that is no action (empty, too long, or with
+ * a comma).  Reads only, as custody_store_find_audit.
+ */
+int custody_store_newest_audit_of(custody_store *st,
+				  const char *const *actions,
+				  custody_audit_entry *out, custody_err *err);
+
 /* The entries with time >= since (0: all), ordered by seq. */
 int custody_store_list_audit(custody_store *st, int64_t since,
 			     custody_audit_entry **out, size_t *n,

@@ -82,10 +82,10 @@ struct sync_state {
 	int64_t next_roll;	/* earliest pending instant > now; 0: none */
 };
 
-/* How far the audit log has been read: entries up to seq (appended at
- * time) are known, and change_seq is the newest change among them. */
+/* How far the audit log has been looked at: its head was at seq, and
+ * change_seq is the newest change up to there. */
 struct audit_scan {
-	int64_t seq, time, change_seq;
+	int64_t seq, change_seq;
 };
 
 /* The audit actions that members must follow (as custody_cluster_status
@@ -240,48 +240,34 @@ state_clear(struct sync_state *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static int
-is_change(const char *action)
-{
-	size_t k;
-
-	for (k = 0; change_actions[k] != NULL; k++)
-		if (strcmp(action, change_actions[k]) == 0)
-			return 1;
-	return 0;
-}
-
-/* Reads the audit entries appended since the last look (none when the
- * head has not moved: one query) and moves scan->change_seq to the newest
- * change among them. */
+/* Moves scan->change_seq to the newest change of the audit log when its
+ * head moved since the last look (one query when it did not, two when it
+ * did): the store finds the change, the entries between are not read
+ * here (every node's sync appends one, so reading them would cost each
+ * node O(nodes) a change). */
 static int
 scan_audit(struct cli *cli, struct audit_scan *scan)
 {
-	custody_audit_entry *e = NULL;
+	custody_audit_entry e;
 	char hash[CUSTODY_AUDIT_HASH_HEX + 1];
 	int64_t head = 0;
-	size_t n = 0, i;
 	int r;
 
+	memset(&e, 0, sizeof(e));
 	if ((r = custody_store_audit_head(cli->store, &head, hash, &cli->err)) != CUSTODY_OK)
-		goto out;
+		return r;
 	if (head == scan->seq)
-		goto out;
-	if (head < scan->seq)	/* another store, or a new log: read it all */
+		return CUSTODY_OK;
+	if (head < scan->seq)	/* another store, or a new log */
 		memset(scan, 0, sizeof(*scan));
-	if ((r = custody_store_list_audit(cli->store, scan->time, &e, &n, &cli->err)) != CUSTODY_OK)
-		goto out;
-	for (i = 0; i < n; i++) {
-		if (e[i].seq <= scan->seq)
-			continue;
-		if (is_change(e[i].action) && e[i].seq > scan->change_seq)
-			scan->change_seq = e[i].seq;
-		scan->seq = e[i].seq;
-		scan->time = e[i].time;
-	}
-out:
-	custody_audit_entries_free(e, n);
-	return r;
+	r = custody_store_newest_audit_of(cli->store, change_actions, &e, &cli->err);
+	if (r == CUSTODY_OK && e.seq > scan->change_seq)
+		scan->change_seq = e.seq;
+	custody_audit_entry_clear(&e);
+	if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND)
+		return r;
+	scan->seq = head;
+	return CUSTODY_OK;
 }
 
 /* Reads what decides whether a sync is due: the global assignments

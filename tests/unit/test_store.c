@@ -1888,6 +1888,66 @@ BOTH(find_audit_gives_the_newest_entry_that_matches_every_field_given)
 	custody_store_close(st);
 }
 
+/* The seq of the newest entry custody_store_newest_audit_of finds, or 0
+ * for none (ENOTFOUND). */
+static int64_t
+newest_seq(custody_store *st, const char *const *actions)
+{
+	custody_audit_entry e;
+	custody_err err = {0};
+	int64_t seq;
+	int r;
+
+	memset(&e, 0, sizeof(e));
+	r = custody_store_newest_audit_of(st, actions, &e, &err);
+	if (r == CUSTODY_ENOTFOUND) {
+		cr_assert(contains(err.msg, "has no entry"), "%s", err.msg);
+		return 0;
+	}
+	cr_assert_eq(r, CUSTODY_OK, "%s", err.msg);
+	seq = e.seq;
+	custody_audit_entry_clear(&e);
+	return seq;
+}
+
+BOTH(newest_audit_of_gives_the_newest_entry_of_any_action_listed)
+{
+	static const char *const changes[] = {"set", "roll", "delete", NULL};
+	static const char *const one[] = {"import", NULL};
+	static const char *const none[] = {"request", "remove", NULL};
+	static const char *const prefix[] = {"se", "rol", NULL};
+	static const char *const empty[] = {NULL};
+	static const char *const comma[] = {"set,sync", NULL};
+	custody_store *st = open_ok();
+	custody_audit_entry e;
+	custody_err err = {0};
+
+	cr_assert_eq(newest_seq(st, changes), 0, "an empty log has none");
+	begin_ok(st);
+	append_entry(st, 1, "roll", "OAuthTokenIssuer", "global", A);
+	append_entry(st, 2, "import", "", "", C);
+	append_entry(st, 3, "set", "OAuthTokenIssuer", "global", B);
+	append_entry(st, 4, "sync", "", "", "");
+	append_entry(st, 5, "sync", "", "", "");
+	cr_assert_eq(custody_store_commit(st, &err), CUSTODY_OK, "%s", err.msg);
+
+	cr_assert_eq(newest_seq(st, changes), 3,
+		     "the newest listed action, past the newer entries of others");
+	cr_assert_eq(newest_seq(st, one), 2);
+	cr_assert_eq(newest_seq(st, none), 0);
+	cr_assert_eq(newest_seq(st, prefix), 0, "actions are matched whole");
+	cr_assert_eq(custody_store_newest_audit_of(st, empty, &e, &err),
+		     CUSTODY_EUSAGE);
+	cr_assert_eq(custody_store_newest_audit_of(st, NULL, &e, &err),
+		     CUSTODY_EUSAGE);
+	cr_assert_eq(custody_store_newest_audit_of(st, comma, &e, &err),
+		     CUSTODY_EUSAGE);
+	cr_assert(contains(err.msg, "is not an action"), "%s", err.msg);
+	cr_assert_eq(custody_store_newest_audit_of(st, changes, NULL, &err),
+		     CUSTODY_EUSAGE);
+	custody_store_close(st);
+}
+
 /* ---------------------------------------------------------------- URLs */
 
 Test(store, bad_urls_are_usage_errors)

@@ -173,6 +173,10 @@ static const char *const statements[STORE_SQL_COUNT] = {
 	"AND ($3::text IS NULL OR identity = $3) "
 	"AND ($4::text IS NULL OR thumbprint = $4) "
 	"ORDER BY seq DESC LIMIT 1",
+	[STORE_SQL_NEWEST_AUDIT_OF] =
+	"SELECT " STORE_AUDIT_COLUMNS " FROM audit "
+	"WHERE action = ANY (string_to_array($1::text, ',')) "
+	"ORDER BY seq DESC LIMIT 1",
 };
 
 /* ------------------------------------------------------------ parameters */

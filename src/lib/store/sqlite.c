@@ -153,6 +153,10 @@ static const char *const statements[STORE_SQL_COUNT] = {
 	"WHERE ($1 IS NULL OR action = $1) AND ($2 IS NULL OR type = $2) "
 	"AND ($3 IS NULL OR identity = $3) AND ($4 IS NULL OR thumbprint = $4) "
 	"ORDER BY seq DESC LIMIT 1",
+	[STORE_SQL_NEWEST_AUDIT_OF] =
+	"SELECT " STORE_AUDIT_COLUMNS " FROM audit "
+	"WHERE instr(',' || $1 || ',', ',' || action || ',') > 0 "
+	"ORDER BY seq DESC LIMIT 1",
 };
 
 

@@ -1514,6 +1514,42 @@ custody_store_find_audit(custody_store *st, const char *action,
 }
 
 int
+custody_store_newest_audit_of(custody_store *st, const char *const *actions,
+			      custody_audit_entry *out, custody_err *err)
+{
+	/* Room for every action custody appends, each at its longest. */
+	char list[16 * (CUSTODY_AUDIT_ACTION_MAX + 1)];
+	size_t len = 0, n, i;
+	int r;
+
+	if ((r = check_store(st, out, "search the audit log", err)) != CUSTODY_OK)
+		return r;
+	if (actions == NULL || actions[0] == NULL)
+		return custody_err_set(err, CUSTODY_EUSAGE, "cannot search the "
+				       "audit log: no action given");
+	for (i = 0; actions[i] != NULL; i++) {
+		n = strlen(actions[i]);
+		if (n == 0 || n > CUSTODY_AUDIT_ACTION_MAX ||
+		    strchr(actions[i], ',') != NULL)
+			return custody_err_set(err, CUSTODY_EUSAGE, "cannot search "
+					       "the audit log: '%.*s' is not an "
+					       "action", CUSTODY_AUDIT_ACTION_MAX,
+					       actions[i]);
+		if (len + n + 2 > sizeof(list))
+			return custody_err_set(err, CUSTODY_EUSAGE, "cannot search "
+					       "the audit log: more actions than "
+					       "it has");
+		if (len > 0)
+			list[len++] = ',';
+		memcpy(list + len, actions[i], n);
+		len += n;
+	}
+	list[len] = '\0';
+	memset(out, 0, sizeof(*out));
+	return store_core_newest_audit_of(&st->core, list, out, err);
+}
+
+int
 custody_store_list_audit(custody_store *st, int64_t since,
 			 custody_audit_entry **out, size_t *n, custody_err *err)
 {
