@@ -431,13 +431,16 @@ int custody_store_find_audit(custody_store *st, const char *action,
 
 /*
  * The newest entry (highest seq) whose action is one of actions (a NULL-
- * terminated list of action names, at most 16): one query, answered by
- * the store from the newest entry backwards.  ENOTFOUND when none; EUSAGE
- * for an empty list or a name that is no action (empty, too long, or with
- * a comma).  Reads only, as custody_store_find_audit.
+ * terminated list of action names, at most 16) and, unless thumbprint is
+ * NULL, that names thumbprint: one query, answered by the store from the
+ * newest entry backwards.  ENOTFOUND when none; EUSAGE for an empty list,
+ * a name that is no action (empty, too long, or with a comma) or a
+ * thumbprint longer than its field.  Reads only, as
+ * custody_store_find_audit.
  */
 int custody_store_newest_audit_of(custody_store *st,
 				  const char *const *actions,
+				  const char *thumbprint,
 				  custody_audit_entry *out, custody_err *err);
 
 /* The entries with time >= since (0: all), ordered by seq. */

@@ -260,7 +260,8 @@ scan_audit(struct cli *cli, struct audit_scan *scan)
 		return CUSTODY_OK;
 	if (head < scan->seq)	/* another store, or a new log */
 		memset(scan, 0, sizeof(*scan));
-	r = custody_store_newest_audit_of(cli->store, change_actions, &e, &cli->err);
+	r = custody_store_newest_audit_of(cli->store, change_actions, NULL, &e,
+					  &cli->err);
 	if (r == CUSTODY_OK && e.seq > scan->change_seq)
 		scan->change_seq = e.seq;
 	custody_audit_entry_clear(&e);

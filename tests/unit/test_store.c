@@ -1888,10 +1888,10 @@ BOTH(find_audit_gives_the_newest_entry_that_matches_every_field_given)
 	custody_store_close(st);
 }
 
-/* The seq of the newest entry custody_store_newest_audit_of finds, or 0
- * for none (ENOTFOUND). */
+/* The seq of the newest entry custody_store_newest_audit_of finds (any
+ * thumbprint when NULL), or 0 for none (ENOTFOUND). */
 static int64_t
-newest_seq(custody_store *st, const char *const *actions)
+newest_seq(custody_store *st, const char *const *actions, const char *thumbprint)
 {
 	custody_audit_entry e;
 	custody_err err = {0};
@@ -1899,7 +1899,7 @@ newest_seq(custody_store *st, const char *const *actions)
 	int r;
 
 	memset(&e, 0, sizeof(e));
-	r = custody_store_newest_audit_of(st, actions, &e, &err);
+	r = custody_store_newest_audit_of(st, actions, thumbprint, &e, &err);
 	if (r == CUSTODY_ENOTFOUND) {
 		cr_assert(contains(err.msg, "has no entry"), "%s", err.msg);
 		return 0;
@@ -1910,7 +1910,7 @@ newest_seq(custody_store *st, const char *const *actions)
 	return seq;
 }
 
-BOTH(newest_audit_of_gives_the_newest_entry_of_any_action_listed)
+BOTH(newest_audit_of_gives_the_newest_entry_of_any_action_listed_naming_it)
 {
 	static const char *const changes[] = {"set", "roll", "delete", NULL};
 	static const char *const one[] = {"import", NULL};
@@ -1922,7 +1922,7 @@ BOTH(newest_audit_of_gives_the_newest_entry_of_any_action_listed)
 	custody_audit_entry e;
 	custody_err err = {0};
 
-	cr_assert_eq(newest_seq(st, changes), 0, "an empty log has none");
+	cr_assert_eq(newest_seq(st, changes, NULL), 0, "an empty log has none");
 	begin_ok(st);
 	append_entry(st, 1, "roll", "OAuthTokenIssuer", "global", A);
 	append_entry(st, 2, "import", "", "", C);
@@ -1931,19 +1931,25 @@ BOTH(newest_audit_of_gives_the_newest_entry_of_any_action_listed)
 	append_entry(st, 5, "sync", "", "", "");
 	cr_assert_eq(custody_store_commit(st, &err), CUSTODY_OK, "%s", err.msg);
 
-	cr_assert_eq(newest_seq(st, changes), 3,
+	cr_assert_eq(newest_seq(st, changes, NULL), 3,
 		     "the newest listed action, past the newer entries of others");
-	cr_assert_eq(newest_seq(st, one), 2);
-	cr_assert_eq(newest_seq(st, none), 0);
-	cr_assert_eq(newest_seq(st, prefix), 0, "actions are matched whole");
-	cr_assert_eq(custody_store_newest_audit_of(st, empty, &e, &err),
+	cr_assert_eq(newest_seq(st, one, NULL), 2);
+	cr_assert_eq(newest_seq(st, none, NULL), 0);
+	cr_assert_eq(newest_seq(st, prefix, NULL), 0, "actions are matched whole");
+	cr_assert_eq(newest_seq(st, changes, A), 1, "only entries naming it");
+	cr_assert_eq(newest_seq(st, changes, B), 3);
+	cr_assert_eq(newest_seq(st, changes, C), 0);
+	cr_assert_eq(newest_seq(st, one, C), 2);
+	cr_assert_eq(custody_store_newest_audit_of(st, empty, NULL, &e, &err),
 		     CUSTODY_EUSAGE);
-	cr_assert_eq(custody_store_newest_audit_of(st, NULL, &e, &err),
+	cr_assert_eq(custody_store_newest_audit_of(st, NULL, NULL, &e, &err),
 		     CUSTODY_EUSAGE);
-	cr_assert_eq(custody_store_newest_audit_of(st, comma, &e, &err),
+	cr_assert_eq(custody_store_newest_audit_of(st, comma, NULL, &e, &err),
 		     CUSTODY_EUSAGE);
 	cr_assert(contains(err.msg, "is not an action"), "%s", err.msg);
-	cr_assert_eq(custody_store_newest_audit_of(st, changes, NULL, &err),
+	cr_assert_eq(custody_store_newest_audit_of(st, changes, NULL, NULL, &err),
+		     CUSTODY_EUSAGE);
+	cr_assert_eq(custody_store_newest_audit_of(st, changes, A "0", &e, &err),
 		     CUSTODY_EUSAGE);
 	custody_store_close(st);
 }

@@ -1381,47 +1381,32 @@ static int
 deleted_in_log(custody_store *st, const char *thumbprint, char *why,
 	       size_t size)
 {
-	static const char *const revivals[] = {CUSTODY_AUDIT_IMPORT,
-					       CUSTODY_AUDIT_REQUEST};
-	custody_audit_entry del, since;
+	static const char *const life[] = {CUSTODY_AUDIT_IMPORT,
+					   CUSTODY_AUDIT_REQUEST,
+					   CUSTODY_AUDIT_DELETE, NULL};
+	custody_audit_entry last;
 	char t[CUSTODY_TIME_TEXT];
 	custody_err e;
-	size_t i;
-	int brought_back, r;
+	int r;
 
-	/* The newest deletion, then whether an import or request came after
-	 * it: one query when the certificate was never deleted, each
-	 * answered by the store, not by reading the log here. */
-	memset(&del, 0, sizeof(del));
-	r = custody_store_find_audit(st, CUSTODY_AUDIT_DELETE, NULL, NULL,
-				     thumbprint, &del, &e);
+	/* The certificate's newest import, request or deletion, which the
+	 * store finds (one query; the log is not read here). */
+	memset(&last, 0, sizeof(last));
+	r = custody_store_newest_audit_of(st, life, thumbprint, &last, &e);
 	if (r == CUSTODY_ENOTFOUND)
 		return CUSTODY_OK;
 	if (r != CUSTODY_OK) {
 		textf(why, size, "%s", e.msg);
 		return r;
 	}
-	for (i = 0; i < sizeof(revivals) / sizeof(revivals[0]); i++) {
-		memset(&since, 0, sizeof(since));
-		r = custody_store_find_audit(st, revivals[i], NULL, NULL,
-					     thumbprint, &since, &e);
-		brought_back = r == CUSTODY_OK && since.seq > del.seq;
-		custody_audit_entry_clear(&since);
-		if (brought_back) {
-			r = CUSTODY_OK;
-			goto out;
-		}
-		if (r != CUSTODY_OK && r != CUSTODY_ENOTFOUND) {
-			textf(why, size, "%s", e.msg);
-			goto out;
-		}
+	if (strcmp(last.action, CUSTODY_AUDIT_DELETE) == 0) {
+		textf(why, size, "the certificate was deleted (audit entry %lld, "
+		      "%s on node %s) and not imported again since: its package "
+		      "is refused", (long long)last.seq,
+		      custody_time_format(last.time, t), last.node);
+		r = CUSTODY_EFAIL;
 	}
-	textf(why, size, "the certificate was deleted (audit entry %lld, %s on "
-	      "node %s) and not imported again since: its package is refused",
-	      (long long)del.seq, custody_time_format(del.time, t), del.node);
-	r = CUSTODY_EFAIL;
-out:
-	custody_audit_entry_clear(&del);
+	custody_audit_entry_clear(&last);
 	return r;
 }
 

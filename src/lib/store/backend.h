@@ -76,7 +76,8 @@ enum store_sql {
 	STORE_SQL_LIST_AUDIT,		/* since                                */
 	STORE_SQL_FIND_AUDIT,		/* action, type, identity, thumbprint,
 					 * each NULL for any: the newest match   */
-	STORE_SQL_NEWEST_AUDIT_OF,	/* actions, ","-separated: the newest    */
+	STORE_SQL_NEWEST_AUDIT_OF,	/* actions (","-separated), thumbprint
+					 * (NULL for any): the newest match      */
 	STORE_SQL_AUDIT_HEAD,
 	STORE_SQL_AUDIT_HEAD_LOCKED,	/* inside a transaction                 */
 

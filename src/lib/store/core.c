@@ -1072,16 +1072,19 @@ store_core_find_audit(const struct store_core *c, const char *action,
 
 int
 store_core_newest_audit_of(const struct store_core *c, const char *actions,
-			   custody_audit_entry *out, custody_err *err)
+			   const char *thumbprint, custody_audit_entry *out,
+			   custody_err *err)
 {
 	struct store_query q = { .sql = STORE_SQL_NEWEST_AUDIT_OF };
 	char what[WHAT_MAX];
 	char missing[WHAT_MAX];
 
 	v_text(&q, actions);
+	v_text(&q, thumbprint);
 	say(what, "cannot read the audit log of store %s", where(c));
-	say(missing, "the audit log of store %s has no entry of action %s",
-	    where(c), actions);
+	say(missing, "the audit log of store %s has no entry of action %s%s%s",
+	    where(c), actions, thumbprint != NULL ? " naming " : "",
+	    thumbprint != NULL ? thumbprint : "");
 	return get_record(c, &q, read_audit, out, what, missing, err);
 }
 

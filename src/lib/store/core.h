@@ -81,10 +81,11 @@ int store_core_find_audit(const struct store_core *c, const char *action,
 			  const char *type, const char *identity,
 			  const char *thumbprint, custody_audit_entry *out,
 			  custody_err *err);
-/* The newest entry whose action is one of actions (","-separated);
- * ENOTFOUND when none. */
+/* The newest entry whose action is one of actions (","-separated), naming
+ * thumbprint unless it is NULL; ENOTFOUND when none. */
 int store_core_newest_audit_of(const struct store_core *c, const char *actions,
-			       custody_audit_entry *out, custody_err *err);
+			       const char *thumbprint, custody_audit_entry *out,
+			       custody_err *err);
 /* Inside a transaction the head is read locked (PostgreSQL: FOR UPDATE),
  * so that concurrent appends queue. */
 int store_core_audit_head(const struct store_core *c, int64_t *seq, char *hash,

@@ -176,6 +176,7 @@ static const char *const statements[STORE_SQL_COUNT] = {
 	[STORE_SQL_NEWEST_AUDIT_OF] =
 	"SELECT " STORE_AUDIT_COLUMNS " FROM audit "
 	"WHERE action = ANY (string_to_array($1::text, ',')) "
+	"AND ($2::text IS NULL OR thumbprint = $2) "
 	"ORDER BY seq DESC LIMIT 1",
 };
 

@@ -156,6 +156,7 @@ static const char *const statements[STORE_SQL_COUNT] = {
 	[STORE_SQL_NEWEST_AUDIT_OF] =
 	"SELECT " STORE_AUDIT_COLUMNS " FROM audit "
 	"WHERE instr(',' || $1 || ',', ',' || action || ',') > 0 "
+	"AND ($2 IS NULL OR thumbprint = $2) "
 	"ORDER BY seq DESC LIMIT 1",
 };
 

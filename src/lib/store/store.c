@@ -1515,14 +1515,17 @@ custody_store_find_audit(custody_store *st, const char *action,
 
 int
 custody_store_newest_audit_of(custody_store *st, const char *const *actions,
-			      custody_audit_entry *out, custody_err *err)
+			      const char *thumbprint, custody_audit_entry *out,
+			      custody_err *err)
 {
 	/* Room for every action custody appends, each at its longest. */
 	char list[16 * (CUSTODY_AUDIT_ACTION_MAX + 1)];
 	size_t len = 0, n, i;
 	int r;
 
-	if ((r = check_store(st, out, "search the audit log", err)) != CUSTODY_OK)
+	if ((r = check_store(st, out, "search the audit log", err)) != CUSTODY_OK ||
+	    (r = check_audit_filter("thumbprint", thumbprint,
+				    CUSTODY_THUMBPRINT_HEX, err)) != CUSTODY_OK)
 		return r;
 	if (actions == NULL || actions[0] == NULL)
 		return custody_err_set(err, CUSTODY_EUSAGE, "cannot search the "
@@ -1546,7 +1549,7 @@ custody_store_newest_audit_of(custody_store *st, const char *const *actions,
 	}
 	list[len] = '\0';
 	memset(out, 0, sizeof(*out));
-	return store_core_newest_audit_of(&st->core, list, out, err);
+	return store_core_newest_audit_of(&st->core, list, thumbprint, out, err);
 }
 
 int
