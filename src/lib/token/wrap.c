@@ -118,18 +118,20 @@ find_transport(custody_token *tok, const char *node, const char *what,
 	       unsigned char id[NODE_ID_MAX], size_t *id_len,
 	       CK_OBJECT_HANDLE *priv, CK_OBJECT_HANDLE *pub, custody_err *err)
 {
+	CK_OBJECT_HANDLE p, q;
 	int r;
 
 	if ((r = node_id(TRANSPORT_PREFIX, node, id, id_len, err)) !=
 	    CUSTODY_OK ||
 	    (what != NULL &&
 	     (r = token_require_login(tok, what, err)) != CUSTODY_OK) ||
-	    (priv != NULL &&
-	     (r = token_find_by_id(tok, CKO_PRIVATE_KEY, id, *id_len, priv, err)) !=
-	     CUSTODY_OK))
+	    (r = token_find_key_pair(tok, id, *id_len, &p, &q, err)) !=
+	    CUSTODY_OK)
 		return r;
+	if (priv != NULL)
+		*priv = p;
 	if (pub != NULL)
-		return token_find_by_id(tok, CKO_PUBLIC_KEY, id, *id_len, pub, err);
+		*pub = q;
 	return CUSTODY_OK;
 }
 
