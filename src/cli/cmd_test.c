@@ -304,13 +304,12 @@ check_key(struct test_run *t, const custody_assignment *a, const char *check,
 		return;
 	}
 	r = custody_token_verify_key(t->cli->token, rec->key_id, x, &e);
-	if (r == CUSTODY_OK)
+	if (r == CUSTODY_OK) {
 		snprintf(t->signed_tp, sizeof(t->signed_tp), "%s", rec->thumbprint);
-	if (r == CUSTODY_OK)
 		report(t, R_OK, check, a->type, a->identity, rec->thumbprint,
 		       "private key %s%s on token %s signs and verifies",
 		       rec->key_id, whose, label);
-	else if (r == CUSTODY_ENOTFOUND)
+	} else if (r == CUSTODY_ENOTFOUND)
 		report(t, failed, check, a->type, a->identity, rec->thumbprint,
 		       "private key %s%s is not on token %s%s", rec->key_id, whose, label,
 		       failed == R_WARNING ? " (verifiers need only its certificate; "
