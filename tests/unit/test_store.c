@@ -2275,6 +2275,57 @@ PG_ONLY(a_connection_lost_is_unreachable_then_made_again)
 	custody_store_close(st);
 }
 
+/* A connection that listens (a watcher's) keeps its statements prepared;
+ * one that does not sends their text.  What shows it: a column whose type
+ * another process changes (a schema upgrade) fails the kept plan once
+ * (the server refuses a plan whose result changed, and the transaction
+ * is gone), and the connection prepares again: the next read works. */
+PG_ONLY(a_listening_connection_keeps_its_statements_prepared)
+{
+	custody_store *watcher = open_ok(), *plain = open_ok();
+	custody_assignment a = make_assignment("Default", "global"), got;
+	custody_err err = {0};
+	int changed = 0;
+
+	slot_set(&a.current, A, 1);
+	put_ok(plain, &a);
+	cr_assert_eq(custody_store_changed(watcher, &changed, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	cr_assert_eq(custody_store_get_assignment(watcher, "Default", "global",
+						  &got, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_eq(custody_store_get_assignment(plain, "Default", "global",
+						  &got, &err), CUSTODY_OK, "%s",
+		     err.msg);
+
+	pgtest_exec(schema, "ALTER TABLE assignments ALTER COLUMN version "
+		    "TYPE NUMERIC");
+	/* The plain connection plans every statement anew. */
+	cr_assert_eq(custody_store_begin(plain, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_eq(custody_store_get_assignment(plain, "Default", "global",
+						  &got, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	custody_store_rollback(plain);
+	/* The watcher's kept plan is refused once, in its transaction. */
+	cr_assert_eq(custody_store_begin(watcher, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_eq(custody_store_get_assignment(watcher, "Default", "global",
+						  &got, &err), CUSTODY_EFAIL);
+	cr_assert(contains(err.msg, "SQLSTATE 0A000"), "%s", err.msg);
+	custody_store_rollback(watcher);
+	cr_assert_eq(custody_store_begin(watcher, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_eq(custody_store_get_assignment(watcher, "Default", "global",
+						  &got, &err), CUSTODY_OK, "%s",
+		     err.msg);
+	cr_assert_str_eq(got.current.thumbprint, A);
+	custody_store_rollback(watcher);
+
+	custody_store_close(watcher);
+	custody_store_close(plain);
+}
+
 PG_ONLY(a_writer_held_past_the_lock_timeout_is_store_busy, .timeout = 60)
 {
 	custody_store *sa = open_ok();

@@ -15,7 +15,9 @@
  * "certificates" or "audit"), which PostgreSQL delivers on commit only;
  * what nodes report (their reports, node rows, sync entries) is not
  * notified (store/core.c notify).
- * Every statement is a constant string; values are always bound.
+ * Every statement is a constant string; values are always bound.  A
+ * connection that listens (a watcher's) keeps its statements prepared
+ * (store/pg_prepared.c).
  * Messages name the store by host and database, never by user or
  * password.
  */
@@ -40,6 +42,7 @@
 #include <custody/store.h>
 
 #include "store/backend.h"
+#include "store/pg_prepared.h"
 #include "store/schema.h"
 
 #define NOTIFY_CHANNEL "custody_changes"
@@ -53,6 +56,9 @@ struct store_conn {
 	char name[512];		/* postgresql://HOST[:PORT]/DB, no user */
 	int in_tx;
 	int listening;		/* LISTEN custody_changes is in effect  */
+	/* The statements kept prepared: once the connection listens (a
+	 * watcher's, its own for its life), NULL before. */
+	struct pg_prepared *prepared;
 	unsigned long statements;	/* sent so far (pg_statements)   */
 };
 
@@ -373,6 +379,7 @@ ensure_connected(struct store_conn *s, custody_err *err, const char *what)
 	if (!s->in_tx) {
 		PQreset(s->conn);
 		s->listening = 0;	/* a new session listens to nothing */
+		pg_prepared_forget(s->prepared);	/* and has nothing prepared */
 		if (PQstatus(s->conn) == CONNECTION_OK) {
 			custody_debug("store %s: connection made again", s->name);
 			r = setup_session(s, err);
@@ -418,10 +425,17 @@ query(struct store_conn *s, const char *sql, const struct params *p,
 		if ((r = ensure_connected(s, err, what)) != CUSTODY_OK)
 			goto out;
 		s->statements++;
-		res = PQexecParams(s->conn, sql, p != NULL ? p->n : 0, NULL,
-				   p != NULL ? p->values : NULL,
-				   p != NULL ? p->lengths : NULL,
-				   p != NULL ? p->formats : NULL, 0);
+		if (s->prepared != NULL)
+			res = pg_prepared_exec(s->prepared, s->conn, sql,
+					       p != NULL ? p->n : 0,
+					       p != NULL ? p->values : NULL,
+					       p != NULL ? p->lengths : NULL,
+					       p != NULL ? p->formats : NULL);
+		else
+			res = PQexecParams(s->conn, sql, p != NULL ? p->n : 0,
+					   NULL, p != NULL ? p->values : NULL,
+					   p != NULL ? p->lengths : NULL,
+					   p != NULL ? p->formats : NULL, 0);
 		/* A connection found lost outside a transaction (the server
 		 * restarted while this one was idle): once more, on a new
 		 * one.  Nothing was written: writes need a transaction. */
@@ -537,8 +551,10 @@ out:
 static void
 pg_close(struct store_conn *s)
 {
-	if (s != NULL)
+	if (s != NULL) {
 		PQfinish(s->conn);
+		pg_prepared_free(s->prepared);
+	}
 	free(s);
 }
 
@@ -884,6 +900,11 @@ pg_changed(struct store_conn *s, int *changed, custody_err *err)
 		return r;
 	drain_notifications(s);
 	s->listening = 1;
+	/* A connection that listens is the process's own for its life and
+	 * runs the same statements at every change: it keeps them prepared
+	 * (without when out of memory). */
+	if (s->prepared == NULL)
+		s->prepared = pg_prepared_new();
 	return CUSTODY_OK;
 }
 
