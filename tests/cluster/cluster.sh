@@ -295,6 +295,45 @@ check "node3: a one-shot sync catches up" [ "$rc" -eq 0 ]
 on node1 status
 check "status: exit 0 again" [ "$rc" -eq 0 ]
 
+# ------------------------------------------------------------ a roll no watcher saw come due
+# With no watcher running, a roll's instant passes and the store still
+# says pending: the next sync records the roll and follows it in the
+# same run (it once read the assignment before recording the roll, found
+# its own record a change made while it read, and failed).
+stop_watch node1
+stop_watch node2
+new_key keyD d.cluster.custody.test
+D=$(thumbprint_of keyD)
+import_replicable node1 keyD
+instant=$(($(date +%s) + 3))
+on node1 set -t OAuthTokenIssuer --thumbprint "$D" --roll \
+	--effective-date "$(date -u -d "@$instant" +%Y-%m-%dT%H:%M:%SZ)"
+check "node1: roll to D in 3 s, no watcher running" [ "$rc" -eq 0 ]
+# (A roll waits until every node holds its key.)
+for n in "${nodes[@]}"; do
+	on "$n" sync -o json
+	check "$n: a sync before the instant holds D as pending" \
+		[ "$(py 'print([(i["slot"], i["held"]) for i in d["items"] if i["thumbprint"] == "'"$D"'"])')" = "[('pending', True)]" ]
+done
+while [ "$(date +%s)" -lt "$instant" ]; do sleep 0.1; done
+check "the store still says D is pending after the instant" \
+	[ "$(q "SELECT pending_thumbprint FROM assignments WHERE type = 'OAuthTokenIssuer'")" = "$D" ]
+on node3 sync -o json
+check "node3: the first sync after the instant exits 0" [ "$rc" -eq 0 ]
+check "…records the roll and reports D current and held in the same run" \
+	[ "$(py 'print([(i["slot"], i["held"]) for i in d["items"] if i["thumbprint"] == "'"$D"'"])')" = "[('current', True)]" ]
+check "…saying it took effect, without a word of a conflict" \
+	eval 'grep -q "the roll of OAuthTokenIssuer/global to $D took effect" <<<"$err" && ! grep -qi "changed\|conflict\|again" <<<"$err"'
+check "the store says D is current" \
+	[ "$(q "SELECT current_thumbprint FROM assignments WHERE type = 'OAuthTokenIssuer'")" = "$D" ]
+since=$(($(date +%s%N) / 1000000))
+start_watch node1 --interval 30
+start_watch node2 --interval 30
+for n in node1 node2; do
+	check "$n: its watcher, started again, reports D current" \
+		wait_until 10 watch_saw "$n" OAuthTokenIssuer current "$D" "$since"
+done
+
 # ------------------------------------------------------------ the store unreachable
 gone="postgresql:///custody_test?host=$T/no-server"
 before=$(token_state node3)
@@ -331,14 +370,14 @@ else
 fi
 check "pg_dump of the store" [ -s "$T/dump.sql" ]
 check "the store holds a package per replicated key (ciphertext only)" \
-	[ "$(q 'SELECT count(*) FROM packages')" = 3 ]
+	[ "$(q 'SELECT count(*) FROM packages')" = 4 ]
 # The secret numbers of each key (primes, private exponent) as hex and as
 # base64 at every alignment, and its public modulus as the control that
 # the scan finds what is there (in the certificates).  They reach python
 # through a pipe.
 scan() {
 	local -n k
-	for k in keyA keyB keyC; do
+	for k in keyA keyB keyC keyD; do
 		printf '%s\n' "$k" | openssl rsa -noout -text 2>/dev/null
 		echo "--END--"
 	done | python3 -c '
@@ -364,7 +403,7 @@ print(found_public, found_secret, b"private key-----" in dump)
 ' "$T/dump.sql"
 }
 result=$(scan)
-check "the scan finds each key's public modulus (in its certificate)" [ "${result%% *}" = 3 ]
+check "the scan finds each key's public modulus (in its certificate)" [ "${result%% *}" = 4 ]
 check "…and no private number of any key, and no PEM private key" [ "${result#* }" = "0 False" ]
 
 # ------------------------------------------------------------ the systemd units

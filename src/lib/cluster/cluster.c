@@ -1282,13 +1282,20 @@ materialize_rolls(custody_store *st, const char *node, int64_t now,
 	}
 }
 
-/* The items of a sync: every slot of every global assignment at now.
- * Inside a read snapshot (write_rolls 0) a roll that came due is only
- * noted (*rolls_due): the caller ends the snapshot, records it and
- * collects again. */
+/* What collect_items does with a roll that came due (its pending
+ * effective date passed, the store still says pending). */
+enum due_rolls {
+	DUE_STOP,	/* note it (*rolls_due) and collect nothing: a read
+			 * snapshot cannot record it */
+	DUE_RECORD,	/* record it, collect nothing: the caller reads again */
+	DUE_FOLLOW,	/* collect what it made current, recorded or not */
+};
+
+/* The items of a sync: every slot of every global assignment at now. */
 static int
-collect_items(custody_store *st, const char *node, int64_t now, int write_rolls,
-	      int *rolls_due, custody_sync_result *res, custody_err *err)
+collect_items(custody_store *st, const char *node, int64_t now,
+	      enum due_rolls due, int *rolls_due, custody_sync_result *res,
+	      custody_err *err)
 {
 	custody_assignment *all = NULL, resolved;
 	size_t n = 0, i;
@@ -1297,16 +1304,16 @@ collect_items(custody_store *st, const char *node, int64_t now, int write_rolls,
 	*rolls_due = 0;
 	if ((r = custody_store_list_assignments(st, &all, &n, err)) != CUSTODY_OK)
 		goto out;
-	if (write_rolls)
+	if (due == DUE_RECORD) {
 		materialize_rolls(st, node, now, all, n);
-	for (i = 0; i < n && !write_rolls; i++)
+		goto out;
+	}
+	for (i = 0; i < n && due == DUE_STOP; i++)
 		if (strcasecmp(all[i].identity, CUSTODY_SCOPE_GLOBAL) == 0 &&
 		    custody_assign_resolve(&all[i], now, &resolved))
 			*rolls_due = 1;
-	if (*rolls_due) {
-		r = CUSTODY_OK;
+	if (*rolls_due)
 		goto out;
-	}
 	for (i = 0; i < n; i++) {
 		if (strcasecmp(all[i].identity, CUSTODY_SCOPE_GLOBAL) != 0)
 			continue;
@@ -1615,26 +1622,28 @@ static int
 read_items(custody_store *st, const char *node, int64_t now,
 	   custody_sync_result *res, struct sync_view *v, custody_err *err)
 {
-	int r, rolls_due = 0, pass;
+	enum due_rolls due = DUE_STOP;
+	int r, rolls_due = 0;
 
-	for (pass = 0; pass < 2; pass++) {
+	for (;;) {
 		if ((r = custody_store_snapshot_begin(st, err)) != CUSTODY_OK)
 			return r;
-		r = collect_items(st, node, now, 0, &rolls_due, res, err);
+		r = collect_items(st, node, now, due, &rolls_due, res, err);
 		if (r == CUSTODY_OK && !rolls_due)
 			r = load_view(st, node, res, v, err);
 		custody_store_snapshot_end(st);
 		if (r != CUSTODY_OK || !rolls_due)
 			return r;
 		custody_sync_result_clear(res);
-		/* Recorded (by this node or a concurrent one), then read. */
-		if ((r = collect_items(st, node, now, 1, &rolls_due, res, err)) !=
-		    CUSTODY_OK)
+		/* Recorded by this node, or by another that came first (the
+		 * nodes of a cluster all wake at its instant): either way the
+		 * sync then follows what it made current, even while the
+		 * winner's commit is not yet seen. */
+		if ((r = collect_items(st, node, now, DUE_RECORD, &rolls_due,
+				       res, err)) != CUSTODY_OK)
 			return r;
-		custody_sync_result_clear(res);
+		due = DUE_FOLLOW;
 	}
-	return custody_err_set(err, CUSTODY_ECONFLICT, "cannot sync: the rolls "
-			       "that came due could not be recorded");
 }
 
 /*
