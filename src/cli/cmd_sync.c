@@ -89,10 +89,14 @@ struct audit_scan {
 };
 
 /* The audit actions that members must follow (as custody_cluster_status
- * judges a node stale). */
+ * judges a node stale), but for "roll-effective": the record of a roll
+ * that came due changes the assignment's row, not what it resolves to,
+ * and the state compares the rows resolved.  Every watcher wakes at the
+ * roll's instant and follows it; the first records it, and the others
+ * then read the record (one wake, no sync: they had followed it).  A
+ * node whose clock is behind finds the row changed, and syncs. */
 static const char *const change_actions[] = {
-	"set", "roll", "roll-effective", "remove", "package", "import",
-	"delete", NULL,
+	"set", "roll", "remove", "package", "import", "delete", NULL,
 };
 
 static volatile sig_atomic_t stop_requested;

@@ -250,6 +250,26 @@ for n in "${nodes[@]}"; do
 	check "$n: its watcher reports B current within 3 s of the instant (interval 30 s)" \
 		wait_until 4 watch_saw "$n" OAuthTokenIssuer current "$B" $((instant * 1000))
 done
+# The first node to come records the roll; that record wakes the others,
+# which had followed the roll at the instant already: they read the
+# record (a wake), and do not sync again.
+sleep 1
+syncs_since() { # NODE SINCE_MS — how many syncs NODE's watcher printed since
+	python3 - "$T/$1/watch.out" "$2" <<'PY'
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    try:
+        n += json.loads(line)["time_ms"] >= int(sys.argv[2])
+    except ValueError:
+        pass
+print(n)
+PY
+}
+for n in "${nodes[@]}"; do
+	check "$n: its watcher synced once for the roll" \
+		[ "$(syncs_since "$n" $((instant * 1000)))" = 1 ]
+done
 for n in "${nodes[@]}"; do
 	on "$n" get -t OAuthTokenIssuer -o thumbprint
 	check "$n: get says B is current" [ "$out" = "$B" ]
