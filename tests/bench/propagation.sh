@@ -141,13 +141,16 @@ import_key() {
 		die "import --replicable made no package of $tp"
 	echo "$tp"
 }
-# all_reported SINCE_MS THUMBPRINT DIR... — prints the latest time_ms at
-# which a node's watcher reported THUMBPRINT current and held (after
-# SINCE_MS), when every node has; else fails.
+# all_reported [--slot SLOT] SINCE_MS THUMBPRINT DIR... — prints the
+# latest time_ms at which a node's watcher reported THUMBPRINT in SLOT
+# (current unless said) and held (after SINCE_MS), when every node has;
+# else fails.
 all_reported() {
-	python3 - "$@" <<'PY'
+	local slot=current
+	[ "$1" = --slot ] && { slot=$2; shift 2; }
+	python3 - "$slot" "$@" <<'PY'
 import json, sys
-since, tp, dirs = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+slot, since, tp, dirs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 last = 0
 for d in dirs:
     t = None
@@ -159,7 +162,7 @@ for d in dirs:
                 continue
             if o["time_ms"] < since:
                 continue
-            if any(i["thumbprint"] == tp and i["slot"] == "current" and i["held"] and i["type"] == "OAuthTokenIssuer"
+            if any(i["thumbprint"] == tp and i["slot"] == slot and i["held"] and i["type"] == "OAuthTokenIssuer"
                    for i in o["items"]):
                 t = o["time_ms"]
                 break
@@ -188,6 +191,53 @@ server_pids() {
 	echo "$pm" $(pgrep -P "$pm")
 }
 
+# measure_rolls NODES — a roll as Lync makes one, on the watchers of
+# measure (keys[rounds + 1 ..] unused so far): the next key set pending
+# (--roll) with an effective date a few seconds ahead.  Every node
+# unwraps it while it is pending (its watcher woken by the set); at the
+# effective instant each watcher wakes on its own clock, follows the roll
+# (the first to come records it) and reports the key current: a change
+# whose key every node already holds.  A round runs from the effective
+# instant until the last node has reported the key current and held.
+# Sets roll_times, roll_node_ms, roll_server_ms (CPU from when every node
+# held the key pending until a second after the last report).
+roll_times=()
+measure_rolls() {
+	local size=$1 r tp eff lead done_ms deadline
+	local w0 s0 w=0 s=0
+	roll_times=()
+	lead=$((2 + size / 25))	# seconds: time for every node to unwrap
+	for ((r = 1; r <= rounds; r++)); do
+		sleep 1
+		tp=${keys[$((rounds + r))]}
+		eff=$(($(date +%s) + lead + 1))
+		on "${dirs[0]}" set -t OAuthTokenIssuer --thumbprint "$tp" --roll \
+			--effective-date "$(date -u -d "@$eff" +%Y-%m-%dT%H:%M:%SZ)"
+		until all_reported --slot pending 0 "$tp" "${dirs[@]}" >/dev/null; do
+			[ "$(now_ms)" -lt $((eff * 1000 - 200)) ] ||
+				die "$size nodes, roll $r: not every node held $tp ahead of its effective date ($lead s)"
+			sleep 0.05
+		done
+		w0=$(cpu_us "${pids[@]}")
+		s0=$(cpu_us $(server_pids))
+		deadline=$((eff * 1000 + 30000))
+		until done_ms=$(all_reported $((eff * 1000)) "$tp" "${dirs[@]}"); do
+			[ "$(now_ms)" -lt "$deadline" ] || die "$size nodes, roll $r: not every node reported $tp current in 30 s"
+			sleep 0.02
+		done
+		sleep 1
+		w=$((w + $(cpu_us "${pids[@]}") - w0))
+		s=$((s + $(cpu_us $(server_pids)) - s0))
+		roll_times+=($((done_ms - eff * 1000)))
+		echo "propagation: $size nodes, roll $r: $((done_ms - eff * 1000)) ms from its effective instant" >&2
+	done
+	roll_node_ms=$(python3 -c 'import sys; print(round(int(sys.argv[1]) / 1000 / int(sys.argv[2]), 2))' \
+		"$w" $((rounds * size)))
+	roll_server_ms=$(python3 -c 'import sys; print(round(int(sys.argv[1]) / 1000 / int(sys.argv[2]), 2))' \
+		"$s" $((rounds * size)))
+	echo "propagation: $size nodes: CPU a roll, each node's sync --watch $roll_node_ms ms, the server $roll_server_ms ms a node" >&2
+}
+
 declare -A got
 measure() { # NODES — sets got[NODES] to the JSON object of this size
 	local size=$1 schema="prop$1" i r dir tp t0 t1 done_ms deadline
@@ -210,7 +260,7 @@ measure() { # NODES — sets got[NODES] to the JSON object of this size
 		on "${dirs[0]}" node admit "node$((i + 1))" --fingerprint "$fp"
 	done
 	for ((i = 1; i < size; i++)); do on "${dirs[$i]}" node join; done
-	for ((r = 0; r <= rounds; r++)); do
+	for ((r = 0; r <= 2 * rounds; r++)); do
 		tp=$(import_key "${dirs[0]}" "$size-$r")
 		[ -n "$tp" ] || die "$size nodes: cannot import key $r"
 		keys+=("$tp")
@@ -252,6 +302,7 @@ measure() { # NODES — sets got[NODES] to the JSON object of this size
 	sleep 1	# the last sync's report written (and an idle second, as before each round)
 	w1=$(cpu_us "${pids[@]}")
 	s1=$(cpu_us $(server_pids))
+	measure_rolls "$size"
 	# The store agrees with what the watchers said.
 	[ "$(psql "$store" -qAtc "SELECT count(DISTINCT node) FROM node_reports WHERE thumbprint = '$tp' AND held")" = "$size" ] ||
 		die "$size nodes: the store's reports do not show every node holding $tp"
@@ -271,6 +322,13 @@ print(json.dumps({"median": statistics.median(t), "max": max(t), "rounds": len(t
                   "set_ms": statistics.median(s),
                   "node_cpu_ms": float(sys.argv[3]), "server_cpu_ms": float(sys.argv[4])}))' \
 		"${times[*]}" "${sets[*]}" "$node_ms" "$server_ms")
+	got[$size]=$(python3 -c '
+import json, statistics, sys
+o = json.loads(sys.argv[1])
+t = [int(x) for x in sys.argv[2].split()]
+o["roll"] = {"median": statistics.median(t), "max": max(t), "rounds": len(t),
+             "node_cpu_ms": float(sys.argv[3]), "server_cpu_ms": float(sys.argv[4])}
+print(json.dumps(o))' "${got[$size]}" "${roll_times[*]}" "$roll_node_ms" "$roll_server_ms")
 }
 
 # measure_store_side NODES — got[side] from store_side with NODES nodes
@@ -330,15 +388,18 @@ python3 - "$prop" <<'PY'
 import json, sys
 p = json.loads(sys.argv[1])
 print("propagation: custody set on node1 -> every node reported (target: median < 1000 ms; store side < 3000 ms)")
-print("%-20s %10s %10s %8s %10s %14s %14s" % ("nodes", "median ms", "max ms", "rounds", "verdict",
-                                            "node CPU ms", "server CPU ms"))
+print("  set: a key new to the nodes (each unwraps it); roll: a roll at its effective instant (each holds the key)")
+fmt = "%-20s %10s %10s %8s %10s %12s %14s %13s %10s %14s %14s"
+print(fmt % ("nodes", "set median", "set max", "rounds", "verdict", "node CPU ms", "server CPU ms",
+             "roll median", "roll max", "roll node CPU", "roll server"))
 for k, v in p.items():
     if k.startswith("store_side"):
         n, limit = k[len("store_side"):-len("_ms")] + " (store side)", 3000
     else:
         n, limit = k[len("nodes"):-len("_ms")], 1000
-    print("%-20s %10s %10s %8s %10s %14s %14s" % (n, v["median"], v["max"], v["rounds"],
-                                             "ok" if v["median"] < limit else "OVER",
-                                             v.get("node_cpu_ms", "-"), v.get("server_cpu_ms", "-")))
+    roll = v.get("roll", {})
+    print(fmt % (n, v["median"], v["max"], v["rounds"], "ok" if v["median"] < limit else "OVER",
+                 v.get("node_cpu_ms", "-"), v.get("server_cpu_ms", "-"), roll.get("median", "-"),
+                 roll.get("max", "-"), roll.get("node_cpu_ms", "-"), roll.get("server_cpu_ms", "-")))
 PY
 echo "propagation: results in $results" >&2
