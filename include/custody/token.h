@@ -290,6 +290,28 @@ int custody_token_verify_key(custody_token *tok, const char *key_id,
 			     X509 *cert, custody_err *err);
 
 /*
+ * Checks kept by a handle that stays open (`sync --watch` between syncs).
+ * With keep 1, a key this handle has proved against a certificate
+ * (custody_token_remember_checked, after custody_token_verify_key and
+ * the certificate object's import) counts as proved while both objects
+ * answer to the handles they had with the same class and key id (the
+ * certificate object with the same value): custody_token_key_checked
+ * says so with two attribute reads, without a search or a signature.
+ * An object destroyed, or replaced by another with the same key id,
+ * answers no more: the key is checked again in full.  keep 0 (the
+ * default) takes nothing as proved and remembers nothing; what was
+ * remembered stays for the next keep 1.  A periodic sync checks in full.
+ */
+void custody_token_keep_checks(custody_token *tok, int keep);
+/* *checked = 1 when key_id counts as proved against cert (above). */
+int custody_token_key_checked(custody_token *tok, const char *key_id,
+			      X509 *cert, int *checked, custody_err *err);
+/* Remembers key_id as proved against cert (nothing unless keep is 1):
+ * its private key and the certificate object with cert's value. */
+int custody_token_remember_checked(custody_token *tok, const char *key_id,
+				   X509 *cert, custody_err *err);
+
+/*
  * Whether a failed custody_token_verify_key was the key object's fault —
  * it cannot sign (a half-made object left by an interrupted unwrap or
  * import, an attribute missing or refused), or it signs for another

@@ -393,9 +393,13 @@ close_kept_token(struct cli *cli)
 }
 
 /* Takes the token, syncs, gives it back (keep: see give_token_back).
+ * With proved, a key the kept token proved in an earlier sync is taken as
+ * proved while its objects are the same (custody_token_keep_checks): a
+ * sync for a change; the first and the periodic ones prove every key.
  * res is filled when the sync could run (OK). */
 static int
-sync_once(struct cli *cli, int64_t now, int keep, custody_sync_result *res)
+sync_once(struct cli *cli, int64_t now, int keep, int proved,
+	  custody_sync_result *res)
 {
 	int r;
 
@@ -410,6 +414,7 @@ sync_once(struct cli *cli, int64_t now, int keep, custody_sync_result *res)
 			cli_say(cli, "sync: the store was not told why: %s", ignored.msg);
 		return r;
 	}
+	custody_token_keep_checks(cli->token, keep && proved);
 	r = custody_cluster_sync(cli->token, cli->store, cli->node, now, res, &cli->err);
 	give_token_back(cli, keep && r == CUSTODY_OK);
 	return r;
@@ -446,7 +451,7 @@ run_once(struct cli *cli)
 
 	memset(&res, 0, sizeof(res));
 	if ((r = cli_open_store(cli)) != CUSTODY_OK ||
-	    (r = sync_once(cli, (int64_t)time(NULL), 0, &res)) != CUSTODY_OK)
+	    (r = sync_once(cli, (int64_t)time(NULL), 0, 0, &res)) != CUSTODY_OK)
 		goto out;
 	print_result(cli, 0, &res, realtime_ms(), custody_monotonic_ms() - started);
 	if (cli->verbose)	/* what the sync cost the store */
@@ -547,7 +552,7 @@ run_watch(struct cli *cli, const struct sync_opts *o)
 	int64_t interval_ms = o->interval * 1000, backoff_ms = FIRST_BACKOFF_MS;
 	int64_t next_sync_ms = 0, started, now_ms, at, generation;
 	char last_failure[sizeof(cli->err.msg) + 128] = "";
-	int have_last = 0, changed, due = 0, r;
+	int have_last = 0, changed, due = 0, full, r;
 
 	memset(&last, 0, sizeof(last));
 	memset(&fresh, 0, sizeof(fresh));
@@ -575,13 +580,14 @@ run_watch(struct cli *cli, const struct sync_opts *o)
 		state_clear(&fresh);
 		if ((r = read_state(cli, at, generation, &scan, &fresh)) != CUSTODY_OK)
 			goto failed;
-		due = !have_last || now_ms >= next_sync_ms || !state_equal(&last, &fresh);
+		full = !have_last || now_ms >= next_sync_ms;
+		due = full || !state_equal(&last, &fresh);
 		if (!due)	/* the same state under a new generation */
 			last.generation = fresh.generation;
 		if (due) {
 			started = custody_monotonic_ms();
 			custody_sync_result_clear(&res);
-			if ((r = sync_once(cli, at, 1, &res)) != CUSTODY_OK)
+			if ((r = sync_once(cli, at, 1, !full, &res)) != CUSTODY_OK)
 				goto failed;
 			print_result(cli, 1, &res, realtime_ms(), custody_monotonic_ms() - started);
 			/* The state the sync started from: a change that came

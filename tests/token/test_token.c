@@ -213,7 +213,7 @@ assert_der(const custody_token_cert *c, X509 *x)
 /* ------------------------------------------- a wrapped function list */
 
 static CK_FUNCTION_LIST wrapped, *real;
-static int login_calls, create_calls, fail_create_at;
+static int login_calls, create_calls, fail_create_at, sign_calls, find_calls;
 static CK_FLAGS extra_flags;
 
 static CK_RV
@@ -240,6 +240,20 @@ w_create(CK_SESSION_HANDLE s, CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE *h)
 	return real->C_CreateObject(s, t, n, h);
 }
 
+static CK_RV
+w_sign_init(CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_OBJECT_HANDLE key)
+{
+	sign_calls++;
+	return real->C_SignInit(s, m, key);
+}
+
+static CK_RV
+w_find_init(CK_SESSION_HANDLE s, CK_ATTRIBUTE *t, CK_ULONG n)
+{
+	find_calls++;
+	return real->C_FindObjectsInit(s, t, n);
+}
+
 static void
 wrap(custody_token *tok)
 {
@@ -248,6 +262,8 @@ wrap(custody_token *tok)
 	wrapped.C_Login = w_login;
 	wrapped.C_GetTokenInfo = w_get_token_info;
 	wrapped.C_CreateObject = w_create;
+	wrapped.C_SignInit = w_sign_init;
+	wrapped.C_FindObjectsInit = w_find_init;
 	tok->f = &wrapped;
 }
 
@@ -545,6 +561,133 @@ Test(token, two_handles_in_one_process)
 	cr_assert_eq(present, 1);
 	custody_token_close(b);
 	free_pki(&p);
+}
+
+/* ------------------------------------------------------ kept checks */
+
+/* A key proved (signed with, the signature verified with its certificate)
+ * and its certificate object remembered: what a watcher does between
+ * syncs. */
+static void
+prove_and_remember(custody_token *tok, const char *id, X509 *cert)
+{
+	custody_token_import_result res;
+	custody_err err = {0};
+
+	cr_assert_eq(custody_token_verify_key(tok, id, cert, &err), CUSTODY_OK,
+		     "%s", err.msg);
+	cr_assert_eq(custody_token_import(tok, NULL, cert, NULL, NULL, 0, &res,
+					  &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_token_remember_checked(tok, id, cert, &err),
+		     CUSTODY_OK, "%s", err.msg);
+}
+
+static int
+key_checked(custody_token *tok, const char *id, X509 *cert)
+{
+	custody_err err = {0};
+	int checked = -1;
+
+	cr_assert_eq(custody_token_key_checked(tok, id, cert, &checked, &err),
+		     CUSTODY_OK, "%s", err.msg);
+	return checked;
+}
+
+/* The lock let go and taken again, as between two syncs: what was found
+ * while it was held is forgotten. */
+static void
+between_syncs(custody_token *tok)
+{
+	custody_err err = {0};
+
+	cr_assert_eq(custody_token_unlock(tok, &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_token_relock(tok, &err), CUSTODY_OK, "%s", err.msg);
+}
+
+Test(token, a_kept_check_needs_no_search_nor_signature_while_its_objects_stay)
+{
+	custody_token *tok = softhsm_fixture_open(&fx);
+	custody_err err = {0};
+	char id[CUSTODY_KEY_ID_HEX + 1];
+	struct pki p;
+
+	make_pki(&p, "ec:p256", "kept.example");
+	expected_key_id(p.leaf, id);
+	cr_assert_eq(custody_token_import(tok, p.key, p.leaf, NULL, NULL, 0, NULL,
+					  &err), CUSTODY_OK, "%s", err.msg);
+	wrap(tok);
+	/* Off (the default): nothing is remembered, nothing taken as proved. */
+	prove_and_remember(tok, id, p.leaf);
+	cr_assert_eq(key_checked(tok, id, p.leaf), 0);
+
+	custody_token_keep_checks(tok, 1);
+	cr_assert_eq(key_checked(tok, id, p.leaf), 0, "proved before keep");
+	prove_and_remember(tok, id, p.leaf);
+	between_syncs(tok);
+	sign_calls = find_calls = 0;
+	cr_assert_eq(key_checked(tok, id, p.leaf), 1);
+	cr_assert_eq(sign_calls, 0, "a kept check signed");
+	cr_assert_eq(find_calls, 0, "a kept check searched the token");
+	/* Not for another certificate of the same key (a renewal). */
+	X509 *renewed = testcert_issued(p.key, "kept.example", p.ca, p.ca_key, 30);
+	cr_assert_eq(key_checked(tok, id, renewed), 0);
+	X509_free(renewed);
+
+	/* Off again (a periodic sync): proved in full; kept for the next. */
+	custody_token_keep_checks(tok, 0);
+	cr_assert_eq(key_checked(tok, id, p.leaf), 0);
+	custody_token_keep_checks(tok, 1);
+	cr_assert_eq(key_checked(tok, id, p.leaf), 1);
+	unwrap(tok);
+	custody_token_close(tok);
+	free_pki(&p);
+}
+
+/* Someone with the user PIN moves the key id of the proved key to another
+ * key (CKA_ID can be changed, the key material cannot): the kept check no
+ * longer answers, and the full check finds the key that does not match. */
+Test(token, a_key_id_moved_to_another_key_is_proved_again_and_refused)
+{
+	custody_token *tok = softhsm_fixture_open(&fx), *other;
+	CK_ATTRIBUTE moved_away = {CKA_ID, (CK_BYTE *)"\xff\xfe", 2};
+	CK_ATTRIBUTE moved_in = {CKA_ID, NULL, 0};
+	unsigned char raw[20];
+	custody_err err = {0};
+	char id[CUSTODY_KEY_ID_HEX + 1], id_b[CUSTODY_KEY_ID_HEX + 1];
+	struct pki a, b;
+
+	make_pki(&a, "ec:p256", "a.example");
+	make_pki(&b, "ec:p256", "b.example");
+	expected_key_id(a.leaf, id);
+	expected_key_id(b.leaf, id_b);
+	cr_assert_eq(custody_token_import(tok, a.key, a.leaf, NULL, NULL, 0, NULL,
+					  &err), CUSTODY_OK, "%s", err.msg);
+	cr_assert_eq(custody_token_import(tok, b.key, b.leaf, NULL, NULL, 0, NULL,
+					  &err), CUSTODY_OK, "%s", err.msg);
+	custody_token_keep_checks(tok, 1);
+	prove_and_remember(tok, id, a.leaf);
+	between_syncs(tok);
+	cr_assert_eq(key_checked(tok, id, a.leaf), 1);
+
+	other = softhsm_fixture_open(&fx);
+	for (size_t i = 0; i < sizeof(raw); i++)
+		sscanf(id + 2 * i, "%2hhx", &raw[i]);
+	moved_in.pValue = raw;
+	moved_in.ulValueLen = sizeof(raw);
+	cr_assert_eq(other->f->C_SetAttributeValue(other->session,
+		     find_one(other, CKO_PRIVATE_KEY, id), &moved_away, 1), CKR_OK);
+	cr_assert_eq(other->f->C_SetAttributeValue(other->session,
+		     find_one(other, CKO_PRIVATE_KEY, id_b), &moved_in, 1), CKR_OK);
+	custody_token_close(other);
+	between_syncs(tok);
+
+	cr_assert_eq(key_checked(tok, id, a.leaf), 0);
+	cr_assert_eq(custody_token_verify_key(tok, id, a.leaf, &err), CUSTODY_EFAIL);
+	cr_assert(strstr(err.msg, "does not match certificate") != NULL, "%s",
+		  err.msg);
+	custody_token_close(tok);
+	free_pki(&a);
+	free_pki(&b);
 }
 
 /* ----------------------------------------------------------- import */

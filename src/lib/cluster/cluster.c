@@ -1684,6 +1684,16 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 		refuse(res, it, "%s", e.msg);
 		goto out;
 	}
+	/* Proved earlier by this token handle, its objects still there
+	 * (custody_token_keep_checks): held, without a search or a
+	 * signature.  A key the store has no package for yet is looked at
+	 * in full (it may need one). */
+	if (vi->pkg_state != CUSTODY_ENOTFOUND &&
+	    custody_token_key_checked(tok, cert.key_id, x, &present, &e) ==
+	    CUSTODY_OK && present) {
+		it->held = 1;
+		goto out;
+	}
 	if ((r = custody_token_has_private_key(tok, cert.key_id, &present,
 					       &e)) != CUSTODY_OK) {
 		refuse(res, it, "%s", e.msg);
@@ -1702,6 +1712,9 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 			custody_warn("sync: cannot put certificate %s on token "
 				     "%s: %s", it->thumbprint,
 				     custody_token_label(tok), e.msg);
+		else
+			(void)custody_token_remember_checked(tok, cert.key_id,
+							     x, &e);
 		it->held = 1;
 		if (vi->pkg_state == CUSTODY_ENOTFOUND && token_kcv[0] != '\0' &&
 		    strcasecmp(token_kcv, store_kcv) == 0 &&
@@ -1739,6 +1752,7 @@ sync_item(custody_token *tok, custody_store *st, const char *store_kcv,
 	it->held = 1;
 	it->unwrapped = 1;
 	snprintf(it->key_id, sizeof(it->key_id), "%s", cert.key_id);
+	(void)custody_token_remember_checked(tok, cert.key_id, x, &e);
 out:
 	X509_free(x);
 	custody_package_record_clear(&pkg);

@@ -443,20 +443,23 @@ tmpl_id_hex(const struct token_tmpl *t, char hex[CUSTODY_KEY_ID_HEX + 1])
 					   hex, 0);
 }
 
+/* The certificate object of t, found or made (its handle in *obj). */
 static int
 write_cert(custody_token *tok, struct plan *p, struct token_tmpl *t,
-	   const char *what, int *created, custody_err *err)
+	   const char *what, int *created, CK_OBJECT_HANDLE *obj,
+	   custody_err *err)
 {
-	CK_OBJECT_HANDLE h;
 	int r;
 
 	*created = 0;
-	if ((r = find_by(tok, CKO_CERTIFICATE, token_tmpl_get(t, CKA_VALUE), &h,
+	if ((r = find_by(tok, CKO_CERTIFICATE, token_tmpl_get(t, CKA_VALUE), obj,
 			 err)) != CUSTODY_OK ||
-	    h != CK_INVALID_HANDLE)
+	    *obj != CK_INVALID_HANDLE)
 		return r;
-	if ((r = create(tok, p, t, what, err)) == CUSTODY_OK)
+	if ((r = create(tok, p, t, what, err)) == CUSTODY_OK) {
 		*created = 1;
+		*obj = p->created[p->n_created - 1];
+	}
 	return r;
 }
 
@@ -486,13 +489,13 @@ write_objects(custody_token *tok, struct plan *p, int have_key,
 			return r;
 		}
 	}
-	if ((r = write_cert(tok, p, &p->cert, "certificate", &created, err)) !=
-	    CUSTODY_OK)
+	if ((r = write_cert(tok, p, &p->cert, "certificate", &created,
+			    &tok->last_cert, err)) != CUSTODY_OK)
 		return r;
 	res->created_cert = created;
 	for (i = 0; i < p->n_chain; i++) {
 		if ((r = write_cert(tok, p, &p->chain[i], "CA certificate",
-				    &created, err)) != CUSTODY_OK)
+				    &created, &h, err)) != CUSTODY_OK)
 			return r;
 		if (created && res->created_chain < CUSTODY_TOKEN_CHAIN_MAX)
 			tmpl_id_hex(&p->chain[i],

@@ -18,6 +18,7 @@
 #ifndef NELEM
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #endif
+#include <custody/records.h>
 #include <custody/token.h>
 #include "token/sign.h"
 #include "token/wrap.h"
@@ -31,6 +32,8 @@ struct token_module;
 
 #define TOKEN_FOUND_MAX 8
 #define TOKEN_FOUND_ID_MAX 64
+#define TOKEN_CHECKED_MAX 8
+#define TOKEN_TAGS_MAX 32
 
 struct custody_token {
 	void *dl;		/* dlopen handle                           */
@@ -58,6 +61,27 @@ struct custody_token {
 	unsigned long found_epoch;	/* token_found_epoch when filled */
 	CK_OBJECT_HANDLE kcv_of;	/* the KEK whose KCV kek_kcv is  */
 	char kek_kcv[CUSTODY_KCV_HEX + 1];
+	/* Keys checked against their certificates, with the objects
+	 * checked, kept across the lock's let-goes (token/checked.c). */
+	int keep_checks;
+	struct token_checked {
+		unsigned char id[TOKEN_FOUND_ID_MAX];
+		size_t id_len;
+		unsigned char cert_sha256[32];
+		CK_OBJECT_HANDLE priv, cert;
+	} checked[TOKEN_CHECKED_MAX];
+	size_t n_checked, next_checked;
+	/* The certificate object the last import found or made. */
+	CK_OBJECT_HANDLE last_cert;
+	/* The KEK, kept across the lock's let-goes with keep_checks, and
+	 * the integrity tags it computed (a deterministic function of the
+	 * KEK and the digest: the same rows are read at every sync). */
+	CK_OBJECT_HANDLE kept_kek;
+	struct token_tag {
+		unsigned char digest[CUSTODY_TAG_INPUT_LEN];
+		char tag[CUSTODY_TAG_HEX + 1];
+	} tags[TOKEN_TAGS_MAX];
+	size_t n_tags, next_tag;
 };
 
 /* token/lock.c ------------------------------------------------------- */
@@ -165,10 +189,18 @@ int token_find_key_pair(custody_token *tok, const unsigned char *id,
  */
 void token_found_forget_all(void);
 void token_found_forget(custody_token *tok);
+/* 1 and *h when what token_find_by_id found (cls, id) is kept. */
+int token_found_lookup(custody_token *tok, CK_OBJECT_CLASS cls,
+		       const unsigned char *id, size_t id_len,
+		       CK_OBJECT_HANDLE *h);
 /* An object this handle made, found from now on without a search. */
 void token_found_remember(custody_token *tok, CK_OBJECT_CLASS cls,
 			  const unsigned char *id, size_t id_len,
 			  CK_OBJECT_HANDLE h);
+/* token/checked.c: 1 when h answers with class cls and key id id (an
+ * object kept across the lock's let-goes is still the one it was). */
+int token_answers(custody_token *tok, CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls,
+		  const unsigned char *id, size_t id_len);
 /* C_DestroyObject of a session object made for one computation. */
 void token_destroy_temporary(custody_token *tok, CK_OBJECT_HANDLE h,
 			     const char *what);

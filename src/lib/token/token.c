@@ -256,9 +256,9 @@ token_found_forget(custody_token *tok)
 	tok->kek_kcv[0] = '\0';
 }
 
-static int
-found_lookup(custody_token *tok, CK_OBJECT_CLASS cls, const unsigned char *id,
-	     size_t id_len, CK_OBJECT_HANDLE *h)
+int
+token_found_lookup(custody_token *tok, CK_OBJECT_CLASS cls,
+		   const unsigned char *id, size_t id_len, CK_OBJECT_HANDLE *h)
 {
 	size_t i;
 
@@ -323,7 +323,7 @@ token_find_by_id(custody_token *tok, CK_OBJECT_CLASS cls,
 	};
 	int r;
 
-	if (found_lookup(tok, cls, id, id_len, found))
+	if (token_found_lookup(tok, cls, id, id_len, found))
 		return CUSTODY_OK;
 	if ((r = token_find_first(tok, t, NELEM(t), found, err)) == CUSTODY_OK)
 		token_found_remember(tok, cls, id, id_len, *found);

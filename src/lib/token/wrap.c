@@ -103,11 +103,54 @@ node_id(const char *prefix, const char *node, unsigned char *id,
 	return CUSTODY_OK;
 }
 
+/* The KEK (CK_INVALID_HANDLE: none).  A handle that keeps its checks
+ * (custody_token_keep_checks) keeps the KEK's handle across its lock's
+ * let-goes too, while it answers with the KEK's class and id. */
 static int
 find_kek(custody_token *tok, CK_OBJECT_HANDLE *h, custody_err *err)
 {
-	return token_find_by_id(tok, CKO_SECRET_KEY, (unsigned char *)kek_id,
-				sizeof(kek_id) - 1, h, err);
+	const unsigned char *id = (const unsigned char *)kek_id;
+	size_t id_len = sizeof(kek_id) - 1;
+	int r;
+
+	if (token_found_lookup(tok, CKO_SECRET_KEY, id, id_len, h))
+		return CUSTODY_OK;	/* found while the lock is held */
+	if (tok->keep_checks && tok->kept_kek != CK_INVALID_HANDLE &&
+	    token_answers(tok, tok->kept_kek, CKO_SECRET_KEY, id, id_len)) {
+		*h = tok->kept_kek;
+		token_found_remember(tok, CKO_SECRET_KEY, id, id_len, *h);
+		return CUSTODY_OK;
+	}
+	r = token_find_by_id(tok, CKO_SECRET_KEY, id, id_len, h, err);
+	if (r != CUSTODY_OK || !tok->keep_checks || *h != tok->kept_kek)
+		tok->n_tags = tok->next_tag = 0;	/* another KEK's */
+	tok->kept_kek = r == CUSTODY_OK && tok->keep_checks ? *h :
+			CK_INVALID_HANDLE;
+	return r;
+}
+
+/* The tag of digest that the kept KEK computed before, or NULL. */
+static const char *
+kept_tag(const custody_token *tok, const unsigned char *digest)
+{
+	size_t i;
+
+	for (i = 0; i < tok->n_tags; i++)
+		if (memcmp(tok->tags[i].digest, digest, CUSTODY_TAG_INPUT_LEN) == 0)
+			return tok->tags[i].tag;
+	return NULL;
+}
+
+static void
+keep_tag(custody_token *tok, const unsigned char *digest, const char *tag)
+{
+	struct token_tag *t = &tok->tags[tok->next_tag];
+
+	tok->next_tag = (tok->next_tag + 1) % TOKEN_TAGS_MAX;
+	if (tok->n_tags < TOKEN_TAGS_MAX)
+		tok->n_tags++;
+	memcpy(t->digest, digest, CUSTODY_TAG_INPUT_LEN);
+	memcpy(t->tag, tag, CUSTODY_TAG_HEX + 1);
 }
 
 /* The transport key of node: its CKA_ID (TRANSPORT_PREFIX + node) and the
@@ -323,12 +366,19 @@ custody_token_kek_tag(custody_token *tok,
 	unsigned int mac_len = 0;
 	size_t out_len = 0;
 	CK_OBJECT_HANDLE h;
+	const char *kept;
 	int r;
 
 	tag[0] = '\0';
 	if ((r = need_kek(tok, "compute an integrity tag", &h, err)) !=
-	    CUSTODY_OK ||
-	    (r = wrap_value_under_kek(tok, h, digest, CUSTODY_TAG_INPUT_LEN,
+	    CUSTODY_OK)
+		goto out;
+	if (tok->keep_checks && h == tok->kept_kek &&
+	    (kept = kept_tag(tok, digest)) != NULL) {
+		memcpy(tag, kept, CUSTODY_TAG_HEX + 1);
+		goto out;
+	}
+	if ((r = wrap_value_under_kek(tok, h, digest, CUSTODY_TAG_INPUT_LEN,
 				      "an integrity tag", &out, &out_len, NULL,
 				      err)) != CUSTODY_OK)
 		goto out;
@@ -342,6 +392,8 @@ custody_token_kek_tag(custody_token *tok,
 		goto out;
 	}
 	custody_hex_encode(mac, CUSTODY_TAG_HEX / 2, tag, 0);
+	if (tok->keep_checks && h == tok->kept_kek)
+		keep_tag(tok, digest, tag);
 	r = CUSTODY_OK;
 out:
 	free(out);
