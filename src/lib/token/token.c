@@ -252,8 +252,12 @@ token_found_forget(custody_token *tok)
 	tok->n_found = 0;
 	tok->next_found = 0;
 	tok->found_epoch = found_epoch;
-	tok->kcv_of = CK_INVALID_HANDLE;
-	tok->kek_kcv[0] = '\0';
+	/* The KCV of the KEK kept across let-goes stays with it: the KEK
+	 * is checked again by its handle before it is used (find_kek). */
+	if (!tok->keep_checks || tok->kcv_of != tok->kept_kek) {
+		tok->kcv_of = CK_INVALID_HANDLE;
+		tok->kek_kcv[0] = '\0';
+	}
 }
 
 int
