@@ -425,17 +425,11 @@ query(struct store_conn *s, const char *sql, const struct params *p,
 		if ((r = ensure_connected(s, err, what)) != CUSTODY_OK)
 			goto out;
 		s->statements++;
-		if (s->prepared != NULL)
-			res = pg_prepared_exec(s->prepared, s->conn, sql,
-					       p != NULL ? p->n : 0,
-					       p != NULL ? p->values : NULL,
-					       p != NULL ? p->lengths : NULL,
-					       p != NULL ? p->formats : NULL);
-		else
-			res = PQexecParams(s->conn, sql, p != NULL ? p->n : 0,
-					   NULL, p != NULL ? p->values : NULL,
-					   p != NULL ? p->lengths : NULL,
-					   p != NULL ? p->formats : NULL, 0);
+		res = pg_prepared_exec(s->prepared, s->conn, sql,
+				       p != NULL ? p->n : 0,
+				       p != NULL ? p->values : NULL,
+				       p != NULL ? p->lengths : NULL,
+				       p != NULL ? p->formats : NULL);
 		/* A connection found lost outside a transaction (the server
 		 * restarted while this one was idle): once more, on a new
 		 * one.  Nothing was written: writes need a transaction. */

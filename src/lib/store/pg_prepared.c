@@ -88,7 +88,7 @@ pg_prepared_exec(struct pg_prepared *pp, PGconn *conn, const char *sql, int n,
 	long i;
 	int attempt;
 
-	for (attempt = 0; attempt < 2; attempt++) {
+	for (attempt = 0; pp != NULL && attempt < 2; attempt++) {
 		if ((i = find(pp, sql)) < 0) {
 			if (pp->n == PREPARED_MAX ||
 			    (pp->sql[pp->n] = strdup(sql)) == NULL)

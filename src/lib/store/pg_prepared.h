@@ -31,8 +31,8 @@ void pg_prepared_forget(struct pg_prepared *pp);
 
 /* Runs sql with n values, prepared under its name (prepared now on first
  * use), as PQexecParams would; the result is the caller's to PQclear.
- * A statement that cannot be kept (the table of names is full) is sent
- * as text. */
+ * With pp NULL (a connection that keeps nothing), or a statement that
+ * cannot be kept (the table of names is full), it is sent as text. */
 PGresult *pg_prepared_exec(struct pg_prepared *pp, PGconn *conn,
 			   const char *sql, int n, const char *const *values,
 			   const int *lengths, const int *formats);

@@ -145,7 +145,8 @@ custody_token_remember_checked(custody_token *tok, const char *key_id,
 {
 	unsigned char id[TOKEN_FOUND_ID_MAX], sha256[32], *der = NULL;
 	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
-	CK_ATTRIBUTE t[2] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_VALUE, NULL, 0}};
+	CK_ATTRIBUTE t[3] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_ID, NULL, 0},
+			     {CKA_VALUE, NULL, 0}};
 	CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, obj = CK_INVALID_HANDLE;
 	struct token_checked *c;
 	size_t id_len = 0;
@@ -159,26 +160,26 @@ custody_token_remember_checked(custody_token *tok, const char *key_id,
 		return r;
 	/* The key was just proved: found without a search (token_find_by_id
 	 * keeps it while the lock is held); the certificate object is the
-	 * one the import found or made, else searched by its value. */
+	 * one the import found or made, else searched by its class, key id
+	 * and value.  Each answers as it will be asked (class, id, value). */
 	if ((r = token_find_by_id(tok, CKO_PRIVATE_KEY, id, id_len, &priv,
-				  err)) != CUSTODY_OK)
-		goto out;
+				  err)) != CUSTODY_OK ||
+	    priv == CK_INVALID_HANDLE)
+		goto out;	/* nothing to remember */
 	obj = tok->last_cert;
 	if (!answers_value(tok, obj, CKO_CERTIFICATE, id, id_len, der, der_len)) {
-		t[1].pValue = der;
-		t[1].ulValueLen = (CK_ULONG)der_len;
-		if ((r = token_find_first(tok, t, 2, &obj, err)) != CUSTODY_OK)
+		t[1].pValue = id;
+		t[1].ulValueLen = (CK_ULONG)id_len;
+		t[2].pValue = der;
+		t[2].ulValueLen = (CK_ULONG)der_len;
+		if ((r = token_find_first(tok, t, NELEM(t), &obj, err)) !=
+		    CUSTODY_OK || obj == CK_INVALID_HANDLE)
 			goto out;
 	}
-	if (!token_answers(tok, priv, CKO_PRIVATE_KEY, id, id_len) ||
-	    !answers_value(tok, obj, CKO_CERTIFICATE, id, id_len, der, der_len))
-		goto out;	/* nothing to remember */
-	if ((c = lookup(tok, id, id_len, sha256)) == NULL) {
-		c = &tok->checked[tok->next_checked];
-		tok->next_checked = (tok->next_checked + 1) % TOKEN_CHECKED_MAX;
-		if (tok->n_checked < TOKEN_CHECKED_MAX)
-			tok->n_checked++;
-	}
+	if ((c = lookup(tok, id, id_len, sha256)) == NULL)
+		c = &tok->checked[token_ring_slot(&tok->next_checked,
+						  &tok->n_checked,
+						  TOKEN_CHECKED_MAX)];
 	memcpy(c->id, id, id_len);
 	c->id_len = id_len;
 	memcpy(c->cert_sha256, sha256, sizeof(sha256));

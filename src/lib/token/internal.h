@@ -35,6 +35,19 @@ struct token_module;
 #define TOKEN_CHECKED_MAX 8
 #define TOKEN_TAGS_MAX 32
 
+/* The slot a small ring of max entries fills next (the oldest once it is
+ * full): *n counts the filled ones, *next is where the next one goes. */
+static inline size_t
+token_ring_slot(size_t *next, size_t *n, size_t max)
+{
+	size_t slot = *next;
+
+	*next = (*next + 1) % max;
+	if (*n < max)
+		(*n)++;
+	return slot;
+}
+
 struct custody_token {
 	void *dl;		/* dlopen handle                           */
 	struct token_module *mod;

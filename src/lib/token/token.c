@@ -290,10 +290,8 @@ token_found_remember(custody_token *tok, CK_OBJECT_CLASS cls,
 		return;
 	if (tok->found_epoch != found_epoch)
 		token_found_forget(tok);
-	f = &tok->found[tok->next_found];
-	tok->next_found = (tok->next_found + 1) % TOKEN_FOUND_MAX;
-	if (tok->n_found < TOKEN_FOUND_MAX)
-		tok->n_found++;
+	f = &tok->found[token_ring_slot(&tok->next_found, &tok->n_found,
+					TOKEN_FOUND_MAX)];
 	f->cls = cls;
 	memcpy(f->id, id, id_len);
 	f->id_len = id_len;

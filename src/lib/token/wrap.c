@@ -144,11 +144,10 @@ kept_tag(const custody_token *tok, const unsigned char *digest)
 static void
 keep_tag(custody_token *tok, const unsigned char *digest, const char *tag)
 {
-	struct token_tag *t = &tok->tags[tok->next_tag];
+	struct token_tag *t = &tok->tags[token_ring_slot(&tok->next_tag,
+							  &tok->n_tags,
+							  TOKEN_TAGS_MAX)];
 
-	tok->next_tag = (tok->next_tag + 1) % TOKEN_TAGS_MAX;
-	if (tok->n_tags < TOKEN_TAGS_MAX)
-		tok->n_tags++;
 	memcpy(t->digest, digest, CUSTODY_TAG_INPUT_LEN);
 	memcpy(t->tag, tag, CUSTODY_TAG_HEX + 1);
 }
